@@ -1,0 +1,68 @@
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import type { Logger } from 'pino';
+import type { Config } from './config.ts';
+import { registerAuth } from './plugins/auth.ts';
+import { registerEnvelope } from './plugins/envelope.ts';
+import { registerOpenApi } from './plugins/openapi.ts';
+import { registerRateLimit } from './plugins/rate-limit.ts';
+import { adminRoutes } from './routes/admins/admins.routes.ts';
+import { appRoutes } from './routes/apps/apps.routes.ts';
+import { authRoutes } from './routes/auth/auth.routes.ts';
+import { customerRoutes } from './routes/customers/customers.routes.ts';
+import { deviceTypeRoutes } from './routes/device-types/device-types.routes.ts';
+import { deviceRoutes } from './routes/devices/devices.routes.ts';
+import { extendInfoRoutes } from './routes/devices/extend-infos.routes.ts';
+import { groupRoutes } from './routes/groups/groups.routes.ts';
+import { platformRoutes } from './routes/platform/platform.routes.ts';
+import { projectRoutes } from './routes/project/project.routes.ts';
+import { viewKeyRoutes } from './routes/project/view-key.routes.ts';
+import type { Services } from './services.ts';
+
+export type AppConfig = Pick<Config, 'BODY_LIMIT' | 'LOGIN_RATE_LIMIT' | 'LOGIN_RATE_WINDOW_MS' | 'PLATFORM_TOKEN' | 'TRUST_PROXY'>;
+
+export interface AppDeps {
+  config: AppConfig;
+  services: Services;
+  jwtSecret: string;
+  logger: Logger | false;
+}
+
+/** The HTTP application as a value: no listen() here (architecture.md §1); main.ts and tests own that. */
+export async function buildApp({ config, services, jwtSecret, logger }: AppDeps): Promise<FastifyInstance> {
+  const opts: FastifyServerOptions = {
+    bodyLimit: config.BODY_LIMIT,
+    trustProxy: config.TRUST_PROXY,
+    requestIdHeader: 'x-request-id',
+    // Fastify rejects prototype-poisoning keys itself; our own parser (envelope.ts) reads every body.
+    ...(logger ? { loggerInstance: logger } : { logger: false }),
+  };
+  const app = Fastify(opts);
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+
+  registerEnvelope(app, config.BODY_LIMIT);
+  await registerOpenApi(app);
+  await registerRateLimit(app, { loginMax: config.LOGIN_RATE_LIMIT, loginWindowMs: config.LOGIN_RATE_WINDOW_MS });
+  await registerAuth(app, { secret: jwtSecret, auth: services.auth });
+
+  app.get('/health', { schema: { hide: true } }, async () => ({ result: true, info: { status: 'ok' } }));
+
+  const deps = { services };
+  authRoutes(app, deps);
+  projectRoutes(app, deps);
+  viewKeyRoutes(app, deps);
+  deviceTypeRoutes(app, deps);
+  groupRoutes(app, deps);
+  deviceRoutes(app, deps);
+  extendInfoRoutes(app, deps);
+  customerRoutes(app, deps);
+  appRoutes(app, deps);
+  adminRoutes(app, deps);
+
+  const platformToken = config.PLATFORM_TOKEN;
+  if (platformToken) {
+    await app.register(async (scope) => platformRoutes(scope, { services, token: platformToken }));
+  }
+  return app;
+}

@@ -1,0 +1,88 @@
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PGlite } from '@electric-sql/pglite';
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
+import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
+import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
+import postgres from 'postgres';
+import * as schema from './schema.ts';
+
+export type Schema = typeof schema;
+/** The common surface of both drivers; repositories see only this. */
+export type Db = PgDatabase<PgQueryResultHKT, Schema>;
+/** A transaction or the database itself: repositories accept either. */
+export type Tx = Parameters<Parameters<Db['transaction']>[0]>[0] | Db;
+
+export interface Database {
+  db: Db;
+  driver: 'pglite' | 'postgres';
+  /** Applies the SQL migrations of `drizzle/`. */
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const migrationsFolder = fileURLToPath(new URL('../../drizzle', import.meta.url));
+
+export interface PgliteOptions {
+  /** Directory of the database files; omitted = in memory. */
+  dataDir?: string;
+  /** A dump (from `dumpDataDir`) to start from: tests start from a migrated snapshot. */
+  loadDataDir?: Blob | File;
+  /** A PGlite build to use instead of the default (e.g. one with TimescaleDB, in tests). */
+  client?: PGlite;
+}
+
+export async function openPglite(opts: PgliteOptions = {}): Promise<Database & { client: PGlite }> {
+  let client = opts.client;
+  if (!client) {
+    if (opts.dataDir) mkdirSync(opts.dataDir, { recursive: true });
+    client = new PGlite({
+      ...(opts.dataDir ? { dataDir: path.resolve(opts.dataDir, 'pg') } : {}),
+      ...(opts.loadDataDir ? { loadDataDir: opts.loadDataDir } : {}),
+    });
+  }
+  await client.query('select 1');
+  const typed = drizzlePglite(client, { schema });
+  const owned = client;
+  return {
+    db: typed as unknown as Db,
+    client: owned,
+    driver: 'pglite',
+    migrate: () => migratePglite(typed, { migrationsFolder }),
+    close: async () => {
+      if (!owned.closed) await owned.close();
+    },
+  };
+}
+
+export interface PostgresOptions {
+  max?: number;
+}
+
+export async function openPostgres(url: string, opts: PostgresOptions = {}): Promise<Database> {
+  const sql = postgres(url, {
+    max: opts.max ?? 10,
+    onnotice: () => {},
+    connection: { application_name: 'iot-cloud' },
+  });
+  // Fail fast with the driver's message when the server is not reachable.
+  await sql`select 1`;
+  const typed = drizzlePostgres(sql, { schema });
+  return {
+    db: typed as unknown as Db,
+    driver: 'postgres',
+    migrate: async () => {
+      // Several nodes may start at once: one applies the migrations, the others wait on the lock.
+      await sql`select pg_advisory_lock(727274)`;
+      try {
+        await migratePostgres(typed, { migrationsFolder });
+      } finally {
+        await sql`select pg_advisory_unlock(727274)`;
+      }
+    },
+    close: () => sql.end({ timeout: 5 }),
+  };
+}

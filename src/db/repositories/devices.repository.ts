@@ -1,0 +1,192 @@
+import { and, desc, eq, getTableColumns, inArray, sql, type SQL } from 'drizzle-orm';
+import type { Scope } from '../../domain/auth/principal.ts';
+import type { Db, Tx } from '../client.ts';
+import { customerDevices, deviceGroupMembers, deviceGroups, devices, deviceTypes } from '../schema.ts';
+
+export type DeviceRow = typeof devices.$inferSelect;
+export type NewDevice = typeof devices.$inferInsert;
+
+export interface DeviceFilter {
+  typeId?: string;
+  groupIds?: string[];
+  includeSubGroups?: boolean;
+  online?: boolean;
+  deviceKey?: string;
+}
+
+const typeInfo = {
+  typeName: deviceTypes.name,
+  typeConnType: deviceTypes.connType,
+  typeConnProtocol: deviceTypes.connProtocol,
+};
+export type DeviceWithType = DeviceRow & { typeName: string | null; typeConnType: string | null; typeConnProtocol: string | null };
+
+/** Restricts to the scope: the project always, and the customer's bound devices for customer tokens. */
+function inScope(scope: Scope): SQL {
+  const project = eq(devices.projectId, scope.projectId);
+  if (!scope.customerId) return project;
+  return and(
+    project,
+    sql`exists (select 1 from ${customerDevices} cd where cd.device_id = ${devices.id} and cd.customer_id = ${scope.customerId})`,
+  )!;
+}
+
+function groupCondition(projectId: string, groupIds: string[], includeSub: boolean): SQL {
+  const ids = sql.join(groupIds.map((g) => sql`${g}`), sql`, `);
+  const groups = includeSub
+    ? sql`(with recursive g(id) as (
+            select id from ${deviceGroups} where project_id = ${projectId} and id in (${ids})
+            union
+            select c.id from ${deviceGroups} c join g on c.parent_id = g.id where c.project_id = ${projectId}
+          ) select id from g)`
+    : sql`(${ids})`;
+  return sql`exists (select 1 from ${deviceGroupMembers} m where m.device_id = ${devices.id} and m.project_id = ${projectId} and m.group_id in ${groups})`;
+}
+
+export function createDevicesRepository(db: Db) {
+  function where(scope: Scope, f: DeviceFilter = {}): SQL {
+    const parts: SQL[] = [inScope(scope)];
+    if (f.typeId !== undefined) parts.push(eq(devices.typeId, f.typeId));
+    if (f.groupIds?.length) parts.push(groupCondition(scope.projectId, f.groupIds, f.includeSubGroups ?? false));
+    if (f.online !== undefined) parts.push(eq(devices.online, f.online));
+    if (f.deviceKey !== undefined) parts.push(eq(devices.deviceKey, f.deviceKey));
+    return and(...parts)!;
+  }
+
+  return {
+    async list(scope: Scope, filter: DeviceFilter, limit: number, offset: number): Promise<{ rows: DeviceWithType[]; total: number }> {
+      const cond = where(scope, filter);
+      const [rows, counted] = await Promise.all([
+        db
+          .select({ ...devicesColumns(), ...typeInfo })
+          .from(devices)
+          .leftJoin(deviceTypes, eq(deviceTypes.id, devices.typeId))
+          .where(cond)
+          .orderBy(desc(devices.id))
+          .limit(limit)
+          .offset(offset),
+        db.select({ total: sql<number>`count(*)::int` }).from(devices).where(cond),
+      ]);
+      return { rows, total: counted[0]?.total ?? 0 };
+    },
+
+    async get(scope: Scope, id: string, tx: Tx = db): Promise<DeviceWithType | undefined> {
+      const [row] = await tx
+        .select({ ...devicesColumns(), ...typeInfo })
+        .from(devices)
+        .leftJoin(deviceTypes, eq(deviceTypes.id, devices.typeId))
+        .where(and(eq(devices.id, id), inScope(scope)))
+        .limit(1);
+      return row;
+    },
+
+    async groupIdsOf(deviceId: string): Promise<string[]> {
+      const rows = await db
+        .select({ id: deviceGroupMembers.groupId })
+        .from(deviceGroupMembers)
+        .where(eq(deviceGroupMembers.deviceId, deviceId))
+        .orderBy(deviceGroupMembers.groupId);
+      return rows.map((r) => r.id);
+    },
+
+    async count(projectId: string): Promise<number> {
+      const [row] = await db.select({ n: sql<number>`count(*)::int` }).from(devices).where(eq(devices.projectId, projectId));
+      return row?.n ?? 0;
+    },
+
+    async insert(row: NewDevice): Promise<void> {
+      await db.insert(devices).values(row);
+    },
+
+    async update(projectId: string, id: string, patch: Partial<NewDevice>): Promise<boolean> {
+      const rows = await db
+        .update(devices)
+        .set(patch)
+        .where(and(eq(devices.id, id), eq(devices.projectId, projectId)))
+        .returning({ id: devices.id });
+      return rows.length > 0;
+    },
+
+    /** Merges tags in one statement; refuses (returns false) when the result would exceed `maxTags`. */
+    async mergeTags(projectId: string, id: string, tags: Record<string, string>, maxTags: number, now: number): Promise<'ok' | 'missing' | 'too-many'> {
+      const merged = sql`${devices.tags} || ${JSON.stringify(tags)}::jsonb`;
+      const rows = await db
+        .update(devices)
+        .set({ tags: sql`${merged}`, updateTime: now })
+        .where(
+          and(
+            eq(devices.id, id),
+            eq(devices.projectId, projectId),
+            sql`(select count(*) from jsonb_object_keys(${merged})) <= ${maxTags}`,
+          ),
+        )
+        .returning({ id: devices.id });
+      if (rows.length) return 'ok';
+      const exists = await db.select({ id: devices.id }).from(devices).where(and(eq(devices.id, id), eq(devices.projectId, projectId)));
+      return exists.length ? 'too-many' : 'missing';
+    },
+
+    async removeTags(projectId: string, id: string, keys: string[], now: number): Promise<boolean> {
+      const rows = await db
+        .update(devices)
+        .set({ tags: sql`${devices.tags} - ${sql`array[${sql.join(keys.map((k) => sql`${k}`), sql`, `)}]::text[]`}`, updateTime: now })
+        .where(and(eq(devices.id, id), eq(devices.projectId, projectId)))
+        .returning({ id: devices.id });
+      return rows.length > 0;
+    },
+
+    async setGroups(projectId: string, id: string, groupIds: string[]): Promise<void> {
+      await db.transaction(async (tx) => {
+        await tx.delete(deviceGroupMembers).where(eq(deviceGroupMembers.deviceId, id));
+        if (groupIds.length) {
+          await tx.insert(deviceGroupMembers).values(groupIds.map((groupId) => ({ groupId, deviceId: id, projectId })));
+        }
+      });
+    },
+
+    async existingGroupIds(projectId: string, ids: string[]): Promise<string[]> {
+      if (!ids.length) return [];
+      const rows = await db
+        .select({ id: deviceGroups.id })
+        .from(deviceGroups)
+        .where(and(eq(deviceGroups.projectId, projectId), inArray(deviceGroups.id, ids)));
+      return rows.map((r) => r.id);
+    },
+
+    async typeInProject(projectId: string, typeId: string) {
+      const [row] = await db
+        .select({ id: deviceTypes.id })
+        .from(deviceTypes)
+        .where(and(eq(deviceTypes.id, typeId), eq(deviceTypes.projectId, projectId)))
+        .limit(1);
+      return row !== undefined;
+    },
+
+    async delete(projectId: string, id: string): Promise<boolean> {
+      const rows = await db
+        .delete(devices)
+        .where(and(eq(devices.id, id), eq(devices.projectId, projectId)))
+        .returning({ id: devices.id });
+      return rows.length > 0;
+    },
+
+    /** Both stat calls from one pass over the (project, online, active, alarm_level) index. */
+    async stats(scope: Scope) {
+      const [row] = await db
+        .select({
+          total: sql<number>`count(*)::int`,
+          online: sql<number>`count(*) filter (where ${devices.online})::int`,
+          active: sql<number>`count(*) filter (where ${devices.active})::int`,
+          alarm1: sql<number>`count(*) filter (where ${devices.alarmLevel} = 1)::int`,
+          alarm2: sql<number>`count(*) filter (where ${devices.alarmLevel} = 2)::int`,
+          alarm3: sql<number>`count(*) filter (where ${devices.alarmLevel} >= 3)::int`,
+        })
+        .from(devices)
+        .where(inScope(scope));
+      return row ?? { total: 0, online: 0, active: 0, alarm1: 0, alarm2: 0, alarm3: 0 };
+    },
+  };
+}
+export type DevicesRepository = ReturnType<typeof createDevicesRepository>;
+
+const devicesColumns = () => getTableColumns(devices);

@@ -1,0 +1,277 @@
+import { sql } from 'drizzle-orm';
+import {
+  bigint,
+  boolean,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  primaryKey,
+  smallint,
+  text,
+  uniqueIndex,
+  type AnyPgColumn,
+} from 'drizzle-orm/pg-core';
+
+/** Times are milliseconds since the epoch, as the API speaks them (http-api.md §1). */
+const ms = (name: string) => bigint(name, { mode: 'number' });
+const tags = () => jsonb('tags').$type<Record<string, string>>().notNull().default({});
+const projectRef = () =>
+  text('project_id')
+    .notNull()
+    .references(() => projects.id, { onDelete: 'cascade' });
+const created = () => ms('create_time').notNull();
+const updated = () => ms('update_time').notNull();
+
+export const projects = pgTable('projects', {
+  id: text('id').primaryKey(),
+  name: text('name').notNull(),
+  descr: text('descr').notNull().default(''),
+  tags: tags(),
+  /** Given to every device of the project; the device protocol sends it in clear, so it is stored in clear. */
+  projectKey: text('project_key').notNull().unique(),
+  /** Application-subscription identity (device-protocol.md §9); the secret is hashed. */
+  viewKey: text('view_key').unique(),
+  viewSecretHash: text('view_secret_hash'),
+  /** Maximum number of devices; null = unlimited (device-protocol.md §4). */
+  deviceQuota: integer('device_quota'),
+  createTime: created(),
+  updateTime: updated(),
+});
+
+export const apiApps = pgTable(
+  'api_apps',
+  {
+    id: text('id').primaryKey(),
+    projectId: projectRef(),
+    name: text('name').notNull(),
+    accessKey: text('access_key').notNull(),
+    secretHash: text('secret_hash').notNull(),
+    createTime: created(),
+  },
+  (t) => [index('api_apps_project_idx').on(t.projectId)],
+);
+
+export const admins = pgTable(
+  'admins',
+  {
+    id: text('id').primaryKey(),
+    projectId: projectRef(),
+    account: text('account').notNull(),
+    name: text('name').notNull().default(''),
+    email: text('email').notNull().default(''),
+    tags: tags(),
+    passwordHash: text('password_hash').notNull(),
+    createTime: created(),
+    updateTime: updated(),
+  },
+  (t) => [uniqueIndex('admins_project_account_uq').on(t.projectId, t.account)],
+);
+
+export const customers = pgTable(
+  'customers',
+  {
+    id: text('id').primaryKey(),
+    projectId: projectRef(),
+    account: text('account').notNull(),
+    passwordHash: text('password_hash').notNull(),
+    name: text('name').notNull(),
+    descr: text('descr').notNull().default(''),
+    email: text('email').notNull().default(''),
+    mobile: text('mobile').notNull().default(''),
+    tags: tags(),
+    locale: text('locale').notNull().default('en'),
+    createTime: created(),
+    updateTime: updated(),
+  },
+  (t) => [
+    uniqueIndex('customers_project_account_uq').on(t.projectId, t.account),
+    index('customers_project_id_idx').on(t.projectId, t.id),
+  ],
+);
+
+export const deviceTypes = pgTable(
+  'device_types',
+  {
+    id: text('id').primaryKey(),
+    projectId: projectRef(),
+    name: text('name').notNull(),
+    descr: text('descr').notNull().default(''),
+    tags: tags(),
+    typeKey: text('type_key').notNull().unique(),
+    /** "1" direct device, "2" gateway sub-device, "3" gateway (device-protocol.md §4). */
+    connType: text('conn_type').notNull().default('1'),
+    connProtocol: text('conn_protocol').notNull().default('mqtt'),
+    allowAutoCreate: boolean('allow_auto_create').notNull().default(false),
+    createTime: created(),
+    updateTime: updated(),
+  },
+  (t) => [index('device_types_project_idx').on(t.projectId, t.id)],
+);
+
+export const attributeModels = pgTable(
+  'attribute_models',
+  {
+    id: text('id').primaryKey(),
+    projectId: projectRef(),
+    deviceTypeId: text('device_type_id')
+      .notNull()
+      .references(() => deviceTypes.id, { onDelete: 'cascade' }),
+    identifier: text('identifier').notNull(),
+    name: text('name').notNull(),
+    dataType: text('data_type').notNull(),
+    unit: text('unit').notNull().default(''),
+    options: jsonb('options').$type<Record<string, unknown>>().notNull().default({}),
+    createTime: created(),
+    updateTime: updated(),
+  },
+  (t) => [uniqueIndex('attribute_models_type_ident_uq').on(t.deviceTypeId, t.identifier)],
+);
+
+export const dataStreams = pgTable(
+  'data_streams',
+  {
+    id: text('id').primaryKey(),
+    projectId: projectRef(),
+    deviceTypeId: text('device_type_id')
+      .notNull()
+      .references(() => deviceTypes.id, { onDelete: 'cascade' }),
+    identifier: text('identifier').notNull(),
+    name: text('name').notNull(),
+    /** hex (binary), text or json (device-protocol.md §7). */
+    format: text('format').notNull(),
+    tcpBound: boolean('tcp_bound').notNull().default(false),
+    mapToAttributes: boolean('map_to_attributes').notNull().default(false),
+    createTime: created(),
+    updateTime: updated(),
+  },
+  (t) => [uniqueIndex('data_streams_type_ident_uq').on(t.deviceTypeId, t.identifier)],
+);
+
+export const extendInfoDefs = pgTable(
+  'extend_info_defs',
+  {
+    id: text('id').primaryKey(),
+    projectId: projectRef(),
+    deviceTypeId: text('device_type_id')
+      .notNull()
+      .references(() => deviceTypes.id, { onDelete: 'cascade' }),
+    infoType: text('info_type').notNull(),
+    name: text('name').notNull(),
+    descr: text('descr').notNull().default(''),
+    enabled: boolean('enabled').notNull().default(true),
+    options: jsonb('options').$type<Record<string, unknown>>().notNull().default({}),
+    createTime: created(),
+    updateTime: updated(),
+  },
+  (t) => [index('extend_info_defs_type_idx').on(t.deviceTypeId)],
+);
+
+export const deviceGroups = pgTable(
+  'device_groups',
+  {
+    id: text('id').primaryKey(),
+    projectId: projectRef(),
+    parentId: text('parent_id').references((): AnyPgColumn => deviceGroups.id, { onDelete: 'restrict' }),
+    name: text('name').notNull(),
+    descr: text('descr').notNull().default(''),
+    tags: tags(),
+    createTime: created(),
+    updateTime: updated(),
+  },
+  (t) => [index('device_groups_project_parent_idx').on(t.projectId, t.parentId)],
+);
+
+export interface AlarmState {
+  level: number;
+  since: number;
+  rule: string | null;
+}
+
+export const devices = pgTable(
+  'devices',
+  {
+    id: text('id').primaryKey(),
+    projectId: projectRef(),
+    typeId: text('type_id').references(() => deviceTypes.id, { onDelete: 'restrict' }),
+    name: text('name').notNull(),
+    descr: text('descr').notNull().default(''),
+    deviceKey: text('device_key'),
+    /** The device's own credential; the API serves it back (certificate), so it is kept retrievable. */
+    accessToken: text('access_token').notNull().unique(),
+    viewToken: text('view_token').notNull().unique(),
+    deviceCode: text('device_code').notNull(),
+    tags: tags(),
+    disabled: boolean('disabled').notNull().default(false),
+    online: boolean('online').notNull().default(false),
+    /** Ever connected or reported (http-api.md §3 devices_stat). */
+    active: boolean('active').notNull().default(false),
+    /** Latest time of each kind of message (device-protocol.md §11). */
+    activeTs: jsonb('active_ts').$type<Record<string, number>>().notNull().default({}),
+    /** 0 = normal; 1 normal alarm, 2 serious, 3 urgent. */
+    alarmLevel: smallint('alarm_level').notNull().default(0),
+    alarm: jsonb('alarm').$type<AlarmState | null>(),
+    createTime: created(),
+    updateTime: updated(),
+  },
+  (t) => [
+    // Ids are time-ordered, so (project_id, id) serves "newest first" paging of the device list.
+    index('devices_project_id_idx').on(t.projectId, t.id),
+    index('devices_project_type_id_idx').on(t.projectId, t.typeId, t.id),
+    uniqueIndex('devices_project_device_key_uq').on(t.projectId, t.deviceKey).where(sql`device_key is not null`),
+    uniqueIndex('devices_project_code_uq').on(t.projectId, t.deviceCode),
+    // Covers devices_stat / devices_alarm_stat as an index-only scan.
+    index('devices_project_state_idx').on(t.projectId, t.online, t.active, t.alarmLevel),
+  ],
+);
+
+export const deviceGroupMembers = pgTable(
+  'device_group_members',
+  {
+    groupId: text('group_id')
+      .notNull()
+      .references(() => deviceGroups.id, { onDelete: 'cascade' }),
+    deviceId: text('device_id')
+      .notNull()
+      .references(() => devices.id, { onDelete: 'cascade' }),
+    projectId: projectRef(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.groupId, t.deviceId] }),
+    index('device_group_members_device_idx').on(t.deviceId),
+  ],
+);
+
+export const customerDevices = pgTable(
+  'customer_devices',
+  {
+    customerId: text('customer_id')
+      .notNull()
+      .references(() => customers.id, { onDelete: 'cascade' }),
+    deviceId: text('device_id')
+      .notNull()
+      .references(() => devices.id, { onDelete: 'cascade' }),
+    projectId: projectRef(),
+    createTime: created(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.customerId, t.deviceId] }),
+    index('customer_devices_device_idx').on(t.deviceId),
+  ],
+);
+
+/** Values of a device's extended information: standard infos (by type name) and type-defined ones (by id). */
+export const deviceInfos = pgTable(
+  'device_infos',
+  {
+    deviceId: text('device_id')
+      .notNull()
+      .references(() => devices.id, { onDelete: 'cascade' }),
+    infoId: text('info_id').notNull(),
+    projectId: projectRef(),
+    value: jsonb('value').$type<unknown>().notNull(),
+    createTime: created(),
+    updateTime: updated(),
+  },
+  (t) => [primaryKey({ columns: [t.deviceId, t.infoId] })],
+);

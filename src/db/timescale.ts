@@ -1,0 +1,28 @@
+import { sql } from 'drizzle-orm';
+import type { Db } from './client.ts';
+
+/**
+ * Enables TimescaleDB when the server offers it (issue: hypertables come with telemetry).
+ * Returns whether the extension is active; never fails the start when it is not available.
+ */
+export async function enableTimescale(db: Db, log: { warn(obj: object, msg: string): void }): Promise<boolean> {
+  const available = await db.execute(
+    sql`select installed_version as installed from pg_available_extensions where name = 'timescaledb'`,
+  );
+  const row = rowsOf<{ installed: string | null }>(available)[0];
+  if (!row) return false;
+  if (row.installed) return true;
+  try {
+    await db.execute(sql`create extension if not exists timescaledb`);
+    return true;
+  } catch (err) {
+    log.warn({ err }, 'TimescaleDB is available but could not be enabled; history stays in plain tables');
+    return false;
+  }
+}
+
+/** Both drivers return rows, one as an array, the other under `rows`. */
+export function rowsOf<T>(result: unknown): T[] {
+  if (Array.isArray(result)) return result as T[];
+  return ((result as { rows?: T[] }).rows ?? []) as T[];
+}

@@ -1,0 +1,92 @@
+import { timingSafeEqual } from 'node:crypto';
+import type { CredentialsRepository } from '../../db/repositories/credentials.repository.ts';
+import { Unauthorized } from '../../errors.ts';
+import { hashSecret, verifySecret } from '../../lib/passwords.ts';
+import type { Principal, PrincipalKind } from './principal.ts';
+
+export interface AuthServiceDeps {
+  credentials: CredentialsRepository;
+  /** How long "this principal still exists" is believed without asking the database. */
+  cacheTtlMs?: number;
+  clock?: () => number;
+}
+
+function safeEqual(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+const BAD_APP = 'Invalid app_id, access_key or secret_key';
+const BAD_LOGIN = 'Invalid app_id, account or password';
+
+/**
+ * Logs principals in (http-api.md §2) and answers whether a token's principal still exists.
+ * Unknown apps and accounts cost the same hash verification as known ones, so timing reveals nothing.
+ */
+export function createAuthService({ credentials, cacheTtlMs = 30_000, clock = Date.now }: AuthServiceDeps) {
+  const alive = new Map<string, number>();
+  let dummyHash: Promise<string> | undefined;
+  const burn = async (secret: string) => {
+    dummyHash ??= hashSecret('dummy-password-for-timing');
+    await verifySecret(await dummyHash, secret);
+  };
+
+  async function accountLogin(kind: 'admin' | 'customer', appId: string, account: string, password: string): Promise<Principal> {
+    const app = await credentials.appById(appId);
+    const row = app
+      ? kind === 'admin'
+        ? await credentials.adminByAccount(app.projectId, account)
+        : await credentials.customerByAccount(app.projectId, account)
+      : undefined;
+    if (!app || !row) {
+      await burn(password);
+      throw new Unauthorized(BAD_LOGIN);
+    }
+    if (!(await verifySecret(row.passwordHash, password))) throw new Unauthorized(BAD_LOGIN);
+    return { projectId: app.projectId, kind, subjectId: row.id };
+  }
+
+  return {
+    async appLogin(input: { app_id: string; access_key: string; secret_key: string }): Promise<Principal> {
+      const app = await credentials.appById(input.app_id);
+      if (!app) {
+        await burn(input.secret_key);
+        throw new Unauthorized(BAD_APP);
+      }
+      const keyOk = safeEqual(app.accessKey, input.access_key);
+      const secretOk = await verifySecret(app.secretHash, input.secret_key);
+      if (!keyOk || !secretOk) throw new Unauthorized(BAD_APP);
+      return { projectId: app.projectId, kind: 'app', subjectId: app.id };
+    },
+
+    adminLogin(input: { app_id: string; account: string; password: string }) {
+      return accountLogin('admin', input.app_id, input.account, input.password);
+    },
+
+    customerLogin(input: { app_id: string; account: string; password: string }) {
+      return accountLogin('customer', input.app_id, input.account, input.password);
+    },
+
+    async principalExists(p: Principal): Promise<boolean> {
+      const key = `${p.kind}:${p.projectId}:${p.subjectId}`;
+      const until = alive.get(key);
+      if (until !== undefined && until > clock()) return true;
+      const ok = await credentials.exists(p.kind, p.projectId, p.subjectId);
+      if (ok) {
+        if (alive.size > 100_000) alive.clear();
+        alive.set(key, clock() + cacheTtlMs);
+      } else alive.delete(key);
+      return ok;
+    },
+
+    /** Tokens of a deleted principal stop working at once on this node. */
+    forget(kind: PrincipalKind, subjectId: string) {
+      for (const key of alive.keys()) if (key.startsWith(`${kind}:`) && key.endsWith(`:${subjectId}`)) alive.delete(key);
+    },
+    forgetProject(projectId: string) {
+      for (const key of alive.keys()) if (key.includes(`:${projectId}:`)) alive.delete(key);
+    },
+  };
+}
+export type AuthService = ReturnType<typeof createAuthService>;

@@ -1,0 +1,196 @@
+import type { DeviceFilter, DevicesRepository, DeviceWithType } from '../../db/repositories/devices.repository.ts';
+import type { ProjectsRepository } from '../../db/repositories/projects.repository.ts';
+import { uniqueViolation } from '../../db/errors.ts';
+import { BadRequest, Conflict, NotFound, StateConflict } from '../../errors.ts';
+import { newId, randomToken, shortCode } from '../../lib/ids.ts';
+import type { Scope } from '../auth/principal.ts';
+
+export const MAX_TAGS = 64;
+
+export interface DevicesServiceDeps {
+  devices: DevicesRepository;
+  projects: Pick<ProjectsRepository, 'byId'>;
+  clock?: () => number;
+}
+
+export interface CreateDeviceInput {
+  name: string;
+  descr?: string;
+  type?: string;
+  tags?: Record<string, string>;
+  device_key?: string;
+}
+
+/** `type_info` of a device without a type: a direct MQTT device (clients read its fields without checks). */
+const UNTYPED = { id: '', name: '', conn_type: '1', conn_protocol: 'mqtt' };
+
+/** The device object of http-api.md §3. */
+export function deviceView(d: DeviceWithType) {
+  return {
+    id: d.id,
+    name: d.name,
+    descr: d.descr,
+    device_key: d.deviceKey ?? '',
+    tags: d.tags,
+    create_time: d.createTime,
+    alarm: d.alarm ?? {},
+    active: d.activeTs,
+    online: d.online,
+    type: d.typeId ?? '',
+    type_info: d.typeId
+      ? { id: d.typeId, name: d.typeName ?? '', conn_type: d.typeConnType ?? '1', conn_protocol: d.typeConnProtocol ?? 'mqtt' }
+      : UNTYPED,
+  };
+}
+
+/** "" means "no device key" (http-api.md §3). */
+const keyOrNull = (key: string | undefined) => (key === undefined ? undefined : key === '' ? null : key);
+
+export function createDevicesService({ devices, projects, clock = Date.now }: DevicesServiceDeps) {
+  async function mustGet(scope: Scope, id: string) {
+    const row = await devices.get(scope, id);
+    if (!row) throw new NotFound('Device');
+    return row;
+  }
+
+  function rethrowDuplicate(err: unknown): never {
+    const constraint = uniqueViolation(err);
+    if (constraint?.includes('device_key')) {
+      throw new Conflict('device_key is already used by another device of the project', [
+        { path: 'device_key', message: 'already exists' },
+      ]);
+    }
+    throw err;
+  }
+
+  async function checkGroups(projectId: string, groupIds: string[]) {
+    const unique = [...new Set(groupIds)];
+    const found = new Set(await devices.existingGroupIds(projectId, unique));
+    const missing = unique.filter((g) => !found.has(g));
+    if (missing.length) throw new NotFound(`Device group ${missing.join(', ')}`);
+    return unique;
+  }
+
+  return {
+    async list(scope: Scope, filter: DeviceFilter, page: number, pageRecords: number) {
+      if (filter.groupIds?.length) await checkGroups(scope.projectId, filter.groupIds);
+      const { rows, total } = await devices.list(scope, filter, pageRecords, (page - 1) * pageRecords);
+      return { items: rows.map(deviceView), total, page_total: Math.ceil(total / pageRecords) };
+    },
+
+    async get(scope: Scope, id: string) {
+      const row = await mustGet(scope, id);
+      return {
+        ...deviceView(row),
+        groups: await devices.groupIdsOf(row.id),
+        view_token: row.viewToken,
+        device_code: row.deviceCode,
+      };
+    },
+
+    async certificate(scope: Scope, id: string) {
+      const row = await mustGet(scope, id);
+      const project = await projects.byId(scope.projectId);
+      if (!project) throw new NotFound('Project');
+      return { id: row.id, name: row.name, access_token: row.accessToken, project_key: project.projectKey };
+    },
+
+    /** Issues a new device access token; the old one stops working (device-protocol.md §1). */
+    async resetAccessToken(scope: Scope, id: string) {
+      await mustGet(scope, id);
+      await devices.update(scope.projectId, id, { accessToken: randomToken(20), updateTime: clock() });
+      return this.certificate(scope, id);
+    },
+
+    async create(scope: Scope, input: CreateDeviceInput) {
+      const project = await projects.byId(scope.projectId);
+      if (!project) throw new NotFound('Project');
+      if (input.type && !(await devices.typeInProject(scope.projectId, input.type))) throw new NotFound('Device type');
+      if (project.deviceQuota !== null && (await devices.count(scope.projectId)) >= project.deviceQuota) {
+        throw new StateConflict(`The project has reached its device quota (${project.deviceQuota})`);
+      }
+      const now = clock();
+      const id = newId(now);
+      try {
+        await devices.insert({
+          id,
+          projectId: scope.projectId,
+          typeId: input.type || null,
+          name: input.name,
+          descr: input.descr ?? '',
+          deviceKey: keyOrNull(input.device_key) ?? null,
+          accessToken: randomToken(20),
+          viewToken: randomToken(20),
+          deviceCode: shortCode(10),
+          tags: input.tags ?? {},
+          createTime: now,
+          updateTime: now,
+        });
+      } catch (err) {
+        rethrowDuplicate(err);
+      }
+      return { id, name: input.name };
+    },
+
+    async updateInfo(scope: Scope, id: string, patch: { name?: string; descr?: string; device_key?: string }) {
+      await mustGet(scope, id);
+      const deviceKey = keyOrNull(patch.device_key);
+      try {
+        await devices.update(scope.projectId, id, {
+          ...(patch.name !== undefined ? { name: patch.name } : {}),
+          ...(patch.descr !== undefined ? { descr: patch.descr } : {}),
+          ...(deviceKey !== undefined ? { deviceKey } : {}),
+          updateTime: clock(),
+        });
+      } catch (err) {
+        rethrowDuplicate(err);
+      }
+    },
+
+    async mergeTags(scope: Scope, id: string, tags: Record<string, string>) {
+      await mustGet(scope, id);
+      const outcome = await devices.mergeTags(scope.projectId, id, tags, MAX_TAGS, clock());
+      if (outcome === 'missing') throw new NotFound('Device');
+      if (outcome === 'too-many') throw new BadRequest(`A device has at most ${MAX_TAGS} tags`, [{ path: 'tags', message: 'too many tags' }]);
+    },
+
+    async removeTags(scope: Scope, id: string, keys: string[]) {
+      await mustGet(scope, id);
+      if (keys.length) await devices.removeTags(scope.projectId, id, keys, clock());
+    },
+
+    async setGroups(scope: Scope, id: string, groupIds: string[]) {
+      await mustGet(scope, id);
+      await devices.setGroups(scope.projectId, id, await checkGroups(scope.projectId, groupIds));
+    },
+
+    async delete(scope: Scope, id: string) {
+      await mustGet(scope, id);
+      await devices.delete(scope.projectId, id);
+    },
+
+    async stat(scope: Scope) {
+      const s = await devices.stats(scope);
+      return {
+        device_total: s.total,
+        online_device_total: s.online,
+        offline_device_total: s.total - s.online,
+        active_device_total: s.active,
+        inactive_device_total: s.total - s.active,
+        alarm_device_total: s.alarm1 + s.alarm2 + s.alarm3,
+      };
+    },
+
+    async alarmStat(scope: Scope) {
+      const s = await devices.stats(scope);
+      return {
+        device_total: s.total,
+        alarm_1_total: s.alarm1,
+        alarm_2_total: s.alarm2,
+        alarm_3_total: s.alarm3,
+        normal_total: s.total - s.alarm1 - s.alarm2 - s.alarm3,
+      };
+    },
+  };
+}
+export type DevicesService = ReturnType<typeof createDevicesService>;

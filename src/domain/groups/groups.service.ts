@@ -1,0 +1,7 @@
+// Skeleton: filled in by the area's implementation.
+import type { Db } from '../../db/client.ts';
+
+export function createGroupsService(_deps: { db: Db; clock: () => number; auth?: unknown }) {
+  return {};
+}
+export type GroupsService = ReturnType<typeof createGroupsService>;

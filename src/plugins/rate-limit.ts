@@ -1,0 +1,26 @@
+import rateLimit from '@fastify/rate-limit';
+import type { FastifyInstance } from 'fastify';
+import { TooManyRequests } from '../errors.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Route-level rate-limit options for login calls. */
+    loginRateLimit: { max: number; timeWindow: number };
+  }
+}
+
+/**
+ * Rate limiting with @fastify/rate-limit; not global: routes opt in (logins, against brute force).
+ * Over-limit answers are the failure envelope with errcode 429 and a Retry-After header.
+ */
+export async function registerRateLimit(app: FastifyInstance, opts: { loginMax: number; loginWindowMs: number }) {
+  await app.register(rateLimit, {
+    global: false,
+    errorResponseBuilder: (_req, ctx) => {
+      const seconds = Math.max(1, Math.ceil(ctx.ttl / 1000));
+      const err = new TooManyRequests(`Too many requests, retry in ${seconds} s`, seconds);
+      return Object.assign(err, { statusCode: 429 });
+    },
+  });
+  app.decorate('loginRateLimit', { max: opts.loginMax, timeWindow: opts.loginWindowMs });
+}

@@ -1,0 +1,39 @@
+import type { Db } from './db/client.ts';
+import { createCredentialsRepository } from './db/repositories/credentials.repository.ts';
+import { createDevicesRepository } from './db/repositories/devices.repository.ts';
+import { createProjectsRepository } from './db/repositories/projects.repository.ts';
+import { createAdminsService } from './domain/admins/admins.service.ts';
+import { createAppsService } from './domain/apps/apps.service.ts';
+import { createAuthService } from './domain/auth/auth.service.ts';
+import { createCustomersService } from './domain/customers/customers.service.ts';
+import { createDeviceTypesService } from './domain/device-types/device-types.service.ts';
+import { createDevicesService } from './domain/devices/devices.service.ts';
+import { createExtendInfosService } from './domain/devices/extend-infos.service.ts';
+import { createGroupsService } from './domain/groups/groups.service.ts';
+import { createProjectsService } from './domain/projects/projects.service.ts';
+import { createViewKeyService } from './domain/projects/view-key.service.ts';
+
+export interface ServiceDeps {
+  db: Db;
+  clock?: () => number;
+}
+
+/** Builds every domain service once; HTTP routes, the broker and the CLI share them. */
+export function createServices({ db, clock = Date.now }: ServiceDeps) {
+  const auth = createAuthService({ credentials: createCredentialsRepository(db), clock });
+  const projectsRepo = createProjectsRepository(db);
+  const devicesRepo = createDevicesRepository(db);
+  return {
+    auth,
+    projects: createProjectsService({ projects: projectsRepo, auth, clock }),
+    devices: createDevicesService({ devices: devicesRepo, projects: projectsRepo, clock }),
+    extendInfos: createExtendInfosService({ devices: devicesRepo, db, clock }),
+    deviceTypes: createDeviceTypesService({ db, clock }),
+    groups: createGroupsService({ db, clock }),
+    customers: createCustomersService({ db, clock, auth }),
+    apps: createAppsService({ db, clock, auth }),
+    admins: createAdminsService({ db, clock, auth }),
+    viewKey: createViewKeyService({ db, clock }),
+  };
+}
+export type Services = ReturnType<typeof createServices>;

@@ -1,0 +1,115 @@
+import type { FastifyInstance, InjectOptions } from 'fastify';
+import { buildApp, type AppConfig } from '../../src/app.ts';
+import type { Database } from '../../src/db/client.ts';
+import type { CreatedProject } from '../../src/domain/projects/projects.service.ts';
+import { createServices, type Services } from '../../src/services.ts';
+import { openTestDatabase } from './db.ts';
+
+export const TEST_PLATFORM_TOKEN = 'test-platform-token-0123456789';
+
+export interface TestContext {
+  app: FastifyInstance;
+  services: Services;
+  database: Database;
+  close(): Promise<void>;
+}
+
+/** One app over one database for a test file; every test makes its own projects. */
+export async function createTestApp(config: Partial<AppConfig> = {}): Promise<TestContext> {
+  const database = await openTestDatabase();
+  const services = createServices({ db: database.db });
+  const app = await buildApp({
+    config: {
+      BODY_LIMIT: 1024 * 1024,
+      LOGIN_RATE_LIMIT: 1000,
+      LOGIN_RATE_WINDOW_MS: 60_000,
+      PLATFORM_TOKEN: TEST_PLATFORM_TOKEN,
+      TRUST_PROXY: false,
+      ...config,
+    },
+    services,
+    jwtSecret: 'test-jwt-secret-0123456789abcdef0123456789',
+    logger: false,
+  });
+  await app.ready();
+  return {
+    app,
+    services,
+    database,
+    close: async () => {
+      await app.close();
+      await database.close();
+    },
+  };
+}
+
+export interface ApiResponse {
+  status: number;
+  body: any; // eslint-disable-line @typescript-eslint/no-explicit-any -- tests read arbitrary JSON
+  headers: Record<string, unknown>;
+}
+
+/** A client of the project API bound to one token. */
+export function client(app: FastifyInstance, token?: string) {
+  const call = async (method: InjectOptions['method'], url: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResponse> => {
+    const res = await app.inject({
+      method,
+      url,
+      headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
+      ...(body !== undefined ? { payload: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
+    });
+    let parsed: unknown;
+    try {
+      parsed = res.json();
+    } catch {
+      parsed = res.body;
+    }
+    return { status: res.statusCode, body: parsed, headers: res.headers };
+  };
+  return {
+    get: (url: string) => call('GET', url),
+    post: (url: string, body: unknown = {}) => call('POST', url, body),
+    put: (url: string, body: unknown = {}) => call('PUT', url, body),
+    delete: (url: string) => call('DELETE', url),
+    call,
+  };
+}
+export type Client = ReturnType<typeof client>;
+
+export interface ProjectFixture {
+  project: CreatedProject;
+  /** Client with an API-app token (the integrator's usual credential). */
+  api: Client;
+  /** Client with an administrator token from admin_login. */
+  admin: Client;
+  appToken: string;
+  adminToken: string;
+}
+
+/** Creates a fresh project and logs in as its app and its administrator. */
+export async function createProject(ctx: TestContext, name = 'test project'): Promise<ProjectFixture> {
+  const project = await ctx.services.projects.create({ name });
+  const anon = client(ctx.app);
+  const appLogin = await anon.post('/api/v1/access_token', project.app);
+  const adminLogin = await anon.post('/api/v1/admin_login', { app_id: project.app.app_id, ...project.admin });
+  if (!appLogin.body.result || !adminLogin.body.result) throw new Error(`login failed: ${JSON.stringify([appLogin.body, adminLogin.body])}`);
+  const appToken = appLogin.body.info.access_token as string;
+  const adminToken = adminLogin.body.info.access_token as string;
+  return { project, appToken, adminToken, api: client(ctx.app, appToken), admin: client(ctx.app, adminToken) };
+}
+
+/** Asserts a business failure with the given errcode and returns the body. */
+export function expectFailure(res: ApiResponse, errcode: number, status = errcode === 401 || errcode === 429 ? errcode : 200) {
+  if (res.status !== status || res.body?.result !== false || res.body?.errcode !== errcode) {
+    throw new Error(`expected failure ${errcode} (HTTP ${status}), got HTTP ${res.status} ${JSON.stringify(res.body)}`);
+  }
+  return res.body;
+}
+
+/** Asserts success and returns `info`. */
+export function expectOk(res: ApiResponse) {
+  if (res.status !== 200 || res.body?.result !== true) {
+    throw new Error(`expected success, got HTTP ${res.status} ${JSON.stringify(res.body)}`);
+  }
+  return res.body.info;
+}
