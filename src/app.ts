@@ -17,9 +17,22 @@ import { groupRoutes } from './routes/groups/groups.routes.ts';
 import { platformRoutes } from './routes/platform/platform.routes.ts';
 import { projectRoutes } from './routes/project/project.routes.ts';
 import { viewKeyRoutes } from './routes/project/view-key.routes.ts';
+import type { Access } from './routes/route.ts';
 import type { Services } from './services.ts';
 
 export type AppConfig = Pick<Config, 'BODY_LIMIT' | 'LOGIN_RATE_LIMIT' | 'LOGIN_RATE_WINDOW_MS' | 'PLATFORM_TOKEN' | 'TRUST_PROXY'>;
+
+export interface ApiRoute {
+  method: string;
+  url: string;
+  access: Access;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    apiRoutes: ApiRoute[];
+  }
+}
 
 export interface AppDeps {
   config: AppConfig;
@@ -34,12 +47,19 @@ export async function buildApp({ config, services, jwtSecret, logger }: AppDeps)
     bodyLimit: config.BODY_LIMIT,
     trustProxy: config.TRUST_PROXY,
     requestIdHeader: 'x-request-id',
-    // Fastify rejects prototype-poisoning keys itself; our own parser (envelope.ts) reads every body.
     ...(logger ? { loggerInstance: logger } : { logger: false }),
   };
   const app = Fastify(opts);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
+
+  // The route table of the project API, for the OpenAPI and isolation tests and for operators.
+  const apiRoutes: ApiRoute[] = [];
+  app.decorate('apiRoutes', apiRoutes);
+  app.addHook('onRoute', (r) => {
+    const access = r.config?.access;
+    if (access) for (const method of [r.method].flat()) if (method !== 'HEAD') apiRoutes.push({ method, url: r.url, access });
+  });
 
   registerEnvelope(app, config.BODY_LIMIT);
   await registerOpenApi(app);

@@ -1,5 +1,6 @@
 import type { Db } from './db/client.ts';
 import { createCredentialsRepository } from './db/repositories/credentials.repository.ts';
+import { createDeviceInfosRepository } from './db/repositories/device-infos.repository.ts';
 import { createDevicesRepository } from './db/repositories/devices.repository.ts';
 import { createProjectsRepository } from './db/repositories/projects.repository.ts';
 import { createAdminsService } from './domain/admins/admins.service.ts';
@@ -27,7 +28,7 @@ export function createServices({ db, clock = Date.now }: ServiceDeps) {
     auth,
     projects: createProjectsService({ projects: projectsRepo, auth, clock }),
     devices: createDevicesService({ devices: devicesRepo, projects: projectsRepo, clock }),
-    extendInfos: createExtendInfosService({ devices: devicesRepo, db, clock }),
+    extendInfos: createExtendInfosService({ devices: devicesRepo, infos: createDeviceInfosRepository(db), clock }),
     deviceTypes: createDeviceTypesService({ db, clock }),
     groups: createGroupsService({ db, clock }),
     customers: createCustomersService({ db, clock, auth }),

@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
-import { AppError, type FieldError } from '../errors.ts';
+import sjson from 'secure-json-parse';
+import { AppError, BadRequest, type FieldError } from '../errors.ts';
 
 /** Marks a body that could not be parsed as JSON (http-api.md §1: answered with 404). */
 export class InvalidJson extends Error {
@@ -28,6 +29,15 @@ function sendJson(reply: FastifyReply, status: number, body: object) {
 
 const LOCATION: Record<string, string> = { body: '', querystring: 'query.', params: 'path.', headers: 'header.' };
 
+/** A JSON `\u0000` escape not itself escaped: PostgreSQL text and jsonb cannot store NUL. */
+const JSON_NUL = /(?:^|[^\\])(?:\\\\)*\\u0000/;
+const NUL_MESSAGE = 'Strings must not contain NUL (\\u0000) characters';
+
+function hasNul(values: unknown): boolean {
+  if (!values || typeof values !== 'object') return false;
+  return Object.values(values).some((v) => (typeof v === 'string' ? v.includes('\0') : Array.isArray(v) && v.some((x) => typeof x === 'string' && x.includes('\0'))));
+}
+
 /**
  * The envelope and error rules of http-api.md §1: business failures answer 200 with
  * `result: false`; 401 and 429 keep their status; unknown routes and invalid JSON answer 404.
@@ -38,11 +48,17 @@ export function registerEnvelope(app: FastifyInstance, bodyLimit: number) {
   app.addContentTypeParser('*', { parseAs: 'string', bodyLimit }, (_req, body, done) => {
     const text = body as string;
     if (text.trim() === '') return done(null, undefined);
+    if (JSON_NUL.test(text)) return done(new BadRequest(NUL_MESSAGE), undefined);
     try {
-      done(null, JSON.parse(text));
+      // Prototype-poisoning keys (__proto__, constructor.prototype) are stripped, as Fastify's own parser does.
+      done(null, sjson.parse(text, undefined, { protoAction: 'remove', constructorAction: 'remove' }));
     } catch {
       done(new InvalidJson('Invalid JSON message'), undefined);
     }
+  });
+
+  app.addHook('preValidation', async (req) => {
+    if (hasNul(req.query) || hasNul(req.params)) throw new BadRequest(NUL_MESSAGE);
   });
 
   app.setNotFoundHandler((_req, reply) => sendJson(reply, 404, { message: 'Request invalid' }));

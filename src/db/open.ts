@@ -1,0 +1,54 @@
+import type { Logger } from 'pino';
+import type { Config } from '../config.ts';
+import { openPglite, openPostgres, type Database } from './client.ts';
+import { lockDataDir } from './data-dir-lock.ts';
+import { enableTimescale } from './timescale.ts';
+
+export interface OpenedDatabase extends Database {
+  /** TimescaleDB is enabled (PostgreSQL with the extension available). */
+  timescale: boolean;
+}
+
+/**
+ * Opens the configured database and brings its schema up to date: PostgreSQL when DATABASE_URL is
+ * set, otherwise the embedded PGlite in DATA_DIR (locked to this process; throws DataDirLocked).
+ */
+export async function openDatabase(
+  config: Pick<Config, 'DATABASE_URL' | 'DATA_DIR'>,
+  log: Pick<Logger, 'info' | 'warn'>,
+): Promise<OpenedDatabase> {
+  if (config.DATABASE_URL) {
+    const pg = await openPostgres(config.DATABASE_URL);
+    try {
+      await pg.migrate();
+      const timescale = await enableTimescale(pg.db, log);
+      log.info({ driver: 'postgres', timescale }, 'database ready');
+      return { ...pg, timescale };
+    } catch (err) {
+      await pg.close();
+      throw err;
+    }
+  }
+  const lock = lockDataDir(config.DATA_DIR);
+  try {
+    const lite = await openPglite({ dataDir: config.DATA_DIR });
+    await lite.migrate();
+    log.info({ driver: 'pglite', dataDir: config.DATA_DIR }, 'database ready');
+    return {
+      db: lite.db,
+      driver: 'pglite',
+      migrate: lite.migrate,
+      timescale: false,
+      close: async () => {
+        try {
+          await lite.close();
+        } finally {
+          lock.release();
+        }
+      },
+    };
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+}

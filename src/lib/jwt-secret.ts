@@ -1,0 +1,23 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Config } from '../config.ts';
+
+/**
+ * JWT_SECRET when set; otherwise (never in production: config refuses) a random secret generated
+ * once and kept in DATA_DIR, so tokens survive restarts of a development or embedded install.
+ */
+export function resolveJwtSecret(config: Pick<Config, 'JWT_SECRET' | 'DATA_DIR'>): { secret: string; source: 'env' | 'file' | 'generated' } {
+  if (config.JWT_SECRET) return { secret: config.JWT_SECRET, source: 'env' };
+  const file = path.join(config.DATA_DIR, 'jwt-secret');
+  try {
+    const stored = readFileSync(file, 'utf8').trim();
+    if (stored.length >= 32) return { secret: stored, source: 'file' };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  mkdirSync(config.DATA_DIR, { recursive: true });
+  const secret = randomBytes(48).toString('base64url');
+  writeFileSync(file, secret + '\n', { mode: 0o600 });
+  return { secret, source: 'generated' };
+}
