@@ -6,6 +6,7 @@ CREATE TABLE "admins" (
 	"email" text DEFAULT '' NOT NULL,
 	"tags" jsonb DEFAULT '{}'::jsonb NOT NULL,
 	"password_hash" text NOT NULL,
+	"credentials_time" bigint DEFAULT 0 NOT NULL,
 	"create_time" bigint NOT NULL,
 	"update_time" bigint NOT NULL
 );
@@ -16,6 +17,7 @@ CREATE TABLE "api_apps" (
 	"name" text NOT NULL,
 	"access_key" text NOT NULL,
 	"secret_hash" text NOT NULL,
+	"credentials_time" bigint DEFAULT 0 NOT NULL,
 	"create_time" bigint NOT NULL
 );
 --> statement-breakpoint
@@ -51,6 +53,7 @@ CREATE TABLE "customers" (
 	"mobile" text DEFAULT '' NOT NULL,
 	"tags" jsonb DEFAULT '{}'::jsonb NOT NULL,
 	"locale" text DEFAULT 'en' NOT NULL,
+	"credentials_time" bigint DEFAULT 0 NOT NULL,
 	"create_time" bigint NOT NULL,
 	"update_time" bigint NOT NULL
 );

@@ -22,6 +22,8 @@ const projectRef = () =>
     .references(() => projects.id, { onDelete: 'cascade' });
 const created = () => ms('create_time').notNull();
 const updated = () => ms('update_time').notNull();
+/** When the secret or password last changed: tokens issued before it are refused. */
+const credentialsTime = () => ms('credentials_time').notNull().default(0);
 
 export const projects = pgTable('projects', {
   id: text('id').primaryKey(),
@@ -47,6 +49,7 @@ export const apiApps = pgTable(
     name: text('name').notNull(),
     accessKey: text('access_key').notNull(),
     secretHash: text('secret_hash').notNull(),
+    credentialsTime: credentialsTime(),
     createTime: created(),
   },
   (t) => [index('api_apps_project_idx').on(t.projectId)],
@@ -62,6 +65,7 @@ export const admins = pgTable(
     email: text('email').notNull().default(''),
     tags: tags(),
     passwordHash: text('password_hash').notNull(),
+    credentialsTime: credentialsTime(),
     createTime: created(),
     updateTime: updated(),
   },
@@ -81,6 +85,7 @@ export const customers = pgTable(
     mobile: text('mobile').notNull().default(''),
     tags: tags(),
     locale: text('locale').notNull().default('en'),
+    credentialsTime: credentialsTime(),
     createTime: created(),
     updateTime: updated(),
   },

@@ -8,6 +8,8 @@ interface TokenClaims {
   pid: string;
   kind: PrincipalKind;
   sub: string;
+  /** Issued at, in ms (`iat` has whole seconds): compared with the principal's last credential change. */
+  ts: number;
 }
 
 declare module '@fastify/jwt' {
@@ -23,6 +25,8 @@ export const TOKEN_TTL_SECONDS: Record<PrincipalKind, number> = {
   admin: 7 * 86_400,
   customer: 7 * 86_400,
 };
+
+const KINDS = new Set<unknown>(['app', 'admin', 'customer']);
 
 function bearer(req: FastifyRequest): string {
   const header = req.headers.authorization;
@@ -50,9 +54,11 @@ export async function registerAuth(app: FastifyInstance, opts: { secret: string;
       const expired = (err as { code?: string }).code === 'FAST_JWT_EXPIRED';
       throw new Unauthorized(expired ? 'Access token expired' : 'Invalid access token');
     }
-    if (typeof claims.pid !== 'string' || typeof claims.sub !== 'string') throw new Unauthorized('Invalid access token');
+    if (typeof claims.pid !== 'string' || typeof claims.sub !== 'string' || !KINDS.has(claims.kind) || typeof claims.ts !== 'number') {
+      throw new Unauthorized('Invalid access token');
+    }
     const principal: Principal = { projectId: claims.pid, kind: claims.kind, subjectId: claims.sub };
-    if (!(await opts.auth.principalExists(principal))) throw new Unauthorized('Access token revoked');
+    if (!(await opts.auth.tokenValid(principal, claims.ts))) throw new Unauthorized('Access token revoked');
     if (access === 'manage' && principal.kind === 'customer') throw new Forbidden('Not allowed with a customer token');
     if (access === 'admin' && principal.kind !== 'admin') throw new Forbidden('Only an administrator token (admin_login) may call this');
     req.principal = principal;
@@ -61,6 +67,6 @@ export async function registerAuth(app: FastifyInstance, opts: { secret: string;
 
 export function signToken(app: FastifyInstance, p: Principal): { access_token: string; expires_in: number } {
   const expiresIn = TOKEN_TTL_SECONDS[p.kind];
-  const access_token = app.jwt.sign({ pid: p.projectId, kind: p.kind, sub: p.subjectId }, { expiresIn });
+  const access_token = app.jwt.sign({ pid: p.projectId, kind: p.kind, sub: p.subjectId, ts: Date.now() }, { expiresIn });
   return { access_token, expires_in: expiresIn };
 }

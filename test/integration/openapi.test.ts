@@ -33,6 +33,13 @@ describe('OpenAPI description', () => {
     expect(create.security).toEqual([{ bearer: [] }]);
   });
 
+  it('resolves every $ref inside the document', async () => {
+    const doc = (await ctx.app.inject({ method: 'GET', url: '/docs/json' })).json();
+    const refs = [...JSON.stringify(doc).matchAll(/"\$ref":"#\/components\/schemas\/([^"]+)"/g)].map((m) => m[1]!);
+    const dangling = refs.filter((name) => !(name in (doc.components?.schemas ?? {})));
+    expect(dangling).toEqual([]);
+  });
+
   it('serves the interactive documentation at /docs', async () => {
     const res = await ctx.app.inject({ method: 'GET', url: '/docs/' });
     expect(res.statusCode).toBe(200);

@@ -25,14 +25,15 @@ export function createCredentialsRepository(db: Db) {
         .limit(1);
       return row;
     },
-    async exists(kind: 'app' | 'admin' | 'customer', projectId: string, id: string): Promise<boolean> {
+    /** When the principal's credentials last changed, or undefined when it no longer exists. */
+    async credentialsTime(kind: 'app' | 'admin' | 'customer', projectId: string, id: string): Promise<number | undefined> {
       const table = kind === 'app' ? apiApps : kind === 'admin' ? admins : customers;
-      const rows = await db
-        .select({ id: table.id })
+      const [row] = await db
+        .select({ time: table.credentialsTime })
         .from(table)
         .where(and(eq(table.id, id), eq(table.projectId, projectId)))
         .limit(1);
-      return rows.length > 0;
+      return row?.time;
     },
   };
 }

@@ -25,7 +25,8 @@ const BAD_LOGIN = 'Invalid app_id, account or password';
  * Unknown apps and accounts cost the same hash verification as known ones, so timing reveals nothing.
  */
 export function createAuthService({ credentials, cacheTtlMs = 30_000, clock = Date.now }: AuthServiceDeps) {
-  const alive = new Map<string, number>();
+  /** principal → [credentials time, believed until]. */
+  const alive = new Map<string, [number, number]>();
   let dummyHash: Promise<string> | undefined;
   const burn = async (secret: string) => {
     dummyHash ??= hashSecret('dummy-password-for-timing');
@@ -68,19 +69,27 @@ export function createAuthService({ credentials, cacheTtlMs = 30_000, clock = Da
       return accountLogin('customer', input.app_id, input.account, input.password);
     },
 
-    async principalExists(p: Principal): Promise<boolean> {
+    /**
+     * Whether a token issued at `issuedAt` (ms) for this principal is still good: the principal exists
+     * and its secret or password has not changed since the token was issued.
+     */
+    async tokenValid(p: Principal, issuedAt: number): Promise<boolean> {
       const key = `${p.kind}:${p.projectId}:${p.subjectId}`;
-      const until = alive.get(key);
-      if (until !== undefined && until > clock()) return true;
-      const ok = await credentials.exists(p.kind, p.projectId, p.subjectId);
-      if (ok) {
+      let entry = alive.get(key);
+      if (!entry || entry[1] <= clock()) {
+        const time = await credentials.credentialsTime(p.kind, p.projectId, p.subjectId);
+        if (time === undefined) {
+          alive.delete(key);
+          return false;
+        }
         if (alive.size > 100_000) alive.clear();
-        alive.set(key, clock() + cacheTtlMs);
-      } else alive.delete(key);
-      return ok;
+        entry = [time, clock() + cacheTtlMs];
+        alive.set(key, entry);
+      }
+      return issuedAt >= entry[0];
     },
 
-    /** Tokens of a deleted principal stop working at once on this node. */
+    /** Tokens of a deleted principal, or issued before a credential change, stop working at once on this node. */
     forget(kind: PrincipalKind, subjectId: string) {
       for (const key of alive.keys()) if (key.startsWith(`${kind}:`) && key.endsWith(`:${subjectId}`)) alive.delete(key);
     },

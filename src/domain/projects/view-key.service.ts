@@ -1,7 +1,72 @@
-// Skeleton: filled in by the area's implementation.
 import type { Db } from '../../db/client.ts';
+import { uniqueViolation } from '../../db/errors.ts';
+import { createViewKeysRepository, type ViewKeysRepository } from '../../db/repositories/view-keys.repository.ts';
+import { NotFound } from '../../errors.ts';
+import { randomToken } from '../../lib/ids.ts';
+import { hashSecret, verifySecret } from '../../lib/passwords.ts';
+import type { Scope } from '../auth/principal.ts';
 
-export function createViewKeyService(_deps: { db: Db; clock: () => number; auth?: unknown }) {
-  return {};
+export interface ViewKeyServiceDeps {
+  db: Db;
+  clock?: () => number;
+  viewKeys?: ViewKeysRepository;
+}
+
+const VIEW_KEY_LENGTH = 16;
+const VIEW_SECRET_LENGTH = 32;
+/** Longer inputs cannot be a key or secret we issued; refusing them early keeps hashing bounded. */
+const MAX_INPUT = 256;
+
+/**
+ * The project's data-view key and secret: the MQTT username/password of application subscriptions
+ * (device-protocol.md §9). The key appears in every subscribed topic, so it stays stable across
+ * secret rotations unless the caller asks for a new one; the secret is shown once and stored hashed.
+ */
+export function createViewKeyService({ db, clock = Date.now, viewKeys = createViewKeysRepository(db) }: ViewKeyServiceDeps) {
+  let dummyHash: Promise<string> | undefined;
+  /** An unknown key costs the same verification as a known one, so timing does not reveal keys. */
+  const burn = async (secret: string) => {
+    dummyHash ??= hashSecret('dummy-view-secret-for-timing');
+    await verifySecret(await dummyHash, secret);
+  };
+
+  return {
+    async get(scope: Scope) {
+      const row = await viewKeys.byProject(scope.projectId);
+      if (!row) throw new NotFound('Project');
+      return { view_key: row.viewKey, has_secret: row.viewSecretHash !== null };
+    },
+
+    /** Creates the key if there is none (or `rotate_key`), and always a new secret. */
+    async issue(scope: Scope, opts: { rotate_key?: boolean } = {}) {
+      const row = await viewKeys.byProject(scope.projectId);
+      if (!row) throw new NotFound('Project');
+      const viewSecret = randomToken(VIEW_SECRET_LENGTH);
+      const viewSecretHash = await hashSecret(viewSecret);
+      const newKey = opts.rotate_key === true || row.viewKey === null;
+      // A 16-character key collides with another project's almost never; retry rather than fail if it does.
+      for (let attempt = 0; ; attempt++) {
+        const viewKey = newKey ? randomToken(VIEW_KEY_LENGTH) : row.viewKey!;
+        try {
+          const ok = await viewKeys.set(scope.projectId, { ...(newKey ? { viewKey } : {}), viewSecretHash, updateTime: clock() });
+          if (!ok) throw new NotFound('Project');
+          return { view_key: viewKey, view_secret: viewSecret };
+        } catch (err) {
+          if (!newKey || attempt >= 2 || !uniqueViolation(err)?.includes('view_key')) throw err;
+        }
+      }
+    },
+
+    /** For the broker: the project a view key and secret belong to, or undefined when they do not match. */
+    async verify(viewKey: string, secret: string): Promise<{ projectId: string } | undefined> {
+      if (!viewKey || !secret || viewKey.length > MAX_INPUT || secret.length > MAX_INPUT) return undefined;
+      const row = await viewKeys.byViewKey(viewKey);
+      if (!row?.viewSecretHash) {
+        await burn(secret);
+        return undefined;
+      }
+      return (await verifySecret(row.viewSecretHash, secret)) ? { projectId: row.projectId } : undefined;
+    },
+  };
 }
 export type ViewKeyService = ReturnType<typeof createViewKeyService>;

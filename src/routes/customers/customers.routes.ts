@@ -1,5 +1,122 @@
-// Skeleton: filled in by the area's implementation.
 import type { FastifyInstance } from 'fastify';
+import { scopeOf } from '../../domain/auth/principal.ts';
 import type { Services } from '../../services.ts';
+import { DeviceList } from '../devices/devices.schema.ts';
+import { IdParams, pagingQuery } from '../common.schema.ts';
+import { Empty, endpoint } from '../route.ts';
+import {
+  CreatedCustomer,
+  CreateCustomerBody,
+  Customer,
+  CustomerList,
+  DevicesBody,
+  KeysBody,
+  PasswordBody,
+  TagsBody,
+  UpdateCustomerBody,
+} from './customers.schema.ts';
 
-export function customerRoutes(_app: FastifyInstance, _deps: { services: Services }) {}
+export function customerRoutes(app: FastifyInstance, { services }: { services: Services }) {
+  const { customers } = services;
+  const tags = ['Customers'];
+  const PageQuery = pagingQuery(500);
+
+  endpoint(app, {
+    method: 'GET', url: '/api/v1/customers', access: 'manage', tags,
+    summary: "List the project's customers, newest first", query: PageQuery, response: CustomerList,
+    handler: ({ principal, query }) => customers.list(scopeOf(principal), query.page, query.page_records),
+  });
+
+  endpoint(app, {
+    method: 'GET', url: '/api/v1/customer/:id', access: 'manage', tags,
+    summary: 'Read a customer', params: IdParams, response: Customer,
+    handler: ({ principal, params }) => customers.get(scopeOf(principal), params.id),
+  });
+
+  endpoint(app, {
+    method: 'POST', url: '/api/v1/customer', access: 'manage', tags,
+    summary: 'Create a customer (an end user who logs in with customer_login)',
+    description: '`account` is unique within the project (409 otherwise).',
+    body: CreateCustomerBody, response: CreatedCustomer,
+    handler: ({ principal, body }) => customers.create(scopeOf(principal), body),
+  });
+
+  endpoint(app, {
+    method: 'PUT', url: '/api/v1/customer/:id/info', access: 'manage', tags,
+    summary: "Update a customer's name, description, email, mobile or locale",
+    params: IdParams, body: UpdateCustomerBody, response: Empty,
+    handler: async ({ principal, params, body }) => {
+      await customers.updateInfo(scopeOf(principal), params.id, body);
+      return {};
+    },
+  });
+
+  endpoint(app, {
+    method: 'PUT', url: '/api/v1/customer/:id/pwd', access: 'manage', tags,
+    summary: "Set a customer's password", params: IdParams, body: PasswordBody, response: Empty,
+    handler: async ({ principal, params, body }) => {
+      await customers.setPassword(scopeOf(principal), params.id, body.password);
+      return {};
+    },
+  });
+
+  endpoint(app, {
+    method: 'PUT', url: '/api/v1/customer/:id/tags', access: 'manage', tags,
+    summary: "Add or change a customer's tags (merged with the existing ones)",
+    params: IdParams, body: TagsBody, response: Empty,
+    handler: async ({ principal, params, body }) => {
+      await customers.mergeTags(scopeOf(principal), params.id, body.tags);
+      return {};
+    },
+  });
+
+  endpoint(app, {
+    method: 'POST', url: '/api/v1/customer/:id/tags_remove', access: 'manage', tags,
+    summary: 'Remove tags of a customer by key', params: IdParams, body: KeysBody, response: Empty,
+    handler: async ({ principal, params, body }) => {
+      await customers.removeTags(scopeOf(principal), params.id, body.keys);
+      return {};
+    },
+  });
+
+  endpoint(app, {
+    method: 'DELETE', url: '/api/v1/customer/:id', access: 'manage', tags,
+    summary: "Delete a customer: their device bindings go and their tokens stop working", params: IdParams, response: Empty,
+    handler: async ({ principal, params }) => {
+      await customers.delete(scopeOf(principal), params.id);
+      return {};
+    },
+  });
+
+  endpoint(app, {
+    method: 'POST', url: '/api/v1/customer/:id/devices', access: 'manage', tags,
+    summary: 'Bind devices to a customer (binding a device twice changes nothing)',
+    description: 'Every id must be a device of the project; otherwise nothing is bound and the failure names the unknown ids.',
+    params: IdParams, body: DevicesBody, response: Empty,
+    handler: async ({ principal, params, body }) => {
+      await customers.bindDevices(scopeOf(principal), params.id, body.devices);
+      return {};
+    },
+  });
+
+  endpoint(app, {
+    method: 'POST', url: '/api/v1/customer/:id/devices_remove', access: 'manage', tags,
+    summary: 'Unbind devices from a customer (ids that are not bound are ignored)',
+    params: IdParams, body: DevicesBody, response: Empty,
+    handler: async ({ principal, params, body }) => {
+      await customers.unbindDevices(scopeOf(principal), params.id, body.devices);
+      return {};
+    },
+  });
+
+  endpoint(app, {
+    method: 'GET', url: '/api/v1/customer/:id/devices', access: 'manage', tags,
+    summary: 'List the devices bound to a customer, newest first (same shape as GET /api/v1/devices)',
+    params: IdParams, query: PageQuery, response: DeviceList,
+    handler: async ({ principal, params, query }) => {
+      const scope = scopeOf(principal);
+      await customers.mustExist(scope, params.id);
+      return services.devices.list({ projectId: scope.projectId, customerId: params.id }, {}, query.page, query.page_records);
+    },
+  });
+}

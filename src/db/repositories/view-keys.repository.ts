@@ -1,0 +1,33 @@
+import { eq } from 'drizzle-orm';
+import type { Db } from '../client.ts';
+import { projects } from '../schema.ts';
+
+/** The project's application-subscription identity (device-protocol.md §9): key in clear, secret hashed. */
+export function createViewKeysRepository(db: Db) {
+  return {
+    async byProject(projectId: string): Promise<{ viewKey: string | null; viewSecretHash: string | null } | undefined> {
+      const [row] = await db
+        .select({ viewKey: projects.viewKey, viewSecretHash: projects.viewSecretHash })
+        .from(projects)
+        .where(eq(projects.id, projectId))
+        .limit(1);
+      return row;
+    },
+
+    async byViewKey(viewKey: string): Promise<{ projectId: string; viewSecretHash: string | null } | undefined> {
+      const [row] = await db
+        .select({ projectId: projects.id, viewSecretHash: projects.viewSecretHash })
+        .from(projects)
+        .where(eq(projects.viewKey, viewKey))
+        .limit(1);
+      return row;
+    },
+
+    /** Sets the secret, and the key when given; false when the project does not exist. */
+    async set(projectId: string, values: { viewKey?: string; viewSecretHash: string; updateTime: number }): Promise<boolean> {
+      const rows = await db.update(projects).set(values).where(eq(projects.id, projectId)).returning({ id: projects.id });
+      return rows.length > 0;
+    },
+  };
+}
+export type ViewKeysRepository = ReturnType<typeof createViewKeysRepository>;

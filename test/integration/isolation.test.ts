@@ -1,0 +1,152 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createProject, createTestApp, expectFailure, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+
+/**
+ * Tenancy is absolute (http-api.md §1): every route that names a resource is driven with project A's
+ * administrator token against project B's resources and must answer "not found", leave B untouched,
+ * and — as a control — succeed with B's own token, which proves the request itself was valid.
+ */
+let ctx: TestContext;
+let a: ProjectFixture;
+let b: ProjectFixture;
+const B: Record<string, string> = {};
+
+beforeAll(async () => {
+  ctx = await createTestApp();
+  a = await createProject(ctx, 'tenant A');
+  b = await createProject(ctx, 'tenant B');
+  const type = expectOk(await b.api.post('/api/v1/device_type', { name: 'meter' }));
+  B.type = type.id;
+  expectOk(await b.api.post(`/api/v1/device_type/${type.id}/attribute`, { identifier: 'temp', name: 'Temperature', data_type: 'number' }));
+  expectOk(await b.api.post(`/api/v1/device_type/${type.id}/data_stream`, { identifier: 'stream', format: 'hex' }));
+  B.info = expectOk(await b.api.post(`/api/v1/device_type/${type.id}/extend_info`, { info_type: 'text', name: 'Serial' })).id;
+  B.group = expectOk(await b.api.post('/api/v1/device_group', { name: 'hall' })).id;
+  B.device = expectOk(await b.api.post('/api/v1/device', { name: 'victim', type: type.id, device_key: 'b-key' })).id;
+  B.customer = expectOk(await b.api.post('/api/v1/customer', { name: 'Bob', account: 'bob', password: 'password-bob' })).id;
+  B.app = expectOk(await b.api.post('/api/v1/app', { name: 'second' })).app_id;
+  B.admin = expectOk(await b.api.post('/api/v1/administrator', { account: 'ops', password: 'password-ops' })).id;
+  expectOk(await a.api.post('/api/v1/device', { name: 'own device of A' }));
+});
+afterAll(() => ctx?.close());
+
+/** Which of B's resources a route's `:id` names, from the path. */
+function resourceOf(url: string): string {
+  const m = /^\/api\/v1\/(device_type|device_group|device|customer|app|administrator)\/:id/.exec(url);
+  if (!m) throw new Error(`no resource kind known for ${url}: extend resourceOf`);
+  return { device_type: 'type', device_group: 'group', device: 'device', customer: 'customer', app: 'app', administrator: 'admin' }[m[1]!]!;
+}
+
+function fill(url: string): string {
+  return url
+    .replace(':id', B[resourceOf(url)]!)
+    .replace('attribute/:identifier', 'attribute/temp')
+    .replace('data_stream/:identifier', 'data_stream/stream')
+    .replace(':info_id', B.info!);
+}
+
+/** A valid body for every mutating route that names a resource (valid for B itself: see the control). */
+const bodies = (): Record<string, unknown> => ({
+  'PUT /api/v1/device_type/:id': { name: 'renamed' },
+  'POST /api/v1/device_type/:id/type_key_reset': {},
+  'POST /api/v1/device_type/:id/attribute': { identifier: 'hum', name: 'Humidity', data_type: 'number' },
+  'PUT /api/v1/device_type/:id/attribute/:identifier': { name: 'renamed' },
+  'POST /api/v1/device_type/:id/data_stream': { identifier: 'second', format: 'text' },
+  'PUT /api/v1/device_type/:id/data_stream/:identifier': { name: 'renamed' },
+  'POST /api/v1/device_type/:id/extend_info': { info_type: 'number', name: 'Weight' },
+  'PUT /api/v1/device_type/:id/extend_info/:info_id': { name: 'renamed' },
+  'PUT /api/v1/device_group/:id': { name: 'renamed' },
+  'POST /api/v1/device/:id/certificate/reset': {},
+  'PUT /api/v1/device/:id/info': { name: 'renamed' },
+  'PUT /api/v1/device/:id/tags': { tags: { k: 'v' } },
+  'POST /api/v1/device/:id/tags_remove': { keys: ['k'] },
+  'PUT /api/v1/device/:id/groups': { groups: [B.group] },
+  'POST /api/v1/device/:id/standard_infos': { info_type: 'location', value: { latitude: 1 } },
+  'POST /api/v1/device/:id/extend_infos': { infos: { [B.info!]: 'SN-1' } },
+  'PUT /api/v1/customer/:id/info': { name: 'renamed' },
+  'PUT /api/v1/customer/:id/pwd': { password: 'another-password' },
+  'PUT /api/v1/customer/:id/tags': { tags: { k: 'v' } },
+  'POST /api/v1/customer/:id/tags_remove': { keys: ['k'] },
+  'POST /api/v1/customer/:id/devices': { devices: [B.device] },
+  'POST /api/v1/customer/:id/devices_remove': { devices: [B.device] },
+  'POST /api/v1/app/:id/secret_reset': {},
+  'PUT /api/v1/administrator/:id/info': { name: 'renamed' },
+  'PUT /api/v1/administrator/:id/pwd': { password: 'another-password' },
+});
+
+const targeted = () => ctx.app.apiRoutes.filter((r) => r.url.startsWith('/api/') && r.url.includes('/:'));
+// Deletes go last, and in an order where nothing deleted is needed by what follows.
+const deleteOrder = ['attribute', 'data_stream', 'extend_info', 'customer', 'app', 'administrator', 'device/', 'device_group', 'device_type'];
+const rank = (r: { method: string; url: string }) => (r.method === 'DELETE' ? 1 + deleteOrder.findIndex((k) => r.url.includes(`/${k}`)) : 0);
+
+describe('tenant isolation', () => {
+  it('knows a body for every mutating route that names a resource', () => {
+    const known = bodies();
+    const missing = targeted()
+      .filter((r) => r.method === 'POST' || r.method === 'PUT')
+      .map((r) => `${r.method} ${r.url}`)
+      .filter((k) => !(k in known));
+    expect(missing).toEqual([]);
+    expect(targeted().length).toBeGreaterThan(40);
+  });
+
+  it("answers 404 to every route given another project's resource, and changes nothing there", async () => {
+    const before = {
+      device: expectOk(await b.api.get(`/api/v1/device/${B.device}`)),
+      type: expectOk(await b.api.get(`/api/v1/device_type/${B.type}`)),
+      customer: expectOk(await b.api.get(`/api/v1/customer/${B.customer}`)),
+      certificate: expectOk(await b.api.get(`/api/v1/device/${B.device}/certificate`)),
+    };
+    const known = bodies();
+    const answers: string[] = [];
+    for (const r of [...targeted()].sort((x, y) => rank(x) - rank(y))) {
+      const key = `${r.method} ${r.url}`;
+      const res = await a.admin.call(r.method as 'GET', fill(r.url), known[key]);
+      if (res.status !== 200 || res.body?.result !== false || res.body?.errcode !== 404) answers.push(`${key} → ${res.status} ${JSON.stringify(res.body)}`);
+    }
+    expect(answers).toEqual([]);
+    expect(expectOk(await b.api.get(`/api/v1/device/${B.device}`))).toEqual(before.device);
+    expect(expectOk(await b.api.get(`/api/v1/device_type/${B.type}`))).toEqual(before.type);
+    expect(expectOk(await b.api.get(`/api/v1/customer/${B.customer}`))).toEqual(before.customer);
+    expect(expectOk(await b.api.get(`/api/v1/device/${B.device}/certificate`))).toEqual(before.certificate);
+    expect(expectOk(await b.api.get('/api/v1/apps')).items).toHaveLength(2);
+    expect(expectOk(await b.api.get('/api/v1/administrators')).items).toHaveLength(2);
+  });
+
+  it("refuses another project's ids inside request bodies and filters", async () => {
+    expectFailure(await a.api.post('/api/v1/device', { name: 'x', type: B.type }), 404);
+    expectFailure(await a.api.post('/api/v1/device_group', { name: 'x', parent_id: B.group }), 404);
+    const own = expectOk(await a.api.post('/api/v1/device', { name: 'mine' }));
+    expectFailure(await a.api.put(`/api/v1/device/${own.id}/groups`, { groups: [B.group] }), 404);
+    const customer = expectOk(await a.api.post('/api/v1/customer', { name: 'Ann', account: 'ann', password: 'password-ann' }));
+    expectFailure(await a.api.post(`/api/v1/customer/${customer.id}/devices`, { devices: [B.device] }), 404);
+    expectFailure(await a.api.get(`/api/v1/devices?group=${B.group}`), 404);
+    expect(expectOk(await a.api.get(`/api/v1/devices?type=${B.type}`)).total).toBe(0);
+    expect(expectOk(await a.api.get('/api/v1/devices?device_key=b-key')).total).toBe(0);
+  });
+
+  it("never lists another project's resources", async () => {
+    const ids = (items: Array<{ id?: string; app_id?: string }>) => items.map((i) => i.id ?? i.app_id);
+    const lists = {
+      devices: ids(expectOk(await a.api.get('/api/v1/devices?page_records=500')).items),
+      types: ids(expectOk(await a.api.get('/api/v1/device_types')).items),
+      groups: ids(expectOk(await a.api.get('/api/v1/device_groups_tree')).items),
+      customers: ids(expectOk(await a.api.get('/api/v1/customers')).items),
+      apps: ids(expectOk(await a.api.get('/api/v1/apps')).items),
+      admins: ids(expectOk(await a.api.get('/api/v1/administrators')).items),
+    };
+    for (const id of Object.values(B)) expect(Object.values(lists).flat()).not.toContain(id);
+    expect(expectOk(await a.api.get('/api/v1/devices_stat')).device_total).toBe(lists.devices.length);
+    expect(expectOk(await a.api.get('/api/v1/project')).id).toBe(a.project.id);
+  });
+
+  it('control: the same requests succeed with the owner’s token', async () => {
+    const known = bodies();
+    const failures: string[] = [];
+    for (const r of [...targeted()].sort((x, y) => rank(x) - rank(y))) {
+      const key = `${r.method} ${r.url}`;
+      const res = await b.admin.call(r.method as 'GET', fill(r.url), known[key]);
+      if (res.body?.result !== true) failures.push(`${key} → ${res.status} ${JSON.stringify(res.body)}`);
+    }
+    expect(failures).toEqual([]);
+  });
+});

@@ -1,0 +1,29 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/config.ts';
+
+describe('config', () => {
+  it('applies the documented defaults', () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({ HOST: '0.0.0.0', HTTP_PORT: 8080, MQTT_PORT: 1883, TCP_PORT: 28801, DATA_DIR: './data', LOG_LEVEL: 'info' });
+    expect(c.DATABASE_URL).toBeUndefined();
+    expect(c.PLATFORM_TOKEN).toBeUndefined();
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it('treats empty variables as unset', () => {
+    const c = loadConfig({ DATABASE_URL: '', JWT_SECRET: '  ', PLATFORM_TOKEN: '' });
+    expect([c.DATABASE_URL, c.JWT_SECRET, c.PLATFORM_TOKEN]).toEqual([undefined, undefined, undefined]);
+  });
+
+  it('requires JWT_SECRET in production', () => {
+    expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(ConfigError);
+    expect(() => loadConfig({ NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(32) })).not.toThrow();
+  });
+
+  it('rejects short secrets, bad ports and foreign database URLs with the variable named', () => {
+    expect(() => loadConfig({ JWT_SECRET: 'short' })).toThrow(/JWT_SECRET/);
+    expect(() => loadConfig({ HTTP_PORT: '70000' })).toThrow(/HTTP_PORT/);
+    expect(() => loadConfig({ DATABASE_URL: 'mysql://localhost/x' })).toThrow(/DATABASE_URL/);
+    expect(() => loadConfig({ PLATFORM_TOKEN: 'tiny' })).toThrow(/PLATFORM_TOKEN/);
+  });
+});
