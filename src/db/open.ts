@@ -4,6 +4,8 @@ import { openPglite, openPostgres, type Database } from './client.ts';
 import { lockDataDir } from './data-dir-lock.ts';
 import { enableTimescale } from './timescale.ts';
 
+const EMBEDDED_VACUUM_MS = 15 * 60_000;
+
 export interface OpenedDatabase extends Database {
   /** TimescaleDB is enabled (PostgreSQL with the extension available). */
   timescale: boolean;
@@ -34,12 +36,21 @@ export async function openDatabase(
     const lite = await openPglite({ dataDir: config.DATA_DIR });
     await lite.migrate();
     log.info({ driver: 'pglite', dataDir: config.DATA_DIR }, 'database ready');
+    // PGlite has no autovacuum: without it the planner never gets index-only scans and stale
+    // statistics (measured in bench/http-api: counts 33 ms → 19 ms at 100k devices).
+    const vacuum = () => {
+      lite.client.exec('vacuum (analyze)').catch((err: unknown) => log.warn({ err }, 'embedded database vacuum failed'));
+    };
+    const firstVacuum = setTimeout(vacuum, 60_000).unref();
+    const vacuumTimer = setInterval(vacuum, EMBEDDED_VACUUM_MS).unref();
     return {
       db: lite.db,
       driver: 'pglite',
       migrate: lite.migrate,
       timescale: false,
       close: async () => {
+        clearTimeout(firstVacuum);
+        clearInterval(vacuumTimer);
         try {
           await lite.close();
         } finally {

@@ -54,20 +54,30 @@ export function createDevicesRepository(db: Db) {
   }
 
   return {
-    async list(scope: Scope, filter: DeviceFilter, limit: number, offset: number): Promise<{ rows: DeviceWithType[]; total: number }> {
-      const cond = where(scope, filter);
-      const [rows, counted] = await Promise.all([
-        db
-          .select({ ...devicesColumns(), ...typeInfo })
-          .from(devices)
-          .leftJoin(deviceTypes, eq(deviceTypes.id, devices.typeId))
-          .where(cond)
-          .orderBy(desc(devices.id))
-          .limit(limit)
-          .offset(offset),
-        db.select({ total: sql<number>`count(*)::int` }).from(devices).where(cond),
-      ]);
-      return { rows, total: counted[0]?.total ?? 0 };
+    /**
+     * One page, newest first. The page's ids come from the index alone; only those rows are then
+     * read and joined, so deep pages do not fetch and join every row they skip.
+     */
+    async page(scope: Scope, filter: DeviceFilter, limit: number, offset: number): Promise<DeviceWithType[]> {
+      const ids = db
+        .select({ pageId: devices.id })
+        .from(devices)
+        .where(where(scope, filter))
+        .orderBy(desc(devices.id))
+        .limit(limit)
+        .offset(offset)
+        .as('page');
+      return db
+        .select({ ...devicesColumns(), ...typeInfo })
+        .from(ids)
+        .innerJoin(devices, eq(devices.id, ids.pageId))
+        .leftJoin(deviceTypes, eq(deviceTypes.id, devices.typeId))
+        .orderBy(desc(devices.id));
+    },
+
+    async total(scope: Scope, filter: DeviceFilter): Promise<number> {
+      const [row] = await db.select({ total: sql<number>`count(*)::int` }).from(devices).where(where(scope, filter));
+      return row?.total ?? 0;
     },
 
     async get(scope: Scope, id: string, tx: Tx = db): Promise<DeviceWithType | undefined> {

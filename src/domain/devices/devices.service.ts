@@ -3,6 +3,7 @@ import type { ProjectsRepository } from '../../db/repositories/projects.reposito
 import { uniqueViolation } from '../../db/errors.ts';
 import { BadRequest, Conflict, NotFound, StateConflict } from '../../errors.ts';
 import { newId, randomToken, shortCode } from '../../lib/ids.ts';
+import { TtlCache } from '../../lib/ttl-cache.ts';
 import type { Scope } from '../auth/principal.ts';
 
 export const MAX_TAGS = 64;
@@ -11,6 +12,12 @@ export interface DevicesServiceDeps {
   devices: DevicesRepository;
   projects: Pick<ProjectsRepository, 'byId'>;
   clock?: () => number;
+  /**
+   * How long list totals and stats may be reused. Counting a project's devices visits every one of
+   * them (100k rows ≈ tens of ms); dashboards poll these calls, and creating or deleting a device
+   * through this service invalidates them at once. State changes (online, alarm) show within this time.
+   */
+  countCacheMs?: number;
 }
 
 export interface CreateDeviceInput {
@@ -46,7 +53,15 @@ export function deviceView(d: DeviceWithType) {
 /** "" means "no device key" (http-api.md §3). */
 const keyOrNull = (key: string | undefined) => (key === undefined ? undefined : key === '' ? null : key);
 
-export function createDevicesService({ devices, projects, clock = Date.now }: DevicesServiceDeps) {
+export function createDevicesService({ devices, projects, clock = Date.now, countCacheMs = 2_000 }: DevicesServiceDeps) {
+  const totals = new TtlCache<number>(countCacheMs, clock);
+  const stats = new TtlCache<Awaited<ReturnType<DevicesRepository['stats']>>>(countCacheMs, clock);
+  const cachedStats = (scope: Scope) => stats.get(scope.projectId, scope.customerId ?? '', () => devices.stats(scope));
+  const invalidate = (projectId: string) => {
+    totals.invalidate(projectId);
+    stats.invalidate(projectId);
+  };
+
   async function mustGet(scope: Scope, id: string) {
     const row = await devices.get(scope, id);
     if (!row) throw new NotFound('Device');
@@ -74,7 +89,13 @@ export function createDevicesService({ devices, projects, clock = Date.now }: De
   return {
     async list(scope: Scope, filter: DeviceFilter, page: number, pageRecords: number) {
       if (filter.groupIds?.length) await checkGroups(scope.projectId, filter.groupIds);
-      const { rows, total } = await devices.list(scope, filter, pageRecords, (page - 1) * pageRecords);
+      const offset = (page - 1) * pageRecords;
+      const rows = await devices.page(scope, filter, pageRecords, offset);
+      // A page that is not full tells the total without counting.
+      const total =
+        rows.length > 0 && rows.length < pageRecords
+          ? offset + rows.length
+          : await totals.get(scope.projectId, JSON.stringify([scope.customerId, filter]), () => devices.total(scope, filter));
       return { items: rows.map(deviceView), total, page_total: Math.ceil(total / pageRecords) };
     },
 
@@ -129,6 +150,7 @@ export function createDevicesService({ devices, projects, clock = Date.now }: De
       } catch (err) {
         rethrowDuplicate(err);
       }
+      invalidate(scope.projectId);
       return { id, name: input.name };
     },
 
@@ -162,15 +184,17 @@ export function createDevicesService({ devices, projects, clock = Date.now }: De
     async setGroups(scope: Scope, id: string, groupIds: string[]) {
       await mustGet(scope, id);
       await devices.setGroups(scope.projectId, id, await checkGroups(scope.projectId, groupIds));
+      totals.invalidate(scope.projectId);
     },
 
     async delete(scope: Scope, id: string) {
       await mustGet(scope, id);
       await devices.delete(scope.projectId, id);
+      invalidate(scope.projectId);
     },
 
     async stat(scope: Scope) {
-      const s = await devices.stats(scope);
+      const s = await cachedStats(scope);
       return {
         device_total: s.total,
         online_device_total: s.online,
@@ -182,7 +206,7 @@ export function createDevicesService({ devices, projects, clock = Date.now }: De
     },
 
     async alarmStat(scope: Scope) {
-      const s = await devices.stats(scope);
+      const s = await cachedStats(scope);
       return {
         device_total: s.total,
         alarm_1_total: s.alarm1,

@@ -1,0 +1,37 @@
+/**
+ * A small time-bounded cache for values that are expensive to compute and may be a moment stale
+ * (aggregate counts). Entries are grouped by a namespace so a whole project can be invalidated.
+ */
+export class TtlCache<V> {
+  private readonly entries = new Map<string, Map<string, { value: Promise<V>; until: number }>>();
+
+  constructor(
+    private readonly ttlMs: number,
+    private readonly clock: () => number = Date.now,
+    private readonly maxNamespaces = 10_000,
+  ) {}
+
+  /** The cached value of (namespace, key), or the result of `load` (concurrent misses share one load). */
+  get(namespace: string, key: string, load: () => Promise<V>): Promise<V> {
+    const now = this.clock();
+    let ns = this.entries.get(namespace);
+    const hit = ns?.get(key);
+    if (hit && hit.until > now) return hit.value;
+    if (!ns) {
+      if (this.entries.size >= this.maxNamespaces) this.entries.clear();
+      ns = new Map();
+      this.entries.set(namespace, ns);
+    }
+    const value = load();
+    const entry = { value, until: now + this.ttlMs };
+    ns.set(key, entry);
+    value.catch(() => {
+      if (ns.get(key) === entry) ns.delete(key);
+    });
+    return value;
+  }
+
+  invalidate(namespace: string): void {
+    this.entries.delete(namespace);
+  }
+}
