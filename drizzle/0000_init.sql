@@ -196,9 +196,12 @@ CREATE INDEX "customers_project_id_idx" ON "customers" USING btree ("project_id"
 CREATE UNIQUE INDEX "data_streams_type_ident_uq" ON "data_streams" USING btree ("device_type_id","identifier");--> statement-breakpoint
 CREATE INDEX "device_group_members_device_idx" ON "device_group_members" USING btree ("device_id");--> statement-breakpoint
 CREATE INDEX "device_groups_project_parent_idx" ON "device_groups" USING btree ("project_id","parent_id");--> statement-breakpoint
+CREATE INDEX "device_groups_parent_idx" ON "device_groups" USING btree ("parent_id");--> statement-breakpoint
+CREATE INDEX "device_infos_project_info_idx" ON "device_infos" USING btree ("project_id","info_id");--> statement-breakpoint
 CREATE INDEX "device_types_project_idx" ON "device_types" USING btree ("project_id","id");--> statement-breakpoint
 CREATE INDEX "devices_project_id_idx" ON "devices" USING btree ("project_id","id");--> statement-breakpoint
 CREATE INDEX "devices_project_type_id_idx" ON "devices" USING btree ("project_id","type_id","id");--> statement-breakpoint
+CREATE INDEX "devices_type_idx" ON "devices" USING btree ("type_id");--> statement-breakpoint
 CREATE UNIQUE INDEX "devices_project_device_key_uq" ON "devices" USING btree ("project_id","device_key") WHERE device_key is not null;--> statement-breakpoint
 CREATE UNIQUE INDEX "devices_project_code_uq" ON "devices" USING btree ("project_id","device_code");--> statement-breakpoint
 CREATE INDEX "devices_project_state_idx" ON "devices" USING btree ("project_id","online","active","alarm_level");--> statement-breakpoint

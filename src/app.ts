@@ -1,9 +1,9 @@
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyServerOptions } from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
 import { registerAuth } from './plugins/auth.ts';
-import { registerEnvelope } from './plugins/envelope.ts';
+import { failure, registerEnvelope } from './plugins/envelope.ts';
 import { registerOpenApi } from './plugins/openapi.ts';
 import { registerRateLimit } from './plugins/rate-limit.ts';
 import { adminRoutes } from './routes/admins/admins.routes.ts';
@@ -47,6 +47,11 @@ export async function buildApp({ config, services, jwtSecret, logger }: AppDeps)
     bodyLimit: config.BODY_LIMIT,
     trustProxy: config.TRUST_PROXY,
     requestIdHeader: 'x-request-id',
+    // Malformed URLs and the like fail in the router, before the error handler: answer them in the envelope too.
+    frameworkErrors: (err, _req, reply) => {
+      const r = reply as unknown as FastifyReply;
+      void r.code(200).type('application/json; charset=utf-8').send(JSON.stringify(failure(400, err.message || 'Invalid request')));
+    },
     ...(logger ? { loggerInstance: logger } : { logger: false }),
   };
   const app = Fastify(opts);

@@ -184,7 +184,11 @@ export const deviceGroups = pgTable(
     createTime: created(),
     updateTime: updated(),
   },
-  (t) => [index('device_groups_project_parent_idx').on(t.projectId, t.parentId)],
+  (t) => [
+    index('device_groups_project_parent_idx').on(t.projectId, t.parentId),
+    // The ON DELETE RESTRICT check of a parent looks children up by parent alone.
+    index('device_groups_parent_idx').on(t.parentId),
+  ],
 );
 
 export interface AlarmState {
@@ -223,6 +227,8 @@ export const devices = pgTable(
     // Ids are time-ordered, so (project_id, id) serves "newest first" paging of the device list.
     index('devices_project_id_idx').on(t.projectId, t.id),
     index('devices_project_type_id_idx').on(t.projectId, t.typeId, t.id),
+    // The ON DELETE RESTRICT check of a device type looks devices up by type alone.
+    index('devices_type_idx').on(t.typeId),
     uniqueIndex('devices_project_device_key_uq').on(t.projectId, t.deviceKey).where(sql`device_key is not null`),
     uniqueIndex('devices_project_code_uq').on(t.projectId, t.deviceCode),
     // Covers devices_stat / devices_alarm_stat as an index-only scan.
@@ -278,5 +284,9 @@ export const deviceInfos = pgTable(
     createTime: created(),
     updateTime: updated(),
   },
-  (t) => [primaryKey({ columns: [t.deviceId, t.infoId] })],
+  (t) => [
+    primaryKey({ columns: [t.deviceId, t.infoId] }),
+    // Deleting an info definition removes its values across the project's devices.
+    index('device_infos_project_info_idx').on(t.projectId, t.infoId),
+  ],
 );

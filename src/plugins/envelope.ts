@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import sjson from 'secure-json-parse';
+import { appErrorOfDatabase } from '../db/errors.ts';
 import { AppError, BadRequest, type FieldError } from '../errors.ts';
 
 /** Marks a body that could not be parsed as JSON (http-api.md §1: answered with 404). */
@@ -29,13 +30,44 @@ function sendJson(reply: FastifyReply, status: number, body: object) {
 
 const LOCATION: Record<string, string> = { body: '', querystring: 'query.', params: 'path.', headers: 'header.' };
 
-/** A JSON `\u0000` escape not itself escaped: PostgreSQL text and jsonb cannot store NUL. */
-const JSON_NUL = /(?:^|[^\\])(?:\\\\)*\\u0000/;
 const NUL_MESSAGE = 'Strings must not contain NUL (\\u0000) characters';
+const SURROGATE_MESSAGE = 'Strings must be well-formed Unicode (no lone \\uD800-\\uDFFF surrogates)';
 
-function hasNul(values: unknown): boolean {
-  if (!values || typeof values !== 'object') return false;
-  return Object.values(values).some((v) => (typeof v === 'string' ? v.includes('\0') : Array.isArray(v) && v.some((x) => typeof x === 'string' && x.includes('\0'))));
+/**
+ * What PostgreSQL text and jsonb cannot store: NUL characters and lone UTF-16 surrogates (which
+ * jsonb refuses and text silently mangles). Returns the problem, or undefined when the value is clean.
+ */
+export function unstorableText(value: unknown, depth = 0): string | undefined {
+  if (typeof value === 'string') {
+    if (value.includes('\0')) return NUL_MESSAGE;
+    if (!value.isWellFormed()) return SURROGATE_MESSAGE;
+    return undefined;
+  }
+  if (!value || typeof value !== 'object' || depth > 64) return undefined;
+  for (const [key, v] of Object.entries(value)) {
+    const problem = unstorableText(key, depth + 1) ?? unstorableText(v, depth + 1);
+    if (problem) return problem;
+  }
+  return undefined;
+}
+
+/** Only bodies with a NUL or surrogate escape need the walk. */
+const SUSPECT_ESCAPE = /\\u(?:0000|[dD][89a-fA-F])/;
+
+/**
+ * The error as it may be logged: drizzle puts every query parameter (password hashes, device
+ * tokens) into its message, so only the SQL and the driver's own message and code are kept.
+ */
+export function loggableError(err: unknown): Record<string, unknown> {
+  const e = err as { name?: string; message?: string; code?: string; stack?: string; cause?: { message?: string; code?: string } };
+  const message = String(e?.message ?? err).split('\nparams:')[0];
+  return {
+    type: e?.name,
+    message,
+    ...(e?.code ? { code: e.code } : {}),
+    ...(e?.cause ? { cause: { message: e.cause.message, code: e.cause.code } } : {}),
+    stack: e?.stack?.split('\n').filter((l) => l.trimStart().startsWith('at ')).join('\n'),
+  };
 }
 
 /**
@@ -48,17 +80,21 @@ export function registerEnvelope(app: FastifyInstance, bodyLimit: number) {
   app.addContentTypeParser('*', { parseAs: 'string', bodyLimit }, (_req, body, done) => {
     const text = body as string;
     if (text.trim() === '') return done(null, undefined);
-    if (JSON_NUL.test(text)) return done(new BadRequest(NUL_MESSAGE), undefined);
+    let parsed: unknown;
     try {
       // Prototype-poisoning keys (__proto__, constructor.prototype) are stripped, as Fastify's own parser does.
-      done(null, sjson.parse(text, undefined, { protoAction: 'remove', constructorAction: 'remove' }));
+      parsed = sjson.parse(text, undefined, { protoAction: 'remove', constructorAction: 'remove' });
     } catch {
-      done(new InvalidJson('Invalid JSON message'), undefined);
+      return done(new InvalidJson('Invalid JSON message'), undefined);
     }
+    const problem = SUSPECT_ESCAPE.test(text) ? unstorableText(parsed) : undefined;
+    if (problem) return done(new BadRequest(problem), undefined);
+    done(null, parsed);
   });
 
   app.addHook('preValidation', async (req) => {
-    if (hasNul(req.query) || hasNul(req.params)) throw new BadRequest(NUL_MESSAGE);
+    const problem = unstorableText(req.query) ?? unstorableText(req.params);
+    if (problem) throw new BadRequest(problem);
   });
 
   app.setNotFoundHandler((_req, reply) => sendJson(reply, 404, { message: 'Request invalid' }));
@@ -67,6 +103,8 @@ export function registerEnvelope(app: FastifyInstance, bodyLimit: number) {
     if (err instanceof InvalidJson) {
       return sendJson(reply, 404, { result: false, message: 'Invalid JSON message', errcode: 400 });
     }
+    const mapped = err instanceof AppError ? err : appErrorOfDatabase(err);
+    if (mapped) err = mapped;
     if (err instanceof AppError) {
       const status = err.errcode === 401 || err.errcode === 429 ? err.errcode : 200;
       if ('retryAfterSeconds' in err) reply.header('Retry-After', String(err.retryAfterSeconds));
@@ -92,7 +130,7 @@ export function registerEnvelope(app: FastifyInstance, bodyLimit: number) {
     if (status >= 400 && status < 500) {
       return sendJson(reply, 200, failure(400, err.message || 'Invalid request'));
     }
-    req.log.error({ err }, 'unhandled error');
+    req.log.error({ err: loggableError(err) }, 'unhandled error');
     return sendJson(reply, 500, { ...failure(500, 'Internal server error'), request_id: String(req.id) });
   });
 }

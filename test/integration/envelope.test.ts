@@ -112,3 +112,29 @@ describe('project', () => {
     expectFailure(await p.api.put('/api/v1/project', {}), 400);
   });
 });
+
+describe('review findings', () => {
+  it('refuses lone UTF-16 surrogates in bodies, keys and queries with a 400 (PostgreSQL cannot store them)', async () => {
+    const d = expectOk(await p.api.post('/api/v1/device', { name: 'surrogates' }));
+    for (const payload of ['{"tags":{"\\ud800":"x"}}', '{"tags":{"k":"\\udfff"}}']) {
+      const res = await raw('PUT', `/api/v1/device/${d.id}/tags`, payload, { 'content-type': 'application/json' });
+      expect(res.json(), payload).toMatchObject({ result: false, errcode: 400, message: expect.stringMatching(/well-formed/) });
+    }
+    expect((await raw('POST', '/api/v1/device', '{"name":"\\ud800"}', { 'content-type': 'application/json' })).json()).toMatchObject({ errcode: 400 });
+    // a proper surrogate pair is an ordinary character
+    expectOk(await raw('PUT', `/api/v1/device/${d.id}/tags`, '{"tags":{"emoji":"\\ud83d\\ude00"}}', { 'content-type': 'application/json' }).then((r) => ({ status: r.statusCode, body: r.json(), headers: r.headers })));
+    expect(expectOk(await p.api.get(`/api/v1/device/${d.id}`)).tags).toEqual({ emoji: '😀' });
+  });
+
+  it('answers malformed URLs in the envelope', async () => {
+    const res = await raw('GET', '/api/v1/device/%ff');
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toMatchObject({ result: false, errcode: 400 });
+  });
+
+  it('treats empty list filters as no filter', async () => {
+    const all = expectOk(await p.api.get('/api/v1/devices'));
+    const blank = expectOk(await p.api.get('/api/v1/devices?type=&group=&groups=&device_key='));
+    expect(blank.total).toBe(all.total);
+  });
+});

@@ -88,6 +88,18 @@ describe('device groups', () => {
     expectFailure(await customer.delete(`/api/v1/device_group/${g}`), 403);
   });
 
+  it("counts only a customer's own devices in a group's device_count", async () => {
+    const fx = await createProject(ctx, 'customer counts');
+    const g = await group(fx.api, { name: 'hall' });
+    for (const name of ['a', 'b']) {
+      const d = expectOk(await fx.api.post('/api/v1/device', { name }));
+      expectOk(await fx.api.put(`/api/v1/device/${d.id}/groups`, { groups: [g] }));
+    }
+    const customer = await customerClient(fx);
+    expect(expectOk(await fx.api.get(`/api/v1/device_group/${g}`)).device_count).toBe(2);
+    expect(expectOk(await customer.get(`/api/v1/device_group/${g}`)).device_count).toBe(0);
+  });
+
   it('answers 404 for a parent that does not exist', async () => {
     const body = expectFailure(await p.api.post('/api/v1/device_group', { name: 'orphan', parent_id: 'no-such-group' }), 404);
     expect(body.message).toBe('Device group not found');

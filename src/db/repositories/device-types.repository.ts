@@ -90,7 +90,7 @@ export function createDeviceTypesRepository(db: Db) {
         .where(
           and(
             eq(deviceInfos.projectId, projectId),
-            sql`${deviceInfos.infoId} in (select ${extendInfoDefs.id} from ${extendInfoDefs} where ${extendInfoDefs.deviceTypeId} = ${id})`,
+            sql`${deviceInfos.infoId} in (select ${extendInfoDefs.id} from ${extendInfoDefs} where ${extendInfoDefs.projectId} = ${projectId} and ${extendInfoDefs.deviceTypeId} = ${id})`,
           ),
         );
       const rows = await tx.delete(deviceTypes).where(typeIs(projectId, id)).returning({ id: deviceTypes.id });
@@ -161,11 +161,11 @@ export function createDeviceTypesRepository(db: Db) {
     },
 
     /** The type's TCP-bound stream other than `exceptId`, if any. */
-    async tcpBoundStream(typeId: string, exceptId: string | undefined, tx: Tx = db): Promise<DataStreamRow | undefined> {
+    async tcpBoundStream(projectId: string, typeId: string, exceptId: string | undefined, tx: Tx = db): Promise<DataStreamRow | undefined> {
       const [row] = await tx
         .select()
         .from(dataStreams)
-        .where(and(eq(dataStreams.deviceTypeId, typeId), eq(dataStreams.tcpBound, true), ...(exceptId ? [ne(dataStreams.id, exceptId)] : [])))
+        .where(and(eq(dataStreams.projectId, projectId), eq(dataStreams.deviceTypeId, typeId), eq(dataStreams.tcpBound, true), ...(exceptId ? [ne(dataStreams.id, exceptId)] : [])))
         .limit(1);
       return row;
     },

@@ -1,6 +1,7 @@
 import { and, desc, eq, getTableColumns, inArray, sql, type SQL } from 'drizzle-orm';
 import type { Scope } from '../../domain/auth/principal.ts';
 import type { Db, Tx } from '../client.ts';
+import { rowsOf } from '../timescale.ts';
 import { customerDevices, deviceGroupMembers, deviceGroups, devices, deviceTypes } from '../schema.ts';
 
 export type DeviceRow = typeof devices.$inferSelect;
@@ -8,6 +9,7 @@ export type NewDevice = typeof devices.$inferInsert;
 
 export interface DeviceFilter {
   typeId?: string;
+  /** Groups whose devices are listed; the service adds the sub-groups when asked. */
   groupIds?: string[];
   includeSubGroups?: boolean;
   online?: boolean;
@@ -31,23 +33,17 @@ function inScope(scope: Scope): SQL {
   )!;
 }
 
-function groupCondition(projectId: string, groupIds: string[], includeSub: boolean): SQL {
+/** Devices in any of the groups (ids already resolved, sub-groups included when asked). */
+function groupCondition(projectId: string, groupIds: string[]): SQL {
   const ids = sql.join(groupIds.map((g) => sql`${g}`), sql`, `);
-  const groups = includeSub
-    ? sql`(with recursive g(id) as (
-            select id from ${deviceGroups} where project_id = ${projectId} and id in (${ids})
-            union
-            select c.id from ${deviceGroups} c join g on c.parent_id = g.id where c.project_id = ${projectId}
-          ) select id from g)`
-    : sql`(${ids})`;
-  return sql`exists (select 1 from ${deviceGroupMembers} m where m.device_id = ${devices.id} and m.project_id = ${projectId} and m.group_id in ${groups})`;
+  return sql`exists (select 1 from ${deviceGroupMembers} m where m.device_id = ${devices.id} and m.project_id = ${projectId} and m.group_id in (${ids}))`;
 }
 
 export function createDevicesRepository(db: Db) {
   function where(scope: Scope, f: DeviceFilter = {}): SQL {
     const parts: SQL[] = [inScope(scope)];
     if (f.typeId !== undefined) parts.push(eq(devices.typeId, f.typeId));
-    if (f.groupIds?.length) parts.push(groupCondition(scope.projectId, f.groupIds, f.includeSubGroups ?? false));
+    if (f.groupIds?.length) parts.push(groupCondition(scope.projectId, f.groupIds));
     if (f.online !== undefined) parts.push(eq(devices.online, f.online));
     if (f.deviceKey !== undefined) parts.push(eq(devices.deviceKey, f.deviceKey));
     return and(...parts)!;
@@ -90,11 +86,11 @@ export function createDevicesRepository(db: Db) {
       return row;
     },
 
-    async groupIdsOf(deviceId: string): Promise<string[]> {
+    async groupIdsOf(projectId: string, deviceId: string): Promise<string[]> {
       const rows = await db
         .select({ id: deviceGroupMembers.groupId })
         .from(deviceGroupMembers)
-        .where(eq(deviceGroupMembers.deviceId, deviceId))
+        .where(and(eq(deviceGroupMembers.deviceId, deviceId), eq(deviceGroupMembers.projectId, projectId)))
         .orderBy(deviceGroupMembers.groupId);
       return rows.map((r) => r.id);
     },
@@ -147,11 +143,27 @@ export function createDevicesRepository(db: Db) {
 
     async setGroups(projectId: string, id: string, groupIds: string[]): Promise<void> {
       await db.transaction(async (tx) => {
-        await tx.delete(deviceGroupMembers).where(eq(deviceGroupMembers.deviceId, id));
+        await tx.delete(deviceGroupMembers).where(and(eq(deviceGroupMembers.deviceId, id), eq(deviceGroupMembers.projectId, projectId)));
         if (groupIds.length) {
           await tx.insert(deviceGroupMembers).values(groupIds.map((groupId) => ({ groupId, deviceId: id, projectId })));
         }
       });
+    },
+
+    /**
+     * The groups and all their descendants, resolved once so the device query filters by a plain
+     * id list (a recursive CTE inside the per-device EXISTS made the planner walk every device).
+     */
+    async subtreeGroupIds(projectId: string, ids: string[]): Promise<string[]> {
+      const list = sql.join(ids.map((g) => sql`${g}`), sql`, `);
+      const rows = await db.execute(sql`
+        with recursive g(id, depth) as (
+          select id, 0 from ${deviceGroups} where project_id = ${projectId} and id in (${list})
+          union
+          select c.id, g.depth + 1 from ${deviceGroups} c join g on c.parent_id = g.id
+          where c.project_id = ${projectId} and g.depth < 64
+        ) select distinct id from g`);
+      return rowsOf<{ id: string }>(rows).map((r) => r.id);
     },
 
     async existingGroupIds(projectId: string, ids: string[]): Promise<string[]> {

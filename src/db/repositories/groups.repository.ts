@@ -1,7 +1,7 @@
 import { and, asc, eq, getTableColumns, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../client.ts';
 import { rowsOf } from '../timescale.ts';
-import { deviceGroupMembers, deviceGroups } from '../schema.ts';
+import { customerDevices, deviceGroupMembers, deviceGroups } from '../schema.ts';
 
 export type GroupRow = typeof deviceGroups.$inferSelect;
 export type NewGroup = typeof deviceGroups.$inferInsert;
@@ -29,11 +29,15 @@ export function createGroupsRepository(db: Db) {
       return row;
     },
 
-    async getWithCount(projectId: string, id: string): Promise<GroupWithCount | undefined> {
+    /** The group with its number of devices; for a customer, only the devices bound to them count. */
+    async getWithCount(projectId: string, id: string, customerId?: string): Promise<GroupWithCount | undefined> {
+      const bound = customerId
+        ? sql` and exists (select 1 from ${customerDevices} cd where cd.device_id = m.device_id and cd.customer_id = ${customerId})`
+        : sql``;
       const [row] = await db
         .select({
           ...getTableColumns(deviceGroups),
-          deviceCount: sql<number>`(select count(*) from ${deviceGroupMembers} m where m.group_id = ${deviceGroups.id})::int`,
+          deviceCount: sql<number>`(select count(*) from ${deviceGroupMembers} m where m.group_id = ${deviceGroups.id}${bound})::int`,
         })
         .from(deviceGroups)
         .where(and(eq(deviceGroups.id, id), eq(deviceGroups.projectId, projectId)))

@@ -234,8 +234,8 @@ export function createDeviceTypesService({ db, clock = Date.now }: { db: Db; clo
   }
 
   /** At most one stream per type reads a raw TCP link (device-protocol.md §6). */
-  async function checkSingleTcpBinding(typeId: string, exceptId: string | undefined, tx: Tx) {
-    const bound = await types.tcpBoundStream(typeId, exceptId, tx);
+  async function checkSingleTcpBinding(projectId: string, typeId: string, exceptId: string | undefined, tx: Tx) {
+    const bound = await types.tcpBoundStream(projectId, typeId, exceptId, tx);
     if (bound) {
       throw new Conflict(`The device type already has a TCP-bound data stream ("${bound.identifier}"); unbind it first`, [
         { path: 'tcp_bound', message: 'another stream is bound to TCP' },
@@ -394,7 +394,7 @@ export function createDeviceTypesService({ db, clock = Date.now }: { db: Db; clo
       try {
         await types.transaction(async (tx) => {
           if (!(await types.lock(tx, scope.projectId, typeId))) throw new NotFound('Device type');
-          if (input.tcp_bound) await checkSingleTcpBinding(typeId, undefined, tx);
+          if (input.tcp_bound) await checkSingleTcpBinding(scope.projectId, typeId, undefined, tx);
           await types.insertStream(
             {
               id,
@@ -423,7 +423,7 @@ export function createDeviceTypesService({ db, clock = Date.now }: { db: Db; clo
         const row = await types.stream(scope.projectId, typeId, identifier, tx);
         if (!row) throw new NotFound('Data stream');
         checkMapping(patch.format ?? row.format, patch.map_to_attributes ?? row.mapToAttributes);
-        if (patch.tcp_bound && !row.tcpBound) await checkSingleTcpBinding(typeId, row.id, tx);
+        if (patch.tcp_bound && !row.tcpBound) await checkSingleTcpBinding(scope.projectId, typeId, row.id, tx);
         await types.updateStream(
           scope.projectId,
           row.id,

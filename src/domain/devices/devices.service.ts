@@ -88,7 +88,10 @@ export function createDevicesService({ devices, projects, clock = Date.now, coun
 
   return {
     async list(scope: Scope, filter: DeviceFilter, page: number, pageRecords: number) {
-      if (filter.groupIds?.length) await checkGroups(scope.projectId, filter.groupIds);
+      if (filter.groupIds?.length) {
+        await checkGroups(scope.projectId, filter.groupIds);
+        if (filter.includeSubGroups) filter = { ...filter, groupIds: await devices.subtreeGroupIds(scope.projectId, filter.groupIds), includeSubGroups: false };
+      }
       const offset = (page - 1) * pageRecords;
       const rows = await devices.page(scope, filter, pageRecords, offset);
       // A page that is not full tells the total without counting.
@@ -103,7 +106,7 @@ export function createDevicesService({ devices, projects, clock = Date.now, coun
       const row = await mustGet(scope, id);
       return {
         ...deviceView(row),
-        groups: await devices.groupIdsOf(row.id),
+        groups: await devices.groupIdsOf(scope.projectId, row.id),
         view_token: row.viewToken,
         device_code: row.deviceCode,
       };

@@ -70,7 +70,7 @@ export function createGroupsService({ db, clock = Date.now }: GroupsServiceDeps)
     },
 
     async get(scope: Scope, id: string) {
-      const g = await groups.getWithCount(scope.projectId, id);
+      const g = await groups.getWithCount(scope.projectId, id, scope.customerId);
       if (!g) throw new NotFound('Device group');
       return {
         id: g.id,

@@ -25,7 +25,7 @@ export function appRoutes(app: FastifyInstance, { services }: { services: Servic
   endpoint(app, {
     method: 'POST', url: '/api/v1/app/:id/secret_reset', access: 'manage', tags,
     summary: "Issue a new secret_key for an app; the old one no longer gets tokens",
-    description: 'The access key stays the same. Tokens already issued keep working until they expire.',
+    description: 'The access key stays the same. Tokens issued before the reset stop working at once.',
     params: IdParams, response: ResetSecret,
     handler: ({ principal, params }) => apps.resetSecret(scopeOf(principal), params.id),
   });

@@ -25,13 +25,16 @@ const idList = z
   .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
   .pipe(z.array(Id).max(100));
 
+/** Clients that build query strings from empty form fields send `type=&group=`: empty means "no filter". */
+const blankAsUnset = <T extends z.ZodType>(schema: T) => z.preprocess((v) => (v === '' ? undefined : v), schema.optional());
+
 export const DeviceListQuery = pagingQuery(500).extend({
-  type: Id.optional(),
-  group: Id.optional(),
-  groups: idList.optional(),
+  type: blankAsUnset(Id),
+  group: blankAsUnset(Id),
+  groups: blankAsUnset(idList),
   include_sub_groups: Flag,
   online: z.enum(['0', '1', 'true', 'false']).optional().transform((v) => (v === undefined ? undefined : v === '1' || v === 'true')),
-  device_key: DeviceKey.optional(),
+  device_key: blankAsUnset(DeviceKey),
 });
 
 export const DeviceList = z.object({ items: z.array(Device), total: z.number(), page_total: z.number() });

@@ -5,7 +5,7 @@ export const CreateProjectBody = z.object({
   name: Name,
   descr: Descr.optional(),
   tags: Tags.optional(),
-  device_quota: z.number().int().min(0).nullable().optional(),
+  device_quota: z.number().int().min(0).max(2_147_483_647).nullable().optional(),
 });
 export const CreatedProject = z.object({
   id: z.string(),

@@ -1,0 +1,27 @@
+# The application image: the server runs TypeScript through tsx (`npm start`), as in development,
+# so there is no build step to drift from the sources.
+FROM node:20-slim
+
+ENV NODE_ENV=production \
+    HOST=0.0.0.0 \
+    DATA_DIR=/app/data
+
+WORKDIR /app
+
+# Dependencies first: this layer is reused until package-lock.json changes.
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+
+COPY . .
+
+# The embedded database (when DATABASE_URL is unset) and the CLI's control socket live in DATA_DIR.
+RUN mkdir -p /app/data && chown node:node /app/data
+USER node
+VOLUME ["/app/data"]
+
+EXPOSE 8080 1883 28801
+
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.HTTP_PORT || 8080) + '/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+
+CMD ["npm", "start"]

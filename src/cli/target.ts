@@ -1,0 +1,55 @@
+import type { Logger } from 'pino';
+import type { Config } from '../config.ts';
+import { connectControl, type ProjectsPort } from '../control/control-client.ts';
+import { controlSocketPath } from '../control/socket-path.ts';
+import { DataDirLocked } from '../db/data-dir-lock.ts';
+import { openDatabase } from '../db/open.ts';
+import { createServices } from '../services.ts';
+import { CliError } from './command.ts';
+
+export interface Target {
+  /** Where the commands go: PostgreSQL, the running server's control socket, or DATA_DIR opened here. */
+  via: 'postgres' | 'control-socket' | 'embedded';
+  projects: ProjectsPort;
+  close(): Promise<void>;
+}
+
+/**
+ * Decides where a platform command goes. PostgreSQL admits many clients, so DATABASE_URL is used
+ * directly. The embedded PGlite admits one process: when a server holds DATA_DIR its control
+ * socket answers and the command goes there; otherwise DATA_DIR is opened (and locked) here.
+ */
+export async function openTarget(config: Pick<Config, 'DATA_DIR' | 'DATABASE_URL'>, log: Pick<Logger, 'info' | 'warn'>): Promise<Target> {
+  if (!config.DATABASE_URL) {
+    const remote = await connectControl(controlSocketPath(config.DATA_DIR));
+    if (remote) return { via: 'control-socket', projects: remote, close: async () => {} };
+  }
+  let database;
+  try {
+    database = await openDatabase(config, log);
+  } catch (err) {
+    if (err instanceof DataDirLocked) {
+      throw new CliError(
+        `the data directory ${config.DATA_DIR} is in use by process ${err.pid}, and no control socket answers at ` +
+          `${controlSocketPath(config.DATA_DIR)}. If that process is the server, wait until it has started; otherwise stop it.`,
+      );
+    }
+    throw err;
+  }
+  const services = createServices({ db: database.db });
+  return { via: database.driver === 'postgres' ? 'postgres' : 'embedded', projects: services.projects, close: database.close };
+}
+
+/** Runs one unit of work against the target and always lets go of the database. */
+export async function withTarget<T>(
+  config: Pick<Config, 'DATA_DIR' | 'DATABASE_URL'>,
+  log: Pick<Logger, 'info' | 'warn'>,
+  work: (target: Target) => Promise<T>,
+): Promise<T> {
+  const target = await openTarget(config, log);
+  try {
+    return await work(target);
+  } finally {
+    await target.close();
+  }
+}

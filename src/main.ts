@@ -1,0 +1,83 @@
+import path from 'node:path';
+import { pino } from 'pino';
+import { buildApp } from './app.ts';
+import { ConfigError, loadConfig, type Config } from './config.ts';
+import { startControlServer } from './control/control-socket.ts';
+import { DataDirLocked } from './db/data-dir-lock.ts';
+import { openDatabase } from './db/open.ts';
+import { resolveJwtSecret } from './lib/jwt-secret.ts';
+import { createServices } from './services.ts';
+
+/** Turns "address in use" into the variable the operator should change. */
+function portInUse(err: unknown, variable: string, port: number): never {
+  if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+    throw new StartupError(`Port ${port} is already in use: set ${variable} to a free port (or stop the other process).`);
+  }
+  throw err;
+}
+
+class StartupError extends Error {
+  override name = 'StartupError';
+}
+
+async function start(config: Config) {
+  const logger = pino({ level: config.LOG_LEVEL, redact: ['req.headers.authorization', '*.password', '*.secret_key', '*.access_key'] });
+  const jwt = resolveJwtSecret(config);
+  if (jwt.source === 'generated') logger.warn({ file: path.join(config.DATA_DIR, 'jwt-secret') }, 'JWT_SECRET not set: generated one and stored it in DATA_DIR');
+
+  let database;
+  try {
+    database = await openDatabase(config, logger);
+  } catch (err) {
+    if (err instanceof DataDirLocked) {
+      throw new StartupError(`${err.message} (${path.resolve(config.DATA_DIR)}): stop it, or give this server another DATA_DIR.`);
+    }
+    throw err;
+  }
+  const services = createServices({ db: database.db });
+  const app = await buildApp({ config, services, jwtSecret: jwt.secret, logger });
+
+  const closers: Array<() => Promise<void>> = [];
+  const shutdown = async (signal: string) => {
+    logger.info({ signal }, 'shutting down');
+    // Stop accepting work first, then flush and close the store last.
+    for (const close of closers.reverse()) await close().catch((err) => logger.error({ err }, 'error while closing'));
+    await database.close().catch((err) => logger.error({ err }, 'error while closing the database'));
+    logger.info('stopped');
+  };
+
+  try {
+    await app.listen({ host: config.HOST, port: config.HTTP_PORT }).catch((err) => portInUse(err, 'HTTP_PORT', config.HTTP_PORT));
+    closers.push(() => app.close());
+    if (database.driver === 'pglite') {
+      const control = await startControlServer({ socketPath: path.join(config.DATA_DIR, 'control.sock'), services, logger });
+      closers.push(() => control.close());
+    }
+  } catch (err) {
+    await shutdown('startup-failure');
+    throw err;
+  }
+
+  let stopping = false;
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(signal, () => {
+      if (stopping) return;
+      stopping = true;
+      shutdown(signal).then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
+    });
+  }
+}
+
+try {
+  await start(loadConfig());
+} catch (err) {
+  if (err instanceof ConfigError || err instanceof StartupError) {
+    console.error(err.message);
+  } else {
+    console.error('Failed to start:', err);
+  }
+  process.exit(1);
+}

@@ -1,0 +1,77 @@
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { StartedPostgreSqlContainer } from '@testcontainers/postgresql';
+import type * as Testcontainers from 'testcontainers';
+import { migrationsFolder } from '../../src/db/client.ts';
+import { openDatabase, type OpenedDatabase } from '../../src/db/open.ts';
+import { rowsOf } from '../../src/db/timescale.ts';
+import { createServices } from '../../src/services.ts';
+
+const IMAGE = 'timescale/timescaledb:latest-pg16';
+
+/**
+ * The reason these tests cannot run here, or null when a container runtime answers. testcontainers
+ * is imported lazily: loading it can itself fail (its HTTP client needs a newer Node than ours).
+ */
+async function containerRuntimeProblem(): Promise<string | null> {
+  const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
+  let testcontainers: typeof Testcontainers;
+  try {
+    testcontainers = await import('testcontainers');
+  } catch (err) {
+    const wanted = (createRequire(import.meta.url)('testcontainers/package.json') as { engines?: { node?: string } }).engines?.node;
+    return `testcontainers cannot be loaded under Node ${process.versions.node}${wanted ? ` (it requires Node ${wanted})` : ''}: ${message(err)}`;
+  }
+  try {
+    await testcontainers.getContainerRuntimeClient();
+    return null;
+  } catch (err) {
+    return `no container runtime found: ${message(err)}`;
+  }
+}
+
+const problem = await containerRuntimeProblem();
+if (problem) console.warn(`containers.test.ts skipped: ${problem}`);
+
+describe.skipIf(problem !== null)(`against TimescaleDB in a container (${IMAGE})`, { timeout: 120_000 }, () => {
+  let container: StartedPostgreSqlContainer | undefined;
+  let database: OpenedDatabase | undefined;
+
+  beforeAll(async () => {
+    const { PostgreSqlContainer } = await import('@testcontainers/postgresql');
+    container = await new PostgreSqlContainer(IMAGE).start();
+    database = await openDatabase({ DATABASE_URL: container.getConnectionUri(), DATA_DIR: '/nonexistent' }, { info: () => {}, warn: () => {} });
+  }, 300_000);
+  afterAll(async () => {
+    await database?.close();
+    await container?.stop();
+  });
+
+  it('applies every migration and enables TimescaleDB', async () => {
+    const db = database as OpenedDatabase;
+    expect(db.driver).toBe('postgres');
+    expect(db.timescale).toBe(true);
+    const journal = JSON.parse(await readFile(path.join(migrationsFolder, 'meta/_journal.json'), 'utf8')) as { entries: unknown[] };
+    const applied = rowsOf<{ n: number }>(await db.db.execute(sql`select count(*)::int as n from drizzle.__drizzle_migrations`));
+    expect(applied[0]?.n).toBe(journal.entries.length);
+    const ext = rowsOf<{ extname: string }>(await db.db.execute(sql`select extname from pg_extension where extname = 'timescaledb'`));
+    expect(ext).toEqual([{ extname: 'timescaledb' }]);
+  });
+
+  it('creates a project through the services and reads it back', async () => {
+    const services = createServices({ db: (database as OpenedDatabase).db });
+    const created = await services.projects.create({ name: 'in a container', descr: 'timescale' });
+    expect((await services.projects.list()).find((p) => p.id === created.id)).toEqual({
+      id: created.id,
+      name: 'in a container',
+      descr: 'timescale',
+      project_key: created.project_key,
+      create_time: expect.any(Number),
+      device_count: 0,
+    });
+    await expect(services.auth.appLogin(created.app)).resolves.toMatchObject({ projectId: created.id, kind: 'app' });
+  });
+});

@@ -1,0 +1,25 @@
+import { describe, expect, it } from 'vitest';
+import { appErrorOfDatabase } from '../../src/db/errors.ts';
+import { loggableError } from '../../src/plugins/envelope.ts';
+
+/** drizzle wraps the driver's error; the parameters end up in the message. */
+function drizzleError(code: string, params: string) {
+  const cause = Object.assign(new Error('insert or update violates a constraint'), { code, constraint_name: 'x_fk' });
+  return Object.assign(new Error(`Failed query: insert into "customers" ("password_hash") values ($1)\nparams: ${params}`), { name: 'DrizzleQueryError', cause });
+}
+
+describe('database errors', () => {
+  it('map foreign-key and unique violations to 404 and 409, anything else to nothing', () => {
+    expect(appErrorOfDatabase(drizzleError('23503', 'x'))?.errcode).toBe(404);
+    expect(appErrorOfDatabase(drizzleError('23505', 'x'))?.errcode).toBe(409);
+    expect(appErrorOfDatabase(drizzleError('22P02', 'x'))).toBeUndefined();
+    expect(appErrorOfDatabase(new Error('boom'))).toBeUndefined();
+  });
+
+  it('are logged without their query parameters', () => {
+    const logged = JSON.stringify(loggableError(drizzleError('22P02', '$argon2id$v=19$m=19456,t=2,p=1$secret-hash')));
+    expect(logged).not.toContain('argon2id');
+    expect(logged).toContain('Failed query: insert into');
+    expect(logged).toContain('22P02');
+  });
+});
