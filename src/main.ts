@@ -34,10 +34,13 @@ async function start(config: Config) {
     }
     throw err;
   }
-  const services = createServices({ db: database.db });
+  const services = createServices({ db: database.db, logger });
+  await services.presence.resetOnline();
+  services.presence.start();
   const app = await buildApp({ config, services, jwtSecret: jwt.secret, logger });
 
-  const closers: Array<() => Promise<void>> = [];
+  // Closed in reverse order: listeners first, then what they feed (pending presence) is flushed.
+  const closers: Array<() => Promise<void>> = [() => services.presence.stop()];
   const shutdown = async (signal: string) => {
     logger.info({ signal }, 'shutting down');
     // Stop accepting work first, then flush and close the store last.

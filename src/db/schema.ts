@@ -290,3 +290,72 @@ export const deviceInfos = pgTable(
     index('device_infos_project_info_idx').on(t.projectId, t.infoId),
   ],
 );
+
+/** Current value of each attribute of a device (device-protocol.md §3; history is the telemetry issue). */
+export const attributeValues = pgTable(
+  'attribute_values',
+  {
+    deviceId: text('device_id')
+      .notNull()
+      .references(() => devices.id, { onDelete: 'cascade' }),
+    identifier: text('identifier').notNull(),
+    projectId: projectRef(),
+    value: jsonb('value').$type<unknown>().notNull(),
+    /** Where the value came from: `report` by the device, `push` to it, `cloud` attribute (http-api.md §3). */
+    attrType: text('attr_type').notNull(),
+    /** number | boolean | string | object | array */
+    dataType: text('data_type').notNull(),
+    ts: ms('ts').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.deviceId, t.identifier] })],
+);
+
+/** Events reported by devices (`event/report/<id>`): logged, not written into attributes. */
+export const deviceEvents = pgTable(
+  'device_events',
+  {
+    id: text('id').primaryKey(),
+    projectId: projectRef(),
+    deviceId: text('device_id')
+      .notNull()
+      .references(() => devices.id, { onDelete: 'cascade' }),
+    method: text('method').notNull(),
+    params: jsonb('params').$type<unknown>().notNull().default({}),
+    ts: ms('ts').notNull(),
+  },
+  (t) => [index('device_events_device_id_idx').on(t.deviceId, t.id)],
+);
+
+export type CommandState = 'queued' | 'sent' | 'replied' | 'timeout' | 'expired' | 'failed';
+
+/** Every command sent to a device, stored before it is sent (device-protocol.md §10). */
+export const commands = pgTable(
+  'commands',
+  {
+    id: text('id').primaryKey(),
+    projectId: projectRef(),
+    deviceId: text('device_id')
+      .notNull()
+      .references(() => devices.id, { onDelete: 'cascade' }),
+    /** The `<id>` of `command/send/<id>` and of the body: an integer, unique among the device's open commands. */
+    seq: bigint('seq', { mode: 'number' }).notNull(),
+    method: text('method').notNull(),
+    params: jsonb('params').$type<unknown>().notNull().default({}),
+    state: text('state').$type<CommandState>().notNull(),
+    /** A queued command is delivered on the device's next connect until this time; then it expires. */
+    expireTime: ms('expire_time'),
+    /** How long a sent command waits for its reply before it times out. */
+    replyTimeoutMs: integer('reply_timeout_ms').notNull(),
+    reply: jsonb('reply').$type<unknown>(),
+    error: text('error'),
+    createTime: created(),
+    sentTime: ms('sent_time'),
+    replyTime: ms('reply_time'),
+    updateTime: updated(),
+  },
+  (t) => [
+    index('commands_project_device_id_idx').on(t.projectId, t.deviceId, t.id),
+    index('commands_open_idx').on(t.deviceId, t.state).where(sql`state in ('queued', 'sent')`),
+    uniqueIndex('commands_open_seq_uq').on(t.deviceId, t.seq).where(sql`state in ('queued', 'sent')`),
+  ],
+);

@@ -5,12 +5,15 @@ import { BadRequest, Conflict, NotFound, StateConflict } from '../../errors.ts';
 import { newId, randomToken, shortCode } from '../../lib/ids.ts';
 import { TtlCache } from '../../lib/ttl-cache.ts';
 import type { Scope } from '../auth/principal.ts';
+import type { EventBus } from '../events/event-bus.ts';
 
 export const MAX_TAGS = 64;
 
 export interface DevicesServiceDeps {
   devices: DevicesRepository;
   projects: Pick<ProjectsRepository, 'byId'>;
+  /** Told when a device's credential stops being valid, so live sessions and caches drop it. */
+  bus: Pick<EventBus, 'emit'>;
   clock?: () => number;
   /**
    * How long list totals and stats may be reused. Counting a project's devices visits every one of
@@ -53,7 +56,7 @@ export function deviceView(d: DeviceWithType) {
 /** "" means "no device key" (http-api.md §3). */
 const keyOrNull = (key: string | undefined) => (key === undefined ? undefined : key === '' ? null : key);
 
-export function createDevicesService({ devices, projects, clock = Date.now, countCacheMs = 2_000 }: DevicesServiceDeps) {
+export function createDevicesService({ devices, projects, bus, clock = Date.now, countCacheMs = 2_000 }: DevicesServiceDeps) {
   const totals = new TtlCache<number>(countCacheMs, clock);
   const stats = new TtlCache<Awaited<ReturnType<DevicesRepository['stats']>>>(countCacheMs, clock);
   const cachedStats = (scope: Scope) => stats.get(scope.projectId, scope.customerId ?? '', () => devices.stats(scope));
@@ -123,6 +126,7 @@ export function createDevicesService({ devices, projects, clock = Date.now, coun
     async resetAccessToken(scope: Scope, id: string) {
       await mustGet(scope, id);
       await devices.update(scope.projectId, id, { accessToken: randomToken(20), updateTime: clock() });
+      bus.emit('device.credentials_revoked', { projectId: scope.projectId, deviceId: id });
       return this.certificate(scope, id);
     },
 
@@ -194,6 +198,7 @@ export function createDevicesService({ devices, projects, clock = Date.now, coun
       await mustGet(scope, id);
       await devices.delete(scope.projectId, id);
       invalidate(scope.projectId);
+      bus.emit('device.credentials_revoked', { projectId: scope.projectId, deviceId: id });
     },
 
     async stat(scope: Scope) {

@@ -1,0 +1,62 @@
+import type { DeviceAuthRepository } from '../../db/repositories/device-auth.repository.ts';
+import type { EventBus } from '../events/event-bus.ts';
+import type { DeviceIdentity } from './device-identity.ts';
+
+export interface DeviceAuthDeps {
+  repo: DeviceAuthRepository;
+  bus: EventBus;
+  clock?: () => number;
+  /** How long a successful look-up is reused (revocations invalidate at once). */
+  ttlMs?: number;
+  /** How long an unknown credential is remembered, so a storm of bad logins costs no queries. */
+  negativeTtlMs?: number;
+  maxEntries?: number;
+}
+
+const MAX_CREDENTIAL_LENGTH = 256;
+
+/**
+ * Authenticates devices by access token + project key (device-protocol.md §1–2) for MQTT, TCP and
+ * HTTP alike. Look-ups are cached so a reconnect storm of thousands of devices costs one query
+ * per device, and concurrent look-ups of the same credential share one query.
+ */
+export function createDeviceAuthService({ repo, bus, clock = Date.now, ttlMs = 60_000, negativeTtlMs = 5_000, maxEntries = 200_000 }: DeviceAuthDeps) {
+  const cache = new Map<string, { identity: Promise<DeviceIdentity | undefined>; until: number }>();
+  const keyOf = (projectKey: string, token: string) => `${projectKey}\u0001${token}`;
+
+  bus.on('device.credentials_revoked', ({ deviceId }) => {
+    for (const [key, entry] of cache) {
+      void entry.identity.then((id) => {
+        if (id?.deviceId === deviceId && cache.get(key) === entry) cache.delete(key);
+      });
+    }
+  });
+
+  return {
+    authenticate(projectKey: string, accessToken: string): Promise<DeviceIdentity | undefined> {
+      if (!projectKey || !accessToken || projectKey.length > MAX_CREDENTIAL_LENGTH || accessToken.length > MAX_CREDENTIAL_LENGTH) {
+        return Promise.resolve(undefined);
+      }
+      const key = keyOf(projectKey, accessToken);
+      const now = clock();
+      const hit = cache.get(key);
+      if (hit && hit.until > now) return hit.identity;
+      if (cache.size >= maxEntries) cache.clear();
+      const identity = repo.byCredentials(projectKey, accessToken).then((row) =>
+        row ? { ...row, connType: row.connType ?? '1' } : undefined,
+      );
+      const entry = { identity, until: now + negativeTtlMs };
+      cache.set(key, entry);
+      identity.then(
+        (id) => {
+          if (id && cache.get(key) === entry) entry.until = clock() + ttlMs;
+        },
+        () => {
+          if (cache.get(key) === entry) cache.delete(key);
+        },
+      );
+      return identity;
+    },
+  };
+}
+export type DeviceAuthService = ReturnType<typeof createDeviceAuthService>;

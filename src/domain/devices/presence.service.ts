@@ -1,0 +1,111 @@
+import type { Logger } from 'pino';
+import type { PresenceRepository, PresenceRow } from '../../db/repositories/presence.repository.ts';
+import type { EventBus } from '../events/event-bus.ts';
+import type { DeviceIdentity } from './device-identity.ts';
+
+/** Kinds of message whose latest time a device keeps (`active` of http-api.md §3). */
+export type ActivityKind = 'attributes' | 'event' | 'command_reply' | 'data' | 'connect' | 'disconnect';
+
+export interface PresenceServiceDeps {
+  repo: PresenceRepository;
+  bus: EventBus;
+  logger: Pick<Logger, 'error'>;
+  clock?: () => number;
+  /** How often pending changes are written, in one statement for all devices. */
+  flushMs?: number;
+}
+
+/**
+ * Online state and last activity of devices (device-protocol.md §11), kept in memory and flushed in
+ * batches: a report costs a map update, not a database write. Online changes are domain events.
+ */
+export function createPresenceService({ repo, bus, logger, clock = Date.now, flushMs = 1_000 }: PresenceServiceDeps) {
+  let pending = new Map<string, PresenceRow>();
+  let timer: NodeJS.Timeout | undefined;
+  let flushing: Promise<void> = Promise.resolve();
+
+  function rowOf(deviceId: string): PresenceRow {
+    let row = pending.get(deviceId);
+    if (!row) {
+      row = { deviceId, activeTs: {} };
+      pending.set(deviceId, row);
+    }
+    return row;
+  }
+
+  function note(deviceId: string, kind: ActivityKind, ts: number) {
+    const row = rowOf(deviceId);
+    row.activeTs[kind] = Math.max(row.activeTs[kind] ?? 0, ts);
+  }
+
+  async function flush(): Promise<void> {
+    // One flush at a time; changes made while it runs go to the next one.
+    const run = flushing.then(async () => {
+      if (!pending.size) return;
+      const batch = [...pending.values()];
+      pending = new Map();
+      try {
+        await repo.apply(batch);
+      } catch (err) {
+        logger.error({ err: { message: (err as Error).message } }, 'presence flush failed; will retry');
+        // Put the batch back under anything newer that arrived meanwhile.
+        for (const row of batch) {
+          const newer = pending.get(row.deviceId);
+          if (!newer) pending.set(row.deviceId, row);
+          else {
+            newer.activeTs = { ...row.activeTs, ...newer.activeTs };
+            if (newer.online === undefined) newer.online = row.online;
+          }
+        }
+        throw err;
+      }
+    });
+    flushing = run.catch(() => {});
+    return run;
+  }
+
+  return {
+    connected(device: DeviceIdentity, transport: string) {
+      const ts = clock();
+      const row = rowOf(device.deviceId);
+      row.online = true;
+      note(device.deviceId, 'connect', ts);
+      bus.emit('device.online', { projectId: device.projectId, deviceId: device.deviceId, transport, ts });
+    },
+
+    disconnected(device: DeviceIdentity, transport: string, reason: string) {
+      const ts = clock();
+      const row = rowOf(device.deviceId);
+      row.online = false;
+      note(device.deviceId, 'disconnect', ts);
+      bus.emit('device.offline', { projectId: device.projectId, deviceId: device.deviceId, transport, ts, reason });
+    },
+
+    /** A message of `kind` arrived from the device at `ts`. */
+    touch(deviceId: string, kind: ActivityKind, ts = clock()) {
+      note(deviceId, kind, ts);
+    },
+
+    flush,
+
+    /** At start: no session survives a restart of a single node. */
+    resetOnline: () => repo.resetOnline(),
+
+    get pendingCount() {
+      return pending.size;
+    },
+
+    start() {
+      timer ??= setInterval(() => void flush().catch(() => {}), flushMs);
+      timer.unref();
+    },
+
+    /** Stops the timer and writes what is pending (graceful stop). */
+    async stop() {
+      if (timer) clearInterval(timer);
+      timer = undefined;
+      await flush();
+    },
+  };
+}
+export type PresenceService = ReturnType<typeof createPresenceService>;

@@ -1,0 +1,37 @@
+import { EventEmitter } from 'node:events';
+
+/**
+ * Domain events (device-protocol.md §11): what alarms, rules and application subscriptions listen
+ * to. In-process now; the interface is what a Redis/NATS bus would implement for several nodes.
+ */
+export interface DomainEvents {
+  'device.online': { projectId: string; deviceId: string; transport: string; ts: number };
+  'device.offline': { projectId: string; deviceId: string; transport: string; ts: number; reason: string };
+  'device.attributes': { projectId: string; deviceId: string; attributes: Record<string, unknown>; attrType: 'report' | 'push' | 'cloud'; ts: number };
+  'device.event': { projectId: string; deviceId: string; method: string; params: unknown; ts: number };
+  'device.command_reply': { projectId: string; deviceId: string; commandId: string; seq: number; method: string; params: unknown; ts: number };
+  /** The device's access token changed or the device was deleted: its live sessions must close. */
+  'device.credentials_revoked': { projectId: string; deviceId: string };
+}
+
+export type DomainEventName = keyof DomainEvents;
+
+export interface EventBus {
+  emit<K extends DomainEventName>(name: K, payload: DomainEvents[K]): void;
+  on<K extends DomainEventName>(name: K, listener: (payload: DomainEvents[K]) => void): () => void;
+}
+
+export function createEventBus(): EventBus {
+  const emitter = new EventEmitter();
+  emitter.setMaxListeners(100);
+  return {
+    emit(name, payload) {
+      emitter.emit(name, payload);
+    },
+    on(name, listener) {
+      const l = listener as (p: unknown) => void;
+      emitter.on(name, l);
+      return () => emitter.off(name, l);
+    },
+  };
+}
