@@ -196,7 +196,7 @@ try {
     { name: `list page ${DEEP_PAGE} (rows)`, run: (r) => r.page(scope, {}, PAGE_RECORDS, (DEEP_PAGE - 1) * PAGE_RECORDS) },
     { name: 'list by type (rows)', run: (r) => r.page(scope, { typeId }, PAGE_RECORDS, 0) },
     { name: 'list total (count, cached for 2 s by the service)', run: (r) => r.total(scope, {}) },
-    { name: 'read (device + its groups)', run: async (r) => Promise.all([r.get(scope, sample), r.groupIdsOf(scope.projectId, sample)]) },
+    { name: 'read (device with its groups, one statement)', run: (r) => r.getDetail(scope, sample) },
     { name: 'devices_stat', run: (r) => r.stats(scope) },
   ];
   console.log('\nEXPLAIN (ANALYZE, BUFFERS) of the repository queries:');

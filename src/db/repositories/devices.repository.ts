@@ -86,13 +86,20 @@ export function createDevicesRepository(db: Db) {
       return row;
     },
 
-    async groupIdsOf(projectId: string, deviceId: string): Promise<string[]> {
-      const rows = await db
-        .select({ id: deviceGroupMembers.groupId })
-        .from(deviceGroupMembers)
-        .where(and(eq(deviceGroupMembers.deviceId, deviceId), eq(deviceGroupMembers.projectId, projectId)))
-        .orderBy(deviceGroupMembers.groupId);
-      return rows.map((r) => r.id);
+    /** The device with its group ids, in one statement (each statement costs ~0.4 ms on PGlite). */
+    async getDetail(scope: Scope, id: string): Promise<(DeviceWithType & { groups: string[] }) | undefined> {
+      const [row] = await db
+        .select({
+          ...devicesColumns(),
+          ...typeInfo,
+          groups: sql<string[]>`coalesce((select array_agg(m.group_id order by m.group_id) from ${deviceGroupMembers} m
+            where m.device_id = ${devices.id} and m.project_id = ${devices.projectId}), '{}'::text[])`,
+        })
+        .from(devices)
+        .leftJoin(deviceTypes, eq(deviceTypes.id, devices.typeId))
+        .where(and(eq(devices.id, id), inScope(scope)))
+        .limit(1);
+      return row;
     },
 
     async count(projectId: string): Promise<number> {

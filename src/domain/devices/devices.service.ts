@@ -106,10 +106,11 @@ export function createDevicesService({ devices, projects, bus, clock = Date.now,
     },
 
     async get(scope: Scope, id: string) {
-      const row = await mustGet(scope, id);
+      const row = await devices.getDetail(scope, id);
+      if (!row) throw new NotFound('Device');
       return {
         ...deviceView(row),
-        groups: await devices.groupIdsOf(scope.projectId, row.id),
+        groups: row.groups,
         view_token: row.viewToken,
         device_code: row.deviceCode,
       };
