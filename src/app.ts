@@ -7,7 +7,11 @@ import { failure, registerEnvelope } from './plugins/envelope.ts';
 import { registerOpenApi } from './plugins/openapi.ts';
 import { registerRateLimit } from './plugins/rate-limit.ts';
 import { adminRoutes } from './routes/admins/admins.routes.ts';
+import { controlRoutes } from './routes/control/control.routes.ts';
+import { appDeviceRoutes } from './routes/device-access/app-device.routes.ts';
+import { deviceAccessRoutes } from './routes/device-access/device-access.routes.ts';
 import { appRoutes } from './routes/apps/apps.routes.ts';
+import { commandRoutes } from './routes/commands/commands.routes.ts';
 import { authRoutes } from './routes/auth/auth.routes.ts';
 import { customerRoutes } from './routes/customers/customers.routes.ts';
 import { deviceTypeRoutes } from './routes/device-types/device-types.routes.ts';
@@ -84,6 +88,10 @@ export async function buildApp({ config, services, jwtSecret, logger }: AppDeps)
   customerRoutes(app, deps);
   appRoutes(app, deps);
   adminRoutes(app, deps);
+  deviceAccessRoutes(app, deps);
+  appDeviceRoutes(app, deps);
+  controlRoutes(app, deps);
+  commandRoutes(app, deps);
 
   const platformToken = config.PLATFORM_TOKEN;
   if (platformToken) {

@@ -6,6 +6,7 @@ import { startControlServer } from './control/control-socket.ts';
 import { DataDirLocked } from './db/data-dir-lock.ts';
 import { openDatabase } from './db/open.ts';
 import { resolveJwtSecret } from './lib/jwt-secret.ts';
+import { loggableError } from './plugins/envelope.ts';
 import { createServices } from './services.ts';
 
 /** Turns "address in use" into the variable the operator should change. */
@@ -37,15 +38,16 @@ async function start(config: Config) {
   const services = createServices({ db: database.db, logger });
   await services.presence.resetOnline();
   services.presence.start();
+  services.commands.start();
   const app = await buildApp({ config, services, jwtSecret: jwt.secret, logger });
 
   // Closed in reverse order: listeners first, then what they feed (pending presence) is flushed.
-  const closers: Array<() => Promise<void>> = [() => services.presence.stop()];
+  const closers: Array<() => Promise<void>> = [() => services.presence.stop(), () => services.commands.stop()];
   const shutdown = async (signal: string) => {
     logger.info({ signal }, 'shutting down');
     // Stop accepting work first, then flush and close the store last.
-    for (const close of closers.reverse()) await close().catch((err) => logger.error({ err }, 'error while closing'));
-    await database.close().catch((err) => logger.error({ err }, 'error while closing the database'));
+    for (const close of closers.reverse()) await close().catch((err) => logger.error({ err: loggableError(err) }, 'error while closing'));
+    await database.close().catch((err) => logger.error({ err: loggableError(err) }, 'error while closing the database'));
     logger.info('stopped');
   };
 

@@ -5,7 +5,16 @@ import { createPresenceRepository } from './db/repositories/presence.repository.
 import { createSessionRegistry } from './domain/delivery/sessions.ts';
 import { createDeviceAuthService } from './domain/devices/device-auth.service.ts';
 import { createPresenceService } from './domain/devices/presence.service.ts';
+import { createCommandsService } from './domain/commands/commands.service.ts';
 import { createEventBus } from './domain/events/event-bus.ts';
+import { createAttributeValuesRepository } from './db/repositories/attribute-values.repository.ts';
+import { createCertificateRepository } from './db/repositories/certificate.repository.ts';
+import { createDataPushRepository } from './db/repositories/data-push.repository.ts';
+import { createDeviceEventsRepository } from './db/repositories/device-events.repository.ts';
+import { createCertificateService } from './domain/devices/certificate.service.ts';
+import { createDeviceEventsService } from './domain/devices/device-events.service.ts';
+import { createCurrentValuesService } from './domain/telemetry/current-values.service.ts';
+import { createDataPushService } from './domain/telemetry/data-push.service.ts';
 import { createCredentialsRepository } from './db/repositories/credentials.repository.ts';
 import { createDeviceInfosRepository } from './db/repositories/device-infos.repository.ts';
 import { createDevicesRepository } from './db/repositories/devices.repository.ts';
@@ -36,14 +45,22 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
   const auth = createAuthService({ credentials: createCredentialsRepository(db), clock });
   const projectsRepo = createProjectsRepository(db);
   const devicesRepo = createDevicesRepository(db);
+  const presence = createPresenceService({ repo: createPresenceRepository(db), bus, logger, clock });
+  const devices = createDevicesService({ devices: devicesRepo, projects: projectsRepo, bus, clock });
   return {
     bus,
     sessions,
-    presence: createPresenceService({ repo: createPresenceRepository(db), bus, logger, clock }),
+    presence,
     deviceAuth: createDeviceAuthService({ repo: createDeviceAuthRepository(db), bus, clock }),
+    commands: createCommandsService({ db, devices: devicesRepo, sessions, bus, presence, clock, logger }),
+    currentValues: createCurrentValuesService({ repo: createAttributeValuesRepository(db), devices: devicesRepo, sessions, presence, bus, clock }),
+    deviceEvents: createDeviceEventsService({ repo: createDeviceEventsRepository(db), presence, bus, clock }),
+    // Creation goes through the devices service: the same rules as POST /api/v1/device (quota, unique key).
+    certificates: createCertificateService({ repo: createCertificateRepository(db), devices, clock }),
+    dataPush: createDataPushService({ repo: createDataPushRepository(db), devices: devicesRepo, sessions }),
     auth,
     projects: createProjectsService({ projects: projectsRepo, auth, clock }),
-    devices: createDevicesService({ devices: devicesRepo, projects: projectsRepo, bus, clock }),
+    devices,
     extendInfos: createExtendInfosService({ devices: devicesRepo, infos: createDeviceInfosRepository(db), clock }),
     deviceTypes: createDeviceTypesService({ db, clock }),
     groups: createGroupsService({ db, clock }),

@@ -2,6 +2,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import sjson from 'secure-json-parse';
 import { appErrorOfDatabase } from '../db/errors.ts';
+import { SUSPECT_ESCAPE, unstorableText } from '../lib/unstorable-text.ts';
 import { AppError, BadRequest, type FieldError } from '../errors.ts';
 
 /** Marks a body that could not be parsed as JSON (http-api.md §1: answered with 404). */
@@ -23,36 +24,25 @@ export function failure(errcode: number, message: string, errors: FieldError[] =
   return { result: false, errcode, message, errors };
 }
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** `device`: the route speaks the device protocol (device-protocol.md §3–5), not the project envelope. */
+    envelope?: 'device';
+  }
+}
+
 /** Failures are serialized here, not by the route's response schema (which describes success). */
 function sendJson(reply: FastifyReply, status: number, body: object) {
+  if (reply.request.routeOptions.config?.envelope === 'device') {
+    // Device failures are `{"result":0,"errcode","message"}`, HTTP 200 except 401, 429 and server faults.
+    const { errcode = 400, message = 'Invalid request', request_id } = body as { errcode?: number; message?: string; request_id?: string };
+    status = status === 401 || status === 429 || status >= 500 ? status : 200;
+    body = { result: 0, errcode, message, ...(request_id ? { request_id } : {}) };
+  }
   return reply.code(status).type('application/json; charset=utf-8').send(JSON.stringify(body));
 }
 
 const LOCATION: Record<string, string> = { body: '', querystring: 'query.', params: 'path.', headers: 'header.' };
-
-const NUL_MESSAGE = 'Strings must not contain NUL (\\u0000) characters';
-const SURROGATE_MESSAGE = 'Strings must be well-formed Unicode (no lone \\uD800-\\uDFFF surrogates)';
-
-/**
- * What PostgreSQL text and jsonb cannot store: NUL characters and lone UTF-16 surrogates (which
- * jsonb refuses and text silently mangles). Returns the problem, or undefined when the value is clean.
- */
-export function unstorableText(value: unknown, depth = 0): string | undefined {
-  if (typeof value === 'string') {
-    if (value.includes('\0')) return NUL_MESSAGE;
-    if (!value.isWellFormed()) return SURROGATE_MESSAGE;
-    return undefined;
-  }
-  if (!value || typeof value !== 'object' || depth > 64) return undefined;
-  for (const [key, v] of Object.entries(value)) {
-    const problem = unstorableText(key, depth + 1) ?? unstorableText(v, depth + 1);
-    if (problem) return problem;
-  }
-  return undefined;
-}
-
-/** Only bodies with a NUL or surrogate escape need the walk. */
-const SUSPECT_ESCAPE = /\\u(?:0000|[dD][89a-fA-F])/;
 
 /**
  * The error as it may be logged: drizzle puts every query parameter (password hashes, device

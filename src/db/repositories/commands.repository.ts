@@ -1,0 +1,164 @@
+import { and, desc, eq, inArray, isNull, sql } from 'drizzle-orm';
+import type { Db } from '../client.ts';
+import { commands } from '../schema.ts';
+
+export type CommandRow = typeof commands.$inferSelect;
+export type NewCommand = typeof commands.$inferInsert;
+
+/** The stored reply of a command: what the device answered on `command/reply/<id>` (device-protocol.md §3). */
+export interface CommandReply {
+  method: string;
+  params: unknown;
+}
+
+/**
+ * The command log (device-protocol.md §10). Every state change is one conditional UPDATE, so two
+ * paths racing for the same command (a send and a delivery on connect, a reply and a timeout)
+ * cannot both win.
+ */
+export function createCommandsRepository(db: Db) {
+  const ofDevice = (projectId: string, deviceId: string) => and(eq(commands.projectId, projectId), eq(commands.deviceId, deviceId));
+
+  return {
+    async insert(row: NewCommand): Promise<CommandRow> {
+      const [inserted] = await db.insert(commands).values(row).returning();
+      return inserted!;
+    },
+
+    async get(projectId: string, id: string): Promise<CommandRow | undefined> {
+      const [row] = await db.select().from(commands).where(and(eq(commands.id, id), eq(commands.projectId, projectId))).limit(1);
+      return row;
+    },
+
+    /** The seq of the device's newest command and the seqs still open, to pick the next free one. */
+    async seqState(projectId: string, deviceId: string): Promise<{ latest: number | undefined; open: number[] }> {
+      const [latest] = await db
+        .select({ seq: commands.seq })
+        .from(commands)
+        .where(ofDevice(projectId, deviceId))
+        .orderBy(desc(commands.id))
+        .limit(1);
+      const open = await db
+        .select({ seq: commands.seq })
+        .from(commands)
+        .where(and(ofDevice(projectId, deviceId), inArray(commands.state, ['queued', 'sent'])));
+      return { latest: latest?.seq, open: open.map((r) => r.seq) };
+    },
+
+    /** queued → sent, just before the publish; undefined when another path took the command first. */
+    async claim(projectId: string, id: string, now: number): Promise<CommandRow | undefined> {
+      const [row] = await db
+        .update(commands)
+        .set({ state: 'sent', sentTime: now, updateTime: now })
+        .where(and(eq(commands.id, id), eq(commands.projectId, projectId), eq(commands.state, 'queued')))
+        .returning();
+      return row;
+    },
+
+    /** queued|sent → failed with the reason. */
+    async fail(projectId: string, id: string, error: string, now: number): Promise<CommandRow | undefined> {
+      const [row] = await db
+        .update(commands)
+        .set({ state: 'failed', error, updateTime: now })
+        .where(and(eq(commands.id, id), eq(commands.projectId, projectId), inArray(commands.state, ['queued', 'sent'])))
+        .returning();
+      return row;
+    },
+
+    /** sent → queued again: the publish did not happen and the command still has time to live. */
+    async requeue(projectId: string, ids: string[], now: number): Promise<void> {
+      if (!ids.length) return;
+      await db
+        .update(commands)
+        .set({ state: 'queued', sentTime: null, updateTime: now })
+        .where(and(eq(commands.projectId, projectId), inArray(commands.id, ids), eq(commands.state, 'sent')));
+    },
+
+    /**
+     * On connect: the device's queued commands that are still alive become sent, in one statement.
+     * Commands queued without a time to live are in the middle of their own send() and are left alone.
+     */
+    async claimQueued(projectId: string, deviceId: string, now: number): Promise<CommandRow[]> {
+      const rows = await db
+        .update(commands)
+        .set({ state: 'sent', sentTime: now, updateTime: now })
+        .where(and(ofDevice(projectId, deviceId), eq(commands.state, 'queued'), sql`${commands.expireTime} > ${now}`))
+        .returning();
+      return rows.sort((a, b) => a.createTime - b.createTime || a.seq - b.seq || (a.id < b.id ? -1 : 1));
+    },
+
+    async expireQueuedOf(projectId: string, deviceId: string, now: number): Promise<number> {
+      const rows = await db
+        .update(commands)
+        .set({ state: 'expired', error: 'expired before the device connected', updateTime: now })
+        .where(and(ofDevice(projectId, deviceId), eq(commands.state, 'queued'), sql`${commands.expireTime} <= ${now}`))
+        .returning({ id: commands.id });
+      return rows.length;
+    },
+
+    /** Matches a reply to the device's sent command with that seq (unique among open commands). */
+    async markReplied(projectId: string, deviceId: string, seq: number, method: string | undefined, params: unknown, now: number): Promise<CommandRow | undefined> {
+      const reply = sql`jsonb_build_object('method', coalesce(${method ?? null}::text, ${commands.method}), 'params', ${JSON.stringify(params)}::jsonb)`;
+      const [row] = await db
+        .update(commands)
+        .set({ state: 'replied', reply, replyTime: now, updateTime: now })
+        .where(and(ofDevice(projectId, deviceId), eq(commands.seq, seq), eq(commands.state, 'sent')))
+        .returning();
+      return row;
+    },
+
+    /** One sent command → timeout (a synchronous caller waited its whole reply timeout). */
+    async timeoutOne(projectId: string, id: string, now: number): Promise<CommandRow | undefined> {
+      const [row] = await db
+        .update(commands)
+        .set({ state: 'timeout', error: 'no reply within the timeout', updateTime: now })
+        .where(and(eq(commands.id, id), eq(commands.projectId, projectId), eq(commands.state, 'sent')))
+        .returning();
+      return row;
+    },
+
+    /** Every sent command past its reply timeout → timeout, in one statement; returns their ids. */
+    async timeoutDue(now: number): Promise<string[]> {
+      const rows = await db
+        .update(commands)
+        .set({ state: 'timeout', error: 'no reply within the timeout', updateTime: now })
+        .where(and(eq(commands.state, 'sent'), sql`${commands.sentTime} + ${commands.replyTimeoutMs} <= ${now}`))
+        .returning({ id: commands.id });
+      return rows.map((r) => r.id);
+    },
+
+    /** Every queued command past its time to live → expired, in one statement; returns their ids. */
+    async expireDue(now: number): Promise<string[]> {
+      const rows = await db
+        .update(commands)
+        .set({ state: 'expired', error: 'expired before the device connected', updateTime: now })
+        .where(and(eq(commands.state, 'queued'), sql`${commands.expireTime} <= ${now}`))
+        .returning({ id: commands.id });
+      return rows.map((r) => r.id);
+    },
+
+    /**
+     * Commands left queued without a time to live: their send() was cut short (the process stopped
+     * between storing and publishing). They were never delivered; fail them so their seq is free.
+     */
+    async failInterrupted(createdBefore: number, now: number): Promise<number> {
+      const rows = await db
+        .update(commands)
+        .set({ state: 'failed', error: 'interrupted before it was sent', updateTime: now })
+        .where(and(eq(commands.state, 'queued'), isNull(commands.expireTime), sql`${commands.createTime} <= ${createdBefore}`))
+        .returning({ id: commands.id });
+      return rows.length;
+    },
+
+    /** One page of a device's log, newest first (an index scan on project, device, id). */
+    async page(projectId: string, deviceId: string, limit: number, offset: number): Promise<CommandRow[]> {
+      return db.select().from(commands).where(ofDevice(projectId, deviceId)).orderBy(desc(commands.id)).limit(limit).offset(offset);
+    },
+
+    async total(projectId: string, deviceId: string): Promise<number> {
+      const [row] = await db.select({ n: sql<number>`count(*)::int` }).from(commands).where(ofDevice(projectId, deviceId));
+      return row?.n ?? 0;
+    },
+  };
+}
+export type CommandsRepository = ReturnType<typeof createCommandsRepository>;

@@ -1,0 +1,63 @@
+import type { CertificateRepository } from '../../db/repositories/certificate.repository.ts';
+import { AppError, Forbidden, NotFound, Unauthorized } from '../../errors.ts';
+import type { DevicesService } from './devices.service.ts';
+
+export interface CertificateDeps {
+  repo: CertificateRepository;
+  /** Auto-created devices go through the same rules as `POST /api/v1/device` (quota, unique device_key). */
+  devices: Pick<DevicesService, 'create'>;
+  clock?: () => number;
+}
+
+export interface CertificateRequest {
+  device_key: string;
+  type_key?: string | undefined;
+  customer_id?: string | undefined;
+}
+
+/**
+ * Device certificates (device-protocol.md §4): a device that knows only the project key and its own
+ * hardware id (device key) obtains its access token, and may be created on the spot when its type
+ * allows it. Failures are AppErrors whose message is the reason the device protocol answers.
+ */
+export function createCertificateService({ repo, devices, clock = Date.now }: CertificateDeps) {
+  async function existing(projectId: string, deviceKey: string) {
+    const row = await repo.deviceByKey(projectId, deviceKey);
+    if (!row) return undefined;
+    if (row.disabled) throw new Forbidden('Device is disabled');
+    return { id: row.id, name: row.name, access_token: row.accessToken, conn_type: row.connType ?? '1' };
+  }
+
+  return {
+    async request(projectKey: string | undefined, input: CertificateRequest) {
+      if (!projectKey) throw new Unauthorized('Missing Project-Key header');
+      const projectId = await repo.projectIdByKey(projectKey);
+      if (!projectId) throw new Unauthorized('Unknown project key');
+      const found = await existing(projectId, input.device_key);
+      if (found) return found;
+
+      if (!input.type_key) throw new AppError(404, 'No device has this device_key, and no type_key was given to create one');
+      const type = await repo.typeByKey(projectId, input.type_key);
+      if (!type) throw new NotFound('Device type');
+      if (!type.allowAutoCreate) throw new Forbidden('The device type does not allow auto-creating devices');
+      if (input.customer_id && !(await repo.customerExists(projectId, input.customer_id))) throw new NotFound('Customer');
+
+      let id: string;
+      try {
+        ({ id } = await devices.create({ projectId }, { name: input.device_key, type: type.id, device_key: input.device_key }));
+      } catch (err) {
+        // Two requests for the same new key at once: one creates, the other answers with its device.
+        if (err instanceof AppError && err.errcode === 409) {
+          const raced = await existing(projectId, input.device_key);
+          if (raced) return raced;
+        }
+        throw err;
+      }
+      if (input.customer_id) await repo.bindCustomer(projectId, input.customer_id, id, clock());
+      const created = await existing(projectId, input.device_key);
+      if (!created) throw new NotFound('Device');
+      return created;
+    },
+  };
+}
+export type CertificateService = ReturnType<typeof createCertificateService>;

@@ -1,0 +1,127 @@
+import { hasUnstorableText } from '../../lib/unstorable-text.ts';
+import type { AttrDataType, AttributeValueInput, AttributeValuesRepository, AttrType } from '../../db/repositories/attribute-values.repository.ts';
+import type { DevicesRepository } from '../../db/repositories/devices.repository.ts';
+import { BadRequest, NotFound, StateConflict, type FieldError } from '../../errors.ts';
+import type { Scope } from '../auth/principal.ts';
+import type { SessionRegistry } from '../delivery/sessions.ts';
+import type { DeviceIdentity } from '../devices/device-identity.ts';
+import type { PresenceService } from '../devices/presence.service.ts';
+import type { EventBus } from '../events/event-bus.ts';
+
+export const ATTRIBUTE_IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+export const MAX_ATTRIBUTES = 200;
+export const MAX_VALUE_BYTES = 16 * 1024;
+export const MAX_ATTRIBUTES_BYTES = 64 * 1024;
+
+export interface CurrentValuesDeps {
+  repo: AttributeValuesRepository;
+  devices: Pick<DevicesRepository, 'get'>;
+  sessions: Pick<SessionRegistry, 'get'>;
+  presence: Pick<PresenceService, 'touch'>;
+  bus: Pick<EventBus, 'emit'>;
+  clock?: () => number;
+}
+
+function dataTypeOf(value: unknown): AttrDataType | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) ? 'number' : undefined;
+  if (typeof value === 'boolean') return 'boolean';
+  if (typeof value === 'string') return 'string';
+  if (Array.isArray(value)) return 'array';
+  if (value !== null && typeof value === 'object') return 'object';
+  return undefined;
+}
+
+function invalid(errors: FieldError[]): never {
+  const first = errors[0];
+  throw new BadRequest(first ? `Invalid attributes: ${first.path || 'body'}: ${first.message}` : 'Invalid attributes', errors);
+}
+
+/**
+ * Checks one attribute message (device-protocol.md §3): a JSON object of 1–200 attributes whose
+ * identifiers and values the store can hold, within the size limits. The same rules hold for
+ * reports, pushes and cloud attributes, over MQTT and HTTP alike.
+ */
+export function parseAttributes(input: unknown): AttributeValueInput[] {
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    invalid([{ path: '', message: 'expected a JSON object of attribute values' }]);
+  }
+  const entries = Object.entries(input);
+  if (!entries.length) invalid([{ path: '', message: 'give at least one attribute' }]);
+  if (entries.length > MAX_ATTRIBUTES) invalid([{ path: '', message: `at most ${MAX_ATTRIBUTES} attributes per message` }]);
+  const errors: FieldError[] = [];
+  const values: AttributeValueInput[] = [];
+  let total = 0;
+  for (const [identifier, value] of entries) {
+    if (!ATTRIBUTE_IDENTIFIER.test(identifier)) {
+      errors.push({ path: identifier, message: 'identifier must match ^[A-Za-z_][A-Za-z0-9_]{0,63}$' });
+      continue;
+    }
+    const dataType = dataTypeOf(value);
+    if (!dataType) {
+      errors.push({ path: identifier, message: 'value must be a finite number, a boolean, a string, an object or an array' });
+      continue;
+    }
+    const json = JSON.stringify(value);
+    const bytes = Buffer.byteLength(json);
+    total += bytes + identifier.length;
+    if (bytes > MAX_VALUE_BYTES) errors.push({ path: identifier, message: `value is larger than ${MAX_VALUE_BYTES} bytes` });
+    else if (hasUnstorableText(json)) errors.push({ path: identifier, message: 'strings must not contain NUL characters or lone surrogates' });
+    else values.push({ identifier, value, dataType });
+  }
+  if (errors.length) invalid(errors);
+  if (total > MAX_ATTRIBUTES_BYTES) invalid([{ path: '', message: `attributes are larger than ${MAX_ATTRIBUTES_BYTES} bytes in all` }]);
+  return values;
+}
+
+/** `{identifier: value}` of parsed attributes, as events and pushes carry them. */
+const objectOf = (values: AttributeValueInput[]) => Object.fromEntries(values.map((v) => [v.identifier, v.value]));
+
+/**
+ * Current attribute values of devices: reported by the device, pushed to it, or cloud attributes
+ * (http-api.md §3 "Device communication"). `report` is the single entry of device reports, whatever
+ * the transport; the telemetry history will sit behind it.
+ */
+export function createCurrentValuesService({ repo, devices, sessions, presence, bus, clock = Date.now }: CurrentValuesDeps) {
+  async function store(projectId: string, deviceId: string, values: AttributeValueInput[], attrType: AttrType, ts: number) {
+    await repo.upsert(projectId, deviceId, values, attrType, ts);
+    bus.emit('device.attributes', { projectId, deviceId, attributes: objectOf(values), attrType, ts });
+  }
+
+  async function mustExist(scope: Scope, deviceId: string) {
+    if (!(await devices.get(scope, deviceId))) throw new NotFound('Device');
+  }
+
+  return {
+    /** A report from the device; stored when the promise resolves (MQTT QoS 1 acks after it). */
+    async report(identity: DeviceIdentity, attributes: unknown, ts = clock()): Promise<{ ts: number }> {
+      const values = parseAttributes(attributes);
+      await store(identity.projectId, identity.deviceId, values, 'report', ts);
+      presence.touch(identity.deviceId, 'attributes', ts);
+      return { ts };
+    },
+
+    /** Current values (reported, pushed and cloud), all or only `keys`: `attributes/get` and HTTP reads. */
+    async get(projectId: string, deviceId: string, keys?: string[]): Promise<Record<string, unknown>> {
+      const rows = await repo.list(projectId, deviceId, keys);
+      return Object.fromEntries(rows.map((r) => [r.identifier, r.value]));
+    },
+
+    /** Sends attributes to the online device on `attributes/push` and records them as its current values. */
+    async push(scope: Scope, deviceId: string, attributes: unknown): Promise<void> {
+      const values = parseAttributes(attributes);
+      await mustExist(scope, deviceId);
+      const session = sessions.get(deviceId);
+      if (!session || session.projectId !== scope.projectId) throw new StateConflict('Device is offline');
+      await session.send('attributes/push', Buffer.from(JSON.stringify(objectOf(values))));
+      await store(scope.projectId, deviceId, values, 'push', clock());
+    },
+
+    /** Cloud attributes: stored only, read by the device with `attributes/get`; it may be offline. */
+    async setCloud(scope: Scope, deviceId: string, attributes: unknown): Promise<void> {
+      const values = parseAttributes(attributes);
+      await mustExist(scope, deviceId);
+      await store(scope.projectId, deviceId, values, 'cloud', clock());
+    },
+  };
+}
+export type CurrentValuesService = ReturnType<typeof createCurrentValuesService>;

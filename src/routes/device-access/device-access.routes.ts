@@ -1,0 +1,70 @@
+import type { FastifyInstance } from 'fastify';
+import type { Services } from '../../services.ts';
+import {
+  AttributesBody,
+  AttributesResult,
+  CertificateBody,
+  CertificateResult,
+  EventBody,
+  KeysQuery,
+  NoFields,
+  ReportResult,
+  TokenParams,
+} from './device-access.schema.ts';
+import { deviceEndpoint } from './device-envelope.ts';
+import { deviceOfRequest } from './token-auth.ts';
+
+/**
+ * The device side of HTTP access (device-protocol.md §4–5). HTTP requests mark activity but do not
+ * make a device online: only a live MQTT or TCP session does (§11).
+ */
+export function deviceAccessRoutes(app: FastifyInstance, { services }: { services: Services }) {
+  const { currentValues, deviceEvents, certificates, deviceAuth } = services;
+  const tags = ['Device access'];
+
+  deviceEndpoint(app, {
+    method: 'POST', url: '/device/v1/certificate', tags,
+    summary: "Get a device's access token by its device key, creating the device when its type allows it",
+    description:
+      'Header `Project-Key`. An existing device with `device_key` answers its certificate; otherwise, with the `type_key` of a ' +
+      'type that allows auto-create and the project under its device quota, the device is created (name = device key), bound ' +
+      "to `customer_id` when given. Rate limited per client address.",
+    // Many devices behind one address may provision at power-up: six times the login allowance.
+    config: { rateLimit: { max: app.loginRateLimit.max * 6, timeWindow: app.loginRateLimit.timeWindow } },
+    body: CertificateBody, response: CertificateResult,
+    handler: async ({ body, req }) => {
+      const header = req.headers['project-key'];
+      const device = await certificates.request(Array.isArray(header) ? header[0] : header, body);
+      return { device, message: 'ok' };
+    },
+  });
+
+  deviceEndpoint(app, {
+    method: 'POST', url: '/device/v1/:access_token/attributes', tags,
+    summary: 'Report attribute values',
+    description: 'Body: `{identifier: value, …}`, 1–200 attributes; answers the time the values were recorded.',
+    params: TokenParams, body: AttributesBody, response: ReportResult,
+    handler: async ({ params, body, req }) => currentValues.report(await deviceOfRequest(deviceAuth, req, params.access_token), body),
+  });
+
+  deviceEndpoint(app, {
+    method: 'GET', url: '/device/v1/:access_token/attributes', tags,
+    summary: "Read the device's current attributes (reported, pushed and cloud)",
+    description: '`?keys=a,b` reads only these attributes.',
+    params: TokenParams, query: KeysQuery, response: AttributesResult,
+    handler: async ({ params, query, req }) => {
+      const device = await deviceOfRequest(deviceAuth, req, params.access_token);
+      return { attributes: await currentValues.get(device.projectId, device.deviceId, query.keys) };
+    },
+  });
+
+  deviceEndpoint(app, {
+    method: 'POST', url: '/device/v1/:access_token/event/report', tags,
+    summary: 'Report an event (logged, not written into attributes)',
+    params: TokenParams, body: EventBody, response: NoFields,
+    handler: async ({ params, body, req }) => {
+      await deviceEvents.report(await deviceOfRequest(deviceAuth, req, params.access_token), body);
+      return {};
+    },
+  });
+}
