@@ -1,30 +1,38 @@
-/** Text that PostgreSQL cannot store, refused at every edge (HTTP bodies, device payloads) with a clear 400. */
+/**
+ * JSON that must be refused at every edge (HTTP bodies, device payloads) with a clear 400 instead of
+ * failing later: text PostgreSQL cannot store (NUL characters; lone UTF-16 surrogates, which jsonb
+ * refuses and text mangles), numbers JSON cannot carry (1e400 parses to Infinity and would be stored
+ * as null), and nesting deep enough to overflow the stack of JSON.stringify (~4,000 levels).
+ */
+export const MAX_JSON_DEPTH = 32;
+
 const NUL_MESSAGE = 'Strings must not contain NUL (\\u0000) characters';
 const SURROGATE_MESSAGE = 'Strings must be well-formed Unicode (no lone \\uD800-\\uDFFF surrogates)';
 
-/**
- * What PostgreSQL text and jsonb cannot store: NUL characters and lone UTF-16 surrogates (which
- * jsonb refuses and text silently mangles). Returns the problem, or undefined when the value is clean.
- */
-export function unstorableText(value: unknown, depth = 0): string | undefined {
-  if (typeof value === 'string') {
-    if (value.includes('\0')) return NUL_MESSAGE;
-    if (!value.isWellFormed()) return SURROGATE_MESSAGE;
-    return undefined;
-  }
-  if (!value || typeof value !== 'object' || depth > 64) return undefined;
-  for (const [key, v] of Object.entries(value)) {
-    const problem = unstorableText(key, depth + 1) ?? unstorableText(v, depth + 1);
-    if (problem) return problem;
-  }
+function textProblem(s: string): string | undefined {
+  if (s.includes('\0')) return NUL_MESSAGE;
+  if (!s.isWellFormed()) return SURROGATE_MESSAGE;
   return undefined;
 }
 
-/** A JSON text with a NUL or surrogate escape (not itself escaped); only such bodies need the walk. */
-export const SUSPECT_ESCAPE = /(?:^|[^\\])(?:\\\\)*\\u(?:0000|[dD][89a-fA-F])/;
-
-/**
- * The same check on a value's JSON.stringify output, which escapes exactly NUL and lone surrogates
- * (well-formed pairs are written as characters): the cheap check for payloads about to be stored.
- */
-export const hasUnstorableText = (json: string) => SUSPECT_ESCAPE.test(json);
+/** The first problem of a parsed JSON value, or undefined when it can be stored. Iterative: any depth is safe. */
+export function unstorableJson(value: unknown, maxDepth = MAX_JSON_DEPTH): string | undefined {
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v === 'string') {
+      const problem = textProblem(v);
+      if (problem) return problem;
+    } else if (typeof v === 'number') {
+      if (!Number.isFinite(v)) return 'Numbers must be finite';
+    } else if (v !== null && typeof v === 'object') {
+      if (depth >= maxDepth) return `JSON must not be nested deeper than ${maxDepth} levels`;
+      for (const [key, child] of Object.entries(v)) {
+        const problem = textProblem(key);
+        if (problem) return problem;
+        stack.push([child, depth + 1]);
+      }
+    }
+  }
+  return undefined;
+}

@@ -2,7 +2,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import sjson from 'secure-json-parse';
 import { appErrorOfDatabase } from '../db/errors.ts';
-import { SUSPECT_ESCAPE, unstorableText } from '../lib/unstorable-text.ts';
+import { unstorableJson } from '../lib/unstorable-text.ts';
 import { AppError, BadRequest, type FieldError } from '../errors.ts';
 
 /** Marks a body that could not be parsed as JSON (http-api.md §1: answered with 404). */
@@ -77,13 +77,13 @@ export function registerEnvelope(app: FastifyInstance, bodyLimit: number) {
     } catch {
       return done(new InvalidJson('Invalid JSON message'), undefined);
     }
-    const problem = SUSPECT_ESCAPE.test(text) ? unstorableText(parsed) : undefined;
+    const problem = unstorableJson(parsed);
     if (problem) return done(new BadRequest(problem), undefined);
     done(null, parsed);
   });
 
   app.addHook('preValidation', async (req) => {
-    const problem = unstorableText(req.query) ?? unstorableText(req.params);
+    const problem = unstorableJson(req.query) ?? unstorableJson(req.params);
     if (problem) throw new BadRequest(problem);
   });
 

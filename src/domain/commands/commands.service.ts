@@ -1,3 +1,4 @@
+import { unstorableJson } from '../../lib/unstorable-text.ts';
 import type { Logger } from 'pino';
 import { createCommandsRepository, type CommandReply, type CommandRow } from '../../db/repositories/commands.repository.ts';
 import type { Db } from '../../db/client.ts';
@@ -106,7 +107,9 @@ function checkInput(input: SendCommandInput) {
   if (typeof input.method !== 'string' || input.method.length < 1 || input.method.length > COMMAND_LIMITS.methodMax) {
     errors.push({ path: 'method', message: `must be 1–${COMMAND_LIMITS.methodMax} characters` });
   }
+  const problem = unstorableJson({ method: input.method, params });
   if (!isPlainObject(params)) errors.push({ path: 'params', message: 'must be a JSON object' });
+  else if (problem) errors.push({ path: 'params', message: problem });
   else if (Buffer.byteLength(JSON.stringify(params)) > COMMAND_LIMITS.paramsMaxBytes) {
     errors.push({ path: 'params', message: `must be at most ${COMMAND_LIMITS.paramsMaxBytes} bytes as JSON` });
   }
@@ -167,8 +170,31 @@ export function createCommandsService({ db, devices, sessions, bus, presence, cl
     return session.send(`command/send/${row.seq}`, Buffer.from(JSON.stringify({ method: row.method, params: row.params, id: row.seq })));
   }
 
-  async function insert(projectId: string, deviceId: string, cmd: ReturnType<typeof checkInput>, now: number): Promise<CommandRow> {
-    // An allocated seq can lose a race with a concurrent send to the same device: pick again.
+  /**
+   * Sends to one device choose their seq one at a time on this node: otherwise concurrent callers
+   * all read the same free seq and all but one lose the insert. Another node can still race; the
+   * unique index and the retry below cover that.
+   */
+  const allocating = new Map<string, Promise<unknown>>();
+  function oneAtATime<T>(deviceId: string, fn: () => Promise<T>): Promise<T> {
+    const run = (allocating.get(deviceId) ?? Promise.resolve()).then(fn, fn);
+    const tail = run.then(
+      () => {},
+      () => {},
+    );
+    allocating.set(deviceId, tail);
+    void tail.then(() => {
+      if (allocating.get(deviceId) === tail) allocating.delete(deviceId);
+    });
+    return run;
+  }
+
+  function insert(projectId: string, deviceId: string, cmd: ReturnType<typeof checkInput>, now: number): Promise<CommandRow> {
+    return oneAtATime(deviceId, () => insertOnce(projectId, deviceId, cmd, now));
+  }
+
+  async function insertOnce(projectId: string, deviceId: string, cmd: ReturnType<typeof checkInput>, now: number): Promise<CommandRow> {
+    // An allocated seq can lose a race with a send on another node: pick again.
     for (let attempt = 1; ; attempt++) {
       let seq = cmd.id;
       if (seq === undefined) {
@@ -199,6 +225,18 @@ export function createCommandsService({ db, devices, sessions, bus, presence, cl
     }
   }
 
+  /**
+   * A publish failed because its session was being replaced: the newer session's own delivery on
+   * connect may already have run and found nothing, so the re-queued commands go to it now.
+   */
+  function redeliverIfReplaced(deviceId: string, projectId: string, failed: DeviceSession) {
+    const current = sessions.get(deviceId);
+    if (!current || current === failed) return;
+    void service.deliverQueued({ deviceId, projectId }).catch((err: unknown) => {
+      logger.warn({ deviceId, err: { message: messageOf(err) } }, 'redelivery to the newer session failed');
+    });
+  }
+
   /** Publishes a stored command to a live session: claimed as sent first, so no other path sends it too. */
   async function deliverNow(projectId: string, row: CommandRow, session: DeviceSession, canQueue: boolean): Promise<CommandView> {
     const claimed = await repo.claim(projectId, row.id, clock());
@@ -212,6 +250,7 @@ export function createCommandsService({ db, devices, sessions, bus, presence, cl
       if (canQueue) {
         logger.warn({ deviceId: row.deviceId, commandId: row.id, err: { message } }, 'command publish failed; kept queued for the next connect');
         await repo.requeue(projectId, [row.id], clock());
+        redeliverIfReplaced(row.deviceId, projectId, session);
         return commandView((await repo.get(projectId, row.id)) ?? row);
       }
       await repo.fail(projectId, row.id, `send failed: ${message}`, clock());
@@ -245,7 +284,7 @@ export function createCommandsService({ db, devices, sessions, bus, presence, cl
     return sweeping;
   }
 
-  return {
+  const service = {
     /**
      * Stores and sends a command. Online → sent; offline → 422 "Device is offline" (the failed row
      * stays in the log) unless `ttl` asks to queue it until the device connects.
@@ -294,6 +333,7 @@ export function createCommandsService({ db, devices, sessions, bus, presence, cl
           // The session went away mid-way: what was not published waits for the next connect.
           logger.warn({ deviceId: identity.deviceId, err: { message: messageOf(err) } }, 'queued command delivery interrupted');
           await repo.requeue(identity.projectId, rows.slice(i).map((r) => r.id), clock());
+          redeliverIfReplaced(identity.deviceId, identity.projectId, session);
           return i;
         }
       }
@@ -310,6 +350,15 @@ export function createCommandsService({ db, devices, sessions, bus, presence, cl
       if (!inRange(seq, 1, COMMAND_LIMITS.seqMax)) return false;
       const method = typeof body.method === 'string' ? body.method : undefined;
       const params = body.params === undefined ? {} : body.params;
+      // The reply comes from a device: refused here with a 400 rather than by the database.
+      const problem = unstorableJson({ method, params });
+      if (problem) throw new BadRequest(`Invalid command reply: ${problem}`, [{ path: 'params', message: problem }]);
+      if (method !== undefined && method.length > COMMAND_LIMITS.methodMax) {
+        throw new BadRequest(`Invalid command reply: method is longer than ${COMMAND_LIMITS.methodMax} characters`, [{ path: 'method', message: 'too long' }]);
+      }
+      if (Buffer.byteLength(JSON.stringify(params)) > COMMAND_LIMITS.paramsMaxBytes) {
+        throw new BadRequest(`Invalid command reply: params are larger than ${COMMAND_LIMITS.paramsMaxBytes} bytes`, [{ path: 'params', message: 'too large' }]);
+      }
       const row = await repo.markReplied(identity.projectId, identity.deviceId, seq, method, params, now);
       if (!row) return false;
       const reply = row.reply as CommandReply;
@@ -353,5 +402,6 @@ export function createCommandsService({ db, devices, sessions, bus, presence, cl
       await sweeping?.catch(() => {});
     },
   };
+  return service;
 }
 export type CommandsService = ReturnType<typeof createCommandsService>;

@@ -1,3 +1,5 @@
+import { StateConflict } from '../../errors.ts';
+
 /**
  * Live device connections, whatever carries them (MQTT, TCP): the one place the domain asks "is this
  * device online, and how do I reach it" (architecture.md: delivery). Transports attach sessions;
@@ -57,4 +59,13 @@ export function createSessionRegistry(): SessionRegistry {
       return sessions.size;
     },
   };
+}
+
+/** Sends, turning a transport failure (connection closing meanwhile) into the caller's 422. */
+export async function sendOrFail(session: DeviceSession, topic: string, payload: Buffer): Promise<void> {
+  try {
+    await session.send(topic, payload);
+  } catch (err) {
+    throw new StateConflict(`Sending to the device failed: ${(err as Error)?.message || String(err)}`);
+  }
 }

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { DeviceEventsRepository } from '../../db/repositories/device-events.repository.ts';
 import { BadRequest } from '../../errors.ts';
 import { newId } from '../../lib/ids.ts';
-import { hasUnstorableText } from '../../lib/unstorable-text.ts';
+import { unstorableJson } from '../../lib/unstorable-text.ts';
 import type { EventBus } from '../events/event-bus.ts';
 import type { DeviceIdentity } from './device-identity.ts';
 import type { PresenceService } from './presence.service.ts';
@@ -33,12 +33,10 @@ export function createDeviceEventsService({ repo, presence, bus, clock = Date.no
         throw new BadRequest(`Invalid event: ${errors[0]?.path || 'body'}: ${errors[0]?.message ?? 'invalid'}`, errors);
       }
       const { method, params } = parsed.data;
-      const json = JSON.stringify(params);
-      if (Buffer.byteLength(json) > MAX_EVENT_PARAMS_BYTES) {
+      const problem = unstorableJson({ method, params });
+      if (problem) throw new BadRequest(problem, [{ path: 'params', message: problem }]);
+      if (Buffer.byteLength(JSON.stringify(params)) > MAX_EVENT_PARAMS_BYTES) {
         throw new BadRequest(`Event params are larger than ${MAX_EVENT_PARAMS_BYTES} bytes`, [{ path: 'params', message: 'too large' }]);
-      }
-      if (hasUnstorableText(json) || hasUnstorableText(JSON.stringify(method))) {
-        throw new BadRequest('Strings must not contain NUL characters or lone surrogates', [{ path: 'params', message: 'unstorable text' }]);
       }
       const id = newId(clock());
       await repo.insert({ id, projectId: identity.projectId, deviceId: identity.deviceId, method, params, ts });

@@ -1,14 +1,15 @@
-import { hasUnstorableText } from '../../lib/unstorable-text.ts';
+import { unstorableJson } from '../../lib/unstorable-text.ts';
 import type { AttrDataType, AttributeValueInput, AttributeValuesRepository, AttrType } from '../../db/repositories/attribute-values.repository.ts';
 import type { DevicesRepository } from '../../db/repositories/devices.repository.ts';
 import { BadRequest, NotFound, StateConflict, type FieldError } from '../../errors.ts';
 import type { Scope } from '../auth/principal.ts';
-import type { SessionRegistry } from '../delivery/sessions.ts';
+import { sendOrFail, type SessionRegistry } from '../delivery/sessions.ts';
 import type { DeviceIdentity } from '../devices/device-identity.ts';
 import type { PresenceService } from '../devices/presence.service.ts';
 import type { EventBus } from '../events/event-bus.ts';
 
-export const ATTRIBUTE_IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+/** `__proto__` would pass the pattern and then vanish from every object it is read into. */
+export const ATTRIBUTE_IDENTIFIER = /^(?!__proto__$)[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 export const MAX_ATTRIBUTES = 200;
 export const MAX_VALUE_BYTES = 16 * 1024;
 export const MAX_ATTRIBUTES_BYTES = 64 * 1024;
@@ -61,11 +62,15 @@ export function parseAttributes(input: unknown): AttributeValueInput[] {
       errors.push({ path: identifier, message: 'value must be a finite number, a boolean, a string, an object or an array' });
       continue;
     }
-    const json = JSON.stringify(value);
-    const bytes = Buffer.byteLength(json);
+    // Checked before JSON.stringify, which overflows the stack on deeply nested values.
+    const problem = unstorableJson(value);
+    if (problem) {
+      errors.push({ path: identifier, message: problem });
+      continue;
+    }
+    const bytes = Buffer.byteLength(JSON.stringify(value));
     total += bytes + identifier.length;
     if (bytes > MAX_VALUE_BYTES) errors.push({ path: identifier, message: `value is larger than ${MAX_VALUE_BYTES} bytes` });
-    else if (hasUnstorableText(json)) errors.push({ path: identifier, message: 'strings must not contain NUL characters or lone surrogates' });
     else values.push({ identifier, value, dataType });
   }
   if (errors.length) invalid(errors);
@@ -112,7 +117,7 @@ export function createCurrentValuesService({ repo, devices, sessions, presence, 
       await mustExist(scope, deviceId);
       const session = sessions.get(deviceId);
       if (!session || session.projectId !== scope.projectId) throw new StateConflict('Device is offline');
-      await session.send('attributes/push', Buffer.from(JSON.stringify(objectOf(values))));
+      await sendOrFail(session, 'attributes/push', Buffer.from(JSON.stringify(objectOf(values))));
       await store(scope.projectId, deviceId, values, 'push', clock());
     },
 

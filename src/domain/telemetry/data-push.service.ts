@@ -1,8 +1,9 @@
+import { unstorableJson } from '../../lib/unstorable-text.ts';
 import type { DataPushRepository } from '../../db/repositories/data-push.repository.ts';
 import type { DevicesRepository } from '../../db/repositories/devices.repository.ts';
 import { BadRequest, NotFound, StateConflict } from '../../errors.ts';
 import type { Scope } from '../auth/principal.ts';
-import type { SessionRegistry, Transport } from '../delivery/sessions.ts';
+import { sendOrFail, type SessionRegistry, type Transport } from '../delivery/sessions.ts';
 
 export const STREAM_IDENTIFIER = /^[A-Za-z0-9_-]{1,64}$/;
 export const MESSAGE_TYPES = ['hex', 'text', 'json'] as const;
@@ -23,6 +24,8 @@ export function encodeMessage(type: MessageType, msg: unknown): Buffer {
   let bytes: Buffer;
   if (type === 'json') {
     if (msg === undefined) throw new BadRequest('msg is required', [{ path: 'msg', message: 'required' }]);
+    const problem = unstorableJson(msg);
+    if (problem) throw new BadRequest(problem, [{ path: 'msg', message: problem }]);
     bytes = Buffer.from(JSON.stringify(msg));
   } else {
     if (typeof msg !== 'string') throw new BadRequest(`msg must be a string for type ${type}`, [{ path: 'msg', message: 'expected a string' }]);
@@ -58,7 +61,7 @@ export function createDataPushService({ repo, devices, sessions }: DataPushDeps)
       const session = sessions.get(deviceId);
       if (!session || session.projectId !== scope.projectId) throw new StateConflict('Device is offline');
       if (session.transport !== pushMode) throw new StateConflict(`Device is not connected over ${pushMode}`);
-      await session.send(pushMode === 'mqtt' ? `data/${identifier}/set` : '', bytes);
+      await sendOrFail(session, pushMode === 'mqtt' ? `data/${identifier}/set` : '', bytes);
     },
   };
 }
