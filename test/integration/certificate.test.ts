@@ -107,6 +107,15 @@ describe('POST /device/v1/certificate creating devices', () => {
     expect((await certificate({ device_key: 'first' }, small.project_key)).body.result).toBe(1);
   });
 
+  it('holds the quota when a fleet requests certificates at the same moment', async () => {
+    const small = await ctx.services.projects.create({ name: 'fleet', device_quota: 3 });
+    const api = client(ctx.app, expectOk(await client(ctx.app).post('/api/v1/access_token', small.app)).access_token);
+    const t = expectOk(await api.post('/api/v1/device_type', { name: 'auto', allow_auto_create: true }));
+    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => certificate({ device_key: `unit-${i}`, type_key: t.type_key }, small.project_key)));
+    expect(answers.filter((a) => a.body.result === 1)).toHaveLength(3);
+    expect(expectOk(await api.get('/api/v1/devices')).total).toBe(3);
+  });
+
   it('binds the new device to the given customer of the project', async () => {
     const t = await newType(p, { allow_auto_create: true });
     const customer = expectOk(await p.api.post('/api/v1/customer', { name: 'Ann', account: 'ann-cert', password: 'password-ann' }));

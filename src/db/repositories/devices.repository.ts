@@ -2,7 +2,7 @@ import { and, desc, eq, getTableColumns, inArray, sql, type SQL } from 'drizzle-
 import type { Scope } from '../../domain/auth/principal.ts';
 import type { Db, Tx } from '../client.ts';
 import { rowsOf } from '../timescale.ts';
-import { customerDevices, deviceGroupMembers, deviceGroups, devices, deviceTypes } from '../schema.ts';
+import { customerDevices, deviceGroupMembers, deviceGroups, devices, deviceTypes, projects } from '../schema.ts';
 
 export type DeviceRow = typeof devices.$inferSelect;
 export type NewDevice = typeof devices.$inferInsert;
@@ -102,13 +102,23 @@ export function createDevicesRepository(db: Db) {
       return row;
     },
 
-    async count(projectId: string): Promise<number> {
-      const [row] = await db.select({ n: sql<number>`count(*)::int` }).from(devices).where(eq(devices.projectId, projectId));
-      return row?.n ?? 0;
-    },
-
-    async insert(row: NewDevice): Promise<void> {
-      await db.insert(devices).values(row);
+    /**
+     * Inserts unless the project is at its quota. With a quota, the count and the insert run under
+     * a lock on the project row, so concurrent creates (a fleet requesting certificates at power-up)
+     * cannot overshoot it. Returns false when the quota is reached.
+     */
+    async insertWithinQuota(quota: number | null, row: NewDevice): Promise<boolean> {
+      if (quota === null) {
+        await db.insert(devices).values(row);
+        return true;
+      }
+      return db.transaction(async (tx) => {
+        await tx.select({ id: projects.id }).from(projects).where(eq(projects.id, row.projectId)).for('update');
+        const [counted] = await tx.select({ n: sql<number>`count(*)::int` }).from(devices).where(eq(devices.projectId, row.projectId));
+        if ((counted?.n ?? 0) >= quota) return false;
+        await tx.insert(devices).values(row);
+        return true;
+      });
     },
 
     async update(projectId: string, id: string, patch: Partial<NewDevice>): Promise<boolean> {

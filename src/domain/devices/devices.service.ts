@@ -135,13 +135,11 @@ export function createDevicesService({ devices, projects, bus, clock = Date.now,
       const project = await projects.byId(scope.projectId);
       if (!project) throw new NotFound('Project');
       if (input.type && !(await devices.typeInProject(scope.projectId, input.type))) throw new NotFound('Device type');
-      if (project.deviceQuota !== null && (await devices.count(scope.projectId)) >= project.deviceQuota) {
-        throw new StateConflict(`The project has reached its device quota (${project.deviceQuota})`);
-      }
       const now = clock();
       const id = newId(now);
+      let inserted: boolean;
       try {
-        await devices.insert({
+        inserted = await devices.insertWithinQuota(project.deviceQuota, {
           id,
           projectId: scope.projectId,
           typeId: input.type || null,
@@ -158,6 +156,7 @@ export function createDevicesService({ devices, projects, bus, clock = Date.now,
       } catch (err) {
         rethrowDuplicate(err);
       }
+      if (!inserted) throw new StateConflict(`The project has reached its device quota (${project.deviceQuota})`);
       invalidate(scope.projectId);
       return { id, name: input.name };
     },
