@@ -21,16 +21,29 @@ const MAX_CREDENTIAL_LENGTH = 256;
  * per device, and concurrent look-ups of the same credential share one query.
  */
 export function createDeviceAuthService({ repo, bus, clock = Date.now, ttlMs = 60_000, negativeTtlMs = 5_000, maxEntries = 200_000 }: DeviceAuthDeps) {
-  const cache = new Map<string, { identity: Promise<DeviceIdentity | undefined>; until: number }>();
+  const cache = new Map<string, { identity: Promise<DeviceIdentity | undefined>; until: number; generation: number }>();
+  /**
+   * A look-up in flight while its device is revoked must not be cached: entries and revocations
+   * are numbered, and an entry older than its device's last revocation is dropped when it resolves.
+   */
+  let generation = 0;
+  const revokedAt = new Map<string, number>();
+  /** Cache keys of each known device, so a revocation drops its entries without scanning the cache. */
+  const keysOf = new Map<string, Set<string>>();
   const keyOf = (projectKey: string, token: string) => `${projectKey}\u0001${token}`;
 
   bus.on('device.credentials_revoked', ({ deviceId }) => {
-    for (const [key, entry] of cache) {
-      void entry.identity.then((id) => {
-        if (id?.deviceId === deviceId && cache.get(key) === entry) cache.delete(key);
-      });
-    }
+    for (const key of keysOf.get(deviceId) ?? []) cache.delete(key);
+    keysOf.delete(deviceId);
+    if (revokedAt.size >= maxEntries) revokedAt.clear();
+    revokedAt.set(deviceId, ++generation);
   });
+
+  function remember(key: string, deviceId: string) {
+    let keys = keysOf.get(deviceId);
+    if (!keys) keysOf.set(deviceId, (keys = new Set()));
+    keys.add(key);
+  }
 
   return {
     authenticate(projectKey: string, accessToken: string): Promise<DeviceIdentity | undefined> {
@@ -41,15 +54,23 @@ export function createDeviceAuthService({ repo, bus, clock = Date.now, ttlMs = 6
       const now = clock();
       const hit = cache.get(key);
       if (hit && hit.until > now) return hit.identity;
-      if (cache.size >= maxEntries) cache.clear();
+      if (cache.size >= maxEntries) {
+        cache.clear();
+        keysOf.clear();
+      }
       const identity = repo.byCredentials(projectKey, accessToken).then((row) =>
         row ? { ...row, connType: row.connType ?? '1' } : undefined,
       );
-      const entry = { identity, until: now + negativeTtlMs };
+      const entry = { identity, until: now + negativeTtlMs, generation: ++generation };
       cache.set(key, entry);
       identity.then(
         (id) => {
-          if (id && cache.get(key) === entry) entry.until = clock() + ttlMs;
+          if (!id || cache.get(key) !== entry) return;
+          if ((revokedAt.get(id.deviceId) ?? 0) > entry.generation) cache.delete(key);
+          else {
+            entry.until = clock() + ttlMs;
+            remember(key, id.deviceId);
+          }
         },
         () => {
           if (cache.get(key) === entry) cache.delete(key);
