@@ -27,6 +27,8 @@ export const configSchema = z
     BODY_LIMIT: z.coerce.number().int().min(1024).default(1024 * 1024),
     LOGIN_RATE_LIMIT: z.coerce.number().int().min(1).default(10),
     LOGIN_RATE_WINDOW_MS: z.coerce.number().int().min(1000).default(60_000),
+    MQTT_MAX_PACKET_SIZE: z.coerce.number().int().min(1024).max(268_435_455).default(256 * 1024),
+    MQTT_RATE_LIMIT: z.coerce.number().int().min(1).max(100_000).default(50),
     TRUST_PROXY: z
       .enum(['true', 'false', '1', '0'])
       .default('false')

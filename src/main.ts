@@ -1,3 +1,4 @@
+import net from 'node:net';
 import path from 'node:path';
 import { pino } from 'pino';
 import { buildApp } from './app.ts';
@@ -6,6 +7,8 @@ import { startControlServer } from './control/control-socket.ts';
 import { DataDirLocked } from './db/data-dir-lock.ts';
 import { openDatabase } from './db/open.ts';
 import { resolveJwtSecret } from './lib/jwt-secret.ts';
+import { createBroker } from '../mqtt-broker/broker.ts';
+import { attachWebSocket } from '../mqtt-broker/websocket.ts';
 import { loggableError } from './plugins/envelope.ts';
 import { createServices } from './services.ts';
 
@@ -54,6 +57,24 @@ async function start(config: Config) {
   try {
     await app.listen({ host: config.HOST, port: config.HTTP_PORT }).catch((err) => portInUse(err, 'HTTP_PORT', config.HTTP_PORT));
     closers.push(() => app.close());
+    // Closed before presence and commands flush (closers run in reverse), so a disconnect is recorded.
+    const broker = await createBroker({ services, logger, maxPacketSize: config.MQTT_MAX_PACKET_SIZE, rateLimit: config.MQTT_RATE_LIMIT });
+    const mqttServer = net.createServer((socket) => broker.handleConnection(socket));
+    closers.push(async () => {
+      const stopped = new Promise<void>((resolve) => mqttServer.close(() => resolve()));
+      await broker.close();
+      await stopped;
+    });
+    await new Promise<void>((resolve, reject) => {
+      mqttServer.once('error', reject);
+      mqttServer.listen(config.MQTT_PORT, config.HOST, () => {
+        mqttServer.off('error', reject);
+        mqttServer.on('error', (err) => logger.error({ err: loggableError(err) }, 'MQTT listener error'));
+        resolve();
+      });
+    }).catch((err) => portInUse(err, 'MQTT_PORT', config.MQTT_PORT));
+    // A WebSocket message carries one MQTT packet (or a few): bounded like them.
+    closers.push(attachWebSocket(app.server, broker, { maxPayload: config.MQTT_MAX_PACKET_SIZE * 2 }));
     if (database.driver === 'pglite') {
       const control = await startControlServer({ socketPath: path.join(config.DATA_DIR, 'control.sock'), services, logger });
       closers.push(() => control.close());

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
@@ -24,7 +24,10 @@ export interface Database {
   close(): Promise<void>;
 }
 
-export const migrationsFolder = fileURLToPath(new URL('../../drizzle', import.meta.url));
+/** `drizzle/` of the repository, from src/db (tsx) or dist/src/db (compiled). */
+export const migrationsFolder = ['../../drizzle', '../../../drizzle']
+  .map((rel) => fileURLToPath(new URL(rel, import.meta.url)))
+  .find((dir) => existsSync(path.join(dir, 'meta', '_journal.json'))) ?? fileURLToPath(new URL('../../drizzle', import.meta.url));
 
 export interface PgliteOptions {
   /** Directory of the database files; omitted = in memory. */

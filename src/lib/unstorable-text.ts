@@ -15,22 +15,26 @@ function textProblem(s: string): string | undefined {
   return undefined;
 }
 
-/** The first problem of a parsed JSON value, or undefined when it can be stored. Iterative: any depth is safe. */
+/**
+ * The first problem of a parsed JSON value, prefixed with where it is (`a.b.0: …`), or undefined
+ * when the value can be stored. Iterative: any depth is safe.
+ */
 export function unstorableJson(value: unknown, maxDepth = MAX_JSON_DEPTH): string | undefined {
-  const stack: Array<[unknown, number]> = [[value, 0]];
+  const stack: Array<[unknown, number, string]> = [[value, 0, '']];
+  const at = (path: string, problem: string) => (path ? `${path}: ${problem}` : problem);
   while (stack.length) {
-    const [v, depth] = stack.pop()!;
+    const [v, depth, path] = stack.pop()!;
     if (typeof v === 'string') {
       const problem = textProblem(v);
-      if (problem) return problem;
+      if (problem) return at(path, problem);
     } else if (typeof v === 'number') {
-      if (!Number.isFinite(v)) return 'Numbers must be finite';
+      if (!Number.isFinite(v)) return at(path, 'Numbers must be finite');
     } else if (v !== null && typeof v === 'object') {
-      if (depth >= maxDepth) return `JSON must not be nested deeper than ${maxDepth} levels`;
+      if (depth >= maxDepth) return at(path, `JSON must not be nested deeper than ${maxDepth} levels`);
       for (const [key, child] of Object.entries(v)) {
         const problem = textProblem(key);
-        if (problem) return problem;
-        stack.push([child, depth + 1]);
+        if (problem) return at(path, problem);
+        stack.push([child, depth + 1, path ? `${path}.${key}` : key]);
       }
     }
   }

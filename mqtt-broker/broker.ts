@@ -1,0 +1,342 @@
+import { randomBytes } from 'node:crypto';
+import type { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
+import { Aedes, type AuthenticateError, type Client } from 'aedes';
+import type { Logger } from 'pino';
+import type { DeviceSession } from '../src/domain/delivery/sessions.ts';
+import type { DeviceIdentity } from '../src/domain/devices/device-identity.ts';
+import { parseAttributes } from '../src/domain/telemetry/current-values.service.ts';
+import { AppError, BadRequest } from '../src/errors.ts';
+import type { Services } from '../src/services.ts';
+import { deviceTopic, isCommandFilter, isDownstreamFilter, parseUpstream, relativeTopic, responseTopicOf, upstreamSink, type Upstream } from './topics.ts';
+
+export const MQTT_DEFAULTS = {
+  /** Largest MQTT packet a device may send, in bytes (device-protocol.md §3 "a payload over the size limit"). */
+  maxPacketSize: 256 * 1024,
+  /** Messages per second a device may publish on average. */
+  rateLimit: 50,
+  /** Abuse: this many refused messages within `abuseWindowMs`, in multiples of rateLimit, ends the connection. */
+  abuseFactor: 10,
+  abuseWindowMs: 10_000,
+  /** Delay of a refused CONNECT, so guessing credentials is slow (device-protocol.md §2). */
+  authFailureDelayMs: 500,
+} as const;
+
+/** At most this many entries in `attributes/series` and keys in `attributes/get`. */
+const MAX_SERIES = 1000;
+const MAX_KEYS = 200;
+/** Back-dated reports may not come from the future beyond clock skew. */
+const MAX_FUTURE_MS = 5 * 60_000;
+
+export interface BrokerOptions {
+  services: Pick<Services, 'deviceAuth' | 'sessions' | 'presence' | 'currentValues' | 'deviceEvents' | 'commands'>;
+  logger: Pick<Logger, 'child'>;
+  maxPacketSize?: number;
+  /** Messages per second per device; the burst is twice this. */
+  rateLimit?: number;
+  abuseFactor?: number;
+  abuseWindowMs?: number;
+  authFailureDelayMs?: number;
+  clock?: () => number;
+}
+
+export interface Broker {
+  readonly aedes: Aedes;
+  /** Serves one MQTT connection (a TCP socket or a WebSocket stream). */
+  handleConnection(stream: Duplex): void;
+  close(): Promise<void>;
+}
+
+/** Token bucket of one connection, plus the count of refusals that marks abuse. */
+interface RateState {
+  tokens: number;
+  last: number;
+  refused: number;
+  windowStart: number;
+}
+
+interface ClientState {
+  identity: DeviceIdentity;
+  clientId: string;
+  rate: RateState;
+  session?: DeviceSession;
+  /** Set by close(): whether the registry had already forgotten the session (a kick, not a replacement). */
+  kicked?: boolean;
+}
+
+type Answer = Record<string, unknown>;
+const failure = (errcode: number, message: string): Answer => ({ result: 0, errcode, message });
+
+function parseJson(payload: Buffer): unknown {
+  try {
+    return JSON.parse(payload.toString('utf8'));
+  } catch {
+    throw new BadRequest('payload must be JSON');
+  }
+}
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function authError(returnCode: 4 | 5, message: string): AuthenticateError {
+  return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
+}
+
+/**
+ * The embedded MQTT broker (device-protocol.md §2–3): maps a device's relative topics to the domain
+ * services and back. Each device's subscriptions are rewritten to `$d/<deviceId>/…`, so devices
+ * share topic names but never see each other's traffic; upstream publishes are handled here and
+ * then routed to `$up/<deviceId>/…`, which nobody can subscribe to.
+ */
+export async function createBroker(options: BrokerOptions): Promise<Broker> {
+  const { services, clock = Date.now } = options;
+  const maxPacketSize = options.maxPacketSize ?? MQTT_DEFAULTS.maxPacketSize;
+  const rateLimit = options.rateLimit ?? MQTT_DEFAULTS.rateLimit;
+  const burst = rateLimit * 2;
+  const abuseLimit = rateLimit * (options.abuseFactor ?? MQTT_DEFAULTS.abuseFactor);
+  const abuseWindowMs = options.abuseWindowMs ?? MQTT_DEFAULTS.abuseWindowMs;
+  const authFailureDelayMs = options.authFailureDelayMs ?? MQTT_DEFAULTS.authFailureDelayMs;
+  const log = options.logger.child({ component: 'mqtt' });
+  const states = new WeakMap<Client, ClientState>();
+
+  // maximumPacketSize is enforced by Aedes 2 for every protocol version: v5 clients get a 0x95
+  // DISCONNECT, 3.1.1 clients are dropped, as soon as the fixed header declares the length.
+  const aedes = await Aedes.createBroker({ maximumPacketSize: maxPacketSize, drainTimeout: 30_000, connectTimeout: 30_000 });
+
+  function publishTo(deviceId: string, topic: string, payload: Buffer): Promise<void> {
+    return new Promise((resolve, reject) => {
+      aedes.publish({ cmd: 'publish', topic: deviceTopic(deviceId, topic), payload, qos: 1, retain: false, dup: false }, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  function answer(state: ClientState, topic: string | undefined, body: Answer) {
+    if (!topic) return;
+    publishTo(state.identity.deviceId, topic, Buffer.from(JSON.stringify(body))).catch((err: unknown) =>
+      log.warn({ deviceId: state.identity.deviceId, topic, err: { message: (err as Error).message } }, 'answer not delivered'),
+    );
+  }
+
+  /** Takes one token; false when the device is over its limit. */
+  function allow(rate: RateState, now: number): boolean {
+    rate.tokens = Math.min(burst, rate.tokens + ((now - rate.last) / 1000) * rateLimit);
+    rate.last = now;
+    if (rate.tokens >= 1) {
+      rate.tokens -= 1;
+      return true;
+    }
+    if (now - rate.windowStart > abuseWindowMs) {
+      rate.windowStart = now;
+      rate.refused = 0;
+    }
+    rate.refused += 1;
+    return false;
+  }
+
+  async function handleUpstream(state: ClientState, up: Upstream, payload: Buffer): Promise<Answer | undefined> {
+    const { identity } = state;
+    switch (up.kind) {
+      case 'attributes': {
+        const { ts } = await services.currentValues.report(identity, parseJson(payload));
+        return { result: 1, ts };
+      }
+      case 'attributes_get': {
+        const body = payload.length ? parseJson(payload) : {};
+        if (!isPlainObject(body)) throw new BadRequest('payload must be {} or {"keys":[…]}');
+        const keys = body.keys;
+        if (keys !== undefined && (!Array.isArray(keys) || keys.length > MAX_KEYS || !keys.every((k) => typeof k === 'string' && k.length <= 64))) {
+          throw new BadRequest(`keys must be an array of at most ${MAX_KEYS} attribute identifiers`);
+        }
+        const attributes = await services.currentValues.get(identity.projectId, identity.deviceId, keys as string[] | undefined);
+        return { result: 1, attributes };
+      }
+      case 'attributes_series': {
+        const body = parseJson(payload);
+        if (!Array.isArray(body) || body.length < 1 || body.length > MAX_SERIES) {
+          throw new BadRequest(`payload must be an array of 1–${MAX_SERIES} {"ts":<ms>,"attributes":{…}}`);
+        }
+        const latest = clock() + MAX_FUTURE_MS;
+        // Every entry is checked before any is stored: a bad batch stores nothing.
+        for (const [i, entry] of body.entries()) {
+          if (!isPlainObject(entry) || !Number.isSafeInteger(entry.ts) || (entry.ts as number) < 1 || (entry.ts as number) > latest) {
+            throw new BadRequest(`entry ${i}: ts must be a time in ms, not in the future`);
+          }
+          parseAttributes(entry.attributes);
+        }
+        for (const entry of body as Array<{ ts: number; attributes: unknown }>) await services.currentValues.report(identity, entry.attributes, entry.ts);
+        return { result: 1, ts: clock() };
+      }
+      case 'event_report':
+        await services.deviceEvents.report(identity, parseJson(payload));
+        return { result: 1 };
+      case 'command_reply': {
+        const body = parseJson(payload);
+        if (!isPlainObject(body)) throw new BadRequest('payload must be {"method":…,"params":{…},"id":<id>}');
+        const matched = await services.commands.reply(identity, Number(up.id), body);
+        return matched ? { result: 1 } : failure(404, 'no open command with this id');
+      }
+      case 'data':
+        // Custom data streams are recorded with the telemetry history; for now they count as activity.
+        services.presence.touch(identity.deviceId, 'data', clock());
+        return undefined;
+    }
+  }
+
+  /**
+   * UNSUBSCRIBE has no authorization hook, and the device's filters were stored rewritten, so its
+   * filters are rewritten the same way before Aedes handles the packet. This reads the parser of
+   * the pinned Aedes 2.0.0-beta.1 (Client#_parser); the unsubscribe test guards it.
+   */
+  function rewriteUnsubscribes(client: Client) {
+    const parser = (client as unknown as { _parser?: EventEmitter })._parser;
+    if (!parser) return log.warn('Aedes client has no parser: UNSUBSCRIBE filters are not rewritten');
+    parser.prependListener('packet', (packet: { cmd?: string; unsubscriptions?: string[] }) => {
+      const state = states.get(client);
+      if (packet.cmd !== 'unsubscribe' || !state || !Array.isArray(packet.unsubscriptions)) return;
+      packet.unsubscriptions = packet.unsubscriptions.map((f) => (isDownstreamFilter(f) ? deviceTopic(state.identity.deviceId, f) : f));
+    });
+  }
+
+  aedes.preConnect = (client, packet, callback) => {
+    rewriteUnsubscribes(client);
+    // SDKs send chip ids, IMEIs or fixed text as client id, so two devices may share one: the
+    // broker gives every connection its own id, and "one session per device" is the registry's
+    // job (sessions.attach). Wills and persistent sessions are not part of the device protocol.
+    packet.clientId = `d${randomBytes(8).toString('hex')}`;
+    packet.clean = true;
+    delete packet.will;
+    if (packet.properties) delete packet.properties.sessionExpiryInterval;
+    callback(null, true);
+  };
+
+  aedes.authenticate = (client, username, password, callback) => {
+    const refuse = (returnCode: 4 | 5, message: string) => {
+      const t = setTimeout(() => callback(authError(returnCode, message), false), authFailureDelayMs);
+      t.unref();
+    };
+    const token = username ?? '';
+    const projectKey = password?.toString('utf8') ?? '';
+    services.deviceAuth.authenticate(projectKey, token).then(
+      (identity) => {
+        if (!identity) return refuse(4, 'bad user name or password');
+        if (identity.disabled) return refuse(5, 'device disabled');
+        const now = clock();
+        states.set(client, { identity, clientId: client.id, rate: { tokens: burst, last: now, refused: 0, windowStart: now } });
+        callback(null, true);
+      },
+      (err: unknown) => {
+        log.error({ err: { message: (err as Error).message } }, 'device authentication failed');
+        callback(Object.assign(new Error('server unavailable'), { returnCode: 3 }) as unknown as AuthenticateError, false);
+      },
+    );
+  };
+
+  aedes.authorizeSubscribe = (client, sub, callback) => {
+    const state = states.get(client);
+    if (!state || !isDownstreamFilter(sub.topic)) return callback(null, null);
+    callback(null, { ...sub, topic: deviceTopic(state.identity.deviceId, sub.topic) });
+  };
+
+  aedes.authorizeForward = (client, packet) => {
+    const state = states.get(client);
+    const topic = state && relativeTopic(state.identity.deviceId, packet.topic);
+    if (topic === undefined) return null;
+    return { ...packet, topic } as typeof packet;
+  };
+
+  aedes.authorizePublish = (client, packet, callback) => {
+    const state = client ? states.get(client) : undefined;
+    if (!client || !state) return callback(new Error('not authorized'));
+    const topic = packet.topic;
+    // Whatever happens below, the message goes nowhere but the sink: never to another client.
+    packet.topic = upstreamSink(state.identity.deviceId, topic);
+    packet.retain = false;
+    const up = parseUpstream(topic);
+    if (!up) {
+      log.debug({ deviceId: state.identity.deviceId, topic }, 'dropped a publish on an unknown topic');
+      return callback(null);
+    }
+    const responseTopic = responseTopicOf(up);
+    const now = clock();
+    if (!allow(state.rate, now)) {
+      answer(state, responseTopic, failure(429, 'rate limit'));
+      if (state.rate.refused >= abuseLimit && !client.closed) {
+        log.warn({ deviceId: state.identity.deviceId }, 'disconnecting a device that keeps exceeding its message rate');
+        client.close();
+      }
+      return callback(null);
+    }
+    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    // The service finishes before the callback, so a QoS 1 PUBACK means the message is stored.
+    handleUpstream(state, up, payload)
+      .then(
+        (body) => body && answer(state, responseTopic, body),
+        (err: unknown) => {
+          if (err instanceof AppError) return answer(state, responseTopic, failure(err.errcode, err.message));
+          log.error({ deviceId: state.identity.deviceId, topic, err: { message: (err as Error).message } }, 'device message failed');
+          answer(state, responseTopic, failure(500, 'internal error'));
+        },
+      )
+      .catch(() => {})
+      .finally(() => callback(null));
+  };
+
+  // 'client' comes when the client is registered, before its CONNACK is written: the device is
+  // online (and reachable) by the time it knows it is connected.
+  aedes.on('client', (client) => {
+    const state = states.get(client);
+    if (!state) return;
+    const { identity } = state;
+    const session: DeviceSession = {
+      deviceId: identity.deviceId,
+      projectId: identity.projectId,
+      transport: 'mqtt',
+      send: (topic, payload) => (client.closed ? Promise.reject(new Error('session closed')) : publishTo(identity.deviceId, topic, payload)),
+      close: (reason) => {
+        state.kicked = services.sessions.get(identity.deviceId) === undefined;
+        log.info({ deviceId: identity.deviceId, reason }, 'closing device connection');
+        client.close();
+      },
+    };
+    state.session = session;
+    services.sessions.attach(session);
+    services.presence.connected(identity, 'mqtt');
+    log.info({ deviceId: identity.deviceId, clientId: state.clientId }, 'device connected');
+  });
+
+  aedes.on('clientDisconnect', (client) => {
+    const state = states.get(client);
+    if (!state?.session) return;
+    const { session, identity } = state;
+    state.session = undefined;
+    const current = services.sessions.detach(session) || state.kicked === true;
+    if (current) services.presence.disconnected(identity, 'mqtt', state.kicked ? 'kicked' : 'disconnect');
+    log.info({ deviceId: identity.deviceId }, 'device disconnected');
+  });
+
+  aedes.on('subscribe', (subs, client) => {
+    const state = states.get(client);
+    if (!state?.session) return;
+    const { identity } = state;
+    // The event carries the filters as the device sent them, with the granted QoS (128 = refused).
+    const wantsCommands = subs.some((s) => s.qos < 128 && isCommandFilter(s.topic));
+    if (!wantsCommands) return;
+    services.commands
+      .deliverQueued(identity)
+      .catch((err: unknown) => log.error({ deviceId: identity.deviceId, err: { message: (err as Error).message } }, 'queued command delivery failed'));
+  });
+
+  aedes.on('clientError', (client, err) => {
+    log.debug({ deviceId: states.get(client)?.identity.deviceId, err: { message: err.message } }, 'client error');
+  });
+  aedes.on('connectionError', (_client, err) => {
+    log.debug({ err: { message: err.message } }, 'connection error');
+  });
+
+  return {
+    aedes,
+    handleConnection(stream) {
+      stream.on('error', () => {});
+      aedes.handle(stream);
+    },
+    close: () => new Promise<void>((resolve) => aedes.close(() => resolve())),
+  };
+}

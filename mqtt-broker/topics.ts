@@ -1,0 +1,109 @@
+import { STREAM_IDENTIFIER } from '../src/domain/telemetry/data-push.service.ts';
+
+/**
+ * The device topics of device-protocol.md §3, relative to the connection: every device uses the
+ * same names and the broker keeps each device's traffic private. Shared by the broker and the
+ * device simulator.
+ */
+export const TOPICS = {
+  attributes: 'attributes',
+  attributesResponse: 'attributes/response',
+  attributesGet: (id: number | string) => `attributes/get/${id}`,
+  attributesGetResponse: (id: number | string) => `attributes/get/response/${id}`,
+  attributesPush: 'attributes/push',
+  attributesSeries: 'attributes/series',
+  attributesSeriesResponse: 'attributes/series/response',
+  eventReport: (id: number | string) => `event/report/${id}`,
+  eventResponse: (id: number | string) => `event/response/${id}`,
+  commandSend: (id: number | string) => `command/send/${id}`,
+  commandReply: (id: number | string) => `command/reply/${id}`,
+  commandReplyResponse: (id: number | string) => `command/reply/response/${id}`,
+  data: (identifier: string) => `data/${identifier}`,
+  dataSet: (identifier: string) => `data/${identifier}/set`,
+} as const;
+
+/** `<id>` of a topic: a non-negative integer of at most 10 digits, as the SDKs print it. */
+const REQUEST_ID = /^\d{1,10}$/;
+
+/** What a device publishes (device-protocol.md §3 "up"), parsed from its topic. */
+export type Upstream =
+  | { kind: 'attributes' }
+  | { kind: 'attributes_get'; id: string }
+  | { kind: 'attributes_series' }
+  | { kind: 'event_report'; id: string }
+  | { kind: 'command_reply'; id: string }
+  | { kind: 'data'; identifier: string };
+
+/** The upstream message a topic names, or undefined for anything a device may not publish. */
+export function parseUpstream(topic: string): Upstream | undefined {
+  if (topic === 'attributes') return { kind: 'attributes' };
+  if (topic === 'attributes/series') return { kind: 'attributes_series' };
+  const parts = topic.split('/');
+  if (parts.length === 3) {
+    const [a, b, id] = parts as [string, string, string];
+    if (a === 'attributes' && b === 'get' && REQUEST_ID.test(id)) return { kind: 'attributes_get', id };
+    if (a === 'event' && b === 'report' && REQUEST_ID.test(id)) return { kind: 'event_report', id };
+    if (a === 'command' && b === 'reply' && REQUEST_ID.test(id)) return { kind: 'command_reply', id };
+  }
+  if (parts.length === 2 && parts[0] === 'data' && STREAM_IDENTIFIER.test(parts[1]!)) return { kind: 'data', identifier: parts[1]! };
+  return undefined;
+}
+
+/**
+ * The response topic for an upstream message that carries an `<id>` or is answered at all: where
+ * a refusal (bad input, rate limit) is reported. `data/<identifier>` has no answer topic.
+ */
+export function responseTopicOf(up: Upstream): string | undefined {
+  switch (up.kind) {
+    case 'attributes':
+      return TOPICS.attributesResponse;
+    case 'attributes_get':
+      return TOPICS.attributesGetResponse(up.id);
+    case 'attributes_series':
+      return TOPICS.attributesSeriesResponse;
+    case 'event_report':
+      return TOPICS.eventResponse(up.id);
+    case 'command_reply':
+      return TOPICS.commandReplyResponse(up.id);
+    case 'data':
+      return undefined;
+  }
+}
+
+/**
+ * Whether a device may subscribe to this filter: only the downstream topics of §3, each with `+`
+ * or a concrete `<id>` / identifier in the variable level. `#`, other wildcards, `$SYS` and
+ * upstream topics are refused.
+ */
+export function isDownstreamFilter(filter: string): boolean {
+  if (filter === TOPICS.attributesResponse || filter === TOPICS.attributesPush || filter === TOPICS.attributesSeriesResponse) return true;
+  const parts = filter.split('/');
+  const idOrPlus = (s: string) => s === '+' || REQUEST_ID.test(s);
+  if (parts.length === 4) {
+    const [a, b, c, id] = parts as [string, string, string, string];
+    if (a === 'attributes' && b === 'get' && c === 'response') return idOrPlus(id);
+    if (a === 'command' && b === 'reply' && c === 'response') return idOrPlus(id);
+  }
+  if (parts.length === 3) {
+    const [a, b, c] = parts as [string, string, string];
+    if (a === 'event' && b === 'response') return idOrPlus(c);
+    if (a === 'command' && b === 'send') return idOrPlus(c);
+    if (a === 'data' && c === 'set') return b === '+' || STREAM_IDENTIFIER.test(b);
+  }
+  return false;
+}
+
+/** Whether a (permitted) subscription filter receives commands: queued ones are delivered after it. */
+export const isCommandFilter = (filter: string) => filter.startsWith('command/send/');
+
+/** Broker-internal topic of a device's downstream traffic: only that device's subscriptions match it. */
+export const deviceTopic = (deviceId: string, topic: string) => `$d/${deviceId}/${topic}`;
+
+/** Broker-internal topic an accepted upstream publish is routed to: no client can subscribe to it. */
+export const upstreamSink = (deviceId: string, topic: string) => `$up/${deviceId}/${topic}`;
+
+/** The relative topic of `$d/<deviceId>/<topic>` for that device, or undefined for anything else. */
+export function relativeTopic(deviceId: string, internal: string): string | undefined {
+  const prefix = `$d/${deviceId}/`;
+  return internal.startsWith(prefix) ? internal.slice(prefix.length) : undefined;
+}
