@@ -89,4 +89,3 @@ export function endpoint<P extends ZodType | undefined, Q extends ZodType | unde
 
 /** `info: {}` of calls that only acknowledge. */
 export const Empty = z.object({}).strict();
-export const empty = async () => ({});
