@@ -33,6 +33,8 @@ export interface EndpointRequest<P, Q, B> {
 }
 
 type Out<T> = T extends ZodType ? z.output<T> : undefined;
+/** Calls that only acknowledge (`response: Empty`) may return nothing: they answer `info: {}`. */
+type Info<R extends ZodType> = R extends typeof Empty ? void | z.input<R> : z.input<R>;
 
 export interface EndpointDef<P extends ZodType | undefined, Q extends ZodType | undefined, B extends ZodType | undefined, R extends ZodType> {
   method: 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH';
@@ -47,7 +49,7 @@ export interface EndpointDef<P extends ZodType | undefined, Q extends ZodType | 
   /** Schema of `info`: also the whitelist of what leaves the server. */
   response: R;
   config?: RouteShorthandOptions['config'];
-  handler: (r: EndpointRequest<Out<P>, Out<Q>, Out<B>>) => Promise<z.input<R>> | z.input<R>;
+  handler: (r: EndpointRequest<Out<P>, Out<Q>, Out<B>>) => Promise<Info<R>> | Info<R>;
 }
 
 /**
@@ -75,17 +77,18 @@ export function endpoint<P extends ZodType | undefined, Q extends ZodType | unde
     handler: async (req) => {
       const principal = req.principal;
       if (def.access !== 'public' && !principal) throw new Forbidden();
-      const info = await def.handler({
+      const out = await def.handler({
         params: req.params as Out<P>,
         query: req.query as Out<Q>,
         body: req.body as Out<B>,
         principal: principal as Principal,
         req,
       });
-      return { result: true as const, info };
+      return { result: true as const, info: out ?? {} };
     },
   });
 }
 
 /** `info: {}` of calls that only acknowledge. */
 export const Empty = z.object({}).strict();
+

@@ -32,19 +32,13 @@ export function adminRoutes(app: FastifyInstance, { services }: { services: Serv
     method: 'PUT', url: '/api/v1/administrator/:id/info', access: 'manage', tags,
     summary: "Update an administrator's name, email or tags (tags are replaced)",
     params: IdParams, body: UpdateAdminInfoBody, response: Empty,
-    handler: async ({ principal, params, body }) => {
-      await admins.updateInfo(scopeOf(principal), params.id, body);
-      return {};
-    },
+    handler: ({ principal, params, body }) => admins.updateInfo(scopeOf(principal), params.id, body),
   });
 
   endpoint(app, {
     method: 'PUT', url: '/api/v1/administrator/:id/pwd', access: 'manage', tags,
     summary: "Set an administrator's password", params: IdParams, body: PasswordBody, response: Empty,
-    handler: async ({ principal, params, body }) => {
-      await admins.setPassword(scopeOf(principal), params.id, body.password);
-      return {};
-    },
+    handler: ({ principal, params, body }) => admins.setPassword(scopeOf(principal), params.id, body.password),
   });
 
   endpoint(app, {
@@ -52,9 +46,6 @@ export function adminRoutes(app: FastifyInstance, { services }: { services: Serv
     summary: "Delete an administrator; its tokens stop working at once",
     description: "The project's last administrator cannot be deleted (422).",
     params: IdParams, response: Empty,
-    handler: async ({ principal, params }) => {
-      await admins.delete(scopeOf(principal), params.id);
-      return {};
-    },
+    handler: ({ principal, params }) => admins.delete(scopeOf(principal), params.id),
   });
 }

@@ -35,9 +35,6 @@ export function appRoutes(app: FastifyInstance, { services }: { services: Servic
     summary: "Delete an API app; its tokens stop working at once",
     description: "The project's last app cannot be deleted (422): admin_login needs an app_id.",
     params: IdParams, response: Empty,
-    handler: async ({ principal, params }) => {
-      await apps.delete(scopeOf(principal), params.id);
-      return {};
-    },
+    handler: ({ principal, params }) => apps.delete(scopeOf(principal), params.id),
   });
 }

@@ -15,20 +15,14 @@ export function controlRoutes(app: FastifyInstance, { services }: { services: Se
     summary: 'Push attributes to the device on `attributes/push` and record them as its current values',
     description: 'The device must be online (422 otherwise).',
     params: IdParams, body: ControlAttributesBody, response: Empty,
-    handler: async ({ principal, params, body }) => {
-      await currentValues.push(scopeOf(principal), params.id, body);
-      return {};
-    },
+    handler: ({ principal, params, body }) => currentValues.push(scopeOf(principal), params.id, body),
   });
 
   endpoint(app, {
     method: 'PUT', url: '/api/v1/control/device/:id/attributes', access: 'manage', tags,
     summary: 'Update cloud attributes: stored only, read by the device with `attributes/get`; it may be offline',
     params: IdParams, body: ControlAttributesBody, response: Empty,
-    handler: async ({ principal, params, body }) => {
-      await currentValues.setCloud(scopeOf(principal), params.id, body);
-      return {};
-    },
+    handler: ({ principal, params, body }) => currentValues.setCloud(scopeOf(principal), params.id, body),
   });
 
   endpoint(app, {
@@ -39,9 +33,6 @@ export function controlRoutes(app: FastifyInstance, { services }: { services: Se
       'json → serialized. `push_mode` (mqtt, default, or tcp) must be how the device is connected (422 otherwise). When the ' +
       "device's type defines data streams, `identifier` must be one of them.",
     params: DeviceStreamParams, query: PushModeQuery, body: DataSetBody, response: Empty,
-    handler: async ({ principal, params, query, body }) => {
-      await dataPush.push(scopeOf(principal), params.id, params.identifier, body, query.push_mode);
-      return {};
-    },
+    handler: ({ principal, params, query, body }) => dataPush.push(scopeOf(principal), params.id, params.identifier, body, query.push_mode),
   });
 }

@@ -45,47 +45,32 @@ export function customerRoutes(app: FastifyInstance, { services }: { services: S
     method: 'PUT', url: '/api/v1/customer/:id/info', access: 'manage', tags,
     summary: "Update a customer's name, description, email, mobile or locale",
     params: IdParams, body: UpdateCustomerBody, response: Empty,
-    handler: async ({ principal, params, body }) => {
-      await customers.updateInfo(scopeOf(principal), params.id, body);
-      return {};
-    },
+    handler: ({ principal, params, body }) => customers.updateInfo(scopeOf(principal), params.id, body),
   });
 
   endpoint(app, {
     method: 'PUT', url: '/api/v1/customer/:id/pwd', access: 'manage', tags,
     summary: "Set a customer's password", params: IdParams, body: PasswordBody, response: Empty,
-    handler: async ({ principal, params, body }) => {
-      await customers.setPassword(scopeOf(principal), params.id, body.password);
-      return {};
-    },
+    handler: ({ principal, params, body }) => customers.setPassword(scopeOf(principal), params.id, body.password),
   });
 
   endpoint(app, {
     method: 'PUT', url: '/api/v1/customer/:id/tags', access: 'manage', tags,
     summary: "Add or change a customer's tags (merged with the existing ones)",
     params: IdParams, body: TagsBody, response: Empty,
-    handler: async ({ principal, params, body }) => {
-      await customers.mergeTags(scopeOf(principal), params.id, body.tags);
-      return {};
-    },
+    handler: ({ principal, params, body }) => customers.mergeTags(scopeOf(principal), params.id, body.tags),
   });
 
   endpoint(app, {
     method: 'POST', url: '/api/v1/customer/:id/tags_remove', access: 'manage', tags,
     summary: 'Remove tags of a customer by key', params: IdParams, body: KeysBody, response: Empty,
-    handler: async ({ principal, params, body }) => {
-      await customers.removeTags(scopeOf(principal), params.id, body.keys);
-      return {};
-    },
+    handler: ({ principal, params, body }) => customers.removeTags(scopeOf(principal), params.id, body.keys),
   });
 
   endpoint(app, {
     method: 'DELETE', url: '/api/v1/customer/:id', access: 'manage', tags,
     summary: "Delete a customer: their device bindings go and their tokens stop working", params: IdParams, response: Empty,
-    handler: async ({ principal, params }) => {
-      await customers.delete(scopeOf(principal), params.id);
-      return {};
-    },
+    handler: ({ principal, params }) => customers.delete(scopeOf(principal), params.id),
   });
 
   endpoint(app, {
@@ -93,20 +78,14 @@ export function customerRoutes(app: FastifyInstance, { services }: { services: S
     summary: 'Bind devices to a customer (binding a device twice changes nothing)',
     description: 'Every id must be a device of the project; otherwise nothing is bound and the failure names the unknown ids.',
     params: IdParams, body: DevicesBody, response: Empty,
-    handler: async ({ principal, params, body }) => {
-      await customers.bindDevices(scopeOf(principal), params.id, body.devices);
-      return {};
-    },
+    handler: ({ principal, params, body }) => customers.bindDevices(scopeOf(principal), params.id, body.devices),
   });
 
   endpoint(app, {
     method: 'POST', url: '/api/v1/customer/:id/devices_remove', access: 'manage', tags,
     summary: 'Unbind devices from a customer (ids that are not bound are ignored)',
     params: IdParams, body: DevicesBody, response: Empty,
-    handler: async ({ principal, params, body }) => {
-      await customers.unbindDevices(scopeOf(principal), params.id, body.devices);
-      return {};
-    },
+    handler: ({ principal, params, body }) => customers.unbindDevices(scopeOf(principal), params.id, body.devices),
   });
 
   endpoint(app, {

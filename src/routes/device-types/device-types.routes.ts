@@ -64,10 +64,7 @@ export function deviceTypeRoutes(app: FastifyInstance, { services }: { services:
     summary: 'Delete a device type with its models, streams and info definitions',
     description: 'Answers 422 while devices use the type.',
     params: IdParams, response: Empty,
-    handler: async ({ principal, params }) => {
-      await deviceTypes.delete(scopeOf(principal), params.id);
-      return {};
-    },
+    handler: ({ principal, params }) => deviceTypes.delete(scopeOf(principal), params.id),
   });
 
   endpoint(app, {
@@ -100,10 +97,7 @@ export function deviceTypeRoutes(app: FastifyInstance, { services }: { services:
   endpoint(app, {
     method: 'DELETE', url: '/api/v1/device_type/:id/attribute/:identifier', access: 'manage', tags,
     summary: 'Delete an attribute model', params: AttributeParams, response: Empty,
-    handler: async ({ principal, params }) => {
-      await deviceTypes.deleteAttribute(scopeOf(principal), params.id, params.identifier);
-      return {};
-    },
+    handler: ({ principal, params }) => deviceTypes.deleteAttribute(scopeOf(principal), params.id, params.identifier),
   });
 
   // Custom data streams
@@ -131,10 +125,7 @@ export function deviceTypeRoutes(app: FastifyInstance, { services }: { services:
   endpoint(app, {
     method: 'DELETE', url: '/api/v1/device_type/:id/data_stream/:identifier', access: 'manage', tags,
     summary: 'Delete a custom data stream', params: StreamParams, response: Empty,
-    handler: async ({ principal, params }) => {
-      await deviceTypes.deleteDataStream(scopeOf(principal), params.id, params.identifier);
-      return {};
-    },
+    handler: ({ principal, params }) => deviceTypes.deleteDataStream(scopeOf(principal), params.id, params.identifier),
   });
 
   // Extend-info definitions
@@ -162,9 +153,6 @@ export function deviceTypeRoutes(app: FastifyInstance, { services }: { services:
     method: 'DELETE', url: '/api/v1/device_type/:id/extend_info/:info_id', access: 'manage', tags,
     summary: "Delete an extended-information definition and every device's value of it",
     params: InfoParams, response: Empty,
-    handler: async ({ principal, params }) => {
-      await deviceTypes.deleteExtendInfo(scopeOf(principal), params.id, params.info_id);
-      return {};
-    },
+    handler: ({ principal, params }) => deviceTypes.deleteExtendInfo(scopeOf(principal), params.id, params.info_id),
   });
 }

@@ -84,46 +84,31 @@ export function deviceRoutes(app: FastifyInstance, { services }: { services: Ser
     method: 'PUT', url: '/api/v1/device/:id/info', access: 'manage', tags,
     summary: "Update a device's name, description or device key ('' removes the key)",
     params: IdParams, body: UpdateInfoBody, response: Empty,
-    handler: async ({ principal, params, body }) => {
-      await devices.updateInfo(scopeOf(principal), params.id, body);
-      return {};
-    },
+    handler: ({ principal, params, body }) => devices.updateInfo(scopeOf(principal), params.id, body),
   });
 
   endpoint(app, {
     method: 'PUT', url: '/api/v1/device/:id/tags', access: 'manage', tags,
     summary: "Add or change a device's tags (merged with the existing ones)",
     params: IdParams, body: TagsBody, response: Empty,
-    handler: async ({ principal, params, body }) => {
-      await devices.mergeTags(scopeOf(principal), params.id, body.tags);
-      return {};
-    },
+    handler: ({ principal, params, body }) => devices.mergeTags(scopeOf(principal), params.id, body.tags),
   });
 
   endpoint(app, {
     method: 'POST', url: '/api/v1/device/:id/tags_remove', access: 'manage', tags,
     summary: "Remove tags of a device by key", params: IdParams, body: KeysBody, response: Empty,
-    handler: async ({ principal, params, body }) => {
-      await devices.removeTags(scopeOf(principal), params.id, body.keys);
-      return {};
-    },
+    handler: ({ principal, params, body }) => devices.removeTags(scopeOf(principal), params.id, body.keys),
   });
 
   endpoint(app, {
     method: 'PUT', url: '/api/v1/device/:id/groups', access: 'manage', tags,
     summary: "Replace the groups of a device ([] = no group)", params: IdParams, body: GroupsBody, response: Empty,
-    handler: async ({ principal, params, body }) => {
-      await devices.setGroups(scopeOf(principal), params.id, body.groups);
-      return {};
-    },
+    handler: ({ principal, params, body }) => devices.setGroups(scopeOf(principal), params.id, body.groups),
   });
 
   endpoint(app, {
     method: 'DELETE', url: '/api/v1/device/:id', access: 'manage', tags,
     summary: 'Delete a device', params: IdParams, response: Empty,
-    handler: async ({ principal, params }) => {
-      await devices.delete(scopeOf(principal), params.id);
-      return {};
-    },
+    handler: ({ principal, params }) => devices.delete(scopeOf(principal), params.id),
   });
 }

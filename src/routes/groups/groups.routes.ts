@@ -35,18 +35,12 @@ export function groupRoutes(app: FastifyInstance, { services }: { services: Serv
     summary: 'Rename, describe, re-tag or move a device group',
     description: '`tags` replaces the whole map; `parent_id: null` makes the group a root. A group cannot move under itself or a descendant.',
     params: IdParams, body: UpdateGroupBody, response: Empty,
-    handler: async ({ principal, params, body }) => {
-      await groups.update(scopeOf(principal), params.id, body);
-      return {};
-    },
+    handler: ({ principal, params, body }) => groups.update(scopeOf(principal), params.id, body),
   });
 
   endpoint(app, {
     method: 'DELETE', url: '/api/v1/device_group/:id', access: 'manage', tags,
     summary: 'Delete a device group that has no devices and no child groups', params: IdParams, response: Empty,
-    handler: async ({ principal, params }) => {
-      await groups.delete(scopeOf(principal), params.id);
-      return {};
-    },
+    handler: ({ principal, params }) => groups.delete(scopeOf(principal), params.id),
   });
 }

@@ -39,9 +39,6 @@ export function platformRoutes(app: FastifyInstance, { services, token }: { serv
   endpoint(app, {
     method: 'DELETE', url: '/platform/v1/projects/:id', access: 'public', tags,
     summary: 'Delete a project and all of its data', params: IdParams, response: Empty,
-    handler: async ({ params }) => {
-      await services.projects.delete(params.id);
-      return {};
-    },
+    handler: ({ params }) => services.projects.delete(params.id),
   });
 }
