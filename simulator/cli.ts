@@ -1,0 +1,47 @@
+import { pathToFileURL } from 'node:url';
+import { help } from './commands/help.ts';
+import { run } from './commands/run.ts';
+import { parseOptions, UsageError } from './options.ts';
+import type { Output } from './stats.ts';
+
+export interface CliIo {
+  out: Output;
+  err: Output;
+  /** Aborted on Ctrl-C by the process entry; tests abort it themselves. */
+  signal?: AbortSignal;
+}
+
+/** The CLI: parses the flags and runs the command; answers the exit code (0 ok, 1 nothing connected, 2 bad flags). */
+export async function main(argv: string[], io: CliIo, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseOptions(argv, env);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    io.err.write(`sim: ${err.message}\nRun "npm run sim -- --help" for the options.\n`);
+    return 2;
+  }
+  if (parsed.help) return help(io.out);
+  const result = await run(parsed.options, io.out, io.signal ? { signal: io.signal } : {});
+  if (result.exitCode === 1) io.err.write('sim: no device could connect\n');
+  return result.exitCode;
+}
+
+const isEntry = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
+if (isEntry) {
+  const controller = new AbortController();
+  // The first Ctrl-C stops and prints the summary; a second one quits at once.
+  process.once('SIGINT', () => {
+    controller.abort();
+    process.once('SIGINT', () => process.exit(130));
+  });
+  process.once('SIGTERM', () => controller.abort());
+  const stream = (s: NodeJS.WriteStream): Output => ({ write: (t) => void s.write(t), isTTY: s.isTTY === true });
+  main(process.argv.slice(2), { out: stream(process.stdout), err: stream(process.stderr), signal: controller.signal }).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+}

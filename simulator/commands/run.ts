@@ -1,0 +1,110 @@
+import { SimDevice, type DeviceIdentity } from '../device.ts';
+import type { SimOptions } from '../options.ts';
+import { Stats, type Output, type Summary } from '../stats.ts';
+
+export interface RunResult {
+  summary: Summary;
+  /** 0 on a normal end, 1 when no device could connect. */
+  exitCode: 0 | 1;
+}
+
+export interface RunHooks {
+  /** Aborting ends the run early, like Ctrl-C. */
+  signal?: AbortSignal;
+}
+
+/** Provisioning requests in flight at once: enough for speed, few enough for the certificate rate limit. */
+const PROVISION_CONCURRENCY = 8;
+
+/** The MQTT url: `--host`, or for `--protocol ws` the `/mqtt` path on the HTTP port (device-protocol.md §2). */
+export function brokerUrl(options: Pick<SimOptions, 'host' | 'http' | 'protocol'>): string {
+  if (options.protocol === 'mqtt') return options.host;
+  if (/^wss?:/.test(options.host)) return options.host;
+  const http = new URL(options.http);
+  return `${http.protocol === 'https:' ? 'wss' : 'ws'}://${http.host}/mqtt`;
+}
+
+/** device-protocol.md §4: the certificate of `<prefix>-<n>`, created on first request through the type key. */
+async function provision(options: SimOptions, index: number): Promise<string> {
+  const res = await fetch(new URL('/device/v1/certificate', options.http), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'Project-Key': options.projectKey },
+    body: JSON.stringify({ device_key: `${options.prefix}-${index}`, type_key: options.typeKey }),
+  });
+  const body = (await res.json().catch(() => undefined)) as { result?: number; message?: string; device?: { access_token?: string } } | undefined;
+  const token = body?.device?.access_token;
+  if (body?.result !== 1 || typeof token !== 'string') throw new Error(`certificate of ${options.prefix}-${index}: ${body?.message ?? `HTTP ${res.status}`}`);
+  return token;
+}
+
+async function identities(options: SimOptions, stats: Stats, signal?: AbortSignal): Promise<DeviceIdentity[]> {
+  if (options.tokens) return options.tokens.map((token, index) => ({ index: index + 1, token }));
+  const found: DeviceIdentity[] = [];
+  let next = 1;
+  const worker = async () => {
+    while (next <= options.devices && !signal?.aborted) {
+      const index = next++;
+      try {
+        found.push({ index, token: await provision(options, index) });
+        stats.provisioned++;
+      } catch (err) {
+        stats.error((err as Error).message);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(PROVISION_CONCURRENCY, options.devices) }, worker));
+  return found.sort((a, b) => a.index - b.index);
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    if (signal?.aborted || ms <= 0) return resolve();
+    // An endless wait still holds a timer, so the process lives until the signal.
+    const timer = Number.isFinite(ms) ? setTimeout(done, ms) : setInterval(() => undefined, 2 ** 30);
+    function done() {
+      clearTimeout(timer);
+      clearInterval(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+
+/** The `run` command: simulates the devices until the duration is over or the signal aborts. */
+export async function run(options: SimOptions, out: Output, hooks: RunHooks = {}): Promise<RunResult> {
+  const { signal } = hooks;
+  const stats = new Stats(options.devices, out, options.quiet);
+  stats.startLive();
+  const ids = await identities(options, stats, signal);
+  const config = { url: brokerUrl(options), projectKey: options.projectKey, qos: options.qos, mqttVersion: options.mqttVersion, intervalMs: 1000 / options.rate };
+  const devices = ids.map((id) => new SimDevice(id, config, stats));
+
+  const started = Date.now();
+  const end = new AbortController();
+  const stop = () => end.abort();
+  signal?.addEventListener('abort', stop, { once: true });
+  if (signal?.aborted) stop();
+  const durationTimer = options.duration > 0 ? setTimeout(stop, options.duration * 1000) : undefined;
+  // Every device refused: nothing more can happen, end early rather than wait for the duration.
+  const watch = setInterval(() => {
+    if (devices.length === 0 || devices.every((d) => d.failed)) stop();
+  }, 250);
+
+  // Ramp-up spreads the first connects evenly over the period.
+  const gap = devices.length > 1 ? (options.rampUp * 1000) / devices.length : 0;
+  for (const [i, device] of devices.entries()) {
+    if (end.signal.aborted) break;
+    await sleep(started + i * gap - Date.now(), end.signal);
+    if (!end.signal.aborted) device.start();
+  }
+  await sleep(Number.POSITIVE_INFINITY, end.signal);
+
+  clearTimeout(durationTimer);
+  clearInterval(watch);
+  signal?.removeEventListener('abort', stop);
+  const connectedAtEnd = devices.filter((d) => d.connected).length;
+  await Promise.all(devices.map((d) => d.stop()));
+  const summary = stats.summary(connectedAtEnd);
+  stats.finish(summary);
+  return { summary, exitCode: stats.connectedDevices > 0 ? 0 : 1 };
+}

@@ -1,0 +1,47 @@
+/** The `--help` text: every option of options.ts, with its environment variable and default. */
+export const HELP = `Usage: npm run sim -- [run] [options]
+       npm run sim -- help
+
+Simulates N devices of a project against a host: provisions them through the device
+certificate API (or uses given tokens), connects them over MQTT, reports attributes
+(temperature, humidity, switch, location) on a schedule, applies attributes/push and
+reports the new values, replies to commands and answers attributes/get.
+
+Devices (one of):
+  --project-key <key>     project key (MQTT password, Project-Key header)     env SIM_PROJECT_KEY
+  --type-key <key>        provision devices "<prefix>-<n>" with this type key  env SIM_TYPE_KEY
+                          (the type must allow auto-create)
+  --tokens <file|list>    use these access tokens instead of provisioning:     env SIM_TOKENS
+                          a file with one token a line, or a comma list
+  --prefix <text>         device key prefix (default "sim")                    env SIM_PREFIX
+
+Connection:
+  --host <url>            MQTT url (default mqtt://127.0.0.1:1883)             env SIM_HOST
+  --http <url>            HTTP url of the API (default http://127.0.0.1:8080)  env SIM_HTTP
+  --protocol mqtt|ws      MQTT over TCP, or over WebSocket at                  env SIM_PROTOCOL
+                          ws://<http host:port>/mqtt (default mqtt)
+  --mqtt-version 4|5      MQTT 3.1.1 (4) or 5 (default 4)                      env SIM_MQTT_VERSION
+
+Load:
+  --devices <n>           number of devices (default 1; with --tokens, the     env SIM_DEVICES
+                          number of tokens unless given)
+  --rate <n>              reports per device per second, may be fractional     env SIM_RATE
+                          (default 0.2)
+  --qos 0|1               QoS of the reports (default 0)                       env SIM_QOS
+  --duration <s>          seconds to run, 0 = until Ctrl-C (default 0)         env SIM_DURATION
+  --ramp-up <s>           spread the first connects over this many seconds     env SIM_RAMP_UP
+                          (default 0)
+
+Output:
+  --quiet                 no live status line, only the summary                env SIM_QUIET=1
+  -h, --help              print this text
+
+A flag wins over its environment variable, which wins over the default.
+Exit code: 0 on a normal end (duration over or Ctrl-C), 1 when no device could
+connect, 2 on bad flags.
+
+Examples:
+  npm run sim -- --project-key PK --type-key TK --devices 100 --rate 1 --duration 60
+  npm run sim -- --project-key PK --tokens tokens.txt --qos 1 --ramp-up 10
+  npm run sim -- --project-key PK --tokens t1,t2 --protocol ws --mqtt-version 5
+`;

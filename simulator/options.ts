@@ -1,0 +1,138 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+
+/** Thrown for anything wrong with the flags: the CLI prints it and exits with 2. */
+export class UsageError extends Error {}
+
+export interface SimOptions {
+  host: string;
+  http: string;
+  projectKey: string;
+  typeKey?: string;
+  tokens?: string[];
+  devices: number;
+  rate: number;
+  qos: 0 | 1;
+  duration: number;
+  rampUp: number;
+  protocol: 'mqtt' | 'ws';
+  mqttVersion: 4 | 5;
+  prefix: string;
+  quiet: boolean;
+}
+
+/** Flag name → environment variable (flag > env > default). */
+const ENV = {
+  host: 'SIM_HOST',
+  http: 'SIM_HTTP',
+  'project-key': 'SIM_PROJECT_KEY',
+  'type-key': 'SIM_TYPE_KEY',
+  tokens: 'SIM_TOKENS',
+  devices: 'SIM_DEVICES',
+  rate: 'SIM_RATE',
+  qos: 'SIM_QOS',
+  duration: 'SIM_DURATION',
+  'ramp-up': 'SIM_RAMP_UP',
+  protocol: 'SIM_PROTOCOL',
+  'mqtt-version': 'SIM_MQTT_VERSION',
+  prefix: 'SIM_PREFIX',
+  quiet: 'SIM_QUIET',
+} as const;
+
+type Flag = keyof typeof ENV;
+
+const stringFlags = Object.fromEntries(
+  (Object.keys(ENV) as Flag[]).filter((f) => f !== 'quiet').map((f) => [f, { type: 'string' as const }]),
+) as Record<Exclude<Flag, 'quiet'>, { type: 'string' }>;
+
+const url = (schemes: string[]) =>
+  z.string().max(2048).refine((s) => {
+    try {
+      return schemes.includes(new URL(s).protocol);
+    } catch {
+      return false;
+    }
+  }, `a ${schemes.map((s) => s.replace(':', '://')).join(' or ')} url`);
+
+const num = (schema: z.ZodNumber) => z.coerce.number().pipe(schema);
+
+const Schema = z
+  .object({
+    host: url(['mqtt:', 'mqtts:', 'tcp:', 'ws:', 'wss:']).default('mqtt://127.0.0.1:1883'),
+    http: url(['http:', 'https:']).default('http://127.0.0.1:8080'),
+    'project-key': z.string({ error: 'is required' }).min(1, 'is required').max(256),
+    'type-key': z.string().min(1).max(128).optional(),
+    tokens: z.string().min(1).max(1_000_000).optional(),
+    devices: num(z.number().int().min(1).max(100_000)).optional(),
+    rate: num(z.number().positive().max(1000)).default(0.2),
+    qos: z.enum(['0', '1']).default('0'),
+    duration: num(z.number().min(0).max(365 * 24 * 3600)).default(0),
+    'ramp-up': num(z.number().min(0).max(24 * 3600)).default(0),
+    protocol: z.enum(['mqtt', 'ws']).default('mqtt'),
+    'mqtt-version': z.enum(['4', '5']).default('4'),
+    prefix: z.string().min(1).max(64).regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits and _ . : -').default('sim'),
+    quiet: z.boolean().default(false),
+  })
+  .refine((o) => o['type-key'] !== undefined || o.tokens !== undefined, { message: 'give --type-key (provision) or --tokens', path: ['type-key'] })
+  .refine((o) => !(o['type-key'] !== undefined && o.tokens !== undefined), { message: 'give either --type-key or --tokens, not both', path: ['tokens'] });
+
+export type ParsedArgs = { help: true; command: 'help' } | { help: false; command: 'run'; options: SimOptions };
+
+/** `--tokens`: an existing file (one token a line) or a comma list. */
+function readTokens(value: string): string[] {
+  const text = existsSync(value) ? readFileSync(value, 'utf8') : value;
+  const tokens = text.split(/[\s,]+/).map((t) => t.trim()).filter((t) => t.length > 0 && !t.startsWith('#'));
+  if (tokens.length === 0) throw new UsageError('--tokens: no tokens given');
+  return tokens;
+}
+
+export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): ParsedArgs {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, allowPositionals: true, strict: true, options: { ...stringFlags, quiet: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const [command = 'run', ...extra] = parsed.positionals;
+  if (parsed.values.help || command === 'help') return { help: true, command: 'help' };
+  if (command !== 'run') throw new UsageError(`unknown command "${command}"`);
+  if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"`);
+
+  const raw: Record<string, unknown> = {};
+  for (const flag of Object.keys(ENV) as Flag[]) {
+    const fromFlag = (parsed.values as Record<string, unknown>)[flag];
+    const fromEnv = env[ENV[flag]];
+    if (fromFlag !== undefined) raw[flag] = fromFlag;
+    else if (fromEnv !== undefined && fromEnv !== '') raw[flag] = flag === 'quiet' ? ['1', 'true', 'yes'].includes(fromEnv.toLowerCase()) : fromEnv;
+  }
+  const result = Schema.safeParse(raw);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    throw new UsageError(`--${String(issue.path[0] ?? 'flags')}: ${issue.message}`);
+  }
+  const o = result.data;
+  const tokens = o.tokens !== undefined ? readTokens(o.tokens) : undefined;
+  const devices = o.devices ?? tokens?.length ?? 1;
+  if (tokens && devices > tokens.length) throw new UsageError(`--devices: ${devices} devices but only ${tokens.length} tokens`);
+  return {
+    help: false,
+    command: 'run',
+    options: {
+      host: o.host,
+      http: o.http,
+      projectKey: o['project-key'],
+      ...(o['type-key'] !== undefined ? { typeKey: o['type-key'] } : {}),
+      ...(tokens ? { tokens: tokens.slice(0, devices) } : {}),
+      devices,
+      rate: o.rate,
+      qos: Number(o.qos) as 0 | 1,
+      duration: o.duration,
+      rampUp: o['ramp-up'],
+      protocol: o.protocol,
+      mqttVersion: Number(o['mqtt-version']) as 4 | 5,
+      prefix: o.prefix,
+      quiet: o.quiet,
+    },
+  };
+}

@@ -1,0 +1,156 @@
+import net from 'node:net';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { and, eq } from 'drizzle-orm';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { attributeValues } from '../../src/db/schema.ts';
+import { createBroker, type Broker } from '../../mqtt-broker/broker.ts';
+import { main } from '../../simulator/cli.ts';
+import { run } from '../../simulator/commands/run.ts';
+import { parseOptions } from '../../simulator/options.ts';
+import type { Output } from '../../simulator/stats.ts';
+import { client, createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+
+let ctx: TestContext;
+let p: ProjectFixture;
+let broker: Broker;
+let server: net.Server;
+let mqttUrl: string;
+let httpUrl: string;
+
+beforeAll(async () => {
+  ctx = await createTestApp();
+  p = await createProject(ctx);
+  broker = await createBroker({ services: ctx.services, logger: pino({ level: 'silent' }), rateLimit: 100, authFailureDelayMs: 0 });
+  server = net.createServer((socket) => broker.handleConnection(socket));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  mqttUrl = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  await ctx.app.listen({ port: 0, host: '127.0.0.1' });
+  httpUrl = `http://127.0.0.1:${(ctx.app.server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  await broker?.close();
+  await new Promise((r) => server?.close(r));
+  await ctx?.close();
+});
+
+function sink(): Output & { text: () => string } {
+  const chunks: string[] = [];
+  return { write: (t) => void chunks.push(t), isTTY: false, text: () => chunks.join('') };
+}
+
+async function waitFor<T>(probe: () => Promise<T | undefined>, timeoutMs = 5_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('device simulator run', () => {
+  it('provisions, reports, answers commands and pushes, and sums up the run', async () => {
+    const type = expectOk(await p.api.post('/api/v1/device_type', { name: 'sim type', allow_auto_create: true }));
+    const parsed = parseOptions(
+      ['--host', mqttUrl, '--http', httpUrl, '--project-key', p.project.project_key, '--type-key', type.type_key, '--devices', '3', '--qos', '1', '--rate', '5', '--duration', '2', '--prefix', 'simtest'],
+      {},
+    );
+    if (parsed.help) throw new Error('unexpected help');
+    const out = sink();
+    const running = run(parsed.options, out);
+
+    // While it runs: once the first device has reported (so it has subscribed), a command and a push to it.
+    const anon = client(ctx.app);
+    const listed = await waitFor(async () => {
+      const page = expectOk(await p.api.get('/api/v1/devices?device_key=simtest-1'));
+      const d = page.items[0] as { id: string } | undefined;
+      if (!d || !ctx.services.sessions.isOnline(d.id)) return undefined;
+      const cert = expectOk(await p.api.get(`/api/v1/device/${d.id}/certificate`));
+      const current = await anon.call('GET', `/device/v1/${cert.access_token}/attributes`, undefined, { 'project-key': p.project.project_key });
+      return current.body.attributes?.temperature !== undefined ? { id: d.id, token: cert.access_token as string } : undefined;
+    });
+    expectOk(await p.api.post(`/api/v1/control/device/${listed.id}/command`, { method: 'restart', params: { delay: 1 } }));
+    expectOk(await p.api.post(`/api/v1/control/device/${listed.id}/attributes`, { switch: true }));
+
+    const { summary, exitCode } = await running;
+    expect(exitCode).toBe(0);
+    expect(summary.devices).toBe(3);
+    expect(summary.provisioned).toBe(3);
+    expect(summary.connected_devices).toBe(3);
+    expect(summary.sent).toBeGreaterThan(0);
+    expect(summary.acked).toBeGreaterThan(0);
+    expect(summary.errors).toBe(0);
+    expect(summary.commands).toBe(1);
+    expect(summary.pushes).toBe(1);
+    expect(summary.gets).toBeGreaterThanOrEqual(3);
+    expect(summary.latency_p50_ms).not.toBeNull();
+    expect(out.text()).toContain('reports sent');
+
+    const keys = expectOk(await p.api.get('/api/v1/devices?page_records=100')).items.map((d: { device_key: string }) => d.device_key).sort();
+    expect(keys).toEqual(['simtest-1', 'simtest-2', 'simtest-3']);
+
+    const commands = expectOk(await p.api.get(`/api/v1/device/${listed.id}/commands`));
+    expect(commands.items[0]).toMatchObject({ method: 'restart', state: 'replied', reply: { method: 'restart', params: { result: 'ok' } } });
+
+    const current = await anon.call('GET', `/device/v1/${listed.token}/attributes`, undefined, { 'project-key': p.project.project_key });
+    expect(current.body.result).toBe(1);
+    const attrs = current.body.attributes;
+    expect(attrs.temperature).toBeGreaterThanOrEqual(18);
+    expect(attrs.temperature).toBeLessThanOrEqual(30);
+    expect(attrs.humidity).toBeGreaterThanOrEqual(30);
+    expect(attrs.humidity).toBeLessThanOrEqual(70);
+    expect(attrs.location).toEqual({ lat: expect.any(Number), lng: expect.any(Number) });
+    expect(attrs.switch).toBe(true);
+
+    const [row] = await ctx.database.db
+      .select({ attrType: attributeValues.attrType })
+      .from(attributeValues)
+      .where(and(eq(attributeValues.deviceId, listed.id), eq(attributeValues.identifier, 'switch')));
+    expect(row?.attrType).toBe('report');
+  });
+
+  it('exits with 1 when no device could connect', async () => {
+    const out = sink();
+    const err = sink();
+    const code = await main(['--host', mqttUrl, '--project-key', p.project.project_key, '--tokens', 'no-such-token', '--duration', '5', '--quiet'], { out, err }, {});
+    expect(code).toBe(1);
+    expect(err.text()).toContain('no device could connect');
+    expect(out.text()).toContain('errors 1');
+  });
+});
+
+describe('device simulator flags', () => {
+  it('exits with 2 on bad flags, naming the flag', async () => {
+    for (const argv of [
+      ['--bogus'],
+      ['--project-key', 'pk', '--type-key', 'tk', '--qos', '2'],
+      ['--project-key', 'pk', '--type-key', 'tk', '--rate', 'fast'],
+      ['--project-key', 'pk', '--type-key', 'tk', '--protocol', 'coap'],
+      ['--project-key', 'pk'],
+      ['--type-key', 'tk'],
+    ]) {
+      const out = sink();
+      const err = sink();
+      expect(await main(argv, { out, err }, {})).toBe(2);
+      expect(err.text()).toMatch(/^sim: /);
+    }
+  });
+
+  it('takes a flag over its environment variable over the default', () => {
+    const parsed = parseOptions(['--rate', '2'], { SIM_PROJECT_KEY: 'pk', SIM_TOKENS: 'a,b,c', SIM_RATE: '7', SIM_QOS: '1' });
+    if (parsed.help) throw new Error('unexpected help');
+    expect(parsed.options).toMatchObject({ projectKey: 'pk', tokens: ['a', 'b', 'c'], devices: 3, rate: 2, qos: 1, host: 'mqtt://127.0.0.1:1883', duration: 0 });
+  });
+
+  it('documents every option in --help', async () => {
+    const out = sink();
+    expect(await main(['--help'], { out, err: sink() }, {})).toBe(0);
+    for (const flag of ['--host', '--http', '--project-key', '--type-key', '--tokens', '--devices', '--rate', '--qos', '--duration', '--ramp-up', '--protocol', '--mqtt-version', '--prefix', '--quiet', '--help']) {
+      expect(out.text()).toContain(flag);
+    }
+  });
+});
