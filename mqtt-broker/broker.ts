@@ -62,7 +62,17 @@ interface ClientState {
   session?: DeviceSession;
   /** Set by close(): whether the registry had already forgotten the session (a kick, not a replacement). */
   kicked?: boolean;
+  /** Whether the device has subscribed to `command/send/…` on this connection. */
+  commandsSubscribed?: boolean;
+  /**
+   * Commands sent between CONNACK and the device's subscription: published to nobody they would be
+   * lost (and time out), so they wait here and go out when the subscription arrives.
+   */
+  heldCommands?: Array<{ topic: string; payload: Buffer }>;
 }
+
+/** Commands held for a connection that has not subscribed to them yet; more are refused. */
+const MAX_HELD_COMMANDS = 100;
 
 type Answer = Record<string, unknown>;
 const failure = (errcode: number, message: string): Answer => ({ result: 0, errcode, message });
@@ -289,7 +299,16 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       deviceId: identity.deviceId,
       projectId: identity.projectId,
       transport: 'mqtt',
-      send: (topic, payload) => (client.closed ? Promise.reject(new Error('session closed')) : publishTo(identity.deviceId, topic, payload)),
+      send: (topic, payload) => {
+        if (client.closed) return Promise.reject(new Error('session closed'));
+        if (topic.startsWith('command/send/') && !state.commandsSubscribed) {
+          const held = (state.heldCommands ??= []);
+          if (held.length >= MAX_HELD_COMMANDS) return Promise.reject(new Error('the device has not subscribed to commands'));
+          held.push({ topic, payload });
+          return Promise.resolve();
+        }
+        return publishTo(identity.deviceId, topic, payload);
+      },
       close: (reason) => {
         state.kicked = services.sessions.get(identity.deviceId) === undefined;
         log.info({ deviceId: identity.deviceId, reason }, 'closing device connection');
@@ -319,6 +338,12 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     // The event carries the filters as the device sent them, with the granted QoS (128 = refused).
     const wantsCommands = subs.some((s) => s.qos < 128 && isCommandFilter(s.topic));
     if (!wantsCommands) return;
+    state.commandsSubscribed = true;
+    for (const { topic, payload } of state.heldCommands?.splice(0) ?? []) {
+      publishTo(identity.deviceId, topic, payload).catch((err: unknown) =>
+        log.warn({ deviceId: identity.deviceId, err: { message: (err as Error).message } }, 'held command could not be published'),
+      );
+    }
     services.commands
       .deliverQueued(identity)
       .catch((err: unknown) => log.error({ deviceId: identity.deviceId, err: { message: (err as Error).message } }, 'queued command delivery failed'));

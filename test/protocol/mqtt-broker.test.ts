@@ -104,6 +104,18 @@ function grantedQos(c: MqttClient, filters: string[]): Promise<number[]> {
 
 const closed = (c: MqttClient) => new Promise<void>((resolve) => (c.disconnected ? resolve() : c.once('close', () => resolve())));
 
+describe('commands sent right after connect', () => {
+  it('reach a device that subscribes to command/send/+ only after the command was sent', async () => {
+    const d = await newDevice('late subscriber');
+    const c = await connect(d.token);
+    const view = expectOk(await p.api.post(`/api/v1/control/device/${d.id}/command`, { method: 'blink', params: { n: 2 } }));
+    expect(view.state).toBe('sent');
+    const sent = nextMessage(c, `command/send/${view.command_id}`);
+    await c.subscribeAsync('command/send/+');
+    expect((await sent).body).toEqual({ method: 'blink', params: { n: 2 }, id: view.command_id });
+  });
+});
+
 describe('MQTT connect (device-protocol.md §2)', () => {
   for (const protocolVersion of [4, 5] as const) {
     it(`accepts the access token and project key over MQTT ${protocolVersion === 4 ? '3.1.1' : '5'}`, async () => {
