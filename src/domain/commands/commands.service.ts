@@ -1,3 +1,4 @@
+import { deviceInScope } from '../devices/device-in-scope.ts';
 import { unstorableJson } from '../../lib/unstorable-text.ts';
 import type { Logger } from 'pino';
 import { createCommandsRepository, type CommandReply, type CommandRow } from '../../db/repositories/commands.repository.ts';
@@ -5,7 +6,7 @@ import type { Db } from '../../db/client.ts';
 import type { DevicesRepository } from '../../db/repositories/devices.repository.ts';
 import { uniqueViolation } from '../../db/errors.ts';
 import type { CommandState } from '../../db/schema.ts';
-import { BadRequest, Conflict, NotFound, StateConflict, type FieldError } from '../../errors.ts';
+import { BadRequest, Conflict, StateConflict, type FieldError } from '../../errors.ts';
 import { newId } from '../../lib/ids.ts';
 import type { Scope } from '../auth/principal.ts';
 import type { DeviceSession, SessionRegistry } from '../delivery/sessions.ts';
@@ -161,9 +162,7 @@ export function createCommandsService({ db, devices, sessions, bus, presence, cl
     return { done, cancel: () => finish('woken') };
   }
 
-  async function mustHaveDevice(scope: Scope, deviceId: string) {
-    if (!(await devices.get(scope, deviceId))) throw new NotFound('Device');
-  }
+  const mustHaveDevice = (scope: Scope, deviceId: string) => deviceInScope(devices, scope, deviceId);
 
   /** `command/send/<id>` with `{method, params, id}`: topic id and body id are the same (device-protocol.md §3). */
   function publish(session: DeviceSession, row: CommandRow) {

@@ -1,3 +1,4 @@
+import { deviceInScope } from './device-in-scope.ts';
 import type { DeviceFilter, DevicesRepository, DeviceWithType } from '../../db/repositories/devices.repository.ts';
 import type { ProjectsRepository } from '../../db/repositories/projects.repository.ts';
 import { uniqueViolation } from '../../db/errors.ts';
@@ -65,11 +66,7 @@ export function createDevicesService({ devices, projects, bus, clock = Date.now,
     stats.invalidate(projectId);
   };
 
-  async function mustGet(scope: Scope, id: string) {
-    const row = await devices.get(scope, id);
-    if (!row) throw new NotFound('Device');
-    return row;
-  }
+  const mustGet = (scope: Scope, id: string) => deviceInScope(devices, scope, id);
 
   function rethrowDuplicate(err: unknown): never {
     const constraint = uniqueViolation(err);

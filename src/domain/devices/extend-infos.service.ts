@@ -1,7 +1,8 @@
+import { deviceInScope } from './device-in-scope.ts';
 import type { z } from 'zod';
 import type { DeviceInfosRepository } from '../../db/repositories/device-infos.repository.ts';
 import type { DevicesRepository } from '../../db/repositories/devices.repository.ts';
-import { BadRequest, NotFound, type FieldError } from '../../errors.ts';
+import { BadRequest, type FieldError } from '../../errors.ts';
 import type { Scope } from '../auth/principal.ts';
 import {
   customInfoValueSchema,
@@ -28,11 +29,7 @@ function issuesOf(prefix: string, error: z.ZodError): FieldError[] {
  * contact) and the custom infos its type defines, each validated against its definition.
  */
 export function createExtendInfosService({ devices, infos, clock = Date.now }: ExtendInfosServiceDeps) {
-  async function mustGet(scope: Scope, id: string) {
-    const device = await devices.get(scope, id);
-    if (!device) throw new NotFound('Device');
-    return device;
-  }
+  const mustGet = (scope: Scope, id: string) => deviceInScope(devices, scope, id);
 
   return {
     async list(scope: Scope, deviceId: string) {

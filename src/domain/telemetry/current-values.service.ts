@@ -1,7 +1,8 @@
+import { deviceInScope } from '../devices/device-in-scope.ts';
 import { unstorableJson } from '../../lib/unstorable-text.ts';
 import type { AttrDataType, AttributeValueInput, AttributeValuesRepository, AttrType } from '../../db/repositories/attribute-values.repository.ts';
 import type { DevicesRepository } from '../../db/repositories/devices.repository.ts';
-import { BadRequest, NotFound, StateConflict, type FieldError } from '../../errors.ts';
+import { BadRequest, StateConflict, type FieldError } from '../../errors.ts';
 import type { Scope } from '../auth/principal.ts';
 import { sendOrFail, type SessionRegistry } from '../delivery/sessions.ts';
 import type { DeviceIdentity } from '../devices/device-identity.ts';
@@ -92,9 +93,7 @@ export function createCurrentValuesService({ repo, devices, sessions, presence, 
     bus.emit('device.attributes', { projectId, deviceId, attributes: objectOf(values), attrType, ts });
   }
 
-  async function mustExist(scope: Scope, deviceId: string) {
-    if (!(await devices.get(scope, deviceId))) throw new NotFound('Device');
-  }
+  const mustExist = (scope: Scope, deviceId: string) => deviceInScope(devices, scope, deviceId);
 
   return {
     /** A report from the device; stored when the promise resolves (MQTT QoS 1 acks after it). */

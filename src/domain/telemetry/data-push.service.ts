@@ -1,3 +1,4 @@
+import { deviceInScope } from '../devices/device-in-scope.ts';
 import { unstorableJson } from '../../lib/unstorable-text.ts';
 import type { DataPushRepository } from '../../db/repositories/data-push.repository.ts';
 import type { DevicesRepository } from '../../db/repositories/devices.repository.ts';
@@ -51,8 +52,7 @@ export function createDataPushService({ repo, devices, sessions }: DataPushDeps)
         throw new BadRequest('The stream identifier must match ^[A-Za-z0-9_-]{1,64}$', [{ path: 'identifier', message: 'invalid identifier' }]);
       }
       const bytes = encodeMessage(message.type, message.msg);
-      const device = await devices.get(scope, deviceId);
-      if (!device) throw new NotFound('Device');
+      const device = await deviceInScope(devices, scope, deviceId);
       // A type that defines streams accepts only those; without definitions any valid identifier goes through.
       if (device.typeId) {
         const streams = await repo.streamIdentifiers(scope.projectId, device.typeId);
