@@ -22,8 +22,9 @@ export async function openDatabase(
   if (config.DATABASE_URL) {
     const pg = await openPostgres(config.DATABASE_URL);
     try {
-      await pg.migrate();
+      // Before the migrations: the history migration makes a hypertable when the extension is there.
       const timescale = await enableTimescale(pg.db, log);
+      await pg.migrate();
       log.info({ driver: 'postgres', timescale }, 'database ready');
       return { ...pg, timescale };
     } catch (err) {

@@ -10,11 +10,17 @@ import {
   smallint,
   text,
   uniqueIndex,
+  customType,
   type AnyPgColumn,
 } from 'drizzle-orm/pg-core';
 
 /** Times are milliseconds since the epoch, as the API speaks them (http-api.md §1). */
 const ms = (name: string) => bigint(name, { mode: 'number' });
+/** Raw bytes; PGlite hands back a Uint8Array, postgres.js a Buffer: both are read as Buffer. */
+const bytea = customType<{ data: Buffer; driverData: Uint8Array }>({
+  dataType: () => 'bytea',
+  fromDriver: (value) => Buffer.from(value.buffer, value.byteOffset, value.byteLength),
+});
 const tags = () => jsonb('tags').$type<Record<string, string>>().notNull().default({});
 const projectRef = () =>
   text('project_id')
@@ -37,6 +43,10 @@ export const projects = pgTable('projects', {
   viewSecretHash: text('view_secret_hash'),
   /** Maximum number of devices; null = unlimited (device-protocol.md §4). */
   deviceQuota: integer('device_quota'),
+  /** Messages per second one device may send (device-protocol.md §3); null = the server's MQTT_RATE_LIMIT. */
+  deviceRateLimit: integer('device_rate_limit'),
+  /** Days of attribute history and data-stream messages kept; null = the server's HISTORY_RETENTION_DAYS, 0 = forever. */
+  historyRetentionDays: integer('history_retention_days'),
   createTime: created(),
   updateTime: updated(),
 });
@@ -108,6 +118,10 @@ export const deviceTypes = pgTable(
     connType: text('conn_type').notNull().default('1'),
     connProtocol: text('conn_protocol').notNull().default('mqtt'),
     allowAutoCreate: boolean('allow_auto_create').notNull().default(false),
+    /** Raw TCP (device-protocol.md §6): a keep-alive string the device sends, never recorded; null = none. */
+    tcpHeartbeat: text('tcp_heartbeat'),
+    /** Raw TCP: bytes arriving within this many ms of each other form one message; null = the server's default. */
+    tcpFrameGapMs: integer('tcp_frame_gap_ms'),
     createTime: created(),
     updateTime: updated(),
   },
@@ -220,10 +234,14 @@ export const devices = pgTable(
     /** 0 = normal; 1 normal alarm, 2 serious, 3 urgent. */
     alarmLevel: smallint('alarm_level').notNull().default(0),
     alarm: jsonb('alarm').$type<AlarmState | null>(),
+    /** A gateway sub-device (device-protocol.md §8): its gateway, and its address unique within it. */
+    gatewayId: text('gateway_id').references((): AnyPgColumn => devices.id, { onDelete: 'set null' }),
+    subAddress: text('sub_address'),
     createTime: created(),
     updateTime: updated(),
   },
   (t) => [
+    uniqueIndex('devices_gateway_address_uq').on(t.gatewayId, t.subAddress).where(sql`gateway_id is not null`),
     // Ids are time-ordered, so (project_id, id) serves "newest first" paging of the device list.
     index('devices_project_id_idx').on(t.projectId, t.id),
     index('devices_project_type_id_idx').on(t.projectId, t.typeId, t.id),
@@ -357,5 +375,29 @@ export const commands = pgTable(
     index('commands_project_device_id_idx').on(t.projectId, t.deviceId, t.id),
     index('commands_open_idx').on(t.deviceId, t.state).where(sql`state in ('queued', 'sent')`),
     uniqueIndex('commands_open_seq_uq').on(t.deviceId, t.seq).where(sql`state in ('queued', 'sent')`),
+  ],
+);
+
+/** Every custom-data-stream message, up or down (device-protocol.md §7). */
+export const dataMessages = pgTable(
+  'data_messages',
+  {
+    /** Time-ordered: pages newest first by id. */
+    id: text('id').primaryKey(),
+    projectId: projectRef(),
+    deviceId: text('device_id')
+      .notNull()
+      .references(() => devices.id, { onDelete: 'cascade' }),
+    identifier: text('identifier').notNull(),
+    /** `up` from the device, `down` to it. */
+    direction: text('direction').$type<'up' | 'down'>().notNull(),
+    /** mqtt | tcp */
+    transport: text('transport').$type<'mqtt' | 'tcp'>().notNull(),
+    payload: bytea('payload').notNull(),
+    ts: ms('ts').notNull(),
+  },
+  (t) => [
+    index('data_messages_device_stream_idx').on(t.deviceId, t.identifier, t.id),
+    index('data_messages_project_ts_idx').on(t.projectId, t.ts),
   ],
 );
