@@ -5,9 +5,10 @@ import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import type { Logger } from 'pino';
 import type { DeviceSession } from '../src/domain/delivery/sessions.ts';
 import type { DeviceIdentity } from '../src/domain/devices/device-identity.ts';
-import { parseAttributes } from '../src/domain/telemetry/current-values.service.ts';
-import { AppError, BadRequest } from '../src/errors.ts';
+import { VIEW_KEY_LENGTH } from '../src/domain/projects/view-key.service.ts';
+import { AppError, BadRequest, NotFound } from '../src/errors.ts';
 import type { Services } from '../src/services.ts';
+import { createViewerHooks, type Viewer } from './subscriptions.ts';
 import { deviceTopic, isCommandFilter, isDownstreamFilter, parseUpstream, relativeTopic, responseTopicOf, upstreamSink, type Upstream } from './topics.ts';
 
 export const MQTT_DEFAULTS = {
@@ -29,10 +30,13 @@ const MAX_KEYS = 200;
 const MAX_FUTURE_MS = 5 * 60_000;
 
 export interface BrokerOptions {
-  services: Pick<Services, 'deviceAuth' | 'sessions' | 'presence' | 'currentValues' | 'deviceEvents' | 'commands'>;
+  services: Pick<Services, 'deviceAuth' | 'sessions' | 'presence' | 'currentValues' | 'deviceEvents' | 'commands' | 'projectSettings' | 'viewKey' | 'bus' | 'devices'>;
   logger: Pick<Logger, 'child'>;
   maxPacketSize?: number;
-  /** Messages per second per device; the burst is twice this. */
+  /**
+   * Messages per second per device for every project (tests); by default each project's own
+   * `device_rate_limit` (falling back to MQTT_RATE_LIMIT). The burst is twice this.
+   */
   rateLimit?: number;
   abuseFactor?: number;
   abuseWindowMs?: number;
@@ -47,8 +51,9 @@ export interface Broker {
   close(): Promise<void>;
 }
 
-/** Token bucket of one connection, plus the count of refusals that marks abuse. */
+/** Token bucket of one device (kept across its reconnects), plus the count of refusals that marks abuse. */
 interface RateState {
+  limit: number;
   tokens: number;
   last: number;
   refused: number;
@@ -100,10 +105,27 @@ function authError(returnCode: 4 | 5, message: string): AuthenticateError {
 export async function createBroker(options: BrokerOptions): Promise<Broker> {
   const { services, clock = Date.now } = options;
   const maxPacketSize = options.maxPacketSize ?? MQTT_DEFAULTS.maxPacketSize;
-  const rateLimit = options.rateLimit ?? MQTT_DEFAULTS.rateLimit;
-  const burst = rateLimit * 2;
-  const abuseLimit = rateLimit * (options.abuseFactor ?? MQTT_DEFAULTS.abuseFactor);
+  const abuseFactor = options.abuseFactor ?? MQTT_DEFAULTS.abuseFactor;
   const abuseWindowMs = options.abuseWindowMs ?? MQTT_DEFAULTS.abuseWindowMs;
+  /** Buckets by device: a reconnect does not refill them. Idle (full) buckets are forgotten. */
+  const buckets = new Map<string, RateState>();
+  const sweepBuckets = setInterval(() => {
+    const now = clock();
+    for (const [deviceId, b] of buckets) {
+      if (!services.sessions.isOnline(deviceId) && now - b.last > Math.max(abuseWindowMs, 2_000)) buckets.delete(deviceId);
+    }
+  }, 60_000);
+  sweepBuckets.unref();
+  async function bucketOf(identity: DeviceIdentity, now: number): Promise<RateState> {
+    const limit = options.rateLimit ?? (await services.projectSettings.deviceRateLimit(identity.projectId));
+    let b = buckets.get(identity.deviceId);
+    if (!b) {
+      b = { limit, tokens: limit * 2, last: now, refused: 0, windowStart: now };
+      buckets.set(identity.deviceId, b);
+    }
+    b.limit = limit;
+    return b;
+  }
   const authFailureDelayMs = options.authFailureDelayMs ?? MQTT_DEFAULTS.authFailureDelayMs;
   const log = options.logger.child({ component: 'mqtt' });
   const states = new WeakMap<Client, ClientState>();
@@ -111,6 +133,23 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   // maximumPacketSize is enforced by Aedes 2 for every protocol version: v5 clients get a 0x95
   // DISCONNECT, 3.1.1 clients are dropped, as soon as the fixed header declares the length.
   const aedes = await Aedes.createBroker({ maximumPacketSize: maxPacketSize, drainTimeout: 30_000, connectTimeout: 30_000 });
+
+  // Application subscriptions (device-protocol.md §9): read-only clients of a project's view key.
+  const viewers = new WeakMap<Client, Viewer>();
+  const viewerHooks = createViewerHooks({
+    aedes,
+    services,
+    log,
+    deviceInfo: async (projectId, deviceId) => {
+      try {
+        const d = await services.devices.get({ projectId }, deviceId);
+        return { name: d.name, viewToken: d.view_token };
+      } catch (err) {
+        if (err instanceof NotFound) return undefined;
+        throw err;
+      }
+    },
+  });
 
   function publishTo(deviceId: string, topic: string, payload: Buffer): Promise<void> {
     return new Promise((resolve, reject) => {
@@ -127,7 +166,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
 
   /** Takes one token; false when the device is over its limit. */
   function allow(rate: RateState, now: number): boolean {
-    rate.tokens = Math.min(burst, rate.tokens + ((now - rate.last) / 1000) * rateLimit);
+    rate.tokens = Math.min(rate.limit * 2, rate.tokens + ((now - rate.last) / 1000) * rate.limit);
     rate.last = now;
     if (rate.tokens >= 1) {
       rate.tokens -= 1;
@@ -164,14 +203,13 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
           throw new BadRequest(`payload must be an array of 1–${MAX_SERIES} {"ts":<ms>,"attributes":{…}}`);
         }
         const latest = clock() + MAX_FUTURE_MS;
-        // Every entry is checked before any is stored: a bad batch stores nothing.
         for (const [i, entry] of body.entries()) {
           if (!isPlainObject(entry) || !Number.isSafeInteger(entry.ts) || (entry.ts as number) < 1 || (entry.ts as number) > latest) {
             throw new BadRequest(`entry ${i}: ts must be a time in ms, not in the future`);
           }
-          parseAttributes(entry.attributes);
         }
-        for (const entry of body as Array<{ ts: number; attributes: unknown }>) await services.currentValues.report(identity, entry.attributes, entry.ts);
+        // Checked whole before anything is stored, then stored as one submission: all or nothing.
+        await services.currentValues.reportSeries(identity, body as Array<{ ts: number; attributes: unknown }>);
         return { result: 1, ts: clock() };
       }
       case 'event_report':
@@ -184,8 +222,10 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         return matched ? { result: 1 } : failure(404, 'no open command with this id');
       }
       case 'data':
-        // Custom data streams are recorded with the telemetry history; for now they count as activity.
-        services.presence.touch(identity.deviceId, 'data', clock());
+        // Recorded (and counted as activity) once stored, so a QoS 1 PUBACK follows the write. `data/<identifier>`
+        // has no response topic: an unknown stream, an empty or oversized payload, or non-JSON on a JSON stream
+        // is dropped and counted (DataStreamsService.stats). TODO(lead): add 'dataStreams' to BrokerOptions.services.
+        await (services as Services).dataStreams.upstream(identity, 'mqtt', up.identifier, payload, clock());
         return undefined;
     }
   }
@@ -224,13 +264,28 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     };
     const token = username ?? '';
     const projectKey = password?.toString('utf8') ?? '';
+    if (token.length === VIEW_KEY_LENGTH) {
+      viewerHooks.authenticate(token, projectKey).then(
+        (viewer) => {
+          if (!viewer) return refuse(4, 'bad user name or password');
+          viewers.set(client, { projectId: viewer.projectId, viewKey: token });
+          callback(null, true);
+        },
+        (err: unknown) => {
+          log.error({ err: { message: (err as Error).message } }, 'view key authentication failed');
+          callback(Object.assign(new Error('server unavailable'), { returnCode: 3 }) as unknown as AuthenticateError, false);
+        },
+      );
+      return;
+    }
     services.deviceAuth.authenticate(projectKey, token).then(
       (identity) => {
         if (!identity) return refuse(4, 'bad user name or password');
         if (identity.disabled) return refuse(5, 'device disabled');
-        const now = clock();
-        states.set(client, { identity, clientId: client.id, rate: { tokens: burst, last: now, refused: 0, windowStart: now } });
-        callback(null, true);
+        return bucketOf(identity, clock()).then((rate) => {
+          states.set(client, { identity, clientId: client.id, rate });
+          callback(null, true);
+        });
       },
       (err: unknown) => {
         log.error({ err: { message: (err as Error).message } }, 'device authentication failed');
@@ -240,12 +295,23 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   };
 
   aedes.authorizeSubscribe = (client, sub, callback) => {
+    const viewer = viewers.get(client);
+    if (viewer) {
+      const topic = viewerHooks.subscription(viewer, sub.topic);
+      // QoS 0 only (device-protocol.md §9).
+      return callback(null, topic === undefined ? null : { ...sub, topic, qos: 0 });
+    }
     const state = states.get(client);
     if (!state || !isDownstreamFilter(sub.topic)) return callback(null, null);
     callback(null, { ...sub, topic: deviceTopic(state.identity.deviceId, sub.topic) });
   };
 
   aedes.authorizeForward = (client, packet) => {
+    const viewer = viewers.get(client);
+    if (viewer) {
+      const topic = viewerHooks.forward(viewer, packet.topic);
+      return topic === undefined ? null : ({ ...packet, topic, qos: 0 } as typeof packet);
+    }
     const state = states.get(client);
     const topic = state && relativeTopic(state.identity.deviceId, packet.topic);
     if (topic === undefined) return null;
@@ -253,6 +319,12 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   };
 
   aedes.authorizePublish = (client, packet, callback) => {
+    if (client && viewers.has(client)) {
+      // Subscribers are read-only: a publish ends the connection and goes nowhere.
+      log.warn({ projectId: viewers.get(client)!.projectId }, 'closing an application subscriber that tried to publish');
+      client.close();
+      return callback(new Error('not authorized'));
+    }
     const state = client ? states.get(client) : undefined;
     if (!client || !state) return callback(new Error('not authorized'));
     const topic = packet.topic;
@@ -268,7 +340,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     const now = clock();
     if (!allow(state.rate, now)) {
       answer(state, responseTopic, failure(429, 'rate limit'));
-      if (state.rate.refused >= abuseLimit && !client.closed) {
+      if (state.rate.refused >= state.rate.limit * abuseFactor && !client.closed) {
         log.warn({ deviceId: state.identity.deviceId }, 'disconnecting a device that keeps exceeding its message rate');
         client.close();
       }
@@ -292,6 +364,8 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   // 'client' comes when the client is registered, before its CONNACK is written: the device is
   // online (and reachable) by the time it knows it is connected.
   aedes.on('client', (client) => {
+    const viewer = viewers.get(client);
+    if (viewer) return viewerHooks.connected(viewer);
     const state = states.get(client);
     if (!state) return;
     const { identity } = state;
@@ -322,6 +396,11 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   });
 
   aedes.on('clientDisconnect', (client) => {
+    const viewer = viewers.get(client);
+    if (viewer) {
+      viewers.delete(client);
+      return viewerHooks.disconnected(viewer);
+    }
     const state = states.get(client);
     if (!state?.session) return;
     const { session, identity } = state;
@@ -362,6 +441,10 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       stream.on('error', () => {});
       aedes.handle(stream);
     },
-    close: () => new Promise<void>((resolve) => aedes.close(() => resolve())),
+    close: () => {
+      clearInterval(sweepBuckets);
+      viewerHooks.close();
+      return new Promise<void>((resolve) => aedes.close(() => resolve()));
+    },
   };
 }

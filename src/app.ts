@@ -14,6 +14,8 @@ import { appRoutes } from './routes/apps/apps.routes.ts';
 import { commandRoutes } from './routes/commands/commands.routes.ts';
 import { authRoutes } from './routes/auth/auth.routes.ts';
 import { customerRoutes } from './routes/customers/customers.routes.ts';
+import { dataStreamRoutes } from './routes/data-streams/data-streams.routes.ts';
+import { deviceDataRoutes } from './routes/device-data/device-data.routes.ts';
 import { deviceTypeRoutes } from './routes/device-types/device-types.routes.ts';
 import { deviceRoutes } from './routes/devices/devices.routes.ts';
 import { extendInfoRoutes } from './routes/devices/extend-infos.routes.ts';
@@ -92,6 +94,8 @@ export async function buildApp({ config, services, jwtSecret, logger }: AppDeps)
   appDeviceRoutes(app, deps);
   controlRoutes(app, deps);
   commandRoutes(app, deps);
+  deviceDataRoutes(app, deps);
+  dataStreamRoutes(app, deps);
 
   const platformToken = config.PLATFORM_TOKEN;
   if (platformToken) {

@@ -29,6 +29,18 @@ export const configSchema = z
     LOGIN_RATE_WINDOW_MS: z.coerce.number().int().min(1000).default(60_000),
     MQTT_MAX_PACKET_SIZE: z.coerce.number().int().min(1024).max(268_435_455).default(256 * 1024),
     MQTT_RATE_LIMIT: z.coerce.number().int().min(1).max(100_000).default(50),
+    /** Raw TCP devices (device-protocol.md §6, mqtt-broker/README.md "Raw TCP"). */
+    TCP_LOGIN_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(30_000),
+    TCP_IDLE_TIMEOUT_MS: z.coerce.number().int().min(1000).max(86_400_000).default(300_000),
+    TCP_FRAME_GAP_MS: z.coerce.number().int().min(10).max(10_000).default(100),
+    TCP_MAX_MESSAGE_SIZE: z.coerce.number().int().min(64).max(64 * 1024).default(64 * 1024),
+    TCP_MAX_LOGIN_LENGTH: z.coerce.number().int().min(64).max(4096).default(512),
+    HISTORY_RETENTION_DAYS: z.coerce.number().int().min(0).max(36_500).default(365),
+    HISTORY_COMPRESS_AFTER_DAYS: z.coerce.number().int().min(0).max(36_500).default(7),
+    HISTORY_CHUNK_HOURS: z.coerce.number().int().min(1).max(24 * 365).default(24),
+    INGEST_BATCH_SIZE: z.coerce.number().int().min(1).max(100_000).default(5_000),
+    INGEST_BATCH_DELAY_MS: z.coerce.number().int().min(0).max(10_000).default(5),
+    INGEST_MAX_PENDING: z.coerce.number().int().min(1).max(10_000_000).default(100_000),
     TRUST_PROXY: z
       .enum(['true', 'false', '1', '0'])
       .default('false')

@@ -9,6 +9,7 @@ import { openDatabase } from './db/open.ts';
 import { resolveJwtSecret } from './lib/jwt-secret.ts';
 import { createBroker } from '../mqtt-broker/broker.ts';
 import { attachWebSocket } from '../mqtt-broker/websocket.ts';
+import { createTcpListener } from '../mqtt-broker/tcp/listener.ts';
 import { loggableError } from './plugins/envelope.ts';
 import { createServices } from './services.ts';
 
@@ -38,14 +39,41 @@ async function start(config: Config) {
     }
     throw err;
   }
-  const services = createServices({ db: database.db, logger });
+  const services = createServices({
+    db: database.db,
+    logger,
+    settings: {
+      deviceRateLimit: config.MQTT_RATE_LIMIT,
+      historyRetentionDays: config.HISTORY_RETENTION_DAYS,
+      historyCompressAfterDays: config.HISTORY_COMPRESS_AFTER_DAYS,
+      historyChunkHours: config.HISTORY_CHUNK_HOURS,
+      ingestBatchSize: config.INGEST_BATCH_SIZE,
+      ingestBatchDelayMs: config.INGEST_BATCH_DELAY_MS,
+      ingestMaxPending: config.INGEST_MAX_PENDING,
+    },
+  });
   await services.presence.resetOnline();
   services.presence.start();
   services.commands.start();
+  logger.info({ history: await services.historyStore.detect() }, 'attribute history store');
+  await services.historyStore.applyTimescalePolicies({
+    chunkHours: config.HISTORY_CHUNK_HOURS,
+    compressAfterDays: config.HISTORY_COMPRESS_AFTER_DAYS,
+    retentionDays: config.HISTORY_RETENTION_DAYS,
+  });
+  await services.retention.start();
   const app = await buildApp({ config, services, jwtSecret: jwt.secret, logger });
 
   // Closed in reverse order: listeners first, then what they feed (pending presence) is flushed.
-  const closers: Array<() => Promise<void>> = [() => services.presence.stop(), () => services.commands.stop()];
+  // The ingest pipeline flushes after the listeners stop feeding it: nothing acknowledged is lost.
+  const closers: Array<() => Promise<void>> = [
+    () => services.presence.stop(),
+    () => services.commands.stop(),
+    () => services.retention.stop(),
+    () => services.ingest.stop(),
+    // Data-stream messages (and the attribute reports of mapped JSON streams) are written before ingest stops.
+    () => services.dataStreams.stop(),
+  ];
   const shutdown = async (signal: string) => {
     logger.info({ signal }, 'shutting down');
     // Stop accepting work first, then flush and close the store last.
@@ -58,7 +86,7 @@ async function start(config: Config) {
     await app.listen({ host: config.HOST, port: config.HTTP_PORT }).catch((err) => portInUse(err, 'HTTP_PORT', config.HTTP_PORT));
     closers.push(() => app.close());
     // Closed before presence and commands flush (closers run in reverse), so a disconnect is recorded.
-    const broker = await createBroker({ services, logger, maxPacketSize: config.MQTT_MAX_PACKET_SIZE, rateLimit: config.MQTT_RATE_LIMIT });
+    const broker = await createBroker({ services, logger, maxPacketSize: config.MQTT_MAX_PACKET_SIZE });
     const mqttServer = net.createServer((socket) => broker.handleConnection(socket));
     closers.push(async () => {
       const stopped = new Promise<void>((resolve) => mqttServer.close(() => resolve()));
@@ -70,9 +98,24 @@ async function start(config: Config) {
       mqttServer.listen(config.MQTT_PORT, config.HOST, () => {
         mqttServer.off('error', reject);
         mqttServer.on('error', (err) => logger.error({ err: loggableError(err) }, 'MQTT listener error'));
+        const { port } = mqttServer.address() as net.AddressInfo;
+        logger.info({ port }, `MQTT listening at mqtt://${config.HOST}:${port}`);
         resolve();
       });
     }).catch((err) => portInUse(err, 'MQTT_PORT', config.MQTT_PORT));
+    // Raw TCP devices (device-protocol.md §6); closed before what it feeds, like the broker.
+    const tcp = createTcpListener({
+      services,
+      logger,
+      loginTimeoutMs: config.TCP_LOGIN_TIMEOUT_MS,
+      idleTimeoutMs: config.TCP_IDLE_TIMEOUT_MS,
+      frameGapMs: config.TCP_FRAME_GAP_MS,
+      maxMessageSize: config.TCP_MAX_MESSAGE_SIZE,
+      maxLoginLength: config.TCP_MAX_LOGIN_LENGTH,
+    });
+    closers.push(() => tcp.close());
+    const tcpAddress = await tcp.listen(config.TCP_PORT, config.HOST).catch((err) => portInUse(err, 'TCP_PORT', config.TCP_PORT));
+    logger.info({ port: tcpAddress.port }, `TCP listening at tcp://${config.HOST}:${tcpAddress.port}`);
     // A WebSocket message carries one MQTT packet (or a few): bounded like them.
     closers.push(attachWebSocket(app.server, broker, { maxPayload: config.MQTT_MAX_PACKET_SIZE * 2 }));
     if (database.driver === 'pglite') {

@@ -9,12 +9,17 @@ import { createCommandsService } from './domain/commands/commands.service.ts';
 import { createEventBus } from './domain/events/event-bus.ts';
 import { createAttributeValuesRepository } from './db/repositories/attribute-values.repository.ts';
 import { createCertificateRepository } from './db/repositories/certificate.repository.ts';
-import { createDataPushRepository } from './db/repositories/data-push.repository.ts';
+import { createDataMessagesRepository } from './db/repositories/data-messages.repository.ts';
 import { createDeviceEventsRepository } from './db/repositories/device-events.repository.ts';
 import { createCertificateService } from './domain/devices/certificate.service.ts';
 import { createDeviceEventsService } from './domain/devices/device-events.service.ts';
 import { createCurrentValuesService } from './domain/telemetry/current-values.service.ts';
-import { createDataPushService } from './domain/telemetry/data-push.service.ts';
+import { createDataStreamsService } from './domain/telemetry/data-streams.service.ts';
+import { createHistoryRepository } from './db/repositories/history.repository.ts';
+import { createHistoryService } from './domain/telemetry/history.service.ts';
+import { createIngest } from './domain/telemetry/ingest.ts';
+import { createRetention } from './domain/telemetry/retention.ts';
+import { createProjectSettingsService } from './domain/projects/project-settings.service.ts';
 import { createCredentialsRepository } from './db/repositories/credentials.repository.ts';
 import { createDeviceInfosRepository } from './db/repositories/device-infos.repository.ts';
 import { createDevicesRepository } from './db/repositories/devices.repository.ts';
@@ -30,14 +35,38 @@ import { createGroupsService } from './domain/groups/groups.service.ts';
 import { createProjectsService } from './domain/projects/projects.service.ts';
 import { createViewKeyService } from './domain/projects/view-key.service.ts';
 
+/** Server-wide operating values (config.ts); every one has a default. */
+export interface ServiceSettings {
+  /** Messages per second per device unless the project sets its own (MQTT_RATE_LIMIT). */
+  deviceRateLimit: number;
+  historyRetentionDays: number;
+  historyCompressAfterDays: number;
+  historyChunkHours: number;
+  ingestBatchSize: number;
+  ingestBatchDelayMs: number;
+  ingestMaxPending: number;
+}
+
+export const DEFAULT_SETTINGS: ServiceSettings = {
+  deviceRateLimit: 50,
+  historyRetentionDays: 365,
+  historyCompressAfterDays: 7,
+  historyChunkHours: 24,
+  ingestBatchSize: 5_000,
+  ingestBatchDelayMs: 5,
+  ingestMaxPending: 100_000,
+};
+
 export interface ServiceDeps {
   db: Db;
   clock?: () => number;
   logger?: Pick<Logger, 'error' | 'warn' | 'info'>;
+  settings?: Partial<ServiceSettings>;
 }
 
 /** Builds every domain service once; HTTP routes, the broker and the CLI share them. */
-export function createServices({ db, clock = Date.now, logger = pino({ level: 'silent' }) }: ServiceDeps) {
+export function createServices({ db, clock = Date.now, logger = pino({ level: 'silent' }), settings: given = {} }: ServiceDeps) {
+  const settings = { ...DEFAULT_SETTINGS, ...given };
   const bus = createEventBus();
   const sessions = createSessionRegistry();
   // A reset token or a deleted device ends its live connection at once (device-protocol.md §1).
@@ -47,22 +76,74 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
   const devicesRepo = createDevicesRepository(db);
   const presence = createPresenceService({ repo: createPresenceRepository(db), bus, logger, clock });
   const devices = createDevicesService({ devices: devicesRepo, projects: projectsRepo, bus, clock });
+  // A changed stream definition or TCP setting reaches the data-stream checks at once.
+  const deviceTypes = createDeviceTypesService({ db, clock, onDataSettingsChanged: (projectId, typeId) => dataStreams.forgetType(projectId, typeId) });
+  const projectSettings = createProjectSettingsService({
+    db,
+    clock,
+    defaults: { deviceRateLimit: settings.deviceRateLimit, historyRetentionDays: settings.historyRetentionDays },
+  });
+  const historyRepo = createHistoryRepository(db);
+  const attributeValuesRepo = createAttributeValuesRepository(db);
+  const ingest = createIngest({
+    // Partitions first (DDL outside the batch), then history and current values in one transaction.
+    write: async (rows) => {
+      await historyRepo.ensurePartitions(rows.filter((r) => r.history).map((r) => historyRepo.dayOf(r.ts)));
+      await db.transaction((tx) => historyRepo.write(tx, rows));
+    },
+    batchSize: settings.ingestBatchSize,
+    batchDelayMs: settings.ingestBatchDelayMs,
+    maxPending: settings.ingestMaxPending,
+    logger,
+  });
+  const history = createHistoryService({
+    history: historyRepo,
+    values: attributeValuesRepo,
+    devices: devicesRepo,
+    attributeModels: (projectId, typeId) => deviceTypes.attributeModels(projectId, typeId),
+    clock,
+  });
+  // A deleted device's history goes with it (the history has no foreign key: it would tax every insert).
+  bus.on('device.deleted', ({ deviceId }) => {
+    historyRepo.removeDevice(deviceId).catch((err: unknown) => logger.warn({ err: { message: (err as Error)?.message }, deviceId }, 'history of a deleted device not removed'));
+  });
+  const currentValues = createCurrentValuesService({
+    repo: attributeValuesRepo,
+    devices: devicesRepo,
+    sessions,
+    presence,
+    bus,
+    ingest,
+    models: history.modelLookup,
+    retention: (projectId) => projectSettings.oldestKept(projectId),
+    clock,
+  });
+  // Custom data streams (device-protocol.md §7); JSON streams mapped to attributes report through currentValues.
+  const dataStreams = createDataStreamsService({ repo: createDataMessagesRepository(db), devices: devicesRepo, sessions, presence, currentValues, bus, clock });
   return {
     bus,
     sessions,
     presence,
     deviceAuth: createDeviceAuthService({ repo: createDeviceAuthRepository(db), bus, clock }),
     commands: createCommandsService({ db, devices: devicesRepo, sessions, bus, presence, clock, logger }),
-    currentValues: createCurrentValuesService({ repo: createAttributeValuesRepository(db), devices: devicesRepo, sessions, presence, bus, clock }),
+    currentValues,
+    ingest,
+    history,
+    historyStore: historyRepo,
+    retention: createRetention({ db, history: historyRepo, settings: projectSettings, defaultDays: settings.historyRetentionDays, clock, logger }),
+    projectSettings,
+    settings,
     deviceEvents: createDeviceEventsService({ repo: createDeviceEventsRepository(db), presence, bus, clock }),
     // Creation goes through the devices service: the same rules as POST /api/v1/device (quota, unique key).
     certificates: createCertificateService({ repo: createCertificateRepository(db), devices, clock }),
-    dataPush: createDataPushService({ repo: createDataPushRepository(db), devices: devicesRepo, sessions }),
+    dataStreams,
+    /** The same service under the name the control and application routes use. */
+    dataPush: dataStreams,
     auth,
     projects: createProjectsService({ projects: projectsRepo, auth, clock }),
     devices,
     extendInfos: createExtendInfosService({ devices: devicesRepo, infos: createDeviceInfosRepository(db), clock }),
-    deviceTypes: createDeviceTypesService({ db, clock }),
+    deviceTypes,
     groups: createGroupsService({ db, clock }),
     customers: createCustomersService({ db, clock, auth }),
     apps: createAppsService({ db, clock, auth }),

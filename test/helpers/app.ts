@@ -2,7 +2,7 @@ import type { FastifyInstance, InjectOptions } from 'fastify';
 import { buildApp, type AppConfig } from '../../src/app.ts';
 import type { Database } from '../../src/db/client.ts';
 import type { CreatedProject } from '../../src/domain/projects/projects.service.ts';
-import { createServices, type Services } from '../../src/services.ts';
+import { createServices, type ServiceSettings, type Services } from '../../src/services.ts';
 import { openTestDatabase } from './db.ts';
 
 export const TEST_PLATFORM_TOKEN = 'test-platform-token-0123456789';
@@ -15,9 +15,12 @@ export interface TestContext {
 }
 
 /** One app over one database for a test file; every test makes its own projects. */
-export async function createTestApp(config: Partial<AppConfig> = {}): Promise<TestContext> {
-  const database = await openTestDatabase();
-  const services = createServices({ db: database.db });
+export async function createTestApp(
+  config: Partial<AppConfig> = {},
+  opts: { database?: Database; settings?: Partial<ServiceSettings>; clock?: () => number } = {},
+): Promise<TestContext> {
+  const database = opts.database ?? (await openTestDatabase());
+  const services = createServices({ db: database.db, ...(opts.settings ? { settings: opts.settings } : {}), ...(opts.clock ? { clock: opts.clock } : {}) });
   const app = await buildApp({
     config: {
       BODY_LIMIT: 1024 * 1024,
@@ -38,6 +41,7 @@ export async function createTestApp(config: Partial<AppConfig> = {}): Promise<Te
     database,
     close: async () => {
       await app.close();
+      await services.ingest.stop();
       await database.close();
     },
   };

@@ -106,8 +106,9 @@ describe('device reports attributes over HTTP', () => {
   it('keeps the newest value when an older report arrives later', async () => {
     const d = await newDevice();
     const identity = (await ctx.services.deviceAuth.authenticate(p.project.project_key, d.token))!;
-    await ctx.services.currentValues.report(identity, { level: 2, other: 'new' }, 2_000_000_000_000);
-    await ctx.services.currentValues.report(identity, { level: 1, other: 'old', more: 7 }, 1_000_000_000_000);
+    const now = Date.now();
+    await ctx.services.currentValues.report(identity, { level: 2, other: 'new' }, now);
+    await ctx.services.currentValues.report(identity, { level: 1, other: 'old', more: 7 }, now - 60_000);
     expect(await ctx.services.currentValues.get(p.project.id, d.id)).toEqual({ level: 2, other: 'new', more: 7 });
   });
 

@@ -71,6 +71,8 @@ describe('device types', () => {
       conn_type: '1',
       conn_protocol: 'mqtt',
       allow_auto_create: false,
+      tcp_heartbeat: null,
+      tcp_frame_gap_ms: null,
       create_time: expect.any(Number),
       update_time: t.create_time,
       device_count: 0,

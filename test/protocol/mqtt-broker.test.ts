@@ -174,14 +174,21 @@ describe('device topics (device-protocol.md §3)', () => {
     const d = await newDevice();
     const c = await connect(d.token);
     await c.subscribeAsync('attributes/series/response');
+    const hourAgo = Date.now() - 3_600_000;
     const series = [
-      { ts: 1_700_000_000_000, attributes: { t: 1 } },
-      { ts: 1_700_000_060_000, attributes: { t: 2 } },
+      { ts: hourAgo, attributes: { t: 1 } },
+      { ts: hourAgo + 60_000, attributes: { t: 2 } },
     ];
     expect(await request(c, 'attributes/series', series, 'attributes/series/response', 1)).toEqual({ result: 1, ts: expect.any(Number) });
     expect(await ctx.services.currentValues.get(p.project.id, d.id)).toEqual({ t: 2 });
-    expect(await request(c, 'attributes/series', [{ ts: 1, attributes: { t: 3 } }, { ts: 'x', attributes: {} }], 'attributes/series/response')).toMatchObject({ result: 0, errcode: 400 });
+    // Each entry lands in history at its own time.
+    const history = expectOk(await p.api.get(`/api/v1/device/${d.id}/attribute/t/series`));
+    expect(history.map((x: { ts: number; value: number }) => [x.ts, x.value])).toEqual([[hourAgo + 60_000, 2], [hourAgo, 1]]);
+    expect(await request(c, 'attributes/series', [{ ts: hourAgo, attributes: { t: 3 } }, { ts: 'x', attributes: {} }], 'attributes/series/response')).toMatchObject({ result: 0, errcode: 400 });
+    // Older than the project's history retention (365 days by default): refused, nothing stored.
+    expect(await request(c, 'attributes/series', [{ ts: hourAgo, attributes: { t: 4 } }, { ts: 1, attributes: { t: 5 } }], 'attributes/series/response')).toMatchObject({ result: 0, errcode: 400 });
     expect(await ctx.services.currentValues.get(p.project.id, d.id)).toEqual({ t: 2 });
+    expect(expectOk(await p.api.get(`/api/v1/device/${d.id}/attribute/t/series`))).toHaveLength(2);
   });
 
   it('logs event/report/<id> and answers event/response/<id>', async () => {

@@ -43,6 +43,14 @@ export function createAttributeValuesRepository(db: Db) {
         });
     },
 
+    /** Removes current values of a device (`attributes_remove`). */
+    async remove(projectId: string, deviceId: string, keys: string[]): Promise<void> {
+      if (!keys.length) return;
+      await db
+        .delete(attributeValues)
+        .where(and(eq(attributeValues.deviceId, deviceId), eq(attributeValues.projectId, projectId), inArray(attributeValues.identifier, keys)));
+    },
+
     /** The device's current values, all or only `keys`, by identifier. */
     async list(projectId: string, deviceId: string, keys?: string[]): Promise<AttributeValueRow[]> {
       if (keys && !keys.length) return [];

@@ -67,6 +67,10 @@ export interface DeviceTypeInput {
   conn_type?: ConnType;
   conn_protocol?: ConnProtocol;
   allow_auto_create?: boolean;
+  /** Raw TCP (device-protocol.md §6): the keep-alive string of the type's devices; null clears it. */
+  tcp_heartbeat?: string | null;
+  /** Raw TCP: bytes within this many ms form one message; null = the server's default. */
+  tcp_frame_gap_ms?: number | null;
 }
 
 export interface AttributeModelInput {
@@ -122,6 +126,8 @@ function typeView(t: DeviceTypeWithCount, scope: Scope) {
     conn_type: t.connType,
     conn_protocol: t.connProtocol,
     allow_auto_create: t.allowAutoCreate,
+    tcp_heartbeat: t.tcpHeartbeat,
+    tcp_frame_gap_ms: t.tcpFrameGapMs,
     create_time: t.createTime,
     update_time: t.updateTime,
     device_count: t.deviceCount,
@@ -183,7 +189,14 @@ function checkMapping(format: string, mapToAttributes: boolean) {
   }
 }
 
-export function createDeviceTypesService({ db, clock = Date.now }: { db: Db; clock?: () => number }) {
+export interface DeviceTypesDeps {
+  db: Db;
+  clock?: () => number;
+  /** Called after a type's data streams or raw TCP settings changed (the data-stream checks cache them). */
+  onDataSettingsChanged?: (projectId: string, typeId: string) => void;
+}
+
+export function createDeviceTypesService({ db, clock = Date.now, onDataSettingsChanged = () => {} }: DeviceTypesDeps) {
   const types = createDeviceTypesRepository(db);
 
   async function mustGetType(projectId: string, id: string) {
@@ -270,6 +283,8 @@ export function createDeviceTypesService({ db, clock = Date.now }: { db: Db; clo
           connType: input.conn_type ?? '1',
           connProtocol: input.conn_protocol ?? 'mqtt',
           allowAutoCreate: input.allow_auto_create ?? false,
+          tcpHeartbeat: input.tcp_heartbeat ?? null,
+          tcpFrameGapMs: input.tcp_frame_gap_ms ?? null,
           createTime: now,
           updateTime: now,
         }),
@@ -285,9 +300,12 @@ export function createDeviceTypesService({ db, clock = Date.now }: { db: Db; clo
         ...(patch.conn_type !== undefined ? { connType: patch.conn_type } : {}),
         ...(patch.conn_protocol !== undefined ? { connProtocol: patch.conn_protocol } : {}),
         ...(patch.allow_auto_create !== undefined ? { allowAutoCreate: patch.allow_auto_create } : {}),
+        ...(patch.tcp_heartbeat !== undefined ? { tcpHeartbeat: patch.tcp_heartbeat } : {}),
+        ...(patch.tcp_frame_gap_ms !== undefined ? { tcpFrameGapMs: patch.tcp_frame_gap_ms } : {}),
         updateTime: clock(),
       });
       if (!updated) throw new NotFound('Device type');
+      onDataSettingsChanged(scope.projectId, id);
       return read(scope, id);
     },
 
@@ -300,6 +318,7 @@ export function createDeviceTypesService({ db, clock = Date.now }: { db: Db; clo
           if (n > 0) await inUse(scope.projectId, id, n);
           await types.delete(scope.projectId, id, tx);
         });
+        onDataSettingsChanged(scope.projectId, id);
       } catch (err) {
         if (foreignKeyViolation(err)) await inUse(scope.projectId, id, 0);
         throw err;
@@ -414,11 +433,12 @@ export function createDeviceTypesService({ db, clock = Date.now }: { db: Db; clo
       } catch (err) {
         duplicate(err, 'data_streams_type_ident', `The device type already has a data stream "${input.identifier}"`);
       }
+      onDataSettingsChanged(scope.projectId, typeId);
       return { id, identifier: input.identifier };
     },
 
     async updateDataStream(scope: Scope, typeId: string, identifier: string, patch: DataStreamPatch) {
-      return types.transaction(async (tx) => {
+      const view = await types.transaction(async (tx) => {
         if (!(await types.lock(tx, scope.projectId, typeId))) throw new NotFound('Device type');
         const row = await types.stream(scope.projectId, typeId, identifier, tx);
         if (!row) throw new NotFound('Data stream');
@@ -440,6 +460,8 @@ export function createDeviceTypesService({ db, clock = Date.now }: { db: Db; clo
         if (!updated) throw new NotFound('Data stream');
         return streamView(updated);
       });
+      onDataSettingsChanged(scope.projectId, typeId);
+      return view;
     },
 
     async deleteDataStream(scope: Scope, typeId: string, identifier: string) {
@@ -447,6 +469,7 @@ export function createDeviceTypesService({ db, clock = Date.now }: { db: Db; clo
       const row = await types.stream(scope.projectId, typeId, identifier);
       if (!row) throw new NotFound('Data stream');
       await types.deleteStream(scope.projectId, row.id);
+      onDataSettingsChanged(scope.projectId, typeId);
     },
 
     // Extend-info definitions (http-api.md §3 "Extended information")

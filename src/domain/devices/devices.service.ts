@@ -196,6 +196,7 @@ export function createDevicesService({ devices, projects, bus, clock = Date.now,
       await devices.delete(scope.projectId, id);
       invalidate(scope.projectId);
       bus.emit('device.credentials_revoked', { projectId: scope.projectId, deviceId: id });
+      bus.emit('device.deleted', { projectId: scope.projectId, deviceId: id });
     },
 
     async stat(scope: Scope) {

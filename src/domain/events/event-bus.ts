@@ -10,8 +10,12 @@ export interface DomainEvents {
   'device.attributes': { projectId: string; deviceId: string; attributes: Record<string, unknown>; attrType: 'report' | 'push' | 'cloud'; ts: number };
   'device.event': { projectId: string; deviceId: string; method: string; params: unknown; ts: number };
   'device.command_reply': { projectId: string; deviceId: string; commandId: string; seq: number; method: string; params: unknown; ts: number };
+  /** A custom-data-stream message (device-protocol.md §7), recorded: `up` from the device, `down` sent to it. */
+  'device.data': { projectId: string; deviceId: string; identifier: string; direction: 'up' | 'down'; transport: 'mqtt' | 'tcp'; payload: Buffer; ts: number };
   /** The device's access token changed or the device was deleted: its live sessions must close. */
   'device.credentials_revoked': { projectId: string; deviceId: string };
+  /** The device is gone; what it left outside foreign keys (history) is removed. */
+  'device.deleted': { projectId: string; deviceId: string };
 }
 
 export type DomainEventName = keyof DomainEvents;

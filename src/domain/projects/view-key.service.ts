@@ -12,7 +12,8 @@ export interface ViewKeyServiceDeps {
   viewKeys?: ViewKeysRepository;
 }
 
-const VIEW_KEY_LENGTH = 16;
+/** Device access tokens are 20 characters: a 16-character MQTT username is a view key. */
+export const VIEW_KEY_LENGTH = 16;
 const VIEW_SECRET_LENGTH = 32;
 /** Longer inputs cannot be a key or secret we issued; refusing them early keeps hashing bounded. */
 const MAX_INPUT = 256;

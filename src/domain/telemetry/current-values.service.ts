@@ -8,6 +8,7 @@ import { sendOrFail, type SessionRegistry } from '../delivery/sessions.ts';
 import type { DeviceIdentity } from '../devices/device-identity.ts';
 import type { PresenceService } from '../devices/presence.service.ts';
 import type { EventBus } from '../events/event-bus.ts';
+import type { Ingest } from './ingest.ts';
 
 /** `__proto__` would pass the pattern and then vanish from every object it is read into. */
 export const ATTRIBUTE_IDENTIFIER = /^(?!__proto__$)[A-Za-z_][A-Za-z0-9_]{0,63}$/;
@@ -16,7 +17,11 @@ export const MAX_VALUE_BYTES = 16 * 1024;
 export const MAX_ATTRIBUTES_BYTES = 64 * 1024;
 
 export interface CurrentValuesDeps {
-  repo: AttributeValuesRepository;
+  repo: Pick<AttributeValuesRepository, 'list'>;
+  ingest: Pick<Ingest, 'submit'>;
+  models?: ModelLookup;
+  /** The oldest time a report may carry for a project (its history retention), in ms. */
+  retention?: (projectId: string) => Promise<number>;
   devices: Pick<DevicesRepository, 'get'>;
   sessions: Pick<SessionRegistry, 'get'>;
   presence: Pick<PresenceService, 'touch'>;
@@ -82,26 +87,80 @@ export function parseAttributes(input: unknown): AttributeValueInput[] {
 /** `{identifier: value}` of parsed attributes, as events and pushes carry them. */
 const objectOf = (values: AttributeValueInput[]) => Object.fromEntries(values.map((v) => [v.identifier, v.value]));
 
+/** The attribute models of a device type by identifier (what a value is checked against). */
+export type ModelLookup = (projectId: string, typeId: string) => Promise<ReadonlyMap<string, { dataType: string }>>;
+
+/**
+ * Refuses values whose type contradicts the device type's attribute model (issue #4): the whole
+ * message is refused, nothing of it is stored. Identifiers without a model are accepted.
+ */
+async function checkModels(models: ModelLookup | undefined, identity: Pick<DeviceIdentity, 'projectId' | 'typeId'>, values: AttributeValueInput[]) {
+  if (!models || !identity.typeId) return;
+  const byIdentifier = await models(identity.projectId, identity.typeId);
+  if (!byIdentifier.size) return;
+  const errors: FieldError[] = [];
+  for (const v of values) {
+    const model = byIdentifier.get(v.identifier);
+    if (model && model.dataType !== v.dataType) errors.push({ path: v.identifier, message: `expected ${model.dataType} (attribute model), got ${v.dataType}` });
+  }
+  if (errors.length) invalid(errors);
+}
+
 /**
  * Current attribute values of devices: reported by the device, pushed to it, or cloud attributes
  * (http-api.md §3 "Device communication"). `report` is the single entry of device reports, whatever
- * the transport; the telemetry history will sit behind it.
+ * the transport: values go through the ingest pipeline (history and current values, group commit).
  */
-export function createCurrentValuesService({ repo, devices, sessions, presence, bus, clock = Date.now }: CurrentValuesDeps) {
+export function createCurrentValuesService({ repo, devices, sessions, presence, bus, ingest, models, retention, clock = Date.now }: CurrentValuesDeps) {
   async function store(projectId: string, deviceId: string, values: AttributeValueInput[], attrType: AttrType, ts: number) {
-    await repo.upsert(projectId, deviceId, values, attrType, ts);
+    await ingest.submit(values.map((v) => ({ projectId, deviceId, identifier: v.identifier, ts, value: v.value, dataType: v.dataType, attrType, history: attrType === 'report' })));
     bus.emit('device.attributes', { projectId, deviceId, attributes: objectOf(values), attrType, ts });
   }
 
   const mustExist = (scope: Scope, deviceId: string) => deviceInScope(devices, scope, deviceId);
 
+  /** Checks a report (or each entry of a series) before anything of it is stored. */
+  async function checkReport(identity: DeviceIdentity, attributes: unknown, ts: number): Promise<AttributeValueInput[]> {
+    const values = parseAttributes(attributes);
+    await checkModels(models, identity, values);
+    if (retention) {
+      const oldest = await retention(identity.projectId);
+      if (ts < oldest) throw new BadRequest(`ts ${ts} is older than the project's history retention`, [{ path: 'ts', message: 'older than the history retention' }]);
+    }
+    return values;
+  }
+
   return {
-    /** A report from the device; stored when the promise resolves (MQTT QoS 1 acks after it). */
+    /** A report from the device; stored (history and current values) when the promise resolves: MQTT QoS 1 acks after it. */
     async report(identity: DeviceIdentity, attributes: unknown, ts = clock()): Promise<{ ts: number }> {
-      const values = parseAttributes(attributes);
+      const values = await checkReport(identity, attributes, ts);
       await store(identity.projectId, identity.deviceId, values, 'report', ts);
       presence.touch(identity.deviceId, 'attributes', ts);
       return { ts };
+    },
+
+    /**
+     * Back-dated reports (`attributes/series`): every entry is checked before any is stored, then all
+     * are stored at their own timestamps in one submission (one batch, all or nothing).
+     */
+    async reportSeries(identity: DeviceIdentity, entries: Array<{ ts: number; attributes: unknown }>): Promise<void> {
+      const checked: Array<{ ts: number; values: AttributeValueInput[] }> = [];
+      for (const [i, e] of entries.entries()) {
+        try {
+          checked.push({ ts: e.ts, values: await checkReport(identity, e.attributes, e.ts) });
+        } catch (err) {
+          if (err instanceof BadRequest) throw new BadRequest(`entry ${i}: ${err.message}`, err.errors);
+          throw err;
+        }
+      }
+      const { projectId, deviceId } = identity;
+      await ingest.submit(
+        checked.flatMap(({ ts, values }) => values.map((v) => ({ projectId, deviceId, identifier: v.identifier, ts, value: v.value, dataType: v.dataType, attrType: 'report' as const, history: true }))),
+      );
+      for (const { ts, values } of checked) {
+        bus.emit('device.attributes', { projectId, deviceId, attributes: objectOf(values), attrType: 'report', ts });
+        presence.touch(deviceId, 'attributes', ts);
+      }
     },
 
     /** Current values (reported, pushed and cloud), all or only `keys`: `attributes/get` and HTTP reads. */
@@ -113,7 +172,8 @@ export function createCurrentValuesService({ repo, devices, sessions, presence, 
     /** Sends attributes to the online device on `attributes/push` and records them as its current values. */
     async push(scope: Scope, deviceId: string, attributes: unknown): Promise<void> {
       const values = parseAttributes(attributes);
-      await mustExist(scope, deviceId);
+      const device = await mustExist(scope, deviceId);
+      await checkModels(models, { projectId: scope.projectId, typeId: device.typeId }, values);
       const session = sessions.get(deviceId);
       if (!session || session.projectId !== scope.projectId) throw new StateConflict('Device is offline');
       await sendOrFail(session, 'attributes/push', Buffer.from(JSON.stringify(objectOf(values))));
@@ -123,7 +183,8 @@ export function createCurrentValuesService({ repo, devices, sessions, presence, 
     /** Cloud attributes: stored only, read by the device with `attributes/get`; it may be offline. */
     async setCloud(scope: Scope, deviceId: string, attributes: unknown): Promise<void> {
       const values = parseAttributes(attributes);
-      await mustExist(scope, deviceId);
+      const device = await mustExist(scope, deviceId);
+      await checkModels(models, { projectId: scope.projectId, typeId: device.typeId }, values);
       await store(scope.projectId, deviceId, values, 'cloud', clock());
     },
   };

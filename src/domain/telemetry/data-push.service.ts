@@ -1,21 +1,16 @@
-import { deviceInScope } from '../devices/device-in-scope.ts';
 import { unstorableJson } from '../../lib/unstorable-text.ts';
-import type { DataPushRepository } from '../../db/repositories/data-push.repository.ts';
-import type { DevicesRepository } from '../../db/repositories/devices.repository.ts';
-import { BadRequest, NotFound, StateConflict } from '../../errors.ts';
-import type { Scope } from '../auth/principal.ts';
-import { sendOrFail, type SessionRegistry, type Transport } from '../delivery/sessions.ts';
+import { BadRequest } from '../../errors.ts';
+
+/**
+ * The wire rules of custom data (device-protocol.md §3, §6–7; http-api.md §3): stream identifiers,
+ * message types and sizes, and the bytes of a downstream message. The service that sends, records
+ * and reads messages is data-streams.service.ts.
+ */
 
 export const STREAM_IDENTIFIER = /^[A-Za-z0-9_-]{1,64}$/;
 export const MESSAGE_TYPES = ['hex', 'text', 'json'] as const;
 export type MessageType = (typeof MESSAGE_TYPES)[number];
 export const MAX_DATA_BYTES = 64 * 1024;
-
-export interface DataPushDeps {
-  repo: DataPushRepository;
-  devices: Pick<DevicesRepository, 'get'>;
-  sessions: Pick<SessionRegistry, 'get'>;
-}
 
 /**
  * The bytes of a downstream message (device-protocol.md §6, http-api.md §3): hex → decoded bytes
@@ -43,26 +38,3 @@ export function encodeMessage(type: MessageType, msg: unknown): Buffer {
   if (bytes.length > MAX_DATA_BYTES) throw new BadRequest(`msg is larger than ${MAX_DATA_BYTES} bytes`, [{ path: 'msg', message: 'too large' }]);
   return bytes;
 }
-
-/** Downstream custom data (`data/<identifier>/set`, or raw bytes on a TCP link: device-protocol.md §3, §6). */
-export function createDataPushService({ repo, devices, sessions }: DataPushDeps) {
-  return {
-    async push(scope: Scope, deviceId: string, identifier: string, message: { type: MessageType; msg: unknown }, pushMode: Transport = 'mqtt'): Promise<void> {
-      if (!STREAM_IDENTIFIER.test(identifier)) {
-        throw new BadRequest('The stream identifier must match ^[A-Za-z0-9_-]{1,64}$', [{ path: 'identifier', message: 'invalid identifier' }]);
-      }
-      const bytes = encodeMessage(message.type, message.msg);
-      const device = await deviceInScope(devices, scope, deviceId);
-      // A type that defines streams accepts only those; without definitions any valid identifier goes through.
-      if (device.typeId) {
-        const streams = await repo.streamIdentifiers(scope.projectId, device.typeId);
-        if (streams.length && !streams.includes(identifier)) throw new NotFound('Data stream');
-      }
-      const session = sessions.get(deviceId);
-      if (!session || session.projectId !== scope.projectId) throw new StateConflict('Device is offline');
-      if (session.transport !== pushMode) throw new StateConflict(`Device is not connected over ${pushMode}`);
-      await sendOrFail(session, pushMode === 'mqtt' ? `data/${identifier}/set` : '', bytes);
-    },
-  };
-}
-export type DataPushService = ReturnType<typeof createDataPushService>;

@@ -16,6 +16,22 @@ const ConnProtocol = z.enum(CONN_PROTOCOLS);
 
 const atLeastOne = (b: object) => Object.values(b).some((v) => v !== undefined);
 
+/** Raw TCP settings of a type (device-protocol.md §6); null clears them. */
+const TcpHeartbeat = z
+  .string()
+  .min(1)
+  .max(64)
+  .refine((s) => !s.includes('\0'), 'must not contain NUL characters')
+  .nullable()
+  .describe('raw TCP: a keep-alive message the devices send (compared as UTF-8 bytes; a trailing \\r\\n is tolerated); it keeps the link alive and is never recorded. null clears it');
+const TcpFrameGapMs = z
+  .number()
+  .int()
+  .min(10)
+  .max(10_000)
+  .nullable()
+  .describe("raw TCP: bytes arriving within this many ms of each other form one message (hex and text streams); null = the server's TCP_FRAME_GAP_MS");
+
 export const CreateDeviceTypeBody = z.object({
   name: Name,
   descr: Descr.optional(),
@@ -23,6 +39,8 @@ export const CreateDeviceTypeBody = z.object({
   conn_type: ConnType.optional().describe('"1" direct device (default), "2" gateway sub-device, "3" gateway'),
   conn_protocol: ConnProtocol.optional().describe('default mqtt'),
   allow_auto_create: z.boolean().optional().describe('create unknown devices on a certificate request with the type key'),
+  tcp_heartbeat: TcpHeartbeat.optional(),
+  tcp_frame_gap_ms: TcpFrameGapMs.optional(),
 });
 export const UpdateDeviceTypeBody = CreateDeviceTypeBody.partial().refine(atLeastOne, 'give at least one field to change');
 
@@ -43,7 +61,12 @@ const typeFields = {
 };
 export const DeviceTypeListItem = z.object(typeFields);
 export const DeviceTypeList = z.object({ items: z.array(DeviceTypeListItem) });
-export const DeviceType = z.object({ ...typeFields, update_time: z.number() });
+export const DeviceType = z.object({
+  ...typeFields,
+  tcp_heartbeat: z.string().nullable().describe('raw TCP keep-alive message; null = none'),
+  tcp_frame_gap_ms: z.number().nullable().describe("raw TCP frame gap in ms; null = the server's default"),
+  update_time: z.number(),
+});
 
 /** Free-form at the edge; the service checks them against the data type or info type. */
 const Options = z

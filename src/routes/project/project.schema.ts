@@ -5,3 +5,19 @@ export const ProjectInfo = z.object({ id: z.string(), name: z.string(), descr: z
 export const ProjectUpdateBody = z
   .object({ name: Name.optional(), descr: Descr.optional(), tags: Tags.optional() })
   .refine((b) => Object.keys(b).length > 0, 'give at least one of name, descr, tags');
+
+const Limit = (max: number) => z.number().int().min(0).max(max).nullable().optional();
+export const ProjectSettings = z.object({
+  device_rate_limit: z.number().nullable(),
+  history_retention_days: z.number().nullable(),
+  effective: z.object({ device_rate_limit: z.number(), history_retention_days: z.number() }),
+});
+export const ProjectSettingsBody = z
+  .object({
+    /** Messages per second one device may send (1–100,000); null = the server's MQTT_RATE_LIMIT. */
+    device_rate_limit: Limit(100_000).refine((v) => v !== 0, 'must be at least 1'),
+    /** Days of history kept; 0 = forever; null = the server's HISTORY_RETENTION_DAYS. */
+    history_retention_days: Limit(36_500),
+  })
+  .strict()
+  .refine((b) => Object.keys(b).length > 0, 'give device_rate_limit or history_retention_days');

@@ -1,0 +1,470 @@
+import net, { type AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { DeviceSession } from '../../src/domain/delivery/sessions.ts';
+import type { DeviceIdentity } from '../../src/domain/devices/device-identity.ts';
+import type { DropReason, TcpProfile } from '../../src/domain/telemetry/data-streams.service.ts';
+import type { Services } from '../../src/services.ts';
+import { createGapFramer, createJsonFramer, type Framer } from './framing.ts';
+
+export const TCP_DEFAULTS = {
+  /** The login must arrive within this time of the connection (device-protocol.md §6). */
+  loginTimeoutMs: 30_000,
+  /** A logged-in link with no byte from the device for this long is closed (heartbeats count). */
+  idleTimeoutMs: 300_000,
+  /** Bytes within this many ms of each other form one message, unless the device type sets its own gap. */
+  frameGapMs: 100,
+  /** Largest message, in bytes. */
+  maxMessageSize: 64 * 1024,
+  /** Longest login line; more bytes without a login close the connection. */
+  maxLoginLength: 512,
+  /** This many refused messages within `abuseWindowMs`, in multiples of rateLimit, close the link. */
+  abuseFactor: 10,
+  abuseWindowMs: 10_000,
+  /** Delay before a refused login is closed, so guessing credentials is slow. */
+  authFailureDelayMs: 500,
+  /** An incomplete JSON value with no byte for this long is dropped. */
+  jsonStallMs: 10_000,
+  /** TCP keep-alive probes start after this much silence (half-open links). */
+  keepAliveMs: 60_000,
+  /** Messages of one link being stored at once; beyond it the link is not read until they are. */
+  maxInFlight: 64,
+  /** Bytes waiting to be written to a device that does not read; beyond it a push fails. */
+  maxWriteBuffer: 256 * 1024,
+} as const;
+
+/** Bytes of a message that cost one token of the rate limit. */
+const COST_UNIT = 4096;
+
+export interface TcpListenerOptions {
+  services: Pick<Services, 'deviceAuth' | 'sessions' | 'presence' | 'dataStreams' | 'projectSettings'>;
+  logger: Pick<Logger, 'child'>;
+  /**
+   * Messages per second a link may send on average (bursts of twice that; a message costs one per
+   * started 4 KiB). Default: the project's device rate limit, as over MQTT.
+   */
+  loginTimeoutMs?: number;
+  idleTimeoutMs?: number;
+  frameGapMs?: number;
+  maxMessageSize?: number;
+  maxLoginLength?: number;
+  rateLimit?: number;
+  abuseFactor?: number;
+  abuseWindowMs?: number;
+  authFailureDelayMs?: number;
+  jsonStallMs?: number;
+  keepAliveMs?: number;
+  maxInFlight?: number;
+  maxWriteBuffer?: number;
+  clock?: () => number;
+}
+
+export interface TcpStats {
+  /** Open sockets, logged in or not. */
+  connections: number;
+  /** Open sockets with a logged-in device. */
+  devices: number;
+  logins: number;
+  loginFailures: number;
+  loginTimeouts: number;
+  idleTimeouts: number;
+  /** Links closed for flooding (messages over the rate limit). */
+  floods: number;
+  heartbeats: number;
+  /** Messages handed to the stream service, and of those the ones it recorded. */
+  messages: number;
+  recorded: number;
+  /** Messages refused by the rate limit. */
+  rateLimited: number;
+  /** JSON values or runs over the size (dropped); hex/text messages ended at the size (kept). */
+  oversized: number;
+  cut: number;
+  /** Incomplete JSON values dropped after `jsonStallMs` of silence. */
+  stalled: number;
+  /** Messages the stream service refused, by reason. */
+  dropped: Record<DropReason, number>;
+  /** Messages that failed to be stored. */
+  errors: number;
+}
+
+export interface TcpListener {
+  /** Serves one accepted socket. */
+  handleConnection(socket: net.Socket): void;
+  /** Listens on a port (0 = any free one). */
+  listen(port: number, host?: string): Promise<AddressInfo>;
+  /** Stops accepting, closes every link (devices go offline) and waits for them. */
+  close(): Promise<void>;
+  stats(): TcpStats;
+}
+
+interface RateState {
+  limit: number;
+  tokens: number;
+  last: number;
+  refused: number;
+  windowStart: number;
+}
+
+interface Link {
+  socket: net.Socket;
+  phase: 'login' | 'auth' | 'open' | 'closed';
+  login: Buffer[];
+  loginLength: number;
+  timer?: NodeJS.Timeout;
+  identity?: DeviceIdentity;
+  session?: DeviceSession;
+  kicked?: boolean;
+  framer?: Framer;
+  gapMs: number;
+  heartbeats: Buffer[];
+  gapTimer?: NodeJS.Timeout;
+  /** Whether the gap timer is waiting for a JSON value to stall rather than for the gap. */
+  stallWait: boolean;
+  lastByte: number;
+  rate: RateState;
+  inFlight: number;
+  paused: boolean;
+}
+
+const NEWLINE = 0x0a;
+
+/**
+ * The raw TCP listener (device-protocol.md §6): DTUs and serial bridges log in with
+ * `<project key>&<access token>` and then send bytes that become messages of their type's TCP
+ * stream; pushes with `push_mode=tcp` are written back as raw bytes. Nothing is ever sent that the
+ * device did not ask for: no acknowledgement, no error text (a transparent DTU would pass it on).
+ */
+export function createTcpListener(options: TcpListenerOptions): TcpListener {
+  const { services, clock = Date.now } = options;
+  const o = { ...TCP_DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as typeof TCP_DEFAULTS;
+  const log = options.logger.child({ component: 'tcp' });
+  const links = new Set<Link>();
+  const servers: net.Server[] = [];
+  let closing = false;
+  const stats: Omit<TcpStats, 'connections' | 'devices'> = {
+    logins: 0,
+    loginFailures: 0,
+    loginTimeouts: 0,
+    idleTimeouts: 0,
+    floods: 0,
+    heartbeats: 0,
+    messages: 0,
+    recorded: 0,
+    rateLimited: 0,
+    oversized: 0,
+    cut: 0,
+    stalled: 0,
+    dropped: { unknown_stream: 0, empty: 0, too_large: 0, not_json: 0 },
+    errors: 0,
+  };
+
+  function setTimer(link: Link, ms: number, fn: () => void) {
+    if (link.timer) clearTimeout(link.timer);
+    link.timer = setTimeout(fn, ms);
+    link.timer.unref();
+  }
+
+  /** Ends the link; `graceful` lets written bytes go out first. */
+  function end(link: Link, reason: string, graceful = false) {
+    if (link.phase === 'closed') return;
+    link.phase = 'closed';
+    log.debug({ deviceId: link.identity?.deviceId, reason }, 'closing TCP link');
+    if (graceful) {
+      link.socket.end();
+      setTimeout(() => link.socket.destroy(), 2_000).unref();
+    } else link.socket.destroy();
+  }
+
+  /** Takes `cost` tokens; false when the link is over its limit. */
+  function allow(rate: RateState, now: number, cost: number): boolean {
+    rate.tokens = Math.min(rate.limit * 2, rate.tokens + ((now - rate.last) / 1000) * rate.limit);
+    rate.last = now;
+    if (rate.tokens >= cost) {
+      rate.tokens -= cost;
+      return true;
+    }
+    if (now - rate.windowStart > o.abuseWindowMs) {
+      rate.windowStart = now;
+      rate.refused = 0;
+    }
+    rate.refused += 1;
+    return false;
+  }
+
+  function isHeartbeat(link: Link, message: Buffer): boolean {
+    return link.heartbeats.some((h) => h.equals(message));
+  }
+
+  /** One framed message: heartbeats are dropped, the rate limit applies, then the stream service stores it. */
+  function deliver(link: Link, message: Buffer) {
+    if (link.phase !== 'open' || !link.identity) return;
+    if (isHeartbeat(link, message)) {
+      stats.heartbeats += 1;
+      return;
+    }
+    const now = clock();
+    const cost = 1 + Math.floor((message.length - 1) / COST_UNIT);
+    if (!allow(link.rate, now, cost)) {
+      stats.rateLimited += 1;
+      if (link.rate.refused >= link.rate.limit * o.abuseFactor) {
+        stats.floods += 1;
+        log.warn({ deviceId: link.identity.deviceId }, 'closing a TCP link that keeps exceeding its message rate');
+        end(link, 'flood');
+      }
+      return;
+    }
+    stats.messages += 1;
+    link.inFlight += 1;
+    if (link.inFlight >= o.maxInFlight && !link.paused) {
+      link.paused = true;
+      link.socket.pause();
+    }
+    services.dataStreams
+      .upstream(link.identity, 'tcp', undefined, message, link.lastByte)
+      .then(
+        (result) => {
+          if (result.recorded) stats.recorded += 1;
+          else stats.dropped[result.reason] += 1;
+        },
+        (err: unknown) => {
+          stats.errors += 1;
+          log.error({ deviceId: link.identity?.deviceId, err: { message: (err as Error)?.message } }, 'TCP message not stored');
+        },
+      )
+      .finally(() => {
+        link.inFlight -= 1;
+        if (link.paused && link.inFlight <= o.maxInFlight / 2) {
+          link.paused = false;
+          if (link.phase === 'open') link.socket.resume();
+        }
+      });
+  }
+
+  function noteFramer(link: Link, before: { oversized: number; cut: number }) {
+    const f = link.framer!;
+    stats.oversized += f.oversized - before.oversized;
+    stats.cut += f.cut - before.cut;
+  }
+
+  /** The gap passed: end what it ends; a JSON value still open gets until `jsonStallMs` after its last byte. */
+  function onGap(link: Link) {
+    link.gapTimer = undefined;
+    const framer = link.framer;
+    if (!framer || link.phase !== 'open') return;
+    if (link.stallWait) {
+      link.stallWait = false;
+      if (framer.discard()) stats.stalled += 1;
+      return;
+    }
+    const before = { oversized: framer.oversized, cut: framer.cut };
+    for (const m of framer.gap()) deliver(link, m);
+    noteFramer(link, before);
+    if (framer.holding) {
+      link.stallWait = true;
+      link.gapTimer = setTimeout(() => onGap(link), Math.max(0, o.jsonStallMs - link.gapMs));
+      link.gapTimer.unref();
+    }
+  }
+
+  function onData(link: Link, chunk: Buffer) {
+    const framer = link.framer!;
+    link.lastByte = clock();
+    // Any byte, heartbeat included, keeps the link alive.
+    link.timer?.refresh();
+    const before = { oversized: framer.oversized, cut: framer.cut };
+    for (const m of framer.push(chunk)) deliver(link, m);
+    noteFramer(link, before);
+    if (link.phase !== 'open') return;
+    if (framer.holding) {
+      if (link.gapTimer && !link.stallWait) link.gapTimer.refresh();
+      else {
+        if (link.gapTimer) clearTimeout(link.gapTimer);
+        link.stallWait = false;
+        link.gapTimer = setTimeout(() => onGap(link), link.gapMs);
+        link.gapTimer.unref();
+      }
+    } else if (link.gapTimer) {
+      clearTimeout(link.gapTimer);
+      link.gapTimer = undefined;
+    }
+  }
+
+  function open(link: Link, identity: DeviceIdentity, profile: TcpProfile, rateLimit: number, rest: Buffer) {
+    link.identity = identity;
+    link.phase = 'open';
+    link.gapMs = profile.frameGapMs ?? o.frameGapMs;
+    link.framer = profile.stream.format === 'json' ? createJsonFramer(o.maxMessageSize) : createGapFramer(o.maxMessageSize);
+    if (profile.heartbeat) {
+      const h = Buffer.from(profile.heartbeat, 'utf8');
+      link.heartbeats = [h, Buffer.concat([h, Buffer.from('\r\n')]), Buffer.concat([h, Buffer.from('\n')])];
+    }
+    const now = clock();
+    link.rate = { limit: rateLimit, tokens: rateLimit * 2, last: now, refused: 0, windowStart: now };
+    const session: DeviceSession = {
+      deviceId: identity.deviceId,
+      projectId: identity.projectId,
+      transport: 'tcp',
+      // Sent = handed to the socket. Not waiting for the kernel: a device that stops reading would
+      // hold the caller forever; its unread bytes are bounded by maxWriteBuffer instead.
+      send: async (_topic, payload) => {
+        const socket = link.socket;
+        if (link.phase !== 'open' || socket.destroyed || !socket.writable) throw new Error('session closed');
+        if (socket.writableLength + payload.length > o.maxWriteBuffer) throw new Error('the device is not reading');
+        socket.write(payload);
+      },
+      close: (reason) => {
+        link.kicked = services.sessions.get(identity.deviceId) === undefined;
+        log.info({ deviceId: identity.deviceId, reason }, 'closing device connection');
+        end(link, reason, true);
+      },
+    };
+    link.session = session;
+    stats.logins += 1;
+    services.sessions.attach(session);
+    services.presence.connected(identity, 'tcp');
+    log.info({ deviceId: identity.deviceId }, 'TCP device connected');
+    setTimer(link, o.idleTimeoutMs, () => {
+      stats.idleTimeouts += 1;
+      end(link, 'idle timeout');
+    });
+    if (rest.length) onData(link, rest);
+    if (link.phase === 'open' && !link.paused) link.socket.resume();
+  }
+
+  function refuse(link: Link, reason: string) {
+    stats.loginFailures += 1;
+    log.debug({ reason }, 'TCP login refused');
+    link.phase = 'auth';
+    link.socket.pause();
+    if (link.gapTimer) clearTimeout(link.gapTimer);
+    link.gapTimer = undefined;
+    setTimer(link, o.authFailureDelayMs, () => end(link, reason));
+  }
+
+  /** The login line: `<project key>&<access token>`, ASCII, a trailing \r\n tolerated. */
+  function login(link: Link, line: Buffer, rest: Buffer) {
+    link.phase = 'auth';
+    link.socket.pause();
+    const text = line.toString('latin1').trim();
+    const amp = text.indexOf('&');
+    if (amp < 1 || !/^[\x21-\x7e]+$/.test(text)) return refuse(link, 'malformed login');
+    services.deviceAuth.authenticate(text.slice(0, amp), text.slice(amp + 1)).then(
+      async (identity) => {
+        if (link.phase !== 'auth') return;
+        if (!identity) return refuse(link, 'bad login');
+        if (identity.disabled) return refuse(link, 'device disabled');
+        const [profile, rateLimit] = await Promise.all([
+          services.dataStreams.tcpProfile(identity),
+          options.rateLimit ?? services.projectSettings.deviceRateLimit(identity.projectId),
+        ]);
+        if (link.phase !== 'auth' || closing) return end(link, 'closed during login');
+        open(link, identity, profile, rateLimit, rest);
+      },
+      (err: unknown) => {
+        log.error({ err: { message: (err as Error)?.message } }, 'TCP device authentication failed');
+        end(link, 'authentication unavailable');
+      },
+    ).catch((err: unknown) => {
+      log.error({ err: { message: (err as Error)?.message } }, 'TCP login failed');
+      end(link, 'login failed');
+    });
+  }
+
+  function onLoginData(link: Link, chunk: Buffer) {
+    const nl = chunk.indexOf(NEWLINE);
+    const part = nl < 0 ? chunk : chunk.subarray(0, nl);
+    link.login.push(part);
+    link.loginLength += part.length;
+    if (link.loginLength > o.maxLoginLength) return refuse(link, 'login too long');
+    if (nl >= 0) {
+      if (link.gapTimer) clearTimeout(link.gapTimer);
+      link.gapTimer = undefined;
+      return login(link, Buffer.concat(link.login), Buffer.from(chunk.subarray(nl + 1)));
+    }
+    // Without a newline the login is what arrived before a pause of the frame gap.
+    if (link.gapTimer) link.gapTimer.refresh();
+    else {
+      link.gapTimer = setTimeout(() => {
+        link.gapTimer = undefined;
+        if (link.phase === 'login') login(link, Buffer.concat(link.login), Buffer.alloc(0));
+      }, o.frameGapMs);
+      link.gapTimer.unref();
+    }
+  }
+
+  function handleConnection(socket: net.Socket) {
+    socket.on('error', (err) => log.debug({ err: { message: err.message } }, 'TCP socket error'));
+    if (closing) {
+      socket.destroy();
+      return;
+    }
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, o.keepAliveMs);
+    const now = clock();
+    const link: Link = {
+      socket,
+      phase: 'login',
+      login: [],
+      loginLength: 0,
+      gapMs: o.frameGapMs,
+      heartbeats: [],
+      stallWait: false,
+      lastByte: now,
+      rate: { limit: 1, tokens: 0, last: now, refused: 0, windowStart: now },
+      inFlight: 0,
+      paused: false,
+    };
+    links.add(link);
+    setTimer(link, o.loginTimeoutMs, () => {
+      if (link.phase !== 'login' && link.phase !== 'auth') return;
+      stats.loginTimeouts += 1;
+      end(link, 'login timeout');
+    });
+    socket.on('data', (chunk: Buffer) => {
+      if (link.phase === 'login') onLoginData(link, chunk);
+      else if (link.phase === 'open') onData(link, chunk);
+    });
+    socket.on('close', () => {
+      link.phase = 'closed';
+      links.delete(link);
+      if (link.timer) clearTimeout(link.timer);
+      if (link.gapTimer) clearTimeout(link.gapTimer);
+      const { session, identity } = link;
+      if (!session || !identity) return;
+      link.session = undefined;
+      const current = services.sessions.detach(session) || link.kicked === true;
+      if (current) services.presence.disconnected(identity, 'tcp', link.kicked ? 'kicked' : 'disconnect');
+      log.info({ deviceId: identity.deviceId }, 'TCP device disconnected');
+    });
+  }
+
+  return {
+    handleConnection,
+
+    listen(port, host) {
+      const server = net.createServer((socket) => handleConnection(socket));
+      servers.push(server);
+      return new Promise<AddressInfo>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          server.on('error', (err) => log.error({ err: { message: err.message } }, 'TCP listener error'));
+          resolve(server.address() as AddressInfo);
+        });
+      });
+    },
+
+    async close() {
+      closing = true;
+      const stopped = servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+      const gone = [...links].map((link) => new Promise<void>((resolve) => (link.socket.destroyed ? resolve() : link.socket.once('close', () => resolve()))));
+      for (const link of links) end(link, 'server shutting down', true);
+      await Promise.all([...stopped, ...gone]);
+    },
+
+    stats() {
+      let devices = 0;
+      for (const link of links) if (link.session) devices += 1;
+      return { ...stats, dropped: { ...stats.dropped }, connections: links.size, devices };
+    },
+  };
+}

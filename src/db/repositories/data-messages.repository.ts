@@ -1,0 +1,93 @@
+import { and, asc, desc, eq, gte, lt, lte, sql, type SQL } from 'drizzle-orm';
+import type { Db } from '../client.ts';
+import { dataMessages, dataStreams, deviceTypes } from '../schema.ts';
+
+export type DataMessageRow = typeof dataMessages.$inferSelect;
+export type NewDataMessage = typeof dataMessages.$inferInsert;
+
+/** A data stream as the device type defines it (device-protocol.md §7). */
+export interface StreamDefinition {
+  identifier: string;
+  format: string;
+  tcpBound: boolean;
+  mapToAttributes: boolean;
+}
+
+/** What a device type says about custom data: its streams and its raw TCP settings (§6). */
+export interface TypeDataProfile {
+  streams: StreamDefinition[];
+  tcpHeartbeat: string | null;
+  tcpFrameGapMs: number | null;
+}
+
+/** Inclusive bounds in ms; either may be absent. */
+export interface TimeRange {
+  start?: number;
+  end?: number;
+}
+
+/** The smallest id of a millisecond (ids are 12 hex digits of ms, then 12 more: src/lib/ids.ts). */
+const idFloor = (ms: number) => `${Math.max(0, Math.min(ms, 0xffff_ffff_ffff)).toString(16).padStart(12, '0')}000000000000`;
+
+/**
+ * Messages of custom data streams (`data_messages`) and the stream definitions they are checked
+ * against. Every read names the project and the device: another project's rows are never seen.
+ */
+export function createDataMessagesRepository(db: Db) {
+  function where(projectId: string, deviceId: string, identifier: string, range: TimeRange): SQL {
+    const parts: SQL[] = [eq(dataMessages.deviceId, deviceId), eq(dataMessages.identifier, identifier), eq(dataMessages.projectId, projectId)];
+    // Ids start with their time: id bounds keep the scan inside (device_id, identifier, id) of the index;
+    // the ts conditions keep the answer exact.
+    if (range.start !== undefined) parts.push(gte(dataMessages.id, idFloor(range.start)), gte(dataMessages.ts, range.start));
+    if (range.end !== undefined) parts.push(lt(dataMessages.id, idFloor(range.end + 1)), lte(dataMessages.ts, range.end));
+    return and(...parts)!;
+  }
+
+  return {
+    /** One multi-row INSERT. */
+    async insertMany(rows: NewDataMessage[]): Promise<void> {
+      if (rows.length) await db.insert(dataMessages).values(rows);
+    },
+
+    /** Newest first. */
+    page(projectId: string, deviceId: string, identifier: string, range: TimeRange, limit: number, offset: number): Promise<DataMessageRow[]> {
+      return db
+        .select()
+        .from(dataMessages)
+        .where(where(projectId, deviceId, identifier, range))
+        .orderBy(desc(dataMessages.id))
+        .limit(limit)
+        .offset(offset);
+    },
+
+    async count(projectId: string, deviceId: string, identifier: string, range: TimeRange): Promise<number> {
+      const [row] = await db
+        .select({ n: sql<number>`count(*)::int` })
+        .from(dataMessages)
+        .where(where(projectId, deviceId, identifier, range));
+      return row?.n ?? 0;
+    },
+
+    /** The type's streams and TCP settings, or undefined when the type is not in the project. */
+    async typeProfile(projectId: string, typeId: string): Promise<TypeDataProfile | undefined> {
+      const [type] = await db
+        .select({ tcpHeartbeat: deviceTypes.tcpHeartbeat, tcpFrameGapMs: deviceTypes.tcpFrameGapMs })
+        .from(deviceTypes)
+        .where(and(eq(deviceTypes.id, typeId), eq(deviceTypes.projectId, projectId)))
+        .limit(1);
+      if (!type) return undefined;
+      const streams = await db
+        .select({
+          identifier: dataStreams.identifier,
+          format: dataStreams.format,
+          tcpBound: dataStreams.tcpBound,
+          mapToAttributes: dataStreams.mapToAttributes,
+        })
+        .from(dataStreams)
+        .where(and(eq(dataStreams.projectId, projectId), eq(dataStreams.deviceTypeId, typeId)))
+        .orderBy(asc(dataStreams.identifier));
+      return { streams, tcpHeartbeat: type.tcpHeartbeat, tcpFrameGapMs: type.tcpFrameGapMs };
+    },
+  };
+}
+export type DataMessagesRepository = ReturnType<typeof createDataMessagesRepository>;

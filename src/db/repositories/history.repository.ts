@@ -1,0 +1,276 @@
+import { sql, type SQL } from 'drizzle-orm';
+import type { Db, Tx } from '../client.ts';
+import { rowsOf } from '../timescale.ts';
+import type { AttrDataType, AttrType } from './attribute-values.repository.ts';
+
+/**
+ * How `attribute_history` is stored (migration 0002): a TimescaleDB hypertable, or a table
+ * range-partitioned by UTC day whose partitions this repository creates and drops.
+ */
+export type HistoryMode = 'timescale' | 'partitioned';
+
+/** One value at one time: a row of the history, and the current value it may become. */
+export interface TelemetryRow {
+  projectId: string;
+  deviceId: string;
+  identifier: string;
+  ts: number;
+  value: unknown;
+  dataType: AttrDataType;
+  attrType: AttrType;
+  /** Only reports are history; pushes and cloud attributes change the current value only. */
+  history: boolean;
+}
+
+export interface HistoryPoint {
+  ts: number;
+  value: unknown;
+  dataType: AttrDataType;
+}
+
+export const AGGREGATES = ['avg', 'min', 'max', 'sum', 'count', 'first', 'last'] as const;
+export type Aggregate = (typeof AGGREGATES)[number];
+
+export interface Bucket {
+  identifier: string;
+  ts: number;
+  value: number | null;
+}
+
+const DAY_MS = 86_400_000;
+const PARTITION_PREFIX = 'attribute_history_d';
+/** Partition names carry their UTC day: attribute_history_d20261123. */
+const partitionName = (day: number) => PARTITION_PREFIX + new Date(day * DAY_MS).toISOString().slice(0, 10).replaceAll('-', '');
+const dayOfName = (name: string) => {
+  const m = /^attribute_history_d(\d{4})(\d{2})(\d{2})$/.exec(name);
+  return m ? Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])) / DAY_MS : undefined;
+};
+const tsOf = (ms: number) => sql`(timestamptz 'epoch' + ${ms}::int8 * interval '1 millisecond')`;
+const msOf = (column: SQL) => sql`(extract(epoch from ${column}) * 1000)::int8`;
+
+/** The typed columns of a value: numbers aggregate, objects and arrays are JSON. */
+function columnsOf(row: TelemetryRow) {
+  switch (row.dataType) {
+    case 'number':
+      return { n: row.value as number, b: null, s: null, j: null };
+    case 'boolean':
+      return { n: null, b: row.value as boolean, s: null, j: null };
+    case 'string':
+      return { n: null, b: null, s: row.value as string, j: null };
+    default:
+      return { n: null, b: null, s: null, j: row.value };
+  }
+}
+
+interface StoredPoint {
+  ts: string | number;
+  num: number | null;
+  bool: boolean | null;
+  str: string | null;
+  json: unknown;
+}
+function pointOf(r: StoredPoint): HistoryPoint {
+  const ts = Number(r.ts);
+  if (r.num !== null) return { ts, value: Number(r.num), dataType: 'number' };
+  if (r.bool !== null) return { ts, value: r.bool, dataType: 'boolean' };
+  if (r.str !== null) return { ts, value: r.str, dataType: 'string' };
+  return { ts, value: r.json, dataType: Array.isArray(r.json) ? 'array' : 'object' };
+}
+
+const aggregateSql: Record<Aggregate, SQL> = {
+  avg: sql`avg(num)`,
+  min: sql`min(num)`,
+  max: sql`max(num)`,
+  sum: sql`sum(num)`,
+  count: sql`count(*)`,
+  // first/last of the bucket by time; nulls (non-numbers) are skipped like the other aggregates.
+  first: sql`(array_agg(num order by ts) filter (where num is not null))[1]`,
+  last: sql`(array_agg(num order by ts desc) filter (where num is not null))[1]`,
+};
+
+export function createHistoryRepository(db: Db) {
+  let mode: HistoryMode | undefined;
+  /** Days whose partition is known to exist (partitioned mode). */
+  const partitions = new Set<number>();
+
+  async function detect(): Promise<HistoryMode> {
+    if (mode) return mode;
+    const rows = rowsOf<{ hyper: boolean }>(
+      await db.execute(sql`
+        select exists (
+          select 1 from pg_extension e where e.extname = 'timescaledb'
+        ) and exists (
+          select 1 from pg_class c join pg_namespace n on n.oid = c.relnamespace
+          where c.relname = 'attribute_history' and c.relkind = 'r'
+        ) as hyper`),
+    );
+    mode = rows[0]?.hyper ? 'timescale' : 'partitioned';
+    return mode;
+  }
+
+  /** Creates the day partitions `days` needs (idempotent, serialized across nodes by an advisory lock). */
+  async function ensurePartitions(days: Iterable<number>): Promise<void> {
+    const missing = [...new Set(days)].filter((d) => !partitions.has(d));
+    if (!missing.length || (await detect()) !== 'partitioned') return;
+    await db.transaction(async (tx) => {
+      await tx.execute(sql`select pg_advisory_xact_lock(hashtext('attribute_history_partitions'))`);
+      for (const day of missing) {
+        const from = new Date(day * DAY_MS).toISOString();
+        const to = new Date((day + 1) * DAY_MS).toISOString();
+        await tx.execute(
+          sql.raw(`create table if not exists ${partitionName(day)} partition of attribute_history for values from ('${from}') to ('${to}')`),
+        );
+      }
+    });
+    for (const day of missing) partitions.add(day);
+  }
+
+  return {
+    detect,
+    ensurePartitions,
+    dayOf: (ts: number) => Math.floor(ts / DAY_MS),
+
+    /**
+     * Writes one batch in the caller's transaction: history rows (reports) in one statement, and
+     * the newest value per (device, identifier) as current values in another. A value older than
+     * the stored current one does not replace it.
+     */
+    async write(tx: Tx, rows: TelemetryRow[]): Promise<void> {
+      const history = rows.filter((r) => r.history).map((r) => ({ p: r.projectId, d: r.deviceId, i: r.identifier, t: r.ts, ...columnsOf(r) }));
+      if (history.length) {
+        await tx.execute(sql`
+          insert into attribute_history (project_id, device_id, identifier, ts, num, bool, str, json)
+          select p, d, i, timestamptz 'epoch' + t * interval '1 millisecond', n, b, s, j
+          from jsonb_to_recordset(${JSON.stringify(history)}::jsonb) as r(p text, d text, i text, t int8, n float8, b bool, s text, j jsonb)`);
+      }
+      const latest = new Map<string, TelemetryRow>();
+      for (const r of rows) {
+        const key = `${r.deviceId}\u0000${r.identifier}`;
+        const seen = latest.get(key);
+        if (!seen || seen.ts <= r.ts) latest.set(key, r);
+      }
+      const current = [...latest.values()].map((r) => ({ p: r.projectId, d: r.deviceId, i: r.identifier, v: r.value, a: r.attrType, y: r.dataType, t: r.ts }));
+      if (!current.length) return;
+      // Sorted so concurrent batches lock rows in one order (no deadlocks between writers).
+      current.sort((a, b) => (a.d < b.d ? -1 : a.d > b.d ? 1 : a.i < b.i ? -1 : a.i > b.i ? 1 : 0));
+      await tx.execute(sql`
+        insert into attribute_values (device_id, identifier, project_id, value, attr_type, data_type, ts)
+        select d, i, p, v, a, y, t
+        from jsonb_to_recordset(${JSON.stringify(current)}::jsonb) as r(p text, d text, i text, v jsonb, a text, y text, t int8)
+        where exists (select 1 from devices where devices.id = r.d)
+        on conflict (device_id, identifier) do update
+          set value = excluded.value, attr_type = excluded.attr_type, data_type = excluded.data_type, ts = excluded.ts
+          where attribute_values.ts <= excluded.ts`);
+    },
+
+    /** A page of one attribute's history, newest first, within [from, to]. */
+    async series(projectId: string, deviceId: string, identifier: string, from: number, to: number, limit: number, offset: number): Promise<HistoryPoint[]> {
+      const rows = rowsOf<StoredPoint>(
+        await db.execute(sql`
+          select ${msOf(sql`ts`)} as ts, num, bool, str, json from attribute_history
+          where device_id = ${deviceId} and identifier = ${identifier} and project_id = ${projectId}
+            and ts >= ${tsOf(from)} and ts <= ${tsOf(to)}
+          order by ts desc limit ${limit} offset ${offset}`),
+      );
+      return rows.map(pointOf);
+    },
+
+    /**
+     * Numeric aggregates of identifiers per interval over [from, to): `date_bin` buckets aligned to
+     * the epoch (plain PostgreSQL has it; TimescaleDB's time_bucket gives the same buckets).
+     */
+    async aggregate(projectId: string, deviceId: string, identifiers: string[], fn: Aggregate, from: number, to: number, intervalMs: number): Promise<Bucket[]> {
+      const bucket = sql`date_bin(${intervalMs}::int8 * interval '1 millisecond', ts, timestamptz 'epoch')`;
+      const rows = rowsOf<{ identifier: string; ts: string | number; value: string | number | null }>(
+        await db.execute(sql`
+          select identifier, bucket as ts, ${aggregateSql[fn]} as value from (
+            select identifier, ${msOf(bucket)} as bucket, ts, num from attribute_history
+            where device_id = ${deviceId} and project_id = ${projectId}
+              and identifier in (${sql.join(identifiers.map((i) => sql`${i}`), sql`, `)})
+              and ts >= ${tsOf(from)} and ts < ${tsOf(to)}
+          ) v
+          group by identifier, bucket
+          order by identifier, bucket`),
+      );
+      return rows.map((r) => ({ identifier: r.identifier, ts: Number(r.ts), value: r.value === null ? null : Number(r.value) }));
+    },
+
+    /** Every value of identifiers in [from, to], oldest first, in pages keyed by time (CSV export). */
+    async range(projectId: string, deviceId: string, identifiers: string[], from: number, to: number, after: number | undefined, limit: number) {
+      const rows = rowsOf<StoredPoint & { identifier: string }>(
+        await db.execute(sql`
+          select identifier, ${msOf(sql`ts`)} as ts, num, bool, str, json from attribute_history
+          where device_id = ${deviceId} and project_id = ${projectId}
+            and identifier in (${sql.join(identifiers.map((i) => sql`${i}`), sql`, `)})
+            and ts >= ${tsOf(after !== undefined ? after + 1 : from)} and ts <= ${tsOf(to)}
+          order by ts, identifier limit ${limit}`),
+      );
+      return rows.map((r) => ({ identifier: r.identifier, ...pointOf(r) }));
+    },
+
+    /** Removes the history of identifiers of a device (attributes_remove with `history: true`). */
+    async remove(projectId: string, deviceId: string, identifiers: string[]): Promise<void> {
+      if (!identifiers.length) return;
+      await db.execute(sql`
+        delete from attribute_history where device_id = ${deviceId} and project_id = ${projectId}
+          and identifier in (${sql.join(identifiers.map((i) => sql`${i}`), sql`, `)})`);
+    },
+
+    /** Removes all history of deleted devices (no foreign key: it would cost every insert a lookup). */
+    async removeDevice(deviceId: string): Promise<void> {
+      await db.execute(sql`delete from attribute_history where device_id = ${deviceId}`);
+    },
+
+    /** Deletes one project's history older than `before` (a project keeping less than the server). */
+    async deleteProjectBefore(projectId: string, before: number): Promise<void> {
+      await db.execute(sql`delete from attribute_history where project_id = ${projectId} and ts < ${tsOf(before)}`);
+    },
+
+    /**
+     * Drops whole days (partitions or chunks) older than `before`: the server-wide retention. Returns
+     * how many partitions or chunks went.
+     */
+    async dropBefore(before: number): Promise<number> {
+      if ((await detect()) === 'timescale') {
+        const rows = rowsOf<{ c: string }>(await db.execute(sql`select drop_chunks('attribute_history', older_than => ${tsOf(before)}) as c`));
+        return rows.length;
+      }
+      const rows = rowsOf<{ name: string }>(
+        await db.execute(sql`
+          select c.relname as name from pg_inherits i
+          join pg_class c on c.oid = i.inhrelid join pg_class p on p.oid = i.inhparent
+          where p.relname = 'attribute_history'`),
+      );
+      let dropped = 0;
+      for (const { name } of rows) {
+        const day = dayOfName(name);
+        if (day === undefined || (day + 1) * DAY_MS > before) continue;
+        await db.execute(sql.raw(`drop table if exists ${name}`));
+        partitions.delete(day);
+        dropped += 1;
+      }
+      return dropped;
+    },
+
+    /**
+     * TimescaleDB settings of the server (chunk interval, compression after N days, retention):
+     * applied at start, replacing the previous policies when they differ.
+     */
+    async applyTimescalePolicies(opts: { chunkHours: number; compressAfterDays: number; retentionDays: number }): Promise<void> {
+      if ((await detect()) !== 'timescale') return;
+      await db.execute(sql`select set_chunk_time_interval('attribute_history', ${opts.chunkHours}::int * interval '1 hour')`);
+      await db.execute(sql`select remove_compression_policy('attribute_history', if_exists => true)`);
+      if (opts.compressAfterDays > 0) {
+        await db.execute(sql.raw(
+          `alter table attribute_history set (timescaledb.compress, timescaledb.compress_segmentby = 'device_id, identifier', timescaledb.compress_orderby = 'ts desc')`,
+        ));
+        await db.execute(sql`select add_compression_policy('attribute_history', ${opts.compressAfterDays}::int * interval '1 day')`);
+      }
+      await db.execute(sql`select remove_retention_policy('attribute_history', if_exists => true)`);
+      if (opts.retentionDays > 0) {
+        await db.execute(sql`select add_retention_policy('attribute_history', ${opts.retentionDays}::int * interval '1 day')`);
+      }
+    },
+  };
+}
+export type HistoryRepository = ReturnType<typeof createHistoryRepository>;

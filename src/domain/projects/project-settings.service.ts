@@ -1,0 +1,101 @@
+import { eq, isNotNull } from 'drizzle-orm';
+import type { Db } from '../../db/client.ts';
+import { projects } from '../../db/schema.ts';
+import { NotFound } from '../../errors.ts';
+import { TtlCache } from '../../lib/ttl-cache.ts';
+import type { Scope } from '../auth/principal.ts';
+
+/** Server-wide values a project's settings fall back to (config: MQTT_RATE_LIMIT, HISTORY_RETENTION_DAYS). */
+export interface SettingsDefaults {
+  deviceRateLimit: number;
+  historyRetentionDays: number;
+}
+
+export interface ProjectSettings {
+  /** Messages per second one device may send; null = the server default. */
+  device_rate_limit: number | null;
+  /** Days of history kept; 0 = forever; null = the server default. */
+  history_retention_days: number | null;
+  /** What applies now, defaults filled in. */
+  effective: { device_rate_limit: number; history_retention_days: number };
+}
+
+export interface ProjectSettingsDeps {
+  db: Db;
+  defaults: SettingsDefaults;
+  clock?: () => number;
+  /** How long a node may use a project's settings before reading them again. */
+  cacheMs?: number;
+}
+
+const DAY_MS = 86_400_000;
+
+/**
+ * Per-project operating limits (device-protocol.md §3 "rate limits are configurable per project",
+ * issue #4 retention per project). Read on hot paths (every connection, every back-dated report),
+ * so cached per node for a few seconds; a change on this node applies at once.
+ */
+export function createProjectSettingsService({ db, defaults, clock = Date.now, cacheMs = 10_000 }: ProjectSettingsDeps) {
+  const cache = new TtlCache<ProjectSettings>(cacheMs, clock);
+
+  const view = (row: { deviceRateLimit: number | null; historyRetentionDays: number | null }): ProjectSettings => ({
+    device_rate_limit: row.deviceRateLimit,
+    history_retention_days: row.historyRetentionDays,
+    effective: {
+      device_rate_limit: row.deviceRateLimit ?? defaults.deviceRateLimit,
+      history_retention_days: row.historyRetentionDays ?? defaults.historyRetentionDays,
+    },
+  });
+
+  async function load(projectId: string): Promise<ProjectSettings> {
+    const [row] = await db
+      .select({ deviceRateLimit: projects.deviceRateLimit, historyRetentionDays: projects.historyRetentionDays })
+      .from(projects)
+      .where(eq(projects.id, projectId));
+    if (!row) throw new NotFound('Project');
+    return view(row);
+  }
+
+  const get = (projectId: string) => cache.get(projectId, '', () => load(projectId));
+
+  return {
+    get: (scope: Scope) => get(scope.projectId),
+
+    async update(scope: Scope, patch: { device_rate_limit?: number | null; history_retention_days?: number | null }): Promise<ProjectSettings> {
+      const set = {
+        ...(patch.device_rate_limit !== undefined ? { deviceRateLimit: patch.device_rate_limit } : {}),
+        ...(patch.history_retention_days !== undefined ? { historyRetentionDays: patch.history_retention_days } : {}),
+        updateTime: clock(),
+      };
+      const [row] = await db
+        .update(projects)
+        .set(set)
+        .where(eq(projects.id, scope.projectId))
+        .returning({ deviceRateLimit: projects.deviceRateLimit, historyRetentionDays: projects.historyRetentionDays });
+      if (!row) throw new NotFound('Project');
+      cache.invalidate(scope.projectId);
+      return view(row);
+    },
+
+    /** Messages per second a device of the project may send. */
+    async deviceRateLimit(projectId: string): Promise<number> {
+      return (await get(projectId)).effective.device_rate_limit;
+    },
+
+    /** The oldest report time the project keeps (ms); 0 when it keeps history forever. */
+    async oldestKept(projectId: string): Promise<number> {
+      const days = (await get(projectId)).effective.history_retention_days;
+      return days > 0 ? clock() - days * DAY_MS : 0;
+    },
+
+    /** Projects whose retention differs from the server's (the retention job handles them one by one). */
+    async retentionOverrides(): Promise<Array<{ projectId: string; days: number }>> {
+      const rows = await db
+        .select({ projectId: projects.id, days: projects.historyRetentionDays })
+        .from(projects)
+        .where(isNotNull(projects.historyRetentionDays));
+      return rows.map((r) => ({ projectId: r.projectId, days: r.days! }));
+    },
+  };
+}
+export type ProjectSettingsService = ReturnType<typeof createProjectSettingsService>;

@@ -1,0 +1,198 @@
+import type { TelemetryRow } from '../../db/repositories/history.repository.ts';
+
+/**
+ * The telemetry ingest pipeline (issue #4): every attribute value — reported over MQTT, HTTP, TCP
+ * streams or by a gateway, pushed, or set in the cloud — is submitted here. Submissions are gathered
+ * into batches (bounded by size and delay) and written in one transaction per batch; a submission
+ * resolves only after its batch committed (group commit), so a QoS 1 PUBACK means "durable".
+ *
+ * Back-pressure: at most `maxPending` values wait; beyond that `submit` waits for room, which stops
+ * the caller (the broker stops reading that connection) instead of growing memory. A failing
+ * database is retried with back-off until it answers again; nothing waiting is dropped. A batch that
+ * the database refuses for its content is split, so only the offending submission fails.
+ */
+export interface IngestOptions {
+  /** Writes one batch durably (one transaction). */
+  write(rows: TelemetryRow[]): Promise<void>;
+  /** Most values per batch. */
+  batchSize?: number;
+  /** Longest a value waits for its batch to fill, in ms. */
+  batchDelayMs?: number;
+  /** Most values waiting before submitters are held. */
+  maxPending?: number;
+  /** Whether an error is the database being unavailable (retry) rather than refusing the data. */
+  isTransient?: (err: unknown) => boolean;
+  logger?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
+  /** Retry back-off bounds in ms. */
+  retryMinMs?: number;
+  retryMaxMs?: number;
+}
+
+interface Pending {
+  rows: TelemetryRow[];
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
+export interface IngestStats {
+  pendingValues: number;
+  batches: number;
+  values: number;
+  retries: number;
+  /** Submitters waiting for room. */
+  held: number;
+}
+
+/** Connection-level failures: the server is down, restarting or unreachable. */
+export function isTransientDbError(err: unknown): boolean {
+  for (let e = err as { code?: unknown; cause?: unknown; message?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+    const code = typeof e.code === 'string' ? e.code : '';
+    if (/^(08|57P0|53)/.test(code)) return true; // connection exception, admin shutdown, insufficient resources
+    if (['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT'].includes(code)) return true;
+    if (typeof e.message === 'string' && /terminat|connection|closed/i.test(e.message) && !code) return true;
+  }
+  return false;
+}
+
+export function createIngest(options: IngestOptions) {
+  const batchSize = options.batchSize ?? 5_000;
+  const batchDelayMs = options.batchDelayMs ?? 5;
+  const maxPending = Math.max(options.maxPending ?? 100_000, batchSize);
+  const isTransient = options.isTransient ?? isTransientDbError;
+  const retryMinMs = options.retryMinMs ?? 50;
+  const retryMaxMs = options.retryMaxMs ?? 5_000;
+  const log = options.logger;
+
+  const queue: Pending[] = [];
+  let pendingValues = 0;
+  let timer: NodeJS.Timeout | undefined;
+  let flushing: Promise<void> | undefined;
+  const waitingForRoom: Array<() => void> = [];
+  const drainedWaiters: Array<() => void> = [];
+  const stats = { batches: 0, values: 0, retries: 0 };
+  let stopped = false;
+
+  function schedule() {
+    if (flushing || !queue.length) return;
+    if (pendingValues >= batchSize) {
+      start();
+    } else {
+      timer ??= setTimeout(() => {
+        timer = undefined;
+        start();
+      }, batchDelayMs);
+    }
+  }
+
+  function start() {
+    if (flushing || !queue.length) return;
+    if (timer) {
+      clearTimeout(timer);
+      timer = undefined;
+    }
+    flushing = flushLoop().finally(() => {
+      flushing = undefined;
+      if (queue.length) schedule();
+      else for (const w of drainedWaiters.splice(0)) w();
+    });
+  }
+
+  function take(): Pending[] {
+    const batch: Pending[] = [];
+    let n = 0;
+    while (queue.length && (n === 0 || n + queue[0]!.rows.length <= batchSize)) {
+      const p = queue.shift()!;
+      batch.push(p);
+      n += p.rows.length;
+    }
+    return batch;
+  }
+
+  function release(batch: Pending[]) {
+    for (const p of batch) pendingValues -= p.rows.length;
+    while (waitingForRoom.length && pendingValues < maxPending) waitingForRoom.shift()!();
+  }
+
+  const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref?.());
+
+  /** Writes until the database answers; returns the error when it refuses the data. */
+  async function writeDurably(rows: TelemetryRow[]): Promise<unknown> {
+    let delay = retryMinMs;
+    for (;;) {
+      try {
+        await options.write(rows);
+        return undefined;
+      } catch (err) {
+        if (!isTransient(err)) return err;
+        stats.retries += 1;
+        log?.warn({ err: { message: (err as Error)?.message, code: (err as { code?: string })?.code }, retryInMs: delay, values: rows.length }, 'telemetry write failed: database unavailable, retrying');
+        await sleep(delay);
+        delay = Math.min(retryMaxMs, delay * 2);
+      }
+    }
+  }
+
+  async function flushLoop() {
+    while (queue.length) {
+      const batch = take();
+      const rows = batch.flatMap((p) => p.rows);
+      const err = await writeDurably(rows);
+      if (!err) {
+        stats.batches += 1;
+        stats.values += rows.length;
+        release(batch);
+        for (const p of batch) p.resolve();
+        continue;
+      }
+      // The data was refused: find the submissions at fault, one by one.
+      if (batch.length === 1) {
+        release(batch);
+        batch[0]!.reject(err);
+        continue;
+      }
+      log?.error({ err: { message: (err as Error)?.message }, submissions: batch.length }, 'telemetry batch refused; writing its submissions one by one');
+      for (const p of batch) {
+        const one = await writeDurably(p.rows);
+        release([p]);
+        if (one) p.reject(one);
+        else {
+          stats.batches += 1;
+          stats.values += p.rows.length;
+          p.resolve();
+        }
+      }
+    }
+  }
+
+  return {
+    /** Resolves when the rows are durable; waits first while the pipeline is full. */
+    async submit(rows: TelemetryRow[]): Promise<void> {
+      if (!rows.length) return;
+      if (stopped) throw new Error('telemetry ingest is stopped');
+      while (pendingValues >= maxPending) await new Promise<void>((r) => waitingForRoom.push(r));
+      pendingValues += rows.length;
+      const done = new Promise<void>((resolve, reject) => queue.push({ rows, resolve, reject }));
+      schedule();
+      return done;
+    },
+
+    /** Writes everything waiting now (graceful stop, tests). */
+    async flush(): Promise<void> {
+      if (!queue.length && !flushing) return;
+      const drained = new Promise<void>((r) => drainedWaiters.push(r));
+      start();
+      await drained;
+    },
+
+    /** Refuses new submissions and writes what is waiting. */
+    async stop(): Promise<void> {
+      stopped = true;
+      await this.flush();
+    },
+
+    stats(): IngestStats {
+      return { pendingValues, ...stats, held: waitingForRoom.length };
+    },
+  };
+}
+export type Ingest = ReturnType<typeof createIngest>;

@@ -1,0 +1,91 @@
+import { sql } from 'drizzle-orm';
+import type { Db } from '../../db/client.ts';
+import type { HistoryRepository } from '../../db/repositories/history.repository.ts';
+import type { ProjectSettingsService } from '../projects/project-settings.service.ts';
+
+const DAY_MS = 86_400_000;
+const HOUR_MS = 3_600_000;
+
+export interface RetentionDeps {
+  db: Db;
+  history: HistoryRepository;
+  settings: Pick<ProjectSettingsService, 'retentionOverrides'>;
+  /** The server's HISTORY_RETENTION_DAYS (0 = forever). */
+  defaultDays: number;
+  clock?: () => number;
+  logger?: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
+}
+
+/**
+ * Keeps the history within its retention (issue #4): day partitions are created ahead (plain
+ * PostgreSQL and PGlite); whole days older than the longest retention any project asks for are
+ * dropped (partitions, or TimescaleDB chunks); projects keeping less lose their older rows by
+ * DELETE. Custom data-stream messages follow the same per-project retention.
+ */
+export function createRetention({ db, history, settings, defaultDays, clock = Date.now, logger }: RetentionDeps) {
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> | undefined;
+
+  async function runOnce(): Promise<{ dropped: number; projects: number }> {
+    const now = clock();
+    const today = history.dayOf(now);
+    await history.ensurePartitions([today - 1, today, today + 1, today + 2]);
+    const overrides = await settings.retentionOverrides();
+    const all = [defaultDays, ...overrides.map((o) => o.days)];
+    // Whole days go only when nobody keeps them: forever (0) anywhere keeps every day.
+    const longest = all.includes(0) ? 0 : Math.max(...all);
+    const dropped = longest > 0 ? await history.dropBefore(now - longest * DAY_MS) : 0;
+    let trimmed = 0;
+    const shorter = overrides.filter((o) => o.days > 0 && (longest === 0 || o.days < longest));
+    const defaultShorter = defaultDays > 0 && (longest === 0 || defaultDays < longest);
+    for (const o of shorter) {
+      await history.deleteProjectBefore(o.projectId, now - o.days * DAY_MS);
+      trimmed += 1;
+    }
+    // Projects on the server default, when some other project keeps longer.
+    if (defaultShorter) {
+      const cutoff = now - defaultDays * DAY_MS;
+      await db.execute(sql`
+        delete from attribute_history h using projects p
+        where p.id = h.project_id and p.history_retention_days is null and h.ts < timestamptz 'epoch' + ${cutoff}::int8 * interval '1 millisecond'`);
+    }
+    // Data-stream messages: the project's retention, or the default.
+    for (const o of overrides.filter((x) => x.days > 0)) {
+      await db.execute(sql`delete from data_messages where project_id = ${o.projectId} and ts < ${now - o.days * DAY_MS}`);
+    }
+    if (defaultDays > 0) {
+      await db.execute(sql`
+        delete from data_messages m using projects p
+        where p.id = m.project_id and p.history_retention_days is null and m.ts < ${now - defaultDays * DAY_MS}`);
+    }
+    return { dropped, projects: trimmed };
+  }
+
+  const tick = () => {
+    running ??= runOnce()
+      .then((r) => {
+        if (r.dropped || r.projects) logger?.info(r, 'history retention applied');
+      })
+      .catch((err: unknown) => logger?.warn({ err: { message: (err as Error)?.message } }, 'history retention failed; retrying later'))
+      .finally(() => {
+        running = undefined;
+      });
+    return running;
+  };
+
+  return {
+    runOnce,
+    /** Runs now (partitions for today exist before the first report) and then hourly. */
+    async start(): Promise<void> {
+      await tick();
+      timer = setInterval(tick, HOUR_MS);
+      timer.unref();
+    },
+    async stop(): Promise<void> {
+      if (timer) clearInterval(timer);
+      timer = undefined;
+      await running;
+    },
+  };
+}
+export type Retention = ReturnType<typeof createRetention>;

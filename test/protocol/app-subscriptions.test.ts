@@ -1,0 +1,132 @@
+import net, { type AddressInfo } from 'node:net';
+import { once } from 'node:events';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createBroker, type Broker } from '../../mqtt-broker/broker.ts';
+import { attachWebSocket } from '../../mqtt-broker/websocket.ts';
+import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+
+/** Application subscriptions (device-protocol.md §9): read-only MQTT with the project's view key. */
+let ctx: TestContext;
+let broker: Broker;
+let server: net.Server;
+let url: string;
+const clients: MqttClient[] = [];
+
+beforeAll(async () => {
+  ctx = await createTestApp();
+  broker = await createBroker({ services: ctx.services, logger: pino({ level: 'silent' }), authFailureDelayMs: 0 });
+  server = net.createServer((socket) => broker.handleConnection(socket));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+afterAll(async () => {
+  for (const c of clients) c.end(true);
+  await broker?.close();
+  await new Promise((r) => server?.close(r));
+  await ctx?.close();
+});
+
+interface Tenant {
+  p: ProjectFixture;
+  viewKey: string;
+  viewSecret: string;
+}
+async function tenant(name: string): Promise<Tenant> {
+  const p = await createProject(ctx, name);
+  const issued = expectOk(await p.api.post('/api/v1/view_key', {}));
+  return { p, viewKey: issued.view_key, viewSecret: issued.view_secret };
+}
+async function device(t: Tenant, name = 'dev') {
+  const d = expectOk(await t.p.api.post('/api/v1/device', { name }));
+  const detail = expectOk(await t.p.api.get(`/api/v1/device/${d.id}`));
+  const cert = expectOk(await t.p.api.get(`/api/v1/device/${d.id}/certificate`));
+  return { id: d.id as string, name, token: cert.access_token as string, viewToken: detail.view_token as string };
+}
+async function connect(username: string, password: string, extra: IClientOptions = {}, to = url) {
+  const c = await mqtt.connectAsync(to, { username, password, reconnectPeriod: 0, ...extra });
+  clients.push(c);
+  return c;
+}
+function granted(c: MqttClient, filters: string[]): Promise<number[]> {
+  return new Promise((resolve) => {
+    c.subscribe(filters, (err, g) => resolve((err as (Error & { packet?: { granted?: number[] } }) | null)?.packet?.granted ?? (g ?? []).map((x) => x.qos)));
+  });
+}
+function collect(c: MqttClient) {
+  const got: Array<{ topic: string; body: any }> = []; // eslint-disable-line @typescript-eslint/no-explicit-any -- arbitrary JSON
+  c.on('message', (topic, payload) => got.push({ topic, body: JSON.parse(payload.toString()) }));
+  return got;
+}
+
+describe('application subscriptions', () => {
+  it('streams a project’s attributes, events, command replies and online changes to its view key only', async () => {
+    const a = await tenant('a');
+    const b = await tenant('b');
+    const d1 = await device(a, 'pump');
+    const theirs = await device(b, 'other');
+
+    const viewer = await connect(a.viewKey, a.viewSecret);
+    const got = collect(viewer);
+    expect(await granted(viewer, [`${a.viewKey}/+/attributes`, `${a.viewKey}/+/event`, `${a.viewKey}/+/command_reply`, `${a.viewKey}/${d1.viewToken}/online`])).toEqual([0, 0, 0, 0]);
+    // Outside its key, unknown kinds, wildcards: refused.
+    expect(await granted(viewer, ['#', '$SYS/#', `${b.viewKey}/+/attributes`, `${a.viewKey}/+/secrets`, `${a.viewKey}/#`, 'attributes', `+/+/attributes`])).toEqual([128, 128, 128, 128, 128, 128, 128]);
+
+    const dev = await connect(d1.token, a.p.project.project_key);
+    await expect.poll(() => got.filter((m) => m.topic.endsWith('/online'))).toEqual([{ topic: `${a.viewKey}/${d1.viewToken}/online`, body: { device: { id: d1.id, name: 'pump' }, online: true, ts: expect.any(Number) } }]);
+
+    await dev.publishAsync('attributes', JSON.stringify({ temp: 21 }), { qos: 1 });
+    await dev.publishAsync('event/report/1', JSON.stringify({ method: 'alarm', params: { code: 7 } }), { qos: 1 });
+    expectOk(await a.p.api.put(`/api/v1/control/device/${d1.id}/attributes`, { target: 30 }));
+    // The other project's traffic never arrives.
+    const other = await connect(theirs.token, b.p.project.project_key);
+    await other.publishAsync('attributes', JSON.stringify({ leak: 1 }), { qos: 1 });
+
+    await expect.poll(() => got.filter((m) => m.topic.endsWith('/attributes')).length).toBe(2);
+    const attrs = got.filter((m) => m.topic.endsWith('/attributes'));
+    expect(attrs[0]).toEqual({ topic: `${a.viewKey}/${d1.viewToken}/attributes`, body: { device: { id: d1.id, name: 'pump' }, attributes: { temp: 21 }, attr_type: 'report', ts: expect.any(Number) } });
+    expect(attrs[1]!.body).toMatchObject({ attributes: { target: 30 }, attr_type: 'cloud' });
+    await expect.poll(() => got.find((m) => m.topic.endsWith('/event'))?.body).toMatchObject({ device: { id: d1.id }, method: 'alarm', params: { code: 7 } });
+
+    // A command reply.
+    await dev.subscribeAsync('command/send/+');
+    const cmd = expectOk(await a.p.api.post(`/api/v1/control/device/${d1.id}/command`, { method: 'open', params: {} }));
+    await dev.publishAsync(`command/reply/${cmd.command_id}`, JSON.stringify({ method: 'open', params: { ok: true }, id: cmd.command_id }), { qos: 1 });
+    await expect.poll(() => got.find((m) => m.topic.endsWith('/command_reply'))?.body).toMatchObject({ device: { id: d1.id }, id: cmd.command_id, method: 'open', params: { ok: true } });
+
+    await dev.endAsync();
+    await expect.poll(() => got.filter((m) => m.topic.endsWith('/online')).map((m) => m.body.online)).toEqual([true, false]);
+    expect(got.some((m) => JSON.stringify(m.body).includes('leak'))).toBe(false);
+    expect(got.every((m) => m.topic.startsWith(`${a.viewKey}/`))).toBe(true);
+  });
+
+  it('refuses a wrong view secret and closes a subscriber that publishes', async () => {
+    const a = await tenant('c');
+    await expect(mqtt.connectAsync(url, { username: a.viewKey, password: 'wrong-secret', reconnectPeriod: 0 })).rejects.toMatchObject({ code: 4 });
+    const viewer = await connect(a.viewKey, a.viewSecret);
+    const closed = new Promise<void>((resolve) => viewer.once('close', () => resolve()));
+    viewer.publish('attributes', JSON.stringify({ x: 1 }));
+    await closed;
+    // A rotated secret stops working for new connections.
+    expectOk(await a.p.api.post('/api/v1/view_key', {}));
+    await expect(mqtt.connectAsync(url, { username: a.viewKey, password: a.viewSecret, reconnectPeriod: 0 })).rejects.toMatchObject({ code: 4 });
+  });
+
+  it('works over WebSocket /mqtt too', async () => {
+    await ctx.app.listen({ port: 0, host: '127.0.0.1' });
+    const closeWs = attachWebSocket(ctx.app.server, broker);
+    try {
+      const a = await tenant('ws');
+      const d = await device(a);
+      const viewer = await connect(a.viewKey, a.viewSecret, {}, `ws://127.0.0.1:${(ctx.app.server.address() as AddressInfo).port}/mqtt`);
+      const got = collect(viewer);
+      await viewer.subscribeAsync(`${a.viewKey}/${d.viewToken}/attributes`);
+      await ctx.services.currentValues.report((await ctx.services.deviceAuth.authenticate(a.p.project.project_key, d.token))!, { v: 1 });
+      await expect.poll(() => got.map((m) => m.body.attributes)).toEqual([{ v: 1 }]);
+    } finally {
+      await closeWs();
+    }
+  });
+});

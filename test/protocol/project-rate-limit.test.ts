@@ -1,0 +1,75 @@
+import net, { type AddressInfo } from 'node:net';
+import { once } from 'node:events';
+import mqtt, { type MqttClient } from 'mqtt';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createBroker, type Broker } from '../../mqtt-broker/broker.ts';
+import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+
+/** Per-project device message rates (device-protocol.md §3): the broker without a global override. */
+let ctx: TestContext;
+let broker: Broker;
+let server: net.Server;
+let url: string;
+const clients: MqttClient[] = [];
+
+beforeAll(async () => {
+  ctx = await createTestApp({}, { settings: { deviceRateLimit: 50 } });
+  broker = await createBroker({ services: ctx.services, logger: pino({ level: 'silent' }), authFailureDelayMs: 0 });
+  server = net.createServer((socket) => broker.handleConnection(socket));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+afterAll(async () => {
+  for (const c of clients) c.end(true);
+  await broker?.close();
+  await new Promise((r) => server?.close(r));
+  await ctx?.close();
+});
+
+async function deviceOf(p: ProjectFixture) {
+  const d = expectOk(await p.api.post('/api/v1/device', { name: 'd' }));
+  return expectOk(await p.api.get(`/api/v1/device/${d.id}/certificate`)).access_token as string;
+}
+
+async function connect(p: ProjectFixture, token: string) {
+  const c = await mqtt.connectAsync(url, { username: token, password: p.project.project_key, reconnectPeriod: 0 });
+  clients.push(c);
+  await c.subscribeAsync('attributes/response');
+  return c;
+}
+
+/** Sends `n` reports at once and counts the answers: accepted and refused with 429. */
+async function burst(c: MqttClient, n: number) {
+  const answers: Array<{ result: number; errcode?: number }> = [];
+  const onMessage = (_t: string, payload: Buffer) => answers.push(JSON.parse(payload.toString()));
+  c.on('message', onMessage);
+  for (let i = 0; i < n; i++) c.publish('attributes', JSON.stringify({ i }));
+  await expect.poll(() => answers.length, { timeout: 10_000 }).toBe(n);
+  c.off('message', onMessage);
+  return { ok: answers.filter((a) => a.result === 1).length, limited: answers.filter((a) => a.errcode === 429).length };
+}
+
+describe('per-project device rate limits', () => {
+  it("applies each project's own limit, and a reconnect does not refill the bucket", async () => {
+    const slow = await createProject(ctx, 'slow');
+    const fast = await createProject(ctx, 'fast');
+    expectOk(await slow.api.put('/api/v1/project/settings', { device_rate_limit: 2 }));
+    const slowToken = await deviceOf(slow);
+    const s = await connect(slow, slowToken);
+    const f = await connect(fast, await deviceOf(fast));
+
+    // Burst = twice the limit: 4 of 8 pass for the slow project (plus what refills meanwhile), all 8 for the default.
+    const slowBurst = await burst(s, 8);
+    expect(slowBurst.ok).toBeGreaterThanOrEqual(4);
+    expect(slowBurst.ok).toBeLessThan(8);
+    expect(slowBurst.limited).toBe(8 - slowBurst.ok);
+    expect(await burst(f, 8)).toEqual({ ok: 8, limited: 0 });
+
+    // Reconnecting right away does not give a fresh bucket.
+    await s.endAsync();
+    const again = await connect(slow, slowToken);
+    expect((await burst(again, 4)).limited).toBeGreaterThan(0);
+  });
+});

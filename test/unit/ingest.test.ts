@@ -1,0 +1,129 @@
+import { describe, expect, it } from 'vitest';
+import type { TelemetryRow } from '../../src/db/repositories/history.repository.ts';
+import { createIngest, isTransientDbError } from '../../src/domain/telemetry/ingest.ts';
+
+const row = (identifier: string, value = 1): TelemetryRow => ({
+  projectId: 'p', deviceId: 'd', identifier, ts: 1, value, dataType: 'number', attrType: 'report', history: true,
+});
+
+/** A controllable write: records batches, and lets the test decide when each completes. */
+function gate() {
+  const batches: TelemetryRow[][] = [];
+  const pending: Array<{ resolve(): void; reject(e: unknown): void }> = [];
+  return {
+    batches,
+    pending,
+    write: (rows: TelemetryRow[]) =>
+      new Promise<void>((resolve, reject) => {
+        batches.push(rows);
+        pending.push({ resolve, reject });
+      }),
+    async next() {
+      await expect.poll(() => pending.length).toBeGreaterThan(0);
+      return pending.shift()!;
+    },
+  };
+}
+
+const settle = (p: Promise<unknown>) => p.then(() => 'done', (e: unknown) => e);
+
+describe('telemetry ingest pipeline', () => {
+  it('gathers concurrent submissions into one batch and resolves them only after it commits', async () => {
+    const g = gate();
+    const ingest = createIngest({ write: g.write, batchSize: 100, batchDelayMs: 5 });
+    let resolved = 0;
+    const subs = [ingest.submit([row('a')]), ingest.submit([row('b'), row('c')]), ingest.submit([row('d')])].map((p) => p.then(() => resolved++));
+    const first = await g.next();
+    expect(g.batches[0]!.map((r) => r.identifier)).toEqual(['a', 'b', 'c', 'd']);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(resolved).toBe(0);
+    first.resolve();
+    await Promise.all(subs);
+    expect(resolved).toBe(3);
+    expect(ingest.stats()).toMatchObject({ batches: 1, values: 4, pendingValues: 0 });
+  });
+
+  it('bounds batches by size and writes the next batch while more arrive (one write at a time)', async () => {
+    const g = gate();
+    const ingest = createIngest({ write: g.write, batchSize: 3, batchDelayMs: 1000 });
+    const subs = Array.from({ length: 7 }, (_, i) => ingest.submit([row(`v${i}`)]));
+    const first = await g.next();
+    expect(g.batches[0]).toHaveLength(3);
+    expect(g.pending).toHaveLength(0);
+    first.resolve();
+    (await g.next()).resolve();
+    (await g.next()).resolve();
+    await Promise.all(subs);
+    expect(g.batches.map((b) => b.length)).toEqual([3, 3, 1]);
+  });
+
+  it('holds submitters when the pipeline is full instead of growing without bound', async () => {
+    const g = gate();
+    const ingest = createIngest({ write: g.write, batchSize: 2, batchDelayMs: 0, maxPending: 4 });
+    const subs = Array.from({ length: 10 }, (_, i) => ingest.submit([row(`v${i}`)]));
+    const first = await g.next();
+    await new Promise((r) => setTimeout(r, 10));
+    expect(ingest.stats().pendingValues).toBe(4);
+    expect(ingest.stats().held).toBe(6);
+    first.resolve();
+    let done = false;
+    void Promise.all(subs).then(() => (done = true));
+    while (!done) {
+      expect(ingest.stats().pendingValues).toBeLessThanOrEqual(4);
+      await expect.poll(() => done || g.pending.length > 0).toBe(true);
+      g.pending.shift()?.resolve();
+    }
+    expect(g.batches.flat().map((r) => r.identifier).sort()).toEqual(Array.from({ length: 10 }, (_, i) => `v${i}`).sort());
+  });
+
+  it('retries a batch while the database is unavailable and loses nothing', async () => {
+    let failures = 3;
+    const written: TelemetryRow[][] = [];
+    const ingest = createIngest({
+      write: async (rows) => {
+        if (failures-- > 0) throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+        written.push(rows);
+      },
+      batchDelayMs: 0,
+      retryMinMs: 1,
+      retryMaxMs: 5,
+    });
+    await Promise.all([ingest.submit([row('a')]), ingest.submit([row('b')])]);
+    expect(written.flat().map((r) => r.identifier)).toEqual(['a', 'b']);
+    expect(ingest.stats().retries).toBe(3);
+  });
+
+  it('fails only the submission the database refuses, writing the others', async () => {
+    const written: string[] = [];
+    const ingest = createIngest({
+      write: async (rows) => {
+        if (rows.some((r) => r.identifier === 'bad')) throw Object.assign(new Error('invalid input syntax'), { code: '22P02' });
+        written.push(...rows.map((r) => r.identifier));
+      },
+      batchDelayMs: 5,
+    });
+    const results = await Promise.all([settle(ingest.submit([row('a')])), settle(ingest.submit([row('bad')])), settle(ingest.submit([row('c')]))]);
+    expect(results[0]).toBe('done');
+    expect(results[1]).toMatchObject({ code: '22P02' });
+    expect(results[2]).toBe('done');
+    expect(written.sort()).toEqual(['a', 'c']);
+  });
+
+  it('flushes everything waiting on stop and refuses new submissions after', async () => {
+    const written: string[] = [];
+    const ingest = createIngest({ write: async (rows) => void written.push(...rows.map((r) => r.identifier)), batchDelayMs: 60_000 });
+    const sub = ingest.submit([row('a'), row('b')]);
+    await ingest.stop();
+    await sub;
+    expect(written).toEqual(['a', 'b']);
+    await expect(ingest.submit([row('c')])).rejects.toThrow(/stopped/);
+  });
+
+  it('tells connection failures from refused data', () => {
+    expect(isTransientDbError(Object.assign(new Error('x'), { code: 'ECONNREFUSED' }))).toBe(true);
+    expect(isTransientDbError(Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' }))).toBe(true);
+    expect(isTransientDbError({ message: 'Failed query', cause: Object.assign(new Error('write CONNECTION_CLOSED'), { code: 'CONNECTION_CLOSED' }) })).toBe(true);
+    expect(isTransientDbError(Object.assign(new Error('duplicate key'), { code: '23505' }))).toBe(false);
+    expect(isTransientDbError(new Error('invalid input syntax for type json'))).toBe(false);
+  });
+});
