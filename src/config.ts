@@ -41,6 +41,7 @@ export const configSchema = z
     INGEST_BATCH_SIZE: z.coerce.number().int().min(1).max(100_000).default(5_000),
     INGEST_BATCH_DELAY_MS: z.coerce.number().int().min(0).max(10_000).default(5),
     INGEST_MAX_PENDING: z.coerce.number().int().min(1).max(10_000_000).default(100_000),
+    INGEST_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(2),
     TRUST_PROXY: z
       .enum(['true', 'false', '1', '0'])
       .default('false')

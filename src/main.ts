@@ -50,6 +50,8 @@ async function start(config: Config) {
       ingestBatchSize: config.INGEST_BATCH_SIZE,
       ingestBatchDelayMs: config.INGEST_BATCH_DELAY_MS,
       ingestMaxPending: config.INGEST_MAX_PENDING,
+      // PGlite is one connection: parallel batches would only queue behind each other.
+      ingestConcurrency: database.driver === 'postgres' ? config.INGEST_CONCURRENCY : 1,
     },
   });
   await services.presence.resetOnline();
@@ -62,6 +64,8 @@ async function start(config: Config) {
     retentionDays: config.HISTORY_RETENTION_DAYS,
   });
   await services.retention.start();
+  await services.currentCache.recover();
+  services.currentCache.start();
   const app = await buildApp({ config, services, jwtSecret: jwt.secret, logger });
 
   // Closed in reverse order: listeners first, then what they feed (pending presence) is flushed.
@@ -70,6 +74,7 @@ async function start(config: Config) {
     () => services.presence.stop(),
     () => services.commands.stop(),
     () => services.retention.stop(),
+    () => services.currentCache.stop(),
     () => services.ingest.stop(),
     // Data-stream messages (and the attribute reports of mapped JSON streams) are written before ingest stops.
     () => services.dataStreams.stop(),

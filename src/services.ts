@@ -18,6 +18,7 @@ import { createDataStreamsService } from './domain/telemetry/data-streams.servic
 import { createHistoryRepository } from './db/repositories/history.repository.ts';
 import { createHistoryService } from './domain/telemetry/history.service.ts';
 import { createIngest } from './domain/telemetry/ingest.ts';
+import { createCurrentCache } from './domain/telemetry/current-cache.ts';
 import { createRetention } from './domain/telemetry/retention.ts';
 import { createProjectSettingsService } from './domain/projects/project-settings.service.ts';
 import { createCredentialsRepository } from './db/repositories/credentials.repository.ts';
@@ -45,6 +46,8 @@ export interface ServiceSettings {
   ingestBatchSize: number;
   ingestBatchDelayMs: number;
   ingestMaxPending: number;
+  /** Batches written at once: 1 on the embedded database (one connection), more on PostgreSQL. */
+  ingestConcurrency: number;
 }
 
 export const DEFAULT_SETTINGS: ServiceSettings = {
@@ -55,6 +58,7 @@ export const DEFAULT_SETTINGS: ServiceSettings = {
   ingestBatchSize: 5_000,
   ingestBatchDelayMs: 5,
   ingestMaxPending: 100_000,
+  ingestConcurrency: 1,
 };
 
 export interface ServiceDeps {
@@ -85,30 +89,51 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
   });
   const historyRepo = createHistoryRepository(db);
   const attributeValuesRepo = createAttributeValuesRepository(db);
+  const currentCache = createCurrentCache({ db, history: historyRepo, clock, logger });
   const ingest = createIngest({
-    // Partitions first (DDL outside the batch), then history and current values in one transaction.
+    // Partitions first (DDL outside the batch), then one transaction: history rows, and the current
+    // values that cannot wait (pushes, cloud, back-dated reports); fresh reports' current values go
+    // to the cache once committed and are written once per second.
     write: async (rows) => {
       await historyRepo.ensurePartitions(rows.filter((r) => r.history).map((r) => historyRepo.dayOf(r.ts)));
-      await db.transaction((tx) => historyRepo.write(tx, rows));
+      const w = currentCache.begin();
+      try {
+        const fresh = rows.filter(w.fresh);
+        await db.transaction(async (tx) => {
+          await historyRepo.insert(tx, rows);
+          await historyRepo.upsertCurrent(tx, fresh.length ? rows.filter((r) => !w.fresh(r)) : rows);
+        });
+        w.committed(fresh);
+      } finally {
+        w.end();
+      }
     },
     batchSize: settings.ingestBatchSize,
     batchDelayMs: settings.ingestBatchDelayMs,
     maxPending: settings.ingestMaxPending,
+    concurrency: settings.ingestConcurrency,
     logger,
   });
   const history = createHistoryService({
     history: historyRepo,
-    values: attributeValuesRepo,
+    values: {
+      list: async (projectId, deviceId, keys) => currentCache.overlay(deviceId, await attributeValuesRepo.list(projectId, deviceId, keys), keys),
+      remove: async (projectId, deviceId, keys) => {
+        currentCache.forget(deviceId, keys);
+        await attributeValuesRepo.remove(projectId, deviceId, keys);
+      },
+    },
     devices: devicesRepo,
     attributeModels: (projectId, typeId) => deviceTypes.attributeModels(projectId, typeId),
     clock,
   });
   // A deleted device's history goes with it (the history has no foreign key: it would tax every insert).
   bus.on('device.deleted', ({ deviceId }) => {
+    currentCache.forget(deviceId);
     historyRepo.removeDevice(deviceId).catch((err: unknown) => logger.warn({ err: { message: (err as Error)?.message }, deviceId }, 'history of a deleted device not removed'));
   });
   const currentValues = createCurrentValuesService({
-    repo: attributeValuesRepo,
+    repo: { list: async (projectId, deviceId, keys) => currentCache.overlay(deviceId, await attributeValuesRepo.list(projectId, deviceId, keys), keys) },
     devices: devicesRepo,
     sessions,
     presence,
@@ -128,6 +153,7 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
     commands: createCommandsService({ db, devices: devicesRepo, sessions, bus, presence, clock, logger }),
     currentValues,
     ingest,
+    currentCache,
     history,
     historyStore: historyRepo,
     retention: createRetention({ db, history: historyRepo, settings: projectSettings, defaultDays: settings.historyRetentionDays, clock, logger }),

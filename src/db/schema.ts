@@ -401,3 +401,13 @@ export const dataMessages = pgTable(
     index('data_messages_project_ts_idx').on(t.projectId, t.ts),
   ],
 );
+
+/**
+ * Durable markers of the telemetry pipeline: `current_values` = every fresh report committed before
+ * this time has its current value flushed (src/domain/telemetry/current-cache.ts recovers the rest
+ * from history after a crash).
+ */
+export const telemetryCheckpoints = pgTable('telemetry_checkpoints', {
+  name: text('name').primaryKey(),
+  ts: ms('ts').notNull(),
+});

@@ -42,6 +42,7 @@ export async function createTestApp(
     close: async () => {
       await app.close();
       await services.ingest.stop();
+      await services.currentCache.stop();
       await database.close();
     },
   };

@@ -52,6 +52,8 @@ function capture<K extends keyof DomainEvents>(name: K) {
 }
 
 async function storedValues(deviceId: string) {
+  // Fresh reports' current values are written once per second: write them now.
+  await ctx.services.currentCache.flush();
   const rows = rowsOf<{ identifier: string; value: unknown; attr_type: string; data_type: string; ts: number | string }>(
     await ctx.database.db.execute(sql`select identifier, value, attr_type, data_type, ts from attribute_values where device_id = ${deviceId} order by identifier`),
   );

@@ -108,6 +108,10 @@ describe('a hard kill of the server process', () => {
     for (const v of stored) counts.set(v, (counts.get(v) ?? 0) + 1);
     expect(ackedAtKill.filter((n) => counts.get(n) !== 1)).toEqual([]);
     expect([...counts.values()].every((n) => n === 1)).toBe(true);
+    // The current value is the newest report in history (recovered from it after the crash).
+    const newest = (await call(http, 'GET', `/api/v1/device/${reporter.id}/attribute/seq/series?page_records=1`, token2))[0].value;
+    const current = await call(http, 'GET', `/api/v1/device/${reporter.id}/attributes`, token2);
+    expect(current.find((a: { identifier: string }) => a.identifier === 'seq')?.value).toBe(newest);
 
     // The queued command survived and reaches the device when it connects and subscribes.
     const d = await mqtt.connectAsync(mqttUrl, { username: sleeperToken, password: project.project_key, reconnectPeriod: 0 });

@@ -153,7 +153,8 @@ describe('device topics (device-protocol.md §3)', () => {
     await c.subscribeAsync('attributes/response');
     const answer = nextMessage(c, 'attributes/response');
     await c.publishAsync('attributes', JSON.stringify({ temperature: 21.5, on: true }), { qos: 1 });
-    // After the PUBACK the value is stored.
+    // After the PUBACK the report is durable (history) and is the current value.
+    expect((await ctx.services.historyStore.series(p.project.id, d.id, 'temperature', 0, Date.now() + 1000, 10, 0)).map((x) => x.value)).toEqual([21.5]);
     expect(await ctx.services.currentValues.get(p.project.id, d.id)).toEqual({ temperature: 21.5, on: true });
     const { body } = await answer;
     expect(body).toEqual({ result: 1, ts: expect.any(Number) });

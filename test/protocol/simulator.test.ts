@@ -106,6 +106,7 @@ describe('device simulator run', () => {
     expect(attrs.location).toEqual({ lat: expect.any(Number), lng: expect.any(Number) });
     expect(attrs.switch).toBe(true);
 
+    await ctx.services.currentCache.flush();
     const [row] = await ctx.database.db
       .select({ attrType: attributeValues.attrType })
       .from(attributeValues)

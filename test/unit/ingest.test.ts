@@ -57,6 +57,19 @@ describe('telemetry ingest pipeline', () => {
     expect(g.batches.map((b) => b.length)).toEqual([3, 3, 1]);
   });
 
+  it('writes up to `concurrency` batches at once', async () => {
+    const g = gate();
+    const ingest = createIngest({ write: g.write, batchSize: 2, batchDelayMs: 1000, concurrency: 2 });
+    const subs = Array.from({ length: 6 }, (_, i) => ingest.submit([row(`v${i}`)]));
+    await expect.poll(() => g.pending.length).toBe(2);
+    expect(g.batches.map((b) => b.length)).toEqual([2, 2]);
+    for (const p of g.pending.splice(0)) p.resolve();
+    await expect.poll(() => g.pending.length).toBe(1);
+    g.pending.shift()!.resolve();
+    await Promise.all(subs);
+    expect(g.batches.flat()).toHaveLength(6);
+  });
+
   it('holds submitters when the pipeline is full instead of growing without bound', async () => {
     const g = gate();
     const ingest = createIngest({ write: g.write, batchSize: 2, batchDelayMs: 0, maxPending: 4 });

@@ -130,19 +130,21 @@ export function createHistoryRepository(db: Db) {
     ensurePartitions,
     dayOf: (ts: number) => Math.floor(ts / DAY_MS),
 
-    /**
-     * Writes one batch in the caller's transaction: history rows (reports) in one statement, and
-     * the newest value per (device, identifier) as current values in another. A value older than
-     * the stored current one does not replace it.
-     */
-    async write(tx: Tx, rows: TelemetryRow[]): Promise<void> {
+    /** Inserts history rows (reports) in one statement, in the caller's transaction. */
+    async insert(tx: Tx, rows: TelemetryRow[]): Promise<void> {
       const history = rows.filter((r) => r.history).map((r) => ({ p: r.projectId, d: r.deviceId, i: r.identifier, t: r.ts, ...columnsOf(r) }));
-      if (history.length) {
-        await tx.execute(sql`
-          insert into attribute_history (project_id, device_id, identifier, ts, num, bool, str, json)
-          select p, d, i, timestamptz 'epoch' + t * interval '1 millisecond', n, b, s, j
-          from jsonb_to_recordset(${JSON.stringify(history)}::jsonb) as r(p text, d text, i text, t int8, n float8, b bool, s text, j jsonb)`);
-      }
+      if (!history.length) return;
+      await tx.execute(sql`
+        insert into attribute_history (project_id, device_id, identifier, ts, num, bool, str, json)
+        select p, d, i, timestamptz 'epoch' + t * interval '1 millisecond', n, b, s, j
+        from jsonb_to_recordset(${JSON.stringify(history)}::jsonb) as r(p text, d text, i text, t int8, n float8, b bool, s text, j jsonb)`);
+    },
+
+    /**
+     * Makes the newest value per (device, identifier) of `rows` the current value, in one statement.
+     * A value older than the stored one does not replace it; values of deleted devices are skipped.
+     */
+    async upsertCurrent(tx: Tx, rows: Iterable<TelemetryRow>): Promise<void> {
       const latest = new Map<string, TelemetryRow>();
       for (const r of rows) {
         const key = `${r.deviceId}\u0000${r.identifier}`;
@@ -151,7 +153,7 @@ export function createHistoryRepository(db: Db) {
       }
       const current = [...latest.values()].map((r) => ({ p: r.projectId, d: r.deviceId, i: r.identifier, v: r.value, a: r.attrType, y: r.dataType, t: r.ts }));
       if (!current.length) return;
-      // Sorted so concurrent batches lock rows in one order (no deadlocks between writers).
+      // Sorted so concurrent writers lock rows in one order (no deadlocks between them).
       current.sort((a, b) => (a.d < b.d ? -1 : a.d > b.d ? 1 : a.i < b.i ? -1 : a.i > b.i ? 1 : 0));
       await tx.execute(sql`
         insert into attribute_values (device_id, identifier, project_id, value, attr_type, data_type, ts)
@@ -161,6 +163,40 @@ export function createHistoryRepository(db: Db) {
         on conflict (device_id, identifier) do update
           set value = excluded.value, attr_type = excluded.attr_type, data_type = excluded.data_type, ts = excluded.ts
           where attribute_values.ts <= excluded.ts`);
+    },
+
+    /** Both of the above: history rows and current values of one batch, in the caller's transaction. */
+    async write(tx: Tx, rows: TelemetryRow[]): Promise<void> {
+      await this.insert(tx, rows);
+      await this.upsertCurrent(tx, rows);
+    },
+
+    /**
+     * Current values from history reports newer than `since` (crash recovery of the current-values
+     * cache): the newest per (device, identifier), never replacing a newer stored value.
+     */
+    async rebuildCurrentSince(since: number): Promise<number> {
+      const rows = rowsOf<{ n: string | number }>(
+        await db.execute(sql`
+          with latest as (
+            select distinct on (device_id, identifier) project_id, device_id, identifier, ts, num, bool, str, json
+            from attribute_history where ts > ${tsOf(since)}
+            order by device_id, identifier, ts desc
+          ), upserted as (
+            insert into attribute_values (device_id, identifier, project_id, value, attr_type, data_type, ts)
+            select device_id, identifier, project_id,
+              coalesce(to_jsonb(num), to_jsonb(bool), to_jsonb(str), json), 'report',
+              case when num is not null then 'number' when bool is not null then 'boolean' when str is not null then 'string'
+                   when jsonb_typeof(json) = 'array' then 'array' else 'object' end,
+              ${msOf(sql`ts`)}
+            from latest where exists (select 1 from devices where devices.id = latest.device_id)
+            on conflict (device_id, identifier) do update
+              set value = excluded.value, attr_type = excluded.attr_type, data_type = excluded.data_type, ts = excluded.ts
+              where attribute_values.ts < excluded.ts
+            returning 1
+          ) select count(*) as n from upserted`),
+      );
+      return Number(rows[0]?.n ?? 0);
     },
 
     /** A page of one attribute's history, newest first, within [from, to]. */

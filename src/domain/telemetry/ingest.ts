@@ -20,6 +20,8 @@ export interface IngestOptions {
   batchDelayMs?: number;
   /** Most values waiting before submitters are held. */
   maxPending?: number;
+  /** Batches written at the same time (PostgreSQL: one connection each). */
+  concurrency?: number;
   /** Whether an error is the database being unavailable (retry) rather than refusing the data. */
   isTransient?: (err: unknown) => boolean;
   logger?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
@@ -58,23 +60,28 @@ export function createIngest(options: IngestOptions) {
   const batchSize = options.batchSize ?? 5_000;
   const batchDelayMs = options.batchDelayMs ?? 5;
   const maxPending = Math.max(options.maxPending ?? 100_000, batchSize);
+  const concurrency = Math.max(1, options.concurrency ?? 1);
   const isTransient = options.isTransient ?? isTransientDbError;
   const retryMinMs = options.retryMinMs ?? 50;
   const retryMaxMs = options.retryMaxMs ?? 5_000;
   const log = options.logger;
 
   const queue: Pending[] = [];
+  /** Values submitted and not yet written (queued or being written): what back-pressure bounds. */
   let pendingValues = 0;
+  /** Values queued and not yet taken into a batch: what starts a writer. */
+  let queuedValues = 0;
   let timer: NodeJS.Timeout | undefined;
-  let flushing: Promise<void> | undefined;
+  /** Writers running; each takes batches until the queue is empty. */
+  let workers = 0;
   const waitingForRoom: Array<() => void> = [];
   const drainedWaiters: Array<() => void> = [];
   const stats = { batches: 0, values: 0, retries: 0 };
   let stopped = false;
 
   function schedule() {
-    if (flushing || !queue.length) return;
-    if (pendingValues >= batchSize) {
+    if (workers >= concurrency || !queue.length) return;
+    if (queuedValues >= batchSize) {
       start();
     } else {
       timer ??= setTimeout(() => {
@@ -85,15 +92,16 @@ export function createIngest(options: IngestOptions) {
   }
 
   function start() {
-    if (flushing || !queue.length) return;
+    if (workers >= concurrency || !queue.length) return;
     if (timer) {
       clearTimeout(timer);
       timer = undefined;
     }
-    flushing = flushLoop().finally(() => {
-      flushing = undefined;
+    workers += 1;
+    void flushLoop().finally(() => {
+      workers -= 1;
       if (queue.length) schedule();
-      else for (const w of drainedWaiters.splice(0)) w();
+      else if (workers === 0) for (const w of drainedWaiters.splice(0)) w();
     });
   }
 
@@ -105,6 +113,7 @@ export function createIngest(options: IngestOptions) {
       batch.push(p);
       n += p.rows.length;
     }
+    queuedValues -= n;
     return batch;
   }
 
@@ -171,6 +180,7 @@ export function createIngest(options: IngestOptions) {
       if (stopped) throw new Error('telemetry ingest is stopped');
       while (pendingValues >= maxPending) await new Promise<void>((r) => waitingForRoom.push(r));
       pendingValues += rows.length;
+      queuedValues += rows.length;
       const done = new Promise<void>((resolve, reject) => queue.push({ rows, resolve, reject }));
       schedule();
       return done;
@@ -178,7 +188,7 @@ export function createIngest(options: IngestOptions) {
 
     /** Writes everything waiting now (graceful stop, tests). */
     async flush(): Promise<void> {
-      if (!queue.length && !flushing) return;
+      if (!queue.length && !workers) return;
       const drained = new Promise<void>((r) => drainedWaiters.push(r));
       start();
       await drained;
