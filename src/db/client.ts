@@ -65,7 +65,32 @@ export interface PostgresOptions {
   max?: number;
 }
 
+/**
+ * postgres.js 3.4 runs an array-types query on every new connection and drops its promise: when the
+ * server kills that connection (restart, failover, pg_terminate_backend) the error escapes as an
+ * unhandled rejection and would end the process (porsager/postgres#1192, #1223). The query the
+ * application was running fails on its own (and is retried where that is safe), so this one error
+ * is logged and absorbed; every other unhandled rejection still ends the process as before.
+ */
+export function isDroppedTypeFetch(reason: unknown): boolean {
+  const query = (reason as { query?: unknown } | null)?.query;
+  return typeof query === 'string' && query.includes('pg_catalog.pg_type') && query.includes("typcategory = 'A'");
+}
+let typeFetchGuard = false;
+function guardTypeFetch() {
+  if (typeFetchGuard) return;
+  typeFetchGuard = true;
+  process.on('unhandledRejection', (reason) => {
+    if (isDroppedTypeFetch(reason)) {
+      console.warn(`database connection lost while it was starting (${(reason as Error).message}); it is re-established on the next query`);
+      return;
+    }
+    throw reason;
+  });
+}
+
 export async function openPostgres(url: string, opts: PostgresOptions = {}): Promise<Database> {
+  guardTypeFetch();
   const sql = postgres(url, {
     max: opts.max ?? 10,
     onnotice: () => {},

@@ -74,4 +74,25 @@ describe.skipIf(problem !== null)(`against TimescaleDB in a container (${IMAGE})
     });
     await expect(services.auth.appLogin(created.app)).resolves.toMatchObject({ projectId: created.id, kind: 'app' });
   });
+
+  it('keeps attribute history in a hypertable with compression and retention policies, and reads it back', async () => {
+    const db = (database as OpenedDatabase).db;
+    const services = createServices({ db });
+    expect(await services.historyStore.detect()).toBe('timescale');
+    await services.historyStore.applyTimescalePolicies({ chunkHours: 24, compressAfterDays: 7, retentionDays: 365 });
+    const jobs = rowsOf<{ proc_name: string }>(
+      await db.execute(sql`select proc_name from timescaledb_information.jobs where hypertable_name = 'attribute_history' order by proc_name`),
+    );
+    expect(jobs.map((j) => j.proc_name)).toEqual(['policy_compression', 'policy_retention']);
+    const project = await services.projects.create({ name: 'history in a container' });
+    const device = await services.devices.create({ projectId: project.id }, { name: 'd' });
+    const identity = (await services.deviceAuth.authenticate(project.project_key, (await services.devices.certificate({ projectId: project.id }, device.id)).access_token))!;
+    const t = Math.floor((Date.now() - 7_200_000) / 3_600_000) * 3_600_000 + 1000;
+    await services.currentValues.reportSeries(identity, [{ ts: t, attributes: { temp: 1 } }, { ts: t + 1000, attributes: { temp: 3 } }]);
+    const page = await services.history.series({ projectId: project.id }, device.id, 'temp', { page: 1, page_records: 10 });
+    expect(page.map((p) => p.value)).toEqual([3, 1]);
+    const agg = await services.history.aggregate({ projectId: project.id }, device.id, { identifiers: ['temp'], fn: 'avg', interval_ms: 3_600_000 });
+    expect(agg.series.temp!.map((b) => b.value)).toEqual([2]);
+    await services.ingest.stop();
+  });
 });

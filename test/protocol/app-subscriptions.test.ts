@@ -1,31 +1,24 @@
-import net, { type AddressInfo } from 'node:net';
-import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createBroker, type Broker } from '../../mqtt-broker/broker.ts';
 import { attachWebSocket } from '../../mqtt-broker/websocket.ts';
+import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 
 /** Application subscriptions (device-protocol.md §9): read-only MQTT with the project's view key. */
 let ctx: TestContext;
-let broker: Broker;
-let server: net.Server;
+let tb: TestBroker;
 let url: string;
 const clients: MqttClient[] = [];
 
 beforeAll(async () => {
   ctx = await createTestApp();
-  broker = await createBroker({ services: ctx.services, logger: pino({ level: 'silent' }), authFailureDelayMs: 0 });
-  server = net.createServer((socket) => broker.handleConnection(socket));
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  tb = await startTestBroker(ctx);
+  url = tb.url;
 });
 afterAll(async () => {
   for (const c of clients) c.end(true);
-  await broker?.close();
-  await new Promise((r) => server?.close(r));
+  await tb?.close();
   await ctx?.close();
 });
 
@@ -116,7 +109,7 @@ describe('application subscriptions', () => {
 
   it('works over WebSocket /mqtt too', async () => {
     await ctx.app.listen({ port: 0, host: '127.0.0.1' });
-    const closeWs = attachWebSocket(ctx.app.server, broker);
+    const closeWs = attachWebSocket(ctx.app.server, tb.broker);
     try {
       const a = await tenant('ws');
       const d = await device(a);

@@ -1,30 +1,22 @@
-import net, { type AddressInfo } from 'node:net';
-import { once } from 'node:events';
 import mqtt, { type MqttClient } from 'mqtt';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createBroker, type Broker } from '../../mqtt-broker/broker.ts';
+import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 
 /** Per-project device message rates (device-protocol.md §3): the broker without a global override. */
 let ctx: TestContext;
-let broker: Broker;
-let server: net.Server;
+let tb: TestBroker;
 let url: string;
 const clients: MqttClient[] = [];
 
 beforeAll(async () => {
   ctx = await createTestApp({}, { settings: { deviceRateLimit: 50 } });
-  broker = await createBroker({ services: ctx.services, logger: pino({ level: 'silent' }), authFailureDelayMs: 0 });
-  server = net.createServer((socket) => broker.handleConnection(socket));
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  tb = await startTestBroker(ctx);
+  url = tb.url;
 });
 afterAll(async () => {
   for (const c of clients) c.end(true);
-  await broker?.close();
-  await new Promise((r) => server?.close(r));
+  await tb?.close();
   await ctx?.close();
 });
 
