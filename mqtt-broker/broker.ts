@@ -8,8 +8,9 @@ import type { DeviceIdentity } from '../src/domain/devices/device-identity.ts';
 import { VIEW_KEY_LENGTH } from '../src/domain/projects/view-key.service.ts';
 import { AppError, BadRequest, NotFound } from '../src/errors.ts';
 import type { Services } from '../src/services.ts';
+import { createGatewayHub, type GatewayLink } from './gateway.ts';
 import { createViewerHooks, type Viewer } from './subscriptions.ts';
-import { deviceTopic, isCommandFilter, isDownstreamFilter, parseUpstream, relativeTopic, responseTopicOf, upstreamSink, type Upstream } from './topics.ts';
+import { deviceTopic, GATEWAY_TOPICS, isCommandFilter, isDownstreamFilter, isGatewayDownstreamFilter, parseUpstream, relativeTopic, responseTopicOf, upstreamSink, type Upstream } from './topics.ts';
 
 export const MQTT_DEFAULTS = {
   /** Largest MQTT packet a device may send, in bytes (device-protocol.md §3 "a payload over the size limit"). */
@@ -30,7 +31,7 @@ const MAX_KEYS = 200;
 const MAX_FUTURE_MS = 5 * 60_000;
 
 export interface BrokerOptions {
-  services: Pick<Services, 'deviceAuth' | 'sessions' | 'presence' | 'currentValues' | 'deviceEvents' | 'commands' | 'projectSettings' | 'viewKey' | 'bus' | 'devices'>;
+  services: Pick<Services, 'deviceAuth' | 'sessions' | 'presence' | 'currentValues' | 'deviceEvents' | 'commands' | 'projectSettings' | 'viewKey' | 'bus' | 'devices' | 'gateways' | 'history'>;
   logger: Pick<Logger, 'child'>;
   maxPacketSize?: number;
   /**
@@ -74,6 +75,8 @@ interface ClientState {
    * lost (and time out), so they wait here and go out when the subscription arrives.
    */
   heldCommands?: Array<{ topic: string; payload: Buffer }>;
+  /** Set for a gateway device (conn_type "3"): its sub-devices' traffic (device-protocol.md §8, gateway.ts). */
+  gateway?: GatewayLink;
 }
 
 /** Commands held for a connection that has not subscribed to them yet; more are refused. */
@@ -151,6 +154,12 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     },
   });
 
+  // Gateways and their sub-devices (device-protocol.md §8).
+  const gateways = createGatewayHub({ services, log, clock });
+  /** A device may subscribe to the downstream device topics, and a gateway also to the gateway ones. */
+  const mayFilter = (state: ClientState, filter: string) =>
+    isDownstreamFilter(filter) || (state.identity.connType === '3' && isGatewayDownstreamFilter(filter));
+
   function publishTo(deviceId: string, topic: string, payload: Buffer): Promise<void> {
     return new Promise((resolve, reject) => {
       aedes.publish({ cmd: 'publish', topic: deviceTopic(deviceId, topic), payload, qos: 1, retain: false, dup: false }, (err) => (err ? reject(err) : resolve()));
@@ -221,6 +230,10 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         const matched = await services.commands.reply(identity, Number(up.id), body);
         return matched ? { result: 1 } : failure(404, 'no open command with this id');
       }
+      case 'gateway':
+        // Only a gateway's connection speaks for sub-devices; anyone else is refused (and cannot subscribe to the answer).
+        if (!state.gateway) return failure(403, 'only a gateway device may publish gateway topics');
+        return state.gateway.handle(up.message, payload);
       case 'data':
         // Recorded (and counted as activity) once stored, so a QoS 1 PUBACK follows the write. `data/<identifier>`
         // has no response topic: an unknown stream, an empty or oversized payload, or non-JSON on a JSON stream
@@ -241,7 +254,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     parser.prependListener('packet', (packet: { cmd?: string; unsubscriptions?: string[] }) => {
       const state = states.get(client);
       if (packet.cmd !== 'unsubscribe' || !state || !Array.isArray(packet.unsubscriptions)) return;
-      packet.unsubscriptions = packet.unsubscriptions.map((f) => (isDownstreamFilter(f) ? deviceTopic(state.identity.deviceId, f) : f));
+      packet.unsubscriptions = packet.unsubscriptions.map((f) => (mayFilter(state, f) ? deviceTopic(state.identity.deviceId, f) : f));
     });
   }
 
@@ -302,7 +315,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       return callback(null, topic === undefined ? null : { ...sub, topic, qos: 0 });
     }
     const state = states.get(client);
-    if (!state || !isDownstreamFilter(sub.topic)) return callback(null, null);
+    if (!state || !mayFilter(state, sub.topic)) return callback(null, null);
     callback(null, { ...sub, topic: deviceTopic(state.identity.deviceId, sub.topic) });
   };
 
@@ -392,6 +405,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     state.session = session;
     services.sessions.attach(session);
     services.presence.connected(identity, 'mqtt');
+    if (identity.connType === '3') state.gateway = gateways.open(identity, session);
     log.info({ deviceId: identity.deviceId, clientId: state.clientId }, 'device connected');
   });
 
@@ -405,6 +419,8 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     if (!state?.session) return;
     const { session, identity } = state;
     state.session = undefined;
+    // The gateway's sub-devices go offline with its connection.
+    state.gateway?.end('gateway disconnected');
     const current = services.sessions.detach(session) || state.kicked === true;
     if (current) services.presence.disconnected(identity, 'mqtt', state.kicked ? 'kicked' : 'disconnect');
     log.info({ deviceId: identity.deviceId }, 'device disconnected');
@@ -414,6 +430,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     const state = states.get(client);
     if (!state?.session) return;
     const { identity } = state;
+    if (state.gateway && subs.some((s) => s.qos < 128 && s.topic === GATEWAY_TOPICS.commandSend)) state.gateway.commandsReady();
     // The event carries the filters as the device sent them, with the granted QoS (128 = refused).
     const wantsCommands = subs.some((s) => s.qos < 128 && isCommandFilter(s.topic));
     if (!wantsCommands) return;
@@ -444,6 +461,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     close: () => {
       clearInterval(sweepBuckets);
       viewerHooks.close();
+      gateways.close();
       return new Promise<void>((resolve) => aedes.close(() => resolve()));
     },
   };

@@ -32,12 +32,15 @@ export type Upstream =
   | { kind: 'attributes_series' }
   | { kind: 'event_report'; id: string }
   | { kind: 'command_reply'; id: string }
-  | { kind: 'data'; identifier: string };
+  | { kind: 'data'; identifier: string }
+  | { kind: 'gateway'; message: GatewayMessage };
 
 /** The upstream message a topic names, or undefined for anything a device may not publish. */
 export function parseUpstream(topic: string): Upstream | undefined {
   if (topic === 'attributes') return { kind: 'attributes' };
   if (topic === 'attributes/series') return { kind: 'attributes_series' };
+  const gateway = GATEWAY_UPSTREAM.get(topic);
+  if (gateway) return { kind: 'gateway', message: gateway };
   const parts = topic.split('/');
   if (parts.length === 3) {
     const [a, b, id] = parts as [string, string, string];
@@ -67,6 +70,8 @@ export function responseTopicOf(up: Upstream): string | undefined {
       return TOPICS.commandReplyResponse(up.id);
     case 'data':
       return undefined;
+    case 'gateway':
+      return GATEWAY_RESPONSE[up.message];
   }
 }
 
@@ -107,3 +112,53 @@ export function relativeTopic(deviceId: string, internal: string): string | unde
   const prefix = `$d/${deviceId}/`;
   return internal.startsWith(prefix) ? internal.slice(prefix.length) : undefined;
 }
+
+/**
+ * Gateway topics (device-protocol.md §8): a gateway speaks for its sub-devices with these, with no
+ * `<id>`; the sub-device is named by `"device":"<addr>"` in the payload. Only a connection of a
+ * gateway device (conn_type "3") may publish or subscribe to them. The response topics of
+ * `gateway/command/reply`, `gateway/connect` and `gateway/disconnect` are our Decision: the
+ * vendor's table names none, and a gateway needs to learn of an unknown address.
+ */
+export const GATEWAY_TOPICS = {
+  attributes: 'gateway/attributes',
+  attributesResponse: 'gateway/attributes/response',
+  attributesGet: 'gateway/attributes/get',
+  attributesGetResponse: 'gateway/attributes/get/response',
+  attributesPush: 'gateway/attributes/push',
+  eventReport: 'gateway/event/report',
+  eventResponse: 'gateway/event/response',
+  commandSend: 'gateway/command/send',
+  commandReply: 'gateway/command/reply',
+  commandReplyResponse: 'gateway/command/reply/response',
+  connect: 'gateway/connect',
+  connectResponse: 'gateway/connect/response',
+  disconnect: 'gateway/disconnect',
+  disconnectResponse: 'gateway/disconnect/response',
+} as const;
+
+/** What a gateway publishes on behalf of a sub-device. */
+export type GatewayMessage = 'attributes' | 'attributes_get' | 'event_report' | 'command_reply' | 'connect' | 'disconnect';
+
+const GATEWAY_UPSTREAM = new Map<string, GatewayMessage>([
+  [GATEWAY_TOPICS.attributes, 'attributes'],
+  [GATEWAY_TOPICS.attributesGet, 'attributes_get'],
+  [GATEWAY_TOPICS.eventReport, 'event_report'],
+  [GATEWAY_TOPICS.commandReply, 'command_reply'],
+  [GATEWAY_TOPICS.connect, 'connect'],
+  [GATEWAY_TOPICS.disconnect, 'disconnect'],
+]);
+
+const GATEWAY_RESPONSE: Record<GatewayMessage, string> = {
+  attributes: GATEWAY_TOPICS.attributesResponse,
+  attributes_get: GATEWAY_TOPICS.attributesGetResponse,
+  event_report: GATEWAY_TOPICS.eventResponse,
+  command_reply: GATEWAY_TOPICS.commandReplyResponse,
+  connect: GATEWAY_TOPICS.connectResponse,
+  disconnect: GATEWAY_TOPICS.disconnectResponse,
+};
+
+const GATEWAY_DOWNSTREAM: ReadonlySet<string> = new Set([...Object.values(GATEWAY_RESPONSE), GATEWAY_TOPICS.attributesPush, GATEWAY_TOPICS.commandSend]);
+
+/** Whether a gateway may subscribe to this filter: the downstream gateway topics, each exactly (no wildcards). */
+export const isGatewayDownstreamFilter = (filter: string) => GATEWAY_DOWNSTREAM.has(filter);

@@ -19,6 +19,7 @@ import { deviceDataRoutes } from './routes/device-data/device-data.routes.ts';
 import { deviceTypeRoutes } from './routes/device-types/device-types.routes.ts';
 import { deviceRoutes } from './routes/devices/devices.routes.ts';
 import { extendInfoRoutes } from './routes/devices/extend-infos.routes.ts';
+import { gatewayRoutes } from './routes/gateways/gateways.routes.ts';
 import { groupRoutes } from './routes/groups/groups.routes.ts';
 import { platformRoutes } from './routes/platform/platform.routes.ts';
 import { projectRoutes } from './routes/project/project.routes.ts';
@@ -96,6 +97,7 @@ export async function buildApp({ config, services, jwtSecret, logger }: AppDeps)
   commandRoutes(app, deps);
   deviceDataRoutes(app, deps);
   dataStreamRoutes(app, deps);
+  gatewayRoutes(app, deps);
 
   const platformToken = config.PLATFORM_TOKEN;
   if (platformToken) {

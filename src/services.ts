@@ -33,6 +33,8 @@ import { createDeviceTypesService } from './domain/device-types/device-types.ser
 import { createDevicesService } from './domain/devices/devices.service.ts';
 import { createExtendInfosService } from './domain/devices/extend-infos.service.ts';
 import { createGroupsService } from './domain/groups/groups.service.ts';
+import { createGatewaysRepository } from './db/repositories/gateways.repository.ts';
+import { createGatewaysService } from './domain/gateways/gateways.service.ts';
 import { createProjectsService } from './domain/projects/projects.service.ts';
 import { createViewKeyService } from './domain/projects/view-key.service.ts';
 
@@ -171,6 +173,8 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
     extendInfos: createExtendInfosService({ devices: devicesRepo, infos: createDeviceInfosRepository(db), clock }),
     deviceTypes,
     groups: createGroupsService({ db, clock }),
+    // Gateways and their sub-devices (device-protocol.md §8); the broker resolves addresses through it.
+    gateways: createGatewaysService({ repo: createGatewaysRepository(db), devices: devicesRepo, sessions, bus, clock }),
     customers: createCustomersService({ db, clock, auth }),
     apps: createAppsService({ db, clock, auth }),
     admins: createAdminsService({ db, clock, auth }),

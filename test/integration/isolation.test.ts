@@ -22,6 +22,11 @@ beforeAll(async () => {
   B.info = expectOk(await b.api.post(`/api/v1/device_type/${type.id}/extend_info`, { info_type: 'text', name: 'Serial' })).id;
   B.group = expectOk(await b.api.post('/api/v1/device_group', { name: 'hall' })).id;
   B.device = expectOk(await b.api.post('/api/v1/device', { name: 'victim', type: type.id, device_key: 'b-key' })).id;
+  // A gateway and a sub-device of B (device-protocol.md §8): the gateway routes name the gateway.
+  const gatewayType = expectOk(await b.api.post('/api/v1/device_type', { name: 'gateway', conn_type: '3' })).id;
+  const subType = expectOk(await b.api.post('/api/v1/device_type', { name: 'sensor', conn_type: '2' })).id;
+  B.gateway = expectOk(await b.api.post('/api/v1/device', { name: 'gateway', type: gatewayType })).id;
+  B.sub = expectOk(await b.api.post('/api/v1/device', { name: 'sensor', type: subType })).id;
   B.customer = expectOk(await b.api.post('/api/v1/customer', { name: 'Bob', account: 'bob', password: 'password-bob' })).id;
   B.app = expectOk(await b.api.post('/api/v1/app', { name: 'second' })).app_id;
   B.admin = expectOk(await b.api.post('/api/v1/administrator', { account: 'ops', password: 'password-ops' })).id;
@@ -38,7 +43,7 @@ function resourceOf(url: string): string {
 
 function fill(url: string): string {
   return url
-    .replace(':id', B[resourceOf(url)]!)
+    .replace(':id', B[url.includes('/sub_devices') ? 'gateway' : resourceOf(url)]!)
     .replace('attribute/:identifier', 'attribute/temp')
     .replace('data_stream/:identifier', 'data_stream/stream')
     .replace('data/:identifier', 'data/stream')
@@ -77,6 +82,8 @@ const bodies = (): Record<string, unknown> => ({
   'POST /api/v1/control/device/:id/data/:identifier/set': { type: 'text', msg: 'x' },
   'POST /api/v1/control/device/:id/command': { method: 'reboot', params: {} },
   'POST /api/v1/device/:id/attributes_remove': { keys: ['temp'] },
+  'POST /api/v1/device/:id/sub_devices': { device: B.sub, address: '1' },
+  'POST /api/v1/device/:id/sub_devices_remove': { devices: [B.sub] },
 });
 
 /** Query strings of GET routes that need one. */

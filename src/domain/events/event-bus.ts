@@ -16,6 +16,8 @@ export interface DomainEvents {
   'device.credentials_revoked': { projectId: string; deviceId: string };
   /** The device is gone; what it left outside foreign keys (history) is removed. */
   'device.deleted': { projectId: string; deviceId: string };
+  /** A sub-device was attached to a gateway, moved to another address, or detached (device-protocol.md §8). */
+  'device.gateway_changed': { projectId: string; deviceId: string; gatewayId: string | null; previousGatewayId: string | null };
 }
 
 export type DomainEventName = keyof DomainEvents;

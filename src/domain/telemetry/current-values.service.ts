@@ -94,14 +94,20 @@ export type ModelLookup = (projectId: string, typeId: string) => Promise<Readonl
  * Refuses values whose type contradicts the device type's attribute model (issue #4): the whole
  * message is refused, nothing of it is stored. Identifiers without a model are accepted.
  */
-async function checkModels(models: ModelLookup | undefined, identity: Pick<DeviceIdentity, 'projectId' | 'typeId'>, values: AttributeValueInput[]) {
+export async function checkModels(
+  models: ModelLookup | undefined,
+  identity: Pick<DeviceIdentity, 'projectId' | 'typeId'>,
+  values: AttributeValueInput[],
+  /** Put before each identifier in error paths (a gateway names the sub-device's address). */
+  pathPrefix = '',
+) {
   if (!models || !identity.typeId) return;
   const byIdentifier = await models(identity.projectId, identity.typeId);
   if (!byIdentifier.size) return;
   const errors: FieldError[] = [];
   for (const v of values) {
     const model = byIdentifier.get(v.identifier);
-    if (model && model.dataType !== v.dataType) errors.push({ path: v.identifier, message: `expected ${model.dataType} (attribute model), got ${v.dataType}` });
+    if (model && model.dataType !== v.dataType) errors.push({ path: pathPrefix + v.identifier, message: `expected ${model.dataType} (attribute model), got ${v.dataType}` });
   }
   if (errors.length) invalid(errors);
 }

@@ -1,0 +1,116 @@
+import { uniqueViolation } from '../../db/errors.ts';
+import type { DevicesRepository } from '../../db/repositories/devices.repository.ts';
+import type { GatewaysRepository } from '../../db/repositories/gateways.repository.ts';
+import { BadRequest, Conflict } from '../../errors.ts';
+import type { Scope } from '../auth/principal.ts';
+import type { SessionRegistry } from '../delivery/sessions.ts';
+import type { DeviceIdentity } from '../devices/device-identity.ts';
+import { deviceInScope } from '../devices/device-in-scope.ts';
+import type { EventBus } from '../events/event-bus.ts';
+
+/** `conn_type` of device types (device-protocol.md §8): a gateway, and the devices it speaks for. */
+export const CONN_TYPE_GATEWAY = '3';
+export const CONN_TYPE_SUB_DEVICE = '2';
+
+/**
+ * A sub-device's address within its gateway: 1–64 characters of letters, digits and `_ . : -`
+ * (Modbus unit ids, MAC addresses, serial numbers, "rs485-3"). No spaces, slashes or MQTT
+ * wildcards, so an address is safe in logs, topics and JSON keys alike.
+ */
+export const SUB_ADDRESS = /^[A-Za-z0-9_.:-]{1,64}$/;
+export const SUB_ADDRESS_RULE = '1–64 characters: letters, digits, "_", ".", ":", "-"';
+
+export interface GatewaysServiceDeps {
+  repo: GatewaysRepository;
+  devices: Pick<DevicesRepository, 'get'>;
+  sessions: Pick<SessionRegistry, 'isOnline'>;
+  /** Told of every attach and detach, so live gateway connections drop what they cached. */
+  bus: Pick<EventBus, 'emit'>;
+  clock?: () => number;
+}
+
+export interface AttachInput {
+  device: string;
+  address: string;
+}
+
+/**
+ * Gateways and sub-devices (device-protocol.md §8): the project API attaches devices of a
+ * sub-device type ("2") to a device of a gateway type ("3") at an address unique within the
+ * gateway; the broker resolves a gateway's addresses to its own sub-devices only.
+ */
+export function createGatewaysService({ repo, devices, sessions, bus, clock = Date.now }: GatewaysServiceDeps) {
+  async function mustBeGateway(scope: Scope, gatewayId: string) {
+    const gateway = await deviceInScope(devices, scope, gatewayId);
+    if (!gateway.typeId || gateway.typeConnType !== CONN_TYPE_GATEWAY) {
+      throw new BadRequest('The device is not a gateway: its device type must have conn_type "3"', [{ path: 'id', message: 'not a gateway' }]);
+    }
+    return gateway;
+  }
+
+  return {
+    /**
+     * Attaches a device of a sub-device type to the gateway at `address`. Attaching it again to the
+     * same gateway changes its address; a device attached to another gateway must be detached first.
+     */
+    async attach(scope: Scope, gatewayId: string, input: AttachInput) {
+      if (!SUB_ADDRESS.test(input.address)) throw new BadRequest(`Invalid address: ${SUB_ADDRESS_RULE}`, [{ path: 'address', message: SUB_ADDRESS_RULE }]);
+      const gateway = await mustBeGateway(scope, gatewayId);
+      const sub = await deviceInScope(devices, scope, input.device);
+      if (!sub.typeId || sub.typeConnType !== CONN_TYPE_SUB_DEVICE) {
+        throw new BadRequest('The device is not a gateway sub-device: its device type must have conn_type "2"', [{ path: 'device', message: 'not a sub-device' }]);
+      }
+      const already = () => new Conflict(`The device is attached to another gateway (${sub.gatewayId ?? 'another one'}); detach it first`, [{ path: 'device', message: 'attached to another gateway' }]);
+      if (sub.gatewayId && sub.gatewayId !== gateway.id) throw already();
+      const view = { id: sub.id, name: sub.name, gateway_id: gateway.id, address: input.address };
+      if (sub.gatewayId === gateway.id && sub.subAddress === input.address) return view;
+      let attached: boolean;
+      try {
+        attached = await repo.attach(scope.projectId, gateway.id, sub.id, input.address, clock());
+      } catch (err) {
+        if (uniqueViolation(err)?.includes('gateway_address')) {
+          throw new Conflict(`Address ${input.address} is already used by another sub-device of this gateway`, [{ path: 'address', message: 'already used' }]);
+        }
+        throw err;
+      }
+      // Attached to another gateway between the read and the update.
+      if (!attached) throw already();
+      bus.emit('device.gateway_changed', { projectId: scope.projectId, deviceId: sub.id, gatewayId: gateway.id, previousGatewayId: sub.gatewayId ?? null });
+      return view;
+    },
+
+    /** Detaches the devices from the gateway; ids that are not attached to it are ignored. */
+    async detach(scope: Scope, gatewayId: string, deviceIds: string[]) {
+      const gateway = await deviceInScope(devices, scope, gatewayId);
+      const detached = await repo.detach(scope.projectId, gateway.id, [...new Set(deviceIds)], clock());
+      for (const deviceId of detached) {
+        bus.emit('device.gateway_changed', { projectId: scope.projectId, deviceId, gatewayId: null, previousGatewayId: gateway.id });
+      }
+      return { detached };
+    },
+
+    /** The gateway's sub-devices by address, with their live online state. */
+    async list(scope: Scope, gatewayId: string, page: number, pageRecords: number) {
+      const gateway = await deviceInScope(devices, scope, gatewayId);
+      const offset = (page - 1) * pageRecords;
+      const rows = await repo.page(scope.projectId, gateway.id, pageRecords, offset);
+      const total = rows.length > 0 && rows.length < pageRecords ? offset + rows.length : await repo.total(scope.projectId, gateway.id);
+      return {
+        items: rows.map((r) => ({ id: r.id, name: r.name, type: r.typeId ?? '', address: r.address, online: sessions.isOnline(r.id) })),
+        total,
+        page_total: Math.ceil(total / pageRecords),
+      };
+    },
+
+    /**
+     * The sub-device at `address` of this gateway, or undefined: a gateway speaks only for its own
+     * sub-devices (the look-up is within the gateway and its project).
+     */
+    async subDevice(gateway: Pick<DeviceIdentity, 'projectId' | 'deviceId'>, address: string): Promise<DeviceIdentity | undefined> {
+      if (!SUB_ADDRESS.test(address)) return undefined;
+      const row = await repo.subByAddress(gateway.projectId, gateway.deviceId, address);
+      return row && { ...row, connType: row.connType ?? '1' };
+    },
+  };
+}
+export type GatewaysService = ReturnType<typeof createGatewaysService>;
