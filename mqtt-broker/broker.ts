@@ -31,7 +31,7 @@ const MAX_KEYS = 200;
 const MAX_FUTURE_MS = 5 * 60_000;
 
 export interface BrokerOptions {
-  services: Pick<Services, 'deviceAuth' | 'sessions' | 'presence' | 'currentValues' | 'deviceEvents' | 'commands' | 'projectSettings' | 'viewKey' | 'bus' | 'devices' | 'gateways' | 'history'>;
+  services: Pick<Services, 'deviceAuth' | 'sessions' | 'presence' | 'currentValues' | 'deviceEvents' | 'commands' | 'projectSettings' | 'viewKey' | 'bus' | 'devices' | 'gateways' | 'history' | 'dataStreams'>;
   logger: Pick<Logger, 'child'>;
   maxPacketSize?: number;
   /**
@@ -237,8 +237,8 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       case 'data':
         // Recorded (and counted as activity) once stored, so a QoS 1 PUBACK follows the write. `data/<identifier>`
         // has no response topic: an unknown stream, an empty or oversized payload, or non-JSON on a JSON stream
-        // is dropped and counted (DataStreamsService.stats). TODO(lead): add 'dataStreams' to BrokerOptions.services.
-        await (services as Services).dataStreams.upstream(identity, 'mqtt', up.identifier, payload, clock());
+        // is dropped and counted (DataStreamsService.stats).
+        await services.dataStreams.upstream(identity, 'mqtt', up.identifier, payload, clock());
         return undefined;
     }
   }

@@ -1,6 +1,7 @@
 import { pathToFileURL } from 'node:url';
 import { help } from './commands/help.ts';
 import { run } from './commands/run.ts';
+import { parseSubscribeOptions, subscribe, SUBSCRIBE_HELP } from './commands/subscribe.ts';
 import { parseOptions, UsageError } from './options.ts';
 import type { Output } from './stats.ts';
 
@@ -13,6 +14,20 @@ export interface CliIo {
 
 /** The CLI: parses the flags and runs the command; answers the exit code (0 ok, 1 nothing connected, 2 bad flags). */
 export async function main(argv: string[], io: CliIo, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  if (argv[0] === 'subscribe') {
+    try {
+      const o = parseSubscribeOptions(argv.slice(1), env);
+      if (o.help) {
+        io.out.write(SUBSCRIBE_HELP);
+        return 0;
+      }
+      return await subscribe(o, io.out, io.err, io.signal);
+    } catch (err) {
+      if (!(err instanceof UsageError)) throw err;
+      io.err.write(`sim subscribe: ${err.message}\nRun "npm run sim -- subscribe --help" for the options.\n`);
+      return 2;
+    }
+  }
   let parsed;
   try {
     parsed = parseOptions(argv, env);

@@ -16,10 +16,20 @@ export interface SimOptions {
   qos: 0 | 1;
   duration: number;
   rampUp: number;
-  protocol: 'mqtt' | 'ws';
+  protocol: 'mqtt' | 'ws' | 'tcp';
   mqttVersion: 4 | 5;
+  /** `--protocol tcp`: what the frames carry (device-protocol.md §6). */
+  tcpFormat: 'hex' | 'text' | 'json';
+  /** `--protocol tcp`: a keep-alive string sent every 30 s, or none. */
+  tcpHeartbeat?: string;
   prefix: string;
   quiet: boolean;
+  /** `--gateway`: each device is a gateway carrying `subDevices` sub-devices at addresses 1…K (device-protocol.md §8). */
+  gateway: boolean;
+  subDevices: number;
+  /** `--api-token` + `--sub-type`: create and attach the sub-devices through the project API first. */
+  apiToken?: string;
+  subType?: string;
 }
 
 /** Flag name → environment variable (flag > env > default). */
@@ -36,15 +46,23 @@ const ENV = {
   'ramp-up': 'SIM_RAMP_UP',
   protocol: 'SIM_PROTOCOL',
   'mqtt-version': 'SIM_MQTT_VERSION',
+  'tcp-format': 'SIM_TCP_FORMAT',
+  'tcp-heartbeat': 'SIM_TCP_HEARTBEAT',
   prefix: 'SIM_PREFIX',
   quiet: 'SIM_QUIET',
+  gateway: 'SIM_GATEWAY',
+  'sub-devices': 'SIM_SUB_DEVICES',
+  'api-token': 'SIM_API_TOKEN',
+  'sub-type': 'SIM_SUB_TYPE',
 } as const;
 
 type Flag = keyof typeof ENV;
+/** Flags without a value; their environment variables take 1/true/yes. */
+const BOOLEAN_FLAGS: ReadonlySet<Flag> = new Set(['quiet', 'gateway']);
 
 const stringFlags = Object.fromEntries(
-  (Object.keys(ENV) as Flag[]).filter((f) => f !== 'quiet').map((f) => [f, { type: 'string' as const }]),
-) as Record<Exclude<Flag, 'quiet'>, { type: 'string' }>;
+  (Object.keys(ENV) as Flag[]).filter((f) => !BOOLEAN_FLAGS.has(f)).map((f) => [f, { type: 'string' as const }]),
+) as Record<Exclude<Flag, 'quiet' | 'gateway'>, { type: 'string' }>;
 
 const url = (schemes: string[]) =>
   z.string().max(2048).refine((s) => {
@@ -59,7 +77,7 @@ const num = (schema: z.ZodNumber) => z.coerce.number().pipe(schema);
 
 const Schema = z
   .object({
-    host: url(['mqtt:', 'mqtts:', 'tcp:', 'ws:', 'wss:']).default('mqtt://127.0.0.1:1883'),
+    host: url(['mqtt:', 'mqtts:', 'tcp:', 'ws:', 'wss:']).optional(),
     http: url(['http:', 'https:']).default('http://127.0.0.1:8080'),
     'project-key': z.string({ error: 'is required' }).min(1, 'is required').max(256),
     'type-key': z.string().min(1).max(128).optional(),
@@ -69,13 +87,30 @@ const Schema = z
     qos: z.enum(['0', '1']).default('0'),
     duration: num(z.number().min(0).max(365 * 24 * 3600)).default(0),
     'ramp-up': num(z.number().min(0).max(24 * 3600)).default(0),
-    protocol: z.enum(['mqtt', 'ws']).default('mqtt'),
+    protocol: z.enum(['mqtt', 'ws', 'tcp']).default('mqtt'),
     'mqtt-version': z.enum(['4', '5']).default('4'),
+    'tcp-format': z.enum(['hex', 'text', 'json']).default('json'),
+    'tcp-heartbeat': z.string().min(1).max(64).optional(),
     prefix: z.string().min(1).max(64).regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits and _ . : -').default('sim'),
     quiet: z.boolean().default(false),
+    gateway: z.boolean().default(false),
+    'sub-devices': num(z.number().int().min(1).max(100)).optional(),
+    'api-token': z.string().min(1).max(4096).optional(),
+    'sub-type': z.string().min(1).max(64).optional(),
   })
   .refine((o) => o['type-key'] !== undefined || o.tokens !== undefined, { message: 'give --type-key (provision) or --tokens', path: ['type-key'] })
-  .refine((o) => !(o['type-key'] !== undefined && o.tokens !== undefined), { message: 'give either --type-key or --tokens, not both', path: ['tokens'] });
+  .refine((o) => !(o['type-key'] !== undefined && o.tokens !== undefined), { message: 'give either --type-key or --tokens, not both', path: ['tokens'] })
+  .refine((o) => o.protocol !== 'tcp' || o.host === undefined || o.host.startsWith('tcp:'), { message: 'with --protocol tcp, a tcp://host:port url', path: ['host'] })
+  .refine((o) => !(o.gateway && o.protocol === 'tcp'), { message: 'gateways speak MQTT: not with --protocol tcp', path: ['gateway'] })
+  .refine((o) => o.gateway || (o['sub-devices'] === undefined && o['api-token'] === undefined && o['sub-type'] === undefined), {
+    message: 'only with --gateway',
+    path: ['sub-devices'],
+  })
+  .refine((o) => (o['api-token'] === undefined) === (o['sub-type'] === undefined), { message: '--api-token and --sub-type go together', path: ['api-token'] })
+  .refine((o) => o['api-token'] === undefined || o['type-key'] !== undefined, {
+    message: 'attaching sub-devices needs provisioned gateways (--type-key), whose device keys name them',
+    path: ['api-token'],
+  });
 
 export type ParsedArgs = { help: true; command: 'help' } | { help: false; command: 'run'; options: SimOptions };
 
@@ -90,7 +125,12 @@ function readTokens(value: string): string[] {
 export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): ParsedArgs {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, strict: true, options: { ...stringFlags, quiet: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: { ...stringFlags, quiet: { type: 'boolean' }, gateway: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    });
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
@@ -104,7 +144,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     const fromFlag = (parsed.values as Record<string, unknown>)[flag];
     const fromEnv = env[ENV[flag]];
     if (fromFlag !== undefined) raw[flag] = fromFlag;
-    else if (fromEnv !== undefined && fromEnv !== '') raw[flag] = flag === 'quiet' ? ['1', 'true', 'yes'].includes(fromEnv.toLowerCase()) : fromEnv;
+    else if (fromEnv !== undefined && fromEnv !== '') raw[flag] = BOOLEAN_FLAGS.has(flag) ? ['1', 'true', 'yes'].includes(fromEnv.toLowerCase()) : fromEnv;
   }
   const result = Schema.safeParse(raw);
   if (!result.success) {
@@ -119,7 +159,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     help: false,
     command: 'run',
     options: {
-      host: o.host,
+      host: o.host ?? (o.protocol === 'tcp' ? 'tcp://127.0.0.1:28801' : 'mqtt://127.0.0.1:1883'),
       http: o.http,
       projectKey: o['project-key'],
       ...(o['type-key'] !== undefined ? { typeKey: o['type-key'] } : {}),
@@ -131,8 +171,14 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
       rampUp: o['ramp-up'],
       protocol: o.protocol,
       mqttVersion: Number(o['mqtt-version']) as 4 | 5,
+      tcpFormat: o['tcp-format'],
+      ...(o['tcp-heartbeat'] !== undefined ? { tcpHeartbeat: o['tcp-heartbeat'] } : {}),
       prefix: o.prefix,
       quiet: o.quiet,
+      gateway: o.gateway,
+      subDevices: o['sub-devices'] ?? 3,
+      ...(o['api-token'] !== undefined ? { apiToken: o['api-token'] } : {}),
+      ...(o['sub-type'] !== undefined ? { subType: o['sub-type'] } : {}),
     },
   };
 }

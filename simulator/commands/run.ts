@@ -1,4 +1,6 @@
 import { SimDevice, type DeviceIdentity } from '../device.ts';
+import { attachSubDevices, SimGateway } from '../gateway-device.ts';
+import { SimTcpDevice } from '../tcp-device.ts';
 import type { SimOptions } from '../options.ts';
 import { Stats, type Output, type Summary } from '../stats.ts';
 
@@ -18,7 +20,7 @@ const PROVISION_CONCURRENCY = 8;
 
 /** The MQTT url: `--host`, or for `--protocol ws` the `/mqtt` path on the HTTP port (device-protocol.md §2). */
 export function brokerUrl(options: Pick<SimOptions, 'host' | 'http' | 'protocol'>): string {
-  if (options.protocol === 'mqtt') return options.host;
+  if (options.protocol === 'mqtt' || options.protocol === 'tcp') return options.host;
   if (/^wss?:/.test(options.host)) return options.host;
   const http = new URL(options.http);
   return `${http.protocol === 'https:' ? 'wss' : 'ws'}://${http.host}/mqtt`;
@@ -77,7 +79,18 @@ export async function run(options: SimOptions, out: Output, hooks: RunHooks = {}
   stats.startLive();
   const ids = await identities(options, stats, signal);
   const config = { url: brokerUrl(options), projectKey: options.projectKey, qos: options.qos, mqttVersion: options.mqttVersion, intervalMs: 1000 / options.rate };
-  const devices = ids.map((id) => new SimDevice(id, config, stats));
+  const tcp = { url: options.host, projectKey: options.projectKey, format: options.tcpFormat, intervalMs: 1000 / options.rate, ...(options.tcpHeartbeat ? { heartbeat: options.tcpHeartbeat } : {}) };
+  if (options.gateway && options.apiToken && options.subType) {
+    const attach = { http: options.http, prefix: options.prefix, apiToken: options.apiToken, subType: options.subType, subDevices: options.subDevices };
+    await attachSubDevices(attach, ids.map((id) => id.index), stats, signal);
+  }
+  const devices = ids.map((id) =>
+    options.protocol === 'tcp'
+      ? new SimTcpDevice(id, tcp, stats)
+      : options.gateway
+        ? new SimGateway(id, { ...config, subDevices: options.subDevices }, stats)
+        : new SimDevice(id, config, stats),
+  );
 
   const started = Date.now();
   const end = new AbortController();

@@ -31,6 +31,7 @@ async function startServer() {
     HOST: '127.0.0.1',
     HTTP_PORT: '0',
     MQTT_PORT: '0',
+    TCP_PORT: '0',
     LOG_LEVEL: 'info',
     NODE_ENV: 'development',
     PLATFORM_TOKEN,

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { and, eq } from 'drizzle-orm';
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { attributeValues } from '../../src/db/schema.ts';
 import { createBroker, type Broker } from '../../mqtt-broker/broker.ts';
 import { main } from '../../simulator/cli.ts';
@@ -12,6 +12,9 @@ import { parseOptions } from '../../simulator/options.ts';
 import type { Output } from '../../simulator/stats.ts';
 import { client, createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 
+
+// Runs wait for what the simulator must do (up to 30 s each on a loaded machine), not for a fixed time.
+vi.setConfig({ testTimeout: 120_000 });
 let ctx: TestContext;
 let p: ProjectFixture;
 let broker: Broker;
@@ -56,12 +59,14 @@ describe('device simulator run', () => {
   it('provisions, reports, answers commands and pushes, and sums up the run', async () => {
     const type = expectOk(await p.api.post('/api/v1/device_type', { name: 'sim type', allow_auto_create: true }));
     const parsed = parseOptions(
-      ['--host', mqttUrl, '--http', httpUrl, '--project-key', p.project.project_key, '--type-key', type.type_key, '--devices', '3', '--qos', '1', '--rate', '5', '--duration', '2', '--prefix', 'simtest'],
+      ['--host', mqttUrl, '--http', httpUrl, '--project-key', p.project.project_key, '--type-key', type.type_key, '--devices', '3', '--qos', '1', '--rate', '5', '--duration', '60', '--prefix', 'simtest'],
       {},
     );
     if (parsed.help) throw new Error('unexpected help');
     const out = sink();
-    const running = run(parsed.options, out);
+    // The run is stopped once what it must do was seen, not after a fixed time (a loaded machine is slow).
+    const stop = new AbortController();
+    const running = run(parsed.options, out, { signal: stop.signal });
 
     // While it runs: once the first device has reported (so it has subscribed), a command and a push to it.
     const anon = client(ctx.app);
@@ -74,7 +79,15 @@ describe('device simulator run', () => {
       return current.body.attributes?.temperature !== undefined ? { id: d.id, token: cert.access_token as string } : undefined;
     });
     expectOk(await p.api.post(`/api/v1/control/device/${listed.id}/command`, { method: 'restart', params: { delay: 1 } }));
+    const pushedAt = Date.now();
     expectOk(await p.api.post(`/api/v1/control/device/${listed.id}/attributes`, { switch: true }));
+    // The command was answered, and the pushed value was applied and reported back.
+    await waitFor(async () => (expectOk(await p.api.get(`/api/v1/device/${listed.id}/commands`)).items[0]?.state === 'replied' ? true : undefined), 30_000);
+    await waitFor(async () => {
+      const series = expectOk(await p.api.get(`/api/v1/device/${listed.id}/attribute/switch/series?start_time=${pushedAt}&end_time=${Date.now() + 1000}`));
+      return series.some((x: { value: boolean }) => x.value === true) ? true : undefined;
+    }, 30_000);
+    stop.abort();
 
     const { summary, exitCode } = await running;
     expect(exitCode).toBe(0);

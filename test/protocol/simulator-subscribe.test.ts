@@ -1,0 +1,60 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { main } from '../../simulator/cli.ts';
+import { formatMessage, parseSubscribeOptions } from '../../simulator/commands/subscribe.ts';
+import type { Output } from '../../simulator/stats.ts';
+import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
+import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+
+/** `npm run sim -- subscribe`: a project's live stream printed as an application sees it. */
+let ctx: TestContext;
+let p: ProjectFixture;
+let tb: TestBroker;
+beforeAll(async () => {
+  ctx = await createTestApp();
+  p = await createProject(ctx);
+  tb = await startTestBroker(ctx);
+});
+afterAll(async () => {
+  await tb?.close();
+  await ctx?.close();
+});
+
+function sink(): Output & { text: () => string } {
+  const chunks: string[] = [];
+  return { write: (t) => void chunks.push(t), isTTY: false, text: () => chunks.join('') };
+}
+
+describe('sim subscribe', () => {
+  it('prints the project’s attributes and events until the count is reached', async () => {
+    const view = expectOk(await p.api.post('/api/v1/view_key', {}));
+    const d = expectOk(await p.api.post('/api/v1/device', { name: 'boiler' }));
+    const cert = expectOk(await p.api.get(`/api/v1/device/${d.id}/certificate`));
+    const identity = (await ctx.services.deviceAuth.authenticate(p.project.project_key, cert.access_token))!;
+    const out = sink();
+    const err = sink();
+    const done = main(['subscribe', '--host', tb.url, '--view-key', view.view_key, '--view-secret', view.view_secret, '--kinds', 'attributes,event', '--count', '2'], { out, err });
+    await expect.poll(() => err.text()).toMatch(/following/);
+    await ctx.services.currentValues.report(identity, { temperature: 61.5 });
+    await ctx.services.deviceEvents.report(identity, { method: 'overheat', params: { zone: 2 } });
+    expect(await done).toBe(0);
+    const lines = out.text().trim().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(new RegExp(`^\\d\\d:\\d\\d:\\d\\d\\.\\d{3} boiler \\(${d.id}\\) attributes \\{"temperature":61.5\\}$`));
+    expect(lines[1]).toMatch(/boiler .* event overheat \{"zone":2\}$/);
+  });
+
+  it('prints JSON lines with --json and fails clearly on bad credentials or flags', async () => {
+    const view = expectOk(await p.api.post('/api/v1/view_key', {}));
+    const out = sink();
+    const err = sink();
+    expect(await main(['subscribe', '--host', tb.url, '--view-key', view.view_key, '--view-secret', 'wrong'], { out, err })).toBe(1);
+    expect(err.text()).toMatch(/cannot connect/);
+    expect(await main(['subscribe', '--view-key', 'k'], { out, err })).toBe(2);
+    expect(await main(['subscribe', '--view-key', 'k', '--view-secret', 's', '--kinds', 'secrets'], { out, err })).toBe(2);
+    expect(parseSubscribeOptions(['--view-key', 'k', '--view-secret', 's', '--device', 'tok'], {})).toMatchObject({ device: 'tok', kinds: ['attributes', 'event', 'command_reply', 'online', 'alarm', 'data'] });
+    expect(formatMessage('k/t/online', { device: { id: 'i', name: 'n' }, online: false, ts: 0 })).toBe('00:00:00.000 n (i) online offline');
+    const help = sink();
+    expect(await main(['subscribe', '--help'], { out: help, err })).toBe(0);
+    expect(help.text()).toMatch(/--view-key/);
+  });
+});
