@@ -22,7 +22,8 @@ export class TtlCache<V> {
       ns = new Map();
       this.entries.set(namespace, ns);
     }
-    const value = load();
+    // A drizzle query is a thenable that runs again on every await: adopt it once into a real promise.
+    const value = Promise.resolve(load());
     const entry = { value, until: now + this.ttlMs };
     ns.set(key, entry);
     value.catch(() => {

@@ -64,4 +64,17 @@ describe('current-values cache', () => {
     await restarted.currentCache.recover();
     expect((await stored(d.id)).t).toBe(3);
   });
+
+  it('recovers a crash that came before the first flush (the start writes a checkpoint)', async () => {
+    const first = createServices({ db: ctx.database.db });
+    await first.currentCache.recover();
+    const d = await newDevice('early');
+    await first.currentValues.report(d.identity, { boot: 1 });
+    expect(await stored(d.id)).toEqual({});
+    const second = createServices({ db: ctx.database.db });
+    await second.currentCache.recover();
+    expect(await stored(d.id)).toEqual({ boot: 1 });
+    await first.ingest.stop();
+    await second.ingest.stop();
+  });
 });

@@ -48,20 +48,6 @@ const dayOfName = (name: string) => {
 const tsOf = (ms: number) => sql`(timestamptz 'epoch' + ${ms}::int8 * interval '1 millisecond')`;
 const msOf = (column: SQL) => sql`(extract(epoch from ${column}) * 1000)::int8`;
 
-/** The typed columns of a value: numbers aggregate, objects and arrays are JSON. */
-function columnsOf(row: TelemetryRow) {
-  switch (row.dataType) {
-    case 'number':
-      return { n: row.value as number, b: null, s: null, j: null };
-    case 'boolean':
-      return { n: null, b: row.value as boolean, s: null, j: null };
-    case 'string':
-      return { n: null, b: null, s: row.value as string, j: null };
-    default:
-      return { n: null, b: null, s: null, j: row.value };
-  }
-}
-
 interface StoredPoint {
   ts: string | number;
   num: number | null;
@@ -130,14 +116,32 @@ export function createHistoryRepository(db: Db) {
     ensurePartitions,
     dayOf: (ts: number) => Math.floor(ts / DAY_MS),
 
-    /** Inserts history rows (reports) in one statement, in the caller's transaction. */
+    /**
+     * Inserts history rows (reports) in one statement, in the caller's transaction. Rows of one report
+     * (same device and time, adjacent) travel as one object of values, so ids and times are sent once
+     * per report, not once per value; the value's JSON type picks its column.
+     */
     async insert(tx: Tx, rows: TelemetryRow[]): Promise<void> {
-      const history = rows.filter((r) => r.history).map((r) => ({ p: r.projectId, d: r.deviceId, i: r.identifier, t: r.ts, ...columnsOf(r) }));
-      if (!history.length) return;
+      const reports: Array<{ p: string; d: string; t: number; v: Record<string, unknown> }> = [];
+      let last: (typeof reports)[number] | undefined;
+      for (const r of rows) {
+        if (!r.history) continue;
+        if (!last || last.d !== r.deviceId || last.t !== r.ts || last.p !== r.projectId || r.identifier in last.v) {
+          last = { p: r.projectId, d: r.deviceId, t: r.ts, v: {} };
+          reports.push(last);
+        }
+        last.v[r.identifier] = r.value;
+      }
+      if (!reports.length) return;
       await tx.execute(sql`
         insert into attribute_history (project_id, device_id, identifier, ts, num, bool, str, json)
-        select p, d, i, timestamptz 'epoch' + t * interval '1 millisecond', n, b, s, j
-        from jsonb_to_recordset(${JSON.stringify(history)}::jsonb) as r(p text, d text, i text, t int8, n float8, b bool, s text, j jsonb)`);
+        select r.p, r.d, e.key, timestamptz 'epoch' + r.t * interval '1 millisecond',
+          case when jsonb_typeof(e.value) = 'number' then e.value::float8 end,
+          case when jsonb_typeof(e.value) = 'boolean' then e.value::bool end,
+          case when jsonb_typeof(e.value) = 'string' then e.value #>> '{}' end,
+          case when jsonb_typeof(e.value) in ('object', 'array') then e.value end
+        from jsonb_to_recordset(${JSON.stringify(reports)}::jsonb) as r(p text, d text, t int8, v jsonb)
+        cross join lateral jsonb_each(r.v) as e`);
     },
 
     /**

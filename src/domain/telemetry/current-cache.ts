@@ -1,11 +1,18 @@
 import { sql } from 'drizzle-orm';
-import type { Db } from '../../db/client.ts';
+import type { Db, Tx } from '../../db/client.ts';
 import type { AttributeValueRow } from '../../db/repositories/attribute-values.repository.ts';
 import type { HistoryRepository, TelemetryRow } from '../../db/repositories/history.repository.ts';
 import { telemetryCheckpoints } from '../../db/schema.ts';
 import { rowsOf } from '../../db/timescale.ts';
 
 const CHECKPOINT = 'current_values';
+
+/** Moves the checkpoint forward to `ts` (never back). */
+const writeCheckpoint = (tx: Tx, ts: number) =>
+  tx
+    .insert(telemetryCheckpoints)
+    .values({ name: CHECKPOINT, ts })
+    .onConflictDoUpdate({ target: telemetryCheckpoints.name, set: { ts: sql`greatest(${telemetryCheckpoints.ts}, excluded.ts)` } });
 
 export interface CurrentCacheOptions {
   db: Db;
@@ -59,10 +66,7 @@ export function createCurrentCache({ db, history, clock = Date.now, flushMs = 1_
     try {
       await db.transaction(async (tx) => {
         await history.upsertCurrent(tx, [...batch.values()].flatMap((m) => [...m.values()]));
-        await tx
-          .insert(telemetryCheckpoints)
-          .values({ name: CHECKPOINT, ts: startedAt })
-          .onConflictDoUpdate({ target: telemetryCheckpoints.name, set: { ts: sql`greatest(${telemetryCheckpoints.ts}, excluded.ts)` } });
+        await writeCheckpoint(tx, startedAt);
       });
     } catch (err) {
       // Put them back under anything newer that arrived meanwhile; the next tick retries.
@@ -119,10 +123,12 @@ export function createCurrentCache({ db, history, clock = Date.now, flushMs = 1_
 
     /** Rebuilds current values lost by a crash from history; run before accepting devices. */
     async recover(): Promise<number> {
+      const startedAt = clock();
       const rows = rowsOf<{ ts: string | number }>(await db.execute(sql`select ts from telemetry_checkpoints where name = ${CHECKPOINT}`));
-      if (!rows.length) return 0;
-      const n = await history.rebuildCurrentSince(Number(rows[0]!.ts) - freshMs);
+      const n = rows.length ? await history.rebuildCurrentSince(Number(rows[0]!.ts) - freshMs) : 0;
       if (n) logger?.info({ values: n }, 'current values recovered from history');
+      // Everything before this start is now current: a crash before the first flush recovers from here.
+      await writeCheckpoint(db, startedAt);
       return n;
     },
 
