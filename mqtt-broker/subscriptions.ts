@@ -8,7 +8,8 @@ import type { Services } from '../src/services.ts';
  * Application subscriptions (device-protocol.md §9): read-only MQTT for integrators on the same
  * broker (TCP and WebSocket). Username = the project's view key, password = its view secret. Topics
  * `<view key>/<device view token | +>/<kind>`, kinds `attributes`, `event`, `command_reply`,
- * `online`, `data/<identifier>` and `alarm`, QoS 0, subscribe only.
+ * `online`, `data/<identifier>` and `alarm` (an alarm log entry: triggered, recovered, cleared), QoS 0,
+ * subscribe only.
  *
  * Inside the broker the traffic of project P lives under `$v/<P>/<view token>/<kind>`: a viewer's
  * filters are rewritten to its own project's prefix (so it can never match another project's
@@ -69,6 +70,9 @@ export function createViewerHooks({ aedes, services, deviceInfo, log }: ViewerHo
     services.bus.on('device.offline', safely<'device.offline'>((e) => publish(e.projectId, e.deviceId, 'online', (device) => ({ device, online: false, ts: e.ts })))),
     services.bus.on('device.data', safely<'device.data'>((e) =>
       publish(e.projectId, e.deviceId, `data/${e.identifier}`, (device) => ({ device, identifier: e.identifier, direction: e.direction, transport: e.transport, hex: e.payload.toString('hex'), ts: e.ts })),
+    )),
+    services.bus.on('device.alarm', safely<'device.alarm'>((e) =>
+      publish(e.projectId, e.deviceId, 'alarm', (device) => ({ device, id: e.alarm.id, alarm_status: e.alarm.status, alarm_level: e.alarm.level, alarm_info: e.alarm.info, ts: e.alarm.ts })),
     )),
     services.bus.on('device.deleted', (e) => devices.invalidate(e.projectId)),
   ];

@@ -7,6 +7,7 @@ import { failure, registerEnvelope } from './plugins/envelope.ts';
 import { registerOpenApi } from './plugins/openapi.ts';
 import { registerRateLimit } from './plugins/rate-limit.ts';
 import { adminRoutes } from './routes/admins/admins.routes.ts';
+import { alarmRoutes } from './routes/alarms/alarms.routes.ts';
 import { controlRoutes } from './routes/control/control.routes.ts';
 import { appDeviceRoutes } from './routes/device-access/app-device.routes.ts';
 import { deviceAccessRoutes } from './routes/device-access/device-access.routes.ts';
@@ -98,6 +99,7 @@ export async function buildApp({ config, services, jwtSecret, logger }: AppDeps)
   deviceDataRoutes(app, deps);
   dataStreamRoutes(app, deps);
   gatewayRoutes(app, deps);
+  alarmRoutes(app, deps);
 
   const platformToken = config.PLATFORM_TOKEN;
   if (platformToken) {

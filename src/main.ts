@@ -66,11 +66,15 @@ async function start(config: Config) {
   await services.retention.start();
   await services.currentCache.recover();
   services.currentCache.start();
+  // Active alarms and the timers of connection and silence rules, rebuilt before devices connect.
+  await services.alarms.start();
   const app = await buildApp({ config, services, jwtSecret: jwt.secret, logger });
 
   // Closed in reverse order: listeners first, then what they feed (pending presence) is flushed.
   // The ingest pipeline flushes after the listeners stop feeding it: nothing acknowledged is lost.
   const closers: Array<() => Promise<void>> = [
+    // Last to stop of these: evaluations of what the listeners delivered, and running webhook deliveries.
+    () => services.alarms.stop(),
     () => services.presence.stop(),
     () => services.commands.stop(),
     () => services.retention.stop(),

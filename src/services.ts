@@ -37,6 +37,9 @@ import { createGatewaysRepository } from './db/repositories/gateways.repository.
 import { createGatewaysService } from './domain/gateways/gateways.service.ts';
 import { createProjectsService } from './domain/projects/projects.service.ts';
 import { createViewKeyService } from './domain/projects/view-key.service.ts';
+import { createAlarmsRepository } from './db/repositories/alarms.repository.ts';
+import { createAlarms } from './domain/alarms/alarms.service.ts';
+import type { NotifierSettings } from './domain/alarms/notifier.ts';
 
 /** Server-wide operating values (config.ts); every one has a default. */
 export interface ServiceSettings {
@@ -50,6 +53,8 @@ export interface ServiceSettings {
   ingestMaxPending: number;
   /** Batches written at once: 1 on the embedded database (one connection), more on PostgreSQL. */
   ingestConcurrency: number;
+  /** Alarm webhooks: timeout, attempts, back-off, queue bound (src/domain/alarms/notifier.ts). */
+  alarmNotify?: Partial<NotifierSettings>;
 }
 
 export const DEFAULT_SETTINGS: ServiceSettings = {
@@ -146,6 +151,16 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
     clock,
   });
   // Custom data streams (device-protocol.md §7); JSON streams mapped to attributes report through currentValues.
+  // Alarm rules evaluated on reports and connection changes (issue #6); a changed alarm state recounts the stats.
+  const alarms = createAlarms({
+    repo: createAlarmsRepository(db),
+    bus,
+    clock,
+    logger,
+    onStateChanged: (projectId) => devices.countsChanged(projectId),
+    isOnline: (deviceId) => sessions.get(deviceId) !== undefined,
+    ...(settings.alarmNotify ? { notifier: settings.alarmNotify } : {}),
+  });
   const dataStreams = createDataStreamsService({ repo: createDataMessagesRepository(db), devices: devicesRepo, sessions, presence, currentValues, bus, clock });
   return {
     bus,
@@ -179,6 +194,7 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
     apps: createAppsService({ db, clock, auth }),
     admins: createAdminsService({ db, clock, auth }),
     viewKey: createViewKeyService({ db, clock }),
+    alarms,
   };
 }
 export type Services = ReturnType<typeof createServices>;

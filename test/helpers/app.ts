@@ -41,6 +41,7 @@ export async function createTestApp(
     database,
     close: async () => {
       await app.close();
+      await services.alarms.stop();
       await services.ingest.stop();
       await services.currentCache.stop();
       await database.close();

@@ -31,14 +31,23 @@ beforeAll(async () => {
   B.app = expectOk(await b.api.post('/api/v1/app', { name: 'second' })).app_id;
   B.admin = expectOk(await b.api.post('/api/v1/administrator', { account: 'ops', password: 'password-ops' })).id;
   expectOk(await a.api.post('/api/v1/device', { name: 'own device of A' }));
+  // An alarm rule of B, an active alarm of B's device, and a notification target of B (issue #6).
+  B.alarm_rule = expectOk(await b.api.post('/api/v1/alarm_rule', { name: 'hot', device_type_id: type.id, level: 2, condition: { kind: 'attribute', identifier: 'temp', op: '>', value: 30 } })).id;
+  await ctx.services.currentValues.report({ deviceId: B.device!, projectId: b.project.id, name: 'victim', typeId: type.id, connType: '1', disabled: false }, { temp: 31 });
+  await ctx.services.alarms.idle();
+  B.alarm_log = expectOk(await b.api.get('/api/v1/alarm_logs')).items[0].id;
+  B.notification_target = expectOk(await b.api.post('/api/v1/notification_target', { name: 'hook', url: 'http://127.0.0.1:9/hook', enabled: false })).id;
 });
 afterAll(() => ctx?.close());
 
 /** Which of B's resources a route's `:id` names, from the path. */
 function resourceOf(url: string): string {
-  const m = /^\/api\/v1\/(?:control\/)?(device_type|device_group|device|customer|app|administrator)\/:id/.exec(url);
+  const m = /^\/api\/v1\/(?:control\/)?(device_type|device_group|device|customer|app|administrator|alarm_rule|alarm_log|notification_target)\/:id/.exec(url);
   if (!m) throw new Error(`no resource kind known for ${url}: extend resourceOf`);
-  return { device_type: 'type', device_group: 'group', device: 'device', customer: 'customer', app: 'app', administrator: 'admin' }[m[1]!]!;
+  return {
+    device_type: 'type', device_group: 'group', device: 'device', customer: 'customer', app: 'app', administrator: 'admin',
+    alarm_rule: 'alarm_rule', alarm_log: 'alarm_log', notification_target: 'notification_target',
+  }[m[1]!]!;
 }
 
 function fill(url: string): string {
@@ -84,6 +93,10 @@ const bodies = (): Record<string, unknown> => ({
   'POST /api/v1/device/:id/attributes_remove': { keys: ['temp'] },
   'POST /api/v1/device/:id/sub_devices': { device: B.sub, address: '1' },
   'POST /api/v1/device/:id/sub_devices_remove': { devices: [B.sub] },
+  'PUT /api/v1/alarm_rule/:id': { level: 3 },
+  'POST /api/v1/alarm_log/:id/ack': { note: 'seen' },
+  'POST /api/v1/alarm_log/:id/clear': { note: 'fixed' },
+  'PUT /api/v1/notification_target/:id': { name: 'renamed' },
 });
 
 /** Query strings of GET routes that need one. */
@@ -94,7 +107,7 @@ const queries: Record<string, string> = {
 
 const targeted = () => ctx.app.apiRoutes.filter((r) => r.url.startsWith('/api/') && r.url.includes('/:'));
 // Deletes go last, and in an order where nothing deleted is needed by what follows.
-const deleteOrder = ['attribute', 'data_stream', 'extend_info', 'customer', 'app', 'administrator', 'device/', 'device_group', 'device_type'];
+const deleteOrder = ['alarm_rule', 'notification_target', 'attribute', 'data_stream', 'extend_info', 'customer', 'app', 'administrator', 'device/', 'device_group', 'device_type'];
 const rank = (r: { method: string; url: string }) => (r.method === 'DELETE' ? 1 + deleteOrder.findIndex((k) => r.url.includes(`/${k}`)) : 0);
 
 describe('tenant isolation', () => {

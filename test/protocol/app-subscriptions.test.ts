@@ -95,6 +95,24 @@ describe('application subscriptions', () => {
     expect(got.every((m) => m.topic.startsWith(`${a.viewKey}/`))).toBe(true);
   });
 
+  it('streams alarm log entries on the alarm kind', async () => {
+    const a = await tenant('alarms');
+    const type = expectOk(await a.p.api.post('/api/v1/device_type', { name: 'boiler' }));
+    const dev = expectOk(await a.p.api.post('/api/v1/device', { name: 'b1', type: type.id }));
+    const detail = expectOk(await a.p.api.get(`/api/v1/device/${dev.id}`));
+    const cert = expectOk(await a.p.api.get(`/api/v1/device/${dev.id}/certificate`));
+    await ctx.services.alarms.rules.create({ projectId: a.p.project.id }, {
+      name: 'hot', device_type_id: type.id, level: 3, condition: { kind: 'attribute', identifier: 'temp', op: '>', value: 90 },
+    });
+    const viewer = await connect(a.viewKey, a.viewSecret);
+    const got = collect(viewer);
+    await viewer.subscribeAsync(`${a.viewKey}/+/alarm`);
+    const identity = (await ctx.services.deviceAuth.authenticate(a.p.project.project_key, cert.access_token))!;
+    await ctx.services.currentValues.report(identity, { temp: 95 });
+    await expect.poll(() => got.map((m) => m.topic)).toEqual([`${a.viewKey}/${detail.view_token}/alarm`]);
+    expect(got[0]!.body).toMatchObject({ device: { id: dev.id, name: 'b1' }, alarm_status: 1, alarm_level: 3, id: expect.any(String) });
+  });
+
   it('refuses a wrong view secret and closes a subscriber that publishes', async () => {
     const a = await tenant('c');
     await expect(mqtt.connectAsync(url, { username: a.viewKey, password: 'wrong-secret', reconnectPeriod: 0 })).rejects.toMatchObject({ code: 4 });

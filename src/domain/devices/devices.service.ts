@@ -171,6 +171,7 @@ export function createDevicesService({ devices, projects, bus, clock = Date.now,
       } catch (err) {
         rethrowDuplicate(err);
       }
+      bus.emit('device.updated', { projectId: scope.projectId, deviceId: id });
     },
 
     async mergeTags(scope: Scope, id: string, tags: Record<string, string>) {
@@ -189,6 +190,7 @@ export function createDevicesService({ devices, projects, bus, clock = Date.now,
       await mustGet(scope, id);
       await devices.setGroups(scope.projectId, id, await checkGroups(scope.projectId, groupIds));
       totals.invalidate(scope.projectId);
+      bus.emit('device.updated', { projectId: scope.projectId, deviceId: id });
     },
 
     async delete(scope: Scope, id: string) {
@@ -197,6 +199,11 @@ export function createDevicesService({ devices, projects, bus, clock = Date.now,
       invalidate(scope.projectId);
       bus.emit('device.credentials_revoked', { projectId: scope.projectId, deviceId: id });
       bus.emit('device.deleted', { projectId: scope.projectId, deviceId: id });
+    },
+
+    /** A device's online or alarm state changed elsewhere: the next stats call counts again. */
+    countsChanged(projectId: string) {
+      stats.invalidate(projectId);
     },
 
     async stat(scope: Scope) {

@@ -14,10 +14,17 @@ export interface DomainEvents {
   'device.data': { projectId: string; deviceId: string; identifier: string; direction: 'up' | 'down'; transport: 'mqtt' | 'tcp'; payload: Buffer; ts: number };
   /** The device's access token changed or the device was deleted: its live sessions must close. */
   'device.credentials_revoked': { projectId: string; deviceId: string };
+  /** The device's name or group membership changed (caches of it, such as the alarm evaluator's, read it again). */
+  'device.updated': { projectId: string; deviceId: string };
   /** The device is gone; what it left outside foreign keys (history) is removed. */
   'device.deleted': { projectId: string; deviceId: string };
   /** A sub-device was attached to a gateway, moved to another address, or detached (device-protocol.md §8). */
   'device.gateway_changed': { projectId: string; deviceId: string; gatewayId: string | null; previousGatewayId: string | null };
+  /**
+   * An alarm-log entry was written (src/domain/alarms): a trigger (`status` 1) or the end of an
+   * alarm (`status` 0: recovered, cleared by an operator, or its rule deleted/disabled).
+   */
+  'device.alarm': { projectId: string; deviceId: string; alarm: { id: string; status: number; level: number; info: Record<string, unknown>; ts: number } };
 }
 
 export type DomainEventName = keyof DomainEvents;
