@@ -1,0 +1,35 @@
+/**
+ * The baseline of bench/mqtt-connect: a bare Aedes broker (the version the server pins), run as a
+ * child process of its own. No authentication, no hooks, Aedes' default in-memory persistence, and
+ * the same broker options the server passes (mqtt-broker/broker.ts), so the difference to our
+ * server is the work our broker and services do per connection and per message.
+ *
+ *   node --import tsx bench/lib/mqtt-bare-broker.ts      # prints {"port":<n>} once it listens
+ *
+ * Listens on 127.0.0.1 (port from BARE_MQTT_PORT, default 0 = any free port) and stops on SIGTERM.
+ */
+import net from 'node:net';
+import { Aedes } from 'aedes';
+
+const port = Number(process.env.BARE_MQTT_PORT ?? 0);
+// MQTT_DEFAULTS.maxPacketSize of mqtt-broker/broker.ts, written out: importing the broker module would
+// load the server's domain code into the baseline process.
+const aedes = await Aedes.createBroker({ maximumPacketSize: 256 * 1024, drainTimeout: 30_000, connectTimeout: 30_000 });
+const server = net.createServer((socket) => {
+  socket.on('error', () => {});
+  aedes.handle(socket);
+});
+server.on('error', (err) => {
+  console.error(`bare broker: ${err.message}`);
+  process.exit(1);
+});
+server.listen(port, '127.0.0.1', () => {
+  console.log(JSON.stringify({ port: (server.address() as net.AddressInfo).port }));
+});
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    server.close();
+    aedes.close(() => process.exit(0));
+  });
+}
