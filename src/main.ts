@@ -52,6 +52,7 @@ async function start(config: Config) {
       ingestMaxPending: config.INGEST_MAX_PENDING,
       // PGlite is one connection: parallel batches would only queue behind each other.
       ingestConcurrency: database.driver === 'postgres' ? config.INGEST_CONCURRENCY : 1,
+      alarmNotify: { timeoutMs: config.ALARM_WEBHOOK_TIMEOUT_MS, maxAttempts: config.ALARM_WEBHOOK_ATTEMPTS, backoffMs: config.ALARM_WEBHOOK_BACKOFF_MS },
     },
   });
   await services.presence.resetOnline();

@@ -26,4 +26,16 @@ describe('config', () => {
     expect(() => loadConfig({ DATABASE_URL: 'mysql://localhost/x' })).toThrow(/DATABASE_URL/);
     expect(() => loadConfig({ PLATFORM_TOKEN: 'tiny' })).toThrow(/PLATFORM_TOKEN/);
   });
+
+  it('reads the telemetry and alarm settings, with defaults, and names a bad one', () => {
+    expect(loadConfig({})).toMatchObject({
+      HISTORY_RETENTION_DAYS: 365, HISTORY_COMPRESS_AFTER_DAYS: 7, HISTORY_CHUNK_HOURS: 24,
+      INGEST_BATCH_SIZE: 5000, INGEST_BATCH_DELAY_MS: 5, INGEST_MAX_PENDING: 100_000, INGEST_CONCURRENCY: 2,
+      ALARM_WEBHOOK_TIMEOUT_MS: 5000, ALARM_WEBHOOK_ATTEMPTS: 5, ALARM_WEBHOOK_BACKOFF_MS: 2000,
+    });
+    expect(loadConfig({ HISTORY_RETENTION_DAYS: '0', INGEST_CONCURRENCY: '4' })).toMatchObject({ HISTORY_RETENTION_DAYS: 0, INGEST_CONCURRENCY: 4 });
+    expect(() => loadConfig({ INGEST_BATCH_SIZE: '0' })).toThrow(/INGEST_BATCH_SIZE/);
+    expect(() => loadConfig({ ALARM_WEBHOOK_ATTEMPTS: 'many' })).toThrow(/ALARM_WEBHOOK_ATTEMPTS/);
+    expect(() => loadConfig({ HISTORY_CHUNK_HOURS: '0' })).toThrow(/HISTORY_CHUNK_HOURS/);
+  });
 });
