@@ -35,6 +35,7 @@ describe('device create and read', () => {
       groups: [],
       view_token: expect.any(String),
       device_code: expect.any(String),
+      gateway: null,
     });
     expect(Math.abs(d.create_time - Date.now())).toBeLessThan(60_000);
   });

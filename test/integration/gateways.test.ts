@@ -27,6 +27,9 @@ describe('attaching a sub-device', () => {
     const sub = await device('sub');
     expect(expectOk(await attach(gw, { device: sub, address: 'AA:BB:01' }))).toEqual({ id: sub, name: 'sub', gateway_id: gw, address: 'AA:BB:01' });
     expect(await list(gw)).toEqual({ items: [{ id: sub, name: 'sub', type: types.sub, address: 'AA:BB:01', online: false }], total: 1, page_total: 1 });
+    // The sub-device's own read names its gateway; the gateway's does not.
+    expect(expectOk(await p.api.get(`/api/v1/device/${sub}`)).gateway).toEqual({ id: gw, address: 'AA:BB:01' });
+    expect(expectOk(await p.api.get(`/api/v1/device/${gw}`)).gateway).toBeNull();
   });
 
   it('requires a gateway (conn_type "3") and a sub-device (conn_type "2"); an untyped device is neither', async () => {

@@ -110,6 +110,8 @@ export function createDevicesService({ devices, projects, bus, clock = Date.now,
         groups: row.groups,
         view_token: row.viewToken,
         device_code: row.deviceCode,
+        // A gateway sub-device names its gateway and its address there (device-protocol.md §8).
+        gateway: row.gatewayId ? { id: row.gatewayId, address: row.subAddress ?? '' } : null,
       };
     },
 

@@ -17,7 +17,13 @@ export const Device = z.object({
   type: z.string(),
   type_info: TypeInfo,
 });
-export const DeviceDetail = Device.extend({ groups: z.array(z.string()), view_token: z.string(), device_code: z.string() });
+export const DeviceDetail = Device.extend({
+  groups: z.array(z.string()),
+  view_token: z.string(),
+  device_code: z.string(),
+  /** A gateway sub-device: its gateway and address; null otherwise. */
+  gateway: z.object({ id: z.string(), address: z.string() }).nullable(),
+});
 
 const idList = z
   .string()
