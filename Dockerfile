@@ -9,7 +9,9 @@ ENV NODE_ENV=production \
 WORKDIR /app
 
 # Dependencies first: this layer is reused until package-lock.json changes.
+# patches/ is applied by the postinstall script (patch-package): the postgres.js fix must be in the image.
 COPY package.json package-lock.json ./
+COPY patches ./patches
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
 COPY . .
