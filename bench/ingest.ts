@@ -177,6 +177,8 @@ async function startOurs(): Promise<{ child: Child; port: number }> {
     JWT_SECRET: randomToken(48),
     // Devices report as fast as they are acknowledged: the per-device limit must not be what is measured.
     MQTT_RATE_LIMIT: '100000',
+    // Tuning experiments: the pipeline's settings pass through (INGEST_CONCURRENCY=4 npm run bench:ingest).
+    ...Object.fromEntries(Object.entries(process.env).filter(([k]) => /^(INGEST|HISTORY)_/.test(k))),
   }, path.join(tmp, 'ours.log'), CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`] : []);
   await waitForPort(httpPort, child, 120_000);
   await waitForPort(mqttPort, child, 60_000);
@@ -251,7 +253,7 @@ async function seriesSpeed(db: OpenedDatabase, projectId: string, deviceIds: str
   const plan = rowsOf<{ 'QUERY PLAN': string }>(
     await db.db.execute(sql`explain (analyze, buffers) select (extract(epoch from ts) * 1000)::int8 as ts, num, bool, str, json from attribute_history
       where device_id = ${pick(1)} and identifier = 'temperature' and project_id = ${projectId}
-        and ts >= now() - interval '30 days' and ts <= now() order by ts desc limit 20`),
+        and ts >= now() - interval '30 days' and ts <= now() order by attribute_history.ts desc limit 20`),
   ).map((r) => r['QUERY PLAN']);
   await services.ingest.stop();
   return { total, page, deep, agg, agg2, plan };

@@ -210,7 +210,8 @@ export function createHistoryRepository(db: Db) {
           select ${msOf(sql`ts`)} as ts, num, bool, str, json from attribute_history
           where device_id = ${deviceId} and identifier = ${identifier} and project_id = ${projectId}
             and ts >= ${tsOf(from)} and ts <= ${tsOf(to)}
-          order by ts desc limit ${limit} offset ${offset}`),
+          -- The column, not the output alias "ts" (a computed value): only the column follows the index order.
+          order by attribute_history.ts desc limit ${limit} offset ${offset}`),
       );
       return rows.map(pointOf);
     },
@@ -243,7 +244,7 @@ export function createHistoryRepository(db: Db) {
           where device_id = ${deviceId} and project_id = ${projectId}
             and identifier in (${sql.join(identifiers.map((i) => sql`${i}`), sql`, `)})
             and ts >= ${tsOf(after !== undefined ? after + 1 : from)} and ts <= ${tsOf(to)}
-          order by ts, identifier limit ${limit}`),
+          order by attribute_history.ts, identifier limit ${limit}`),
       );
       return rows.map((r) => ({ identifier: r.identifier, ...pointOf(r) }));
     },
