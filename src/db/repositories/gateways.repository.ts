@@ -1,5 +1,6 @@
 import { and, asc, eq, inArray, isNull, or, sql } from 'drizzle-orm';
 import type { Db } from '../client.ts';
+import { identityColumns } from './device-auth.repository.ts';
 import { devices, deviceTypes } from '../schema.ts';
 
 /** A sub-device as the gateway API lists it. */
@@ -19,14 +20,7 @@ export function createGatewaysRepository(db: Db) {
     /** The sub-device of this gateway at this address, as a device identity (one indexed look-up). */
     async subByAddress(projectId: string, gatewayId: string, address: string) {
       const [row] = await db
-        .select({
-          deviceId: devices.id,
-          projectId: devices.projectId,
-          name: devices.name,
-          typeId: devices.typeId,
-          connType: deviceTypes.connType,
-          disabled: devices.disabled,
-        })
+        .select(identityColumns())
         .from(devices)
         .leftJoin(deviceTypes, eq(deviceTypes.id, devices.typeId))
         .where(and(eq(devices.gatewayId, gatewayId), eq(devices.subAddress, address), eq(devices.projectId, projectId)))
