@@ -85,7 +85,8 @@ describe('simulator --protocol tcp', () => {
     const { summary, exitCode } = await sim.stop();
     expect(exitCode).toBe(0);
     expect(summary).toMatchObject({ devices: 2, provisioned: 2, connected_devices: 2, errors: 0, pushes: 1 });
-    expect(summary.sent).toBeGreaterThan(2);
+    // Each device sent at least its first frame (the run stops as soon as the push was seen).
+    expect(summary.sent).toBeGreaterThanOrEqual(2);
     const values = await ctx.services.currentValues.get(p.project.id, d.id);
     expect(values).toMatchObject({ switch: true, mode: 'eco', temperature: expect.any(Number), location: { lat: expect.any(Number), lng: expect.any(Number) } });
   });
