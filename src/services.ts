@@ -102,7 +102,8 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
     // values that cannot wait (pushes, cloud, back-dated reports); fresh reports' current values go
     // to the cache once committed and are written once per second.
     write: async (rows) => {
-      await historyRepo.ensurePartitions(rows.filter((r) => r.history).map((r) => historyRepo.dayOf(r.ts)));
+      const days = rows.filter((r) => r.history).map((r) => historyRepo.dayOf(r.ts));
+      await historyRepo.ensurePartitions(days);
       const w = currentCache.begin();
       try {
         const fresh = rows.filter(w.fresh);
@@ -111,6 +112,15 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
           await historyRepo.upsertCurrent(tx, fresh.length ? rows.filter((r) => !w.fresh(r)) : rows);
         });
         w.committed(fresh);
+      } catch (err) {
+        // "no partition for row": a partition this node knew was dropped elsewhere (retention on another
+        // node): forget what it knew, so the retry creates it again.
+        const pgErr = (err as { cause?: { code?: string; message?: string } })?.cause ?? (err as { code?: string; message?: string });
+        if (pgErr?.code === '23514' && /no partition of relation/.test(pgErr.message ?? '')) {
+          historyRepo.forgetPartitions();
+          throw Object.assign(new Error('history partition missing; recreating it'), { code: '08000', cause: err });
+        }
+        throw err;
       } finally {
         w.end();
       }

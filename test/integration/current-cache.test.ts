@@ -77,4 +77,15 @@ describe('current-values cache', () => {
     await first.ingest.stop();
     await second.ingest.stop();
   });
+
+  it('recreates a day partition that another process dropped, and stores the report', async () => {
+    if ((await ctx.services.historyStore.detect()) !== 'partitioned') return;
+    const d = await newDevice('dropped');
+    const day = Math.floor((Date.now() - 100 * 86_400_000) / 86_400_000) * 86_400_000;
+    await ctx.services.currentValues.reportSeries(d.identity, [{ ts: day + 1000, attributes: { v: 1 } }]);
+    const name = `attribute_history_d${new Date(day).toISOString().slice(0, 10).replaceAll('-', '')}`;
+    await ctx.database.db.execute(sql.raw(`drop table ${name}`));
+    await ctx.services.currentValues.reportSeries(d.identity, [{ ts: day + 2000, attributes: { v: 2 } }]);
+    expect((await ctx.services.historyStore.series(p.project.id, d.id, 'v', day, day + 86_400_000, 10, 0)).map((x) => x.value)).toEqual([2]);
+  });
 });

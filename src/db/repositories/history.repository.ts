@@ -114,6 +114,8 @@ export function createHistoryRepository(db: Db) {
   return {
     detect,
     ensurePartitions,
+    /** Forgets which partitions exist (another process dropped one): the next write checks again. */
+    forgetPartitions: () => partitions.clear(),
     dayOf: (ts: number) => Math.floor(ts / DAY_MS),
 
     /**
