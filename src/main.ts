@@ -64,7 +64,7 @@ async function start(config: Config) {
     compressAfterDays: config.HISTORY_COMPRESS_AFTER_DAYS,
     retentionDays: config.HISTORY_RETENTION_DAYS,
   });
-  await services.retention.start();
+  services.retention.start();
   await services.currentCache.recover();
   services.currentCache.start();
   // Active alarms and the timers of connection and silence rules, rebuilt before devices connect.

@@ -11,6 +11,7 @@ import type { PresenceService } from '../devices/presence.service.ts';
 import type { EventBus } from '../events/event-bus.ts';
 import type { CurrentValuesService } from './current-values.service.ts';
 import { resolveRange } from './history.service.ts';
+import { createIngest } from './ingest.ts';
 import { encodeMessage, MAX_DATA_BYTES, STREAM_IDENTIFIER, type MessageType } from './data-push.service.ts';
 
 /** The stream a TCP link carries when its type binds none (device-protocol.md §6). */
@@ -96,82 +97,6 @@ export function monotonicIds(horizon = 4096) {
   };
 }
 
-interface Pending {
-  row: NewDataMessage;
-  resolve: () => void;
-  reject: (err: unknown) => void;
-}
-
-/**
- * Gathers rows into multi-row INSERTs: one write at a time, the next batch gathering meanwhile.
- * A failed batch is retried row by row, so one bad row (its device deleted meanwhile) fails alone.
- */
-function createBatchWriter(insert: (rows: NewDataMessage[]) => Promise<void>, maxRows: number, delayMs: number) {
-  let queue: Pending[] = [];
-  let timer: NodeJS.Timeout | undefined;
-  let loop: Promise<void> | undefined;
-
-  async function write(batch: Pending[]) {
-    try {
-      await insert(batch.map((p) => p.row));
-      for (const p of batch) p.resolve();
-    } catch (err) {
-      if (batch.length === 1) return batch[0]!.reject(err);
-      for (const p of batch) {
-        try {
-          await insert([p.row]);
-          p.resolve();
-        } catch (e) {
-          p.reject(e);
-        }
-      }
-    }
-  }
-
-  async function run() {
-    while (queue.length) {
-      const batch = queue.slice(0, maxRows);
-      queue = queue.slice(batch.length);
-      await write(batch);
-    }
-  }
-
-  function start(): Promise<void> {
-    if (timer) clearTimeout(timer);
-    timer = undefined;
-    loop ??= run().finally(() => {
-      loop = undefined;
-      if (queue.length) schedule();
-    });
-    return loop;
-  }
-
-  function schedule() {
-    if (loop) return;
-    if (queue.length >= maxRows) void start();
-    else if (!timer) {
-      timer = setTimeout(() => void start(), delayMs);
-      timer.unref();
-    }
-  }
-
-  return {
-    write(row: NewDataMessage): Promise<void> {
-      return new Promise<void>((resolve, reject) => {
-        queue.push({ row, resolve, reject });
-        schedule();
-      });
-    },
-    /** Writes everything queued; resolves when nothing is left. */
-    async flush(): Promise<void> {
-      while (queue.length || loop) await start().catch(() => {});
-    },
-    get queued() {
-      return queue.length;
-    },
-  };
-}
-
 /** The paging and time window of a message-log read. */
 export interface MessagesQuery {
   page: number;
@@ -199,7 +124,8 @@ export function createDataStreamsService({
   batchDelayMs = 10,
 }: DataStreamsDeps) {
   const nextId = monotonicIds();
-  const writer = createBatchWriter((rows) => repo.insertMany(rows), batchMaxRows, batchDelayMs);
+  // The same pipeline as attribute values: batches, back-pressure, retries while the database is away.
+  const writer = createIngest<NewDataMessage>({ write: (rows) => repo.insertMany(rows), batchSize: batchMaxRows, batchDelayMs, maxPending: 20_000 });
   const profiles = new Map<string, { profile: Promise<TypeDataProfile>; until: number }>();
   const MAX_PROFILES = 10_000;
   const inFlight = new Set<Promise<unknown>>();
@@ -240,7 +166,7 @@ export function createDataStreamsService({
 
   async function record(projectId: string, deviceId: string, identifier: string, direction: 'up' | 'down', transport: Transport, payload: Buffer, ts: number) {
     const id = nextId(ts);
-    await writer.write({ id, projectId, deviceId, identifier, direction, transport, payload, ts });
+    await writer.submit([{ id, projectId, deviceId, identifier, direction, transport, payload, ts }]);
     counters[direction] += 1;
     bus.emit('device.data', { projectId, deviceId, identifier, direction, transport, payload, ts });
     return id;
@@ -355,7 +281,7 @@ export function createDataStreamsService({
 
     /** Counts since start: recorded messages by direction, dropped ones by reason, refused mappings. */
     stats() {
-      return { up: counters.up, down: counters.down, dropped: { ...counters.dropped }, mappingFailed: counters.mappingFailed, queued: writer.queued };
+      return { up: counters.up, down: counters.down, dropped: { ...counters.dropped }, mappingFailed: counters.mappingFailed, queued: writer.stats().pendingValues };
     },
 
     /** Writes what is queued (tests, and before a graceful stop). */

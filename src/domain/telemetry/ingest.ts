@@ -11,9 +11,9 @@ import type { TelemetryRow } from '../../db/repositories/history.repository.ts';
  * database is retried with back-off until it answers again; nothing waiting is dropped. A batch that
  * the database refuses for its content is split, so only the offending submission fails.
  */
-export interface IngestOptions {
+export interface IngestOptions<T = TelemetryRow> {
   /** Writes one batch durably (one transaction). */
-  write(rows: TelemetryRow[]): Promise<void>;
+  write(rows: T[]): Promise<void>;
   /** Most values per batch. */
   batchSize?: number;
   /** Longest a value waits for its batch to fill, in ms. */
@@ -30,8 +30,8 @@ export interface IngestOptions {
   retryMaxMs?: number;
 }
 
-interface Pending {
-  rows: TelemetryRow[];
+interface Pending<T> {
+  rows: T[];
   resolve(): void;
   reject(err: unknown): void;
 }
@@ -56,7 +56,8 @@ export function isTransientDbError(err: unknown): boolean {
   return false;
 }
 
-export function createIngest(options: IngestOptions) {
+/** The pipeline for telemetry rows by default; any row type with its own `write` (custom-data messages). */
+export function createIngest<T = TelemetryRow>(options: IngestOptions<T>) {
   const batchSize = options.batchSize ?? 5_000;
   const batchDelayMs = options.batchDelayMs ?? 5;
   const maxPending = Math.max(options.maxPending ?? 100_000, batchSize);
@@ -66,7 +67,7 @@ export function createIngest(options: IngestOptions) {
   const retryMaxMs = options.retryMaxMs ?? 5_000;
   const log = options.logger;
 
-  const queue: Pending[] = [];
+  const queue: Pending<T>[] = [];
   /** Values submitted and not yet written (queued or being written): what back-pressure bounds. */
   let pendingValues = 0;
   /** Values queued and not yet taken into a batch: what starts a writer. */
@@ -105,8 +106,8 @@ export function createIngest(options: IngestOptions) {
     });
   }
 
-  function take(): Pending[] {
-    const batch: Pending[] = [];
+  function take(): Pending<T>[] {
+    const batch: Pending<T>[] = [];
     let n = 0;
     while (queue.length && (n === 0 || n + queue[0]!.rows.length <= batchSize)) {
       const p = queue.shift()!;
@@ -117,7 +118,7 @@ export function createIngest(options: IngestOptions) {
     return batch;
   }
 
-  function release(batch: Pending[]) {
+  function release(batch: Pending<T>[]) {
     for (const p of batch) pendingValues -= p.rows.length;
     while (waitingForRoom.length && pendingValues < maxPending) waitingForRoom.shift()!();
   }
@@ -125,7 +126,7 @@ export function createIngest(options: IngestOptions) {
   const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref?.());
 
   /** Writes until the database answers; returns the error when it refuses the data. */
-  async function writeDurably(rows: TelemetryRow[]): Promise<unknown> {
+  async function writeDurably(rows: T[]): Promise<unknown> {
     let delay = retryMinMs;
     for (;;) {
       try {
@@ -175,7 +176,7 @@ export function createIngest(options: IngestOptions) {
 
   return {
     /** Resolves when the rows are durable; waits first while the pipeline is full. */
-    async submit(rows: TelemetryRow[]): Promise<void> {
+    async submit(rows: T[]): Promise<void> {
       if (!rows.length) return;
       if (stopped) throw new Error('telemetry ingest is stopped');
       while (pendingValues >= maxPending) await new Promise<void>((r) => waitingForRoom.push(r));

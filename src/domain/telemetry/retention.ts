@@ -23,6 +23,7 @@ export interface RetentionDeps {
  * DELETE. Custom data-stream messages follow the same per-project retention.
  */
 export function createRetention({ db, history, settings, defaultDays, clock = Date.now, logger }: RetentionDeps) {
+  let first: NodeJS.Timeout | undefined;
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
 
@@ -75,15 +76,22 @@ export function createRetention({ db, history, settings, defaultDays, clock = Da
 
   return {
     runOnce,
-    /** Runs now (partitions for today exist before the first report) and then hourly. */
-    async start(): Promise<void> {
-      await tick();
-      timer = setInterval(tick, HOUR_MS);
-      timer.unref();
+    /**
+     * First pass a little after the start (it may DELETE a lot: it must not delay accepting devices; the
+     * ingest creates the partitions it writes to by itself), then hourly.
+     */
+    start(firstAfterMs = 30_000): void {
+      first = setTimeout(() => {
+        void tick();
+        timer = setInterval(tick, HOUR_MS);
+        timer.unref();
+      }, firstAfterMs);
+      first.unref();
     },
     async stop(): Promise<void> {
+      if (first) clearTimeout(first);
       if (timer) clearInterval(timer);
-      timer = undefined;
+      first = timer = undefined;
       await running;
     },
   };
