@@ -76,6 +76,8 @@ export function createGatewayHub({ services, log, clock = Date.now }: GatewayHub
   interface Link extends GatewayLink {
     /** The device's attachment changed or the device is gone: drop it from the cache and end its session. */
     forget(deviceId: string, reason: string): void;
+    /** Drops the cached identity of a sub-device (it changed); its session, if any, goes on. */
+    refresh(deviceId: string): void;
   }
 
   const offChanged = services.bus.on('device.gateway_changed', (e) => {
@@ -83,8 +85,13 @@ export function createGatewayHub({ services, log, clock = Date.now }: GatewayHub
       if (gatewayId) for (const link of links.get(gatewayId) ?? []) link.forget(e.deviceId, 'detached from its gateway');
     }
   });
-  const offDeleted = services.bus.on('device.deleted', (e) => {
-    for (const set of links.values()) for (const link of set) if (link.gateway.projectId === e.projectId) link.forget(e.deviceId, 'device deleted');
+  const forgetEverywhere = (projectId: string, deviceId: string, reason: string) => {
+    for (const set of links.values()) for (const link of set) if (link.gateway.projectId === projectId) link.forget(deviceId, reason);
+  };
+  const offDeleted = services.bus.on('device.deleted', (e) => forgetEverywhere(e.projectId, e.deviceId, 'device deleted'));
+  // A changed device (renamed, another type) is looked up again: the cached identity must not answer for it.
+  const offUpdated = services.bus.on('device.updated', (e) => {
+    for (const set of links.values()) for (const link of set) if (link.gateway.projectId === e.projectId) link.refresh(e.deviceId);
   });
 
   /** Refuses values whose type contradicts the sub-device type's attribute model, before anything of the message is stored. */
@@ -249,6 +256,7 @@ export function createGatewayHub({ services, log, clock = Date.now }: GatewayHub
           const command = (body as Record<string, unknown>).command;
           if (!isPlainObject(command)) throw new BadRequest('command must be {"id":<id>,"method":…,"params":{…}}', [{ path: 'command', message: 'required' }]);
           const id = Number(command.id);
+          if (!Number.isSafeInteger(id) || id < 1) throw new BadRequest('command.id must be the id of the command (a positive integer)', [{ path: 'command.id', message: 'expected a positive integer' }]);
           const matched = await services.commands.reply(await mustResolve(address), id, command);
           return matched ? { result: 1, device: address, id } : { result: 0, errcode: 404, message: 'no open command with this id', device: address, id: command.id ?? null };
         }
@@ -299,9 +307,12 @@ export function createGatewayHub({ services, log, clock = Date.now }: GatewayHub
         cache.clear();
       },
 
-      forget(deviceId, reason) {
+      refresh(deviceId) {
         generation++;
         for (const [address, identity] of cache) if (identity.deviceId === deviceId) cache.delete(address);
+      },
+      forget(deviceId, reason) {
+        this.refresh(deviceId);
         for (const entry of [...online.values()]) {
           if (entry.identity.deviceId !== deviceId) continue;
           drop(entry, reason);
@@ -326,6 +337,7 @@ export function createGatewayHub({ services, log, clock = Date.now }: GatewayHub
     close() {
       offChanged();
       offDeleted();
+      offUpdated();
       for (const set of [...links.values()]) for (const link of [...set]) link.end('broker closing');
     },
   };

@@ -202,7 +202,8 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
       return;
     }
     const now = clock();
-    const cost = 1 + Math.floor((message.length - 1) / COST_UNIT);
+    // Capped at the bucket's size: a large message must stay possible at a low project rate.
+    const cost = Math.min(1 + Math.floor((message.length - 1) / COST_UNIT), link.rate.limit * 2);
     if (!allow(link.rate, now, cost)) {
       stats.rateLimited += 1;
       if (link.rate.refused >= link.rate.limit * o.abuseFactor) {

@@ -18,10 +18,13 @@ export const TagKeys = z.array(z.string().min(1).max(64)).max(64);
 
 export const Timestamp = z.number().int().nonnegative();
 
-/** `page` from 1, `page_records` 1–max (http-api.md §3, device list). */
+/**
+ * `page` from 1, `page_records` 1–max (http-api.md §3, device list). `page` is bounded so the offset
+ * stays a number the database takes (a page of 1e20 would otherwise reach it as an overflowing bigint).
+ */
 export const pagingQuery = (max = 500, fallback = 20) =>
   z.object({
-    page: z.coerce.number().int().min(1).default(1),
+    page: z.coerce.number().int().min(1).max(1_000_000).default(1),
     page_records: z.coerce.number().int().min(1).max(max).default(fallback),
   });
 

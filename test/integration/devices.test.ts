@@ -98,6 +98,9 @@ describe('device list', () => {
     const body = expectFailure(await f.api.get('/api/v1/devices?page_records=501'), 400);
     expect(body.errors[0].path).toBe('query.page_records');
     expectFailure(await f.api.get('/api/v1/devices?page=0'), 400);
+    // A page whose offset would overflow the database's bigint is refused, not a 500.
+    expectFailure(await f.api.get('/api/v1/devices?page=100000000000000000000'), 400);
+    expectFailure(await f.api.get('/api/v1/alarm_logs?page=100000000000000000000'), 400);
     expectFailure(await f.api.get('/api/v1/devices?page=abc'), 400);
   });
 

@@ -348,6 +348,9 @@ describe('bad gateway messages', () => {
       errcode: 404,
       device: '1',
     });
+    for (const id of [undefined, 'x', 1.5, -1]) {
+      expect(await bad(GATEWAY_TOPICS.commandReply, { device: '1', command: { id, method: 'x' } }, GATEWAY_TOPICS.commandReplyResponse)).toMatchObject({ result: 0, errcode: 400, device: '1' });
+    }
     expect(await bad(GATEWAY_TOPICS.connect, { device: 5 }, GATEWAY_TOPICS.connectResponse)).toMatchObject({ result: 0, errcode: 400 });
     expect(g.connected).toBe(true);
     expect(await currentValues(s, subs['1']!)).toEqual({});

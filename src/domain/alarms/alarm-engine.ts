@@ -73,7 +73,7 @@ const covers = (rule: AlarmRuleRow, device: DeviceMeta) =>
  */
 export function createAlarmEngine({ repo, bus, scheduler, clock, logger, onEntry, deviceMetaTtlMs = 600_000, isOnline = () => false }: AlarmEngineDeps) {
   const rulesCache = new Map<string, CompiledRules | Promise<CompiledRules>>();
-  const metaCache = new Map<string, { meta: DeviceMeta | undefined; at: number }>();
+  const metaCache = new Map<string, { projectId: string; meta: DeviceMeta | undefined; at: number }>();
   const states = new Map<string, Map<string, RuleState>>();
   const chains = new Map<string, Promise<void>>();
   const unsubscribe: Array<() => void> = [];
@@ -111,9 +111,11 @@ export function createAlarmEngine({ repo, bus, scheduler, clock, logger, onEntry
 
   async function metaOf(projectId: string, deviceId: string): Promise<DeviceMeta | undefined> {
     const hit = metaCache.get(deviceId);
-    if (hit && clock() - hit.at < deviceMetaTtlMs && hit.meta?.projectId === projectId) return hit.meta;
+    // A miss (unknown device, or another project's) is cached too: it must not cost a query per report.
+    if (hit && clock() - hit.at < deviceMetaTtlMs && hit.projectId === projectId) return hit.meta;
     const meta = await repo.deviceMeta(projectId, deviceId);
-    metaCache.set(deviceId, { meta, at: clock() });
+    if (metaCache.size >= 100_000) metaCache.clear();
+    metaCache.set(deviceId, { projectId, meta, at: clock() });
     return meta;
   }
 
@@ -322,8 +324,9 @@ export function createAlarmEngine({ repo, bus, scheduler, clock, logger, onEntry
   function steady(compiled: CompiledRules, projectId: string, deviceId: string, attributes: Record<string, unknown>, ts: number): boolean {
     if (chains.has(deviceId)) return false;
     const hit = metaCache.get(deviceId);
-    const device = hit?.meta;
-    if (!hit || !device || device.projectId !== projectId || clock() - hit.at >= deviceMetaTtlMs) return false;
+    if (!hit || hit.projectId !== projectId || clock() - hit.at >= deviceMetaTtlMs) return false;
+    const device = hit.meta;
+    if (!device) return true; // known not to be a device of this project: nothing to evaluate
     if (!device.typeId) return true;
     const rules = compiled.byType.get(device.typeId);
     if (!rules) return true;
@@ -333,6 +336,8 @@ export function createAlarmEngine({ repo, bus, scheduler, clock, logger, onEntry
       if (!covers(rule, device)) continue;
       const c = rule.condition;
       if (c.kind === 'offline') continue;
+      // A rule on an attribute this report does not carry stays as it is, whatever its state.
+      if (c.kind === 'attribute' && !(c.identifier in attributes)) continue;
       const st = byRule?.get(rule.id);
       if (!st) return false;
       if (c.kind === 'silence') {
@@ -350,12 +355,14 @@ export function createAlarmEngine({ repo, bus, scheduler, clock, logger, onEntry
       if (!covers(rule, device)) continue;
       const c = rule.condition;
       if (c.kind === 'offline') continue;
+      if (c.kind === 'attribute' && !(c.identifier in attributes)) continue;
+      // The first pass returned false unless every remaining rule has its state.
       const st = byRule!.get(rule.id)!;
       if (c.kind === 'silence') {
         st.lastReport = Math.max(st.lastReport ?? 0, now);
         continue;
       }
-      if (!(c.identifier in attributes) || ts < st.lastTs) continue;
+      if (ts < st.lastTs) continue;
       const value = attributes[c.identifier];
       if (st.holds) st.vars = { value, previous: st.lastValue, ts };
       st.lastTs = ts;
