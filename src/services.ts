@@ -107,10 +107,17 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
       const w = currentCache.begin();
       try {
         const fresh = rows.filter(w.fresh);
-        await db.transaction(async (tx) => {
-          await historyRepo.insert(tx, rows);
-          await historyRepo.upsertCurrent(tx, fresh.length ? rows.filter((r) => !w.fresh(r)) : rows);
-        });
+        const currentNow = fresh.length ? rows.filter((r) => !w.fresh(r)) : rows;
+        if (!currentNow.length) {
+          // Only fresh reports (the steady state): the history INSERT alone, its own transaction,
+          // one round trip on PostgreSQL.
+          await historyRepo.insertAlone(rows);
+        } else {
+          await db.transaction(async (tx) => {
+            await historyRepo.insert(tx, rows);
+            await historyRepo.upsertCurrent(tx, currentNow);
+          });
+        }
         w.committed(fresh);
       } catch (err) {
         // "no partition for row": a partition this node knew was dropped elsewhere (retention on another

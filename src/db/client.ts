@@ -2,7 +2,8 @@ import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
-import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import type { SQL } from 'drizzle-orm';
+import { PgDialect, type PgDatabase, type PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
@@ -22,6 +23,22 @@ export interface Database {
   /** Applies the SQL migrations of `drizzle/`. */
   migrate(): Promise<void>;
   close(): Promise<void>;
+}
+
+const dialect = new PgDialect();
+
+/**
+ * Runs one statement on its own (autocommit: it is its own transaction). On PostgreSQL it runs as a
+ * prepared statement of the connection: drizzle sends every statement unprepared, and postgres.js
+ * then needs two round trips (Parse/Describe to learn the parameter types, then Bind/Execute); a
+ * prepared one needs one from its second run on. For hot statements whose text does not vary with
+ * the data (each distinct text stays prepared on every connection). PGlite runs it through drizzle.
+ */
+export async function runPrepared(db: Db, query: SQL): Promise<unknown> {
+  const client = (db as { $client?: unknown }).$client as postgres.Sql | undefined;
+  if (typeof client !== 'function' || typeof client.unsafe !== 'function') return db.execute(query);
+  const { sql: text, params } = dialect.sqlToQuery(query);
+  return client.unsafe(text, params as postgres.ParameterOrJSON<never>[], { prepare: true });
 }
 
 /** `drizzle/` of the repository, from src/db (tsx) or dist/src/db (compiled). */

@@ -22,17 +22,20 @@ describe.skipIf(!url)('telemetry ingest across dropped database connections', ()
     await ctx?.close();
   });
 
-  it('retries until the database answers and stores every acknowledged report once', async () => {
+  async function deviceIdentity(name: string) {
     const p = await createProject(ctx);
-    const d = expectOk(await p.api.post('/api/v1/device', { name: 'steady' }));
+    const d = expectOk(await p.api.post('/api/v1/device', { name }));
     const cert = expectOk(await p.api.get(`/api/v1/device/${d.id}/certificate`));
-    const identity = (await ctx.services.deviceAuth.authenticate(p.project.project_key, cert.access_token))!;
+    return { projectId: p.project.id, deviceId: d.id as string, identity: (await ctx.services.deviceAuth.authenticate(p.project.project_key, cert.access_token))! };
+  }
 
-    const t0 = Date.now() - 600_000;
+  /** Submits 400 reports through `report(i)`, ending every other connection of the database three times meanwhile. */
+  async function reportThroughKills(report: (i: number) => Promise<unknown>) {
+    const retriesBefore = ctx.services.ingest.stats().retries;
     let killed = 0;
-    const reports: Array<Promise<void>> = [];
+    const reports: Array<Promise<unknown>> = [];
     for (let i = 0; i < 400; i++) {
-      reports.push(ctx.services.currentValues.reportSeries(identity, [{ ts: t0 + i, attributes: { n: i } }]));
+      reports.push(report(i));
       if (i % 100 === 50) {
         // Every connection of this database but ours goes away, as in a server restart.
         const rows = await admin`select pg_terminate_backend(pid) as ok from pg_stat_activity
@@ -43,8 +46,23 @@ describe.skipIf(!url)('telemetry ingest across dropped database connections', ()
     }
     await Promise.all(reports);
     expect(killed).toBeGreaterThan(0);
-    const stored = await ctx.services.historyStore.series(p.project.id, d.id, 'n', t0, t0 + 1000, 1000, 0);
-    expect(stored.map((s) => s.value).sort((a, b) => (a as number) - (b as number))).toEqual(Array.from({ length: 400 }, (_, i) => i));
-    expect(ctx.services.ingest.stats().retries).toBeGreaterThan(0);
+    expect(ctx.services.ingest.stats().retries).toBeGreaterThan(retriesBefore);
+  }
+
+  const sorted = (points: Array<{ value: unknown }>) => points.map((s) => s.value as number).sort((a, b) => a - b);
+  const all400 = Array.from({ length: 400 }, (_, i) => i);
+
+  it('retries until the database answers and stores every acknowledged back-dated report once (a transaction per batch)', async () => {
+    const { projectId, deviceId, identity } = await deviceIdentity('back-dated');
+    const t0 = Date.now() - 600_000;
+    await reportThroughKills((i) => ctx.services.currentValues.reportSeries(identity, [{ ts: t0 + i, attributes: { n: i } }]));
+    expect(sorted(await ctx.services.historyStore.series(projectId, deviceId, 'n', t0, t0 + 1000, 1000, 0))).toEqual(all400);
+  }, 60_000);
+
+  it('does the same for fresh reports (one prepared INSERT per batch, re-prepared on the new connections)', async () => {
+    const { projectId, deviceId, identity } = await deviceIdentity('fresh');
+    const t0 = Date.now();
+    await reportThroughKills((i) => ctx.services.currentValues.report(identity, { n: i }));
+    expect(sorted(await ctx.services.historyStore.series(projectId, deviceId, 'n', t0 - 1000, Date.now() + 1000, 1000, 0))).toEqual(all400);
   }, 60_000);
 });

@@ -1,5 +1,5 @@
 import { sql, type SQL } from 'drizzle-orm';
-import type { Db, Tx } from '../client.ts';
+import { runPrepared, type Db, type Tx } from '../client.ts';
 import { rowsOf } from '../timescale.ts';
 import type { AttrDataType, AttrType } from './attribute-values.repository.ts';
 
@@ -74,6 +74,35 @@ const aggregateSql: Record<Aggregate, SQL> = {
   last: sql`(array_agg(num order by ts desc) filter (where num is not null))[1]`,
 };
 
+/**
+ * The INSERT of the history rows (reports) of `rows`, none when there are none. Rows of one report
+ * (same device and time, adjacent) travel as one object of values, so ids and times are sent once
+ * per report, not once per value; the value's JSON type picks its column. One parameter, one
+ * statement text whatever the batch size.
+ */
+function insertQuery(rows: TelemetryRow[]): SQL | undefined {
+  const reports: Array<{ p: string; d: string; t: number; v: Record<string, unknown> }> = [];
+  let last: (typeof reports)[number] | undefined;
+  for (const r of rows) {
+    if (!r.history) continue;
+    if (!last || last.d !== r.deviceId || last.t !== r.ts || last.p !== r.projectId || r.identifier in last.v) {
+      last = { p: r.projectId, d: r.deviceId, t: r.ts, v: {} };
+      reports.push(last);
+    }
+    last.v[r.identifier] = r.value;
+  }
+  if (!reports.length) return undefined;
+  return sql`
+    insert into attribute_history (project_id, device_id, identifier, ts, num, bool, str, json)
+    select r.p, r.d, e.key, timestamptz 'epoch' + r.t * interval '1 millisecond',
+      case when jsonb_typeof(e.value) = 'number' then e.value::float8 end,
+      case when jsonb_typeof(e.value) = 'boolean' then e.value::bool end,
+      case when jsonb_typeof(e.value) = 'string' then e.value #>> '{}' end,
+      case when jsonb_typeof(e.value) in ('object', 'array') then e.value end
+    from jsonb_to_recordset(${JSON.stringify(reports)}::jsonb) as r(p text, d text, t int8, v jsonb)
+    cross join lateral jsonb_each(r.v) as e`;
+}
+
 export function createHistoryRepository(db: Db) {
   let mode: HistoryMode | undefined;
   /** Days whose partition is known to exist (partitioned mode). */
@@ -118,32 +147,19 @@ export function createHistoryRepository(db: Db) {
     forgetPartitions: () => partitions.clear(),
     dayOf: (ts: number) => Math.floor(ts / DAY_MS),
 
-    /**
-     * Inserts history rows (reports) in one statement, in the caller's transaction. Rows of one report
-     * (same device and time, adjacent) travel as one object of values, so ids and times are sent once
-     * per report, not once per value; the value's JSON type picks its column.
-     */
+    /** Inserts history rows (reports) in one statement, in the caller's transaction. */
     async insert(tx: Tx, rows: TelemetryRow[]): Promise<void> {
-      const reports: Array<{ p: string; d: string; t: number; v: Record<string, unknown> }> = [];
-      let last: (typeof reports)[number] | undefined;
-      for (const r of rows) {
-        if (!r.history) continue;
-        if (!last || last.d !== r.deviceId || last.t !== r.ts || last.p !== r.projectId || r.identifier in last.v) {
-          last = { p: r.projectId, d: r.deviceId, t: r.ts, v: {} };
-          reports.push(last);
-        }
-        last.v[r.identifier] = r.value;
-      }
-      if (!reports.length) return;
-      await tx.execute(sql`
-        insert into attribute_history (project_id, device_id, identifier, ts, num, bool, str, json)
-        select r.p, r.d, e.key, timestamptz 'epoch' + r.t * interval '1 millisecond',
-          case when jsonb_typeof(e.value) = 'number' then e.value::float8 end,
-          case when jsonb_typeof(e.value) = 'boolean' then e.value::bool end,
-          case when jsonb_typeof(e.value) = 'string' then e.value #>> '{}' end,
-          case when jsonb_typeof(e.value) in ('object', 'array') then e.value end
-        from jsonb_to_recordset(${JSON.stringify(reports)}::jsonb) as r(p text, d text, t int8, v jsonb)
-        cross join lateral jsonb_each(r.v) as e`);
+      const query = insertQuery(rows);
+      if (query) await tx.execute(query);
+    },
+
+    /**
+     * The same as one statement of its own (its own transaction, durable when it answers): the hot
+     * path of the ingest, one round trip per batch on PostgreSQL (a prepared statement, no BEGIN/COMMIT).
+     */
+    async insertAlone(rows: TelemetryRow[]): Promise<void> {
+      const query = insertQuery(rows);
+      if (query) await runPrepared(db, query);
     },
 
     /**
