@@ -10,7 +10,7 @@ import { AppError, BadRequest, NotFound } from '../src/errors.ts';
 import type { Services } from '../src/services.ts';
 import { createGatewayHub, type GatewayLink } from './gateway.ts';
 import { createViewerHooks, type Viewer } from './subscriptions.ts';
-import { deviceTopic, GATEWAY_TOPICS, isCommandFilter, isDownstreamFilter, isGatewayDownstreamFilter, parseUpstream, relativeTopic, responseTopicOf, upstreamSink, type Upstream } from './topics.ts';
+import { deviceTopic, filterMatches, GATEWAY_TOPICS, isCommandFilter, isDownstreamFilter, isGatewayDownstreamFilter, parseUpstream, relativeTopic, responseTopicOf, upstreamSink, type Upstream } from './topics.ts';
 
 export const MQTT_DEFAULTS = {
   /** Largest MQTT packet a device may send, in bytes (device-protocol.md §3 "a payload over the size limit"). */
@@ -166,8 +166,20 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     });
   }
 
-  function answer(state: ClientState, topic: string | undefined, body: Answer) {
+  /**
+   * Publishes the answer to a device message on its response topic, when the device subscribes to it
+   * (most devices that only report never do: publishing to nobody would cost a trip through the
+   * broker's routing for every report).
+   */
+  function answer(client: Client, state: ClientState, topic: string | undefined, body: Answer) {
     if (!topic) return;
+    const internal = deviceTopic(state.identity.deviceId, topic);
+    let subscribed = false;
+    // Aedes keeps a connection's granted filters (ours, rewritten into the device's namespace) here,
+    // restored ones of a persistent session included.
+    const filters = (client as Client & { subscriptions?: Record<string, unknown> }).subscriptions ?? {};
+    for (const filter in filters) if ((subscribed = filterMatches(filter, internal))) break;
+    if (!subscribed) return;
     publishTo(state.identity.deviceId, topic, Buffer.from(JSON.stringify(body))).catch((err: unknown) =>
       log.warn({ deviceId: state.identity.deviceId, topic, err: { message: (err as Error).message } }, 'answer not delivered'),
     );
@@ -352,7 +364,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     const responseTopic = responseTopicOf(up);
     const now = clock();
     if (!allow(state.rate, now)) {
-      answer(state, responseTopic, failure(429, 'rate limit'));
+      answer(client, state, responseTopic, failure(429, 'rate limit'));
       if (state.rate.refused >= state.rate.limit * abuseFactor && !client.closed) {
         log.warn({ deviceId: state.identity.deviceId }, 'disconnecting a device that keeps exceeding its message rate');
         client.close();
@@ -363,11 +375,11 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     // The service finishes before the callback, so a QoS 1 PUBACK means the message is stored.
     handleUpstream(state, up, payload)
       .then(
-        (body) => body && answer(state, responseTopic, body),
+        (body) => body && answer(client, state, responseTopic, body),
         (err: unknown) => {
-          if (err instanceof AppError) return answer(state, responseTopic, failure(err.errcode, err.message));
+          if (err instanceof AppError) return answer(client, state, responseTopic, failure(err.errcode, err.message));
           log.error({ deviceId: state.identity.deviceId, topic, err: { message: (err as Error).message } }, 'device message failed');
-          answer(state, responseTopic, failure(500, 'internal error'));
+          answer(client, state, responseTopic, failure(500, 'internal error'));
         },
       )
       .catch(() => {})

@@ -58,7 +58,9 @@ export function createViewerHooks({ aedes, services, deviceInfo, log }: ViewerHo
     const payload = Buffer.from(JSON.stringify(body({ id: deviceId, name: info.name })));
     aedes.publish({ cmd: 'publish', topic: `${internalPrefix(projectId)}${info.viewToken}/${kind}`, payload, qos: 0, retain: false, dup: false }, () => {});
   };
-  const safely = <K extends keyof DomainEvents>(fn: (e: DomainEvents[K]) => Promise<void>) => (e: DomainEvents[K]) => {
+  // Nothing is built for a project nobody watches (the common case: it costs a map lookup per event).
+  const safely = <K extends Exclude<keyof DomainEvents, 'device.deleted'>>(fn: (e: DomainEvents[K]) => Promise<void>) => (e: DomainEvents[K]) => {
+    if (!watched.get(e.projectId)) return;
     fn(e).catch((err: unknown) => log.warn({ err: { message: (err as Error)?.message } }, 'application subscription message not published'));
   };
 

@@ -98,6 +98,18 @@ export function isDownstreamFilter(filter: string): boolean {
   return false;
 }
 
+/** Whether an MQTT topic filter (`+` one level, `#` the rest) matches a topic. */
+export function filterMatches(filter: string, topic: string): boolean {
+  if (filter === topic) return true;
+  const f = filter.split('/');
+  const t = topic.split('/');
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === '#') return true;
+    if (i >= t.length || (f[i] !== '+' && f[i] !== t[i])) return false;
+  }
+  return f.length === t.length;
+}
+
 /** Whether a (permitted) subscription filter receives commands: queued ones are delivered after it. */
 export const isCommandFilter = (filter: string) => filter.startsWith('command/send/');
 

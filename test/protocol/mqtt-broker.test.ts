@@ -160,6 +160,32 @@ describe('device topics (device-protocol.md §3)', () => {
     expect(body).toEqual({ result: 1, ts: expect.any(Number) });
   });
 
+  it('publishes an answer only to a device subscribed to its topic (nothing enters the routing for the others)', async () => {
+    const d = await newDevice();
+    const c = await connect(d.token);
+    const routed: string[] = [];
+    const publish = broker.aedes.publish.bind(broker.aedes);
+    broker.aedes.publish = ((packet: Parameters<typeof publish>[0], cb: Parameters<typeof publish>[1]) => {
+      if (packet.topic.startsWith(`$d/${d.id}/`)) routed.push(packet.topic);
+      return publish(packet, cb);
+    }) as typeof broker.aedes.publish;
+    try {
+      await c.publishAsync('attributes', JSON.stringify({ t: 1 }), { qos: 1 });
+      await c.publishAsync('event/report/5', JSON.stringify({ method: 'boot', params: {} }), { qos: 1 });
+      expect(routed).toEqual([]);
+      await c.subscribeAsync(['attributes/response', 'event/response/+']);
+      const answer = nextMessage(c, 'attributes/response');
+      await c.publishAsync('attributes', JSON.stringify({ t: 2 }), { qos: 1 });
+      expect((await answer).body).toEqual({ result: 1, ts: expect.any(Number) });
+      const event = nextMessage(c, 'event/response/6');
+      await c.publishAsync('event/report/6', JSON.stringify({ method: 'boot', params: {} }), { qos: 1 });
+      expect((await event).body).toMatchObject({ result: 1 });
+      expect(routed).toEqual([`$d/${d.id}/attributes/response`, `$d/${d.id}/event/response/6`]);
+    } finally {
+      broker.aedes.publish = publish;
+    }
+  });
+
   it('answers attributes/get/<id> with all or the asked keys, reported and cloud', async () => {
     const d = await newDevice();
     expectOk(await p.api.put(`/api/v1/control/device/${d.id}/attributes`, { limit: 5 }));
