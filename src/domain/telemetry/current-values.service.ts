@@ -68,13 +68,17 @@ export function parseAttributes(input: unknown): AttributeValueInput[] {
       errors.push({ path: identifier, message: 'value must be a finite number, a boolean, a string, an object or an array' });
       continue;
     }
-    // Checked before JSON.stringify, which overflows the stack on deeply nested values.
-    const problem = unstorableJson(value);
-    if (problem) {
-      errors.push({ path: identifier, message: problem });
-      continue;
+    // Numbers and booleans are always storable and small (at most 24 bytes as JSON).
+    let bytes = 24;
+    if (dataType !== 'number' && dataType !== 'boolean') {
+      // Checked before JSON.stringify, which overflows the stack on deeply nested values.
+      const problem = unstorableJson(value);
+      if (problem) {
+        errors.push({ path: identifier, message: problem });
+        continue;
+      }
+      bytes = Buffer.byteLength(JSON.stringify(value));
     }
-    const bytes = Buffer.byteLength(JSON.stringify(value));
     total += bytes + identifier.length;
     if (bytes > MAX_VALUE_BYTES) errors.push({ path: identifier, message: `value is larger than ${MAX_VALUE_BYTES} bytes` });
     else values.push({ identifier, value, dataType });
@@ -118,9 +122,10 @@ export async function checkModels(
  * the transport: values go through the ingest pipeline (history and current values, group commit).
  */
 export function createCurrentValuesService({ repo, devices, sessions, presence, bus, ingest, models, retention, clock = Date.now }: CurrentValuesDeps) {
-  async function store(projectId: string, deviceId: string, values: AttributeValueInput[], attrType: AttrType, ts: number) {
+  /** `attributes`: the values as an object, when the caller has it already (the checked input). */
+  async function store(projectId: string, deviceId: string, values: AttributeValueInput[], attrType: AttrType, ts: number, attributes = objectOf(values)) {
     await ingest.submit(values.map((v) => ({ projectId, deviceId, identifier: v.identifier, ts, value: v.value, dataType: v.dataType, attrType, history: attrType === 'report' })));
-    bus.emit('device.attributes', { projectId, deviceId, attributes: objectOf(values), attrType, ts });
+    bus.emit('device.attributes', { projectId, deviceId, attributes, attrType, ts });
   }
 
   const mustExist = (scope: Scope, deviceId: string) => deviceInScope(devices, scope, deviceId);
@@ -140,7 +145,8 @@ export function createCurrentValuesService({ repo, devices, sessions, presence, 
     /** A report from the device; stored (history and current values) when the promise resolves: MQTT QoS 1 acks after it. */
     async report(identity: DeviceIdentity, attributes: unknown, ts = clock()): Promise<{ ts: number }> {
       const values = await checkReport(identity, attributes, ts);
-      await store(identity.projectId, identity.deviceId, values, 'report', ts);
+      // parseAttributes accepted the object whole: each of its entries is one of `values`.
+      await store(identity.projectId, identity.deviceId, values, 'report', ts, attributes as Record<string, unknown>);
       presence.touch(identity.deviceId, 'attributes', ts);
       return { ts };
     },
@@ -182,8 +188,11 @@ export function createCurrentValuesService({ repo, devices, sessions, presence, 
       await checkModels(models, { projectId: scope.projectId, typeId: device.typeId }, values);
       const session = sessions.get(deviceId);
       if (!session || session.projectId !== scope.projectId) throw new StateConflict('Device is offline');
+      // Stamped when sent: a device that applies the push and reports the value back reports it
+      // later, and its report must stay the newer current value.
+      const ts = clock();
       await sendOrFail(session, 'attributes/push', Buffer.from(JSON.stringify(objectOf(values))));
-      await store(scope.projectId, deviceId, values, 'push', clock());
+      await store(scope.projectId, deviceId, values, 'push', ts);
     },
 
     /** Cloud attributes: stored only, read by the device with `attributes/get`; it may be offline. */
