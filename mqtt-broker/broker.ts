@@ -373,17 +373,25 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     }
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
     // The service finishes before the callback, so a QoS 1 PUBACK means the message is stored.
-    handleUpstream(state, up, payload)
-      .then(
-        (body) => body && answer(client, state, responseTopic, body),
-        (err: unknown) => {
+    // One reaction for both outcomes (the busiest path of the server: no further promises); the
+    // callback runs whatever answering does, and nothing thrown there escapes.
+    const settle = (reply: () => void) => {
+      try {
+        reply();
+      } catch (err) {
+        log.error({ deviceId: state.identity.deviceId, topic, err: { message: (err as Error).message } }, 'answer not published');
+      }
+      callback(null);
+    };
+    handleUpstream(state, up, payload).then(
+      (body) => settle(() => body && answer(client, state, responseTopic, body)),
+      (err: unknown) =>
+        settle(() => {
           if (err instanceof AppError) return answer(client, state, responseTopic, failure(err.errcode, err.message));
           log.error({ deviceId: state.identity.deviceId, topic, err: { message: (err as Error).message } }, 'device message failed');
           answer(client, state, responseTopic, failure(500, 'internal error'));
-        },
-      )
-      .catch(() => {})
-      .finally(() => callback(null));
+        }),
+    );
   };
 
   // 'client' comes when the client is registered, before its CONNACK is written: the device is

@@ -15,6 +15,7 @@ export const ATTRIBUTE_IDENTIFIER = /^(?!__proto__$)[A-Za-z_][A-Za-z0-9_]{0,63}$
 export const MAX_ATTRIBUTES = 200;
 export const MAX_VALUE_BYTES = 16 * 1024;
 export const MAX_ATTRIBUTES_BYTES = 64 * 1024;
+const DAY_MS = 86_400_000;
 
 export interface CurrentValuesDeps {
   repo: Pick<AttributeValuesRepository, 'list'>;
@@ -130,9 +131,18 @@ export function createCurrentValuesService({ repo, devices, sessions, presence, 
 
   const mustExist = (scope: Scope, deviceId: string) => deviceInScope(devices, scope, deviceId);
 
-  /** Checks a report (or each entry of a series) before anything of it is stored. */
-  async function checkReport(identity: DeviceIdentity, attributes: unknown, ts: number): Promise<AttributeValueInput[]> {
+  /**
+   * Checks a report (or each entry of a series) before anything of it is stored. Reports of untyped
+   * devices from the last day (retention is whole days) need no look-up: they cost no promise.
+   */
+  function checkReport(identity: DeviceIdentity, attributes: unknown, ts: number): AttributeValueInput[] | Promise<AttributeValueInput[]> {
     const values = parseAttributes(attributes);
+    const typed = models !== undefined && identity.typeId !== null;
+    const old = retention !== undefined && ts < clock() - DAY_MS;
+    return typed || old ? lookedUp(identity, values, ts) : values;
+  }
+
+  async function lookedUp(identity: DeviceIdentity, values: AttributeValueInput[], ts: number): Promise<AttributeValueInput[]> {
     await checkModels(models, identity, values);
     if (retention) {
       const oldest = await retention(identity.projectId);
@@ -144,7 +154,8 @@ export function createCurrentValuesService({ repo, devices, sessions, presence, 
   return {
     /** A report from the device; stored (history and current values) when the promise resolves: MQTT QoS 1 acks after it. */
     async report(identity: DeviceIdentity, attributes: unknown, ts = clock()): Promise<{ ts: number }> {
-      const values = await checkReport(identity, attributes, ts);
+      const checked = checkReport(identity, attributes, ts);
+      const values = Array.isArray(checked) ? checked : await checked;
       // parseAttributes accepted the object whole: each of its entries is one of `values`.
       await store(identity.projectId, identity.deviceId, values, 'report', ts, attributes as Record<string, unknown>);
       presence.touch(identity.deviceId, 'attributes', ts);

@@ -174,18 +174,20 @@ export function createIngest<T = TelemetryRow>(options: IngestOptions<T>) {
     }
   }
 
+  /** Resolves when the rows are durable; waits first while the pipeline is full. One promise per submission. */
+  function submit(rows: T[]): Promise<void> {
+    if (!rows.length) return Promise.resolve();
+    if (stopped) return Promise.reject(new Error('telemetry ingest is stopped'));
+    if (pendingValues >= maxPending) return new Promise<void>((r) => waitingForRoom.push(r)).then(() => submit(rows));
+    pendingValues += rows.length;
+    queuedValues += rows.length;
+    const done = new Promise<void>((resolve, reject) => queue.push({ rows, resolve, reject }));
+    schedule();
+    return done;
+  }
+
   return {
-    /** Resolves when the rows are durable; waits first while the pipeline is full. */
-    async submit(rows: T[]): Promise<void> {
-      if (!rows.length) return;
-      if (stopped) throw new Error('telemetry ingest is stopped');
-      while (pendingValues >= maxPending) await new Promise<void>((r) => waitingForRoom.push(r));
-      pendingValues += rows.length;
-      queuedValues += rows.length;
-      const done = new Promise<void>((resolve, reject) => queue.push({ rows, resolve, reject }));
-      schedule();
-      return done;
-    },
+    submit,
 
     /** Writes everything waiting now (graceful stop, tests). */
     async flush(): Promise<void> {
@@ -206,4 +208,4 @@ export function createIngest<T = TelemetryRow>(options: IngestOptions<T>) {
     },
   };
 }
-export type Ingest = ReturnType<typeof createIngest>;
+export type Ingest<T = TelemetryRow> = ReturnType<typeof createIngest<T>>;
