@@ -41,16 +41,27 @@ export interface Memory {
 }
 
 /**
- * Runs a TypeScript entry of the project as `node --import tsx <entry>` (as test/helpers/process.ts
- * does), its stdout and stderr written to `logFile` rather than piped: a pipe this busy process
- * reads late would block the child's synchronous log writes and slow the server under test.
+ * The Node/V8 flags `npm start` gives the server (package.json `scripts.start`, e.g. the young
+ * generation size): the benches run our server — and the bare baseline, for a fair comparison — with
+ * them, so what they measure is what is deployed.
+ */
+export function startFlags(): string[] {
+  const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { scripts?: { start?: string } };
+  return (pkg.scripts?.start ?? '').split(/\s+/).filter((a) => /^--[a-z-]+=\S+$/.test(a));
+}
+
+/**
+ * Runs a TypeScript entry of the project as `node <npm start's flags> --import tsx <entry>` (as
+ * test/helpers/process.ts does), its stdout and stderr written to `logFile` rather than piped: a pipe
+ * this busy process reads late would block the child's synchronous log writes and slow the server
+ * under test.
  */
 export function spawnEntry(name: string, entry: string, env: Record<string, string | undefined>, logFile: string, nodeArgs: string[] = []): Child {
   const startedAt = performance.now();
   const fd = openSync(logFile, 'w');
   let child: ChildProcess;
   try {
-    child = spawn(process.execPath, ['--expose-gc', ...nodeArgs, '--import', 'tsx', '--import', gcHook, path.join(root, entry)], {
+    child = spawn(process.execPath, ['--expose-gc', ...startFlags(), ...nodeArgs, '--import', 'tsx', '--import', gcHook, path.join(root, entry)], {
       cwd: root,
       env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env } as NodeJS.ProcessEnv,
       stdio: ['ignore', fd, fd],
