@@ -3,7 +3,7 @@
  * (aggregate counts). Entries are grouped by a namespace so a whole project can be invalidated.
  */
 export class TtlCache<V> {
-  private readonly entries = new Map<string, Map<string, { value: Promise<V>; until: number }>>();
+  private readonly entries = new Map<string, Map<string, { value: Promise<V>; until: number; settled?: { value: V } }>>();
 
   constructor(
     private readonly ttlMs: number,
@@ -24,12 +24,26 @@ export class TtlCache<V> {
     }
     // A drizzle query is a thenable that runs again on every await: adopt it once into a real promise.
     const value = Promise.resolve(load());
-    const entry = { value, until: now + this.ttlMs };
+    const entry: { value: Promise<V>; until: number; settled?: { value: V } } = { value, until: now + this.ttlMs };
     ns.set(key, entry);
-    value.catch(() => {
-      if (ns.get(key) === entry) ns.delete(key);
-    });
+    value.then(
+      (v) => {
+        entry.settled = { value: v };
+      },
+      () => {
+        if (ns.get(key) === entry) ns.delete(key);
+      },
+    );
     return value;
+  }
+
+  /**
+   * The cached value of (namespace, key) when it is loaded and fresh, without waiting (hot paths that
+   * would otherwise allocate a promise per call); undefined otherwise: then use `get`.
+   */
+  peek(namespace: string, key: string): { value: V } | undefined {
+    const hit = this.entries.get(namespace)?.get(key);
+    return hit && hit.until > this.clock() ? hit.settled : undefined;
   }
 
   invalidate(namespace: string): void {

@@ -27,4 +27,23 @@ describe('TtlCache', () => {
     const [a, b] = await Promise.all([cache.get('p', 'k', async () => ++calls), cache.get('p', 'k', async () => ++calls)]);
     expect([a, b, calls]).toEqual([2, 2, 2]);
   });
+
+  it('peeks at a loaded, fresh value only (undefined values included), never at a loading, failed or expired one', async () => {
+    let now = 0;
+    const cache = new TtlCache<number | undefined>(1000, () => now);
+    let release!: (v: number) => void;
+    const loading = cache.get('p', 'k', () => new Promise<number>((r) => (release = r)));
+    expect(cache.peek('p', 'k')).toBeUndefined();
+    release(7);
+    await loading;
+    expect(cache.peek('p', 'k')).toEqual({ value: 7 });
+    await cache.get('p', 'none', async () => undefined);
+    expect(cache.peek('p', 'none')).toEqual({ value: undefined });
+    await expect(cache.get('p', 'bad', async () => { throw new Error('down'); })).rejects.toThrow('down');
+    expect(cache.peek('p', 'bad')).toBeUndefined();
+    now = 1000;
+    expect(cache.peek('p', 'k')).toBeUndefined();
+    cache.invalidate('p');
+    expect(cache.peek('p', 'none')).toBeUndefined();
+  });
 });

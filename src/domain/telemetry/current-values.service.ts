@@ -92,22 +92,16 @@ export function parseAttributes(input: unknown): AttributeValueInput[] {
 /** `{identifier: value}` of parsed attributes, as events and pushes carry them. */
 const objectOf = (values: AttributeValueInput[]) => Object.fromEntries(values.map((v) => [v.identifier, v.value]));
 
-/** The attribute models of a device type by identifier (what a value is checked against). */
-export type ModelLookup = (projectId: string, typeId: string) => Promise<ReadonlyMap<string, { dataType: string }>>;
-
+type ModelsByIdentifier = ReadonlyMap<string, { dataType: string }>;
 /**
- * Refuses values whose type contradicts the device type's attribute model (issue #4): the whole
- * message is refused, nothing of it is stored. Identifiers without a model are accepted.
+ * The attribute models of a device type by identifier (what a value is checked against); `cached`
+ * answers them without waiting when they are loaded.
  */
-export async function checkModels(
-  models: ModelLookup | undefined,
-  identity: Pick<DeviceIdentity, 'projectId' | 'typeId'>,
-  values: AttributeValueInput[],
-  /** Put before each identifier in error paths (a gateway names the sub-device's address). */
-  pathPrefix = '',
-) {
-  if (!models || !identity.typeId) return;
-  const byIdentifier = await models(identity.projectId, identity.typeId);
+export type ModelLookup = ((projectId: string, typeId: string) => Promise<ModelsByIdentifier>) & {
+  cached?(projectId: string, typeId: string): ModelsByIdentifier | undefined;
+};
+
+function checkAgainst(byIdentifier: ModelsByIdentifier, values: AttributeValueInput[], pathPrefix: string) {
   if (!byIdentifier.size) return;
   const errors: FieldError[] = [];
   for (const v of values) {
@@ -115,6 +109,24 @@ export async function checkModels(
     if (model && model.dataType !== v.dataType) errors.push({ path: pathPrefix + v.identifier, message: `expected ${model.dataType} (attribute model), got ${v.dataType}` });
   }
   if (errors.length) invalid(errors);
+}
+
+/**
+ * Refuses values whose type contradicts the device type's attribute model (issue #4): the whole
+ * message is refused, nothing of it is stored. Identifiers without a model are accepted. Answers
+ * synchronously (undefined) when there is nothing to check or the models are cached.
+ */
+export function checkModels(
+  models: ModelLookup | undefined,
+  identity: Pick<DeviceIdentity, 'projectId' | 'typeId'>,
+  values: AttributeValueInput[],
+  /** Put before each identifier in error paths (a gateway names the sub-device's address). */
+  pathPrefix = '',
+): Promise<void> | undefined {
+  if (!models || !identity.typeId) return undefined;
+  const cached = models.cached?.(identity.projectId, identity.typeId);
+  if (cached) return void checkAgainst(cached, values, pathPrefix);
+  return models(identity.projectId, identity.typeId).then((byIdentifier) => checkAgainst(byIdentifier, values, pathPrefix));
 }
 
 /**
@@ -132,19 +144,20 @@ export function createCurrentValuesService({ repo, devices, sessions, presence, 
   const mustExist = (scope: Scope, deviceId: string) => deviceInScope(devices, scope, deviceId);
 
   /**
-   * Checks a report (or each entry of a series) before anything of it is stored. Reports of untyped
-   * devices from the last day (retention is whole days) need no look-up: they cost no promise.
+   * Checks a report (or each entry of a series) before anything of it is stored. Reports from the
+   * last day (retention is whole days) of devices whose type's models are cached (or untyped) need no
+   * look-up: they cost no promise.
    */
   function checkReport(identity: DeviceIdentity, attributes: unknown, ts: number): AttributeValueInput[] | Promise<AttributeValueInput[]> {
     const values = parseAttributes(attributes);
-    const typed = models !== undefined && identity.typeId !== null;
+    const modelsLoading = checkModels(models, identity, values);
     const old = retention !== undefined && ts < clock() - DAY_MS;
-    return typed || old ? lookedUp(identity, values, ts) : values;
+    return modelsLoading || old ? lookedUp(identity, values, ts, modelsLoading, old) : values;
   }
 
-  async function lookedUp(identity: DeviceIdentity, values: AttributeValueInput[], ts: number): Promise<AttributeValueInput[]> {
-    await checkModels(models, identity, values);
-    if (retention) {
+  async function lookedUp(identity: DeviceIdentity, values: AttributeValueInput[], ts: number, modelsLoading: Promise<void> | undefined, old: boolean): Promise<AttributeValueInput[]> {
+    await modelsLoading;
+    if (old && retention) {
       const oldest = await retention(identity.projectId);
       if (ts < oldest) throw new BadRequest(`ts ${ts} is older than the project's history retention`, [{ path: 'ts', message: 'older than the history retention' }]);
     }

@@ -55,8 +55,20 @@ export function createHistoryService({ history, values, devices, attributeModels
   const modelCache = new TtlCache<AttributeModelRow[]>(5_000, clock);
   const modelsOf = (projectId: string, typeId: string) => modelCache.get(projectId, typeId, () => attributeModels(projectId, typeId));
 
+  /** Models by identifier, built once per loaded list (not once per report). */
+  const byIdentifier = new WeakMap<AttributeModelRow[], ReadonlyMap<string, AttributeModelRow>>();
+  const indexed = (list: AttributeModelRow[]) => {
+    let map = byIdentifier.get(list);
+    if (!map) byIdentifier.set(list, (map = new Map(list.map((m) => [m.identifier, m]))));
+    return map;
+  };
   /** What ingest checks reports against (cached for a few seconds; see the issue note). */
-  const modelLookup: ModelLookup = async (projectId, typeId) => new Map((await modelsOf(projectId, typeId)).map((m) => [m.identifier, m]));
+  const modelLookup: ModelLookup = Object.assign(async (projectId: string, typeId: string) => indexed(await modelsOf(projectId, typeId)), {
+    cached(projectId: string, typeId: string) {
+      const hit = modelCache.peek(projectId, typeId);
+      return hit && indexed(hit.value);
+    },
+  });
 
   async function nameOf(projectId: string, typeId: string | null, identifier: string): Promise<string> {
     if (!typeId) return identifier;
