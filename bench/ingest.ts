@@ -264,7 +264,7 @@ async function seriesSpeed(db: OpenedDatabase, projectId: string, deviceIds: str
   const plan = rowsOf<{ 'QUERY PLAN': string }>(
     await db.db.execute(sql`explain (analyze, buffers) select (extract(epoch from ts) * 1000)::int8 as ts, num, bool, str, json from attribute_history
       where device_id = ${pick(1)} and identifier = 'temperature' and project_id = ${projectId}
-        and ts >= now() - interval '30 days' and ts <= now() order by attribute_history.ts desc limit 20`),
+        and ts >= to_timestamp(${now - span}::float8 / 1000) and ts <= to_timestamp(${now}::float8 / 1000) order by attribute_history.ts desc limit 20`),
   ).map((r) => r['QUERY PLAN']);
   await services.ingest.stop();
   return { total, page, deep, agg, agg2, plan };

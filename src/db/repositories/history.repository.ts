@@ -45,7 +45,13 @@ const dayOfName = (name: string) => {
   const m = /^attribute_history_d(\d{4})(\d{2})(\d{2})$/.exec(name);
   return m ? Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])) / DAY_MS : undefined;
 };
-const tsOf = (ms: number) => sql`(timestamptz 'epoch' + ${ms}::int8 * interval '1 millisecond')`;
+/**
+ * A time bound in ms as a timestamptz. `to_timestamp(float8)` is immutable, so the planner folds it
+ * into a constant and prunes the day partitions / chunks outside the range while planning (the stable
+ * `'epoch' + interval` pruned only at execution start, after planning every partition: ~2 ms per call
+ * with 31 days). Exact to the millisecond (checked for every ms of a week and 2 M random times up to 2100).
+ */
+const tsOf = (ms: number) => sql`to_timestamp(${ms}::float8 / 1000)`;
 const msOf = (column: SQL) => sql`(extract(epoch from ${column}) * 1000)::int8`;
 
 interface StoredPoint {
