@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../../src/db/client.ts';
-import { createHistoryRepository, type HistoryRepository, type TelemetryRow } from '../../src/db/repositories/history.repository.ts';
+import { createHistoryRepository, tsOf, type HistoryRepository, type TelemetryRow } from '../../src/db/repositories/history.repository.ts';
 import { rowsOf } from '../../src/db/timescale.ts';
 import { createProject, createTestApp, expectOk, type TestContext } from '../helpers/app.ts';
 import { openTimescalePglite } from '../helpers/timescale-pglite.ts';
@@ -87,6 +87,18 @@ describe.each(backends)('history store on $name', ({ mode, open }) => {
       ).map((r) => ({ ts: Number(r.b), v: Number(r.v) }));
       expect(viaTimeBucket).toEqual([{ ts: day, v: 3 }, { ts: day + HOUR, v: 10 }]);
     }
+  });
+
+  it.runIf(mode === 'partitioned')('plans only the day partitions a time range needs (bounds folded while planning)', async () => {
+    const day = Date.UTC(2026, 0, 25);
+    await write([0, 1, 2, 3, 4].map((d) => row(day + d * DAY + 1000, 'pruned', d)));
+    const plan = rowsOf<{ 'QUERY PLAN': string }>(
+      await db.execute(sql`explain select avg(num) from attribute_history
+        where device_id = ${deviceId} and identifier = 'pruned' and ts >= ${tsOf(day + 2 * DAY)} and ts < ${tsOf(day + 3 * DAY)}`),
+    ).map((r) => r['QUERY PLAN']).join('\n');
+    expect([...new Set(plan.match(/attribute_history_d\d{8}/g))]).toEqual(['attribute_history_d20260127']);
+    expect(plan).not.toMatch(/Subplans Removed/);
+    expect(await store.aggregate(projectId, deviceId, ['pruned'], 'sum', day + 2 * DAY, day + 3 * DAY, DAY)).toEqual([{ identifier: 'pruned', ts: day + 2 * DAY, value: 2 }]);
   });
 
   it('drops whole days older than the retention', async () => {

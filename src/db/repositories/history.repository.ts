@@ -51,7 +51,7 @@ const dayOfName = (name: string) => {
  * `'epoch' + interval` pruned only at execution start, after planning every partition: ~2 ms per call
  * with 31 days). Exact to the millisecond (checked for every ms of a week and 2 M random times up to 2100).
  */
-const tsOf = (ms: number) => sql`to_timestamp(${ms}::float8 / 1000)`;
+export const tsOf = (ms: number) => sql`to_timestamp(${ms}::float8 / 1000)`;
 const msOf = (column: SQL) => sql`(extract(epoch from ${column}) * 1000)::int8`;
 
 interface StoredPoint {
