@@ -35,6 +35,7 @@ export const configSchema = z
     TCP_FRAME_GAP_MS: z.coerce.number().int().min(10).max(10_000).default(100),
     TCP_MAX_MESSAGE_SIZE: z.coerce.number().int().min(64).max(64 * 1024).default(64 * 1024),
     TCP_MAX_LOGIN_LENGTH: z.coerce.number().int().min(64).max(4096).default(512),
+    TCP_MAX_PENDING_LOGINS: z.coerce.number().int().min(1).max(1_000_000).default(1000),
     HISTORY_RETENTION_DAYS: z.coerce.number().int().min(0).max(36_500).default(365),
     HISTORY_COMPRESS_AFTER_DAYS: z.coerce.number().int().min(0).max(36_500).default(7),
     HISTORY_CHUNK_HOURS: z.coerce.number().int().min(1).max(24 * 365).default(24),

@@ -122,6 +122,7 @@ async function start(config: Config) {
       frameGapMs: config.TCP_FRAME_GAP_MS,
       maxMessageSize: config.TCP_MAX_MESSAGE_SIZE,
       maxLoginLength: config.TCP_MAX_LOGIN_LENGTH,
+      maxPendingLogins: config.TCP_MAX_PENDING_LOGINS,
     });
     closers.push(() => tcp.close());
     const tcpAddress = await tcp.listen(config.TCP_PORT, config.HOST).catch((err) => portInUse(err, 'TCP_PORT', config.TCP_PORT));

@@ -30,6 +30,11 @@ export const TCP_DEFAULTS = {
   maxInFlight: 64,
   /** Bytes waiting to be written to a device that does not read; beyond it a push fails. */
   maxWriteBuffer: 256 * 1024,
+  /**
+   * Connections not logged in yet (all addresses together); a connection beyond it is closed at once,
+   * so a flood of silent sockets cannot use up file descriptors within the login timeout.
+   */
+  maxPendingLogins: 1_000,
 } as const;
 
 /** Bytes of a message that cost one token of the rate limit. */
@@ -55,6 +60,7 @@ export interface TcpListenerOptions {
   keepAliveMs?: number;
   maxInFlight?: number;
   maxWriteBuffer?: number;
+  maxPendingLogins?: number;
   clock?: () => number;
 }
 
@@ -66,6 +72,8 @@ export interface TcpStats {
   logins: number;
   loginFailures: number;
   loginTimeouts: number;
+  /** Connections closed at once because `maxPendingLogins` connections were waiting to log in. */
+  loginsBusy: number;
   idleTimeouts: number;
   /** Links closed for flooding (messages over the rate limit). */
   floods: number;
@@ -138,12 +146,15 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
   const o = { ...TCP_DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as typeof TCP_DEFAULTS;
   const log = options.logger.child({ component: 'tcp' });
   const links = new Set<Link>();
+  /** Links still logging in (phase login or auth). */
+  const pendingLogins = new Set<Link>();
   const servers: net.Server[] = [];
   let closing = false;
   const stats: Omit<TcpStats, 'connections' | 'devices'> = {
     logins: 0,
     loginFailures: 0,
     loginTimeouts: 0,
+    loginsBusy: 0,
     idleTimeouts: 0,
     floods: 0,
     heartbeats: 0,
@@ -292,6 +303,7 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
   function open(link: Link, identity: DeviceIdentity, profile: TcpProfile, rateLimit: number, rest: Buffer) {
     link.identity = identity;
     link.phase = 'open';
+    pendingLogins.delete(link);
     link.gapMs = profile.frameGapMs ?? o.frameGapMs;
     link.framer = profile.stream.format === 'json' ? createJsonFramer(o.maxMessageSize) : createGapFramer(o.maxMessageSize);
     if (profile.heartbeat) {
@@ -398,6 +410,12 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
       socket.destroy();
       return;
     }
+    if (pendingLogins.size >= o.maxPendingLogins) {
+      stats.loginsBusy += 1;
+      if (stats.loginsBusy === 1 || stats.loginsBusy % 1000 === 0) log.warn({ pending: pendingLogins.size, refused: stats.loginsBusy }, 'too many TCP connections waiting to log in: closing new ones');
+      socket.destroy();
+      return;
+    }
     socket.setNoDelay(true);
     socket.setKeepAlive(true, o.keepAliveMs);
     const now = clock();
@@ -415,6 +433,7 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
       paused: false,
     };
     links.add(link);
+    pendingLogins.add(link);
     setTimer(link, o.loginTimeoutMs, () => {
       if (link.phase !== 'login' && link.phase !== 'auth') return;
       stats.loginTimeouts += 1;
@@ -427,6 +446,7 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
     socket.on('close', () => {
       link.phase = 'closed';
       links.delete(link);
+      pendingLogins.delete(link);
       if (link.timer) clearTimeout(link.timer);
       if (link.gapTimer) clearTimeout(link.gapTimer);
       const { session, identity } = link;

@@ -414,6 +414,29 @@ describe('misbehaving clients next to a well-behaved device', () => {
     }
   });
 
+  it('closes new connections at once while too many wait to log in; logged-in devices and later logins are unaffected', async () => {
+    const [capped, port] = await listener({ loginTimeoutMs: 10_000, maxPendingLogins: 3 });
+    try {
+      const d = await newDevice();
+      const working = await login(d, port);
+      const silent = await Promise.all(Array.from({ length: 3 }, () => open(port)));
+      const extra = await open(port);
+      await extra.closed;
+      expect(capped.stats()).toMatchObject({ loginsBusy: 1, connections: 4, devices: 1 });
+      expect(silent.some((c) => c.isClosed())).toBe(false);
+      expect(working.isClosed()).toBe(false);
+      // A waiting connection that leaves makes room for the next one, which can log in.
+      silent[0]!.socket.destroy();
+      await until(() => capped.stats().connections === 3, 'the freed slot');
+      const other = await newDevice();
+      const again = await login(other, port);
+      expect(again.isClosed()).toBe(false);
+      expect(capped.stats()).toMatchObject({ loginsBusy: 1, devices: 2 });
+    } finally {
+      await capped.close();
+    }
+  });
+
   it('binary garbage instead of a login is closed; a login line that never ends is cut at the limit', async () => {
     const garbage = await Promise.all(Array.from({ length: 10 }, () => open()));
     for (const g of garbage) await g.write(randomBytes(4096));
