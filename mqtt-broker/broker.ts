@@ -175,8 +175,8 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     if (!topic) return;
     const internal = deviceTopic(state.identity.deviceId, topic);
     let subscribed = false;
-    // Aedes keeps a connection's granted filters (ours, rewritten into the device's namespace) here,
-    // restored ones of a persistent session included.
+    // Aedes keeps a connection's granted filters here (ours, rewritten into the device's namespace);
+    // sessions are always clean (preConnect), so there are no others to restore.
     const filters = (client as Client & { subscriptions?: Record<string, unknown> }).subscriptions ?? {};
     for (const filter in filters) if ((subscribed = filterMatches(filter, internal))) break;
     if (!subscribed) return;
