@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
-import { scopeOf } from '../../domain/auth/principal.ts';
+import type { z } from 'zod';
+import { scopeOf, type Principal } from '../../domain/auth/principal.ts';
 import type { Services } from '../../services.ts';
 import { IdParams } from '../common.schema.ts';
 import { Empty, endpoint } from '../route.ts';
@@ -40,6 +41,13 @@ export function alarmRoutes(app: FastifyInstance, { services }: { services: Serv
   const logTags = ['Alarms'];
   const targetTags = ['Notification targets'];
 
+  /** A page of the alarm log, of one device when `deviceId` is given (another project's or customer's device is "not found", not an empty page). */
+  async function logsOf(principal: Principal, deviceId: string | undefined, query: z.infer<typeof DeviceAlarmLogQuery>) {
+    const scope = scopeOf(principal);
+    if (deviceId !== undefined) await devices.get(scope, deviceId);
+    return alarms.logs.list(scope, { deviceId, status: query.alarm_status, level: query.alarm_level, active: query.active }, query.page, query.page_records);
+  }
+
   // ---- rules
   endpoint(app, {
     method: 'GET', url: '/api/v1/alarm_rules', access: 'manage', tags: ruleTags,
@@ -79,23 +87,14 @@ export function alarmRoutes(app: FastifyInstance, { services }: { services: Serv
     method: 'GET', url: '/api/v1/alarm_logs', access: 'project', tags: logTags,
     summary: "The project's alarm log", description: `${LOG_DESCRIPTION} Filters: \`device\`, \`alarm_status\`, \`alarm_level\`, \`active=1\`.`,
     query: AlarmLogQuery, response: AlarmLogList,
-    handler: async ({ principal, query }) => {
-      const scope = scopeOf(principal);
-      // Another project's (or customer's) device is "not found", not an empty page.
-      if (query.device !== undefined) await devices.get(scope, query.device);
-      return alarms.logs.list(scope, { deviceId: query.device, status: query.alarm_status, level: query.alarm_level, active: query.active }, query.page, query.page_records);
-    },
+    handler: ({ principal, query }) => logsOf(principal, query.device, query),
   });
 
   endpoint(app, {
     method: 'GET', url: '/api/v1/device/:id/alarm_logs', access: 'project', tags: logTags,
     summary: "A device's alarm log", description: LOG_DESCRIPTION,
     params: IdParams, query: DeviceAlarmLogQuery, response: AlarmLogList,
-    handler: async ({ principal, params, query }) => {
-      const scope = scopeOf(principal);
-      await devices.get(scope, params.id);
-      return alarms.logs.list(scope, { deviceId: params.id, status: query.alarm_status, level: query.alarm_level, active: query.active }, query.page, query.page_records);
-    },
+    handler: ({ principal, params, query }) => logsOf(principal, params.id, query),
   });
 
   endpoint(app, {
