@@ -10,7 +10,6 @@
  *   npm run bench:ingest -- [--devices 1000] [--duration 10] [--warmup 3] [--inflight 1] [--rounds 3] [--rules 5] [--series-rows N] [--cpu-prof DIR]
  */
 import { randomInt } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -27,6 +26,7 @@ import { Sensors } from '../simulator/device.ts';
 import { closeFleet, connectFleet, percentile, type Credentials } from './lib/mqtt-load.ts';
 import { cpuByPid, cpuBetween, cpuMsOf, freePort, machineBusyMs, memoryOf, spawnEntry, tail, waitForPort, type Child } from './lib/mqtt-proc.ts';
 import { seedMqttDevices } from './lib/mqtt-seed.ts';
+import { benchRun } from './lib/run.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -62,23 +62,8 @@ const ACK_GRACE_MS = 30_000;
 const CPU_PROF = args['cpu-prof'] ? path.resolve(args['cpu-prof']) : undefined;
 const MiB = 1024 * 1024;
 
-const watchdog = setTimeout(() => {
-  console.error('bench/ingest: gave up after 60 minutes');
-  process.exit(1);
-}, 60 * 60_000);
-watchdog.unref();
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    console.error(`bench/ingest: ${signal}, stopping`);
-    process.exit(130);
-  });
-}
-
-const tmp = mkdtempSync(path.join(os.tmpdir(), 'bench-ingest-'));
-let keepLogs = false;
-process.on('exit', () => {
-  if (!keepLogs) rmSync(tmp, { recursive: true, force: true });
-});
+const frame = benchRun('ingest', 60);
+const tmp = frame.tmp;
 const dataDir = path.join(tmp, 'data');
 const problems: string[] = [];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -425,7 +410,7 @@ try {
 }
 
 if (problems.length) {
-  keepLogs = true;
+  frame.keepLogs();
   console.error(`\nFAILED checks:\n${problems.map((p) => `- ${p}`).join('\n')}\nlogs kept in ${tmp}`);
   process.exit(1);
 }

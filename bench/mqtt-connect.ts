@@ -10,7 +10,7 @@
  *   DATABASE_URL=postgres://... npm run bench:mqtt-connect    # PostgreSQL instead of embedded PGlite
  */
 import { randomInt } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -26,6 +26,7 @@ import { Sensors } from '../simulator/device.ts';
 import { closeFleet, connectFleet, percentile, reportLoad, subscribeFleet, type Credentials, type FleetEvents, type ReportRun } from './lib/mqtt-load.ts';
 import { cpuBetween, cpuByPid, cpuMsOf, ephemeralPorts, freePort, localPortsTo, machineBusyMs, openFilesLimit, spawnEntry, tail, waitForPort, type Child, type Memory } from './lib/mqtt-proc.ts';
 import { seedMqttDevices } from './lib/mqtt-seed.ts';
+import { benchRun } from './lib/run.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -79,24 +80,8 @@ if (ephemeralPorts() < N + 1000) {
   process.exit(2);
 }
 
-// The whole run is bounded: a stuck broker must never hold the machine. Exiting kills the children.
-const watchdog = setTimeout(() => {
-  console.error('bench/mqtt-connect: gave up after 30 minutes');
-  process.exit(1);
-}, 30 * 60_000);
-watchdog.unref();
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    console.error(`bench/mqtt-connect: ${signal}, stopping`);
-    process.exit(130);
-  });
-}
-
-const tmp = mkdtempSync(path.join(os.tmpdir(), 'bench-mqtt-connect-'));
-let keepLogs = false;
-process.on('exit', () => {
-  if (!keepLogs) rmSync(tmp, { recursive: true, force: true });
-});
+const frame = benchRun('mqtt-connect', 30);
+const tmp = frame.tmp;
 const dataDir = path.join(tmp, 'data');
 const databaseUrl = process.env.DATABASE_URL?.trim() || undefined;
 const problems: string[] = [];
@@ -553,7 +538,7 @@ try {
 }
 
 if (problems.length) {
-  keepLogs = true;
+  frame.keepLogs();
   console.error(`\nFAILED checks:\n${problems.map((p) => `- ${p}`).join('\n')}\nlogs kept in ${tmp}`);
   process.exit(1);
 }

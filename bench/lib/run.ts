@@ -1,0 +1,28 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+/**
+ * The frame of a bench run: bounded by a watchdog (a stuck server must never hold the machine;
+ * exiting kills the children), stopped by SIGINT/SIGTERM, with a temporary directory removed at exit
+ * unless `keepLogs()` was called (a failed run keeps its logs).
+ */
+export function benchRun(name: string, timeoutMinutes: number): { tmp: string; keepLogs(): void } {
+  const watchdog = setTimeout(() => {
+    console.error(`bench/${name}: gave up after ${timeoutMinutes} minutes`);
+    process.exit(1);
+  }, timeoutMinutes * 60_000);
+  watchdog.unref();
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      console.error(`bench/${name}: ${signal}, stopping`);
+      process.exit(130);
+    });
+  }
+  const tmp = mkdtempSync(path.join(os.tmpdir(), `bench-${name}-`));
+  let keep = false;
+  process.on('exit', () => {
+    if (!keep) rmSync(tmp, { recursive: true, force: true });
+  });
+  return { tmp, keepLogs: () => void (keep = true) };
+}
