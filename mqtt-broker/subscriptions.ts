@@ -52,7 +52,6 @@ export function createViewerHooks({ aedes, services, deviceInfo, log }: ViewerHo
   const devices = new TtlCache<{ name: string; viewToken: string } | undefined>(30_000);
 
   const publish = async (projectId: string, deviceId: string, kind: string, body: (device: { id: string; name: string }) => unknown) => {
-    if (!watched.get(projectId)) return;
     const info = await devices.get(projectId, deviceId, () => deviceInfo(projectId, deviceId));
     if (!info) return;
     const payload = Buffer.from(JSON.stringify(body({ id: deviceId, name: info.name })));

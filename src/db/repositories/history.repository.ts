@@ -91,7 +91,7 @@ function insertQuery(rows: TelemetryRow[]): SQL | undefined {
   let last: (typeof reports)[number] | undefined;
   for (const r of rows) {
     if (!r.history) continue;
-    if (!last || last.d !== r.deviceId || last.t !== r.ts || last.p !== r.projectId || r.identifier in last.v) {
+    if (!last || last.d !== r.deviceId || last.t !== r.ts || last.p !== r.projectId || Object.hasOwn(last.v, r.identifier)) {
       last = { p: r.projectId, d: r.deviceId, t: r.ts, v: {} };
       reports.push(last);
     }

@@ -8,6 +8,7 @@ import { sendOrFail, type SessionRegistry } from '../delivery/sessions.ts';
 import type { DeviceIdentity } from '../devices/device-identity.ts';
 import type { PresenceService } from '../devices/presence.service.ts';
 import type { EventBus } from '../events/event-bus.ts';
+import { DAY_MS } from './history.service.ts';
 import type { Ingest } from './ingest.ts';
 
 /** `__proto__` would pass the pattern and then vanish from every object it is read into. */
@@ -15,7 +16,6 @@ export const ATTRIBUTE_IDENTIFIER = /^(?!__proto__$)[A-Za-z_][A-Za-z0-9_]{0,63}$
 export const MAX_ATTRIBUTES = 200;
 export const MAX_VALUE_BYTES = 16 * 1024;
 export const MAX_ATTRIBUTES_BYTES = 64 * 1024;
-const DAY_MS = 86_400_000;
 
 export interface CurrentValuesDeps {
   repo: Pick<AttributeValuesRepository, 'list'>;
