@@ -456,7 +456,8 @@ export interface NotifyAttempt {
   target: string;
   time: number;
   attempt: number;
-  status: 'delivered' | 'failed' | 'dropped';
+  /** `skipped`: not attempted while the target's circuit breaker is open. */
+  status: 'delivered' | 'failed' | 'dropped' | 'skipped';
   http_status?: number;
   error?: string;
   /** Set when another attempt is scheduled after this failed one. */
@@ -520,4 +521,30 @@ export const notificationTargets = pgTable(
     updateTime: updated(),
   },
   (t) => [index('notification_targets_project_idx').on(t.projectId, t.id)],
+);
+
+/**
+ * Webhook deliveries not yet done: waiting, running or scheduled for a retry at `due_time`. Kept so
+ * that they survive a restart (src/domain/alarms/notifier.ts reloads them); removed with their
+ * target, entry or project.
+ */
+export const notifyJobs = pgTable(
+  'notify_jobs',
+  {
+    id: text('id').primaryKey(),
+    projectId: projectRef(),
+    targetId: text('target_id')
+      .notNull()
+      .references(() => notificationTargets.id, { onDelete: 'cascade' }),
+    logId: text('log_id')
+      .notNull()
+      .references(() => alarmLogs.id, { onDelete: 'cascade' }),
+    /** The JSON sent, fixed when the entry was made. */
+    body: text('body').notNull(),
+    /** The attempt to make next, 1 = the first. */
+    attempt: integer('attempt').notNull(),
+    dueTime: ms('due_time').notNull(),
+    createTime: created(),
+  },
+  (t) => [index('notify_jobs_project_idx').on(t.projectId, t.id), index('notify_jobs_target_idx').on(t.targetId)],
 );
