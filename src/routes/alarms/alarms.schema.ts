@@ -68,7 +68,7 @@ const NotifyAttempt = z.object({
   target: z.string(),
   time: z.number(),
   attempt: z.number(),
-  status: z.enum(['delivered', 'failed', 'dropped']),
+  status: z.enum(['delivered', 'failed', 'dropped', 'skipped']),
   http_status: z.number().optional(),
   error: z.string().optional(),
   next_attempt_time: z.number().optional(),
