@@ -1,0 +1,88 @@
+import type { IngestStats } from './domain/telemetry/ingest.ts';
+
+/**
+ * Whether this process should be sent traffic (`/readyz`, `/health`): the database answers within
+ * a short timeout, every listener is bound, the report pipeline is not holding submitters back nor
+ * retrying writes against an unavailable database, and the process is not draining after SIGTERM.
+ * Liveness (`/livez`) is only that the process answers.
+ */
+export interface ReadinessOptions {
+  /** A trivial query on the database; omitted = not checked (an app without a database of its own). */
+  ping?: () => Promise<unknown>;
+  /** How long the database may take to answer `ping`. */
+  dbTimeoutMs?: number;
+  ingest: () => IngestStats;
+  /** Whether to wait for `listening()` (main.ts calls it once every listener is bound). */
+  awaitListeners?: boolean;
+  /** A write retried within this long ago counts as "retrying" (the pipeline backs off up to 5 s). */
+  retryWindowMs?: number;
+  clock?: () => number;
+}
+
+export type CheckName = 'draining' | 'listeners' | 'database' | 'ingest';
+
+export interface ReadinessResult {
+  ready: boolean;
+  /** The checks that failed, each with why. */
+  failing: Array<{ check: CheckName; message: string }>;
+}
+
+export function createReadiness({ ping, dbTimeoutMs = 2_000, ingest, awaitListeners = false, retryWindowMs = 10_000, clock = Date.now }: ReadinessOptions) {
+  let bound = !awaitListeners;
+  let draining = false;
+  let lastRetries = ingest().retries;
+  let lastRetryAt = -Infinity;
+  /** One probe of the database at a time: probes during a hang do not pile up queries. */
+  let inFlight: Promise<string | undefined> | undefined;
+
+  function probeDatabase(): Promise<string | undefined> {
+    if (!ping) return Promise.resolve(undefined);
+    inFlight ??= new Promise<string | undefined>((resolve) => {
+      const timer = setTimeout(() => resolve(`no answer within ${dbTimeoutMs} ms`), dbTimeoutMs);
+      timer.unref?.();
+      ping().then(
+        () => resolve(undefined),
+        (err: unknown) => resolve(`unreachable (${(err as { code?: string })?.code ?? 'error'})`),
+      ).finally(() => clearTimeout(timer));
+    }).finally(() => {
+      inFlight = undefined;
+    });
+    return inFlight;
+  }
+
+  function ingestProblem(): string | undefined {
+    const stats = ingest();
+    if (stats.retries !== lastRetries) {
+      lastRetries = stats.retries;
+      lastRetryAt = clock();
+    }
+    if (stats.held > 0) return `${stats.held} submitters held back (${stats.pendingValues} values pending)`;
+    if (clock() - lastRetryAt < retryWindowMs) return 'writes are being retried: the database is unavailable';
+    return undefined;
+  }
+
+  return {
+    /** Every listener is bound. */
+    listening(): void {
+      bound = true;
+    },
+    /** SIGTERM: from now on not ready, so a load balancer stops sending new work. */
+    drain(): void {
+      draining = true;
+    },
+    get draining(): boolean {
+      return draining;
+    },
+    async check(): Promise<ReadinessResult> {
+      const failing: ReadinessResult['failing'] = [];
+      if (draining) failing.push({ check: 'draining', message: 'shutting down' });
+      if (!bound) failing.push({ check: 'listeners', message: 'not all listeners are bound yet' });
+      const db = await probeDatabase();
+      if (db) failing.push({ check: 'database', message: db });
+      const held = ingestProblem();
+      if (held) failing.push({ check: 'ingest', message: held });
+      return { ready: failing.length === 0, failing };
+    },
+  };
+}
+export type Readiness = ReturnType<typeof createReadiness>;
