@@ -73,9 +73,13 @@ describe('application subscriptions', () => {
     await dev.publishAsync('attributes', JSON.stringify({ temp: 21 }), { qos: 1 });
     await dev.publishAsync('event/report/1', JSON.stringify({ method: 'alarm', params: { code: 7 } }), { qos: 1 });
     expectOk(await a.p.api.put(`/api/v1/control/device/${d1.id}/attributes`, { target: 30 }));
-    // The other project's traffic never arrives.
+    // The other project's traffic never arrives, though it is published: its own viewer watches it.
+    const theirViewer = await connect(b.viewKey, b.viewSecret);
+    const theirsGot = collect(theirViewer);
+    expect(await granted(theirViewer, [`${b.viewKey}/+/attributes`, `${b.viewKey}/+/online`])).toEqual([0, 0]);
     const other = await connect(theirs.token, b.p.project.project_key);
     await other.publishAsync('attributes', JSON.stringify({ leak: 1 }), { qos: 1 });
+    await expect.poll(() => theirsGot.map((m) => m.body.attributes ?? m.body.online)).toEqual([true, { leak: 1 }]);
 
     await expect.poll(() => got.filter((m) => m.topic.endsWith('/attributes')).length).toBe(2);
     const attrs = got.filter((m) => m.topic.endsWith('/attributes'));
