@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseNetworks } from './lib/net-guard.ts';
 
 const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
 const optionalString = z
@@ -46,6 +47,23 @@ export const configSchema = z
     ALARM_WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(5_000),
     ALARM_WEBHOOK_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(5),
     ALARM_WEBHOOK_BACKOFF_MS: z.coerce.number().int().min(10).max(3_600_000).default(2_000),
+    /** Webhook isolation (src/domain/alarms/notifier.ts): networks allowed besides public addresses, queue and breaker limits. */
+    ALARM_WEBHOOK_ALLOW_NETWORKS: z
+      .string()
+      .default('')
+      .superRefine((v, ctx) => {
+        try {
+          parseNetworks(v);
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        }
+      }),
+    ALARM_WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).max(1_000).default(8),
+    ALARM_WEBHOOK_PROJECT_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(2),
+    ALARM_WEBHOOK_MAX_PENDING: z.coerce.number().int().min(1).max(10_000_000).default(10_000),
+    ALARM_WEBHOOK_PROJECT_MAX_PENDING: z.coerce.number().int().min(1).max(1_000_000).default(1_000),
+    ALARM_WEBHOOK_BREAKER_FAILURES: z.coerce.number().int().min(1).max(1_000).default(5),
+    ALARM_WEBHOOK_BREAKER_COOLDOWN_MS: z.coerce.number().int().min(1_000).max(86_400_000).default(60_000),
     TRUST_PROXY: z
       .enum(['true', 'false', '1', '0'])
       .default('false')

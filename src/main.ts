@@ -52,7 +52,18 @@ async function start(config: Config) {
       ingestMaxPending: config.INGEST_MAX_PENDING,
       // PGlite is one connection: parallel batches would only queue behind each other.
       ingestConcurrency: database.driver === 'postgres' ? config.INGEST_CONCURRENCY : 1,
-      alarmNotify: { timeoutMs: config.ALARM_WEBHOOK_TIMEOUT_MS, maxAttempts: config.ALARM_WEBHOOK_ATTEMPTS, backoffMs: config.ALARM_WEBHOOK_BACKOFF_MS },
+      alarmNotify: {
+        timeoutMs: config.ALARM_WEBHOOK_TIMEOUT_MS,
+        maxAttempts: config.ALARM_WEBHOOK_ATTEMPTS,
+        backoffMs: config.ALARM_WEBHOOK_BACKOFF_MS,
+        allowNetworks: config.ALARM_WEBHOOK_ALLOW_NETWORKS,
+        concurrency: config.ALARM_WEBHOOK_CONCURRENCY,
+        projectConcurrency: config.ALARM_WEBHOOK_PROJECT_CONCURRENCY,
+        maxPending: config.ALARM_WEBHOOK_MAX_PENDING,
+        projectMaxPending: config.ALARM_WEBHOOK_PROJECT_MAX_PENDING,
+        breakerFailures: config.ALARM_WEBHOOK_BREAKER_FAILURES,
+        breakerCooldownMs: config.ALARM_WEBHOOK_BREAKER_COOLDOWN_MS,
+      },
     },
   });
   await services.presence.resetOnline();

@@ -38,6 +38,7 @@ import { createGatewaysService } from './domain/gateways/gateways.service.ts';
 import { createProjectsService } from './domain/projects/projects.service.ts';
 import { createViewKeyService } from './domain/projects/view-key.service.ts';
 import { createAlarmsRepository } from './db/repositories/alarms.repository.ts';
+import { createNotifyJobsRepository } from './db/repositories/notify-jobs.repository.ts';
 import { createAlarms } from './domain/alarms/alarms.service.ts';
 import type { NotifierSettings } from './domain/alarms/notifier.ts';
 
@@ -171,6 +172,7 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
   // Alarm rules evaluated on reports and connection changes (issue #6); a changed alarm state recounts the stats.
   const alarms = createAlarms({
     repo: createAlarmsRepository(db),
+    jobs: createNotifyJobsRepository(db),
     bus,
     clock,
     logger,

@@ -6,6 +6,8 @@ import { newId, randomToken } from '../../lib/ids.ts';
 import type { Principal, Scope } from '../auth/principal.ts';
 import type { EventBus } from '../events/event-bus.ts';
 import { createAlarmEngine, type AlarmEntry } from './alarm-engine.ts';
+import type { NotifyJobsRepository } from '../../db/repositories/notify-jobs.repository.ts';
+import { AddressNotAllowed, type NetGuard } from '../../lib/net-guard.ts';
 import { createNotifier, type NotifierSettings } from './notifier.ts';
 import { createScheduler } from './scheduler.ts';
 
@@ -84,8 +86,12 @@ export function targetView(t: NotificationTargetRow) {
 
 const byOf = (p: Principal) => `${p.kind}:${p.subjectId}`;
 
-/** A webhook URL: http or https, nothing else (no file:, no data:). */
-function checkUrl(url: string) {
+/**
+ * A webhook URL: http or https, nothing else (no file:, no data:), to a host whose every address the
+ * guard allows (public unicast unless the operator allows the network). The WHATWG parser has already
+ * turned `0x7f000001`, `2130706433`, `0177.1` or `127.1` into `127.0.0.1`.
+ */
+async function checkUrl(guard: NetGuard, url: string) {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -93,6 +99,12 @@ function checkUrl(url: string) {
     throw new BadRequest('Invalid notification target: url is not a URL', [{ path: 'url', message: 'not a URL' }]);
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new BadRequest('Invalid notification target: url must be http or https', [{ path: 'url', message: 'http or https only' }]);
+  try {
+    await guard.check(parsed.hostname);
+  } catch (err) {
+    const message = err instanceof AddressNotAllowed ? `${err.message} (private, loopback, link-local and other non-public addresses are refused)` : `host ${parsed.hostname} does not resolve`;
+    throw new BadRequest(`Invalid notification target: url: ${message}`, [{ path: 'url', message }]);
+  }
 }
 
 function invalid(errors: FieldError[]): never {
@@ -155,7 +167,8 @@ export interface AlarmsDeps {
   onStateChanged?: (projectId: string) => void;
   isOnline?: (deviceId: string) => boolean;
   notifier?: Partial<NotifierSettings>;
-  fetch?: typeof fetch;
+  /** Webhook deliveries not yet done. */
+  jobs: NotifyJobsRepository;
   deviceMetaTtlMs?: number;
 }
 
@@ -164,9 +177,9 @@ export interface AlarmsDeps {
  * notification targets and their deliveries. `start()` rebuilds from the database and starts the
  * timers; `stop()` ends them.
  */
-export function createAlarms({ repo, bus, clock = Date.now, logger, onStateChanged = () => {}, isOnline, notifier: notifierSettings, fetch, deviceMetaTtlMs }: AlarmsDeps) {
+export function createAlarms({ repo, bus, clock = Date.now, logger, onStateChanged = () => {}, isOnline, notifier: notifierSettings, jobs, deviceMetaTtlMs }: AlarmsDeps) {
   const scheduler = createScheduler({ clock, onError: (err) => logger.error({ err: { message: (err as Error)?.message } }, 'alarm timer failed') });
-  const notifier = createNotifier({ repo, scheduler, clock, logger, ...(notifierSettings ? { settings: notifierSettings } : {}), ...(fetch ? { fetch } : {}) });
+  const notifier = createNotifier({ repo, jobs, scheduler, clock, logger, ...(notifierSettings ? { settings: notifierSettings } : {}) });
   const onEntry = (projectId: string, entry: AlarmEntry) => {
     onStateChanged(projectId);
     const { log } = entry;
@@ -326,7 +339,7 @@ export function createAlarms({ repo, bus, clock = Date.now, logger, onStateChang
       },
 
       async create(scope: Scope, input: TargetInput) {
-        checkUrl(input.url);
+        await checkUrl(notifier.guard, input.url);
         if ((await repo.countTargets(scope.projectId)) >= ALARM_LIMITS.targetsPerProject) {
           throw new StateConflict(`A project has at most ${ALARM_LIMITS.targetsPerProject} notification targets`);
         }
@@ -340,7 +353,7 @@ export function createAlarms({ repo, bus, clock = Date.now, logger, onStateChang
 
       async update(scope: Scope, id: string, patch: Partial<TargetInput>) {
         await this.get(scope, id);
-        if (patch.url !== undefined) checkUrl(patch.url);
+        if (patch.url !== undefined) await checkUrl(notifier.guard, patch.url);
         await repo.updateTarget(scope.projectId, id, {
           ...(patch.name !== undefined ? { name: patch.name } : {}),
           ...(patch.url !== undefined ? { url: patch.url } : {}),
@@ -349,20 +362,23 @@ export function createAlarms({ repo, bus, clock = Date.now, logger, onStateChang
           ...(patch.enabled !== undefined ? { enabled: patch.enabled } : {}),
           updateTime: clock(),
         });
-        notifier.targetsChanged(scope.projectId);
+        // A disabled target's queued and waiting deliveries are dropped.
+        if (patch.enabled === false) await notifier.targetRemoved(scope.projectId, id);
+        else notifier.targetsChanged(scope.projectId);
         return this.get(scope, id);
       },
 
       async delete(scope: Scope, id: string) {
         await this.get(scope, id);
         await repo.deleteTarget(scope.projectId, id);
-        notifier.targetsChanged(scope.projectId);
+        await notifier.targetRemoved(scope.projectId, id);
       },
     },
 
     /** Rebuilds active alarms and timers from the database, then runs the timers on the real clock. */
     async start() {
       await engine.recover();
+      await notifier.recover();
       scheduler.start();
     },
 

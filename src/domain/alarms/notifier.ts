@@ -1,39 +1,78 @@
 import { createHmac } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AlarmsRepository, NotificationTargetRow } from '../../db/repositories/alarms.repository.ts';
+import type { NotifyJobRow, NotifyJobsRepository } from '../../db/repositories/notify-jobs.repository.ts';
 import type { NotifyAttempt } from '../../db/schema.ts';
+import { newId } from '../../lib/ids.ts';
+import { createNetGuard, parseNetworks, type NetGuard, type Resolver } from '../../lib/net-guard.ts';
+import { TtlCache } from '../../lib/ttl-cache.ts';
 import type { AlarmEntry } from './alarm-engine.ts';
 import type { Scheduler } from './scheduler.ts';
+import { DeliveryError, postWebhook } from './webhook-client.ts';
 
 export interface NotifierSettings {
-  /** How long one delivery may take (ms). */
+  /** How long one delivery may take, name resolution included (ms). */
   timeoutMs: number;
   /** Attempts per entry and target, the first included. */
   maxAttempts: number;
   /** Wait before the first retry; doubled for each further one (ms). */
   backoffMs: number;
-  /** Deliveries waiting, running or scheduled for a retry, at most; beyond it new ones are dropped (and recorded). */
+  /** Deliveries waiting, running or scheduled for a retry, at most, all projects together; beyond it new ones are dropped (and recorded). */
   maxPending: number;
-  /** Deliveries at once. */
+  /** The same bound for one project. */
+  projectMaxPending: number;
+  /** Deliveries at once, all projects together. */
   concurrency: number;
+  /** Deliveries of one project at once: a project whose targets hang holds no more than these. */
+  projectConcurrency: number;
+  /** Consecutive failed attempts of a target that open its circuit breaker. */
+  breakerFailures: number;
+  /** How long an open breaker skips the target's deliveries (ms). */
+  breakerCooldownMs: number;
+  /** Comma-separated CIDR networks webhooks may reach although they are not public (e.g. `10.20.0.0/16`). */
+  allowNetworks: string;
+  /** Name resolution (the system resolver by default; tests inject one). */
+  resolve?: Resolver;
 }
 
-export const DEFAULT_NOTIFIER_SETTINGS: NotifierSettings = { timeoutMs: 5_000, maxAttempts: 5, backoffMs: 2_000, maxPending: 10_000, concurrency: 4 };
+export const DEFAULT_NOTIFIER_SETTINGS: NotifierSettings = {
+  timeoutMs: 5_000,
+  maxAttempts: 5,
+  backoffMs: 2_000,
+  maxPending: 10_000,
+  projectMaxPending: 1_000,
+  concurrency: 8,
+  projectConcurrency: 2,
+  breakerFailures: 5,
+  breakerCooldownMs: 60_000,
+  allowNetworks: '',
+};
+
+/** The guard webhook targets pass, from the settings (the service checks URLs with the same one). */
+export function notifierGuard(settings: Partial<NotifierSettings> = {}): NetGuard {
+  return createNetGuard({ allow: parseNetworks(settings.allowNetworks ?? ''), ...(settings.resolve ? { resolve: settings.resolve } : {}) });
+}
 
 export interface NotifierDeps {
   repo: Pick<AlarmsRepository, 'listTargets' | 'appendNotify'>;
+  jobs: NotifyJobsRepository;
   scheduler: Scheduler;
   clock: () => number;
   logger: Pick<Logger, 'warn' | 'error'>;
   settings?: Partial<NotifierSettings>;
-  fetch?: typeof fetch;
+  guard?: NetGuard;
 }
 
-interface Job {
-  target: NotificationTargetRow;
-  logId: string;
-  body: string;
-  attempt: number;
+type Job = Omit<NotifyJobRow, 'dueTime' | 'createTime'>;
+
+/** One project's share of the notifier. */
+interface ProjectQueue {
+  queue: Job[];
+  running: number;
+  /** Queued + running + waiting for a retry. */
+  pending: number;
+  /** In the round-robin ring. */
+  ringed: boolean;
 }
 
 /** `sha256=<hex>` of HMAC-SHA256 over `<timestamp>.<raw body>` with the target's secret. */
@@ -64,30 +103,38 @@ export function webhookPayload(projectId: string, entry: AlarmEntry) {
 const retryable = (status: number) => status === 408 || status === 429 || status >= 500;
 
 /**
- * Delivers alarm-log entries to the project's webhooks off the evaluation path: a bounded queue,
- * a few deliveries at once, a timeout per delivery, retries with exponential back-off on the
- * injected clock. Every attempt is appended to the entry's `notify_logs`.
+ * Delivers alarm-log entries to the project's webhooks off the evaluation path. Each project has its
+ * own queue and limits (pending jobs, deliveries at once); free delivery slots go round-robin across
+ * the projects with work, so one project's slow targets cannot hold up another's. Every delivery is
+ * kept in `notify_jobs` until it is done, so retries survive a restart. A target that keeps failing
+ * has its circuit opened for a cool-down. Every attempt is appended to the entry's `notify_logs`.
  */
-export function createNotifier({ repo, scheduler, clock, logger, settings: given = {}, fetch: fetchImpl = fetch }: NotifierDeps) {
+export function createNotifier({ repo, jobs, scheduler, clock, logger, settings: given = {}, guard = notifierGuard(given) }: NotifierDeps) {
   const settings = { ...DEFAULT_NOTIFIER_SETTINGS, ...given };
-  const targetsCache = new Map<string, Promise<NotificationTargetRow[]>>();
-  const queue: Job[] = [];
+  const targets = new TtlCache<NotificationTargetRow[]>(60_000, clock);
+  const projects = new Map<string, ProjectQueue>();
+  /** Projects with queued jobs, in turn order. */
+  const ring: string[] = [];
+  /** Retries waiting on the clock, by job id. */
+  const waiting = new Map<string, { job: Job; cancel: () => void }>();
+  /** Per target: consecutive failed attempts, and until when its circuit is open. */
+  const breakers = new Map<string, { failures: number; openUntil: number }>();
   let running = 0;
-  /** Queued + running + waiting for a retry. */
   let pending = 0;
   let stopped = false;
-  /** notify() calls still reading their targets. */
+  /** notify() and recover() calls still reading or writing. */
   let resolving = 0;
   let idleWaiters: Array<() => void> = [];
 
-  function targetsOf(projectId: string) {
-    let t = targetsCache.get(projectId);
-    if (!t) {
-      t = repo.listTargets(projectId).then((rows) => rows.filter((r) => r.enabled));
-      t.catch(() => targetsCache.delete(projectId));
-      targetsCache.set(projectId, t);
+  const targetsOf = (projectId: string) => targets.get(projectId, '', () => repo.listTargets(projectId).then((rows) => rows.filter((r) => r.enabled)));
+
+  function projectOf(projectId: string): ProjectQueue {
+    let p = projects.get(projectId);
+    if (!p) {
+      p = { queue: [], running: 0, pending: 0, ringed: false };
+      projects.set(projectId, p);
     }
-    return t;
+    return p;
   }
 
   async function record(logId: string, attempt: NotifyAttempt) {
@@ -98,7 +145,15 @@ export function createNotifier({ repo, scheduler, clock, logger, settings: given
     }
   }
 
-  const isIdle = () => running === 0 && queue.length === 0 && resolving === 0;
+  async function persist(what: string, fn: () => Promise<void>) {
+    try {
+      await fn();
+    } catch (err) {
+      logger.error({ err: { message: (err as Error)?.message } }, `notification job not ${what}`);
+    }
+  }
+
+  const isIdle = () => running === 0 && ring.length === 0 && resolving === 0;
 
   function settle() {
     if (isIdle()) {
@@ -108,11 +163,42 @@ export function createNotifier({ repo, scheduler, clock, logger, settings: given
     }
   }
 
+  function enqueue(job: Job) {
+    const p = projectOf(job.projectId);
+    p.queue.push(job);
+    if (!p.ringed) {
+      p.ringed = true;
+      ring.push(job.projectId);
+    }
+  }
+
+  /** A job is done (delivered, given up, skipped or purged): it no longer counts. */
+  function release(job: Job) {
+    pending--;
+    const p = projects.get(job.projectId);
+    if (!p) return;
+    p.pending--;
+  }
+
+  /** Starts deliveries while slots are free: the next project in turn that is under its own limit. */
   function pump() {
-    while (!stopped && running < settings.concurrency && queue.length) {
-      const job = queue.shift()!;
+    let skipped = 0;
+    while (!stopped && running < settings.concurrency && ring.length > skipped) {
+      const projectId = ring.shift()!;
+      const p = projects.get(projectId)!;
+      if (p.running >= settings.projectConcurrency) {
+        ring.push(projectId);
+        skipped++;
+        continue;
+      }
+      skipped = 0;
+      const job = p.queue.shift()!;
+      if (p.queue.length) ring.push(projectId);
+      else p.ringed = false;
+      p.running++;
       running++;
       void deliver(job).finally(() => {
+        p.running--;
         running--;
         pump();
         settle();
@@ -120,14 +206,27 @@ export function createNotifier({ repo, scheduler, clock, logger, settings: given
     }
   }
 
+  async function finish(job: Job) {
+    release(job);
+    await persist('removed', () => jobs.deleteJob(job.projectId, job.id));
+  }
+
   async function deliver(job: Job) {
-    const { target } = job;
+    const target = (await targetsOf(job.projectId).catch(() => undefined))?.find((t) => t.id === job.targetId);
+    // Deleted or disabled since it was queued: the job goes with it.
+    if (!target) return finish(job);
+    const breaker = breakers.get(target.id);
+    if (breaker && breaker.openUntil > clock()) {
+      await record(job.logId, { target: target.id, time: clock(), attempt: job.attempt, status: 'skipped', error: 'circuit open' });
+      return finish(job);
+    }
     const timestamp = String(clock());
     let status: number | undefined;
     let error: string | undefined;
+    let final = false;
     try {
-      const res = await fetchImpl(target.url, {
-        method: 'POST',
+      status = await postWebhook(guard, {
+        url: target.url,
         headers: {
           'content-type': 'application/json',
           'user-agent': 'iot-cloud-alarms/1',
@@ -137,74 +236,133 @@ export function createNotifier({ repo, scheduler, clock, logger, settings: given
           'x-delivery-attempt': String(job.attempt),
         },
         body: job.body,
-        redirect: 'manual',
-        signal: AbortSignal.timeout(settings.timeoutMs),
+        timeoutMs: settings.timeoutMs,
       });
-      status = res.status;
-      // The body is not needed; reading it frees the connection.
-      await res.arrayBuffer().catch(() => undefined);
       if (status < 200 || status >= 300) error = `HTTP ${status}`;
     } catch (err) {
-      const e = err as Error;
-      error = e?.name === 'TimeoutError' ? `timed out after ${settings.timeoutMs} ms` : (e?.message ?? String(err));
-      const cause = (e as { cause?: { code?: string } })?.cause?.code;
-      if (cause) error = `${error} (${cause})`;
+      error = err instanceof DeliveryError ? err.reason : 'connection failed';
+      // A refused address is the target's configuration, not a passing fault.
+      final = error === 'address not allowed';
     }
     const time = clock();
     const base = { target: target.id, time, attempt: job.attempt, ...(status !== undefined ? { http_status: status } : {}) };
     if (!error) {
-      pending--;
+      breakers.delete(target.id);
       await record(job.logId, { ...base, status: 'delivered' });
-      return;
+      return finish(job);
     }
-    const again = job.attempt < settings.maxAttempts && (status === undefined || retryable(status)) && !stopped;
-    if (!again) {
-      pending--;
+    const b = breakers.get(target.id) ?? { failures: 0, openUntil: 0 };
+    b.failures++;
+    if (b.failures >= settings.breakerFailures) b.openUntil = time + settings.breakerCooldownMs;
+    breakers.set(target.id, b);
+    if (final || job.attempt >= settings.maxAttempts || (status !== undefined && !retryable(status))) {
       await record(job.logId, { ...base, status: 'failed', error });
       logger.warn({ target: target.id, logId: job.logId, attempt: job.attempt, error }, 'alarm notification failed');
-      return;
+      return finish(job);
     }
     const next = time + settings.backoffMs * 2 ** (job.attempt - 1);
+    const retry = { ...job, attempt: job.attempt + 1 };
     await record(job.logId, { ...base, status: 'failed', error, next_attempt_time: next });
-    scheduler.at(next, () => {
-      if (stopped) {
-        pending--;
-        return;
-      }
-      queue.push({ ...job, attempt: job.attempt + 1 });
+    await persist('rescheduled', () => jobs.rescheduleJob(job.projectId, job.id, retry.attempt, next));
+    // Stopping: the job stays in notify_jobs and is taken up again at the next start.
+    if (stopped) return;
+    wait(retry, next);
+  }
+
+  function wait(job: Job, at: number) {
+    const cancel = scheduler.at(at, () => {
+      waiting.delete(job.id);
+      if (stopped) return;
+      enqueue(job);
       pump();
+    });
+    waiting.set(job.id, { job, cancel });
+  }
+
+  /** Takes up a job read back from `notify_jobs` (counted already). */
+  function resume(row: NotifyJobRow) {
+    const job: Job = { id: row.id, projectId: row.projectId, targetId: row.targetId, logId: row.logId, body: row.body, attempt: row.attempt };
+    if (row.dueTime <= clock()) enqueue(job);
+    else wait(job, row.dueTime);
+  }
+
+  function track<T>(work: Promise<T>): Promise<T> {
+    resolving++;
+    return work.finally(() => {
+      resolving--;
+      settle();
     });
   }
 
   return {
+    guard,
+
     /** Sends the entry to the project's enabled targets of its level; returns at once. */
     notify(projectId: string, entry: AlarmEntry) {
       if (stopped) return;
-      resolving++;
-      void targetsOf(projectId)
-        .then(async (targets) => {
+      void track(
+        targetsOf(projectId).then(async (list) => {
           const body = JSON.stringify(webhookPayload(projectId, entry));
-          for (const target of targets) {
+          const now = clock();
+          const p = projectOf(projectId);
+          const rows: NotifyJobRow[] = [];
+          for (const target of list) {
             if (entry.log.alarmLevel < target.minLevel) continue;
-            if (pending >= settings.maxPending) {
-              await record(entry.log.id, { target: target.id, time: clock(), attempt: 0, status: 'dropped', error: `more than ${settings.maxPending} notifications pending` });
+            const full = p.pending >= settings.projectMaxPending ? settings.projectMaxPending : pending >= settings.maxPending ? settings.maxPending : 0;
+            if (full) {
+              await record(entry.log.id, { target: target.id, time: now, attempt: 0, status: 'dropped', error: `more than ${full} notifications pending` });
               continue;
             }
             pending++;
-            queue.push({ target, logId: entry.log.id, body, attempt: 1 });
+            p.pending++;
+            rows.push({ id: newId(now), projectId, targetId: target.id, logId: entry.log.id, body, attempt: 1, dueTime: now, createTime: now });
           }
+          await persist('stored', () => jobs.insertJobs(rows));
+          if (stopped) return;
+          for (const row of rows) resume(row);
           pump();
-        })
-        .catch((err: unknown) => logger.error({ err: { message: (err as Error)?.message }, projectId }, 'notification targets not read'))
-        .finally(() => {
-          resolving--;
-          settle();
-        });
+        }),
+      ).catch((err: unknown) => logger.error({ err: { message: (err as Error)?.message }, projectId }, 'notification targets not read'));
     },
 
-    /** A target was created, changed or deleted. */
+    /** Reloads the deliveries left in `notify_jobs` by the last run: due ones are queued, the others wait. */
+    async recover() {
+      const rows = await track(Promise.resolve(jobs.allJobs()));
+      for (const row of rows) {
+        pending++;
+        projectOf(row.projectId).pending++;
+        resume(row);
+      }
+      pump();
+    },
+
+    /** A target was created or changed. */
     targetsChanged(projectId: string) {
-      targetsCache.delete(projectId);
+      targets.invalidate(projectId);
+    },
+
+    /** A target was deleted or disabled: its queued and waiting deliveries are dropped, in memory and stored. */
+    async targetRemoved(projectId: string, targetId: string) {
+      targets.invalidate(projectId);
+      breakers.delete(targetId);
+      const p = projects.get(projectId);
+      if (p) {
+        const gone = p.queue.filter((j) => j.targetId === targetId);
+        p.queue = p.queue.filter((j) => j.targetId !== targetId);
+        if (!p.queue.length && p.ringed) {
+          p.ringed = false;
+          ring.splice(ring.indexOf(projectId), 1);
+        }
+        for (const j of gone) release(j);
+      }
+      for (const [id, w] of waiting) {
+        if (w.job.projectId !== projectId || w.job.targetId !== targetId) continue;
+        w.cancel();
+        waiting.delete(id);
+        release(w.job);
+      }
+      await track(jobs.deleteTargetJobs(projectId, targetId));
+      settle();
     },
 
     /** Resolves once no delivery is queued or running (retries waiting on the clock excepted). */
@@ -219,15 +377,30 @@ export function createNotifier({ repo, scheduler, clock, logger, settings: given
       return pending;
     },
 
-    /** Stops taking work; waits for running deliveries (bounded by their timeout). Queued ones are dropped. */
+    /** Deliveries pending for one project. */
+    projectPending(projectId: string) {
+      return projects.get(projectId)?.pending ?? 0;
+    },
+
+    /**
+     * Stops taking work; waits for running deliveries (bounded by their timeout). Queued and waiting
+     * ones stay in `notify_jobs` for the next start.
+     */
     async stop() {
       stopped = true;
-      pending -= queue.length;
-      queue.length = 0;
+      for (const w of waiting.values()) w.cancel();
+      waiting.clear();
+      for (const p of projects.values()) {
+        p.queue = [];
+        p.ringed = false;
+      }
+      ring.length = 0;
       await new Promise<void>((resolve) => {
-        if (running === 0) resolve();
+        if (running === 0 && resolving === 0) resolve();
         else idleWaiters.push(resolve);
       });
+      projects.clear();
+      pending = 0;
     },
   };
 }
