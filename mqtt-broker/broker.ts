@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import type { Logger } from 'pino';
@@ -7,7 +8,9 @@ import type { DeviceSession } from '../src/domain/delivery/sessions.ts';
 import type { DeviceIdentity } from '../src/domain/devices/device-identity.ts';
 import { VIEW_KEY_LENGTH } from '../src/domain/projects/view-key.service.ts';
 import { AppError, BadRequest, NotFound } from '../src/errors.ts';
+import { isTransientDbError } from '../src/domain/telemetry/ingest.ts';
 import type { Services } from '../src/services.ts';
+import { createAdmission, type Admission, type Ticket } from './admission.ts';
 import { createGatewayHub, type GatewayLink } from './gateway.ts';
 import { createViewerHooks, type Viewer } from './subscriptions.ts';
 import { deviceTopic, filterMatches, GATEWAY_TOPICS, isCommandFilter, isDownstreamFilter, isGatewayDownstreamFilter, parseUpstream, relativeTopic, responseTopicOf, upstreamSink, type Upstream } from './topics.ts';
@@ -17,11 +20,17 @@ export const MQTT_DEFAULTS = {
   maxPacketSize: 256 * 1024,
   /** Messages per second a device may publish on average. */
   rateLimit: 50,
-  /** Abuse: this many refused messages within `abuseWindowMs`, in multiples of rateLimit, ends the connection. */
-  abuseFactor: 10,
-  abuseWindowMs: 10_000,
+  /** Filters one device connection may hold (its topic set is small); more are refused (SUBACK failure). */
+  maxSubscriptions: 100,
+  /**
+   * How long a message whose store failed because the database is unavailable is tried again before
+   * the device is told it failed (MQTT 5: PUBACK 0x80; 3.1.1: the connection closes without PUBACK).
+   */
+  retryUnavailableMs: 60_000,
   /** Delay of a refused CONNECT, so guessing credentials is slow (device-protocol.md §2). */
   authFailureDelayMs: 500,
+  /** CONNECT and login within this time of the connection, or it is closed (admission.ts). */
+  connectTimeoutMs: 10_000,
 } as const;
 
 /** At most this many entries in `attributes/series` and keys in `attributes/get`. */
@@ -31,7 +40,7 @@ const MAX_KEYS = 200;
 const MAX_FUTURE_MS = 5 * 60_000;
 
 export interface BrokerOptions {
-  services: Pick<Services, 'deviceAuth' | 'sessions' | 'presence' | 'currentValues' | 'deviceEvents' | 'commands' | 'projectSettings' | 'viewKey' | 'bus' | 'devices' | 'gateways' | 'history' | 'dataStreams'>;
+  services: Pick<Services, 'rateLimiter' | 'deviceAuth' | 'sessions' | 'presence' | 'currentValues' | 'deviceEvents' | 'commands' | 'projectSettings' | 'viewKey' | 'bus' | 'devices' | 'gateways' | 'history' | 'dataStreams'>;
   logger: Pick<Logger, 'child'>;
   maxPacketSize?: number;
   /**
@@ -39,32 +48,36 @@ export interface BrokerOptions {
    * `device_rate_limit` (falling back to MQTT_RATE_LIMIT). The burst is twice this.
    */
   rateLimit?: number;
-  abuseFactor?: number;
-  abuseWindowMs?: number;
+  maxSubscriptions?: number;
+  retryUnavailableMs?: number;
   authFailureDelayMs?: number;
+  /**
+   * Connections before login and login attempts, shared with the other device listeners
+   * (admission.ts); default: one of the broker's own with the default limits.
+   */
+  admission?: Admission;
+  /** CONNECT must arrive, and the login complete, within this time of the connection. */
+  connectTimeoutMs?: number;
   clock?: () => number;
 }
 
 export interface Broker {
   readonly aedes: Aedes;
-  /** Serves one MQTT connection (a TCP socket or a WebSocket stream). */
-  handleConnection(stream: Duplex): void;
+  /**
+   * Serves one MQTT connection (a TCP socket or a WebSocket stream) from `address` (by default the
+   * socket's remote address).
+   */
+  handleConnection(stream: Duplex, address?: string): void;
   close(): Promise<void>;
-}
-
-/** Token bucket of one device (kept across its reconnects), plus the count of refusals that marks abuse. */
-interface RateState {
-  limit: number;
-  tokens: number;
-  last: number;
-  refused: number;
-  windowStart: number;
 }
 
 interface ClientState {
   identity: DeviceIdentity;
   clientId: string;
-  rate: RateState;
+  /** Messages per second this device may send (services.rateLimiter keeps its bucket). */
+  rate: number;
+  /** The filters granted on this connection, rewritten into the device's namespace (at most maxSubscriptions). */
+  filters: Set<string>;
   session?: DeviceSession;
   /** Set by close(): whether the registry had already forgotten the session (a kick, not a replacement). */
   kicked?: boolean;
@@ -95,6 +108,12 @@ function parseJson(payload: Buffer): unknown {
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/** MQTT 5 reason codes of a refused PUBLISH (3.1.1 has none: its connection is closed instead). */
+const UNSPECIFIED_ERROR = 0x80;
+const QUOTA_EXCEEDED = 0x97;
+/** An error for Aedes' publish callback: MQTT 5 answers a QoS 1 message with its reason code, 3.1.1 closes the connection. */
+const refusal = (reasonCode: number, message: string) => Object.assign(new Error(message), { reasonCode });
+
 function authError(returnCode: 4 | 5, message: string): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
 }
@@ -108,34 +127,21 @@ function authError(returnCode: 4 | 5, message: string): AuthenticateError {
 export async function createBroker(options: BrokerOptions): Promise<Broker> {
   const { services, clock = Date.now } = options;
   const maxPacketSize = options.maxPacketSize ?? MQTT_DEFAULTS.maxPacketSize;
-  const abuseFactor = options.abuseFactor ?? MQTT_DEFAULTS.abuseFactor;
-  const abuseWindowMs = options.abuseWindowMs ?? MQTT_DEFAULTS.abuseWindowMs;
-  /** Buckets by device: a reconnect does not refill them. Idle (full) buckets are forgotten. */
-  const buckets = new Map<string, RateState>();
-  const sweepBuckets = setInterval(() => {
-    const now = clock();
-    for (const [deviceId, b] of buckets) {
-      if (!services.sessions.isOnline(deviceId) && now - b.last > Math.max(abuseWindowMs, 2_000)) buckets.delete(deviceId);
-    }
-  }, 60_000);
-  sweepBuckets.unref();
-  async function bucketOf(identity: DeviceIdentity, now: number): Promise<RateState> {
-    const limit = options.rateLimit ?? (await services.projectSettings.deviceRateLimit(identity.projectId));
-    let b = buckets.get(identity.deviceId);
-    if (!b) {
-      b = { limit, tokens: limit * 2, last: now, refused: 0, windowStart: now };
-      buckets.set(identity.deviceId, b);
-    }
-    b.limit = limit;
-    return b;
-  }
+  const maxSubscriptions = options.maxSubscriptions ?? MQTT_DEFAULTS.maxSubscriptions;
+  const retryUnavailableMs = options.retryUnavailableMs ?? MQTT_DEFAULTS.retryUnavailableMs;
+  const limiter = services.rateLimiter;
+  const rateOf = (identity: DeviceIdentity) => options.rateLimit ?? services.projectSettings.deviceRateLimit(identity.projectId);
   const authFailureDelayMs = options.authFailureDelayMs ?? MQTT_DEFAULTS.authFailureDelayMs;
   const log = options.logger.child({ component: 'mqtt' });
   const states = new WeakMap<Client, ClientState>();
 
   // maximumPacketSize is enforced by Aedes 2 for every protocol version: v5 clients get a 0x95
   // DISCONNECT, 3.1.1 clients are dropped, as soon as the fixed header declares the length.
-  const aedes = await Aedes.createBroker({ maximumPacketSize: maxPacketSize, drainTimeout: 30_000, connectTimeout: 30_000 });
+  const connectTimeoutMs = options.connectTimeoutMs ?? MQTT_DEFAULTS.connectTimeoutMs;
+  const connections = options.admission ?? createAdmission();
+  /** The admission ticket of each connection's stream, until it closes. */
+  const tickets = new WeakMap<object, Ticket>();
+  const aedes = await Aedes.createBroker({ maximumPacketSize: maxPacketSize, drainTimeout: 30_000, connectTimeout: connectTimeoutMs });
 
   // Application subscriptions (device-protocol.md §9): read-only clients of a project's view key.
   const viewers = new WeakMap<Client, Viewer>();
@@ -174,31 +180,34 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   function answer(client: Client, state: ClientState, topic: string | undefined, body: Answer) {
     if (!topic) return;
     const internal = deviceTopic(state.identity.deviceId, topic);
-    let subscribed = false;
-    // Aedes keeps a connection's granted filters here (ours, rewritten into the device's namespace);
-    // sessions are always clean (preConnect), so there are no others to restore.
-    const filters = (client as Client & { subscriptions?: Record<string, unknown> }).subscriptions ?? {};
-    for (const filter in filters) if ((subscribed = filterMatches(filter, internal))) break;
+    // The connection's own filters (sessions are always clean: there are no others), at most
+    // maxSubscriptions of them: the cost of an answer is bounded whatever the device subscribed to.
+    let subscribed = state.filters.has(internal);
+    if (!subscribed) for (const filter of state.filters) if ((subscribed = filterMatches(filter, internal))) break;
     if (!subscribed) return;
     publishTo(state.identity.deviceId, topic, Buffer.from(JSON.stringify(body))).catch((err: unknown) =>
       log.warn({ deviceId: state.identity.deviceId, topic, err: { message: (err as Error).message } }, 'answer not delivered'),
     );
   }
 
-  /** Takes one token; false when the device is over its limit. */
-  function allow(rate: RateState, now: number): boolean {
-    rate.tokens = Math.min(rate.limit * 2, rate.tokens + ((now - rate.last) / 1000) * rate.limit);
-    rate.last = now;
-    if (rate.tokens >= 1) {
-      rate.tokens -= 1;
-      return true;
+  /**
+   * Handles a device message, trying again while the database is unavailable (the ingest pipeline
+   * rides out outages by itself; the look-ups before it, and the other stores, are tried here) for as
+   * long as the connection lasts, up to retryUnavailableMs. Everything that stores is all or nothing,
+   * so a message tried again is never stored twice.
+   */
+  async function retryUnavailable(client: Client, state: ClientState, up: Upstream, payload: Buffer, first: unknown): Promise<Answer | undefined> {
+    const deadline = clock() + retryUnavailableMs;
+    for (let err = first, delay = 50; ; delay = Math.min(delay * 2, 2_000)) {
+      if (!isTransientDbError(err) || client.closed || clock() + delay > deadline) throw err;
+      log.warn({ deviceId: state.identity.deviceId, err, retryInMs: delay }, 'device message not stored: database unavailable, retrying');
+      await new Promise((r) => setTimeout(r, delay));
+      try {
+        return await handleUpstream(state, up, payload);
+      } catch (e) {
+        err = e;
+      }
     }
-    if (now - rate.windowStart > abuseWindowMs) {
-      rate.windowStart = now;
-      rate.refused = 0;
-    }
-    rate.refused += 1;
-    return false;
   }
 
   async function handleUpstream(state: ClientState, up: Upstream, payload: Buffer): Promise<Answer | undefined> {
@@ -267,6 +276,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       const state = states.get(client);
       if (packet.cmd !== 'unsubscribe' || !state || !Array.isArray(packet.unsubscriptions)) return;
       packet.unsubscriptions = packet.unsubscriptions.map((f) => (mayFilter(state, f) ? deviceTopic(state.identity.deviceId, f) : f));
+      for (const f of packet.unsubscriptions) state.filters.delete(f);
     });
   }
 
@@ -282,11 +292,19 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     callback(null, true);
   };
 
-  aedes.authenticate = (client, username, password, callback) => {
+  aedes.authenticate = (client, username, password, done) => {
+    const ticket = tickets.get(client.conn);
+    // A logged-in connection is no longer pending: never closed to make room (admission.ts).
+    const callback: typeof done = (err, ok) => {
+      if (ok) ticket?.admit();
+      done(err, ok);
+    };
     const refuse = (returnCode: 4 | 5, message: string) => {
       const t = setTimeout(() => callback(authError(returnCode, message), false), authFailureDelayMs);
       t.unref();
     };
+    // Counted per client address before any query or hash.
+    if (ticket && !connections.tryLogin(ticket.address)) return refuse(4, 'too many login attempts');
     const token = username ?? '';
     const projectKey = password?.toString('utf8') ?? '';
     if (token.length === VIEW_KEY_LENGTH) {
@@ -307,8 +325,8 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       (identity) => {
         if (!identity) return refuse(4, 'bad user name or password');
         if (identity.disabled) return refuse(5, 'device disabled');
-        return bucketOf(identity, clock()).then((rate) => {
-          states.set(client, { identity, clientId: client.id, rate });
+        return Promise.resolve(rateOf(identity)).then((rate) => {
+          states.set(client, { identity, clientId: client.id, rate, filters: new Set() });
           callback(null, true);
         });
       },
@@ -328,7 +346,13 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     }
     const state = states.get(client);
     if (!state || !mayFilter(state, sub.topic)) return callback(null, null);
-    callback(null, { ...sub, topic: deviceTopic(state.identity.deviceId, sub.topic) });
+    const topic = deviceTopic(state.identity.deviceId, sub.topic);
+    if (!state.filters.has(topic) && state.filters.size >= maxSubscriptions) {
+      log.debug({ deviceId: state.identity.deviceId, filters: state.filters.size }, 'subscription refused: too many filters');
+      return callback(null, null);
+    }
+    state.filters.add(topic);
+    callback(null, { ...sub, topic });
   };
 
   aedes.authorizeForward = (client, packet) => {
@@ -362,36 +386,47 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       return callback(null);
     }
     const responseTopic = responseTopicOf(up);
-    const now = clock();
-    if (!allow(state.rate, now)) {
-      answer(client, state, responseTopic, failure(429, 'rate limit'));
-      if (state.rate.refused >= state.rate.limit * abuseFactor && !client.closed) {
-        log.warn({ deviceId: state.identity.deviceId }, 'disconnecting a device that keeps exceeding its message rate');
-        client.close();
-      }
+    const { projectId, deviceId } = state.identity;
+    // A QoS 1 message is acknowledged, so it is never dropped over the rate: it waits for its tokens
+    // (the connection is not read meanwhile: Aedes reads on once this callback ran), or is refused
+    // visibly. A QoS 0 message over the rate is dropped with a 429 answer.
+    const admission = packet.qos > 0 ? limiter.reserve(projectId, deviceId, state.rate) : limiter.admit(projectId, deviceId, state.rate);
+    if (!admission.ok) {
+      const flood = admission.flood || packet.qos > 0;
+      if (packet.qos === 0) answer(client, state, responseTopic, failure(429, admission.by === 'device' ? 'rate limit' : 'project rate limit'));
+      if (!flood) return callback(null);
+      log.warn({ deviceId, by: admission.by }, 'refusing messages of a device that keeps exceeding its message rate');
+      if (client.version === 5 && packet.qos > 0) return callback(refusal(QUOTA_EXCEEDED, 'message rate exceeded'));
+      client.close();
       return callback(null);
     }
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-    // The service finishes before the callback, so a QoS 1 PUBACK means the message is stored.
-    // One reaction for both outcomes (the busiest path of the server: no further promises); the
-    // callback runs whatever answering does, and nothing thrown there escapes.
-    const settle = (reply: () => void) => {
+    // The service finishes before the callback, so a QoS 1 PUBACK means the message is stored; a
+    // message that could not be stored is never acknowledged. One reaction for both outcomes (the
+    // busiest path of the server); nothing thrown while answering escapes.
+    const settle = (reply: () => void, err?: Error) => {
       try {
         reply();
-      } catch (err) {
-        log.error({ deviceId: state.identity.deviceId, topic, err: { message: (err as Error).message } }, 'answer not published');
+      } catch (e) {
+        log.error({ deviceId, topic, err: e }, 'answer not published');
       }
-      callback(null);
+      callback(err ?? null);
     };
-    handleUpstream(state, up, payload).then(
-      (body) => settle(() => body && answer(client, state, responseTopic, body)),
-      (err: unknown) =>
-        settle(() => {
-          if (err instanceof AppError) return answer(client, state, responseTopic, failure(err.errcode, err.message));
-          log.error({ deviceId: state.identity.deviceId, topic, err: { message: (err as Error).message } }, 'device message failed');
-          answer(client, state, responseTopic, failure(500, 'internal error'));
-        }),
-    );
+    const done = (body: Answer | undefined) => settle(() => body && answer(client, state, responseTopic, body));
+    const failed = (err: unknown) => {
+      // Refused for its content: the device is told on the response topic, and the message is done.
+      if (err instanceof AppError) return settle(() => answer(client, state, responseTopic, failure(err.errcode, err.message)));
+      // A server fault: not stored, so not acknowledged (MQTT 5: PUBACK 0x80; 3.1.1: the connection
+      // closes without PUBACK and the device sends the message again).
+      log.error({ deviceId, topic, err }, 'device message not stored');
+      settle(() => answer(client, state, responseTopic, failure(500, 'internal error')), refusal(UNSPECIFIED_ERROR, 'message not stored'));
+    };
+    const handle = () =>
+      handleUpstream(state, up, payload).then(done, (err: unknown) =>
+        isTransientDbError(err) ? retryUnavailable(client, state, up, payload, err).then(done, failed) : failed(err),
+      );
+    if (admission.delayMs > 0) setTimeout(handle, admission.delayMs);
+    else handle();
   };
 
   // 'client' comes when the client is registered, before its CONNACK is written: the device is
@@ -474,12 +509,22 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
 
   return {
     aedes,
-    handleConnection(stream) {
+    handleConnection(stream, address = (stream as Partial<Socket>).remoteAddress) {
       stream.on('error', () => {});
+      // Before login a connection is counted for its address and has connectTimeoutMs to log in;
+      // it may be closed to make room for newer ones (admission.ts).
+      const ticket = connections.open(address, () => stream.destroy());
+      if (!ticket) return void stream.destroy();
+      tickets.set(stream, ticket);
+      const deadline = setTimeout(() => ticket.admitted || stream.destroy(), connectTimeoutMs);
+      deadline.unref();
+      stream.once('close', () => {
+        clearTimeout(deadline);
+        ticket.closed();
+      });
       aedes.handle(stream);
     },
     close: () => {
-      clearInterval(sweepBuckets);
       viewerHooks.close();
       gateways.close();
       return new Promise<void>((resolve) => aedes.close(() => resolve()));

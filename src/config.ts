@@ -30,13 +30,24 @@ export const configSchema = z
     LOGIN_RATE_WINDOW_MS: z.coerce.number().int().min(1000).default(60_000),
     MQTT_MAX_PACKET_SIZE: z.coerce.number().int().min(1024).max(268_435_455).default(256 * 1024),
     MQTT_RATE_LIMIT: z.coerce.number().int().min(1).max(100_000).default(50),
+    /** Device and project message rates (src/domain/delivery/rate-limiter.ts). */
+    DEVICE_RATE_LIMIT_MAX: z.coerce.number().int().min(1).max(100_000).default(1_000),
+    PROJECT_MESSAGE_RATE: z.coerce.number().int().min(0).max(10_000_000).default(5_000),
+    MQTT_MAX_SUBSCRIPTIONS: z.coerce.number().int().min(8).max(100_000).default(100),
     /** Raw TCP devices (device-protocol.md §6, mqtt-broker/README.md "Raw TCP"). */
-    TCP_LOGIN_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(30_000),
+    TCP_LOGIN_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
     TCP_IDLE_TIMEOUT_MS: z.coerce.number().int().min(1000).max(86_400_000).default(300_000),
     TCP_FRAME_GAP_MS: z.coerce.number().int().min(10).max(10_000).default(100),
     TCP_MAX_MESSAGE_SIZE: z.coerce.number().int().min(64).max(64 * 1024).default(64 * 1024),
     TCP_MAX_LOGIN_LENGTH: z.coerce.number().int().min(64).max(4096).default(512),
-    TCP_MAX_PENDING_LOGINS: z.coerce.number().int().min(1).max(1_000_000).default(1000),
+    /** Device connections (MQTT, MQTT over WebSocket, raw TCP) before login, and login attempts (mqtt-broker/admission.ts). */
+    PENDING_CONNECTIONS_PER_ADDRESS: z.coerce.number().int().min(1).max(1_000_000).default(64),
+    PENDING_CONNECTIONS_MAX: z.coerce.number().int().min(1).max(1_000_000).default(4096),
+    /** 0 = derived from the process's open-file limit. */
+    DEVICE_CONNECTIONS_MAX: z.coerce.number().int().min(0).max(10_000_000).default(0),
+    DEVICE_LOGIN_RATE: z.coerce.number().min(0.01).max(1_000_000).default(50),
+    DEVICE_LOGIN_BURST: z.coerce.number().int().min(1).max(1_000_000).default(500),
+    MQTT_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
     HISTORY_RETENTION_DAYS: z.coerce.number().int().min(0).max(36_500).default(365),
     HISTORY_COMPRESS_AFTER_DAYS: z.coerce.number().int().min(0).max(36_500).default(7),
     HISTORY_CHUNK_HOURS: z.coerce.number().int().min(1).max(24 * 365).default(24),
@@ -64,6 +75,9 @@ export const configSchema = z
     ALARM_WEBHOOK_PROJECT_MAX_PENDING: z.coerce.number().int().min(1).max(1_000_000).default(1_000),
     ALARM_WEBHOOK_BREAKER_FAILURES: z.coerce.number().int().min(1).max(1_000).default(5),
     ALARM_WEBHOOK_BREAKER_COOLDOWN_MS: z.coerce.number().int().min(1_000).max(86_400_000).default(60_000),
+    // /readyz: how long the database may take to answer; SIGTERM: how long /readyz answers 503 before listeners close.
+    READINESS_DB_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(2_000),
+    SHUTDOWN_DRAIN_MS: z.coerce.number().int().min(0).max(300_000).default(0),
     TRUST_PROXY: z
       .enum(['true', 'false', '1', '0'])
       .default('false')

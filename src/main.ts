@@ -1,6 +1,7 @@
 import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
-import { pino } from 'pino';
+import { sql } from 'drizzle-orm';
 import { buildApp } from './app.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { startControlServer } from './control/control-socket.ts';
@@ -9,8 +10,10 @@ import { openDatabase } from './db/open.ts';
 import { resolveJwtSecret } from './lib/jwt-secret.ts';
 import { createBroker } from '../mqtt-broker/broker.ts';
 import { attachWebSocket } from '../mqtt-broker/websocket.ts';
+import { createAdmission } from '../mqtt-broker/admission.ts';
 import { createTcpListener } from '../mqtt-broker/tcp/listener.ts';
-import { loggableError } from './plugins/envelope.ts';
+import { createLogger } from './logger.ts';
+import { createReadiness } from './readiness.ts';
 import { createServices } from './services.ts';
 
 /** Turns "address in use" into the variable the operator should change. */
@@ -26,7 +29,7 @@ class StartupError extends Error {
 }
 
 async function start(config: Config) {
-  const logger = pino({ level: config.LOG_LEVEL, redact: ['req.headers.authorization', '*.password', '*.secret_key', '*.access_key'] });
+  const logger = createLogger(config.LOG_LEVEL);
   const jwt = resolveJwtSecret(config);
   if (jwt.source === 'generated') logger.warn({ file: path.join(config.DATA_DIR, 'jwt-secret') }, 'JWT_SECRET not set: generated one and stored it in DATA_DIR');
 
@@ -42,8 +45,12 @@ async function start(config: Config) {
   const services = createServices({
     db: database.db,
     logger,
+    // Keys the hashes of view secrets and app secret_keys (passwords.ts): rotating JWT_SECRET invalidates them.
+    serverSecret: jwt.secret,
     settings: {
       deviceRateLimit: config.MQTT_RATE_LIMIT,
+      deviceRateLimitMax: config.DEVICE_RATE_LIMIT_MAX,
+      projectMessageRate: config.PROJECT_MESSAGE_RATE,
       historyRetentionDays: config.HISTORY_RETENTION_DAYS,
       historyCompressAfterDays: config.HISTORY_COMPRESS_AFTER_DAYS,
       historyChunkHours: config.HISTORY_CHUNK_HOURS,
@@ -70,17 +77,26 @@ async function start(config: Config) {
   services.presence.start();
   services.commands.start();
   logger.info({ history: await services.historyStore.detect() }, 'attribute history store');
-  await services.historyStore.applyTimescalePolicies({
+  const policies = await services.historyStore.applyTimescalePolicies({
     chunkHours: config.HISTORY_CHUNK_HOURS,
     compressAfterDays: config.HISTORY_COMPRESS_AFTER_DAYS,
     retentionDays: config.HISTORY_RETENTION_DAYS,
   });
+  if (policies.mode === 'timescale' && !policies.policies) {
+    logger.warn({ license: policies.license }, 'TimescaleDB without the community license: no compression; history retention is the server\'s own job');
+  }
   services.retention.start();
   await services.currentCache.recover();
   services.currentCache.start();
   // Active alarms and the timers of connection and silence rules, rebuilt before devices connect.
   await services.alarms.start();
-  const app = await buildApp({ config, services, jwtSecret: jwt.secret, logger });
+  const readiness = createReadiness({
+    ping: () => database.db.execute(sql`select 1`),
+    dbTimeoutMs: config.READINESS_DB_TIMEOUT_MS,
+    ingest: () => services.ingest.stats(),
+    awaitListeners: true,
+  });
+  const app = await buildApp({ config, services, jwtSecret: jwt.secret, logger, readiness });
 
   // Closed in reverse order: listeners first, then what they feed (pending presence) is flushed.
   // The ingest pipeline flushes after the listeners stop feeding it: nothing acknowledged is lost.
@@ -98,8 +114,8 @@ async function start(config: Config) {
   const shutdown = async (signal: string) => {
     logger.info({ signal }, 'shutting down');
     // Stop accepting work first, then flush and close the store last.
-    for (const close of closers.reverse()) await close().catch((err) => logger.error({ err: loggableError(err) }, 'error while closing'));
-    await database.close().catch((err) => logger.error({ err: loggableError(err) }, 'error while closing the database'));
+    for (const close of closers.reverse()) await close().catch((err) => logger.error({ err }, 'error while closing'));
+    await database.close().catch((err) => logger.error({ err }, 'error while closing the database'));
     logger.info('stopped');
   };
 
@@ -107,7 +123,16 @@ async function start(config: Config) {
     await app.listen({ host: config.HOST, port: config.HTTP_PORT }).catch((err) => portInUse(err, 'HTTP_PORT', config.HTTP_PORT));
     closers.push(() => app.close());
     // Closed before presence and commands flush (closers run in reverse), so a disconnect is recorded.
-    const broker = await createBroker({ services, logger, maxPacketSize: config.MQTT_MAX_PACKET_SIZE });
+    // One admission for MQTT, MQTT over WebSocket and raw TCP (mqtt-broker/admission.ts).
+    const admission = createAdmission({
+      pendingPerAddress: config.PENDING_CONNECTIONS_PER_ADDRESS,
+      pendingMax: config.PENDING_CONNECTIONS_MAX,
+      maxConnections: config.DEVICE_CONNECTIONS_MAX,
+      loginRate: config.DEVICE_LOGIN_RATE,
+      loginBurst: config.DEVICE_LOGIN_BURST,
+    });
+    logger.info({ maxConnections: admission.maxConnections }, 'device connections allowed at once');
+    const broker = await createBroker({ services, logger, maxPacketSize: config.MQTT_MAX_PACKET_SIZE, maxSubscriptions: config.MQTT_MAX_SUBSCRIPTIONS, admission, connectTimeoutMs: config.MQTT_CONNECT_TIMEOUT_MS });
     const mqttServer = net.createServer((socket) => broker.handleConnection(socket));
     closers.push(async () => {
       const stopped = new Promise<void>((resolve) => mqttServer.close(() => resolve()));
@@ -118,7 +143,7 @@ async function start(config: Config) {
       mqttServer.once('error', reject);
       mqttServer.listen(config.MQTT_PORT, config.HOST, () => {
         mqttServer.off('error', reject);
-        mqttServer.on('error', (err) => logger.error({ err: loggableError(err) }, 'MQTT listener error'));
+        mqttServer.on('error', (err) => logger.error({ err }, 'MQTT listener error'));
         const { port } = mqttServer.address() as net.AddressInfo;
         logger.info({ port }, `MQTT listening at mqtt://${config.HOST}:${port}`);
         resolve();
@@ -133,17 +158,18 @@ async function start(config: Config) {
       frameGapMs: config.TCP_FRAME_GAP_MS,
       maxMessageSize: config.TCP_MAX_MESSAGE_SIZE,
       maxLoginLength: config.TCP_MAX_LOGIN_LENGTH,
-      maxPendingLogins: config.TCP_MAX_PENDING_LOGINS,
+      admission,
     });
     closers.push(() => tcp.close());
     const tcpAddress = await tcp.listen(config.TCP_PORT, config.HOST).catch((err) => portInUse(err, 'TCP_PORT', config.TCP_PORT));
     logger.info({ port: tcpAddress.port }, `TCP listening at tcp://${config.HOST}:${tcpAddress.port}`);
     // A WebSocket message carries one MQTT packet (or a few): bounded like them.
-    closers.push(attachWebSocket(app.server, broker, { maxPayload: config.MQTT_MAX_PACKET_SIZE * 2 }));
+    closers.push(attachWebSocket(app.server, broker, { maxPayload: config.MQTT_MAX_PACKET_SIZE * 2, trustProxy: config.TRUST_PROXY }));
     if (database.driver === 'pglite') {
       const control = await startControlServer({ socketPath: path.join(config.DATA_DIR, 'control.sock'), services, logger });
       closers.push(() => control.close());
     }
+    readiness.listening();
   } catch (err) {
     await shutdown('startup-failure');
     throw err;
@@ -154,7 +180,10 @@ async function start(config: Config) {
     process.on(signal, () => {
       if (stopping) return;
       stopping = true;
-      shutdown(signal).then(
+      // Not ready from now on; listeners stay open for SHUTDOWN_DRAIN_MS so load balancers move away first.
+      readiness.drain();
+      logger.info({ signal, drainMs: config.SHUTDOWN_DRAIN_MS }, 'draining');
+      sleep(config.SHUTDOWN_DRAIN_MS).then(() => shutdown(signal)).then(
         () => process.exit(0),
         () => process.exit(1),
       );

@@ -2,6 +2,7 @@ import { pino, type Logger } from 'pino';
 import type { Db } from './db/client.ts';
 import { createDeviceAuthRepository } from './db/repositories/device-auth.repository.ts';
 import { createPresenceRepository } from './db/repositories/presence.repository.ts';
+import { createRateLimiter } from './domain/delivery/rate-limiter.ts';
 import { createSessionRegistry } from './domain/delivery/sessions.ts';
 import { createDeviceAuthService } from './domain/devices/device-auth.service.ts';
 import { createPresenceService } from './domain/devices/presence.service.ts';
@@ -27,6 +28,8 @@ import { createDevicesRepository } from './db/repositories/devices.repository.ts
 import { createProjectsRepository } from './db/repositories/projects.repository.ts';
 import { createAdminsService } from './domain/admins/admins.service.ts';
 import { createAppsService } from './domain/apps/apps.service.ts';
+import { createAppsRepository } from './db/repositories/apps.repository.ts';
+import { createMachineSecrets } from './lib/passwords.ts';
 import { createAuthService } from './domain/auth/auth.service.ts';
 import { createCustomersService } from './domain/customers/customers.service.ts';
 import { createDeviceTypesService } from './domain/device-types/device-types.service.ts';
@@ -46,6 +49,10 @@ import type { NotifierSettings } from './domain/alarms/notifier.ts';
 export interface ServiceSettings {
   /** Messages per second per device unless the project sets its own (MQTT_RATE_LIMIT). */
   deviceRateLimit: number;
+  /** The most a project may set as its device rate (DEVICE_RATE_LIMIT_MAX). */
+  deviceRateLimitMax: number;
+  /** Messages per second of all the devices of one project together; 0 = unlimited (PROJECT_MESSAGE_RATE). */
+  projectMessageRate: number;
   historyRetentionDays: number;
   historyCompressAfterDays: number;
   historyChunkHours: number;
@@ -60,6 +67,8 @@ export interface ServiceSettings {
 
 export const DEFAULT_SETTINGS: ServiceSettings = {
   deviceRateLimit: 50,
+  deviceRateLimitMax: 1_000,
+  projectMessageRate: 5_000,
   historyRetentionDays: 365,
   historyCompressAfterDays: 7,
   historyChunkHours: 24,
@@ -74,16 +83,19 @@ export interface ServiceDeps {
   clock?: () => number;
   logger?: Pick<Logger, 'error' | 'warn' | 'info'>;
   settings?: Partial<ServiceSettings>;
+  /** The server secret (JWT secret) that keys machine-secret hashes (passwords.ts); unset = argon2id. */
+  serverSecret?: string;
 }
 
 /** Builds every domain service once; HTTP routes, the broker and the CLI share them. */
-export function createServices({ db, clock = Date.now, logger = pino({ level: 'silent' }), settings: given = {} }: ServiceDeps) {
+export function createServices({ db, clock = Date.now, logger = pino({ level: 'silent' }), settings: given = {}, serverSecret }: ServiceDeps) {
   const settings = { ...DEFAULT_SETTINGS, ...given };
   const bus = createEventBus();
   const sessions = createSessionRegistry();
   // A reset token or a deleted device ends its live connection at once (device-protocol.md §1).
   bus.on('device.credentials_revoked', ({ deviceId }) => sessions.kick(deviceId, 'credentials revoked'));
-  const auth = createAuthService({ credentials: createCredentialsRepository(db), clock });
+  const machineSecrets = createMachineSecrets(serverSecret);
+  const auth = createAuthService({ credentials: createCredentialsRepository(db), apps: createAppsRepository(db), machineSecrets, clock });
   const projectsRepo = createProjectsRepository(db);
   const devicesRepo = createDevicesRepository(db);
   const presence = createPresenceService({ repo: createPresenceRepository(db), bus, logger, clock });
@@ -93,8 +105,10 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
   const projectSettings = createProjectSettingsService({
     db,
     clock,
-    defaults: { deviceRateLimit: settings.deviceRateLimit, historyRetentionDays: settings.historyRetentionDays },
+    defaults: { deviceRateLimit: settings.deviceRateLimit, deviceRateLimitMax: settings.deviceRateLimitMax, historyRetentionDays: settings.historyRetentionDays },
   });
+  // Device message rates for every transport (device-protocol.md §3 "rate limits").
+  const rateLimiter = createRateLimiter({ projectRate: settings.projectMessageRate, clock });
   const historyRepo = createHistoryRepository(db);
   const attributeValuesRepo = createAttributeValuesRepository(db);
   const currentCache = createCurrentCache({ db, history: historyRepo, clock, logger });
@@ -155,7 +169,7 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
   // A deleted device's history goes with it (the history has no foreign key: it would tax every insert).
   bus.on('device.deleted', ({ deviceId }) => {
     currentCache.forget(deviceId);
-    historyRepo.removeDevice(deviceId).catch((err: unknown) => logger.warn({ err: { message: (err as Error)?.message }, deviceId }, 'history of a deleted device not removed'));
+    historyRepo.removeDevice(deviceId).catch((err: unknown) => logger.warn({ err, deviceId }, 'history of a deleted device not removed'));
   });
   const currentValues = createCurrentValuesService({
     repo: { list: async (projectId, deviceId, keys) => currentCache.overlay(deviceId, await attributeValuesRepo.list(projectId, deviceId, keys), keys) },
@@ -184,6 +198,7 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
   return {
     bus,
     sessions,
+    rateLimiter,
     presence,
     deviceAuth: createDeviceAuthService({ repo: createDeviceAuthRepository(db), bus, clock }),
     commands: createCommandsService({ db, devices: devicesRepo, sessions, bus, presence, clock, logger }),
@@ -210,9 +225,9 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
     // Gateways and their sub-devices (device-protocol.md §8); the broker resolves addresses through it.
     gateways: createGatewaysService({ repo: createGatewaysRepository(db), devices: devicesRepo, sessions, bus, clock }),
     customers: createCustomersService({ db, clock, auth }),
-    apps: createAppsService({ db, clock, auth }),
+    apps: createAppsService({ db, clock, auth, machineSecrets }),
     admins: createAdminsService({ db, clock, auth }),
-    viewKey: createViewKeyService({ db, clock }),
+    viewKey: createViewKeyService({ db, clock, machineSecrets }),
     alarms,
   };
 }

@@ -1,13 +1,15 @@
 import { eq, isNotNull } from 'drizzle-orm';
 import type { Db } from '../../db/client.ts';
 import { projects } from '../../db/schema.ts';
-import { NotFound } from '../../errors.ts';
+import { BadRequest, NotFound } from '../../errors.ts';
 import { TtlCache } from '../../lib/ttl-cache.ts';
 import type { Scope } from '../auth/principal.ts';
 
 /** Server-wide values a project's settings fall back to (config: MQTT_RATE_LIMIT, HISTORY_RETENTION_DAYS). */
 export interface SettingsDefaults {
   deviceRateLimit: number;
+  /** The operator's ceiling on a project's device rate (DEVICE_RATE_LIMIT_MAX); a stored higher value is capped. */
+  deviceRateLimitMax?: number;
   historyRetentionDays: number;
 }
 
@@ -42,7 +44,7 @@ export function createProjectSettingsService({ db, defaults, clock = Date.now, c
     device_rate_limit: row.deviceRateLimit,
     history_retention_days: row.historyRetentionDays,
     effective: {
-      device_rate_limit: row.deviceRateLimit ?? defaults.deviceRateLimit,
+      device_rate_limit: Math.min(row.deviceRateLimit ?? defaults.deviceRateLimit, defaults.deviceRateLimitMax ?? Infinity),
       history_retention_days: row.historyRetentionDays ?? defaults.historyRetentionDays,
     },
   });
@@ -62,6 +64,10 @@ export function createProjectSettingsService({ db, defaults, clock = Date.now, c
     get: (scope: Scope) => get(scope.projectId),
 
     async update(scope: Scope, patch: { device_rate_limit?: number | null; history_retention_days?: number | null }): Promise<ProjectSettings> {
+      const max = defaults.deviceRateLimitMax;
+      if (max !== undefined && patch.device_rate_limit != null && patch.device_rate_limit > max) {
+        throw new BadRequest(`device_rate_limit is at most ${max} messages per second on this server`, [{ path: 'device_rate_limit', message: `at most ${max}` }]);
+      }
       const set = {
         ...(patch.device_rate_limit !== undefined ? { deviceRateLimit: patch.device_rate_limit } : {}),
         ...(patch.history_retention_days !== undefined ? { historyRetentionDays: patch.history_retention_days } : {}),

@@ -49,7 +49,10 @@ export interface IngestStats {
 export function isTransientDbError(err: unknown): boolean {
   for (let e = err as { code?: unknown; cause?: unknown; message?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
     const code = typeof e.code === 'string' ? e.code : '';
-    if (/^(08|57P0|53)/.test(code)) return true; // connection exception, admin shutdown, insufficient resources
+    // Connection exception, operator intervention (shutdown, cancel, "cannot connect now"), insufficient
+    // resources, system error, "database is not accepting connections" (ALLOW_CONNECTIONS false),
+    // serialization failure / deadlock, read-only transaction (a standby during failover).
+    if (/^(08|57|53|58|55000|40001|40P01|25006)/.test(code)) return true;
     if (['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT'].includes(code)) return true;
     if (typeof e.message === 'string' && /terminat|connection|closed/i.test(e.message) && !code) return true;
   }
