@@ -8,7 +8,7 @@ const clock = () => now;
 let ctx: TestContext;
 
 beforeAll(async () => {
-  ctx = await createTestApp({}, { clock });
+  ctx = await createTestApp({}, { clock, settings: { alarmNotify: { allowNetworks: '127.0.0.0/8' } } });
 });
 afterAll(async () => {
   await ctx?.services.alarms.stop();

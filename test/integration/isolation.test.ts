@@ -12,7 +12,8 @@ let b: ProjectFixture;
 const B: Record<string, string> = {};
 
 beforeAll(async () => {
-  ctx = await createTestApp();
+  // The targets it makes are on the loopback address, which webhooks may reach only when allowed.
+  ctx = await createTestApp({}, { settings: { alarmNotify: { allowNetworks: '127.0.0.0/8' } } });
   a = await createProject(ctx, 'tenant A');
   b = await createProject(ctx, 'tenant B');
   const type = expectOk(await b.api.post('/api/v1/device_type', { name: 'meter' }));
