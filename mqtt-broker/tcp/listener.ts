@@ -4,11 +4,16 @@ import type { DeviceSession } from '../../src/domain/delivery/sessions.ts';
 import type { DeviceIdentity } from '../../src/domain/devices/device-identity.ts';
 import type { DropReason, TcpProfile } from '../../src/domain/telemetry/data-streams.service.ts';
 import type { Services } from '../../src/services.ts';
+import { createAdmission, type Admission, type Ticket } from '../admission.ts';
 import { createGapFramer, createJsonFramer, type Framer } from './framing.ts';
 
 export const TCP_DEFAULTS = {
-  /** The login must arrive within this time of the connection (device-protocol.md §6). */
-  loginTimeoutMs: 30_000,
+  /**
+   * The login must arrive within this time of the connection (device-protocol.md §6). DTUs send their
+   * registration line as soon as the link is up; a connection waiting longer holds a pending slot of
+   * its address (admission.ts) for nothing.
+   */
+  loginTimeoutMs: 10_000,
   /** A logged-in link with no byte from the device for this long is closed (heartbeats count). */
   idleTimeoutMs: 300_000,
   /** Bytes within this many ms of each other form one message, unless the device type sets its own gap. */
@@ -17,9 +22,6 @@ export const TCP_DEFAULTS = {
   maxMessageSize: 64 * 1024,
   /** Longest login line; more bytes without a login close the connection. */
   maxLoginLength: 512,
-  /** This many refused messages within `abuseWindowMs`, in multiples of rateLimit, close the link. */
-  abuseFactor: 10,
-  abuseWindowMs: 10_000,
   /** Delay before a refused login is closed, so guessing credentials is slow. */
   authFailureDelayMs: 500,
   /** An incomplete JSON value with no byte for this long is dropped. */
@@ -30,18 +32,13 @@ export const TCP_DEFAULTS = {
   maxInFlight: 64,
   /** Bytes waiting to be written to a device that does not read; beyond it a push fails. */
   maxWriteBuffer: 256 * 1024,
-  /**
-   * Connections not logged in yet (all addresses together); a connection beyond it is closed at once,
-   * so a flood of silent sockets cannot use up file descriptors within the login timeout.
-   */
-  maxPendingLogins: 1_000,
 } as const;
 
 /** Bytes of a message that cost one token of the rate limit. */
 const COST_UNIT = 4096;
 
 export interface TcpListenerOptions {
-  services: Pick<Services, 'deviceAuth' | 'sessions' | 'presence' | 'dataStreams' | 'projectSettings'>;
+  services: Pick<Services, 'rateLimiter' | 'deviceAuth' | 'sessions' | 'presence' | 'dataStreams' | 'projectSettings'>;
   logger: Pick<Logger, 'child'>;
   /**
    * Messages per second a link may send on average (bursts of twice that; a message costs one per
@@ -53,14 +50,16 @@ export interface TcpListenerOptions {
   maxMessageSize?: number;
   maxLoginLength?: number;
   rateLimit?: number;
-  abuseFactor?: number;
-  abuseWindowMs?: number;
   authFailureDelayMs?: number;
   jsonStallMs?: number;
   keepAliveMs?: number;
   maxInFlight?: number;
   maxWriteBuffer?: number;
-  maxPendingLogins?: number;
+  /**
+   * Connections before login and login attempts, shared with the MQTT broker (admission.ts): past a
+   * limit the oldest pending connection of the address is closed. Default: the listener's own.
+   */
+  admission?: Admission;
   clock?: () => number;
 }
 
@@ -72,16 +71,16 @@ export interface TcpStats {
   logins: number;
   loginFailures: number;
   loginTimeouts: number;
-  /** Connections closed at once because `maxPendingLogins` connections were waiting to log in. */
+  /** Connections closed before login to make room for newer ones, or at once for want of any room (admission.ts). */
   loginsBusy: number;
   idleTimeouts: number;
-  /** Links closed for flooding (messages over the rate limit). */
+  /** Links closed for flooding (so far over the rate that holding their messages would take too long). */
   floods: number;
   heartbeats: number;
   /** Messages handed to the stream service, and of those the ones it recorded. */
   messages: number;
   recorded: number;
-  /** Messages refused by the rate limit. */
+  /** Messages held back by the rate limit: the link was not read until their tokens were there (none is dropped). */
   rateLimited: number;
   /** JSON values or runs over the size (dropped); hex/text messages ended at the size (kept). */
   oversized: number;
@@ -104,14 +103,6 @@ export interface TcpListener {
   stats(): TcpStats;
 }
 
-interface RateState {
-  limit: number;
-  tokens: number;
-  last: number;
-  refused: number;
-  windowStart: number;
-}
-
 interface Link {
   socket: net.Socket;
   phase: 'login' | 'auth' | 'open' | 'closed';
@@ -128,9 +119,14 @@ interface Link {
   /** Whether the gap timer is waiting for a JSON value to stall rather than for the gap. */
   stallWait: boolean;
   lastByte: number;
-  rate: RateState;
+  /** Messages per second of the device (services.rateLimiter keeps its bucket). */
+  rate: number;
   inFlight: number;
   paused: boolean;
+  /** Set while the link is not read because the device is over its rate (or its project over its budget). */
+  holdTimer?: NodeJS.Timeout;
+  /** Admission of the connection (admission.ts): pending until the device has logged in. */
+  ticket?: Ticket;
 }
 
 const NEWLINE = 0x0a;
@@ -146,8 +142,7 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
   const o = { ...TCP_DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as typeof TCP_DEFAULTS;
   const log = options.logger.child({ component: 'tcp' });
   const links = new Set<Link>();
-  /** Links still logging in (phase login or auth). */
-  const pendingLogins = new Set<Link>();
+  const admission = options.admission ?? createAdmission();
   const servers: net.Server[] = [];
   let closing = false;
   const stats: Omit<TcpStats, 'connections' | 'devices'> = {
@@ -185,20 +180,20 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
     } else link.socket.destroy();
   }
 
-  /** Takes `cost` tokens; false when the link is over its limit. */
-  function allow(rate: RateState, now: number, cost: number): boolean {
-    rate.tokens = Math.min(rate.limit * 2, rate.tokens + ((now - rate.last) / 1000) * rate.limit);
-    rate.last = now;
-    if (rate.tokens >= cost) {
-      rate.tokens -= cost;
-      return true;
-    }
-    if (now - rate.windowStart > o.abuseWindowMs) {
-      rate.windowStart = now;
-      rate.refused = 0;
-    }
-    rate.refused += 1;
-    return false;
+  /** Reads the link again unless something still holds it (messages being stored, the rate). */
+  function resume(link: Link) {
+    if (link.phase === 'open' && !link.paused && !link.holdTimer) link.socket.resume();
+  }
+
+  /** Stops reading the link for `ms` (the device is over its rate): nothing it sends is dropped for it. */
+  function hold(link: Link, ms: number) {
+    if (link.holdTimer) clearTimeout(link.holdTimer);
+    link.socket.pause();
+    link.holdTimer = setTimeout(() => {
+      link.holdTimer = undefined;
+      resume(link);
+    }, ms);
+    link.holdTimer.unref();
   }
 
   function isHeartbeat(link: Link, message: Buffer): boolean {
@@ -212,18 +207,26 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
       stats.heartbeats += 1;
       return;
     }
-    const now = clock();
-    // Capped at the bucket's size: a large message must stay possible at a low project rate.
-    const cost = Math.min(1 + Math.floor((message.length - 1) / COST_UNIT), link.rate.limit * 2);
-    if (!allow(link.rate, now, cost)) {
-      stats.rateLimited += 1;
-      if (link.rate.refused >= link.rate.limit * o.abuseFactor) {
-        stats.floods += 1;
-        log.warn({ deviceId: link.identity.deviceId }, 'closing a TCP link that keeps exceeding its message rate');
-        end(link, 'flood');
-      }
+    const { projectId, deviceId } = link.identity;
+    // Over the rate the link is not read until the tokens are there (the messages already framed wait
+    // for them, in order); a device that would have to wait longer than the limiter holds is a flood.
+    const admission = services.rateLimiter.reserve(projectId, deviceId, link.rate, 1 + Math.floor((message.length - 1) / COST_UNIT));
+    if (!admission.ok) {
+      stats.floods += 1;
+      log.warn({ deviceId, by: admission.by }, 'closing a TCP link that keeps exceeding its message rate');
+      end(link, 'flood');
       return;
     }
+    const receivedAt = link.lastByte;
+    if (admission.delayMs > 0) {
+      stats.rateLimited += 1;
+      hold(link, admission.delayMs);
+      setTimeout(() => store(link, message, receivedAt), admission.delayMs);
+    } else store(link, message, receivedAt);
+  }
+
+  function store(link: Link, message: Buffer, receivedAt: number) {
+    if (!link.identity) return;
     stats.messages += 1;
     link.inFlight += 1;
     if (link.inFlight >= o.maxInFlight && !link.paused) {
@@ -231,7 +234,7 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
       link.socket.pause();
     }
     services.dataStreams
-      .upstream(link.identity, 'tcp', undefined, message, link.lastByte)
+      .upstream(link.identity, 'tcp', undefined, message, receivedAt)
       .then(
         (result) => {
           if (result.recorded) stats.recorded += 1;
@@ -246,7 +249,7 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
         link.inFlight -= 1;
         if (link.paused && link.inFlight <= o.maxInFlight / 2) {
           link.paused = false;
-          if (link.phase === 'open') link.socket.resume();
+          resume(link);
         }
       });
   }
@@ -303,15 +306,14 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
   function open(link: Link, identity: DeviceIdentity, profile: TcpProfile, rateLimit: number, rest: Buffer) {
     link.identity = identity;
     link.phase = 'open';
-    pendingLogins.delete(link);
+    link.ticket?.admit();
     link.gapMs = profile.frameGapMs ?? o.frameGapMs;
     link.framer = profile.stream.format === 'json' ? createJsonFramer(o.maxMessageSize) : createGapFramer(o.maxMessageSize);
     if (profile.heartbeat) {
       const h = Buffer.from(profile.heartbeat, 'utf8');
       link.heartbeats = [h, Buffer.concat([h, Buffer.from('\r\n')]), Buffer.concat([h, Buffer.from('\n')])];
     }
-    const now = clock();
-    link.rate = { limit: rateLimit, tokens: rateLimit * 2, last: now, refused: 0, windowStart: now };
+    link.rate = rateLimit;
     const session: DeviceSession = {
       deviceId: identity.deviceId,
       projectId: identity.projectId,
@@ -340,7 +342,7 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
       end(link, 'idle timeout');
     });
     if (rest.length) onData(link, rest);
-    if (link.phase === 'open' && !link.paused) link.socket.resume();
+    resume(link);
   }
 
   function refuse(link: Link, reason: string) {
@@ -360,6 +362,8 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
     const text = line.toString('latin1').trim();
     const amp = text.indexOf('&');
     if (amp < 1 || !/^[\x21-\x7e]+$/.test(text)) return refuse(link, 'malformed login');
+    // Counted per client address before any query (admission.ts).
+    if (link.ticket && !admission.tryLogin(link.ticket.address)) return refuse(link, 'too many login attempts');
     services.deviceAuth.authenticate(text.slice(0, amp), text.slice(amp + 1)).then(
       async (identity) => {
         if (link.phase !== 'auth') return;
@@ -410,9 +414,18 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
       socket.destroy();
       return;
     }
-    if (pendingLogins.size >= o.maxPendingLogins) {
+    // Past the pending limits the oldest connection of the address (or of the address holding the
+    // most) is closed to make room; without any room this one is.
+    const busy = () => {
       stats.loginsBusy += 1;
-      if (stats.loginsBusy === 1 || stats.loginsBusy % 1000 === 0) log.warn({ pending: pendingLogins.size, refused: stats.loginsBusy }, 'too many TCP connections waiting to log in: closing new ones');
+      if (stats.loginsBusy === 1 || stats.loginsBusy % 1000 === 0) log.warn({ ...admission.stats(), closed: stats.loginsBusy }, 'too many TCP connections waiting to log in: closing the oldest');
+    };
+    const ticket = admission.open(socket.remoteAddress, () => {
+      busy();
+      end(link, 'pending connections of this address over the limit');
+    });
+    if (!ticket) {
+      busy();
       socket.destroy();
       return;
     }
@@ -428,12 +441,12 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
       heartbeats: [],
       stallWait: false,
       lastByte: now,
-      rate: { limit: 1, tokens: 0, last: now, refused: 0, windowStart: now },
+      rate: 1,
       inFlight: 0,
       paused: false,
+      ticket,
     };
     links.add(link);
-    pendingLogins.add(link);
     setTimer(link, o.loginTimeoutMs, () => {
       if (link.phase !== 'login' && link.phase !== 'auth') return;
       stats.loginTimeouts += 1;
@@ -446,9 +459,10 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
     socket.on('close', () => {
       link.phase = 'closed';
       links.delete(link);
-      pendingLogins.delete(link);
+      ticket.closed();
       if (link.timer) clearTimeout(link.timer);
       if (link.gapTimer) clearTimeout(link.gapTimer);
+      if (link.holdTimer) clearTimeout(link.holdTimer);
       const { session, identity } = link;
       if (!session || !identity) return;
       link.session = undefined;

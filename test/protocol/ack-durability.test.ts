@@ -74,6 +74,24 @@ describe('QoS 1 over the rate limit', () => {
     expect(await stored(ctx, p.project.id, sub.id)).toEqual(range(300));
   }, 30_000);
 
+  it('HTTP device reports over the rate get 429 with Retry-After and store nothing (stored == answered result 1)', async () => {
+    const p = await createProject(ctx, 'http');
+    const d = await deviceOf(p);
+    const answers = await Promise.all(
+      range(150).map((i) =>
+        ctx.app.inject({ method: 'POST', url: `/device/v1/${d.token}/attributes`, headers: { 'project-key': p.project.project_key }, payload: { n: i } }),
+      ),
+    );
+    const ok = answers.filter((a) => a.json().result === 1);
+    const limited = answers.filter((a) => a.statusCode === 429);
+    expect(ok.length + limited.length).toBe(150);
+    expect(limited.length).toBeGreaterThan(0);
+    expect(Number(limited[0]!.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    expect(limited[0]!.json()).toMatchObject({ result: 0, errcode: 429 });
+    await ctx.services.ingest.flush();
+    expect((await stored(ctx, p.project.id, d.id)).length).toBe(ok.length);
+  });
+
   it('still drops QoS 0 reports over the rate, answering 429', async () => {
     const p = await createProject(ctx, 'qos0');
     const d = await deviceOf(p);

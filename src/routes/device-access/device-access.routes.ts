@@ -1,4 +1,6 @@
 import type { FastifyInstance } from 'fastify';
+import type { DeviceIdentity } from '../../domain/devices/device-identity.ts';
+import { TooManyRequests } from '../../errors.ts';
 import type { Services } from '../../services.ts';
 import {
   AttributesBody,
@@ -19,8 +21,16 @@ import { deviceOfRequest } from './token-auth.ts';
  * make a device online: only a live MQTT or TCP session does (§11).
  */
 export function deviceAccessRoutes(app: FastifyInstance, { services }: { services: Services }) {
-  const { currentValues, deviceEvents, certificates, deviceAuth } = services;
+  const { currentValues, deviceEvents, certificates, deviceAuth, rateLimiter, projectSettings } = services;
   const tags = ['Device access'];
+
+  /** The device's message rate, shared with its MQTT and TCP traffic: over it, 429 and nothing is stored. */
+  async function admit(device: DeviceIdentity) {
+    const admission = rateLimiter.admit(device.projectId, device.deviceId, await projectSettings.deviceRateLimit(device.projectId));
+    if (!admission.ok) {
+      throw new TooManyRequests(admission.by === 'device' ? 'Device message rate exceeded' : 'Project message rate exceeded', Math.max(1, Math.ceil(admission.retryMs / 1000)));
+    }
+  }
 
   deviceEndpoint(app, {
     method: 'POST', url: '/device/v1/certificate', tags,
@@ -42,9 +52,15 @@ export function deviceAccessRoutes(app: FastifyInstance, { services }: { service
   deviceEndpoint(app, {
     method: 'POST', url: '/device/v1/:access_token/attributes', tags,
     summary: 'Report attribute values',
-    description: 'Body: `{identifier: value, …}`, 1–200 attributes; answers the time the values were recorded.',
+    description:
+      'Body: `{identifier: value, …}`, 1–200 attributes; answers the time the values were recorded. Over the device\'s message ' +
+      'rate (or its project\'s budget) nothing is stored and the answer is errcode 429 with a Retry-After header.',
     params: TokenParams, body: AttributesBody, response: ReportResult,
-    handler: async ({ params, body, req }) => currentValues.report(await deviceOfRequest(deviceAuth, req, params.access_token), body),
+    handler: async ({ params, body, req }) => {
+      const device = await deviceOfRequest(deviceAuth, req, params.access_token);
+      await admit(device);
+      return currentValues.report(device, body);
+    },
   });
 
   deviceEndpoint(app, {
@@ -63,7 +79,9 @@ export function deviceAccessRoutes(app: FastifyInstance, { services }: { service
     summary: 'Report an event (logged, not written into attributes)',
     params: TokenParams, body: EventBody, response: NoFields,
     handler: async ({ params, body, req }) => {
-      await deviceEvents.report(await deviceOfRequest(deviceAuth, req, params.access_token), body);
+      const device = await deviceOfRequest(deviceAuth, req, params.access_token);
+      await admit(device);
+      await deviceEvents.report(device, body);
       return {};
     },
   });
