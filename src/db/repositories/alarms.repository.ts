@@ -56,6 +56,15 @@ function refreshDeviceState(tx: Tx, deviceId: string) {
     where id = ${deviceId}`);
 }
 
+/** A device as the evaluator sees it ({@link DeviceMeta}). */
+const deviceMetaColumns = {
+  id: devices.id,
+  projectId: devices.projectId,
+  typeId: devices.typeId,
+  name: devices.name,
+  groups: sql<string[]>`coalesce((select array_agg(m.group_id) from ${deviceGroupMembers} m where m.device_id = ${devices.id}), '{}'::text[])`,
+};
+
 export function createAlarmsRepository(db: Db) {
   return {
     // ---- rules
@@ -71,9 +80,13 @@ export function createAlarmsRepository(db: Db) {
       return db.select().from(alarmRules).where(eq(alarmRules.projectId, projectId)).orderBy(alarmRules.id);
     },
 
-    /** Every enabled rule (at start: arming connection and silence timers). */
-    allEnabledRules(): Promise<AlarmRuleRow[]> {
-      return db.select().from(alarmRules).where(eq(alarmRules.enabled, true)).orderBy(alarmRules.id);
+    /** Every enabled connection or silence rule (at start: arming their timers; attribute rules need none). */
+    enabledTimedRules(): Promise<AlarmRuleRow[]> {
+      return db
+        .select()
+        .from(alarmRules)
+        .where(and(eq(alarmRules.enabled, true), sql`${alarmRules.condition}->>'kind' <> 'attribute'`))
+        .orderBy(alarmRules.id);
     },
 
     async getRule(projectId: string, id: string): Promise<AlarmRuleRow | undefined> {
@@ -98,10 +111,10 @@ export function createAlarmsRepository(db: Db) {
       return row !== undefined;
     },
 
-    async existingDeviceIds(projectId: string, ids: string[]): Promise<string[]> {
+    /** The project's devices among `ids`, with their type (a rule's `device_ids` must be of its type). */
+    async deviceTypesOf(projectId: string, ids: string[]): Promise<Array<{ id: string; typeId: string | null }>> {
       if (!ids.length) return [];
-      const rows = await db.select({ id: devices.id }).from(devices).where(and(eq(devices.projectId, projectId), inArray(devices.id, ids)));
-      return rows.map((r) => r.id);
+      return db.select({ id: devices.id, typeId: devices.typeId }).from(devices).where(and(eq(devices.projectId, projectId), inArray(devices.id, ids)));
     },
 
     async existingGroupIds(projectId: string, ids: string[]): Promise<string[]> {
@@ -112,17 +125,7 @@ export function createAlarmsRepository(db: Db) {
 
     // ---- devices, as the evaluator sees them
     async deviceMeta(projectId: string, deviceId: string): Promise<DeviceMeta | undefined> {
-      const [row] = await db
-        .select({
-          id: devices.id,
-          projectId: devices.projectId,
-          typeId: devices.typeId,
-          name: devices.name,
-          groups: sql<string[]>`coalesce((select array_agg(m.group_id) from ${deviceGroupMembers} m where m.device_id = ${devices.id}), '{}'::text[])`,
-        })
-        .from(devices)
-        .where(and(eq(devices.id, deviceId), eq(devices.projectId, projectId)))
-        .limit(1);
+      const [row] = await db.select(deviceMetaColumns).from(devices).where(and(eq(devices.id, deviceId), eq(devices.projectId, projectId))).limit(1);
       return row;
     },
 
@@ -140,6 +143,27 @@ export function createAlarmsRepository(db: Db) {
     },
 
     // ---- lifecycle
+    /**
+     * A rule's active alarms (trigger entries without an end) with their devices, or only `deviceId`'s:
+     * no page, no count, and the filter of the partial unique index of active alarms (schema.ts).
+     */
+    activeTriggers(projectId: string, ruleId: string, deviceId?: string): Promise<Array<{ log: AlarmLogRow; device: DeviceMeta }>> {
+      return db
+        .select({ log: alarmLogs, device: deviceMetaColumns })
+        .from(alarmLogs)
+        .innerJoin(devices, eq(devices.id, alarmLogs.deviceId))
+        .where(
+          and(
+            eq(alarmLogs.projectId, projectId),
+            eq(alarmLogs.ruleId, ruleId),
+            deviceId !== undefined ? eq(alarmLogs.deviceId, deviceId) : undefined,
+            eq(alarmLogs.alarmStatus, 1),
+            isNull(alarmLogs.endTime),
+          ),
+        )
+        .orderBy(alarmLogs.id);
+    },
+
     /** Every active alarm (at start). */
     activeAlarms(): Promise<AlarmLogRow[]> {
       return db.select().from(alarmLogs).where(and(eq(alarmLogs.alarmStatus, 1), isNull(alarmLogs.endTime)));

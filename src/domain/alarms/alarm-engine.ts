@@ -1,12 +1,14 @@
+import pLimit from 'p-limit';
 import type { Logger } from 'pino';
 import type { AlarmLogRow, AlarmRuleRow, AlarmsRepository, DeviceMeta } from '../../db/repositories/alarms.repository.ts';
 import { createLogIds } from './log-ids.ts';
 import type { EventBus } from '../events/event-bus.ts';
+import { TtlCache } from '../../lib/ttl-cache.ts';
 import { attributeHolds, describe, renderMessage, thresholdOf } from './conditions.ts';
 import type { Scheduler } from './scheduler.ts';
 
 /** Why an active alarm ended (`alarm_info.reason` of the `alarm_status` 0 entry). */
-export type EndReason = 'recovered' | 'cleared' | 'rule_deleted' | 'rule_disabled';
+export type EndReason = 'recovered' | 'cleared' | 'rule_deleted' | 'rule_disabled' | 'rule_changed';
 
 /** An entry of the alarm log as notifications and the bus carry it. */
 export interface AlarmEntry {
@@ -40,9 +42,8 @@ interface RuleState {
 }
 
 interface CompiledRules {
-  /** Enabled rules by device type. */
+  /** Enabled rules by device type (empty: the project has none). */
   byType: Map<string, AlarmRuleRow[]>;
-  empty: boolean;
 }
 
 export interface AlarmEngineDeps {
@@ -58,12 +59,27 @@ export interface AlarmEngineDeps {
    * `device.updated` event drops them at once, so this only bounds what another node changed.
    */
   deviceMetaTtlMs?: number;
+  /**
+   * How long a project's rules are reused before they are read again (ms); a change made through this
+   * node drops them at once, so this only bounds what another node changed.
+   */
+  rulesTtlMs?: number;
+  /** Rules whose timers are rebuilt at once at start-up (each reads its devices). */
+  recoveryConcurrency?: number;
   /** Live connection state, fresher than the database's (which is written once a second). */
   isOnline?: (deviceId: string) => boolean;
 }
 
+/** Waits for every promise, then rejects with the first failure if there was one (nothing is left running). */
+async function settleAll(work: Promise<unknown>[]): Promise<void> {
+  const failed = (await Promise.allSettled(work)).find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
+/** The rule applies to the device: its type, and its device or group narrowing if any. */
 const covers = (rule: AlarmRuleRow, device: DeviceMeta) =>
-  (!rule.deviceIds.length && !rule.groupIds.length) || rule.deviceIds.includes(device.id) || rule.groupIds.some((g) => device.groups.includes(g));
+  device.typeId === rule.deviceTypeId &&
+  ((!rule.deviceIds.length && !rule.groupIds.length) || rule.deviceIds.includes(device.id) || rule.groupIds.some((g) => device.groups.includes(g)));
 
 /**
  * Evaluates alarm rules on domain events (reports, online/offline) and timers, and runs the alarm
@@ -71,8 +87,10 @@ const covers = (rule: AlarmRuleRow, device: DeviceMeta) =>
  * that changes no alarm costs no database round trip. Work on one device is serialized, so its
  * events are judged in the order they arrived.
  */
-export function createAlarmEngine({ repo, bus, scheduler, clock, logger, onEntry, deviceMetaTtlMs = 600_000, isOnline = () => false }: AlarmEngineDeps) {
-  const rulesCache = new Map<string, CompiledRules | Promise<CompiledRules>>();
+export function createAlarmEngine(deps: AlarmEngineDeps) {
+  const { repo, bus, scheduler, clock, logger, onEntry, deviceMetaTtlMs = 600_000, rulesTtlMs = 60_000, recoveryConcurrency = 8, isOnline = () => false } = deps;
+  // One entry per project (namespace = project id).
+  const rulesCache = new TtlCache<CompiledRules>(rulesTtlMs, clock, 100_000);
   const metaCache = new Map<string, { projectId: string; meta: DeviceMeta | undefined; at: number }>();
   const states = new Map<string, Map<string, RuleState>>();
   const chains = new Map<string, Promise<void>>();
@@ -89,25 +107,10 @@ export function createAlarmEngine({ repo, bus, scheduler, clock, logger, onEntry
       list.push(r);
       byType.set(r.deviceTypeId, list);
     }
-    return { byType, empty: byType.size === 0 };
+    return { byType };
   }
 
-  function rulesOf(projectId: string): CompiledRules | Promise<CompiledRules> {
-    const cached = rulesCache.get(projectId);
-    if (cached) return cached;
-    const loading = loadRules(projectId).then(
-      (c) => {
-        if (rulesCache.get(projectId) === loading) rulesCache.set(projectId, c);
-        return c;
-      },
-      (err: unknown) => {
-        if (rulesCache.get(projectId) === loading) rulesCache.delete(projectId);
-        throw err;
-      },
-    );
-    rulesCache.set(projectId, loading);
-    return loading;
-  }
+  const rulesOf = (projectId: string) => rulesCache.get(projectId, '', () => loadRules(projectId));
 
   async function metaOf(projectId: string, deviceId: string): Promise<DeviceMeta | undefined> {
     const hit = metaCache.get(deviceId);
@@ -127,15 +130,28 @@ export function createAlarmEngine({ repo, bus, scheduler, clock, logger, onEntry
     return s;
   }
 
-  /** Runs `fn` after everything queued for the device (one device's work never interleaves). */
-  function enqueue(deviceId: string, fn: () => Promise<void>): Promise<void> {
+  /**
+   * Runs `fn` after everything queued for the device (one device's work never interleaves). The
+   * returned promise rejects when `fn` fails: the caller answers for it (an HTTP request fails, a
+   * background caller logs it through `background`); the device's queue goes on either way.
+   */
+  function enqueue<T>(deviceId: string, fn: () => Promise<T>): Promise<T> {
     const prev = chains.get(deviceId) ?? Promise.resolve();
-    const next = prev.then(fn).catch((err: unknown) => logger.error({ err: { message: (err as Error)?.message }, deviceId }, 'alarm evaluation failed'));
+    const run = prev.then(fn);
+    const next = run.then(
+      () => {},
+      () => {},
+    );
     chains.set(deviceId, next);
     void next.then(() => {
       if (chains.get(deviceId) === next) chains.delete(deviceId);
     });
-    return next;
+    return run;
+  }
+
+  /** `enqueue` for work nobody waits on (bus events, timers): a failure is logged. */
+  function background(deviceId: string, fn: () => Promise<void>): Promise<void> {
+    return enqueue(deviceId, fn).catch((err: unknown) => logger.error({ err, deviceId }, 'alarm evaluation failed'));
   }
 
   function setTimer(s: RuleState, at: number, fn: () => Promise<void>, deviceId: string) {
@@ -145,7 +161,7 @@ export function createAlarmEngine({ repo, bus, scheduler, clock, logger, onEntry
     s.timer = scheduler.at(at, () => {
       s.timer = undefined;
       s.timerAt = undefined;
-      return enqueue(deviceId, fn);
+      return background(deviceId, fn);
     });
   }
 
@@ -225,8 +241,8 @@ export function createAlarmEngine({ repo, bus, scheduler, clock, logger, onEntry
     if (!s.active) return;
     let triggerId = s.active.id;
     if (!triggerId) {
-      const { rows } = await repo.listLogs({ projectId: rule.projectId }, { deviceId: device.id, ruleId: rule.id, active: true }, 1, 0);
-      triggerId = rows[0]?.log.id ?? '';
+      const [row] = await repo.activeTriggers(rule.projectId, rule.id, device.id);
+      triggerId = row?.log.id ?? '';
       if (!triggerId) {
         s.active = undefined;
         return;
@@ -278,7 +294,7 @@ export function createAlarmEngine({ repo, bus, scheduler, clock, logger, onEntry
   // ---- events
   async function onAttributes(projectId: string, deviceId: string, attributes: Record<string, unknown>, ts: number) {
     const compiled = await rulesOf(projectId);
-    if (compiled.empty) return;
+    if (!compiled.byType.size) return;
     const device = await metaOf(projectId, deviceId);
     if (!device?.typeId) return;
     for (const rule of compiled.byType.get(device.typeId) ?? []) {
@@ -305,7 +321,7 @@ export function createAlarmEngine({ repo, bus, scheduler, clock, logger, onEntry
 
   async function onPresence(projectId: string, deviceId: string, online: boolean) {
     const compiled = await rulesOf(projectId);
-    if (compiled.empty) return;
+    if (!compiled.byType.size) return;
     const device = await metaOf(projectId, deviceId);
     if (!device?.typeId) return;
     for (const rule of compiled.byType.get(device.typeId) ?? []) {
@@ -344,7 +360,7 @@ export function createAlarmEngine({ repo, bus, scheduler, clock, logger, onEntry
         if (st.holds || st.active || !st.timer) return false;
         continue;
       }
-      if (!(c.identifier in attributes) || ts < st.lastTs) continue;
+      if (ts < st.lastTs) continue;
       const holds = attributeHolds(c, attributes[c.identifier], st.lastValue);
       if (holds !== st.holds) return false;
       if (holds ? !(st.active || st.latched || st.timer) : st.active || st.timer) return false;
@@ -412,22 +428,22 @@ export function createAlarmEngine({ repo, bus, scheduler, clock, logger, onEntry
       unsubscribe.push(
         bus.on('device.attributes', ({ projectId, deviceId, attributes, attrType, ts }) => {
           if (attrType !== 'report') return;
-          const cached = rulesCache.get(projectId);
-          if (cached && !(cached instanceof Promise) && cached.empty) return; // the common case costs a map lookup
-          if (cached && !(cached instanceof Promise) && steady(cached, projectId, deviceId, attributes, ts)) return;
-          void enqueue(deviceId, () => onAttributes(projectId, deviceId, attributes, ts));
+          const cached = rulesCache.peek(projectId, '')?.value;
+          if (cached && !cached.byType.size) return; // the common case costs two map lookups
+          if (cached && steady(cached, projectId, deviceId, attributes, ts)) return;
+          void background(deviceId, () => onAttributes(projectId, deviceId, attributes, ts));
         }),
         bus.on('device.online', ({ projectId, deviceId }) => {
-          void enqueue(deviceId, () => onPresence(projectId, deviceId, true));
+          void background(deviceId, () => onPresence(projectId, deviceId, true));
         }),
         bus.on('device.offline', ({ projectId, deviceId }) => {
-          void enqueue(deviceId, () => onPresence(projectId, deviceId, false));
+          void background(deviceId, () => onPresence(projectId, deviceId, false));
         }),
         bus.on('device.updated', ({ deviceId }) => {
           metaCache.delete(deviceId);
         }),
         bus.on('device.deleted', ({ deviceId }) => {
-          void enqueue(deviceId, async () => {
+          void background(deviceId, async () => {
             for (const s of states.get(deviceId)?.values() ?? []) cancelTimer(s);
             states.delete(deviceId);
             metaCache.delete(deviceId);
@@ -442,7 +458,8 @@ export function createAlarmEngine({ repo, bus, scheduler, clock, logger, onEntry
 
     /**
      * Rebuilds from the database: active alarms (so none triggers twice) and the timers of
-     * connection and silence rules. Called once at start, before devices connect.
+     * connection and silence rules, `recoveryConcurrency` rules at a time. Called once at start,
+     * before devices connect.
      */
     async recover() {
       const startedAt = clock();
@@ -453,54 +470,67 @@ export function createAlarmEngine({ repo, bus, scheduler, clock, logger, onEntry
         s.since = a.createTime;
         s.lastTrigger = a.createTime;
       }
-      for (const rule of await repo.allEnabledRules()) await watch(rule, startedAt);
+      const limit = pLimit(Math.max(1, recoveryConcurrency));
+      await Promise.all((await repo.enabledTimedRules()).map((rule) => limit(() => watch(rule, startedAt))));
     },
 
     /**
      * A rule was created, changed, disabled or deleted: the project's rules are read again. Its
-     * active alarms end when it is deleted or disabled; otherwise they stay, and the next event
-     * judges them by the new condition.
+     * active alarms end when it is deleted or disabled, and on the devices it no longer covers when
+     * its type, devices or groups changed (`rule_changed`); the others stay, and the next event
+     * judges them by the new condition. Rejects when an alarm could not be ended (after trying all).
      */
     async ruleChanged(projectId: string, ruleId: string, rule: AlarmRuleRow | undefined) {
-      rulesCache.delete(projectId);
-      const affected = [...states.entries()].filter(([, byRule]) => byRule.has(ruleId));
-      for (const [deviceId, byRule] of affected) {
-        await enqueue(deviceId, async () => {
-          const s = byRule.get(ruleId);
-          if (!s) return;
-          cancelTimer(s);
-          byRule.delete(ruleId);
-          if (rule?.enabled) {
+      rulesCache.invalidate(projectId);
+      const limit = pLimit(Math.max(1, recoveryConcurrency));
+      const reset: Promise<void>[] = [];
+      for (const [deviceId, byRule] of states) {
+        if (!byRule.has(ruleId)) continue;
+        reset.push(
+          enqueue(deviceId, async () => {
+            const s = byRule.get(ruleId);
+            if (!s) return;
+            cancelTimer(s);
+            byRule.delete(ruleId);
             // Keep the active alarm; forget the rest (windows restart under the new condition).
-            if (s.active) byRule.set(ruleId, { ...stateOf(deviceId, ruleId), active: s.active, holds: true, lastTrigger: s.lastTrigger });
-          }
-        });
+            if (rule?.enabled && s.active) byRule.set(ruleId, { ...stateOf(deviceId, ruleId), active: s.active, holds: true, lastTrigger: s.lastTrigger });
+          }),
+        );
       }
-      // Active alarms of a deleted or disabled rule end.
-      if (!rule?.enabled) {
-        const { rows } = await repo.listLogs({ projectId }, { ruleId, active: true }, 10_000, 0);
-        for (const { log, deviceName } of rows) {
-          await enqueue(log.deviceId, async () => {
-            await end(projectId, { id: log.deviceId, name: deviceName }, { id: ruleId, name: rule?.name ?? String(log.alarmInfo.rule_name ?? '') }, undefined, log.id, log.alarmLevel, rule ? 'rule_disabled' : 'rule_deleted');
-          });
-        }
+      await settleAll(reset);
+      const ending: Promise<void>[] = [];
+      const reason: EndReason | undefined = !rule ? 'rule_deleted' : !rule.enabled ? 'rule_disabled' : undefined;
+      for (const { log, device } of await repo.activeTriggers(projectId, ruleId)) {
+        if (!reason && covers(rule!, device)) continue;
+        // A few at a time: ending thousands of alarms must not queue ahead of everybody's queries.
+        ending.push(
+          limit(() =>
+            enqueue(log.deviceId, async () => {
+              const s = states.get(log.deviceId)?.get(ruleId);
+              if (s) cancelTimer(s);
+              states.get(log.deviceId)?.delete(ruleId);
+              const name = rule?.name ?? String(log.alarmInfo.rule_name ?? '');
+              await end(projectId, { id: device.id, name: device.name }, { id: ruleId, name }, undefined, log.id, log.alarmLevel, reason ?? 'rule_changed');
+            }),
+          ),
+        );
       }
+      await settleAll(ending);
       if (rule?.enabled) await watch(rule, clock());
     },
 
     /** An operator clears an active alarm: the recovery entry says who and why; no new alarm until the condition stops holding. */
-    async clear(log: AlarmLogRow, deviceName: string, by: string, note: string): Promise<AlarmLogRow | undefined> {
-      let out: AlarmLogRow | undefined;
-      await enqueue(log.deviceId, async () => {
+    clear(log: AlarmLogRow, deviceName: string, by: string, note: string): Promise<AlarmLogRow | undefined> {
+      return enqueue(log.deviceId, async () => {
         const s = states.get(log.deviceId)?.get(log.ruleId);
         const ruleName = String(log.alarmInfo.rule_name ?? '');
-        out = await end(log.projectId, { id: log.deviceId, name: deviceName }, { id: log.ruleId, name: ruleName }, s, log.id, log.alarmLevel, 'cleared', { by, note }, { by, note });
+        const out = await end(log.projectId, { id: log.deviceId, name: deviceName }, { id: log.ruleId, name: ruleName }, s, log.id, log.alarmLevel, 'cleared', { by, note }, { by, note });
         if (out && s) {
           s.latched = s.holds;
           cancelTimer(s);
         }
+        return out;
       });
-      return out;
     },
 
     /** Resolves when every queued evaluation has finished (tests, shutdown). */

@@ -170,6 +170,10 @@ export interface AlarmsDeps {
   /** Webhook deliveries not yet done. */
   jobs: NotifyJobsRepository;
   deviceMetaTtlMs?: number;
+  /** How long a project's rules are reused before they are read again (ms; see the alarm engine). */
+  rulesTtlMs?: number;
+  /** Rules whose timers are rebuilt at once at start-up (see the alarm engine). */
+  recoveryConcurrency?: number;
 }
 
 /**
@@ -177,7 +181,7 @@ export interface AlarmsDeps {
  * notification targets and their deliveries. `start()` rebuilds from the database and starts the
  * timers; `stop()` ends them.
  */
-export function createAlarms({ repo, bus, clock = Date.now, logger, onStateChanged = () => {}, isOnline, notifier: notifierSettings, jobs, deviceMetaTtlMs }: AlarmsDeps) {
+export function createAlarms({ repo, bus, clock = Date.now, logger, onStateChanged = () => {}, isOnline, notifier: notifierSettings, jobs, deviceMetaTtlMs, rulesTtlMs, recoveryConcurrency }: AlarmsDeps) {
   const scheduler = createScheduler({ clock, onError: (err) => logger.error({ err: { message: (err as Error)?.message } }, 'alarm timer failed') });
   const notifier = createNotifier({ repo, jobs, scheduler, clock, logger, ...(notifierSettings ? { settings: notifierSettings } : {}) });
   const onEntry = (projectId: string, entry: AlarmEntry) => {
@@ -190,7 +194,18 @@ export function createAlarms({ repo, bus, clock = Date.now, logger, onStateChang
     });
     notifier.notify(projectId, entry);
   };
-  const engine = createAlarmEngine({ repo, bus, scheduler, clock, logger, onEntry, ...(isOnline ? { isOnline } : {}), ...(deviceMetaTtlMs !== undefined ? { deviceMetaTtlMs } : {}) });
+  const engine = createAlarmEngine({
+    repo,
+    bus,
+    scheduler,
+    clock,
+    logger,
+    onEntry,
+    ...(isOnline ? { isOnline } : {}),
+    ...(deviceMetaTtlMs !== undefined ? { deviceMetaTtlMs } : {}),
+    ...(rulesTtlMs !== undefined ? { rulesTtlMs } : {}),
+    ...(recoveryConcurrency !== undefined ? { recoveryConcurrency } : {}),
+  });
   engine.attach();
 
   async function mustRule(scope: Scope, id: string) {
@@ -199,10 +214,13 @@ export function createAlarms({ repo, bus, clock = Date.now, logger, onStateChang
     return r;
   }
 
-  async function checkRefs(scope: Scope, input: Partial<RuleInput>) {
+  /** `current`: the stored rule `input` patches (its type or its devices may change alone). */
+  async function checkRefs(scope: Scope, input: Partial<RuleInput>, current?: AlarmRuleRow) {
     if (input.device_type_id !== undefined && !(await repo.typeInProject(scope.projectId, input.device_type_id))) throw new NotFound('Device type');
+    let listed: Array<{ id: string; typeId: string | null }> = [];
+    const existingDevices = async (projectId: string, ids: string[]) => (listed = await repo.deviceTypesOf(projectId, ids)).map((d) => d.id);
     for (const [key, ids, exists, what] of [
-      ['device_ids', input.device_ids, repo.existingDeviceIds, 'Device'],
+      ['device_ids', input.device_ids, existingDevices, 'Device'],
       ['group_ids', input.group_ids, repo.existingGroupIds, 'Device group'],
     ] as const) {
       if (!ids?.length) continue;
@@ -212,6 +230,11 @@ export function createAlarms({ repo, bus, clock = Date.now, logger, onStateChang
       const missing = ids.filter((i) => !found.has(i));
       if (missing.length) throw new NotFound(`${what} ${missing.join(', ')}`);
     }
+    // A rule watches devices of its type only: listed devices of another type would never be evaluated.
+    const typeId = input.device_type_id ?? current?.deviceTypeId;
+    if (input.device_ids === undefined && input.device_type_id !== undefined && current?.deviceIds.length) listed = await repo.deviceTypesOf(scope.projectId, current.deviceIds);
+    const otherType = listed.filter((d) => d.typeId !== typeId).map((d) => d.id);
+    if (otherType.length) invalid([{ path: 'device_ids', message: `not of device type ${typeId}: ${otherType.join(', ')}` }]);
     if (input.level !== undefined && ![1, 2, 3].includes(input.level)) invalid([{ path: 'level', message: '1 (normal), 2 (serious) or 3 (urgent)' }]);
     if (input.suppress_seconds !== undefined && (!Number.isInteger(input.suppress_seconds) || input.suppress_seconds < 0 || input.suppress_seconds > ALARM_LIMITS.maxSeconds)) {
       invalid([{ path: 'suppress_seconds', message: `an integer from 0 to ${ALARM_LIMITS.maxSeconds}` }]);
@@ -268,8 +291,7 @@ export function createAlarms({ repo, bus, clock = Date.now, logger, onStateChang
       },
 
       async update(scope: Scope, id: string, patch: Partial<RuleInput>) {
-        await mustRule(scope, id);
-        await checkRefs(scope, patch);
+        await checkRefs(scope, patch, await mustRule(scope, id));
         await repo.updateRule(scope.projectId, id, {
           ...(patch.name !== undefined ? { name: patch.name } : {}),
           ...(patch.device_type_id !== undefined ? { deviceTypeId: patch.device_type_id } : {}),

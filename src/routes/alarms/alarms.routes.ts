@@ -23,7 +23,7 @@ import {
 } from './alarms.schema.ts';
 
 const RULE_DESCRIPTION =
-  'A rule watches the devices of one type (or only `device_ids` / members of `group_ids`). `condition.kind`: ' +
+  'A rule watches the devices of one type (or only `device_ids`, which must be of that type (400 otherwise), / members of `group_ids`). `condition.kind`: ' +
   '`attribute` (a reported value: `>`, `>=`, `<`, `<=` a number; `between`/`outside` `min`..`max`; `==`/`!=` a number, boolean or string; ' +
   '`change`; optional `for_seconds` persistence), `offline` (offline for more than `for_seconds`), `silence` (no report for `seconds`). ' +
   'A trigger writes an alarm-log entry (`alarm_status` 1) and sets the device `alarm`; when the condition stops holding an entry with ' +
@@ -32,7 +32,7 @@ const RULE_DESCRIPTION =
   'again for the device; if the condition still holds when the window ends, it triggers then.';
 
 const LOG_DESCRIPTION =
-  'Newest first. `alarm_status` 1 = triggered, 0 = ended (`alarm_info.reason`: recovered, cleared, rule_deleted, rule_disabled). ' +
+  'Newest first. `alarm_status` 1 = triggered, 0 = ended (`alarm_info.reason`: recovered, cleared, rule_deleted, rule_disabled, rule_changed). ' +
   '`notify_logs` lists every webhook delivery attempt. Beyond the vendor: `rule_id`, `active`, `end_time`, `trigger_id`, `ack`, `clear`.';
 
 export function alarmRoutes(app: FastifyInstance, { services }: { services: Services }) {
@@ -70,7 +70,9 @@ export function alarmRoutes(app: FastifyInstance, { services }: { services: Serv
   endpoint(app, {
     method: 'PUT', url: '/api/v1/alarm_rule/:id', access: 'manage', tags: ruleTags,
     summary: 'Change an alarm rule',
-    description: 'Fields given replace the stored ones. Active alarms of the rule stay until the next evaluation under the new rule; disabling the rule ends them (`reason: rule_disabled`).',
+    description:
+      'Fields given replace the stored ones; `device_ids` must be devices of the rule\'s `device_type_id` (400 otherwise, also when only the type changes). ' +
+      'Active alarms on devices the rule still covers stay until the next evaluation under the new rule; those on devices it no longer covers (type, devices or groups changed) end (`reason: rule_changed`); disabling the rule ends them all (`reason: rule_disabled`).',
     params: IdParams, body: UpdateRuleBody, response: Rule,
     handler: ({ principal, params, body }) => alarms.rules.update(scopeOf(principal), params.id, body),
   });
