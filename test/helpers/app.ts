@@ -6,6 +6,7 @@ import { createServices, type ServiceSettings, type Services } from '../../src/s
 import { openTestDatabase } from './db.ts';
 
 export const TEST_PLATFORM_TOKEN = 'test-platform-token-0123456789';
+const TEST_JWT_SECRET = 'test-jwt-secret-0123456789abcdef0123456789';
 
 export interface TestContext {
   app: FastifyInstance;
@@ -20,7 +21,12 @@ export async function createTestApp(
   opts: { database?: Database; settings?: Partial<ServiceSettings>; clock?: () => number } = {},
 ): Promise<TestContext> {
   const database = opts.database ?? (await openTestDatabase());
-  const services = createServices({ db: database.db, ...(opts.settings ? { settings: opts.settings } : {}), ...(opts.clock ? { clock: opts.clock } : {}) });
+  const services = createServices({
+    db: database.db,
+    serverSecret: TEST_JWT_SECRET,
+    ...(opts.settings ? { settings: opts.settings } : {}),
+    ...(opts.clock ? { clock: opts.clock } : {}),
+  });
   const app = await buildApp({
     config: {
       BODY_LIMIT: 1024 * 1024,
@@ -31,7 +37,7 @@ export async function createTestApp(
       ...config,
     },
     services,
-    jwtSecret: 'test-jwt-secret-0123456789abcdef0123456789',
+    jwtSecret: TEST_JWT_SECRET,
     logger: false,
   });
   await app.ready();

@@ -36,6 +36,17 @@ export function createAppsRepository(db: Db) {
     },
 
     /**
+     * The same secret stored in another form (a hash migrated on use): the credentials time stays, so
+     * tokens stay valid; nothing changes when the secret was replaced meanwhile.
+     */
+    async replaceSecretHash(projectId: string, id: string, from: string, to: string): Promise<void> {
+      await db
+        .update(apiApps)
+        .set({ secretHash: to })
+        .where(and(eq(apiApps.id, id), eq(apiApps.projectId, projectId), eq(apiApps.secretHash, from)));
+    },
+
+    /**
      * Deletes an app unless it is the project's last one. The project row is locked first so two
      * concurrent deletions cannot both see "another app remains" and leave the project with none.
      */

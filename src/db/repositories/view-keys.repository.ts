@@ -1,4 +1,4 @@
-import { eq } from 'drizzle-orm';
+import { and, eq } from 'drizzle-orm';
 import type { Db } from '../client.ts';
 import { projects } from '../schema.ts';
 
@@ -21,6 +21,14 @@ export function createViewKeysRepository(db: Db) {
         .where(eq(projects.viewKey, viewKey))
         .limit(1);
       return row;
+    },
+
+    /** The same secret stored in another form (a hash migrated on use); nothing changes when it was replaced meanwhile. */
+    async replaceSecretHash(projectId: string, from: string, to: string): Promise<void> {
+      await db
+        .update(projects)
+        .set({ viewSecretHash: to })
+        .where(and(eq(projects.id, projectId), eq(projects.viewSecretHash, from)));
     },
 
     /** Sets the secret, and the key when given; false when the project does not exist. */

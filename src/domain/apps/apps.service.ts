@@ -2,7 +2,7 @@ import type { Db } from '../../db/client.ts';
 import { createAppsRepository, type AppRow, type AppsRepository } from '../../db/repositories/apps.repository.ts';
 import { NotFound, StateConflict } from '../../errors.ts';
 import { newId, randomToken } from '../../lib/ids.ts';
-import { hashSecret } from '../../lib/passwords.ts';
+import { createMachineSecrets, type MachineSecrets } from '../../lib/passwords.ts';
 import type { AuthService } from '../auth/auth.service.ts';
 import type { Scope } from '../auth/principal.ts';
 
@@ -11,6 +11,8 @@ export interface AppsServiceDeps {
   auth: Pick<AuthService, 'forget'>;
   clock?: () => number;
   apps?: AppsRepository;
+  /** How `secret_key` is hashed (passwords.ts); default: argon2id, as without a server secret. */
+  machineSecrets?: MachineSecrets;
 }
 
 /** The same credential sizes as a project's first app (projects.service.ts). */
@@ -21,9 +23,9 @@ const appView = (a: AppRow) => ({ app_id: a.id, name: a.name, access_key: a.acce
 
 /**
  * API apps (http-api.md §2, §4): the integrator credentials that get `access_token`s. The secret is
- * shown once, when created or reset, and stored argon2-hashed.
+ * shown once, when created or reset, and stored hashed (passwords.ts, MachineSecrets).
  */
-export function createAppsService({ db, auth, clock = Date.now, apps = createAppsRepository(db) }: AppsServiceDeps) {
+export function createAppsService({ db, auth, clock = Date.now, apps = createAppsRepository(db), machineSecrets = createMachineSecrets(undefined) }: AppsServiceDeps) {
   return {
     async list(scope: Scope) {
       const rows = await apps.list(scope.projectId);
@@ -35,7 +37,7 @@ export function createAppsService({ db, auth, clock = Date.now, apps = createApp
       const id = newId(now);
       const accessKey = randomToken(ACCESS_KEY_LENGTH);
       const secretKey = randomToken(SECRET_KEY_LENGTH);
-      await apps.insert({ id, projectId: scope.projectId, name: input.name, accessKey, secretHash: await hashSecret(secretKey), createTime: now });
+      await apps.insert({ id, projectId: scope.projectId, name: input.name, accessKey, secretHash: await machineSecrets.hash(secretKey), createTime: now });
       return { app_id: id, name: input.name, access_key: accessKey, secret_key: secretKey };
     },
 
@@ -47,7 +49,7 @@ export function createAppsService({ db, auth, clock = Date.now, apps = createApp
       const app = await apps.get(scope.projectId, id);
       if (!app) throw new NotFound('App');
       const secretKey = randomToken(SECRET_KEY_LENGTH);
-      if (!(await apps.setSecret(scope.projectId, id, await hashSecret(secretKey), clock()))) throw new NotFound('App');
+      if (!(await apps.setSecret(scope.projectId, id, await machineSecrets.hash(secretKey), clock()))) throw new NotFound('App');
       auth.forget('app', id);
       return { app_id: app.id, access_key: app.accessKey, secret_key: secretKey };
     },

@@ -1,11 +1,15 @@
 import { timingSafeEqual } from 'node:crypto';
+import type { AppsRepository } from '../../db/repositories/apps.repository.ts';
 import type { CredentialsRepository } from '../../db/repositories/credentials.repository.ts';
-import { Unauthorized } from '../../errors.ts';
-import { hashSecret, verifySecret } from '../../lib/passwords.ts';
+import { TooManyRequests, Unauthorized } from '../../errors.ts';
+import { createMachineSecrets, HashBusy, hashSecret, verifySecret, type MachineSecrets } from '../../lib/passwords.ts';
 import type { Principal, PrincipalKind } from './principal.ts';
 
 export interface AuthServiceDeps {
   credentials: CredentialsRepository;
+  /** Apps' `secret_key`s migrate to the machine-secret form when they log in (passwords.ts). */
+  apps?: Pick<AppsRepository, 'replaceSecretHash'>;
+  machineSecrets?: MachineSecrets;
   /** How long "this principal still exists" is believed without asking the database. */
   cacheTtlMs?: number;
   clock?: () => number;
@@ -18,19 +22,25 @@ function safeEqual(a: string, b: string): boolean {
 }
 
 const BAD_APP = 'Invalid app_id, access_key or secret_key';
+/** Too many argon2 checks at once (passwords.ts): the caller may retry in a second. */
+const busy = (err: unknown): never => {
+  if (err instanceof HashBusy) throw new TooManyRequests(err.message, 1);
+  throw err;
+};
+const checkPassword = (hashed: string, password: string) => verifySecret(hashed, password).catch(busy);
 const BAD_LOGIN = 'Invalid app_id, account or password';
 
 /**
  * Logs principals in (http-api.md §2) and answers whether a token's principal still exists.
  * Unknown apps and accounts cost the same hash verification as known ones, so timing reveals nothing.
  */
-export function createAuthService({ credentials, cacheTtlMs = 30_000, clock = Date.now }: AuthServiceDeps) {
+export function createAuthService({ credentials, apps, machineSecrets = createMachineSecrets(undefined), cacheTtlMs = 30_000, clock = Date.now }: AuthServiceDeps) {
   /** principal → [credentials time, believed until]. */
   const alive = new Map<string, [number, number]>();
   let dummyHash: Promise<string> | undefined;
   const burn = async (secret: string) => {
     dummyHash ??= hashSecret('dummy-password-for-timing');
-    await verifySecret(await dummyHash, secret);
+    await checkPassword(await dummyHash, secret);
   };
 
   async function accountLogin(kind: 'admin' | 'customer', appId: string, account: string, password: string): Promise<Principal> {
@@ -44,7 +54,7 @@ export function createAuthService({ credentials, cacheTtlMs = 30_000, clock = Da
       await burn(password);
       throw new Unauthorized(BAD_LOGIN);
     }
-    if (!(await verifySecret(row.passwordHash, password))) throw new Unauthorized(BAD_LOGIN);
+    if (!(await checkPassword(row.passwordHash, password))) throw new Unauthorized(BAD_LOGIN);
     return { projectId: app.projectId, kind, subjectId: row.id };
   }
 
@@ -52,12 +62,13 @@ export function createAuthService({ credentials, cacheTtlMs = 30_000, clock = Da
     async appLogin(input: { app_id: string; access_key: string; secret_key: string }): Promise<Principal> {
       const app = await credentials.appById(input.app_id);
       if (!app) {
-        await burn(input.secret_key);
+        machineSecrets.burn(input.secret_key);
         throw new Unauthorized(BAD_APP);
       }
       const keyOk = safeEqual(app.accessKey, input.access_key);
-      const secretOk = await verifySecret(app.secretHash, input.secret_key);
-      if (!keyOk || !secretOk) throw new Unauthorized(BAD_APP);
+      const secret = await machineSecrets.verify(app.secretHash, input.secret_key).catch(busy);
+      if (!keyOk || !secret.ok) throw new Unauthorized(BAD_APP);
+      if (secret.rehash) await apps?.replaceSecretHash(app.projectId, app.id, app.secretHash, secret.rehash);
       return { projectId: app.projectId, kind: 'app', subjectId: app.id };
     },
 

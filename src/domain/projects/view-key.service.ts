@@ -3,13 +3,15 @@ import { uniqueViolation } from '../../db/errors.ts';
 import { createViewKeysRepository, type ViewKeysRepository } from '../../db/repositories/view-keys.repository.ts';
 import { NotFound } from '../../errors.ts';
 import { randomToken } from '../../lib/ids.ts';
-import { hashSecret, verifySecret } from '../../lib/passwords.ts';
+import { createMachineSecrets, type MachineSecrets } from '../../lib/passwords.ts';
 import type { Scope } from '../auth/principal.ts';
 
 export interface ViewKeyServiceDeps {
   db: Db;
   clock?: () => number;
   viewKeys?: ViewKeysRepository;
+  /** How the view secret is hashed and verified (passwords.ts); default: argon2id, as without a server secret. */
+  machineSecrets?: MachineSecrets;
 }
 
 /** Device access tokens are 20 characters: a 16-character MQTT username is a view key. */
@@ -23,13 +25,7 @@ const MAX_INPUT = 256;
  * (device-protocol.md §9). The key appears in every subscribed topic, so it stays stable across
  * secret rotations unless the caller asks for a new one; the secret is shown once and stored hashed.
  */
-export function createViewKeyService({ db, clock = Date.now, viewKeys = createViewKeysRepository(db) }: ViewKeyServiceDeps) {
-  let dummyHash: Promise<string> | undefined;
-  /** An unknown key costs the same verification as a known one, so timing does not reveal keys. */
-  const burn = async (secret: string) => {
-    dummyHash ??= hashSecret('dummy-view-secret-for-timing');
-    await verifySecret(await dummyHash, secret);
-  };
+export function createViewKeyService({ db, clock = Date.now, viewKeys = createViewKeysRepository(db), machineSecrets = createMachineSecrets(undefined) }: ViewKeyServiceDeps) {
 
   return {
     async get(scope: Scope) {
@@ -43,7 +39,7 @@ export function createViewKeyService({ db, clock = Date.now, viewKeys = createVi
       const row = await viewKeys.byProject(scope.projectId);
       if (!row) throw new NotFound('Project');
       const viewSecret = randomToken(VIEW_SECRET_LENGTH);
-      const viewSecretHash = await hashSecret(viewSecret);
+      const viewSecretHash = await machineSecrets.hash(viewSecret);
       const newKey = opts.rotate_key === true || row.viewKey === null;
       // A 16-character key collides with another project's almost never; retry rather than fail if it does.
       for (let attempt = 0; ; attempt++) {
@@ -63,10 +59,14 @@ export function createViewKeyService({ db, clock = Date.now, viewKeys = createVi
       if (!viewKey || !secret || viewKey.length > MAX_INPUT || secret.length > MAX_INPUT) return undefined;
       const row = await viewKeys.byViewKey(viewKey);
       if (!row?.viewSecretHash) {
-        await burn(secret);
+        // An unknown key costs the same verification as a known one, so timing does not reveal keys.
+        machineSecrets.burn(secret);
         return undefined;
       }
-      return (await verifySecret(row.viewSecretHash, secret)) ? { projectId: row.projectId } : undefined;
+      const { ok, rehash } = await machineSecrets.verify(row.viewSecretHash, secret);
+      if (!ok) return undefined;
+      if (rehash) await viewKeys.replaceSecretHash(row.projectId, row.viewSecretHash, rehash);
+      return { projectId: row.projectId };
     },
   };
 }

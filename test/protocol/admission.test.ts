@@ -1,0 +1,206 @@
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import mqtt from 'mqtt';
+import mqttPacket from 'mqtt-packet';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createAdmission } from '../../mqtt-broker/admission.ts';
+import { createTcpListener } from '../../mqtt-broker/tcp/listener.ts';
+import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
+import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+
+/**
+ * Nobody's connections can crowd out anybody else's (mqtt-broker/admission.ts): floods of silent
+ * sockets and of guessed credentials from one address, with a well-behaved device of another project
+ * alongside. Linux routes all of 127/8 to the loopback: the flood comes from 127.0.0.2, the
+ * well-behaved clients from 127.0.0.1.
+ */
+const FLOOD_FROM = '127.0.0.2';
+/** Generous: the bound is about another tenant's latency on a loaded 2-core machine. */
+const BOUND_MS = 2_000;
+
+let ctx: TestContext;
+let victim: ProjectFixture;
+const sockets = new Set<net.Socket>();
+
+beforeAll(async () => {
+  ctx = await createTestApp();
+  victim = await createProject(ctx, 'victim');
+});
+afterAll(async () => {
+  for (const s of sockets) s.destroy();
+  await ctx?.close();
+});
+
+async function newDevice(p: ProjectFixture) {
+  const d = expectOk(await p.api.post('/api/v1/device', { name: 'well-behaved' }));
+  const cert = expectOk(await p.api.get(`/api/v1/device/${d.id}/certificate`));
+  return { id: d.id as string, token: cert.access_token as string };
+}
+
+/** A raw socket from `localAddress`; resolves once connected. */
+function rawSocket(port: number, localAddress = FLOOD_FROM): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: '127.0.0.1', port, localAddress });
+    sockets.add(s);
+    s.on('error', () => {});
+    s.once('close', () => sockets.delete(s));
+    s.once('connect', () => resolve(s)).once('error', reject);
+  });
+}
+
+/** `n` silent sockets, opened in batches (some may be closed by the server meanwhile). */
+async function silentFlood(port: number, n: number, from = FLOOD_FROM): Promise<net.Socket[]> {
+  const opened: net.Socket[] = [];
+  for (let i = 0; i < n; i += 100) {
+    opened.push(...(await Promise.all(Array.from({ length: Math.min(100, n - i) }, () => rawSocket(port, from)))));
+  }
+  return opened;
+}
+const stillOpen = (list: net.Socket[]) => list.filter((s) => !s.destroyed).length;
+
+/** The well-behaved device connects, reports at QoS 1 (acknowledged once stored) and leaves: its time. */
+async function connectAndReport(url: string, token: string, projectKey: string): Promise<number> {
+  const started = performance.now();
+  const c = await mqtt.connectAsync(url, { username: token, password: projectKey, reconnectPeriod: 0, connectTimeout: 30_000 });
+  try {
+    await c.publishAsync('attributes', JSON.stringify({ t: 21 }), { qos: 1 });
+    return performance.now() - started;
+  } finally {
+    await c.endAsync();
+  }
+}
+
+describe('silent sockets before CONNECT or login', () => {
+  let tb: TestBroker;
+  beforeAll(async () => {
+    // A long connect timeout: only the pending limits may close the silent sockets here.
+    tb = await startTestBroker(ctx, { connectTimeoutMs: 120_000, admission: createAdmission({ pendingPerAddress: 50, pendingMax: 400 }) });
+  });
+  afterAll(() => tb?.close());
+
+  it('2,000 silent MQTT sockets from one address: only the newest 50 stay open, and another project’s device connects and reports within the bound', async () => {
+    const device = await newDevice(victim);
+    const flood = await silentFlood(tb.port, 2_000);
+    await expect.poll(() => stillOpen(flood), { timeout: 10_000 }).toBeLessThanOrEqual(50);
+    // The newest ones are the ones kept.
+    expect(flood.slice(-40).every((s) => !s.destroyed)).toBe(true);
+    const times: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      // The flood goes on while the device works.
+      const more = silentFlood(tb.port, 200);
+      times.push(await connectAndReport(tb.url, device.token, victim.project.project_key));
+      flood.push(...(await more));
+    }
+    expect(Math.max(...times)).toBeLessThan(BOUND_MS);
+    await expect.poll(() => stillOpen(flood), { timeout: 10_000 }).toBeLessThanOrEqual(50);
+  });
+
+  it('silent sockets from many addresses stay under the global limit; a newcomer still gets in', async () => {
+    const device = await newDevice(victim);
+    const flood: net.Socket[] = [];
+    for (let k = 3; k < 13; k++) flood.push(...(await silentFlood(tb.port, 50, `127.0.0.${k}`)));
+    await expect.poll(() => stillOpen(flood), { timeout: 10_000 }).toBeLessThanOrEqual(400);
+    expect(await connectAndReport(tb.url, device.token, victim.project.project_key)).toBeLessThan(BOUND_MS);
+  });
+
+  it('a socket that sends no CONNECT is closed after the connect timeout', async () => {
+    const quick = await startTestBroker(ctx, { connectTimeoutMs: 300 });
+    try {
+      const s = await rawSocket(quick.port);
+      const started = performance.now();
+      await new Promise((resolve) => s.once('close', resolve));
+      // Aedes' own default would be 30 s.
+      expect(performance.now() - started).toBeLessThan(5_000);
+    } finally {
+      await quick.close();
+    }
+  });
+
+  it('1,000 silent sockets on the TCP port from one address do not lock out another project’s DTU', async () => {
+    const tcp = createTcpListener({ services: ctx.services, logger: pino({ level: 'silent' }), authFailureDelayMs: 0, loginTimeoutMs: 120_000, admission: createAdmission({ pendingPerAddress: 20 }) });
+    const { port } = await tcp.listen(0, '127.0.0.1');
+    try {
+      const device = await newDevice(victim);
+      const flood = await silentFlood(port, 1_000);
+      await expect.poll(() => stillOpen(flood), { timeout: 10_000 }).toBeLessThanOrEqual(20);
+      const started = performance.now();
+      const dtu = await rawSocket(port, '127.0.0.1');
+      dtu.write(`${victim.project.project_key}&${device.token}\r\n`);
+      await expect.poll(() => ctx.services.sessions.get(device.id)?.transport, { timeout: 10_000 }).toBe('tcp');
+      expect(performance.now() - started).toBeLessThan(BOUND_MS);
+      // More silent sockets do not close the logged-in DTU.
+      flood.push(...(await silentFlood(port, 100)));
+      await expect.poll(() => stillOpen(flood), { timeout: 10_000 }).toBeLessThanOrEqual(20);
+      expect(dtu.destroyed).toBe(false);
+    } finally {
+      await tcp.close();
+    }
+  });
+});
+
+/** A CONNECT with random credentials from FLOOD_FROM: resolves with the CONNACK return code, or -1 when closed without one. */
+function guess(port: number): Promise<number> {
+  return rawSocket(port).then(
+    (s) =>
+      new Promise<number>((resolve) => {
+        const parser = mqttPacket.parser({ protocolVersion: 4 });
+        parser.on('packet', (p: { cmd: string; returnCode?: number }) => {
+          if (p.cmd === 'connack') resolve(p.returnCode ?? -1);
+          s.destroy();
+        });
+        s.on('data', (b) => parser.parse(b));
+        s.once('close', () => resolve(-1));
+        s.write(
+          mqttPacket.generate({
+            cmd: 'connect',
+            protocolId: 'MQTT',
+            protocolVersion: 4,
+            clean: true,
+            clientId: 'guess',
+            keepalive: 0,
+            username: randomBytes(12).toString('base64url').slice(0, 16),
+            password: Buffer.from(randomBytes(15).toString('base64url').slice(0, 20)),
+          }),
+        );
+      }),
+    () => -1,
+  );
+}
+
+describe('guessed credentials', () => {
+  it('256 parallel CONNECTs with random 16-character user names from one address, again and again: refused, while another project’s device and viewer log in within the bound', async () => {
+    const tb = await startTestBroker(ctx, { admission: createAdmission({ loginRate: 20, loginBurst: 50 }) });
+    const device = await newDevice(victim);
+    const view = expectOk(await victim.api.post('/api/v1/view_key'));
+    let running = true;
+    const codes = new Map<number, number>();
+    const attacker = async () => {
+      while (running) {
+        const code = await guess(tb.port);
+        codes.set(code, (codes.get(code) ?? 0) + 1);
+      }
+    };
+    const attackers = Array.from({ length: 256 }, attacker);
+    try {
+      // The flood is on before the measurement starts.
+      await expect.poll(() => [...codes.values()].reduce((a, b) => a + b, 0), { timeout: 30_000 }).toBeGreaterThan(256);
+      const times: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        times.push(await connectAndReport(tb.url, device.token, victim.project.project_key));
+        const started = performance.now();
+        const viewer = await mqtt.connectAsync(tb.url, { username: view.view_key, password: view.view_secret, reconnectPeriod: 0, connectTimeout: 30_000 });
+        times.push(performance.now() - started);
+        await viewer.endAsync();
+      }
+      expect(Math.max(...times)).toBeLessThan(BOUND_MS);
+    } finally {
+      running = false;
+      await Promise.all(attackers);
+      await tb.close();
+    }
+    // Every guess was refused as bad credentials (return code 4), never let in.
+    expect(codes.get(0)).toBeUndefined();
+    expect(codes.get(4)).toBeGreaterThan(256);
+  });
+});
