@@ -9,7 +9,7 @@ import { createProject, createTestApp, expectFailure, expectOk, type TestContext
 import { openPrivateTestDatabase } from '../helpers/db.ts';
 
 /** A local webhook receiver on port 0; `answer` decides each response (status, or 'hang': accept and never answer). */
-async function receiver(host = '127.0.0.1') {
+async function receiver(host = '127.0.0.1', port = 0) {
   const state = {
     received: [] as Array<{ path: string; attempt: string }>,
     answer: (() => 200) as (n: number) => number | 'hang',
@@ -32,7 +32,10 @@ async function receiver(host = '127.0.0.1') {
     state.sockets.add(s);
     s.on('close', () => state.sockets.delete(s));
   });
-  await new Promise<void>((resolve) => server.listen(0, host, resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, resolve);
+  });
   state.port = (server.address() as AddressInfo).port;
   return state;
 }
@@ -139,7 +142,7 @@ describe('webhook deliveries with 127.0.0.0/8 allowed', () => {
   it('accepts and calls a target in an allowed network; low-level errors reach the tenant as generic words', async () => {
     hook.received = [];
     hook.answer = () => 200;
-    const { p, identity } = await alarmSetup(ctx, [`http://localhost:${hook.port}/a`]);
+    const { identity } = await alarmSetup(ctx, [`http://localhost:${hook.port}/a`]);
     await ctx.services.currentValues.report(identity, { temp: 35 });
     await step(ctx);
     expect(hook.received.map((r) => r.path)).toEqual(['/a']);
@@ -153,7 +156,6 @@ describe('webhook deliveries with 127.0.0.0/8 allowed', () => {
     const [log] = expectOk(await b.p.api.get('/api/v1/alarm_logs')).items;
     expect(log.notify_logs[0]).toMatchObject({ status: 'failed', error: 'connection failed' });
     expect(JSON.stringify(log.notify_logs)).not.toMatch(/ECONN|fetch/);
-    expect(p).toBeDefined();
   });
 
   it('drops the queued and waiting deliveries of a deleted or disabled target', async () => {
@@ -234,6 +236,10 @@ describe('fair delivery across projects', () => {
     expect(Date.now() - t0).toBeLessThan(2_000);
     // Project A holds no more than its share of the slots.
     expect(silent.received.length).toBeLessThanOrEqual(2);
+    // Its deliveries go with its targets (none is left for a later start on a shared database).
+    for (const t of a.targets) expectOk(await a.p.api.delete(`/api/v1/notification_target/${t.id}`));
+    expect(ctx.services.alarms.notifier.projectPending(a.p.project.id)).toBeLessThanOrEqual(2);
+    expect(await createNotifyJobsRepository(ctx.database.db).projectJobs(a.p.project.id)).toEqual([]);
   });
 });
 
@@ -271,6 +277,37 @@ describe('pending deliveries survive a restart', () => {
       }
     } finally {
       await hook.close();
+    }
+  });
+});
+
+describe('no DNS rebinding within a delivery', () => {
+  it('connects to the address it checked, not to what a second resolution would answer', async () => {
+    // 127.0.0.2 is allowed, 127.0.0.1 is not; both listen on the same port.
+    const good = await receiver('127.0.0.2');
+    let secret: Receiver | undefined;
+    let lookups = 0;
+    const flipping = async (host: string): Promise<LookupAddress[]> => {
+      if (host !== 'flip.example.com') return resolve(host);
+      lookups++;
+      // The creation check and the delivery check see the allowed address; any later look-up the forbidden one.
+      return [{ address: lookups <= 2 ? '127.0.0.2' : '127.0.0.1', family: 4 }];
+    };
+    const ctx = await createTestApp({}, { clock, settings: { alarmNotify: { timeoutMs: 1_000, allowNetworks: '127.0.0.2/32', resolve: flipping } } });
+    try {
+      secret = await receiver('127.0.0.1', good.port);
+      const { p, identity } = await alarmSetup(ctx, [`http://flip.example.com:${good.port}/pinned`]);
+      await ctx.services.currentValues.report(identity, { temp: 35 });
+      await step(ctx);
+      expect(secret.received).toEqual([]);
+      expect(good.received.map((r) => r.path)).toEqual(['/pinned']);
+      expect(lookups).toBe(2);
+      const [log] = expectOk(await p.api.get('/api/v1/alarm_logs')).items;
+      expect(log.notify_logs[0]).toMatchObject({ status: 'delivered' });
+    } finally {
+      await ctx.close();
+      await good.close();
+      await secret?.close();
     }
   });
 });
