@@ -1,12 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeviceIdentity } from '../../src/domain/devices/device-identity.ts';
 import { createProject, createTestApp, expectFailure, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import { openPrivateTestDatabase } from '../helpers/db.ts';
 
 let ctx: TestContext;
 let p: ProjectFixture;
 
+// Its own database: retention runs here, and its effects are database-wide.
 beforeAll(async () => {
-  ctx = await createTestApp();
+  ctx = await createTestApp({}, { database: await openPrivateTestDatabase() });
   p = await createProject(ctx);
 });
 afterAll(() => ctx?.close());
@@ -199,7 +201,7 @@ describe('project settings', () => {
 });
 
 describe('retention', () => {
-  it("drops days older than the longest retention and trims a project that keeps less", async () => {
+  it('trims a project that keeps less than the others', async () => {
     const short = await createProject(ctx, 'short');
     const d = await newDevice({ name: 'old' }, short);
     const keep = await newDevice({ name: 'keep' });
