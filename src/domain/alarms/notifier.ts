@@ -192,7 +192,11 @@ export function createNotifier({ repo, jobs, scheduler, clock, logger, settings:
         continue;
       }
       skipped = 0;
-      const job = p.queue.shift()!;
+      const job = p.queue.shift();
+      if (!job) {
+        p.ringed = false;
+        continue;
+      }
       if (p.queue.length) ring.push(projectId);
       else p.ringed = false;
       p.running++;
