@@ -4,18 +4,23 @@ import type { Db } from '../../src/db/client.ts';
 import { createHistoryRepository, tsOf, type HistoryRepository, type TelemetryRow } from '../../src/db/repositories/history.repository.ts';
 import { rowsOf } from '../../src/db/timescale.ts';
 import { createProject, createTestApp, expectOk, type TestContext } from '../helpers/app.ts';
+import { openPrivateTestDatabase } from '../helpers/db.ts';
 import { openTimescalePglite } from '../helpers/timescale-pglite.ts';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
+/** The start (UTC midnight) of the day `daysAgo` days before today: dates stay within the default retention (365 days). */
+const dayStart = (daysAgo: number) => Math.floor((Date.now() - daysAgo * DAY) / DAY) * DAY;
+const partitionOf = (ts: number) => `attribute_history_d${new Date(ts).toISOString().slice(0, 10).replaceAll('-', '')}`;
 
 /**
  * The same history store behaviour on each backend: the suite's database (embedded PGlite, or
  * PostgreSQL with TEST_DATABASE_URL: both range-partitioned by day) and TimescaleDB (PGlite built
- * with TimescaleDB 2.23: a hypertable with compression and retention policies).
+ * with TimescaleDB 2.23: a hypertable with compression and retention policies). The suite's
+ * database is one of this file's own: it drops whole days, database-wide.
  */
 const backends = [
-  { name: 'suite database (partitioned)', mode: 'partitioned' as const, open: () => createTestApp() },
+  { name: 'suite database (partitioned)', mode: 'partitioned' as const, open: async () => createTestApp({}, { database: await openPrivateTestDatabase() }) },
   {
     name: 'TimescaleDB (PGlite build)',
     mode: 'timescale' as const,
@@ -57,7 +62,7 @@ describe.each(backends)('history store on $name', ({ mode, open }) => {
   });
 
   it('writes typed values and reads them back newest first, paged and ranged', async () => {
-    const t0 = Date.UTC(2026, 0, 10, 12);
+    const t0 = dayStart(30) + 12 * HOUR;
     await write([row(t0, 'n', 1.25), row(t0, 'b', true), row(t0, 's', 'x'), row(t0, 'o', { a: [1] }), row(t0 + 1000, 'n', -3), row(t0 + DAY, 'n', 7)]);
     expect(await store.series(projectId, deviceId, 'n', t0, t0 + 2 * DAY, 10, 0)).toEqual([
       { ts: t0 + DAY, value: 7, dataType: 'number' },
@@ -73,7 +78,7 @@ describe.each(backends)('history store on $name', ({ mode, open }) => {
   });
 
   it('aggregates into date_bin buckets aligned to the epoch', async () => {
-    const day = Date.UTC(2026, 0, 20);
+    const day = dayStart(20);
     await write([row(day + 1000, 'agg', 2), row(day + 2000, 'agg', 4), row(day + HOUR + 5, 'agg', 10)]);
     expect(await store.aggregate(projectId, deviceId, ['agg'], 'avg', day, day + DAY, HOUR)).toEqual([
       { identifier: 'agg', ts: day, value: 3 },
@@ -90,13 +95,13 @@ describe.each(backends)('history store on $name', ({ mode, open }) => {
   });
 
   it.runIf(mode === 'partitioned')('plans only the day partitions a time range needs (bounds folded while planning)', async () => {
-    const day = Date.UTC(2026, 0, 25);
+    const day = dayStart(15);
     await write([0, 1, 2, 3, 4].map((d) => row(day + d * DAY + 1000, 'pruned', d)));
     const plan = rowsOf<{ 'QUERY PLAN': string }>(
       await db.execute(sql`explain select avg(num) from attribute_history
         where device_id = ${deviceId} and identifier = 'pruned' and ts >= ${tsOf(day + 2 * DAY)} and ts < ${tsOf(day + 3 * DAY)}`),
     ).map((r) => r['QUERY PLAN']).join('\n');
-    expect([...new Set(plan.match(/attribute_history_d\d{8}/g))]).toEqual(['attribute_history_d20260127']);
+    expect([...new Set(plan.match(/attribute_history_d\d{8}/g))]).toEqual([partitionOf(day + 2 * DAY)]);
     expect(plan).not.toMatch(/Subplans Removed/);
     expect(await store.aggregate(projectId, deviceId, ['pruned'], 'sum', day + 2 * DAY, day + 3 * DAY, DAY)).toEqual([{ identifier: 'pruned', ts: day + 2 * DAY, value: 2 }]);
   });
@@ -127,7 +132,8 @@ describe.each(backends)('history store on $name', ({ mode, open }) => {
       );
       expect(again.map((j) => j.proc_name)).toEqual(['policy_compression']);
 
-      const t = Date.UTC(2026, 1, 1, 6);
+      // Older than the compression policy's 3 days.
+      const t = dayStart(10) + 6 * HOUR;
       await write([row(t, 'cmp', 1), row(t + 1000, 'cmp', 2)]);
       // No background workers in PGlite: the policy runs when called.
       await db.execute(sql.raw(`call run_job(${again[0]!.job_id})`));
