@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
@@ -25,6 +25,7 @@ import { groupRoutes } from './routes/groups/groups.routes.ts';
 import { platformRoutes } from './routes/platform/platform.routes.ts';
 import { projectRoutes } from './routes/project/project.routes.ts';
 import { viewKeyRoutes } from './routes/project/view-key.routes.ts';
+import { createReadiness, type Readiness } from './readiness.ts';
 import type { Access } from './routes/route.ts';
 import type { Services } from './services.ts';
 
@@ -47,10 +48,12 @@ export interface AppDeps {
   services: Services;
   jwtSecret: string;
   logger: Logger | false;
+  /** What `/readyz` checks; by default only the report pipeline (no database probe, no listeners). */
+  readiness?: Readiness;
 }
 
 /** The HTTP application as a value: no listen() here (architecture.md §1); main.ts and tests own that. */
-export async function buildApp({ config, services, jwtSecret, logger }: AppDeps): Promise<FastifyInstance> {
+export async function buildApp({ config, services, jwtSecret, logger, readiness }: AppDeps): Promise<FastifyInstance> {
   const opts: FastifyServerOptions = {
     bodyLimit: config.BODY_LIMIT,
     trustProxy: config.TRUST_PROXY,
@@ -79,7 +82,17 @@ export async function buildApp({ config, services, jwtSecret, logger }: AppDeps)
   await registerRateLimit(app, { loginMax: config.LOGIN_RATE_LIMIT, loginWindowMs: config.LOGIN_RATE_WINDOW_MS });
   await registerAuth(app, { secret: jwtSecret, auth: services.auth });
 
-  app.get('/health', { schema: { hide: true } }, async () => ({ result: true, info: { status: 'ok' } }));
+  // Liveness: the process answers. Readiness (and /health): it should be sent traffic; 503 names the failing checks.
+  app.get('/livez', { schema: { hide: true } }, async () => ({ result: true, info: { status: 'ok' } }));
+  const ready = readiness ?? createReadiness({ ingest: () => services.ingest.stats() });
+  const readyz = async (_req: FastifyRequest, reply: FastifyReply) => {
+    const { ready: ok, failing } = await ready.check();
+    if (ok) return { result: true, info: { status: 'ok' } };
+    const errors = failing.map((f) => ({ path: f.check, message: f.message }));
+    return reply.code(503).type('application/json; charset=utf-8').send(JSON.stringify(failure(503, `Not ready: ${failing.map((f) => f.check).join(', ')}`, errors)));
+  };
+  app.get('/readyz', { schema: { hide: true } }, readyz);
+  app.get('/health', { schema: { hide: true } }, readyz);
 
   const deps = { services };
   authRoutes(app, deps);

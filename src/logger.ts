@@ -9,7 +9,7 @@ import { pino, type Logger, type LoggerOptions } from 'pino';
  */
 
 export interface SerializedError {
-  type: string;
+  type?: string;
   message: string;
   code?: string | number;
   statusCode?: number;
@@ -48,10 +48,10 @@ function framesOf(stack: unknown): string | undefined {
 export function serializeError(err: unknown, depth = 0): SerializedError {
   if (err === null || typeof err !== 'object') return { type: typeof err, message: scrubMessage(String(err)) };
   const e = err as { name?: unknown; message?: unknown; code?: unknown; statusCode?: unknown; stack?: unknown; cause?: unknown; errors?: unknown };
-  const out: SerializedError = {
-    type: typeof e.name === 'string' ? e.name : (err.constructor?.name ?? 'Object'),
-    message: scrubMessage(typeof e.message === 'string' ? e.message : ''),
-  };
+  const out: SerializedError = { message: scrubMessage(typeof e.message === 'string' ? e.message : '') };
+  // A plain `{ message }` logged under `err` has no type worth naming.
+  const type = typeof e.name === 'string' ? e.name : err instanceof Error ? err.constructor.name : undefined;
+  if (type) out.type = type;
   if (typeof e.code === 'string' || typeof e.code === 'number') out.code = e.code;
   if (typeof e.statusCode === 'number') out.statusCode = e.statusCode;
   const stack = framesOf(e.stack);

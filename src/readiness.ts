@@ -19,6 +19,14 @@ export interface ReadinessOptions {
   clock?: () => number;
 }
 
+/** The first error code along the cause chain (drizzle wraps the driver's error). */
+function codeOf(err: unknown): string | undefined {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+    if (typeof e.code === 'string') return e.code;
+  }
+  return undefined;
+}
+
 export type CheckName = 'draining' | 'listeners' | 'database' | 'ingest';
 
 export interface ReadinessResult {
@@ -42,7 +50,7 @@ export function createReadiness({ ping, dbTimeoutMs = 2_000, ingest, awaitListen
       timer.unref?.();
       ping().then(
         () => resolve(undefined),
-        (err: unknown) => resolve(`unreachable (${(err as { code?: string })?.code ?? 'error'})`),
+        (err: unknown) => resolve(`unreachable (${codeOf(err) ?? 'error'})`),
       ).finally(() => clearTimeout(timer));
     }).finally(() => {
       inFlight = undefined;

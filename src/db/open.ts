@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config.ts';
 import { openPglite, openPostgres, type Database } from './client.ts';
+import { protectDataDir } from '../lib/private-dir.ts';
 import { lockDataDir } from './data-dir-lock.ts';
 import { enableTimescale } from './timescale.ts';
 
@@ -32,10 +33,13 @@ export async function openDatabase(
       throw err;
     }
   }
+  protectDataDir(config.DATA_DIR);
   const lock = lockDataDir(config.DATA_DIR);
   try {
     const lite = await openPglite({ dataDir: config.DATA_DIR });
     await lite.migrate();
+    // A new database's files come out of PGlite's image readable by all; what it writes later follows the umask.
+    protectDataDir(config.DATA_DIR);
     log.info({ driver: 'pglite', dataDir: config.DATA_DIR }, 'database ready');
     // PGlite has no autovacuum: without it the planner never gets index-only scans and stale
     // statistics (measured in bench/http-api: counts 33 ms → 19 ms at 100k devices).

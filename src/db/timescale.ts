@@ -21,6 +21,16 @@ export async function enableTimescale(db: Db, log: { warn(obj: object, msg: stri
   }
 }
 
+/**
+ * The edition of the TimescaleDB the server runs (`timescaledb.license`): 'timescale' (community:
+ * compression and retention policies) or 'apache' (Apache-2 edition: hypertables and drop_chunks,
+ * no policies). An unreadable setting counts as 'apache'.
+ */
+export async function timescaleLicense(db: Db): Promise<string> {
+  const rows = rowsOf<{ license: string | null }>(await db.execute(sql`select current_setting('timescaledb.license', true) as license`));
+  return rows[0]?.license || 'apache';
+}
+
 /** Both drivers return rows, one as an array, the other under `rows`. */
 export function rowsOf<T>(result: unknown): T[] {
   if (Array.isArray(result)) return result as T[];

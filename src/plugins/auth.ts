@@ -39,9 +39,10 @@ function bearer(req: FastifyRequest): string {
 /**
  * Project-API tokens (http-api.md §2): JWTs naming the project and the principal, checked on every
  * request before the body is read; the principal must still exist (a deleted app's tokens die).
+ * A token without `exp` is refused even when its signature is right: every token issued here expires.
  */
 export async function registerAuth(app: FastifyInstance, opts: { secret: string; auth: AuthService }) {
-  await app.register(fastifyJwt, { secret: opts.secret, sign: { algorithm: 'HS256' }, verify: { algorithms: ['HS256'] } });
+  await app.register(fastifyJwt, { secret: opts.secret, sign: { algorithm: 'HS256' }, verify: { algorithms: ['HS256'], requiredClaims: ['exp'] } });
 
   app.addHook('onRequest', async (req) => {
     const access = req.routeOptions.config.access;

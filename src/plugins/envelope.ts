@@ -45,22 +45,6 @@ function sendJson(reply: FastifyReply, status: number, body: object) {
 const LOCATION: Record<string, string> = { body: '', querystring: 'query.', params: 'path.', headers: 'header.' };
 
 /**
- * The error as it may be logged: drizzle puts every query parameter (password hashes, device
- * tokens) into its message, so only the SQL and the driver's own message and code are kept.
- */
-export function loggableError(err: unknown): Record<string, unknown> {
-  const e = err as { name?: string; message?: string; code?: string; stack?: string; cause?: { message?: string; code?: string } };
-  const message = String(e?.message ?? err).split('\nparams:')[0];
-  return {
-    type: e?.name,
-    message,
-    ...(e?.code ? { code: e.code } : {}),
-    ...(e?.cause ? { cause: { message: e.cause.message, code: e.cause.code } } : {}),
-    stack: e?.stack?.split('\n').filter((l) => l.trimStart().startsWith('at ')).join('\n'),
-  };
-}
-
-/**
  * The envelope and error rules of http-api.md §1: business failures answer 200 with
  * `result: false`; 401 and 429 keep their status; unknown routes and invalid JSON answer 404.
  */
@@ -120,7 +104,8 @@ export function registerEnvelope(app: FastifyInstance, bodyLimit: number) {
     if (status >= 400 && status < 500) {
       return sendJson(reply, 200, failure(400, err.message || 'Invalid request'));
     }
-    req.log.error({ err: loggableError(err) }, 'unhandled error');
+    // The logger's error serializer (src/logger.ts) keeps query parameters out of the log.
+    req.log.error({ err }, 'unhandled error');
     return sendJson(reply, 500, { ...failure(500, 'Internal server error'), request_id: String(req.id) });
   });
 }

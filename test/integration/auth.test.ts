@@ -144,7 +144,7 @@ describe('bearer tokens', () => {
   it("answers 401 to a token whose principal does not exist in the token's project", async () => {
     const other = await createProject(ctx, 'elsewhere');
     // A real app id, but claimed for another project: the principal must exist in that project.
-    const crossed = ctx.app.jwt.sign({ pid: other.project.id, kind: 'app', sub: p.project.app.app_id, ts: Date.now() });
+    const crossed = ctx.app.jwt.sign({ pid: other.project.id, kind: 'app', sub: p.project.app.app_id, ts: Date.now() }, { expiresIn: 60 });
     expect401(await withAuthorization(`Bearer ${crossed}`), /revoked/);
   });
 
@@ -187,7 +187,7 @@ describe('login rate limit', () => {
 
   it('does not limit calls made with a token', async () => {
     const project = await limited.services.projects.create({ name: 'busy' });
-    const token = limited.app.jwt.sign({ pid: project.id, kind: 'app', sub: project.app.app_id, ts: Date.now() });
+    const token = limited.app.jwt.sign({ pid: project.id, kind: 'app', sub: project.app.app_id, ts: Date.now() }, { expiresIn: 60 });
     const api = client(limited.app, token);
     for (let i = 0; i < 6; i++) expectOk(await api.get('/api/v1/project'));
   });

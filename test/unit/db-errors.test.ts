@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { appErrorOfDatabase } from '../../src/db/errors.ts';
-import { loggableError } from '../../src/plugins/envelope.ts';
+import { serializeError } from '../../src/logger.ts';
 
 /** drizzle wraps the driver's error; the parameters end up in the message. */
 function drizzleError(code: string, params: string) {
@@ -17,7 +17,7 @@ describe('database errors', () => {
   });
 
   it('are logged without their query parameters', () => {
-    const logged = JSON.stringify(loggableError(drizzleError('22P02', '$argon2id$v=19$m=19456,t=2,p=1$secret-hash')));
+    const logged = JSON.stringify(serializeError(drizzleError('22P02', '$argon2id$v=19$m=19456,t=2,p=1$secret-hash')));
     expect(logged).not.toContain('argon2id');
     expect(logged).toContain('Failed query: insert into');
     expect(logged).toContain('22P02');

@@ -1,6 +1,6 @@
 import { sql, type SQL } from 'drizzle-orm';
 import { runPrepared, type Db, type Tx } from '../client.ts';
-import { rowsOf } from '../timescale.ts';
+import { rowsOf, timescaleLicense } from '../timescale.ts';
 import type { AttrDataType, AttrType } from './attribute-values.repository.ts';
 
 /**
@@ -108,6 +108,9 @@ function insertQuery(rows: TelemetryRow[]): SQL | undefined {
     from jsonb_to_recordset(${JSON.stringify(reports)}::jsonb) as r(p text, d text, t int8, v jsonb)
     cross join lateral jsonb_each(r.v) as e`;
 }
+
+/** What the start applied: policies only with the community edition of TimescaleDB. */
+export type TimescalePolicies = { mode: 'partitioned' } | { mode: 'timescale'; license: string; policies: boolean };
 
 export function createHistoryRepository(db: Db) {
   let mode: HistoryMode | undefined;
@@ -319,11 +322,15 @@ export function createHistoryRepository(db: Db) {
 
     /**
      * TimescaleDB settings of the server (chunk interval, compression after N days, retention):
-     * applied at start, replacing the previous policies when they differ.
+     * applied at start, replacing the previous policies when they differ. The Apache-2 edition has
+     * no policies (calling them raises "not supported under the current "apache" license"): there
+     * only the chunk interval is set, and the retention job (retention.ts) drops old chunks itself.
      */
-    async applyTimescalePolicies(opts: { chunkHours: number; compressAfterDays: number; retentionDays: number }): Promise<void> {
-      if ((await detect()) !== 'timescale') return;
+    async applyTimescalePolicies(opts: { chunkHours: number; compressAfterDays: number; retentionDays: number }): Promise<TimescalePolicies> {
+      if ((await detect()) !== 'timescale') return { mode: 'partitioned' };
       await db.execute(sql`select set_chunk_time_interval('attribute_history', ${opts.chunkHours}::int * interval '1 hour')`);
+      const license = await timescaleLicense(db);
+      if (license !== 'timescale') return { mode: 'timescale', license, policies: false };
       await db.execute(sql`select remove_compression_policy('attribute_history', if_exists => true)`);
       if (opts.compressAfterDays > 0) {
         await db.execute(sql.raw(
@@ -335,6 +342,7 @@ export function createHistoryRepository(db: Db) {
       if (opts.retentionDays > 0) {
         await db.execute(sql`select add_retention_policy('attribute_history', ${opts.retentionDays}::int * interval '1 day')`);
       }
+      return { mode: 'timescale', license, policies: true };
     },
   };
 }

@@ -47,7 +47,7 @@ export function createPresenceService({ repo, bus, logger, clock = Date.now, flu
       try {
         await repo.apply(batch);
       } catch (err) {
-        logger.error({ err: { message: (err as Error).message } }, 'presence flush failed; will retry');
+        logger.error({ err }, 'presence flush failed; will retry');
         // Put the batch back under anything newer that arrived meanwhile.
         for (const row of batch) {
           const newer = pending.get(row.deviceId);

@@ -136,7 +136,7 @@ export function createCurrentCache({ db, history, clock = Date.now, flushMs = 1_
     start() {
       timer = setInterval(() => {
         if (!pending.size) return;
-        flush().catch((err: unknown) => logger?.warn({ err: { message: (err as Error)?.message } }, 'current values not written; retrying'));
+        flush().catch((err: unknown) => logger?.warn({ err }, 'current values not written; retrying'));
       }, flushMs);
       timer.unref();
     },

@@ -3,6 +3,7 @@ import type { AttributeModelRow } from '../../db/repositories/device-types.repos
 import type { DevicesRepository } from '../../db/repositories/devices.repository.ts';
 import type { Aggregate, HistoryRepository } from '../../db/repositories/history.repository.ts';
 import { BadRequest } from '../../errors.ts';
+import { csvCell } from '../../lib/csv.ts';
 import { TtlCache } from '../../lib/ttl-cache.ts';
 import type { Scope } from '../auth/principal.ts';
 import { deviceInScope } from '../devices/device-in-scope.ts';
@@ -44,11 +45,6 @@ export function resolveRange(q: RangeQuery, now: number): { from: number; to: nu
   const to = q.end_time ?? now;
   return { from: to - MAX_RANGE_MS, to };
 }
-
-const csvCell = (v: unknown): string => {
-  const text = typeof v === 'string' ? v : JSON.stringify(v);
-  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
-};
 
 /** Reads of attribute telemetry: current values with their models, series, aggregates, CSV. */
 export function createHistoryService({ history, values, devices, attributeModels, clock = Date.now }: HistoryServiceDeps) {
@@ -147,7 +143,7 @@ export function createHistoryService({ history, values, devices, attributeModels
           // A page boundary must not split one millisecond: the next page starts after the last whole one.
           const last = rows.at(-1)!.ts;
           const whole = rows.length === EXPORT_PAGE && rows[0]!.ts !== last ? rows.filter((r) => r.ts !== last) : rows;
-          yield whole.map((r) => `${r.ts},${new Date(r.ts).toISOString()},${r.identifier},${csvCell(r.value)}\n`).join('');
+          yield whole.map((r) => `${r.ts},${new Date(r.ts).toISOString()},${csvCell(r.identifier)},${csvCell(r.value)}\n`).join('');
           if (rows.length < EXPORT_PAGE) return;
           after = whole.at(-1)!.ts;
         }

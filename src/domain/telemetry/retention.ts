@@ -67,7 +67,7 @@ export function createRetention({ db, history, settings, defaultDays, clock = Da
       .then((r) => {
         if (r.dropped || r.projects) logger?.info(r, 'history retention applied');
       })
-      .catch((err: unknown) => logger?.warn({ err: { message: (err as Error)?.message } }, 'history retention failed; retrying later'))
+      .catch((err: unknown) => logger?.warn({ err }, 'history retention failed; retrying later'))
       .finally(() => {
         running = undefined;
       });
