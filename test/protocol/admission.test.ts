@@ -202,5 +202,5 @@ describe('guessed credentials', () => {
     // Every guess was refused as bad credentials (return code 4), never let in.
     expect(codes.get(0)).toBeUndefined();
     expect(codes.get(4)).toBeGreaterThan(256);
-  });
+  }, 120_000);
 });
