@@ -24,7 +24,7 @@ import { randomToken } from '../src/lib/ids.ts';
 import { createServices } from '../src/services.ts';
 import { Sensors } from '../simulator/device.ts';
 import { closeFleet, connectFleet, percentile, type Credentials } from './lib/mqtt-load.ts';
-import { cpuByPid, cpuBetween, cpuMsOf, freePort, machineBusyMs, memoryOf, spawnEntry, tail, waitForPort, type Child } from './lib/mqtt-proc.ts';
+import { BENCH_ADMISSION, cpuByPid, cpuBetween, cpuMsOf, freePort, machineBusyMs, memoryOf, spawnEntry, tail, waitForPort, type Child } from './lib/mqtt-proc.ts';
 import { seedMqttDevices } from './lib/mqtt-seed.ts';
 import { benchRun } from './lib/run.ts';
 
@@ -173,6 +173,7 @@ async function startOurs(): Promise<{ child: Child; port: number }> {
     JWT_SECRET: randomToken(48),
     // Devices report as fast as they are acknowledged: the per-device limit must not be what is measured.
     MQTT_RATE_LIMIT: '100000',
+    ...BENCH_ADMISSION,
     // Tuning experiments: the pipeline's settings pass through (INGEST_CONCURRENCY=4 npm run bench:ingest).
     ...Object.fromEntries(Object.entries(process.env).filter(([k]) => /^(INGEST|HISTORY)_/.test(k))),
   }, path.join(tmp, 'ours.log'), CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`] : []);

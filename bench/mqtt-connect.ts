@@ -24,7 +24,7 @@ import { createServices } from '../src/services.ts';
 import type { MqttClient } from 'mqtt';
 import { Sensors } from '../simulator/device.ts';
 import { closeFleet, connectFleet, percentile, reportLoad, subscribeFleet, type Credentials, type FleetEvents, type ReportRun } from './lib/mqtt-load.ts';
-import { cpuBetween, cpuByPid, cpuMsOf, ephemeralPorts, freePort, localPortsTo, machineBusyMs, openFilesLimit, spawnEntry, tail, waitForPort, type Child, type Memory } from './lib/mqtt-proc.ts';
+import { BENCH_ADMISSION, cpuBetween, cpuByPid, cpuMsOf, ephemeralPorts, freePort, localPortsTo, machineBusyMs, openFilesLimit, spawnEntry, tail, waitForPort, type Child, type Memory } from './lib/mqtt-proc.ts';
 import { seedMqttDevices } from './lib/mqtt-seed.ts';
 import { benchRun } from './lib/run.ts';
 
@@ -391,6 +391,7 @@ async function startOurs(): Promise<{ child: Child; port: number; base: string }
     LOG_LEVEL,
     JWT_SECRET: randomToken(48),
     ...(perDevice > 50 ? { MQTT_RATE_LIMIT: String(perDevice) } : {}),
+    ...BENCH_ADMISSION,
   }, path.join(tmp, 'ours.log'), CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`] : []);
   await waitForPort(httpPort, child, 120_000);
   await waitForPort(mqttPort, child, 60_000);

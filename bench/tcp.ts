@@ -24,6 +24,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { sql } from 'drizzle-orm';
 import { pino } from 'pino';
+import { createAdmission } from '../mqtt-broker/admission.ts';
 import { createBroker } from '../mqtt-broker/broker.ts';
 import { createTcpListener } from '../mqtt-broker/tcp/listener.ts';
 import { openDatabase } from '../src/db/open.ts';
@@ -125,10 +126,12 @@ try {
   console.log(`bench/tcp: load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} on ${os.cpus().length} CPUs`);
   console.log(`bench/tcp: ${database.driver}, ${N} devices seeded in ${(performance.now() - seeded).toFixed(0)} ms; ${RATE} frames/s of ${FRAME} bytes, ${WARMUP} s warm-up + ${DURATION} s per transport, frame gap ${GAP} ms`);
 
-  const broker = await createBroker({ services, logger: log });
+  // Every simulated device connects from 127.0.0.1: that one address may hold them all (mqtt-broker/admission.ts).
+  const admission = createAdmission({ pendingPerAddress: 1_000_000, pendingMax: 1_000_000, loginRate: 1_000_000, loginBurst: 1_000_000 });
+  const broker = await createBroker({ services, logger: log, admission });
   const mqttServer = net.createServer((socket) => broker.handleConnection(socket));
   await new Promise<void>((resolve) => mqttServer.listen(0, '127.0.0.1', resolve));
-  const tcp = createTcpListener({ services, logger: log });
+  const tcp = createTcpListener({ services, logger: log, admission });
   const tcpAddress = await tcp.listen(0, '127.0.0.1');
 
   // Every recorded upstream frame: its latency from the send time it carries.
