@@ -56,8 +56,12 @@ export interface NetGuard {
 export class AddressNotAllowed extends Error {
   override name = 'AddressNotAllowed';
   readonly code = 'EADDRNOTALLOWED';
-  constructor(readonly address: string) {
-    super(`address ${address} is not allowed`);
+  /** `host`: an IP literal, or the name whose addresses were refused (`viaName`). */
+  constructor(
+    readonly host: string,
+    readonly viaName = false,
+  ) {
+    super(viaName ? `host ${host} resolves to an address that is not allowed` : `address ${host} is not allowed`);
   }
 }
 
@@ -98,7 +102,8 @@ export function createNetGuard({ allow = [], resolve = systemResolver }: { allow
       const family = isIP(host);
       const addresses: LookupAddress[] = family ? [{ address: host, family }] : await resolve(host);
       if (!addresses.length) throw Object.assign(new Error(`${host} has no address`), { code: 'ENOTFOUND' });
-      for (const a of addresses) if (!allowed(a.address)) throw new AddressNotAllowed(family ? host : `${host} (${a.address})`);
+      // The address a name resolved to is not told: the resolver may know names of the private network.
+      for (const a of addresses) if (!allowed(a.address)) throw new AddressNotAllowed(host, !family);
       return addresses;
     },
   };

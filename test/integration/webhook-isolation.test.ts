@@ -99,8 +99,13 @@ describe('webhook targets on a default-configured server', () => {
       expect(body.errmsg ?? body.message ?? JSON.stringify(body), url).toMatch(/not allowed/);
     }
     expect(expectOk(await p.api.get('/api/v1/notification_targets')).items).toEqual([]);
-    // A name that does not resolve is refused too, with its own message.
-    expect(JSON.stringify(expectFailure(await p.api.post('/api/v1/notification_target', { name: 'x', url: 'https://nowhere.example.com/' }), 400))).toMatch(/does not resolve/);
+    // A name that does not resolve gets the same answer as one resolving to a private address, and
+    // the address a name resolved to is not told.
+    const unknown = JSON.stringify(expectFailure(await p.api.post('/api/v1/notification_target', { name: 'x', url: 'https://nowhere.example.com/' }), 400));
+    const inside = JSON.stringify(expectFailure(await p.api.post('/api/v1/notification_target', { name: 'x', url: 'https://metadata.example.com/' }), 400));
+    expect(unknown.replaceAll('nowhere', 'metadata')).toBe(inside);
+    expect(inside).toMatch(/host metadata.example.com is not allowed/);
+    expect(inside).not.toMatch(/169\.254/);
 
     const t = expectOk(await p.api.post('/api/v1/notification_target', { name: 'ok', url: 'https://hooks.example.com/alarms' }));
     for (const url of ['http://0x7f000001/', 'http://[::ffff:169.254.169.254]/', `http://localhost:${hook.port}/`]) {

@@ -102,7 +102,10 @@ async function checkUrl(guard: NetGuard, url: string) {
   try {
     await guard.check(parsed.hostname);
   } catch (err) {
-    const message = err instanceof AddressNotAllowed ? `${err.message} (private, loopback, link-local and other non-public addresses are refused)` : `host ${parsed.hostname} does not resolve`;
+    // A name that does not resolve gets the same answer as one resolving to a private address: the
+    // server's resolver may know the private network's names, and their existence is not for tenants.
+    const refused = err instanceof AddressNotAllowed && !err.viaName ? err.message : `host ${parsed.hostname} is not allowed: it must resolve to public addresses`;
+    const message = `${refused} (loopback, private, link-local and other non-public addresses are refused)`;
     throw new BadRequest(`Invalid notification target: url: ${message}`, [{ path: 'url', message }]);
   }
 }
