@@ -64,14 +64,15 @@ export async function createPrivatePostgres(): Promise<PrivatePostgres | undefin
 
 /**
  * A database nobody else uses: with TEST_DATABASE_URL a private PostgreSQL database
- * (createPrivatePostgres) dropped when it is closed, else the private embedded PGlite.
+ * (createPrivatePostgres, its `url` given) dropped when it is closed, else the private embedded PGlite.
  */
-export async function openPrivateTestDatabase(): Promise<Database> {
+export async function openPrivateTestDatabase(): Promise<Database & { url?: string }> {
   const own = await createPrivatePostgres();
   if (!own) return openTestDatabase();
   const database = await openPostgres(own.url, { max: 4 });
   return {
     ...database,
+    url: own.url,
     close: async () => {
       try {
         await database.close();

@@ -2,13 +2,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeviceIdentity } from '../../src/domain/devices/device-identity.ts';
 import { createServices } from '../../src/services.ts';
 import { createProject, createTestApp, expectFailure, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import { openPrivateTestDatabase } from '../helpers/db.ts';
 
 let now = 1_700_000_000_000;
 const clock = () => now;
 let ctx: TestContext;
 
 beforeAll(async () => {
-  ctx = await createTestApp({}, { clock, settings: { alarmNotify: { allowNetworks: '127.0.0.0/8' } } });
+  // A database of its own: a restart below sets every device of the database offline.
+  ctx = await createTestApp({}, { clock, database: await openPrivateTestDatabase(), settings: { alarmNotify: { allowNetworks: '127.0.0.0/8' } } });
 });
 afterAll(async () => {
   await ctx?.services.alarms.stop();

@@ -3,12 +3,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rowsOf } from '../../src/db/timescale.ts';
 import { createServices } from '../../src/services.ts';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import { openPrivateTestDatabase } from '../helpers/db.ts';
 
 /** Current values of fresh reports wait in memory and are written once per interval (issue #4). */
 let ctx: TestContext;
 let p: ProjectFixture;
 beforeAll(async () => {
-  ctx = await createTestApp();
+  // A database of its own: a day partition is dropped below.
+  ctx = await createTestApp({}, { database: await openPrivateTestDatabase() });
   p = await createProject(ctx);
 });
 afterAll(() => ctx?.close());

@@ -1,6 +1,7 @@
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createProject, createTestApp, expectOk, type TestContext } from '../helpers/app.ts';
+import { openPrivateTestDatabase } from '../helpers/db.ts';
 
 /**
  * The ingest pipeline when PostgreSQL drops its connections mid-stream (a restart, a failover): the
@@ -14,8 +15,10 @@ describe.skipIf(!url)('telemetry ingest across dropped database connections', ()
   let ctx: TestContext;
   let admin: postgres.Sql;
   beforeAll(async () => {
-    ctx = await createTestApp({}, { settings: { ingestBatchSize: 50, ingestBatchDelayMs: 2 } });
-    admin = postgres(url!, { max: 1, onnotice: () => {} });
+    // A database of its own: every other connection to it is ended below.
+    const database = await openPrivateTestDatabase();
+    ctx = await createTestApp({}, { database, settings: { ingestBatchSize: 50, ingestBatchDelayMs: 2 } });
+    admin = postgres(database.url!, { max: 1, onnotice: () => {} });
   });
   afterAll(async () => {
     await admin?.end({ timeout: 5 });

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
+import { createPrivatePostgres, type PrivatePostgres } from '../helpers/db.ts';
 import { spawnTs, type Spawned } from '../helpers/process.ts';
 
 /**
@@ -15,10 +16,14 @@ const PLATFORM_TOKEN = 'durability-platform-token-0123';
 const dirs: string[] = [];
 const procs: Spawned[] = [];
 const clients: MqttClient[] = [];
-afterAll(() => {
+/** With TEST_DATABASE_URL, a database of its own: the server sets every device of its database offline at start. */
+let pg: PrivatePostgres | undefined;
+afterAll(async () => {
   for (const c of clients) c.end(true);
   for (const p of procs) p.child.kill('SIGKILL');
+  await Promise.all(procs.map((p) => p.exit()));
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  await pg?.drop();
 });
 
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'iot-durability-'));
@@ -27,7 +32,7 @@ dirs.push(dataDir);
 async function startServer() {
   const server = spawnTs('src/main.ts', [], {
     DATA_DIR: dataDir,
-    ...(process.env.TEST_DATABASE_URL ? { DATABASE_URL: process.env.TEST_DATABASE_URL } : {}),
+    ...(pg ? { DATABASE_URL: pg.url } : {}),
     HOST: '127.0.0.1',
     HTTP_PORT: '0',
     MQTT_PORT: '0',
@@ -57,6 +62,7 @@ async function call(base: string, method: string, url: string, token: string, bo
 
 describe('a hard kill of the server process', () => {
   it('loses no acknowledged report and no queued command', async () => {
+    pg = await createPrivatePostgres();
     let { server, http, mqttUrl } = await startServer();
     const project = await call(http, 'POST', '/platform/v1/projects', PLATFORM_TOKEN, { name: 'durability' });
     const login = await fetch(`${http}/api/v1/access_token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(project.app) }).then((r) => r.json());
