@@ -5,10 +5,13 @@ import { NotFound } from '../../errors.ts';
 import { randomToken } from '../../lib/ids.ts';
 import { createMachineSecrets, type MachineSecrets } from '../../lib/passwords.ts';
 import type { Scope } from '../auth/principal.ts';
+import type { EventBus } from '../events/event-bus.ts';
 
 export interface ViewKeyServiceDeps {
   db: Db;
   clock?: () => number;
+  /** Told when the secret changes, so subscribers of the old one are disconnected. */
+  bus?: Pick<EventBus, 'emit'>;
   viewKeys?: ViewKeysRepository;
   /** How the view secret is hashed and verified (passwords.ts); default: argon2id, as without a server secret. */
   machineSecrets?: MachineSecrets;
@@ -25,7 +28,7 @@ const MAX_INPUT = 256;
  * (device-protocol.md §9). The key appears in every subscribed topic, so it stays stable across
  * secret rotations unless the caller asks for a new one; the secret is shown once and stored hashed.
  */
-export function createViewKeyService({ db, clock = Date.now, viewKeys = createViewKeysRepository(db), machineSecrets = createMachineSecrets(undefined) }: ViewKeyServiceDeps) {
+export function createViewKeyService({ db, clock = Date.now, bus, viewKeys = createViewKeysRepository(db), machineSecrets = createMachineSecrets(undefined) }: ViewKeyServiceDeps) {
 
   return {
     async get(scope: Scope) {
@@ -47,6 +50,8 @@ export function createViewKeyService({ db, clock = Date.now, viewKeys = createVi
         try {
           const ok = await viewKeys.set(scope.projectId, { ...(newKey ? { viewKey } : {}), viewSecretHash, updateTime: clock() });
           if (!ok) throw new NotFound('Project');
+          // Subscribers logged in with the old secret (or key) are disconnected at once.
+          bus?.emit('project.viewers_revoked', { projectId: scope.projectId });
           return { view_key: viewKey, view_secret: viewSecret };
         } catch (err) {
           if (!newKey || attempt >= 2 || !uniqueViolation(err)?.includes('view_key')) throw err;
