@@ -160,6 +160,26 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     },
   });
 
+  /**
+   * Revocation of application subscribers (a new view secret, a deleted project): their connections
+   * close at once, and a login checked against the old secret while it changed is refused. Revocations
+   * are numbered; a viewer remembers the number current when its login began.
+   */
+  const viewerClients = new Map<string, Set<Client>>();
+  const viewerSince = new WeakMap<Client, number>();
+  const viewersRevokedAt = new Map<string, number>();
+  let revocations = 0;
+  const viewersRevoked = (projectId: string, since: number) => (viewersRevokedAt.get(projectId) ?? 0) > since;
+  function revokeViewers({ projectId }: { projectId: string }) {
+    if (viewersRevokedAt.size >= 100_000) viewersRevokedAt.clear();
+    viewersRevokedAt.set(projectId, ++revocations);
+    const set = viewerClients.get(projectId);
+    if (!set) return;
+    log.info({ projectId, viewers: set.size }, 'closing application subscribers: credentials revoked');
+    for (const client of set) client.close();
+  }
+  const offRevocations = [services.bus.on('project.viewers_revoked', revokeViewers), services.bus.on('project.deleted', revokeViewers)];
+
   // Gateways and their sub-devices (device-protocol.md §8).
   const gateways = createGatewayHub({ services, log, clock });
   /** A device may subscribe to the downstream device topics, and a gateway also to the gateway ones. */
@@ -308,10 +328,14 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     const token = username ?? '';
     const projectKey = password?.toString('utf8') ?? '';
     if (token.length === VIEW_KEY_LENGTH) {
+      const since = revocations;
       viewerHooks.authenticate(token, projectKey).then(
         (viewer) => {
           if (!viewer) return refuse(4, 'bad user name or password');
+          // The secret was changed (or the project deleted) while this login was being checked.
+          if (viewersRevoked(viewer.projectId, since)) return refuse(4, 'bad user name or password');
           viewers.set(client, { projectId: viewer.projectId, viewKey: token });
+          viewerSince.set(client, since);
           callback(null, true);
         },
         (err: unknown) => {
@@ -433,7 +457,14 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   // online (and reachable) by the time it knows it is connected.
   aedes.on('client', (client) => {
     const viewer = viewers.get(client);
-    if (viewer) return viewerHooks.connected(viewer);
+    if (viewer) {
+      viewerHooks.connected(viewer);
+      if (viewersRevoked(viewer.projectId, viewerSince.get(client) ?? 0)) return client.close();
+      let set = viewerClients.get(viewer.projectId);
+      if (!set) viewerClients.set(viewer.projectId, (set = new Set()));
+      set.add(client);
+      return;
+    }
     const state = states.get(client);
     if (!state) return;
     const { identity } = state;
@@ -468,6 +499,8 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     const viewer = viewers.get(client);
     if (viewer) {
       viewers.delete(client);
+      const set = viewerClients.get(viewer.projectId);
+      if (set?.delete(client) && !set.size) viewerClients.delete(viewer.projectId);
       return viewerHooks.disconnected(viewer);
     }
     const state = states.get(client);
@@ -526,6 +559,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     },
     close: () => {
       viewerHooks.close();
+      for (const off of offRevocations) off();
       gateways.close();
       return new Promise<void>((resolve) => aedes.close(() => resolve()));
     },

@@ -94,6 +94,7 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
   const sessions = createSessionRegistry();
   // A reset token or a deleted device ends its live connection at once (device-protocol.md §1).
   bus.on('device.credentials_revoked', ({ deviceId }) => sessions.kick(deviceId, 'credentials revoked'));
+  bus.on('project.deleted', ({ projectId }) => sessions.kickProject(projectId, 'project deleted'));
   const machineSecrets = createMachineSecrets(serverSecret);
   const auth = createAuthService({ credentials: createCredentialsRepository(db), apps: createAppsRepository(db), machineSecrets, clock });
   const projectsRepo = createProjectsRepository(db);
@@ -217,7 +218,7 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
     /** The same service under the name the control and application routes use. */
     dataPush: dataStreams,
     auth,
-    projects: createProjectsService({ projects: projectsRepo, auth, clock }),
+    projects: createProjectsService({ projects: projectsRepo, auth, bus, clock }),
     devices,
     extendInfos: createExtendInfosService({ devices: devicesRepo, infos: createDeviceInfosRepository(db), clock }),
     deviceTypes,
@@ -227,7 +228,7 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
     customers: createCustomersService({ db, clock, auth }),
     apps: createAppsService({ db, clock, auth, machineSecrets }),
     admins: createAdminsService({ db, clock, auth }),
-    viewKey: createViewKeyService({ db, clock, machineSecrets }),
+    viewKey: createViewKeyService({ db, clock, bus, machineSecrets }),
     alarms,
   };
 }

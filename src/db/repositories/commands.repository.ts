@@ -75,16 +75,28 @@ export function createCommandsRepository(db: Db) {
     },
 
     /**
-     * On connect: the device's queued commands that are still alive become sent, in one statement.
+     * On connect: the device's oldest `limit` queued commands that are still alive become sent, in one
+     * statement (a page: a device's queue is delivered page by page, so it is never loaded whole).
      * Commands queued without a time to live are in the middle of their own send() and are left alone.
      */
-    async claimQueued(projectId: string, deviceId: string, now: number): Promise<CommandRow[]> {
+    async claimQueued(projectId: string, deviceId: string, now: number, limit: number): Promise<CommandRow[]> {
+      const alive = and(ofDevice(projectId, deviceId), eq(commands.state, 'queued'), sql`${commands.expireTime} > ${now}`);
+      const page = db.select({ id: commands.id }).from(commands).where(alive).orderBy(commands.createTime, commands.seq, commands.id).limit(limit);
       const rows = await db
         .update(commands)
         .set({ state: 'sent', sentTime: now, updateTime: now })
-        .where(and(ofDevice(projectId, deviceId), eq(commands.state, 'queued'), sql`${commands.expireTime} > ${now}`))
+        .where(and(alive, inArray(commands.id, page)))
         .returning();
       return rows.sort((a, b) => a.createTime - b.createTime || a.seq - b.seq || (a.id < b.id ? -1 : 1));
+    },
+
+    /** Commands of the device waiting to be delivered (with a time to live). */
+    async countQueued(projectId: string, deviceId: string): Promise<number> {
+      const [row] = await db
+        .select({ n: sql<number>`count(*)::int` })
+        .from(commands)
+        .where(and(ofDevice(projectId, deviceId), eq(commands.state, 'queued')));
+      return row?.n ?? 0;
     },
 
     async expireQueuedOf(projectId: string, deviceId: string, now: number): Promise<number> {

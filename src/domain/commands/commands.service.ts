@@ -25,6 +25,10 @@ export const COMMAND_LIMITS = {
   timeoutMaxSeconds: 3600,
   timeoutDefaultSeconds: 30,
   syncWaitMaxSeconds: 60,
+  /** Commands one device may have waiting for it (queued with a `ttl`); more are refused. */
+  queuedPerDevice: 100,
+  /** Queued commands delivered per page on connect: a long queue is never loaded whole. */
+  deliveryPage: 20,
 } as const;
 
 /** Commands queued without a time to live exist only while their send() runs; older ones were cut short. */
@@ -193,6 +197,10 @@ export function createCommandsService({ db, devices, sessions, bus, presence, cl
   }
 
   async function insertOnce(projectId: string, deviceId: string, cmd: ReturnType<typeof checkInput>, now: number): Promise<CommandRow> {
+    // Inserts of one device run one at a time (oneAtATime): the count cannot race on this node.
+    if (cmd.ttl !== undefined && (await repo.countQueued(projectId, deviceId)) >= COMMAND_LIMITS.queuedPerDevice) {
+      throw new Conflict(`At most ${COMMAND_LIMITS.queuedPerDevice} commands may wait for one device`, [{ path: 'ttl', message: 'too many queued commands' }]);
+    }
     // An allocated seq can lose a race with a send on another node: pick again.
     for (let attempt = 1; ; attempt++) {
       let seq = cmd.id;
@@ -322,21 +330,24 @@ export function createCommandsService({ db, devices, sessions, bus, presence, cl
     async deliverQueued(identity: Pick<DeviceIdentity, 'deviceId' | 'projectId'>): Promise<number> {
       const session = sessions.get(identity.deviceId);
       if (!session) return 0;
-      const now = clock();
-      await repo.expireQueuedOf(identity.projectId, identity.deviceId, now);
-      const rows = await repo.claimQueued(identity.projectId, identity.deviceId, now);
-      for (const [i, row] of rows.entries()) {
-        try {
-          await publish(session, row);
-        } catch (err) {
-          // The session went away mid-way: what was not published waits for the next connect.
-          logger.warn({ deviceId: identity.deviceId, err: { message: messageOf(err) } }, 'queued command delivery interrupted');
-          await repo.requeue(identity.projectId, rows.slice(i).map((r) => r.id), clock());
-          redeliverIfReplaced(identity.deviceId, identity.projectId, session);
-          return i;
+      await repo.expireQueuedOf(identity.projectId, identity.deviceId, clock());
+      let sent = 0;
+      for (;;) {
+        const rows = await repo.claimQueued(identity.projectId, identity.deviceId, clock(), COMMAND_LIMITS.deliveryPage);
+        for (const [i, row] of rows.entries()) {
+          try {
+            await publish(session, row);
+            sent += 1;
+          } catch (err) {
+            // The session went away mid-way: what was not published waits for the next connect.
+            logger.warn({ deviceId: identity.deviceId, err }, 'queued command delivery interrupted');
+            await repo.requeue(identity.projectId, rows.slice(i).map((r) => r.id), clock());
+            redeliverIfReplaced(identity.deviceId, identity.projectId, session);
+            return sent;
+          }
         }
+        if (rows.length < COMMAND_LIMITS.deliveryPage || sessions.get(identity.deviceId) !== session) return sent;
       }
-      return rows.length;
     },
 
     /**

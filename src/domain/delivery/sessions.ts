@@ -27,6 +27,8 @@ export interface SessionRegistry {
   isOnline(deviceId: string): boolean;
   /** Closes the device's session, if any (token reset, device deleted). */
   kick(deviceId: string, reason: string): void;
+  /** Closes every session of the project's devices (the project was deleted). */
+  kickProject(projectId: string, reason: string): void;
   readonly size: number;
 }
 
@@ -54,6 +56,10 @@ export function createSessionRegistry(): SessionRegistry {
       if (!s) return;
       sessions.delete(deviceId);
       s.close(reason);
+    },
+    kickProject(projectId, reason) {
+      // A rare event: a scan of the live sessions rather than a second index kept on every connect.
+      for (const s of [...sessions.values()]) if (s.projectId === projectId) this.kick(s.deviceId, reason);
     },
     get size() {
       return sessions.size;

@@ -30,19 +30,33 @@ export function createDeviceAuthService({ repo, bus, clock = Date.now, ttlMs = 6
   const revokedAt = new Map<string, number>();
   /** Cache keys of each known device, so a revocation drops its entries without scanning the cache. */
   const keysOf = new Map<string, Set<string>>();
+  /** Devices of each project with cached logins, and the generation at which a project was deleted. */
+  const devicesOf = new Map<string, Set<string>>();
+  const projectRevokedAt = new Map<string, number>();
   const keyOf = (projectKey: string, token: string) => `${projectKey}\u0001${token}`;
 
-  bus.on('device.credentials_revoked', ({ deviceId }) => {
+  function revoke(deviceId: string) {
     for (const key of keysOf.get(deviceId) ?? []) cache.delete(key);
     keysOf.delete(deviceId);
     if (revokedAt.size >= maxEntries) revokedAt.clear();
     revokedAt.set(deviceId, ++generation);
+  }
+  bus.on('device.credentials_revoked', ({ deviceId }) => revoke(deviceId));
+  // A deleted project's logins are never answered from the cache again, those in flight included.
+  bus.on('project.deleted', ({ projectId }) => {
+    for (const deviceId of devicesOf.get(projectId) ?? []) revoke(deviceId);
+    devicesOf.delete(projectId);
+    if (projectRevokedAt.size >= maxEntries) projectRevokedAt.clear();
+    projectRevokedAt.set(projectId, ++generation);
   });
 
-  function remember(key: string, deviceId: string) {
-    let keys = keysOf.get(deviceId);
-    if (!keys) keysOf.set(deviceId, (keys = new Set()));
+  function remember(key: string, identity: DeviceIdentity) {
+    let keys = keysOf.get(identity.deviceId);
+    if (!keys) keysOf.set(identity.deviceId, (keys = new Set()));
     keys.add(key);
+    let devices = devicesOf.get(identity.projectId);
+    if (!devices) devicesOf.set(identity.projectId, (devices = new Set()));
+    devices.add(identity.deviceId);
   }
 
   return {
@@ -57,6 +71,7 @@ export function createDeviceAuthService({ repo, bus, clock = Date.now, ttlMs = 6
       if (cache.size >= maxEntries) {
         cache.clear();
         keysOf.clear();
+        devicesOf.clear();
       }
       const identity = repo.byCredentials(projectKey, accessToken).then((row) =>
         row ? { ...row, connType: row.connType ?? '1' } : undefined,
@@ -66,10 +81,10 @@ export function createDeviceAuthService({ repo, bus, clock = Date.now, ttlMs = 6
       identity.then(
         (id) => {
           if (!id || cache.get(key) !== entry) return;
-          if ((revokedAt.get(id.deviceId) ?? 0) > entry.generation) cache.delete(key);
+          if (Math.max(revokedAt.get(id.deviceId) ?? 0, projectRevokedAt.get(id.projectId) ?? 0) > entry.generation) cache.delete(key);
           else {
             entry.until = clock() + ttlMs;
-            remember(key, id.deviceId);
+            remember(key, id);
           }
         },
         () => {

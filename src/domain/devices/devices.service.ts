@@ -110,6 +110,7 @@ export function createDevicesService({ devices, projects, bus, clock = Date.now,
         groups: row.groups,
         view_token: row.viewToken,
         device_code: row.deviceCode,
+        disabled: row.disabled,
         // A gateway sub-device names its gateway and its address there (device-protocol.md §8).
         gateway: row.gatewayId ? { id: row.gatewayId, address: row.subAddress ?? '' } : null,
       };
@@ -160,20 +161,24 @@ export function createDevicesService({ devices, projects, bus, clock = Date.now,
       return { id, name: input.name };
     },
 
-    async updateInfo(scope: Scope, id: string, patch: { name?: string; descr?: string; device_key?: string }) {
-      await mustGet(scope, id);
+    async updateInfo(scope: Scope, id: string, patch: { name?: string; descr?: string; device_key?: string; disabled?: boolean }) {
+      const before = await mustGet(scope, id);
       const deviceKey = keyOrNull(patch.device_key);
       try {
         await devices.update(scope.projectId, id, {
           ...(patch.name !== undefined ? { name: patch.name } : {}),
           ...(patch.descr !== undefined ? { descr: patch.descr } : {}),
           ...(deviceKey !== undefined ? { deviceKey } : {}),
+          ...(patch.disabled !== undefined ? { disabled: patch.disabled } : {}),
           updateTime: clock(),
         });
       } catch (err) {
         rethrowDuplicate(err);
       }
       bus.emit('device.updated', { projectId: scope.projectId, deviceId: id });
+      // Disabling ends the device's connections and cached logins at once; enabling drops the cached
+      // "disabled" so it may log in again right away.
+      if (patch.disabled !== undefined && patch.disabled !== before.disabled) bus.emit('device.credentials_revoked', { projectId: scope.projectId, deviceId: id });
     },
 
     async mergeTags(scope: Scope, id: string, tags: Record<string, string>) {

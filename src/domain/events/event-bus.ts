@@ -12,7 +12,14 @@ export interface DomainEvents {
   'device.command_reply': { projectId: string; deviceId: string; commandId: string; seq: number; method: string; params: unknown; ts: number };
   /** A custom-data-stream message (device-protocol.md §7), recorded: `up` from the device, `down` sent to it. */
   'device.data': { projectId: string; deviceId: string; identifier: string; direction: 'up' | 'down'; transport: 'mqtt' | 'tcp'; payload: Buffer; ts: number };
-  /** The device's access token changed or the device was deleted: its live sessions must close. */
+  /**
+   * The project is gone: every session of its devices (direct, TCP, gateways and their sub-devices)
+   * and of its application subscribers closes, and no cached login of it is used again.
+   */
+  'project.deleted': { projectId: string };
+  /** The project's view secret changed: application subscribers logged in with the old one are disconnected. */
+  'project.viewers_revoked': { projectId: string };
+  /** The device's access token changed, the device was disabled or deleted: its live sessions must close. */
   'device.credentials_revoked': { projectId: string; deviceId: string };
   /** The device's name or group membership changed (caches of it, such as the alarm evaluator's, read it again). */
   'device.updated': { projectId: string; deviceId: string };

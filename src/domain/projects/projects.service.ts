@@ -3,6 +3,7 @@ import { NotFound } from '../../errors.ts';
 import { newId, randomToken } from '../../lib/ids.ts';
 import { hashSecret } from '../../lib/passwords.ts';
 import type { AuthService } from '../auth/auth.service.ts';
+import type { EventBus } from '../events/event-bus.ts';
 
 export interface CreateProjectInput {
   name: string;
@@ -23,10 +24,12 @@ export interface CreatedProject {
 export interface ProjectsServiceDeps {
   projects: ProjectsRepository;
   auth: Pick<AuthService, 'forgetProject'>;
+  /** Told of a deleted project, so its live connections and cached logins end at once. */
+  bus?: Pick<EventBus, 'emit'>;
   clock?: () => number;
 }
 
-export function createProjectsService({ projects, auth, clock = Date.now }: ProjectsServiceDeps) {
+export function createProjectsService({ projects, auth, bus, clock = Date.now }: ProjectsServiceDeps) {
   return {
     /** Creates a tenant with its first API app and its administrator account `admin`. */
     async create(input: CreateProjectInput): Promise<CreatedProject> {
@@ -88,6 +91,7 @@ export function createProjectsService({ projects, auth, clock = Date.now }: Proj
     async delete(projectId: string) {
       if (!(await projects.delete(projectId))) throw new NotFound('Project');
       auth.forgetProject(projectId);
+      bus?.emit('project.deleted', { projectId });
     },
   };
 }

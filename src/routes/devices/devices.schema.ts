@@ -23,6 +23,8 @@ export const DeviceDetail = Device.extend({
   device_code: z.string(),
   /** A gateway sub-device: its gateway and address; null otherwise. */
   gateway: z.object({ id: z.string(), address: z.string() }).nullable(),
+  /** Extension: a disabled device cannot connect or report. */
+  disabled: z.boolean(),
 });
 
 const idList = z
@@ -55,8 +57,13 @@ export const CreateDeviceBody = z.object({
 export const CreatedDevice = z.object({ id: z.string(), name: z.string() });
 
 export const UpdateInfoBody = z
-  .object({ name: Name.optional(), descr: Descr.optional(), device_key: DeviceKey.optional() })
-  .refine((b) => b.name !== undefined || b.descr !== undefined || b.device_key !== undefined, 'give at least one of name, descr, device_key');
+  .object({
+    name: Name.optional(),
+    descr: Descr.optional(),
+    device_key: DeviceKey.optional(),
+    disabled: z.boolean().optional().describe('Extension: a disabled device cannot connect or report; disabling it ends its connections at once'),
+  })
+  .refine((b) => b.name !== undefined || b.descr !== undefined || b.device_key !== undefined || b.disabled !== undefined, 'give at least one of name, descr, device_key, disabled');
 export const TagsBody = z.object({ tags: Tags });
 export const KeysBody = z.object({ keys: TagKeys });
 export const GroupsBody = z.object({ groups: z.array(Id).max(100) });
