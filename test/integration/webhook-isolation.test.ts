@@ -1,4 +1,9 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import type { LookupAddress } from 'node:dns';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -161,6 +166,30 @@ describe('webhook deliveries with 127.0.0.0/8 allowed', () => {
     const [log] = expectOk(await b.p.api.get('/api/v1/alarm_logs')).items;
     expect(log.notify_logs[0]).toMatchObject({ status: 'failed', error: 'connection failed' });
     expect(JSON.stringify(log.notify_logs)).not.toMatch(/ECONN|fetch/);
+  });
+
+  it('verifies the certificate of an https target: a self-signed one is refused', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'webhook-tls-'));
+    let tls: https.Server | undefined;
+    try {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' });
+      let calls = 0;
+      const server = https.createServer({ key: readFileSync(path.join(dir, 'key.pem')), cert: readFileSync(path.join(dir, 'cert.pem')) }, (_req, res) => {
+        calls++;
+        res.writeHead(200).end();
+      });
+      tls = server;
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const { p, identity } = await alarmSetup(ctx, [`https://localhost:${(server.address() as AddressInfo).port}/tls`]);
+      await ctx.services.currentValues.report(identity, { temp: 35 });
+      await step(ctx);
+      expect(calls).toBe(0);
+      const [log] = expectOk(await p.api.get('/api/v1/alarm_logs')).items;
+      expect(log.notify_logs[0]).toMatchObject({ status: 'failed', error: 'connection failed' });
+    } finally {
+      await new Promise((resolve) => (tls ? tls.close(resolve) : resolve(undefined)));
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('drops the queued and waiting deliveries of a deleted or disabled target', async () => {
