@@ -23,7 +23,9 @@ VOLUME ["/app/data"]
 
 EXPOSE 8080 1883 28801
 
+# Readiness: 503 while the database does not answer, a listener is not bound, reports are held
+# back or the server drains after SIGTERM (/livez only tells that the process answers).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.HTTP_PORT || 8080) + '/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.HTTP_PORT || 8080) + '/readyz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 
 CMD ["npm", "start"]
