@@ -100,13 +100,12 @@ async function open(port = mainPort): Promise<Client> {
 }
 
 async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 5_000) {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
+  await vi.waitFor(async () => {
+    if (!(await check())) throw new Error(`timed out waiting for ${what}`);
+  }, { timeout: timeoutMs, interval: 10 });
 }
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** A pause the test is about (a silence longer than a frame gap, a pace), never a wait for something to happen. */
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Logs a device in and waits until its session is registered. */
 async function login(d: Device, port = mainPort, suffix = '\r\n'): Promise<Client> {
@@ -146,14 +145,18 @@ describe('login', () => {
     expect(online.seen).toEqual([{ projectId: p.project.id, deviceId: d.id, transport: 'tcp', ts: expect.any(Number) }]);
     await ctx.services.presence.flush();
     expect(expectOk(await p.api.get(`/api/v1/device/${d.id}`)).online).toBe(true);
-    await sleep(GAP * 3);
-    expect(c.received).toEqual([]);
+    // The first bytes the device receives are those of a push sent now: the login answered nothing.
+    expectOk(await push(d, { type: 'text', msg: 'first' }));
+    await until(() => Buffer.concat(c.received).length >= 5, 'the push');
+    expect(Buffer.concat(c.received).toString()).toBe('first');
     const offline = capture('device.offline');
     c.socket.end();
     await until(() => offline.seen.length > 0, 'offline');
     offline.off();
     expect(offline.seen[0]).toMatchObject({ deviceId: d.id, transport: 'tcp', reason: 'disconnect' });
     expect(ctx.services.sessions.isOnline(d.id)).toBe(false);
+    await c.closed;
+    expect(Buffer.concat(c.received).toString()).toBe('first');
   });
 
   it('accepts a login without a newline (ended by a pause), and data right after a newline in the same packet', async () => {
@@ -230,8 +233,8 @@ describe('bytes both ways', () => {
     const frame = Buffer.from('01 03 00 00 00 02 c4 0b 00 ff 0a 0d 7b'.replace(/ /g, ''), 'hex');
     await c.write(frame.subarray(0, 5));
     await c.write(frame.subarray(5));
+    // Recorded: the gap has ended the first message, so the next byte starts another.
     const items = await recordedCount(d, 1);
-    await sleep(GAP * 3);
     await c.write(Buffer.from([0x00]));
     const all = await recordedCount(d, 2);
     expect(items[0]).toMatchObject({ direction: 'up', transport: 'tcp', format: 'hex', hex: frame.toString('hex'), size: frame.length });
@@ -308,9 +311,9 @@ describe('stream settings of the device type', () => {
     const d = await newDevice(t);
     const c = await login(d);
     await c.write('{"temp":');
-    await sleep(GAP * 4);
+    await pause(GAP * 4);
     await c.write('21.5,"note":"a}b"}{"hum"');
-    await sleep(GAP * 2);
+    await pause(GAP * 2);
     await c.write(':40}\r\n[1,2]');
     const items = await recordedCount(d, 3, 'telemetry');
     expect(items.map((m) => [m.format, m.data])).toEqual([
@@ -347,7 +350,7 @@ describe('stream settings of the device type', () => {
   });
 
   it('drops the heartbeat (never recorded) and uses the type frame gap', async () => {
-    const t = await newType({ tcp_heartbeat: 'PING', tcp_frame_gap_ms: 200 }, [{ identifier: 'serial', format: 'text', tcp_bound: true }]);
+    const t = await newType({ tcp_heartbeat: 'PING', tcp_frame_gap_ms: 2_000 }, [{ identifier: 'serial', format: 'text', tcp_bound: true }]);
     const d = await newDevice(t);
     const c = await login(d);
     const beats = main.stats().heartbeats;
@@ -355,14 +358,15 @@ describe('stream settings of the device type', () => {
     await until(() => main.stats().heartbeats === beats + 1, 'the heartbeat');
     await c.write('PING\r\n');
     await until(() => main.stats().heartbeats === beats + 2, 'the heartbeat with CRLF');
-    // 60 ms apart is within the type's 200 ms gap (the server default here is 30 ms): one message.
+    // 60 ms apart is within the type's 2 s gap (the server default here is 30 ms): one message.
     await c.write('t=21');
-    await sleep(60);
+    await pause(60);
     await c.write(';h=40');
     const items = await recordedCount(d, 1, 'serial');
-    await sleep(300);
-    expect((await recorded(d, 'serial')).map((m) => [m.format, m.data])).toEqual([['text', 't=21;h=40']]);
-    expect(items).toHaveLength(1);
+    expect(items.map((m) => [m.format, m.data])).toEqual([['text', 't=21;h=40']]);
+    // The next bytes are the next message: nothing else came between.
+    await c.write('t=22');
+    expect((await recordedCount(d, 2, 'serial')).map((m) => m.data)).toEqual(['t=21;h=40', 't=22']);
   });
 });
 
@@ -371,9 +375,13 @@ describe('timeouts (short settings)', () => {
     const t = await newType({ tcp_heartbeat: 'hb' });
     const d = await newDevice(t);
     const c = await login(d, strictPort);
-    for (let i = 0; i < 8; i++) {
-      await sleep(100);
+    // Heartbeats for twice the idle timeout (400 ms), each counted before the next is sent.
+    const beats = strict.stats().heartbeats;
+    const started = Date.now();
+    for (let i = 1; Date.now() - started < 800; i++) {
+      await pause(100);
       await c.write('hb');
+      await until(() => strict.stats().heartbeats >= beats + i, 'the heartbeat');
     }
     expect(c.isClosed()).toBe(false);
     const idle = strict.stats().idleTimeouts;
@@ -388,13 +396,18 @@ describe('timeouts (short settings)', () => {
 });
 
 describe('misbehaving clients next to a well-behaved device', () => {
-  /** A device that sends a frame every 20 ms and checks every one is recorded. */
+  /** A device that sends a frame once its previous one is stored (the gap ended it), and checks every one is recorded. */
   async function wellBehaved(port: number, frames: number) {
     const d = await newDevice();
     const c = await login(d, port);
-    for (let i = 0; i < frames; i++) {
-      await c.write(Buffer.from([i]));
-      await sleep(GAP + 20);
+    const stored = capture('device.data');
+    try {
+      for (let i = 0; i < frames; i++) {
+        await c.write(Buffer.from([i]));
+        await until(() => stored.seen.filter((e) => e.deviceId === d.id).length > i, `frame ${i}`);
+      }
+    } finally {
+      stored.off();
     }
     const items = await recordedCount(d, frames);
     expect(items.map((m) => m.hex)).toEqual(Array.from({ length: frames }, (_, i) => Buffer.from([i]).toString('hex')));
@@ -458,7 +471,7 @@ describe('misbehaving clients next to a well-behaved device', () => {
     const value = Buffer.from('{"x":1}'.repeat(1000));
     for (let i = 0; i < 50 && !f.isClosed(); i++) {
       await f.write(value);
-      await sleep(5);
+      await pause(5);
     }
     await f.closed;
     await good;
