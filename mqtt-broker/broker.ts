@@ -141,6 +141,8 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   const connections = options.admission ?? createAdmission();
   /** The admission ticket of each connection's stream, until it closes. */
   const tickets = new WeakMap<object, Ticket>();
+  /** Open connections, so close() can end the ones that have not logged in (Aedes ends the others). */
+  const streams = new Set<Duplex>();
   const aedes = await Aedes.createBroker({ maximumPacketSize: maxPacketSize, drainTimeout: 30_000, connectTimeout: connectTimeoutMs });
 
   // Application subscriptions (device-protocol.md §9): read-only clients of a project's view key.
@@ -549,15 +551,18 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       const ticket = connections.open(address, () => stream.destroy());
       if (!ticket) return void stream.destroy();
       tickets.set(stream, ticket);
+      streams.add(stream);
       const deadline = setTimeout(() => ticket.admitted || stream.destroy(), connectTimeoutMs);
       deadline.unref();
       stream.once('close', () => {
         clearTimeout(deadline);
+        streams.delete(stream);
         ticket.closed();
       });
       aedes.handle(stream);
     },
     close: () => {
+      for (const stream of streams) if (!tickets.get(stream)?.admitted) stream.destroy();
       viewerHooks.close();
       for (const off of offRevocations) off();
       gateways.close();

@@ -139,9 +139,9 @@ describe('silent sockets before CONNECT or login', () => {
   });
 });
 
-/** A CONNECT with random credentials from FLOOD_FROM: resolves with the CONNACK return code, or -1 when closed without one. */
-function guess(port: number): Promise<number> {
-  return rawSocket(port).then(
+/** A CONNECT from `from`: resolves with the CONNACK return code, or -1 when closed without one. */
+function connack(port: number, username: string, password: string, from = FLOOD_FROM): Promise<number> {
+  return rawSocket(port, from).then(
     (s) =>
       new Promise<number>((resolve) => {
         const parser = mqttPacket.parser({ protocolVersion: 4 });
@@ -151,24 +151,39 @@ function guess(port: number): Promise<number> {
         });
         s.on('data', (b) => parser.parse(b));
         s.once('close', () => resolve(-1));
-        s.write(
-          mqttPacket.generate({
-            cmd: 'connect',
-            protocolId: 'MQTT',
-            protocolVersion: 4,
-            clean: true,
-            clientId: 'guess',
-            keepalive: 0,
-            username: randomBytes(12).toString('base64url').slice(0, 16),
-            password: Buffer.from(randomBytes(15).toString('base64url').slice(0, 20)),
-          }),
-        );
+        s.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'c', keepalive: 0, username, password: Buffer.from(password) }));
       }),
     () => -1,
   );
 }
+/** Random credentials shaped like a viewer's: a 16-character user name and a 20-character password. */
+const guess = (port: number) => connack(port, randomBytes(12).toString('base64url').slice(0, 16), randomBytes(15).toString('base64url').slice(0, 20));
 
 describe('guessed credentials', () => {
+  it('login attempts are counted per address before any look-up: past the budget even right credentials are refused from that address, not from another', async () => {
+    const device = await newDevice(victim);
+    const admission = createAdmission({ loginRate: 0.01, loginBurst: 3 });
+    const tb = await startTestBroker(ctx, { admission });
+    const tcp = createTcpListener({ services: ctx.services, logger: pino({ level: 'silent' }), authFailureDelayMs: 0, admission });
+    const { port } = await tcp.listen(0, '127.0.0.1');
+    try {
+      expect(await Promise.all([guess(tb.port), guess(tb.port)])).toEqual([4, 4]);
+      expect(await connack(tb.port, device.token, victim.project.project_key)).toBe(0);
+      // The budget of 127.0.0.2 is spent, for MQTT and TCP alike.
+      expect(await connack(tb.port, device.token, victim.project.project_key)).toBe(4);
+      const dtu = await rawSocket(port);
+      dtu.write(`${victim.project.project_key}&${device.token}\r\n`);
+      // Closed without a session (a login would leave it open and registered).
+      await expect.poll(() => dtu.destroyed, { timeout: 10_000 }).toBe(true);
+      expect(ctx.services.sessions.get(device.id)?.transport).not.toBe('tcp');
+      expect(await connack(tb.port, device.token, victim.project.project_key, '127.0.0.1')).toBe(0);
+      expect(admission.stats().loginsLimited).toBe(2);
+    } finally {
+      await tcp.close();
+      await tb.close();
+    }
+  });
+
   it('256 parallel CONNECTs with random 16-character user names from one address, again and again: refused, while another project’s device and viewer log in within the bound', async () => {
     const tb = await startTestBroker(ctx, { admission: createAdmission({ loginRate: 20, loginBurst: 50 }) });
     const device = await newDevice(victim);
