@@ -38,14 +38,13 @@ function sink(): Output & { text: () => string } {
   return { write: (t) => void chunks.push(t), isTTY: false, text: () => chunks.join('') };
 }
 
-async function waitFor<T>(probe: () => Promise<T | undefined>, timeoutMs = 8_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
+/** The first value `probe` gives that is not undefined. */
+function waitFor<T>(probe: () => Promise<T | undefined>, timeoutMs = 8_000): Promise<T> {
+  return vi.waitFor(async () => {
     const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 50));
-  }
+    if (value === undefined) throw new Error('not yet');
+    return value;
+  }, { timeout: timeoutMs, interval: 50 });
 }
 
 /** Starts a run that goes on until `stop()` (a fixed duration would race a loaded machine). */
@@ -99,14 +98,15 @@ describe('simulator --protocol tcp', () => {
     expect(first).toHaveLength(8);
     expect(first.subarray(0, 2).toString('hex')).toBe('aa01');
     expect(first[7]).toBe(first.subarray(0, 7).reduce((s, x) => (s + x) & 0xff, 0));
+    // The device echoes pushed bytes: the echo is stored (the event comes after the write) before the run stops.
+    // Gap framing may join the echo with a report sent within the gap on a slow machine: contained, not equal.
+    const echoed = new Promise<void>((resolve) => {
+      const off = ctx.services.bus.on('device.data', (e) => {
+        if (e.deviceId === d.id && e.direction === 'up' && e.payload.toString('hex').includes('deadbeef')) resolve(off());
+      });
+    });
     expectOk(await p.api.post(`/api/v1/control/device/${d.id}/data/stream/set?push_mode=tcp`, { type: 'hex', msg: 'de ad be ef' }));
-    // The device echoes pushed bytes: wait for the echo to be recorded before stopping.
-    await waitFor(async () => {
-      await ctx.services.dataStreams.flush();
-      const up = expectOk(await p.api.get(`/api/v1/device/${d.id}/data/stream/messages?page_records=100`)).items as Array<{ direction: string; hex: string }>;
-      // Gap framing may join the echo with a report sent within the gap on a slow machine: contained, not equal.
-      return up.some((m) => m.direction === 'up' && m.hex.includes('deadbeef')) ? true : undefined;
-    }, 30_000);
+    await echoed;
     const { summary } = await sim.stop();
     expect(summary.pushes).toBe(1);
     await ctx.services.dataStreams.flush();
