@@ -1,11 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import net from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import mqtt from 'mqtt';
 import mqttPacket from 'mqtt-packet';
 import { pino } from 'pino';
+import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAdmission } from '../../mqtt-broker/admission.ts';
 import { createTcpListener } from '../../mqtt-broker/tcp/listener.ts';
+import { attachWebSocket } from '../../mqtt-broker/websocket.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 
@@ -135,6 +137,36 @@ describe('silent sockets before CONNECT or login', () => {
       expect(dtu.destroyed).toBe(false);
     } finally {
       await tcp.close();
+    }
+  });
+});
+
+describe('MQTT over WebSocket', () => {
+  it('behind a trusted proxy the pending limit counts the address the proxy added: one client’s silent sockets do not touch another’s', async () => {
+    const tb = await startTestBroker(ctx, { connectTimeoutMs: 120_000, admission: createAdmission({ pendingPerAddress: 5 }) });
+    await ctx.app.listen({ port: 0, host: '127.0.0.1' });
+    const closeWs = attachWebSocket(ctx.app.server, tb.broker, { trustProxy: true });
+    const url = `ws://127.0.0.1:${(ctx.app.server.address() as AddressInfo).port}/mqtt`;
+    // What the client wrote first is not believed: the last entry is the proxy's.
+    const silent = (client: string) => {
+      const ws = new WebSocket(url, 'mqtt', { headers: { 'x-forwarded-for': `10.9.9.9, ${client}` } });
+      ws.on('error', () => {});
+      return new Promise<WebSocket>((resolve) => ws.once('open', () => resolve(ws)));
+    };
+    try {
+      const other = await Promise.all(Array.from({ length: 5 }, () => silent('198.51.100.7')));
+      const flood: WebSocket[] = [];
+      for (let i = 0; i < 20; i++) flood.push(await silent('203.0.113.9'));
+      await expect.poll(() => flood.filter((w) => w.readyState === WebSocket.OPEN).length, { timeout: 10_000 }).toBeLessThanOrEqual(5);
+      expect(other.every((w) => w.readyState === WebSocket.OPEN)).toBe(true);
+      const device = await newDevice(victim);
+      const c = await mqtt.connectAsync(url, { username: device.token, password: victim.project.project_key, reconnectPeriod: 0, wsOptions: { headers: { 'x-forwarded-for': '198.51.100.8' } } });
+      await c.publishAsync('attributes', JSON.stringify({ ws: 1 }), { qos: 1 });
+      await c.endAsync();
+      for (const w of [...other, ...flood]) w.terminate();
+    } finally {
+      await closeWs();
+      await tb.close();
     }
   });
 });
