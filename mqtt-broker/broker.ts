@@ -22,6 +22,8 @@ export const MQTT_DEFAULTS = {
   rateLimit: 50,
   /** Filters one device connection may hold (its topic set is small); more are refused (SUBACK failure). */
   maxSubscriptions: 100,
+  /** Filters one application subscriber may hold (a device each, at most; `+` covers them all). */
+  maxViewerSubscriptions: 1_000,
   /**
    * How long a message whose store failed because the database is unavailable is tried again before
    * the device is told it failed (MQTT 5: PUBACK 0x80; 3.1.1: the connection closes without PUBACK).
@@ -49,6 +51,7 @@ export interface BrokerOptions {
    */
   rateLimit?: number;
   maxSubscriptions?: number;
+  maxViewerSubscriptions?: number;
   retryUnavailableMs?: number;
   authFailureDelayMs?: number;
   /**
@@ -128,6 +131,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   const { services, clock = Date.now } = options;
   const maxPacketSize = options.maxPacketSize ?? MQTT_DEFAULTS.maxPacketSize;
   const maxSubscriptions = options.maxSubscriptions ?? MQTT_DEFAULTS.maxSubscriptions;
+  const maxViewerSubscriptions = options.maxViewerSubscriptions ?? MQTT_DEFAULTS.maxViewerSubscriptions;
   const retryUnavailableMs = options.retryUnavailableMs ?? MQTT_DEFAULTS.retryUnavailableMs;
   const limiter = services.rateLimiter;
   const rateOf = (identity: DeviceIdentity) => options.rateLimit ?? services.projectSettings.deviceRateLimit(identity.projectId);
@@ -168,6 +172,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
    * are numbered; a viewer remembers the number current when its login began.
    */
   const viewerClients = new Map<string, Set<Client>>();
+  const viewerFilters = new WeakMap<Client, Set<string>>();
   const viewerSince = new WeakMap<Client, number>();
   const viewersRevokedAt = new Map<string, number>();
   let revocations = 0;
@@ -300,6 +305,14 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       packet.unsubscriptions = packet.unsubscriptions.map((f) => (mayFilter(state, f) ? deviceTopic(state.identity.deviceId, f) : f));
       for (const f of packet.unsubscriptions) state.filters.delete(f);
     });
+    parser.prependListener('packet', (packet: { cmd?: string; unsubscriptions?: string[] }) => {
+      const viewer = viewers.get(client);
+      if (packet.cmd !== 'unsubscribe' || !viewer || !Array.isArray(packet.unsubscriptions)) return;
+      // A viewer's filters were stored rewritten into its project's namespace too.
+      packet.unsubscriptions = packet.unsubscriptions.map((f) => viewerHooks.subscription(viewer, f) ?? f);
+      const filters = viewerFilters.get(client);
+      for (const f of packet.unsubscriptions) filters?.delete(f);
+    });
   }
 
   aedes.preConnect = (client, packet, callback) => {
@@ -367,8 +380,13 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     const viewer = viewers.get(client);
     if (viewer) {
       const topic = viewerHooks.subscription(viewer, sub.topic);
+      if (topic === undefined) return callback(null, null);
+      // Bounded like a device's (a wildcard covers every device of the project).
+      const filters = (viewerFilters.get(client) ?? viewerFilters.set(client, new Set()).get(client))!;
+      if (!filters.has(topic) && filters.size >= maxViewerSubscriptions) return callback(null, null);
+      filters.add(topic);
       // QoS 0 only (device-protocol.md §9).
-      return callback(null, topic === undefined ? null : { ...sub, topic, qos: 0 });
+      return callback(null, { ...sub, topic, qos: 0 });
     }
     const state = states.get(client);
     if (!state || !mayFilter(state, sub.topic)) return callback(null, null);

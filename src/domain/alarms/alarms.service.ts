@@ -13,6 +13,8 @@ import { createScheduler } from './scheduler.ts';
 
 export const ALARM_LIMITS = {
   rulesPerProject: 1_000,
+  /** Rules of one device type: each report of the type may be checked against all of them. */
+  rulesPerType: 100,
   targetsPerProject: 20,
   deviceIds: 500,
   groupIds: 100,
@@ -218,6 +220,12 @@ export function createAlarms({ repo, bus, clock = Date.now, logger, onStateChang
   }
 
   /** `current`: the stored rule `input` patches (its type or its devices may change alone). */
+  async function checkRulesOfType(scope: Scope, typeId: string) {
+    if ((await repo.listRules(scope.projectId, typeId, 1, 0)).total >= ALARM_LIMITS.rulesPerType) {
+      throw new StateConflict(`A device type has at most ${ALARM_LIMITS.rulesPerType} alarm rules`);
+    }
+  }
+
   async function checkRefs(scope: Scope, input: Partial<RuleInput>, current?: AlarmRuleRow) {
     if (input.device_type_id !== undefined && !(await repo.typeInProject(scope.projectId, input.device_type_id))) throw new NotFound('Device type');
     let listed: Array<{ id: string; typeId: string | null }> = [];
@@ -272,6 +280,7 @@ export function createAlarms({ repo, bus, clock = Date.now, logger, onStateChang
         if ((await repo.listRules(scope.projectId, undefined, 1, 0)).total >= ALARM_LIMITS.rulesPerProject) {
           throw new StateConflict(`A project has at most ${ALARM_LIMITS.rulesPerProject} alarm rules`);
         }
+        await checkRulesOfType(scope, input.device_type_id);
         const now = clock();
         const row = {
           id: newId(now),
@@ -294,7 +303,9 @@ export function createAlarms({ repo, bus, clock = Date.now, logger, onStateChang
       },
 
       async update(scope: Scope, id: string, patch: Partial<RuleInput>) {
-        await checkRefs(scope, patch, await mustRule(scope, id));
+        const before = await mustRule(scope, id);
+        await checkRefs(scope, patch, before);
+        if (patch.device_type_id !== undefined && patch.device_type_id !== before.deviceTypeId) await checkRulesOfType(scope, patch.device_type_id);
         await repo.updateRule(scope.projectId, id, {
           ...(patch.name !== undefined ? { name: patch.name } : {}),
           ...(patch.device_type_id !== undefined ? { deviceTypeId: patch.device_type_id } : {}),
