@@ -4,7 +4,7 @@ import { COMMAND_LIMITS } from '../../src/domain/commands/commands.service.ts';
 import { createProject, createTestApp, expectFailure, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 
 /**
- * A device's command queue is bounded (docs/device-protocol.md "Limits"): at most
+ * A device's command queue is bounded (README "Security and limits"): at most
  * COMMAND_LIMITS.queuedPerDevice commands wait for one device, and a long queue is delivered page by
  * page on connect instead of being loaded and claimed whole.
  */

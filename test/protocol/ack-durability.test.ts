@@ -7,7 +7,7 @@ import { createPrivatePostgres, type PrivatePostgres } from '../helpers/db.ts';
 import { openPostgres } from '../../src/db/client.ts';
 
 /**
- * An acknowledgement is a promise (docs/device-protocol.md "Acknowledgements"): a QoS 1 PUBACK is sent
+ * An acknowledgement is a promise (README "Security and limits"): a QoS 1 PUBACK is sent
  * only once the report is stored; a report that cannot be stored is never acknowledged; over the
  * device's rate a QoS 1 report waits instead of being acknowledged and dropped.
  */

@@ -8,7 +8,7 @@ import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 
 /**
- * Revocation ends sessions at once (docs/device-protocol.md "Revocation"): deleting a project, rotating
+ * Revocation ends sessions at once (README "Security and limits"): deleting a project, rotating
  * its view secret, disabling or deleting a device close the connections concerned and refuse the old
  * credentials right away (no cached login answers for them), while other tenants go on.
  */

@@ -4,7 +4,7 @@ import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import { createProject, createTestApp, expectFailure, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 
 /**
- * One tenant's load stays its own (docs/device-protocol.md "Limits"): a device holds a bounded number
+ * One tenant's load stays its own (README "Security and limits"): a device holds a bounded number
  * of subscriptions, a project's devices share a message budget and cannot raise their rate past the
  * operator's ceiling, and a device type carries a bounded number of alarm rules.
  */

@@ -2,7 +2,7 @@
  * Message rates of devices, whatever carries them (MQTT, gateways, raw TCP, HTTP): one token bucket
  * per device (the project's `device_rate_limit`, kept across reconnects and shared by transports) and
  * one per project (the operator's per-project budget), so neither one device nor one tenant can take
- * the ingest from the others (docs/device-protocol.md "Limits").
+ * the ingest from the others (README "Security and limits").
  *
  * Two ways to ask, because an acknowledgement is a promise:
  * - `admit`: the message goes now or not at all (QoS 0, HTTP): nothing is taken when refused, and
