@@ -1,3 +1,5 @@
+import { once } from 'node:events';
+import net from 'node:net';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import postgres from 'postgres';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -217,5 +219,90 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('QoS 1 through a database outage
     const values = await stored(ctx, p.project.id, d.id);
     expect(new Set(values).size).toBe(i);
     expect(values.length).toBe(i);
+  }, 60_000);
+});
+
+/**
+ * A database link that goes silent (no reset, no answer: a dead socket, a partition) for 5 s and comes
+ * back: the writes in flight wait, nothing is acknowledged before it is stored, and everything is
+ * stored once. A TCP relay between the server and PostgreSQL stops relaying for the outage.
+ */
+describe.skipIf(!process.env.TEST_DATABASE_URL)('QoS 1 through a silent database link', () => {
+  let own: PrivatePostgres;
+  let ctx: TestContext;
+  let tb: TestBroker;
+  let relay: net.Server;
+  let stalled = false;
+  const held: Array<() => void> = [];
+  beforeAll(async () => {
+    own = (await createPrivatePostgres())!;
+    const target = new URL(own.url);
+    relay = net.createServer((client) => {
+      const server = net.connect(Number(target.port || 5432), target.hostname);
+      const forward = (from: net.Socket, to: net.Socket) =>
+        from.on('data', (chunk) => {
+          if (!stalled) return void to.write(chunk);
+          from.pause();
+          held.push(() => {
+            to.write(chunk);
+            from.resume();
+          });
+        });
+      forward(client, server);
+      forward(server, client);
+      client.on('error', () => server.destroy());
+      server.on('error', () => client.destroy());
+      client.on('close', () => server.destroy());
+      server.on('close', () => client.destroy());
+    });
+    relay.listen(0, '127.0.0.1');
+    await once(relay, 'listening');
+    const via = new URL(own.url);
+    via.host = `127.0.0.1:${(relay.address() as net.AddressInfo).port}`;
+    const database = await openPostgres(via.toString(), { max: 4 });
+    ctx = await createTestApp({}, { database, settings: { ingestBatchDelayMs: 2 } });
+    tb = await startTestBroker(ctx, { rateLimit: 10_000 });
+  });
+  afterAll(async () => {
+    stalled = false;
+    for (const release of held.splice(0)) release();
+    await tb?.close();
+    await ctx?.close();
+    relay?.close();
+    await own?.drop();
+  });
+
+  it('acknowledges nothing while the link is silent, and everything once it is back', async () => {
+    const p = await createProject(ctx, 'silent link');
+    const d = await deviceOf(p);
+    const c = await connect(tb.url, p, d.token, { protocolVersion: 4 });
+    const acked = new Set<number>();
+    const sends: Array<Promise<unknown>> = [];
+    let i = 0;
+    const timer = setInterval(() => {
+      const n = i++;
+      sends.push(c.publishAsync('attributes', JSON.stringify({ n }), { qos: 1 }).then(() => acked.add(n)));
+    }, 50);
+    let ackedWhileSilent = 0;
+    try {
+      await new Promise((r) => setTimeout(r, 1_000));
+      stalled = true;
+      await new Promise((r) => setTimeout(r, 500));
+      const before = acked.size;
+      await new Promise((r) => setTimeout(r, 4_500));
+      ackedWhileSilent = acked.size - before;
+      stalled = false;
+      for (const release of held.splice(0)) release();
+      await new Promise((r) => setTimeout(r, 1_000));
+    } finally {
+      clearInterval(timer);
+    }
+    await Promise.all(sends);
+    // A report whose batch was already on its way may finish as the link stalls; after that, none.
+    expect(ackedWhileSilent).toBe(0);
+    expect(acked.size).toBe(i);
+    await ctx.services.ingest.flush();
+    const values = await stored(ctx, p.project.id, d.id);
+    expect(values).toEqual(range(i));
   }, 60_000);
 });
