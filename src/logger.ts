@@ -24,10 +24,10 @@ const REDACTED = '[redacted]';
 
 /**
  * A run of 16+ token characters mixing upper case, lower case and digits: how every credential the
- * server issues looks (random base62 keys, JWTs, argon2 and HMAC encodings). Ids are lower-case hex
- * and stay readable.
+ * server issues looks (random base62 keys, JWT segments, base64url secrets, argon2 fields). Ids are
+ * lower-case hex and stay readable; paths and host names are split at `/` and `.` and mostly stay too.
  */
-const TOKEN_RUN = /[A-Za-z0-9_\-+/=$.]{16,}/g;
+const TOKEN_RUN = /[A-Za-z0-9_\-+=$]{16,}/g;
 const looksLikeCredential = (run: string) => /[A-Z]/.test(run) && /[a-z]/.test(run) && /[0-9]/.test(run);
 
 /** A message without query parameters, connection-string passwords or credential-looking values. */

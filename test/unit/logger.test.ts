@@ -51,6 +51,9 @@ describe('the log error serializer', () => {
     expect(scrubMessage(`invalid input syntax for type uuid: "${TOKEN}"`)).toBe('invalid input syntax for type uuid: "[redacted]"');
     expect(scrubMessage('device 0190a1b2c3d4e5f6a7b8c9d0 not found')).toBe('device 0190a1b2c3d4e5f6a7b8c9d0 not found');
     expect(scrubMessage('connect to postgres://iot:s3cretPassw0rd@db:5432/iot failed')).toBe('connect to postgres://iot:[redacted]@db:5432/iot failed');
+    const jwt = 'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJwaWQiOiJhYmMifQ.Sfl6KxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c';
+    expect(scrubMessage(`bad token ${jwt}`)).toBe('bad token [redacted].eyJwaWQiOiJhYmMifQ.[redacted]');
+    expect(scrubMessage("ENOENT: open '/tmp/iot-Ab12cd/pg/base/16384'")).toBe("ENOENT: open '/tmp/iot-Ab12cd/pg/base/16384'");
     expect(scrubUrl(`/device/v1/${TOKEN}/attributes?x=1`)).toBe('/device/v1/[redacted]/attributes?x=1');
     expect(scrubUrl('/device/v1/certificate')).toBe('/device/v1/certificate');
   });
