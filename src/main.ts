@@ -95,6 +95,7 @@ async function start(config: Config) {
     dbTimeoutMs: config.READINESS_DB_TIMEOUT_MS,
     ingest: () => services.ingest.stats(),
     awaitListeners: true,
+    logger,
   });
   const app = await buildApp({ config, services, jwtSecret: jwt.secret, logger, readiness });
 

@@ -17,6 +17,8 @@ export interface ReadinessOptions {
   /** A write retried within this long ago counts as "retrying" (the pipeline backs off up to 5 s). */
   retryWindowMs?: number;
   clock?: () => number;
+  /** Told when readiness changes (with the failing checks), so an outage shows in the log too. */
+  logger?: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
 }
 
 /** The first error code along the cause chain (drizzle wraps the driver's error). */
@@ -35,8 +37,10 @@ export interface ReadinessResult {
   failing: Array<{ check: CheckName; message: string }>;
 }
 
-export function createReadiness({ ping, dbTimeoutMs = 2_000, ingest, awaitListeners = false, retryWindowMs = 10_000, clock = Date.now }: ReadinessOptions) {
+export function createReadiness({ ping, dbTimeoutMs = 2_000, ingest, awaitListeners = false, retryWindowMs = 10_000, clock = Date.now, logger }: ReadinessOptions) {
   let bound = !awaitListeners;
+  /** The checks that failed last time ('' = ready), to log changes only. */
+  let lastState: string | undefined;
   let draining = false;
   let lastRetries = ingest().retries;
   let lastRetryAt = -Infinity;
@@ -89,7 +93,14 @@ export function createReadiness({ ping, dbTimeoutMs = 2_000, ingest, awaitListen
       if (db) failing.push({ check: 'database', message: db });
       const held = ingestProblem();
       if (held) failing.push({ check: 'ingest', message: held });
-      return { ready: failing.length === 0, failing };
+      const ready = failing.length === 0;
+      const state = failing.map((f) => f.check).join(',');
+      if (state !== lastState && (lastState !== undefined || !ready)) {
+        if (ready) logger?.info({}, 'ready');
+        else logger?.warn({ failing }, 'not ready');
+      }
+      lastState = state;
+      return { ready, failing };
     },
   };
 }

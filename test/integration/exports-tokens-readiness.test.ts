@@ -91,7 +91,10 @@ describe('readiness', () => {
 
   it('waits for the listeners, follows the database and drains; /livez only answers', async () => {
     let hang: Promise<void> | undefined;
+    const changes: string[] = [];
+    const logger = { warn: (o: object, msg: string) => changes.push(`${msg} ${JSON.stringify(o)}`), info: (_o: object, msg: string) => changes.push(msg) };
     const readiness = createReadiness({
+      logger,
       ping: () => hang ?? ctx.database.db.execute(sql`select 1`),
       dbTimeoutMs: 200,
       ingest: () => ctx.services.ingest.stats(),
@@ -124,6 +127,13 @@ describe('readiness', () => {
       hang = undefined;
       expect((await get(app, '/readyz')).status).toBe(200);
 
+      // Each change of the failing checks is logged once, however often it is probed.
+      expect(changes).toEqual([
+        'not ready {"failing":[{"check":"listeners","message":"not all listeners are bound yet"}]}',
+        'ready',
+        'not ready {"failing":[{"check":"database","message":"no answer within 200 ms"}]}',
+        'ready',
+      ]);
       readiness.drain();
       const draining = await get(app, '/readyz');
       expect(draining.status).toBe(503);
