@@ -4,7 +4,7 @@ import path from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createPrivatePostgres, type PrivatePostgres } from '../helpers/db.ts';
-import { spawnTs, type Spawned } from '../helpers/process.ts';
+import { serverEnv, spawnTs, type Spawned } from '../helpers/process.ts';
 
 /**
  * What the server promises across a crash, proven against the real process (issue #3, #4):
@@ -30,19 +30,11 @@ const dataDir = mkdtempSync(path.join(os.tmpdir(), 'iot-durability-'));
 dirs.push(dataDir);
 
 async function startServer() {
-  const server = spawnTs('src/main.ts', [], {
-    DATA_DIR: dataDir,
-    ...(pg ? { DATABASE_URL: pg.url } : {}),
-    HOST: '127.0.0.1',
-    HTTP_PORT: '0',
-    MQTT_PORT: '0',
-    TCP_PORT: '0',
-    LOG_LEVEL: 'info',
-    NODE_ENV: 'development',
-    PLATFORM_TOKEN,
-    JWT_SECRET: 'durability-jwt-secret-0123456789abcdef',
-    MQTT_RATE_LIMIT: '100000',
-  });
+  const server = spawnTs(
+    'src/main.ts',
+    [],
+    serverEnv(dataDir, pg?.url, { PLATFORM_TOKEN, JWT_SECRET: 'durability-jwt-secret-0123456789abcdef', MQTT_RATE_LIMIT: '100000' }),
+  );
   procs.push(server);
   const [, http] = await server.waitFor(/Server listening at (http:\/\/127\.0\.0\.1:\d+)/, 90_000);
   const [, mqttUrl] = await server.waitFor(/MQTT listening at (mqtt:\/\/127\.0\.0\.1:\d+)/, 30_000);

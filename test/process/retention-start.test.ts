@@ -6,7 +6,7 @@ import { openPglite, openPostgres, type Database } from '../../src/db/client.ts'
 import type { TelemetryRow } from '../../src/db/repositories/history.repository.ts';
 import { createServices } from '../../src/services.ts';
 import { createPrivatePostgres, type PrivatePostgres } from '../helpers/db.ts';
-import { spawnTs, type Spawned } from '../helpers/process.ts';
+import { serverEnv, spawnTs, type Spawned } from '../helpers/process.ts';
 
 /**
  * `npm start` applies the history retention by itself: history older than the default retention
@@ -48,17 +48,7 @@ describe('the server at start', () => {
     await services.ingest.stop();
     await database.close();
 
-    const server = spawnTs('src/main.ts', [], {
-      DATA_DIR: dataDir,
-      ...(pg ? { DATABASE_URL: pg.url } : {}),
-      HOST: '127.0.0.1',
-      HTTP_PORT: '0',
-      MQTT_PORT: '0',
-      TCP_PORT: '0',
-      LOG_LEVEL: 'info',
-      NODE_ENV: 'development',
-      JWT_SECRET: 'retention-start-jwt-secret-0123456789abcdef',
-    });
+    const server = spawnTs('src/main.ts', [], serverEnv(dataDir, pg?.url, { JWT_SECRET: 'retention-start-jwt-secret-0123456789abcdef' }));
     procs.push(server);
     const [, dropped] = await server.waitFor(/"dropped":(\d+)[^\n]*"msg":"history retention applied"/, 120_000);
     expect(Number(dropped)).toBeGreaterThanOrEqual(1);
