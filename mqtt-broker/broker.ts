@@ -8,6 +8,7 @@ import type { DeviceSession } from '../src/domain/delivery/sessions.ts';
 import type { DeviceIdentity } from '../src/domain/devices/device-identity.ts';
 import { VIEW_KEY_LENGTH } from '../src/domain/projects/view-key.service.ts';
 import { AppError, BadRequest, NotFound } from '../src/errors.ts';
+import { RateExceeded } from '../src/domain/delivery/rate-limiter.ts';
 import { isTransientDbError } from '../src/domain/telemetry/ingest.ts';
 import type { Services } from '../src/services.ts';
 import { createAdmission, type Admission, type Ticket } from './admission.ts';
@@ -458,6 +459,12 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     };
     const done = (body: Answer | undefined) => settle(() => body && answer(client, state, responseTopic, body));
     const failed = (err: unknown) => {
+      // Refused by the rate limiter once read (a gateway's sub-device): never acknowledged for QoS 1.
+      if (err instanceof RateExceeded && packet.qos > 0) {
+        if (client.version === 5) return settle(() => answer(client, state, responseTopic, failure(429, err.message)), refusal(QUOTA_EXCEEDED, err.message));
+        client.close();
+        return settle(() => {});
+      }
       // Refused for its content: the device is told on the response topic, and the message is done.
       if (err instanceof AppError) return settle(() => answer(client, state, responseTopic, failure(err.errcode, err.message)));
       // A server fault: not stored, so not acknowledged (MQTT 5: PUBACK 0x80; 3.1.1: the connection

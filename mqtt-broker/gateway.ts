@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { DeviceSession } from '../src/domain/delivery/sessions.ts';
 import type { DeviceIdentity } from '../src/domain/devices/device-identity.ts';
+import { RateExceeded } from '../src/domain/delivery/rate-limiter.ts';
 import { SUB_ADDRESS } from '../src/domain/gateways/gateways.service.ts';
 import { checkModels, parseAttributes } from '../src/domain/telemetry/current-values.service.ts';
 import type { AttributeValueInput } from '../src/db/repositories/attribute-values.repository.ts';
@@ -21,7 +22,7 @@ const PRESENCE_TRANSPORT = 'gateway';
 type Answer = Record<string, unknown>;
 
 export interface GatewayHubDeps {
-  services: Pick<Services, 'gateways' | 'sessions' | 'presence' | 'currentValues' | 'deviceEvents' | 'commands' | 'bus' | 'history'>;
+  services: Pick<Services, 'rateLimiter' | 'projectSettings' | 'gateways' | 'sessions' | 'presence' | 'currentValues' | 'deviceEvents' | 'commands' | 'bus' | 'history'>;
   log: Pick<Logger, 'info' | 'warn' | 'debug' | 'error'>;
   clock?: () => number;
 }
@@ -223,6 +224,16 @@ export function createGatewayHub({ services, log, clock = Date.now }: GatewayHub
         }
         await checkSubModels(identities[i]!, address, values);
       }
+      // Each sub-device's report counts against its own rate and its project's budget, as a direct
+      // device's would: the message waits for the tokens of the slowest, or is refused.
+      const rate = await services.projectSettings.deviceRateLimit(gateway.projectId);
+      let wait = 0;
+      for (const identity of identities) {
+        const admission = services.rateLimiter.reserve(identity!.projectId, identity!.deviceId, rate);
+        if (!admission.ok) throw new RateExceeded(`sub-device message rate exceeded`, Math.ceil(admission.retryMs / 1000));
+        wait = Math.max(wait, admission.delayMs);
+      }
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       // One time for the whole message; submitted together, the reports share an ingest batch.
       const ts = clock();
       await Promise.all(entries.map(([, attributes], i) => services.currentValues.report(identities[i]!, attributes, ts)));

@@ -87,6 +87,26 @@ describe('tenant limits', () => {
     expect(p99(latencies)).toBeLessThan(1_000);
   }, 60_000);
 
+  it("counts a gateway's sub-device reports against the project budget, one per sub-device", async () => {
+    const p = await createProject(ctx, 'gateway budget');
+    const gwType = expectOk(await p.api.post('/api/v1/device_type', { name: 'gw', conn_type: '3' }));
+    const subType = expectOk(await p.api.post('/api/v1/device_type', { name: 'sub', conn_type: '2' }));
+    const gwId = expectOk(await p.api.post('/api/v1/device', { name: 'gw', type: gwType.id })).id as string;
+    const gwToken = expectOk(await p.api.get(`/api/v1/device/${gwId}/certificate`)).access_token as string;
+    const addresses = Array.from({ length: 30 }, (_, i) => `s${i}`);
+    for (const address of addresses) {
+      const sub = expectOk(await p.api.post('/api/v1/device', { name: address, type: subType.id }));
+      expectOk(await p.api.post(`/api/v1/device/${gwId}/sub_devices`, { device: sub.id, address }));
+    }
+    const c = await connect(p, gwToken);
+    for (const address of addresses) await c.publishAsync('gateway/connect', JSON.stringify({ device: address }), { qos: 1 });
+    // 30 messages of 30 sub-device reports: 900 reports against a budget of 300/s (bursts of 600).
+    const body = JSON.stringify(Object.fromEntries(addresses.map((a) => [a, { x: 1 }])));
+    const t0 = Date.now();
+    await Promise.all(Array.from({ length: 30 }, () => c.publishAsync('gateway/attributes', body, { qos: 1 })));
+    expect(Date.now() - t0).toBeGreaterThan(700);
+  }, 60_000);
+
   it('refuses a project device rate above the operator ceiling (DEVICE_RATE_LIMIT_MAX)', async () => {
     const p = await createProject(ctx, 'greedy');
     expectFailure(await p.api.put('/api/v1/project/settings', { device_rate_limit: 100_000 }), 400);

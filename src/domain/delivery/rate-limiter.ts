@@ -1,3 +1,5 @@
+import { TooManyRequests } from '../../errors.ts';
+
 /**
  * Message rates of devices, whatever carries them (MQTT, gateways, raw TCP, HTTP): one token bucket
  * per device (the project's `device_rate_limit`, kept across reconnects and shared by transports) and
@@ -12,6 +14,14 @@
  *   delay returned. A debt beyond `maxDelayMs` is refused instead (nothing taken): the caller refuses
  *   the message visibly or ends the connection, never acknowledges and drops it.
  */
+/**
+ * A message refused by the limiter after it was read (a gateway's sub-device over its rate): errcode
+ * 429; a transport that acknowledges refuses it visibly instead (MQTT 5 PUBACK 0x97, 3.1.1 closes).
+ */
+export class RateExceeded extends TooManyRequests {
+  override name = 'RateExceeded';
+}
+
 export interface RateLimiterOptions {
   /** Messages per second of all the devices of one project together; 0 = no project budget. */
   projectRate: number;
