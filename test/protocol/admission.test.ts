@@ -143,7 +143,8 @@ describe('silent sockets before CONNECT or login', () => {
 
 describe('MQTT over WebSocket', () => {
   it('behind a trusted proxy the pending limit counts the address the proxy added: one client’s silent sockets do not touch another’s', async () => {
-    const tb = await startTestBroker(ctx, { connectTimeoutMs: 120_000, admission: createAdmission({ pendingPerAddress: 5 }) });
+    const admission = createAdmission({ pendingPerAddress: 5 });
+    const tb = await startTestBroker(ctx, { connectTimeoutMs: 120_000, admission });
     await ctx.app.listen({ port: 0, host: '127.0.0.1' });
     const closeWs = attachWebSocket(ctx.app.server, tb.broker, { trustProxy: true });
     const url = `ws://127.0.0.1:${(ctx.app.server.address() as AddressInfo).port}/mqtt`;
@@ -162,6 +163,8 @@ describe('MQTT over WebSocket', () => {
       const device = await newDevice(victim);
       const c = await mqtt.connectAsync(url, { username: device.token, password: victim.project.project_key, reconnectPeriod: 0, wsOptions: { headers: { 'x-forwarded-for': '198.51.100.8' } } });
       await c.publishAsync('attributes', JSON.stringify({ ws: 1 }), { qos: 1 });
+      // Logged in, it no longer counts as pending.
+      expect(admission.stats()).toMatchObject({ pending: 10, open: 11 });
       await c.endAsync();
       for (const w of [...other, ...flood]) w.terminate();
     } finally {
