@@ -142,7 +142,7 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
   const o = { ...TCP_DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as typeof TCP_DEFAULTS;
   const log = options.logger.child({ component: 'tcp' });
   const links = new Set<Link>();
-  const admission = options.admission ?? createAdmission();
+  const connections = options.admission ?? createAdmission();
   const servers: net.Server[] = [];
   let closing = false;
   const stats: Omit<TcpStats, 'connections' | 'devices'> = {
@@ -363,7 +363,7 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
     const amp = text.indexOf('&');
     if (amp < 1 || !/^[\x21-\x7e]+$/.test(text)) return refuse(link, 'malformed login');
     // Counted per client address before any query (admission.ts).
-    if (link.ticket && !admission.tryLogin(link.ticket.address)) return refuse(link, 'too many login attempts');
+    if (link.ticket && !connections.tryLogin(link.ticket.address)) return refuse(link, 'too many login attempts');
     services.deviceAuth.authenticate(text.slice(0, amp), text.slice(amp + 1)).then(
       async (identity) => {
         if (link.phase !== 'auth') return;
@@ -418,9 +418,9 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
     // most) is closed to make room; without any room this one is.
     const busy = () => {
       stats.loginsBusy += 1;
-      if (stats.loginsBusy === 1 || stats.loginsBusy % 1000 === 0) log.warn({ ...admission.stats(), closed: stats.loginsBusy }, 'too many TCP connections waiting to log in: closing the oldest');
+      if (stats.loginsBusy === 1 || stats.loginsBusy % 1000 === 0) log.warn({ ...connections.stats(), closed: stats.loginsBusy }, 'too many TCP connections waiting to log in: closing the oldest');
     };
-    const ticket = admission.open(socket.remoteAddress, () => {
+    const ticket = connections.open(socket.remoteAddress, () => {
       busy();
       end(link, 'pending connections of this address over the limit');
     });
