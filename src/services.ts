@@ -117,7 +117,7 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
     // Partitions first (DDL outside the batch), then one transaction: history rows, and the current
     // values that cannot wait (pushes, cloud, back-dated reports); fresh reports' current values go
     // to the cache once committed and are written once per second.
-    write: async (rows) => {
+    write: async (rows, batchId) => {
       const days = rows.filter((r) => r.history).map((r) => historyRepo.dayOf(r.ts));
       await historyRepo.ensurePartitions(days);
       const w = currentCache.begin();
@@ -127,10 +127,10 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
         if (!currentNow.length) {
           // Only fresh reports (the steady state): the history INSERT alone, its own transaction,
           // one round trip on PostgreSQL.
-          await historyRepo.insertAlone(rows);
+          await historyRepo.insertAlone(rows, batchId, clock());
         } else {
           await db.transaction(async (tx) => {
-            await historyRepo.insert(tx, rows);
+            await historyRepo.insert(tx, rows, batchId, clock());
             await historyRepo.upsertCurrent(tx, currentNow);
           });
         }
@@ -148,6 +148,7 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
         w.end();
       }
     },
+    committed: (batchId) => historyRepo.committed(batchId),
     batchSize: settings.ingestBatchSize,
     batchDelayMs: settings.ingestBatchDelayMs,
     maxPending: settings.ingestMaxPending,

@@ -548,3 +548,13 @@ export const notifyJobs = pgTable(
   },
   (t) => [index('notify_jobs_project_idx').on(t.projectId, t.id), index('notify_jobs_target_idx').on(t.targetId)],
 );
+
+/**
+ * Batches of the ingest pipeline that committed, by id, written in the batch's own statement or
+ * transaction (src/domain/telemetry/ingest.ts): when the connection is lost between the commit and its
+ * answer, the retry asks here instead of writing the batch twice. Kept an hour (the retention job).
+ */
+export const ingestCommits = pgTable('ingest_commits', {
+  id: text('id').primaryKey(),
+  createTime: ms('create_time').notNull(),
+});

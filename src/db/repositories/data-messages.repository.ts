@@ -46,7 +46,8 @@ export function createDataMessagesRepository(db: Db) {
   return {
     /** One multi-row INSERT. */
     async insertMany(rows: NewDataMessage[]): Promise<void> {
-      if (rows.length) await db.insert(dataMessages).values(rows);
+      // Ids are made by the server: a batch written again after a lost answer adds nothing.
+      if (rows.length) await db.insert(dataMessages).values(rows).onConflictDoNothing({ target: dataMessages.id });
     },
 
     /** Newest first. */

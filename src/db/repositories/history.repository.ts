@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { sql, type SQL } from 'drizzle-orm';
 import { runPrepared, type Db, type Tx } from '../client.ts';
 import { rowsOf, timescaleLicense } from '../timescale.ts';
@@ -156,8 +157,12 @@ export function createHistoryRepository(db: Db) {
     forgetPartitions: () => partitions.clear(),
     dayOf: (ts: number) => Math.floor(ts / DAY_MS),
 
-    /** Inserts history rows (reports) in one statement, in the caller's transaction. */
-    async insert(tx: Tx, rows: TelemetryRow[]): Promise<void> {
+    /**
+     * Inserts history rows (reports) in one statement, in the caller's transaction, recording the
+     * batch as committed with them (`committed`).
+     */
+    async insert(tx: Tx, rows: TelemetryRow[], batchId: string, now: number): Promise<void> {
+      await tx.execute(sql`insert into ingest_commits (id, create_time) values (${batchId}, ${now})`);
       const query = insertQuery(rows);
       if (query) await tx.execute(query);
     },
@@ -165,10 +170,21 @@ export function createHistoryRepository(db: Db) {
     /**
      * The same as one statement of its own (its own transaction, durable when it answers): the hot
      * path of the ingest, one round trip per batch on PostgreSQL (a prepared statement, no BEGIN/COMMIT).
+     * The batch's commit record is written by the same statement.
      */
-    async insertAlone(rows: TelemetryRow[]): Promise<void> {
+    async insertAlone(rows: TelemetryRow[], batchId: string, now: number): Promise<void> {
       const query = insertQuery(rows);
-      if (query) await runPrepared(db, query);
+      if (query) await runPrepared(db, sql`with commit as (insert into ingest_commits (id, create_time) values (${batchId}, ${now}::int8)) ${query}`);
+    },
+
+    /** Whether the batch `batchId` committed (its answer may have been lost with its connection). */
+    async committed(batchId: string): Promise<boolean> {
+      return rowsOf(await db.execute(sql`select 1 from ingest_commits where id = ${batchId}`)).length > 0;
+    },
+
+    /** Forgets the commit records older than `before` (ms): a lost answer is retried within seconds. */
+    async pruneCommits(before: number): Promise<void> {
+      await db.execute(sql`delete from ingest_commits where create_time < ${before}`);
     },
 
     /**
@@ -197,8 +213,8 @@ export function createHistoryRepository(db: Db) {
     },
 
     /** Both of the above: history rows and current values of one batch, in the caller's transaction. */
-    async write(tx: Tx, rows: TelemetryRow[]): Promise<void> {
-      await this.insert(tx, rows);
+    async write(tx: Tx, rows: TelemetryRow[], batchId: string = randomUUID(), now = Date.now()): Promise<void> {
+      await this.insert(tx, rows, batchId, now);
       await this.upsertCurrent(tx, rows);
     },
 

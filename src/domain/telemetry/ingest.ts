@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { TelemetryRow } from '../../db/repositories/history.repository.ts';
 
 /**
@@ -12,8 +13,16 @@ import type { TelemetryRow } from '../../db/repositories/history.repository.ts';
  * the database refuses for its content is split, so only the offending submission fails.
  */
 export interface IngestOptions<T = TelemetryRow> {
-  /** Writes one batch durably (one transaction). */
-  write(rows: T[]): Promise<void>;
+  /**
+   * Writes one batch durably (one transaction). `batchId` names the write (the same for its retries):
+   * a writer that records it with the batch lets `committed` tell a lost answer from a lost write.
+   */
+  write(rows: T[], batchId: string): Promise<void>;
+  /**
+   * Whether the write named `batchId` committed: asked after a connection was lost mid-write, before
+   * writing again, so a batch whose commit's answer was lost is not written twice.
+   */
+  committed?(batchId: string): Promise<boolean>;
   /** Most values per batch. */
   batchSize?: number;
   /** Longest a value waits for its batch to fill, in ms. */
@@ -128,17 +137,30 @@ export function createIngest<T = TelemetryRow>(options: IngestOptions<T>) {
 
   const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref?.());
 
+  /** Whether a write whose answer was lost committed after all; unknown (false) while the database is away. */
+  async function committedAfterAll(batchId: string): Promise<boolean> {
+    if (!options.committed) return false;
+    try {
+      return await options.committed(batchId);
+    } catch {
+      return false;
+    }
+  }
+
   /** Writes until the database answers; returns the error when it refuses the data. */
   async function writeDurably(rows: T[]): Promise<unknown> {
     let delay = retryMinMs;
-    for (;;) {
+    const batchId = randomUUID();
+    for (let attempt = 0; ; attempt++) {
       try {
-        await options.write(rows);
+        // A retry first asks whether the lost attempt committed (its answer may be what was lost).
+        if (attempt > 0 && (await committedAfterAll(batchId))) return undefined;
+        await options.write(rows, batchId);
         return undefined;
       } catch (err) {
         if (!isTransient(err)) return err;
         stats.retries += 1;
-        log?.warn({ err: { message: (err as Error)?.message, code: (err as { code?: string })?.code }, retryInMs: delay, values: rows.length }, 'telemetry write failed: database unavailable, retrying');
+        log?.warn({ err, retryInMs: delay, values: rows.length }, 'telemetry write failed: database unavailable, retrying');
         await sleep(delay);
         delay = Math.min(retryMaxMs, delay * 2);
       }
@@ -163,7 +185,7 @@ export function createIngest<T = TelemetryRow>(options: IngestOptions<T>) {
         batch[0]!.reject(err);
         continue;
       }
-      log?.error({ err: { message: (err as Error)?.message }, submissions: batch.length }, 'telemetry batch refused; writing its submissions one by one');
+      log?.error({ err, submissions: batch.length }, 'telemetry batch refused; writing its submissions one by one');
       for (const p of batch) {
         const one = await writeDurably(p.rows);
         release([p]);

@@ -59,6 +59,8 @@ export function createRetention({ db, history, settings, defaultDays, clock = Da
         delete from data_messages m using projects p
         where p.id = m.project_id and p.history_retention_days is null and m.ts < ${now - defaultDays * DAY_MS}`);
     }
+    // The ingest's commit records: needed only while a lost answer is retried (seconds).
+    await history.pruneCommits(now - HOUR_MS);
     return { dropped, projects: trimmed };
   }
 
