@@ -214,7 +214,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     if (!subscribed) for (const filter of state.filters) if ((subscribed = filterMatches(filter, internal))) break;
     if (!subscribed) return;
     publishTo(state.identity.deviceId, topic, Buffer.from(JSON.stringify(body))).catch((err: unknown) =>
-      log.warn({ deviceId: state.identity.deviceId, topic, err: { message: (err as Error).message } }, 'answer not delivered'),
+      log.warn({ deviceId: state.identity.deviceId, topic, err }, 'answer not delivered'),
     );
   }
 
@@ -355,7 +355,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
           callback(null, true);
         },
         (err: unknown) => {
-          log.error({ err: { message: (err as Error).message } }, 'view key authentication failed');
+          log.error({ err }, 'view key authentication failed');
           callback(Object.assign(new Error('server unavailable'), { returnCode: 3 }) as unknown as AuthenticateError, false);
         },
       );
@@ -371,7 +371,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         });
       },
       (err: unknown) => {
-        log.error({ err: { message: (err as Error).message } }, 'device authentication failed');
+        log.error({ err }, 'device authentication failed');
         callback(Object.assign(new Error('server unavailable'), { returnCode: 3 }) as unknown as AuthenticateError, false);
       },
     );
@@ -552,19 +552,19 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     state.commandsSubscribed = true;
     for (const { topic, payload } of state.heldCommands?.splice(0) ?? []) {
       publishTo(identity.deviceId, topic, payload).catch((err: unknown) =>
-        log.warn({ deviceId: identity.deviceId, err: { message: (err as Error).message } }, 'held command could not be published'),
+        log.warn({ deviceId: identity.deviceId, err }, 'held command could not be published'),
       );
     }
     services.commands
       .deliverQueued(identity)
-      .catch((err: unknown) => log.error({ deviceId: identity.deviceId, err: { message: (err as Error).message } }, 'queued command delivery failed'));
+      .catch((err: unknown) => log.error({ deviceId: identity.deviceId, err }, 'queued command delivery failed'));
   });
 
   aedes.on('clientError', (client, err) => {
-    log.debug({ deviceId: states.get(client)?.identity.deviceId, err: { message: err.message } }, 'client error');
+    log.debug({ deviceId: states.get(client)?.identity.deviceId, err }, 'client error');
   });
   aedes.on('connectionError', (_client, err) => {
-    log.debug({ err: { message: err.message } }, 'connection error');
+    log.debug({ err }, 'connection error');
   });
 
   return {

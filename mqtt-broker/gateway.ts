@@ -154,7 +154,7 @@ export function createGatewayHub({ services, log, clock = Date.now }: GatewayHub
     function deliverQueued(identity: DeviceIdentity) {
       services.commands
         .deliverQueued(identity)
-        .catch((err: unknown) => log.error(logOf({ deviceId: identity.deviceId, err: { message: (err as Error).message } }), 'queued command delivery to a sub-device failed'));
+        .catch((err: unknown) => log.error(logOf({ deviceId: identity.deviceId, err }), 'queued command delivery to a sub-device failed'));
     }
 
     /** Ends a sub-device's session here; offline unless a newer session (another connection) holds the device. */
@@ -302,7 +302,7 @@ export function createGatewayHub({ services, log, clock = Date.now }: GatewayHub
         for (const body of pending) {
           gatewaySession
             .send(GATEWAY_TOPICS.commandSend, body)
-            .catch((err: unknown) => log.warn(logOf({ err: { message: (err as Error).message } }), 'held sub-device command could not be published'));
+            .catch((err: unknown) => log.warn(logOf({ err }), 'held sub-device command could not be published'));
         }
         for (const entry of online.values()) deliverQueued(entry.identity);
       },

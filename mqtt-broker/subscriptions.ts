@@ -60,7 +60,7 @@ export function createViewerHooks({ aedes, services, deviceInfo, log }: ViewerHo
   // Nothing is built for a project nobody watches (the common case: it costs a map lookup per event).
   const safely = <K extends Exclude<keyof DomainEvents, 'device.deleted'>>(fn: (e: DomainEvents[K]) => Promise<void>) => (e: DomainEvents[K]) => {
     if (!watched.get(e.projectId)) return;
-    fn(e).catch((err: unknown) => log.warn({ err: { message: (err as Error)?.message } }, 'application subscription message not published'));
+    fn(e).catch((err: unknown) => log.warn({ err }, 'application subscription message not published'));
   };
 
   const unsubscribe = [

@@ -242,7 +242,7 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
         },
         (err: unknown) => {
           stats.errors += 1;
-          log.error({ deviceId: link.identity?.deviceId, err: { message: (err as Error)?.message } }, 'TCP message not stored');
+          log.error({ deviceId: link.identity?.deviceId, err }, 'TCP message not stored');
         },
       )
       .finally(() => {
@@ -377,11 +377,11 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
         open(link, identity, profile, rateLimit, rest);
       },
       (err: unknown) => {
-        log.error({ err: { message: (err as Error)?.message } }, 'TCP device authentication failed');
+        log.error({ err }, 'TCP device authentication failed');
         end(link, 'authentication unavailable');
       },
     ).catch((err: unknown) => {
-      log.error({ err: { message: (err as Error)?.message } }, 'TCP login failed');
+      log.error({ err }, 'TCP login failed');
       end(link, 'login failed');
     });
   }
@@ -409,7 +409,7 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
   }
 
   function handleConnection(socket: net.Socket) {
-    socket.on('error', (err) => log.debug({ err: { message: err.message } }, 'TCP socket error'));
+    socket.on('error', (err) => log.debug({ err }, 'TCP socket error'));
     if (closing) {
       socket.destroy();
       return;
@@ -482,7 +482,7 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
         server.once('error', reject);
         server.listen(port, host, () => {
           server.off('error', reject);
-          server.on('error', (err) => log.error({ err: { message: err.message } }, 'TCP listener error'));
+          server.on('error', (err) => log.error({ err }, 'TCP listener error'));
           resolve(server.address() as AddressInfo);
         });
       });

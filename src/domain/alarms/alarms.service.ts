@@ -187,7 +187,7 @@ export interface AlarmsDeps {
  * timers; `stop()` ends them.
  */
 export function createAlarms({ repo, bus, clock = Date.now, logger, onStateChanged = () => {}, isOnline, notifier: notifierSettings, jobs, deviceMetaTtlMs, rulesTtlMs, recoveryConcurrency }: AlarmsDeps) {
-  const scheduler = createScheduler({ clock, onError: (err) => logger.error({ err: { message: (err as Error)?.message } }, 'alarm timer failed') });
+  const scheduler = createScheduler({ clock, onError: (err) => logger.error({ err }, 'alarm timer failed') });
   const notifier = createNotifier({ repo, jobs, scheduler, clock, logger, ...(notifierSettings ? { settings: notifierSettings } : {}) });
   const onEntry = (projectId: string, entry: AlarmEntry) => {
     onStateChanged(projectId);

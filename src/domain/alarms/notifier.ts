@@ -141,7 +141,7 @@ export function createNotifier({ repo, jobs, scheduler, clock, logger, settings:
     try {
       await repo.appendNotify(logId, attempt);
     } catch (err) {
-      logger.error({ err: { message: (err as Error)?.message }, logId }, 'notification attempt not recorded');
+      logger.error({ err, logId }, 'notification attempt not recorded');
     }
   }
 
@@ -149,7 +149,7 @@ export function createNotifier({ repo, jobs, scheduler, clock, logger, settings:
     try {
       await fn();
     } catch (err) {
-      logger.error({ err: { message: (err as Error)?.message } }, `notification job not ${what}`);
+      logger.error({ err }, `notification job not ${what}`);
     }
   }
 
@@ -326,7 +326,7 @@ export function createNotifier({ repo, jobs, scheduler, clock, logger, settings:
           for (const row of rows) resume(row);
           pump();
         }),
-      ).catch((err: unknown) => logger.error({ err: { message: (err as Error)?.message }, projectId }, 'notification targets not read'));
+      ).catch((err: unknown) => logger.error({ err, projectId }, 'notification targets not read'));
     },
 
     /** Reloads the deliveries left in `notify_jobs` by the last run: due ones are queued, the others wait. */

@@ -240,7 +240,7 @@ export function createCommandsService({ db, devices, sessions, bus, presence, cl
     const current = sessions.get(deviceId);
     if (!current || current === failed) return;
     void service.deliverQueued({ deviceId, projectId }).catch((err: unknown) => {
-      logger.warn({ deviceId, err: { message: messageOf(err) } }, 'redelivery to the newer session failed');
+      logger.warn({ deviceId, err }, 'redelivery to the newer session failed');
     });
   }
 
@@ -255,7 +255,7 @@ export function createCommandsService({ db, devices, sessions, bus, presence, cl
     } catch (err) {
       const message = messageOf(err);
       if (canQueue) {
-        logger.warn({ deviceId: row.deviceId, commandId: row.id, err: { message } }, 'command publish failed; kept queued for the next connect');
+        logger.warn({ deviceId: row.deviceId, commandId: row.id, err }, 'command publish failed; kept queued for the next connect');
         await repo.requeue(projectId, [row.id], clock());
         redeliverIfReplaced(row.deviceId, projectId, session);
         return commandView((await repo.get(projectId, row.id)) ?? row);
@@ -399,7 +399,7 @@ export function createCommandsService({ db, devices, sessions, bus, presence, cl
 
     start() {
       timer ??= setInterval(() => {
-        sweep().catch((err: unknown) => logger.error({ err: { message: messageOf(err) } }, 'command sweep failed; will retry'));
+        sweep().catch((err: unknown) => logger.error({ err }, 'command sweep failed; will retry'));
       }, sweepMs);
       timer.unref();
     },
