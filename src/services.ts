@@ -219,7 +219,7 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
     /** The same service under the name the control and application routes use. */
     dataPush: dataStreams,
     auth,
-    projects: createProjectsService({ projects: projectsRepo, auth, bus, clock }),
+    projects: createProjectsService({ projects: projectsRepo, auth, bus, machineSecrets, clock }),
     devices,
     extendInfos: createExtendInfosService({ devices: devicesRepo, infos: createDeviceInfosRepository(db), clock }),
     deviceTypes,

@@ -60,6 +60,9 @@ describe('machine secrets', () => {
   });
 
   it('new and reset secrets are stored in the HMAC form', async () => {
+    // A new project's first app, before anybody logs in with it.
+    const fresh = await ctx.services.projects.create({ name: 'fresh' });
+    expect(await appHash(fresh.app.app_id)).toMatch(/^hmac-sha256\$/);
     const p = await createProject(ctx);
     const created = expectOk(await p.api.post('/api/v1/app', { name: 'second' }));
     expect(await appHash(created.app_id)).toMatch(/^hmac-sha256\$/);

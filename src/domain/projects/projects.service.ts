@@ -1,7 +1,7 @@
 import type { ProjectsRepository } from '../../db/repositories/projects.repository.ts';
 import { NotFound } from '../../errors.ts';
 import { newId, randomToken } from '../../lib/ids.ts';
-import { hashSecret } from '../../lib/passwords.ts';
+import { createMachineSecrets, hashSecret, type MachineSecrets } from '../../lib/passwords.ts';
 import type { AuthService } from '../auth/auth.service.ts';
 import type { EventBus } from '../events/event-bus.ts';
 
@@ -26,10 +26,12 @@ export interface ProjectsServiceDeps {
   auth: Pick<AuthService, 'forgetProject'>;
   /** Told of a deleted project, so its live connections and cached logins end at once. */
   bus?: Pick<EventBus, 'emit'>;
+  /** How the first app's secret is stored (a keyed hash with a server secret; passwords.ts). */
+  machineSecrets?: MachineSecrets;
   clock?: () => number;
 }
 
-export function createProjectsService({ projects, auth, bus, clock = Date.now }: ProjectsServiceDeps) {
+export function createProjectsService({ projects, auth, bus, machineSecrets = createMachineSecrets(undefined), clock = Date.now }: ProjectsServiceDeps) {
   return {
     /** Creates a tenant with its first API app and its administrator account `admin`. */
     async create(input: CreateProjectInput): Promise<CreatedProject> {
@@ -40,7 +42,7 @@ export function createProjectsService({ projects, auth, bus, clock = Date.now }:
       const accessKey = randomToken(20);
       const secretKey = randomToken(40);
       const password = randomToken(16);
-      const [secretHash, passwordHash] = await Promise.all([hashSecret(secretKey), hashSecret(password)]);
+      const [secretHash, passwordHash] = await Promise.all([machineSecrets.hash(secretKey), hashSecret(password)]);
       await projects.createWithOwner(
         {
           id,
