@@ -12,6 +12,7 @@ import { createBroker } from '../mqtt-broker/broker.ts';
 import { attachWebSocket } from '../mqtt-broker/websocket.ts';
 import { createAdmission } from '../mqtt-broker/admission.ts';
 import { createTcpListener } from '../mqtt-broker/tcp/listener.ts';
+import { limitHttpConnections } from './http-connections.ts';
 import { createLogger } from './logger.ts';
 import { createReadiness } from './readiness.ts';
 import { createServices } from './services.ts';
@@ -121,6 +122,7 @@ async function start(config: Config) {
   };
 
   try {
+    limitHttpConnections(app.server, { perAddress: config.HTTP_CONNECTIONS_PER_ADDRESS, trustProxy: config.TRUST_PROXY, headersTimeoutMs: config.HTTP_HEADERS_TIMEOUT_MS });
     await app.listen({ host: config.HOST, port: config.HTTP_PORT }).catch((err) => portInUse(err, 'HTTP_PORT', config.HTTP_PORT));
     closers.push(() => app.close());
     // Closed before presence and commands flush (closers run in reverse), so a disconnect is recorded.
