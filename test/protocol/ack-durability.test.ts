@@ -283,7 +283,7 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('QoS 1 through a silent database
       const n = i++;
       sends.push(c.publishAsync('attributes', JSON.stringify({ n }), { qos: 1 }).then(() => acked.add(n)));
     }, 50);
-    let ackedWhileSilent = 0;
+    let ackedWhileSilent: number | undefined;
     try {
       await new Promise((r) => setTimeout(r, 1_000));
       stalled = true;
