@@ -36,6 +36,7 @@ describe('device create and read', () => {
       view_token: expect.any(String),
       device_code: expect.any(String),
       gateway: null,
+      disabled: false,
     });
     expect(Math.abs(d.create_time - Date.now())).toBeLessThan(60_000);
   });
