@@ -114,7 +114,7 @@ describe('secrets and health of the running server', () => {
     });
     expect(httpReport.status).toBe(200);
 
-    // A driver error carrying the credentials as parameters: text PostgreSQL cannot store (NUL).
+    // A NUL in a credential is refused as a bad login before any query (it used to reach the database).
     await failingLogin(mqttUrl!, `${accessToken}\u0000`, secrets.project_key);
 
     if (admin) {
@@ -138,8 +138,6 @@ describe('secrets and health of the running server', () => {
       await expect.poll(() => readyz(http!).then((r) => r.status), { timeout: 60_000, interval: 200 }).toBe(200);
       expect((await heldReport).status).toBe(200);
       await server.waitFor(/authentication failed|unhandled error/, 10_000);
-    } else {
-      await server.waitFor(/authentication failed/, 10_000);
     }
 
     // Owner-only: DATA_DIR, the embedded database's files, the JWT secret, the lock.
@@ -170,7 +168,8 @@ describe('secrets and health of the running server', () => {
     expect(await server.exit()).toBe(0);
 
     const log = server.output();
-    expect(log).toMatch(/authentication failed/);
+    // On PostgreSQL the outage put driver errors carrying the credentials as parameters into the log.
+    if (admin) expect(log).toMatch(/authentication failed/);
     const leaked = Object.entries(secrets).filter(([, value]) => log.includes(value)).map(([name]) => name);
     expect(leaked).toEqual([]);
   }, 240_000);

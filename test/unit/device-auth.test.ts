@@ -50,3 +50,33 @@ describe('device authentication cache', () => {
     expect(s.queries()).toBe(2);
   });
 });
+
+describe('device authentication input', () => {
+  it('refuses credentials that cannot have been issued (NUL, control, non-ASCII) without a query', async () => {
+    const { auth, queries } = setup();
+    for (const [pk, token] of [['pk', 'tok\u0000'], ['p\u0000k', 'tok'], ['pk', 'tök'], ['pk', 'to k'], ['', 'tok']]) {
+      expect(await auth.authenticate(pk!, token!)).toBeUndefined();
+    }
+    expect(queries()).toBe(0);
+    expect((await auth.authenticate('pk', 'tok'))?.deviceId).toBe('d1');
+  });
+});
+
+// A project's deletion drops its cached logins, those in flight included.
+describe('device authentication after a project is deleted', () => {
+  it('does not answer from the cache, and does not cache a look-up that was in flight', async () => {
+    const { auth, bus, queries, release } = setup();
+    // The first query is held until release(): in flight while the project is deleted.
+    const inFlight = auth.authenticate('pk', 'slow');
+    bus.emit('project.deleted', { projectId: 'p1' });
+    release();
+    await inFlight;
+    await auth.authenticate('pk', 'slow');
+    expect(queries()).toBe(2);
+    // A cached login of the project is dropped too.
+    await auth.authenticate('pk', 'tok');
+    bus.emit('project.deleted', { projectId: 'p1' });
+    await auth.authenticate('pk', 'tok');
+    expect(queries()).toBe(4);
+  });
+});

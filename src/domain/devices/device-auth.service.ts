@@ -14,6 +14,8 @@ export interface DeviceAuthDeps {
 }
 
 const MAX_CREDENTIAL_LENGTH = 256;
+/** Issued credentials are printable ASCII: anything else (a NUL, control or non-ASCII text) cannot match and never reaches the database. */
+const CREDENTIAL = /^[\x21-\x7e]+$/;
 
 /**
  * Authenticates devices by access token + project key (device-protocol.md §1–2) for MQTT, TCP and
@@ -61,7 +63,7 @@ export function createDeviceAuthService({ repo, bus, clock = Date.now, ttlMs = 6
 
   return {
     authenticate(projectKey: string, accessToken: string): Promise<DeviceIdentity | undefined> {
-      if (!projectKey || !accessToken || projectKey.length > MAX_CREDENTIAL_LENGTH || accessToken.length > MAX_CREDENTIAL_LENGTH) {
+      if (projectKey.length > MAX_CREDENTIAL_LENGTH || accessToken.length > MAX_CREDENTIAL_LENGTH || !CREDENTIAL.test(projectKey) || !CREDENTIAL.test(accessToken)) {
         return Promise.resolve(undefined);
       }
       const key = keyOf(projectKey, accessToken);

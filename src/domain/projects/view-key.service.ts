@@ -61,7 +61,8 @@ export function createViewKeyService({ db, clock = Date.now, bus, viewKeys = cre
 
     /** For the broker: the project a view key and secret belong to, or undefined when they do not match. */
     async verify(viewKey: string, secret: string): Promise<{ projectId: string } | undefined> {
-      if (!viewKey || !secret || viewKey.length > MAX_INPUT || secret.length > MAX_INPUT) return undefined;
+      // Issued keys and secrets are printable ASCII: other text cannot match and never reaches the database.
+      if (viewKey.length > MAX_INPUT || secret.length > MAX_INPUT || !/^[\x21-\x7e]+$/.test(viewKey) || !/^[\x21-\x7e]+$/.test(secret)) return undefined;
       const row = await viewKeys.byViewKey(viewKey);
       if (!row?.viewSecretHash) {
         // An unknown key costs the same verification as a known one, so timing does not reveal keys.
