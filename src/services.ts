@@ -1,4 +1,5 @@
 import { pino, type Logger } from 'pino';
+import { uniqueViolation } from './db/errors.ts';
 import type { Db } from './db/client.ts';
 import { createDeviceAuthRepository } from './db/repositories/device-auth.repository.ts';
 import { createPresenceRepository } from './db/repositories/presence.repository.ts';
@@ -149,6 +150,7 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
       }
     },
     committed: (batchId) => historyRepo.committed(batchId),
+    isCommitConflict: (err) => uniqueViolation(err)?.includes('ingest_commits') === true,
     batchSize: settings.ingestBatchSize,
     batchDelayMs: settings.ingestBatchDelayMs,
     maxPending: settings.ingestMaxPending,

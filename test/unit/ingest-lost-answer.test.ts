@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createIngest } from '../../src/domain/telemetry/ingest.ts';
 import { createTestApp } from '../helpers/app.ts';
+import { openPrivateTestDatabase } from '../helpers/db.ts';
 
 /**
  * A connection lost between a batch's commit and its answer (a killed backend, a failover): the write
@@ -28,6 +29,32 @@ describe('ingest: a lost answer to a committed batch', () => {
     expect(ingest.stats().retries).toBe(1);
   });
 
+  it('never writes blind while it cannot ask: a commit record that exists already means committed', async () => {
+    const stored: number[] = [];
+    const commits = new Set<string>();
+    let lose = 1;
+    let askFails = 2;
+    const ingest = createIngest<number>({
+      write: async (rows, batchId) => {
+        if (commits.has(batchId)) throw Object.assign(new Error('duplicate key value violates unique constraint "ingest_commits_pkey"'), { code: '23505' });
+        stored.push(...rows);
+        commits.add(batchId);
+        if (lose-- > 0) throw Object.assign(new Error('connection ended'), { code: 'CONNECTION_ENDED' });
+      },
+      // The database is still away when it is first asked.
+      committed: async (batchId) => {
+        if (askFails-- > 0) throw Object.assign(new Error('connection refused'), { code: 'ECONNREFUSED' });
+        return commits.has(batchId);
+      },
+      isCommitConflict: (err) => (err as { code?: string }).code === '23505',
+      retryMinMs: 1,
+      batchDelayMs: 50,
+    });
+    // Two submissions in one batch: a refused batch would be split and written again one by one.
+    await Promise.all([ingest.submit([1]), ingest.submit([2])]);
+    expect(stored).toEqual([1, 2]);
+  });
+
   it('writes again when the lost attempt did not commit', async () => {
     const stored: number[] = [];
     let fail = 2;
@@ -45,7 +72,7 @@ describe('ingest: a lost answer to a committed batch', () => {
   });
 
   it('records the batch with its rows, in the same statement or transaction (history repository)', async () => {
-    const ctx = await createTestApp();
+    const ctx = await createTestApp({}, { database: await openPrivateTestDatabase() });
     try {
       const repo = ctx.services.historyStore;
       const now = Date.now();

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { TelemetryRow } from '../../db/repositories/history.repository.ts';
+import { AppError } from '../../errors.ts';
 
 /**
  * The telemetry ingest pipeline (issue #4): every attribute value — reported over MQTT, HTTP, TCP
@@ -23,6 +24,8 @@ export interface IngestOptions<T = TelemetryRow> {
    * writing again, so a batch whose commit's answer was lost is not written twice.
    */
   committed?(batchId: string): Promise<boolean>;
+  /** Whether a write failed because its batch's commit record exists already (then it committed before). */
+  isCommitConflict?(err: unknown): boolean;
   /** Most values per batch. */
   batchSize?: number;
   /** Longest a value waits for its batch to fill, in ms. */
@@ -56,12 +59,15 @@ export interface IngestStats {
 
 /** Connection-level failures: the server is down, restarting or unreachable. */
 export function isTransientDbError(err: unknown): boolean {
+  // The application's own refusals are never the database being away, whatever their message says.
+  if (err instanceof AppError) return false;
   for (let e = err as { code?: unknown; cause?: unknown; message?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
     const code = typeof e.code === 'string' ? e.code : '';
-    // Connection exception, operator intervention (shutdown, cancel, "cannot connect now"), insufficient
+    // Connection exception, operator intervention (shutdown, "cannot connect now"; not a statement
+    // timeout, 57014, which would fail the same way for ever), insufficient
     // resources, system error, "database is not accepting connections" (ALLOW_CONNECTIONS false),
     // serialization failure / deadlock, read-only transaction (a standby during failover).
-    if (/^(08|57|53|58|55000|40001|40P01|25006)/.test(code)) return true;
+    if (/^(08|57P|57000|53|58|55000|40001|40P01|25006)/.test(code)) return true;
     if (['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT'].includes(code)) return true;
     if (typeof e.message === 'string' && /terminat|connection|closed/i.test(e.message) && !code) return true;
   }
@@ -137,15 +143,6 @@ export function createIngest<T = TelemetryRow>(options: IngestOptions<T>) {
 
   const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref?.());
 
-  /** Whether a write whose answer was lost committed after all; unknown (false) while the database is away. */
-  async function committedAfterAll(batchId: string): Promise<boolean> {
-    if (!options.committed) return false;
-    try {
-      return await options.committed(batchId);
-    } catch {
-      return false;
-    }
-  }
 
   /** Writes until the database answers; returns the error when it refuses the data. */
   async function writeDurably(rows: T[]): Promise<unknown> {
@@ -153,11 +150,15 @@ export function createIngest<T = TelemetryRow>(options: IngestOptions<T>) {
     const batchId = randomUUID();
     for (let attempt = 0; ; attempt++) {
       try {
-        // A retry first asks whether the lost attempt committed (its answer may be what was lost).
-        if (attempt > 0 && (await committedAfterAll(batchId))) return undefined;
+        // A retry first asks whether the lost attempt committed (its answer may be what was lost); while
+        // that cannot be known (the database is still away) this throws and the loop waits again: never a
+        // blind second write.
+        if (attempt > 0 && options.committed && (await options.committed(batchId))) return undefined;
         await options.write(rows, batchId);
         return undefined;
       } catch (err) {
+        // The batch's own commit record exists: an earlier attempt committed after all.
+        if (attempt > 0 && options.isCommitConflict?.(err)) return undefined;
         if (!isTransient(err)) return err;
         stats.retries += 1;
         log?.warn({ err, retryInMs: delay, values: rows.length }, 'telemetry write failed: database unavailable, retrying');
