@@ -82,6 +82,8 @@ interface ClientState {
   rate: number;
   /** The filters granted on this connection, rewritten into the device's namespace (at most maxSubscriptions). */
   filters: Set<string>;
+  /** deviceAuth.mark() when the login began: a revocation since then ends the connection before it is attached. */
+  mark: number;
   session?: DeviceSession;
   /** Set by close(): whether the registry had already forgotten the session (a kick, not a replacement). */
   kicked?: boolean;
@@ -361,20 +363,22 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       );
       return;
     }
-    services.deviceAuth.authenticate(projectKey, token).then(
-      (identity) => {
+    const mark = services.deviceAuth.mark();
+    services.deviceAuth
+      .authenticate(projectKey, token)
+      .then(async (identity) => {
         if (!identity) return refuse(4, 'bad user name or password');
         if (identity.disabled) return refuse(5, 'device disabled');
-        return Promise.resolve(rateOf(identity)).then((rate) => {
-          states.set(client, { identity, clientId: client.id, rate, filters: new Set() });
-          callback(null, true);
-        });
-      },
-      (err: unknown) => {
+        const rate = await rateOf(identity);
+        states.set(client, { identity, clientId: client.id, rate, filters: new Set(), mark });
+        callback(null, true);
+      })
+      .catch((err: unknown) => {
+        // The project went away during the login: its credentials are no longer valid.
+        if (err instanceof NotFound) return refuse(4, 'bad user name or password');
         log.error({ err }, 'device authentication failed');
         callback(Object.assign(new Error('server unavailable'), { returnCode: 3 }) as unknown as AuthenticateError, false);
-      },
-    );
+      });
   };
 
   aedes.authorizeSubscribe = (client, sub, callback) => {
@@ -495,6 +499,10 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     const state = states.get(client);
     if (!state) return;
     const { identity } = state;
+    if (services.deviceAuth.revokedSince(identity, state.mark)) {
+      log.info({ deviceId: identity.deviceId }, 'closing a device connection whose credentials were revoked while it logged in');
+      return client.close();
+    }
     const session: DeviceSession = {
       deviceId: identity.deviceId,
       projectId: identity.projectId,

@@ -364,6 +364,7 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
     if (amp < 1 || !/^[\x21-\x7e]+$/.test(text)) return refuse(link, 'malformed login');
     // Counted per client address before any query (admission.ts).
     if (link.ticket && !connections.tryLogin(link.ticket.address)) return refuse(link, 'too many login attempts');
+    const mark = services.deviceAuth.mark();
     services.deviceAuth.authenticate(text.slice(0, amp), text.slice(amp + 1)).then(
       async (identity) => {
         if (link.phase !== 'auth') return;
@@ -374,6 +375,8 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
           options.rateLimit ?? services.projectSettings.deviceRateLimit(identity.projectId),
         ]);
         if (link.phase !== 'auth' || closing) return end(link, 'closed during login');
+        // Revoked (device disabled, deleted, its project deleted) while the login was checked.
+        if (services.deviceAuth.revokedSince(identity, mark)) return end(link, 'credentials revoked during login');
         open(link, identity, profile, rateLimit, rest);
       },
       (err: unknown) => {

@@ -106,6 +106,40 @@ describe('revocation', () => {
     await fine.publishAsync('attributes', JSON.stringify({ n: 1 }), { qos: 1 });
   });
 
+  it('a login checked while its device is disabled does not become a session (MQTT and TCP)', async () => {
+    const p = await createProject(ctx, 'overtaken');
+    const d = await deviceOf(p);
+    const t = await deviceOf(p, { name: 'dtu' });
+    // Log-in look-ups answer, then wait: the devices are disabled while the logins are on their way.
+    const original = ctx.services.deviceAuth.authenticate;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let waiting = 0;
+    ctx.services.deviceAuth.authenticate = async (pk, token) => {
+      const identity = await original(pk, token);
+      waiting++;
+      await gate;
+      return identity;
+    };
+    try {
+      const c = mqtt.connect(tb.url, { username: d.token, password: p.project.project_key, reconnectPeriod: 0 });
+      clients.push(c);
+      c.on('error', () => {});
+      const mqttClosed = once(c, 'close');
+      const dtu = await tcpLogin(p.project.project_key, t.token);
+      const dtuClosed = once(dtu, 'close');
+      await vi.waitFor(() => expect(waiting).toBe(2));
+      expectOk(await p.api.put(`/api/v1/device/${d.id}/info`, { disabled: true }));
+      expectOk(await p.api.put(`/api/v1/device/${t.id}/info`, { disabled: true }));
+      release();
+      await Promise.all([dtuClosed, mqttClosed]);
+      expect(ctx.services.sessions.isOnline(d.id)).toBe(false);
+      expect(ctx.services.sessions.isOnline(t.id)).toBe(false);
+    } finally {
+      ctx.services.deviceAuth.authenticate = original;
+    }
+  });
+
   it('rotating the view secret disconnects the subscribers of the old one; the old secret is refused, the new one works', async () => {
     const p = await createProject(ctx, 'rotating');
     const first = expectOk(await p.api.post('/api/v1/view_key', {}));

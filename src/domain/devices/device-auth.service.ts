@@ -62,6 +62,15 @@ export function createDeviceAuthService({ repo, bus, clock = Date.now, ttlMs = 6
   }
 
   return {
+    /**
+     * A mark taken before a login is checked; `revokedSince(identity, mark)` then tells whether the
+     * device or its project was revoked meanwhile, so a transport does not attach a session for a login
+     * that a revocation overtook (the revocation found nothing to close).
+     */
+    mark: () => generation,
+    revokedSince: (identity: Pick<DeviceIdentity, 'deviceId' | 'projectId'>, mark: number) =>
+      Math.max(revokedAt.get(identity.deviceId) ?? 0, projectRevokedAt.get(identity.projectId) ?? 0) > mark,
+
     authenticate(projectKey: string, accessToken: string): Promise<DeviceIdentity | undefined> {
       if (projectKey.length > MAX_CREDENTIAL_LENGTH || accessToken.length > MAX_CREDENTIAL_LENGTH || !CREDENTIAL.test(projectKey) || !CREDENTIAL.test(accessToken)) {
         return Promise.resolve(undefined);
