@@ -56,7 +56,9 @@ export interface AppDeps {
 export async function buildApp({ config, services, jwtSecret, logger, readiness }: AppDeps): Promise<FastifyInstance> {
   const opts: FastifyServerOptions = {
     bodyLimit: config.BODY_LIMIT,
-    trustProxy: config.TRUST_PROXY,
+    // One hop: the client address is the entry the proxy added (the last of X-Forwarded-For), not the
+    // first, which the client writes itself and could change at every login attempt.
+    trustProxy: config.TRUST_PROXY ? (_address: string, hop: number) => hop === 0 : false,
     requestIdHeader: 'x-request-id',
     // Malformed URLs and the like fail in the router, before the error handler: answer them in the envelope too.
     frameworkErrors: (err, _req, reply) => {

@@ -1,5 +1,6 @@
 import rateLimit from '@fastify/rate-limit';
 import type { FastifyInstance } from 'fastify';
+import { addressKey } from '../../mqtt-broker/admission.ts';
 import { TooManyRequests } from '../errors.ts';
 
 declare module 'fastify' {
@@ -16,6 +17,8 @@ declare module 'fastify' {
 export async function registerRateLimit(app: FastifyInstance, opts: { loginMax: number; loginWindowMs: number }) {
   await app.register(rateLimit, {
     global: false,
+    // IPv6 clients by their /64 (one host has a whole network of addresses), as device logins.
+    keyGenerator: (req) => addressKey(req.ip),
     errorResponseBuilder: (_req, ctx) => {
       const seconds = Math.max(1, Math.ceil(ctx.ttl / 1000));
       const err = new TooManyRequests(`Too many requests, retry in ${seconds} s`, seconds);

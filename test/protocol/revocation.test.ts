@@ -125,7 +125,7 @@ describe('revocation', () => {
       const c = mqtt.connect(tb.url, { username: d.token, password: p.project.project_key, reconnectPeriod: 0 });
       clients.push(c);
       c.on('error', () => {});
-      const mqttClosed = once(c, 'close');
+      const mqttClosed = new Promise<void>((r) => c.once('close', () => r()));
       const dtu = await tcpLogin(p.project.project_key, t.token);
       const dtuClosed = once(dtu, 'close');
       await vi.waitFor(() => expect(waiting).toBe(2));
