@@ -1,4 +1,4 @@
-import { lookup as dnsLookup } from 'node:dns/promises';
+import { Resolver as DnsResolver } from 'node:dns/promises';
 import type { LookupAddress } from 'node:dns';
 import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
@@ -6,7 +6,22 @@ import ipaddr from 'ipaddr.js';
 /** Resolves a host name to every address it has (the system resolver by default). */
 export type Resolver = (hostname: string) => Promise<LookupAddress[]>;
 
-export const systemResolver: Resolver = (hostname) => dnsLookup(hostname, { all: true, verbatim: true });
+/**
+ * Asks the name servers directly (c-ares, on the event loop) with a timeout: `dns.lookup` runs
+ * getaddrinfo on libuv's four worker threads, which a tenant's name server that never answers could
+ * keep busy, stalling file access and password hashing for everybody. (/etc/hosts is not read: webhook
+ * targets are public names.)
+ */
+const dns = new DnsResolver({ timeout: 2_000, tries: 2 });
+export const systemResolver: Resolver = async (hostname) => {
+  const [v4, v6] = await Promise.allSettled([dns.resolve4(hostname), dns.resolve6(hostname)]);
+  const found: LookupAddress[] = [
+    ...(v4.status === 'fulfilled' ? v4.value.map((address) => ({ address, family: 4 })) : []),
+    ...(v6.status === 'fulfilled' ? v6.value.map((address) => ({ address, family: 6 })) : []),
+  ];
+  if (!found.length) throw v4.status === 'rejected' ? v4.reason : new Error(`${hostname} has no address`);
+  return found;
+};
 
 /** A parsed CIDR: the network address and its prefix length. */
 type Network = [ipaddr.IPv4 | ipaddr.IPv6, number];
@@ -80,6 +95,8 @@ export function createNetGuard({ allow = [], resolve = systemResolver }: { allow
     const v6 = addr as ipaddr.IPv6;
     const v4 = embeddedIPv4(v6);
     if (v4) return allowedAddr(v4);
+    // ::/8 is reserved (IPv4-compatible addresses such as ::7f00:1 among them): never a public host.
+    if (v6.parts[0]! < 0x100) return false;
     return v6.range() === 'unicast';
   }
 
