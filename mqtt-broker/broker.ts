@@ -25,6 +25,8 @@ export const MQTT_DEFAULTS = {
   maxSubscriptions: 100,
   /** Filters one application subscriber may hold (a device each, at most; `+` covers them all). */
   maxViewerSubscriptions: 1_000,
+  /** Application subscribers of one project connected at once (each receives all it subscribes to). */
+  maxViewersPerProject: 100,
   /**
    * How long a message whose store failed because the database is unavailable is tried again before
    * the device is told it failed (MQTT 5: PUBACK 0x80; 3.1.1: the connection closes without PUBACK).
@@ -53,6 +55,7 @@ export interface BrokerOptions {
   rateLimit?: number;
   maxSubscriptions?: number;
   maxViewerSubscriptions?: number;
+  maxViewersPerProject?: number;
   retryUnavailableMs?: number;
   authFailureDelayMs?: number;
   /**
@@ -135,6 +138,8 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   const maxPacketSize = options.maxPacketSize ?? MQTT_DEFAULTS.maxPacketSize;
   const maxSubscriptions = options.maxSubscriptions ?? MQTT_DEFAULTS.maxSubscriptions;
   const maxViewerSubscriptions = options.maxViewerSubscriptions ?? MQTT_DEFAULTS.maxViewerSubscriptions;
+  const maxViewersPerProject = options.maxViewersPerProject ?? MQTT_DEFAULTS.maxViewersPerProject;
+  const viewersOf = (projectId: string) => viewerClients.get(projectId)?.size ?? 0;
   const retryUnavailableMs = options.retryUnavailableMs ?? MQTT_DEFAULTS.retryUnavailableMs;
   const limiter = services.rateLimiter;
   const rateOf = (identity: DeviceIdentity) => options.rateLimit ?? services.projectSettings.deviceRateLimit(identity.projectId);
@@ -223,8 +228,9 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   /**
    * Handles a device message, trying again while the database is unavailable (the ingest pipeline
    * rides out outages by itself; the look-ups before it, and the other stores, are tried here) for as
-   * long as the connection lasts, up to retryUnavailableMs. Everything that stores is all or nothing,
-   * so a message tried again is never stored twice.
+   * long as the connection lasts, up to retryUnavailableMs. What failed stored nothing (reports are all
+   * or nothing and their batches are never written twice; an event or a data message whose commit's
+   * answer was lost with its connection may be), so trying the message again is safe.
    */
   async function retryUnavailable(client: Client, state: ClientState, up: Upstream, payload: Buffer, first: unknown): Promise<Answer | undefined> {
     const deadline = clock() + retryUnavailableMs;
@@ -352,6 +358,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
           if (!viewer) return refuse(4, 'bad user name or password');
           // The secret was changed (or the project deleted) while this login was being checked.
           if (viewersRevoked(viewer.projectId, since)) return refuse(4, 'bad user name or password');
+          if (viewersOf(viewer.projectId) >= maxViewersPerProject) return refuse(5, 'too many application subscribers for this project');
           viewers.set(client, { projectId: viewer.projectId, viewKey: token });
           viewerSince.set(client, since);
           callback(null, true);
@@ -480,7 +487,9 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       handleUpstream(state, up, payload).then(done, (err: unknown) =>
         isTransientDbError(err) ? retryUnavailable(client, state, up, payload, err).then(done, failed) : failed(err),
       );
-    if (admission.delayMs > 0) setTimeout(handle, admission.delayMs);
+    // A message held for its tokens whose connection closed meanwhile is not stored: it was never
+    // acknowledged, and the device sends it again.
+    if (admission.delayMs > 0) setTimeout(() => (client.closed ? callback(refusal(UNSPECIFIED_ERROR, 'connection closed')) : handle()), admission.delayMs);
     else handle();
   };
 
@@ -491,6 +500,8 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     if (viewer) {
       viewerHooks.connected(viewer);
       if (viewersRevoked(viewer.projectId, viewerSince.get(client) ?? 0)) return client.close();
+      // Logins checked at the same time may all have found room: the count here is the one that holds.
+      if (viewersOf(viewer.projectId) >= maxViewersPerProject) return client.close();
       let set = viewerClients.get(viewer.projectId);
       if (!set) viewerClients.set(viewer.projectId, (set = new Set()));
       set.add(client);

@@ -34,6 +34,7 @@ export const configSchema = z
     DEVICE_RATE_LIMIT_MAX: z.coerce.number().int().min(1).max(100_000).default(1_000),
     PROJECT_MESSAGE_RATE: z.coerce.number().int().min(0).max(10_000_000).default(5_000),
     MQTT_MAX_SUBSCRIPTIONS: z.coerce.number().int().min(8).max(100_000).default(100),
+    MQTT_MAX_VIEWERS_PER_PROJECT: z.coerce.number().int().min(1).max(100_000).default(100),
     /** HTTP sockets (src/http-connections.ts). */
     HTTP_CONNECTIONS_PER_ADDRESS: z.coerce.number().int().min(0).max(1_000_000).default(256),
     HTTP_HEADERS_TIMEOUT_MS: z.coerce.number().int().min(1_000).max(600_000).default(10_000),

@@ -135,7 +135,7 @@ async function start(config: Config) {
       loginBurst: config.DEVICE_LOGIN_BURST,
     });
     logger.info({ maxConnections: admission.maxConnections }, 'device connections allowed at once');
-    const broker = await createBroker({ services, logger, maxPacketSize: config.MQTT_MAX_PACKET_SIZE, maxSubscriptions: config.MQTT_MAX_SUBSCRIPTIONS, admission, connectTimeoutMs: config.MQTT_CONNECT_TIMEOUT_MS });
+    const broker = await createBroker({ services, logger, maxPacketSize: config.MQTT_MAX_PACKET_SIZE, maxSubscriptions: config.MQTT_MAX_SUBSCRIPTIONS, maxViewersPerProject: config.MQTT_MAX_VIEWERS_PER_PROJECT, admission, connectTimeoutMs: config.MQTT_CONNECT_TIMEOUT_MS });
     const mqttServer = net.createServer((socket) => broker.handleConnection(socket));
     closers.push(async () => {
       const stopped = new Promise<void>((resolve) => mqttServer.close(() => resolve()));

@@ -221,7 +221,8 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
     if (admission.delayMs > 0) {
       stats.rateLimited += 1;
       hold(link, admission.delayMs);
-      setTimeout(() => store(link, message, receivedAt), admission.delayMs);
+      // Stored after the wait even if the link closed meanwhile (the bytes arrived), unless the server stops.
+      setTimeout(() => closing || store(link, message, receivedAt), admission.delayMs);
     } else store(link, message, receivedAt);
   }
 

@@ -142,3 +142,28 @@ describe('application subscriber limits', () => {
     expect(await subscribe([`${view.view_key}/+/online`])).toEqual([0]);
   });
 });
+
+describe('application subscribers per project', () => {
+  it('refuses subscribers beyond the per-project limit; another project is not affected', async () => {
+    const small = await startTestBroker(ctx, { maxViewersPerProject: 3 });
+    try {
+      const login = async (username: string, password: string) => {
+        try {
+          const c = await mqtt.connectAsync(small.url, { username, password, reconnectPeriod: 0 });
+          clients.push(c);
+          return 0;
+        } catch (err) {
+          return (err as { code?: number }).code ?? -1;
+        }
+      };
+      const a = expectOk(await (await createProject(ctx, 'viewers a')).api.post('/api/v1/view_key', {}));
+      const b = expectOk(await (await createProject(ctx, 'viewers b')).api.post('/api/v1/view_key', {}));
+      const results: number[] = [];
+      for (let i = 0; i < 5; i++) results.push(await login(a.view_key, a.view_secret));
+      expect(results).toEqual([0, 0, 0, 5, 5]);
+      expect(await login(b.view_key, b.view_secret)).toBe(0);
+    } finally {
+      await small.close();
+    }
+  });
+});
