@@ -5,6 +5,7 @@ import type { ProjectSettingsService } from '../projects/project-settings.servic
 
 const DAY_MS = 86_400_000;
 const HOUR_MS = 3_600_000;
+const PRUNE_EVERY_MS = 5 * 60_000;
 
 export interface RetentionDeps {
   db: Db;
@@ -25,6 +26,7 @@ export interface RetentionDeps {
 export function createRetention({ db, history, settings, defaultDays, clock = Date.now, logger }: RetentionDeps) {
   let first: NodeJS.Timeout | undefined;
   let timer: NodeJS.Timeout | undefined;
+  let prune: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
 
   async function runOnce(): Promise<{ dropped: number; projects: number }> {
@@ -59,8 +61,6 @@ export function createRetention({ db, history, settings, defaultDays, clock = Da
         delete from data_messages m using projects p
         where p.id = m.project_id and p.history_retention_days is null and m.ts < ${now - defaultDays * DAY_MS}`);
     }
-    // The ingest's commit records: needed only while a lost answer is retried (seconds).
-    await history.pruneCommits(now - HOUR_MS);
     return { dropped, projects: trimmed };
   }
 
@@ -83,6 +83,12 @@ export function createRetention({ db, history, settings, defaultDays, clock = Da
      * ingest creates the partitions it writes to by itself), then hourly.
      */
     start(firstAfterMs = 30_000): void {
+      // The ingest's commit records are needed only while a lost answer is retried (seconds): pruned
+      // every few minutes on their own, so a failing retention pass cannot let them pile up.
+      prune = setInterval(() => {
+        history.pruneCommits(clock() - PRUNE_EVERY_MS).catch((err: unknown) => logger?.warn({ err }, 'ingest commit records not pruned'));
+      }, PRUNE_EVERY_MS);
+      prune.unref();
       first = setTimeout(() => {
         void tick();
         timer = setInterval(tick, HOUR_MS);
@@ -93,7 +99,8 @@ export function createRetention({ db, history, settings, defaultDays, clock = Da
     async stop(): Promise<void> {
       if (first) clearTimeout(first);
       if (timer) clearInterval(timer);
-      first = timer = undefined;
+      if (prune) clearInterval(prune);
+      first = timer = prune = undefined;
       await running;
     },
   };
