@@ -83,10 +83,11 @@ export function createRetention({ db, history, settings, defaultDays, clock = Da
      * ingest creates the partitions it writes to by itself), then hourly.
      */
     start(firstAfterMs = 30_000): void {
-      // The ingest's commit records are needed only while a lost answer is retried (seconds): pruned
-      // every few minutes on their own, so a failing retention pass cannot let them pile up.
+      // The ingest's commit records are needed only while a lost answer is retried (until the database
+      // answers again): an hour's worth is kept, pruned every few minutes on their own timer, so a failing
+      // retention pass cannot let them pile up.
       prune = setInterval(() => {
-        history.pruneCommits(clock() - PRUNE_EVERY_MS).catch((err: unknown) => logger?.warn({ err }, 'ingest commit records not pruned'));
+        history.pruneCommits(clock() - HOUR_MS).catch((err: unknown) => logger?.warn({ err }, 'ingest commit records not pruned'));
       }, PRUNE_EVERY_MS);
       prune.unref();
       first = setTimeout(() => {
