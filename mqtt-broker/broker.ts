@@ -458,30 +458,31 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     }
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
     // The service finishes before the callback, so a QoS 1 PUBACK means the message is stored; a
-    // message that could not be stored is never acknowledged. One reaction for both outcomes (the
-    // busiest path of the server); nothing thrown while answering escapes.
-    const settle = (reply: () => void, err?: Error) => {
-      try {
-        reply();
-      } catch (e) {
-        log.error({ deviceId, topic, err: e }, 'answer not published');
+    // message that could not be stored is never acknowledged. The busiest path of the server: few
+    // closures; nothing thrown while answering escapes.
+    const done = (body: Answer | undefined, err?: Error) => {
+      if (body) {
+        try {
+          answer(client, state, responseTopic, body);
+        } catch (e) {
+          log.error({ deviceId, topic, err: e }, 'answer not published');
+        }
       }
       callback(err ?? null);
     };
-    const done = (body: Answer | undefined) => settle(() => body && answer(client, state, responseTopic, body));
     const failed = (err: unknown) => {
       // Refused by the rate limiter once read (a gateway's sub-device): never acknowledged for QoS 1.
       if (err instanceof RateExceeded && packet.qos > 0) {
-        if (client.version === 5) return settle(() => answer(client, state, responseTopic, failure(429, err.message)), refusal(QUOTA_EXCEEDED, err.message));
+        if (client.version === 5) return done(failure(429, err.message), refusal(QUOTA_EXCEEDED, err.message));
         client.close();
-        return settle(() => {});
+        return done(undefined);
       }
       // Refused for its content: the device is told on the response topic, and the message is done.
-      if (err instanceof AppError) return settle(() => answer(client, state, responseTopic, failure(err.errcode, err.message)));
+      if (err instanceof AppError) return done(failure(err.errcode, err.message));
       // A server fault: not stored, so not acknowledged (MQTT 5: PUBACK 0x80; 3.1.1: the connection
       // closes without PUBACK and the device sends the message again).
       log.error({ deviceId, topic, err }, 'device message not stored');
-      settle(() => answer(client, state, responseTopic, failure(500, 'internal error')), refusal(UNSPECIFIED_ERROR, 'message not stored'));
+      done(failure(500, 'internal error'), refusal(UNSPECIFIED_ERROR, 'message not stored'));
     };
     const handle = () =>
       handleUpstream(state, up, payload).then(done, (err: unknown) =>

@@ -50,6 +50,9 @@ export type Admission =
   /** Not taken: over the device's rate (`by` device) or its project's budget, try again after `retryMs`; `flood` when the device keeps at it. */
   | { ok: false; by: 'device' | 'project'; retryMs: number; flood: boolean };
 
+/** The common answer, shared: no allocation per message. */
+const NOW: Admission = Object.freeze({ ok: true, delayMs: 0 });
+
 export interface RateLimiter {
   admit(projectId: string, deviceId: string, deviceRate: number, cost?: number): Admission;
   reserve(projectId: string, deviceId: string, deviceRate: number, cost?: number): Admission;
@@ -114,7 +117,8 @@ export function createRateLimiter(options: Partial<RateLimiterOptions> = {}): Ra
     if (projectWait > maxDelayMs) return refused(device, 'project', projectWait, now);
     device.tokens -= deviceCost;
     if (project) project.tokens -= projectCost;
-    return { ok: true, delayMs: Math.ceil(Math.max(deviceWait, projectWait)) };
+    const delayMs = Math.ceil(Math.max(deviceWait, projectWait));
+    return delayMs === 0 ? NOW : { ok: true, delayMs };
   }
 
   return {
