@@ -309,14 +309,16 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     const parser = (client as unknown as { _parser?: EventEmitter })._parser;
     if (!parser) return log.warn('Aedes client has no parser: UNSUBSCRIBE filters are not rewritten');
     parser.prependListener('packet', (packet: { cmd?: string; unsubscriptions?: string[] }) => {
+      // Every packet passes here: the test of its kind comes first.
+      if (packet.cmd !== 'unsubscribe' || !Array.isArray(packet.unsubscriptions)) return;
       const state = states.get(client);
-      if (packet.cmd !== 'unsubscribe' || !state || !Array.isArray(packet.unsubscriptions)) return;
-      packet.unsubscriptions = packet.unsubscriptions.map((f) => (mayFilter(state, f) ? deviceTopic(state.identity.deviceId, f) : f));
-      for (const f of packet.unsubscriptions) state.filters.delete(f);
-    });
-    parser.prependListener('packet', (packet: { cmd?: string; unsubscriptions?: string[] }) => {
+      if (state) {
+        packet.unsubscriptions = packet.unsubscriptions.map((f) => (mayFilter(state, f) ? deviceTopic(state.identity.deviceId, f) : f));
+        for (const f of packet.unsubscriptions) state.filters.delete(f);
+        return;
+      }
       const viewer = viewers.get(client);
-      if (packet.cmd !== 'unsubscribe' || !viewer || !Array.isArray(packet.unsubscriptions)) return;
+      if (!viewer) return;
       // A viewer's filters were stored rewritten into its project's namespace too.
       packet.unsubscriptions = packet.unsubscriptions.map((f) => viewerHooks.subscription(viewer, f) ?? f);
       const filters = viewerFilters.get(client);
