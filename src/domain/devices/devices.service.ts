@@ -42,6 +42,8 @@ export function deviceView(d: DeviceWithType) {
     name: d.name,
     descr: d.descr,
     device_key: d.deviceKey ?? '',
+    // List items carry it too: the vendor's export tool reads it from them to print QR codes.
+    device_code: d.deviceCode,
     tags: d.tags,
     create_time: d.createTime,
     alarm: d.alarm ?? {},
@@ -109,7 +111,6 @@ export function createDevicesService({ devices, projects, bus, clock = Date.now,
         ...deviceView(row),
         groups: row.groups,
         view_token: row.viewToken,
-        device_code: row.deviceCode,
         disabled: row.disabled,
         // A gateway sub-device names its gateway and its address there (device-protocol.md §8).
         gateway: row.gatewayId ? { id: row.gatewayId, address: row.subAddress ?? '' } : null,

@@ -66,11 +66,6 @@ export function createHistoryService({ history, values, devices, attributeModels
     },
   });
 
-  async function nameOf(projectId: string, typeId: string | null, identifier: string): Promise<string> {
-    if (!typeId) return identifier;
-    return (await modelsOf(projectId, typeId)).find((m) => m.identifier === identifier)?.name || identifier;
-  }
-
   return {
     modelLookup,
     /** Forgets cached models of a project (after a model change on this node). */
@@ -105,13 +100,11 @@ export function createHistoryService({ history, values, devices, attributeModels
 
     /** One page of an attribute's history, newest first (http-api.md §3). */
     async series(scope: Scope, deviceId: string, identifier: string, q: RangeQuery & { page: number; page_records: number }) {
-      const device = await deviceInScope(devices, scope, deviceId);
+      await deviceInScope(devices, scope, deviceId);
       const { from, to } = resolveRange(q, clock());
-      const [points, name] = await Promise.all([
-        history.series(scope.projectId, deviceId, identifier, from, to, q.page_records, (q.page - 1) * q.page_records),
-        nameOf(scope.projectId, device.typeId, identifier),
-      ]);
-      return points.map((p) => ({ ts: p.ts, timestamp: new Date(p.ts).toISOString(), name, value: p.value, type: p.dataType }));
+      const points = await history.series(scope.projectId, deviceId, identifier, from, to, q.page_records, (q.page - 1) * q.page_records);
+      // `name` is the identifier, as the vendor's clients read it (the display name is the model's, on /attributes).
+      return points.map((p) => ({ ts: p.ts, timestamp: new Date(p.ts).toISOString(), name: identifier, value: p.value, type: p.dataType }));
     },
 
     /** Numeric aggregates per interval for one or several identifiers (beyond the vendor). */

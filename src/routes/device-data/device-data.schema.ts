@@ -4,7 +4,8 @@ import { Id, pagingQuery } from '../common.schema.ts';
 import { ATTRIBUTE_IDENTIFIER } from '../../domain/telemetry/current-values.service.ts';
 
 const Identifier = z.string().regex(ATTRIBUTE_IDENTIFIER, 'must match ^[A-Za-z_][A-Za-z0-9_]{0,63}$');
-const Ms = z.coerce.number().int().min(0).max(8_640_000_000_000_000);
+/** A time in ms; a fractional part (clients sending `time.time() * 1000`) is floored. */
+const Ms = z.coerce.number().min(0).max(8_640_000_000_000_000).transform(Math.floor);
 const range = { start_time: Ms.optional(), end_time: Ms.optional() };
 const identifierList = z
   .string()

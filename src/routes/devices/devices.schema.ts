@@ -9,6 +9,7 @@ export const Device = z.object({
   name: z.string(),
   descr: z.string(),
   device_key: z.string(),
+  device_code: z.string(),
   tags: z.record(z.string(), z.string()),
   create_time: z.number(),
   alarm: z.union([z.object({ level: z.number(), since: z.number(), rule: z.string().nullable() }), z.object({})]),
@@ -20,7 +21,6 @@ export const Device = z.object({
 export const DeviceDetail = Device.extend({
   groups: z.array(z.string()),
   view_token: z.string(),
-  device_code: z.string(),
   /** A gateway sub-device: its gateway and address; null otherwise. */
   gateway: z.object({ id: z.string(), address: z.string() }).nullable(),
   /** Extension: a disabled device cannot connect or report. */
