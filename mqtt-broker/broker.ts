@@ -123,7 +123,7 @@ const QUOTA_EXCEEDED = 0x97;
 /** An error for Aedes' publish callback: MQTT 5 answers a QoS 1 message with its reason code, 3.1.1 closes the connection. */
 const refusal = (reasonCode: number, message: string) => Object.assign(new Error(message), { reasonCode });
 
-function authError(returnCode: 4 | 5, message: string): AuthenticateError {
+function authError(returnCode: 3 | 4 | 5, message: string): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
 }
 
@@ -367,7 +367,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         },
         (err: unknown) => {
           log.error({ err }, 'view key authentication failed');
-          callback(Object.assign(new Error('server unavailable'), { returnCode: 3 }) as unknown as AuthenticateError, false);
+          callback(authError(3, 'server unavailable'), false);
         },
       );
       return;
@@ -386,7 +386,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         // The project went away during the login: its credentials are no longer valid.
         if (err instanceof NotFound) return refuse(4, 'bad user name or password');
         log.error({ err }, 'device authentication failed');
-        callback(Object.assign(new Error('server unavailable'), { returnCode: 3 }) as unknown as AuthenticateError, false);
+        callback(authError(3, 'server unavailable'), false);
       });
   };
 
@@ -454,7 +454,8 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       if (packet.qos === 0) answer(client, state, responseTopic, failure(429, admission.by === 'device' ? 'rate limit' : 'project rate limit'));
       if (!flood) return callback(null);
       log.warn({ deviceId, by: admission.by }, 'refusing messages of a device that keeps exceeding its message rate');
-      if (client.version === 5 && packet.qos > 0) return callback(refusal(QUOTA_EXCEEDED, 'message rate exceeded'));
+      // Through Aedes' error path, never a PUBACK: MQTT 5 gets 0x97, a 3.1.1 connection is closed.
+      if (packet.qos > 0) return callback(refusal(QUOTA_EXCEEDED, 'message rate exceeded'));
       client.close();
       return callback(null);
     }
@@ -475,9 +476,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     const failed = (err: unknown) => {
       // Refused by the rate limiter once read (a gateway's sub-device): never acknowledged for QoS 1.
       if (err instanceof RateExceeded && packet.qos > 0) {
-        if (client.version === 5) return done(failure(429, err.message), refusal(QUOTA_EXCEEDED, err.message));
-        client.close();
-        return done(undefined);
+        return done(client.version === 5 ? failure(429, err.message) : undefined, refusal(QUOTA_EXCEEDED, err.message));
       }
       // Refused for its content: the device is told on the response topic, and the message is done.
       if (err instanceof AppError) return done(failure(err.errcode, err.message));

@@ -3,7 +3,7 @@ import net from 'node:net';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import postgres from 'postgres';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import { createProject, createTestApp, deviceWithToken, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import { createPrivatePostgres, type PrivatePostgres } from '../helpers/db.ts';
 import { openPostgres } from '../../src/db/client.ts';
@@ -18,11 +18,7 @@ afterEach(() => {
   for (const c of clients.splice(0)) c.end(true);
 });
 
-async function deviceOf(p: ProjectFixture, body: Record<string, unknown> = { name: 'd' }) {
-  const d = expectOk(await p.api.post('/api/v1/device', body));
-  const cert = expectOk(await p.api.get(`/api/v1/device/${d.id}/certificate`));
-  return { id: d.id as string, token: cert.access_token as string };
-}
+const deviceOf = deviceWithToken;
 
 async function connect(url: string, p: ProjectFixture, token: string, opts: IClientOptions = {}) {
   const c = await mqtt.connectAsync(url, { username: token, password: p.project.project_key, reconnectPeriod: 100, ...opts });
@@ -74,6 +70,28 @@ describe('QoS 1 over the rate limit', () => {
     await Promise.all(range(300).map((i) => c.publishAsync('gateway/attributes', JSON.stringify({ s1: { n: i } }), { qos: 1 })));
     await ctx.services.ingest.flush();
     expect(await stored(ctx, p.project.id, sub.id)).toEqual(range(300));
+  }, 30_000);
+
+  it('refuses QoS 1 reports that would wait more than 10 s visibly (MQTT 5: PUBACK 0x97; 3.1.1: closed), never acknowledging them', async () => {
+    const p = await createProject(ctx, 'refused');
+    expectOk(await p.api.put('/api/v1/project/settings', { device_rate_limit: 1 }));
+    const d5 = await deviceOf(p);
+    const v5 = await connect(tb.url, p, d5.token, { protocolVersion: 5 });
+    // At 1/s (bursts of 2) about 12 can be held within 10 s; the rest of 20 are refused at once.
+    const outcomes = await Promise.all(range(20).map((i) => v5.publishAsync('attributes', JSON.stringify({ n: i }), { qos: 1 }).then(() => 0, (err: { code?: number }) => err.code ?? -1)));
+    const refused = outcomes.filter((c) => c === 0x97).length;
+    expect(refused).toBeGreaterThan(0);
+    expect(outcomes.filter((c) => c !== 0 && c !== 0x97)).toEqual([]);
+    await ctx.services.ingest.flush();
+    expect((await stored(ctx, p.project.id, d5.id)).length).toBe(outcomes.filter((c) => c === 0).length);
+    const d4 = await deviceOf(p);
+    const v4 = await connect(tb.url, p, d4.token, { protocolVersion: 4, reconnectPeriod: 0 });
+    const closed = new Promise<void>((r) => v4.once('close', () => r()));
+    for (const i of range(20)) v4.publish('attributes', JSON.stringify({ n: i }), { qos: 1 });
+    await closed;
+    await ctx.services.ingest.flush();
+    // What was acknowledged is what is stored (the held ones of the closed connection are not).
+    expect((await stored(ctx, p.project.id, d4.id)).length).toBeLessThan(20);
   }, 30_000);
 
   it('HTTP device reports over the rate get 429 with Retry-After and store nothing (stored == answered result 1)', async () => {
