@@ -125,3 +125,10 @@ export function expectOk(res: ApiResponse) {
   }
   return res.body.info;
 }
+
+/** Creates a device in the project (`body` as POST /api/v1/device takes it) and reads its access token. */
+export async function deviceWithToken(p: ProjectFixture, body: Record<string, unknown> = { name: 'd' }): Promise<{ id: string; token: string }> {
+  const d = expectOk(await p.api.post('/api/v1/device', body));
+  const cert = expectOk(await p.api.get(`/api/v1/device/${d.id}/certificate`));
+  return { id: d.id as string, token: cert.access_token as string };
+}

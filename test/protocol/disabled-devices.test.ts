@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createTcpListener, type TcpListener } from '../../mqtt-broker/tcp/listener.ts';
 import { GATEWAY_TOPICS } from '../../mqtt-broker/topics.ts';
 import { devices } from '../../src/db/schema.ts';
-import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import { createProject, createTestApp, deviceWithToken, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import { nextOn } from '../helpers/mqtt.ts';
 
@@ -35,9 +35,7 @@ afterAll(async () => {
 });
 
 async function device(name: string, type?: string) {
-  const d = expectOk(await p.api.post('/api/v1/device', { name, ...(type ? { type } : {}) }));
-  const cert = expectOk(await p.api.get(`/api/v1/device/${d.id}/certificate`));
-  return { id: d.id as string, token: cert.access_token as string };
+  return deviceWithToken(p, { name, ...(type ? { type } : {}) });
 }
 const disable = (id: string) => ctx.database.db.update(devices).set({ disabled: true }).where(eq(devices.id, id));
 

@@ -5,7 +5,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createTcpListener, type TcpListener } from '../../mqtt-broker/tcp/listener.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
-import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import { createProject, createTestApp, deviceWithToken, expectOk, type TestContext } from '../helpers/app.ts';
 
 /**
  * Revocation ends sessions at once (README "Security and limits"): deleting a project, rotating
@@ -33,11 +33,7 @@ afterAll(async () => {
   await ctx?.close();
 });
 
-async function deviceOf(p: ProjectFixture, body: Record<string, unknown> = { name: 'd' }) {
-  const d = expectOk(await p.api.post('/api/v1/device', body));
-  const cert = expectOk(await p.api.get(`/api/v1/device/${d.id}/certificate`));
-  return { id: d.id as string, token: cert.access_token as string };
-}
+const deviceOf = deviceWithToken;
 
 async function connect(username: string, password: string, opts: IClientOptions = {}) {
   const c = await mqtt.connectAsync(tb.url, { username, password, reconnectPeriod: 0, ...opts });

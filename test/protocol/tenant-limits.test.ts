@@ -1,7 +1,7 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
-import { createProject, createTestApp, expectFailure, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import { createProject, createTestApp, deviceWithToken, expectFailure, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 
 /**
  * One tenant's load stays its own (README "Security and limits"): a device holds a bounded number
@@ -23,11 +23,7 @@ afterAll(async () => {
   await ctx?.close();
 });
 
-async function deviceOf(p: ProjectFixture) {
-  const d = expectOk(await p.api.post('/api/v1/device', { name: 'd' }));
-  const cert = expectOk(await p.api.get(`/api/v1/device/${d.id}/certificate`));
-  return { id: d.id as string, token: cert.access_token as string };
-}
+const deviceOf = (p: ProjectFixture) => deviceWithToken(p);
 async function connect(p: ProjectFixture, token: string) {
   const c = await mqtt.connectAsync(tb.url, { username: token, password: p.project.project_key, reconnectPeriod: 0 });
   clients.push(c);
