@@ -100,8 +100,12 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
   const auth = createAuthService({ credentials: createCredentialsRepository(db), apps: createAppsRepository(db), machineSecrets, clock });
   const projectsRepo = createProjectsRepository(db);
   const devicesRepo = createDevicesRepository(db);
-  const presence = createPresenceService({ repo: createPresenceRepository(db), bus, logger, clock });
-  const devices = createDevicesService({ devices: devicesRepo, projects: projectsRepo, bus, clock });
+  // Written connects and disconnects recount the cached totals and stats (`online` is live: http-api.md §3).
+  const presence = createPresenceService({
+    repo: createPresenceRepository(db), bus, logger, clock,
+    onOnlineWritten: (projectIds) => projectIds.forEach((p) => devices.countsChanged(p)),
+  });
+  const devices = createDevicesService({ devices: devicesRepo, projects: projectsRepo, bus, clock, presence });
   // A changed stream definition or TCP setting reaches the data-stream checks at once.
   const deviceTypes = createDeviceTypesService({ db, clock, onDataSettingsChanged: (projectId, typeId) => dataStreams.forgetType(projectId, typeId) });
   const projectSettings = createProjectSettingsService({

@@ -22,6 +22,8 @@ export interface DevicesServiceDeps {
    * through this service invalidates them at once. State changes (online, alarm) show within this time.
    */
   countCacheMs?: number;
+  /** Writes pending connects and disconnects before a read of online state (read-your-writes). */
+  presence?: { settle(): Promise<void> };
 }
 
 export interface CreateDeviceInput {
@@ -59,7 +61,7 @@ export function deviceView(d: DeviceWithType) {
 /** "" means "no device key" (http-api.md §3). */
 const keyOrNull = (key: string | undefined) => (key === undefined ? undefined : key === '' ? null : key);
 
-export function createDevicesService({ devices, projects, bus, clock = Date.now, countCacheMs = 2_000 }: DevicesServiceDeps) {
+export function createDevicesService({ devices, projects, bus, clock = Date.now, countCacheMs = 2_000, presence }: DevicesServiceDeps) {
   const totals = new TtlCache<number>(countCacheMs, clock);
   const stats = new TtlCache<Awaited<ReturnType<DevicesRepository['stats']>>>(countCacheMs, clock);
   const cachedStats = (scope: Scope) => stats.get(scope.projectId, scope.customerId ?? '', () => devices.stats(scope));
@@ -95,6 +97,7 @@ export function createDevicesService({ devices, projects, bus, clock = Date.now,
         if (filter.includeSubGroups) filter = { ...filter, groupIds: await devices.subtreeGroupIds(scope.projectId, filter.groupIds), includeSubGroups: false };
       }
       const offset = (page - 1) * pageRecords;
+      await presence?.settle();
       const rows = await devices.page(scope, filter, pageRecords, offset);
       // A page that is not full tells the total without counting.
       const total =
@@ -105,6 +108,7 @@ export function createDevicesService({ devices, projects, bus, clock = Date.now,
     },
 
     async get(scope: Scope, id: string) {
+      await presence?.settle();
       const row = await devices.getDetail(scope, id);
       if (!row) throw new NotFound('Device');
       return {
@@ -211,10 +215,11 @@ export function createDevicesService({ devices, projects, bus, clock = Date.now,
 
     /** A device's online or alarm state changed elsewhere: the next stats call counts again. */
     countsChanged(projectId: string) {
-      stats.invalidate(projectId);
+      invalidate(projectId);
     },
 
     async stat(scope: Scope) {
+      await presence?.settle();
       const s = await cachedStats(scope);
       return {
         device_total: s.total,

@@ -13,16 +13,24 @@ export interface PresenceServiceDeps {
   clock?: () => number;
   /** How often pending changes are written, in one statement for all devices. */
   flushMs?: number;
+  /** Told, after they are written, which projects had devices go online or offline (counts cached elsewhere). */
+  onOnlineWritten?: (projectIds: string[]) => void;
 }
 
 /**
  * Online state and last activity of devices (device-protocol.md §11), kept in memory and flushed in
  * batches: a report costs a map update, not a database write. Online changes are domain events.
  */
-export function createPresenceService({ repo, bus, logger, clock = Date.now, flushMs = 1_000 }: PresenceServiceDeps) {
+export function createPresenceService({ repo, bus, logger, clock = Date.now, flushMs = 1_000, onOnlineWritten }: PresenceServiceDeps) {
   let pending = new Map<string, PresenceRow>();
   let timer: NodeJS.Timeout | undefined;
   let flushing: Promise<void> = Promise.resolve();
+  // Read-your-writes for online state (`online` is live: http-api.md §3): every connect or disconnect bumps `onlineVersion`;
+  // a flush that wrote everything up to a version records it in `writtenVersion`. Reads of online state
+  // call settle(), which flushes only while a connect or disconnect is still unwritten.
+  let onlineVersion = 0;
+  let writtenVersion = 0;
+  let onlineProjects = new Set<string>();
 
   function rowOf(deviceId: string): PresenceRow {
     let row = pending.get(deviceId);
@@ -43,10 +51,16 @@ export function createPresenceService({ repo, bus, logger, clock = Date.now, flu
     const run = flushing.then(async () => {
       if (!pending.size) return;
       const batch = [...pending.values()];
+      const version = onlineVersion;
+      const projects = onlineProjects;
       pending = new Map();
+      onlineProjects = new Set();
       try {
         await repo.apply(batch);
+        writtenVersion = Math.max(writtenVersion, version);
+        if (projects.size) onOnlineWritten?.([...projects]);
       } catch (err) {
+        for (const p of projects) onlineProjects.add(p);
         logger.error({ err }, 'presence flush failed; will retry');
         // Put the batch back under anything newer that arrived meanwhile.
         for (const row of batch) {
@@ -69,6 +83,8 @@ export function createPresenceService({ repo, bus, logger, clock = Date.now, flu
       const ts = clock();
       const row = rowOf(device.deviceId);
       row.online = true;
+      onlineVersion++;
+      onlineProjects.add(device.projectId);
       note(device.deviceId, 'connect', ts);
       bus.emit('device.online', { projectId: device.projectId, deviceId: device.deviceId, transport, ts });
     },
@@ -77,6 +93,8 @@ export function createPresenceService({ repo, bus, logger, clock = Date.now, flu
       const ts = clock();
       const row = rowOf(device.deviceId);
       row.online = false;
+      onlineVersion++;
+      onlineProjects.add(device.projectId);
       note(device.deviceId, 'disconnect', ts);
       bus.emit('device.offline', { projectId: device.projectId, deviceId: device.deviceId, transport, ts, reason });
     },
@@ -87,6 +105,16 @@ export function createPresenceService({ repo, bus, logger, clock = Date.now, flu
     },
 
     flush,
+
+    /**
+     * Before a read of online state (device, device list, stats): writes pending connects and disconnects
+     * so the read shows them. Costs nothing when none is pending; a failed write is logged by flush and
+     * the read answers what the database holds.
+     */
+    async settle(): Promise<void> {
+      if (writtenVersion >= onlineVersion) return;
+      await flush().catch(() => {});
+    },
 
     /** At start: no session survives a restart of a single node. */
     resetOnline: () => repo.resetOnline(),
