@@ -32,8 +32,9 @@ export interface RangeQuery {
 }
 
 /**
- * The time range of a query: both times given → that range (at most 30 days, start ≤ end);
- * otherwise the 30 days up to `end_time` or now (http-api.md §3 "backwards from now").
+ * The time range of a query (http-api.md §3 "backwards from now"): both times given → that range (at
+ * most 30 days, start ≤ end); `end_time` alone → the 30 days up to it; `start_time` alone → from now back
+ * to it, at most 30 days; neither → the last 30 days. Newest-first pages then start at the range's end.
  */
 export function resolveRange(q: RangeQuery, now: number): { from: number; to: number } {
   if (q.start_time !== undefined && q.end_time !== undefined) {
@@ -41,7 +42,11 @@ export function resolveRange(q: RangeQuery, now: number): { from: number; to: nu
     if (q.end_time - q.start_time > MAX_RANGE_MS) throw new BadRequest('The time range must not exceed 30 days', [{ path: 'end_time', message: 'range over 30 days' }]);
     return { from: q.start_time, to: q.end_time };
   }
-  if (q.start_time !== undefined) return { from: q.start_time, to: Math.min(now, q.start_time + MAX_RANGE_MS) };
+  if (q.start_time !== undefined) {
+    // A start in the future leaves an empty range at it (nothing is stored after now to find).
+    const to = Math.max(now, q.start_time);
+    return { from: Math.max(q.start_time, to - MAX_RANGE_MS), to };
+  }
   const to = q.end_time ?? now;
   return { from: to - MAX_RANGE_MS, to };
 }

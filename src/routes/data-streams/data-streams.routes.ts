@@ -14,7 +14,8 @@ export function dataStreamRoutes(app: FastifyInstance, { services }: { services:
     description:
       'Every message of the stream: from the device (MQTT `data/<identifier>`, or the raw TCP link for its TCP stream) and pushed to it, ' +
       'with direction, transport, time and bytes. `page_records` is 1–100 (default 20). Times in ms (a fractional part is floored): with both ' +
-      '`start_time` and `end_time`, that range (at most 30 days, else errcode 400); otherwise the 30 days before `end_time` or now.',
+      '`start_time` and `end_time`, that range (at most 30 days, else errcode 400); `end_time` alone: the 30 days before it; `start_time` ' +
+      'alone: from now back to it, at most 30 days; neither: the last 30 days.',
     params: StreamMessagesParams, query: StreamMessagesQuery, response: StreamMessages,
     handler: ({ principal, params, query }) => dataStreams.messages(scopeOf(principal), params.id, params.identifier, query),
   });

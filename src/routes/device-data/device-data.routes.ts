@@ -17,8 +17,9 @@ import {
 } from './device-data.schema.ts';
 
 const RANGE_NOTE =
-  'Times in ms. With both `start_time` and `end_time`, that range (at most 30 days, else errcode 400); otherwise the 30 days ' +
-  'before `end_time` or now.';
+  'Times in ms (a fractional part is floored). With both `start_time` and `end_time`, that range (at most 30 days, else errcode 400); ' +
+  '`end_time` alone: the 30 days before it; `start_time` alone: from now back to it, at most 30 days (`start_time=0`: the last 30 days); ' +
+  'neither: the last 30 days.';
 
 /** Device data of http-api.md §3: current values, history, and (beyond the vendor) aggregates and CSV. */
 export function deviceDataRoutes(app: FastifyInstance, { services }: { services: Services }) {

@@ -1,0 +1,86 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DeviceIdentity } from '../../src/domain/devices/device-identity.ts';
+import { createProject, createTestApp, expectFailure, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+
+// Where the vendor's own clients look: time windows, whole lists without paging, customer passwords.
+let ctx: TestContext;
+let p: ProjectFixture;
+
+beforeAll(async () => {
+  ctx = await createTestApp();
+  p = await createProject(ctx);
+});
+afterAll(() => ctx?.close());
+
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+
+async function newDevice(f: ProjectFixture = p): Promise<{ id: string; identity: DeviceIdentity }> {
+  const d = expectOk(await f.api.post('/api/v1/device', { name: 'dev' }));
+  const cert = expectOk(await f.api.get(`/api/v1/device/${d.id}/certificate`));
+  const identity = (await ctx.services.deviceAuth.authenticate(f.project.project_key, cert.access_token))!;
+  return { id: d.id as string, identity };
+}
+
+describe('time windows of the attribute series (lone bounds)', () => {
+  let id: string;
+  let now: number;
+  /** The reports' ages in days, newest first. */
+  const AGES = [0.5, 3, 10, 29, 31, 45];
+
+  beforeAll(async () => {
+    const d = await newDevice();
+    id = d.id;
+    now = Date.now();
+    await ctx.services.currentValues.reportSeries(
+      d.identity,
+      AGES.map((age) => ({ ts: Math.round(now - age * DAY), attributes: { t: age } })),
+    );
+  });
+  const series = async (query: string) =>
+    (expectOk(await p.api.get(`/api/v1/device/${id}/attribute/t/series?page_records=100${query}`)) as Array<{ value: number }>).map((x) => x.value);
+
+  it('start_time alone (even 0, even fractional): newest first from now down to it, within 30 days; other windows as documented', async () => {
+    // Clients send start_time=0 to mean "everything": the last 30 days, not the 30 days after 1970.
+    expect(await series('&start_time=0')).toEqual([0.5, 3, 10, 29]);
+    expect(await series(`&start_time=${now - 5 * DAY + 0.25}`)).toEqual([0.5, 3]);
+    // Paging goes back from now.
+    expect(
+      (expectOk(await p.api.get(`/api/v1/device/${id}/attribute/t/series?start_time=0&page=2&page_records=2`)) as Array<{ value: number }>).map((x) => x.value),
+    ).toEqual([10, 29]);
+    // A start in the future finds nothing (and is no error).
+    expect(await series(`&start_time=${now + DAY}`)).toEqual([]);
+
+    // No bounds: back from now, 30 days.
+    expect(await series('')).toEqual([0.5, 3, 10, 29]);
+    // end_time alone (fractional floored): back from it, 30 days.
+    expect(await series(`&end_time=${now - 2 * DAY + 0.999}`)).toEqual([3, 10, 29, 31]);
+    expect(await series(`&end_time=${now - 20 * DAY}`)).toEqual([29, 31, 45]);
+    // Both: that range, at most 30 days.
+    expect(await series(`&start_time=${now - 11 * DAY}.5&end_time=${now - DAY}.5`)).toEqual([3, 10]);
+    expectFailure(await p.api.get(`/api/v1/device/${id}/attribute/t/series?start_time=0&end_time=${now}`), 400);
+  });
+
+  it('the same windows for aggregates and the CSV export', async () => {
+    const agg = expectOk(await p.api.get(`/api/v1/device/${id}/attributes/aggregate?identifiers=t&fn=count&interval=1d&start_time=0.5`));
+    expect(agg.end_time).toBeGreaterThanOrEqual(now);
+    expect(agg.end_time - agg.start_time).toBe(30 * DAY);
+    const csv = await ctx.app.inject({ method: 'GET', url: `/api/v1/device/${id}/attributes/export?identifiers=t&start_time=${now - 5 * DAY}.7`, headers: { authorization: `Bearer ${p.appToken}` } });
+    expect(csv.statusCode).toBe(200);
+    expect(csv.body.trim().split('\n').slice(1).map((l) => Number(l.split(',').at(-1)))).toEqual([3, 0.5]);
+  });
+});
+
+describe('time windows of custom-data messages', () => {
+  it('start_time alone goes back from now, fractional times floored', async () => {
+    const d = await newDevice();
+    const now = Date.now();
+    for (const age of [1, 40]) {
+      expect(await ctx.services.dataStreams.upstream(d.identity, 'mqtt', 'raw', Buffer.from(`age ${age}`), now - age * DAY)).toMatchObject({ recorded: true });
+    }
+    const page = expectOk(await p.api.get(`/api/v1/device/${d.id}/data/raw/messages?start_time=0.5`));
+    expect(page.items.map((m: { data: string }) => m.data)).toEqual([Buffer.from('age 1').toString('hex')]);
+    const ranged = expectOk(await p.api.get(`/api/v1/device/${d.id}/data/raw/messages?start_time=${now - 2 * DAY}.9&end_time=${now}.1`));
+    expect(ranged.total).toBe(1);
+  });
+});
