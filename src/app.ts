@@ -29,7 +29,8 @@ import { createReadiness, type Readiness } from './readiness.ts';
 import type { Access } from './routes/route.ts';
 import type { Services } from './services.ts';
 
-export type AppConfig = Pick<Config, 'BODY_LIMIT' | 'LOGIN_RATE_LIMIT' | 'LOGIN_RATE_WINDOW_MS' | 'PLATFORM_TOKEN' | 'TRUST_PROXY'>;
+export type AppConfig = Pick<Config, 'BODY_LIMIT' | 'LOGIN_RATE_LIMIT' | 'LOGIN_RATE_WINDOW_MS' | 'PLATFORM_TOKEN' | 'TRUST_PROXY'> &
+  Partial<Pick<Config, 'PROVISION_RATE' | 'PROVISION_BURST'>>;
 
 export interface ApiRoute {
   method: string;
@@ -81,7 +82,12 @@ export async function buildApp({ config, services, jwtSecret, logger, readiness 
 
   registerEnvelope(app, config.BODY_LIMIT);
   await registerOpenApi(app);
-  await registerRateLimit(app, { loginMax: config.LOGIN_RATE_LIMIT, loginWindowMs: config.LOGIN_RATE_WINDOW_MS });
+  await registerRateLimit(app, {
+    loginMax: config.LOGIN_RATE_LIMIT,
+    loginWindowMs: config.LOGIN_RATE_WINDOW_MS,
+    provisionRate: config.PROVISION_RATE,
+    provisionBurst: config.PROVISION_BURST,
+  });
   await registerAuth(app, { secret: jwtSecret, auth: services.auth });
 
   // Liveness: the process answers. Readiness (and /health): it should be sent traffic; 503 names the failing checks.

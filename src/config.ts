@@ -28,6 +28,9 @@ export const configSchema = z
     BODY_LIMIT: z.coerce.number().int().min(1024).default(1024 * 1024),
     LOGIN_RATE_LIMIT: z.coerce.number().int().min(1).default(10),
     LOGIN_RATE_WINDOW_MS: z.coerce.number().int().min(1000).default(60_000),
+    /** Device certificate requests (self-provisioning) per second per client address, and the burst (src/routes/device-access). */
+    PROVISION_RATE: z.coerce.number().min(0.01).max(1_000_000).default(20),
+    PROVISION_BURST: z.coerce.number().int().min(1).max(1_000_000).default(500),
     MQTT_MAX_PACKET_SIZE: z.coerce.number().int().min(1024).max(268_435_455).default(256 * 1024),
     MQTT_RATE_LIMIT: z.coerce.number().int().min(1).max(100_000).default(50),
     /** Device and project message rates (src/domain/delivery/rate-limiter.ts). */

@@ -183,8 +183,8 @@ describe('POST /device/v1/certificate failures', () => {
 });
 
 describe('certificate rate limit', () => {
-  it('limits requests per client address to six times the login allowance, in the device shape', async () => {
-    const limited = await createTestApp({ LOGIN_RATE_LIMIT: 1 });
+  it('limits requests per client address to PROVISION_BURST, then PROVISION_RATE, in the device shape', async () => {
+    const limited = await createTestApp({ PROVISION_BURST: 6, PROVISION_RATE: 0.01 });
     try {
       const project = await limited.services.projects.create({ name: 'limited' });
       const answers: ApiResponse[] = [];

@@ -18,6 +18,8 @@ export function createCertificateRepository(db: Db) {
           accessToken: devices.accessToken,
           disabled: devices.disabled,
           connType: deviceTypes.connType,
+          typeId: devices.typeId,
+          typeName: deviceTypes.name,
         })
         .from(devices)
         .leftJoin(deviceTypes, eq(deviceTypes.id, devices.typeId))
@@ -28,7 +30,7 @@ export function createCertificateRepository(db: Db) {
 
     async typeByKey(projectId: string, typeKey: string) {
       const [row] = await db
-        .select({ id: deviceTypes.id, allowAutoCreate: deviceTypes.allowAutoCreate })
+        .select({ id: deviceTypes.id, name: deviceTypes.name, connType: deviceTypes.connType, allowAutoCreate: deviceTypes.allowAutoCreate })
         .from(deviceTypes)
         .where(and(eq(deviceTypes.projectId, projectId), eq(deviceTypes.typeKey, typeKey)))
         .limit(1);

@@ -1,6 +1,8 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { DeviceIdentity } from '../../domain/devices/device-identity.ts';
 import { TooManyRequests } from '../../errors.ts';
+import { createTokenBuckets } from '../../lib/token-buckets.ts';
+import { addressKey } from '../../../mqtt-broker/admission.ts';
 import type { Services } from '../../services.ts';
 import {
   AttributesBody,
@@ -32,15 +34,30 @@ export function deviceAccessRoutes(app: FastifyInstance, { services }: { service
     }
   }
 
+  /**
+   * Certificate requests per client address (IPv6: per /64): a burst for a fleet powering on behind one NAT, then a
+   * steady rate. Counted before the body is read or the database asked; the project's device quota still bounds
+   * what a project can be made to hold (README "Security and limits").
+   */
+  const { rate, burst } = app.provisionRateLimit;
+  const provisioning = createTokenBuckets({ rate, burst });
+  async function admitCertificateRequest(req: FastifyRequest) {
+    const taken = provisioning.take(addressKey(req.ip));
+    if (taken.ok) return;
+    const seconds = Math.max(1, Math.ceil(taken.retryMs / 1000));
+    throw new TooManyRequests(`Too many certificate requests from this address (${rate}/s, bursts of ${burst}), retry in ${seconds} s`, seconds);
+  }
+
   deviceEndpoint(app, {
     method: 'POST', url: '/device/v1/certificate', tags,
     summary: "Get a device's access token by its device key, creating the device when its type allows it",
     description:
       'Header `Project-Key`. An existing device with `device_key` answers its certificate; otherwise, with the `type_key` of a ' +
       'type that allows auto-create and the project under its device quota, the device is created (name = device key), bound ' +
-      "to `customer_id` when given. Rate limited per client address.",
-    // Many devices behind one address may provision at power-up: six times the login allowance.
-    config: { rateLimit: { max: app.loginRateLimit.max * 6, timeWindow: app.loginRateLimit.timeWindow } },
+      "to `customer_id` when given. A `device_key` that exists already with a `type_key` of another connection type " +
+      '(direct, sub-device, gateway) answers errcode 409 naming both. Rate limited per client address (`PROVISION_RATE` a second, ' +
+      'bursts of `PROVISION_BURST`): over it, HTTP 429 with errcode 429 and a `Retry-After` header.',
+    onRequest: admitCertificateRequest,
     body: CertificateBody, response: CertificateResult,
     handler: async ({ body, req }) => {
       const header = req.headers['project-key'];

@@ -22,6 +22,8 @@ export interface DeviceEndpointDef<P extends ZodType | undefined, Q extends ZodT
   /** The fields of a success beside `"result": 1`: also the whitelist of what leaves the server. */
   response: R;
   config?: RouteShorthandOptions['config'];
+  /** Runs before the body is read: admission checks that must cost nothing when they refuse. */
+  onRequest?: (req: FastifyRequest) => Promise<void>;
   handler: (r: DeviceEndpointRequest<Out<P>, Out<Q>, Out<B>>) => Promise<z.input<R>>;
 }
 
@@ -42,6 +44,7 @@ export function deviceEndpoint<P extends ZodType | undefined, Q extends ZodType 
     method: def.method,
     url: def.url,
     config: { ...def.config, access: 'public', envelope: 'device' },
+    ...(def.onRequest ? { onRequest: def.onRequest } : {}),
     schema: {
       summary: def.summary,
       description: def.description ? `${def.description}\n\n${FAILURE_NOTE}` : FAILURE_NOTE,
