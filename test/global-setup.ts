@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -26,6 +27,14 @@ export default async function setup(project: TestProject) {
   const dump = await lite.client.dumpDataDir('none');
   await lite.close();
   const file = path.join(os.tmpdir(), `iot-cloud-test-${process.pid}.tar`);
+  // The snapshot (~40 MB) goes when the run ends: in the teardown below, or when the process exits
+  // otherwise (an interrupted run); only a SIGKILL leaves it behind.
+  const remove = () => rmSync(file, { force: true });
+  process.once('exit', remove);
   await writeFile(file, Buffer.from(await dump.arrayBuffer()));
   project.provide('pgliteDump', file);
+  return () => {
+    remove();
+    process.off('exit', remove);
+  };
 }
