@@ -16,7 +16,7 @@ const MAX_HELD_COMMANDS = 100;
 /** Addresses whose sub-device identity a gateway connection remembers; beyond this the cache starts over. */
 const MAX_CACHED_ADDRESSES = 10_000;
 const MAX_KEYS = 200;
-/** The `transport` of a sub-device's presence events: it is online because its gateway says so (§11). */
+/** The `transport` of a sub-device's presence events: it is online because its gateway says so (device-protocol.md §11). */
 const PRESENCE_TRANSPORT = 'gateway';
 
 type Answer = Record<string, unknown>;
@@ -131,7 +131,7 @@ export function createGatewayHub({ services, log, clock = Date.now }: GatewayHub
     /** Publishes on the gateway's own connection. */
     const publish = (topic: string, body: string) => gatewaySession.send(topic, Buffer.from(body));
 
-    /** `send` of a sub-device's session: device topics (§3) become gateway topics (§8). */
+    /** `send` of a sub-device's session: device topics (device-protocol.md §3) become gateway topics (§8). */
     function sendToSub(entry: SubEntry, topic: string, payload: Buffer): Promise<void> {
       if (ended || online.get(entry.address) !== entry) return Promise.reject(new Error('the sub-device is no longer connected through its gateway'));
       const device = JSON.stringify(entry.address);

@@ -76,7 +76,7 @@ export function responseTopicOf(up: Upstream): string | undefined {
 }
 
 /**
- * Whether a device may subscribe to this filter: only the downstream topics of §3, each with `+`
+ * Whether a device may subscribe to this filter: only the downstream topics of device-protocol.md §3, each with `+`
  * or a concrete `<id>` / identifier in the variable level. `#`, other wildcards, `$SYS` and
  * upstream topics are refused.
  */

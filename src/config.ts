@@ -41,7 +41,7 @@ export const configSchema = z
     /** HTTP sockets (src/http-connections.ts). */
     HTTP_CONNECTIONS_PER_ADDRESS: z.coerce.number().int().min(0).max(1_000_000).default(256),
     HTTP_HEADERS_TIMEOUT_MS: z.coerce.number().int().min(1_000).max(600_000).default(10_000),
-    /** Raw TCP devices (device-protocol.md §6, mqtt-broker/README.md "Raw TCP"). */
+    /** Raw TCP devices (device-protocol.md §6, mqtt-broker/README.md "Raw TCP devices"). */
     TCP_LOGIN_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
     TCP_IDLE_TIMEOUT_MS: z.coerce.number().int().min(1000).max(86_400_000).default(300_000),
     TCP_FRAME_GAP_MS: z.coerce.number().int().min(10).max(10_000).default(100),

@@ -191,7 +191,7 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
     clock,
   });
   // Custom data streams (device-protocol.md §7); JSON streams mapped to attributes report through currentValues.
-  // Alarm rules evaluated on reports and connection changes (issue #6); a changed alarm state recounts the stats.
+  // Alarm rules evaluated on reports and connection changes (README "Alarms"); a changed alarm state recounts the stats.
   const alarms = createAlarms({
     repo: createAlarmsRepository(db),
     jobs: createNotifyJobsRepository(db),

@@ -427,7 +427,7 @@ export type AlarmCondition =
   | { kind: 'offline'; for_seconds: number }
   | { kind: 'silence'; seconds: number };
 
-/** Alarm rules (issue #6): per device type, optionally narrowed to devices or groups. */
+/** Alarm rules (README "Alarms"): per device type, optionally narrowed to devices or groups. */
 export const alarmRules = pgTable(
   'alarm_rules',
   {

@@ -5,7 +5,7 @@ import { createServices } from '../../src/services.ts';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 import { openPrivateTestDatabase } from '../helpers/db.ts';
 
-/** Current values of fresh reports wait in memory and are written once per interval (issue #4). */
+/** Current values of fresh reports wait in memory and are written once per interval (architecture.md §9). */
 let ctx: TestContext;
 let p: ProjectFixture;
 beforeAll(async () => {

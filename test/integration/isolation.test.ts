@@ -32,7 +32,7 @@ beforeAll(async () => {
   B.app = expectOk(await b.api.post('/api/v1/app', { name: 'second' })).app_id;
   B.admin = expectOk(await b.api.post('/api/v1/administrator', { account: 'ops', password: 'password-ops' })).id;
   expectOk(await a.api.post('/api/v1/device', { name: 'own device of A' }));
-  // An alarm rule of B, an active alarm of B's device, and a notification target of B (issue #6).
+  // An alarm rule of B, an active alarm of B's device, and a notification target of B (README "Alarms").
   B.alarm_rule = expectOk(await b.api.post('/api/v1/alarm_rule', { name: 'hot', device_type_id: type.id, level: 2, condition: { kind: 'attribute', identifier: 'temp', op: '>', value: 30 } })).id;
   await ctx.services.currentValues.report({ deviceId: B.device!, projectId: b.project.id, name: 'victim', typeId: type.id, connType: '1', disabled: false }, { temp: 31 });
   await ctx.services.alarms.idle();

@@ -7,7 +7,7 @@ import { createPrivatePostgres, type PrivatePostgres } from '../helpers/db.ts';
 import { serverEnv, spawnTs, type Spawned } from '../helpers/process.ts';
 
 /**
- * What the server promises across a crash, proven against the real process (issue #3, #4):
+ * What the server promises across a crash, proven against the real process (architecture.md §11):
  * every QoS 1 report it acknowledged is in history exactly once after a SIGKILL and a restart,
  * and a command queued for an offline device is still delivered after the restart.
  * Runs on PostgreSQL when TEST_DATABASE_URL is set, else on the embedded database.

@@ -13,7 +13,7 @@ export interface StreamDefinition {
   mapToAttributes: boolean;
 }
 
-/** What a device type says about custom data: its streams and its raw TCP settings (§6). */
+/** What a device type says about custom data: its streams and its raw TCP settings (device-protocol.md §6–7). */
 export interface TypeDataProfile {
   streams: StreamDefinition[];
   tcpHeartbeat: string | null;

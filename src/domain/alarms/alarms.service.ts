@@ -182,7 +182,7 @@ export interface AlarmsDeps {
 }
 
 /**
- * The alarm system (issue #6): rules, the evaluator, the alarm log with acknowledge and clear,
+ * The alarm system (README "Alarms"): rules, the evaluator, the alarm log with acknowledge and clear,
  * notification targets and their deliveries. `start()` rebuilds from the database and starts the
  * timers; `stop()` ends them.
  */

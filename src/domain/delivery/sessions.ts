@@ -2,7 +2,7 @@ import { StateConflict } from '../../errors.ts';
 
 /**
  * Live device connections, whatever carries them (MQTT, TCP): the one place the domain asks "is this
- * device online, and how do I reach it" (architecture.md: delivery). Transports attach sessions;
+ * device online, and how do I reach it" (architecture.md §4). Transports attach sessions;
  * services send through them. One live session per device: attaching a newer one closes the older
  * (device-protocol.md §2 "the newest wins").
  */

@@ -34,7 +34,7 @@ const DAY_MS = 86_400_000;
 
 /**
  * Per-project operating limits (device-protocol.md §3 "rate limits are configurable per project",
- * issue #4 retention per project). Read on hot paths (every connection, every back-dated report),
+ * history retention per project, README "Telemetry history"). Read on hot paths (every connection, every back-dated report),
  * so cached per node for a few seconds; a change on this node applies at once.
  */
 export function createProjectSettingsService({ db, defaults, clock = Date.now, cacheMs = 10_000 }: ProjectSettingsDeps) {

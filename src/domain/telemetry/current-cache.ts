@@ -30,8 +30,8 @@ export interface CurrentCacheOptions {
 }
 
 /**
- * Current values of fresh reports, kept in memory and written once per interval (issue #4 "updates
- * current values in memory and flushes them"): a device reporting ten times a second costs one
+ * Current values of fresh reports, kept in memory and written once per interval (architecture.md §9:
+ * current values live in memory and are flushed): a device reporting ten times a second costs one
  * upsert per attribute per interval instead of ten, and the hot path of a batch is one INSERT.
  *
  * Nothing acknowledged is lost: the report itself is durable in history before it is acknowledged,

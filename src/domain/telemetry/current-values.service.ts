@@ -112,7 +112,7 @@ function checkAgainst(byIdentifier: ModelsByIdentifier, values: AttributeValueIn
 }
 
 /**
- * Refuses values whose type contradicts the device type's attribute model (issue #4): the whole
+ * Refuses values whose type contradicts the device type's attribute model (device-protocol.md §3.1): the whole
  * message is refused, nothing of it is stored. Identifiers without a model are accepted. Answers
  * synchronously (undefined) when there is nothing to check or the models are cached.
  */

@@ -3,7 +3,7 @@ import type { TelemetryRow } from '../../db/repositories/history.repository.ts';
 import { AppError } from '../../errors.ts';
 
 /**
- * The telemetry ingest pipeline (issue #4): every attribute value — reported over MQTT, HTTP, TCP
+ * The telemetry ingest pipeline (architecture.md §8, §11): every attribute value — reported over MQTT, HTTP, TCP
  * streams or by a gateway, pushed, or set in the cloud — is submitted here. Submissions are gathered
  * into batches (bounded by size and delay) and written in one transaction per batch; a submission
  * resolves only after its batch committed (group commit), so a QoS 1 PUBACK means "durable".

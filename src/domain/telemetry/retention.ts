@@ -18,7 +18,7 @@ export interface RetentionDeps {
 }
 
 /**
- * Keeps the history within its retention (issue #4): day partitions are created ahead (plain
+ * Keeps the history within its retention (README "Telemetry history"): day partitions are created ahead (plain
  * PostgreSQL and PGlite); whole days older than the longest retention any project asks for are
  * dropped (partitions, or TimescaleDB chunks); projects keeping less lose their older rows by
  * DELETE. Custom data-stream messages follow the same per-project retention.
