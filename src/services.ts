@@ -232,7 +232,7 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
     groups: createGroupsService({ db, clock }),
     // Gateways and their sub-devices (device-protocol.md §8); the broker resolves addresses through it.
     gateways: createGatewaysService({ repo: createGatewaysRepository(db), devices: devicesRepo, sessions, bus, clock }),
-    customers: createCustomersService({ db, clock, auth }),
+    customers: createCustomersService({ db, clock, auth, passwordMin: (projectId) => projectSettings.customerPasswordMin(projectId) }),
     apps: createAppsService({ db, clock, auth, machineSecrets }),
     admins: createAdminsService({ db, clock, auth }),
     viewKey: createViewKeyService({ db, clock, bus, machineSecrets }),

@@ -47,6 +47,8 @@ export const projects = pgTable('projects', {
   deviceRateLimit: integer('device_rate_limit'),
   /** Days of attribute history and data-stream messages kept; null = the server's HISTORY_RETENTION_DAYS, 0 = forever. */
   historyRetentionDays: integer('history_retention_days'),
+  /** Shortest customer password the project accepts (6–128); null = the server's 8. */
+  customerPasswordMinLength: integer('customer_password_min_length'),
   createTime: created(),
   updateTime: updated(),
 });

@@ -181,7 +181,8 @@ describe('project settings', () => {
   it('reads and changes the rate limit and retention; null returns to the default', async () => {
     const fresh = await createProject(ctx, 'settings');
     expect(expectOk(await fresh.api.get('/api/v1/project/settings'))).toEqual({
-      device_rate_limit: null, history_retention_days: null, effective: { device_rate_limit: 50, history_retention_days: 365 },
+      device_rate_limit: null, history_retention_days: null, customer_password_min_length: null,
+      effective: { device_rate_limit: 50, history_retention_days: 365, customer_password_min_length: 8 },
     });
     expect(expectOk(await fresh.api.put('/api/v1/project/settings', { device_rate_limit: 2, history_retention_days: 7 }))).toMatchObject({
       effective: { device_rate_limit: 2, history_retention_days: 7 },

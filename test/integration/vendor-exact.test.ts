@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeviceIdentity } from '../../src/domain/devices/device-identity.ts';
 import { createProject, createTestApp, expectFailure, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
@@ -82,5 +83,73 @@ describe('time windows of custom-data messages', () => {
     expect(page.items.map((m: { data: string }) => m.data)).toEqual([Buffer.from('age 1').toString('hex')]);
     const ranged = expectOk(await p.api.get(`/api/v1/device/${d.id}/data/raw/messages?start_time=${now - 2 * DAY}.9&end_time=${now}.1`));
     expect(ranged.total).toBe(1);
+  });
+});
+
+describe('GET /api/v1/customers without paging parameters', () => {
+  it('answers every customer (up to 10,000) when no paging parameter is sent; page and page_records still page', async () => {
+    const f = await createProject(ctx, 'many customers');
+    // Rows written directly: 10,001 customers through the API would cost 10,001 password hashes.
+    await ctx.database.db.execute(sql`
+      insert into customers (id, project_id, account, password_hash, name, create_time, update_time)
+      select 'cu-' || lpad(n::text, 6, '0'), ${f.project.id}, 'acct' || n, 'x', 'customer ' || n, ${Date.now()}, ${Date.now()}
+      from generate_series(1, 10001) as n`);
+    const all = expectOk(await f.api.get('/api/v1/customers'));
+    expect(all.items).toHaveLength(10_000);
+    expect(all.total).toBe(10_001);
+    // Newest (highest id) first; the one left out is the oldest.
+    expect(all.items[0].id).toBe('cu-010001');
+    expect(all.items.at(-1).id).toBe('cu-000002');
+    expect(all.items[0]).toMatchObject({ account: 'acct10001', count: { device_count: 0 } });
+
+    const page = expectOk(await f.api.get('/api/v1/customers?page=2&page_records=3'));
+    expect(page.items.map((c: { id: string }) => c.id)).toEqual(['cu-009998', 'cu-009997', 'cu-009996']);
+    expect(page).toMatchObject({ total: 10_001, page_total: 3334 });
+    // Either parameter alone means paging, with the usual defaults.
+    expect(expectOk(await f.api.get('/api/v1/customers?page=3')).items).toHaveLength(20);
+    expect(expectOk(await f.api.get('/api/v1/customers?page_records=5')).items[4].id).toBe('cu-009997');
+    expectFailure(await f.api.get('/api/v1/customers?page_records=501'), 400);
+  });
+});
+
+describe('customer password minimum', () => {
+  it('refuses passwords under 8 characters by default, with the envelope and a clear message', async () => {
+    const f = await createProject(ctx, 'default minimum');
+    const res = await f.api.post('/api/v1/customer', { name: 'c', account: 'short', password: 'abc1234' });
+    expect(res.body).toEqual({
+      result: false,
+      errcode: 400,
+      message: 'Invalid input: password: must be at least 8 characters',
+      errors: [{ path: 'password', message: 'must be at least 8 characters' }],
+    });
+    const ok = expectOk(await f.api.post('/api/v1/customer', { name: 'c', account: 'long', password: 'abcd1234' }));
+    expect(expectFailure(await f.api.put(`/api/v1/customer/${ok.id}/pwd`, { password: '123456' }), 400).message).toBe(
+      'Invalid input: password: must be at least 8 characters',
+    );
+    expect(expectOk(await f.api.get('/api/v1/project/settings'))).toMatchObject({ customer_password_min_length: null, effective: { customer_password_min_length: 8 } });
+  });
+
+  it('a project may lower it to 6 (not below) for migrated fleets; create, change and login then take 6 characters', async () => {
+    const f = await createProject(ctx, 'migrated');
+    const other = await createProject(ctx, 'untouched');
+    expectFailure(await f.api.put('/api/v1/project/settings', { customer_password_min_length: 5 }), 400);
+    expectFailure(await f.api.put('/api/v1/project/settings', { customer_password_min_length: 129 }), 400);
+    expect(expectOk(await f.api.put('/api/v1/project/settings', { customer_password_min_length: 6 }))).toMatchObject({
+      customer_password_min_length: 6,
+      effective: { customer_password_min_length: 6 },
+    });
+    const cu = expectOk(await f.api.post('/api/v1/customer', { name: 'old user', account: 'legacy', password: '123456' }));
+    expect(expectOk(await f.api.post('/api/v1/customer_login', { app_id: f.project.app.app_id, account: 'legacy', password: '123456' })).access_token).toEqual(expect.any(String));
+    expectOk(await f.api.put(`/api/v1/customer/${cu.id}/pwd`, { password: '654321' }));
+    expect(expectFailure(await f.api.put(`/api/v1/customer/${cu.id}/pwd`, { password: '12345' }), 400).errors).toEqual([
+      { path: 'password', message: 'must be at least 6 characters' },
+    ]);
+    // Another project keeps the default.
+    expectFailure(await other.api.post('/api/v1/customer', { name: 'x', account: 'x', password: '123456' }), 400);
+    // null returns to the default.
+    expectOk(await f.api.put('/api/v1/project/settings', { customer_password_min_length: null }));
+    expectFailure(await f.api.post('/api/v1/customer', { name: 'y', account: 'y', password: '1234567' }), 400);
+    // Emails are validated as before.
+    expectFailure(await f.api.post('/api/v1/customer', { name: 'z', account: 'z', password: 'abcd1234', email: 'not-an-email' }), 400);
   });
 });

@@ -6,6 +6,7 @@ import { newId } from '../../lib/ids.ts';
 import { hashSecret } from '../../lib/passwords.ts';
 import type { AuthService } from '../auth/auth.service.ts';
 import type { Scope } from '../auth/principal.ts';
+import { DEFAULT_CUSTOMER_PASSWORD_MIN } from '../projects/project-settings.service.ts';
 
 export const MAX_CUSTOMER_TAGS = 64;
 
@@ -14,6 +15,8 @@ export interface CustomersServiceDeps {
   clock?: () => number;
   /** Drops a deleted customer from the token cache so their tokens die at once. */
   auth: Pick<AuthService, 'forget'>;
+  /** The project's shortest customer password (project settings); 8 without it. */
+  passwordMin?: (projectId: string) => Promise<number>;
 }
 
 export interface CreateCustomerInput {
@@ -52,8 +55,17 @@ export function customerView(c: CustomerRow) {
 }
 
 /** The project's end users and the devices bound to them (http-api.md §3 "Customers", §4). */
-export function createCustomersService({ db, clock = Date.now, auth }: CustomersServiceDeps) {
+export function createCustomersService({ db, clock = Date.now, auth, passwordMin = async () => DEFAULT_CUSTOMER_PASSWORD_MIN }: CustomersServiceDeps) {
   const customers = createCustomersRepository(db);
+
+  /** The project's minimum length, in the same words as a schema failure (http-api.md §1 envelope). */
+  async function checkPassword(projectId: string, password: string) {
+    const min = await passwordMin(projectId);
+    if (password.length < min) {
+      const message = `must be at least ${min} characters`;
+      throw new BadRequest(`Invalid input: password: ${message}`, [{ path: 'password', message }]);
+    }
+  }
 
   async function mustExist(scope: Scope, id: string) {
     if (!(await customers.exists(scope.projectId, id))) throw new NotFound('Customer');
@@ -83,6 +95,7 @@ export function createCustomersService({ db, clock = Date.now, auth }: Customers
     },
 
     async create(scope: Scope, input: CreateCustomerInput) {
+      await checkPassword(scope.projectId, input.password);
       const now = clock();
       const id = newId(now);
       try {
@@ -124,6 +137,7 @@ export function createCustomersService({ db, clock = Date.now, auth }: Customers
     async setPassword(scope: Scope, id: string, password: string) {
       // Checked first so an unknown id does not cost a hash.
       await mustExist(scope, id);
+      await checkPassword(scope.projectId, password);
       const now = clock();
       const ok = await customers.update(scope.projectId, id, { passwordHash: await hashSecret(password), credentialsTime: now, updateTime: now });
       if (!ok) throw new NotFound('Customer');

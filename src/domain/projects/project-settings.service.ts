@@ -13,13 +13,20 @@ export interface SettingsDefaults {
   historyRetentionDays: number;
 }
 
+/** Shortest customer password by default (NIST SP 800-63B's floor for user-chosen secrets). */
+export const DEFAULT_CUSTOMER_PASSWORD_MIN = 8;
+/** The lowest a project may set it: fleets migrated from the vendor's cloud carry 6-character passwords. */
+export const CUSTOMER_PASSWORD_MIN_FLOOR = 6;
+
 export interface ProjectSettings {
   /** Messages per second one device may send; null = the server default. */
   device_rate_limit: number | null;
   /** Days of history kept; 0 = forever; null = the server default. */
   history_retention_days: number | null;
+  /** Shortest customer password accepted on create and password change (6–128); null = 8. */
+  customer_password_min_length: number | null;
   /** What applies now, defaults filled in. */
-  effective: { device_rate_limit: number; history_retention_days: number };
+  effective: { device_rate_limit: number; history_retention_days: number; customer_password_min_length: number };
 }
 
 export interface ProjectSettingsDeps {
@@ -40,18 +47,25 @@ const DAY_MS = 86_400_000;
 export function createProjectSettingsService({ db, defaults, clock = Date.now, cacheMs = 10_000 }: ProjectSettingsDeps) {
   const cache = new TtlCache<ProjectSettings>(cacheMs, clock);
 
-  const view = (row: { deviceRateLimit: number | null; historyRetentionDays: number | null }): ProjectSettings => ({
+  const view = (row: { deviceRateLimit: number | null; historyRetentionDays: number | null; customerPasswordMinLength: number | null }): ProjectSettings => ({
     device_rate_limit: row.deviceRateLimit,
     history_retention_days: row.historyRetentionDays,
+    customer_password_min_length: row.customerPasswordMinLength,
     effective: {
       device_rate_limit: Math.min(row.deviceRateLimit ?? defaults.deviceRateLimit, defaults.deviceRateLimitMax ?? Infinity),
       history_retention_days: row.historyRetentionDays ?? defaults.historyRetentionDays,
+      customer_password_min_length: row.customerPasswordMinLength ?? DEFAULT_CUSTOMER_PASSWORD_MIN,
     },
   });
+  const columns = {
+    deviceRateLimit: projects.deviceRateLimit,
+    historyRetentionDays: projects.historyRetentionDays,
+    customerPasswordMinLength: projects.customerPasswordMinLength,
+  };
 
   async function load(projectId: string): Promise<ProjectSettings> {
     const [row] = await db
-      .select({ deviceRateLimit: projects.deviceRateLimit, historyRetentionDays: projects.historyRetentionDays })
+      .select(columns)
       .from(projects)
       .where(eq(projects.id, projectId));
     if (!row) throw new NotFound('Project');
@@ -63,7 +77,10 @@ export function createProjectSettingsService({ db, defaults, clock = Date.now, c
   return {
     get: (scope: Scope) => get(scope.projectId),
 
-    async update(scope: Scope, patch: { device_rate_limit?: number | null; history_retention_days?: number | null }): Promise<ProjectSettings> {
+    async update(
+      scope: Scope,
+      patch: { device_rate_limit?: number | null; history_retention_days?: number | null; customer_password_min_length?: number | null },
+    ): Promise<ProjectSettings> {
       const max = defaults.deviceRateLimitMax;
       if (max !== undefined && patch.device_rate_limit != null && patch.device_rate_limit > max) {
         throw new BadRequest(`device_rate_limit is at most ${max} messages per second on this server`, [{ path: 'device_rate_limit', message: `at most ${max}` }]);
@@ -71,16 +88,25 @@ export function createProjectSettingsService({ db, defaults, clock = Date.now, c
       const set = {
         ...(patch.device_rate_limit !== undefined ? { deviceRateLimit: patch.device_rate_limit } : {}),
         ...(patch.history_retention_days !== undefined ? { historyRetentionDays: patch.history_retention_days } : {}),
+        ...(patch.customer_password_min_length !== undefined ? { customerPasswordMinLength: patch.customer_password_min_length } : {}),
         updateTime: clock(),
       };
       const [row] = await db
         .update(projects)
         .set(set)
         .where(eq(projects.id, scope.projectId))
-        .returning({ deviceRateLimit: projects.deviceRateLimit, historyRetentionDays: projects.historyRetentionDays });
+        .returning(columns);
       if (!row) throw new NotFound('Project');
       cache.invalidate(scope.projectId);
       return view(row);
+    },
+
+    /**
+     * Shortest customer password the project accepts. Read uncached: password calls are rare, and a
+     * change on another node must apply at once.
+     */
+    async customerPasswordMin(projectId: string): Promise<number> {
+      return (await load(projectId)).effective.customer_password_min_length;
     },
 
     /** Messages per second a device of the project may send. */

@@ -8,7 +8,9 @@ import {
   CreatedCustomer,
   CreateCustomerBody,
   Customer,
+  CUSTOMER_LIST_CAP,
   CustomerList,
+  CustomerListQuery,
   DevicesBody,
   KeysBody,
   PasswordBody,
@@ -23,8 +25,18 @@ export function customerRoutes(app: FastifyInstance, { services }: { services: S
 
   endpoint(app, {
     method: 'GET', url: '/api/v1/customers', access: 'manage', tags,
-    summary: "List the project's customers, newest first", query: PageQuery, response: CustomerList,
-    handler: ({ principal, query }) => customers.list(scopeOf(principal), query.page, query.page_records),
+    summary: "List the project's customers, newest first",
+    description:
+      `Without \`page\` and \`page_records\`, the whole list up to ${CUSTOMER_LIST_CAP.toLocaleString('en')} customers (the vendor's clients ` +
+      'send no paging parameters and expect every customer); `total` tells whether more exist. With either one, pages as the device ' +
+      'list: `page` from 1, `page_records` 1–500 (default 20).',
+    query: CustomerListQuery, response: CustomerList,
+    handler: ({ principal, query }) => {
+      const paged = query.page !== undefined || query.page_records !== undefined;
+      return paged
+        ? customers.list(scopeOf(principal), query.page ?? 1, query.page_records ?? 20)
+        : customers.list(scopeOf(principal), 1, CUSTOMER_LIST_CAP);
+    },
   });
 
   endpoint(app, {

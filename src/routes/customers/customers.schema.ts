@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { Account, Descr, Email, Id, Mobile, Name, Password, TagKeys, Tags } from '../common.schema.ts';
+import { Account, Descr, Email, Id, Mobile, Name, TagKeys, Tags } from '../common.schema.ts';
 
 /** A language tag such as `en`, `zh-CN` or `zh_CN`. */
 export const Locale = z
@@ -20,12 +20,29 @@ export const Customer = z.object({
   create_time: z.number(),
   count: z.object({ device_count: z.number().int() }),
 });
+/**
+ * Most customers one unpaged list answers. The vendor documents `GET /api/v1/customers` without paging and
+ * its clients read every customer from one call; real projects have hundreds to a few thousand. 10,000
+ * rows (≈3 MB of JSON, one indexed query) keeps that whole while bounding a call.
+ */
+export const CUSTOMER_LIST_CAP = 10_000;
+/** Both optional: absent → the whole list (up to the cap); either given → one page. */
+export const CustomerListQuery = z.object({
+  page: z.coerce.number().int().min(1).max(1_000_000).optional(),
+  page_records: z.coerce.number().int().min(1).max(500).optional(),
+});
 export const CustomerList = z.object({ items: z.array(Customer), total: z.number().int(), page_total: z.number().int() });
+
+/**
+ * The length bound that holds for every project; the project's minimum (8 unless its settings say
+ * `customer_password_min_length`, at least 6) is checked by the customers service.
+ */
+const CustomerPassword = z.string().min(1, 'must not be empty').max(128);
 
 export const CreateCustomerBody = z.object({
   name: Name,
   account: Account,
-  password: Password,
+  password: CustomerPassword,
   descr: Descr.optional(),
   email: Email.optional(),
   mobile: Mobile.optional(),
@@ -37,7 +54,7 @@ export const CreatedCustomer = z.object({ id: z.string(), name: z.string() });
 export const UpdateCustomerBody = z
   .object({ name: Name.optional(), descr: Descr.optional(), email: Email.optional(), mobile: Mobile.optional(), locale: Locale.optional() })
   .refine((b) => Object.values(b).some((v) => v !== undefined), 'give at least one of name, descr, email, mobile, locale');
-export const PasswordBody = z.object({ password: Password });
+export const PasswordBody = z.object({ password: CustomerPassword });
 export const TagsBody = z.object({ tags: Tags });
 export const KeysBody = z.object({ keys: TagKeys });
 export const DevicesBody = z.object({ devices: z.array(Id).min(1, 'give at least one device id').max(500) });

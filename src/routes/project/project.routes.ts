@@ -28,7 +28,9 @@ export function projectRoutes(app: FastifyInstance, { services }: { services: Se
     description:
       '`device_rate_limit`: messages per second one device may send over MQTT (bursts of twice that; over it a message is answered ' +
       '`result: 0, errcode: 429`); applies to connections made after the change. `history_retention_days`: days of attribute history and ' +
-      'custom-data messages kept (0 = forever); older reports are refused. `null` returns to the server default.',
+      'custom-data messages kept (0 = forever); older reports are refused. `customer_password_min_length`: shortest customer password ' +
+      'accepted when a customer is created or its password set (6–128, default 8; existing passwords are not checked again). ' +
+      '`null` returns to the server default.',
     body: ProjectSettingsBody, response: ProjectSettings,
     handler: ({ principal, body }) => services.projectSettings.update(scopeOf(principal), body),
   });

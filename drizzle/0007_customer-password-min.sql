@@ -1,0 +1,1 @@
+ALTER TABLE "projects" ADD COLUMN "customer_password_min_length" integer;
