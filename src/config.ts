@@ -1,7 +1,20 @@
 import { z } from 'zod';
 import { parseNetworks } from './lib/net-guard.ts';
 
-const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
+/** A listener's port or `off` (docs/tls.md §3); 0 = any free port; unset = `fallback` (undefined: decided later). */
+const listenPort = (fallback?: number) =>
+  z
+    .union([z.string(), z.number()])
+    .optional()
+    .transform((v, ctx): number | 'off' | undefined => {
+      if (v === undefined) return fallback;
+      const text = String(v).trim().toLowerCase();
+      if (text === 'off') return 'off';
+      const n = Number(text);
+      if (Number.isInteger(n) && n >= 0 && n <= 65535) return n;
+      ctx.addIssue({ code: 'custom', message: 'must be a port number (0-65535, 0 = any free port) or "off"' });
+      return z.NEVER;
+    });
 const optionalString = z
   .string()
   .optional()
@@ -12,9 +25,17 @@ export const configSchema = z
   .object({
     NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
     HOST: z.string().min(1).default('0.0.0.0'),
-    HTTP_PORT: port(8080),
-    MQTT_PORT: port(1883),
-    TCP_PORT: port(28801),
+    HTTP_PORT: listenPort(8080) as z.ZodType<number | 'off'>,
+    MQTT_PORT: listenPort(1883) as z.ZodType<number | 'off'>,
+    TCP_PORT: listenPort(28801) as z.ZodType<number | 'off'>,
+    /** TLS (docs/tls.md): certificate (chain) and key files, PEM; with them HTTPS, MQTT and raw TCP over TLS listen too. */
+    TLS_CERT_FILE: optionalString,
+    TLS_KEY_FILE: optionalString,
+    HTTPS_PORT: listenPort(),
+    MQTTS_PORT: listenPort(),
+    TCPS_PORT: listenPort(),
+    /** How often the certificate files are read besides the directory watches (src/tls/reloader.ts). */
+    TLS_RELOAD_INTERVAL_MS: z.coerce.number().int().min(1_000).max(86_400_000).default(60_000),
     DATA_DIR: z.string().min(1).default('./data'),
     DATABASE_URL: optionalString.pipe(
       z
@@ -98,9 +119,43 @@ export const configSchema = z
         message: 'is required when NODE_ENV=production (set a random string of 32+ characters)',
       });
     }
-  });
+    tlsRefine(c, ctx);
+  })
+  .transform(withTlsPorts);
 
 export type Config = Readonly<z.infer<typeof configSchema>>;
+
+/** The TLS listener ports when only the files are given (docs/tls.md §3). */
+export const TLS_DEFAULT_PORTS = { HTTPS_PORT: 8443, MQTTS_PORT: 8883, TCPS_PORT: 28802 } as const;
+const TLS_PORTS = ['HTTPS_PORT', 'MQTTS_PORT', 'TCPS_PORT'] as const;
+
+interface TlsSettings {
+  TLS_CERT_FILE?: string | undefined;
+  TLS_KEY_FILE?: string | undefined;
+  HTTP_PORT: number | 'off';
+  HTTPS_PORT?: number | 'off' | undefined;
+  MQTTS_PORT?: number | 'off' | undefined;
+  TCPS_PORT?: number | 'off' | undefined;
+}
+
+/** Both TLS files or neither; TLS ports only with them; the API served on HTTP or HTTPS. */
+function tlsRefine(c: TlsSettings, ctx: z.RefinementCtx) {
+  const issue = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message });
+  if (c.TLS_CERT_FILE && !c.TLS_KEY_FILE) issue('TLS_KEY_FILE', 'is required with TLS_CERT_FILE (the PEM private key of the certificate)');
+  if (!c.TLS_CERT_FILE && c.TLS_KEY_FILE) issue('TLS_CERT_FILE', 'is required with TLS_KEY_FILE (the PEM certificate, optionally followed by its chain)');
+  const tls = Boolean(c.TLS_CERT_FILE && c.TLS_KEY_FILE);
+  if (!tls) for (const p of TLS_PORTS) if (c[p] !== undefined && c[p] !== 'off') issue(p, 'needs TLS_CERT_FILE and TLS_KEY_FILE (docs/tls.md)');
+  if (c.HTTP_PORT === 'off' && (!tls || c.HTTPS_PORT === 'off')) {
+    issue('HTTP_PORT', 'is off and HTTPS is not on: nothing would serve the API (set TLS_CERT_FILE and TLS_KEY_FILE for HTTPS_PORT, or give HTTP_PORT a port)');
+  }
+}
+
+/** TLS ports: their defaults when the files are given, `off` without them. */
+function withTlsPorts<T extends TlsSettings>(c: T): T & Record<(typeof TLS_PORTS)[number], number | 'off'> {
+  const tls = Boolean(c.TLS_CERT_FILE && c.TLS_KEY_FILE);
+  const resolve = (p: (typeof TLS_PORTS)[number]) => (tls ? (c[p] ?? TLS_DEFAULT_PORTS[p]) : 'off');
+  return { ...c, HTTPS_PORT: resolve('HTTPS_PORT'), MQTTS_PORT: resolve('MQTTS_PORT'), TCPS_PORT: resolve('TCPS_PORT') };
+}
 
 export class ConfigError extends Error {
   override name = 'ConfigError';

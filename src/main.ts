@@ -16,6 +16,9 @@ import { limitHttpConnections } from './http-connections.ts';
 import { createLogger } from './logger.ts';
 import { createReadiness } from './readiness.ts';
 import { createServices } from './services.ts';
+import { readTlsCredentials } from './tls/credentials.ts';
+import { createTlsReloader, describeCertificate } from './tls/reloader.ts';
+import { createHttpsServer, listen, secureSocket } from './tls/servers.ts';
 
 /** Turns "address in use" into the variable the operator should change. */
 function portInUse(err: unknown, variable: string, port: number): never {
@@ -33,6 +36,9 @@ async function start(config: Config) {
   const logger = createLogger(config.LOG_LEVEL);
   const jwt = resolveJwtSecret(config);
   if (jwt.source === 'generated') logger.warn({ file: path.join(config.DATA_DIR, 'jwt-secret') }, 'JWT_SECRET not set: generated one and stored it in DATA_DIR');
+  // Certificate and key are checked before anything opens: a problem stops the start with its message (docs/tls.md §1).
+  const tlsFiles = config.TLS_CERT_FILE && config.TLS_KEY_FILE ? { certFile: config.TLS_CERT_FILE, keyFile: config.TLS_KEY_FILE } : undefined;
+  const tlsInitial = tlsFiles && readTlsCredentials(tlsFiles);
 
   let database;
   try {
@@ -122,8 +128,13 @@ async function start(config: Config) {
   };
 
   try {
-    limitHttpConnections(app.server, { perAddress: config.HTTP_CONNECTIONS_PER_ADDRESS, trustProxy: config.TRUST_PROXY, headersTimeoutMs: config.HTTP_HEADERS_TIMEOUT_MS });
-    await app.listen({ host: config.HOST, port: config.HTTP_PORT }).catch((err) => portInUse(err, 'HTTP_PORT', config.HTTP_PORT));
+    const httpLimits = { perAddress: config.HTTP_CONNECTIONS_PER_ADDRESS, trustProxy: config.TRUST_PROXY, headersTimeoutMs: config.HTTP_HEADERS_TIMEOUT_MS };
+    // A listener set to `off` does not listen at all (docs/tls.md §3); HTTPS then serves the API.
+    const httpPort = config.HTTP_PORT;
+    if (httpPort !== 'off') {
+      limitHttpConnections(app.server, httpLimits);
+      await app.listen({ host: config.HOST, port: httpPort }).catch((err) => portInUse(err, 'HTTP_PORT', httpPort));
+    } else await app.ready();
     closers.push(() => app.close());
     // Closed before presence and commands flush (closers run in reverse), so a disconnect is recorded.
     // One admission for MQTT, MQTT over WebSocket and raw TCP (mqtt-broker/admission.ts).
@@ -136,22 +147,20 @@ async function start(config: Config) {
     });
     logger.info({ maxConnections: admission.maxConnections }, 'device connections allowed at once');
     const broker = await createBroker({ services, logger, maxPacketSize: config.MQTT_MAX_PACKET_SIZE, maxSubscriptions: config.MQTT_MAX_SUBSCRIPTIONS, maxViewersPerProject: config.MQTT_MAX_VIEWERS_PER_PROJECT, admission, connectTimeoutMs: config.MQTT_CONNECT_TIMEOUT_MS });
-    const mqttServer = net.createServer((socket) => broker.handleConnection(socket));
+    // MQTT and MQTT over TLS: one broker; their listeners stop accepting while it closes its connections.
+    const mqttServers: net.Server[] = [];
     closers.push(async () => {
-      const stopped = new Promise<void>((resolve) => mqttServer.close(() => resolve()));
+      const stopped = mqttServers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
       await broker.close();
-      await stopped;
+      await Promise.all(stopped);
     });
-    await new Promise<void>((resolve, reject) => {
-      mqttServer.once('error', reject);
-      mqttServer.listen(config.MQTT_PORT, config.HOST, () => {
-        mqttServer.off('error', reject);
-        mqttServer.on('error', (err) => logger.error({ err }, 'MQTT listener error'));
-        const { port } = mqttServer.address() as net.AddressInfo;
-        logger.info({ port }, `MQTT listening at mqtt://${config.HOST}:${port}`);
-        resolve();
-      });
-    }).catch((err) => portInUse(err, 'MQTT_PORT', config.MQTT_PORT));
+    const mqttPort = config.MQTT_PORT;
+    if (mqttPort !== 'off') {
+      const mqttServer = net.createServer((socket) => broker.handleConnection(socket));
+      const { port } = await listen(mqttServer, mqttPort, config.HOST, (err) => logger.error({ err }, 'MQTT listener error')).catch((err) => portInUse(err, 'MQTT_PORT', mqttPort));
+      mqttServers.push(mqttServer);
+      logger.info({ port }, `MQTT listening at mqtt://${config.HOST}:${port}`);
+    }
     // Raw TCP devices (device-protocol.md §6); closed before what it feeds, like the broker.
     const tcp = createTcpListener({
       services,
@@ -164,10 +173,41 @@ async function start(config: Config) {
       admission,
     });
     closers.push(() => tcp.close());
-    const tcpAddress = await tcp.listen(config.TCP_PORT, config.HOST).catch((err) => portInUse(err, 'TCP_PORT', config.TCP_PORT));
-    logger.info({ port: tcpAddress.port }, `TCP listening at tcp://${config.HOST}:${tcpAddress.port}`);
+    const tcpPort = config.TCP_PORT;
+    if (tcpPort !== 'off') {
+      const tcpAddress = await tcp.listen(tcpPort, config.HOST).catch((err) => portInUse(err, 'TCP_PORT', tcpPort));
+      logger.info({ port: tcpAddress.port }, `TCP listening at tcp://${config.HOST}:${tcpAddress.port}`);
+    }
     // A WebSocket message carries one MQTT packet (or a few): bounded like them.
-    closers.push(attachWebSocket(app.server, broker, { maxPayload: config.MQTT_MAX_PACKET_SIZE * 2, trustProxy: config.TRUST_PROXY }));
+    const webSocketOptions = { maxPayload: config.MQTT_MAX_PACKET_SIZE * 2, trustProxy: config.TRUST_PROXY };
+    closers.push(attachWebSocket(app.server, broker, webSocketOptions));
+    // TLS (docs/tls.md §2): the same broker, TCP listener, admission, HTTP limits and WebSocket as the
+    // plaintext listeners; the certificate follows the files on disk (src/tls/reloader.ts).
+    if (tlsFiles && tlsInitial) {
+      const reloader = createTlsReloader({ files: tlsFiles, initial: tlsInitial, intervalMs: config.TLS_RELOAD_INTERVAL_MS, logger });
+      closers.push(async () => reloader.close());
+      logger.info(describeCertificate(tlsInitial), 'TLS certificate');
+      const wrap = secureSocket(reloader);
+      const { MQTTS_PORT: mqttsPort, TCPS_PORT: tcpsPort, HTTPS_PORT: httpsPort } = config;
+      if (mqttsPort !== 'off') {
+        const mqttsServer = net.createServer((socket) => broker.handleConnection(wrap(socket)));
+        const { port } = await listen(mqttsServer, mqttsPort, config.HOST, (err) => logger.error({ err }, 'MQTTS listener error')).catch((err) => portInUse(err, 'MQTTS_PORT', mqttsPort));
+        mqttServers.push(mqttsServer);
+        logger.info({ port }, `MQTTS listening at mqtts://${config.HOST}:${port}`);
+      }
+      if (tcpsPort !== 'off') {
+        const { port } = await tcp.listen(tcpsPort, config.HOST, wrap).catch((err) => portInUse(err, 'TCPS_PORT', tcpsPort));
+        logger.info({ port }, `TCPS listening at tcps://${config.HOST}:${port}`);
+      }
+      if (httpsPort !== 'off') {
+        const https = createHttpsServer(app, reloader, { handshakeTimeoutMs: config.HTTP_HEADERS_TIMEOUT_MS });
+        limitHttpConnections(https.server, httpLimits);
+        const { port } = await listen(https.server, httpsPort, config.HOST, (err) => logger.error({ err }, 'HTTPS listener error')).catch((err) => portInUse(err, 'HTTPS_PORT', httpsPort));
+        closers.push(() => https.close());
+        closers.push(attachWebSocket(https.server, broker, webSocketOptions));
+        logger.info({ port }, `HTTPS listening at https://${config.HOST}:${port} (MQTT over WebSocket: wss://${config.HOST}:${port}/mqtt)`);
+      }
+    }
     if (database.driver === 'pglite') {
       const control = await startControlServer({ socketPath: path.join(config.DATA_DIR, 'control.sock'), services, logger });
       closers.push(() => control.close());

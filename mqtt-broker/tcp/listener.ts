@@ -97,7 +97,7 @@ export interface TcpListener {
   /** Serves one accepted socket. */
   handleConnection(socket: net.Socket): void;
   /** Listens on a port (0 = any free one). */
-  listen(port: number, host?: string): Promise<AddressInfo>;
+  listen(port: number, host?: string, secure?: (socket: net.Socket) => net.Socket): Promise<AddressInfo>;
   /** Stops accepting, closes every link (devices go offline) and waits for them. */
   close(): Promise<void>;
   stats(): TcpStats;
@@ -479,8 +479,9 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
   return {
     handleConnection,
 
-    listen(port, host) {
-      const server = net.createServer((socket) => handleConnection(socket));
+    listen(port, host, secure) {
+      // `secure` wraps each socket in TLS at accept (src/tls/servers.ts): served like any other from then on.
+      const server = net.createServer((socket) => handleConnection(secure ? secure(socket) : socket));
       servers.push(server);
       return new Promise<AddressInfo>((resolve, reject) => {
         server.once('error', reject);

@@ -1,0 +1,105 @@
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync, readlinkSync, renameSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
+import path from 'node:path';
+import tls from 'node:tls';
+
+/**
+ * Certificates for TLS tests, made with the openssl CLI in `dir`: a CA of the test's own and server
+ * certificates it signs for localhost and 127.0.0.1 (docs/tls.md §5 shows the same commands).
+ */
+export function makeCa(dir: string) {
+  const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  openssl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=iot-cloud test CA');
+  writeFileSync(path.join(dir, 'server.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n');
+  const ca = readFileSync(path.join(dir, 'ca.crt'));
+  return {
+    ca,
+    /** A new key and certificate `<name>.key`/`<name>.crt` (the certificate followed by the CA: a chain). */
+    issue(name: string): { cert: Buffer; key: Buffer } {
+      openssl('req', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', '/CN=localhost');
+      openssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.leaf.crt`, '-days', '2', '-extfile', 'server.ext');
+      const cert = Buffer.concat([readFileSync(path.join(dir, `${name}.leaf.crt`)), ca]);
+      writeFileSync(path.join(dir, `${name}.crt`), cert);
+      return { cert, key: readFileSync(path.join(dir, `${name}.key`)) };
+    },
+  };
+}
+
+/** Replaces a file as renewal tools do: written next to it, then renamed over it. */
+export function replaceAtomically(file: string, content: Buffer) {
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, content);
+  renameSync(tmp, file);
+}
+
+/** The serial number of the certificate a TLS port presents (verified against `ca`; undefined = the system's CAs). */
+export function servedSerial(port: number, ca: Buffer | undefined): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port, ...(ca ? { ca } : {}) }, () => {
+      const serial = s.getPeerCertificate().serialNumber;
+      s.destroy();
+      resolve(serial);
+    });
+    s.once('error', reject);
+  });
+}
+
+/** An HTTPS request (JSON in and out); `ca` undefined = only the system's CAs are trusted. */
+export function httpsJson(url: string, options: { method?: string; token?: string; body?: unknown; ca?: Buffer; headers?: Record<string, string> } = {}): Promise<{ status: number; body: any }> { // eslint-disable-line @typescript-eslint/no-explicit-any -- API JSON
+  return new Promise((resolve, reject) => {
+    const payload = options.body === undefined ? undefined : JSON.stringify(options.body);
+    const req = https.request(
+      url,
+      {
+        method: options.method ?? 'GET',
+        ...(options.ca ? { ca: options.ca } : {}),
+        headers: {
+          ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
+          ...(payload ? { 'content-type': 'application/json' } : {}),
+          ...options.headers,
+        },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString();
+          let body: unknown = text;
+          try {
+            body = JSON.parse(text);
+          } catch {
+            // not JSON (e.g. /docs)
+          }
+          resolve({ status: res.statusCode ?? 0, body });
+        });
+      },
+    );
+    req.once('error', reject);
+    req.end(payload);
+  });
+}
+
+/** TCP ports a process listens on (Linux: its socket inodes in /proc/<pid>/fd, found in /proc/net/tcp{,6}). */
+export function listeningPorts(pid: number): number[] {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) inodes.add(m[1]!);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  const ports = new Set<number>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      // local_address rem_address st … inode; st 0A = LISTEN
+      if (f.length < 10 || f[3] !== '0A' || !inodes.has(f[9]!)) continue;
+      ports.add(parseInt(f[1]!.split(':')[1]!, 16));
+    }
+  }
+  return [...ports].sort((a, b) => a - b);
+}
