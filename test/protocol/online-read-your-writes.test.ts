@@ -1,5 +1,8 @@
+import net from 'node:net';
 import mqtt from 'mqtt';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTcpListener, type TcpListener } from '../../mqtt-broker/tcp/listener.ts';
 import { createProject, createTestApp, deviceWithToken, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 
@@ -8,22 +11,27 @@ import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 // itself can make the change visible).
 let ctx: TestContext;
 let tb: TestBroker;
+let tcp: TcpListener;
+let tcpPort: number;
 let p: ProjectFixture;
 
 beforeAll(async () => {
   ctx = await createTestApp();
   tb = await startTestBroker(ctx);
+  tcp = createTcpListener({ services: ctx.services, logger: pino({ level: 'silent' }), authFailureDelayMs: 0 });
+  tcpPort = (await tcp.listen(0, '127.0.0.1')).port;
   p = await createProject(ctx);
 });
 afterAll(async () => {
-  await tb.close();
-  await ctx.close();
+  await tcp?.close();
+  await tb?.close();
+  await ctx?.close();
 });
 
-/** Resolves when this node's presence has taken the device offline (the server saw the disconnect). */
-const offlineSeen = (deviceId: string) =>
+/** Resolves when this node's presence has taken the device online or offline (the server saw the (dis)connect). */
+const seen = (event: 'device.online' | 'device.offline', deviceId: string) =>
   new Promise<void>((resolve) => {
-    const off = ctx.services.bus.on('device.offline', (e) => {
+    const off = ctx.services.bus.on(event, (e) => {
       if (e.deviceId !== deviceId) return;
       off();
       resolve();
@@ -49,7 +57,7 @@ describe('online state right after connect and disconnect', () => {
       expect(online.total).toBe(1);
       expect(expectOk(await p.api.get('/api/v1/devices_stat'))).toMatchObject({ device_total: 2, online_device_total: 1, offline_device_total: 1, active_device_total: 1 });
     } finally {
-      const gone = offlineSeen(d.id);
+      const gone = seen('device.offline', d.id);
       await c.endAsync();
       await gone;
     }
@@ -70,5 +78,34 @@ describe('online state right after connect and disconnect', () => {
     } finally {
       await c.endAsync();
     }
+  });
+});
+
+describe('raw TCP and HTTP devices', () => {
+  it('a TCP login and the end of its link show at once; HTTP reports never make a device online', async () => {
+    const d = await deviceWithToken(p, { name: 'dtu' });
+    const up = seen('device.online', d.id);
+    const socket = net.connect(tcpPort, '127.0.0.1');
+    socket.write(`${p.project.project_key}&${d.token}\r\n`);
+    await up;
+    expect(expectOk(await p.api.get(`/api/v1/device/${d.id}`)).online).toBe(true);
+    expect(expectOk(await p.api.get('/api/v1/devices?online=1')).items.map((i: { id: string }) => i.id)).toContain(d.id);
+    const before = expectOk(await p.api.get('/api/v1/devices_stat')).online_device_total;
+
+    const down = seen('device.offline', d.id);
+    socket.destroy();
+    await down;
+    expect(expectOk(await p.api.get(`/api/v1/device/${d.id}`)).online).toBe(false);
+    expect(expectOk(await p.api.get('/api/v1/devices_stat')).online_device_total).toBe(before - 1);
+
+    // HTTP device access records activity only (device-protocol.md §11).
+    const res = await ctx.app.inject({ method: 'POST', url: `/device/v1/${d.token}/attributes`, headers: { 'project-key': p.project.project_key }, payload: { t: 1 } });
+    expect(res.json()).toMatchObject({ result: 1 });
+    // Its time shows at once too (laid over the stored ones until the batch is written), in the device and in lists.
+    expect(expectOk(await p.api.get(`/api/v1/device/${d.id}`))).toMatchObject({ online: false, active: { attributes: expect.any(Number), connect: expect.any(Number) } });
+    const item = expectOk(await p.api.get('/api/v1/devices?page_records=100')).items.find((i: { id: string }) => i.id === d.id);
+    expect(item.active).toMatchObject({ attributes: expect.any(Number), disconnect: expect.any(Number) });
+    await ctx.services.presence.flush();
+    expect(expectOk(await p.api.get(`/api/v1/device/${d.id}`)).active).toEqual(item.active);
   });
 });

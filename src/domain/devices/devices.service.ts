@@ -23,7 +23,7 @@ export interface DevicesServiceDeps {
    */
   countCacheMs?: number;
   /** Writes pending connects and disconnects before a read of online state (read-your-writes). */
-  presence?: { settle(): Promise<void> };
+  presence?: { settle(): Promise<void>; activity(deviceId: string): Record<string, number> | undefined };
 }
 
 export interface CreateDeviceInput {
@@ -71,6 +71,12 @@ export function createDevicesService({ devices, projects, bus, clock = Date.now,
   };
 
   const mustGet = (scope: Scope, id: string) => deviceInScope(devices, scope, id);
+  /** The device object with message times not yet written laid over the stored ones (`active` is read-your-writes too). */
+  const view = (row: DeviceWithType) => {
+    const v = deviceView(row);
+    const pendingActivity = presence?.activity(row.id);
+    return pendingActivity ? { ...v, active: { ...v.active, ...pendingActivity } } : v;
+  };
 
   function rethrowDuplicate(err: unknown): never {
     const constraint = uniqueViolation(err);
@@ -104,7 +110,7 @@ export function createDevicesService({ devices, projects, bus, clock = Date.now,
         rows.length > 0 && rows.length < pageRecords
           ? offset + rows.length
           : await totals.get(scope.projectId, JSON.stringify([scope.customerId, filter]), () => devices.total(scope, filter));
-      return { items: rows.map(deviceView), total, page_total: Math.ceil(total / pageRecords) };
+      return { items: rows.map(view), total, page_total: Math.ceil(total / pageRecords) };
     },
 
     async get(scope: Scope, id: string) {
@@ -112,7 +118,7 @@ export function createDevicesService({ devices, projects, bus, clock = Date.now,
       const row = await devices.getDetail(scope, id);
       if (!row) throw new NotFound('Device');
       return {
-        ...deviceView(row),
+        ...view(row),
         groups: row.groups,
         view_token: row.viewToken,
         disabled: row.disabled,

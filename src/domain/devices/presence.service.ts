@@ -25,6 +25,8 @@ export function createPresenceService({ repo, bus, logger, clock = Date.now, flu
   let pending = new Map<string, PresenceRow>();
   let timer: NodeJS.Timeout | undefined;
   let flushing: Promise<void> = Promise.resolve();
+  /** The batch being written, still readable until it is (activity overlay). */
+  let writing: Map<string, PresenceRow> | undefined;
   // Read-your-writes for online state (`online` is live: http-api.md §3): every connect or disconnect bumps `onlineVersion`;
   // a flush that wrote everything up to a version records it in `writtenVersion`. Reads of online state
   // call settle(), which flushes only while a connect or disconnect is still unwritten.
@@ -53,13 +55,16 @@ export function createPresenceService({ repo, bus, logger, clock = Date.now, flu
       const batch = [...pending.values()];
       const version = onlineVersion;
       const projects = onlineProjects;
+      writing = pending;
       pending = new Map();
       onlineProjects = new Set();
       try {
         await repo.apply(batch);
+        writing = undefined;
         writtenVersion = Math.max(writtenVersion, version);
         if (projects.size) onOnlineWritten?.([...projects]);
       } catch (err) {
+        writing = undefined;
         for (const p of projects) onlineProjects.add(p);
         logger.error({ err }, 'presence flush failed; will retry');
         // Put the batch back under anything newer that arrived meanwhile.
@@ -114,6 +119,17 @@ export function createPresenceService({ repo, bus, logger, clock = Date.now, flu
     async settle(): Promise<void> {
       if (writtenVersion >= onlineVersion) return;
       await flush().catch(() => {});
+    },
+
+    /**
+     * The latest message times of a device not written yet (undefined when none): reads lay them over
+     * the stored `active`, so a report shows at once without a write per report.
+     */
+    activity(deviceId: string): Record<string, number> | undefined {
+      const a = writing?.get(deviceId)?.activeTs;
+      const b = pending.get(deviceId)?.activeTs;
+      if (!a && !b) return undefined;
+      return { ...a, ...b };
     },
 
     /** At start: no session survives a restart of a single node. */
