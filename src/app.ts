@@ -25,7 +25,7 @@ import { groupRoutes } from './routes/groups/groups.routes.ts';
 import { platformRoutes } from './routes/platform/platform.routes.ts';
 import { projectRoutes } from './routes/project/project.routes.ts';
 import { viewKeyRoutes } from './routes/project/view-key.routes.ts';
-import { createReadiness, type Readiness } from './readiness.ts';
+import { createReadiness, healthSchema, type Readiness } from './readiness.ts';
 import type { Access } from './routes/route.ts';
 import type { Services } from './services.ts';
 
@@ -91,7 +91,7 @@ export async function buildApp({ config, services, jwtSecret, logger, readiness 
   await registerAuth(app, { secret: jwtSecret, auth: services.auth });
 
   // Liveness: the process answers. Readiness (and /health): it should be sent traffic; 503 names the failing checks.
-  app.get('/livez', { schema: { hide: true } }, async () => ({ result: true, info: { status: 'ok' } }));
+  app.get('/livez', { schema: healthSchema('/livez') }, async () => ({ result: true, info: { status: 'ok' } }));
   const ready = readiness ?? createReadiness({ ingest: () => services.ingest.stats() });
   const readyz = async (_req: FastifyRequest, reply: FastifyReply) => {
     const { ready: ok, failing } = await ready.check();
@@ -99,8 +99,8 @@ export async function buildApp({ config, services, jwtSecret, logger, readiness 
     const errors = failing.map((f) => ({ path: f.check, message: f.message }));
     return reply.code(503).type('application/json; charset=utf-8').send(JSON.stringify(failure(503, `Not ready: ${failing.map((f) => f.check).join(', ')}`, errors)));
   };
-  app.get('/readyz', { schema: { hide: true } }, readyz);
-  app.get('/health', { schema: { hide: true } }, readyz);
+  app.get('/readyz', { schema: healthSchema('/readyz') }, readyz);
+  app.get('/health', { schema: healthSchema('/health') }, readyz);
 
   const deps = { services };
   authRoutes(app, deps);

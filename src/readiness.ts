@@ -1,4 +1,6 @@
+import { z } from 'zod';
 import type { IngestStats } from './domain/telemetry/ingest.ts';
+import { envelope } from './routes/route.ts';
 
 /**
  * Whether this process should be sent traffic (`/readyz`, `/health`): the database answers within
@@ -105,3 +107,26 @@ export function createReadiness({ ping, dbTimeoutMs = 2_000, ingest, awaitListen
   };
 }
 export type Readiness = ReturnType<typeof createReadiness>;
+
+const HealthInfo = z.object({ status: z.literal('ok') });
+const NotReady = z.object({
+  result: z.literal(false),
+  errcode: z.literal(503),
+  message: z.string(),
+  errors: z.array(z.object({ path: z.enum(['draining', 'listeners', 'database', 'ingest']), message: z.string() })),
+});
+
+/** The OpenAPI description of `/livez`, `/readyz` and `/health` (http-api.md §8). */
+export function healthSchema(route: '/livez' | '/readyz' | '/health') {
+  const live = route === '/livez';
+  return {
+    tags: ['Health'],
+    summary: live ? 'Liveness: the process answers' : 'Readiness: whether this server should be sent traffic',
+    description: live
+      ? 'No token. Always `{"result": true, "info": {"status": "ok"}}` while the process runs.'
+      : 'No token. HTTP 503 with the failure envelope (errcode 503) while starting, draining after SIGTERM, when the database ' +
+        'does not answer or the report pipeline is held back; `errors` names each failing check.' +
+        (route === '/health' ? ' The same check as `/readyz`.' : ''),
+    response: live ? { 200: envelope(HealthInfo) } : { 200: envelope(HealthInfo), 503: NotReady },
+  };
+}

@@ -21,6 +21,10 @@ function tokenMatches(header: string | undefined, token: string): boolean {
 export function platformRoutes(app: FastifyInstance, { services, token }: { services: Services; token: string | null }) {
   const tags = ['Platform (operator)'];
   if (token !== null) {
+    // In the OpenAPI document: a bearer token, the operator's PLATFORM_TOKEN (http-api.md §7).
+    app.addHook('onRoute', (route) => {
+      route.schema = { ...route.schema, security: [{ bearer: [] }], description: `${route.schema?.description ? `${route.schema.description} ` : ''}Needs \`Authorization: Bearer <PLATFORM_TOKEN>\`.` };
+    });
     app.addHook('onRequest', async (req) => {
       if (!tokenMatches(req.headers.authorization, token)) throw new Unauthorized('Invalid platform token');
     });
