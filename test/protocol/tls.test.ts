@@ -1,4 +1,5 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
@@ -27,9 +28,10 @@ const stranger = ca.issue('stranger');
 const procs: Spawned[] = [];
 const clients: MqttClient[] = [];
 const sockets: tls.TLSSocket[] = [];
+const raw: net.Socket[] = [];
 afterAll(async () => {
   for (const c of clients) c.end(true);
-  for (const s of sockets) s.destroy();
+  for (const s of [...sockets, ...raw]) s.destroy();
   for (const p of procs) p.child.kill('SIGKILL');
   await Promise.all(procs.map((p) => p.exit()));
   rmSync(dir, { recursive: true, force: true });
@@ -60,7 +62,16 @@ beforeAll(async () => {
   writeFileSync(certFile, first.cert);
   writeFileSync(keyFile, first.key);
   // The periodic check is an hour away: a renewal seen within seconds came through the directory watch.
-  server = start({ ...tlsEnv, TLS_RELOAD_INTERVAL_MS: '3600000' });
+  server = start({
+    ...tlsEnv,
+    TLS_RELOAD_INTERVAL_MS: '3600000',
+    // Small budgets for the silent sockets of the last tests, which come from other loopback addresses.
+    PENDING_CONNECTIONS_PER_ADDRESS: '5',
+    MQTT_CONNECT_TIMEOUT_MS: '6000',
+    TCP_LOGIN_TIMEOUT_MS: '6000',
+    HTTP_CONNECTIONS_PER_ADDRESS: '8',
+    HTTP_HEADERS_TIMEOUT_MS: '6000',
+  });
   ports = {
     http: await port(server, /Server listening at http:\/\/127\.0\.0\.1:(\d+)/),
     mqtt: await port(server, /MQTT listening at mqtt:\/\/127\.0\.0\.1:(\d+)/),
@@ -152,7 +163,11 @@ describe('TLS listeners', () => {
   });
 
   it('serves a certificate replaced on disk (atomic rename) to new connections without a restart; a bad pair is refused and the old one kept', async () => {
-    const serials = async () => Promise.all([ports.https, ports.mqtts, ports.tcps].map((p) => servedSerial(p, ca.ca)));
+    const serials = async () => {
+      const seen: string[] = [];
+      for (const p of [ports.https, ports.mqtts, ports.tcps]) seen.push(await servedSerial(p, ca.ca));
+      return seen;
+    };
     const [firstSerial] = await serials();
     expect(new Set(await serials())).toEqual(new Set([firstSerial]));
     // A device connected before the renewal stays connected and keeps working.
@@ -180,6 +195,39 @@ describe('TLS listeners', () => {
     replaceAtomically(keyFile, first.key);
     await expect.poll(async () => (await serials()).every((s) => s === firstSerial), { timeout: 10_000, interval: 200 }).toBe(true);
   });
+});
+
+/** A TCP connection that sends nothing (no TLS handshake either) from another loopback address. */
+function silent(port: number, localAddress: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: '127.0.0.1', port, localAddress });
+    raw.push(s);
+    s.on('error', () => {});
+    s.once('connect', () => resolve(s)).once('error', reject);
+  });
+}
+
+describe('the protections of the plaintext twins', () => {
+  it('MQTT, MQTTS and TCPS share one pending budget per address, counted before the handshake; the CONNECT/login timeout covers the handshake', async () => {
+    const opened: net.Socket[] = [];
+    for (const p of [ports.mqtts, ports.tcps, ports.mqtt]) for (let i = 0; i < 3; i++) opened.push(await silent(p, '127.0.0.2'));
+    const open = () => opened.filter((s) => !s.destroyed).length;
+    // PENDING_CONNECTIONS_PER_ADDRESS=5 for all of them together; the newest stay.
+    await expect.poll(open, { timeout: 5_000 }).toBe(5);
+    expect(opened.at(-1)!.destroyed).toBe(false);
+    // Never logged in (never even shook hands): closed after MQTT_CONNECT_TIMEOUT_MS / TCP_LOGIN_TIMEOUT_MS.
+    await expect.poll(open, { timeout: 15_000 }).toBe(0);
+  }, 30_000);
+
+  it('HTTPS: HTTP_CONNECTIONS_PER_ADDRESS counts sockets before the handshake, which must end within HTTP_HEADERS_TIMEOUT_MS', async () => {
+    const opened: net.Socket[] = [];
+    for (let i = 0; i < 10; i++) opened.push(await silent(ports.https, '127.0.0.3'));
+    const open = () => opened.filter((s) => !s.destroyed).length;
+    await expect.poll(open, { timeout: 5_000 }).toBe(8);
+    await expect.poll(open, { timeout: 15_000 }).toBe(0);
+    // Other addresses were not affected.
+    expect((await httpsJson(`${base}/health`, { ca: ca.ca })).status).toBe(200);
+  }, 30_000);
 });
 
 describe('plaintext off', () => {
