@@ -1,8 +1,9 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { Logger } from 'pino';
 import type { z, ZodType } from 'zod';
-import { loadConfig, type Config } from '../config.ts';
+import { loadConfig } from '../config.ts';
 import type { Target } from './target.ts';
+import type { TargetSettings } from './where.ts';
 
 /** What a command may touch: tests and the entry pass their own. */
 export interface CliIo {
@@ -35,6 +36,7 @@ export const PROGRAM = 'npm run cli --';
 export const targetOptions = {
   'data-dir': { type: 'string' },
   'database-url': { type: 'string' },
+  init: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 
@@ -42,6 +44,8 @@ export const TARGET_HELP = `Where it goes (flag > environment > default):
   --data-dir <dir>        embedded database directory (DATA_DIR, default ./data)
   --database-url <url>    PostgreSQL/TimescaleDB URL (DATABASE_URL); when set, the embedded
                           database is not used; --database-url '' ignores the environment
+  --init                  create a new, empty embedded database when the directory has none
+                          (without it the command refuses: the server probably uses another DATA_DIR)
   -h, --help              show this help`;
 
 /** node:util parseArgs with its errors turned into usage errors. */
@@ -71,22 +75,27 @@ export function validate<T extends ZodType>(schema: T, input: unknown, flags: Re
   throw new UsageError(lines.join('\n'));
 }
 
-/** The database settings of config.ts, flags first; other server settings do not concern the CLI. */
-export function targetConfig(values: { 'data-dir'?: string; 'database-url'?: string }, env: NodeJS.ProcessEnv): Pick<Config, 'DATA_DIR' | 'DATABASE_URL'> {
+/**
+ * The database settings of config.ts, flags first, and the server's HTTP address (to tell a running
+ * server that uses another directory); other server settings do not concern the CLI.
+ */
+export function targetConfig(values: { 'data-dir'?: string; 'database-url'?: string; init?: boolean }, env: NodeJS.ProcessEnv): TargetSettings {
   const config = loadConfig({
     DATA_DIR: values['data-dir'] ?? env.DATA_DIR,
     DATABASE_URL: values['database-url'] ?? env.DATABASE_URL,
+    HTTP_PORT: env.HTTP_PORT,
+    HOST: env.HOST,
   });
-  return { DATA_DIR: config.DATA_DIR, DATABASE_URL: config.DATABASE_URL };
+  return { DATA_DIR: config.DATA_DIR, DATABASE_URL: config.DATABASE_URL, HTTP_PORT: config.HTTP_PORT, HOST: config.HOST, init: values.init === true };
 }
 
 /**
  * Runs work against the command's target (target.ts). The database drivers are loaded only here,
  * so help and usage errors answer at once.
  */
-export async function withTarget<T>(config: Pick<Config, 'DATA_DIR' | 'DATABASE_URL'>, io: CliIo, work: (target: Target) => Promise<T>): Promise<T> {
+export async function withTarget<T>(settings: TargetSettings, io: CliIo, work: (target: Target) => Promise<T>): Promise<T> {
   const target = await import('./target.ts');
-  return target.withTarget(config, cliLogger(io), work);
+  return target.withTarget(settings, { log: cliLogger(io), note: (text) => io.err(text) }, work);
 }
 
 /** openDatabase reports progress at info (noise here) and problems at warn (worth a line on stderr). */

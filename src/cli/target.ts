@@ -1,11 +1,12 @@
+import path from 'node:path';
 import type { Logger } from 'pino';
-import type { Config } from '../config.ts';
 import { connectControl, type ProjectsPort } from '../control/control-client.ts';
 import { controlSocketPath } from '../control/socket-path.ts';
 import { DataDirLocked } from '../db/data-dir-lock.ts';
 import { openDatabase } from '../db/open.ts';
 import { createServices } from '../services.ts';
 import { CliError } from './command.ts';
+import { checkEmbedded, describePostgres, type TargetSettings } from './where.ts';
 
 export interface Target {
   /** Where the commands go: PostgreSQL, the running server's control socket, or DATA_DIR opened here. */
@@ -14,15 +15,28 @@ export interface Target {
   close(): Promise<void>;
 }
 
+export interface TargetOutput {
+  log: Pick<Logger, 'info' | 'warn'>;
+  /** One line on stderr: where the command goes, so a wrong DATA_DIR shows at once. */
+  note(text: string): void;
+}
+
 /**
  * Decides where a platform command goes. PostgreSQL admits many clients, so DATABASE_URL is used
  * directly. The embedded PGlite admits one process: when a server holds DATA_DIR its control
- * socket answers and the command goes there; otherwise DATA_DIR is opened (and locked) here.
+ * socket answers and the command goes there; otherwise DATA_DIR is opened (and locked) here, but
+ * only when it holds a database already or --init asks for a new one (where.ts).
  */
-export async function openTarget(config: Pick<Config, 'DATA_DIR' | 'DATABASE_URL'>, log: Pick<Logger, 'info' | 'warn'>): Promise<Target> {
+export async function openTarget(config: TargetSettings, out: TargetOutput): Promise<Target> {
+  const { log } = out;
+  const dir = path.resolve(config.DATA_DIR);
   if (!config.DATABASE_URL) {
     const remote = await connectControl(controlSocketPath(config.DATA_DIR));
-    if (remote) return { via: 'control-socket', projects: remote, close: async () => {} };
+    if (remote) {
+      out.note(`Database: the running server's, embedded in ${dir} (through ${controlSocketPath(dir)}).`);
+      return { via: 'control-socket', projects: remote, close: async () => {} };
+    }
+    await checkEmbedded(config, (text) => out.note(`warning: ${text}`));
   }
   let database;
   try {
@@ -36,17 +50,18 @@ export async function openTarget(config: Pick<Config, 'DATA_DIR' | 'DATABASE_URL
     }
     throw err;
   }
+  out.note(database.driver === 'postgres' ? `Database: ${describePostgres(config.DATABASE_URL ?? '')}.` : `Database: embedded in ${dir} (no server holds it; opened by this command).`);
   const services = createServices({ db: database.db });
   return { via: database.driver === 'postgres' ? 'postgres' : 'embedded', projects: services.projects, close: database.close };
 }
 
 /** Runs one unit of work against the target and always lets go of the database. */
 export async function withTarget<T>(
-  config: Pick<Config, 'DATA_DIR' | 'DATABASE_URL'>,
-  log: Pick<Logger, 'info' | 'warn'>,
+  config: TargetSettings,
+  out: TargetOutput,
   work: (target: Target) => Promise<T>,
 ): Promise<T> {
-  const target = await openTarget(config, log);
+  const target = await openTarget(config, out);
   try {
     return await work(target);
   } finally {

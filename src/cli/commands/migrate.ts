@@ -1,3 +1,5 @@
+import path from 'node:path';
+import { controlSocketPath } from '../../control/socket-path.ts';
 import { CliError, cliLogger, parseFlags, PROGRAM, TARGET_HELP, targetConfig, targetOptions, UsageError, type Command } from '../command.ts';
 
 const help = `Usage: ${PROGRAM} migrate [options]
@@ -18,7 +20,21 @@ export const migrate: Command = {
     if (values.help) return io.out(help);
     if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}'`);
     const config = targetConfig(values, io.env);
-    const [{ openDatabase }, { DataDirLocked }] = await Promise.all([import('../../db/open.ts'), import('../../db/data-dir-lock.ts')]);
+    const [{ openDatabase }, { DataDirLocked }, { connectControl }, { checkEmbedded }] = await Promise.all([
+      import('../../db/open.ts'),
+      import('../../db/data-dir-lock.ts'),
+      import('../../control/control-client.ts'),
+      import('../where.ts'),
+    ]);
+    if (!config.DATABASE_URL) {
+      if (await connectControl(controlSocketPath(config.DATA_DIR))) {
+        throw new CliError(
+          `a server is running on ${path.resolve(config.DATA_DIR)}: it applied the migrations when it started. ` +
+            'Stop it to migrate from the command line.',
+        );
+      }
+      await checkEmbedded(config, (text) => io.err(`warning: ${text}`));
+    }
     let database;
     try {
       database = await openDatabase(config, cliLogger(io));
@@ -32,7 +48,7 @@ export const migrate: Command = {
       throw err;
     }
     try {
-      const where = database.driver === 'postgres' ? `PostgreSQL, TimescaleDB ${database.timescale ? 'enabled' : 'not available'}` : `embedded database in ${config.DATA_DIR}`;
+      const where = database.driver === 'postgres' ? `PostgreSQL, TimescaleDB ${database.timescale ? 'enabled' : 'not available'}` : `embedded database in ${path.resolve(config.DATA_DIR)}`;
       io.out(`Migrations applied (${where}).`);
     } finally {
       await database.close();
