@@ -3,7 +3,7 @@ import { help } from './commands/help.ts';
 import { run } from './commands/run.ts';
 import { parseSubscribeOptions, subscribe, SUBSCRIBE_HELP } from './commands/subscribe.ts';
 import { parseOptions, UsageError } from './options.ts';
-import type { Output } from './stats.ts';
+import type { Output, Summary } from './stats.ts';
 
 export interface CliIo {
   out: Output;
@@ -38,8 +38,19 @@ export async function main(argv: string[], io: CliIo, env: NodeJS.ProcessEnv = p
   }
   if (parsed.help) return help(io.out);
   const result = await run(parsed.options, io.out, io.signal ? { signal: io.signal } : {});
-  if (result.exitCode === 1) io.err.write('sim: no device could connect\n');
+  if (result.exitCode === 1) io.err.write(`${shortfallLine(result.summary)}\n`);
   return result.exitCode;
+}
+
+/** The one line that says why the run failed: how many of the devices asked for connected, and the last error. */
+export function shortfallLine(s: Summary): string {
+  const asked = s.devices - s.not_started;
+  const head = s.connected_devices === 0 ? `sim: no device could connect (0 of ${asked})` : `sim: only ${s.connected_devices} of ${asked} devices connected`;
+  const parts = [
+    ...(s.not_provisioned > 0 ? [`${s.not_provisioned} not provisioned`] : []),
+    ...(s.not_started > 0 ? [`${s.not_started} not started (stopped first)`] : []),
+  ];
+  return `${head}${parts.length ? `; ${parts.join(', ')}` : ''}${s.last_error ? `; last error: ${s.last_error}` : ''}`;
 }
 
 const isEntry = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;

@@ -91,7 +91,7 @@ const Schema = z
     'mqtt-version': z.enum(['4', '5']).default('4'),
     'tcp-format': z.enum(['hex', 'text', 'json']).default('json'),
     'tcp-heartbeat': z.string().min(1).max(64).optional(),
-    prefix: z.string().min(1).max(64).regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits and _ . : -').default('sim'),
+    prefix: z.string().min(1).max(64).regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits and _ . : -').optional(),
     quiet: z.boolean().default(false),
     gateway: z.boolean().default(false),
     'sub-devices': num(z.number().int().min(1).max(100)).optional(),
@@ -111,6 +111,15 @@ const Schema = z
     message: 'attaching sub-devices needs provisioned gateways (--type-key), whose device keys name them',
     path: ['api-token'],
   });
+
+/**
+ * Without `--prefix`, device keys are `sim-<first 8 characters of the type key>-<n>`: a run with another type (a
+ * gateway type after a direct one) gets devices of its own instead of finding the earlier run's.
+ */
+export function defaultPrefix(typeKey: string | undefined): string {
+  const tag = (typeKey ?? '').replace(/[^A-Za-z0-9_.:-]/g, '_').slice(0, 8);
+  return tag ? `sim-${tag}` : 'sim';
+}
 
 export type ParsedArgs = { help: true; command: 'help' } | { help: false; command: 'run'; options: SimOptions };
 
@@ -173,7 +182,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
       mqttVersion: Number(o['mqtt-version']) as 4 | 5,
       tcpFormat: o['tcp-format'],
       ...(o['tcp-heartbeat'] !== undefined ? { tcpHeartbeat: o['tcp-heartbeat'] } : {}),
-      prefix: o.prefix,
+      prefix: o.prefix ?? defaultPrefix(o['type-key']),
       quiet: o.quiet,
       gateway: o.gateway,
       subDevices: o['sub-devices'] ?? 3,

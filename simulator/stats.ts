@@ -8,6 +8,14 @@ export interface Output {
 export interface Summary {
   devices: number;
   provisioned: number;
+  /** Certificate requests answered 429 and retried after the server's Retry-After. */
+  provision_waits: number;
+  /** Devices whose certificate could not be had (refused, or provisioning gave up). */
+  not_provisioned: number;
+  /** Devices not started because the run was stopped (Ctrl-C, or the duration ended during the ramp-up) first. */
+  not_started: number;
+  /** Devices asked for (less the ones not started) that never connected: not provisioned, refused, unreachable. */
+  short: number;
   /** Devices that had at least one accepted connection. */
   connected_devices: number;
   connected_at_end: number;
@@ -40,6 +48,10 @@ function percentile(sorted: number[], p: number): number | null {
 /** Counters of the whole run, the live status line and the final summary. */
 export class Stats {
   provisioned = 0;
+  provisionWaits = 0;
+  /** Devices not started because the run was stopped first, and devices left without a certificate (set by the run). */
+  notStarted = 0;
+  notProvisioned = 0;
   connected = 0;
   connects = 0;
   disconnects = 0;
@@ -90,6 +102,15 @@ export class Stats {
     }
   }
 
+  /** A line of its own (a provisioning failure, a wait), printed above the live status line. */
+  note(text: string) {
+    if (this.out.isTTY && this.lineWidth > 0) {
+      this.out.write(`\r${' '.repeat(this.lineWidth)}\r`);
+      this.lineWidth = 0;
+    }
+    this.out.write(`${text}\n`);
+  }
+
   startLive() {
     if (this.quiet) return;
     this.timer = setInterval(() => this.printLive(), this.out.isTTY ? TTY_INTERVAL_MS : PLAIN_INTERVAL_MS);
@@ -120,6 +141,10 @@ export class Stats {
     return {
       devices: this.devices,
       provisioned: this.provisioned,
+      provision_waits: this.provisionWaits,
+      not_provisioned: this.notProvisioned,
+      not_started: this.notStarted,
+      short: Math.max(0, this.devices - this.notStarted - this.everConnected.size),
       connected_devices: this.everConnected.size,
       connected_at_end: connectedAtEnd,
       connects: this.connects,
@@ -146,7 +171,9 @@ export class Stats {
     this.out.write(
       [
         `simulated ${summary.devices} devices for ${(summary.duration_ms / 1000).toFixed(1)} s`,
-        `  provisioned ${summary.provisioned}  connected ${summary.connected_devices} (at end ${summary.connected_at_end})  connects ${summary.connects}  disconnects ${summary.disconnects}`,
+        ...(summary.short > 0 ? [`  SHORT: ${summary.short} of ${summary.devices - summary.not_started} devices never connected`] : []),
+        ...(summary.not_started > 0 ? [`  not started (stopped first): ${summary.not_started}`] : []),
+        `  provisioned ${summary.provisioned}${summary.not_provisioned ? ` (${summary.not_provisioned} not)` : ''}${summary.provision_waits ? ` (waited ${summary.provision_waits} times for the server's limit)` : ''}  connected ${summary.connected_devices} (at end ${summary.connected_at_end})  connects ${summary.connects}  disconnects ${summary.disconnects}`,
         `  reports sent ${summary.sent}  acked ${summary.acked}  errors ${summary.errors}  rate ${summary.rate}/s`,
         `  commands replied ${summary.commands}  pushes applied ${summary.pushes}  attribute gets ${summary.gets}`,
         `  ack latency p50 ${ms(summary.latency_p50_ms)}  p99 ${ms(summary.latency_p99_ms)}`,

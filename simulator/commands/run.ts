@@ -1,12 +1,13 @@
-import { SimDevice, type DeviceIdentity } from '../device.ts';
+import { SimDevice } from '../device.ts';
 import { attachSubDevices, SimGateway } from '../gateway-device.ts';
 import { SimTcpDevice } from '../tcp-device.ts';
 import type { SimOptions } from '../options.ts';
+import { provisionAll, type ProvisionResult } from '../provision.ts';
 import { Stats, type Output, type Summary } from '../stats.ts';
 
 export interface RunResult {
   summary: Summary;
-  /** 0 on a normal end, 1 when no device could connect. */
+  /** 0 when every device asked for connected (those the run was stopped before do not count), else 1. */
   exitCode: 0 | 1;
 }
 
@@ -14,9 +15,6 @@ export interface RunHooks {
   /** Aborting ends the run early, like Ctrl-C. */
   signal?: AbortSignal;
 }
-
-/** Provisioning requests in flight at once: enough for speed, few enough for the certificate rate limit. */
-const PROVISION_CONCURRENCY = 8;
 
 /** The MQTT url: `--host`, or for `--protocol ws` the `/mqtt` path on the HTTP port (device-protocol.md §2). */
 export function brokerUrl(options: Pick<SimOptions, 'host' | 'http' | 'protocol'>): string {
@@ -26,36 +24,9 @@ export function brokerUrl(options: Pick<SimOptions, 'host' | 'http' | 'protocol'
   return `${http.protocol === 'https:' ? 'wss' : 'ws'}://${http.host}/mqtt`;
 }
 
-/** device-protocol.md §4: the certificate of `<prefix>-<n>`, created on first request through the type key. */
-async function provision(options: SimOptions, index: number): Promise<string> {
-  const res = await fetch(new URL('/device/v1/certificate', options.http), {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', 'Project-Key': options.projectKey },
-    body: JSON.stringify({ device_key: `${options.prefix}-${index}`, type_key: options.typeKey }),
-  });
-  const body = (await res.json().catch(() => undefined)) as { result?: number; message?: string; device?: { access_token?: string } } | undefined;
-  const token = body?.device?.access_token;
-  if (body?.result !== 1 || typeof token !== 'string') throw new Error(`certificate of ${options.prefix}-${index}: ${body?.message ?? `HTTP ${res.status}`}`);
-  return token;
-}
-
-async function identities(options: SimOptions, stats: Stats, signal?: AbortSignal): Promise<DeviceIdentity[]> {
-  if (options.tokens) return options.tokens.map((token, index) => ({ index: index + 1, token }));
-  const found: DeviceIdentity[] = [];
-  let next = 1;
-  const worker = async () => {
-    while (next <= options.devices && !signal?.aborted) {
-      const index = next++;
-      try {
-        found.push({ index, token: await provision(options, index) });
-        stats.provisioned++;
-      } catch (err) {
-        stats.error((err as Error).message);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(PROVISION_CONCURRENCY, options.devices) }, worker));
-  return found.sort((a, b) => a.index - b.index);
+async function identities(options: SimOptions, stats: Stats, signal?: AbortSignal): Promise<ProvisionResult> {
+  if (options.tokens) return { ids: options.tokens.map((token, index) => ({ index: index + 1, token })), skipped: 0 };
+  return provisionAll(options, stats, signal);
 }
 
 const sleep = (ms: number, signal?: AbortSignal) =>
@@ -77,7 +48,8 @@ export async function run(options: SimOptions, out: Output, hooks: RunHooks = {}
   const { signal } = hooks;
   const stats = new Stats(options.devices, out, options.quiet);
   stats.startLive();
-  const ids = await identities(options, stats, signal);
+  const { ids, skipped } = await identities(options, stats, signal);
+  let notStarted = skipped;
   const config = { url: brokerUrl(options), projectKey: options.projectKey, qos: options.qos, mqttVersion: options.mqttVersion, intervalMs: 1000 / options.rate };
   const tcp = { url: options.host, projectKey: options.projectKey, format: options.tcpFormat, intervalMs: 1000 / options.rate, ...(options.tcpHeartbeat ? { heartbeat: options.tcpHeartbeat } : {}) };
   if (options.gateway && options.apiToken && options.subType) {
@@ -106,9 +78,9 @@ export async function run(options: SimOptions, out: Output, hooks: RunHooks = {}
   // Ramp-up spreads the first connects evenly over the period.
   const gap = devices.length > 1 ? (options.rampUp * 1000) / devices.length : 0;
   for (const [i, device] of devices.entries()) {
-    if (end.signal.aborted) break;
-    await sleep(started + i * gap - Date.now(), end.signal);
-    if (!end.signal.aborted) device.start();
+    if (!end.signal.aborted) await sleep(started + i * gap - Date.now(), end.signal);
+    if (end.signal.aborted) notStarted++;
+    else device.start();
   }
   await sleep(Number.POSITIVE_INFINITY, end.signal);
 
@@ -117,7 +89,9 @@ export async function run(options: SimOptions, out: Output, hooks: RunHooks = {}
   signal?.removeEventListener('abort', stop);
   const connectedAtEnd = devices.filter((d) => d.connected).length;
   await Promise.all(devices.map((d) => d.stop()));
+  stats.notStarted = notStarted;
+  stats.notProvisioned = options.tokens ? 0 : options.devices - skipped - ids.length;
   const summary = stats.summary(connectedAtEnd);
   stats.finish(summary);
-  return { summary, exitCode: stats.connectedDevices > 0 ? 0 : 1 };
+  return { summary, exitCode: summary.connected_devices > 0 && summary.short === 0 ? 0 : 1 };
 }

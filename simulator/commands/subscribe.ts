@@ -118,6 +118,8 @@ export async function subscribe(o: SubscribeOptions, out: Output, err: Output, s
       signal?.addEventListener('abort', stop, { once: true });
       client.once('close', stop);
       client.on('message', (topic, payload) => {
+        // Messages already received when the count was reached arrive before the client has closed: not printed.
+        if (o.count && seen >= o.count) return;
         let body: Record<string, unknown>;
         try {
           body = JSON.parse(payload.toString()) as Record<string, unknown>;
