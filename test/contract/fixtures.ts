@@ -34,7 +34,9 @@ export async function createContractFixtures(ctx: TestContext): Promise<Placehol
   const device = await ok(api.post('/api/v1/device', { name: 'Thermometer 1', type: type.id, device_key: 'th-0001', tags: { room: '101' } }));
   await ok(api.put(`/api/v1/device/${device.id}/groups`, { groups: [childGroup.id] }));
   const cert = await ok(api.get(`/api/v1/device/${device.id}/certificate`));
+  const identity: DeviceIdentity = { deviceId: device.id, projectId: p.project.id, name: 'Thermometer 1', typeId: type.id, connType: '1', disabled: false };
   ctx.services.sessions.attach({ deviceId: device.id, projectId: p.project.id, transport: 'mqtt', send: async () => {}, close: () => {} });
+  ctx.services.presence.connected(identity, 'mqtt');
   const spareDevice = await ok(api.post('/api/v1/device', { name: 'Old thermometer', type: type.id }));
   const gateway = await ok(api.post('/api/v1/device', { name: 'Gateway 1', type: gatewayType.id }));
   const subDevice = await ok(api.post('/api/v1/device', { name: 'Meter 1', type: subType.id }));
@@ -51,7 +53,6 @@ export async function createContractFixtures(ctx: TestContext): Promise<Placehol
   const target = await ok(api.post('/api/v1/notification_target', { name: 'Ops webhook', url: 'https://ops.example.com/hooks/iot', min_level: 2, enabled: false }));
   const spareTarget = await ok(api.post('/api/v1/notification_target', { name: 'Old webhook', url: 'https://old.example.com/hook', enabled: false }));
 
-  const identity: DeviceIdentity = { deviceId: device.id, projectId: p.project.id, name: 'Thermometer 1', typeId: type.id, connType: '1', disabled: false };
   const now = Date.now();
   await ctx.services.currentValues.reportSeries(identity, [
     { ts: now - 120_000, attributes: { temperature: 21.5, humidity: 40 } },
@@ -60,6 +61,7 @@ export async function createContractFixtures(ctx: TestContext): Promise<Placehol
   await ctx.services.currentValues.report(identity, { temperature: 31.5, humidity: 42 });
   await ctx.services.alarms.idle();
   await ctx.services.currentCache.flush();
+  await ctx.services.presence.settle();
   const alarmLogs = await ok(api.get(`/api/v1/device/${device.id}/alarm_logs`));
   const alarmLog = (alarmLogs.items as Array<{ id: string }>)[0];
   if (!alarmLog) throw new Error('the fixture alarm did not trigger');
