@@ -32,10 +32,13 @@ const PROBE_TIMEOUT_MS = 500;
  * answer). Used only to explain: a server there whose control socket is not in DATA_DIR uses
  * another data directory (or PostgreSQL), so the operator is about to change the wrong database.
  */
-export function serverAnswers(settings: Pick<TargetSettings, 'HTTP_PORT' | 'HOST'>): Promise<boolean> {
+export async function serverAnswers(settings: Pick<TargetSettings, 'HTTP_PORT' | 'HOST'>): Promise<boolean> {
+  // HTTP_PORT=off: the server serves HTTPS only (docs/tls.md); nothing to ask without a certificate check.
+  if (settings.HTTP_PORT === 'off') return false;
+  const port = settings.HTTP_PORT;
   const host = settings.HOST === '0.0.0.0' || settings.HOST === '::' ? '127.0.0.1' : settings.HOST;
   return new Promise((resolve) => {
-    const req = http.get({ host, port: settings.HTTP_PORT, path: '/livez', agent: false, timeout: PROBE_TIMEOUT_MS }, (res) => {
+    const req = http.get({ host, port, path: '/livez', agent: false, timeout: PROBE_TIMEOUT_MS }, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => {

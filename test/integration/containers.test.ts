@@ -10,7 +10,7 @@ import { openDatabase, type OpenedDatabase } from '../../src/db/open.ts';
 import { rowsOf } from '../../src/db/timescale.ts';
 import { createServices } from '../../src/services.ts';
 
-const IMAGE = 'timescale/timescaledb:latest-pg16';
+const IMAGE = 'timescale/timescaledb:2.17.2-pg16'; // the release docker-compose.yml runs
 
 /**
  * The reason these tests cannot run here, or null when a container runtime answers. testcontainers
