@@ -184,14 +184,14 @@ describe('fewer devices connected than asked', () => {
     const err = sink();
     const stop = new AbortController();
     const running = main(
-      ['--host', tb.url, '--http', httpUrl, '--project-key', p.project.project_key, '--type-key', type.type_key, '--prefix', 'ramp', '--devices', '3', '--ramp-up', '600', '--quiet'],
+      ['--host', tb.url, '--http', httpUrl, '--project-key', p.project.project_key, '--type-key', type.type_key, '--prefix', 'ramp', '--devices', '3', '--ramp-up', '600', '--rate', '20', '--quiet'],
       { out, err, signal: stop.signal },
       {},
     );
-    // The first device starts at once, the next ones every 200 s: stop once the first is online.
+    // The first device starts at once, the next ones every 200 s: stop once the first has reported (it is connected).
     await expect.poll(async () => {
       const items = expectOk(await p.api.get('/api/v1/devices?device_key=ramp-1')).items as Array<{ id: string }>;
-      return items[0] ? ctx.services.sessions.isOnline(items[0].id) : false;
+      return items[0] ? (await ctx.services.currentValues.get(p.project.id, items[0].id)).temperature !== undefined : false;
     }, { timeout: 30_000 }).toBe(true);
     stop.abort();
     expect(await running).toBe(0);
