@@ -3,6 +3,7 @@ import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
 import { registerAuth } from './plugins/auth.ts';
+import { registerCors } from './plugins/cors.ts';
 import { failure, registerEnvelope } from './plugins/envelope.ts';
 import { registerOpenApi } from './plugins/openapi.ts';
 import { registerRateLimit } from './plugins/rate-limit.ts';
@@ -81,6 +82,7 @@ export async function buildApp({ config, services, jwtSecret, logger, readiness 
   });
 
   registerEnvelope(app, config.BODY_LIMIT);
+  await registerCors(app);
   await registerOpenApi(app);
   await registerRateLimit(app, {
     loginMax: config.LOGIN_RATE_LIMIT,
