@@ -85,3 +85,12 @@ describe('docker-compose.yml', () => {
     expect(compose.services.db?.image).toMatch(/^timescale\/timescaledb:\d+\.\d+\.\d+-pg\d+$/);
   });
 });
+
+describe('Dockerfile', () => {
+  it('runs the server as npm start does, but as node itself so that docker stop\'s SIGTERM reaches it', () => {
+    const cmd = /^CMD (\[.*\])$/m.exec(read('Dockerfile'))?.[1];
+    const start = (JSON.parse(read('package.json')) as { scripts: { start: string } }).scripts.start;
+    expect(JSON.parse(cmd ?? 'null')).toEqual(start.split(' '));
+    expect(start).toMatch(/^node /);
+  });
+});
