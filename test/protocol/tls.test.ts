@@ -1,4 +1,5 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -239,7 +240,7 @@ describe('plaintext off', () => {
       await port(p, /HTTPS listening at https:\/\/127\.0\.0\.1:(\d+)/),
     ];
     expect(listeningPorts(p.child.pid!)).toEqual([...tlsPorts].sort((a, b) => a - b));
-    expect(p.output()).not.toMatch(/Server listening at|MQTT listening at mqtt:|TCP listening at tcp:/);
+    expect(p.output()).not.toMatch(/Server listening at http|MQTT listening at mqtt:|TCP listening at tcp:/);
     expect((await httpsJson(`https://127.0.0.1:${tlsPorts[2]}/health`, { ca: ca.ca })).status).toBe(200);
     p.child.kill('SIGTERM');
     expect(await p.exit()).toBe(0);
@@ -267,5 +268,22 @@ describe('start-up errors', () => {
   it('names the variable when a TLS port is in use', async () => {
     const busy = ports.mqtts;
     await fails({ MQTTS_PORT: String(busy) }, new RegExp(`Port ${busy} is already in use: set MQTTS_PORT`));
+  }, 60_000);
+});
+
+describe('graceful shutdown', () => {
+  it('SIGTERM closes the TLS listeners and their open connections (MQTTS, WSS, TCPS, HTTPS keep-alive) and the process exits 0', async () => {
+    const open = clients.filter((c) => c.connected);
+    expect(open.length).toBeGreaterThanOrEqual(3);
+    const tcps = sockets.filter((s) => !s.destroyed);
+    expect(tcps.length).toBe(1);
+    const agent = new https.Agent({ keepAlive: true, ca: ca.ca });
+    await new Promise<void>((resolve, reject) => https.get(`${base}/health`, { agent }, (res) => res.resume().on('end', () => resolve())).once('error', reject));
+    const closed = Promise.all([...open.map((c) => new Promise((r) => c.once('close', r))), ...tcps.map((s) => new Promise((r) => s.once('close', r)))]);
+    server.child.kill('SIGTERM');
+    expect(await server.exit()).toBe(0);
+    await closed;
+    expect(server.output()).toMatch(/"msg":"stopped"/);
+    agent.destroy();
   }, 60_000);
 });
