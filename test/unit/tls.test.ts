@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -59,6 +60,8 @@ describe('certificate checks', () => {
     writeFileSync(path.join(dir, 'broken.crt'), '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n');
     expect(read('broken.crt', 'a.key')).toThrow(/^TLS_CERT_FILE: .*broken\.crt: a certificate cannot be parsed/);
     expect(read('.', 'a.key')).toThrow(/^TLS_CERT_FILE: cannot read .*: it is a directory$/);
+    execFileSync('openssl', ['pkcs8', '-topk8', '-in', 'a.key', '-out', 'a.enc.key', '-passout', 'pass:secret'], { cwd: dir, stdio: 'ignore' });
+    expect(read('a.crt', 'a.enc.key')).toThrow(/^TLS_KEY_FILE: .*a\.enc\.key: the key is encrypted/);
   });
 });
 
