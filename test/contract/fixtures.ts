@@ -1,5 +1,5 @@
 import type { DeviceIdentity } from '../../src/domain/devices/device-identity.ts';
-import { client, createProject, expectOk, TEST_PLATFORM_TOKEN, type TestContext } from '../helpers/app.ts';
+import { client, createProject, expectOk, TEST_PLATFORM_TOKEN, type ApiResponse, type TestContext } from '../helpers/app.ts';
 
 /**
  * The world the examples of docs/http-api.md run in: one project with everything an example names.
@@ -11,7 +11,7 @@ export type Placeholders = Record<string, string>;
 export async function createContractFixtures(ctx: TestContext): Promise<Placeholders> {
   const p = await createProject(ctx, 'Greenhouse');
   const api = p.api;
-  const ok = async (res: Promise<{ status: number; body: unknown }>) => expectOk(await res);
+  const ok = async (res: Promise<ApiResponse>) => expectOk(await res);
 
   // Device types: a thermometer with an attribute model, a data stream and an extend-info definition.
   const type = await ok(api.post('/api/v1/device_type', { name: 'Thermometer', descr: 'Room sensor', tags: { vendor: 'acme' } }));
