@@ -26,7 +26,9 @@ Run '${PROGRAM} <command> --help' for the options of a command.
 
 With DATABASE_URL the commands use that PostgreSQL. Otherwise they use the embedded database
 in DATA_DIR (default ./data): through the running server's control socket (DATA_DIR/control.sock)
-when it holds the database, or by opening DATA_DIR directly when no server does.
+when it holds the database, or by opening DATA_DIR directly when no server does — only if a
+database is there already (--init creates a new, empty one). Each command names on stderr the
+database it used.
 
 Exit codes: 0 done, 1 failed, 2 invalid command line.`;
 
