@@ -52,6 +52,8 @@ export class Stats {
   /** Devices not started because the run was stopped first, and devices left without a certificate (set by the run). */
   notStarted = 0;
   notProvisioned = 0;
+  /** While certificates are being fetched the status line counts them instead of connections. */
+  provisioning = false;
   connected = 0;
   connects = 0;
   disconnects = 0;
@@ -123,6 +125,9 @@ export class Stats {
     this.lastSent = this.sent;
     this.lastTick = now;
     const elapsed = ((now - this.start) / 1000).toFixed(0);
+    if (this.provisioning) {
+      return `[${elapsed}s] provisioning ${this.provisioned}/${this.devices}  errors ${this.errors}${this.provisionWaits ? `  waited ${this.provisionWaits} times for the server's limit` : ''}`;
+    }
     return `[${elapsed}s] connected ${this.connected}/${this.devices}  sent ${this.sent}  acked ${this.acked}  errors ${this.errors}  ` +
       `cmds ${this.commands}  pushes ${this.pushes}  rate ${rate.toFixed(1)}/s`;
   }

@@ -26,7 +26,12 @@ export function brokerUrl(options: Pick<SimOptions, 'host' | 'http' | 'protocol'
 
 async function identities(options: SimOptions, stats: Stats, signal?: AbortSignal): Promise<ProvisionResult> {
   if (options.tokens) return { ids: options.tokens.map((token, index) => ({ index: index + 1, token })), skipped: 0 };
-  return provisionAll(options, stats, signal);
+  stats.provisioning = true;
+  try {
+    return await provisionAll(options, stats, signal);
+  } finally {
+    stats.provisioning = false;
+  }
 }
 
 const sleep = (ms: number, signal?: AbortSignal) =>
