@@ -279,7 +279,7 @@ describe('graceful shutdown', () => {
     expect(tcps.length).toBe(1);
     const agent = new https.Agent({ keepAlive: true, ca: ca.ca });
     await new Promise<void>((resolve, reject) => https.get(`${base}/health`, { agent }, (res) => res.resume().on('end', () => resolve())).once('error', reject));
-    const closed = Promise.all([...open.map((c) => new Promise((r) => c.once('close', r))), ...tcps.map((s) => new Promise((r) => s.once('close', r)))]);
+    const closed = Promise.all([...open.map((c) => new Promise<void>((r) => c.once('close', () => r()))), ...tcps.map((s) => new Promise<void>((r) => s.once('close', () => r())))]);
     server.child.kill('SIGTERM');
     expect(await server.exit()).toBe(0);
     await closed;
