@@ -17,7 +17,8 @@ Devices (one of):
                           (the type must allow auto-create)
   --tokens <file|list>    use these access tokens instead of provisioning:     env SIM_TOKENS
                           a file with one token a line, or a comma list
-  --prefix <text>         device key prefix (default "sim")                    env SIM_PREFIX
+  --prefix <text>         device key prefix (default "sim-" and the type key's  env SIM_PREFIX
+                          first 8 characters: each type gets its own devices)
 
 Connection:
   --host <url>            MQTT url (default mqtt://127.0.0.1:1883)             env SIM_HOST
@@ -64,8 +65,11 @@ Output:
   -h, --help              print this text
 
 A flag wins over its environment variable, which wins over the default.
-Exit code: 0 on a normal end (duration over or Ctrl-C), 1 when no device could
-connect, 2 on bad flags.
+Certificate requests answered 429 are retried after the server's Retry-After
+(all requests pause, with jitter; giving up after 120 s without a certificate).
+Exit code: 0 when every device asked for connected (devices not started because
+the run was stopped first do not count), 1 when fewer did (a line on stderr says
+how many and why), 2 on bad flags.
 
 Examples:
   npm run sim -- --project-key PK --type-key TK --devices 100 --rate 1 --duration 60
