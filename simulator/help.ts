@@ -17,8 +17,8 @@ Devices (one of):
                           (the type must allow auto-create)
   --tokens <file|list>    use these access tokens instead of provisioning:     env SIM_TOKENS
                           a file with one token a line, or a comma list
-  --prefix <text>         device key prefix (default "sim-" and the type key's  env SIM_PREFIX
-                          first 8 characters: each type gets its own devices)
+  --prefix <text>         device key prefix (default "sim-" + the first 8     env SIM_PREFIX
+                          characters of the type key: one set per type)
 
 Connection:
   --host <url>            MQTT url (default mqtt://127.0.0.1:1883)             env SIM_HOST
