@@ -98,6 +98,8 @@ describe('the CLI without a database in DATA_DIR', SLOW, () => {
     expect(created.code).toBe(0);
     expect(created.stderr).toContain(`Database: embedded in ${dataDir} (no server holds it; opened by this command).`);
     const { id } = JSON.parse(created.stdout) as { id: string };
+    // The layout the README shows (test/unit/readme-cli.test.ts).
+    expect(created.stdout).toBe(`${JSON.stringify(JSON.parse(created.stdout), null, 2)}\n`);
 
     const listed = await cli(['project', 'list', '--json'], { DATA_DIR: dataDir, HTTP_PORT: freePort });
     expect(listed.code).toBe(0);
