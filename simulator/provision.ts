@@ -6,8 +6,9 @@ import type { Stats } from './stats.ts';
  * Self-provisioning of the simulated devices through `POST /device/v1/certificate` (device-protocol.md §4), the way
  * a fleet powering on behind one NAT should do it: a few requests in flight, and when the server answers 429 every
  * worker pauses for its `Retry-After` (README "Security and limits"), with jitter so they do not all come back at
- * the same instant, and longer after repeated refusals. Nothing waits for ever: one pause is at most
- * `MAX_PAUSE_MS`, and provisioning gives up when no certificate came for `STALL_MS`.
+ * the same instant, and longer after repeated refusals. Nothing waits for ever: the back-off grows to at most
+ * `MAX_PAUSE_MS` (a longer `Retry-After` is honoured as it is), and provisioning gives up when no certificate came
+ * for `STALL_MS`, or at once when the server asks for a longer wait than that.
  */
 export const PROVISION_CONCURRENCY = 8;
 export const MAX_PAUSE_MS = 30_000;
@@ -61,12 +62,13 @@ export function retryAfterMs(header: string | null, now = Date.now()): number {
 
 /**
  * How long all workers pause after a 429: what the server asked, at least a back-off that doubles with each
- * refusal in a row (0.5 s, 1 s, 2 s …), plus up to half of that again at random; never more than MAX_PAUSE_MS.
+ * refusal in a row (0.5 s, 1 s, 2 s …), plus up to half of that again at random, within MAX_PAUSE_MS; never
+ * less than the server asked.
  */
 export function pauseAfterLimit(retryMs: number, refusalsInARow: number, random: () => number): number {
   const backoff = TRANSIENT_BACKOFF_MS * 2 ** Math.min(Math.max(0, refusalsInARow - 1), 16);
-  const base = Math.min(MAX_PAUSE_MS, Math.max(retryMs, backoff));
-  return Math.min(MAX_PAUSE_MS, Math.round(base * (1 + random() * 0.5)));
+  const jittered = Math.min(MAX_PAUSE_MS, Math.round(Math.max(retryMs, backoff) * (1 + random() * 0.5)));
+  return Math.max(retryMs, jittered);
 }
 
 async function ask(options: SimOptions, deviceKey: string, doFetch: typeof fetch, now: () => number): Promise<Answer> {
@@ -157,6 +159,9 @@ export async function provisionAll(options: SimOptions, stats: Stats, signal?: A
         stats.provisionWaits++;
         if (now() - lastProgress > STALL_MS) {
           return giveUp(deviceKey, `gave up: the server refused certificate requests for ${STALL_MS / 1000} s (${answer.message})`);
+        }
+        if (answer.retryMs > STALL_MS) {
+          return giveUp(deviceKey, `gave up: the server asks to wait ${Math.ceil(answer.retryMs / 1000)} s (${answer.message})`);
         }
         if (sentAt > roundStartedAt) {
           refusalsInARow++;

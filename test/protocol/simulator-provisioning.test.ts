@@ -103,11 +103,26 @@ describe('provisioning behind one address', () => {
     expect(pauseAfterLimit(1_000, 1, () => 0)).toBe(1_000);
     expect(pauseAfterLimit(1_000, 1, () => 1)).toBe(1_500);
     expect(pauseAfterLimit(1_000, 4, () => 0)).toBe(4_000);
-    expect(pauseAfterLimit(200_000, 1, () => 1)).toBe(MAX_PAUSE_MS);
+    expect(pauseAfterLimit(20_000, 1, () => 1)).toBe(MAX_PAUSE_MS);
+    // A longer wait than the back-off's bound is honoured as asked.
+    expect(pauseAfterLimit(45_000, 1, () => 1)).toBe(45_000);
     expect(pauseAfterLimit(0, 100, () => 0.5)).toBe(MAX_PAUSE_MS);
     expect(retryAfterMs('2')).toBe(2_000);
     expect(retryAfterMs(null)).toBe(1_000);
     expect(retryAfterMs(new Date(10_000).toUTCString(), 4_000)).toBe(6_000);
+  });
+
+  it('gives up at once when the server asks for a longer wait than STALL_MS', async () => {
+    const fake = await fakeCertificateServer(Number.POSITIVE_INFINITY, '3600');
+    try {
+      const stats = new Stats(3, sink(), true);
+      const result = await provisionAll(options(['--project-key', 'pk', '--type-key', 'tk', '--devices', '3', '--http', fake.url]), stats);
+      expect(result).toEqual({ ids: [], skipped: 0 });
+      expect(stats.lastError).toMatch(/gave up: the server asks to wait 3600 s/);
+      expect(fake.seen.length).toBeLessThanOrEqual(3);
+    } finally {
+      await fake.close();
+    }
   });
 
   it('gives up after STALL_MS without a certificate, and says so', async () => {
