@@ -26,6 +26,7 @@ import { groupRoutes } from './routes/groups/groups.routes.ts';
 import { platformRoutes } from './routes/platform/platform.routes.ts';
 import { projectRoutes } from './routes/project/project.routes.ts';
 import { viewKeyRoutes } from './routes/project/view-key.routes.ts';
+import { registerConsole } from './console.ts';
 import { createReadiness, healthSchema, type Readiness } from './readiness.ts';
 import type { Access } from './routes/route.ts';
 import type { Services } from './services.ts';
@@ -123,6 +124,9 @@ export async function buildApp({ config, services, jwtSecret, logger, readiness 
   dataStreamRoutes(app, deps);
   gatewayRoutes(app, deps);
   alarmRoutes(app, deps);
+
+  // The web console at /console/ (README "Web console"); built on first use when missing or stale.
+  await registerConsole(app);
 
   const platformToken = config.PLATFORM_TOKEN;
   if (platformToken) {

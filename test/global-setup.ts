@@ -3,6 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
+import { buildConsole, isFresh } from '../console/build.ts';
 import { openPglite, openPostgres } from '../src/db/client.ts';
 
 declare module 'vitest' {
@@ -16,6 +17,8 @@ declare module 'vitest' {
  * embedded PGlite whose files are dumped so every test file starts from the migrated snapshot.
  */
 export default async function setup(project: TestProject) {
+  // The web console once for the run (README "Web console"), so parallel test files find it built.
+  if (!isFresh()) await buildConsole();
   const url = process.env.TEST_DATABASE_URL;
   if (url) {
     const pg = await openPostgres(url, { max: 1 });

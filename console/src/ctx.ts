@@ -1,0 +1,65 @@
+/** What every page gets: the session, the language and its translate function, and live events. */
+import { createContext } from 'preact';
+import { useContext, useEffect, useRef, useState } from 'preact/hooks';
+import { setUnauthorizedHandler, type Session } from './api.ts';
+import { translate, type Key, type Lang } from './i18n.ts';
+import { openStream, type LiveEvent } from './sse.ts';
+
+export interface Ctx {
+  session: Session;
+  lang: Lang;
+  t: (key: Key, vars?: Record<string, string | number>) => string;
+  logout: () => void;
+}
+
+export const AppContext = createContext<Ctx | null>(null);
+
+export function useApp(): Ctx {
+  const c = useContext(AppContext);
+  if (!c) throw new Error('no app context');
+  return c;
+}
+
+export function makeT(lang: Lang): Ctx['t'] {
+  return (key, vars) => translate(lang, key, vars);
+}
+
+/**
+ * Live events of the given kinds (and devices) while the component is shown; returns whether the stream is
+ * open. `onEvent` may change between renders: the latest one is called.
+ */
+export function useLive(kinds: readonly string[], devices: readonly string[] | undefined, onEvent: (e: LiveEvent) => void): boolean {
+  const { session, logout } = useApp();
+  const handler = useRef(onEvent);
+  handler.current = onEvent;
+  const [open, setOpen] = useState(false);
+  const key = `${kinds.join(',')}|${devices?.join(',') ?? ''}`;
+  useEffect(() => {
+    if (devices && devices.length === 0) return undefined;
+    return openStream({
+      token: session.token,
+      kinds,
+      ...(devices ? { devices } : {}),
+      onEvent: (e) => handler.current(e),
+      onState: setOpen,
+      onUnauthorized: logout,
+    });
+  }, [session.token, key]);
+  return open;
+}
+
+/** Calls `fn` every `ms` while the component is shown (the fallback when live events are unavailable). */
+export function useInterval(fn: () => void, ms: number | null): void {
+  const ref = useRef(fn);
+  ref.current = fn;
+  useEffect(() => {
+    if (ms === null) return undefined;
+    const id = setInterval(() => ref.current(), ms);
+    return () => clearInterval(id);
+  }, [ms]);
+}
+
+/** Registers the 401 handler once. */
+export function useUnauthorized(fn: () => void): void {
+  useEffect(() => setUnauthorizedHandler(fn), [fn]);
+}

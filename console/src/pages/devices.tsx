@@ -1,0 +1,148 @@
+/** Devices: server-side paged and filtered list (docs/http-api.md §3.4) with live online dots and activity. */
+import { useEffect, useMemo, useState } from 'preact/hooks';
+import type { Device, DeviceType, Group, Page } from '../api.ts';
+import { useApp, useInterval, useLive } from '../ctx.ts';
+import { formatAgo, formatTime, lastActive } from '../format.ts';
+import { ErrorText, LevelText, LiveBadge, OnlineDot, useGet } from './common.tsx';
+
+const PAGE_RECORDS = 20;
+
+export function flattenGroups(groups: readonly Group[], depth = 0): { id: string; name: string; depth: number }[] {
+  return groups.flatMap((g) => [{ id: g.id, name: g.name, depth }, ...flattenGroups(g.children ?? [], depth + 1)]);
+}
+
+export function DevicesPage() {
+  const { t, lang } = useApp();
+  const [search, setSearch] = useState('');
+  const [type, setType] = useState('');
+  const [group, setGroup] = useState('');
+  const [online, setOnline] = useState('');
+  const [page, setPage] = useState(1);
+  const [now, setNow] = useState(Date.now());
+  const query = useMemo(() => {
+    const q = new URLSearchParams({ page: String(page), page_records: String(PAGE_RECORDS) });
+    if (type) q.set('type', type);
+    if (group) {
+      q.set('group', group);
+      q.set('include_sub_groups', '1');
+    }
+    if (online) q.set('online', online);
+    if (search.trim()) q.set('device_key', search.trim());
+    return `/api/v1/devices?${q.toString()}`;
+  }, [page, type, group, online, search]);
+  const list = useGet<Page<Device>>(query);
+  const types = useGet<{ items: DeviceType[] }>('/api/v1/device_types');
+  const groups = useGet<{ items: Group[] }>('/api/v1/device_groups_tree');
+  const [patch, setPatch] = useState<Record<string, Partial<Device>>>({});
+  useEffect(() => setPatch({}), [list.data]);
+  useEffect(() => setPage(1), [type, group, online, search]);
+  const ids = useMemo(() => list.data?.items.map((d) => d.id) ?? [], [list.data]);
+  const live = useLive(['online', 'attributes', 'alarm'], ids.length ? ids : [], (e) => {
+    const id = e.payload.device?.id;
+    if (!id) return;
+    const ts = typeof e.payload.ts === 'number' ? e.payload.ts : Date.now();
+    if (e.kind === 'online') {
+      setPatch((p) => ({ ...p, [id]: { ...p[id], online: e.payload.online === true, active: { ...(p[id]?.active ?? {}), [e.payload.online ? 'connect' : 'disconnect']: ts } } }));
+    } else if (e.kind === 'attributes') {
+      setPatch((p) => ({ ...p, [id]: { ...p[id], active: { ...(p[id]?.active ?? {}), attributes: ts } } }));
+    } else if (e.kind === 'alarm') {
+      list.reload();
+    }
+  });
+  useInterval(() => {
+    setNow(Date.now());
+    if (!live) list.reload();
+  }, live ? 10_000 : 5_000);
+  const data = list.data;
+  return (
+    <section aria-labelledby="devices-h">
+      <h1 id="devices-h">
+        {t('devices')} <LiveBadge open={live} />
+      </h1>
+      <form class="filters" role="search" onSubmit={(e) => e.preventDefault()}>
+        <label>
+          {t('search')}
+          <input type="search" placeholder={t('searchHint')} value={search} onChange={(e) => setSearch(e.currentTarget.value)} />
+        </label>
+        <label>
+          {t('type')}
+          <select aria-label={t('type')} value={type} onChange={(e) => setType(e.currentTarget.value)}>
+            <option value="">{t('any')}</option>
+            {types.data?.items.map((ty) => (
+              <option key={ty.id} value={ty.id}>
+                {ty.name}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label>
+          {t('group')}
+          <select aria-label={t('group')} value={group} onChange={(e) => setGroup(e.currentTarget.value)}>
+            <option value="">{t('any')}</option>
+            {flattenGroups(groups.data?.items ?? []).map((g) => (
+              <option key={g.id} value={g.id}>
+                {'\u00a0\u00a0'.repeat(g.depth) + g.name}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label>
+          {t('online')}
+          <select aria-label={t('online')} value={online} onChange={(e) => setOnline(e.currentTarget.value)}>
+            <option value="">{t('any')}</option>
+            <option value="1">{t('onlineYes')}</option>
+            <option value="0">{t('onlineNo')}</option>
+          </select>
+        </label>
+      </form>
+      <ErrorText error={list.error} />
+      <table role="table" aria-labelledby="devices-h">
+        <thead>
+          <tr>
+            <th scope="col">{t('status')}</th>
+            <th scope="col">{t('name')}</th>
+            <th scope="col">{t('deviceKey')}</th>
+            <th scope="col">{t('type')}</th>
+            <th scope="col">{t('lastActive')}</th>
+            <th scope="col">{t('alarmLevel')}</th>
+          </tr>
+        </thead>
+        <tbody>
+          {data?.items.map((d0) => {
+            const d = { ...d0, ...patch[d0.id], active: { ...d0.active, ...patch[d0.id]?.active } };
+            const last = lastActive(d.active);
+            return (
+              <tr key={d.id}>
+                <td>
+                  <OnlineDot online={d.online} />
+                </td>
+                <td>
+                  <a href={`#/device/${encodeURIComponent(d.id)}`}>{d.name}</a>
+                </td>
+                <td>{d.device_key}</td>
+                <td>{d.type_info?.name ?? ''}</td>
+                <td>
+                  <time dateTime={last ? new Date(last).toISOString() : undefined} title={formatTime(last)}>
+                    {formatAgo(last, now, lang)}
+                  </time>
+                </td>
+                <td>
+                  <LevelText level={d.alarm?.level} />
+                </td>
+              </tr>
+            );
+          })}
+        </tbody>
+      </table>
+      <div class="pager">
+        <button type="button" disabled={page <= 1} onClick={() => setPage((p) => Math.max(1, p - 1))}>
+          {t('previous')}
+        </button>
+        <span aria-live="polite">{data ? t('pageOf', { page, pages: Math.max(1, data.page_total), total: data.total }) : t('loading')}</span>
+        <button type="button" disabled={!data || page >= data.page_total} onClick={() => setPage((p) => p + 1)}>
+          {t('next')}
+        </button>
+      </div>
+    </section>
+  );
+}
