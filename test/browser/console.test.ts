@@ -1,0 +1,248 @@
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createProject, expectOk, type ProjectFixture } from '../helpers/app.ts';
+import {
+  browserSkipReason,
+  launchChromium,
+  README_DEVICE_SCREENSHOT,
+  screenshotOnFailure,
+  simulateDevice,
+  startConsoleServer,
+  type ConsoleServer,
+  type SimulatedDevice,
+} from '../helpers/browser.ts';
+
+/**
+ * The web console in a real headless Chromium: what a project's administrator and a customer do in it,
+ * against the real server (HTTP API, live events, MQTT) and devices that report and answer commands.
+ * Locators are roles and labels only: they are the console's accessibility check too.
+ */
+const skip = browserSkipReason();
+if (skip) console.warn(`browser tests of the web console skipped: ${skip}`);
+const WAIT = 10_000;
+
+let server: ConsoleServer;
+let browser: Browser;
+let p: ProjectFixture;
+let typeId: string;
+let boiler: { id: string; name: string };
+let attic: { id: string; name: string };
+const customer = { name: 'Carol', account: 'carol', password: 'carol-secret-1' };
+const sims: SimulatedDevice[] = [];
+const contexts: BrowserContext[] = [];
+
+/** Waits until the locator's text matches (the page updates by itself: no reload). */
+async function textMatches(locator: Locator, re: RegExp, timeout = WAIT): Promise<void> {
+  await expect.poll(async () => (await locator.count()) === 1 ? ((await locator.textContent()) ?? '') : `<${await locator.count()} matches>`, { timeout, interval: 100 }).toMatch(re);
+}
+
+/** A fresh page (its own storage) whose screenshot is saved if the test fails. */
+async function newPage(name: string): Promise<Page> {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'en-US' });
+  contexts.push(context);
+  const page = await context.newPage();
+  page.setDefaultTimeout(WAIT);
+  screenshotOnFailure(page, name);
+  return page;
+}
+
+async function logIn(page: Page, role: 'Administrator' | 'Customer', account: string, password: string): Promise<void> {
+  await page.goto(server.consoleUrl);
+  await page.getByRole('radio', { name: role }).check();
+  await page.getByLabel('App ID').fill(p.project.app.app_id);
+  await page.getByLabel('Account').fill(account);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByRole('button', { name: 'Log out' }).waitFor();
+}
+const logInAdmin = (page: Page) => logIn(page, 'Administrator', p.project.admin.account, p.project.admin.password);
+
+/** Marks the document: `sameDocument` is true later only if the page was never reloaded or left. */
+const markDocument = (page: Page) => page.evaluate(() => Object.assign(window, { __consoleTestMark: true }));
+const sameDocument = (page: Page) => page.evaluate(() => (window as unknown as { __consoleTestMark?: boolean }).__consoleTestMark === true);
+
+const deviceRow = (page: Page, name: string) => page.getByRole('row').filter({ has: page.getByRole('link', { name, exact: true }) });
+const valueCell = (page: Page, attribute: string) =>
+  page.getByRole('table', { name: 'Current values' }).getByRole('row').filter({ has: page.getByRole('rowheader', { name: attribute, exact: true }) }).getByRole('cell').first();
+
+async function openDevice(page: Page, name: string): Promise<void> {
+  await page.getByRole('link', { name: 'Devices', exact: true }).click();
+  await deviceRow(page, name).getByRole('link', { name, exact: true }).click();
+  await page.getByRole('heading', { level: 1, name }).waitFor();
+}
+
+describe.skipIf(skip !== undefined)(skip ? `web console in Chromium (skipped: ${skip})` : 'web console in Chromium', () => {
+  beforeAll(async () => {
+    [server, browser] = await Promise.all([startConsoleServer(), launchChromium()]);
+    p = await createProject(server.ctx, 'Console project');
+    typeId = expectOk(await p.api.post('/api/v1/device_type', { name: 'Thermometer' })).id;
+    expectOk(await p.api.post(`/api/v1/device_type/${typeId}/attribute`, { identifier: 'temperature', name: 'Temperature', data_type: 'number', unit: '°C' }));
+    expectOk(await p.api.post(`/api/v1/device_type/${typeId}/attribute`, { identifier: 'humidity', name: 'Humidity', data_type: 'number', unit: '%' }));
+    boiler = expectOk(await p.api.post('/api/v1/device', { name: 'Boiler room', type: typeId }));
+    attic = expectOk(await p.api.post('/api/v1/device', { name: 'Attic', type: typeId }));
+    const c = expectOk(await p.api.post('/api/v1/customer', customer));
+    expectOk(await p.api.post(`/api/v1/customer/${c.id}/devices`, { devices: [attic.id] }));
+    // The attic reports from the start; the boiler room connects while the console watches.
+    const atticSim = await simulateDevice(server, p, attic);
+    sims.push(atticSim);
+    await atticSim.report({ temperature: 12.5, humidity: 60 });
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const c of contexts) await c.close().catch(() => {});
+    await browser?.close();
+    for (const s of sims) await s.close().catch(() => {});
+    await server?.close();
+  });
+
+  it('an administrator logs in, sees a device come online and its values change live, without a reload', async () => {
+    const page = await newPage('device-live');
+    await logInAdmin(page);
+    await page.getByRole('link', { name: 'Overview', exact: true }).click();
+    await textMatches(page.getByRole('group', { name: 'Devices', exact: true }), /(?:^|\D)2\s*$/);
+    await textMatches(page.getByRole('group', { name: 'Online', exact: true }), /(?:^|\D)1\s*$/);
+    await markDocument(page);
+
+    await page.getByRole('link', { name: 'Devices', exact: true }).click();
+    await deviceRow(page, 'Boiler room').getByRole('img', { name: 'offline', exact: true }).waitFor();
+    const sim = await simulateDevice(server, p, boiler);
+    sims.push(sim);
+    // The dot turns online by itself: the console follows the live events.
+    await deviceRow(page, 'Boiler room').getByRole('img', { name: 'online', exact: true }).waitFor();
+
+    await deviceRow(page, 'Boiler room').getByRole('link', { name: 'Boiler room', exact: true }).click();
+    await page.getByRole('heading', { level: 1, name: 'Boiler room' }).waitFor();
+    await sim.report({ temperature: 21.5, humidity: 40 });
+    await textMatches(valueCell(page, 'Temperature'), /^\s*21\.5\s*°C\s*$/);
+    await textMatches(valueCell(page, 'Humidity'), /^\s*40\s*%\s*$/);
+    await sim.report({ temperature: 23.25 });
+    await textMatches(valueCell(page, 'Temperature'), /^\s*23\.25\s*°C\s*$/);
+    expect(await sameDocument(page)).toBe(true);
+
+    await page.getByRole('link', { name: 'Overview', exact: true }).click();
+    await textMatches(page.getByRole('group', { name: 'Online', exact: true }), /(?:^|\D)2\s*$/);
+    expect(await sameDocument(page)).toBe(true);
+  }, 60_000);
+
+  it('charts an attribute’s history: the chart draws the reported points', async () => {
+    const sim = sims.find((s) => s.id === boiler.id) ?? sims[0]!;
+    for (const t of [19, 19.5, 20.25, 21, 22.5]) await sim.report({ temperature: t });
+    const series = expectOk(await p.api.get(`/api/v1/device/${sim.id}/attribute/temperature/series?page_records=100&start_time=${Date.now() - 3_600_000}`));
+    expect(series.length).toBeGreaterThanOrEqual(5);
+
+    const page = await newPage('device-chart');
+    await logInAdmin(page);
+    await openDevice(page, sim.name);
+    await page.getByLabel('Range', { exact: true }).selectOption({ label: 'Last hour' });
+    await page.getByLabel('Attribute', { exact: true }).selectOption({ label: 'Temperature' });
+    const chart = page.getByRole('img', { name: /^Chart of Temperature$|^Chart of temperature$/ });
+    await chart.waitFor();
+    await expect.poll(async () => Number(await chart.getAttribute('data-points')), { timeout: WAIT, interval: 100 }).toBeGreaterThanOrEqual(series.length);
+    await page.getByLabel('Range', { exact: true }).selectOption({ label: 'Last day' });
+    await expect.poll(async () => Number(await chart.getAttribute('data-points')), { timeout: WAIT, interval: 100 }).toBeGreaterThan(0);
+
+    if (process.env.UPDATE_SCREENSHOTS === '1') {
+      await page.getByLabel('Range', { exact: true }).selectOption({ label: 'Last hour' });
+      await expect.poll(async () => Number(await chart.getAttribute('data-points')), { timeout: WAIT, interval: 100 }).toBeGreaterThanOrEqual(series.length);
+      await mkdir(path.dirname(README_DEVICE_SCREENSHOT), { recursive: true });
+      await page.screenshot({ path: README_DEVICE_SCREENSHOT, fullPage: false });
+    }
+  }, 60_000);
+
+  it('sends a command the device answers and shows it replied, with the reply', async () => {
+    const sim = sims.find((s) => s.id === boiler.id)!;
+    const page = await newPage('device-command');
+    await logInAdmin(page);
+    await openDevice(page, sim.name);
+    await page.getByLabel('Method', { exact: true }).fill('reboot');
+    await page.getByLabel('Params (JSON)', { exact: true }).fill('{"delay": 3}');
+    await page.getByLabel('TTL (s)', { exact: true }).fill('60');
+    await page.getByRole('button', { name: 'Send', exact: true }).click();
+    const row = page.getByRole('row').filter({ hasText: 'reboot' });
+    await textMatches(row, /replied/);
+    await textMatches(row, /done/);
+    expect(sim.commands).toEqual([expect.objectContaining({ method: 'reboot', params: { delay: 3 } })]);
+    // A params field that is not JSON is refused in the page, and nothing is sent.
+    await page.getByLabel('Method', { exact: true }).fill('broken');
+    await page.getByLabel('Params (JSON)', { exact: true }).fill('{delay: 3');
+    await page.getByRole('button', { name: 'Send', exact: true }).click();
+    await page.getByRole('alert').filter({ hasText: /JSON/i }).waitFor();
+    expect(sim.commands).toHaveLength(1);
+  }, 60_000);
+
+  it('shows an alarm a rule triggered and acknowledges it with a note', async () => {
+    const sim = sims.find((s) => s.id === boiler.id)!;
+    const rule = expectOk(
+      await p.api.post('/api/v1/alarm_rule', {
+        name: 'Too hot',
+        device_type_id: typeId,
+        level: 3,
+        condition: { kind: 'attribute', identifier: 'temperature', op: '>', value: 40 },
+        message: '{{device.name}} is too hot: {{value}} °C',
+      }),
+    );
+    await sim.report({ temperature: 45.5 });
+    const logs = expectOk(await p.api.get(`/api/v1/device/${sim.id}/alarm_logs`));
+    const alarm = logs.items.find((l: { rule_id: string; alarm_status: number }) => l.rule_id === rule.id && l.alarm_status === 1);
+    expect(alarm).toBeDefined();
+
+    const page = await newPage('alarms');
+    await logInAdmin(page);
+    await page.getByRole('link', { name: 'Alarms', exact: true }).click();
+    const active = page.getByRole('table', { name: 'Active alarms' });
+    const row = active.getByRole('row').filter({ hasText: 'Boiler room is too hot: 45.5 °C' });
+    await row.waitFor();
+    await row.getByRole('button', { name: 'Acknowledge', exact: true }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.getByLabel('Note', { exact: true }).fill('Technician on the way');
+    await dialog.getByRole('button', { name: 'Confirm', exact: true }).click();
+    await dialog.waitFor({ state: 'hidden' });
+    await expect.poll(async () => expectOk(await p.api.get(`/api/v1/alarm_log/${alarm.id}`)).ack?.note, { timeout: WAIT }).toBe('Technician on the way');
+    // Acknowledged, the alarm is still active (it ends when the temperature drops).
+    await textMatches(row, /Technician on the way/);
+    expect(await row.getByRole('button', { name: 'Acknowledge', exact: true }).count()).toBe(0);
+  }, 60_000);
+
+  it('a customer sees only its bound device, and no controls that change it', async () => {
+    const page = await newPage('customer');
+    await logIn(page, 'Customer', customer.account, customer.password);
+    await page.getByRole('link', { name: 'Devices', exact: true }).click();
+    await deviceRow(page, 'Attic').waitFor();
+    expect(await page.getByRole('link', { name: 'Boiler room', exact: true }).count()).toBe(0);
+    expect(await page.getByRole('table').first().getByRole('link').count()).toBe(1);
+    await deviceRow(page, 'Attic').getByRole('link', { name: 'Attic', exact: true }).click();
+    await page.getByRole('heading', { level: 1, name: 'Attic' }).waitFor();
+    await textMatches(valueCell(page, 'Temperature'), /^\s*12\.5\s*°C\s*$/);
+    expect(await page.getByRole('button', { name: 'Send', exact: true }).count()).toBe(0);
+    expect(await page.getByRole('button', { name: 'Push', exact: true }).count()).toBe(0);
+    // The other device's page is not shown to it either, even by its address.
+    await page.goto(`${server.consoleUrl}#/device/${boiler.id}`);
+    await page.getByRole('heading', { level: 1, name: 'Not found' }).waitFor();
+    await page.getByRole('alert').waitFor();
+    expect(await page.getByRole('heading', { level: 1, name: 'Boiler room' }).count()).toBe(0);
+  }, 60_000);
+
+  it('keeps the session over a reload, ends it with Log out, and says why a login fails', async () => {
+    const page = await newPage('session');
+    await page.goto(server.consoleUrl);
+    await page.getByRole('radio', { name: 'Administrator' }).check();
+    await page.getByLabel('App ID').fill(p.project.app.app_id);
+    await page.getByLabel('Account').fill(p.project.admin.account);
+    await page.getByLabel('Password').fill('not-the-password');
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByRole('alert').waitFor();
+    expect(await page.getByRole('button', { name: 'Log out' }).count()).toBe(0);
+
+    await logInAdmin(page);
+    await page.reload();
+    await page.getByRole('button', { name: 'Log out' }).waitFor();
+    expect(await page.getByRole('button', { name: 'Log in' }).count()).toBe(0);
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.getByRole('button', { name: 'Log in' }).waitFor();
+    await page.reload();
+    await page.getByRole('button', { name: 'Log in' }).waitFor();
+    expect(await page.getByRole('button', { name: 'Log out' }).count()).toBe(0);
+  }, 60_000);
+});
