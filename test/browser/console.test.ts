@@ -184,9 +184,13 @@ describe.skipIf(skip !== undefined)(skip ? `web console in Chromium (skipped: ${
       }),
     );
     await sim.report({ temperature: 45.5 });
-    const logs = expectOk(await p.api.get(`/api/v1/device/${sim.id}/alarm_logs`));
-    const alarm = logs.items.find((l: { rule_id: string; alarm_status: number }) => l.rule_id === rule.id && l.alarm_status === 1);
-    expect(alarm).toBeDefined();
+    // The rule is evaluated after the report is stored: its alarm-log entry follows shortly.
+    const triggered = async () =>
+      (expectOk(await p.api.get(`/api/v1/device/${sim.id}/alarm_logs`)).items as Array<{ id: string; rule_id: string; alarm_status: number }>).find(
+        (l) => l.rule_id === rule.id && l.alarm_status === 1,
+      );
+    await expect.poll(triggered, { timeout: WAIT, interval: 100 }).toBeDefined();
+    const alarm = (await triggered())!;
 
     const page = await newPage('alarms');
     await logInAdmin(page);
