@@ -85,6 +85,11 @@ export function targetConfig(values: { 'data-dir'?: string; 'database-url'?: str
     DATABASE_URL: values['database-url'] ?? env.DATABASE_URL,
     HTTP_PORT: env.HTTP_PORT,
     HOST: env.HOST,
+    // HTTP_PORT=off is valid only beside HTTPS (docs/tls.md §3): without these, every command of a
+    // TLS-only server's environment would stop on that rule.
+    TLS_CERT_FILE: env.TLS_CERT_FILE,
+    TLS_KEY_FILE: env.TLS_KEY_FILE,
+    HTTPS_PORT: env.HTTPS_PORT,
   });
   return { DATA_DIR: config.DATA_DIR, DATABASE_URL: config.DATABASE_URL, HTTP_PORT: config.HTTP_PORT, HOST: config.HOST, init: values.init === true };
 }
