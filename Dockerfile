@@ -15,6 +15,9 @@ COPY patches ./patches
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
 COPY . .
+# The web console's static files (README "Web console"): built here, as the server runs as `node` and
+# cannot write into /app; a fresh build is what the server serves without building again.
+RUN node --import tsx console/build.ts
 
 # The embedded database (when DATABASE_URL is unset) and the CLI's control socket live in DATA_DIR.
 RUN mkdir -p /app/data && chown node:node /app/data
