@@ -21,7 +21,7 @@ CREATE INDEX "data_messages_device_stream_idx" ON "data_messages" USING btree ("
 CREATE INDEX "data_messages_project_ts_idx" ON "data_messages" USING btree ("project_id","ts");--> statement-breakpoint
 ALTER TABLE "devices" ADD CONSTRAINT "devices_gateway_id_devices_id_fk" FOREIGN KEY ("gateway_id") REFERENCES "public"."devices"("id") ON DELETE set null ON UPDATE no action;--> statement-breakpoint
 CREATE UNIQUE INDEX "devices_gateway_address_uq" ON "devices" USING btree ("gateway_id","sub_address") WHERE gateway_id is not null;--> statement-breakpoint
--- Attribute history (README "Telemetry history"), kept out of schema.ts: its shape depends on the server. With TimescaleDB
+-- Attribute history (issue #4), kept out of schema.ts: its shape depends on the server. With TimescaleDB
 -- (enabled before migrations run) it is a hypertable; otherwise it is range-partitioned by day and the app
 -- creates and drops the partitions (src/db/repositories/history.repository.ts). One value per row, typed so
 -- numbers aggregate: num | bool | str | json (objects and arrays).

@@ -255,8 +255,12 @@ export function lint(input: LintInput): string[] {
   return out;
 }
 
-/** Files whose text is not ours: the lock file, and patches quoting upstream sources. */
-const ISSUE_EXEMPT = [/^package-lock\.json$/, /^patches\//];
+/**
+ * Files whose text is not ours: the lock file, and patches quoting upstream sources. Also applied
+ * migrations: drizzle records each file's hash, so their text (comments included) stays as it was
+ * applied and is never edited; new migrations are written without issue numbers.
+ */
+const ISSUE_EXEMPT = [/^package-lock\.json$/, /^patches\//, /^drizzle\/[^/]+\.sql$/];
 
 /** Text files the rules read; anything else (images, archives) only has to exist when linked. */
 const TEXT_FILE = /(\.(md|ts|mts|cts|js|mjs|cjs|json|sql|ya?ml|sh|txt|toml)|(^|\/)Dockerfile|(^|\/)\.env\.example|(^|\/)\.gitignore|(^|\/)\.dockerignore)$/;

@@ -3,7 +3,7 @@ import { targetConfig } from '../../src/cli/command.ts';
 import { ConfigError } from '../../src/config.ts';
 
 /**
- * The operator CLI reads the server's environment (README "Operator CLI"): a TLS-only server
+ * The operator CLI reads the server's environment (README "Projects (tenants)"): a TLS-only server
  * (docs/tls.md §3: HTTP_PORT=off with TLS_CERT_FILE and TLS_KEY_FILE) must not stop every command on
  * the "nothing would serve the API" rule, while a really broken environment still does.
  */
