@@ -5,16 +5,18 @@ import { createEventBus } from '../../src/domain/events/event-bus.ts';
 
 const device = { deviceId: 'd1', projectId: 'p1', name: 'd', typeId: null, connType: '1', disabled: false };
 
-function setup(apply: (rows: PresenceRow[]) => Promise<void>) {
+function setup(apply: (rows: PresenceRow[]) => Promise<void>, clock: () => number = () => 1_000) {
   const written: string[][] = [];
+  const errors: unknown[] = [];
   const presence = createPresenceService({
     repo: { apply, resetOnline: async () => {} },
     bus: createEventBus(),
-    logger: { error: () => {} },
-    clock: () => 1_000,
+    logger: { error: (o: unknown) => void errors.push(o) },
+    clock,
+    flushMs: 1_000,
     onOnlineWritten: (projects) => written.push(projects),
   });
-  return { presence, written };
+  return { presence, written, errors };
 }
 
 describe('presence.settle (read-your-writes of online state)', () => {
@@ -38,18 +40,47 @@ describe('presence.settle (read-your-writes of online state)', () => {
     expect(apply).toHaveBeenCalledTimes(1);
   });
 
-  it('a failed write does not fail the read, and the next read tries again', async () => {
+  it('a failed write does not fail the read; reads do not write again for flushMs (the timer retries), then one does', async () => {
+    let fail = true;
+    let now = 1_000;
+    const apply = vi.fn(async () => {
+      if (fail) throw new Error('database down');
+    });
+    const { presence, written, errors } = setup(apply, () => now);
+    presence.disconnected(device, 'mqtt', 'disconnect');
+    await expect(presence.settle()).resolves.toBeUndefined();
+    expect(written).toEqual([]);
+    // During the outage reads answer from the database without a write (and an error line) each.
+    for (let i = 0; i < 10; i++) await presence.settle();
+    expect(apply).toHaveBeenCalledTimes(1);
+    expect(errors).toHaveLength(1);
+    fail = false;
+    now += 999;
+    await presence.settle();
+    expect(apply).toHaveBeenCalledTimes(1);
+    now += 1;
+    await presence.settle();
+    expect(apply).toHaveBeenCalledTimes(2);
+    expect(written).toEqual([['p1']]);
+    // A write that works ends the back-off: the next connect is written by the next read.
+    presence.connected(device, 'mqtt');
+    await presence.settle();
+    expect(apply).toHaveBeenCalledTimes(3);
+  });
+
+  it('a write that works (the timer) ends the back-off at once', async () => {
     let fail = true;
     const apply = vi.fn(async () => {
       if (fail) throw new Error('database down');
     });
-    const { presence, written } = setup(apply);
-    presence.disconnected(device, 'mqtt', 'disconnect');
-    await expect(presence.settle()).resolves.toBeUndefined();
-    expect(written).toEqual([]);
-    fail = false;
+    const { presence } = setup(apply);
+    presence.connected(device, 'mqtt');
     await presence.settle();
+    fail = false;
+    await presence.flush();
     expect(apply).toHaveBeenCalledTimes(2);
-    expect(written).toEqual([['p1']]);
+    presence.disconnected(device, 'mqtt', 'disconnect');
+    await presence.settle();
+    expect(apply).toHaveBeenCalledTimes(3);
   });
 });

@@ -33,6 +33,13 @@ export function createPresenceService({ repo, bus, logger, clock = Date.now, flu
   let onlineVersion = 0;
   let writtenVersion = 0;
   let onlineProjects = new Set<string>();
+  // At most one write runs and one waits (architecture.md §9: no write per message, nor per read): `running`
+  // is the write under way with the online version its batch holds; `queued` is the flush waiting for it, which
+  // every caller shares: it takes everything pending when it starts.
+  let running: { version: number; done: Promise<void> } | undefined;
+  let queued: Promise<void> | undefined;
+  /** After a failed write, reads do not write again before this time (the timer keeps retrying). */
+  let settleAfter = 0;
 
   function rowOf(deviceId: string): PresenceRow {
     let row = pending.get(deviceId);
@@ -48,9 +55,11 @@ export function createPresenceService({ repo, bus, logger, clock = Date.now, flu
     row.activeTs[kind] = Math.max(row.activeTs[kind] ?? 0, ts);
   }
 
-  async function flush(): Promise<void> {
-    // One flush at a time; changes made while it runs go to the next one.
+  function flush(): Promise<void> {
+    // One flush at a time; changes made while it runs go to the next one, shared by all who ask meanwhile.
+    if (queued) return queued;
     const run = flushing.then(async () => {
+      queued = undefined;
       if (!pending.size) return;
       const batch = [...pending.values()];
       const version = onlineVersion;
@@ -58,13 +67,19 @@ export function createPresenceService({ repo, bus, logger, clock = Date.now, flu
       writing = pending;
       pending = new Map();
       onlineProjects = new Set();
+      // Readers of `running` go on once the bookkeeping below is done (the whole run has ended).
+      running = { version, done: run.then(() => {}, () => {}) };
       try {
         await repo.apply(batch);
+        running = undefined;
         writing = undefined;
+        settleAfter = 0;
         writtenVersion = Math.max(writtenVersion, version);
         if (projects.size) onOnlineWritten?.([...projects]);
       } catch (err) {
+        running = undefined;
         writing = undefined;
+        settleAfter = clock() + flushMs;
         for (const p of projects) onlineProjects.add(p);
         logger.error({ err }, 'presence flush failed; will retry');
         // Put the batch back under anything newer that arrived meanwhile.
@@ -80,6 +95,7 @@ export function createPresenceService({ repo, bus, logger, clock = Date.now, flu
       }
     });
     flushing = run.catch(() => {});
+    queued = run;
     return run;
   }
 
@@ -113,11 +129,15 @@ export function createPresenceService({ repo, bus, logger, clock = Date.now, flu
 
     /**
      * Before a read of online state (device, device list, stats): writes pending connects and disconnects
-     * so the read shows them. Costs nothing when none is pending; a failed write is logged by flush and
-     * the read answers what the database holds.
+     * so the read shows them. Costs nothing when none is pending. Concurrent reads share writes: a read waits
+     * for the write under way when it holds every change the read must see, else for the one flush queued
+     * after it. A failed write is logged by flush and the read answers what the database holds; for
+     * `flushMs` after it reads do not write at all (the timer retries), so an outage costs no write per read.
      */
     async settle(): Promise<void> {
-      if (writtenVersion >= onlineVersion) return;
+      const target = onlineVersion;
+      if (writtenVersion >= target || clock() < settleAfter) return;
+      if (running && running.version >= target) return running.done;
       await flush().catch(() => {});
     },
 
