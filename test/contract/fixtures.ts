@@ -121,3 +121,44 @@ export async function createContractFixtures(ctx: TestContext): Promise<Placehol
     end_time: String(now + 60_000),
   };
 }
+
+/**
+ * The world the examples of docs/device-protocol.md run in: a project whose `Thermometer` type allows
+ * auto-creation (device-protocol.md §4), a customer, an HTTP device (`<access_token>`, its `target` cloud
+ * attribute set), a device for the MQTT examples (device-protocol.md §3), and a gateway with a sub-device
+ * at `<addr>` (device-protocol.md §8). The test connects the MQTT clients itself.
+ */
+export async function createDeviceProtocolFixtures(ctx: TestContext): Promise<{ values: Placeholders; ids: Record<string, string>; tokens: Record<string, string>; appToken: string }> {
+  const p = await createProject(ctx, 'Device protocol');
+  const api = p.api;
+  const ok = async (res: Promise<ApiResponse>) => expectOk(await res);
+  const withToken = async (body: Record<string, unknown>) => {
+    const d = await ok(api.post('/api/v1/device', body));
+    const cert = await ok(api.get(`/api/v1/device/${d.id}/certificate`));
+    return { id: d.id as string, token: cert.access_token as string };
+  };
+  const type = await ok(api.post('/api/v1/device_type', { name: 'Thermometer', allow_auto_create: true }));
+  const gatewayType = await ok(api.post('/api/v1/device_type', { name: 'Modbus gateway', conn_type: '3' }));
+  const subType = await ok(api.post('/api/v1/device_type', { name: 'Modbus meter', conn_type: '2' }));
+  const customer = await ok(api.post('/api/v1/customer', { name: 'Alice', account: 'alice', password: 'alice-secret-1' }));
+  const http = await withToken({ name: 'HTTP thermometer', type: type.id });
+  await ok(api.put(`/api/v1/control/device/${http.id}/attributes`, { target: 22 }));
+  const mqtt = await withToken({ name: 'MQTT thermometer', type: type.id });
+  const gateway = await withToken({ name: 'Gateway 1', type: gatewayType.id });
+  const sub = await withToken({ name: 'Meter 1', type: subType.id });
+  const addr = 'm1';
+  await ok(api.post(`/api/v1/device/${gateway.id}/sub_devices`, { device: sub.id, address: addr }));
+  return {
+    values: {
+      project_key: p.project.project_key,
+      type_key: type.type_key,
+      customer_id: customer.id,
+      access_token: http.token,
+      addr,
+      ts: String(Date.now() - 60_000),
+    },
+    ids: { http: http.id, mqtt: mqtt.id, gateway: gateway.id, [addr]: sub.id },
+    tokens: { http: http.token, mqtt: mqtt.token, gateway: gateway.token },
+    appToken: p.appToken,
+  };
+}
