@@ -128,9 +128,12 @@ describe.skipIf(skip !== undefined)(skip ? `web console in Chromium (skipped: ${
 
   it('charts an attribute’s history: the chart draws the reported points', async () => {
     const sim = sims.find((s) => s.id === boiler.id) ?? sims[0]!;
-    for (const t of [19, 19.5, 20.25, 21, 22.5]) await sim.report({ temperature: t });
-    const series = expectOk(await p.api.get(`/api/v1/device/${sim.id}/attribute/temperature/series?page_records=100&start_time=${Date.now() - 3_600_000}`));
-    expect(series.length).toBeGreaterThanOrEqual(5);
+    // The last hour, one reading a minute (back-dated), then a few live reports.
+    const now = Date.now();
+    await sim.reportSeries(Array.from({ length: 59 }, (_, i) => ({ ts: now - (59 - i) * 60_000, attributes: { temperature: Math.round((21.5 + 1.2 * Math.sin(i / 8)) * 100) / 100 } })));
+    for (const t of [22.1, 22.4, 22.5]) await sim.report({ temperature: t });
+    const series = expectOk(await p.api.get(`/api/v1/device/${sim.id}/attribute/temperature/series?page_records=1000&start_time=${Date.now() - 3_600_000}`));
+    expect(series.length).toBeGreaterThanOrEqual(59 + 3);
 
     const page = await newPage('device-chart');
     await logInAdmin(page);
@@ -147,7 +150,8 @@ describe.skipIf(skip !== undefined)(skip ? `web console in Chromium (skipped: ${
       await page.getByLabel('Range', { exact: true }).selectOption({ label: 'Last hour' });
       await expect.poll(async () => Number(await chart.getAttribute('data-points')), { timeout: WAIT, interval: 100 }).toBeGreaterThanOrEqual(series.length);
       await mkdir(path.dirname(README_DEVICE_SCREENSHOT), { recursive: true });
-      await page.screenshot({ path: README_DEVICE_SCREENSHOT, fullPage: false });
+      // The page down to the chart: header, current values, history.
+      await page.screenshot({ path: README_DEVICE_SCREENSHOT, fullPage: true, clip: { x: 0, y: 0, width: 1280, height: 1000 } });
     }
   }, 60_000);
 

@@ -84,6 +84,8 @@ export interface SimulatedDevice {
   commands: Array<{ method: string; params: unknown; id: number }>;
   /** Reports attribute values (QoS 1: resolves once the server has stored them). */
   report(values: Record<string, unknown>): Promise<void>;
+  /** Back-dated reports on `attributes/series` (docs/device-protocol.md §3.1), stored once resolved. */
+  reportSeries(entries: Array<{ ts: number; attributes: Record<string, unknown> }>): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -114,6 +116,9 @@ export async function simulateDevice(
     commands,
     report: async (values) => {
       await client.publishAsync('attributes', JSON.stringify(values), { qos: 1 });
+    },
+    reportSeries: async (entries) => {
+      await client.publishAsync('attributes/series', JSON.stringify(entries), { qos: 1 });
     },
     close: () => client.endAsync(true),
   };
