@@ -116,7 +116,7 @@ export function AlarmsPage() {
             <th scope="col">{t('message')}</th>
             <th scope="col">{t('since')}</th>
             <th scope="col">{t('acknowledged')}</th>
-            {admin && <th scope="col">{t('state')}</th>}
+            {admin && <th scope="col">{t('actions')}</th>}
           </tr>
         </thead>
         <tbody>

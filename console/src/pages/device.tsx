@@ -171,7 +171,7 @@ export function DevicePage({ id }: { id: string }) {
         </table>
       </section>
 
-      <History deviceId={id} identifiers={rows.filter((r) => typeof r.value === 'number' || modelOf[r.identifier]?.data_type === 'number').map((r) => r.identifier)} nameOf={nameOf} unitOf={(i) => modelOf[i]?.unit} livePoint={livePoint} />
+      <History deviceId={id} identifiers={numericIdentifiers(rows, modelOf)} nameOf={nameOf} unitOf={(i) => modelOf[i]?.unit} livePoint={livePoint} />
 
       {admin && <Control deviceId={id} onDone={attrs.reload} />}
       <Commands deviceId={id} admin={admin} tick={commandsTick} />
@@ -181,6 +181,14 @@ export function DevicePage({ id }: { id: string }) {
       {admin && <Certificate deviceId={id} />}
     </article>
   );
+}
+
+/** What can be charted: the type's numeric models and any attribute whose current value is a number, by identifier. */
+function numericIdentifiers(rows: readonly { identifier: string; value: unknown }[], modelOf: Record<string, AttributeModel>): string[] {
+  const ids = new Set<string>();
+  for (const [k, m] of Object.entries(modelOf)) if (m.data_type === 'number') ids.add(k);
+  for (const r of rows) if (typeof r.value === 'number') ids.add(r.identifier);
+  return [...ids].sort();
 }
 
 function toLocalInput(ts: number): string {
