@@ -45,7 +45,7 @@ const MAX_KEYS = 200;
 const MAX_FUTURE_MS = 5 * 60_000;
 
 export interface BrokerOptions {
-  services: Pick<Services, 'rateLimiter' | 'deviceAuth' | 'sessions' | 'presence' | 'currentValues' | 'deviceEvents' | 'commands' | 'projectSettings' | 'viewKey' | 'bus' | 'devices' | 'gateways' | 'history' | 'dataStreams'>;
+  services: Pick<Services, 'rateLimiter' | 'deviceAuth' | 'sessions' | 'presence' | 'currentValues' | 'deviceEvents' | 'commands' | 'projectSettings' | 'viewKey' | 'bus' | 'liveEvents' | 'devices' | 'gateways' | 'history' | 'dataStreams'>;
   logger: Pick<Logger, 'child'>;
   maxPacketSize?: number;
   /**
@@ -159,20 +159,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
 
   // Application subscriptions (device-protocol.md §9): read-only clients of a project's view key.
   const viewers = new WeakMap<Client, Viewer>();
-  const viewerHooks = createViewerHooks({
-    aedes,
-    services,
-    log,
-    deviceInfo: async (projectId, deviceId) => {
-      try {
-        const d = await services.devices.get({ projectId }, deviceId);
-        return { name: d.name, viewToken: d.view_token };
-      } catch (err) {
-        if (err instanceof NotFound) return undefined;
-        throw err;
-      }
-    },
-  });
+  const viewerHooks = createViewerHooks({ aedes, services });
 
   /**
    * Revocation of application subscribers (a new view secret, a deleted project): their connections

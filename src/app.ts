@@ -17,6 +17,7 @@ import { commandRoutes } from './routes/commands/commands.routes.ts';
 import { authRoutes } from './routes/auth/auth.routes.ts';
 import { customerRoutes } from './routes/customers/customers.routes.ts';
 import { dataStreamRoutes } from './routes/data-streams/data-streams.routes.ts';
+import { eventRoutes } from './routes/events/events.routes.ts';
 import { deviceDataRoutes } from './routes/device-data/device-data.routes.ts';
 import { deviceTypeRoutes } from './routes/device-types/device-types.routes.ts';
 import { deviceRoutes } from './routes/devices/devices.routes.ts';
@@ -32,7 +33,8 @@ import type { Access } from './routes/route.ts';
 import type { Services } from './services.ts';
 
 export type AppConfig = Pick<Config, 'BODY_LIMIT' | 'LOGIN_RATE_LIMIT' | 'LOGIN_RATE_WINDOW_MS' | 'PLATFORM_TOKEN' | 'TRUST_PROXY'> &
-  Partial<Pick<Config, 'PROVISION_RATE' | 'PROVISION_BURST'>>;
+  Partial<Pick<Config, 'PROVISION_RATE' | 'PROVISION_BURST' | 'PROVISION_CREATE_RATE' | 'PROVISION_CREATE_BURST'>> &
+  Partial<Pick<Config, 'EVENTS_STREAMS_PER_PROJECT' | 'EVENTS_STREAMS_PER_ADDRESS' | 'EVENTS_QUEUE_BYTES' | 'EVENTS_KEEPALIVE_MS'>>;
 
 export interface ApiRoute {
   method: string;
@@ -90,6 +92,8 @@ export async function buildApp({ config, services, jwtSecret, logger, readiness 
     loginWindowMs: config.LOGIN_RATE_WINDOW_MS,
     provisionRate: config.PROVISION_RATE,
     provisionBurst: config.PROVISION_BURST,
+    provisionCreateRate: config.PROVISION_CREATE_RATE,
+    provisionCreateBurst: config.PROVISION_CREATE_BURST,
   });
   await registerAuth(app, { secret: jwtSecret, auth: services.auth });
 
@@ -124,6 +128,15 @@ export async function buildApp({ config, services, jwtSecret, logger, readiness 
   dataStreamRoutes(app, deps);
   gatewayRoutes(app, deps);
   alarmRoutes(app, deps);
+  eventRoutes(app, {
+    services,
+    limits: {
+      ...(config.EVENTS_STREAMS_PER_PROJECT !== undefined ? { perProject: config.EVENTS_STREAMS_PER_PROJECT } : {}),
+      ...(config.EVENTS_STREAMS_PER_ADDRESS !== undefined ? { perAddress: config.EVENTS_STREAMS_PER_ADDRESS } : {}),
+      ...(config.EVENTS_QUEUE_BYTES !== undefined ? { queueBytes: config.EVENTS_QUEUE_BYTES } : {}),
+      ...(config.EVENTS_KEEPALIVE_MS !== undefined ? { keepaliveMs: config.EVENTS_KEEPALIVE_MS } : {}),
+    },
+  });
 
   // The web console at /console/ (README "Web console"); built on first use when missing or stale.
   await registerConsole(app);

@@ -52,6 +52,9 @@ export const configSchema = z
     /** Device certificate requests (self-provisioning) per second per client address, and the burst (src/routes/device-access). */
     PROVISION_RATE: z.coerce.number().min(0.01).max(1_000_000).default(20),
     PROVISION_BURST: z.coerce.number().int().min(1).max(1_000_000).default(500),
+    /** Devices auto-created by certificate requests per second per project, and the burst (a factory powering on 1,000). */
+    PROVISION_CREATE_RATE: z.coerce.number().min(0.01).max(1_000_000).default(5),
+    PROVISION_CREATE_BURST: z.coerce.number().int().min(1).max(1_000_000).default(1_000),
     MQTT_MAX_PACKET_SIZE: z.coerce.number().int().min(1024).max(268_435_455).default(256 * 1024),
     MQTT_RATE_LIMIT: z.coerce.number().int().min(1).max(100_000).default(50),
     /** Device and project message rates (src/domain/delivery/rate-limiter.ts). */
@@ -62,6 +65,11 @@ export const configSchema = z
     /** HTTP sockets (src/http-connections.ts). */
     HTTP_CONNECTIONS_PER_ADDRESS: z.coerce.number().int().min(0).max(1_000_000).default(256),
     HTTP_HEADERS_TIMEOUT_MS: z.coerce.number().int().min(1_000).max(600_000).default(10_000),
+    /** Live event streams, GET /api/v1/events (http-api.md §4.14, src/routes/events/). */
+    EVENTS_STREAMS_PER_PROJECT: z.coerce.number().int().min(1).max(1_000_000).default(200),
+    EVENTS_STREAMS_PER_ADDRESS: z.coerce.number().int().min(1).max(1_000_000).default(20),
+    EVENTS_QUEUE_BYTES: z.coerce.number().int().min(1024).max(1024 * 1024 * 1024).default(1024 * 1024),
+    EVENTS_KEEPALIVE_MS: z.coerce.number().int().min(100).max(3_600_000).default(15_000),
     /** Raw TCP devices (device-protocol.md §6, mqtt-broker/README.md "Raw TCP devices"). */
     TCP_LOGIN_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
     TCP_IDLE_TIMEOUT_MS: z.coerce.number().int().min(1000).max(86_400_000).default(300_000),

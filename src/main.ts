@@ -7,6 +7,7 @@ import { ConfigError, loadConfig, type Config } from './config.ts';
 import { startControlServer } from './control/control-socket.ts';
 import { DataDirLocked } from './db/data-dir-lock.ts';
 import { openDatabase } from './db/open.ts';
+import { DatabaseUnavailable } from './db/unreachable.ts';
 import { resolveJwtSecret } from './lib/jwt-secret.ts';
 import { createBroker } from '../mqtt-broker/broker.ts';
 import { attachWebSocket } from '../mqtt-broker/websocket.ts';
@@ -47,6 +48,7 @@ async function start(config: Config) {
     if (err instanceof DataDirLocked) {
       throw new StartupError(`${err.message} (${path.resolve(config.DATA_DIR)}): stop it, or give this server another DATA_DIR.`);
     }
+    if (err instanceof DatabaseUnavailable) throw new StartupError(err.message);
     throw err;
   }
   const services = createServices({
@@ -212,6 +214,8 @@ async function start(config: Config) {
       const control = await startControlServer({ socketPath: path.join(config.DATA_DIR, 'control.sock'), services, logger });
       closers.push(() => control.close());
     }
+    // Run first (closers run in reverse): open event streams end before any listener waits for its connections.
+    closers.push(async () => app.eventStreams.closeAll());
     readiness.listening();
   } catch (err) {
     await shutdown('startup-failure');

@@ -9,6 +9,8 @@ import { createDeviceAuthService } from './domain/devices/device-auth.service.ts
 import { createPresenceService } from './domain/devices/presence.service.ts';
 import { createCommandsService } from './domain/commands/commands.service.ts';
 import { createEventBus } from './domain/events/event-bus.ts';
+import { createLiveEvents } from './domain/events/live-events.ts';
+import { createLiveEventsRepository } from './db/repositories/live-events.repository.ts';
 import { createAttributeValuesRepository } from './db/repositories/attribute-values.repository.ts';
 import { createCertificateRepository } from './db/repositories/certificate.repository.ts';
 import { createDataMessagesRepository } from './db/repositories/data-messages.repository.ts';
@@ -97,7 +99,7 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
   bus.on('device.credentials_revoked', ({ deviceId }) => sessions.kick(deviceId, 'credentials revoked'));
   bus.on('project.deleted', ({ projectId }) => sessions.kickProject(projectId, 'project deleted'));
   const machineSecrets = createMachineSecrets(serverSecret);
-  const auth = createAuthService({ credentials: createCredentialsRepository(db), apps: createAppsRepository(db), machineSecrets, clock });
+  const auth = createAuthService({ credentials: createCredentialsRepository(db), apps: createAppsRepository(db), machineSecrets, clock, bus });
   const projectsRepo = createProjectsRepository(db);
   const devicesRepo = createDevicesRepository(db);
   // Written connects and disconnects recount the cached totals and stats (`online` is live: http-api.md §3).
@@ -203,8 +205,13 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
     ...(settings.alarmNotify ? { notifier: settings.alarmNotify } : {}),
   });
   const dataStreams = createDataStreamsService({ repo: createDataMessagesRepository(db), devices: devicesRepo, sessions, presence, currentValues, bus, clock });
+  // Application subscriptions and API event streams: one fan-out of the bus (device-protocol.md §9, http-api.md §4.14).
+  const liveRepo = createLiveEventsRepository(db);
+  const liveEvents = createLiveEvents({ bus, deviceInfo: liveRepo.deviceInfo, boundDeviceIds: liveRepo.boundDeviceIds, logger });
   return {
     bus,
+    liveEvents,
+    liveEventsRepo: liveRepo,
     sessions,
     rateLimiter,
     presence,
@@ -220,7 +227,7 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
     settings,
     deviceEvents: createDeviceEventsService({ repo: createDeviceEventsRepository(db), presence, bus, clock }),
     // Creation goes through the devices service: the same rules as POST /api/v1/device (quota, unique key).
-    certificates: createCertificateService({ repo: createCertificateRepository(db), devices, clock }),
+    certificates: createCertificateService({ repo: createCertificateRepository(db), devices, clock, bus }),
     dataStreams,
     /** The same service under the name the control and application routes use. */
     dataPush: dataStreams,
@@ -232,7 +239,7 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
     groups: createGroupsService({ db, clock }),
     // Gateways and their sub-devices (device-protocol.md §8); the broker resolves addresses through it.
     gateways: createGatewaysService({ repo: createGatewaysRepository(db), devices: devicesRepo, sessions, bus, clock }),
-    customers: createCustomersService({ db, clock, auth, passwordMin: (projectId) => projectSettings.customerPasswordMin(projectId) }),
+    customers: createCustomersService({ db, clock, auth, bus, passwordMin: (projectId) => projectSettings.customerPasswordMin(projectId) }),
     apps: createAppsService({ db, clock, auth, machineSecrets }),
     admins: createAdminsService({ db, clock, auth }),
     viewKey: createViewKeyService({ db, clock, bus, machineSecrets }),

@@ -1,6 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { AppsRepository } from '../../db/repositories/apps.repository.ts';
 import type { CredentialsRepository } from '../../db/repositories/credentials.repository.ts';
+import type { EventBus } from '../events/event-bus.ts';
 import { TooManyRequests, Unauthorized } from '../../errors.ts';
 import { createMachineSecrets, HashBusy, hashSecret, verifySecret, type MachineSecrets } from '../../lib/passwords.ts';
 import type { Principal, PrincipalKind } from './principal.ts';
@@ -13,6 +14,8 @@ export interface AuthServiceDeps {
   /** How long "this principal still exists" is believed without asking the database. */
   cacheTtlMs?: number;
   clock?: () => number;
+  /** Told when a principal's tokens are revoked (`principal.revoked`): live event streams end. */
+  bus?: Pick<EventBus, 'emit'>;
 }
 
 function safeEqual(a: string, b: string): boolean {
@@ -34,7 +37,7 @@ const BAD_LOGIN = 'Invalid app_id, account or password';
  * Logs principals in (http-api.md §2) and answers whether a token's principal still exists.
  * Unknown apps and accounts cost the same hash verification as known ones, so timing reveals nothing.
  */
-export function createAuthService({ credentials, apps, machineSecrets = createMachineSecrets(undefined), cacheTtlMs = 30_000, clock = Date.now }: AuthServiceDeps) {
+export function createAuthService({ credentials, apps, machineSecrets = createMachineSecrets(undefined), cacheTtlMs = 30_000, clock = Date.now, bus }: AuthServiceDeps) {
   /** principal → [credentials time, believed until]. */
   const alive = new Map<string, [number, number]>();
   let dummyHash: Promise<string> | undefined;
@@ -103,6 +106,7 @@ export function createAuthService({ credentials, apps, machineSecrets = createMa
     /** Tokens of a deleted principal, or issued before a credential change, stop working at once on this node. */
     forget(kind: PrincipalKind, subjectId: string) {
       for (const key of alive.keys()) if (key.startsWith(`${kind}:`) && key.endsWith(`:${subjectId}`)) alive.delete(key);
+      bus?.emit('principal.revoked', { kind, subjectId });
     },
     forgetProject(projectId: string) {
       for (const key of alive.keys()) if (key.includes(`:${projectId}:`)) alive.delete(key);

@@ -6,6 +6,7 @@ import { newId } from '../../lib/ids.ts';
 import { hashSecret } from '../../lib/passwords.ts';
 import type { AuthService } from '../auth/auth.service.ts';
 import type { Scope } from '../auth/principal.ts';
+import type { EventBus } from '../events/event-bus.ts';
 import { DEFAULT_CUSTOMER_PASSWORD_MIN } from '../projects/project-settings.service.ts';
 
 export const MAX_CUSTOMER_TAGS = 64;
@@ -17,6 +18,8 @@ export interface CustomersServiceDeps {
   auth: Pick<AuthService, 'forget'>;
   /** The project's shortest customer password (project settings); 8 without it. */
   passwordMin?: (projectId: string) => Promise<number>;
+  /** Binding changes are told (`customer.devices_changed`): a customer's live event stream follows them. */
+  bus?: Pick<EventBus, 'emit'>;
 }
 
 export interface CreateCustomerInput {
@@ -55,7 +58,7 @@ export function customerView(c: CustomerRow) {
 }
 
 /** The project's end users and the devices bound to them (http-api.md §3 "Customers", §4). */
-export function createCustomersService({ db, clock = Date.now, auth, passwordMin = async () => DEFAULT_CUSTOMER_PASSWORD_MIN }: CustomersServiceDeps) {
+export function createCustomersService({ db, clock = Date.now, auth, passwordMin = async () => DEFAULT_CUSTOMER_PASSWORD_MIN, bus }: CustomersServiceDeps) {
   const customers = createCustomersRepository(db);
 
   /** The project's minimum length, in the same words as a schema failure (http-api.md §1 envelope). */
@@ -174,12 +177,15 @@ export function createCustomersService({ db, clock = Date.now, auth, passwordMin
         if (fk === undefined) throw err;
         throw fk.includes('customer_id') ? new NotFound('Customer') : new NotFound('Device');
       }
+      bus?.emit('customer.devices_changed', { projectId: scope.projectId, customerId: id, deviceIds: ids, bound: true });
     },
 
     /** Ids that are not bound (or not devices at all) are ignored: the call states the wanted end state. */
     async unbindDevices(scope: Scope, id: string, deviceIds: string[]) {
       await mustExist(scope, id);
-      await customers.unbindDevices(scope.projectId, id, [...new Set(deviceIds)]);
+      const ids = [...new Set(deviceIds)];
+      await customers.unbindDevices(scope.projectId, id, ids);
+      bus?.emit('customer.devices_changed', { projectId: scope.projectId, customerId: id, deviceIds: ids, bound: false });
     },
   };
 }

@@ -1,5 +1,6 @@
 import type { CertificateRepository } from '../../db/repositories/certificate.repository.ts';
 import { AppError, Conflict, Forbidden, NotFound, Unauthorized } from '../../errors.ts';
+import type { EventBus } from '../events/event-bus.ts';
 import type { DevicesService } from './devices.service.ts';
 
 export interface CertificateDeps {
@@ -7,6 +8,16 @@ export interface CertificateDeps {
   /** Auto-created devices go through the same rules as `POST /api/v1/device` (quota, unique device_key). */
   devices: Pick<DevicesService, 'create'>;
   clock?: () => number;
+  /** A device bound to a customer on creation is told (`customer.devices_changed`). */
+  bus?: Pick<EventBus, 'emit'>;
+}
+
+export interface CertificateOptions {
+  /**
+   * Called when a device is about to be created (not for an existing device): throws to refuse, e.g. over the
+   * project's allowance of auto-created devices (device-access.routes.ts).
+   */
+  beforeCreate?: (projectId: string) => void;
 }
 
 export interface CertificateRequest {
@@ -24,7 +35,7 @@ const KINDS: Record<string, string> = { '1': 'directly connected devices', '2': 
  * hardware id (device key) obtains its access token, and may be created on the spot when its type
  * allows it. Failures are AppErrors whose message is the reason the device protocol answers.
  */
-export function createCertificateService({ repo, devices, clock = Date.now }: CertificateDeps) {
+export function createCertificateService({ repo, devices, clock = Date.now, bus }: CertificateDeps) {
   async function existing(projectId: string, deviceKey: string, typeKey?: string) {
     const row = await repo.deviceByKey(projectId, deviceKey);
     if (!row) return undefined;
@@ -38,7 +49,14 @@ export function createCertificateService({ repo, devices, clock = Date.now }: Ce
    * when that type is for another kind of device (direct, sub-device, gateway): its certificate would only fail later
    * on the topics of its kind, so the answer says what is wrong instead (errcode 409).
    */
-  async function sameKind(projectId: string, deviceKey: string, row: { typeId: string | null; typeName: string | null; connType: string | null }, typeKey: string) {
+  async function sameKind(
+    projectId: string,
+    deviceKey: string,
+    row: { typeId: string | null; typeName: string | null; typeKey: string | null; connType: string | null },
+    typeKey: string,
+  ) {
+    // The device's own type (the usual request of a device that powers on again): nothing to look up.
+    if (row.typeKey === typeKey) return;
     const type = await repo.typeByKey(projectId, typeKey);
     if (!type || type.id === row.typeId) return;
     const has = row.connType ?? '1';
@@ -52,7 +70,7 @@ export function createCertificateService({ repo, devices, clock = Date.now }: Ce
   }
 
   return {
-    async request(projectKey: string | undefined, input: CertificateRequest) {
+    async request(projectKey: string | undefined, input: CertificateRequest, options: CertificateOptions = {}) {
       if (!projectKey) throw new Unauthorized('Missing Project-Key header');
       const projectId = await repo.projectIdByKey(projectKey);
       if (!projectId) throw new Unauthorized('Unknown project key');
@@ -64,6 +82,7 @@ export function createCertificateService({ repo, devices, clock = Date.now }: Ce
       if (!type) throw new NotFound('Device type');
       if (!type.allowAutoCreate) throw new Forbidden('The device type does not allow auto-creating devices');
       if (input.customer_id && !(await repo.customerExists(projectId, input.customer_id))) throw new NotFound('Customer');
+      options.beforeCreate?.(projectId);
 
       let id: string;
       try {
@@ -76,7 +95,10 @@ export function createCertificateService({ repo, devices, clock = Date.now }: Ce
         }
         throw err;
       }
-      if (input.customer_id) await repo.bindCustomer(projectId, input.customer_id, id, clock());
+      if (input.customer_id) {
+        await repo.bindCustomer(projectId, input.customer_id, id, clock());
+        bus?.emit('customer.devices_changed', { projectId, customerId: input.customer_id, deviceIds: [id], bound: true });
+      }
       const created = await existing(projectId, input.device_key);
       if (!created) throw new NotFound('Device');
       return created;

@@ -32,6 +32,13 @@ export interface DomainEvents {
    * alarm (`status` 0: recovered, cleared by an operator, or its rule deleted/disabled).
    */
   'device.alarm': { projectId: string; deviceId: string; alarm: { id: string; status: number; level: number; info: Record<string, unknown>; ts: number } };
+  /**
+   * An app, administrator or customer was deleted or changed its secret or password: its tokens issued
+   * before now no longer work, and its live event streams (http-api.md §4.14) check theirs again.
+   */
+  'principal.revoked': { kind: 'app' | 'admin' | 'customer'; subjectId: string };
+  /** Devices were bound to (`bound`) or unbound from a customer: what the customer may see changed. */
+  'customer.devices_changed': { projectId: string; customerId: string; deviceIds: string[]; bound: boolean };
 }
 
 export type DomainEventName = keyof DomainEvents;
