@@ -4,6 +4,7 @@ import { openPglite, openPostgres, type Database } from './client.ts';
 import { protectDataDir } from '../lib/private-dir.ts';
 import { lockDataDir } from './data-dir-lock.ts';
 import { enableTimescale } from './timescale.ts';
+import { databaseUnavailable } from './unreachable.ts';
 
 const EMBEDDED_VACUUM_MS = 15 * 60_000;
 
@@ -14,14 +15,19 @@ export interface OpenedDatabase extends Database {
 
 /**
  * Opens the configured database and brings its schema up to date: PostgreSQL when DATABASE_URL is
- * set, otherwise the embedded PGlite in DATA_DIR (locked to this process; throws DataDirLocked).
+ * set (throws DatabaseUnavailable when it cannot be used), otherwise the embedded PGlite in DATA_DIR
+ * (locked to this process; throws DataDirLocked).
  */
 export async function openDatabase(
   config: Pick<Config, 'DATABASE_URL' | 'DATA_DIR'>,
   log: Pick<Logger, 'info' | 'warn'>,
 ): Promise<OpenedDatabase> {
   if (config.DATABASE_URL) {
-    const pg = await openPostgres(config.DATABASE_URL);
+    const url = config.DATABASE_URL;
+    // Not reachable, no such database, login refused: one line naming DATABASE_URL, no stack.
+    const pg = await openPostgres(url).catch((err: unknown) => {
+      throw databaseUnavailable(err, url) ?? err;
+    });
     try {
       // Before the migrations: the history migration makes a hypertable when the extension is there.
       const timescale = await enableTimescale(pg.db, log);
