@@ -15,7 +15,8 @@ export function DevicesPage() {
   const { t, lang } = useApp();
   const [search, setSearch] = useState('');
   const [type, setType] = useState('');
-  const [group, setGroup] = useState('');
+  // #/devices?group=<id> (the group tree links here) starts filtered by that group.
+  const [group, setGroup] = useState(() => new URLSearchParams(location.hash.split('?')[1] ?? '').get('group') ?? '');
   const [online, setOnline] = useState('');
   const [page, setPage] = useState(1);
   const [now, setNow] = useState(Date.now());

@@ -1,4 +1,4 @@
-/** The group tree (docs/http-api.md §3.3) as an ARIA tree; each branch has a button (keyboard reachable) that folds it. */
+/** The group tree (docs/http-api.md §3.3) as an ARIA tree; each branch has a button that folds it, each group links to its devices. */
 import { useState } from 'preact/hooks';
 import type { Group } from '../api.ts';
 import { useApp } from '../ctx.ts';
@@ -19,7 +19,7 @@ function Node({ group, level }: { group: Group; level: number }) {
             •
           </span>
         )}
-        {group.name}
+        <a href={`#/devices?group=${encodeURIComponent(group.id)}`}>{group.name}</a>
         {group.descr ? <span class="muted"> — {group.descr}</span> : null}
       </span>
       {hasChildren && open && (
