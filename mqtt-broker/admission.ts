@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import { createTokenBuckets } from '../src/lib/token-buckets.ts';
 
 /**
  * Admission of device connections (MQTT, MQTT over WebSocket, raw TCP), shared by every listener of
@@ -121,12 +122,7 @@ interface Entry {
   open: boolean;
 }
 
-interface Bucket {
-  tokens: number;
-  last: number;
-}
-
-/** Buckets kept before the full (idle) ones are forgotten. */
+/** Buckets kept before the full (idle) ones are forgotten (src/lib/token-buckets.ts). */
 const MAX_BUCKETS = 100_000;
 
 export function createAdmission(options: AdmissionOptions = {}): Admission {
@@ -138,7 +134,7 @@ export function createAdmission(options: AdmissionOptions = {}): Admission {
   const maxConnections = options.maxConnections || connectionsForFileLimit(openFileLimit());
   /** Pending connections by address, oldest first (a Set keeps insertion order). */
   const pendingBy = new Map<string, Set<Entry>>();
-  const buckets = new Map<string, Bucket>();
+  const logins = createTokenBuckets({ rate: loginRate, burst: loginBurst, maxKeys: MAX_BUCKETS, clock });
   let open = 0;
   let pending = 0;
   const counts = { evicted: 0, refused: 0, loginsLimited: 0 };
@@ -217,23 +213,7 @@ export function createAdmission(options: AdmissionOptions = {}): Admission {
     },
 
     tryLogin(address) {
-      const now = clock();
-      let b = buckets.get(address);
-      if (!b) {
-        if (buckets.size >= MAX_BUCKETS) {
-          for (const [k, v] of buckets) if (v.tokens + ((now - v.last) / 1000) * loginRate >= loginBurst) buckets.delete(k);
-          // Still full: that many addresses are logging in at once; start over rather than grow.
-          if (buckets.size >= MAX_BUCKETS) buckets.clear();
-        }
-        b = { tokens: loginBurst, last: now };
-        buckets.set(address, b);
-      }
-      b.tokens = Math.min(loginBurst, b.tokens + ((now - b.last) / 1000) * loginRate);
-      b.last = now;
-      if (b.tokens >= 1) {
-        b.tokens -= 1;
-        return true;
-      }
+      if (logins.take(address).ok) return true;
       counts.loginsLimited += 1;
       return false;
     },
