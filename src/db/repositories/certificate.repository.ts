@@ -20,6 +20,8 @@ export function createCertificateRepository(db: Db) {
           connType: deviceTypes.connType,
           typeId: devices.typeId,
           typeName: deviceTypes.name,
+          /** The type's key, so that a request naming the device's own type needs no other look-up. */
+          typeKey: deviceTypes.typeKey,
         })
         .from(devices)
         .leftJoin(deviceTypes, eq(deviceTypes.id, devices.typeId))

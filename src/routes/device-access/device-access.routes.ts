@@ -36,11 +36,22 @@ export function deviceAccessRoutes(app: FastifyInstance, { services }: { service
 
   /**
    * Certificate requests per client address (IPv6: per /64): a burst for a fleet powering on behind one NAT, then a
-   * steady rate. Counted before the body is read or the database asked; the project's device quota still bounds
-   * what a project can be made to hold (README "Security and limits").
+   * steady rate. Counted before the body is read or the database asked (README "Security and limits").
    */
-  const { rate, burst } = app.provisionRateLimit;
+  const { rate, burst, createRate, createBurst } = app.provisionRateLimit;
   const provisioning = createTokenBuckets({ rate, burst });
+  /**
+   * Devices auto-created per project, whatever the addresses (device-protocol.md §4): the project key and a type key
+   * ship in every firmware, and the device quota is unlimited by default, so without this a stranger with many
+   * addresses could create devices without end. A device that exists already is not counted here.
+   */
+  const creations = createTokenBuckets({ rate: createRate, burst: createBurst });
+  function admitCreation(projectId: string) {
+    const taken = creations.take(projectId);
+    if (taken.ok) return;
+    const seconds = Math.max(1, Math.ceil(taken.retryMs / 1000));
+    throw new TooManyRequests(`Too many new devices in this project (${createRate}/s, bursts of ${createBurst}), retry in ${seconds} s`, seconds);
+  }
   async function admitCertificateRequest(req: FastifyRequest) {
     const taken = provisioning.take(addressKey(req.ip));
     if (taken.ok) return;
@@ -56,12 +67,13 @@ export function deviceAccessRoutes(app: FastifyInstance, { services }: { service
       'type that allows auto-create and the project under its device quota, the device is created (name = device key), bound ' +
       "to `customer_id` when given. A `device_key` that exists already with a `type_key` of another connection type " +
       '(direct, sub-device, gateway) answers errcode 409 naming both. Rate limited per client address (`PROVISION_RATE` a second, ' +
-      'bursts of `PROVISION_BURST`): over it, HTTP 429 with errcode 429 and a `Retry-After` header.',
+      'bursts of `PROVISION_BURST`), and devices created per project (`PROVISION_CREATE_RATE` a second, bursts of ' +
+      '`PROVISION_CREATE_BURST`): over either, HTTP 429 with errcode 429 and a `Retry-After` header.',
     onRequest: admitCertificateRequest,
     body: CertificateBody, response: CertificateResult,
     handler: async ({ body, req }) => {
       const header = req.headers['project-key'];
-      const device = await certificates.request(Array.isArray(header) ? header[0] : header, body);
+      const device = await certificates.request(Array.isArray(header) ? header[0] : header, body, { beforeCreate: admitCreation });
       return { device, message: 'ok' };
     },
   });
