@@ -8,7 +8,9 @@ import type { Stats } from './stats.ts';
  * worker pauses for its `Retry-After` (README "Security and limits"), with jitter so they do not all come back at
  * the same instant, and longer after repeated refusals. Nothing waits for ever: the back-off grows to at most
  * `MAX_PAUSE_MS` (a longer `Retry-After` is honoured as it is), and provisioning gives up when no certificate came
- * for `STALL_MS`, or at once when the server asks for a longer wait than that.
+ * for `STALL_MS`, or at once when the server asks for a longer wait than that. A server that is not there (no
+ * connection, or answers that are not the API's) ends the whole run after `UNREACHABLE_GIVE_UP` such answers in a
+ * row before any certificate came, rather than trying every device in turn.
  */
 export const PROVISION_CONCURRENCY = 8;
 export const MAX_PAUSE_MS = 30_000;
@@ -16,6 +18,8 @@ export const STALL_MS = 120_000;
 /** Network failures and server faults (5xx) of one device: tries, and the first back-off. */
 const TRANSIENT_TRIES = 4;
 const TRANSIENT_BACKOFF_MS = 500;
+/** Network failures and server faults in a row, before the first certificate, that end provisioning for the run. */
+export const UNREACHABLE_GIVE_UP = 8;
 /** Distinct provisioning failures printed as they happen (all are counted). */
 const PRINTED_FAILURES = 3;
 
@@ -114,6 +118,8 @@ export async function provisionAll(options: SimOptions, stats: Stats, signal?: A
   let roundStartedAt = Number.NEGATIVE_INFINITY;
   let lastProgress = now();
   let toldLimited = false;
+  /** Answers in a row that were not the API's (see UNREACHABLE_GIVE_UP). */
+  let unreachableInARow = 0;
   /** Devices whose requests were cut short by the stop. */
   let abandoned = 0;
 
@@ -145,6 +151,7 @@ export async function provisionAll(options: SimOptions, stats: Stats, signal?: A
       if (stop.signal.aborted) continue;
       const sentAt = now();
       const answer = await ask(options, deviceKey, doFetch, now);
+      if (answer.kind !== 'transient') unreachableInARow = 0;
       if (answer.kind === 'ok') {
         if (options.gateway && answer.connType !== '3') {
           return giveUp(deviceKey, `the type of type key ${options.typeKey} is not a gateway type (conn_type "${answer.connType}", a gateway is "3"): --gateway needs a gateway type's key`);
@@ -175,6 +182,9 @@ export async function provisionAll(options: SimOptions, stats: Stats, signal?: A
         continue;
       }
       if (answer.kind === 'transient') {
+        if (found.length === 0 && ++unreachableInARow >= UNREACHABLE_GIVE_UP) {
+          return giveUp(deviceKey, `gave up: ${UNREACHABLE_GIVE_UP} certificate requests in a row got no answer from the API at ${options.http} (${answer.message}); is the server running there?`);
+        }
         if (++transient >= TRANSIENT_TRIES) return fail(deviceKey, `${answer.message} (${TRANSIENT_TRIES} tries)`);
         await sleep(Math.round(TRANSIENT_BACKOFF_MS * 2 ** (transient - 1) * (1 + random() * 0.5)), stop.signal);
         continue;

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../simulator/cli.ts';
 import { parseOptions, type SimOptions } from '../../simulator/options.ts';
-import { MAX_PAUSE_MS, pauseAfterLimit, provisionAll, retryAfterMs, STALL_MS } from '../../simulator/provision.ts';
+import { MAX_PAUSE_MS, pauseAfterLimit, provisionAll, retryAfterMs, STALL_MS, UNREACHABLE_GIVE_UP } from '../../simulator/provision.ts';
 import { Stats, type Output } from '../../simulator/stats.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import { client, createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
@@ -123,6 +123,47 @@ describe('provisioning behind one address', () => {
     } finally {
       await fake.close();
     }
+  });
+
+  it('gives up for the whole run within seconds when the server is down, and says where it looked', async () => {
+    // 1,000 devices against a closed port: each tried 4 times in turn would be ~7 minutes of back-off.
+    let slept = 0;
+    let asked = 0;
+    const out = sink();
+    const stats = new Stats(1000, out, true);
+    const result = await provisionAll(options(['--project-key', 'pk', '--type-key', 'tk', '--devices', '1000', '--http', 'http://127.0.0.1:9']), stats, undefined, {
+      fetch: (async () => {
+        asked++;
+        throw Object.assign(new TypeError('fetch failed'), { cause: { code: 'ECONNREFUSED' } });
+      }) as typeof fetch,
+      sleep: async (ms) => void (slept += ms),
+      random: () => 0,
+    });
+    expect(result).toEqual({ ids: [], skipped: 0 });
+    expect(asked).toBeLessThanOrEqual(UNREACHABLE_GIVE_UP + 8);
+    // Wall time is about the back-off of one worker (8 work at once).
+    expect(slept / 8).toBeLessThan(5_000);
+    expect(stats.lastError).toMatch(/gave up: 8 certificate requests in a row got no answer from the API at http:\/\/127\.0\.0\.1:9 \(cannot reach .*ECONNREFUSED\); is the server running there\?/);
+    expect(out.text()).toMatch(/gave up: 8 certificate requests in a row/);
+  });
+
+  it('keeps going through server faults once certificates come: only the device that failed 4 times is short', async () => {
+    let asked = 0;
+    const stats = new Stats(20, sink(), true);
+    const result = await provisionAll(options(['--project-key', 'pk', '--type-key', 'tk', '--devices', '20', '--http', 'http://127.0.0.1:9']), stats, undefined, {
+      fetch: (async (_url: unknown, init?: RequestInit) => {
+        asked++;
+        const key = (JSON.parse(String(init?.body)) as { device_key: string }).device_key;
+        // The first device answers; later, one device meets 502s (more than UNREACHABLE_GIVE_UP in a row overall).
+        if (key.endsWith('-13')) return new Response('bad gateway', { status: 502 });
+        if (asked > 2 && asked < 12) return new Response('bad gateway', { status: 502 });
+        return Response.json({ result: 1, device: { id: key, name: key, access_token: `t-${key}`, conn_type: '1' }, message: 'ok' });
+      }) as typeof fetch,
+      sleep: async () => {},
+      random: () => 0,
+    });
+    expect(result.ids.length).toBe(19);
+    expect(stats.lastError).toMatch(/-13: HTTP 502 \(4 tries\)/);
   });
 
   it('gives up after STALL_MS without a certificate, and says so', async () => {
