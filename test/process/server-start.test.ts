@@ -45,7 +45,7 @@ describe('npm start on the embedded database', () => {
     server.child.kill('SIGTERM');
     expect(await server.exit()).toBe(0);
     expect(existsSync(path.join(dataDir, 'lock'))).toBe(false);
-  });
+  }, 120_000); // a first start migrates a new embedded database: well over 30 s on a loaded 2-core machine
 
   it('refuses to start in production without JWT_SECRET, naming it', async () => {
     const p = start({ ...baseEnv(tempDir()), NODE_ENV: 'production' });
