@@ -27,9 +27,11 @@ VOLUME ["/app/data"]
 EXPOSE 8080 1883 28801
 
 # Readiness: 503 while the database does not answer, a listener is not bound, reports are held
-# back or the server drains after SIGTERM (/livez only tells that the process answers).
+# back or the server drains after SIGTERM (/livez only tells that the process answers). It asks the
+# plaintext port, or HTTPS_PORT when HTTP_PORT=off (docs/tls.md §3); the certificate is not checked:
+# the probe talks to this container's own server, whose certificate names the public host.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.HTTP_PORT || 8080) + '/readyz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+  CMD ["node", "-e", "const e = process.env, tls = e.HTTP_PORT === 'off', port = tls ? e.HTTPS_PORT || 8443 : e.HTTP_PORT || 8080; require(tls ? 'node:https' : 'node:http').get({ host: '127.0.0.1', port, path: '/readyz', rejectUnauthorized: false, timeout: 4000 }, (r) => process.exit(r.statusCode === 200 ? 0 : 1)).on('timeout', () => process.exit(1)).on('error', () => process.exit(1))"]
 
 # Node itself, not `npm start`: a signal sent to npm does not reach the server, so `docker stop` would
 # end it without its graceful stop (drain, flush of waiting reports). The flags are npm start's

@@ -14,7 +14,7 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const read = (file: string) => readFileSync(path.join(ROOT, file), 'utf8');
 
 /** Settings of .env.example that are not the server's: docker-compose.yml's own. */
-const COMPOSE_ONLY = ['POSTGRES_PASSWORD'];
+const COMPOSE_ONLY = ['POSTGRES_PASSWORD', 'PUBLISH_HTTP_PORT', 'PUBLISH_MQTT_PORT', 'PUBLISH_TCP_PORT'];
 
 const settings = Object.keys(configSchema.in.shape);
 // The TLS ports are "off" without certificate files; .env.example shows the ports they take with them.

@@ -1,0 +1,165 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import dockerignore from '@balena/dockerignore';
+import { afterAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { makeCa } from '../helpers/tls.ts';
+
+/**
+ * What the image holds and how it is probed (README "Docker (with TimescaleDB)", docs/operations.md §3,
+ * docs/tls.md §5): secrets an operator may leave in the checkout stay out of the build context and out of
+ * git, the health check asks whichever API port is on, and compose publishes ports of its own settings.
+ */
+const ROOT = path.resolve(import.meta.dirname, '../..');
+const read = (file: string) => readFileSync(path.join(ROOT, file), 'utf8');
+
+const SECRETS = [
+  'data/jwt-secret',
+  'data/pg/base/1/1234',
+  'data.old/jwt-secret',
+  'data.old-2026-01-01-120000/pg/PG_VERSION',
+  'data-copy/jwt-secret',
+  'tls/ca.key',
+  'tls/server.crt',
+  'iot-backup-2026-01-01.tgz',
+  'backups/iot-backup-2026-01-01.tgz',
+  'iot.dump',
+  'server.pem',
+  'certs/privkey.pem',
+  'server.key',
+  '.env',
+  '.env.production',
+  'test-results/browser/x.png',
+];
+/** What the server needs at run time (Dockerfile: `COPY . .`, then `npm start`). */
+const NEEDED = [
+  'package.json',
+  'package-lock.json',
+  'patches/postgres+3.4.9.patch',
+  'src/main.ts',
+  'src/tls/servers.ts',
+  'src/db/data-dir-lock.ts',
+  'src/routes/data-streams/data-streams.routes.ts',
+  'mqtt-broker/broker.ts',
+  'drizzle/0000_init.sql',
+  'drizzle/meta/_journal.json',
+  'console/build.ts',
+  'console/src/main.tsx',
+  'console/dist/index.html',
+  'tsconfig.json',
+  '.env.example',
+];
+
+describe('.dockerignore', () => {
+  const ig = dockerignore({ caseInsensitive: false }).add(read('.dockerignore'));
+
+  it('keeps data copies, backups, keys, certificates and .env out of the image', () => {
+    expect(SECRETS.filter((f) => !ig.ignores(f))).toEqual([]);
+  });
+
+  it('keeps what the server runs (sources, migrations, the console and its build)', () => {
+    expect(NEEDED.filter((f) => ig.ignores(f))).toEqual([]);
+  });
+});
+
+describe('.gitignore', () => {
+  it('keeps the same secrets out of git', () => {
+    const ignored = (f: string) => {
+      try {
+        execFileSync('git', ['check-ignore', '-q', '--no-index', f], { cwd: ROOT, stdio: 'ignore' });
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    expect(SECRETS.filter((f) => f !== '.env.production' && !ignored(f))).toEqual([]);
+    expect(['src/main.ts', 'src/tls/servers.ts', 'src/db/data-dir-lock.ts', 'drizzle/0000_init.sql', '.env.example'].filter(ignored)).toEqual([]);
+  });
+});
+
+describe('docker-compose.yml published ports', () => {
+  it('come from compose settings of their own, never from the server\'s HTTP_PORT/MQTT_PORT/TCP_PORT', () => {
+    const compose = parse(read('docker-compose.yml')) as { services: { app: { ports: string[] } } };
+    const ports = compose.services.app.ports;
+    expect(ports).toHaveLength(3);
+    for (const mapping of ports) {
+      const host = mapping.slice(0, mapping.lastIndexOf(':'));
+      expect(host).toMatch(/^\$\{PUBLISH_[A-Z]+_PORT:-\d+\}$/);
+    }
+  });
+});
+
+describe('Dockerfile HEALTHCHECK', () => {
+  const cmd = /HEALTHCHECK[^\n]*\\\n\s*CMD (\[.*\])/.exec(read('Dockerfile'))?.[1];
+  const argv = JSON.parse(cmd ?? '[]') as string[];
+  const dirs: string[] = [];
+  afterAll(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  /** Runs the image's probe with `env`; its exit code. */
+  async function probe(env: Record<string, string>): Promise<number | null> {
+    expect(argv[0]).toBe('node');
+    const child = spawn(process.execPath, argv.slice(1), { env: { PATH: process.env.PATH, ...env }, stdio: 'ignore' });
+    const [code] = (await once(child, 'exit')) as [number | null];
+    return code;
+  }
+
+  function readyz(server: http.Server | https.Server, status: () => number) {
+    server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      res.writeHead(req.url === '/readyz' ? status() : 404).end();
+    });
+  }
+
+  async function listen(server: http.Server | https.Server): Promise<number> {
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    return (server.address() as AddressInfo).port;
+  }
+
+  it('asks HTTP_PORT for /readyz: 0 when ready, 1 when not', async () => {
+    let status = 200;
+    const server = http.createServer();
+    readyz(server, () => status);
+    const port = await listen(server);
+    try {
+      expect(await probe({ HTTP_PORT: String(port) })).toBe(0);
+      status = 503;
+      expect(await probe({ HTTP_PORT: String(port) })).toBe(1);
+    } finally {
+      server.close();
+    }
+  }, 30_000);
+
+  it('asks HTTPS_PORT when HTTP_PORT=off (its own server: the certificate is not checked)', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'iot-health-'));
+    dirs.push(dir);
+    const pair = makeCa(dir).issue('server');
+    let status = 200;
+    const server = https.createServer({ cert: pair.cert, key: pair.key });
+    readyz(server, () => status);
+    const port = await listen(server);
+    try {
+      expect(await probe({ HTTP_PORT: 'off', HTTPS_PORT: String(port) })).toBe(0);
+      status = 503;
+      expect(await probe({ HTTP_PORT: 'off', HTTPS_PORT: String(port) })).toBe(1);
+    } finally {
+      server.close();
+    }
+  }, 30_000);
+
+  it('fails when nothing answers', async () => {
+    const server = http.createServer();
+    const port = await listen(server);
+    server.close();
+    await once(server, 'close');
+    expect(await probe({ HTTP_PORT: String(port) })).toBe(1);
+    expect(await probe({ HTTP_PORT: 'off', HTTPS_PORT: String(port) })).toBe(1);
+  }, 30_000);
+});
