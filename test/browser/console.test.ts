@@ -253,4 +253,32 @@ describe.skipIf(skip !== undefined)(skip ? `web console in Chromium (skipped: ${
     await page.getByRole('button', { name: 'Log in' }).waitFor();
     expect(await page.getByRole('button', { name: 'Log out' }).count()).toBe(0);
   }, 60_000);
+
+  it('returns to the login form when the token stops working (the customer’s password was changed)', async () => {
+    const dave = expectOk(await p.api.post('/api/v1/customer', { name: 'Dave', account: 'dave', password: 'dave-secret-1' }));
+    expectOk(await p.api.post(`/api/v1/customer/${dave.id}/devices`, { devices: [attic.id] }));
+    const page = await newPage('token-revoked');
+    await logIn(page, 'Customer', 'dave', 'dave-secret-1');
+    await page.getByRole('link', { name: 'Devices', exact: true }).click();
+    await deviceRow(page, 'Attic').waitFor();
+    expectOk(await p.api.put(`/api/v1/customer/${dave.id}/pwd`, { password: 'dave-secret-2' }));
+    await page.getByRole('link', { name: 'Overview', exact: true }).click();
+    await page.getByRole('button', { name: 'Log in' }).waitFor();
+    expect(await page.getByRole('button', { name: 'Log out' }).count()).toBe(0);
+    // And it stays logged out over a reload: the dead token is forgotten.
+    await page.reload();
+    await page.getByRole('button', { name: 'Log in' }).waitFor();
+  }, 60_000);
+
+  it('switches to Simplified Chinese and keeps the choice over a reload', async () => {
+    const page = await newPage('language');
+    await logInAdmin(page);
+    await page.getByLabel('Language').selectOption({ label: '简体中文' });
+    await page.getByRole('link', { name: '设备', exact: true }).waitFor();
+    expect(await page.getByRole('link', { name: 'Devices', exact: true }).count()).toBe(0);
+    await page.reload();
+    await page.getByRole('button', { name: '退出登录', exact: true }).waitFor();
+    await page.getByLabel('语言').selectOption({ label: 'English' });
+    await page.getByRole('link', { name: 'Devices', exact: true }).waitFor();
+  }, 60_000);
 });
