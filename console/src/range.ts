@@ -79,3 +79,15 @@ export function toChartData(points: readonly { ts: number; value: unknown }[]): 
   const sorted = points.filter((p) => typeof p.value === 'number' || typeof p.value === 'boolean').slice().sort((a, b) => a.ts - b.ts);
   return [sorted.map((p) => p.ts / 1000), sorted.map((p) => (typeof p.value === 'boolean' ? (p.value ? 1 : 0) : (p.value as number)))];
 }
+
+/**
+ * Whether a series fetch should give way to buckets after its first page: a full page whose oldest point
+ * covers so little of the range that the whole range holds more than MAX_POINTS points.
+ */
+export function tooDense(r: TimeRange, firstPage: readonly { ts: number }[]): boolean {
+  if (firstPage.length < SERIES_PAGE) return false;
+  const oldest = Math.min(...firstPage.map((p) => p.ts));
+  const covered = r.end - oldest;
+  if (covered <= 0) return true;
+  return (firstPage.length * (r.end - r.start)) / covered > MAX_POINTS;
+}

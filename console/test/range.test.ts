@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bucketInterval, DAY, HOUR, MAX_WINDOW, planFor, planQuery, rangeError, rangeOf, TARGET_BUCKETS, toChartData } from '../src/range.ts';
+import { bucketInterval, DAY, HOUR, MAX_WINDOW, planFor, planQuery, rangeError, rangeOf, TARGET_BUCKETS, toChartData, tooDense } from '../src/range.ts';
 
 const now = Date.now();
 
@@ -57,5 +57,21 @@ describe('history ranges', () => {
       [(now - 3000) / 1000, (now - 2000) / 1000, now / 1000],
       [1.5, 1, 3],
     ]);
+  });
+});
+
+describe('dense ranges', () => {
+  const r = { start: now - HOUR, end: now };
+  const page = (n: number, stepMs: number) => Array.from({ length: n }, (_, i) => ({ ts: now - i * stepMs }));
+
+  it('keeps raw points while the range holds at most 10,000 of them', () => {
+    expect(tooDense(r, page(999, 10))).toBe(false); // not a full page: that is all there is
+    expect(tooDense(r, page(1000, 3600))).toBe(false); // 1000 points cover the hour
+    expect(tooDense(r, page(1000, 361))).toBe(false); // 1000 points cover a tenth: under 10,000 in all
+  });
+
+  it('switches to buckets when the first full page covers less than a tenth of the range', () => {
+    expect(tooDense(r, page(1000, 300))).toBe(true); // ~12,000 in the hour
+    expect(tooDense(r, page(1000, 0))).toBe(true); // all at the same instant
   });
 });

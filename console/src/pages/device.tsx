@@ -8,7 +8,7 @@ import { Chart } from '../chart.tsx';
 import { useApp, useInterval, useLive } from '../ctx.ts';
 import { formatAgo, formatHex, formatTime, formatValue, lastActive, parseJsonObject } from '../format.ts';
 import type { Key } from '../i18n.ts';
-import { planFor, planQuery, rangeError, rangeOf, toChartData, MAX_POINTS, type Plan, type RangeChoice, type TimeRange } from '../range.ts';
+import { bucketInterval, planFor, planQuery, rangeError, rangeOf, toChartData, tooDense, MAX_POINTS, SERIES_PAGE, type Plan, type RangeChoice, type TimeRange } from '../range.ts';
 import type { LiveEvent } from '../sse.ts';
 import { flattenGroups } from './devices.tsx';
 import { ErrorText, KeyValues, LevelText, LiveBadge, OnlineDot, useGet } from './common.tsx';
@@ -227,19 +227,24 @@ function History({
     if (!identifier) return undefined;
     if (choice === 'custom' && !custom) return undefined;
     const range = rangeOf(choice, Date.now(), custom);
-    const p = planFor(range);
     let live = true;
     setBusy(true);
     setError('');
+    let p: Plan = planFor(range);
     const load = async () => {
       if (p.kind === 'series') {
         const points: { ts: number; value: unknown }[] = [];
         for (let page = 1; page <= p.pages; page++) {
           const batch = await api<{ ts: number; value: unknown }[]>(session.token, 'GET', planQuery(deviceId, identifier, range, p, page));
+          // More points than can be drawn in the range: buckets show all of it instead of its latest part.
+          if (page === 1 && tooDense(range, batch)) {
+            p = { kind: 'aggregate', intervalMs: bucketInterval(range.end - range.start) };
+            break;
+          }
           points.push(...batch);
-          if (batch.length < 1000 || !live) break;
+          if (batch.length < SERIES_PAGE || !live) break;
         }
-        return toChartData(points);
+        if (p.kind === 'series') return toChartData(points);
       }
       const agg = await api<{ series: Record<string, { ts: number; value: number | null }[]> }>(session.token, 'GET', planQuery(deviceId, identifier, range, p));
       return toChartData((agg.series[identifier] ?? []).filter((b) => b.value !== null));
@@ -430,8 +435,10 @@ function Commands({ deviceId, admin, tick }: { deviceId: string; admin: boolean;
     if (tick) list.reload();
   }, [tick]);
   const pending = list.data?.items.some((c) => !FINAL_STATES.has(c.state)) ?? false;
-  // The command log is the truth (docs/device-protocol.md §10): poll it while a command is open.
-  useInterval(list.reload, pending ? 1000 : null);
+  // The command log is the truth (docs/device-protocol.md §10): poll it while a command is open, each
+  // second while one waits for its reply, every 5 s while they only wait for the device to connect.
+  const waiting = list.data?.items.some((c) => c.state === 'sent') ?? false;
+  useInterval(list.reload, waiting ? 1000 : pending ? 5000 : null);
   return (
     <section aria-labelledby="commands-h">
       {admin && (
