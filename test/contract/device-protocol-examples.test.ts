@@ -161,6 +161,7 @@ describe('docs/device-protocol.md examples', () => {
 
   for (const ex of httpExamples) {
     it(`line ${ex.line}: ${ex.method} ${ex.path}`, async () => {
+      expect(ex.response.kind, 'the device API answers JSON: a json block follows each http example').toBe('json');
       const res = await runHttp(ex);
       expect(res.statusCode, res.body.slice(0, 500)).toBe(ex.response.status);
       expect(res.headers['content-type']).toMatch(/^application\/json/);
