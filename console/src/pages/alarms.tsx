@@ -55,6 +55,19 @@ function NoteDialog({ title, onConfirm, onCancel }: { title: string; onConfirm: 
         class="dialog"
         onKeyDown={(e) => {
           if (e.key === 'Escape') onCancel();
+          // Modal: Tab cycles within the dialog.
+          if (e.key === 'Tab') {
+            const items = [...e.currentTarget.querySelectorAll<HTMLElement>('textarea, button, input, select, a[href]')];
+            const first = items[0];
+            const last = items[items.length - 1];
+            if (e.shiftKey && document.activeElement === first) {
+              e.preventDefault();
+              last?.focus();
+            } else if (!e.shiftKey && document.activeElement === last) {
+              e.preventDefault();
+              first?.focus();
+            }
+          }
         }}
       >
         <h2 id="dialog-h">{title}</h2>
