@@ -1,6 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestContext } from '../helpers/app.ts';
+import { parseBlock, type SseEvent } from '../helpers/sse.ts';
 import { createContractFixtures, type Placeholders } from './fixtures.ts';
 import { fill, parseExamples, shapeDifferences, type Example } from './markdown.ts';
 
@@ -35,6 +36,59 @@ async function run(ex: Example) {
   return res;
 }
 
+/**
+ * What causes the kind of event an event-stream example shows (its first message): the fixture thermometer
+ * reports. Humidity only: the fixture alarm rule watches the temperature, and other examples need its alarm.
+ */
+const TRIGGERS: Record<string, () => Promise<unknown>> = {
+  attributes: async () => {
+    const identity = await ctx.services.deviceAuth.authenticate(values.project_key!, values.device_token!);
+    return ctx.services.currentValues.report(identity!, { humidity: 45 });
+  },
+};
+
+/** An event-stream example: the stream opens, the documented kind of event is caused, its first message has the documented event name and data shape. */
+async function checkEventStream(ex: Example) {
+  const url = fill(ex.path, values, ex.line);
+  const headers = Object.fromEntries(Object.entries(ex.headers).map(([k, v]) => [k, fill(v, values, ex.line)]));
+  const documented: { events: SseEvent[]; comments: string[] } = { events: [], comments: [] };
+  parseBlock(fill(ex.response.text, values, ex.response.line), documented);
+  const want = documented.events[0];
+  const trigger = want && TRIGGERS[want.event];
+  if (!want || !trigger) throw new Error(`line ${ex.response.line}: an event-stream answer needs a first message whose event has a trigger in TRIGGERS`);
+  const res = await ctx.app.inject({ method: ex.method as 'GET', url, headers, payloadAsStream: true });
+  expect(res.statusCode).toBe(ex.response.status);
+  expect(res.headers['content-type']).toMatch(/^text\/event-stream/);
+  const stream = res.stream();
+  const first = new Promise<SseEvent>((resolve, reject) => {
+    let buffer = '';
+    const got: { events: SseEvent[]; comments: string[] } = { events: [], comments: [] };
+    const timer = setTimeout(() => reject(new Error(`line ${ex.line}: no ${want.event} message within 5 s`)), 5_000);
+    stream.on('data', (chunk: Buffer) => {
+      buffer += chunk.toString();
+      let cut: number;
+      while ((cut = buffer.indexOf('\n\n')) >= 0) {
+        parseBlock(buffer.slice(0, cut), got);
+        buffer = buffer.slice(cut + 2);
+      }
+      if (got.events[0]) {
+        clearTimeout(timer);
+        resolve(got.events[0]);
+      }
+    });
+  });
+  try {
+    await trigger();
+    const message = await first;
+    dump.push(`### line ${ex.line}: ${ex.method} ${ex.path} -> event: ${message.event}\n${JSON.stringify(message.data, null, 2)}\n`);
+    expect(message.event).toBe(want.event);
+    expect(message.id).toBe(want.id);
+    expect(shapeDifferences(want.data, message.data)).toEqual([]);
+  } finally {
+    stream.destroy();
+  }
+}
+
 describe('docs/http-api.md examples', () => {
   it('has examples', () => {
     expect(examples.length).toBeGreaterThan(50);
@@ -42,6 +96,7 @@ describe('docs/http-api.md examples', () => {
 
   for (const ex of examples) {
     it(`line ${ex.line}: ${ex.method} ${ex.path}`, async () => {
+      if (ex.response.kind === 'event-stream') return checkEventStream(ex);
       const res = await run(ex);
       dump.push(`### line ${ex.line}: ${ex.method} ${ex.path} -> ${res.statusCode}\n${res.headers['content-type']?.toString().includes('json') ? JSON.stringify(res.json(), null, 2) : res.body}\n`);
       expect(res.statusCode, res.body.slice(0, 500)).toBe(ex.response.status);

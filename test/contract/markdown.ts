@@ -4,7 +4,8 @@
  *   (several routes in one heading are allowed, each in its own backticks; path parameters as `:id`);
  * - an example is a fenced ```http block (request line, headers, a blank line, the body as sent) followed
  *   directly by the answer: a ```json block, whose info string may add `status=<code>` (default 200), or a
- *   ```csv block (compared by its first line);
+ *   ```csv block (compared by its first line), or for an event stream a ```text event-stream block holding its
+ *   first message (`event:` and a one-line `data:` JSON);
  * - `<name>` is a placeholder filled from the fixtures, in requests and answers alike; in an answer, an object
  *   with the key `"..."` may have keys the example does not show, and an array element must have the shape of
  *   one of the example's elements (lists of several kinds of item show one of each).
@@ -36,8 +37,8 @@ export interface Example {
   headers: Record<string, string>;
   /** The body exactly as written (placeholders still in it); undefined when there is none. */
   body: string | undefined;
-  /** The answer as written: JSON text (placeholders still in it) or, for csv, its first line. */
-  response: { kind: 'json' | 'csv'; status: number; text: string; line: number };
+  /** The answer as written: JSON text (placeholders still in it), for csv its first line, for an event stream the message. */
+  response: { kind: 'json' | 'csv' | 'event-stream'; status: number; text: string; line: number };
   /** The endpoint heading above the example, if any. */
   endpoint: Heading | undefined;
 }
@@ -106,12 +107,15 @@ export function parseExamples(md: string): Example[] {
     const f = fences[k]!;
     if (f.lang !== 'http') continue;
     const answer = fences[k + 1];
-    if (!answer || (answer.lang !== 'json' && answer.lang !== 'csv')) throw new Error(`line ${f.line}: an http example must be followed by a json or csv answer`);
+    const eventStream = answer?.lang === 'text' && answer.info.trim() === 'event-stream';
+    if (!answer || (answer.lang !== 'json' && answer.lang !== 'csv' && !eventStream)) throw new Error(`line ${f.line}: an http example must be followed by a json or csv answer, or a text event-stream one`);
     const status = Number(/status=(\d{3})/.exec(answer.info)?.[1] ?? 200);
     const response: Example['response'] =
       answer.lang === 'json'
         ? { kind: 'json', status, text: answer.content, line: answer.line }
-        : { kind: 'csv', status, text: answer.content.split('\n')[0] ?? '', line: answer.line };
+        : eventStream
+          ? { kind: 'event-stream', status, text: answer.content, line: answer.line }
+          : { kind: 'csv', status, text: answer.content.split('\n')[0] ?? '', line: answer.line };
     examples.push({ line: f.line, ...parseRequest(f), response, endpoint: endpointAbove(headings, f.line) });
     k++;
   }

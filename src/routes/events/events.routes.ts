@@ -16,7 +16,7 @@ declare module 'fastify' {
 
 const DESCRIPTION =
   'Server-Sent Events (`text/event-stream`): every message is `id: <n>`, `event: <kind>`, `data: <JSON>` where the ' +
-  'JSON is the application-subscription payload of the kind (device-protocol §9). `kinds` and `device` are comma ' +
+  'JSON is the application-subscription payload of the kind (device-protocol.md §9). `kinds` and `device` are comma ' +
   'lists (default: all). A `: ping` comment comes every 15 s; the stream ends with `event: end` (`data: {"reason"}`: ' +
   '`expired`, `revoked`, `shutdown`) or `event: overflow` when the reader falls behind. Customer tokens see only ' +
   'their bound devices. Failures before the stream starts answer the usual envelope (429 when too many streams are open).';
