@@ -6,7 +6,8 @@ const API: FastifyCorsOptions = {
   origin: '*',
   methods: ['GET', 'POST', 'PUT', 'DELETE'],
   allowedHeaders: ['Authorization', 'Content-Type', 'Project-Key', 'X-Request-Id'],
-  exposedHeaders: ['Retry-After', 'X-Request-Id'],
+  // Content-Disposition: a page saving the CSV export reads the file name the server gives it.
+  exposedHeaders: ['Retry-After', 'X-Request-Id', 'Content-Disposition'],
   maxAge: 86_400,
 };
 

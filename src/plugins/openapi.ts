@@ -11,7 +11,8 @@ export async function registerOpenApi(app: FastifyInstance) {
         title: 'IoT Cloud project API',
         description:
           'ThingsCloud-compatible project HTTP API. Every answer is an envelope: `{"result": true, "info": …}` on ' +
-          'success, `{"result": false, "errcode", "message", "errors"}` on failure (HTTP 200, except 401 and 429).',
+          'success, `{"result": false, "errcode", "message", "errors"}` on failure (HTTP 200, except 401, 429, 404 for ' +
+          'unknown routes and unparseable bodies, and 500 for a server fault).',
         version: '1.0.0',
       },
       components: {

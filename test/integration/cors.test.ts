@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createProject, createTestApp, TEST_PLATFORM_TOKEN, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import { createProject, createTestApp, deviceWithToken, TEST_PLATFORM_TOKEN, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 
 /** Web pages of any origin may call the project API with a bearer token (http-api.md §2); the platform API answers none. */
 let ctx: TestContext;
@@ -35,6 +35,20 @@ describe('cross-origin requests', () => {
     expect(denied.statusCode).toBe(401);
     expect(denied.headers['access-control-allow-origin']).toBe('*');
     expect(String(ok.headers['access-control-expose-headers'])).toContain('Retry-After');
+  });
+
+  it('lets the page read the file name of a CSV export and the request id', async () => {
+    const d = await deviceWithToken(p);
+    const res = await ctx.app.inject({
+      method: 'GET',
+      url: `/api/v1/device/${d.id}/attributes/export?identifiers=temperature`,
+      headers: { origin, authorization: `Bearer ${p.appToken}` },
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-disposition']).toBe(`attachment; filename="${d.id}-attributes.csv"`);
+    expect(res.headers['access-control-allow-origin']).toBe('*');
+    const exposed = String(res.headers['access-control-expose-headers']).toLowerCase().split(/\s*,\s*/);
+    expect(exposed).toEqual(expect.arrayContaining(['content-disposition', 'x-request-id', 'retry-after']));
   });
 
   it('gives the platform API to no web page', async () => {
