@@ -48,10 +48,10 @@ async function newPage(name: string): Promise<Page> {
   return page;
 }
 
-async function logIn(page: Page, role: 'Administrator' | 'Customer', account: string, password: string): Promise<void> {
+async function logIn(page: Page, role: 'Administrator' | 'Customer', account: string, password: string, appId = p.project.app.app_id): Promise<void> {
   await page.goto(server.consoleUrl);
   await page.getByRole('radio', { name: role }).check();
-  await page.getByLabel('App ID').fill(p.project.app.app_id);
+  await page.getByLabel('App ID').fill(appId);
   await page.getByLabel('Account').fill(account);
   await page.getByLabel('Password').fill(password);
   await page.getByRole('button', { name: 'Log in' }).click();
@@ -252,6 +252,40 @@ describe.skipIf(skip !== undefined)(skip ? `web console in Chromium (skipped: ${
     await page.reload();
     await page.getByRole('button', { name: 'Log in' }).waitFor();
     expect(await page.getByRole('button', { name: 'Log out' }).count()).toBe(0);
+  }, 60_000);
+
+  it('pages, searches and filters a longer device list on the server', async () => {
+    const fleet = await createProject(server.ctx, 'Fleet');
+    const ids: Record<string, string> = {};
+    for (let i = 1; i <= 25; i++) {
+      ids[`Meter ${i}`] = expectOk(await fleet.api.post('/api/v1/device', { name: `Meter ${i}`, device_key: `meter-${String(i).padStart(4, '0')}` })).id;
+    }
+    const page = await newPage('device-list');
+    await logIn(page, 'Administrator', fleet.project.admin.account, fleet.project.admin.password, fleet.project.app.app_id);
+    await page.getByRole('link', { name: 'Devices', exact: true }).click();
+    const links = page.getByRole('table', { name: /^Devices/ }).getByRole('link');
+    const names = async () => (await links.allTextContents()).join(',');
+    // Newest first, 20 a page.
+    await expect.poll(names, { timeout: WAIT }).toBe(Array.from({ length: 20 }, (_, i) => `Meter ${25 - i}`).join(','));
+    await page.getByRole('button', { name: 'Next', exact: true }).click();
+    await expect.poll(names, { timeout: WAIT }).toBe('Meter 5,Meter 4,Meter 3,Meter 2,Meter 1');
+    expect(await page.getByRole('button', { name: 'Next', exact: true }).isDisabled()).toBe(true);
+    await page.getByRole('button', { name: 'Previous', exact: true }).click();
+    await expect.poll(async () => links.count(), { timeout: WAIT }).toBe(20);
+
+    await page.getByLabel('Search', { exact: true }).fill('meter-0007');
+    await page.getByLabel('Search', { exact: true }).press('Enter');
+    await expect.poll(names, { timeout: WAIT }).toBe('Meter 7');
+    await page.getByLabel('Search', { exact: true }).fill('');
+    await page.getByLabel('Search', { exact: true }).press('Enter');
+
+    sims.push(await simulateDevice(server, fleet, { id: ids['Meter 3']!, name: 'Meter 3' }));
+    await page.getByLabel('Online', { exact: true }).selectOption({ label: 'Online' });
+    await expect.poll(names, { timeout: WAIT }).toBe('Meter 3');
+    await page.getByLabel('Online', { exact: true }).selectOption({ label: 'Offline' });
+    await expect.poll(async () => links.count(), { timeout: WAIT }).toBe(20);
+    await page.getByRole('button', { name: 'Next', exact: true }).click();
+    await expect.poll(names, { timeout: WAIT }).toBe('Meter 5,Meter 4,Meter 2,Meter 1');
   }, 60_000);
 
   it('returns to the login form when the token stops working (the customer’s password was changed)', async () => {
