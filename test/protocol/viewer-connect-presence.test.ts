@@ -26,7 +26,7 @@ describe('a viewer does not turn device connects into presence writes', () => {
   it('connects and reports seen by a viewer stay batched; a read of the device still shows it online (and writes it)', async () => {
     const p = await createProject(ctx, 'viewer-presence');
     const view = expectOk(await p.api.post('/api/v1/view_key', {}));
-    const devs = [];
+    const devs: { id: string; token: string }[] = [];
     for (const name of ['pump', 'fan', 'valve']) {
       const d = expectOk(await p.api.post('/api/v1/device', { name }));
       const cert = expectOk(await p.api.get(`/api/v1/device/${d.id}/certificate`));
