@@ -69,3 +69,16 @@ export function parseJsonObject(text: string): Record<string, unknown> {
   if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error('Expected a JSON object');
   return v as Record<string, unknown>;
 }
+
+/** A rule's condition in one line ("temperature > 30", "offline 300 s", "silence 3600 s"). */
+export function conditionText(c: Record<string, unknown>): string {
+  if (c.kind === 'attribute') {
+    const op = String(c.op ?? '');
+    if (op === 'between' || op === 'outside') return `${String(c.identifier)} ${op} ${String(c.min)}…${String(c.max)}`;
+    if (op === 'change') return `${String(c.identifier)} change`;
+    return `${String(c.identifier)} ${op} ${JSON.stringify(c.value)}${c.for_seconds ? ` (${String(c.for_seconds)} s)` : ''}`;
+  }
+  if (c.kind === 'offline') return `offline > ${String(c.for_seconds)} s`;
+  if (c.kind === 'silence') return `silence > ${String(c.seconds)} s`;
+  return JSON.stringify(c);
+}

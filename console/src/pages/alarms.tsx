@@ -2,7 +2,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, type AlarmLog, type Page } from '../api.ts';
 import { useApp, useInterval, useLive } from '../ctx.ts';
-import { formatTime } from '../format.ts';
+import { conditionText, formatTime } from '../format.ts';
 import { ErrorText, LevelText, LiveBadge, useGet } from './common.tsx';
 
 interface Rule {
@@ -21,19 +21,6 @@ interface Target {
   url: string;
   min_level: number;
   enabled: boolean;
-}
-
-/** A rule's condition in one line ("temperature > 30", "offline 300 s", "silence 3600 s"). */
-export function conditionText(c: Record<string, unknown>): string {
-  if (c.kind === 'attribute') {
-    const op = String(c.op ?? '');
-    if (op === 'between' || op === 'outside') return `${String(c.identifier)} ${op} ${String(c.min)}…${String(c.max)}`;
-    if (op === 'change') return `${String(c.identifier)} change`;
-    return `${String(c.identifier)} ${op} ${JSON.stringify(c.value)}${c.for_seconds ? ` (${String(c.for_seconds)} s)` : ''}`;
-  }
-  if (c.kind === 'offline') return `offline > ${String(c.for_seconds)} s`;
-  if (c.kind === 'silence') return `silence > ${String(c.seconds)} s`;
-  return JSON.stringify(c);
 }
 
 function NoteDialog({ title, onConfirm, onCancel }: { title: string; onConfirm: (note: string) => Promise<void>; onCancel: () => void }) {
