@@ -7,6 +7,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { onTestFailed } from 'vitest';
 import { startTestBroker, type TestBroker } from './broker.ts';
 import { createTestApp, expectOk, type ProjectFixture, type TestContext } from './app.ts';
+import { openPrivateTestDatabase } from './db.ts';
 
 /**
  * The browser tests of the web console drive the machine's Chromium — Debian's
@@ -48,11 +49,13 @@ export interface ConsoleServer {
 
 /**
  * The real app — HTTP API, the live-events endpoint and the console's static files — listening on a
- * port of its own, over the test database (the embedded one, or TEST_DATABASE_URL), with the MQTT
- * broker beside it and the background services started as the server starts them (src/main.ts).
+ * port of its own, with the MQTT broker beside it and the background services started as the server
+ * starts them (src/main.ts). Its database is its own (the embedded one, or a fresh database on the
+ * server of TEST_DATABASE_URL): the alarm timers and the command sweep it starts work on every project
+ * they find, and must not act on the other test files' projects.
  */
 export async function startConsoleServer(): Promise<ConsoleServer> {
-  const ctx = await createTestApp();
+  const ctx = await createTestApp({}, { database: await openPrivateTestDatabase() });
   const { services } = ctx;
   services.presence.start();
   services.commands.start();
