@@ -21,7 +21,7 @@ import {
  */
 const skip = browserSkipReason();
 if (skip) console.warn(`browser tests of the web console skipped: ${skip}`);
-const WAIT = 10_000;
+const WAIT = 15_000;
 
 let server: ConsoleServer;
 let browser: Browser;
@@ -60,8 +60,10 @@ async function logIn(page: Page, role: 'Administrator' | 'Customer', account: st
 const logInAdmin = (page: Page) => logIn(page, 'Administrator', p.project.admin.account, p.project.admin.password);
 
 /** Marks the document: `sameDocument` is true later only if the page was never reloaded or left. */
-const markDocument = (page: Page) => page.evaluate(() => Object.assign(window, { __consoleTestMark: true }));
-const sameDocument = (page: Page) => page.evaluate(() => (window as unknown as { __consoleTestMark?: boolean }).__consoleTestMark === true);
+const markDocument = (page: Page) => page.evaluate(() => {
+    Object.assign(globalThis, { __consoleTestMark: true });
+  });
+const sameDocument = (page: Page) => page.evaluate(() => (globalThis as unknown as { __consoleTestMark?: boolean }).__consoleTestMark === true);
 
 const deviceRow = (page: Page, name: string) => page.getByRole('row').filter({ has: page.getByRole('link', { name, exact: true }) });
 const valueCell = (page: Page, attribute: string) =>
