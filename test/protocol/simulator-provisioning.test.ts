@@ -220,7 +220,7 @@ describe('fewer devices connected than asked', () => {
       {},
     );
     expect(code).toBe(1);
-    expect(err.text()).toMatch(/^sim: only 2 of 3 devices connected; 1 not provisioned; last error: certificate of sim-\w+-3: The project has reached its device quota \(2\)\n$/);
+    expect(err.text()).toMatch(/^sim: only 2 of 3 devices connected; 1 not provisioned; last error: certificate of sim-\w+-[123]: The project has reached its device quota \(2\)\n$/);
     expect(out.text()).toMatch(/SHORT: 1 of 3 devices never connected/);
   });
 
@@ -277,9 +277,10 @@ describe('default device keys', () => {
     // With the direct run's prefix given on purpose, the answer says what is wrong, printed as it happens.
     const clash = await run(['--type-key', gateway.type_key, '--devices', '2', '--gateway', '--prefix', `sim-${direct.type_key.slice(0, 8)}`]);
     expect(clash.code).toBe(1);
-    const said = /certificate of sim-\w+-1: Device key "sim-\w+-1" is already used by a directly connected device of type "thermo", but type_key names type "gw", which is for gateways/;
+    // Both devices are asked for at once: either may be refused first (and last).
+    const said = /certificate of sim-\w+-([12]): Device key "sim-\w+-\1" is already used by a directly connected device of type "thermo", but type_key names type "gw", which is for gateways/;
     expect(clash.out).toMatch(said);
-    expect(clash.err).toMatch(/^sim: no device could connect \(0 of 2\); 2 not provisioned; last error: certificate of sim-\w+-2: Device key .* already used/);
+    expect(clash.err).toMatch(/^sim: no device could connect \(0 of 2\); 2 not provisioned; last error: certificate of sim-\w+-[12]: Device key .* already used/);
 
     // --gateway with a type that is not a gateway type: said once, and provisioning stops there.
     const notGateway = await run(['--type-key', direct.type_key, '--devices', '2', '--gateway', '--prefix', 'notgw']);
