@@ -22,7 +22,7 @@ let httpUrl: string;
 
 beforeAll(async () => {
   // A small allowance, so that ten devices meet it: 3 at once, then 4 a second.
-  ctx = await createTestApp({ PROVISION_BURST: 3, PROVISION_RATE: 4 });
+  ctx = await createTestApp({ PROVISION_BURST: 2, PROVISION_RATE: 2 });
   p = await createProject(ctx);
   tb = await startTestBroker(ctx, { rateLimit: 100 });
   await ctx.app.listen({ port: 0, host: '127.0.0.1' });
@@ -189,7 +189,7 @@ describe('provisioning behind one address', () => {
     }
   });
 
-  it('provisions ten devices through an allowance of three at once and four a second, and all connect', async () => {
+  it('provisions ten devices through an allowance of two at once and two a second, and all connect', async () => {
     const type = await autoType(p);
     const out = sink();
     const err = sink();
