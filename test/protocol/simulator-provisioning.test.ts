@@ -21,7 +21,7 @@ let tb: TestBroker;
 let httpUrl: string;
 
 beforeAll(async () => {
-  // A small allowance, so that ten devices meet it: 3 at once, then 4 a second.
+  // A small allowance, so that ten devices meet it: 2 at once, then 2 a second.
   ctx = await createTestApp({ PROVISION_BURST: 2, PROVISION_RATE: 2 });
   p = await createProject(ctx);
   tb = await startTestBroker(ctx, { rateLimit: 100 });
