@@ -65,6 +65,15 @@ const markDocument = (page: Page) => page.evaluate(() => {
   });
 const sameDocument = (page: Page) => page.evaluate(() => (globalThis as unknown as { __consoleTestMark?: boolean }).__consoleTestMark === true);
 
+/** The boiler room's simulated device: connected by the first test, or here when a test runs alone (-t). */
+async function boilerSim(): Promise<SimulatedDevice> {
+  const known = sims.find((s) => s.id === boiler.id);
+  if (known) return known;
+  const sim = await simulateDevice(server, p, boiler);
+  sims.push(sim);
+  return sim;
+}
+
 const deviceRow = (page: Page, name: string) => page.getByRole('row').filter({ has: page.getByRole('link', { name, exact: true }) });
 const valueCell = (page: Page, attribute: string) =>
   page.getByRole('table', { name: 'Current values' }).getByRole('row').filter({ has: page.getByRole('rowheader', { name: attribute, exact: true }) }).getByRole('cell').first();
@@ -129,7 +138,7 @@ describe.skipIf(skip !== undefined)(skip ? `web console in Chromium (skipped: ${
   }, 60_000);
 
   it('charts an attribute’s history: the chart draws the reported points', async () => {
-    const sim = sims.find((s) => s.id === boiler.id) ?? sims[0]!;
+    const sim = await boilerSim();
     // The last hour, one reading a minute (back-dated), then a few live reports.
     const now = Date.now();
     await sim.reportSeries(Array.from({ length: 59 }, (_, i) => ({ ts: now - (59 - i) * 60_000, attributes: { temperature: Math.round((21.5 + 1.2 * Math.sin(i / 8)) * 100) / 100 } })));
@@ -158,7 +167,7 @@ describe.skipIf(skip !== undefined)(skip ? `web console in Chromium (skipped: ${
   }, 60_000);
 
   it('sends a command the device answers and shows it replied, with the reply', async () => {
-    const sim = sims.find((s) => s.id === boiler.id)!;
+    const sim = await boilerSim();
     const page = await newPage('device-command');
     await logInAdmin(page);
     await openDevice(page, sim.name);
@@ -178,8 +187,14 @@ describe.skipIf(skip !== undefined)(skip ? `web console in Chromium (skipped: ${
     expect(sim.commands).toHaveLength(1);
   }, 60_000);
 
-  it('shows an alarm a rule triggered and acknowledges it with a note', async () => {
-    const sim = sims.find((s) => s.id === boiler.id)!;
+  it('shows an alarm as a rule triggers it, live, and acknowledges it with a note', async () => {
+    const sim = await boilerSim();
+    const page = await newPage('alarms');
+    await logInAdmin(page);
+    await page.getByRole('link', { name: 'Alarms', exact: true }).click();
+    await page.getByRole('heading', { name: 'Active alarms' }).waitFor();
+    await markDocument(page);
+
     const rule = expectOk(
       await p.api.post('/api/v1/alarm_rule', {
         name: 'Too hot',
@@ -198,12 +213,11 @@ describe.skipIf(skip !== undefined)(skip ? `web console in Chromium (skipped: ${
     await expect.poll(triggered, { timeout: WAIT, interval: 100 }).toBeDefined();
     const alarm = (await triggered())!;
 
-    const page = await newPage('alarms');
-    await logInAdmin(page);
-    await page.getByRole('link', { name: 'Alarms', exact: true }).click();
+    // The alarm appears on the open page by itself.
     const active = page.getByRole('table', { name: 'Active alarms' });
     const row = active.getByRole('row').filter({ hasText: 'Boiler room is too hot: 45.5 °C' });
     await row.waitFor();
+    expect(await sameDocument(page)).toBe(true);
     await row.getByRole('button', { name: 'Acknowledge', exact: true }).click();
     const dialog = page.getByRole('dialog');
     await dialog.getByLabel('Note', { exact: true }).fill('Technician on the way');
