@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { scopeOf } from '../../domain/auth/principal.ts';
 import type { Services } from '../../services.ts';
-import { DeviceList } from '../devices/devices.schema.ts';
+import { DeviceList, DeviceSearch } from '../devices/devices.schema.ts';
 import { IdParams, pagingQuery } from '../common.schema.ts';
 import { Empty, endpoint } from '../route.ts';
 import {
@@ -103,11 +103,11 @@ export function customerRoutes(app: FastifyInstance, { services }: { services: S
   endpoint(app, {
     method: 'GET', url: '/api/v1/customer/:id/devices', access: 'manage', tags,
     summary: 'List the devices bound to a customer, newest first (same shape as GET /api/v1/devices)',
-    params: IdParams, query: PageQuery, response: DeviceList,
+    params: IdParams, query: PageQuery.extend({ search: DeviceSearch }), response: DeviceList,
     handler: async ({ principal, params, query }) => {
       const scope = scopeOf(principal);
       await customers.mustExist(scope, params.id);
-      return services.devices.list({ projectId: scope.projectId, customerId: params.id }, {}, query.page, query.page_records);
+      return services.devices.list({ projectId: scope.projectId, customerId: params.id }, query.search !== undefined ? { search: query.search } : {}, query.page, query.page_records);
     },
   });
 }

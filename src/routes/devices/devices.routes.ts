@@ -36,7 +36,7 @@ export function deviceRoutes(app: FastifyInstance, { services }: { services: Ser
   endpoint(app, {
     method: 'GET', url: '/api/v1/devices', access: 'project', tags,
     summary: 'List devices, newest first',
-    description: '`type`, `group`/`groups` (comma-separated) and `include_sub_groups=1` filter the list; `page_records` is 1–500.',
+    description: '`type`, `group`/`groups` (comma-separated), `include_sub_groups=1` and `search` (name contains, any case, or device_key starts with; 1–64 characters) filter the list; `page_records` is 1–500.',
     query: DeviceListQuery, response: DeviceList,
     handler: ({ principal, query }) => {
       const groupIds = [...(query.group ? [query.group] : []), ...(query.groups ?? [])];
@@ -47,6 +47,7 @@ export function deviceRoutes(app: FastifyInstance, { services }: { services: Ser
           ...(groupIds.length ? { groupIds, includeSubGroups: query.include_sub_groups } : {}),
           ...(query.online !== undefined ? { online: query.online } : {}),
           ...(query.device_key !== undefined ? { deviceKey: query.device_key } : {}),
+          ...(query.search !== undefined ? { search: query.search } : {}),
         },
         query.page,
         query.page_records,

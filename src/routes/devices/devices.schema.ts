@@ -36,6 +36,9 @@ const idList = z
 /** Clients that build query strings from empty form fields send `type=&group=`: empty means "no filter". */
 const blankAsUnset = <T extends z.ZodType>(schema: T) => z.preprocess((v) => (v === '' ? undefined : v), schema.optional());
 
+/** Extension (docs/http-api.md §3.4): name contains the text (any case) or device_key starts with it. */
+export const DeviceSearch = z.string().trim().min(1).max(64).optional();
+
 export const DeviceListQuery = pagingQuery(500).extend({
   type: blankAsUnset(Id),
   group: blankAsUnset(Id),
@@ -43,6 +46,7 @@ export const DeviceListQuery = pagingQuery(500).extend({
   include_sub_groups: Flag,
   online: z.enum(['0', '1', 'true', 'false']).optional().transform((v) => (v === undefined ? undefined : v === '1' || v === 'true')),
   device_key: blankAsUnset(DeviceKey),
+  search: DeviceSearch,
 });
 
 export const DeviceList = z.object({ items: z.array(Device), total: z.number(), page_total: z.number() });
