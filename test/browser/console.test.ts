@@ -91,6 +91,7 @@ describe.skipIf(skip !== undefined)(skip ? `web console in Chromium (skipped: ${
     typeId = expectOk(await p.api.post('/api/v1/device_type', { name: 'Thermometer' })).id;
     expectOk(await p.api.post(`/api/v1/device_type/${typeId}/attribute`, { identifier: 'temperature', name: 'Temperature', data_type: 'number', unit: '°C' }));
     expectOk(await p.api.post(`/api/v1/device_type/${typeId}/attribute`, { identifier: 'humidity', name: 'Humidity', data_type: 'number', unit: '%' }));
+    expectOk(await p.api.post(`/api/v1/device_type/${typeId}/data_stream`, { identifier: 'frames', name: 'Frames', format: 'hex' }));
     boiler = expectOk(await p.api.post('/api/v1/device', { name: 'Boiler room', type: typeId }));
     attic = expectOk(await p.api.post('/api/v1/device', { name: 'Attic', type: typeId }));
     const c = expectOk(await p.api.post('/api/v1/customer', customer));
@@ -185,6 +186,32 @@ describe.skipIf(skip !== undefined)(skip ? `web console in Chromium (skipped: ${
     await page.getByRole('button', { name: 'Send', exact: true }).click();
     await page.getByRole('alert').filter({ hasText: /JSON/i }).waitFor();
     expect(sim.commands).toHaveLength(1);
+  }, 60_000);
+
+  it('pushes attributes to the device, shows its hex data messages as hex, and its token only when asked', async () => {
+    const sim = await boilerSim();
+    const cert = expectOk(await p.api.get(`/api/v1/device/${sim.id}/certificate`));
+    const page = await newPage('device-push-data-token');
+    await logInAdmin(page);
+    await openDevice(page, sim.name);
+    await markDocument(page);
+
+    await page.getByLabel('Attributes (JSON)', { exact: true }).fill('{"target": 30}');
+    await page.getByRole('button', { name: 'Push', exact: true }).click();
+    await expect.poll(() => sim.pushes, { timeout: WAIT, interval: 100 }).toEqual([{ target: 30 }]);
+
+    // A frame from the device shows in the data-message table by itself, its bytes as hex.
+    await sim.sendData('frames', Uint8Array.from([0x01, 0x03, 0x02, 0x00, 0xff]));
+    const frames = page.getByRole('table', { name: 'Data messages' }).getByRole('row').filter({ hasText: 'up' });
+    await textMatches(frames, /01 03 02 00 ff/);
+    expect(await sameDocument(page)).toBe(true);
+
+    const certificate = page.getByRole('region', { name: 'Certificate' });
+    expect(await certificate.textContent()).not.toContain(cert.access_token);
+    await certificate.getByRole('button', { name: 'Show token', exact: true }).click();
+    await textMatches(certificate, new RegExp(cert.access_token));
+    await certificate.getByRole('button', { name: 'Hide token', exact: true }).click();
+    await expect.poll(async () => (await certificate.textContent()) ?? '', { timeout: WAIT }).not.toContain(cert.access_token);
   }, 60_000);
 
   it('shows an alarm as a rule triggers it, live, and acknowledges it with a note', async () => {

@@ -85,10 +85,14 @@ export interface SimulatedDevice {
   client: MqttClient;
   /** Every command the device was sent, as `{method, params, id}`. */
   commands: Array<{ method: string; params: unknown; id: number }>;
+  /** Every `attributes/push` the device received (parsed). */
+  pushes: unknown[];
   /** Reports attribute values (QoS 1: resolves once the server has stored them). */
   report(values: Record<string, unknown>): Promise<void>;
   /** Back-dated reports on `attributes/series` (docs/device-protocol.md §3.1), stored once resolved. */
   reportSeries(entries: Array<{ ts: number; attributes: Record<string, unknown> }>): Promise<void>;
+  /** Raw bytes on a custom data stream, `data/<identifier>` (docs/device-protocol.md §7). */
+  sendData(identifier: string, bytes: Uint8Array): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -105,23 +109,29 @@ export async function simulateDevice(
   const cert = expectOk(await p.api.get(`/api/v1/device/${device.id}/certificate`));
   const client = await mqtt.connectAsync(server.broker.url, { username: cert.access_token, password: p.project.project_key, reconnectPeriod: 0 });
   const commands: SimulatedDevice['commands'] = [];
+  const pushes: unknown[] = [];
   client.on('message', (topic, payload) => {
+    if (topic === 'attributes/push') pushes.push(JSON.parse(payload.toString()));
     const m = /^command\/send\/(\d+)$/.exec(topic);
     if (!m) return;
     const command = JSON.parse(payload.toString()) as { method: string; params: unknown; id: number };
     commands.push(command);
     client.publish(`command/reply/${m[1]}`, JSON.stringify({ method: command.method, params: reply(command), id: command.id }), { qos: 1 });
   });
-  await client.subscribeAsync('command/send/+', { qos: 1 });
+  await client.subscribeAsync(['command/send/+', 'attributes/push'], { qos: 1 });
   return {
     ...device,
     client,
     commands,
+    pushes,
     report: async (values) => {
       await client.publishAsync('attributes', JSON.stringify(values), { qos: 1 });
     },
     reportSeries: async (entries) => {
       await client.publishAsync('attributes/series', JSON.stringify(entries), { qos: 1 });
+    },
+    sendData: async (identifier, bytes) => {
+      await client.publishAsync(`data/${identifier}`, Buffer.from(bytes), { qos: 1 });
     },
     close: () => client.endAsync(true),
   };
