@@ -36,6 +36,9 @@ afterAll(async () => {
   for (const s of streams) s.close();
   for (const d of devices) d.end(true);
   await tb?.close();
+  // fetch (undici) may hold a connection it opened and never sent a request on; the server's header
+  // timeout would end it, after this hook's. Every stream is closed by now (afterEach).
+  ctx?.app.server.closeAllConnections();
   await ctx?.close();
 });
 
