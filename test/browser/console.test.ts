@@ -358,4 +358,49 @@ describe.skipIf(skip !== undefined)(skip ? `web console in Chromium (skipped: ${
     await page.getByLabel('语言').selectOption({ label: 'English' });
     await page.getByRole('link', { name: 'Devices', exact: true }).waitFor();
   }, 60_000);
+  it('works from the keyboard: logging in, and a modal note dialog that keeps the focus and closes with Escape', async () => {
+    const cellar = expectOk(await p.api.post('/api/v1/device', { name: 'Cellar', type: typeId }));
+    const rule = expectOk(
+      await p.api.post('/api/v1/alarm_rule', { name: 'Damp', device_type_id: typeId, device_ids: [cellar.id], level: 2, condition: { kind: 'attribute', identifier: 'humidity', op: '>', value: 90 }, message: '{{device.name}} is damp' }),
+    );
+    const sim = await simulateDevice(server, p, cellar);
+    sims.push(sim);
+    await sim.report({ humidity: 95 });
+
+    const page = await newPage('keyboard');
+    const focused = (locator: Locator) => locator.evaluate((el) => el === (el.ownerDocument as { activeElement: unknown }).activeElement);
+    await page.goto(server.consoleUrl);
+    await page.getByRole('radio', { name: 'Administrator' }).check();
+    await page.getByLabel('App ID').focus();
+    await page.keyboard.type(p.project.app.app_id);
+    await page.keyboard.press('Tab');
+    expect(await focused(page.getByLabel('Account'))).toBe(true);
+    await page.keyboard.type(p.project.admin.account);
+    await page.keyboard.press('Tab');
+    expect(await focused(page.getByLabel('Password'))).toBe(true);
+    await page.keyboard.type(p.project.admin.password);
+    await page.keyboard.press('Enter');
+    await page.getByRole('button', { name: 'Log out' }).waitFor();
+
+    await page.getByRole('link', { name: 'Alarms', exact: true }).focus();
+    await page.keyboard.press('Enter');
+    const row = page.getByRole('table', { name: 'Active alarms' }).getByRole('row').filter({ hasText: 'Cellar is damp' });
+    await row.getByRole('button', { name: 'Clear', exact: true }).focus();
+    await page.keyboard.press('Enter');
+    const dialog = page.getByRole('dialog', { name: 'Clear alarm' });
+    await dialog.waitFor();
+    // The note takes the focus; Tab stays inside the dialog (Note → Confirm → Cancel → Note).
+    await expect.poll(() => focused(dialog.getByLabel('Note', { exact: true })), { timeout: WAIT }).toBe(true);
+    await page.keyboard.press('Tab');
+    expect(await focused(dialog.getByRole('button', { name: 'Confirm', exact: true }))).toBe(true);
+    await page.keyboard.press('Tab');
+    expect(await focused(dialog.getByRole('button', { name: 'Cancel', exact: true }))).toBe(true);
+    await page.keyboard.press('Tab');
+    expect(await focused(dialog.getByLabel('Note', { exact: true }))).toBe(true);
+    await page.keyboard.press('Escape');
+    await dialog.waitFor({ state: 'hidden' });
+    // Escape cancelled: the alarm is still active and not cleared.
+    const logs = expectOk(await p.api.get(`/api/v1/device/${cellar.id}/alarm_logs`)).items as Array<{ rule_id: string; alarm_status: number; active: boolean; clear: unknown }>;
+    expect(logs.filter((l) => l.rule_id === rule.id && l.alarm_status === 1)).toEqual([expect.objectContaining({ active: true, clear: null })]);
+  }, 60_000);
 });
