@@ -319,6 +319,10 @@ describe.skipIf(skip !== undefined)(skip ? `web console in Chromium (skipped: ${
     await page.getByLabel('Search', { exact: true }).fill('meter-0007');
     await page.getByLabel('Search', { exact: true }).press('Enter');
     await expect.poll(names, { timeout: WAIT }).toBe('Meter 7');
+    // The box sends search= (docs/http-api.md §3.4): a part of the name, in any case, finds it too.
+    await page.getByLabel('Search', { exact: true }).fill('METER 2');
+    await page.getByLabel('Search', { exact: true }).press('Enter');
+    await expect.poll(names, { timeout: WAIT }).toBe('Meter 25,Meter 24,Meter 23,Meter 22,Meter 21,Meter 20,Meter 2');
     await page.getByLabel('Search', { exact: true }).fill('');
     await page.getByLabel('Search', { exact: true }).press('Enter');
 
@@ -358,6 +362,35 @@ describe.skipIf(skip !== undefined)(skip ? `web console in Chromium (skipped: ${
     await page.getByLabel('语言').selectOption({ label: 'English' });
     await page.getByRole('link', { name: 'Devices', exact: true }).waitFor();
   }, 60_000);
+  it('lists device types with their attribute models and streams, and the group tree whose groups open their devices', async () => {
+    const building = expectOk(await p.api.post('/api/v1/device_group', { name: 'Building A' })).id;
+    const floor = expectOk(await p.api.post('/api/v1/device_group', { name: 'Floor 1', parent_id: building })).id;
+    expectOk(await p.api.put(`/api/v1/device/${boiler.id}/groups`, { groups: [floor] }));
+    const page = await newPage('types-groups');
+    await logInAdmin(page);
+
+    await page.getByRole('link', { name: 'Types', exact: true }).click();
+    const toggle = page.getByRole('button', { name: 'Thermometer', exact: true });
+    expect(await toggle.getAttribute('aria-expanded')).toBe('false');
+    await toggle.click();
+    expect(await toggle.getAttribute('aria-expanded')).toBe('true');
+    const models = page.getByRole('table', { name: 'Attribute models' });
+    await textMatches(models.getByRole('row').filter({ hasText: 'temperature' }), /Temperature.*number.*°C/);
+    await textMatches(models.getByRole('row').filter({ hasText: 'humidity' }), /Humidity.*number.*%/);
+    await textMatches(page.getByRole('table', { name: 'Data streams' }).getByRole('row').filter({ hasText: 'frames' }), /hex/);
+
+    await page.getByRole('link', { name: 'Groups', exact: true }).click();
+    const tree = page.getByRole('tree');
+    const top = tree.getByRole('treeitem', { name: 'Building A', exact: true });
+    await top.getByRole('treeitem', { name: 'Floor 1', exact: true }).waitFor();
+    expect(await top.getAttribute('aria-level')).toBe('1');
+    await top.getByRole('treeitem', { name: 'Floor 1', exact: true }).getByRole('link', { name: 'Floor 1', exact: true }).click();
+    // The group's link opens the device list filtered by it, on the server.
+    const links = page.getByRole('table', { name: /^Devices/ }).getByRole('link');
+    await expect.poll(async () => (await links.allTextContents()).join(','), { timeout: WAIT }).toBe('Boiler room');
+    await textMatches(page.getByLabel('Group', { exact: true }).locator('option:checked'), /Floor 1/);
+  }, 60_000);
+
   it('works from the keyboard: logging in, and a modal note dialog that keeps the focus and closes with Escape', async () => {
     const cellar = expectOk(await p.api.post('/api/v1/device', { name: 'Cellar', type: typeId }));
     const rule = expectOk(
