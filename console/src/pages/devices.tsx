@@ -28,7 +28,8 @@ export function DevicesPage() {
       q.set('include_sub_groups', '1');
     }
     if (online) q.set('online', online);
-    if (search.trim()) q.set('device_key', search.trim());
+    // Name contains (any case) or device key starts with (docs/http-api.md §3.4); the input caps it at 64.
+    if (search.trim()) q.set('search', search.trim());
     return `/api/v1/devices?${q.toString()}`;
   }, [page, type, group, online, search]);
   const list = useGet<Page<Device>>(query);
@@ -63,7 +64,7 @@ export function DevicesPage() {
       <form class="filters" role="search" onSubmit={(e) => e.preventDefault()}>
         <label>
           {t('search')}
-          <input type="search" placeholder={t('searchHint')} value={search} onChange={(e) => setSearch(e.currentTarget.value)} />
+          <input type="search" maxLength={64} placeholder={t('searchHint')} value={search} onChange={(e) => setSearch(e.currentTarget.value)} />
         </label>
         <label>
           {t('type')}
