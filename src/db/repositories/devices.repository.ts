@@ -27,8 +27,9 @@ export function escapeLike(text: string): string {
  * No index serves "name contains": a btree cannot, and a pg_trgm GIN index would need the extension
  * created in a migration that both PostgreSQL (where CREATE EXTENSION may need rights the app's user
  * lacks) and the embedded PGlite (where it must be loaded into every instance) run alike. The
- * condition is checked on the project's rows found through devices_project_id_idx, newest first, so
- * a page stops as soon as it is full; the measured cost at 100k devices is in bench/device-search.ts.
+ * condition is checked row by row: a page of a common match stops as soon as it is full (~2 ms), a
+ * rare match reads the whole project (~50 ms for page and count at 100k devices on PostgreSQL; the
+ * service caches the count). Measured by bench/device-search.ts, figures in bench/README.md.
  */
 function searchCondition(text: string): SQL {
   const literal = escapeLike(text);
