@@ -391,6 +391,26 @@ describe.skipIf(skip !== undefined)(skip ? `web console in Chromium (skipped: ${
     await textMatches(page.getByLabel('Group', { exact: true }).locator('option:checked'), /Floor 1/);
   }, 60_000);
 
+  it('shows the first screen, ready to use, within a second of a cold load', async () => {
+    // Each load in a fresh context (empty cache); the page notes, by its own clock, when an enabled
+    // "Log in" button first exists. The best of three: the machine is shared with the rest of the suite.
+    const times: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const page = await newPage(`first-screen-${i}`);
+      await page.addInitScript({
+        content: `new MutationObserver(() => {
+          if (globalThis.__ready === undefined && [...document.querySelectorAll('button')].some((b) => b.textContent.trim() === 'Log in' && !b.disabled)) globalThis.__ready = performance.now();
+        }).observe(document, { childList: true, subtree: true });`,
+      });
+      await page.goto(server.consoleUrl);
+      await page.getByRole('button', { name: 'Log in' }).waitFor();
+      times.push(await page.evaluate(() => (globalThis as unknown as { __ready?: number }).__ready ?? Infinity));
+      await page.context().close();
+    }
+    console.info(`console first screen ready after ${times.map((t) => Math.round(t)).join(', ')} ms`);
+    expect(Math.min(...times)).toBeLessThan(1000);
+  }, 60_000);
+
   it('works from the keyboard: logging in, and a modal note dialog that keeps the focus and closes with Escape', async () => {
     const cellar = expectOk(await p.api.post('/api/v1/device', { name: 'Cellar', type: typeId }));
     const rule = expectOk(
