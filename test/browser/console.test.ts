@@ -60,7 +60,8 @@ async function logIn(page: Page, role: 'Administrator' | 'Customer', account: st
 const logInAdmin = (page: Page) => logIn(page, 'Administrator', p.project.admin.account, p.project.admin.password);
 
 /** Marks the document: `sameDocument` is true later only if the page was never reloaded or left. */
-const markDocument = (page: Page) => page.evaluate(() => {
+const markDocument = (page: Page) =>
+  page.evaluate(() => {
     Object.assign(globalThis, { __consoleTestMark: true });
   });
 const sameDocument = (page: Page) => page.evaluate(() => (globalThis as unknown as { __consoleTestMark?: boolean }).__consoleTestMark === true);
