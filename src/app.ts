@@ -33,8 +33,8 @@ import type { Access } from './routes/route.ts';
 import type { Services } from './services.ts';
 
 export type AppConfig = Pick<Config, 'BODY_LIMIT' | 'LOGIN_RATE_LIMIT' | 'LOGIN_RATE_WINDOW_MS' | 'PLATFORM_TOKEN' | 'TRUST_PROXY'> &
-  Partial<Pick<Config, 'PROVISION_RATE' | 'PROVISION_BURST' | 'PROVISION_CREATE_RATE' | 'PROVISION_CREATE_BURST'>> &
-  Partial<Pick<Config, 'EVENTS_STREAMS_PER_PROJECT' | 'EVENTS_STREAMS_PER_ADDRESS' | 'EVENTS_QUEUE_BYTES' | 'EVENTS_KEEPALIVE_MS'>>;
+  Partial<Pick<Config, 'DATA_DIR' | 'PROVISION_RATE' | 'PROVISION_BURST' | 'PROVISION_CREATE_RATE' | 'PROVISION_CREATE_BURST'>> &
+  Partial<Pick<Config, 'EVENTS_STREAMS_PER_PROJECT' | 'EVENTS_STREAMS_PER_ADDRESS' | 'EVENTS_STREAMS_PER_PRINCIPAL' | 'EVENTS_QUEUE_BYTES' | 'EVENTS_KEEPALIVE_MS'>>;
 
 export interface ApiRoute {
   method: string;
@@ -133,13 +133,14 @@ export async function buildApp({ config, services, jwtSecret, logger, readiness 
     limits: {
       ...(config.EVENTS_STREAMS_PER_PROJECT !== undefined ? { perProject: config.EVENTS_STREAMS_PER_PROJECT } : {}),
       ...(config.EVENTS_STREAMS_PER_ADDRESS !== undefined ? { perAddress: config.EVENTS_STREAMS_PER_ADDRESS } : {}),
+      ...(config.EVENTS_STREAMS_PER_PRINCIPAL !== undefined ? { perPrincipal: config.EVENTS_STREAMS_PER_PRINCIPAL } : {}),
       ...(config.EVENTS_QUEUE_BYTES !== undefined ? { queueBytes: config.EVENTS_QUEUE_BYTES } : {}),
       ...(config.EVENTS_KEEPALIVE_MS !== undefined ? { keepaliveMs: config.EVENTS_KEEPALIVE_MS } : {}),
     },
   });
 
   // The web console at /console/ (README "Web console"); built on first use when missing or stale.
-  await registerConsole(app);
+  await registerConsole(app, undefined, config.DATA_DIR !== undefined ? { dataDir: config.DATA_DIR } : {});
 
   const platformToken = config.PLATFORM_TOKEN;
   if (platformToken) {

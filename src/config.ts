@@ -68,6 +68,7 @@ export const configSchema = z
     /** Live event streams, GET /api/v1/events (http-api.md §4.14, src/routes/events/). */
     EVENTS_STREAMS_PER_PROJECT: z.coerce.number().int().min(1).max(1_000_000).default(200),
     EVENTS_STREAMS_PER_ADDRESS: z.coerce.number().int().min(1).max(1_000_000).default(20),
+    EVENTS_STREAMS_PER_PRINCIPAL: z.coerce.number().int().min(1).max(1_000_000).default(10),
     EVENTS_QUEUE_BYTES: z.coerce.number().int().min(1024).max(1024 * 1024 * 1024).default(1024 * 1024),
     EVENTS_KEEPALIVE_MS: z.coerce.number().int().min(100).max(3_600_000).default(15_000),
     /** Raw TCP devices (device-protocol.md §6, mqtt-broker/README.md "Raw TCP devices"). */

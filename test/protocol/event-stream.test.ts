@@ -13,6 +13,7 @@ import { openSse, parseBlock, type SseStream } from '../helpers/sse.ts';
 const KEEPALIVE_MS = 200;
 const PER_PROJECT = 4;
 const PER_ADDRESS = 8;
+const PER_PRINCIPAL = 3;
 const QUEUE_BYTES = 64 * 1024;
 
 let ctx: TestContext;
@@ -22,7 +23,7 @@ const streams: SseStream[] = [];
 const devices: MqttClient[] = [];
 
 beforeAll(async () => {
-  ctx = await createTestApp({ EVENTS_KEEPALIVE_MS: KEEPALIVE_MS, EVENTS_STREAMS_PER_PROJECT: PER_PROJECT, EVENTS_STREAMS_PER_ADDRESS: PER_ADDRESS, EVENTS_QUEUE_BYTES: QUEUE_BYTES });
+  ctx = await createTestApp({ EVENTS_KEEPALIVE_MS: KEEPALIVE_MS, EVENTS_STREAMS_PER_PROJECT: PER_PROJECT, EVENTS_STREAMS_PER_ADDRESS: PER_ADDRESS, EVENTS_STREAMS_PER_PRINCIPAL: PER_PRINCIPAL, EVENTS_QUEUE_BYTES: QUEUE_BYTES });
   await ctx.app.listen({ port: 0, host: '127.0.0.1' });
   base = `http://127.0.0.1:${(ctx.app.server.address() as AddressInfo).port}`;
   tb = await startTestBroker(ctx);
@@ -226,7 +227,8 @@ describe('GET /api/v1/events', () => {
 
   it('refuses streams over the per-project and per-address limits with 429', async () => {
     const p = await createProject(ctx, 'sse-limits');
-    const open4 = await Promise.all(Array.from({ length: PER_PROJECT }, () => open(p.appToken)));
+    // Two principals (app and admin), each under its own limit.
+    const open4 = await Promise.all(Array.from({ length: PER_PROJECT }, (_, i) => open(i % 2 ? p.adminToken : p.appToken)));
     expect(open4.map((s) => s.status)).toEqual([200, 200, 200, 200]);
     const refused = await open(p.appToken);
     expect(refused.status).toBe(429);
@@ -249,6 +251,24 @@ describe('GET /api/v1/events', () => {
     expect(over.body).toMatchObject({ errcode: 429, message: `Too many event streams open from this address (at most ${PER_ADDRESS})` });
     for (const s of many) s.close();
     await expect.poll(() => ctx.app.eventStreams.count()).toBe(0);
+  });
+
+  it('refuses a principal more than its streams with 429, leaving the rest of the project its allowance', async () => {
+    const p = await createProject(ctx, 'sse-principal');
+    const mine = await Promise.all(Array.from({ length: PER_PRINCIPAL }, () => open(p.appToken)));
+    expect(mine.map((s) => s.status)).toEqual([200, 200, 200]);
+    // Another token of the same app is the same principal.
+    const login = expectOk(await client(ctx.app).post('/api/v1/access_token', p.project.app));
+    const refused = await open(login.access_token);
+    expect(refused.status).toBe(429);
+    expect(refused.headers.get('retry-after')).toBe('5');
+    expect(refused.body).toMatchObject({ result: false, errcode: 429, message: `Too many event streams open for this token's app (at most ${PER_PRINCIPAL})` });
+    // The project still has room for others.
+    const admin = await open(p.adminToken);
+    expect(admin.status).toBe(200);
+    mine[0]!.close();
+    await expect.poll(() => ctx.app.eventStreams.count(p.project.id)).toBe(PER_PRINCIPAL);
+    expect((await open(p.appToken)).status).toBe(200);
   });
 
   it('removes its listeners when the reader disconnects', async () => {
@@ -318,6 +338,44 @@ describe('GET /api/v1/events', () => {
     expect(Date.now() - started).toBeLessThan(2_000);
     await s.ended;
     expect(s.events.at(-1)?.data).toEqual({ reason: 'shutdown' });
+    await own.services.alarms.stop();
+    await own.services.ingest.stop();
+    await own.services.currentCache.stop();
+  });
+
+  it('opens no stream once the server began to stop during its look-ups', async () => {
+    const own = await createTestApp({}, { database: ctx.database });
+    await own.app.listen({ port: 0, host: '127.0.0.1' });
+    const p = await createProject(own, 'sse-close-race');
+    const d = expectOk(await p.api.post('/api/v1/device', { name: 'd' }));
+    // The device look-up is slow: the server stops while the request waits for it.
+    const repo = own.services.liveEventsRepo;
+    const original = repo.existingDeviceIds;
+    let entered!: () => void;
+    const inLookup = new Promise<void>((r) => (entered = r));
+    let proceed!: () => void;
+    const gate = new Promise<void>((r) => (proceed = r));
+    repo.existingDeviceIds = async (...a) => {
+      entered();
+      await gate;
+      return original(...a);
+    };
+    const listenersBefore = own.services.liveEvents.listenerCount(p.project.id);
+    const pending = openSse(`http://127.0.0.1:${(own.app.server.address() as AddressInfo).port}/api/v1/events?device=${d.id}`, p.appToken);
+    await inLookup;
+    own.app.eventStreams.closeAll(); // what the server's close does first (preClose)
+    proceed();
+    const s = await pending;
+    streams.push(s);
+    expect(s.status).toBe(429);
+    expect(s.body).toMatchObject({ result: false, errcode: 429, message: 'The server is stopping; open the stream again' });
+    expect(own.app.eventStreams.count(p.project.id)).toBe(0);
+    expect(own.services.liveEvents.listenerCount(p.project.id)).toBe(listenersBefore);
+    repo.existingDeviceIds = original;
+    own.app.server.closeAllConnections();
+    const started = Date.now();
+    await own.app.close();
+    expect(Date.now() - started).toBeLessThan(2_000);
     await own.services.alarms.stop();
     await own.services.ingest.stop();
     await own.services.currentCache.stop();

@@ -11,12 +11,14 @@ import { TooManyRequests } from '../../errors.ts';
 export interface EventStreamLimits {
   perProject: number;
   perAddress: number;
+  /** Streams one principal (an app, admin or customer, whatever its tokens) may hold open at once. */
+  perPrincipal: number;
   /** Bytes written but not yet taken by the reader; more and the stream ends with `event: overflow`. */
   queueBytes: number;
   keepaliveMs: number;
 }
 
-export const EVENT_STREAM_DEFAULTS: EventStreamLimits = { perProject: 200, perAddress: 20, queueBytes: 1024 * 1024, keepaliveMs: 15_000 };
+export const EVENT_STREAM_DEFAULTS: EventStreamLimits = { perProject: 200, perAddress: 20, perPrincipal: 10, queueBytes: 1024 * 1024, keepaliveMs: 15_000 };
 
 /** How long a stream that has ended may take to hand its last bytes to the reader before its socket is cut. */
 const FINAL_FLUSH_MS = 5_000;
@@ -24,6 +26,8 @@ const FINAL_FLUSH_MS = 5_000;
 const SHUTDOWN_FLUSH_MS = 1_000;
 /** Retry-After of a refused stream: streams free up when others close. */
 const RETRY_AFTER_S = 5;
+
+const stopping = () => new TooManyRequests('The server is stopping; open the stream again', 1);
 
 export type EndReason = 'expired' | 'revoked' | 'shutdown' | 'overflow';
 
@@ -37,6 +41,7 @@ export interface EventStream {
 interface Slot {
   projectId: string;
   address: string;
+  principal: string;
   release(): void;
 }
 
@@ -59,6 +64,7 @@ export function createEventStreams({ bus, auth, limits, log }: EventStreamsDeps)
   const byPrincipal = new Map<string, Set<EventStream>>();
   const perProject = new Map<string, number>();
   const perAddress = new Map<string, number>();
+  const perPrincipal = new Map<string, number>();
   const principalKey = (p: Pick<Principal, 'kind' | 'subjectId'>) => `${p.kind}:${p.subjectId}`;
   const issuedAt = new WeakMap<EventStream, number>();
   let closing = false;
@@ -98,29 +104,38 @@ export function createEventStreams({ bus, auth, limits, log }: EventStreamsDeps)
 
   return {
     /**
-     * Takes a place for a new stream of the project from this address, or throws 429. Taken before the
-     * stream's look-ups, so streams opened at once cannot all pass the count.
+     * Takes a place for a new stream of the principal's project from this address, or throws 429. Taken
+     * before the stream's look-ups, so streams opened at once cannot all pass the count. The count per
+     * principal keeps one app or customer from using up its project's allowance.
      */
-    reserve(projectId: string, remoteAddress: string | undefined): Slot {
-      if (closing) throw new TooManyRequests('The server is stopping; open the stream again', 1);
+    reserve(principal: Principal, remoteAddress: string | undefined): Slot {
+      if (closing) throw stopping();
+      const { projectId } = principal;
       const address = addressKey(remoteAddress);
+      const pKey = principalKey(principal);
       if ((perProject.get(projectId) ?? 0) >= limits.perProject) {
         throw new TooManyRequests(`Too many event streams open for this project (at most ${limits.perProject})`, RETRY_AFTER_S);
       }
       if ((perAddress.get(address) ?? 0) >= limits.perAddress) {
         throw new TooManyRequests(`Too many event streams open from this address (at most ${limits.perAddress})`, RETRY_AFTER_S);
       }
+      if ((perPrincipal.get(pKey) ?? 0) >= limits.perPrincipal) {
+        throw new TooManyRequests(`Too many event streams open for this token's ${principal.kind} (at most ${limits.perPrincipal})`, RETRY_AFTER_S);
+      }
       inc(perProject, projectId, 1);
       inc(perAddress, address, 1);
+      inc(perPrincipal, pKey, 1);
       let released = false;
       return {
         projectId,
         address,
+        principal: pKey,
         release() {
           if (released) return;
           released = true;
           inc(perProject, projectId, -1);
           inc(perAddress, address, -1);
+          inc(perPrincipal, pKey, -1);
         },
       };
     },
@@ -130,6 +145,10 @@ export function createEventStreams({ bus, auth, limits, log }: EventStreamsDeps)
      * comment, then every message `watch` delivers through `send`, a `: ping` comment every keepalive,
      * and ends it when the token expires (`expiresAt`, ms), is revoked, the reader falls too far
      * behind, or the reader goes away. Returns the function the watch's listener calls.
+     *
+     * Throws 429 without touching `res` (closing the watch, freeing the slot) when the server began to
+     * stop during the route's look-ups: `closeAll` has run, so nothing would end this stream, and the
+     * server's close would wait for it until the token expires.
      */
     open(opts: {
       res: ServerResponse;
@@ -141,6 +160,11 @@ export function createEventStreams({ bus, auth, limits, log }: EventStreamsDeps)
       watch: Watch;
     }): { send(m: LiveMessage): void; stream: EventStream } {
       const { res, principal, slot, watch } = opts;
+      if (closing) {
+        watch.close();
+        slot.release();
+        throw stopping();
+      }
       let seq = 0;
       let ended = false;
       const pKey = principalKey(principal);

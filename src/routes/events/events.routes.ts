@@ -51,7 +51,7 @@ export function eventRoutes(app: FastifyInstance, { services, limits = {} }: { s
       if (!principal) throw new Forbidden();
       const query = req.query as z.output<typeof EventsQuery>;
       const claims = tokenClaims(app, req);
-      const slot = streams.reserve(principal.projectId, req.ip);
+      const slot = streams.reserve(principal, req.ip);
       let started = false;
       try {
         const scope = scopeOf(principal);
@@ -77,8 +77,7 @@ export function eventRoutes(app: FastifyInstance, { services, limits = {} }: { s
           started = true;
           return reply.hijack();
         }
-        reply.hijack();
-        started = true;
+        // Throws (a 429 envelope, the reply untouched) when the server began to stop during the look-ups.
         const opened = streams.open({
           res: reply.raw,
           headers: reply.getHeaders(),
@@ -88,6 +87,8 @@ export function eventRoutes(app: FastifyInstance, { services, limits = {} }: { s
           slot,
           watch,
         });
+        reply.hijack();
+        started = true;
         sink.send = opened.send;
         req.log.info({ projectId: principal.projectId, kind: principal.kind, kinds: query.kinds, devices: query.device?.length }, 'event stream opened');
       } finally {
