@@ -5,7 +5,7 @@
  *
  * `node --import tsx console/build.ts` builds once (the Docker image does this at image build time).
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -90,12 +90,42 @@ ${css.map((c) => `<link rel="stylesheet" href="./${c}">`).join('\n')}
 `;
 }
 
-/** Builds into `outDir` (default console/dist), replacing it whole once the new build is complete. */
+/**
+ * Puts the complete build `tmp` at `outDir` without ever removing a fresh build there: another process (a
+ * second server, a parallel test worker) may have finished the same build first and already serve it. A
+ * missing `outDir` is filled by one rename; a stale one is renamed aside first and removed after.
+ */
+async function swapIn(tmp: string, outDir: string): Promise<void> {
+  const drop = () => rm(tmp, { recursive: true, force: true });
+  if (isFresh(outDir)) return drop();
+  try {
+    await rename(tmp, outDir); // atomic; fails when outDir exists and is not empty
+    return;
+  } catch (e) {
+    if (isFresh(outDir)) return drop();
+    if (!['ENOTEMPTY', 'EEXIST'].includes((e as NodeJS.ErrnoException).code ?? '')) throw e;
+  }
+  const aside = `${outDir}.old-${process.pid}-${randomBytes(4).toString('hex')}`;
+  try {
+    await rename(outDir, aside);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e; // another builder moved it aside already
+  }
+  try {
+    await rename(tmp, outDir);
+  } catch (e) {
+    if (!isFresh(outDir)) throw e;
+    await drop(); // another builder put the same build there first
+  }
+  await rm(aside, { recursive: true, force: true });
+}
+
+/** Builds into `outDir` (default console/dist); a fresh build already there is kept, a stale one replaced. */
 export async function buildConsole(outDir = CONSOLE_DIST): Promise<BuildResult> {
   const started = performance.now();
   const { build } = await import('esbuild');
   const fingerprint = sourceFingerprint();
-  const tmp = `${outDir}.tmp-${process.pid}-${Date.now()}`;
+  const tmp = `${outDir}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp, { recursive: true });
   try {
@@ -122,14 +152,7 @@ export async function buildConsole(outDir = CONSOLE_DIST): Promise<BuildResult> 
     if (!js) throw new Error('console build produced no JavaScript');
     await writeFile(path.join(tmp, 'index.html'), indexHtml(js, css));
     await writeFile(path.join(tmp, STAMP), JSON.stringify({ fingerprint, built: new Date().toISOString() }) + '\n');
-    await rm(outDir, { recursive: true, force: true });
-    try {
-      await rename(tmp, outDir);
-    } catch (e) {
-      // Another process (a parallel test worker, a second server) put its build there first: same sources, same output.
-      if (!isFresh(outDir)) throw e;
-      await rm(tmp, { recursive: true, force: true });
-    }
+    await swapIn(tmp, outDir);
     return { dir: outDir, initial: [js, ...css], ms: Math.round(performance.now() - started) };
   } catch (e) {
     await rm(tmp, { recursive: true, force: true });

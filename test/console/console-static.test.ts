@@ -1,11 +1,12 @@
 import Fastify, { type FastifyInstance } from 'fastify';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildConsole, buildFiles, initialAssets, isFresh, type BuildResult } from '../../console/build.ts';
-import { IMMUTABLE, registerConsole } from '../../src/console.ts';
+import { IMMUTABLE, ownedPrivateDir, privateBuildDir, registerConsole } from '../../src/console.ts';
 import { createTestApp, type TestContext } from '../helpers/app.ts';
 
 /** The initial load budget of the console (README "Web console"): what index.html loads, gzipped. */
@@ -122,5 +123,125 @@ describe('console in the server', () => {
     expect(ctx.app.apiRoutes.some((r) => r.url.startsWith('/console'))).toBe(false);
     const doc = JSON.parse((await ctx.app.inject('/docs/json')).body) as { paths: Record<string, unknown> };
     expect(Object.keys(doc.paths).some((p) => p.startsWith('/console'))).toBe(false);
+  });
+});
+
+describe('console build next to running servers', () => {
+  // A worker thread polls index.html in a tight loop while the builds run in this thread, so a moment
+  // without it (a build deleting or replacing the one being served) is seen.
+  async function concurrently(out: string, n: number) {
+    const stop = new SharedArrayBuffer(4);
+    const w = new Worker(
+      `const { parentPort, workerData } = require('node:worker_threads'); const fs = require('node:fs');
+       const flag = new Int32Array(workerData.stop); let missing = 0, checks = 0;
+       parentPort.postMessage('ready');
+       while (Atomics.load(flag, 0) === 0) { checks++; if (!fs.existsSync(workerData.file)) missing++; }
+       parentPort.postMessage({ missing, checks });`,
+      { eval: true, workerData: { file: path.join(out, 'index.html'), stop } },
+    );
+    const ready = new Promise((r) => w.once('message', r));
+    const done = new Promise<{ missing: number; checks: number }>((resolve) => w.on('message', (m) => m !== 'ready' && resolve(m as { missing: number; checks: number })));
+    await ready;
+    const results = await Promise.allSettled(Array.from({ length: n }, () => buildConsole(out)));
+    Atomics.store(new Int32Array(stop), 0, 1);
+    const seen = await done;
+    await w.terminate();
+    return { results, ...seen };
+  }
+
+  it('many builds at once never delete or replace a fresh build that is being served', async () => {
+    const out = path.join(dir, 'race-fresh', 'dist');
+    await buildConsole(out);
+    const before = (await stat(path.join(out, 'index.html'))).ino;
+    const { results, missing, checks } = await concurrently(out, 6);
+    expect(results.every((r) => r.status === 'fulfilled')).toBe(true);
+    expect(checks).toBeGreaterThan(0);
+    expect(missing).toBe(0);
+    expect((await stat(path.join(out, 'index.html'))).ino).toBe(before); // the very same files, untouched
+    expect(await readdir(path.dirname(out))).toEqual(['dist']); // no temporary directories left
+  });
+
+  it('many builds at once replace a stale build once and leave one fresh build, nothing else', async () => {
+    const out = path.join(dir, 'race-stale', 'dist');
+    await buildConsole(out);
+    await writeFile(path.join(out, 'build.json'), JSON.stringify({ fingerprint: 'older-sources' }));
+    const { results } = await concurrently(out, 6);
+    expect(results.every((r) => r.status === 'fulfilled')).toBe(true);
+    expect(isFresh(out)).toBe(true);
+    expect(await readdir(path.dirname(out))).toEqual(['dist']);
+  });
+});
+
+describe('console build directory of a read-only install', () => {
+  it('is DATA_DIR/console, created for this user only', async () => {
+    const data = path.join(dir, 'data-new');
+    const out = await privateBuildDir(data);
+    expect(out).toBe(path.join(data, 'console', 'dist'));
+    const st = await stat(path.join(data, 'console'));
+    expect(st.mode & 0o777).toBe(0o700);
+    expect(st.uid).toBe(process.getuid!());
+  });
+
+  it('is never a directory others can write: a group- or world-writable DATA_DIR/console is not used', async () => {
+    const data = path.join(dir, 'data-open');
+    await mkdir(path.join(data, 'console', 'dist'), { recursive: true });
+    await chmod(path.join(data, 'console'), 0o777);
+    // A build planted there (matching stamp and index.html) is not trusted.
+    const planted = await buildConsole(path.join(data, 'console', 'dist'));
+    expect(isFresh(planted.dir)).toBe(true);
+    const out = await privateBuildDir(data);
+    expect(out.startsWith(path.join(data, 'console'))).toBe(false);
+    expect(path.dirname(out).startsWith(path.join(os.tmpdir(), 'iot-cloud-console-'))).toBe(true);
+    const st = await stat(path.dirname(out));
+    expect(st.mode & 0o777).toBe(0o700);
+    expect(isFresh(out)).toBe(false); // a fresh private directory: nothing planted in it
+    await rm(path.dirname(out), { recursive: true, force: true });
+  });
+
+  it('without DATA_DIR is a new private temporary directory on every start, never a predictable path', async () => {
+    const [a, b] = [await privateBuildDir(undefined), await privateBuildDir(undefined)];
+    expect(a).not.toBe(b);
+    for (const d of [a, b]) {
+      expect(await ownedPrivateDir(path.dirname(d))).toBe(true);
+      await rm(path.dirname(d), { recursive: true, force: true });
+    }
+  });
+
+  it('a directory owned by this user but open to others, or a link, is not private', async () => {
+    const open = path.join(dir, 'open');
+    await mkdir(open, { mode: 0o700 });
+    expect(await ownedPrivateDir(open)).toBe(true);
+    await chmod(open, 0o720);
+    expect(await ownedPrivateDir(open)).toBe(false);
+    await chmod(open, 0o700);
+    await symlink(open, path.join(dir, 'link'));
+    expect(await ownedPrivateDir(path.join(dir, 'link'))).toBe(false);
+  });
+});
+
+describe('console security headers', () => {
+  it('index.html and the assets forbid framing, foreign scripts and styles, and the Referer', async () => {
+    const js = build.initial.find((f) => f.endsWith('.js'))!;
+    for (const url of ['/console/', `/console/${js}`]) {
+      const res = await app.inject(url);
+      expect(res.statusCode).toBe(200);
+      const csp = String(res.headers['content-security-policy']);
+      expect(csp).toContain("default-src 'self'");
+      expect(csp).toContain("img-src 'self' data:");
+      expect(csp).toContain("frame-ancestors 'none'");
+      expect(csp).not.toContain('unsafe-inline');
+      expect(res.headers['x-frame-options']).toBe('DENY');
+      expect(res.headers['referrer-policy']).toBe('no-referrer');
+      expect(res.headers['x-content-type-options']).toBe('nosniff');
+    }
+  });
+
+  it('the 503 page carries them too', async () => {
+    const broken = Fastify();
+    await registerConsole(broken, { error: 'x' });
+    const res = await broken.inject('/console/');
+    expect(res.headers['x-frame-options']).toBe('DENY');
+    expect(String(res.headers['content-security-policy'])).toContain("frame-ancestors 'none'");
+    await broken.close();
   });
 });
