@@ -73,8 +73,7 @@ export function createLiveEvents({ bus, deviceInfo, boundDeviceIds, logger }: Li
   };
 
   const publish = (projectId: string, deviceId: string, built: Built) => {
-    // Only projects somebody listens to (the common case costs this look-up).
-    if (!listeners.has(projectId)) return;
+    // The handlers below have asked already; a listener may have left since (deliver asks again).
     const cached = devices.peek(projectId, deviceId);
     if (cached) {
       if (cached.value) deliver(projectId, deviceId, cached.value, built);
@@ -87,27 +86,40 @@ export function createLiveEvents({ bus, deviceInfo, boundDeviceIds, logger }: Li
   };
 
   const offBus = [
-    bus.on('device.attributes', (e) => publish(e.projectId, e.deviceId, { kind: 'attributes', topic: 'attributes', body: (device) => ({ device, attributes: e.attributes, attr_type: e.attrType, ts: e.ts }) })),
-    bus.on('device.event', (e) => publish(e.projectId, e.deviceId, { kind: 'event', topic: 'event', body: (device) => ({ device, method: e.method, params: e.params, ts: e.ts }) })),
-    bus.on('device.command_reply', (e) =>
-      publish(e.projectId, e.deviceId, { kind: 'command_reply', topic: 'command_reply', body: (device) => ({ device, id: e.seq, command_id: e.commandId, method: e.method, params: e.params, ts: e.ts }) }),
-    ),
-    bus.on('device.online', (e) => publish(e.projectId, e.deviceId, { kind: 'online', topic: 'online', body: (device) => ({ device, online: true, ts: e.ts }) })),
-    bus.on('device.offline', (e) => publish(e.projectId, e.deviceId, { kind: 'online', topic: 'online', body: (device) => ({ device, online: false, ts: e.ts }) })),
-    bus.on('device.data', (e) =>
+    // Each handler asks first whether anybody listens to the project: for a project nobody listens to,
+    // an event costs that one map look-up, and nothing (message, closure, topic) is built.
+    bus.on('device.attributes', (e) => {
+      if (listeners.has(e.projectId)) publish(e.projectId, e.deviceId, { kind: 'attributes', topic: 'attributes', body: (device) => ({ device, attributes: e.attributes, attr_type: e.attrType, ts: e.ts }) });
+    }),
+    bus.on('device.event', (e) => {
+      if (listeners.has(e.projectId)) publish(e.projectId, e.deviceId, { kind: 'event', topic: 'event', body: (device) => ({ device, method: e.method, params: e.params, ts: e.ts }) });
+    }),
+    bus.on('device.command_reply', (e) => {
+      if (!listeners.has(e.projectId)) return;
+      publish(e.projectId, e.deviceId, { kind: 'command_reply', topic: 'command_reply', body: (device) => ({ device, id: e.seq, command_id: e.commandId, method: e.method, params: e.params, ts: e.ts }) });
+    }),
+    bus.on('device.online', (e) => {
+      if (listeners.has(e.projectId)) publish(e.projectId, e.deviceId, { kind: 'online', topic: 'online', body: (device) => ({ device, online: true, ts: e.ts }) });
+    }),
+    bus.on('device.offline', (e) => {
+      if (listeners.has(e.projectId)) publish(e.projectId, e.deviceId, { kind: 'online', topic: 'online', body: (device) => ({ device, online: false, ts: e.ts }) });
+    }),
+    bus.on('device.data', (e) => {
+      if (!listeners.has(e.projectId)) return;
       publish(e.projectId, e.deviceId, {
         kind: 'data',
         topic: `data/${e.identifier}`,
         body: (device) => ({ device, identifier: e.identifier, direction: e.direction, transport: e.transport, hex: e.payload.toString('hex'), ts: e.ts }),
-      }),
-    ),
-    bus.on('device.alarm', (e) =>
+      });
+    }),
+    bus.on('device.alarm', (e) => {
+      if (!listeners.has(e.projectId)) return;
       publish(e.projectId, e.deviceId, {
         kind: 'alarm',
         topic: 'alarm',
         body: (device) => ({ device, id: e.alarm.id, alarm_status: e.alarm.status, alarm_level: e.alarm.level, alarm_info: e.alarm.info, ts: e.alarm.ts }),
-      }),
-    ),
+      });
+    }),
     // A renamed or deleted device is looked up again.
     bus.on('device.updated', (e) => devices.invalidate(e.projectId)),
     bus.on('device.deleted', (e) => devices.invalidate(e.projectId)),
