@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -169,11 +169,22 @@ describe('Dockerfile HEALTHCHECK', () => {
   }, 30_000);
 
   it('fails when nothing answers', async () => {
-    const server = http.createServer();
-    const port = await listen(server);
-    server.close();
-    await once(server, 'close');
-    expect(await probe({ HTTP_PORT: String(port) })).toBe(1);
-    expect(await probe({ HTTP_PORT: 'off', HTTPS_PORT: String(port) })).toBe(1);
+    // A port held by a server that drops every connection unanswered: the port cannot be taken by a parallel
+    // test in the meantime (as a closed one could), so the probe meets no answer every time.
+    const sockets: net.Socket[] = [];
+    const server = net.createServer((socket) => {
+      sockets.push(socket);
+      socket.destroy();
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const port = (server.address() as AddressInfo).port;
+    try {
+      expect(await probe({ HTTP_PORT: String(port) })).toBe(1);
+      expect(await probe({ HTTP_PORT: 'off', HTTPS_PORT: String(port) })).toBe(1);
+      expect(sockets.length).toBe(2); // both probes reached the port and were dropped
+    } finally {
+      server.close();
+    }
   }, 30_000);
 });
