@@ -4,6 +4,16 @@ import { customerDevices, customers, devices } from '../schema.ts';
 
 export type NewCustomer = typeof customers.$inferInsert;
 
+/** Which of `ids` are devices of the project (one indexed statement; also the live events' look-up). */
+export async function selectExistingDeviceIds(db: Db, projectId: string, ids: string[]): Promise<string[]> {
+  if (!ids.length) return [];
+  const rows = await db
+    .select({ id: devices.id })
+    .from(devices)
+    .where(and(eq(devices.projectId, projectId), inArray(devices.id, ids)));
+  return rows.map((r) => r.id);
+}
+
 /** The customer columns that may leave the server: never the password hash. */
 const publicColumns = {
   id: customers.id,
@@ -94,14 +104,7 @@ export function createCustomersRepository(db: Db) {
       return rows.length > 0;
     },
 
-    async existingDeviceIds(projectId: string, ids: string[]): Promise<string[]> {
-      if (!ids.length) return [];
-      const rows = await db
-        .select({ id: devices.id })
-        .from(devices)
-        .where(and(eq(devices.projectId, projectId), inArray(devices.id, ids)));
-      return rows.map((r) => r.id);
-    },
+    existingDeviceIds: (projectId: string, ids: string[]) => selectExistingDeviceIds(db, projectId, ids),
 
     /** Binding twice is a no-op (the primary key is (customer, device)). */
     async bindDevices(projectId: string, customerId: string, deviceIds: string[], now: number): Promise<void> {

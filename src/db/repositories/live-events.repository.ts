@@ -1,6 +1,7 @@
-import { and, eq, inArray } from 'drizzle-orm';
+import { and, eq } from 'drizzle-orm';
 import type { Db } from '../client.ts';
 import { customerDevices, devices } from '../schema.ts';
+import { selectExistingDeviceIds } from './customers.repository.ts';
 
 /** The look-ups of live events (src/domain/events/live-events.ts, http-api.md §4.14): each one indexed statement. */
 export function createLiveEventsRepository(db: Db) {
@@ -15,15 +16,8 @@ export function createLiveEventsRepository(db: Db) {
       return row;
     },
 
-    /** Which of `ids` are devices of the project. */
-    async existingDeviceIds(projectId: string, ids: string[]): Promise<string[]> {
-      if (!ids.length) return [];
-      const rows = await db
-        .select({ id: devices.id })
-        .from(devices)
-        .where(and(eq(devices.projectId, projectId), inArray(devices.id, ids)));
-      return rows.map((r) => r.id);
-    },
+    /** Which of `ids` are devices of the project (the same statement as the customers' binding check). */
+    existingDeviceIds: (projectId: string, ids: string[]) => selectExistingDeviceIds(db, projectId, ids),
 
     /** Every device bound to the customer. */
     async boundDeviceIds(projectId: string, customerId: string): Promise<string[]> {
