@@ -45,8 +45,15 @@ async function newPage(name: string): Promise<Page> {
   const page = await context.newPage();
   page.setDefaultTimeout(WAIT);
   screenshotOnFailure(page, name);
+  // Chromium reports what the Content-Security-Policy of /console/ blocked as console errors.
+  page.on('console', (m) => {
+    if (/Content Security Policy/i.test(m.text())) cspViolations.push(`${name}: ${m.text()}`);
+  });
   return page;
 }
+
+/** What the console's Content-Security-Policy blocked in any page of this file (checked by the last test). */
+const cspViolations: string[] = [];
 
 async function logIn(page: Page, role: 'Administrator' | 'Customer', account: string, password: string, appId = p.project.app.app_id): Promise<void> {
   await page.goto(server.consoleUrl);
@@ -458,4 +465,10 @@ describe.skipIf(skip !== undefined)(skip ? `web console in Chromium (skipped: ${
     const logs = expectOk(await p.api.get(`/api/v1/device/${cellar.id}/alarm_logs`)).items as Array<{ rule_id: string; alarm_status: number; active: boolean; clear: unknown }>;
     expect(logs.filter((l) => l.rule_id === rule.id && l.alarm_status === 1)).toEqual([expect.objectContaining({ active: true, clear: null })]);
   }, 60_000);
+
+  it('ran every page above under the Content-Security-Policy of /console/ without anything blocked', async () => {
+    const res = await fetch(server.consoleUrl);
+    expect(res.headers.get('content-security-policy')).toContain("default-src 'self'");
+    expect(cspViolations).toEqual([]);
+  });
 });
