@@ -3,7 +3,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, type AlarmLog, type Page } from '../api.ts';
 import { useApp, useInterval, useLive } from '../ctx.ts';
 import { conditionText, formatTime } from '../format.ts';
-import { ErrorText, LevelText, LiveBadge, useGet } from './common.tsx';
+import { ColumnHeads, ErrorText, LevelText, LiveBadge, useGet } from './common.tsx';
 
 interface Rule {
   id: string;
@@ -108,17 +108,7 @@ export function AlarmsPage() {
       <h2 id="active-h">{t('activeAlarms')}</h2>
       <ErrorText error={active.error} />
       <table role="table" aria-labelledby="active-h">
-        <thead>
-          <tr>
-            <th scope="col">{t('device')}</th>
-            <th scope="col">{t('rule')}</th>
-            <th scope="col">{t('level')}</th>
-            <th scope="col">{t('message')}</th>
-            <th scope="col">{t('since')}</th>
-            <th scope="col">{t('acknowledged')}</th>
-            {admin && <th scope="col">{t('actions')}</th>}
-          </tr>
-        </thead>
+        <ColumnHeads keys={['device', 'rule', 'level', 'message', 'since', 'acknowledged', ...(admin ? (['actions'] as const) : [])]} />
         <tbody>
           {active.data?.items.map((a) => (
             <tr key={a.id}>
@@ -153,17 +143,7 @@ export function AlarmsPage() {
       <h2 id="history-h">{t('alarmHistory')}</h2>
       <ErrorText error={history.error} />
       <table role="table" aria-labelledby="history-h">
-        <thead>
-          <tr>
-            <th scope="col">{t('time')}</th>
-            <th scope="col">{t('device')}</th>
-            <th scope="col">{t('event')}</th>
-            <th scope="col">{t('level')}</th>
-            <th scope="col">{t('rule')}</th>
-            <th scope="col">{t('message')}</th>
-            <th scope="col">{t('note')}</th>
-          </tr>
-        </thead>
+        <ColumnHeads keys={['time', 'device', 'event', 'level', 'rule', 'message', 'note']} />
         <tbody>
           {history.data?.items.map((a) => (
             <tr key={a.id}>
@@ -197,15 +177,7 @@ export function AlarmsPage() {
           <h2 id="rules-h">{t('rules')}</h2>
           <ErrorText error={rules.error} />
           <table role="table" aria-labelledby="rules-h">
-            <thead>
-              <tr>
-                <th scope="col">{t('name')}</th>
-                <th scope="col">{t('level')}</th>
-                <th scope="col">{t('condition')}</th>
-                <th scope="col">{t('message')}</th>
-                <th scope="col">{t('enabled')}</th>
-              </tr>
-            </thead>
+            <ColumnHeads keys={['name', 'level', 'condition', 'message', 'enabled']} />
             <tbody>
               {rules.data?.items.map((r) => (
                 <tr key={r.id}>
@@ -225,14 +197,7 @@ export function AlarmsPage() {
           <h2 id="targets-h">{t('targets')}</h2>
           <ErrorText error={targets.error} />
           <table role="table" aria-labelledby="targets-h">
-            <thead>
-              <tr>
-                <th scope="col">{t('name')}</th>
-                <th scope="col">{t('url')}</th>
-                <th scope="col">{t('minLevel')}</th>
-                <th scope="col">{t('enabled')}</th>
-              </tr>
-            </thead>
+            <ColumnHeads keys={['name', 'url', 'minLevel', 'enabled']} />
             <tbody>
               {targets.data?.items.map((x) => (
                 <tr key={x.id}>

@@ -31,6 +31,22 @@ export function useGet<T>(path: string | null): { data: T | undefined; error: st
   return { data, error, reload };
 }
 
+/** A table's column headings, one `<th scope="col">` a key, in order. */
+export function ColumnHeads({ keys }: { keys: readonly Key[] }) {
+  const { t } = useApp();
+  return (
+    <thead>
+      <tr>
+        {keys.map((k) => (
+          <th key={k} scope="col">
+            {t(k)}
+          </th>
+        ))}
+      </tr>
+    </thead>
+  );
+}
+
 export function ErrorText({ error }: { error: string }) {
   return error ? (
     <p role="alert" class="error">

@@ -11,7 +11,7 @@ import type { Key } from '../i18n.ts';
 import { bucketInterval, planFor, planQuery, rangeError, rangeOf, toChartData, tooDense, MAX_POINTS, SERIES_PAGE, type Plan, type RangeChoice, type TimeRange } from '../range.ts';
 import type { LiveEvent } from '../sse.ts';
 import { flattenGroups } from './devices.tsx';
-import { ErrorText, KeyValues, LevelText, LiveBadge, OnlineDot, useGet } from './common.tsx';
+import { ColumnHeads, ErrorText, KeyValues, LevelText, LiveBadge, OnlineDot, useGet } from './common.tsx';
 
 const FINAL_STATES = new Set(['replied', 'timeout', 'expired', 'failed']);
 const SOURCE_KEY: Record<string, Key> = { report: 'reported', push: 'pushed', cloud: 'cloud' };
@@ -148,14 +148,7 @@ export function DevicePage({ id }: { id: string }) {
         <h2 id="values-h">{t('currentValues')}</h2>
         <ErrorText error={attrs.error} />
         <table role="table" aria-labelledby="values-h">
-          <thead>
-            <tr>
-              <th scope="col">{t('attribute')}</th>
-              <th scope="col">{t('value')}</th>
-              <th scope="col">{t('source')}</th>
-              <th scope="col">{t('updated')}</th>
-            </tr>
-          </thead>
+          <ColumnHeads keys={['attribute', 'value', 'source', 'updated']} />
           <tbody>
             {rows.map((a) => (
               <tr key={a.identifier}>
@@ -478,16 +471,7 @@ function Commands({ deviceId, admin, tick }: { deviceId: string; admin: boolean;
       <h2 id="commands-h">{t('commands')}</h2>
       <ErrorText error={list.error} />
       <table role="table" aria-labelledby="commands-h">
-        <thead>
-          <tr>
-            <th scope="col">{t('commandId')}</th>
-            <th scope="col">{t('method')}</th>
-            <th scope="col">{t('paramsCol')}</th>
-            <th scope="col">{t('state')}</th>
-            <th scope="col">{t('reply')}</th>
-            <th scope="col">{t('time')}</th>
-          </tr>
-        </thead>
+        <ColumnHeads keys={['commandId', 'method', 'paramsCol', 'state', 'reply', 'time']} />
         <tbody>
           {list.data?.items.map((c) => (
             <tr key={c.id}>
@@ -538,16 +522,7 @@ function DataMessages({ deviceId, typeId, tick }: { deviceId: string; typeId: st
           </label>
           <ErrorText error={list.error} />
           <table role="table" aria-labelledby="data-h">
-            <thead>
-              <tr>
-                <th scope="col">{t('time')}</th>
-                <th scope="col">{t('direction')}</th>
-                <th scope="col">{t('transport')}</th>
-                <th scope="col">{t('size')}</th>
-                <th scope="col">{t('data')}</th>
-                <th scope="col">{t('hex')}</th>
-              </tr>
-            </thead>
+            <ColumnHeads keys={['time', 'direction', 'transport', 'size', 'data', 'hex']} />
             <tbody>
               {list.data?.items.map((m) => (
                 <tr key={m.id}>

@@ -3,7 +3,7 @@ import { useEffect, useMemo, useState } from 'preact/hooks';
 import type { Device, DeviceType, Group, Page } from '../api.ts';
 import { useApp, useInterval, useLive } from '../ctx.ts';
 import { formatAgo, formatTime, lastActive } from '../format.ts';
-import { ErrorText, LevelText, LiveBadge, OnlineDot, useGet } from './common.tsx';
+import { ColumnHeads, ErrorText, LevelText, LiveBadge, OnlineDot, useGet } from './common.tsx';
 
 const PAGE_RECORDS = 20;
 
@@ -99,16 +99,7 @@ export function DevicesPage() {
       </form>
       <ErrorText error={list.error} />
       <table role="table" aria-labelledby="devices-h">
-        <thead>
-          <tr>
-            <th scope="col">{t('status')}</th>
-            <th scope="col">{t('name')}</th>
-            <th scope="col">{t('deviceKey')}</th>
-            <th scope="col">{t('type')}</th>
-            <th scope="col">{t('lastActive')}</th>
-            <th scope="col">{t('alarmLevel')}</th>
-          </tr>
-        </thead>
+        <ColumnHeads keys={['status', 'name', 'deviceKey', 'type', 'lastActive', 'alarmLevel']} />
         <tbody>
           {data?.items.map((d0) => {
             const d = { ...d0, ...patch[d0.id], active: { ...d0.active, ...patch[d0.id]?.active } };

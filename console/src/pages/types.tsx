@@ -3,7 +3,7 @@ import { useState } from 'preact/hooks';
 import type { AttributeModel, DataStream, DeviceType } from '../api.ts';
 import { useApp } from '../ctx.ts';
 import type { Key } from '../i18n.ts';
-import { ErrorText, useGet } from './common.tsx';
+import { ColumnHeads, ErrorText, useGet } from './common.tsx';
 
 const CONN: Record<string, Key> = { '1': 'directDevice', '2': 'subDevice', '3': 'gatewayDevice' };
 
@@ -18,15 +18,7 @@ function TypeDetail({ type }: { type: DeviceType }) {
       <ErrorText error={models.error} />
       {models.data?.items.length ? (
         <table role="table" aria-labelledby={`models-${type.id}`}>
-          <thead>
-            <tr>
-              <th scope="col">{t('identifier')}</th>
-              <th scope="col">{t('name')}</th>
-              <th scope="col">{t('dataType')}</th>
-              <th scope="col">{t('unit')}</th>
-              <th scope="col">{t('options')}</th>
-            </tr>
-          </thead>
+          <ColumnHeads keys={['identifier', 'name', 'dataType', 'unit', 'options']} />
           <tbody>
             {models.data.items.map((m) => (
               <tr key={m.identifier}>
@@ -50,13 +42,7 @@ function TypeDetail({ type }: { type: DeviceType }) {
       <ErrorText error={streams.error} />
       {streams.data?.items.length ? (
         <table role="table" aria-labelledby={`streams-${type.id}`}>
-          <thead>
-            <tr>
-              <th scope="col">{t('identifier')}</th>
-              <th scope="col">{t('name')}</th>
-              <th scope="col">{t('format')}</th>
-            </tr>
-          </thead>
+          <ColumnHeads keys={['identifier', 'name', 'format']} />
           <tbody>
             {streams.data.items.map((s) => (
               <tr key={s.identifier}>
