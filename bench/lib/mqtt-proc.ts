@@ -1,8 +1,9 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { tcpSocketsOf } from '../../test/helpers/proc-sockets.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const gcHook = pathToFileURL(path.join(import.meta.dirname, 'mqtt-gc-hook.ts')).href;
@@ -220,37 +221,9 @@ export function cpuBetween(before: Map<number, number>, after: Map<number, numbe
   return ms;
 }
 
-/**
- * Local ports of the TCP connections process `pid` holds to `remotePort` (e.g. its PostgreSQL
- * connections), from /proc/<pid>/fd and /proc/<pid>/net/tcp{,6}.
- */
+/** Local ports of the TCP connections process `pid` holds to `remotePort` (e.g. its PostgreSQL connections). */
 export function localPortsTo(pid: number, remotePort: number): Set<number> {
-  const inodes = new Set<string>();
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
-      if (m) inodes.add(m[1]!);
-    } catch {
-      // closed meanwhile
-    }
-  }
-  const ports = new Set<number>();
-  for (const table of ['tcp', 'tcp6']) {
-    let text: string;
-    try {
-      text = readFileSync(`/proc/${pid}/net/${table}`, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f.length < 10 || !inodes.has(f[9]!)) continue;
-      const local = Number.parseInt(f[1]!.split(':')[1]!, 16);
-      const remote = Number.parseInt(f[2]!.split(':')[1]!, 16);
-      if (remote === remotePort) ports.add(local);
-    }
-  }
-  return ports;
+  return new Set(tcpSocketsOf(pid).filter((s) => s.remote === remotePort).map((s) => s.local));
 }
 
 /** Every simulated device connects from 127.0.0.1: that one address may hold them all (mqtt-broker/admission.ts). */

@@ -1,8 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, readlinkSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
 import tls from 'node:tls';
+import { tcpSocketsOf } from './proc-sockets.ts';
 
 /**
  * Certificates for TLS tests, made with the openssl CLI in `dir`: a CA of the test's own and server
@@ -81,25 +82,7 @@ export function httpsJson(url: string, options: { method?: string; token?: strin
   });
 }
 
-/** TCP ports a process listens on (Linux: its socket inodes in /proc/<pid>/fd, found in /proc/net/tcp{,6}). */
+/** TCP ports a process listens on, ascending. */
 export function listeningPorts(pid: number): number[] {
-  const inodes = new Set<string>();
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
-      if (m) inodes.add(m[1]!);
-    } catch {
-      // closed meanwhile
-    }
-  }
-  const ports = new Set<number>();
-  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      // local_address rem_address st … inode; st 0A = LISTEN
-      if (f.length < 10 || f[3] !== '0A' || !inodes.has(f[9]!)) continue;
-      ports.add(parseInt(f[1]!.split(':')[1]!, 16));
-    }
-  }
-  return [...ports].sort((a, b) => a - b);
+  return [...new Set(tcpSocketsOf(pid).filter((s) => s.listening).map((s) => s.local))].sort((a, b) => a - b);
 }
