@@ -5,9 +5,10 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../simulator/cli.ts';
 import { parseOptions, type SimOptions } from '../../simulator/options.ts';
 import { MAX_PAUSE_MS, pauseAfterLimit, provisionAll, retryAfterMs, STALL_MS, UNREACHABLE_GIVE_UP } from '../../simulator/provision.ts';
-import { Stats, type Output } from '../../simulator/stats.ts';
+import { Stats } from '../../simulator/stats.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import { client, createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import { sink } from '../helpers/sim-output.ts';
 
 /**
  * The simulator as a fleet behind one NAT: it honours the server's 429 + Retry-After on certificate requests, exits
@@ -32,11 +33,6 @@ afterAll(async () => {
   await tb?.close();
   await ctx?.close();
 });
-
-function sink(): Output & { text: () => string } {
-  const chunks: string[] = [];
-  return { write: (t) => void chunks.push(t), isTTY: false, text: () => chunks.join('') };
-}
 
 function options(argv: string[]): SimOptions {
   const parsed = parseOptions(argv, {});

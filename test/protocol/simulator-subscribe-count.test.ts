@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../simulator/cli.ts';
-import type { Output } from '../../simulator/stats.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import { createProject, createTestApp, deviceWithToken, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import { sink } from '../helpers/sim-output.ts';
 
 /** `sim subscribe --count n` prints n messages, however many arrive together (simulator/README.md). */
 let ctx: TestContext;
@@ -17,11 +17,6 @@ afterAll(async () => {
   await tb?.close();
   await ctx?.close();
 });
-
-function sink(): Output & { text: () => string } {
-  const chunks: string[] = [];
-  return { write: (t) => void chunks.push(t), isTTY: false, text: () => chunks.join('') };
-}
 
 describe('sim subscribe --count', () => {
   for (const json of [false, true]) {

@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../simulator/cli.ts';
 import { formatMessage, parseSubscribeOptions } from '../../simulator/commands/subscribe.ts';
-import type { Output } from '../../simulator/stats.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import { sink } from '../helpers/sim-output.ts';
 
 /** `npm run sim -- subscribe`: a project's live stream printed as an application sees it. */
 let ctx: TestContext;
@@ -18,11 +18,6 @@ afterAll(async () => {
   await tb?.close();
   await ctx?.close();
 });
-
-function sink(): Output & { text: () => string } {
-  const chunks: string[] = [];
-  return { write: (t) => void chunks.push(t), isTTY: false, text: () => chunks.join('') };
-}
 
 describe('sim subscribe', () => {
   it('prints the project’s attributes and events until the count is reached', async () => {

@@ -5,9 +5,9 @@ import { createTcpListener, type TcpListener } from '../../mqtt-broker/tcp/liste
 import { main } from '../../simulator/cli.ts';
 import { run } from '../../simulator/commands/run.ts';
 import { parseOptions } from '../../simulator/options.ts';
-import type { Output } from '../../simulator/stats.ts';
 import { frameOf } from '../../simulator/tcp-device.ts';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import { sink } from '../helpers/sim-output.ts';
 
 /** The simulator's raw TCP devices (`--protocol tcp`) against a real listener and HTTP server. */
 
@@ -32,11 +32,6 @@ afterAll(async () => {
   await tcp?.close();
   await ctx?.close();
 });
-
-function sink(): Output & { text: () => string } {
-  const chunks: string[] = [];
-  return { write: (t) => void chunks.push(t), isTTY: false, text: () => chunks.join('') };
-}
 
 /** The first value `probe` gives that is not undefined. */
 function waitFor<T>(probe: () => Promise<T | undefined>, timeoutMs = 8_000): Promise<T> {

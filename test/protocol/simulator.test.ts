@@ -9,8 +9,8 @@ import { createBroker, type Broker } from '../../mqtt-broker/broker.ts';
 import { main } from '../../simulator/cli.ts';
 import { run } from '../../simulator/commands/run.ts';
 import { parseOptions } from '../../simulator/options.ts';
-import type { Output } from '../../simulator/stats.ts';
 import { client, createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import { sink } from '../helpers/sim-output.ts';
 
 
 // Runs wait for what the simulator must do (up to 30 s each on a loaded machine), not for a fixed time.
@@ -39,11 +39,6 @@ afterAll(async () => {
   await new Promise((r) => server?.close(r));
   await ctx?.close();
 });
-
-function sink(): Output & { text: () => string } {
-  const chunks: string[] = [];
-  return { write: (t) => void chunks.push(t), isTTY: false, text: () => chunks.join('') };
-}
 
 async function waitFor<T>(probe: () => Promise<T | undefined>, timeoutMs = 5_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
