@@ -1,43 +1,25 @@
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { controlSocketPath, startControlServer, type ControlServer } from '../../src/control/control-socket.ts';
 import { openDatabase, type OpenedDatabase } from '../../src/db/open.ts';
 import { createServices } from '../../src/services.ts';
+import { runCli, type CliRun } from '../helpers/cli.ts';
 
 /**
  * The CLI and the server's DATA_DIR (README "Projects (tenants)"): a CLI started without the
  * server's DATA_DIR must not quietly make a database of its own and change that one instead.
  */
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const CLI = path.join(ROOT, 'src/cli/cli.ts');
 const SLOW = { timeout: 120_000 };
 const silent = { info: () => {}, warn: () => {} };
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], env: Record<string, string | undefined> = {}): Promise<Run> {
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, DATA_DIR: undefined, DATABASE_URL: undefined, HOST: undefined, ...env };
-  for (const key of Object.keys(childEnv)) if (childEnv[key] === undefined) delete childEnv[key];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+/** The CLI with DATA_DIR, DATABASE_URL and HOST unset unless `env` gives them. */
+function cli(args: string[], env: Record<string, string | undefined> = {}): Promise<CliRun> {
+  return runCli(args, { HOST: undefined, ...env });
 }
 
 const dirs: string[] = [];

@@ -2,39 +2,16 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openPostgres } from '../../src/db/client.ts';
 import { openDatabase, type OpenedDatabase } from '../../src/db/open.ts';
 import { controlSocketPath, startControlServer, type ControlServer } from '../../src/control/control-socket.ts';
 import { createServices, type Services } from '../../src/services.ts';
+import { runCli as cli, type CliRun as Run } from '../helpers/cli.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const CLI = path.join(ROOT, 'src/cli/cli.ts');
 const silent = { info: () => {}, warn: () => {} };
 /** Every CLI run is a fresh Node process that loads TypeScript and opens a database. */
 const SLOW = { timeout: 120_000 };
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI as the operator would, in its own process, with only the given database settings. */
-function cli(args: string[], env: Record<string, string | undefined> = {}): Promise<Run> {
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, DATA_DIR: undefined, DATABASE_URL: undefined, ...env };
-  for (const key of Object.keys(childEnv)) if (childEnv[key] === undefined) delete childEnv[key];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 function ok(run: Run): string {
   if (run.code !== 0) throw new Error(`CLI exited ${run.code}: ${run.stderr}`);
