@@ -3,7 +3,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, type AlarmLog, type Page } from '../api.ts';
 import { useApp, useInterval, useLive } from '../ctx.ts';
 import { conditionText, formatTime } from '../format.ts';
-import { ColumnHeads, ErrorText, LevelText, LiveBadge, useGet } from './common.tsx';
+import { ColumnHeads, ErrorText, LevelText, LiveBadge, Pager, useGet } from './common.tsx';
 
 interface Rule {
   id: string;
@@ -160,17 +160,11 @@ export function AlarmsPage() {
           ))}
         </tbody>
       </table>
-      <div class="pager">
-        <button type="button" disabled={page <= 1} onClick={() => setPage((p) => Math.max(1, p - 1))}>
-          {t('previous')}
-        </button>
+      <Pager page={page} pages={history.data?.page_total} setPage={setPage}>
         <span>
           {page} / {Math.max(1, history.data?.page_total ?? 1)}
         </span>
-        <button type="button" disabled={!history.data || page >= history.data.page_total} onClick={() => setPage((p) => p + 1)}>
-          {t('next')}
-        </button>
-      </div>
+      </Pager>
 
       {admin && (
         <>

@@ -47,6 +47,22 @@ export function ColumnHeads({ keys }: { keys: readonly Key[] }) {
   );
 }
 
+/** Previous / next page buttons around `children` (what page this is); `pages` is unknown until the first page has come. */
+export function Pager({ page, pages, setPage, children }: { page: number; pages: number | undefined; setPage: (next: (p: number) => number) => void; children: ComponentChildren }) {
+  const { t } = useApp();
+  return (
+    <div class="pager">
+      <button type="button" disabled={page <= 1} onClick={() => setPage((p) => Math.max(1, p - 1))}>
+        {t('previous')}
+      </button>
+      {children}
+      <button type="button" disabled={pages === undefined || page >= pages} onClick={() => setPage((p) => p + 1)}>
+        {t('next')}
+      </button>
+    </div>
+  );
+}
+
 export function ErrorText({ error }: { error: string }) {
   return error ? (
     <p role="alert" class="error">

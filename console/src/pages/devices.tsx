@@ -3,7 +3,7 @@ import { useEffect, useMemo, useState } from 'preact/hooks';
 import type { Device, DeviceType, Group, Page } from '../api.ts';
 import { useApp, useInterval, useLive } from '../ctx.ts';
 import { formatAgo, formatTime, lastActive } from '../format.ts';
-import { ColumnHeads, ErrorText, LevelText, LiveBadge, OnlineDot, useGet } from './common.tsx';
+import { ColumnHeads, ErrorText, LevelText, LiveBadge, OnlineDot, Pager, useGet } from './common.tsx';
 
 const PAGE_RECORDS = 20;
 
@@ -127,15 +127,9 @@ export function DevicesPage() {
           })}
         </tbody>
       </table>
-      <div class="pager">
-        <button type="button" disabled={page <= 1} onClick={() => setPage((p) => Math.max(1, p - 1))}>
-          {t('previous')}
-        </button>
+      <Pager page={page} pages={data?.page_total} setPage={setPage}>
         <span aria-live="polite">{data ? t('pageOf', { page, pages: Math.max(1, data.page_total), total: data.total }) : t('loading')}</span>
-        <button type="button" disabled={!data || page >= data.page_total} onClick={() => setPage((p) => p + 1)}>
-          {t('next')}
-        </button>
-      </div>
+      </Pager>
     </section>
   );
 }
