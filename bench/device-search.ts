@@ -3,27 +3,24 @@
  * one project, with another project's devices in the same table. Times the repository's page and
  * count statements one at a time and prints their plans; it asserts nothing about time.
  *
- *   npx tsx bench/device-search.ts [--devices 100000] [--others 100000]
- *   DATABASE_URL=postgres://... npx tsx bench/device-search.ts     # PostgreSQL instead of embedded PGlite
+ *   npm run bench:device-search -- [--devices 100000] [--others 100000]
+ *   DATABASE_URL=postgres://... npm run bench:device-search     # PostgreSQL instead of embedded PGlite
  */
 import { randomInt } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { createDevicesRepository, type DeviceFilter } from '../src/db/repositories/devices.repository.ts';
 import { openDatabase } from '../src/db/open.ts';
 import { createServices } from '../src/services.ts';
 import { captureSelects, explain } from './lib/explain.ts';
 import { analyze, seedProject } from './lib/seed.ts';
+import { benchArgs, intArg as benchInt } from './lib/args.ts';
 
-const { values: args } = parseArgs({ options: { devices: { type: 'string', default: '100000' }, others: { type: 'string', default: '100000' } } });
-const N = Number(args.devices);
-const OTHERS = Number(args.others);
-if (!Number.isInteger(N) || N < 1 || N > 2_000_000 || !Number.isInteger(OTHERS) || OTHERS < 0 || OTHERS > 2_000_000) {
-  throw new Error('--devices must be 1..2000000 and --others 0..2000000');
-}
+const args = benchArgs('device-search', { devices: { type: 'string', default: '100000' }, others: { type: 'string', default: '100000' } });
+const N = benchInt('device-search', 'devices', args.devices, 1, 2_000_000);
+const OTHERS = benchInt('device-search', 'others', args.others, 0, 2_000_000);
 const PAGE_RECORDS = 20;
 
 const watchdog = setTimeout(() => {

@@ -11,7 +11,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { buildApp } from '../src/app.ts';
 import { createDevicesRepository } from '../src/db/repositories/devices.repository.ts';
@@ -20,21 +19,16 @@ import { createServices } from '../src/services.ts';
 import { captureSelects, countingDb, explain } from './lib/explain.ts';
 import { load, type LoadResult } from './lib/load.ts';
 import { analyze, seedProject } from './lib/seed.ts';
+import { benchArgs, intArg as benchInt } from './lib/args.ts';
 
-const { values: args } = parseArgs({
-  options: {
-    devices: { type: 'string', default: '100000' },
-    duration: { type: 'string', default: '10' },
-    connections: { type: 'string', default: '10' },
-    warmup: { type: 'string', default: '1' },
-    vacuum: { type: 'boolean', default: false },
-  },
+const args = benchArgs('http-api', {
+  devices: { type: 'string', default: '100000' },
+  duration: { type: 'string', default: '10' },
+  connections: { type: 'string', default: '10' },
+  warmup: { type: 'string', default: '1' },
+  vacuum: { type: 'boolean', default: false },
 });
-const intArg = (name: string, raw: string | undefined, min: number, max: number) => {
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} must be an integer in ${min}..${max}`);
-  return n;
-};
+const intArg = (name: string, raw: string | undefined, min: number, max: number) => benchInt('http-api', name, raw, min, max);
 const N = intArg('devices', args.devices, 1, 2_000_000);
 const DURATION = intArg('duration', args.duration, 1, 120);
 const CONNECTIONS = intArg('connections', args.connections, 1, 200);

@@ -12,7 +12,6 @@
 import { randomInt } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { sql } from 'drizzle-orm';
 import type { MqttClient } from 'mqtt';
 import { pino } from 'pino';
@@ -27,27 +26,19 @@ import { closeFleet, connectFleet, percentile, type Credentials } from './lib/mq
 import { BENCH_ADMISSION, cpuByPid, cpuBetween, cpuMsOf, freePort, machineBusyMs, memoryOf, spawnEntry, tail, waitForPort, type Child } from './lib/mqtt-proc.ts';
 import { seedMqttDevices } from './lib/mqtt-seed.ts';
 import { benchRun } from './lib/run.ts';
+import { benchArgs, intArg as benchInt } from './lib/args.ts';
 
-const { values: args } = parseArgs({
-  options: {
-    devices: { type: 'string', default: '1000' },
-    duration: { type: 'string', default: '10' },
-    warmup: { type: 'string', default: '3' },
-    inflight: { type: 'string', default: '1' },
-    'series-rows': { type: 'string' },
-    'cpu-prof': { type: 'string' },
-    rules: { type: 'string', default: '5' },
-    rounds: { type: 'string', default: '3' },
-  },
+const args = benchArgs('ingest', {
+  devices: { type: 'string', default: '1000' },
+  duration: { type: 'string', default: '10' },
+  warmup: { type: 'string', default: '3' },
+  inflight: { type: 'string', default: '1' },
+  'series-rows': { type: 'string' },
+  'cpu-prof': { type: 'string' },
+  rules: { type: 'string', default: '5' },
+  rounds: { type: 'string', default: '3' },
 });
-function intArg(name: string, raw: string | undefined, min: number, max: number): number {
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    console.error(`bench/ingest: --${name} must be an integer in ${min}..${max} (got ${raw})`);
-    process.exit(2);
-  }
-  return n;
-}
+const intArg = (name: string, raw: string | undefined, min: number, max: number) => benchInt('ingest', name, raw, min, max);
 const databaseUrl = process.env.DATABASE_URL?.trim() || undefined;
 const N = intArg('devices', args.devices, 1, 20_000);
 const DURATION = intArg('duration', args.duration, 1, 600);

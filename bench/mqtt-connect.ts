@@ -13,7 +13,6 @@ import { randomInt } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { sql } from 'drizzle-orm';
 import { pino } from 'pino';
 import postgres from 'postgres';
@@ -27,26 +26,18 @@ import { closeFleet, connectFleet, percentile, reportLoad, subscribeFleet, type 
 import { BENCH_ADMISSION, cpuBetween, cpuByPid, cpuMsOf, ephemeralPorts, freePort, localPortsTo, machineBusyMs, openFilesLimit, spawnEntry, tail, waitForPort, type Child, type Memory } from './lib/mqtt-proc.ts';
 import { seedMqttDevices } from './lib/mqtt-seed.ts';
 import { benchRun } from './lib/run.ts';
+import { benchArgs, intArg as benchInt } from './lib/args.ts';
 
-const { values: args } = parseArgs({
-  options: {
-    devices: { type: 'string', default: '10000' },
-    rate: { type: 'string', default: '1000' },
-    duration: { type: 'string', default: '10' },
-    warmup: { type: 'string', default: '2' },
-    concurrency: { type: 'string', default: '200' },
-    'log-level': { type: 'string', default: 'info' },
-    'cpu-prof': { type: 'string' },
-  },
+const args = benchArgs('mqtt-connect', {
+  devices: { type: 'string', default: '10000' },
+  rate: { type: 'string', default: '1000' },
+  duration: { type: 'string', default: '10' },
+  warmup: { type: 'string', default: '2' },
+  concurrency: { type: 'string', default: '200' },
+  'log-level': { type: 'string', default: 'info' },
+  'cpu-prof': { type: 'string' },
 });
-function intArg(name: string, raw: string | undefined, min: number, max: number): number {
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    console.error(`bench/mqtt-connect: --${name} must be an integer in ${min}..${max} (got ${raw})`);
-    process.exit(2);
-  }
-  return n;
-}
+const intArg = (name: string, raw: string | undefined, min: number, max: number) => benchInt('mqtt-connect', name, raw, min, max);
 const N = intArg('devices', args.devices, 1, 60_000);
 const RATE = intArg('rate', args.rate, 1, 100_000);
 const DURATION = intArg('duration', args.duration, 1, 600);

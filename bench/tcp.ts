@@ -21,7 +21,6 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
 import { sql } from 'drizzle-orm';
 import { pino } from 'pino';
 import { createAdmission } from '../mqtt-broker/admission.ts';
@@ -31,24 +30,16 @@ import { openDatabase } from '../src/db/open.ts';
 import { devices as devicesTable } from '../src/db/schema.ts';
 import { newId, randomToken, shortCode } from '../src/lib/ids.ts';
 import { createServices } from '../src/services.ts';
+import { benchArgs, intArg as benchInt } from './lib/args.ts';
 
-const { values: args } = parseArgs({
-  options: {
-    devices: { type: 'string', default: '2000' },
-    rate: { type: 'string', default: '2000' },
-    duration: { type: 'string', default: '10' },
-    warmup: { type: 'string', default: '2' },
-    gap: { type: 'string', default: '10' },
-  },
+const args = benchArgs('tcp', {
+  devices: { type: 'string', default: '2000' },
+  rate: { type: 'string', default: '2000' },
+  duration: { type: 'string', default: '10' },
+  warmup: { type: 'string', default: '2' },
+  gap: { type: 'string', default: '10' },
 });
-function intArg(name: string, raw: string | undefined, min: number, max: number): number {
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    console.error(`bench/tcp: --${name} must be an integer in ${min}..${max} (got ${raw})`);
-    process.exit(2);
-  }
-  return n;
-}
+const intArg = (name: string, raw: string | undefined, min: number, max: number) => benchInt('tcp', name, raw, min, max);
 const N = intArg('devices', args.devices, 1, 20_000);
 const RATE = intArg('rate', args.rate, 1, 50_000);
 const DURATION = intArg('duration', args.duration, 1, 300);
