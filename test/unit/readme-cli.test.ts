@@ -11,10 +11,10 @@ import { CreatedProject } from '../../src/routes/platform/platform.schema.ts';
 const README = readFileSync(fileURLToPath(new URL('../../README.md', import.meta.url)), 'utf8');
 const COMMANDS = [projectCreate, projectList, projectDelete, migrate];
 
-/** The words after `npm run [-s] cli [-s] --` of every CLI line of the README (code and inline code). */
+/** The words after `npm [-s] run [-s] cli [-s] --` of every CLI line of the README (code and inline code). */
 function cliLines(): string[][] {
   const lines: string[][] = [];
-  for (const m of README.matchAll(/npm run (?:-s )?cli (?:-s )?-- ([^`\n#]*)/g)) {
+  for (const m of README.matchAll(/npm (?:-s )?run (?:-s )?cli (?:-s )?-- ([^`\n#]*)/g)) {
     const words = (m[1] ?? '').trim().split(/\s+/).filter((w) => w !== '…' && w !== '');
     if (words.length > 0) lines.push(words);
   }
