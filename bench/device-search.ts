@@ -13,7 +13,7 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { createDevicesRepository, type DeviceFilter } from '../src/db/repositories/devices.repository.ts';
 import { openDatabase } from '../src/db/open.ts';
-import { createServices } from '../src/services.ts';
+import { createServices } from '../src/composition/services.ts';
 import { captureSelects, explain } from './lib/explain.ts';
 import { analyze, seedProject } from './lib/seed.ts';
 import { benchArgs, intArg as benchInt } from './lib/args.ts';

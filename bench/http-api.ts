@@ -15,7 +15,7 @@ import { pino } from 'pino';
 import { buildApp } from '../src/app.ts';
 import { createDevicesRepository } from '../src/db/repositories/devices.repository.ts';
 import { openDatabase } from '../src/db/open.ts';
-import { createServices } from '../src/services.ts';
+import { createServices } from '../src/composition/services.ts';
 import { captureSelects, countingDb, explain } from './lib/explain.ts';
 import { load, type LoadResult } from './lib/load.ts';
 import { analyze, seedProject } from './lib/seed.ts';

@@ -20,7 +20,7 @@ import { openDatabase, type OpenedDatabase } from '../src/db/open.ts';
 import { devices } from '../src/db/schema.ts';
 import { rowsOf } from '../src/db/timescale.ts';
 import { randomToken } from '../src/lib/ids.ts';
-import { createServices } from '../src/services.ts';
+import { createServices } from '../src/composition/services.ts';
 import { Sensors } from '../simulator/device.ts';
 import { closeFleet, connectFleet, percentile, type Credentials } from './lib/mqtt-load.ts';
 import { BENCH_ADMISSION, cpuByPid, cpuBetween, cpuMsOf, freePort, machineBusyMs, memoryOf, spawnEntry, tail, waitForPort, type Child } from './lib/mqtt-proc.ts';

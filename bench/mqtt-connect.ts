@@ -19,7 +19,7 @@ import postgres from 'postgres';
 import { attributeValues, devices } from '../src/db/schema.ts';
 import { openDatabase } from '../src/db/open.ts';
 import { randomToken } from '../src/lib/ids.ts';
-import { createServices } from '../src/services.ts';
+import { createServices } from '../src/composition/services.ts';
 import type { MqttClient } from 'mqtt';
 import { Sensors } from '../simulator/device.ts';
 import { closeFleet, connectFleet, percentile, reportLoad, subscribeFleet, type Credentials, type FleetEvents, type ReportRun } from './lib/mqtt-load.ts';

@@ -23,13 +23,13 @@ import { fileURLToPath } from 'node:url';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { sql } from 'drizzle-orm';
 import { pino } from 'pino';
-import { createAdmission } from '../mqtt-broker/admission.ts';
-import { createBroker } from '../mqtt-broker/broker.ts';
+import { createAdmission } from '../mqtt-broker/core/admission.ts';
+import { createBroker } from '../mqtt-broker/mqtt/broker.ts';
 import { createTcpListener } from '../mqtt-broker/tcp/listener.ts';
 import { openDatabase } from '../src/db/open.ts';
 import { devices as devicesTable } from '../src/db/schema.ts';
 import { newId, randomToken, shortCode } from '../src/lib/ids.ts';
-import { createServices } from '../src/services.ts';
+import { createServices } from '../src/composition/services.ts';
 import { benchArgs, intArg as benchInt } from './lib/args.ts';
 
 const args = benchArgs('tcp', {
@@ -117,7 +117,7 @@ try {
   console.log(`bench/tcp: load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} on ${os.cpus().length} CPUs`);
   console.log(`bench/tcp: ${database.driver}, ${N} devices seeded in ${(performance.now() - seeded).toFixed(0)} ms; ${RATE} frames/s of ${FRAME} bytes, ${WARMUP} s warm-up + ${DURATION} s per transport, frame gap ${GAP} ms`);
 
-  // Every simulated device connects from 127.0.0.1: that one address may hold them all (mqtt-broker/admission.ts).
+  // Every simulated device connects from 127.0.0.1: that one address may hold them all (mqtt-broker/core/admission.ts).
   const admission = createAdmission({ pendingPerAddress: 1_000_000, pendingMax: 1_000_000, loginRate: 1_000_000, loginBurst: 1_000_000 });
   const broker = await createBroker({ services, logger: log, admission });
   const mqttServer = net.createServer((socket) => broker.handleConnection(socket));

@@ -1,6 +1,6 @@
 /**
  * Builds the web console (console/src) into static files: `index.html` and content-hashed assets under
- * `assets/`, served at /console/ by src/console.ts. esbuild bundles and minifies in well under a second, so
+ * `assets/`, served at /console/ by src/http/console.ts. esbuild bundles and minifies in well under a second, so
  * the server builds at start when the output is missing or older than the sources (README "Web console").
  *
  * `node --import tsx console/build.ts` builds once (the Docker image does this at image build time).

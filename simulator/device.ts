@@ -1,5 +1,5 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import { TOPICS } from '../mqtt-broker/topics.ts';
+import { TOPICS } from '../mqtt-broker/protocol/topics.ts';
 import type { Stats } from './stats.ts';
 
 export type Values = Record<string, unknown>;

@@ -1,5 +1,5 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import { GATEWAY_TOPICS } from '../mqtt-broker/topics.ts';
+import { GATEWAY_TOPICS } from '../mqtt-broker/protocol/topics.ts';
 import { Sensors, type DeviceConfig, type DeviceIdentity, type Values } from './device.ts';
 import type { Stats } from './stats.ts';
 

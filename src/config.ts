@@ -49,7 +49,7 @@ export const configSchema = z
     BODY_LIMIT: z.coerce.number().int().min(1024).default(1024 * 1024),
     LOGIN_RATE_LIMIT: z.coerce.number().int().min(1).default(10),
     LOGIN_RATE_WINDOW_MS: z.coerce.number().int().min(1000).default(60_000),
-    /** Device certificate requests (self-provisioning) per second per client address, and the burst (src/routes/device-access). */
+    /** Device certificate requests (self-provisioning) per second per client address, and the burst (src/http/routes/device-access). */
     PROVISION_RATE: z.coerce.number().min(0.01).max(1_000_000).default(20),
     PROVISION_BURST: z.coerce.number().int().min(1).max(1_000_000).default(500),
     /** Devices auto-created by certificate requests per second per project, and the burst (a factory powering on 1,000). */
@@ -62,10 +62,10 @@ export const configSchema = z
     PROJECT_MESSAGE_RATE: z.coerce.number().int().min(0).max(10_000_000).default(5_000),
     MQTT_MAX_SUBSCRIPTIONS: z.coerce.number().int().min(8).max(100_000).default(100),
     MQTT_MAX_VIEWERS_PER_PROJECT: z.coerce.number().int().min(1).max(100_000).default(100),
-    /** HTTP sockets (src/http-connections.ts). */
+    /** HTTP sockets (src/http/connections.ts). */
     HTTP_CONNECTIONS_PER_ADDRESS: z.coerce.number().int().min(0).max(1_000_000).default(256),
     HTTP_HEADERS_TIMEOUT_MS: z.coerce.number().int().min(1_000).max(600_000).default(10_000),
-    /** Live event streams, GET /api/v1/events (http-api.md §4.14, src/routes/events/). */
+    /** Live event streams, GET /api/v1/events (http-api.md §4.14, src/http/routes/events/). */
     EVENTS_STREAMS_PER_PROJECT: z.coerce.number().int().min(1).max(1_000_000).default(200),
     EVENTS_STREAMS_PER_ADDRESS: z.coerce.number().int().min(1).max(1_000_000).default(20),
     EVENTS_STREAMS_PER_PRINCIPAL: z.coerce.number().int().min(1).max(1_000_000).default(10),
@@ -77,7 +77,7 @@ export const configSchema = z
     TCP_FRAME_GAP_MS: z.coerce.number().int().min(10).max(10_000).default(100),
     TCP_MAX_MESSAGE_SIZE: z.coerce.number().int().min(64).max(64 * 1024).default(64 * 1024),
     TCP_MAX_LOGIN_LENGTH: z.coerce.number().int().min(64).max(4096).default(512),
-    /** Device connections (MQTT, MQTT over WebSocket, raw TCP) before login, and login attempts (mqtt-broker/admission.ts). */
+    /** Device connections (MQTT, MQTT over WebSocket, raw TCP) before login, and login attempts (mqtt-broker/core/admission.ts). */
     PENDING_CONNECTIONS_PER_ADDRESS: z.coerce.number().int().min(1).max(1_000_000).default(64),
     PENDING_CONNECTIONS_MAX: z.coerce.number().int().min(1).max(1_000_000).default(4096),
     /** 0 = derived from the process's open-file limit. */

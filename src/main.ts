@@ -9,14 +9,14 @@ import { DataDirLocked } from './db/data-dir-lock.ts';
 import { openDatabase } from './db/open.ts';
 import { DatabaseUnavailable } from './db/unreachable.ts';
 import { resolveJwtSecret } from './lib/jwt-secret.ts';
-import { createBroker } from '../mqtt-broker/broker.ts';
-import { attachWebSocket } from '../mqtt-broker/websocket.ts';
-import { createAdmission } from '../mqtt-broker/admission.ts';
+import { createBroker } from '../mqtt-broker/mqtt/broker.ts';
+import { attachWebSocket } from '../mqtt-broker/mqtt/websocket.ts';
+import { createAdmission } from '../mqtt-broker/core/admission.ts';
 import { createTcpListener } from '../mqtt-broker/tcp/listener.ts';
-import { limitHttpConnections } from './http-connections.ts';
+import { limitHttpConnections } from './http/connections.ts';
 import { createLogger } from './logger.ts';
-import { createReadiness } from './readiness.ts';
-import { createServices } from './services.ts';
+import { createReadiness } from './http/readiness.ts';
+import { createServices } from './composition/services.ts';
 import { readTlsCredentials } from './tls/credentials.ts';
 import { createTlsReloader, describeCertificate } from './tls/reloader.ts';
 import { createHttpsServer, listen, secureSocket } from './tls/servers.ts';
@@ -139,7 +139,7 @@ async function start(config: Config) {
     } else await app.ready();
     closers.push(() => app.close());
     // Closed before presence and commands flush (closers run in reverse), so a disconnect is recorded.
-    // One admission for MQTT, MQTT over WebSocket and raw TCP (mqtt-broker/admission.ts).
+    // One admission for MQTT, MQTT over WebSocket and raw TCP (mqtt-broker/core/admission.ts).
     const admission = createAdmission({
       pendingPerAddress: config.PENDING_CONNECTIONS_PER_ADDRESS,
       pendingMax: config.PENDING_CONNECTIONS_MAX,

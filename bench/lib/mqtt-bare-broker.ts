@@ -1,7 +1,7 @@
 /**
  * The baseline of bench/mqtt-connect: a bare Aedes broker (the version the server pins), run as a
  * child process of its own. No authentication, no hooks, Aedes' default in-memory persistence, and
- * the same broker options the server passes (mqtt-broker/broker.ts), so the difference to our
+ * the same broker options the server passes (mqtt-broker/mqtt/broker.ts), so the difference to our
  * server is the work our broker and services do per connection and per message.
  *
  *   node --import tsx bench/lib/mqtt-bare-broker.ts      # prints {"port":<n>} once it listens
@@ -12,7 +12,7 @@ import net from 'node:net';
 import { Aedes } from 'aedes';
 
 const port = Number(process.env.BARE_MQTT_PORT ?? 0);
-// MQTT_DEFAULTS.maxPacketSize of mqtt-broker/broker.ts, written out: importing the broker module would
+// MQTT_DEFAULTS.maxPacketSize of mqtt-broker/mqtt/broker.ts, written out: importing the broker module would
 // load the server's domain code into the baseline process.
 const aedes = await Aedes.createBroker({ maximumPacketSize: 256 * 1024, drainTimeout: 30_000, connectTimeout: 30_000 });
 const server = net.createServer((socket) => {

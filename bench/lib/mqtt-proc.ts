@@ -226,5 +226,5 @@ export function localPortsTo(pid: number, remotePort: number): Set<number> {
   return new Set(tcpSocketsOf(pid).filter((s) => s.remote === remotePort).map((s) => s.local));
 }
 
-/** Every simulated device connects from 127.0.0.1: that one address may hold them all (mqtt-broker/admission.ts). */
+/** Every simulated device connects from 127.0.0.1: that one address may hold them all (mqtt-broker/core/admission.ts). */
 export const BENCH_ADMISSION = { PENDING_CONNECTIONS_PER_ADDRESS: '1000000', PENDING_CONNECTIONS_MAX: '1000000', DEVICE_LOGIN_RATE: '1000000', DEVICE_LOGIN_BURST: '1000000' };

@@ -3,8 +3,8 @@ import type { Logger } from 'pino';
 import type { DeviceSession } from '../../src/domain/delivery/sessions.ts';
 import type { DeviceIdentity } from '../../src/domain/devices/device-identity.ts';
 import type { DropReason, TcpProfile } from '../../src/domain/telemetry/data-streams.service.ts';
-import type { Services } from '../../src/services.ts';
-import { createAdmission, type Admission, type Ticket } from '../admission.ts';
+import type { Services } from '../../src/composition/services.ts';
+import { createAdmission, type Admission, type Ticket } from '../core/admission.ts';
 import { createGapFramer, createJsonFramer, type Framer } from './framing.ts';
 
 export const TCP_DEFAULTS = {

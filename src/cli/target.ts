@@ -4,7 +4,7 @@ import { connectControl, type ProjectsPort } from '../control/control-client.ts'
 import { controlSocketPath } from '../control/socket-path.ts';
 import { DataDirLocked } from '../db/data-dir-lock.ts';
 import { openDatabase } from '../db/open.ts';
-import { createServices } from '../services.ts';
+import { createServices } from '../composition/services.ts';
 import { CliError } from './command.ts';
 import { checkEmbedded, describePostgres, type TargetSettings } from './where.ts';
 

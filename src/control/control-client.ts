@@ -3,7 +3,7 @@ import { z, type ZodType } from 'zod';
 import type { CreatedProject, CreateProjectInput } from '../domain/projects/projects.service.ts';
 import { AppError } from '../errors.ts';
 import { socketPathFits } from './socket-path.ts';
-import { CreatedProject as CreatedProjectSchema, ProjectSummary } from '../routes/platform/platform.schema.ts';
+import { CreatedProject as CreatedProjectSchema, ProjectSummary } from '../http/routes/platform/platform.schema.ts';
 
 export type ProjectSummary = z.infer<typeof ProjectSummary>;
 

@@ -3,9 +3,9 @@ import net from 'node:net';
 import Fastify, { type FastifyServerOptions } from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
-import { registerEnvelope } from '../plugins/envelope.ts';
-import { platformRoutes } from '../routes/platform/platform.routes.ts';
-import type { Services } from '../services.ts';
+import { registerEnvelope } from '../http/plugins/envelope.ts';
+import { platformRoutes } from '../http/routes/platform/platform.routes.ts';
+import type { Services } from '../composition/services.ts';
 import { checkSocketPath } from './socket-path.ts';
 
 export { controlSocketPath } from './socket-path.ts';

@@ -9,12 +9,12 @@ import type { TlsReloader } from './reloader.ts';
  * the code that serves its plaintext twin.
  *
  * - HTTPS is an `https.Server` running the same Fastify application (`app.routing`); main.ts gives it
- *   the same per-address limit and header timeout (src/http-connections.ts, which counts sockets from
+ *   the same per-address limit and header timeout (src/http/connections.ts, which counts sockets from
  *   `connection`, i.e. before the handshake) and the same MQTT-over-WebSocket upgrade
- *   (mqtt-broker/websocket.ts). A new certificate reaches it through `setSecureContext`.
+ *   (mqtt-broker/mqtt/websocket.ts). A new certificate reaches it through `setSecureContext`.
  * - MQTT over TLS and raw TCP over TLS accept plain TCP sockets and wrap each one in a server-side
  *   TLSSocket at once (`secureSocket`), before the handshake, and pass it to the broker's or the TCP
- *   listener's `handleConnection`: so the shared admission (mqtt-broker/admission.ts) counts the
+ *   listener's `handleConnection`: so the shared admission (mqtt-broker/core/admission.ts) counts the
  *   connection from its first moment, and the CONNECT/login timeout covers the handshake too; a
  *   client that connects and never completes a handshake is bounded exactly like one that never logs
  *   in. Each socket gets the context in use when it was accepted.

@@ -6,7 +6,7 @@ import { Worker } from 'node:worker_threads';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildConsole, buildFiles, initialAssets, isFresh, type BuildResult } from '../../console/build.ts';
-import { IMMUTABLE, ownedPrivateDir, privateBuildDir, registerConsole } from '../../src/console.ts';
+import { IMMUTABLE, ownedPrivateDir, privateBuildDir, registerConsole } from '../../src/http/console.ts';
 import { createTestApp, type TestContext } from '../helpers/app.ts';
 
 /** The initial load budget of the console (README "Web console"): what index.html loads, gzipped. */

@@ -2,7 +2,7 @@ import type { FastifyInstance, InjectOptions } from 'fastify';
 import { buildApp, type AppConfig } from '../../src/app.ts';
 import type { Database } from '../../src/db/client.ts';
 import type { CreatedProject } from '../../src/domain/projects/projects.service.ts';
-import { createServices, type ServiceSettings, type Services } from '../../src/services.ts';
+import { createServices, type ServiceSettings, type Services } from '../../src/composition/services.ts';
 import { openTestDatabase } from './db.ts';
 
 export const TEST_PLATFORM_TOKEN = 'test-platform-token-0123456789';

@@ -1,7 +1,7 @@
 import net, { type AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { pino } from 'pino';
-import { createBroker, type Broker, type BrokerOptions } from '../../mqtt-broker/broker.ts';
+import { createBroker, type Broker, type BrokerOptions } from '../../mqtt-broker/mqtt/broker.ts';
 import type { TestContext } from './app.ts';
 
 export interface TestBroker {

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { controlSocketPath, startControlServer, type ControlServer } from '../../src/control/control-socket.ts';
 import { openDatabase, type OpenedDatabase } from '../../src/db/open.ts';
-import { createServices } from '../../src/services.ts';
+import { createServices } from '../../src/composition/services.ts';
 import { runCli, type CliRun } from '../helpers/cli.ts';
 
 /**

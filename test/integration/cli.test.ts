@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openPostgres } from '../../src/db/client.ts';
 import { openDatabase, type OpenedDatabase } from '../../src/db/open.ts';
 import { controlSocketPath, startControlServer, type ControlServer } from '../../src/control/control-socket.ts';
-import { createServices, type Services } from '../../src/services.ts';
+import { createServices, type Services } from '../../src/composition/services.ts';
 import { runCli as cli, type CliRun as Run } from '../helpers/cli.ts';
 
 const silent = { info: () => {}, warn: () => {} };

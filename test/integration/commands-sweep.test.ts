@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createCommandsRepository } from '../../src/db/repositories/commands.repository.ts';
 import { newId } from '../../src/lib/ids.ts';
-import { createServices, type Services } from '../../src/services.ts';
+import { createServices, type Services } from '../../src/composition/services.ts';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 import { openPrivateTestDatabase } from '../helpers/db.ts';
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeviceSession } from '../../src/domain/delivery/sessions.ts';
-import { createServices, type Services } from '../../src/services.ts';
+import { createServices, type Services } from '../../src/composition/services.ts';
 import { client, createProject, createTestApp, expectFailure, expectOk, type ApiResponse, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 
 let ctx: TestContext;

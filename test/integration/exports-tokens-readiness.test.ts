@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.ts';
 import { createIngest } from '../../src/domain/telemetry/ingest.ts';
-import { createReadiness, type Readiness } from '../../src/readiness.ts';
+import { createReadiness, type Readiness } from '../../src/http/readiness.ts';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 
 let ctx: TestContext;

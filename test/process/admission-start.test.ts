@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { spawnTs, type Spawned } from '../helpers/process.ts';
 
-/** `npm start` wires one admission (mqtt-broker/admission.ts) for the MQTT port, the TCP port and the WebSocket. */
+/** `npm start` wires one admission (mqtt-broker/core/admission.ts) for the MQTT port, the TCP port and the WebSocket. */
 let server: Spawned | undefined;
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'iot-admission-'));
 const sockets: net.Socket[] = [];

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openPglite, openPostgres, type Database } from '../../src/db/client.ts';
 import type { TelemetryRow } from '../../src/db/repositories/history.repository.ts';
-import { createServices } from '../../src/services.ts';
+import { createServices } from '../../src/composition/services.ts';
 import { createPrivatePostgres, type PrivatePostgres } from '../helpers/db.ts';
 import { serverEnv, spawnTs, type Spawned } from '../helpers/process.ts';
 

@@ -5,14 +5,14 @@ import mqttPacket from 'mqtt-packet';
 import { pino } from 'pino';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createAdmission } from '../../mqtt-broker/admission.ts';
+import { createAdmission } from '../../mqtt-broker/core/admission.ts';
 import { createTcpListener } from '../../mqtt-broker/tcp/listener.ts';
-import { attachWebSocket } from '../../mqtt-broker/websocket.ts';
+import { attachWebSocket } from '../../mqtt-broker/mqtt/websocket.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 
 /**
- * Nobody's connections can crowd out anybody else's (mqtt-broker/admission.ts): floods of silent
+ * Nobody's connections can crowd out anybody else's (mqtt-broker/core/admission.ts): floods of silent
  * sockets and of guessed credentials from one address, with a well-behaved device of another project
  * alongside. Linux routes all of 127/8 to the loopback: the flood comes from 127.0.0.2, the
  * well-behaved clients from 127.0.0.1.

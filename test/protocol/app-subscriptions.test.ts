@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { attachWebSocket } from '../../mqtt-broker/websocket.ts';
+import { attachWebSocket } from '../../mqtt-broker/mqtt/websocket.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 

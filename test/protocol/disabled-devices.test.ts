@@ -4,7 +4,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createTcpListener, type TcpListener } from '../../mqtt-broker/tcp/listener.ts';
-import { GATEWAY_TOPICS } from '../../mqtt-broker/topics.ts';
+import { GATEWAY_TOPICS } from '../../mqtt-broker/protocol/topics.ts';
 import { devices } from '../../src/db/schema.ts';
 import { createProject, createTestApp, deviceWithToken, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';

@@ -4,8 +4,8 @@ import { and, eq } from 'drizzle-orm';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createBroker, type Broker } from '../../mqtt-broker/broker.ts';
-import { GATEWAY_TOPICS } from '../../mqtt-broker/topics.ts';
+import { createBroker, type Broker } from '../../mqtt-broker/mqtt/broker.ts';
+import { GATEWAY_TOPICS } from '../../mqtt-broker/protocol/topics.ts';
 import { deviceEvents } from '../../src/db/schema.ts';
 import { createProject, createTestApp, expectFailure, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 

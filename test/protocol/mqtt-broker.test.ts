@@ -6,8 +6,8 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { devices } from '../../src/db/schema.ts';
-import { createBroker, type Broker } from '../../mqtt-broker/broker.ts';
-import { attachWebSocket } from '../../mqtt-broker/websocket.ts';
+import { createBroker, type Broker } from '../../mqtt-broker/mqtt/broker.ts';
+import { attachWebSocket } from '../../mqtt-broker/mqtt/websocket.ts';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 
 const MAX_PACKET = 16 * 1024;

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import mqtt, { type MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createBroker, type Broker } from '../../mqtt-broker/broker.ts';
+import { createBroker, type Broker } from '../../mqtt-broker/mqtt/broker.ts';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 
 /** Custom data streams over MQTT `data/<identifier>` (device-protocol.md §3, §7), on a real broker. */

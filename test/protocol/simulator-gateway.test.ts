@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createBroker, type Broker } from '../../mqtt-broker/broker.ts';
+import { createBroker, type Broker } from '../../mqtt-broker/mqtt/broker.ts';
 import { run } from '../../simulator/commands/run.ts';
 import { parseOptions, UsageError } from '../../simulator/options.ts';
 import type { Output } from '../../simulator/stats.ts';

@@ -5,7 +5,7 @@ import { and, eq } from 'drizzle-orm';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { attributeValues } from '../../src/db/schema.ts';
-import { createBroker, type Broker } from '../../mqtt-broker/broker.ts';
+import { createBroker, type Broker } from '../../mqtt-broker/mqtt/broker.ts';
 import { main } from '../../simulator/cli.ts';
 import { run } from '../../simulator/commands/run.ts';
 import { parseOptions } from '../../simulator/options.ts';

@@ -2,7 +2,7 @@ import net, { type AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createAdmission } from '../../mqtt-broker/admission.ts';
+import { createAdmission } from '../../mqtt-broker/core/admission.ts';
 import { createTcpListener, type TcpListener, type TcpListenerOptions } from '../../mqtt-broker/tcp/listener.ts';
 import type { DomainEvents } from '../../src/domain/events/event-bus.ts';
 import { createProject, createTestApp, expectFailure, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';

@@ -1,9 +1,9 @@
 import type { IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';
-import { addressKey, connectionsForFileLimit, createAdmission } from '../../mqtt-broker/admission.ts';
-import { clientAddress } from '../../mqtt-broker/websocket.ts';
+import { addressKey, connectionsForFileLimit, createAdmission } from '../../mqtt-broker/core/admission.ts';
+import { clientAddress } from '../../mqtt-broker/mqtt/websocket.ts';
 
-/** Connections before login and login attempts (mqtt-broker/admission.ts). */
+/** Connections before login and login attempts (mqtt-broker/core/admission.ts). */
 function opener(admission: ReturnType<typeof createAdmission>) {
   const evicted: string[] = [];
   const open = (address: string, name: string) => admission.open(address, () => evicted.push(name));

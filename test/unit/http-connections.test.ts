@@ -2,7 +2,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { once } from 'node:events';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { limitHttpConnections } from '../../src/http-connections.ts';
+import { limitHttpConnections } from '../../src/http/connections.ts';
 
 /** Silent HTTP sockets from one address cannot crowd out everybody else's requests. */
 const sockets: net.Socket[] = [];

@@ -5,7 +5,7 @@ import { migrate } from '../../src/cli/commands/migrate.ts';
 import { projectCreate } from '../../src/cli/commands/project-create.ts';
 import { projectDelete } from '../../src/cli/commands/project-delete.ts';
 import { projectList } from '../../src/cli/commands/project-list.ts';
-import { CreatedProject } from '../../src/routes/platform/platform.schema.ts';
+import { CreatedProject } from '../../src/http/routes/platform/platform.schema.ts';
 
 /** The CLI the README shows is the CLI there is (README "First API call", "Projects (tenants)"). */
 const README = readFileSync(fileURLToPath(new URL('../../README.md', import.meta.url)), 'utf8');

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { filterMatches } from '../../mqtt-broker/topics.ts';
+import { filterMatches } from '../../mqtt-broker/protocol/topics.ts';
 
 describe('filterMatches (MQTT topic filters)', () => {
   it.each([

@@ -1,4 +1,4 @@
-import { CreateProjectBody } from '../../routes/platform/platform.schema.ts';
+import { CreateProjectBody } from '../../http/routes/platform/platform.schema.ts';
 import { parseFlags, PROGRAM, TARGET_HELP, targetConfig, targetOptions, UsageError, validate, withTarget, type Command } from '../command.ts';
 
 const help = `Usage: ${PROGRAM} project create --name <name> [options]

@@ -1,4 +1,4 @@
-import { Id } from '../../routes/common.schema.ts';
+import { Id } from '../../http/routes/common.schema.ts';
 import { parseFlags, PROGRAM, TARGET_HELP, targetConfig, targetOptions, UsageError, withTarget, type Command } from '../command.ts';
 
 const help = `Usage: ${PROGRAM} project delete <id> --yes [options]

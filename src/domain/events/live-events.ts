@@ -6,7 +6,7 @@ import type { DomainEvents, EventBus } from './event-bus.ts';
 /**
  * Live events: the messages of application subscriptions (device-protocol.md §9), built once per domain
  * event and handed to every listener of the project — the MQTT subscribers of a view key
- * (mqtt-broker/subscriptions.ts) and the event streams of the HTTP API (http-api.md §4.14).
+ * (mqtt-broker/mqtt/viewers.ts) and the event streams of the HTTP API (http-api.md §4.14).
  *
  * Nothing is built for a project nobody listens to: an event of such a project costs one map look-up.
  * The source is the event bus (src/domain/events/event-bus.ts); a bus shared by several nodes fills it

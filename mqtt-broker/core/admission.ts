@@ -1,0 +1,223 @@
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import { createTokenBuckets } from '../../src/lib/token-buckets.ts';
+
+/**
+ * Admission of device connections (MQTT, MQTT over WebSocket, raw TCP), shared by every listener of
+ * the process: nobody's connections can crowd out anybody else's.
+ *
+ * - A connection is *pending* until its device (or viewer) has logged in. Pending connections are
+ *   bounded per client address and for the whole process; past either bound the oldest pending
+ *   connection of that address (for the global bound: of the address holding the most) is closed to
+ *   make room. A logged-in connection is never closed to make room.
+ * - All device connections together stay below the process's file-descriptor limit, so HTTP, the
+ *   database and log files keep working; a new connection beyond it is closed at once, after the
+ *   pending ones have been closed to make room.
+ * - Login attempts are counted per client address (a token bucket) before any database query or
+ *   hash is spent on them.
+ *
+ * IPv6 clients are grouped by their /64 network (one host gets a whole /64), IPv4-mapped IPv6
+ * addresses count as the IPv4 address.
+ */
+export const ADMISSION_DEFAULTS = {
+  /** Connections not logged in yet, per client address. */
+  pendingPerAddress: 64,
+  /** Connections not logged in yet, all addresses together. */
+  pendingMax: 4096,
+  /** Login attempts per second per client address, and the burst (a NAT'd plant reconnecting at once). */
+  loginRate: 50,
+  loginBurst: 500,
+} as const;
+
+export interface AdmissionOptions {
+  pendingPerAddress?: number;
+  pendingMax?: number;
+  /** Device connections open at once, logged in or not; 0 or unset = derived from the open-file limit. */
+  maxConnections?: number;
+  loginRate?: number;
+  loginBurst?: number;
+  clock?: () => number;
+}
+
+/** One accepted connection, from `open` until `closed`. */
+export interface Ticket {
+  /** The address key the connection is counted under. */
+  readonly address: string;
+  /** Whether the connection has logged in (it is no longer pending). */
+  readonly admitted: boolean;
+  /** The connection logged in: it no longer counts as pending and is never closed to make room. */
+  admit(): void;
+  /** The connection closed (any reason; calling it twice is harmless). */
+  closed(): void;
+}
+
+export interface AdmissionStats {
+  /** Device connections open, logged in or not. */
+  open: number;
+  pending: number;
+  /** Pending connections closed to make room for newer ones. */
+  evicted: number;
+  /** Connections closed at once because every slot was held by logged-in connections. */
+  refused: number;
+  /** Login attempts refused by the per-address rate. */
+  loginsLimited: number;
+}
+
+export interface Admission {
+  /**
+   * Counts a new connection from `remoteAddress`; `evict` closes it when it has to make room while
+   * still pending. Undefined: the connection must be closed at once (no slot left).
+   */
+  open(remoteAddress: string | undefined, evict: () => void): Ticket | undefined;
+  /** Takes one login attempt of the address's budget; false when it is used up. */
+  tryLogin(address: string): boolean;
+  readonly maxConnections: number;
+  stats(): AdmissionStats;
+}
+
+/** The soft open-file limit of this process (Node raises it to the hard limit at start), when known. */
+export function openFileLimit(): number | undefined {
+  try {
+    const line = readFileSync('/proc/self/limits', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('Max open files'));
+    const soft = line?.slice('Max open files'.length).trim().split(/\s+/)[0];
+    const n = Number(soft);
+    return Number.isSafeInteger(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Device connections allowed with an open-file limit of `limit`: a quarter of the descriptors, at
+ * most 1024, stay for HTTP, the database, files and the process itself. Unknown limit: 16384.
+ */
+export function connectionsForFileLimit(limit: number | undefined): number {
+  if (limit === undefined) return 16_384;
+  return Math.max(16, limit - Math.min(1024, Math.floor(limit / 4)));
+}
+
+/** The key a client address is counted under: IPv4 as is, IPv6 by its /64 network. */
+export function addressKey(remoteAddress: string | undefined): string {
+  if (!remoteAddress) return 'unknown';
+  let a = remoteAddress.split('%')[0]!;
+  if (a.startsWith('::ffff:') && net.isIPv4(a.slice(7))) a = a.slice(7);
+  if (!net.isIPv6(a)) return a;
+  // Expand "::" and keep the first four groups.
+  const [head, tail = ''] = a.split('::') as [string, string?];
+  const h = head ? head.split(':') : [];
+  const t = a.includes('::') && tail ? tail.split(':') : [];
+  const groups = a.includes('::') ? [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t] : h;
+  return `${groups
+    .slice(0, 4)
+    .map((g) => (parseInt(g, 16) || 0).toString(16))
+    .join(':')}::/64`;
+}
+
+interface Entry {
+  address: string;
+  evict: () => void;
+  pending: boolean;
+  open: boolean;
+}
+
+/** Buckets kept before the full (idle) ones are forgotten (src/lib/token-buckets.ts). */
+const MAX_BUCKETS = 100_000;
+
+export function createAdmission(options: AdmissionOptions = {}): Admission {
+  const { clock = Date.now } = options;
+  const pendingPerAddress = options.pendingPerAddress ?? ADMISSION_DEFAULTS.pendingPerAddress;
+  const pendingMax = options.pendingMax ?? ADMISSION_DEFAULTS.pendingMax;
+  const loginRate = options.loginRate ?? ADMISSION_DEFAULTS.loginRate;
+  const loginBurst = options.loginBurst ?? ADMISSION_DEFAULTS.loginBurst;
+  const maxConnections = options.maxConnections || connectionsForFileLimit(openFileLimit());
+  /** Pending connections by address, oldest first (a Set keeps insertion order). */
+  const pendingBy = new Map<string, Set<Entry>>();
+  const logins = createTokenBuckets({ rate: loginRate, burst: loginBurst, maxKeys: MAX_BUCKETS, clock });
+  let open = 0;
+  let pending = 0;
+  const counts = { evicted: 0, refused: 0, loginsLimited: 0 };
+
+  function unpend(e: Entry) {
+    if (!e.pending) return;
+    e.pending = false;
+    pending -= 1;
+    const set = pendingBy.get(e.address)!;
+    set.delete(e);
+    if (set.size === 0) pendingBy.delete(e.address);
+  }
+
+  function release(e: Entry) {
+    unpend(e);
+    if (!e.open) return;
+    e.open = false;
+    open -= 1;
+  }
+
+  /** Closes the oldest pending connection of `address`; its slots are free at once. */
+  function evictOldest(address: string) {
+    const set = pendingBy.get(address);
+    const oldest = set?.values().next().value;
+    if (!oldest) return;
+    release(oldest);
+    counts.evicted += 1;
+    oldest.evict();
+  }
+
+  /** The address holding the most pending connections. */
+  function biggestHolder(): string | undefined {
+    let best: string | undefined;
+    let size = 0;
+    for (const [address, set] of pendingBy) {
+      if (set.size > size) {
+        best = address;
+        size = set.size;
+      }
+    }
+    return best;
+  }
+
+  return {
+    maxConnections,
+
+    open(remoteAddress, evict) {
+      const address = addressKey(remoteAddress);
+      if (open >= maxConnections) {
+        const holder = biggestHolder();
+        if (holder === undefined) {
+          counts.refused += 1;
+          return undefined;
+        }
+        evictOldest(holder);
+      }
+      if ((pendingBy.get(address)?.size ?? 0) >= pendingPerAddress) evictOldest(address);
+      if (pending >= pendingMax) {
+        const holder = biggestHolder();
+        if (holder !== undefined) evictOldest(holder);
+      }
+      const e: Entry = { address, evict, pending: true, open: true };
+      let set = pendingBy.get(address);
+      if (!set) pendingBy.set(address, (set = new Set()));
+      set.add(e);
+      pending += 1;
+      open += 1;
+      return {
+        address,
+        get admitted() {
+          return e.open && !e.pending;
+        },
+        admit: () => unpend(e),
+        closed: () => release(e),
+      };
+    },
+
+    tryLogin(address) {
+      if (logins.take(address).ok) return true;
+      counts.loginsLimited += 1;
+      return false;
+    },
+
+    stats: () => ({ open, pending, ...counts }),
+  };
+}

@@ -1,0 +1,605 @@
+import { randomBytes } from 'node:crypto';
+import type { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { Aedes, type AuthenticateError, type Client } from 'aedes';
+import type { Logger } from 'pino';
+import type { DeviceSession } from '../../src/domain/delivery/sessions.ts';
+import type { DeviceIdentity } from '../../src/domain/devices/device-identity.ts';
+import { VIEW_KEY_LENGTH } from '../../src/domain/projects/view-key.service.ts';
+import { AppError, BadRequest, NotFound } from '../../src/errors.ts';
+import { RateExceeded } from '../../src/domain/delivery/rate-limiter.ts';
+import { isTransientDbError } from '../../src/domain/telemetry/ingest.ts';
+import type { Services } from '../../src/composition/services.ts';
+import { createAdmission, type Admission, type Ticket } from '../core/admission.ts';
+import { createGatewayHub, type GatewayLink } from './gateway.ts';
+import { createViewerHooks, type Viewer } from './viewers.ts';
+import { deviceTopic, filterMatches, GATEWAY_TOPICS, isCommandFilter, isDownstreamFilter, isGatewayDownstreamFilter, parseUpstream, relativeTopic, responseTopicOf, upstreamSink, type Upstream } from '../protocol/topics.ts';
+
+export const MQTT_DEFAULTS = {
+  /** Largest MQTT packet a device may send, in bytes (device-protocol.md §3 "a payload over the size limit"). */
+  maxPacketSize: 256 * 1024,
+  /** Messages per second a device may publish on average. */
+  rateLimit: 50,
+  /** Filters one device connection may hold (its topic set is small); more are refused (SUBACK failure). */
+  maxSubscriptions: 100,
+  /** Filters one application subscriber may hold (a device each, at most; `+` covers them all). */
+  maxViewerSubscriptions: 1_000,
+  /** Application subscribers of one project connected at once (each receives all it subscribes to). */
+  maxViewersPerProject: 100,
+  /**
+   * How long a message whose store failed because the database is unavailable is tried again before
+   * the device is told it failed (MQTT 5: PUBACK 0x80; 3.1.1: the connection closes without PUBACK).
+   */
+  retryUnavailableMs: 60_000,
+  /** Delay of a refused CONNECT, so guessing credentials is slow (device-protocol.md §2). */
+  authFailureDelayMs: 500,
+  /** CONNECT and login within this time of the connection, or it is closed (admission.ts). */
+  connectTimeoutMs: 10_000,
+} as const;
+
+/** At most this many entries in `attributes/series` and keys in `attributes/get`. */
+const MAX_SERIES = 1000;
+const MAX_KEYS = 200;
+/** Back-dated reports may not come from the future beyond clock skew. */
+const MAX_FUTURE_MS = 5 * 60_000;
+
+export interface BrokerOptions {
+  services: Pick<Services, 'rateLimiter' | 'deviceAuth' | 'sessions' | 'presence' | 'currentValues' | 'deviceEvents' | 'commands' | 'projectSettings' | 'viewKey' | 'bus' | 'liveEvents' | 'devices' | 'gateways' | 'history' | 'dataStreams'>;
+  logger: Pick<Logger, 'child'>;
+  maxPacketSize?: number;
+  /**
+   * Messages per second per device for every project (tests); by default each project's own
+   * `device_rate_limit` (falling back to MQTT_RATE_LIMIT). The burst is twice this.
+   */
+  rateLimit?: number;
+  maxSubscriptions?: number;
+  maxViewerSubscriptions?: number;
+  maxViewersPerProject?: number;
+  retryUnavailableMs?: number;
+  authFailureDelayMs?: number;
+  /**
+   * Connections before login and login attempts, shared with the other device listeners
+   * (admission.ts); default: one of the broker's own with the default limits.
+   */
+  admission?: Admission;
+  /** CONNECT must arrive, and the login complete, within this time of the connection. */
+  connectTimeoutMs?: number;
+  clock?: () => number;
+}
+
+export interface Broker {
+  readonly aedes: Aedes;
+  /**
+   * Serves one MQTT connection (a TCP socket or a WebSocket stream) from `address` (by default the
+   * socket's remote address).
+   */
+  handleConnection(stream: Duplex, address?: string): void;
+  close(): Promise<void>;
+}
+
+interface ClientState {
+  identity: DeviceIdentity;
+  clientId: string;
+  /** Messages per second this device may send (services.rateLimiter keeps its bucket). */
+  rate: number;
+  /** The filters granted on this connection, rewritten into the device's namespace (at most maxSubscriptions). */
+  filters: Set<string>;
+  /** deviceAuth.mark() when the login began: a revocation since then ends the connection before it is attached. */
+  mark: number;
+  session?: DeviceSession;
+  /** Set by close(): whether the registry had already forgotten the session (a kick, not a replacement). */
+  kicked?: boolean;
+  /** Whether the device has subscribed to `command/send/…` on this connection. */
+  commandsSubscribed?: boolean;
+  /**
+   * Commands sent between CONNACK and the device's subscription: published to nobody they would be
+   * lost (and time out), so they wait here and go out when the subscription arrives.
+   */
+  heldCommands?: Array<{ topic: string; payload: Buffer }>;
+  /** Set for a gateway device (conn_type "3"): its sub-devices' traffic (device-protocol.md §8, gateway.ts). */
+  gateway?: GatewayLink;
+}
+
+/** Commands held for a connection that has not subscribed to them yet; more are refused. */
+const MAX_HELD_COMMANDS = 100;
+
+type Answer = Record<string, unknown>;
+const failure = (errcode: number, message: string): Answer => ({ result: 0, errcode, message });
+
+function parseJson(payload: Buffer): unknown {
+  try {
+    return JSON.parse(payload.toString('utf8'));
+  } catch {
+    throw new BadRequest('payload must be JSON');
+  }
+}
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** MQTT 5 reason codes of a refused PUBLISH (3.1.1 has none: its connection is closed instead). */
+const UNSPECIFIED_ERROR = 0x80;
+const QUOTA_EXCEEDED = 0x97;
+/** An error for Aedes' publish callback: MQTT 5 answers a QoS 1 message with its reason code, 3.1.1 closes the connection. */
+const refusal = (reasonCode: number, message: string) => Object.assign(new Error(message), { reasonCode });
+
+function authError(returnCode: 3 | 4 | 5, message: string): AuthenticateError {
+  return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
+}
+
+/**
+ * The embedded MQTT broker (device-protocol.md §2–3): maps a device's relative topics to the domain
+ * services and back. Each device's subscriptions are rewritten to `$d/<deviceId>/…`, so devices
+ * share topic names but never see each other's traffic; upstream publishes are handled here and
+ * then routed to `$up/<deviceId>/…`, which nobody can subscribe to.
+ */
+export async function createBroker(options: BrokerOptions): Promise<Broker> {
+  const { services, clock = Date.now } = options;
+  const maxPacketSize = options.maxPacketSize ?? MQTT_DEFAULTS.maxPacketSize;
+  const maxSubscriptions = options.maxSubscriptions ?? MQTT_DEFAULTS.maxSubscriptions;
+  const maxViewerSubscriptions = options.maxViewerSubscriptions ?? MQTT_DEFAULTS.maxViewerSubscriptions;
+  const maxViewersPerProject = options.maxViewersPerProject ?? MQTT_DEFAULTS.maxViewersPerProject;
+  const viewersOf = (projectId: string) => viewerClients.get(projectId)?.size ?? 0;
+  const retryUnavailableMs = options.retryUnavailableMs ?? MQTT_DEFAULTS.retryUnavailableMs;
+  const limiter = services.rateLimiter;
+  const rateOf = (identity: DeviceIdentity) => options.rateLimit ?? services.projectSettings.deviceRateLimit(identity.projectId);
+  const authFailureDelayMs = options.authFailureDelayMs ?? MQTT_DEFAULTS.authFailureDelayMs;
+  const log = options.logger.child({ component: 'mqtt' });
+  const states = new WeakMap<Client, ClientState>();
+
+  // maximumPacketSize is enforced by Aedes 2 for every protocol version: v5 clients get a 0x95
+  // DISCONNECT, 3.1.1 clients are dropped, as soon as the fixed header declares the length.
+  const connectTimeoutMs = options.connectTimeoutMs ?? MQTT_DEFAULTS.connectTimeoutMs;
+  const connections = options.admission ?? createAdmission();
+  /** The admission ticket of each connection's stream, until it closes. */
+  const tickets = new WeakMap<object, Ticket>();
+  /** Open connections, so close() can end the ones that have not logged in (Aedes ends the others). */
+  const streams = new Set<Duplex>();
+  const aedes = await Aedes.createBroker({ maximumPacketSize: maxPacketSize, drainTimeout: 30_000, connectTimeout: connectTimeoutMs });
+
+  // Application subscriptions (device-protocol.md §9): read-only clients of a project's view key.
+  const viewers = new WeakMap<Client, Viewer>();
+  const viewerHooks = createViewerHooks({ aedes, services });
+
+  /**
+   * Revocation of application subscribers (a new view secret, a deleted project): their connections
+   * close at once, and a login checked against the old secret while it changed is refused. Revocations
+   * are numbered; a viewer remembers the number current when its login began.
+   */
+  const viewerClients = new Map<string, Set<Client>>();
+  const viewerFilters = new WeakMap<Client, Set<string>>();
+  const viewerSince = new WeakMap<Client, number>();
+  const viewersRevokedAt = new Map<string, number>();
+  let revocations = 0;
+  const viewersRevoked = (projectId: string, since: number) => (viewersRevokedAt.get(projectId) ?? 0) > since;
+  function revokeViewers({ projectId }: { projectId: string }) {
+    if (viewersRevokedAt.size >= 100_000) viewersRevokedAt.clear();
+    viewersRevokedAt.set(projectId, ++revocations);
+    const set = viewerClients.get(projectId);
+    if (!set) return;
+    log.info({ projectId, viewers: set.size }, 'closing application subscribers: credentials revoked');
+    for (const client of set) client.close();
+  }
+  const offRevocations = [services.bus.on('project.viewers_revoked', revokeViewers), services.bus.on('project.deleted', revokeViewers)];
+
+  // Gateways and their sub-devices (device-protocol.md §8).
+  const gateways = createGatewayHub({ services, log, clock });
+  /** A device may subscribe to the downstream device topics, and a gateway also to the gateway ones. */
+  const mayFilter = (state: ClientState, filter: string) =>
+    isDownstreamFilter(filter) || (state.identity.connType === '3' && isGatewayDownstreamFilter(filter));
+
+  function publishTo(deviceId: string, topic: string, payload: Buffer): Promise<void> {
+    return new Promise((resolve, reject) => {
+      aedes.publish({ cmd: 'publish', topic: deviceTopic(deviceId, topic), payload, qos: 1, retain: false, dup: false }, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  /**
+   * Publishes the answer to a device message on its response topic, when the device subscribes to it
+   * (most devices that only report never do: publishing to nobody would cost a trip through the
+   * broker's routing for every report).
+   */
+  function answer(client: Client, state: ClientState, topic: string | undefined, body: Answer) {
+    if (!topic) return;
+    const internal = deviceTopic(state.identity.deviceId, topic);
+    // The connection's own filters (sessions are always clean: there are no others), at most
+    // maxSubscriptions of them: the cost of an answer is bounded whatever the device subscribed to.
+    let subscribed = state.filters.has(internal);
+    if (!subscribed) for (const filter of state.filters) if ((subscribed = filterMatches(filter, internal))) break;
+    if (!subscribed) return;
+    publishTo(state.identity.deviceId, topic, Buffer.from(JSON.stringify(body))).catch((err: unknown) =>
+      log.warn({ deviceId: state.identity.deviceId, topic, err }, 'answer not delivered'),
+    );
+  }
+
+  /**
+   * Handles a device message, trying again while the database is unavailable (the ingest pipeline
+   * rides out outages by itself; the look-ups before it, and the other stores, are tried here) for as
+   * long as the connection lasts, up to retryUnavailableMs. What failed stored nothing (reports are all
+   * or nothing and their batches are never written twice; an event or a data message whose commit's
+   * answer was lost with its connection may be), so trying the message again is safe.
+   */
+  async function retryUnavailable(client: Client, state: ClientState, up: Upstream, payload: Buffer, first: unknown): Promise<Answer | undefined> {
+    const deadline = clock() + retryUnavailableMs;
+    for (let err = first, delay = 50; ; delay = Math.min(delay * 2, 2_000)) {
+      if (!isTransientDbError(err) || client.closed || clock() + delay > deadline) throw err;
+      log.warn({ deviceId: state.identity.deviceId, err, retryInMs: delay }, 'device message not stored: database unavailable, retrying');
+      await new Promise((r) => setTimeout(r, delay));
+      try {
+        return await handleUpstream(state, up, payload);
+      } catch (e) {
+        err = e;
+      }
+    }
+  }
+
+  async function handleUpstream(state: ClientState, up: Upstream, payload: Buffer): Promise<Answer | undefined> {
+    const { identity } = state;
+    switch (up.kind) {
+      case 'attributes': {
+        const { ts } = await services.currentValues.report(identity, parseJson(payload));
+        return { result: 1, ts };
+      }
+      case 'attributes_get': {
+        const body = payload.length ? parseJson(payload) : {};
+        if (!isPlainObject(body)) throw new BadRequest('payload must be {} or {"keys":[…]}');
+        const keys = body.keys;
+        if (keys !== undefined && (!Array.isArray(keys) || keys.length > MAX_KEYS || !keys.every((k) => typeof k === 'string' && k.length <= 64))) {
+          throw new BadRequest(`keys must be an array of at most ${MAX_KEYS} attribute identifiers`);
+        }
+        const attributes = await services.currentValues.get(identity.projectId, identity.deviceId, keys as string[] | undefined);
+        return { result: 1, attributes };
+      }
+      case 'attributes_series': {
+        const body = parseJson(payload);
+        if (!Array.isArray(body) || body.length < 1 || body.length > MAX_SERIES) {
+          throw new BadRequest(`payload must be an array of 1–${MAX_SERIES} {"ts":<ms>,"attributes":{…}}`);
+        }
+        const latest = clock() + MAX_FUTURE_MS;
+        for (const [i, entry] of body.entries()) {
+          if (!isPlainObject(entry) || !Number.isSafeInteger(entry.ts) || (entry.ts as number) < 1 || (entry.ts as number) > latest) {
+            throw new BadRequest(`entry ${i}: ts must be a time in ms, not in the future`);
+          }
+        }
+        // Checked whole before anything is stored, then stored as one submission: all or nothing.
+        await services.currentValues.reportSeries(identity, body as Array<{ ts: number; attributes: unknown }>);
+        return { result: 1, ts: clock() };
+      }
+      case 'event_report':
+        await services.deviceEvents.report(identity, parseJson(payload));
+        return { result: 1 };
+      case 'command_reply': {
+        const body = parseJson(payload);
+        if (!isPlainObject(body)) throw new BadRequest('payload must be {"method":…,"params":{…},"id":<id>}');
+        const matched = await services.commands.reply(identity, Number(up.id), body);
+        return matched ? { result: 1 } : failure(404, 'no open command with this id');
+      }
+      case 'gateway':
+        // Only a gateway's connection speaks for sub-devices; anyone else is refused (and cannot subscribe to the answer).
+        if (!state.gateway) return failure(403, 'only a gateway device may publish gateway topics');
+        return state.gateway.handle(up.message, payload);
+      case 'data':
+        // Recorded (and counted as activity) once stored, so a QoS 1 PUBACK follows the write. `data/<identifier>`
+        // has no response topic: an unknown stream, an empty or oversized payload, or non-JSON on a JSON stream
+        // is dropped and counted (DataStreamsService.stats).
+        await services.dataStreams.upstream(identity, 'mqtt', up.identifier, payload, clock());
+        return undefined;
+    }
+  }
+
+  /**
+   * UNSUBSCRIBE has no authorization hook, and the device's filters were stored rewritten, so its
+   * filters are rewritten the same way before Aedes handles the packet. This reads the parser of
+   * the pinned Aedes 2.0.0-beta.1 (Client#_parser); the unsubscribe test guards it.
+   */
+  function rewriteUnsubscribes(client: Client) {
+    const parser = (client as unknown as { _parser?: EventEmitter })._parser;
+    if (!parser) return log.warn('Aedes client has no parser: UNSUBSCRIBE filters are not rewritten');
+    parser.prependListener('packet', (packet: { cmd?: string; unsubscriptions?: string[] }) => {
+      // Every packet passes here: the test of its kind comes first.
+      if (packet.cmd !== 'unsubscribe' || !Array.isArray(packet.unsubscriptions)) return;
+      const state = states.get(client);
+      if (state) {
+        packet.unsubscriptions = packet.unsubscriptions.map((f) => (mayFilter(state, f) ? deviceTopic(state.identity.deviceId, f) : f));
+        for (const f of packet.unsubscriptions) state.filters.delete(f);
+        return;
+      }
+      const viewer = viewers.get(client);
+      if (!viewer) return;
+      // A viewer's filters were stored rewritten into its project's namespace too.
+      packet.unsubscriptions = packet.unsubscriptions.map((f) => viewerHooks.subscription(viewer, f) ?? f);
+      const filters = viewerFilters.get(client);
+      for (const f of packet.unsubscriptions) filters?.delete(f);
+    });
+  }
+
+  aedes.preConnect = (client, packet, callback) => {
+    rewriteUnsubscribes(client);
+    // SDKs send chip ids, IMEIs or fixed text as client id, so two devices may share one: the
+    // broker gives every connection its own id, and "one session per device" is the registry's
+    // job (sessions.attach). Wills and persistent sessions are not part of the device protocol.
+    packet.clientId = `d${randomBytes(8).toString('hex')}`;
+    packet.clean = true;
+    delete packet.will;
+    if (packet.properties) delete packet.properties.sessionExpiryInterval;
+    callback(null, true);
+  };
+
+  aedes.authenticate = (client, username, password, done) => {
+    const ticket = tickets.get(client.conn);
+    // A logged-in connection is no longer pending: never closed to make room (admission.ts).
+    const callback: typeof done = (err, ok) => {
+      if (ok) ticket?.admit();
+      done(err, ok);
+    };
+    const refuse = (returnCode: 4 | 5, message: string) => {
+      const t = setTimeout(() => callback(authError(returnCode, message), false), authFailureDelayMs);
+      t.unref();
+    };
+    // Counted per client address before any query or hash.
+    if (ticket && !connections.tryLogin(ticket.address)) return refuse(4, 'too many login attempts');
+    const token = username ?? '';
+    const projectKey = password?.toString('utf8') ?? '';
+    if (token.length === VIEW_KEY_LENGTH) {
+      const since = revocations;
+      viewerHooks.authenticate(token, projectKey).then(
+        (viewer) => {
+          if (!viewer) return refuse(4, 'bad user name or password');
+          // The secret was changed (or the project deleted) while this login was being checked.
+          if (viewersRevoked(viewer.projectId, since)) return refuse(4, 'bad user name or password');
+          if (viewersOf(viewer.projectId) >= maxViewersPerProject) return refuse(5, 'too many application subscribers for this project');
+          viewers.set(client, { projectId: viewer.projectId, viewKey: token });
+          viewerSince.set(client, since);
+          callback(null, true);
+        },
+        (err: unknown) => {
+          log.error({ err }, 'view key authentication failed');
+          callback(authError(3, 'server unavailable'), false);
+        },
+      );
+      return;
+    }
+    const mark = services.deviceAuth.mark();
+    services.deviceAuth
+      .authenticate(projectKey, token)
+      .then(async (identity) => {
+        if (!identity) return refuse(4, 'bad user name or password');
+        if (identity.disabled) return refuse(5, 'device disabled');
+        const rate = await rateOf(identity);
+        states.set(client, { identity, clientId: client.id, rate, filters: new Set(), mark });
+        callback(null, true);
+      })
+      .catch((err: unknown) => {
+        // The project went away during the login: its credentials are no longer valid.
+        if (err instanceof NotFound) return refuse(4, 'bad user name or password');
+        log.error({ err }, 'device authentication failed');
+        callback(authError(3, 'server unavailable'), false);
+      });
+  };
+
+  aedes.authorizeSubscribe = (client, sub, callback) => {
+    const viewer = viewers.get(client);
+    if (viewer) {
+      const topic = viewerHooks.subscription(viewer, sub.topic);
+      if (topic === undefined) return callback(null, null);
+      // Bounded like a device's (a wildcard covers every device of the project).
+      const filters = (viewerFilters.get(client) ?? viewerFilters.set(client, new Set()).get(client))!;
+      if (!filters.has(topic) && filters.size >= maxViewerSubscriptions) return callback(null, null);
+      filters.add(topic);
+      // QoS 0 only (device-protocol.md §9).
+      return callback(null, { ...sub, topic, qos: 0 });
+    }
+    const state = states.get(client);
+    if (!state || !mayFilter(state, sub.topic)) return callback(null, null);
+    const topic = deviceTopic(state.identity.deviceId, sub.topic);
+    if (!state.filters.has(topic) && state.filters.size >= maxSubscriptions) {
+      log.debug({ deviceId: state.identity.deviceId, filters: state.filters.size }, 'subscription refused: too many filters');
+      return callback(null, null);
+    }
+    state.filters.add(topic);
+    callback(null, { ...sub, topic });
+  };
+
+  aedes.authorizeForward = (client, packet) => {
+    const viewer = viewers.get(client);
+    if (viewer) {
+      const topic = viewerHooks.forward(viewer, packet.topic);
+      return topic === undefined ? null : ({ ...packet, topic, qos: 0 } as typeof packet);
+    }
+    const state = states.get(client);
+    const topic = state && relativeTopic(state.identity.deviceId, packet.topic);
+    if (topic === undefined) return null;
+    return { ...packet, topic } as typeof packet;
+  };
+
+  aedes.authorizePublish = (client, packet, callback) => {
+    if (client && viewers.has(client)) {
+      // Subscribers are read-only: a publish ends the connection and goes nowhere.
+      log.warn({ projectId: viewers.get(client)!.projectId }, 'closing an application subscriber that tried to publish');
+      client.close();
+      return callback(new Error('not authorized'));
+    }
+    const state = client ? states.get(client) : undefined;
+    if (!client || !state) return callback(new Error('not authorized'));
+    const topic = packet.topic;
+    // Whatever happens below, the message goes nowhere but the sink: never to another client.
+    packet.topic = upstreamSink(state.identity.deviceId, topic);
+    packet.retain = false;
+    const up = parseUpstream(topic);
+    if (!up) {
+      log.debug({ deviceId: state.identity.deviceId, topic }, 'dropped a publish on an unknown topic');
+      return callback(null);
+    }
+    const responseTopic = responseTopicOf(up);
+    const { projectId, deviceId } = state.identity;
+    // A QoS 1 message is acknowledged, so it is never dropped over the rate: it waits for its tokens
+    // (the connection is not read meanwhile: Aedes reads on once this callback ran), or is refused
+    // visibly. A QoS 0 message over the rate is dropped with a 429 answer.
+    const admission = packet.qos > 0 ? limiter.reserve(projectId, deviceId, state.rate) : limiter.admit(projectId, deviceId, state.rate);
+    if (!admission.ok) {
+      const flood = admission.flood || packet.qos > 0;
+      if (packet.qos === 0) answer(client, state, responseTopic, failure(429, admission.by === 'device' ? 'rate limit' : 'project rate limit'));
+      if (!flood) return callback(null);
+      log.warn({ deviceId, by: admission.by }, 'refusing messages of a device that keeps exceeding its message rate');
+      // Through Aedes' error path, never a PUBACK: MQTT 5 gets 0x97, a 3.1.1 connection is closed.
+      if (packet.qos > 0) return callback(refusal(QUOTA_EXCEEDED, 'message rate exceeded'));
+      client.close();
+      return callback(null);
+    }
+    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    // The service finishes before the callback, so a QoS 1 PUBACK means the message is stored; a
+    // message that could not be stored is never acknowledged. The busiest path of the server: few
+    // closures; nothing thrown while answering escapes.
+    const done = (body: Answer | undefined, err?: Error) => {
+      if (body) {
+        try {
+          answer(client, state, responseTopic, body);
+        } catch (e) {
+          log.error({ deviceId, topic, err: e }, 'answer not published');
+        }
+      }
+      callback(err ?? null);
+    };
+    const failed = (err: unknown) => {
+      // Refused by the rate limiter once read (a gateway's sub-device): never acknowledged for QoS 1.
+      if (err instanceof RateExceeded && packet.qos > 0) {
+        return done(client.version === 5 ? failure(429, err.message) : undefined, refusal(QUOTA_EXCEEDED, err.message));
+      }
+      // Refused for its content: the device is told on the response topic, and the message is done.
+      if (err instanceof AppError) return done(failure(err.errcode, err.message));
+      // A server fault: not stored, so not acknowledged (MQTT 5: PUBACK 0x80; 3.1.1: the connection
+      // closes without PUBACK and the device sends the message again).
+      log.error({ deviceId, topic, err }, 'device message not stored');
+      done(failure(500, 'internal error'), refusal(UNSPECIFIED_ERROR, 'message not stored'));
+    };
+    const handle = () =>
+      handleUpstream(state, up, payload).then(done, (err: unknown) =>
+        isTransientDbError(err) ? retryUnavailable(client, state, up, payload, err).then(done, failed) : failed(err),
+      );
+    // A message held for its tokens whose connection closed meanwhile is not stored: it was never
+    // acknowledged, and the device sends it again.
+    if (admission.delayMs > 0) setTimeout(() => (client.closed ? callback(refusal(UNSPECIFIED_ERROR, 'connection closed')) : handle()), admission.delayMs);
+    else handle();
+  };
+
+  // 'client' comes when the client is registered, before its CONNACK is written: the device is
+  // online (and reachable) by the time it knows it is connected.
+  aedes.on('client', (client) => {
+    const viewer = viewers.get(client);
+    if (viewer) {
+      viewerHooks.connected(viewer);
+      if (viewersRevoked(viewer.projectId, viewerSince.get(client) ?? 0)) return client.close();
+      // Logins checked at the same time may all have found room: the count here is the one that holds.
+      if (viewersOf(viewer.projectId) >= maxViewersPerProject) return client.close();
+      let set = viewerClients.get(viewer.projectId);
+      if (!set) viewerClients.set(viewer.projectId, (set = new Set()));
+      set.add(client);
+      return;
+    }
+    const state = states.get(client);
+    if (!state) return;
+    const { identity } = state;
+    if (services.deviceAuth.revokedSince(identity, state.mark)) {
+      log.info({ deviceId: identity.deviceId }, 'closing a device connection whose credentials were revoked while it logged in');
+      return client.close();
+    }
+    const session: DeviceSession = {
+      deviceId: identity.deviceId,
+      projectId: identity.projectId,
+      transport: 'mqtt',
+      send: (topic, payload) => {
+        if (client.closed) return Promise.reject(new Error('session closed'));
+        if (topic.startsWith('command/send/') && !state.commandsSubscribed) {
+          const held = (state.heldCommands ??= []);
+          if (held.length >= MAX_HELD_COMMANDS) return Promise.reject(new Error('the device has not subscribed to commands'));
+          held.push({ topic, payload });
+          return Promise.resolve();
+        }
+        return publishTo(identity.deviceId, topic, payload);
+      },
+      close: (reason) => {
+        state.kicked = services.sessions.get(identity.deviceId) === undefined;
+        log.info({ deviceId: identity.deviceId, reason }, 'closing device connection');
+        client.close();
+      },
+    };
+    state.session = session;
+    services.sessions.attach(session);
+    services.presence.connected(identity, 'mqtt');
+    if (identity.connType === '3') state.gateway = gateways.open(identity, session);
+    log.info({ deviceId: identity.deviceId, clientId: state.clientId }, 'device connected');
+  });
+
+  aedes.on('clientDisconnect', (client) => {
+    const viewer = viewers.get(client);
+    if (viewer) {
+      viewers.delete(client);
+      const set = viewerClients.get(viewer.projectId);
+      if (set?.delete(client) && !set.size) viewerClients.delete(viewer.projectId);
+      return viewerHooks.disconnected(viewer);
+    }
+    const state = states.get(client);
+    if (!state?.session) return;
+    const { session, identity } = state;
+    state.session = undefined;
+    // The gateway's sub-devices go offline with its connection.
+    state.gateway?.end('gateway disconnected');
+    const current = services.sessions.detach(session) || state.kicked === true;
+    if (current) services.presence.disconnected(identity, 'mqtt', state.kicked ? 'kicked' : 'disconnect');
+    log.info({ deviceId: identity.deviceId }, 'device disconnected');
+  });
+
+  aedes.on('subscribe', (subs, client) => {
+    const state = states.get(client);
+    if (!state?.session) return;
+    const { identity } = state;
+    if (state.gateway && subs.some((s) => s.qos < 128 && s.topic === GATEWAY_TOPICS.commandSend)) state.gateway.commandsReady();
+    // The event carries the filters as the device sent them, with the granted QoS (128 = refused).
+    const wantsCommands = subs.some((s) => s.qos < 128 && isCommandFilter(s.topic));
+    if (!wantsCommands) return;
+    state.commandsSubscribed = true;
+    for (const { topic, payload } of state.heldCommands?.splice(0) ?? []) {
+      publishTo(identity.deviceId, topic, payload).catch((err: unknown) =>
+        log.warn({ deviceId: identity.deviceId, err }, 'held command could not be published'),
+      );
+    }
+    services.commands
+      .deliverQueued(identity)
+      .catch((err: unknown) => log.error({ deviceId: identity.deviceId, err }, 'queued command delivery failed'));
+  });
+
+  aedes.on('clientError', (client, err) => {
+    log.debug({ deviceId: states.get(client)?.identity.deviceId, err }, 'client error');
+  });
+  aedes.on('connectionError', (_client, err) => {
+    log.debug({ err }, 'connection error');
+  });
+
+  return {
+    aedes,
+    handleConnection(stream, address = (stream as Partial<Socket>).remoteAddress) {
+      stream.on('error', () => {});
+      // Before login a connection is counted for its address and has connectTimeoutMs to log in;
+      // it may be closed to make room for newer ones (admission.ts).
+      const ticket = connections.open(address, () => stream.destroy());
+      if (!ticket) return void stream.destroy();
+      tickets.set(stream, ticket);
+      streams.add(stream);
+      const deadline = setTimeout(() => ticket.admitted || stream.destroy(), connectTimeoutMs);
+      deadline.unref();
+      stream.once('close', () => {
+        clearTimeout(deadline);
+        streams.delete(stream);
+        ticket.closed();
+      });
+      aedes.handle(stream);
+    },
+    close: () => {
+      for (const stream of streams) if (!tickets.get(stream)?.admitted) stream.destroy();
+      viewerHooks.close();
+      for (const off of offRevocations) off();
+      gateways.close();
+      return new Promise<void>((resolve) => aedes.close(() => resolve()));
+    },
+  };
+}
