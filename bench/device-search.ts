@@ -18,7 +18,10 @@ import { captureSelects, explain } from './lib/explain.ts';
 import { analyze, seedProject } from './lib/seed.ts';
 import { benchArgs, intArg as benchInt } from './lib/args.ts';
 
-const args = benchArgs('device-search', { devices: { type: 'string', default: '100000' }, others: { type: 'string', default: '100000' } });
+const args = benchArgs('device-search', {
+  devices: { type: 'string', default: '100000' },
+  others: { type: 'string', default: '100000' },
+});
 const N = benchInt('device-search', 'devices', args.devices, 1, 2_000_000);
 const OTHERS = benchInt('device-search', 'others', args.others, 0, 2_000_000);
 const PAGE_RECORDS = 20;
@@ -30,7 +33,10 @@ const watchdog = setTimeout(() => {
 watchdog.unref();
 
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'bench-device-search-'));
-const database = await openDatabase({ DATA_DIR: dataDir, DATABASE_URL: process.env.DATABASE_URL }, pino({ level: 'warn' })).catch((err: unknown) => {
+const database = await openDatabase(
+  { DATA_DIR: dataDir, DATABASE_URL: process.env.DATABASE_URL },
+  pino({ level: 'warn' }),
+).catch((err: unknown) => {
   rmSync(dataDir, { recursive: true, force: true });
   throw err;
 });
@@ -52,7 +58,9 @@ async function medianMs(call: () => Promise<unknown>, runs = 15): Promise<number
 }
 
 try {
-  console.log(`bench/device-search: driver=${database.driver} devices=${N} other-project devices=${OTHERS} node=${process.version}`);
+  console.log(
+    `bench/device-search: driver=${database.driver} devices=${N} other-project devices=${OTHERS} node=${process.version}`,
+  );
   const stamp = `${new Date().toISOString()} ${randomInt(1e9)}`;
   const project = await services.projects.create({ name: `bench-device-search ${stamp}` });
   projectIds.push(project.id);
@@ -62,7 +70,9 @@ try {
     projectIds.push(other.id);
     await seedProject(database.db, other.id, { devices: OTHERS });
   }
-  console.log(`seeded in ${(seeded.ms / 1000).toFixed(1)} s (+ the other project); ANALYZE ${((await analyze(database.db, false)) / 1000).toFixed(1)} s`);
+  console.log(
+    `seeded in ${(seeded.ms / 1000).toFixed(1)} s (+ the other project); ANALYZE ${((await analyze(database.db, false)) / 1000).toFixed(1)} s`,
+  );
 
   // Seeded names are "device <n>", every fifth device has the key "chip-<n in hex, 8 digits>".
   const scope = { projectId: project.id };
@@ -82,7 +92,9 @@ try {
     const total = await repo.total(scope, c.filter);
     const pageMs = await medianMs(() => repo.page(scope, c.filter, PAGE_RECORDS, 0));
     const countMs = await medianMs(() => repo.total(scope, c.filter));
-    console.log(`  ${c.name.padEnd(52)} page ${pageMs.toFixed(2).padStart(7)} ms  count ${countMs.toFixed(2).padStart(7)} ms  (rows ${rows.length}, total ${total})`);
+    console.log(
+      `  ${c.name.padEnd(52)} page ${pageMs.toFixed(2).padStart(7)} ms  count ${countMs.toFixed(2).padStart(7)} ms  (rows ${rows.length}, total ${total})`,
+    );
   }
 
   console.log('\nEXPLAIN (ANALYZE, BUFFERS) of the search statements (rare match, the worst case for the page):');

@@ -28,7 +28,8 @@ const args = benchArgs('http-api', {
   warmup: { type: 'string', default: '1' },
   vacuum: { type: 'boolean', default: false },
 });
-const intArg = (name: string, raw: string | undefined, min: number, max: number) => benchInt('http-api', name, raw, min, max);
+const intArg = (name: string, raw: string | undefined, min: number, max: number) =>
+  benchInt('http-api', name, raw, min, max);
 const N = intArg('devices', args.devices, 1, 2_000_000);
 const DURATION = intArg('duration', args.duration, 1, 120);
 const CONNECTIONS = intArg('connections', args.connections, 1, 200);
@@ -45,10 +46,12 @@ watchdog.unref();
 
 const log = pino({ level: 'warn' });
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'bench-http-api-'));
-const database = await openDatabase({ DATA_DIR: dataDir, DATABASE_URL: process.env.DATABASE_URL }, log).catch((err: unknown) => {
-  rmSync(dataDir, { recursive: true, force: true });
-  throw err;
-});
+const database = await openDatabase({ DATA_DIR: dataDir, DATABASE_URL: process.env.DATABASE_URL }, log).catch(
+  (err: unknown) => {
+    rmSync(dataDir, { recursive: true, force: true });
+    throw err;
+  },
+);
 const counter = countingDb(database.db);
 const services = createServices({ db: counter.db });
 const app = await buildApp({
@@ -79,26 +82,39 @@ async function meanMs(call: () => Promise<unknown>): Promise<number> {
 
 async function json(res: Response) {
   const body = (await res.json()) as { result: boolean; info?: Record<string, unknown> };
-  if (res.status !== 200 || !body.result) throw new Error(`${res.url}: HTTP ${res.status} ${JSON.stringify(body).slice(0, 300)}`);
+  if (res.status !== 200 || !body.result)
+    throw new Error(`${res.url}: HTTP ${res.status} ${JSON.stringify(body).slice(0, 300)}`);
   return body.info ?? {};
 }
 
 try {
   await app.listen({ host: '127.0.0.1', port: 0 });
   const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
-  console.log(`bench/http-api: driver=${database.driver} devices=${N} duration=${DURATION}s connections=${CONNECTIONS} node=${process.version} cpus=${os.cpus().length}`);
+  console.log(
+    `bench/http-api: driver=${database.driver} devices=${N} duration=${DURATION}s connections=${CONNECTIONS} node=${process.version} cpus=${os.cpus().length}`,
+  );
 
   // A uniquely-named project, so reruns against one PostgreSQL database never collide.
-  const project = await services.projects.create({ name: `bench-http-api ${new Date().toISOString()} ${randomInt(1e9)}` });
+  const project = await services.projects.create({
+    name: `bench-http-api ${new Date().toISOString()} ${randomInt(1e9)}`,
+  });
   projectId = project.id;
-  const token = String((await json(await fetch(`${base}/api/v1/access_token`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(project.app),
-  }))).access_token);
+  const token = String(
+    (
+      await json(
+        await fetch(`${base}/api/v1/access_token`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(project.app),
+        }),
+      )
+    ).access_token,
+  );
 
   const seeded = await seedProject(database.db, project.id, { devices: N });
-  console.log(`seeded ${N} devices (+${seeded.memberships} group memberships) in ${(seeded.ms / 1000).toFixed(1)} s (${Math.round(N / (seeded.ms / 1000))} devices/s)`);
+  console.log(
+    `seeded ${N} devices (+${seeded.memberships} group memberships) in ${(seeded.ms / 1000).toFixed(1)} s (${Math.round(N / (seeded.ms / 1000))} devices/s)`,
+  );
   const analyzeMs = await analyze(database.db, args.vacuum);
   console.log(`${args.vacuum ? 'VACUUM (ANALYZE)' : 'ANALYZE'} took ${(analyzeMs / 1000).toFixed(1)} s`);
 
@@ -132,7 +148,11 @@ try {
   const before500 = counter.count();
   const big = await json(await fetch(`${base}/api/v1/devices?page_records=500`, { headers }));
   const statements500 = counter.count() - before500;
-  if (first.total !== N || (first.items as unknown[]).length !== Math.min(PAGE_RECORDS, N) || (big.items as unknown[]).length !== Math.min(500, N)) {
+  if (
+    first.total !== N ||
+    (first.items as unknown[]).length !== Math.min(PAGE_RECORDS, N) ||
+    (big.items as unknown[]).length !== Math.min(500, N)
+  ) {
     throw new Error(`unexpected list: total=${String(first.total)}`);
   }
   if ((deep.items as unknown[]).length === 0) throw new Error(`page ${DEEP_PAGE} is empty`);
@@ -177,17 +197,26 @@ try {
       statements: statements[r.name] ?? 0,
     };
   });
-  console.log(`\nresults (driver=${database.driver}, ${N} devices, ${DURATION} s per route, ${CONNECTIONS} connections)`);
-  console.log('"vs /health" = req/s over the mean req/s of both /health runs; "service ms" = the service call alone, without HTTP, one at a time');
+  console.log(
+    `\nresults (driver=${database.driver}, ${N} devices, ${DURATION} s per route, ${CONNECTIONS} connections)`,
+  );
+  console.log(
+    '"vs /health" = req/s over the mean req/s of both /health runs; "service ms" = the service call alone, without HTTP, one at a time',
+  );
   console.table(table);
-  console.log(`statements per request: list=${statements['GET /api/v1/devices']} at page_records=20, ${statements500} at page_records=500 (constant = no N+1)`);
+  console.log(
+    `statements per request: list=${statements['GET /api/v1/devices']} at page_records=20, ${statements500} at page_records=500 (constant = no N+1)`,
+  );
 
   // The SQL the repositories actually send, captured and EXPLAINed on the seeded data.
   const repo = (db: typeof database.db) => createDevicesRepository(db);
   const sample = readIds[0] ?? '';
   const queries: { name: string; run: (r: ReturnType<typeof repo>) => Promise<unknown> }[] = [
     { name: 'list page 1 (rows)', run: (r) => r.page(scope, {}, PAGE_RECORDS, 0) },
-    { name: `list page ${DEEP_PAGE} (rows)`, run: (r) => r.page(scope, {}, PAGE_RECORDS, (DEEP_PAGE - 1) * PAGE_RECORDS) },
+    {
+      name: `list page ${DEEP_PAGE} (rows)`,
+      run: (r) => r.page(scope, {}, PAGE_RECORDS, (DEEP_PAGE - 1) * PAGE_RECORDS),
+    },
     { name: 'list by type (rows)', run: (r) => r.page(scope, { typeId }, PAGE_RECORDS, 0) },
     { name: 'list total (count, cached for 2 s by the service)', run: (r) => r.total(scope, {}) },
     { name: 'read (device with its groups, one statement)', run: (r) => r.getDetail(scope, sample) },
@@ -200,11 +229,17 @@ try {
     for (const [i, query] of captured.entries()) {
       const plan = await explain(database.db, query);
       seqScans.push(...plan.seqScans.map((t) => `${q.name}: seq scan on ${t}`));
-      console.log(`\n[${q.name}] statement ${i + 1}/${captured.length}: execution ${plan.executionMs.toFixed(3)} ms, planning ${plan.planningMs.toFixed(3)} ms`);
+      console.log(
+        `\n[${q.name}] statement ${i + 1}/${captured.length}: execution ${plan.executionMs.toFixed(3)} ms, planning ${plan.planningMs.toFixed(3)} ms`,
+      );
       for (const line of plan.lines) console.log(`  ${line}`);
     }
   }
-  console.log(seqScans.length ? `\nSEQ SCANS over 1,000+ rows: ${seqScans.join('; ')}` : '\nno sequential scan over 1,000+ rows in any plan');
+  console.log(
+    seqScans.length
+      ? `\nSEQ SCANS over 1,000+ rows: ${seqScans.join('; ')}`
+      : '\nno sequential scan over 1,000+ rows in any plan',
+  );
 } finally {
   await app.close();
   if (projectId && database.driver === 'postgres') {

@@ -23,7 +23,19 @@ import { randomToken } from '../src/lib/ids.ts';
 import { createServices } from '../src/composition/services.ts';
 import { Sensors } from '../simulator/device.ts';
 import { closeFleet, connectFleet, percentile, type Credentials } from './lib/mqtt-load.ts';
-import { BENCH_ADMISSION, cpuByPid, cpuBetween, cpuMsOf, freePort, machineBusyMs, memoryOf, spawnEntry, tail, waitForPort, type Child } from './lib/mqtt-proc.ts';
+import {
+  BENCH_ADMISSION,
+  cpuByPid,
+  cpuBetween,
+  cpuMsOf,
+  freePort,
+  machineBusyMs,
+  memoryOf,
+  spawnEntry,
+  tail,
+  waitForPort,
+  type Child,
+} from './lib/mqtt-proc.ts';
 import { seedMqttDevices } from './lib/mqtt-seed.ts';
 import { benchRun } from './lib/run.ts';
 import { benchArgs, intArg as benchInt } from './lib/args.ts';
@@ -38,13 +50,19 @@ const args = benchArgs('ingest', {
   rules: { type: 'string', default: '5' },
   rounds: { type: 'string', default: '3' },
 });
-const intArg = (name: string, raw: string | undefined, min: number, max: number) => benchInt('ingest', name, raw, min, max);
+const intArg = (name: string, raw: string | undefined, min: number, max: number) =>
+  benchInt('ingest', name, raw, min, max);
 const databaseUrl = process.env.DATABASE_URL?.trim() || undefined;
 const N = intArg('devices', args.devices, 1, 20_000);
 const DURATION = intArg('duration', args.duration, 1, 600);
 const WARMUP = intArg('warmup', args.warmup, 0, 60);
 const INFLIGHT = intArg('inflight', args.inflight, 1, 100);
-const SERIES_ROWS = intArg('series-rows', args['series-rows'] ?? (databaseUrl ? '10000000' : '1000000'), 0, 100_000_000);
+const SERIES_ROWS = intArg(
+  'series-rows',
+  args['series-rows'] ?? (databaseUrl ? '10000000' : '1000000'),
+  0,
+  100_000_000,
+);
 const RULES = intArg('rules', args.rules, 0, 50);
 /** Bare and ours run in turn this many times; the figures are medians (the machine's noise is ±20% per run). */
 const ROUNDS = intArg('rounds', args.rounds, 1, 20);
@@ -101,18 +119,23 @@ async function closedLoop(clients: MqttClient[], broker: Child, dbPids: () => Pr
     const t0 = performance.now();
     const inWindow = timed;
     issued++;
-    c.publish('attributes', JSON.stringify({ temperature: v.temperature, humidity: v.humidity, switch: v.switch }), { qos: 1 }, (err) => {
-      done++;
-      if (err) failed++;
-      else {
-        totalAcked++;
-        if (inWindow && timed) {
-          timedAcked++;
-          latencies.push(performance.now() - t0);
+    c.publish(
+      'attributes',
+      JSON.stringify({ temperature: v.temperature, humidity: v.humidity, switch: v.switch }),
+      { qos: 1 },
+      (err) => {
+        done++;
+        if (err) failed++;
+        else {
+          totalAcked++;
+          if (inWindow && timed) {
+            timedAcked++;
+            latencies.push(performance.now() - t0);
+          }
         }
-      }
-      publish(i);
-    });
+        publish(i);
+      },
+    );
   };
   for (let k = 0; k < INFLIGHT; k++) for (let i = 0; i < clients.length; i++) publish(i);
   await sleep(WARMUP * 1000);
@@ -139,55 +162,86 @@ async function closedLoop(clients: MqttClient[], broker: Child, dbPids: () => Pr
   const deadline = performance.now() + ACK_GRACE_MS;
   while (done < issued && performance.now() < deadline) await sleep(20);
   return {
-    timedAcked, totalAcked, failed, unacked: issued - done, latencies: Float64Array.from(latencies).sort(),
-    windowStart, windowEnd, brokerCpuMs, dbCpuMs, loadCpuMs, machineMs, rssPeak, rssEnd: memoryOf(broker.pid).rss,
+    timedAcked,
+    totalAcked,
+    failed,
+    unacked: issued - done,
+    latencies: Float64Array.from(latencies).sort(),
+    windowStart,
+    windowEnd,
+    brokerCpuMs,
+    dbCpuMs,
+    loadCpuMs,
+    machineMs,
+    rssPeak,
+    rssEnd: memoryOf(broker.pid).rss,
   };
 }
 
 async function startBare(): Promise<{ child: Child; port: number }> {
   const port = await freePort();
-  const child = spawnEntry('bare', 'bench/lib/mqtt-bare-broker.ts', { BARE_MQTT_PORT: String(port) }, path.join(tmp, 'bare.log'));
+  const child = spawnEntry(
+    'bare',
+    'bench/lib/mqtt-bare-broker.ts',
+    { BARE_MQTT_PORT: String(port) },
+    path.join(tmp, 'bare.log'),
+  );
   await waitForPort(port, child, 60_000);
   return { child, port };
 }
 
 async function startOurs(): Promise<{ child: Child; port: number }> {
   const [httpPort, mqttPort] = [await freePort(), await freePort()];
-  const child = spawnEntry('ours', 'src/main.ts', {
-    DATA_DIR: dataDir,
-    DATABASE_URL: databaseUrl,
-    HOST: '127.0.0.1',
-    HTTP_PORT: String(httpPort),
-    MQTT_PORT: String(mqttPort),
-    TCP_PORT: '0',
-    LOG_LEVEL: 'warn',
-    JWT_SECRET: randomToken(48),
-    // Devices report as fast as they are acknowledged: the per-device limit must not be what is measured.
-    MQTT_RATE_LIMIT: '100000',
-    DEVICE_RATE_LIMIT_MAX: '100000',
-    // One project holds all 1,000 devices: its budget is set far above what is reached, so the
-    // limiter still runs for every message but the pipeline's capacity is what is measured.
-    PROJECT_MESSAGE_RATE: '10000000',
-    ...BENCH_ADMISSION,
-    // Tuning experiments: the pipeline's settings pass through (INGEST_CONCURRENCY=4 npm run bench:ingest).
-    ...Object.fromEntries(Object.entries(process.env).filter(([k]) => /^(INGEST|HISTORY)_/.test(k))),
-  }, path.join(tmp, 'ours.log'), CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`] : []);
+  const child = spawnEntry(
+    'ours',
+    'src/main.ts',
+    {
+      DATA_DIR: dataDir,
+      DATABASE_URL: databaseUrl,
+      HOST: '127.0.0.1',
+      HTTP_PORT: String(httpPort),
+      MQTT_PORT: String(mqttPort),
+      TCP_PORT: '0',
+      LOG_LEVEL: 'warn',
+      JWT_SECRET: randomToken(48),
+      // Devices report as fast as they are acknowledged: the per-device limit must not be what is measured.
+      MQTT_RATE_LIMIT: '100000',
+      DEVICE_RATE_LIMIT_MAX: '100000',
+      // One project holds all 1,000 devices: its budget is set far above what is reached, so the
+      // limiter still runs for every message but the pipeline's capacity is what is measured.
+      PROJECT_MESSAGE_RATE: '10000000',
+      ...BENCH_ADMISSION,
+      // Tuning experiments: the pipeline's settings pass through (INGEST_CONCURRENCY=4 npm run bench:ingest).
+      ...Object.fromEntries(Object.entries(process.env).filter(([k]) => /^(INGEST|HISTORY)_/.test(k))),
+    },
+    path.join(tmp, 'ours.log'),
+    CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`] : [],
+  );
   await waitForPort(httpPort, child, 120_000);
   await waitForPort(mqttPort, child, 60_000);
   return { child, port: mqttPort };
 }
 
-async function run(label: string, proc: { child: Child; port: number }, credentials: Credentials[], dbPids: () => Promise<number[]>) {
+async function run(
+  label: string,
+  proc: { child: Child; port: number },
+  credentials: Credentials[],
+  dbPids: () => Promise<number[]>,
+) {
   const fleet = await connectFleet({ port: proc.port, credentials, concurrency: 100, timeoutMs: 30_000 });
-  if (fleet.clients.length < credentials.length) problems.push(`${label}: ${credentials.length - fleet.clients.length} devices did not connect`);
+  if (fleet.clients.length < credentials.length)
+    problems.push(`${label}: ${credentials.length - fleet.clients.length} devices did not connect`);
   const result = await closedLoop(fleet.clients, proc.child, dbPids);
   await closeFleet(fleet.clients);
   if (!proc.child.alive()) throw new Error(`${label} died:\n${tail(proc.child.logFile, 30)}`);
   const stopped = await proc.child.stop(60_000);
   if (stopped.killed) problems.push(`${label}: did not stop within 60 s of SIGTERM`);
-  if (result.failed || result.unacked) problems.push(`${label}: ${result.failed} reports failed, ${result.unacked} never acknowledged`);
-  console.log(`[${label}] ${result.timedAcked} reports acknowledged in ${DURATION} s (${Math.round(result.timedAcked / DURATION)}/s), ` +
-    `p50 ${percentile(result.latencies, 50).toFixed(1)} ms, p99 ${percentile(result.latencies, 99).toFixed(1)} ms; stopped in ${(stopped.ms / 1000).toFixed(1)} s`);
+  if (result.failed || result.unacked)
+    problems.push(`${label}: ${result.failed} reports failed, ${result.unacked} never acknowledged`);
+  console.log(
+    `[${label}] ${result.timedAcked} reports acknowledged in ${DURATION} s (${Math.round(result.timedAcked / DURATION)}/s), ` +
+      `p50 ${percentile(result.latencies, 50).toFixed(1)} ms, p99 ${percentile(result.latencies, 99).toFixed(1)} ms; stopped in ${(stopped.ms / 1000).toFixed(1)} s`,
+  );
   return result;
 }
 
@@ -216,7 +270,9 @@ async function seriesSpeed(db: OpenedDatabase, projectId: string, deviceIds: str
   const now = Date.now();
   const span = 30 * 86_400_000;
   const step = Math.max(1, Math.floor(span / perSeries));
-  await services.historyStore.ensurePartitions(Array.from({ length: 32 }, (_, i) => services.historyStore.dayOf(now - span) + i));
+  await services.historyStore.ensurePartitions(
+    Array.from({ length: 32 }, (_, i) => services.historyStore.dayOf(now - span) + i),
+  );
   const seeded = performance.now();
   const chunk = Math.max(1, Math.floor(200_000 / perSeries)) * 2;
   for (let start = 0; start < ids.length; start += chunk / 2) {
@@ -229,21 +285,44 @@ async function seriesSpeed(db: OpenedDatabase, projectId: string, deviceIds: str
       cross join generate_series(0, ${perSeries - 1}) as k`);
   }
   await db.db.execute(sql`analyze attribute_history`);
-  const total = Number(rowsOf<{ n: string }>(await db.db.execute(sql`select count(*) as n from attribute_history where project_id = ${projectId}`))[0]!.n);
-  console.log(`[series] ${total.toLocaleString('en-US')} history rows in the project (${perSeries} per series) after seeding in ${((performance.now() - seeded) / 1000).toFixed(0)} s`);
+  const total = Number(
+    rowsOf<{ n: string }>(
+      await db.db.execute(sql`select count(*) as n from attribute_history where project_id = ${projectId}`),
+    )[0]!.n,
+  );
+  console.log(
+    `[series] ${total.toLocaleString('en-US')} history rows in the project (${perSeries} per series) after seeding in ${((performance.now() - seeded) / 1000).toFixed(0)} s`,
+  );
   const scope = { projectId };
   const pick = (i: number) => ids[(i * 7919) % ids.length]!;
-  const page = await timeIt(200, 20, (i) => services.history.series(scope, pick(i), 'temperature', { page: 1, page_records: 20 }));
-  const deep = await timeIt(100, 10, (i) => services.history.series(scope, pick(i), 'temperature', { page: 10, page_records: 100 }));
+  const page = await timeIt(200, 20, (i) =>
+    services.history.series(scope, pick(i), 'temperature', { page: 1, page_records: 20 }),
+  );
+  const deep = await timeIt(100, 10, (i) =>
+    services.history.series(scope, pick(i), 'temperature', { page: 10, page_records: 100 }),
+  );
   const day = now - 86_400_000;
   const agg = await timeIt(200, 20, (i) =>
-    services.history.aggregate(scope, pick(i), { identifiers: ['temperature'], fn: 'avg', interval_ms: 3_600_000, start_time: day, end_time: now }),
+    services.history.aggregate(scope, pick(i), {
+      identifiers: ['temperature'],
+      fn: 'avg',
+      interval_ms: 3_600_000,
+      start_time: day,
+      end_time: now,
+    }),
   );
   const agg2 = await timeIt(100, 10, (i) =>
-    services.history.aggregate(scope, pick(i), { identifiers: ['temperature', 'humidity'], fn: 'max', interval_ms: 3_600_000, start_time: day, end_time: now }),
+    services.history.aggregate(scope, pick(i), {
+      identifiers: ['temperature', 'humidity'],
+      fn: 'max',
+      interval_ms: 3_600_000,
+      start_time: day,
+      end_time: now,
+    }),
   );
   const plan = rowsOf<{ 'QUERY PLAN': string }>(
-    await db.db.execute(sql`explain (analyze, buffers) select (extract(epoch from ts) * 1000)::int8 as ts, num, bool, str, json from attribute_history
+    await db.db
+      .execute(sql`explain (analyze, buffers) select (extract(epoch from ts) * 1000)::int8 as ts, num, bool, str, json from attribute_history
       where device_id = ${pick(1)} and identifier = 'temperature' and project_id = ${projectId}
         and ts >= to_timestamp(${now - span}::float8 / 1000) and ts <= to_timestamp(${now}::float8 / 1000) order by attribute_history.ts desc limit 20`),
   ).map((r) => r['QUERY PLAN']);
@@ -269,7 +348,12 @@ async function addRules(projectId: string, n: number) {
     { kind: 'attribute' as const, identifier: 'humidity', op: 'between' as const, min: 500, max: 600 },
   ];
   for (let i = 0; i < n; i++) {
-    await services.alarms.rules.create(scope, { name: `bench rule ${i + 1}`, device_type_id: type.id, level: 1 + (i % 3), condition: conditions[i % conditions.length]! });
+    await services.alarms.rules.create(scope, {
+      name: `bench rule ${i + 1}`,
+      device_type_id: type.id,
+      level: 1 + (i % 3),
+      condition: conditions[i % conditions.length]!,
+    });
   }
   await database.db.execute(sql`update devices set type_id = ${type.id} where project_id = ${projectId}`);
   await services.ingest.stop();
@@ -280,20 +364,33 @@ let projectId: string | undefined;
 const children: Child[] = [];
 let pg: postgres.Sql | undefined;
 try {
-  console.log(`bench/ingest: driver=${databaseUrl ? 'postgres' : 'pglite'} devices=${N} inflight=${INFLIGHT} duration=${DURATION}s warmup=${WARMUP}s ` +
-    `series-rows=${SERIES_ROWS} node=${process.version} cpus=${os.cpus().length}`);
+  console.log(
+    `bench/ingest: driver=${databaseUrl ? 'postgres' : 'pglite'} devices=${N} inflight=${INFLIGHT} duration=${DURATION}s warmup=${WARMUP}s ` +
+      `series-rows=${SERIES_ROWS} node=${process.version} cpus=${os.cpus().length}`,
+  );
 
   // 1. A project and N devices written straight into the database before the server starts.
   let database = await openDb();
-  const project = await createServices({ db: database.db }).projects.create({ name: `bench-ingest ${new Date().toISOString()} ${randomInt(1e9)}` });
+  const project = await createServices({ db: database.db }).projects.create({
+    name: `bench-ingest ${new Date().toISOString()} ${randomInt(1e9)}`,
+  });
   projectId = project.id;
   const seeded = await seedMqttDevices(database.db, project.id, N);
   await database.db.execute(sql`analyze ${devices}`);
-  const deviceIds = rowsOf<{ id: string }>(await database.db.execute(sql`select id from devices where project_id = ${project.id}`)).map((r) => r.id);
+  const deviceIds = rowsOf<{ id: string }>(
+    await database.db.execute(sql`select id from devices where project_id = ${project.id}`),
+  ).map((r) => r.id);
   await database.close();
   const credentials = seeded.tokens.map((token) => ({ username: token, password: project.project_key }));
   pg = databaseUrl ? postgres(databaseUrl, { max: 1, onnotice: () => {} }) : undefined;
-  const dbPids = async () => (pg ? (await pg<{ pid: number }[]>`select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`).map((r) => r.pid) : []);
+  const dbPids = async () =>
+    pg
+      ? (
+          await pg<
+            { pid: number }[]
+          >`select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`
+        ).map((r) => r.pid)
+      : [];
 
   // 2–3. The baseline (bare Aedes) and our server under the same load, in turn, `ROUNDS` times: each
   // pair runs a few seconds apart, so its ratio cancels most of what else the machine is doing.
@@ -317,7 +414,8 @@ try {
 
   // 4. What was stored: every acknowledged report, 3 values each, exactly once.
   database = await openDb();
-  const count = async (q: ReturnType<typeof sql>) => Number(rowsOf<{ n: string | number }>(await database.db.execute(q))[0]!.n);
+  const count = async (q: ReturnType<typeof sql>) =>
+    Number(rowsOf<{ n: string | number }>(await database.db.execute(q))[0]!.n);
   const stored = await count(sql`select count(*) as n from attribute_history where project_id = ${project.id}`);
   const ackedAll = oursRuns.reduce((n, r) => n + r.totalAcked, 0) + (withRules?.totalAcked ?? 0);
   const storedPerS: number[] = [];
@@ -328,7 +426,8 @@ try {
   }
   const current = await count(sql`select count(*) as n from attribute_values where project_id = ${project.id}`);
   const ratioStored = stored / (3 * ackedAll);
-  if (stored !== 3 * ackedAll) problems.push(`stored ${stored} values for ${ackedAll} acknowledged reports (expected ${3 * ackedAll})`);
+  if (stored !== 3 * ackedAll)
+    problems.push(`stored ${stored} values for ${ackedAll} acknowledged reports (expected ${3 * ackedAll})`);
   if (current !== 3 * N) problems.push(`${current} current values, expected ${3 * N}`);
 
   const windowMs = (r: LoadResult) => r.windowEnd - r.windowStart;
@@ -341,27 +440,81 @@ try {
     return !v.length ? Number.NaN : v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
   };
   const med = (runs: LoadResult[], f: (r: LoadResult) => number) => median(runs.map(f));
-  const fmt = (v: number, d = 0) => (Number.isFinite(v) ? v.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : '–');
+  const fmt = (v: number, d = 0) =>
+    Number.isFinite(v) ? v.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : '–';
   const ratios = oursRuns.map((o, i) => rate(o) / rate(bareRuns[i]!));
-  console.log(`\nrounds (reports/s ours / bare = ratio): ${oursRuns.map((o, i) => `${fmt(rate(o))} / ${fmt(rate(bareRuns[i]!))} = ${ratios[i]!.toFixed(2)}`).join('; ')}`);
+  console.log(
+    `\nrounds (reports/s ours / bare = ratio): ${oursRuns.map((o, i) => `${fmt(rate(o))} / ${fmt(rate(bareRuns[i]!))} = ${ratios[i]!.toFixed(2)}`).join('; ')}`,
+  );
   const p = (q: number) => (r: LoadResult) => percentile(r.latencies, q);
   const cores = os.cpus().length;
   const rows: Array<[string, string, string, string]> = [
     ['reports/s acknowledged', fmt(med(oursRuns, rate)), fmt(med(bareRuns, rate)), median(ratios).toFixed(2)],
     ['values/s stored (timed window)', fmt(median(storedPerS)), '0', ''],
     ['stored / acknowledged (values)', ratioStored.toFixed(4), '', ''],
-    ['ack latency p50 (ms)', fmt(med(oursRuns, p(50)), 1), fmt(med(bareRuns, p(50)), 1), (med(oursRuns, p(50)) / med(bareRuns, p(50))).toFixed(2)],
-    ['ack latency p99 (ms)', fmt(med(oursRuns, p(99)), 1), fmt(med(bareRuns, p(99)), 1), (med(oursRuns, p(99)) / med(bareRuns, p(99))).toFixed(2)],
-    ['broker CPU (% of one core)', fmt(med(oursRuns, (r) => pct(r, r.brokerCpuMs))), fmt(med(bareRuns, (r) => pct(r, r.brokerCpuMs))), ''],
+    [
+      'ack latency p50 (ms)',
+      fmt(med(oursRuns, p(50)), 1),
+      fmt(med(bareRuns, p(50)), 1),
+      (med(oursRuns, p(50)) / med(bareRuns, p(50))).toFixed(2),
+    ],
+    [
+      'ack latency p99 (ms)',
+      fmt(med(oursRuns, p(99)), 1),
+      fmt(med(bareRuns, p(99)), 1),
+      (med(oursRuns, p(99)) / med(bareRuns, p(99))).toFixed(2),
+    ],
+    [
+      'broker CPU (% of one core)',
+      fmt(med(oursRuns, (r) => pct(r, r.brokerCpuMs))),
+      fmt(med(bareRuns, (r) => pct(r, r.brokerCpuMs))),
+      '',
+    ],
     ['database CPU (% of one core)', fmt(med(oursRuns, (r) => pct(r, r.dbCpuMs))), '', ''],
-    ['load generator CPU (% of one core)', fmt(med(oursRuns, (r) => pct(r, r.loadCpuMs))), fmt(med(bareRuns, (r) => pct(r, r.loadCpuMs))), ''],
-    [`machine CPU busy (% of ${cores} cores)`, fmt(med(oursRuns, (r) => pct(r, r.machineMs) / cores)), fmt(med(bareRuns, (r) => pct(r, r.machineMs) / cores)), ''],
-    ['broker CPU per report (ms)', fmt(med(oursRuns, (r) => r.brokerCpuMs / r.timedAcked), 3), fmt(med(bareRuns, (r) => r.brokerCpuMs / r.timedAcked), 3), ''],
-    ['database CPU per report (ms)', fmt(med(oursRuns, (r) => r.dbCpuMs / r.timedAcked), 3), '', ''],
-    ['RSS peak / end (MiB)', `${fmt(med(oursRuns, (r) => r.rssPeak) / MiB)} / ${fmt(med(oursRuns, (r) => r.rssEnd) / MiB)}`, `${fmt(med(bareRuns, (r) => r.rssPeak) / MiB)} / ${fmt(med(bareRuns, (r) => r.rssEnd) / MiB)}`, ''],
+    [
+      'load generator CPU (% of one core)',
+      fmt(med(oursRuns, (r) => pct(r, r.loadCpuMs))),
+      fmt(med(bareRuns, (r) => pct(r, r.loadCpuMs))),
+      '',
+    ],
+    [
+      `machine CPU busy (% of ${cores} cores)`,
+      fmt(med(oursRuns, (r) => pct(r, r.machineMs) / cores)),
+      fmt(med(bareRuns, (r) => pct(r, r.machineMs) / cores)),
+      '',
+    ],
+    [
+      'broker CPU per report (ms)',
+      fmt(
+        med(oursRuns, (r) => r.brokerCpuMs / r.timedAcked),
+        3,
+      ),
+      fmt(
+        med(bareRuns, (r) => r.brokerCpuMs / r.timedAcked),
+        3,
+      ),
+      '',
+    ],
+    [
+      'database CPU per report (ms)',
+      fmt(
+        med(oursRuns, (r) => r.dbCpuMs / r.timedAcked),
+        3,
+      ),
+      '',
+      '',
+    ],
+    [
+      'RSS peak / end (MiB)',
+      `${fmt(med(oursRuns, (r) => r.rssPeak) / MiB)} / ${fmt(med(oursRuns, (r) => r.rssEnd) / MiB)}`,
+      `${fmt(med(bareRuns, (r) => r.rssPeak) / MiB)} / ${fmt(med(bareRuns, (r) => r.rssEnd) / MiB)}`,
+      '',
+    ],
   ];
   console.log('');
-  console.log(`${`median of ${ROUNDS} round${ROUNDS > 1 ? 's' : ''}`.padEnd(36)}${'ours'.padStart(14)}${'bare Aedes'.padStart(14)}${'ours/bare'.padStart(11)}`);
+  console.log(
+    `${`median of ${ROUNDS} round${ROUNDS > 1 ? 's' : ''}`.padEnd(36)}${'ours'.padStart(14)}${'bare Aedes'.padStart(14)}${'ours/bare'.padStart(11)}`,
+  );
   for (const [l, a, b, r] of rows) console.log(`${l.padEnd(36)}${a.padStart(14)}${b.padStart(14)}${r.padStart(11)}`);
   if (withRules) {
     // Against the median of the rounds without rules (one run moves ±20%: CPU per report is the steadier figure).
@@ -369,19 +522,27 @@ try {
     const cpuWithout = med(oursRuns, (r) => r.brokerCpuMs / r.timedAcked);
     const cpuWith = withRules.brokerCpuMs / withRules.timedAcked;
     const slower = 1 - rate(withRules) / rateWithout;
-    console.log(`\nwith ${RULES} alarm rules per type (devices typed): ${fmt(rate(withRules))} reports/s, p50 ${percentile(withRules.latencies, 50).toFixed(1)} ms, ` +
-      `p99 ${percentile(withRules.latencies, 99).toFixed(1)} ms: ${(100 * Math.abs(slower)).toFixed(1)}% ${slower >= 0 ? 'slower' : 'faster'} than the median without; ` +
-      `broker CPU per report ${cpuWith.toFixed(3)} ms vs ${cpuWithout.toFixed(3)} ms (${(100 * (cpuWith / cpuWithout - 1)).toFixed(1)}%; the budget is 10% slower)`);
+    console.log(
+      `\nwith ${RULES} alarm rules per type (devices typed): ${fmt(rate(withRules))} reports/s, p50 ${percentile(withRules.latencies, 50).toFixed(1)} ms, ` +
+        `p99 ${percentile(withRules.latencies, 99).toFixed(1)} ms: ${(100 * Math.abs(slower)).toFixed(1)}% ${slower >= 0 ? 'slower' : 'faster'} than the median without; ` +
+        `broker CPU per report ${cpuWith.toFixed(3)} ms vs ${cpuWithout.toFixed(3)} ms (${(100 * (cpuWith / cpuWithout - 1)).toFixed(1)}%; the budget is 10% slower)`,
+    );
   }
-  console.log(`all reports: ${ackedAll} acknowledged (warm-up and drain included, every run of ours), ${stored} values stored, ${current} current values`);
+  console.log(
+    `all reports: ${ackedAll} acknowledged (warm-up and drain included, every run of ours), ${stored} values stored, ${current} current values`,
+  );
 
   // 5. Series speed over a large history.
   if (SERIES_ROWS > 0) {
     const s = await seriesSpeed(database, project.id, deviceIds, SERIES_ROWS);
     console.log(`[series] page 1 (20 rows): p50 ${s.page.p50.toFixed(2)} ms, p99 ${s.page.p99.toFixed(2)} ms`);
     console.log(`[series] page 10 (100 rows): p50 ${s.deep.p50.toFixed(2)} ms, p99 ${s.deep.p99.toFixed(2)} ms`);
-    console.log(`[series] one day hourly avg, 1 identifier: p50 ${s.agg.p50.toFixed(2)} ms, p99 ${s.agg.p99.toFixed(2)} ms`);
-    console.log(`[series] one day hourly max, 2 identifiers: p50 ${s.agg2.p50.toFixed(2)} ms, p99 ${s.agg2.p99.toFixed(2)} ms`);
+    console.log(
+      `[series] one day hourly avg, 1 identifier: p50 ${s.agg.p50.toFixed(2)} ms, p99 ${s.agg.p99.toFixed(2)} ms`,
+    );
+    console.log(
+      `[series] one day hourly max, 2 identifiers: p50 ${s.agg2.p50.toFixed(2)} ms, p99 ${s.agg2.p99.toFixed(2)} ms`,
+    );
     console.log(`[series] plan of a page:\n  ${s.plan.join('\n  ')}`);
   }
   await database.close();

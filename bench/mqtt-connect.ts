@@ -22,8 +22,32 @@ import { randomToken } from '../src/lib/ids.ts';
 import { createServices } from '../src/composition/services.ts';
 import type { MqttClient } from 'mqtt';
 import { Sensors } from '../simulator/device.ts';
-import { closeFleet, connectFleet, percentile, reportLoad, subscribeFleet, type Credentials, type FleetEvents, type ReportRun } from './lib/mqtt-load.ts';
-import { BENCH_ADMISSION, cpuBetween, cpuByPid, cpuMsOf, ephemeralPorts, freePort, localPortsTo, machineBusyMs, openFilesLimit, spawnEntry, tail, waitForPort, type Child, type Memory } from './lib/mqtt-proc.ts';
+import {
+  closeFleet,
+  connectFleet,
+  percentile,
+  reportLoad,
+  subscribeFleet,
+  type Credentials,
+  type FleetEvents,
+  type ReportRun,
+} from './lib/mqtt-load.ts';
+import {
+  BENCH_ADMISSION,
+  cpuBetween,
+  cpuByPid,
+  cpuMsOf,
+  ephemeralPorts,
+  freePort,
+  localPortsTo,
+  machineBusyMs,
+  openFilesLimit,
+  spawnEntry,
+  tail,
+  waitForPort,
+  type Child,
+  type Memory,
+} from './lib/mqtt-proc.ts';
 import { seedMqttDevices } from './lib/mqtt-seed.ts';
 import { benchRun } from './lib/run.ts';
 import { benchArgs, intArg as benchInt } from './lib/args.ts';
@@ -37,7 +61,8 @@ const args = benchArgs('mqtt-connect', {
   'log-level': { type: 'string', default: 'info' },
   'cpu-prof': { type: 'string' },
 });
-const intArg = (name: string, raw: string | undefined, min: number, max: number) => benchInt('mqtt-connect', name, raw, min, max);
+const intArg = (name: string, raw: string | undefined, min: number, max: number) =>
+  benchInt('mqtt-connect', name, raw, min, max);
 const N = intArg('devices', args.devices, 1, 60_000);
 const RATE = intArg('rate', args.rate, 1, 100_000);
 const DURATION = intArg('duration', args.duration, 1, 600);
@@ -67,7 +92,9 @@ if (fdLimit < N + FD_MARGIN) {
   process.exit(2);
 }
 if (ephemeralPorts() < N + 1000) {
-  console.error(`bench/mqtt-connect: net.ipv4.ip_local_port_range gives ${ephemeralPorts()} local ports; ${N} connections need more. Widen the range or use fewer --devices.`);
+  console.error(
+    `bench/mqtt-connect: net.ipv4.ip_local_port_range gives ${ephemeralPorts()} local ports; ${N} connections need more. Widen the range or use fewer --devices.`,
+  );
   process.exit(2);
 }
 
@@ -138,7 +165,9 @@ function dbProbe(url: string, serverPid: number): DbProbe {
   return {
     async snapshot() {
       const ports = localPortsTo(serverPid, port);
-      const rows = await client<{ pid: number; client_port: number | null }[]>`select pid, client_port from pg_stat_activity where datname = current_database()`;
+      const rows = await client<
+        { pid: number; client_port: number | null }[]
+      >`select pid, client_port from pg_stat_activity where datname = current_database()`;
       const ours = rows.filter((r) => r.client_port !== null && ports.has(r.client_port));
       const cpu = cpuByPid(ours.map((r) => r.pid));
       return ours.length && !cpu.size ? undefined : cpu;
@@ -150,7 +179,8 @@ function dbProbe(url: string, serverPid: number): DbProbe {
 async function apiJson(url: string, init?: RequestInit): Promise<Record<string, unknown>> {
   const res = await fetch(url, { ...init, signal: AbortSignal.timeout(10_000) });
   const body = (await res.json()) as { result?: boolean; info?: Record<string, unknown> };
-  if (res.status !== 200 || body.result !== true) throw new Error(`${url}: HTTP ${res.status} ${JSON.stringify(body).slice(0, 300)}`);
+  if (res.status !== 200 || body.result !== true)
+    throw new Error(`${url}: HTTP ${res.status} ${JSON.stringify(body).slice(0, 300)}`);
   return body.info ?? {};
 }
 
@@ -158,7 +188,9 @@ async function apiJson(url: string, init?: RequestInit): Promise<Record<string, 
 async function waitOnline(http: HttpAccess, expected: number): Promise<number> {
   const deadline = performance.now() + STAT_WAIT_MS;
   for (;;) {
-    const stat = await apiJson(`${http.base}/api/v1/devices_stat`, { headers: { authorization: `Bearer ${http.token}` } });
+    const stat = await apiJson(`${http.base}/api/v1/devices_stat`, {
+      headers: { authorization: `Bearer ${http.token}` },
+    });
     const online = Number(stat.online_device_total);
     if (online === expected || performance.now() > deadline) return online;
     await sleep(250);
@@ -192,11 +224,20 @@ function loggedProblems(file: string): Measured['logged'] {
 }
 
 function ensureAlive(child: Child, phase: string) {
-  if (!child.alive()) throw new Error(`${child.name} exited (${child.describeExit()}) during ${phase}; last log lines:\n${tail(child.logFile, 30)}`);
+  if (!child.alive())
+    throw new Error(
+      `${child.name} exited (${child.describeExit()}) during ${phase}; last log lines:\n${tail(child.logFile, 30)}`,
+    );
 }
 
 /** Connect, subscribe, report, disconnect, stop: the same sequence against either broker. */
-async function measure(child: Child, mqttPort: number, credentials: Credentials[], http?: HttpAccess, db?: DbProbe): Promise<Measured> {
+async function measure(
+  child: Child,
+  mqttPort: number,
+  credentials: Credentials[],
+  http?: HttpAccess,
+  db?: DbProbe,
+): Promise<Measured> {
   const label = child.name;
   await sleep(1000);
   const idle = await child.memory();
@@ -223,7 +264,14 @@ async function measure(child: Child, mqttPort: number, credentials: Credentials[
     const bench0 = process.cpuUsage();
     const machine0 = machineBusyMs();
     const db0 = await db?.snapshot();
-    const fleet = await connectFleet({ port: mqttPort, credentials: part, concurrency: CONCURRENCY, timeoutMs: CONNECT_TIMEOUT_MS, events, firstIndex: k * half });
+    const fleet = await connectFleet({
+      port: mqttPort,
+      credentials: part,
+      concurrency: CONCURRENCY,
+      timeoutMs: CONNECT_TIMEOUT_MS,
+      events,
+      firstIndex: k * half,
+    });
     benchCpuConnectMs += cpuMs(process.cpuUsage(bench0));
     cpuConnectMs += cpuMsOf(child.pid) - cpu0;
     machineConnectMs += machineBusyMs() - machine0;
@@ -247,15 +295,19 @@ async function measure(child: Child, mqttPort: number, credentials: Credentials[
   const othersConnect = othersShare(machineConnectMs, cpuConnectMs + (dbConnectMs || 0), benchCpuConnectMs, connectMs);
   const connected = clients.length;
   const connectTimes = Float64Array.from(connectLatencies).sort();
-  console.log(`[${label}] connected ${connected}/${N} in ${(connectMs / 1000).toFixed(2)} s (${Math.round(connected / (connectMs / 1000))}/s)` +
-    (failures.size ? `; failures: ${[...failures].map(([k, v]) => `${v}× ${k}`).join(', ')}` : ''));
+  console.log(
+    `[${label}] connected ${connected}/${N} in ${(connectMs / 1000).toFixed(2)} s (${Math.round(connected / (connectMs / 1000))}/s)` +
+      (failures.size ? `; failures: ${[...failures].map(([k, v]) => `${v}× ${k}`).join(', ')}` : ''),
+  );
 
   await sleep(2000);
   ensureAlive(child, 'subscribe');
   const connectedMem = await child.memory();
   const cpu2 = cpuMsOf(child.pid);
-  console.log(`[${label}] subscribed in ${(subscribeMs / 1000).toFixed(2)} s; after a full GC: RSS ${(idle.rss / MiB).toFixed(1)} → ${mid ? (mid.memory.rss / MiB).toFixed(1) : '–'} → ` +
-    `${(connectedMem.rss / MiB).toFixed(1)} MiB, JS heap ${(idle.heapUsed / MiB).toFixed(1)} → ${mid ? (mid.memory.heapUsed / MiB).toFixed(1) : '–'} → ${(connectedMem.heapUsed / MiB).toFixed(1)} MiB`);
+  console.log(
+    `[${label}] subscribed in ${(subscribeMs / 1000).toFixed(2)} s; after a full GC: RSS ${(idle.rss / MiB).toFixed(1)} → ${mid ? (mid.memory.rss / MiB).toFixed(1) : '–'} → ` +
+      `${(connectedMem.rss / MiB).toFixed(1)} MiB, JS heap ${(idle.heapUsed / MiB).toFixed(1)} → ${mid ? (mid.memory.heapUsed / MiB).toFixed(1) : '–'} → ${(connectedMem.heapUsed / MiB).toFixed(1)} MiB`,
+  );
 
   const sensors = new Sensors();
   const payload = () => {
@@ -267,20 +319,39 @@ async function measure(child: Child, mqttPort: number, credentials: Credentials[
   const machine2 = machineBusyMs();
   const wall2 = performance.now();
   const db2 = await db?.snapshot();
-  const run = connected ? await reportLoad({ clients: clients, rate: RATE, warmupS: WARMUP, durationS: DURATION, payload, graceMs: ACK_GRACE_MS }) : emptyRun();
+  const run = connected
+    ? await reportLoad({
+        clients: clients,
+        rate: RATE,
+        warmupS: WARMUP,
+        durationS: DURATION,
+        payload,
+        graceMs: ACK_GRACE_MS,
+      })
+    : emptyRun();
   const cpu3 = cpuMsOf(child.pid);
   const reportWallMs = performance.now() - wall2;
   const db3 = await db?.snapshot();
   const dbReportMs = db2 && db3 ? cpuBetween(db2, db3) : Number.NaN;
-  const othersReport = othersShare(machineBusyMs() - machine2, cpu3 - cpu2 + (dbReportMs || 0), cpuMs(process.cpuUsage(bench2)), reportWallMs);
+  const othersReport = othersShare(
+    machineBusyMs() - machine2,
+    cpu3 - cpu2 + (dbReportMs || 0),
+    cpuMs(process.cpuUsage(bench2)),
+    reportWallMs,
+  );
   ensureAlive(child, 'reports');
   const loaded = await child.memory();
-  console.log(`[${label}] ${run.sent} reports in ${DURATION} s (${run.rate.toFixed(0)}/s), p50 ${percentile(run.latencies, 50).toFixed(2)} ms, p99 ${percentile(run.latencies, 99).toFixed(2)} ms`);
-  console.log(`[${label}] timed window ${(reportsAt + WARMUP).toFixed(0)}–${(reportsAt + WARMUP + DURATION).toFixed(0)} s after the broker started; per second p50/p99/max ms: ${run.perSecond.map((s) => `${s.p50.toFixed(1)}/${s.p99.toFixed(0)}/${s.max.toFixed(0)}`).join('  ')}`);
+  console.log(
+    `[${label}] ${run.sent} reports in ${DURATION} s (${run.rate.toFixed(0)}/s), p50 ${percentile(run.latencies, 50).toFixed(2)} ms, p99 ${percentile(run.latencies, 99).toFixed(2)} ms`,
+  );
+  console.log(
+    `[${label}] timed window ${(reportsAt + WARMUP).toFixed(0)}–${(reportsAt + WARMUP + DURATION).toFixed(0)} s after the broker started; per second p50/p99/max ms: ${run.perSecond.map((s) => `${s.p50.toFixed(1)}/${s.p99.toFixed(0)}/${s.max.toFixed(0)}`).join('  ')}`,
+  );
 
   // Answers are published after the PUBACK's callback: give the last ones a moment.
   const answersDeadline = performance.now() + 5000;
-  while (http && events.responsesOk + events.responsesBad < run.acked && performance.now() < answersDeadline) await sleep(50);
+  while (http && events.responsesOk + events.responsesBad < run.acked && performance.now() < answersDeadline)
+    await sleep(50);
 
   let onlineLoaded: number | undefined;
   let onlineClosed: number | undefined;
@@ -290,8 +361,10 @@ async function measure(child: Child, mqttPort: number, credentials: Credentials[
   if (http) onlineClosed = await waitOnline(http, 0);
   ensureAlive(child, 'disconnect');
   const stopped = await child.stop(30_000);
-  console.log(`[${label}] closed the clients in ${(closeMs / 1000).toFixed(2)} s; stopped in ${(stopped.ms / 1000).toFixed(2)} s` +
-    ` (${stopped.killed ? 'KILLED after 30 s' : stopped.signal ? `signal ${stopped.signal}` : `exit ${stopped.code}`})`);
+  console.log(
+    `[${label}] closed the clients in ${(closeMs / 1000).toFixed(2)} s; stopped in ${(stopped.ms / 1000).toFixed(2)} s` +
+      ` (${stopped.killed ? 'KILLED after 30 s' : stopped.signal ? `signal ${stopped.signal}` : `exit ${stopped.code}`})`,
+  );
 
   return {
     connected,
@@ -334,26 +407,52 @@ function othersShare(machineMs: number, brokerMs: number, benchMs: number, wallM
 }
 
 function emptyRun(): ReportRun {
-  return { sent: 0, warmupSent: 0, acked: 0, failed: 0, unacked: 0, skipped: 0, latencies: new Float64Array(), rate: 0, perSecond: [] };
+  return {
+    sent: 0,
+    warmupSent: 0,
+    acked: 0,
+    failed: 0,
+    unacked: 0,
+    skipped: 0,
+    latencies: new Float64Array(),
+    rate: 0,
+    perSecond: [],
+  };
 }
 
 /** The checks that make the run fail: every device connected and every report acknowledged. */
 function check(label: string, m: Measured, expectAnswers: boolean) {
-  if (m.connected < N) problems.push(`${label}: ${N - m.connected} of ${N} devices did not connect (${[...m.failures].map(([k, v]) => `${v}× ${k}`).join(', ')})`);
+  if (m.connected < N)
+    problems.push(
+      `${label}: ${N - m.connected} of ${N} devices did not connect (${[...m.failures].map(([k, v]) => `${v}× ${k}`).join(', ')})`,
+    );
   if (m.subscribeFailed) problems.push(`${label}: ${m.subscribeFailed} subscriptions failed`);
   if (m.dropped) problems.push(`${label}: ${m.dropped} connections dropped by the broker during the run`);
   const total = m.run.sent + m.run.warmupSent;
   if (m.run.failed || m.run.unacked || m.run.skipped) {
-    problems.push(`${label}: of ${total} reports ${m.run.failed} failed, ${m.run.unacked} got no PUBACK within ${ACK_GRACE_MS / 1000} s, ${m.run.skipped} were skipped (client gone)`);
+    problems.push(
+      `${label}: of ${total} reports ${m.run.failed} failed, ${m.run.unacked} got no PUBACK within ${ACK_GRACE_MS / 1000} s, ${m.run.skipped} were skipped (client gone)`,
+    );
   }
-  if (m.run.sent && m.run.rate < RATE * 0.95) problems.push(`${label}: published only ${m.run.rate.toFixed(0)} reports/s of ${RATE} (the load generator fell behind)`);
+  if (m.run.sent && m.run.rate < RATE * 0.95)
+    problems.push(
+      `${label}: published only ${m.run.rate.toFixed(0)} reports/s of ${RATE} (the load generator fell behind)`,
+    );
   if (expectAnswers) {
     if (m.responsesOk !== m.run.acked) {
-      problems.push(`${label}: ${m.run.acked} reports acknowledged but ${m.responsesOk} answered {"result":1} and ${m.responsesBad} otherwise` +
-        (m.badSamples.length ? ` (e.g. ${m.badSamples.join(' | ')})` : ''));
+      problems.push(
+        `${label}: ${m.run.acked} reports acknowledged but ${m.responsesOk} answered {"result":1} and ${m.responsesBad} otherwise` +
+          (m.badSamples.length ? ` (e.g. ${m.badSamples.join(' | ')})` : ''),
+      );
     }
-    if (m.onlineLoaded !== m.connected - m.dropped) problems.push(`${label}: devices_stat says ${m.onlineLoaded} online while ${m.connected - m.dropped} were connected`);
-    if (m.onlineClosed !== 0) problems.push(`${label}: devices_stat still says ${m.onlineClosed} online ${STAT_WAIT_MS / 1000} s after every client disconnected`);
+    if (m.onlineLoaded !== m.connected - m.dropped)
+      problems.push(
+        `${label}: devices_stat says ${m.onlineLoaded} online while ${m.connected - m.dropped} were connected`,
+      );
+    if (m.onlineClosed !== 0)
+      problems.push(
+        `${label}: devices_stat still says ${m.onlineClosed} online ${STAT_WAIT_MS / 1000} s after every client disconnected`,
+      );
   }
   if (m.stopKilled) problems.push(`${label}: did not stop cleanly on SIGTERM`);
   if (m.logged.error) problems.push(`${label}: logged ${m.logged.error} errors, e.g. ${m.logged.samples.join(' | ')}`);
@@ -361,7 +460,12 @@ function check(label: string, m: Measured, expectAnswers: boolean) {
 
 async function startBare(name: string): Promise<{ child: Child; port: number }> {
   const port = await freePort();
-  const child = spawnEntry(name, 'bench/lib/mqtt-bare-broker.ts', { BARE_MQTT_PORT: String(port) }, path.join(tmp, `${name.replace(/\W+/g, '-')}.log`));
+  const child = spawnEntry(
+    name,
+    'bench/lib/mqtt-bare-broker.ts',
+    { BARE_MQTT_PORT: String(port) },
+    path.join(tmp, `${name.replace(/\W+/g, '-')}.log`),
+  );
   await waitForPort(port, child, 60_000);
   return { child, port };
 }
@@ -371,30 +475,46 @@ async function startOurs(): Promise<{ child: Child; port: number; base: string }
   const [httpPort, mqttPort] = [await freePort(), await freePort()];
   // The per-device rate limit must not refuse the bench's reports when there are few devices.
   const perDevice = Math.ceil((2 * RATE) / N);
-  if (perDevice > 50) console.log(`note: ${RATE} reports/s over ${N} devices exceeds the server's default per-device limit; running it with MQTT_RATE_LIMIT=${perDevice}`);
-  const child = spawnEntry('ours', 'src/main.ts', {
-    DATA_DIR: dataDir,
-    DATABASE_URL: databaseUrl,
-    HOST: '127.0.0.1',
-    HTTP_PORT: String(httpPort),
-    MQTT_PORT: String(mqttPort),
-    TCP_PORT: '0',
-    LOG_LEVEL,
-    JWT_SECRET: randomToken(48),
-    ...(perDevice > 50 ? { MQTT_RATE_LIMIT: String(perDevice) } : {}),
-    ...BENCH_ADMISSION,
-  }, path.join(tmp, 'ours.log'), CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`] : []);
+  if (perDevice > 50)
+    console.log(
+      `note: ${RATE} reports/s over ${N} devices exceeds the server's default per-device limit; running it with MQTT_RATE_LIMIT=${perDevice}`,
+    );
+  const child = spawnEntry(
+    'ours',
+    'src/main.ts',
+    {
+      DATA_DIR: dataDir,
+      DATABASE_URL: databaseUrl,
+      HOST: '127.0.0.1',
+      HTTP_PORT: String(httpPort),
+      MQTT_PORT: String(mqttPort),
+      TCP_PORT: '0',
+      LOG_LEVEL,
+      JWT_SECRET: randomToken(48),
+      ...(perDevice > 50 ? { MQTT_RATE_LIMIT: String(perDevice) } : {}),
+      ...BENCH_ADMISSION,
+    },
+    path.join(tmp, 'ours.log'),
+    CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`] : [],
+  );
   await waitForPort(httpPort, child, 120_000);
   await waitForPort(mqttPort, child, 60_000);
   return { child, port: mqttPort, base: `http://127.0.0.1:${httpPort}` };
 }
 
-const fmt = (v: number | undefined, digits = 0) => (v === undefined || Number.isNaN(v) ? '–' : v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }));
+const fmt = (v: number | undefined, digits = 0) =>
+  v === undefined || Number.isNaN(v)
+    ? '–'
+    : v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 const ratio = (a: number, b: number) => (b > 0 && Number.isFinite(a / b) ? (a / b).toFixed(2) : '–');
 
 function printTable(ours: Measured, bares: Measured[]) {
-  const perConn = (m: Measured, key: 'rss' | 'heapUsed' | 'external') => (m.connected ? (m.connectedMem[key] - m.idle[key]) / m.connected : Number.NaN);
-  const marginal = (m: Measured, key: 'rss' | 'heapUsed') => (m.mid && m.connected > m.mid.connected ? (m.connectedMem[key] - m.mid.memory[key]) / (m.connected - m.mid.connected) : Number.NaN);
+  const perConn = (m: Measured, key: 'rss' | 'heapUsed' | 'external') =>
+    m.connected ? (m.connectedMem[key] - m.idle[key]) / m.connected : Number.NaN;
+  const marginal = (m: Measured, key: 'rss' | 'heapUsed') =>
+    m.mid && m.connected > m.mid.connected
+      ? (m.connectedMem[key] - m.mid.memory[key]) / (m.connected - m.mid.connected)
+      : Number.NaN;
   const lat = (m: Measured, p: number) => percentile(m.run.latencies, p);
   const reports = (m: Measured) => Math.max(1, m.run.sent + m.run.warmupSent);
   const perConnected = (m: Measured, ms: number) => ms / Math.max(1, m.connected);
@@ -427,7 +547,8 @@ function printTable(ours: Measured, bares: Measured[]) {
     ['other processes, reporting (% of CPUs)', (m) => m.othersReport, 0, false],
   ];
   const w = [40, 11, ...bares.map(() => 11), 11];
-  const line = (cells: string[]) => console.log(cells.map((c, i) => (i === 0 ? c.padEnd(w[0]!) : c.padStart(w[i]!))).join('  '));
+  const line = (cells: string[]) =>
+    console.log(cells.map((c, i) => (i === 0 ? c.padEnd(w[0]!) : c.padStart(w[i]!))).join('  '));
   console.log('');
   line(['', 'ours', ...bares.map((_, i) => `bare #${i + 1}`), 'ours/bare']);
   line(w.map((n) => '-'.repeat(n)));
@@ -439,9 +560,14 @@ function printTable(ours: Measured, bares: Measured[]) {
     line([label, fmt(a, digits), ...b.map((v) => fmt(v, digits)), headline ? ratio(a, mean) : '']);
   }
   console.log('');
-  console.log(`ours: ${ours.connected}/${N} connected, ${ours.run.acked}/${reports(ours)} reports acknowledged, ${ours.responsesOk} answered {"result":1}, ` +
-    `devices_stat online ${fmt(ours.onlineLoaded)} while connected and ${fmt(ours.onlineClosed)} after disconnecting, ${ours.logged.warn} warnings / ${ours.logged.error} errors logged`);
-  for (const [i, bare] of bares.entries()) console.log(`bare #${i + 1}: ${bare.connected}/${N} connected, ${bare.run.acked}/${reports(bare)} reports acknowledged`);
+  console.log(
+    `ours: ${ours.connected}/${N} connected, ${ours.run.acked}/${reports(ours)} reports acknowledged, ${ours.responsesOk} answered {"result":1}, ` +
+      `devices_stat online ${fmt(ours.onlineLoaded)} while connected and ${fmt(ours.onlineClosed)} after disconnecting, ${ours.logged.warn} warnings / ${ours.logged.error} errors logged`,
+  );
+  for (const [i, bare] of bares.entries())
+    console.log(
+      `bare #${i + 1}: ${bare.connected}/${N} connected, ${bare.run.acked}/${reports(bare)} reports acknowledged`,
+    );
   console.log('ours/bare: ours over the mean of the bare runs (before and after ours)');
 }
 
@@ -450,15 +576,19 @@ let projectId: string | undefined;
 let probe: DbProbe | undefined;
 const children: Child[] = [];
 try {
-  console.log(`bench/mqtt-connect: driver=${databaseUrl ? 'postgres' : 'pglite'} devices=${N} rate=${RATE}/s duration=${DURATION}s warmup=${WARMUP}s ` +
-    `concurrency=${CONCURRENCY} log-level=${LOG_LEVEL} node=${process.version} cpus=${os.cpus().length} open-files=${fdLimit}`);
+  console.log(
+    `bench/mqtt-connect: driver=${databaseUrl ? 'postgres' : 'pglite'} devices=${N} rate=${RATE}/s duration=${DURATION}s warmup=${WARMUP}s ` +
+      `concurrency=${CONCURRENCY} log-level=${LOG_LEVEL} node=${process.version} cpus=${os.cpus().length} open-files=${fdLimit}`,
+  );
 
   // 1. Provision: a project and N devices written straight into the database before the server
   // starts (the embedded database admits one process, so it is closed again before the server opens it).
   const log = pino({ level: 'warn' });
   database = await openDatabase({ DATA_DIR: dataDir, DATABASE_URL: databaseUrl }, log);
   const services = createServices({ db: database.db });
-  const project = await services.projects.create({ name: `bench-mqtt-connect ${new Date().toISOString()} ${randomInt(1e9)}` });
+  const project = await services.projects.create({
+    name: `bench-mqtt-connect ${new Date().toISOString()} ${randomInt(1e9)}`,
+  });
   projectId = project.id;
   const seeded = await seedMqttDevices(database.db, project.id, N);
   await database.db.execute(sql`analyze ${devices}`);
@@ -473,12 +603,26 @@ try {
   {
     const warm = await startBare('bare warm-up');
     const n = Math.min(N, 500);
-    const fleet = await connectFleet({ port: warm.port, credentials: credentials.slice(0, n), concurrency: CONCURRENCY, timeoutMs: CONNECT_TIMEOUT_MS });
+    const fleet = await connectFleet({
+      port: warm.port,
+      credentials: credentials.slice(0, n),
+      concurrency: CONCURRENCY,
+      timeoutMs: CONNECT_TIMEOUT_MS,
+    });
     await subscribeFleet(fleet.clients, 'attributes/response', CONCURRENCY);
-    await reportLoad({ clients: fleet.clients, rate: RATE, warmupS: 0, durationS: 1, payload: () => '{"temperature":20,"humidity":50}', graceMs: 5000 });
+    await reportLoad({
+      clients: fleet.clients,
+      rate: RATE,
+      warmupS: 0,
+      durationS: 1,
+      payload: () => '{"temperature":20,"humidity":50}',
+      graceMs: 5000,
+    });
     await closeFleet(fleet.clients);
     await warm.child.stop(10_000);
-    console.log(`warmed up the load generator: ${fleet.clients.length} connections and ${RATE} reports to a throwaway bare broker`);
+    console.log(
+      `warmed up the load generator: ${fleet.clients.length} connections and ${RATE} reports to a throwaway bare broker`,
+    );
   }
 
   // 3. The baseline: bare Aedes, before and after our server (the mean of the two is the baseline,
@@ -496,11 +640,15 @@ try {
   // 4. Our server.
   const oursProc = await startOurs();
   children.push(oursProc.child);
-  const token = String((await apiJson(`${oursProc.base}/api/v1/access_token`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(project.app),
-  })).access_token);
+  const token = String(
+    (
+      await apiJson(`${oursProc.base}/api/v1/access_token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(project.app),
+      })
+    ).access_token,
+  );
   probe = databaseUrl ? dbProbe(databaseUrl, oursProc.child.pid) : undefined;
   const ours = await measure(oursProc.child, oursProc.port, credentials, { base: oursProc.base, token }, probe);
   check('ours', ours, true);

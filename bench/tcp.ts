@@ -39,7 +39,8 @@ const args = benchArgs('tcp', {
   warmup: { type: 'string', default: '2' },
   gap: { type: 'string', default: '10' },
 });
-const intArg = (name: string, raw: string | undefined, min: number, max: number) => benchInt('tcp', name, raw, min, max);
+const intArg = (name: string, raw: string | undefined, min: number, max: number) =>
+  benchInt('tcp', name, raw, min, max);
 const N = intArg('devices', args.devices, 1, 20_000);
 const RATE = intArg('rate', args.rate, 1, 50_000);
 const DURATION = intArg('duration', args.duration, 1, 300);
@@ -96,8 +97,16 @@ try {
   const project = await services.projects.create({ name: `bench tcp ${Date.now()}` });
   projectId = project.id;
   const scope = { projectId: project.id };
-  const type = await services.deviceTypes.create(scope, { name: 'bench dtu', conn_protocol: 'tcp', tcp_frame_gap_ms: GAP });
-  await services.deviceTypes.createDataStream(scope, type.id, { identifier: IDENTIFIER, format: 'hex', tcp_bound: true });
+  const type = await services.deviceTypes.create(scope, {
+    name: 'bench dtu',
+    conn_protocol: 'tcp',
+    tcp_frame_gap_ms: GAP,
+  });
+  await services.deviceTypes.createDataStream(scope, type.id, {
+    identifier: IDENTIFIER,
+    format: 'hex',
+    tcp_bound: true,
+  });
 
   // Devices straight into the table: the bench measures the transports, not provisioning.
   const seeded = performance.now();
@@ -108,17 +117,39 @@ try {
     for (let i = start; i < Math.min(N, start + 2000); i++) {
       const accessToken = randomToken(20);
       tokens.push(accessToken);
-      rows.push({ id: newId(now - N + i), projectId: project.id, typeId: type.id, name: `tcp bench ${i + 1}`, accessToken, viewToken: randomToken(20), deviceCode: shortCode(10), createTime: now, updateTime: now });
+      rows.push({
+        id: newId(now - N + i),
+        projectId: project.id,
+        typeId: type.id,
+        name: `tcp bench ${i + 1}`,
+        accessToken,
+        viewToken: randomToken(20),
+        deviceCode: shortCode(10),
+        createTime: now,
+        updateTime: now,
+      });
     }
     await database.db.insert(devicesTable).values(rows);
   }
   const tokensFile = path.join(tmp, 'tokens.txt');
   writeFileSync(tokensFile, `${tokens.join('\n')}\n`);
-  console.log(`bench/tcp: load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} on ${os.cpus().length} CPUs`);
-  console.log(`bench/tcp: ${database.driver}, ${N} devices seeded in ${(performance.now() - seeded).toFixed(0)} ms; ${RATE} frames/s of ${FRAME} bytes, ${WARMUP} s warm-up + ${DURATION} s per transport, frame gap ${GAP} ms`);
+  console.log(
+    `bench/tcp: load average ${os
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')} on ${os.cpus().length} CPUs`,
+  );
+  console.log(
+    `bench/tcp: ${database.driver}, ${N} devices seeded in ${(performance.now() - seeded).toFixed(0)} ms; ${RATE} frames/s of ${FRAME} bytes, ${WARMUP} s warm-up + ${DURATION} s per transport, frame gap ${GAP} ms`,
+  );
 
   // Every simulated device connects from 127.0.0.1: that one address may hold them all (mqtt-broker/core/admission.ts).
-  const admission = createAdmission({ pendingPerAddress: 1_000_000, pendingMax: 1_000_000, loginRate: 1_000_000, loginBurst: 1_000_000 });
+  const admission = createAdmission({
+    pendingPerAddress: 1_000_000,
+    pendingMax: 1_000_000,
+    loginRate: 1_000_000,
+    loginBurst: 1_000_000,
+  });
   const broker = await createBroker({ services, logger: log, admission });
   const mqttServer = net.createServer((socket) => broker.handleConnection(socket));
   await new Promise<void>((resolve) => mqttServer.listen(0, '127.0.0.1', resolve));
@@ -128,7 +159,9 @@ try {
   // Every recorded upstream frame: its latency from the send time it carries.
   // A TCP message holds several frames when the server read them together (it was stalled for longer than a
   // device's send interval, so they arrived within the gap): each frame is counted and timed all the same.
-  let phase: { latencies: number[]; window: [number, number] | undefined; recorded: number; inWindow: number; merged: number } | undefined;
+  let phase:
+    | { latencies: number[]; window: [number, number] | undefined; recorded: number; inWindow: number; merged: number }
+    | undefined;
   services.bus.on('device.data', (e) => {
     if (e.direction !== 'up' || !phase || e.payload.length % FRAME !== 0) return;
     const at = nowMs();
@@ -146,8 +179,23 @@ try {
   async function runPhase(mode: 'tcp' | 'mqtt'): Promise<PhaseResult> {
     phase = { latencies: [], window: undefined, recorded: 0, inWindow: 0, merged: 0 };
     const port = mode === 'tcp' ? tcpAddress.port : (mqttServer.address() as AddressInfo).port;
-    const config = { mode, port, projectKey: project.project_key, tokensFile, rate: RATE, warmup: WARMUP, duration: DURATION, frameSize: FRAME, concurrency: 100, identifier: IDENTIFIER };
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'bench/lib/tcp-load.ts'), JSON.stringify(config)], { cwd: root, stdio: ['pipe', 'pipe', 'inherit'] });
+    const config = {
+      mode,
+      port,
+      projectKey: project.project_key,
+      tokensFile,
+      rate: RATE,
+      warmup: WARMUP,
+      duration: DURATION,
+      frameSize: FRAME,
+      concurrency: 100,
+      identifier: IDENTIFIER,
+    };
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', path.join(root, 'bench/lib/tcp-load.ts'), JSON.stringify(config)],
+      { cwd: root, stdio: ['pipe', 'pipe', 'inherit'] },
+    );
     const events: Array<Record<string, unknown>> = [];
     const lines = createInterface({ input: child.stdout });
     const waiters: Array<() => void> = [];
@@ -166,7 +214,8 @@ try {
       for (;;) {
         const found = events.find((e) => e.event === name);
         if (found) return found;
-        if (events.some((e) => e.event === 'error')) throw new Error(`load generator: ${JSON.stringify(events.find((e) => e.event === 'error'))}`);
+        if (events.some((e) => e.event === 'error'))
+          throw new Error(`load generator: ${JSON.stringify(events.find((e) => e.event === 'error'))}`);
         if (child.exitCode !== null) throw new Error(`load generator exited (${child.exitCode}) before "${name}"`);
         await new Promise<void>((resolve) => {
           waiters.push(resolve);
@@ -176,7 +225,8 @@ try {
     };
     const connected = await waitEvent('connected');
     const registered = performance.now() + 60_000;
-    while (services.sessions.size < (connected.devices as number) && performance.now() < registered) await new Promise((r) => setTimeout(r, 20));
+    while (services.sessions.size < (connected.devices as number) && performance.now() < registered)
+      await new Promise((r) => setTimeout(r, 20));
     const connectMs = (connected.ms as number) + 0;
     const sessionsReady = services.sessions.size;
     child.stdin.write('go\n');
@@ -227,23 +277,36 @@ try {
   const [t, m] = results as [PhaseResult, PhaseResult];
   const f = (v: number) => (Number.isFinite(v) ? v.toFixed(1) : '-');
   console.log('');
-  console.log('| transport | devices | connect s | sent | recorded | frames/s recorded | p50 ms | p99 ms | max ms | p99 − gap ms | server CPU % | loop delay p99/max ms | merged messages |');
+  console.log(
+    '| transport | devices | connect s | sent | recorded | frames/s recorded | p50 ms | p99 ms | max ms | p99 − gap ms | server CPU % | loop delay p99/max ms | merged messages |',
+  );
   console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const r of results) {
     const net = r.mode === 'tcp' ? f(r.p99 - GAP) : f(r.p99);
-    console.log(`| ${r.mode} | ${r.connected} | ${(r.connectMs / 1000).toFixed(1)} | ${r.sentInWindow} | ${r.recordedInWindow} | ${r.perSecond.toFixed(0)} | ${f(r.p50)} | ${f(r.p99)} | ${f(r.max)} | ${net} | ${r.serverCpuPct.toFixed(0)} | ${f(r.loopP99)}/${f(r.loopMax)} | ${r.merged} |`);
+    console.log(
+      `| ${r.mode} | ${r.connected} | ${(r.connectMs / 1000).toFixed(1)} | ${r.sentInWindow} | ${r.recordedInWindow} | ${r.perSecond.toFixed(0)} | ${f(r.p50)} | ${f(r.p99)} | ${f(r.max)} | ${net} | ${r.serverCpuPct.toFixed(0)} | ${f(r.loopP99)}/${f(r.loopMax)} | ${r.merged} |`,
+    );
   }
   console.log('');
-  console.log(`TCP/MQTT: frames/s recorded ${(t.perSecond / m.perSecond).toFixed(2)}, p99 ${(t.p99 / m.p99).toFixed(2)}, p99 without the frame gap ${((t.p99 - GAP) / m.p99).toFixed(2)}`);
-  console.log(`TCP listener: ${JSON.stringify({ logins: stats.logins, loginFailures: stats.loginFailures, messages: stats.messages, recorded: stats.recorded, rateLimited: stats.rateLimited, dropped: stats.dropped, errors: stats.errors })}`);
+  console.log(
+    `TCP/MQTT: frames/s recorded ${(t.perSecond / m.perSecond).toFixed(2)}, p99 ${(t.p99 / m.p99).toFixed(2)}, p99 without the frame gap ${((t.p99 - GAP) / m.p99).toFixed(2)}`,
+  );
+  console.log(
+    `TCP listener: ${JSON.stringify({ logins: stats.logins, loginFailures: stats.loginFailures, messages: stats.messages, recorded: stats.recorded, rateLimited: stats.rateLimited, dropped: stats.dropped, errors: stats.errors })}`,
+  );
   const lost = results.filter((r) => r.recordedTotal < r.sentTotal || r.connected < N);
   if (lost.length) {
-    for (const r of lost) console.error(`bench/tcp: ${r.mode}: ${r.connected}/${N} connected, ${r.recordedTotal}/${r.sentTotal} frames recorded`);
+    for (const r of lost)
+      console.error(
+        `bench/tcp: ${r.mode}: ${r.connected}/${N} connected, ${r.recordedTotal}/${r.sentTotal} frames recorded`,
+      );
     process.exitCode = 1;
   }
 } finally {
   if (projectId && database.driver === 'postgres') {
-    await database.db.execute(sql`delete from projects where id = ${projectId}`).catch((err: unknown) => console.error('bench/tcp: cleanup failed', err));
+    await database.db
+      .execute(sql`delete from projects where id = ${projectId}`)
+      .catch((err: unknown) => console.error('bench/tcp: cleanup failed', err));
   }
   await services.presence.stop().catch(() => undefined);
   await database.close();

@@ -146,7 +146,9 @@ export async function buildConsole(outDir = CONSOLE_DIST): Promise<BuildResult> 
       logLevel: 'silent',
       absWorkingDir: CONSOLE_ROOT,
     });
-    const outputs = Object.keys(result.metafile.outputs).map((f) => path.relative(tmp, path.resolve(CONSOLE_ROOT, f)).split(path.sep).join('/'));
+    const outputs = Object.keys(result.metafile.outputs).map((f) =>
+      path.relative(tmp, path.resolve(CONSOLE_ROOT, f)).split(path.sep).join('/'),
+    );
     const js = outputs.find((f) => f.endsWith('.js'));
     const css = outputs.filter((f) => f.endsWith('.css'));
     if (!js) throw new Error('console build produced no JavaScript');

@@ -45,7 +45,10 @@ export async function main(argv: string[], io: CliIo, env: NodeJS.ProcessEnv = p
 /** The one line that says why the run failed: how many of the devices asked for connected, and the last error. */
 export function shortfallLine(s: Summary): string {
   const asked = s.devices - s.not_started;
-  const head = s.connected_devices === 0 ? `sim: no device could connect (0 of ${asked})` : `sim: only ${s.connected_devices} of ${asked} devices connected`;
+  const head =
+    s.connected_devices === 0
+      ? `sim: no device could connect (0 of ${asked})`
+      : `sim: only ${s.connected_devices} of ${asked} devices connected`;
   const parts = [
     ...(s.not_provisioned > 0 ? [`${s.not_provisioned} not provisioned`] : []),
     ...(s.not_started > 0 ? [`${s.not_started} not started (stopped first)`] : []),
@@ -63,7 +66,11 @@ if (isEntry) {
   });
   process.once('SIGTERM', () => controller.abort());
   const stream = (s: NodeJS.WriteStream): Output => ({ write: (t) => void s.write(t), isTTY: s.isTTY === true });
-  main(process.argv.slice(2), { out: stream(process.stdout), err: stream(process.stderr), signal: controller.signal }).then(
+  main(process.argv.slice(2), {
+    out: stream(process.stdout),
+    err: stream(process.stderr),
+    signal: controller.signal,
+  }).then(
     (code) => process.exit(code),
     (err: unknown) => {
       console.error(err);

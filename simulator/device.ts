@@ -25,7 +25,12 @@ const BACKOFF_MAX_MS = 30_000;
 const AUTH_REFUSED = new Set([4, 5, 0x86, 0x87]);
 /** The SDKs' default request id is 1000; each get of one connection takes the next. */
 const FIRST_GET_ID = 1000;
-const SUBSCRIPTIONS = [TOPICS.attributesResponse, TOPICS.attributesPush, TOPICS.attributesGetResponse('+'), TOPICS.commandSend('+')];
+const SUBSCRIPTIONS = [
+  TOPICS.attributesResponse,
+  TOPICS.attributesPush,
+  TOPICS.attributesGetResponse('+'),
+  TOPICS.commandSend('+'),
+];
 
 const round = (v: number, digits: number) => Math.round(v * 10 ** digits) / 10 ** digits;
 const clamp = (v: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, v));
@@ -68,7 +73,13 @@ export class Sensors {
   }
 
   values(): Values {
-    return { temperature: round(this.temperature, 1), humidity: round(this.humidity, 1), switch: this.switch, location: this.location, ...this.extra };
+    return {
+      temperature: round(this.temperature, 1),
+      humidity: round(this.humidity, 1),
+      switch: this.switch,
+      location: this.location,
+      ...this.extra,
+    };
   }
 
   /** Applies pushed or cloud values; answers what the device now holds for those keys. */
@@ -80,8 +91,7 @@ export class Sensors {
       else if (key === 'switch' && typeof value === 'boolean') {
         this.switch = value;
         this.switchControlled = true;
-      }
-      else if (key === 'location' && isLocation(value)) this.location = { lat: value.lat, lng: value.lng };
+      } else if (key === 'location' && isLocation(value)) this.location = { lat: value.lat, lng: value.lng };
       else this.extra[key] = value;
       applied[key] = value;
     }
@@ -90,7 +100,12 @@ export class Sensors {
 }
 
 function isLocation(v: unknown): v is { lat: number; lng: number } {
-  return typeof v === 'object' && v !== null && typeof (v as { lat?: unknown }).lat === 'number' && typeof (v as { lng?: unknown }).lng === 'number';
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    typeof (v as { lat?: unknown }).lat === 'number' &&
+    typeof (v as { lng?: unknown }).lng === 'number'
+  );
 }
 
 function parse(payload: Buffer): unknown {
@@ -215,9 +230,15 @@ export class SimDevice {
     if (!isObject(body) || typeof body.method !== 'string') return this.stats.error(`command ${id}: bad body`);
     const params = isObject(body.params) ? body.params : {};
     // Commands named after an attribute (or carrying attributes) set it; the reply says what was done.
-    const applied = this.sensors.apply(Object.fromEntries(Object.entries(params).filter(([k]) => k in this.sensors.values())));
+    const applied = this.sensors.apply(
+      Object.fromEntries(Object.entries(params).filter(([k]) => k in this.sensors.values())),
+    );
     this.stats.commands++;
-    this.publish(TOPICS.commandReply(id), { method: body.method, params: { result: 'ok', ...applied }, id: body.id ?? Number(id) });
+    this.publish(TOPICS.commandReply(id), {
+      method: body.method,
+      params: { result: 'ok', ...applied },
+      id: body.id ?? Number(id),
+    });
   }
 
   private onError(err: Error & { code?: number | string }) {

@@ -140,7 +140,8 @@ export class SimGateway {
         return;
       }
       case GATEWAY_TOPICS.connectResponse:
-        if (!isObject(body) || body.result !== 1) this.refused(`gateway/connect of ${isObject(body) ? String(body.device) : '?'}`, body);
+        if (!isObject(body) || body.result !== 1)
+          this.refused(`gateway/connect of ${isObject(body) ? String(body.device) : '?'}`, body);
         return;
       case GATEWAY_TOPICS.attributesGetResponse: {
         if (!sub || !isObject(body) || body.result !== 1) return this.refused('gateway/attributes/get', body);
@@ -153,7 +154,8 @@ export class SimGateway {
         return;
       }
       case GATEWAY_TOPICS.attributesPush: {
-        if (!sub || !isObject(body) || !isObject(body.attributes)) return this.stats.error('gateway/attributes/push: not {"device","attributes"} of a known sub-device');
+        if (!sub || !isObject(body) || !isObject(body.attributes))
+          return this.stats.error('gateway/attributes/push: not {"device","attributes"} of a known sub-device');
         this.stats.pushes++;
         // Confirmed by reporting the values the sub-device now holds.
         this.report({ [device!]: sub.apply(body.attributes) });
@@ -161,11 +163,15 @@ export class SimGateway {
       }
       case GATEWAY_TOPICS.commandSend: {
         const command = isObject(body) ? body.command : undefined;
-        if (!sub || !isObject(command) || typeof command.method !== 'string') return this.stats.error('gateway/command/send: bad body');
+        if (!sub || !isObject(command) || typeof command.method !== 'string')
+          return this.stats.error('gateway/command/send: bad body');
         const params = isObject(command.params) ? command.params : {};
         const applied = sub.apply(Object.fromEntries(Object.entries(params).filter(([k]) => k in sub.values())));
         this.stats.commands++;
-        this.publish(GATEWAY_TOPICS.commandReply, { device, command: { id: command.id, method: command.method, params: { result: 'ok', ...applied } } });
+        this.publish(GATEWAY_TOPICS.commandReply, {
+          device,
+          command: { id: command.id, method: command.method, params: { result: 'ok', ...applied } },
+        });
         return;
       }
     }
@@ -233,12 +239,21 @@ export async function attachSubDevices(
   const call = async (method: 'GET' | 'POST', path: string, body?: unknown): Promise<ApiAnswer> => {
     const res = await fetch(new URL(path, options.http), {
       method,
-      headers: { authorization: `Bearer ${options.apiToken}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      headers: {
+        authorization: `Bearer ${options.apiToken}`,
+        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+      },
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
     });
-    return ((await res.json().catch(() => undefined)) as ApiAnswer | undefined) ?? { result: false, message: `HTTP ${res.status}` };
+    return (
+      ((await res.json().catch(() => undefined)) as ApiAnswer | undefined) ?? {
+        result: false,
+        message: `HTTP ${res.status}`,
+      }
+    );
   };
-  const idOfKey = async (deviceKey: string) => (await call('GET', `/api/v1/devices?device_key=${encodeURIComponent(deviceKey)}`)).info?.items?.[0]?.id;
+  const idOfKey = async (deviceKey: string) =>
+    (await call('GET', `/api/v1/devices?device_key=${encodeURIComponent(deviceKey)}`)).info?.items?.[0]?.id;
   for (const index of gateways) {
     if (signal?.aborted) return;
     try {
@@ -247,9 +262,16 @@ export async function attachSubDevices(
       for (let k = 1; k <= options.subDevices; k++) {
         const key = `${options.prefix}-${index}-${k}`;
         const created = await call('POST', '/api/v1/device', { name: key, type: options.subType, device_key: key });
-        const id = created.result ? (created.info?.id as string) : created.errcode === 409 ? await idOfKey(key) : undefined;
+        const id = created.result
+          ? (created.info?.id as string)
+          : created.errcode === 409
+            ? await idOfKey(key)
+            : undefined;
         if (!id) throw new Error(`sub-device ${key}: ${created.message ?? 'not created'}`);
-        const attached = await call('POST', `/api/v1/device/${gatewayId}/sub_devices`, { device: id, address: String(k) });
+        const attached = await call('POST', `/api/v1/device/${gatewayId}/sub_devices`, {
+          device: id,
+          address: String(k),
+        });
         if (!attached.result) throw new Error(`attaching ${key} at ${k}: ${attached.message ?? 'refused'}`);
       }
     } catch (err) {

@@ -65,13 +65,19 @@ const stringFlags = Object.fromEntries(
 ) as Record<Exclude<Flag, 'quiet' | 'gateway'>, { type: 'string' }>;
 
 const url = (schemes: string[]) =>
-  z.string().max(2048).refine((s) => {
-    try {
-      return schemes.includes(new URL(s).protocol);
-    } catch {
-      return false;
-    }
-  }, `a ${schemes.map((s) => s.replace(':', '://')).join(' or ')} url`);
+  z
+    .string()
+    .max(2048)
+    .refine(
+      (s) => {
+        try {
+          return schemes.includes(new URL(s).protocol);
+        } catch {
+          return false;
+        }
+      },
+      `a ${schemes.map((s) => s.replace(':', '://')).join(' or ')} url`,
+    );
 
 const num = (schema: z.ZodNumber) => z.coerce.number().pipe(schema);
 
@@ -85,28 +91,61 @@ const Schema = z
     devices: num(z.number().int().min(1).max(100_000)).optional(),
     rate: num(z.number().positive().max(1000)).default(0.2),
     qos: z.enum(['0', '1']).default('0'),
-    duration: num(z.number().min(0).max(365 * 24 * 3600)).default(0),
-    'ramp-up': num(z.number().min(0).max(24 * 3600)).default(0),
+    duration: num(
+      z
+        .number()
+        .min(0)
+        .max(365 * 24 * 3600),
+    ).default(0),
+    'ramp-up': num(
+      z
+        .number()
+        .min(0)
+        .max(24 * 3600),
+    ).default(0),
     protocol: z.enum(['mqtt', 'ws', 'tcp']).default('mqtt'),
     'mqtt-version': z.enum(['4', '5']).default('4'),
     'tcp-format': z.enum(['hex', 'text', 'json']).default('json'),
     'tcp-heartbeat': z.string().min(1).max(64).optional(),
-    prefix: z.string().min(1).max(64).regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits and _ . : -').optional(),
+    prefix: z
+      .string()
+      .min(1)
+      .max(64)
+      .regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits and _ . : -')
+      .optional(),
     quiet: z.boolean().default(false),
     gateway: z.boolean().default(false),
     'sub-devices': num(z.number().int().min(1).max(100)).optional(),
     'api-token': z.string().min(1).max(4096).optional(),
     'sub-type': z.string().min(1).max(64).optional(),
   })
-  .refine((o) => o['type-key'] !== undefined || o.tokens !== undefined, { message: 'give --type-key (provision) or --tokens', path: ['type-key'] })
-  .refine((o) => !(o['type-key'] !== undefined && o.tokens !== undefined), { message: 'give either --type-key or --tokens, not both', path: ['tokens'] })
-  .refine((o) => o.protocol !== 'tcp' || o.host === undefined || o.host.startsWith('tcp:'), { message: 'with --protocol tcp, a tcp://host:port url', path: ['host'] })
-  .refine((o) => !(o.gateway && o.protocol === 'tcp'), { message: 'gateways speak MQTT: not with --protocol tcp', path: ['gateway'] })
-  .refine((o) => o.gateway || (o['sub-devices'] === undefined && o['api-token'] === undefined && o['sub-type'] === undefined), {
-    message: 'only with --gateway',
-    path: ['sub-devices'],
+  .refine((o) => o['type-key'] !== undefined || o.tokens !== undefined, {
+    message: 'give --type-key (provision) or --tokens',
+    path: ['type-key'],
   })
-  .refine((o) => (o['api-token'] === undefined) === (o['sub-type'] === undefined), { message: '--api-token and --sub-type go together', path: ['api-token'] })
+  .refine((o) => !(o['type-key'] !== undefined && o.tokens !== undefined), {
+    message: 'give either --type-key or --tokens, not both',
+    path: ['tokens'],
+  })
+  .refine((o) => o.protocol !== 'tcp' || o.host === undefined || o.host.startsWith('tcp:'), {
+    message: 'with --protocol tcp, a tcp://host:port url',
+    path: ['host'],
+  })
+  .refine((o) => !(o.gateway && o.protocol === 'tcp'), {
+    message: 'gateways speak MQTT: not with --protocol tcp',
+    path: ['gateway'],
+  })
+  .refine(
+    (o) => o.gateway || (o['sub-devices'] === undefined && o['api-token'] === undefined && o['sub-type'] === undefined),
+    {
+      message: 'only with --gateway',
+      path: ['sub-devices'],
+    },
+  )
+  .refine((o) => (o['api-token'] === undefined) === (o['sub-type'] === undefined), {
+    message: '--api-token and --sub-type go together',
+    path: ['api-token'],
+  })
   .refine((o) => o['api-token'] === undefined || o['type-key'] !== undefined, {
     message: 'attaching sub-devices needs provisioned gateways (--type-key), whose device keys name them',
     path: ['api-token'],
@@ -126,7 +165,10 @@ export type ParsedArgs = { help: true; command: 'help' } | { help: false; comman
 /** `--tokens`: an existing file (one token a line) or a comma list. */
 function readTokens(value: string): string[] {
   const text = existsSync(value) ? readFileSync(value, 'utf8') : value;
-  const tokens = text.split(/[\s,]+/).map((t) => t.trim()).filter((t) => t.length > 0 && !t.startsWith('#'));
+  const tokens = text
+    .split(/[\s,]+/)
+    .map((t) => t.trim())
+    .filter((t) => t.length > 0 && !t.startsWith('#'));
   if (tokens.length === 0) throw new UsageError('--tokens: no tokens given');
   return tokens;
 }
@@ -138,7 +180,12 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
       args: argv,
       allowPositionals: true,
       strict: true,
-      options: { ...stringFlags, quiet: { type: 'boolean' }, gateway: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        ...stringFlags,
+        quiet: { type: 'boolean' },
+        gateway: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
     });
   } catch (err) {
     throw new UsageError((err as Error).message);
@@ -153,7 +200,8 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     const fromFlag = (parsed.values as Record<string, unknown>)[flag];
     const fromEnv = env[ENV[flag]];
     if (fromFlag !== undefined) raw[flag] = fromFlag;
-    else if (fromEnv !== undefined && fromEnv !== '') raw[flag] = BOOLEAN_FLAGS.has(flag) ? ['1', 'true', 'yes'].includes(fromEnv.toLowerCase()) : fromEnv;
+    else if (fromEnv !== undefined && fromEnv !== '')
+      raw[flag] = BOOLEAN_FLAGS.has(flag) ? ['1', 'true', 'yes'].includes(fromEnv.toLowerCase()) : fromEnv;
   }
   const result = Schema.safeParse(raw);
   if (!result.success) {
@@ -163,7 +211,8 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
   const o = result.data;
   const tokens = o.tokens !== undefined ? readTokens(o.tokens) : undefined;
   const devices = o.devices ?? tokens?.length ?? 1;
-  if (tokens && devices > tokens.length) throw new UsageError(`--devices: ${devices} devices but only ${tokens.length} tokens`);
+  if (tokens && devices > tokens.length)
+    throw new UsageError(`--devices: ${devices} devices but only ${tokens.length} tokens`);
   return {
     help: false,
     command: 'run',

@@ -85,21 +85,31 @@ async function ask(options: SimOptions, deviceKey: string, doFetch: typeof fetch
     });
   } catch (err) {
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    return { kind: 'transient', message: `cannot reach ${options.http}: ${cause?.code ?? cause?.message ?? (err as Error).message}` };
+    return {
+      kind: 'transient',
+      message: `cannot reach ${options.http}: ${cause?.code ?? cause?.message ?? (err as Error).message}`,
+    };
   }
   const body = (await res.json().catch(() => undefined)) as
     | { result?: number; errcode?: number; message?: string; device?: { access_token?: unknown; conn_type?: unknown } }
     | undefined;
   const message = body?.message ?? `HTTP ${res.status}`;
-  if (res.status === 429 || body?.errcode === 429) return { kind: 'limited', retryMs: retryAfterMs(res.headers.get('retry-after'), now()), message };
+  if (res.status === 429 || body?.errcode === 429)
+    return { kind: 'limited', retryMs: retryAfterMs(res.headers.get('retry-after'), now()), message };
   if (res.status >= 500 || body === undefined) return { kind: 'transient', message };
   const token = body.device?.access_token;
-  if (body.result === 1 && typeof token === 'string') return { kind: 'ok', token, connType: String(body.device?.conn_type ?? '1') };
+  if (body.result === 1 && typeof token === 'string')
+    return { kind: 'ok', token, connType: String(body.device?.conn_type ?? '1') };
   return { kind: 'refused', message, fatal: body.errcode === 401 || body.errcode === 404 };
 }
 
 /** Certificates of `<prefix>-1` … `<prefix>-<devices>`, created on first request through the type key. */
-export async function provisionAll(options: SimOptions, stats: Stats, signal?: AbortSignal, deps: ProvisionDeps = {}): Promise<ProvisionResult> {
+export async function provisionAll(
+  options: SimOptions,
+  stats: Stats,
+  signal?: AbortSignal,
+  deps: ProvisionDeps = {},
+): Promise<ProvisionResult> {
   const doFetch = deps.fetch ?? fetch;
   const random = deps.random ?? Math.random;
   const sleep = deps.sleep ?? defaultSleep;
@@ -147,14 +157,18 @@ export async function provisionAll(options: SimOptions, stats: Stats, signal?: A
       }
       // Everybody waits out the server's pause (another worker may have learnt of a longer one meanwhile); each comes
       // back a little apart from the others.
-      while (resumeAt > now() && !stop.signal.aborted) await sleep(resumeAt - now() + Math.round(random() * 250), stop.signal);
+      while (resumeAt > now() && !stop.signal.aborted)
+        await sleep(resumeAt - now() + Math.round(random() * 250), stop.signal);
       if (stop.signal.aborted) continue;
       const sentAt = now();
       const answer = await ask(options, deviceKey, doFetch, now);
       if (answer.kind !== 'transient') unreachableInARow = 0;
       if (answer.kind === 'ok') {
         if (options.gateway && answer.connType !== '3') {
-          return giveUp(deviceKey, `the type of type key ${options.typeKey} is not a gateway type (conn_type "${answer.connType}", a gateway is "3"): --gateway needs a gateway type's key`);
+          return giveUp(
+            deviceKey,
+            `the type of type key ${options.typeKey} is not a gateway type (conn_type "${answer.connType}", a gateway is "3"): --gateway needs a gateway type's key`,
+          );
         }
         refusalsInARow = 0;
         lastProgress = now();
@@ -165,10 +179,16 @@ export async function provisionAll(options: SimOptions, stats: Stats, signal?: A
       if (answer.kind === 'limited') {
         stats.provisionWaits++;
         if (now() - lastProgress > STALL_MS) {
-          return giveUp(deviceKey, `gave up: the server refused certificate requests for ${STALL_MS / 1000} s (${answer.message})`);
+          return giveUp(
+            deviceKey,
+            `gave up: the server refused certificate requests for ${STALL_MS / 1000} s (${answer.message})`,
+          );
         }
         if (answer.retryMs > STALL_MS) {
-          return giveUp(deviceKey, `gave up: the server asks to wait ${Math.ceil(answer.retryMs / 1000)} s (${answer.message})`);
+          return giveUp(
+            deviceKey,
+            `gave up: the server asks to wait ${Math.ceil(answer.retryMs / 1000)} s (${answer.message})`,
+          );
         }
         if (sentAt > roundStartedAt) {
           refusalsInARow++;
@@ -183,7 +203,10 @@ export async function provisionAll(options: SimOptions, stats: Stats, signal?: A
       }
       if (answer.kind === 'transient') {
         if (found.length === 0 && ++unreachableInARow >= UNREACHABLE_GIVE_UP) {
-          return giveUp(deviceKey, `gave up: ${UNREACHABLE_GIVE_UP} certificate requests in a row got no answer from the API at ${options.http} (${answer.message}); is the server running there?`);
+          return giveUp(
+            deviceKey,
+            `gave up: ${UNREACHABLE_GIVE_UP} certificate requests in a row got no answer from the API at ${options.http} (${answer.message}); is the server running there?`,
+          );
         }
         if (++transient >= TRANSIENT_TRIES) return fail(deviceKey, `${answer.message} (${TRANSIENT_TRIES} tries)`);
         await sleep(Math.round(TRANSIENT_BACKOFF_MS * 2 ** (transient - 1) * (1 + random() * 0.5)), stop.signal);

@@ -128,8 +128,10 @@ export class Stats {
     if (this.provisioning) {
       return `[${elapsed}s] provisioning ${this.provisioned}/${this.devices}  errors ${this.errors}${this.provisionWaits ? `  waited ${this.provisionWaits} times for the server's limit` : ''}`;
     }
-    return `[${elapsed}s] connected ${this.connected}/${this.devices}  sent ${this.sent}  acked ${this.acked}  errors ${this.errors}  ` +
-      `cmds ${this.commands}  pushes ${this.pushes}  rate ${rate.toFixed(1)}/s`;
+    return (
+      `[${elapsed}s] connected ${this.connected}/${this.devices}  sent ${this.sent}  acked ${this.acked}  errors ${this.errors}  ` +
+      `cmds ${this.commands}  pushes ${this.pushes}  rate ${rate.toFixed(1)}/s`
+    );
   }
 
   private printLive() {
@@ -176,7 +178,9 @@ export class Stats {
     this.out.write(
       [
         `simulated ${summary.devices} devices for ${(summary.duration_ms / 1000).toFixed(1)} s`,
-        ...(summary.short > 0 ? [`  SHORT: ${summary.short} of ${summary.devices - summary.not_started} devices never connected`] : []),
+        ...(summary.short > 0
+          ? [`  SHORT: ${summary.short} of ${summary.devices - summary.not_started} devices never connected`]
+          : []),
         ...(summary.not_started > 0 ? [`  not started (stopped first): ${summary.not_started}`] : []),
         `  provisioned ${summary.provisioned}${summary.not_provisioned ? ` (${summary.not_provisioned} not)` : ''}${summary.provision_waits ? ` (waited ${summary.provision_waits} times for the server's limit)` : ''}  connected ${summary.connected_devices} (at end ${summary.connected_at_end})  connects ${summary.connects}  disconnects ${summary.disconnects}`,
         `  reports sent ${summary.sent}  acked ${summary.acked}  errors ${summary.errors}  rate ${summary.rate}/s`,

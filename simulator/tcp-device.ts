@@ -138,7 +138,9 @@ export class SimTcpDevice {
       if (!short) this.attempt = 0;
       if (this.shortLinks >= SHORT_LINKS_TO_GIVE_UP && !this.stopped) {
         this.failed = true;
-        this.stats.error(`device ${this.identity.index}: the server keeps closing the link right after login (bad token or project key?)`);
+        this.stats.error(
+          `device ${this.identity.index}: the server keeps closing the link right after login (bad token or project key?)`,
+        );
         return;
       }
     }

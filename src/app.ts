@@ -1,4 +1,9 @@
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import Fastify, {
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifyServerOptions,
+} from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
@@ -32,9 +37,23 @@ import { createReadiness, healthSchema, type Readiness } from './http/readiness.
 import type { Access } from './http/routes/route.ts';
 import type { Services } from './composition/services.ts';
 
-export type AppConfig = Pick<Config, 'BODY_LIMIT' | 'LOGIN_RATE_LIMIT' | 'LOGIN_RATE_WINDOW_MS' | 'PLATFORM_TOKEN' | 'TRUST_PROXY'> &
-  Partial<Pick<Config, 'DATA_DIR' | 'PROVISION_RATE' | 'PROVISION_BURST' | 'PROVISION_CREATE_RATE' | 'PROVISION_CREATE_BURST'>> &
-  Partial<Pick<Config, 'EVENTS_STREAMS_PER_PROJECT' | 'EVENTS_STREAMS_PER_ADDRESS' | 'EVENTS_STREAMS_PER_PRINCIPAL' | 'EVENTS_QUEUE_BYTES' | 'EVENTS_KEEPALIVE_MS'>>;
+export type AppConfig = Pick<
+  Config,
+  'BODY_LIMIT' | 'LOGIN_RATE_LIMIT' | 'LOGIN_RATE_WINDOW_MS' | 'PLATFORM_TOKEN' | 'TRUST_PROXY'
+> &
+  Partial<
+    Pick<Config, 'DATA_DIR' | 'PROVISION_RATE' | 'PROVISION_BURST' | 'PROVISION_CREATE_RATE' | 'PROVISION_CREATE_BURST'>
+  > &
+  Partial<
+    Pick<
+      Config,
+      | 'EVENTS_STREAMS_PER_PROJECT'
+      | 'EVENTS_STREAMS_PER_ADDRESS'
+      | 'EVENTS_STREAMS_PER_PRINCIPAL'
+      | 'EVENTS_QUEUE_BYTES'
+      | 'EVENTS_KEEPALIVE_MS'
+    >
+  >;
 
 export interface ApiRoute {
   method: string;
@@ -68,7 +87,10 @@ export async function buildApp({ config, services, jwtSecret, logger, readiness 
     // Malformed URLs and the like fail in the router, before the error handler: answer them in the envelope too.
     frameworkErrors: (err, _req, reply) => {
       const r = reply as unknown as FastifyReply;
-      void r.code(200).type('application/json; charset=utf-8').send(JSON.stringify(failure(400, err.message || 'Invalid request')));
+      void r
+        .code(200)
+        .type('application/json; charset=utf-8')
+        .send(JSON.stringify(failure(400, err.message || 'Invalid request')));
     },
     ...(logger ? { loggerInstance: logger } : { logger: false }),
   };
@@ -81,7 +103,8 @@ export async function buildApp({ config, services, jwtSecret, logger, readiness 
   app.decorate('apiRoutes', apiRoutes);
   app.addHook('onRoute', (r) => {
     const access = r.config?.access;
-    if (access) for (const method of [r.method].flat()) if (method !== 'HEAD') apiRoutes.push({ method, url: r.url, access });
+    if (access)
+      for (const method of [r.method].flat()) if (method !== 'HEAD') apiRoutes.push({ method, url: r.url, access });
   });
 
   registerEnvelope(app, config.BODY_LIMIT);
@@ -104,7 +127,10 @@ export async function buildApp({ config, services, jwtSecret, logger, readiness 
     const { ready: ok, failing } = await ready.check();
     if (ok) return { result: true, info: { status: 'ok' } };
     const errors = failing.map((f) => ({ path: f.check, message: f.message }));
-    return reply.code(503).type('application/json; charset=utf-8').send(JSON.stringify(failure(503, `Not ready: ${failing.map((f) => f.check).join(', ')}`, errors)));
+    return reply
+      .code(503)
+      .type('application/json; charset=utf-8')
+      .send(JSON.stringify(failure(503, `Not ready: ${failing.map((f) => f.check).join(', ')}`, errors)));
   };
   app.get('/readyz', { schema: healthSchema('/readyz') }, readyz);
   app.get('/health', { schema: healthSchema('/health') }, readyz);
@@ -133,7 +159,9 @@ export async function buildApp({ config, services, jwtSecret, logger, readiness 
     limits: {
       ...(config.EVENTS_STREAMS_PER_PROJECT !== undefined ? { perProject: config.EVENTS_STREAMS_PER_PROJECT } : {}),
       ...(config.EVENTS_STREAMS_PER_ADDRESS !== undefined ? { perAddress: config.EVENTS_STREAMS_PER_ADDRESS } : {}),
-      ...(config.EVENTS_STREAMS_PER_PRINCIPAL !== undefined ? { perPrincipal: config.EVENTS_STREAMS_PER_PRINCIPAL } : {}),
+      ...(config.EVENTS_STREAMS_PER_PRINCIPAL !== undefined
+        ? { perPrincipal: config.EVENTS_STREAMS_PER_PRINCIPAL }
+        : {}),
       ...(config.EVENTS_QUEUE_BYTES !== undefined ? { queueBytes: config.EVENTS_QUEUE_BYTES } : {}),
       ...(config.EVENTS_KEEPALIVE_MS !== undefined ? { keepaliveMs: config.EVENTS_KEEPALIVE_MS } : {}),
     },

@@ -46,7 +46,11 @@ export const configSchema = z
     JWT_SECRET: optionalString.pipe(z.string().min(32, 'must be at least 32 characters').optional()),
     PLATFORM_TOKEN: optionalString.pipe(z.string().min(16, 'must be at least 16 characters').optional()),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-    BODY_LIMIT: z.coerce.number().int().min(1024).default(1024 * 1024),
+    BODY_LIMIT: z.coerce
+      .number()
+      .int()
+      .min(1024)
+      .default(1024 * 1024),
     LOGIN_RATE_LIMIT: z.coerce.number().int().min(1).default(10),
     LOGIN_RATE_WINDOW_MS: z.coerce.number().int().min(1000).default(60_000),
     /** Device certificate requests (self-provisioning) per second per client address, and the burst (src/http/routes/device-access). */
@@ -55,7 +59,12 @@ export const configSchema = z
     /** Devices auto-created by certificate requests per second per project, and the burst (a factory powering on 1,000). */
     PROVISION_CREATE_RATE: z.coerce.number().min(0.01).max(1_000_000).default(5),
     PROVISION_CREATE_BURST: z.coerce.number().int().min(1).max(1_000_000).default(1_000),
-    MQTT_MAX_PACKET_SIZE: z.coerce.number().int().min(1024).max(268_435_455).default(256 * 1024),
+    MQTT_MAX_PACKET_SIZE: z.coerce
+      .number()
+      .int()
+      .min(1024)
+      .max(268_435_455)
+      .default(256 * 1024),
     MQTT_RATE_LIMIT: z.coerce.number().int().min(1).max(100_000).default(50),
     /** Device and project message rates (src/domain/delivery/rate-limiter.ts). */
     DEVICE_RATE_LIMIT_MAX: z.coerce.number().int().min(1).max(100_000).default(1_000),
@@ -69,13 +78,23 @@ export const configSchema = z
     EVENTS_STREAMS_PER_PROJECT: z.coerce.number().int().min(1).max(1_000_000).default(200),
     EVENTS_STREAMS_PER_ADDRESS: z.coerce.number().int().min(1).max(1_000_000).default(20),
     EVENTS_STREAMS_PER_PRINCIPAL: z.coerce.number().int().min(1).max(1_000_000).default(10),
-    EVENTS_QUEUE_BYTES: z.coerce.number().int().min(1024).max(1024 * 1024 * 1024).default(1024 * 1024),
+    EVENTS_QUEUE_BYTES: z.coerce
+      .number()
+      .int()
+      .min(1024)
+      .max(1024 * 1024 * 1024)
+      .default(1024 * 1024),
     EVENTS_KEEPALIVE_MS: z.coerce.number().int().min(100).max(3_600_000).default(15_000),
     /** Raw TCP devices (device-protocol.md §6, mqtt-broker/README.md "Raw TCP devices"). */
     TCP_LOGIN_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
     TCP_IDLE_TIMEOUT_MS: z.coerce.number().int().min(1000).max(86_400_000).default(300_000),
     TCP_FRAME_GAP_MS: z.coerce.number().int().min(10).max(10_000).default(100),
-    TCP_MAX_MESSAGE_SIZE: z.coerce.number().int().min(64).max(64 * 1024).default(64 * 1024),
+    TCP_MAX_MESSAGE_SIZE: z.coerce
+      .number()
+      .int()
+      .min(64)
+      .max(64 * 1024)
+      .default(64 * 1024),
     TCP_MAX_LOGIN_LENGTH: z.coerce.number().int().min(64).max(4096).default(512),
     /** Device connections (MQTT, MQTT over WebSocket, raw TCP) before login, and login attempts (mqtt-broker/core/admission.ts). */
     PENDING_CONNECTIONS_PER_ADDRESS: z.coerce.number().int().min(1).max(1_000_000).default(64),
@@ -87,7 +106,12 @@ export const configSchema = z
     MQTT_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
     HISTORY_RETENTION_DAYS: z.coerce.number().int().min(0).max(36_500).default(365),
     HISTORY_COMPRESS_AFTER_DAYS: z.coerce.number().int().min(0).max(36_500).default(7),
-    HISTORY_CHUNK_HOURS: z.coerce.number().int().min(1).max(24 * 365).default(24),
+    HISTORY_CHUNK_HOURS: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(24 * 365)
+      .default(24),
     INGEST_BATCH_SIZE: z.coerce.number().int().min(1).max(100_000).default(5_000),
     INGEST_BATCH_DELAY_MS: z.coerce.number().int().min(0).max(10_000).default(5),
     INGEST_MAX_PENDING: z.coerce.number().int().min(1).max(10_000_000).default(100_000),
@@ -150,12 +174,19 @@ interface TlsSettings {
 /** Both TLS files or neither; TLS ports only with them; the API served on HTTP or HTTPS. */
 function tlsRefine(c: TlsSettings, ctx: z.RefinementCtx) {
   const issue = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message });
-  if (c.TLS_CERT_FILE && !c.TLS_KEY_FILE) issue('TLS_KEY_FILE', 'is required with TLS_CERT_FILE (the PEM private key of the certificate)');
-  if (!c.TLS_CERT_FILE && c.TLS_KEY_FILE) issue('TLS_CERT_FILE', 'is required with TLS_KEY_FILE (the PEM certificate, optionally followed by its chain)');
+  if (c.TLS_CERT_FILE && !c.TLS_KEY_FILE)
+    issue('TLS_KEY_FILE', 'is required with TLS_CERT_FILE (the PEM private key of the certificate)');
+  if (!c.TLS_CERT_FILE && c.TLS_KEY_FILE)
+    issue('TLS_CERT_FILE', 'is required with TLS_KEY_FILE (the PEM certificate, optionally followed by its chain)');
   const tls = Boolean(c.TLS_CERT_FILE && c.TLS_KEY_FILE);
-  if (!tls) for (const p of TLS_PORTS) if (c[p] !== undefined && c[p] !== 'off') issue(p, 'needs TLS_CERT_FILE and TLS_KEY_FILE (docs/tls.md)');
+  if (!tls)
+    for (const p of TLS_PORTS)
+      if (c[p] !== undefined && c[p] !== 'off') issue(p, 'needs TLS_CERT_FILE and TLS_KEY_FILE (docs/tls.md)');
   if (c.HTTP_PORT === 'off' && (!tls || c.HTTPS_PORT === 'off')) {
-    issue('HTTP_PORT', 'is off and HTTPS is not on: nothing would serve the API (set TLS_CERT_FILE and TLS_KEY_FILE for HTTPS_PORT, or give HTTP_PORT a port)');
+    issue(
+      'HTTP_PORT',
+      'is off and HTTPS is not on: nothing would serve the API (set TLS_CERT_FILE and TLS_KEY_FILE for HTTPS_PORT, or give HTTP_PORT a port)',
+    );
   }
 }
 
@@ -163,7 +194,12 @@ function tlsRefine(c: TlsSettings, ctx: z.RefinementCtx) {
 function withTlsPorts<T extends TlsSettings>(c: T): T & Record<(typeof TLS_PORTS)[number], number | 'off'> {
   const tls = Boolean(c.TLS_CERT_FILE && c.TLS_KEY_FILE);
   const resolve = (p: (typeof TLS_PORTS)[number]) => (tls ? (c[p] ?? TLS_DEFAULT_PORTS[p]) : 'off');
-  return { ...c, HTTPS_PORT: resolve('HTTPS_PORT'), MQTTS_PORT: resolve('MQTTS_PORT'), TCPS_PORT: resolve('TCPS_PORT') };
+  return {
+    ...c,
+    HTTPS_PORT: resolve('HTTPS_PORT'),
+    MQTTS_PORT: resolve('MQTTS_PORT'),
+    TCPS_PORT: resolve('TCPS_PORT'),
+  };
 }
 
 export class ConfigError extends Error {

@@ -47,7 +47,15 @@ function framesOf(stack: unknown): string | undefined {
 
 export function serializeError(err: unknown, depth = 0): SerializedError {
   if (err === null || typeof err !== 'object') return { type: typeof err, message: scrubMessage(String(err)) };
-  const e = err as { name?: unknown; message?: unknown; code?: unknown; statusCode?: unknown; stack?: unknown; cause?: unknown; errors?: unknown };
+  const e = err as {
+    name?: unknown;
+    message?: unknown;
+    code?: unknown;
+    statusCode?: unknown;
+    stack?: unknown;
+    cause?: unknown;
+    errors?: unknown;
+  };
   const out: SerializedError = { message: scrubMessage(typeof e.message === 'string' ? e.message : '') };
   // A plain `{ message }` logged under `err` has no type worth naming.
   const type = typeof e.name === 'string' ? e.name : err instanceof Error ? err.constructor.name : undefined;
@@ -57,7 +65,8 @@ export function serializeError(err: unknown, depth = 0): SerializedError {
   const stack = framesOf(e.stack);
   if (stack) out.stack = stack;
   if (e.cause !== undefined && depth < MAX_CAUSES) out.cause = serializeError(e.cause, depth + 1);
-  if (Array.isArray(e.errors) && depth < MAX_CAUSES) out.errors = e.errors.slice(0, MAX_AGGREGATED).map((x) => serializeError(x, depth + 1));
+  if (Array.isArray(e.errors) && depth < MAX_CAUSES)
+    out.errors = e.errors.slice(0, MAX_AGGREGATED).map((x) => serializeError(x, depth + 1));
   return out;
 }
 
@@ -109,7 +118,9 @@ export function loggerOptions(level: string): LoggerOptions {
       logMethod(args, method) {
         const [first, second] = args as unknown[];
         if (first instanceof Error && typeof second !== 'string') {
-          return method.apply(this, [{ err: first }, scrubMessage(first.message), ...args.slice(1)] as Parameters<typeof method>);
+          return method.apply(this, [{ err: first }, scrubMessage(first.message), ...args.slice(1)] as Parameters<
+            typeof method
+          >);
         }
         return method.apply(this, args);
       },

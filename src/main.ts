@@ -24,7 +24,9 @@ import { createHttpsServer, listen, secureSocket } from './tls/servers.ts';
 /** Turns "address in use" into the variable the operator should change. */
 function portInUse(err: unknown, variable: string, port: number): never {
   if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
-    throw new StartupError(`Port ${port} is already in use: set ${variable} to a free port (or stop the other process).`);
+    throw new StartupError(
+      `Port ${port} is already in use: set ${variable} to a free port (or stop the other process).`,
+    );
   }
   throw err;
 }
@@ -36,9 +38,16 @@ class StartupError extends Error {
 async function start(config: Config) {
   const logger = createLogger(config.LOG_LEVEL);
   const jwt = resolveJwtSecret(config);
-  if (jwt.source === 'generated') logger.warn({ file: path.join(config.DATA_DIR, 'jwt-secret') }, 'JWT_SECRET not set: generated one and stored it in DATA_DIR');
+  if (jwt.source === 'generated')
+    logger.warn(
+      { file: path.join(config.DATA_DIR, 'jwt-secret') },
+      'JWT_SECRET not set: generated one and stored it in DATA_DIR',
+    );
   // Certificate and key are checked before anything opens: a problem stops the start with its message (docs/tls.md §1).
-  const tlsFiles = config.TLS_CERT_FILE && config.TLS_KEY_FILE ? { certFile: config.TLS_CERT_FILE, keyFile: config.TLS_KEY_FILE } : undefined;
+  const tlsFiles =
+    config.TLS_CERT_FILE && config.TLS_KEY_FILE
+      ? { certFile: config.TLS_CERT_FILE, keyFile: config.TLS_KEY_FILE }
+      : undefined;
   const tlsInitial = tlsFiles && readTlsCredentials(tlsFiles);
 
   let database;
@@ -46,7 +55,9 @@ async function start(config: Config) {
     database = await openDatabase(config, logger);
   } catch (err) {
     if (err instanceof DataDirLocked) {
-      throw new StartupError(`${err.message} (${path.resolve(config.DATA_DIR)}): stop it, or give this server another DATA_DIR.`);
+      throw new StartupError(
+        `${err.message} (${path.resolve(config.DATA_DIR)}): stop it, or give this server another DATA_DIR.`,
+      );
     }
     if (err instanceof DatabaseUnavailable) throw new StartupError(err.message);
     throw err;
@@ -92,7 +103,10 @@ async function start(config: Config) {
     retentionDays: config.HISTORY_RETENTION_DAYS,
   });
   if (policies.mode === 'timescale' && !policies.policies) {
-    logger.warn({ license: policies.license }, 'TimescaleDB without the community license: no compression; history retention is the server\'s own job');
+    logger.warn(
+      { license: policies.license },
+      "TimescaleDB without the community license: no compression; history retention is the server's own job",
+    );
   }
   services.retention.start();
   await services.currentCache.recover();
@@ -130,7 +144,11 @@ async function start(config: Config) {
   };
 
   try {
-    const httpLimits = { perAddress: config.HTTP_CONNECTIONS_PER_ADDRESS, trustProxy: config.TRUST_PROXY, headersTimeoutMs: config.HTTP_HEADERS_TIMEOUT_MS };
+    const httpLimits = {
+      perAddress: config.HTTP_CONNECTIONS_PER_ADDRESS,
+      trustProxy: config.TRUST_PROXY,
+      headersTimeoutMs: config.HTTP_HEADERS_TIMEOUT_MS,
+    };
     // A listener set to `off` does not listen at all (docs/tls.md §3); HTTPS then serves the API.
     const httpPort = config.HTTP_PORT;
     if (httpPort !== 'off') {
@@ -148,7 +166,15 @@ async function start(config: Config) {
       loginBurst: config.DEVICE_LOGIN_BURST,
     });
     logger.info({ maxConnections: admission.maxConnections }, 'device connections allowed at once');
-    const broker = await createBroker({ services, logger, maxPacketSize: config.MQTT_MAX_PACKET_SIZE, maxSubscriptions: config.MQTT_MAX_SUBSCRIPTIONS, maxViewersPerProject: config.MQTT_MAX_VIEWERS_PER_PROJECT, admission, connectTimeoutMs: config.MQTT_CONNECT_TIMEOUT_MS });
+    const broker = await createBroker({
+      services,
+      logger,
+      maxPacketSize: config.MQTT_MAX_PACKET_SIZE,
+      maxSubscriptions: config.MQTT_MAX_SUBSCRIPTIONS,
+      maxViewersPerProject: config.MQTT_MAX_VIEWERS_PER_PROJECT,
+      admission,
+      connectTimeoutMs: config.MQTT_CONNECT_TIMEOUT_MS,
+    });
     // MQTT and MQTT over TLS: one broker; their listeners stop accepting while it closes its connections.
     const mqttServers: net.Server[] = [];
     closers.push(async () => {
@@ -159,7 +185,9 @@ async function start(config: Config) {
     const mqttPort = config.MQTT_PORT;
     if (mqttPort !== 'off') {
       const mqttServer = net.createServer((socket) => broker.handleConnection(socket));
-      const { port } = await listen(mqttServer, mqttPort, config.HOST, (err) => logger.error({ err }, 'MQTT listener error')).catch((err) => portInUse(err, 'MQTT_PORT', mqttPort));
+      const { port } = await listen(mqttServer, mqttPort, config.HOST, (err) =>
+        logger.error({ err }, 'MQTT listener error'),
+      ).catch((err) => portInUse(err, 'MQTT_PORT', mqttPort));
       mqttServers.push(mqttServer);
       logger.info({ port }, `MQTT listening at mqtt://${config.HOST}:${port}`);
     }
@@ -186,32 +214,50 @@ async function start(config: Config) {
     // TLS (docs/tls.md §2): the same broker, TCP listener, admission, HTTP limits and WebSocket as the
     // plaintext listeners; the certificate follows the files on disk (src/tls/reloader.ts).
     if (tlsFiles && tlsInitial) {
-      const reloader = createTlsReloader({ files: tlsFiles, initial: tlsInitial, intervalMs: config.TLS_RELOAD_INTERVAL_MS, logger });
+      const reloader = createTlsReloader({
+        files: tlsFiles,
+        initial: tlsInitial,
+        intervalMs: config.TLS_RELOAD_INTERVAL_MS,
+        logger,
+      });
       closers.push(async () => reloader.close());
       logger.info(describeCertificate(tlsInitial), 'TLS certificate');
       const wrap = secureSocket(reloader);
       const { MQTTS_PORT: mqttsPort, TCPS_PORT: tcpsPort, HTTPS_PORT: httpsPort } = config;
       if (mqttsPort !== 'off') {
         const mqttsServer = net.createServer((socket) => broker.handleConnection(wrap(socket)));
-        const { port } = await listen(mqttsServer, mqttsPort, config.HOST, (err) => logger.error({ err }, 'MQTTS listener error')).catch((err) => portInUse(err, 'MQTTS_PORT', mqttsPort));
+        const { port } = await listen(mqttsServer, mqttsPort, config.HOST, (err) =>
+          logger.error({ err }, 'MQTTS listener error'),
+        ).catch((err) => portInUse(err, 'MQTTS_PORT', mqttsPort));
         mqttServers.push(mqttsServer);
         logger.info({ port }, `MQTTS listening at mqtts://${config.HOST}:${port}`);
       }
       if (tcpsPort !== 'off') {
-        const { port } = await tcp.listen(tcpsPort, config.HOST, wrap).catch((err) => portInUse(err, 'TCPS_PORT', tcpsPort));
+        const { port } = await tcp
+          .listen(tcpsPort, config.HOST, wrap)
+          .catch((err) => portInUse(err, 'TCPS_PORT', tcpsPort));
         logger.info({ port }, `TCPS listening at tcps://${config.HOST}:${port}`);
       }
       if (httpsPort !== 'off') {
         const https = createHttpsServer(app, reloader, { handshakeTimeoutMs: config.HTTP_HEADERS_TIMEOUT_MS });
         limitHttpConnections(https.server, httpLimits);
-        const { port } = await listen(https.server, httpsPort, config.HOST, (err) => logger.error({ err }, 'HTTPS listener error')).catch((err) => portInUse(err, 'HTTPS_PORT', httpsPort));
+        const { port } = await listen(https.server, httpsPort, config.HOST, (err) =>
+          logger.error({ err }, 'HTTPS listener error'),
+        ).catch((err) => portInUse(err, 'HTTPS_PORT', httpsPort));
         closers.push(() => https.close());
         closers.push(attachWebSocket(https.server, broker, webSocketOptions));
-        logger.info({ port }, `HTTPS listening at https://${config.HOST}:${port} (MQTT over WebSocket: wss://${config.HOST}:${port}/mqtt)`);
+        logger.info(
+          { port },
+          `HTTPS listening at https://${config.HOST}:${port} (MQTT over WebSocket: wss://${config.HOST}:${port}/mqtt)`,
+        );
       }
     }
     if (database.driver === 'pglite') {
-      const control = await startControlServer({ socketPath: path.join(config.DATA_DIR, 'control.sock'), services, logger });
+      const control = await startControlServer({
+        socketPath: path.join(config.DATA_DIR, 'control.sock'),
+        services,
+        logger,
+      });
       closers.push(() => control.close());
     }
     // Run first (closers run in reverse): open event streams end before any listener waits for its connections.
@@ -230,10 +276,12 @@ async function start(config: Config) {
       // Not ready from now on; listeners stay open for SHUTDOWN_DRAIN_MS so load balancers move away first.
       readiness.drain();
       logger.info({ signal, drainMs: config.SHUTDOWN_DRAIN_MS }, 'draining');
-      sleep(config.SHUTDOWN_DRAIN_MS).then(() => shutdown(signal)).then(
-        () => process.exit(0),
-        () => process.exit(1),
-      );
+      sleep(config.SHUTDOWN_DRAIN_MS)
+        .then(() => shutdown(signal))
+        .then(
+          () => process.exit(0),
+          () => process.exit(1),
+        );
     });
   }
 }

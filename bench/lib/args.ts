@@ -9,7 +9,9 @@ export function benchUsage(bench: string, options: Options): string {
     const dflt = o.default === undefined ? '' : `  (default ${String(o.default)})`;
     return `  --${name}${value}${dflt}`;
   });
-  return [`usage: npm run bench:${bench} -- [flags]   (bench/README.md describes each)`, ...flags, '  --help'].join('\n');
+  return [`usage: npm run bench:${bench} -- [flags]   (bench/README.md describes each)`, ...flags, '  --help'].join(
+    '\n',
+  );
 }
 
 /**
@@ -19,7 +21,11 @@ export function benchUsage(bench: string, options: Options): string {
 export function benchArgs<O extends Options>(bench: string, options: O, argv = process.argv.slice(2)) {
   let values: Record<string, unknown>;
   try {
-    values = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', default: false } }, strict: true }).values;
+    values = parseArgs({
+      args: argv,
+      options: { ...options, help: { type: 'boolean', default: false } },
+      strict: true,
+    }).values;
   } catch (err) {
     console.error(`bench/${bench}: ${(err as Error).message}\n${benchUsage(bench, options)}`);
     return process.exit(2);

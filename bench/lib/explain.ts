@@ -85,12 +85,17 @@ export async function explain(db: Db, query: SQLWrapper): Promise<PlanSummary> {
     nodeTypes.push(node['Node Type']);
     // A seq scan over a handful of rows (the project's few device types) is the right plan.
     const scanned = (node['Actual Rows'] ?? 0) * (node['Actual Loops'] ?? 1) + (node['Rows Removed by Filter'] ?? 0);
-    if (node['Node Type'] === 'Seq Scan' && scanned >= 1000) seqScans.push(`${node['Relation Name'] ?? '?'} (${scanned} rows)`);
+    if (node['Node Type'] === 'Seq Scan' && scanned >= 1000)
+      seqScans.push(`${node['Relation Name'] ?? '?'} (${scanned} rows)`);
     const parts = [node['Join Type'] ? `${node['Join Type']} ${node['Node Type']}` : node['Node Type']];
     if (node['Scan Direction'] === 'Backward') parts[0] += ' Backward';
     if (node['Index Name']) parts.push(`using ${node['Index Name']}`);
     if (node['Relation Name']) parts.push(`on ${node['Relation Name']}`);
-    const facts = [`rows=${node['Actual Rows']}`, `loops=${node['Actual Loops']}`, `time=${node['Actual Total Time']?.toFixed(3)}ms`];
+    const facts = [
+      `rows=${node['Actual Rows']}`,
+      `loops=${node['Actual Loops']}`,
+      `time=${node['Actual Total Time']?.toFixed(3)}ms`,
+    ];
     if (node['Heap Fetches'] !== undefined) facts.push(`heap_fetches=${node['Heap Fetches']}`);
     if (node['Rows Removed by Filter']) facts.push(`removed_by_filter=${node['Rows Removed by Filter']}`);
     facts.push(`buffers hit=${node['Shared Hit Blocks'] ?? 0} read=${node['Shared Read Blocks'] ?? 0}`);

@@ -15,6 +15,15 @@ process.on('SIGUSR2', () => {
     gc();
   }
   const m = process.memoryUsage();
-  const line = { bench_memory: { gc: gc !== undefined, rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers } };
+  const line = {
+    bench_memory: {
+      gc: gc !== undefined,
+      rss: m.rss,
+      heapUsed: m.heapUsed,
+      heapTotal: m.heapTotal,
+      external: m.external,
+      arrayBuffers: m.arrayBuffers,
+    },
+  };
   writeSync(2, `${JSON.stringify(line)}\n`);
 });

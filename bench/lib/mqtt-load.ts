@@ -121,11 +121,21 @@ export async function connectFleet(opts: {
     });
   });
   const clients = slots.filter((c): c is MqttClient => c !== undefined);
-  return { clients, events, failures, ms: performance.now() - started, connectLatency: connectLatency.filter((v) => !Number.isNaN(v)) };
+  return {
+    clients,
+    events,
+    failures,
+    ms: performance.now() - started,
+    connectLatency: connectLatency.filter((v) => !Number.isNaN(v)),
+  };
 }
 
 /** Subscribes every client to `topic`; answers the time taken and the refused or failed subscriptions. */
-export async function subscribeFleet(clients: MqttClient[], topic: string, concurrency: number): Promise<{ ms: number; failed: number }> {
+export async function subscribeFleet(
+  clients: MqttClient[],
+  topic: string,
+  concurrency: number,
+): Promise<{ ms: number; failed: number }> {
   let failed = 0;
   const started = performance.now();
   await pool(clients.length, concurrency, async (i) => {
@@ -227,7 +237,17 @@ export async function reportLoad(opts: {
     const v = Float64Array.from(values).sort();
     return { p50: percentile(v, 50), p99: percentile(v, 99), max: percentile(v, 100) };
   });
-  return { sent, warmupSent, acked, failed, unacked: total() - done, skipped, latencies: sorted, rate: sent / opts.durationS, perSecond };
+  return {
+    sent,
+    warmupSent,
+    acked,
+    failed,
+    unacked: total() - done,
+    skipped,
+    latencies: sorted,
+    rate: sent / opts.durationS,
+    perSecond,
+  };
 }
 
 /** Closes every client without waiting for a DISCONNECT round trip; answers the time taken. */

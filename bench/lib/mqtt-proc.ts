@@ -57,16 +57,26 @@ export function startFlags(): string[] {
  * this busy process reads late would block the child's synchronous log writes and slow the server
  * under test.
  */
-export function spawnEntry(name: string, entry: string, env: Record<string, string | undefined>, logFile: string, nodeArgs: string[] = []): Child {
+export function spawnEntry(
+  name: string,
+  entry: string,
+  env: Record<string, string | undefined>,
+  logFile: string,
+  nodeArgs: string[] = [],
+): Child {
   const startedAt = performance.now();
   const fd = openSync(logFile, 'w');
   let child: ChildProcess;
   try {
-    child = spawn(process.execPath, ['--expose-gc', ...startFlags(), ...nodeArgs, '--import', 'tsx', '--import', gcHook, path.join(root, entry)], {
-      cwd: root,
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env } as NodeJS.ProcessEnv,
-      stdio: ['ignore', fd, fd],
-    });
+    child = spawn(
+      process.execPath,
+      ['--expose-gc', ...startFlags(), ...nodeArgs, '--import', 'tsx', '--import', gcHook, path.join(root, entry)],
+      {
+        cwd: root,
+        env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env } as NodeJS.ProcessEnv,
+        stdio: ['ignore', fd, fd],
+      },
+    );
   } finally {
     closeSync(fd);
   }
@@ -88,13 +98,18 @@ export function spawnEntry(name: string, entry: string, env: Record<string, stri
       child.kill('SIGUSR2');
       const deadline = performance.now() + 30_000;
       for (;;) {
-        const lines = readFileSync(logFile, 'utf8').split('\n').filter((l) => l.startsWith('{"bench_memory":'));
+        const lines = readFileSync(logFile, 'utf8')
+          .split('\n')
+          .filter((l) => l.startsWith('{"bench_memory":'));
         if (lines.length >= wanted) {
-          const m = (JSON.parse(lines[wanted - 1]!) as { bench_memory: { gc: boolean; heapUsed: number; external: number } }).bench_memory;
+          const m = (
+            JSON.parse(lines[wanted - 1]!) as { bench_memory: { gc: boolean; heapUsed: number; external: number } }
+          ).bench_memory;
           if (!m.gc) throw new Error(`${name}: the process has no gc() (--expose-gc missing)`);
           return { ...memoryOf(pid), heapUsed: m.heapUsed, external: m.external };
         }
-        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${name} exited while its memory was being read`);
+        if (child.exitCode !== null || child.signalCode !== null)
+          throw new Error(`${name} exited while its memory was being read`);
         if (performance.now() > deadline) throw new Error(`${name} did not answer SIGUSR2 with its memory within 30 s`);
         await new Promise((r) => setTimeout(r, 50));
       }
@@ -132,7 +147,10 @@ export function freePort(): Promise<number> {
 export async function waitForPort(port: number, child: Child, timeoutMs: number): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   for (;;) {
-    if (!child.alive()) throw new Error(`${child.name} exited (${child.describeExit()}) before listening on ${port}:\n${tail(child.logFile, 20)}`);
+    if (!child.alive())
+      throw new Error(
+        `${child.name} exited (${child.describeExit()}) before listening on ${port}:\n${tail(child.logFile, 20)}`,
+      );
     const ok = await new Promise<boolean>((resolve) => {
       const socket = net.connect(port, '127.0.0.1');
       socket.once('connect', () => {
@@ -142,7 +160,8 @@ export async function waitForPort(port: number, child: Child, timeoutMs: number)
       socket.once('error', () => resolve(false));
     });
     if (ok) return;
-    if (performance.now() > deadline) throw new Error(`${child.name} did not listen on ${port} within ${timeoutMs} ms:\n${tail(child.logFile, 20)}`);
+    if (performance.now() > deadline)
+      throw new Error(`${child.name} did not listen on ${port} within ${timeoutMs} ms:\n${tail(child.logFile, 20)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -182,7 +201,9 @@ export function machineBusyMs(): number {
   cpuMsOf(process.pid); // sets clockTicks
   const [, ...fields] = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/);
   const [user, nice, system, , , irq, softirq, steal] = fields.map(Number);
-  return (((user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0) + (steal ?? 0)) * 1000) / clockTicks!;
+  return (
+    (((user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0) + (steal ?? 0)) * 1000) / clockTicks!
+  );
 }
 
 /** The soft limit of open files of this process (children inherit it). */
@@ -223,8 +244,17 @@ export function cpuBetween(before: Map<number, number>, after: Map<number, numbe
 
 /** Local ports of the TCP connections process `pid` holds to `remotePort` (e.g. its PostgreSQL connections). */
 export function localPortsTo(pid: number, remotePort: number): Set<number> {
-  return new Set(tcpSocketsOf(pid).filter((s) => s.remote === remotePort).map((s) => s.local));
+  return new Set(
+    tcpSocketsOf(pid)
+      .filter((s) => s.remote === remotePort)
+      .map((s) => s.local),
+  );
 }
 
 /** Every simulated device connects from 127.0.0.1: that one address may hold them all (mqtt-broker/core/admission.ts). */
-export const BENCH_ADMISSION = { PENDING_CONNECTIONS_PER_ADDRESS: '1000000', PENDING_CONNECTIONS_MAX: '1000000', DEVICE_LOGIN_RATE: '1000000', DEVICE_LOGIN_BURST: '1000000' };
+export const BENCH_ADMISSION = {
+  PENDING_CONNECTIONS_PER_ADDRESS: '1000000',
+  PENDING_CONNECTIONS_MAX: '1000000',
+  DEVICE_LOGIN_RATE: '1000000',
+  DEVICE_LOGIN_BURST: '1000000',
+};

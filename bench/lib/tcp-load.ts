@@ -46,7 +46,8 @@ function connectTcp(token: string): Promise<Device> {
       socket.on('error', () => {});
       resolve({
         send: (frame) => void socket.write(frame),
-        close: () => new Promise<void>((done) => (socket.destroyed ? done() : (socket.once('close', () => done()), socket.end()))),
+        close: () =>
+          new Promise<void>((done) => (socket.destroyed ? done() : (socket.once('close', () => done()), socket.end()))),
       });
     });
   });

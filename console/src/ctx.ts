@@ -28,7 +28,11 @@ export function makeT(lang: Lang): Ctx['t'] {
  * Live events of the given kinds (and devices) while the component is shown; returns whether the stream is
  * open. `onEvent` may change between renders: the latest one is called.
  */
-export function useLive(kinds: readonly string[], devices: readonly string[] | undefined, onEvent: (e: LiveEvent) => void): boolean {
+export function useLive(
+  kinds: readonly string[],
+  devices: readonly string[] | undefined,
+  onEvent: (e: LiveEvent) => void,
+): boolean {
   const { session, logout } = useApp();
   const handler = useRef(onEvent);
   handler.current = onEvent;

@@ -37,7 +37,14 @@ export function formatTime(ts: number | null | undefined): string {
 export function formatAgo(ts: number | null | undefined, now: number, lang: Lang): string {
   if (ts === null || ts === undefined || !Number.isFinite(ts)) return '—';
   const s = Math.max(0, Math.round((now - ts) / 1000));
-  const [n, unit] = s < 60 ? [s, 0] : s < 3600 ? [Math.floor(s / 60), 1] : s < 86400 ? [Math.floor(s / 3600), 2] : [Math.floor(s / 86400), 3];
+  const [n, unit] =
+    s < 60
+      ? [s, 0]
+      : s < 3600
+        ? [Math.floor(s / 60), 1]
+        : s < 86400
+          ? [Math.floor(s / 3600), 2]
+          : [Math.floor(s / 86400), 3];
   if (lang === 'zh') return `${n} ${['秒', '分钟', '小时', '天'][unit]}前`;
   return `${n} ${['s', 'min', 'h', 'd'][unit]} ago`;
 }

@@ -28,7 +28,11 @@ function LanguageSelect({ lang, setLang, label }: { lang: Lang; setLang: (l: Lan
   return (
     <label class="lang">
       {label}{' '}
-      <select aria-label={label} value={lang} onChange={(e) => setLang((e.currentTarget as HTMLSelectElement).value as Lang)}>
+      <select
+        aria-label={label}
+        value={lang}
+        onChange={(e) => setLang((e.currentTarget as HTMLSelectElement).value as Lang)}
+      >
         {(Object.keys(languageNames) as Lang[]).map((l) => (
           <option value={l} key={l} lang={l}>
             {languageNames[l]}
@@ -54,7 +58,11 @@ function Login({ onLogin, lang, setLang }: { onLogin: (s: Session) => void; lang
     setError('');
     try {
       const path = role === 'admin' ? '/api/v1/admin_login' : '/api/v1/customer_login';
-      const info = await api<{ access_token: string }>(undefined, 'POST', path, { app_id: appId.trim(), account: account.trim(), password });
+      const info = await api<{ access_token: string }>(undefined, 'POST', path, {
+        app_id: appId.trim(),
+        account: account.trim(),
+        password,
+      });
       localStorage.setItem(LAST_LOGIN_KEY, JSON.stringify({ role, appId: appId.trim(), account: account.trim() }));
       onLogin({ token: info.access_token, role, appId: appId.trim(), account: account.trim() });
     } catch (err) {
@@ -70,23 +78,56 @@ function Login({ onLogin, lang, setLang }: { onLogin: (s: Session) => void; lang
         <fieldset role="radiogroup" aria-label={t('role')}>
           <legend>{t('role')}</legend>
           <label>
-            <input type="radio" name="role" value="admin" checked={role === 'admin'} onChange={() => setRole('admin')} /> {t('administrator')}
+            <input
+              type="radio"
+              name="role"
+              value="admin"
+              checked={role === 'admin'}
+              onChange={() => setRole('admin')}
+            />{' '}
+            {t('administrator')}
           </label>
           <label>
-            <input type="radio" name="role" value="customer" checked={role === 'customer'} onChange={() => setRole('customer')} /> {t('customer')}
+            <input
+              type="radio"
+              name="role"
+              value="customer"
+              checked={role === 'customer'}
+              onChange={() => setRole('customer')}
+            />{' '}
+            {t('customer')}
           </label>
         </fieldset>
         <label>
           {t('appId')}
-          <input name="app_id" required autoComplete="organization" value={appId} onInput={(e) => setAppId(e.currentTarget.value)} />
+          <input
+            name="app_id"
+            required
+            autoComplete="organization"
+            value={appId}
+            onInput={(e) => setAppId(e.currentTarget.value)}
+          />
         </label>
         <label>
           {t('account')}
-          <input name="account" required autoComplete="username" value={account} onInput={(e) => setAccount(e.currentTarget.value)} />
+          <input
+            name="account"
+            required
+            autoComplete="username"
+            value={account}
+            onInput={(e) => setAccount(e.currentTarget.value)}
+          />
         </label>
         <label>
           {t('password')}
-          <input name="password" type="password" required autoComplete="current-password" value={password} onInput={(e) => setPassword(e.currentTarget.value)} />
+          <input
+            name="password"
+            type="password"
+            required
+            autoComplete="current-password"
+            value={password}
+            onInput={(e) => setPassword(e.currentTarget.value)}
+          />
         </label>
         {error && (
           <p role="alert" class="error">
@@ -105,7 +146,11 @@ function Login({ onLogin, lang, setLang }: { onLogin: (s: Session) => void; lang
 const LAST_LOGIN_KEY = 'iot-console.last-login';
 function loadLastLogin(): { role: Role; appId: string; account: string } {
   try {
-    const v = JSON.parse(localStorage.getItem(LAST_LOGIN_KEY) ?? '{}') as { role?: string; appId?: string; account?: string };
+    const v = JSON.parse(localStorage.getItem(LAST_LOGIN_KEY) ?? '{}') as {
+      role?: string;
+      appId?: string;
+      account?: string;
+    };
     return { role: v.role === 'customer' ? 'customer' : 'admin', appId: v.appId ?? '', account: v.account ?? '' };
   } catch {
     return { role: 'admin', appId: '', account: '' };
@@ -133,7 +178,9 @@ function Route({ hash }: { hash: string }) {
 
 function App() {
   const [session, setSession] = useState<Session | undefined>(loadSession);
-  const [lang, setLangState] = useState<Lang>(() => initialLang(localStorage.getItem(LANG_KEY), navigator.languages ?? [navigator.language]));
+  const [lang, setLangState] = useState<Lang>(() =>
+    initialLang(localStorage.getItem(LANG_KEY), navigator.languages ?? [navigator.language]),
+  );
   const hash = useHash();
   const setLang = useCallback((l: Lang) => {
     localStorage.setItem(LANG_KEY, l);
@@ -147,7 +194,10 @@ function App() {
     setSession(undefined);
   }, []);
   useUnauthorized(logout);
-  const ctx = useMemo<Ctx | null>(() => (session ? { session, lang, t: makeT(lang), logout } : null), [session, lang, logout]);
+  const ctx = useMemo<Ctx | null>(
+    () => (session ? { session, lang, t: makeT(lang), logout } : null),
+    [session, lang, logout],
+  );
   useEffect(() => {
     if (ctx) document.title = ctx.t('title');
   }, [ctx]);

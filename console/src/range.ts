@@ -17,8 +17,22 @@ export const SERIES_PAGE = 1000;
 export const TARGET_BUCKETS = 1000;
 
 const NICE_INTERVALS = [
-  1_000, 5_000, 10_000, 30_000, 60_000, 120_000, 300_000, 600_000, 900_000, 1_800_000, HOUR, 2 * HOUR, 3 * HOUR,
-  6 * HOUR, 12 * HOUR, DAY,
+  1_000,
+  5_000,
+  10_000,
+  30_000,
+  60_000,
+  120_000,
+  300_000,
+  600_000,
+  900_000,
+  1_800_000,
+  HOUR,
+  2 * HOUR,
+  3 * HOUR,
+  6 * HOUR,
+  12 * HOUR,
+  DAY,
 ];
 
 export interface TimeRange {
@@ -70,14 +84,21 @@ export function planQuery(deviceId: string, identifier: string, r: TimeRange, pl
   const d = encodeURIComponent(deviceId);
   const id = encodeURIComponent(identifier);
   const t = `start_time=${Math.floor(r.start)}&end_time=${Math.floor(r.end)}`;
-  if (plan.kind === 'series') return `/api/v1/device/${d}/attribute/${id}/series?page=${page}&page_records=${SERIES_PAGE}&${t}`;
+  if (plan.kind === 'series')
+    return `/api/v1/device/${d}/attribute/${id}/series?page=${page}&page_records=${SERIES_PAGE}&${t}`;
   return `/api/v1/device/${d}/attributes/aggregate?identifiers=${id}&fn=avg&interval=${plan.intervalMs}&${t}`;
 }
 
 /** Points as the chart wants them: oldest first, x in seconds, numeric y (non-numbers dropped). */
 export function toChartData(points: readonly { ts: number; value: unknown }[]): [number[], number[]] {
-  const sorted = points.filter((p) => typeof p.value === 'number' || typeof p.value === 'boolean').slice().sort((a, b) => a.ts - b.ts);
-  return [sorted.map((p) => p.ts / 1000), sorted.map((p) => (typeof p.value === 'boolean' ? (p.value ? 1 : 0) : (p.value as number)))];
+  const sorted = points
+    .filter((p) => typeof p.value === 'number' || typeof p.value === 'boolean')
+    .slice()
+    .sort((a, b) => a.ts - b.ts);
+  return [
+    sorted.map((p) => p.ts / 1000),
+    sorted.map((p) => (typeof p.value === 'boolean' ? (p.value ? 1 : 0) : (p.value as number))),
+  ];
 }
 
 /**

@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { conditionText, formatAgo, formatHex, formatTime, formatValue, lastActive, parseJsonObject } from '../src/format.ts';
+import {
+  conditionText,
+  formatAgo,
+  formatHex,
+  formatTime,
+  formatValue,
+  lastActive,
+  parseJsonObject,
+} from '../src/format.ts';
 
 describe('formatting', () => {
   it('shows values with unit, precision and boolean texts of the model', () => {
@@ -53,8 +61,12 @@ describe('formatting', () => {
 
 describe('alarm rule conditions', () => {
   it('reads as one line per kind (docs/http-api.md §4.8)', () => {
-    expect(conditionText({ kind: 'attribute', identifier: 'temperature', op: '>', value: 30 })).toBe('temperature > 30');
-    expect(conditionText({ kind: 'attribute', identifier: 'mode', op: '==', value: 'eco', for_seconds: 60 })).toBe('mode == "eco" (60 s)');
+    expect(conditionText({ kind: 'attribute', identifier: 'temperature', op: '>', value: 30 })).toBe(
+      'temperature > 30',
+    );
+    expect(conditionText({ kind: 'attribute', identifier: 'mode', op: '==', value: 'eco', for_seconds: 60 })).toBe(
+      'mode == "eco" (60 s)',
+    );
     expect(conditionText({ kind: 'attribute', identifier: 't', op: 'between', min: 1, max: 5 })).toBe('t between 1…5');
     expect(conditionText({ kind: 'attribute', identifier: 't', op: 'change' })).toBe('t change');
     expect(conditionText({ kind: 'offline', for_seconds: 300 })).toBe('offline > 300 s');

@@ -5,7 +5,9 @@ import { dictionaries, en, initialLang, languageNames, translate, zh } from '../
 
 const srcDir = path.join(import.meta.dirname, '..', 'src');
 const sources = (dir: string): string[] =>
-  readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? sources(path.join(dir, e.name)) : e.name.endsWith('.tsx') ? [path.join(dir, e.name)] : []));
+  readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? sources(path.join(dir, e.name)) : e.name.endsWith('.tsx') ? [path.join(dir, e.name)] : [],
+  );
 
 describe('i18n', () => {
   it('has every key in both languages, none empty, and Chinese texts that are not left in English', () => {
@@ -13,7 +15,9 @@ describe('i18n', () => {
     for (const lang of Object.keys(dictionaries) as (keyof typeof dictionaries)[]) {
       for (const [k, v] of Object.entries(dictionaries[lang])) expect(v.trim(), `${lang}.${k}`).not.toBe('');
     }
-    const same = Object.keys(en).filter((k) => zh[k as keyof typeof en] === en[k as keyof typeof en] && /[a-z]{3}/i.test(en[k as keyof typeof en]));
+    const same = Object.keys(en).filter(
+      (k) => zh[k as keyof typeof en] === en[k as keyof typeof en] && /[a-z]{3}/i.test(en[k as keyof typeof en]),
+    );
     expect(same).toEqual(['url']);
   });
 
@@ -24,9 +28,10 @@ describe('i18n', () => {
     }
   });
 
-  it('every key the pages use exists (t(\'…\') calls)', () => {
+  it("every key the pages use exists (t('…') calls)", () => {
     const used = new Set<string>();
-    for (const f of sources(srcDir)) for (const m of readFileSync(f, 'utf8').matchAll(/\bt\('(\w+)'/g)) used.add(m[1] as string);
+    for (const f of sources(srcDir))
+      for (const m of readFileSync(f, 'utf8').matchAll(/\bt\('(\w+)'/g)) used.add(m[1] as string);
     expect(used.size).toBeGreaterThan(50);
     expect([...used].filter((k) => !(k in en))).toEqual([]);
   });

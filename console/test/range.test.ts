@@ -1,5 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import { bucketInterval, DAY, HOUR, MAX_WINDOW, planFor, planQuery, rangeError, rangeOf, TARGET_BUCKETS, toChartData, tooDense } from '../src/range.ts';
+import {
+  bucketInterval,
+  DAY,
+  HOUR,
+  MAX_WINDOW,
+  planFor,
+  planQuery,
+  rangeError,
+  rangeOf,
+  TARGET_BUCKETS,
+  toChartData,
+  tooDense,
+} from '../src/range.ts';
 
 const now = Date.now();
 
@@ -25,7 +37,7 @@ describe('history ranges', () => {
     expect(planFor({ start: now - 6 * HOUR, end: now }).kind).toBe('series');
     expect(planFor(rangeOf('day', now))).toEqual({ kind: 'aggregate', intervalMs: 120_000 });
     expect(planFor(rangeOf('week', now))).toEqual({ kind: 'aggregate', intervalMs: 900_000 });
-    expect(planFor({ start: now - 30 * DAY, end: now })).toEqual({ kind: "aggregate", intervalMs: HOUR });
+    expect(planFor({ start: now - 30 * DAY, end: now })).toEqual({ kind: 'aggregate', intervalMs: HOUR });
   });
 
   it('picks round bucket intervals giving at most about a thousand buckets, never under a second', () => {

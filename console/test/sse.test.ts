@@ -22,7 +22,9 @@ describe('SSE parser', () => {
 
   it('joins several data lines with newlines, keeps a value without the optional space, and ignores unknown fields', () => {
     const p = new SseParser();
-    expect(p.push('data:a\ndata: b\nretry: 10\nfoo: bar\n\n')).toEqual([{ id: undefined, event: 'message', data: 'a\nb' }]);
+    expect(p.push('data:a\ndata: b\nretry: 10\nfoo: bar\n\n')).toEqual([
+      { id: undefined, event: 'message', data: 'a\nb' },
+    ]);
   });
 
   it('does not dispatch a message without data, and resets the event name after it', () => {
@@ -32,7 +34,9 @@ describe('SSE parser', () => {
   });
 
   it('turns JSON objects into live events and skips anything else', () => {
-    expect(toLiveEvent({ id: '1', event: 'online', data: '{"device":{"id":"d","name":"n"},"online":true,"ts":5}' })).toEqual({
+    expect(
+      toLiveEvent({ id: '1', event: 'online', data: '{"device":{"id":"d","name":"n"},"online":true,"ts":5}' }),
+    ).toEqual({
       kind: 'online',
       payload: { device: { id: 'd', name: 'n' }, online: true, ts: 5 },
     });
@@ -71,7 +75,9 @@ describe('openStream', () => {
         devices: ['d1'],
         fetchImpl: (async (url: string, init: RequestInit) => {
           calls.push({ url, auth: new Headers(init.headers).get('authorization') });
-          return new Response(streamOf(['event: online\ndata: {"online":', 'true}\n\n']), { headers: { 'content-type': 'text/event-stream' } });
+          return new Response(streamOf(['event: online\ndata: {"online":', 'true}\n\n']), {
+            headers: { 'content-type': 'text/event-stream' },
+          });
         }) as typeof fetch,
         onEvent: (e) => {
           events.push(e);
@@ -108,7 +114,8 @@ describe('openStream', () => {
       const c = openStream({
         token: 't',
         kinds: [],
-        fetchImpl: (async () => new Response('{"message":"Request invalid"}', { status: 404 })) as unknown as typeof fetch,
+        fetchImpl: (async () =>
+          new Response('{"message":"Request invalid"}', { status: 404 })) as unknown as typeof fetch,
         onEvent: () => {},
         onState: (open) => {
           states.push(open);

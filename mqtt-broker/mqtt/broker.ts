@@ -14,7 +14,19 @@ import type { Services } from '../../src/composition/services.ts';
 import { createAdmission, type Admission, type Ticket } from '../core/admission.ts';
 import { createGatewayHub, type GatewayLink } from './gateway.ts';
 import { createViewerHooks, type Viewer } from './viewers.ts';
-import { deviceTopic, filterMatches, GATEWAY_TOPICS, isCommandFilter, isDownstreamFilter, isGatewayDownstreamFilter, parseUpstream, relativeTopic, responseTopicOf, upstreamSink, type Upstream } from '../protocol/topics.ts';
+import {
+  deviceTopic,
+  filterMatches,
+  GATEWAY_TOPICS,
+  isCommandFilter,
+  isDownstreamFilter,
+  isGatewayDownstreamFilter,
+  parseUpstream,
+  relativeTopic,
+  responseTopicOf,
+  upstreamSink,
+  type Upstream,
+} from '../protocol/topics.ts';
 
 export const MQTT_DEFAULTS = {
   /** Largest MQTT packet a device may send, in bytes (device-protocol.md §3 "a payload over the size limit"). */
@@ -45,7 +57,24 @@ const MAX_KEYS = 200;
 const MAX_FUTURE_MS = 5 * 60_000;
 
 export interface BrokerOptions {
-  services: Pick<Services, 'rateLimiter' | 'deviceAuth' | 'sessions' | 'presence' | 'currentValues' | 'deviceEvents' | 'commands' | 'projectSettings' | 'viewKey' | 'bus' | 'liveEvents' | 'devices' | 'gateways' | 'history' | 'dataStreams'>;
+  services: Pick<
+    Services,
+    | 'rateLimiter'
+    | 'deviceAuth'
+    | 'sessions'
+    | 'presence'
+    | 'currentValues'
+    | 'deviceEvents'
+    | 'commands'
+    | 'projectSettings'
+    | 'viewKey'
+    | 'bus'
+    | 'liveEvents'
+    | 'devices'
+    | 'gateways'
+    | 'history'
+    | 'dataStreams'
+  >;
   logger: Pick<Logger, 'child'>;
   maxPacketSize?: number;
   /**
@@ -115,7 +144,8 @@ function parseJson(payload: Buffer): unknown {
   }
 }
 
-const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** MQTT 5 reason codes of a refused PUBLISH (3.1.1 has none: its connection is closed instead). */
 const UNSPECIFIED_ERROR = 0x80;
@@ -142,7 +172,8 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   const viewersOf = (projectId: string) => viewerClients.get(projectId)?.size ?? 0;
   const retryUnavailableMs = options.retryUnavailableMs ?? MQTT_DEFAULTS.retryUnavailableMs;
   const limiter = services.rateLimiter;
-  const rateOf = (identity: DeviceIdentity) => options.rateLimit ?? services.projectSettings.deviceRateLimit(identity.projectId);
+  const rateOf = (identity: DeviceIdentity) =>
+    options.rateLimit ?? services.projectSettings.deviceRateLimit(identity.projectId);
   const authFailureDelayMs = options.authFailureDelayMs ?? MQTT_DEFAULTS.authFailureDelayMs;
   const log = options.logger.child({ component: 'mqtt' });
   const states = new WeakMap<Client, ClientState>();
@@ -155,7 +186,11 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   const tickets = new WeakMap<object, Ticket>();
   /** Open connections, so close() can end the ones that have not logged in (Aedes ends the others). */
   const streams = new Set<Duplex>();
-  const aedes = await Aedes.createBroker({ maximumPacketSize: maxPacketSize, drainTimeout: 30_000, connectTimeout: connectTimeoutMs });
+  const aedes = await Aedes.createBroker({
+    maximumPacketSize: maxPacketSize,
+    drainTimeout: 30_000,
+    connectTimeout: connectTimeoutMs,
+  });
 
   // Application subscriptions (device-protocol.md §9): read-only clients of a project's view key.
   const viewers = new WeakMap<Client, Viewer>();
@@ -180,7 +215,10 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     log.info({ projectId, viewers: set.size }, 'closing application subscribers: credentials revoked');
     for (const client of set) client.close();
   }
-  const offRevocations = [services.bus.on('project.viewers_revoked', revokeViewers), services.bus.on('project.deleted', revokeViewers)];
+  const offRevocations = [
+    services.bus.on('project.viewers_revoked', revokeViewers),
+    services.bus.on('project.deleted', revokeViewers),
+  ];
 
   // Gateways and their sub-devices (device-protocol.md §8).
   const gateways = createGatewayHub({ services, log, clock });
@@ -190,7 +228,10 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
 
   function publishTo(deviceId: string, topic: string, payload: Buffer): Promise<void> {
     return new Promise((resolve, reject) => {
-      aedes.publish({ cmd: 'publish', topic: deviceTopic(deviceId, topic), payload, qos: 1, retain: false, dup: false }, (err) => (err ? reject(err) : resolve()));
+      aedes.publish(
+        { cmd: 'publish', topic: deviceTopic(deviceId, topic), payload, qos: 1, retain: false, dup: false },
+        (err) => (err ? reject(err) : resolve()),
+      );
     });
   }
 
@@ -219,11 +260,20 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
    * or nothing and their batches are never written twice; an event or a data message whose commit's
    * answer was lost with its connection may be), so trying the message again is safe.
    */
-  async function retryUnavailable(client: Client, state: ClientState, up: Upstream, payload: Buffer, first: unknown): Promise<Answer | undefined> {
+  async function retryUnavailable(
+    client: Client,
+    state: ClientState,
+    up: Upstream,
+    payload: Buffer,
+    first: unknown,
+  ): Promise<Answer | undefined> {
     const deadline = clock() + retryUnavailableMs;
     for (let err = first, delay = 50; ; delay = Math.min(delay * 2, 2_000)) {
       if (!isTransientDbError(err) || client.closed || clock() + delay > deadline) throw err;
-      log.warn({ deviceId: state.identity.deviceId, err, retryInMs: delay }, 'device message not stored: database unavailable, retrying');
+      log.warn(
+        { deviceId: state.identity.deviceId, err, retryInMs: delay },
+        'device message not stored: database unavailable, retrying',
+      );
       await new Promise((r) => setTimeout(r, delay));
       try {
         return await handleUpstream(state, up, payload);
@@ -244,10 +294,19 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         const body = payload.length ? parseJson(payload) : {};
         if (!isPlainObject(body)) throw new BadRequest('payload must be {} or {"keys":[…]}');
         const keys = body.keys;
-        if (keys !== undefined && (!Array.isArray(keys) || keys.length > MAX_KEYS || !keys.every((k) => typeof k === 'string' && k.length <= 64))) {
+        if (
+          keys !== undefined &&
+          (!Array.isArray(keys) ||
+            keys.length > MAX_KEYS ||
+            !keys.every((k) => typeof k === 'string' && k.length <= 64))
+        ) {
           throw new BadRequest(`keys must be an array of at most ${MAX_KEYS} attribute identifiers`);
         }
-        const attributes = await services.currentValues.get(identity.projectId, identity.deviceId, keys as string[] | undefined);
+        const attributes = await services.currentValues.get(
+          identity.projectId,
+          identity.deviceId,
+          keys as string[] | undefined,
+        );
         return { result: 1, attributes };
       }
       case 'attributes_series': {
@@ -257,7 +316,12 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         }
         const latest = clock() + MAX_FUTURE_MS;
         for (const [i, entry] of body.entries()) {
-          if (!isPlainObject(entry) || !Number.isSafeInteger(entry.ts) || (entry.ts as number) < 1 || (entry.ts as number) > latest) {
+          if (
+            !isPlainObject(entry) ||
+            !Number.isSafeInteger(entry.ts) ||
+            (entry.ts as number) < 1 ||
+            (entry.ts as number) > latest
+          ) {
             throw new BadRequest(`entry ${i}: ts must be a time in ms, not in the future`);
           }
         }
@@ -300,7 +364,9 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       if (packet.cmd !== 'unsubscribe' || !Array.isArray(packet.unsubscriptions)) return;
       const state = states.get(client);
       if (state) {
-        packet.unsubscriptions = packet.unsubscriptions.map((f) => (mayFilter(state, f) ? deviceTopic(state.identity.deviceId, f) : f));
+        packet.unsubscriptions = packet.unsubscriptions.map((f) =>
+          mayFilter(state, f) ? deviceTopic(state.identity.deviceId, f) : f,
+        );
         for (const f of packet.unsubscriptions) state.filters.delete(f);
         return;
       }
@@ -347,7 +413,8 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
           if (!viewer) return refuse(4, 'bad user name or password');
           // The secret was changed (or the project deleted) while this login was being checked.
           if (viewersRevoked(viewer.projectId, since)) return refuse(4, 'bad user name or password');
-          if (viewersOf(viewer.projectId) >= maxViewersPerProject) return refuse(5, 'too many application subscribers for this project');
+          if (viewersOf(viewer.projectId) >= maxViewersPerProject)
+            return refuse(5, 'too many application subscribers for this project');
           viewers.set(client, { projectId: viewer.projectId, viewKey: token });
           viewerSince.set(client, since);
           callback(null, true);
@@ -393,7 +460,10 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     if (!state || !mayFilter(state, sub.topic)) return callback(null, null);
     const topic = deviceTopic(state.identity.deviceId, sub.topic);
     if (!state.filters.has(topic) && state.filters.size >= maxSubscriptions) {
-      log.debug({ deviceId: state.identity.deviceId, filters: state.filters.size }, 'subscription refused: too many filters');
+      log.debug(
+        { deviceId: state.identity.deviceId, filters: state.filters.size },
+        'subscription refused: too many filters',
+      );
       return callback(null, null);
     }
     state.filters.add(topic);
@@ -415,7 +485,10 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   aedes.authorizePublish = (client, packet, callback) => {
     if (client && viewers.has(client)) {
       // Subscribers are read-only: a publish ends the connection and goes nowhere.
-      log.warn({ projectId: viewers.get(client)!.projectId }, 'closing an application subscriber that tried to publish');
+      log.warn(
+        { projectId: viewers.get(client)!.projectId },
+        'closing an application subscriber that tried to publish',
+      );
       client.close();
       return callback(new Error('not authorized'));
     }
@@ -435,10 +508,19 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     // A QoS 1 message is acknowledged, so it is never dropped over the rate: it waits for its tokens
     // (the connection is not read meanwhile: Aedes reads on once this callback ran), or is refused
     // visibly. A QoS 0 message over the rate is dropped with a 429 answer.
-    const admission = packet.qos > 0 ? limiter.reserve(projectId, deviceId, state.rate) : limiter.admit(projectId, deviceId, state.rate);
+    const admission =
+      packet.qos > 0
+        ? limiter.reserve(projectId, deviceId, state.rate)
+        : limiter.admit(projectId, deviceId, state.rate);
     if (!admission.ok) {
       const flood = admission.flood || packet.qos > 0;
-      if (packet.qos === 0) answer(client, state, responseTopic, failure(429, admission.by === 'device' ? 'rate limit' : 'project rate limit'));
+      if (packet.qos === 0)
+        answer(
+          client,
+          state,
+          responseTopic,
+          failure(429, admission.by === 'device' ? 'rate limit' : 'project rate limit'),
+        );
       if (!flood) return callback(null);
       log.warn({ deviceId, by: admission.by }, 'refusing messages of a device that keeps exceeding its message rate');
       // Through Aedes' error path, never a PUBACK: MQTT 5 gets 0x97, a 3.1.1 connection is closed.
@@ -478,7 +560,11 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       );
     // A message held for its tokens whose connection closed meanwhile is not stored: it was never
     // acknowledged, and the device sends it again.
-    if (admission.delayMs > 0) setTimeout(() => (client.closed ? callback(refusal(UNSPECIFIED_ERROR, 'connection closed')) : handle()), admission.delayMs);
+    if (admission.delayMs > 0)
+      setTimeout(
+        () => (client.closed ? callback(refusal(UNSPECIFIED_ERROR, 'connection closed')) : handle()),
+        admission.delayMs,
+      );
     else handle();
   };
 
@@ -500,7 +586,10 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     if (!state) return;
     const { identity } = state;
     if (services.deviceAuth.revokedSince(identity, state.mark)) {
-      log.info({ deviceId: identity.deviceId }, 'closing a device connection whose credentials were revoked while it logged in');
+      log.info(
+        { deviceId: identity.deviceId },
+        'closing a device connection whose credentials were revoked while it logged in',
+      );
       return client.close();
     }
     const session: DeviceSession = {
@@ -511,7 +600,8 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         if (client.closed) return Promise.reject(new Error('session closed'));
         if (topic.startsWith('command/send/') && !state.commandsSubscribed) {
           const held = (state.heldCommands ??= []);
-          if (held.length >= MAX_HELD_COMMANDS) return Promise.reject(new Error('the device has not subscribed to commands'));
+          if (held.length >= MAX_HELD_COMMANDS)
+            return Promise.reject(new Error('the device has not subscribed to commands'));
           held.push({ topic, payload });
           return Promise.resolve();
         }
@@ -553,7 +643,8 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     const state = states.get(client);
     if (!state?.session) return;
     const { identity } = state;
-    if (state.gateway && subs.some((s) => s.qos < 128 && s.topic === GATEWAY_TOPICS.commandSend)) state.gateway.commandsReady();
+    if (state.gateway && subs.some((s) => s.qos < 128 && s.topic === GATEWAY_TOPICS.commandSend))
+      state.gateway.commandsReady();
     // The event carries the filters as the device sent them, with the granted QoS (128 = refused).
     const wantsCommands = subs.some((s) => s.qos < 128 && isCommandFilter(s.topic));
     if (!wantsCommands) return;

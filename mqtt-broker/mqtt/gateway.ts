@@ -22,7 +22,19 @@ const PRESENCE_TRANSPORT = 'gateway';
 type Answer = Record<string, unknown>;
 
 export interface GatewayHubDeps {
-  services: Pick<Services, 'rateLimiter' | 'projectSettings' | 'gateways' | 'sessions' | 'presence' | 'currentValues' | 'deviceEvents' | 'commands' | 'bus' | 'history'>;
+  services: Pick<
+    Services,
+    | 'rateLimiter'
+    | 'projectSettings'
+    | 'gateways'
+    | 'sessions'
+    | 'presence'
+    | 'currentValues'
+    | 'deviceEvents'
+    | 'commands'
+    | 'bus'
+    | 'history'
+  >;
   log: Pick<Logger, 'info' | 'warn' | 'debug' | 'error'>;
   clock?: () => number;
 }
@@ -44,7 +56,8 @@ interface SubEntry {
   session: DeviceSession;
 }
 
-const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 function parseJson(payload: Buffer): unknown {
   try {
@@ -56,8 +69,12 @@ function parseJson(payload: Buffer): unknown {
 
 /** `"device":"<addr>"` of a gateway message. */
 function addressOf(body: unknown, shape: string): string {
-  if (!isPlainObject(body) || typeof body.device !== 'string') throw new BadRequest(`payload must be ${shape}`, [{ path: 'device', message: 'required' }]);
-  if (!SUB_ADDRESS.test(body.device)) throw new BadRequest('device must be a sub-device address of 1–64 letters, digits, "_", ".", ":", "-"', [{ path: 'device', message: 'invalid address' }]);
+  if (!isPlainObject(body) || typeof body.device !== 'string')
+    throw new BadRequest(`payload must be ${shape}`, [{ path: 'device', message: 'required' }]);
+  if (!SUB_ADDRESS.test(body.device))
+    throw new BadRequest('device must be a sub-device address of 1–64 letters, digits, "_", ".", ":", "-"', [
+      { path: 'device', message: 'invalid address' },
+    ]);
   return body.device;
 }
 
@@ -83,16 +100,21 @@ export function createGatewayHub({ services, log, clock = Date.now }: GatewayHub
 
   const offChanged = services.bus.on('device.gateway_changed', (e) => {
     for (const gatewayId of [e.gatewayId, e.previousGatewayId]) {
-      if (gatewayId) for (const link of links.get(gatewayId) ?? []) link.forget(e.deviceId, 'detached from its gateway');
+      if (gatewayId)
+        for (const link of links.get(gatewayId) ?? []) link.forget(e.deviceId, 'detached from its gateway');
     }
   });
   const forgetEverywhere = (projectId: string, deviceId: string, reason: string) => {
-    for (const set of links.values()) for (const link of set) if (link.gateway.projectId === projectId) link.forget(deviceId, reason);
+    for (const set of links.values())
+      for (const link of set) if (link.gateway.projectId === projectId) link.forget(deviceId, reason);
   };
-  const offDeleted = services.bus.on('device.deleted', (e) => forgetEverywhere(e.projectId, e.deviceId, 'device deleted'));
+  const offDeleted = services.bus.on('device.deleted', (e) =>
+    forgetEverywhere(e.projectId, e.deviceId, 'device deleted'),
+  );
   // A changed device (renamed, another type) is looked up again: the cached identity must not answer for it.
   const offUpdated = services.bus.on('device.updated', (e) => {
-    for (const set of links.values()) for (const link of set) if (link.gateway.projectId === e.projectId) link.refresh(e.deviceId);
+    for (const set of links.values())
+      for (const link of set) if (link.gateway.projectId === e.projectId) link.refresh(e.deviceId);
   });
 
   /** Refuses values whose type contradicts the sub-device type's attribute model, before anything of the message is stored. */
@@ -133,20 +155,27 @@ export function createGatewayHub({ services, log, clock = Date.now }: GatewayHub
 
     /** `send` of a sub-device's session: device topics (device-protocol.md §3) become gateway topics (§8). */
     function sendToSub(entry: SubEntry, topic: string, payload: Buffer): Promise<void> {
-      if (ended || online.get(entry.address) !== entry) return Promise.reject(new Error('the sub-device is no longer connected through its gateway'));
+      if (ended || online.get(entry.address) !== entry)
+        return Promise.reject(new Error('the sub-device is no longer connected through its gateway'));
       const device = JSON.stringify(entry.address);
       // Payloads come from the services as serialized JSON objects: embedded as they are.
-      if (topic === 'attributes/push') return publish(GATEWAY_TOPICS.attributesPush, `{"device":${device},"attributes":${payload.toString('utf8')}}`);
+      if (topic === 'attributes/push')
+        return publish(GATEWAY_TOPICS.attributesPush, `{"device":${device},"attributes":${payload.toString('utf8')}}`);
       if (topic.startsWith('command/send/')) {
         const body = Buffer.from(`{"device":${device},"command":${payload.toString('utf8')}}`);
         if (commandsSubscribed) return gatewaySession.send(GATEWAY_TOPICS.commandSend, body);
         // Sent between the gateway's CONNACK and its subscription: published to nobody it would be lost.
-        if (held.length >= MAX_HELD_COMMANDS) return Promise.reject(new Error('the gateway has not subscribed to gateway/command/send'));
+        if (held.length >= MAX_HELD_COMMANDS)
+          return Promise.reject(new Error('the gateway has not subscribed to gateway/command/send'));
         held.push(body);
         return Promise.resolve();
       }
       if (topic.startsWith('data/')) {
-        return Promise.reject(new Error('a gateway sub-device has no custom data streams: device-protocol.md §8 has no gateway topic for them'));
+        return Promise.reject(
+          new Error(
+            'a gateway sub-device has no custom data streams: device-protocol.md §8 has no gateway topic for them',
+          ),
+        );
       }
       return Promise.reject(new Error(`no gateway topic carries ${topic}`));
     }
@@ -154,7 +183,9 @@ export function createGatewayHub({ services, log, clock = Date.now }: GatewayHub
     function deliverQueued(identity: DeviceIdentity) {
       services.commands
         .deliverQueued(identity)
-        .catch((err: unknown) => log.error(logOf({ deviceId: identity.deviceId, err }), 'queued command delivery to a sub-device failed'));
+        .catch((err: unknown) =>
+          log.error(logOf({ deviceId: identity.deviceId, err }), 'queued command delivery to a sub-device failed'),
+        );
     }
 
     /** Ends a sub-device's session here; offline unless a newer session (another connection) holds the device. */
@@ -178,7 +209,8 @@ export function createGatewayHub({ services, log, clock = Date.now }: GatewayHub
         // The registry replaced the session (another connection of the device) or kicked it (token reset, deleted).
         close: (reason) => {
           if (online.get(address) === entry) online.delete(address);
-          if (sessions.get(identity.deviceId) === undefined) presence.disconnected(identity, PRESENCE_TRANSPORT, 'kicked');
+          if (sessions.get(identity.deviceId) === undefined)
+            presence.disconnected(identity, PRESENCE_TRANSPORT, 'kicked');
           log.info(logOf({ deviceId: identity.deviceId, reason }), 'sub-device session closed');
         },
       };
@@ -219,7 +251,11 @@ export function createGatewayHub({ services, log, clock = Date.now }: GatewayHub
         try {
           values = parseAttributes(attributes);
         } catch (err) {
-          if (err instanceof BadRequest) throw new BadRequest(`device ${address}: ${err.message}`, err.errors.map((e) => ({ ...e, path: e.path ? `${address}.${e.path}` : address })));
+          if (err instanceof BadRequest)
+            throw new BadRequest(
+              `device ${address}: ${err.message}`,
+              err.errors.map((e) => ({ ...e, path: e.path ? `${address}.${e.path}` : address })),
+            );
           throw err;
         }
         await checkSubModels(identities[i]!, address, values);
@@ -230,13 +266,16 @@ export function createGatewayHub({ services, log, clock = Date.now }: GatewayHub
       let wait = 0;
       for (const identity of identities) {
         const admission = services.rateLimiter.reserve(identity!.projectId, identity!.deviceId, rate);
-        if (!admission.ok) throw new RateExceeded(`sub-device message rate exceeded`, Math.ceil(admission.retryMs / 1000));
+        if (!admission.ok)
+          throw new RateExceeded(`sub-device message rate exceeded`, Math.ceil(admission.retryMs / 1000));
         wait = Math.max(wait, admission.delayMs);
       }
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       // One time for the whole message; submitted together, the reports share an ingest batch.
       const ts = clock();
-      await Promise.all(entries.map(([, attributes], i) => services.currentValues.report(identities[i]!, attributes, ts)));
+      await Promise.all(
+        entries.map(([, attributes], i) => services.currentValues.report(identities[i]!, attributes, ts)),
+      );
       return { result: 1, ts };
     }
 
@@ -248,11 +287,20 @@ export function createGatewayHub({ services, log, clock = Date.now }: GatewayHub
           const address = addressOf(body, '{"device":"<addr>","keys":[…]?}');
           setAddress(address);
           const keys = (body as Record<string, unknown>).keys;
-          if (keys !== undefined && (!Array.isArray(keys) || keys.length > MAX_KEYS || !keys.every((k) => typeof k === 'string' && k.length <= 64))) {
+          if (
+            keys !== undefined &&
+            (!Array.isArray(keys) ||
+              keys.length > MAX_KEYS ||
+              !keys.every((k) => typeof k === 'string' && k.length <= 64))
+          ) {
             throw new BadRequest(`keys must be an array of at most ${MAX_KEYS} attribute identifiers`);
           }
           const identity = await mustResolve(address);
-          const attributes = await services.currentValues.get(identity.projectId, identity.deviceId, keys as string[] | undefined);
+          const attributes = await services.currentValues.get(
+            identity.projectId,
+            identity.deviceId,
+            keys as string[] | undefined,
+          );
           return { result: 1, device: address, attributes };
         }
         case 'event_report': {
@@ -265,11 +313,25 @@ export function createGatewayHub({ services, log, clock = Date.now }: GatewayHub
           const address = addressOf(body, '{"device":"<addr>","command":{"id","method","params"}}');
           setAddress(address);
           const command = (body as Record<string, unknown>).command;
-          if (!isPlainObject(command)) throw new BadRequest('command must be {"id":<id>,"method":…,"params":{…}}', [{ path: 'command', message: 'required' }]);
+          if (!isPlainObject(command))
+            throw new BadRequest('command must be {"id":<id>,"method":…,"params":{…}}', [
+              { path: 'command', message: 'required' },
+            ]);
           const id = Number(command.id);
-          if (!Number.isSafeInteger(id) || id < 1) throw new BadRequest('command.id must be the id of the command (a positive integer)', [{ path: 'command.id', message: 'expected a positive integer' }]);
+          if (!Number.isSafeInteger(id) || id < 1)
+            throw new BadRequest('command.id must be the id of the command (a positive integer)', [
+              { path: 'command.id', message: 'expected a positive integer' },
+            ]);
           const matched = await services.commands.reply(await mustResolve(address), id, command);
-          return matched ? { result: 1, device: address, id } : { result: 0, errcode: 404, message: 'no open command with this id', device: address, id: command.id ?? null };
+          return matched
+            ? { result: 1, device: address, id }
+            : {
+                result: 0,
+                errcode: 404,
+                message: 'no open command with this id',
+                device: address,
+                id: command.id ?? null,
+              };
         }
         case 'connect':
         case 'disconnect': {
@@ -289,7 +351,13 @@ export function createGatewayHub({ services, log, clock = Date.now }: GatewayHub
           return await dispatch(message, parseJson(payload), (a) => (address = a));
         } catch (err) {
           // Refusals name the sub-device they were about, when the message named one.
-          if (err instanceof AppError) return { result: 0, errcode: err.errcode, message: err.message, ...(address !== undefined ? { device: address } : {}) };
+          if (err instanceof AppError)
+            return {
+              result: 0,
+              errcode: err.errcode,
+              message: err.message,
+              ...(address !== undefined ? { device: address } : {}),
+            };
           throw err;
         }
       },

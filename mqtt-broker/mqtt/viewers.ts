@@ -49,7 +49,17 @@ export function createViewerHooks({ aedes, services }: ViewerHooksDeps) {
   // One publish per message whatever the number of viewers: Aedes hands it to each matching subscription.
   const publish = (m: LiveMessage) => {
     const payload = Buffer.from(m.json);
-    aedes.publish({ cmd: 'publish', topic: `${internalPrefix(m.projectId)}${m.viewToken}/${m.topic}`, payload, qos: 0, retain: false, dup: false }, () => {});
+    aedes.publish(
+      {
+        cmd: 'publish',
+        topic: `${internalPrefix(m.projectId)}${m.viewToken}/${m.topic}`,
+        payload,
+        qos: 0,
+        retain: false,
+        dup: false,
+      },
+      () => {},
+    );
   };
 
   return {

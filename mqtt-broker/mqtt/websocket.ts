@@ -21,7 +21,11 @@ export function clientAddress(req: IncomingMessage, trustProxy: boolean): string
  * MQTT over WebSocket on the HTTP port (device-protocol.md §2): upgrades of `/mqtt` become MQTT
  * connections; other upgrade requests are left to other listeners or refused. Returns close().
  */
-export function attachWebSocket(httpServer: Server, broker: Broker, options: { maxPayload?: number; trustProxy?: boolean } = {}): () => Promise<void> {
+export function attachWebSocket(
+  httpServer: Server,
+  broker: Broker,
+  options: { maxPayload?: number; trustProxy?: boolean } = {},
+): () => Promise<void> {
   const wss = new WebSocketServer({
     noServer: true,
     // Browsers and SDKs ask for "mqtt"; accept it, and plain WebSocket clients too.

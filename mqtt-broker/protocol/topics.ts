@@ -48,7 +48,8 @@ export function parseUpstream(topic: string): Upstream | undefined {
     if (a === 'event' && b === 'report' && REQUEST_ID.test(id)) return { kind: 'event_report', id };
     if (a === 'command' && b === 'reply' && REQUEST_ID.test(id)) return { kind: 'command_reply', id };
   }
-  if (parts.length === 2 && parts[0] === 'data' && STREAM_IDENTIFIER.test(parts[1]!)) return { kind: 'data', identifier: parts[1]! };
+  if (parts.length === 2 && parts[0] === 'data' && STREAM_IDENTIFIER.test(parts[1]!))
+    return { kind: 'data', identifier: parts[1]! };
   return undefined;
 }
 
@@ -81,7 +82,12 @@ export function responseTopicOf(up: Upstream): string | undefined {
  * upstream topics are refused.
  */
 export function isDownstreamFilter(filter: string): boolean {
-  if (filter === TOPICS.attributesResponse || filter === TOPICS.attributesPush || filter === TOPICS.attributesSeriesResponse) return true;
+  if (
+    filter === TOPICS.attributesResponse ||
+    filter === TOPICS.attributesPush ||
+    filter === TOPICS.attributesSeriesResponse
+  )
+    return true;
   const parts = filter.split('/');
   const idOrPlus = (s: string) => s === '+' || REQUEST_ID.test(s);
   if (parts.length === 4) {
@@ -150,7 +156,8 @@ export const GATEWAY_TOPICS = {
 } as const;
 
 /** What a gateway publishes on behalf of a sub-device. */
-export type GatewayMessage = 'attributes' | 'attributes_get' | 'event_report' | 'command_reply' | 'connect' | 'disconnect';
+export type GatewayMessage =
+  'attributes' | 'attributes_get' | 'event_report' | 'command_reply' | 'connect' | 'disconnect';
 
 const GATEWAY_UPSTREAM = new Map<string, GatewayMessage>([
   [GATEWAY_TOPICS.attributes, 'attributes'],
@@ -170,7 +177,11 @@ const GATEWAY_RESPONSE: Record<GatewayMessage, string> = {
   disconnect: GATEWAY_TOPICS.disconnectResponse,
 };
 
-const GATEWAY_DOWNSTREAM: ReadonlySet<string> = new Set([...Object.values(GATEWAY_RESPONSE), GATEWAY_TOPICS.attributesPush, GATEWAY_TOPICS.commandSend]);
+const GATEWAY_DOWNSTREAM: ReadonlySet<string> = new Set([
+  ...Object.values(GATEWAY_RESPONSE),
+  GATEWAY_TOPICS.attributesPush,
+  GATEWAY_TOPICS.commandSend,
+]);
 
 /** Whether a gateway may subscribe to this filter: the downstream gateway topics, each exactly (no wildcards). */
 export const isGatewayDownstreamFilter = (filter: string) => GATEWAY_DOWNSTREAM.has(filter);

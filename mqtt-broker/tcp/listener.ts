@@ -139,7 +139,10 @@ const NEWLINE = 0x0a;
  */
 export function createTcpListener(options: TcpListenerOptions): TcpListener {
   const { services, clock = Date.now } = options;
-  const o = { ...TCP_DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as typeof TCP_DEFAULTS;
+  const o = {
+    ...TCP_DEFAULTS,
+    ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)),
+  } as typeof TCP_DEFAULTS;
   const log = options.logger.child({ component: 'tcp' });
   const links = new Set<Link>();
   const connections = options.admission ?? createAdmission();
@@ -210,7 +213,12 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
     const { projectId, deviceId } = link.identity;
     // Over the rate the link is not read until the tokens are there (the messages already framed wait
     // for them, in order); a device that would have to wait longer than the limiter holds is a flood.
-    const admission = services.rateLimiter.reserve(projectId, deviceId, link.rate, 1 + Math.floor((message.length - 1) / COST_UNIT));
+    const admission = services.rateLimiter.reserve(
+      projectId,
+      deviceId,
+      link.rate,
+      1 + Math.floor((message.length - 1) / COST_UNIT),
+    );
     if (!admission.ok) {
       stats.floods += 1;
       log.warn({ deviceId, by: admission.by }, 'closing a TCP link that keeps exceeding its message rate');
@@ -309,7 +317,8 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
     link.phase = 'open';
     link.ticket?.admit();
     link.gapMs = profile.frameGapMs ?? o.frameGapMs;
-    link.framer = profile.stream.format === 'json' ? createJsonFramer(o.maxMessageSize) : createGapFramer(o.maxMessageSize);
+    link.framer =
+      profile.stream.format === 'json' ? createJsonFramer(o.maxMessageSize) : createGapFramer(o.maxMessageSize);
     if (profile.heartbeat) {
       const h = Buffer.from(profile.heartbeat, 'utf8');
       link.heartbeats = [h, Buffer.concat([h, Buffer.from('\r\n')]), Buffer.concat([h, Buffer.from('\n')])];
@@ -366,28 +375,31 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
     // Counted per client address before any query (admission.ts).
     if (link.ticket && !connections.tryLogin(link.ticket.address)) return refuse(link, 'too many login attempts');
     const mark = services.deviceAuth.mark();
-    services.deviceAuth.authenticate(text.slice(0, amp), text.slice(amp + 1)).then(
-      async (identity) => {
-        if (link.phase !== 'auth') return;
-        if (!identity) return refuse(link, 'bad login');
-        if (identity.disabled) return refuse(link, 'device disabled');
-        const [profile, rateLimit] = await Promise.all([
-          services.dataStreams.tcpProfile(identity),
-          options.rateLimit ?? services.projectSettings.deviceRateLimit(identity.projectId),
-        ]);
-        if (link.phase !== 'auth' || closing) return end(link, 'closed during login');
-        // Revoked (device disabled, deleted, its project deleted) while the login was checked.
-        if (services.deviceAuth.revokedSince(identity, mark)) return end(link, 'credentials revoked during login');
-        open(link, identity, profile, rateLimit, rest);
-      },
-      (err: unknown) => {
-        log.error({ err }, 'TCP device authentication failed');
-        end(link, 'authentication unavailable');
-      },
-    ).catch((err: unknown) => {
-      log.error({ err }, 'TCP login failed');
-      end(link, 'login failed');
-    });
+    services.deviceAuth
+      .authenticate(text.slice(0, amp), text.slice(amp + 1))
+      .then(
+        async (identity) => {
+          if (link.phase !== 'auth') return;
+          if (!identity) return refuse(link, 'bad login');
+          if (identity.disabled) return refuse(link, 'device disabled');
+          const [profile, rateLimit] = await Promise.all([
+            services.dataStreams.tcpProfile(identity),
+            options.rateLimit ?? services.projectSettings.deviceRateLimit(identity.projectId),
+          ]);
+          if (link.phase !== 'auth' || closing) return end(link, 'closed during login');
+          // Revoked (device disabled, deleted, its project deleted) while the login was checked.
+          if (services.deviceAuth.revokedSince(identity, mark)) return end(link, 'credentials revoked during login');
+          open(link, identity, profile, rateLimit, rest);
+        },
+        (err: unknown) => {
+          log.error({ err }, 'TCP device authentication failed');
+          end(link, 'authentication unavailable');
+        },
+      )
+      .catch((err: unknown) => {
+        log.error({ err }, 'TCP login failed');
+        end(link, 'login failed');
+      });
   }
 
   function onLoginData(link: Link, chunk: Buffer) {
@@ -422,7 +434,11 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
     // most) is closed to make room; without any room this one is.
     const busy = () => {
       stats.loginsBusy += 1;
-      if (stats.loginsBusy === 1 || stats.loginsBusy % 1000 === 0) log.warn({ ...connections.stats(), closed: stats.loginsBusy }, 'too many TCP connections waiting to log in: closing the oldest');
+      if (stats.loginsBusy === 1 || stats.loginsBusy % 1000 === 0)
+        log.warn(
+          { ...connections.stats(), closed: stats.loginsBusy },
+          'too many TCP connections waiting to log in: closing the oldest',
+        );
     };
     const ticket = connections.open(socket.remoteAddress, () => {
       busy();
@@ -496,7 +512,12 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
     async close() {
       closing = true;
       const stopped = servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
-      const gone = [...links].map((link) => new Promise<void>((resolve) => (link.socket.destroyed ? resolve() : link.socket.once('close', () => resolve()))));
+      const gone = [...links].map(
+        (link) =>
+          new Promise<void>((resolve) =>
+            link.socket.destroyed ? resolve() : link.socket.once('close', () => resolve()),
+          ),
+      );
       for (const link of links) end(link, 'server shutting down', true);
       await Promise.all([...stopped, ...gone]);
     },

@@ -55,11 +55,34 @@ export async function run(options: SimOptions, out: Output, hooks: RunHooks = {}
   stats.startLive();
   const { ids, skipped } = await identities(options, stats, signal);
   let notStarted = skipped;
-  const config = { url: brokerUrl(options), projectKey: options.projectKey, qos: options.qos, mqttVersion: options.mqttVersion, intervalMs: 1000 / options.rate };
-  const tcp = { url: options.host, projectKey: options.projectKey, format: options.tcpFormat, intervalMs: 1000 / options.rate, ...(options.tcpHeartbeat ? { heartbeat: options.tcpHeartbeat } : {}) };
+  const config = {
+    url: brokerUrl(options),
+    projectKey: options.projectKey,
+    qos: options.qos,
+    mqttVersion: options.mqttVersion,
+    intervalMs: 1000 / options.rate,
+  };
+  const tcp = {
+    url: options.host,
+    projectKey: options.projectKey,
+    format: options.tcpFormat,
+    intervalMs: 1000 / options.rate,
+    ...(options.tcpHeartbeat ? { heartbeat: options.tcpHeartbeat } : {}),
+  };
   if (options.gateway && options.apiToken && options.subType) {
-    const attach = { http: options.http, prefix: options.prefix, apiToken: options.apiToken, subType: options.subType, subDevices: options.subDevices };
-    await attachSubDevices(attach, ids.map((id) => id.index), stats, signal);
+    const attach = {
+      http: options.http,
+      prefix: options.prefix,
+      apiToken: options.apiToken,
+      subType: options.subType,
+      subDevices: options.subDevices,
+    };
+    await attachSubDevices(
+      attach,
+      ids.map((id) => id.index),
+      stats,
+      signal,
+    );
   }
   const devices = ids.map((id) =>
     options.protocol === 'tcp'

@@ -35,7 +35,10 @@ the broker read-only with the project's data-view key (POST /api/v1/view_key) an
   --count <n>             stop after n messages (default: until Ctrl-C)
 `;
 
-export function parseSubscribeOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): SubscribeOptions & { help: boolean } {
+export function parseSubscribeOptions(
+  argv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): SubscribeOptions & { help: boolean } {
   let values;
   try {
     ({ values } = parseArgs({
@@ -59,16 +62,31 @@ export function parseSubscribeOptions(argv: string[], env: NodeJS.ProcessEnv = p
   const viewSecret = values['view-secret'] ?? env.SIM_VIEW_SECRET ?? '';
   const host = values.host ?? env.SIM_HOST ?? 'mqtt://127.0.0.1:1883';
   const device = values.device ?? '+';
-  const kinds = (values.kinds ?? SUBSCRIBE_KINDS.join(',')).split(',').map((k) => k.trim()).filter(Boolean);
+  const kinds = (values.kinds ?? SUBSCRIBE_KINDS.join(','))
+    .split(',')
+    .map((k) => k.trim())
+    .filter(Boolean);
   const count = values.count === undefined ? 0 : Number(values.count);
   if (values.help) return { host, viewKey, viewSecret, device, kinds: [], json: false, count: 0, help: true };
-  if (!viewKey || !viewSecret) throw new UsageError('subscribe needs --view-key and --view-secret (create them with POST /api/v1/view_key)');
+  if (!viewKey || !viewSecret)
+    throw new UsageError('subscribe needs --view-key and --view-secret (create them with POST /api/v1/view_key)');
   if (!/^(mqtts?|wss?):\/\//.test(host)) throw new UsageError(`--host must be an mqtt:// or ws:// url (got ${host})`);
-  if (device !== '+' && !/^[A-Za-z0-9_-]{1,64}$/.test(device)) throw new UsageError('--device must be a device view token or +');
+  if (device !== '+' && !/^[A-Za-z0-9_-]{1,64}$/.test(device))
+    throw new UsageError('--device must be a device view token or +');
   const unknown = kinds.filter((k) => !(SUBSCRIBE_KINDS as readonly string[]).includes(k));
-  if (unknown.length || !kinds.length) throw new UsageError(`--kinds must list some of ${SUBSCRIBE_KINDS.join(', ')} (got ${values.kinds})`);
+  if (unknown.length || !kinds.length)
+    throw new UsageError(`--kinds must list some of ${SUBSCRIBE_KINDS.join(', ')} (got ${values.kinds})`);
   if (!Number.isInteger(count) || count < 0) throw new UsageError('--count must be a whole number');
-  return { host, viewKey, viewSecret, device, kinds: kinds as SubscribeKind[], json: values.json === true, count, help: false };
+  return {
+    host,
+    viewKey,
+    viewSecret,
+    device,
+    kinds: kinds as SubscribeKind[],
+    json: values.json === true,
+    count,
+    help: false,
+  };
 }
 
 /** The topic filters of the options: `<key>/<device>/<kind>`, and `data/+` for every stream. */
@@ -83,10 +101,12 @@ export function formatMessage(topic: string, body: Record<string, unknown>): str
   const who = device?.name ? `${device.name} (${device.id})` : (device?.id ?? '?');
   const time = new Date(typeof body.ts === 'number' ? body.ts : Date.now()).toISOString().slice(11, 23);
   let details: string;
-  if (kind === 'attributes') details = `${JSON.stringify(body.attributes)}${body.attr_type && body.attr_type !== 'report' ? ` (${String(body.attr_type)})` : ''}`;
+  if (kind === 'attributes')
+    details = `${JSON.stringify(body.attributes)}${body.attr_type && body.attr_type !== 'report' ? ` (${String(body.attr_type)})` : ''}`;
   else if (kind === 'online') details = body.online ? 'online' : 'offline';
   else if (kind === 'event') details = `${String(body.method)} ${JSON.stringify(body.params ?? {})}`;
-  else if (kind === 'command_reply') details = `#${String(body.id)} ${String(body.method)} ${JSON.stringify(body.params ?? {})}`;
+  else if (kind === 'command_reply')
+    details = `#${String(body.id)} ${String(body.method)} ${JSON.stringify(body.params ?? {})}`;
   else if (kind.startsWith('data/')) details = `${String(body.direction)} ${String(body.hex)}`;
   else details = JSON.stringify({ ...body, device: undefined, ts: undefined });
   return `${time} ${who} ${kind} ${details}`;
@@ -99,7 +119,13 @@ export function formatMessage(topic: string, body: Record<string, unknown>): str
 export async function subscribe(o: SubscribeOptions, out: Output, err: Output, signal?: AbortSignal): Promise<number> {
   let client: MqttClient;
   try {
-    client = await mqtt.connectAsync(o.host, { username: o.viewKey, password: o.viewSecret, reconnectPeriod: 0, connectTimeout: 10_000, clientId: `sim-subscribe-${process.pid}` });
+    client = await mqtt.connectAsync(o.host, {
+      username: o.viewKey,
+      password: o.viewSecret,
+      reconnectPeriod: 0,
+      connectTimeout: 10_000,
+      clientId: `sim-subscribe-${process.pid}`,
+    });
   } catch (e) {
     err.write(`sim subscribe: cannot connect to ${o.host}: ${(e as Error).message}\n`);
     return 1;

@@ -63,7 +63,11 @@ export function parseFlags<T extends ParseArgsConfig>(config: T) {
  * problems are reported by flag name. `flags` names the flag of a field when it is not the field's
  * own name in kebab case.
  */
-export function validate<T extends ZodType>(schema: T, input: unknown, flags: Record<string, string> = {}): z.output<T> {
+export function validate<T extends ZodType>(
+  schema: T,
+  input: unknown,
+  flags: Record<string, string> = {},
+): z.output<T> {
   const parsed = schema.safeParse(input);
   if (parsed.success) return parsed.data;
   const lines = parsed.error.issues.map((i) => {
@@ -79,7 +83,10 @@ export function validate<T extends ZodType>(schema: T, input: unknown, flags: Re
  * The database settings of config.ts, flags first, and the server's HTTP address (to tell a running
  * server that uses another directory); other server settings do not concern the CLI.
  */
-export function targetConfig(values: { 'data-dir'?: string; 'database-url'?: string; init?: boolean }, env: NodeJS.ProcessEnv): TargetSettings {
+export function targetConfig(
+  values: { 'data-dir'?: string; 'database-url'?: string; init?: boolean },
+  env: NodeJS.ProcessEnv,
+): TargetSettings {
   const config = loadConfig({
     DATA_DIR: values['data-dir'] ?? env.DATA_DIR,
     DATABASE_URL: values['database-url'] ?? env.DATABASE_URL,
@@ -91,14 +98,24 @@ export function targetConfig(values: { 'data-dir'?: string; 'database-url'?: str
     TLS_KEY_FILE: env.TLS_KEY_FILE,
     HTTPS_PORT: env.HTTPS_PORT,
   });
-  return { DATA_DIR: config.DATA_DIR, DATABASE_URL: config.DATABASE_URL, HTTP_PORT: config.HTTP_PORT, HOST: config.HOST, init: values.init === true };
+  return {
+    DATA_DIR: config.DATA_DIR,
+    DATABASE_URL: config.DATABASE_URL,
+    HTTP_PORT: config.HTTP_PORT,
+    HOST: config.HOST,
+    init: values.init === true,
+  };
 }
 
 /**
  * Runs work against the command's target (target.ts). The database drivers are loaded only here,
  * so help and usage errors answer at once.
  */
-export async function withTarget<T>(settings: TargetSettings, io: CliIo, work: (target: Target) => Promise<T>): Promise<T> {
+export async function withTarget<T>(
+  settings: TargetSettings,
+  io: CliIo,
+  work: (target: Target) => Promise<T>,
+): Promise<T> {
   const target = await import('./target.ts');
   return target.withTarget(settings, { log: cliLogger(io), note: (text) => io.err(text) }, work);
 }

@@ -50,9 +50,17 @@ export async function openTarget(config: TargetSettings, out: TargetOutput): Pro
     }
     throw err;
   }
-  out.note(database.driver === 'postgres' ? `Database: ${describePostgres(config.DATABASE_URL ?? '')}.` : `Database: embedded in ${dir} (no server holds it; opened by this command).`);
+  out.note(
+    database.driver === 'postgres'
+      ? `Database: ${describePostgres(config.DATABASE_URL ?? '')}.`
+      : `Database: embedded in ${dir} (no server holds it; opened by this command).`,
+  );
   const services = createServices({ db: database.db });
-  return { via: database.driver === 'postgres' ? 'postgres' : 'embedded', projects: services.projects, close: database.close };
+  return {
+    via: database.driver === 'postgres' ? 'postgres' : 'embedded',
+    projects: services.projects,
+    close: database.close,
+  };
 }
 
 /** Runs one unit of work against the target and always lets go of the database. */

@@ -91,7 +91,13 @@ export interface ServiceDeps {
 }
 
 /** Builds every domain service once; HTTP routes, the broker and the CLI share them. */
-export function createServices({ db, clock = Date.now, logger = pino({ level: 'silent' }), settings: given = {}, serverSecret }: ServiceDeps) {
+export function createServices({
+  db,
+  clock = Date.now,
+  logger = pino({ level: 'silent' }),
+  settings: given = {},
+  serverSecret,
+}: ServiceDeps) {
   const settings = { ...DEFAULT_SETTINGS, ...given };
   const bus = createEventBus();
   const sessions = createSessionRegistry();
@@ -99,21 +105,38 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
   bus.on('device.credentials_revoked', ({ deviceId }) => sessions.kick(deviceId, 'credentials revoked'));
   bus.on('project.deleted', ({ projectId }) => sessions.kickProject(projectId, 'project deleted'));
   const machineSecrets = createMachineSecrets(serverSecret);
-  const auth = createAuthService({ credentials: createCredentialsRepository(db), apps: createAppsRepository(db), machineSecrets, clock, bus });
+  const auth = createAuthService({
+    credentials: createCredentialsRepository(db),
+    apps: createAppsRepository(db),
+    machineSecrets,
+    clock,
+    bus,
+  });
   const projectsRepo = createProjectsRepository(db);
   const devicesRepo = createDevicesRepository(db);
   // Written connects and disconnects recount the cached totals and stats (`online` is live: http-api.md §3).
   const presence = createPresenceService({
-    repo: createPresenceRepository(db), bus, logger, clock,
+    repo: createPresenceRepository(db),
+    bus,
+    logger,
+    clock,
     onOnlineWritten: (projectIds) => projectIds.forEach((p) => devices.countsChanged(p)),
   });
   const devices = createDevicesService({ devices: devicesRepo, projects: projectsRepo, bus, clock, presence });
   // A changed stream definition or TCP setting reaches the data-stream checks at once.
-  const deviceTypes = createDeviceTypesService({ db, clock, onDataSettingsChanged: (projectId, typeId) => dataStreams.forgetType(projectId, typeId) });
+  const deviceTypes = createDeviceTypesService({
+    db,
+    clock,
+    onDataSettingsChanged: (projectId, typeId) => dataStreams.forgetType(projectId, typeId),
+  });
   const projectSettings = createProjectSettingsService({
     db,
     clock,
-    defaults: { deviceRateLimit: settings.deviceRateLimit, deviceRateLimitMax: settings.deviceRateLimitMax, historyRetentionDays: settings.historyRetentionDays },
+    defaults: {
+      deviceRateLimit: settings.deviceRateLimit,
+      deviceRateLimitMax: settings.deviceRateLimitMax,
+      historyRetentionDays: settings.historyRetentionDays,
+    },
   });
   // Device message rates for every transport (device-protocol.md §3 "rate limits").
   const rateLimiter = createRateLimiter({ projectRate: settings.projectMessageRate, clock });
@@ -145,7 +168,9 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
       } catch (err) {
         // "no partition for row": a partition this node knew was dropped elsewhere (retention on another
         // node): forget what it knew, so the retry creates it again.
-        const pgErr = (err as { cause?: { code?: string; message?: string } })?.cause ?? (err as { code?: string; message?: string });
+        const pgErr =
+          (err as { cause?: { code?: string; message?: string } })?.cause ??
+          (err as { code?: string; message?: string });
         if (pgErr?.code === '23514' && /no partition of relation/.test(pgErr.message ?? '')) {
           historyRepo.forgetPartitions();
           throw Object.assign(new Error('history partition missing; recreating it'), { code: '08000', cause: err });
@@ -166,7 +191,8 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
   const history = createHistoryService({
     history: historyRepo,
     values: {
-      list: async (projectId, deviceId, keys) => currentCache.overlay(deviceId, await attributeValuesRepo.list(projectId, deviceId, keys), keys),
+      list: async (projectId, deviceId, keys) =>
+        currentCache.overlay(deviceId, await attributeValuesRepo.list(projectId, deviceId, keys), keys),
       remove: async (projectId, deviceId, keys) => {
         currentCache.forget(deviceId, keys);
         await attributeValuesRepo.remove(projectId, deviceId, keys);
@@ -179,10 +205,15 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
   // A deleted device's history goes with it (the history has no foreign key: it would tax every insert).
   bus.on('device.deleted', ({ deviceId }) => {
     currentCache.forget(deviceId);
-    historyRepo.removeDevice(deviceId).catch((err: unknown) => logger.warn({ err, deviceId }, 'history of a deleted device not removed'));
+    historyRepo
+      .removeDevice(deviceId)
+      .catch((err: unknown) => logger.warn({ err, deviceId }, 'history of a deleted device not removed'));
   });
   const currentValues = createCurrentValuesService({
-    repo: { list: async (projectId, deviceId, keys) => currentCache.overlay(deviceId, await attributeValuesRepo.list(projectId, deviceId, keys), keys) },
+    repo: {
+      list: async (projectId, deviceId, keys) =>
+        currentCache.overlay(deviceId, await attributeValuesRepo.list(projectId, deviceId, keys), keys),
+    },
     devices: devicesRepo,
     sessions,
     presence,
@@ -204,10 +235,23 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
     isOnline: (deviceId) => sessions.get(deviceId) !== undefined,
     ...(settings.alarmNotify ? { notifier: settings.alarmNotify } : {}),
   });
-  const dataStreams = createDataStreamsService({ repo: createDataMessagesRepository(db), devices: devicesRepo, sessions, presence, currentValues, bus, clock });
+  const dataStreams = createDataStreamsService({
+    repo: createDataMessagesRepository(db),
+    devices: devicesRepo,
+    sessions,
+    presence,
+    currentValues,
+    bus,
+    clock,
+  });
   // Application subscriptions and API event streams: one fan-out of the bus (device-protocol.md §9, http-api.md §4.14).
   const liveRepo = createLiveEventsRepository(db);
-  const liveEvents = createLiveEvents({ bus, deviceInfo: liveRepo.deviceInfo, boundDeviceIds: liveRepo.boundDeviceIds, logger });
+  const liveEvents = createLiveEvents({
+    bus,
+    deviceInfo: liveRepo.deviceInfo,
+    boundDeviceIds: liveRepo.boundDeviceIds,
+    logger,
+  });
   return {
     bus,
     liveEvents,
@@ -222,7 +266,14 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
     currentCache,
     history,
     historyStore: historyRepo,
-    retention: createRetention({ db, history: historyRepo, settings: projectSettings, defaultDays: settings.historyRetentionDays, clock, logger }),
+    retention: createRetention({
+      db,
+      history: historyRepo,
+      settings: projectSettings,
+      defaultDays: settings.historyRetentionDays,
+      clock,
+      logger,
+    }),
     projectSettings,
     settings,
     deviceEvents: createDeviceEventsService({ repo: createDeviceEventsRepository(db), presence, bus, clock }),
@@ -239,7 +290,13 @@ export function createServices({ db, clock = Date.now, logger = pino({ level: 's
     groups: createGroupsService({ db, clock }),
     // Gateways and their sub-devices (device-protocol.md §8); the broker resolves addresses through it.
     gateways: createGatewaysService({ repo: createGatewaysRepository(db), devices: devicesRepo, sessions, bus, clock }),
-    customers: createCustomersService({ db, clock, auth, bus, passwordMin: (projectId) => projectSettings.customerPasswordMin(projectId) }),
+    customers: createCustomersService({
+      db,
+      clock,
+      auth,
+      bus,
+      passwordMin: (projectId) => projectSettings.customerPasswordMin(projectId),
+    }),
     apps: createAppsService({ db, clock, auth, machineSecrets }),
     admins: createAdminsService({ db, clock, auth }),
     viewKey: createViewKeyService({ db, clock, bus, machineSecrets }),

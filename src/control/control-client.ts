@@ -44,7 +44,10 @@ function request(socketPath: string, method: string, url: string, body: unknown,
         path: url,
         agent: false,
         timeout: timeoutMs,
-        headers: payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+        headers:
+          payload === undefined
+            ? {}
+            : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
       },
       (res) => {
         const chunks: Buffer[] = [];
@@ -53,7 +56,9 @@ function request(socketPath: string, method: string, url: string, body: unknown,
         res.on('error', reject);
       },
     );
-    req.on('timeout', () => req.destroy(new ControlProtocolError(`the control socket ${socketPath} did not answer within ${timeoutMs} ms`)));
+    req.on('timeout', () =>
+      req.destroy(new ControlProtocolError(`the control socket ${socketPath} did not answer within ${timeoutMs} ms`)),
+    );
     req.on('error', reject);
     req.end(payload);
   });
@@ -71,7 +76,9 @@ function unwrap<T extends ZodType>(info: T, answer: Answer): z.output<T> {
   if (ok.success) return (ok.data as { info: z.output<T> }).info;
   const failed = Failure.safeParse(json);
   if (failed.success) throw new AppError(failed.data.errcode, failed.data.message, failed.data.errors);
-  throw new ControlProtocolError(`unexpected answer from the control socket (HTTP ${answer.status}): ${answer.text.slice(0, 200)}`);
+  throw new ControlProtocolError(
+    `unexpected answer from the control socket (HTTP ${answer.status}): ${answer.text.slice(0, 200)}`,
+  );
 }
 
 /**
@@ -87,7 +94,8 @@ export async function connectControl(socketPath: string): Promise<ProjectsPort |
   } catch {
     return null;
   }
-  const call = async (method: string, url: string, body?: unknown) => request(socketPath, method, url, body, REQUEST_TIMEOUT_MS);
+  const call = async (method: string, url: string, body?: unknown) =>
+    request(socketPath, method, url, body, REQUEST_TIMEOUT_MS);
   return {
     async create(input) {
       return unwrap(CreatedProjectSchema, await call('POST', '/platform/v1/projects', input));

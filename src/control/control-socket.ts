@@ -28,10 +28,17 @@ const BODY_LIMIT = 64 * 1024;
  * is the guard (mode 0600: only the owner of the server process may connect), so the platform
  * routes are registered without their bearer token.
  */
-export async function startControlServer({ socketPath, services, logger }: ControlServerOptions): Promise<ControlServer> {
+export async function startControlServer({
+  socketPath,
+  services,
+  logger,
+}: ControlServerOptions): Promise<ControlServer> {
   checkSocketPath(socketPath);
   await clearStaleSocket(socketPath);
-  const opts: FastifyServerOptions = { bodyLimit: BODY_LIMIT, ...(logger ? { loggerInstance: logger } : { logger: false }) };
+  const opts: FastifyServerOptions = {
+    bodyLimit: BODY_LIMIT,
+    ...(logger ? { loggerInstance: logger } : { logger: false }),
+  };
   const app = Fastify(opts);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);

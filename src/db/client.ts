@@ -42,9 +42,11 @@ export async function runPrepared(db: Db, query: SQL): Promise<unknown> {
 }
 
 /** `drizzle/` of the repository, from src/db (tsx) or dist/src/db (compiled). */
-export const migrationsFolder = ['../../drizzle', '../../../drizzle']
-  .map((rel) => fileURLToPath(new URL(rel, import.meta.url)))
-  .find((dir) => existsSync(path.join(dir, 'meta', '_journal.json'))) ?? fileURLToPath(new URL('../../drizzle', import.meta.url));
+export const migrationsFolder =
+  ['../../drizzle', '../../../drizzle']
+    .map((rel) => fileURLToPath(new URL(rel, import.meta.url)))
+    .find((dir) => existsSync(path.join(dir, 'meta', '_journal.json'))) ??
+  fileURLToPath(new URL('../../drizzle', import.meta.url));
 
 export interface PgliteOptions {
   /** Directory of the database files; omitted = in memory. */
@@ -99,7 +101,9 @@ function guardTypeFetch() {
   typeFetchGuard = true;
   process.on('unhandledRejection', (reason) => {
     if (isDroppedTypeFetch(reason)) {
-      console.warn(`database connection lost while it was starting (${(reason as Error).message}); it is re-established on the next query`);
+      console.warn(
+        `database connection lost while it was starting (${(reason as Error).message}); it is re-established on the next query`,
+      );
       return;
     }
     throw reason;

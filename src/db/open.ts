@@ -50,7 +50,9 @@ export async function openDatabase(
     // PGlite has no autovacuum: without it the planner never gets index-only scans and stale
     // statistics (measured in bench/http-api: counts 33 ms → 19 ms at 100k devices).
     const vacuum = () => {
-      lite.client.exec('vacuum (analyze)').catch((err: unknown) => log.warn({ err }, 'embedded database vacuum failed'));
+      lite.client
+        .exec('vacuum (analyze)')
+        .catch((err: unknown) => log.warn({ err }, 'embedded database vacuum failed'));
     };
     const firstVacuum = setTimeout(vacuum, 60_000).unref();
     const vacuumTimer = setInterval(vacuum, EMBEDDED_VACUUM_MS).unref();

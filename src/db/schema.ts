@@ -243,13 +243,17 @@ export const devices = pgTable(
     updateTime: updated(),
   },
   (t) => [
-    uniqueIndex('devices_gateway_address_uq').on(t.gatewayId, t.subAddress).where(sql`gateway_id is not null`),
+    uniqueIndex('devices_gateway_address_uq')
+      .on(t.gatewayId, t.subAddress)
+      .where(sql`gateway_id is not null`),
     // Ids are time-ordered, so (project_id, id) serves "newest first" paging of the device list.
     index('devices_project_id_idx').on(t.projectId, t.id),
     index('devices_project_type_id_idx').on(t.projectId, t.typeId, t.id),
     // The ON DELETE RESTRICT check of a device type looks devices up by type alone.
     index('devices_type_idx').on(t.typeId),
-    uniqueIndex('devices_project_device_key_uq').on(t.projectId, t.deviceKey).where(sql`device_key is not null`),
+    uniqueIndex('devices_project_device_key_uq')
+      .on(t.projectId, t.deviceKey)
+      .where(sql`device_key is not null`),
     uniqueIndex('devices_project_code_uq').on(t.projectId, t.deviceCode),
     // Covers devices_stat / devices_alarm_stat as an index-only scan.
     index('devices_project_state_idx').on(t.projectId, t.online, t.active, t.alarmLevel),
@@ -267,10 +271,7 @@ export const deviceGroupMembers = pgTable(
       .references(() => devices.id, { onDelete: 'cascade' }),
     projectId: projectRef(),
   },
-  (t) => [
-    primaryKey({ columns: [t.groupId, t.deviceId] }),
-    index('device_group_members_device_idx').on(t.deviceId),
-  ],
+  (t) => [primaryKey({ columns: [t.groupId, t.deviceId] }), index('device_group_members_device_idx').on(t.deviceId)],
 );
 
 export const customerDevices = pgTable(
@@ -285,10 +286,7 @@ export const customerDevices = pgTable(
     projectId: projectRef(),
     createTime: created(),
   },
-  (t) => [
-    primaryKey({ columns: [t.customerId, t.deviceId] }),
-    index('customer_devices_device_idx').on(t.deviceId),
-  ],
+  (t) => [primaryKey({ columns: [t.customerId, t.deviceId] }), index('customer_devices_device_idx').on(t.deviceId)],
 );
 
 /** Values of a device's extended information: standard infos (by type name) and type-defined ones (by id). */
@@ -375,8 +373,12 @@ export const commands = pgTable(
   },
   (t) => [
     index('commands_project_device_id_idx').on(t.projectId, t.deviceId, t.id),
-    index('commands_open_idx').on(t.deviceId, t.state).where(sql`state in ('queued', 'sent')`),
-    uniqueIndex('commands_open_seq_uq').on(t.deviceId, t.seq).where(sql`state in ('queued', 'sent')`),
+    index('commands_open_idx')
+      .on(t.deviceId, t.state)
+      .where(sql`state in ('queued', 'sent')`),
+    uniqueIndex('commands_open_seq_uq')
+      .on(t.deviceId, t.seq)
+      .where(sql`state in ('queued', 'sent')`),
   ],
 );
 
@@ -500,7 +502,9 @@ export const alarmLogs = pgTable(
   (t) => [
     index('alarm_logs_project_id_idx').on(t.projectId, t.id),
     index('alarm_logs_device_id_idx').on(t.deviceId, t.id),
-    uniqueIndex('alarm_logs_active_uq').on(t.deviceId, t.ruleId).where(sql`alarm_status = 1 and end_time is null`),
+    uniqueIndex('alarm_logs_active_uq')
+      .on(t.deviceId, t.ruleId)
+      .where(sql`alarm_status = 1 and end_time is null`),
   ],
 );
 

@@ -27,7 +27,9 @@ export async function enableTimescale(db: Db, log: { warn(obj: object, msg: stri
  * no policies). An unreadable setting counts as 'apache'.
  */
 export async function timescaleLicense(db: Db): Promise<string> {
-  const rows = rowsOf<{ license: string | null }>(await db.execute(sql`select current_setting('timescaledb.license', true) as license`));
+  const rows = rowsOf<{ license: string | null }>(
+    await db.execute(sql`select current_setting('timescaledb.license', true) as license`),
+  );
   return rows[0]?.license || 'apache';
 }
 

@@ -14,12 +14,30 @@ export class DatabaseUnavailable extends Error {
 }
 
 /** Network failures of the connection itself (node and postgres.js codes). */
-const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED']);
+const UNREACHABLE = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ECONNRESET',
+  'CONNECT_TIMEOUT',
+  'CONNECTION_CLOSED',
+  'CONNECTION_ENDED',
+  'CONNECTION_DESTROYED',
+]);
 /** Login refused: wrong password, unknown role, pg_hba.conf refuses the host. */
 const LOGIN = new Set(['28P01', '28000']);
 
 /** host:port/database of the URL, never its password. */
-export function describeTarget(url: string): { where: string; database: string; host: string; port: string; user: string } {
+export function describeTarget(url: string): {
+  where: string;
+  database: string;
+  host: string;
+  port: string;
+  user: string;
+} {
   try {
     const u = new URL(url);
     const host = u.hostname || 'localhost';
@@ -44,10 +62,16 @@ export function databaseUnavailable(err: unknown, url: string): DatabaseUnavaila
     );
   }
   if (LOGIN.has(code)) {
-    return new DatabaseUnavailable(`DATABASE_URL: ${t.where} refused the login (${reason}): check the user and password in the URL.`, code);
+    return new DatabaseUnavailable(
+      `DATABASE_URL: ${t.where} refused the login (${reason}): check the user and password in the URL.`,
+      code,
+    );
   }
   if (UNREACHABLE.has(code)) {
-    return new DatabaseUnavailable(`DATABASE_URL: cannot reach PostgreSQL at ${t.where} (${reason}): start the server or correct the URL.`, code);
+    return new DatabaseUnavailable(
+      `DATABASE_URL: cannot reach PostgreSQL at ${t.where} (${reason}): start the server or correct the URL.`,
+      code,
+    );
   }
   return undefined;
 }

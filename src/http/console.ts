@@ -98,13 +98,22 @@ export const CONSOLE_SECURITY_HEADERS: Readonly<Record<string, string>> = {
   'x-content-type-options': 'nosniff',
 };
 
-export async function registerConsole(app: FastifyInstance, build?: ConsoleBuild, opts: { dataDir?: string } = {}): Promise<void> {
+export async function registerConsole(
+  app: FastifyInstance,
+  build?: ConsoleBuild,
+  opts: { dataDir?: string } = {},
+): Promise<void> {
   const b = build ?? (await ensureConsoleBuild(opts.dataDir));
   app.get('/console', { schema: { hide: true } }, (_req, reply) => reply.redirect('/console/', 301));
   if ('error' in b) {
     app.log.warn({ err: b.error }, 'web console not built: /console/ answers 503');
     const unavailable = (_req: unknown, reply: FastifyReply) =>
-      reply.code(503).headers(CONSOLE_SECURITY_HEADERS).header('cache-control', 'no-store').type('text/html; charset=utf-8').send(UNAVAILABLE(b.error));
+      reply
+        .code(503)
+        .headers(CONSOLE_SECURITY_HEADERS)
+        .header('cache-control', 'no-store')
+        .type('text/html; charset=utf-8')
+        .send(UNAVAILABLE(b.error));
     app.get('/console/', { schema: { hide: true } }, unavailable);
     app.get('/console/*', { schema: { hide: true } }, unavailable);
     return;

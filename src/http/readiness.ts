@@ -25,7 +25,11 @@ export interface ReadinessOptions {
 
 /** The first error code along the cause chain (drizzle wraps the driver's error). */
 function codeOf(err: unknown): string | undefined {
-  for (let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+  for (
+    let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0;
+    e && depth < 5;
+    e = e.cause as typeof e, depth++
+  ) {
     if (typeof e.code === 'string') return e.code;
   }
   return undefined;
@@ -39,7 +43,15 @@ export interface ReadinessResult {
   failing: Array<{ check: CheckName; message: string }>;
 }
 
-export function createReadiness({ ping, dbTimeoutMs = 2_000, ingest, awaitListeners = false, retryWindowMs = 10_000, clock = Date.now, logger }: ReadinessOptions) {
+export function createReadiness({
+  ping,
+  dbTimeoutMs = 2_000,
+  ingest,
+  awaitListeners = false,
+  retryWindowMs = 10_000,
+  clock = Date.now,
+  logger,
+}: ReadinessOptions) {
   let bound = !awaitListeners;
   /** The checks that failed last time ('' = ready), to log changes only. */
   let lastState: string | undefined;
@@ -54,10 +66,12 @@ export function createReadiness({ ping, dbTimeoutMs = 2_000, ingest, awaitListen
     inFlight ??= new Promise<string | undefined>((resolve) => {
       const timer = setTimeout(() => resolve(`no answer within ${dbTimeoutMs} ms`), dbTimeoutMs);
       timer.unref?.();
-      ping().then(
-        () => resolve(undefined),
-        (err: unknown) => resolve(`unreachable (${codeOf(err) ?? 'error'})`),
-      ).finally(() => clearTimeout(timer));
+      ping()
+        .then(
+          () => resolve(undefined),
+          (err: unknown) => resolve(`unreachable (${codeOf(err) ?? 'error'})`),
+        )
+        .finally(() => clearTimeout(timer));
     }).finally(() => {
       inFlight = undefined;
     });

@@ -5,7 +5,7 @@
  * quote, comma or line break are quoted (RFC 4180).
  */
 export function csvCell(value: unknown): string {
-  let text = typeof value === 'string' ? value : JSON.stringify(value) ?? '';
+  let text = typeof value === 'string' ? value : (JSON.stringify(value) ?? '');
   if (typeof value === 'string' && /^[=+\-@\t\r]/.test(text)) text = `'${text}`;
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }

@@ -8,7 +8,10 @@ import { protectDataDir } from './private-dir.ts';
  * JWT_SECRET when set; otherwise (never in production: config refuses) a random secret generated
  * once and kept in DATA_DIR, so tokens survive restarts of a development or embedded install.
  */
-export function resolveJwtSecret(config: Pick<Config, 'JWT_SECRET' | 'DATA_DIR'>): { secret: string; source: 'env' | 'file' | 'generated' } {
+export function resolveJwtSecret(config: Pick<Config, 'JWT_SECRET' | 'DATA_DIR'>): {
+  secret: string;
+  source: 'env' | 'file' | 'generated';
+} {
   if (config.JWT_SECRET) return { secret: config.JWT_SECRET, source: 'env' };
   protectDataDir(config.DATA_DIR);
   const file = path.join(config.DATA_DIR, 'jwt-secret');

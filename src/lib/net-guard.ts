@@ -86,8 +86,12 @@ export class AddressNotAllowed extends Error {
  * multicast, unspecified, broadcast or reserved ranges, also when embedded in an IPv6 address —
  * unless the operator allows the network.
  */
-export function createNetGuard({ allow = [], resolve = systemResolver }: { allow?: Network[]; resolve?: Resolver } = {}): NetGuard {
-  const allowedByOperator = (addr: ipaddr.IPv4 | ipaddr.IPv6) => allow.some(([net, bits]) => net.kind() === addr.kind() && addr.match(net, bits));
+export function createNetGuard({
+  allow = [],
+  resolve = systemResolver,
+}: { allow?: Network[]; resolve?: Resolver } = {}): NetGuard {
+  const allowedByOperator = (addr: ipaddr.IPv4 | ipaddr.IPv6) =>
+    allow.some(([net, bits]) => net.kind() === addr.kind() && addr.match(net, bits));
 
   function allowedAddr(addr: ipaddr.IPv4 | ipaddr.IPv6): boolean {
     if (allowedByOperator(addr)) return true;

@@ -81,7 +81,9 @@ export function createMachineSecrets(serverSecret: string | undefined): MachineS
   if (!serverSecret) {
     return {
       hash: hashSecret,
-      verify: async (stored, secret) => ({ ok: !stored.startsWith(HMAC_PREFIX) && (await verifySecret(stored, secret)) }),
+      verify: async (stored, secret) => ({
+        ok: !stored.startsWith(HMAC_PREFIX) && (await verifySecret(stored, secret)),
+      }),
       burn: () => {},
     };
   }

@@ -24,7 +24,12 @@ const OK: Take = { ok: true };
 /** Keys, idle longest first, looked at for full buckets when a new key needs room. */
 const EVICTION_LOOK = 64;
 
-export function createTokenBuckets({ rate, burst, maxKeys = 100_000, clock = Date.now }: TokenBucketsOptions): TokenBuckets {
+export function createTokenBuckets({
+  rate,
+  burst,
+  maxKeys = 100_000,
+  clock = Date.now,
+}: TokenBucketsOptions): TokenBuckets {
   if (!(rate > 0) || !(burst >= 1)) throw new RangeError('token buckets need rate > 0 and burst >= 1');
   const buckets = new Map<string, { tokens: number; last: number }>();
 

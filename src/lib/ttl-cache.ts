@@ -3,7 +3,10 @@
  * (aggregate counts). Entries are grouped by a namespace so a whole project can be invalidated.
  */
 export class TtlCache<V> {
-  private readonly entries = new Map<string, Map<string, { value: Promise<V>; until: number; settled?: { value: V } }>>();
+  private readonly entries = new Map<
+    string,
+    Map<string, { value: Promise<V>; until: number; settled?: { value: V } }>
+  >();
 
   constructor(
     private readonly ttlMs: number,

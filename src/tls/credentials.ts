@@ -52,7 +52,13 @@ function readPem(variable: string, file: string): Buffer {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const why =
-      code === 'ENOENT' ? 'no such file' : code === 'EACCES' || code === 'EPERM' ? 'permission denied (the server\'s user must be able to read it)' : code === 'EISDIR' ? 'it is a directory' : (err as Error).message;
+      code === 'ENOENT'
+        ? 'no such file'
+        : code === 'EACCES' || code === 'EPERM'
+          ? "permission denied (the server's user must be able to read it)"
+          : code === 'EISDIR'
+            ? 'it is a directory'
+            : (err as Error).message;
     throw new TlsFileError(`${variable}: cannot read ${file}: ${why}`);
   }
 }
@@ -67,30 +73,40 @@ export function pairDigest(cert: Buffer, key: Buffer): string {
 /** Checks a certificate file and key file's contents and builds their TLS context. */
 export function parseTlsCredentials(cert: Buffer, key: Buffer, files: TlsFiles): TlsCredentials {
   const pems = cert.toString('utf8').match(PEM_CERT) ?? [];
-  if (pems.length === 0) throw new TlsFileError(`TLS_CERT_FILE: ${files.certFile} holds no PEM certificate ("-----BEGIN CERTIFICATE-----")`);
+  if (pems.length === 0)
+    throw new TlsFileError(`TLS_CERT_FILE: ${files.certFile} holds no PEM certificate ("-----BEGIN CERTIFICATE-----")`);
   let leaf: X509Certificate;
   try {
     leaf = new X509Certificate(pems[0]!);
     for (const pem of pems.slice(1)) new X509Certificate(pem);
   } catch (err) {
-    throw new TlsFileError(`TLS_CERT_FILE: ${files.certFile}: a certificate cannot be parsed (${(err as Error).message})`);
+    throw new TlsFileError(
+      `TLS_CERT_FILE: ${files.certFile}: a certificate cannot be parsed (${(err as Error).message})`,
+    );
   }
   let privateKey: KeyObject;
   try {
     privateKey = createPrivateKey({ key, format: 'pem' });
   } catch (err) {
     const message = (err as Error).message;
-    const why = /passphrase|encrypted/i.test(message) || /ENCRYPTED/.test(key.toString('utf8')) ? 'the key is encrypted (give an unencrypted key, readable only by the server\'s user)' : `no PEM private key (${message})`;
+    const why =
+      /passphrase|encrypted/i.test(message) || /ENCRYPTED/.test(key.toString('utf8'))
+        ? "the key is encrypted (give an unencrypted key, readable only by the server's user)"
+        : `no PEM private key (${message})`;
     throw new TlsFileError(`TLS_KEY_FILE: ${files.keyFile}: ${why}`);
   }
   if (!leaf.checkPrivateKey(privateKey)) {
-    throw new TlsFileError(`TLS_KEY_FILE: ${files.keyFile} is not the key of the certificate in TLS_CERT_FILE (${files.certFile}, ${leaf.subject.replace(/\n/g, ', ')})`);
+    throw new TlsFileError(
+      `TLS_KEY_FILE: ${files.keyFile} is not the key of the certificate in TLS_CERT_FILE (${files.certFile}, ${leaf.subject.replace(/\n/g, ', ')})`,
+    );
   }
   let context: SecureContext;
   try {
     context = createSecureContext({ cert, key });
   } catch (err) {
-    throw new TlsFileError(`TLS_CERT_FILE/TLS_KEY_FILE: ${files.certFile} and ${files.keyFile} are not usable together (${(err as Error).message})`);
+    throw new TlsFileError(
+      `TLS_CERT_FILE/TLS_KEY_FILE: ${files.certFile} and ${files.keyFile} are not usable together (${(err as Error).message})`,
+    );
   }
   return {
     cert,

@@ -74,7 +74,10 @@ export function createTlsReloader(options: TlsReloaderOptions): TlsReloader {
     const left = current.certificate.expiresAt - clock();
     if (left > TLS_RELOAD_DEFAULTS.expiryWarningMs) return;
     expiryWarned = true;
-    const message = left <= 0 ? 'TLS certificate has expired: clients will refuse it; renew it (the new files are picked up without a restart)' : 'TLS certificate expires soon: renew it (the new files are picked up without a restart)';
+    const message =
+      left <= 0
+        ? 'TLS certificate has expired: clients will refuse it; renew it (the new files are picked up without a restart)'
+        : 'TLS certificate expires soon: renew it (the new files are picked up without a restart)';
     log.warn({ ...describeCertificate(current), files }, message);
   };
   warnExpiry();
@@ -91,7 +94,10 @@ export function createTlsReloader(options: TlsReloaderOptions): TlsReloader {
     }
     refused = key;
     suspect = undefined;
-    log.error({ files, inUse: describeCertificate(current) }, `TLS certificate not reloaded, the previous one stays in use: ${message}`);
+    log.error(
+      { files, inUse: describeCertificate(current) },
+      `TLS certificate not reloaded, the previous one stays in use: ${message}`,
+    );
   };
 
   function check(): boolean {
@@ -159,7 +165,10 @@ export function createTlsReloader(options: TlsReloaderOptions): TlsReloader {
       });
       watchers.push(w);
     } catch (err) {
-      log.warn({ err, dir }, 'TLS certificate directory cannot be watched; renewals are seen by the periodic check only');
+      log.warn(
+        { err, dir },
+        'TLS certificate directory cannot be watched; renewals are seen by the periodic check only',
+      );
     }
   }
   const poll = setInterval(check, options.intervalMs);

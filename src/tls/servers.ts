@@ -36,7 +36,11 @@ export interface HttpsServer {
  * WebSocket). `handshakeTimeoutMs`: the TLS handshake is part of the time a socket has to send its
  * request headers (HTTP_HEADERS_TIMEOUT_MS), as on plain HTTP.
  */
-export function createHttpsServer(app: FastifyInstance, reloader: TlsReloader, options: { handshakeTimeoutMs: number }): HttpsServer {
+export function createHttpsServer(
+  app: FastifyInstance,
+  reloader: TlsReloader,
+  options: { handshakeTimeoutMs: number },
+): HttpsServer {
   const { cert, key } = reloader.current();
   let closing = false;
   const server = https.createServer({ cert, key, handshakeTimeout: options.handshakeTimeoutMs }, (req, res) => {
@@ -68,7 +72,12 @@ export function createHttpsServer(app: FastifyInstance, reloader: TlsReloader, o
 }
 
 /** Listens like the plaintext listeners of main.ts: the first error (EADDRINUSE) rejects, later ones are logged. */
-export function listen(server: NetServer, port: number, host: string, onError: (err: Error) => void): Promise<AddressInfo> {
+export function listen(
+  server: NetServer,
+  port: number,
+  host: string,
+  onError: (err: Error) => void,
+): Promise<AddressInfo> {
   return new Promise<AddressInfo>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

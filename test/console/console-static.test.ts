@@ -83,7 +83,10 @@ describe('console serving', () => {
     expect(style.headers['content-type']).toMatch(/^text\/css/);
     expect(style.headers['cache-control']).toBe(IMMUTABLE);
     // Conditional requests are answered 304.
-    const again = await app.inject({ url: `/console/${js}`, headers: { 'if-none-match': String(script.headers.etag) } });
+    const again = await app.inject({
+      url: `/console/${js}`,
+      headers: { 'if-none-match': String(script.headers.etag) },
+    });
     expect(again.statusCode).toBe(304);
   });
 
@@ -140,7 +143,9 @@ describe('console build next to running servers', () => {
       { eval: true, workerData: { file: path.join(out, 'index.html'), stop } },
     );
     const ready = new Promise((r) => w.once('message', r));
-    const done = new Promise<{ missing: number; checks: number }>((resolve) => w.on('message', (m) => m !== 'ready' && resolve(m as { missing: number; checks: number })));
+    const done = new Promise<{ missing: number; checks: number }>((resolve) =>
+      w.on('message', (m) => m !== 'ready' && resolve(m as { missing: number; checks: number })),
+    );
     await ready;
     const results = await Promise.allSettled(Array.from({ length: n }, () => buildConsole(out)));
     Atomics.store(new Int32Array(stop), 0, 1);

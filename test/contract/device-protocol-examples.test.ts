@@ -35,7 +35,12 @@ interface Connection {
 }
 
 async function connect(token: string): Promise<Connection> {
-  const c = await mqtt.connectAsync(broker.url, { username: token, password: values.project_key!, reconnectPeriod: 0, protocolVersion: 4 });
+  const c = await mqtt.connectAsync(broker.url, {
+    username: token,
+    password: values.project_key!,
+    reconnectPeriod: 0,
+    protocolVersion: 4,
+  });
   clients.push(c);
   const inbox: Array<{ topic: string; payload: string }> = [];
   let wake: (() => void) | undefined;
@@ -51,7 +56,8 @@ async function connect(token: string): Promise<Connection> {
         const i = inbox.findIndex((m) => m.topic === topic);
         if (i >= 0) return inbox.splice(i, 1)[0]!.payload;
         const left = deadline - Date.now();
-        if (left <= 0) throw new Error(`line ${line}: nothing on ${topic} within ${WAIT_MS} ms; received ${JSON.stringify(inbox)}`);
+        if (left <= 0)
+          throw new Error(`line ${line}: nothing on ${topic} within ${WAIT_MS} ms; received ${JSON.stringify(inbox)}`);
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, left);
           wake = () => {
@@ -77,7 +83,11 @@ beforeAll(async () => {
     const id = /^command\/send\/(\d+)$/.exec(topic)?.[1];
     if (!id) return;
     const command = JSON.parse(payload.toString()) as { method: string };
-    replier.client.publish(`command/reply/${id}`, JSON.stringify({ method: command.method, params: { ok: true }, id: Number(id) }), { qos: 1 });
+    replier.client.publish(
+      `command/reply/${id}`,
+      JSON.stringify({ method: command.method, params: { ok: true }, id: Number(id) }),
+      { qos: 1 },
+    );
   });
   await replier.client.subscribeAsync('command/send/+', { qos: 1 });
   device = await connect(fx.tokens.mqtt!);
@@ -100,7 +110,13 @@ async function runHttp(ex: Example) {
 /** Field names and JSON types as documented, and the documented `result` and `errcode` values. */
 function payloadDifferences(documented: unknown, actual: unknown): string[] {
   const out = shapeDifferences(documented, actual);
-  if (documented && typeof documented === 'object' && !Array.isArray(documented) && actual && typeof actual === 'object') {
+  if (
+    documented &&
+    typeof documented === 'object' &&
+    !Array.isArray(documented) &&
+    actual &&
+    typeof actual === 'object'
+  ) {
     for (const key of ['result', 'errcode']) {
       const d = (documented as Record<string, unknown>)[key];
       const a = (actual as Record<string, unknown>)[key];
@@ -118,16 +134,33 @@ async function cloudSends(topic: string, body: Record<string, unknown>, line: nu
     return id;
   };
   const wire = /^command\/send\/(\d+)$/.exec(topic);
-  if (topic === 'attributes/push') return expectOk(await api.post(`/api/v1/control/device/${ids.mqtt}/attributes`, body));
-  if (wire) return expectOk(await api.post(`/api/v1/control/device/${ids.mqtt}/command`, { method: body.method, params: body.params, id: Number(wire[1]) }));
-  if (topic === 'gateway/attributes/push') return expectOk(await api.post(`/api/v1/control/device/${sub(body.device)}/attributes`, body.attributes));
+  if (topic === 'attributes/push')
+    return expectOk(await api.post(`/api/v1/control/device/${ids.mqtt}/attributes`, body));
+  if (wire)
+    return expectOk(
+      await api.post(`/api/v1/control/device/${ids.mqtt}/command`, {
+        method: body.method,
+        params: body.params,
+        id: Number(wire[1]),
+      }),
+    );
+  if (topic === 'gateway/attributes/push')
+    return expectOk(await api.post(`/api/v1/control/device/${sub(body.device)}/attributes`, body.attributes));
   const command = body.command as Record<string, unknown>;
-  return expectOk(await api.post(`/api/v1/control/device/${sub(body.device)}/command`, { method: command.method, params: command.params, id: command.id }));
+  return expectOk(
+    await api.post(`/api/v1/control/device/${sub(body.device)}/command`, {
+      method: command.method,
+      params: command.params,
+      id: command.id,
+    }),
+  );
 }
 
 async function runMqtt(ex: MqttExample) {
   const conn = ex.gateway ? gateway : device;
-  const downstream = [...new Set(ex.lines.filter((l) => l.dir === 'receive').map((l) => fill(l.topic, values, l.line)))];
+  const downstream = [
+    ...new Set(ex.lines.filter((l) => l.dir === 'receive').map((l) => fill(l.topic, values, l.line))),
+  ];
   if (downstream.length > 0) {
     const granted = await conn.client.subscribeAsync(downstream, { qos: 1 });
     expect(granted.map((g) => [g.topic, g.qos])).toEqual(downstream.map((t) => [t, 1]));

@@ -1,5 +1,12 @@
 import type { DeviceIdentity } from '../../src/domain/devices/device-identity.ts';
-import { client, createProject, expectOk, TEST_PLATFORM_TOKEN, type ApiResponse, type TestContext } from '../helpers/app.ts';
+import {
+  client,
+  createProject,
+  expectOk,
+  TEST_PLATFORM_TOKEN,
+  type ApiResponse,
+  type TestContext,
+} from '../helpers/app.ts';
 
 /**
  * The world the examples of docs/http-api.md run in: one project with everything an example names.
@@ -14,13 +21,44 @@ export async function createContractFixtures(ctx: TestContext): Promise<Placehol
   const ok = async (res: Promise<ApiResponse>) => expectOk(await res);
 
   // Device types: a thermometer with an attribute model, a data stream and an extend-info definition.
-  const type = await ok(api.post('/api/v1/device_type', { name: 'Thermometer', descr: 'Room sensor', tags: { vendor: 'acme' } }));
-  await ok(api.post(`/api/v1/device_type/${type.id}/attribute`, { identifier: 'temperature', name: 'Temperature', data_type: 'number', unit: '°C', data_options: { min: -40, max: 85 } }));
-  await ok(api.post(`/api/v1/device_type/${type.id}/attribute`, { identifier: 'humidity', name: 'Humidity', data_type: 'number', unit: '%' }));
-  await ok(api.post(`/api/v1/device_type/${type.id}/data_stream`, { identifier: 'stream', name: 'Raw frames', format: 'json' }));
+  const type = await ok(
+    api.post('/api/v1/device_type', { name: 'Thermometer', descr: 'Room sensor', tags: { vendor: 'acme' } }),
+  );
+  await ok(
+    api.post(`/api/v1/device_type/${type.id}/attribute`, {
+      identifier: 'temperature',
+      name: 'Temperature',
+      data_type: 'number',
+      unit: '°C',
+      data_options: { min: -40, max: 85 },
+    }),
+  );
+  await ok(
+    api.post(`/api/v1/device_type/${type.id}/attribute`, {
+      identifier: 'humidity',
+      name: 'Humidity',
+      data_type: 'number',
+      unit: '%',
+    }),
+  );
+  await ok(
+    api.post(`/api/v1/device_type/${type.id}/data_stream`, {
+      identifier: 'stream',
+      name: 'Raw frames',
+      format: 'json',
+    }),
+  );
   await ok(api.post(`/api/v1/device_type/${type.id}/data_stream`, { identifier: 'spare', format: 'hex' }));
-  const info = await ok(api.post(`/api/v1/device_type/${type.id}/extend_info`, { info_type: 'text', name: 'Serial number', options: { max_length: 32 } }));
-  const spareInfo = await ok(api.post(`/api/v1/device_type/${type.id}/extend_info`, { info_type: 'number', name: 'Floor' }));
+  const info = await ok(
+    api.post(`/api/v1/device_type/${type.id}/extend_info`, {
+      info_type: 'text',
+      name: 'Serial number',
+      options: { max_length: 32 },
+    }),
+  );
+  const spareInfo = await ok(
+    api.post(`/api/v1/device_type/${type.id}/extend_info`, { info_type: 'number', name: 'Floor' }),
+  );
   const spareType = await ok(api.post('/api/v1/device_type', { name: 'Obsolete type' }));
   const gatewayType = await ok(api.post('/api/v1/device_type', { name: 'Modbus gateway', conn_type: '3' }));
   const subType = await ok(api.post('/api/v1/device_type', { name: 'Modbus meter', conn_type: '2' }));
@@ -31,11 +69,26 @@ export async function createContractFixtures(ctx: TestContext): Promise<Placehol
   const spareGroup = await ok(api.post('/api/v1/device_group', { name: 'Unused' }));
 
   // Devices: the thermometer is online (a session as the broker makes one) and has reported.
-  const device = await ok(api.post('/api/v1/device', { name: 'Thermometer 1', type: type.id, device_key: 'th-0001', tags: { room: '101' } }));
+  const device = await ok(
+    api.post('/api/v1/device', { name: 'Thermometer 1', type: type.id, device_key: 'th-0001', tags: { room: '101' } }),
+  );
   await ok(api.put(`/api/v1/device/${device.id}/groups`, { groups: [childGroup.id] }));
   const cert = await ok(api.get(`/api/v1/device/${device.id}/certificate`));
-  const identity: DeviceIdentity = { deviceId: device.id, projectId: p.project.id, name: 'Thermometer 1', typeId: type.id, connType: '1', disabled: false };
-  ctx.services.sessions.attach({ deviceId: device.id, projectId: p.project.id, transport: 'mqtt', send: async () => {}, close: () => {} });
+  const identity: DeviceIdentity = {
+    deviceId: device.id,
+    projectId: p.project.id,
+    name: 'Thermometer 1',
+    typeId: type.id,
+    connType: '1',
+    disabled: false,
+  };
+  ctx.services.sessions.attach({
+    deviceId: device.id,
+    projectId: p.project.id,
+    transport: 'mqtt',
+    send: async () => {},
+    close: () => {},
+  });
   ctx.services.presence.connected(identity, 'mqtt');
   const spareDevice = await ok(api.post('/api/v1/device', { name: 'Old thermometer', type: type.id }));
   const gateway = await ok(api.post('/api/v1/device', { name: 'Gateway 1', type: gatewayType.id }));
@@ -45,13 +98,38 @@ export async function createContractFixtures(ctx: TestContext): Promise<Placehol
   await ok(api.post(`/api/v1/device/${gateway.id}/sub_devices`, { device: spareSub.id, address: '2' }));
 
   // An alarm rule that the thermometer's reports trigger; a webhook target for its notifications.
-  const rule = await ok(api.post('/api/v1/alarm_rule', {
-    name: 'Too hot', device_type_id: type.id, level: 2, message: 'temperature {{value}}',
-    condition: { kind: 'attribute', identifier: 'temperature', op: '>', value: 30 },
-  }));
-  const spareRule = await ok(api.post('/api/v1/alarm_rule', { name: 'Silent', device_type_id: type.id, level: 1, condition: { kind: 'silence', seconds: 3600 } }));
-  const target = await ok(api.post('/api/v1/notification_target', { name: 'Ops webhook', url: 'https://ops.example.com/hooks/iot', min_level: 2, enabled: false }));
-  const spareTarget = await ok(api.post('/api/v1/notification_target', { name: 'Old webhook', url: 'https://old.example.com/hook', enabled: false }));
+  const rule = await ok(
+    api.post('/api/v1/alarm_rule', {
+      name: 'Too hot',
+      device_type_id: type.id,
+      level: 2,
+      message: 'temperature {{value}}',
+      condition: { kind: 'attribute', identifier: 'temperature', op: '>', value: 30 },
+    }),
+  );
+  const spareRule = await ok(
+    api.post('/api/v1/alarm_rule', {
+      name: 'Silent',
+      device_type_id: type.id,
+      level: 1,
+      condition: { kind: 'silence', seconds: 3600 },
+    }),
+  );
+  const target = await ok(
+    api.post('/api/v1/notification_target', {
+      name: 'Ops webhook',
+      url: 'https://ops.example.com/hooks/iot',
+      min_level: 2,
+      enabled: false,
+    }),
+  );
+  const spareTarget = await ok(
+    api.post('/api/v1/notification_target', {
+      name: 'Old webhook',
+      url: 'https://old.example.com/hook',
+      enabled: false,
+    }),
+  );
 
   const now = Date.now();
   await ctx.services.currentValues.reportSeries(identity, [
@@ -71,14 +149,31 @@ export async function createContractFixtures(ctx: TestContext): Promise<Placehol
   await ok(api.post(`/api/v1/control/device/${device.id}/data/stream/set`, { type: 'json', msg: { led: 'on' } }));
 
   // Customers: one with the thermometer bound and a token of their own; one to delete.
-  const customer = await ok(api.post('/api/v1/customer', { name: 'Alice', account: 'alice', password: 'alice-secret-1', email: 'alice@example.com' }));
+  const customer = await ok(
+    api.post('/api/v1/customer', {
+      name: 'Alice',
+      account: 'alice',
+      password: 'alice-secret-1',
+      email: 'alice@example.com',
+    }),
+  );
   await ok(api.post(`/api/v1/customer/${customer.id}/devices`, { devices: [device.id, spareDevice.id] }));
-  const spareCustomer = await ok(api.post('/api/v1/customer', { name: 'Bob', account: 'bob', password: 'bob-secret-12' }));
-  const customerLogin = await ok(client(ctx.app).post('/api/v1/customer_login', { app_id: p.project.app.app_id, account: 'alice', password: 'alice-secret-1' }));
+  const spareCustomer = await ok(
+    api.post('/api/v1/customer', { name: 'Bob', account: 'bob', password: 'bob-secret-12' }),
+  );
+  const customerLogin = await ok(
+    client(ctx.app).post('/api/v1/customer_login', {
+      app_id: p.project.app.app_id,
+      account: 'alice',
+      password: 'alice-secret-1',
+    }),
+  );
 
   // Apps and administrators to reset or delete.
   const spareApp = await ok(api.post('/api/v1/app', { name: 'Old integration' }));
-  const spareAdmin = await ok(api.post('/api/v1/administrator', { account: 'operator', password: 'operator-pass-1', name: 'Night shift' }));
+  const spareAdmin = await ok(
+    api.post('/api/v1/administrator', { account: 'operator', password: 'operator-pass-1', name: 'Night shift' }),
+  );
 
   // A project the platform example deletes.
   const spareProject = await ctx.services.projects.create({ name: 'Trial tenant' });
@@ -128,7 +223,9 @@ export async function createContractFixtures(ctx: TestContext): Promise<Placehol
  * attribute set), a device for the MQTT examples (device-protocol.md §3), and a gateway with a sub-device
  * at `<addr>` (device-protocol.md §8). The test connects the MQTT clients itself.
  */
-export async function createDeviceProtocolFixtures(ctx: TestContext): Promise<{ values: Placeholders; ids: Record<string, string>; tokens: Record<string, string>; appToken: string }> {
+export async function createDeviceProtocolFixtures(
+  ctx: TestContext,
+): Promise<{ values: Placeholders; ids: Record<string, string>; tokens: Record<string, string>; appToken: string }> {
   const p = await createProject(ctx, 'Device protocol');
   const api = p.api;
   const ok = async (res: Promise<ApiResponse>) => expectOk(await res);
@@ -140,7 +237,9 @@ export async function createDeviceProtocolFixtures(ctx: TestContext): Promise<{ 
   const type = await ok(api.post('/api/v1/device_type', { name: 'Thermometer', allow_auto_create: true }));
   const gatewayType = await ok(api.post('/api/v1/device_type', { name: 'Modbus gateway', conn_type: '3' }));
   const subType = await ok(api.post('/api/v1/device_type', { name: 'Modbus meter', conn_type: '2' }));
-  const customer = await ok(api.post('/api/v1/customer', { name: 'Alice', account: 'alice', password: 'alice-secret-1' }));
+  const customer = await ok(
+    api.post('/api/v1/customer', { name: 'Alice', account: 'alice', password: 'alice-secret-1' }),
+  );
   const http = await withToken({ name: 'HTTP thermometer', type: type.id });
   await ok(api.put(`/api/v1/control/device/${http.id}/attributes`, { target: 22 }));
   const mqtt = await withToken({ name: 'MQTT thermometer', type: type.id });

@@ -20,11 +20,15 @@ const dump: string[] = [];
 
 beforeAll(async () => {
   // Webhook hosts of the examples (example.com) resolve to a public documentation address, without DNS.
-  ctx = await createTestApp({}, { settings: { alarmNotify: { resolve: async () => [{ address: '93.184.215.14', family: 4 }] } } });
+  ctx = await createTestApp(
+    {},
+    { settings: { alarmNotify: { resolve: async () => [{ address: '93.184.215.14', family: 4 }] } } },
+  );
   values = await createContractFixtures(ctx);
 });
 afterAll(async () => {
-  if (process.env.DUMP_EXAMPLES) writeFileSync(process.env.DUMP_EXAMPLES, `${dump.join('\n')}\n### values\n${JSON.stringify(values)}\n`);
+  if (process.env.DUMP_EXAMPLES)
+    writeFileSync(process.env.DUMP_EXAMPLES, `${dump.join('\n')}\n### values\n${JSON.stringify(values)}\n`);
   await ctx?.close();
 });
 
@@ -32,7 +36,12 @@ async function run(ex: Example) {
   const url = fill(ex.path, values, ex.line);
   const headers = Object.fromEntries(Object.entries(ex.headers).map(([k, v]) => [k, fill(v, values, ex.line)]));
   const payload = ex.body === undefined ? undefined : fill(ex.body, values, ex.line);
-  const res = await ctx.app.inject({ method: ex.method as 'GET', url, headers, ...(payload !== undefined ? { payload } : {}) });
+  const res = await ctx.app.inject({
+    method: ex.method as 'GET',
+    url,
+    headers,
+    ...(payload !== undefined ? { payload } : {}),
+  });
   return res;
 }
 
@@ -55,7 +64,10 @@ async function checkEventStream(ex: Example) {
   parseBlock(fill(ex.response.text, values, ex.response.line), documented);
   const want = documented.events[0];
   const trigger = want && TRIGGERS[want.event];
-  if (!want || !trigger) throw new Error(`line ${ex.response.line}: an event-stream answer needs a first message whose event has a trigger in TRIGGERS`);
+  if (!want || !trigger)
+    throw new Error(
+      `line ${ex.response.line}: an event-stream answer needs a first message whose event has a trigger in TRIGGERS`,
+    );
   const res = await ctx.app.inject({ method: ex.method as 'GET', url, headers, payloadAsStream: true });
   expect(res.statusCode).toBe(ex.response.status);
   expect(res.headers['content-type']).toMatch(/^text\/event-stream/);
@@ -80,7 +92,9 @@ async function checkEventStream(ex: Example) {
   try {
     await trigger();
     const message = await first;
-    dump.push(`### line ${ex.line}: ${ex.method} ${ex.path} -> event: ${message.event}\n${JSON.stringify(message.data, null, 2)}\n`);
+    dump.push(
+      `### line ${ex.line}: ${ex.method} ${ex.path} -> event: ${message.event}\n${JSON.stringify(message.data, null, 2)}\n`,
+    );
     expect(message.event).toBe(want.event);
     expect(message.id).toBe(want.id);
     expect(shapeDifferences(want.data, message.data)).toEqual([]);
@@ -98,7 +112,9 @@ describe('docs/http-api.md examples', () => {
     it(`line ${ex.line}: ${ex.method} ${ex.path}`, async () => {
       if (ex.response.kind === 'event-stream') return checkEventStream(ex);
       const res = await run(ex);
-      dump.push(`### line ${ex.line}: ${ex.method} ${ex.path} -> ${res.statusCode}\n${res.headers['content-type']?.toString().includes('json') ? JSON.stringify(res.json(), null, 2) : res.body}\n`);
+      dump.push(
+        `### line ${ex.line}: ${ex.method} ${ex.path} -> ${res.statusCode}\n${res.headers['content-type']?.toString().includes('json') ? JSON.stringify(res.json(), null, 2) : res.body}\n`,
+      );
       expect(res.statusCode, res.body.slice(0, 500)).toBe(ex.response.status);
       if (ex.response.kind === 'csv') {
         expect(res.headers['content-type']).toMatch(/^text\/csv/);

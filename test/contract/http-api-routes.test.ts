@@ -19,7 +19,9 @@ let openapi: string[];
 
 beforeAll(async () => {
   ctx = await createTestApp();
-  const doc = (await ctx.app.inject({ method: 'GET', url: '/docs/json' })).json() as { paths: Record<string, Record<string, unknown>> };
+  const doc = (await ctx.app.inject({ method: 'GET', url: '/docs/json' })).json() as {
+    paths: Record<string, Record<string, unknown>>;
+  };
   openapi = Object.entries(doc.paths).flatMap(([path, ops]) =>
     Object.keys(ops).map((method) => `${method.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`),
   );
@@ -38,10 +40,13 @@ describe('the documented routes are the server routes', () => {
 
   it('every route of the OpenAPI document is documented', () => {
     expect(openapi.length).toBeGreaterThan(100);
-    for (const must of ['GET /livez', 'GET /readyz', 'GET /health', 'POST /platform/v1/projects']) expect(openapi).toContain(must);
+    for (const must of ['GET /livez', 'GET /readyz', 'GET /health', 'POST /platform/v1/projects'])
+      expect(openapi).toContain(must);
     const inHttpApi = new Set(documented);
     const inDeviceProtocol = deviceProtocolRoutes();
-    const missing = openapi.filter((r) => (isDeviceFacing(r) ? !inDeviceProtocol.has(normalizeRoute(r)) : !inHttpApi.has(r)));
+    const missing = openapi.filter((r) =>
+      isDeviceFacing(r) ? !inDeviceProtocol.has(normalizeRoute(r)) : !inHttpApi.has(r),
+    );
     expect(missing).toEqual([]);
   });
 
@@ -57,7 +62,9 @@ describe('the documented routes are the server routes', () => {
     const without = documented.filter((route) => {
       const [method, path] = route.split(' ') as [string, string];
       const pattern = new RegExp(`^${path.replace(/:[a-z_]+/g, '[^/?]+')}(\\?.*)?$`);
-      return !examples.some((ex) => ex.method === method && ex.endpoint?.routes.includes(route) && pattern.test(ex.path));
+      return !examples.some(
+        (ex) => ex.method === method && ex.endpoint?.routes.includes(route) && pattern.test(ex.path),
+      );
     });
     expect(without).toEqual([]);
   });

@@ -76,7 +76,8 @@ export function parseMarkdown(md: string): { fences: Fence[]; headings: Heading[
 function parseRequest(f: Fence) {
   const lines = f.content.split('\n');
   const first = /^(GET|POST|PUT|DELETE|PATCH) (\S+)(?: HTTP\/1\.1)?$/.exec(lines[0] ?? '');
-  if (!first) throw new Error(`line ${f.line}: an http example starts with "METHOD /path", got ${JSON.stringify(lines[0])}`);
+  if (!first)
+    throw new Error(`line ${f.line}: an http example starts with "METHOD /path", got ${JSON.stringify(lines[0])}`);
   const headers: Record<string, string> = {};
   let i = 1;
   for (; i < lines.length && lines[i]!.trim() !== ''; i++) {
@@ -84,7 +85,10 @@ function parseRequest(f: Fence) {
     if (!h) throw new Error(`line ${f.line + i}: not a header: ${JSON.stringify(lines[i])}`);
     headers[h[1]!.toLowerCase()] = h[2]!;
   }
-  const body = lines.slice(i + 1).join('\n').trim();
+  const body = lines
+    .slice(i + 1)
+    .join('\n')
+    .trim();
   return { method: first[1]!, path: first[2]!, headers, body: body === '' ? undefined : body };
 }
 
@@ -108,7 +112,10 @@ export function parseExamples(md: string): Example[] {
     if (f.lang !== 'http') continue;
     const answer = fences[k + 1];
     const eventStream = answer?.lang === 'text' && answer.info.trim() === 'event-stream';
-    if (!answer || (answer.lang !== 'json' && answer.lang !== 'csv' && !eventStream)) throw new Error(`line ${f.line}: an http example must be followed by a json or csv answer, or a text event-stream one`);
+    if (!answer || (answer.lang !== 'json' && answer.lang !== 'csv' && !eventStream))
+      throw new Error(
+        `line ${f.line}: an http example must be followed by a json or csv answer, or a text event-stream one`,
+      );
     const status = Number(/status=(\d{3})/.exec(answer.info)?.[1] ?? 200);
     const response: Example['response'] =
       answer.lang === 'json'
@@ -154,7 +161,8 @@ export function shapeDifferences(example: unknown, actual: unknown, path = '$'):
       if (!(key in a)) out.push(`${path}.${key}: documented, missing in the answer`);
       else out.push(...shapeDifferences(e[key], a[key], `${path}.${key}`));
     }
-    if (!open) for (const key of Object.keys(a)) if (!(key in e)) out.push(`${path}.${key}: in the answer, not documented`);
+    if (!open)
+      for (const key of Object.keys(a)) if (!(key in e)) out.push(`${path}.${key}: in the answer, not documented`);
     return out;
   }
   return [];

@@ -37,12 +37,16 @@ export function parseMqttExamples(md: string): MqttExample[] {
       const lines = f.content.split('\n').flatMap((text, i): MqttLine[] => {
         if (text.trim() === '') return [];
         const m = /^([<>]) (\S+) (.+)$/.exec(text);
-        if (!m) throw new Error(`line ${f.line + 1 + i}: an mqtt example line is "> topic payload" or "< topic payload", got ${JSON.stringify(text)}`);
+        if (!m)
+          throw new Error(
+            `line ${f.line + 1 + i}: an mqtt example line is "> topic payload" or "< topic payload", got ${JSON.stringify(text)}`,
+          );
         return [{ dir: m[1] === '>' ? 'send' : 'receive', topic: m[2]!, payload: m[3]!, line: f.line + 1 + i }];
       });
       if (lines.length === 0) throw new Error(`line ${f.line}: an empty mqtt example`);
       const gateway = lines.map((l) => l.topic.startsWith('gateway/'));
-      if (gateway.some((g) => g !== gateway[0])) throw new Error(`line ${f.line}: an mqtt example mixes gateway topics and device topics`);
+      if (gateway.some((g) => g !== gateway[0]))
+        throw new Error(`line ${f.line}: an mqtt example mixes gateway topics and device topics`);
       return { line: f.line, gateway: gateway[0]!, lines };
     });
 }

@@ -63,11 +63,20 @@ export interface ApiResponse {
 
 /** A client of the project API bound to one token. */
 export function client(app: FastifyInstance, token?: string) {
-  const call = async (method: InjectOptions['method'], url: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResponse> => {
+  const call = async (
+    method: InjectOptions['method'],
+    url: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<ApiResponse> => {
     const res = await app.inject({
       method,
       url,
-      headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
+      headers: {
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+        ...headers,
+      },
       ...(body !== undefined ? { payload: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
     });
     let parsed: unknown;
@@ -104,14 +113,19 @@ export async function createProject(ctx: TestContext, name = 'test project'): Pr
   const anon = client(ctx.app);
   const appLogin = await anon.post('/api/v1/access_token', project.app);
   const adminLogin = await anon.post('/api/v1/admin_login', { app_id: project.app.app_id, ...project.admin });
-  if (!appLogin.body.result || !adminLogin.body.result) throw new Error(`login failed: ${JSON.stringify([appLogin.body, adminLogin.body])}`);
+  if (!appLogin.body.result || !adminLogin.body.result)
+    throw new Error(`login failed: ${JSON.stringify([appLogin.body, adminLogin.body])}`);
   const appToken = appLogin.body.info.access_token as string;
   const adminToken = adminLogin.body.info.access_token as string;
   return { project, appToken, adminToken, api: client(ctx.app, appToken), admin: client(ctx.app, adminToken) };
 }
 
 /** Asserts a business failure with the given errcode and returns the body. */
-export function expectFailure(res: ApiResponse, errcode: number, status = errcode === 401 || errcode === 429 ? errcode : 200) {
+export function expectFailure(
+  res: ApiResponse,
+  errcode: number,
+  status = errcode === 401 || errcode === 429 ? errcode : 200,
+) {
   if (res.status !== status || res.body?.result !== false || res.body?.errcode !== errcode) {
     throw new Error(`expected failure ${errcode} (HTTP ${status}), got HTTP ${res.status} ${JSON.stringify(res.body)}`);
   }
@@ -127,7 +141,10 @@ export function expectOk(res: ApiResponse) {
 }
 
 /** Creates a device in the project (`body` as POST /api/v1/device takes it) and reads its access token. */
-export async function deviceWithToken(p: ProjectFixture, body: Record<string, unknown> = { name: 'd' }): Promise<{ id: string; token: string }> {
+export async function deviceWithToken(
+  p: ProjectFixture,
+  body: Record<string, unknown> = { name: 'd' },
+): Promise<{ id: string; token: string }> {
   const d = expectOk(await p.api.post('/api/v1/device', body));
   const cert = expectOk(await p.api.get(`/api/v1/device/${d.id}/certificate`));
   return { id: d.id as string, token: cert.access_token as string };

@@ -13,8 +13,16 @@ export interface TestBroker {
 }
 
 /** The embedded broker over a test app's services, on a TCP port of its own (port 0). */
-export async function startTestBroker(ctx: TestContext, opts: Partial<Omit<BrokerOptions, 'services'>> = {}): Promise<TestBroker> {
-  const broker = await createBroker({ services: ctx.services, logger: pino({ level: 'silent' }), authFailureDelayMs: 0, ...opts });
+export async function startTestBroker(
+  ctx: TestContext,
+  opts: Partial<Omit<BrokerOptions, 'services'>> = {},
+): Promise<TestBroker> {
+  const broker = await createBroker({
+    services: ctx.services,
+    logger: pino({ level: 'silent' }),
+    authFailureDelayMs: 0,
+    ...opts,
+  });
   const server = net.createServer((socket) => broker.handleConnection(socket));
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');

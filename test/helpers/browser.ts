@@ -107,7 +107,11 @@ export async function simulateDevice(
   reply: (command: { method: string; params: unknown }) => unknown = (c) => ({ done: c.method }),
 ): Promise<SimulatedDevice> {
   const cert = expectOk(await p.api.get(`/api/v1/device/${device.id}/certificate`));
-  const client = await mqtt.connectAsync(server.broker.url, { username: cert.access_token, password: p.project.project_key, reconnectPeriod: 0 });
+  const client = await mqtt.connectAsync(server.broker.url, {
+    username: cert.access_token,
+    password: p.project.project_key,
+    reconnectPeriod: 0,
+  });
   const commands: SimulatedDevice['commands'] = [];
   const pushes: unknown[] = [];
   client.on('message', (topic, payload) => {
@@ -116,7 +120,11 @@ export async function simulateDevice(
     if (!m) return;
     const command = JSON.parse(payload.toString()) as { method: string; params: unknown; id: number };
     commands.push(command);
-    client.publish(`command/reply/${m[1]}`, JSON.stringify({ method: command.method, params: reply(command), id: command.id }), { qos: 1 });
+    client.publish(
+      `command/reply/${m[1]}`,
+      JSON.stringify({ method: command.method, params: reply(command), id: command.id }),
+      { qos: 1 },
+    );
   });
   await client.subscribeAsync(['command/send/+', 'attributes/push'], { qos: 1 });
   return {
@@ -148,7 +156,10 @@ export function screenshotOnFailure(page: Page, name: string): void {
   onTestFailed(async () => {
     if (page.isClosed()) return;
     const safe = name.replace(/[^A-Za-z0-9_-]+/g, '-').slice(0, 80);
-    const file = path.join(SCREENSHOTS_DIR, `${safe}-${process.env.TEST_DATABASE_URL ? 'postgres' : 'embedded'}-${Date.now()}.png`);
+    const file = path.join(
+      SCREENSHOTS_DIR,
+      `${safe}-${process.env.TEST_DATABASE_URL ? 'postgres' : 'embedded'}-${Date.now()}.png`,
+    );
     try {
       await mkdir(SCREENSHOTS_DIR, { recursive: true });
       await page.screenshot({ path: file, fullPage: true, timeout: 5_000 });

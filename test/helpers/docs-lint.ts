@@ -113,7 +113,13 @@ export function headingsOf(markdown: string): { anchors: Set<string>; sections: 
 
 const withoutCodeSpans = (line: string) => line.replace(/(`+)(?:(?!\1).)+?\1/g, (m) => ' '.repeat(m.length));
 
-function checkLinks(file: string, text: string, input: LintInput, headings: (p: string) => ReturnType<typeof headingsOf> | undefined, out: string[]) {
+function checkLinks(
+  file: string,
+  text: string,
+  input: LintInput,
+  headings: (p: string) => ReturnType<typeof headingsOf> | undefined,
+  out: string[],
+) {
   const dir = path.posix.dirname(file);
   for (const { line, n } of proseLines(text)) {
     const prose = withoutCodeSpans(line);
@@ -124,7 +130,12 @@ function checkLinks(file: string, text: string, input: LintInput, headings: (p: 
       if (SCHEME.test(raw)) continue;
       const [pathPart = '', anchor] = raw.split('#', 2) as [string, string | undefined];
       const target = decodeURI(pathPart.split('?')[0]!);
-      const resolved = target === '' ? file : target.startsWith('/') ? path.posix.normalize(target.slice(1)) : path.posix.normalize(path.posix.join(dir, target));
+      const resolved =
+        target === ''
+          ? file
+          : target.startsWith('/')
+            ? path.posix.normalize(target.slice(1))
+            : path.posix.normalize(path.posix.join(dir, target));
       if (resolved === '..' || resolved.startsWith('../') || path.posix.isAbsolute(resolved)) {
         out.push(`${file}:${n}: link "${raw}" points outside the repository`);
         continue;
@@ -135,7 +146,8 @@ function checkLinks(file: string, text: string, input: LintInput, headings: (p: 
       }
       if (anchor !== undefined && resolved.endsWith('.md')) {
         const h = headings(resolved);
-        if (!h?.anchors.has(anchor.toLowerCase())) out.push(`${file}:${n}: link "${raw}": ${resolved} has no heading #${anchor}`);
+        if (!h?.anchors.has(anchor.toLowerCase()))
+          out.push(`${file}:${n}: link "${raw}": ${resolved} has no heading #${anchor}`);
       }
     }
   }
@@ -169,17 +181,29 @@ const NAMED_ABOVE = 5;
  * A section without a document refers to the document named last before it on the same line or, in
  * code, in the lines just above it (no blank line between); in docs/<name>.md, otherwise to that file.
  */
-function checkCitations(file: string, text: string, headings: (p: string) => ReturnType<typeof headingsOf> | undefined, out: string[]) {
+function checkCitations(
+  file: string,
+  text: string,
+  headings: (p: string) => ReturnType<typeof headingsOf> | undefined,
+  out: string[],
+) {
   const ownDoc = /^docs\/([^/]+)\.md$/.exec(file)?.[1];
   let named: { doc: string; line: number } | undefined;
   text.split('\n').forEach((line, i) => {
-    if (line.trim() === '' || /^\s*(?:\/\*\*?|\*\/)\s*$/.test(line) || (named && (ownDoc || i - named.line > NAMED_ABOVE))) named = undefined;
+    if (
+      line.trim() === '' ||
+      /^\s*(?:\/\*\*?|\*\/)\s*$/.test(line) ||
+      (named && (ownDoc || i - named.line > NAMED_ABOVE))
+    )
+      named = undefined;
     for (const m of line.matchAll(CITATION)) {
       if (m[1]) named = { doc: m[1], line: i };
       const doc = m[1] ?? named?.doc ?? ownDoc;
       const cited = m[0].trim();
       if (!doc) {
-        out.push(`${file}:${i + 1}: "${cited}": a section citation must name its document (device-protocol.md ${SS}N, http-api.md ${SS}N, architecture.md ${SS}N)`);
+        out.push(
+          `${file}:${i + 1}: "${cited}": a section citation must name its document (device-protocol.md ${SS}N, http-api.md ${SS}N, architecture.md ${SS}N)`,
+        );
         continue;
       }
       const target = `docs/${doc}.md`;
@@ -195,11 +219,18 @@ function checkCitations(file: string, text: string, headings: (p: string) => Ret
   });
 }
 
-function checkReadmeCitations(file: string, text: string, headings: (p: string) => ReturnType<typeof headingsOf> | undefined, out: string[]) {
+function checkReadmeCitations(
+  file: string,
+  text: string,
+  headings: (p: string) => ReturnType<typeof headingsOf> | undefined,
+  out: string[],
+) {
   text.split('\n').forEach((line, i) => {
     for (const m of line.matchAll(README_CITATION)) {
       const named = m[1]!;
-      const target = named.includes('/') ? path.posix.normalize(named.endsWith('.md') ? named : `${named}.md`) : 'README.md';
+      const target = named.includes('/')
+        ? path.posix.normalize(named.endsWith('.md') ? named : `${named}.md`)
+        : 'README.md';
       const quoted = m[2]!.toLowerCase();
       const h = headings(target);
       const found = h?.titles.some((t) => {
@@ -263,12 +294,17 @@ export function lint(input: LintInput): string[] {
 const ISSUE_EXEMPT = [/^package-lock\.json$/, /^patches\//, /^drizzle\/[^/]+\.sql$/];
 
 /** Text files the rules read; anything else (images, archives) only has to exist when linked. */
-const TEXT_FILE = /(\.(md|ts|mts|cts|js|mjs|cjs|json|sql|ya?ml|sh|txt|toml)|(^|\/)Dockerfile|(^|\/)\.env\.example|(^|\/)\.gitignore|(^|\/)\.dockerignore)$/;
+const TEXT_FILE =
+  /(\.(md|ts|mts|cts|js|mjs|cjs|json|sql|ya?ml|sh|txt|toml)|(^|\/)Dockerfile|(^|\/)\.env\.example|(^|\/)\.gitignore|(^|\/)\.dockerignore)$/;
 
 /** The repository's files: tracked ones and new ones not ignored (a file about to be committed counts). */
 export function repositoryFiles(root: string): string[] {
   try {
-    const listed = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: root, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+    const listed = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], {
+      cwd: root,
+      encoding: 'utf8',
+      maxBuffer: 64 * 1024 * 1024,
+    });
     return [...new Set(listed.split('\0').filter(Boolean))].filter((f) => existsSync(path.join(root, f)));
   } catch {
     // Not a git checkout (an unpacked archive): every file outside dependencies and data.
@@ -290,7 +326,9 @@ export function repositoryFiles(root: string): string[] {
 export function lintRepository(root: string): string[] {
   const all = repositoryFiles(root);
   const files = new Map<string, string>();
-  for (const f of all) if (TEXT_FILE.test(f) && statSync(path.join(root, f)).size < 4 * 1024 * 1024) files.set(f, readFileSync(path.join(root, f), 'utf8'));
+  for (const f of all)
+    if (TEXT_FILE.test(f) && statSync(path.join(root, f)).size < 4 * 1024 * 1024)
+      files.set(f, readFileSync(path.join(root, f), 'utf8'));
   const known = new Set(all);
   const dirs = new Set<string>();
   for (const f of all) for (let d = path.posix.dirname(f); d !== '.'; d = path.posix.dirname(d)) dirs.add(d);

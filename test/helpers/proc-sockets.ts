@@ -33,7 +33,11 @@ export function tcpSocketsOf(pid: number): TcpSocket[] {
       const f = line.trim().split(/\s+/);
       // sl local_address rem_address st … inode; st 0A = LISTEN
       if (f.length < 10 || !inodes.has(f[9]!)) continue;
-      out.push({ local: Number.parseInt(f[1]!.split(':')[1]!, 16), remote: Number.parseInt(f[2]!.split(':')[1]!, 16), listening: f[3] === '0A' });
+      out.push({
+        local: Number.parseInt(f[1]!.split(':')[1]!, 16),
+        remote: Number.parseInt(f[2]!.split(':')[1]!, 16),
+        listening: f[3] === '0A',
+      });
     }
   }
   return out;

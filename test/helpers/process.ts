@@ -57,7 +57,11 @@ export function spawnTs(entry: string, args: string[], env: Record<string, strin
  * The environment of a test server (`src/main.ts`): its DATA_DIR, the PostgreSQL database when one
  * is given (else the embedded one in DATA_DIR), every port 0 on 127.0.0.1, info logs; `extra` adds to it.
  */
-export function serverEnv(dataDir: string, databaseUrl: string | undefined, extra: Record<string, string> = {}): Record<string, string> {
+export function serverEnv(
+  dataDir: string,
+  databaseUrl: string | undefined,
+  extra: Record<string, string> = {},
+): Record<string, string> {
   return {
     DATA_DIR: dataDir,
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),

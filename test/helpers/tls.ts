@@ -13,14 +13,33 @@ export function makeCa(dir: string) {
   const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
   openssl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=iot-cloud test CA');
-  writeFileSync(path.join(dir, 'server.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n');
+  writeFileSync(
+    path.join(dir, 'server.ext'),
+    'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n',
+  );
   const ca = readFileSync(path.join(dir, 'ca.crt'));
   return {
     ca,
     /** A new key and certificate `<name>.key`/`<name>.crt` (the certificate followed by the CA: a chain). */
     issue(name: string): { cert: Buffer; key: Buffer } {
       openssl('req', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', '/CN=localhost');
-      openssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.leaf.crt`, '-days', '2', '-extfile', 'server.ext');
+      openssl(
+        'x509',
+        '-req',
+        '-in',
+        `${name}.csr`,
+        '-CA',
+        'ca.crt',
+        '-CAkey',
+        'ca.key',
+        '-CAcreateserial',
+        '-out',
+        `${name}.leaf.crt`,
+        '-days',
+        '2',
+        '-extfile',
+        'server.ext',
+      );
       const cert = Buffer.concat([readFileSync(path.join(dir, `${name}.leaf.crt`)), ca]);
       writeFileSync(path.join(dir, `${name}.crt`), cert);
       return { cert, key: readFileSync(path.join(dir, `${name}.key`)) };
@@ -48,7 +67,11 @@ export function servedSerial(port: number, ca: Buffer | undefined): Promise<stri
 }
 
 /** An HTTPS request (JSON in and out); `ca` undefined = only the system's CAs are trusted. */
-export function httpsJson(url: string, options: { method?: string; token?: string; body?: unknown; ca?: Buffer; headers?: Record<string, string> } = {}): Promise<{ status: number; body: any }> { // eslint-disable-line @typescript-eslint/no-explicit-any -- API JSON
+export function httpsJson(
+  url: string,
+  options: { method?: string; token?: string; body?: unknown; ca?: Buffer; headers?: Record<string, string> } = {},
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- API JSON
+): Promise<{ status: number; body: any }> {
   return new Promise((resolve, reject) => {
     const payload = options.body === undefined ? undefined : JSON.stringify(options.body);
     const req = https.request(
@@ -84,5 +107,11 @@ export function httpsJson(url: string, options: { method?: string; token?: strin
 
 /** TCP ports a process listens on, ascending. */
 export function listeningPorts(pid: number): number[] {
-  return [...new Set(tcpSocketsOf(pid).filter((s) => s.listening).map((s) => s.local))].sort((a, b) => a - b);
+  return [
+    ...new Set(
+      tcpSocketsOf(pid)
+        .filter((s) => s.listening)
+        .map((s) => s.local),
+    ),
+  ].sort((a, b) => a - b);
 }

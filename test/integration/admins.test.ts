@@ -2,7 +2,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { customers } from '../../src/db/schema.ts';
 import { newId } from '../../src/lib/ids.ts';
 import { hashSecret } from '../../src/lib/passwords.ts';
-import { client, createProject, createTestApp, expectFailure, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import {
+  client,
+  createProject,
+  createTestApp,
+  expectFailure,
+  expectOk,
+  type ProjectFixture,
+  type TestContext,
+} from '../helpers/app.ts';
 
 let ctx: TestContext;
 let p: ProjectFixture;
@@ -24,9 +32,21 @@ async function customerClient(f: ProjectFixture) {
   const account = unique('cust');
   const now = Date.now();
   await ctx.database.db.insert(customers).values({
-    id: newId(now), projectId: f.project.id, account, passwordHash: await hashSecret('customer-password'), name: 'c', createTime: now, updateTime: now,
+    id: newId(now),
+    projectId: f.project.id,
+    account,
+    passwordHash: await hashSecret('customer-password'),
+    name: 'c',
+    createTime: now,
+    updateTime: now,
   });
-  const res = expectOk(await anon().post('/api/v1/customer_login', { app_id: f.project.app.app_id, account, password: 'customer-password' }));
+  const res = expectOk(
+    await anon().post('/api/v1/customer_login', {
+      app_id: f.project.app.app_id,
+      account,
+      password: 'customer-password',
+    }),
+  );
   return client(ctx.app, res.access_token);
 }
 
@@ -59,7 +79,13 @@ describe('administrators', () => {
   it('creates an administrator who can log in and read itself', async () => {
     const account = unique('ops');
     const created = expectOk(
-      await p.api.post('/api/v1/administrator', { account, password: 'ops-password-1', name: 'Ops', email: 'ops@example.com', tags: { team: 'night' } }),
+      await p.api.post('/api/v1/administrator', {
+        account,
+        password: 'ops-password-1',
+        name: 'Ops',
+        email: 'ops@example.com',
+        tags: { team: 'night' },
+      }),
     );
     expect(created).toEqual({ id: expect.any(String), account });
 
@@ -76,7 +102,9 @@ describe('administrators', () => {
   it('creates an administrator with only account and password', async () => {
     const account = unique('bare');
     const created = expectOk(await p.api.post('/api/v1/administrator', { account, password: 'bare-password' }));
-    const row = expectOk(await p.api.get('/api/v1/administrators')).items.find((a: { id: string }) => a.id === created.id);
+    const row = expectOk(await p.api.get('/api/v1/administrators')).items.find(
+      (a: { id: string }) => a.id === created.id,
+    );
     expect(row).toEqual({ id: created.id, account, name: '', email: '', tags: {}, create_time: expect.any(Number) });
   });
 
@@ -108,10 +136,32 @@ describe('administrators', () => {
 
   it("updates an administrator's name, email and tags (tags replaced)", async () => {
     const account = unique('info');
-    const { id } = expectOk(await p.api.post('/api/v1/administrator', { account, password: 'info-password', name: 'Before', tags: { a: '1', b: '2' } }));
-    expect(expectOk(await p.api.put(`/api/v1/administrator/${id}/info`, { name: 'After', email: 'after@example.com', tags: { c: '3' } }))).toEqual({});
+    const { id } = expectOk(
+      await p.api.post('/api/v1/administrator', {
+        account,
+        password: 'info-password',
+        name: 'Before',
+        tags: { a: '1', b: '2' },
+      }),
+    );
+    expect(
+      expectOk(
+        await p.api.put(`/api/v1/administrator/${id}/info`, {
+          name: 'After',
+          email: 'after@example.com',
+          tags: { c: '3' },
+        }),
+      ),
+    ).toEqual({});
     const row = expectOk(await p.api.get('/api/v1/administrators')).items.find((a: { id: string }) => a.id === id);
-    expect(row).toEqual({ id, account, name: 'After', email: 'after@example.com', tags: { c: '3' }, create_time: expect.any(Number) });
+    expect(row).toEqual({
+      id,
+      account,
+      name: 'After',
+      email: 'after@example.com',
+      tags: { c: '3' },
+      create_time: expect.any(Number),
+    });
 
     expectOk(await p.admin.put(`/api/v1/administrator/${id}/info`, { email: '' }));
     const again = expectOk(await p.api.get('/api/v1/administrators')).items.find((a: { id: string }) => a.id === id);
@@ -119,7 +169,9 @@ describe('administrators', () => {
   });
 
   it('answers 400 to an info update with no field or a bad email', async () => {
-    const { id } = expectOk(await p.api.post('/api/v1/administrator', { account: unique('empty'), password: 'empty-password' }));
+    const { id } = expectOk(
+      await p.api.post('/api/v1/administrator', { account: unique('empty'), password: 'empty-password' }),
+    );
     expectFailure(await p.api.put(`/api/v1/administrator/${id}/info`, {}), 400);
     expectFailure(await p.api.put(`/api/v1/administrator/${id}/info`, { email: 'nope' }), 400);
   });
@@ -168,7 +220,9 @@ describe('administrators', () => {
   it('keeps one administrator when the last two are deleted at the same time', async () => {
     const race = await createProject(ctx, 'race');
     const me = expectOk(await race.admin.get('/api/v1/admin'));
-    const second = expectOk(await race.api.post('/api/v1/administrator', { account: 'second', password: 'second-password' }));
+    const second = expectOk(
+      await race.api.post('/api/v1/administrator', { account: 'second', password: 'second-password' }),
+    );
     const results = await Promise.all([
       race.api.delete(`/api/v1/administrator/${me.id}`),
       race.api.delete(`/api/v1/administrator/${second.id}`),
@@ -186,7 +240,9 @@ describe('administrators', () => {
 
   it("answers 404 for another project's administrator and leaves it untouched", async () => {
     const account = unique('theirs');
-    const { id } = expectOk(await other.api.post('/api/v1/administrator', { account, password: 'theirs-password', name: 'Theirs' }));
+    const { id } = expectOk(
+      await other.api.post('/api/v1/administrator', { account, password: 'theirs-password', name: 'Theirs' }),
+    );
     expectFailure(await p.api.put(`/api/v1/administrator/${id}/info`, { name: 'hijacked' }), 404);
     expectFailure(await p.api.put(`/api/v1/administrator/${id}/pwd`, { password: 'hijacked-password' }), 404);
     expectFailure(await p.api.delete(`/api/v1/administrator/${id}`), 404);
@@ -202,7 +258,10 @@ describe('administrators', () => {
     const customer = await customerClient(p);
     const me = expectOk(await p.admin.get('/api/v1/admin'));
     expectFailure(await customer.get('/api/v1/administrators'), 403);
-    expectFailure(await customer.post('/api/v1/administrator', { account: unique('c'), password: 'customer-made' }), 403);
+    expectFailure(
+      await customer.post('/api/v1/administrator', { account: unique('c'), password: 'customer-made' }),
+      403,
+    );
     expectFailure(await customer.put(`/api/v1/administrator/${me.id}/info`, { name: 'x' }), 403);
     expectFailure(await customer.put(`/api/v1/administrator/${me.id}/pwd`, { password: 'customer-made' }), 403);
     expectFailure(await customer.delete(`/api/v1/administrator/${me.id}`), 403);

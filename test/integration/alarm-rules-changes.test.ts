@@ -1,12 +1,23 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createAlarmsRepository, type AlarmRuleRow, type AlarmsRepository } from '../../src/db/repositories/alarms.repository.ts';
+import {
+  createAlarmsRepository,
+  type AlarmRuleRow,
+  type AlarmsRepository,
+} from '../../src/db/repositories/alarms.repository.ts';
 import type { AlarmCondition } from '../../src/db/schema.ts';
 import { createAlarmEngine } from '../../src/domain/alarms/alarm-engine.ts';
 import { createScheduler } from '../../src/domain/alarms/scheduler.ts';
 import type { DeviceIdentity } from '../../src/domain/devices/device-identity.ts';
 import { createEventBus } from '../../src/domain/events/event-bus.ts';
 import { newId } from '../../src/lib/ids.ts';
-import { createProject, createTestApp, expectFailure, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import {
+  createProject,
+  createTestApp,
+  expectFailure,
+  expectOk,
+  type ProjectFixture,
+  type TestContext,
+} from '../helpers/app.ts';
 
 // What changes to a rule do to the alarms it raised, and how the evaluator answers for its failures.
 let now = Date.now();
@@ -41,7 +52,10 @@ async function setup(): Promise<Setup> {
     types: { a, b },
     async newDevice(name, type = a) {
       const d = expectOk(await p.api.post('/api/v1/device', { name, type }));
-      return { id: d.id as string, identity: { deviceId: d.id, projectId: p.project.id, name, typeId: type, connType: '1', disabled: false } };
+      return {
+        id: d.id as string,
+        identity: { deviceId: d.id, projectId: p.project.id, name, typeId: type, connType: '1', disabled: false },
+      };
     },
     async report(identity, attributes) {
       await ctx.services.currentValues.report(identity, attributes);
@@ -59,7 +73,15 @@ describe('a rule whose type, devices or groups change', () => {
     const s = await setup();
     const one = await s.newDevice('one');
     const two = await s.newDevice('two');
-    const r = expectOk(await s.api.post('/api/v1/alarm_rule', { name: 'hot', device_type_id: s.types.a, level: 2, device_ids: [one.id, two.id], condition: hot }));
+    const r = expectOk(
+      await s.api.post('/api/v1/alarm_rule', {
+        name: 'hot',
+        device_type_id: s.types.a,
+        level: 2,
+        device_ids: [one.id, two.id],
+        condition: hot,
+      }),
+    );
     await s.report(one.identity, { temp: 40 });
     await s.report(two.identity, { temp: 40 });
     expect(expectOk(await s.api.get('/api/v1/devices_alarm_stat'))).toMatchObject({ alarm_2_total: 2 });
@@ -68,12 +90,22 @@ describe('a rule whose type, devices or groups change', () => {
     now += 1000;
     expectOk(await s.api.put(`/api/v1/alarm_rule/${r.id}`, { device_ids: [one.id] }));
     const [ended, ...rest] = await s.logs();
-    expect(ended).toMatchObject({ device_id: two.id, alarm_status: 0, alarm_level: 2, trigger_id: trigTwo.id, create_time: now, alarm_info: { reason: 'rule_changed', rule_id: r.id, rule_name: 'hot' } });
+    expect(ended).toMatchObject({
+      device_id: two.id,
+      alarm_status: 0,
+      alarm_level: 2,
+      trigger_id: trigTwo.id,
+      create_time: now,
+      alarm_info: { reason: 'rule_changed', rule_id: r.id, rule_name: 'hot' },
+    });
     expect(rest.find((l) => l.id === trigTwo.id)).toMatchObject({ active: false, end_time: now });
     expect(rest.filter((l) => l.active).map((l) => l.device_id)).toEqual([one.id]);
     expect(await s.deviceAlarm(two.id)).toEqual({});
     expect(await s.deviceAlarm(one.id)).toMatchObject({ level: 2, rule: r.id });
-    expect(expectOk(await s.api.get('/api/v1/devices_alarm_stat'))).toMatchObject({ alarm_2_total: 1, normal_total: 1 });
+    expect(expectOk(await s.api.get('/api/v1/devices_alarm_stat'))).toMatchObject({
+      alarm_2_total: 1,
+      normal_total: 1,
+    });
 
     // No longer covered: its reports raise nothing; the listed device still recovers normally.
     await s.report(two.identity, { temp: 50 });
@@ -94,19 +126,41 @@ describe('a rule whose type, devices or groups change', () => {
     const inYard = await s.newDevice('in-yard');
     expectOk(await s.api.put(`/api/v1/device/${inHall.id}/groups`, { groups: [g1] }));
     expectOk(await s.api.put(`/api/v1/device/${inYard.id}/groups`, { groups: [g2] }));
-    const byGroup = expectOk(await s.api.post('/api/v1/alarm_rule', { name: 'grouped', device_type_id: s.types.a, level: 1, group_ids: [g1, g2], condition: hot }));
+    const byGroup = expectOk(
+      await s.api.post('/api/v1/alarm_rule', {
+        name: 'grouped',
+        device_type_id: s.types.a,
+        level: 1,
+        group_ids: [g1, g2],
+        condition: hot,
+      }),
+    );
     await s.report(inHall.identity, { temp: 40 });
     await s.report(inYard.identity, { temp: 40 });
     expectOk(await s.api.put(`/api/v1/alarm_rule/${byGroup.id}`, { group_ids: [g2] }));
-    expect((await s.logs()).filter((l) => l.alarm_status === 0).map((l) => [l.device_id, l.alarm_info.reason])).toEqual([[inHall.id, 'rule_changed']]);
+    expect((await s.logs()).filter((l) => l.alarm_status === 0).map((l) => [l.device_id, l.alarm_info.reason])).toEqual(
+      [[inHall.id, 'rule_changed']],
+    );
 
     const valve = await s.newDevice('valve', s.types.b);
-    const byType = expectOk(await s.api.post('/api/v1/alarm_rule', { name: 'typed', device_type_id: s.types.a, level: 3, condition: { kind: 'attribute', identifier: 'p', op: '>', value: 1 } }));
+    const byType = expectOk(
+      await s.api.post('/api/v1/alarm_rule', {
+        name: 'typed',
+        device_type_id: s.types.a,
+        level: 3,
+        condition: { kind: 'attribute', identifier: 'p', op: '>', value: 1 },
+      }),
+    );
     await s.report(inHall.identity, { p: 2 });
     expect(await s.deviceAlarm(inHall.id)).toMatchObject({ level: 3, rule: byType.id });
     expectOk(await s.api.put(`/api/v1/alarm_rule/${byType.id}`, { device_type_id: s.types.b }));
     const [ended] = await s.logs();
-    expect(ended).toMatchObject({ device_id: inHall.id, rule_id: byType.id, alarm_status: 0, alarm_info: { reason: 'rule_changed' } });
+    expect(ended).toMatchObject({
+      device_id: inHall.id,
+      rule_id: byType.id,
+      alarm_status: 0,
+      alarm_info: { reason: 'rule_changed' },
+    });
     expect(await s.deviceAlarm(inHall.id)).toEqual({});
     // The rule now watches the other type.
     await s.report(valve.identity, { p: 2 });
@@ -122,15 +176,25 @@ describe('device_ids of another type', () => {
     const pump = await s.newDevice('pump');
     const valve = await s.newDevice('valve', s.types.b);
     const body = { name: 'x', level: 1, condition: hot };
-    const refused = expectFailure(await s.api.post('/api/v1/alarm_rule', { ...body, device_type_id: s.types.a, device_ids: [pump.id, valve.id] }), 400);
+    const refused = expectFailure(
+      await s.api.post('/api/v1/alarm_rule', { ...body, device_type_id: s.types.a, device_ids: [pump.id, valve.id] }),
+      400,
+    );
     expect(refused.errors).toEqual([{ path: 'device_ids', message: expect.stringContaining(valve.id) }]);
     expect(refused.errors[0].message).not.toContain(pump.id);
-    const r = expectOk(await s.api.post('/api/v1/alarm_rule', { ...body, device_type_id: s.types.a, device_ids: [pump.id] }));
+    const r = expectOk(
+      await s.api.post('/api/v1/alarm_rule', { ...body, device_type_id: s.types.a, device_ids: [pump.id] }),
+    );
     expectFailure(await s.api.put(`/api/v1/alarm_rule/${r.id}`, { device_ids: [valve.id] }), 400);
     expectFailure(await s.api.put(`/api/v1/alarm_rule/${r.id}`, { device_type_id: s.types.b }), 400);
-    expect(expectOk(await s.api.get(`/api/v1/alarm_rule/${r.id}`))).toMatchObject({ device_type_id: s.types.a, device_ids: [pump.id] });
+    expect(expectOk(await s.api.get(`/api/v1/alarm_rule/${r.id}`))).toMatchObject({
+      device_type_id: s.types.a,
+      device_ids: [pump.id],
+    });
     // Type and devices changed together are consistent.
-    expect(expectOk(await s.api.put(`/api/v1/alarm_rule/${r.id}`, { device_type_id: s.types.b, device_ids: [valve.id] }))).toMatchObject({ device_type_id: s.types.b, device_ids: [valve.id] });
+    expect(
+      expectOk(await s.api.put(`/api/v1/alarm_rule/${r.id}`, { device_type_id: s.types.b, device_ids: [valve.id] })),
+    ).toMatchObject({ device_type_id: s.types.b, device_ids: [valve.id] });
   });
 });
 
@@ -139,8 +203,17 @@ describe("a rule's active alarms", () => {
     const s = await setup();
     const one = await s.newDevice('one');
     const two = await s.newDevice('two');
-    const r = expectOk(await s.api.post('/api/v1/alarm_rule', { name: 'hot', device_type_id: s.types.a, level: 1, condition: hot }));
-    const other = expectOk(await s.api.post('/api/v1/alarm_rule', { name: 'cold', device_type_id: s.types.a, level: 1, condition: { kind: 'attribute', identifier: 'temp', op: '<', value: 50 } }));
+    const r = expectOk(
+      await s.api.post('/api/v1/alarm_rule', { name: 'hot', device_type_id: s.types.a, level: 1, condition: hot }),
+    );
+    const other = expectOk(
+      await s.api.post('/api/v1/alarm_rule', {
+        name: 'cold',
+        device_type_id: s.types.a,
+        level: 1,
+        condition: { kind: 'attribute', identifier: 'temp', op: '<', value: 50 },
+      }),
+    );
     await s.report(one.identity, { temp: 40 });
     await s.report(two.identity, { temp: 40 });
     await s.report(one.identity, { temp: 20 });
@@ -163,12 +236,28 @@ describe('the rule cache', () => {
     const d = await s.newDevice('boiler');
     await s.report(d.identity, { temp: 40 }); // no rule yet: the project's (empty) rules are cached
     const t0 = now;
-    await repo.insertRule({ id: newId(now), projectId: s.project.id, deviceTypeId: s.types.a, name: 'elsewhere', enabled: true, level: 1, condition: hot, deviceIds: [], groupIds: [], message: '', suppressSeconds: 0, createTime: now, updateTime: now });
+    await repo.insertRule({
+      id: newId(now),
+      projectId: s.project.id,
+      deviceTypeId: s.types.a,
+      name: 'elsewhere',
+      enabled: true,
+      level: 1,
+      condition: hot,
+      deviceIds: [],
+      groupIds: [],
+      message: '',
+      suppressSeconds: 0,
+      createTime: now,
+      updateTime: now,
+    });
     await s.report(d.identity, { temp: 41 });
     expect(await s.logs()).toEqual([]);
     now = t0 + 60_000;
     await s.report(d.identity, { temp: 42 });
-    expect(await s.logs()).toMatchObject([{ device_id: d.id, alarm_status: 1, alarm_info: { rule_name: 'elsewhere', value: 42 } }]);
+    expect(await s.logs()).toMatchObject([
+      { device_id: d.id, alarm_status: 1, alarm_info: { rule_name: 'elsewhere', value: 42 } },
+    ]);
   });
 });
 
@@ -192,7 +281,9 @@ describe('evaluation failures', () => {
   it('reach the caller of a clear and of a rule change; the alarm stays active and the device queue goes on', async () => {
     const s = await setup();
     const d = await s.newDevice('boiler');
-    const r = expectOk(await s.api.post('/api/v1/alarm_rule', { name: 'hot', device_type_id: s.types.a, level: 1, condition: hot }));
+    const r = expectOk(
+      await s.api.post('/api/v1/alarm_rule', { name: 'hot', device_type_id: s.types.a, level: 1, condition: hot }),
+    );
     await s.report(d.identity, { temp: 40 });
     const row = (await repo.activeTriggers(s.project.id, r.id))[0]!.log;
     let down = true;
@@ -210,18 +301,35 @@ describe('evaluation failures', () => {
   it('of work nobody waits on (reports) are logged with the device, and its next report is evaluated', async () => {
     const s = await setup();
     const d = await s.newDevice('boiler');
-    expectOk(await s.api.post('/api/v1/alarm_rule', { name: 'hot', device_type_id: s.types.a, level: 1, condition: hot }));
+    expectOk(
+      await s.api.post('/api/v1/alarm_rule', { name: 'hot', device_type_id: s.types.a, level: 1, condition: hot }),
+    );
     let down = true;
     const { engine, logger, bus } = engineOver({
       trigger: (row) => (down ? Promise.reject(new Error('database down')) : repo.trigger(row)),
     });
     engine.attach();
     try {
-      bus.emit('device.attributes', { projectId: s.project.id, deviceId: d.id, attributes: { temp: 40 }, attrType: 'report', ts: now });
+      bus.emit('device.attributes', {
+        projectId: s.project.id,
+        deviceId: d.id,
+        attributes: { temp: 40 },
+        attrType: 'report',
+        ts: now,
+      });
       await engine.idle();
-      expect(logger.error).toHaveBeenCalledWith({ err: expect.objectContaining({ message: 'database down' }), deviceId: d.id }, 'alarm evaluation failed');
+      expect(logger.error).toHaveBeenCalledWith(
+        { err: expect.objectContaining({ message: 'database down' }), deviceId: d.id },
+        'alarm evaluation failed',
+      );
       down = false;
-      bus.emit('device.attributes', { projectId: s.project.id, deviceId: d.id, attributes: { temp: 41 }, attrType: 'report', ts: now });
+      bus.emit('device.attributes', {
+        projectId: s.project.id,
+        deviceId: d.id,
+        attributes: { temp: 41 },
+        attrType: 'report',
+        ts: now,
+      });
       await engine.idle();
       expect(await s.logs()).toMatchObject([{ device_id: d.id, alarm_status: 1, alarm_info: { value: 41 } }]);
     } finally {
@@ -237,9 +345,15 @@ describe('start-up recovery', () => {
     const timed: string[] = [];
     for (let i = 0; i < 10; i++) {
       const condition = i % 2 ? { kind: 'offline', for_seconds: 60 } : { kind: 'silence', seconds: 60 };
-      timed.push(expectOk(await s.api.post('/api/v1/alarm_rule', { name: `t${i}`, device_type_id: s.types.a, level: 1, condition })).id);
+      timed.push(
+        expectOk(
+          await s.api.post('/api/v1/alarm_rule', { name: `t${i}`, device_type_id: s.types.a, level: 1, condition }),
+        ).id,
+      );
     }
-    expectOk(await s.api.post('/api/v1/alarm_rule', { name: 'attr', device_type_id: s.types.a, level: 1, condition: hot }));
+    expectOk(
+      await s.api.post('/api/v1/alarm_rule', { name: 'attr', device_type_id: s.types.a, level: 1, condition: hot }),
+    );
     let running = 0;
     let most = 0;
     const seen: string[] = [];

@@ -23,7 +23,15 @@ let url: string;
 const hanging: http.ServerResponse[] = [];
 
 beforeAll(async () => {
-  ctx = await createTestApp({}, { clock, settings: { alarmNotify: { timeoutMs: 300, maxAttempts: 3, backoffMs: 1_000, concurrency: 2, allowNetworks: '127.0.0.0/8' } } });
+  ctx = await createTestApp(
+    {},
+    {
+      clock,
+      settings: {
+        alarmNotify: { timeoutMs: 300, maxAttempts: 3, backoffMs: 1_000, concurrency: 2, allowNetworks: '127.0.0.0/8' },
+      },
+    },
+  );
   server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -49,8 +57,22 @@ async function setup(target: Record<string, unknown> = {}) {
   const p = await createProject(ctx);
   const type = expectOk(await p.api.post('/api/v1/device_type', { name: 'Sensor' }));
   const d = expectOk(await p.api.post('/api/v1/device', { name: 'boiler', type: type.id }));
-  const identity: DeviceIdentity = { deviceId: d.id, projectId: p.project.id, name: 'boiler', typeId: type.id, connType: '1', disabled: false };
-  expectOk(await p.api.post('/api/v1/alarm_rule', { name: 'hot', device_type_id: type.id, level: 2, condition: { kind: 'attribute', identifier: 'temp', op: '>', value: 30 } }));
+  const identity: DeviceIdentity = {
+    deviceId: d.id,
+    projectId: p.project.id,
+    name: 'boiler',
+    typeId: type.id,
+    connType: '1',
+    disabled: false,
+  };
+  expectOk(
+    await p.api.post('/api/v1/alarm_rule', {
+      name: 'hot',
+      device_type_id: type.id,
+      level: 2,
+      condition: { kind: 'attribute', identifier: 'temp', op: '>', value: 30 },
+    }),
+  );
   const t = expectOk(await p.api.post('/api/v1/notification_target', { name: 'ops', url, ...target }));
   return { p, d, identity, target: t };
 }
@@ -79,12 +101,27 @@ describe('webhook notifications', () => {
     expect(first!.headers['x-signature']).toBe(expected);
     expect(first!.headers['content-type']).toBe('application/json');
     const body = JSON.parse(first!.body);
-    expect(body).toMatchObject({ event: 'alarm', project_id: p.project.id, alarm: { device_id: d.id, device: { id: d.id, name: 'boiler' }, alarm_status: 1, alarm_level: 2, alarm_info: { value: 35 } } });
+    expect(body).toMatchObject({
+      event: 'alarm',
+      project_id: p.project.id,
+      alarm: {
+        device_id: d.id,
+        device: { id: d.id, name: 'boiler' },
+        alarm_status: 1,
+        alarm_level: 2,
+        alarm_info: { value: 35 },
+      },
+    });
     expect(JSON.parse(received[1]!.body).alarm).toMatchObject({ alarm_status: 0, alarm_info: { reason: 'recovered' } });
 
     const items = expectOk(await p.api.get('/api/v1/alarm_logs')).items;
-    expect(items[1].notify_logs).toEqual([{ target: target.id, time: now, attempt: 1, status: 'delivered', http_status: 200 }]);
-    expect(events.map((e) => [e.deviceId, e.alarm.status, e.alarm.level])).toEqual([[d.id, 1, 2], [d.id, 0, 2]]);
+    expect(items[1].notify_logs).toEqual([
+      { target: target.id, time: now, attempt: 1, status: 'delivered', http_status: 200 },
+    ]);
+    expect(events.map((e) => [e.deviceId, e.alarm.status, e.alarm.level])).toEqual([
+      [d.id, 1, 2],
+      [d.id, 0, 2],
+    ]);
     expect(events[0]!.alarm.id).toBe(items[1].id);
   });
 
@@ -108,8 +145,24 @@ describe('webhook notifications', () => {
     expect(received.map((r) => r.headers['x-delivery-attempt'])).toEqual(['1', '2', '3']);
     const [log] = expectOk(await p.api.get('/api/v1/alarm_logs')).items;
     expect(log.notify_logs).toEqual([
-      { target: target.id, time: t0, attempt: 1, status: 'failed', http_status: 503, error: 'HTTP 503', next_attempt_time: t0 + 1_000 },
-      { target: target.id, time: t0 + 1_000, attempt: 2, status: 'failed', http_status: 503, error: 'HTTP 503', next_attempt_time: t0 + 3_000 },
+      {
+        target: target.id,
+        time: t0,
+        attempt: 1,
+        status: 'failed',
+        http_status: 503,
+        error: 'HTTP 503',
+        next_attempt_time: t0 + 1_000,
+      },
+      {
+        target: target.id,
+        time: t0 + 1_000,
+        attempt: 2,
+        status: 'failed',
+        http_status: 503,
+        error: 'HTTP 503',
+        next_attempt_time: t0 + 3_000,
+      },
       { target: target.id, time: t0 + 3_000, attempt: 3, status: 'delivered', http_status: 200 },
     ]);
   });

@@ -1,7 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeviceIdentity } from '../../src/domain/devices/device-identity.ts';
 import { createServices } from '../../src/composition/services.ts';
-import { createProject, createTestApp, expectFailure, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import {
+  createProject,
+  createTestApp,
+  expectFailure,
+  expectOk,
+  type ProjectFixture,
+  type TestContext,
+} from '../helpers/app.ts';
 import { openPrivateTestDatabase } from '../helpers/db.ts';
 
 let now = 1_700_000_000_000;
@@ -10,7 +17,10 @@ let ctx: TestContext;
 
 beforeAll(async () => {
   // A database of its own: a restart below sets every device of the database offline.
-  ctx = await createTestApp({}, { clock, database: await openPrivateTestDatabase(), settings: { alarmNotify: { allowNetworks: '127.0.0.0/8' } } });
+  ctx = await createTestApp(
+    {},
+    { clock, database: await openPrivateTestDatabase(), settings: { alarmNotify: { allowNetworks: '127.0.0.0/8' } } },
+  );
 });
 afterAll(async () => {
   await ctx?.services.alarms.stop();
@@ -36,7 +46,14 @@ async function fixture(name = 'alarms'): Promise<Fixture> {
 
 async function device(f: Fixture, name = 'dev-1', type = f.typeId) {
   const d = expectOk(await f.api.post('/api/v1/device', { name, type }));
-  const identity: DeviceIdentity = { deviceId: d.id, projectId: f.project.id, name, typeId: type, connType: '1', disabled: false };
+  const identity: DeviceIdentity = {
+    deviceId: d.id,
+    projectId: f.project.id,
+    name,
+    typeId: type,
+    connType: '1',
+    disabled: false,
+  };
   return { id: d.id as string, identity };
 }
 
@@ -46,7 +63,9 @@ async function report(identity: DeviceIdentity, attributes: Record<string, unkno
 }
 
 async function rule(f: Fixture, body: Record<string, unknown>) {
-  return expectOk(await f.api.post('/api/v1/alarm_rule', { name: 'rule', device_type_id: f.typeId, level: 1, ...body }));
+  return expectOk(
+    await f.api.post('/api/v1/alarm_rule', { name: 'rule', device_type_id: f.typeId, level: 1, ...body }),
+  );
 }
 
 async function logs(f: Fixture, deviceId?: string) {
@@ -57,8 +76,21 @@ async function logs(f: Fixture, deviceId?: string) {
 describe('alarm rules API', () => {
   it('creates, reads, lists, updates and deletes rules', async () => {
     const f = await fixture();
-    const r = await rule(f, { name: 'hot', level: 2, condition: { kind: 'attribute', identifier: 'temp', op: '>', value: 30, for_seconds: 60 }, message: 'hot {{value}}' });
-    expect(r).toMatchObject({ name: 'hot', level: 2, enabled: true, device_ids: [], group_ids: [], suppress_seconds: 0, condition: { kind: 'attribute', identifier: 'temp', op: '>', value: 30, for_seconds: 60 } });
+    const r = await rule(f, {
+      name: 'hot',
+      level: 2,
+      condition: { kind: 'attribute', identifier: 'temp', op: '>', value: 30, for_seconds: 60 },
+      message: 'hot {{value}}',
+    });
+    expect(r).toMatchObject({
+      name: 'hot',
+      level: 2,
+      enabled: true,
+      device_ids: [],
+      group_ids: [],
+      suppress_seconds: 0,
+      condition: { kind: 'attribute', identifier: 'temp', op: '>', value: 30, for_seconds: 60 },
+    });
     expect(expectOk(await f.api.get(`/api/v1/alarm_rule/${r.id}`))).toEqual(r);
     const updated = expectOk(await f.api.put(`/api/v1/alarm_rule/${r.id}`, { level: 3, enabled: false }));
     expect(updated).toMatchObject({ level: 3, enabled: false, name: 'hot' });
@@ -82,12 +114,40 @@ describe('alarm rules API', () => {
       { kind: 'weather' },
     ];
     for (const condition of bad) {
-      const body = expectFailure(await f.api.post('/api/v1/alarm_rule', { name: 'x', device_type_id: f.typeId, level: 1, condition }), 400);
+      const body = expectFailure(
+        await f.api.post('/api/v1/alarm_rule', { name: 'x', device_type_id: f.typeId, level: 1, condition }),
+        400,
+      );
       expect(body.errors?.length ?? 0, JSON.stringify(condition)).toBeGreaterThan(0);
     }
-    expectFailure(await f.api.post('/api/v1/alarm_rule', { name: 'x', device_type_id: f.typeId, level: 4, condition: { kind: 'offline', for_seconds: 1 } }), 400);
-    expectFailure(await f.api.post('/api/v1/alarm_rule', { name: 'x', device_type_id: 'nope', level: 1, condition: { kind: 'offline', for_seconds: 1 } }), 404);
-    expectFailure(await f.api.post('/api/v1/alarm_rule', { name: 'x', device_type_id: f.typeId, level: 1, device_ids: ['nope'], condition: { kind: 'offline', for_seconds: 1 } }), 404);
+    expectFailure(
+      await f.api.post('/api/v1/alarm_rule', {
+        name: 'x',
+        device_type_id: f.typeId,
+        level: 4,
+        condition: { kind: 'offline', for_seconds: 1 },
+      }),
+      400,
+    );
+    expectFailure(
+      await f.api.post('/api/v1/alarm_rule', {
+        name: 'x',
+        device_type_id: 'nope',
+        level: 1,
+        condition: { kind: 'offline', for_seconds: 1 },
+      }),
+      404,
+    );
+    expectFailure(
+      await f.api.post('/api/v1/alarm_rule', {
+        name: 'x',
+        device_type_id: f.typeId,
+        level: 1,
+        device_ids: ['nope'],
+        condition: { kind: 'offline', for_seconds: 1 },
+      }),
+      404,
+    );
   });
 });
 
@@ -95,19 +155,48 @@ describe('attribute conditions', () => {
   it('triggers, sets the device state and statistics, and recovers', async () => {
     const f = await fixture();
     const d = await device(f, 'boiler');
-    const r = await rule(f, { name: 'hot', level: 2, condition: { kind: 'attribute', identifier: 'temp', op: '>', value: 30 }, message: '{{device.name}} temperature {{value}} > {{threshold}}' });
+    const r = await rule(f, {
+      name: 'hot',
+      level: 2,
+      condition: { kind: 'attribute', identifier: 'temp', op: '>', value: 30 },
+      message: '{{device.name}} temperature {{value}} > {{threshold}}',
+    });
     await report(d.identity, { temp: 25 });
     expect(await logs(f)).toEqual([]);
 
     await report(d.identity, { temp: 31.5 });
     const [trig] = await logs(f);
     expect(trig).toMatchObject({
-      device_id: d.id, alarm_status: 1, alarm_level: 2, create_time: now, notify_logs: [], device: { id: d.id, name: 'boiler' },
-      rule_id: r.id, active: true, end_time: null, ack: null, clear: null,
-      alarm_info: { rule_id: r.id, rule_name: 'hot', kind: 'attribute', identifier: 'temp', op: '>', value: 31.5, threshold: 30, message: 'boiler temperature 31.5 > 30' },
+      device_id: d.id,
+      alarm_status: 1,
+      alarm_level: 2,
+      create_time: now,
+      notify_logs: [],
+      device: { id: d.id, name: 'boiler' },
+      rule_id: r.id,
+      active: true,
+      end_time: null,
+      ack: null,
+      clear: null,
+      alarm_info: {
+        rule_id: r.id,
+        rule_name: 'hot',
+        kind: 'attribute',
+        identifier: 'temp',
+        op: '>',
+        value: 31.5,
+        threshold: 30,
+        message: 'boiler temperature 31.5 > 30',
+      },
     });
     expect(expectOk(await f.api.get(`/api/v1/device/${d.id}`)).alarm).toEqual({ level: 2, since: now, rule: r.id });
-    expect(expectOk(await f.api.get('/api/v1/devices_alarm_stat'))).toEqual({ device_total: 1, alarm_1_total: 0, alarm_2_total: 1, alarm_3_total: 0, normal_total: 0 });
+    expect(expectOk(await f.api.get('/api/v1/devices_alarm_stat'))).toEqual({
+      device_total: 1,
+      alarm_1_total: 0,
+      alarm_2_total: 1,
+      alarm_3_total: 0,
+      normal_total: 0,
+    });
     expect(expectOk(await f.api.get('/api/v1/devices_stat')).alarm_device_total).toBe(1);
 
     // Still hot: no second entry.
@@ -117,10 +206,18 @@ describe('attribute conditions', () => {
     now += 1000;
     await report(d.identity, { temp: 20 });
     const [rec, trigAgain] = await logs(f, d.id);
-    expect(rec).toMatchObject({ alarm_status: 0, alarm_level: 2, trigger_id: trig!.id, alarm_info: { reason: 'recovered', value: 20 } });
+    expect(rec).toMatchObject({
+      alarm_status: 0,
+      alarm_level: 2,
+      trigger_id: trig!.id,
+      alarm_info: { reason: 'recovered', value: 20 },
+    });
     expect(trigAgain).toMatchObject({ id: trig!.id, active: false, end_time: now });
     expect(expectOk(await f.api.get(`/api/v1/device/${d.id}`)).alarm).toEqual({});
-    expect(expectOk(await f.api.get('/api/v1/devices_alarm_stat'))).toMatchObject({ alarm_2_total: 0, normal_total: 1 });
+    expect(expectOk(await f.api.get('/api/v1/devices_alarm_stat'))).toMatchObject({
+      alarm_2_total: 0,
+      normal_total: 1,
+    });
     expect(expectOk(await f.api.get('/api/v1/devices_stat')).alarm_device_total).toBe(0);
   });
 
@@ -139,7 +236,11 @@ describe('attribute conditions', () => {
     ];
     for (const [i, [cond, values, expected]] of cases.entries()) {
       const d = await device(f, `dev-${i}`);
-      await rule(f, { name: `op ${cond.op}`, device_ids: [d.id], condition: { kind: 'attribute', identifier: 'v', ...cond } });
+      await rule(f, {
+        name: `op ${cond.op}`,
+        device_ids: [d.id],
+        condition: { kind: 'attribute', identifier: 'v', ...cond },
+      });
       const seen: boolean[] = [];
       for (const v of values) {
         await report(d.identity, { v });
@@ -181,7 +282,11 @@ describe('attribute conditions', () => {
     expectOk(await f.api.put(`/api/v1/device/${inGroup.id}/groups`, { groups: [group.id] }));
     const listed = await device(f, 'listed');
     const other = await device(f, 'other');
-    await rule(f, { device_ids: [listed.id], group_ids: [group.id], condition: { kind: 'attribute', identifier: 'on', op: '==', value: true } });
+    await rule(f, {
+      device_ids: [listed.id],
+      group_ids: [group.id],
+      condition: { kind: 'attribute', identifier: 'on', op: '==', value: true },
+    });
     for (const d of [inGroup, listed, other]) await report(d.identity, { on: true });
     expect((await logs(f)).map((l) => l.device.name).sort()).toEqual(['in-group', 'listed']);
     // Joining the group counts at the next report (the evaluator's cache of the device is dropped).
@@ -207,7 +312,9 @@ describe('connection and silence conditions', () => {
     await advance(119_000);
     expect(await logs(f)).toEqual([]);
     await advance(1_000);
-    expect(await logs(f)).toMatchObject([{ alarm_status: 1, alarm_level: 3, alarm_info: { kind: 'offline', threshold: 120 } }]);
+    expect(await logs(f)).toMatchObject([
+      { alarm_status: 1, alarm_level: 3, alarm_info: { kind: 'offline', threshold: 120 } },
+    ]);
     expect(expectOk(await f.api.get('/api/v1/devices_alarm_stat'))).toMatchObject({ alarm_3_total: 1 });
     ctx.services.presence.connected(d.identity, 'mqtt');
     await ctx.services.alarms.idle();
@@ -231,14 +338,19 @@ describe('connection and silence conditions', () => {
   it('silence: no report for N seconds triggers; the next report recovers', async () => {
     const f = await fixture();
     const d = await device(f);
-    await rule(f, { condition: { kind: 'silence', seconds: 300 }, message: '{{device.name}} silent for {{seconds}} s' });
+    await rule(f, {
+      condition: { kind: 'silence', seconds: 300 },
+      message: '{{device.name}} silent for {{seconds}} s',
+    });
     await report(d.identity, { temp: 1 });
     await advance(200_000);
     await report(d.identity, { temp: 2 });
     await advance(299_000);
     expect(await logs(f)).toEqual([]);
     await advance(1_000);
-    expect(await logs(f)).toMatchObject([{ alarm_status: 1, alarm_info: { kind: 'silence', message: 'dev-1 silent for 300 s' } }]);
+    expect(await logs(f)).toMatchObject([
+      { alarm_status: 1, alarm_info: { kind: 'silence', message: 'dev-1 silent for 300 s' } },
+    ]);
     await advance(600_000); // still silent: one alarm only
     expect(await logs(f)).toHaveLength(1);
     await report(d.identity, { temp: 3 });
@@ -252,7 +364,10 @@ describe('lifecycle', () => {
   it('suppresses repeats within suppress_seconds, and triggers at its end if the condition still holds', async () => {
     const f = await fixture();
     const d = await device(f);
-    await rule(f, { suppress_seconds: 600, condition: { kind: 'attribute', identifier: 'door', op: '==', value: 'open' } });
+    await rule(f, {
+      suppress_seconds: 600,
+      condition: { kind: 'attribute', identifier: 'door', op: '==', value: 'open' },
+    });
     await report(d.identity, { door: 'open' });
     await report(d.identity, { door: 'closed' });
     await advance(10_000);
@@ -271,11 +386,19 @@ describe('lifecycle', () => {
     await report(d.identity, { temp: 31 });
     const [trig] = await logs(f);
     const acked = expectOk(await f.admin.post(`/api/v1/alarm_log/${trig!.id}/ack`, { note: 'on it' }));
-    expect(acked).toMatchObject({ active: true, ack: { note: 'on it', time: now, by: expect.stringMatching(/^admin:/) } });
+    expect(acked).toMatchObject({
+      active: true,
+      ack: { note: 'on it', time: now, by: expect.stringMatching(/^admin:/) },
+    });
     expectFailure(await f.api.post(`/api/v1/alarm_log/${trig!.id}/ack`, { note: 'again' }), 422);
 
     const cleared = expectOk(await f.api.post(`/api/v1/alarm_log/${trig!.id}/clear`, { note: 'sensor swapped' }));
-    expect(cleared).toMatchObject({ alarm_status: 0, trigger_id: trig!.id, alarm_info: { reason: 'cleared', note: 'sensor swapped' }, clear: { note: 'sensor swapped', by: expect.stringMatching(/^app:/) } });
+    expect(cleared).toMatchObject({
+      alarm_status: 0,
+      trigger_id: trig!.id,
+      alarm_info: { reason: 'cleared', note: 'sensor swapped' },
+      clear: { note: 'sensor swapped', by: expect.stringMatching(/^app:/) },
+    });
     expect(expectOk(await f.api.get(`/api/v1/device/${d.id}`)).alarm).toEqual({});
     expectFailure(await f.api.post(`/api/v1/alarm_log/${trig!.id}/clear`, {}), 422);
     expectFailure(await f.api.post(`/api/v1/alarm_log/${cleared.id}/ack`, {}), 422);
@@ -296,10 +419,16 @@ describe('lifecycle', () => {
     expect(expectOk(await f.api.get(`/api/v1/device/${d.id}`)).alarm).toMatchObject({ level: 1, rule: low.id });
     await report(d.identity, { temp: 60 });
     expect(expectOk(await f.api.get(`/api/v1/device/${d.id}`)).alarm).toMatchObject({ level: 3, rule: high.id });
-    expect(expectOk(await f.api.get('/api/v1/devices_alarm_stat'))).toMatchObject({ alarm_1_total: 0, alarm_3_total: 1 });
+    expect(expectOk(await f.api.get('/api/v1/devices_alarm_stat'))).toMatchObject({
+      alarm_1_total: 0,
+      alarm_3_total: 1,
+    });
     await report(d.identity, { temp: 40 });
     expect(expectOk(await f.api.get(`/api/v1/device/${d.id}`)).alarm).toMatchObject({ level: 1, rule: low.id });
-    expect(expectOk(await f.api.get('/api/v1/devices_alarm_stat'))).toMatchObject({ alarm_1_total: 1, alarm_3_total: 0 });
+    expect(expectOk(await f.api.get('/api/v1/devices_alarm_stat'))).toMatchObject({
+      alarm_1_total: 1,
+      alarm_3_total: 0,
+    });
   });
 
   it('deleting or disabling a rule ends its active alarms', async () => {
@@ -311,7 +440,10 @@ describe('lifecycle', () => {
     expectOk(await f.api.delete(`/api/v1/alarm_rule/${r1.id}`));
     expectOk(await f.api.put(`/api/v1/alarm_rule/${r2.id}`, { enabled: false }));
     await ctx.services.alarms.idle();
-    const reasons = (await logs(f)).filter((l) => l.alarm_status === 0).map((l) => l.alarm_info.reason).sort();
+    const reasons = (await logs(f))
+      .filter((l) => l.alarm_status === 0)
+      .map((l) => l.alarm_info.reason)
+      .sort();
     expect(reasons).toEqual(['rule_deleted', 'rule_disabled']);
     expect(expectOk(await f.api.get(`/api/v1/device/${d.id}`)).alarm).toEqual({});
     await report(d.identity, { a: 1, b: 1 });
@@ -347,7 +479,9 @@ describe('isolation', () => {
     const b = await fixture('B');
     const d = await device(a);
     const r = await rule(a, { condition: { kind: 'attribute', identifier: 't', op: '>', value: 1 } });
-    const t = expectOk(await a.api.post('/api/v1/notification_target', { name: 'hook', url: 'http://127.0.0.1:9/hook' }));
+    const t = expectOk(
+      await a.api.post('/api/v1/notification_target', { name: 'hook', url: 'http://127.0.0.1:9/hook' }),
+    );
     await report(d.identity, { t: 2 });
     const [log] = await logs(a);
     expectFailure(await b.api.get(`/api/v1/alarm_rule/${r.id}`), 404);
@@ -359,8 +493,25 @@ describe('isolation', () => {
     expectFailure(await b.api.get(`/api/v1/device/${d.id}/alarm_logs`), 404);
     expectFailure(await b.api.get(`/api/v1/notification_target/${t.id}`), 404);
     expectFailure(await b.api.delete(`/api/v1/notification_target/${t.id}`), 404);
-    expectFailure(await b.api.post('/api/v1/alarm_rule', { name: 'x', device_type_id: a.typeId, level: 1, condition: { kind: 'offline', for_seconds: 1 } }), 404);
-    expectFailure(await b.api.post('/api/v1/alarm_rule', { name: 'x', device_type_id: b.typeId, level: 1, device_ids: [d.id], condition: { kind: 'offline', for_seconds: 1 } }), 404);
+    expectFailure(
+      await b.api.post('/api/v1/alarm_rule', {
+        name: 'x',
+        device_type_id: a.typeId,
+        level: 1,
+        condition: { kind: 'offline', for_seconds: 1 },
+      }),
+      404,
+    );
+    expectFailure(
+      await b.api.post('/api/v1/alarm_rule', {
+        name: 'x',
+        device_type_id: b.typeId,
+        level: 1,
+        device_ids: [d.id],
+        condition: { kind: 'offline', for_seconds: 1 },
+      }),
+      404,
+    );
     expect(await logs(b)).toEqual([]);
     expect(expectOk(await b.api.get('/api/v1/alarm_rules')).total).toBe(0);
     expect(expectOk(await b.api.get('/api/v1/notification_targets')).items).toEqual([]);
@@ -393,7 +544,10 @@ describe('restart', () => {
       await again.alarms.scheduler.runDue();
       await again.alarms.idle();
       const entries = await logs(f);
-      expect(entries.map((l) => [l.rule_id, l.alarm_status])).toEqual([[off.id, 1], [expect.any(String), 1]]);
+      expect(entries.map((l) => [l.rule_id, l.alarm_status])).toEqual([
+        [off.id, 1],
+        [expect.any(String), 1],
+      ]);
       await again.currentValues.report(d.identity, { temp: 20 });
       await again.alarms.idle();
       expect((await logs(f))[0]).toMatchObject({ alarm_status: 0, trigger_id: entries[1]!.id });

@@ -2,7 +2,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { customers } from '../../src/db/schema.ts';
 import { newId } from '../../src/lib/ids.ts';
 import { hashSecret } from '../../src/lib/passwords.ts';
-import { client, createProject, createTestApp, expectFailure, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import {
+  client,
+  createProject,
+  createTestApp,
+  expectFailure,
+  expectOk,
+  type ProjectFixture,
+  type TestContext,
+} from '../helpers/app.ts';
 
 let ctx: TestContext;
 let p: ProjectFixture;
@@ -23,9 +31,21 @@ async function customerClient(f: ProjectFixture) {
   const account = `cust-${newId()}`;
   const now = Date.now();
   await ctx.database.db.insert(customers).values({
-    id: newId(now), projectId: f.project.id, account, passwordHash: await hashSecret('customer-password'), name: 'c', createTime: now, updateTime: now,
+    id: newId(now),
+    projectId: f.project.id,
+    account,
+    passwordHash: await hashSecret('customer-password'),
+    name: 'c',
+    createTime: now,
+    updateTime: now,
   });
-  const login = expectOk(await anon().post('/api/v1/customer_login', { app_id: f.project.app.app_id, account, password: 'customer-password' }));
+  const login = expectOk(
+    await anon().post('/api/v1/customer_login', {
+      app_id: f.project.app.app_id,
+      account,
+      password: 'customer-password',
+    }),
+  );
   return client(ctx.app, login.access_token);
 }
 
@@ -34,14 +54,26 @@ describe('API apps', () => {
     const fresh = await createProject(ctx, 'fresh');
     const list = expectOk(await fresh.api.get('/api/v1/apps'));
     expect(list).toEqual({
-      items: [{ app_id: fresh.project.app.app_id, name: 'default', access_key: fresh.project.app.access_key, create_time: expect.any(Number) }],
+      items: [
+        {
+          app_id: fresh.project.app.app_id,
+          name: 'default',
+          access_key: fresh.project.app.access_key,
+          create_time: expect.any(Number),
+        },
+      ],
     });
     expect(JSON.stringify(list)).not.toContain(fresh.project.app.secret_key);
   });
 
   it('creates an app whose credentials get a token for the same project', async () => {
     const created = expectOk(await p.admin.post('/api/v1/app', { name: 'billing' }));
-    expect(created).toEqual({ app_id: expect.any(String), name: 'billing', access_key: expect.any(String), secret_key: expect.any(String) });
+    expect(created).toEqual({
+      app_id: expect.any(String),
+      name: 'billing',
+      access_key: expect.any(String),
+      secret_key: expect.any(String),
+    });
     expect(created.access_key).toHaveLength(20);
     expect(created.secret_key).toHaveLength(40);
 
@@ -49,7 +81,12 @@ describe('API apps', () => {
     expect(expectOk(await client(ctx.app, token).get('/api/v1/project')).id).toBe(p.project.id);
 
     const list = expectOk(await p.api.get('/api/v1/apps'));
-    expect(list.items).toContainEqual({ app_id: created.app_id, name: 'billing', access_key: created.access_key, create_time: expect.any(Number) });
+    expect(list.items).toContainEqual({
+      app_id: created.app_id,
+      name: 'billing',
+      access_key: created.access_key,
+      create_time: expect.any(Number),
+    });
     expect(JSON.stringify(list)).not.toContain(created.secret_key);
   });
 
@@ -69,13 +106,20 @@ describe('API apps', () => {
     expect(reset).toEqual({ app_id: created.app_id, access_key: created.access_key, secret_key: expect.any(String) });
     expect(reset.secret_key).not.toBe(created.secret_key);
 
-    expectFailure(await anon().post('/api/v1/access_token', { app_id: created.app_id, access_key: created.access_key, secret_key: created.secret_key }), 401);
+    expectFailure(
+      await anon().post('/api/v1/access_token', {
+        app_id: created.app_id,
+        access_key: created.access_key,
+        secret_key: created.secret_key,
+      }),
+      401,
+    );
     await tokenOf(created.app_id, created.access_key, reset.secret_key);
     // Tokens issued before the reset are revoked with the old secret.
     expectFailure(await client(ctx.app, before).get('/api/v1/project'), 401);
   });
 
-  it("deletes an app and its tokens answer 401 at once", async () => {
+  it('deletes an app and its tokens answer 401 at once', async () => {
     const created = expectOk(await p.api.post('/api/v1/app', { name: 'doomed' }));
     const doomed = client(ctx.app, await tokenOf(created.app_id, created.access_key, created.secret_key));
     expectOk(await doomed.get('/api/v1/apps')); // the token is known (and cached) before the delete
@@ -83,7 +127,14 @@ describe('API apps', () => {
     expect(expectOk(await p.api.delete(`/api/v1/app/${created.app_id}`))).toEqual({});
 
     expectFailure(await doomed.get('/api/v1/apps'), 401);
-    expectFailure(await anon().post('/api/v1/access_token', { app_id: created.app_id, access_key: created.access_key, secret_key: created.secret_key }), 401);
+    expectFailure(
+      await anon().post('/api/v1/access_token', {
+        app_id: created.app_id,
+        access_key: created.access_key,
+        secret_key: created.secret_key,
+      }),
+      401,
+    );
     const ids = expectOk(await p.api.get('/api/v1/apps')).items.map((i: { app_id: string }) => i.app_id);
     expect(ids).not.toContain(created.app_id);
   });

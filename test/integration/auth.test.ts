@@ -3,7 +3,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { customers } from '../../src/db/schema.ts';
 import { newId } from '../../src/lib/ids.ts';
 import { hashSecret } from '../../src/lib/passwords.ts';
-import { client, createProject, createTestApp, expectFailure, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import {
+  client,
+  createProject,
+  createTestApp,
+  expectFailure,
+  expectOk,
+  type ProjectFixture,
+  type TestContext,
+} from '../helpers/app.ts';
 
 let ctx: TestContext;
 let p: ProjectFixture;
@@ -15,7 +23,8 @@ beforeAll(async () => {
 afterAll(() => ctx?.close());
 
 const anon = () => client(ctx.app);
-const claimsOf = (token: string) => JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
+const claimsOf = (token: string) =>
+  JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
 const withAuthorization = (value: string) => anon().call('GET', '/api/v1/project', undefined, { authorization: value });
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 /** Signs arbitrary claims with the server's own key (the typed payload admits only pid/kind/sub). */
@@ -32,7 +41,13 @@ async function makeCustomer(f: ProjectFixture, password: string) {
   const account = `cust-${newId()}`;
   const now = Date.now();
   await ctx.database.db.insert(customers).values({
-    id: newId(now), projectId: f.project.id, account, passwordHash: await hashSecret(password), name: 'c', createTime: now, updateTime: now,
+    id: newId(now),
+    projectId: f.project.id,
+    account,
+    passwordHash: await hashSecret(password),
+    name: 'c',
+    createTime: now,
+    updateTime: now,
   });
   return account;
 }
@@ -48,7 +63,9 @@ describe('logins', () => {
   });
 
   it('admin_login gives a seven-day administrator token', async () => {
-    const info = expectOk(await anon().post('/api/v1/admin_login', { app_id: p.project.app.app_id, ...p.project.admin }));
+    const info = expectOk(
+      await anon().post('/api/v1/admin_login', { app_id: p.project.app.app_id, ...p.project.admin }),
+    );
     expect(info).toEqual({ access_token: expect.any(String), expires_in: 7 * 86_400 });
     const claims = claimsOf(info.access_token);
     expect(claims).toMatchObject({ pid: p.project.id, kind: 'admin' });
@@ -58,7 +75,13 @@ describe('logins', () => {
 
   it('customer_login gives a seven-day customer token that manage routes refuse', async () => {
     const account = await makeCustomer(p, 'customer-password');
-    const info = expectOk(await anon().post('/api/v1/customer_login', { app_id: p.project.app.app_id, account, password: 'customer-password' }));
+    const info = expectOk(
+      await anon().post('/api/v1/customer_login', {
+        app_id: p.project.app.app_id,
+        account,
+        password: 'customer-password',
+      }),
+    );
     expect(info).toEqual({ access_token: expect.any(String), expires_in: 7 * 86_400 });
     expect(claimsOf(info.access_token)).toMatchObject({ pid: p.project.id, kind: 'customer' });
     const customer = client(ctx.app, info.access_token);
@@ -70,13 +93,20 @@ describe('logins', () => {
     const { app_id, access_key, secret_key } = p.project.app;
     expect401(await anon().post('/api/v1/access_token', { app_id, access_key, secret_key: `${secret_key}x` }));
     expect401(await anon().post('/api/v1/access_token', { app_id, access_key: `${access_key}x`, secret_key }));
-    expect401(await anon().post('/api/v1/access_token', { app_id: '000000000000000000000000', access_key, secret_key }));
+    expect401(
+      await anon().post('/api/v1/access_token', { app_id: '000000000000000000000000', access_key, secret_key }),
+    );
   });
 
   it('answers 401 to a wrong password, an unknown account or an unknown app at admin_login', async () => {
     const app_id = p.project.app.app_id;
-    expect401(await anon().post('/api/v1/admin_login', { app_id, account: 'admin', password: `${p.project.admin.password}x` }), /account or password/);
-    expect401(await anon().post('/api/v1/admin_login', { app_id, account: 'nobody', password: p.project.admin.password }));
+    expect401(
+      await anon().post('/api/v1/admin_login', { app_id, account: 'admin', password: `${p.project.admin.password}x` }),
+      /account or password/,
+    );
+    expect401(
+      await anon().post('/api/v1/admin_login', { app_id, account: 'nobody', password: p.project.admin.password }),
+    );
     expect401(await anon().post('/api/v1/admin_login', { app_id: '000000000000000000000000', ...p.project.admin }));
   });
 
@@ -94,7 +124,9 @@ describe('logins', () => {
 
   it('answers 400 to a login body with missing fields', async () => {
     const body = expectFailure(await anon().post('/api/v1/access_token', { app_id: p.project.app.app_id }), 400);
-    expect(body.errors.map((e: { path: string }) => e.path)).toEqual(expect.arrayContaining(['access_key', 'secret_key']));
+    expect(body.errors.map((e: { path: string }) => e.path)).toEqual(
+      expect.arrayContaining(['access_key', 'secret_key']),
+    );
     expectFailure(await anon().post('/api/v1/admin_login', {}), 400);
   });
 });
@@ -117,10 +149,24 @@ describe('bearer tokens', () => {
   });
 
   it('answers 401 to an expired token', async () => {
-    const expired = signRaw({ pid: p.project.id, kind: 'app', sub: p.project.app.app_id, ts: Date.now() - 3_600_000, iat: nowSeconds() - 3600, exp: nowSeconds() - 10 });
+    const expired = signRaw({
+      pid: p.project.id,
+      kind: 'app',
+      sub: p.project.app.app_id,
+      ts: Date.now() - 3_600_000,
+      iat: nowSeconds() - 3600,
+      exp: nowSeconds() - 10,
+    });
     expect401(await withAuthorization(`Bearer ${expired}`), /expired/);
     // The same claims with a future expiry work: only the expiry differs.
-    const fresh = signRaw({ pid: p.project.id, kind: 'app', sub: p.project.app.app_id, ts: Date.now() - 3_600_000, iat: nowSeconds() - 3600, exp: nowSeconds() + 60 });
+    const fresh = signRaw({
+      pid: p.project.id,
+      kind: 'app',
+      sub: p.project.app.app_id,
+      ts: Date.now() - 3_600_000,
+      iat: nowSeconds() - 3600,
+      exp: nowSeconds() + 60,
+    });
     expectOk(await withAuthorization(`Bearer ${fresh}`));
   });
 
@@ -144,11 +190,14 @@ describe('bearer tokens', () => {
   it("answers 401 to a token whose principal does not exist in the token's project", async () => {
     const other = await createProject(ctx, 'elsewhere');
     // A real app id, but claimed for another project: the principal must exist in that project.
-    const crossed = ctx.app.jwt.sign({ pid: other.project.id, kind: 'app', sub: p.project.app.app_id, ts: Date.now() }, { expiresIn: 60 });
+    const crossed = ctx.app.jwt.sign(
+      { pid: other.project.id, kind: 'app', sub: p.project.app.app_id, ts: Date.now() },
+      { expiresIn: 60 },
+    );
     expect401(await withAuthorization(`Bearer ${crossed}`), /revoked/);
   });
 
-  it("answers 401 to every token of a deleted project", async () => {
+  it('answers 401 to every token of a deleted project', async () => {
     const doomed = await createProject(ctx, 'doomed');
     expectOk(await doomed.api.get('/api/v1/project'));
     await ctx.services.projects.delete(doomed.project.id);
@@ -171,23 +220,39 @@ describe('login rate limit', () => {
 
     const res = await login();
     const body = expectFailure(res, 429);
-    expect(body).toEqual({ result: false, errcode: 429, message: expect.stringMatching(/Too many requests/), errors: [] });
+    expect(body).toEqual({
+      result: false,
+      errcode: 429,
+      message: expect.stringMatching(/Too many requests/),
+      errors: [],
+    });
     expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
     expect(Number(res.headers['retry-after'])).toBeLessThanOrEqual(60);
   });
 
   it('counts failed logins too', async () => {
     const project = await limited.services.projects.create({ name: 'brute' });
-    const attempt = () => client(limited.app).post('/api/v1/admin_login', { app_id: project.app.app_id, account: 'admin', password: 'guess-guess' });
+    const attempt = () =>
+      client(limited.app).post('/api/v1/admin_login', {
+        app_id: project.app.app_id,
+        account: 'admin',
+        password: 'guess-guess',
+      });
     for (let i = 0; i < 3; i++) expect401(await attempt());
     expectFailure(await attempt(), 429);
     // Even the right password is refused until the window ends.
-    expectFailure(await client(limited.app).post('/api/v1/admin_login', { app_id: project.app.app_id, ...project.admin }), 429);
+    expectFailure(
+      await client(limited.app).post('/api/v1/admin_login', { app_id: project.app.app_id, ...project.admin }),
+      429,
+    );
   });
 
   it('does not limit calls made with a token', async () => {
     const project = await limited.services.projects.create({ name: 'busy' });
-    const token = limited.app.jwt.sign({ pid: project.id, kind: 'app', sub: project.app.app_id, ts: Date.now() }, { expiresIn: 60 });
+    const token = limited.app.jwt.sign(
+      { pid: project.id, kind: 'app', sub: project.app.app_id, ts: Date.now() },
+      { expiresIn: 60 },
+    );
     const api = client(limited.app, token);
     for (let i = 0; i < 6; i++) expectOk(await api.get('/api/v1/project'));
   });
@@ -200,14 +265,17 @@ describe('credential changes', () => {
       const f = await createProject(ctx2, 'rotation');
       const ops = expectOk(await f.api.post('/api/v1/administrator', { account: 'ops', password: 'password-one' }));
       const login = async (path: string, account: string, password: string) =>
-        expectOk(await client(ctx2.app).post(path, { app_id: f.project.app.app_id, account, password })).access_token as string;
+        expectOk(await client(ctx2.app).post(path, { app_id: f.project.app.app_id, account, password }))
+          .access_token as string;
       const adminBefore = client(ctx2.app, await login('/api/v1/admin_login', 'ops', 'password-one'));
       expectOk(await adminBefore.get('/api/v1/admin'));
       expectOk(await f.api.put(`/api/v1/administrator/${ops.id}/pwd`, { password: 'password-two' }));
       expectFailure(await adminBefore.get('/api/v1/admin'), 401);
       expectOk(await client(ctx2.app, await login('/api/v1/admin_login', 'ops', 'password-two')).get('/api/v1/admin'));
 
-      const cust = expectOk(await f.api.post('/api/v1/customer', { name: 'C', account: 'c1', password: 'password-one' }));
+      const cust = expectOk(
+        await f.api.post('/api/v1/customer', { name: 'C', account: 'c1', password: 'password-one' }),
+      );
       const custBefore = client(ctx2.app, await login('/api/v1/customer_login', 'c1', 'password-one'));
       expectOk(await custBefore.get('/api/v1/devices'));
       expectOk(await f.api.put(`/api/v1/customer/${cust.id}/pwd`, { password: 'password-two' }));

@@ -76,7 +76,10 @@ describe('the CLI without a database in DATA_DIR', SLOW, () => {
 
   it('creates one with --init, then uses it without, saying where it is', async () => {
     const dataDir = path.join(await tempDir(), 'data');
-    const created = await cli(['project', 'create', '--name', 'first', '--init'], { DATA_DIR: dataDir, HTTP_PORT: freePort });
+    const created = await cli(['project', 'create', '--name', 'first', '--init'], {
+      DATA_DIR: dataDir,
+      HTTP_PORT: freePort,
+    });
     expect(created.code).toBe(0);
     expect(created.stderr).toContain(`Database: embedded in ${dataDir} (no server holds it; opened by this command).`);
     const { id } = JSON.parse(created.stdout) as { id: string };
@@ -91,7 +94,9 @@ describe('the CLI without a database in DATA_DIR', SLOW, () => {
     // A server on the HTTP port that does not hold this directory: the command runs, with a warning.
     const warned = await cli(['project', 'list', '--json'], { DATA_DIR: dataDir, HTTP_PORT: serverPort });
     expect(warned.code).toBe(0);
-    expect(warned.stderr).toMatch(new RegExp(`^warning: a server answers on port ${serverPort} but does not hold ${dataDir}`, 'm'));
+    expect(warned.stderr).toMatch(
+      new RegExp(`^warning: a server answers on port ${serverPort} but does not hold ${dataDir}`, 'm'),
+    );
 
     const migrated = await cli(['migrate'], { DATA_DIR: dataDir, HTTP_PORT: freePort });
     expect(migrated.code).toBe(0);
@@ -114,7 +119,11 @@ describe('the CLI while a server holds DATA_DIR', SLOW, () => {
   beforeAll(async () => {
     dataDir = path.join(await tempDir(), 'data');
     database = await openDatabase({ DATA_DIR: dataDir, DATABASE_URL: undefined }, silent);
-    control = await startControlServer({ socketPath: controlSocketPath(dataDir), services: createServices({ db: database.db }), logger: false });
+    control = await startControlServer({
+      socketPath: controlSocketPath(dataDir),
+      services: createServices({ db: database.db }),
+      logger: false,
+    });
   });
   afterAll(async () => {
     await control?.close();
@@ -124,12 +133,16 @@ describe('the CLI while a server holds DATA_DIR', SLOW, () => {
   it('goes through the control socket and says so', async () => {
     const run = await cli(['project', 'list'], { DATA_DIR: dataDir, HTTP_PORT: serverPort });
     expect(run.code).toBe(0);
-    expect(run.stderr).toBe(`Database: the running server's, embedded in ${dataDir} (through ${controlSocketPath(dataDir)}).\n`);
+    expect(run.stderr).toBe(
+      `Database: the running server's, embedded in ${dataDir} (through ${controlSocketPath(dataDir)}).\n`,
+    );
   });
 
   it('refuses to migrate, naming the directory', async () => {
     const run = await cli(['migrate'], { DATA_DIR: dataDir });
     expect(run.code).toBe(1);
-    expect(run.stderr).toBe(`error: a server is running on ${dataDir}: it applied the migrations when it started. Stop it to migrate from the command line.\n`);
+    expect(run.stderr).toBe(
+      `error: a server is running on ${dataDir}: it applied the migrations when it started. Stop it to migrate from the command line.\n`,
+    );
   });
 });

@@ -30,7 +30,11 @@ function expectCreated(stdout: string, name: string) {
     app: { app_id: expect.any(String), access_key: expect.any(String), secret_key: expect.any(String) },
     admin: { account: 'admin', password: expect.any(String) },
   });
-  return created as { id: string; app: { app_id: string; access_key: string; secret_key: string }; admin: { account: string; password: string } };
+  return created as {
+    id: string;
+    app: { app_id: string; access_key: string; secret_key: string };
+    admin: { account: string; password: string };
+  };
 }
 
 const ids = (json: string) => (JSON.parse(json) as { id: string }[]).map((p) => p.id);
@@ -56,7 +60,10 @@ describe('cli without a running server (embedded DATA_DIR opened by the CLI)', S
 
   it('creates, lists and deletes a project; the printed credentials work', async () => {
     // A new directory: --init allows the CLI to create the database (test/integration/cli-data-dir.test.ts).
-    const run = await cli(['project', 'create', '--init', '--name', 'cli project', '--descr', 'made by the cli', '--tag', 'env=test'], { DATA_DIR: dataDir });
+    const run = await cli(
+      ['project', 'create', '--init', '--name', 'cli project', '--descr', 'made by the cli', '--tag', 'env=test'],
+      { DATA_DIR: dataDir },
+    );
     const created = expectCreated(ok(run), 'cli project');
     expect(run.stderr).toMatch(/not shown again/);
 
@@ -72,14 +79,21 @@ describe('cli without a running server (embedded DATA_DIR opened by the CLI)', S
     });
     const table = ok(await cli(['project', 'list'], { DATA_DIR: dataDir }));
     expect(table.split('\n')[0]).toMatch(/^ID\s+NAME\s+DEVICES\s+CREATED \(UTC\)\s+DESCRIPTION$/);
-    expect(table).toMatch(new RegExp(`^${created.id}\\s+cli project\\s+0\\s+\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d\\s+made by the cli$`, 'm'));
+    expect(table).toMatch(
+      new RegExp(
+        `^${created.id}\\s+cli project\\s+0\\s+\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d\\s+made by the cli$`,
+        'm',
+      ),
+    );
 
     // The CLI has exited and released the lock: the credentials it printed log in.
     const database = await openDatabase({ DATA_DIR: dataDir, DATABASE_URL: undefined }, silent);
     try {
       const services = createServices({ db: database.db });
       await expect(services.auth.appLogin(created.app)).resolves.toMatchObject({ projectId: created.id, kind: 'app' });
-      await expect(services.auth.adminLogin({ app_id: created.app.app_id, ...created.admin })).resolves.toMatchObject({ projectId: created.id });
+      await expect(services.auth.adminLogin({ app_id: created.app.app_id, ...created.admin })).resolves.toMatchObject({
+        projectId: created.id,
+      });
     } finally {
       await database.close();
     }
@@ -89,7 +103,9 @@ describe('cli without a running server (embedded DATA_DIR opened by the CLI)', S
     expect(refused.stderr).toMatch(/--yes/);
     expect(ids(ok(await cli(['project', 'list', '--json'], { DATA_DIR: dataDir })))).toContain(created.id);
 
-    expect(ok(await cli(['project', 'delete', created.id, '--yes'], { DATA_DIR: dataDir }))).toBe(`Deleted project ${created.id}.\n`);
+    expect(ok(await cli(['project', 'delete', created.id, '--yes'], { DATA_DIR: dataDir }))).toBe(
+      `Deleted project ${created.id}.\n`,
+    );
     expect(ids(ok(await cli(['project', 'list', '--json'], { DATA_DIR: dataDir })))).not.toContain(created.id);
     expect(ok(await cli(['project', 'list'], { DATA_DIR: dataDir }))).toBe('No projects.\n');
   });
@@ -127,7 +143,10 @@ describe('cli while a server holds DATA_DIR (through the control socket)', SLOW,
   });
 
   it('creates a project the server sees at once, lists it and deletes it', async () => {
-    const created = expectCreated(ok(await cli(['project', 'create', '--name', 'via socket'], { DATA_DIR: dataDir })), 'via socket');
+    const created = expectCreated(
+      ok(await cli(['project', 'create', '--name', 'via socket'], { DATA_DIR: dataDir })),
+      'via socket',
+    );
     expect((await services.projects.list()).map((p) => p.id)).toContain(created.id);
     await expect(services.auth.appLogin(created.app)).resolves.toMatchObject({ projectId: created.id });
 
@@ -137,7 +156,7 @@ describe('cli while a server holds DATA_DIR (through the control socket)', SLOW,
     await expect(services.auth.appLogin(created.app)).rejects.toThrow(/Invalid app_id/);
   });
 
-  it('reports the server\'s validation and not-found failures', async () => {
+  it("reports the server's validation and not-found failures", async () => {
     const missing = await cli(['project', 'delete', '000000000000000000000000', '--yes'], { DATA_DIR: dataDir });
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/^error: Project not found\n$/m);
@@ -170,7 +189,10 @@ describe('control socket start-up', SLOW, () => {
     const socketPath = controlSocketPath(dir);
     // A process that listens and is killed leaves its socket file behind.
     await new Promise<void>((resolve, reject) => {
-      const child = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(socketPath)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+      const child = spawn(process.execPath, [
+        '-e',
+        `require('net').createServer().listen(${JSON.stringify(socketPath)}, () => process.kill(process.pid, 'SIGKILL'))`,
+      ]);
       child.on('error', reject);
       child.on('exit', () => resolve());
     });
@@ -194,7 +216,9 @@ describe('control socket start-up', SLOW, () => {
 
   it('refuses a path longer than a unix socket allows instead of listening on a truncated one', async () => {
     const dir = path.join(await tempDataDir(), 'd'.repeat(120));
-    await expect(startControlServer({ socketPath: controlSocketPath(dir), services, logger: false })).rejects.toThrow(/use a shorter DATA_DIR/);
+    await expect(startControlServer({ socketPath: controlSocketPath(dir), services, logger: false })).rejects.toThrow(
+      /use a shorter DATA_DIR/,
+    );
   });
 });
 
@@ -202,10 +226,11 @@ describe.concurrent('cli command line', SLOW, () => {
   it('prints the commands with --help and exits 0', async () => {
     const run = await cli(['--help']);
     expect(run.code).toBe(0);
-    for (const command of ['project create', 'project list', 'project delete', 'migrate']) expect(run.stdout).toContain(command);
+    for (const command of ['project create', 'project list', 'project delete', 'migrate'])
+      expect(run.stdout).toContain(command);
   });
 
-  it('prints a command\'s options with --help', async () => {
+  it("prints a command's options with --help", async () => {
     const run = await cli(['project', 'create', '--help']);
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/--name <name>/);
@@ -251,7 +276,9 @@ const pgUrl = process.env.TEST_DATABASE_URL;
 describe.skipIf(!pgUrl)('cli with DATABASE_URL (TEST_DATABASE_URL)', SLOW, () => {
   it('migrates, then creates, lists and deletes a project in PostgreSQL', async () => {
     const env = { DATABASE_URL: pgUrl, DATA_DIR: await tempDataDir() };
-    expect(ok(await cli(['migrate'], env))).toMatch(/^Migrations applied \(PostgreSQL, TimescaleDB (enabled|not available)\)/);
+    expect(ok(await cli(['migrate'], env))).toMatch(
+      /^Migrations applied \(PostgreSQL, TimescaleDB (enabled|not available)\)/,
+    );
     const created = expectCreated(ok(await cli(['project', 'create', '--name', 'pg project'], env)), 'pg project');
 
     const pg = await openPostgres(pgUrl as string, { max: 1 });

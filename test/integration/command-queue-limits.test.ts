@@ -1,7 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeviceSession } from '../../src/domain/delivery/sessions.ts';
 import { COMMAND_LIMITS } from '../../src/domain/commands/commands.service.ts';
-import { createProject, createTestApp, expectFailure, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import {
+  createProject,
+  createTestApp,
+  expectFailure,
+  expectOk,
+  type ProjectFixture,
+  type TestContext,
+} from '../helpers/app.ts';
 
 /**
  * A device's command queue is bounded (README "Security and limits"): at most
@@ -30,18 +37,31 @@ describe('queued commands', () => {
   it('refuses a command beyond the per-device queue (409), for that device only', async () => {
     const deviceId = await newDevice();
     for (let i = 0; i < COMMAND_LIMITS.queuedPerDevice; i++) {
-      expectOk(await p.api.post(`/api/v1/control/device/${deviceId}/command`, { method: 'm', params: { i }, ttl: 3600 }));
+      expectOk(
+        await p.api.post(`/api/v1/control/device/${deviceId}/command`, { method: 'm', params: { i }, ttl: 3600 }),
+      );
     }
-    expectFailure(await p.api.post(`/api/v1/control/device/${deviceId}/command`, { method: 'm', params: {}, ttl: 3600 }), 409);
+    expectFailure(
+      await p.api.post(`/api/v1/control/device/${deviceId}/command`, { method: 'm', params: {}, ttl: 3600 }),
+      409,
+    );
     // Another device of the same project is not affected.
-    expectOk(await p.api.post(`/api/v1/control/device/${await newDevice()}/command`, { method: 'm', params: {}, ttl: 3600 }));
+    expectOk(
+      await p.api.post(`/api/v1/control/device/${await newDevice()}/command`, { method: 'm', params: {}, ttl: 3600 }),
+    );
   });
 
   it('delivers a long queue page by page, in order, never claiming it whole', async () => {
     const deviceId = await newDevice();
     const n = COMMAND_LIMITS.queuedPerDevice;
     for (let i = 0; i < n; i++) {
-      expectOk(await p.api.post(`/api/v1/control/device/${deviceId}/command`, { method: 'm', params: { i, pad: 'x'.repeat(1000) }, ttl: 3600 }));
+      expectOk(
+        await p.api.post(`/api/v1/control/device/${deviceId}/command`, {
+          method: 'm',
+          params: { i, pad: 'x'.repeat(1000) },
+          ttl: 3600,
+        }),
+      );
     }
     const received: number[] = [];
     let release!: () => void;

@@ -35,7 +35,19 @@ async function queuedCommands(services: Services, t0: number) {
   expect(withTtl.state).toBe('queued');
   const repo = createCommandsRepository(ctx.database.db);
   const interrupted = (seq: number, createTime: number) =>
-    repo.insert({ id: newId(createTime), projectId: p.project.id, deviceId: d, seq, method: 'cut short', params: {}, state: 'queued', expireTime: null, replyTimeoutMs: 30_000, createTime, updateTime: createTime });
+    repo.insert({
+      id: newId(createTime),
+      projectId: p.project.id,
+      deviceId: d,
+      seq,
+      method: 'cut short',
+      params: {},
+      state: 'queued',
+      expireTime: null,
+      replyTimeoutMs: 30_000,
+      createTime,
+      updateTime: createTime,
+    });
   const old = await interrupted(900, t0);
   const young = await interrupted(901, t0 + 30_000);
   const states = async () => {
@@ -54,7 +66,12 @@ describe('the command sweeper', () => {
     await services.commands.sweep(t0 + MINUTE - 1);
     expect(await states()).toMatchObject({ withTtl: 'queued', old: 'queued', young: 'queued' });
     await services.commands.sweep(t0 + MINUTE);
-    expect(await states()).toEqual({ withTtl: 'queued', old: 'failed', young: 'queued', oldError: 'interrupted before it was sent' });
+    expect(await states()).toEqual({
+      withTtl: 'queued',
+      old: 'failed',
+      young: 'queued',
+      oldError: 'interrupted before it was sent',
+    });
     // Long after: the time to live (an hour) still holds the first; the second interrupted one goes too.
     await services.commands.sweep(t0 + 30 * MINUTE);
     expect(await states()).toMatchObject({ withTtl: 'queued', young: 'failed' });
@@ -75,7 +92,13 @@ describe('the command sweeper', () => {
     await vi.waitFor(async () => expect((await states()).old).toBe('failed'), { timeout: 10_000, interval: 50 });
     expect(await states()).toMatchObject({ withTtl: 'queued', young: 'failed' });
     const sent: string[] = [];
-    const session = { deviceId: d, projectId: p.project.id, transport: 'mqtt' as const, send: async (topic: string) => void sent.push(topic), close: () => {} };
+    const session = {
+      deviceId: d,
+      projectId: p.project.id,
+      transport: 'mqtt' as const,
+      send: async (topic: string) => void sent.push(topic),
+      close: () => {},
+    };
     restarted.sessions.attach(session);
     expect(await restarted.commands.deliverQueued({ deviceId: d, projectId: p.project.id })).toBe(1);
     expect(sent).toEqual([`command/send/${withTtl.command_id}`]);

@@ -1,7 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeviceSession } from '../../src/domain/delivery/sessions.ts';
 import { createServices, type Services } from '../../src/composition/services.ts';
-import { client, createProject, createTestApp, expectFailure, expectOk, type ApiResponse, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import {
+  client,
+  createProject,
+  createTestApp,
+  expectFailure,
+  expectOk,
+  type ApiResponse,
+  type ProjectFixture,
+  type TestContext,
+} from '../helpers/app.ts';
 
 let ctx: TestContext;
 let p: ProjectFixture;
@@ -53,10 +62,21 @@ function connect(device: Device, opts: { services?: Services; onSend?: (m: Publi
 }
 
 const command = (d: Device, body: unknown, api = p.api) => api.post(`/api/v1/control/device/${d.id}/command`, body);
-const log = async (d: Device, api = p.api, query = '') => expectOk(await api.get(`/api/v1/device/${d.id}/commands${query}`));
+const log = async (d: Device, api = p.api, query = '') =>
+  expectOk(await api.get(`/api/v1/device/${d.id}/commands${query}`));
 /** An application-side call keyed by the device token; `projectKey: null` sends no Project-Key header. */
-const appSide = (d: Device, path: string, body: unknown, projectKey: string | null = p.project.project_key): Promise<ApiResponse> =>
-  client(ctx.app).call('POST', `/app/device/v1/${d.token}/${path}`, body, projectKey === null ? {} : { 'project-key': projectKey });
+const appSide = (
+  d: Device,
+  path: string,
+  body: unknown,
+  projectKey: string | null = p.project.project_key,
+): Promise<ApiResponse> =>
+  client(ctx.app).call(
+    'POST',
+    `/app/device/v1/${d.token}/${path}`,
+    body,
+    projectKey === null ? {} : { 'project-key': projectKey },
+  );
 
 describe('sending to an online device', () => {
   it('stores the command, publishes command/send/<id> with {method, params, id} and answers the stored command', async () => {
@@ -79,7 +99,9 @@ describe('sending to an online device', () => {
     });
     expect(info.create_time).toBeGreaterThanOrEqual(before);
     expect(info.sent_time).toBeGreaterThanOrEqual(info.create_time);
-    expect(live.sent).toEqual([{ topic: 'command/send/1', body: { method: 'setLed', params: { led: 'ON', level: 3 }, id: 1 } }]);
+    expect(live.sent).toEqual([
+      { topic: 'command/send/1', body: { method: 'setLed', params: { led: 'ON', level: 3 }, id: 1 } },
+    ]);
 
     const second = expectOk(await command(d, { method: 'reboot' }));
     expect(second.command_id).toBe(2);
@@ -99,9 +121,15 @@ describe('sending to an online device', () => {
     const first = expectOk(await command(d, { method: 'read', params: { reg: 1 } }));
     const second = expectOk(await command(d, { method: 'read', params: { reg: 2 } }));
 
-    const matched = await ctx.services.commands.reply(d.identity, second.command_id, { method: 'read', params: { value: 42 }, id: second.command_id });
+    const matched = await ctx.services.commands.reply(d.identity, second.command_id, {
+      method: 'read',
+      params: { value: 42 },
+      id: second.command_id,
+    });
     expect(matched).toBe(true);
-    expect(await ctx.services.commands.reply(d.identity, second.command_id, { method: 'read', params: {} })).toBe(false);
+    expect(await ctx.services.commands.reply(d.identity, second.command_id, { method: 'read', params: {} })).toBe(
+      false,
+    );
     expect(await ctx.services.commands.reply(d.identity, 999, { method: 'read', params: {} })).toBe(false);
     off();
 
@@ -117,12 +145,22 @@ describe('sending to an online device', () => {
     expect(items[0].reply_time).toBeGreaterThanOrEqual(second.sent_time);
     expect(items[1]).toEqual(first);
     expect(events).toEqual([
-      { projectId: p.project.id, deviceId: d.id, commandId: second.id, seq: second.command_id, method: 'read', params: { value: 42 }, ts: items[0].reply_time },
+      {
+        projectId: p.project.id,
+        deviceId: d.id,
+        commandId: second.id,
+        seq: second.command_id,
+        method: 'read',
+        params: { value: 42 },
+        ts: items[0].reply_time,
+      },
     ]);
 
     // Every reply is activity, matched or not: the latest one counts.
     await ctx.services.presence.flush();
-    expect(expectOk(await p.api.get(`/api/v1/device/${d.id}`)).active.command_reply).toBeGreaterThanOrEqual(items[0].reply_time);
+    expect(expectOk(await p.api.get(`/api/v1/device/${d.id}`)).active.command_reply).toBeGreaterThanOrEqual(
+      items[0].reply_time,
+    );
     live.disconnect();
   });
 
@@ -177,7 +215,9 @@ describe('sending to an online device', () => {
     broken.disconnect();
     const live = connect(d);
     expect(await ctx.services.commands.deliverQueued(d.identity)).toBe(1);
-    expect(live.sent).toEqual([{ topic: `command/send/${info.command_id}`, body: { method: 'x', params: {}, id: info.command_id } }]);
+    expect(live.sent).toEqual([
+      { topic: `command/send/${info.command_id}`, body: { method: 'x', params: {}, id: info.command_id } },
+    ]);
     live.disconnect();
   });
 });
@@ -238,7 +278,11 @@ describe('offline devices', () => {
     await ctx.services.commands.sweep(c.expire_time - 1);
     expect((await log(d)).items[0].state).toBe('queued');
     await ctx.services.commands.sweep(c.expire_time);
-    expect((await log(d)).items[0]).toMatchObject({ state: 'expired', error: 'expired before the device connected', sent_time: null });
+    expect((await log(d)).items[0]).toMatchObject({
+      state: 'expired',
+      error: 'expired before the device connected',
+      sent_time: null,
+    });
     const live = connect(d);
     expect(await ctx.services.commands.deliverQueued(d.identity)).toBe(0);
     expect(live.sent).toEqual([]);
@@ -261,17 +305,27 @@ describe('offline devices', () => {
 
   it('survives a restart: a new service over the same database delivers the queued command on connect', async () => {
     const d = await newDevice();
-    const queued = expectOk(await command(d, { method: 'configure', params: { interval: 60, mode: 'eco' }, ttl: 3600, timeout: 120 }));
+    const queued = expectOk(
+      await command(d, { method: 'configure', params: { interval: 60, mode: 'eco' }, ttl: 3600, timeout: 120 }),
+    );
     const restarted = createServices({ db: ctx.database.db });
     const live = connect(d, { services: restarted });
     expect(await restarted.commands.deliverQueued(d.identity)).toBe(1);
     expect(live.sent).toEqual([
-      { topic: `command/send/${queued.command_id}`, body: { method: 'configure', params: { interval: 60, mode: 'eco' }, id: queued.command_id } },
+      {
+        topic: `command/send/${queued.command_id}`,
+        body: { method: 'configure', params: { interval: 60, mode: 'eco' }, id: queued.command_id },
+      },
     ]);
     const [row] = (await log(d)).items;
     expect(row).toEqual({ ...queued, state: 'sent', sent_time: expect.any(Number) });
-    expect(await restarted.commands.reply(d.identity, queued.command_id, { method: 'configure', params: { ok: 1 } })).toBe(true);
-    expect((await log(d)).items[0]).toMatchObject({ state: 'replied', reply: { method: 'configure', params: { ok: 1 } } });
+    expect(
+      await restarted.commands.reply(d.identity, queued.command_id, { method: 'configure', params: { ok: 1 } }),
+    ).toBe(true);
+    expect((await log(d)).items[0]).toMatchObject({
+      state: 'replied',
+      reply: { method: 'configure', params: { ok: 1 } },
+    });
   });
 
   it('delivers nothing when the device has no live session', async () => {
@@ -292,7 +346,12 @@ describe('reply timeouts', () => {
     expect((await log(d)).items.map((i: { state: string }) => i.state)).toEqual(['sent', 'sent']);
     await ctx.services.commands.sweep(c.sent_time + 2_000);
     const byId = Object.fromEntries((await log(d)).items.map((i: { id: string }) => [i.id, i]));
-    expect(byId[c.id]).toMatchObject({ state: 'timeout', error: 'no reply within the timeout', reply: null, reply_time: null });
+    expect(byId[c.id]).toMatchObject({
+      state: 'timeout',
+      error: 'no reply within the timeout',
+      reply: null,
+      reply_time: null,
+    });
     expect(byId[other.id].state).toBe('sent');
     expect(await ctx.services.commands.reply(d.identity, c.command_id, { params: {} })).toBe(false);
     expect((await log(d)).items.find((i: { id: string }) => i.id === c.id).state).toBe('timeout');
@@ -323,11 +382,24 @@ describe('synchronous send', () => {
     connect(d, {
       onSend: (m) => {
         const body = m.body as { method: string; id: number };
-        setTimeout(() => void ctx.services.commands.reply(d.identity, body.id, { method: body.method, params: { temp: 21.5 }, id: body.id }), 20);
+        setTimeout(
+          () =>
+            void ctx.services.commands.reply(d.identity, body.id, {
+              method: body.method,
+              params: { temp: 21.5 },
+              id: body.id,
+            }),
+          20,
+        );
       },
     });
     const info = expectOk(await appSide(d, 'command/sync/send', { method: 'measure', params: { unit: 'C' } }));
-    expect(info).toMatchObject({ method: 'measure', params: { unit: 'C' }, state: 'replied', reply: { method: 'measure', params: { temp: 21.5 } } });
+    expect(info).toMatchObject({
+      method: 'measure',
+      params: { unit: 'C' },
+      state: 'replied',
+      reply: { method: 'measure', params: { temp: 21.5 } },
+    });
     expect(info.reply_time).toBeGreaterThanOrEqual(info.sent_time);
     ctx.services.sessions.kick(d.id, 'test over');
   });
@@ -361,7 +433,12 @@ describe('synchronous send', () => {
     let published!: () => void;
     const publishedOnce = new Promise<void>((r) => (published = r));
     const live = connect(d, { onSend: () => published() });
-    const pending = ctx.services.commands.sendSync({ projectId: p.project.id }, d.id, { method: 'x', timeout: 5 }, 60_000);
+    const pending = ctx.services.commands.sendSync(
+      { projectId: p.project.id },
+      d.id,
+      { method: 'x', timeout: 5 },
+      60_000,
+    );
     await publishedOnce;
     const sentTime = (await log(d)).items[0].sent_time as number;
     await ctx.services.commands.sweep(sentTime + 5_000);
@@ -380,7 +457,9 @@ describe('synchronous send', () => {
 
   it('answers 422 for an offline device', async () => {
     const d = await newDevice();
-    expect(expectFailure(await appSide(d, 'command/sync/send', { method: 'x' }), 422).message).toBe('Device is offline');
+    expect(expectFailure(await appSide(d, 'command/sync/send', { method: 'x' }), 422).message).toBe(
+      'Device is offline',
+    );
   });
 });
 
@@ -433,9 +512,17 @@ describe('access and validation', () => {
     const unbound = await newDevice(f);
     const live = connect(bound);
     expectOk(await command(bound, { method: 'x' }, f.api));
-    const customer = expectOk(await f.api.post('/api/v1/customer', { name: 'Carol', account: 'carol', password: 'password-carol' }));
+    const customer = expectOk(
+      await f.api.post('/api/v1/customer', { name: 'Carol', account: 'carol', password: 'password-carol' }),
+    );
     expectOk(await f.api.post(`/api/v1/customer/${customer.id}/devices`, { devices: [bound.id] }));
-    const login = expectOk(await client(ctx.app).post('/api/v1/customer_login', { app_id: f.project.app.app_id, account: 'carol', password: 'password-carol' }));
+    const login = expectOk(
+      await client(ctx.app).post('/api/v1/customer_login', {
+        app_id: f.project.app.app_id,
+        account: 'carol',
+        password: 'password-carol',
+      }),
+    );
     const own = client(ctx.app, login.access_token);
     expectFailure(await command(bound, { method: 'y' }, own), 403);
     const seen = await log(bound, own);

@@ -22,7 +22,8 @@ async function containerRuntimeProblem(): Promise<string | null> {
   try {
     testcontainers = await import('testcontainers');
   } catch (err) {
-    const wanted = (createRequire(import.meta.url)('testcontainers/package.json') as { engines?: { node?: string } }).engines?.node;
+    const wanted = (createRequire(import.meta.url)('testcontainers/package.json') as { engines?: { node?: string } })
+      .engines?.node;
     return `testcontainers cannot be loaded under Node ${process.versions.node}${wanted ? ` (it requires Node ${wanted})` : ''}: ${message(err)}`;
   }
   try {
@@ -43,7 +44,10 @@ describe.skipIf(problem !== null)(`against TimescaleDB in a container (${IMAGE})
   beforeAll(async () => {
     const { PostgreSqlContainer } = await import('@testcontainers/postgresql');
     container = await new PostgreSqlContainer(IMAGE).start();
-    database = await openDatabase({ DATABASE_URL: container.getConnectionUri(), DATA_DIR: '/nonexistent' }, { info: () => {}, warn: () => {} });
+    database = await openDatabase(
+      { DATABASE_URL: container.getConnectionUri(), DATA_DIR: '/nonexistent' },
+      { info: () => {}, warn: () => {} },
+    );
   }, 300_000);
   afterAll(async () => {
     await database?.close();
@@ -54,10 +58,16 @@ describe.skipIf(problem !== null)(`against TimescaleDB in a container (${IMAGE})
     const db = database as OpenedDatabase;
     expect(db.driver).toBe('postgres');
     expect(db.timescale).toBe(true);
-    const journal = JSON.parse(await readFile(path.join(migrationsFolder, 'meta/_journal.json'), 'utf8')) as { entries: unknown[] };
-    const applied = rowsOf<{ n: number }>(await db.db.execute(sql`select count(*)::int as n from drizzle.__drizzle_migrations`));
+    const journal = JSON.parse(await readFile(path.join(migrationsFolder, 'meta/_journal.json'), 'utf8')) as {
+      entries: unknown[];
+    };
+    const applied = rowsOf<{ n: number }>(
+      await db.db.execute(sql`select count(*)::int as n from drizzle.__drizzle_migrations`),
+    );
     expect(applied[0]?.n).toBe(journal.entries.length);
-    const ext = rowsOf<{ extname: string }>(await db.db.execute(sql`select extname from pg_extension where extname = 'timescaledb'`));
+    const ext = rowsOf<{ extname: string }>(
+      await db.db.execute(sql`select extname from pg_extension where extname = 'timescaledb'`),
+    );
     expect(ext).toEqual([{ extname: 'timescaledb' }]);
   });
 
@@ -81,17 +91,32 @@ describe.skipIf(problem !== null)(`against TimescaleDB in a container (${IMAGE})
     expect(await services.historyStore.detect()).toBe('timescale');
     await services.historyStore.applyTimescalePolicies({ chunkHours: 24, compressAfterDays: 7, retentionDays: 365 });
     const jobs = rowsOf<{ proc_name: string }>(
-      await db.execute(sql`select proc_name from timescaledb_information.jobs where hypertable_name = 'attribute_history' order by proc_name`),
+      await db.execute(
+        sql`select proc_name from timescaledb_information.jobs where hypertable_name = 'attribute_history' order by proc_name`,
+      ),
     );
     expect(jobs.map((j) => j.proc_name)).toEqual(['policy_compression', 'policy_retention']);
     const project = await services.projects.create({ name: 'history in a container' });
     const device = await services.devices.create({ projectId: project.id }, { name: 'd' });
-    const identity = (await services.deviceAuth.authenticate(project.project_key, (await services.devices.certificate({ projectId: project.id }, device.id)).access_token))!;
+    const identity = (await services.deviceAuth.authenticate(
+      project.project_key,
+      (await services.devices.certificate({ projectId: project.id }, device.id)).access_token,
+    ))!;
     const t = Math.floor((Date.now() - 7_200_000) / 3_600_000) * 3_600_000 + 1000;
-    await services.currentValues.reportSeries(identity, [{ ts: t, attributes: { temp: 1 } }, { ts: t + 1000, attributes: { temp: 3 } }]);
-    const page = await services.history.series({ projectId: project.id }, device.id, 'temp', { page: 1, page_records: 10 });
+    await services.currentValues.reportSeries(identity, [
+      { ts: t, attributes: { temp: 1 } },
+      { ts: t + 1000, attributes: { temp: 3 } },
+    ]);
+    const page = await services.history.series({ projectId: project.id }, device.id, 'temp', {
+      page: 1,
+      page_records: 10,
+    });
     expect(page.map((p) => p.value)).toEqual([3, 1]);
-    const agg = await services.history.aggregate({ projectId: project.id }, device.id, { identifiers: ['temp'], fn: 'avg', interval_ms: 3_600_000 });
+    const agg = await services.history.aggregate({ projectId: project.id }, device.id, {
+      identifiers: ['temp'],
+      fn: 'avg',
+      interval_ms: 3_600_000,
+    });
     expect(agg.series.temp!.map((b) => b.value)).toEqual([2]);
     await services.ingest.stop();
   });

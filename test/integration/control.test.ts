@@ -3,7 +3,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rowsOf } from '../../src/db/timescale.ts';
 import type { Transport } from '../../src/domain/delivery/sessions.ts';
 import type { DomainEvents } from '../../src/domain/events/event-bus.ts';
-import { client, createProject, createTestApp, expectFailure, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import {
+  client,
+  createProject,
+  createTestApp,
+  expectFailure,
+  expectOk,
+  type ProjectFixture,
+  type TestContext,
+} from '../helpers/app.ts';
 
 let ctx: TestContext;
 let p: ProjectFixture;
@@ -29,7 +37,13 @@ async function newDevice(f: ProjectFixture = p, body: Record<string, unknown> = 
 /** "Connects" a device the way the broker will: a session in the registry that records what is sent. */
 function connect(d: TestDevice, transport: Transport = 'mqtt') {
   const sent: Array<{ topic: string; payload: Buffer }> = [];
-  const session = { deviceId: d.id, projectId: d.projectId, transport, send: async (topic: string, payload: Buffer) => void sent.push({ topic, payload }), close: () => {} };
+  const session = {
+    deviceId: d.id,
+    projectId: d.projectId,
+    transport,
+    send: async (topic: string, payload: Buffer) => void sent.push({ topic, payload }),
+    close: () => {},
+  };
   ctx.services.sessions.attach(session);
   return { sent, disconnect: () => ctx.services.sessions.detach(session) };
 }
@@ -44,18 +58,25 @@ async function storedValues(deviceId: string) {
   // Fresh reports' current values are written once per second: write them now.
   await ctx.services.currentCache.flush();
   return rowsOf<{ identifier: string; value: unknown; attr_type: string; data_type: string }>(
-    await ctx.database.db.execute(sql`select identifier, value, attr_type, data_type from attribute_values where device_id = ${deviceId} order by identifier`),
+    await ctx.database.db.execute(
+      sql`select identifier, value, attr_type, data_type from attribute_values where device_id = ${deviceId} order by identifier`,
+    ),
   );
 }
 
 /** Device reads as the device protocol does it (device-protocol.md §5). */
 async function deviceReads(d: TestDevice) {
-  const res = await ctx.app.inject({ method: 'GET', url: `/device/v1/${d.token}/attributes`, headers: { 'project-key': p.project.project_key } });
+  const res = await ctx.app.inject({
+    method: 'GET',
+    url: `/device/v1/${d.token}/attributes`,
+    headers: { 'project-key': p.project.project_key },
+  });
   return res.json();
 }
 
 const attrs = (id: string) => `/api/v1/control/device/${id}/attributes`;
-const dataSet = (id: string, identifier = 'stream', query = '') => `/api/v1/control/device/${id}/data/${identifier}/set${query}`;
+const dataSet = (id: string, identifier = 'stream', query = '') =>
+  `/api/v1/control/device/${id}/data/${identifier}/set${query}`;
 
 describe('POST /api/v1/control/device/:id/attributes (push)', () => {
   it('publishes on attributes/push and records the values as pushed', async () => {
@@ -74,9 +95,18 @@ describe('POST /api/v1/control/device/:id/attributes (push)', () => {
       { identifier: 'speed', value: 2.5, attr_type: 'push', data_type: 'number' },
     ]);
     expect(events.seen).toEqual([
-      { projectId: p.project.id, deviceId: d.id, attributes: { relay: false, speed: 2.5, cfg: { mode: 'auto' } }, attrType: 'push', ts: expect.any(Number) },
+      {
+        projectId: p.project.id,
+        deviceId: d.id,
+        attributes: { relay: false, speed: 2.5, cfg: { mode: 'auto' } },
+        attrType: 'push',
+        ts: expect.any(Number),
+      },
     ]);
-    expect(await deviceReads(d)).toEqual({ result: 1, attributes: { cfg: { mode: 'auto' }, relay: false, speed: 2.5 } });
+    expect(await deviceReads(d)).toEqual({
+      result: 1,
+      attributes: { cfg: { mode: 'auto' }, relay: false, speed: 2.5 },
+    });
   });
 
   it('answers 422 for an offline device and records nothing', async () => {
@@ -112,7 +142,11 @@ describe('PUT /api/v1/control/device/:id/attributes (cloud attributes)', () => {
     ]);
     expect(events.seen.map((e) => e.attrType)).toEqual(['cloud']);
     expect(await deviceReads(d)).toEqual({ result: 1, attributes: { schedule: [8, 18], target: 22 } });
-    const app = await ctx.app.inject({ method: 'GET', url: `/app/device/v1/${d.token}/attributes`, headers: { 'project-key': p.project.project_key } });
+    const app = await ctx.app.inject({
+      method: 'GET',
+      url: `/app/device/v1/${d.token}/attributes`,
+      headers: { 'project-key': p.project.project_key },
+    });
     expect(app.json()).toEqual({ result: true, info: { attributes: { schedule: [8, 18], target: 22 } } });
   });
 
@@ -164,27 +198,36 @@ describe('POST /api/v1/control/device/:id/data/:identifier/set', () => {
 
   it('answers 422 when push_mode does not match the live connection or the device is offline', async () => {
     const d = await newDevice();
-    expect(expectFailure(await p.api.post(dataSet(d.id), { type: 'text', msg: 'x' }), 422).message).toBe('Device is offline');
-    const mqtt = connect(d, 'mqtt');
-    expect(expectFailure(await p.api.post(dataSet(d.id, 'stream', '?push_mode=tcp'), { type: 'text', msg: 'x' }), 422).message).toBe(
-      'Device is not connected over tcp',
+    expect(expectFailure(await p.api.post(dataSet(d.id), { type: 'text', msg: 'x' }), 422).message).toBe(
+      'Device is offline',
     );
+    const mqtt = connect(d, 'mqtt');
+    expect(
+      expectFailure(await p.api.post(dataSet(d.id, 'stream', '?push_mode=tcp'), { type: 'text', msg: 'x' }), 422)
+        .message,
+    ).toBe('Device is not connected over tcp');
     mqtt.disconnect();
     const tcp = connect(d, 'tcp');
-    expect(expectFailure(await p.api.post(dataSet(d.id), { type: 'text', msg: 'x' }), 422).message).toBe('Device is not connected over mqtt');
+    expect(expectFailure(await p.api.post(dataSet(d.id), { type: 'text', msg: 'x' }), 422).message).toBe(
+      'Device is not connected over mqtt',
+    );
     tcp.disconnect();
     expect([...mqtt.sent, ...tcp.sent]).toEqual([]);
   });
 
   it('accepts only the streams of the device type when the type defines any', async () => {
     const withStreams = expectOk(await p.api.post('/api/v1/device_type', { name: 'meter' }));
-    expectOk(await p.api.post(`/api/v1/device_type/${withStreams.id}/data_stream`, { identifier: 'rs485', format: 'hex' }));
+    expectOk(
+      await p.api.post(`/api/v1/device_type/${withStreams.id}/data_stream`, { identifier: 'rs485', format: 'hex' }),
+    );
     const bare = expectOk(await p.api.post('/api/v1/device_type', { name: 'bare' }));
     const d = await newDevice(p, { type: withStreams.id });
     const free = await newDevice(p, { type: bare.id });
     const link = connect(d);
     const freeLink = connect(free);
-    expect(expectFailure(await p.api.post(dataSet(d.id, 'stream'), { type: 'hex', msg: '00' }), 404).message).toBe('Data stream not found');
+    expect(expectFailure(await p.api.post(dataSet(d.id, 'stream'), { type: 'hex', msg: '00' }), 404).message).toBe(
+      'Data stream not found',
+    );
     expectOk(await p.api.post(dataSet(d.id, 'rs485'), { type: 'hex', msg: '00' }));
     expectOk(await p.api.post(dataSet(free.id, 'anything_1'), { type: 'hex', msg: '00' }));
     link.disconnect();
@@ -238,9 +281,17 @@ describe('control routes and tenancy', () => {
   it('answers 403 to a customer token, even for a device bound to the customer', async () => {
     const d = await newDevice();
     const link = connect(d);
-    const customer = expectOk(await p.api.post('/api/v1/customer', { name: 'Cy', account: 'cy-control', password: 'password-cy' }));
+    const customer = expectOk(
+      await p.api.post('/api/v1/customer', { name: 'Cy', account: 'cy-control', password: 'password-cy' }),
+    );
     expectOk(await p.api.post(`/api/v1/customer/${customer.id}/devices`, { devices: [d.id] }));
-    const login = expectOk(await client(ctx.app).post('/api/v1/customer_login', { app_id: p.project.app.app_id, account: 'cy-control', password: 'password-cy' }));
+    const login = expectOk(
+      await client(ctx.app).post('/api/v1/customer_login', {
+        app_id: p.project.app.app_id,
+        account: 'cy-control',
+        password: 'password-cy',
+      }),
+    );
     const cust = client(ctx.app, login.access_token);
     expectFailure(await cust.post(attrs(d.id), { a: 1 }), 403);
     expectFailure(await cust.put(attrs(d.id), { a: 1 }), 403);

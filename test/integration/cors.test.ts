@@ -1,5 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createProject, createTestApp, deviceWithToken, TEST_PLATFORM_TOKEN, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import {
+  createProject,
+  createTestApp,
+  deviceWithToken,
+  TEST_PLATFORM_TOKEN,
+  type ProjectFixture,
+  type TestContext,
+} from '../helpers/app.ts';
 
 /** Web pages of any origin may call the project API with a bearer token (http-api.md §2); the platform API answers none. */
 let ctx: TestContext;
@@ -14,10 +21,18 @@ afterAll(() => ctx?.close());
 
 describe('cross-origin requests', () => {
   it('answers the preflight of a JSON login and of a call with a bearer token', async () => {
-    for (const [url, headers] of [['/api/v1/admin_login', 'content-type'], ['/api/v1/device/x/tags', 'authorization, content-type']] as const) {
+    for (const [url, headers] of [
+      ['/api/v1/admin_login', 'content-type'],
+      ['/api/v1/device/x/tags', 'authorization, content-type'],
+    ] as const) {
       const res = await ctx.app.inject({
-        method: 'OPTIONS', url,
-        headers: { origin, 'access-control-request-method': url.endsWith('tags') ? 'PUT' : 'POST', 'access-control-request-headers': headers },
+        method: 'OPTIONS',
+        url,
+        headers: {
+          origin,
+          'access-control-request-method': url.endsWith('tags') ? 'PUT' : 'POST',
+          'access-control-request-headers': headers,
+        },
       });
       expect(res.statusCode).toBe(204);
       expect(res.headers['access-control-allow-origin']).toBe('*');
@@ -28,10 +43,18 @@ describe('cross-origin requests', () => {
   });
 
   it('lets the page read answers, failures included', async () => {
-    const ok = await ctx.app.inject({ method: 'GET', url: '/api/v1/project', headers: { origin, authorization: `Bearer ${p.appToken}` } });
+    const ok = await ctx.app.inject({
+      method: 'GET',
+      url: '/api/v1/project',
+      headers: { origin, authorization: `Bearer ${p.appToken}` },
+    });
     expect(ok.statusCode).toBe(200);
     expect(ok.headers['access-control-allow-origin']).toBe('*');
-    const denied = await ctx.app.inject({ method: 'GET', url: '/api/v1/project', headers: { origin, authorization: 'Bearer nope' } });
+    const denied = await ctx.app.inject({
+      method: 'GET',
+      url: '/api/v1/project',
+      headers: { origin, authorization: 'Bearer nope' },
+    });
     expect(denied.statusCode).toBe(401);
     expect(denied.headers['access-control-allow-origin']).toBe('*');
     expect(String(ok.headers['access-control-expose-headers'])).toContain('Retry-After');
@@ -47,15 +70,25 @@ describe('cross-origin requests', () => {
     expect(res.statusCode).toBe(200);
     expect(res.headers['content-disposition']).toBe(`attachment; filename="${d.id}-attributes.csv"`);
     expect(res.headers['access-control-allow-origin']).toBe('*');
-    const exposed = String(res.headers['access-control-expose-headers']).toLowerCase().split(/\s*,\s*/);
+    const exposed = String(res.headers['access-control-expose-headers'])
+      .toLowerCase()
+      .split(/\s*,\s*/);
     expect(exposed).toEqual(expect.arrayContaining(['content-disposition', 'x-request-id', 'retry-after']));
   });
 
   it('gives the platform API to no web page', async () => {
-    const res = await ctx.app.inject({ method: 'GET', url: '/platform/v1/projects', headers: { origin, authorization: `Bearer ${TEST_PLATFORM_TOKEN}` } });
+    const res = await ctx.app.inject({
+      method: 'GET',
+      url: '/platform/v1/projects',
+      headers: { origin, authorization: `Bearer ${TEST_PLATFORM_TOKEN}` },
+    });
     expect(res.statusCode).toBe(200);
     expect(res.headers['access-control-allow-origin']).toBeUndefined();
-    const pre = await ctx.app.inject({ method: 'OPTIONS', url: '/platform/v1/projects', headers: { origin, 'access-control-request-method': 'POST' } });
+    const pre = await ctx.app.inject({
+      method: 'OPTIONS',
+      url: '/platform/v1/projects',
+      headers: { origin, 'access-control-request-method': 'POST' },
+    });
     expect(pre.headers['access-control-allow-origin']).toBeUndefined();
   });
 });

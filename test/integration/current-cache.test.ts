@@ -18,11 +18,16 @@ afterAll(() => ctx?.close());
 async function newDevice(name = 'd') {
   const d = expectOk(await p.api.post('/api/v1/device', { name }));
   const cert = expectOk(await p.api.get(`/api/v1/device/${d.id}/certificate`));
-  return { id: d.id as string, identity: (await ctx.services.deviceAuth.authenticate(p.project.project_key, cert.access_token))! };
+  return {
+    id: d.id as string,
+    identity: (await ctx.services.deviceAuth.authenticate(p.project.project_key, cert.access_token))!,
+  };
 }
 const stored = async (deviceId: string) =>
   Object.fromEntries(
-    rowsOf<{ identifier: string; value: unknown }>(await ctx.database.db.execute(sql`select identifier, value from attribute_values where device_id = ${deviceId}`)).map((r) => [r.identifier, r.value]),
+    rowsOf<{ identifier: string; value: unknown }>(
+      await ctx.database.db.execute(sql`select identifier, value from attribute_values where device_id = ${deviceId}`),
+    ).map((r) => [r.identifier, r.value]),
   );
 
 describe('current-values cache', () => {
@@ -32,10 +37,14 @@ describe('current-values cache', () => {
     await ctx.services.currentValues.report(d.identity, { t: 2, h: 5 });
     expect(await stored(d.id)).toEqual({});
     expect(await ctx.services.currentValues.get(p.project.id, d.id)).toEqual({ t: 2, h: 5 });
-    expect(expectOk(await p.api.get(`/api/v1/device/${d.id}/attributes`)).map((a: { value: unknown }) => a.value)).toEqual([5, 2]);
+    expect(
+      expectOk(await p.api.get(`/api/v1/device/${d.id}/attributes`)).map((a: { value: unknown }) => a.value),
+    ).toEqual([5, 2]);
     await ctx.services.currentCache.flush();
     expect(await stored(d.id)).toEqual({ t: 2, h: 5 });
-    const [checkpoint] = rowsOf<{ ts: string }>(await ctx.database.db.execute(sql`select ts from telemetry_checkpoints where name = 'current_values'`));
+    const [checkpoint] = rowsOf<{ ts: string }>(
+      await ctx.database.db.execute(sql`select ts from telemetry_checkpoints where name = 'current_values'`),
+    );
     expect(Number(checkpoint!.ts)).toBeGreaterThan(Date.now() - 60_000);
 
     const old = await newDevice('old');
@@ -88,6 +97,10 @@ describe('current-values cache', () => {
     const name = `attribute_history_d${new Date(day).toISOString().slice(0, 10).replaceAll('-', '')}`;
     await ctx.database.db.execute(sql.raw(`drop table ${name}`));
     await ctx.services.currentValues.reportSeries(d.identity, [{ ts: day + 2000, attributes: { v: 2 } }]);
-    expect((await ctx.services.historyStore.series(p.project.id, d.id, 'v', day, day + 86_400_000, 10, 0)).map((x) => x.value)).toEqual([2]);
+    expect(
+      (await ctx.services.historyStore.series(p.project.id, d.id, 'v', day, day + 86_400_000, 10, 0)).map(
+        (x) => x.value,
+      ),
+    ).toEqual([2]);
   });
 });

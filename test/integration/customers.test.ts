@@ -1,7 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'drizzle-orm';
 import { rowsOf } from '../../src/db/timescale.ts';
-import { client, createProject, createTestApp, expectFailure, expectOk, type Client, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import {
+  client,
+  createProject,
+  createTestApp,
+  expectFailure,
+  expectOk,
+  type Client,
+  type ProjectFixture,
+  type TestContext,
+} from '../helpers/app.ts';
 
 let ctx: TestContext;
 let p: ProjectFixture;
@@ -18,7 +27,9 @@ const account = () => `user-${++seq}-${Math.random().toString(36).slice(2, 8)}`;
 
 async function customer(api: Client, body: Record<string, unknown> = {}): Promise<{ id: string; account: string }> {
   const acc = (body.account as string | undefined) ?? account();
-  const created = expectOk(await api.post('/api/v1/customer', { name: 'a customer', password: PASSWORD, ...body, account: acc }));
+  const created = expectOk(
+    await api.post('/api/v1/customer', { name: 'a customer', password: PASSWORD, ...body, account: acc }),
+  );
   return { id: created.id as string, account: acc };
 }
 async function device(api: Client, name: string): Promise<string> {
@@ -37,7 +48,14 @@ describe('customers', () => {
     const acc = account();
     const created = expectOk(
       await p.api.post('/api/v1/customer', {
-        name: 'Alice', account: acc, password: PASSWORD, descr: 'vip', email: 'alice@example.com', mobile: '+86 138', tags: { tier: 'gold' }, locale: 'zh-CN',
+        name: 'Alice',
+        account: acc,
+        password: PASSWORD,
+        descr: 'vip',
+        email: 'alice@example.com',
+        mobile: '+86 138',
+        tags: { tier: 'gold' },
+        locale: 'zh-CN',
       }),
     );
     expect(created).toEqual({ id: expect.any(String), name: 'Alice' });
@@ -60,7 +78,13 @@ describe('customers', () => {
 
   it('fills defaults for the optional fields', async () => {
     const { id } = await customer(p.api);
-    expect(expectOk(await p.api.get(`/api/v1/customer/${id}`))).toMatchObject({ descr: '', email: '', mobile: '', tags: {}, locale: 'en' });
+    expect(expectOk(await p.api.get(`/api/v1/customer/${id}`))).toMatchObject({
+      descr: '',
+      email: '',
+      mobile: '',
+      tags: {},
+      locale: 'en',
+    });
   });
 
   it('lists customers newest first with paging and device counts', async () => {
@@ -85,7 +109,10 @@ describe('customers', () => {
 
   it('answers 409 for a duplicate account in the project but allows it in another project', async () => {
     const { account: acc } = await customer(p.api);
-    const body = expectFailure(await p.api.post('/api/v1/customer', { name: 'dup', account: acc, password: PASSWORD }), 409);
+    const body = expectFailure(
+      await p.api.post('/api/v1/customer', { name: 'dup', account: acc, password: PASSWORD }),
+      409,
+    );
     expect(body.message).toMatch(/account/);
     const other = await createProject(ctx, 'other accounts');
     expectOk(await other.api.post('/api/v1/customer', { name: 'same account', account: acc, password: PASSWORD }));
@@ -115,7 +142,13 @@ describe('customers', () => {
     const { id } = await customer(p.api, { name: 'before', email: 'old@example.com' });
     expectOk(await p.api.put(`/api/v1/customer/${id}/info`, { name: 'after' }));
     expectOk(await p.api.put(`/api/v1/customer/${id}/info`, { descr: 'note', email: '', mobile: '123', locale: 'de' }));
-    expect(expectOk(await p.api.get(`/api/v1/customer/${id}`))).toMatchObject({ name: 'after', descr: 'note', email: '', mobile: '123', locale: 'de' });
+    expect(expectOk(await p.api.get(`/api/v1/customer/${id}`))).toMatchObject({
+      name: 'after',
+      descr: 'note',
+      email: '',
+      mobile: '123',
+      locale: 'de',
+    });
   });
 
   it('merges tags and removes them by key', async () => {
@@ -152,7 +185,9 @@ describe('customers', () => {
     expectFailure(await p.api.delete(`/api/v1/customer/${id}`), 404);
     expectFailure(await own.get('/api/v1/devices'), 401);
     expectFailure(await login(p, acc), 401);
-    const rows = await ctx.database.db.execute(sql`select count(*)::int as n from customer_devices where customer_id = ${id}`);
+    const rows = await ctx.database.db.execute(
+      sql`select count(*)::int as n from customer_devices where customer_id = ${id}`,
+    );
     expect(rowsOf<{ n: number }>(rows)[0]?.n).toBe(0);
     expectOk(await p.api.get(`/api/v1/device/${d}`));
   });
@@ -171,7 +206,9 @@ describe('customers', () => {
     expectFailure(await p.api.post(`${base}/devices_remove`, { devices: [d] }), 404);
     expectFailure(await p.api.get(`${base}/devices`), 404);
     expectFailure(await p.api.delete(base), 404);
-    expect(expectOk(await p.api.get('/api/v1/customers')).items.map((c: { id: string }) => c.id)).not.toContain(theirs.id);
+    expect(expectOk(await p.api.get('/api/v1/customers')).items.map((c: { id: string }) => c.id)).not.toContain(
+      theirs.id,
+    );
     expect(expectOk(await other.api.get(base)).name).toBe('a customer');
     expectOk(await login(other, theirs.account));
   });
@@ -208,7 +245,10 @@ describe('binding devices to customers', () => {
     const c = await customer(fx.api);
     const mine = await device(fx.api, 'mine');
     const foreign = await device(other.api, 'foreign');
-    const body = expectFailure(await fx.api.post(`/api/v1/customer/${c.id}/devices`, { devices: [mine, foreign, 'nope'] }), 404);
+    const body = expectFailure(
+      await fx.api.post(`/api/v1/customer/${c.id}/devices`, { devices: [mine, foreign, 'nope'] }),
+      404,
+    );
     expect(body.message).toBe(`Device ${foreign}, nope not found`);
     expect(expectOk(await fx.api.get(`/api/v1/customer/${c.id}`)).count.device_count).toBe(0);
     expectFailure(await fx.api.post('/api/v1/customer/no-such-customer/devices', { devices: [mine] }), 404);

@@ -3,7 +3,15 @@ import type { Transport } from '../../src/domain/delivery/sessions.ts';
 import type { DeviceIdentity } from '../../src/domain/devices/device-identity.ts';
 import type { DomainEvents } from '../../src/domain/events/event-bus.ts';
 import { monotonicIds } from '../../src/domain/telemetry/data-streams.service.ts';
-import { client, createProject, createTestApp, expectFailure, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import {
+  client,
+  createProject,
+  createTestApp,
+  expectFailure,
+  expectOk,
+  type ProjectFixture,
+  type TestContext,
+} from '../helpers/app.ts';
 
 /**
  * Custom data streams through the service and the project API (device-protocol.md §7): what is
@@ -25,7 +33,11 @@ interface Dev {
   identity: DeviceIdentity;
 }
 
-async function newType(f: ProjectFixture, body: Record<string, unknown> = {}, streams: Array<Record<string, unknown>> = []) {
+async function newType(
+  f: ProjectFixture,
+  body: Record<string, unknown> = {},
+  streams: Array<Record<string, unknown>> = [],
+) {
   const t = expectOk(await f.api.post('/api/v1/device_type', { name: 'meter', ...body }));
   for (const s of streams) expectOk(await f.api.post(`/api/v1/device_type/${t.id}/data_stream`, s));
   return t.id as string;
@@ -33,13 +45,26 @@ async function newType(f: ProjectFixture, body: Record<string, unknown> = {}, st
 
 async function newDevice(f: ProjectFixture = p, type?: string): Promise<Dev> {
   const { id } = expectOk(await f.api.post('/api/v1/device', { name: 'dev', ...(type ? { type } : {}) }));
-  const identity: DeviceIdentity = { deviceId: id, projectId: f.project.id, name: 'dev', typeId: type ?? null, connType: '1', disabled: false };
+  const identity: DeviceIdentity = {
+    deviceId: id,
+    projectId: f.project.id,
+    name: 'dev',
+    typeId: type ?? null,
+    connType: '1',
+    disabled: false,
+  };
   return { id, identity };
 }
 
 function connect(d: Dev, transport: Transport = 'mqtt') {
   const sent: Array<{ topic: string; payload: Buffer }> = [];
-  const session = { deviceId: d.id, projectId: d.identity.projectId, transport, send: async (topic: string, payload: Buffer) => void sent.push({ topic, payload }), close: () => {} };
+  const session = {
+    deviceId: d.id,
+    projectId: d.identity.projectId,
+    transport,
+    send: async (topic: string, payload: Buffer) => void sent.push({ topic, payload }),
+    close: () => {},
+  };
   ctx.services.sessions.attach(session);
   return { sent, disconnect: () => ctx.services.sessions.detach(session) };
 }
@@ -50,16 +75,37 @@ function capture<K extends keyof DomainEvents>(name: K) {
   return { seen, off };
 }
 
-const messages = (f: ProjectFixture, id: string, identifier: string, query = '') => f.api.get(`/api/v1/device/${id}/data/${identifier}/messages${query}`);
-const up = (d: Dev, identifier: string | undefined, payload: Buffer | string, transport: Transport = 'mqtt', ts?: number) =>
-  ctx.services.dataStreams.upstream(d.identity, transport, identifier, Buffer.isBuffer(payload) ? payload : Buffer.from(payload), ts);
+const messages = (f: ProjectFixture, id: string, identifier: string, query = '') =>
+  f.api.get(`/api/v1/device/${id}/data/${identifier}/messages${query}`);
+const up = (
+  d: Dev,
+  identifier: string | undefined,
+  payload: Buffer | string,
+  transport: Transport = 'mqtt',
+  ts?: number,
+) =>
+  ctx.services.dataStreams.upstream(
+    d.identity,
+    transport,
+    identifier,
+    Buffer.isBuffer(payload) ? payload : Buffer.from(payload),
+    ts,
+  );
 
 describe('device type raw TCP settings', () => {
   it('stores tcp_heartbeat and tcp_frame_gap_ms on create and update, null clears them', async () => {
     const id = await newType(p, { tcp_heartbeat: 'PING', tcp_frame_gap_ms: 250 });
-    expect(expectOk(await p.api.get(`/api/v1/device_type/${id}`))).toMatchObject({ tcp_heartbeat: 'PING', tcp_frame_gap_ms: 250 });
-    expect(expectOk(await p.api.put(`/api/v1/device_type/${id}`, { tcp_heartbeat: '$HB\r\n' }))).toMatchObject({ tcp_heartbeat: '$HB\r\n', tcp_frame_gap_ms: 250 });
-    expect(expectOk(await p.api.put(`/api/v1/device_type/${id}`, { tcp_heartbeat: null, tcp_frame_gap_ms: null }))).toMatchObject({
+    expect(expectOk(await p.api.get(`/api/v1/device_type/${id}`))).toMatchObject({
+      tcp_heartbeat: 'PING',
+      tcp_frame_gap_ms: 250,
+    });
+    expect(expectOk(await p.api.put(`/api/v1/device_type/${id}`, { tcp_heartbeat: '$HB\r\n' }))).toMatchObject({
+      tcp_heartbeat: '$HB\r\n',
+      tcp_frame_gap_ms: 250,
+    });
+    expect(
+      expectOk(await p.api.put(`/api/v1/device_type/${id}`, { tcp_heartbeat: null, tcp_frame_gap_ms: null })),
+    ).toMatchObject({
       tcp_heartbeat: null,
       tcp_frame_gap_ms: null,
     });
@@ -67,7 +113,14 @@ describe('device type raw TCP settings', () => {
 
   it('refuses out-of-range values with 400', async () => {
     const id = await newType(p);
-    for (const body of [{ tcp_heartbeat: '' }, { tcp_heartbeat: 'x'.repeat(65) }, { tcp_heartbeat: 'a\u0000b' }, { tcp_frame_gap_ms: 9 }, { tcp_frame_gap_ms: 10_001 }, { tcp_frame_gap_ms: 1.5 }]) {
+    for (const body of [
+      { tcp_heartbeat: '' },
+      { tcp_heartbeat: 'x'.repeat(65) },
+      { tcp_heartbeat: 'a\u0000b' },
+      { tcp_frame_gap_ms: 9 },
+      { tcp_frame_gap_ms: 10_001 },
+      { tcp_frame_gap_ms: 1.5 },
+    ]) {
       expectFailure(await p.api.put(`/api/v1/device_type/${id}`, body), 400);
       expectFailure(await p.api.post('/api/v1/device_type', { name: 'x', ...body }), 400);
     }
@@ -97,8 +150,13 @@ describe('device type raw TCP settings', () => {
     const d = await newDevice(p, t);
     expect((await ctx.services.dataStreams.tcpProfile(d.identity)).stream.identifier).toBe('a');
     expectOk(await p.api.put(`/api/v1/device_type/${t}/data_stream/a`, { tcp_bound: false }));
-    expectOk(await p.api.post(`/api/v1/device_type/${t}/data_stream`, { identifier: 'b', format: 'text', tcp_bound: true }));
-    expect((await ctx.services.dataStreams.tcpProfile(d.identity)).stream).toMatchObject({ identifier: 'b', format: 'text' });
+    expectOk(
+      await p.api.post(`/api/v1/device_type/${t}/data_stream`, { identifier: 'b', format: 'text', tcp_bound: true }),
+    );
+    expect((await ctx.services.dataStreams.tcpProfile(d.identity)).stream).toMatchObject({
+      identifier: 'b',
+      format: 'text',
+    });
     expectOk(await p.api.put(`/api/v1/device_type/${t}`, { tcp_frame_gap_ms: 500 }));
     expect((await ctx.services.dataStreams.tcpProfile(d.identity)).frameGapMs).toBe(500);
   });
@@ -112,10 +170,31 @@ describe('upstream messages', () => {
     const result = await up(d, 'raw', bytes, 'mqtt', 1_700_000_000_000);
     events.off();
     expect(result).toEqual({ recorded: true, id: expect.any(String), ts: 1_700_000_000_000 });
-    expect(events.seen).toEqual([{ projectId: p.project.id, deviceId: d.id, identifier: 'raw', direction: 'up', transport: 'mqtt', payload: bytes, ts: 1_700_000_000_000 }]);
+    expect(events.seen).toEqual([
+      {
+        projectId: p.project.id,
+        deviceId: d.id,
+        identifier: 'raw',
+        direction: 'up',
+        transport: 'mqtt',
+        payload: bytes,
+        ts: 1_700_000_000_000,
+      },
+    ]);
     const page = expectOk(await messages(p, d.id, 'raw', '?start_time=1699999999000&end_time=1700000001000'));
     expect(page).toEqual({
-      items: [{ id: expect.any(String), direction: 'up', transport: 'mqtt', ts: 1_700_000_000_000, size: 5, format: 'hex', data: '0001feff0a', hex: '0001feff0a' }],
+      items: [
+        {
+          id: expect.any(String),
+          direction: 'up',
+          transport: 'mqtt',
+          ts: 1_700_000_000_000,
+          size: 5,
+          format: 'hex',
+          data: '0001feff0a',
+          hex: '0001feff0a',
+        },
+      ],
       total: 1,
       page_total: 1,
     });
@@ -135,11 +214,16 @@ describe('upstream messages', () => {
     expect(await up(d, undefined, 'via tcp', 'tcp')).toMatchObject({ recorded: true });
     expect(expectOk(await messages(p, d.id, 'other')).items).toEqual([]);
     expect(expectOk(await messages(p, d.id, 'rs485')).items.map((m: { data: string }) => m.data)).toEqual(['ok']);
-    expect(expectOk(await messages(p, d.id, 'stream')).items.map((m: { hex: string }) => m.hex)).toEqual([Buffer.from('via tcp').toString('hex')]);
+    expect(expectOk(await messages(p, d.id, 'stream')).items.map((m: { hex: string }) => m.hex)).toEqual([
+      Buffer.from('via tcp').toString('hex'),
+    ]);
   });
 
   it('drops empty payloads, oversized ones and non-JSON on a JSON stream', async () => {
-    const t = await newType(p, {}, [{ identifier: 'j', format: 'json' }, { identifier: 'h', format: 'hex' }]);
+    const t = await newType(p, {}, [
+      { identifier: 'j', format: 'json' },
+      { identifier: 'h', format: 'hex' },
+    ]);
     const d = await newDevice(p, t);
     expect(await up(d, 'h', Buffer.alloc(0))).toEqual({ recorded: false, reason: 'empty' });
     expect(await up(d, 'h', Buffer.alloc(64 * 1024 + 1))).toEqual({ recorded: false, reason: 'too_large' });
@@ -163,7 +247,9 @@ describe('upstream messages', () => {
     await up(d, 'telemetry', '[1,2]');
     await up(d, 'telemetry', '{"bad key":1}');
     attrs.off();
-    expect(attrs.seen.map((e) => [e.deviceId, e.attributes, e.attrType])).toEqual([[d.id, { temp: 21.5, door: 'open' }, 'report']]);
+    expect(attrs.seen.map((e) => [e.deviceId, e.attributes, e.attrType])).toEqual([
+      [d.id, { temp: 21.5, door: 'open' }, 'report'],
+    ]);
     expect(await ctx.services.currentValues.get(p.project.id, d.id)).toEqual({ temp: 21.5, door: 'open' });
     expect(expectOk(await messages(p, d.id, 'telemetry')).total).toBe(3);
   });
@@ -185,7 +271,9 @@ describe('downstream pushes are recorded once sent', () => {
     link.disconnect();
     expectFailure(await p.api.post(`/api/v1/control/device/${d.id}/data/cmd/set`, { type: 'hex', msg: '03' }), 422);
     const tcp = connect(d, 'tcp');
-    expectOk(await p.api.post(`/api/v1/control/device/${d.id}/data/stream/set?push_mode=tcp`, { type: 'text', msg: 'AT+RST' }));
+    expectOk(
+      await p.api.post(`/api/v1/control/device/${d.id}/data/stream/set?push_mode=tcp`, { type: 'text', msg: 'AT+RST' }),
+    );
     tcp.disconnect();
     events.off();
     expect(events.seen.map((e) => [e.identifier, e.direction, e.transport, e.payload.toString('hex')])).toEqual([
@@ -193,19 +281,44 @@ describe('downstream pushes are recorded once sent', () => {
       ['stream', 'down', 'tcp', Buffer.from('AT+RST').toString('hex')],
     ]);
     expect(expectOk(await messages(p, d.id, 'cmd')).items).toEqual([
-      { id: expect.any(String), direction: 'down', transport: 'mqtt', ts: expect.any(Number), size: 3, format: 'hex', data: '0102ff', hex: '0102ff' },
+      {
+        id: expect.any(String),
+        direction: 'down',
+        transport: 'mqtt',
+        ts: expect.any(Number),
+        size: 3,
+        format: 'hex',
+        data: '0102ff',
+        hex: '0102ff',
+      },
     ]);
-    expect(expectOk(await messages(p, d.id, 'stream')).items.map((m: { direction: string; transport: string }) => [m.direction, m.transport])).toEqual([['down', 'tcp']]);
+    expect(
+      expectOk(await messages(p, d.id, 'stream')).items.map((m: { direction: string; transport: string }) => [
+        m.direction,
+        m.transport,
+      ]),
+    ).toEqual([['down', 'tcp']]);
   });
 
   it('sends over TCP only the stream the link carries', async () => {
-    const t = await newType(p, {}, [{ identifier: 'serial', format: 'text', tcp_bound: true }, { identifier: 'aux', format: 'text' }]);
+    const t = await newType(p, {}, [
+      { identifier: 'serial', format: 'text', tcp_bound: true },
+      { identifier: 'aux', format: 'text' },
+    ]);
     const d = await newDevice(p, t);
     const tcp = connect(d, 'tcp');
-    const refused = expectFailure(await p.api.post(`/api/v1/control/device/${d.id}/data/aux/set?push_mode=tcp`, { type: 'text', msg: 'x' }), 400);
+    const refused = expectFailure(
+      await p.api.post(`/api/v1/control/device/${d.id}/data/aux/set?push_mode=tcp`, { type: 'text', msg: 'x' }),
+      400,
+    );
     expect(refused.message).toMatch(/"serial"/);
-    expectFailure(await p.api.post(`/api/v1/control/device/${d.id}/data/stream/set?push_mode=tcp`, { type: 'text', msg: 'x' }), 404);
-    expectOk(await p.api.post(`/api/v1/control/device/${d.id}/data/serial/set?push_mode=tcp`, { type: 'text', msg: 'ok' }));
+    expectFailure(
+      await p.api.post(`/api/v1/control/device/${d.id}/data/stream/set?push_mode=tcp`, { type: 'text', msg: 'x' }),
+      404,
+    );
+    expectOk(
+      await p.api.post(`/api/v1/control/device/${d.id}/data/serial/set?push_mode=tcp`, { type: 'text', msg: 'ok' }),
+    );
     tcp.disconnect();
     expect(tcp.sent.map((m) => m.payload.toString())).toEqual(['ok']);
   });
@@ -219,7 +332,9 @@ describe('GET /api/v1/device/:id/data/:identifier/messages', () => {
     const first = expectOk(await messages(p, d.id, 'seq', '?page_records=10'));
     expect(first.total).toBe(25);
     expect(first.page_total).toBe(3);
-    expect(first.items.map((m: { hex: string }) => parseInt(m.hex, 16))).toEqual([24, 23, 22, 21, 20, 19, 18, 17, 16, 15]);
+    expect(first.items.map((m: { hex: string }) => parseInt(m.hex, 16))).toEqual([
+      24, 23, 22, 21, 20, 19, 18, 17, 16, 15,
+    ]);
     const last = expectOk(await messages(p, d.id, 'seq', '?page_records=10&page=3'));
     expect(last.items.map((m: { hex: string }) => parseInt(m.hex, 16))).toEqual([4, 3, 2, 1, 0]);
     expect(expectOk(await messages(p, d.id, 'seq', '?page_records=10&page=4')).items).toEqual([]);
@@ -241,15 +356,23 @@ describe('GET /api/v1/device/:id/data/:identifier/messages', () => {
     const d = await newDevice();
     const day = 86_400_000;
     const now = Date.now();
-    for (const ts of [now - 40 * day, now - 10 * day, now - 2 * day, now - 1000]) await up(d, 's', Buffer.from(String(ts)), 'mqtt', ts);
+    for (const ts of [now - 40 * day, now - 10 * day, now - 2 * day, now - 1000])
+      await up(d, 's', Buffer.from(String(ts)), 'mqtt', ts);
     const tsOf = (page: { items: Array<{ ts: number }> }) => page.items.map((m) => m.ts);
     expect(tsOf(expectOk(await messages(p, d.id, 's')))).toEqual([now - 1000, now - 2 * day, now - 10 * day]);
-    expect(tsOf(expectOk(await messages(p, d.id, 's', `?start_time=${now - 11 * day}&end_time=${now - day}`)))).toEqual([now - 2 * day, now - 10 * day]);
+    expect(tsOf(expectOk(await messages(p, d.id, 's', `?start_time=${now - 11 * day}&end_time=${now - day}`)))).toEqual(
+      [now - 2 * day, now - 10 * day],
+    );
     expect(tsOf(expectOk(await messages(p, d.id, 's', `?end_time=${now - 5 * day}`)))).toEqual([now - 10 * day]);
-    expect(tsOf(expectOk(await messages(p, d.id, 's', `?start_time=${now - 2 * day - 0.5}&end_time=${now - 2 * day + 0.9}`)))).toEqual([now - 2 * day]);
+    expect(
+      tsOf(
+        expectOk(await messages(p, d.id, 's', `?start_time=${now - 2 * day - 0.5}&end_time=${now - 2 * day + 0.9}`)),
+      ),
+    ).toEqual([now - 2 * day]);
     expectFailure(await messages(p, d.id, 's', `?start_time=${now - 40 * day}&end_time=${now}`), 400);
     expectFailure(await messages(p, d.id, 's', `?start_time=${now}&end_time=${now - 1}`), 400);
-    for (const q of ['?page=0', '?page_records=101', '?start_time=abc', '?end_time=-1']) expectFailure(await messages(p, d.id, 's', q), 400);
+    for (const q of ['?page=0', '?page_records=101', '?start_time=abc', '?end_time=-1'])
+      expectFailure(await messages(p, d.id, 's', q), 400);
     expectFailure(await messages(p, d.id, 'bad.identifier'), 400);
   });
 
@@ -264,11 +387,26 @@ describe('GET /api/v1/device/:id/data/:identifier/messages', () => {
   it('lets a customer read only the devices bound to them', async () => {
     const mine = await newDevice();
     const notMine = await newDevice();
-    const customer = expectOk(await p.api.post('/api/v1/customer', { name: 'Ann', account: 'ann-ds', password: 'password-ann' }));
+    const customer = expectOk(
+      await p.api.post('/api/v1/customer', { name: 'Ann', account: 'ann-ds', password: 'password-ann' }),
+    );
     expectOk(await p.api.post(`/api/v1/customer/${customer.id}/devices`, { devices: [mine.id] }));
-    const login = expectOk(await client(ctx.app).post('/api/v1/customer_login', { app_id: p.project.app.app_id, account: 'ann-ds', password: 'password-ann' }));
+    const login = expectOk(
+      await client(ctx.app).post('/api/v1/customer_login', {
+        app_id: p.project.app.app_id,
+        account: 'ann-ds',
+        password: 'password-ann',
+      }),
+    );
     const token = login.access_token as string;
-    const res = (id: string) => ctx.app.inject({ method: 'GET', url: `/api/v1/device/${id}/data/stream/messages`, headers: { authorization: `Bearer ${token}` } }).then((r) => r.json());
+    const res = (id: string) =>
+      ctx.app
+        .inject({
+          method: 'GET',
+          url: `/api/v1/device/${id}/data/stream/messages`,
+          headers: { authorization: `Bearer ${token}` },
+        })
+        .then((r) => r.json());
     expect((await res(mine.id)).result).toBe(true);
     expect(await res(notMine.id)).toMatchObject({ result: false, errcode: 404 });
   });

@@ -4,7 +4,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rowsOf } from '../../src/db/timescale.ts';
 import type { Transport } from '../../src/domain/delivery/sessions.ts';
 import type { DomainEvents } from '../../src/domain/events/event-bus.ts';
-import { client, createProject, createTestApp, expectFailure, expectOk, type ApiResponse, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import {
+  client,
+  createProject,
+  createTestApp,
+  expectFailure,
+  expectOk,
+  type ApiResponse,
+  type ProjectFixture,
+  type TestContext,
+} from '../helpers/app.ts';
 
 let ctx: TestContext;
 let p: ProjectFixture;
@@ -27,11 +36,19 @@ async function newDevice(f: ProjectFixture = p, body: Record<string, unknown> = 
 }
 
 /** A request as a device or an application sends it: `Project-Key` header, no bearer token. */
-async function call(method: InjectOptions['method'], url: string, payload?: unknown, projectKey: string | null = p.project.project_key): Promise<ApiResponse> {
+async function call(
+  method: InjectOptions['method'],
+  url: string,
+  payload?: unknown,
+  projectKey: string | null = p.project.project_key,
+): Promise<ApiResponse> {
   const res = await ctx.app.inject({
     method,
     url,
-    headers: { ...(projectKey !== null ? { 'project-key': projectKey } : {}), ...(payload !== undefined ? { 'content-type': 'application/json' } : {}) },
+    headers: {
+      ...(projectKey !== null ? { 'project-key': projectKey } : {}),
+      ...(payload !== undefined ? { 'content-type': 'application/json' } : {}),
+    },
     ...(payload !== undefined ? { payload: typeof payload === 'string' ? payload : JSON.stringify(payload) } : {}),
   });
   return { status: res.statusCode, body: res.json(), headers: res.headers };
@@ -40,7 +57,13 @@ async function call(method: InjectOptions['method'], url: string, payload?: unkn
 /** "Connects" a device the way the broker will: a session in the registry that records what is sent. */
 function connect(d: TestDevice, transport: Transport = 'mqtt', projectId = p.project.id) {
   const sent: Array<{ topic: string; payload: Buffer }> = [];
-  const session = { deviceId: d.id, projectId, transport, send: async (topic: string, payload: Buffer) => void sent.push({ topic, payload }), close: () => {} };
+  const session = {
+    deviceId: d.id,
+    projectId,
+    transport,
+    send: async (topic: string, payload: Buffer) => void sent.push({ topic, payload }),
+    close: () => {},
+  };
   ctx.services.sessions.attach(session);
   return { sent, disconnect: () => ctx.services.sessions.detach(session) };
 }
@@ -54,8 +77,16 @@ function capture<K extends keyof DomainEvents>(name: K) {
 async function storedValues(deviceId: string) {
   // Fresh reports' current values are written once per second: write them now.
   await ctx.services.currentCache.flush();
-  const rows = rowsOf<{ identifier: string; value: unknown; attr_type: string; data_type: string; ts: number | string }>(
-    await ctx.database.db.execute(sql`select identifier, value, attr_type, data_type, ts from attribute_values where device_id = ${deviceId} order by identifier`),
+  const rows = rowsOf<{
+    identifier: string;
+    value: unknown;
+    attr_type: string;
+    data_type: string;
+    ts: number | string;
+  }>(
+    await ctx.database.db.execute(
+      sql`select identifier, value, attr_type, data_type, ts from attribute_values where device_id = ${deviceId} order by identifier`,
+    ),
   );
   return rows.map((r) => ({ ...r, ts: Number(r.ts) }));
 }
@@ -72,7 +103,14 @@ describe('device reports attributes over HTTP', () => {
     const d = await newDevice();
     const events = capture('device.attributes');
     const before = Date.now();
-    const attributes = { temperature: 21.5, on: true, mode: 'eco', config: { a: 1, b: [1, 2] }, list: [1, 'two', null], _raw: -3 };
+    const attributes = {
+      temperature: 21.5,
+      on: true,
+      mode: 'eco',
+      config: { a: 1, b: [1, 2] },
+      list: [1, 'two', null],
+      _raw: -3,
+    };
     const res = await call('POST', `/device/v1/${d.token}/attributes`, attributes);
     events.off();
     expect(res.status).toBe(200);
@@ -95,11 +133,17 @@ describe('device reports attributes over HTTP', () => {
     const d = await newDevice();
     expect((await call('POST', `/device/v1/${d.token}/attributes`, { a: 1, b: 'x', c: false })).body.result).toBe(1);
     expect((await call('POST', `/device/v1/${d.token}/attributes`, { a: 2 })).body.result).toBe(1);
-    expect((await call('GET', `/device/v1/${d.token}/attributes`)).body).toEqual({ result: 1, attributes: { a: 2, b: 'x', c: false } });
+    expect((await call('GET', `/device/v1/${d.token}/attributes`)).body).toEqual({
+      result: 1,
+      attributes: { a: 2, b: 'x', c: false },
+    });
     const some = await call('GET', `/device/v1/${d.token}/attributes?keys=a,c,missing`);
     expect(some.status).toBe(200);
     expect(some.body).toEqual({ result: 1, attributes: { a: 2, c: false } });
-    expect((await call('GET', `/device/v1/${d.token}/attributes?keys=`)).body).toEqual({ result: 1, attributes: { a: 2, b: 'x', c: false } });
+    expect((await call('GET', `/device/v1/${d.token}/attributes?keys=`)).body).toEqual({
+      result: 1,
+      attributes: { a: 2, b: 'x', c: false },
+    });
     const fresh = await newDevice();
     expect((await call('GET', `/device/v1/${fresh.token}/attributes`)).body).toEqual({ result: 1, attributes: {} });
     expectDeviceFailure(await call('GET', `/device/v1/${d.token}/attributes?keys=a,9bad`), 400);
@@ -129,16 +173,25 @@ describe('device reports events over HTTP', () => {
   it('logs the event, publishes it, marks activity and answers {"result":1}', async () => {
     const d = await newDevice();
     const events = capture('device.event');
-    const res = await call('POST', `/device/v1/${d.token}/event/report`, { method: 'door_opened', params: { by: 'card', n: 3 } });
+    const res = await call('POST', `/device/v1/${d.token}/event/report`, {
+      method: 'door_opened',
+      params: { by: 'card', n: 3 },
+    });
     events.off();
     expect(res.status).toBe(200);
     expect(res.body).toEqual({ result: 1 });
     const rows = rowsOf<{ method: string; params: unknown; project_id: string; ts: string | number }>(
-      await ctx.database.db.execute(sql`select method, params, project_id, ts from device_events where device_id = ${d.id}`),
+      await ctx.database.db.execute(
+        sql`select method, params, project_id, ts from device_events where device_id = ${d.id}`,
+      ),
     );
-    expect(rows).toEqual([{ method: 'door_opened', params: { by: 'card', n: 3 }, project_id: p.project.id, ts: expect.anything() }]);
+    expect(rows).toEqual([
+      { method: 'door_opened', params: { by: 'card', n: 3 }, project_id: p.project.id, ts: expect.anything() },
+    ]);
     const ts = Number(rows[0]!.ts);
-    expect(events.seen).toEqual([{ projectId: p.project.id, deviceId: d.id, method: 'door_opened', params: { by: 'card', n: 3 }, ts }]);
+    expect(events.seen).toEqual([
+      { projectId: p.project.id, deviceId: d.id, method: 'door_opened', params: { by: 'card', n: 3 }, ts },
+    ]);
     await ctx.services.presence.flush();
     expect(expectOk(await p.api.get(`/api/v1/device/${d.id}`)).active).toEqual({ event: ts });
     // events are not attributes
@@ -148,13 +201,18 @@ describe('device reports events over HTTP', () => {
   it('takes a missing params as {} and refuses a bad method or params', async () => {
     const d = await newDevice();
     expect((await call('POST', `/device/v1/${d.token}/event/report`, { method: 'ping' })).body).toEqual({ result: 1 });
-    const rows = rowsOf<{ params: unknown }>(await ctx.database.db.execute(sql`select params from device_events where device_id = ${d.id}`));
+    const rows = rowsOf<{ params: unknown }>(
+      await ctx.database.db.execute(sql`select params from device_events where device_id = ${d.id}`),
+    );
     expect(rows).toEqual([{ params: {} }]);
     expectDeviceFailure(await call('POST', `/device/v1/${d.token}/event/report`, { method: '', params: {} }), 400);
     expectDeviceFailure(await call('POST', `/device/v1/${d.token}/event/report`, { method: 'm'.repeat(65) }), 400);
     expectDeviceFailure(await call('POST', `/device/v1/${d.token}/event/report`, { method: 'x', params: [1, 2] }), 400);
     expectDeviceFailure(await call('POST', `/device/v1/${d.token}/event/report`, { params: {} }), 400);
-    expectDeviceFailure(await call('POST', `/device/v1/${d.token}/event/report`, { method: 'x', params: { big: 'y'.repeat(17 * 1024) } }), 400);
+    expectDeviceFailure(
+      await call('POST', `/device/v1/${d.token}/event/report`, { method: 'x', params: { big: 'y'.repeat(17 * 1024) } }),
+      400,
+    );
   });
 });
 
@@ -177,7 +235,9 @@ describe('device-protocol failures', () => {
   it('refuses a disabled device with errcode 403', async () => {
     const d = await newDevice();
     await ctx.database.db.execute(sql`update devices set disabled = true where id = ${d.id}`);
-    expect(expectDeviceFailure(await call('POST', `/device/v1/${d.token}/attributes`, { a: 1 }), 403).message).toMatch(/disabled/);
+    expect(expectDeviceFailure(await call('POST', `/device/v1/${d.token}/attributes`, { a: 1 }), 403).message).toMatch(
+      /disabled/,
+    );
   });
 
   it('answers invalid JSON with HTTP 200 and errcode 400', async () => {
@@ -236,36 +296,60 @@ describe('application-side calls keyed by the device token', () => {
     expect(expectOk(await call('POST', url, { relay: true, level: 3 }))).toEqual({});
     events.off();
     link.disconnect();
-    expect(link.sent.map((m) => [m.topic, m.payload.toString()])).toEqual([['attributes/push', '{"relay":true,"level":3}']]);
+    expect(link.sent.map((m) => [m.topic, m.payload.toString()])).toEqual([
+      ['attributes/push', '{"relay":true,"level":3}'],
+    ]);
     expect((await storedValues(d.id)).map((r) => [r.identifier, r.value, r.attr_type, r.data_type])).toEqual([
       ['level', 3, 'push', 'number'],
       ['relay', true, 'push', 'boolean'],
     ]);
-    expect(events.seen).toEqual([{ projectId: p.project.id, deviceId: d.id, attributes: { relay: true, level: 3 }, attrType: 'push', ts: expect.any(Number) }]);
+    expect(events.seen).toEqual([
+      {
+        projectId: p.project.id,
+        deviceId: d.id,
+        attributes: { relay: true, level: 3 },
+        attrType: 'push',
+        ts: expect.any(Number),
+      },
+    ]);
     expect(expectOk(await call('GET', url))).toEqual({ attributes: { level: 3, relay: true } });
   });
 
   it('stores cloud attributes for an offline device, readable by the device and the application', async () => {
     const d = await newDevice();
     expect((await call('POST', `/device/v1/${d.token}/attributes`, { temp: 20 })).body.result).toBe(1);
-    expect(expectOk(await call('PUT', `/app/device/v1/${d.token}/attributes`, { threshold: 30, label: 'lab' }))).toEqual({});
+    expect(
+      expectOk(await call('PUT', `/app/device/v1/${d.token}/attributes`, { threshold: 30, label: 'lab' })),
+    ).toEqual({});
     expect((await storedValues(d.id)).map((r) => [r.identifier, r.attr_type])).toEqual([
       ['label', 'cloud'],
       ['temp', 'report'],
       ['threshold', 'cloud'],
     ]);
-    expect((await call('GET', `/device/v1/${d.token}/attributes`)).body).toEqual({ result: 1, attributes: { label: 'lab', temp: 20, threshold: 30 } });
-    expect(expectOk(await call('GET', `/app/device/v1/${d.token}/attributes?keys=threshold`))).toEqual({ attributes: { threshold: 30 } });
+    expect((await call('GET', `/device/v1/${d.token}/attributes`)).body).toEqual({
+      result: 1,
+      attributes: { label: 'lab', temp: 20, threshold: 30 },
+    });
+    expect(expectOk(await call('GET', `/app/device/v1/${d.token}/attributes?keys=threshold`))).toEqual({
+      attributes: { threshold: 30 },
+    });
   });
 
   it('sends custom data to the stream of an online device', async () => {
     const d = await newDevice();
     const link = connect(d);
-    expectOk(await call('POST', `/app/device/v1/${d.token}/data/stream/set`, { type: 'hex', msg: '01 03 01 FF 00 0C 74 03' }));
-    expectOk(await call('POST', `/app/device/v1/${d.token}/data/cmd/set?push_mode=mqtt`, { type: 'text', message: 'on' }));
-    expect(expectFailure(await call('POST', `/app/device/v1/${d.token}/data/stream/set?push_mode=tcp`, { type: 'text', msg: 'x' }), 422).message).toBe(
-      'Device is not connected over tcp',
+    expectOk(
+      await call('POST', `/app/device/v1/${d.token}/data/stream/set`, { type: 'hex', msg: '01 03 01 FF 00 0C 74 03' }),
     );
+    expectOk(
+      await call('POST', `/app/device/v1/${d.token}/data/cmd/set?push_mode=mqtt`, { type: 'text', message: 'on' }),
+    );
+    expect(
+      expectFailure(
+        await call('POST', `/app/device/v1/${d.token}/data/stream/set?push_mode=tcp`, { type: 'text', msg: 'x' }),
+        422,
+      ).message,
+    ).toBe('Device is not connected over tcp');
     link.disconnect();
     expect(link.sent.map((m) => [m.topic, m.payload.toString('hex')])).toEqual([
       ['data/stream/set', '010301ff000c7403'],

@@ -1,6 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeviceIdentity } from '../../src/domain/devices/device-identity.ts';
-import { createProject, createTestApp, expectFailure, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import {
+  createProject,
+  createTestApp,
+  expectFailure,
+  expectOk,
+  type ProjectFixture,
+  type TestContext,
+} from '../helpers/app.ts';
 import { openPrivateTestDatabase } from '../helpers/db.ts';
 
 let ctx: TestContext;
@@ -25,32 +32,64 @@ async function newDevice(body: Record<string, unknown> = { name: 'dev' }, fixtur
 
 /** Reports `values` at the given times (one report each), through the ingest pipeline. */
 async function reportAt(identity: DeviceIdentity, points: Array<[number, Record<string, unknown>]>) {
-  await ctx.services.currentValues.reportSeries(identity, points.map(([ts, attributes]) => ({ ts, attributes })));
+  await ctx.services.currentValues.reportSeries(
+    identity,
+    points.map(([ts, attributes]) => ({ ts, attributes })),
+  );
 }
 
 describe('GET /api/v1/device/:id/attributes', () => {
   it('lists current values with their models; model.name falls back to the identifier', async () => {
     const type = expectOk(await p.api.post('/api/v1/device_type', { name: 'Sensor' }));
-    expectOk(await p.api.post(`/api/v1/device_type/${type.id}/attribute`, { identifier: 'temp', name: 'Temperature', data_type: 'number', unit: '°C', data_options: { min: -40, max: 85 } }));
+    expectOk(
+      await p.api.post(`/api/v1/device_type/${type.id}/attribute`, {
+        identifier: 'temp',
+        name: 'Temperature',
+        data_type: 'number',
+        unit: '°C',
+        data_options: { min: -40, max: 85 },
+      }),
+    );
     const d = await newDevice({ name: 'typed', type: type.id });
     await ctx.services.currentValues.report(d.identity, { temp: 21.5, note: 'ok' });
     await ctx.services.currentValues.setCloud({ projectId: p.project.id }, d.id, { target: 22 });
     const items = expectOk(await p.api.get(`/api/v1/device/${d.id}/attributes`));
     const by = Object.fromEntries(items.map((i: { identifier: string }) => [i.identifier, i]));
     expect(by.temp).toMatchObject({
-      value: 21.5, attr_type: 'report', data_type: 'number', ts: expect.any(Number),
+      value: 21.5,
+      attr_type: 'report',
+      data_type: 'number',
+      ts: expect.any(Number),
       model: { name: 'Temperature', data_type: 'number', data_options: { min: -40, max: 85 }, unit: '°C' },
     });
-    expect(by.note).toMatchObject({ value: 'ok', data_type: 'string', model: { name: 'note', data_type: 'string', data_options: {} } });
+    expect(by.note).toMatchObject({
+      value: 'ok',
+      data_type: 'string',
+      model: { name: 'note', data_type: 'string', data_options: {} },
+    });
     expect(by.target).toMatchObject({ value: 22, attr_type: 'cloud', model: { name: 'target' } });
   });
 
   it('refuses a report whose value contradicts the attribute model, and stores none of it', async () => {
     const type = expectOk(await p.api.post('/api/v1/device_type', { name: 'Strict' }));
-    expectOk(await p.api.post(`/api/v1/device_type/${type.id}/attribute`, { identifier: 'on', name: 'Switch', data_type: 'boolean' }));
+    expectOk(
+      await p.api.post(`/api/v1/device_type/${type.id}/attribute`, {
+        identifier: 'on',
+        name: 'Switch',
+        data_type: 'boolean',
+      }),
+    );
     const d = await newDevice({ name: 'strict', type: type.id });
-    await expect(ctx.services.currentValues.report(d.identity, { on: 1, other: 2 })).rejects.toMatchObject({ errcode: 400, message: expect.stringContaining('on') });
-    const res = await ctx.app.inject({ method: 'POST', url: `/device/v1/${d.token}/attributes`, headers: { 'project-key': p.project.project_key }, payload: { on: 'yes' } });
+    await expect(ctx.services.currentValues.report(d.identity, { on: 1, other: 2 })).rejects.toMatchObject({
+      errcode: 400,
+      message: expect.stringContaining('on'),
+    });
+    const res = await ctx.app.inject({
+      method: 'POST',
+      url: `/device/v1/${d.token}/attributes`,
+      headers: { 'project-key': p.project.project_key },
+      payload: { on: 'yes' },
+    });
     expect(res.json()).toMatchObject({ result: 0, errcode: 400 });
     expect(await ctx.services.currentValues.get(p.project.id, d.id)).toEqual({});
     await ctx.services.currentValues.report(d.identity, { on: true, other: 2 });
@@ -72,17 +111,40 @@ describe('GET /api/v1/device/:id/attribute/:identifier/series', () => {
   it('pages newest first with ts and timestamp, within a range, and refuses ranges over 30 days', async () => {
     const d = await newDevice();
     const t0 = Date.now() - 10 * HOUR;
-    await reportAt(d.identity, Array.from({ length: 25 }, (_, i) => [t0 + i * 60_000, { t: i, s: `v${i}` }] as [number, Record<string, unknown>]));
+    await reportAt(
+      d.identity,
+      Array.from(
+        { length: 25 },
+        (_, i) => [t0 + i * 60_000, { t: i, s: `v${i}` }] as [number, Record<string, unknown>],
+      ),
+    );
     const first = expectOk(await p.api.get(`/api/v1/device/${d.id}/attribute/t/series`));
     expect(first).toHaveLength(20);
-    expect(first[0]).toEqual({ ts: t0 + 24 * 60_000, timestamp: new Date(t0 + 24 * 60_000).toISOString(), name: 't', value: 24, type: 'number' });
+    expect(first[0]).toEqual({
+      ts: t0 + 24 * 60_000,
+      timestamp: new Date(t0 + 24 * 60_000).toISOString(),
+      name: 't',
+      value: 24,
+      type: 'number',
+    });
     expect(first.map((x: { value: number }) => x.value)).toEqual(Array.from({ length: 20 }, (_, i) => 24 - i));
     const second = expectOk(await p.api.get(`/api/v1/device/${d.id}/attribute/t/series?page=2`));
     expect(second.map((x: { value: number }) => x.value)).toEqual([4, 3, 2, 1, 0]);
-    const ranged = expectOk(await p.api.get(`/api/v1/device/${d.id}/attribute/s/series?start_time=${t0 + 60_000}&end_time=${t0 + 3 * 60_000}&page_records=1000`));
-    expect(ranged.map((x: { value: string; type: string }) => [x.value, x.type])).toEqual([['v3', 'string'], ['v2', 'string'], ['v1', 'string']]);
+    const ranged = expectOk(
+      await p.api.get(
+        `/api/v1/device/${d.id}/attribute/s/series?start_time=${t0 + 60_000}&end_time=${t0 + 3 * 60_000}&page_records=1000`,
+      ),
+    );
+    expect(ranged.map((x: { value: string; type: string }) => [x.value, x.type])).toEqual([
+      ['v3', 'string'],
+      ['v2', 'string'],
+      ['v1', 'string'],
+    ]);
     expectFailure(await p.api.get(`/api/v1/device/${d.id}/attribute/t/series?start_time=0&end_time=${31 * DAY}`), 400);
-    expectFailure(await p.api.get(`/api/v1/device/${d.id}/attribute/t/series?start_time=${t0}&end_time=${t0 - 1}`), 400);
+    expectFailure(
+      await p.api.get(`/api/v1/device/${d.id}/attribute/t/series?start_time=${t0}&end_time=${t0 - 1}`),
+      400,
+    );
     expectFailure(await p.api.get(`/api/v1/device/${d.id}/attribute/t/series?page_records=1001`), 400);
     expectFailure(await p.api.get(`/api/v1/device/${d.id}/attribute/t/series?page=0`), 400);
     expectFailure(await p.api.get(`/api/v1/device/${d.id}/attribute/bad-id/series`), 400);
@@ -136,22 +198,84 @@ describe('aggregation and CSV export', () => {
       [day + 11 * HOUR, { t: 5 }],
       [day + 11 * HOUR + 1, { t: 'n/a' }],
     ]);
-    const q = (fn: string) => `/api/v1/device/${d.id}/attributes/aggregate?identifiers=t,h&fn=${fn}&interval=1h&start_time=${day}&end_time=${day + DAY}`;
+    const q = (fn: string) =>
+      `/api/v1/device/${d.id}/attributes/aggregate?identifiers=t,h&fn=${fn}&interval=1h&start_time=${day}&end_time=${day + DAY}`;
     const values = async (fn: string) => {
       const info = expectOk(await p.api.get(q(fn)));
-      return { t: info.series.t.map((b: { ts: number; value: number }) => [b.ts - day, b.value]), h: info.series.h.map((b: { value: number }) => b.value) };
+      return {
+        t: info.series.t.map((b: { ts: number; value: number }) => [b.ts - day, b.value]),
+        h: info.series.h.map((b: { value: number }) => b.value),
+      };
     };
-    expect(await values('avg')).toEqual({ t: [[10 * HOUR, 2], [11 * HOUR, 5]], h: [10] });
-    expect(await values('min')).toEqual({ t: [[10 * HOUR, 1], [11 * HOUR, 5]], h: [10] });
-    expect(await values('max')).toEqual({ t: [[10 * HOUR, 3], [11 * HOUR, 5]], h: [10] });
-    expect(await values('sum')).toEqual({ t: [[10 * HOUR, 6], [11 * HOUR, 5]], h: [10] });
-    expect(await values('count')).toEqual({ t: [[10 * HOUR, 3], [11 * HOUR, 2]], h: [1] });
-    expect(await values('first')).toEqual({ t: [[10 * HOUR, 1], [11 * HOUR, 5]], h: [10] });
-    expect(await values('last')).toEqual({ t: [[10 * HOUR, 3], [11 * HOUR, 5]], h: [10] });
-    const daily = expectOk(await p.api.get(`/api/v1/device/${d.id}/attributes/aggregate?identifiers=t&interval=1d&start_time=${day}&end_time=${day + DAY}`));
-    expect(daily).toMatchObject({ fn: 'avg', interval_ms: DAY, series: { t: [{ ts: day, value: (1 + 2 + 3 + 5) / 4 }] } });
-    expectFailure(await p.api.get(`/api/v1/device/${d.id}/attributes/aggregate?identifiers=t&interval=1s&start_time=${day}&end_time=${day + DAY}`), 400);
-    expectFailure(await p.api.get(`/api/v1/device/${d.id}/attributes/aggregate?identifiers=t&interval=1h&fn=median`), 400);
+    expect(await values('avg')).toEqual({
+      t: [
+        [10 * HOUR, 2],
+        [11 * HOUR, 5],
+      ],
+      h: [10],
+    });
+    expect(await values('min')).toEqual({
+      t: [
+        [10 * HOUR, 1],
+        [11 * HOUR, 5],
+      ],
+      h: [10],
+    });
+    expect(await values('max')).toEqual({
+      t: [
+        [10 * HOUR, 3],
+        [11 * HOUR, 5],
+      ],
+      h: [10],
+    });
+    expect(await values('sum')).toEqual({
+      t: [
+        [10 * HOUR, 6],
+        [11 * HOUR, 5],
+      ],
+      h: [10],
+    });
+    expect(await values('count')).toEqual({
+      t: [
+        [10 * HOUR, 3],
+        [11 * HOUR, 2],
+      ],
+      h: [1],
+    });
+    expect(await values('first')).toEqual({
+      t: [
+        [10 * HOUR, 1],
+        [11 * HOUR, 5],
+      ],
+      h: [10],
+    });
+    expect(await values('last')).toEqual({
+      t: [
+        [10 * HOUR, 3],
+        [11 * HOUR, 5],
+      ],
+      h: [10],
+    });
+    const daily = expectOk(
+      await p.api.get(
+        `/api/v1/device/${d.id}/attributes/aggregate?identifiers=t&interval=1d&start_time=${day}&end_time=${day + DAY}`,
+      ),
+    );
+    expect(daily).toMatchObject({
+      fn: 'avg',
+      interval_ms: DAY,
+      series: { t: [{ ts: day, value: (1 + 2 + 3 + 5) / 4 }] },
+    });
+    expectFailure(
+      await p.api.get(
+        `/api/v1/device/${d.id}/attributes/aggregate?identifiers=t&interval=1s&start_time=${day}&end_time=${day + DAY}`,
+      ),
+      400,
+    );
+    expectFailure(
+      await p.api.get(`/api/v1/device/${d.id}/attributes/aggregate?identifiers=t&interval=1h&fn=median`),
+      400,
+    );
     expectFailure(await p.api.get(`/api/v1/device/${d.id}/attributes/aggregate?identifiers=&interval=1h`), 400);
     expectFailure(await p.api.get(`/api/v1/device/${d.id}/attributes/aggregate?identifiers=t&interval=soon`), 400);
   });
@@ -163,7 +287,9 @@ describe('aggregation and CSV export', () => {
       [t0, { a: 1, b: 'x,"y"' }],
       [t0 + 1, { a: 2, o: { k: 1 } }],
     ]);
-    const res = await p.api.get(`/api/v1/device/${d.id}/attributes/export?identifiers=a,b,o&start_time=${t0}&end_time=${t0 + HOUR}`);
+    const res = await p.api.get(
+      `/api/v1/device/${d.id}/attributes/export?identifiers=a,b,o&start_time=${t0}&end_time=${t0 + HOUR}`,
+    );
     expect(res.status).toBe(200);
     expect(res.headers['content-type']).toMatch(/^text\/csv/);
     const iso = (t: number) => new Date(t).toISOString();
@@ -171,9 +297,15 @@ describe('aggregation and CSV export', () => {
       'ts,timestamp,identifier,value\n' +
         `${t0},${iso(t0)},a,1\n${t0},${iso(t0)},b,"x,""y"""\n${t0 + 1},${iso(t0 + 1)},a,2\n${t0 + 1},${iso(t0 + 1)},o,"{""k"":1}"\n`,
     );
-    expectFailure(await p.api.get(`/api/v1/device/${d.id}/attributes/export?identifiers=a&start_time=0&end_time=${40 * DAY}`), 400);
+    expectFailure(
+      await p.api.get(`/api/v1/device/${d.id}/attributes/export?identifiers=a&start_time=0&end_time=${40 * DAY}`),
+      400,
+    );
     expectFailure(await p.api.get(`/api/v1/device/missing/attributes/export?identifiers=a`), 404);
-    expect((await ctx.app.inject({ method: 'GET', url: `/api/v1/device/${d.id}/attributes/export?identifiers=a` })).statusCode).toBe(401);
+    expect(
+      (await ctx.app.inject({ method: 'GET', url: `/api/v1/device/${d.id}/attributes/export?identifiers=a` }))
+        .statusCode,
+    ).toBe(401);
   });
 });
 
@@ -181,16 +313,25 @@ describe('project settings', () => {
   it('reads and changes the rate limit and retention; null returns to the default', async () => {
     const fresh = await createProject(ctx, 'settings');
     expect(expectOk(await fresh.api.get('/api/v1/project/settings'))).toEqual({
-      device_rate_limit: null, history_retention_days: null, customer_password_min_length: null,
+      device_rate_limit: null,
+      history_retention_days: null,
+      customer_password_min_length: null,
       effective: { device_rate_limit: 50, history_retention_days: 365, customer_password_min_length: 8 },
     });
-    expect(expectOk(await fresh.api.put('/api/v1/project/settings', { device_rate_limit: 2, history_retention_days: 7 }))).toMatchObject({
+    expect(
+      expectOk(await fresh.api.put('/api/v1/project/settings', { device_rate_limit: 2, history_retention_days: 7 })),
+    ).toMatchObject({
       effective: { device_rate_limit: 2, history_retention_days: 7 },
     });
     const d = await newDevice({ name: 'r' }, fresh);
-    await expect(ctx.services.currentValues.reportSeries(d.identity, [{ ts: Date.now() - 8 * DAY, attributes: { t: 1 } }])).rejects.toMatchObject({ errcode: 400 });
+    await expect(
+      ctx.services.currentValues.reportSeries(d.identity, [{ ts: Date.now() - 8 * DAY, attributes: { t: 1 } }]),
+    ).rejects.toMatchObject({ errcode: 400 });
     await ctx.services.currentValues.reportSeries(d.identity, [{ ts: Date.now() - 6 * DAY, attributes: { t: 1 } }]);
-    expect(expectOk(await fresh.api.put('/api/v1/project/settings', { history_retention_days: null }))).toMatchObject({ history_retention_days: null, effective: { history_retention_days: 365 } });
+    expect(expectOk(await fresh.api.put('/api/v1/project/settings', { history_retention_days: null }))).toMatchObject({
+      history_retention_days: null,
+      effective: { history_retention_days: 365 },
+    });
     expectFailure(await fresh.api.put('/api/v1/project/settings', {}), 400);
     expectFailure(await fresh.api.put('/api/v1/project/settings', { device_rate_limit: 0 }), 400);
     expectFailure(await fresh.api.put('/api/v1/project/settings', { device_rate_limit: 'fast' }), 400);
@@ -207,11 +348,22 @@ describe('retention', () => {
     const d = await newDevice({ name: 'old' }, short);
     const keep = await newDevice({ name: 'keep' });
     const now = Date.now();
-    await reportAt(d.identity, [[now - 20 * DAY, { t: 1 }], [now - HOUR, { t: 2 }]]);
-    await reportAt(keep.identity, [[now - 20 * DAY, { t: 1 }], [now - HOUR, { t: 2 }]]);
+    await reportAt(d.identity, [
+      [now - 20 * DAY, { t: 1 }],
+      [now - HOUR, { t: 2 }],
+    ]);
+    await reportAt(keep.identity, [
+      [now - 20 * DAY, { t: 1 }],
+      [now - HOUR, { t: 2 }],
+    ]);
     expectOk(await short.api.put('/api/v1/project/settings', { history_retention_days: 10 }));
     await ctx.services.retention.runOnce();
-    const values = async (fx: ProjectFixture, id: string) => expectOk(await fx.api.get(`/api/v1/device/${id}/attribute/t/series?start_time=${now - 25 * DAY}&end_time=${now - 5 * DAY + 1}`)).length;
+    const values = async (fx: ProjectFixture, id: string) =>
+      expectOk(
+        await fx.api.get(
+          `/api/v1/device/${id}/attribute/t/series?start_time=${now - 25 * DAY}&end_time=${now - 5 * DAY + 1}`,
+        ),
+      ).length;
     expect(await values(short, d.id)).toBe(0);
     expect(await values(p, keep.id)).toBe(1);
   });
@@ -220,6 +372,8 @@ describe('retention', () => {
     const d = await newDevice({ name: 'gone' });
     await ctx.services.currentValues.report(d.identity, { t: 1 });
     expectOk(await p.api.delete(`/api/v1/device/${d.id}`));
-    await expect.poll(async () => ctx.services.historyStore.series(p.project.id, d.id, 't', 0, Date.now() + 1, 10, 0)).toEqual([]);
+    await expect
+      .poll(async () => ctx.services.historyStore.series(p.project.id, d.id, 't', 0, Date.now() + 1, 10, 0))
+      .toEqual([]);
   });
 });

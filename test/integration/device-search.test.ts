@@ -1,5 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { client, createProject, createTestApp, expectFailure, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import {
+  client,
+  createProject,
+  createTestApp,
+  expectFailure,
+  expectOk,
+  type ProjectFixture,
+  type TestContext,
+} from '../helpers/app.ts';
 
 /** `search` on the device lists (docs/http-api.md §3.4): name contains, any case, or device_key starts with. */
 let ctx: TestContext;
@@ -12,7 +20,9 @@ beforeAll(async () => {
   p = await createProject(ctx, 'search');
   other = await createProject(ctx, 'search other');
   const add = async (fx: ProjectFixture, label: string, name: string, deviceKey?: string) => {
-    made[label] = expectOk(await fx.api.post('/api/v1/device', { name, ...(deviceKey ? { device_key: deviceKey } : {}) })).id as string;
+    made[label] = expectOk(
+      await fx.api.post('/api/v1/device', { name, ...(deviceKey ? { device_key: deviceKey } : {}) }),
+    ).id as string;
   };
   await add(p, 'boiler', 'Boiler Room Sensor');
   await add(p, 'boiler2', 'basement BOILER');
@@ -78,10 +88,16 @@ describe('device search', () => {
 
   it("limits customer tokens and the customer's device list to the customer's devices", async () => {
     const account = `search-${Math.random().toString(36).slice(2, 8)}`;
-    const cust = expectOk(await p.api.post('/api/v1/customer', { name: 'c', account, password: 'customer-pass-1' })).id as string;
+    const cust = expectOk(await p.api.post('/api/v1/customer', { name: 'c', account, password: 'customer-pass-1' }))
+      .id as string;
     expectOk(await p.api.post(`/api/v1/customer/${cust}/devices`, { devices: [made.boiler, made.pump] }));
-    const token = expectOk(await client(ctx.app).post('/api/v1/customer_login', { app_id: p.project.app.app_id, account, password: 'customer-pass-1' }))
-      .access_token as string;
+    const token = expectOk(
+      await client(ctx.app).post('/api/v1/customer_login', {
+        app_id: p.project.app.app_id,
+        account,
+        password: 'customer-pass-1',
+      }),
+    ).access_token as string;
     const api = client(ctx.app, token);
     expect(await found(api, q('boiler'))).toEqual(ids('boiler'));
     expect(await found(api, q('PMP'))).toEqual(ids('pump'));
@@ -96,7 +112,8 @@ describe('device search', () => {
     expectFailure(await p.api.get(`/api/v1/devices?${q('x'.repeat(65))}`), 400);
     expect(await found(p.api, q('x'.repeat(64)))).toEqual([]);
     const account = `search-${Math.random().toString(36).slice(2, 8)}`;
-    const cust = expectOk(await p.api.post('/api/v1/customer', { name: 'c', account, password: 'customer-pass-1' })).id as string;
+    const cust = expectOk(await p.api.post('/api/v1/customer', { name: 'c', account, password: 'customer-pass-1' }))
+      .id as string;
     expectFailure(await p.api.get(`/api/v1/customer/${cust}/devices?${q('x'.repeat(65))}`), 400);
   });
 });

@@ -1,6 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeviceSession } from '../../src/domain/delivery/sessions.ts';
-import { createProject, createTestApp, expectFailure, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import {
+  createProject,
+  createTestApp,
+  expectFailure,
+  expectOk,
+  type ProjectFixture,
+  type TestContext,
+} from '../helpers/app.ts';
 
 let ctx: TestContext;
 let p: ProjectFixture;
@@ -13,7 +20,11 @@ afterAll(() => ctx?.close());
 async function device(name = 'dev') {
   const d = expectOk(await p.api.post('/api/v1/device', { name }));
   const cert = expectOk(await p.api.get(`/api/v1/device/${d.id}/certificate`));
-  return { id: d.id as string, token: cert.access_token as string, identity: { deviceId: d.id as string, projectId: p.project.id } };
+  return {
+    id: d.id as string,
+    token: cert.access_token as string,
+    identity: { deviceId: d.id as string, projectId: p.project.id },
+  };
 }
 
 function fakeSession(deviceId: string, send: DeviceSession['send']): DeviceSession & { sent: string[] } {
@@ -42,7 +53,9 @@ describe('device traffic under pressure', () => {
     const d = await device();
     const session = fakeSession(d.id, async () => {});
     ctx.services.sessions.attach(session);
-    const answers = await Promise.all(Array.from({ length: 12 }, () => p.api.post(`/api/v1/control/device/${d.id}/command`, { method: 'ping' })));
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, () => p.api.post(`/api/v1/control/device/${d.id}/command`, { method: 'ping' })),
+    );
     const seqs = answers.map((a) => expectOk(a).command_id as number);
     expect(new Set(seqs).size).toBe(12);
     expect(session.sent).toHaveLength(12);
@@ -59,7 +72,9 @@ describe('device traffic under pressure', () => {
     ctx.services.sessions.attach(older);
     const view = expectOk(await p.api.post(`/api/v1/control/device/${d.id}/command`, { method: 'reboot', ttl: 60 }));
     await expect.poll(() => newer.sent.length).toBe(1);
-    expect(newer.sent[0]).toBe(`command/send/${view.command_id} {"method":"reboot","params":{},"id":${view.command_id}}`);
+    expect(newer.sent[0]).toBe(
+      `command/send/${view.command_id} {"method":"reboot","params":{},"id":${view.command_id}}`,
+    );
     const log = expectOk(await p.api.get(`/api/v1/device/${d.id}/commands`));
     expect(log.items[0].state).toBe('sent');
   });
@@ -67,7 +82,9 @@ describe('device traffic under pressure', () => {
   it('answers 422, not 500, when the connection fails while pushing', async () => {
     const d = await device();
     ctx.services.sessions.attach(fakeSession(d.id, async () => Promise.reject(new Error('socket closed'))));
-    expect(expectFailure(await p.api.post(`/api/v1/control/device/${d.id}/attributes`, { relay: true }), 422).message).toMatch(/socket closed/);
+    expect(
+      expectFailure(await p.api.post(`/api/v1/control/device/${d.id}/attributes`, { relay: true }), 422).message,
+    ).toMatch(/socket closed/);
     expectFailure(await p.api.post(`/api/v1/control/device/${d.id}/data/stream/set`, { type: 'text', msg: 'x' }), 422);
   });
 
@@ -80,27 +97,53 @@ describe('device traffic under pressure', () => {
       [`/device/v1/${d.token}/event/report`, `{"method":"m","params":{"a":${nested}}}`],
       [`/api/v1/control/device/${d.id}/command`, `{"method":"m","params":{"a":${nested}}}`],
     ] as const) {
-      const res = await ctx.app.inject({ method: 'POST', url, payload, headers: { 'content-type': 'application/json', 'project-key': p.project.project_key, authorization: `Bearer ${p.appToken}` } });
+      const res = await ctx.app.inject({
+        method: 'POST',
+        url,
+        payload,
+        headers: {
+          'content-type': 'application/json',
+          'project-key': p.project.project_key,
+          authorization: `Bearer ${p.appToken}`,
+        },
+      });
       expect(res.statusCode, url).toBe(200);
       expect(res.json().errcode, url).toBe(400);
     }
     // The same limits hold for what the broker will pass in directly.
-    await expect(ctx.services.currentValues.report(await ctx.services.deviceAuth.authenticate(p.project.project_key, d.token).then((i) => i!), { a: deep(5000) })).rejects.toMatchObject({ errcode: 400 });
-    await expect(ctx.services.commands.reply(d.identity, 1, { method: 'm', params: { a: deep(5000) } })).rejects.toMatchObject({ errcode: 400 });
+    await expect(
+      ctx.services.currentValues.report(
+        await ctx.services.deviceAuth.authenticate(p.project.project_key, d.token).then((i) => i!),
+        { a: deep(5000) },
+      ),
+    ).rejects.toMatchObject({ errcode: 400 });
+    await expect(
+      ctx.services.commands.reply(d.identity, 1, { method: 'm', params: { a: deep(5000) } }),
+    ).rejects.toMatchObject({ errcode: 400 });
   });
 
   it('refuses command replies that PostgreSQL could not store', async () => {
     const d = await device();
     ctx.services.sessions.attach(fakeSession(d.id, async () => {}));
     const view = expectOk(await p.api.post(`/api/v1/control/device/${d.id}/command`, { method: 'ping' }));
-    await expect(ctx.services.commands.reply(d.identity, view.command_id, { method: 'ping', params: { s: 'a\u0000b' } })).rejects.toMatchObject({ errcode: 400 });
-    await expect(ctx.services.commands.reply(d.identity, view.command_id, { method: 'ping', params: { s: '\ud800' } })).rejects.toMatchObject({ errcode: 400 });
-    expect(await ctx.services.commands.reply(d.identity, view.command_id, { method: 'ping', params: { ok: true } })).toBe(true);
+    await expect(
+      ctx.services.commands.reply(d.identity, view.command_id, { method: 'ping', params: { s: 'a\u0000b' } }),
+    ).rejects.toMatchObject({ errcode: 400 });
+    await expect(
+      ctx.services.commands.reply(d.identity, view.command_id, { method: 'ping', params: { s: '\ud800' } }),
+    ).rejects.toMatchObject({ errcode: 400 });
+    expect(
+      await ctx.services.commands.reply(d.identity, view.command_id, { method: 'ping', params: { ok: true } }),
+    ).toBe(true);
   });
 
   it('flushes the presence of more devices than one statement can carry', async () => {
     const d = await device();
-    const rows = Array.from({ length: 25_000 }, (_, i) => ({ deviceId: i === 0 ? d.id : `missing-${i}`, online: true, activeTs: { connect: 1_700_000_000_000 } }));
+    const rows = Array.from({ length: 25_000 }, (_, i) => ({
+      deviceId: i === 0 ? d.id : `missing-${i}`,
+      online: true,
+      activeTs: { connect: 1_700_000_000_000 },
+    }));
     const { createPresenceRepository } = await import('../../src/db/repositories/presence.repository.ts');
     await createPresenceRepository(ctx.database.db).apply(rows);
     expect(expectOk(await p.api.get(`/api/v1/device/${d.id}`)).online).toBe(true);
@@ -108,9 +151,16 @@ describe('device traffic under pressure', () => {
 
   it('refuses __proto__ as an attribute identifier', async () => {
     const d = await device();
-    const res = await ctx.app.inject({ method: 'POST', url: `/device/v1/${d.token}/attributes`, payload: '{"a":1}', headers: { 'content-type': 'application/json', 'project-key': p.project.project_key } });
+    const res = await ctx.app.inject({
+      method: 'POST',
+      url: `/device/v1/${d.token}/attributes`,
+      payload: '{"a":1}',
+      headers: { 'content-type': 'application/json', 'project-key': p.project.project_key },
+    });
     expect(res.json().result).toBe(1);
     const identity = (await ctx.services.deviceAuth.authenticate(p.project.project_key, d.token))!;
-    await expect(ctx.services.currentValues.report(identity, JSON.parse('{"__proto__":1}'))).rejects.toMatchObject({ errcode: 400 });
+    await expect(ctx.services.currentValues.report(identity, JSON.parse('{"__proto__":1}'))).rejects.toMatchObject({
+      errcode: 400,
+    });
   });
 });

@@ -26,7 +26,11 @@ beforeAll(async () => {
 afterAll(() => ctx?.close());
 
 async function createType(api: Client, body: Record<string, unknown> = {}) {
-  return expectOk(await api.post('/api/v1/device_type', { name: 'sensor', ...body })) as { id: string; name: string; type_key: string };
+  return expectOk(await api.post('/api/v1/device_type', { name: 'sensor', ...body })) as {
+    id: string;
+    name: string;
+    type_key: string;
+  };
 }
 
 async function createDevice(api: Client, type: string, name = 'device') {
@@ -48,10 +52,16 @@ async function customerClient(fx: ProjectFixture, deviceIds: string[]) {
     updateTime: now,
   });
   for (const deviceId of deviceIds) {
-    await ctx.database.db.insert(customerDevices).values({ customerId: id, deviceId, projectId: fx.project.id, createTime: now });
+    await ctx.database.db
+      .insert(customerDevices)
+      .values({ customerId: id, deviceId, projectId: fx.project.id, createTime: now });
   }
   const login = expectOk(
-    await client(ctx.app).post('/api/v1/customer_login', { app_id: fx.project.app.app_id, account, password: 'customer-password' }),
+    await client(ctx.app).post('/api/v1/customer_login', {
+      app_id: fx.project.app.app_id,
+      account,
+      password: 'customer-password',
+    }),
   );
   return client(ctx.app, login.access_token as string);
 }
@@ -60,7 +70,11 @@ describe('device types', () => {
   it('creates a type with defaults and reads it back field for field', async () => {
     const before = Date.now();
     const created = await createType(p.api, { name: 'thermometer' });
-    expect(created).toEqual({ id: expect.any(String), name: 'thermometer', type_key: expect.stringMatching(/^[A-Za-z0-9]{24}$/) });
+    expect(created).toEqual({
+      id: expect.any(String),
+      name: 'thermometer',
+      type_key: expect.stringMatching(/^[A-Za-z0-9]{24}$/),
+    });
     const t = expectOk(await p.api.get(`/api/v1/device_type/${created.id}`));
     expect(t).toEqual({
       id: created.id,
@@ -90,7 +104,14 @@ describe('device types', () => {
       allow_auto_create: true,
     });
     const t = expectOk(await p.api.get(`/api/v1/device_type/${created.id}`));
-    expect(t).toMatchObject({ name: 'gateway', descr: 'edge box', tags: { site: 'north' }, conn_type: '3', conn_protocol: 'tcp', allow_auto_create: true });
+    expect(t).toMatchObject({
+      name: 'gateway',
+      descr: 'edge box',
+      tags: { site: 'north' },
+      conn_type: '3',
+      conn_protocol: 'tcp',
+      allow_auto_create: true,
+    });
   });
 
   it('accepts conn_type as a number', async () => {
@@ -152,7 +173,9 @@ describe('device types', () => {
     await createDevice(other.api, (await createType(other.api)).id);
 
     const list = expectOk(await fx.api.get('/api/v1/device_types'));
-    const counts = Object.fromEntries(list.items.map((t: { name: string; device_count: number }) => [t.name, t.device_count]));
+    const counts = Object.fromEntries(
+      list.items.map((t: { name: string; device_count: number }) => [t.name, t.device_count]),
+    );
     expect(counts).toEqual({ busy: 3, idle: 0, one: 1 });
     expect(expectOk(await fx.api.get(`/api/v1/device_type/${busy.id}`)).device_count).toBe(3);
     expect(expectOk(await fx.api.get(`/api/v1/device_type/${idle.id}`)).device_count).toBe(0);
@@ -161,7 +184,12 @@ describe('device types', () => {
   it('updates only the fields given and answers the whole type', async () => {
     const created = await createType(p.api, { name: 'old', descr: 'keep me', tags: { a: '1' } });
     const updated = expectOk(
-      await p.api.put(`/api/v1/device_type/${created.id}`, { name: 'new', conn_protocol: 'http', allow_auto_create: true, tags: { b: '2' } }),
+      await p.api.put(`/api/v1/device_type/${created.id}`, {
+        name: 'new',
+        conn_protocol: 'http',
+        allow_auto_create: true,
+        tags: { b: '2' },
+      }),
     );
     expect(updated).toMatchObject({
       id: created.id,
@@ -191,7 +219,9 @@ describe('device types', () => {
     const body = expectFailure(await p.api.delete(`/api/v1/device_type/${created.id}`), 422);
     expect(body.message).toBe('Device type is used by 3 devices');
     for (const d of devs.slice(1)) expectOk(await p.api.delete(`/api/v1/device/${d.id}`));
-    expect(expectFailure(await p.api.delete(`/api/v1/device_type/${created.id}`), 422).message).toBe('Device type is used by 1 device');
+    expect(expectFailure(await p.api.delete(`/api/v1/device_type/${created.id}`), 422).message).toBe(
+      'Device type is used by 1 device',
+    );
     expectOk(await p.api.delete(`/api/v1/device/${devs[0]!.id}`));
     expect(expectOk(await p.api.delete(`/api/v1/device_type/${created.id}`))).toEqual({});
     expectFailure(await p.api.get(`/api/v1/device_type/${created.id}`), 404);
@@ -200,9 +230,17 @@ describe('device types', () => {
 
   it('deletes the models, streams and info definitions of a deleted type', async () => {
     const created = await createType(p.api);
-    expectOk(await p.api.post(`/api/v1/device_type/${created.id}/attribute`, { identifier: 'temp', name: 'T', data_type: 'number' }));
+    expectOk(
+      await p.api.post(`/api/v1/device_type/${created.id}/attribute`, {
+        identifier: 'temp',
+        name: 'T',
+        data_type: 'number',
+      }),
+    );
     expectOk(await p.api.post(`/api/v1/device_type/${created.id}/data_stream`, { identifier: 'raw', format: 'hex' }));
-    const info = expectOk(await p.api.post(`/api/v1/device_type/${created.id}/extend_info`, { info_type: 'text', name: 'serial' }));
+    const info = expectOk(
+      await p.api.post(`/api/v1/device_type/${created.id}/extend_info`, { info_type: 'text', name: 'serial' }),
+    );
     expectOk(await p.api.delete(`/api/v1/device_type/${created.id}`));
     const again = await createType(p.api);
     expect(expectOk(await p.api.get(`/api/v1/device_type/${again.id}/attributes`)).items).toEqual([]);
@@ -233,7 +271,9 @@ describe('device types', () => {
     expectFailure(await p.api.post(`${base}/data_stream`, { identifier: 'x', format: 'text' }), 404);
     expectFailure(await p.api.get(`${base}/extend_infos`), 404);
     expectFailure(await p.api.post(`${base}/extend_info`, { info_type: 'text', name: 'x' }), 404);
-    expect(expectOk(await p.api.get('/api/v1/device_types')).items.map((t: { id: string }) => t.id)).not.toContain(foreign.id);
+    expect(expectOk(await p.api.get('/api/v1/device_types')).items.map((t: { id: string }) => t.id)).not.toContain(
+      foreign.id,
+    );
     // Untouched in its own project.
     expect(expectOk(await other.api.get(base))).toMatchObject({ name: 'sensor', type_key: foreign.type_key });
   });
@@ -273,7 +313,10 @@ describe('device types', () => {
 
     const list = expectOk(await customer.get('/api/v1/device_types'));
     expect(list.items).toEqual([expect.objectContaining({ id: t.id, device_count: 1, type_key: '' })]);
-    expect(expectOk(await customer.get(`/api/v1/device_type/${t.id}`))).toMatchObject({ device_count: 1, type_key: '' });
+    expect(expectOk(await customer.get(`/api/v1/device_type/${t.id}`))).toMatchObject({
+      device_count: 1,
+      type_key: '',
+    });
     expect(expectOk(await fx.api.get(`/api/v1/device_type/${t.id}`)).device_count).toBe(2);
     expectOk(await customer.get(`/api/v1/device_type/${t.id}/attributes`));
     expectOk(await customer.get(`/api/v1/device_type/${t.id}/data_streams`));
@@ -283,9 +326,18 @@ describe('device types', () => {
     expectFailure(await customer.put(`/api/v1/device_type/${t.id}`, { name: 'x' }), 403);
     expectFailure(await customer.delete(`/api/v1/device_type/${t.id}`), 403);
     expectFailure(await customer.post(`/api/v1/device_type/${t.id}/type_key_reset`), 403);
-    expectFailure(await customer.post(`/api/v1/device_type/${t.id}/attribute`, { identifier: 'a', name: 'a', data_type: 'number' }), 403);
-    expectFailure(await customer.post(`/api/v1/device_type/${t.id}/data_stream`, { identifier: 'a', format: 'text' }), 403);
-    expectFailure(await customer.post(`/api/v1/device_type/${t.id}/extend_info`, { info_type: 'text', name: 'a' }), 403);
+    expectFailure(
+      await customer.post(`/api/v1/device_type/${t.id}/attribute`, { identifier: 'a', name: 'a', data_type: 'number' }),
+      403,
+    );
+    expectFailure(
+      await customer.post(`/api/v1/device_type/${t.id}/data_stream`, { identifier: 'a', format: 'text' }),
+      403,
+    );
+    expectFailure(
+      await customer.post(`/api/v1/device_type/${t.id}/extend_info`, { info_type: 'text', name: 'a' }),
+      403,
+    );
   });
 
   it('answers 401 without a token', async () => {
@@ -307,7 +359,9 @@ describe('attribute models', () => {
       }),
     );
     expect(temp).toEqual({ id: expect.any(String), identifier: 'temperature' });
-    const onOff = expectOk(await p.api.post(`${base}/attribute`, { identifier: '_on', name: 'Switch', data_type: 'boolean' }));
+    const onOff = expectOk(
+      await p.api.post(`${base}/attribute`, { identifier: '_on', name: 'Switch', data_type: 'boolean' }),
+    );
 
     const list = expectOk(await p.api.get(`${base}/attributes`));
     expect(list.items).toEqual([
@@ -336,7 +390,13 @@ describe('attribute models', () => {
     const updated = expectOk(
       await p.api.put(`${base}/attribute/_on`, { name: 'Power', data_options: { true_text: 'on', false_text: 'off' } }),
     );
-    expect(updated).toMatchObject({ id: onOff.id, identifier: '_on', name: 'Power', data_type: 'boolean', data_options: { true_text: 'on', false_text: 'off' } });
+    expect(updated).toMatchObject({
+      id: onOff.id,
+      identifier: '_on',
+      name: 'Power',
+      data_type: 'boolean',
+      data_options: { true_text: 'on', false_text: 'off' },
+    });
 
     const models = await ctx.services.deviceTypes.attributeModels(p.project.id, t.id);
     expect(models.map((m) => [m.identifier, m.name, m.dataType, m.options])).toEqual([
@@ -345,7 +405,9 @@ describe('attribute models', () => {
     ]);
 
     expectOk(await p.api.delete(`${base}/attribute/temperature`));
-    expect(expectOk(await p.api.get(`${base}/attributes`)).items.map((a: { identifier: string }) => a.identifier)).toEqual(['_on']);
+    expect(
+      expectOk(await p.api.get(`${base}/attributes`)).items.map((a: { identifier: string }) => a.identifier),
+    ).toEqual(['_on']);
     expectFailure(await p.api.delete(`${base}/attribute/temperature`), 404);
     expectFailure(await p.api.put(`${base}/attribute/temperature`, { name: 'x' }), 404);
   });
@@ -354,7 +416,10 @@ describe('attribute models', () => {
     const t = await createType(p.api);
     const body = { identifier: 'level', name: 'Level', data_type: 'number' };
     expectOk(await p.api.post(`/api/v1/device_type/${t.id}/attribute`, body));
-    const failure = expectFailure(await p.api.post(`/api/v1/device_type/${t.id}/attribute`, { ...body, data_type: 'string' }), 409);
+    const failure = expectFailure(
+      await p.api.post(`/api/v1/device_type/${t.id}/attribute`, { ...body, data_type: 'string' }),
+      409,
+    );
     expect(failure.message).toMatch(/level/);
     const t2 = await createType(p.api);
     expectOk(await p.api.post(`/api/v1/device_type/${t2.id}/attribute`, body));
@@ -368,7 +433,9 @@ describe('attribute models', () => {
       expect(body.errors[0].path).toBe('identifier');
     }
     expectOk(await p.api.post(url, { identifier: 'a'.repeat(64), name: 'x', data_type: 'number' }));
-    expect(expectFailure(await p.api.post(url, { identifier: 'ok', name: 'x', data_type: 'float' }), 400).errors[0].path).toBe('data_type');
+    expect(
+      expectFailure(await p.api.post(url, { identifier: 'ok', name: 'x', data_type: 'float' }), 400).errors[0].path,
+    ).toBe('data_type');
     expectFailure(await p.api.post(url, { identifier: 'ok', data_type: 'number' }), 400);
     expectFailure(await p.api.put(`${url}/${'a'.repeat(64)}`, { data_type: 'integer' }), 400);
     expectFailure(await p.api.put(`${url}/${'a'.repeat(64)}`, {}), 400);
@@ -391,23 +458,49 @@ describe('attribute models', () => {
       ['array', { min: 1 }, 'data_options'],
     ];
     for (const [dataType, options, path] of bad) {
-      const body = expectFailure(await p.api.post(url, { identifier: 'x', name: 'x', data_type: dataType, data_options: options }), 400);
+      const body = expectFailure(
+        await p.api.post(url, { identifier: 'x', name: 'x', data_type: dataType, data_options: options }),
+        400,
+      );
       expect(body.errors[0].path, `${dataType} ${JSON.stringify(options)}`).toBe(path);
     }
-    expectFailure(await p.api.post(url, { identifier: 'x', name: 'x', data_type: 'number', data_options: 'min=1' }), 400);
-    expectOk(await p.api.post(url, { identifier: 'mode', name: 'Mode', data_type: 'string', data_options: { max_length: 8, choices: ['auto', 'manual'] } }));
+    expectFailure(
+      await p.api.post(url, { identifier: 'x', name: 'x', data_type: 'number', data_options: 'min=1' }),
+      400,
+    );
+    expectOk(
+      await p.api.post(url, {
+        identifier: 'mode',
+        name: 'Mode',
+        data_type: 'string',
+        data_options: { max_length: 8, choices: ['auto', 'manual'] },
+      }),
+    );
     expect(expectOk(await p.api.get(`/api/v1/device_type/${t.id}/attributes`)).items).toHaveLength(1);
   });
 
   it('checks new data_options against the stored data type, and clears options when the data type changes', async () => {
     const t = await createType(p.api);
     const base = `/api/v1/device_type/${t.id}/attribute`;
-    expectOk(await p.api.post(base, { identifier: 'level', name: 'Level', data_type: 'number', data_options: { min: 0 } }));
-    expect(expectFailure(await p.api.put(`${base}/level`, { data_options: { max_length: 4 } }), 400).errors[0].path).toBe('data_options');
+    expectOk(
+      await p.api.post(base, { identifier: 'level', name: 'Level', data_type: 'number', data_options: { min: 0 } }),
+    );
+    expect(
+      expectFailure(await p.api.put(`${base}/level`, { data_options: { max_length: 4 } }), 400).errors[0].path,
+    ).toBe('data_options');
     expectFailure(await p.api.put(`${base}/level`, { data_type: 'boolean', data_options: { min: 1 } }), 400);
-    expect(expectOk(await p.api.put(`${base}/level`, { unit: 'm' }))).toMatchObject({ data_type: 'number', unit: 'm', data_options: { min: 0 } });
-    expect(expectOk(await p.api.put(`${base}/level`, { data_type: 'string' }))).toMatchObject({ data_type: 'string', data_options: {} });
-    expect(expectOk(await p.api.put(`${base}/level`, { data_type: 'boolean', data_options: { true_text: 'full' } }))).toMatchObject({
+    expect(expectOk(await p.api.put(`${base}/level`, { unit: 'm' }))).toMatchObject({
+      data_type: 'number',
+      unit: 'm',
+      data_options: { min: 0 },
+    });
+    expect(expectOk(await p.api.put(`${base}/level`, { data_type: 'string' }))).toMatchObject({
+      data_type: 'string',
+      data_options: {},
+    });
+    expect(
+      expectOk(await p.api.put(`${base}/level`, { data_type: 'boolean', data_options: { true_text: 'full' } })),
+    ).toMatchObject({
       data_type: 'boolean',
       data_options: { true_text: 'full' },
     });
@@ -418,9 +511,18 @@ describe('custom data streams', () => {
   it('adds, lists, updates and deletes data streams', async () => {
     const t = await createType(p.api);
     const base = `/api/v1/device_type/${t.id}`;
-    const raw = expectOk(await p.api.post(`${base}/data_stream`, { identifier: 'stream', format: 'hex', tcp_bound: true }));
+    const raw = expectOk(
+      await p.api.post(`${base}/data_stream`, { identifier: 'stream', format: 'hex', tcp_bound: true }),
+    );
     expect(raw).toEqual({ id: expect.any(String), identifier: 'stream' });
-    const js = expectOk(await p.api.post(`${base}/data_stream`, { identifier: 'json-1', name: 'JSON', format: 'json', map_to_attributes: true }));
+    const js = expectOk(
+      await p.api.post(`${base}/data_stream`, {
+        identifier: 'json-1',
+        name: 'JSON',
+        format: 'json',
+        map_to_attributes: true,
+      }),
+    );
 
     expect(expectOk(await p.api.get(`${base}/data_streams`)).items).toEqual([
       {
@@ -452,7 +554,9 @@ describe('custom data streams', () => {
       tcp_bound: true,
     });
     expectOk(await p.api.delete(`${base}/data_stream/stream`));
-    expect(expectOk(await p.api.get(`${base}/data_streams`)).items.map((s: { identifier: string }) => s.identifier)).toEqual(['json-1']);
+    expect(
+      expectOk(await p.api.get(`${base}/data_streams`)).items.map((s: { identifier: string }) => s.identifier),
+    ).toEqual(['json-1']);
     expectFailure(await p.api.delete(`${base}/data_stream/stream`), 404);
     expectFailure(await p.api.put(`${base}/data_stream/stream`, { name: 'x' }), 404);
   });
@@ -460,7 +564,10 @@ describe('custom data streams', () => {
   it('rejects a duplicate identifier within a type with 409', async () => {
     const t = await createType(p.api);
     expectOk(await p.api.post(`/api/v1/device_type/${t.id}/data_stream`, { identifier: 'raw', format: 'hex' }));
-    const body = expectFailure(await p.api.post(`/api/v1/device_type/${t.id}/data_stream`, { identifier: 'raw', format: 'text' }), 409);
+    const body = expectFailure(
+      await p.api.post(`/api/v1/device_type/${t.id}/data_stream`, { identifier: 'raw', format: 'text' }),
+      409,
+    );
     expect(body.message).toMatch(/raw/);
   });
 
@@ -468,7 +575,10 @@ describe('custom data streams', () => {
     const t = await createType(p.api);
     const base = `/api/v1/device_type/${t.id}`;
     expectOk(await p.api.post(`${base}/data_stream`, { identifier: 'first', format: 'hex', tcp_bound: true }));
-    const body = expectFailure(await p.api.post(`${base}/data_stream`, { identifier: 'second', format: 'text', tcp_bound: true }), 409);
+    const body = expectFailure(
+      await p.api.post(`${base}/data_stream`, { identifier: 'second', format: 'text', tcp_bound: true }),
+      409,
+    );
     expect(body.message).toMatch(/TCP-bound.*"first"/);
     expectOk(await p.api.post(`${base}/data_stream`, { identifier: 'second', format: 'text' }));
     expectFailure(await p.api.put(`${base}/data_stream/second`, { tcp_bound: true }), 409);
@@ -478,13 +588,22 @@ describe('custom data streams', () => {
     expect(expectOk(await p.api.put(`${base}/data_stream/second`, { tcp_bound: true })).tcp_bound).toBe(true);
     // Another type has its own binding.
     const t2 = await createType(p.api);
-    expectOk(await p.api.post(`/api/v1/device_type/${t2.id}/data_stream`, { identifier: 'first', format: 'hex', tcp_bound: true }));
+    expectOk(
+      await p.api.post(`/api/v1/device_type/${t2.id}/data_stream`, {
+        identifier: 'first',
+        format: 'hex',
+        tcp_bound: true,
+      }),
+    );
   });
 
   it('allows map_to_attributes only on json streams', async () => {
     const t = await createType(p.api);
     const base = `/api/v1/device_type/${t.id}`;
-    const body = expectFailure(await p.api.post(`${base}/data_stream`, { identifier: 'raw', format: 'hex', map_to_attributes: true }), 400);
+    const body = expectFailure(
+      await p.api.post(`${base}/data_stream`, { identifier: 'raw', format: 'hex', map_to_attributes: true }),
+      400,
+    );
     expect(body.errors[0].path).toBe('map_to_attributes');
     expectOk(await p.api.post(`${base}/data_stream`, { identifier: 'js', format: 'json', map_to_attributes: true }));
     expectFailure(await p.api.put(`${base}/data_stream/js`, { format: 'text' }), 400);
@@ -496,10 +615,14 @@ describe('custom data streams', () => {
     const t = await createType(p.api);
     const url = `/api/v1/device_type/${t.id}/data_stream`;
     for (const identifier of ['', 'has space', 'dot.ted', 'a/b', 'x'.repeat(65)]) {
-      expect(expectFailure(await p.api.post(url, { identifier, format: 'hex' }), 400).errors[0].path).toBe('identifier');
+      expect(expectFailure(await p.api.post(url, { identifier, format: 'hex' }), 400).errors[0].path).toBe(
+        'identifier',
+      );
     }
     expectOk(await p.api.post(url, { identifier: '0-start_ok', format: 'hex' }));
-    expect(expectFailure(await p.api.post(url, { identifier: 'ok', format: 'binary' }), 400).errors[0].path).toBe('format');
+    expect(expectFailure(await p.api.post(url, { identifier: 'ok', format: 'binary' }), 400).errors[0].path).toBe(
+      'format',
+    );
     expectFailure(await p.api.post(url, { identifier: 'ok' }), 400);
     expectFailure(await p.api.put(`${url}/0-start_ok`, {}), 400);
   });
@@ -535,9 +658,23 @@ describe('extend-info definitions', () => {
       },
     ]);
 
-    const serial = expectOk(await p.api.post(`${base}/extend_info`, { info_type: 'text', name: 'Serial', descr: 'on the label', options: { max_length: 32 } }));
+    const serial = expectOk(
+      await p.api.post(`${base}/extend_info`, {
+        info_type: 'text',
+        name: 'Serial',
+        descr: 'on the label',
+        options: { max_length: 32 },
+      }),
+    );
     expect(serial).toEqual({ id: expect.any(String), name: 'Serial' });
-    const color = expectOk(await p.api.post(`${base}/extend_info`, { info_type: 'enum', name: 'Color', enabled: false, options: { choices: ['red', 'blue'] } }));
+    const color = expectOk(
+      await p.api.post(`${base}/extend_info`, {
+        info_type: 'enum',
+        name: 'Color',
+        enabled: false,
+        options: { choices: ['red', 'blue'] },
+      }),
+    );
     const items = expectOk(await p.api.get(`${base}/extend_infos`)).items;
     expect(items.map((i: { id: string }) => i.id)).toEqual(['location', 'contact', serial.id, color.id]);
     expect(items[2]).toEqual({
@@ -551,7 +688,13 @@ describe('extend-info definitions', () => {
       update_time: expect.any(Number),
       is_standard: false,
     });
-    expect(items[3]).toMatchObject({ info_type: 'enum', name: 'Color', descr: '', enabled: false, options: { choices: ['red', 'blue'] } });
+    expect(items[3]).toMatchObject({
+      info_type: 'enum',
+      name: 'Color',
+      descr: '',
+      enabled: false,
+      options: { choices: ['red', 'blue'] },
+    });
   });
 
   it('defaults options of types that need none', async () => {
@@ -560,7 +703,9 @@ describe('extend-info definitions', () => {
     for (const info_type of ['text', 'number', 'boolean']) {
       expectOk(await p.api.post(`${base}/extend_info`, { info_type, name: info_type }));
     }
-    const items = expectOk(await p.api.get(`${base}/extend_infos`)).items.filter((i: { is_standard: boolean }) => !i.is_standard);
+    const items = expectOk(await p.api.get(`${base}/extend_infos`)).items.filter(
+      (i: { is_standard: boolean }) => !i.is_standard,
+    );
     expect(items.map((i: { info_type: string; options: unknown }) => [i.info_type, i.options])).toEqual([
       ['text', {}],
       ['number', {}],
@@ -571,8 +716,12 @@ describe('extend-info definitions', () => {
   it('rejects bad info types and options with 400', async () => {
     const t = await createType(p.api);
     const url = `/api/v1/device_type/${t.id}/extend_info`;
-    expect(expectFailure(await p.api.post(url, { info_type: 'location', name: 'x' }), 400).errors[0].path).toBe('info_type');
-    expect(expectFailure(await p.api.post(url, { info_type: 'date', name: 'x' }), 400).errors[0].path).toBe('info_type');
+    expect(expectFailure(await p.api.post(url, { info_type: 'location', name: 'x' }), 400).errors[0].path).toBe(
+      'info_type',
+    );
+    expect(expectFailure(await p.api.post(url, { info_type: 'date', name: 'x' }), 400).errors[0].path).toBe(
+      'info_type',
+    );
     expectFailure(await p.api.post(url, { info_type: 'text' }), 400);
     const bad: [string, Record<string, unknown> | undefined, string][] = [
       ['enum', undefined, 'options.choices'],
@@ -594,7 +743,14 @@ describe('extend-info definitions', () => {
     const t = await createType(p.api);
     const base = `/api/v1/device_type/${t.id}/extend_info`;
     const info = expectOk(await p.api.post(base, { info_type: 'number', name: 'Floor', options: { integer: true } }));
-    const updated = expectOk(await p.api.put(`${base}/${info.id}`, { name: 'Storey', descr: 'above ground', enabled: false, options: { min: 0, max: 99 } }));
+    const updated = expectOk(
+      await p.api.put(`${base}/${info.id}`, {
+        name: 'Storey',
+        descr: 'above ground',
+        enabled: false,
+        options: { min: 0, max: 99 },
+      }),
+    );
     expect(updated).toEqual({
       id: info.id,
       info_type: 'number',
@@ -606,7 +762,9 @@ describe('extend-info definitions', () => {
       update_time: expect.any(Number),
       is_standard: false,
     });
-    expect(expectFailure(await p.api.put(`${base}/${info.id}`, { options: { choices: ['a'] } }), 400).errors[0].path).toBe('options');
+    expect(
+      expectFailure(await p.api.put(`${base}/${info.id}`, { options: { choices: ['a'] } }), 400).errors[0].path,
+    ).toBe('options');
     expectFailure(await p.api.put(`${base}/${info.id}`, {}), 400);
     expectFailure(await p.api.put(`${base}/${info.id}`, { info_type: 'text' }), 400);
     expect(expectOk(await p.api.get(`/api/v1/device_type/${t.id}/extend_infos`)).items[2]).toEqual(updated);
@@ -627,17 +785,24 @@ describe('extend-info definitions', () => {
     const kept = expectOk(await p.api.post(base, { info_type: 'boolean', name: 'Indoor' }));
     const d = await createDevice(p.api, t.id);
     const now = Date.now();
-    const value = (infoId: string, v: unknown) => ({ deviceId: d.id, infoId, projectId: p.project.id, value: v, createTime: now, updateTime: now });
-    await ctx.database.db.insert(deviceInfos).values([value(gone.id, 'SN-1'), value(kept.id, true), value('location', { latitude: 1 })]);
+    const value = (infoId: string, v: unknown) => ({
+      deviceId: d.id,
+      infoId,
+      projectId: p.project.id,
+      value: v,
+      createTime: now,
+      updateTime: now,
+    });
+    await ctx.database.db
+      .insert(deviceInfos)
+      .values([value(gone.id, 'SN-1'), value(kept.id, true), value('location', { latitude: 1 })]);
 
     expect(expectOk(await p.api.delete(`${base}/${gone.id}`))).toEqual({});
     const rows = await ctx.database.db.select().from(deviceInfos).where(eq(deviceInfos.deviceId, d.id));
     expect(rows.map((r) => r.infoId).sort()).toEqual([kept.id, 'location'].sort());
-    expect(expectOk(await p.api.get(`/api/v1/device_type/${t.id}/extend_infos`)).items.map((i: { id: string }) => i.id)).toEqual([
-      'location',
-      'contact',
-      kept.id,
-    ]);
+    expect(
+      expectOk(await p.api.get(`/api/v1/device_type/${t.id}/extend_infos`)).items.map((i: { id: string }) => i.id),
+    ).toEqual(['location', 'contact', kept.id]);
     expectFailure(await p.api.delete(`${base}/${gone.id}`), 404);
     expectFailure(await p.api.put(`${base}/${gone.id}`, { name: 'x' }), 404);
 

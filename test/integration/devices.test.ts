@@ -1,6 +1,13 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createProject, createTestApp, expectFailure, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import {
+  createProject,
+  createTestApp,
+  expectFailure,
+  expectOk,
+  type ProjectFixture,
+  type TestContext,
+} from '../helpers/app.ts';
 
 let ctx: TestContext;
 let p: ProjectFixture;
@@ -17,7 +24,12 @@ async function newDevice(f: ProjectFixture, body: Record<string, unknown> = {}) 
 
 describe('device create and read', () => {
   it('creates a device and reads it back with the documented fields', async () => {
-    const created = await newDevice(p, { name: 'pump 1', descr: 'basement', tags: { floor: '-1' }, device_key: 'chip-001' });
+    const created = await newDevice(p, {
+      name: 'pump 1',
+      descr: 'basement',
+      tags: { floor: '-1' },
+      device_key: 'chip-001',
+    });
     expect(created).toEqual({ id: expect.any(String), name: 'pump 1' });
     const d = expectOk(await p.api.get(`/api/v1/device/${created.id}`));
     expect(d).toEqual({
@@ -62,10 +74,21 @@ describe('device create and read', () => {
 
   it('refuses to create devices beyond the project quota with 422', async () => {
     const project = await ctx.services.projects.create({ name: 'small', device_quota: 1 });
-    const login = expectOk(await ctx.app.inject({ method: 'POST', url: '/api/v1/access_token', payload: project.app }).then((r) => ({ status: r.statusCode, body: r.json(), headers: r.headers })));
+    const login = expectOk(
+      await ctx.app
+        .inject({ method: 'POST', url: '/api/v1/access_token', payload: project.app })
+        .then((r) => ({ status: r.statusCode, body: r.json(), headers: r.headers })),
+    );
     const token = login.access_token as string;
     const post = (name: string) =>
-      ctx.app.inject({ method: 'POST', url: '/api/v1/device', headers: { authorization: `Bearer ${token}` }, payload: { name } }).then((r) => ({ status: r.statusCode, body: r.json(), headers: r.headers }));
+      ctx.app
+        .inject({
+          method: 'POST',
+          url: '/api/v1/device',
+          headers: { authorization: `Bearer ${token}` },
+          payload: { name },
+        })
+        .then((r) => ({ status: r.statusCode, body: r.json(), headers: r.headers }));
     expectOk(await post('one'));
     expect(expectFailure(await post('two'), 422).message).toMatch(/quota/);
   });
@@ -176,7 +199,12 @@ describe('device certificate', () => {
   it('returns the access token and project key, and a reset replaces the token', async () => {
     const d = await newDevice(p);
     const cert = expectOk(await p.api.get(`/api/v1/device/${d.id}/certificate`));
-    expect(cert).toEqual({ id: d.id, name: 'dev', access_token: expect.any(String), project_key: p.project.project_key });
+    expect(cert).toEqual({
+      id: d.id,
+      name: 'dev',
+      access_token: expect.any(String),
+      project_key: p.project.project_key,
+    });
     const reset = expectOk(await p.api.post(`/api/v1/device/${d.id}/certificate/reset`));
     expect(reset.access_token).not.toBe(cert.access_token);
     expect(expectOk(await p.api.get(`/api/v1/device/${d.id}/certificate`)).access_token).toBe(reset.access_token);
@@ -189,7 +217,9 @@ describe('device stats', () => {
     const ids = [];
     for (let i = 0; i < 6; i++) ids.push((await newDevice(f)).id);
     const set = (id: string, online: boolean, active: boolean, level: number) =>
-      ctx.database.db.execute(sql`update devices set online = ${online}, active = ${active}, alarm_level = ${level} where id = ${id}`);
+      ctx.database.db.execute(
+        sql`update devices set online = ${online}, active = ${active}, alarm_level = ${level} where id = ${id}`,
+      );
     await set(ids[0]!, true, true, 0);
     await set(ids[1]!, true, true, 1);
     await set(ids[2]!, false, true, 2);
@@ -219,9 +249,19 @@ describe('device extended information', () => {
     const list = expectOk(await p.api.get(`/api/v1/device/${d.id}/extend_infos`));
     expect(list.items.map((i: { id: string }) => i.id)).toEqual(['location', 'contact']);
     expect(list.items[0]).toMatchObject({ info_type: 'location', is_standard: true, value: {} });
-    const first = expectOk(await p.api.post(`/api/v1/device/${d.id}/standard_infos`, { info_type: 'location', value: { latitude: 31.2, longitude: 121.5 } }));
+    const first = expectOk(
+      await p.api.post(`/api/v1/device/${d.id}/standard_infos`, {
+        info_type: 'location',
+        value: { latitude: 31.2, longitude: 121.5 },
+      }),
+    );
     expect(first).toEqual({ location: { latitude: 31.2, longitude: 121.5 } });
-    const second = expectOk(await p.api.post(`/api/v1/device/${d.id}/standard_infos`, { info_type: 'location', value: { address: 'Pier 3' } }));
+    const second = expectOk(
+      await p.api.post(`/api/v1/device/${d.id}/standard_infos`, {
+        info_type: 'location',
+        value: { address: 'Pier 3' },
+      }),
+    );
     expect(second).toEqual({ location: { latitude: 31.2, longitude: 121.5, address: 'Pier 3' } });
     const after = expectOk(await p.api.get(`/api/v1/device/${d.id}/extend_infos`));
     expect(after.items[0].value).toEqual({ latitude: 31.2, longitude: 121.5, address: 'Pier 3' });
@@ -229,33 +269,60 @@ describe('device extended information', () => {
 
   it('rejects unknown standard types, unknown fields and out-of-range values', async () => {
     const d = await newDevice(p);
-    expectFailure(await p.api.post(`/api/v1/device/${d.id}/standard_infos`, { info_type: 'weather', value: { a: 1 } }), 400);
-    expectFailure(await p.api.post(`/api/v1/device/${d.id}/standard_infos`, { info_type: 'location', value: { altitude: 1 } }), 400);
-    const bad = expectFailure(await p.api.post(`/api/v1/device/${d.id}/standard_infos`, { info_type: 'location', value: { latitude: 91 } }), 400);
+    expectFailure(
+      await p.api.post(`/api/v1/device/${d.id}/standard_infos`, { info_type: 'weather', value: { a: 1 } }),
+      400,
+    );
+    expectFailure(
+      await p.api.post(`/api/v1/device/${d.id}/standard_infos`, { info_type: 'location', value: { altitude: 1 } }),
+      400,
+    );
+    const bad = expectFailure(
+      await p.api.post(`/api/v1/device/${d.id}/standard_infos`, { info_type: 'location', value: { latitude: 91 } }),
+      400,
+    );
     expect(bad.errors[0].path).toBe('value.latitude');
   });
 
   it("validates custom infos against the type's definitions", async () => {
     const now = Date.now();
     const typeId = `t${now.toString(16)}`;
-    await ctx.database.db.execute(sql`insert into device_types (id, project_id, name, type_key, create_time, update_time)
+    await ctx.database.db
+      .execute(sql`insert into device_types (id, project_id, name, type_key, create_time, update_time)
       values (${typeId}, ${p.project.id}, 'meter', ${'tk' + now}, ${now}, ${now})`);
-    await ctx.database.db.execute(sql`insert into extend_info_defs (id, project_id, device_type_id, info_type, name, options, create_time, update_time) values
+    await ctx.database.db
+      .execute(sql`insert into extend_info_defs (id, project_id, device_type_id, info_type, name, options, create_time, update_time) values
       (${'a-serial' + now}, ${p.project.id}, ${typeId}, 'text', 'Serial', '{"max_length": 8}'::jsonb, ${now}, ${now}),
       (${'b-phase' + now}, ${p.project.id}, ${typeId}, 'enum', 'Phase', '{"choices": ["A","B","C"]}'::jsonb, ${now}, ${now})`);
     const d = await newDevice(p, { type: typeId });
-    const set = expectOk(await p.api.post(`/api/v1/device/${d.id}/extend_infos`, { infos: { ['a-serial' + now]: 'SN-1', ['b-phase' + now]: 'B' } }));
+    const set = expectOk(
+      await p.api.post(`/api/v1/device/${d.id}/extend_infos`, {
+        infos: { ['a-serial' + now]: 'SN-1', ['b-phase' + now]: 'B' },
+      }),
+    );
     expect(set).toEqual({ ['a-serial' + now]: 'SN-1', ['b-phase' + now]: 'B' });
     const list = expectOk(await p.api.get(`/api/v1/device/${d.id}/extend_infos`));
-    expect(list.items.slice(2).map((i: { name: string; value: unknown; is_standard: boolean }) => [i.name, i.value, i.is_standard])).toEqual([
+    expect(
+      list.items
+        .slice(2)
+        .map((i: { name: string; value: unknown; is_standard: boolean }) => [i.name, i.value, i.is_standard]),
+    ).toEqual([
       ['Serial', 'SN-1', false],
       ['Phase', 'B', false],
     ]);
     expectFailure(await p.api.post(`/api/v1/device/${d.id}/extend_infos`, { infos: { ['b-phase' + now]: 'D' } }), 400);
-    expectFailure(await p.api.post(`/api/v1/device/${d.id}/extend_infos`, { infos: { ['a-serial' + now]: 'TOO-LONG-SERIAL' } }), 400);
+    expectFailure(
+      await p.api.post(`/api/v1/device/${d.id}/extend_infos`, { infos: { ['a-serial' + now]: 'TOO-LONG-SERIAL' } }),
+      400,
+    );
     expectFailure(await p.api.post(`/api/v1/device/${d.id}/extend_infos`, { infos: { unknown: 'x' } }), 400);
     // nothing of a rejected batch is written
-    expectFailure(await p.api.post(`/api/v1/device/${d.id}/extend_infos`, { infos: { ['a-serial' + now]: 'SN-2', ['b-phase' + now]: 'Z' } }), 400);
+    expectFailure(
+      await p.api.post(`/api/v1/device/${d.id}/extend_infos`, {
+        infos: { ['a-serial' + now]: 'SN-2', ['b-phase' + now]: 'Z' },
+      }),
+      400,
+    );
     expect(expectOk(await p.api.get(`/api/v1/device/${d.id}/extend_infos`)).items[2].value).toBe('SN-1');
   });
 });

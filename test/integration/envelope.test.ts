@@ -1,5 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { client, createProject, createTestApp, expectFailure, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import {
+  client,
+  createProject,
+  createTestApp,
+  expectFailure,
+  expectOk,
+  type ProjectFixture,
+  type TestContext,
+} from '../helpers/app.ts';
 
 let ctx: TestContext;
 let p: ProjectFixture;
@@ -10,8 +18,18 @@ beforeAll(async () => {
 });
 afterAll(() => ctx?.close());
 
-const raw = (method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', url: string, payload?: string, headers: Record<string, string> = {}) =>
-  ctx.app.inject({ method, url, ...(payload !== undefined ? { payload } : {}), headers: { authorization: `Bearer ${p.appToken}`, ...headers } });
+const raw = (
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE',
+  url: string,
+  payload?: string,
+  headers: Record<string, string> = {},
+) =>
+  ctx.app.inject({
+    method,
+    url,
+    ...(payload !== undefined ? { payload } : {}),
+    headers: { authorization: `Bearer ${p.appToken}`, ...headers },
+  });
 
 describe('unknown routes', () => {
   it('answer 404 {"message":"Request invalid"}', async () => {
@@ -38,7 +56,9 @@ describe('request bodies', () => {
   });
 
   it('reads a JSON body whatever its content type (curl -d sends form encoding)', async () => {
-    const res = await raw('POST', '/api/v1/device', '{"name":"from curl"}', { 'content-type': 'application/x-www-form-urlencoded' });
+    const res = await raw('POST', '/api/v1/device', '{"name":"from curl"}', {
+      'content-type': 'application/x-www-form-urlencoded',
+    });
     expect(res.json()).toMatchObject({ result: true, info: { name: 'from curl' } });
   });
 
@@ -64,7 +84,9 @@ describe('request bodies', () => {
   });
 
   it('answers a body over the size limit with a 400 failure, not a crash', async () => {
-    const res = await raw('POST', '/api/v1/device', JSON.stringify({ name: 'big', descr: 'x'.repeat(100 * 1024) }), { 'content-type': 'application/json' });
+    const res = await raw('POST', '/api/v1/device', JSON.stringify({ name: 'big', descr: 'x'.repeat(100 * 1024) }), {
+      'content-type': 'application/json',
+    });
     expect(res.statusCode).toBe(200);
     expect(res.json()).toMatchObject({ result: false, errcode: 400, message: expect.stringMatching(/larger than/) });
   });
@@ -78,7 +100,12 @@ describe('request bodies', () => {
   });
 
   it('strips prototype-poisoning keys', async () => {
-    const res = await raw('POST', '/api/v1/device', '{"name":"proto","__proto__":{"polluted":true},"tags":{"__proto__":"x"}}', { 'content-type': 'application/json' });
+    const res = await raw(
+      'POST',
+      '/api/v1/device',
+      '{"name":"proto","__proto__":{"polluted":true},"tags":{"__proto__":"x"}}',
+      { 'content-type': 'application/json' },
+    );
     expect(res.json()).toMatchObject({ result: true });
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });
@@ -94,21 +121,40 @@ describe('authentication', () => {
     const anon = client(ctx.app);
     expect(expectFailure(await anon.get('/api/v1/project'), 401).message).toMatch(/Authorization/);
     expectFailure(await client(ctx.app, 'garbage').get('/api/v1/project'), 401);
-    const res = await ctx.app.inject({ method: 'GET', url: '/api/v1/project', headers: { authorization: `Basic ${p.appToken}` } });
+    const res = await ctx.app.inject({
+      method: 'GET',
+      url: '/api/v1/project',
+      headers: { authorization: `Basic ${p.appToken}` },
+    });
     expect(res.statusCode).toBe(401);
   });
 
   it('checks the token before the body, so a bad body without a token is a 401', async () => {
-    const res = await ctx.app.inject({ method: 'POST', url: '/api/v1/device', payload: '{bad', headers: { 'content-type': 'application/json' } });
+    const res = await ctx.app.inject({
+      method: 'POST',
+      url: '/api/v1/device',
+      payload: '{bad',
+      headers: { 'content-type': 'application/json' },
+    });
     expect(res.statusCode).toBe(401);
   });
 });
 
 describe('project', () => {
   it('reads and updates the project of the token', async () => {
-    expect(expectOk(await p.api.get('/api/v1/project'))).toEqual({ id: p.project.id, name: 'test project', descr: '', tags: {} });
+    expect(expectOk(await p.api.get('/api/v1/project'))).toEqual({
+      id: p.project.id,
+      name: 'test project',
+      descr: '',
+      tags: {},
+    });
     expectOk(await p.admin.put('/api/v1/project', { descr: 'plant A', tags: { site: 'A' } }));
-    expect(expectOk(await p.api.get('/api/v1/project'))).toEqual({ id: p.project.id, name: 'test project', descr: 'plant A', tags: { site: 'A' } });
+    expect(expectOk(await p.api.get('/api/v1/project'))).toEqual({
+      id: p.project.id,
+      name: 'test project',
+      descr: 'plant A',
+      tags: { site: 'A' },
+    });
     expectFailure(await p.api.put('/api/v1/project', {}), 400);
   });
 });
@@ -118,11 +164,21 @@ describe('review findings', () => {
     const d = expectOk(await p.api.post('/api/v1/device', { name: 'surrogates' }));
     for (const payload of ['{"tags":{"\\ud800":"x"}}', '{"tags":{"k":"\\udfff"}}']) {
       const res = await raw('PUT', `/api/v1/device/${d.id}/tags`, payload, { 'content-type': 'application/json' });
-      expect(res.json(), payload).toMatchObject({ result: false, errcode: 400, message: expect.stringMatching(/well-formed/) });
+      expect(res.json(), payload).toMatchObject({
+        result: false,
+        errcode: 400,
+        message: expect.stringMatching(/well-formed/),
+      });
     }
-    expect((await raw('POST', '/api/v1/device', '{"name":"\\ud800"}', { 'content-type': 'application/json' })).json()).toMatchObject({ errcode: 400 });
+    expect(
+      (await raw('POST', '/api/v1/device', '{"name":"\\ud800"}', { 'content-type': 'application/json' })).json(),
+    ).toMatchObject({ errcode: 400 });
     // a proper surrogate pair is an ordinary character
-    expectOk(await raw('PUT', `/api/v1/device/${d.id}/tags`, '{"tags":{"emoji":"\\ud83d\\ude00"}}', { 'content-type': 'application/json' }).then((r) => ({ status: r.statusCode, body: r.json(), headers: r.headers })));
+    expectOk(
+      await raw('PUT', `/api/v1/device/${d.id}/tags`, '{"tags":{"emoji":"\\ud83d\\ude00"}}', {
+        'content-type': 'application/json',
+      }).then((r) => ({ status: r.statusCode, body: r.json(), headers: r.headers })),
+    );
     expect(expectOk(await p.api.get(`/api/v1/device/${d.id}`)).tags).toEqual({ emoji: '😀' });
   });
 

@@ -32,7 +32,9 @@ describe('CSV export', () => {
     };
     await ctx.services.currentValues.reportSeries(identity, [{ ts: t0, attributes }]);
     const ids = Object.keys(attributes).join(',');
-    const res = await p.api.get(`/api/v1/device/${d.id}/attributes/export?identifiers=${ids}&start_time=${t0}&end_time=${t0 + 1}`);
+    const res = await p.api.get(
+      `/api/v1/device/${d.id}/attributes/export?identifiers=${ids}&start_time=${t0}&end_time=${t0 + 1}`,
+    );
     expect(res.status).toBe(200);
     const cells = new Map(
       String(res.body)
@@ -62,19 +64,37 @@ describe('API tokens', () => {
     const claims = { pid: p.project.id, kind: 'app', sub: p.project.app.app_id, ts: Date.now() };
     const eternal = ctx.app.jwt.sign(claims as never);
     expect(JSON.parse(Buffer.from(eternal.split('.')[1]!, 'base64url').toString())).not.toHaveProperty('exp');
-    const res = await ctx.app.inject({ method: 'GET', url: '/api/v1/project', headers: { authorization: `Bearer ${eternal}` } });
+    const res = await ctx.app.inject({
+      method: 'GET',
+      url: '/api/v1/project',
+      headers: { authorization: `Bearer ${eternal}` },
+    });
     expect(res.statusCode).toBe(401);
     expect(res.json()).toEqual({ result: false, errcode: 401, message: 'Invalid access token', errors: [] });
     // The same claims with an expiry are accepted: only exp differs.
     const expiring = ctx.app.jwt.sign(claims as never, { expiresIn: 60 });
-    expect((await ctx.app.inject({ method: 'GET', url: '/api/v1/project', headers: { authorization: `Bearer ${expiring}` } })).statusCode).toBe(200);
+    expect(
+      (
+        await ctx.app.inject({
+          method: 'GET',
+          url: '/api/v1/project',
+          headers: { authorization: `Bearer ${expiring}` },
+        })
+      ).statusCode,
+    ).toBe(200);
   });
 });
 
 describe('readiness', () => {
   async function appWith(readiness: Readiness) {
     const app = await buildApp({
-      config: { BODY_LIMIT: 1024 * 1024, LOGIN_RATE_LIMIT: 1000, LOGIN_RATE_WINDOW_MS: 60_000, PLATFORM_TOKEN: undefined, TRUST_PROXY: false },
+      config: {
+        BODY_LIMIT: 1024 * 1024,
+        LOGIN_RATE_LIMIT: 1000,
+        LOGIN_RATE_WINDOW_MS: 60_000,
+        PLATFORM_TOKEN: undefined,
+        TRUST_PROXY: false,
+      },
       services: ctx.services,
       jwtSecret: 'test-jwt-secret-0123456789abcdef0123456789',
       logger: false,
@@ -85,14 +105,20 @@ describe('readiness', () => {
   }
   const get = async (app: Awaited<ReturnType<typeof appWith>>, url: string) => {
     const res = await app.inject({ method: 'GET', url });
-    return { status: res.statusCode, body: res.json() as { result: boolean; errcode?: number; errors?: Array<{ path: string; message: string }> } };
+    return {
+      status: res.statusCode,
+      body: res.json() as { result: boolean; errcode?: number; errors?: Array<{ path: string; message: string }> },
+    };
   };
   const failing = (body: { errors?: Array<{ path: string }> }) => body.errors?.map((e) => e.path);
 
   it('waits for the listeners, follows the database and drains; /livez only answers', async () => {
     let hang: Promise<void> | undefined;
     const changes: string[] = [];
-    const logger = { warn: (o: object, msg: string) => changes.push(`${msg} ${JSON.stringify(o)}`), info: (_o: object, msg: string) => changes.push(msg) };
+    const logger = {
+      warn: (o: object, msg: string) => changes.push(`${msg} ${JSON.stringify(o)}`),
+      info: (_o: object, msg: string) => changes.push(msg),
+    };
     const readiness = createReadiness({
       logger,
       ping: () => hang ?? ctx.database.db.execute(sql`select 1`),
@@ -199,4 +225,3 @@ describe('readiness', () => {
     expect((await readiness.check()).ready).toBe(true);
   });
 });
-

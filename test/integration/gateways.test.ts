@@ -1,5 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { client, createProject, createTestApp, expectFailure, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import {
+  client,
+  createProject,
+  createTestApp,
+  expectFailure,
+  expectOk,
+  type ProjectFixture,
+  type TestContext,
+} from '../helpers/app.ts';
 
 /** The gateway API (device-protocol.md §8, http-api.md §4): attaching, listing and detaching sub-devices. */
 let ctx: TestContext;
@@ -16,17 +24,33 @@ beforeAll(async () => {
 afterAll(() => ctx?.close());
 
 async function device(kind?: keyof typeof types, f: ProjectFixture = p, type?: string): Promise<string> {
-  return expectOk(await f.api.post('/api/v1/device', { name: kind ?? 'untyped', ...(type || kind ? { type: type ?? types[kind!] } : {}) })).id;
+  return expectOk(
+    await f.api.post('/api/v1/device', {
+      name: kind ?? 'untyped',
+      ...(type || kind ? { type: type ?? types[kind!] } : {}),
+    }),
+  ).id;
 }
-const attach = (gateway: string, body: unknown, f: ProjectFixture = p) => f.api.post(`/api/v1/device/${gateway}/sub_devices`, body);
-const list = async (gateway: string, query = '') => expectOk(await p.api.get(`/api/v1/device/${gateway}/sub_devices${query}`));
+const attach = (gateway: string, body: unknown, f: ProjectFixture = p) =>
+  f.api.post(`/api/v1/device/${gateway}/sub_devices`, body);
+const list = async (gateway: string, query = '') =>
+  expectOk(await p.api.get(`/api/v1/device/${gateway}/sub_devices${query}`));
 
 describe('attaching a sub-device', () => {
   it('attaches at an address and lists it with its address and online state', async () => {
     const gw = await device('gateway');
     const sub = await device('sub');
-    expect(expectOk(await attach(gw, { device: sub, address: 'AA:BB:01' }))).toEqual({ id: sub, name: 'sub', gateway_id: gw, address: 'AA:BB:01' });
-    expect(await list(gw)).toEqual({ items: [{ id: sub, name: 'sub', type: types.sub, address: 'AA:BB:01', online: false }], total: 1, page_total: 1 });
+    expect(expectOk(await attach(gw, { device: sub, address: 'AA:BB:01' }))).toEqual({
+      id: sub,
+      name: 'sub',
+      gateway_id: gw,
+      address: 'AA:BB:01',
+    });
+    expect(await list(gw)).toEqual({
+      items: [{ id: sub, name: 'sub', type: types.sub, address: 'AA:BB:01', online: false }],
+      total: 1,
+      page_total: 1,
+    });
     // The sub-device's own read names its gateway; the gateway's does not.
     expect(expectOk(await p.api.get(`/api/v1/device/${sub}`)).gateway).toEqual({ id: gw, address: 'AA:BB:01' });
     expect(expectOk(await p.api.get(`/api/v1/device/${gw}`)).gateway).toBeNull();
@@ -87,7 +111,9 @@ describe('attaching a sub-device', () => {
     expectOk(await attach(gw1, { device: sub, address: '1' }));
     expectOk(await attach(gw1, { device: sub, address: '2' }));
     expect((await list(gw1)).items.map((i: { address: string }) => i.address)).toEqual(['2']);
-    expect(expectOk(await p.api.post(`/api/v1/device/${gw1}/sub_devices_remove`, { devices: [sub] }))).toEqual({ detached: [sub] });
+    expect(expectOk(await p.api.post(`/api/v1/device/${gw1}/sub_devices_remove`, { devices: [sub] }))).toEqual({
+      detached: [sub],
+    });
     expectOk(await attach(gw2, { device: sub, address: '1' }));
     expect((await list(gw2)).items.map((i: { id: string }) => i.id)).toEqual([sub]);
   });
@@ -115,7 +141,9 @@ describe('listing and detaching', () => {
     expectOk(await attach(gw, { device: a, address: 'a' }));
     expectOk(await attach(gw, { device: b, address: 'b' }));
     expectOk(await attach(other, { device: c, address: 'c' }));
-    const res = expectOk(await p.api.post(`/api/v1/device/${gw}/sub_devices_remove`, { devices: [a, c, 'no-such-device', a] }));
+    const res = expectOk(
+      await p.api.post(`/api/v1/device/${gw}/sub_devices_remove`, { devices: [a, c, 'no-such-device', a] }),
+    );
     expect(res).toEqual({ detached: [a] });
     expect((await list(gw)).items.map((i: { id: string }) => i.id)).toEqual([b]);
     expect((await list(other)).items.map((i: { id: string }) => i.id)).toEqual([c]);
@@ -144,7 +172,13 @@ describe('access', () => {
     expectOk(await p.api.post('/api/v1/customer', { name: 'Cid', account: 'cid', password: 'customer-password' }));
     const customerId = expectOk(await p.api.get('/api/v1/customers')).items[0].id;
     expectOk(await p.api.post(`/api/v1/customer/${customerId}/devices`, { devices: [gw, sub] }));
-    const login = expectOk(await client(ctx.app).post('/api/v1/customer_login', { app_id: p.project.app.app_id, account: 'cid', password: 'customer-password' }));
+    const login = expectOk(
+      await client(ctx.app).post('/api/v1/customer_login', {
+        app_id: p.project.app.app_id,
+        account: 'cid',
+        password: 'customer-password',
+      }),
+    );
     const customer = client(ctx.app, login.access_token);
     expectFailure(await customer.post(`/api/v1/device/${gw}/sub_devices`, { device: sub, address: '1' }), 403);
     expectFailure(await customer.get(`/api/v1/device/${gw}/sub_devices`), 403);
@@ -154,7 +188,9 @@ describe('access', () => {
 
   it("answers 404 for another project's gateway or device, and changes nothing there", async () => {
     const other = await createProject(ctx, 'other');
-    const otherGatewayType = expectOk(await other.api.post('/api/v1/device_type', { name: 'gateway', conn_type: '3' })).id;
+    const otherGatewayType = expectOk(
+      await other.api.post('/api/v1/device_type', { name: 'gateway', conn_type: '3' }),
+    ).id;
     const otherSubType = expectOk(await other.api.post('/api/v1/device_type', { name: 'sensor', conn_type: '2' })).id;
     const theirGateway = await device(undefined, other, otherGatewayType);
     const theirSub = await device(undefined, other, otherSubType);
@@ -166,8 +202,14 @@ describe('access', () => {
     expectFailure(await p.api.get(`/api/v1/device/${theirGateway}/sub_devices`), 404);
     expectFailure(await p.api.post(`/api/v1/device/${theirGateway}/sub_devices_remove`, { devices: [theirSub] }), 404);
     // Naming their sub-device from my own gateway detaches nothing there either.
-    expect(expectOk(await p.api.post(`/api/v1/device/${myGateway}/sub_devices_remove`, { devices: [theirSub] }))).toEqual({ detached: [] });
-    expect(expectOk(await other.api.get(`/api/v1/device/${theirGateway}/sub_devices`)).items.map((i: { id: string }) => i.id)).toEqual([theirSub]);
+    expect(
+      expectOk(await p.api.post(`/api/v1/device/${myGateway}/sub_devices_remove`, { devices: [theirSub] })),
+    ).toEqual({ detached: [] });
+    expect(
+      expectOk(await other.api.get(`/api/v1/device/${theirGateway}/sub_devices`)).items.map(
+        (i: { id: string }) => i.id,
+      ),
+    ).toEqual([theirSub]);
   });
 });
 

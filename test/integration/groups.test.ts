@@ -1,5 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { client, createProject, createTestApp, expectFailure, expectOk, type Client, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import {
+  client,
+  createProject,
+  createTestApp,
+  expectFailure,
+  expectOk,
+  type Client,
+  type ProjectFixture,
+  type TestContext,
+} from '../helpers/app.ts';
 
 let ctx: TestContext;
 let p: ProjectFixture;
@@ -23,13 +32,17 @@ const ids = (list: { items: { id: string }[] }) => list.items.map((d) => d.id).s
 async function customerClient(fx: ProjectFixture) {
   const account = `viewer-${Math.random().toString(36).slice(2, 10)}`;
   expectOk(await fx.api.post('/api/v1/customer', { name: 'viewer', account, password: 'viewer-pass-1' }));
-  const login = expectOk(await fx.api.post('/api/v1/customer_login', { app_id: fx.project.app.app_id, account, password: 'viewer-pass-1' }));
+  const login = expectOk(
+    await fx.api.post('/api/v1/customer_login', { app_id: fx.project.app.app_id, account, password: 'viewer-pass-1' }),
+  );
   return client(ctx.app, login.access_token as string);
 }
 
 describe('device groups', () => {
   it('creates a group and reads it back with the documented fields', async () => {
-    const created = expectOk(await p.api.post('/api/v1/device_group', { name: ' Floor 1 ', descr: 'first floor', tags: { site: 'hq' } }));
+    const created = expectOk(
+      await p.api.post('/api/v1/device_group', { name: ' Floor 1 ', descr: 'first floor', tags: { site: 'hq' } }),
+    );
     expect(created).toEqual({ id: expect.any(String), name: 'Floor 1' });
     const g = expectOk(await p.api.get(`/api/v1/device_group/${created.id}`));
     expect(g).toEqual({
@@ -63,7 +76,12 @@ describe('device groups', () => {
     const a1xy = await group(fx.api, { name: 'A1xy', parent_id: a1x });
     const tree = expectOk(await fx.api.get('/api/v1/device_groups_tree'));
     const node = (id: string, name: string, children: unknown[], tags = {}) => ({
-      id, name, descr: '', tags, create_time: expect.any(Number), children,
+      id,
+      name,
+      descr: '',
+      tags,
+      create_time: expect.any(Number),
+      children,
     });
     expect(tree).toEqual({
       items: [
@@ -82,7 +100,9 @@ describe('device groups', () => {
     const fx = await createProject(ctx, 'customer groups');
     const g = await group(fx.api, { name: 'visible' });
     const customer = await customerClient(fx);
-    expect(expectOk(await customer.get('/api/v1/device_groups_tree')).items.map((n: { id: string }) => n.id)).toEqual([g]);
+    expect(expectOk(await customer.get('/api/v1/device_groups_tree')).items.map((n: { id: string }) => n.id)).toEqual([
+      g,
+    ]);
     expectFailure(await customer.post('/api/v1/device_group', { name: 'nope' }), 403);
     expectFailure(await customer.put(`/api/v1/device_group/${g}`, { name: 'nope' }), 403);
     expectFailure(await customer.delete(`/api/v1/device_group/${g}`), 403);
@@ -101,13 +121,17 @@ describe('device groups', () => {
   });
 
   it('answers 404 for a parent that does not exist', async () => {
-    const body = expectFailure(await p.api.post('/api/v1/device_group', { name: 'orphan', parent_id: 'no-such-group' }), 404);
+    const body = expectFailure(
+      await p.api.post('/api/v1/device_group', { name: 'orphan', parent_id: 'no-such-group' }),
+      404,
+    );
     expect(body.message).toBe('Device group not found');
   });
 
   it('refuses a tree deeper than 16 levels', async () => {
     let parent = await group(p.api, { name: 'level 1' });
-    for (let level = 2; level <= 16; level++) parent = await group(p.api, { name: `level ${level}`, parent_id: parent });
+    for (let level = 2; level <= 16; level++)
+      parent = await group(p.api, { name: `level ${level}`, parent_id: parent });
     const body = expectFailure(await p.api.post('/api/v1/device_group', { name: 'level 17', parent_id: parent }), 400);
     expect(body.message).toMatch(/16 levels/);
   });
@@ -137,7 +161,12 @@ describe('device groups', () => {
   it('updates name, descr and tags (tags replace the map)', async () => {
     const g = await group(p.api, { name: 'old', descr: 'd', tags: { a: '1', b: '2' } });
     expectOk(await p.api.put(`/api/v1/device_group/${g}`, { name: 'new', descr: '', tags: { c: '3' } }));
-    expect(expectOk(await p.api.get(`/api/v1/device_group/${g}`))).toMatchObject({ name: 'new', descr: '', tags: { c: '3' }, parent_id: null });
+    expect(expectOk(await p.api.get(`/api/v1/device_group/${g}`))).toMatchObject({
+      name: 'new',
+      descr: '',
+      tags: { c: '3' },
+      parent_id: null,
+    });
   });
 
   it('moves a group under another and back to the root with parent_id null', async () => {
@@ -179,12 +208,18 @@ describe('device groups', () => {
     const child = await group(p.api, { name: 'child', parent_id: parent });
     const d1 = await device(p.api, 'one', [parent]);
     const d2 = await device(p.api, 'two', [parent]);
-    expect(expectFailure(await p.api.delete(`/api/v1/device_group/${parent}`), 422).message).toBe('Device group has 2 devices and 1 child group');
+    expect(expectFailure(await p.api.delete(`/api/v1/device_group/${parent}`), 422).message).toBe(
+      'Device group has 2 devices and 1 child group',
+    );
     expectOk(await p.api.put(`/api/v1/device/${d1}/groups`, { groups: [] }));
     expectOk(await p.api.put(`/api/v1/device/${d2}/groups`, { groups: [] }));
-    expect(expectFailure(await p.api.delete(`/api/v1/device_group/${parent}`), 422).message).toBe('Device group has 1 child group');
+    expect(expectFailure(await p.api.delete(`/api/v1/device_group/${parent}`), 422).message).toBe(
+      'Device group has 1 child group',
+    );
     await device(p.api, 'three', [child]);
-    expect(expectFailure(await p.api.delete(`/api/v1/device_group/${child}`), 422).message).toBe('Device group has 1 device');
+    expect(expectFailure(await p.api.delete(`/api/v1/device_group/${child}`), 422).message).toBe(
+      'Device group has 1 device',
+    );
   });
 
   it("answers 404 for every call on another project's group", async () => {
@@ -197,7 +232,9 @@ describe('device groups', () => {
     expectFailure(await p.api.post('/api/v1/device_group', { name: 'under theirs', parent_id: theirs }), 404);
     const mine = await group(p.api, { name: 'mine' });
     expectFailure(await p.api.put(`/api/v1/device_group/${mine}`, { parent_id: theirs }), 404);
-    expect(expectOk(await p.api.get('/api/v1/device_groups_tree')).items.map((n: { id: string }) => n.id)).not.toContain(theirs);
+    expect(
+      expectOk(await p.api.get('/api/v1/device_groups_tree')).items.map((n: { id: string }) => n.id),
+    ).not.toContain(theirs);
     expect(expectOk(await other.api.get(`/api/v1/device_group/${theirs}`)).name).toBe('theirs');
   });
 
@@ -227,11 +264,15 @@ describe('device list filtered by groups', () => {
     await device(fx.api, 'ungrouped');
 
     expect(ids(expectOk(await fx.api.get(`/api/v1/devices?group=${mid}`)))).toEqual([inMid, inMidAndSide].sort());
-    expect(ids(expectOk(await fx.api.get(`/api/v1/devices?groups=${low},${side}`)))).toEqual([inLow, inSide, inMidAndSide].sort());
+    expect(ids(expectOk(await fx.api.get(`/api/v1/devices?groups=${low},${side}`)))).toEqual(
+      [inLow, inSide, inMidAndSide].sort(),
+    );
     expect(ids(expectOk(await fx.api.get(`/api/v1/devices?group=${top}&include_sub_groups=1`)))).toEqual(
       [inTop, inMid, inLow, inMidAndSide].sort(),
     );
-    expect(ids(expectOk(await fx.api.get(`/api/v1/devices?group=${mid}&include_sub_groups=1`)))).toEqual([inMid, inLow, inMidAndSide].sort());
+    expect(ids(expectOk(await fx.api.get(`/api/v1/devices?group=${mid}&include_sub_groups=1`)))).toEqual(
+      [inMid, inLow, inMidAndSide].sort(),
+    );
     expect(ids(expectOk(await fx.api.get(`/api/v1/devices?group=${top}`)))).toEqual([inTop]);
     const all = expectOk(await fx.api.get(`/api/v1/devices?group=${top}&include_sub_groups=1&page_records=2`));
     expect(all.total).toBe(4);

@@ -1,7 +1,12 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../../src/db/client.ts';
-import { createHistoryRepository, tsOf, type HistoryRepository, type TelemetryRow } from '../../src/db/repositories/history.repository.ts';
+import {
+  createHistoryRepository,
+  tsOf,
+  type HistoryRepository,
+  type TelemetryRow,
+} from '../../src/db/repositories/history.repository.ts';
 import { rowsOf } from '../../src/db/timescale.ts';
 import { createProject, createTestApp, expectOk, type TestContext } from '../helpers/app.ts';
 import { openPrivateTestDatabase } from '../helpers/db.ts';
@@ -20,7 +25,11 @@ const partitionOf = (ts: number) => `attribute_history_d${new Date(ts).toISOStri
  * database is one of this file's own: it drops whole days, database-wide.
  */
 const backends = [
-  { name: 'suite database (partitioned)', mode: 'partitioned' as const, open: async () => createTestApp({}, { database: await openPrivateTestDatabase() }) },
+  {
+    name: 'suite database (partitioned)',
+    mode: 'partitioned' as const,
+    open: async () => createTestApp({}, { database: await openPrivateTestDatabase() }),
+  },
   {
     name: 'TimescaleDB (PGlite build)',
     mode: 'timescale' as const,
@@ -39,8 +48,23 @@ describe.each(backends)('history store on $name', ({ mode, open }) => {
   let deviceId: string;
 
   const row = (ts: number, identifier: string, value: unknown): TelemetryRow => ({
-    projectId, deviceId, identifier, ts, value, attrType: 'report', history: true,
-    dataType: typeof value === 'number' ? 'number' : typeof value === 'boolean' ? 'boolean' : typeof value === 'string' ? 'string' : Array.isArray(value) ? 'array' : 'object',
+    projectId,
+    deviceId,
+    identifier,
+    ts,
+    value,
+    attrType: 'report',
+    history: true,
+    dataType:
+      typeof value === 'number'
+        ? 'number'
+        : typeof value === 'boolean'
+          ? 'boolean'
+          : typeof value === 'string'
+            ? 'string'
+            : Array.isArray(value)
+              ? 'array'
+              : 'object',
   });
   const write = async (rows: TelemetryRow[]) => {
     await store.ensurePartitions(rows.map((r) => store.dayOf(r.ts)));
@@ -63,16 +87,33 @@ describe.each(backends)('history store on $name', ({ mode, open }) => {
 
   it('writes typed values and reads them back newest first, paged and ranged', async () => {
     const t0 = dayStart(30) + 12 * HOUR;
-    await write([row(t0, 'n', 1.25), row(t0, 'b', true), row(t0, 's', 'x'), row(t0, 'o', { a: [1] }), row(t0 + 1000, 'n', -3), row(t0 + DAY, 'n', 7)]);
+    await write([
+      row(t0, 'n', 1.25),
+      row(t0, 'b', true),
+      row(t0, 's', 'x'),
+      row(t0, 'o', { a: [1] }),
+      row(t0 + 1000, 'n', -3),
+      row(t0 + DAY, 'n', 7),
+    ]);
     expect(await store.series(projectId, deviceId, 'n', t0, t0 + 2 * DAY, 10, 0)).toEqual([
       { ts: t0 + DAY, value: 7, dataType: 'number' },
       { ts: t0 + 1000, value: -3, dataType: 'number' },
       { ts: t0, value: 1.25, dataType: 'number' },
     ]);
-    expect(await store.series(projectId, deviceId, 'n', t0, t0 + 2 * DAY, 1, 1)).toEqual([{ ts: t0 + 1000, value: -3, dataType: 'number' }]);
-    expect(await store.series(projectId, deviceId, 'n', t0 + 1, t0 + DAY - 1, 10, 0)).toEqual([{ ts: t0 + 1000, value: -3, dataType: 'number' }]);
-    expect((await store.series(projectId, deviceId, 'b', t0, t0, 10, 0))[0]).toMatchObject({ value: true, dataType: 'boolean' });
-    expect((await store.series(projectId, deviceId, 'o', t0, t0, 10, 0))[0]).toMatchObject({ value: { a: [1] }, dataType: 'object' });
+    expect(await store.series(projectId, deviceId, 'n', t0, t0 + 2 * DAY, 1, 1)).toEqual([
+      { ts: t0 + 1000, value: -3, dataType: 'number' },
+    ]);
+    expect(await store.series(projectId, deviceId, 'n', t0 + 1, t0 + DAY - 1, 10, 0)).toEqual([
+      { ts: t0 + 1000, value: -3, dataType: 'number' },
+    ]);
+    expect((await store.series(projectId, deviceId, 'b', t0, t0, 10, 0))[0]).toMatchObject({
+      value: true,
+      dataType: 'boolean',
+    });
+    expect((await store.series(projectId, deviceId, 'o', t0, t0, 10, 0))[0]).toMatchObject({
+      value: { a: [1] },
+      dataType: 'object',
+    });
     // Another project sees nothing of it.
     expect(await store.series('another-project', deviceId, 'n', t0, t0 + 2 * DAY, 10, 0)).toEqual([]);
   });
@@ -90,21 +131,31 @@ describe.each(backends)('history store on $name', ({ mode, open }) => {
         await db.execute(sql`select (extract(epoch from time_bucket('1 hour', ts)) * 1000)::int8 as b, avg(num) as v from attribute_history
           where device_id = ${deviceId} and identifier = 'agg' group by 1 order by 1`),
       ).map((r) => ({ ts: Number(r.b), v: Number(r.v) }));
-      expect(viaTimeBucket).toEqual([{ ts: day, v: 3 }, { ts: day + HOUR, v: 10 }]);
+      expect(viaTimeBucket).toEqual([
+        { ts: day, v: 3 },
+        { ts: day + HOUR, v: 10 },
+      ]);
     }
   });
 
-  it.runIf(mode === 'partitioned')('plans only the day partitions a time range needs (bounds folded while planning)', async () => {
-    const day = dayStart(15);
-    await write([0, 1, 2, 3, 4].map((d) => row(day + d * DAY + 1000, 'pruned', d)));
-    const plan = rowsOf<{ 'QUERY PLAN': string }>(
-      await db.execute(sql`explain select avg(num) from attribute_history
+  it.runIf(mode === 'partitioned')(
+    'plans only the day partitions a time range needs (bounds folded while planning)',
+    async () => {
+      const day = dayStart(15);
+      await write([0, 1, 2, 3, 4].map((d) => row(day + d * DAY + 1000, 'pruned', d)));
+      const plan = rowsOf<{ 'QUERY PLAN': string }>(
+        await db.execute(sql`explain select avg(num) from attribute_history
         where device_id = ${deviceId} and identifier = 'pruned' and ts >= ${tsOf(day + 2 * DAY)} and ts < ${tsOf(day + 3 * DAY)}`),
-    ).map((r) => r['QUERY PLAN']).join('\n');
-    expect([...new Set(plan.match(/attribute_history_d\d{8}/g))]).toEqual([partitionOf(day + 2 * DAY)]);
-    expect(plan).not.toMatch(/Subplans Removed/);
-    expect(await store.aggregate(projectId, deviceId, ['pruned'], 'sum', day + 2 * DAY, day + 3 * DAY, DAY)).toEqual([{ identifier: 'pruned', ts: day + 2 * DAY, value: 2 }]);
-  });
+      )
+        .map((r) => r['QUERY PLAN'])
+        .join('\n');
+      expect([...new Set(plan.match(/attribute_history_d\d{8}/g))]).toEqual([partitionOf(day + 2 * DAY)]);
+      expect(plan).not.toMatch(/Subplans Removed/);
+      expect(await store.aggregate(projectId, deviceId, ['pruned'], 'sum', day + 2 * DAY, day + 3 * DAY, DAY)).toEqual([
+        { identifier: 'pruned', ts: day + 2 * DAY, value: 2 },
+      ]);
+    },
+  );
 
   it('drops whole days older than the retention', async () => {
     // Within the server's default retention (365 days): a server sharing this database must not drop it.
@@ -112,23 +163,31 @@ describe.each(backends)('history store on $name', ({ mode, open }) => {
     await write([row(old, 'ret', 1), row(old + 2 * DAY, 'ret', 2)]);
     const dropped = await store.dropBefore(old + DAY + HOUR);
     expect(dropped).toBeGreaterThanOrEqual(1);
-    expect((await store.series(projectId, deviceId, 'ret', old - DAY, old + 3 * DAY, 10, 0)).map((p) => p.value)).toEqual([2]);
+    expect(
+      (await store.series(projectId, deviceId, 'ret', old - DAY, old + 3 * DAY, 10, 0)).map((p) => p.value),
+    ).toEqual([2]);
     // Writing into a dropped day again recreates its partition (or chunk).
     await write([row(old, 'ret', 3)]);
-    expect((await store.series(projectId, deviceId, 'ret', old - DAY, old + 3 * DAY, 10, 0)).map((p) => p.value)).toEqual([2, 3]);
+    expect(
+      (await store.series(projectId, deviceId, 'ret', old - DAY, old + 3 * DAY, 10, 0)).map((p) => p.value),
+    ).toEqual([2, 3]);
   });
 
   if (mode === 'timescale') {
     it('applies chunk interval, compression and retention policies, and reads, inserts and deletes in compressed chunks', async () => {
       await store.applyTimescalePolicies({ chunkHours: 24, compressAfterDays: 7, retentionDays: 365 });
       const jobs = rowsOf<{ proc_name: string; job_id: number }>(
-        await db.execute(sql`select proc_name, job_id from timescaledb_information.jobs where hypertable_name = 'attribute_history' order by proc_name`),
+        await db.execute(
+          sql`select proc_name, job_id from timescaledb_information.jobs where hypertable_name = 'attribute_history' order by proc_name`,
+        ),
       );
       expect(jobs.map((j) => j.proc_name)).toEqual(['policy_compression', 'policy_retention']);
       // Applying again (every start) replaces rather than duplicates.
       await store.applyTimescalePolicies({ chunkHours: 12, compressAfterDays: 3, retentionDays: 0 });
       const again = rowsOf<{ proc_name: string; job_id: number }>(
-        await db.execute(sql`select proc_name, job_id from timescaledb_information.jobs where hypertable_name = 'attribute_history'`),
+        await db.execute(
+          sql`select proc_name, job_id from timescaledb_information.jobs where hypertable_name = 'attribute_history'`,
+        ),
       );
       expect(again.map((j) => j.proc_name)).toEqual(['policy_compression']);
 
@@ -138,12 +197,16 @@ describe.each(backends)('history store on $name', ({ mode, open }) => {
       // No background workers in PGlite: the policy runs when called.
       await db.execute(sql.raw(`call run_job(${again[0]!.job_id})`));
       const compressed = rowsOf<{ n: string | number }>(
-        await db.execute(sql`select count(*) as n from timescaledb_information.chunks where hypertable_name = 'attribute_history' and is_compressed`),
+        await db.execute(
+          sql`select count(*) as n from timescaledb_information.chunks where hypertable_name = 'attribute_history' and is_compressed`,
+        ),
       );
       expect(Number(compressed[0]!.n)).toBeGreaterThan(0);
       expect((await store.series(projectId, deviceId, 'cmp', t, t + HOUR, 10, 0)).map((p) => p.value)).toEqual([2, 1]);
       await write([row(t + 500, 'cmp', 1.5)]);
-      expect((await store.series(projectId, deviceId, 'cmp', t, t + HOUR, 10, 0)).map((p) => p.value)).toEqual([2, 1.5, 1]);
+      expect((await store.series(projectId, deviceId, 'cmp', t, t + HOUR, 10, 0)).map((p) => p.value)).toEqual([
+        2, 1.5, 1,
+      ]);
       await store.remove(projectId, deviceId, ['cmp']);
       expect(await store.series(projectId, deviceId, 'cmp', t, t + HOUR, 10, 0)).toEqual([]);
     });

@@ -29,7 +29,11 @@ describe.skipIf(!url)('telemetry ingest across dropped database connections', ()
     const p = await createProject(ctx);
     const d = expectOk(await p.api.post('/api/v1/device', { name }));
     const cert = expectOk(await p.api.get(`/api/v1/device/${d.id}/certificate`));
-    return { projectId: p.project.id, deviceId: d.id as string, identity: (await ctx.services.deviceAuth.authenticate(p.project.project_key, cert.access_token))! };
+    return {
+      projectId: p.project.id,
+      deviceId: d.id as string,
+      identity: (await ctx.services.deviceAuth.authenticate(p.project.project_key, cert.access_token))!,
+    };
   }
 
   /** Submits 400 reports through `report(i)`, ending every other connection of the database three times meanwhile. */
@@ -58,14 +62,20 @@ describe.skipIf(!url)('telemetry ingest across dropped database connections', ()
   it('retries until the database answers and stores every acknowledged back-dated report once (a transaction per batch)', async () => {
     const { projectId, deviceId, identity } = await deviceIdentity('back-dated');
     const t0 = Date.now() - 600_000;
-    await reportThroughKills((i) => ctx.services.currentValues.reportSeries(identity, [{ ts: t0 + i, attributes: { n: i } }]));
-    expect(sorted(await ctx.services.historyStore.series(projectId, deviceId, 'n', t0, t0 + 1000, 1000, 0))).toEqual(all400);
+    await reportThroughKills((i) =>
+      ctx.services.currentValues.reportSeries(identity, [{ ts: t0 + i, attributes: { n: i } }]),
+    );
+    expect(sorted(await ctx.services.historyStore.series(projectId, deviceId, 'n', t0, t0 + 1000, 1000, 0))).toEqual(
+      all400,
+    );
   }, 60_000);
 
   it('does the same for fresh reports (one prepared INSERT per batch, re-prepared on the new connections)', async () => {
     const { projectId, deviceId, identity } = await deviceIdentity('fresh');
     const t0 = Date.now();
     await reportThroughKills((i) => ctx.services.currentValues.report(identity, { n: i }));
-    expect(sorted(await ctx.services.historyStore.series(projectId, deviceId, 'n', t0 - 1000, Date.now() + 1000, 1000, 0))).toEqual(all400);
+    expect(
+      sorted(await ctx.services.historyStore.series(projectId, deviceId, 'n', t0 - 1000, Date.now() + 1000, 1000, 0)),
+    ).toEqual(all400);
   }, 60_000);
 });

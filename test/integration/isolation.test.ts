@@ -1,5 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createProject, createTestApp, expectFailure, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import {
+  createProject,
+  createTestApp,
+  expectFailure,
+  expectOk,
+  type ProjectFixture,
+  type TestContext,
+} from '../helpers/app.ts';
 
 /**
  * Tenancy is absolute (http-api.md §1): every route that names a resource is driven with project A's
@@ -18,9 +25,17 @@ beforeAll(async () => {
   b = await createProject(ctx, 'tenant B');
   const type = expectOk(await b.api.post('/api/v1/device_type', { name: 'meter' }));
   B.type = type.id;
-  expectOk(await b.api.post(`/api/v1/device_type/${type.id}/attribute`, { identifier: 'temp', name: 'Temperature', data_type: 'number' }));
+  expectOk(
+    await b.api.post(`/api/v1/device_type/${type.id}/attribute`, {
+      identifier: 'temp',
+      name: 'Temperature',
+      data_type: 'number',
+    }),
+  );
   expectOk(await b.api.post(`/api/v1/device_type/${type.id}/data_stream`, { identifier: 'stream', format: 'hex' }));
-  B.info = expectOk(await b.api.post(`/api/v1/device_type/${type.id}/extend_info`, { info_type: 'text', name: 'Serial' })).id;
+  B.info = expectOk(
+    await b.api.post(`/api/v1/device_type/${type.id}/extend_info`, { info_type: 'text', name: 'Serial' }),
+  ).id;
   B.group = expectOk(await b.api.post('/api/v1/device_group', { name: 'hall' })).id;
   B.device = expectOk(await b.api.post('/api/v1/device', { name: 'victim', type: type.id, device_key: 'b-key' })).id;
   // A gateway and a sub-device of B (device-protocol.md §8): the gateway routes name the gateway.
@@ -28,26 +43,50 @@ beforeAll(async () => {
   const subType = expectOk(await b.api.post('/api/v1/device_type', { name: 'sensor', conn_type: '2' })).id;
   B.gateway = expectOk(await b.api.post('/api/v1/device', { name: 'gateway', type: gatewayType })).id;
   B.sub = expectOk(await b.api.post('/api/v1/device', { name: 'sensor', type: subType })).id;
-  B.customer = expectOk(await b.api.post('/api/v1/customer', { name: 'Bob', account: 'bob', password: 'password-bob' })).id;
+  B.customer = expectOk(
+    await b.api.post('/api/v1/customer', { name: 'Bob', account: 'bob', password: 'password-bob' }),
+  ).id;
   B.app = expectOk(await b.api.post('/api/v1/app', { name: 'second' })).app_id;
   B.admin = expectOk(await b.api.post('/api/v1/administrator', { account: 'ops', password: 'password-ops' })).id;
   expectOk(await a.api.post('/api/v1/device', { name: 'own device of A' }));
   // An alarm rule of B, an active alarm of B's device, and a notification target of B (README "Alarms").
-  B.alarm_rule = expectOk(await b.api.post('/api/v1/alarm_rule', { name: 'hot', device_type_id: type.id, level: 2, condition: { kind: 'attribute', identifier: 'temp', op: '>', value: 30 } })).id;
-  await ctx.services.currentValues.report({ deviceId: B.device!, projectId: b.project.id, name: 'victim', typeId: type.id, connType: '1', disabled: false }, { temp: 31 });
+  B.alarm_rule = expectOk(
+    await b.api.post('/api/v1/alarm_rule', {
+      name: 'hot',
+      device_type_id: type.id,
+      level: 2,
+      condition: { kind: 'attribute', identifier: 'temp', op: '>', value: 30 },
+    }),
+  ).id;
+  await ctx.services.currentValues.report(
+    { deviceId: B.device!, projectId: b.project.id, name: 'victim', typeId: type.id, connType: '1', disabled: false },
+    { temp: 31 },
+  );
   await ctx.services.alarms.idle();
   B.alarm_log = expectOk(await b.api.get('/api/v1/alarm_logs')).items[0].id;
-  B.notification_target = expectOk(await b.api.post('/api/v1/notification_target', { name: 'hook', url: 'http://127.0.0.1:9/hook', enabled: false })).id;
+  B.notification_target = expectOk(
+    await b.api.post('/api/v1/notification_target', { name: 'hook', url: 'http://127.0.0.1:9/hook', enabled: false }),
+  ).id;
 });
 afterAll(() => ctx?.close());
 
 /** Which of B's resources a route's `:id` names, from the path. */
 function resourceOf(url: string): string {
-  const m = /^\/api\/v1\/(?:control\/)?(device_type|device_group|device|customer|app|administrator|alarm_rule|alarm_log|notification_target)\/:id/.exec(url);
+  const m =
+    /^\/api\/v1\/(?:control\/)?(device_type|device_group|device|customer|app|administrator|alarm_rule|alarm_log|notification_target)\/:id/.exec(
+      url,
+    );
   if (!m) throw new Error(`no resource kind known for ${url}: extend resourceOf`);
   return {
-    device_type: 'type', device_group: 'group', device: 'device', customer: 'customer', app: 'app', administrator: 'admin',
-    alarm_rule: 'alarm_rule', alarm_log: 'alarm_log', notification_target: 'notification_target',
+    device_type: 'type',
+    device_group: 'group',
+    device: 'device',
+    customer: 'customer',
+    app: 'app',
+    administrator: 'admin',
+    alarm_rule: 'alarm_rule',
+    alarm_log: 'alarm_log',
+    notification_target: 'notification_target',
   }[m[1]!]!;
 }
 
@@ -108,8 +147,21 @@ const queries: Record<string, string> = {
 
 const targeted = () => ctx.app.apiRoutes.filter((r) => r.url.startsWith('/api/') && r.url.includes('/:'));
 // Deletes go last, and in an order where nothing deleted is needed by what follows.
-const deleteOrder = ['alarm_rule', 'notification_target', 'attribute', 'data_stream', 'extend_info', 'customer', 'app', 'administrator', 'device/', 'device_group', 'device_type'];
-const rank = (r: { method: string; url: string }) => (r.method === 'DELETE' ? 1 + deleteOrder.findIndex((k) => r.url.includes(`/${k}`)) : 0);
+const deleteOrder = [
+  'alarm_rule',
+  'notification_target',
+  'attribute',
+  'data_stream',
+  'extend_info',
+  'customer',
+  'app',
+  'administrator',
+  'device/',
+  'device_group',
+  'device_type',
+];
+const rank = (r: { method: string; url: string }) =>
+  r.method === 'DELETE' ? 1 + deleteOrder.findIndex((k) => r.url.includes(`/${k}`)) : 0;
 
 describe('tenant isolation', () => {
   it('knows a body for every mutating route that names a resource', () => {
@@ -134,7 +186,8 @@ describe('tenant isolation', () => {
     for (const r of [...targeted()].sort((x, y) => rank(x) - rank(y))) {
       const key = `${r.method} ${r.url}`;
       const res = await a.admin.call(r.method as 'GET', fill(r.url) + (queries[key] ?? ''), known[key]);
-      if (res.status !== 200 || res.body?.result !== false || res.body?.errcode !== 404) answers.push(`${key} → ${res.status} ${JSON.stringify(res.body)}`);
+      if (res.status !== 200 || res.body?.result !== false || res.body?.errcode !== 404)
+        answers.push(`${key} → ${res.status} ${JSON.stringify(res.body)}`);
     }
     expect(answers).toEqual([]);
     expect(expectOk(await b.api.get(`/api/v1/device/${B.device}`))).toEqual(before.device);
@@ -150,7 +203,9 @@ describe('tenant isolation', () => {
     expectFailure(await a.api.post('/api/v1/device_group', { name: 'x', parent_id: B.group }), 404);
     const own = expectOk(await a.api.post('/api/v1/device', { name: 'mine' }));
     expectFailure(await a.api.put(`/api/v1/device/${own.id}/groups`, { groups: [B.group] }), 404);
-    const customer = expectOk(await a.api.post('/api/v1/customer', { name: 'Ann', account: 'ann', password: 'password-ann' }));
+    const customer = expectOk(
+      await a.api.post('/api/v1/customer', { name: 'Ann', account: 'ann', password: 'password-ann' }),
+    );
     expectFailure(await a.api.post(`/api/v1/customer/${customer.id}/devices`, { devices: [B.device] }), 404);
     expectFailure(await a.api.get(`/api/v1/devices?group=${B.group}`), 404);
     expect(expectOk(await a.api.get(`/api/v1/devices?type=${B.type}`)).total).toBe(0);
@@ -179,7 +234,13 @@ describe('tenant isolation', () => {
       const key = `${r.method} ${r.url}`;
       // Device communication needs the device online; a certificate reset earlier in the loop kicks it.
       if (r.url.startsWith('/api/v1/control/')) {
-        ctx.services.sessions.attach({ deviceId: B.device!, projectId: b.project.id, transport: 'mqtt', send: async () => {}, close: () => {} });
+        ctx.services.sessions.attach({
+          deviceId: B.device!,
+          projectId: b.project.id,
+          transport: 'mqtt',
+          send: async () => {},
+          close: () => {},
+        });
       }
       const res = await b.admin.call(r.method as 'GET', fill(r.url) + (queries[key] ?? ''), known[key]);
       // The CSV export answers text, not the envelope.

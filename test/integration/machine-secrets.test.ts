@@ -22,26 +22,35 @@ afterAll(async () => {
   await ctx?.close();
 });
 
-const appHash = async (appId: string) => (await ctx.database.db.select().from(apiApps).where(eq(apiApps.id, appId)))[0]!.secretHash;
-const viewHash = async (projectId: string) => (await ctx.database.db.select().from(projects).where(eq(projects.id, projectId)))[0]!.viewSecretHash;
+const appHash = async (appId: string) =>
+  (await ctx.database.db.select().from(apiApps).where(eq(apiApps.id, appId)))[0]!.secretHash;
+const viewHash = async (projectId: string) =>
+  (await ctx.database.db.select().from(projects).where(eq(projects.id, projectId)))[0]!.viewSecretHash;
 
 describe('machine secrets', () => {
   it('an app whose secret_key was stored argon2 still logs in; afterwards its hash is the HMAC form and earlier tokens stay valid', async () => {
     const p = await createProject(ctx);
     const { app_id, access_key, secret_key } = p.project.app;
-    await ctx.database.db.update(apiApps).set({ secretHash: await hashSecret(secret_key) }).where(eq(apiApps.id, app_id));
+    await ctx.database.db
+      .update(apiApps)
+      .set({ secretHash: await hashSecret(secret_key) })
+      .where(eq(apiApps.id, app_id));
     // A token issued before the migration.
     const before = p.api;
     const anon = client(ctx.app);
 
-    const token = expectOk(await anon.post('/api/v1/access_token', { app_id, access_key, secret_key })).access_token as string;
+    const token = expectOk(await anon.post('/api/v1/access_token', { app_id, access_key, secret_key }))
+      .access_token as string;
     const migrated = await appHash(app_id);
     expect(migrated).toMatch(/^hmac-sha256\$[A-Za-z0-9_-]{43}$/);
     expect(migrated).not.toContain(secret_key);
 
     // The same secret keeps working against the new form, a wrong one does not, and no token was revoked.
     expectOk(await anon.post('/api/v1/access_token', { app_id, access_key, secret_key }));
-    expectFailure(await anon.post('/api/v1/access_token', { app_id, access_key, secret_key: `${secret_key.slice(0, -1)}x` }), 401);
+    expectFailure(
+      await anon.post('/api/v1/access_token', { app_id, access_key, secret_key: `${secret_key.slice(0, -1)}x` }),
+      401,
+    );
     expect(await appHash(app_id)).toBe(migrated);
     expectOk(await before.get('/api/v1/devices'));
     expectOk(await client(ctx.app, token).get('/api/v1/devices'));
@@ -50,9 +59,16 @@ describe('machine secrets', () => {
   it('a view secret stored argon2 still lets its viewer connect; afterwards it is stored in the HMAC form', async () => {
     const p = await createProject(ctx);
     const issued = expectOk(await p.api.post('/api/v1/view_key'));
-    await ctx.database.db.update(projects).set({ viewSecretHash: await hashSecret(issued.view_secret) }).where(eq(projects.id, p.project.id));
+    await ctx.database.db
+      .update(projects)
+      .set({ viewSecretHash: await hashSecret(issued.view_secret) })
+      .where(eq(projects.id, p.project.id));
 
-    const viewer = await mqtt.connectAsync(tb.url, { username: issued.view_key, password: issued.view_secret, reconnectPeriod: 0 });
+    const viewer = await mqtt.connectAsync(tb.url, {
+      username: issued.view_key,
+      password: issued.view_secret,
+      reconnectPeriod: 0,
+    });
     await viewer.endAsync();
     expect(await viewHash(p.project.id)).toMatch(/^hmac-sha256\$/);
     expect(await ctx.services.viewKey.verify(issued.view_key, issued.view_secret)).toEqual({ projectId: p.project.id });
@@ -68,6 +84,12 @@ describe('machine secrets', () => {
     expect(await appHash(created.app_id)).toMatch(/^hmac-sha256\$/);
     const reset = expectOk(await p.api.post(`/api/v1/app/${created.app_id}/secret_reset`));
     expect(await appHash(created.app_id)).toMatch(/^hmac-sha256\$/);
-    expectOk(await client(ctx.app).post('/api/v1/access_token', { app_id: created.app_id, access_key: reset.access_key, secret_key: reset.secret_key }));
+    expectOk(
+      await client(ctx.app).post('/api/v1/access_token', {
+        app_id: created.app_id,
+        access_key: reset.access_key,
+        secret_key: reset.secret_key,
+      }),
+    );
   });
 });

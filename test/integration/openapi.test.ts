@@ -15,7 +15,8 @@ describe('OpenAPI description', () => {
     expect(doc.openapi).toMatch(/^3\./);
     const documented = new Set<string>();
     for (const [path, ops] of Object.entries(doc.paths as Record<string, Record<string, unknown>>)) {
-      for (const method of Object.keys(ops)) documented.add(`${method.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`);
+      for (const method of Object.keys(ops))
+        documented.add(`${method.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`);
     }
     expect(ctx.app.apiRoutes.length).toBeGreaterThan(20);
     const missing = ctx.app.apiRoutes.map((r) => `${r.method} ${r.url}`).filter((r) => !documented.has(r));

@@ -1,7 +1,15 @@
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { admins, apiApps, devices } from '../../src/db/schema.ts';
-import { client, createTestApp, expectFailure, expectOk, TEST_PLATFORM_TOKEN, type Client, type TestContext } from '../helpers/app.ts';
+import {
+  client,
+  createTestApp,
+  expectFailure,
+  expectOk,
+  TEST_PLATFORM_TOKEN,
+  type Client,
+  type TestContext,
+} from '../helpers/app.ts';
 
 let ctx: TestContext;
 let platform: Client;
@@ -88,7 +96,10 @@ describe('platform API', () => {
 
   it('answers 401 without the platform token, with a wrong one, or with a project token', async () => {
     expectFailure(await client(ctx.app).get('/platform/v1/projects'), 401);
-    expectFailure(await client(ctx.app, 'wrong-platform-token-0123456789').post('/platform/v1/projects', { name: 'x' }), 401);
+    expectFailure(
+      await client(ctx.app, 'wrong-platform-token-0123456789').post('/platform/v1/projects', { name: 'x' }),
+      401,
+    );
     expectFailure(await client(ctx.app, `${TEST_PLATFORM_TOKEN}x`).get('/platform/v1/projects'), 401);
     const created = expectOk(await platform.post('/platform/v1/projects', { name: 'tenant' }));
     const appToken = expectOk(await client(ctx.app).post('/api/v1/access_token', created.app)).access_token;
@@ -110,7 +121,11 @@ describe('platform API without PLATFORM_TOKEN', () => {
       ['GET', '/platform/v1/projects'],
       ['DELETE', '/platform/v1/projects/000000000000000000000000'],
     ] as const) {
-      const res = await client(off.app, TEST_PLATFORM_TOKEN).call(method, url, method === 'POST' ? { name: 'x' } : undefined);
+      const res = await client(off.app, TEST_PLATFORM_TOKEN).call(
+        method,
+        url,
+        method === 'POST' ? { name: 'x' } : undefined,
+      );
       expect(res.status).toBe(404);
       expect(res.body).toEqual({ message: 'Request invalid' });
     }

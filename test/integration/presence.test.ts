@@ -36,12 +36,20 @@ describe('presence flushed to the device columns', () => {
     expect(await ctx.services.deviceAuth.authenticate(p.project.project_key, cert.access_token + 'x')).toBeUndefined();
     expect(await ctx.services.deviceAuth.authenticate(p.project.project_key, cert.access_token)).toBeDefined();
     let closed = '';
-    ctx.services.sessions.attach({ deviceId: d.id, projectId: p.project.id, transport: 'mqtt', send: async () => {}, close: (r) => (closed = r) });
+    ctx.services.sessions.attach({
+      deviceId: d.id,
+      projectId: p.project.id,
+      transport: 'mqtt',
+      send: async () => {},
+      close: (r) => (closed = r),
+    });
     const reset = expectOk(await p.api.post(`/api/v1/device/${d.id}/certificate/reset`));
     expect(closed).toBe('credentials revoked');
     expect(ctx.services.sessions.isOnline(d.id)).toBe(false);
     await new Promise((r) => setImmediate(r));
     expect(await ctx.services.deviceAuth.authenticate(p.project.project_key, cert.access_token)).toBeUndefined();
-    expect(await ctx.services.deviceAuth.authenticate(p.project.project_key, reset.access_token)).toMatchObject({ deviceId: d.id });
+    expect(await ctx.services.deviceAuth.authenticate(p.project.project_key, reset.access_token)).toMatchObject({
+      deviceId: d.id,
+    });
   });
 });

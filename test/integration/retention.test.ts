@@ -33,23 +33,44 @@ async function deviceOf(name: string): Promise<Device> {
 async function historyAt(d: Device, now: number, daysAgo: number[]) {
   const store = ctx.services.historyStore;
   const rows: TelemetryRow[] = daysAgo.map((days) => ({
-    projectId: d.f.project.id, deviceId: d.id, identifier: 'v', ts: now - days * DAY, value: days, dataType: 'number', attrType: 'report', history: true,
+    projectId: d.f.project.id,
+    deviceId: d.id,
+    identifier: 'v',
+    ts: now - days * DAY,
+    value: days,
+    dataType: 'number',
+    attrType: 'report',
+    history: true,
   }));
   await store.ensurePartitions(rows.map((r) => store.dayOf(r.ts)));
   await ctx.database.db.transaction((tx) => store.write(tx, rows));
 }
 const historyDays = async (d: Device, now: number) =>
-  (await ctx.services.historyStore.series(d.f.project.id, d.id, 'v', now - 1000 * DAY, now, 100, 0)).map((p) => p.value).sort((a, b) => Number(a) - Number(b));
+  (await ctx.services.historyStore.series(d.f.project.id, d.id, 'v', now - 1000 * DAY, now, 100, 0))
+    .map((p) => p.value)
+    .sort((a, b) => Number(a) - Number(b));
 
 async function messagesAt(d: Device, now: number, daysAgo: number[]) {
   await createDataMessagesRepository(ctx.database.db).insertMany(
-    daysAgo.map((days) => ({ id: newId(now - days * DAY), projectId: d.f.project.id, deviceId: d.id, identifier: 'raw', direction: 'up' as const, transport: 'tcp' as const, payload: Buffer.from(String(days)), ts: now - days * DAY })),
+    daysAgo.map((days) => ({
+      id: newId(now - days * DAY),
+      projectId: d.f.project.id,
+      deviceId: d.id,
+      identifier: 'raw',
+      direction: 'up' as const,
+      transport: 'tcp' as const,
+      payload: Buffer.from(String(days)),
+      ts: now - days * DAY,
+    })),
   );
 }
 const messageDays = async (d: Device) =>
-  (await createDataMessagesRepository(ctx.database.db).page(d.f.project.id, d.id, 'raw', {}, 100, 0)).map((m) => Number(Buffer.from(m.payload).toString())).sort((a, b) => a - b);
+  (await createDataMessagesRepository(ctx.database.db).page(d.f.project.id, d.id, 'raw', {}, 100, 0))
+    .map((m) => Number(Buffer.from(m.payload).toString()))
+    .sort((a, b) => a - b);
 
-const retention = (f: ProjectFixture, days: number | null) => f.api.put('/api/v1/project/settings', { history_retention_days: days });
+const retention = (f: ProjectFixture, days: number | null) =>
+  f.api.put('/api/v1/project/settings', { history_retention_days: days });
 
 describe('retention', () => {
   it('drops whole days older than the default retention and keeps the recent ones', async () => {

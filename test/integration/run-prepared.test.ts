@@ -20,10 +20,13 @@ describe.skipIf(!url)('runPrepared on PostgreSQL', () => {
   });
 
   it('prepares the statement once and reuses it with new parameters', async () => {
-    const query = (n: number, text: string) => sql`select ${n}::int4 + 1 as n, ${text}::text || '!' as t, ${JSON.stringify({ a: [n] })}::jsonb as j`;
+    const query = (n: number, text: string) =>
+      sql`select ${n}::int4 + 1 as n, ${text}::text || '!' as t, ${JSON.stringify({ a: [n] })}::jsonb as j`;
     expect(rowsOf(await runPrepared(database.db, query(1, 'a')))).toEqual([{ n: 2, t: 'a!', j: { a: [1] } }]);
     expect(rowsOf(await runPrepared(database.db, query(41, 'b')))).toEqual([{ n: 42, t: 'b!', j: { a: [41] } }]);
-    const prepared = rowsOf<{ statement: string }>(await database.db.execute(sql`select statement from pg_prepared_statements`));
+    const prepared = rowsOf<{ statement: string }>(
+      await database.db.execute(sql`select statement from pg_prepared_statements`),
+    );
     expect(prepared.filter((p) => p.statement.includes("::text || '!'"))).toHaveLength(1);
   });
 

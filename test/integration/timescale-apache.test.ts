@@ -48,7 +48,9 @@ afterAll(() => ctx?.close());
 describe('TimescaleDB without the community license (Apache-2 edition)', () => {
   it('is recognised, and its policy functions refuse as the Apache edition does', async () => {
     expect(await timescaleLicense(ctx.database.db)).toBe('apache');
-    await expect(ctx.database.db.execute(sql`select add_retention_policy('attribute_history', ${30}::int * interval '1 day')`)).rejects.toMatchObject({
+    await expect(
+      ctx.database.db.execute(sql`select add_retention_policy('attribute_history', ${30}::int * interval '1 day')`),
+    ).rejects.toMatchObject({
       cause: expect.objectContaining({ message: LICENSE_ERROR, code: '0A000' }),
     });
   });
@@ -59,10 +61,16 @@ describe('TimescaleDB without the community license (Apache-2 edition)', () => {
     const applied = await store.applyTimescalePolicies({ chunkHours: 12, compressAfterDays: 7, retentionDays: 365 });
     expect(applied).toEqual({ mode: 'timescale', license: 'apache', policies: false });
     const [dimension] = rowsOf<{ interval: string }>(
-      await ctx.database.db.execute(sql`select time_interval::text as interval from timescaledb_information.dimensions where hypertable_name = 'attribute_history'`),
+      await ctx.database.db.execute(
+        sql`select time_interval::text as interval from timescaledb_information.dimensions where hypertable_name = 'attribute_history'`,
+      ),
     );
     expect(dimension?.interval).toBe('12:00:00');
-    const jobs = rowsOf<{ n: number }>(await ctx.database.db.execute(sql`select count(*)::int as n from timescaledb_information.jobs where hypertable_name = 'attribute_history'`));
+    const jobs = rowsOf<{ n: number }>(
+      await ctx.database.db.execute(
+        sql`select count(*)::int as n from timescaledb_information.jobs where hypertable_name = 'attribute_history'`,
+      ),
+    );
     expect(jobs[0]?.n).toBe(0);
   });
 
@@ -70,16 +78,30 @@ describe('TimescaleDB without the community license (Apache-2 edition)', () => {
     const p = await createProject(ctx, 'apache');
     const d = expectOk(await p.api.post('/api/v1/device', { name: 'old and new' }));
     const row = (ts: number, value: number): TelemetryRow => ({
-      projectId: p.project.id, deviceId: d.id, identifier: 't', ts, value, dataType: 'number', attrType: 'report', history: true,
+      projectId: p.project.id,
+      deviceId: d.id,
+      identifier: 't',
+      ts,
+      value,
+      dataType: 'number',
+      attrType: 'report',
+      history: true,
     });
     const old = Date.now() - 40 * DAY;
     const recent = Date.now() - 2 * DAY;
     await ctx.database.db.transaction((tx) => ctx.services.historyStore.write(tx, [row(old, 1), row(recent, 2)]));
     const values = async () =>
-      (await ctx.services.historyStore.series(p.project.id, d.id, 't', old - DAY, Date.now(), 10, 0)).map((v) => v.value);
+      (await ctx.services.historyStore.series(p.project.id, d.id, 't', old - DAY, Date.now(), 10, 0)).map(
+        (v) => v.value,
+      );
     expect(await values()).toEqual([2, 1]);
 
-    const retention = createRetention({ db: ctx.database.db, history: ctx.services.historyStore, settings: ctx.services.projectSettings, defaultDays: 30 });
+    const retention = createRetention({
+      db: ctx.database.db,
+      history: ctx.services.historyStore,
+      settings: ctx.services.projectSettings,
+      defaultDays: 30,
+    });
     const result = await retention.runOnce();
     expect(result.dropped).toBeGreaterThanOrEqual(1);
     expect(await values()).toEqual([2]);

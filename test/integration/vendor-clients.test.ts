@@ -17,7 +17,13 @@ afterAll(() => ctx?.close());
 describe("the vendor's clients", () => {
   it('get a series with fractional-millisecond bounds (floored), and items named by the identifier', async () => {
     const type = expectOk(await p.api.post('/api/v1/device_type', { name: 'Sensor' }));
-    expectOk(await p.api.post(`/api/v1/device_type/${type.id}/attribute`, { identifier: 'temp', name: 'Temperature', data_type: 'number' }));
+    expectOk(
+      await p.api.post(`/api/v1/device_type/${type.id}/attribute`, {
+        identifier: 'temp',
+        name: 'Temperature',
+        data_type: 'number',
+      }),
+    );
     const d = expectOk(await p.api.post('/api/v1/device', { name: 'typed', type: type.id }));
     const token = expectOk(await p.api.get(`/api/v1/device/${d.id}/certificate`)).access_token as string;
     const identity = (await ctx.services.deviceAuth.authenticate(p.project.project_key, token))!;
@@ -26,7 +32,9 @@ describe("the vendor's clients", () => {
     await ctx.services.ingest.flush();
     const start = `${ts - 1_000}.1091`;
     const end = `${Date.now()}.670`;
-    const items = expectOk(await p.api.get(`/api/v1/device/${d.id}/attribute/temp/series?start_time=${start}&end_time=${end}`));
+    const items = expectOk(
+      await p.api.get(`/api/v1/device/${d.id}/attribute/temp/series?start_time=${start}&end_time=${end}`),
+    );
     expect(items).toEqual([{ ts, timestamp: new Date(ts).toISOString(), name: 'temp', value: 21.5, type: 'number' }]);
   });
 

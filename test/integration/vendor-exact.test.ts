@@ -1,7 +1,14 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeviceIdentity } from '../../src/domain/devices/device-identity.ts';
-import { createProject, createTestApp, expectFailure, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import {
+  createProject,
+  createTestApp,
+  expectFailure,
+  expectOk,
+  type ProjectFixture,
+  type TestContext,
+} from '../helpers/app.ts';
 
 // Where the vendor's own clients look: time windows, whole lists without paging, customer passwords.
 let ctx: TestContext;
@@ -39,7 +46,11 @@ describe('time windows of the attribute series (lone bounds)', () => {
     );
   });
   const series = async (query: string) =>
-    (expectOk(await p.api.get(`/api/v1/device/${id}/attribute/t/series?page_records=100${query}`)) as Array<{ value: number }>).map((x) => x.value);
+    (
+      expectOk(await p.api.get(`/api/v1/device/${id}/attribute/t/series?page_records=100${query}`)) as Array<{
+        value: number;
+      }>
+    ).map((x) => x.value);
 
   it('start_time alone (even 0, even fractional): newest first from now down to it, within 30 days; other windows as documented', async () => {
     // Clients send start_time=0 to mean "everything": the last 30 days, not the 30 days after 1970.
@@ -47,7 +58,11 @@ describe('time windows of the attribute series (lone bounds)', () => {
     expect(await series(`&start_time=${now - 5 * DAY + 0.25}`)).toEqual([0.5, 3]);
     // Paging goes back from now.
     expect(
-      (expectOk(await p.api.get(`/api/v1/device/${id}/attribute/t/series?start_time=0&page=2&page_records=2`)) as Array<{ value: number }>).map((x) => x.value),
+      (
+        expectOk(
+          await p.api.get(`/api/v1/device/${id}/attribute/t/series?start_time=0&page=2&page_records=2`),
+        ) as Array<{ value: number }>
+      ).map((x) => x.value),
     ).toEqual([10, 29]);
     // A start in the future finds nothing (and is no error).
     expect(await series(`&start_time=${now + DAY}`)).toEqual([]);
@@ -63,12 +78,24 @@ describe('time windows of the attribute series (lone bounds)', () => {
   });
 
   it('the same windows for aggregates and the CSV export', async () => {
-    const agg = expectOk(await p.api.get(`/api/v1/device/${id}/attributes/aggregate?identifiers=t&fn=count&interval=1d&start_time=0.5`));
+    const agg = expectOk(
+      await p.api.get(`/api/v1/device/${id}/attributes/aggregate?identifiers=t&fn=count&interval=1d&start_time=0.5`),
+    );
     expect(agg.end_time).toBeGreaterThanOrEqual(now);
     expect(agg.end_time - agg.start_time).toBe(30 * DAY);
-    const csv = await ctx.app.inject({ method: 'GET', url: `/api/v1/device/${id}/attributes/export?identifiers=t&start_time=${now - 5 * DAY}.7`, headers: { authorization: `Bearer ${p.appToken}` } });
+    const csv = await ctx.app.inject({
+      method: 'GET',
+      url: `/api/v1/device/${id}/attributes/export?identifiers=t&start_time=${now - 5 * DAY}.7`,
+      headers: { authorization: `Bearer ${p.appToken}` },
+    });
     expect(csv.statusCode).toBe(200);
-    expect(csv.body.trim().split('\n').slice(1).map((l) => Number(l.split(',').at(-1)))).toEqual([3, 0.5]);
+    expect(
+      csv.body
+        .trim()
+        .split('\n')
+        .slice(1)
+        .map((l) => Number(l.split(',').at(-1))),
+    ).toEqual([3, 0.5]);
   });
 });
 
@@ -77,11 +104,15 @@ describe('time windows of custom-data messages', () => {
     const d = await newDevice();
     const now = Date.now();
     for (const age of [1, 40]) {
-      expect(await ctx.services.dataStreams.upstream(d.identity, 'mqtt', 'raw', Buffer.from(`age ${age}`), now - age * DAY)).toMatchObject({ recorded: true });
+      expect(
+        await ctx.services.dataStreams.upstream(d.identity, 'mqtt', 'raw', Buffer.from(`age ${age}`), now - age * DAY),
+      ).toMatchObject({ recorded: true });
     }
     const page = expectOk(await p.api.get(`/api/v1/device/${d.id}/data/raw/messages?start_time=0.5`));
     expect(page.items.map((m: { data: string }) => m.data)).toEqual([Buffer.from('age 1').toString('hex')]);
-    const ranged = expectOk(await p.api.get(`/api/v1/device/${d.id}/data/raw/messages?start_time=${now - 2 * DAY}.9&end_time=${now}.1`));
+    const ranged = expectOk(
+      await p.api.get(`/api/v1/device/${d.id}/data/raw/messages?start_time=${now - 2 * DAY}.9&end_time=${now}.1`),
+    );
     expect(ranged.total).toBe(1);
   });
 });
@@ -126,7 +157,10 @@ describe('customer password minimum', () => {
     expect(expectFailure(await f.api.put(`/api/v1/customer/${ok.id}/pwd`, { password: '123456' }), 400).message).toBe(
       'Invalid input: password: must be at least 8 characters',
     );
-    expect(expectOk(await f.api.get('/api/v1/project/settings'))).toMatchObject({ customer_password_min_length: null, effective: { customer_password_min_length: 8 } });
+    expect(expectOk(await f.api.get('/api/v1/project/settings'))).toMatchObject({
+      customer_password_min_length: null,
+      effective: { customer_password_min_length: 8 },
+    });
   });
 
   it('a project may lower it to 6 (not below) for migrated fleets; create, change and login then take 6 characters', async () => {
@@ -138,8 +172,18 @@ describe('customer password minimum', () => {
       customer_password_min_length: 6,
       effective: { customer_password_min_length: 6 },
     });
-    const cu = expectOk(await f.api.post('/api/v1/customer', { name: 'old user', account: 'legacy', password: '123456' }));
-    expect(expectOk(await f.api.post('/api/v1/customer_login', { app_id: f.project.app.app_id, account: 'legacy', password: '123456' })).access_token).toEqual(expect.any(String));
+    const cu = expectOk(
+      await f.api.post('/api/v1/customer', { name: 'old user', account: 'legacy', password: '123456' }),
+    );
+    expect(
+      expectOk(
+        await f.api.post('/api/v1/customer_login', {
+          app_id: f.project.app.app_id,
+          account: 'legacy',
+          password: '123456',
+        }),
+      ).access_token,
+    ).toEqual(expect.any(String));
     expectOk(await f.api.put(`/api/v1/customer/${cu.id}/pwd`, { password: '654321' }));
     expect(expectFailure(await f.api.put(`/api/v1/customer/${cu.id}/pwd`, { password: '12345' }), 400).errors).toEqual([
       { path: 'password', message: 'must be at least 6 characters' },
@@ -150,6 +194,9 @@ describe('customer password minimum', () => {
     expectOk(await f.api.put('/api/v1/project/settings', { customer_password_min_length: null }));
     expectFailure(await f.api.post('/api/v1/customer', { name: 'y', account: 'y', password: '1234567' }), 400);
     // Emails are validated as before.
-    expectFailure(await f.api.post('/api/v1/customer', { name: 'z', account: 'z', password: 'abcd1234', email: 'not-an-email' }), 400);
+    expectFailure(
+      await f.api.post('/api/v1/customer', { name: 'z', account: 'z', password: 'abcd1234', email: 'not-an-email' }),
+      400,
+    );
   });
 });

@@ -3,7 +3,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { customers, projects } from '../../src/db/schema.ts';
 import { newId } from '../../src/lib/ids.ts';
 import { hashSecret } from '../../src/lib/passwords.ts';
-import { client, createProject, createTestApp, expectFailure, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import {
+  client,
+  createProject,
+  createTestApp,
+  expectFailure,
+  expectOk,
+  type ProjectFixture,
+  type TestContext,
+} from '../helpers/app.ts';
 
 let ctx: TestContext;
 
@@ -19,9 +27,21 @@ async function customerClient(f: ProjectFixture) {
   const account = `cust-${newId()}`;
   const now = Date.now();
   await ctx.database.db.insert(customers).values({
-    id: newId(now), projectId: f.project.id, account, passwordHash: await hashSecret('customer-password'), name: 'c', createTime: now, updateTime: now,
+    id: newId(now),
+    projectId: f.project.id,
+    account,
+    passwordHash: await hashSecret('customer-password'),
+    name: 'c',
+    createTime: now,
+    updateTime: now,
   });
-  const res = expectOk(await client(ctx.app).post('/api/v1/customer_login', { app_id: f.project.app.app_id, account, password: 'customer-password' }));
+  const res = expectOk(
+    await client(ctx.app).post('/api/v1/customer_login', {
+      app_id: f.project.app.app_id,
+      account,
+      password: 'customer-password',
+    }),
+  );
   return client(ctx.app, res.access_token);
 }
 
@@ -34,7 +54,10 @@ describe('data-view key', () => {
   it('creates the key and a secret that the broker can verify', async () => {
     const p = await createProject(ctx);
     const issued = expectOk(await p.api.post('/api/v1/view_key'));
-    expect(issued).toEqual({ view_key: expect.stringMatching(/^[A-Za-z0-9]{16}$/), view_secret: expect.stringMatching(/^[A-Za-z0-9]{32}$/) });
+    expect(issued).toEqual({
+      view_key: expect.stringMatching(/^[A-Za-z0-9]{16}$/),
+      view_secret: expect.stringMatching(/^[A-Za-z0-9]{32}$/),
+    });
 
     const shown = expectOk(await p.admin.get('/api/v1/view_key'));
     expect(shown).toEqual({ view_key: issued.view_key, has_secret: true });

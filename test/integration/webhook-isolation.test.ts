@@ -65,10 +65,25 @@ async function alarmSetup(ctx: TestContext, urls: string[]) {
   const p = await createProject(ctx);
   const type = expectOk(await p.api.post('/api/v1/device_type', { name: 'Sensor' }));
   const d = expectOk(await p.api.post('/api/v1/device', { name: 'boiler', type: type.id }));
-  const identity: DeviceIdentity = { deviceId: d.id, projectId: p.project.id, name: 'boiler', typeId: type.id, connType: '1', disabled: false };
-  expectOk(await p.api.post('/api/v1/alarm_rule', { name: 'hot', device_type_id: type.id, level: 2, condition: { kind: 'attribute', identifier: 'temp', op: '>', value: 30 } }));
+  const identity: DeviceIdentity = {
+    deviceId: d.id,
+    projectId: p.project.id,
+    name: 'boiler',
+    typeId: type.id,
+    connType: '1',
+    disabled: false,
+  };
+  expectOk(
+    await p.api.post('/api/v1/alarm_rule', {
+      name: 'hot',
+      device_type_id: type.id,
+      level: 2,
+      condition: { kind: 'attribute', identifier: 'temp', op: '>', value: 30 },
+    }),
+  );
   const targets = [];
-  for (const [i, url] of urls.entries()) targets.push(expectOk(await p.api.post('/api/v1/notification_target', { name: `t${i}`, url })));
+  for (const [i, url] of urls.entries())
+    targets.push(expectOk(await p.api.post('/api/v1/notification_target', { name: `t${i}`, url })));
   return { p, identity, targets };
 }
 
@@ -93,11 +108,31 @@ describe('webhook targets on a default-configured server', () => {
   it('refuses a non-public address in any notation, or a name resolving to one, at creation and change (400)', async () => {
     const p = await createProject(ctx);
     const refused = [
-      'http://127.0.0.1/hook', 'http://2130706433/hook', 'http://0x7f000001/hook', 'http://0177.0.0.1/hook', 'http://127.1/hook', 'http://0x7f.1/hook',
-      'http://[::1]/hook', 'http://[::ffff:127.0.0.1]/hook', 'http://[::ffff:7f00:1]/hook', 'http://[64:ff9b::7f00:1]/hook', 'http://[2002:7f00:1::]/hook',
-      'http://169.254.169.254/latest/meta-data', 'http://[fd00:ec2::254]/', 'http://10.0.0.1/', 'http://172.16.5.4/', 'http://192.168.1.1/', 'http://100.64.0.1/',
-      'http://[fe80::1]/', 'http://[fc00::1]/', 'http://224.0.0.1/', 'http://0.0.0.0/', 'http://255.255.255.255/', 'http://240.0.0.1/',
-      `http://localhost:${hook.port}/hook`, 'https://metadata.example.com/',
+      'http://127.0.0.1/hook',
+      'http://2130706433/hook',
+      'http://0x7f000001/hook',
+      'http://0177.0.0.1/hook',
+      'http://127.1/hook',
+      'http://0x7f.1/hook',
+      'http://[::1]/hook',
+      'http://[::ffff:127.0.0.1]/hook',
+      'http://[::ffff:7f00:1]/hook',
+      'http://[64:ff9b::7f00:1]/hook',
+      'http://[2002:7f00:1::]/hook',
+      'http://169.254.169.254/latest/meta-data',
+      'http://[fd00:ec2::254]/',
+      'http://10.0.0.1/',
+      'http://172.16.5.4/',
+      'http://192.168.1.1/',
+      'http://100.64.0.1/',
+      'http://[fe80::1]/',
+      'http://[fc00::1]/',
+      'http://224.0.0.1/',
+      'http://0.0.0.0/',
+      'http://255.255.255.255/',
+      'http://240.0.0.1/',
+      `http://localhost:${hook.port}/hook`,
+      'https://metadata.example.com/',
     ];
     for (const url of refused) {
       const body = expectFailure(await p.api.post('/api/v1/notification_target', { name: 'x', url }), 400);
@@ -106,17 +141,31 @@ describe('webhook targets on a default-configured server', () => {
     expect(expectOk(await p.api.get('/api/v1/notification_targets')).items).toEqual([]);
     // A name that does not resolve gets the same answer as one resolving to a private address, and
     // the address a name resolved to is not told.
-    const unknown = JSON.stringify(expectFailure(await p.api.post('/api/v1/notification_target', { name: 'x', url: 'https://nowhere.example.com/' }), 400));
-    const inside = JSON.stringify(expectFailure(await p.api.post('/api/v1/notification_target', { name: 'x', url: 'https://metadata.example.com/' }), 400));
+    const unknown = JSON.stringify(
+      expectFailure(
+        await p.api.post('/api/v1/notification_target', { name: 'x', url: 'https://nowhere.example.com/' }),
+        400,
+      ),
+    );
+    const inside = JSON.stringify(
+      expectFailure(
+        await p.api.post('/api/v1/notification_target', { name: 'x', url: 'https://metadata.example.com/' }),
+        400,
+      ),
+    );
     expect(unknown.replaceAll('nowhere', 'metadata')).toBe(inside);
     expect(inside).toMatch(/host metadata.example.com is not allowed/);
     expect(inside).not.toMatch(/169\.254/);
 
-    const t = expectOk(await p.api.post('/api/v1/notification_target', { name: 'ok', url: 'https://hooks.example.com/alarms' }));
+    const t = expectOk(
+      await p.api.post('/api/v1/notification_target', { name: 'ok', url: 'https://hooks.example.com/alarms' }),
+    );
     for (const url of ['http://0x7f000001/', 'http://[::ffff:169.254.169.254]/', `http://localhost:${hook.port}/`]) {
       expectFailure(await p.api.put(`/api/v1/notification_target/${t.id}`, { url }), 400);
     }
-    expect(expectOk(await p.api.get(`/api/v1/notification_target/${t.id}`)).url).toBe('https://hooks.example.com/alarms');
+    expect(expectOk(await p.api.get(`/api/v1/notification_target/${t.id}`)).url).toBe(
+      'https://hooks.example.com/alarms',
+    );
   });
 
   it('checks the address again at delivery: a name that now resolves to loopback is not called', async () => {
@@ -137,7 +186,15 @@ describe('webhook targets on a default-configured server', () => {
 });
 
 describe('webhook deliveries with 127.0.0.0/8 allowed', () => {
-  const settings: Partial<NotifierSettings> = { timeoutMs: 1_000, maxAttempts: 3, backoffMs: 1_000, allowNetworks: '127.0.0.0/8', breakerFailures: 2, breakerCooldownMs: 30_000, resolve };
+  const settings: Partial<NotifierSettings> = {
+    timeoutMs: 1_000,
+    maxAttempts: 3,
+    backoffMs: 1_000,
+    allowNetworks: '127.0.0.0/8',
+    breakerFailures: 2,
+    breakerCooldownMs: 30_000,
+    resolve,
+  };
   let ctx: TestContext;
   let hook: Receiver;
   beforeAll(async () => {
@@ -172,15 +229,42 @@ describe('webhook deliveries with 127.0.0.0/8 allowed', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'webhook-tls-'));
     let tls: https.Server | undefined;
     try {
-      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' });
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'ec',
+          '-pkeyopt',
+          'ec_paramgen_curve:prime256v1',
+          '-nodes',
+          '-days',
+          '2',
+          '-subj',
+          '/CN=localhost',
+          '-addext',
+          'subjectAltName=DNS:localhost',
+          '-keyout',
+          path.join(dir, 'key.pem'),
+          '-out',
+          path.join(dir, 'cert.pem'),
+        ],
+        { stdio: 'ignore' },
+      );
       let calls = 0;
-      const server = https.createServer({ key: readFileSync(path.join(dir, 'key.pem')), cert: readFileSync(path.join(dir, 'cert.pem')) }, (_req, res) => {
-        calls++;
-        res.writeHead(200).end();
-      });
+      const server = https.createServer(
+        { key: readFileSync(path.join(dir, 'key.pem')), cert: readFileSync(path.join(dir, 'cert.pem')) },
+        (_req, res) => {
+          calls++;
+          res.writeHead(200).end();
+        },
+      );
       tls = server;
       await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      const { p, identity } = await alarmSetup(ctx, [`https://localhost:${(server.address() as AddressInfo).port}/tls`]);
+      const { p, identity } = await alarmSetup(ctx, [
+        `https://localhost:${(server.address() as AddressInfo).port}/tls`,
+      ]);
       await ctx.services.currentValues.report(identity, { temp: 35 });
       await step(ctx);
       expect(calls).toBe(0);
@@ -208,7 +292,8 @@ describe('webhook deliveries with 127.0.0.0/8 allowed', () => {
       else expectOk(await p.api.put(`/api/v1/notification_target/${targets[0].id}`, { enabled: false }));
       expect(await jobs.projectJobs(p.project.id)).toEqual([]);
       expect(ctx.services.alarms.notifier.projectPending(p.project.id)).toBe(0);
-      if (remove === 'disable') expectOk(await p.api.put(`/api/v1/notification_target/${targets[0].id}`, { enabled: true }));
+      if (remove === 'disable')
+        expectOk(await p.api.put(`/api/v1/notification_target/${targets[0].id}`, { enabled: true }));
       hook.answer = () => 200;
       await step(ctx, 60_000);
       expect(hook.received, remove).toHaveLength(1);
@@ -229,7 +314,9 @@ describe('webhook deliveries with 127.0.0.0/8 allowed', () => {
     await flip(36); // the circuit is open: not attempted
     expect(hook.received).toHaveLength(2);
     const [skipped] = expectOk(await p.api.get('/api/v1/alarm_logs')).items;
-    expect(skipped.notify_logs).toEqual([{ target: targets[0].id, time: now, attempt: 1, status: 'skipped', error: 'circuit open' }]);
+    expect(skipped.notify_logs).toEqual([
+      { target: targets[0].id, time: now, attempt: 1, status: 'skipped', error: 'circuit open' },
+    ]);
 
     now += 30_000; // cool-down over: tried again; a success closes it
     hook.answer = () => 200;
@@ -247,7 +334,20 @@ describe('fair delivery across projects', () => {
   let hook: Receiver;
   beforeAll(async () => {
     // Real time: the silent targets hold their connections until the timeout.
-    ctx = await createTestApp({}, { settings: { alarmNotify: { timeoutMs: 3_000, concurrency: 4, projectConcurrency: 2, allowNetworks: '127.0.0.0/8', resolve } } });
+    ctx = await createTestApp(
+      {},
+      {
+        settings: {
+          alarmNotify: {
+            timeoutMs: 3_000,
+            concurrency: 4,
+            projectConcurrency: 2,
+            allowNetworks: '127.0.0.0/8',
+            resolve,
+          },
+        },
+      },
+    );
     silent = await receiver();
     silent.answer = () => 'hang';
     hook = await receiver();
@@ -259,7 +359,10 @@ describe('fair delivery across projects', () => {
   });
 
   it("one project's 20 targets that never answer do not delay another project's first attempt", async () => {
-    const a = await alarmSetup(ctx, Array.from({ length: 20 }, (_, i) => `http://127.0.0.1:${silent.port}/a${i}`));
+    const a = await alarmSetup(
+      ctx,
+      Array.from({ length: 20 }, (_, i) => `http://127.0.0.1:${silent.port}/a${i}`),
+    );
     const b = await alarmSetup(ctx, [`http://127.0.0.1:${hook.port}/b`]);
     await ctx.services.currentValues.report(a.identity, { temp: 35 });
     await vi.waitFor(() => expect(silent.received.length).toBeGreaterThanOrEqual(2), { timeout: 5_000 });
@@ -279,7 +382,9 @@ describe('fair delivery across projects', () => {
 
 describe('pending deliveries survive a restart', () => {
   it('a retry waiting when the services stop is delivered by the next ones on the same database', async () => {
-    const settings = { alarmNotify: { timeoutMs: 1_000, maxAttempts: 3, backoffMs: 1_000, allowNetworks: '127.0.0.0/8', resolve } };
+    const settings = {
+      alarmNotify: { timeoutMs: 1_000, maxAttempts: 3, backoffMs: 1_000, allowNetworks: '127.0.0.0/8', resolve },
+    };
     const database = await openPrivateTestDatabase();
     const hook = await receiver();
     hook.answer = (n) => (n === 1 ? 503 : 200);
@@ -299,7 +404,11 @@ describe('pending deliveries survive a restart', () => {
         await second.services.alarms.start();
         await step(second, 1_000);
         expect(hook.received.map((r) => r.attempt)).toEqual(['1', '2']);
-        const [log] = expectOk(await second.app.inject({ method: 'GET', url: '/api/v1/alarm_logs', headers: { authorization: `Bearer ${p.appToken}` } }).then((r) => ({ status: r.statusCode, body: r.json(), headers: r.headers }))).items;
+        const [log] = expectOk(
+          await second.app
+            .inject({ method: 'GET', url: '/api/v1/alarm_logs', headers: { authorization: `Bearer ${p.appToken}` } })
+            .then((r) => ({ status: r.statusCode, body: r.json(), headers: r.headers })),
+        ).items;
         expect(log.notify_logs.map((n: { attempt: number; status: string }) => [n.attempt, n.status])).toEqual([
           [1, 'failed'],
           [2, 'delivered'],
@@ -327,7 +436,10 @@ describe('no DNS rebinding within a delivery', () => {
       // The creation check and the delivery check see the allowed address; any later look-up the forbidden one.
       return [{ address: lookups <= 2 ? '127.0.0.2' : '127.0.0.1', family: 4 }];
     };
-    const ctx = await createTestApp({}, { clock, settings: { alarmNotify: { timeoutMs: 1_000, allowNetworks: '127.0.0.2/32', resolve: flipping } } });
+    const ctx = await createTestApp(
+      {},
+      { clock, settings: { alarmNotify: { timeoutMs: 1_000, allowNetworks: '127.0.0.2/32', resolve: flipping } } },
+    );
     try {
       secret = await receiver('127.0.0.1', good.port);
       const { p, identity } = await alarmSetup(ctx, [`http://flip.example.com:${good.port}/pinned`]);

@@ -60,7 +60,10 @@ describe('a DATABASE_URL that cannot be used', () => {
     const port = await closedPort();
     const p = run('src/main.ts', [], `postgres://iot:s3cret-pass@127.0.0.1:${port}/iot`);
     expect(await p.exit()).toBe(1);
-    expectOneLine(p, new RegExp(`DATABASE_URL: cannot reach PostgreSQL at 127\\.0\\.0\\.1:${port} \\(.*ECONNREFUSED.*\\)`));
+    expectOneLine(
+      p,
+      new RegExp(`DATABASE_URL: cannot reach PostgreSQL at 127\\.0\\.0\\.1:${port} \\(.*ECONNREFUSED.*\\)`),
+    );
     // The password of the URL is never printed.
     expect(p.output()).not.toContain('s3cret-pass');
   }, 60_000);
@@ -72,12 +75,21 @@ describe('a DATABASE_URL that cannot be used', () => {
     expectOneLine(p, /^error: DATABASE_URL: cannot reach PostgreSQL at 127\.0\.0\.1:\d+ /m);
   }, 60_000);
 
-  it.skipIf(!server)('npm start names DATABASE_URL and says how to create a missing database (needs PostgreSQL)', async () => {
-    const url = new URL(server!);
-    const name = `iot_missing_${process.pid}_${Date.now()}`;
-    url.pathname = `/${name}`;
-    const p = run('src/main.ts', [], url.href);
-    expect(await p.exit()).toBe(1);
-    expectOneLine(p, new RegExp(`DATABASE_URL: database "${name}" does not exist on ${url.hostname}:${url.port || 5432}: create it \\(createdb .*${name}\\)`));
-  }, 60_000);
+  it.skipIf(!server)(
+    'npm start names DATABASE_URL and says how to create a missing database (needs PostgreSQL)',
+    async () => {
+      const url = new URL(server!);
+      const name = `iot_missing_${process.pid}_${Date.now()}`;
+      url.pathname = `/${name}`;
+      const p = run('src/main.ts', [], url.href);
+      expect(await p.exit()).toBe(1);
+      expectOneLine(
+        p,
+        new RegExp(
+          `DATABASE_URL: database "${name}" does not exist on ${url.hostname}:${url.port || 5432}: create it \\(createdb .*${name}\\)`,
+        ),
+      );
+    },
+    60_000,
+  );
 });

@@ -33,7 +33,11 @@ async function startServer() {
   const server = spawnTs(
     'src/main.ts',
     [],
-    serverEnv(dataDir, pg?.url, { PLATFORM_TOKEN, JWT_SECRET: 'durability-jwt-secret-0123456789abcdef', MQTT_RATE_LIMIT: '100000' }),
+    serverEnv(dataDir, pg?.url, {
+      PLATFORM_TOKEN,
+      JWT_SECRET: 'durability-jwt-secret-0123456789abcdef',
+      MQTT_RATE_LIMIT: '100000',
+    }),
   );
   procs.push(server);
   const [, http] = await server.waitFor(/Server listening at (http:\/\/127\.0\.0\.1:\d+)/, 90_000);
@@ -44,7 +48,10 @@ async function startServer() {
 async function call(base: string, method: string, url: string, token: string, body?: unknown) {
   const res = await fetch(base + url, {
     method,
-    headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    headers: {
+      authorization: `Bearer ${token}`,
+      ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+    },
     ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
   });
   const json = (await res.json()) as { result: boolean; info: any }; // eslint-disable-line @typescript-eslint/no-explicit-any -- API JSON
@@ -57,7 +64,11 @@ describe('a hard kill of the server process', () => {
     pg = await createPrivatePostgres();
     let { server, http, mqttUrl } = await startServer();
     const project = await call(http, 'POST', '/platform/v1/projects', PLATFORM_TOKEN, { name: 'durability' });
-    const login = await fetch(`${http}/api/v1/access_token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(project.app) }).then((r) => r.json());
+    const login = await fetch(`${http}/api/v1/access_token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(project.app),
+    }).then((r) => r.json());
     const token = (login as { info: { access_token: string } }).info.access_token;
     const reporter = await call(http, 'POST', '/api/v1/device', token, { name: 'reporter' });
     const sleeper = await call(http, 'POST', '/api/v1/device', token, { name: 'sleeper' });
@@ -65,11 +76,20 @@ describe('a hard kill of the server process', () => {
     const sleeperToken = (await call(http, 'GET', `/api/v1/device/${sleeper.id}/certificate`, token)).access_token;
 
     // A command for the offline device, queued for an hour.
-    const queued = await call(http, 'POST', `/api/v1/control/device/${sleeper.id}/command`, token, { method: 'reboot', params: { delay: 1 }, ttl: 3600 });
+    const queued = await call(http, 'POST', `/api/v1/control/device/${sleeper.id}/command`, token, {
+      method: 'reboot',
+      params: { delay: 1 },
+      ttl: 3600,
+    });
     expect(queued.state).toBe('queued');
 
     // QoS 1 reports with a sequence number, 32 in flight, until the kill.
-    const c = mqtt.connect(mqttUrl, { username: reporterToken, password: project.project_key, reconnectPeriod: 0, clientId: 'reporter' });
+    const c = mqtt.connect(mqttUrl, {
+      username: reporterToken,
+      password: project.project_key,
+      reconnectPeriod: 0,
+      clientId: 'reporter',
+    });
     clients.push(c);
     c.on('error', () => {});
     await new Promise((resolve, reject) => c.once('connect', resolve).once('error', reject));
@@ -93,13 +113,22 @@ describe('a hard kill of the server process', () => {
     c.end(true);
 
     ({ server, http, mqttUrl } = await startServer());
-    const relogin = await fetch(`${http}/api/v1/access_token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(project.app) }).then((r) => r.json());
+    const relogin = await fetch(`${http}/api/v1/access_token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(project.app),
+    }).then((r) => r.json());
     const token2 = (relogin as { info: { access_token: string } }).info.access_token;
 
     // Every acknowledged report is in history exactly once.
     const stored: number[] = [];
     for (let page = 1; ; page++) {
-      const items = await call(http, 'GET', `/api/v1/device/${reporter.id}/attribute/seq/series?page=${page}&page_records=1000`, token2);
+      const items = await call(
+        http,
+        'GET',
+        `/api/v1/device/${reporter.id}/attribute/seq/series?page=${page}&page_records=1000`,
+        token2,
+      );
       stored.push(...items.map((i: { value: number }) => i.value));
       if (items.length < 1000) break;
     }
@@ -109,15 +138,26 @@ describe('a hard kill of the server process', () => {
     expect([...counts.values()].every((n) => n === 1)).toBe(true);
     // The current value is a report of the newest time in history (recovered from it after the crash).
     // Reports arrive many per millisecond: any of the values at that time is "newest".
-    const newestTs = (await call(http, 'GET', `/api/v1/device/${reporter.id}/attribute/seq/series?page_records=1`, token2))[0].ts;
-    const atNewest = await call(http, 'GET', `/api/v1/device/${reporter.id}/attribute/seq/series?page_records=1000&start_time=${newestTs}&end_time=${newestTs}`, token2);
+    const newestTs = (
+      await call(http, 'GET', `/api/v1/device/${reporter.id}/attribute/seq/series?page_records=1`, token2)
+    )[0].ts;
+    const atNewest = await call(
+      http,
+      'GET',
+      `/api/v1/device/${reporter.id}/attribute/seq/series?page_records=1000&start_time=${newestTs}&end_time=${newestTs}`,
+      token2,
+    );
     const current = await call(http, 'GET', `/api/v1/device/${reporter.id}/attributes`, token2);
     const seqNow = current.find((a: { identifier: string }) => a.identifier === 'seq');
     expect(seqNow?.ts).toBe(newestTs);
     expect(atNewest.map((i: { value: number }) => i.value)).toContain(seqNow?.value);
 
     // The queued command survived and reaches the device when it connects and subscribes.
-    const d = await mqtt.connectAsync(mqttUrl, { username: sleeperToken, password: project.project_key, reconnectPeriod: 0 });
+    const d = await mqtt.connectAsync(mqttUrl, {
+      username: sleeperToken,
+      password: project.project_key,
+      reconnectPeriod: 0,
+    });
     clients.push(d);
     const received = new Promise<{ topic: string; body: { method: string; params: unknown; id: number } }>((resolve) =>
       d.on('message', (topic, payload) => resolve({ topic, body: JSON.parse(payload.toString()) })),

@@ -41,14 +41,25 @@ describe('the server at start', () => {
     const device = await services.devices.create({ projectId: project.id }, { name: 'logger' });
     const store = services.historyStore;
     const rows: TelemetryRow[] = [400, 2].map((days) => ({
-      projectId: project.id, deviceId: device.id, identifier: 'v', ts: now - days * DAY, value: days, dataType: 'number', attrType: 'report', history: true,
+      projectId: project.id,
+      deviceId: device.id,
+      identifier: 'v',
+      ts: now - days * DAY,
+      value: days,
+      dataType: 'number',
+      attrType: 'report',
+      history: true,
     }));
     await store.ensurePartitions(rows.map((r) => store.dayOf(r.ts)));
     await database.db.transaction((tx) => store.write(tx, rows));
     await services.ingest.stop();
     await database.close();
 
-    const server = spawnTs('src/main.ts', [], serverEnv(dataDir, pg?.url, { JWT_SECRET: 'retention-start-jwt-secret-0123456789abcdef' }));
+    const server = spawnTs(
+      'src/main.ts',
+      [],
+      serverEnv(dataDir, pg?.url, { JWT_SECRET: 'retention-start-jwt-secret-0123456789abcdef' }),
+    );
     procs.push(server);
     const [, dropped] = await server.waitFor(/"dropped":(\d+)[^\n]*"msg":"history retention applied"/, 120_000);
     expect(Number(dropped)).toBeGreaterThanOrEqual(1);
@@ -57,7 +68,15 @@ describe('the server at start', () => {
 
     database = await open();
     try {
-      const kept = await createServices({ db: database.db }).historyStore.series(project.id, device.id, 'v', now - 500 * DAY, now, 10, 0);
+      const kept = await createServices({ db: database.db }).historyStore.series(
+        project.id,
+        device.id,
+        'v',
+        now - 500 * DAY,
+        now,
+        10,
+        0,
+      );
       expect(kept.map((p) => p.value)).toEqual([2]);
     } finally {
       await database.close();

@@ -36,7 +36,10 @@ afterAll(async () => {
 async function call(base: string, method: string, url: string, token: string | undefined, body?: unknown) {
   const res = await fetch(base + url, {
     method,
-    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    headers: {
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+    },
     ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
   });
   const json = (await res.json()) as { result: boolean; info: any }; // eslint-disable-line @typescript-eslint/no-explicit-any -- API JSON
@@ -68,7 +71,9 @@ describe('secrets and health of the running server', () => {
     dirs.push(dataDir);
     // As an older version left it: readable by everybody.
     chmodSync(dataDir, 0o755);
-    writeFileSync(path.join(dataDir, 'jwt-secret'), 'a-secret-an-older-version-generated-0123456789\n', { mode: 0o644 });
+    writeFileSync(path.join(dataDir, 'jwt-secret'), 'a-secret-an-older-version-generated-0123456789\n', {
+      mode: 0o644,
+    });
     const server = spawnTs('src/main.ts', [], {
       DATA_DIR: dataDir,
       ...(ownUrl ? { DATABASE_URL: ownUrl } : {}),
@@ -93,7 +98,8 @@ describe('secrets and health of the running server', () => {
     await call(http!, 'POST', '/api/v1/admin_login', undefined, { app_id: project.app.app_id, ...project.admin });
     const view = await call(http!, 'POST', '/api/v1/view_key', token, {});
     const device = await call(http!, 'POST', '/api/v1/device', token, { name: 'leaky' });
-    const accessToken = (await call(http!, 'GET', `/api/v1/device/${device.id}/certificate`, token)).access_token as string;
+    const accessToken = (await call(http!, 'GET', `/api/v1/device/${device.id}/certificate`, token))
+      .access_token as string;
     const secrets = {
       project_key: project.project_key as string,
       access_token: accessToken,
@@ -104,7 +110,11 @@ describe('secrets and health of the running server', () => {
     for (const [name, value] of Object.entries(secrets)) expect(value, name).toMatch(/^\S{8,}$/);
 
     // Connect and report over MQTT and HTTP (the device API has the token in its path).
-    const d = await mqtt.connectAsync(mqttUrl!, { username: accessToken, password: secrets.project_key, reconnectPeriod: 0 });
+    const d = await mqtt.connectAsync(mqttUrl!, {
+      username: accessToken,
+      password: secrets.project_key,
+      reconnectPeriod: 0,
+    });
     clients.push(d);
     await d.publishAsync('attributes', JSON.stringify({ temperature: 21.5 }), { qos: 1 });
     const httpReport = await fetch(`${http}/device/v1/${accessToken}/attributes`, {
@@ -170,7 +180,9 @@ describe('secrets and health of the running server', () => {
     const log = server.output();
     // On PostgreSQL the outage put driver errors carrying the credentials as parameters into the log.
     if (admin) expect(log).toMatch(/authentication failed/);
-    const leaked = Object.entries(secrets).filter(([, value]) => log.includes(value)).map(([name]) => name);
+    const leaked = Object.entries(secrets)
+      .filter(([, value]) => log.includes(value))
+      .map(([name]) => name);
     expect(leaked).toEqual([]);
   }, 240_000);
 });

@@ -17,7 +17,15 @@ afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-const baseEnv = (dataDir: string) => ({ DATA_DIR: dataDir, HOST: '127.0.0.1', HTTP_PORT: '0', MQTT_PORT: '0', TCP_PORT: '0', LOG_LEVEL: 'info', NODE_ENV: 'development' });
+const baseEnv = (dataDir: string) => ({
+  DATA_DIR: dataDir,
+  HOST: '127.0.0.1',
+  HTTP_PORT: '0',
+  MQTT_PORT: '0',
+  TCP_PORT: '0',
+  LOG_LEVEL: 'info',
+  NODE_ENV: 'development',
+});
 
 function start(env: Record<string, string | undefined>) {
   const p = spawnTs('src/main.ts', [], env);

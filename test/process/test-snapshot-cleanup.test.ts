@@ -22,7 +22,11 @@ interface Observed {
 function runVitest(interruptWhenSeen: boolean): Promise<Observed> {
   const env: NodeJS.ProcessEnv = { ...process.env };
   delete env.TEST_DATABASE_URL;
-  const child = spawn(process.execPath, [VITEST, 'run', 'test/unit/cli-table.test.ts'], { cwd: ROOT, env, stdio: 'ignore' });
+  const child = spawn(process.execPath, [VITEST, 'run', 'test/unit/cli-table.test.ts'], {
+    cwd: ROOT,
+    env,
+    stdio: 'ignore',
+  });
   const file = path.join(os.tmpdir(), `iot-cloud-test-${child.pid}.tar`);
   let seen = false;
   let exited = false;
@@ -48,7 +52,7 @@ function runVitest(interruptWhenSeen: boolean): Promise<Observed> {
   return Promise.all([done, watch]).then(([code]) => ({ seen, leftBehind: existsSync(file), code }));
 }
 
-describe('the test run\'s database snapshot', { timeout: 120_000 }, () => {
+describe("the test run's database snapshot", { timeout: 120_000 }, () => {
   it('is removed when the run ends', async () => {
     const run = await runVitest(false);
     expect(run.code).toBe(0);

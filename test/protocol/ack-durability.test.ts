@@ -3,7 +3,14 @@ import net from 'node:net';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import postgres from 'postgres';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createProject, createTestApp, deviceWithToken, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import {
+  createProject,
+  createTestApp,
+  deviceWithToken,
+  expectOk,
+  type ProjectFixture,
+  type TestContext,
+} from '../helpers/app.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import { createPrivatePostgres, type PrivatePostgres } from '../helpers/db.ts';
 import { openPostgres } from '../../src/db/client.ts';
@@ -21,14 +28,27 @@ afterEach(() => {
 const deviceOf = deviceWithToken;
 
 async function connect(url: string, p: ProjectFixture, token: string, opts: IClientOptions = {}) {
-  const c = await mqtt.connectAsync(url, { username: token, password: p.project.project_key, reconnectPeriod: 100, ...opts });
+  const c = await mqtt.connectAsync(url, {
+    username: token,
+    password: p.project.project_key,
+    reconnectPeriod: 100,
+    ...opts,
+  });
   clients.push(c);
   return c;
 }
 
 /** The values of `identifier` in the device's history, sorted. */
 async function stored(ctx: TestContext, projectId: string, deviceId: string, identifier = 'n') {
-  const points = await ctx.services.historyStore.series(projectId, deviceId, identifier, Date.now() - 3_600_000, Date.now() + 60_000, 100_000, 0);
+  const points = await ctx.services.historyStore.series(
+    projectId,
+    deviceId,
+    identifier,
+    Date.now() - 3_600_000,
+    Date.now() + 60_000,
+    100_000,
+    0,
+  );
   return points.map((p) => p.value as number).sort((a, b) => a - b);
 }
 
@@ -67,7 +87,9 @@ describe('QoS 1 over the rate limit', () => {
     expectOk(await p.api.post(`/api/v1/device/${gw.id}/sub_devices`, { device: sub.id, address: 's1' }));
     const c = await connect(tb.url, p, gw.token);
     await c.publishAsync('gateway/connect', JSON.stringify({ device: 's1' }), { qos: 1 });
-    await Promise.all(range(300).map((i) => c.publishAsync('gateway/attributes', JSON.stringify({ s1: { n: i } }), { qos: 1 })));
+    await Promise.all(
+      range(300).map((i) => c.publishAsync('gateway/attributes', JSON.stringify({ s1: { n: i } }), { qos: 1 })),
+    );
     await ctx.services.ingest.flush();
     expect(await stored(ctx, p.project.id, sub.id)).toEqual(range(300));
   }, 30_000);
@@ -78,7 +100,14 @@ describe('QoS 1 over the rate limit', () => {
     const d5 = await deviceOf(p);
     const v5 = await connect(tb.url, p, d5.token, { protocolVersion: 5 });
     // At 1/s (bursts of 2) about 12 can be held within 10 s; the rest of 20 are refused at once.
-    const outcomes = await Promise.all(range(20).map((i) => v5.publishAsync('attributes', JSON.stringify({ n: i }), { qos: 1 }).then(() => 0, (err: { code?: number }) => err.code ?? -1)));
+    const outcomes = await Promise.all(
+      range(20).map((i) =>
+        v5.publishAsync('attributes', JSON.stringify({ n: i }), { qos: 1 }).then(
+          () => 0,
+          (err: { code?: number }) => err.code ?? -1,
+        ),
+      ),
+    );
     const refused = outcomes.filter((c) => c === 0x97).length;
     expect(refused).toBeGreaterThan(0);
     expect(outcomes.filter((c) => c !== 0 && c !== 0x97)).toEqual([]);
@@ -99,7 +128,12 @@ describe('QoS 1 over the rate limit', () => {
     const d = await deviceOf(p);
     const answers = await Promise.all(
       range(150).map((i) =>
-        ctx.app.inject({ method: 'POST', url: `/device/v1/${d.token}/attributes`, headers: { 'project-key': p.project.project_key }, payload: { n: i } }),
+        ctx.app.inject({
+          method: 'POST',
+          url: `/device/v1/${d.token}/attributes`,
+          headers: { 'project-key': p.project.project_key },
+          payload: { n: i },
+        }),
       ),
     );
     const ok = answers.filter((a) => a.json().result === 1);
@@ -174,7 +208,9 @@ describe('a report that cannot be stored is not acknowledged', () => {
     const c = await connect(tb.url, p, d.token, { protocolVersion: 5 });
     const restore = failNext(1);
     try {
-      await expect(c.publishAsync('attributes', JSON.stringify({ n: 8 }), { qos: 1 })).rejects.toMatchObject({ code: 0x80 });
+      await expect(c.publishAsync('attributes', JSON.stringify({ n: 8 }), { qos: 1 })).rejects.toMatchObject({
+        code: 0x80,
+      });
     } finally {
       restore();
     }
@@ -218,7 +254,8 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('QoS 1 through a database outage
     const c = await connect(tb.url, p, d.token, { protocolVersion: 4 });
     const acked = new Set<number>();
     const sends: Array<Promise<unknown>> = [];
-    const send = (i: number) => sends.push(c.publishAsync('attributes', JSON.stringify({ n: i }), { qos: 1 }).then(() => acked.add(i)));
+    const send = (i: number) =>
+      sends.push(c.publishAsync('attributes', JSON.stringify({ n: i }), { qos: 1 }).then(() => acked.add(i)));
     let i = 0;
     const timer = setInterval(() => send(i++), 50);
     try {

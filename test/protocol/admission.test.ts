@@ -64,7 +64,12 @@ const stillOpen = (list: net.Socket[]) => list.filter((s) => !s.destroyed).lengt
 /** The well-behaved device connects, reports at QoS 1 (acknowledged once stored) and leaves: its time. */
 async function connectAndReport(url: string, token: string, projectKey: string): Promise<number> {
   const started = performance.now();
-  const c = await mqtt.connectAsync(url, { username: token, password: projectKey, reconnectPeriod: 0, connectTimeout: 30_000 });
+  const c = await mqtt.connectAsync(url, {
+    username: token,
+    password: projectKey,
+    reconnectPeriod: 0,
+    connectTimeout: 30_000,
+  });
   try {
     await c.publishAsync('attributes', JSON.stringify({ t: 21 }), { qos: 1 });
     return performance.now() - started;
@@ -77,7 +82,10 @@ describe('silent sockets before CONNECT or login', () => {
   let tb: TestBroker;
   beforeAll(async () => {
     // A long connect timeout: only the pending limits may close the silent sockets here.
-    tb = await startTestBroker(ctx, { connectTimeoutMs: 120_000, admission: createAdmission({ pendingPerAddress: 50, pendingMax: 400 }) });
+    tb = await startTestBroker(ctx, {
+      connectTimeoutMs: 120_000,
+      admission: createAdmission({ pendingPerAddress: 50, pendingMax: 400 }),
+    });
   });
   afterAll(() => tb?.close());
 
@@ -120,7 +128,13 @@ describe('silent sockets before CONNECT or login', () => {
   });
 
   it('1,000 silent sockets on the TCP port from one address do not lock out another project’s DTU', async () => {
-    const tcp = createTcpListener({ services: ctx.services, logger: pino({ level: 'silent' }), authFailureDelayMs: 0, loginTimeoutMs: 120_000, admission: createAdmission({ pendingPerAddress: 20 }) });
+    const tcp = createTcpListener({
+      services: ctx.services,
+      logger: pino({ level: 'silent' }),
+      authFailureDelayMs: 0,
+      loginTimeoutMs: 120_000,
+      admission: createAdmission({ pendingPerAddress: 20 }),
+    });
     const { port } = await tcp.listen(0, '127.0.0.1');
     try {
       const device = await newDevice(victim);
@@ -158,10 +172,17 @@ describe('MQTT over WebSocket', () => {
       const other = await Promise.all(Array.from({ length: 5 }, () => silent('198.51.100.7')));
       const flood: WebSocket[] = [];
       for (let i = 0; i < 20; i++) flood.push(await silent('203.0.113.9'));
-      await expect.poll(() => flood.filter((w) => w.readyState === WebSocket.OPEN).length, { timeout: 10_000 }).toBeLessThanOrEqual(5);
+      await expect
+        .poll(() => flood.filter((w) => w.readyState === WebSocket.OPEN).length, { timeout: 10_000 })
+        .toBeLessThanOrEqual(5);
       expect(other.every((w) => w.readyState === WebSocket.OPEN)).toBe(true);
       const device = await newDevice(victim);
-      const c = await mqtt.connectAsync(url, { username: device.token, password: victim.project.project_key, reconnectPeriod: 0, wsOptions: { headers: { 'x-forwarded-for': '198.51.100.8' } } });
+      const c = await mqtt.connectAsync(url, {
+        username: device.token,
+        password: victim.project.project_key,
+        reconnectPeriod: 0,
+        wsOptions: { headers: { 'x-forwarded-for': '198.51.100.8' } },
+      });
       await c.publishAsync('attributes', JSON.stringify({ ws: 1 }), { qos: 1 });
       // Logged in, it no longer counts as pending.
       expect(admission.stats()).toMatchObject({ pending: 10, open: 11 });
@@ -186,20 +207,37 @@ function connack(port: number, username: string, password: string, from = FLOOD_
         });
         s.on('data', (b) => parser.parse(b));
         s.once('close', () => resolve(-1));
-        s.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'c', keepalive: 0, username, password: Buffer.from(password) }));
+        s.write(
+          mqttPacket.generate({
+            cmd: 'connect',
+            protocolId: 'MQTT',
+            protocolVersion: 4,
+            clean: true,
+            clientId: 'c',
+            keepalive: 0,
+            username,
+            password: Buffer.from(password),
+          }),
+        );
       }),
     () => -1,
   );
 }
 /** Random credentials shaped like a viewer's: a 16-character user name and a 20-character password. */
-const guess = (port: number) => connack(port, randomBytes(12).toString('base64url').slice(0, 16), randomBytes(15).toString('base64url').slice(0, 20));
+const guess = (port: number) =>
+  connack(port, randomBytes(12).toString('base64url').slice(0, 16), randomBytes(15).toString('base64url').slice(0, 20));
 
 describe('guessed credentials', () => {
   it('login attempts are counted per address before any look-up: past the budget even right credentials are refused from that address, not from another', async () => {
     const device = await newDevice(victim);
     const admission = createAdmission({ loginRate: 0.01, loginBurst: 3 });
     const tb = await startTestBroker(ctx, { admission });
-    const tcp = createTcpListener({ services: ctx.services, logger: pino({ level: 'silent' }), authFailureDelayMs: 0, admission });
+    const tcp = createTcpListener({
+      services: ctx.services,
+      logger: pino({ level: 'silent' }),
+      authFailureDelayMs: 0,
+      admission,
+    });
     const { port } = await tcp.listen(0, '127.0.0.1');
     try {
       expect(await Promise.all([guess(tb.port), guess(tb.port)])).toEqual([4, 4]);
@@ -239,7 +277,12 @@ describe('guessed credentials', () => {
       for (let i = 0; i < 5; i++) {
         times.push(await connectAndReport(tb.url, device.token, victim.project.project_key));
         const started = performance.now();
-        const viewer = await mqtt.connectAsync(tb.url, { username: view.view_key, password: view.view_secret, reconnectPeriod: 0, connectTimeout: 30_000 });
+        const viewer = await mqtt.connectAsync(tb.url, {
+          username: view.view_key,
+          password: view.view_secret,
+          reconnectPeriod: 0,
+          connectTimeout: 30_000,
+        });
         times.push(performance.now() - started);
         await viewer.endAsync();
       }

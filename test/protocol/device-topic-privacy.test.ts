@@ -30,18 +30,31 @@ async function device(name: string) {
   return { id: d.id as string, token: cert.access_token as string };
 }
 async function connect(token: string, protocolVersion: 4 | 5) {
-  const c = await mqtt.connectAsync(tb.url, { username: token, password: p.project.project_key, protocolVersion, reconnectPeriod: 0 });
+  const c = await mqtt.connectAsync(tb.url, {
+    username: token,
+    password: p.project.project_key,
+    protocolVersion,
+    reconnectPeriod: 0,
+  });
   clients.push(c);
   return c;
 }
 
-describe.each([4, 5] as const)('MQTT %i: another device\'s namespace', (version) => {
+describe.each([4, 5] as const)("MQTT %i: another device's namespace", (version) => {
   it('refuses $d/<other>/…, $d/+/… and # with a failed SUBACK, and delivers nothing of the other device', async () => {
     const a = await device('a');
     const b = await device('b');
     const ca = await connect(a.token, version);
     const cb = await connect(b.token, 4);
-    const filters = [`$d/${b.id}/attributes/push`, `$d/+/attributes/push`, `$d/${b.id}/command/send/+`, `$d/${b.id}/#`, '$d/#', '#', '+/+/attributes/push'];
+    const filters = [
+      `$d/${b.id}/attributes/push`,
+      `$d/+/attributes/push`,
+      `$d/${b.id}/command/send/+`,
+      `$d/${b.id}/#`,
+      '$d/#',
+      '#',
+      '+/+/attributes/push',
+    ];
     const codes = await grantedQos(ca, filters);
     expect(codes).toHaveLength(filters.length);
     expect(codes.filter((code) => code < 0x80)).toEqual([]);
@@ -53,7 +66,9 @@ describe.each([4, 5] as const)('MQTT %i: another device\'s namespace', (version)
     expectOk(await p.api.post(`/api/v1/control/device/${b.id}/attributes`, { secret: 'for-b' }));
     expect(JSON.parse(await pushed)).toEqual({ secret: 'for-b' });
     const command = new Promise<string>((resolve) => cb.once('message', (topic) => resolve(topic)));
-    const sent = expectOk(await p.api.post(`/api/v1/control/device/${b.id}/command`, { method: 'unlock', params: { code: 1234 } }));
+    const sent = expectOk(
+      await p.api.post(`/api/v1/control/device/${b.id}/command`, { method: 'unlock', params: { code: 1234 } }),
+    );
     expect(await command).toBe(`command/send/${sent.command_id}`);
 
     // A marker to A, routed after B's traffic: whatever A could have received has arrived by then.

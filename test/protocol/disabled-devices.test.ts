@@ -6,7 +6,14 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createTcpListener, type TcpListener } from '../../mqtt-broker/tcp/listener.ts';
 import { GATEWAY_TOPICS } from '../../mqtt-broker/protocol/topics.ts';
 import { devices } from '../../src/db/schema.ts';
-import { createProject, createTestApp, deviceWithToken, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import {
+  createProject,
+  createTestApp,
+  deviceWithToken,
+  expectOk,
+  type ProjectFixture,
+  type TestContext,
+} from '../helpers/app.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import { nextOn } from '../helpers/mqtt.ts';
 
@@ -23,7 +30,12 @@ beforeAll(async () => {
   ctx = await createTestApp();
   p = await createProject(ctx);
   tb = await startTestBroker(ctx);
-  tcp = createTcpListener({ services: ctx.services, logger: pino({ level: 'silent' }), authFailureDelayMs: 0, loginTimeoutMs: 10_000 });
+  tcp = createTcpListener({
+    services: ctx.services,
+    logger: pino({ level: 'silent' }),
+    authFailureDelayMs: 0,
+    loginTimeoutMs: 10_000,
+  });
   tcpPort = (await tcp.listen(0, '127.0.0.1')).port;
 });
 afterAll(async () => {
@@ -41,7 +53,8 @@ const disable = (id: string) => ctx.database.db.update(devices).set({ disabled: 
 
 describe('a disabled sub-device', () => {
   it('is refused on gateway/connect (403) and never comes online; an enabled one next to it does', async () => {
-    const gatewayType = expectOk(await p.api.post('/api/v1/device_type', { name: 'gateway', conn_type: '3' })).id as string;
+    const gatewayType = expectOk(await p.api.post('/api/v1/device_type', { name: 'gateway', conn_type: '3' }))
+      .id as string;
     const subType = expectOk(await p.api.post('/api/v1/device_type', { name: 'sensor', conn_type: '2' })).id as string;
     const gateway = await device('gateway', gatewayType);
     const off = await device('disabled sensor', subType);
@@ -50,7 +63,11 @@ describe('a disabled sub-device', () => {
     expectOk(await p.api.post(`/api/v1/device/${gateway.id}/sub_devices`, { device: on.id, address: '2' }));
     await disable(off.id);
 
-    const g = await mqtt.connectAsync(tb.url, { username: gateway.token, password: p.project.project_key, reconnectPeriod: 0 });
+    const g = await mqtt.connectAsync(tb.url, {
+      username: gateway.token,
+      password: p.project.project_key,
+      reconnectPeriod: 0,
+    });
     clients.push(g);
     await g.subscribeAsync(GATEWAY_TOPICS.connectResponse);
     const connectSub = async (address: string) => {

@@ -2,7 +2,14 @@ import net, { type AddressInfo } from 'node:net';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
-import { client, createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import {
+  client,
+  createProject,
+  createTestApp,
+  expectOk,
+  type ProjectFixture,
+  type TestContext,
+} from '../helpers/app.ts';
 import { openSse, parseBlock, type SseStream } from '../helpers/sse.ts';
 
 /**
@@ -23,7 +30,13 @@ const streams: SseStream[] = [];
 const devices: MqttClient[] = [];
 
 beforeAll(async () => {
-  ctx = await createTestApp({ EVENTS_KEEPALIVE_MS: KEEPALIVE_MS, EVENTS_STREAMS_PER_PROJECT: PER_PROJECT, EVENTS_STREAMS_PER_ADDRESS: PER_ADDRESS, EVENTS_STREAMS_PER_PRINCIPAL: PER_PRINCIPAL, EVENTS_QUEUE_BYTES: QUEUE_BYTES });
+  ctx = await createTestApp({
+    EVENTS_KEEPALIVE_MS: KEEPALIVE_MS,
+    EVENTS_STREAMS_PER_PROJECT: PER_PROJECT,
+    EVENTS_STREAMS_PER_ADDRESS: PER_ADDRESS,
+    EVENTS_STREAMS_PER_PRINCIPAL: PER_PRINCIPAL,
+    EVENTS_QUEUE_BYTES: QUEUE_BYTES,
+  });
   await ctx.app.listen({ port: 0, host: '127.0.0.1' });
   base = `http://127.0.0.1:${(ctx.app.server.address() as AddressInfo).port}`;
   tb = await startTestBroker(ctx);
@@ -61,11 +74,20 @@ async function connect(p: ProjectFixture, d: { token: string }) {
 async function customer(p: ProjectFixture, account: string, bind: string[]) {
   const c = expectOk(await p.api.post('/api/v1/customer', { name: account, account, password: `${account}-secret-1` }));
   if (bind.length) expectOk(await p.api.post(`/api/v1/customer/${c.id}/devices`, { devices: bind }));
-  const login = expectOk(await client(ctx.app).post('/api/v1/customer_login', { app_id: p.project.app.app_id, account, password: `${account}-secret-1` }));
+  const login = expectOk(
+    await client(ctx.app).post('/api/v1/customer_login', {
+      app_id: p.project.app.app_id,
+      account,
+      password: `${account}-secret-1`,
+    }),
+  );
   return { id: c.id as string, token: login.access_token as string };
 }
 const report = async (p: ProjectFixture, d: { token: string }, attributes: Record<string, unknown>) =>
-  ctx.services.currentValues.report((await ctx.services.deviceAuth.authenticate(p.project.project_key, d.token))!, attributes);
+  ctx.services.currentValues.report(
+    (await ctx.services.deviceAuth.authenticate(p.project.project_key, d.token))!,
+    attributes,
+  );
 const names = (s: SseStream) => s.events.map((e) => `${e.event} ${e.data.device?.name ?? ''}`.trim());
 
 describe('GET /api/v1/events', () => {
@@ -82,13 +104,35 @@ describe('GET /api/v1/events', () => {
     await dev.publishAsync('event/report/1', JSON.stringify({ method: 'door', params: { open: 1 } }), { qos: 1 });
     await expect.poll(() => s.events.map((e) => e.event)).toEqual(['online', 'attributes', 'event']);
     const [online, attrs, event] = s.events;
-    expect(online).toEqual({ id: '1', event: 'online', data: { device: { id: pump.id, name: 'pump' }, online: true, ts: expect.any(Number) } });
-    expect(attrs).toEqual({ id: '2', event: 'attributes', data: { device: { id: pump.id, name: 'pump' }, attributes: { temp: 21.5, on: true }, attr_type: 'report', ts: expect.any(Number) } });
-    expect(event!.data).toEqual({ device: { id: pump.id, name: 'pump' }, method: 'door', params: { open: 1 }, ts: expect.any(Number) });
+    expect(online).toEqual({
+      id: '1',
+      event: 'online',
+      data: { device: { id: pump.id, name: 'pump' }, online: true, ts: expect.any(Number) },
+    });
+    expect(attrs).toEqual({
+      id: '2',
+      event: 'attributes',
+      data: {
+        device: { id: pump.id, name: 'pump' },
+        attributes: { temp: 21.5, on: true },
+        attr_type: 'report',
+        ts: expect.any(Number),
+      },
+    });
+    expect(event!.data).toEqual({
+      device: { id: pump.id, name: 'pump' },
+      method: 'door',
+      params: { open: 1 },
+      ts: expect.any(Number),
+    });
 
     // The MQTT subscribers of the view key get the same payload, built once for both.
     const key = expectOk(await p.api.post('/api/v1/view_key', {}));
-    const viewer = await mqtt.connectAsync(tb.url, { username: key.view_key, password: key.view_secret, reconnectPeriod: 0 });
+    const viewer = await mqtt.connectAsync(tb.url, {
+      username: key.view_key,
+      password: key.view_secret,
+      reconnectPeriod: 0,
+    });
     devices.push(viewer);
     const seen: string[] = [];
     viewer.on('message', (_t, payload) => seen.push(payload.toString()));
@@ -129,10 +173,23 @@ describe('GET /api/v1/events', () => {
     const theirs = await device(other, 'theirs');
     const bad = await open(p.appToken, '?kinds=attributes,secrets');
     expect(bad.status).toBe(200);
-    expect(bad.body).toMatchObject({ result: false, errcode: 400, errors: [{ path: expect.stringMatching(/^query\.kinds/) }] });
+    expect(bad.body).toMatchObject({
+      result: false,
+      errcode: 400,
+      errors: [{ path: expect.stringMatching(/^query\.kinds/) }],
+    });
     const many = Array.from({ length: 101 }, (_, i) => `d${i}`).join(',');
-    expect((await open(p.appToken, `?device=${many}`)).body).toMatchObject({ result: false, errcode: 400, errors: [{ path: 'query.device' }] });
-    expect((await open(p.appToken, `?device=${theirs.id}`)).body).toEqual({ result: false, errcode: 404, message: 'Device not found', errors: [] });
+    expect((await open(p.appToken, `?device=${many}`)).body).toMatchObject({
+      result: false,
+      errcode: 400,
+      errors: [{ path: 'query.device' }],
+    });
+    expect((await open(p.appToken, `?device=${theirs.id}`)).body).toEqual({
+      result: false,
+      errcode: 404,
+      message: 'Device not found',
+      errors: [],
+    });
     expect((await open(p.appToken, '?device=nope')).body).toMatchObject({ result: false, errcode: 404 });
     const anon = await open(undefined);
     expect(anon.status).toBe(401);
@@ -204,7 +261,13 @@ describe('GET /api/v1/events', () => {
     const big = 'x'.repeat(16 * 1024);
     let sent = 0;
     for (; sent < 5_000 && ctx.app.eventStreams.count(slowProject.project.id) > 0; sent++) {
-      ctx.services.bus.emit('device.attributes', { projectId: slowProject.project.id, deviceId: slowDevice.id, attributes: { big, n: sent }, attrType: 'report', ts: Date.now() });
+      ctx.services.bus.emit('device.attributes', {
+        projectId: slowProject.project.id,
+        deviceId: slowDevice.id,
+        attributes: { big, n: sent },
+        attrType: 'report',
+        ts: Date.now(),
+      });
       if (sent % 20 === 0) await new Promise((r) => setImmediate(r));
       if (sent % 100 === 0) await report(fastProject, fastDevice, { n: sent });
     }
@@ -220,7 +283,10 @@ describe('GET /api/v1/events', () => {
     await closed;
     const text = Buffer.concat(received).toString();
     const tail = text.slice(text.lastIndexOf('event: overflow'));
-    const parsed = { events: [] as Array<{ event: string; data: unknown; id: string | undefined }>, comments: [] as string[] };
+    const parsed = {
+      events: [] as Array<{ event: string; data: unknown; id: string | undefined }>,
+      comments: [] as string[],
+    };
     parseBlock(tail.slice(0, tail.indexOf('\n\n')), parsed);
     expect(parsed.events).toEqual([{ id: undefined, event: 'overflow', data: { reason: 'overflow' } }]);
   });
@@ -228,12 +294,18 @@ describe('GET /api/v1/events', () => {
   it('refuses streams over the per-project and per-address limits with 429', async () => {
     const p = await createProject(ctx, 'sse-limits');
     // Two principals (app and admin), each under its own limit.
-    const open4 = await Promise.all(Array.from({ length: PER_PROJECT }, (_, i) => open(i % 2 ? p.adminToken : p.appToken)));
+    const open4 = await Promise.all(
+      Array.from({ length: PER_PROJECT }, (_, i) => open(i % 2 ? p.adminToken : p.appToken)),
+    );
     expect(open4.map((s) => s.status)).toEqual([200, 200, 200, 200]);
     const refused = await open(p.appToken);
     expect(refused.status).toBe(429);
     expect(refused.headers.get('retry-after')).toBe('5');
-    expect(refused.body).toMatchObject({ result: false, errcode: 429, message: `Too many event streams open for this project (at most ${PER_PROJECT})` });
+    expect(refused.body).toMatchObject({
+      result: false,
+      errcode: 429,
+      message: `Too many event streams open for this project (at most ${PER_PROJECT})`,
+    });
     // A closed stream frees its place.
     open4[0]!.close();
     await expect.poll(() => ctx.app.eventStreams.count(p.project.id)).toBe(PER_PROJECT - 1);
@@ -248,7 +320,10 @@ describe('GET /api/v1/events', () => {
     for (let i = 0; i < PER_ADDRESS; i++) many.push(await open(projects[i % 3]!.appToken));
     expect(many.every((s) => s.status === 200)).toBe(true);
     const over = await open(projects[0]!.appToken);
-    expect(over.body).toMatchObject({ errcode: 429, message: `Too many event streams open from this address (at most ${PER_ADDRESS})` });
+    expect(over.body).toMatchObject({
+      errcode: 429,
+      message: `Too many event streams open from this address (at most ${PER_ADDRESS})`,
+    });
     for (const s of many) s.close();
     await expect.poll(() => ctx.app.eventStreams.count()).toBe(0);
   });
@@ -262,7 +337,11 @@ describe('GET /api/v1/events', () => {
     const refused = await open(login.access_token);
     expect(refused.status).toBe(429);
     expect(refused.headers.get('retry-after')).toBe('5');
-    expect(refused.body).toMatchObject({ result: false, errcode: 429, message: `Too many event streams open for this token's app (at most ${PER_PRINCIPAL})` });
+    expect(refused.body).toMatchObject({
+      result: false,
+      errcode: 429,
+      message: `Too many event streams open for this token's app (at most ${PER_PRINCIPAL})`,
+    });
     // The project still has room for others.
     const admin = await open(p.adminToken);
     expect(admin.status).toBe(200);
@@ -293,7 +372,10 @@ describe('GET /api/v1/events', () => {
 
   it('ends when the token expires', async () => {
     const p = await createProject(ctx, 'sse-expiry');
-    const token = ctx.app.jwt.sign({ pid: p.project.id, kind: 'app', sub: p.project.app.app_id, ts: Date.now() }, { expiresIn: 2 });
+    const token = ctx.app.jwt.sign(
+      { pid: p.project.id, kind: 'app', sub: p.project.app.app_id, ts: Date.now() },
+      { expiresIn: 2 },
+    );
     const s = await open(token);
     expect(s.status).toBe(200);
     const started = Date.now();
@@ -330,7 +412,10 @@ describe('GET /api/v1/events', () => {
     const own = await createTestApp({}, { database: ctx.database });
     await own.app.listen({ port: 0, host: '127.0.0.1' });
     const p = await createProject(own, 'sse-shutdown');
-    const s = await openSse(`http://127.0.0.1:${(own.app.server.address() as AddressInfo).port}/api/v1/events`, p.appToken);
+    const s = await openSse(
+      `http://127.0.0.1:${(own.app.server.address() as AddressInfo).port}/api/v1/events`,
+      p.appToken,
+    );
     streams.push(s);
     expect(s.status).toBe(200);
     const started = Date.now();
@@ -361,14 +446,21 @@ describe('GET /api/v1/events', () => {
       return original(...a);
     };
     const listenersBefore = own.services.liveEvents.listenerCount(p.project.id);
-    const pending = openSse(`http://127.0.0.1:${(own.app.server.address() as AddressInfo).port}/api/v1/events?device=${d.id}`, p.appToken);
+    const pending = openSse(
+      `http://127.0.0.1:${(own.app.server.address() as AddressInfo).port}/api/v1/events?device=${d.id}`,
+      p.appToken,
+    );
     await inLookup;
     own.app.eventStreams.closeAll(); // what the server's close does first (preClose)
     proceed();
     const s = await pending;
     streams.push(s);
     expect(s.status).toBe(429);
-    expect(s.body).toMatchObject({ result: false, errcode: 429, message: 'The server is stopping; open the stream again' });
+    expect(s.body).toMatchObject({
+      result: false,
+      errcode: 429,
+      message: 'The server is stopping; open the stream again',
+    });
     expect(own.app.eventStreams.count(p.project.id)).toBe(0);
     expect(own.services.liveEvents.listenerCount(p.project.id)).toBe(listenersBefore);
     repo.existingDeviceIds = original;

@@ -7,7 +7,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBroker, type Broker } from '../../mqtt-broker/mqtt/broker.ts';
 import { GATEWAY_TOPICS } from '../../mqtt-broker/protocol/topics.ts';
 import { deviceEvents } from '../../src/db/schema.ts';
-import { createProject, createTestApp, expectFailure, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import {
+  createProject,
+  createTestApp,
+  expectFailure,
+  expectOk,
+  type ProjectFixture,
+  type TestContext,
+} from '../helpers/app.ts';
 
 /** Gateways and sub-devices over MQTT (device-protocol.md §8, §11), with real mqtt.js clients. */
 let ctx: TestContext;
@@ -18,7 +25,12 @@ const clients: MqttClient[] = [];
 
 beforeAll(async () => {
   ctx = await createTestApp();
-  broker = await createBroker({ services: ctx.services, logger: pino({ level: 'silent' }), rateLimit: 200, authFailureDelayMs: 0 });
+  broker = await createBroker({
+    services: ctx.services,
+    logger: pino({ level: 'silent' }),
+    rateLimit: 200,
+    authFailureDelayMs: 0,
+  });
   server = net.createServer((socket) => broker.handleConnection(socket));
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -54,9 +66,17 @@ interface Site {
 
 async function site(name = 'plant'): Promise<Site> {
   const p = await createProject(ctx, name);
-  const gatewayType = expectOk(await p.api.post('/api/v1/device_type', { name: 'edge gateway', conn_type: '3' })).id as string;
-  const subType = expectOk(await p.api.post('/api/v1/device_type', { name: 'modbus sensor', conn_type: '2' })).id as string;
-  expectOk(await p.api.post(`/api/v1/device_type/${subType}/attribute`, { identifier: 'temp', name: 'Temperature', data_type: 'number' }));
+  const gatewayType = expectOk(await p.api.post('/api/v1/device_type', { name: 'edge gateway', conn_type: '3' }))
+    .id as string;
+  const subType = expectOk(await p.api.post('/api/v1/device_type', { name: 'modbus sensor', conn_type: '2' }))
+    .id as string;
+  expectOk(
+    await p.api.post(`/api/v1/device_type/${subType}/attribute`, {
+      identifier: 'temp',
+      name: 'Temperature',
+      data_type: 'number',
+    }),
+  );
   return { p, gatewayType, subType };
 }
 
@@ -79,7 +99,13 @@ async function gatewayWith(s: Site, addresses: string[]) {
 }
 
 async function connect(s: Site, token: string, extra: IClientOptions = {}): Promise<MqttClient> {
-  const c = await mqtt.connectAsync(url, { username: token, password: s.p.project.project_key, reconnectPeriod: 0, connectTimeout: 5_000, ...extra });
+  const c = await mqtt.connectAsync(url, {
+    username: token,
+    password: s.p.project.project_key,
+    reconnectPeriod: 0,
+    connectTimeout: 5_000,
+    ...extra,
+  });
   clients.push(c);
   return c;
 }
@@ -117,17 +143,23 @@ async function liveGateway(s: Site, token: string, addresses: string[]) {
   const c = await connect(s, token);
   expect(await grantedQos(c, DOWN)).toEqual(DOWN.map(() => 0));
   for (const address of addresses) {
-    expect(await request(c, GATEWAY_TOPICS.connect, { device: address }, GATEWAY_TOPICS.connectResponse)).toEqual({ result: 1, device: address });
+    expect(await request(c, GATEWAY_TOPICS.connect, { device: address }, GATEWAY_TOPICS.connectResponse)).toEqual({
+      result: 1,
+      device: address,
+    });
   }
   return c;
 }
 
 const currentValues = async (s: Site, id: string) =>
-  Object.fromEntries((expectOk(await s.p.api.get(`/api/v1/device/${id}/attributes`)) as Json[]).map((a) => [a.identifier, a.value]));
+  Object.fromEntries(
+    (expectOk(await s.p.api.get(`/api/v1/device/${id}/attributes`)) as Json[]).map((a) => [a.identifier, a.value]),
+  );
 
 const isOnline = (id: string) => ctx.services.sessions.isOnline(id);
 
-const closed = (c: MqttClient) => new Promise<void>((resolve) => (c.connected ? c.once('close', () => resolve()) : resolve()));
+const closed = (c: MqttClient) =>
+  new Promise<void>((resolve) => (c.connected ? c.once('close', () => resolve()) : resolve()));
 
 async function until(check: () => boolean | Promise<boolean>, what: string) {
   for (let i = 0; i < 200; i++) {
@@ -150,12 +182,21 @@ describe('a gateway with 3 sub-devices, end to end (device-protocol.md §8)', ()
     const g = await liveGateway(s, gateway.token, ['1', '2', 'rs485-3']);
     for (const id of Object.values(subs)) expect(isOnline(id)).toBe(true);
     const listed = expectOk(await s.p.api.get(`/api/v1/device/${gateway.id}/sub_devices`));
-    expect(listed.items.map((i: Json) => [i.address, i.online])).toEqual([['1', true], ['2', true], ['rs485-3', true]]);
+    expect(listed.items.map((i: Json) => [i.address, i.online])).toEqual([
+      ['1', true],
+      ['2', true],
+      ['rs485-3', true],
+    ]);
     await ctx.services.presence.flush();
     for (const id of Object.values(subs)) expect(expectOk(await s.p.api.get(`/api/v1/device/${id}`)).online).toBe(true);
 
     // gateway/attributes feeds each sub-device's current values and history.
-    const answer = await request(g, GATEWAY_TOPICS.attributes, { '1': { temp: 21.5 }, '2': { temp: 22, mode: 'auto' }, 'rs485-3': { temp: 23.25, relay: true } }, GATEWAY_TOPICS.attributesResponse);
+    const answer = await request(
+      g,
+      GATEWAY_TOPICS.attributes,
+      { '1': { temp: 21.5 }, '2': { temp: 22, mode: 'auto' }, 'rs485-3': { temp: 23.25, relay: true } },
+      GATEWAY_TOPICS.attributesResponse,
+    );
     expect(answer).toEqual({ result: 1, ts: expect.any(Number) });
     expect(await currentValues(s, subs['1']!)).toEqual({ temp: 21.5 });
     expect(await currentValues(s, subs['2']!)).toEqual({ temp: 22, mode: 'auto' });
@@ -166,23 +207,42 @@ describe('a gateway with 3 sub-devices, end to end (device-protocol.md §8)', ()
 
     // gateway/attributes/get answers reported and cloud attributes of the named sub-device.
     expectOk(await s.p.api.put(`/api/v1/control/device/${subs['2']}/attributes`, { target: 19 }));
-    expect(await request(g, GATEWAY_TOPICS.attributesGet, { device: '2' }, GATEWAY_TOPICS.attributesGetResponse)).toEqual({
+    expect(
+      await request(g, GATEWAY_TOPICS.attributesGet, { device: '2' }, GATEWAY_TOPICS.attributesGetResponse),
+    ).toEqual({
       result: 1,
       device: '2',
       attributes: { temp: 22, mode: 'auto', target: 19 },
     });
-    expect(await request(g, GATEWAY_TOPICS.attributesGet, { device: '2', keys: ['target'] }, GATEWAY_TOPICS.attributesGetResponse)).toEqual({
+    expect(
+      await request(
+        g,
+        GATEWAY_TOPICS.attributesGet,
+        { device: '2', keys: ['target'] },
+        GATEWAY_TOPICS.attributesGetResponse,
+      ),
+    ).toEqual({
       result: 1,
       device: '2',
       attributes: { target: 19 },
     });
 
     // gateway/event/report is logged as the sub-device's event.
-    expect(await request(g, GATEWAY_TOPICS.eventReport, { device: 'rs485-3', method: 'overheat', params: { level: 2 } }, GATEWAY_TOPICS.eventResponse)).toEqual({
+    expect(
+      await request(
+        g,
+        GATEWAY_TOPICS.eventReport,
+        { device: 'rs485-3', method: 'overheat', params: { level: 2 } },
+        GATEWAY_TOPICS.eventResponse,
+      ),
+    ).toEqual({
       result: 1,
       device: 'rs485-3',
     });
-    const events = await ctx.database.db.select().from(deviceEvents).where(and(eq(deviceEvents.projectId, s.p.project.id), eq(deviceEvents.deviceId, subs['rs485-3']!)));
+    const events = await ctx.database.db
+      .select()
+      .from(deviceEvents)
+      .where(and(eq(deviceEvents.projectId, s.p.project.id), eq(deviceEvents.deviceId, subs['rs485-3']!)));
     expect(events.map((e) => [e.method, e.params])).toEqual([['overheat', { level: 2 }]]);
 
     // A push through the API arrives on gateway/attributes/push with the sub-device's address.
@@ -193,10 +253,18 @@ describe('a gateway with 3 sub-devices, end to end (device-protocol.md §8)', ()
 
     // A command through the API arrives on gateway/command/send; the reply lands in the command log.
     const sent = nextMessage(g, GATEWAY_TOPICS.commandSend);
-    const command = expectOk(await s.p.api.post(`/api/v1/control/device/${subs['2']}/command`, { method: 'calibrate', params: { offset: 0.5 } }));
+    const command = expectOk(
+      await s.p.api.post(`/api/v1/control/device/${subs['2']}/command`, {
+        method: 'calibrate',
+        params: { offset: 0.5 },
+      }),
+    );
     expect(command.state).toBe('sent');
     const wire = await sent;
-    expect(wire).toEqual({ device: '2', command: { id: command.command_id, method: 'calibrate', params: { offset: 0.5 } } });
+    expect(wire).toEqual({
+      device: '2',
+      command: { id: command.command_id, method: 'calibrate', params: { offset: 0.5 } },
+    });
     const replied = await request(
       g,
       GATEWAY_TOPICS.commandReply,
@@ -205,10 +273,18 @@ describe('a gateway with 3 sub-devices, end to end (device-protocol.md §8)', ()
     );
     expect(replied).toEqual({ result: 1, device: '2', id: command.command_id });
     const log = expectOk(await s.p.api.get(`/api/v1/device/${subs['2']}/commands`));
-    expect(log.items[0]).toMatchObject({ id: command.id, state: 'replied', reply: { method: 'calibrate', params: { done: true } } });
+    expect(log.items[0]).toMatchObject({
+      id: command.id,
+      state: 'replied',
+      reply: { method: 'calibrate', params: { done: true } },
+    });
 
     await ctx.services.presence.flush();
-    expect(expectOk(await s.p.api.get('/api/v1/devices_stat'))).toMatchObject({ device_total: 4, online_device_total: 4, active_device_total: 4 });
+    expect(expectOk(await s.p.api.get('/api/v1/devices_stat'))).toMatchObject({
+      device_total: 4,
+      online_device_total: 4,
+      active_device_total: 4,
+    });
 
     // The gateway's connection ends: all its sub-devices go offline.
     const offline: string[] = [];
@@ -219,8 +295,13 @@ describe('a gateway with 3 sub-devices, end to end (device-protocol.md §8)', ()
     for (const id of Object.values(subs)) expect(isOnline(id)).toBe(false);
     expect(offline.sort()).toEqual([gateway.id, ...Object.values(subs)].sort());
     await ctx.services.presence.flush();
-    for (const id of Object.values(subs)) expect(expectOk(await s.p.api.get(`/api/v1/device/${id}`)).online).toBe(false);
-    expect(expectOk(await s.p.api.get(`/api/v1/device/${gateway.id}/sub_devices`)).items.every((i: Json) => i.online === false)).toBe(true);
+    for (const id of Object.values(subs))
+      expect(expectOk(await s.p.api.get(`/api/v1/device/${id}`)).online).toBe(false);
+    expect(
+      expectOk(await s.p.api.get(`/api/v1/device/${gateway.id}/sub_devices`)).items.every(
+        (i: Json) => i.online === false,
+      ),
+    ).toBe(true);
     // Commands and pushes to them now fail as for any offline device.
     expectFailure(await s.p.api.post(`/api/v1/control/device/${subs['1']}/attributes`, { relay: true }), 422);
   });
@@ -231,26 +312,47 @@ describe('sub-device presence and delivery', () => {
     const s = await site();
     const { gateway, subs } = await gatewayWith(s, ['a', 'b']);
     const g = await liveGateway(s, gateway.token, ['a', 'b']);
-    expect(await request(g, GATEWAY_TOPICS.disconnect, { device: 'a' }, GATEWAY_TOPICS.disconnectResponse)).toEqual({ result: 1, device: 'a' });
+    expect(await request(g, GATEWAY_TOPICS.disconnect, { device: 'a' }, GATEWAY_TOPICS.disconnectResponse)).toEqual({
+      result: 1,
+      device: 'a',
+    });
     expect(isOnline(subs.a!)).toBe(false);
     expect(isOnline(subs.b!)).toBe(true);
     expectFailure(await s.p.api.post(`/api/v1/control/device/${subs.a}/command`, { method: 'x' }), 422);
     // Saying it twice changes nothing.
-    expect(await request(g, GATEWAY_TOPICS.connect, { device: 'b' }, GATEWAY_TOPICS.connectResponse)).toEqual({ result: 1, device: 'b' });
-    expect(await request(g, GATEWAY_TOPICS.connect, { device: 'a' }, GATEWAY_TOPICS.connectResponse)).toEqual({ result: 1, device: 'a' });
+    expect(await request(g, GATEWAY_TOPICS.connect, { device: 'b' }, GATEWAY_TOPICS.connectResponse)).toEqual({
+      result: 1,
+      device: 'b',
+    });
+    expect(await request(g, GATEWAY_TOPICS.connect, { device: 'a' }, GATEWAY_TOPICS.connectResponse)).toEqual({
+      result: 1,
+      device: 'a',
+    });
     expect(isOnline(subs.a!)).toBe(true);
   });
 
   it('delivers a command queued with a ttl when the gateway connects the sub-device', async () => {
     const s = await site();
     const { gateway, subs } = await gatewayWith(s, ['7']);
-    const queued = expectOk(await s.p.api.post(`/api/v1/control/device/${subs['7']}/command`, { method: 'open', params: { valve: 2 }, ttl: 600 }));
+    const queued = expectOk(
+      await s.p.api.post(`/api/v1/control/device/${subs['7']}/command`, {
+        method: 'open',
+        params: { valve: 2 },
+        ttl: 600,
+      }),
+    );
     expect(queued.state).toBe('queued');
     const g = await liveGateway(s, gateway.token, []);
     const sent = nextMessage(g, GATEWAY_TOPICS.commandSend);
     await request(g, GATEWAY_TOPICS.connect, { device: '7' }, GATEWAY_TOPICS.connectResponse);
-    expect(await sent).toEqual({ device: '7', command: { id: queued.command_id, method: 'open', params: { valve: 2 } } });
-    await until(async () => expectOk(await s.p.api.get(`/api/v1/device/${subs['7']}/commands`)).items[0].state === 'sent', 'the command to be sent');
+    expect(await sent).toEqual({
+      device: '7',
+      command: { id: queued.command_id, method: 'open', params: { valve: 2 } },
+    });
+    await until(
+      async () => expectOk(await s.p.api.get(`/api/v1/device/${subs['7']}/commands`)).items[0].state === 'sent',
+      'the command to be sent',
+    );
   });
 
   it('holds commands until the gateway subscribes to gateway/command/send', async () => {
@@ -288,7 +390,10 @@ describe('sub-device presence and delivery', () => {
     expectOk(await s.p.api.post(`/api/v1/device_type/${s.subType}/data_stream`, { identifier: 'raw', format: 'hex' }));
     const { gateway, subs } = await gatewayWith(s, ['d']);
     await liveGateway(s, gateway.token, ['d']);
-    const res = expectFailure(await s.p.api.post(`/api/v1/control/device/${subs.d}/data/raw/set?push_mode=mqtt`, { type: 'hex', msg: '0102' }), 422);
+    const res = expectFailure(
+      await s.p.api.post(`/api/v1/control/device/${subs.d}/data/raw/set?push_mode=mqtt`, { type: 'hex', msg: '0102' }),
+      422,
+    );
     expect(res.message).toMatch(/sub-device has no custom data streams/);
   });
 
@@ -310,11 +415,17 @@ describe('sub-device presence and delivery', () => {
     const s = await site();
     const { gateway, subs } = await gatewayWith(s, ['x', 'y']);
     const g = await liveGateway(s, gateway.token, ['x', 'y']);
-    expect(await request(g, GATEWAY_TOPICS.attributes, { x: { temp: 1 } }, GATEWAY_TOPICS.attributesResponse)).toMatchObject({ result: 1 });
-    expect(expectOk(await s.p.api.post(`/api/v1/device/${gateway.id}/sub_devices_remove`, { devices: [subs.x] }))).toEqual({ detached: [subs.x] });
+    expect(
+      await request(g, GATEWAY_TOPICS.attributes, { x: { temp: 1 } }, GATEWAY_TOPICS.attributesResponse),
+    ).toMatchObject({ result: 1 });
+    expect(
+      expectOk(await s.p.api.post(`/api/v1/device/${gateway.id}/sub_devices_remove`, { devices: [subs.x] })),
+    ).toEqual({ detached: [subs.x] });
     expect(isOnline(subs.x!)).toBe(false);
     expect(isOnline(subs.y!)).toBe(true);
-    expect(await request(g, GATEWAY_TOPICS.attributes, { x: { temp: 2 } }, GATEWAY_TOPICS.attributesResponse)).toMatchObject({ result: 0, errcode: 404 });
+    expect(
+      await request(g, GATEWAY_TOPICS.attributes, { x: { temp: 2 } }, GATEWAY_TOPICS.attributesResponse),
+    ).toMatchObject({ result: 0, errcode: 404 });
     expect(await currentValues(s, subs.x!)).toEqual({ temp: 1 });
   });
 
@@ -324,7 +435,11 @@ describe('sub-device presence and delivery', () => {
     const g = await liveGateway(s, gateway.token, ['z']);
     expectOk(await s.p.api.delete(`/api/v1/device/${subs.z}`));
     expect(isOnline(subs.z!)).toBe(false);
-    expect(await request(g, GATEWAY_TOPICS.connect, { device: 'z' }, GATEWAY_TOPICS.connectResponse)).toMatchObject({ result: 0, errcode: 404, device: 'z' });
+    expect(await request(g, GATEWAY_TOPICS.connect, { device: 'z' }, GATEWAY_TOPICS.connectResponse)).toMatchObject({
+      result: 0,
+      errcode: 404,
+      device: 'z',
+    });
   });
 });
 
@@ -334,33 +449,78 @@ describe('bad gateway messages', () => {
     const { gateway, subs } = await gatewayWith(s, ['1']);
     const g = await liveGateway(s, gateway.token, ['1']);
     const bad = async (topic: string, payload: unknown, response: string) => request(g, topic, payload, response);
-    expect(await bad(GATEWAY_TOPICS.attributes, 'not json', GATEWAY_TOPICS.attributesResponse)).toMatchObject({ result: 0, errcode: 400, message: 'payload must be JSON' });
-    expect(await bad(GATEWAY_TOPICS.attributes, [1], GATEWAY_TOPICS.attributesResponse)).toMatchObject({ result: 0, errcode: 400 });
-    expect(await bad(GATEWAY_TOPICS.attributes, {}, GATEWAY_TOPICS.attributesResponse)).toMatchObject({ result: 0, errcode: 400 });
-    expect(await bad(GATEWAY_TOPICS.attributes, { '1': { 'bad key': 1 } }, GATEWAY_TOPICS.attributesResponse)).toMatchObject({ result: 0, errcode: 400, message: expect.stringContaining('device 1') });
-    expect(await bad(GATEWAY_TOPICS.attributes, { 'a/b': { temp: 1 } }, GATEWAY_TOPICS.attributesResponse)).toMatchObject({ result: 0, errcode: 404 });
-    expect(await bad(GATEWAY_TOPICS.attributesGet, { keys: [] }, GATEWAY_TOPICS.attributesGetResponse)).toMatchObject({ result: 0, errcode: 400 });
-    expect(await bad(GATEWAY_TOPICS.attributesGet, { device: '1', keys: 'temp' }, GATEWAY_TOPICS.attributesGetResponse)).toMatchObject({ result: 0, errcode: 400, device: '1' });
-    expect(await bad(GATEWAY_TOPICS.eventReport, { device: '1', params: {} }, GATEWAY_TOPICS.eventResponse)).toMatchObject({ result: 0, errcode: 400, device: '1' });
-    expect(await bad(GATEWAY_TOPICS.commandReply, { device: '1' }, GATEWAY_TOPICS.commandReplyResponse)).toMatchObject({ result: 0, errcode: 400, device: '1' });
-    expect(await bad(GATEWAY_TOPICS.commandReply, { device: '1', command: { id: 999, method: 'x' } }, GATEWAY_TOPICS.commandReplyResponse)).toMatchObject({
+    expect(await bad(GATEWAY_TOPICS.attributes, 'not json', GATEWAY_TOPICS.attributesResponse)).toMatchObject({
+      result: 0,
+      errcode: 400,
+      message: 'payload must be JSON',
+    });
+    expect(await bad(GATEWAY_TOPICS.attributes, [1], GATEWAY_TOPICS.attributesResponse)).toMatchObject({
+      result: 0,
+      errcode: 400,
+    });
+    expect(await bad(GATEWAY_TOPICS.attributes, {}, GATEWAY_TOPICS.attributesResponse)).toMatchObject({
+      result: 0,
+      errcode: 400,
+    });
+    expect(
+      await bad(GATEWAY_TOPICS.attributes, { '1': { 'bad key': 1 } }, GATEWAY_TOPICS.attributesResponse),
+    ).toMatchObject({ result: 0, errcode: 400, message: expect.stringContaining('device 1') });
+    expect(
+      await bad(GATEWAY_TOPICS.attributes, { 'a/b': { temp: 1 } }, GATEWAY_TOPICS.attributesResponse),
+    ).toMatchObject({ result: 0, errcode: 404 });
+    expect(await bad(GATEWAY_TOPICS.attributesGet, { keys: [] }, GATEWAY_TOPICS.attributesGetResponse)).toMatchObject({
+      result: 0,
+      errcode: 400,
+    });
+    expect(
+      await bad(GATEWAY_TOPICS.attributesGet, { device: '1', keys: 'temp' }, GATEWAY_TOPICS.attributesGetResponse),
+    ).toMatchObject({ result: 0, errcode: 400, device: '1' });
+    expect(
+      await bad(GATEWAY_TOPICS.eventReport, { device: '1', params: {} }, GATEWAY_TOPICS.eventResponse),
+    ).toMatchObject({ result: 0, errcode: 400, device: '1' });
+    expect(await bad(GATEWAY_TOPICS.commandReply, { device: '1' }, GATEWAY_TOPICS.commandReplyResponse)).toMatchObject({
+      result: 0,
+      errcode: 400,
+      device: '1',
+    });
+    expect(
+      await bad(
+        GATEWAY_TOPICS.commandReply,
+        { device: '1', command: { id: 999, method: 'x' } },
+        GATEWAY_TOPICS.commandReplyResponse,
+      ),
+    ).toMatchObject({
       result: 0,
       errcode: 404,
       device: '1',
     });
     for (const id of [undefined, 'x', 1.5, -1]) {
-      expect(await bad(GATEWAY_TOPICS.commandReply, { device: '1', command: { id, method: 'x' } }, GATEWAY_TOPICS.commandReplyResponse)).toMatchObject({ result: 0, errcode: 400, device: '1' });
+      expect(
+        await bad(
+          GATEWAY_TOPICS.commandReply,
+          { device: '1', command: { id, method: 'x' } },
+          GATEWAY_TOPICS.commandReplyResponse,
+        ),
+      ).toMatchObject({ result: 0, errcode: 400, device: '1' });
     }
-    expect(await bad(GATEWAY_TOPICS.connect, { device: 5 }, GATEWAY_TOPICS.connectResponse)).toMatchObject({ result: 0, errcode: 400 });
+    expect(await bad(GATEWAY_TOPICS.connect, { device: 5 }, GATEWAY_TOPICS.connectResponse)).toMatchObject({
+      result: 0,
+      errcode: 400,
+    });
     expect(g.connected).toBe(true);
     expect(await currentValues(s, subs['1']!)).toEqual({});
   });
 
-  it('refuses a whole report whose values contradict a sub-device\'s attribute model: nothing of it is stored', async () => {
+  it("refuses a whole report whose values contradict a sub-device's attribute model: nothing of it is stored", async () => {
     const s = await site();
     const { gateway, subs } = await gatewayWith(s, ['1', '2']);
     const g = await liveGateway(s, gateway.token, []);
-    const answer = await request(g, GATEWAY_TOPICS.attributes, { '1': { temp: 20 }, '2': { temp: 'warm' } }, GATEWAY_TOPICS.attributesResponse);
+    const answer = await request(
+      g,
+      GATEWAY_TOPICS.attributes,
+      { '1': { temp: 20 }, '2': { temp: 'warm' } },
+      GATEWAY_TOPICS.attributesResponse,
+    );
     expect(answer).toMatchObject({ result: 0, errcode: 400, message: expect.stringContaining('2.temp') });
     expect(await currentValues(s, subs['1']!)).toEqual({});
     expect(await currentValues(s, subs['2']!)).toEqual({});
@@ -373,7 +533,12 @@ describe('a gateway speaks only for its own sub-devices', () => {
     const mine = await gatewayWith(s, ['1', '2']);
     const other = await gatewayWith(s, ['3']);
     const g = await liveGateway(s, mine.gateway.token, ['1']);
-    const answer = await request(g, GATEWAY_TOPICS.attributes, { '1': { temp: 1 }, '3': { temp: 3 } }, GATEWAY_TOPICS.attributesResponse);
+    const answer = await request(
+      g,
+      GATEWAY_TOPICS.attributes,
+      { '1': { temp: 1 }, '3': { temp: 3 } },
+      GATEWAY_TOPICS.attributesResponse,
+    );
     expect(answer).toMatchObject({ result: 0, errcode: 404, message: expect.stringContaining('"3"') });
     expect(await currentValues(s, mine.subs['1']!)).toEqual({});
     expect(await currentValues(s, other.subs['3']!)).toEqual({});
@@ -381,12 +546,20 @@ describe('a gateway speaks only for its own sub-devices', () => {
       [GATEWAY_TOPICS.connect, GATEWAY_TOPICS.connectResponse],
       [GATEWAY_TOPICS.attributesGet, GATEWAY_TOPICS.attributesGetResponse],
     ] as const) {
-      expect(await request(g, topic, { device: '3' }, response)).toMatchObject({ result: 0, errcode: 404, device: '3' });
+      expect(await request(g, topic, { device: '3' }, response)).toMatchObject({
+        result: 0,
+        errcode: 404,
+        device: '3',
+      });
     }
-    expect(await request(g, GATEWAY_TOPICS.eventReport, { device: '3', method: 'spoof' }, GATEWAY_TOPICS.eventResponse)).toMatchObject({ result: 0, errcode: 404 });
+    expect(
+      await request(g, GATEWAY_TOPICS.eventReport, { device: '3', method: 'spoof' }, GATEWAY_TOPICS.eventResponse),
+    ).toMatchObject({ result: 0, errcode: 404 });
     expect(isOnline(other.subs['3']!)).toBe(false);
     // Its own sub-device '2' of the same project works; the other gateway's sub-device was never touched.
-    expect(await request(g, GATEWAY_TOPICS.attributes, { '2': { temp: 2 } }, GATEWAY_TOPICS.attributesResponse)).toMatchObject({ result: 1 });
+    expect(
+      await request(g, GATEWAY_TOPICS.attributes, { '2': { temp: 2 } }, GATEWAY_TOPICS.attributesResponse),
+    ).toMatchObject({ result: 1 });
     expect(await currentValues(s, mine.subs['2']!)).toEqual({ temp: 2 });
   });
 
@@ -396,7 +569,9 @@ describe('a gateway speaks only for its own sub-devices', () => {
     const ga = await gatewayWith(a, []);
     const gb = await gatewayWith(b, ['1']);
     const g = await liveGateway(a, ga.gateway.token, []);
-    expect(await request(g, GATEWAY_TOPICS.attributes, { '1': { temp: 9 } }, GATEWAY_TOPICS.attributesResponse)).toMatchObject({ result: 0, errcode: 404 });
+    expect(
+      await request(g, GATEWAY_TOPICS.attributes, { '1': { temp: 9 } }, GATEWAY_TOPICS.attributesResponse),
+    ).toMatchObject({ result: 0, errcode: 404 });
     expect(await currentValues(b, gb.subs['1']!)).toEqual({});
   });
 
@@ -425,10 +600,16 @@ describe('a gateway speaks only for its own sub-devices', () => {
     const b = await site('tenant B');
     const ga = await gatewayWith(a, []);
     const victim = await device(b, 'victim', b.subType);
-    expectFailure(await a.p.api.post(`/api/v1/device/${ga.gateway.id}/sub_devices`, { device: victim.id, address: '1' }), 404);
+    expectFailure(
+      await a.p.api.post(`/api/v1/device/${ga.gateway.id}/sub_devices`, { device: victim.id, address: '1' }),
+      404,
+    );
     const gb = await gatewayWith(b, []);
     const own = await device(a, 'own', a.subType);
-    expectFailure(await a.p.api.post(`/api/v1/device/${gb.gateway.id}/sub_devices`, { device: own.id, address: '1' }), 404);
+    expectFailure(
+      await a.p.api.post(`/api/v1/device/${gb.gateway.id}/sub_devices`, { device: own.id, address: '1' }),
+      404,
+    );
     expect(expectOk(await b.p.api.get(`/api/v1/device/${gb.gateway.id}/sub_devices`)).items).toEqual([]);
   });
 });

@@ -23,7 +23,13 @@ const clients: MqttClient[] = [];
 beforeAll(async () => {
   ctx = await createTestApp();
   p = await createProject(ctx);
-  broker = await createBroker({ services: ctx.services, logger: pino({ level: 'silent' }), maxPacketSize: MAX_PACKET, rateLimit: RATE, authFailureDelayMs: 0 });
+  broker = await createBroker({
+    services: ctx.services,
+    logger: pino({ level: 'silent' }),
+    maxPacketSize: MAX_PACKET,
+    rateLimit: RATE,
+    authFailureDelayMs: 0,
+  });
   server = net.createServer((socket) => broker.handleConnection(socket));
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -44,10 +50,21 @@ async function newDevice(name = 'dev') {
 }
 
 function options(token: string, extra: IClientOptions = {}): IClientOptions {
-  return { username: token, password: p.project.project_key, clientId: 'esp32', reconnectPeriod: 0, connectTimeout: 5_000, ...extra };
+  return {
+    username: token,
+    password: p.project.project_key,
+    clientId: 'esp32',
+    reconnectPeriod: 0,
+    connectTimeout: 5_000,
+    ...extra,
+  };
 }
 
-async function connect(token: string, extra: IClientOptions = {}, url = `mqtt://127.0.0.1:${port}`): Promise<MqttClient> {
+async function connect(
+  token: string,
+  extra: IClientOptions = {},
+  url = `mqtt://127.0.0.1:${port}`,
+): Promise<MqttClient> {
   const c = await mqtt.connectAsync(url, options(token, extra));
   clients.push(c);
   return c;
@@ -68,7 +85,8 @@ function refusedCode(username: string, password: string, protocolVersion: 4 | 5)
   });
 }
 
-function nextMessage(c: MqttClient, topic: string): Promise<{ topic: string; body: any }> { // eslint-disable-line @typescript-eslint/no-explicit-any -- arbitrary JSON
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- arbitrary JSON
+function nextMessage(c: MqttClient, topic: string): Promise<{ topic: string; body: any }> {
   return new Promise((resolve) => {
     const onMessage = (t: string, payload: Buffer) => {
       if (t !== topic) return;
@@ -102,13 +120,16 @@ function grantedQos(c: MqttClient, filters: string[]): Promise<number[]> {
   });
 }
 
-const closed = (c: MqttClient) => new Promise<void>((resolve) => (c.disconnected ? resolve() : c.once('close', () => resolve())));
+const closed = (c: MqttClient) =>
+  new Promise<void>((resolve) => (c.disconnected ? resolve() : c.once('close', () => resolve())));
 
 describe('commands sent right after connect', () => {
   it('reach a device that subscribes to command/send/+ only after the command was sent', async () => {
     const d = await newDevice('late subscriber');
     const c = await connect(d.token);
-    const view = expectOk(await p.api.post(`/api/v1/control/device/${d.id}/command`, { method: 'blink', params: { n: 2 } }));
+    const view = expectOk(
+      await p.api.post(`/api/v1/control/device/${d.id}/command`, { method: 'blink', params: { n: 2 } }),
+    );
     expect(view.state).toBe('sent');
     const sent = nextMessage(c, `command/send/${view.command_id}`);
     await c.subscribeAsync('command/send/+');
@@ -154,7 +175,11 @@ describe('device topics (device-protocol.md §3)', () => {
     const answer = nextMessage(c, 'attributes/response');
     await c.publishAsync('attributes', JSON.stringify({ temperature: 21.5, on: true }), { qos: 1 });
     // After the PUBACK the report is durable (history) and is the current value.
-    expect((await ctx.services.historyStore.series(p.project.id, d.id, 'temperature', 0, Date.now() + 1000, 10, 0)).map((x) => x.value)).toEqual([21.5]);
+    expect(
+      (await ctx.services.historyStore.series(p.project.id, d.id, 'temperature', 0, Date.now() + 1000, 10, 0)).map(
+        (x) => x.value,
+      ),
+    ).toEqual([21.5]);
     expect(await ctx.services.currentValues.get(p.project.id, d.id)).toEqual({ temperature: 21.5, on: true });
     const { body } = await answer;
     expect(body).toEqual({ result: 1, ts: expect.any(Number) });
@@ -192,9 +217,18 @@ describe('device topics (device-protocol.md §3)', () => {
     const c = await connect(d.token, { protocolVersion: 5 });
     await c.subscribeAsync('attributes/get/response/+');
     await c.publishAsync('attributes', JSON.stringify({ a: 1, b: 'x' }), { qos: 1 });
-    expect(await request(c, 'attributes/get/7', {}, 'attributes/get/response/7')).toEqual({ result: 1, attributes: { a: 1, b: 'x', limit: 5 } });
-    expect(await request(c, 'attributes/get/8', { keys: ['b'] }, 'attributes/get/response/8')).toEqual({ result: 1, attributes: { b: 'x' } });
-    expect(await request(c, 'attributes/get/9', { keys: 'b' }, 'attributes/get/response/9')).toMatchObject({ result: 0, errcode: 400 });
+    expect(await request(c, 'attributes/get/7', {}, 'attributes/get/response/7')).toEqual({
+      result: 1,
+      attributes: { a: 1, b: 'x', limit: 5 },
+    });
+    expect(await request(c, 'attributes/get/8', { keys: ['b'] }, 'attributes/get/response/8')).toEqual({
+      result: 1,
+      attributes: { b: 'x' },
+    });
+    expect(await request(c, 'attributes/get/9', { keys: 'b' }, 'attributes/get/response/9')).toMatchObject({
+      result: 0,
+      errcode: 400,
+    });
   });
 
   it('stores back-dated attributes/series and answers on attributes/series/response', async () => {
@@ -206,14 +240,40 @@ describe('device topics (device-protocol.md §3)', () => {
       { ts: hourAgo, attributes: { t: 1 } },
       { ts: hourAgo + 60_000, attributes: { t: 2 } },
     ];
-    expect(await request(c, 'attributes/series', series, 'attributes/series/response', 1)).toEqual({ result: 1, ts: expect.any(Number) });
+    expect(await request(c, 'attributes/series', series, 'attributes/series/response', 1)).toEqual({
+      result: 1,
+      ts: expect.any(Number),
+    });
     expect(await ctx.services.currentValues.get(p.project.id, d.id)).toEqual({ t: 2 });
     // Each entry lands in history at its own time.
     const history = expectOk(await p.api.get(`/api/v1/device/${d.id}/attribute/t/series`));
-    expect(history.map((x: { ts: number; value: number }) => [x.ts, x.value])).toEqual([[hourAgo + 60_000, 2], [hourAgo, 1]]);
-    expect(await request(c, 'attributes/series', [{ ts: hourAgo, attributes: { t: 3 } }, { ts: 'x', attributes: {} }], 'attributes/series/response')).toMatchObject({ result: 0, errcode: 400 });
+    expect(history.map((x: { ts: number; value: number }) => [x.ts, x.value])).toEqual([
+      [hourAgo + 60_000, 2],
+      [hourAgo, 1],
+    ]);
+    expect(
+      await request(
+        c,
+        'attributes/series',
+        [
+          { ts: hourAgo, attributes: { t: 3 } },
+          { ts: 'x', attributes: {} },
+        ],
+        'attributes/series/response',
+      ),
+    ).toMatchObject({ result: 0, errcode: 400 });
     // Older than the project's history retention (365 days by default): refused, nothing stored.
-    expect(await request(c, 'attributes/series', [{ ts: hourAgo, attributes: { t: 4 } }, { ts: 1, attributes: { t: 5 } }], 'attributes/series/response')).toMatchObject({ result: 0, errcode: 400 });
+    expect(
+      await request(
+        c,
+        'attributes/series',
+        [
+          { ts: hourAgo, attributes: { t: 4 } },
+          { ts: 1, attributes: { t: 5 } },
+        ],
+        'attributes/series/response',
+      ),
+    ).toMatchObject({ result: 0, errcode: 400 });
     expect(await ctx.services.currentValues.get(p.project.id, d.id)).toEqual({ t: 2 });
     expect(expectOk(await p.api.get(`/api/v1/device/${d.id}/attribute/t/series`))).toHaveLength(2);
   });
@@ -222,17 +282,28 @@ describe('device topics (device-protocol.md §3)', () => {
     const d = await newDevice();
     const c = await connect(d.token);
     await c.subscribeAsync('event/response/+');
-    const seen = new Promise((resolve) => ctx.services.bus.on('device.event', (e) => e.deviceId === d.id && resolve(e)));
-    expect(await request(c, 'event/report/12', { method: 'alarm', params: { level: 2 } }, 'event/response/12')).toEqual({ result: 1 });
+    const seen = new Promise((resolve) =>
+      ctx.services.bus.on('device.event', (e) => e.deviceId === d.id && resolve(e)),
+    );
+    expect(await request(c, 'event/report/12', { method: 'alarm', params: { level: 2 } }, 'event/response/12')).toEqual(
+      { result: 1 },
+    );
     expect(await seen).toMatchObject({ method: 'alarm', params: { level: 2 } });
-    expect(await request(c, 'event/report/13', { params: {} }, 'event/response/13')).toMatchObject({ result: 0, errcode: 400 });
+    expect(await request(c, 'event/report/13', { params: {} }, 'event/response/13')).toMatchObject({
+      result: 0,
+      errcode: 400,
+    });
   });
 
   it('answers bad input on the response topic and keeps the session', async () => {
     const d = await newDevice();
     const c = await connect(d.token);
     await c.subscribeAsync('attributes/response');
-    expect(await request(c, 'attributes', 'not json', 'attributes/response')).toEqual({ result: 0, errcode: 400, message: 'payload must be JSON' });
+    expect(await request(c, 'attributes', 'not json', 'attributes/response')).toEqual({
+      result: 0,
+      errcode: 400,
+      message: 'payload must be JSON',
+    });
     expect(await request(c, 'attributes', [1, 2], 'attributes/response')).toMatchObject({ result: 0, errcode: 400 });
     // Unknown topics and $SYS are dropped; the session stays.
     await c.publishAsync('$SYS/x', 'y', { qos: 1 });
@@ -245,7 +316,9 @@ describe('device topics (device-protocol.md §3)', () => {
     const d = await newDevice();
     const c = await connect(d.token);
     await c.subscribeAsync('data/+/set');
-    const got = new Promise<{ topic: string; payload: string }>((resolve) => c.once('message', (topic, payload) => resolve({ topic, payload: payload.toString() })));
+    const got = new Promise<{ topic: string; payload: string }>((resolve) =>
+      c.once('message', (topic, payload) => resolve({ topic, payload: payload.toString() })),
+    );
     expectOk(await p.api.post(`/api/v1/control/device/${d.id}/data/raw1/set`, { type: 'text', msg: 'hello' }));
     expect(await got).toEqual({ topic: 'data/raw1/set', payload: 'hello' });
     await c.publishAsync('data/raw1', Buffer.from([1, 2, 3]), { qos: 1 });
@@ -256,12 +329,14 @@ describe('device topics (device-protocol.md §3)', () => {
 });
 
 describe('privacy between devices', () => {
-  it('refuses #, $SYS/# and upstream filters, and never shows another device\'s traffic', async () => {
+  it("refuses #, $SYS/# and upstream filters, and never shows another device's traffic", async () => {
     const a = await newDevice('a');
     const b = await newDevice('b');
     const ca = await connect(a.token);
     const cb = await connect(b.token, { protocolVersion: 5 });
-    expect(await grantedQos(ca, ['#', '$SYS/#', 'attributes', '+/push', 'attributes/push'])).toEqual([128, 128, 128, 128, 0]);
+    expect(await grantedQos(ca, ['#', '$SYS/#', 'attributes', '+/push', 'attributes/push'])).toEqual([
+      128, 128, 128, 128, 0,
+    ]);
     const seenByA: string[] = [];
     ca.on('message', (topic, payload) => seenByA.push(`${topic} ${payload.toString()}`));
     await cb.subscribeAsync('attributes/push');
@@ -320,7 +395,9 @@ describe('sessions and presence (device-protocol.md §2, §11)', () => {
     const d = await newDevice();
     const c = await connect(d.token);
     const wasClosed = closed(c);
-    const offline = new Promise((resolve) => ctx.services.bus.on('device.offline', (e) => e.deviceId === d.id && resolve(e)));
+    const offline = new Promise((resolve) =>
+      ctx.services.bus.on('device.offline', (e) => e.deviceId === d.id && resolve(e)),
+    );
     expectOk(await p.api.post(`/api/v1/device/${d.id}/certificate/reset`));
     await wasClosed;
     expect(ctx.services.sessions.isOnline(d.id)).toBe(false);
@@ -332,7 +409,9 @@ describe('sessions and presence (device-protocol.md §2, §11)', () => {
     const c = await connect(d.token);
     await ctx.services.presence.flush();
     expect(expectOk(await p.api.get(`/api/v1/device/${d.id}`)).online).toBe(true);
-    const offline = new Promise((resolve) => ctx.services.bus.on('device.offline', (e) => e.deviceId === d.id && resolve(e)));
+    const offline = new Promise((resolve) =>
+      ctx.services.bus.on('device.offline', (e) => e.deviceId === d.id && resolve(e)),
+    );
     await c.endAsync();
     await offline;
     await ctx.services.presence.flush();
@@ -348,18 +427,35 @@ describe('commands (device-protocol.md §10)', () => {
     const granted = await c.subscribeAsync(['command/send/+', 'command/reply/response/+'], { qos: 1 });
     expect(granted.map((g) => g.qos)).toEqual([1, 1]);
     const sent = nextMessage(c, 'command/send/1');
-    const cmd = expectOk(await p.api.post(`/api/v1/control/device/${d.id}/command`, { method: 'reboot', params: { delay: 1 } }));
+    const cmd = expectOk(
+      await p.api.post(`/api/v1/control/device/${d.id}/command`, { method: 'reboot', params: { delay: 1 } }),
+    );
     expect(cmd).toMatchObject({ command_id: 1, state: 'sent' });
     expect((await sent).body).toEqual({ method: 'reboot', params: { delay: 1 }, id: 1 });
-    expect(await request(c, 'command/reply/1', { method: 'reboot', params: { ok: true }, id: 1 }, 'command/reply/response/1')).toEqual({ result: 1 });
+    expect(
+      await request(
+        c,
+        'command/reply/1',
+        { method: 'reboot', params: { ok: true }, id: 1 },
+        'command/reply/response/1',
+      ),
+    ).toEqual({ result: 1 });
     const log = expectOk(await p.api.get(`/api/v1/device/${d.id}/commands`));
-    expect(log.items[0]).toMatchObject({ command_id: 1, state: 'replied', reply: { method: 'reboot', params: { ok: true } } });
-    expect(await request(c, 'command/reply/99', { method: 'x', params: {}, id: 99 }, 'command/reply/response/99')).toMatchObject({ result: 0, errcode: 404 });
+    expect(log.items[0]).toMatchObject({
+      command_id: 1,
+      state: 'replied',
+      reply: { method: 'reboot', params: { ok: true } },
+    });
+    expect(
+      await request(c, 'command/reply/99', { method: 'x', params: {}, id: 99 }, 'command/reply/response/99'),
+    ).toMatchObject({ result: 0, errcode: 404 });
   });
 
   it('delivers a queued command when the device connects and subscribes', async () => {
     const d = await newDevice();
-    const queued = expectOk(await p.api.post(`/api/v1/control/device/${d.id}/command`, { method: 'later', params: {}, ttl: 600 }));
+    const queued = expectOk(
+      await p.api.post(`/api/v1/control/device/${d.id}/command`, { method: 'later', params: {}, ttl: 600 }),
+    );
     expect(queued.state).toBe('queued');
     const c = await connect(d.token, { protocolVersion: 5 });
     const sent = nextMessage(c, `command/send/${queued.command_id}`);
@@ -438,14 +534,27 @@ describe('the vendor ESP32 SDK sequence', () => {
     const d = await newDevice();
     expectOk(await p.api.put(`/api/v1/control/device/${d.id}/attributes`, { interval: 30 }));
     const c = await connect(d.token, { clientId: '24:6F:28:AA:BB:CC', keepalive: 120 });
-    const granted = await c.subscribeAsync(['attributes/push', 'attributes/get/response/+', 'command/send/+', 'attributes/response']);
+    const granted = await c.subscribeAsync([
+      'attributes/push',
+      'attributes/get/response/+',
+      'command/send/+',
+      'attributes/response',
+    ]);
     expect(granted.map((g) => g.qos)).toEqual([0, 0, 0, 0]);
-    expect(await request(c, 'attributes', { temperature: 20 }, 'attributes/response')).toEqual({ result: 1, ts: expect.any(Number) });
-    expect(await request(c, 'attributes/get/1000', {}, 'attributes/get/response/1000')).toEqual({ result: 1, attributes: { interval: 30, temperature: 20 } });
+    expect(await request(c, 'attributes', { temperature: 20 }, 'attributes/response')).toEqual({
+      result: 1,
+      ts: expect.any(Number),
+    });
+    expect(await request(c, 'attributes/get/1000', {}, 'attributes/get/response/1000')).toEqual({
+      result: 1,
+      attributes: { interval: 30, temperature: 20 },
+    });
     const sent = nextMessage(c, 'command/send/1');
     expectOk(await p.api.post(`/api/v1/control/device/${d.id}/command`, { method: 'led', params: { on: true } }));
     expect((await sent).body).toEqual({ method: 'led', params: { on: true }, id: 1 });
-    const replied = new Promise((resolve) => ctx.services.bus.on('device.command_reply', (e) => e.deviceId === d.id && resolve(e)));
+    const replied = new Promise((resolve) =>
+      ctx.services.bus.on('device.command_reply', (e) => e.deviceId === d.id && resolve(e)),
+    );
     await c.publishAsync('command/reply/1', JSON.stringify({ method: 'led', params: { on: true }, id: 1 }));
     await replied;
     const log = expectOk(await p.api.get(`/api/v1/device/${d.id}/commands`));

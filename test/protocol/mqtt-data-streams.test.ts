@@ -35,25 +35,42 @@ afterAll(async () => {
 async function device(type?: string) {
   const d = expectOk(await p.api.post('/api/v1/device', { name: 'dev', ...(type ? { type } : {}) }));
   const cert = expectOk(await p.api.get(`/api/v1/device/${d.id}/certificate`));
-  const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { username: cert.access_token, password: p.project.project_key, reconnectPeriod: 0 });
+  const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, {
+    username: cert.access_token,
+    password: p.project.project_key,
+    reconnectPeriod: 0,
+  });
   clients.push(c);
   return { id: d.id as string, c };
 }
 
 const items = async (id: string, identifier: string) =>
-  [...expectOk(await p.api.get(`/api/v1/device/${id}/data/${identifier}/messages`)).items].reverse() as Array<{ direction: string; transport: string; hex: string; data: string }>;
+  [...expectOk(await p.api.get(`/api/v1/device/${id}/data/${identifier}/messages`)).items].reverse() as Array<{
+    direction: string;
+    transport: string;
+    hex: string;
+    data: string;
+  }>;
 
 describe('MQTT data/<identifier>', () => {
   it('records the payload byte-exact before the QoS 1 acknowledgement', async () => {
     const { id, c } = await device();
     const bytes = Buffer.from([0x00, 0x7b, 0xff, 0x0d, 0x0a]);
     await c.publishAsync('data/modbus', bytes, { qos: 1 });
-    expect(await items(id, 'modbus')).toEqual([expect.objectContaining({ direction: 'up', transport: 'mqtt', hex: '007bff0d0a' })]);
+    expect(await items(id, 'modbus')).toEqual([
+      expect.objectContaining({ direction: 'up', transport: 'mqtt', hex: '007bff0d0a' }),
+    ]);
   });
 
   it('drops unknown streams and non-JSON on JSON streams without an answer, keeping the session; maps JSON objects', async () => {
     const t = expectOk(await p.api.post('/api/v1/device_type', { name: 'meter' }));
-    expectOk(await p.api.post(`/api/v1/device_type/${t.id}/data_stream`, { identifier: 'json1', format: 'json', map_to_attributes: true }));
+    expectOk(
+      await p.api.post(`/api/v1/device_type/${t.id}/data_stream`, {
+        identifier: 'json1',
+        format: 'json',
+        map_to_attributes: true,
+      }),
+    );
     const { id, c } = await device(t.id);
     const received: string[] = [];
     await c.subscribeAsync('data/+/set');
@@ -77,6 +94,8 @@ describe('MQTT data/<identifier>', () => {
     const got = new Promise<Buffer>((resolve) => c.once('message', (_t, payload) => resolve(payload)));
     expectOk(await p.api.post(`/api/v1/control/device/${id}/data/cfg/set`, { type: 'hex', msg: 'c0ffee' }));
     expect((await got).toString('hex')).toBe('c0ffee');
-    expect((await items(id, 'cfg')).map((m) => [m.direction, m.transport, m.hex])).toEqual([['down', 'mqtt', 'c0ffee']]);
+    expect((await items(id, 'cfg')).map((m) => [m.direction, m.transport, m.hex])).toEqual([
+      ['down', 'mqtt', 'c0ffee'],
+    ]);
   });
 });

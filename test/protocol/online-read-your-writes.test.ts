@@ -3,7 +3,14 @@ import mqtt from 'mqtt';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTcpListener, type TcpListener } from '../../mqtt-broker/tcp/listener.ts';
-import { createProject, createTestApp, deviceWithToken, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import {
+  createProject,
+  createTestApp,
+  deviceWithToken,
+  expectOk,
+  type ProjectFixture,
+  type TestContext,
+} from '../helpers/app.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 
 // Online state is read-your-writes: a read right after a connect or disconnect shows it, although
@@ -43,19 +50,34 @@ describe('online state right after connect and disconnect', () => {
     const d = await deviceWithToken(p, { name: 'ryw' });
     const other = await deviceWithToken(p, { name: 'stays offline' });
     // Warm the cached counts first: they must not hide the change either.
-    expect(expectOk(await p.api.get('/api/v1/devices_stat'))).toMatchObject({ device_total: 2, online_device_total: 0 });
+    expect(expectOk(await p.api.get('/api/v1/devices_stat'))).toMatchObject({
+      device_total: 2,
+      online_device_total: 0,
+    });
     expect(expectOk(await p.api.get('/api/v1/devices?online=1')).total).toBe(0);
 
-    const c = await mqtt.connectAsync(tb.url, { username: d.token, password: p.project.project_key, reconnectPeriod: 0 });
+    const c = await mqtt.connectAsync(tb.url, {
+      username: d.token,
+      password: p.project.project_key,
+      reconnectPeriod: 0,
+    });
     try {
       // No sleep, no flush: read at once.
       expect(expectOk(await p.api.get(`/api/v1/device/${d.id}`)).online).toBe(true);
       const list = expectOk(await p.api.get('/api/v1/devices?page_records=10'));
-      expect(Object.fromEntries(list.items.map((i: { id: string; online: boolean }) => [i.id, i.online]))).toEqual({ [d.id]: true, [other.id]: false });
+      expect(Object.fromEntries(list.items.map((i: { id: string; online: boolean }) => [i.id, i.online]))).toEqual({
+        [d.id]: true,
+        [other.id]: false,
+      });
       const online = expectOk(await p.api.get('/api/v1/devices?online=1'));
       expect(online.items.map((i: { id: string }) => i.id)).toEqual([d.id]);
       expect(online.total).toBe(1);
-      expect(expectOk(await p.api.get('/api/v1/devices_stat'))).toMatchObject({ device_total: 2, online_device_total: 1, offline_device_total: 1, active_device_total: 1 });
+      expect(expectOk(await p.api.get('/api/v1/devices_stat'))).toMatchObject({
+        device_total: 2,
+        online_device_total: 1,
+        offline_device_total: 1,
+        active_device_total: 1,
+      });
     } finally {
       const gone = seen('device.offline', d.id);
       await c.endAsync();
@@ -65,16 +87,27 @@ describe('online state right after connect and disconnect', () => {
     expect(expectOk(await p.api.get(`/api/v1/device/${d.id}`)).online).toBe(false);
     expect(expectOk(await p.api.get('/api/v1/devices?online=1'))).toMatchObject({ items: [], total: 0 });
     expect(expectOk(await p.api.get('/api/v1/devices?online=0')).total).toBe(2);
-    expect(expectOk(await p.api.get('/api/v1/devices_stat'))).toMatchObject({ online_device_total: 0, offline_device_total: 2 });
+    expect(expectOk(await p.api.get('/api/v1/devices_stat'))).toMatchObject({
+      online_device_total: 0,
+      offline_device_total: 2,
+    });
   });
 
   it("a customer's device list shows it too", async () => {
     const d = await deviceWithToken(p, { name: 'bound' });
-    const cu = expectOk(await p.api.post('/api/v1/customer', { name: 'c', account: `c${Date.now()}`, password: 'long-enough-1' }));
+    const cu = expectOk(
+      await p.api.post('/api/v1/customer', { name: 'c', account: `c${Date.now()}`, password: 'long-enough-1' }),
+    );
     expectOk(await p.api.post(`/api/v1/customer/${cu.id}/devices`, { devices: [d.id] }));
-    const c = await mqtt.connectAsync(tb.url, { username: d.token, password: p.project.project_key, reconnectPeriod: 0 });
+    const c = await mqtt.connectAsync(tb.url, {
+      username: d.token,
+      password: p.project.project_key,
+      reconnectPeriod: 0,
+    });
     try {
-      expect(expectOk(await p.api.get(`/api/v1/customer/${cu.id}/devices`)).items).toMatchObject([{ id: d.id, online: true }]);
+      expect(expectOk(await p.api.get(`/api/v1/customer/${cu.id}/devices`)).items).toMatchObject([
+        { id: d.id, online: true },
+      ]);
     } finally {
       await c.endAsync();
     }
@@ -89,7 +122,9 @@ describe('raw TCP and HTTP devices', () => {
     socket.write(`${p.project.project_key}&${d.token}\r\n`);
     await up;
     expect(expectOk(await p.api.get(`/api/v1/device/${d.id}`)).online).toBe(true);
-    expect(expectOk(await p.api.get('/api/v1/devices?online=1')).items.map((i: { id: string }) => i.id)).toContain(d.id);
+    expect(expectOk(await p.api.get('/api/v1/devices?online=1')).items.map((i: { id: string }) => i.id)).toContain(
+      d.id,
+    );
     const before = expectOk(await p.api.get('/api/v1/devices_stat')).online_device_total;
 
     const down = seen('device.offline', d.id);
@@ -99,11 +134,21 @@ describe('raw TCP and HTTP devices', () => {
     expect(expectOk(await p.api.get('/api/v1/devices_stat')).online_device_total).toBe(before - 1);
 
     // HTTP device access records activity only (device-protocol.md §11).
-    const res = await ctx.app.inject({ method: 'POST', url: `/device/v1/${d.token}/attributes`, headers: { 'project-key': p.project.project_key }, payload: { t: 1 } });
+    const res = await ctx.app.inject({
+      method: 'POST',
+      url: `/device/v1/${d.token}/attributes`,
+      headers: { 'project-key': p.project.project_key },
+      payload: { t: 1 },
+    });
     expect(res.json()).toMatchObject({ result: 1 });
     // Its time shows at once too (laid over the stored ones until the batch is written), in the device and in lists.
-    expect(expectOk(await p.api.get(`/api/v1/device/${d.id}`))).toMatchObject({ online: false, active: { attributes: expect.any(Number), connect: expect.any(Number) } });
-    const item = expectOk(await p.api.get('/api/v1/devices?page_records=100')).items.find((i: { id: string }) => i.id === d.id);
+    expect(expectOk(await p.api.get(`/api/v1/device/${d.id}`))).toMatchObject({
+      online: false,
+      active: { attributes: expect.any(Number), connect: expect.any(Number) },
+    });
+    const item = expectOk(await p.api.get('/api/v1/devices?page_records=100')).items.find(
+      (i: { id: string }) => i.id === d.id,
+    );
     expect(item.active).toMatchObject({ attributes: expect.any(Number), disconnect: expect.any(Number) });
     await ctx.services.presence.flush();
     expect(expectOk(await p.api.get(`/api/v1/device/${d.id}`)).active).toEqual(item.active);

@@ -82,9 +82,17 @@ describe('revocation', () => {
     const viewer = await connect(view.view_key, view.view_secret);
     const dtu = await tcpLogin(p.project.project_key, t.token);
     const fine = await connect(bystander.token, other.project.project_key);
-    await vi.waitFor(() => expect([d.id, t.id, gw.id, sub.id].every((id) => ctx.services.sessions.isOnline(id))).toBe(true));
+    await vi.waitFor(() =>
+      expect([d.id, t.id, gw.id, sub.id].every((id) => ctx.services.sessions.isOnline(id))).toBe(true),
+    );
     // Logins of the project are cached now (an HTTP report goes through the same cache).
-    const http = () => ctx.app.inject({ method: 'POST', url: `/device/v1/${d.token}/attributes`, headers: { 'project-key': p.project.project_key }, payload: { n: 1 } });
+    const http = () =>
+      ctx.app.inject({
+        method: 'POST',
+        url: `/device/v1/${d.token}/attributes`,
+        headers: { 'project-key': p.project.project_key },
+        payload: { n: 1 },
+      });
     expect((await http()).json().result).toBe(1);
 
     const dtuClosed = once(dtu, 'close');

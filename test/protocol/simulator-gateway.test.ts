@@ -23,7 +23,12 @@ let httpUrl: string;
 beforeAll(async () => {
   ctx = await createTestApp();
   p = await createProject(ctx);
-  broker = await createBroker({ services: ctx.services, logger: pino({ level: 'silent' }), rateLimit: 100, authFailureDelayMs: 0 });
+  broker = await createBroker({
+    services: ctx.services,
+    logger: pino({ level: 'silent' }),
+    rateLimit: 100,
+    authFailureDelayMs: 0,
+  });
   server = net.createServer((socket) => broker.handleConnection(socket));
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -50,15 +55,46 @@ async function waitFor<T>(probe: () => Promise<T | undefined>, timeoutMs = 8_000
   }
 }
 
-const byKey = async (key: string) => expectOk(await p.api.get(`/api/v1/devices?device_key=${key}`)).items[0] as { id: string } | undefined;
+const byKey = async (key: string) =>
+  expectOk(await p.api.get(`/api/v1/devices?device_key=${key}`)).items[0] as { id: string } | undefined;
 
 describe('simulator --gateway', () => {
   it('attaches sub-devices through the API, reports them over one connection, and answers pushes and commands for them', async () => {
-    const gatewayType = expectOk(await p.api.post('/api/v1/device_type', { name: 'sim gateway', conn_type: '3', allow_auto_create: true }));
+    const gatewayType = expectOk(
+      await p.api.post('/api/v1/device_type', { name: 'sim gateway', conn_type: '3', allow_auto_create: true }),
+    );
     const subType = expectOk(await p.api.post('/api/v1/device_type', { name: 'sim sensor', conn_type: '2' }));
-    const args = ['--host', mqttUrl, '--http', httpUrl, '--project-key', p.project.project_key, '--type-key', gatewayType.type_key, '--devices', '2'];
+    const args = [
+      '--host',
+      mqttUrl,
+      '--http',
+      httpUrl,
+      '--project-key',
+      p.project.project_key,
+      '--type-key',
+      gatewayType.type_key,
+      '--devices',
+      '2',
+    ];
     const parsed = parseOptions(
-      [...args, '--gateway', '--sub-devices', '3', '--api-token', p.appToken, '--sub-type', subType.id, '--qos', '1', '--rate', '5', '--duration', '60', '--prefix', 'gw'],
+      [
+        ...args,
+        '--gateway',
+        '--sub-devices',
+        '3',
+        '--api-token',
+        p.appToken,
+        '--sub-type',
+        subType.id,
+        '--qos',
+        '1',
+        '--rate',
+        '5',
+        '--duration',
+        '60',
+        '--prefix',
+        'gw',
+      ],
       {},
     );
     if (parsed.help) throw new Error('unexpected help');
@@ -72,20 +108,32 @@ describe('simulator --gateway', () => {
       if (!d || !ctx.services.sessions.isOnline(d.id)) return undefined;
       return (await ctx.services.currentValues.get(p.project.id, d.id)).temperature !== undefined ? d : undefined;
     });
-    const command = expectOk(await p.api.post(`/api/v1/control/device/${sub.id}/command`, { method: 'set', params: { switch: true } }));
+    const command = expectOk(
+      await p.api.post(`/api/v1/control/device/${sub.id}/command`, { method: 'set', params: { switch: true } }),
+    );
     const pushedAt = Date.now();
     expectOk(await p.api.post(`/api/v1/control/device/${sub.id}/attributes`, { label: 'north' }));
-    await waitFor(async () => (expectOk(await p.api.get(`/api/v1/device/${sub.id}/commands`)).items[0]?.state === 'replied' ? true : undefined), 30_000);
+    await waitFor(
+      async () =>
+        expectOk(await p.api.get(`/api/v1/device/${sub.id}/commands`)).items[0]?.state === 'replied' ? true : undefined,
+      30_000,
+    );
     await waitFor(async () => {
-      const series = expectOk(await p.api.get(`/api/v1/device/${sub.id}/attribute/label/series?start_time=${pushedAt}&end_time=${Date.now() + 1000}`));
+      const series = expectOk(
+        await p.api.get(
+          `/api/v1/device/${sub.id}/attribute/label/series?start_time=${pushedAt}&end_time=${Date.now() + 1000}`,
+        ),
+      );
       return series.length ? true : undefined;
     }, 30_000);
     // Every sub-device of both gateways has reported.
     await waitFor(async () => {
-      for (const n of [1, 2]) for (const k of [1, 2, 3]) {
-        const d = await byKey(`gw-${n}-${k}`);
-        if (!d || (await ctx.services.currentValues.get(p.project.id, d.id)).temperature === undefined) return undefined;
-      }
+      for (const n of [1, 2])
+        for (const k of [1, 2, 3]) {
+          const d = await byKey(`gw-${n}-${k}`);
+          if (!d || (await ctx.services.currentValues.get(p.project.id, d.id)).temperature === undefined)
+            return undefined;
+        }
       return true;
     }, 30_000);
     stop.abort();
@@ -102,15 +150,34 @@ describe('simulator --gateway', () => {
       const gateway = (await byKey(`gw-${n}`))!;
       const subs = expectOk(await p.api.get(`/api/v1/device/${gateway.id}/sub_devices`)).items;
       expect(subs.map((s: { address: string }) => s.address)).toEqual(['1', '2', '3']);
-      for (const s of subs) expect((await ctx.services.currentValues.get(p.project.id, s.id)).temperature).toEqual(expect.any(Number));
+      for (const s of subs)
+        expect((await ctx.services.currentValues.get(p.project.id, s.id)).temperature).toEqual(expect.any(Number));
     }
     const log = expectOk(await p.api.get(`/api/v1/device/${sub.id}/commands`)).items[0];
-    expect(log).toMatchObject({ id: command.id, state: 'replied', reply: { method: 'set', params: { result: 'ok', switch: true } } });
+    expect(log).toMatchObject({
+      id: command.id,
+      state: 'replied',
+      reply: { method: 'set', params: { result: 'ok', switch: true } },
+    });
     // The push was applied and reported back by the sub-device.
     expect(await ctx.services.currentValues.get(p.project.id, sub.id, ['label'])).toEqual({ label: 'north' });
 
     // A second run finds the sub-devices already attached and changes nothing.
-    const again = parseOptions([...args, '--gateway', '--api-token', p.appToken, '--sub-type', subType.id, '--duration', '0.5', '--prefix', 'gw'], {});
+    const again = parseOptions(
+      [
+        ...args,
+        '--gateway',
+        '--api-token',
+        p.appToken,
+        '--sub-type',
+        subType.id,
+        '--duration',
+        '0.5',
+        '--prefix',
+        'gw',
+      ],
+      {},
+    );
     if (again.help) throw new Error('unexpected help');
     expect((await run(again.options, sink())).summary.errors).toBe(0);
     expect(expectOk(await p.api.get(`/api/v1/devices?type=${subType.id}`)).total).toBe(6);
@@ -121,7 +188,9 @@ describe('simulator --gateway', () => {
     expect(() => parseOptions([...base, '--sub-devices', '3'], {})).toThrow(UsageError);
     expect(() => parseOptions([...base, '--gateway', '--protocol', 'tcp'], {})).toThrow(UsageError);
     expect(() => parseOptions([...base, '--gateway', '--api-token', 't'], {})).toThrow(UsageError);
-    expect(() => parseOptions(['--project-key', 'pk', '--tokens', 'a', '--gateway', '--api-token', 't', '--sub-type', 's'], {})).toThrow(UsageError);
+    expect(() =>
+      parseOptions(['--project-key', 'pk', '--tokens', 'a', '--gateway', '--api-token', 't', '--sub-type', 's'], {}),
+    ).toThrow(UsageError);
     expect(() => parseOptions([...base, '--gateway', '--sub-devices', '101'], {})).toThrow(UsageError);
     const parsed = parseOptions(base, { SIM_GATEWAY: '1', SIM_SUB_DEVICES: '5' });
     expect(!parsed.help && parsed.options).toMatchObject({ gateway: true, subDevices: 5 });

@@ -22,7 +22,13 @@ let httpUrl: string;
 beforeAll(async () => {
   ctx = await createTestApp();
   p = await createProject(ctx);
-  tcp = createTcpListener({ services: ctx.services, logger: pino({ level: 'silent' }), frameGapMs: 20, rateLimit: 100, authFailureDelayMs: 0 });
+  tcp = createTcpListener({
+    services: ctx.services,
+    logger: pino({ level: 'silent' }),
+    frameGapMs: 20,
+    rateLimit: 100,
+    authFailureDelayMs: 0,
+  });
   tcpUrl = `tcp://127.0.0.1:${(await tcp.listen(0, '127.0.0.1')).port}`;
   await ctx.app.listen({ port: 0, host: '127.0.0.1' });
   httpUrl = `http://127.0.0.1:${(ctx.app.server.address() as AddressInfo).port}`;
@@ -35,17 +41,43 @@ afterAll(async () => {
 
 /** The first value `probe` gives that is not undefined. */
 function waitFor<T>(probe: () => Promise<T | undefined>, timeoutMs = 8_000): Promise<T> {
-  return vi.waitFor(async () => {
-    const value = await probe();
-    if (value === undefined) throw new Error('not yet');
-    return value;
-  }, { timeout: timeoutMs, interval: 50 });
+  return vi.waitFor(
+    async () => {
+      const value = await probe();
+      if (value === undefined) throw new Error('not yet');
+      return value;
+    },
+    { timeout: timeoutMs, interval: 50 },
+  );
 }
 
 /** Starts a run that goes on until `stop()` (a fixed duration would race a loaded machine). */
 function startRun(format: string, typeKey: string, prefix: string, extra: string[] = []) {
   const parsed = parseOptions(
-    ['--protocol', 'tcp', '--tcp-format', format, '--host', tcpUrl, '--http', httpUrl, '--project-key', p.project.project_key, '--type-key', typeKey, '--devices', '2', '--rate', '5', '--duration', '60', '--prefix', prefix, '--quiet', ...extra],
+    [
+      '--protocol',
+      'tcp',
+      '--tcp-format',
+      format,
+      '--host',
+      tcpUrl,
+      '--http',
+      httpUrl,
+      '--project-key',
+      p.project.project_key,
+      '--type-key',
+      typeKey,
+      '--devices',
+      '2',
+      '--rate',
+      '5',
+      '--duration',
+      '60',
+      '--prefix',
+      prefix,
+      '--quiet',
+      ...extra,
+    ],
     {},
   );
   if (parsed.help) throw new Error('unexpected help');
@@ -57,36 +89,68 @@ function startRun(format: string, typeKey: string, prefix: string, extra: string
 /** The first device of the run once it is online, with its recorded upstream messages. */
 async function onlineDevice(prefix: string, identifier: string) {
   return waitFor(async () => {
-    const d = expectOk(await p.api.get(`/api/v1/devices?device_key=${prefix}-1`)).items[0] as { id: string } | undefined;
+    const d = expectOk(await p.api.get(`/api/v1/devices?device_key=${prefix}-1`)).items[0] as
+      { id: string } | undefined;
     if (!d || !ctx.services.sessions.isOnline(d.id)) return undefined;
     await ctx.services.dataStreams.flush();
-    const items = expectOk(await p.api.get(`/api/v1/device/${d.id}/data/${identifier}/messages`)).items as Array<{ direction: string; hex: string; data: string }>;
+    const items = expectOk(await p.api.get(`/api/v1/device/${d.id}/data/${identifier}/messages`)).items as Array<{
+      direction: string;
+      hex: string;
+      data: string;
+    }>;
     return items.some((m) => m.direction === 'up') ? { id: d.id, items } : undefined;
   });
 }
 
 describe('simulator --protocol tcp', () => {
   it('json frames map into attributes, and a pushed JSON object is applied and sent back', async () => {
-    const type = expectOk(await p.api.post('/api/v1/device_type', { name: 'dtu json', conn_protocol: 'tcp', allow_auto_create: true }));
-    expectOk(await p.api.post(`/api/v1/device_type/${type.id}/data_stream`, { identifier: 'telemetry', format: 'json', tcp_bound: true, map_to_attributes: true }));
+    const type = expectOk(
+      await p.api.post('/api/v1/device_type', { name: 'dtu json', conn_protocol: 'tcp', allow_auto_create: true }),
+    );
+    expectOk(
+      await p.api.post(`/api/v1/device_type/${type.id}/data_stream`, {
+        identifier: 'telemetry',
+        format: 'json',
+        tcp_bound: true,
+        map_to_attributes: true,
+      }),
+    );
     const sim = startRun('json', type.type_key, 'tcpjson');
     const d = await onlineDevice('tcpjson', 'telemetry');
     expect(Object.keys(JSON.parse(d.items[0]!.data))).toEqual(['temperature', 'humidity', 'switch', 'location']);
-    expectOk(await p.api.post(`/api/v1/control/device/${d.id}/data/telemetry/set?push_mode=tcp`, { type: 'json', msg: { switch: true, mode: 'eco' } }));
+    expectOk(
+      await p.api.post(`/api/v1/control/device/${d.id}/data/telemetry/set?push_mode=tcp`, {
+        type: 'json',
+        msg: { switch: true, mode: 'eco' },
+      }),
+    );
     // The pushed object is applied and reported back (mapped into attributes) by the device.
-    await waitFor(async () => ((await ctx.services.currentValues.get(p.project.id, d.id)).mode === 'eco' ? true : undefined), 30_000);
-    await waitFor(async () => (expectOk(await p.api.get('/api/v1/devices?device_key=tcpjson-2')).items[0] ? true : undefined), 30_000);
+    await waitFor(
+      async () => ((await ctx.services.currentValues.get(p.project.id, d.id)).mode === 'eco' ? true : undefined),
+      30_000,
+    );
+    await waitFor(
+      async () => (expectOk(await p.api.get('/api/v1/devices?device_key=tcpjson-2')).items[0] ? true : undefined),
+      30_000,
+    );
     const { summary, exitCode } = await sim.stop();
     expect(exitCode).toBe(0);
     expect(summary).toMatchObject({ devices: 2, provisioned: 2, connected_devices: 2, errors: 0, pushes: 1 });
     // Each device sent at least its first frame (the run stops as soon as the push was seen).
     expect(summary.sent).toBeGreaterThanOrEqual(2);
     const values = await ctx.services.currentValues.get(p.project.id, d.id);
-    expect(values).toMatchObject({ switch: true, mode: 'eco', temperature: expect.any(Number), location: { lat: expect.any(Number), lng: expect.any(Number) } });
+    expect(values).toMatchObject({
+      switch: true,
+      mode: 'eco',
+      temperature: expect.any(Number),
+      location: { lat: expect.any(Number), lng: expect.any(Number) },
+    });
   });
 
   it('hex frames are recorded byte-exact, and pushed bytes are echoed back', async () => {
-    const type = expectOk(await p.api.post('/api/v1/device_type', { name: 'dtu hex', conn_protocol: 'tcp', allow_auto_create: true }));
+    const type = expectOk(
+      await p.api.post('/api/v1/device_type', { name: 'dtu hex', conn_protocol: 'tcp', allow_auto_create: true }),
+    );
     const sim = startRun('hex', type.type_key, 'tcphex', ['--tcp-heartbeat', 'HB']);
     const d = await onlineDevice('tcphex', 'stream');
     const first = Buffer.from(d.items[0]!.hex, 'hex');
@@ -97,15 +161,22 @@ describe('simulator --protocol tcp', () => {
     // Gap framing may join the echo with a report sent within the gap on a slow machine: contained, not equal.
     const echoed = new Promise<void>((resolve) => {
       const off = ctx.services.bus.on('device.data', (e) => {
-        if (e.deviceId === d.id && e.direction === 'up' && e.payload.toString('hex').includes('deadbeef')) resolve(off());
+        if (e.deviceId === d.id && e.direction === 'up' && e.payload.toString('hex').includes('deadbeef'))
+          resolve(off());
       });
     });
-    expectOk(await p.api.post(`/api/v1/control/device/${d.id}/data/stream/set?push_mode=tcp`, { type: 'hex', msg: 'de ad be ef' }));
+    expectOk(
+      await p.api.post(`/api/v1/control/device/${d.id}/data/stream/set?push_mode=tcp`, {
+        type: 'hex',
+        msg: 'de ad be ef',
+      }),
+    );
     await echoed;
     const { summary } = await sim.stop();
     expect(summary.pushes).toBe(1);
     await ctx.services.dataStreams.flush();
-    const items = expectOk(await p.api.get(`/api/v1/device/${d.id}/data/stream/messages?page_records=100`)).items as Array<{ direction: string; hex: string }>;
+    const items = expectOk(await p.api.get(`/api/v1/device/${d.id}/data/stream/messages?page_records=100`))
+      .items as Array<{ direction: string; hex: string }>;
     expect(items.filter((m) => m.direction === 'down').map((m) => m.hex)).toEqual(['deadbeef']);
     expect(items.some((m) => m.direction === 'up' && m.hex.includes('deadbeef'))).toBe(true);
   });
@@ -121,7 +192,8 @@ describe('simulator --protocol tcp', () => {
   it('documents the TCP flags, and refuses a non-tcp host or an unknown format', async () => {
     const out = sink();
     expect(await main(['--help'], { out, err: sink() }, {})).toBe(0);
-    for (const flag of ['--protocol mqtt|ws|tcp', '--tcp-format', '--tcp-heartbeat']) expect(out.text()).toContain(flag);
+    for (const flag of ['--protocol mqtt|ws|tcp', '--tcp-format', '--tcp-heartbeat'])
+      expect(out.text()).toContain(flag);
     for (const argv of [
       ['--project-key', 'pk', '--tokens', 't', '--protocol', 'tcp', '--host', 'mqtt://127.0.0.1:1883'],
       ['--project-key', 'pk', '--tokens', 't', '--protocol', 'tcp', '--tcp-format', 'xml'],

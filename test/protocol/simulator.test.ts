@@ -9,9 +9,15 @@ import { createBroker, type Broker } from '../../mqtt-broker/mqtt/broker.ts';
 import { main } from '../../simulator/cli.ts';
 import { run } from '../../simulator/commands/run.ts';
 import { parseOptions } from '../../simulator/options.ts';
-import { client, createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import {
+  client,
+  createProject,
+  createTestApp,
+  expectOk,
+  type ProjectFixture,
+  type TestContext,
+} from '../helpers/app.ts';
 import { sink } from '../helpers/sim-output.ts';
-
 
 // Runs wait for what the simulator must do (up to 30 s each on a loaded machine), not for a fixed time.
 vi.setConfig({ testTimeout: 120_000 });
@@ -25,7 +31,12 @@ let httpUrl: string;
 beforeAll(async () => {
   ctx = await createTestApp();
   p = await createProject(ctx);
-  broker = await createBroker({ services: ctx.services, logger: pino({ level: 'silent' }), rateLimit: 100, authFailureDelayMs: 0 });
+  broker = await createBroker({
+    services: ctx.services,
+    logger: pino({ level: 'silent' }),
+    rateLimit: 100,
+    authFailureDelayMs: 0,
+  });
   server = net.createServer((socket) => broker.handleConnection(socket));
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -54,7 +65,26 @@ describe('device simulator run', () => {
   it('provisions, reports, answers commands and pushes, and sums up the run', async () => {
     const type = expectOk(await p.api.post('/api/v1/device_type', { name: 'sim type', allow_auto_create: true }));
     const parsed = parseOptions(
-      ['--host', mqttUrl, '--http', httpUrl, '--project-key', p.project.project_key, '--type-key', type.type_key, '--devices', '3', '--qos', '1', '--rate', '5', '--duration', '60', '--prefix', 'simtest'],
+      [
+        '--host',
+        mqttUrl,
+        '--http',
+        httpUrl,
+        '--project-key',
+        p.project.project_key,
+        '--type-key',
+        type.type_key,
+        '--devices',
+        '3',
+        '--qos',
+        '1',
+        '--rate',
+        '5',
+        '--duration',
+        '60',
+        '--prefix',
+        'simtest',
+      ],
       {},
     );
     if (parsed.help) throw new Error('unexpected help');
@@ -70,16 +100,32 @@ describe('device simulator run', () => {
       const d = page.items[0] as { id: string } | undefined;
       if (!d || !ctx.services.sessions.isOnline(d.id)) return undefined;
       const cert = expectOk(await p.api.get(`/api/v1/device/${d.id}/certificate`));
-      const current = await anon.call('GET', `/device/v1/${cert.access_token}/attributes`, undefined, { 'project-key': p.project.project_key });
-      return current.body.attributes?.temperature !== undefined ? { id: d.id, token: cert.access_token as string } : undefined;
+      const current = await anon.call('GET', `/device/v1/${cert.access_token}/attributes`, undefined, {
+        'project-key': p.project.project_key,
+      });
+      return current.body.attributes?.temperature !== undefined
+        ? { id: d.id, token: cert.access_token as string }
+        : undefined;
     });
-    expectOk(await p.api.post(`/api/v1/control/device/${listed.id}/command`, { method: 'restart', params: { delay: 1 } }));
+    expectOk(
+      await p.api.post(`/api/v1/control/device/${listed.id}/command`, { method: 'restart', params: { delay: 1 } }),
+    );
     const pushedAt = Date.now();
     expectOk(await p.api.post(`/api/v1/control/device/${listed.id}/attributes`, { switch: true }));
     // The command was answered, and the pushed value was applied and reported back.
-    await waitFor(async () => (expectOk(await p.api.get(`/api/v1/device/${listed.id}/commands`)).items[0]?.state === 'replied' ? true : undefined), 30_000);
+    await waitFor(
+      async () =>
+        expectOk(await p.api.get(`/api/v1/device/${listed.id}/commands`)).items[0]?.state === 'replied'
+          ? true
+          : undefined,
+      30_000,
+    );
     await waitFor(async () => {
-      const series = expectOk(await p.api.get(`/api/v1/device/${listed.id}/attribute/switch/series?start_time=${pushedAt}&end_time=${Date.now() + 1000}`));
+      const series = expectOk(
+        await p.api.get(
+          `/api/v1/device/${listed.id}/attribute/switch/series?start_time=${pushedAt}&end_time=${Date.now() + 1000}`,
+        ),
+      );
       return series.some((x: { value: boolean }) => x.value === true) ? true : undefined;
     }, 30_000);
     stop.abort();
@@ -98,13 +144,21 @@ describe('device simulator run', () => {
     expect(summary.latency_p50_ms).not.toBeNull();
     expect(out.text()).toContain('reports sent');
 
-    const keys = expectOk(await p.api.get('/api/v1/devices?page_records=100')).items.map((d: { device_key: string }) => d.device_key).sort();
+    const keys = expectOk(await p.api.get('/api/v1/devices?page_records=100'))
+      .items.map((d: { device_key: string }) => d.device_key)
+      .sort();
     expect(keys).toEqual(['simtest-1', 'simtest-2', 'simtest-3']);
 
     const commands = expectOk(await p.api.get(`/api/v1/device/${listed.id}/commands`));
-    expect(commands.items[0]).toMatchObject({ method: 'restart', state: 'replied', reply: { method: 'restart', params: { result: 'ok' } } });
+    expect(commands.items[0]).toMatchObject({
+      method: 'restart',
+      state: 'replied',
+      reply: { method: 'restart', params: { result: 'ok' } },
+    });
 
-    const current = await anon.call('GET', `/device/v1/${listed.token}/attributes`, undefined, { 'project-key': p.project.project_key });
+    const current = await anon.call('GET', `/device/v1/${listed.token}/attributes`, undefined, {
+      'project-key': p.project.project_key,
+    });
     expect(current.body.result).toBe(1);
     const attrs = current.body.attributes;
     expect(attrs.temperature).toBeGreaterThanOrEqual(18);
@@ -125,7 +179,21 @@ describe('device simulator run', () => {
   it('exits with 1 when no device could connect', async () => {
     const out = sink();
     const err = sink();
-    const code = await main(['--host', mqttUrl, '--project-key', p.project.project_key, '--tokens', 'no-such-token', '--duration', '5', '--quiet'], { out, err }, {});
+    const code = await main(
+      [
+        '--host',
+        mqttUrl,
+        '--project-key',
+        p.project.project_key,
+        '--tokens',
+        'no-such-token',
+        '--duration',
+        '5',
+        '--quiet',
+      ],
+      { out, err },
+      {},
+    );
     expect(code).toBe(1);
     expect(err.text()).toContain('no device could connect');
     expect(out.text()).toContain('errors 1');
@@ -150,15 +218,44 @@ describe('device simulator flags', () => {
   });
 
   it('takes a flag over its environment variable over the default', () => {
-    const parsed = parseOptions(['--rate', '2'], { SIM_PROJECT_KEY: 'pk', SIM_TOKENS: 'a,b,c', SIM_RATE: '7', SIM_QOS: '1' });
+    const parsed = parseOptions(['--rate', '2'], {
+      SIM_PROJECT_KEY: 'pk',
+      SIM_TOKENS: 'a,b,c',
+      SIM_RATE: '7',
+      SIM_QOS: '1',
+    });
     if (parsed.help) throw new Error('unexpected help');
-    expect(parsed.options).toMatchObject({ projectKey: 'pk', tokens: ['a', 'b', 'c'], devices: 3, rate: 2, qos: 1, host: 'mqtt://127.0.0.1:1883', duration: 0 });
+    expect(parsed.options).toMatchObject({
+      projectKey: 'pk',
+      tokens: ['a', 'b', 'c'],
+      devices: 3,
+      rate: 2,
+      qos: 1,
+      host: 'mqtt://127.0.0.1:1883',
+      duration: 0,
+    });
   });
 
   it('documents every option in --help', async () => {
     const out = sink();
     expect(await main(['--help'], { out, err: sink() }, {})).toBe(0);
-    for (const flag of ['--host', '--http', '--project-key', '--type-key', '--tokens', '--devices', '--rate', '--qos', '--duration', '--ramp-up', '--protocol', '--mqtt-version', '--prefix', '--quiet', '--help']) {
+    for (const flag of [
+      '--host',
+      '--http',
+      '--project-key',
+      '--type-key',
+      '--tokens',
+      '--devices',
+      '--rate',
+      '--qos',
+      '--duration',
+      '--ramp-up',
+      '--protocol',
+      '--mqtt-version',
+      '--prefix',
+      '--quiet',
+      '--help',
+    ]) {
       expect(out.text()).toContain(flag);
     }
   });

@@ -5,7 +5,14 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createAdmission } from '../../mqtt-broker/core/admission.ts';
 import { createTcpListener, type TcpListener, type TcpListenerOptions } from '../../mqtt-broker/tcp/listener.ts';
 import type { DomainEvents } from '../../src/domain/events/event-bus.ts';
-import { createProject, createTestApp, expectFailure, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import {
+  createProject,
+  createTestApp,
+  expectFailure,
+  expectOk,
+  type ProjectFixture,
+  type TestContext,
+} from '../helpers/app.ts';
 
 /**
  * The raw TCP listener on real sockets (device-protocol.md §6): login, framing, heartbeats, pushes,
@@ -95,14 +102,18 @@ async function open(port = mainPort): Promise<Client> {
     received,
     closed,
     isClosed: () => done,
-    write: (data) => new Promise<void>((resolve) => (socket.destroyed ? resolve() : socket.write(data, () => resolve()))),
+    write: (data) =>
+      new Promise<void>((resolve) => (socket.destroyed ? resolve() : socket.write(data, () => resolve()))),
   };
 }
 
 async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 5_000) {
-  await vi.waitFor(async () => {
-    if (!(await check())) throw new Error(`timed out waiting for ${what}`);
-  }, { timeout: timeoutMs, interval: 10 });
+  await vi.waitFor(
+    async () => {
+      if (!(await check())) throw new Error(`timed out waiting for ${what}`);
+    },
+    { timeout: timeoutMs, interval: 10 },
+  );
 }
 /** A pause the test is about (a silence longer than a frame gap, a pace), never a wait for something to happen. */
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -142,7 +153,9 @@ describe('login', () => {
     const online = capture('device.online');
     const c = await login(d);
     online.off();
-    expect(online.seen).toEqual([{ projectId: p.project.id, deviceId: d.id, transport: 'tcp', ts: expect.any(Number) }]);
+    expect(online.seen).toEqual([
+      { projectId: p.project.id, deviceId: d.id, transport: 'tcp', ts: expect.any(Number) },
+    ]);
     await ctx.services.presence.flush();
     expect(expectOk(await p.api.get(`/api/v1/device/${d.id}`)).online).toBe(true);
     // The first bytes the device receives are those of a push sent now: the login answered nothing.
@@ -176,7 +189,13 @@ describe('login', () => {
   it('closes a bad or malformed login without a byte', async () => {
     const d = await newDevice();
     const failures = main.stats().loginFailures;
-    for (const text of [`${p.project.project_key}&wrong-token\r\n`, `nope&${d.token}\n`, `${d.token}\n`, `${p.project.project_key} & ${d.token}\n`, '\r\n']) {
+    for (const text of [
+      `${p.project.project_key}&wrong-token\r\n`,
+      `nope&${d.token}\n`,
+      `${d.token}\n`,
+      `${p.project.project_key} & ${d.token}\n`,
+      '\r\n',
+    ]) {
       const c = await open();
       await c.write(text);
       await c.closed;
@@ -237,7 +256,13 @@ describe('bytes both ways', () => {
     const items = await recordedCount(d, 1);
     await c.write(Buffer.from([0x00]));
     const all = await recordedCount(d, 2);
-    expect(items[0]).toMatchObject({ direction: 'up', transport: 'tcp', format: 'hex', hex: frame.toString('hex'), size: frame.length });
+    expect(items[0]).toMatchObject({
+      direction: 'up',
+      transport: 'tcp',
+      format: 'hex',
+      hex: frame.toString('hex'),
+      size: frame.length,
+    });
     expect(all.map((m) => m.hex)).toEqual([frame.toString('hex'), '00']);
     await ctx.services.presence.flush();
     expect(expectOk(await p.api.get(`/api/v1/device/${d.id}`)).active.data).toEqual(expect.any(Number));
@@ -266,7 +291,10 @@ describe('bytes both ways', () => {
   it('refuses a push to a TCP device over mqtt, and to a disconnected one', async () => {
     const d = await newDevice();
     const c = await login(d);
-    expect(expectFailure(await p.api.post(`/api/v1/control/device/${d.id}/data/stream/set`, { type: 'text', msg: 'x' }), 422).message).toBe('Device is not connected over mqtt');
+    expect(
+      expectFailure(await p.api.post(`/api/v1/control/device/${d.id}/data/stream/set`, { type: 'text', msg: 'x' }), 422)
+        .message,
+    ).toBe('Device is not connected over mqtt');
     c.socket.destroy();
     await until(() => !ctx.services.sessions.isOnline(d.id), 'offline');
     expect(expectFailure(await push(d, { type: 'text', msg: 'x' }), 422).message).toBe('Device is offline');
@@ -307,7 +335,9 @@ describe('bytes both ways', () => {
 
 describe('stream settings of the device type', () => {
   it('frames a JSON stream by value however it is split, and maps objects into attributes', async () => {
-    const t = await newType({}, [{ identifier: 'telemetry', format: 'json', tcp_bound: true, map_to_attributes: true }]);
+    const t = await newType({}, [
+      { identifier: 'telemetry', format: 'json', tcp_bound: true, map_to_attributes: true },
+    ]);
     const d = await newDevice(t);
     const c = await login(d);
     await c.write('{"temp":');
@@ -321,7 +351,10 @@ describe('stream settings of the device type', () => {
       ['json', '{"hum":40}'],
       ['json', '[1,2]'],
     ]);
-    await until(async () => (await ctx.services.currentValues.get(p.project.id, d.id)).hum === 40, 'the mapped attributes');
+    await until(
+      async () => (await ctx.services.currentValues.get(p.project.id, d.id)).hum === 40,
+      'the mapped attributes',
+    );
     expect(await ctx.services.currentValues.get(p.project.id, d.id)).toEqual({ temp: 21.5, note: 'a}b', hum: 40 });
   });
 
@@ -350,7 +383,9 @@ describe('stream settings of the device type', () => {
   });
 
   it('drops the heartbeat (never recorded) and uses the type frame gap', async () => {
-    const t = await newType({ tcp_heartbeat: 'PING', tcp_frame_gap_ms: 2_000 }, [{ identifier: 'serial', format: 'text', tcp_bound: true }]);
+    const t = await newType({ tcp_heartbeat: 'PING', tcp_frame_gap_ms: 2_000 }, [
+      { identifier: 'serial', format: 'text', tcp_bound: true },
+    ]);
     const d = await newDevice(t);
     const c = await login(d);
     const beats = main.stats().heartbeats;
@@ -429,7 +464,10 @@ describe('misbehaving clients next to a well-behaved device', () => {
   });
 
   it('past the pending limit the oldest waiting connection of the address is closed; logged-in devices and new logins are unaffected', async () => {
-    const [capped, port] = await listener({ loginTimeoutMs: 10_000, admission: createAdmission({ pendingPerAddress: 3 }) });
+    const [capped, port] = await listener({
+      loginTimeoutMs: 10_000,
+      admission: createAdmission({ pendingPerAddress: 3 }),
+    });
     try {
       const d = await newDevice();
       const working = await login(d, port);

@@ -1,7 +1,15 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
-import { createProject, createTestApp, deviceWithToken, expectFailure, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import {
+  createProject,
+  createTestApp,
+  deviceWithToken,
+  expectFailure,
+  expectOk,
+  type ProjectFixture,
+  type TestContext,
+} from '../helpers/app.ts';
 
 /**
  * One tenant's load stays its own (README "Security and limits"): a device holds a bounded number
@@ -14,7 +22,10 @@ let tb: TestBroker;
 const clients: MqttClient[] = [];
 
 beforeAll(async () => {
-  ctx = await createTestApp({}, { settings: { projectMessageRate: PROJECT_RATE, deviceRateLimit: 1_000, deviceRateLimitMax: 5_000 } });
+  ctx = await createTestApp(
+    {},
+    { settings: { projectMessageRate: PROJECT_RATE, deviceRateLimit: 1_000, deviceRateLimitMax: 5_000 } },
+  );
   tb = await startTestBroker(ctx);
 });
 afterAll(async () => {
@@ -39,7 +50,11 @@ describe('tenant limits', () => {
     const filters = Array.from({ length: 150 }, (_, i) => `attributes/get/response/${i}`);
     // mqtt.js rejects a SUBSCRIBE with any refused filter; the SUBACK is on the error.
     const granted = await new Promise<number[]>((resolve) =>
-      c.subscribe(filters, (err, g) => resolve((err as (Error & { packet?: { granted?: number[] } }) | null)?.packet?.granted ?? (g ?? []).map((x) => x.qos))),
+      c.subscribe(filters, (err, g) =>
+        resolve(
+          (err as (Error & { packet?: { granted?: number[] } }) | null)?.packet?.granted ?? (g ?? []).map((x) => x.qos),
+        ),
+      ),
     );
     expect(granted.filter((q) => q < 128)).toHaveLength(100);
     expect(granted.slice(100).every((q) => q === 128)).toBe(true);
@@ -54,14 +69,20 @@ describe('tenant limits', () => {
   it("holds a flooding project to its budget while another project's reports are acknowledged promptly", async () => {
     const flood = await createProject(ctx, 'flood');
     const calm = await createProject(ctx, 'calm');
-    const flooders = await Promise.all(Array.from({ length: 4 }, async () => connect(flood, (await deviceOf(flood)).token)));
+    const flooders = await Promise.all(
+      Array.from({ length: 4 }, async () => connect(flood, (await deviceOf(flood)).token)),
+    );
     const calmDevice = await deviceOf(calm);
     const good = await connect(calm, calmDevice.token);
     let stop = false;
     let accepted = 0;
     const pumps = flooders.map(async (c) => {
       while (!stop) {
-        await Promise.all(Array.from({ length: 20 }, () => c.publishAsync('attributes', JSON.stringify({ x: 1 }), { qos: 1 }).then(() => accepted++)));
+        await Promise.all(
+          Array.from({ length: 20 }, () =>
+            c.publishAsync('attributes', JSON.stringify({ x: 1 }), { qos: 1 }).then(() => accepted++),
+          ),
+        );
       }
     });
     const started = Date.now();
@@ -95,7 +116,8 @@ describe('tenant limits', () => {
       expectOk(await p.api.post(`/api/v1/device/${gwId}/sub_devices`, { device: sub.id, address }));
     }
     const c = await connect(p, gwToken);
-    for (const address of addresses) await c.publishAsync('gateway/connect', JSON.stringify({ device: address }), { qos: 1 });
+    for (const address of addresses)
+      await c.publishAsync('gateway/connect', JSON.stringify({ device: address }), { qos: 1 });
     // 30 messages of 30 sub-device reports: 900 reports against a budget of 300/s (bursts of 600).
     const body = JSON.stringify(Object.fromEntries(addresses.map((a) => [a, { x: 1 }])));
     const t0 = Date.now();
@@ -106,14 +128,21 @@ describe('tenant limits', () => {
   it('refuses a project device rate above the operator ceiling (DEVICE_RATE_LIMIT_MAX)', async () => {
     const p = await createProject(ctx, 'greedy');
     expectFailure(await p.api.put('/api/v1/project/settings', { device_rate_limit: 100_000 }), 400);
-    expect(expectOk(await p.api.put('/api/v1/project/settings', { device_rate_limit: 5_000 })).effective.device_rate_limit).toBe(5_000);
+    expect(
+      expectOk(await p.api.put('/api/v1/project/settings', { device_rate_limit: 5_000 })).effective.device_rate_limit,
+    ).toBe(5_000);
   });
 
   it('refuses more than 100 alarm rules on one device type', async () => {
     const p = await createProject(ctx, 'rules');
     const type = expectOk(await p.api.post('/api/v1/device_type', { name: 't' }));
     const other = expectOk(await p.api.post('/api/v1/device_type', { name: 'u' }));
-    const rule = (typeId: string, i: number) => ({ name: `r${i}`, device_type_id: typeId, level: 1, condition: { kind: 'attribute', identifier: 'x', op: '>', value: i } });
+    const rule = (typeId: string, i: number) => ({
+      name: `r${i}`,
+      device_type_id: typeId,
+      level: 1,
+      condition: { kind: 'attribute', identifier: 'x', op: '>', value: i },
+    });
     for (let i = 0; i < 100; i++) expectOk(await p.api.post('/api/v1/alarm_rule', rule(type.id, i)));
     expectFailure(await p.api.post('/api/v1/alarm_rule', rule(type.id, 100)), 422);
     const moved = expectOk(await p.api.post('/api/v1/alarm_rule', rule(other.id, 0)));
@@ -125,11 +154,20 @@ describe('application subscriber limits', () => {
   it('grants a subscriber at most 1,000 filters, and its UNSUBSCRIBE frees them', async () => {
     const p = await createProject(ctx, 'viewer');
     const view = expectOk(await p.api.post('/api/v1/view_key', {}));
-    const c = await mqtt.connectAsync(tb.url, { username: view.view_key, password: view.view_secret, reconnectPeriod: 0 });
+    const c = await mqtt.connectAsync(tb.url, {
+      username: view.view_key,
+      password: view.view_secret,
+      reconnectPeriod: 0,
+    });
     clients.push(c);
     const subscribe = (filters: string[]) =>
       new Promise<number[]>((resolve) =>
-        c.subscribe(filters, (err, g) => resolve((err as (Error & { packet?: { granted?: number[] } }) | null)?.packet?.granted ?? (g ?? []).map((x) => x.qos))),
+        c.subscribe(filters, (err, g) =>
+          resolve(
+            (err as (Error & { packet?: { granted?: number[] } }) | null)?.packet?.granted ??
+              (g ?? []).map((x) => x.qos),
+          ),
+        ),
       );
     const filters = Array.from({ length: 1_010 }, (_, i) => `${view.view_key}/token${i}/attributes`);
     const granted = await subscribe(filters);

@@ -53,8 +53,14 @@ let ports: { http: number; mqtt: number; tcp: number; https: number; mqtts: numb
 let base: string;
 
 async function api(method: string, url: string, token?: string, body?: unknown) {
-  const res = await httpsJson(base + url, { method, ca: ca.ca, ...(token ? { token } : {}), ...(body !== undefined ? { body } : {}) });
-  if (res.status !== 200 || !res.body.result) throw new Error(`${method} ${url}: ${res.status} ${JSON.stringify(res.body)}`);
+  const res = await httpsJson(base + url, {
+    method,
+    ca: ca.ca,
+    ...(token ? { token } : {}),
+    ...(body !== undefined ? { body } : {}),
+  });
+  if (res.status !== 200 || !res.body.result)
+    throw new Error(`${method} ${url}: ${res.status} ${JSON.stringify(res.body)}`);
   return res.body.info;
 }
 
@@ -104,26 +110,47 @@ describe('TLS listeners', () => {
   });
 
   it('refuses to be trusted by a client that does not trust the CA (HTTPS, MQTTS, WSS, TCPS)', async () => {
-    await expect(httpsJson(`${base}/health`)).rejects.toMatchObject({ code: expect.stringMatching(/SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/) });
+    await expect(httpsJson(`${base}/health`)).rejects.toMatchObject({
+      code: expect.stringMatching(/SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/),
+    });
     for (const url of [`mqtts://127.0.0.1:${ports.mqtts}`, `wss://127.0.0.1:${ports.https}/mqtt`]) {
-      await expect(mqtt.connectAsync(url, { username: view.view_key, password: view.view_secret, reconnectPeriod: 0, connectTimeout: 10_000 })).rejects.toMatchObject({
+      await expect(
+        mqtt.connectAsync(url, {
+          username: view.view_key,
+          password: view.view_secret,
+          reconnectPeriod: 0,
+          connectTimeout: 10_000,
+        }),
+      ).rejects.toMatchObject({
         code: expect.stringMatching(/SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/),
       });
     }
-    for (const p of [ports.tcps, ports.mqtts]) await expect(servedSerial(p, undefined)).rejects.toMatchObject({ code: expect.stringMatching(/SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/) });
+    for (const p of [ports.tcps, ports.mqtts])
+      await expect(servedSerial(p, undefined)).rejects.toMatchObject({
+        code: expect.stringMatching(/SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/),
+      });
   });
 
   it('a device reports over mqtts:// and over wss://…/mqtt; application subscribers on both receive it', async () => {
     const device = await api('POST', '/api/v1/device', token, { name: 'secure' });
     const accessToken = (await api('GET', `/api/v1/device/${device.id}/certificate`, token)).access_token as string;
     const connect = async (url: string, username: string, password: string) => {
-      const c = await mqtt.connectAsync(url, { username, password, ca: ca.ca, reconnectPeriod: 0, connectTimeout: 10_000 });
+      const c = await mqtt.connectAsync(url, {
+        username,
+        password,
+        ca: ca.ca,
+        reconnectPeriod: 0,
+        connectTimeout: 10_000,
+      });
       clients.push(c);
       return c;
     };
     const mqtts = `mqtts://127.0.0.1:${ports.mqtts}`;
     const wss = `wss://127.0.0.1:${ports.https}/mqtt`;
-    const viewers = [await connect(wss, view.view_key, view.view_secret), await connect(mqtts, view.view_key, view.view_secret)];
+    const viewers = [
+      await connect(wss, view.view_key, view.view_secret),
+      await connect(mqtts, view.view_key, view.view_secret),
+    ];
     const seen: string[][] = viewers.map(() => []);
     for (const [i, v] of viewers.entries()) {
       v.on('message', (_t, payload) => seen[i]!.push(JSON.parse(payload.toString()).attributes?.temperature));
@@ -134,10 +161,12 @@ describe('TLS listeners', () => {
     overTls.end();
     const overWss = await connect(wss, accessToken, project.project_key);
     await overWss.publishAsync('attributes', JSON.stringify({ temperature: 22.5 }), { qos: 1 });
-    await expect.poll(() => seen, { timeout: 10_000 }).toEqual([
-      [21.5, 22.5],
-      [21.5, 22.5],
-    ]);
+    await expect
+      .poll(() => seen, { timeout: 10_000 })
+      .toEqual([
+        [21.5, 22.5],
+        [21.5, 22.5],
+      ]);
     const current = await api('GET', `/api/v1/device/${device.id}/attributes`, token);
     expect(JSON.stringify(current)).toContain('22.5');
   });
@@ -154,12 +183,28 @@ describe('TLS listeners', () => {
     sockets.push(s);
     s.on('data', (d: Buffer) => received.push(d));
     s.write(`${project.project_key}&${accessToken}\r\n`);
-    await expect.poll(async () => (await api('GET', `/api/v1/device/${device.id}`, token)).online, { timeout: 10_000 }).toBe(true);
+    await expect
+      .poll(async () => (await api('GET', `/api/v1/device/${device.id}`, token)).online, { timeout: 10_000 })
+      .toBe(true);
     s.write(Buffer.from([0xde, 0xad, 0xbe, 0xef]));
     await expect
-      .poll(async () => ((await api('GET', `/api/v1/device/${device.id}/data/stream/messages`, token)).items as Array<{ direction: string; hex: string }>).filter((m) => m.direction === 'up').map((m) => m.hex.replace(/\s/g, '')), { timeout: 10_000 })
+      .poll(
+        async () =>
+          (
+            (await api('GET', `/api/v1/device/${device.id}/data/stream/messages`, token)).items as Array<{
+              direction: string;
+              hex: string;
+            }>
+          )
+            .filter((m) => m.direction === 'up')
+            .map((m) => m.hex.replace(/\s/g, '')),
+        { timeout: 10_000 },
+      )
       .toEqual(['deadbeef']);
-    await api('POST', `/api/v1/control/device/${device.id}/data/stream/set?push_mode=tcp`, token, { type: 'text', msg: 'hello' });
+    await api('POST', `/api/v1/control/device/${device.id}/data/stream/set?push_mode=tcp`, token, {
+      type: 'text',
+      msg: 'hello',
+    });
     await expect.poll(() => Buffer.concat(received).toString(), { timeout: 10_000 }).toBe('hello');
   });
 
@@ -174,12 +219,22 @@ describe('TLS listeners', () => {
     // A device connected before the renewal stays connected and keeps working.
     const device = await api('POST', '/api/v1/device', token, { name: 'long-lived' });
     const accessToken = (await api('GET', `/api/v1/device/${device.id}/certificate`, token)).access_token as string;
-    const longLived = await mqtt.connectAsync(`mqtts://127.0.0.1:${ports.mqtts}`, { username: accessToken, password: project.project_key, ca: ca.ca, reconnectPeriod: 0 });
+    const longLived = await mqtt.connectAsync(`mqtts://127.0.0.1:${ports.mqtts}`, {
+      username: accessToken,
+      password: project.project_key,
+      ca: ca.ca,
+      reconnectPeriod: 0,
+    });
     clients.push(longLived);
 
     replaceAtomically(certFile, second.cert);
     replaceAtomically(keyFile, second.key);
-    await expect.poll(async () => new Set(await serials()).size === 1 && (await serials())[0] !== firstSerial, { timeout: 10_000, interval: 200 }).toBe(true);
+    await expect
+      .poll(async () => new Set(await serials()).size === 1 && (await serials())[0] !== firstSerial, {
+        timeout: 10_000,
+        interval: 200,
+      })
+      .toBe(true);
     const [secondSerial] = await serials();
     await server.waitFor(/TLS certificate reloaded/, 5_000);
     await longLived.publishAsync('attributes', JSON.stringify({ after: 1 }), { qos: 1 });
@@ -190,11 +245,16 @@ describe('TLS listeners', () => {
     // A key that is not the certificate's: logged, refused, the second pair stays in use.
     replaceAtomically(certFile, first.cert);
     replaceAtomically(keyFile, stranger.key);
-    await server.waitFor(/TLS certificate not reloaded, the previous one stays in use: TLS_KEY_FILE: .* is not the key of the certificate/, 10_000);
+    await server.waitFor(
+      /TLS certificate not reloaded, the previous one stays in use: TLS_KEY_FILE: .* is not the key of the certificate/,
+      10_000,
+    );
     expect(await serials()).toEqual([secondSerial, secondSerial, secondSerial]);
     // Fixed: taken into use.
     replaceAtomically(keyFile, first.key);
-    await expect.poll(async () => (await serials()).every((s) => s === firstSerial), { timeout: 10_000, interval: 200 }).toBe(true);
+    await expect
+      .poll(async () => (await serials()).every((s) => s === firstSerial), { timeout: 10_000, interval: 200 })
+      .toBe(true);
   });
 });
 
@@ -211,7 +271,8 @@ function silent(port: number, localAddress: string): Promise<net.Socket> {
 describe('the protections of the plaintext twins', () => {
   it('MQTT, MQTTS and TCPS share one pending budget per address, counted before the handshake; the CONNECT/login timeout covers the handshake', async () => {
     const opened: net.Socket[] = [];
-    for (const p of [ports.mqtts, ports.tcps, ports.mqtt]) for (let i = 0; i < 3; i++) opened.push(await silent(p, '127.0.0.2'));
+    for (const p of [ports.mqtts, ports.tcps, ports.mqtt])
+      for (let i = 0; i < 3; i++) opened.push(await silent(p, '127.0.0.2'));
     const open = () => opened.filter((s) => !s.destroyed).length;
     // PENDING_CONNECTIONS_PER_ADDRESS=5 for all of them together; the newest stay.
     await expect.poll(open, { timeout: 5_000 }).toBe(5);
@@ -261,8 +322,14 @@ describe('start-up errors', () => {
     const notPem = path.join(dir, 'not-a-cert.pem');
     writeFileSync(notPem, 'hello\n');
     await fails({ TLS_CERT_FILE: notPem }, /TLS_CERT_FILE: .*not-a-cert\.pem holds no PEM certificate/);
-    await fails({ TLS_KEY_FILE: path.join(dir, 'stranger.key'), TLS_CERT_FILE: path.join(dir, 'first.crt') }, /TLS_KEY_FILE: .*stranger\.key is not the key of the certificate in TLS_CERT_FILE/);
-    await fails({ TLS_KEY_FILE: path.join(dir, 'first.crt'), TLS_CERT_FILE: path.join(dir, 'first.crt') }, /TLS_KEY_FILE: .*first\.crt: no PEM private key/);
+    await fails(
+      { TLS_KEY_FILE: path.join(dir, 'stranger.key'), TLS_CERT_FILE: path.join(dir, 'first.crt') },
+      /TLS_KEY_FILE: .*stranger\.key is not the key of the certificate in TLS_CERT_FILE/,
+    );
+    await fails(
+      { TLS_KEY_FILE: path.join(dir, 'first.crt'), TLS_CERT_FILE: path.join(dir, 'first.crt') },
+      /TLS_KEY_FILE: .*first\.crt: no PEM private key/,
+    );
   }, 120_000);
 
   it('names the variable when a TLS port is in use', async () => {
@@ -278,8 +345,13 @@ describe('graceful shutdown', () => {
     const tcps = sockets.filter((s) => !s.destroyed);
     expect(tcps.length).toBe(1);
     const agent = new https.Agent({ keepAlive: true, ca: ca.ca });
-    await new Promise<void>((resolve, reject) => https.get(`${base}/health`, { agent }, (res) => res.resume().on('end', () => resolve())).once('error', reject));
-    const closed = Promise.all([...open.map((c) => new Promise<void>((r) => c.once('close', () => r()))), ...tcps.map((s) => new Promise<void>((r) => s.once('close', () => r())))]);
+    await new Promise<void>((resolve, reject) =>
+      https.get(`${base}/health`, { agent }, (res) => res.resume().on('end', () => resolve())).once('error', reject),
+    );
+    const closed = Promise.all([
+      ...open.map((c) => new Promise<void>((r) => c.once('close', () => r()))),
+      ...tcps.map((s) => new Promise<void>((r) => s.once('close', () => r()))),
+    ]);
     server.child.kill('SIGTERM');
     expect(await server.exit()).toBe(0);
     await closed;

@@ -32,14 +32,22 @@ describe('a viewer does not turn device connects into presence writes', () => {
       const cert = expectOk(await p.api.get(`/api/v1/device/${d.id}/certificate`));
       devs.push({ id: d.id as string, token: cert.access_token as string });
     }
-    const viewer = await mqtt.connectAsync(tb.url, { username: view.view_key, password: view.view_secret, reconnectPeriod: 0 });
+    const viewer = await mqtt.connectAsync(tb.url, {
+      username: view.view_key,
+      password: view.view_secret,
+      reconnectPeriod: 0,
+    });
     clients.push(viewer);
     await viewer.subscribeAsync([`${view.view_key}/+/online`, `${view.view_key}/+/attributes`]);
     const got: string[] = [];
     viewer.on('message', (topic) => got.push(topic.split('/').pop()!));
 
     for (const d of devs) {
-      const c = await mqtt.connectAsync(tb.url, { username: d.token, password: p.project.project_key, reconnectPeriod: 0 });
+      const c = await mqtt.connectAsync(tb.url, {
+        username: d.token,
+        password: p.project.project_key,
+        reconnectPeriod: 0,
+      });
       clients.push(c);
       c.publish('attributes', JSON.stringify({ temp: 20 }));
     }
@@ -47,8 +55,17 @@ describe('a viewer does not turn device connects into presence writes', () => {
     await expect.poll(() => got.filter((k) => k === 'attributes').length).toBe(3);
 
     const stored = async () =>
-      (await ctx.database.db.select({ id: devices.id, online: devices.online }).from(devices).where(inArray(devices.id, devs.map((d) => d.id))))
-        .map((r) => r.online);
+      (
+        await ctx.database.db
+          .select({ id: devices.id, online: devices.online })
+          .from(devices)
+          .where(
+            inArray(
+              devices.id,
+              devs.map((d) => d.id),
+            ),
+          )
+      ).map((r) => r.online);
     expect(await stored()).toEqual([false, false, false]);
 
     // A read of online state is read-your-writes: it shows the connect, writing the pending batch first.

@@ -96,7 +96,11 @@ describe('admission of connections before login', () => {
   });
 
   it('WebSocket clients: the socket peer, or behind a trusted proxy the address the proxy added', () => {
-    const req = (xff?: string) => ({ headers: xff ? { 'x-forwarded-for': xff } : {}, socket: { remoteAddress: '10.0.0.5' } }) as unknown as IncomingMessage;
+    const req = (xff?: string) =>
+      ({
+        headers: xff ? { 'x-forwarded-for': xff } : {},
+        socket: { remoteAddress: '10.0.0.5' },
+      }) as unknown as IncomingMessage;
     expect(clientAddress(req('1.2.3.4'), false)).toBe('10.0.0.5');
     expect(clientAddress(req('6.6.6.6, 1.2.3.4'), true)).toBe('1.2.3.4');
     expect(clientAddress(req(), true)).toBe('10.0.0.5');

@@ -5,7 +5,8 @@ import { createLogIds } from '../../src/domain/alarms/log-ids.ts';
 import { signature } from '../../src/domain/alarms/notifier.ts';
 import { createHmac } from 'node:crypto';
 
-const attr = (c: Partial<AttributeCondition>): AttributeCondition => ({ kind: 'attribute', identifier: 'v', op: '>', ...c }) as AttributeCondition;
+const attr = (c: Partial<AttributeCondition>): AttributeCondition =>
+  ({ kind: 'attribute', identifier: 'v', op: '>', ...c }) as AttributeCondition;
 
 describe('attributeHolds', () => {
   it('compares numbers only with numbers', () => {
@@ -41,8 +42,12 @@ describe('attributeHolds', () => {
 describe('renderMessage', () => {
   it('fills placeholders, dotted names included, and leaves unknown ones as written', () => {
     const vars = { device: { name: 'boiler' }, value: 31.5, threshold: 30, range: [1, 2], s: 'x' };
-    expect(renderMessage('{{device.name}} temperature {{ value }} > {{threshold}} {{range}} {{s}}', vars)).toBe('boiler temperature 31.5 > 30 [1,2] x');
-    expect(renderMessage('{{nope}} {{device.nope}} {{__proto__.x}}', vars)).toBe('{{nope}} {{device.nope}} {{__proto__.x}}');
+    expect(renderMessage('{{device.name}} temperature {{ value }} > {{threshold}} {{range}} {{s}}', vars)).toBe(
+      'boiler temperature 31.5 > 30 [1,2] x',
+    );
+    expect(renderMessage('{{nope}} {{device.nope}} {{__proto__.x}}', vars)).toBe(
+      '{{nope}} {{device.nope}} {{__proto__.x}}',
+    );
   });
 
   it('bounds the length', () => {
@@ -54,8 +59,12 @@ describe('checkCondition', () => {
   it('accepts valid conditions and names the field of invalid ones', () => {
     expect(() => checkCondition({ kind: 'silence', seconds: 10 })).not.toThrow();
     expect(() => checkCondition(attr({ op: 'between', min: 1, max: 1 }))).not.toThrow();
-    expect(() => checkCondition(attr({ op: '>', value: 'x' }))).toThrow(expect.objectContaining({ errcode: 400, errors: [expect.objectContaining({ path: 'condition.value' })] }));
-    expect(() => checkCondition({ kind: 'offline', for_seconds: -1 })).toThrow(expect.objectContaining({ errcode: 400 }));
+    expect(() => checkCondition(attr({ op: '>', value: 'x' }))).toThrow(
+      expect.objectContaining({ errcode: 400, errors: [expect.objectContaining({ path: 'condition.value' })] }),
+    );
+    expect(() => checkCondition({ kind: 'offline', for_seconds: -1 })).toThrow(
+      expect.objectContaining({ errcode: 400 }),
+    );
   });
 });
 

@@ -40,6 +40,9 @@ describe('bench flags', () => {
     expect(intArg('tcp', 'rate', '5', 1, 10)).toBe(5);
     expect(() => intArg('tcp', 'rate', '11', 1, 10)).toThrow('exit 2');
     expect(() => intArg('tcp', 'rate', 'x', 1, 10)).toThrow('exit 2');
-    expect(out).toEqual(['bench/tcp: --rate must be an integer in 1..10 (got 11)', 'bench/tcp: --rate must be an integer in 1..10 (got x)']);
+    expect(out).toEqual([
+      'bench/tcp: --rate must be an integer in 1..10 (got 11)',
+      'bench/tcp: --rate must be an integer in 1..10 (got x)',
+    ]);
   });
 });

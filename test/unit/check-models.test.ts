@@ -8,16 +8,21 @@ const identity = { projectId: 'p', typeId: 't' };
 describe('checkModels', () => {
   it('checks synchronously against cached models: nothing to wait for, a wrong type throws at once', () => {
     let loads = 0;
-    const lookup: ModelLookup = Object.assign(async () => {
-      loads++;
-      return models;
-    }, { cached: () => models });
+    const lookup: ModelLookup = Object.assign(
+      async () => {
+        loads++;
+        return models;
+      },
+      { cached: () => models },
+    );
     expect(checkModels(lookup, identity, parseAttributes({ temperature: 21.5, other: 'x' }))).toBeUndefined();
     expect(() => checkModels(lookup, identity, parseAttributes({ temperature: 'hot' }), 'sub1.')).toThrow(BadRequest);
     try {
       checkModels(lookup, identity, parseAttributes({ temperature: 'hot' }), 'sub1.');
     } catch (err) {
-      expect((err as BadRequest).errors).toEqual([{ path: 'sub1.temperature', message: 'expected number (attribute model), got string' }]);
+      expect((err as BadRequest).errors).toEqual([
+        { path: 'sub1.temperature', message: 'expected number (attribute model), got string' },
+      ]);
     }
     expect(loads).toBe(0);
   });
@@ -32,7 +37,9 @@ describe('checkModels', () => {
 
   it('has nothing to check for an untyped device or without models', () => {
     const lookup: ModelLookup = async () => models;
-    expect(checkModels(lookup, { projectId: 'p', typeId: null }, parseAttributes({ temperature: 'x' }))).toBeUndefined();
+    expect(
+      checkModels(lookup, { projectId: 'p', typeId: null }, parseAttributes({ temperature: 'x' })),
+    ).toBeUndefined();
     expect(checkModels(undefined, identity, parseAttributes({ temperature: 'x' }))).toBeUndefined();
   });
 });

@@ -3,11 +3,15 @@ import { renderTable } from '../../src/cli/commands/project-list.ts';
 
 describe('project list table', () => {
   it('aligns columns by terminal width, counting wide characters as two', () => {
-    expect(renderTable(['ID', 'NAME', 'N'], [['a', '温室', '1'], ['bb', 'pump', '22']]).split('\n')).toEqual([
-      'ID  NAME  N',
-      'a   温室  1',
-      'bb  pump  22',
-    ]);
+    expect(
+      renderTable(
+        ['ID', 'NAME', 'N'],
+        [
+          ['a', '温室', '1'],
+          ['bb', 'pump', '22'],
+        ],
+      ).split('\n'),
+    ).toEqual(['ID  NAME  N', 'a   温室  1', 'bb  pump  22']);
   });
 
   it('shows control characters of names as ?, so a name cannot drive the terminal', () => {

@@ -8,7 +8,12 @@ import { ConfigError } from '../../src/config.ts';
  * the "nothing would serve the API" rule, while a really broken environment still does.
  */
 describe('CLI targetConfig', () => {
-  const tlsOnly = { HTTP_PORT: 'off', TLS_CERT_FILE: '/etc/tls/fullchain.pem', TLS_KEY_FILE: '/etc/tls/privkey.pem', DATA_DIR: '/tmp/x' };
+  const tlsOnly = {
+    HTTP_PORT: 'off',
+    TLS_CERT_FILE: '/etc/tls/fullchain.pem',
+    TLS_KEY_FILE: '/etc/tls/privkey.pem',
+    DATA_DIR: '/tmp/x',
+  };
 
   it('accepts the environment of a TLS-only server', () => {
     const settings = targetConfig({}, tlsOnly);
@@ -18,7 +23,9 @@ describe('CLI targetConfig', () => {
 
   it('still refuses HTTP_PORT=off without the TLS files', () => {
     expect(() => targetConfig({}, { HTTP_PORT: 'off', DATA_DIR: '/tmp/x' })).toThrow(ConfigError);
-    expect(() => targetConfig({}, { HTTP_PORT: 'off', DATA_DIR: '/tmp/x' })).toThrow(/HTTP_PORT: is off and HTTPS is not on/);
+    expect(() => targetConfig({}, { HTTP_PORT: 'off', DATA_DIR: '/tmp/x' })).toThrow(
+      /HTTP_PORT: is off and HTTPS is not on/,
+    );
   });
 
   it('still refuses HTTP_PORT=off when HTTPS_PORT is off too', () => {

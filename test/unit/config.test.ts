@@ -4,7 +4,14 @@ import { ConfigError, loadConfig } from '../../src/config.ts';
 describe('config', () => {
   it('applies the documented defaults', () => {
     const c = loadConfig({});
-    expect(c).toMatchObject({ HOST: '0.0.0.0', HTTP_PORT: 8080, MQTT_PORT: 1883, TCP_PORT: 28801, DATA_DIR: './data', LOG_LEVEL: 'info' });
+    expect(c).toMatchObject({
+      HOST: '0.0.0.0',
+      HTTP_PORT: 8080,
+      MQTT_PORT: 1883,
+      TCP_PORT: 28801,
+      DATA_DIR: './data',
+      LOG_LEVEL: 'info',
+    });
     expect(c.DATABASE_URL).toBeUndefined();
     expect(c.PLATFORM_TOKEN).toBeUndefined();
     expect(Object.isFrozen(c)).toBe(true);
@@ -29,11 +36,21 @@ describe('config', () => {
 
   it('reads the telemetry and alarm settings, with defaults, and names a bad one', () => {
     expect(loadConfig({})).toMatchObject({
-      HISTORY_RETENTION_DAYS: 365, HISTORY_COMPRESS_AFTER_DAYS: 7, HISTORY_CHUNK_HOURS: 24,
-      INGEST_BATCH_SIZE: 5000, INGEST_BATCH_DELAY_MS: 5, INGEST_MAX_PENDING: 100_000, INGEST_CONCURRENCY: 1,
-      ALARM_WEBHOOK_TIMEOUT_MS: 5000, ALARM_WEBHOOK_ATTEMPTS: 5, ALARM_WEBHOOK_BACKOFF_MS: 2000,
+      HISTORY_RETENTION_DAYS: 365,
+      HISTORY_COMPRESS_AFTER_DAYS: 7,
+      HISTORY_CHUNK_HOURS: 24,
+      INGEST_BATCH_SIZE: 5000,
+      INGEST_BATCH_DELAY_MS: 5,
+      INGEST_MAX_PENDING: 100_000,
+      INGEST_CONCURRENCY: 1,
+      ALARM_WEBHOOK_TIMEOUT_MS: 5000,
+      ALARM_WEBHOOK_ATTEMPTS: 5,
+      ALARM_WEBHOOK_BACKOFF_MS: 2000,
     });
-    expect(loadConfig({ HISTORY_RETENTION_DAYS: '0', INGEST_CONCURRENCY: '4' })).toMatchObject({ HISTORY_RETENTION_DAYS: 0, INGEST_CONCURRENCY: 4 });
+    expect(loadConfig({ HISTORY_RETENTION_DAYS: '0', INGEST_CONCURRENCY: '4' })).toMatchObject({
+      HISTORY_RETENTION_DAYS: 0,
+      INGEST_CONCURRENCY: 4,
+    });
     expect(() => loadConfig({ INGEST_BATCH_SIZE: '0' })).toThrow(/INGEST_BATCH_SIZE/);
     expect(() => loadConfig({ ALARM_WEBHOOK_ATTEMPTS: 'many' })).toThrow(/ALARM_WEBHOOK_ATTEMPTS/);
     expect(() => loadConfig({ HISTORY_CHUNK_HOURS: '0' })).toThrow(/HISTORY_CHUNK_HOURS/);

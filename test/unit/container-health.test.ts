@@ -19,6 +19,6 @@ describe('container health checks', () => {
     const drainMs = Number(/SHUTDOWN_DRAIN_MS: \$\{SHUTDOWN_DRAIN_MS:-(\d+)\}/.exec(compose)?.[1]);
     const graceS = Number(/stop_grace_period: (\d+)s/.exec(compose)?.[1]);
     expect(drainMs).toBeGreaterThan(0);
-    expect(drainMs).toBeLessThan(graceS * 1000 / 2);
+    expect(drainMs).toBeLessThan((graceS * 1000) / 2);
   });
 });

@@ -5,7 +5,10 @@ import { serializeError } from '../../src/logger.ts';
 /** drizzle wraps the driver's error; the parameters end up in the message. */
 function drizzleError(code: string, params: string) {
   const cause = Object.assign(new Error('insert or update violates a constraint'), { code, constraint_name: 'x_fk' });
-  return Object.assign(new Error(`Failed query: insert into "customers" ("password_hash") values ($1)\nparams: ${params}`), { name: 'DrizzleQueryError', cause });
+  return Object.assign(
+    new Error(`Failed query: insert into "customers" ("password_hash") values ($1)\nparams: ${params}`),
+    { name: 'DrizzleQueryError', cause },
+  );
 }
 
 describe('database errors', () => {

@@ -39,7 +39,7 @@ describe('.env.example', () => {
     expect(settings.filter((name) => !example.has(name))).toEqual([]);
   });
 
-  it('names nothing the server does not read (besides the compose file\'s own)', () => {
+  it("names nothing the server does not read (besides the compose file's own)", () => {
     expect([...example.keys()].filter((name) => !settings.includes(name) && !COMPOSE_ONLY.includes(name))).toEqual([]);
   });
 
@@ -50,7 +50,8 @@ describe('.env.example', () => {
       // No default (secrets, DATABASE_URL, an empty list): the line shows an example or nothing.
       if (value === undefined || value === '') continue;
       const shown = example.get(name) ?? [];
-      if (!shown.includes(String(value))) wrong.push(`${name}: .env.example ${JSON.stringify(shown)}, src/config.ts ${String(value)}`);
+      if (!shown.includes(String(value)))
+        wrong.push(`${name}: .env.example ${JSON.stringify(shown)}, src/config.ts ${String(value)}`);
     }
     expect(wrong).toEqual([]);
   });
@@ -59,7 +60,10 @@ describe('.env.example', () => {
 describe('docker-compose.yml', () => {
   const doc = parseDocument(read('docker-compose.yml'), { uniqueKeys: true, prettyErrors: true });
   const compose = doc.toJS() as {
-    services: Record<string, { image?: string; env_file?: unknown; environment?: Record<string, string>; ports?: string[]; volumes?: string[] }>;
+    services: Record<
+      string,
+      { image?: string; env_file?: unknown; environment?: Record<string, string>; ports?: string[]; volumes?: string[] }
+    >;
   };
 
   it('is valid YAML without duplicate keys', () => {
@@ -87,7 +91,7 @@ describe('docker-compose.yml', () => {
 });
 
 describe('Dockerfile', () => {
-  it('runs the server as npm start does, but as node itself so that docker stop\'s SIGTERM reaches it', () => {
+  it("runs the server as npm start does, but as node itself so that docker stop's SIGTERM reaches it", () => {
     const cmd = /^CMD (\[.*\])$/m.exec(read('Dockerfile'))?.[1];
     const start = (JSON.parse(read('package.json')) as { scripts: { start: string } }).scripts.start;
     expect(JSON.parse(cmd ?? 'null')).toEqual(start.split(' '));

@@ -54,7 +54,13 @@ describe('device authentication cache', () => {
 describe('device authentication input', () => {
   it('refuses credentials that cannot have been issued (NUL, control, non-ASCII) without a query', async () => {
     const { auth, queries } = setup();
-    for (const [pk, token] of [['pk', 'tok\u0000'], ['p\u0000k', 'tok'], ['pk', 'tök'], ['pk', 'to k'], ['', 'tok']]) {
+    for (const [pk, token] of [
+      ['pk', 'tok\u0000'],
+      ['p\u0000k', 'tok'],
+      ['pk', 'tök'],
+      ['pk', 'to k'],
+      ['', 'tok'],
+    ]) {
       expect(await auth.authenticate(pk!, token!)).toBeUndefined();
     }
     expect(queries()).toBe(0);

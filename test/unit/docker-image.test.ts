@@ -93,12 +93,16 @@ describe('.gitignore', () => {
       }
     };
     expect(SECRETS.filter((f) => f !== '.env.production' && !ignored(f))).toEqual([]);
-    expect(['src/main.ts', 'src/tls/servers.ts', 'src/db/data-dir-lock.ts', 'drizzle/0000_init.sql', '.env.example'].filter(ignored)).toEqual([]);
+    expect(
+      ['src/main.ts', 'src/tls/servers.ts', 'src/db/data-dir-lock.ts', 'drizzle/0000_init.sql', '.env.example'].filter(
+        ignored,
+      ),
+    ).toEqual([]);
   });
 });
 
 describe('docker-compose.yml published ports', () => {
-  it('come from compose settings of their own, never from the server\'s HTTP_PORT/MQTT_PORT/TCP_PORT', () => {
+  it("come from compose settings of their own, never from the server's HTTP_PORT/MQTT_PORT/TCP_PORT", () => {
     const compose = parse(read('docker-compose.yml')) as { services: { app: { ports: string[] } } };
     const ports = compose.services.app.ports;
     expect(ports).toHaveLength(3);

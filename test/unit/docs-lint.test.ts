@@ -33,13 +33,16 @@ describe('docs lint: the rules', () => {
 
   it('accepts links, anchors and citations that resolve', () => {
     expect(
-      lintOf({
-        'README.md': `${README}\nSee [the protocol](docs/device-protocol.md#3-device-topics), [limits](#the-limits), [src](src) and [site](https://example.com/x#y).\n`,
-        'docs/device-protocol.md': `${DOC}\nAs in ${SS}3.2 and ${SS}1; ${R} "Security and limits".\n`,
-        'src/a.ts': `// device-protocol.md ${SS}3, ${SS}4 and docs/device-protocol.md ${SS}3–4; ${R} "Raw TCP devices"\n// porsager/postgres${H}1154, ${H}1208; color: #333\n`,
-        'src/c.ts': `/**\n * device-protocol.md ${SS}3 "Device topics", ${SS}4;\n * online only by a session (${SS}1).\n */\n`,
-        'docs/other.md': `# Other\n\n## 1. One\n\nSee ${SS}1 and [device-protocol.md](device-protocol.md) ${SS}3, ${SS}4 and ${SS}1.\n`,
-      }, ['src/b.ts']),
+      lintOf(
+        {
+          'README.md': `${README}\nSee [the protocol](docs/device-protocol.md#3-device-topics), [limits](#the-limits), [src](src) and [site](https://example.com/x#y).\n`,
+          'docs/device-protocol.md': `${DOC}\nAs in ${SS}3.2 and ${SS}1; ${R} "Security and limits".\n`,
+          'src/a.ts': `// device-protocol.md ${SS}3, ${SS}4 and docs/device-protocol.md ${SS}3–4; ${R} "Raw TCP devices"\n// porsager/postgres${H}1154, ${H}1208; color: #333\n`,
+          'src/c.ts': `/**\n * device-protocol.md ${SS}3 "Device topics", ${SS}4;\n * online only by a session (${SS}1).\n */\n`,
+          'docs/other.md': `# Other\n\n## 1. One\n\nSee ${SS}1 and [device-protocol.md](device-protocol.md) ${SS}3, ${SS}4 and ${SS}1.\n`,
+        },
+        ['src/b.ts'],
+      ),
     ).toEqual([]);
   });
 

@@ -31,11 +31,13 @@ async function silent(port: number, localAddress: string) {
 
 const get = (port: number) =>
   new Promise<string>((resolve, reject) =>
-    http.get({ port, host: '127.0.0.1', localAddress: '127.0.0.1', agent: false }, (res) => {
-      let body = '';
-      res.on('data', (c) => (body += c));
-      res.on('end', () => resolve(body));
-    }).on('error', reject),
+    http
+      .get({ port, host: '127.0.0.1', localAddress: '127.0.0.1', agent: false }, (res) => {
+        let body = '';
+        res.on('data', (c) => (body += c));
+        res.on('end', () => resolve(body));
+      })
+      .on('error', reject),
   );
 
 describe('HTTP connections per address', () => {

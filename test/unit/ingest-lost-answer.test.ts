@@ -36,7 +36,10 @@ describe('ingest: a lost answer to a committed batch', () => {
     let askFails = 2;
     const ingest = createIngest<number>({
       write: async (rows, batchId) => {
-        if (commits.has(batchId)) throw Object.assign(new Error('duplicate key value violates unique constraint "ingest_commits_pkey"'), { code: '23505' });
+        if (commits.has(batchId))
+          throw Object.assign(new Error('duplicate key value violates unique constraint "ingest_commits_pkey"'), {
+            code: '23505',
+          });
         stored.push(...rows);
         commits.add(batchId);
         if (lose-- > 0) throw Object.assign(new Error('connection ended'), { code: 'CONNECTION_ENDED' });
@@ -77,7 +80,16 @@ describe('ingest: a lost answer to a committed batch', () => {
       const repo = ctx.services.historyStore;
       const now = Date.now();
       await repo.ensurePartitions([repo.dayOf(now)]);
-      const row = { projectId: 'p', deviceId: 'd', identifier: 'x', ts: now, value: 1, dataType: 'number' as const, attrType: 'report' as const, history: true };
+      const row = {
+        projectId: 'p',
+        deviceId: 'd',
+        identifier: 'x',
+        ts: now,
+        value: 1,
+        dataType: 'number' as const,
+        attrType: 'report' as const,
+        history: true,
+      };
       await repo.insertAlone([row], 'batch-alone', now);
       await ctx.database.db.transaction((tx) => repo.insert(tx, [row], 'batch-tx', now));
       expect(await repo.committed('batch-alone')).toBe(true);

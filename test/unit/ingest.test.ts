@@ -3,7 +3,14 @@ import type { TelemetryRow } from '../../src/db/repositories/history.repository.
 import { createIngest, isTransientDbError } from '../../src/domain/telemetry/ingest.ts';
 
 const row = (identifier: string, value = 1): TelemetryRow => ({
-  projectId: 'p', deviceId: 'd', identifier, ts: 1, value, dataType: 'number', attrType: 'report', history: true,
+  projectId: 'p',
+  deviceId: 'd',
+  identifier,
+  ts: 1,
+  value,
+  dataType: 'number',
+  attrType: 'report',
+  history: true,
 });
 
 /** A controllable write: records batches, and lets the test decide when each completes. */
@@ -25,14 +32,20 @@ function gate() {
   };
 }
 
-const settle = (p: Promise<unknown>) => p.then(() => 'done', (e: unknown) => e);
+const settle = (p: Promise<unknown>) =>
+  p.then(
+    () => 'done',
+    (e: unknown) => e,
+  );
 
 describe('telemetry ingest pipeline', () => {
   it('gathers concurrent submissions into one batch and resolves them only after it commits', async () => {
     const g = gate();
     const ingest = createIngest({ write: g.write, batchSize: 100, batchDelayMs: 5 });
     let resolved = 0;
-    const subs = [ingest.submit([row('a')]), ingest.submit([row('b'), row('c')]), ingest.submit([row('d')])].map((p) => p.then(() => resolved++));
+    const subs = [ingest.submit([row('a')]), ingest.submit([row('b'), row('c')]), ingest.submit([row('d')])].map((p) =>
+      p.then(() => resolved++),
+    );
     const first = await g.next();
     expect(g.batches[0]!.map((r) => r.identifier)).toEqual(['a', 'b', 'c', 'd']);
     await new Promise((r) => setTimeout(r, 20));
@@ -86,7 +99,12 @@ describe('telemetry ingest pipeline', () => {
       await expect.poll(() => done || g.pending.length > 0).toBe(true);
       g.pending.shift()?.resolve();
     }
-    expect(g.batches.flat().map((r) => r.identifier).sort()).toEqual(Array.from({ length: 10 }, (_, i) => `v${i}`).sort());
+    expect(
+      g.batches
+        .flat()
+        .map((r) => r.identifier)
+        .sort(),
+    ).toEqual(Array.from({ length: 10 }, (_, i) => `v${i}`).sort());
   });
 
   it('retries a batch while the database is unavailable and loses nothing', async () => {
@@ -110,12 +128,17 @@ describe('telemetry ingest pipeline', () => {
     const written: string[] = [];
     const ingest = createIngest({
       write: async (rows) => {
-        if (rows.some((r) => r.identifier === 'bad')) throw Object.assign(new Error('invalid input syntax'), { code: '22P02' });
+        if (rows.some((r) => r.identifier === 'bad'))
+          throw Object.assign(new Error('invalid input syntax'), { code: '22P02' });
         written.push(...rows.map((r) => r.identifier));
       },
       batchDelayMs: 5,
     });
-    const results = await Promise.all([settle(ingest.submit([row('a')])), settle(ingest.submit([row('bad')])), settle(ingest.submit([row('c')]))]);
+    const results = await Promise.all([
+      settle(ingest.submit([row('a')])),
+      settle(ingest.submit([row('bad')])),
+      settle(ingest.submit([row('c')])),
+    ]);
     expect(results[0]).toBe('done');
     expect(results[1]).toMatchObject({ code: '22P02' });
     expect(results[2]).toBe('done');
@@ -124,7 +147,10 @@ describe('telemetry ingest pipeline', () => {
 
   it('flushes everything waiting on stop and refuses new submissions after', async () => {
     const written: string[] = [];
-    const ingest = createIngest({ write: async (rows) => void written.push(...rows.map((r) => r.identifier)), batchDelayMs: 60_000 });
+    const ingest = createIngest({
+      write: async (rows) => void written.push(...rows.map((r) => r.identifier)),
+      batchDelayMs: 60_000,
+    });
     const sub = ingest.submit([row('a'), row('b')]);
     await ingest.stop();
     await sub;
@@ -134,8 +160,17 @@ describe('telemetry ingest pipeline', () => {
 
   it('tells connection failures from refused data', () => {
     expect(isTransientDbError(Object.assign(new Error('x'), { code: 'ECONNREFUSED' }))).toBe(true);
-    expect(isTransientDbError(Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' }))).toBe(true);
-    expect(isTransientDbError({ message: 'Failed query', cause: Object.assign(new Error('write CONNECTION_CLOSED'), { code: 'CONNECTION_CLOSED' }) })).toBe(true);
+    expect(
+      isTransientDbError(
+        Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' }),
+      ),
+    ).toBe(true);
+    expect(
+      isTransientDbError({
+        message: 'Failed query',
+        cause: Object.assign(new Error('write CONNECTION_CLOSED'), { code: 'CONNECTION_CLOSED' }),
+      }),
+    ).toBe(true);
     expect(isTransientDbError(Object.assign(new Error('duplicate key'), { code: '23505' }))).toBe(false);
     expect(isTransientDbError(new Error('invalid input syntax for type json'))).toBe(false);
   });

@@ -14,7 +14,14 @@ const events: { [K in keyof DomainEvents]?: Omit<DomainEvents[K], 'projectId'> }
   'device.command_reply': { deviceId: 'd1', commandId: 'c1', seq: 1, method: 'm', params: {}, ts: now },
   'device.online': { deviceId: 'd1', transport: 'mqtt', ts: now },
   'device.offline': { deviceId: 'd1', transport: 'mqtt', ts: now, reason: 'gone' },
-  'device.data': { deviceId: 'd1', identifier: 'raw', direction: 'up', transport: 'mqtt', payload: Buffer.from('01', 'hex'), ts: now },
+  'device.data': {
+    deviceId: 'd1',
+    identifier: 'raw',
+    direction: 'up',
+    transport: 'mqtt',
+    payload: Buffer.from('01', 'hex'),
+    ts: now,
+  },
   'device.alarm': { deviceId: 'd1', alarm: { id: 'a1', status: 1, level: 1, info: {}, ts: now } },
 };
 
@@ -26,12 +33,15 @@ function setup() {
   const emitAll = (projectId: string) => {
     const read: string[] = [];
     for (const [name, rest] of Object.entries(events)) {
-      const payload = new Proxy({ projectId, ...rest }, {
-        get(target, key, receiver) {
-          if (typeof key === 'string') read.push(`${name}.${key}`);
-          return Reflect.get(target, key, receiver) as unknown;
+      const payload = new Proxy(
+        { projectId, ...rest },
+        {
+          get(target, key, receiver) {
+            if (typeof key === 'string') read.push(`${name}.${key}`);
+            return Reflect.get(target, key, receiver) as unknown;
+          },
         },
-      });
+      );
       bus.emit(name as keyof DomainEvents, payload as never);
     }
     return read;

@@ -16,7 +16,9 @@ function driverError() {
     parameters: [TOKEN, PROJECT_KEY],
     args: [TOKEN, PROJECT_KEY],
   });
-  const err = new Error(`Failed query: select 1 from projects where project_key = $1 and access_token = $2\nparams: ${PROJECT_KEY},${TOKEN}`);
+  const err = new Error(
+    `Failed query: select 1 from projects where project_key = $1 and access_token = $2\nparams: ${PROJECT_KEY},${TOKEN}`,
+  );
   return Object.assign(err, { name: 'DrizzleQueryError', query: 'select …', params: [PROJECT_KEY, TOKEN], cause });
 }
 
@@ -40,7 +42,11 @@ describe('the log error serializer', () => {
     expect(out).toMatchObject({
       type: 'DrizzleQueryError',
       message: 'Failed query: select 1 from projects where project_key = $1 and access_token = $2',
-      cause: { type: 'PostgresError', code: '23505', message: 'duplicate key value violates unique constraint "devices_token_key"' },
+      cause: {
+        type: 'PostgresError',
+        code: '23505',
+        message: 'duplicate key value violates unique constraint "devices_token_key"',
+      },
     });
     expect(out.stack).toMatch(/^\s+at /);
     expect(out.cause?.stack).toMatch(/logger\.test\.ts/);
@@ -48,12 +54,18 @@ describe('the log error serializer', () => {
   });
 
   it('scrubs credential-looking values and connection-string passwords out of messages, keeping ids', () => {
-    expect(scrubMessage(`invalid input syntax for type uuid: "${TOKEN}"`)).toBe('invalid input syntax for type uuid: "[redacted]"');
+    expect(scrubMessage(`invalid input syntax for type uuid: "${TOKEN}"`)).toBe(
+      'invalid input syntax for type uuid: "[redacted]"',
+    );
     expect(scrubMessage('device 0190a1b2c3d4e5f6a7b8c9d0 not found')).toBe('device 0190a1b2c3d4e5f6a7b8c9d0 not found');
-    expect(scrubMessage('connect to postgres://iot:s3cretPassw0rd@db:5432/iot failed')).toBe('connect to postgres://iot:[redacted]@db:5432/iot failed');
+    expect(scrubMessage('connect to postgres://iot:s3cretPassw0rd@db:5432/iot failed')).toBe(
+      'connect to postgres://iot:[redacted]@db:5432/iot failed',
+    );
     const jwt = 'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJwaWQiOiJhYmMifQ.Sfl6KxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c';
     expect(scrubMessage(`bad token ${jwt}`)).toBe('bad token [redacted].eyJwaWQiOiJhYmMifQ.[redacted]');
-    expect(scrubMessage("ENOENT: open '/tmp/iot-Ab12cd/pg/base/16384'")).toBe("ENOENT: open '/tmp/iot-Ab12cd/pg/base/16384'");
+    expect(scrubMessage("ENOENT: open '/tmp/iot-Ab12cd/pg/base/16384'")).toBe(
+      "ENOENT: open '/tmp/iot-Ab12cd/pg/base/16384'",
+    );
     expect(scrubUrl(`/device/v1/${TOKEN}/attributes?x=1`)).toBe('/device/v1/[redacted]/attributes?x=1');
     expect(scrubUrl('/device/v1/certificate')).toBe('/device/v1/certificate');
   });
@@ -61,9 +73,15 @@ describe('the log error serializer', () => {
   it('is what every logger of the server uses: objects under err, errors as the message, requests', () => {
     const { log, text } = capture();
     log.error(driverError());
-    log.warn({ err: { message: `Failed query: select\nparams: ${PROJECT_KEY}` } }, 'written by a site that logs only the message');
+    log.warn(
+      { err: { message: `Failed query: select\nparams: ${PROJECT_KEY}` } },
+      'written by a site that logs only the message',
+    );
     log.error({ err: driverError() }, 'with a message');
-    log.info({ req: { method: 'POST', url: `/device/v1/${TOKEN}/attributes`, headers: { 'project-key': PROJECT_KEY } } }, 'incoming request');
+    log.info(
+      { req: { method: 'POST', url: `/device/v1/${TOKEN}/attributes`, headers: { 'project-key': PROJECT_KEY } } },
+      'incoming request',
+    );
     log.info({ body: { secret_key: PROJECT_KEY } }, 'a body');
     const logged = text();
     expect(logged).not.toContain(TOKEN);

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { createMachineSecrets, HASH_CONCURRENCY, HASH_QUEUE, HashBusy, hashSecret, verifySecret } from '../../src/lib/passwords.ts';
+import {
+  createMachineSecrets,
+  HASH_CONCURRENCY,
+  HASH_QUEUE,
+  HashBusy,
+  hashSecret,
+  verifySecret,
+} from '../../src/lib/passwords.ts';
 
 describe('secrets hashing (src/lib/passwords.ts)', () => {
   it('machine secrets: HMAC form keyed by the server secret, constant answer for another key or secret', async () => {
@@ -9,7 +16,9 @@ describe('secrets hashing (src/lib/passwords.ts)', () => {
     expect(await m.verify(stored, 's3cret-value')).toEqual({ ok: true });
     expect(await m.verify(stored, 's3cret-valuE')).toEqual({ ok: false });
     // Another server's key does not verify it, and without a key the HMAC form is never accepted.
-    expect(await createMachineSecrets('another-secret-0123456789abcdef012345678').verify(stored, 's3cret-value')).toEqual({ ok: false });
+    expect(
+      await createMachineSecrets('another-secret-0123456789abcdef012345678').verify(stored, 's3cret-value'),
+    ).toEqual({ ok: false });
     expect((await createMachineSecrets(undefined).verify(stored, 's3cret-value')).ok).toBe(false);
     expect(await m.verify('hmac-sha256$', 's3cret-value')).toEqual({ ok: false });
   });
@@ -24,11 +33,17 @@ describe('secrets hashing (src/lib/passwords.ts)', () => {
 
   it(`at most ${HASH_CONCURRENCY} argon2 verifications run at once and ${HASH_QUEUE} wait; more are refused as busy`, async () => {
     const hashed = await hashSecret('pw');
-    const results = await Promise.allSettled(Array.from({ length: HASH_CONCURRENCY + HASH_QUEUE + 3 }, () => verifySecret(hashed, 'pw')));
+    const results = await Promise.allSettled(
+      Array.from({ length: HASH_CONCURRENCY + HASH_QUEUE + 3 }, () => verifySecret(hashed, 'pw')),
+    );
     const busy = results.filter((r) => r.status === 'rejected' && r.reason instanceof HashBusy);
     expect(busy).toHaveLength(3);
-    expect(results.filter((r) => r.status === 'fulfilled' && r.value === true)).toHaveLength(HASH_CONCURRENCY + HASH_QUEUE);
+    expect(results.filter((r) => r.status === 'fulfilled' && r.value === true)).toHaveLength(
+      HASH_CONCURRENCY + HASH_QUEUE,
+    );
     // Every slot is given back.
-    expect(await Promise.all(Array.from({ length: HASH_CONCURRENCY + HASH_QUEUE }, () => verifySecret(hashed, 'pw')))).not.toContain(false);
+    expect(
+      await Promise.all(Array.from({ length: HASH_CONCURRENCY + HASH_QUEUE }, () => verifySecret(hashed, 'pw'))),
+    ).not.toContain(false);
   });
 });

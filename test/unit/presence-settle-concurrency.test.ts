@@ -5,7 +5,14 @@ import { createEventBus } from '../../src/domain/events/event-bus.ts';
 
 // Reads of online state share presence writes (architecture.md §9: no write per message, nor per read):
 // however many readers wait, a connect costs the write under way plus at most one follow-up.
-const dev = (deviceId: string) => ({ deviceId, projectId: 'p1', name: deviceId, typeId: null, connType: '1', disabled: false });
+const dev = (deviceId: string) => ({
+  deviceId,
+  projectId: 'p1',
+  name: deviceId,
+  typeId: null,
+  connType: '1',
+  disabled: false,
+});
 
 /** A repository whose writes end when the test says so; `calls` holds each write's rows. */
 function gatedRepo() {
@@ -75,7 +82,12 @@ describe('presence.settle under concurrent reads', () => {
   it('readers after a connect made during a write share one follow-up write, and see it written', async () => {
     const g = gatedRepo();
     const written: string[][] = [];
-    const presence = createPresenceService({ repo: g.repo, bus: createEventBus(), logger: { error: () => {} }, onOnlineWritten: (p) => written.push(p) });
+    const presence = createPresenceService({
+      repo: g.repo,
+      bus: createEventBus(),
+      logger: { error: () => {} },
+      onOnlineWritten: (p) => written.push(p),
+    });
     presence.connected(dev('d1'), 'mqtt');
     const first = presence.settle();
     await tick();

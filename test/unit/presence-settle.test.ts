@@ -32,7 +32,9 @@ describe('presence.settle (read-your-writes of online state)', () => {
     presence.connected(device, 'mqtt');
     await presence.settle();
     expect(apply).toHaveBeenCalledTimes(1);
-    expect(apply.mock.calls[0]![0]).toEqual([{ deviceId: 'd1', online: true, activeTs: { attributes: 2_000, connect: 1_000 } }]);
+    expect(apply.mock.calls[0]![0]).toEqual([
+      { deviceId: 'd1', online: true, activeTs: { attributes: 2_000, connect: 1_000 } },
+    ]);
     expect(written).toEqual([['p1']]);
     expect(presence.activity('d1')).toBeUndefined();
     // Written: the next read costs nothing.

@@ -8,7 +8,12 @@ const device = { deviceId: 'd1', projectId: 'p1', name: 'd', typeId: null, connT
 function setup(apply: (rows: PresenceRow[]) => Promise<void>) {
   const bus = createEventBus();
   let now = 1_000;
-  const presence = createPresenceService({ repo: { apply, resetOnline: async () => {} }, bus, logger: { error: () => {} }, clock: () => now });
+  const presence = createPresenceService({
+    repo: { apply, resetOnline: async () => {} },
+    bus,
+    logger: { error: () => {} },
+    clock: () => now,
+  });
   return { bus, presence, advance: (ms: number) => (now += ms) };
 }
 

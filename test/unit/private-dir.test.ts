@@ -24,7 +24,9 @@ describe('DATA_DIR is owner-only', () => {
     writeFileSync(outside, 'not ours', { mode: 0o644 });
     mkdirSync(path.join(dataDir, 'pg', 'pg_wal'), { recursive: true, mode: 0o755 });
     chmodSync(dataDir, 0o755);
-    writeFileSync(path.join(dataDir, 'pg', 'pg_wal', '000000010000000000000001'), 'device token inside', { mode: 0o644 });
+    writeFileSync(path.join(dataDir, 'pg', 'pg_wal', '000000010000000000000001'), 'device token inside', {
+      mode: 0o644,
+    });
     writeFileSync(path.join(dataDir, 'pg', 'PG_VERSION'), '17', { mode: 0o666 });
     writeFileSync(path.join(dataDir, 'jwt-secret'), 'x'.repeat(40), { mode: 0o644 });
     writeFileSync(path.join(dataDir, 'lock'), '1', { mode: 0o644 });

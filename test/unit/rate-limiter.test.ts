@@ -60,7 +60,9 @@ describe('database errors worth waiting for', () => {
     ['25006', 'cannot execute INSERT in a read-only transaction'],
   ])('%s is transient', (code, message) => {
     expect(isTransientDbError(Object.assign(new Error(message), { code }))).toBe(true);
-    expect(isTransientDbError(new Error('query failed', { cause: Object.assign(new Error(message), { code }) }))).toBe(true);
+    expect(isTransientDbError(new Error('query failed', { cause: Object.assign(new Error(message), { code }) }))).toBe(
+      true,
+    );
   });
   it.each([
     ['23505', 'duplicate key'],

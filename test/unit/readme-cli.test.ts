@@ -15,13 +15,16 @@ const COMMANDS = [projectCreate, projectList, projectDelete, migrate];
 function cliLines(): string[][] {
   const lines: string[][] = [];
   for (const m of README.matchAll(/npm (?:-s )?run (?:-s )?cli (?:-s )?-- ([^`\n#]*)/g)) {
-    const words = (m[1] ?? '').trim().split(/\s+/).filter((w) => w !== '…' && w !== '');
+    const words = (m[1] ?? '')
+      .trim()
+      .split(/\s+/)
+      .filter((w) => w !== '…' && w !== '');
     if (words.length > 0) lines.push(words);
   }
   return lines;
 }
 
-describe('the README\'s CLI', () => {
+describe("the README's CLI", () => {
   it('shows only commands and flags that exist', () => {
     const lines = cliLines();
     expect(lines.length).toBeGreaterThanOrEqual(6);
@@ -35,18 +38,25 @@ describe('the README\'s CLI', () => {
       }
       for (const flag of words.filter((w) => w.startsWith('--') || w.startsWith('[--'))) {
         const name = flag.replace(/^\[/, '').replace(/[=\]].*$/, '');
-        if (!new RegExp(`(^|\\s)${name}\\b`, 'm').test(command.help)) wrong.push(`${command.path.join(' ')}: no ${name}`);
+        if (!new RegExp(`(^|\\s)${name}\\b`, 'm').test(command.help))
+          wrong.push(`${command.path.join(' ')}: no ${name}`);
       }
     }
     expect(wrong).toEqual([]);
   });
 
-  it('shows project create\'s output as the command prints it', () => {
-    const block = /npm run cli -- project create --name "My plant"\n```[\s\S]*?```json\n([\s\S]*?)```/.exec(README)?.[1];
+  it("shows project create's output as the command prints it", () => {
+    const block = /npm run cli -- project create --name "My plant"\n```[\s\S]*?```json\n([\s\S]*?)```/.exec(
+      README,
+    )?.[1];
     expect(block).toBeDefined();
     const shown = JSON.parse(block ?? '') as unknown;
     // Same fields, nothing else, and the layout of JSON.stringify(created, null, 2) (project-create.ts).
-    expect(CreatedProject.strict().extend({ app: CreatedProject.shape.app.strict(), admin: CreatedProject.shape.admin.strict() }).safeParse(shown).success).toBe(true);
+    expect(
+      CreatedProject.strict()
+        .extend({ app: CreatedProject.shape.app.strict(), admin: CreatedProject.shape.admin.strict() })
+        .safeParse(shown).success,
+    ).toBe(true);
     expect(block).toBe(`${JSON.stringify(shown, null, 2)}\n`);
   });
 });

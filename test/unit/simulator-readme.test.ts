@@ -25,7 +25,13 @@ function simLines(): Line[] {
     for (const raw of block[1]!.replace(/\\\n\s*/g, ' ').split('\n')) {
       const m = /^((?:\w+=\S+ )*)npm run sim -- (.*)$/.exec(raw.trim());
       if (!m) continue;
-      const env = Object.fromEntries(m[1]!.trim().split(/\s+/).filter(Boolean).map((kv) => kv.split('=', 2) as [string, string]));
+      const env = Object.fromEntries(
+        m[1]!
+          .trim()
+          .split(/\s+/)
+          .filter(Boolean)
+          .map((kv) => kv.split('=', 2) as [string, string]),
+      );
       lines.push({ text: raw.trim(), env, argv: words(m[2]!.replace(/\s+#.*$/, '')) });
     }
   }

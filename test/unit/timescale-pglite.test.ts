@@ -44,13 +44,22 @@ async function insertHourly(name: string, device: string, end: number, days: num
   await ts.raw.query(
     `insert into ${name} (project_id, device_id, identifier, ts, num, json)
      select * from unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::float8[], $6::jsonb[])`,
-    [Array(n).fill('p1'), Array(n).fill(device), Array(n).fill('temp'), times, values, values.map((v) => JSON.stringify({ v }))],
+    [
+      Array(n).fill('p1'),
+      Array(n).fill(device),
+      Array(n).fill('temp'),
+      times,
+      values,
+      values.map((v) => JSON.stringify({ v })),
+    ],
   );
 }
 
 describe('TimescaleDB PGlite harness', () => {
   it('has the extension with the compression (TSL) features and runs the app migrations', async () => {
-    const [ext] = await rows<{ extversion: string }>(`select extversion from pg_extension where extname = 'timescaledb'`);
+    const [ext] = await rows<{ extversion: string }>(
+      `select extversion from pg_extension where extname = 'timescaledb'`,
+    );
     expect(ext?.extversion).toMatch(/^2\.23\./);
     const [license] = await rows<{ license: string }>(`select current_setting('timescaledb.license') as license`);
     expect(license?.license).toBe('timescale');
@@ -91,9 +100,9 @@ describe('TimescaleDB PGlite harness', () => {
   it('makes hypertables of empty tables, of filled ones only with migrate_data, and needs ts in unique indexes', async () => {
     await ts.raw.exec(`create table h_filled (ts timestamptz not null, v float8);
       insert into h_filled select g, 1 from generate_series(timestamptz '2025-01-01 00:00+00', timestamptz '2025-01-03 23:00+00', interval '1 hour') g;`);
-    await expect(ts.raw.query(`select create_hypertable('h_filled', by_range('ts', interval '1 day'))`)).rejects.toThrow(
-      'table "h_filled" is not empty',
-    );
+    await expect(
+      ts.raw.query(`select create_hypertable('h_filled', by_range('ts', interval '1 day'))`),
+    ).rejects.toThrow('table "h_filled" is not empty');
     await ts.raw.query(`select create_hypertable('h_filled', by_range('ts', interval '1 day'), migrate_data => true)`);
     const [chunks] = await rows<{ n: number }>(`select count(*)::int as n from show_chunks('h_filled')`);
     expect(chunks?.n).toBe(3);
@@ -101,11 +110,15 @@ describe('TimescaleDB PGlite harness', () => {
     // The pre-2.13 signature still works, and if_not_exists makes it idempotent.
     await ts.raw.exec(`create table h_old (ts timestamptz not null, v float8)`);
     await ts.raw.query(`select create_hypertable('h_old', 'ts', chunk_time_interval => interval '1 day')`);
-    const [again] = await rows<{ r: string }>(`select create_hypertable('h_old', by_range('ts'), if_not_exists => true)::text as r`);
+    const [again] = await rows<{ r: string }>(
+      `select create_hypertable('h_old', by_range('ts'), if_not_exists => true)::text as r`,
+    );
     expect(again?.r).toMatch(/,f\)$/);
     await ts.raw.query(`select set_chunk_time_interval('h_old', interval '7 days')`);
 
-    await ts.raw.exec(`create table h_keyed (id bigint generated always as identity primary key, ts timestamptz not null)`);
+    await ts.raw.exec(
+      `create table h_keyed (id bigint generated always as identity primary key, ts timestamptz not null)`,
+    );
     await expect(ts.raw.query(`select create_hypertable('h_keyed', by_range('ts'))`)).rejects.toThrow(
       'cannot create a unique index without the column "ts" (used in partitioning)',
     );
@@ -120,7 +133,8 @@ describe('TimescaleDB PGlite harness', () => {
       `select device_id, count(*)::int as n, sum(num)::float8 as total from h_comp group by 1 order by 1`,
     );
 
-    await ts.raw.exec(`alter table h_comp set (timescaledb.compress, timescaledb.compress_segmentby = 'device_id, identifier',
+    await ts.raw
+      .exec(`alter table h_comp set (timescaledb.compress, timescaledb.compress_segmentby = 'device_id, identifier',
       timescaledb.compress_orderby = 'ts desc')`);
     const compressed = await rows<{ c: string }>(
       `select compress_chunk(c, if_not_compressed => true)::text as c from show_chunks('h_comp', older_than => timestamptz '2025-06-16 00:00+00') c`,
@@ -137,19 +151,27 @@ describe('TimescaleDB PGlite harness', () => {
     expect(after).toEqual(before);
 
     const old = '2025-06-12T00:30:00Z';
-    await ts.raw.query(`insert into h_comp (project_id, device_id, identifier, ts, num) values ('p1', 'd1', 'temp', $1, 42)`, [old]);
+    await ts.raw.query(
+      `insert into h_comp (project_id, device_id, identifier, ts, num) values ('p1', 'd1', 'temp', $1, 42)`,
+      [old],
+    );
     await ts.raw.query(
       `insert into h_comp (project_id, device_id, identifier, ts, num) values ('p1', 'd1', 'temp', $1, 43)
        on conflict (project_id, device_id, identifier, ts) do update set num = excluded.num`,
       [old],
     );
     await expect(
-      ts.raw.query(`insert into h_comp (project_id, device_id, identifier, ts, num) values ('p1', 'd1', 'temp', $1, 44)`, [old]),
+      ts.raw.query(
+        `insert into h_comp (project_id, device_id, identifier, ts, num) values ('p1', 'd1', 'temp', $1, 44)`,
+        [old],
+      ),
     ).rejects.toThrow('duplicate key value violates unique constraint');
     const [readBack] = await rows<{ num: number }>(`select num from h_comp where device_id = 'd1' and ts = $1`, [old]);
     expect(readBack?.num).toBe(43);
 
-    const deleted = await ts.raw.query(`delete from h_comp where device_id = 'd2' and ts < timestamptz '2025-06-16 00:00+00'`);
+    const deleted = await ts.raw.query(
+      `delete from h_comp where device_id = 'd2' and ts < timestamptz '2025-06-16 00:00+00'`,
+    );
     expect(deleted.affectedRows).toBe(24 * 5);
     const [left] = await rows<{ n: number }>(`select count(*)::int as n from h_comp where device_id = 'd2'`);
     expect(left?.n).toBe(24 * 5);
@@ -158,12 +180,19 @@ describe('TimescaleDB PGlite harness', () => {
   it('runs compression and retention policies on demand with run_job', async () => {
     await createHistory('h_jobs');
     await insertHourly('h_jobs', 'd1', Date.now(), 20);
-    await ts.raw.exec(`alter table h_jobs set (timescaledb.compress, timescaledb.compress_segmentby = 'device_id, identifier',
+    await ts.raw
+      .exec(`alter table h_jobs set (timescaledb.compress, timescaledb.compress_segmentby = 'device_id, identifier',
       timescaledb.compress_orderby = 'ts desc')`);
-    const [compression] = await rows<{ id: number }>(`select add_compression_policy('h_jobs', interval '7 days', if_not_exists => true) as id`);
-    const [repeated] = await rows<{ id: number }>(`select add_compression_policy('h_jobs', interval '7 days', if_not_exists => true) as id`);
+    const [compression] = await rows<{ id: number }>(
+      `select add_compression_policy('h_jobs', interval '7 days', if_not_exists => true) as id`,
+    );
+    const [repeated] = await rows<{ id: number }>(
+      `select add_compression_policy('h_jobs', interval '7 days', if_not_exists => true) as id`,
+    );
     expect(repeated?.id).toBe(-1);
-    const [retention] = await rows<{ id: number }>(`select add_retention_policy('h_jobs', interval '14 days', if_not_exists => true) as id`);
+    const [retention] = await rows<{ id: number }>(
+      `select add_retention_policy('h_jobs', interval '14 days', if_not_exists => true) as id`,
+    );
     const jobs = await rows<{ proc_name: string }>(
       `select proc_name from timescaledb_information.jobs where hypertable_name = 'h_jobs' order by proc_name`,
     );
@@ -190,14 +219,18 @@ describe('TimescaleDB PGlite harness', () => {
 
     await ts.raw.query(`select remove_compression_policy('h_jobs', if_exists => true)`);
     await ts.raw.query(`select remove_retention_policy('h_jobs', if_exists => true)`);
-    const [remaining] = await rows<{ n: number }>(`select count(*)::int as n from timescaledb_information.jobs where hypertable_name = 'h_jobs'`);
+    const [remaining] = await rows<{ n: number }>(
+      `select count(*)::int as n from timescaledb_information.jobs where hypertable_name = 'h_jobs'`,
+    );
     expect(remaining?.n).toBe(0);
   });
 
   it('drops whole chunks older than a bound with drop_chunks', async () => {
     await createHistory('h_drop');
     await insertHourly('h_drop', 'd1', Date.parse('2025-06-20T23:00:00Z'), 10);
-    const dropped = await rows<{ c: string }>(`select drop_chunks('h_drop', older_than => timestamptz '2025-06-15 00:00+00')::text as c`);
+    const dropped = await rows<{ c: string }>(
+      `select drop_chunks('h_drop', older_than => timestamptz '2025-06-15 00:00+00')::text as c`,
+    );
     expect(dropped).toHaveLength(4);
     const [left] = await rows<{ n: number; oldest: Date }>(`select count(*)::int as n, min(ts) as oldest from h_drop`);
     expect(left).toEqual({ n: 6 * 24, oldest: new Date(Date.parse('2025-06-15T00:00:00Z')) });

@@ -19,13 +19,34 @@ describe('TLS settings', () => {
   const files = { TLS_CERT_FILE: '/etc/x/fullchain.pem', TLS_KEY_FILE: '/etc/x/privkey.pem' };
 
   it('without files: no TLS port; with them: 8443, 8883 and 28802 unless set; plaintext ports unchanged', () => {
-    expect(loadConfig({})).toMatchObject({ HTTP_PORT: 8080, MQTT_PORT: 1883, TCP_PORT: 28801, HTTPS_PORT: 'off', MQTTS_PORT: 'off', TCPS_PORT: 'off' });
-    expect(loadConfig(files)).toMatchObject({ HTTP_PORT: 8080, HTTPS_PORT: 8443, MQTTS_PORT: 8883, TCPS_PORT: 28802, TLS_RELOAD_INTERVAL_MS: 60_000 });
-    expect(loadConfig({ ...files, HTTPS_PORT: '443', MQTTS_PORT: '0', TCPS_PORT: 'off' })).toMatchObject({ HTTPS_PORT: 443, MQTTS_PORT: 0, TCPS_PORT: 'off' });
+    expect(loadConfig({})).toMatchObject({
+      HTTP_PORT: 8080,
+      MQTT_PORT: 1883,
+      TCP_PORT: 28801,
+      HTTPS_PORT: 'off',
+      MQTTS_PORT: 'off',
+      TCPS_PORT: 'off',
+    });
+    expect(loadConfig(files)).toMatchObject({
+      HTTP_PORT: 8080,
+      HTTPS_PORT: 8443,
+      MQTTS_PORT: 8883,
+      TCPS_PORT: 28802,
+      TLS_RELOAD_INTERVAL_MS: 60_000,
+    });
+    expect(loadConfig({ ...files, HTTPS_PORT: '443', MQTTS_PORT: '0', TCPS_PORT: 'off' })).toMatchObject({
+      HTTPS_PORT: 443,
+      MQTTS_PORT: 0,
+      TCPS_PORT: 'off',
+    });
   });
 
   it('`off` (any case) turns a plaintext listener off; 0 stays "any free port"; an empty value stays 0', () => {
-    expect(loadConfig({ ...files, HTTP_PORT: 'off', MQTT_PORT: 'OFF', TCP_PORT: ' Off ' })).toMatchObject({ HTTP_PORT: 'off', MQTT_PORT: 'off', TCP_PORT: 'off' });
+    expect(loadConfig({ ...files, HTTP_PORT: 'off', MQTT_PORT: 'OFF', TCP_PORT: ' Off ' })).toMatchObject({
+      HTTP_PORT: 'off',
+      MQTT_PORT: 'off',
+      TCP_PORT: 'off',
+    });
     expect(loadConfig({ MQTT_PORT: '0', TCP_PORT: '' })).toMatchObject({ MQTT_PORT: 0, TCP_PORT: 0 });
   });
 
@@ -34,8 +55,12 @@ describe('TLS settings', () => {
     expect(() => loadConfig({ TLS_KEY_FILE: '/k.pem' })).toThrow(/TLS_CERT_FILE: is required with TLS_KEY_FILE/);
     expect(() => loadConfig({ MQTTS_PORT: '8883' })).toThrow(/MQTTS_PORT: needs TLS_CERT_FILE and TLS_KEY_FILE/);
     expect(() => loadConfig({ HTTP_PORT: 'off' })).toThrow(/HTTP_PORT: is off and HTTPS is not on/);
-    expect(() => loadConfig({ ...files, HTTP_PORT: 'off', HTTPS_PORT: 'off' })).toThrow(/HTTP_PORT: is off and HTTPS is not on/);
-    expect(() => loadConfig({ HTTP_PORT: 'none' })).toThrow(/HTTP_PORT: must be a port number \(0-65535, 0 = any free port\) or "off"/);
+    expect(() => loadConfig({ ...files, HTTP_PORT: 'off', HTTPS_PORT: 'off' })).toThrow(
+      /HTTP_PORT: is off and HTTPS is not on/,
+    );
+    expect(() => loadConfig({ HTTP_PORT: 'none' })).toThrow(
+      /HTTP_PORT: must be a port number \(0-65535, 0 = any free port\) or "off"/,
+    );
     expect(() => loadConfig({ ...files, HTTPS_PORT: '65536' })).toThrow(/HTTPS_PORT: must be a port number/);
     // Without TLS, `off` for a TLS port is harmless.
     expect(loadConfig({ MQTTS_PORT: 'off' }).MQTTS_PORT).toBe('off');
@@ -46,21 +71,31 @@ describe('certificate checks', () => {
   it('reads a chain and describes its first certificate', () => {
     const c = readTlsCredentials({ certFile: path.join(dir, 'a.crt'), keyFile: path.join(dir, 'a.key') });
     expect(c.chainLength).toBe(2);
-    expect(c.certificate).toMatchObject({ subject: 'CN=localhost', issuer: 'CN=iot-cloud test CA', subjectAltName: 'DNS:localhost, IP Address:127.0.0.1' });
+    expect(c.certificate).toMatchObject({
+      subject: 'CN=localhost',
+      issuer: 'CN=iot-cloud test CA',
+      subjectAltName: 'DNS:localhost, IP Address:127.0.0.1',
+    });
     expect(c.certificate.expiresAt).toBeGreaterThan(Date.now());
   });
 
   it('names the variable and the file for every problem', () => {
-    const read = (cert: string, key: string) => () => readTlsCredentials({ certFile: path.join(dir, cert), keyFile: path.join(dir, key) });
+    const read = (cert: string, key: string) => () =>
+      readTlsCredentials({ certFile: path.join(dir, cert), keyFile: path.join(dir, key) });
     expect(read('missing.crt', 'a.key')).toThrow(TlsFileError);
     expect(read('missing.crt', 'a.key')).toThrow(/^TLS_CERT_FILE: cannot read .*missing\.crt: no such file$/);
     expect(read('a.crt', 'missing.key')).toThrow(/^TLS_KEY_FILE: cannot read .*missing\.key: no such file$/);
     expect(read('a.key', 'a.key')).toThrow(/^TLS_CERT_FILE: .*a\.key holds no PEM certificate/);
-    expect(read('a.crt', 'b.key')).toThrow(/^TLS_KEY_FILE: .*b\.key is not the key of the certificate in TLS_CERT_FILE/);
+    expect(read('a.crt', 'b.key')).toThrow(
+      /^TLS_KEY_FILE: .*b\.key is not the key of the certificate in TLS_CERT_FILE/,
+    );
     writeFileSync(path.join(dir, 'broken.crt'), '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n');
     expect(read('broken.crt', 'a.key')).toThrow(/^TLS_CERT_FILE: .*broken\.crt: a certificate cannot be parsed/);
     expect(read('.', 'a.key')).toThrow(/^TLS_CERT_FILE: cannot read .*: it is a directory$/);
-    execFileSync('openssl', ['pkcs8', '-topk8', '-in', 'a.key', '-out', 'a.enc.key', '-passout', 'pass:secret'], { cwd: dir, stdio: 'ignore' });
+    execFileSync('openssl', ['pkcs8', '-topk8', '-in', 'a.key', '-out', 'a.enc.key', '-passout', 'pass:secret'], {
+      cwd: dir,
+      stdio: 'ignore',
+    });
     expect(read('a.crt', 'a.enc.key')).toThrow(/^TLS_KEY_FILE: .*a\.enc\.key: the key is encrypted/);
   });
 });
@@ -78,12 +113,18 @@ describe('reloader', () => {
     writeFileSync(path.join(root, 'archive', 'privkey1.pem'), a.key);
     symlinkSync('../archive/fullchain1.pem', path.join(root, 'live', 'fullchain.pem'));
     symlinkSync('../archive/privkey1.pem', path.join(root, 'live', 'privkey.pem'));
-    const files = { certFile: path.join(root, 'live', 'fullchain.pem'), keyFile: path.join(root, 'live', 'privkey.pem') };
+    const files = {
+      certFile: path.join(root, 'live', 'fullchain.pem'),
+      keyFile: path.join(root, 'live', 'privkey.pem'),
+    };
     /** A renewal: new archive files, then each link in live/ replaced by a rename. */
     const renew = (n: number, pair: { cert: Buffer; key: Buffer }) => {
       writeFileSync(path.join(root, 'archive', `fullchain${n}.pem`), pair.cert);
       writeFileSync(path.join(root, 'archive', `privkey${n}.pem`), pair.key);
-      for (const [name, target] of [['fullchain.pem', `fullchain${n}.pem`], ['privkey.pem', `privkey${n}.pem`]] as const) {
+      for (const [name, target] of [
+        ['fullchain.pem', `fullchain${n}.pem`],
+        ['privkey.pem', `privkey${n}.pem`],
+      ] as const) {
         const tmp = path.join(root, 'live', `${name}.new`);
         symlinkSync(`../archive/${target}`, tmp);
         renameSync(tmp, path.join(root, 'live', name));
@@ -102,7 +143,14 @@ describe('reloader', () => {
     const { files, renew } = certbotLayout();
     const log = logs();
     const seen: string[] = [];
-    reloader = createTlsReloader({ files, initial: readTlsCredentials(files), intervalMs: 3_600_000, logger: log.logger, settleMs: 50, retryMs: 200 });
+    reloader = createTlsReloader({
+      files,
+      initial: readTlsCredentials(files),
+      intervalMs: 3_600_000,
+      logger: log.logger,
+      settleMs: 50,
+      retryMs: 200,
+    });
     reloader.onChange((c) => seen.push(c.certificate.serialNumber));
     const before = reloader.current().certificate.serialNumber;
     renew(2, b);
@@ -118,7 +166,14 @@ describe('reloader', () => {
     writeFileSync(files.certFile, a.cert);
     writeFileSync(files.keyFile, a.key);
     const log = logs();
-    reloader = createTlsReloader({ files, initial: readTlsCredentials(files), intervalMs: 3_600_000, logger: log.logger, settleMs: 20, retryMs: 300 });
+    reloader = createTlsReloader({
+      files,
+      initial: readTlsCredentials(files),
+      intervalMs: 3_600_000,
+      logger: log.logger,
+      settleMs: 20,
+      retryMs: 300,
+    });
     const serialA = reloader.current().certificate.serialNumber;
     // The certificate first, the key a moment later.
     replaceAtomically(files.certFile, b.cert);
@@ -132,7 +187,9 @@ describe('reloader', () => {
     const serialB = reloader.current().certificate.serialNumber;
     replaceAtomically(files.keyFile, a.key);
     await expect.poll(() => log.lines.filter((l) => l.level === 'error').length, { timeout: 5_000 }).toBe(1);
-    expect(log.lines.find((l) => l.level === 'error')!.msg).toMatch(/^TLS certificate not reloaded, the previous one stays in use: TLS_KEY_FILE: .*key\.pem is not the key of the certificate/);
+    expect(log.lines.find((l) => l.level === 'error')!.msg).toMatch(
+      /^TLS certificate not reloaded, the previous one stays in use: TLS_KEY_FILE: .*key\.pem is not the key of the certificate/,
+    );
     for (let i = 0; i < 3; i++) expect(reloader.check()).toBe(false);
     await new Promise((r) => setTimeout(r, 500));
     expect(log.lines.filter((l) => l.level === 'error')).toHaveLength(1);
@@ -140,7 +197,9 @@ describe('reloader', () => {
     // A file gone (a renewal tool deleting before writing): kept as well.
     rmSync(files.certFile);
     await expect.poll(() => log.lines.filter((l) => l.level === 'error').length, { timeout: 5_000 }).toBe(2);
-    expect(log.lines.filter((l) => l.level === 'error')[1]!.msg).toMatch(/TLS_CERT_FILE: cannot read .*cert\.pem: no such file/);
+    expect(log.lines.filter((l) => l.level === 'error')[1]!.msg).toMatch(
+      /TLS_CERT_FILE: cannot read .*cert\.pem: no such file/,
+    );
     expect(reloader.current().certificate.serialNumber).toBe(serialB);
   });
 
@@ -150,7 +209,13 @@ describe('reloader', () => {
     writeFileSync(files.certFile, a.cert);
     writeFileSync(files.keyFile, a.key);
     const log = logs();
-    reloader = createTlsReloader({ files, initial: readTlsCredentials(files), intervalMs: 1_000, logger: log.logger, settleMs: 3_600_000 });
+    reloader = createTlsReloader({
+      files,
+      initial: readTlsCredentials(files),
+      intervalMs: 1_000,
+      logger: log.logger,
+      settleMs: 3_600_000,
+    });
     const changes: unknown[] = [];
     reloader.onChange((c) => changes.push(c));
     expect(reloader.check()).toBe(false);
@@ -169,10 +234,20 @@ describe('reloader', () => {
     // The test certificates are valid for 2 days.
     reloader = createTlsReloader({ files, initial, intervalMs: 3_600_000, logger: log.logger });
     reloader.check();
-    expect(log.lines.filter((l) => l.level === 'warn').map((l) => l.msg)).toEqual(['TLS certificate expires soon: renew it (the new files are picked up without a restart)']);
+    expect(log.lines.filter((l) => l.level === 'warn').map((l) => l.msg)).toEqual([
+      'TLS certificate expires soon: renew it (the new files are picked up without a restart)',
+    ]);
     reloader.close();
     const later = logs();
-    reloader = createTlsReloader({ files, initial, intervalMs: 3_600_000, logger: later.logger, clock: () => initial.certificate.expiresAt + 1 });
-    expect(later.lines.map((l) => l.msg)).toEqual(['TLS certificate has expired: clients will refuse it; renew it (the new files are picked up without a restart)']);
+    reloader = createTlsReloader({
+      files,
+      initial,
+      intervalMs: 3_600_000,
+      logger: later.logger,
+      clock: () => initial.certificate.expiresAt + 1,
+    });
+    expect(later.lines.map((l) => l.msg)).toEqual([
+      'TLS certificate has expired: clients will refuse it; renew it (the new files are picked up without a restart)',
+    ]);
   });
 });

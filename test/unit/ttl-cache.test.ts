@@ -23,8 +23,16 @@ describe('TtlCache', () => {
   it('forgets a failed load and shares concurrent loads', async () => {
     let calls = 0;
     const cache = new TtlCache<number>(1000);
-    await expect(cache.get('p', 'k', async () => { calls++; throw new Error('down'); })).rejects.toThrow('down');
-    const [a, b] = await Promise.all([cache.get('p', 'k', async () => ++calls), cache.get('p', 'k', async () => ++calls)]);
+    await expect(
+      cache.get('p', 'k', async () => {
+        calls++;
+        throw new Error('down');
+      }),
+    ).rejects.toThrow('down');
+    const [a, b] = await Promise.all([
+      cache.get('p', 'k', async () => ++calls),
+      cache.get('p', 'k', async () => ++calls),
+    ]);
     expect([a, b, calls]).toEqual([2, 2, 2]);
   });
 
@@ -39,7 +47,11 @@ describe('TtlCache', () => {
     expect(cache.peek('p', 'k')).toEqual({ value: 7 });
     await cache.get('p', 'none', async () => undefined);
     expect(cache.peek('p', 'none')).toEqual({ value: undefined });
-    await expect(cache.get('p', 'bad', async () => { throw new Error('down'); })).rejects.toThrow('down');
+    await expect(
+      cache.get('p', 'bad', async () => {
+        throw new Error('down');
+      }),
+    ).rejects.toThrow('down');
     expect(cache.peek('p', 'bad')).toBeUndefined();
     now = 1000;
     expect(cache.peek('p', 'k')).toBeUndefined();

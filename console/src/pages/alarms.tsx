@@ -23,7 +23,15 @@ interface Target {
   enabled: boolean;
 }
 
-function NoteDialog({ title, onConfirm, onCancel }: { title: string; onConfirm: (note: string) => Promise<void>; onCancel: () => void }) {
+function NoteDialog({
+  title,
+  onConfirm,
+  onCancel,
+}: {
+  title: string;
+  onConfirm: (note: string) => Promise<void>;
+  onCancel: () => void;
+}) {
   const { t } = useApp();
   const [note, setNote] = useState('');
   const [error, setError] = useState('');
@@ -44,7 +52,9 @@ function NoteDialog({ title, onConfirm, onCancel }: { title: string; onConfirm: 
           if (e.key === 'Escape') onCancel();
           // Modal: Tab cycles within the dialog.
           if (e.key === 'Tab') {
-            const items = [...e.currentTarget.querySelectorAll<HTMLElement>('textarea, button, input, select, a[href]')];
+            const items = [
+              ...e.currentTarget.querySelectorAll<HTMLElement>('textarea, button, input, select, a[href]'),
+            ];
             const first = items[0];
             const last = items[items.length - 1];
             if (e.shiftKey && document.activeElement === first) {
@@ -70,7 +80,13 @@ function NoteDialog({ title, onConfirm, onCancel }: { title: string; onConfirm: 
         >
           <label>
             {t('note')}
-            <textarea ref={area} rows={3} maxLength={1024} value={note} onInput={(e) => setNote(e.currentTarget.value)} />
+            <textarea
+              ref={area}
+              rows={3}
+              maxLength={1024}
+              value={note}
+              onInput={(e) => setNote(e.currentTarget.value)}
+            />
           </label>
           <ErrorText error={error} />
           <div class="buttons">
@@ -108,7 +124,17 @@ export function AlarmsPage() {
       <h2 id="active-h">{t('activeAlarms')}</h2>
       <ErrorText error={active.error} />
       <table role="table" aria-labelledby="active-h">
-        <ColumnHeads keys={['device', 'rule', 'level', 'message', 'since', 'acknowledged', ...(admin ? (['actions'] as const) : [])]} />
+        <ColumnHeads
+          keys={[
+            'device',
+            'rule',
+            'level',
+            'message',
+            'since',
+            'acknowledged',
+            ...(admin ? (['actions'] as const) : []),
+          ]}
+        />
         <tbody>
           {active.data?.items.map((a) => (
             <tr key={a.id}>
@@ -121,7 +147,9 @@ export function AlarmsPage() {
               </td>
               <td>{String(a.alarm_info.message ?? '')}</td>
               <td>{formatTime(a.create_time)}</td>
-              <td>{a.ack ? `${a.ack.by}${a.ack.note ? `: ${a.ack.note}` : ''} (${formatTime(a.ack.time)})` : t('no')}</td>
+              <td>
+                {a.ack ? `${a.ack.by}${a.ack.note ? `: ${a.ack.note}` : ''} (${formatTime(a.ack.time)})` : t('no')}
+              </td>
               {admin && (
                 <td class="buttons">
                   {!a.ack && (
@@ -149,7 +177,11 @@ export function AlarmsPage() {
             <tr key={a.id}>
               <td>{formatTime(a.create_time)}</td>
               <td>{a.device.name}</td>
-              <td>{a.alarm_status === 1 ? t('triggered') : `${t('ended')}${a.alarm_info.reason ? ` (${String(a.alarm_info.reason)})` : ''}`}</td>
+              <td>
+                {a.alarm_status === 1
+                  ? t('triggered')
+                  : `${t('ended')}${a.alarm_info.reason ? ` (${String(a.alarm_info.reason)})` : ''}`}
+              </td>
               <td>
                 <LevelText level={a.alarm_level} />
               </td>
@@ -212,7 +244,12 @@ export function AlarmsPage() {
           title={dialog.action === 'ack' ? t('ackTitle') : t('clearTitle')}
           onCancel={() => setDialog(undefined)}
           onConfirm={async (note) => {
-            await api(session.token, 'POST', `/api/v1/alarm_log/${encodeURIComponent(dialog.id)}/${dialog.action}`, note.trim() ? { note: note.trim() } : {});
+            await api(
+              session.token,
+              'POST',
+              `/api/v1/alarm_log/${encodeURIComponent(dialog.id)}/${dialog.action}`,
+              note.trim() ? { note: note.trim() } : {},
+            );
             setDialog(undefined);
             refresh();
           }}

@@ -48,7 +48,17 @@ export function ColumnHeads({ keys }: { keys: readonly Key[] }) {
 }
 
 /** Previous / next page buttons around `children` (what page this is); `pages` is unknown until the first page has come. */
-export function Pager({ page, pages, setPage, children }: { page: number; pages: number | undefined; setPage: (next: (p: number) => number) => void; children: ComponentChildren }) {
+export function Pager({
+  page,
+  pages,
+  setPage,
+  children,
+}: {
+  page: number;
+  pages: number | undefined;
+  setPage: (next: (p: number) => number) => void;
+  children: ComponentChildren;
+}) {
   const { t } = useApp();
   return (
     <div class="pager">
@@ -96,7 +106,14 @@ export function LevelText({ level }: { level: number | undefined }) {
 }
 
 export function OnlineDot({ online }: { online: boolean }) {
-  return <span class={online ? 'dot on' : 'dot off'} role="img" aria-label={online ? 'online' : 'offline'} title={online ? 'online' : 'offline'} />;
+  return (
+    <span
+      class={online ? 'dot on' : 'dot off'}
+      role="img"
+      aria-label={online ? 'online' : 'offline'}
+      title={online ? 'online' : 'offline'}
+    />
+  );
 }
 
 export function KeyValues({ map }: { map: Record<string, unknown> }) {

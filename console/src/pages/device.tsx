@@ -3,12 +3,36 @@
  * groups, extended infos and certificate. Customers get the reading parts only (docs/http-api.md §2).
  */
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { api, type AlarmLog, type Attribute, type AttributeModel, type Command, type DataMessage, type DataStream, type Device, type Group, type Page } from '../api.ts';
+import {
+  api,
+  type AlarmLog,
+  type Attribute,
+  type AttributeModel,
+  type Command,
+  type DataMessage,
+  type DataStream,
+  type Device,
+  type Group,
+  type Page,
+} from '../api.ts';
 import { Chart } from '../chart.tsx';
 import { useApp, useInterval, useLive } from '../ctx.ts';
 import { formatAgo, formatHex, formatTime, formatValue, lastActive, parseJsonObject } from '../format.ts';
 import type { Key } from '../i18n.ts';
-import { bucketInterval, planFor, planQuery, rangeError, rangeOf, toChartData, tooDense, MAX_POINTS, SERIES_PAGE, type Plan, type RangeChoice, type TimeRange } from '../range.ts';
+import {
+  bucketInterval,
+  planFor,
+  planQuery,
+  rangeError,
+  rangeOf,
+  toChartData,
+  tooDense,
+  MAX_POINTS,
+  SERIES_PAGE,
+  type Plan,
+  type RangeChoice,
+  type TimeRange,
+} from '../range.ts';
 import type { LiveEvent } from '../sse.ts';
 import { flattenGroups } from './devices.tsx';
 import { ColumnHeads, ErrorText, KeyValues, LevelText, LiveBadge, OnlineDot, useGet } from './common.tsx';
@@ -23,7 +47,9 @@ export function DevicePage({ id }: { id: string }) {
   const device = useGet<Device>(`/api/v1/device/${enc}`);
   const attrs = useGet<Attribute[]>(`/api/v1/device/${enc}/attributes`);
   const typeId = device.data?.type || null;
-  const models = useGet<{ items: (AttributeModel & { identifier: string })[] }>(typeId ? `/api/v1/device_type/${encodeURIComponent(typeId)}/attributes` : null);
+  const models = useGet<{ items: (AttributeModel & { identifier: string })[] }>(
+    typeId ? `/api/v1/device_type/${encodeURIComponent(typeId)}/attributes` : null,
+  );
   const [liveValues, setLiveValues] = useState<Record<string, { value: unknown; attr_type: string; ts: number }>>({});
   const [online, setOnline] = useState<boolean | undefined>(undefined);
   const [lastTs, setLastTs] = useState<number | undefined>(undefined);
@@ -43,7 +69,8 @@ export function DevicePage({ id }: { id: string }) {
         for (const [k, value] of Object.entries(map)) next[k] = { value, attr_type: attrType, ts };
         return next;
       });
-      if (attrType === 'report') for (const [k, value] of Object.entries(map)) setLivePoint({ identifier: k, ts, value });
+      if (attrType === 'report')
+        for (const [k, value] of Object.entries(map)) setLivePoint({ identifier: k, ts, value });
       setLastTs(ts);
     } else if (e.kind === 'online') {
       setOnline(e.payload.online === true);
@@ -57,13 +84,16 @@ export function DevicePage({ id }: { id: string }) {
     }
   };
   const live = useLive(['attributes', 'online', 'command_reply', 'data', 'alarm'], [id], onEvent);
-  useInterval(() => {
-    setNow(Date.now());
-    if (!live) {
-      attrs.reload();
-      device.reload();
-    }
-  }, live ? 10_000 : 5_000);
+  useInterval(
+    () => {
+      setNow(Date.now());
+      if (!live) {
+        attrs.reload();
+        device.reload();
+      }
+    },
+    live ? 10_000 : 5_000,
+  );
 
   const modelOf = useMemo(() => {
     const m: Record<string, AttributeModel> = {};
@@ -100,7 +130,8 @@ export function DevicePage({ id }: { id: string }) {
       </p>
       <h1 id="device-h">{d.name}</h1>
       <p class="device-status">
-        <OnlineDot online={isOnline} /> {isOnline ? t('onlineYes') : t('onlineNo')} · {t('lastActive')}: <span title={formatTime(last)}>{formatAgo(last, now, lang)}</span> · {t('alarmLevel')}:{' '}
+        <OnlineDot online={isOnline} /> {isOnline ? t('onlineYes') : t('onlineNo')} · {t('lastActive')}:{' '}
+        <span title={formatTime(last)}>{formatAgo(last, now, lang)}</span> · {t('alarmLevel')}:{' '}
         <LevelText level={d.alarm?.level} /> <LiveBadge open={live} />
       </p>
 
@@ -164,7 +195,13 @@ export function DevicePage({ id }: { id: string }) {
         </table>
       </section>
 
-      <History deviceId={id} identifiers={numericIdentifiers(rows, modelOf)} nameOf={nameOf} unitOf={(i) => modelOf[i]?.unit} livePoint={livePoint} />
+      <History
+        deviceId={id}
+        identifiers={numericIdentifiers(rows, modelOf)}
+        nameOf={nameOf}
+        unitOf={(i) => modelOf[i]?.unit}
+        livePoint={livePoint}
+      />
 
       {admin && <Control deviceId={id} onDone={attrs.reload} />}
       <Commands deviceId={id} admin={admin} tick={commandsTick} />
@@ -177,7 +214,10 @@ export function DevicePage({ id }: { id: string }) {
 }
 
 /** What can be charted: the type's numeric models and any attribute whose current value is a number, by identifier. */
-function numericIdentifiers(rows: readonly { identifier: string; value: unknown }[], modelOf: Record<string, AttributeModel>): string[] {
+function numericIdentifiers(
+  rows: readonly { identifier: string; value: unknown }[],
+  modelOf: Record<string, AttributeModel>,
+): string[] {
   const ids = new Set<string>();
   for (const [k, m] of Object.entries(modelOf)) if (m.data_type === 'number') ids.add(k);
   for (const r of rows) if (typeof r.value === 'number') ids.add(r.identifier);
@@ -228,7 +268,11 @@ function History({
       if (p.kind === 'series') {
         const points: { ts: number; value: unknown }[] = [];
         for (let page = 1; page <= p.pages; page++) {
-          const batch = await api<{ ts: number; value: unknown }[]>(session.token, 'GET', planQuery(deviceId, identifier, range, p, page));
+          const batch = await api<{ ts: number; value: unknown }[]>(
+            session.token,
+            'GET',
+            planQuery(deviceId, identifier, range, p, page),
+          );
           // More points than can be drawn in the range: buckets show all of it instead of its latest part.
           if (page === 1 && tooDense(range, batch)) {
             p = { kind: 'aggregate', intervalMs: bucketInterval(range.end - range.start) };
@@ -239,7 +283,11 @@ function History({
         }
         if (p.kind === 'series') return toChartData(points);
       }
-      const agg = await api<{ series: Record<string, { ts: number; value: number | null }[]> }>(session.token, 'GET', planQuery(deviceId, identifier, range, p));
+      const agg = await api<{ series: Record<string, { ts: number; value: number | null }[]> }>(
+        session.token,
+        'GET',
+        planQuery(deviceId, identifier, range, p),
+      );
       return toChartData((agg.series[identifier] ?? []).filter((b) => b.value !== null));
     };
     load().then(
@@ -294,7 +342,11 @@ function History({
       <div class="filters">
         <label>
           {t('range')}
-          <select aria-label={t('range')} value={choice} onChange={(e) => setChoice(e.currentTarget.value as RangeChoice)}>
+          <select
+            aria-label={t('range')}
+            value={choice}
+            onChange={(e) => setChoice(e.currentTarget.value as RangeChoice)}
+          >
             <option value="hour">{t('lastHour')}</option>
             <option value="day">{t('lastDay')}</option>
             <option value="week">{t('lastWeek')}</option>
@@ -335,7 +387,13 @@ function History({
                 ? `${t('points', { n: data[0].length })} · ${t('aggregated', { interval: intervalText(plan.intervalMs) })}`
                 : `${t('points', { n: data[0].length })}${data[0].length >= MAX_POINTS ? ` · ${t('capped', { n: MAX_POINTS })}` : ''}`}
           </p>
-          <Chart data={data} label={name} unit={unitOf(identifier)} ariaLabel={t('chartOf', { name })} xRange={xRange} />
+          <Chart
+            data={data}
+            label={name}
+            unit={unitOf(identifier)}
+            ariaLabel={t('chartOf', { name })}
+            xRange={xRange}
+          />
         </>
       ) : (
         <p>{t('noNumeric')}</p>
@@ -383,12 +441,23 @@ function Control({ deviceId, onDone }: { deviceId: string; onDone: () => void })
         <form
           onSubmit={async (e) => {
             e.preventDefault();
-            if (await runPush(() => api(session.token, 'POST', `/api/v1/control/device/${enc}/attributes`, parseJsonObject(pushText)), t('sent'))) onDone();
+            if (
+              await runPush(
+                () => api(session.token, 'POST', `/api/v1/control/device/${enc}/attributes`, parseJsonObject(pushText)),
+                t('sent'),
+              )
+            )
+              onDone();
           }}
         >
           <label>
             {t('attributesJson')}
-            <textarea rows={3} value={pushText} onInput={(e) => setPushText(e.currentTarget.value)} spellcheck={false} />
+            <textarea
+              rows={3}
+              value={pushText}
+              onInput={(e) => setPushText(e.currentTarget.value)}
+              spellcheck={false}
+            />
           </label>
           <button type="submit">{t('push')}</button>
           <ErrorText error={pushErr} />
@@ -400,12 +469,23 @@ function Control({ deviceId, onDone }: { deviceId: string; onDone: () => void })
         <form
           onSubmit={async (e) => {
             e.preventDefault();
-            if (await runCloud(() => api(session.token, 'PUT', `/api/v1/control/device/${enc}/attributes`, parseJsonObject(cloudText)), t('saved'))) onDone();
+            if (
+              await runCloud(
+                () => api(session.token, 'PUT', `/api/v1/control/device/${enc}/attributes`, parseJsonObject(cloudText)),
+                t('saved'),
+              )
+            )
+              onDone();
           }}
         >
           <label>
             {t('cloudJson')}
-            <textarea rows={3} value={cloudText} onInput={(e) => setCloudText(e.currentTarget.value)} spellcheck={false} />
+            <textarea
+              rows={3}
+              value={cloudText}
+              onInput={(e) => setCloudText(e.currentTarget.value)}
+              spellcheck={false}
+            />
           </label>
           <button type="submit">{t('save')}</button>
           <ErrorText error={cloudErr} />
@@ -461,7 +541,13 @@ function Commands({ deviceId, admin, tick }: { deviceId: string; admin: boolean;
             </label>
             <label>
               {t('ttl')}
-              <input type="number" min={1} inputMode="numeric" value={ttl} onInput={(e) => setTtl(e.currentTarget.value)} />
+              <input
+                type="number"
+                min={1}
+                inputMode="numeric"
+                value={ttl}
+                onInput={(e) => setTtl(e.currentTarget.value)}
+              />
             </label>
             <button type="submit">{t('send')}</button>
           </form>
@@ -495,11 +581,17 @@ function Commands({ deviceId, admin, tick }: { deviceId: string; admin: boolean;
 
 function DataMessages({ deviceId, typeId, tick }: { deviceId: string; typeId: string | null; tick: number }) {
   const { t } = useApp();
-  const streams = useGet<{ items: DataStream[] }>(typeId ? `/api/v1/device_type/${encodeURIComponent(typeId)}/data_streams` : null);
+  const streams = useGet<{ items: DataStream[] }>(
+    typeId ? `/api/v1/device_type/${encodeURIComponent(typeId)}/data_streams` : null,
+  );
   const [stream, setStream] = useState('');
   const ids = streams.data?.items.map((s) => s.identifier) ?? [];
   const current = stream && ids.includes(stream) ? stream : (ids[0] ?? '');
-  const list = useGet<Page<DataMessage>>(current ? `/api/v1/device/${encodeURIComponent(deviceId)}/data/${encodeURIComponent(current)}/messages?page=1&page_records=20` : null);
+  const list = useGet<Page<DataMessage>>(
+    current
+      ? `/api/v1/device/${encodeURIComponent(deviceId)}/data/${encodeURIComponent(current)}/messages?page=1&page_records=20`
+      : null,
+  );
   useEffect(() => {
     if (tick) list.reload();
   }, [tick]);
@@ -548,7 +640,9 @@ function DataMessages({ deviceId, typeId, tick }: { deviceId: string; typeId: st
 
 function DeviceAlarms({ deviceId, tick }: { deviceId: string; tick: number }) {
   const { t } = useApp();
-  const list = useGet<Page<AlarmLog>>(`/api/v1/device/${encodeURIComponent(deviceId)}/alarm_logs?active=1&page_records=20`);
+  const list = useGet<Page<AlarmLog>>(
+    `/api/v1/device/${encodeURIComponent(deviceId)}/alarm_logs?active=1&page_records=20`,
+  );
   useEffect(() => {
     if (tick) list.reload();
   }, [tick]);
@@ -562,7 +656,8 @@ function DeviceAlarms({ deviceId, tick }: { deviceId: string; tick: number }) {
         <ul>
           {items.map((a) => (
             <li key={a.id}>
-              <LevelText level={a.alarm_level} /> {String(a.alarm_info.rule_name ?? '')} — {String(a.alarm_info.message ?? '')} ({formatTime(a.create_time)})
+              <LevelText level={a.alarm_level} /> {String(a.alarm_info.rule_name ?? '')} —{' '}
+              {String(a.alarm_info.message ?? '')} ({formatTime(a.create_time)})
             </li>
           ))}
         </ul>
@@ -610,7 +705,15 @@ function Details({ device }: { device: Device }) {
           {infos.data?.items.map((i) => (
             <div key={i.id}>
               <dt>{i.name}</dt>
-              <dd>{i.value === null || i.value === undefined ? '—' : typeof i.value === 'object' ? Object.entries(i.value as Record<string, unknown>).map(([k, v]) => `${k}: ${String(v)}`).join(', ') || '—' : String(i.value)}</dd>
+              <dd>
+                {i.value === null || i.value === undefined
+                  ? '—'
+                  : typeof i.value === 'object'
+                    ? Object.entries(i.value as Record<string, unknown>)
+                        .map(([k, v]) => `${k}: ${String(v)}`)
+                        .join(', ') || '—'
+                    : String(i.value)}
+              </dd>
             </div>
           ))}
         </dl>

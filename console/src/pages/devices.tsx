@@ -44,17 +44,27 @@ export function DevicesPage() {
     if (!id) return;
     const ts = typeof e.payload.ts === 'number' ? e.payload.ts : Date.now();
     if (e.kind === 'online') {
-      setPatch((p) => ({ ...p, [id]: { ...p[id], online: e.payload.online === true, active: { ...(p[id]?.active ?? {}), [e.payload.online ? 'connect' : 'disconnect']: ts } } }));
+      setPatch((p) => ({
+        ...p,
+        [id]: {
+          ...p[id],
+          online: e.payload.online === true,
+          active: { ...(p[id]?.active ?? {}), [e.payload.online ? 'connect' : 'disconnect']: ts },
+        },
+      }));
     } else if (e.kind === 'attributes') {
       setPatch((p) => ({ ...p, [id]: { ...p[id], active: { ...(p[id]?.active ?? {}), attributes: ts } } }));
     } else if (e.kind === 'alarm') {
       list.reload();
     }
   });
-  useInterval(() => {
-    setNow(Date.now());
-    if (!live) list.reload();
-  }, live ? 10_000 : 5_000);
+  useInterval(
+    () => {
+      setNow(Date.now());
+      if (!live) list.reload();
+    },
+    live ? 10_000 : 5_000,
+  );
   const data = list.data;
   return (
     <section aria-labelledby="devices-h">
@@ -64,7 +74,13 @@ export function DevicesPage() {
       <form class="filters" role="search" onSubmit={(e) => e.preventDefault()}>
         <label>
           {t('search')}
-          <input type="search" maxLength={64} placeholder={t('searchHint')} value={search} onChange={(e) => setSearch(e.currentTarget.value)} />
+          <input
+            type="search"
+            maxLength={64}
+            placeholder={t('searchHint')}
+            value={search}
+            onChange={(e) => setSearch(e.currentTarget.value)}
+          />
         </label>
         <label>
           {t('type')}
@@ -128,7 +144,9 @@ export function DevicesPage() {
         </tbody>
       </table>
       <Pager page={page} pages={data?.page_total} setPage={setPage}>
-        <span aria-live="polite">{data ? t('pageOf', { page, pages: Math.max(1, data.page_total), total: data.total }) : t('loading')}</span>
+        <span aria-live="polite">
+          {data ? t('pageOf', { page, pages: Math.max(1, data.page_total), total: data.total }) : t('loading')}
+        </span>
       </Pager>
     </section>
   );

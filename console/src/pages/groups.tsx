@@ -11,7 +11,13 @@ function Node({ group, level }: { group: Group; level: number }) {
     <li role="treeitem" aria-level={level} aria-expanded={hasChildren ? open : undefined} aria-label={group.name}>
       <span class="node">
         {hasChildren ? (
-          <button type="button" class="twisty" aria-label={group.name} aria-expanded={open} onClick={() => setOpen(!open)}>
+          <button
+            type="button"
+            class="twisty"
+            aria-label={group.name}
+            aria-expanded={open}
+            onClick={() => setOpen(!open)}
+          >
             {open ? '▾' : '▸'}
           </button>
         ) : (

@@ -10,7 +10,9 @@ const CONN: Record<string, Key> = { '1': 'directDevice', '2': 'subDevice', '3': 
 function TypeDetail({ type }: { type: DeviceType }) {
   const { t } = useApp();
   const enc = encodeURIComponent(type.id);
-  const models = useGet<{ items: (AttributeModel & { identifier: string })[] }>(`/api/v1/device_type/${enc}/attributes`);
+  const models = useGet<{ items: (AttributeModel & { identifier: string })[] }>(
+    `/api/v1/device_type/${enc}/attributes`,
+  );
   const streams = useGet<{ items: DataStream[] }>(`/api/v1/device_type/${enc}/data_streams`);
   return (
     <div class="type-detail">
@@ -75,12 +77,18 @@ export function TypesPage() {
         {types.data?.items.map((ty) => (
           <li key={ty.id} class="card">
             <h2>
-              <button type="button" class="link" aria-expanded={!!open[ty.id]} onClick={() => setOpen((o) => ({ ...o, [ty.id]: !o[ty.id] }))}>
+              <button
+                type="button"
+                class="link"
+                aria-expanded={!!open[ty.id]}
+                onClick={() => setOpen((o) => ({ ...o, [ty.id]: !o[ty.id] }))}
+              >
                 {ty.name}
               </button>
             </h2>
             <p class="muted">
-              {CONN[ty.conn_type] ? t(CONN[ty.conn_type] as Key) : ty.conn_type} · {ty.conn_protocol} · {t('deviceCount')}: {ty.device_count}
+              {CONN[ty.conn_type] ? t(CONN[ty.conn_type] as Key) : ty.conn_type} · {ty.conn_protocol} ·{' '}
+              {t('deviceCount')}: {ty.device_count}
               {ty.descr ? ` · ${ty.descr}` : ''}
             </p>
             {open[ty.id] && <TypeDetail type={ty} />}

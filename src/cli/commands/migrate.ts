@@ -1,6 +1,16 @@
 import path from 'node:path';
 import { controlSocketPath } from '../../control/socket-path.ts';
-import { CliError, cliLogger, parseFlags, PROGRAM, TARGET_HELP, targetConfig, targetOptions, UsageError, type Command } from '../command.ts';
+import {
+  CliError,
+  cliLogger,
+  parseFlags,
+  PROGRAM,
+  TARGET_HELP,
+  targetConfig,
+  targetOptions,
+  UsageError,
+  type Command,
+} from '../command.ts';
 
 const help = `Usage: ${PROGRAM} migrate [options]
 
@@ -48,7 +58,10 @@ export const migrate: Command = {
       throw err;
     }
     try {
-      const where = database.driver === 'postgres' ? `PostgreSQL, TimescaleDB ${database.timescale ? 'enabled' : 'not available'}` : `embedded database in ${path.resolve(config.DATA_DIR)}`;
+      const where =
+        database.driver === 'postgres'
+          ? `PostgreSQL, TimescaleDB ${database.timescale ? 'enabled' : 'not available'}`
+          : `embedded database in ${path.resolve(config.DATA_DIR)}`;
       io.out(`Migrations applied (${where}).`);
     } finally {
       await database.close();

@@ -1,5 +1,15 @@
 import { CreateProjectBody } from '../../http/routes/platform/platform.schema.ts';
-import { parseFlags, PROGRAM, TARGET_HELP, targetConfig, targetOptions, UsageError, validate, withTarget, type Command } from '../command.ts';
+import {
+  parseFlags,
+  PROGRAM,
+  TARGET_HELP,
+  targetConfig,
+  targetOptions,
+  UsageError,
+  validate,
+  withTarget,
+  type Command,
+} from '../command.ts';
 
 const help = `Usage: ${PROGRAM} project create --name <name> [options]
 
@@ -33,18 +43,25 @@ export const projectCreate: Command = {
       },
     });
     if (values.help) return io.out(help);
-    if (positionals.length > 0) throw new UsageError(`unexpected argument '${positionals[0]}' (the name is given with --name)`);
+    if (positionals.length > 0)
+      throw new UsageError(`unexpected argument '${positionals[0]}' (the name is given with --name)`);
     if (values.name === undefined) throw new UsageError('--name is required');
     const tags = values.tag ?? [];
     const badTag = tags.find((t) => !/^[^=]+=/.test(t));
     if (badTag !== undefined) throw new UsageError(`--tag '${badTag}': must be key=value`);
     const quota = values['device-quota'];
-    const input = validate(CreateProjectBody, {
-      name: values.name,
-      descr: values.descr,
-      ...(tags.length > 0 ? { tags: Object.fromEntries(tags.map((t) => [t.slice(0, t.indexOf('=')), t.slice(t.indexOf('=') + 1)])) } : {}),
-      ...(quota !== undefined ? { device_quota: /^\d{1,9}$/.test(quota) ? Number(quota) : quota } : {}),
-    }, { tags: 'tag' });
+    const input = validate(
+      CreateProjectBody,
+      {
+        name: values.name,
+        descr: values.descr,
+        ...(tags.length > 0
+          ? { tags: Object.fromEntries(tags.map((t) => [t.slice(0, t.indexOf('=')), t.slice(t.indexOf('=') + 1)])) }
+          : {}),
+        ...(quota !== undefined ? { device_quota: /^\d{1,9}$/.test(quota) ? Number(quota) : quota } : {}),
+      },
+      { tags: 'tag' },
+    );
     const config = targetConfig(values, io.env);
     const created = await withTarget(config, io, (t) => t.projects.create(input));
     io.out(JSON.stringify(created, null, 2));

@@ -1,5 +1,14 @@
 import { Id } from '../../http/routes/common.schema.ts';
-import { parseFlags, PROGRAM, TARGET_HELP, targetConfig, targetOptions, UsageError, withTarget, type Command } from '../command.ts';
+import {
+  parseFlags,
+  PROGRAM,
+  TARGET_HELP,
+  targetConfig,
+  targetOptions,
+  UsageError,
+  withTarget,
+  type Command,
+} from '../command.ts';
 
 const help = `Usage: ${PROGRAM} project delete <id> --yes [options]
 
@@ -23,7 +32,8 @@ export const projectDelete: Command = {
       options: { ...targetOptions, yes: { type: 'boolean' } },
     });
     if (values.help) return io.out(help);
-    if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'the project <id> is required' : 'give exactly one project <id>');
+    if (positionals.length !== 1)
+      throw new UsageError(positionals.length === 0 ? 'the project <id> is required' : 'give exactly one project <id>');
     const checked = Id.safeParse(positionals[0]);
     if (!checked.success) throw new UsageError(`project <id>: ${checked.error.issues[0]?.message ?? 'invalid'}`);
     const id = checked.data;

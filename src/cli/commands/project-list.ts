@@ -1,5 +1,14 @@
 import type { ProjectSummary } from '../../control/control-client.ts';
-import { parseFlags, PROGRAM, TARGET_HELP, targetConfig, targetOptions, UsageError, withTarget, type Command } from '../command.ts';
+import {
+  parseFlags,
+  PROGRAM,
+  TARGET_HELP,
+  targetConfig,
+  targetOptions,
+  UsageError,
+  withTarget,
+  type Command,
+} from '../command.ts';
 
 const help = `Usage: ${PROGRAM} project list [--json] [options]
 
@@ -14,7 +23,13 @@ ${TARGET_HELP}`;
 /** Terminal columns of a string: East Asian wide characters take two. */
 function width(text: string): number {
   let n = 0;
-  for (const ch of text) n += /[\u1100-\u115f\u2e80-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6\u{20000}-\u{3fffd}]/u.test(ch) ? 2 : 1;
+  for (const ch of text)
+    n +=
+      /[\u1100-\u115f\u2e80-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6\u{20000}-\u{3fffd}]/u.test(
+        ch,
+      )
+        ? 2
+        : 1;
   return n;
 }
 
@@ -25,7 +40,12 @@ export function renderTable(header: string[], rows: string[][]): string {
   const cells = [header, ...rows.map((r) => r.map(printable))];
   const widths = header.map((_, c) => Math.max(...cells.map((r) => width(r[c] ?? ''))));
   return cells
-    .map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell + ' '.repeat((widths[c] ?? 0) - width(cell)))).join('  ').trimEnd())
+    .map((r) =>
+      r
+        .map((cell, c) => (c === r.length - 1 ? cell : cell + ' '.repeat((widths[c] ?? 0) - width(cell))))
+        .join('  ')
+        .trimEnd(),
+    )
     .join('\n');
 }
 
@@ -33,7 +53,13 @@ function table(items: ProjectSummary[]): string {
   if (items.length === 0) return 'No projects.';
   return renderTable(
     ['ID', 'NAME', 'DEVICES', 'CREATED (UTC)', 'DESCRIPTION'],
-    items.map((p) => [p.id, p.name, String(p.device_count), new Date(p.create_time).toISOString().slice(0, 19).replace('T', ' '), p.descr]),
+    items.map((p) => [
+      p.id,
+      p.name,
+      String(p.device_count),
+      new Date(p.create_time).toISOString().slice(0, 19).replace('T', ' '),
+      p.descr,
+    ]),
   );
 }
 

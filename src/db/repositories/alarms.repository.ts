@@ -1,7 +1,17 @@
 import { and, count, desc, eq, inArray, isNull, sql, type SQL } from 'drizzle-orm';
 import type { Scope } from '../../domain/auth/principal.ts';
 import type { Db, Tx } from '../client.ts';
-import { alarmLogs, alarmRules, customerDevices, deviceGroupMembers, deviceGroups, devices, deviceTypes, notificationTargets, type NotifyAttempt } from '../schema.ts';
+import {
+  alarmLogs,
+  alarmRules,
+  customerDevices,
+  deviceGroupMembers,
+  deviceGroups,
+  devices,
+  deviceTypes,
+  notificationTargets,
+  type NotifyAttempt,
+} from '../schema.ts';
 
 export type AlarmRuleRow = typeof alarmRules.$inferSelect;
 export type NewAlarmRule = typeof alarmRules.$inferInsert;
@@ -62,7 +72,9 @@ const deviceMetaColumns = {
   projectId: devices.projectId,
   typeId: devices.typeId,
   name: devices.name,
-  groups: sql<string[]>`coalesce((select array_agg(m.group_id) from ${deviceGroupMembers} m where m.device_id = ${devices.id}), '{}'::text[])`,
+  groups: sql<
+    string[]
+  >`coalesce((select array_agg(m.group_id) from ${deviceGroupMembers} m where m.device_id = ${devices.id}), '{}'::text[])`,
 };
 
 export function createAlarmsRepository(db: Db) {
@@ -70,7 +82,13 @@ export function createAlarmsRepository(db: Db) {
     // ---- rules
     async listRules(projectId: string, typeId: string | undefined, limit: number, offset: number) {
       const where = and(eq(alarmRules.projectId, projectId), typeId ? eq(alarmRules.deviceTypeId, typeId) : undefined);
-      const rows = await db.select().from(alarmRules).where(where).orderBy(desc(alarmRules.id)).limit(limit).offset(offset);
+      const rows = await db
+        .select()
+        .from(alarmRules)
+        .where(where)
+        .orderBy(desc(alarmRules.id))
+        .limit(limit)
+        .offset(offset);
       const [c] = await db.select({ n: count() }).from(alarmRules).where(where);
       return { rows, total: c?.n ?? 0 };
     },
@@ -90,7 +108,11 @@ export function createAlarmsRepository(db: Db) {
     },
 
     async getRule(projectId: string, id: string): Promise<AlarmRuleRow | undefined> {
-      const [row] = await db.select().from(alarmRules).where(and(eq(alarmRules.projectId, projectId), eq(alarmRules.id, id))).limit(1);
+      const [row] = await db
+        .select()
+        .from(alarmRules)
+        .where(and(eq(alarmRules.projectId, projectId), eq(alarmRules.id, id)))
+        .limit(1);
       return row;
     },
 
@@ -99,7 +121,10 @@ export function createAlarmsRepository(db: Db) {
     },
 
     async updateRule(projectId: string, id: string, patch: Partial<NewAlarmRule>) {
-      await db.update(alarmRules).set(patch).where(and(eq(alarmRules.projectId, projectId), eq(alarmRules.id, id)));
+      await db
+        .update(alarmRules)
+        .set(patch)
+        .where(and(eq(alarmRules.projectId, projectId), eq(alarmRules.id, id)));
     },
 
     async deleteRule(projectId: string, id: string) {
@@ -107,39 +132,67 @@ export function createAlarmsRepository(db: Db) {
     },
 
     async typeInProject(projectId: string, typeId: string) {
-      const [row] = await db.select({ id: deviceTypes.id }).from(deviceTypes).where(and(eq(deviceTypes.id, typeId), eq(deviceTypes.projectId, projectId))).limit(1);
+      const [row] = await db
+        .select({ id: deviceTypes.id })
+        .from(deviceTypes)
+        .where(and(eq(deviceTypes.id, typeId), eq(deviceTypes.projectId, projectId)))
+        .limit(1);
       return row !== undefined;
     },
 
     /** The project's devices among `ids`, with their type (a rule's `device_ids` must be of its type). */
     async deviceTypesOf(projectId: string, ids: string[]): Promise<Array<{ id: string; typeId: string | null }>> {
       if (!ids.length) return [];
-      return db.select({ id: devices.id, typeId: devices.typeId }).from(devices).where(and(eq(devices.projectId, projectId), inArray(devices.id, ids)));
+      return db
+        .select({ id: devices.id, typeId: devices.typeId })
+        .from(devices)
+        .where(and(eq(devices.projectId, projectId), inArray(devices.id, ids)));
     },
 
     async existingGroupIds(projectId: string, ids: string[]): Promise<string[]> {
       if (!ids.length) return [];
-      const rows = await db.select({ id: deviceGroups.id }).from(deviceGroups).where(and(eq(deviceGroups.projectId, projectId), inArray(deviceGroups.id, ids)));
+      const rows = await db
+        .select({ id: deviceGroups.id })
+        .from(deviceGroups)
+        .where(and(eq(deviceGroups.projectId, projectId), inArray(deviceGroups.id, ids)));
       return rows.map((r) => r.id);
     },
 
     // ---- devices, as the evaluator sees them
     async deviceMeta(projectId: string, deviceId: string): Promise<DeviceMeta | undefined> {
-      const [row] = await db.select(deviceMetaColumns).from(devices).where(and(eq(devices.id, deviceId), eq(devices.projectId, projectId))).limit(1);
+      const [row] = await db
+        .select(deviceMetaColumns)
+        .from(devices)
+        .where(and(eq(devices.id, deviceId), eq(devices.projectId, projectId)))
+        .limit(1);
       return row;
     },
 
     /** The devices a rule covers that have ever been active (connection and silence rules watch only those). */
-    async watchedDevices(rule: Pick<AlarmRuleRow, 'projectId' | 'deviceTypeId' | 'deviceIds' | 'groupIds'>): Promise<WatchedDevice[]> {
-      const parts: SQL[] = [eq(devices.projectId, rule.projectId), eq(devices.typeId, rule.deviceTypeId), eq(devices.active, true)];
+    async watchedDevices(
+      rule: Pick<AlarmRuleRow, 'projectId' | 'deviceTypeId' | 'deviceIds' | 'groupIds'>,
+    ): Promise<WatchedDevice[]> {
+      const parts: SQL[] = [
+        eq(devices.projectId, rule.projectId),
+        eq(devices.typeId, rule.deviceTypeId),
+        eq(devices.active, true),
+      ];
       const narrow: SQL[] = [];
       if (rule.deviceIds.length) narrow.push(inArray(devices.id, rule.deviceIds));
       if (rule.groupIds.length) {
-        const ids = sql.join(rule.groupIds.map((g) => sql`${g}`), sql`, `);
-        narrow.push(sql`exists (select 1 from ${deviceGroupMembers} m where m.device_id = ${devices.id} and m.group_id in (${ids}))`);
+        const ids = sql.join(
+          rule.groupIds.map((g) => sql`${g}`),
+          sql`, `,
+        );
+        narrow.push(
+          sql`exists (select 1 from ${deviceGroupMembers} m where m.device_id = ${devices.id} and m.group_id in (${ids}))`,
+        );
       }
       if (narrow.length) parts.push(sql`(${sql.join(narrow, sql` or `)})`);
-      return db.select({ id: devices.id, name: devices.name, online: devices.online, activeTs: devices.activeTs }).from(devices).where(and(...parts));
+      return db
+        .select({ id: devices.id, name: devices.name, online: devices.online, activeTs: devices.activeTs })
+        .from(devices)
+        .where(and(...parts));
     },
 
     // ---- lifecycle
@@ -147,7 +200,11 @@ export function createAlarmsRepository(db: Db) {
      * A rule's active alarms (trigger entries without an end) with their devices, or only `deviceId`'s:
      * no page, no count, and the filter of the partial unique index of active alarms (schema.ts).
      */
-    activeTriggers(projectId: string, ruleId: string, deviceId?: string): Promise<Array<{ log: AlarmLogRow; device: DeviceMeta }>> {
+    activeTriggers(
+      projectId: string,
+      ruleId: string,
+      deviceId?: string,
+    ): Promise<Array<{ log: AlarmLogRow; device: DeviceMeta }>> {
       return db
         .select({ log: alarmLogs, device: deviceMetaColumns })
         .from(alarmLogs)
@@ -166,7 +223,10 @@ export function createAlarmsRepository(db: Db) {
 
     /** Every active alarm (at start). */
     activeAlarms(): Promise<AlarmLogRow[]> {
-      return db.select().from(alarmLogs).where(and(eq(alarmLogs.alarmStatus, 1), isNull(alarmLogs.endTime)));
+      return db
+        .select()
+        .from(alarmLogs)
+        .where(and(eq(alarmLogs.alarmStatus, 1), isNull(alarmLogs.endTime)));
     },
 
     /**
@@ -175,7 +235,11 @@ export function createAlarmsRepository(db: Db) {
      */
     async trigger(row: Omit<typeof alarmLogs.$inferInsert, 'alarmStatus'>): Promise<AlarmLogRow | undefined> {
       return db.transaction(async (tx) => {
-        const [inserted] = await tx.insert(alarmLogs).values({ ...row, alarmStatus: 1 }).onConflictDoNothing().returning();
+        const [inserted] = await tx
+          .insert(alarmLogs)
+          .values({ ...row, alarmStatus: 1 })
+          .onConflictDoNothing()
+          .returning();
         if (inserted) await refreshDeviceState(tx, row.deviceId);
         return inserted;
       });
@@ -193,13 +257,28 @@ export function createAlarmsRepository(db: Db) {
       return db.transaction(async (tx) => {
         const [closed] = await tx
           .update(alarmLogs)
-          .set({ endTime: entry.createTime, ...(clear ? { clearBy: clear.by, clearNote: clear.note, clearTime: entry.createTime } : {}) })
-          .where(and(eq(alarmLogs.id, triggerId), eq(alarmLogs.projectId, entry.projectId), eq(alarmLogs.alarmStatus, 1), isNull(alarmLogs.endTime)))
+          .set({
+            endTime: entry.createTime,
+            ...(clear ? { clearBy: clear.by, clearNote: clear.note, clearTime: entry.createTime } : {}),
+          })
+          .where(
+            and(
+              eq(alarmLogs.id, triggerId),
+              eq(alarmLogs.projectId, entry.projectId),
+              eq(alarmLogs.alarmStatus, 1),
+              isNull(alarmLogs.endTime),
+            ),
+          )
           .returning({ id: alarmLogs.id });
         if (!closed) return undefined;
         const [inserted] = await tx
           .insert(alarmLogs)
-          .values({ ...entry, alarmStatus: 0, triggerId, ...(clear ? { clearBy: clear.by, clearNote: clear.note, clearTime: entry.createTime } : {}) })
+          .values({
+            ...entry,
+            alarmStatus: 0,
+            triggerId,
+            ...(clear ? { clearBy: clear.by, clearNote: clear.note, clearTime: entry.createTime } : {}),
+          })
           .returning();
         await refreshDeviceState(tx, entry.deviceId);
         return inserted;
@@ -210,7 +289,14 @@ export function createAlarmsRepository(db: Db) {
       const rows = await db
         .update(alarmLogs)
         .set({ ackBy: by, ackNote: note, ackTime: time })
-        .where(and(eq(alarmLogs.id, id), eq(alarmLogs.projectId, projectId), eq(alarmLogs.alarmStatus, 1), isNull(alarmLogs.ackTime)))
+        .where(
+          and(
+            eq(alarmLogs.id, id),
+            eq(alarmLogs.projectId, projectId),
+            eq(alarmLogs.alarmStatus, 1),
+            isNull(alarmLogs.ackTime),
+          ),
+        )
         .returning({ id: alarmLogs.id });
       return rows.length > 0;
     },
@@ -250,22 +336,36 @@ export function createAlarmsRepository(db: Db) {
         .orderBy(desc(alarmLogs.id))
         .limit(limit)
         .offset(offset);
-      const total = rows.length > 0 && rows.length < limit ? offset + rows.length : ((await db.select({ n: count() }).from(alarmLogs).where(where))[0]?.n ?? 0);
+      const total =
+        rows.length > 0 && rows.length < limit
+          ? offset + rows.length
+          : ((await db.select({ n: count() }).from(alarmLogs).where(where))[0]?.n ?? 0);
       return { rows, total };
     },
 
     // ---- notification targets
     listTargets(projectId: string): Promise<NotificationTargetRow[]> {
-      return db.select().from(notificationTargets).where(eq(notificationTargets.projectId, projectId)).orderBy(desc(notificationTargets.id));
+      return db
+        .select()
+        .from(notificationTargets)
+        .where(eq(notificationTargets.projectId, projectId))
+        .orderBy(desc(notificationTargets.id));
     },
 
     async getTarget(projectId: string, id: string): Promise<NotificationTargetRow | undefined> {
-      const [row] = await db.select().from(notificationTargets).where(and(eq(notificationTargets.projectId, projectId), eq(notificationTargets.id, id))).limit(1);
+      const [row] = await db
+        .select()
+        .from(notificationTargets)
+        .where(and(eq(notificationTargets.projectId, projectId), eq(notificationTargets.id, id)))
+        .limit(1);
       return row;
     },
 
     async countTargets(projectId: string) {
-      const [c] = await db.select({ n: count() }).from(notificationTargets).where(eq(notificationTargets.projectId, projectId));
+      const [c] = await db
+        .select({ n: count() })
+        .from(notificationTargets)
+        .where(eq(notificationTargets.projectId, projectId));
       return c?.n ?? 0;
     },
 
@@ -274,11 +374,16 @@ export function createAlarmsRepository(db: Db) {
     },
 
     async updateTarget(projectId: string, id: string, patch: Partial<typeof notificationTargets.$inferInsert>) {
-      await db.update(notificationTargets).set(patch).where(and(eq(notificationTargets.projectId, projectId), eq(notificationTargets.id, id)));
+      await db
+        .update(notificationTargets)
+        .set(patch)
+        .where(and(eq(notificationTargets.projectId, projectId), eq(notificationTargets.id, id)));
     },
 
     async deleteTarget(projectId: string, id: string) {
-      await db.delete(notificationTargets).where(and(eq(notificationTargets.projectId, projectId), eq(notificationTargets.id, id)));
+      await db
+        .delete(notificationTargets)
+        .where(and(eq(notificationTargets.projectId, projectId), eq(notificationTargets.id, id)));
     },
   };
 }

@@ -26,11 +26,27 @@ export function createAttributeValuesRepository(db: Db) {
      * Writes all values of one message in one statement. A value older than the stored one does not
      * replace it: "current" is the newest, whatever order back-dated reports arrive in.
      */
-    async upsert(projectId: string, deviceId: string, values: AttributeValueInput[], attrType: AttrType, ts: number): Promise<void> {
+    async upsert(
+      projectId: string,
+      deviceId: string,
+      values: AttributeValueInput[],
+      attrType: AttrType,
+      ts: number,
+    ): Promise<void> {
       if (!values.length) return;
       await db
         .insert(attributeValues)
-        .values(values.map((v) => ({ deviceId, identifier: v.identifier, projectId, value: v.value, attrType, dataType: v.dataType, ts })))
+        .values(
+          values.map((v) => ({
+            deviceId,
+            identifier: v.identifier,
+            projectId,
+            value: v.value,
+            attrType,
+            dataType: v.dataType,
+            ts,
+          })),
+        )
         .onConflictDoUpdate({
           target: [attributeValues.deviceId, attributeValues.identifier],
           set: {
@@ -48,7 +64,13 @@ export function createAttributeValuesRepository(db: Db) {
       if (!keys.length) return;
       await db
         .delete(attributeValues)
-        .where(and(eq(attributeValues.deviceId, deviceId), eq(attributeValues.projectId, projectId), inArray(attributeValues.identifier, keys)));
+        .where(
+          and(
+            eq(attributeValues.deviceId, deviceId),
+            eq(attributeValues.projectId, projectId),
+            inArray(attributeValues.identifier, keys),
+          ),
+        );
     },
 
     /** The device's current values, all or only `keys`, by identifier. */

@@ -6,7 +6,11 @@ import { customerDevices, customers, devices, deviceTypes, projects } from '../s
 export function createCertificateRepository(db: Db) {
   return {
     async projectIdByKey(projectKey: string): Promise<string | undefined> {
-      const [row] = await db.select({ id: projects.id }).from(projects).where(eq(projects.projectKey, projectKey)).limit(1);
+      const [row] = await db
+        .select({ id: projects.id })
+        .from(projects)
+        .where(eq(projects.projectKey, projectKey))
+        .limit(1);
       return row?.id;
     },
 
@@ -32,7 +36,12 @@ export function createCertificateRepository(db: Db) {
 
     async typeByKey(projectId: string, typeKey: string) {
       const [row] = await db
-        .select({ id: deviceTypes.id, name: deviceTypes.name, connType: deviceTypes.connType, allowAutoCreate: deviceTypes.allowAutoCreate })
+        .select({
+          id: deviceTypes.id,
+          name: deviceTypes.name,
+          connType: deviceTypes.connType,
+          allowAutoCreate: deviceTypes.allowAutoCreate,
+        })
         .from(deviceTypes)
         .where(and(eq(deviceTypes.projectId, projectId), eq(deviceTypes.typeKey, typeKey)))
         .limit(1);
@@ -49,7 +58,10 @@ export function createCertificateRepository(db: Db) {
     },
 
     async bindCustomer(projectId: string, customerId: string, deviceId: string, now: number): Promise<void> {
-      await db.insert(customerDevices).values({ customerId, deviceId, projectId, createTime: now }).onConflictDoNothing();
+      await db
+        .insert(customerDevices)
+        .values({ customerId, deviceId, projectId, createTime: now })
+        .onConflictDoNothing();
     },
   };
 }

@@ -17,7 +17,8 @@ export interface CommandReply {
  * cannot both win.
  */
 export function createCommandsRepository(db: Db) {
-  const ofDevice = (projectId: string, deviceId: string) => and(eq(commands.projectId, projectId), eq(commands.deviceId, deviceId));
+  const ofDevice = (projectId: string, deviceId: string) =>
+    and(eq(commands.projectId, projectId), eq(commands.deviceId, deviceId));
 
   return {
     async insert(row: NewCommand): Promise<CommandRow> {
@@ -26,7 +27,11 @@ export function createCommandsRepository(db: Db) {
     },
 
     async get(projectId: string, id: string): Promise<CommandRow | undefined> {
-      const [row] = await db.select().from(commands).where(and(eq(commands.id, id), eq(commands.projectId, projectId))).limit(1);
+      const [row] = await db
+        .select()
+        .from(commands)
+        .where(and(eq(commands.id, id), eq(commands.projectId, projectId)))
+        .limit(1);
       return row;
     },
 
@@ -80,8 +85,17 @@ export function createCommandsRepository(db: Db) {
      * Commands queued without a time to live are in the middle of their own send() and are left alone.
      */
     async claimQueued(projectId: string, deviceId: string, now: number, limit: number): Promise<CommandRow[]> {
-      const alive = and(ofDevice(projectId, deviceId), eq(commands.state, 'queued'), sql`${commands.expireTime} > ${now}`);
-      const page = db.select({ id: commands.id }).from(commands).where(alive).orderBy(commands.createTime, commands.seq, commands.id).limit(limit);
+      const alive = and(
+        ofDevice(projectId, deviceId),
+        eq(commands.state, 'queued'),
+        sql`${commands.expireTime} > ${now}`,
+      );
+      const page = db
+        .select({ id: commands.id })
+        .from(commands)
+        .where(alive)
+        .orderBy(commands.createTime, commands.seq, commands.id)
+        .limit(limit);
       const rows = await db
         .update(commands)
         .set({ state: 'sent', sentTime: now, updateTime: now })
@@ -109,7 +123,14 @@ export function createCommandsRepository(db: Db) {
     },
 
     /** Matches a reply to the device's sent command with that seq (unique among open commands). */
-    async markReplied(projectId: string, deviceId: string, seq: number, method: string | undefined, params: unknown, now: number): Promise<CommandRow | undefined> {
+    async markReplied(
+      projectId: string,
+      deviceId: string,
+      seq: number,
+      method: string | undefined,
+      params: unknown,
+      now: number,
+    ): Promise<CommandRow | undefined> {
       const reply = sql`jsonb_build_object('method', coalesce(${method ?? null}::text, ${commands.method}), 'params', ${JSON.stringify(params)}::jsonb)`;
       const [row] = await db
         .update(commands)
@@ -157,18 +178,33 @@ export function createCommandsRepository(db: Db) {
       const rows = await db
         .update(commands)
         .set({ state: 'failed', error: 'interrupted before it was sent', updateTime: now })
-        .where(and(eq(commands.state, 'queued'), isNull(commands.expireTime), sql`${commands.createTime} <= ${createdBefore}`))
+        .where(
+          and(
+            eq(commands.state, 'queued'),
+            isNull(commands.expireTime),
+            sql`${commands.createTime} <= ${createdBefore}`,
+          ),
+        )
         .returning({ id: commands.id });
       return rows.length;
     },
 
     /** One page of a device's log, newest first (an index scan on project, device, id). */
     async page(projectId: string, deviceId: string, limit: number, offset: number): Promise<CommandRow[]> {
-      return db.select().from(commands).where(ofDevice(projectId, deviceId)).orderBy(desc(commands.id)).limit(limit).offset(offset);
+      return db
+        .select()
+        .from(commands)
+        .where(ofDevice(projectId, deviceId))
+        .orderBy(desc(commands.id))
+        .limit(limit)
+        .offset(offset);
     },
 
     async total(projectId: string, deviceId: string): Promise<number> {
-      const [row] = await db.select({ n: sql<number>`count(*)::int` }).from(commands).where(ofDevice(projectId, deviceId));
+      const [row] = await db
+        .select({ n: sql<number>`count(*)::int` })
+        .from(commands)
+        .where(ofDevice(projectId, deviceId));
       return row?.n ?? 0;
     },
   };

@@ -26,7 +26,11 @@ export function createCredentialsRepository(db: Db) {
       return row;
     },
     /** When the principal's credentials last changed, or undefined when it no longer exists. */
-    async credentialsTime(kind: 'app' | 'admin' | 'customer', projectId: string, id: string): Promise<number | undefined> {
+    async credentialsTime(
+      kind: 'app' | 'admin' | 'customer',
+      projectId: string,
+      id: string,
+    ): Promise<number | undefined> {
       const table = kind === 'app' ? apiApps : kind === 'admin' ? admins : customers;
       const [row] = await db
         .select({ time: table.credentialsTime })

@@ -54,7 +54,10 @@ export function createCustomersRepository(db: Db) {
           .orderBy(desc(customers.id))
           .limit(limit)
           .offset(offset),
-        db.select({ total: sql<number>`count(*)::int` }).from(customers).where(eq(customers.projectId, projectId)),
+        db
+          .select({ total: sql<number>`count(*)::int` })
+          .from(customers)
+          .where(eq(customers.projectId, projectId)),
       ]);
       return { rows, total: counted[0]?.total ?? 0 };
     },
@@ -79,7 +82,13 @@ export function createCustomersRepository(db: Db) {
     },
 
     /** Merges tags in one statement; refuses when the result would exceed `maxTags`. */
-    async mergeTags(projectId: string, id: string, tags: Record<string, string>, maxTags: number, now: number): Promise<'ok' | 'missing' | 'too-many'> {
+    async mergeTags(
+      projectId: string,
+      id: string,
+      tags: Record<string, string>,
+      maxTags: number,
+      now: number,
+    ): Promise<'ok' | 'missing' | 'too-many'> {
       const merged = sql`${customers.tags} || ${JSON.stringify(tags)}::jsonb`;
       const rows = await db
         .update(customers)
@@ -93,7 +102,13 @@ export function createCustomersRepository(db: Db) {
     async removeTags(projectId: string, id: string, keys: string[], now: number): Promise<boolean> {
       const rows = await db
         .update(customers)
-        .set({ tags: sql`${customers.tags} - ${sql`array[${sql.join(keys.map((k) => sql`${k}`), sql`, `)}]::text[]`}`, updateTime: now })
+        .set({
+          tags: sql`${customers.tags} - ${sql`array[${sql.join(
+            keys.map((k) => sql`${k}`),
+            sql`, `,
+          )}]::text[]`}`,
+          updateTime: now,
+        })
         .where(byId(projectId, id))
         .returning({ id: customers.id });
       return rows.length > 0;

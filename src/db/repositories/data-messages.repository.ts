@@ -27,7 +27,8 @@ export interface TimeRange {
 }
 
 /** The smallest id of a millisecond (ids are 12 hex digits of ms, then 12 more: src/lib/ids.ts). */
-const idFloor = (ms: number) => `${Math.max(0, Math.min(ms, 0xffff_ffff_ffff)).toString(16).padStart(12, '0')}000000000000`;
+const idFloor = (ms: number) =>
+  `${Math.max(0, Math.min(ms, 0xffff_ffff_ffff)).toString(16).padStart(12, '0')}000000000000`;
 
 /**
  * Messages of custom data streams (`data_messages`) and the stream definitions they are checked
@@ -35,11 +36,17 @@ const idFloor = (ms: number) => `${Math.max(0, Math.min(ms, 0xffff_ffff_ffff)).t
  */
 export function createDataMessagesRepository(db: Db) {
   function where(projectId: string, deviceId: string, identifier: string, range: TimeRange): SQL {
-    const parts: SQL[] = [eq(dataMessages.deviceId, deviceId), eq(dataMessages.identifier, identifier), eq(dataMessages.projectId, projectId)];
+    const parts: SQL[] = [
+      eq(dataMessages.deviceId, deviceId),
+      eq(dataMessages.identifier, identifier),
+      eq(dataMessages.projectId, projectId),
+    ];
     // Ids start with their time: id bounds keep the scan inside (device_id, identifier, id) of the index;
     // the ts conditions keep the answer exact.
-    if (range.start !== undefined) parts.push(gte(dataMessages.id, idFloor(range.start)), gte(dataMessages.ts, range.start));
-    if (range.end !== undefined) parts.push(lt(dataMessages.id, idFloor(range.end + 1)), lte(dataMessages.ts, range.end));
+    if (range.start !== undefined)
+      parts.push(gte(dataMessages.id, idFloor(range.start)), gte(dataMessages.ts, range.start));
+    if (range.end !== undefined)
+      parts.push(lt(dataMessages.id, idFloor(range.end + 1)), lte(dataMessages.ts, range.end));
     return and(...parts)!;
   }
 
@@ -51,7 +58,14 @@ export function createDataMessagesRepository(db: Db) {
     },
 
     /** Newest first. */
-    page(projectId: string, deviceId: string, identifier: string, range: TimeRange, limit: number, offset: number): Promise<DataMessageRow[]> {
+    page(
+      projectId: string,
+      deviceId: string,
+      identifier: string,
+      range: TimeRange,
+      limit: number,
+      offset: number,
+    ): Promise<DataMessageRow[]> {
       return db
         .select()
         .from(dataMessages)

@@ -28,15 +28,35 @@ export function createDeviceInfosRepository(db: Db) {
       return db
         .select()
         .from(deviceInfos)
-        .where(and(eq(deviceInfos.projectId, projectId), eq(deviceInfos.deviceId, deviceId), inArray(deviceInfos.infoId, infoIds)));
+        .where(
+          and(
+            eq(deviceInfos.projectId, projectId),
+            eq(deviceInfos.deviceId, deviceId),
+            inArray(deviceInfos.infoId, infoIds),
+          ),
+        );
     },
 
     /** Upserts several values at once; the creation time of an existing value is kept. */
-    async upsert(projectId: string, deviceId: string, values: Array<{ infoId: string; value: unknown }>, now: number): Promise<void> {
+    async upsert(
+      projectId: string,
+      deviceId: string,
+      values: Array<{ infoId: string; value: unknown }>,
+      now: number,
+    ): Promise<void> {
       if (!values.length) return;
       await db
         .insert(deviceInfos)
-        .values(values.map((v) => ({ deviceId, projectId, infoId: v.infoId, value: v.value, createTime: now, updateTime: now })))
+        .values(
+          values.map((v) => ({
+            deviceId,
+            projectId,
+            infoId: v.infoId,
+            value: v.value,
+            createTime: now,
+            updateTime: now,
+          })),
+        )
         .onConflictDoUpdate({
           target: [deviceInfos.deviceId, deviceInfos.infoId],
           set: { value: sql`excluded.value`, updateTime: now },

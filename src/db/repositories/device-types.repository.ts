@@ -1,7 +1,15 @@
 import { and, asc, desc, eq, getTableColumns, ne, sql, type SQL } from 'drizzle-orm';
 import type { Scope } from '../../domain/auth/principal.ts';
 import type { Db, Tx } from '../client.ts';
-import { attributeModels, customerDevices, dataStreams, deviceInfos, devices, deviceTypes, extendInfoDefs } from '../schema.ts';
+import {
+  attributeModels,
+  customerDevices,
+  dataStreams,
+  deviceInfos,
+  devices,
+  deviceTypes,
+  extendInfoDefs,
+} from '../schema.ts';
 
 export type DeviceTypeRow = typeof deviceTypes.$inferSelect;
 export type NewDeviceType = typeof deviceTypes.$inferInsert;
@@ -29,7 +37,12 @@ export function createDeviceTypesRepository(db: Db) {
     const counts = tx
       .select({ typeId: devices.typeId, n: sql<number>`count(*)::int`.as('n') })
       .from(devices)
-      .where(and(devicesInScope(scope), typeId === undefined ? sql`${devices.typeId} is not null` : eq(devices.typeId, typeId)))
+      .where(
+        and(
+          devicesInScope(scope),
+          typeId === undefined ? sql`${devices.typeId} is not null` : eq(devices.typeId, typeId),
+        ),
+      )
       .groupBy(devices.typeId)
       .as('type_counts');
     return tx
@@ -68,7 +81,11 @@ export function createDeviceTypesRepository(db: Db) {
     },
 
     async update(projectId: string, id: string, patch: Partial<NewDeviceType>): Promise<boolean> {
-      const rows = await db.update(deviceTypes).set(patch).where(typeIs(projectId, id)).returning({ id: deviceTypes.id });
+      const rows = await db
+        .update(deviceTypes)
+        .set(patch)
+        .where(typeIs(projectId, id))
+        .returning({ id: deviceTypes.id });
       return rows.length > 0;
     },
 
@@ -151,21 +168,44 @@ export function createDeviceTypesRepository(db: Db) {
         .orderBy(asc(dataStreams.createTime), asc(dataStreams.id));
     },
 
-    async stream(projectId: string, typeId: string, identifier: string, tx: Tx = db): Promise<DataStreamRow | undefined> {
+    async stream(
+      projectId: string,
+      typeId: string,
+      identifier: string,
+      tx: Tx = db,
+    ): Promise<DataStreamRow | undefined> {
       const [row] = await tx
         .select()
         .from(dataStreams)
-        .where(and(eq(dataStreams.projectId, projectId), eq(dataStreams.deviceTypeId, typeId), eq(dataStreams.identifier, identifier)))
+        .where(
+          and(
+            eq(dataStreams.projectId, projectId),
+            eq(dataStreams.deviceTypeId, typeId),
+            eq(dataStreams.identifier, identifier),
+          ),
+        )
         .limit(1);
       return row;
     },
 
     /** The type's TCP-bound stream other than `exceptId`, if any. */
-    async tcpBoundStream(projectId: string, typeId: string, exceptId: string | undefined, tx: Tx = db): Promise<DataStreamRow | undefined> {
+    async tcpBoundStream(
+      projectId: string,
+      typeId: string,
+      exceptId: string | undefined,
+      tx: Tx = db,
+    ): Promise<DataStreamRow | undefined> {
       const [row] = await tx
         .select()
         .from(dataStreams)
-        .where(and(eq(dataStreams.projectId, projectId), eq(dataStreams.deviceTypeId, typeId), eq(dataStreams.tcpBound, true), ...(exceptId ? [ne(dataStreams.id, exceptId)] : [])))
+        .where(
+          and(
+            eq(dataStreams.projectId, projectId),
+            eq(dataStreams.deviceTypeId, typeId),
+            eq(dataStreams.tcpBound, true),
+            ...(exceptId ? [ne(dataStreams.id, exceptId)] : []),
+          ),
+        )
         .limit(1);
       return row;
     },
@@ -199,7 +239,13 @@ export function createDeviceTypesRepository(db: Db) {
       const [row] = await db
         .select()
         .from(extendInfoDefs)
-        .where(and(eq(extendInfoDefs.projectId, projectId), eq(extendInfoDefs.deviceTypeId, typeId), eq(extendInfoDefs.id, id)))
+        .where(
+          and(
+            eq(extendInfoDefs.projectId, projectId),
+            eq(extendInfoDefs.deviceTypeId, typeId),
+            eq(extendInfoDefs.id, id),
+          ),
+        )
         .limit(1);
       return row;
     },

@@ -41,7 +41,11 @@ const typeInfo = {
   typeConnType: deviceTypes.connType,
   typeConnProtocol: deviceTypes.connProtocol,
 };
-export type DeviceWithType = DeviceRow & { typeName: string | null; typeConnType: string | null; typeConnProtocol: string | null };
+export type DeviceWithType = DeviceRow & {
+  typeName: string | null;
+  typeConnType: string | null;
+  typeConnProtocol: string | null;
+};
 
 /** Restricts to the scope: the project always, and the customer's bound devices for customer tokens. */
 function inScope(scope: Scope): SQL {
@@ -55,7 +59,10 @@ function inScope(scope: Scope): SQL {
 
 /** Devices in any of the groups (ids already resolved, sub-groups included when asked). */
 function groupCondition(projectId: string, groupIds: string[]): SQL {
-  const ids = sql.join(groupIds.map((g) => sql`${g}`), sql`, `);
+  const ids = sql.join(
+    groupIds.map((g) => sql`${g}`),
+    sql`, `,
+  );
   return sql`exists (select 1 from ${deviceGroupMembers} m where m.device_id = ${devices.id} and m.project_id = ${projectId} and m.group_id in (${ids}))`;
 }
 
@@ -93,7 +100,10 @@ export function createDevicesRepository(db: Db) {
     },
 
     async total(scope: Scope, filter: DeviceFilter): Promise<number> {
-      const [row] = await db.select({ total: sql<number>`count(*)::int` }).from(devices).where(where(scope, filter));
+      const [row] = await db
+        .select({ total: sql<number>`count(*)::int` })
+        .from(devices)
+        .where(where(scope, filter));
       return row?.total ?? 0;
     },
 
@@ -135,7 +145,10 @@ export function createDevicesRepository(db: Db) {
       }
       return db.transaction(async (tx) => {
         await tx.select({ id: projects.id }).from(projects).where(eq(projects.id, row.projectId)).for('update');
-        const [counted] = await tx.select({ n: sql<number>`count(*)::int` }).from(devices).where(eq(devices.projectId, row.projectId));
+        const [counted] = await tx
+          .select({ n: sql<number>`count(*)::int` })
+          .from(devices)
+          .where(eq(devices.projectId, row.projectId));
         if ((counted?.n ?? 0) >= quota) return false;
         await tx.insert(devices).values(row);
         return true;
@@ -152,7 +165,13 @@ export function createDevicesRepository(db: Db) {
     },
 
     /** Merges tags in one statement; refuses (returns false) when the result would exceed `maxTags`. */
-    async mergeTags(projectId: string, id: string, tags: Record<string, string>, maxTags: number, now: number): Promise<'ok' | 'missing' | 'too-many'> {
+    async mergeTags(
+      projectId: string,
+      id: string,
+      tags: Record<string, string>,
+      maxTags: number,
+      now: number,
+    ): Promise<'ok' | 'missing' | 'too-many'> {
       const merged = sql`${devices.tags} || ${JSON.stringify(tags)}::jsonb`;
       const rows = await db
         .update(devices)
@@ -166,14 +185,23 @@ export function createDevicesRepository(db: Db) {
         )
         .returning({ id: devices.id });
       if (rows.length) return 'ok';
-      const exists = await db.select({ id: devices.id }).from(devices).where(and(eq(devices.id, id), eq(devices.projectId, projectId)));
+      const exists = await db
+        .select({ id: devices.id })
+        .from(devices)
+        .where(and(eq(devices.id, id), eq(devices.projectId, projectId)));
       return exists.length ? 'too-many' : 'missing';
     },
 
     async removeTags(projectId: string, id: string, keys: string[], now: number): Promise<boolean> {
       const rows = await db
         .update(devices)
-        .set({ tags: sql`${devices.tags} - ${sql`array[${sql.join(keys.map((k) => sql`${k}`), sql`, `)}]::text[]`}`, updateTime: now })
+        .set({
+          tags: sql`${devices.tags} - ${sql`array[${sql.join(
+            keys.map((k) => sql`${k}`),
+            sql`, `,
+          )}]::text[]`}`,
+          updateTime: now,
+        })
         .where(and(eq(devices.id, id), eq(devices.projectId, projectId)))
         .returning({ id: devices.id });
       return rows.length > 0;
@@ -181,7 +209,9 @@ export function createDevicesRepository(db: Db) {
 
     async setGroups(projectId: string, id: string, groupIds: string[]): Promise<void> {
       await db.transaction(async (tx) => {
-        await tx.delete(deviceGroupMembers).where(and(eq(deviceGroupMembers.deviceId, id), eq(deviceGroupMembers.projectId, projectId)));
+        await tx
+          .delete(deviceGroupMembers)
+          .where(and(eq(deviceGroupMembers.deviceId, id), eq(deviceGroupMembers.projectId, projectId)));
         if (groupIds.length) {
           await tx.insert(deviceGroupMembers).values(groupIds.map((groupId) => ({ groupId, deviceId: id, projectId })));
         }
@@ -193,7 +223,10 @@ export function createDevicesRepository(db: Db) {
      * id list (a recursive CTE inside the per-device EXISTS made the planner walk every device).
      */
     async subtreeGroupIds(projectId: string, ids: string[]): Promise<string[]> {
-      const list = sql.join(ids.map((g) => sql`${g}`), sql`, `);
+      const list = sql.join(
+        ids.map((g) => sql`${g}`),
+        sql`, `,
+      );
       const rows = await db.execute(sql`
         with recursive g(id, depth) as (
           select id, 0 from ${deviceGroups} where project_id = ${projectId} and id in (${list})

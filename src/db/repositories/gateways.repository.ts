@@ -32,11 +32,23 @@ export function createGatewaysRepository(db: Db) {
      * Attaches the device to the gateway at the address, unless it is attached to another gateway
      * meanwhile (then nothing changes and false is returned). A taken address raises the unique violation.
      */
-    async attach(projectId: string, gatewayId: string, deviceId: string, address: string, now: number): Promise<boolean> {
+    async attach(
+      projectId: string,
+      gatewayId: string,
+      deviceId: string,
+      address: string,
+      now: number,
+    ): Promise<boolean> {
       const rows = await db
         .update(devices)
         .set({ gatewayId, subAddress: address, updateTime: now })
-        .where(and(eq(devices.id, deviceId), eq(devices.projectId, projectId), or(isNull(devices.gatewayId), eq(devices.gatewayId, gatewayId))))
+        .where(
+          and(
+            eq(devices.id, deviceId),
+            eq(devices.projectId, projectId),
+            or(isNull(devices.gatewayId), eq(devices.gatewayId, gatewayId)),
+          ),
+        )
         .returning({ id: devices.id });
       return rows.length > 0;
     },

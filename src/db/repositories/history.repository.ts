@@ -41,7 +41,8 @@ export interface Bucket {
 const DAY_MS = 86_400_000;
 const PARTITION_PREFIX = 'attribute_history_d';
 /** Partition names carry their UTC day: attribute_history_d20261123. */
-const partitionName = (day: number) => PARTITION_PREFIX + new Date(day * DAY_MS).toISOString().slice(0, 10).replaceAll('-', '');
+const partitionName = (day: number) =>
+  PARTITION_PREFIX + new Date(day * DAY_MS).toISOString().slice(0, 10).replaceAll('-', '');
 const dayOfName = (name: string) => {
   const m = /^attribute_history_d(\d{4})(\d{2})(\d{2})$/.exec(name);
   return m ? Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])) / DAY_MS : undefined;
@@ -92,7 +93,13 @@ function insertQuery(rows: TelemetryRow[]): SQL | undefined {
   let last: (typeof reports)[number] | undefined;
   for (const r of rows) {
     if (!r.history) continue;
-    if (!last || last.d !== r.deviceId || last.t !== r.ts || last.p !== r.projectId || Object.hasOwn(last.v, r.identifier)) {
+    if (
+      !last ||
+      last.d !== r.deviceId ||
+      last.t !== r.ts ||
+      last.p !== r.projectId ||
+      Object.hasOwn(last.v, r.identifier)
+    ) {
       last = { p: r.projectId, d: r.deviceId, t: r.ts, v: {} };
       reports.push(last);
     }
@@ -143,7 +150,9 @@ export function createHistoryRepository(db: Db) {
         const from = new Date(day * DAY_MS).toISOString();
         const to = new Date((day + 1) * DAY_MS).toISOString();
         await tx.execute(
-          sql.raw(`create table if not exists ${partitionName(day)} partition of attribute_history for values from ('${from}') to ('${to}')`),
+          sql.raw(
+            `create table if not exists ${partitionName(day)} partition of attribute_history for values from ('${from}') to ('${to}')`,
+          ),
         );
       }
     });
@@ -174,7 +183,11 @@ export function createHistoryRepository(db: Db) {
      */
     async insertAlone(rows: TelemetryRow[], batchId: string, now: number): Promise<void> {
       const query = insertQuery(rows);
-      if (query) await runPrepared(db, sql`with commit as (insert into ingest_commits (id, create_time) values (${batchId}, ${now}::int8)) ${query}`);
+      if (query)
+        await runPrepared(
+          db,
+          sql`with commit as (insert into ingest_commits (id, create_time) values (${batchId}, ${now}::int8)) ${query}`,
+        );
     },
 
     /** Whether the batch `batchId` committed (its answer may have been lost with its connection). */
@@ -198,7 +211,15 @@ export function createHistoryRepository(db: Db) {
         const seen = latest.get(key);
         if (!seen || seen.ts <= r.ts) latest.set(key, r);
       }
-      const current = [...latest.values()].map((r) => ({ p: r.projectId, d: r.deviceId, i: r.identifier, v: r.value, a: r.attrType, y: r.dataType, t: r.ts }));
+      const current = [...latest.values()].map((r) => ({
+        p: r.projectId,
+        d: r.deviceId,
+        i: r.identifier,
+        v: r.value,
+        a: r.attrType,
+        y: r.dataType,
+        t: r.ts,
+      }));
       if (!current.length) return;
       // Sorted so concurrent writers lock rows in one order (no deadlocks between them).
       current.sort((a, b) => (a.d < b.d ? -1 : a.d > b.d ? 1 : a.i < b.i ? -1 : a.i > b.i ? 1 : 0));
@@ -247,7 +268,15 @@ export function createHistoryRepository(db: Db) {
     },
 
     /** A page of one attribute's history, newest first, within [from, to]. */
-    async series(projectId: string, deviceId: string, identifier: string, from: number, to: number, limit: number, offset: number): Promise<HistoryPoint[]> {
+    async series(
+      projectId: string,
+      deviceId: string,
+      identifier: string,
+      from: number,
+      to: number,
+      limit: number,
+      offset: number,
+    ): Promise<HistoryPoint[]> {
       const rows = rowsOf<StoredPoint>(
         await db.execute(sql`
           select ${msOf(sql`ts`)} as ts, num, bool, str, json from attribute_history
@@ -263,29 +292,55 @@ export function createHistoryRepository(db: Db) {
      * Numeric aggregates of identifiers per interval over [from, to): `date_bin` buckets aligned to
      * the epoch (plain PostgreSQL has it; TimescaleDB's time_bucket gives the same buckets).
      */
-    async aggregate(projectId: string, deviceId: string, identifiers: string[], fn: Aggregate, from: number, to: number, intervalMs: number): Promise<Bucket[]> {
+    async aggregate(
+      projectId: string,
+      deviceId: string,
+      identifiers: string[],
+      fn: Aggregate,
+      from: number,
+      to: number,
+      intervalMs: number,
+    ): Promise<Bucket[]> {
       const bucket = sql`date_bin(${intervalMs}::int8 * interval '1 millisecond', ts, timestamptz 'epoch')`;
       const rows = rowsOf<{ identifier: string; ts: string | number; value: string | number | null }>(
         await db.execute(sql`
           select identifier, bucket as ts, ${aggregateSql[fn]} as value from (
             select identifier, ${msOf(bucket)} as bucket, ts, num from attribute_history
             where device_id = ${deviceId} and project_id = ${projectId}
-              and identifier in (${sql.join(identifiers.map((i) => sql`${i}`), sql`, `)})
+              and identifier in (${sql.join(
+                identifiers.map((i) => sql`${i}`),
+                sql`, `,
+              )})
               and ts >= ${tsOf(from)} and ts < ${tsOf(to)}
           ) v
           group by identifier, bucket
           order by identifier, bucket`),
       );
-      return rows.map((r) => ({ identifier: r.identifier, ts: Number(r.ts), value: r.value === null ? null : Number(r.value) }));
+      return rows.map((r) => ({
+        identifier: r.identifier,
+        ts: Number(r.ts),
+        value: r.value === null ? null : Number(r.value),
+      }));
     },
 
     /** Every value of identifiers in [from, to], oldest first, in pages keyed by time (CSV export). */
-    async range(projectId: string, deviceId: string, identifiers: string[], from: number, to: number, after: number | undefined, limit: number) {
+    async range(
+      projectId: string,
+      deviceId: string,
+      identifiers: string[],
+      from: number,
+      to: number,
+      after: number | undefined,
+      limit: number,
+    ) {
       const rows = rowsOf<StoredPoint & { identifier: string }>(
         await db.execute(sql`
           select identifier, ${msOf(sql`ts`)} as ts, num, bool, str, json from attribute_history
           where device_id = ${deviceId} and project_id = ${projectId}
-            and identifier in (${sql.join(identifiers.map((i) => sql`${i}`), sql`, `)})
+            and identifier in (${sql.join(
+              identifiers.map((i) => sql`${i}`),
+              sql`, `,
+            )})
             and ts >= ${tsOf(after !== undefined ? after + 1 : from)} and ts <= ${tsOf(to)}
           order by attribute_history.ts, identifier limit ${limit}`),
       );
@@ -297,7 +352,10 @@ export function createHistoryRepository(db: Db) {
       if (!identifiers.length) return;
       await db.execute(sql`
         delete from attribute_history where device_id = ${deviceId} and project_id = ${projectId}
-          and identifier in (${sql.join(identifiers.map((i) => sql`${i}`), sql`, `)})`);
+          and identifier in (${sql.join(
+            identifiers.map((i) => sql`${i}`),
+            sql`, `,
+          )})`);
     },
 
     /** Removes all history of deleted devices (no foreign key: it would cost every insert a lookup). */
@@ -316,7 +374,9 @@ export function createHistoryRepository(db: Db) {
      */
     async dropBefore(before: number): Promise<number> {
       if ((await detect()) === 'timescale') {
-        const rows = rowsOf<{ c: string }>(await db.execute(sql`select drop_chunks('attribute_history', older_than => ${tsOf(before)}) as c`));
+        const rows = rowsOf<{ c: string }>(
+          await db.execute(sql`select drop_chunks('attribute_history', older_than => ${tsOf(before)}) as c`),
+        );
         return rows.length;
       }
       const rows = rowsOf<{ name: string }>(
@@ -342,21 +402,33 @@ export function createHistoryRepository(db: Db) {
      * no policies (calling them raises "not supported under the current "apache" license"): there
      * only the chunk interval is set, and the retention job (retention.ts) drops old chunks itself.
      */
-    async applyTimescalePolicies(opts: { chunkHours: number; compressAfterDays: number; retentionDays: number }): Promise<TimescalePolicies> {
+    async applyTimescalePolicies(opts: {
+      chunkHours: number;
+      compressAfterDays: number;
+      retentionDays: number;
+    }): Promise<TimescalePolicies> {
       if ((await detect()) !== 'timescale') return { mode: 'partitioned' };
-      await db.execute(sql`select set_chunk_time_interval('attribute_history', ${opts.chunkHours}::int * interval '1 hour')`);
+      await db.execute(
+        sql`select set_chunk_time_interval('attribute_history', ${opts.chunkHours}::int * interval '1 hour')`,
+      );
       const license = await timescaleLicense(db);
       if (license !== 'timescale') return { mode: 'timescale', license, policies: false };
       await db.execute(sql`select remove_compression_policy('attribute_history', if_exists => true)`);
       if (opts.compressAfterDays > 0) {
-        await db.execute(sql.raw(
-          `alter table attribute_history set (timescaledb.compress, timescaledb.compress_segmentby = 'device_id, identifier', timescaledb.compress_orderby = 'ts desc')`,
-        ));
-        await db.execute(sql`select add_compression_policy('attribute_history', ${opts.compressAfterDays}::int * interval '1 day')`);
+        await db.execute(
+          sql.raw(
+            `alter table attribute_history set (timescaledb.compress, timescaledb.compress_segmentby = 'device_id, identifier', timescaledb.compress_orderby = 'ts desc')`,
+          ),
+        );
+        await db.execute(
+          sql`select add_compression_policy('attribute_history', ${opts.compressAfterDays}::int * interval '1 day')`,
+        );
       }
       await db.execute(sql`select remove_retention_policy('attribute_history', if_exists => true)`);
       if (opts.retentionDays > 0) {
-        await db.execute(sql`select add_retention_policy('attribute_history', ${opts.retentionDays}::int * interval '1 day')`);
+        await db.execute(
+          sql`select add_retention_policy('attribute_history', ${opts.retentionDays}::int * interval '1 day')`,
+        );
       }
       return { mode: 'timescale', license, policies: true };
     },

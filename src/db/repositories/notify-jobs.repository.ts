@@ -13,7 +13,10 @@ export function createNotifyJobsRepository(db: Db) {
 
     /** The next attempt of a job and when it is due. */
     async rescheduleJob(projectId: string, id: string, attempt: number, dueTime: number) {
-      await db.update(notifyJobs).set({ attempt, dueTime }).where(and(eq(notifyJobs.projectId, projectId), eq(notifyJobs.id, id)));
+      await db
+        .update(notifyJobs)
+        .set({ attempt, dueTime })
+        .where(and(eq(notifyJobs.projectId, projectId), eq(notifyJobs.id, id)));
     },
 
     async deleteJob(projectId: string, id: string) {

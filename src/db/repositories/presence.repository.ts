@@ -28,7 +28,10 @@ export function createPresenceRepository(db: Db) {
 
   async function applyChunk(rows: PresenceRow[]): Promise<void> {
     const values = sql.join(
-      rows.map((r) => sql`(${r.deviceId}, ${r.online === undefined ? null : r.online}::boolean, ${JSON.stringify(r.activeTs)}::jsonb)`),
+      rows.map(
+        (r) =>
+          sql`(${r.deviceId}, ${r.online === undefined ? null : r.online}::boolean, ${JSON.stringify(r.activeTs)}::jsonb)`,
+      ),
       sql`, `,
     );
     await db.execute(sql`

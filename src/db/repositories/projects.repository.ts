@@ -45,7 +45,12 @@ export function createProjectsRepository(db: Db) {
         .leftJoin(deviceCount, eq(deviceCount.projectId, projects.id))
         .orderBy(desc(projects.id));
     },
-    async update(id: string, patch: Partial<Pick<NewProject, 'name' | 'descr' | 'tags' | 'deviceQuota' | 'viewKey' | 'viewSecretHash' | 'updateTime'>>) {
+    async update(
+      id: string,
+      patch: Partial<
+        Pick<NewProject, 'name' | 'descr' | 'tags' | 'deviceQuota' | 'viewKey' | 'viewSecretHash' | 'updateTime'>
+      >,
+    ) {
       const rows = await db.update(projects).set(patch).where(eq(projects.id, id)).returning({ id: projects.id });
       return rows.length > 0;
     },

@@ -32,8 +32,15 @@ export function createViewKeysRepository(db: Db) {
     },
 
     /** Sets the secret, and the key when given; false when the project does not exist. */
-    async set(projectId: string, values: { viewKey?: string; viewSecretHash: string; updateTime: number }): Promise<boolean> {
-      const rows = await db.update(projects).set(values).where(eq(projects.id, projectId)).returning({ id: projects.id });
+    async set(
+      projectId: string,
+      values: { viewKey?: string; viewSecretHash: string; updateTime: number },
+    ): Promise<boolean> {
+      const rows = await db
+        .update(projects)
+        .set(values)
+        .where(eq(projects.id, projectId))
+        .returning({ id: projects.id });
       return rows.length > 0;
     },
   };

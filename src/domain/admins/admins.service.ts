@@ -1,6 +1,10 @@
 import type { Db } from '../../db/client.ts';
 import { uniqueViolation } from '../../db/errors.ts';
-import { createAdminsRepository, type AdminRow, type AdminsRepository } from '../../db/repositories/admins.repository.ts';
+import {
+  createAdminsRepository,
+  type AdminRow,
+  type AdminsRepository,
+} from '../../db/repositories/admins.repository.ts';
 import { Conflict, NotFound, StateConflict } from '../../errors.ts';
 import { newId } from '../../lib/ids.ts';
 import { hashSecret } from '../../lib/passwords.ts';
@@ -32,7 +36,12 @@ export interface AdminInfoPatch {
 const adminView = (a: AdminRow) => ({ id: a.id, account: a.account, name: a.name, email: a.email, tags: a.tags });
 
 /** Administrator accounts of a project: who may `admin_login` (http-api.md §2, §4). */
-export function createAdminsService({ db, auth, clock = Date.now, admins = createAdminsRepository(db) }: AdminsServiceDeps) {
+export function createAdminsService({
+  db,
+  auth,
+  clock = Date.now,
+  admins = createAdminsRepository(db),
+}: AdminsServiceDeps) {
   async function mustGet(scope: Scope, id: string) {
     const row = await admins.get(scope.projectId, id);
     if (!row) throw new NotFound('Administrator');
@@ -67,7 +76,9 @@ export function createAdminsService({ db, auth, clock = Date.now, admins = creat
         });
       } catch (err) {
         if (uniqueViolation(err)?.includes('account')) {
-          throw new Conflict('account is already used by another administrator of the project', [{ path: 'account', message: 'already exists' }]);
+          throw new Conflict('account is already used by another administrator of the project', [
+            { path: 'account', message: 'already exists' },
+          ]);
         }
         throw err;
       }
@@ -88,7 +99,11 @@ export function createAdminsService({ db, auth, clock = Date.now, admins = creat
     async setPassword(scope: Scope, id: string, password: string) {
       await mustGet(scope, id);
       const now = clock();
-      const ok = await admins.update(scope.projectId, id, { passwordHash: await hashSecret(password), credentialsTime: now, updateTime: now });
+      const ok = await admins.update(scope.projectId, id, {
+        passwordHash: await hashSecret(password),
+        credentialsTime: now,
+        updateTime: now,
+      });
       auth.forget('admin', id);
       if (!ok) throw new NotFound('Administrator');
     },

@@ -1,6 +1,11 @@
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
-import type { AlarmLogRow, AlarmRuleRow, AlarmsRepository, DeviceMeta } from '../../db/repositories/alarms.repository.ts';
+import type {
+  AlarmLogRow,
+  AlarmRuleRow,
+  AlarmsRepository,
+  DeviceMeta,
+} from '../../db/repositories/alarms.repository.ts';
 import { createLogIds } from './log-ids.ts';
 import type { EventBus } from '../events/event-bus.ts';
 import { TtlCache } from '../../lib/ttl-cache.ts';
@@ -79,7 +84,9 @@ async function settleAll(work: Promise<unknown>[]): Promise<void> {
 /** The rule applies to the device: its type, and its device or group narrowing if any. */
 const covers = (rule: AlarmRuleRow, device: DeviceMeta) =>
   device.typeId === rule.deviceTypeId &&
-  ((!rule.deviceIds.length && !rule.groupIds.length) || rule.deviceIds.includes(device.id) || rule.groupIds.some((g) => device.groups.includes(g)));
+  ((!rule.deviceIds.length && !rule.groupIds.length) ||
+    rule.deviceIds.includes(device.id) ||
+    rule.groupIds.some((g) => device.groups.includes(g)));
 
 /**
  * Evaluates alarm rules on domain events (reports, online/offline) and timers, and runs the alarm
@@ -88,7 +95,18 @@ const covers = (rule: AlarmRuleRow, device: DeviceMeta) =>
  * events are judged in the order they arrived.
  */
 export function createAlarmEngine(deps: AlarmEngineDeps) {
-  const { repo, bus, scheduler, clock, logger, onEntry, deviceMetaTtlMs = 600_000, rulesTtlMs = 60_000, recoveryConcurrency = 8, isOnline = () => false } = deps;
+  const {
+    repo,
+    bus,
+    scheduler,
+    clock,
+    logger,
+    onEntry,
+    deviceMetaTtlMs = 600_000,
+    rulesTtlMs = 60_000,
+    recoveryConcurrency = 8,
+    isOnline = () => false,
+  } = deps;
   // One entry per project (namespace = project id).
   const rulesCache = new TtlCache<CompiledRules>(rulesTtlMs, clock, 100_000);
   const metaCache = new Map<string, { projectId: string; meta: DeviceMeta | undefined; at: number }>();
@@ -179,7 +197,9 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
       rule: { id: rule.id, name: rule.name },
       level: rule.level,
       threshold: thresholdOf(c),
-      ...(c.kind === 'attribute' ? { identifier: c.identifier, min: c.min, max: c.max, for_seconds: c.for_seconds ?? 0 } : {}),
+      ...(c.kind === 'attribute'
+        ? { identifier: c.identifier, min: c.min, max: c.max, for_seconds: c.for_seconds ?? 0 }
+        : {}),
       ...(c.kind === 'offline' ? { for_seconds: c.for_seconds } : {}),
       ...(c.kind === 'silence' ? { seconds: c.seconds } : {}),
       ...extra,
@@ -206,7 +226,15 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
       ...(c.kind === 'attribute' ? { identifier: c.identifier, op: c.op, value: s.vars.value ?? null } : {}),
       ...(c.kind === 'attribute' && c.op === 'change' ? { previous: s.vars.previous ?? null } : {}),
     };
-    const log = await repo.trigger({ id: newId(now), projectId: rule.projectId, deviceId: device.id, ruleId: rule.id, alarmLevel: rule.level, alarmInfo: info, createTime: now });
+    const log = await repo.trigger({
+      id: newId(now),
+      projectId: rule.projectId,
+      deviceId: device.id,
+      ruleId: rule.id,
+      alarmLevel: rule.level,
+      alarmInfo: info,
+      createTime: now,
+    });
     s.lastTrigger = now;
     if (!log) {
       // Already active in the database (written by an earlier run): adopt it, no second entry.
@@ -229,15 +257,40 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
     clear?: { by: string; note: string },
   ): Promise<AlarmLogRow | undefined> {
     const now = clock();
-    const info = { rule_id: rule.id, rule_name: rule.name, reason, trigger_id: triggerId, message: `${device.name}: ${rule.name} ${reason === 'recovered' ? 'recovered' : reason.replace('_', ' ')}`, ...extra };
-    const log = await repo.end(triggerId, { id: newId(now), projectId, deviceId: device.id, ruleId: rule.id, alarmLevel: level, alarmInfo: info, createTime: now }, clear);
+    const info = {
+      rule_id: rule.id,
+      rule_name: rule.name,
+      reason,
+      trigger_id: triggerId,
+      message: `${device.name}: ${rule.name} ${reason === 'recovered' ? 'recovered' : reason.replace('_', ' ')}`,
+      ...extra,
+    };
+    const log = await repo.end(
+      triggerId,
+      {
+        id: newId(now),
+        projectId,
+        deviceId: device.id,
+        ruleId: rule.id,
+        alarmLevel: level,
+        alarmInfo: info,
+        createTime: now,
+      },
+      clear,
+    );
     if (s) s.active = undefined;
     if (log) onEntry(projectId, { log, device });
     return log;
   }
 
   /** Ends the state's active alarm (when its trigger id is unknown, the database's active one). */
-  async function recover(rule: AlarmRuleRow, device: DeviceMeta, s: RuleState, reason: EndReason, extra: Record<string, unknown> = {}) {
+  async function recover(
+    rule: AlarmRuleRow,
+    device: DeviceMeta,
+    s: RuleState,
+    reason: EndReason,
+    extra: Record<string, unknown> = {},
+  ) {
     if (!s.active) return;
     let triggerId = s.active.id;
     if (!triggerId) {
@@ -252,7 +305,14 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
   }
 
   /** The condition now holds (`holds`) or not; moves the state and the alarm accordingly. */
-  async function judge(rule: AlarmRuleRow, device: DeviceMeta, s: RuleState, holds: boolean, vars: Record<string, unknown>, recoveryExtra: Record<string, unknown> = {}) {
+  async function judge(
+    rule: AlarmRuleRow,
+    device: DeviceMeta,
+    s: RuleState,
+    holds: boolean,
+    vars: Record<string, unknown>,
+    recoveryExtra: Record<string, unknown> = {},
+  ) {
     if (holds) {
       if (!s.holds) {
         s.holds = true;
@@ -261,7 +321,8 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
       s.vars = vars;
       if (s.active || s.latched) return;
       const c = rule.condition;
-      const waitMs = c.kind === 'attribute' ? (c.for_seconds ?? 0) * 1000 : c.kind === 'offline' ? c.for_seconds * 1000 : 0;
+      const waitMs =
+        c.kind === 'attribute' ? (c.for_seconds ?? 0) * 1000 : c.kind === 'offline' ? c.for_seconds * 1000 : 0;
       if (waitMs > 0 && clock() < s.since + waitMs) {
         setTimer(s, s.since + waitMs, () => trigger(rule, device, s), device.id);
         return;
@@ -337,7 +398,13 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
    * once and without promises (what onAttributes would do in that case). Otherwise returns false
    * untouched and the full path runs.
    */
-  function steady(compiled: CompiledRules, projectId: string, deviceId: string, attributes: Record<string, unknown>, ts: number): boolean {
+  function steady(
+    compiled: CompiledRules,
+    projectId: string,
+    deviceId: string,
+    attributes: Record<string, unknown>,
+    ts: number,
+  ): boolean {
     if (chains.has(deviceId)) return false;
     const hit = metaCache.get(deviceId);
     if (!hit || hit.projectId !== projectId || clock() - hit.at >= deviceMetaTtlMs) return false;
@@ -394,7 +461,13 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
     const queued: Promise<void>[] = [];
     for (const d of await repo.watchedDevices(rule)) {
       // The query already applied the rule's narrowing: no groups needed here.
-      const device: DeviceMeta = { id: d.id, projectId: rule.projectId, typeId: rule.deviceTypeId, name: d.name, groups: [] };
+      const device: DeviceMeta = {
+        id: d.id,
+        projectId: rule.projectId,
+        typeId: rule.deviceTypeId,
+        name: d.name,
+        groups: [],
+      };
       queued.push(
         enqueue(d.id, async () => {
           const s = stateOf(d.id, rule.id);
@@ -493,7 +566,13 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
             cancelTimer(s);
             byRule.delete(ruleId);
             // Keep the active alarm; forget the rest (windows restart under the new condition).
-            if (rule?.enabled && s.active) byRule.set(ruleId, { ...stateOf(deviceId, ruleId), active: s.active, holds: true, lastTrigger: s.lastTrigger });
+            if (rule?.enabled && s.active)
+              byRule.set(ruleId, {
+                ...stateOf(deviceId, ruleId),
+                active: s.active,
+                holds: true,
+                lastTrigger: s.lastTrigger,
+              });
           }),
         );
       }
@@ -510,7 +589,15 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
               if (s) cancelTimer(s);
               states.get(log.deviceId)?.delete(ruleId);
               const name = rule?.name ?? String(log.alarmInfo.rule_name ?? '');
-              await end(projectId, { id: device.id, name: device.name }, { id: ruleId, name }, undefined, log.id, log.alarmLevel, reason ?? 'rule_changed');
+              await end(
+                projectId,
+                { id: device.id, name: device.name },
+                { id: ruleId, name },
+                undefined,
+                log.id,
+                log.alarmLevel,
+                reason ?? 'rule_changed',
+              );
             }),
           ),
         );
@@ -524,7 +611,17 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
       return enqueue(log.deviceId, async () => {
         const s = states.get(log.deviceId)?.get(log.ruleId);
         const ruleName = String(log.alarmInfo.rule_name ?? '');
-        const out = await end(log.projectId, { id: log.deviceId, name: deviceName }, { id: log.ruleId, name: ruleName }, s, log.id, log.alarmLevel, 'cleared', { by, note }, { by, note });
+        const out = await end(
+          log.projectId,
+          { id: log.deviceId, name: deviceName },
+          { id: log.ruleId, name: ruleName },
+          s,
+          log.id,
+          log.alarmLevel,
+          'cleared',
+          { by, note },
+          { by, note },
+        );
         if (out && s) {
           s.latched = s.holds;
           cancelTimer(s);

@@ -1,5 +1,11 @@
 import type { Logger } from 'pino';
-import type { AlarmLogFilter, AlarmLogRow, AlarmRuleRow, AlarmsRepository, NotificationTargetRow } from '../../db/repositories/alarms.repository.ts';
+import type {
+  AlarmLogFilter,
+  AlarmLogRow,
+  AlarmRuleRow,
+  AlarmsRepository,
+  NotificationTargetRow,
+} from '../../db/repositories/alarms.repository.ts';
 import type { AlarmCondition } from '../../db/schema.ts';
 import { BadRequest, NotFound, StateConflict, type FieldError } from '../../errors.ts';
 import { newId, randomToken } from '../../lib/ids.ts';
@@ -83,7 +89,16 @@ export function logView(log: AlarmLogRow, deviceName: string) {
 }
 
 export function targetView(t: NotificationTargetRow) {
-  return { id: t.id, name: t.name, kind: t.kind, url: t.url, min_level: t.minLevel, enabled: t.enabled, create_time: t.createTime, update_time: t.updateTime };
+  return {
+    id: t.id,
+    name: t.name,
+    kind: t.kind,
+    url: t.url,
+    min_level: t.minLevel,
+    enabled: t.enabled,
+    create_time: t.createTime,
+    update_time: t.updateTime,
+  };
 }
 
 const byOf = (p: Principal) => `${p.kind}:${p.subjectId}`;
@@ -100,13 +115,19 @@ async function checkUrl(guard: NetGuard, url: string) {
   } catch {
     throw new BadRequest('Invalid notification target: url is not a URL', [{ path: 'url', message: 'not a URL' }]);
   }
-  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new BadRequest('Invalid notification target: url must be http or https', [{ path: 'url', message: 'http or https only' }]);
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
+    throw new BadRequest('Invalid notification target: url must be http or https', [
+      { path: 'url', message: 'http or https only' },
+    ]);
   try {
     await guard.check(parsed.hostname);
   } catch (err) {
     // A name that does not resolve gets the same answer as one resolving to a private address: the
     // server's resolver may know the private network's names, and their existence is not for tenants.
-    const refused = err instanceof AddressNotAllowed && !err.viaName ? err.message : `host ${parsed.hostname} is not allowed: it must resolve to public addresses`;
+    const refused =
+      err instanceof AddressNotAllowed && !err.viaName
+        ? err.message
+        : `host ${parsed.hostname} is not allowed: it must resolve to public addresses`;
     const message = `${refused} (loopback, private, link-local and other non-public addresses are refused)`;
     throw new BadRequest(`Invalid notification target: url: ${message}`, [{ path: 'url', message }]);
   }
@@ -120,12 +141,14 @@ function invalid(errors: FieldError[]): never {
 export function checkCondition(c: AlarmCondition): void {
   const e = (path: string, message: string) => invalid([{ path: `condition.${path}`, message }]);
   const seconds = (v: unknown, path: string, min: number) => {
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > ALARM_LIMITS.maxSeconds) e(path, `an integer from ${min} to ${ALARM_LIMITS.maxSeconds}`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > ALARM_LIMITS.maxSeconds)
+      e(path, `an integer from ${min} to ${ALARM_LIMITS.maxSeconds}`);
   };
   if (c.kind === 'offline') return seconds(c.for_seconds, 'for_seconds', 0);
   if (c.kind === 'silence') return seconds(c.seconds, 'seconds', 1);
   if (c.kind !== 'attribute') e('kind', 'attribute, offline or silence');
-  if (typeof c.identifier !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(c.identifier)) e('identifier', 'an attribute identifier');
+  if (typeof c.identifier !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(c.identifier))
+    e('identifier', 'an attribute identifier');
   if (c.for_seconds !== undefined) seconds(c.for_seconds, 'for_seconds', 0);
   switch (c.op) {
     case '>':
@@ -136,12 +159,14 @@ export function checkCondition(c: AlarmCondition): void {
       return;
     case 'between':
     case 'outside':
-      if (typeof c.min !== 'number' || typeof c.max !== 'number' || !Number.isFinite(c.min) || !Number.isFinite(c.max)) e('min', `${c.op} needs numbers min and max`);
+      if (typeof c.min !== 'number' || typeof c.max !== 'number' || !Number.isFinite(c.min) || !Number.isFinite(c.max))
+        e('min', `${c.op} needs numbers min and max`);
       if (c.min! > c.max!) e('max', 'must not be less than min');
       return;
     case '==':
     case '!=':
-      if (!['number', 'boolean', 'string'].includes(typeof c.value)) e('value', `${c.op} compares with a number, a boolean or a string`);
+      if (!['number', 'boolean', 'string'].includes(typeof c.value))
+        e('value', `${c.op} compares with a number, a boolean or a string`);
       if (typeof c.value === 'string' && c.value.length > 256) e('value', 'at most 256 characters');
       return;
     case 'change':
@@ -186,9 +211,28 @@ export interface AlarmsDeps {
  * notification targets and their deliveries. `start()` rebuilds from the database and starts the
  * timers; `stop()` ends them.
  */
-export function createAlarms({ repo, bus, clock = Date.now, logger, onStateChanged = () => {}, isOnline, notifier: notifierSettings, jobs, deviceMetaTtlMs, rulesTtlMs, recoveryConcurrency }: AlarmsDeps) {
+export function createAlarms({
+  repo,
+  bus,
+  clock = Date.now,
+  logger,
+  onStateChanged = () => {},
+  isOnline,
+  notifier: notifierSettings,
+  jobs,
+  deviceMetaTtlMs,
+  rulesTtlMs,
+  recoveryConcurrency,
+}: AlarmsDeps) {
   const scheduler = createScheduler({ clock, onError: (err) => logger.error({ err }, 'alarm timer failed') });
-  const notifier = createNotifier({ repo, jobs, scheduler, clock, logger, ...(notifierSettings ? { settings: notifierSettings } : {}) });
+  const notifier = createNotifier({
+    repo,
+    jobs,
+    scheduler,
+    clock,
+    logger,
+    ...(notifierSettings ? { settings: notifierSettings } : {}),
+  });
   const onEntry = (projectId: string, entry: AlarmEntry) => {
     onStateChanged(projectId);
     const { log } = entry;
@@ -227,9 +271,11 @@ export function createAlarms({ repo, bus, clock = Date.now, logger, onStateChang
   }
 
   async function checkRefs(scope: Scope, input: Partial<RuleInput>, current?: AlarmRuleRow) {
-    if (input.device_type_id !== undefined && !(await repo.typeInProject(scope.projectId, input.device_type_id))) throw new NotFound('Device type');
+    if (input.device_type_id !== undefined && !(await repo.typeInProject(scope.projectId, input.device_type_id)))
+      throw new NotFound('Device type');
     let listed: Array<{ id: string; typeId: string | null }> = [];
-    const existingDevices = async (projectId: string, ids: string[]) => (listed = await repo.deviceTypesOf(projectId, ids)).map((d) => d.id);
+    const existingDevices = async (projectId: string, ids: string[]) =>
+      (listed = await repo.deviceTypesOf(projectId, ids)).map((d) => d.id);
     for (const [key, ids, exists, what] of [
       ['device_ids', input.device_ids, existingDevices, 'Device'],
       ['group_ids', input.group_ids, repo.existingGroupIds, 'Device group'],
@@ -243,14 +289,23 @@ export function createAlarms({ repo, bus, clock = Date.now, logger, onStateChang
     }
     // A rule watches devices of its type only: listed devices of another type would never be evaluated.
     const typeId = input.device_type_id ?? current?.deviceTypeId;
-    if (input.device_ids === undefined && input.device_type_id !== undefined && current?.deviceIds.length) listed = await repo.deviceTypesOf(scope.projectId, current.deviceIds);
+    if (input.device_ids === undefined && input.device_type_id !== undefined && current?.deviceIds.length)
+      listed = await repo.deviceTypesOf(scope.projectId, current.deviceIds);
     const otherType = listed.filter((d) => d.typeId !== typeId).map((d) => d.id);
-    if (otherType.length) invalid([{ path: 'device_ids', message: `not of device type ${typeId}: ${otherType.join(', ')}` }]);
-    if (input.level !== undefined && ![1, 2, 3].includes(input.level)) invalid([{ path: 'level', message: '1 (normal), 2 (serious) or 3 (urgent)' }]);
-    if (input.suppress_seconds !== undefined && (!Number.isInteger(input.suppress_seconds) || input.suppress_seconds < 0 || input.suppress_seconds > ALARM_LIMITS.maxSeconds)) {
+    if (otherType.length)
+      invalid([{ path: 'device_ids', message: `not of device type ${typeId}: ${otherType.join(', ')}` }]);
+    if (input.level !== undefined && ![1, 2, 3].includes(input.level))
+      invalid([{ path: 'level', message: '1 (normal), 2 (serious) or 3 (urgent)' }]);
+    if (
+      input.suppress_seconds !== undefined &&
+      (!Number.isInteger(input.suppress_seconds) ||
+        input.suppress_seconds < 0 ||
+        input.suppress_seconds > ALARM_LIMITS.maxSeconds)
+    ) {
       invalid([{ path: 'suppress_seconds', message: `an integer from 0 to ${ALARM_LIMITS.maxSeconds}` }]);
     }
-    if (input.message !== undefined && input.message.length > ALARM_LIMITS.messageMax) invalid([{ path: 'message', message: `at most ${ALARM_LIMITS.messageMax} characters` }]);
+    if (input.message !== undefined && input.message.length > ALARM_LIMITS.messageMax)
+      invalid([{ path: 'message', message: `at most ${ALARM_LIMITS.messageMax} characters` }]);
     if (input.condition !== undefined) checkCondition(input.condition);
   }
 
@@ -305,7 +360,8 @@ export function createAlarms({ repo, bus, clock = Date.now, logger, onStateChang
       async update(scope: Scope, id: string, patch: Partial<RuleInput>) {
         const before = await mustRule(scope, id);
         await checkRefs(scope, patch, before);
-        if (patch.device_type_id !== undefined && patch.device_type_id !== before.deviceTypeId) await checkRulesOfType(scope, patch.device_type_id);
+        if (patch.device_type_id !== undefined && patch.device_type_id !== before.deviceTypeId)
+          await checkRulesOfType(scope, patch.device_type_id);
         await repo.updateRule(scope.projectId, id, {
           ...(patch.name !== undefined ? { name: patch.name } : {}),
           ...(patch.device_type_id !== undefined ? { deviceTypeId: patch.device_type_id } : {}),
@@ -335,7 +391,11 @@ export function createAlarms({ repo, bus, clock = Date.now, logger, onStateChang
       async list(scope: Scope, filter: AlarmLogFilter, page: number, pageRecords: number) {
         const offset = (page - 1) * pageRecords;
         const { rows, total } = await repo.listLogs(scope, filter, pageRecords, offset);
-        return { items: rows.map((r) => logView(r.log, r.deviceName)), total, page_total: Math.ceil(total / pageRecords) };
+        return {
+          items: rows.map((r) => logView(r.log, r.deviceName)),
+          total,
+          page_total: Math.ceil(total / pageRecords),
+        };
       },
 
       async get(scope: Scope, id: string) {
@@ -348,7 +408,8 @@ export function createAlarms({ repo, bus, clock = Date.now, logger, onStateChang
         const { log } = await mustLog(scope, id);
         if (log.alarmStatus !== 1) throw new StateConflict('Only a trigger entry (alarm_status 1) can be acknowledged');
         if (log.ackTime !== null) throw new StateConflict('The alarm is already acknowledged');
-        if (!(await repo.acknowledge(scope.projectId, id, byOf(principal), note, clock()))) throw new StateConflict('The alarm is already acknowledged');
+        if (!(await repo.acknowledge(scope.projectId, id, byOf(principal), note, clock())))
+          throw new StateConflict('The alarm is already acknowledged');
         return this.get(scope, id);
       },
 
@@ -381,7 +442,18 @@ export function createAlarms({ repo, bus, clock = Date.now, logger, onStateChang
         }
         const now = clock();
         const secret = input.secret ?? randomToken(32);
-        const row = { id: newId(now), projectId: scope.projectId, name: input.name, kind: 'webhook', url: input.url, secret, minLevel: input.min_level ?? 1, enabled: input.enabled ?? true, createTime: now, updateTime: now };
+        const row = {
+          id: newId(now),
+          projectId: scope.projectId,
+          name: input.name,
+          kind: 'webhook',
+          url: input.url,
+          secret,
+          minLevel: input.min_level ?? 1,
+          enabled: input.enabled ?? true,
+          createTime: now,
+          updateTime: now,
+        };
         await repo.insertTarget(row);
         notifier.targetsChanged(scope.projectId);
         return { ...targetView(row), secret };

@@ -26,7 +26,9 @@ export function attributeHolds(c: AttributeCondition, value: unknown, previous: 
     case '==':
       return value === c.value;
     case '!=':
-      return (typeof value === 'number' || typeof value === 'string' || typeof value === 'boolean') && value !== c.value;
+      return (
+        (typeof value === 'number' || typeof value === 'string' || typeof value === 'boolean') && value !== c.value
+      );
     case 'change':
       return previous !== undefined && !sameValue(previous, value);
   }
@@ -52,7 +54,8 @@ export function describe(c: AlarmCondition): string {
   if (c.kind === 'offline') return '{{device.name}} offline for more than {{threshold}} s';
   if (c.kind === 'silence') return '{{device.name}} sent no report for {{threshold}} s';
   if (c.op === 'change') return '{{device.name}} {{identifier}} changed from {{previous}} to {{value}}';
-  if (c.op === 'between' || c.op === 'outside') return `{{device.name}} {{identifier}} {{value}} ${c.op} {{min}}..{{max}}`;
+  if (c.op === 'between' || c.op === 'outside')
+    return `{{device.name}} {{identifier}} {{value}} ${c.op} {{min}}..{{max}}`;
   return `{{device.name}} {{identifier}} {{value}} ${c.op} {{threshold}}`;
 }
 

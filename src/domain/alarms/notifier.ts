@@ -50,7 +50,10 @@ export const DEFAULT_NOTIFIER_SETTINGS: NotifierSettings = {
 
 /** The guard webhook targets pass, from the settings (the service checks URLs with the same one). */
 export function notifierGuard(settings: Partial<NotifierSettings> = {}): NetGuard {
-  return createNetGuard({ allow: parseNetworks(settings.allowNetworks ?? ''), ...(settings.resolve ? { resolve: settings.resolve } : {}) });
+  return createNetGuard({
+    allow: parseNetworks(settings.allowNetworks ?? ''),
+    ...(settings.resolve ? { resolve: settings.resolve } : {}),
+  });
 }
 
 export interface NotifierDeps {
@@ -109,7 +112,15 @@ const retryable = (status: number) => status === 408 || status === 429 || status
  * kept in `notify_jobs` until it is done, so retries survive a restart. A target that keeps failing
  * has its circuit opened for a cool-down. Every attempt is appended to the entry's `notify_logs`.
  */
-export function createNotifier({ repo, jobs, scheduler, clock, logger, settings: given = {}, guard = notifierGuard(given) }: NotifierDeps) {
+export function createNotifier({
+  repo,
+  jobs,
+  scheduler,
+  clock,
+  logger,
+  settings: given = {},
+  guard = notifierGuard(given),
+}: NotifierDeps) {
   const settings = { ...DEFAULT_NOTIFIER_SETTINGS, ...given };
   const targets = new TtlCache<NotificationTargetRow[]>(60_000, clock);
   const projects = new Map<string, ProjectQueue>();
@@ -126,7 +137,8 @@ export function createNotifier({ repo, jobs, scheduler, clock, logger, settings:
   let resolving = 0;
   let idleWaiters: Array<() => void> = [];
 
-  const targetsOf = (projectId: string) => targets.get(projectId, '', () => repo.listTargets(projectId).then((rows) => rows.filter((r) => r.enabled)));
+  const targetsOf = (projectId: string) =>
+    targets.get(projectId, '', () => repo.listTargets(projectId).then((rows) => rows.filter((r) => r.enabled)));
 
   function projectOf(projectId: string): ProjectQueue {
     let p = projects.get(projectId);
@@ -221,7 +233,13 @@ export function createNotifier({ repo, jobs, scheduler, clock, logger, settings:
     if (!target) return finish(job);
     const breaker = breakers.get(target.id);
     if (breaker && breaker.openUntil > clock()) {
-      await record(job.logId, { target: target.id, time: clock(), attempt: job.attempt, status: 'skipped', error: 'circuit open' });
+      await record(job.logId, {
+        target: target.id,
+        time: clock(),
+        attempt: job.attempt,
+        status: 'skipped',
+        error: 'circuit open',
+      });
       return finish(job);
     }
     const timestamp = String(clock());
@@ -249,7 +267,12 @@ export function createNotifier({ repo, jobs, scheduler, clock, logger, settings:
       final = error === 'address not allowed';
     }
     const time = clock();
-    const base = { target: target.id, time, attempt: job.attempt, ...(status !== undefined ? { http_status: status } : {}) };
+    const base = {
+      target: target.id,
+      time,
+      attempt: job.attempt,
+      ...(status !== undefined ? { http_status: status } : {}),
+    };
     if (!error) {
       breakers.delete(target.id);
       await record(job.logId, { ...base, status: 'delivered' });
@@ -285,7 +308,14 @@ export function createNotifier({ repo, jobs, scheduler, clock, logger, settings:
 
   /** Takes up a job read back from `notify_jobs` (counted already). */
   function resume(row: NotifyJobRow) {
-    const job: Job = { id: row.id, projectId: row.projectId, targetId: row.targetId, logId: row.logId, body: row.body, attempt: row.attempt };
+    const job: Job = {
+      id: row.id,
+      projectId: row.projectId,
+      targetId: row.targetId,
+      logId: row.logId,
+      body: row.body,
+      attempt: row.attempt,
+    };
     if (row.dueTime <= clock()) enqueue(job);
     else wait(job, row.dueTime);
   }
@@ -312,14 +342,34 @@ export function createNotifier({ repo, jobs, scheduler, clock, logger, settings:
           const rows: NotifyJobRow[] = [];
           for (const target of list) {
             if (entry.log.alarmLevel < target.minLevel) continue;
-            const full = p.pending >= settings.projectMaxPending ? settings.projectMaxPending : pending >= settings.maxPending ? settings.maxPending : 0;
+            const full =
+              p.pending >= settings.projectMaxPending
+                ? settings.projectMaxPending
+                : pending >= settings.maxPending
+                  ? settings.maxPending
+                  : 0;
             if (full) {
-              await record(entry.log.id, { target: target.id, time: now, attempt: 0, status: 'dropped', error: `more than ${full} notifications pending` });
+              await record(entry.log.id, {
+                target: target.id,
+                time: now,
+                attempt: 0,
+                status: 'dropped',
+                error: `more than ${full} notifications pending`,
+              });
               continue;
             }
             pending++;
             p.pending++;
-            rows.push({ id: newId(now), projectId, targetId: target.id, logId: entry.log.id, body, attempt: 1, dueTime: now, createTime: now });
+            rows.push({
+              id: newId(now),
+              projectId,
+              targetId: target.id,
+              logId: entry.log.id,
+              body,
+              attempt: 1,
+              dueTime: now,
+              createTime: now,
+            });
           }
           await persist('stored', () => jobs.insertJobs(rows));
           if (stopped) return;

@@ -25,7 +25,13 @@ const appView = (a: AppRow) => ({ app_id: a.id, name: a.name, access_key: a.acce
  * API apps (http-api.md §2, §4): the integrator credentials that get `access_token`s. The secret is
  * shown once, when created or reset, and stored hashed (passwords.ts, MachineSecrets).
  */
-export function createAppsService({ db, auth, clock = Date.now, apps = createAppsRepository(db), machineSecrets = createMachineSecrets(undefined) }: AppsServiceDeps) {
+export function createAppsService({
+  db,
+  auth,
+  clock = Date.now,
+  apps = createAppsRepository(db),
+  machineSecrets = createMachineSecrets(undefined),
+}: AppsServiceDeps) {
   return {
     async list(scope: Scope) {
       const rows = await apps.list(scope.projectId);
@@ -37,7 +43,14 @@ export function createAppsService({ db, auth, clock = Date.now, apps = createApp
       const id = newId(now);
       const accessKey = randomToken(ACCESS_KEY_LENGTH);
       const secretKey = randomToken(SECRET_KEY_LENGTH);
-      await apps.insert({ id, projectId: scope.projectId, name: input.name, accessKey, secretHash: await machineSecrets.hash(secretKey), createTime: now });
+      await apps.insert({
+        id,
+        projectId: scope.projectId,
+        name: input.name,
+        accessKey,
+        secretHash: await machineSecrets.hash(secretKey),
+        createTime: now,
+      });
       return { app_id: id, name: input.name, access_key: accessKey, secret_key: secretKey };
     },
 
@@ -49,7 +62,8 @@ export function createAppsService({ db, auth, clock = Date.now, apps = createApp
       const app = await apps.get(scope.projectId, id);
       if (!app) throw new NotFound('App');
       const secretKey = randomToken(SECRET_KEY_LENGTH);
-      if (!(await apps.setSecret(scope.projectId, id, await machineSecrets.hash(secretKey), clock()))) throw new NotFound('App');
+      if (!(await apps.setSecret(scope.projectId, id, await machineSecrets.hash(secretKey), clock())))
+        throw new NotFound('App');
       auth.forget('app', id);
       return { app_id: app.id, access_key: app.accessKey, secret_key: secretKey };
     },
@@ -58,7 +72,8 @@ export function createAppsService({ db, auth, clock = Date.now, apps = createApp
     async delete(scope: Scope, id: string) {
       const outcome = await apps.deleteUnlessLast(scope.projectId, id);
       if (outcome === 'missing') throw new NotFound('App');
-      if (outcome === 'last') throw new StateConflict("Cannot delete the project's last API app: admin_login needs an app_id");
+      if (outcome === 'last')
+        throw new StateConflict("Cannot delete the project's last API app: admin_login needs an app_id");
       auth.forget('app', id);
     },
   };

@@ -37,7 +37,14 @@ const BAD_LOGIN = 'Invalid app_id, account or password';
  * Logs principals in (http-api.md §2) and answers whether a token's principal still exists.
  * Unknown apps and accounts cost the same hash verification as known ones, so timing reveals nothing.
  */
-export function createAuthService({ credentials, apps, machineSecrets = createMachineSecrets(undefined), cacheTtlMs = 30_000, clock = Date.now, bus }: AuthServiceDeps) {
+export function createAuthService({
+  credentials,
+  apps,
+  machineSecrets = createMachineSecrets(undefined),
+  cacheTtlMs = 30_000,
+  clock = Date.now,
+  bus,
+}: AuthServiceDeps) {
   /** principal → [credentials time, believed until]. */
   const alive = new Map<string, [number, number]>();
   let dummyHash: Promise<string> | undefined;
@@ -46,7 +53,12 @@ export function createAuthService({ credentials, apps, machineSecrets = createMa
     await checkPassword(await dummyHash, secret);
   };
 
-  async function accountLogin(kind: 'admin' | 'customer', appId: string, account: string, password: string): Promise<Principal> {
+  async function accountLogin(
+    kind: 'admin' | 'customer',
+    appId: string,
+    account: string,
+    password: string,
+  ): Promise<Principal> {
     const app = await credentials.appById(appId);
     const row = app
       ? kind === 'admin'
@@ -105,7 +117,8 @@ export function createAuthService({ credentials, apps, machineSecrets = createMa
 
     /** Tokens of a deleted principal, or issued before a credential change, stop working at once on this node. */
     forget(kind: PrincipalKind, subjectId: string) {
-      for (const key of alive.keys()) if (key.startsWith(`${kind}:`) && key.endsWith(`:${subjectId}`)) alive.delete(key);
+      for (const key of alive.keys())
+        if (key.startsWith(`${kind}:`) && key.endsWith(`:${subjectId}`)) alive.delete(key);
       bus?.emit('principal.revoked', { kind, subjectId });
     },
     forgetProject(projectId: string) {

@@ -1,7 +1,11 @@
 import { deviceInScope } from '../devices/device-in-scope.ts';
 import { unstorableJson } from '../../lib/unstorable-text.ts';
 import type { Logger } from 'pino';
-import { createCommandsRepository, type CommandReply, type CommandRow } from '../../db/repositories/commands.repository.ts';
+import {
+  createCommandsRepository,
+  type CommandReply,
+  type CommandRow,
+} from '../../db/repositories/commands.repository.ts';
 import type { Db } from '../../db/client.ts';
 import type { DevicesRepository } from '../../db/repositories/devices.repository.ts';
 import { uniqueViolation } from '../../db/errors.ts';
@@ -102,7 +106,8 @@ export function nextFreeSeq(latest: number | undefined, open: Iterable<number>):
   return seq;
 }
 
-const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
 const inRange = (v: number, min: number, max: number) => Number.isInteger(v) && v >= min && v <= max;
 
 /** The same rules as the HTTP schema, for callers that do not come through HTTP. */
@@ -118,10 +123,13 @@ function checkInput(input: SendCommandInput) {
   else if (Buffer.byteLength(JSON.stringify(params)) > COMMAND_LIMITS.paramsMaxBytes) {
     errors.push({ path: 'params', message: `must be at most ${COMMAND_LIMITS.paramsMaxBytes} bytes as JSON` });
   }
-  if (input.id !== undefined && !inRange(input.id, 1, COMMAND_LIMITS.seqMax)) errors.push({ path: 'id', message: `must be an integer 1–${COMMAND_LIMITS.seqMax}` });
-  if (input.ttl !== undefined && !inRange(input.ttl, 1, COMMAND_LIMITS.ttlMaxSeconds)) errors.push({ path: 'ttl', message: `must be an integer 1–${COMMAND_LIMITS.ttlMaxSeconds}` });
+  if (input.id !== undefined && !inRange(input.id, 1, COMMAND_LIMITS.seqMax))
+    errors.push({ path: 'id', message: `must be an integer 1–${COMMAND_LIMITS.seqMax}` });
+  if (input.ttl !== undefined && !inRange(input.ttl, 1, COMMAND_LIMITS.ttlMaxSeconds))
+    errors.push({ path: 'ttl', message: `must be an integer 1–${COMMAND_LIMITS.ttlMaxSeconds}` });
   const timeout = input.timeout ?? COMMAND_LIMITS.timeoutDefaultSeconds;
-  if (!inRange(timeout, 1, COMMAND_LIMITS.timeoutMaxSeconds)) errors.push({ path: 'timeout', message: `must be an integer 1–${COMMAND_LIMITS.timeoutMaxSeconds}` });
+  if (!inRange(timeout, 1, COMMAND_LIMITS.timeoutMaxSeconds))
+    errors.push({ path: 'timeout', message: `must be an integer 1–${COMMAND_LIMITS.timeoutMaxSeconds}` });
   if (errors.length) throw new BadRequest(`Invalid input: ${errors[0]!.path}: ${errors[0]!.message}`, errors);
   return { method: input.method, params, id: input.id, ttl: input.ttl, timeoutMs: timeout * 1000 };
 }
@@ -134,7 +142,16 @@ const messageOf = (err: unknown) => (err instanceof Error ? err.message : String
  * loses nothing. HTTP calls send(); transports call deliverQueued() on connect and reply() on
  * `command/reply/<id>`.
  */
-export function createCommandsService({ db, devices, sessions, bus, presence, clock = Date.now, logger, sweepMs = 1_000 }: CommandsServiceDeps) {
+export function createCommandsService({
+  db,
+  devices,
+  sessions,
+  bus,
+  presence,
+  clock = Date.now,
+  logger,
+  sweepMs = 1_000,
+}: CommandsServiceDeps) {
   const repo = createCommandsRepository(db);
   /** Synchronous callers waiting for a command to reach a final state, by command id. */
   const waiters = new Map<string, Set<() => void>>();
@@ -170,7 +187,10 @@ export function createCommandsService({ db, devices, sessions, bus, presence, cl
 
   /** `command/send/<id>` with `{method, params, id}`: topic id and body id are the same (device-protocol.md §3). */
   function publish(session: DeviceSession, row: CommandRow) {
-    return session.send(`command/send/${row.seq}`, Buffer.from(JSON.stringify({ method: row.method, params: row.params, id: row.seq })));
+    return session.send(
+      `command/send/${row.seq}`,
+      Buffer.from(JSON.stringify({ method: row.method, params: row.params, id: row.seq })),
+    );
   }
 
   /**
@@ -192,14 +212,26 @@ export function createCommandsService({ db, devices, sessions, bus, presence, cl
     return run;
   }
 
-  function insert(projectId: string, deviceId: string, cmd: ReturnType<typeof checkInput>, now: number): Promise<CommandRow> {
+  function insert(
+    projectId: string,
+    deviceId: string,
+    cmd: ReturnType<typeof checkInput>,
+    now: number,
+  ): Promise<CommandRow> {
     return oneAtATime(deviceId, () => insertOnce(projectId, deviceId, cmd, now));
   }
 
-  async function insertOnce(projectId: string, deviceId: string, cmd: ReturnType<typeof checkInput>, now: number): Promise<CommandRow> {
+  async function insertOnce(
+    projectId: string,
+    deviceId: string,
+    cmd: ReturnType<typeof checkInput>,
+    now: number,
+  ): Promise<CommandRow> {
     // Inserts of one device run one at a time (oneAtATime): the count cannot race on this node.
     if (cmd.ttl !== undefined && (await repo.countQueued(projectId, deviceId)) >= COMMAND_LIMITS.queuedPerDevice) {
-      throw new Conflict(`At most ${COMMAND_LIMITS.queuedPerDevice} commands may wait for one device`, [{ path: 'ttl', message: 'too many queued commands' }]);
+      throw new Conflict(`At most ${COMMAND_LIMITS.queuedPerDevice} commands may wait for one device`, [
+        { path: 'ttl', message: 'too many queued commands' },
+      ]);
     }
     // An allocated seq can lose a race with a send on another node: pick again.
     for (let attempt = 1; ; attempt++) {
@@ -225,7 +257,9 @@ export function createCommandsService({ db, devices, sessions, bus, presence, cl
       } catch (err) {
         if (uniqueViolation(err) === undefined) throw err;
         if (cmd.id !== undefined) {
-          throw new Conflict(`Command id ${seq} is still open on this device (queued or waiting for its reply)`, [{ path: 'id', message: 'already open' }]);
+          throw new Conflict(`Command id ${seq} is still open on this device (queued or waiting for its reply)`, [
+            { path: 'id', message: 'already open' },
+          ]);
         }
         if (attempt >= 5) throw new Conflict('Too many concurrent commands to this device; retry');
       }
@@ -245,7 +279,12 @@ export function createCommandsService({ db, devices, sessions, bus, presence, cl
   }
 
   /** Publishes a stored command to a live session: claimed as sent first, so no other path sends it too. */
-  async function deliverNow(projectId: string, row: CommandRow, session: DeviceSession, canQueue: boolean): Promise<CommandView> {
+  async function deliverNow(
+    projectId: string,
+    row: CommandRow,
+    session: DeviceSession,
+    canQueue: boolean,
+  ): Promise<CommandView> {
     const claimed = await repo.claim(projectId, row.id, clock());
     // Delivered meanwhile by deliverQueued() on a reconnect.
     if (!claimed) return commandView((await repo.get(projectId, row.id)) ?? row);
@@ -255,7 +294,10 @@ export function createCommandsService({ db, devices, sessions, bus, presence, cl
     } catch (err) {
       const message = messageOf(err);
       if (canQueue) {
-        logger.warn({ deviceId: row.deviceId, commandId: row.id, err }, 'command publish failed; kept queued for the next connect');
+        logger.warn(
+          { deviceId: row.deviceId, commandId: row.id, err },
+          'command publish failed; kept queued for the next connect',
+        );
         await repo.requeue(projectId, [row.id], clock());
         redeliverIfReplaced(row.deviceId, projectId, session);
         return commandView((await repo.get(projectId, row.id)) ?? row);
@@ -315,7 +357,11 @@ export function createCommandsService({ db, devices, sessions, bus, presence, cl
       if ((await wait.done) === 'elapsed') {
         const now = clock();
         const current = await repo.get(scope.projectId, first.id);
-        if (current?.state === 'sent' && current.sentTime !== null && current.sentTime + current.replyTimeoutMs <= now + TIMER_SLACK_MS) {
+        if (
+          current?.state === 'sent' &&
+          current.sentTime !== null &&
+          current.sentTime + current.replyTimeoutMs <= now + TIMER_SLACK_MS
+        ) {
           await repo.timeoutOne(scope.projectId, first.id, now);
         }
       }
@@ -333,7 +379,12 @@ export function createCommandsService({ db, devices, sessions, bus, presence, cl
       await repo.expireQueuedOf(identity.projectId, identity.deviceId, clock());
       let sent = 0;
       for (;;) {
-        const rows = await repo.claimQueued(identity.projectId, identity.deviceId, clock(), COMMAND_LIMITS.deliveryPage);
+        const rows = await repo.claimQueued(
+          identity.projectId,
+          identity.deviceId,
+          clock(),
+          COMMAND_LIMITS.deliveryPage,
+        );
         for (const [i, row] of rows.entries()) {
           try {
             await publish(session, row);
@@ -341,7 +392,11 @@ export function createCommandsService({ db, devices, sessions, bus, presence, cl
           } catch (err) {
             // The session went away mid-way: what was not published waits for the next connect.
             logger.warn({ deviceId: identity.deviceId, err }, 'queued command delivery interrupted');
-            await repo.requeue(identity.projectId, rows.slice(i).map((r) => r.id), clock());
+            await repo.requeue(
+              identity.projectId,
+              rows.slice(i).map((r) => r.id),
+              clock(),
+            );
             redeliverIfReplaced(identity.deviceId, identity.projectId, session);
             return sent;
           }
@@ -354,7 +409,11 @@ export function createCommandsService({ db, devices, sessions, bus, presence, cl
      * A device's `command/reply/<seq>`: stored with its sent command (matched by seq among the
      * device's open commands). Returns whether a command matched, for `command/reply/response/<id>`.
      */
-    async reply(identity: Pick<DeviceIdentity, 'deviceId' | 'projectId'>, seq: number, body: CommandReplyBody): Promise<boolean> {
+    async reply(
+      identity: Pick<DeviceIdentity, 'deviceId' | 'projectId'>,
+      seq: number,
+      body: CommandReplyBody,
+    ): Promise<boolean> {
       const now = clock();
       presence.touch(identity.deviceId, 'command_reply', now);
       if (!inRange(seq, 1, COMMAND_LIMITS.seqMax)) return false;
@@ -364,10 +423,14 @@ export function createCommandsService({ db, devices, sessions, bus, presence, cl
       const problem = unstorableJson({ method, params });
       if (problem) throw new BadRequest(`Invalid command reply: ${problem}`, [{ path: 'params', message: problem }]);
       if (method !== undefined && method.length > COMMAND_LIMITS.methodMax) {
-        throw new BadRequest(`Invalid command reply: method is longer than ${COMMAND_LIMITS.methodMax} characters`, [{ path: 'method', message: 'too long' }]);
+        throw new BadRequest(`Invalid command reply: method is longer than ${COMMAND_LIMITS.methodMax} characters`, [
+          { path: 'method', message: 'too long' },
+        ]);
       }
       if (Buffer.byteLength(JSON.stringify(params)) > COMMAND_LIMITS.paramsMaxBytes) {
-        throw new BadRequest(`Invalid command reply: params are larger than ${COMMAND_LIMITS.paramsMaxBytes} bytes`, [{ path: 'params', message: 'too large' }]);
+        throw new BadRequest(`Invalid command reply: params are larger than ${COMMAND_LIMITS.paramsMaxBytes} bytes`, [
+          { path: 'params', message: 'too large' },
+        ]);
       }
       const row = await repo.markReplied(identity.projectId, identity.deviceId, seq, method, params, now);
       if (!row) return false;
@@ -390,7 +453,10 @@ export function createCommandsService({ db, devices, sessions, bus, presence, cl
       await mustHaveDevice(scope, deviceId);
       const offset = (page - 1) * pageRecords;
       const rows = await repo.page(scope.projectId, deviceId, pageRecords, offset);
-      const total = rows.length > 0 && rows.length < pageRecords ? offset + rows.length : await repo.total(scope.projectId, deviceId);
+      const total =
+        rows.length > 0 && rows.length < pageRecords
+          ? offset + rows.length
+          : await repo.total(scope.projectId, deviceId);
       return { items: rows.map(commandView), total, page_total: Math.ceil(total / pageRecords) };
     },
 

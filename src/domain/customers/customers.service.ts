@@ -58,7 +58,13 @@ export function customerView(c: CustomerRow) {
 }
 
 /** The project's end users and the devices bound to them (http-api.md §3 "Customers", §4). */
-export function createCustomersService({ db, clock = Date.now, auth, passwordMin = async () => DEFAULT_CUSTOMER_PASSWORD_MIN, bus }: CustomersServiceDeps) {
+export function createCustomersService({
+  db,
+  clock = Date.now,
+  auth,
+  passwordMin = async () => DEFAULT_CUSTOMER_PASSWORD_MIN,
+  bus,
+}: CustomersServiceDeps) {
   const customers = createCustomersRepository(db);
 
   /** The project's minimum length, in the same words as a schema failure (http-api.md §1 envelope). */
@@ -118,7 +124,9 @@ export function createCustomersService({ db, clock = Date.now, auth, passwordMin
         });
       } catch (err) {
         if (uniqueViolation(err)?.includes('account')) {
-          throw new Conflict('account is already used by another customer of the project', [{ path: 'account', message: 'already exists' }]);
+          throw new Conflict('account is already used by another customer of the project', [
+            { path: 'account', message: 'already exists' },
+          ]);
         }
         throw err;
       }
@@ -142,7 +150,11 @@ export function createCustomersService({ db, clock = Date.now, auth, passwordMin
       await mustExist(scope, id);
       await checkPassword(scope.projectId, password);
       const now = clock();
-      const ok = await customers.update(scope.projectId, id, { passwordHash: await hashSecret(password), credentialsTime: now, updateTime: now });
+      const ok = await customers.update(scope.projectId, id, {
+        passwordHash: await hashSecret(password),
+        credentialsTime: now,
+        updateTime: now,
+      });
       if (!ok) throw new NotFound('Customer');
       auth.forget('customer', id);
     },
@@ -151,7 +163,9 @@ export function createCustomersService({ db, clock = Date.now, auth, passwordMin
       const outcome = await customers.mergeTags(scope.projectId, id, tags, MAX_CUSTOMER_TAGS, clock());
       if (outcome === 'missing') throw new NotFound('Customer');
       if (outcome === 'too-many') {
-        throw new BadRequest(`A customer has at most ${MAX_CUSTOMER_TAGS} tags`, [{ path: 'tags', message: 'too many tags' }]);
+        throw new BadRequest(`A customer has at most ${MAX_CUSTOMER_TAGS} tags`, [
+          { path: 'tags', message: 'too many tags' },
+        ]);
       }
     },
 
@@ -177,7 +191,12 @@ export function createCustomersService({ db, clock = Date.now, auth, passwordMin
         if (fk === undefined) throw err;
         throw fk.includes('customer_id') ? new NotFound('Customer') : new NotFound('Device');
       }
-      bus?.emit('customer.devices_changed', { projectId: scope.projectId, customerId: id, deviceIds: ids, bound: true });
+      bus?.emit('customer.devices_changed', {
+        projectId: scope.projectId,
+        customerId: id,
+        deviceIds: ids,
+        bound: true,
+      });
     },
 
     /** Ids that are not bound (or not devices at all) are ignored: the call states the wanted end state. */
@@ -185,7 +204,12 @@ export function createCustomersService({ db, clock = Date.now, auth, passwordMin
       await mustExist(scope, id);
       const ids = [...new Set(deviceIds)];
       await customers.unbindDevices(scope.projectId, id, ids);
-      bus?.emit('customer.devices_changed', { projectId: scope.projectId, customerId: id, deviceIds: ids, bound: false });
+      bus?.emit('customer.devices_changed', {
+        projectId: scope.projectId,
+        customerId: id,
+        deviceIds: ids,
+        bound: false,
+      });
     },
   };
 }

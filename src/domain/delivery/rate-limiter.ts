@@ -33,7 +33,12 @@ export interface RateLimiterOptions {
   clock?: () => number;
 }
 
-export const RATE_DEFAULTS = { projectRate: 5_000, maxDelayMs: 10_000, abuseFactor: 10, abuseWindowMs: 10_000 } as const;
+export const RATE_DEFAULTS = {
+  projectRate: 5_000,
+  maxDelayMs: 10_000,
+  abuseFactor: 10,
+  abuseWindowMs: 10_000,
+} as const;
 
 interface Bucket {
   rate: number;
@@ -73,7 +78,8 @@ export function createRateLimiter(options: Partial<RateLimiterOptions> = {}): Ra
     lastSweep = now;
     for (const map of [devices, projects]) {
       for (const [key, b] of map) {
-        if (now - b.last > o.abuseWindowMs && b.tokens + ((now - b.last) / 1000) * b.rate >= b.rate * 2) map.delete(key);
+        if (now - b.last > o.abuseWindowMs && b.tokens + ((now - b.last) / 1000) * b.rate >= b.rate * 2)
+          map.delete(key);
       }
     }
   }

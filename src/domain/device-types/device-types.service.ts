@@ -11,7 +11,13 @@ import {
 import { BadRequest, Conflict, NotFound, StateConflict, type FieldError } from '../../errors.ts';
 import { newId, randomToken } from '../../lib/ids.ts';
 import type { Scope } from '../auth/principal.ts';
-import { customInfoOptions, STANDARD_INFO_TYPES, STANDARD_INFOS, standardInfoOptions, type CustomInfoType } from './extend-info-types.ts';
+import {
+  customInfoOptions,
+  STANDARD_INFO_TYPES,
+  STANDARD_INFOS,
+  standardInfoOptions,
+  type CustomInfoType,
+} from './extend-info-types.ts';
 
 /** "1" direct device, "2" gateway sub-device, "3" gateway (device-protocol.md §4, §8). */
 export const CONN_TYPES = ['1', '2', '3'] as const;
@@ -43,7 +49,10 @@ export const attributeDataOptions = {
       choices: z.array(z.string().max(256)).min(1).max(100).optional(),
     })
     .strict()
-    .refine((o) => o.max_length === undefined || !o.choices?.some((c) => c.length > o.max_length!), 'choices must fit in max_length'),
+    .refine(
+      (o) => o.max_length === undefined || !o.choices?.some((c) => c.length > o.max_length!),
+      'choices must fit in max_length',
+    ),
   boolean: z.object({ true_text: OptionText.optional(), false_text: OptionText.optional() }).strict(),
   object: z.object({}).strict(),
   array: z.object({}).strict(),
@@ -229,7 +238,8 @@ export function createDeviceTypesService({ db, clock = Date.now, onDataSettingsC
   }
 
   function duplicate(err: unknown, constraintPart: string, message: string): never {
-    if (uniqueViolation(err)?.includes(constraintPart)) throw new Conflict(message, [{ path: 'identifier', message: 'already exists' }]);
+    if (uniqueViolation(err)?.includes(constraintPart))
+      throw new Conflict(message, [{ path: 'identifier', message: 'already exists' }]);
     throw err;
   }
 
@@ -250,9 +260,10 @@ export function createDeviceTypesService({ db, clock = Date.now, onDataSettingsC
   async function checkSingleTcpBinding(projectId: string, typeId: string, exceptId: string | undefined, tx: Tx) {
     const bound = await types.tcpBoundStream(projectId, typeId, exceptId, tx);
     if (bound) {
-      throw new Conflict(`The device type already has a TCP-bound data stream ("${bound.identifier}"); unbind it first`, [
-        { path: 'tcp_bound', message: 'another stream is bound to TCP' },
-      ]);
+      throw new Conflict(
+        `The device type already has a TCP-bound data stream ("${bound.identifier}"); unbind it first`,
+        [{ path: 'tcp_bound', message: 'another stream is bound to TCP' }],
+      );
     }
   }
 
@@ -329,7 +340,8 @@ export function createDeviceTypesService({ db, clock = Date.now, onDataSettingsC
     async resetTypeKey(scope: Scope, id: string) {
       await mustGetType(scope.projectId, id);
       const typeKey = await withFreshTypeKey(async (key) => {
-        if (!(await types.update(scope.projectId, id, { typeKey: key, updateTime: clock() }))) throw new NotFound('Device type');
+        if (!(await types.update(scope.projectId, id, { typeKey: key, updateTime: clock() })))
+          throw new NotFound('Device type');
       });
       return { type_key: typeKey };
     },
@@ -365,7 +377,11 @@ export function createDeviceTypesService({ db, clock = Date.now, onDataSettingsC
           updateTime: now,
         });
       } catch (err) {
-        duplicate(err, 'attribute_models_type_ident', `The device type already has an attribute model "${input.identifier}"`);
+        duplicate(
+          err,
+          'attribute_models_type_ident',
+          `The device type already has an attribute model "${input.identifier}"`,
+        );
       }
       return { id, identifier: input.identifier };
     },
@@ -514,7 +530,9 @@ export function createDeviceTypesService({ db, clock = Date.now, onDataSettingsC
     async updateExtendInfo(scope: Scope, typeId: string, infoId: string, patch: ExtendInfoPatch) {
       const row = await mustGetInfoDef(scope.projectId, typeId, infoId);
       const options =
-        patch.options !== undefined ? parseOptions(customInfoOptions[row.infoType as CustomInfoType], patch.options, 'options') : undefined;
+        patch.options !== undefined
+          ? parseOptions(customInfoOptions[row.infoType as CustomInfoType], patch.options, 'options')
+          : undefined;
       await types.updateInfoDef(scope.projectId, row.id, {
         ...(patch.name !== undefined ? { name: patch.name } : {}),
         ...(patch.descr !== undefined ? { descr: patch.descr } : {}),

@@ -27,8 +27,16 @@ export interface CertificateRequest {
 }
 
 /** device-protocol.md §4: conn_type "1" direct, "2" gateway sub-device, "3" gateway. */
-const KIND: Record<string, string> = { '1': 'a directly connected device', '2': 'a gateway sub-device', '3': 'a gateway' };
-const KINDS: Record<string, string> = { '1': 'directly connected devices', '2': 'gateway sub-devices', '3': 'gateways' };
+const KIND: Record<string, string> = {
+  '1': 'a directly connected device',
+  '2': 'a gateway sub-device',
+  '3': 'a gateway',
+};
+const KINDS: Record<string, string> = {
+  '1': 'directly connected devices',
+  '2': 'gateway sub-devices',
+  '3': 'gateways',
+};
 
 /**
  * Device certificates (device-protocol.md §4): a device that knows only the project key and its own
@@ -77,16 +85,21 @@ export function createCertificateService({ repo, devices, clock = Date.now, bus 
       const found = await existing(projectId, input.device_key, input.type_key);
       if (found) return found;
 
-      if (!input.type_key) throw new AppError(404, 'No device has this device_key, and no type_key was given to create one');
+      if (!input.type_key)
+        throw new AppError(404, 'No device has this device_key, and no type_key was given to create one');
       const type = await repo.typeByKey(projectId, input.type_key);
       if (!type) throw new NotFound('Device type');
       if (!type.allowAutoCreate) throw new Forbidden('The device type does not allow auto-creating devices');
-      if (input.customer_id && !(await repo.customerExists(projectId, input.customer_id))) throw new NotFound('Customer');
+      if (input.customer_id && !(await repo.customerExists(projectId, input.customer_id)))
+        throw new NotFound('Customer');
       options.beforeCreate?.(projectId);
 
       let id: string;
       try {
-        ({ id } = await devices.create({ projectId }, { name: input.device_key, type: type.id, device_key: input.device_key }));
+        ({ id } = await devices.create(
+          { projectId },
+          { name: input.device_key, type: type.id, device_key: input.device_key },
+        ));
       } catch (err) {
         // Two requests for the same new key at once: one creates, the other answers with its device.
         if (err instanceof AppError && err.errcode === 409) {
@@ -97,7 +110,12 @@ export function createCertificateService({ repo, devices, clock = Date.now, bus 
       }
       if (input.customer_id) {
         await repo.bindCustomer(projectId, input.customer_id, id, clock());
-        bus?.emit('customer.devices_changed', { projectId, customerId: input.customer_id, deviceIds: [id], bound: true });
+        bus?.emit('customer.devices_changed', {
+          projectId,
+          customerId: input.customer_id,
+          deviceIds: [id],
+          bound: true,
+        });
       }
       const created = await existing(projectId, input.device_key);
       if (!created) throw new NotFound('Device');

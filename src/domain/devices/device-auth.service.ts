@@ -22,7 +22,14 @@ const CREDENTIAL = /^[\x21-\x7e]+$/;
  * HTTP alike. Look-ups are cached so a reconnect storm of thousands of devices costs one query
  * per device, and concurrent look-ups of the same credential share one query.
  */
-export function createDeviceAuthService({ repo, bus, clock = Date.now, ttlMs = 60_000, negativeTtlMs = 5_000, maxEntries = 200_000 }: DeviceAuthDeps) {
+export function createDeviceAuthService({
+  repo,
+  bus,
+  clock = Date.now,
+  ttlMs = 60_000,
+  negativeTtlMs = 5_000,
+  maxEntries = 200_000,
+}: DeviceAuthDeps) {
   const cache = new Map<string, { identity: Promise<DeviceIdentity | undefined>; until: number; generation: number }>();
   /**
    * A look-up in flight while its device is revoked must not be cached: entries and revocations
@@ -72,7 +79,12 @@ export function createDeviceAuthService({ repo, bus, clock = Date.now, ttlMs = 6
       Math.max(revokedAt.get(identity.deviceId) ?? 0, projectRevokedAt.get(identity.projectId) ?? 0) > mark,
 
     authenticate(projectKey: string, accessToken: string): Promise<DeviceIdentity | undefined> {
-      if (projectKey.length > MAX_CREDENTIAL_LENGTH || accessToken.length > MAX_CREDENTIAL_LENGTH || !CREDENTIAL.test(projectKey) || !CREDENTIAL.test(accessToken)) {
+      if (
+        projectKey.length > MAX_CREDENTIAL_LENGTH ||
+        accessToken.length > MAX_CREDENTIAL_LENGTH ||
+        !CREDENTIAL.test(projectKey) ||
+        !CREDENTIAL.test(accessToken)
+      ) {
         return Promise.resolve(undefined);
       }
       const key = keyOf(projectKey, accessToken);
@@ -84,15 +96,16 @@ export function createDeviceAuthService({ repo, bus, clock = Date.now, ttlMs = 6
         keysOf.clear();
         devicesOf.clear();
       }
-      const identity = repo.byCredentials(projectKey, accessToken).then((row) =>
-        row ? { ...row, connType: row.connType ?? '1' } : undefined,
-      );
+      const identity = repo
+        .byCredentials(projectKey, accessToken)
+        .then((row) => (row ? { ...row, connType: row.connType ?? '1' } : undefined));
       const entry = { identity, until: now + negativeTtlMs, generation: ++generation };
       cache.set(key, entry);
       identity.then(
         (id) => {
           if (!id || cache.get(key) !== entry) return;
-          if (Math.max(revokedAt.get(id.deviceId) ?? 0, projectRevokedAt.get(id.projectId) ?? 0) > entry.generation) cache.delete(key);
+          if (Math.max(revokedAt.get(id.deviceId) ?? 0, projectRevokedAt.get(id.projectId) ?? 0) > entry.generation)
+            cache.delete(key);
           else {
             entry.until = clock() + ttlMs;
             remember(key, id);

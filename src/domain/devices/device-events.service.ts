@@ -36,7 +36,9 @@ export function createDeviceEventsService({ repo, presence, bus, clock = Date.no
       const problem = unstorableJson({ method, params });
       if (problem) throw new BadRequest(problem, [{ path: 'params', message: problem }]);
       if (Buffer.byteLength(JSON.stringify(params)) > MAX_EVENT_PARAMS_BYTES) {
-        throw new BadRequest(`Event params are larger than ${MAX_EVENT_PARAMS_BYTES} bytes`, [{ path: 'params', message: 'too large' }]);
+        throw new BadRequest(`Event params are larger than ${MAX_EVENT_PARAMS_BYTES} bytes`, [
+          { path: 'params', message: 'too large' },
+        ]);
       }
       const id = newId(clock());
       await repo.insert({ id, projectId: identity.projectId, deviceId: identity.deviceId, method, params, ts });

@@ -53,7 +53,12 @@ export function deviceView(d: DeviceWithType) {
     online: d.online,
     type: d.typeId ?? '',
     type_info: d.typeId
-      ? { id: d.typeId, name: d.typeName ?? '', conn_type: d.typeConnType ?? '1', conn_protocol: d.typeConnProtocol ?? 'mqtt' }
+      ? {
+          id: d.typeId,
+          name: d.typeName ?? '',
+          conn_type: d.typeConnType ?? '1',
+          conn_protocol: d.typeConnProtocol ?? 'mqtt',
+        }
       : UNTYPED,
   };
 }
@@ -61,7 +66,14 @@ export function deviceView(d: DeviceWithType) {
 /** "" means "no device key" (http-api.md §3). */
 const keyOrNull = (key: string | undefined) => (key === undefined ? undefined : key === '' ? null : key);
 
-export function createDevicesService({ devices, projects, bus, clock = Date.now, countCacheMs = 2_000, presence }: DevicesServiceDeps) {
+export function createDevicesService({
+  devices,
+  projects,
+  bus,
+  clock = Date.now,
+  countCacheMs = 2_000,
+  presence,
+}: DevicesServiceDeps) {
   const totals = new TtlCache<number>(countCacheMs, clock);
   const stats = new TtlCache<Awaited<ReturnType<DevicesRepository['stats']>>>(countCacheMs, clock);
   const cachedStats = (scope: Scope) => stats.get(scope.projectId, scope.customerId ?? '', () => devices.stats(scope));
@@ -100,7 +112,12 @@ export function createDevicesService({ devices, projects, bus, clock = Date.now,
     async list(scope: Scope, filter: DeviceFilter, page: number, pageRecords: number) {
       if (filter.groupIds?.length) {
         await checkGroups(scope.projectId, filter.groupIds);
-        if (filter.includeSubGroups) filter = { ...filter, groupIds: await devices.subtreeGroupIds(scope.projectId, filter.groupIds), includeSubGroups: false };
+        if (filter.includeSubGroups)
+          filter = {
+            ...filter,
+            groupIds: await devices.subtreeGroupIds(scope.projectId, filter.groupIds),
+            includeSubGroups: false,
+          };
       }
       const offset = (page - 1) * pageRecords;
       await presence?.settle();
@@ -109,7 +126,9 @@ export function createDevicesService({ devices, projects, bus, clock = Date.now,
       const total =
         rows.length > 0 && rows.length < pageRecords
           ? offset + rows.length
-          : await totals.get(scope.projectId, JSON.stringify([scope.customerId, filter]), () => devices.total(scope, filter));
+          : await totals.get(scope.projectId, JSON.stringify([scope.customerId, filter]), () =>
+              devices.total(scope, filter),
+            );
       return { items: rows.map(view), total, page_total: Math.ceil(total / pageRecords) };
     },
 
@@ -172,7 +191,11 @@ export function createDevicesService({ devices, projects, bus, clock = Date.now,
       return { id, name: input.name };
     },
 
-    async updateInfo(scope: Scope, id: string, patch: { name?: string; descr?: string; device_key?: string; disabled?: boolean }) {
+    async updateInfo(
+      scope: Scope,
+      id: string,
+      patch: { name?: string; descr?: string; device_key?: string; disabled?: boolean },
+    ) {
       const before = await mustGet(scope, id);
       const deviceKey = keyOrNull(patch.device_key);
       try {
@@ -189,14 +212,16 @@ export function createDevicesService({ devices, projects, bus, clock = Date.now,
       bus.emit('device.updated', { projectId: scope.projectId, deviceId: id });
       // Disabling ends the device's connections and cached logins at once; enabling drops the cached
       // "disabled" so it may log in again right away.
-      if (patch.disabled !== undefined && patch.disabled !== before.disabled) bus.emit('device.credentials_revoked', { projectId: scope.projectId, deviceId: id });
+      if (patch.disabled !== undefined && patch.disabled !== before.disabled)
+        bus.emit('device.credentials_revoked', { projectId: scope.projectId, deviceId: id });
     },
 
     async mergeTags(scope: Scope, id: string, tags: Record<string, string>) {
       await mustGet(scope, id);
       const outcome = await devices.mergeTags(scope.projectId, id, tags, MAX_TAGS, clock());
       if (outcome === 'missing') throw new NotFound('Device');
-      if (outcome === 'too-many') throw new BadRequest(`A device has at most ${MAX_TAGS} tags`, [{ path: 'tags', message: 'too many tags' }]);
+      if (outcome === 'too-many')
+        throw new BadRequest(`A device has at most ${MAX_TAGS} tags`, [{ path: 'tags', message: 'too many tags' }]);
     },
 
     async removeTags(scope: Scope, id: string, keys: string[]) {

@@ -105,7 +105,8 @@ export function createExtendInfosService({ devices, infos, clock = Date.now }: E
         if (parsed.success) accepted.push({ infoId: id, value: parsed.data });
         else errors.push(...issuesOf(`infos.${id}`, parsed.error));
       }
-      if (errors.length) throw new BadRequest(`Invalid extended info: ${errors[0]!.path}: ${errors[0]!.message}`, errors);
+      if (errors.length)
+        throw new BadRequest(`Invalid extended info: ${errors[0]!.path}: ${errors[0]!.message}`, errors);
       await infos.upsert(scope.projectId, deviceId, accepted, clock());
       return Object.fromEntries(accepted.map((a) => [a.infoId, a.value]));
     },

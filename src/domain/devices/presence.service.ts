@@ -21,7 +21,14 @@ export interface PresenceServiceDeps {
  * Online state and last activity of devices (device-protocol.md §11), kept in memory and flushed in
  * batches: a report costs a map update, not a database write. Online changes are domain events.
  */
-export function createPresenceService({ repo, bus, logger, clock = Date.now, flushMs = 1_000, onOnlineWritten }: PresenceServiceDeps) {
+export function createPresenceService({
+  repo,
+  bus,
+  logger,
+  clock = Date.now,
+  flushMs = 1_000,
+  onOnlineWritten,
+}: PresenceServiceDeps) {
   let pending = new Map<string, PresenceRow>();
   let timer: NodeJS.Timeout | undefined;
   let flushing: Promise<void> = Promise.resolve();
@@ -68,7 +75,13 @@ export function createPresenceService({ repo, bus, logger, clock = Date.now, flu
       pending = new Map();
       onlineProjects = new Set();
       // Readers of `running` go on once the bookkeeping below is done (the whole run has ended).
-      running = { version, done: run.then(() => {}, () => {}) };
+      running = {
+        version,
+        done: run.then(
+          () => {},
+          () => {},
+        ),
+      };
       try {
         await repo.apply(batch);
         running = undefined;

@@ -7,11 +7,33 @@ import { EventEmitter } from 'node:events';
 export interface DomainEvents {
   'device.online': { projectId: string; deviceId: string; transport: string; ts: number };
   'device.offline': { projectId: string; deviceId: string; transport: string; ts: number; reason: string };
-  'device.attributes': { projectId: string; deviceId: string; attributes: Record<string, unknown>; attrType: 'report' | 'push' | 'cloud'; ts: number };
+  'device.attributes': {
+    projectId: string;
+    deviceId: string;
+    attributes: Record<string, unknown>;
+    attrType: 'report' | 'push' | 'cloud';
+    ts: number;
+  };
   'device.event': { projectId: string; deviceId: string; method: string; params: unknown; ts: number };
-  'device.command_reply': { projectId: string; deviceId: string; commandId: string; seq: number; method: string; params: unknown; ts: number };
+  'device.command_reply': {
+    projectId: string;
+    deviceId: string;
+    commandId: string;
+    seq: number;
+    method: string;
+    params: unknown;
+    ts: number;
+  };
   /** A custom-data-stream message (device-protocol.md §7), recorded: `up` from the device, `down` sent to it. */
-  'device.data': { projectId: string; deviceId: string; identifier: string; direction: 'up' | 'down'; transport: 'mqtt' | 'tcp'; payload: Buffer; ts: number };
+  'device.data': {
+    projectId: string;
+    deviceId: string;
+    identifier: string;
+    direction: 'up' | 'down';
+    transport: 'mqtt' | 'tcp';
+    payload: Buffer;
+    ts: number;
+  };
   /**
    * The project is gone: every session of its devices (direct, TCP, gateways and their sub-devices)
    * and of its application subscribers closes, and no cached login of it is used again.
@@ -26,12 +48,21 @@ export interface DomainEvents {
   /** The device is gone; what it left outside foreign keys (history) is removed. */
   'device.deleted': { projectId: string; deviceId: string };
   /** A sub-device was attached to a gateway, moved to another address, or detached (device-protocol.md §8). */
-  'device.gateway_changed': { projectId: string; deviceId: string; gatewayId: string | null; previousGatewayId: string | null };
+  'device.gateway_changed': {
+    projectId: string;
+    deviceId: string;
+    gatewayId: string | null;
+    previousGatewayId: string | null;
+  };
   /**
    * An alarm-log entry was written (src/domain/alarms): a trigger (`status` 1) or the end of an
    * alarm (`status` 0: recovered, cleared by an operator, or its rule deleted/disabled).
    */
-  'device.alarm': { projectId: string; deviceId: string; alarm: { id: string; status: number; level: number; info: Record<string, unknown>; ts: number } };
+  'device.alarm': {
+    projectId: string;
+    deviceId: string;
+    alarm: { id: string; status: number; level: number; info: Record<string, unknown>; ts: number };
+  };
   /**
    * An app, administrator or customer was deleted or changed its secret or password: its tokens issued
    * before now no longer work, and its live event streams (http-api.md §4.14) check theirs again.

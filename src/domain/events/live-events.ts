@@ -57,12 +57,22 @@ export function createLiveEvents({ bus, deviceInfo, boundDeviceIds, logger }: Li
   const listeners = new Map<string, Set<LiveListener>>();
   const devices = new TtlCache<{ name: string; viewToken: string } | undefined>(30_000);
   /** Customer watches by customer id: the devices each may see, kept current by binding changes. */
-  const customers = new Map<string, Set<{ bound: Set<string>; pending?: Array<DomainEvents['customer.devices_changed']> }>>();
+  const customers = new Map<
+    string,
+    Set<{ bound: Set<string>; pending?: Array<DomainEvents['customer.devices_changed']> }>
+  >();
 
   const deliver = (projectId: string, deviceId: string, info: { name: string; viewToken: string }, built: Built) => {
     const set = listeners.get(projectId);
     if (!set) return;
-    const message: LiveMessage = { projectId, deviceId, viewToken: info.viewToken, kind: built.kind, topic: built.topic, json: JSON.stringify(built.body({ id: deviceId, name: info.name })) };
+    const message: LiveMessage = {
+      projectId,
+      deviceId,
+      viewToken: info.viewToken,
+      kind: built.kind,
+      topic: built.topic,
+      json: JSON.stringify(built.body({ id: deviceId, name: info.name })),
+    };
     for (const listener of set) {
       try {
         listener(message);
@@ -79,37 +89,77 @@ export function createLiveEvents({ bus, deviceInfo, boundDeviceIds, logger }: Li
       if (cached.value) deliver(projectId, deviceId, cached.value, built);
       return;
     }
-    devices.get(projectId, deviceId, () => deviceInfo(projectId, deviceId)).then(
-      (info) => info && deliver(projectId, deviceId, info, built),
-      (err: unknown) => logger.warn({ err, projectId, deviceId }, 'live event not published'),
-    );
+    devices
+      .get(projectId, deviceId, () => deviceInfo(projectId, deviceId))
+      .then(
+        (info) => info && deliver(projectId, deviceId, info, built),
+        (err: unknown) => logger.warn({ err, projectId, deviceId }, 'live event not published'),
+      );
   };
 
   const offBus = [
     // Each handler asks first whether anybody listens to the project: for a project nobody listens to,
     // an event costs that one map look-up, and nothing (message, closure, topic) is built.
     bus.on('device.attributes', (e) => {
-      if (listeners.has(e.projectId)) publish(e.projectId, e.deviceId, { kind: 'attributes', topic: 'attributes', body: (device) => ({ device, attributes: e.attributes, attr_type: e.attrType, ts: e.ts }) });
+      if (listeners.has(e.projectId))
+        publish(e.projectId, e.deviceId, {
+          kind: 'attributes',
+          topic: 'attributes',
+          body: (device) => ({ device, attributes: e.attributes, attr_type: e.attrType, ts: e.ts }),
+        });
     }),
     bus.on('device.event', (e) => {
-      if (listeners.has(e.projectId)) publish(e.projectId, e.deviceId, { kind: 'event', topic: 'event', body: (device) => ({ device, method: e.method, params: e.params, ts: e.ts }) });
+      if (listeners.has(e.projectId))
+        publish(e.projectId, e.deviceId, {
+          kind: 'event',
+          topic: 'event',
+          body: (device) => ({ device, method: e.method, params: e.params, ts: e.ts }),
+        });
     }),
     bus.on('device.command_reply', (e) => {
       if (!listeners.has(e.projectId)) return;
-      publish(e.projectId, e.deviceId, { kind: 'command_reply', topic: 'command_reply', body: (device) => ({ device, id: e.seq, command_id: e.commandId, method: e.method, params: e.params, ts: e.ts }) });
+      publish(e.projectId, e.deviceId, {
+        kind: 'command_reply',
+        topic: 'command_reply',
+        body: (device) => ({
+          device,
+          id: e.seq,
+          command_id: e.commandId,
+          method: e.method,
+          params: e.params,
+          ts: e.ts,
+        }),
+      });
     }),
     bus.on('device.online', (e) => {
-      if (listeners.has(e.projectId)) publish(e.projectId, e.deviceId, { kind: 'online', topic: 'online', body: (device) => ({ device, online: true, ts: e.ts }) });
+      if (listeners.has(e.projectId))
+        publish(e.projectId, e.deviceId, {
+          kind: 'online',
+          topic: 'online',
+          body: (device) => ({ device, online: true, ts: e.ts }),
+        });
     }),
     bus.on('device.offline', (e) => {
-      if (listeners.has(e.projectId)) publish(e.projectId, e.deviceId, { kind: 'online', topic: 'online', body: (device) => ({ device, online: false, ts: e.ts }) });
+      if (listeners.has(e.projectId))
+        publish(e.projectId, e.deviceId, {
+          kind: 'online',
+          topic: 'online',
+          body: (device) => ({ device, online: false, ts: e.ts }),
+        });
     }),
     bus.on('device.data', (e) => {
       if (!listeners.has(e.projectId)) return;
       publish(e.projectId, e.deviceId, {
         kind: 'data',
         topic: `data/${e.identifier}`,
-        body: (device) => ({ device, identifier: e.identifier, direction: e.direction, transport: e.transport, hex: e.payload.toString('hex'), ts: e.ts }),
+        body: (device) => ({
+          device,
+          identifier: e.identifier,
+          direction: e.direction,
+          transport: e.transport,
+          hex: e.payload.toString('hex'),
+          ts: e.ts,
+        }),
       });
     }),
     bus.on('device.alarm', (e) => {
@@ -117,7 +167,14 @@ export function createLiveEvents({ bus, deviceInfo, boundDeviceIds, logger }: Li
       publish(e.projectId, e.deviceId, {
         kind: 'alarm',
         topic: 'alarm',
-        body: (device) => ({ device, id: e.alarm.id, alarm_status: e.alarm.status, alarm_level: e.alarm.level, alarm_info: e.alarm.info, ts: e.alarm.ts }),
+        body: (device) => ({
+          device,
+          id: e.alarm.id,
+          alarm_status: e.alarm.status,
+          alarm_level: e.alarm.level,
+          alarm_info: e.alarm.info,
+          ts: e.alarm.ts,
+        }),
       });
     }),
     // A renamed or deleted device is looked up again.
@@ -166,7 +223,10 @@ export function createLiveEvents({ bus, deviceInfo, boundDeviceIds, logger }: Li
       const { customerId } = scope;
       if (customerId !== undefined) {
         // Binding changes are recorded from now on and applied after the load: none is lost in between.
-        const w: { bound: Set<string>; pending?: Array<DomainEvents['customer.devices_changed']> } = { bound: new Set(), pending: [] };
+        const w: { bound: Set<string>; pending?: Array<DomainEvents['customer.devices_changed']> } = {
+          bound: new Set(),
+          pending: [],
+        };
         let set = customers.get(customerId);
         if (!set) customers.set(customerId, (set = new Set()));
         set.add(w);

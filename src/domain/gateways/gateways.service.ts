@@ -43,7 +43,9 @@ export function createGatewaysService({ repo, devices, sessions, bus, clock = Da
   async function mustBeGateway(scope: Scope, gatewayId: string) {
     const gateway = await deviceInScope(devices, scope, gatewayId);
     if (!gateway.typeId || gateway.typeConnType !== CONN_TYPE_GATEWAY) {
-      throw new BadRequest('The device is not a gateway: its device type must have conn_type "3"', [{ path: 'id', message: 'not a gateway' }]);
+      throw new BadRequest('The device is not a gateway: its device type must have conn_type "3"', [
+        { path: 'id', message: 'not a gateway' },
+      ]);
     }
     return gateway;
   }
@@ -54,13 +56,19 @@ export function createGatewaysService({ repo, devices, sessions, bus, clock = Da
      * same gateway changes its address; a device attached to another gateway must be detached first.
      */
     async attach(scope: Scope, gatewayId: string, input: AttachInput) {
-      if (!SUB_ADDRESS.test(input.address)) throw new BadRequest(`Invalid address: ${SUB_ADDRESS_RULE}`, [{ path: 'address', message: SUB_ADDRESS_RULE }]);
+      if (!SUB_ADDRESS.test(input.address))
+        throw new BadRequest(`Invalid address: ${SUB_ADDRESS_RULE}`, [{ path: 'address', message: SUB_ADDRESS_RULE }]);
       const gateway = await mustBeGateway(scope, gatewayId);
       const sub = await deviceInScope(devices, scope, input.device);
       if (!sub.typeId || sub.typeConnType !== CONN_TYPE_SUB_DEVICE) {
-        throw new BadRequest('The device is not a gateway sub-device: its device type must have conn_type "2"', [{ path: 'device', message: 'not a sub-device' }]);
+        throw new BadRequest('The device is not a gateway sub-device: its device type must have conn_type "2"', [
+          { path: 'device', message: 'not a sub-device' },
+        ]);
       }
-      const already = () => new Conflict(`The device is attached to another gateway (${sub.gatewayId ?? 'another one'}); detach it first`, [{ path: 'device', message: 'attached to another gateway' }]);
+      const already = () =>
+        new Conflict(`The device is attached to another gateway (${sub.gatewayId ?? 'another one'}); detach it first`, [
+          { path: 'device', message: 'attached to another gateway' },
+        ]);
       if (sub.gatewayId && sub.gatewayId !== gateway.id) throw already();
       const view = { id: sub.id, name: sub.name, gateway_id: gateway.id, address: input.address };
       if (sub.gatewayId === gateway.id && sub.subAddress === input.address) return view;
@@ -69,13 +77,20 @@ export function createGatewaysService({ repo, devices, sessions, bus, clock = Da
         attached = await repo.attach(scope.projectId, gateway.id, sub.id, input.address, clock());
       } catch (err) {
         if (uniqueViolation(err)?.includes('gateway_address')) {
-          throw new Conflict(`Address ${input.address} is already used by another sub-device of this gateway`, [{ path: 'address', message: 'already used' }]);
+          throw new Conflict(`Address ${input.address} is already used by another sub-device of this gateway`, [
+            { path: 'address', message: 'already used' },
+          ]);
         }
         throw err;
       }
       // Attached to another gateway between the read and the update.
       if (!attached) throw already();
-      bus.emit('device.gateway_changed', { projectId: scope.projectId, deviceId: sub.id, gatewayId: gateway.id, previousGatewayId: sub.gatewayId ?? null });
+      bus.emit('device.gateway_changed', {
+        projectId: scope.projectId,
+        deviceId: sub.id,
+        gatewayId: gateway.id,
+        previousGatewayId: sub.gatewayId ?? null,
+      });
       return view;
     },
 
@@ -84,7 +99,12 @@ export function createGatewaysService({ repo, devices, sessions, bus, clock = Da
       const gateway = await deviceInScope(devices, scope, gatewayId);
       const detached = await repo.detach(scope.projectId, gateway.id, [...new Set(deviceIds)], clock());
       for (const deviceId of detached) {
-        bus.emit('device.gateway_changed', { projectId: scope.projectId, deviceId, gatewayId: null, previousGatewayId: gateway.id });
+        bus.emit('device.gateway_changed', {
+          projectId: scope.projectId,
+          deviceId,
+          gatewayId: null,
+          previousGatewayId: gateway.id,
+        });
       }
       return { detached };
     },
@@ -94,9 +114,18 @@ export function createGatewaysService({ repo, devices, sessions, bus, clock = Da
       const gateway = await deviceInScope(devices, scope, gatewayId);
       const offset = (page - 1) * pageRecords;
       const rows = await repo.page(scope.projectId, gateway.id, pageRecords, offset);
-      const total = rows.length > 0 && rows.length < pageRecords ? offset + rows.length : await repo.total(scope.projectId, gateway.id);
+      const total =
+        rows.length > 0 && rows.length < pageRecords
+          ? offset + rows.length
+          : await repo.total(scope.projectId, gateway.id);
       return {
-        items: rows.map((r) => ({ id: r.id, name: r.name, type: r.typeId ?? '', address: r.address, online: sessions.isOnline(r.id) })),
+        items: rows.map((r) => ({
+          id: r.id,
+          name: r.name,
+          type: r.typeId ?? '',
+          address: r.address,
+          online: sessions.isOnline(r.id),
+        })),
         total,
         page_total: Math.ceil(total / pageRecords),
       };
@@ -106,7 +135,10 @@ export function createGatewaysService({ repo, devices, sessions, bus, clock = Da
      * The sub-device at `address` of this gateway, or undefined: a gateway speaks only for its own
      * sub-devices (the look-up is within the gateway and its project).
      */
-    async subDevice(gateway: Pick<DeviceIdentity, 'projectId' | 'deviceId'>, address: string): Promise<DeviceIdentity | undefined> {
+    async subDevice(
+      gateway: Pick<DeviceIdentity, 'projectId' | 'deviceId'>,
+      address: string,
+    ): Promise<DeviceIdentity | undefined> {
       if (!SUB_ADDRESS.test(address)) return undefined;
       const row = await repo.subByAddress(gateway.projectId, gateway.deviceId, address);
       return row && { ...row, connType: row.connType ?? '1' };

@@ -44,15 +44,27 @@ const DAY_MS = 86_400_000;
  * history retention per project, README "Telemetry history"). Read on hot paths (every connection, every back-dated report),
  * so cached per node for a few seconds; a change on this node applies at once.
  */
-export function createProjectSettingsService({ db, defaults, clock = Date.now, cacheMs = 10_000 }: ProjectSettingsDeps) {
+export function createProjectSettingsService({
+  db,
+  defaults,
+  clock = Date.now,
+  cacheMs = 10_000,
+}: ProjectSettingsDeps) {
   const cache = new TtlCache<ProjectSettings>(cacheMs, clock);
 
-  const view = (row: { deviceRateLimit: number | null; historyRetentionDays: number | null; customerPasswordMinLength: number | null }): ProjectSettings => ({
+  const view = (row: {
+    deviceRateLimit: number | null;
+    historyRetentionDays: number | null;
+    customerPasswordMinLength: number | null;
+  }): ProjectSettings => ({
     device_rate_limit: row.deviceRateLimit,
     history_retention_days: row.historyRetentionDays,
     customer_password_min_length: row.customerPasswordMinLength,
     effective: {
-      device_rate_limit: Math.min(row.deviceRateLimit ?? defaults.deviceRateLimit, defaults.deviceRateLimitMax ?? Infinity),
+      device_rate_limit: Math.min(
+        row.deviceRateLimit ?? defaults.deviceRateLimit,
+        defaults.deviceRateLimitMax ?? Infinity,
+      ),
       history_retention_days: row.historyRetentionDays ?? defaults.historyRetentionDays,
       customer_password_min_length: row.customerPasswordMinLength ?? DEFAULT_CUSTOMER_PASSWORD_MIN,
     },
@@ -64,10 +76,7 @@ export function createProjectSettingsService({ db, defaults, clock = Date.now, c
   };
 
   async function load(projectId: string): Promise<ProjectSettings> {
-    const [row] = await db
-      .select(columns)
-      .from(projects)
-      .where(eq(projects.id, projectId));
+    const [row] = await db.select(columns).from(projects).where(eq(projects.id, projectId));
     if (!row) throw new NotFound('Project');
     return view(row);
   }
@@ -79,23 +88,27 @@ export function createProjectSettingsService({ db, defaults, clock = Date.now, c
 
     async update(
       scope: Scope,
-      patch: { device_rate_limit?: number | null; history_retention_days?: number | null; customer_password_min_length?: number | null },
+      patch: {
+        device_rate_limit?: number | null;
+        history_retention_days?: number | null;
+        customer_password_min_length?: number | null;
+      },
     ): Promise<ProjectSettings> {
       const max = defaults.deviceRateLimitMax;
       if (max !== undefined && patch.device_rate_limit != null && patch.device_rate_limit > max) {
-        throw new BadRequest(`device_rate_limit is at most ${max} messages per second on this server`, [{ path: 'device_rate_limit', message: `at most ${max}` }]);
+        throw new BadRequest(`device_rate_limit is at most ${max} messages per second on this server`, [
+          { path: 'device_rate_limit', message: `at most ${max}` },
+        ]);
       }
       const set = {
         ...(patch.device_rate_limit !== undefined ? { deviceRateLimit: patch.device_rate_limit } : {}),
         ...(patch.history_retention_days !== undefined ? { historyRetentionDays: patch.history_retention_days } : {}),
-        ...(patch.customer_password_min_length !== undefined ? { customerPasswordMinLength: patch.customer_password_min_length } : {}),
+        ...(patch.customer_password_min_length !== undefined
+          ? { customerPasswordMinLength: patch.customer_password_min_length }
+          : {}),
         updateTime: clock(),
       };
-      const [row] = await db
-        .update(projects)
-        .set(set)
-        .where(eq(projects.id, scope.projectId))
-        .returning(columns);
+      const [row] = await db.update(projects).set(set).where(eq(projects.id, scope.projectId)).returning(columns);
       if (!row) throw new NotFound('Project');
       cache.invalidate(scope.projectId);
       return view(row);

@@ -31,7 +31,13 @@ export interface ProjectsServiceDeps {
   clock?: () => number;
 }
 
-export function createProjectsService({ projects, auth, bus, machineSecrets = createMachineSecrets(undefined), clock = Date.now }: ProjectsServiceDeps) {
+export function createProjectsService({
+  projects,
+  auth,
+  bus,
+  machineSecrets = createMachineSecrets(undefined),
+  clock = Date.now,
+}: ProjectsServiceDeps) {
   return {
     /** Creates a tenant with its first API app and its administrator account `admin`. */
     async create(input: CreateProjectInput): Promise<CreatedProject> {
@@ -55,7 +61,15 @@ export function createProjectsService({ projects, auth, bus, machineSecrets = cr
           updateTime: now,
         },
         { id: appId, projectId: id, name: 'default', accessKey, secretHash, createTime: now },
-        { id: newId(now), projectId: id, account: 'admin', name: 'Administrator', passwordHash, createTime: now, updateTime: now },
+        {
+          id: newId(now),
+          projectId: id,
+          account: 'admin',
+          name: 'Administrator',
+          passwordHash,
+          createTime: now,
+          updateTime: now,
+        },
       );
       return {
         id,

@@ -28,8 +28,13 @@ const MAX_INPUT = 256;
  * (device-protocol.md §9). The key appears in every subscribed topic, so it stays stable across
  * secret rotations unless the caller asks for a new one; the secret is shown once and stored hashed.
  */
-export function createViewKeyService({ db, clock = Date.now, bus, viewKeys = createViewKeysRepository(db), machineSecrets = createMachineSecrets(undefined) }: ViewKeyServiceDeps) {
-
+export function createViewKeyService({
+  db,
+  clock = Date.now,
+  bus,
+  viewKeys = createViewKeysRepository(db),
+  machineSecrets = createMachineSecrets(undefined),
+}: ViewKeyServiceDeps) {
   return {
     async get(scope: Scope) {
       const row = await viewKeys.byProject(scope.projectId);
@@ -48,7 +53,11 @@ export function createViewKeyService({ db, clock = Date.now, bus, viewKeys = cre
       for (let attempt = 0; ; attempt++) {
         const viewKey = newKey ? randomToken(VIEW_KEY_LENGTH) : row.viewKey!;
         try {
-          const ok = await viewKeys.set(scope.projectId, { ...(newKey ? { viewKey } : {}), viewSecretHash, updateTime: clock() });
+          const ok = await viewKeys.set(scope.projectId, {
+            ...(newKey ? { viewKey } : {}),
+            viewSecretHash,
+            updateTime: clock(),
+          });
           if (!ok) throw new NotFound('Project');
           // Subscribers logged in with the old secret (or key) are disconnected at once.
           bus?.emit('project.viewers_revoked', { projectId: scope.projectId });
@@ -62,7 +71,13 @@ export function createViewKeyService({ db, clock = Date.now, bus, viewKeys = cre
     /** For the broker: the project a view key and secret belong to, or undefined when they do not match. */
     async verify(viewKey: string, secret: string): Promise<{ projectId: string } | undefined> {
       // Issued keys and secrets are printable ASCII: other text cannot match and never reaches the database.
-      if (viewKey.length > MAX_INPUT || secret.length > MAX_INPUT || !/^[\x21-\x7e]+$/.test(viewKey) || !/^[\x21-\x7e]+$/.test(secret)) return undefined;
+      if (
+        viewKey.length > MAX_INPUT ||
+        secret.length > MAX_INPUT ||
+        !/^[\x21-\x7e]+$/.test(viewKey) ||
+        !/^[\x21-\x7e]+$/.test(secret)
+      )
+        return undefined;
       const row = await viewKeys.byViewKey(viewKey);
       if (!row?.viewSecretHash) {
         // An unknown key costs the same verification as a known one, so timing does not reveal keys.

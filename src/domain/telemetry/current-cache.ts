@@ -12,7 +12,10 @@ const writeCheckpoint = (tx: Tx, ts: number) =>
   tx
     .insert(telemetryCheckpoints)
     .values({ name: CHECKPOINT, ts })
-    .onConflictDoUpdate({ target: telemetryCheckpoints.name, set: { ts: sql`greatest(${telemetryCheckpoints.ts}, excluded.ts)` } });
+    .onConflictDoUpdate({
+      target: telemetryCheckpoints.name,
+      set: { ts: sql`greatest(${telemetryCheckpoints.ts}, excluded.ts)` },
+    });
 
 export interface CurrentCacheOptions {
   db: Db;
@@ -40,7 +43,14 @@ export interface CurrentCacheOptions {
  * checkpoint holds only reports received at most `freshMs` before it; slower ones were written with
  * their batch). Reads on this node overlay what is waiting, so they never go backwards.
  */
-export function createCurrentCache({ db, history, clock = Date.now, flushMs = 1_000, freshMs = 30_000, logger }: CurrentCacheOptions) {
+export function createCurrentCache({
+  db,
+  history,
+  clock = Date.now,
+  flushMs = 1_000,
+  freshMs = 30_000,
+  logger,
+}: CurrentCacheOptions) {
   /** deviceId → identifier → newest committed value not yet written. */
   let pending = new Map<string, Map<string, TelemetryRow>>();
   let timer: NodeJS.Timeout | undefined;
@@ -65,7 +75,10 @@ export function createCurrentCache({ db, history, clock = Date.now, flushMs = 1_
     pending = new Map();
     try {
       await db.transaction(async (tx) => {
-        await history.upsertCurrent(tx, [...batch.values()].flatMap((m) => [...m.values()]));
+        await history.upsertCurrent(
+          tx,
+          [...batch.values()].flatMap((m) => [...m.values()]),
+        );
         await writeCheckpoint(tx, startedAt);
       });
     } catch (err) {
@@ -109,9 +122,18 @@ export function createCurrentCache({ db, history, clock = Date.now, flushMs = 1_
       for (const w of waiting.values()) {
         if (keys && !keys.includes(w.identifier)) continue;
         const stored = byId.get(w.identifier);
-        if (!stored || stored.ts <= w.ts) byId.set(w.identifier, { identifier: w.identifier, value: w.value, attrType: w.attrType, dataType: w.dataType, ts: w.ts });
+        if (!stored || stored.ts <= w.ts)
+          byId.set(w.identifier, {
+            identifier: w.identifier,
+            value: w.value,
+            attrType: w.attrType,
+            dataType: w.dataType,
+            ts: w.ts,
+          });
       }
-      return [...byId.values()].sort((a, b) => (a.identifier < b.identifier ? -1 : a.identifier > b.identifier ? 1 : 0));
+      return [...byId.values()].sort((a, b) =>
+        a.identifier < b.identifier ? -1 : a.identifier > b.identifier ? 1 : 0,
+      );
     },
 
     /** Forgets waiting values (attributes_remove, device deleted). */
@@ -124,7 +146,9 @@ export function createCurrentCache({ db, history, clock = Date.now, flushMs = 1_
     /** Rebuilds current values lost by a crash from history; run before accepting devices. */
     async recover(): Promise<number> {
       const startedAt = clock();
-      const rows = rowsOf<{ ts: string | number }>(await db.execute(sql`select ts from telemetry_checkpoints where name = ${CHECKPOINT}`));
+      const rows = rowsOf<{ ts: string | number }>(
+        await db.execute(sql`select ts from telemetry_checkpoints where name = ${CHECKPOINT}`),
+      );
       const n = rows.length ? await history.rebuildCurrentSince(Number(rows[0]!.ts) - freshMs) : 0;
       if (n) logger?.info({ values: n }, 'current values recovered from history');
       // Everything before this start is now current: a crash before the first flush recovers from here.

@@ -1,6 +1,11 @@
 import { deviceInScope } from '../devices/device-in-scope.ts';
 import { unstorableJson } from '../../lib/unstorable-text.ts';
-import type { AttrDataType, AttributeValueInput, AttributeValuesRepository, AttrType } from '../../db/repositories/attribute-values.repository.ts';
+import type {
+  AttrDataType,
+  AttributeValueInput,
+  AttributeValuesRepository,
+  AttrType,
+} from '../../db/repositories/attribute-values.repository.ts';
 import type { DevicesRepository } from '../../db/repositories/devices.repository.ts';
 import { BadRequest, StateConflict, type FieldError } from '../../errors.ts';
 import type { Scope } from '../auth/principal.ts';
@@ -41,7 +46,10 @@ function dataTypeOf(value: unknown): AttrDataType | undefined {
 
 function invalid(errors: FieldError[]): never {
   const first = errors[0];
-  throw new BadRequest(first ? `Invalid attributes: ${first.path || 'body'}: ${first.message}` : 'Invalid attributes', errors);
+  throw new BadRequest(
+    first ? `Invalid attributes: ${first.path || 'body'}: ${first.message}` : 'Invalid attributes',
+    errors,
+  );
 }
 
 /**
@@ -55,7 +63,8 @@ export function parseAttributes(input: unknown): AttributeValueInput[] {
   }
   const entries = Object.entries(input);
   if (!entries.length) invalid([{ path: '', message: 'give at least one attribute' }]);
-  if (entries.length > MAX_ATTRIBUTES) invalid([{ path: '', message: `at most ${MAX_ATTRIBUTES} attributes per message` }]);
+  if (entries.length > MAX_ATTRIBUTES)
+    invalid([{ path: '', message: `at most ${MAX_ATTRIBUTES} attributes per message` }]);
   const errors: FieldError[] = [];
   const values: AttributeValueInput[] = [];
   let total = 0;
@@ -66,7 +75,10 @@ export function parseAttributes(input: unknown): AttributeValueInput[] {
     }
     const dataType = dataTypeOf(value);
     if (!dataType) {
-      errors.push({ path: identifier, message: 'value must be a finite number, a boolean, a string, an object or an array' });
+      errors.push({
+        path: identifier,
+        message: 'value must be a finite number, a boolean, a string, an object or an array',
+      });
       continue;
     }
     // Numbers and booleans are always storable and small (at most 24 bytes as JSON).
@@ -81,11 +93,13 @@ export function parseAttributes(input: unknown): AttributeValueInput[] {
       bytes = Buffer.byteLength(JSON.stringify(value));
     }
     total += bytes + identifier.length;
-    if (bytes > MAX_VALUE_BYTES) errors.push({ path: identifier, message: `value is larger than ${MAX_VALUE_BYTES} bytes` });
+    if (bytes > MAX_VALUE_BYTES)
+      errors.push({ path: identifier, message: `value is larger than ${MAX_VALUE_BYTES} bytes` });
     else values.push({ identifier, value, dataType });
   }
   if (errors.length) invalid(errors);
-  if (total > MAX_ATTRIBUTES_BYTES) invalid([{ path: '', message: `attributes are larger than ${MAX_ATTRIBUTES_BYTES} bytes in all` }]);
+  if (total > MAX_ATTRIBUTES_BYTES)
+    invalid([{ path: '', message: `attributes are larger than ${MAX_ATTRIBUTES_BYTES} bytes in all` }]);
   return values;
 }
 
@@ -106,7 +120,11 @@ function checkAgainst(byIdentifier: ModelsByIdentifier, values: AttributeValueIn
   const errors: FieldError[] = [];
   for (const v of values) {
     const model = byIdentifier.get(v.identifier);
-    if (model && model.dataType !== v.dataType) errors.push({ path: pathPrefix + v.identifier, message: `expected ${model.dataType} (attribute model), got ${v.dataType}` });
+    if (model && model.dataType !== v.dataType)
+      errors.push({
+        path: pathPrefix + v.identifier,
+        message: `expected ${model.dataType} (attribute model), got ${v.dataType}`,
+      });
   }
   if (errors.length) invalid(errors);
 }
@@ -126,7 +144,9 @@ export function checkModels(
   if (!models || !identity.typeId) return undefined;
   const cached = models.cached?.(identity.projectId, identity.typeId);
   if (cached) return void checkAgainst(cached, values, pathPrefix);
-  return models(identity.projectId, identity.typeId).then((byIdentifier) => checkAgainst(byIdentifier, values, pathPrefix));
+  return models(identity.projectId, identity.typeId).then((byIdentifier) =>
+    checkAgainst(byIdentifier, values, pathPrefix),
+  );
 }
 
 /**
@@ -134,10 +154,38 @@ export function checkModels(
  * (http-api.md §3 "Device communication"). `report` is the single entry of device reports, whatever
  * the transport: values go through the ingest pipeline (history and current values, group commit).
  */
-export function createCurrentValuesService({ repo, devices, sessions, presence, bus, ingest, models, retention, clock = Date.now }: CurrentValuesDeps) {
+export function createCurrentValuesService({
+  repo,
+  devices,
+  sessions,
+  presence,
+  bus,
+  ingest,
+  models,
+  retention,
+  clock = Date.now,
+}: CurrentValuesDeps) {
   /** `attributes`: the values as an object, when the caller has it already (the checked input). */
-  async function store(projectId: string, deviceId: string, values: AttributeValueInput[], attrType: AttrType, ts: number, attributes = objectOf(values)) {
-    await ingest.submit(values.map((v) => ({ projectId, deviceId, identifier: v.identifier, ts, value: v.value, dataType: v.dataType, attrType, history: attrType === 'report' })));
+  async function store(
+    projectId: string,
+    deviceId: string,
+    values: AttributeValueInput[],
+    attrType: AttrType,
+    ts: number,
+    attributes = objectOf(values),
+  ) {
+    await ingest.submit(
+      values.map((v) => ({
+        projectId,
+        deviceId,
+        identifier: v.identifier,
+        ts,
+        value: v.value,
+        dataType: v.dataType,
+        attrType,
+        history: attrType === 'report',
+      })),
+    );
     bus.emit('device.attributes', { projectId, deviceId, attributes, attrType, ts });
   }
 
@@ -148,18 +196,31 @@ export function createCurrentValuesService({ repo, devices, sessions, presence, 
    * last day (retention is whole days) of devices whose type's models are cached (or untyped) need no
    * look-up: they cost no promise.
    */
-  function checkReport(identity: DeviceIdentity, attributes: unknown, ts: number): AttributeValueInput[] | Promise<AttributeValueInput[]> {
+  function checkReport(
+    identity: DeviceIdentity,
+    attributes: unknown,
+    ts: number,
+  ): AttributeValueInput[] | Promise<AttributeValueInput[]> {
     const values = parseAttributes(attributes);
     const modelsLoading = checkModels(models, identity, values);
     const old = retention !== undefined && ts < clock() - DAY_MS;
     return modelsLoading || old ? lookedUp(identity, values, ts, modelsLoading, old) : values;
   }
 
-  async function lookedUp(identity: DeviceIdentity, values: AttributeValueInput[], ts: number, modelsLoading: Promise<void> | undefined, old: boolean): Promise<AttributeValueInput[]> {
+  async function lookedUp(
+    identity: DeviceIdentity,
+    values: AttributeValueInput[],
+    ts: number,
+    modelsLoading: Promise<void> | undefined,
+    old: boolean,
+  ): Promise<AttributeValueInput[]> {
     await modelsLoading;
     if (old && retention) {
       const oldest = await retention(identity.projectId);
-      if (ts < oldest) throw new BadRequest(`ts ${ts} is older than the project's history retention`, [{ path: 'ts', message: 'older than the history retention' }]);
+      if (ts < oldest)
+        throw new BadRequest(`ts ${ts} is older than the project's history retention`, [
+          { path: 'ts', message: 'older than the history retention' },
+        ]);
     }
     return values;
   }
@@ -191,7 +252,18 @@ export function createCurrentValuesService({ repo, devices, sessions, presence, 
       }
       const { projectId, deviceId } = identity;
       await ingest.submit(
-        checked.flatMap(({ ts, values }) => values.map((v) => ({ projectId, deviceId, identifier: v.identifier, ts, value: v.value, dataType: v.dataType, attrType: 'report' as const, history: true }))),
+        checked.flatMap(({ ts, values }) =>
+          values.map((v) => ({
+            projectId,
+            deviceId,
+            identifier: v.identifier,
+            ts,
+            value: v.value,
+            dataType: v.dataType,
+            attrType: 'report' as const,
+            history: true,
+          })),
+        ),
       );
       for (const { ts, values } of checked) {
         bus.emit('device.attributes', { projectId, deviceId, attributes: objectOf(values), attrType: 'report', ts });

@@ -24,17 +24,21 @@ export function encodeMessage(type: MessageType, msg: unknown): Buffer {
     if (problem) throw new BadRequest(problem, [{ path: 'msg', message: problem }]);
     bytes = Buffer.from(JSON.stringify(msg));
   } else {
-    if (typeof msg !== 'string') throw new BadRequest(`msg must be a string for type ${type}`, [{ path: 'msg', message: 'expected a string' }]);
+    if (typeof msg !== 'string')
+      throw new BadRequest(`msg must be a string for type ${type}`, [{ path: 'msg', message: 'expected a string' }]);
     if (type === 'text') bytes = Buffer.from(msg, 'utf8');
     else {
       const hex = msg.replace(/\s+/g, '');
       if (!/^(?:[0-9a-fA-F]{2})+$/.test(hex)) {
-        throw new BadRequest('msg must be hexadecimal digits in pairs (spaces allowed)', [{ path: 'msg', message: 'invalid hex' }]);
+        throw new BadRequest('msg must be hexadecimal digits in pairs (spaces allowed)', [
+          { path: 'msg', message: 'invalid hex' },
+        ]);
       }
       bytes = Buffer.from(hex, 'hex');
     }
   }
   if (!bytes.length) throw new BadRequest('msg must not be empty', [{ path: 'msg', message: 'empty' }]);
-  if (bytes.length > MAX_DATA_BYTES) throw new BadRequest(`msg is larger than ${MAX_DATA_BYTES} bytes`, [{ path: 'msg', message: 'too large' }]);
+  if (bytes.length > MAX_DATA_BYTES)
+    throw new BadRequest(`msg is larger than ${MAX_DATA_BYTES} bytes`, [{ path: 'msg', message: 'too large' }]);
   return bytes;
 }

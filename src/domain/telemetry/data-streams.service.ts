@@ -1,5 +1,10 @@
 import { randomInt } from 'node:crypto';
-import type { DataMessagesRepository, NewDataMessage, TimeRange, TypeDataProfile } from '../../db/repositories/data-messages.repository.ts';
+import type {
+  DataMessagesRepository,
+  NewDataMessage,
+  TimeRange,
+  TypeDataProfile,
+} from '../../db/repositories/data-messages.repository.ts';
 import type { DevicesRepository } from '../../db/repositories/devices.repository.ts';
 import { AppError, BadRequest, NotFound, StateConflict } from '../../errors.ts';
 import type { Scope } from '../auth/principal.ts';
@@ -58,12 +63,20 @@ export interface DataStreamsDeps {
 const FORMATS: readonly string[] = ['hex', 'text', 'json'];
 const formatOf = (f: string): StreamFormat => (FORMATS.includes(f) ? (f as StreamFormat) : 'hex');
 const EMPTY_PROFILE: TypeDataProfile = { streams: [], tcpHeartbeat: null, tcpFrameGapMs: null };
-const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** The stream a raw TCP link carries: the TCP-bound one, else a defined `stream`, else `stream` as hex. */
 export function tcpStreamOf(profile: TypeDataProfile): ResolvedStream {
-  const def = profile.streams.find((s) => s.tcpBound) ?? profile.streams.find((s) => s.identifier === DEFAULT_TCP_STREAM);
-  if (def) return { identifier: def.identifier, format: formatOf(def.format), mapToAttributes: def.mapToAttributes && def.format === 'json', defined: true };
+  const def =
+    profile.streams.find((s) => s.tcpBound) ?? profile.streams.find((s) => s.identifier === DEFAULT_TCP_STREAM);
+  if (def)
+    return {
+      identifier: def.identifier,
+      format: formatOf(def.format),
+      mapToAttributes: def.mapToAttributes && def.format === 'json',
+      defined: true,
+    };
   return { identifier: DEFAULT_TCP_STREAM, format: 'hex', mapToAttributes: false, defined: false };
 }
 
@@ -72,10 +85,21 @@ export function tcpStreamOf(profile: TypeDataProfile): ResolvedStream {
  * only those (over TCP also the implicit `stream` when none is bound); a type without definitions
  * (or no type) accepts any identifier, as a hex stream. Undefined = refused.
  */
-export function resolveStream(profile: TypeDataProfile, identifier: string, transport: Transport): ResolvedStream | undefined {
+export function resolveStream(
+  profile: TypeDataProfile,
+  identifier: string,
+  transport: Transport,
+): ResolvedStream | undefined {
   const def = profile.streams.find((s) => s.identifier === identifier);
-  if (def) return { identifier, format: formatOf(def.format), mapToAttributes: def.mapToAttributes && def.format === 'json', defined: true };
-  if (transport === 'tcp' && identifier === DEFAULT_TCP_STREAM && tcpStreamOf(profile).identifier === identifier) return tcpStreamOf(profile);
+  if (def)
+    return {
+      identifier,
+      format: formatOf(def.format),
+      mapToAttributes: def.mapToAttributes && def.format === 'json',
+      defined: true,
+    };
+  if (transport === 'tcp' && identifier === DEFAULT_TCP_STREAM && tcpStreamOf(profile).identifier === identifier)
+    return tcpStreamOf(profile);
   if (profile.streams.length) return undefined;
   return { identifier, format: 'hex', mapToAttributes: false, defined: false };
 }
@@ -125,7 +149,12 @@ export function createDataStreamsService({
 }: DataStreamsDeps) {
   const nextId = monotonicIds();
   // The same pipeline as attribute values: batches, back-pressure, retries while the database is away.
-  const writer = createIngest<NewDataMessage>({ write: (rows) => repo.insertMany(rows), batchSize: batchMaxRows, batchDelayMs, maxPending: 20_000 });
+  const writer = createIngest<NewDataMessage>({
+    write: (rows) => repo.insertMany(rows),
+    batchSize: batchMaxRows,
+    batchDelayMs,
+    maxPending: 20_000,
+  });
   const profiles = new Map<string, { profile: Promise<TypeDataProfile>; until: number }>();
   const MAX_PROFILES = 10_000;
   const inFlight = new Set<Promise<unknown>>();
@@ -164,7 +193,15 @@ export function createDataStreamsService({
     return { recorded: false, reason };
   }
 
-  async function record(projectId: string, deviceId: string, identifier: string, direction: 'up' | 'down', transport: Transport, payload: Buffer, ts: number) {
+  async function record(
+    projectId: string,
+    deviceId: string,
+    identifier: string,
+    direction: 'up' | 'down',
+    transport: Transport,
+    payload: Buffer,
+    ts: number,
+  ) {
     const id = nextId(ts);
     await writer.submit([{ id, projectId, deviceId, identifier, direction, transport, payload, ts }]);
     counters[direction] += 1;
@@ -183,7 +220,13 @@ export function createDataStreamsService({
     }
   }
 
-  async function upstream(identity: DeviceIdentity, transport: Transport, identifier: string | undefined, payload: Buffer, ts = clock()): Promise<UpstreamResult> {
+  async function upstream(
+    identity: DeviceIdentity,
+    transport: Transport,
+    identifier: string | undefined,
+    payload: Buffer,
+    ts = clock(),
+  ): Promise<UpstreamResult> {
     const profile = await profileOf(identity.projectId, identity.typeId);
     const stream = identifier === undefined ? tcpStreamOf(profile) : resolveStream(profile, identifier, transport);
     if (!stream) return drop('unknown_stream');
@@ -208,8 +251,13 @@ export function createDataStreamsService({
      * A message from the device: MQTT `data/<identifier>`, or (identifier undefined) the stream of a
      * raw TCP link. Resolves once it is stored (and mapped); a refused message is dropped and counted.
      */
-    upstream: (identity: DeviceIdentity, transport: Transport, identifier: string | undefined, payload: Buffer, ts?: number) =>
-      track(upstream(identity, transport, identifier, payload, ts)),
+    upstream: (
+      identity: DeviceIdentity,
+      transport: Transport,
+      identifier: string | undefined,
+      payload: Buffer,
+      ts?: number,
+    ) => track(upstream(identity, transport, identifier, payload, ts)),
 
     /** What a raw TCP link of this device carries and how it is framed (read at login). */
     async tcpProfile(identity: Pick<DeviceIdentity, 'projectId' | 'typeId'>): Promise<TcpProfile> {
@@ -226,11 +274,19 @@ export function createDataStreamsService({
      * Downstream bytes (http-api.md §3 `data/:identifier/set`): to `data/<identifier>/set` over MQTT,
      * or written to the raw TCP link, which carries only the type's TCP stream. Recorded once sent.
      */
-    push: (scope: Scope, deviceId: string, identifier: string, message: { type: MessageType; msg: unknown }, pushMode: Transport = 'mqtt') =>
+    push: (
+      scope: Scope,
+      deviceId: string,
+      identifier: string,
+      message: { type: MessageType; msg: unknown },
+      pushMode: Transport = 'mqtt',
+    ) =>
       track(
         (async () => {
           if (!STREAM_IDENTIFIER.test(identifier)) {
-            throw new BadRequest('The stream identifier must match ^[A-Za-z0-9_-]{1,64}$', [{ path: 'identifier', message: 'invalid identifier' }]);
+            throw new BadRequest('The stream identifier must match ^[A-Za-z0-9_-]{1,64}$', [
+              { path: 'identifier', message: 'invalid identifier' },
+            ]);
           }
           const bytes = encodeMessage(message.type, message.msg);
           const device = await deviceInScope(devices, scope, deviceId);
@@ -239,7 +295,9 @@ export function createDataStreamsService({
           if (pushMode === 'tcp') {
             const tcp = tcpStreamOf(profile).identifier;
             if (identifier !== tcp) {
-              throw new BadRequest(`A raw TCP link carries only the stream "${tcp}" (push_mode=tcp)`, [{ path: 'identifier', message: `must be ${tcp} with push_mode=tcp` }]);
+              throw new BadRequest(`A raw TCP link carries only the stream "${tcp}" (push_mode=tcp)`, [
+                { path: 'identifier', message: `must be ${tcp} with push_mode=tcp` },
+              ]);
             }
           }
           const session = sessions.get(deviceId);
@@ -281,7 +339,13 @@ export function createDataStreamsService({
 
     /** Counts since start: recorded messages by direction, dropped ones by reason, refused mappings. */
     stats() {
-      return { up: counters.up, down: counters.down, dropped: { ...counters.dropped }, mappingFailed: counters.mappingFailed, queued: writer.stats().pendingValues };
+      return {
+        up: counters.up,
+        down: counters.down,
+        dropped: { ...counters.dropped },
+        mappingFailed: counters.mappingFailed,
+        queued: writer.stats().pendingValues,
+      };
     },
 
     /** Writes what is queued (tests, and before a graceful stop). */

@@ -38,8 +38,14 @@ export interface RangeQuery {
  */
 export function resolveRange(q: RangeQuery, now: number): { from: number; to: number } {
   if (q.start_time !== undefined && q.end_time !== undefined) {
-    if (q.start_time > q.end_time) throw new BadRequest('start_time must not be after end_time', [{ path: 'start_time', message: 'after end_time' }]);
-    if (q.end_time - q.start_time > MAX_RANGE_MS) throw new BadRequest('The time range must not exceed 30 days', [{ path: 'end_time', message: 'range over 30 days' }]);
+    if (q.start_time > q.end_time)
+      throw new BadRequest('start_time must not be after end_time', [
+        { path: 'start_time', message: 'after end_time' },
+      ]);
+    if (q.end_time - q.start_time > MAX_RANGE_MS)
+      throw new BadRequest('The time range must not exceed 30 days', [
+        { path: 'end_time', message: 'range over 30 days' },
+      ]);
     return { from: q.start_time, to: q.end_time };
   }
   if (q.start_time !== undefined) {
@@ -52,9 +58,16 @@ export function resolveRange(q: RangeQuery, now: number): { from: number; to: nu
 }
 
 /** Reads of attribute telemetry: current values with their models, series, aggregates, CSV. */
-export function createHistoryService({ history, values, devices, attributeModels, clock = Date.now }: HistoryServiceDeps) {
+export function createHistoryService({
+  history,
+  values,
+  devices,
+  attributeModels,
+  clock = Date.now,
+}: HistoryServiceDeps) {
   const modelCache = new TtlCache<AttributeModelRow[]>(5_000, clock);
-  const modelsOf = (projectId: string, typeId: string) => modelCache.get(projectId, typeId, () => attributeModels(projectId, typeId));
+  const modelsOf = (projectId: string, typeId: string) =>
+    modelCache.get(projectId, typeId, () => attributeModels(projectId, typeId));
 
   /** Models by identifier, built once per loaded list (not once per report). */
   const byIdentifier = new WeakMap<AttributeModelRow[], ReadonlyMap<string, AttributeModelRow>>();
@@ -64,12 +77,15 @@ export function createHistoryService({ history, values, devices, attributeModels
     return map;
   };
   /** What ingest checks reports against (cached for a few seconds; see the issue note). */
-  const modelLookup: ModelLookup = Object.assign(async (projectId: string, typeId: string) => indexed(await modelsOf(projectId, typeId)), {
-    cached(projectId: string, typeId: string) {
-      const hit = modelCache.peek(projectId, typeId);
-      return hit && indexed(hit.value);
+  const modelLookup: ModelLookup = Object.assign(
+    async (projectId: string, typeId: string) => indexed(await modelsOf(projectId, typeId)),
+    {
+      cached(projectId: string, typeId: string) {
+        const hit = modelCache.peek(projectId, typeId);
+        return hit && indexed(hit.value);
+      },
     },
-  });
+  );
 
   return {
     modelLookup,
@@ -104,23 +120,50 @@ export function createHistoryService({ history, values, devices, attributeModels
     },
 
     /** One page of an attribute's history, newest first (http-api.md §3). */
-    async series(scope: Scope, deviceId: string, identifier: string, q: RangeQuery & { page: number; page_records: number }) {
+    async series(
+      scope: Scope,
+      deviceId: string,
+      identifier: string,
+      q: RangeQuery & { page: number; page_records: number },
+    ) {
       await deviceInScope(devices, scope, deviceId);
       const { from, to } = resolveRange(q, clock());
-      const points = await history.series(scope.projectId, deviceId, identifier, from, to, q.page_records, (q.page - 1) * q.page_records);
+      const points = await history.series(
+        scope.projectId,
+        deviceId,
+        identifier,
+        from,
+        to,
+        q.page_records,
+        (q.page - 1) * q.page_records,
+      );
       // `name` is the identifier, as the vendor's clients read it (the display name is the model's, on /attributes).
-      return points.map((p) => ({ ts: p.ts, timestamp: new Date(p.ts).toISOString(), name: identifier, value: p.value, type: p.dataType }));
+      return points.map((p) => ({
+        ts: p.ts,
+        timestamp: new Date(p.ts).toISOString(),
+        name: identifier,
+        value: p.value,
+        type: p.dataType,
+      }));
     },
 
     /** Numeric aggregates per interval for one or several identifiers (beyond the vendor). */
-    async aggregate(scope: Scope, deviceId: string, q: RangeQuery & { identifiers: string[]; fn: Aggregate; interval_ms: number }) {
+    async aggregate(
+      scope: Scope,
+      deviceId: string,
+      q: RangeQuery & { identifiers: string[]; fn: Aggregate; interval_ms: number },
+    ) {
       await deviceInScope(devices, scope, deviceId);
       const { from, to } = resolveRange(q, clock());
       if ((to - from) / q.interval_ms > MAX_BUCKETS) {
-        throw new BadRequest(`At most ${MAX_BUCKETS} intervals per call: use a longer interval or a shorter range`, [{ path: 'interval', message: 'too many intervals' }]);
+        throw new BadRequest(`At most ${MAX_BUCKETS} intervals per call: use a longer interval or a shorter range`, [
+          { path: 'interval', message: 'too many intervals' },
+        ]);
       }
       const buckets = await history.aggregate(scope.projectId, deviceId, q.identifiers, q.fn, from, to, q.interval_ms);
-      const series = Object.fromEntries(q.identifiers.map((i) => [i, [] as Array<{ ts: number; value: number | null }>]));
+      const series = Object.fromEntries(
+        q.identifiers.map((i) => [i, [] as Array<{ ts: number; value: number | null }>]),
+      );
       for (const b of buckets) series[b.identifier]!.push({ ts: b.ts, value: b.value });
       return { fn: q.fn, interval_ms: q.interval_ms, start_time: from, end_time: to, series };
     },
@@ -129,7 +172,11 @@ export function createHistoryService({ history, values, devices, attributeModels
      * CSV of every value of identifiers in a range, oldest first: `ts,timestamp,identifier,value`.
      * Checked before the first line is produced, then read in pages, so memory stays bounded.
      */
-    async exportCsv(scope: Scope, deviceId: string, q: RangeQuery & { identifiers: string[] }): Promise<AsyncIterable<string>> {
+    async exportCsv(
+      scope: Scope,
+      deviceId: string,
+      q: RangeQuery & { identifiers: string[] },
+    ): Promise<AsyncIterable<string>> {
       await deviceInScope(devices, scope, deviceId);
       const { from, to } = resolveRange(q, clock());
       return (async function* () {
@@ -141,7 +188,9 @@ export function createHistoryService({ history, values, devices, attributeModels
           // A page boundary must not split one millisecond: the next page starts after the last whole one.
           const last = rows.at(-1)!.ts;
           const whole = rows.length === EXPORT_PAGE && rows[0]!.ts !== last ? rows.filter((r) => r.ts !== last) : rows;
-          yield whole.map((r) => `${r.ts},${new Date(r.ts).toISOString()},${csvCell(r.identifier)},${csvCell(r.value)}\n`).join('');
+          yield whole
+            .map((r) => `${r.ts},${new Date(r.ts).toISOString()},${csvCell(r.identifier)},${csvCell(r.value)}\n`)
+            .join('');
           if (rows.length < EXPORT_PAGE) return;
           after = whole.at(-1)!.ts;
         }

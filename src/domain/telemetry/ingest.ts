@@ -61,14 +61,32 @@ export interface IngestStats {
 export function isTransientDbError(err: unknown): boolean {
   // The application's own refusals are never the database being away, whatever their message says.
   if (err instanceof AppError) return false;
-  for (let e = err as { code?: unknown; cause?: unknown; message?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+  for (
+    let e = err as { code?: unknown; cause?: unknown; message?: unknown } | undefined, depth = 0;
+    e && depth < 5;
+    e = e.cause as typeof e, depth++
+  ) {
     const code = typeof e.code === 'string' ? e.code : '';
     // Connection exception, operator intervention (shutdown, "cannot connect now"; not a statement
     // timeout, 57014, which would fail the same way for ever), insufficient
     // resources, system error, "database is not accepting connections" (ALLOW_CONNECTIONS false),
     // serialization failure / deadlock, read-only transaction (a standby during failover).
     if (/^(08|57P|57000|53|58|55000|40001|40P01|25006)/.test(code)) return true;
-    if (['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT'].includes(code)) return true;
+    if (
+      [
+        'ECONNREFUSED',
+        'ECONNRESET',
+        'EPIPE',
+        'ETIMEDOUT',
+        'ENOTFOUND',
+        'EAI_AGAIN',
+        'CONNECTION_CLOSED',
+        'CONNECTION_ENDED',
+        'CONNECTION_DESTROYED',
+        'CONNECT_TIMEOUT',
+      ].includes(code)
+    )
+      return true;
     if (typeof e.message === 'string' && /terminat|connection|closed/i.test(e.message) && !code) return true;
   }
   return false;
@@ -143,7 +161,6 @@ export function createIngest<T = TelemetryRow>(options: IngestOptions<T>) {
 
   const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref?.());
 
-
   /** Writes until the database answers; returns the error when it refuses the data. */
   async function writeDurably(rows: T[]): Promise<unknown> {
     let delay = retryMinMs;
@@ -161,7 +178,10 @@ export function createIngest<T = TelemetryRow>(options: IngestOptions<T>) {
         if (attempt > 0 && options.isCommitConflict?.(err)) return undefined;
         if (!isTransient(err)) return err;
         stats.retries += 1;
-        log?.warn({ err, retryInMs: delay, values: rows.length }, 'telemetry write failed: database unavailable, retrying');
+        log?.warn(
+          { err, retryInMs: delay, values: rows.length },
+          'telemetry write failed: database unavailable, retrying',
+        );
         await sleep(delay);
         delay = Math.min(retryMaxMs, delay * 2);
       }

@@ -54,7 +54,9 @@ export function createRetention({ db, history, settings, defaultDays, clock = Da
     }
     // Data-stream messages: the project's retention, or the default.
     for (const o of overrides.filter((x) => x.days > 0)) {
-      await db.execute(sql`delete from data_messages where project_id = ${o.projectId} and ts < ${now - o.days * DAY_MS}`);
+      await db.execute(
+        sql`delete from data_messages where project_id = ${o.projectId} and ts < ${now - o.days * DAY_MS}`,
+      );
     }
     if (defaultDays > 0) {
       await db.execute(sql`
@@ -87,7 +89,9 @@ export function createRetention({ db, history, settings, defaultDays, clock = Da
       // answers again): an hour's worth is kept, pruned every few minutes on their own timer, so a failing
       // retention pass cannot let them pile up.
       prune = setInterval(() => {
-        history.pruneCommits(clock() - HOUR_MS).catch((err: unknown) => logger?.warn({ err }, 'ingest commit records not pruned'));
+        history
+          .pruneCommits(clock() - HOUR_MS)
+          .catch((err: unknown) => logger?.warn({ err }, 'ingest commit records not pruned'));
       }, PRUNE_EVERY_MS);
       prune.unref();
       first = setTimeout(() => {

@@ -42,7 +42,11 @@ function bearer(req: FastifyRequest): string {
  * A token without `exp` is refused even when its signature is right: every token issued here expires.
  */
 export async function registerAuth(app: FastifyInstance, opts: { secret: string; auth: AuthService }) {
-  await app.register(fastifyJwt, { secret: opts.secret, sign: { algorithm: 'HS256' }, verify: { algorithms: ['HS256'], requiredClaims: ['exp'] } });
+  await app.register(fastifyJwt, {
+    secret: opts.secret,
+    sign: { algorithm: 'HS256' },
+    verify: { algorithms: ['HS256'], requiredClaims: ['exp'] },
+  });
 
   app.addHook('onRequest', async (req) => {
     const access = req.routeOptions.config.access;
@@ -55,19 +59,28 @@ export async function registerAuth(app: FastifyInstance, opts: { secret: string;
       const expired = (err as { code?: string }).code === 'FAST_JWT_EXPIRED';
       throw new Unauthorized(expired ? 'Access token expired' : 'Invalid access token');
     }
-    if (typeof claims.pid !== 'string' || typeof claims.sub !== 'string' || !KINDS.has(claims.kind) || typeof claims.ts !== 'number') {
+    if (
+      typeof claims.pid !== 'string' ||
+      typeof claims.sub !== 'string' ||
+      !KINDS.has(claims.kind) ||
+      typeof claims.ts !== 'number'
+    ) {
       throw new Unauthorized('Invalid access token');
     }
     const principal: Principal = { projectId: claims.pid, kind: claims.kind, subjectId: claims.sub };
     if (!(await opts.auth.tokenValid(principal, claims.ts))) throw new Unauthorized('Access token revoked');
     if (access === 'manage' && principal.kind === 'customer') throw new Forbidden('Not allowed with a customer token');
-    if (access === 'admin' && principal.kind !== 'admin') throw new Forbidden('Only an administrator token (admin_login) may call this');
+    if (access === 'admin' && principal.kind !== 'admin')
+      throw new Forbidden('Only an administrator token (admin_login) may call this');
     req.principal = principal;
   });
 }
 
 export function signToken(app: FastifyInstance, p: Principal): { access_token: string; expires_in: number } {
   const expiresIn = TOKEN_TTL_SECONDS[p.kind];
-  const access_token = app.jwt.sign({ pid: p.projectId, kind: p.kind, sub: p.subjectId, ts: Date.now() }, { expiresIn });
+  const access_token = app.jwt.sign(
+    { pid: p.projectId, kind: p.kind, sub: p.subjectId, ts: Date.now() },
+    { expiresIn },
+  );
   return { access_token, expires_in: expiresIn };
 }

@@ -35,7 +35,11 @@ declare module 'fastify' {
 function sendJson(reply: FastifyReply, status: number, body: object) {
   if (reply.request.routeOptions.config?.envelope === 'device') {
     // Device failures are `{"result":0,"errcode","message"}`, HTTP 200 except 401, 429 and server faults.
-    const { errcode = 400, message = 'Invalid request', request_id } = body as { errcode?: number; message?: string; request_id?: string };
+    const {
+      errcode = 400,
+      message = 'Invalid request',
+      request_id,
+    } = body as { errcode?: number; message?: string; request_id?: string };
     status = status === 401 || status === 429 || status >= 500 ? status : 200;
     body = { result: 0, errcode, message, ...(request_id ? { request_id } : {}) };
   }

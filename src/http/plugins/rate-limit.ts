@@ -21,7 +21,17 @@ declare module 'fastify' {
  * Rate limiting with @fastify/rate-limit; not global: routes opt in (logins, against brute force).
  * Over-limit answers are the failure envelope with errcode 429 and a Retry-After header.
  */
-export async function registerRateLimit(app: FastifyInstance, opts: { loginMax: number; loginWindowMs: number; provisionRate?: number; provisionBurst?: number; provisionCreateRate?: number | undefined; provisionCreateBurst?: number | undefined }) {
+export async function registerRateLimit(
+  app: FastifyInstance,
+  opts: {
+    loginMax: number;
+    loginWindowMs: number;
+    provisionRate?: number;
+    provisionBurst?: number;
+    provisionCreateRate?: number | undefined;
+    provisionCreateBurst?: number | undefined;
+  },
+) {
   await app.register(rateLimit, {
     global: false,
     // IPv6 clients by their /64 (one host has a whole network of addresses), as device logins.

@@ -36,7 +36,12 @@ type Out<T> = T extends ZodType ? z.output<T> : undefined;
 /** Calls that only acknowledge (`response: Empty`) may return nothing: they answer `info: {}`. */
 type Info<R extends ZodType> = R extends typeof Empty ? void | z.input<R> : z.input<R>;
 
-export interface EndpointDef<P extends ZodType | undefined, Q extends ZodType | undefined, B extends ZodType | undefined, R extends ZodType> {
+export interface EndpointDef<
+  P extends ZodType | undefined,
+  Q extends ZodType | undefined,
+  B extends ZodType | undefined,
+  R extends ZodType,
+> {
   method: 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH';
   url: string;
   access: Access;
@@ -56,10 +61,12 @@ export interface EndpointDef<P extends ZodType | undefined, Q extends ZodType | 
  * Registers one route of the project API: schema (validation + OpenAPI), access rule, one service
  * call, and the success envelope. Routes stay thin (architecture.md §2).
  */
-export function endpoint<P extends ZodType | undefined, Q extends ZodType | undefined, B extends ZodType | undefined, R extends ZodType>(
-  app: FastifyInstance,
-  def: EndpointDef<P, Q, B, R>,
-) {
+export function endpoint<
+  P extends ZodType | undefined,
+  Q extends ZodType | undefined,
+  B extends ZodType | undefined,
+  R extends ZodType,
+>(app: FastifyInstance, def: EndpointDef<P, Q, B, R>) {
   app.route({
     method: def.method,
     url: def.url,
@@ -91,4 +98,3 @@ export function endpoint<P extends ZodType | undefined, Q extends ZodType | unde
 
 /** `info: {}` of calls that only acknowledge. */
 export const Empty = z.object({}).strict();
-

@@ -24,6 +24,9 @@ export const CreatedAdmin = z.object({ id: z.string(), account: z.string() });
 
 export const UpdateAdminInfoBody = z
   .object({ name: AdminName.optional(), email: Email.optional(), tags: Tags.optional() })
-  .refine((b) => b.name !== undefined || b.email !== undefined || b.tags !== undefined, 'give at least one of name, email, tags');
+  .refine(
+    (b) => b.name !== undefined || b.email !== undefined || b.tags !== undefined,
+    'give at least one of name, email, tags',
+  );
 
 export const PasswordBody = z.object({ password: Password });

@@ -17,11 +17,15 @@ export const AttributeCondition = z
     /** The condition must hold this long before the alarm triggers (not for change). */
     for_seconds: Seconds(0).optional(),
   })
-  .describe('Triggers on a reported attribute value. `between`/`outside` use `min`..`max` (inclusive); `change` holds while the latest report changed the value.');
+  .describe(
+    'Triggers on a reported attribute value. `between`/`outside` use `min`..`max` (inclusive); `change` holds while the latest report changed the value.',
+  );
 
 export const OfflineCondition = z
   .object({ kind: z.literal('offline'), for_seconds: Seconds(0) })
-  .describe('Triggers when a device that has been active is offline for more than `for_seconds`; recovers when it connects.');
+  .describe(
+    'Triggers when a device that has been active is offline for more than `for_seconds`; recovers when it connects.',
+  );
 
 export const SilenceCondition = z
   .object({ kind: z.literal('silence'), seconds: Seconds(1) })
@@ -44,7 +48,10 @@ export const CreateRuleBody = z.object({
   suppress_seconds: Seconds(0).optional(),
 });
 
-export const UpdateRuleBody = CreateRuleBody.partial().refine((b) => Object.keys(b).length > 0, 'give at least one field');
+export const UpdateRuleBody = CreateRuleBody.partial().refine(
+  (b) => Object.keys(b).length > 0,
+  'give at least one field',
+);
 
 export const Rule = z.object({
   id: z.string(),
@@ -79,7 +86,9 @@ const Operator = z.object({ by: z.string(), note: z.string(), time: z.number() }
 export const AlarmLog = z.object({
   id: z.string(),
   device_id: z.string(),
-  alarm_status: z.number().describe('1 = the alarm triggered; 0 = it ended (recovered, cleared, or its rule deleted/disabled)'),
+  alarm_status: z
+    .number()
+    .describe('1 = the alarm triggered; 0 = it ended (recovered, cleared, or its rule deleted/disabled)'),
   alarm_level: z.number(),
   alarm_info: z.record(z.string(), z.unknown()),
   create_time: z.number(),
@@ -100,7 +109,10 @@ export const DeviceAlarmLogQuery = pagingQuery(500, 20).extend({
   alarm_status: Status,
   alarm_level: z.enum(['1', '2', '3']).transform(Number).optional(),
   /** `1`: only active alarms. */
-  active: z.enum(['0', '1', 'true', 'false']).transform((v) => v === '1' || v === 'true').optional(),
+  active: z
+    .enum(['0', '1', 'true', 'false'])
+    .transform((v) => v === '1' || v === 'true')
+    .optional(),
 });
 export const AlarmLogQuery = DeviceAlarmLogQuery.extend({ device: Id.optional() });
 
@@ -115,7 +127,10 @@ export const CreateTargetBody = z.object({
   min_level: Level.optional(),
   enabled: z.boolean().optional(),
 });
-export const UpdateTargetBody = CreateTargetBody.partial().refine((b) => Object.keys(b).length > 0, 'give at least one field');
+export const UpdateTargetBody = CreateTargetBody.partial().refine(
+  (b) => Object.keys(b).length > 0,
+  'give at least one field',
+);
 
 export const Target = z.object({
   id: z.string(),

@@ -6,5 +6,10 @@ export const App = z.object({ app_id: z.string(), name: z.string(), access_key: 
 export const AppList = z.object({ items: z.array(App) });
 
 export const CreateAppBody = z.object({ name: Name });
-export const CreatedApp = z.object({ app_id: z.string(), name: z.string(), access_key: z.string(), secret_key: z.string() });
+export const CreatedApp = z.object({
+  app_id: z.string(),
+  name: z.string(),
+  access_key: z.string(),
+  secret_key: z.string(),
+});
 export const ResetSecret = z.object({ app_id: z.string(), access_key: z.string(), secret_key: z.string() });

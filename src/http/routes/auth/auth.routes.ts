@@ -10,23 +10,38 @@ export function authRoutes(app: FastifyInstance, { services }: { services: Servi
   const config = { rateLimit: app.loginRateLimit };
 
   endpoint(app, {
-    method: 'POST', url: '/api/v1/access_token', access: 'public', tags, config,
+    method: 'POST',
+    url: '/api/v1/access_token',
+    access: 'public',
+    tags,
+    config,
     summary: 'Get a project API token from an API app (valid 1 day)',
-    body: AccessTokenBody, response: TokenInfo,
+    body: AccessTokenBody,
+    response: TokenInfo,
     handler: async ({ body }) => signToken(app, await services.auth.appLogin(body)),
   });
 
   endpoint(app, {
-    method: 'POST', url: '/api/v1/admin_login', access: 'public', tags, config,
+    method: 'POST',
+    url: '/api/v1/admin_login',
+    access: 'public',
+    tags,
+    config,
     summary: 'Get a project API token as the project administrator (valid 7 days)',
-    body: AccountLoginBody, response: TokenInfo,
+    body: AccountLoginBody,
+    response: TokenInfo,
     handler: async ({ body }) => signToken(app, await services.auth.adminLogin(body)),
   });
 
   endpoint(app, {
-    method: 'POST', url: '/api/v1/customer_login', access: 'public', tags, config,
-    summary: "Get a token for a customer: it sees only the devices bound to that customer (valid 7 days)",
-    body: AccountLoginBody, response: TokenInfo,
+    method: 'POST',
+    url: '/api/v1/customer_login',
+    access: 'public',
+    tags,
+    config,
+    summary: 'Get a token for a customer: it sees only the devices bound to that customer (valid 7 days)',
+    body: AccountLoginBody,
+    response: TokenInfo,
     handler: async ({ body }) => signToken(app, await services.auth.customerLogin(body)),
   });
 }

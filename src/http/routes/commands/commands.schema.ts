@@ -4,7 +4,10 @@ import { paged, pagingQuery } from '../common.schema.ts';
 
 const Params = z
   .record(z.string().max(256), z.unknown())
-  .refine((p) => Buffer.byteLength(JSON.stringify(p)) <= COMMAND_LIMITS.paramsMaxBytes, `at most ${COMMAND_LIMITS.paramsMaxBytes} bytes as JSON`);
+  .refine(
+    (p) => Buffer.byteLength(JSON.stringify(p)) <= COMMAND_LIMITS.paramsMaxBytes,
+    `at most ${COMMAND_LIMITS.paramsMaxBytes} bytes as JSON`,
+  );
 
 /** http-api.md §3 `{method, params, id?}`, plus our `ttl` (queue for an offline device) and `timeout` (seconds to wait for the reply). */
 export const SendCommandBody = z.object({

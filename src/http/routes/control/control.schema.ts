@@ -18,7 +18,10 @@ export const DataSetBody = z
     msg: z.unknown().optional(),
     message: z.unknown().optional(),
   })
-  .refine((b) => b.msg !== undefined || b.message !== undefined, { message: 'give msg (or its alias message)', path: ['msg'] })
+  .refine((b) => b.msg !== undefined || b.message !== undefined, {
+    message: 'give msg (or its alias message)',
+    path: ['msg'],
+  })
   .transform((b) => ({ type: b.type, msg: b.msg !== undefined ? b.msg : b.message }));
 
 /** `{k: v, …}` of attributes to push or to store as cloud attributes. */

@@ -31,7 +31,11 @@ export const CustomerListQuery = z.object({
   page: z.coerce.number().int().min(1).max(1_000_000).optional(),
   page_records: z.coerce.number().int().min(1).max(500).optional(),
 });
-export const CustomerList = z.object({ items: z.array(Customer), total: z.number().int(), page_total: z.number().int() });
+export const CustomerList = z.object({
+  items: z.array(Customer),
+  total: z.number().int(),
+  page_total: z.number().int(),
+});
 
 /**
  * The length bound that holds for every project; the project's minimum (8 unless its settings say
@@ -52,8 +56,17 @@ export const CreateCustomerBody = z.object({
 export const CreatedCustomer = z.object({ id: z.string(), name: z.string() });
 
 export const UpdateCustomerBody = z
-  .object({ name: Name.optional(), descr: Descr.optional(), email: Email.optional(), mobile: Mobile.optional(), locale: Locale.optional() })
-  .refine((b) => Object.values(b).some((v) => v !== undefined), 'give at least one of name, descr, email, mobile, locale');
+  .object({
+    name: Name.optional(),
+    descr: Descr.optional(),
+    email: Email.optional(),
+    mobile: Mobile.optional(),
+    locale: Locale.optional(),
+  })
+  .refine(
+    (b) => Object.values(b).some((v) => v !== undefined),
+    'give at least one of name, descr, email, mobile, locale',
+  );
 export const PasswordBody = z.object({ password: CustomerPassword });
 export const TagsBody = z.object({ tags: Tags });
 export const KeysBody = z.object({ keys: TagKeys });

@@ -28,9 +28,16 @@ export function deviceAccessRoutes(app: FastifyInstance, { services }: { service
 
   /** The device's message rate, shared with its MQTT and TCP traffic: over it, 429 and nothing is stored. */
   async function admit(device: DeviceIdentity) {
-    const admission = rateLimiter.admit(device.projectId, device.deviceId, await projectSettings.deviceRateLimit(device.projectId));
+    const admission = rateLimiter.admit(
+      device.projectId,
+      device.deviceId,
+      await projectSettings.deviceRateLimit(device.projectId),
+    );
     if (!admission.ok) {
-      throw new TooManyRequests(admission.by === 'device' ? 'Device message rate exceeded' : 'Project message rate exceeded', Math.max(1, Math.ceil(admission.retryMs / 1000)));
+      throw new TooManyRequests(
+        admission.by === 'device' ? 'Device message rate exceeded' : 'Project message rate exceeded',
+        Math.max(1, Math.ceil(admission.retryMs / 1000)),
+      );
     }
   }
 
@@ -50,41 +57,56 @@ export function deviceAccessRoutes(app: FastifyInstance, { services }: { service
     const taken = creations.take(projectId);
     if (taken.ok) return;
     const seconds = Math.max(1, Math.ceil(taken.retryMs / 1000));
-    throw new TooManyRequests(`Too many new devices in this project (${createRate}/s, bursts of ${createBurst}), retry in ${seconds} s`, seconds);
+    throw new TooManyRequests(
+      `Too many new devices in this project (${createRate}/s, bursts of ${createBurst}), retry in ${seconds} s`,
+      seconds,
+    );
   }
   async function admitCertificateRequest(req: FastifyRequest) {
     const taken = provisioning.take(addressKey(req.ip));
     if (taken.ok) return;
     const seconds = Math.max(1, Math.ceil(taken.retryMs / 1000));
-    throw new TooManyRequests(`Too many certificate requests from this address (${rate}/s, bursts of ${burst}), retry in ${seconds} s`, seconds);
+    throw new TooManyRequests(
+      `Too many certificate requests from this address (${rate}/s, bursts of ${burst}), retry in ${seconds} s`,
+      seconds,
+    );
   }
 
   deviceEndpoint(app, {
-    method: 'POST', url: '/device/v1/certificate', tags,
+    method: 'POST',
+    url: '/device/v1/certificate',
+    tags,
     summary: "Get a device's access token by its device key, creating the device when its type allows it",
     description:
       'Header `Project-Key`. An existing device with `device_key` answers its certificate; otherwise, with the `type_key` of a ' +
       'type that allows auto-create and the project under its device quota, the device is created (name = device key), bound ' +
-      "to `customer_id` when given. A `device_key` that exists already with a `type_key` of another connection type " +
+      'to `customer_id` when given. A `device_key` that exists already with a `type_key` of another connection type ' +
       '(direct, sub-device, gateway) answers errcode 409 naming both. Rate limited per client address (`PROVISION_RATE` a second, ' +
       'bursts of `PROVISION_BURST`), and devices created per project (`PROVISION_CREATE_RATE` a second, bursts of ' +
       '`PROVISION_CREATE_BURST`): over either, HTTP 429 with errcode 429 and a `Retry-After` header.',
     onRequest: admitCertificateRequest,
-    body: CertificateBody, response: CertificateResult,
+    body: CertificateBody,
+    response: CertificateResult,
     handler: async ({ body, req }) => {
       const header = req.headers['project-key'];
-      const device = await certificates.request(Array.isArray(header) ? header[0] : header, body, { beforeCreate: admitCreation });
+      const device = await certificates.request(Array.isArray(header) ? header[0] : header, body, {
+        beforeCreate: admitCreation,
+      });
       return { device, message: 'ok' };
     },
   });
 
   deviceEndpoint(app, {
-    method: 'POST', url: '/device/v1/:access_token/attributes', tags,
+    method: 'POST',
+    url: '/device/v1/:access_token/attributes',
+    tags,
     summary: 'Report attribute values',
     description:
-      'Body: `{identifier: value, …}`, 1–200 attributes; answers the time the values were recorded. Over the device\'s message ' +
-      'rate (or its project\'s budget) nothing is stored and the answer is errcode 429 with a Retry-After header.',
-    params: TokenParams, body: AttributesBody, response: ReportResult,
+      "Body: `{identifier: value, …}`, 1–200 attributes; answers the time the values were recorded. Over the device's message " +
+      "rate (or its project's budget) nothing is stored and the answer is errcode 429 with a Retry-After header.",
+    params: TokenParams,
+    body: AttributesBody,
+    response: ReportResult,
     handler: async ({ params, body, req }) => {
       const device = await deviceOfRequest(deviceAuth, req, params.access_token);
       await admit(device);
@@ -93,10 +115,14 @@ export function deviceAccessRoutes(app: FastifyInstance, { services }: { service
   });
 
   deviceEndpoint(app, {
-    method: 'GET', url: '/device/v1/:access_token/attributes', tags,
+    method: 'GET',
+    url: '/device/v1/:access_token/attributes',
+    tags,
     summary: "Read the device's current attributes (reported, pushed and cloud)",
     description: '`?keys=a,b` reads only these attributes.',
-    params: TokenParams, query: KeysQuery, response: AttributesResult,
+    params: TokenParams,
+    query: KeysQuery,
+    response: AttributesResult,
     handler: async ({ params, query, req }) => {
       const device = await deviceOfRequest(deviceAuth, req, params.access_token);
       return { attributes: await currentValues.get(device.projectId, device.deviceId, query.keys) };
@@ -104,9 +130,13 @@ export function deviceAccessRoutes(app: FastifyInstance, { services }: { service
   });
 
   deviceEndpoint(app, {
-    method: 'POST', url: '/device/v1/:access_token/event/report', tags,
+    method: 'POST',
+    url: '/device/v1/:access_token/event/report',
+    tags,
     summary: 'Report an event (logged, not written into attributes)',
-    params: TokenParams, body: EventBody, response: NoFields,
+    params: TokenParams,
+    body: EventBody,
+    response: NoFields,
     handler: async ({ params, body, req }) => {
       const device = await deviceOfRequest(deviceAuth, req, params.access_token);
       await admit(device);

@@ -16,7 +16,12 @@ export const KeysQuery = z.object({
   keys: z
     .string()
     .max(16_384)
-    .transform((s) => s.split(',').map((k) => k.trim()).filter(Boolean))
+    .transform((s) =>
+      s
+        .split(',')
+        .map((k) => k.trim())
+        .filter(Boolean),
+    )
     .pipe(z.array(z.string().regex(ATTRIBUTE_IDENTIFIER, 'must be an attribute identifier')).max(MAX_ATTRIBUTES))
     .transform((keys) => (keys.length ? keys : undefined))
     .optional(),
@@ -28,7 +33,8 @@ export const NoFields = z.object({});
 
 export const EventBody = EventReport;
 
-const blankAsUnset = <T extends z.ZodType>(schema: T) => z.preprocess((v) => (v === '' ? undefined : v), schema.optional());
+const blankAsUnset = <T extends z.ZodType>(schema: T) =>
+  z.preprocess((v) => (v === '' ? undefined : v), schema.optional());
 
 /** `POST /device/v1/certificate` (device-protocol.md §4). SDKs send `type_key: ""` when they have none. */
 export const CertificateBody = z.object({

@@ -10,7 +10,12 @@ export interface DeviceEndpointRequest<P, Q, B> {
   req: FastifyRequest;
 }
 
-export interface DeviceEndpointDef<P extends ZodType | undefined, Q extends ZodType | undefined, B extends ZodType | undefined, R extends ZodObject<ZodRawShape>> {
+export interface DeviceEndpointDef<
+  P extends ZodType | undefined,
+  Q extends ZodType | undefined,
+  B extends ZodType | undefined,
+  R extends ZodObject<ZodRawShape>,
+> {
   method: 'GET' | 'POST' | 'PUT';
   url: string;
   summary: string;
@@ -36,10 +41,12 @@ const FAILURE_NOTE =
  * token), `{"result":1, …}` on success, and failures shaped by the envelope plugin because the
  * route is marked `envelope: 'device'`.
  */
-export function deviceEndpoint<P extends ZodType | undefined, Q extends ZodType | undefined, B extends ZodType | undefined, R extends ZodObject<ZodRawShape>>(
-  app: FastifyInstance,
-  def: DeviceEndpointDef<P, Q, B, R>,
-) {
+export function deviceEndpoint<
+  P extends ZodType | undefined,
+  Q extends ZodType | undefined,
+  B extends ZodType | undefined,
+  R extends ZodObject<ZodRawShape>,
+>(app: FastifyInstance, def: DeviceEndpointDef<P, Q, B, R>) {
   app.route({
     method: def.method,
     url: def.url,
@@ -55,7 +62,12 @@ export function deviceEndpoint<P extends ZodType | undefined, Q extends ZodType 
       response: { 200: z.object({ result: z.literal(1) }).extend(def.response.shape) },
     },
     handler: async (req) => {
-      const fields = await def.handler({ params: req.params as Out<P>, query: req.query as Out<Q>, body: req.body as Out<B>, req });
+      const fields = await def.handler({
+        params: req.params as Out<P>,
+        query: req.query as Out<Q>,
+        body: req.body as Out<B>,
+        req,
+      });
       return { result: 1 as const, ...fields };
     },
   });

@@ -7,7 +7,11 @@ import { Forbidden, Unauthorized } from '../../../errors.ts';
  * HTTP device access and the application-side calls keyed by a device token (device-protocol.md §5):
  * the `Project-Key` header plus the device access token in the path identify the device.
  */
-export async function deviceOfRequest(deviceAuth: DeviceAuthService, req: FastifyRequest, accessToken: string): Promise<DeviceIdentity> {
+export async function deviceOfRequest(
+  deviceAuth: DeviceAuthService,
+  req: FastifyRequest,
+  accessToken: string,
+): Promise<DeviceIdentity> {
   const header = req.headers['project-key'];
   const projectKey = Array.isArray(header) ? header[0] : header;
   if (!projectKey) throw new Unauthorized('Missing Project-Key header');

@@ -27,37 +27,62 @@ export function deviceDataRoutes(app: FastifyInstance, { services }: { services:
   const tags = ['Device data'];
 
   endpoint(app, {
-    method: 'GET', url: '/api/v1/device/:id/attributes', access: 'project', tags,
+    method: 'GET',
+    url: '/api/v1/device/:id/attributes',
+    access: 'project',
+    tags,
     summary: "A device's current attribute values with their models",
-    description: '`attr_type`: where the value came from (`report`, `push`, `cloud`). `model.name` is the identifier when the type defines no model for it.',
-    params: IdParams, response: AttributeList,
+    description:
+      '`attr_type`: where the value came from (`report`, `push`, `cloud`). `model.name` is the identifier when the type defines no model for it.',
+    params: IdParams,
+    response: AttributeList,
     handler: ({ principal, params }) => history.attributes(scopeOf(principal), params.id),
   });
 
   endpoint(app, {
-    method: 'GET', url: '/api/v1/device/:id/attribute/:identifier/series', access: 'project', tags,
+    method: 'GET',
+    url: '/api/v1/device/:id/attribute/:identifier/series',
+    access: 'project',
+    tags,
     summary: "One attribute's history, newest first",
     description: `${RANGE_NOTE} \`page_records\` 1–1000 (default 20). \`ts\` in ms, \`timestamp\` the same instant in ISO 8601, \`type\` the value's data type.`,
-    params: DeviceIdentifierParams, query: SeriesQuery, response: Series,
+    params: DeviceIdentifierParams,
+    query: SeriesQuery,
+    response: Series,
     handler: ({ principal, params, query }) => history.series(scopeOf(principal), params.id, params.identifier, query),
   });
 
   endpoint(app, {
-    method: 'POST', url: '/api/v1/device/:id/attributes_remove', access: 'manage', tags,
+    method: 'POST',
+    url: '/api/v1/device/:id/attributes_remove',
+    access: 'manage',
+    tags,
     summary: "Remove attributes' current values (and their history with `history: true`)",
-    params: IdParams, body: RemoveAttributesBody, response: Empty,
-    handler: ({ principal, params, body }) => history.remove(scopeOf(principal), params.id, body.keys, body.history ?? false),
+    params: IdParams,
+    body: RemoveAttributesBody,
+    response: Empty,
+    handler: ({ principal, params, body }) =>
+      history.remove(scopeOf(principal), params.id, body.keys, body.history ?? false),
   });
 
   endpoint(app, {
-    method: 'GET', url: '/api/v1/device/:id/attributes/aggregate', access: 'project', tags,
+    method: 'GET',
+    url: '/api/v1/device/:id/attributes/aggregate',
+    access: 'project',
+    tags,
     summary: 'Aggregates of numeric attributes per interval',
     description:
       `\`identifiers\` comma-separated (1–20); \`fn\` one of avg, min, max, sum, count, first, last; \`interval\` like 30s, 15m, 1h, 1d ` +
       `(buckets aligned to the epoch, at most 10,000 per call). Non-numeric values count in \`count\` only. ${RANGE_NOTE}`,
-    params: IdParams, query: AggregateQuery, response: AggregateResult,
+    params: IdParams,
+    query: AggregateQuery,
+    response: AggregateResult,
     handler: ({ principal, params, query }) =>
-      history.aggregate(scopeOf(principal), params.id, { ...query, identifiers: query.identifiers, interval_ms: query.interval }),
+      history.aggregate(scopeOf(principal), params.id, {
+        ...query,
+        identifiers: query.identifiers,
+        interval_ms: query.interval,
+      }),
   });
 
   // CSV is not the JSON envelope: a plain route with the same access rule and the same error envelope.

@@ -10,7 +10,12 @@ const range = { start_time: Ms.optional(), end_time: Ms.optional() };
 const identifierList = z
   .string()
   .max(4096)
-  .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
+  .transform((s) =>
+    s
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean),
+  )
   .pipe(z.array(Identifier).min(1, 'give at least one identifier').max(20));
 
 export const DeviceIdentifierParams = z.object({ id: Id, identifier: Identifier });
@@ -21,13 +26,25 @@ export const AttributeItem = z.object({
   attr_type: z.string(),
   data_type: z.string(),
   ts: z.number(),
-  model: z.object({ name: z.string(), attr_type: z.string(), data_type: z.string(), data_options: z.record(z.string(), z.unknown()), unit: z.string().optional() }),
+  model: z.object({
+    name: z.string(),
+    attr_type: z.string(),
+    data_type: z.string(),
+    data_options: z.record(z.string(), z.unknown()),
+    unit: z.string().optional(),
+  }),
 });
 export const AttributeList = z.array(AttributeItem);
 
 /** `page_records` 1–1000: the vendor document says 100, its own export tool asks for 500. */
 export const SeriesQuery = pagingQuery(1000).extend(range);
-export const SeriesPoint = z.object({ ts: z.number(), timestamp: z.string(), name: z.string(), value: z.unknown(), type: z.string() });
+export const SeriesPoint = z.object({
+  ts: z.number(),
+  timestamp: z.string(),
+  name: z.string(),
+  value: z.unknown(),
+  type: z.string(),
+});
 export const Series = z.array(SeriesPoint);
 
 export const RemoveAttributesBody = z.object({
@@ -46,7 +63,13 @@ export const Interval = z
     const [, n, unit] = INTERVAL.exec(s)!;
     return Number(n) * UNIT_MS[unit ?? 'ms']!;
   })
-  .pipe(z.number().int().min(1000, 'at least one second').max(30 * 86_400_000));
+  .pipe(
+    z
+      .number()
+      .int()
+      .min(1000, 'at least one second')
+      .max(30 * 86_400_000),
+  );
 
 export const AggregateQuery = z.object({
   identifiers: identifierList,

@@ -23,14 +23,18 @@ const TcpHeartbeat = z
   .max(64)
   .refine((s) => !s.includes('\0'), 'must not contain NUL characters')
   .nullable()
-  .describe('raw TCP: a keep-alive message the devices send (compared as UTF-8 bytes; a trailing \\r\\n is tolerated); it keeps the link alive and is never recorded. null clears it');
+  .describe(
+    'raw TCP: a keep-alive message the devices send (compared as UTF-8 bytes; a trailing \\r\\n is tolerated); it keeps the link alive and is never recorded. null clears it',
+  );
 const TcpFrameGapMs = z
   .number()
   .int()
   .min(10)
   .max(10_000)
   .nullable()
-  .describe("raw TCP: bytes arriving within this many ms of each other form one message (hex and text streams); null = the server's TCP_FRAME_GAP_MS");
+  .describe(
+    "raw TCP: bytes arriving within this many ms of each other form one message (hex and text streams); null = the server's TCP_FRAME_GAP_MS",
+  );
 
 export const CreateDeviceTypeBody = z.object({
   name: Name,
@@ -38,11 +42,17 @@ export const CreateDeviceTypeBody = z.object({
   tags: Tags.optional(),
   conn_type: ConnType.optional().describe('"1" direct device (default), "2" gateway sub-device, "3" gateway'),
   conn_protocol: ConnProtocol.optional().describe('default mqtt'),
-  allow_auto_create: z.boolean().optional().describe('create unknown devices on a certificate request with the type key'),
+  allow_auto_create: z
+    .boolean()
+    .optional()
+    .describe('create unknown devices on a certificate request with the type key'),
   tcp_heartbeat: TcpHeartbeat.optional(),
   tcp_frame_gap_ms: TcpFrameGapMs.optional(),
 });
-export const UpdateDeviceTypeBody = CreateDeviceTypeBody.partial().refine(atLeastOne, 'give at least one field to change');
+export const UpdateDeviceTypeBody = CreateDeviceTypeBody.partial().refine(
+  atLeastOne,
+  'give at least one field to change',
+);
 
 export const CreatedDeviceType = z.object({ id: z.string(), name: z.string(), type_key: z.string() });
 export const TypeKey = z.object({ type_key: z.string() });
@@ -75,7 +85,9 @@ const Options = z
 
 // Attribute models
 
-const AttributeIdentifier = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'must match ^[A-Za-z_][A-Za-z0-9_]{0,63}$');
+const AttributeIdentifier = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'must match ^[A-Za-z_][A-Za-z0-9_]{0,63}$');
 const Unit = z.string().max(32);
 const DataType = z.enum(ATTRIBUTE_DATA_TYPES);
 const dataOptionsDoc =

@@ -23,21 +23,34 @@ export function deviceRoutes(app: FastifyInstance, { services }: { services: Ser
   const tags = ['Devices'];
 
   endpoint(app, {
-    method: 'GET', url: '/api/v1/devices_stat', access: 'project', tags: ['Project'],
-    summary: 'Counts of devices by online, active and alarm state', response: DevicesStat,
+    method: 'GET',
+    url: '/api/v1/devices_stat',
+    access: 'project',
+    tags: ['Project'],
+    summary: 'Counts of devices by online, active and alarm state',
+    response: DevicesStat,
     handler: ({ principal }) => devices.stat(scopeOf(principal)),
   });
   endpoint(app, {
-    method: 'GET', url: '/api/v1/devices_alarm_stat', access: 'project', tags: ['Project'],
-    summary: 'Counts of devices by their highest active alarm level', response: DevicesAlarmStat,
+    method: 'GET',
+    url: '/api/v1/devices_alarm_stat',
+    access: 'project',
+    tags: ['Project'],
+    summary: 'Counts of devices by their highest active alarm level',
+    response: DevicesAlarmStat,
     handler: ({ principal }) => devices.alarmStat(scopeOf(principal)),
   });
 
   endpoint(app, {
-    method: 'GET', url: '/api/v1/devices', access: 'project', tags,
+    method: 'GET',
+    url: '/api/v1/devices',
+    access: 'project',
+    tags,
     summary: 'List devices, newest first',
-    description: '`type`, `group`/`groups` (comma-separated), `include_sub_groups=1` and `search` (name contains, any case, or device_key starts with; 1–64 characters) filter the list; `page_records` is 1–500.',
-    query: DeviceListQuery, response: DeviceList,
+    description:
+      '`type`, `group`/`groups` (comma-separated), `include_sub_groups=1` and `search` (name contains, any case, or device_key starts with; 1–64 characters) filter the list; `page_records` is 1–500.',
+    query: DeviceListQuery,
+    response: DeviceList,
     handler: ({ principal, query }) => {
       const groupIds = [...(query.group ? [query.group] : []), ...(query.groups ?? [])];
       return devices.list(
@@ -56,60 +69,105 @@ export function deviceRoutes(app: FastifyInstance, { services }: { services: Ser
   });
 
   endpoint(app, {
-    method: 'POST', url: '/api/v1/device', access: 'manage', tags,
-    summary: 'Create a device', body: CreateDeviceBody, response: CreatedDevice,
+    method: 'POST',
+    url: '/api/v1/device',
+    access: 'manage',
+    tags,
+    summary: 'Create a device',
+    body: CreateDeviceBody,
+    response: CreatedDevice,
     handler: ({ principal, body }) => devices.create(scopeOf(principal), body),
   });
 
   endpoint(app, {
-    method: 'GET', url: '/api/v1/device/:id', access: 'project', tags,
-    summary: 'Read a device', params: IdParams, response: DeviceDetail,
+    method: 'GET',
+    url: '/api/v1/device/:id',
+    access: 'project',
+    tags,
+    summary: 'Read a device',
+    params: IdParams,
+    response: DeviceDetail,
     handler: ({ principal, params }) => devices.get(scopeOf(principal), params.id),
   });
 
   endpoint(app, {
-    method: 'GET', url: '/api/v1/device/:id/certificate', access: 'manage', tags,
+    method: 'GET',
+    url: '/api/v1/device/:id/certificate',
+    access: 'manage',
+    tags,
     summary: "Read a device's connection certificate (its access token and the project key)",
-    params: IdParams, response: Certificate,
+    params: IdParams,
+    response: Certificate,
     handler: ({ principal, params }) => devices.certificate(scopeOf(principal), params.id),
   });
 
   endpoint(app, {
-    method: 'POST', url: '/api/v1/device/:id/certificate/reset', access: 'manage', tags,
+    method: 'POST',
+    url: '/api/v1/device/:id/certificate/reset',
+    access: 'manage',
+    tags,
     summary: 'Issue a new device access token; the old one stops working at once',
-    params: IdParams, response: Certificate,
+    params: IdParams,
+    response: Certificate,
     handler: ({ principal, params }) => devices.resetAccessToken(scopeOf(principal), params.id),
   });
 
   endpoint(app, {
-    method: 'PUT', url: '/api/v1/device/:id/info', access: 'manage', tags,
+    method: 'PUT',
+    url: '/api/v1/device/:id/info',
+    access: 'manage',
+    tags,
     summary: "Update a device's name, description or device key ('' removes the key)",
-    params: IdParams, body: UpdateInfoBody, response: Empty,
+    params: IdParams,
+    body: UpdateInfoBody,
+    response: Empty,
     handler: ({ principal, params, body }) => devices.updateInfo(scopeOf(principal), params.id, body),
   });
 
   endpoint(app, {
-    method: 'PUT', url: '/api/v1/device/:id/tags', access: 'manage', tags,
+    method: 'PUT',
+    url: '/api/v1/device/:id/tags',
+    access: 'manage',
+    tags,
     summary: "Add or change a device's tags (merged with the existing ones)",
-    params: IdParams, body: TagsBody, response: Empty,
+    params: IdParams,
+    body: TagsBody,
+    response: Empty,
     handler: ({ principal, params, body }) => devices.mergeTags(scopeOf(principal), params.id, body.tags),
   });
 
   endpoint(app, {
-    method: 'POST', url: '/api/v1/device/:id/tags_remove', access: 'manage', tags,
-    summary: "Remove tags of a device by key", params: IdParams, body: KeysBody, response: Empty,
+    method: 'POST',
+    url: '/api/v1/device/:id/tags_remove',
+    access: 'manage',
+    tags,
+    summary: 'Remove tags of a device by key',
+    params: IdParams,
+    body: KeysBody,
+    response: Empty,
     handler: ({ principal, params, body }) => devices.removeTags(scopeOf(principal), params.id, body.keys),
   });
 
   endpoint(app, {
-    method: 'PUT', url: '/api/v1/device/:id/groups', access: 'manage', tags,
-    summary: "Replace the groups of a device ([] = no group)", params: IdParams, body: GroupsBody, response: Empty,
+    method: 'PUT',
+    url: '/api/v1/device/:id/groups',
+    access: 'manage',
+    tags,
+    summary: 'Replace the groups of a device ([] = no group)',
+    params: IdParams,
+    body: GroupsBody,
+    response: Empty,
     handler: ({ principal, params, body }) => devices.setGroups(scopeOf(principal), params.id, body.groups),
   });
 
   endpoint(app, {
-    method: 'DELETE', url: '/api/v1/device/:id', access: 'manage', tags,
-    summary: 'Delete a device', params: IdParams, response: Empty,
+    method: 'DELETE',
+    url: '/api/v1/device/:id',
+    access: 'manage',
+    tags,
+    summary: 'Delete a device',
+    params: IdParams,
+    response: Empty,
     handler: ({ principal, params }) => devices.delete(scopeOf(principal), params.id),
   });
 }

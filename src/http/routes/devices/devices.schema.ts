@@ -30,11 +30,17 @@ export const DeviceDetail = Device.extend({
 const idList = z
   .string()
   .max(4096)
-  .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
+  .transform((s) =>
+    s
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean),
+  )
   .pipe(z.array(Id).max(100));
 
 /** Clients that build query strings from empty form fields send `type=&group=`: empty means "no filter". */
-const blankAsUnset = <T extends z.ZodType>(schema: T) => z.preprocess((v) => (v === '' ? undefined : v), schema.optional());
+const blankAsUnset = <T extends z.ZodType>(schema: T) =>
+  z.preprocess((v) => (v === '' ? undefined : v), schema.optional());
 
 /** Extension (docs/http-api.md §3.4): name contains the text (any case) or device_key starts with it. */
 export const DeviceSearch = z.string().trim().min(1).max(64).optional();
@@ -44,7 +50,10 @@ export const DeviceListQuery = pagingQuery(500).extend({
   group: blankAsUnset(Id),
   groups: blankAsUnset(idList),
   include_sub_groups: Flag,
-  online: z.enum(['0', '1', 'true', 'false']).optional().transform((v) => (v === undefined ? undefined : v === '1' || v === 'true')),
+  online: z
+    .enum(['0', '1', 'true', 'false'])
+    .optional()
+    .transform((v) => (v === undefined ? undefined : v === '1' || v === 'true')),
   device_key: blankAsUnset(DeviceKey),
   search: DeviceSearch,
 });
@@ -65,14 +74,25 @@ export const UpdateInfoBody = z
     name: Name.optional(),
     descr: Descr.optional(),
     device_key: DeviceKey.optional(),
-    disabled: z.boolean().optional().describe('Extension: a disabled device cannot connect or report; disabling it ends its connections at once'),
+    disabled: z
+      .boolean()
+      .optional()
+      .describe('Extension: a disabled device cannot connect or report; disabling it ends its connections at once'),
   })
-  .refine((b) => b.name !== undefined || b.descr !== undefined || b.device_key !== undefined || b.disabled !== undefined, 'give at least one of name, descr, device_key, disabled');
+  .refine(
+    (b) => b.name !== undefined || b.descr !== undefined || b.device_key !== undefined || b.disabled !== undefined,
+    'give at least one of name, descr, device_key, disabled',
+  );
 export const TagsBody = z.object({ tags: Tags });
 export const KeysBody = z.object({ keys: TagKeys });
 export const GroupsBody = z.object({ groups: z.array(Id).max(100) });
 
-export const Certificate = z.object({ id: z.string(), name: z.string(), access_token: z.string(), project_key: z.string() });
+export const Certificate = z.object({
+  id: z.string(),
+  name: z.string(),
+  access_token: z.string(),
+  project_key: z.string(),
+});
 
 export const DevicesStat = z.object({
   device_total: z.number(),

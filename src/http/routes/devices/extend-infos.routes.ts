@@ -22,7 +22,9 @@ const StandardInfoBody = z.object({
   value: z.record(z.string().min(1).max(64), Scalar).refine((v) => Object.keys(v).length <= 32, 'at most 32 fields'),
 });
 const ExtendInfosBody = z.object({
-  infos: z.record(Id, Scalar).refine((v) => Object.keys(v).length >= 1 && Object.keys(v).length <= 100, 'give 1 to 100 infos'),
+  infos: z
+    .record(Id, Scalar)
+    .refine((v) => Object.keys(v).length >= 1 && Object.keys(v).length <= 100, 'give 1 to 100 infos'),
 });
 
 export function extendInfoRoutes(app: FastifyInstance, { services }: { services: Services }) {
@@ -30,24 +32,39 @@ export function extendInfoRoutes(app: FastifyInstance, { services }: { services:
   const tags = ['Devices'];
 
   endpoint(app, {
-    method: 'GET', url: '/api/v1/device/:id/extend_infos', access: 'project', tags,
+    method: 'GET',
+    url: '/api/v1/device/:id/extend_infos',
+    access: 'project',
+    tags,
     summary: "Read a device's extended information: standard infos (location, contact) then its type's custom infos",
-    params: IdParams, response: z.object({ items: z.array(ExtendInfo) }),
+    params: IdParams,
+    response: z.object({ items: z.array(ExtendInfo) }),
     handler: ({ principal, params }) => extendInfos.list(scopeOf(principal), params.id),
   });
 
   endpoint(app, {
-    method: 'POST', url: '/api/v1/device/:id/standard_infos', access: 'manage', tags,
+    method: 'POST',
+    url: '/api/v1/device/:id/standard_infos',
+    access: 'manage',
+    tags,
     summary: 'Update a standard info of a device (fields are merged)',
     description: '`location`: latitude (-90..90), longitude (-180..180), address. `contact`: name, phone, email.',
-    params: IdParams, body: StandardInfoBody, response: z.record(z.string(), z.record(z.string(), z.unknown())),
-    handler: ({ principal, params, body }) => extendInfos.setStandard(scopeOf(principal), params.id, body.info_type, body.value),
+    params: IdParams,
+    body: StandardInfoBody,
+    response: z.record(z.string(), z.record(z.string(), z.unknown())),
+    handler: ({ principal, params, body }) =>
+      extendInfos.setStandard(scopeOf(principal), params.id, body.info_type, body.value),
   });
 
   endpoint(app, {
-    method: 'POST', url: '/api/v1/device/:id/extend_infos', access: 'manage', tags,
+    method: 'POST',
+    url: '/api/v1/device/:id/extend_infos',
+    access: 'manage',
+    tags,
     summary: "Set custom extended infos of a device by definition id (validated against the type's definitions)",
-    params: IdParams, body: ExtendInfosBody, response: z.record(z.string(), z.unknown()),
+    params: IdParams,
+    body: ExtendInfosBody,
+    response: z.record(z.string(), z.unknown()),
     handler: ({ principal, params, body }) => extendInfos.setCustom(scopeOf(principal), params.id, body.infos),
   });
 }

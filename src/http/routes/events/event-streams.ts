@@ -18,7 +18,13 @@ export interface EventStreamLimits {
   keepaliveMs: number;
 }
 
-export const EVENT_STREAM_DEFAULTS: EventStreamLimits = { perProject: 200, perAddress: 20, perPrincipal: 10, queueBytes: 1024 * 1024, keepaliveMs: 15_000 };
+export const EVENT_STREAM_DEFAULTS: EventStreamLimits = {
+  perProject: 200,
+  perAddress: 20,
+  perPrincipal: 10,
+  queueBytes: 1024 * 1024,
+  keepaliveMs: 15_000,
+};
 
 /** How long a stream that has ended may take to hand its last bytes to the reader before its socket is cut. */
 const FINAL_FLUSH_MS = 5_000;
@@ -114,13 +120,22 @@ export function createEventStreams({ bus, auth, limits, log }: EventStreamsDeps)
       const address = addressKey(remoteAddress);
       const pKey = principalKey(principal);
       if ((perProject.get(projectId) ?? 0) >= limits.perProject) {
-        throw new TooManyRequests(`Too many event streams open for this project (at most ${limits.perProject})`, RETRY_AFTER_S);
+        throw new TooManyRequests(
+          `Too many event streams open for this project (at most ${limits.perProject})`,
+          RETRY_AFTER_S,
+        );
       }
       if ((perAddress.get(address) ?? 0) >= limits.perAddress) {
-        throw new TooManyRequests(`Too many event streams open from this address (at most ${limits.perAddress})`, RETRY_AFTER_S);
+        throw new TooManyRequests(
+          `Too many event streams open from this address (at most ${limits.perAddress})`,
+          RETRY_AFTER_S,
+        );
       }
       if ((perPrincipal.get(pKey) ?? 0) >= limits.perPrincipal) {
-        throw new TooManyRequests(`Too many event streams open for this token's ${principal.kind} (at most ${limits.perPrincipal})`, RETRY_AFTER_S);
+        throw new TooManyRequests(
+          `Too many event streams open for this token's ${principal.kind} (at most ${limits.perPrincipal})`,
+          RETRY_AFTER_S,
+        );
       }
       inc(perProject, projectId, 1);
       inc(perAddress, address, 1);
@@ -208,7 +223,10 @@ export function createEventStreams({ bus, auth, limits, log }: EventStreamsDeps)
         if (!ended) void recheck(stream);
       }, limits.keepaliveMs);
       // setTimeout holds at most 2^31-1 ms (24.8 days); tokens live 7 days at most (http-api.md §2).
-      const expiry = setTimeout(() => stream.end('expired'), Math.min(Math.max(0, opts.expiresAt - Date.now()), 2 ** 31 - 1));
+      const expiry = setTimeout(
+        () => stream.end('expired'),
+        Math.min(Math.max(0, opts.expiresAt - Date.now()), 2 ** 31 - 1),
+      );
       issuedAt.set(stream, opts.tokenIssuedAt);
       add(byProject, principal.projectId, stream);
       add(byPrincipal, pKey, stream);

@@ -4,7 +4,12 @@ import { scopeOf } from '../../../domain/auth/principal.ts';
 import type { LiveMessage } from '../../../domain/events/live-events.ts';
 import { Forbidden, NotFound, Unauthorized } from '../../../errors.ts';
 import type { Services } from '../../../composition/services.ts';
-import { createEventStreams, EVENT_STREAM_DEFAULTS, type EventStreamLimits, type EventStreams } from './event-streams.ts';
+import {
+  createEventStreams,
+  EVENT_STREAM_DEFAULTS,
+  type EventStreamLimits,
+  type EventStreams,
+} from './event-streams.ts';
 import { EventsQuery } from './events.schema.ts';
 
 declare module 'fastify' {
@@ -27,8 +32,16 @@ const DESCRIPTION =
  * (filters, devices, limits) before it answers, so failures are the usual envelope; then it hands the
  * response to the stream (event-streams.ts), which owns it until it ends.
  */
-export function eventRoutes(app: FastifyInstance, { services, limits = {} }: { services: Services; limits?: Partial<EventStreamLimits> }) {
-  const streams = createEventStreams({ bus: services.bus, auth: services.auth, limits: { ...EVENT_STREAM_DEFAULTS, ...limits }, log: app.log });
+export function eventRoutes(
+  app: FastifyInstance,
+  { services, limits = {} }: { services: Services; limits?: Partial<EventStreamLimits> },
+) {
+  const streams = createEventStreams({
+    bus: services.bus,
+    auth: services.auth,
+    limits: { ...EVENT_STREAM_DEFAULTS, ...limits },
+    log: app.log,
+  });
   app.decorate('eventStreams', streams);
   // Open streams would keep Fastify's close (and so the whole shutdown) waiting for ever.
   app.addHook('preClose', async () => streams.closeAll());
@@ -44,7 +57,12 @@ export function eventRoutes(app: FastifyInstance, { services, limits = {} }: { s
       tags: ['Events'],
       security: [{ bearer: [] }],
       querystring: EventsQuery,
-      response: { 200: { description: 'A text/event-stream that lasts until the token expires', content: { 'text/event-stream': { schema: z.string() } } } },
+      response: {
+        200: {
+          description: 'A text/event-stream that lasts until the token expires',
+          content: { 'text/event-stream': { schema: z.string() } },
+        },
+      },
     },
     handler: async (req: FastifyRequest, reply: FastifyReply) => {
       const principal = req.principal;
@@ -67,7 +85,11 @@ export function eventRoutes(app: FastifyInstance, { services, limits = {} }: { s
         // Messages go to the stream once it is open (nothing is sent before its head).
         const sink: { send?: (m: LiveMessage) => void } = {};
         const watch = await services.liveEvents.watch(
-          { scope, ...(query.kinds ? { kinds: new Set(query.kinds) } : {}), ...(query.device ? { deviceIds: new Set(query.device) } : {}) },
+          {
+            scope,
+            ...(query.kinds ? { kinds: new Set(query.kinds) } : {}),
+            ...(query.device ? { deviceIds: new Set(query.device) } : {}),
+          },
           (m) => sink.send?.(m),
         );
         if (req.raw.destroyed || reply.raw.destroyed) {
@@ -90,7 +112,10 @@ export function eventRoutes(app: FastifyInstance, { services, limits = {} }: { s
         reply.hijack();
         started = true;
         sink.send = opened.send;
-        req.log.info({ projectId: principal.projectId, kind: principal.kind, kinds: query.kinds, devices: query.device?.length }, 'event stream opened');
+        req.log.info(
+          { projectId: principal.projectId, kind: principal.kind, kinds: query.kinds, devices: query.device?.length },
+          'event stream opened',
+        );
       } finally {
         if (!started) slot.release();
       }

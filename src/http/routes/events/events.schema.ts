@@ -5,7 +5,14 @@ import { Id } from '../common.schema.ts';
 /** At most this many devices in one stream's `device` filter. */
 export const MAX_STREAM_DEVICES = 100;
 
-const list = (s: string) => [...new Set(s.split(',').map((x) => x.trim()).filter(Boolean))];
+const list = (s: string) => [
+  ...new Set(
+    s
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean),
+  ),
+];
 
 /** `kinds` and `device` of `GET /api/v1/events` (http-api.md §4.14): comma lists; empty means "no filter". */
 export const EventsQuery = z.object({

@@ -3,7 +3,10 @@ import { SUB_ADDRESS, SUB_ADDRESS_RULE } from '../../../domain/gateways/gateways
 import { Id, paged, pagingQuery } from '../common.schema.ts';
 
 /** A sub-device's address within its gateway. */
-export const SubAddress = z.string().regex(SUB_ADDRESS, `must be ${SUB_ADDRESS_RULE}`).describe(`Unique within the gateway; ${SUB_ADDRESS_RULE}`);
+export const SubAddress = z
+  .string()
+  .regex(SUB_ADDRESS, `must be ${SUB_ADDRESS_RULE}`)
+  .describe(`Unique within the gateway; ${SUB_ADDRESS_RULE}`);
 
 export const AttachBody = z.object({
   device: Id.describe('The sub-device: a device of the project whose device type has conn_type "2"'),
@@ -13,7 +16,9 @@ export const AttachBody = z.object({
 export const Attached = z.object({ id: z.string(), name: z.string(), gateway_id: z.string(), address: z.string() });
 
 export const DetachBody = z.object({ devices: z.array(Id).min(1, 'give at least one device id').max(500) });
-export const Detached = z.object({ detached: z.array(z.string()).describe('The ids that were attached to this gateway and now are not') });
+export const Detached = z.object({
+  detached: z.array(z.string()).describe('The ids that were attached to this gateway and now are not'),
+});
 
 export const SubDevice = z.object({
   id: z.string(),

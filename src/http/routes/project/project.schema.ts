@@ -1,7 +1,12 @@
 import { z } from 'zod';
 import { Descr, Name, Tags } from '../common.schema.ts';
 
-export const ProjectInfo = z.object({ id: z.string(), name: z.string(), descr: z.string(), tags: z.record(z.string(), z.string()) });
+export const ProjectInfo = z.object({
+  id: z.string(),
+  name: z.string(),
+  descr: z.string(),
+  tags: z.record(z.string(), z.string()),
+});
 export const ProjectUpdateBody = z
   .object({ name: Name.optional(), descr: Descr.optional(), tags: Tags.optional() })
   .refine((b) => Object.keys(b).length > 0, 'give at least one of name, descr, tags');
@@ -11,7 +16,11 @@ export const ProjectSettings = z.object({
   device_rate_limit: z.number().nullable(),
   history_retention_days: z.number().nullable(),
   customer_password_min_length: z.number().nullable(),
-  effective: z.object({ device_rate_limit: z.number(), history_retention_days: z.number(), customer_password_min_length: z.number() }),
+  effective: z.object({
+    device_rate_limit: z.number(),
+    history_retention_days: z.number(),
+    customer_password_min_length: z.number(),
+  }),
 });
 export const ProjectSettingsBody = z
   .object({
@@ -23,4 +32,7 @@ export const ProjectSettingsBody = z
     customer_password_min_length: z.number().int().min(6, 'must be at least 6').max(128).nullable().optional(),
   })
   .strict()
-  .refine((b) => Object.keys(b).length > 0, 'give device_rate_limit, history_retention_days or customer_password_min_length');
+  .refine(
+    (b) => Object.keys(b).length > 0,
+    'give device_rate_limit, history_retention_days or customer_password_min_length',
+  );
