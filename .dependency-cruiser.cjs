@@ -1,0 +1,57 @@
+/**
+ * Layer boundaries of docs/architecture.md §1, checked by `npm run lint` (dependency-cruiser).
+ * A rule here is a promise about the code's shape: the database layer knows nothing of the domain, the
+ * domain nothing of HTTP or the device transports, and no module imports itself back through a cycle.
+ */
+module.exports = {
+  forbidden: [
+    {
+      name: 'no-cycle',
+      severity: 'error',
+      comment: 'Import cycles hide the order modules start in.',
+      from: {},
+      to: { circular: true },
+    },
+    {
+      name: 'db-not-domain',
+      severity: 'error',
+      comment: 'Repositories and schema do not import services.',
+      from: { path: '^src/db/' },
+      to: { path: '^src/(domain|http|composition|control|cli)/|^mqtt-broker/' },
+    },
+    {
+      name: 'domain-not-edges',
+      severity: 'error',
+      comment: 'Services know nothing of HTTP, the control socket or the device transports.',
+      from: { path: '^src/domain/' },
+      to: { path: '^src/(http|composition|control|cli)/|^mqtt-broker/' },
+    },
+    {
+      name: 'lib-is-leaf',
+      severity: 'error',
+      comment: 'src/lib holds helpers that import no layer.',
+      from: { path: '^src/lib/' },
+      to: { path: '^src/(db|domain|http|composition|control|cli)/|^mqtt-broker/' },
+    },
+    {
+      name: 'edge-through-port',
+      severity: 'error',
+      comment: 'The device transports reach the server through mqtt-broker/core/port.ts only.',
+      from: { path: '^mqtt-broker/', pathNot: '^mqtt-broker/core/port\\.ts$' },
+      to: { path: '^src/', pathNot: '^src/lib/' },
+    },
+    {
+      name: 'simulator-protocol-only',
+      severity: 'error',
+      comment: 'The simulator speaks the public protocol: it shares only mqtt-broker/protocol/.',
+      from: { path: '^simulator/' },
+      to: { path: '^src/|^mqtt-broker/(?!protocol/)' },
+    },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+    enhancedResolveOptions: { extensions: ['.ts', '.js'] },
+  },
+};
