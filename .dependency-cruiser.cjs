@@ -17,14 +17,15 @@ module.exports = {
       severity: 'error',
       comment: 'Repositories and schema do not import services.',
       from: { path: '^src/db/' },
-      to: { path: '^src/(domain|http|composition|control|cli)/|^mqtt-broker/' },
+      to: { path: '^src/(domain|http|composition|control|cli)/|^mqtt-broker/(?!protocol/)' },
     },
     {
       name: 'domain-not-edges',
       severity: 'error',
-      comment: 'Services know nothing of HTTP, the control socket or the device transports.',
+      comment:
+        'Services know nothing of HTTP, the control socket or the device transports (the wire formats of mqtt-broker/protocol/ are a leaf anyone may use).',
       from: { path: '^src/domain/' },
-      to: { path: '^src/(http|composition|control|cli)/|^mqtt-broker/' },
+      to: { path: '^src/(http|composition|control|cli)/|^mqtt-broker/(?!protocol/)' },
     },
     {
       name: 'lib-is-leaf',
@@ -39,6 +40,14 @@ module.exports = {
       comment: 'The device transports reach the server through mqtt-broker/core/port.ts only.',
       from: { path: '^mqtt-broker/', pathNot: '^mqtt-broker/core/port\\.ts$' },
       to: { path: '^src/', pathNot: '^src/lib/' },
+    },
+    {
+      name: 'protocol-is-leaf',
+      severity: 'error',
+      comment:
+        'mqtt-broker/protocol/ (topics, wire codecs) is shared with the simulator and the domain: it imports neither.',
+      from: { path: '^mqtt-broker/protocol/' },
+      to: { path: '^src/(?!lib/)|^mqtt-broker/(?!protocol/)|^simulator/' },
     },
     {
       name: 'simulator-protocol-only',
