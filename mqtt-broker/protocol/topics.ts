@@ -1,4 +1,4 @@
-import { STREAM_IDENTIFIER } from '../../src/domain/telemetry/data-push.service.ts';
+import { STREAM_IDENTIFIER } from './data-streams.ts';
 
 /**
  * The device topics of device-protocol.md §3, relative to the connection: every device uses the
