@@ -1,9 +1,84 @@
 import type { AppError } from '../errors.ts';
 import { Conflict, NotFound } from '../errors.ts';
 
+/**
+ * Named database errors: repositories translate the driver's errors into these, so services never see
+ * SQLSTATEs or constraint names. `what` is a stable name the repository chooses (e.g. 'device_key',
+ * 'account'), not a constraint name; the driver's error stays in `cause` (logged, never shown).
+ */
+export class Duplicate extends Error {
+  constructor(
+    readonly what: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`duplicate ${what}`, options);
+    this.name = 'Duplicate';
+  }
+}
+
+/** A foreign key refused the write: the referenced row (`what`) is gone, or a row still references it. */
+export class MissingReference extends Error {
+  constructor(
+    readonly what: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`missing reference ${what}`, options);
+    this.name = 'MissingReference';
+  }
+}
+
+/** A row fell outside every partition of a partitioned table (a partition dropped elsewhere meanwhile). */
+export class PartitionMissing extends Error {
+  constructor(options?: { cause?: unknown }) {
+    super('no partition for the row', options);
+    this.name = 'PartitionMissing';
+  }
+}
+
+/** Constraint-name substrings (in the order given) to the `what` of the named error. */
+export interface Translation {
+  unique?: Record<string, string>;
+  foreignKey?: Record<string, string>;
+}
+
+/**
+ * Throws the named error `err` stands for, or `err` itself when the translation names none of it.
+ * Repositories use it in the catch of their writes: `catch (err) { translate(err, { unique: { device_key: 'device_key' } }) }`.
+ */
+export function translate(err: unknown, map: Translation): never {
+  throw translated(err, map);
+}
+
+/** The named error `err` stands for, or `err` itself (for callers that rethrow later). */
+export function translated(err: unknown, map: Translation): unknown {
+  const e = pgError(err);
+  if (!e) return err;
+  if (e.code === '23514' && /no partition of relation/.test(e.message ?? ''))
+    return new PartitionMissing({ cause: err });
+  const table = e.code === '23505' ? map.unique : e.code === '23503' ? map.foreignKey : undefined;
+  if (!table) return err;
+  const constraint = e.constraint_name ?? e.constraint ?? '';
+  for (const [part, what] of Object.entries(table)) {
+    if (constraint.includes(part)) {
+      return e.code === '23505' ? new Duplicate(what, { cause: err }) : new MissingReference(what, { cause: err });
+    }
+  }
+  return err;
+}
+
+/** Runs a write, translating its driver errors (see `translate`). */
+export async function translating<T>(map: Translation, write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (err) {
+    translate(err, map);
+  }
+}
+
 /** Postgres error details, whichever driver raised them (drizzle wraps the driver's error in `cause`). */
 interface PgErrorLike {
   code?: string;
+  message?: string;
   constraint?: string;
   constraint_name?: string;
   cause?: unknown;
@@ -36,6 +111,8 @@ export function foreignKeyViolation(err: unknown): string | undefined {
  * never a server fault. Services still map the cases they can name more precisely.
  */
 export function appErrorOfDatabase(err: unknown): AppError | undefined {
+  if (err instanceof MissingReference) return new NotFound('A referenced resource');
+  if (err instanceof Duplicate) return new Conflict('The resource already exists or conflicts with another one');
   if (foreignKeyViolation(err) !== undefined) return new NotFound('A referenced resource');
   const unique = uniqueViolation(err);
   if (unique !== undefined) return new Conflict('The resource already exists or conflicts with another one');

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { appErrorOfDatabase } from '../../src/db/errors.ts';
+import { appErrorOfDatabase, Duplicate, MissingReference, PartitionMissing, translated } from '../../src/db/errors.ts';
 import { serializeError } from '../../src/logger.ts';
 
 /** drizzle wraps the driver's error; the parameters end up in the message. */
@@ -17,6 +17,23 @@ describe('database errors', () => {
     expect(appErrorOfDatabase(drizzleError('23505', 'x'))?.errcode).toBe(409);
     expect(appErrorOfDatabase(drizzleError('22P02', 'x'))).toBeUndefined();
     expect(appErrorOfDatabase(new Error('boom'))).toBeUndefined();
+  });
+
+  it('translate to the named errors a repository chooses, keeping the driver error as cause', () => {
+    const map = { unique: { x_fk: 'thing' }, foreignKey: { x_fk: 'parent' } };
+    const dup = translated(drizzleError('23505', 'x'), map);
+    expect(dup).toBeInstanceOf(Duplicate);
+    expect((dup as Duplicate).what).toBe('thing');
+    expect((dup as Duplicate).cause).toBeInstanceOf(Error);
+    const fk = translated(drizzleError('23503', 'x'), map);
+    expect(fk).toBeInstanceOf(MissingReference);
+    expect((fk as MissingReference).what).toBe('parent');
+    const other = drizzleError('23505', 'x');
+    expect(translated(other, { unique: { y_uq: 'y' } })).toBe(other);
+    const partition = Object.assign(new Error('no partition of relation "history" found for row'), { code: '23514' });
+    expect(translated(partition, {})).toBeInstanceOf(PartitionMissing);
+    expect(appErrorOfDatabase(dup)?.errcode).toBe(409);
+    expect(appErrorOfDatabase(fk)?.errcode).toBe(404);
   });
 
   it('are logged without their query parameters', () => {
