@@ -1,7 +1,8 @@
 import { ConfigError } from '../config.ts';
 import { ControlProtocolError } from '../control/control-client.ts';
 import { AppError } from '../errors.ts';
-import { CliError, PROGRAM, UsageError, type CliIo, type Command } from './command.ts';
+import { PROGRAM, type CliIo, type Command } from './command.ts';
+import { CliError, UsageError } from './errors.ts';
 import { migrate } from './commands/migrate.ts';
 import { projectCreate } from './commands/project-create.ts';
 import { projectDelete } from './commands/project-delete.ts';

@@ -2,6 +2,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { Logger } from 'pino';
 import type { z, ZodType } from 'zod';
 import { loadConfig } from '../config.ts';
+import { UsageError } from './errors.ts';
 import type { Target } from './target.ts';
 import type { TargetSettings } from './where.ts';
 
@@ -18,16 +19,6 @@ export interface Command {
   summary: string;
   help: string;
   run(argv: string[], io: CliIo): Promise<void>;
-}
-
-/** The command line is wrong: the message says how, and the exit code is 2. */
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
-
-/** An expected failure worth one clear line (exit code 1). */
-export class CliError extends Error {
-  override name = 'CliError';
 }
 
 export const PROGRAM = 'npm run cli --';

@@ -5,7 +5,7 @@ import { controlSocketPath } from '../control/socket-path.ts';
 import { DataDirLocked } from '../db/data-dir-lock.ts';
 import { openDatabase } from '../db/open.ts';
 import { createServices } from '../composition/services.ts';
-import { CliError } from './command.ts';
+import { CliError } from './errors.ts';
 import { checkEmbedded, describePostgres, type TargetSettings } from './where.ts';
 
 export interface Target {

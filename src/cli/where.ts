@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import type { Config } from '../config.ts';
-import { CliError } from './command.ts';
+import { CliError } from './errors.ts';
 
 /** The settings that decide where a command goes, flags applied (README "Projects (tenants)"). */
 export type TargetSettings = Pick<Config, 'DATA_DIR' | 'DATABASE_URL' | 'HTTP_PORT' | 'HOST'> & {

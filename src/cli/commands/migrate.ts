@@ -1,16 +1,7 @@
 import path from 'node:path';
 import { controlSocketPath } from '../../control/socket-path.ts';
-import {
-  CliError,
-  cliLogger,
-  parseFlags,
-  PROGRAM,
-  TARGET_HELP,
-  targetConfig,
-  targetOptions,
-  UsageError,
-  type Command,
-} from '../command.ts';
+import { cliLogger, parseFlags, PROGRAM, TARGET_HELP, targetConfig, targetOptions, type Command } from '../command.ts';
+import { CliError, UsageError } from '../errors.ts';
 
 const help = `Usage: ${PROGRAM} migrate [options]
 

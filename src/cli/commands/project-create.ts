@@ -5,11 +5,11 @@ import {
   TARGET_HELP,
   targetConfig,
   targetOptions,
-  UsageError,
   validate,
   withTarget,
   type Command,
 } from '../command.ts';
+import { UsageError } from '../errors.ts';
 
 const help = `Usage: ${PROGRAM} project create --name <name> [options]
 

@@ -1,14 +1,6 @@
 import { Id } from '../../http/routes/common.schema.ts';
-import {
-  parseFlags,
-  PROGRAM,
-  TARGET_HELP,
-  targetConfig,
-  targetOptions,
-  UsageError,
-  withTarget,
-  type Command,
-} from '../command.ts';
+import { parseFlags, PROGRAM, TARGET_HELP, targetConfig, targetOptions, withTarget, type Command } from '../command.ts';
+import { UsageError } from '../errors.ts';
 
 const help = `Usage: ${PROGRAM} project delete <id> --yes [options]
 

@@ -1,14 +1,6 @@
 import type { ProjectSummary } from '../../control/control-client.ts';
-import {
-  parseFlags,
-  PROGRAM,
-  TARGET_HELP,
-  targetConfig,
-  targetOptions,
-  UsageError,
-  withTarget,
-  type Command,
-} from '../command.ts';
+import { parseFlags, PROGRAM, TARGET_HELP, targetConfig, targetOptions, withTarget, type Command } from '../command.ts';
+import { UsageError } from '../errors.ts';
 
 const help = `Usage: ${PROGRAM} project list [--json] [options]
 

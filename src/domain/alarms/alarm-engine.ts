@@ -8,6 +8,7 @@ import type {
 } from '../../db/repositories/alarms.repository.ts';
 import { createLogIds } from './log-ids.ts';
 import type { EventBus } from '../events/event-bus.ts';
+import { KeyedQueue } from '../../lib/keyed-queue.ts';
 import { TtlCache } from '../../lib/ttl-cache.ts';
 import { attributeHolds, describe, renderMessage, thresholdOf } from './conditions.ts';
 import type { Scheduler } from './scheduler.ts';
@@ -111,7 +112,7 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
   const rulesCache = new TtlCache<CompiledRules>(rulesTtlMs, clock, 100_000);
   const metaCache = new Map<string, { projectId: string; meta: DeviceMeta | undefined; at: number }>();
   const states = new Map<string, Map<string, RuleState>>();
-  const chains = new Map<string, Promise<void>>();
+  const queue = new KeyedQueue<string>();
   const unsubscribe: Array<() => void> = [];
   const newId = createLogIds();
 
@@ -154,17 +155,7 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
    * background caller logs it through `background`); the device's queue goes on either way.
    */
   function enqueue<T>(deviceId: string, fn: () => Promise<T>): Promise<T> {
-    const prev = chains.get(deviceId) ?? Promise.resolve();
-    const run = prev.then(fn);
-    const next = run.then(
-      () => {},
-      () => {},
-    );
-    chains.set(deviceId, next);
-    void next.then(() => {
-      if (chains.get(deviceId) === next) chains.delete(deviceId);
-    });
-    return run;
+    return queue.run(deviceId, fn);
   }
 
   /** `enqueue` for work nobody waits on (bus events, timers): a failure is logged. */
@@ -405,7 +396,7 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
     attributes: Record<string, unknown>,
     ts: number,
   ): boolean {
-    if (chains.has(deviceId)) return false;
+    if (queue.busy(deviceId)) return false;
     const hit = metaCache.get(deviceId);
     if (!hit || hit.projectId !== projectId || clock() - hit.at >= deviceMetaTtlMs) return false;
     const device = hit.meta;
@@ -632,7 +623,7 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
 
     /** Resolves when every queued evaluation has finished (tests, shutdown). */
     async idle() {
-      while (chains.size) await Promise.all([...chains.values()]);
+      await queue.idle();
     },
 
     /** Active (device, rule) states held in memory, for tests and operators. */

@@ -1,4 +1,5 @@
 import { deviceInScope } from '../devices/device-in-scope.ts';
+import { DAY_MS } from '../../lib/time.ts';
 import { unstorableJson } from '../../lib/unstorable-text.ts';
 import type {
   AttrDataType,
@@ -13,7 +14,6 @@ import { sendOrFail, type SessionRegistry } from '../delivery/sessions.ts';
 import type { DeviceIdentity } from '../devices/device-identity.ts';
 import type { PresenceService } from '../devices/presence.service.ts';
 import type { EventBus } from '../events/event-bus.ts';
-import { DAY_MS } from './history.service.ts';
 import type { Ingest } from './ingest.ts';
 
 /** `__proto__` would pass the pattern and then vanish from every object it is read into. */

@@ -4,12 +4,12 @@ import type { DevicesRepository } from '../../db/repositories/devices.repository
 import type { Aggregate, HistoryRepository } from '../../db/repositories/history.repository.ts';
 import { BadRequest } from '../../errors.ts';
 import { csvCell } from '../../lib/csv.ts';
+import { DAY_MS } from '../../lib/time.ts';
 import { TtlCache } from '../../lib/ttl-cache.ts';
 import type { Scope } from '../auth/principal.ts';
 import { deviceInScope } from '../devices/device-in-scope.ts';
 import type { ModelLookup } from './current-values.service.ts';
 
-export const DAY_MS = 86_400_000;
 /** The longest range of one series or aggregation call (http-api.md §3: 30 days). */
 export const MAX_RANGE_MS = 30 * DAY_MS;
 /** Most buckets one aggregation may return per identifier. */
