@@ -215,3 +215,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   return Object.freeze(parsed.data);
 }
+
+/** The configuration of an empty environment: every setting's default, read from the schema above. */
+export function configDefaults(): Config {
+  return loadConfig({});
+}

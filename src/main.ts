@@ -16,7 +16,10 @@ import { createTcpListener } from '../mqtt-broker/tcp/listener.ts';
 import { limitHttpConnections } from './http/connections.ts';
 import { createLogger } from './logger.ts';
 import { createReadiness } from './http/readiness.ts';
+import { serviceSteps, startSteps, stopSteps } from './composition/lifecycle.ts';
+import { createRepositories } from './composition/repositories.ts';
 import { createServices } from './composition/services.ts';
+import { settingsFromConfig } from './composition/settings.ts';
 import { readTlsCredentials } from './tls/credentials.ts';
 import { createTlsReloader, describeCertificate } from './tls/reloader.ts';
 import { createHttpsServer, listen, secureSocket } from './tls/servers.ts';
@@ -52,7 +55,7 @@ async function start(config: Config) {
 
   let database;
   try {
-    database = await openDatabase(config, logger);
+    database = await openDatabase(config, logger.child({ component: 'db' }));
   } catch (err) {
     if (err instanceof DataDirLocked) {
       throw new StartupError(
@@ -62,93 +65,46 @@ async function start(config: Config) {
     if (err instanceof DatabaseUnavailable) throw new StartupError(err.message);
     throw err;
   }
+  const settings = settingsFromConfig(config, database.driver);
   const services = createServices({
     db: database.db,
+    repositories: createRepositories(database.db),
     logger,
     // Keys the hashes of view secrets and app secret_keys (passwords.ts): rotating JWT_SECRET invalidates them.
     serverSecret: jwt.secret,
-    settings: {
-      deviceRateLimit: config.MQTT_RATE_LIMIT,
-      deviceRateLimitMax: config.DEVICE_RATE_LIMIT_MAX,
-      projectMessageRate: config.PROJECT_MESSAGE_RATE,
-      historyRetentionDays: config.HISTORY_RETENTION_DAYS,
-      historyCompressAfterDays: config.HISTORY_COMPRESS_AFTER_DAYS,
-      historyChunkHours: config.HISTORY_CHUNK_HOURS,
-      ingestBatchSize: config.INGEST_BATCH_SIZE,
-      ingestBatchDelayMs: config.INGEST_BATCH_DELAY_MS,
-      ingestMaxPending: config.INGEST_MAX_PENDING,
-      // PGlite is one connection: parallel batches would only queue behind each other.
-      ingestConcurrency: database.driver === 'postgres' ? config.INGEST_CONCURRENCY : 1,
-      alarmNotify: {
-        timeoutMs: config.ALARM_WEBHOOK_TIMEOUT_MS,
-        maxAttempts: config.ALARM_WEBHOOK_ATTEMPTS,
-        backoffMs: config.ALARM_WEBHOOK_BACKOFF_MS,
-        allowNetworks: config.ALARM_WEBHOOK_ALLOW_NETWORKS,
-        concurrency: config.ALARM_WEBHOOK_CONCURRENCY,
-        projectConcurrency: config.ALARM_WEBHOOK_PROJECT_CONCURRENCY,
-        maxPending: config.ALARM_WEBHOOK_MAX_PENDING,
-        projectMaxPending: config.ALARM_WEBHOOK_PROJECT_MAX_PENDING,
-        breakerFailures: config.ALARM_WEBHOOK_BREAKER_FAILURES,
-        breakerCooldownMs: config.ALARM_WEBHOOK_BREAKER_COOLDOWN_MS,
-      },
-    },
+    settings: settings.services,
   });
-  await services.presence.resetOnline();
-  services.presence.start();
-  services.commands.start();
-  logger.info({ history: await services.historyStore.detect() }, 'attribute history store');
-  const policies = await services.historyStore.applyTimescalePolicies({
-    chunkHours: config.HISTORY_CHUNK_HOURS,
-    compressAfterDays: config.HISTORY_COMPRESS_AFTER_DAYS,
-    retentionDays: config.HISTORY_RETENTION_DAYS,
-  });
-  if (policies.mode === 'timescale' && !policies.policies) {
-    logger.warn(
-      { license: policies.license },
-      "TimescaleDB without the community license: no compression; history retention is the server's own job",
-    );
-  }
-  services.retention.start();
-  await services.currentCache.recover();
-  services.currentCache.start();
-  // Active alarms and the timers of connection and silence rules, rebuilt before devices connect.
-  await services.alarms.start();
+  const steps = serviceSteps(services, { logger, historyPolicies: settings.historyPolicies });
+  await startSteps(steps);
   const readiness = createReadiness({
     ping: () => database.db.execute(sql`select 1`),
-    dbTimeoutMs: config.READINESS_DB_TIMEOUT_MS,
+    dbTimeoutMs: settings.readiness.dbTimeoutMs,
     ingest: () => services.ingest.stats(),
     awaitListeners: true,
-    logger,
+    logger: logger.child({ component: 'readiness' }),
   });
-  const app = await buildApp({ config, services, jwtSecret: jwt.secret, logger, readiness });
+  const app = await buildApp({
+    config,
+    services,
+    jwtSecret: jwt.secret,
+    logger: logger.child({ component: 'http' }),
+    readiness,
+  });
 
-  // Closed in reverse order: listeners first, then what they feed (pending presence) is flushed.
-  // The ingest pipeline flushes after the listeners stop feeding it: nothing acknowledged is lost.
-  const closers: Array<() => Promise<void>> = [
-    // Last to stop of these: evaluations of what the listeners delivered, and running webhook deliveries.
-    () => services.alarms.stop(),
-    () => services.presence.stop(),
-    () => services.commands.stop(),
-    () => services.retention.stop(),
-    () => services.currentCache.stop(),
-    () => services.ingest.stop(),
-    // Data-stream messages (and the attribute reports of mapped JSON streams) are written before ingest stops.
-    () => services.dataStreams.stop(),
-  ];
+  // The listeners and servers opened below, closed in reverse order before the services stop
+  // (lifecycle.ts): nothing they delivered is lost, and the store closes last.
+  const closers: Array<() => Promise<void>> = [];
   const shutdown = async (signal: string) => {
     logger.info({ signal }, 'shutting down');
-    // Stop accepting work first, then flush and close the store last.
+    // Stop accepting work first, then flush the services, and close the store last.
     for (const close of closers.reverse()) await close().catch((err) => logger.error({ err }, 'error while closing'));
+    await stopSteps(steps, (err, step) => logger.error({ err, step: step.name }, 'error while closing'));
     await database.close().catch((err) => logger.error({ err }, 'error while closing the database'));
     logger.info('stopped');
   };
 
   try {
-    const httpLimits = {
-      perAddress: config.HTTP_CONNECTIONS_PER_ADDRESS,
-      trustProxy: config.TRUST_PROXY,
-      headersTimeoutMs: config.HTTP_HEADERS_TIMEOUT_MS,
-    };
+    const httpLimits = settings.http;
     // A listener set to `off` does not listen at all (docs/tls.md §3); HTTPS then serves the API.
     const httpPort = config.HTTP_PORT;
     if (httpPort !== 'off') {
@@ -158,23 +114,10 @@ async function start(config: Config) {
     closers.push(() => app.close());
     // Closed before presence and commands flush (closers run in reverse), so a disconnect is recorded.
     // One admission for MQTT, MQTT over WebSocket and raw TCP (mqtt-broker/core/admission.ts).
-    const admission = createAdmission({
-      pendingPerAddress: config.PENDING_CONNECTIONS_PER_ADDRESS,
-      pendingMax: config.PENDING_CONNECTIONS_MAX,
-      maxConnections: config.DEVICE_CONNECTIONS_MAX,
-      loginRate: config.DEVICE_LOGIN_RATE,
-      loginBurst: config.DEVICE_LOGIN_BURST,
-    });
+    const admission = createAdmission(settings.admission);
     logger.info({ maxConnections: admission.maxConnections }, 'device connections allowed at once');
-    const broker = await createBroker({
-      services,
-      logger,
-      maxPacketSize: config.MQTT_MAX_PACKET_SIZE,
-      maxSubscriptions: config.MQTT_MAX_SUBSCRIPTIONS,
-      maxViewersPerProject: config.MQTT_MAX_VIEWERS_PER_PROJECT,
-      admission,
-      connectTimeoutMs: config.MQTT_CONNECT_TIMEOUT_MS,
-    });
+    // The broker and the TCP listener name their own component (`mqtt`, `tcp`) on this logger.
+    const broker = await createBroker({ services, logger, ...settings.mqtt, admission });
     // MQTT and MQTT over TLS: one broker; their listeners stop accepting while it closes its connections.
     const mqttServers: net.Server[] = [];
     closers.push(async () => {
@@ -192,24 +135,14 @@ async function start(config: Config) {
       logger.info({ port }, `MQTT listening at mqtt://${config.HOST}:${port}`);
     }
     // Raw TCP devices (device-protocol.md §6); closed before what it feeds, like the broker.
-    const tcp = createTcpListener({
-      services,
-      logger,
-      loginTimeoutMs: config.TCP_LOGIN_TIMEOUT_MS,
-      idleTimeoutMs: config.TCP_IDLE_TIMEOUT_MS,
-      frameGapMs: config.TCP_FRAME_GAP_MS,
-      maxMessageSize: config.TCP_MAX_MESSAGE_SIZE,
-      maxLoginLength: config.TCP_MAX_LOGIN_LENGTH,
-      admission,
-    });
+    const tcp = createTcpListener({ services, logger, ...settings.tcp, admission });
     closers.push(() => tcp.close());
     const tcpPort = config.TCP_PORT;
     if (tcpPort !== 'off') {
       const tcpAddress = await tcp.listen(tcpPort, config.HOST).catch((err) => portInUse(err, 'TCP_PORT', tcpPort));
       logger.info({ port: tcpAddress.port }, `TCP listening at tcp://${config.HOST}:${tcpAddress.port}`);
     }
-    // A WebSocket message carries one MQTT packet (or a few): bounded like them.
-    const webSocketOptions = { maxPayload: config.MQTT_MAX_PACKET_SIZE * 2, trustProxy: config.TRUST_PROXY };
+    const webSocketOptions = settings.webSocket;
     closers.push(attachWebSocket(app.server, broker, webSocketOptions));
     // TLS (docs/tls.md §2): the same broker, TCP listener, admission, HTTP limits and WebSocket as the
     // plaintext listeners; the certificate follows the files on disk (src/tls/reloader.ts).
@@ -217,8 +150,8 @@ async function start(config: Config) {
       const reloader = createTlsReloader({
         files: tlsFiles,
         initial: tlsInitial,
-        intervalMs: config.TLS_RELOAD_INTERVAL_MS,
-        logger,
+        intervalMs: settings.tlsReloadIntervalMs,
+        logger: logger.child({ component: 'tls' }),
       });
       closers.push(async () => reloader.close());
       logger.info(describeCertificate(tlsInitial), 'TLS certificate');
@@ -256,7 +189,7 @@ async function start(config: Config) {
       const control = await startControlServer({
         socketPath: path.join(config.DATA_DIR, 'control.sock'),
         services,
-        logger,
+        logger: logger.child({ component: 'control' }),
       });
       closers.push(() => control.close());
     }

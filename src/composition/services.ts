@@ -1,8 +1,6 @@
 import { pino, type Logger } from 'pino';
 import { uniqueViolation } from '../db/errors.ts';
 import type { Db } from '../db/client.ts';
-import { createDeviceAuthRepository } from '../db/repositories/device-auth.repository.ts';
-import { createPresenceRepository } from '../db/repositories/presence.repository.ts';
 import { createRateLimiter } from '../domain/delivery/rate-limiter.ts';
 import { createSessionRegistry } from '../domain/delivery/sessions.ts';
 import { createDeviceAuthService } from '../domain/devices/device-auth.service.ts';
@@ -10,28 +8,17 @@ import { createPresenceService } from '../domain/devices/presence.service.ts';
 import { createCommandsService } from '../domain/commands/commands.service.ts';
 import { createEventBus } from '../domain/events/event-bus.ts';
 import { createLiveEvents } from '../domain/events/live-events.ts';
-import { createLiveEventsRepository } from '../db/repositories/live-events.repository.ts';
-import { createAttributeValuesRepository } from '../db/repositories/attribute-values.repository.ts';
-import { createCertificateRepository } from '../db/repositories/certificate.repository.ts';
-import { createDataMessagesRepository } from '../db/repositories/data-messages.repository.ts';
-import { createDeviceEventsRepository } from '../db/repositories/device-events.repository.ts';
 import { createCertificateService } from '../domain/devices/certificate.service.ts';
 import { createDeviceEventsService } from '../domain/devices/device-events.service.ts';
 import { createCurrentValuesService } from '../domain/telemetry/current-values.service.ts';
 import { createDataStreamsService } from '../domain/telemetry/data-streams.service.ts';
-import { createHistoryRepository } from '../db/repositories/history.repository.ts';
 import { createHistoryService } from '../domain/telemetry/history.service.ts';
 import { createIngest } from '../domain/telemetry/ingest.ts';
 import { createCurrentCache } from '../domain/telemetry/current-cache.ts';
 import { createRetention } from '../domain/telemetry/retention.ts';
 import { createProjectSettingsService } from '../domain/projects/project-settings.service.ts';
-import { createCredentialsRepository } from '../db/repositories/credentials.repository.ts';
-import { createDeviceInfosRepository } from '../db/repositories/device-infos.repository.ts';
-import { createDevicesRepository } from '../db/repositories/devices.repository.ts';
-import { createProjectsRepository } from '../db/repositories/projects.repository.ts';
 import { createAdminsService } from '../domain/admins/admins.service.ts';
 import { createAppsService } from '../domain/apps/apps.service.ts';
-import { createAppsRepository } from '../db/repositories/apps.repository.ts';
 import { createMachineSecrets } from '../lib/passwords.ts';
 import { createAuthService } from '../domain/auth/auth.service.ts';
 import { createCustomersService } from '../domain/customers/customers.service.ts';
@@ -39,66 +26,38 @@ import { createDeviceTypesService } from '../domain/device-types/device-types.se
 import { createDevicesService } from '../domain/devices/devices.service.ts';
 import { createExtendInfosService } from '../domain/devices/extend-infos.service.ts';
 import { createGroupsService } from '../domain/groups/groups.service.ts';
-import { createGatewaysRepository } from '../db/repositories/gateways.repository.ts';
 import { createGatewaysService } from '../domain/gateways/gateways.service.ts';
 import { createProjectsService } from '../domain/projects/projects.service.ts';
 import { createViewKeyService } from '../domain/projects/view-key.service.ts';
-import { createAlarmsRepository } from '../db/repositories/alarms.repository.ts';
-import { createNotifyJobsRepository } from '../db/repositories/notify-jobs.repository.ts';
-import { createAlarms } from '../domain/alarms/alarms.service.ts';
-import type { NotifierSettings } from '../domain/alarms/notifier.ts';
+import { createAlarmsService } from '../domain/alarms/alarms.service.ts';
+import { createRepositories, type Repositories } from './repositories.ts';
+import { DEFAULT_SETTINGS, type ServiceSettings } from './settings.ts';
 
-/** Server-wide operating values (config.ts); every one has a default. */
-export interface ServiceSettings {
-  /** Messages per second per device unless the project sets its own (MQTT_RATE_LIMIT). */
-  deviceRateLimit: number;
-  /** The most a project may set as its device rate (DEVICE_RATE_LIMIT_MAX). */
-  deviceRateLimitMax: number;
-  /** Messages per second of all the devices of one project together; 0 = unlimited (PROJECT_MESSAGE_RATE). */
-  projectMessageRate: number;
-  historyRetentionDays: number;
-  historyCompressAfterDays: number;
-  historyChunkHours: number;
-  ingestBatchSize: number;
-  ingestBatchDelayMs: number;
-  ingestMaxPending: number;
-  /** Batches written at once: 1 on the embedded database (one connection), more on PostgreSQL. */
-  ingestConcurrency: number;
-  /** Alarm webhooks: timeout, attempts, back-off, queue bound (src/domain/alarms/notifier.ts). */
-  alarmNotify?: Partial<NotifierSettings>;
-}
-
-export const DEFAULT_SETTINGS: ServiceSettings = {
-  deviceRateLimit: 50,
-  deviceRateLimitMax: 1_000,
-  projectMessageRate: 5_000,
-  historyRetentionDays: 365,
-  historyCompressAfterDays: 7,
-  historyChunkHours: 24,
-  ingestBatchSize: 5_000,
-  ingestBatchDelayMs: 5,
-  ingestMaxPending: 100_000,
-  ingestConcurrency: 1,
-};
+export { DEFAULT_SETTINGS, type ServiceSettings } from './settings.ts';
 
 export interface ServiceDeps {
   db: Db;
+  /** The repositories over `db` (repositories.ts); built here when not given. */
+  repositories?: Repositories;
   clock?: () => number;
-  logger?: Pick<Logger, 'error' | 'warn' | 'info'>;
+  /** Each component logs through its own child (`component`: presence, ingest, alarms, …). */
+  logger?: Pick<Logger, 'child'>;
   settings?: Partial<ServiceSettings>;
   /** The server secret (JWT secret) that keys machine-secret hashes (passwords.ts); unset = argon2id. */
   serverSecret?: string;
 }
 
-/** Builds every domain service once; HTTP routes, the broker and the CLI share them. */
+/** Wires every domain service once, over the repositories; HTTP routes, the broker and the CLI share them. */
 export function createServices({
   db,
+  repositories: repos = createRepositories(db),
   clock = Date.now,
   logger = pino({ level: 'silent' }),
   settings: given = {},
   serverSecret,
 }: ServiceDeps) {
   const settings = { ...DEFAULT_SETTINGS, ...given };
+  const log = (component: string) => logger.child({ component });
   const bus = createEventBus();
   const sessions = createSessionRegistry();
   // A reset token or a deleted device ends its live connection at once (device-protocol.md §1).
@@ -106,19 +65,19 @@ export function createServices({
   bus.on('project.deleted', ({ projectId }) => sessions.kickProject(projectId, 'project deleted'));
   const machineSecrets = createMachineSecrets(serverSecret);
   const auth = createAuthService({
-    credentials: createCredentialsRepository(db),
-    apps: createAppsRepository(db),
+    credentials: repos.credentials,
+    apps: repos.apps,
     machineSecrets,
     clock,
     bus,
   });
-  const projectsRepo = createProjectsRepository(db);
-  const devicesRepo = createDevicesRepository(db);
+  const projectsRepo = repos.projects;
+  const devicesRepo = repos.devices;
   // Written connects and disconnects recount the cached totals and stats (`online` is live: http-api.md §3).
   const presence = createPresenceService({
-    repo: createPresenceRepository(db),
+    repo: repos.presence,
     bus,
-    logger,
+    logger: log('presence'),
     clock,
     onOnlineWritten: (projectIds) => projectIds.forEach((p) => devices.countsChanged(p)),
   });
@@ -140,9 +99,9 @@ export function createServices({
   });
   // Device message rates for every transport (device-protocol.md §3 "rate limits").
   const rateLimiter = createRateLimiter({ projectRate: settings.projectMessageRate, clock });
-  const historyRepo = createHistoryRepository(db);
-  const attributeValuesRepo = createAttributeValuesRepository(db);
-  const currentCache = createCurrentCache({ db, history: historyRepo, clock, logger });
+  const historyRepo = repos.history;
+  const attributeValuesRepo = repos.attributeValues;
+  const currentCache = createCurrentCache({ db, history: historyRepo, clock, logger: log('current-cache') });
   const ingest = createIngest({
     // Partitions first (DDL outside the batch), then one transaction: history rows, and the current
     // values that cannot wait (pushes, cloud, back-dated reports); fresh reports' current values go
@@ -186,7 +145,7 @@ export function createServices({
     batchDelayMs: settings.ingestBatchDelayMs,
     maxPending: settings.ingestMaxPending,
     concurrency: settings.ingestConcurrency,
-    logger,
+    logger: log('ingest'),
   });
   const history = createHistoryService({
     history: historyRepo,
@@ -202,12 +161,13 @@ export function createServices({
     attributeModels: (projectId, typeId) => deviceTypes.attributeModels(projectId, typeId),
     clock,
   });
+  const historyLog = log('history');
   // A deleted device's history goes with it (the history has no foreign key: it would tax every insert).
   bus.on('device.deleted', ({ deviceId }) => {
     currentCache.forget(deviceId);
     historyRepo
       .removeDevice(deviceId)
-      .catch((err: unknown) => logger.warn({ err, deviceId }, 'history of a deleted device not removed'));
+      .catch((err: unknown) => historyLog.warn({ err, deviceId }, 'history of a deleted device not removed'));
   });
   const currentValues = createCurrentValuesService({
     repo: {
@@ -225,18 +185,18 @@ export function createServices({
   });
   // Custom data streams (device-protocol.md §7); JSON streams mapped to attributes report through currentValues.
   // Alarm rules evaluated on reports and connection changes (README "Alarms"); a changed alarm state recounts the stats.
-  const alarms = createAlarms({
-    repo: createAlarmsRepository(db),
-    jobs: createNotifyJobsRepository(db),
+  const alarms = createAlarmsService({
+    repo: repos.alarms,
+    jobs: repos.notifyJobs,
     bus,
     clock,
-    logger,
+    logger: log('alarms'),
     onStateChanged: (projectId) => devices.countsChanged(projectId),
     isOnline: (deviceId) => sessions.get(deviceId) !== undefined,
     ...(settings.alarmNotify ? { notifier: settings.alarmNotify } : {}),
   });
   const dataStreams = createDataStreamsService({
-    repo: createDataMessagesRepository(db),
+    repo: repos.dataMessages,
     devices: devicesRepo,
     sessions,
     presence,
@@ -245,12 +205,12 @@ export function createServices({
     clock,
   });
   // Application subscriptions and API event streams: one fan-out of the bus (device-protocol.md §9, http-api.md §4.14).
-  const liveRepo = createLiveEventsRepository(db);
+  const liveRepo = repos.liveEvents;
   const liveEvents = createLiveEvents({
     bus,
     deviceInfo: liveRepo.deviceInfo,
     boundDeviceIds: liveRepo.boundDeviceIds,
-    logger,
+    logger: log('live-events'),
   });
   return {
     bus,
@@ -259,8 +219,16 @@ export function createServices({
     sessions,
     rateLimiter,
     presence,
-    deviceAuth: createDeviceAuthService({ repo: createDeviceAuthRepository(db), bus, clock }),
-    commands: createCommandsService({ db, devices: devicesRepo, sessions, bus, presence, clock, logger }),
+    deviceAuth: createDeviceAuthService({ repo: repos.deviceAuth, bus, clock }),
+    commands: createCommandsService({
+      db,
+      devices: devicesRepo,
+      sessions,
+      bus,
+      presence,
+      clock,
+      logger: log('commands'),
+    }),
     currentValues,
     ingest,
     currentCache,
@@ -272,24 +240,32 @@ export function createServices({
       settings: projectSettings,
       defaultDays: settings.historyRetentionDays,
       clock,
-      logger,
+      logger: log('retention'),
     }),
     projectSettings,
     settings,
-    deviceEvents: createDeviceEventsService({ repo: createDeviceEventsRepository(db), presence, bus, clock }),
+    deviceEvents: createDeviceEventsService({ repo: repos.deviceEvents, presence, bus, clock }),
     // Creation goes through the devices service: the same rules as POST /api/v1/device (quota, unique key).
-    certificates: createCertificateService({ repo: createCertificateRepository(db), devices, clock, bus }),
+    certificates: createCertificateService({ repo: repos.certificates, devices, clock, bus }),
     dataStreams,
-    /** The same service under the name the control and application routes use. */
-    dataPush: dataStreams,
     auth,
     projects: createProjectsService({ projects: projectsRepo, auth, bus, machineSecrets, clock }),
     devices,
-    extendInfos: createExtendInfosService({ devices: devicesRepo, infos: createDeviceInfosRepository(db), clock }),
+    extendInfos: createExtendInfosService({ devices: devicesRepo, infos: repos.deviceInfos, clock }),
     deviceTypes,
     groups: createGroupsService({ db, clock }),
     // Gateways and their sub-devices (device-protocol.md §8); the broker resolves addresses through it.
-    gateways: createGatewaysService({ repo: createGatewaysRepository(db), devices: devicesRepo, sessions, bus, clock }),
+    gateways: createGatewaysService({
+      repo: repos.gateways,
+      devices: devicesRepo,
+      sessions,
+      bus,
+      currentValues,
+      history,
+      projectSettings,
+      rateLimiter,
+      clock,
+    }),
     customers: createCustomersService({
       db,
       clock,

@@ -1,4 +1,5 @@
 import { existsSync, mkdirSync } from 'node:fs';
+import type { Logger } from 'pino';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
@@ -82,6 +83,8 @@ export async function openPglite(opts: PgliteOptions = {}): Promise<Database & {
 
 export interface PostgresOptions {
   max?: number;
+  /** Where the absorbed error below is logged (the server's logger); unset = standard error. */
+  logger?: Pick<Logger, 'warn'>;
 }
 
 /**
@@ -96,14 +99,14 @@ export function isDroppedTypeFetch(reason: unknown): boolean {
   return typeof query === 'string' && query.includes('pg_catalog.pg_type') && query.includes("typcategory = 'A'");
 }
 let typeFetchGuard = false;
-function guardTypeFetch() {
+function guardTypeFetch(logger?: Pick<Logger, 'warn'>) {
   if (typeFetchGuard) return;
   typeFetchGuard = true;
   process.on('unhandledRejection', (reason) => {
     if (isDroppedTypeFetch(reason)) {
-      console.warn(
-        `database connection lost while it was starting (${(reason as Error).message}); it is re-established on the next query`,
-      );
+      const message = 'database connection lost while it was starting; it is re-established on the next query';
+      if (logger) logger.warn({ err: reason }, message);
+      else console.warn(`${message}: ${(reason as Error).message}`);
       return;
     }
     throw reason;
@@ -111,7 +114,7 @@ function guardTypeFetch() {
 }
 
 export async function openPostgres(url: string, opts: PostgresOptions = {}): Promise<Database> {
-  guardTypeFetch();
+  guardTypeFetch(opts.logger);
   const sql = postgres(url, {
     max: opts.max ?? 10,
     onnotice: () => {},

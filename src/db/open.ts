@@ -25,7 +25,7 @@ export async function openDatabase(
   if (config.DATABASE_URL) {
     const url = config.DATABASE_URL;
     // Not reachable, no such database, login refused: one line naming DATABASE_URL, no stack.
-    const pg = await openPostgres(url).catch((err: unknown) => {
+    const pg = await openPostgres(url, { logger: log }).catch((err: unknown) => {
       throw databaseUnavailable(err, url) ?? err;
     });
     try {

@@ -2,7 +2,9 @@ import type { FastifyInstance, InjectOptions } from 'fastify';
 import { buildApp, type AppConfig } from '../../src/app.ts';
 import type { Database } from '../../src/db/client.ts';
 import type { CreatedProject } from '../../src/domain/projects/projects.service.ts';
-import { createServices, type ServiceSettings, type Services } from '../../src/composition/services.ts';
+import { serviceSteps, stopSteps } from '../../src/composition/lifecycle.ts';
+import { createServices, type Services } from '../../src/composition/services.ts';
+import type { ServiceSettings } from '../../src/composition/settings.ts';
 import { openTestDatabase } from './db.ts';
 
 export const TEST_PLATFORM_TOKEN = 'test-platform-token-0123456789';
@@ -45,11 +47,11 @@ export async function createTestApp(
     app,
     services,
     database,
+    // The server's own stop order (src/composition/lifecycle.ts); the services are not started here:
+    // tests start what they exercise.
     close: async () => {
       await app.close();
-      await services.alarms.stop();
-      await services.ingest.stop();
-      await services.currentCache.stop();
+      await stopSteps(serviceSteps(services, { logger: app.log }));
       await database.close();
     },
   };

@@ -211,7 +211,7 @@ export interface AlarmsDeps {
  * notification targets and their deliveries. `start()` rebuilds from the database and starts the
  * timers; `stop()` ends them.
  */
-export function createAlarms({
+export function createAlarmsService({
   repo,
   bus,
   clock = Date.now,
@@ -505,4 +505,4 @@ export function createAlarms({
     },
   };
 }
-export type Alarms = ReturnType<typeof createAlarms>;
+export type Alarms = ReturnType<typeof createAlarmsService>;

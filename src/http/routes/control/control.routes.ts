@@ -7,7 +7,7 @@ import { ControlAttributesBody, DataSetBody, DeviceStreamParams, PushModeQuery }
 
 /** Device communication of the project API (http-api.md §3), except commands. */
 export function controlRoutes(app: FastifyInstance, { services }: { services: Services }) {
-  const { currentValues, dataPush } = services;
+  const { currentValues, dataStreams } = services;
   const tags = ['Device control'];
 
   endpoint(app, {
@@ -50,6 +50,6 @@ export function controlRoutes(app: FastifyInstance, { services }: { services: Se
     body: DataSetBody,
     response: Empty,
     handler: ({ principal, params, query, body }) =>
-      dataPush.push(scopeOf(principal), params.id, params.identifier, body, query.push_mode),
+      dataStreams.push(scopeOf(principal), params.id, params.identifier, body, query.push_mode),
   });
 }

@@ -10,7 +10,7 @@ import { deviceOfRequest } from './token-auth.ts';
  * (device-protocol.md §5): the project envelope, no bearer token.
  */
 export function appDeviceRoutes(app: FastifyInstance, { services }: { services: Services }) {
-  const { currentValues, dataPush, deviceAuth } = services;
+  const { currentValues, dataStreams, deviceAuth } = services;
   const tags = ['Device access (application side)'];
   const note = 'Header `Project-Key` with the device access token in the path identify the device.';
   const scopeOf = (d: { projectId: string }) => ({ projectId: d.projectId });
@@ -78,7 +78,7 @@ export function appDeviceRoutes(app: FastifyInstance, { services }: { services: 
     response: Empty,
     handler: async ({ params, query, body, req }) => {
       const device = await deviceOfRequest(deviceAuth, req, params.access_token);
-      await dataPush.push(scopeOf(device), device.deviceId, params.identifier, body, query.push_mode);
+      await dataStreams.push(scopeOf(device), device.deviceId, params.identifier, body, query.push_mode);
       return {};
     },
   });

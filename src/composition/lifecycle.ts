@@ -1,0 +1,90 @@
+import type { Logger } from 'pino';
+import type { Services } from './services.ts';
+
+/** One part of the server that starts and stops with it. */
+export interface LifecycleStep {
+  name: string;
+  start?: () => Promise<void> | void;
+  stop?: () => Promise<void>;
+}
+
+export interface LifecycleOptions {
+  logger: Pick<Logger, 'info' | 'warn'>;
+  /** TimescaleDB policies (settings.ts historyPolicies); unset = the history store is not inspected at start. */
+  historyPolicies?: { chunkHours: number; compressAfterDays: number; retentionDays: number };
+}
+
+/**
+ * The services' start and stop, in ONE order (main.ts and test/helpers/app.ts both use it): started top to
+ * bottom, stopped bottom to top. The device listeners and HTTP servers are stopped before these (main.ts),
+ * so what they delivered is flushed: data-stream messages (and the attribute reports of mapped JSON streams)
+ * are written before ingest stops, and nothing acknowledged is lost.
+ */
+export function serviceSteps(services: Services, { logger, historyPolicies }: LifecycleOptions): LifecycleStep[] {
+  return [
+    // Last to stop: evaluations of what the listeners delivered, and running webhook deliveries.
+    { name: 'alarms', stop: () => services.alarms.stop() },
+    {
+      name: 'presence',
+      start: async () => {
+        await services.presence.resetOnline();
+        services.presence.start();
+      },
+      stop: () => services.presence.stop(),
+    },
+    { name: 'commands', start: () => services.commands.start(), stop: () => services.commands.stop() },
+    {
+      name: 'history store',
+      start: async () => {
+        if (!historyPolicies) return;
+        logger.info({ history: await services.historyStore.detect() }, 'attribute history store');
+        const policies = await services.historyStore.applyTimescalePolicies(historyPolicies);
+        if (policies.mode === 'timescale' && !policies.policies) {
+          logger.warn(
+            { license: policies.license },
+            "TimescaleDB without the community license: no compression; history retention is the server's own job",
+          );
+        }
+      },
+    },
+    { name: 'retention', start: () => services.retention.start(), stop: () => services.retention.stop() },
+    {
+      name: 'current cache',
+      start: async () => {
+        await services.currentCache.recover();
+        services.currentCache.start();
+      },
+      stop: () => services.currentCache.stop(),
+    },
+    { name: 'ingest', stop: () => services.ingest.stop() },
+    { name: 'data streams', stop: () => services.dataStreams.stop() },
+    // Active alarms and the timers of connection and silence rules, rebuilt before devices connect.
+    { name: 'alarm timers', start: () => services.alarms.start() },
+  ];
+}
+
+/** Runs the steps' starts in order. */
+export async function startSteps(steps: readonly LifecycleStep[]): Promise<void> {
+  for (const step of steps) await step.start?.();
+}
+
+/**
+ * Runs the steps' stops in reverse order; a failing stop does not keep the others from running. Without
+ * `onError` the first failure is thrown once all have run.
+ */
+export async function stopSteps(
+  steps: readonly LifecycleStep[],
+  onError?: (err: unknown, step: LifecycleStep) => void,
+): Promise<void> {
+  let failed: { err: unknown } | undefined;
+  for (const step of [...steps].reverse()) {
+    if (!step.stop) continue;
+    try {
+      await step.stop();
+    } catch (err) {
+      if (onError) onError(err, step);
+      else failed ??= { err };
+    }
+  }
+  if (failed) throw failed.err;
+}
