@@ -169,6 +169,13 @@ describe('device updates', () => {
     expectFailure(await p.api.put(`/api/v1/device/${d.id}/info`, { device_key: 'taken-key' }), 409);
   });
 
+  it('names device_key in the 409 of a rename to a key in use (the repository names the unique key)', async () => {
+    await newDevice(p, { device_key: 'named-key' });
+    const d = await newDevice(p);
+    const body = expectFailure(await p.api.put(`/api/v1/device/${d.id}/info`, { device_key: 'named-key' }), 409);
+    expect(body.errors).toEqual([{ path: 'device_key', message: 'already exists' }]);
+  });
+
   it('merges tags and removes them by key', async () => {
     const d = await newDevice(p, { tags: { a: '1', b: '2' } });
     expectOk(await p.api.put(`/api/v1/device/${d.id}/tags`, { tags: { b: '3', c: '4' } }));

@@ -1,5 +1,6 @@
 import { and, asc, eq, ne } from 'drizzle-orm';
 import type { Db, Tx } from '../client.ts';
+import { translating } from '../errors.ts';
 import { admins, projects } from '../schema.ts';
 
 export type AdminRow = typeof admins.$inferSelect;
@@ -21,8 +22,9 @@ export function createAdminsRepository(db: Db) {
       return row;
     },
 
+    /** A taken account raises Duplicate('account'). */
     async insert(row: NewAdmin): Promise<void> {
-      await db.insert(admins).values(row);
+      await translating({ unique: { account: 'account' } }, () => db.insert(admins).values(row));
     },
 
     async update(

@@ -1,5 +1,6 @@
 import { and, desc, eq, inArray, isNull, sql } from 'drizzle-orm';
 import type { Db } from '../client.ts';
+import { translating } from '../errors.ts';
 import { commands } from '../schema.ts';
 
 export type CommandRow = typeof commands.$inferSelect;
@@ -21,8 +22,18 @@ export function createCommandsRepository(db: Db) {
     and(eq(commands.projectId, projectId), eq(commands.deviceId, deviceId));
 
   return {
+    /**
+     * A command id still open on the device raises Duplicate('command_seq'); an id drawn twice,
+     * Duplicate('command_id'); a device deleted meanwhile, MissingReference('device').
+     */
     async insert(row: NewCommand): Promise<CommandRow> {
-      const [inserted] = await db.insert(commands).values(row).returning();
+      const [inserted] = await translating(
+        {
+          unique: { commands_open_seq: 'command_seq', commands_pkey: 'command_id' },
+          foreignKey: { device_id: 'device' },
+        },
+        () => db.insert(commands).values(row).returning(),
+      );
       return inserted!;
     },
 

@@ -1,5 +1,6 @@
 import { and, desc, eq, inArray, sql } from 'drizzle-orm';
 import type { Db } from '../client.ts';
+import { translating } from '../errors.ts';
 import { customerDevices, customers, devices } from '../schema.ts';
 
 export type NewCustomer = typeof customers.$inferInsert;
@@ -72,8 +73,9 @@ export function createCustomersRepository(db: Db) {
       return rows.length > 0;
     },
 
+    /** A taken account raises Duplicate('account'). */
     async insert(row: NewCustomer): Promise<void> {
-      await db.insert(customers).values(row);
+      await translating({ unique: { account: 'account' } }, () => db.insert(customers).values(row));
     },
 
     async update(projectId: string, id: string, patch: Partial<NewCustomer>): Promise<boolean> {
@@ -121,13 +123,18 @@ export function createCustomersRepository(db: Db) {
 
     existingDeviceIds: (projectId: string, ids: string[]) => selectExistingDeviceIds(db, projectId, ids),
 
-    /** Binding twice is a no-op (the primary key is (customer, device)). */
+    /**
+     * Binding twice is a no-op (the primary key is (customer, device)). A customer or device deleted
+     * meanwhile raises MissingReference('customer') or MissingReference('device').
+     */
     async bindDevices(projectId: string, customerId: string, deviceIds: string[], now: number): Promise<void> {
       if (!deviceIds.length) return;
-      await db
-        .insert(customerDevices)
-        .values(deviceIds.map((deviceId) => ({ customerId, deviceId, projectId, createTime: now })))
-        .onConflictDoNothing();
+      await translating({ foreignKey: { customer_id: 'customer', device_id: 'device', project_id: 'project' } }, () =>
+        db
+          .insert(customerDevices)
+          .values(deviceIds.map((deviceId) => ({ customerId, deviceId, projectId, createTime: now })))
+          .onConflictDoNothing(),
+      );
     },
 
     async unbindDevices(projectId: string, customerId: string, deviceIds: string[]): Promise<void> {

@@ -1,6 +1,7 @@
 import { and, asc, desc, eq, getTableColumns, ne, sql, type SQL } from 'drizzle-orm';
 import type { Scope } from '../../domain/auth/principal.ts';
 import type { Db, Tx } from '../client.ts';
+import { translating, type Translation } from '../errors.ts';
 import {
   attributeModels,
   customerDevices,
@@ -30,6 +31,20 @@ function devicesInScope(scope: Scope): SQL {
     sql`exists (select 1 from ${customerDevices} cd where cd.device_id = ${devices.id} and cd.customer_id = ${scope.customerId})`,
   )!;
 }
+
+/**
+ * The named errors of the type's writes: a taken type key or identifier (Duplicate 'type_key',
+ * 'attribute_model_ident', 'data_stream_ident'), and a type still used by devices or gone meanwhile
+ * (MissingReference 'device_type').
+ */
+const typeErrors: Translation = {
+  unique: {
+    type_key: 'type_key',
+    attribute_models_type_ident: 'attribute_model_ident',
+    data_streams_type_ident: 'data_stream_ident',
+  },
+  foreignKey: { type_id: 'device_type', project_id: 'project' },
+};
 
 export function createDeviceTypesRepository(db: Db) {
   /** Types with their device count, from one grouped query over (project_id, type_id) — no query per type. */
@@ -77,15 +92,13 @@ export function createDeviceTypesRepository(db: Db) {
     },
 
     async insert(row: NewDeviceType): Promise<void> {
-      await db.insert(deviceTypes).values(row);
+      await translating(typeErrors, () => db.insert(deviceTypes).values(row));
     },
 
     async update(projectId: string, id: string, patch: Partial<NewDeviceType>): Promise<boolean> {
-      const rows = await db
-        .update(deviceTypes)
-        .set(patch)
-        .where(typeIs(projectId, id))
-        .returning({ id: deviceTypes.id });
+      const rows = await translating(typeErrors, () =>
+        db.update(deviceTypes).set(patch).where(typeIs(projectId, id)).returning({ id: deviceTypes.id }),
+      );
       return rows.length > 0;
     },
 
@@ -114,8 +127,9 @@ export function createDeviceTypesRepository(db: Db) {
       return rows.length > 0;
     },
 
+    /** A transaction over the type's rows; its driver errors come out translated like the single writes'. */
     transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
-      return db.transaction(fn);
+      return translating(typeErrors, () => db.transaction(fn));
     },
 
     // Attribute models
@@ -144,14 +158,16 @@ export function createDeviceTypesRepository(db: Db) {
     },
 
     async insertAttribute(row: NewAttributeModel): Promise<void> {
-      await db.insert(attributeModels).values(row);
+      await translating(typeErrors, () => db.insert(attributeModels).values(row));
     },
 
     async updateAttribute(projectId: string, id: string, patch: Partial<NewAttributeModel>): Promise<void> {
-      await db
-        .update(attributeModels)
-        .set(patch)
-        .where(and(eq(attributeModels.projectId, projectId), eq(attributeModels.id, id)));
+      await translating(typeErrors, () =>
+        db
+          .update(attributeModels)
+          .set(patch)
+          .where(and(eq(attributeModels.projectId, projectId), eq(attributeModels.id, id))),
+      );
     },
 
     async deleteAttribute(projectId: string, id: string): Promise<void> {
@@ -211,14 +227,16 @@ export function createDeviceTypesRepository(db: Db) {
     },
 
     async insertStream(row: NewDataStream, tx: Tx = db): Promise<void> {
-      await tx.insert(dataStreams).values(row);
+      await translating(typeErrors, () => tx.insert(dataStreams).values(row));
     },
 
     async updateStream(projectId: string, id: string, patch: Partial<NewDataStream>, tx: Tx = db): Promise<void> {
-      await tx
-        .update(dataStreams)
-        .set(patch)
-        .where(and(eq(dataStreams.projectId, projectId), eq(dataStreams.id, id)));
+      await translating(typeErrors, () =>
+        tx
+          .update(dataStreams)
+          .set(patch)
+          .where(and(eq(dataStreams.projectId, projectId), eq(dataStreams.id, id))),
+      );
     },
 
     async deleteStream(projectId: string, id: string): Promise<void> {
@@ -251,7 +269,7 @@ export function createDeviceTypesRepository(db: Db) {
     },
 
     async insertInfoDef(row: NewExtendInfoDef): Promise<void> {
-      await db.insert(extendInfoDefs).values(row);
+      await translating(typeErrors, () => db.insert(extendInfoDefs).values(row));
     },
 
     async updateInfoDef(projectId: string, id: string, patch: Partial<NewExtendInfoDef>): Promise<void> {

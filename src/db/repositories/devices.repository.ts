@@ -1,6 +1,7 @@
 import { and, desc, eq, getTableColumns, inArray, sql, type SQL } from 'drizzle-orm';
 import type { Scope } from '../../domain/auth/principal.ts';
 import type { Db, Tx } from '../client.ts';
+import { translating, type Translation } from '../errors.ts';
 import { rowsOf } from '../timescale.ts';
 import { customerDevices, deviceGroupMembers, deviceGroups, devices, deviceTypes, projects } from '../schema.ts';
 
@@ -65,6 +66,18 @@ function groupCondition(projectId: string, groupIds: string[]): SQL {
   );
   return sql`exists (select 1 from ${deviceGroupMembers} m where m.device_id = ${devices.id} and m.project_id = ${projectId} and m.group_id in (${ids}))`;
 }
+
+/** The device's unique keys and references, as the named errors of its writes. */
+const deviceErrors: Translation = {
+  unique: {
+    device_key: 'device_key',
+    devices_project_code: 'device_code',
+    gateway_address: 'gateway_address',
+    access_token: 'access_token',
+    view_token: 'view_token',
+  },
+  foreignKey: { type_id: 'device_type', gateway_id: 'gateway', project_id: 'project' },
+};
 
 export function createDevicesRepository(db: Db) {
   function where(scope: Scope, f: DeviceFilter = {}): SQL {
@@ -136,31 +149,37 @@ export function createDevicesRepository(db: Db) {
     /**
      * Inserts unless the project is at its quota. With a quota, the count and the insert run under
      * a lock on the project row, so concurrent creates (a fleet requesting certificates at power-up)
-     * cannot overshoot it. Returns false when the quota is reached.
+     * cannot overshoot it. Returns false when the quota is reached. A taken unique key raises
+     * Duplicate (e.g. 'device_key').
      */
     async insertWithinQuota(quota: number | null, row: NewDevice): Promise<boolean> {
       if (quota === null) {
-        await db.insert(devices).values(row);
+        await translating(deviceErrors, () => db.insert(devices).values(row));
         return true;
       }
-      return db.transaction(async (tx) => {
-        await tx.select({ id: projects.id }).from(projects).where(eq(projects.id, row.projectId)).for('update');
-        const [counted] = await tx
-          .select({ n: sql<number>`count(*)::int` })
-          .from(devices)
-          .where(eq(devices.projectId, row.projectId));
-        if ((counted?.n ?? 0) >= quota) return false;
-        await tx.insert(devices).values(row);
-        return true;
-      });
+      return translating(deviceErrors, () =>
+        db.transaction(async (tx) => {
+          await tx.select({ id: projects.id }).from(projects).where(eq(projects.id, row.projectId)).for('update');
+          const [counted] = await tx
+            .select({ n: sql<number>`count(*)::int` })
+            .from(devices)
+            .where(eq(devices.projectId, row.projectId));
+          if ((counted?.n ?? 0) >= quota) return false;
+          await tx.insert(devices).values(row);
+          return true;
+        }),
+      );
     },
 
+    /** A taken unique key raises Duplicate (e.g. 'device_key'). */
     async update(projectId: string, id: string, patch: Partial<NewDevice>): Promise<boolean> {
-      const rows = await db
-        .update(devices)
-        .set(patch)
-        .where(and(eq(devices.id, id), eq(devices.projectId, projectId)))
-        .returning({ id: devices.id });
+      const rows = await translating(deviceErrors, () =>
+        db
+          .update(devices)
+          .set(patch)
+          .where(and(eq(devices.id, id), eq(devices.projectId, projectId)))
+          .returning({ id: devices.id }),
+      );
       return rows.length > 0;
     },
 

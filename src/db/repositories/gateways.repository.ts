@@ -1,5 +1,6 @@
 import { and, asc, eq, inArray, isNull, or, sql } from 'drizzle-orm';
 import type { Db } from '../client.ts';
+import { translating } from '../errors.ts';
 import { identityColumns } from './device-auth.repository.ts';
 import { devices, deviceTypes } from '../schema.ts';
 
@@ -30,7 +31,7 @@ export function createGatewaysRepository(db: Db) {
 
     /**
      * Attaches the device to the gateway at the address, unless it is attached to another gateway
-     * meanwhile (then nothing changes and false is returned). A taken address raises the unique violation.
+     * meanwhile (then nothing changes and false is returned). A taken address raises Duplicate('gateway_address').
      */
     async attach(
       projectId: string,
@@ -39,17 +40,19 @@ export function createGatewaysRepository(db: Db) {
       address: string,
       now: number,
     ): Promise<boolean> {
-      const rows = await db
-        .update(devices)
-        .set({ gatewayId, subAddress: address, updateTime: now })
-        .where(
-          and(
-            eq(devices.id, deviceId),
-            eq(devices.projectId, projectId),
-            or(isNull(devices.gatewayId), eq(devices.gatewayId, gatewayId)),
-          ),
-        )
-        .returning({ id: devices.id });
+      const rows = await translating({ unique: { gateway_address: 'gateway_address' } }, () =>
+        db
+          .update(devices)
+          .set({ gatewayId, subAddress: address, updateTime: now })
+          .where(
+            and(
+              eq(devices.id, deviceId),
+              eq(devices.projectId, projectId),
+              or(isNull(devices.gatewayId), eq(devices.gatewayId, gatewayId)),
+            ),
+          )
+          .returning({ id: devices.id }),
+      );
       return rows.length > 0;
     },
 

@@ -1,5 +1,6 @@
 import { and, eq } from 'drizzle-orm';
 import type { Db } from '../client.ts';
+import { translating } from '../errors.ts';
 import { projects } from '../schema.ts';
 
 /** The project's application-subscription identity (device-protocol.md §9): key in clear, secret hashed. */
@@ -31,16 +32,14 @@ export function createViewKeysRepository(db: Db) {
         .where(and(eq(projects.id, projectId), eq(projects.viewSecretHash, from)));
     },
 
-    /** Sets the secret, and the key when given; false when the project does not exist. */
+    /** Sets the secret, and the key when given; false when the project does not exist. A taken key raises Duplicate('view_key'). */
     async set(
       projectId: string,
       values: { viewKey?: string; viewSecretHash: string; updateTime: number },
     ): Promise<boolean> {
-      const rows = await db
-        .update(projects)
-        .set(values)
-        .where(eq(projects.id, projectId))
-        .returning({ id: projects.id });
+      const rows = await translating({ unique: { view_key: 'view_key' } }, () =>
+        db.update(projects).set(values).where(eq(projects.id, projectId)).returning({ id: projects.id }),
+      );
       return rows.length > 0;
     },
   };

@@ -1,5 +1,5 @@
 import type { Db } from '../../db/client.ts';
-import { uniqueViolation } from '../../db/errors.ts';
+import { Duplicate } from '../../db/errors.ts';
 import {
   createAdminsRepository,
   type AdminRow,
@@ -75,7 +75,7 @@ export function createAdminsService({
           updateTime: now,
         });
       } catch (err) {
-        if (uniqueViolation(err)?.includes('account')) {
+        if (err instanceof Duplicate && err.what === 'account') {
           throw new Conflict('account is already used by another administrator of the project', [
             { path: 'account', message: 'already exists' },
           ]);

@@ -1,5 +1,5 @@
 import type { Db } from '../../db/client.ts';
-import { foreignKeyViolation, uniqueViolation } from '../../db/errors.ts';
+import { Duplicate, MissingReference } from '../../db/errors.ts';
 import { createCustomersRepository, type CustomerRow } from '../../db/repositories/customers.repository.ts';
 import { BadRequest, Conflict, NotFound } from '../../errors.ts';
 import { newId } from '../../lib/ids.ts';
@@ -123,7 +123,7 @@ export function createCustomersService({
           updateTime: now,
         });
       } catch (err) {
-        if (uniqueViolation(err)?.includes('account')) {
+        if (err instanceof Duplicate && err.what === 'account') {
           throw new Conflict('account is already used by another customer of the project', [
             { path: 'account', message: 'already exists' },
           ]);
@@ -187,9 +187,8 @@ export function createCustomersService({
         await customers.bindDevices(scope.projectId, id, ids, clock());
       } catch (err) {
         // A device or the customer deleted between the checks and the insert.
-        const fk = foreignKeyViolation(err);
-        if (fk === undefined) throw err;
-        throw fk.includes('customer_id') ? new NotFound('Customer') : new NotFound('Device');
+        if (!(err instanceof MissingReference)) throw err;
+        throw err.what === 'customer' ? new NotFound('Customer') : new NotFound('Device');
       }
       bus?.emit('customer.devices_changed', {
         projectId: scope.projectId,

@@ -1,7 +1,7 @@
 import { deviceInScope } from './device-in-scope.ts';
 import type { DeviceFilter, DevicesRepository, DeviceWithType } from '../../db/repositories/devices.repository.ts';
 import type { ProjectsRepository } from '../../db/repositories/projects.repository.ts';
-import { uniqueViolation } from '../../db/errors.ts';
+import { Duplicate } from '../../db/errors.ts';
 import { BadRequest, Conflict, NotFound, StateConflict } from '../../errors.ts';
 import { newId, randomToken, shortCode } from '../../lib/ids.ts';
 import { TtlCache } from '../../lib/ttl-cache.ts';
@@ -91,8 +91,7 @@ export function createDevicesService({
   };
 
   function rethrowDuplicate(err: unknown): never {
-    const constraint = uniqueViolation(err);
-    if (constraint?.includes('device_key')) {
+    if (err instanceof Duplicate && err.what === 'device_key') {
       throw new Conflict('device_key is already used by another device of the project', [
         { path: 'device_key', message: 'already exists' },
       ]);

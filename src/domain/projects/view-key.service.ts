@@ -1,5 +1,5 @@
 import type { Db } from '../../db/client.ts';
-import { uniqueViolation } from '../../db/errors.ts';
+import { Duplicate } from '../../db/errors.ts';
 import { createViewKeysRepository, type ViewKeysRepository } from '../../db/repositories/view-keys.repository.ts';
 import { NotFound } from '../../errors.ts';
 import { randomToken } from '../../lib/ids.ts';
@@ -63,7 +63,7 @@ export function createViewKeyService({
           bus?.emit('project.viewers_revoked', { projectId: scope.projectId });
           return { view_key: viewKey, view_secret: viewSecret };
         } catch (err) {
-          if (!newKey || attempt >= 2 || !uniqueViolation(err)?.includes('view_key')) throw err;
+          if (!newKey || attempt >= 2 || !(err instanceof Duplicate && err.what === 'view_key')) throw err;
         }
       }
     },
