@@ -4,15 +4,19 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import type { Logger } from 'pino';
-import type { DeviceSession } from '../../src/domain/delivery/sessions.ts';
-import type { DeviceIdentity } from '../../src/domain/devices/device-identity.ts';
-import { VIEW_KEY_LENGTH } from '../../src/domain/projects/view-key.service.ts';
-import { AppError, BadRequest, NotFound } from '../../src/errors.ts';
-import { RateExceeded } from '../../src/domain/delivery/rate-limiter.ts';
-import { isTransientDbError } from '../../src/domain/telemetry/ingest.ts';
-import type { Services } from '../../src/composition/services.ts';
 import { createAdmission, type Admission, type Ticket } from '../core/admission.ts';
+import { attachDevice, HeldCommands, type DeviceConnection } from '../core/device-session.ts';
+import {
+  AppError,
+  isTransientDbError,
+  NotFound,
+  RateExceeded,
+  VIEW_KEY_LENGTH,
+  type DeviceIdentity,
+  type DevicePort,
+} from '../core/port.ts';
 import { createGatewayHub, type GatewayLink } from './gateway.ts';
+import { failure, handleUpstream, type Answer, type UpstreamContext } from './handlers/index.ts';
 import { createViewerHooks, type Viewer } from './viewers.ts';
 import {
   deviceTopic,
@@ -50,31 +54,9 @@ export const MQTT_DEFAULTS = {
   connectTimeoutMs: 10_000,
 } as const;
 
-/** At most this many entries in `attributes/series` and keys in `attributes/get`. */
-const MAX_SERIES = 1000;
-const MAX_KEYS = 200;
-/** Back-dated reports may not come from the future beyond clock skew. */
-const MAX_FUTURE_MS = 5 * 60_000;
-
 export interface BrokerOptions {
-  services: Pick<
-    Services,
-    | 'rateLimiter'
-    | 'deviceAuth'
-    | 'sessions'
-    | 'presence'
-    | 'currentValues'
-    | 'deviceEvents'
-    | 'commands'
-    | 'projectSettings'
-    | 'viewKey'
-    | 'bus'
-    | 'liveEvents'
-    | 'devices'
-    | 'gateways'
-    | 'history'
-    | 'dataStreams'
-  >;
+  /** The server's services, through the device edge's port (core/port.ts). */
+  services: DevicePort;
   logger: Pick<Logger, 'child'>;
   maxPacketSize?: number;
   /**
@@ -116,36 +98,18 @@ interface ClientState {
   filters: Set<string>;
   /** deviceAuth.mark() when the login began: a revocation since then ends the connection before it is attached. */
   mark: number;
-  session?: DeviceSession;
-  /** Set by close(): whether the registry had already forgotten the session (a kick, not a replacement). */
-  kicked?: boolean;
-  /** Whether the device has subscribed to `command/send/…` on this connection. */
-  commandsSubscribed?: boolean;
-  /**
-   * Commands sent between CONNACK and the device's subscription: published to nobody they would be
-   * lost (and time out), so they wait here and go out when the subscription arrives.
-   */
-  heldCommands?: Array<{ topic: string; payload: Buffer }>;
+  /** The device's session in the registry, from the 'client' event until the connection closes. */
+  connection?: DeviceConnection;
+  /** Commands sent before the device subscribed to `command/send/…` on this connection. */
+  commands: HeldCommands<{ topic: string; payload: Buffer }>;
   /** Set for a gateway device (conn_type "3"): its sub-devices' traffic (device-protocol.md §8, gateway.ts). */
   gateway?: GatewayLink;
+  /** What the upstream handlers (handlers/) get. */
+  context: UpstreamContext;
 }
 
 /** Commands held for a connection that has not subscribed to them yet; more are refused. */
 const MAX_HELD_COMMANDS = 100;
-
-type Answer = Record<string, unknown>;
-const failure = (errcode: number, message: string): Answer => ({ result: 0, errcode, message });
-
-function parseJson(payload: Buffer): unknown {
-  try {
-    return JSON.parse(payload.toString('utf8'));
-  } catch {
-    throw new BadRequest('payload must be JSON');
-  }
-}
-
-const isPlainObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** MQTT 5 reason codes of a refused PUBLISH (3.1.1 has none: its connection is closed instead). */
 const UNSPECIFIED_ERROR = 0x80;
@@ -221,7 +185,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   ];
 
   // Gateways and their sub-devices (device-protocol.md §8).
-  const gateways = createGatewayHub({ services, log, clock });
+  const gateways = createGatewayHub({ services, log });
   /** A device may subscribe to the downstream device topics, and a gateway also to the gateway ones. */
   const mayFilter = (state: ClientState, filter: string) =>
     isDownstreamFilter(filter) || (state.identity.connType === '3' && isGatewayDownstreamFilter(filter));
@@ -276,78 +240,10 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       );
       await new Promise((r) => setTimeout(r, delay));
       try {
-        return await handleUpstream(state, up, payload);
+        return await handleUpstream(state.context, up, payload);
       } catch (e) {
         err = e;
       }
-    }
-  }
-
-  async function handleUpstream(state: ClientState, up: Upstream, payload: Buffer): Promise<Answer | undefined> {
-    const { identity } = state;
-    switch (up.kind) {
-      case 'attributes': {
-        const { ts } = await services.currentValues.report(identity, parseJson(payload));
-        return { result: 1, ts };
-      }
-      case 'attributes_get': {
-        const body = payload.length ? parseJson(payload) : {};
-        if (!isPlainObject(body)) throw new BadRequest('payload must be {} or {"keys":[…]}');
-        const keys = body.keys;
-        if (
-          keys !== undefined &&
-          (!Array.isArray(keys) ||
-            keys.length > MAX_KEYS ||
-            !keys.every((k) => typeof k === 'string' && k.length <= 64))
-        ) {
-          throw new BadRequest(`keys must be an array of at most ${MAX_KEYS} attribute identifiers`);
-        }
-        const attributes = await services.currentValues.get(
-          identity.projectId,
-          identity.deviceId,
-          keys as string[] | undefined,
-        );
-        return { result: 1, attributes };
-      }
-      case 'attributes_series': {
-        const body = parseJson(payload);
-        if (!Array.isArray(body) || body.length < 1 || body.length > MAX_SERIES) {
-          throw new BadRequest(`payload must be an array of 1–${MAX_SERIES} {"ts":<ms>,"attributes":{…}}`);
-        }
-        const latest = clock() + MAX_FUTURE_MS;
-        for (const [i, entry] of body.entries()) {
-          if (
-            !isPlainObject(entry) ||
-            !Number.isSafeInteger(entry.ts) ||
-            (entry.ts as number) < 1 ||
-            (entry.ts as number) > latest
-          ) {
-            throw new BadRequest(`entry ${i}: ts must be a time in ms, not in the future`);
-          }
-        }
-        // Checked whole before anything is stored, then stored as one submission: all or nothing.
-        await services.currentValues.reportSeries(identity, body as Array<{ ts: number; attributes: unknown }>);
-        return { result: 1, ts: clock() };
-      }
-      case 'event_report':
-        await services.deviceEvents.report(identity, parseJson(payload));
-        return { result: 1 };
-      case 'command_reply': {
-        const body = parseJson(payload);
-        if (!isPlainObject(body)) throw new BadRequest('payload must be {"method":…,"params":{…},"id":<id>}');
-        const matched = await services.commands.reply(identity, Number(up.id), body);
-        return matched ? { result: 1 } : failure(404, 'no open command with this id');
-      }
-      case 'gateway':
-        // Only a gateway's connection speaks for sub-devices; anyone else is refused (and cannot subscribe to the answer).
-        if (!state.gateway) return failure(403, 'only a gateway device may publish gateway topics');
-        return state.gateway.handle(up.message, payload);
-      case 'data':
-        // Recorded (and counted as activity) once stored, so a QoS 1 PUBACK follows the write. `data/<identifier>`
-        // has no response topic: an unknown stream, an empty or oversized payload, or non-JSON on a JSON stream
-        // is dropped and counted (DataStreamsService.stats).
-        await services.dataStreams.upstream(identity, 'mqtt', up.identifier, payload, clock());
-        return undefined;
     }
   }
 
@@ -433,7 +329,15 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         if (!identity) return refuse(4, 'bad user name or password');
         if (identity.disabled) return refuse(5, 'device disabled');
         const rate = await rateOf(identity);
-        states.set(client, { identity, clientId: client.id, rate, filters: new Set(), mark });
+        states.set(client, {
+          identity,
+          clientId: client.id,
+          rate,
+          filters: new Set(),
+          mark,
+          commands: new HeldCommands(MAX_HELD_COMMANDS, 'the device has not subscribed to commands'),
+          context: { services, clock, identity },
+        });
         callback(null, true);
       })
       .catch((err: unknown) => {
@@ -555,7 +459,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       done(failure(500, 'internal error'), refusal(UNSPECIFIED_ERROR, 'message not stored'));
     };
     const handle = () =>
-      handleUpstream(state, up, payload).then(done, (err: unknown) =>
+      handleUpstream(state.context, up, payload).then(done, (err: unknown) =>
         isTransientDbError(err) ? retryUnavailable(client, state, up, payload, err).then(done, failed) : failed(err),
       );
     // A message held for its tokens whose connection closed meanwhile is not stored: it was never
@@ -592,31 +496,21 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       );
       return client.close();
     }
-    const session: DeviceSession = {
-      deviceId: identity.deviceId,
-      projectId: identity.projectId,
+    state.connection = attachDevice(services, {
+      identity,
       transport: 'mqtt',
       send: (topic, payload) => {
         if (client.closed) return Promise.reject(new Error('session closed'));
-        if (topic.startsWith('command/send/') && !state.commandsSubscribed) {
-          const held = (state.heldCommands ??= []);
-          if (held.length >= MAX_HELD_COMMANDS)
-            return Promise.reject(new Error('the device has not subscribed to commands'));
-          held.push({ topic, payload });
-          return Promise.resolve();
-        }
+        if (topic.startsWith('command/send/') && !state.commands.ready) return state.commands.hold({ topic, payload });
         return publishTo(identity.deviceId, topic, payload);
       },
       close: (reason) => {
-        state.kicked = services.sessions.get(identity.deviceId) === undefined;
         log.info({ deviceId: identity.deviceId, reason }, 'closing device connection');
         client.close();
       },
-    };
-    state.session = session;
-    services.sessions.attach(session);
-    services.presence.connected(identity, 'mqtt');
-    if (identity.connType === '3') state.gateway = gateways.open(identity, session);
+    });
+    if (identity.connType === '3')
+      state.context.gateway = state.gateway = gateways.open(identity, state.connection.session);
     log.info({ deviceId: identity.deviceId, clientId: state.clientId }, 'device connected');
   });
 
@@ -629,27 +523,25 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       return viewerHooks.disconnected(viewer);
     }
     const state = states.get(client);
-    if (!state?.session) return;
-    const { session, identity } = state;
-    state.session = undefined;
+    if (!state?.connection) return;
+    const { connection, identity } = state;
+    state.connection = undefined;
     // The gateway's sub-devices go offline with its connection.
     state.gateway?.end('gateway disconnected');
-    const current = services.sessions.detach(session) || state.kicked === true;
-    if (current) services.presence.disconnected(identity, 'mqtt', state.kicked ? 'kicked' : 'disconnect');
+    connection.end();
     log.info({ deviceId: identity.deviceId }, 'device disconnected');
   });
 
   aedes.on('subscribe', (subs, client) => {
     const state = states.get(client);
-    if (!state?.session) return;
+    if (!state?.connection) return;
     const { identity } = state;
     if (state.gateway && subs.some((s) => s.qos < 128 && s.topic === GATEWAY_TOPICS.commandSend))
       state.gateway.commandsReady();
     // The event carries the filters as the device sent them, with the granted QoS (128 = refused).
     const wantsCommands = subs.some((s) => s.qos < 128 && isCommandFilter(s.topic));
     if (!wantsCommands) return;
-    state.commandsSubscribed = true;
-    for (const { topic, payload } of state.heldCommands?.splice(0) ?? []) {
+    for (const { topic, payload } of state.commands.release()) {
       publishTo(identity.deviceId, topic, payload).catch((err: unknown) =>
         log.warn({ deviceId: identity.deviceId, err }, 'held command could not be published'),
       );

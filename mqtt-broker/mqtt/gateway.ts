@@ -1,21 +1,21 @@
 import type { Logger } from 'pino';
-import type { DeviceSession } from '../../src/domain/delivery/sessions.ts';
-import type { DeviceIdentity } from '../../src/domain/devices/device-identity.ts';
-import { RateExceeded } from '../../src/domain/delivery/rate-limiter.ts';
-import { SUB_ADDRESS } from '../../src/domain/gateways/gateways.service.ts';
-import { checkModels, parseAttributes } from '../../src/domain/telemetry/current-values.service.ts';
-import type { AttributeValueInput } from '../../src/db/repositories/attribute-values.repository.ts';
-import { AppError, BadRequest, Forbidden, NotFound, StateConflict } from '../../src/errors.ts';
-import type { Services } from '../../src/composition/services.ts';
+import { attachDevice, HeldCommands, type DeviceConnection } from '../core/device-session.ts';
+import { AttributeKeys, decode, gatewayCommand, KEYS_MESSAGE, parseJson, subAddress } from '../core/payloads.ts';
+import {
+  AppError,
+  Forbidden,
+  NotFound,
+  StateConflict,
+  type DeviceIdentity,
+  type DevicePort,
+  type DeviceSession,
+} from '../core/port.ts';
 import { GATEWAY_TOPICS, type GatewayMessage } from '../protocol/topics.ts';
 
-/** Most sub-devices one `gateway/attributes` message may report for. */
-export const MAX_GATEWAY_REPORT_DEVICES = 100;
 /** Commands held for a gateway that has not subscribed to `gateway/command/send` yet; more are refused. */
 const MAX_HELD_COMMANDS = 100;
 /** Addresses whose sub-device identity a gateway connection remembers; beyond this the cache starts over. */
 const MAX_CACHED_ADDRESSES = 10_000;
-const MAX_KEYS = 200;
 /** The `transport` of a sub-device's presence events: it is online because its gateway says so (device-protocol.md §11). */
 const PRESENCE_TRANSPORT = 'gateway';
 
@@ -23,20 +23,10 @@ type Answer = Record<string, unknown>;
 
 export interface GatewayHubDeps {
   services: Pick<
-    Services,
-    | 'rateLimiter'
-    | 'projectSettings'
-    | 'gateways'
-    | 'sessions'
-    | 'presence'
-    | 'currentValues'
-    | 'deviceEvents'
-    | 'commands'
-    | 'bus'
-    | 'history'
+    DevicePort,
+    'gateways' | 'sessions' | 'presence' | 'currentValues' | 'deviceEvents' | 'commands' | 'bus'
   >;
   log: Pick<Logger, 'info' | 'warn' | 'debug' | 'error'>;
-  clock?: () => number;
 }
 
 /** The gateway side of one gateway device's connection. */
@@ -53,29 +43,7 @@ export interface GatewayLink {
 interface SubEntry {
   identity: DeviceIdentity;
   address: string;
-  session: DeviceSession;
-}
-
-const isPlainObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
-
-function parseJson(payload: Buffer): unknown {
-  try {
-    return JSON.parse(payload.toString('utf8'));
-  } catch {
-    throw new BadRequest('payload must be JSON');
-  }
-}
-
-/** `"device":"<addr>"` of a gateway message. */
-function addressOf(body: unknown, shape: string): string {
-  if (!isPlainObject(body) || typeof body.device !== 'string')
-    throw new BadRequest(`payload must be ${shape}`, [{ path: 'device', message: 'required' }]);
-  if (!SUB_ADDRESS.test(body.device))
-    throw new BadRequest('device must be a sub-device address of 1–64 letters, digits, "_", ".", ":", "-"', [
-      { path: 'device', message: 'invalid address' },
-    ]);
-  return body.device;
+  connection: DeviceConnection;
 }
 
 /**
@@ -86,8 +54,8 @@ function addressOf(body: unknown, shape: string): string {
  * gateway topics on the gateway's connection. Pushes, commands (queued ones included) and
  * presence therefore work for sub-devices without those services knowing about gateways.
  */
-export function createGatewayHub({ services, log, clock = Date.now }: GatewayHubDeps) {
-  const { sessions, presence } = services;
+export function createGatewayHub({ services, log }: GatewayHubDeps) {
+  const { sessions } = services;
   /** Live links by gateway id (a reconnecting gateway briefly has two). */
   const links = new Map<string, Set<Link>>();
 
@@ -117,18 +85,13 @@ export function createGatewayHub({ services, log, clock = Date.now }: GatewayHub
       for (const link of set) if (link.gateway.projectId === e.projectId) link.refresh(e.deviceId);
   });
 
-  /** Refuses values whose type contradicts the sub-device type's attribute model, before anything of the message is stored. */
-  const checkSubModels = (identity: DeviceIdentity, address: string, values: AttributeValueInput[]) =>
-    checkModels(services.history.modelLookup, identity, values, `${address}.`);
-
   function open(gateway: DeviceIdentity, gatewaySession: DeviceSession): GatewayLink {
     /** Sub-device identities by address; `generation` drops look-ups that raced with a forget. */
     const cache = new Map<string, DeviceIdentity>();
     let generation = 0;
     /** Sub-devices online through this connection, by address. */
     const online = new Map<string, SubEntry>();
-    let commandsSubscribed = false;
-    let held: Buffer[] = [];
+    const held = new HeldCommands<Buffer>(MAX_HELD_COMMANDS, 'the gateway has not subscribed to gateway/command/send');
     let ended = false;
     const logOf = (extra: object) => ({ gatewayId: gateway.deviceId, ...extra });
 
@@ -163,12 +126,9 @@ export function createGatewayHub({ services, log, clock = Date.now }: GatewayHub
         return publish(GATEWAY_TOPICS.attributesPush, `{"device":${device},"attributes":${payload.toString('utf8')}}`);
       if (topic.startsWith('command/send/')) {
         const body = Buffer.from(`{"device":${device},"command":${payload.toString('utf8')}}`);
-        if (commandsSubscribed) return gatewaySession.send(GATEWAY_TOPICS.commandSend, body);
+        if (held.ready) return gatewaySession.send(GATEWAY_TOPICS.commandSend, body);
         // Sent between the gateway's CONNACK and its subscription: published to nobody it would be lost.
-        if (held.length >= MAX_HELD_COMMANDS)
-          return Promise.reject(new Error('the gateway has not subscribed to gateway/command/send'));
-        held.push(body);
-        return Promise.resolve();
+        return held.hold(body);
       }
       if (topic.startsWith('data/')) {
         return Promise.reject(
@@ -191,7 +151,7 @@ export function createGatewayHub({ services, log, clock = Date.now }: GatewayHub
     /** Ends a sub-device's session here; offline unless a newer session (another connection) holds the device. */
     function drop(entry: SubEntry, reason: string) {
       if (online.get(entry.address) === entry) online.delete(entry.address);
-      if (sessions.detach(entry.session)) presence.disconnected(entry.identity, PRESENCE_TRANSPORT, reason);
+      entry.connection.end(reason);
     }
 
     async function connect(address: string): Promise<Answer> {
@@ -199,26 +159,25 @@ export function createGatewayHub({ services, log, clock = Date.now }: GatewayHub
       if (identity.disabled) throw new Forbidden(`Sub-device ${address} is disabled`);
       if (ended) throw new StateConflict('the gateway connection is closing');
       const current = online.get(address);
-      if (current && sessions.get(identity.deviceId) === current.session) return { result: 1, device: address };
+      if (current && sessions.get(identity.deviceId) === current.connection.session)
+        return { result: 1, device: address };
       const entry = { identity, address } as SubEntry;
-      entry.session = {
-        deviceId: identity.deviceId,
-        projectId: identity.projectId,
+      online.set(address, entry);
+      entry.connection = attachDevice(services, {
+        identity,
         transport: 'mqtt',
+        presenceAs: PRESENCE_TRANSPORT,
         send: (topic, payload) => sendToSub(entry, topic, payload),
-        // The registry replaced the session (another connection of the device) or kicked it (token reset, deleted).
-        close: (reason) => {
+        // The registry replaced the session (another connection of the device) or kicked it (token reset,
+        // deleted): there is no connection of its own to close, so a kicked one is offline at once.
+        close: (reason, kicked) => {
           if (online.get(address) === entry) online.delete(address);
-          if (sessions.get(identity.deviceId) === undefined)
-            presence.disconnected(identity, PRESENCE_TRANSPORT, 'kicked');
+          if (kicked) entry.connection.end();
           log.info(logOf({ deviceId: identity.deviceId, reason }), 'sub-device session closed');
         },
-      };
-      online.set(address, entry);
-      sessions.attach(entry.session);
-      presence.connected(identity, PRESENCE_TRANSPORT);
+      });
       log.info(logOf({ deviceId: identity.deviceId, address }), 'sub-device connected');
-      if (commandsSubscribed) deliverQueued(identity);
+      if (held.ready) deliverQueued(identity);
       return { result: 1, device: address };
     }
 
@@ -232,50 +191,9 @@ export function createGatewayHub({ services, log, clock = Date.now }: GatewayHub
       return { result: 1, device: address };
     }
 
-    /** `{"<addr>":{…},…}`: all or nothing — every address and value is checked before anything is stored. */
+    /** `{"<addr>":{…},…}`: all or nothing (GatewaysService.reportSubDevices), addresses resolved through the cache. */
     async function report(body: unknown): Promise<Answer> {
-      if (!isPlainObject(body)) throw new BadRequest('payload must be {"<addr>":{…attributes},…}');
-      const entries = Object.entries(body);
-      if (entries.length < 1 || entries.length > MAX_GATEWAY_REPORT_DEVICES) {
-        throw new BadRequest(`payload must name 1–${MAX_GATEWAY_REPORT_DEVICES} sub-devices`);
-      }
-      const bad = entries.filter(([address]) => !SUB_ADDRESS.test(address)).map(([a]) => a);
-      const identities = bad.length ? [] : await Promise.all(entries.map(([address]) => resolve(address)));
-      const unknown = bad.length ? bad : entries.filter((_, i) => !identities[i]).map(([a]) => a);
-      if (unknown.length) {
-        const shown = unknown.slice(0, 10).map((a) => JSON.stringify(a.slice(0, 64)));
-        throw new NotFound(`Sub-device ${shown.join(', ')}${unknown.length > 10 ? ' …' : ''} of this gateway`);
-      }
-      for (const [i, [address, attributes]] of entries.entries()) {
-        let values: AttributeValueInput[];
-        try {
-          values = parseAttributes(attributes);
-        } catch (err) {
-          if (err instanceof BadRequest)
-            throw new BadRequest(
-              `device ${address}: ${err.message}`,
-              err.errors.map((e) => ({ ...e, path: e.path ? `${address}.${e.path}` : address })),
-            );
-          throw err;
-        }
-        await checkSubModels(identities[i]!, address, values);
-      }
-      // Each sub-device's report counts against its own rate and its project's budget, as a direct
-      // device's would: the message waits for the tokens of the slowest, or is refused.
-      const rate = await services.projectSettings.deviceRateLimit(gateway.projectId);
-      let wait = 0;
-      for (const identity of identities) {
-        const admission = services.rateLimiter.reserve(identity!.projectId, identity!.deviceId, rate);
-        if (!admission.ok)
-          throw new RateExceeded(`sub-device message rate exceeded`, Math.ceil(admission.retryMs / 1000));
-        wait = Math.max(wait, admission.delayMs);
-      }
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      // One time for the whole message; submitted together, the reports share an ingest batch.
-      const ts = clock();
-      await Promise.all(
-        entries.map(([, attributes], i) => services.currentValues.report(identities[i]!, attributes, ts)),
-      );
+      const { ts } = await services.gateways.reportSubDevices(gateway, body, resolve);
       return { result: 1, ts };
     }
 
@@ -284,44 +202,23 @@ export function createGatewayHub({ services, log, clock = Date.now }: GatewayHub
         case 'attributes':
           return report(body);
         case 'attributes_get': {
-          const address = addressOf(body, '{"device":"<addr>","keys":[…]?}');
+          const address = subAddress(body, '{"device":"<addr>","keys":[…]?}');
           setAddress(address);
-          const keys = (body as Record<string, unknown>).keys;
-          if (
-            keys !== undefined &&
-            (!Array.isArray(keys) ||
-              keys.length > MAX_KEYS ||
-              !keys.every((k) => typeof k === 'string' && k.length <= 64))
-          ) {
-            throw new BadRequest(`keys must be an array of at most ${MAX_KEYS} attribute identifiers`);
-          }
+          const keys = decode(AttributeKeys, (body as Record<string, unknown>).keys, KEYS_MESSAGE);
           const identity = await mustResolve(address);
-          const attributes = await services.currentValues.get(
-            identity.projectId,
-            identity.deviceId,
-            keys as string[] | undefined,
-          );
+          const attributes = await services.currentValues.get(identity.projectId, identity.deviceId, keys);
           return { result: 1, device: address, attributes };
         }
         case 'event_report': {
-          const address = addressOf(body, '{"device":"<addr>","method":…,"params":{…}}');
+          const address = subAddress(body, '{"device":"<addr>","method":…,"params":{…}}');
           setAddress(address);
           await services.deviceEvents.report(await mustResolve(address), body);
           return { result: 1, device: address };
         }
         case 'command_reply': {
-          const address = addressOf(body, '{"device":"<addr>","command":{"id","method","params"}}');
+          const address = subAddress(body, '{"device":"<addr>","command":{"id","method","params"}}');
           setAddress(address);
-          const command = (body as Record<string, unknown>).command;
-          if (!isPlainObject(command))
-            throw new BadRequest('command must be {"id":<id>,"method":…,"params":{…}}', [
-              { path: 'command', message: 'required' },
-            ]);
-          const id = Number(command.id);
-          if (!Number.isSafeInteger(id) || id < 1)
-            throw new BadRequest('command.id must be the id of the command (a positive integer)', [
-              { path: 'command.id', message: 'expected a positive integer' },
-            ]);
+          const { command, id } = gatewayCommand(body as Record<string, unknown>);
           const matched = await services.commands.reply(await mustResolve(address), id, command);
           return matched
             ? { result: 1, device: address, id }
@@ -335,7 +232,7 @@ export function createGatewayHub({ services, log, clock = Date.now }: GatewayHub
         }
         case 'connect':
         case 'disconnect': {
-          const address = addressOf(body, '{"device":"<addr>"}');
+          const address = subAddress(body, '{"device":"<addr>"}');
           setAddress(address);
           return message === 'connect' ? connect(address) : disconnect(address);
         }
@@ -363,11 +260,8 @@ export function createGatewayHub({ services, log, clock = Date.now }: GatewayHub
       },
 
       commandsReady() {
-        if (commandsSubscribed || ended) return;
-        commandsSubscribed = true;
-        const pending = held;
-        held = [];
-        for (const body of pending) {
+        if (held.ready || ended) return;
+        for (const body of held.release()) {
           gatewaySession
             .send(GATEWAY_TOPICS.commandSend, body)
             .catch((err: unknown) => log.warn(logOf({ err }), 'held sub-device command could not be published'));
@@ -382,7 +276,7 @@ export function createGatewayHub({ services, log, clock = Date.now }: GatewayHub
         set?.delete(link);
         if (set && !set.size) links.delete(gateway.deviceId);
         for (const entry of [...online.values()]) drop(entry, reason);
-        held = [];
+        held.clear();
         cache.clear();
       },
 

@@ -1,6 +1,6 @@
 import type { Aedes } from 'aedes';
-import type { LiveMessage } from '../../src/domain/events/live-events.ts';
-import type { Services } from '../../src/composition/services.ts';
+import type { DevicePort, LiveMessage } from '../core/port.ts';
+import { STREAM_IDENTIFIER } from '../protocol/data-streams.ts';
 
 /**
  * Application subscriptions (device-protocol.md §9): read-only MQTT for integrators on the same
@@ -17,7 +17,6 @@ import type { Services } from '../../src/composition/services.ts';
  */
 export const VIEW_KINDS = ['attributes', 'event', 'command_reply', 'online', 'alarm'] as const;
 const VIEW_TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
-const STREAM = /^[A-Za-z0-9_-]{1,64}$/;
 
 export interface Viewer {
   projectId: string;
@@ -31,7 +30,7 @@ export function viewerFilter(viewKey: string, filter: string): string | undefine
   const [, device, kind, stream] = parts as [string, string, string, string | undefined];
   if (device !== '+' && !VIEW_TOKEN.test(device)) return undefined;
   if (parts.length === 3 && !(VIEW_KINDS as readonly string[]).includes(kind)) return undefined;
-  if (parts.length === 4 && !(kind === 'data' && (stream === '+' || STREAM.test(stream!)))) return undefined;
+  if (parts.length === 4 && !(kind === 'data' && (stream === '+' || STREAM_IDENTIFIER.test(stream!)))) return undefined;
   return parts.slice(1).join('/');
 }
 
@@ -39,7 +38,7 @@ const internalPrefix = (projectId: string) => `$v/${projectId}/`;
 
 export interface ViewerHooksDeps {
   aedes: Aedes;
-  services: Pick<Services, 'viewKey' | 'liveEvents'>;
+  services: Pick<DevicePort, 'viewKey' | 'liveEvents'>;
 }
 
 export function createViewerHooks({ aedes, services }: ViewerHooksDeps) {

@@ -1,10 +1,8 @@
 import net, { type AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import type { DeviceSession } from '../../src/domain/delivery/sessions.ts';
-import type { DeviceIdentity } from '../../src/domain/devices/device-identity.ts';
-import type { DropReason, TcpProfile } from '../../src/domain/telemetry/data-streams.service.ts';
-import type { Services } from '../../src/composition/services.ts';
 import { createAdmission, type Admission, type Ticket } from '../core/admission.ts';
+import { attachDevice, type DeviceConnection } from '../core/device-session.ts';
+import type { DeviceIdentity, DevicePort, DropReason, TcpProfile } from '../core/port.ts';
 import { createGapFramer, createJsonFramer, type Framer } from './framing.ts';
 
 export const TCP_DEFAULTS = {
@@ -38,7 +36,11 @@ export const TCP_DEFAULTS = {
 const COST_UNIT = 4096;
 
 export interface TcpListenerOptions {
-  services: Pick<Services, 'rateLimiter' | 'deviceAuth' | 'sessions' | 'presence' | 'dataStreams' | 'projectSettings'>;
+  /** The server's services, through the device edge's port (core/port.ts). */
+  services: Pick<
+    DevicePort,
+    'rateLimiter' | 'deviceAuth' | 'sessions' | 'presence' | 'dataStreams' | 'projectSettings'
+  >;
   logger: Pick<Logger, 'child'>;
   /**
    * Messages per second a link may send on average (bursts of twice that; a message costs one per
@@ -110,8 +112,8 @@ interface Link {
   loginLength: number;
   timer?: NodeJS.Timeout;
   identity?: DeviceIdentity;
-  session?: DeviceSession;
-  kicked?: boolean;
+  /** The device's session in the registry (core/device-session.ts), once logged in until the socket closes. */
+  connection?: DeviceConnection;
   framer?: Framer;
   gapMs: number;
   heartbeats: Buffer[];
@@ -324,9 +326,9 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
       link.heartbeats = [h, Buffer.concat([h, Buffer.from('\r\n')]), Buffer.concat([h, Buffer.from('\n')])];
     }
     link.rate = rateLimit;
-    const session: DeviceSession = {
-      deviceId: identity.deviceId,
-      projectId: identity.projectId,
+    stats.logins += 1;
+    link.connection = attachDevice(services, {
+      identity,
       transport: 'tcp',
       // Sent = handed to the socket. Not waiting for the kernel: a device that stops reading would
       // hold the caller forever; its unread bytes are bounded by maxWriteBuffer instead.
@@ -337,15 +339,10 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
         socket.write(payload);
       },
       close: (reason) => {
-        link.kicked = services.sessions.get(identity.deviceId) === undefined;
         log.info({ deviceId: identity.deviceId, reason }, 'closing device connection');
         end(link, reason, true);
       },
-    };
-    link.session = session;
-    stats.logins += 1;
-    services.sessions.attach(session);
-    services.presence.connected(identity, 'tcp');
+    });
     log.info({ deviceId: identity.deviceId }, 'TCP device connected');
     setTimer(link, o.idleTimeoutMs, () => {
       stats.idleTimeouts += 1;
@@ -483,11 +480,10 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
       if (link.timer) clearTimeout(link.timer);
       if (link.gapTimer) clearTimeout(link.gapTimer);
       if (link.holdTimer) clearTimeout(link.holdTimer);
-      const { session, identity } = link;
-      if (!session || !identity) return;
-      link.session = undefined;
-      const current = services.sessions.detach(session) || link.kicked === true;
-      if (current) services.presence.disconnected(identity, 'tcp', link.kicked ? 'kicked' : 'disconnect');
+      const { connection, identity } = link;
+      if (!connection || !identity) return;
+      link.connection = undefined;
+      connection.end();
       log.info({ deviceId: identity.deviceId }, 'TCP device disconnected');
     });
   }
@@ -524,7 +520,7 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
 
     stats() {
       let devices = 0;
-      for (const link of links) if (link.session) devices += 1;
+      for (const link of links) if (link.connection) devices += 1;
       return { ...stats, dropped: { ...stats.dropped }, connections: links.size, devices };
     },
   };

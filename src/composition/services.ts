@@ -221,7 +221,7 @@ export function createServices({
     presence,
     deviceAuth: createDeviceAuthService({ repo: repos.deviceAuth, bus, clock }),
     commands: createCommandsService({
-      db,
+      repo: repos.commands,
       devices: devicesRepo,
       sessions,
       bus,

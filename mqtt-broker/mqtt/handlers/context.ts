@@ -1,0 +1,24 @@
+import type { DeviceIdentity, DevicePort } from '../../core/port.ts';
+import type { Upstream } from '../../protocol/topics.ts';
+import type { GatewayLink } from '../gateway.ts';
+
+/** An answer on the message's response topic (device-protocol.md §3): `{"result":1,…}` or a refusal. */
+export type Answer = Record<string, unknown>;
+
+export const failure = (errcode: number, message: string): Answer => ({ result: 0, errcode, message });
+
+/** What a handler of one upstream message kind gets: the services, the device, its connection's gateway side. */
+export interface UpstreamContext {
+  services: Pick<DevicePort, 'currentValues' | 'deviceEvents' | 'commands' | 'dataStreams'>;
+  clock: () => number;
+  identity: DeviceIdentity;
+  /** Set on a gateway device's connection (device-protocol.md §8). */
+  gateway?: GatewayLink;
+}
+
+/** Handles one upstream message of kind K; the answer goes on its response topic (none: no answer). */
+export type UpstreamHandler<K extends Upstream['kind']> = (
+  ctx: UpstreamContext,
+  up: Extract<Upstream, { kind: K }>,
+  payload: Buffer,
+) => Promise<Answer | undefined>;
