@@ -221,7 +221,7 @@ export function createServices({
     presence,
     deviceAuth: createDeviceAuthService({ repo: repos.deviceAuth, bus, clock }),
     commands: createCommandsService({
-      repo: repos.commands,
+      db,
       devices: devicesRepo,
       sessions,
       bus,
