@@ -3,6 +3,11 @@ import { randomBytes } from 'node:crypto';
 /**
  * Opaque ids that sort by creation time: 6 bytes of milliseconds + 6 random bytes, as 24 hex
  * characters. "Newest first" is then an index scan on the id.
+ *
+ * Kept hand-written rather than a ULID library: ids are visible in the API and a ULID is another format
+ * (26 Crockford base32 characters, 80 random bits). For scale, `npx tsx bench/ids.ts` (2 shared cores,
+ * Node 20): newId 114k–182k ids/s, `ulid()` 5k–9k ids/s (ours 21× faster), ulid's `monotonicFactory()`
+ * 0.6M–1.0M ids/s (ours 0.18×).
  */
 export function newId(now = Date.now()): string {
   const buf = randomBytes(12);
