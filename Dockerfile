@@ -1,5 +1,18 @@
-# The application image: the server runs TypeScript through tsx (`npm start`), as in development,
-# so there is no build step to drift from the sources.
+# The application image in two stages: the build stage compiles the server to JavaScript (`npm run build`,
+# dist/) with the development dependencies; the runtime image holds the production dependencies, the
+# compiled server and what it reads at run time (drizzle/ migrations, console/), and runs dist/src/main.js.
+
+FROM node:20-slim AS build
+WORKDIR /app
+# patches/ is applied by the postinstall script (patch-package): the postgres.js fix must be in the image.
+COPY package.json package-lock.json ./
+COPY patches ./patches
+RUN npm ci --no-audit --no-fund
+COPY . .
+# The web console's static files (README "Web console"): built here, as the server runs as `node` and
+# cannot write into /app; a fresh build is what the server serves without building again.
+RUN npm run build && node --import tsx console/build.ts
+
 FROM node:20-slim
 
 ENV NODE_ENV=production \
@@ -9,15 +22,15 @@ ENV NODE_ENV=production \
 WORKDIR /app
 
 # Dependencies first: this layer is reused until package-lock.json changes.
-# patches/ is applied by the postinstall script (patch-package): the postgres.js fix must be in the image.
 COPY package.json package-lock.json ./
 COPY patches ./patches
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
+# The sources stay beside the compiled server: the CLI runs from them (`npm -s run cli`, through tsx),
+# and the console's build fingerprint reads console/src and console/build.ts.
 COPY . .
-# The web console's static files (README "Web console"): built here, as the server runs as `node` and
-# cannot write into /app; a fresh build is what the server serves without building again.
-RUN node --import tsx console/build.ts
+COPY --from=build /app/dist ./dist
+COPY --from=build /app/console/dist ./console/dist
 
 # The embedded database (when DATABASE_URL is unset) and the CLI's control socket live in DATA_DIR.
 RUN mkdir -p /app/data && chown node:node /app/data
@@ -34,6 +47,6 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "-e", "const e = process.env, tls = e.HTTP_PORT === 'off', port = tls ? e.HTTPS_PORT || 8443 : e.HTTP_PORT || 8080; require(tls ? 'node:https' : 'node:http').get({ host: '127.0.0.1', port, path: '/readyz', rejectUnauthorized: false, timeout: 4000 }, (r) => process.exit(r.statusCode === 200 ? 0 : 1)).on('timeout', () => process.exit(1)).on('error', () => process.exit(1))"]
 
 # Node itself, not `npm start`: a signal sent to npm does not reach the server, so `docker stop` would
-# end it without its graceful stop (drain, flush of waiting reports). The flags are npm start's
-# (package.json; test/unit/deploy-config.test.ts keeps them equal).
-CMD ["node", "--max-semi-space-size=32", "--import", "tsx", "src/main.ts"]
+# end it without its graceful stop (drain, flush of waiting reports). The compiled server, with npm
+# start's Node flags (package.json; test/unit/deploy-config.test.ts keeps them equal).
+CMD ["node", "--max-semi-space-size=32", "dist/src/main.js"]

@@ -11,7 +11,10 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promise
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const CONSOLE_ROOT = path.dirname(fileURLToPath(import.meta.url));
+/** console/ of the repository, from here (tsx) or from the compiled server's dist/console/ (npm run build). */
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+export const CONSOLE_ROOT =
+  [HERE, path.resolve(HERE, '../../console')].find((dir) => existsSync(path.join(dir, 'build.ts'))) ?? HERE;
 export const CONSOLE_SRC = path.join(CONSOLE_ROOT, 'src');
 export const CONSOLE_DIST = path.join(CONSOLE_ROOT, 'dist');
 const STAMP = 'build.json';
@@ -44,7 +47,7 @@ function readdirSyncSorted(d: string) {
 /** A fingerprint of everything the build reads: the sources, this script and the versions of the libraries. */
 export function sourceFingerprint(): string {
   const h = createHash('sha256');
-  for (const f of [...listFiles(CONSOLE_SRC), fileURLToPath(import.meta.url)]) {
+  for (const f of [...listFiles(CONSOLE_SRC), path.join(CONSOLE_ROOT, 'build.ts')]) {
     h.update(path.relative(CONSOLE_ROOT, f));
     h.update(readFileSync(f));
   }

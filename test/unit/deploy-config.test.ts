@@ -91,10 +91,35 @@ describe('docker-compose.yml', () => {
 });
 
 describe('Dockerfile', () => {
-  it("runs the server as npm start does, but as node itself so that docker stop's SIGTERM reaches it", () => {
-    const cmd = /^CMD (\[.*\])$/m.exec(read('Dockerfile'))?.[1];
-    const start = (JSON.parse(read('package.json')) as { scripts: { start: string } }).scripts.start;
-    expect(JSON.parse(cmd ?? 'null')).toEqual(start.split(' '));
-    expect(start).toMatch(/^node /);
+  const dockerfile = read('Dockerfile');
+  const scripts = (JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts;
+  const build = JSON.parse(read('tsconfig.build.json')) as {
+    compilerOptions: { outDir: string; rootDir: string };
+    include: string[];
+  };
+  /** npm start's command line without its TypeScript loader: `node <flags> <entry>.ts`. */
+  const start = scripts.start!.split(' ');
+  const loader = start.indexOf('--import');
+  const startWithoutLoader = loader >= 0 ? [...start.slice(0, loader), ...start.slice(loader + 2)] : start;
+  const entry = startWithoutLoader.at(-1)!;
+  /** Where `npm run build` puts that entry (tsconfig.build.json). */
+  const compiledEntry = path.posix.join(
+    build.compilerOptions.outDir,
+    path.posix.relative(build.compilerOptions.rootDir, entry).replace(/\.ts$/, '.js'),
+  );
+
+  it("runs the compiled server with npm start's Node flags, as node itself so that docker stop's SIGTERM reaches it", () => {
+    const cmd = /^CMD (\[.*\])$/m.exec(dockerfile)?.[1];
+    expect(start[0]).toBe('node');
+    expect(JSON.parse(cmd ?? 'null')).toEqual([...startWithoutLoader.slice(0, -1), compiledEntry]);
+    expect(compiledEntry).toBe('dist/src/main.js');
+  });
+
+  it('builds that entry: npm run build compiles src/main.ts into dist/, in the build stage', () => {
+    expect(scripts.build).toBe('tsc -p tsconfig.build.json');
+    expect(build.include).toContain(entry.split('/')[0]);
+    expect(dockerfile).toMatch(/^FROM \S+ AS build$/m);
+    expect(dockerfile).toMatch(/^RUN npm run build\b/m);
+    expect(dockerfile).toMatch(/^COPY --from=build \/app\/dist \.\/dist$/m);
   });
 });

@@ -41,7 +41,10 @@ const SECRETS = [
   '.env.production',
   'test-results/browser/x.png',
 ];
-/** What the server needs at run time (Dockerfile: `COPY . .`, then `npm start`). */
+/**
+ * What the image needs (Dockerfile): the build stage compiles the sources (`npm run build`) and the console;
+ * the runtime image keeps the sources beside dist/ for the CLI and the console's fingerprint.
+ */
 const NEEDED = [
   'package.json',
   'package-lock.json',
@@ -57,6 +60,7 @@ const NEEDED = [
   'console/src/main.tsx',
   'console/dist/index.html',
   'tsconfig.json',
+  'tsconfig.build.json',
   '.env.example',
 ];
 
@@ -69,6 +73,10 @@ describe('.dockerignore', () => {
 
   it('keeps what the server runs (sources, migrations, the console and its build)', () => {
     expect(NEEDED.filter((f) => ig.ignores(f))).toEqual([]);
+  });
+
+  it('keeps a local dist/ out: the image runs the one its build stage compiled', () => {
+    expect(ig.ignores('dist/src/main.js')).toBe(true);
   });
 });
 
