@@ -5,6 +5,7 @@ import type { Duplex } from 'node:stream';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import type { Logger } from 'pino';
 import { createAdmission, type Admission, type Ticket } from '../core/admission.ts';
+import { MQTT_DEFAULTS } from '../core/defaults.ts';
 import { attachDevice, HeldCommands, type DeviceConnection } from '../core/device-session.ts';
 import {
   AppError,
@@ -32,27 +33,7 @@ import {
   type Upstream,
 } from '../protocol/topics.ts';
 
-export const MQTT_DEFAULTS = {
-  /** Largest MQTT packet a device may send, in bytes (device-protocol.md §3 "a payload over the size limit"). */
-  maxPacketSize: 256 * 1024,
-  /** Messages per second a device may publish on average. */
-  rateLimit: 50,
-  /** Filters one device connection may hold (its topic set is small); more are refused (SUBACK failure). */
-  maxSubscriptions: 100,
-  /** Filters one application subscriber may hold (a device each, at most; `+` covers them all). */
-  maxViewerSubscriptions: 1_000,
-  /** Application subscribers of one project connected at once (each receives all it subscribes to). */
-  maxViewersPerProject: 100,
-  /**
-   * How long a message whose store failed because the database is unavailable is tried again before
-   * the device is told it failed (MQTT 5: PUBACK 0x80; 3.1.1: the connection closes without PUBACK).
-   */
-  retryUnavailableMs: 60_000,
-  /** Delay of a refused CONNECT, so guessing credentials is slow (device-protocol.md §2). */
-  authFailureDelayMs: 500,
-  /** CONNECT and login within this time of the connection, or it is closed (admission.ts). */
-  connectTimeoutMs: 10_000,
-} as const;
+export { MQTT_DEFAULTS } from '../core/defaults.ts';
 
 export interface BrokerOptions {
   /** The server's services, through the device edge's port (core/port.ts). */

@@ -1,36 +1,13 @@
 import net, { type AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { createAdmission, type Admission, type Ticket } from '../core/admission.ts';
+import { TCP_DEFAULTS } from '../core/defaults.ts';
 import { attachDevice, type DeviceConnection } from '../core/device-session.ts';
 import type { DeviceIdentity, DevicePort, DropReason, TcpProfile } from '../core/port.ts';
 import { createGapFramer, createJsonFramer, type Framer } from './framing.ts';
+import { createLogin } from './login.ts';
 
-export const TCP_DEFAULTS = {
-  /**
-   * The login must arrive within this time of the connection (device-protocol.md §6). DTUs send their
-   * registration line as soon as the link is up; a connection waiting longer holds a pending slot of
-   * its address (admission.ts) for nothing.
-   */
-  loginTimeoutMs: 10_000,
-  /** A logged-in link with no byte from the device for this long is closed (heartbeats count). */
-  idleTimeoutMs: 300_000,
-  /** Bytes within this many ms of each other form one message, unless the device type sets its own gap. */
-  frameGapMs: 100,
-  /** Largest message, in bytes. */
-  maxMessageSize: 64 * 1024,
-  /** Longest login line; more bytes without a login close the connection. */
-  maxLoginLength: 512,
-  /** Delay before a refused login is closed, so guessing credentials is slow. */
-  authFailureDelayMs: 500,
-  /** An incomplete JSON value with no byte for this long is dropped. */
-  jsonStallMs: 10_000,
-  /** TCP keep-alive probes start after this much silence (half-open links). */
-  keepAliveMs: 60_000,
-  /** Messages of one link being stored at once; beyond it the link is not read until they are. */
-  maxInFlight: 64,
-  /** Bytes waiting to be written to a device that does not read; beyond it a push fails. */
-  maxWriteBuffer: 256 * 1024,
-} as const;
+export { TCP_DEFAULTS } from '../core/defaults.ts';
 
 /** Bytes of a message that cost one token of the rate limit. */
 const COST_UNIT = 4096;
@@ -130,8 +107,6 @@ interface Link {
   /** Admission of the connection (admission.ts): pending until the device has logged in. */
   ticket?: Ticket;
 }
-
-const NEWLINE = 0x0a;
 
 /**
  * The raw TCP listener (device-protocol.md §6): DTUs and serial bridges log in with
@@ -352,74 +327,17 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
     resume(link);
   }
 
-  function refuse(link: Link, reason: string) {
-    stats.loginFailures += 1;
-    log.debug({ reason }, 'TCP login refused');
-    link.phase = 'auth';
-    link.socket.pause();
-    if (link.gapTimer) clearTimeout(link.gapTimer);
-    link.gapTimer = undefined;
-    setTimer(link, o.authFailureDelayMs, () => end(link, reason));
-  }
-
-  /** The login line: `<project key>&<access token>`, ASCII, a trailing \r\n tolerated. */
-  function login(link: Link, line: Buffer, rest: Buffer) {
-    link.phase = 'auth';
-    link.socket.pause();
-    const text = line.toString('latin1').trim();
-    const amp = text.indexOf('&');
-    if (amp < 1 || !/^[\x21-\x7e]+$/.test(text)) return refuse(link, 'malformed login');
-    // Counted per client address before any query (admission.ts).
-    if (link.ticket && !connections.tryLogin(link.ticket.address)) return refuse(link, 'too many login attempts');
-    const mark = services.deviceAuth.mark();
-    services.deviceAuth
-      .authenticate(text.slice(0, amp), text.slice(amp + 1))
-      .then(
-        async (identity) => {
-          if (link.phase !== 'auth') return;
-          if (!identity) return refuse(link, 'bad login');
-          if (identity.disabled) return refuse(link, 'device disabled');
-          const [profile, rateLimit] = await Promise.all([
-            services.dataStreams.tcpProfile(identity),
-            options.rateLimit ?? services.projectSettings.deviceRateLimit(identity.projectId),
-          ]);
-          if (link.phase !== 'auth' || closing) return end(link, 'closed during login');
-          // Revoked (device disabled, deleted, its project deleted) while the login was checked.
-          if (services.deviceAuth.revokedSince(identity, mark)) return end(link, 'credentials revoked during login');
-          open(link, identity, profile, rateLimit, rest);
-        },
-        (err: unknown) => {
-          log.error({ err }, 'TCP device authentication failed');
-          end(link, 'authentication unavailable');
-        },
-      )
-      .catch((err: unknown) => {
-        log.error({ err }, 'TCP login failed');
-        end(link, 'login failed');
-      });
-  }
-
-  function onLoginData(link: Link, chunk: Buffer) {
-    const nl = chunk.indexOf(NEWLINE);
-    const part = nl < 0 ? chunk : chunk.subarray(0, nl);
-    link.login.push(part);
-    link.loginLength += part.length;
-    if (link.loginLength > o.maxLoginLength) return refuse(link, 'login too long');
-    if (nl >= 0) {
-      if (link.gapTimer) clearTimeout(link.gapTimer);
-      link.gapTimer = undefined;
-      return login(link, Buffer.concat(link.login), Buffer.from(chunk.subarray(nl + 1)));
-    }
-    // Without a newline the login is what arrived before a pause of the frame gap.
-    if (link.gapTimer) link.gapTimer.refresh();
-    else {
-      link.gapTimer = setTimeout(() => {
-        link.gapTimer = undefined;
-        if (link.phase === 'login') login(link, Buffer.concat(link.login), Buffer.alloc(0));
-      }, o.frameGapMs);
-      link.gapTimer.unref();
-    }
-  }
+  const { onLoginData } = createLogin<Link>({
+    services,
+    options: { ...o, rateLimit: options.rateLimit },
+    admission: connections,
+    log,
+    closing: () => closing,
+    setTimer,
+    end,
+    open,
+    refused: () => (stats.loginFailures += 1),
+  });
 
   function handleConnection(socket: net.Socket) {
     socket.on('error', (err) => log.debug({ err }, 'TCP socket error'));
