@@ -3,11 +3,13 @@ import { createAlarmsRepository } from '../db/repositories/alarms.repository.ts'
 import { createAppsRepository } from '../db/repositories/apps.repository.ts';
 import { createAttributeValuesRepository } from '../db/repositories/attribute-values.repository.ts';
 import { createCertificateRepository } from '../db/repositories/certificate.repository.ts';
+import { createCommandsRepository } from '../db/repositories/commands.repository.ts';
 import { createCredentialsRepository } from '../db/repositories/credentials.repository.ts';
 import { createDataMessagesRepository } from '../db/repositories/data-messages.repository.ts';
 import { createDeviceAuthRepository } from '../db/repositories/device-auth.repository.ts';
 import { createDeviceEventsRepository } from '../db/repositories/device-events.repository.ts';
 import { createDeviceInfosRepository } from '../db/repositories/device-infos.repository.ts';
+import { createDeviceTypesRepository } from '../db/repositories/device-types.repository.ts';
 import { createDevicesRepository } from '../db/repositories/devices.repository.ts';
 import { createGatewaysRepository } from '../db/repositories/gateways.repository.ts';
 import { createHistoryRepository } from '../db/repositories/history.repository.ts';
@@ -27,11 +29,13 @@ export function createRepositories(db: Db) {
     apps: createAppsRepository(db),
     attributeValues: createAttributeValuesRepository(db),
     certificates: createCertificateRepository(db),
+    commands: createCommandsRepository(db),
     credentials: createCredentialsRepository(db),
     dataMessages: createDataMessagesRepository(db),
     deviceAuth: createDeviceAuthRepository(db),
     deviceEvents: createDeviceEventsRepository(db),
     deviceInfos: createDeviceInfosRepository(db),
+    deviceTypes: createDeviceTypesRepository(db),
     devices: createDevicesRepository(db),
     gateways: createGatewaysRepository(db),
     history: createHistoryRepository(db),

@@ -84,7 +84,7 @@ export function createServices({
   const devices = createDevicesService({ devices: devicesRepo, projects: projectsRepo, bus, clock, presence });
   // A changed stream definition or TCP setting reaches the data-stream checks at once.
   const deviceTypes = createDeviceTypesService({
-    db,
+    types: repos.deviceTypes,
     clock,
     onDataSettingsChanged: (projectId, typeId) => dataStreams.forgetType(projectId, typeId),
   });
@@ -221,7 +221,7 @@ export function createServices({
     presence,
     deviceAuth: createDeviceAuthService({ repo: repos.deviceAuth, bus, clock }),
     commands: createCommandsService({
-      db,
+      repo: repos.commands,
       devices: devicesRepo,
       sessions,
       bus,

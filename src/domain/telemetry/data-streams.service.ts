@@ -9,7 +9,7 @@ import type { DevicesRepository } from '../../db/repositories/devices.repository
 import { AppError, BadRequest, NotFound, StateConflict } from '../../errors.ts';
 import type { Scope } from '../auth/principal.ts';
 import { sendOrFail, type SessionRegistry, type Transport } from '../delivery/sessions.ts';
-import type { StreamFormat } from '../device-types/device-types.service.ts';
+import type { StreamFormat } from '../device-types/stream-definitions.ts';
 import { deviceInScope } from '../devices/device-in-scope.ts';
 import type { DeviceIdentity } from '../devices/device-identity.ts';
 import type { PresenceService } from '../devices/presence.service.ts';

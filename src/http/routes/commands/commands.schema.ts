@@ -1,22 +1,9 @@
 import { z } from 'zod';
-import { COMMAND_LIMITS } from '../../../domain/commands/commands.service.ts';
+import { COMMAND_LIMITS, SendCommandInput } from '../../../domain/commands/command-input.ts';
 import { paged, pagingQuery } from '../common.schema.ts';
 
-const Params = z
-  .record(z.string().max(256), z.unknown())
-  .refine(
-    (p) => Buffer.byteLength(JSON.stringify(p)) <= COMMAND_LIMITS.paramsMaxBytes,
-    `at most ${COMMAND_LIMITS.paramsMaxBytes} bytes as JSON`,
-  );
-
 /** http-api.md §3 `{method, params, id?}`, plus our `ttl` (queue for an offline device) and `timeout` (seconds to wait for the reply). */
-export const SendCommandBody = z.object({
-  method: z.string().min(1).max(COMMAND_LIMITS.methodMax),
-  params: Params.optional(),
-  id: z.number().int().min(1).max(COMMAND_LIMITS.seqMax).optional(),
-  ttl: z.number().int().min(1).max(COMMAND_LIMITS.ttlMaxSeconds).optional(),
-  timeout: z.number().int().min(1).max(COMMAND_LIMITS.timeoutMaxSeconds).optional(),
-});
+export const SendCommandBody = SendCommandInput;
 
 export const SyncSendCommandBody = SendCommandBody.extend({
   /** Seconds to wait for the reply; default = the command's timeout, at most 60. */

@@ -1,0 +1,20 @@
+import type { DeviceTypeRow, DeviceTypesRepository } from '../../db/repositories/device-types.repository.ts';
+import { Duplicate } from '../../db/errors.ts';
+import { Conflict } from '../../errors.ts';
+
+/** What the parts of the device-types service (attribute models, streams, extend infos) share. */
+export interface TypePartsContext {
+  types: DeviceTypesRepository;
+  clock: () => number;
+  /** Called after a type's data streams or raw TCP settings changed (the data-stream checks cache them). */
+  onDataSettingsChanged: (projectId: string, typeId: string) => void;
+  /** The type, or NotFound('Device type'). */
+  mustGetType(projectId: string, id: string): Promise<DeviceTypeRow>;
+}
+
+/** A taken identifier (`what` as the repository names it) is a 409 on `identifier`; anything else goes on. */
+export function duplicate(err: unknown, what: string, message: string): never {
+  if (err instanceof Duplicate && err.what === what)
+    throw new Conflict(message, [{ path: 'identifier', message: 'already exists' }]);
+  throw err;
+}
