@@ -1,4 +1,7 @@
 import { z } from 'zod';
+import { ADMISSION_DEFAULTS } from '../mqtt-broker/core/admission.ts';
+import { MQTT_DEFAULTS, TCP_DEFAULTS } from '../mqtt-broker/core/defaults.ts';
+import { DEFAULT_NOTIFIER_SETTINGS as WEBHOOK } from './domain/alarms/notifier.ts';
 import { parseNetworks } from './lib/net-guard.ts';
 
 /** A listener's port or `off` (docs/tls.md §3); 0 = any free port; unset = `fallback` (undefined: decided later). */
@@ -59,18 +62,18 @@ export const configSchema = z
     /** Devices auto-created by certificate requests per second per project, and the burst (a factory powering on 1,000). */
     PROVISION_CREATE_RATE: z.coerce.number().min(0.01).max(1_000_000).default(5),
     PROVISION_CREATE_BURST: z.coerce.number().int().min(1).max(1_000_000).default(1_000),
-    MQTT_MAX_PACKET_SIZE: z.coerce
-      .number()
-      .int()
-      .min(1024)
-      .max(268_435_455)
-      .default(256 * 1024),
+    MQTT_MAX_PACKET_SIZE: z.coerce.number().int().min(1024).max(268_435_455).default(MQTT_DEFAULTS.maxPacketSize),
     MQTT_RATE_LIMIT: z.coerce.number().int().min(1).max(100_000).default(50),
     /** Device and project message rates (src/domain/delivery/rate-limiter.ts). */
     DEVICE_RATE_LIMIT_MAX: z.coerce.number().int().min(1).max(100_000).default(1_000),
     PROJECT_MESSAGE_RATE: z.coerce.number().int().min(0).max(10_000_000).default(5_000),
-    MQTT_MAX_SUBSCRIPTIONS: z.coerce.number().int().min(8).max(100_000).default(100),
-    MQTT_MAX_VIEWERS_PER_PROJECT: z.coerce.number().int().min(1).max(100_000).default(100),
+    MQTT_MAX_SUBSCRIPTIONS: z.coerce.number().int().min(8).max(100_000).default(MQTT_DEFAULTS.maxSubscriptions),
+    MQTT_MAX_VIEWERS_PER_PROJECT: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(100_000)
+      .default(MQTT_DEFAULTS.maxViewersPerProject),
     /** HTTP sockets (src/http/connections.ts). */
     HTTP_CONNECTIONS_PER_ADDRESS: z.coerce.number().int().min(0).max(1_000_000).default(256),
     HTTP_HEADERS_TIMEOUT_MS: z.coerce.number().int().min(1_000).max(600_000).default(10_000),
@@ -85,25 +88,32 @@ export const configSchema = z
       .max(1024 * 1024 * 1024)
       .default(1024 * 1024),
     EVENTS_KEEPALIVE_MS: z.coerce.number().int().min(100).max(3_600_000).default(15_000),
+    // The defaults of the device transports, the webhooks and the admission are those components' own
+    // (mqtt-broker/core/defaults.ts, mqtt-broker/core/admission.ts, src/domain/alarms/notifier.ts).
     /** Raw TCP devices (device-protocol.md §6, mqtt-broker/README.md "Raw TCP devices"). */
-    TCP_LOGIN_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
-    TCP_IDLE_TIMEOUT_MS: z.coerce.number().int().min(1000).max(86_400_000).default(300_000),
-    TCP_FRAME_GAP_MS: z.coerce.number().int().min(10).max(10_000).default(100),
+    TCP_LOGIN_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(TCP_DEFAULTS.loginTimeoutMs),
+    TCP_IDLE_TIMEOUT_MS: z.coerce.number().int().min(1000).max(86_400_000).default(TCP_DEFAULTS.idleTimeoutMs),
+    TCP_FRAME_GAP_MS: z.coerce.number().int().min(10).max(10_000).default(TCP_DEFAULTS.frameGapMs),
     TCP_MAX_MESSAGE_SIZE: z.coerce
       .number()
       .int()
       .min(64)
       .max(64 * 1024)
-      .default(64 * 1024),
-    TCP_MAX_LOGIN_LENGTH: z.coerce.number().int().min(64).max(4096).default(512),
+      .default(TCP_DEFAULTS.maxMessageSize),
+    TCP_MAX_LOGIN_LENGTH: z.coerce.number().int().min(64).max(4096).default(TCP_DEFAULTS.maxLoginLength),
     /** Device connections (MQTT, MQTT over WebSocket, raw TCP) before login, and login attempts (mqtt-broker/core/admission.ts). */
-    PENDING_CONNECTIONS_PER_ADDRESS: z.coerce.number().int().min(1).max(1_000_000).default(64),
-    PENDING_CONNECTIONS_MAX: z.coerce.number().int().min(1).max(1_000_000).default(4096),
+    PENDING_CONNECTIONS_PER_ADDRESS: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(1_000_000)
+      .default(ADMISSION_DEFAULTS.pendingPerAddress),
+    PENDING_CONNECTIONS_MAX: z.coerce.number().int().min(1).max(1_000_000).default(ADMISSION_DEFAULTS.pendingMax),
     /** 0 = derived from the process's open-file limit. */
     DEVICE_CONNECTIONS_MAX: z.coerce.number().int().min(0).max(10_000_000).default(0),
-    DEVICE_LOGIN_RATE: z.coerce.number().min(0.01).max(1_000_000).default(50),
-    DEVICE_LOGIN_BURST: z.coerce.number().int().min(1).max(1_000_000).default(500),
-    MQTT_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
+    DEVICE_LOGIN_RATE: z.coerce.number().min(0.01).max(1_000_000).default(ADMISSION_DEFAULTS.loginRate),
+    DEVICE_LOGIN_BURST: z.coerce.number().int().min(1).max(1_000_000).default(ADMISSION_DEFAULTS.loginBurst),
+    MQTT_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(MQTT_DEFAULTS.connectTimeoutMs),
     HISTORY_RETENTION_DAYS: z.coerce.number().int().min(0).max(36_500).default(365),
     HISTORY_COMPRESS_AFTER_DAYS: z.coerce.number().int().min(0).max(36_500).default(7),
     HISTORY_CHUNK_HOURS: z.coerce
@@ -116,13 +126,13 @@ export const configSchema = z
     INGEST_BATCH_DELAY_MS: z.coerce.number().int().min(0).max(10_000).default(5),
     INGEST_MAX_PENDING: z.coerce.number().int().min(1).max(10_000_000).default(100_000),
     INGEST_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(1),
-    ALARM_WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(5_000),
-    ALARM_WEBHOOK_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(5),
-    ALARM_WEBHOOK_BACKOFF_MS: z.coerce.number().int().min(10).max(3_600_000).default(2_000),
+    ALARM_WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(WEBHOOK.timeoutMs),
+    ALARM_WEBHOOK_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(WEBHOOK.maxAttempts),
+    ALARM_WEBHOOK_BACKOFF_MS: z.coerce.number().int().min(10).max(3_600_000).default(WEBHOOK.backoffMs),
     /** Webhook isolation (src/domain/alarms/notifier.ts): networks allowed besides public addresses, queue and breaker limits. */
     ALARM_WEBHOOK_ALLOW_NETWORKS: z
       .string()
-      .default('')
+      .default(WEBHOOK.allowNetworks)
       .superRefine((v, ctx) => {
         try {
           parseNetworks(v);
@@ -130,12 +140,17 @@ export const configSchema = z
           ctx.addIssue({ code: 'custom', message: (err as Error).message });
         }
       }),
-    ALARM_WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).max(1_000).default(8),
-    ALARM_WEBHOOK_PROJECT_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(2),
-    ALARM_WEBHOOK_MAX_PENDING: z.coerce.number().int().min(1).max(10_000_000).default(10_000),
-    ALARM_WEBHOOK_PROJECT_MAX_PENDING: z.coerce.number().int().min(1).max(1_000_000).default(1_000),
-    ALARM_WEBHOOK_BREAKER_FAILURES: z.coerce.number().int().min(1).max(1_000).default(5),
-    ALARM_WEBHOOK_BREAKER_COOLDOWN_MS: z.coerce.number().int().min(1_000).max(86_400_000).default(60_000),
+    ALARM_WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).max(1_000).default(WEBHOOK.concurrency),
+    ALARM_WEBHOOK_PROJECT_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(WEBHOOK.projectConcurrency),
+    ALARM_WEBHOOK_MAX_PENDING: z.coerce.number().int().min(1).max(10_000_000).default(WEBHOOK.maxPending),
+    ALARM_WEBHOOK_PROJECT_MAX_PENDING: z.coerce.number().int().min(1).max(1_000_000).default(WEBHOOK.projectMaxPending),
+    ALARM_WEBHOOK_BREAKER_FAILURES: z.coerce.number().int().min(1).max(1_000).default(WEBHOOK.breakerFailures),
+    ALARM_WEBHOOK_BREAKER_COOLDOWN_MS: z.coerce
+      .number()
+      .int()
+      .min(1_000)
+      .max(86_400_000)
+      .default(WEBHOOK.breakerCooldownMs),
     // /readyz: how long the database may take to answer; SIGTERM: how long /readyz answers 503 before listeners close.
     READINESS_DB_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(2_000),
     SHUTDOWN_DRAIN_MS: z.coerce.number().int().min(0).max(300_000).default(0),
