@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { buildConsole, CONSOLE_DIST, isFresh } from '../../console/build.ts';
 
-export type ConsoleBuild = { dir: string; built: boolean } | { error: string };
+export type ConsoleBuild = { dir: string; built: boolean } | { error: string; cause?: unknown };
 
 let pending: Promise<ConsoleBuild> | undefined;
 
@@ -64,7 +64,7 @@ export function ensureConsoleBuild(dataDir?: string): Promise<ConsoleBuild> {
       const r = await buildConsole(out);
       return { dir: r.dir, built: true };
     } catch (e) {
-      return { error: (e as Error).message };
+      return { error: (e as Error).message, cause: e };
     }
   })();
   const p = pending;
@@ -106,7 +106,7 @@ export async function registerConsole(
   const b = build ?? (await ensureConsoleBuild(opts.dataDir));
   app.get('/console', { schema: { hide: true } }, (_req, reply) => reply.redirect('/console/', 301));
   if ('error' in b) {
-    app.log.warn({ err: b.error }, 'web console not built: /console/ answers 503');
+    app.log.warn({ err: b.cause ?? b.error }, 'web console not built: /console/ answers 503');
     const unavailable = (_req: unknown, reply: FastifyReply) =>
       reply
         .code(503)

@@ -82,7 +82,7 @@ export function createTlsReloader(options: TlsReloaderOptions): TlsReloader {
   };
   warnExpiry();
 
-  const refuse = (key: string, message: string) => {
+  const refuse = (key: string, err: Error) => {
     if (key === refused) return;
     if (key !== suspect) {
       // Maybe a renewal in progress (the certificate written, the key not yet): read again before complaining.
@@ -95,8 +95,8 @@ export function createTlsReloader(options: TlsReloaderOptions): TlsReloader {
     refused = key;
     suspect = undefined;
     log.error(
-      { files, inUse: describeCertificate(current) },
-      `TLS certificate not reloaded, the previous one stays in use: ${message}`,
+      { err, files, inUse: describeCertificate(current) },
+      `TLS certificate not reloaded, the previous one stays in use: ${err.message}`,
     );
   };
 
@@ -104,7 +104,7 @@ export function createTlsReloader(options: TlsReloaderOptions): TlsReloader {
     if (closed) return false;
     const pair = readPair(files);
     if ('error' in pair) {
-      refuse(`read:${pair.error.message}`, pair.error.message);
+      refuse(`read:${pair.error.message}`, pair.error);
       return false;
     }
     const digest = pairDigest(pair.cert, pair.key);
@@ -118,7 +118,7 @@ export function createTlsReloader(options: TlsReloaderOptions): TlsReloader {
     try {
       next = parseTlsCredentials(pair.cert, pair.key, files);
     } catch (err) {
-      refuse(digest, (err as Error).message);
+      refuse(digest, err as Error);
       return false;
     }
     current = next;
