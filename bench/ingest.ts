@@ -19,24 +19,12 @@ import postgres from 'postgres';
 import { openDatabase, type OpenedDatabase } from '../src/db/open.ts';
 import { devices } from '../src/db/schema.ts';
 import { rowsOf } from '../src/db/timescale.ts';
-import { randomToken } from '../src/lib/ids.ts';
 import { createServices } from '../src/composition/services.ts';
 import { Sensors } from '../simulator/device.ts';
 import { closeFleet, connectFleet, percentile, type Credentials } from './lib/mqtt-load.ts';
-import {
-  BENCH_ADMISSION,
-  cpuByPid,
-  cpuBetween,
-  cpuMsOf,
-  freePort,
-  machineBusyMs,
-  memoryOf,
-  spawnEntry,
-  tail,
-  waitForPort,
-  type Child,
-} from './lib/mqtt-proc.ts';
+import { cpuByPid, cpuBetween, cpuMsOf, machineBusyMs, memoryOf, tail, type Child } from './lib/mqtt-proc.ts';
 import { seedMqttDevices } from './lib/mqtt-seed.ts';
+import { startBare, startOurs } from './lib/mqtt-servers.ts';
 import { benchRun } from './lib/run.ts';
 import { benchArgs, intArg as benchInt } from './lib/args.ts';
 
@@ -178,48 +166,27 @@ async function closedLoop(clients: MqttClient[], broker: Child, dbPids: () => Pr
   };
 }
 
-async function startBare(): Promise<{ child: Child; port: number }> {
-  const port = await freePort();
-  const child = spawnEntry(
-    'bare',
-    'bench/lib/mqtt-bare-broker.ts',
-    { BARE_MQTT_PORT: String(port) },
-    path.join(tmp, 'bare.log'),
-  );
-  await waitForPort(port, child, 60_000);
-  return { child, port };
-}
-
-async function startOurs(): Promise<{ child: Child; port: number }> {
-  const [httpPort, mqttPort] = [await freePort(), await freePort()];
-  const child = spawnEntry(
-    'ours',
-    'src/main.ts',
-    {
-      DATA_DIR: dataDir,
-      DATABASE_URL: databaseUrl,
-      HOST: '127.0.0.1',
-      HTTP_PORT: String(httpPort),
-      MQTT_PORT: String(mqttPort),
-      TCP_PORT: '0',
+/** Our server, with the limits that would otherwise be what is measured raised far out of reach. */
+function startOurServer() {
+  return startOurs({
+    dataDir,
+    databaseUrl,
+    logFile: path.join(tmp, 'ours.log'),
+    env: {
       LOG_LEVEL: 'warn',
-      JWT_SECRET: randomToken(48),
       // Devices report as fast as they are acknowledged: the per-device limit must not be what is measured.
       MQTT_RATE_LIMIT: '100000',
       DEVICE_RATE_LIMIT_MAX: '100000',
       // One project holds all 1,000 devices: its budget is set far above what is reached, so the
       // limiter still runs for every message but the pipeline's capacity is what is measured.
       PROJECT_MESSAGE_RATE: '10000000',
-      ...BENCH_ADMISSION,
       // Tuning experiments: the pipeline's settings pass through (INGEST_CONCURRENCY=4 npm run bench:ingest).
-      ...Object.fromEntries(Object.entries(process.env).filter(([k]) => /^(INGEST|HISTORY)_/.test(k))),
+      ...Object.fromEntries(
+        Object.entries(process.env).filter((e): e is [string, string] => /^(INGEST|HISTORY)_/.test(e[0])),
+      ),
     },
-    path.join(tmp, 'ours.log'),
-    CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${CPU_PROF}`] : [],
-  );
-  await waitForPort(httpPort, child, 120_000);
-  await waitForPort(mqttPort, child, 60_000);
-  return { child, port: mqttPort };
+    cpuProf: CPU_PROF,
+  });
 }
 
 async function run(
@@ -397,17 +364,17 @@ try {
   const bareRuns: LoadResult[] = [];
   const oursRuns: LoadResult[] = [];
   for (let r = 1; r <= ROUNDS; r++) {
-    const bareProc = await startBare();
+    const bareProc = await startBare('bare', tmp);
     children.push(bareProc.child);
     bareRuns.push(await run(`bare ${r}/${ROUNDS}`, bareProc, credentials, async () => []));
-    const oursProc = await startOurs();
+    const oursProc = await startOurServer();
     children.push(oursProc.child);
     oursRuns.push(await run(`ours ${r}/${ROUNDS}`, oursProc, credentials, dbPids));
   }
   let withRules: LoadResult | undefined;
   if (RULES > 0) {
     await addRules(project.id, RULES);
-    const again = await startOurs();
+    const again = await startOurServer();
     children.push(again.child);
     withRules = await run(`ours + ${RULES} alarm rules`, again, credentials, dbPids);
   }
