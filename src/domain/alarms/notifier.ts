@@ -245,6 +245,8 @@ export function createNotifier({
     const timestamp = String(clock());
     let status: number | undefined;
     let error: string | undefined;
+    /** The exception behind `error`, kept for the log. */
+    let cause: unknown;
     let final = false;
     try {
       status = await postWebhook(guard, {
@@ -262,6 +264,7 @@ export function createNotifier({
       });
       if (status < 200 || status >= 300) error = `HTTP ${status}`;
     } catch (err) {
+      cause = err;
       error = err instanceof DeliveryError ? err.reason : 'connection failed';
       // A refused address is the target's configuration, not a passing fault.
       final = error === 'address not allowed';
@@ -284,7 +287,16 @@ export function createNotifier({
     breakers.set(target.id, b);
     if (final || job.attempt >= settings.maxAttempts || (status !== undefined && !retryable(status))) {
       await record(job.logId, { ...base, status: 'failed', error });
-      logger.warn({ target: target.id, logId: job.logId, attempt: job.attempt, error }, 'alarm notification failed');
+      logger.warn(
+        {
+          target: target.id,
+          logId: job.logId,
+          attempt: job.attempt,
+          error,
+          ...(cause !== undefined ? { err: cause } : {}),
+        },
+        'alarm notification failed',
+      );
       return finish(job);
     }
     const next = time + settings.backoffMs * 2 ** (job.attempt - 1);
