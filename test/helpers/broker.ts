@@ -37,3 +37,9 @@ export async function startTestBroker(
     },
   };
 }
+
+/** Serves a test app's HTTP on a port of its own (port 0); its base URL, `http://127.0.0.1:<port>`. */
+export async function listenTestApp(ctx: TestContext): Promise<string> {
+  await ctx.app.listen({ port: 0, host: '127.0.0.1' });
+  return `http://127.0.0.1:${(ctx.app.server.address() as AddressInfo).port}`;
+}

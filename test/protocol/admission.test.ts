@@ -10,6 +10,7 @@ import { createTcpListener } from '../../mqtt-broker/tcp/listener.ts';
 import { attachWebSocket } from '../../mqtt-broker/mqtt/websocket.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import { addDeviceWithToken } from '../helpers/factories.ts';
 
 /**
  * Nobody's connections can crowd out anybody else's (mqtt-broker/core/admission.ts): floods of silent
@@ -34,11 +35,7 @@ afterAll(async () => {
   await ctx?.close();
 });
 
-async function newDevice(p: ProjectFixture) {
-  const d = expectOk(await p.api.post('/api/v1/device', { name: 'well-behaved' }));
-  const cert = expectOk(await p.api.get(`/api/v1/device/${d.id}/certificate`));
-  return { id: d.id as string, token: cert.access_token as string };
-}
+const newDevice = (p: ProjectFixture) => addDeviceWithToken(p, { name: 'well-behaved' });
 
 /** A raw socket from `localAddress`; resolves once connected. */
 function rawSocket(port: number, localAddress = FLOOD_FROM): Promise<net.Socket> {

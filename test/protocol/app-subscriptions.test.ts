@@ -4,6 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attachWebSocket } from '../../mqtt-broker/mqtt/websocket.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import { addDeviceWithToken } from '../helpers/factories.ts';
+import { grantedQos as granted } from '../helpers/mqtt.ts';
 
 /** Application subscriptions (device-protocol.md §9): read-only MQTT with the project's view key. */
 let ctx: TestContext;
@@ -33,24 +35,14 @@ async function tenant(name: string): Promise<Tenant> {
   return { p, viewKey: issued.view_key, viewSecret: issued.view_secret };
 }
 async function device(t: Tenant, name = 'dev') {
-  const d = expectOk(await t.p.api.post('/api/v1/device', { name }));
+  const d = await addDeviceWithToken(t.p, { name });
   const detail = expectOk(await t.p.api.get(`/api/v1/device/${d.id}`));
-  const cert = expectOk(await t.p.api.get(`/api/v1/device/${d.id}/certificate`));
-  return { id: d.id as string, name, token: cert.access_token as string, viewToken: detail.view_token as string };
+  return { ...d, name, viewToken: detail.view_token as string };
 }
 async function connect(username: string, password: string, extra: IClientOptions = {}, to = url) {
   const c = await mqtt.connectAsync(to, { username, password, reconnectPeriod: 0, ...extra });
   clients.push(c);
   return c;
-}
-function granted(c: MqttClient, filters: string[]): Promise<number[]> {
-  return new Promise((resolve) => {
-    c.subscribe(filters, (err, g) =>
-      resolve(
-        (err as (Error & { packet?: { granted?: number[] } }) | null)?.packet?.granted ?? (g ?? []).map((x) => x.qos),
-      ),
-    );
-  });
 }
 function collect(c: MqttClient) {
   const got: Array<{ topic: string; body: any }> = []; // eslint-disable-line @typescript-eslint/no-explicit-any -- arbitrary JSON

@@ -2,6 +2,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
+import { addDeviceWithToken } from '../helpers/factories.ts';
 import { grantedQos, nextOn, received } from '../helpers/mqtt.ts';
 
 /**
@@ -24,11 +25,7 @@ afterAll(async () => {
   await ctx?.close();
 });
 
-async function device(name: string) {
-  const d = expectOk(await p.api.post('/api/v1/device', { name }));
-  const cert = expectOk(await p.api.get(`/api/v1/device/${d.id}/certificate`));
-  return { id: d.id as string, token: cert.access_token as string };
-}
+const device = (name: string) => addDeviceWithToken(p, { name });
 async function connect(token: string, protocolVersion: 4 | 5) {
   const c = await mqtt.connectAsync(tb.url, {
     username: token,

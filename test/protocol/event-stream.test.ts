@@ -1,7 +1,7 @@
 import net, { type AddressInfo } from 'node:net';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
+import { listenTestApp, startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import {
   client,
   createProject,
@@ -10,6 +10,7 @@ import {
   type ProjectFixture,
   type TestContext,
 } from '../helpers/app.ts';
+import { addDeviceWithToken } from '../helpers/factories.ts';
 import { openSse, parseBlock, type SseStream } from '../helpers/sse.ts';
 
 /**
@@ -37,8 +38,7 @@ beforeAll(async () => {
     EVENTS_STREAMS_PER_PRINCIPAL: PER_PRINCIPAL,
     EVENTS_QUEUE_BYTES: QUEUE_BYTES,
   });
-  await ctx.app.listen({ port: 0, host: '127.0.0.1' });
-  base = `http://127.0.0.1:${(ctx.app.server.address() as AddressInfo).port}`;
+  base = await listenTestApp(ctx);
   tb = await startTestBroker(ctx);
 });
 // Every test starts with no stream open (they all come from one address).
@@ -61,11 +61,7 @@ async function open(token: string | undefined, query = '') {
   streams.push(s);
   return s;
 }
-async function device(p: ProjectFixture, name: string) {
-  const d = expectOk(await p.api.post('/api/v1/device', { name }));
-  const cert = expectOk(await p.api.get(`/api/v1/device/${d.id}/certificate`));
-  return { id: d.id as string, name, token: cert.access_token as string };
-}
+const device = async (p: ProjectFixture, name: string) => ({ ...(await addDeviceWithToken(p, { name })), name });
 async function connect(p: ProjectFixture, d: { token: string }) {
   const c = await mqtt.connectAsync(tb.url, { username: d.token, password: p.project.project_key, reconnectPeriod: 0 });
   devices.push(c);

@@ -1,10 +1,6 @@
-import net, { type AddressInfo } from 'node:net';
-import { once } from 'node:events';
 import { and, eq } from 'drizzle-orm';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createBroker, type Broker } from '../../mqtt-broker/mqtt/broker.ts';
 import { GATEWAY_TOPICS } from '../../mqtt-broker/protocol/topics.ts';
 import { deviceEvents } from '../../src/db/schema.ts';
 import {
@@ -15,32 +11,25 @@ import {
   type ProjectFixture,
   type TestContext,
 } from '../helpers/app.ts';
+import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
+import { addDeviceWithToken } from '../helpers/factories.ts';
+import { until as waitUntil } from '../helpers/wait.ts';
 
 /** Gateways and sub-devices over MQTT (device-protocol.md §8, §11), with real mqtt.js clients. */
 let ctx: TestContext;
-let broker: Broker;
-let server: net.Server;
+let tb: TestBroker;
 let url: string;
 const clients: MqttClient[] = [];
 
 beforeAll(async () => {
   ctx = await createTestApp();
-  broker = await createBroker({
-    services: ctx.services,
-    logger: pino({ level: 'silent' }),
-    rateLimit: 200,
-    authFailureDelayMs: 0,
-  });
-  server = net.createServer((socket) => broker.handleConnection(socket));
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  tb = await startTestBroker(ctx, { rateLimit: 200 });
+  url = tb.url;
 });
 
 afterAll(async () => {
   for (const c of clients) c.end(true);
-  await broker?.close();
-  await new Promise((r) => server?.close(r));
+  await tb?.close();
   await ctx?.close();
 });
 
@@ -80,11 +69,7 @@ async function site(name = 'plant'): Promise<Site> {
   return { p, gatewayType, subType };
 }
 
-async function device(s: Site, name: string, type?: string) {
-  const d = expectOk(await s.p.api.post('/api/v1/device', { name, ...(type ? { type } : {}) }));
-  const cert = expectOk(await s.p.api.get(`/api/v1/device/${d.id}/certificate`));
-  return { id: d.id as string, token: cert.access_token as string };
-}
+const device = (s: Site, name: string, type?: string) => addDeviceWithToken(s.p, { name, type });
 
 /** A gateway with sub-devices attached at the given addresses. */
 async function gatewayWith(s: Site, addresses: string[]) {
@@ -161,13 +146,7 @@ const isOnline = (id: string) => ctx.services.sessions.isOnline(id);
 const closed = (c: MqttClient) =>
   new Promise<void>((resolve) => (c.connected ? c.once('close', () => resolve()) : resolve()));
 
-async function until(check: () => boolean | Promise<boolean>, what: string) {
-  for (let i = 0; i < 200; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+const until = (check: () => boolean | Promise<boolean>, what: string) => waitUntil(check, what, { timeout: 2_000 });
 
 describe('a gateway with 3 sub-devices, end to end (device-protocol.md §8)', () => {
   it('connects, reports, reads, raises events, receives pushes and commands, and takes its sub-devices offline with it', async () => {

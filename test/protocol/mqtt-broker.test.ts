@@ -3,51 +3,38 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { eq } from 'drizzle-orm';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { devices } from '../../src/db/schema.ts';
-import { createBroker, type Broker } from '../../mqtt-broker/mqtt/broker.ts';
+import type { Broker } from '../../mqtt-broker/mqtt/broker.ts';
 import { attachWebSocket } from '../../mqtt-broker/mqtt/websocket.ts';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
+import { addDeviceWithToken } from '../helpers/factories.ts';
 
 const MAX_PACKET = 16 * 1024;
 const RATE = 20;
 
 let ctx: TestContext;
 let p: ProjectFixture;
+let tb: TestBroker;
 let broker: Broker;
-let server: net.Server;
 let port: number;
 const clients: MqttClient[] = [];
 
 beforeAll(async () => {
   ctx = await createTestApp();
   p = await createProject(ctx);
-  broker = await createBroker({
-    services: ctx.services,
-    logger: pino({ level: 'silent' }),
-    maxPacketSize: MAX_PACKET,
-    rateLimit: RATE,
-    authFailureDelayMs: 0,
-  });
-  server = net.createServer((socket) => broker.handleConnection(socket));
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  port = (server.address() as AddressInfo).port;
+  tb = await startTestBroker(ctx, { maxPacketSize: MAX_PACKET, rateLimit: RATE });
+  ({ broker, port } = tb);
 });
 
 afterAll(async () => {
   for (const c of clients) c.end(true);
-  await broker?.close();
-  await new Promise((r) => server?.close(r));
+  await tb?.close();
   await ctx?.close();
 });
 
-async function newDevice(name = 'dev') {
-  const d = expectOk(await p.api.post('/api/v1/device', { name }));
-  const cert = expectOk(await p.api.get(`/api/v1/device/${d.id}/certificate`));
-  return { id: d.id as string, token: cert.access_token as string };
-}
+const newDevice = (name = 'dev') => addDeviceWithToken(p, { name });
 
 function options(token: string, extra: IClientOptions = {}): IClientOptions {
   return {

@@ -1,42 +1,31 @@
-import net from 'node:net';
-import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
 import mqtt, { type MqttClient } from 'mqtt';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createBroker, type Broker } from '../../mqtt-broker/mqtt/broker.ts';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
+import { addDeviceWithToken } from '../helpers/factories.ts';
 
 /** Custom data streams over MQTT `data/<identifier>` (device-protocol.md §3, §7), on a real broker. */
 let ctx: TestContext;
 let p: ProjectFixture;
-let broker: Broker;
-let server: net.Server;
-let port: number;
+let tb: TestBroker;
 const clients: MqttClient[] = [];
 
 beforeAll(async () => {
   ctx = await createTestApp();
   p = await createProject(ctx);
-  broker = await createBroker({ services: ctx.services, logger: pino({ level: 'silent' }), authFailureDelayMs: 0 });
-  server = net.createServer((socket) => broker.handleConnection(socket));
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  port = (server.address() as AddressInfo).port;
+  tb = await startTestBroker(ctx);
 });
 
 afterAll(async () => {
   for (const c of clients) c.end(true);
-  await broker?.close();
-  await new Promise((r) => server?.close(r));
+  await tb?.close();
   await ctx?.close();
 });
 
 async function device(type?: string) {
-  const d = expectOk(await p.api.post('/api/v1/device', { name: 'dev', ...(type ? { type } : {}) }));
-  const cert = expectOk(await p.api.get(`/api/v1/device/${d.id}/certificate`));
-  const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, {
-    username: cert.access_token,
+  const d = await addDeviceWithToken(p, { name: 'dev', type });
+  const c = await mqtt.connectAsync(tb.url, {
+    username: d.token,
     password: p.project.project_key,
     reconnectPeriod: 0,
   });

@@ -2,6 +2,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import { addDeviceWithToken } from '../helpers/factories.ts';
 
 /** Per-project device message rates (device-protocol.md §3): the broker without a global override. */
 let ctx: TestContext;
@@ -20,10 +21,7 @@ afterAll(async () => {
   await ctx?.close();
 });
 
-async function deviceOf(p: ProjectFixture) {
-  const d = expectOk(await p.api.post('/api/v1/device', { name: 'd' }));
-  return expectOk(await p.api.get(`/api/v1/device/${d.id}/certificate`)).access_token as string;
-}
+const deviceOf = async (p: ProjectFixture) => (await addDeviceWithToken(p, { name: 'd' })).token;
 
 async function connect(p: ProjectFixture, token: string) {
   const c = await mqtt.connectAsync(url, { username: token, password: p.project.project_key, reconnectPeriod: 0 });

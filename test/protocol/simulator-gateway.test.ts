@@ -1,13 +1,10 @@
-import net from 'node:net';
-import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createBroker, type Broker } from '../../mqtt-broker/mqtt/broker.ts';
 import { run } from '../../simulator/commands/run.ts';
 import { parseOptions, UsageError } from '../../simulator/options.ts';
-import type { Output } from '../../simulator/stats.ts';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import { listenTestApp, startTestBroker, type TestBroker } from '../helpers/broker.ts';
+import { sink } from '../helpers/sim-output.ts';
+import { waitForValue } from '../helpers/wait.ts';
 
 /** `npm run sim -- --gateway`: one gateway connection carrying K sub-devices (device-protocol.md §8). */
 
@@ -15,45 +12,24 @@ import { createProject, createTestApp, expectOk, type ProjectFixture, type TestC
 vi.setConfig({ testTimeout: 120_000 });
 let ctx: TestContext;
 let p: ProjectFixture;
-let broker: Broker;
-let server: net.Server;
+let tb: TestBroker;
 let mqttUrl: string;
 let httpUrl: string;
 
 beforeAll(async () => {
   ctx = await createTestApp();
   p = await createProject(ctx);
-  broker = await createBroker({
-    services: ctx.services,
-    logger: pino({ level: 'silent' }),
-    rateLimit: 100,
-    authFailureDelayMs: 0,
-  });
-  server = net.createServer((socket) => broker.handleConnection(socket));
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  mqttUrl = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  await ctx.app.listen({ port: 0, host: '127.0.0.1' });
-  httpUrl = `http://127.0.0.1:${(ctx.app.server.address() as AddressInfo).port}`;
+  tb = await startTestBroker(ctx, { rateLimit: 100 });
+  mqttUrl = tb.url;
+  httpUrl = await listenTestApp(ctx);
 });
 
 afterAll(async () => {
-  await broker?.close();
-  await new Promise((r) => server?.close(r));
+  await tb?.close();
   await ctx?.close();
 });
 
-const sink = (): Output => ({ write: () => undefined, isTTY: false });
-
-async function waitFor<T>(probe: () => Promise<T | undefined>, timeoutMs = 8_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const waitFor = <T>(probe: () => Promise<T | undefined>, timeout = 8_000) => waitForValue(probe, { timeout });
 
 const byKey = async (key: string) =>
   expectOk(await p.api.get(`/api/v1/devices?device_key=${key}`)).items[0] as { id: string } | undefined;

@@ -1,4 +1,3 @@
-import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createTcpListener, type TcpListener } from '../../mqtt-broker/tcp/listener.ts';
@@ -7,7 +6,9 @@ import { run } from '../../simulator/commands/run.ts';
 import { parseOptions } from '../../simulator/options.ts';
 import { frameOf } from '../../simulator/tcp-device.ts';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import { listenTestApp } from '../helpers/broker.ts';
 import { sink } from '../helpers/sim-output.ts';
+import { waitForValue } from '../helpers/wait.ts';
 
 /** The simulator's raw TCP devices (`--protocol tcp`) against a real listener and HTTP server. */
 
@@ -30,8 +31,7 @@ beforeAll(async () => {
     authFailureDelayMs: 0,
   });
   tcpUrl = `tcp://127.0.0.1:${(await tcp.listen(0, '127.0.0.1')).port}`;
-  await ctx.app.listen({ port: 0, host: '127.0.0.1' });
-  httpUrl = `http://127.0.0.1:${(ctx.app.server.address() as AddressInfo).port}`;
+  httpUrl = await listenTestApp(ctx);
 });
 
 afterAll(async () => {
@@ -39,17 +39,7 @@ afterAll(async () => {
   await ctx?.close();
 });
 
-/** The first value `probe` gives that is not undefined. */
-function waitFor<T>(probe: () => Promise<T | undefined>, timeoutMs = 8_000): Promise<T> {
-  return vi.waitFor(
-    async () => {
-      const value = await probe();
-      if (value === undefined) throw new Error('not yet');
-      return value;
-    },
-    { timeout: timeoutMs, interval: 50 },
-  );
-}
+const waitFor = <T>(probe: () => Promise<T | undefined>, timeout = 8_000) => waitForValue(probe, { timeout });
 
 /** Starts a run that goes on until `stop()` (a fixed duration would race a loaded machine). */
 function startRun(format: string, typeKey: string, prefix: string, extra: string[] = []) {

@@ -13,6 +13,8 @@ import {
   type ProjectFixture,
   type TestContext,
 } from '../helpers/app.ts';
+import { addDeviceType, addDeviceWithToken, captureEvents } from '../helpers/factories.ts';
+import { until } from '../helpers/wait.ts';
 
 /**
  * The raw TCP listener on real sockets (device-protocol.md §6): login, framing, heartbeats, pushes,
@@ -67,15 +69,12 @@ interface Device {
 }
 
 async function newType(body: Record<string, unknown> = {}, streams: Array<Record<string, unknown>> = []) {
-  const t = expectOk(await p.api.post('/api/v1/device_type', { name: 'dtu', conn_protocol: 'tcp', ...body }));
-  for (const s of streams) expectOk(await p.api.post(`/api/v1/device_type/${t.id}/data_stream`, s));
-  return t.id as string;
+  return (await addDeviceType(p.api, { name: 'dtu', conn_protocol: 'tcp', ...body }, streams)).id;
 }
 
 async function newDevice(type?: string): Promise<Device> {
-  const d = expectOk(await p.api.post('/api/v1/device', { name: 'dtu', ...(type ? { type } : {}) }));
-  const cert = expectOk(await p.api.get(`/api/v1/device/${d.id}/certificate`));
-  return { id: d.id, token: cert.access_token, login: `${p.project.project_key}&${cert.access_token}` };
+  const d = await addDeviceWithToken(p, { name: 'dtu', type });
+  return { ...d, login: `${p.project.project_key}&${d.token}` };
 }
 
 /** A raw client: what it received, and whether the server closed it. */
@@ -107,14 +106,6 @@ async function open(port = mainPort): Promise<Client> {
   };
 }
 
-async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 5_000) {
-  await vi.waitFor(
-    async () => {
-      if (!(await check())) throw new Error(`timed out waiting for ${what}`);
-    },
-    { timeout: timeoutMs, interval: 10 },
-  );
-}
 /** A pause the test is about (a silence longer than a frame gap, a pace), never a wait for something to happen. */
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -138,11 +129,7 @@ async function recordedCount(d: Device, n: number, identifier = 'stream') {
   return items;
 }
 
-function capture<K extends keyof DomainEvents>(name: K) {
-  const seen: DomainEvents[K][] = [];
-  const off = ctx.services.bus.on(name, (e) => seen.push(e));
-  return { seen, off };
-}
+const capture = <K extends keyof DomainEvents>(name: K) => captureEvents(ctx.services, name);
 
 const push = (d: Device, body: Record<string, unknown>, identifier = 'stream') =>
   p.api.post(`/api/v1/control/device/${d.id}/data/${identifier}/set?push_mode=tcp`, body);

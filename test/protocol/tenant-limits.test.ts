@@ -1,5 +1,6 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { grantedQos } from '../helpers/mqtt.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import {
   createProject,
@@ -49,13 +50,7 @@ describe('tenant limits', () => {
     const c = await connect(p, d.token);
     const filters = Array.from({ length: 150 }, (_, i) => `attributes/get/response/${i}`);
     // mqtt.js rejects a SUBSCRIBE with any refused filter; the SUBACK is on the error.
-    const granted = await new Promise<number[]>((resolve) =>
-      c.subscribe(filters, (err, g) =>
-        resolve(
-          (err as (Error & { packet?: { granted?: number[] } }) | null)?.packet?.granted ?? (g ?? []).map((x) => x.qos),
-        ),
-      ),
-    );
+    const granted = await grantedQos(c, filters);
     expect(granted.filter((q) => q < 128)).toHaveLength(100);
     expect(granted.slice(100).every((q) => q === 128)).toBe(true);
     // Unsubscribing makes room again.
