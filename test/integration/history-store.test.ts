@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../../src/db/client.ts';
+import { Duplicate } from '../../src/db/errors.ts';
 import {
   createHistoryRepository,
   tsOf,
@@ -218,4 +219,35 @@ describe.each(backends)('history store on $name', ({ mode, open }) => {
     await write([row(t - 10_000, 'cur', 0)]);
     expect(await ctx.services.currentValues.get(projectId, deviceId, ['cur'])).toEqual({ cur: 2 });
   });
+
+  it('names a batch written twice (its commit record taken) Duplicate ingest_commit, alone or with current values', async () => {
+    const t0 = dayStart(4) + 9 * HOUR;
+    const rows = [row(t0, 'twice', 1)];
+    await store.ensurePartitions([store.dayOf(t0)]);
+    await store.writeBatch(rows, [], 'batch-twice-alone', Date.now());
+    const alone = await store.writeBatch(rows, [], 'batch-twice-alone', Date.now()).catch((e: unknown) => e);
+    expect(alone).toBeInstanceOf(Duplicate);
+    expect((alone as Duplicate).what).toBe('ingest_commit');
+    await store.writeBatch(rows, rows, 'batch-twice-tx', Date.now());
+    const inTx = await store.writeBatch(rows, rows, 'batch-twice-tx', Date.now()).catch((e: unknown) => e);
+    expect(inTx).toBeInstanceOf(Duplicate);
+    expect((inTx as Duplicate).what).toBe('ingest_commit');
+  });
+
+  it.runIf(mode === 'partitioned')(
+    'turns a partition dropped elsewhere into a retryable error, and the retry creates it again',
+    async () => {
+      const t0 = dayStart(6) + 9 * HOUR;
+      const rows = [row(t0, 'gone', 1)];
+      await store.ensurePartitions([store.dayOf(t0)]);
+      await db.execute(sql.raw(`drop table ${partitionOf(t0)}`));
+      const err = await store.writeBatch(rows, [], 'batch-partition-1', Date.now()).catch((e: unknown) => e);
+      expect((err as { code?: string }).code).toBe('08000');
+      await store.ensurePartitions([store.dayOf(t0)]);
+      await store.writeBatch(rows, [], 'batch-partition-2', Date.now());
+      expect(await store.series(projectId, deviceId, 'gone', t0, t0, 10, 0)).toEqual([
+        { ts: t0, value: 1, dataType: 'number' },
+      ]);
+    },
+  );
 });

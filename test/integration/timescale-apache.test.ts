@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TelemetryRow } from '../../src/db/repositories/history.repository.ts';
 import { rowsOf, timescaleLicense } from '../../src/db/timescale.ts';
+import { createDataMessagesRepository } from '../../src/db/repositories/data-messages.repository.ts';
 import { createRetention } from '../../src/domain/telemetry/retention.ts';
 import { createProject, createTestApp, expectOk, type TestContext } from '../helpers/app.ts';
 import { openTimescalePglite, type TimescalePglite } from '../helpers/timescale-pglite.ts';
@@ -97,8 +98,8 @@ describe('TimescaleDB without the community license (Apache-2 edition)', () => {
     expect(await values()).toEqual([2, 1]);
 
     const retention = createRetention({
-      db: ctx.database.db,
       history: ctx.services.historyStore,
+      messages: createDataMessagesRepository(ctx.database.db),
       settings: ctx.services.projectSettings,
       defaultDays: 30,
     });

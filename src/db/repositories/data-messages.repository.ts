@@ -51,6 +51,18 @@ export function createDataMessagesRepository(db: Db) {
   }
 
   return {
+    /** The project's messages older than `before` (ms): its retention (README "Telemetry history"). */
+    async deleteProjectBefore(projectId: string, before: number): Promise<void> {
+      await db.execute(sql`delete from data_messages where project_id = ${projectId} and ts < ${before}`);
+    },
+
+    /** Messages older than `before` (ms) of the projects on the server's default retention (no project setting). */
+    async deleteDefaultProjectsBefore(before: number): Promise<void> {
+      await db.execute(sql`
+        delete from data_messages m using projects p
+        where p.id = m.project_id and p.history_retention_days is null and m.ts < ${before}`);
+    },
+
     /** One multi-row INSERT. */
     async insertMany(rows: NewDataMessage[]): Promise<void> {
       // Ids are made by the server: a batch written again after a lost answer adds nothing.

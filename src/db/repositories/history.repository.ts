@@ -1,6 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type SQL } from 'drizzle-orm';
+import { DAY_MS } from '../../lib/time.ts';
 import { runPrepared, type Db, type Tx } from '../client.ts';
+import { PartitionMissing, translated } from '../errors.ts';
+import { telemetryCheckpoints } from '../schema.ts';
 import { rowsOf, timescaleLicense } from '../timescale.ts';
 import type { AttrDataType, AttrType } from './attribute-values.repository.ts';
 
@@ -38,7 +41,6 @@ export interface Bucket {
   value: number | null;
 }
 
-const DAY_MS = 86_400_000;
 const PARTITION_PREFIX = 'attribute_history_d';
 /** Partition names carry their UTC day: attribute_history_d20261123. */
 const partitionName = (day: number) =>
@@ -119,6 +121,17 @@ function insertQuery(rows: TelemetryRow[]): SQL | undefined {
 
 /** What the start applied: policies only with the community edition of TimescaleDB. */
 export type TimescalePolicies = { mode: 'partitioned' } | { mode: 'timescale'; license: string; policies: boolean };
+
+/** Moves a checkpoint forward to `ts` (never back). */
+const advanceCheckpoint = async (tx: Tx, name: string, ts: number): Promise<void> => {
+  await tx
+    .insert(telemetryCheckpoints)
+    .values({ name, ts })
+    .onConflictDoUpdate({
+      target: telemetryCheckpoints.name,
+      set: { ts: sql`greatest(${telemetryCheckpoints.ts}, excluded.ts)` },
+    });
+};
 
 export function createHistoryRepository(db: Db) {
   let mode: HistoryMode | undefined;
@@ -231,6 +244,63 @@ export function createHistoryRepository(db: Db) {
         on conflict (device_id, identifier) do update
           set value = excluded.value, attr_type = excluded.attr_type, data_type = excluded.data_type, ts = excluded.ts
           where attribute_values.ts <= excluded.ts`);
+    },
+
+    /**
+     * One ingest batch: its history rows (`rows`' reports) with its commit record, and the current
+     * values that cannot wait (`currentNow`: pushes, cloud, back-dated reports) in the same transaction.
+     * Only history (the steady state): the INSERT alone, one round trip on PostgreSQL. A batch already
+     * committed raises Duplicate('ingest_commit'); a partition dropped elsewhere meanwhile (retention on
+     * another node) is forgotten, and a connection-class error (08000) makes the ingest retry, which
+     * creates it again.
+     */
+    async writeBatch(rows: TelemetryRow[], currentNow: TelemetryRow[], batchId: string, now: number): Promise<void> {
+      try {
+        if (!currentNow.length) {
+          await this.insertAlone(rows, batchId, now);
+        } else {
+          await db.transaction(async (tx) => {
+            await this.insert(tx, rows, batchId, now);
+            await this.upsertCurrent(tx, currentNow);
+          });
+        }
+      } catch (err) {
+        const named = translated(err, { unique: { ingest_commits: 'ingest_commit' } });
+        if (named instanceof PartitionMissing) {
+          partitions.clear();
+          throw Object.assign(new Error('history partition missing; recreating it'), { code: '08000', cause: err });
+        }
+        throw named;
+      }
+    },
+
+    /** Current values and the checkpoint they reach, in one transaction (the current-values cache's flush). */
+    async flushCurrent(rows: TelemetryRow[], checkpoint: string, ts: number): Promise<void> {
+      await db.transaction(async (tx) => {
+        await this.upsertCurrent(tx, rows);
+        await advanceCheckpoint(tx, checkpoint, ts);
+      });
+    },
+
+    /** The time (ms) the checkpoint `name` reached, or undefined when it was never written. */
+    async checkpoint(name: string): Promise<number | undefined> {
+      const rows = rowsOf<{ ts: string | number }>(
+        await db.execute(sql`select ts from telemetry_checkpoints where name = ${name}`),
+      );
+      return rows.length ? Number(rows[0]!.ts) : undefined;
+    },
+
+    /** Moves the checkpoint `name` forward to `ts` (never back). */
+    advanceCheckpoint: (name: string, ts: number) => advanceCheckpoint(db, name, ts),
+
+    /**
+     * History of the projects on the server's default retention (no project setting) older than
+     * `before` (ms), by DELETE: used when some other project keeps longer, so whole days cannot go.
+     */
+    async deleteDefaultProjectsBefore(before: number): Promise<void> {
+      await db.execute(sql`
+        delete from attribute_history h using projects p
+        where p.id = h.project_id and p.history_retention_days is null and h.ts < timestamptz 'epoch' + ${before}::int8 * interval '1 millisecond'`);
     },
 
     /** Both of the above: history rows and current values of one batch, in the caller's transaction. */

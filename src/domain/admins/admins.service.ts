@@ -1,10 +1,5 @@
-import type { Db } from '../../db/client.ts';
 import { Duplicate } from '../../db/errors.ts';
-import {
-  createAdminsRepository,
-  type AdminRow,
-  type AdminsRepository,
-} from '../../db/repositories/admins.repository.ts';
+import { type AdminRow, type AdminsRepository } from '../../db/repositories/admins.repository.ts';
 import { Conflict, NotFound, StateConflict } from '../../errors.ts';
 import { newId } from '../../lib/ids.ts';
 import { hashSecret } from '../../lib/passwords.ts';
@@ -12,10 +7,9 @@ import type { AuthService } from '../auth/auth.service.ts';
 import type { Scope } from '../auth/principal.ts';
 
 export interface AdminsServiceDeps {
-  db: Db;
   auth: Pick<AuthService, 'forget'>;
   clock?: () => number;
-  admins?: AdminsRepository;
+  admins: AdminsRepository;
 }
 
 export interface CreateAdminInput {
@@ -36,12 +30,7 @@ export interface AdminInfoPatch {
 const adminView = (a: AdminRow) => ({ id: a.id, account: a.account, name: a.name, email: a.email, tags: a.tags });
 
 /** Administrator accounts of a project: who may `admin_login` (http-api.md §2, §4). */
-export function createAdminsService({
-  db,
-  auth,
-  clock = Date.now,
-  admins = createAdminsRepository(db),
-}: AdminsServiceDeps) {
+export function createAdminsService({ auth, clock = Date.now, admins }: AdminsServiceDeps) {
   async function mustGet(scope: Scope, id: string) {
     const row = await admins.get(scope.projectId, id);
     if (!row) throw new NotFound('Administrator');

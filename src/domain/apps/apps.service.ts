@@ -1,5 +1,4 @@
-import type { Db } from '../../db/client.ts';
-import { createAppsRepository, type AppRow, type AppsRepository } from '../../db/repositories/apps.repository.ts';
+import type { AppRow, AppsRepository } from '../../db/repositories/apps.repository.ts';
 import { NotFound, StateConflict } from '../../errors.ts';
 import { newId, randomToken } from '../../lib/ids.ts';
 import { createMachineSecrets, type MachineSecrets } from '../../lib/passwords.ts';
@@ -7,10 +6,9 @@ import type { AuthService } from '../auth/auth.service.ts';
 import type { Scope } from '../auth/principal.ts';
 
 export interface AppsServiceDeps {
-  db: Db;
   auth: Pick<AuthService, 'forget'>;
   clock?: () => number;
-  apps?: AppsRepository;
+  apps: AppsRepository;
   /** How `secret_key` is hashed (passwords.ts); default: argon2id, as without a server secret. */
   machineSecrets?: MachineSecrets;
 }
@@ -26,10 +24,9 @@ const appView = (a: AppRow) => ({ app_id: a.id, name: a.name, access_key: a.acce
  * shown once, when created or reset, and stored hashed (passwords.ts, MachineSecrets).
  */
 export function createAppsService({
-  db,
   auth,
   clock = Date.now,
-  apps = createAppsRepository(db),
+  apps,
   machineSecrets = createMachineSecrets(undefined),
 }: AppsServiceDeps) {
   return {

@@ -1,6 +1,5 @@
-import type { Db } from '../../db/client.ts';
 import { Duplicate, MissingReference } from '../../db/errors.ts';
-import { createCustomersRepository, type CustomerRow } from '../../db/repositories/customers.repository.ts';
+import type { CustomerRow, CustomersRepository } from '../../db/repositories/customers.repository.ts';
 import { BadRequest, Conflict, NotFound } from '../../errors.ts';
 import { newId } from '../../lib/ids.ts';
 import { hashSecret } from '../../lib/passwords.ts';
@@ -12,7 +11,7 @@ import { DEFAULT_CUSTOMER_PASSWORD_MIN } from '../projects/project-settings.serv
 export const MAX_CUSTOMER_TAGS = 64;
 
 export interface CustomersServiceDeps {
-  db: Db;
+  customers: CustomersRepository;
   clock?: () => number;
   /** Drops a deleted customer from the token cache so their tokens die at once. */
   auth: Pick<AuthService, 'forget'>;
@@ -59,14 +58,12 @@ export function customerView(c: CustomerRow) {
 
 /** The project's end users and the devices bound to them (http-api.md §3 "Customers", §4). */
 export function createCustomersService({
-  db,
+  customers,
   clock = Date.now,
   auth,
   passwordMin = async () => DEFAULT_CUSTOMER_PASSWORD_MIN,
   bus,
 }: CustomersServiceDeps) {
-  const customers = createCustomersRepository(db);
-
   /** The project's minimum length, in the same words as a schema failure (http-api.md §1 envelope). */
   async function checkPassword(projectId: string, password: string) {
     const min = await passwordMin(projectId);

@@ -1,5 +1,4 @@
-import type { Db } from '../../db/client.ts';
-import { createGroupsRepository, type GroupRow } from '../../db/repositories/groups.repository.ts';
+import type { GroupRow, GroupsRepository } from '../../db/repositories/groups.repository.ts';
 import { BadRequest, NotFound, StateConflict } from '../../errors.ts';
 import { newId } from '../../lib/ids.ts';
 import type { Scope } from '../auth/principal.ts';
@@ -8,7 +7,7 @@ import type { Scope } from '../auth/principal.ts';
 export const MAX_GROUP_DEPTH = 16;
 
 export interface GroupsServiceDeps {
-  db: Db;
+  groups: GroupsRepository;
   clock?: () => number;
 }
 
@@ -61,9 +60,7 @@ export function buildTree(rows: GroupRow[]): GroupNode[] {
 }
 
 /** The device-group tree and its membership rules (http-api.md §3 "Device groups", §4). */
-export function createGroupsService({ db, clock = Date.now }: GroupsServiceDeps) {
-  const groups = createGroupsRepository(db);
-
+export function createGroupsService({ groups, clock = Date.now }: GroupsServiceDeps) {
   return {
     async tree(scope: Scope) {
       return { items: buildTree(await groups.listAll(scope.projectId)) };

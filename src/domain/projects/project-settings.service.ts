@@ -1,7 +1,9 @@
-import { eq, isNotNull } from 'drizzle-orm';
-import type { Db } from '../../db/client.ts';
-import { projects } from '../../db/schema.ts';
+import type {
+  ProjectSettingsRepository,
+  ProjectSettingsRow,
+} from '../../db/repositories/project-settings.repository.ts';
 import { BadRequest, NotFound } from '../../errors.ts';
+import { DAY_MS } from '../../lib/time.ts';
 import { TtlCache } from '../../lib/ttl-cache.ts';
 import type { Scope } from '../auth/principal.ts';
 
@@ -30,14 +32,12 @@ export interface ProjectSettings {
 }
 
 export interface ProjectSettingsDeps {
-  db: Db;
+  repo: ProjectSettingsRepository;
   defaults: SettingsDefaults;
   clock?: () => number;
   /** How long a node may use a project's settings before reading them again. */
   cacheMs?: number;
 }
-
-const DAY_MS = 86_400_000;
 
 /**
  * Per-project operating limits (device-protocol.md §3 "rate limits are configurable per project",
@@ -45,18 +45,14 @@ const DAY_MS = 86_400_000;
  * so cached per node for a few seconds; a change on this node applies at once.
  */
 export function createProjectSettingsService({
-  db,
+  repo,
   defaults,
   clock = Date.now,
   cacheMs = 10_000,
 }: ProjectSettingsDeps) {
   const cache = new TtlCache<ProjectSettings>(cacheMs, clock);
 
-  const view = (row: {
-    deviceRateLimit: number | null;
-    historyRetentionDays: number | null;
-    customerPasswordMinLength: number | null;
-  }): ProjectSettings => ({
+  const view = (row: ProjectSettingsRow): ProjectSettings => ({
     device_rate_limit: row.deviceRateLimit,
     history_retention_days: row.historyRetentionDays,
     customer_password_min_length: row.customerPasswordMinLength,
@@ -69,14 +65,8 @@ export function createProjectSettingsService({
       customer_password_min_length: row.customerPasswordMinLength ?? DEFAULT_CUSTOMER_PASSWORD_MIN,
     },
   });
-  const columns = {
-    deviceRateLimit: projects.deviceRateLimit,
-    historyRetentionDays: projects.historyRetentionDays,
-    customerPasswordMinLength: projects.customerPasswordMinLength,
-  };
-
   async function load(projectId: string): Promise<ProjectSettings> {
-    const [row] = await db.select(columns).from(projects).where(eq(projects.id, projectId));
+    const row = await repo.get(projectId);
     if (!row) throw new NotFound('Project');
     return view(row);
   }
@@ -108,7 +98,7 @@ export function createProjectSettingsService({
           : {}),
         updateTime: clock(),
       };
-      const [row] = await db.update(projects).set(set).where(eq(projects.id, scope.projectId)).returning(columns);
+      const row = await repo.update(scope.projectId, set);
       if (!row) throw new NotFound('Project');
       cache.invalidate(scope.projectId);
       return view(row);
@@ -134,13 +124,7 @@ export function createProjectSettingsService({
     },
 
     /** Projects whose retention differs from the server's (the retention job handles them one by one). */
-    async retentionOverrides(): Promise<Array<{ projectId: string; days: number }>> {
-      const rows = await db
-        .select({ projectId: projects.id, days: projects.historyRetentionDays })
-        .from(projects)
-        .where(isNotNull(projects.historyRetentionDays));
-      return rows.map((r) => ({ projectId: r.projectId, days: r.days! }));
-    },
+    retentionOverrides: (): Promise<Array<{ projectId: string; days: number }>> => repo.retentionOverrides(),
   };
 }
 export type ProjectSettingsService = ReturnType<typeof createProjectSettingsService>;

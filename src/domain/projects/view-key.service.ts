@@ -1,6 +1,5 @@
-import type { Db } from '../../db/client.ts';
 import { Duplicate } from '../../db/errors.ts';
-import { createViewKeysRepository, type ViewKeysRepository } from '../../db/repositories/view-keys.repository.ts';
+import type { ViewKeysRepository } from '../../db/repositories/view-keys.repository.ts';
 import { NotFound } from '../../errors.ts';
 import { randomToken } from '../../lib/ids.ts';
 import { createMachineSecrets, type MachineSecrets } from '../../lib/passwords.ts';
@@ -8,11 +7,10 @@ import type { Scope } from '../auth/principal.ts';
 import type { EventBus } from '../events/event-bus.ts';
 
 export interface ViewKeyServiceDeps {
-  db: Db;
   clock?: () => number;
   /** Told when the secret changes, so subscribers of the old one are disconnected. */
   bus?: Pick<EventBus, 'emit'>;
-  viewKeys?: ViewKeysRepository;
+  viewKeys: ViewKeysRepository;
   /** How the view secret is hashed and verified (passwords.ts); default: argon2id, as without a server secret. */
   machineSecrets?: MachineSecrets;
 }
@@ -29,10 +27,9 @@ const MAX_INPUT = 256;
  * secret rotations unless the caller asks for a new one; the secret is shown once and stored hashed.
  */
 export function createViewKeyService({
-  db,
   clock = Date.now,
   bus,
-  viewKeys = createViewKeysRepository(db),
+  viewKeys,
   machineSecrets = createMachineSecrets(undefined),
 }: ViewKeyServiceDeps) {
   return {

@@ -1,24 +1,9 @@
-import { sql } from 'drizzle-orm';
-import type { Db, Tx } from '../../db/client.ts';
 import type { AttributeValueRow } from '../../db/repositories/attribute-values.repository.ts';
 import type { HistoryRepository, TelemetryRow } from '../../db/repositories/history.repository.ts';
-import { telemetryCheckpoints } from '../../db/schema.ts';
-import { rowsOf } from '../../db/timescale.ts';
 
 const CHECKPOINT = 'current_values';
 
-/** Moves the checkpoint forward to `ts` (never back). */
-const writeCheckpoint = (tx: Tx, ts: number) =>
-  tx
-    .insert(telemetryCheckpoints)
-    .values({ name: CHECKPOINT, ts })
-    .onConflictDoUpdate({
-      target: telemetryCheckpoints.name,
-      set: { ts: sql`greatest(${telemetryCheckpoints.ts}, excluded.ts)` },
-    });
-
 export interface CurrentCacheOptions {
-  db: Db;
   history: HistoryRepository;
   clock?: () => number;
   /** How often pending current values are written. */
@@ -44,7 +29,6 @@ export interface CurrentCacheOptions {
  * their batch). Reads on this node overlay what is waiting, so they never go backwards.
  */
 export function createCurrentCache({
-  db,
   history,
   clock = Date.now,
   flushMs = 1_000,
@@ -74,13 +58,11 @@ export function createCurrentCache({
     const batch = pending;
     pending = new Map();
     try {
-      await db.transaction(async (tx) => {
-        await history.upsertCurrent(
-          tx,
-          [...batch.values()].flatMap((m) => [...m.values()]),
-        );
-        await writeCheckpoint(tx, startedAt);
-      });
+      await history.flushCurrent(
+        [...batch.values()].flatMap((m) => [...m.values()]),
+        CHECKPOINT,
+        startedAt,
+      );
     } catch (err) {
       // Put them back under anything newer that arrived meanwhile; the next tick retries.
       const newer = pending;
@@ -88,6 +70,21 @@ export function createCurrentCache({
       for (const m of newer.values()) add(m.values());
       throw err;
     }
+  }
+
+  /**
+   * Registers a batch write: `fresh` tells which of its rows may leave their current value to the
+   * cache (reports received within `freshMs` of the write's start); call `committed` with those
+   * after the transaction committed, and `end` in any case.
+   */
+  function begin() {
+    const w = { start: clock() };
+    inFlight.add(w);
+    return {
+      fresh: (row: TelemetryRow) => row.history && row.ts >= w.start - freshMs,
+      committed: (rows: Iterable<TelemetryRow>) => add(rows),
+      end: () => void inFlight.delete(w),
+    };
   }
 
   const flush = (): Promise<void> => {
@@ -99,19 +96,24 @@ export function createCurrentCache({
 
   return {
     freshMs,
+    begin,
+
     /**
-     * Registers a batch write: `fresh` tells which of its rows may leave their current value to the
-     * cache (reports received within `freshMs` of the write's start); call `committed` with those
-     * after the transaction committed, and `end` in any case.
+     * Writes one ingest batch (the ingest's `write`): partitions first (DDL outside the batch), then the
+     * history rows with the current values that cannot wait (pushes, cloud, back-dated reports) in one
+     * transaction; fresh reports' current values join the cache once committed and are written once
+     * per `flushMs`.
      */
-    begin() {
-      const w = { start: clock() };
-      inFlight.add(w);
-      return {
-        fresh: (row: TelemetryRow) => row.history && row.ts >= w.start - freshMs,
-        committed: (rows: Iterable<TelemetryRow>) => add(rows),
-        end: () => void inFlight.delete(w),
-      };
+    async write(rows: TelemetryRow[], batchId: string): Promise<void> {
+      await history.ensurePartitions(rows.filter((r) => r.history).map((r) => history.dayOf(r.ts)));
+      const w = begin();
+      try {
+        const fresh = rows.filter(w.fresh);
+        await history.writeBatch(rows, fresh.length ? rows.filter((r) => !w.fresh(r)) : rows, batchId, clock());
+        w.committed(fresh);
+      } finally {
+        w.end();
+      }
     },
 
     /** Current values with what is waiting overlaid (newest wins): what `attributes/get` and reads see. */
@@ -146,13 +148,11 @@ export function createCurrentCache({
     /** Rebuilds current values lost by a crash from history; run before accepting devices. */
     async recover(): Promise<number> {
       const startedAt = clock();
-      const rows = rowsOf<{ ts: string | number }>(
-        await db.execute(sql`select ts from telemetry_checkpoints where name = ${CHECKPOINT}`),
-      );
-      const n = rows.length ? await history.rebuildCurrentSince(Number(rows[0]!.ts) - freshMs) : 0;
+      const checkpoint = await history.checkpoint(CHECKPOINT);
+      const n = checkpoint !== undefined ? await history.rebuildCurrentSince(checkpoint - freshMs) : 0;
       if (n) logger?.info({ values: n }, 'current values recovered from history');
       // Everything before this start is now current: a crash before the first flush recovers from here.
-      await writeCheckpoint(db, startedAt);
+      await history.advanceCheckpoint(CHECKPOINT, startedAt);
       return n;
     },
 

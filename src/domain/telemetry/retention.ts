@@ -1,15 +1,14 @@
-import { sql } from 'drizzle-orm';
-import type { Db } from '../../db/client.ts';
+import type { DataMessagesRepository } from '../../db/repositories/data-messages.repository.ts';
 import type { HistoryRepository } from '../../db/repositories/history.repository.ts';
+import { DAY_MS } from '../../lib/time.ts';
 import type { ProjectSettingsService } from '../projects/project-settings.service.ts';
 
-const DAY_MS = 86_400_000;
 const HOUR_MS = 3_600_000;
 const PRUNE_EVERY_MS = 5 * 60_000;
 
 export interface RetentionDeps {
-  db: Db;
   history: HistoryRepository;
+  messages: Pick<DataMessagesRepository, 'deleteProjectBefore' | 'deleteDefaultProjectsBefore'>;
   settings: Pick<ProjectSettingsService, 'retentionOverrides'>;
   /** The server's HISTORY_RETENTION_DAYS (0 = forever). */
   defaultDays: number;
@@ -23,7 +22,7 @@ export interface RetentionDeps {
  * dropped (partitions, or TimescaleDB chunks); projects keeping less lose their older rows by
  * DELETE. Custom data-stream messages follow the same per-project retention.
  */
-export function createRetention({ db, history, settings, defaultDays, clock = Date.now, logger }: RetentionDeps) {
+export function createRetention({ history, messages, settings, defaultDays, clock = Date.now, logger }: RetentionDeps) {
   let first: NodeJS.Timeout | undefined;
   let timer: NodeJS.Timeout | undefined;
   let prune: NodeJS.Timeout | undefined;
@@ -47,21 +46,14 @@ export function createRetention({ db, history, settings, defaultDays, clock = Da
     }
     // Projects on the server default, when some other project keeps longer.
     if (defaultShorter) {
-      const cutoff = now - defaultDays * DAY_MS;
-      await db.execute(sql`
-        delete from attribute_history h using projects p
-        where p.id = h.project_id and p.history_retention_days is null and h.ts < timestamptz 'epoch' + ${cutoff}::int8 * interval '1 millisecond'`);
+      await history.deleteDefaultProjectsBefore(now - defaultDays * DAY_MS);
     }
     // Data-stream messages: the project's retention, or the default.
     for (const o of overrides.filter((x) => x.days > 0)) {
-      await db.execute(
-        sql`delete from data_messages where project_id = ${o.projectId} and ts < ${now - o.days * DAY_MS}`,
-      );
+      await messages.deleteProjectBefore(o.projectId, now - o.days * DAY_MS);
     }
     if (defaultDays > 0) {
-      await db.execute(sql`
-        delete from data_messages m using projects p
-        where p.id = m.project_id and p.history_retention_days is null and m.ts < ${now - defaultDays * DAY_MS}`);
+      await messages.deleteDefaultProjectsBefore(now - defaultDays * DAY_MS);
     }
     return { dropped, projects: trimmed };
   }
