@@ -1,10 +1,9 @@
 import { and, count, desc, eq, inArray, isNull, sql, type SQL } from 'drizzle-orm';
-import type { Scope } from '../../domain/auth/principal.ts';
 import type { Db, Tx } from '../client.ts';
+import { inScope, type Scope } from '../scope.ts';
 import {
   alarmLogs,
   alarmRules,
-  customerDevices,
   deviceGroupMembers,
   deviceGroups,
   devices,
@@ -44,14 +43,7 @@ export interface AlarmLogFilter {
 }
 
 /** Restricts logs to the scope: the project always, and the customer's bound devices for customer tokens. */
-function logsInScope(scope: Scope): SQL {
-  const project = eq(alarmLogs.projectId, scope.projectId);
-  if (!scope.customerId) return project;
-  return and(
-    project,
-    sql`exists (select 1 from ${customerDevices} cd where cd.device_id = ${alarmLogs.deviceId} and cd.customer_id = ${scope.customerId})`,
-  )!;
-}
+const logsInScope = (scope: Scope): SQL => inScope(scope, alarmLogs);
 
 /** Makes the device's `alarm`/`alarm_level` its highest active alarm (earliest first among equals), or none. */
 function refreshDeviceState(tx: Tx, deviceId: string) {

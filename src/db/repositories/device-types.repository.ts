@@ -1,16 +1,8 @@
 import { and, asc, desc, eq, getTableColumns, ne, sql, type SQL } from 'drizzle-orm';
-import type { Scope } from '../../domain/auth/principal.ts';
 import type { Db, Tx } from '../client.ts';
+import { inScope, type Scope } from '../scope.ts';
 import { translating, type Translation } from '../errors.ts';
-import {
-  attributeModels,
-  customerDevices,
-  dataStreams,
-  deviceInfos,
-  devices,
-  deviceTypes,
-  extendInfoDefs,
-} from '../schema.ts';
+import { attributeModels, dataStreams, deviceInfos, devices, deviceTypes, extendInfoDefs } from '../schema.ts';
 
 export type DeviceTypeRow = typeof deviceTypes.$inferSelect;
 export type NewDeviceType = typeof deviceTypes.$inferInsert;
@@ -23,14 +15,7 @@ export type ExtendInfoDefRow = typeof extendInfoDefs.$inferSelect;
 export type NewExtendInfoDef = typeof extendInfoDefs.$inferInsert;
 
 /** Devices the scope sees: the project's, narrowed to the customer's bound devices for customer tokens. */
-function devicesInScope(scope: Scope): SQL {
-  const project = eq(devices.projectId, scope.projectId);
-  if (!scope.customerId) return project;
-  return and(
-    project,
-    sql`exists (select 1 from ${customerDevices} cd where cd.device_id = ${devices.id} and cd.customer_id = ${scope.customerId})`,
-  )!;
-}
+const devicesInScope = (scope: Scope): SQL => inScope(scope, { projectId: devices.projectId, deviceId: devices.id });
 
 /**
  * The named errors of the type's writes: a taken type key or identifier (Duplicate 'type_key',

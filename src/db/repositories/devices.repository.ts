@@ -1,9 +1,9 @@
 import { and, desc, eq, getTableColumns, inArray, sql, type SQL } from 'drizzle-orm';
-import type { Scope } from '../../domain/auth/principal.ts';
 import type { Db, Tx } from '../client.ts';
+import { inScope as scoped, type Scope } from '../scope.ts';
 import { translating, type Translation } from '../errors.ts';
 import { rowsOf } from '../timescale.ts';
-import { customerDevices, deviceGroupMembers, deviceGroups, devices, deviceTypes, projects } from '../schema.ts';
+import { deviceGroupMembers, deviceGroups, devices, deviceTypes, projects } from '../schema.ts';
 
 export type DeviceRow = typeof devices.$inferSelect;
 export type NewDevice = typeof devices.$inferInsert;
@@ -49,14 +49,7 @@ export type DeviceWithType = DeviceRow & {
 };
 
 /** Restricts to the scope: the project always, and the customer's bound devices for customer tokens. */
-function inScope(scope: Scope): SQL {
-  const project = eq(devices.projectId, scope.projectId);
-  if (!scope.customerId) return project;
-  return and(
-    project,
-    sql`exists (select 1 from ${customerDevices} cd where cd.device_id = ${devices.id} and cd.customer_id = ${scope.customerId})`,
-  )!;
-}
+const inScope = (scope: Scope): SQL => scoped(scope, { projectId: devices.projectId, deviceId: devices.id });
 
 /** Devices in any of the groups (ids already resolved, sub-groups included when asked). */
 function groupCondition(projectId: string, groupIds: string[]): SQL {

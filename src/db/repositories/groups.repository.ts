@@ -1,7 +1,8 @@
 import { and, asc, eq, getTableColumns, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../client.ts';
+import { boundToCustomer } from '../scope.ts';
 import { rowsOf } from '../timescale.ts';
-import { customerDevices, deviceGroupMembers, deviceGroups } from '../schema.ts';
+import { deviceGroupMembers, deviceGroups } from '../schema.ts';
 
 export type GroupRow = typeof deviceGroups.$inferSelect;
 export type NewGroup = typeof deviceGroups.$inferInsert;
@@ -31,9 +32,7 @@ export function createGroupsRepository(db: Db) {
 
     /** The group with its number of devices; for a customer, only the devices bound to them count. */
     async getWithCount(projectId: string, id: string, customerId?: string): Promise<GroupWithCount | undefined> {
-      const bound = customerId
-        ? sql` and exists (select 1 from ${customerDevices} cd where cd.device_id = m.device_id and cd.customer_id = ${customerId})`
-        : sql``;
+      const bound = customerId ? sql` and ${boundToCustomer(sql`m.device_id`, customerId)}` : sql``;
       const [row] = await db
         .select({
           ...getTableColumns(deviceGroups),

@@ -1,3 +1,5 @@
+import type { Scope } from '../../db/scope.ts';
+
 /**
  * Who is calling the project API. Every service call takes the caller's scope: the project is
  * always fixed by it, and a customer additionally sees only the devices bound to them.
@@ -11,11 +13,7 @@ export interface Principal {
   subjectId: string;
 }
 
-export interface Scope {
-  projectId: string;
-  /** Set for customer tokens: only devices bound to this customer exist for the caller. */
-  customerId?: string;
-}
+export type { Scope };
 
 export function scopeOf(p: Principal): Scope {
   return p.kind === 'customer' ? { projectId: p.projectId, customerId: p.subjectId } : { projectId: p.projectId };
