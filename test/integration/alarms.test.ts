@@ -9,6 +9,7 @@ import {
   type ProjectFixture,
   type TestContext,
 } from '../helpers/app.ts';
+import { addDevice, directIdentity } from '../helpers/factories.ts';
 import { openPrivateTestDatabase } from '../helpers/db.ts';
 
 let now = 1_700_000_000_000;
@@ -45,16 +46,8 @@ async function fixture(name = 'alarms'): Promise<Fixture> {
 }
 
 async function device(f: Fixture, name = 'dev-1', type = f.typeId) {
-  const d = expectOk(await f.api.post('/api/v1/device', { name, type }));
-  const identity: DeviceIdentity = {
-    deviceId: d.id,
-    projectId: f.project.id,
-    name,
-    typeId: type,
-    connType: '1',
-    disabled: false,
-  };
-  return { id: d.id as string, identity };
+  const { id } = await addDevice(f.api, { name, type });
+  return { id, identity: directIdentity(f.project.id, { id, name, type }) };
 }
 
 async function report(identity: DeviceIdentity, attributes: Record<string, unknown>) {

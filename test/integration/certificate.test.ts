@@ -11,6 +11,7 @@ import {
   type ProjectFixture,
   type TestContext,
 } from '../helpers/app.ts';
+import { addDeviceType } from '../helpers/factories.ts';
 
 let ctx: TestContext;
 let p: ProjectFixture;
@@ -46,12 +47,7 @@ function expectRefused(
   return res.body.message;
 }
 
-async function newType(f: ProjectFixture, body: Record<string, unknown>) {
-  return expectOk(await f.api.post('/api/v1/device_type', { name: 'type', ...body })) as {
-    id: string;
-    type_key: string;
-  };
-}
+const newType = (f: ProjectFixture, body: Record<string, unknown>) => addDeviceType(f.api, { name: 'type', ...body });
 
 async function devicesWithKey(f: ProjectFixture, key: string) {
   return expectOk(await f.api.get(`/api/v1/devices?device_key=${encodeURIComponent(key)}`)).items as Array<{

@@ -9,6 +9,7 @@ import {
   type ProjectFixture,
   type TestContext,
 } from '../helpers/app.ts';
+import { addDevice } from '../helpers/factories.ts';
 
 /**
  * A device's command queue is bounded (README "Security and limits"): at most
@@ -23,10 +24,7 @@ beforeAll(async () => {
 });
 afterAll(() => ctx?.close());
 
-async function newDevice() {
-  const d = expectOk(await p.api.post('/api/v1/device', { name: 'queued' }));
-  return d.id as string;
-}
+const newDevice = async () => (await addDevice(p.api, { name: 'queued' })).id;
 
 const states = async (deviceId: string) => {
   const log = expectOk(await p.api.get(`/api/v1/device/${deviceId}/commands?page_records=100`));

@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DeviceSession } from '../../src/domain/delivery/sessions.ts';
 import { createServices, type Services } from '../../src/composition/services.ts';
 import {
   client,
@@ -11,6 +10,7 @@ import {
   type ProjectFixture,
   type TestContext,
 } from '../helpers/app.ts';
+import { addDeviceWithToken, attachSession } from '../helpers/factories.ts';
 
 let ctx: TestContext;
 let p: ProjectFixture;
@@ -28,9 +28,8 @@ interface Device {
 }
 
 async function newDevice(f: ProjectFixture = p): Promise<Device> {
-  const d = expectOk(await f.api.post('/api/v1/device', { name: 'commanded' }));
-  const cert = expectOk(await f.api.get(`/api/v1/device/${d.id}/certificate`));
-  return { id: d.id, token: cert.access_token, identity: { deviceId: d.id, projectId: f.project.id } };
+  const d = await addDeviceWithToken(f, { name: 'commanded' });
+  return { ...d, identity: { deviceId: d.id, projectId: f.project.id } };
 }
 
 interface Published {
@@ -43,22 +42,16 @@ interface Published {
  * published to it. `onSend` sees each publish (e.g. to answer it like a device would).
  */
 function connect(device: Device, opts: { services?: Services; onSend?: (m: Published) => void; fail?: string } = {}) {
-  const services = opts.services ?? ctx.services;
   const sent: Published[] = [];
-  const session: DeviceSession = {
-    deviceId: device.id,
-    projectId: device.identity.projectId,
-    transport: 'mqtt',
-    send: async (topic, payload) => {
+  const session = attachSession(opts.services ?? ctx.services, device.identity, {
+    onSend: (topic, payload) => {
       if (opts.fail) throw new Error(opts.fail);
       const m = { topic, body: JSON.parse(payload.toString('utf8')) as unknown };
       sent.push(m);
       opts.onSend?.(m);
     },
-    close: () => {},
-  };
-  services.sessions.attach(session);
-  return { sent, disconnect: () => services.sessions.detach(session) };
+  });
+  return { sent, disconnect: session.disconnect };
 }
 
 const command = (d: Device, body: unknown, api = p.api) => api.post(`/api/v1/control/device/${d.id}/command`, body);

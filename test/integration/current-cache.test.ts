@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rowsOf } from '../../src/db/timescale.ts';
 import { createServices } from '../../src/composition/services.ts';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import { addAuthenticatedDevice } from '../helpers/factories.ts';
 import { openPrivateTestDatabase } from '../helpers/db.ts';
 
 /** Current values of fresh reports wait in memory and are written once per interval (architecture.md §9). */
@@ -16,12 +17,8 @@ beforeAll(async () => {
 afterAll(() => ctx?.close());
 
 async function newDevice(name = 'd') {
-  const d = expectOk(await p.api.post('/api/v1/device', { name }));
-  const cert = expectOk(await p.api.get(`/api/v1/device/${d.id}/certificate`));
-  return {
-    id: d.id as string,
-    identity: (await ctx.services.deviceAuth.authenticate(p.project.project_key, cert.access_token))!,
-  };
+  const { id, identity } = await addAuthenticatedDevice(ctx, p, { name });
+  return { id, identity };
 }
 const stored = async (deviceId: string) =>
   Object.fromEntries(

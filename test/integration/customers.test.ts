@@ -11,6 +11,7 @@ import {
   type ProjectFixture,
   type TestContext,
 } from '../helpers/app.ts';
+import { addDevice } from '../helpers/factories.ts';
 
 let ctx: TestContext;
 let p: ProjectFixture;
@@ -32,9 +33,7 @@ async function customer(api: Client, body: Record<string, unknown> = {}): Promis
   );
   return { id: created.id as string, account: acc };
 }
-async function device(api: Client, name: string): Promise<string> {
-  return expectOk(await api.post('/api/v1/device', { name })).id as string;
-}
+const device = async (api: Client, name: string): Promise<string> => (await addDevice(api, { name })).id;
 async function login(fx: ProjectFixture, acc: string, password = PASSWORD) {
   return client(ctx.app).post('/api/v1/customer_login', { app_id: fx.project.app.app_id, account: acc, password });
 }

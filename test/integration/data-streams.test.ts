@@ -12,6 +12,7 @@ import {
   type ProjectFixture,
   type TestContext,
 } from '../helpers/app.ts';
+import { addDevice, addDeviceType, attachSession, captureEvents, directIdentity } from '../helpers/factories.ts';
 
 /**
  * Custom data streams through the service and the project API (device-protocol.md §7): what is
@@ -38,42 +39,17 @@ async function newType(
   body: Record<string, unknown> = {},
   streams: Array<Record<string, unknown>> = [],
 ) {
-  const t = expectOk(await f.api.post('/api/v1/device_type', { name: 'meter', ...body }));
-  for (const s of streams) expectOk(await f.api.post(`/api/v1/device_type/${t.id}/data_stream`, s));
-  return t.id as string;
+  return (await addDeviceType(f.api, { name: 'meter', ...body }, streams)).id;
 }
 
 async function newDevice(f: ProjectFixture = p, type?: string): Promise<Dev> {
-  const { id } = expectOk(await f.api.post('/api/v1/device', { name: 'dev', ...(type ? { type } : {}) }));
-  const identity: DeviceIdentity = {
-    deviceId: id,
-    projectId: f.project.id,
-    name: 'dev',
-    typeId: type ?? null,
-    connType: '1',
-    disabled: false,
-  };
-  return { id, identity };
+  const { id } = await addDevice(f.api, { name: 'dev', type });
+  return { id, identity: directIdentity(f.project.id, { id, name: 'dev', type }) };
 }
 
-function connect(d: Dev, transport: Transport = 'mqtt') {
-  const sent: Array<{ topic: string; payload: Buffer }> = [];
-  const session = {
-    deviceId: d.id,
-    projectId: d.identity.projectId,
-    transport,
-    send: async (topic: string, payload: Buffer) => void sent.push({ topic, payload }),
-    close: () => {},
-  };
-  ctx.services.sessions.attach(session);
-  return { sent, disconnect: () => ctx.services.sessions.detach(session) };
-}
+const connect = (d: Dev, transport: Transport = 'mqtt') => attachSession(ctx.services, d.identity, { transport });
 
-function capture<K extends keyof DomainEvents>(name: K) {
-  const seen: DomainEvents[K][] = [];
-  const off = ctx.services.bus.on(name, (e) => seen.push(e));
-  return { seen, off };
-}
+const capture = <K extends keyof DomainEvents>(name: K) => captureEvents(ctx.services, name);
 
 const messages = (f: ProjectFixture, id: string, identifier: string, query = '') =>
   f.api.get(`/api/v1/device/${id}/data/${identifier}/messages${query}`);

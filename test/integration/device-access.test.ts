@@ -14,6 +14,7 @@ import {
   type ProjectFixture,
   type TestContext,
 } from '../helpers/app.ts';
+import { addDeviceWithToken, attachSession, captureEvents } from '../helpers/factories.ts';
 
 let ctx: TestContext;
 let p: ProjectFixture;
@@ -30,9 +31,7 @@ interface TestDevice {
 }
 
 async function newDevice(f: ProjectFixture = p, body: Record<string, unknown> = {}): Promise<TestDevice> {
-  const { id } = expectOk(await f.api.post('/api/v1/device', { name: 'dev', ...body }));
-  const cert = expectOk(await f.api.get(`/api/v1/device/${id}/certificate`));
-  return { id, token: cert.access_token };
+  return addDeviceWithToken(f, { name: 'dev', ...body });
 }
 
 /** A request as a device or an application sends it: `Project-Key` header, no bearer token. */
@@ -56,23 +55,10 @@ async function call(
 
 /** "Connects" a device the way the broker will: a session in the registry that records what is sent. */
 function connect(d: TestDevice, transport: Transport = 'mqtt', projectId = p.project.id) {
-  const sent: Array<{ topic: string; payload: Buffer }> = [];
-  const session = {
-    deviceId: d.id,
-    projectId,
-    transport,
-    send: async (topic: string, payload: Buffer) => void sent.push({ topic, payload }),
-    close: () => {},
-  };
-  ctx.services.sessions.attach(session);
-  return { sent, disconnect: () => ctx.services.sessions.detach(session) };
+  return attachSession(ctx.services, { deviceId: d.id, projectId }, { transport });
 }
 
-function capture<K extends keyof DomainEvents>(name: K) {
-  const seen: DomainEvents[K][] = [];
-  const off = ctx.services.bus.on(name, (e) => seen.push(e));
-  return { seen, off };
-}
+const capture = <K extends keyof DomainEvents>(name: K) => captureEvents(ctx.services, name);
 
 async function storedValues(deviceId: string) {
   // Fresh reports' current values are written once per second: write them now.

@@ -8,6 +8,7 @@ import {
   type ProjectFixture,
   type TestContext,
 } from '../helpers/app.ts';
+import { addAuthenticatedDevice } from '../helpers/factories.ts';
 import { openPrivateTestDatabase } from '../helpers/db.ts';
 
 let ctx: TestContext;
@@ -23,12 +24,8 @@ afterAll(() => ctx?.close());
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 
-async function newDevice(body: Record<string, unknown> = { name: 'dev' }, fixture = p) {
-  const d = expectOk(await fixture.api.post('/api/v1/device', body));
-  const cert = expectOk(await fixture.api.get(`/api/v1/device/${d.id}/certificate`));
-  const identity = (await ctx.services.deviceAuth.authenticate(fixture.project.project_key, cert.access_token))!;
-  return { id: d.id as string, token: cert.access_token as string, identity };
-}
+const newDevice = (body: Record<string, unknown> = { name: 'dev' }, fixture = p) =>
+  addAuthenticatedDevice(ctx, fixture, body);
 
 /** Reports `values` at the given times (one report each), through the ingest pipeline. */
 async function reportAt(identity: DeviceIdentity, points: Array<[number, Record<string, unknown>]>) {

@@ -8,6 +8,7 @@ import {
   type ProjectFixture,
   type TestContext,
 } from '../helpers/app.ts';
+import { addDeviceWithToken } from '../helpers/factories.ts';
 
 let ctx: TestContext;
 let p: ProjectFixture;
@@ -18,13 +19,8 @@ beforeAll(async () => {
 afterAll(() => ctx?.close());
 
 async function device(name = 'dev') {
-  const d = expectOk(await p.api.post('/api/v1/device', { name }));
-  const cert = expectOk(await p.api.get(`/api/v1/device/${d.id}/certificate`));
-  return {
-    id: d.id as string,
-    token: cert.access_token as string,
-    identity: { deviceId: d.id as string, projectId: p.project.id },
-  };
+  const d = await addDeviceWithToken(p, { name });
+  return { ...d, identity: { deviceId: d.id, projectId: p.project.id } };
 }
 
 function fakeSession(deviceId: string, send: DeviceSession['send']): DeviceSession & { sent: string[] } {

@@ -13,6 +13,7 @@ import {
   type ProjectFixture,
   type TestContext,
 } from '../helpers/app.ts';
+import { addDevice, addDeviceType } from '../helpers/factories.ts';
 
 let ctx: TestContext;
 let p: ProjectFixture;
@@ -25,17 +26,8 @@ beforeAll(async () => {
 });
 afterAll(() => ctx?.close());
 
-async function createType(api: Client, body: Record<string, unknown> = {}) {
-  return expectOk(await api.post('/api/v1/device_type', { name: 'sensor', ...body })) as {
-    id: string;
-    name: string;
-    type_key: string;
-  };
-}
-
-async function createDevice(api: Client, type: string, name = 'device') {
-  return expectOk(await api.post('/api/v1/device', { name, type })) as { id: string };
-}
+const createType = (api: Client, body: Record<string, unknown> = {}) => addDeviceType(api, { name: 'sensor', ...body });
+const createDevice = (api: Client, type: string, name = 'device') => addDevice(api, { name, type });
 
 /** A customer of the project, logged in through customer_login, bound to the given devices. */
 async function customerClient(fx: ProjectFixture, deviceIds: string[]) {

@@ -8,6 +8,7 @@ import {
   type ProjectFixture,
   type TestContext,
 } from '../helpers/app.ts';
+import { addDevice } from '../helpers/factories.ts';
 
 let ctx: TestContext;
 let p: ProjectFixture;
@@ -18,9 +19,7 @@ beforeAll(async () => {
 });
 afterAll(() => ctx?.close());
 
-async function newDevice(f: ProjectFixture, body: Record<string, unknown> = {}) {
-  return expectOk(await f.api.post('/api/v1/device', { name: 'dev', ...body })) as { id: string; name: string };
-}
+const newDevice = (f: ProjectFixture, body: Record<string, unknown> = {}) => addDevice(f.api, { name: 'dev', ...body });
 
 describe('device create and read', () => {
   it('creates a device and reads it back with the documented fields', async () => {

@@ -8,6 +8,7 @@ import {
   type ProjectFixture,
   type TestContext,
 } from '../helpers/app.ts';
+import { addDevice } from '../helpers/factories.ts';
 
 /** The gateway API (device-protocol.md §8, http-api.md §4): attaching, listing and detaching sub-devices. */
 let ctx: TestContext;
@@ -24,12 +25,7 @@ beforeAll(async () => {
 afterAll(() => ctx?.close());
 
 async function device(kind?: keyof typeof types, f: ProjectFixture = p, type?: string): Promise<string> {
-  return expectOk(
-    await f.api.post('/api/v1/device', {
-      name: kind ?? 'untyped',
-      ...(type || kind ? { type: type ?? types[kind!] } : {}),
-    }),
-  ).id;
+  return (await addDevice(f.api, { name: kind ?? 'untyped', type: type ?? (kind ? types[kind] : undefined) })).id;
 }
 const attach = (gateway: string, body: unknown, f: ProjectFixture = p) =>
   f.api.post(`/api/v1/device/${gateway}/sub_devices`, body);

@@ -9,6 +9,7 @@ import {
   type ProjectFixture,
   type TestContext,
 } from '../helpers/app.ts';
+import { addDevice } from '../helpers/factories.ts';
 
 let ctx: TestContext;
 let p: ProjectFixture;
@@ -23,7 +24,7 @@ async function group(api: Client, body: Record<string, unknown>): Promise<string
   return expectOk(await api.post('/api/v1/device_group', body)).id as string;
 }
 async function device(api: Client, name: string, groups: string[] = []): Promise<string> {
-  const id = expectOk(await api.post('/api/v1/device', { name })).id as string;
+  const { id } = await addDevice(api, { name });
   if (groups.length) expectOk(await api.put(`/api/v1/device/${id}/groups`, { groups }));
   return id;
 }

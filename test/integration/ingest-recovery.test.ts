@@ -1,6 +1,7 @@
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createProject, createTestApp, expectOk, type TestContext } from '../helpers/app.ts';
+import { createProject, createTestApp, type TestContext } from '../helpers/app.ts';
+import { addAuthenticatedDevice } from '../helpers/factories.ts';
 import { openPrivateTestDatabase } from '../helpers/db.ts';
 
 /**
@@ -27,13 +28,8 @@ describe.skipIf(!url)('telemetry ingest across dropped database connections', ()
 
   async function deviceIdentity(name: string) {
     const p = await createProject(ctx);
-    const d = expectOk(await p.api.post('/api/v1/device', { name }));
-    const cert = expectOk(await p.api.get(`/api/v1/device/${d.id}/certificate`));
-    return {
-      projectId: p.project.id,
-      deviceId: d.id as string,
-      identity: (await ctx.services.deviceAuth.authenticate(p.project.project_key, cert.access_token))!,
-    };
+    const d = await addAuthenticatedDevice(ctx, p, { name });
+    return { projectId: p.project.id, deviceId: d.id, identity: d.identity };
   }
 
   /** Submits 400 reports through `report(i)`, ending every other connection of the database three times meanwhile. */

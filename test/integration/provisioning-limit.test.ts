@@ -10,6 +10,7 @@ import {
   type ProjectFixture,
   type TestContext,
 } from '../helpers/app.ts';
+import { addDeviceType } from '../helpers/factories.ts';
 
 /**
  * Self-provisioning (`POST /device/v1/certificate`) has its own per-address allowance, PROVISION_BURST at once and
@@ -40,12 +41,8 @@ async function certificate(body: unknown, projectKey: string, remoteAddress: str
   return { status: res.statusCode, body: res.json(), headers: res.headers };
 }
 
-async function autoType(f: ProjectFixture, body: Record<string, unknown> = {}) {
-  return expectOk(await f.api.post('/api/v1/device_type', { name: 'auto', allow_auto_create: true, ...body })) as {
-    id: string;
-    type_key: string;
-  };
-}
+const autoType = (f: ProjectFixture, body: Record<string, unknown> = {}) =>
+  addDeviceType(f.api, { name: 'auto', allow_auto_create: true, ...body });
 
 describe('certificate requests per client address', () => {
   it('admits a burst, answers 429 with Retry-After in the device envelope beyond it', async () => {

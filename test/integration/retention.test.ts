@@ -3,6 +3,7 @@ import { createDataMessagesRepository } from '../../src/db/repositories/data-mes
 import type { TelemetryRow } from '../../src/db/repositories/history.repository.ts';
 import { newId } from '../../src/lib/ids.ts';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import { addDevice } from '../helpers/factories.ts';
 import { openPrivateTestDatabase } from '../helpers/db.ts';
 
 /**
@@ -26,7 +27,7 @@ interface Device {
 
 async function deviceOf(name: string): Promise<Device> {
   const f = await createProject(ctx, name);
-  return { f, id: expectOk(await f.api.post('/api/v1/device', { name })).id as string };
+  return { f, id: (await addDevice(f.api, { name })).id };
 }
 
 /** History of attribute `v` at `now - daysAgo`, written past the report checks (a report that old is refused). */

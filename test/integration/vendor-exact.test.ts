@@ -9,6 +9,7 @@ import {
   type ProjectFixture,
   type TestContext,
 } from '../helpers/app.ts';
+import { addAuthenticatedDevice } from '../helpers/factories.ts';
 
 // Where the vendor's own clients look: time windows, whole lists without paging, customer passwords.
 let ctx: TestContext;
@@ -24,10 +25,8 @@ const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 
 async function newDevice(f: ProjectFixture = p): Promise<{ id: string; identity: DeviceIdentity }> {
-  const d = expectOk(await f.api.post('/api/v1/device', { name: 'dev' }));
-  const cert = expectOk(await f.api.get(`/api/v1/device/${d.id}/certificate`));
-  const identity = (await ctx.services.deviceAuth.authenticate(f.project.project_key, cert.access_token))!;
-  return { id: d.id as string, identity };
+  const { id, identity } = await addAuthenticatedDevice(ctx, f, { name: 'dev' });
+  return { id, identity };
 }
 
 describe('time windows of the attribute series (lone bounds)', () => {

@@ -1,6 +1,5 @@
 import http from 'node:http';
 import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../simulator/cli.ts';
 import { parseOptions, type SimOptions } from '../../simulator/options.ts';
@@ -12,8 +11,9 @@ import {
   STALL_MS,
   UNREACHABLE_GIVE_UP,
 } from '../../simulator/provision.ts';
+import type { AddressInfo } from 'node:net';
 import { Stats } from '../../simulator/stats.ts';
-import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
+import { listenTestApp, startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import {
   client,
   createProject,
@@ -22,6 +22,7 @@ import {
   type ProjectFixture,
   type TestContext,
 } from '../helpers/app.ts';
+import { addDeviceType } from '../helpers/factories.ts';
 import { sink } from '../helpers/sim-output.ts';
 
 /**
@@ -40,8 +41,7 @@ beforeAll(async () => {
   ctx = await createTestApp({ PROVISION_BURST: 2, PROVISION_RATE: 2 });
   p = await createProject(ctx);
   tb = await startTestBroker(ctx, { rateLimit: 100 });
-  await ctx.app.listen({ port: 0, host: '127.0.0.1' });
-  httpUrl = `http://127.0.0.1:${(ctx.app.server.address() as AddressInfo).port}`;
+  httpUrl = await listenTestApp(ctx);
 });
 afterAll(async () => {
   await tb?.close();
@@ -54,12 +54,8 @@ function options(argv: string[]): SimOptions {
   return parsed.options;
 }
 
-async function autoType(f: ProjectFixture, body: Record<string, unknown> = {}) {
-  return expectOk(await f.api.post('/api/v1/device_type', { name: 'auto', allow_auto_create: true, ...body })) as {
-    id: string;
-    type_key: string;
-  };
-}
+const autoType = (f: ProjectFixture, body: Record<string, unknown> = {}) =>
+  addDeviceType(f.api, { name: 'auto', allow_auto_create: true, ...body });
 
 async function deviceKeys(f: ProjectFixture): Promise<string[]> {
   return (expectOk(await f.api.get('/api/v1/devices?page_records=200')).items as Array<{ device_key: string }>)
