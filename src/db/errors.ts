@@ -94,13 +94,13 @@ function pgError(err: unknown): PgErrorLike | undefined {
 }
 
 /** The name of the unique constraint an insert/update broke, or undefined for any other error. */
-export function uniqueViolation(err: unknown): string | undefined {
+function uniqueViolation(err: unknown): string | undefined {
   const e = pgError(err);
   return e?.code === '23505' ? (e.constraint_name ?? e.constraint ?? '') : undefined;
 }
 
 /** The name of the foreign key a delete/update broke, or undefined for any other error. */
-export function foreignKeyViolation(err: unknown): string | undefined {
+function foreignKeyViolation(err: unknown): string | undefined {
   const e = pgError(err);
   return e?.code === '23503' ? (e.constraint_name ?? e.constraint ?? '') : undefined;
 }
