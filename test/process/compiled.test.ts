@@ -61,6 +61,9 @@ describe('the compiled server (npm run build)', () => {
       if (child.exitCode !== null) break;
     }
     expect(ready, out).toBe(200);
+    // The web console, whose sources and build the compiled server finds from dist/ (console/build.ts).
+    const url = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(out)![1]!;
+    expect((await fetch(`${url}/console/`)).status, out).toBe(200);
 
     const created = await exec(
       process.execPath,
