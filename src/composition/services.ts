@@ -1,5 +1,5 @@
 import { pino, type Logger } from 'pino';
-import { uniqueViolation } from '../db/errors.ts';
+import { Duplicate } from '../db/errors.ts';
 import type { Db } from '../db/client.ts';
 import { createRateLimiter } from '../domain/delivery/rate-limiter.ts';
 import { createSessionRegistry } from '../domain/delivery/sessions.ts';
@@ -89,7 +89,7 @@ export function createServices({
     onDataSettingsChanged: (projectId, typeId) => dataStreams.forgetType(projectId, typeId),
   });
   const projectSettings = createProjectSettingsService({
-    db,
+    repo: repos.projectSettings,
     clock,
     defaults: {
       deviceRateLimit: settings.deviceRateLimit,
@@ -101,46 +101,12 @@ export function createServices({
   const rateLimiter = createRateLimiter({ projectRate: settings.projectMessageRate, clock });
   const historyRepo = repos.history;
   const attributeValuesRepo = repos.attributeValues;
-  const currentCache = createCurrentCache({ db, history: historyRepo, clock, logger: log('current-cache') });
+  const currentCache = createCurrentCache({ history: historyRepo, clock, logger: log('current-cache') });
   const ingest = createIngest({
-    // Partitions first (DDL outside the batch), then one transaction: history rows, and the current
-    // values that cannot wait (pushes, cloud, back-dated reports); fresh reports' current values go
-    // to the cache once committed and are written once per second.
-    write: async (rows, batchId) => {
-      const days = rows.filter((r) => r.history).map((r) => historyRepo.dayOf(r.ts));
-      await historyRepo.ensurePartitions(days);
-      const w = currentCache.begin();
-      try {
-        const fresh = rows.filter(w.fresh);
-        const currentNow = fresh.length ? rows.filter((r) => !w.fresh(r)) : rows;
-        if (!currentNow.length) {
-          // Only fresh reports (the steady state): the history INSERT alone, its own transaction,
-          // one round trip on PostgreSQL.
-          await historyRepo.insertAlone(rows, batchId, clock());
-        } else {
-          await db.transaction(async (tx) => {
-            await historyRepo.insert(tx, rows, batchId, clock());
-            await historyRepo.upsertCurrent(tx, currentNow);
-          });
-        }
-        w.committed(fresh);
-      } catch (err) {
-        // "no partition for row": a partition this node knew was dropped elsewhere (retention on another
-        // node): forget what it knew, so the retry creates it again.
-        const pgErr =
-          (err as { cause?: { code?: string; message?: string } })?.cause ??
-          (err as { code?: string; message?: string });
-        if (pgErr?.code === '23514' && /no partition of relation/.test(pgErr.message ?? '')) {
-          historyRepo.forgetPartitions();
-          throw Object.assign(new Error('history partition missing; recreating it'), { code: '08000', cause: err });
-        }
-        throw err;
-      } finally {
-        w.end();
-      }
-    },
+    // Partitions, history rows and the current values that cannot wait; fresh ones go to the cache.
+    write: (rows, batchId) => currentCache.write(rows, batchId),
     committed: (batchId) => historyRepo.committed(batchId),
-    isCommitConflict: (err) => uniqueViolation(err)?.includes('ingest_commits') === true,
+    isCommitConflict: (err) => err instanceof Duplicate && err.what === 'ingest_commit',
     batchSize: settings.ingestBatchSize,
     batchDelayMs: settings.ingestBatchDelayMs,
     maxPending: settings.ingestMaxPending,
@@ -235,8 +201,8 @@ export function createServices({
     history,
     historyStore: historyRepo,
     retention: createRetention({
-      db,
       history: historyRepo,
+      messages: repos.dataMessages,
       settings: projectSettings,
       defaultDays: settings.historyRetentionDays,
       clock,
@@ -253,7 +219,7 @@ export function createServices({
     devices,
     extendInfos: createExtendInfosService({ devices: devicesRepo, infos: repos.deviceInfos, clock }),
     deviceTypes,
-    groups: createGroupsService({ db, clock }),
+    groups: createGroupsService({ groups: repos.groups, clock }),
     // Gateways and their sub-devices (device-protocol.md §8); the broker resolves addresses through it.
     gateways: createGatewaysService({
       repo: repos.gateways,
@@ -267,15 +233,15 @@ export function createServices({
       clock,
     }),
     customers: createCustomersService({
-      db,
+      customers: repos.customers,
       clock,
       auth,
       bus,
       passwordMin: (projectId) => projectSettings.customerPasswordMin(projectId),
     }),
-    apps: createAppsService({ db, clock, auth, machineSecrets }),
-    admins: createAdminsService({ db, clock, auth }),
-    viewKey: createViewKeyService({ db, clock, bus, machineSecrets }),
+    apps: createAppsService({ apps: repos.apps, clock, auth, machineSecrets }),
+    admins: createAdminsService({ admins: repos.admins, clock, auth }),
+    viewKey: createViewKeyService({ viewKeys: repos.viewKeys, clock, bus, machineSecrets }),
     alarms,
   };
 }
