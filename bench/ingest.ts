@@ -17,7 +17,7 @@ import type { MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import postgres from 'postgres';
 import { openDatabase, type OpenedDatabase } from '../src/db/open.ts';
-import { devices } from '../src/db/schema.ts';
+import { devices } from '../src/db/schema/index.ts';
 import { rowsOf } from '../src/db/timescale.ts';
 import { createServices } from '../src/composition/services.ts';
 import { Sensors } from '../simulator/device.ts';

@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'drizzle-orm';
 import { pino } from 'pino';
-import { attributeValues, devices } from '../src/db/schema.ts';
+import { attributeValues, devices } from '../src/db/schema/index.ts';
 import { openDatabase } from '../src/db/open.ts';
 import { createServices } from '../src/composition/services.ts';
 import { dbProbe, type DbProbe } from './lib/mqtt-db-probe.ts';

@@ -27,7 +27,7 @@ import { createAdmission } from '../mqtt-broker/core/admission.ts';
 import { createBroker } from '../mqtt-broker/mqtt/broker.ts';
 import { createTcpListener } from '../mqtt-broker/tcp/listener.ts';
 import { openDatabase } from '../src/db/open.ts';
-import { devices as devicesTable } from '../src/db/schema.ts';
+import { devices as devicesTable } from '../src/db/schema/index.ts';
 import { newId, randomToken, shortCode } from '../src/lib/ids.ts';
 import { createServices } from '../src/composition/services.ts';
 import { benchArgs, intArg as benchInt } from './lib/args.ts';

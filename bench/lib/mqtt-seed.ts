@@ -1,5 +1,5 @@
 import type { Db } from '../../src/db/client.ts';
-import { devices } from '../../src/db/schema.ts';
+import { devices } from '../../src/db/schema/index.ts';
 import { newId, randomToken, shortCode } from '../../src/lib/ids.ts';
 
 export interface SeededDevices {

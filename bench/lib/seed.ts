@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import type { Db } from '../../src/db/client.ts';
-import { deviceGroupMembers, deviceGroups, devices, deviceTypes, type AlarmState } from '../../src/db/schema.ts';
+import { deviceGroupMembers, deviceGroups, devices, deviceTypes, type AlarmState } from '../../src/db/schema/index.ts';
 import { newId, randomToken, shortCode } from '../../src/lib/ids.ts';
 
 export interface SeedOptions {

@@ -1,5 +1,5 @@
 import { and, eq, sql, type AnyColumn, type SQL } from 'drizzle-orm';
-import { customerDevices } from './schema.ts';
+import { customerDevices } from './schema/index.ts';
 
 /**
  * What a call of the project API may see (http-api.md §4): the project always, and for customer

@@ -4,7 +4,7 @@ import {
   type AlarmRuleRow,
   type AlarmsRepository,
 } from '../../src/db/repositories/alarms.repository.ts';
-import type { AlarmCondition } from '../../src/db/schema.ts';
+import type { AlarmCondition } from '../../src/db/schema/index.ts';
 import { createAlarmEngine } from '../../src/domain/alarms/alarm-engine.ts';
 import { createScheduler } from '../../src/domain/alarms/scheduler.ts';
 import type { DeviceIdentity } from '../../src/domain/devices/device-identity.ts';

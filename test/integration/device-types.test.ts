@@ -1,6 +1,6 @@
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { customerDevices, customers, deviceInfos, deviceTypes } from '../../src/db/schema.ts';
+import { customerDevices, customers, deviceInfos, deviceTypes } from '../../src/db/schema/index.ts';
 import { newId } from '../../src/lib/ids.ts';
 import { hashSecret } from '../../src/lib/passwords.ts';
 import {

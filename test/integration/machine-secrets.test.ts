@@ -1,7 +1,7 @@
 import { eq } from 'drizzle-orm';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apiApps, projects } from '../../src/db/schema.ts';
+import { apiApps, projects } from '../../src/db/schema/index.ts';
 import { hashSecret } from '../../src/lib/passwords.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import { client, createProject, createTestApp, expectFailure, expectOk, type TestContext } from '../helpers/app.ts';

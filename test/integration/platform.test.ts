@@ -1,6 +1,6 @@
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { admins, apiApps, devices } from '../../src/db/schema.ts';
+import { admins, apiApps, devices } from '../../src/db/schema/index.ts';
 import {
   client,
   createTestApp,

@@ -5,7 +5,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createTcpListener, type TcpListener } from '../../mqtt-broker/tcp/listener.ts';
 import { GATEWAY_TOPICS } from '../../mqtt-broker/protocol/topics.ts';
-import { devices } from '../../src/db/schema.ts';
+import { devices } from '../../src/db/schema/index.ts';
 import {
   createProject,
   createTestApp,

@@ -2,7 +2,7 @@ import { and, eq } from 'drizzle-orm';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GATEWAY_TOPICS } from '../../mqtt-broker/protocol/topics.ts';
-import { deviceEvents } from '../../src/db/schema.ts';
+import { deviceEvents } from '../../src/db/schema/index.ts';
 import {
   createProject,
   createTestApp,

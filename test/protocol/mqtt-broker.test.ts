@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { eq } from 'drizzle-orm';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { devices } from '../../src/db/schema.ts';
+import { devices } from '../../src/db/schema/index.ts';
 import type { Broker } from '../../mqtt-broker/mqtt/broker.ts';
 import { attachWebSocket } from '../../mqtt-broker/mqtt/websocket.ts';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';

@@ -1,6 +1,6 @@
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { attributeValues } from '../../src/db/schema.ts';
+import { attributeValues } from '../../src/db/schema/index.ts';
 import { main } from '../../simulator/cli.ts';
 import { run } from '../../simulator/commands/run.ts';
 import { parseOptions } from '../../simulator/options.ts';

@@ -1,7 +1,7 @@
 import { inArray } from 'drizzle-orm';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { devices } from '../../src/db/schema.ts';
+import { devices } from '../../src/db/schema/index.ts';
 import { createProject, createTestApp, expectOk, type TestContext } from '../helpers/app.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 

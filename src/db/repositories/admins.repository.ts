@@ -1,7 +1,7 @@
 import { and, asc, eq, ne } from 'drizzle-orm';
 import type { Db, Tx } from '../client.ts';
 import { translating } from '../errors.ts';
-import { admins, projects } from '../schema.ts';
+import { admins, projects } from '../schema/index.ts';
 
 export type AdminRow = typeof admins.$inferSelect;
 export type NewAdmin = typeof admins.$inferInsert;

@@ -10,7 +10,7 @@ import {
   deviceTypes,
   notificationTargets,
   type NotifyAttempt,
-} from '../schema.ts';
+} from '../schema/index.ts';
 
 export type AlarmRuleRow = typeof alarmRules.$inferSelect;
 export type NewAlarmRule = typeof alarmRules.$inferInsert;
@@ -190,7 +190,7 @@ export function createAlarmsRepository(db: Db) {
     // ---- lifecycle
     /**
      * A rule's active alarms (trigger entries without an end) with their devices, or only `deviceId`'s:
-     * no page, no count, and the filter of the partial unique index of active alarms (schema.ts).
+     * no page, no count, and the filter of the partial unique index of active alarms (schema/alarms.ts).
      */
     activeTriggers(
       projectId: string,

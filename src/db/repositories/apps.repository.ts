@@ -1,6 +1,6 @@
 import { and, asc, eq, ne } from 'drizzle-orm';
 import type { Db, Tx } from '../client.ts';
-import { apiApps, projects } from '../schema.ts';
+import { apiApps, projects } from '../schema/index.ts';
 
 export type AppRow = typeof apiApps.$inferSelect;
 export type NewApp = typeof apiApps.$inferInsert;

@@ -1,6 +1,6 @@
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import type { Db } from '../client.ts';
-import { attributeValues } from '../schema.ts';
+import { attributeValues } from '../schema/index.ts';
 
 export type AttrType = 'report' | 'push' | 'cloud';
 export type AttrDataType = 'number' | 'boolean' | 'string' | 'object' | 'array';

@@ -1,6 +1,6 @@
 import { and, eq } from 'drizzle-orm';
 import type { Db } from '../client.ts';
-import { customerDevices, customers, devices, deviceTypes, projects } from '../schema.ts';
+import { customerDevices, customers, devices, deviceTypes, projects } from '../schema/index.ts';
 
 /** Look-ups of the certificate request (device-protocol.md §4); all but the project one are scoped by project. */
 export function createCertificateRepository(db: Db) {

@@ -1,7 +1,7 @@
 import { and, desc, eq, inArray, isNull, sql } from 'drizzle-orm';
 import type { Db } from '../client.ts';
 import { translating } from '../errors.ts';
-import { commands } from '../schema.ts';
+import { commands } from '../schema/index.ts';
 
 export type CommandRow = typeof commands.$inferSelect;
 export type NewCommand = typeof commands.$inferInsert;

@@ -1,6 +1,6 @@
 import { and, eq } from 'drizzle-orm';
 import type { Db } from '../client.ts';
-import { admins, apiApps, customers } from '../schema.ts';
+import { admins, apiApps, customers } from '../schema/index.ts';
 
 /** The look-ups that log principals in and keep their tokens alive. */
 export function createCredentialsRepository(db: Db) {

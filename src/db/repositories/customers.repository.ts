@@ -1,7 +1,7 @@
 import { and, desc, eq, inArray, sql } from 'drizzle-orm';
 import type { Db } from '../client.ts';
 import { translating } from '../errors.ts';
-import { customerDevices, customers, devices } from '../schema.ts';
+import { customerDevices, customers, devices } from '../schema/index.ts';
 
 export type NewCustomer = typeof customers.$inferInsert;
 

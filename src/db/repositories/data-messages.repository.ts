@@ -1,6 +1,6 @@
 import { and, asc, desc, eq, gte, lt, lte, sql, type SQL } from 'drizzle-orm';
 import type { Db } from '../client.ts';
-import { dataMessages, dataStreams, deviceTypes } from '../schema.ts';
+import { dataMessages, dataStreams, deviceTypes } from '../schema/index.ts';
 
 export type DataMessageRow = typeof dataMessages.$inferSelect;
 export type NewDataMessage = typeof dataMessages.$inferInsert;

@@ -1,6 +1,6 @@
 import { and, eq } from 'drizzle-orm';
 import type { Db } from '../client.ts';
-import { devices, deviceTypes, projects } from '../schema.ts';
+import { devices, deviceTypes, projects } from '../schema/index.ts';
 
 /**
  * The columns of a device identity (src/domain/devices/device-identity.ts): what every transport knows of

@@ -1,5 +1,5 @@
 import type { Db } from '../client.ts';
-import { deviceEvents } from '../schema.ts';
+import { deviceEvents } from '../schema/index.ts';
 
 export type NewDeviceEvent = typeof deviceEvents.$inferInsert;
 

@@ -1,6 +1,6 @@
 import { and, asc, eq, inArray, sql } from 'drizzle-orm';
 import type { Db } from '../client.ts';
-import { deviceInfos, extendInfoDefs } from '../schema.ts';
+import { deviceInfos, extendInfoDefs } from '../schema/index.ts';
 
 export type DeviceInfoRow = typeof deviceInfos.$inferSelect;
 export type ExtendInfoDefRow = typeof extendInfoDefs.$inferSelect;

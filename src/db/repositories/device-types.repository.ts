@@ -2,7 +2,7 @@ import { and, asc, desc, eq, getTableColumns, ne, sql, type SQL } from 'drizzle-
 import type { Db, Tx } from '../client.ts';
 import { inScope, type Scope } from '../scope.ts';
 import { translating, type Translation } from '../errors.ts';
-import { attributeModels, dataStreams, deviceInfos, devices, deviceTypes, extendInfoDefs } from '../schema.ts';
+import { attributeModels, dataStreams, deviceInfos, devices, deviceTypes, extendInfoDefs } from '../schema/index.ts';
 
 export type DeviceTypeRow = typeof deviceTypes.$inferSelect;
 export type NewDeviceType = typeof deviceTypes.$inferInsert;

@@ -3,7 +3,7 @@ import type { Db, Tx } from '../client.ts';
 import { inScope as scoped, type Scope } from '../scope.ts';
 import { translating, type Translation } from '../errors.ts';
 import { rowsOf } from '../timescale.ts';
-import { deviceGroupMembers, deviceGroups, devices, deviceTypes, projects } from '../schema.ts';
+import { deviceGroupMembers, deviceGroups, devices, deviceTypes, projects } from '../schema/index.ts';
 
 export type DeviceRow = typeof devices.$inferSelect;
 export type NewDevice = typeof devices.$inferInsert;

@@ -2,7 +2,7 @@ import { and, asc, eq, inArray, isNull, or, sql } from 'drizzle-orm';
 import type { Db } from '../client.ts';
 import { translating } from '../errors.ts';
 import { identityColumns } from './device-auth.repository.ts';
-import { devices, deviceTypes } from '../schema.ts';
+import { devices, deviceTypes } from '../schema/index.ts';
 
 /** A sub-device as the gateway API lists it. */
 export interface SubDeviceRow {

@@ -1,6 +1,6 @@
 import { and, eq } from 'drizzle-orm';
 import type { Db } from '../client.ts';
-import { customerDevices, devices } from '../schema.ts';
+import { customerDevices, devices } from '../schema/index.ts';
 import { selectExistingDeviceIds } from './customers.repository.ts';
 
 /** The look-ups of live events (src/domain/events/live-events.ts, http-api.md §4.14): each one indexed statement. */

@@ -1,6 +1,6 @@
 import { and, eq } from 'drizzle-orm';
 import type { Db } from '../client.ts';
-import { notifyJobs } from '../schema.ts';
+import { notifyJobs } from '../schema/index.ts';
 
 export type NotifyJobRow = typeof notifyJobs.$inferSelect;
 

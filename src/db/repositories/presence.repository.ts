@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { Db } from '../client.ts';
-import { devices } from '../schema.ts';
+import { devices } from '../schema/index.ts';
 
 export interface PresenceRow {
   deviceId: string;

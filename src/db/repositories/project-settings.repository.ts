@@ -1,6 +1,6 @@
 import { eq, isNotNull } from 'drizzle-orm';
 import type { Db } from '../client.ts';
-import { projects } from '../schema.ts';
+import { projects } from '../schema/index.ts';
 
 /** A project's operating limits as stored; null = the server default. */
 export interface ProjectSettingsRow {

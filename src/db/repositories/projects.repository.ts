@@ -1,6 +1,6 @@
 import { count, desc, eq, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../client.ts';
-import { admins, apiApps, devices, projects } from '../schema.ts';
+import { admins, apiApps, devices, projects } from '../schema/index.ts';
 
 export type ProjectRow = typeof projects.$inferSelect;
 export type NewProject = typeof projects.$inferInsert;

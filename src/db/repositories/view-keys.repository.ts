@@ -1,7 +1,7 @@
 import { and, eq } from 'drizzle-orm';
 import type { Db } from '../client.ts';
 import { translating } from '../errors.ts';
-import { projects } from '../schema.ts';
+import { projects } from '../schema/index.ts';
 
 /** The project's application-subscription identity (device-protocol.md §9): key in clear, secret hashed. */
 export function createViewKeysRepository(db: Db) {

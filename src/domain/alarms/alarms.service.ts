@@ -6,7 +6,7 @@ import type {
   AlarmsRepository,
   NotificationTargetRow,
 } from '../../db/repositories/alarms.repository.ts';
-import type { AlarmCondition } from '../../db/schema.ts';
+import type { AlarmCondition } from '../../db/schema/index.ts';
 import { BadRequest, NotFound, StateConflict, type FieldError } from '../../errors.ts';
 import { newId, randomToken } from '../../lib/ids.ts';
 import type { Principal, Scope } from '../auth/principal.ts';

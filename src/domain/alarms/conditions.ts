@@ -1,4 +1,4 @@
-import type { AlarmCondition } from '../../db/schema.ts';
+import type { AlarmCondition } from '../../db/schema/index.ts';
 
 export type AttributeCondition = Extract<AlarmCondition, { kind: 'attribute' }>;
 

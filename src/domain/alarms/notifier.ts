@@ -2,7 +2,7 @@ import { createHmac } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AlarmsRepository, NotificationTargetRow } from '../../db/repositories/alarms.repository.ts';
 import type { NotifyJobRow, NotifyJobsRepository } from '../../db/repositories/notify-jobs.repository.ts';
-import type { NotifyAttempt } from '../../db/schema.ts';
+import type { NotifyAttempt } from '../../db/schema/index.ts';
 import { newId } from '../../lib/ids.ts';
 import { createNetGuard, parseNetworks, type NetGuard, type Resolver } from '../../lib/net-guard.ts';
 import { TtlCache } from '../../lib/ttl-cache.ts';

@@ -1,5 +1,5 @@
 import type { CommandReply, CommandRow } from '../../db/repositories/commands.repository.ts';
-import type { CommandState } from '../../db/schema.ts';
+import type { CommandState } from '../../db/schema/index.ts';
 
 /** States a command never leaves (device-protocol.md §10). */
 export const FINAL_STATES: ReadonlySet<CommandState> = new Set(['replied', 'timeout', 'expired', 'failed']);

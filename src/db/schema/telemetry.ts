@@ -1,0 +1,50 @@
+import { index, pgTable, text } from 'drizzle-orm/pg-core';
+import { bytea, ms } from './columns.ts';
+import { devices } from './devices.ts';
+import { projectRef } from './projects.ts';
+
+/** Custom data messages and the ingest's bookkeeping (attribute_history itself is created by migration 0002). */
+
+/** Every custom-data-stream message, up or down (device-protocol.md §7). */
+export const dataMessages = pgTable(
+  'data_messages',
+  {
+    /** Time-ordered: pages newest first by id. */
+    id: text('id').primaryKey(),
+    projectId: projectRef(),
+    deviceId: text('device_id')
+      .notNull()
+      .references(() => devices.id, { onDelete: 'cascade' }),
+    identifier: text('identifier').notNull(),
+    /** `up` from the device, `down` to it. */
+    direction: text('direction').$type<'up' | 'down'>().notNull(),
+    /** mqtt | tcp */
+    transport: text('transport').$type<'mqtt' | 'tcp'>().notNull(),
+    payload: bytea('payload').notNull(),
+    ts: ms('ts').notNull(),
+  },
+  (t) => [
+    index('data_messages_device_stream_idx').on(t.deviceId, t.identifier, t.id),
+    index('data_messages_project_ts_idx').on(t.projectId, t.ts),
+  ],
+);
+
+/**
+ * Durable markers of the telemetry pipeline: `current_values` = every fresh report committed before
+ * this time has its current value flushed (src/domain/telemetry/current-cache.ts recovers the rest
+ * from history after a crash).
+ */
+export const telemetryCheckpoints = pgTable('telemetry_checkpoints', {
+  name: text('name').primaryKey(),
+  ts: ms('ts').notNull(),
+});
+
+/**
+ * Batches of the ingest pipeline that committed, by id, written in the batch's own statement or
+ * transaction (src/domain/telemetry/ingest.ts): when the connection is lost between the commit and its
+ * answer, the retry asks here instead of writing the batch twice. Kept an hour (the retention job).
+ */
+export const ingestCommits = pgTable('ingest_commits', {
+  id: text('id').primaryKey(),
+  createTime: ms('create_time').notNull(),
+});
