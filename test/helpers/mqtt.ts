@@ -1,4 +1,24 @@
-import type { MqttClient } from 'mqtt';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+
+/**
+ * An mqtt.js client logged in as a device (user name its access token, password the project key), once connected;
+ * no reconnects unless `opts` says so. `track` keeps it, for the file's afterAll to end.
+ */
+export async function connectDevice(
+  url: string,
+  login: { token: string; projectKey: string },
+  opts: IClientOptions = {},
+  track?: MqttClient[],
+): Promise<MqttClient> {
+  const c = await mqtt.connectAsync(url, {
+    username: login.token,
+    password: login.projectKey,
+    reconnectPeriod: 0,
+    ...opts,
+  });
+  track?.push(c);
+  return c;
+}
 
 /** SUBACK codes per filter (≥ 0x80 = refused); mqtt.js fails the call when one is refused, so they are read from the packet. */
 export function grantedQos(c: MqttClient, filters: string[]): Promise<number[]> {

@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import net from 'node:net';
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import type { IClientOptions, MqttClient } from 'mqtt';
 import postgres from 'postgres';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -12,6 +12,7 @@ import {
   type TestContext,
 } from '../helpers/app.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
+import { connectDevice } from '../helpers/mqtt.ts';
 import { createPrivatePostgres, type PrivatePostgres } from '../helpers/db.ts';
 import { openPostgres } from '../../src/db/client.ts';
 
@@ -28,14 +29,7 @@ afterEach(() => {
 const deviceOf = deviceWithToken;
 
 async function connect(url: string, p: ProjectFixture, token: string, opts: IClientOptions = {}) {
-  const c = await mqtt.connectAsync(url, {
-    username: token,
-    password: p.project.project_key,
-    reconnectPeriod: 100,
-    ...opts,
-  });
-  clients.push(c);
-  return c;
+  return connectDevice(url, { token, projectKey: p.project.project_key }, { reconnectPeriod: 100, ...opts }, clients);
 }
 
 /** The values of `identifier` in the device's history, sorted. */

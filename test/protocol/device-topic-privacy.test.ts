@@ -1,9 +1,9 @@
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import { addDeviceWithToken } from '../helpers/factories.ts';
-import { grantedQos, nextOn, received } from '../helpers/mqtt.ts';
+import { connectDevice, grantedQos, nextOn, received } from '../helpers/mqtt.ts';
 
 /**
  * A device sees only its own downstream traffic (device-protocol.md §3): inside the broker a device's
@@ -27,14 +27,7 @@ afterAll(async () => {
 
 const device = (name: string) => addDeviceWithToken(p, { name });
 async function connect(token: string, protocolVersion: 4 | 5) {
-  const c = await mqtt.connectAsync(tb.url, {
-    username: token,
-    password: p.project.project_key,
-    protocolVersion,
-    reconnectPeriod: 0,
-  });
-  clients.push(c);
-  return c;
+  return connectDevice(tb.url, { token, projectKey: p.project.project_key }, { protocolVersion }, clients);
 }
 
 describe.each([4, 5] as const)("MQTT %i: another device's namespace", (version) => {

@@ -11,6 +11,7 @@ import {
   type TestContext,
 } from '../helpers/app.ts';
 import { addDeviceWithToken } from '../helpers/factories.ts';
+import { connectDevice } from '../helpers/mqtt.ts';
 import { openSse, parseBlock, type SseStream } from '../helpers/sse.ts';
 
 /**
@@ -63,9 +64,7 @@ async function open(token: string | undefined, query = '') {
 }
 const device = async (p: ProjectFixture, name: string) => ({ ...(await addDeviceWithToken(p, { name })), name });
 async function connect(p: ProjectFixture, d: { token: string }) {
-  const c = await mqtt.connectAsync(tb.url, { username: d.token, password: p.project.project_key, reconnectPeriod: 0 });
-  devices.push(c);
-  return c;
+  return connectDevice(tb.url, { token: d.token, projectKey: p.project.project_key }, {}, devices);
 }
 async function customer(p: ProjectFixture, account: string, bind: string[]) {
   const c = expectOk(await p.api.post('/api/v1/customer', { name: account, account, password: `${account}-secret-1` }));

@@ -1,5 +1,5 @@
 import { and, eq } from 'drizzle-orm';
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import type { IClientOptions, MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GATEWAY_TOPICS } from '../../mqtt-broker/protocol/topics.ts';
 import { deviceEvents } from '../../src/db/schema/index.ts';
@@ -13,6 +13,7 @@ import {
 } from '../helpers/app.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import { addDeviceWithToken } from '../helpers/factories.ts';
+import { connectDevice, grantedQos, nextOn } from '../helpers/mqtt.ts';
 import { until as waitUntil } from '../helpers/wait.ts';
 
 /** Gateways and sub-devices over MQTT (device-protocol.md §8, §11), with real mqtt.js clients. */
@@ -84,43 +85,21 @@ async function gatewayWith(s: Site, addresses: string[]) {
 }
 
 async function connect(s: Site, token: string, extra: IClientOptions = {}): Promise<MqttClient> {
-  const c = await mqtt.connectAsync(url, {
-    username: token,
-    password: s.p.project.project_key,
-    reconnectPeriod: 0,
-    connectTimeout: 5_000,
-    ...extra,
-  });
-  clients.push(c);
-  return c;
+  return connectDevice(
+    url,
+    { token, projectKey: s.p.project.project_key },
+    { connectTimeout: 5_000, ...extra },
+    clients,
+  );
 }
 
-function nextMessage(c: MqttClient, topic: string): Promise<Json> {
-  return new Promise((resolve) => {
-    const onMessage = (t: string, payload: Buffer) => {
-      if (t !== topic) return;
-      c.off('message', onMessage);
-      resolve(JSON.parse(payload.toString()));
-    };
-    c.on('message', onMessage);
-  });
-}
+const nextMessage = async (c: MqttClient, topic: string): Promise<Json> => JSON.parse(await nextOn(c, topic));
 
 /** Publishes (QoS 1) and waits for the answer on `responseTopic`. */
 async function request(c: MqttClient, topic: string, payload: unknown, responseTopic: string): Promise<Json> {
   const answer = nextMessage(c, responseTopic);
   await c.publishAsync(topic, typeof payload === 'string' ? payload : JSON.stringify(payload), { qos: 1 });
   return answer;
-}
-
-/** SUBACK codes (128 = refused); mqtt.js fails the call when one is refused, so read them from the packet. */
-function grantedQos(c: MqttClient, filters: string[]): Promise<number[]> {
-  return new Promise((resolve) => {
-    c.subscribe(filters, { qos: 0 }, (err, granted) => {
-      const codes = (err as (Error & { packet?: { granted?: number[] } }) | null)?.packet?.granted;
-      resolve(codes ?? (granted ?? []).map((g) => g.qos));
-    });
-  });
 }
 
 /** A connected gateway subscribed to every gateway topic, with `gateway/connect` said for each address. */

@@ -1,8 +1,9 @@
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import { addDeviceWithToken } from '../helpers/factories.ts';
+import { connectDevice } from '../helpers/mqtt.ts';
 
 /** Custom data streams over MQTT `data/<identifier>` (device-protocol.md §3, §7), on a real broker. */
 let ctx: TestContext;
@@ -24,12 +25,7 @@ afterAll(async () => {
 
 async function device(type?: string) {
   const d = await addDeviceWithToken(p, { name: 'dev', type });
-  const c = await mqtt.connectAsync(tb.url, {
-    username: d.token,
-    password: p.project.project_key,
-    reconnectPeriod: 0,
-  });
-  clients.push(c);
+  const c = await connectDevice(tb.url, { token: d.token, projectKey: p.project.project_key }, {}, clients);
   return { id: d.id as string, c };
 }
 

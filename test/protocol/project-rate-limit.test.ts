@@ -1,8 +1,9 @@
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 import { addDeviceWithToken } from '../helpers/factories.ts';
+import { connectDevice } from '../helpers/mqtt.ts';
 
 /** Per-project device message rates (device-protocol.md §3): the broker without a global override. */
 let ctx: TestContext;
@@ -24,8 +25,7 @@ afterAll(async () => {
 const deviceOf = async (p: ProjectFixture) => (await addDeviceWithToken(p, { name: 'd' })).token;
 
 async function connect(p: ProjectFixture, token: string) {
-  const c = await mqtt.connectAsync(url, { username: token, password: p.project.project_key, reconnectPeriod: 0 });
-  clients.push(c);
+  const c = await connectDevice(url, { token, projectKey: p.project.project_key }, {}, clients);
   await c.subscribeAsync('attributes/response');
   return c;
 }

@@ -1,6 +1,6 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { grantedQos } from '../helpers/mqtt.ts';
+import { connectDevice, grantedQos } from '../helpers/mqtt.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import {
   createProject,
@@ -37,9 +37,7 @@ afterAll(async () => {
 
 const deviceOf = (p: ProjectFixture) => deviceWithToken(p);
 async function connect(p: ProjectFixture, token: string) {
-  const c = await mqtt.connectAsync(tb.url, { username: token, password: p.project.project_key, reconnectPeriod: 0 });
-  clients.push(c);
-  return c;
+  return connectDevice(tb.url, { token, projectKey: p.project.project_key }, {}, clients);
 }
 const p99 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * 0.99)]!;
 
