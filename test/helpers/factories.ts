@@ -2,7 +2,10 @@ import type { DeviceSession, Transport } from '../../src/domain/delivery/session
 import type { DeviceIdentity } from '../../src/domain/devices/device-identity.ts';
 import type { DomainEvents } from '../../src/domain/events/event-bus.ts';
 import type { Services } from '../../src/composition/services.ts';
-import { deviceWithToken, expectOk, type Client, type ProjectFixture, type TestContext } from './app.ts';
+import { customerDevices, customers } from '../../src/db/schema/index.ts';
+import { newId } from '../../src/lib/ids.ts';
+import { hashSecret } from '../../src/lib/passwords.ts';
+import { client, deviceWithToken, expectOk, type Client, type ProjectFixture, type TestContext } from './app.ts';
 
 /**
  * Device types, devices and device sessions for tests, made through the project API (or, for
@@ -89,4 +92,40 @@ export function captureEvents<K extends keyof DomainEvents>(services: Services, 
   const seen: DomainEvents[K][] = [];
   const off = services.bus.on(name, (e) => seen.push(e));
   return { seen, off };
+}
+
+/**
+ * A customer of the project written straight into the database (so a test does not depend on the customers API),
+ * bound to `deviceIds`, logged in through customer_login: a client with its token.
+ */
+export async function addCustomerClient(
+  ctx: TestContext,
+  f: ProjectFixture,
+  deviceIds: string[] = [],
+): Promise<Client> {
+  const id = newId();
+  const account = `cust-${id}`;
+  const now = Date.now();
+  await ctx.database.db.insert(customers).values({
+    id,
+    projectId: f.project.id,
+    account,
+    passwordHash: await hashSecret('customer-password'),
+    name: 'customer',
+    createTime: now,
+    updateTime: now,
+  });
+  for (const deviceId of deviceIds) {
+    await ctx.database.db
+      .insert(customerDevices)
+      .values({ customerId: id, deviceId, projectId: f.project.id, createTime: now });
+  }
+  const login = expectOk(
+    await client(ctx.app).post('/api/v1/customer_login', {
+      app_id: f.project.app.app_id,
+      account,
+      password: 'customer-password',
+    }),
+  );
+  return client(ctx.app, login.access_token as string);
 }

@@ -1,7 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { customers } from '../../src/db/schema/index.ts';
 import { newId } from '../../src/lib/ids.ts';
-import { hashSecret } from '../../src/lib/passwords.ts';
 import {
   client,
   createProject,
@@ -11,6 +9,7 @@ import {
   type ProjectFixture,
   type TestContext,
 } from '../helpers/app.ts';
+import { addCustomerClient } from '../helpers/factories.ts';
 
 let ctx: TestContext;
 let p: ProjectFixture;
@@ -28,27 +27,7 @@ const login = (f: ProjectFixture, account: string, password: string) =>
 const unique = (prefix: string) => `${prefix}-${newId().slice(-8)}`;
 
 /** A customer token of the fixture's project, made with direct SQL so this file does not depend on the customers area. */
-async function customerClient(f: ProjectFixture) {
-  const account = unique('cust');
-  const now = Date.now();
-  await ctx.database.db.insert(customers).values({
-    id: newId(now),
-    projectId: f.project.id,
-    account,
-    passwordHash: await hashSecret('customer-password'),
-    name: 'c',
-    createTime: now,
-    updateTime: now,
-  });
-  const res = expectOk(
-    await anon().post('/api/v1/customer_login', {
-      app_id: f.project.app.app_id,
-      account,
-      password: 'customer-password',
-    }),
-  );
-  return client(ctx.app, res.access_token);
-}
+const customerClient = (f: ProjectFixture) => addCustomerClient(ctx, f);
 
 describe('GET /api/v1/admin', () => {
   it('reads the calling administrator with the documented fields', async () => {

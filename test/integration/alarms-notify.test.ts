@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeviceIdentity } from '../../src/domain/devices/device-identity.ts';
 import type { DomainEvents } from '../../src/domain/events/event-bus.ts';
 import { createProject, createTestApp, expectOk, type TestContext } from '../helpers/app.ts';
+import { addDevice, addDeviceType, directIdentity } from '../helpers/factories.ts';
 
 let now = 1_700_000_000_000;
 const clock = () => now;
@@ -55,16 +56,9 @@ afterAll(async () => {
 async function setup(target: Record<string, unknown> = {}) {
   received = [];
   const p = await createProject(ctx);
-  const type = expectOk(await p.api.post('/api/v1/device_type', { name: 'Sensor' }));
-  const d = expectOk(await p.api.post('/api/v1/device', { name: 'boiler', type: type.id }));
-  const identity: DeviceIdentity = {
-    deviceId: d.id,
-    projectId: p.project.id,
-    name: 'boiler',
-    typeId: type.id,
-    connType: '1',
-    disabled: false,
-  };
+  const type = await addDeviceType(p.api, { name: 'Sensor' });
+  const d = await addDevice(p.api, { name: 'boiler', type: type.id });
+  const identity = directIdentity(p.project.id, { ...d, type: type.id });
   expectOk(
     await p.api.post('/api/v1/alarm_rule', {
       name: 'hot',

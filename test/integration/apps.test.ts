@@ -1,7 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { customers } from '../../src/db/schema/index.ts';
-import { newId } from '../../src/lib/ids.ts';
-import { hashSecret } from '../../src/lib/passwords.ts';
 import {
   client,
   createProject,
@@ -11,6 +8,7 @@ import {
   type ProjectFixture,
   type TestContext,
 } from '../helpers/app.ts';
+import { addCustomerClient } from '../helpers/factories.ts';
 
 let ctx: TestContext;
 let p: ProjectFixture;
@@ -27,27 +25,7 @@ const tokenOf = async (app_id: string, access_key: string, secret_key: string) =
   expectOk(await anon().post('/api/v1/access_token', { app_id, access_key, secret_key })).access_token as string;
 
 /** A customer token of the fixture's project, made with direct SQL so this file does not depend on the customers area. */
-async function customerClient(f: ProjectFixture) {
-  const account = `cust-${newId()}`;
-  const now = Date.now();
-  await ctx.database.db.insert(customers).values({
-    id: newId(now),
-    projectId: f.project.id,
-    account,
-    passwordHash: await hashSecret('customer-password'),
-    name: 'c',
-    createTime: now,
-    updateTime: now,
-  });
-  const login = expectOk(
-    await anon().post('/api/v1/customer_login', {
-      app_id: f.project.app.app_id,
-      account,
-      password: 'customer-password',
-    }),
-  );
-  return client(ctx.app, login.access_token);
-}
+const customerClient = (f: ProjectFixture) => addCustomerClient(ctx, f);
 
 describe('API apps', () => {
   it("lists the project's first app without any secret", async () => {

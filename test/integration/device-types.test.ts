@@ -1,8 +1,6 @@
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { customerDevices, customers, deviceInfos, deviceTypes } from '../../src/db/schema/index.ts';
-import { newId } from '../../src/lib/ids.ts';
-import { hashSecret } from '../../src/lib/passwords.ts';
+import { deviceInfos, deviceTypes } from '../../src/db/schema/index.ts';
 import {
   client,
   createProject,
@@ -13,7 +11,7 @@ import {
   type ProjectFixture,
   type TestContext,
 } from '../helpers/app.ts';
-import { addDevice, addDeviceType } from '../helpers/factories.ts';
+import { addCustomerClient, addDevice, addDeviceType } from '../helpers/factories.ts';
 
 let ctx: TestContext;
 let p: ProjectFixture;
@@ -30,33 +28,7 @@ const createType = (api: Client, body: Record<string, unknown> = {}) => addDevic
 const createDevice = (api: Client, type: string, name = 'device') => addDevice(api, { name, type });
 
 /** A customer of the project, logged in through customer_login, bound to the given devices. */
-async function customerClient(fx: ProjectFixture, deviceIds: string[]) {
-  const id = newId();
-  const account = `cust-${id}`;
-  const now = Date.now();
-  await ctx.database.db.insert(customers).values({
-    id,
-    projectId: fx.project.id,
-    account,
-    passwordHash: await hashSecret('customer-password'),
-    name: 'customer',
-    createTime: now,
-    updateTime: now,
-  });
-  for (const deviceId of deviceIds) {
-    await ctx.database.db
-      .insert(customerDevices)
-      .values({ customerId: id, deviceId, projectId: fx.project.id, createTime: now });
-  }
-  const login = expectOk(
-    await client(ctx.app).post('/api/v1/customer_login', {
-      app_id: fx.project.app.app_id,
-      account,
-      password: 'customer-password',
-    }),
-  );
-  return client(ctx.app, login.access_token as string);
-}
+const customerClient = (fx: ProjectFixture, deviceIds: string[]) => addCustomerClient(ctx, fx, deviceIds);
 
 describe('device types', () => {
   it('creates a type with defaults and reads it back field for field', async () => {

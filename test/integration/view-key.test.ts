@@ -1,8 +1,6 @@
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { customers, projects } from '../../src/db/schema/index.ts';
-import { newId } from '../../src/lib/ids.ts';
-import { hashSecret } from '../../src/lib/passwords.ts';
+import { projects } from '../../src/db/schema/index.ts';
 import {
   client,
   createProject,
@@ -12,6 +10,7 @@ import {
   type ProjectFixture,
   type TestContext,
 } from '../helpers/app.ts';
+import { addCustomerClient } from '../helpers/factories.ts';
 
 let ctx: TestContext;
 
@@ -23,27 +22,7 @@ afterAll(() => ctx?.close());
 const verify = (key: string, secret: string) => ctx.services.viewKey.verify(key, secret);
 
 /** A customer token of the fixture's project, made with direct SQL so this file does not depend on the customers area. */
-async function customerClient(f: ProjectFixture) {
-  const account = `cust-${newId()}`;
-  const now = Date.now();
-  await ctx.database.db.insert(customers).values({
-    id: newId(now),
-    projectId: f.project.id,
-    account,
-    passwordHash: await hashSecret('customer-password'),
-    name: 'c',
-    createTime: now,
-    updateTime: now,
-  });
-  const res = expectOk(
-    await client(ctx.app).post('/api/v1/customer_login', {
-      app_id: f.project.app.app_id,
-      account,
-      password: 'customer-password',
-    }),
-  );
-  return client(ctx.app, res.access_token);
-}
+const customerClient = (f: ProjectFixture) => addCustomerClient(ctx, f);
 
 describe('data-view key', () => {
   it('a new project has no view key and no secret', async () => {

@@ -8,9 +8,9 @@ import type { LookupAddress } from 'node:dns';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createNotifyJobsRepository } from '../../src/db/repositories/notify-jobs.repository.ts';
-import type { DeviceIdentity } from '../../src/domain/devices/device-identity.ts';
 import type { NotifierSettings } from '../../src/domain/alarms/notifier.ts';
 import { createProject, createTestApp, expectFailure, expectOk, type TestContext } from '../helpers/app.ts';
+import { addDevice, addDeviceType, directIdentity } from '../helpers/factories.ts';
 import { openPrivateTestDatabase } from '../helpers/db.ts';
 
 /** A local webhook receiver on port 0; `answer` decides each response (status, or 'hang': accept and never answer). */
@@ -63,16 +63,9 @@ const clock = () => now;
 
 async function alarmSetup(ctx: TestContext, urls: string[]) {
   const p = await createProject(ctx);
-  const type = expectOk(await p.api.post('/api/v1/device_type', { name: 'Sensor' }));
-  const d = expectOk(await p.api.post('/api/v1/device', { name: 'boiler', type: type.id }));
-  const identity: DeviceIdentity = {
-    deviceId: d.id,
-    projectId: p.project.id,
-    name: 'boiler',
-    typeId: type.id,
-    connType: '1',
-    disabled: false,
-  };
+  const type = await addDeviceType(p.api, { name: 'Sensor' });
+  const d = await addDevice(p.api, { name: 'boiler', type: type.id });
+  const identity = directIdentity(p.project.id, { ...d, type: type.id });
   expectOk(
     await p.api.post('/api/v1/alarm_rule', {
       name: 'hot',
