@@ -7,6 +7,7 @@ import {
   type ApiResponse,
   type TestContext,
 } from '../helpers/app.ts';
+import { addDeviceWithToken } from '../helpers/factories.ts';
 
 /**
  * The world the examples of docs/http-api.md run in: one project with everything an example names.
@@ -229,11 +230,7 @@ export async function createDeviceProtocolFixtures(
   const p = await createProject(ctx, 'Device protocol');
   const api = p.api;
   const ok = async (res: Promise<ApiResponse>) => expectOk(await res);
-  const withToken = async (body: Record<string, unknown>) => {
-    const d = await ok(api.post('/api/v1/device', body));
-    const cert = await ok(api.get(`/api/v1/device/${d.id}/certificate`));
-    return { id: d.id as string, token: cert.access_token as string };
-  };
+  const withToken = (body: Record<string, unknown>) => addDeviceWithToken(p, body);
   const type = await ok(api.post('/api/v1/device_type', { name: 'Thermometer', allow_auto_create: true }));
   const gatewayType = await ok(api.post('/api/v1/device_type', { name: 'Modbus gateway', conn_type: '3' }));
   const subType = await ok(api.post('/api/v1/device_type', { name: 'Modbus meter', conn_type: '2' }));
