@@ -55,7 +55,7 @@ export function translated(err: unknown, map: Translation): unknown {
   if (!e) return err;
   if (e.code === '23514' && /no partition of relation/.test(e.message ?? ''))
     return new PartitionMissing({ cause: err });
-  const table = e.code === '23505' ? map.unique : e.code === '23503' ? map.foreignKey : undefined;
+  const table = e.code === '23505' ? map.unique : isForeignKeyCode(e.code) ? map.foreignKey : undefined;
   if (!table) return err;
   const constraint = e.constraint_name ?? e.constraint ?? '';
   for (const [part, what] of Object.entries(table)) {
@@ -102,7 +102,15 @@ function uniqueViolation(err: unknown): string | undefined {
 /** The name of the foreign key a delete/update broke, or undefined for any other error. */
 function foreignKeyViolation(err: unknown): string | undefined {
   const e = pgError(err);
-  return e?.code === '23503' ? (e.constraint_name ?? e.constraint ?? '') : undefined;
+  return isForeignKeyCode(e?.code) ? (e?.constraint_name ?? e?.constraint ?? '') : undefined;
+}
+
+/**
+ * A foreign key refused the write: 23503, or 23001 (restrict_violation), which PGlite raises where
+ * PostgreSQL raises 23503 for an `ON DELETE RESTRICT` key (deleting a device type devices still use).
+ */
+function isForeignKeyCode(code: string | undefined): boolean {
+  return code === '23503' || code === '23001';
 }
 
 /**

@@ -28,6 +28,10 @@ describe('database errors', () => {
     const fk = translated(drizzleError('23503', 'x'), map);
     expect(fk).toBeInstanceOf(MissingReference);
     expect((fk as MissingReference).what).toBe('parent');
+    // PGlite raises restrict_violation (23001) where PostgreSQL raises 23503 for an ON DELETE RESTRICT key.
+    const restrict = translated(drizzleError('23001', 'x'), map);
+    expect(restrict).toBeInstanceOf(MissingReference);
+    expect(appErrorOfDatabase(drizzleError('23001', 'x'))?.errcode).toBe(404);
     const other = drizzleError('23505', 'x');
     expect(translated(other, { unique: { y_uq: 'y' } })).toBe(other);
     const partition = Object.assign(new Error('no partition of relation "history" found for row'), { code: '23514' });
