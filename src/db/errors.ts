@@ -51,6 +51,8 @@ export function translate(err: unknown, map: Translation): never {
 
 /** The named error `err` stands for, or `err` itself (for callers that rethrow later). */
 export function translated(err: unknown, map: Translation): unknown {
+  // Already named (an inner write translated it): keep that name, do not wrap it again.
+  if (err instanceof Duplicate || err instanceof MissingReference || err instanceof PartitionMissing) return err;
   const e = pgError(err);
   if (!e) return err;
   if (e.code === '23514' && /no partition of relation/.test(e.message ?? ''))
