@@ -42,6 +42,14 @@ module.exports = {
       to: { path: '^src/', pathNot: '^src/lib/' },
     },
     {
+      name: 'src-not-edge',
+      severity: 'error',
+      comment:
+        "Only the composition root (src/composition/, src/main.ts) and the configuration (src/config.ts, for the transports' defaults) know the device transports; the rest of src shares only the wire formats of mqtt-broker/protocol/.",
+      from: { path: '^src/', pathNot: '^src/composition/|^src/main\\.ts$|^src/config\\.ts$' },
+      to: { path: '^mqtt-broker/(?!protocol/)' },
+    },
+    {
       name: 'protocol-is-leaf',
       severity: 'error',
       comment:

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import net from 'node:net';
+import { addressKey } from '../../src/lib/address.ts';
 import { createTokenBuckets } from '../../src/lib/token-buckets.ts';
 
 /**
@@ -98,22 +98,8 @@ export function connectionsForFileLimit(limit: number | undefined): number {
   return Math.max(16, limit - Math.min(1024, Math.floor(limit / 4)));
 }
 
-/** The key a client address is counted under: IPv4 as is, IPv6 by its /64 network. */
-export function addressKey(remoteAddress: string | undefined): string {
-  if (!remoteAddress) return 'unknown';
-  let a = remoteAddress.split('%')[0]!;
-  if (a.startsWith('::ffff:') && net.isIPv4(a.slice(7))) a = a.slice(7);
-  if (!net.isIPv6(a)) return a;
-  // Expand "::" and keep the first four groups.
-  const [head, tail = ''] = a.split('::') as [string, string?];
-  const h = head ? head.split(':') : [];
-  const t = a.includes('::') && tail ? tail.split(':') : [];
-  const groups = a.includes('::') ? [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t] : h;
-  return `${groups
-    .slice(0, 4)
-    .map((g) => (parseInt(g, 16) || 0).toString(16))
-    .join(':')}::/64`;
-}
+// Defined in src/lib/address.ts (the HTTP limits count clients the same way); re-exported for the broker.
+export { addressKey };
 
 interface Entry {
   address: string;

@@ -1,5 +1,5 @@
 import type { Server } from 'node:http';
-import { addressKey } from '../../mqtt-broker/core/admission.ts';
+import { addressKey } from '../lib/address.ts';
 
 export interface HttpConnectionLimits {
   /** Open HTTP sockets per client address (IPv6: per /64); more are closed at once. 0 = no limit. */

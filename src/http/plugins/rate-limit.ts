@@ -1,6 +1,6 @@
 import rateLimit from '@fastify/rate-limit';
 import type { FastifyInstance } from 'fastify';
-import { addressKey } from '../../../mqtt-broker/core/admission.ts';
+import { addressKey } from '../../lib/address.ts';
 import { TooManyRequests } from '../../errors.ts';
 
 /** `PROVISION_RATE` / `PROVISION_BURST` (src/config.ts): 1,000 devices behind one address get their certificates in about 25 s. */

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { DeviceIdentity } from '../../../domain/devices/device-identity.ts';
 import { TooManyRequests } from '../../../errors.ts';
 import { createTokenBuckets } from '../../../lib/token-buckets.ts';
-import { addressKey } from '../../../../mqtt-broker/core/admission.ts';
+import { addressKey } from '../../../lib/address.ts';
 import type { Services } from '../../../composition/services.ts';
 import {
   AttributesBody,

@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { FastifyBaseLogger } from 'fastify';
-import { addressKey } from '../../../../mqtt-broker/core/admission.ts';
+import { addressKey } from '../../../lib/address.ts';
 import type { AuthService } from '../../../domain/auth/auth.service.ts';
 import type { Principal } from '../../../domain/auth/principal.ts';
 import type { EventBus } from '../../../domain/events/event-bus.ts';
