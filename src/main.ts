@@ -1,7 +1,6 @@
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
-import { sql } from 'drizzle-orm';
 import { buildApp } from './app.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { startControlServer } from './control/control-socket.ts';
@@ -77,7 +76,7 @@ async function start(config: Config) {
   const steps = serviceSteps(services, { logger, historyPolicies: settings.historyPolicies });
   await startSteps(steps);
   const readiness = createReadiness({
-    ping: () => database.db.execute(sql`select 1`),
+    ping: database.ping,
     dbTimeoutMs: settings.readiness.dbTimeoutMs,
     ingest: () => services.ingest.stats(),
     awaitListeners: true,

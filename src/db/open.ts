@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { Config } from '../config.ts';
 import { openPglite, openPostgres, type Database } from './client.ts';
@@ -11,6 +12,15 @@ const EMBEDDED_VACUUM_MS = 15 * 60_000;
 export interface OpenedDatabase extends Database {
   /** TimescaleDB is enabled (PostgreSQL with the extension available). */
   timescale: boolean;
+  /** One round trip to the database (the readiness check, http-api.md §8); rejects when it does not answer. */
+  ping(): Promise<void>;
+}
+
+/** `select 1`: the cheapest statement that proves the database answers. */
+function pinger(db: Database['db']): () => Promise<void> {
+  return async () => {
+    await db.execute(sql`select 1`);
+  };
 }
 
 /**
@@ -33,7 +43,7 @@ export async function openDatabase(
       const timescale = await enableTimescale(pg.db, log);
       await pg.migrate();
       log.info({ driver: 'postgres', timescale }, 'database ready');
-      return { ...pg, timescale };
+      return { ...pg, timescale, ping: pinger(pg.db) };
     } catch (err) {
       await pg.close();
       throw err;
@@ -61,6 +71,7 @@ export async function openDatabase(
       driver: 'pglite',
       migrate: lite.migrate,
       timescale: false,
+      ping: pinger(lite.db),
       close: async () => {
         clearTimeout(firstVacuum);
         clearInterval(vacuumTimer);
