@@ -43,6 +43,6 @@ export type { LiveMessage } from '../../src/domain/events/live-events.ts';
 export type { DropReason, TcpProfile } from '../../src/domain/telemetry/data-streams.service.ts';
 export { AppError, BadRequest, Forbidden, NotFound, StateConflict } from '../../src/errors.ts';
 export { RateExceeded } from '../../src/domain/delivery/rate-limiter.ts';
-export { isTransientDbError } from '../../src/domain/telemetry/ingest.ts';
+export { isTransientDbError } from '../../src/db/errors.ts';
 export { VIEW_KEY_LENGTH } from '../../src/domain/projects/view-key.service.ts';
 export { SUB_ADDRESS } from '../../src/domain/gateways/gateways.service.ts';

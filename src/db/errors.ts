@@ -1,5 +1,4 @@
-import type { AppError } from '../errors.ts';
-import { Conflict, NotFound } from '../errors.ts';
+import { AppError, Conflict, NotFound } from '../errors.ts';
 
 /**
  * Named database errors: repositories translate the driver's errors into these, so services never see
@@ -33,6 +32,47 @@ export class PartitionMissing extends Error {
     super('no partition for the row', options);
     this.name = 'PartitionMissing';
   }
+}
+
+/**
+ * Whether a write may succeed if tried again: a connection-level failure (the server is down, restarting
+ * or unreachable) or a row that fell outside every partition (`PartitionMissing`: the repository forgot
+ * its partitions, so the retry creates them again). The ingest retries these, the broker holds the
+ * PUBACK for them; services never read SQLSTATEs themselves.
+ */
+export function isTransientDbError(err: unknown): boolean {
+  // The application's own refusals are never the database being away, whatever their message says.
+  if (err instanceof AppError) return false;
+  if (err instanceof PartitionMissing) return true;
+  for (
+    let e = err as { code?: unknown; cause?: unknown; message?: unknown } | undefined, depth = 0;
+    e && depth < 5;
+    e = e.cause as typeof e, depth++
+  ) {
+    const code = typeof e.code === 'string' ? e.code : '';
+    // Connection exception, operator intervention (shutdown, "cannot connect now"; not a statement
+    // timeout, 57014, which would fail the same way for ever), insufficient
+    // resources, system error, "database is not accepting connections" (ALLOW_CONNECTIONS false),
+    // serialization failure / deadlock, read-only transaction (a standby during failover).
+    if (/^(08|57P|57000|53|58|55000|40001|40P01|25006)/.test(code)) return true;
+    if (
+      [
+        'ECONNREFUSED',
+        'ECONNRESET',
+        'EPIPE',
+        'ETIMEDOUT',
+        'ENOTFOUND',
+        'EAI_AGAIN',
+        'CONNECTION_CLOSED',
+        'CONNECTION_ENDED',
+        'CONNECTION_DESTROYED',
+        'CONNECT_TIMEOUT',
+      ].includes(code)
+    )
+      return true;
+    if (typeof e.message === 'string' && /terminat|connection|closed/i.test(e.message) && !code) return true;
+  }
+  return false;
 }
 
 /** Constraint-name substrings (in the order given) to the `what` of the named error. */

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { TelemetryRow } from '../../src/db/repositories/history.repository.ts';
-import { createIngest, isTransientDbError } from '../../src/domain/telemetry/ingest.ts';
+import { isTransientDbError } from '../../src/db/errors.ts';
+import { createIngest } from '../../src/domain/telemetry/ingest.ts';
 
 const row = (identifier: string, value = 1): TelemetryRow => ({
   projectId: 'p',

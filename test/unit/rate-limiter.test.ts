@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createRateLimiter } from '../../src/domain/delivery/rate-limiter.ts';
-import { isTransientDbError } from '../../src/domain/telemetry/ingest.ts';
+import { isTransientDbError } from '../../src/db/errors.ts';
 
 describe('device and project rate limiter', () => {
   it('admits a burst of twice the rate, then refuses without taking, with the time to wait', () => {

@@ -251,8 +251,8 @@ export function createHistoryRepository(db: Db) {
      * values that cannot wait (`currentNow`: pushes, cloud, back-dated reports) in the same transaction.
      * Only history (the steady state): the INSERT alone, one round trip on PostgreSQL. A batch already
      * committed raises Duplicate('ingest_commit'); a partition dropped elsewhere meanwhile (retention on
-     * another node) is forgotten, and a connection-class error (08000) makes the ingest retry, which
-     * creates it again.
+     * another node) raises PartitionMissing after the known partitions are forgotten, so the ingest's
+     * retry creates it again.
      */
     async writeBatch(rows: TelemetryRow[], currentNow: TelemetryRow[], batchId: string, now: number): Promise<void> {
       try {
@@ -266,10 +266,8 @@ export function createHistoryRepository(db: Db) {
         }
       } catch (err) {
         const named = translated(err, { unique: { ingest_commits: 'ingest_commit' } });
-        if (named instanceof PartitionMissing) {
-          partitions.clear();
-          throw Object.assign(new Error('history partition missing; recreating it'), { code: '08000', cause: err });
-        }
+        // The ingest retries PartitionMissing (errors.ts `isTransientDbError`); the retry creates it again.
+        if (named instanceof PartitionMissing) partitions.clear();
         throw named;
       }
     },

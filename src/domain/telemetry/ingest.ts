@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { TelemetryRow } from '../../db/repositories/history.repository.ts';
-import { AppError } from '../../errors.ts';
+import { isTransientDbError } from '../../db/errors.ts';
 
 /**
  * The telemetry ingest pipeline (architecture.md §8, §11): every attribute value — reported over MQTT, HTTP, TCP
@@ -34,7 +34,10 @@ export interface IngestOptions<T = TelemetryRow> {
   maxPending?: number;
   /** Batches written at the same time (PostgreSQL: one connection each). */
   concurrency?: number;
-  /** Whether an error is the database being unavailable (retry) rather than refusing the data. */
+  /**
+   * Whether an error is the database being unavailable (retry) rather than refusing the data; by default
+   * the database boundary's `isTransientDbError`.
+   */
   isTransient?: (err: unknown) => boolean;
   logger?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
   /** Retry back-off bounds in ms. */
@@ -55,41 +58,6 @@ export interface IngestStats {
   retries: number;
   /** Submitters waiting for room. */
   held: number;
-}
-
-/** Connection-level failures: the server is down, restarting or unreachable. */
-export function isTransientDbError(err: unknown): boolean {
-  // The application's own refusals are never the database being away, whatever their message says.
-  if (err instanceof AppError) return false;
-  for (
-    let e = err as { code?: unknown; cause?: unknown; message?: unknown } | undefined, depth = 0;
-    e && depth < 5;
-    e = e.cause as typeof e, depth++
-  ) {
-    const code = typeof e.code === 'string' ? e.code : '';
-    // Connection exception, operator intervention (shutdown, "cannot connect now"; not a statement
-    // timeout, 57014, which would fail the same way for ever), insufficient
-    // resources, system error, "database is not accepting connections" (ALLOW_CONNECTIONS false),
-    // serialization failure / deadlock, read-only transaction (a standby during failover).
-    if (/^(08|57P|57000|53|58|55000|40001|40P01|25006)/.test(code)) return true;
-    if (
-      [
-        'ECONNREFUSED',
-        'ECONNRESET',
-        'EPIPE',
-        'ETIMEDOUT',
-        'ENOTFOUND',
-        'EAI_AGAIN',
-        'CONNECTION_CLOSED',
-        'CONNECTION_ENDED',
-        'CONNECTION_DESTROYED',
-        'CONNECT_TIMEOUT',
-      ].includes(code)
-    )
-      return true;
-    if (typeof e.message === 'string' && /terminat|connection|closed/i.test(e.message) && !code) return true;
-  }
-  return false;
 }
 
 /** The pipeline for telemetry rows by default; any row type with its own `write` (custom-data messages). */
