@@ -6,11 +6,11 @@ import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import type { Logger } from 'pino';
 import { createAdmission, type Admission, type Ticket } from '../core/admission.ts';
 import { MQTT_DEFAULTS } from '../core/defaults.ts';
+import { deviceLogin } from '../core/device-login.ts';
 import { attachDevice, HeldCommands, type DeviceConnection } from '../core/device-session.ts';
 import {
   AppError,
   isTransientDbError,
-  NotFound,
   RateExceeded,
   VIEW_KEY_LENGTH,
   type DeviceIdentity,
@@ -77,8 +77,8 @@ interface ClientState {
   rate: number;
   /** The filters granted on this connection, rewritten into the device's namespace (at most maxSubscriptions). */
   filters: Set<string>;
-  /** deviceAuth.mark() when the login began: a revocation since then ends the connection before it is attached. */
-  mark: number;
+  /** Whether the credentials were revoked since the login began: then the connection ends before it is attached. */
+  revoked(): boolean;
   /** The device's session in the registry, from the 'client' event until the connection closes. */
   connection?: DeviceConnection;
   /** Commands sent before the device subscribed to `command/send/…` on this connection. */
@@ -117,8 +117,6 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   const viewersOf = (projectId: string) => viewerClients.get(projectId)?.size ?? 0;
   const retryUnavailableMs = options.retryUnavailableMs ?? MQTT_DEFAULTS.retryUnavailableMs;
   const limiter = services.rateLimiter;
-  const rateOf = (identity: DeviceIdentity) =>
-    options.rateLimit ?? services.projectSettings.deviceRateLimit(identity.projectId);
   const authFailureDelayMs = options.authFailureDelayMs ?? MQTT_DEFAULTS.authFailureDelayMs;
   const log = options.logger.child({ component: 'mqtt' });
   const states = new WeakMap<Client, ClientState>();
@@ -303,27 +301,25 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       );
       return;
     }
-    const mark = services.deviceAuth.mark();
-    services.deviceAuth
-      .authenticate(projectKey, token)
-      .then(async (identity) => {
-        if (!identity) return refuse(4, 'bad user name or password');
-        if (identity.disabled) return refuse(5, 'device disabled');
-        const rate = await rateOf(identity);
+    deviceLogin(services, projectKey, token, options.rateLimit)
+      .then((login) => {
+        if (!login.ok)
+          return login.reason === 'device disabled'
+            ? refuse(5, 'device disabled')
+            : refuse(4, 'bad user name or password');
+        const { identity, rate, revoked } = login;
         states.set(client, {
           identity,
           clientId: client.id,
           rate,
           filters: new Set(),
-          mark,
+          revoked,
           commands: new HeldCommands(MAX_HELD_COMMANDS, 'the device has not subscribed to commands'),
           context: { services, clock, identity },
         });
         callback(null, true);
       })
       .catch((err: unknown) => {
-        // The project went away during the login: its credentials are no longer valid.
-        if (err instanceof NotFound) return refuse(4, 'bad user name or password');
         log.error({ err }, 'device authentication failed');
         callback(authError(3, 'server unavailable'), false);
       });
@@ -470,7 +466,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     const state = states.get(client);
     if (!state) return;
     const { identity } = state;
-    if (services.deviceAuth.revokedSince(identity, state.mark)) {
+    if (state.revoked()) {
       log.info(
         { deviceId: identity.deviceId },
         'closing a device connection whose credentials were revoked while it logged in',

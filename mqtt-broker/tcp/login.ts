@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Admission, Ticket } from '../core/admission.ts';
+import { deviceLogin } from '../core/device-login.ts';
 import type { DeviceIdentity, DevicePort, TcpProfile } from '../core/port.ts';
 
 const NEWLINE = 0x0a;
@@ -73,22 +74,17 @@ export function createLogin<L extends LoginLink>({
     if (amp < 1 || !/^[\x21-\x7e]+$/.test(text)) return refuse(link, 'malformed login');
     // Counted per client address before any query (admission.ts).
     if (link.ticket && !admission.tryLogin(link.ticket.address)) return refuse(link, 'too many login attempts');
-    const mark = services.deviceAuth.mark();
-    services.deviceAuth
-      .authenticate(text.slice(0, amp), text.slice(amp + 1))
+    // The same login as over MQTT (core/device-login.ts); a refusal is closed after the delay, nothing is sent.
+    deviceLogin(services, text.slice(0, amp), text.slice(amp + 1), o.rateLimit)
       .then(
-        async (identity) => {
+        async (result) => {
           if (link.phase !== 'auth') return;
-          if (!identity) return refuse(link, 'bad login');
-          if (identity.disabled) return refuse(link, 'device disabled');
-          const [profile, rateLimit] = await Promise.all([
-            services.dataStreams.tcpProfile(identity),
-            o.rateLimit ?? services.projectSettings.deviceRateLimit(identity.projectId),
-          ]);
+          if (!result.ok) return refuse(link, result.reason);
+          const profile = await services.dataStreams.tcpProfile(result.identity);
           if (link.phase !== 'auth' || closing()) return end(link, 'closed during login');
           // Revoked (device disabled, deleted, its project deleted) while the login was checked.
-          if (services.deviceAuth.revokedSince(identity, mark)) return end(link, 'credentials revoked during login');
-          open(link, identity, profile, rateLimit, rest);
+          if (result.revoked()) return end(link, 'credentials revoked during login');
+          open(link, result.identity, profile, result.rate, rest);
         },
         (err: unknown) => {
           log.error({ err }, 'TCP device authentication failed');
