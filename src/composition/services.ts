@@ -1,6 +1,7 @@
 import { pino, type Logger } from 'pino';
 import { Duplicate } from '../db/errors.ts';
 import type { Db } from '../db/client.ts';
+import type { AttributeValuesRepository } from '../db/repositories/attribute-values.repository.ts';
 import { createRateLimiter } from '../domain/delivery/rate-limiter.ts';
 import { createSessionRegistry } from '../domain/delivery/sessions.ts';
 import { createDeviceAuthService } from '../domain/devices/device-auth.service.ts';
@@ -113,11 +114,13 @@ export function createServices({
     concurrency: settings.ingestConcurrency,
     logger: log('ingest'),
   });
+  // Current values as stored, overlaid with the fresh ones the cache has not written yet (current-cache.ts).
+  const listCurrentValues: AttributeValuesRepository['list'] = async (projectId, deviceId, keys) =>
+    currentCache.overlay(deviceId, await attributeValuesRepo.list(projectId, deviceId, keys), keys);
   const history = createHistoryService({
     history: historyRepo,
     values: {
-      list: async (projectId, deviceId, keys) =>
-        currentCache.overlay(deviceId, await attributeValuesRepo.list(projectId, deviceId, keys), keys),
+      list: listCurrentValues,
       remove: async (projectId, deviceId, keys) => {
         currentCache.forget(deviceId, keys);
         await attributeValuesRepo.remove(projectId, deviceId, keys);
@@ -125,21 +128,13 @@ export function createServices({
     },
     devices: devicesRepo,
     attributeModels: (projectId, typeId) => deviceTypes.attributeModels(projectId, typeId),
+    bus,
+    forgetDevice: (deviceId) => currentCache.forget(deviceId),
+    logger: log('history'),
     clock,
   });
-  const historyLog = log('history');
-  // A deleted device's history goes with it (the history has no foreign key: it would tax every insert).
-  bus.on('device.deleted', ({ deviceId }) => {
-    currentCache.forget(deviceId);
-    historyRepo
-      .removeDevice(deviceId)
-      .catch((err: unknown) => historyLog.warn({ err, deviceId }, 'history of a deleted device not removed'));
-  });
   const currentValues = createCurrentValuesService({
-    repo: {
-      list: async (projectId, deviceId, keys) =>
-        currentCache.overlay(deviceId, await attributeValuesRepo.list(projectId, deviceId, keys), keys),
-    },
+    repo: { list: listCurrentValues },
     devices: devicesRepo,
     sessions,
     presence,

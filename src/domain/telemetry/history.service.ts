@@ -8,6 +8,7 @@ import { DAY_MS } from '../../lib/time.ts';
 import { TtlCache } from '../../lib/ttl-cache.ts';
 import type { Scope } from '../auth/principal.ts';
 import { deviceInScope } from '../devices/device-in-scope.ts';
+import type { EventBus } from '../events/event-bus.ts';
 import type { ModelLookup } from './current-values.service.ts';
 
 /** The longest range of one series or aggregation call (http-api.md §3: 30 days). */
@@ -23,6 +24,11 @@ export interface HistoryServiceDeps {
   devices: Pick<DevicesRepository, 'get'>;
   /** The attribute models of a device type, as stored. */
   attributeModels(projectId: string, typeId: string): Promise<AttributeModelRow[]>;
+  /** `device.deleted` removes the device's history (it has no foreign key: one would tax every insert). */
+  bus: Pick<EventBus, 'on'>;
+  /** Forgets a deleted device's current values not yet written (current-cache.ts). */
+  forgetDevice: (deviceId: string) => void;
+  logger?: { warn(obj: object, msg: string): void };
   clock?: () => number;
 }
 
@@ -63,8 +69,18 @@ export function createHistoryService({
   values,
   devices,
   attributeModels,
+  bus,
+  forgetDevice,
+  logger,
   clock = Date.now,
 }: HistoryServiceDeps) {
+  // A deleted device's history goes with it.
+  bus.on('device.deleted', ({ deviceId }) => {
+    forgetDevice(deviceId);
+    history
+      .removeDevice(deviceId)
+      .catch((err: unknown) => logger?.warn({ err, deviceId }, 'history of a deleted device not removed'));
+  });
   const modelCache = new TtlCache<AttributeModelRow[]>(5_000, clock);
   const modelsOf = (projectId: string, typeId: string) =>
     modelCache.get(projectId, typeId, () => attributeModels(projectId, typeId));
