@@ -18,7 +18,7 @@ import {
 } from '../core/port.ts';
 import { createGatewayHub, type GatewayLink } from './gateway.ts';
 import { failure, handleUpstream, type Answer, type UpstreamContext } from './handlers/index.ts';
-import { createViewerHooks, type Viewer } from './viewers.ts';
+import { createViewerRegistry } from './viewers.ts';
 import {
   deviceTopic,
   filterMatches,
@@ -114,7 +114,6 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   const maxSubscriptions = options.maxSubscriptions ?? MQTT_DEFAULTS.maxSubscriptions;
   const maxViewerSubscriptions = options.maxViewerSubscriptions ?? MQTT_DEFAULTS.maxViewerSubscriptions;
   const maxViewersPerProject = options.maxViewersPerProject ?? MQTT_DEFAULTS.maxViewersPerProject;
-  const viewersOf = (projectId: string) => viewerClients.get(projectId)?.size ?? 0;
   const retryUnavailableMs = options.retryUnavailableMs ?? MQTT_DEFAULTS.retryUnavailableMs;
   const limiter = services.rateLimiter;
   const authFailureDelayMs = options.authFailureDelayMs ?? MQTT_DEFAULTS.authFailureDelayMs;
@@ -136,32 +135,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   });
 
   // Application subscriptions (device-protocol.md §9): read-only clients of a project's view key.
-  const viewers = new WeakMap<Client, Viewer>();
-  const viewerHooks = createViewerHooks({ aedes, services });
-
-  /**
-   * Revocation of application subscribers (a new view secret, a deleted project): their connections
-   * close at once, and a login checked against the old secret while it changed is refused. Revocations
-   * are numbered; a viewer remembers the number current when its login began.
-   */
-  const viewerClients = new Map<string, Set<Client>>();
-  const viewerFilters = new WeakMap<Client, Set<string>>();
-  const viewerSince = new WeakMap<Client, number>();
-  const viewersRevokedAt = new Map<string, number>();
-  let revocations = 0;
-  const viewersRevoked = (projectId: string, since: number) => (viewersRevokedAt.get(projectId) ?? 0) > since;
-  function revokeViewers({ projectId }: { projectId: string }) {
-    if (viewersRevokedAt.size >= 100_000) viewersRevokedAt.clear();
-    viewersRevokedAt.set(projectId, ++revocations);
-    const set = viewerClients.get(projectId);
-    if (!set) return;
-    log.info({ projectId, viewers: set.size }, 'closing application subscribers: credentials revoked');
-    for (const client of set) client.close();
-  }
-  const offRevocations = [
-    services.bus.on('project.viewers_revoked', revokeViewers),
-    services.bus.on('project.deleted', revokeViewers),
-  ];
+  const viewers = createViewerRegistry({ aedes, services, log, maxViewerSubscriptions, maxViewersPerProject });
 
   // Gateways and their sub-devices (device-protocol.md §8).
   const gateways = createGatewayHub({ services, log });
@@ -245,12 +219,8 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         for (const f of packet.unsubscriptions) state.filters.delete(f);
         return;
       }
-      const viewer = viewers.get(client);
-      if (!viewer) return;
       // A viewer's filters were stored rewritten into its project's namespace too.
-      packet.unsubscriptions = packet.unsubscriptions.map((f) => viewerHooks.subscription(viewer, f) ?? f);
-      const filters = viewerFilters.get(client);
-      for (const f of packet.unsubscriptions) filters?.delete(f);
+      if (viewers.has(client)) packet.unsubscriptions = viewers.unsubscribe(client, packet.unsubscriptions);
     });
   }
 
@@ -282,18 +252,8 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     const token = username ?? '';
     const projectKey = password?.toString('utf8') ?? '';
     if (token.length === VIEW_KEY_LENGTH) {
-      const since = revocations;
-      viewerHooks.authenticate(token, projectKey).then(
-        (viewer) => {
-          if (!viewer) return refuse(4, 'bad user name or password');
-          // The secret was changed (or the project deleted) while this login was being checked.
-          if (viewersRevoked(viewer.projectId, since)) return refuse(4, 'bad user name or password');
-          if (viewersOf(viewer.projectId) >= maxViewersPerProject)
-            return refuse(5, 'too many application subscribers for this project');
-          viewers.set(client, { projectId: viewer.projectId, viewKey: token });
-          viewerSince.set(client, since);
-          callback(null, true);
-        },
+      viewers.login(client, token, projectKey).then(
+        (refused) => (refused ? refuse(refused.returnCode, refused.message) : callback(null, true)),
         (err: unknown) => {
           log.error({ err }, 'view key authentication failed');
           callback(authError(3, 'server unavailable'), false);
@@ -326,16 +286,10 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   };
 
   aedes.authorizeSubscribe = (client, sub, callback) => {
-    const viewer = viewers.get(client);
-    if (viewer) {
-      const topic = viewerHooks.subscription(viewer, sub.topic);
-      if (topic === undefined) return callback(null, null);
-      // Bounded like a device's (a wildcard covers every device of the project).
-      const filters = (viewerFilters.get(client) ?? viewerFilters.set(client, new Set()).get(client))!;
-      if (!filters.has(topic) && filters.size >= maxViewerSubscriptions) return callback(null, null);
-      filters.add(topic);
+    if (viewers.has(client)) {
+      const topic = viewers.subscribe(client, sub.topic);
       // QoS 0 only (device-protocol.md §9).
-      return callback(null, { ...sub, topic, qos: 0 });
+      return callback(null, topic === undefined ? null : { ...sub, topic, qos: 0 });
     }
     const state = states.get(client);
     if (!state || !mayFilter(state, sub.topic)) return callback(null, null);
@@ -352,9 +306,8 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   };
 
   aedes.authorizeForward = (client, packet) => {
-    const viewer = viewers.get(client);
-    if (viewer) {
-      const topic = viewerHooks.forward(viewer, packet.topic);
+    if (viewers.has(client)) {
+      const topic = viewers.forward(client, packet.topic);
       return topic === undefined ? null : ({ ...packet, topic, qos: 0 } as typeof packet);
     }
     const state = states.get(client);
@@ -366,11 +319,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   aedes.authorizePublish = (client, packet, callback) => {
     if (client && viewers.has(client)) {
       // Subscribers are read-only: a publish ends the connection and goes nowhere.
-      log.warn(
-        { projectId: viewers.get(client)!.projectId },
-        'closing an application subscriber that tried to publish',
-      );
-      client.close();
+      viewers.published(client);
       return callback(new Error('not authorized'));
     }
     const state = client ? states.get(client) : undefined;
@@ -452,17 +401,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   // 'client' comes when the client is registered, before its CONNACK is written: the device is
   // online (and reachable) by the time it knows it is connected.
   aedes.on('client', (client) => {
-    const viewer = viewers.get(client);
-    if (viewer) {
-      viewerHooks.connected(viewer);
-      if (viewersRevoked(viewer.projectId, viewerSince.get(client) ?? 0)) return client.close();
-      // Logins checked at the same time may all have found room: the count here is the one that holds.
-      if (viewersOf(viewer.projectId) >= maxViewersPerProject) return client.close();
-      let set = viewerClients.get(viewer.projectId);
-      if (!set) viewerClients.set(viewer.projectId, (set = new Set()));
-      set.add(client);
-      return;
-    }
+    if (viewers.connected(client)) return;
     const state = states.get(client);
     if (!state) return;
     const { identity } = state;
@@ -492,13 +431,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   });
 
   aedes.on('clientDisconnect', (client) => {
-    const viewer = viewers.get(client);
-    if (viewer) {
-      viewers.delete(client);
-      const set = viewerClients.get(viewer.projectId);
-      if (set?.delete(client) && !set.size) viewerClients.delete(viewer.projectId);
-      return viewerHooks.disconnected(viewer);
-    }
+    if (viewers.disconnected(client)) return;
     const state = states.get(client);
     if (!state?.connection) return;
     const { connection, identity } = state;
@@ -556,8 +489,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     },
     close: () => {
       for (const stream of streams) if (!tickets.get(stream)?.admitted) stream.destroy();
-      viewerHooks.close();
-      for (const off of offRevocations) off();
+      viewers.close();
       gateways.close();
       return new Promise<void>((resolve) => aedes.close(() => resolve()));
     },
