@@ -19,7 +19,7 @@ function fakeTypes(overrides: Partial<DeviceTypesRepository>): DeviceTypesReposi
 describe('device types and named database errors', () => {
   it('answers "used by N devices" when the foreign key refuses the delete (a device created meanwhile)', async () => {
     const types = fakeTypes({
-      transaction: () => Promise.reject(new MissingReference('device_type')),
+      inTransaction: () => Promise.reject(new MissingReference('device_type')),
       deviceCount: () => Promise.resolve(2),
     });
     const service = createDeviceTypesService({ types });

@@ -31,10 +31,11 @@ const typeErrors: Translation = {
   foreignKey: { type_id: 'device_type', project_id: 'project' },
 };
 
-export function createDeviceTypesRepository(db: Db) {
+/** The type's reads and writes on `db`: the database itself, or one transaction (see `inTransaction`). */
+function queries(db: Tx) {
   /** Types with their device count, from one grouped query over (project_id, type_id) — no query per type. */
-  function withCounts(scope: Scope, typeId?: string, tx: Tx = db) {
-    const counts = tx
+  function withCounts(scope: Scope, typeId?: string) {
+    const counts = db
       .select({ typeId: devices.typeId, n: sql<number>`count(*)::int`.as('n') })
       .from(devices)
       .where(
@@ -45,7 +46,7 @@ export function createDeviceTypesRepository(db: Db) {
       )
       .groupBy(devices.typeId)
       .as('type_counts');
-    return tx
+    return db
       .select({ ...getTableColumns(deviceTypes), deviceCount: sql<number>`coalesce(${counts.n}, 0)::int` })
       .from(deviceTypes)
       .leftJoin(counts, eq(counts.typeId, deviceTypes.id));
@@ -65,14 +66,17 @@ export function createDeviceTypesRepository(db: Db) {
       return row;
     },
 
-    async byId(projectId: string, id: string, tx: Tx = db): Promise<DeviceTypeRow | undefined> {
-      const [row] = await tx.select().from(deviceTypes).where(typeIs(projectId, id)).limit(1);
+    async byId(projectId: string, id: string): Promise<DeviceTypeRow | undefined> {
+      const [row] = await db.select().from(deviceTypes).where(typeIs(projectId, id)).limit(1);
       return row;
     },
 
-    /** Locks the type's row: changes that check rules across its sub-resources run one at a time per type. */
-    async lock(tx: Tx, projectId: string, id: string): Promise<boolean> {
-      const rows = await tx.select({ id: deviceTypes.id }).from(deviceTypes).where(typeIs(projectId, id)).for('update');
+    /**
+     * Locks the type's row until the transaction ends (so only inside `inTransaction`): changes that check
+     * rules across its sub-resources run one at a time per type. False when the type does not exist.
+     */
+    async lock(projectId: string, id: string): Promise<boolean> {
+      const rows = await db.select({ id: deviceTypes.id }).from(deviceTypes).where(typeIs(projectId, id)).for('update');
       return rows.length > 0;
     },
 
@@ -87,8 +91,8 @@ export function createDeviceTypesRepository(db: Db) {
       return rows.length > 0;
     },
 
-    async deviceCount(projectId: string, typeId: string, tx: Tx = db): Promise<number> {
-      const [row] = await tx
+    async deviceCount(projectId: string, typeId: string): Promise<number> {
+      const [row] = await db
         .select({ n: sql<number>`count(*)::int` })
         .from(devices)
         .where(and(eq(devices.projectId, projectId), eq(devices.typeId, typeId)));
@@ -99,8 +103,8 @@ export function createDeviceTypesRepository(db: Db) {
      * Deletes the type and, by cascade, its models, streams and info definitions, plus the values stored
      * for those definitions. Devices still using the type make the foreign key refuse the delete.
      */
-    async delete(projectId: string, id: string, tx: Tx = db): Promise<boolean> {
-      await tx
+    async delete(projectId: string, id: string): Promise<boolean> {
+      await db
         .delete(deviceInfos)
         .where(
           and(
@@ -108,13 +112,8 @@ export function createDeviceTypesRepository(db: Db) {
             sql`${deviceInfos.infoId} in (select ${extendInfoDefs.id} from ${extendInfoDefs} where ${extendInfoDefs.projectId} = ${projectId} and ${extendInfoDefs.deviceTypeId} = ${id})`,
           ),
         );
-      const rows = await tx.delete(deviceTypes).where(typeIs(projectId, id)).returning({ id: deviceTypes.id });
+      const rows = await db.delete(deviceTypes).where(typeIs(projectId, id)).returning({ id: deviceTypes.id });
       return rows.length > 0;
-    },
-
-    /** A transaction over the type's rows; its driver errors come out translated like the single writes'. */
-    transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
-      return translating(typeErrors, () => db.transaction(fn));
     },
 
     // Attribute models
@@ -169,13 +168,8 @@ export function createDeviceTypesRepository(db: Db) {
         .orderBy(asc(dataStreams.createTime), asc(dataStreams.id));
     },
 
-    async stream(
-      projectId: string,
-      typeId: string,
-      identifier: string,
-      tx: Tx = db,
-    ): Promise<DataStreamRow | undefined> {
-      const [row] = await tx
+    async stream(projectId: string, typeId: string, identifier: string): Promise<DataStreamRow | undefined> {
+      const [row] = await db
         .select()
         .from(dataStreams)
         .where(
@@ -194,9 +188,8 @@ export function createDeviceTypesRepository(db: Db) {
       projectId: string,
       typeId: string,
       exceptId: string | undefined,
-      tx: Tx = db,
     ): Promise<DataStreamRow | undefined> {
-      const [row] = await tx
+      const [row] = await db
         .select()
         .from(dataStreams)
         .where(
@@ -211,13 +204,13 @@ export function createDeviceTypesRepository(db: Db) {
       return row;
     },
 
-    async insertStream(row: NewDataStream, tx: Tx = db): Promise<void> {
-      await translating(typeErrors, () => tx.insert(dataStreams).values(row));
+    async insertStream(row: NewDataStream): Promise<void> {
+      await translating(typeErrors, () => db.insert(dataStreams).values(row));
     },
 
-    async updateStream(projectId: string, id: string, patch: Partial<NewDataStream>, tx: Tx = db): Promise<void> {
+    async updateStream(projectId: string, id: string, patch: Partial<NewDataStream>): Promise<void> {
       await translating(typeErrors, () =>
-        tx
+        db
           .update(dataStreams)
           .set(patch)
           .where(and(eq(dataStreams.projectId, projectId), eq(dataStreams.id, id))),
@@ -262,6 +255,23 @@ export function createDeviceTypesRepository(db: Db) {
         .update(extendInfoDefs)
         .set(patch)
         .where(and(eq(extendInfoDefs.projectId, projectId), eq(extendInfoDefs.id, id)));
+    },
+  };
+}
+/** The type's reads and writes bound to one transaction (the `r` of `inTransaction`). */
+export type DeviceTypesInTransaction = ReturnType<typeof queries>;
+
+export function createDeviceTypesRepository(db: Db) {
+  return {
+    ...queries(db),
+
+    /**
+     * Runs `work` as one transaction (a unit of work): `r` is this repository bound to it, so a
+     * service locks the type, checks and writes without naming the driver's transaction. Its driver
+     * errors come out translated like the single writes'.
+     */
+    inTransaction<T>(work: (r: DeviceTypesInTransaction) => Promise<T>): Promise<T> {
+      return translating(typeErrors, () => db.transaction((tx) => work(queries(tx))));
     },
 
     /** Deletes a definition and every device's value of it. */

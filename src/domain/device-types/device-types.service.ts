@@ -137,11 +137,11 @@ export function createDeviceTypesService({
     /** Refused while devices use the type (the foreign key also refuses, should one be created meanwhile). */
     async delete(scope: Scope, id: string) {
       try {
-        await types.transaction(async (tx) => {
-          if (!(await types.lock(tx, scope.projectId, id))) throw new NotFound('Device type');
-          const n = await types.deviceCount(scope.projectId, id, tx);
+        await types.inTransaction(async (r) => {
+          if (!(await r.lock(scope.projectId, id))) throw new NotFound('Device type');
+          const n = await r.deviceCount(scope.projectId, id);
           if (n > 0) await inUse(scope.projectId, id, n);
-          await types.delete(scope.projectId, id, tx);
+          await r.delete(scope.projectId, id);
         });
         onDataSettingsChanged(scope.projectId, id);
       } catch (err) {

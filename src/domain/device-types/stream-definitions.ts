@@ -1,4 +1,4 @@
-import type { Tx } from '../../db/client.ts';
+import type { DeviceTypesInTransaction } from '../../db/repositories/device-types.repository.ts';
 import { BadRequest, Conflict, NotFound } from '../../errors.ts';
 import { newId } from '../../lib/ids.ts';
 import type { Scope } from '../auth/principal.ts';
@@ -29,8 +29,13 @@ function checkMapping(format: string, mapToAttributes: boolean) {
 /** A device type's custom data stream definitions (device-protocol.md §7). */
 export function createStreamDefinitions({ types, clock, onDataSettingsChanged, mustGetType }: TypePartsContext) {
   /** At most one stream per type reads a raw TCP link (device-protocol.md §6). */
-  async function checkSingleTcpBinding(projectId: string, typeId: string, exceptId: string | undefined, tx: Tx) {
-    const bound = await types.tcpBoundStream(projectId, typeId, exceptId, tx);
+  async function checkSingleTcpBinding(
+    r: DeviceTypesInTransaction,
+    projectId: string,
+    typeId: string,
+    exceptId: string | undefined,
+  ) {
+    const bound = await r.tcpBoundStream(projectId, typeId, exceptId);
     if (bound) {
       throw new Conflict(
         `The device type already has a TCP-bound data stream ("${bound.identifier}"); unbind it first`,
@@ -51,24 +56,21 @@ export function createStreamDefinitions({ types, clock, onDataSettingsChanged, m
       const now = clock();
       const id = newId(now);
       try {
-        await types.transaction(async (tx) => {
-          if (!(await types.lock(tx, scope.projectId, typeId))) throw new NotFound('Device type');
-          if (input.tcp_bound) await checkSingleTcpBinding(scope.projectId, typeId, undefined, tx);
-          await types.insertStream(
-            {
-              id,
-              projectId: scope.projectId,
-              deviceTypeId: typeId,
-              identifier: input.identifier,
-              name: input.name ?? input.identifier,
-              format: input.format,
-              tcpBound: input.tcp_bound ?? false,
-              mapToAttributes,
-              createTime: now,
-              updateTime: now,
-            },
-            tx,
-          );
+        await types.inTransaction(async (r) => {
+          if (!(await r.lock(scope.projectId, typeId))) throw new NotFound('Device type');
+          if (input.tcp_bound) await checkSingleTcpBinding(r, scope.projectId, typeId, undefined);
+          await r.insertStream({
+            id,
+            projectId: scope.projectId,
+            deviceTypeId: typeId,
+            identifier: input.identifier,
+            name: input.name ?? input.identifier,
+            format: input.format,
+            tcpBound: input.tcp_bound ?? false,
+            mapToAttributes,
+            createTime: now,
+            updateTime: now,
+          });
         });
       } catch (err) {
         duplicate(err, 'data_stream_ident', `The device type already has a data stream "${input.identifier}"`);
@@ -78,25 +80,20 @@ export function createStreamDefinitions({ types, clock, onDataSettingsChanged, m
     },
 
     async updateDataStream(scope: Scope, typeId: string, identifier: string, patch: DataStreamPatch) {
-      const view = await types.transaction(async (tx) => {
-        if (!(await types.lock(tx, scope.projectId, typeId))) throw new NotFound('Device type');
-        const row = await types.stream(scope.projectId, typeId, identifier, tx);
+      const view = await types.inTransaction(async (r) => {
+        if (!(await r.lock(scope.projectId, typeId))) throw new NotFound('Device type');
+        const row = await r.stream(scope.projectId, typeId, identifier);
         if (!row) throw new NotFound('Data stream');
         checkMapping(patch.format ?? row.format, patch.map_to_attributes ?? row.mapToAttributes);
-        if (patch.tcp_bound && !row.tcpBound) await checkSingleTcpBinding(scope.projectId, typeId, row.id, tx);
-        await types.updateStream(
-          scope.projectId,
-          row.id,
-          {
-            ...(patch.name !== undefined ? { name: patch.name } : {}),
-            ...(patch.format !== undefined ? { format: patch.format } : {}),
-            ...(patch.tcp_bound !== undefined ? { tcpBound: patch.tcp_bound } : {}),
-            ...(patch.map_to_attributes !== undefined ? { mapToAttributes: patch.map_to_attributes } : {}),
-            updateTime: clock(),
-          },
-          tx,
-        );
-        const updated = await types.stream(scope.projectId, typeId, identifier, tx);
+        if (patch.tcp_bound && !row.tcpBound) await checkSingleTcpBinding(r, scope.projectId, typeId, row.id);
+        await r.updateStream(scope.projectId, row.id, {
+          ...(patch.name !== undefined ? { name: patch.name } : {}),
+          ...(patch.format !== undefined ? { format: patch.format } : {}),
+          ...(patch.tcp_bound !== undefined ? { tcpBound: patch.tcp_bound } : {}),
+          ...(patch.map_to_attributes !== undefined ? { mapToAttributes: patch.map_to_attributes } : {}),
+          updateTime: clock(),
+        });
+        const updated = await r.stream(scope.projectId, typeId, identifier);
         if (!updated) throw new NotFound('Data stream');
         return streamView(updated);
       });
