@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import mqtt, { type MqttClient } from 'mqtt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { client, createTestApp, expectOk, type Client, type TestContext } from '../helpers/app.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import { createDeviceProtocolFixtures, type Placeholders } from './fixtures.ts';
@@ -43,30 +43,21 @@ async function connect(token: string): Promise<Connection> {
   });
   clients.push(c);
   const inbox: Array<{ topic: string; payload: string }> = [];
-  let wake: (() => void) | undefined;
-  c.on('message', (topic, payload) => {
-    inbox.push({ topic, payload: payload.toString() });
-    wake?.();
-  });
+  c.on('message', (topic, payload) => inbox.push({ topic, payload: payload.toString() }));
   return {
     client: c,
-    take: async (topic, line) => {
-      const deadline = Date.now() + WAIT_MS;
-      for (;;) {
-        const i = inbox.findIndex((m) => m.topic === topic);
-        if (i >= 0) return inbox.splice(i, 1)[0]!.payload;
-        const left = deadline - Date.now();
-        if (left <= 0)
-          throw new Error(`line ${line}: nothing on ${topic} within ${WAIT_MS} ms; received ${JSON.stringify(inbox)}`);
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, left);
-          wake = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-      }
-    },
+    take: (topic, line) =>
+      vi.waitFor(
+        () => {
+          const i = inbox.findIndex((m) => m.topic === topic);
+          if (i < 0)
+            throw new Error(
+              `line ${line}: nothing on ${topic} within ${WAIT_MS} ms; received ${JSON.stringify(inbox)}`,
+            );
+          return inbox.splice(i, 1)[0]!.payload;
+        },
+        { timeout: WAIT_MS, interval: 10 },
+      ),
   };
 }
 

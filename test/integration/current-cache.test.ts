@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rowsOf } from '../../src/db/timescale.ts';
+import { rowsOf } from '../../src/db/client.ts';
+import { DAY_MS } from '../../src/lib/time.ts';
 import { createServices } from '../../src/composition/services.ts';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 import { addAuthenticatedDevice } from '../helpers/factories.ts';
@@ -89,15 +90,13 @@ describe('current-values cache', () => {
   it('recreates a day partition that another process dropped, and stores the report', async () => {
     if ((await ctx.services.historyStore.detect()) !== 'partitioned') return;
     const d = await newDevice('dropped');
-    const day = Math.floor((Date.now() - 100 * 86_400_000) / 86_400_000) * 86_400_000;
+    const day = Math.floor((Date.now() - 100 * DAY_MS) / DAY_MS) * DAY_MS;
     await ctx.services.currentValues.reportSeries(d.identity, [{ ts: day + 1000, attributes: { v: 1 } }]);
     const name = `attribute_history_d${new Date(day).toISOString().slice(0, 10).replaceAll('-', '')}`;
     await ctx.database.db.execute(sql.raw(`drop table ${name}`));
     await ctx.services.currentValues.reportSeries(d.identity, [{ ts: day + 2000, attributes: { v: 2 } }]);
     expect(
-      (await ctx.services.historyStore.series(p.project.id, d.id, 'v', day, day + 86_400_000, 10, 0)).map(
-        (x) => x.value,
-      ),
+      (await ctx.services.historyStore.series(p.project.id, d.id, 'v', day, day + DAY_MS, 10, 0)).map((x) => x.value),
     ).toEqual([2]);
   });
 });

@@ -3,6 +3,7 @@ import type { Transport } from '../../src/domain/delivery/sessions.ts';
 import type { DeviceIdentity } from '../../src/domain/devices/device-identity.ts';
 import type { DomainEvents } from '../../src/domain/events/event-bus.ts';
 import { monotonicIds } from '../../src/domain/telemetry/data-streams.service.ts';
+import { DAY_MS } from '../../src/lib/time.ts';
 import {
   client,
   createProject,
@@ -330,7 +331,7 @@ describe('GET /api/v1/device/:id/data/:identifier/messages', () => {
 
   it('filters by time: a range, the 30 days before end_time, fractional times floored', async () => {
     const d = await newDevice();
-    const day = 86_400_000;
+    const day = DAY_MS;
     const now = Date.now();
     for (const ts of [now - 40 * day, now - 10 * day, now - 2 * day, now - 1000])
       await up(d, 's', Buffer.from(String(ts)), 'mqtt', ts);

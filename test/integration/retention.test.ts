@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDataMessagesRepository } from '../../src/db/repositories/data-messages.repository.ts';
 import type { TelemetryRow } from '../../src/db/repositories/history.repository.ts';
 import { newId } from '../../src/lib/ids.ts';
+import { DAY_MS } from '../../src/lib/time.ts';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 import { addDevice } from '../helpers/factories.ts';
 import { openPrivateTestDatabase } from '../helpers/db.ts';
@@ -12,7 +13,6 @@ import { openPrivateTestDatabase } from '../helpers/db.ts';
  * retention. Dates relative to now: 400 days old is past the default 365, 2 days old is kept.
  * Its own database: dropping whole days is database-wide.
  */
-const DAY = 86_400_000;
 let ctx: TestContext;
 
 beforeAll(async () => {
@@ -37,7 +37,7 @@ async function historyAt(d: Device, now: number, daysAgo: number[]) {
     projectId: d.f.project.id,
     deviceId: d.id,
     identifier: 'v',
-    ts: now - days * DAY,
+    ts: now - days * DAY_MS,
     value: days,
     dataType: 'number',
     attrType: 'report',
@@ -47,21 +47,21 @@ async function historyAt(d: Device, now: number, daysAgo: number[]) {
   await ctx.database.db.transaction((tx) => store.write(tx, rows));
 }
 const historyDays = async (d: Device, now: number) =>
-  (await ctx.services.historyStore.series(d.f.project.id, d.id, 'v', now - 1000 * DAY, now, 100, 0))
+  (await ctx.services.historyStore.series(d.f.project.id, d.id, 'v', now - 1000 * DAY_MS, now, 100, 0))
     .map((p) => p.value)
     .sort((a, b) => Number(a) - Number(b));
 
 async function messagesAt(d: Device, now: number, daysAgo: number[]) {
   await createDataMessagesRepository(ctx.database.db).insertMany(
     daysAgo.map((days) => ({
-      id: newId(now - days * DAY),
+      id: newId(now - days * DAY_MS),
       projectId: d.f.project.id,
       deviceId: d.id,
       identifier: 'raw',
       direction: 'up' as const,
       transport: 'tcp' as const,
       payload: Buffer.from(String(days)),
-      ts: now - days * DAY,
+      ts: now - days * DAY_MS,
     })),
   );
 }

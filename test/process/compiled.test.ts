@@ -5,6 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { serverEnv, type Spawned } from '../helpers/process.ts';
+import { until } from '../helpers/wait.ts';
 
 /**
  * The compiled server (`npm run build`, as the Docker image runs it: Dockerfile): it starts from dist/ on the
@@ -52,14 +53,18 @@ describe('the compiled server (npm run build)', () => {
     child.stderr.on('data', (b: Buffer) => (out += b.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
 
-    // Ready once every listener is bound: the control socket is the last to open.
+    // Ready once every listener is bound: the control socket is the last to open. Asked every 500 ms for 120 s,
+    // or until the server has exited.
     let ready = 0;
-    for (let i = 0; i < 240 && ready !== 200; i++) {
-      await new Promise((r) => setTimeout(r, 500));
-      const url = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1];
-      if (url) ready = (await fetch(`${url}/readyz`).catch(() => undefined))?.status ?? 0;
-      if (child.exitCode !== null) break;
-    }
+    await until(
+      async () => {
+        const url = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1];
+        if (url) ready = (await fetch(`${url}/readyz`).catch(() => undefined))?.status ?? 0;
+        return ready === 200 || child.exitCode !== null;
+      },
+      'the compiled server to be ready',
+      { timeout: 120_000, interval: 500 },
+    ).catch(() => undefined);
     expect(ready, out).toBe(200);
     // The web console, whose sources and build the compiled server finds from dist/ (console/build.ts).
     const url = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(out)![1]!;

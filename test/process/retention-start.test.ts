@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { openPglite, openPostgres, type Database } from '../../src/db/client.ts';
 import type { TelemetryRow } from '../../src/db/repositories/history.repository.ts';
 import { createServices } from '../../src/composition/services.ts';
+import { DAY_MS } from '../../src/lib/time.ts';
 import { createPrivatePostgres, type PrivatePostgres } from '../helpers/db.ts';
 import { serverEnv, spawnTs, type Spawned } from '../helpers/process.ts';
 
@@ -14,7 +15,6 @@ import { serverEnv, spawnTs, type Spawned } from '../helpers/process.ts';
  * 30 s after the start), the recent history stays. On the embedded database, or on a PostgreSQL
  * database of its own when TEST_DATABASE_URL is set.
  */
-const DAY = 86_400_000;
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'iot-retention-start-'));
 const procs: Spawned[] = [];
 let pg: PrivatePostgres | undefined;
@@ -44,7 +44,7 @@ describe('the server at start', () => {
       projectId: project.id,
       deviceId: device.id,
       identifier: 'v',
-      ts: now - days * DAY,
+      ts: now - days * DAY_MS,
       value: days,
       dataType: 'number',
       attrType: 'report',
@@ -72,7 +72,7 @@ describe('the server at start', () => {
         project.id,
         device.id,
         'v',
-        now - 500 * DAY,
+        now - 500 * DAY_MS,
         now,
         10,
         0,

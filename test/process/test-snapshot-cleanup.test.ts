@@ -2,9 +2,9 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { until } from '../helpers/wait.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const VITEST = path.join(ROOT, 'node_modules/vitest/vitest.mjs');
@@ -37,18 +37,21 @@ function runVitest(interruptWhenSeen: boolean): Promise<Observed> {
       resolve(code);
     });
   });
-  const watch = (async () => {
-    while (!exited) {
+  // Looks every 10 ms until the run ends (within the describe's 120 s), or interrupts it once the snapshot is there.
+  const watch = until(
+    () => {
       if (existsSync(file)) {
         seen = true;
         if (interruptWhenSeen) {
           child.kill('SIGINT');
-          return;
+          return true;
         }
       }
-      await sleep(10);
-    }
-  })();
+      return exited;
+    },
+    'the vitest run to end',
+    { timeout: 120_000, interval: 10 },
+  );
   return Promise.all([done, watch]).then(([code]) => ({ seen, leftBehind: existsSync(file), code }));
 }
 

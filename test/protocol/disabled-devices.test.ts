@@ -1,20 +1,12 @@
 import net from 'node:net';
 import { eq } from 'drizzle-orm';
 import mqtt, { type MqttClient } from 'mqtt';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createTcpListener, type TcpListener } from '../../mqtt-broker/tcp/listener.ts';
+import type { TcpListener } from '../../mqtt-broker/tcp/listener.ts';
 import { GATEWAY_TOPICS } from '../../mqtt-broker/protocol/topics.ts';
 import { devices } from '../../src/db/schema/index.ts';
-import {
-  createProject,
-  createTestApp,
-  deviceWithToken,
-  expectOk,
-  type ProjectFixture,
-  type TestContext,
-} from '../helpers/app.ts';
-import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
+import { createProject, deviceWithToken, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import { startAppWithBroker, type TestBroker } from '../helpers/broker.ts';
 import { nextOn } from '../helpers/mqtt.ts';
 
 /** A disabled device has no session on any transport (device-protocol.md §6, §8): not over TCP, not behind a gateway. */
@@ -23,27 +15,18 @@ let p: ProjectFixture;
 let tb: TestBroker;
 let tcp: TcpListener;
 let tcpPort: number;
+let stop: (() => Promise<void>) | undefined;
 const clients: MqttClient[] = [];
 const sockets: net.Socket[] = [];
 
 beforeAll(async () => {
-  ctx = await createTestApp();
+  ({ ctx, tb, tcp, tcpPort, close: stop } = await startAppWithBroker({ tcp: { loginTimeoutMs: 10_000 } }));
   p = await createProject(ctx);
-  tb = await startTestBroker(ctx);
-  tcp = createTcpListener({
-    services: ctx.services,
-    logger: pino({ level: 'silent' }),
-    authFailureDelayMs: 0,
-    loginTimeoutMs: 10_000,
-  });
-  tcpPort = (await tcp.listen(0, '127.0.0.1')).port;
 });
 afterAll(async () => {
   for (const c of clients) c.end(true);
   for (const s of sockets) s.destroy();
-  await tcp?.close();
-  await tb?.close();
-  await ctx?.close();
+  await stop?.();
 });
 
 async function device(name: string, type?: string) {

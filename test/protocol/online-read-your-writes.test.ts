@@ -1,39 +1,23 @@
 import net from 'node:net';
 import mqtt from 'mqtt';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTcpListener, type TcpListener } from '../../mqtt-broker/tcp/listener.ts';
-import {
-  createProject,
-  createTestApp,
-  deviceWithToken,
-  expectOk,
-  type ProjectFixture,
-  type TestContext,
-} from '../helpers/app.ts';
-import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
+import { createProject, deviceWithToken, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import { startAppWithBroker, type TestBroker } from '../helpers/broker.ts';
 
 // Online state is read-your-writes: a read right after a connect or disconnect shows it, although
 // presence is written in batches (the flush timer is not even started in tests: nothing but the read
 // itself can make the change visible).
 let ctx: TestContext;
 let tb: TestBroker;
-let tcp: TcpListener;
 let tcpPort: number;
 let p: ProjectFixture;
+let stop: (() => Promise<void>) | undefined;
 
 beforeAll(async () => {
-  ctx = await createTestApp();
-  tb = await startTestBroker(ctx);
-  tcp = createTcpListener({ services: ctx.services, logger: pino({ level: 'silent' }), authFailureDelayMs: 0 });
-  tcpPort = (await tcp.listen(0, '127.0.0.1')).port;
+  ({ ctx, tb, tcpPort, close: stop } = await startAppWithBroker({ tcp: {} }));
   p = await createProject(ctx);
 });
-afterAll(async () => {
-  await tcp?.close();
-  await tb?.close();
-  await ctx?.close();
-});
+afterAll(() => stop?.());
 
 /** Resolves when this node's presence has taken the device online or offline (the server saw the (dis)connect). */
 const seen = (event: 'device.online' | 'device.offline', deviceId: string) =>

@@ -1,11 +1,9 @@
 import net from 'node:net';
 import { once } from 'node:events';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createTcpListener, type TcpListener } from '../../mqtt-broker/tcp/listener.ts';
-import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
-import { createProject, createTestApp, deviceWithToken, expectOk, type TestContext } from '../helpers/app.ts';
+import { startAppWithBroker, type TestBroker } from '../helpers/broker.ts';
+import { createProject, deviceWithToken, expectOk, type TestContext } from '../helpers/app.ts';
 
 /**
  * Revocation ends sessions at once (README "Security and limits"): deleting a project, rotating
@@ -14,23 +12,18 @@ import { createProject, createTestApp, deviceWithToken, expectOk, type TestConte
  */
 let ctx: TestContext;
 let tb: TestBroker;
-let tcp: TcpListener;
 let tcpPort: number;
+let stop: (() => Promise<void>) | undefined;
 const clients: MqttClient[] = [];
 const sockets: net.Socket[] = [];
 
 beforeAll(async () => {
-  ctx = await createTestApp();
-  tb = await startTestBroker(ctx);
-  tcp = createTcpListener({ services: ctx.services, logger: pino({ level: 'silent' }), authFailureDelayMs: 0 });
-  tcpPort = (await tcp.listen(0, '127.0.0.1')).port;
+  ({ ctx, tb, tcpPort, close: stop } = await startAppWithBroker({ tcp: {} }));
 });
 afterAll(async () => {
   for (const c of clients) c.end(true);
   for (const s of sockets) s.destroy();
-  await tcp?.close();
-  await tb?.close();
-  await ctx?.close();
+  await stop?.();
 });
 
 const deviceOf = deviceWithToken;

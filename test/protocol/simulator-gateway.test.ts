@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { run } from '../../simulator/commands/run.ts';
 import { parseOptions, UsageError } from '../../simulator/options.ts';
-import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
-import { listenTestApp, startTestBroker, type TestBroker } from '../helpers/broker.ts';
+import { createProject, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import { listenTestApp, startAppWithBroker, type TestBroker } from '../helpers/broker.ts';
 import { sink } from '../helpers/sim-output.ts';
 import { waitForValue } from '../helpers/wait.ts';
 
@@ -15,19 +15,15 @@ let p: ProjectFixture;
 let tb: TestBroker;
 let mqttUrl: string;
 let httpUrl: string;
+let stop: (() => Promise<void>) | undefined;
 
 beforeAll(async () => {
-  ctx = await createTestApp();
+  ({ ctx, tb, close: stop } = await startAppWithBroker({ broker: { rateLimit: 100 } }));
   p = await createProject(ctx);
-  tb = await startTestBroker(ctx, { rateLimit: 100 });
   mqttUrl = tb.url;
   httpUrl = await listenTestApp(ctx);
 });
-
-afterAll(async () => {
-  await tb?.close();
-  await ctx?.close();
-});
+afterAll(() => stop?.());
 
 const waitFor = <T>(probe: () => Promise<T | undefined>, timeout = 8_000) => waitForValue(probe, { timeout });
 

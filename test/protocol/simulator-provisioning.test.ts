@@ -13,15 +13,8 @@ import {
 } from '../../simulator/provision.ts';
 import type { AddressInfo } from 'node:net';
 import { Stats } from '../../simulator/stats.ts';
-import { listenTestApp, startTestBroker, type TestBroker } from '../helpers/broker.ts';
-import {
-  client,
-  createProject,
-  createTestApp,
-  expectOk,
-  type ProjectFixture,
-  type TestContext,
-} from '../helpers/app.ts';
+import { listenTestApp, startAppWithBroker, type TestBroker } from '../helpers/broker.ts';
+import { client, createProject, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 import { addDeviceType } from '../helpers/factories.ts';
 import { sink } from '../helpers/sim-output.ts';
 
@@ -35,18 +28,22 @@ let ctx: TestContext;
 let p: ProjectFixture;
 let tb: TestBroker;
 let httpUrl: string;
+let stop: (() => Promise<void>) | undefined;
 
 beforeAll(async () => {
   // A small allowance, so that ten devices meet it: 2 at once, then 2 a second.
-  ctx = await createTestApp({ PROVISION_BURST: 2, PROVISION_RATE: 2 });
+  ({
+    ctx,
+    tb,
+    close: stop,
+  } = await startAppWithBroker({
+    app: { PROVISION_BURST: 2, PROVISION_RATE: 2 },
+    broker: { rateLimit: 100 },
+  }));
   p = await createProject(ctx);
-  tb = await startTestBroker(ctx, { rateLimit: 100 });
   httpUrl = await listenTestApp(ctx);
 });
-afterAll(async () => {
-  await tb?.close();
-  await ctx?.close();
-});
+afterAll(() => stop?.());
 
 function options(argv: string[]): SimOptions {
   const parsed = parseOptions(argv, {});

@@ -1,30 +1,20 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../simulator/cli.ts';
 import { formatMessage, parseSubscribeOptions } from '../../simulator/commands/subscribe.ts';
-import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
-import {
-  createProject,
-  createTestApp,
-  deviceWithToken,
-  expectOk,
-  type ProjectFixture,
-  type TestContext,
-} from '../helpers/app.ts';
+import { startAppWithBroker, type TestBroker } from '../helpers/broker.ts';
+import { createProject, deviceWithToken, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 import { sink } from '../helpers/sim-output.ts';
 
 /** `npm run sim -- subscribe`: a project's live stream printed as an application sees it. */
 let ctx: TestContext;
 let p: ProjectFixture;
 let tb: TestBroker;
+let stop: (() => Promise<void>) | undefined;
 beforeAll(async () => {
-  ctx = await createTestApp();
+  ({ ctx, tb, close: stop } = await startAppWithBroker());
   p = await createProject(ctx);
-  tb = await startTestBroker(ctx);
 });
-afterAll(async () => {
-  await tb?.close();
-  await ctx?.close();
-});
+afterAll(() => stop?.());
 
 describe('sim subscribe', () => {
   it('prints the project’s attributes and events until the count is reached', async () => {

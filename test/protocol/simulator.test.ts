@@ -4,15 +4,8 @@ import { attributeValues } from '../../src/db/schema/index.ts';
 import { main } from '../../simulator/cli.ts';
 import { run } from '../../simulator/commands/run.ts';
 import { parseOptions } from '../../simulator/options.ts';
-import {
-  client,
-  createProject,
-  createTestApp,
-  expectOk,
-  type ProjectFixture,
-  type TestContext,
-} from '../helpers/app.ts';
-import { listenTestApp, startTestBroker, type TestBroker } from '../helpers/broker.ts';
+import { client, createProject, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import { listenTestApp, startAppWithBroker, type TestBroker } from '../helpers/broker.ts';
 import { sink } from '../helpers/sim-output.ts';
 import { waitForValue } from '../helpers/wait.ts';
 
@@ -23,19 +16,15 @@ let p: ProjectFixture;
 let tb: TestBroker;
 let mqttUrl: string;
 let httpUrl: string;
+let stop: (() => Promise<void>) | undefined;
 
 beforeAll(async () => {
-  ctx = await createTestApp();
+  ({ ctx, tb, close: stop } = await startAppWithBroker({ broker: { rateLimit: 100 } }));
   p = await createProject(ctx);
-  tb = await startTestBroker(ctx, { rateLimit: 100 });
   mqttUrl = tb.url;
   httpUrl = await listenTestApp(ctx);
 });
-
-afterAll(async () => {
-  await tb?.close();
-  await ctx?.close();
-});
+afterAll(() => stop?.());
 
 const waitFor = <T>(probe: () => Promise<T | undefined>, timeout = 5_000) => waitForValue(probe, { timeout });
 
