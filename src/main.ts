@@ -15,7 +15,7 @@ import { createTcpListener } from '../mqtt-broker/tcp/listener.ts';
 import { limitHttpConnections } from './http/connections.ts';
 import { createLogger } from './logger.ts';
 import { createReadiness } from './http/readiness.ts';
-import { serviceSteps, startSteps, stopSteps } from './composition/lifecycle.ts';
+import { serviceSteps, startStep, startSteps, stopSteps } from './composition/lifecycle.ts';
 import { createRepositories } from './composition/repositories.ts';
 import { createServices } from './composition/services.ts';
 import { settingsFromConfig } from './composition/settings.ts';
@@ -33,15 +33,20 @@ function portInUse(err: unknown, variable: string, port: number): never {
   throw err;
 }
 
+/** Wraps an accepted socket in TLS (src/tls/servers.ts secureSocket). */
+type Wrap = (socket: net.Socket) => net.Socket;
+
 class StartupError extends Error {
   override name = 'StartupError';
 }
 
 async function start(config: Config) {
   const logger = createLogger(config.LOG_LEVEL);
+  // main's own lines; every component logs through its own child of `logger`.
+  const log = logger.child({ component: 'main' });
   const jwt = resolveJwtSecret(config);
   if (jwt.source === 'generated')
-    logger.warn(
+    log.warn(
       { file: path.join(config.DATA_DIR, 'jwt-secret') },
       'JWT_SECRET not set: generated one and stored it in DATA_DIR',
     );
@@ -73,6 +78,9 @@ async function start(config: Config) {
     serverSecret: jwt.secret,
     settings: settings.services,
   });
+  // One ordered list of what starts and stops with the server (lifecycle.ts): the services first, then the
+  // listeners and servers as they open. Stopped in reverse: nothing is accepted any more, then the services
+  // flush what the listeners delivered; the store closes last.
   const steps = serviceSteps(services, { logger, historyPolicies: settings.historyPolicies });
   await startSteps(steps);
   const readiness = createReadiness({
@@ -90,59 +98,67 @@ async function start(config: Config) {
     readiness,
   });
 
-  // The listeners and servers opened below, closed in reverse order before the services stop
-  // (lifecycle.ts): nothing they delivered is lost, and the store closes last.
-  const closers: Array<() => Promise<void>> = [];
   const shutdown = async (signal: string) => {
-    logger.info({ signal }, 'shutting down');
-    // Stop accepting work first, then flush the services, and close the store last.
-    for (const close of closers.reverse()) await close().catch((err) => logger.error({ err }, 'error while closing'));
-    await stopSteps(steps, (err, step) => logger.error({ err, step: step.name }, 'error while closing'));
-    await database.close().catch((err) => logger.error({ err }, 'error while closing the database'));
-    logger.info('stopped');
+    log.info({ signal }, 'shutting down');
+    await stopSteps(steps, (err, step) => log.error({ err, step: step.name }, 'error while closing'));
+    await database.close().catch((err) => log.error({ err }, 'error while closing the database'));
+    log.info('stopped');
   };
 
   try {
     const httpLimits = settings.http;
     // A listener set to `off` does not listen at all (docs/tls.md §3); HTTPS then serves the API.
     const httpPort = config.HTTP_PORT;
-    if (httpPort !== 'off') {
-      limitHttpConnections(app.server, httpLimits);
-      await app.listen({ host: config.HOST, port: httpPort }).catch((err) => portInUse(err, 'HTTP_PORT', httpPort));
-    } else await app.ready();
-    closers.push(() => app.close());
-    // Closed before presence and commands flush (closers run in reverse), so a disconnect is recorded.
+    await startStep(steps, {
+      name: 'http',
+      start: async () => {
+        if (httpPort !== 'off') {
+          limitHttpConnections(app.server, httpLimits);
+          await app.listen({ host: config.HOST, port: httpPort }).catch((err) => portInUse(err, 'HTTP_PORT', httpPort));
+        } else await app.ready();
+      },
+      stop: () => app.close(),
+    });
+    // Stopped before presence and commands flush, so a disconnect is recorded.
     // One admission for MQTT, MQTT over WebSocket and raw TCP (mqtt-broker/core/admission.ts).
     const admission = createAdmission(settings.admission);
-    logger.info({ maxConnections: admission.maxConnections }, 'device connections allowed at once');
+    log.info({ maxConnections: admission.maxConnections }, 'device connections allowed at once');
     // The broker and the TCP listener name their own component (`mqtt`, `tcp`) on this logger.
     const broker = await createBroker({ services, logger, ...settings.mqtt, admission });
     // MQTT and MQTT over TLS: one broker; their listeners stop accepting while it closes its connections.
     const mqttServers: net.Server[] = [];
-    closers.push(async () => {
-      const stopped = mqttServers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
-      await broker.close();
-      await Promise.all(stopped);
+    await startStep(steps, {
+      name: 'mqtt',
+      stop: async () => {
+        const stopped = mqttServers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+        await broker.close();
+        await Promise.all(stopped);
+      },
     });
-    const mqttPort = config.MQTT_PORT;
-    if (mqttPort !== 'off') {
-      const mqttServer = net.createServer((socket) => broker.handleConnection(socket));
-      const { port } = await listen(mqttServer, mqttPort, config.HOST, (err) =>
-        logger.error({ err }, 'MQTT listener error'),
-      ).catch((err) => portInUse(err, 'MQTT_PORT', mqttPort));
-      mqttServers.push(mqttServer);
-      logger.info({ port }, `MQTT listening at mqtt://${config.HOST}:${port}`);
-    }
-    // Raw TCP devices (device-protocol.md §6); closed before what it feeds, like the broker.
+    // Raw TCP devices (device-protocol.md §6); stopped before what it feeds, like the broker.
     const tcp = createTcpListener({ services, logger, ...settings.tcp, admission });
-    closers.push(() => tcp.close());
-    const tcpPort = config.TCP_PORT;
-    if (tcpPort !== 'off') {
-      const tcpAddress = await tcp.listen(tcpPort, config.HOST).catch((err) => portInUse(err, 'TCP_PORT', tcpPort));
-      logger.info({ port: tcpAddress.port }, `TCP listening at tcp://${config.HOST}:${tcpAddress.port}`);
-    }
+    await startStep(steps, { name: 'tcp', stop: () => tcp.close() });
+    /** Opens one MQTT (or, with `secure`, MQTTS) listener on the broker; closed with it. */
+    const listenMqtt = async (scheme: 'mqtt' | 'mqtts', variable: string, wanted: number | 'off', secure?: Wrap) => {
+      if (wanted === 'off') return;
+      const label = scheme.toUpperCase();
+      const server = net.createServer((socket) => broker.handleConnection(secure ? secure(socket) : socket));
+      const { port } = await listen(server, wanted, config.HOST, (err) =>
+        log.error({ err }, `${label} listener error`),
+      ).catch((err) => portInUse(err, variable, wanted));
+      mqttServers.push(server);
+      log.info({ port }, `${label} listening at ${scheme}://${config.HOST}:${port}`);
+    };
+    /** Opens one raw TCP (or, with `secure`, TCPS) listener; closed with the TCP step. */
+    const listenTcp = async (scheme: 'tcp' | 'tcps', variable: string, wanted: number | 'off', secure?: Wrap) => {
+      if (wanted === 'off') return;
+      const { port } = await tcp.listen(wanted, config.HOST, secure).catch((err) => portInUse(err, variable, wanted));
+      log.info({ port }, `${scheme.toUpperCase()} listening at ${scheme}://${config.HOST}:${port}`);
+    };
+    await listenMqtt('mqtt', 'MQTT_PORT', config.MQTT_PORT);
+    await listenTcp('tcp', 'TCP_PORT', config.TCP_PORT);
     const webSocketOptions = settings.webSocket;
-    closers.push(attachWebSocket(app.server, broker, webSocketOptions));
+    await startStep(steps, { name: 'websocket', stop: attachWebSocket(app.server, broker, webSocketOptions) });
     // TLS (docs/tls.md §2): the same broker, TCP listener, admission, HTTP limits and WebSocket as the
     // plaintext listeners; the certificate follows the files on disk (src/tls/reloader.ts).
     if (tlsFiles && tlsInitial) {
@@ -152,33 +168,24 @@ async function start(config: Config) {
         intervalMs: settings.tlsReloadIntervalMs,
         logger: logger.child({ component: 'tls' }),
       });
-      closers.push(async () => reloader.close());
-      logger.info(describeCertificate(tlsInitial), 'TLS certificate');
+      await startStep(steps, { name: 'tls reloader', stop: async () => reloader.close() });
+      log.info(describeCertificate(tlsInitial), 'TLS certificate');
       const wrap = secureSocket(reloader);
-      const { MQTTS_PORT: mqttsPort, TCPS_PORT: tcpsPort, HTTPS_PORT: httpsPort } = config;
-      if (mqttsPort !== 'off') {
-        const mqttsServer = net.createServer((socket) => broker.handleConnection(wrap(socket)));
-        const { port } = await listen(mqttsServer, mqttsPort, config.HOST, (err) =>
-          logger.error({ err }, 'MQTTS listener error'),
-        ).catch((err) => portInUse(err, 'MQTTS_PORT', mqttsPort));
-        mqttServers.push(mqttsServer);
-        logger.info({ port }, `MQTTS listening at mqtts://${config.HOST}:${port}`);
-      }
-      if (tcpsPort !== 'off') {
-        const { port } = await tcp
-          .listen(tcpsPort, config.HOST, wrap)
-          .catch((err) => portInUse(err, 'TCPS_PORT', tcpsPort));
-        logger.info({ port }, `TCPS listening at tcps://${config.HOST}:${port}`);
-      }
+      await listenMqtt('mqtts', 'MQTTS_PORT', config.MQTTS_PORT, wrap);
+      await listenTcp('tcps', 'TCPS_PORT', config.TCPS_PORT, wrap);
+      const httpsPort = config.HTTPS_PORT;
       if (httpsPort !== 'off') {
         const https = createHttpsServer(app, reloader, { handshakeTimeoutMs: config.HTTP_HEADERS_TIMEOUT_MS });
         limitHttpConnections(https.server, httpLimits);
         const { port } = await listen(https.server, httpsPort, config.HOST, (err) =>
-          logger.error({ err }, 'HTTPS listener error'),
+          log.error({ err }, 'HTTPS listener error'),
         ).catch((err) => portInUse(err, 'HTTPS_PORT', httpsPort));
-        closers.push(() => https.close());
-        closers.push(attachWebSocket(https.server, broker, webSocketOptions));
-        logger.info(
+        await startStep(steps, { name: 'https', stop: () => https.close() });
+        await startStep(steps, {
+          name: 'secure websocket',
+          stop: attachWebSocket(https.server, broker, webSocketOptions),
+        });
+        log.info(
           { port },
           `HTTPS listening at https://${config.HOST}:${port} (MQTT over WebSocket: wss://${config.HOST}:${port}/mqtt)`,
         );
@@ -190,10 +197,10 @@ async function start(config: Config) {
         services,
         logger: logger.child({ component: 'control' }),
       });
-      closers.push(() => control.close());
+      await startStep(steps, { name: 'control socket', stop: () => control.close() });
     }
-    // Run first (closers run in reverse): open event streams end before any listener waits for its connections.
-    closers.push(async () => app.eventStreams.closeAll());
+    // Stopped first: open event streams end before any listener waits for its connections.
+    await startStep(steps, { name: 'event streams', stop: async () => app.eventStreams.closeAll() });
     readiness.listening();
   } catch (err) {
     await shutdown('startup-failure');
@@ -207,7 +214,7 @@ async function start(config: Config) {
       stopping = true;
       // Not ready from now on; listeners stay open for SHUTDOWN_DRAIN_MS so load balancers move away first.
       readiness.drain();
-      logger.info({ signal, drainMs: config.SHUTDOWN_DRAIN_MS }, 'draining');
+      log.info({ signal, drainMs: config.SHUTDOWN_DRAIN_MS }, 'draining');
       sleep(config.SHUTDOWN_DRAIN_MS)
         .then(() => shutdown(signal))
         .then(

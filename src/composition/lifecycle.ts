@@ -9,18 +9,20 @@ export interface LifecycleStep {
 }
 
 export interface LifecycleOptions {
-  logger: Pick<Logger, 'info' | 'warn'>;
+  /** Each step logs through its own child (`component`: the step's name). */
+  logger: { child(bindings: { component: string }): Pick<Logger, 'info' | 'warn'> };
   /** TimescaleDB policies (settings.ts historyPolicies); unset = the history store is not inspected at start. */
   historyPolicies?: { chunkHours: number; compressAfterDays: number; retentionDays: number };
 }
 
 /**
  * The services' start and stop, in ONE order (main.ts and test/helpers/app.ts both use it): started top to
- * bottom, stopped bottom to top. The device listeners and HTTP servers are stopped before these (main.ts),
- * so what they delivered is flushed: data-stream messages (and the attribute reports of mapped JSON streams)
- * are written before ingest stops, and nothing acknowledged is lost.
+ * bottom, stopped bottom to top. main.ts adds the device listeners and HTTP servers after these (startStep),
+ * so they stop first and what they delivered is flushed: data-stream messages (and the attribute reports of
+ * mapped JSON streams) are written before ingest stops, and nothing acknowledged is lost.
  */
 export function serviceSteps(services: Services, { logger, historyPolicies }: LifecycleOptions): LifecycleStep[] {
+  const historyLog = logger.child({ component: 'history-store' });
   return [
     // Last to stop: evaluations of what the listeners delivered, and running webhook deliveries.
     { name: 'alarms', stop: () => services.alarms.stop() },
@@ -37,10 +39,10 @@ export function serviceSteps(services: Services, { logger, historyPolicies }: Li
       name: 'history store',
       start: async () => {
         if (!historyPolicies) return;
-        logger.info({ history: await services.historyStore.detect() }, 'attribute history store');
+        historyLog.info({ history: await services.historyStore.detect() }, 'attribute history store');
         const policies = await services.historyStore.applyTimescalePolicies(historyPolicies);
         if (policies.mode === 'timescale' && !policies.policies) {
-          logger.warn(
+          historyLog.warn(
             { license: policies.license },
             "TimescaleDB without the community license: no compression; history retention is the server's own job",
           );
@@ -66,6 +68,15 @@ export function serviceSteps(services: Services, { logger, historyPolicies }: Li
 /** Runs the steps' starts in order. */
 export async function startSteps(steps: readonly LifecycleStep[]): Promise<void> {
   for (const step of steps) await step.start?.();
+}
+
+/**
+ * Starts one more step and adds it to `steps`, so it stops before those already there; a step whose start
+ * throws is not added (its own start cleans up, or a step added before it owns what it opened).
+ */
+export async function startStep(steps: LifecycleStep[], step: LifecycleStep): Promise<void> {
+  await step.start?.();
+  steps.push(step);
 }
 
 /**

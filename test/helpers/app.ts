@@ -3,6 +3,7 @@ import { buildApp, type AppConfig } from '../../src/app.ts';
 import type { Database } from '../../src/db/client.ts';
 import type { CreatedProject } from '../../src/domain/projects/projects.service.ts';
 import { serviceSteps, stopSteps } from '../../src/composition/lifecycle.ts';
+import { createRepositories } from '../../src/composition/repositories.ts';
 import { createServices, type Services } from '../../src/composition/services.ts';
 import type { ServiceSettings } from '../../src/composition/settings.ts';
 import { openTestDatabase } from './db.ts';
@@ -25,6 +26,7 @@ export async function createTestApp(
   const database = opts.database ?? (await openTestDatabase());
   const services = createServices({
     db: database.db,
+    repositories: createRepositories(database.db),
     serverSecret: TEST_JWT_SECRET,
     ...(opts.settings ? { settings: opts.settings } : {}),
     ...(opts.clock ? { clock: opts.clock } : {}),

@@ -30,7 +30,7 @@ function recordingServices(calls: string[], failing?: string) {
     },
   } as unknown as Services;
 }
-const logger = { info: () => {}, warn: () => {} };
+const logger = { info: () => {}, warn: () => {}, child: () => logger };
 const policies = { chunkHours: 24, compressAfterDays: 7, retentionDays: 365 };
 
 describe('service lifecycle', () => {
