@@ -24,6 +24,12 @@ export const MQTT_DEFAULTS = {
   connectTimeoutMs: 10_000,
 } as const;
 
+/**
+ * Commands held for a connection (a device's, or a gateway's for its sub-devices) that has not subscribed
+ * to its command topic yet (core/device-session.ts HeldCommands); more are refused.
+ */
+export const MAX_HELD_COMMANDS = 100;
+
 export const TCP_DEFAULTS = {
   /**
    * The login must arrive within this time of the connection (device-protocol.md §6). DTUs send their

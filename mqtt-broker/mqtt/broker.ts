@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import type { Logger } from 'pino';
 import { createAdmission, type Admission, type Ticket } from '../core/admission.ts';
-import { MQTT_DEFAULTS } from '../core/defaults.ts';
+import { MAX_HELD_COMMANDS, MQTT_DEFAULTS } from '../core/defaults.ts';
 import { deviceLogin } from '../core/device-login.ts';
 import { attachDevice, HeldCommands, type DeviceConnection } from '../core/device-session.ts';
 import {
@@ -88,9 +88,6 @@ interface ClientState {
   /** What the upstream handlers (handlers/) get. */
   context: UpstreamContext;
 }
-
-/** Commands held for a connection that has not subscribed to them yet; more are refused. */
-const MAX_HELD_COMMANDS = 100;
 
 /** MQTT 5 reason codes of a refused PUBLISH (3.1.1 has none: its connection is closed instead). */
 const UNSPECIFIED_ERROR = 0x80;

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { MAX_HELD_COMMANDS } from '../core/defaults.ts';
 import { attachDevice, HeldCommands, type DeviceConnection } from '../core/device-session.ts';
 import { AttributeKeys, decode, gatewayCommand, KEYS_MESSAGE, parseJson, subAddress } from '../core/payloads.ts';
 import {
@@ -11,15 +12,13 @@ import {
   type DeviceSession,
 } from '../core/port.ts';
 import { GATEWAY_TOPICS, type GatewayMessage } from '../protocol/topics.ts';
-
-/** Commands held for a gateway that has not subscribed to `gateway/command/send` yet; more are refused. */
-const MAX_HELD_COMMANDS = 100;
+import { currentAttributes } from './handlers/attributes-get.ts';
+import { storeCommandReply } from './handlers/command-reply.ts';
+import type { Answer, GatewayHandler } from './handlers/context.ts';
 /** Addresses whose sub-device identity a gateway connection remembers; beyond this the cache starts over. */
 const MAX_CACHED_ADDRESSES = 10_000;
 /** The `transport` of a sub-device's presence events: it is online because its gateway says so (device-protocol.md §11). */
 const PRESENCE_TRANSPORT = 'gateway';
-
-type Answer = Record<string, unknown>;
 
 export interface GatewayHubDeps {
   services: Pick<
@@ -30,10 +29,8 @@ export interface GatewayHubDeps {
 }
 
 /** The gateway side of one gateway device's connection. */
-export interface GatewayLink {
+export interface GatewayLink extends GatewayHandler {
   readonly gateway: DeviceIdentity;
-  /** A gateway topic the gateway published (device-protocol.md §8), answered on its response topic. */
-  handle(message: GatewayMessage, payload: Buffer): Promise<Answer>;
   /** The gateway subscribed to `gateway/command/send`: held and queued commands of its sub-devices go out. */
   commandsReady(): void;
   /** The gateway's connection ended: every sub-device it carried goes offline. */
@@ -205,8 +202,7 @@ export function createGatewayHub({ services, log }: GatewayHubDeps) {
           const address = subAddress(body, '{"device":"<addr>","keys":[…]?}');
           setAddress(address);
           const keys = decode(AttributeKeys, (body as Record<string, unknown>).keys, KEYS_MESSAGE);
-          const identity = await mustResolve(address);
-          const attributes = await services.currentValues.get(identity.projectId, identity.deviceId, keys);
+          const attributes = await currentAttributes(services, await mustResolve(address), keys);
           return { result: 1, device: address, attributes };
         }
         case 'event_report': {
@@ -219,16 +215,9 @@ export function createGatewayHub({ services, log }: GatewayHubDeps) {
           const address = subAddress(body, '{"device":"<addr>","command":{"id","method","params"}}');
           setAddress(address);
           const { command, id } = gatewayCommand(body as Record<string, unknown>);
-          const matched = await services.commands.reply(await mustResolve(address), id, command);
-          return matched
-            ? { result: 1, device: address, id }
-            : {
-                result: 0,
-                errcode: 404,
-                message: 'no open command with this id',
-                device: address,
-                id: command.id ?? null,
-              };
+          const answer = await storeCommandReply(services, await mustResolve(address), id, command);
+          // A refusal names the id as the gateway sent it.
+          return { ...answer, device: address, id: answer.result === 1 ? id : (command.id ?? null) };
         }
         case 'connect':
         case 'disconnect': {
