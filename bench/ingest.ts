@@ -18,7 +18,7 @@ import { pino } from 'pino';
 import postgres from 'postgres';
 import { openDatabase, type OpenedDatabase } from '../src/db/open.ts';
 import { devices } from '../src/db/schema/index.ts';
-import { rowsOf } from '../src/db/timescale.ts';
+import { rowsOf } from '../src/db/client.ts';
 import { createServices } from '../src/composition/services.ts';
 import { Sensors } from '../simulator/device.ts';
 import { closeFleet, connectFleet, percentile, type Credentials } from './lib/mqtt-load.ts';

@@ -42,6 +42,12 @@ export async function runPrepared(db: Db, query: SQL): Promise<unknown> {
   return client.unsafe(text, params as postgres.ParameterOrJSON<never>[], { prepare: true });
 }
 
+/** Both drivers return rows, one as an array, the other under `rows`. */
+export function rowsOf<T>(result: unknown): T[] {
+  if (Array.isArray(result)) return result as T[];
+  return ((result as { rows?: T[] }).rows ?? []) as T[];
+}
+
 /** `drizzle/` of the repository, from src/db (tsx) or dist/src/db (compiled). */
 export const migrationsFolder =
   ['../../drizzle', '../../../drizzle']

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import type { Db } from './client.ts';
+import { rowsOf, type Db } from './client.ts';
 
 /**
  * Enables TimescaleDB when the server offers it (issue: hypertables come with telemetry).
@@ -31,10 +31,4 @@ export async function timescaleLicense(db: Db): Promise<string> {
     await db.execute(sql`select current_setting('timescaledb.license', true) as license`),
   );
   return rows[0]?.license || 'apache';
-}
-
-/** Both drivers return rows, one as an array, the other under `rows`. */
-export function rowsOf<T>(result: unknown): T[] {
-  if (Array.isArray(result)) return result as T[];
-  return ((result as { rows?: T[] }).rows ?? []) as T[];
 }

@@ -5,9 +5,8 @@ import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StartedPostgreSqlContainer } from '@testcontainers/postgresql';
 import type * as Testcontainers from 'testcontainers';
-import { migrationsFolder } from '../../src/db/client.ts';
+import { migrationsFolder, rowsOf } from '../../src/db/client.ts';
 import { openDatabase, type OpenedDatabase } from '../../src/db/open.ts';
-import { rowsOf } from '../../src/db/timescale.ts';
 import { createServices } from '../../src/composition/services.ts';
 
 const IMAGE = 'timescale/timescaledb:2.17.2-pg16'; // the release docker-compose.yml runs

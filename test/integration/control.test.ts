@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rowsOf } from '../../src/db/timescale.ts';
+import { rowsOf } from '../../src/db/client.ts';
 import type { Transport } from '../../src/domain/delivery/sessions.ts';
 import type { DomainEvents } from '../../src/domain/events/event-bus.ts';
 import {

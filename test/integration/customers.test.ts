@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'drizzle-orm';
-import { rowsOf } from '../../src/db/timescale.ts';
+import { rowsOf } from '../../src/db/client.ts';
 import {
   client,
   createProject,

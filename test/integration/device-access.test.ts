@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import type { InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rowsOf } from '../../src/db/timescale.ts';
+import { rowsOf } from '../../src/db/client.ts';
 import type { Transport } from '../../src/domain/delivery/sessions.ts';
 import type { DomainEvents } from '../../src/domain/events/event-bus.ts';
 import {

@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Db } from '../../src/db/client.ts';
+import { rowsOf, type Db } from '../../src/db/client.ts';
 import { Duplicate, isTransientDbError } from '../../src/db/errors.ts';
 import {
   createHistoryRepository,
@@ -8,7 +8,6 @@ import {
   type HistoryRepository,
   type TelemetryRow,
 } from '../../src/db/repositories/history.repository.ts';
-import { rowsOf } from '../../src/db/timescale.ts';
 import { createProject, createTestApp, expectOk, type TestContext } from '../helpers/app.ts';
 import { openPrivateTestDatabase } from '../helpers/db.ts';
 import { openTimescalePglite } from '../helpers/timescale-pglite.ts';

@@ -1,7 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openPglite, openPostgres, runPrepared, type Database } from '../../src/db/client.ts';
-import { rowsOf } from '../../src/db/timescale.ts';
+import { openPglite, openPostgres, rowsOf, runPrepared, type Database } from '../../src/db/client.ts';
 
 /**
  * `runPrepared`: the ingest's hot statement runs as a prepared statement on PostgreSQL (one round

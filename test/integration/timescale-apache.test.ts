@@ -1,7 +1,8 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TelemetryRow } from '../../src/db/repositories/history.repository.ts';
-import { rowsOf, timescaleLicense } from '../../src/db/timescale.ts';
+import { rowsOf } from '../../src/db/client.ts';
+import { timescaleLicense } from '../../src/db/timescale.ts';
 import { createDataMessagesRepository } from '../../src/db/repositories/data-messages.repository.ts';
 import { createRetention } from '../../src/domain/telemetry/retention.ts';
 import { createProject, createTestApp, expectOk, type TestContext } from '../helpers/app.ts';

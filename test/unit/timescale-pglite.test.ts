@@ -1,7 +1,8 @@
 import { eq, sql } from 'drizzle-orm';
 import { doublePrecision, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { enableTimescale, rowsOf } from '../../src/db/timescale.ts';
+import { rowsOf } from '../../src/db/client.ts';
+import { enableTimescale } from '../../src/db/timescale.ts';
 import { openTimescalePglite, type TimescalePglite } from '../helpers/timescale-pglite.ts';
 
 /**

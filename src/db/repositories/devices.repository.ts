@@ -1,8 +1,7 @@
 import { and, desc, eq, getTableColumns, inArray, sql, type SQL } from 'drizzle-orm';
-import type { Db, Tx } from '../client.ts';
+import { rowsOf, type Db, type Tx } from '../client.ts';
 import { inScope as scoped, type Scope } from '../scope.ts';
 import { translating, type Translation } from '../errors.ts';
-import { rowsOf } from '../timescale.ts';
 import { deviceGroupMembers, deviceGroups, devices, deviceTypes, projects } from '../schema/index.ts';
 
 export type DeviceRow = typeof devices.$inferSelect;

@@ -1,7 +1,6 @@
 import { and, asc, eq, getTableColumns, sql } from 'drizzle-orm';
-import type { Db, Tx } from '../client.ts';
+import { rowsOf, type Db, type Tx } from '../client.ts';
 import { boundToCustomer } from '../scope.ts';
-import { rowsOf } from '../timescale.ts';
 import { deviceGroupMembers, deviceGroups } from '../schema/index.ts';
 
 export type GroupRow = typeof deviceGroups.$inferSelect;

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type SQL } from 'drizzle-orm';
 import { DAY_MS } from '../../lib/time.ts';
-import { runPrepared, type Db, type Tx } from '../client.ts';
+import { rowsOf, runPrepared, type Db, type Tx } from '../client.ts';
 import { PartitionMissing, translated } from '../errors.ts';
 import { telemetryCheckpoints } from '../schema/index.ts';
-import { rowsOf, timescaleLicense } from '../timescale.ts';
+import { timescaleLicense } from '../timescale.ts';
 import type { AttrDataType, AttrType } from './attribute-values.repository.ts';
 
 /**
