@@ -207,3 +207,55 @@ export function createAdmission(options: AdmissionOptions = {}): Admission {
     stats: () => ({ open, pending, ...counts }),
   };
 }
+
+/** What `track` needs of a connection: a socket or a WebSocket stream. */
+export interface TrackedStream {
+  destroy(): void;
+  once(event: 'close', listener: () => void): unknown;
+}
+
+export interface TrackOptions {
+  /** The client's address (by default unknown). */
+  address: string | undefined;
+  /** The connection must have logged in (`ticket.admit()`) within this time of its opening, or it is closed. */
+  deadlineMs: number;
+  /** Closes the connection when it has to make room while still pending (default: destroys the stream). */
+  evict?: () => void;
+  /** Closes the connection still pending at the deadline (default: destroys the stream). */
+  expire?: () => void;
+  /**
+   * The connection is closed to make room, or at once for want of any room (raw TCP counts these and logs
+   * a warning; the MQTT broker is silent).
+   */
+  busy?: () => void;
+}
+
+/** A tracked connection's ticket; `settle` stops its login deadline (the transport took over its timing). */
+export interface TrackedTicket extends Ticket {
+  settle(): void;
+}
+
+/**
+ * Admits one new device connection of any listener: counted as pending for its address until it logs in,
+ * closed to make room (`evict`) or when still pending at the deadline (`expire`), released when the stream
+ * closes. Undefined: no room at all, the stream was destroyed.
+ */
+export function track(admission: Admission, stream: TrackedStream, options: TrackOptions): TrackedTicket | undefined {
+  const { busy, evict = () => stream.destroy(), expire = () => stream.destroy() } = options;
+  const ticket = admission.open(options.address, () => {
+    busy?.();
+    evict();
+  });
+  if (!ticket) {
+    busy?.();
+    stream.destroy();
+    return undefined;
+  }
+  const deadline = setTimeout(() => ticket.admitted || expire(), options.deadlineMs);
+  deadline.unref();
+  stream.once('close', () => {
+    clearTimeout(deadline);
+    ticket.closed();
+  });
+  return Object.assign(ticket, { settle: () => clearTimeout(deadline) });
+}

@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import type { DeviceIdentity, DevicePort, DeviceSession, Transport } from './port.ts';
 
 /**
@@ -27,12 +28,14 @@ export interface DeviceConnectionOptions {
   send: DeviceSession['send'];
   /** The registry closed the session: the transport closes its connection (and calls `end` once it has). */
   close(reason: string, kicked: boolean): void;
+  /** Given, `closing device connection` is logged (with the reason) before `close` (a connection of its own). */
+  log?: Pick<Logger, 'info'>;
 }
 
 /** Creates the session and attaches it: the device is online and reachable from now on. */
 export function attachDevice(
   { sessions, presence }: Pick<DevicePort, 'sessions' | 'presence'>,
-  { identity, transport, presenceAs = transport, send, close }: DeviceConnectionOptions,
+  { identity, transport, presenceAs = transport, send, close, log }: DeviceConnectionOptions,
 ): DeviceConnection {
   let kicked = false;
   let ended = false;
@@ -44,6 +47,7 @@ export function attachDevice(
     close: (reason) => {
       // The registry forgets a kicked session before closing it; a replaced one is replaced first.
       kicked = sessions.get(identity.deviceId) === undefined;
+      log?.info({ deviceId: identity.deviceId, reason }, 'closing device connection');
       close(reason, kicked);
     },
   };

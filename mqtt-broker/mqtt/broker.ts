@@ -4,7 +4,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import type { Logger } from 'pino';
-import { createAdmission, type Admission, type Ticket } from '../core/admission.ts';
+import { createAdmission, track, type Admission, type Ticket } from '../core/admission.ts';
 import { MAX_HELD_COMMANDS, MQTT_DEFAULTS } from '../core/defaults.ts';
 import { deviceLogin } from '../core/device-login.ts';
 import { attachDevice, HeldCommands, type DeviceConnection } from '../core/device-session.ts';
@@ -417,10 +417,8 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         if (topic.startsWith('command/send/') && !state.commands.ready) return state.commands.hold({ topic, payload });
         return publishTo(identity.deviceId, topic, payload);
       },
-      close: (reason) => {
-        log.info({ deviceId: identity.deviceId, reason }, 'closing device connection');
-        client.close();
-      },
+      log,
+      close: () => client.close(),
     });
     if (identity.connType === '3')
       state.context.gateway = state.gateway = gateways.open(identity, state.connection.session);
@@ -470,18 +468,12 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     handleConnection(stream, address = (stream as Partial<Socket>).remoteAddress) {
       stream.on('error', () => {});
       // Before login a connection is counted for its address and has connectTimeoutMs to log in;
-      // it may be closed to make room for newer ones (admission.ts).
-      const ticket = connections.open(address, () => stream.destroy());
-      if (!ticket) return void stream.destroy();
+      // it may be closed to make room for newer ones, silently (admission.ts).
+      const ticket = track(connections, stream, { address, deadlineMs: connectTimeoutMs });
+      if (!ticket) return;
       tickets.set(stream, ticket);
       streams.add(stream);
-      const deadline = setTimeout(() => ticket.admitted || stream.destroy(), connectTimeoutMs);
-      deadline.unref();
-      stream.once('close', () => {
-        clearTimeout(deadline);
-        streams.delete(stream);
-        ticket.closed();
-      });
+      stream.once('close', () => streams.delete(stream));
       aedes.handle(stream);
     },
     close: () => {

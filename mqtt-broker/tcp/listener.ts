@@ -1,6 +1,6 @@
 import net, { type AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { createAdmission, type Admission, type Ticket } from '../core/admission.ts';
+import { createAdmission, track, type Admission, type TrackedTicket } from '../core/admission.ts';
 import { TCP_DEFAULTS } from '../core/defaults.ts';
 import { attachDevice, type DeviceConnection } from '../core/device-session.ts';
 import type { DeviceIdentity, DevicePort, DropReason, TcpProfile } from '../core/port.ts';
@@ -105,7 +105,7 @@ interface Link {
   /** Set while the link is not read because the device is over its rate (or its project over its budget). */
   holdTimer?: NodeJS.Timeout;
   /** Admission of the connection (admission.ts): pending until the device has logged in. */
-  ticket?: Ticket;
+  ticket?: TrackedTicket;
 }
 
 /**
@@ -143,7 +143,9 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
     errors: 0,
   };
 
+  /** The link's one timer: the login deadline (admission's) until replaced, then a refusal's delay or the idle timeout. */
   function setTimer(link: Link, ms: number, fn: () => void) {
+    link.ticket?.settle();
     if (link.timer) clearTimeout(link.timer);
     link.timer = setTimeout(fn, ms);
     link.timer.unref();
@@ -313,10 +315,8 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
         if (socket.writableLength + payload.length > o.maxWriteBuffer) throw new Error('the device is not reading');
         socket.write(payload);
       },
-      close: (reason) => {
-        log.info({ deviceId: identity.deviceId, reason }, 'closing device connection');
-        end(link, reason, true);
-      },
+      log,
+      close: (reason) => end(link, reason, true),
     });
     log.info({ deviceId: identity.deviceId }, 'TCP device connected');
     setTimer(link, o.idleTimeoutMs, () => {
@@ -355,15 +355,18 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
           'too many TCP connections waiting to log in: closing the oldest',
         );
     };
-    const ticket = connections.open(socket.remoteAddress, () => {
-      busy();
-      end(link, 'pending connections of this address over the limit');
+    const ticket = track(connections, socket, {
+      address: socket.remoteAddress,
+      deadlineMs: o.loginTimeoutMs,
+      busy,
+      evict: () => end(link, 'pending connections of this address over the limit'),
+      expire: () => {
+        if (link.phase !== 'login' && link.phase !== 'auth') return;
+        stats.loginTimeouts += 1;
+        end(link, 'login timeout');
+      },
     });
-    if (!ticket) {
-      busy();
-      socket.destroy();
-      return;
-    }
+    if (!ticket) return;
     socket.setNoDelay(true);
     socket.setKeepAlive(true, o.keepAliveMs);
     const now = clock();
@@ -382,11 +385,6 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
       ticket,
     };
     links.add(link);
-    setTimer(link, o.loginTimeoutMs, () => {
-      if (link.phase !== 'login' && link.phase !== 'auth') return;
-      stats.loginTimeouts += 1;
-      end(link, 'login timeout');
-    });
     socket.on('data', (chunk: Buffer) => {
       if (link.phase === 'login') onLoginData(link, chunk);
       else if (link.phase === 'open') onData(link, chunk);
@@ -394,7 +392,6 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
     socket.on('close', () => {
       link.phase = 'closed';
       links.delete(link);
-      ticket.closed();
       if (link.timer) clearTimeout(link.timer);
       if (link.gapTimer) clearTimeout(link.gapTimer);
       if (link.holdTimer) clearTimeout(link.holdTimer);
