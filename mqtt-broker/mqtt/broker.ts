@@ -33,8 +33,6 @@ import {
   type Upstream,
 } from '../protocol/topics.ts';
 
-export { MQTT_DEFAULTS } from '../core/defaults.ts';
-
 export interface BrokerOptions {
   /** The server's services, through the device edge's port (core/port.ts). */
   services: DevicePort;

@@ -7,8 +7,6 @@ import type { DeviceIdentity, DevicePort, DropReason, TcpProfile } from '../core
 import { createGapFramer, createJsonFramer, type Framer } from './framing.ts';
 import { createLogin } from './login.ts';
 
-export { TCP_DEFAULTS } from '../core/defaults.ts';
-
 /** Bytes of a message that cost one token of the rate limit. */
 const COST_UNIT = 4096;
 
