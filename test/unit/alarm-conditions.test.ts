@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkCondition } from '../../src/domain/alarms/alarms.service.ts';
+import { checkCondition } from '../../src/domain/alarms/validation.ts';
 import { attributeHolds, renderMessage, type AttributeCondition } from '../../src/domain/alarms/conditions.ts';
 import { createLogIds } from '../../src/domain/alarms/log-ids.ts';
 import { signature } from '../../src/domain/alarms/notifier.ts';

@@ -1,34 +1,16 @@
 import type { Logger } from 'pino';
-import type {
-  AlarmLogFilter,
-  AlarmLogRow,
-  AlarmRuleRow,
-  AlarmsRepository,
-  NotificationTargetRow,
-} from '../../db/repositories/alarms.repository.ts';
+import type { AlarmLogFilter, AlarmRuleRow, AlarmsRepository } from '../../db/repositories/alarms.repository.ts';
 import type { AlarmCondition } from '../../db/schema/index.ts';
-import { BadRequest, NotFound, StateConflict, type FieldError } from '../../errors.ts';
+import { NotFound, StateConflict } from '../../errors.ts';
 import { newId, randomToken } from '../../lib/ids.ts';
 import type { Principal, Scope } from '../auth/principal.ts';
 import type { EventBus } from '../events/event-bus.ts';
 import { createAlarmEngine, type AlarmEntry } from './alarm-engine.ts';
 import type { NotifyJobsRepository } from '../../db/repositories/notify-jobs.repository.ts';
-import { AddressNotAllowed, type NetGuard } from '../../lib/net-guard.ts';
 import { createNotifier, type NotifierSettings } from './notifier.ts';
 import { createScheduler } from './scheduler.ts';
-
-export const ALARM_LIMITS = {
-  rulesPerProject: 1_000,
-  /** Rules of one device type: each report of the type may be checked against all of them. */
-  rulesPerType: 100,
-  targetsPerProject: 20,
-  deviceIds: 500,
-  groupIds: 100,
-  /** Longest persistence, offline or silence time: 30 days. */
-  maxSeconds: 30 * 24 * 3600,
-  messageMax: 512,
-  noteMax: 1024,
-};
+import { ALARM_LIMITS, checkCondition, checkWebhookUrl, invalidRule, normalizeCondition } from './validation.ts';
+import { logView, ruleView, targetView } from './views.ts';
 
 export interface RuleInput {
   name: string;
@@ -51,142 +33,7 @@ export interface TargetInput {
   enabled?: boolean;
 }
 
-export function ruleView(r: AlarmRuleRow) {
-  return {
-    id: r.id,
-    name: r.name,
-    device_type_id: r.deviceTypeId,
-    enabled: r.enabled,
-    level: r.level,
-    condition: r.condition,
-    device_ids: r.deviceIds,
-    group_ids: r.groupIds,
-    message: r.message,
-    suppress_seconds: r.suppressSeconds,
-    create_time: r.createTime,
-    update_time: r.updateTime,
-  };
-}
-
-/** An alarm-log entry as http-api.md §3 "Alarms" shows it, with the lifecycle fields we add. */
-export function logView(log: AlarmLogRow, deviceName: string) {
-  return {
-    id: log.id,
-    device_id: log.deviceId,
-    alarm_status: log.alarmStatus,
-    alarm_level: log.alarmLevel,
-    alarm_info: log.alarmInfo,
-    create_time: log.createTime,
-    notify_logs: log.notifyLogs,
-    device: { id: log.deviceId, name: deviceName },
-    rule_id: log.ruleId,
-    active: log.alarmStatus === 1 && log.endTime === null,
-    end_time: log.endTime,
-    trigger_id: log.triggerId,
-    ack: log.ackTime !== null ? { by: log.ackBy ?? '', note: log.ackNote ?? '', time: log.ackTime } : null,
-    clear: log.clearTime !== null ? { by: log.clearBy ?? '', note: log.clearNote ?? '', time: log.clearTime } : null,
-  };
-}
-
-export function targetView(t: NotificationTargetRow) {
-  return {
-    id: t.id,
-    name: t.name,
-    kind: t.kind,
-    url: t.url,
-    min_level: t.minLevel,
-    enabled: t.enabled,
-    create_time: t.createTime,
-    update_time: t.updateTime,
-  };
-}
-
 const byOf = (p: Principal) => `${p.kind}:${p.subjectId}`;
-
-/**
- * A webhook URL: http or https, nothing else (no file:, no data:), to a host whose every address the
- * guard allows (public unicast unless the operator allows the network). The WHATWG parser has already
- * turned `0x7f000001`, `2130706433`, `0177.1` or `127.1` into `127.0.0.1`.
- */
-async function checkUrl(guard: NetGuard, url: string) {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new BadRequest('Invalid notification target: url is not a URL', [{ path: 'url', message: 'not a URL' }]);
-  }
-  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
-    throw new BadRequest('Invalid notification target: url must be http or https', [
-      { path: 'url', message: 'http or https only' },
-    ]);
-  try {
-    await guard.check(parsed.hostname);
-  } catch (err) {
-    // A name that does not resolve gets the same answer as one resolving to a private address: the
-    // server's resolver may know the private network's names, and their existence is not for tenants.
-    const refused =
-      err instanceof AddressNotAllowed && !err.viaName
-        ? err.message
-        : `host ${parsed.hostname} is not allowed: it must resolve to public addresses`;
-    const message = `${refused} (loopback, private, link-local and other non-public addresses are refused)`;
-    throw new BadRequest(`Invalid notification target: url: ${message}`, [{ path: 'url', message }]);
-  }
-}
-
-function invalid(errors: FieldError[]): never {
-  throw new BadRequest(`Invalid alarm rule: ${errors[0]!.path}: ${errors[0]!.message}`, errors);
-}
-
-/** Checks what a schema cannot: operators against value types, ranges, limits (the service is also called directly). */
-export function checkCondition(c: AlarmCondition): void {
-  const e = (path: string, message: string) => invalid([{ path: `condition.${path}`, message }]);
-  const seconds = (v: unknown, path: string, min: number) => {
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > ALARM_LIMITS.maxSeconds)
-      e(path, `an integer from ${min} to ${ALARM_LIMITS.maxSeconds}`);
-  };
-  if (c.kind === 'offline') return seconds(c.for_seconds, 'for_seconds', 0);
-  if (c.kind === 'silence') return seconds(c.seconds, 'seconds', 1);
-  if (c.kind !== 'attribute') e('kind', 'attribute, offline or silence');
-  if (typeof c.identifier !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(c.identifier))
-    e('identifier', 'an attribute identifier');
-  if (c.for_seconds !== undefined) seconds(c.for_seconds, 'for_seconds', 0);
-  switch (c.op) {
-    case '>':
-    case '>=':
-    case '<':
-    case '<=':
-      if (typeof c.value !== 'number' || !Number.isFinite(c.value)) e('value', `${c.op} compares with a number`);
-      return;
-    case 'between':
-    case 'outside':
-      if (typeof c.min !== 'number' || typeof c.max !== 'number' || !Number.isFinite(c.min) || !Number.isFinite(c.max))
-        e('min', `${c.op} needs numbers min and max`);
-      if (c.min! > c.max!) e('max', 'must not be less than min');
-      return;
-    case '==':
-    case '!=':
-      if (!['number', 'boolean', 'string'].includes(typeof c.value))
-        e('value', `${c.op} compares with a number, a boolean or a string`);
-      if (typeof c.value === 'string' && c.value.length > 256) e('value', 'at most 256 characters');
-      return;
-    case 'change':
-      if (c.for_seconds) e('for_seconds', 'change has no persistence window');
-      return;
-    default:
-      e('op', 'one of >, >=, <, <=, between, outside, ==, !=, change');
-  }
-}
-
-/** Only the fields of the condition's kind are kept (no stray input is stored). */
-function normalize(c: AlarmCondition): AlarmCondition {
-  if (c.kind === 'offline') return { kind: 'offline', for_seconds: c.for_seconds };
-  if (c.kind === 'silence') return { kind: 'silence', seconds: c.seconds };
-  const out: AlarmCondition = { kind: 'attribute', identifier: c.identifier, op: c.op };
-  if (c.op === 'between' || c.op === 'outside') Object.assign(out, { min: c.min, max: c.max });
-  else if (c.op !== 'change') out.value = c.value;
-  if (c.for_seconds) out.for_seconds = c.for_seconds;
-  return out;
-}
 
 export interface AlarmsDeps {
   repo: AlarmsRepository;
@@ -282,7 +129,7 @@ export function createAlarmsService({
     ] as const) {
       if (!ids?.length) continue;
       const max = key === 'device_ids' ? ALARM_LIMITS.deviceIds : ALARM_LIMITS.groupIds;
-      if (ids.length > max) invalid([{ path: key, message: `at most ${max}` }]);
+      if (ids.length > max) invalidRule([{ path: key, message: `at most ${max}` }]);
       const found = new Set(await exists(scope.projectId, [...new Set(ids)]));
       const missing = ids.filter((i) => !found.has(i));
       if (missing.length) throw new NotFound(`${what} ${missing.join(', ')}`);
@@ -293,19 +140,19 @@ export function createAlarmsService({
       listed = await repo.deviceTypesOf(scope.projectId, current.deviceIds);
     const otherType = listed.filter((d) => d.typeId !== typeId).map((d) => d.id);
     if (otherType.length)
-      invalid([{ path: 'device_ids', message: `not of device type ${typeId}: ${otherType.join(', ')}` }]);
+      invalidRule([{ path: 'device_ids', message: `not of device type ${typeId}: ${otherType.join(', ')}` }]);
     if (input.level !== undefined && ![1, 2, 3].includes(input.level))
-      invalid([{ path: 'level', message: '1 (normal), 2 (serious) or 3 (urgent)' }]);
+      invalidRule([{ path: 'level', message: '1 (normal), 2 (serious) or 3 (urgent)' }]);
     if (
       input.suppress_seconds !== undefined &&
       (!Number.isInteger(input.suppress_seconds) ||
         input.suppress_seconds < 0 ||
         input.suppress_seconds > ALARM_LIMITS.maxSeconds)
     ) {
-      invalid([{ path: 'suppress_seconds', message: `an integer from 0 to ${ALARM_LIMITS.maxSeconds}` }]);
+      invalidRule([{ path: 'suppress_seconds', message: `an integer from 0 to ${ALARM_LIMITS.maxSeconds}` }]);
     }
     if (input.message !== undefined && input.message.length > ALARM_LIMITS.messageMax)
-      invalid([{ path: 'message', message: `at most ${ALARM_LIMITS.messageMax} characters` }]);
+      invalidRule([{ path: 'message', message: `at most ${ALARM_LIMITS.messageMax} characters` }]);
     if (input.condition !== undefined) checkCondition(input.condition);
   }
 
@@ -344,7 +191,7 @@ export function createAlarmsService({
           name: input.name,
           enabled: input.enabled ?? true,
           level: input.level,
-          condition: normalize(input.condition),
+          condition: normalizeCondition(input.condition),
           deviceIds: [...new Set(input.device_ids ?? [])],
           groupIds: [...new Set(input.group_ids ?? [])],
           message: input.message ?? '',
@@ -366,7 +213,7 @@ export function createAlarmsService({
           ...(patch.name !== undefined ? { name: patch.name } : {}),
           ...(patch.device_type_id !== undefined ? { deviceTypeId: patch.device_type_id } : {}),
           ...(patch.level !== undefined ? { level: patch.level } : {}),
-          ...(patch.condition !== undefined ? { condition: normalize(patch.condition) } : {}),
+          ...(patch.condition !== undefined ? { condition: normalizeCondition(patch.condition) } : {}),
           ...(patch.device_ids !== undefined ? { deviceIds: [...new Set(patch.device_ids)] } : {}),
           ...(patch.group_ids !== undefined ? { groupIds: [...new Set(patch.group_ids)] } : {}),
           ...(patch.message !== undefined ? { message: patch.message } : {}),
@@ -436,7 +283,7 @@ export function createAlarmsService({
       },
 
       async create(scope: Scope, input: TargetInput) {
-        await checkUrl(notifier.guard, input.url);
+        await checkWebhookUrl(notifier.guard, input.url);
         if ((await repo.countTargets(scope.projectId)) >= ALARM_LIMITS.targetsPerProject) {
           throw new StateConflict(`A project has at most ${ALARM_LIMITS.targetsPerProject} notification targets`);
         }
@@ -461,7 +308,7 @@ export function createAlarmsService({
 
       async update(scope: Scope, id: string, patch: Partial<TargetInput>) {
         await this.get(scope, id);
-        if (patch.url !== undefined) await checkUrl(notifier.guard, patch.url);
+        if (patch.url !== undefined) await checkWebhookUrl(notifier.guard, patch.url);
         await repo.updateTarget(scope.projectId, id, {
           ...(patch.name !== undefined ? { name: patch.name } : {}),
           ...(patch.url !== undefined ? { url: patch.url } : {}),

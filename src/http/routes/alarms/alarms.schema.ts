@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ALARM_LIMITS } from '../../../domain/alarms/alarms.service.ts';
+import { ALARM_LIMITS } from '../../../domain/alarms/validation.ts';
 import { Id, Name, paged, pagingQuery } from '../common.schema.ts';
 
 const Seconds = (min: number) => z.number().int().min(min).max(ALARM_LIMITS.maxSeconds);
