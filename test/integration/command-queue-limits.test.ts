@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeviceSession } from '../../src/domain/delivery/sessions.ts';
-import { COMMAND_LIMITS } from '../../src/domain/commands/commands.service.ts';
+import { COMMAND_LIMITS } from '../../src/domain/commands/command-input.ts';
 import {
   createProject,
   createTestApp,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { nextFreeSeq } from '../../src/domain/commands/commands.service.ts';
+import { nextFreeSeq } from '../../src/domain/commands/send.ts';
 
 describe('command id allocation', () => {
   it('starts at 1 for a device without commands', () => {

@@ -16,10 +16,6 @@ import { createCommandStore } from './send.ts';
 import { createCommandSweeper } from './sweeper.ts';
 import { createSyncWaiters } from './sync-waiters.ts';
 
-export { COMMAND_LIMITS, type SendCommandInput } from './command-input.ts';
-export { commandView, type CommandView } from './command-view.ts';
-export { nextFreeSeq } from './send.ts';
-
 /** A timer may fire a little before the reply deadline it was set for. */
 const TIMER_SLACK_MS = 50;
 

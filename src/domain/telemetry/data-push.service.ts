@@ -7,7 +7,6 @@ import { BadRequest } from '../../errors.ts';
  * and reads messages is data-streams.service.ts.
  */
 
-export { STREAM_IDENTIFIER } from '../../../mqtt-broker/protocol/data-streams.ts';
 export const MESSAGE_TYPES = ['hex', 'text', 'json'] as const;
 export type MessageType = (typeof MESSAGE_TYPES)[number];
 export const MAX_DATA_BYTES = 64 * 1024;

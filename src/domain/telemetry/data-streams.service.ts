@@ -17,7 +17,8 @@ import type { EventBus } from '../events/event-bus.ts';
 import type { CurrentValuesService } from './current-values.service.ts';
 import { resolveRange } from './history.service.ts';
 import { createIngest } from './ingest.ts';
-import { encodeMessage, MAX_DATA_BYTES, STREAM_IDENTIFIER, type MessageType } from './data-push.service.ts';
+import { STREAM_IDENTIFIER } from '../../../mqtt-broker/protocol/data-streams.ts';
+import { encodeMessage, MAX_DATA_BYTES, type MessageType } from './data-push.service.ts';
 
 /** The stream a TCP link carries when its type binds none (device-protocol.md §6). */
 export const DEFAULT_TCP_STREAM = 'stream';

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { scopeOf } from '../../../domain/auth/principal.ts';
-import { COMMAND_LIMITS } from '../../../domain/commands/commands.service.ts';
+import { COMMAND_LIMITS } from '../../../domain/commands/command-input.ts';
 import type { Services } from '../../../composition/services.ts';
 import { IdParams } from '../common.schema.ts';
 import { deviceOfRequest } from '../device-access/token-auth.ts';

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { MESSAGE_TYPES, STREAM_IDENTIFIER } from '../../../domain/telemetry/data-push.service.ts';
+import { STREAM_IDENTIFIER } from '../../../../mqtt-broker/protocol/data-streams.ts';
+import { MESSAGE_TYPES } from '../../../domain/telemetry/data-push.service.ts';
 import { IdParams } from '../common.schema.ts';
 
 export const StreamIdentifier = z.string().regex(STREAM_IDENTIFIER, 'must match ^[A-Za-z0-9_-]{1,64}$');

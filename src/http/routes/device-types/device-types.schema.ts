@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { STREAM_IDENTIFIER } from '../../../../mqtt-broker/protocol/data-streams.ts';
 import {
   ATTRIBUTE_DATA_TYPES,
   CONN_PROTOCOLS,
@@ -124,7 +125,7 @@ export const AttributeList = z.object({ items: z.array(Attribute) });
 
 // Custom data streams
 
-const StreamIdentifier = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must match ^[A-Za-z0-9_-]{1,64}$');
+const StreamIdentifier = z.string().regex(STREAM_IDENTIFIER, 'must match ^[A-Za-z0-9_-]{1,64}$');
 const StreamFormat = z.enum(STREAM_FORMATS);
 
 export const StreamParams = z.object({ id: Id, identifier: z.string().min(1).max(64) });
