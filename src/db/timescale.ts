@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm';
 import { rowsOf, type Db } from './client.ts';
 
 /**
- * Enables TimescaleDB when the server offers it (issue: hypertables come with telemetry).
+ * Enables TimescaleDB when the server offers it (hypertables come with telemetry: architecture.md §5).
  * Returns whether the extension is active; never fails the start when it is not available.
  */
 export async function enableTimescale(db: Db, log: { warn(obj: object, msg: string): void }): Promise<boolean> {
