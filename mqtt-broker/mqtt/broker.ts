@@ -75,8 +75,11 @@ interface ClientState {
   rate: number;
   /** The filters granted on this connection, rewritten into the device's namespace (at most maxSubscriptions). */
   filters: Set<string>;
-  /** Whether the credentials were revoked since the login began: then the connection ends before it is attached. */
-  revoked(): boolean;
+  /**
+   * deviceAuth.mark() when the login began: credentials revoked since then end the connection before it is
+   * attached (a number, not the login's `revoked` closure: this state lives as long as the connection).
+   */
+  mark: number;
   /** The device's session in the registry, from the 'client' event until the connection closes. */
   connection?: DeviceConnection;
   /** Commands sent before the device subscribed to `command/send/…` on this connection. */
@@ -262,13 +265,13 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
           return login.reason === 'device disabled'
             ? refuse(5, 'device disabled')
             : refuse(4, 'bad user name or password');
-        const { identity, rate, revoked } = login;
+        const { identity, rate, mark } = login;
         states.set(client, {
           identity,
           clientId: client.id,
           rate,
           filters: new Set(),
-          revoked,
+          mark,
           commands: new HeldCommands(MAX_HELD_COMMANDS, 'the device has not subscribed to commands'),
           context: { services, clock, identity },
         });
@@ -400,7 +403,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     const state = states.get(client);
     if (!state) return;
     const { identity } = state;
-    if (state.revoked()) {
+    if (services.deviceAuth.revokedSince(identity, state.mark)) {
       log.info(
         { deviceId: identity.deviceId },
         'closing a device connection whose credentials were revoked while it logged in',
@@ -467,11 +470,14 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       stream.on('error', () => {});
       // Before login a connection is counted for its address and has connectTimeoutMs to log in;
       // it may be closed to make room for newer ones, silently (admission.ts).
-      const ticket = track(connections, stream, { address, deadlineMs: connectTimeoutMs });
+      const ticket = track(connections, stream, {
+        address,
+        deadlineMs: connectTimeoutMs,
+        onClose: () => streams.delete(stream),
+      });
       if (!ticket) return;
       tickets.set(stream, ticket);
       streams.add(stream);
-      stream.once('close', () => streams.delete(stream));
       aedes.handle(stream);
     },
     close: () => {

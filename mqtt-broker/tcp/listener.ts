@@ -1,6 +1,6 @@
 import net, { type AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { createAdmission, track, type Admission, type TrackedTicket } from '../core/admission.ts';
+import { createAdmission, track, type Admission, type Ticket } from '../core/admission.ts';
 import { TCP_DEFAULTS } from '../core/defaults.ts';
 import { attachDevice, type DeviceConnection } from '../core/device-session.ts';
 import type { DeviceIdentity, DevicePort, DropReason, TcpProfile } from '../core/port.ts';
@@ -103,7 +103,7 @@ interface Link {
   /** Set while the link is not read because the device is over its rate (or its project over its budget). */
   holdTimer?: NodeJS.Timeout;
   /** Admission of the connection (admission.ts): pending until the device has logged in. */
-  ticket?: TrackedTicket;
+  ticket?: Ticket;
 }
 
 /**
@@ -141,9 +141,8 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
     errors: 0,
   };
 
-  /** The link's one timer: the login deadline (admission's) until replaced, then a refusal's delay or the idle timeout. */
+  /** The link's one timer: the login deadline until replaced, then a refusal's delay or the idle timeout. */
   function setTimer(link: Link, ms: number, fn: () => void) {
-    link.ticket?.settle();
     if (link.timer) clearTimeout(link.timer);
     link.timer = setTimeout(fn, ms);
     link.timer.unref();
@@ -355,14 +354,8 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
     };
     const ticket = track(connections, socket, {
       address: socket.remoteAddress,
-      deadlineMs: o.loginTimeoutMs,
       busy,
       evict: () => end(link, 'pending connections of this address over the limit'),
-      expire: () => {
-        if (link.phase !== 'login' && link.phase !== 'auth') return;
-        stats.loginTimeouts += 1;
-        end(link, 'login timeout');
-      },
     });
     if (!ticket) return;
     socket.setNoDelay(true);
@@ -383,6 +376,12 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
       ticket,
     };
     links.add(link);
+    // The login deadline is the link's one timer (setTimer), replaced by a refusal's delay or the idle timeout.
+    setTimer(link, o.loginTimeoutMs, () => {
+      if (link.phase !== 'login' && link.phase !== 'auth') return;
+      stats.loginTimeouts += 1;
+      end(link, 'login timeout');
+    });
     socket.on('data', (chunk: Buffer) => {
       if (link.phase === 'login') onLoginData(link, chunk);
       else if (link.phase === 'open') onData(link, chunk);
