@@ -17,7 +17,22 @@ module.exports = {
       severity: 'error',
       comment: 'Repositories and schema do not import services.',
       from: { path: '^src/db/' },
-      to: { path: '^src/(domain|http|composition|control|cli)/|^mqtt-broker/(?!protocol/)' },
+      to: { path: '^src/(domain|http|composition|control|cli|cluster)/|^mqtt-broker/(?!protocol/)' },
+    },
+    {
+      name: 'domain-not-cluster',
+      severity: 'error',
+      comment:
+        'Services do not know NATS: in cluster mode they are given adapters from src/cluster/ by the composition (docs/cluster.md).',
+      from: { path: '^src/domain/' },
+      to: { path: '^src/cluster/|^@nats-io/' },
+    },
+    {
+      name: 'cluster-not-edges',
+      severity: 'error',
+      comment: 'The cluster adapters implement domain ports; they know neither HTTP nor the device transports.',
+      from: { path: '^src/cluster/' },
+      to: { path: '^src/(http|composition|control|cli)/|^mqtt-broker/(?!protocol/)' },
     },
     {
       name: 'domain-not-edges',
@@ -32,7 +47,7 @@ module.exports = {
       severity: 'error',
       comment: 'src/lib holds helpers that import no layer.',
       from: { path: '^src/lib/' },
-      to: { path: '^src/(db|domain|http|composition|control|cli)/|^mqtt-broker/' },
+      to: { path: '^src/(db|domain|http|composition|control|cli|cluster)/|^mqtt-broker/' },
     },
     {
       name: 'edge-through-port',

@@ -124,8 +124,9 @@ export async function buildApp({ config, services, jwtSecret, logger, readiness 
   app.get('/livez', { schema: healthSchema('/livez') }, async () => ({ result: true, info: { status: 'ok' } }));
   const ready = readiness ?? createReadiness({ ingest: () => services.ingest.stats() });
   const readyz = async (_req: FastifyRequest, reply: FastifyReply) => {
-    const { ready: ok, failing } = await ready.check();
-    if (ok) return { result: true, info: { status: 'ok' } };
+    const { ready: ok, failing, node } = await ready.check();
+    const who = node ? { node: node.id, cluster: node.cluster, nats: node.nats } : {};
+    if (ok) return { result: true, info: { status: 'ok', ...who } };
     const errors = failing.map((f) => ({ path: f.check, message: f.message }));
     return reply
       .code(503)

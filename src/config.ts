@@ -154,6 +154,34 @@ export const configSchema = z
     // /readyz: how long the database may take to answer; SIGTERM: how long /readyz answers 503 before listeners close.
     READINESS_DB_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(2_000),
     SHUTDOWN_DRAIN_MS: z.coerce.number().int().min(0).max(300_000).default(0),
+    /**
+     * Cluster mode (docs/cluster.md): NATS server URLs, comma-separated; unset = one node, as always.
+     * CLUSTER_NAME prefixes every subject, bucket and stream; NODE_ID names this node (default host-pid).
+     */
+    NATS_URL: optionalString.pipe(
+      z
+        .string()
+        .refine(
+          (v) =>
+            v.split(',').every((u) => /^(nats|tls|wss?):\/\/[^\s,]+$/.test(u.trim()) || /^[\w.-]+:\d+$/.test(u.trim())),
+          'must be nats://host:port, or several separated by commas',
+        )
+        .optional(),
+    ),
+    CLUSTER_NAME: z
+      .string()
+      .trim()
+      .regex(
+        /^[A-Za-z0-9_-]{1,40}$/,
+        'must be 1-40 letters, digits, "_" or "-" (it prefixes NATS subjects and buckets)',
+      )
+      .default('iot'),
+    NODE_ID: optionalString.pipe(
+      z
+        .string()
+        .regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 letters, digits, "_" or "-" (it is a NATS subject token)')
+        .optional(),
+    ),
     TRUST_PROXY: z
       .enum(['true', 'false', '1', '0'])
       .default('false')
@@ -168,6 +196,22 @@ export const configSchema = z
       });
     }
     tlsRefine(c, ctx);
+    if (c.NATS_URL && !c.DATABASE_URL) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['NATS_URL'],
+        message:
+          'cluster mode needs PostgreSQL: set DATABASE_URL (postgres://…) for every node, or unset NATS_URL to run one node on the embedded database',
+      });
+    }
+    if (c.NATS_URL && !c.JWT_SECRET) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['JWT_SECRET'],
+        message:
+          'is required with NATS_URL: every node of a cluster must sign and check tokens with the same secret (a random string of 32+ characters)',
+      });
+    }
   })
   .transform(withTlsPorts);
 

@@ -8,6 +8,7 @@ import { DataDirLocked } from './db/data-dir-lock.ts';
 import { openDatabase } from './db/open.ts';
 import { DatabaseUnavailable } from './db/unreachable.ts';
 import { resolveJwtSecret } from './lib/jwt-secret.ts';
+import { ClusterUnavailable, connectCluster, defaultNodeId, type Cluster } from './cluster/cluster.ts';
 import { createBroker } from '../mqtt-broker/mqtt/broker.ts';
 import { attachWebSocket } from '../mqtt-broker/mqtt/websocket.ts';
 import { createAdmission } from '../mqtt-broker/core/admission.ts';
@@ -41,7 +42,10 @@ class StartupError extends Error {
 }
 
 async function start(config: Config) {
-  const logger = createLogger(config.LOG_LEVEL);
+  // In cluster mode every line names its node (docs/cluster.md §6).
+  const nodeId = config.NATS_URL ? (config.NODE_ID ?? defaultNodeId()) : undefined;
+  const rootLogger = createLogger(config.LOG_LEVEL);
+  const logger = nodeId ? rootLogger.child({ node: nodeId }) : rootLogger;
   // main's own lines; every component logs through its own child of `logger`.
   const log = logger.child({ component: 'main' });
   const jwt = resolveJwtSecret(config);
@@ -70,6 +74,23 @@ async function start(config: Config) {
     throw err;
   }
   const settings = settingsFromConfig(config, database.driver);
+  // Cluster mode (docs/cluster.md): NATS is reached before anything starts; unreachable, the start stops here.
+  let cluster: Cluster | undefined;
+  if (config.NATS_URL && nodeId) {
+    try {
+      cluster = await connectCluster({
+        servers: config.NATS_URL,
+        name: config.CLUSTER_NAME,
+        nodeId,
+        logger: logger.child({ component: 'cluster' }),
+      });
+    } catch (err) {
+      await database.close().catch(() => {});
+      if (err instanceof ClusterUnavailable) throw new StartupError(err.message);
+      throw err;
+    }
+    log.info({ cluster: config.CLUSTER_NAME, nodes: [...cluster.aliveNodes()] }, 'joined the cluster');
+  }
   const services = createServices({
     db: database.db,
     repositories: createRepositories(database.db),
@@ -77,11 +98,14 @@ async function start(config: Config) {
     // Keys the hashes of view secrets and app secret_keys (passwords.ts): rotating JWT_SECRET invalidates them.
     serverSecret: jwt.secret,
     settings: settings.services,
+    cluster,
   });
   // One ordered list of what starts and stops with the server (lifecycle.ts): the services first, then the
   // listeners and servers as they open. Stopped in reverse: nothing is accepted any more, then the services
   // flush what the listeners delivered; the store closes last.
   const steps = serviceSteps(services, { logger, historyPolicies: settings.historyPolicies });
+  // The cluster stops after everything that uses it, just before the database.
+  if (cluster) steps.unshift({ name: 'cluster', stop: () => cluster.close() });
   await startSteps(steps);
   const readiness = createReadiness({
     ping: database.ping,
@@ -89,6 +113,7 @@ async function start(config: Config) {
     ingest: () => services.ingest.stats(),
     awaitListeners: true,
     logger: logger.child({ component: 'readiness' }),
+    ...(cluster ? { node: { id: cluster.nodeId, cluster: cluster.name, nats: () => cluster.status } } : {}),
   });
   const app = await buildApp({
     config,

@@ -31,6 +31,7 @@ import { createGatewaysService } from '../domain/gateways/gateways.service.ts';
 import { createProjectsService } from '../domain/projects/projects.service.ts';
 import { createViewKeyService } from '../domain/projects/view-key.service.ts';
 import { createAlarmsService } from '../domain/alarms/alarms.service.ts';
+import type { Cluster } from '../cluster/cluster.ts';
 import { createRepositories, type Repositories } from './repositories.ts';
 import { DEFAULT_SETTINGS, type ServiceSettings } from './settings.ts';
 
@@ -46,6 +47,8 @@ export interface ServiceDeps {
   settings?: Partial<ServiceSettings>;
   /** The server secret (JWT secret) that keys machine-secret hashes (passwords.ts); unset = argon2id. */
   serverSecret?: string;
+  /** Cluster mode (docs/cluster.md): this node's link to the others; unset = one node. */
+  cluster?: Cluster | undefined;
 }
 
 /** Wires every domain service once, over the repositories; HTTP routes, the broker and the CLI share them. */
@@ -56,6 +59,7 @@ export function createServices({
   logger = pino({ level: 'silent' }),
   settings: given = {},
   serverSecret,
+  cluster,
 }: ServiceDeps) {
   const settings = { ...DEFAULT_SETTINGS, ...given };
   const log = (component: string) => logger.child({ component });
@@ -174,6 +178,7 @@ export function createServices({
     logger: log('live-events'),
   });
   return {
+    cluster,
     bus,
     liveEvents,
     liveEventsRepo: liveRepo,

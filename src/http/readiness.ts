@@ -19,6 +19,12 @@ export interface ReadinessOptions {
   /** A write retried within this long ago counts as "retrying" (the pipeline backs off up to 5 s). */
   retryWindowMs?: number;
   clock?: () => number;
+  /**
+   * Cluster mode: this node's id and cluster, and NATS's state, shown by `/readyz` (docs/cluster.md §6). NATS
+   * being away does not make the node unready: it keeps serving the devices it holds (§5), and a load
+   * balancer that drained every node at once would cut off every device.
+   */
+  node?: { id: string; cluster: string; nats: () => string };
   /** Told when readiness changes (with the failing checks), so an outage shows in the log too. */
   logger?: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
 }
@@ -39,6 +45,8 @@ export type CheckName = 'draining' | 'listeners' | 'database' | 'ingest';
 
 export interface ReadinessResult {
   ready: boolean;
+  /** Cluster mode: which node answered, and whether it reaches NATS. */
+  node?: { id: string; cluster: string; nats: string };
   /** The checks that failed, each with why. */
   failing: Array<{ check: CheckName; message: string }>;
 }
@@ -51,6 +59,7 @@ export function createReadiness({
   retryWindowMs = 10_000,
   clock = Date.now,
   logger,
+  node,
 }: ReadinessOptions) {
   let bound = !awaitListeners;
   /** The checks that failed last time ('' = ready), to log changes only. */
@@ -116,13 +125,18 @@ export function createReadiness({
         else logger?.warn({ failing }, 'not ready');
       }
       lastState = state;
-      return { ready, failing };
+      return { ready, failing, ...(node ? { node: { id: node.id, cluster: node.cluster, nats: node.nats() } } : {}) };
     },
   };
 }
 export type Readiness = ReturnType<typeof createReadiness>;
 
-const HealthInfo = z.object({ status: z.literal('ok') });
+const HealthInfo = z.object({
+  status: z.literal('ok'),
+  node: z.string().optional().describe('Cluster mode: the NODE_ID of the node that answered'),
+  cluster: z.string().optional().describe('Cluster mode: CLUSTER_NAME'),
+  nats: z.enum(['connected', 'reconnecting']).optional().describe('Cluster mode: whether the node reaches NATS now'),
+});
 const NotReady = z.object({
   result: z.literal(false),
   errcode: z.literal(503),

@@ -1,0 +1,320 @@
+import os from 'node:os';
+import type { Logger } from 'pino';
+import { connect, type NatsConnection, type Msg } from '@nats-io/transport-node';
+import { Kvm, type KV } from '@nats-io/kv';
+
+/**
+ * Cluster mode (docs/cluster.md): the nodes of one cluster share one PostgreSQL and talk through NATS.
+ * This is the one connection of a node to NATS, the names it uses (every subject, bucket and stream
+ * starts with CLUSTER_NAME, so clusters and test runs sharing a NATS server never see each other), the
+ * node's heartbeat (which nodes are alive) and leases (jobs that run on one node at a time).
+ *
+ * Nothing here is a protocol of our own between nodes: requests, broadcasts and the key-value buckets
+ * are NATS's (core NATS and JetStream KV).
+ */
+export interface ClusterOptions {
+  /** NATS_URL: one URL or several separated by commas. */
+  servers: string;
+  /** CLUSTER_NAME. */
+  name: string;
+  /** NODE_ID; default host name and process id. */
+  nodeId?: string | undefined;
+  logger: Pick<Logger, 'info' | 'warn' | 'error'>;
+  /** How long a node stays "alive" without a heartbeat, and a lease without renewal (docs/cluster.md §3). */
+  leaseMs?: number;
+  /** How long a request to another node may take before it counts as failed. */
+  requestTimeoutMs?: number;
+}
+
+export const CLUSTER_DEFAULTS = { leaseMs: 10_000, requestTimeoutMs: 5_000 } as const;
+
+/** The cluster is not reachable (NATS down, or the other node did not answer): an operation across nodes failed. */
+export class ClusterUnavailable extends Error {
+  override name = 'ClusterUnavailable';
+}
+
+export function defaultNodeId(): string {
+  return `${os
+    .hostname()
+    .replace(/[^A-Za-z0-9_-]/g, '-')
+    .slice(0, 48)}-${process.pid}`;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+export const encodeJson = (value: unknown): Uint8Array => encoder.encode(JSON.stringify(value));
+export const decodeJson = <T>(data: Uint8Array): T => JSON.parse(decoder.decode(data)) as T;
+
+export interface Lease {
+  readonly name: string;
+  /** Whether this node holds it now. */
+  readonly held: boolean;
+  /** Gives it up (stop). */
+  release(): Promise<void>;
+}
+
+export type ClusterStatus = 'connected' | 'reconnecting';
+
+export interface Cluster {
+  readonly name: string;
+  readonly nodeId: string;
+  readonly leaseMs: number;
+  readonly requestTimeoutMs: number;
+  readonly nc: NatsConnection;
+  /** `<CLUSTER_NAME>.<parts…>`: every subject of this cluster. */
+  subject(...parts: string[]): string;
+  /** A key-value bucket of this cluster (created on first use; `<CLUSTER_NAME>_<name>`). */
+  bucket(name: string, options?: { ttlMs?: number }): Promise<KV>;
+  readonly status: ClusterStatus;
+  /** Called whenever NATS connects again after an outage (what was missed may be re-published). */
+  onReconnect(listener: () => void): () => void;
+  /** The nodes whose heartbeat is fresh, this one included. */
+  aliveNodes(): ReadonlySet<string>;
+  isAlive(nodeId: string): boolean;
+  /** Called with the node id when a node's heartbeat ends (killed, or cut off from NATS). */
+  onNodeLost(listener: (nodeId: string) => void): () => void;
+  /**
+   * Holds the lease `name` whenever no other live node does: `held` turns true within about one lease time
+   * after its holder died. Whoever holds it runs the job; the others wait (docs/cluster.md §3).
+   */
+  lease(name: string, onChange?: (held: boolean) => void): Lease;
+  /** Subscribes; the handler's errors are logged, never thrown into NATS's loop. */
+  subscribe(subject: string, handler: (msg: Msg) => void | Promise<void>, options?: { queue?: string }): () => void;
+  /** A request to one subscriber, answered as JSON; ClusterUnavailable when nobody answers in time. */
+  request<T>(subject: string, body: unknown, timeoutMs?: number): Promise<T>;
+  /** Publishes JSON, fire and forget (false when NATS is not connected: nothing was sent). */
+  publish(subject: string, body: unknown): boolean;
+  close(): Promise<void>;
+}
+
+/** Connects to NATS (failing at once with a clear message when it cannot) and starts the heartbeat. */
+export async function connectCluster(options: ClusterOptions): Promise<Cluster> {
+  const { name, logger } = options;
+  const nodeId = options.nodeId ?? defaultNodeId();
+  const leaseMs = options.leaseMs ?? CLUSTER_DEFAULTS.leaseMs;
+  const requestTimeoutMs = options.requestTimeoutMs ?? CLUSTER_DEFAULTS.requestTimeoutMs;
+  const servers = options.servers
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  let nc: NatsConnection;
+  try {
+    nc = await connect({
+      servers,
+      name: `${name}:${nodeId}`,
+      // Reconnect for ever: an outage of NATS ends by itself (docs/cluster.md §5); meanwhile this node
+      // serves what it holds.
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 500,
+      timeout: 5_000,
+      pingInterval: 5_000,
+      maxPingOut: 2,
+    });
+  } catch (err) {
+    throw new ClusterUnavailable(
+      `cannot reach NATS at ${servers.join(', ')} (${(err as Error).message}): check NATS_URL, or unset it to run one node`,
+    );
+  }
+  let status: ClusterStatus = 'connected';
+  const reconnectListeners = new Set<() => void>();
+  const lostListeners = new Set<(nodeId: string) => void>();
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect' || s.type === 'reconnecting') {
+        if (status !== 'reconnecting') logger.warn({ nats: s.type }, 'NATS connection lost; reconnecting');
+        status = 'reconnecting';
+      } else if (s.type === 'reconnect') {
+        status = 'connected';
+        logger.info({ nats: s.type }, 'NATS connection back');
+        for (const l of reconnectListeners) {
+          try {
+            l();
+          } catch (err) {
+            logger.error({ err }, 'reconnect listener failed');
+          }
+        }
+      }
+    }
+  })().catch((err: unknown) => logger.error({ err }, 'NATS status loop ended'));
+
+  const subject = (...parts: string[]) => [name, ...parts].join('.');
+  const kvm = new Kvm(nc);
+  const buckets = new Map<string, Promise<KV>>();
+  const bucket = (b: string, o: { ttlMs?: number } = {}) => {
+    let kv = buckets.get(b);
+    if (!kv) {
+      kv = kvm.create(`${name}_${b}`, { history: 1, ...(o.ttlMs ? { ttl: o.ttlMs } : {}) });
+      kv.catch(() => buckets.delete(b));
+      buckets.set(b, kv);
+    }
+    return kv;
+  };
+
+  // Heartbeat: every node puts its key into a bucket whose entries expire after a lease; the keys present
+  // are the live nodes. Others learn of a loss when a key has not been renewed for a lease.
+  const nodes = await bucket('nodes', { ttlMs: leaseMs });
+  // A node is alive while its heartbeat key changes: the revision seen, and when (this node's clock: no skew).
+  const seen = new Map<string, { revision: number; at: number }>();
+  const beat = async () => {
+    try {
+      await nodes.put(nodeId, encodeJson({ node: nodeId, ts: Date.now() }));
+    } catch (err) {
+      if (status === 'connected') logger.warn({ err }, 'cluster heartbeat failed');
+    }
+  };
+  const scan = async () => {
+    try {
+      const now = Date.now();
+      for await (const k of await nodes.keys()) {
+        const entry = await nodes.get(k);
+        if (!entry || entry.operation !== 'PUT') continue;
+        const last = seen.get(k);
+        if (!last || last.revision !== entry.revision) seen.set(k, { revision: entry.revision, at: now });
+      }
+      for (const [n, last] of seen) {
+        if (n === nodeId || now - last.at < leaseMs) continue;
+        seen.delete(n);
+        logger.warn({ lostNode: n }, 'a node of the cluster stopped beating');
+        for (const l of lostListeners) {
+          try {
+            l(n);
+          } catch (err) {
+            logger.error({ err }, 'node-lost listener failed');
+          }
+        }
+      }
+    } catch (err) {
+      if (status === 'connected') logger.warn({ err }, 'cluster membership scan failed');
+    }
+  };
+  await beat();
+  // Five beats a lease: a node killed is known lost within a lease and a beat (docs/cluster.md §3).
+  const beatEvery = Math.max(100, Math.floor(leaseMs / 5));
+  let beating: Promise<void> = Promise.resolve();
+  const heartbeat = setInterval(() => {
+    beating = beating.then(beat).then(scan);
+  }, beatEvery);
+  heartbeat.unref();
+  await scan();
+
+  const leasesBucket = await bucket('leases', { ttlMs: leaseMs });
+  const leases = new Set<{ stop(): Promise<void> }>();
+
+  const cluster: Cluster = {
+    name,
+    nodeId,
+    leaseMs,
+    requestTimeoutMs,
+    nc,
+    subject,
+    bucket,
+    get status() {
+      return status;
+    },
+    onReconnect(l) {
+      reconnectListeners.add(l);
+      return () => reconnectListeners.delete(l);
+    },
+    aliveNodes() {
+      return new Set([nodeId, ...seen.keys()]);
+    },
+    isAlive: (n) => n === nodeId || seen.has(n),
+    onNodeLost(l) {
+      lostListeners.add(l);
+      return () => lostListeners.delete(l);
+    },
+    lease(leaseName, onChange) {
+      let revision: number | undefined;
+      let held = false;
+      let stopped = false;
+      const set = (h: boolean) => {
+        if (h === held) return;
+        held = h;
+        logger.info({ lease: leaseName, held: h }, h ? 'lease taken' : 'lease lost');
+        onChange?.(h);
+      };
+      const tick = async () => {
+        if (stopped) return;
+        try {
+          if (revision !== undefined)
+            revision = await leasesBucket.update(leaseName, encodeJson({ node: nodeId }), revision);
+          else revision = await leasesBucket.create(leaseName, encodeJson({ node: nodeId }));
+          set(true);
+        } catch {
+          // Another node holds it (create/update refused), or NATS is away: the lease is not ours (any more).
+          revision = undefined;
+          set(false);
+        }
+      };
+      const timer = setInterval(() => void tick(), beatEvery);
+      timer.unref();
+      void tick();
+      const handle = {
+        name: leaseName,
+        get held() {
+          return held;
+        },
+        async stop() {
+          stopped = true;
+          clearInterval(timer);
+          if (held && revision !== undefined) {
+            await leasesBucket.delete(leaseName, { previousSeq: revision }).catch(() => {});
+          }
+          revision = undefined;
+          set(false);
+        },
+        release() {
+          leases.delete(handle);
+          return handle.stop();
+        },
+      };
+      leases.add(handle);
+      return handle;
+    },
+    subscribe(subj, handler, o = {}) {
+      const sub = nc.subscribe(subj, {
+        ...(o.queue ? { queue: o.queue } : {}),
+        callback: (err, msg) => {
+          if (err) {
+            logger.warn({ err, subject: subj }, 'cluster subscription error');
+            return;
+          }
+          try {
+            const r = handler(msg);
+            if (r) r.catch((e: unknown) => logger.error({ err: e, subject: subj }, 'cluster message handler failed'));
+          } catch (e) {
+            logger.error({ err: e, subject: subj }, 'cluster message handler failed');
+          }
+        },
+      });
+      return () => sub.unsubscribe();
+    },
+    async request<T>(subj: string, body: unknown, timeoutMs = requestTimeoutMs): Promise<T> {
+      if (status !== 'connected') throw new ClusterUnavailable('the cluster is unreachable (NATS is down)');
+      try {
+        const reply = await nc.request(subj, encodeJson(body), { timeout: timeoutMs });
+        return decodeJson<T>(reply.data);
+      } catch (err) {
+        throw new ClusterUnavailable(`the node holding it did not answer (${(err as Error).message})`);
+      }
+    },
+    publish(subj, body) {
+      if (status !== 'connected' || nc.isClosed()) return false;
+      try {
+        nc.publish(subj, encodeJson(body));
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    async close() {
+      clearInterval(heartbeat);
+      await beating;
+      await Promise.all([...leases].map((l) => l.stop()));
+      // Leaving: our heartbeat key goes at once, so the others need not wait a lease to know.
+      await nodes.delete(nodeId).catch(() => {});
+      await nc.drain().catch(() => {});
+    },
+  };
+  return cluster;
+}

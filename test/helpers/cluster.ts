@@ -1,0 +1,173 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { createPrivatePostgres, type PrivatePostgres } from './db.ts';
+import { serverEnv, spawnTs, type Spawned } from './process.ts';
+
+/**
+ * Several server processes of one cluster (docs/cluster.md): one PostgreSQL database of their own (on the
+ * server of TEST_DATABASE_URL) and the NATS server of NATS_TEST_URL (default nats://127.0.0.1:4222), under a
+ * CLUSTER_NAME unique to the run, so runs sharing the NATS server never see each other.
+ *
+ * Without TEST_DATABASE_URL or a reachable NATS the cluster tests are skipped (`clusterSkip` says why), unless
+ * REQUIRE_CLUSTER_TESTS=1 (CI's PostgreSQL pass), where that is a failure instead.
+ */
+export const NATS_TEST_URL = process.env.NATS_TEST_URL || 'nats://127.0.0.1:4222';
+export const CLUSTER_PLATFORM_TOKEN = 'cluster-platform-token-0123456789';
+export const CLUSTER_JWT_SECRET = 'cluster-jwt-secret-0123456789abcdefghij';
+
+async function natsReachable(url: string): Promise<boolean> {
+  const u = new URL(url.split(',')[0]!.trim());
+  return new Promise((resolve) => {
+    const s = net.connect(Number(u.port || 4222), u.hostname);
+    const done = (ok: boolean) => {
+      s.destroy();
+      resolve(ok);
+    };
+    s.setTimeout(2_000, () => done(false));
+    s.once('data', (b) => done(b.toString().startsWith('INFO')));
+    s.once('error', () => done(false));
+  });
+}
+
+/** Why the cluster tests cannot run here, or undefined when they can. Throws under REQUIRE_CLUSTER_TESTS=1. */
+export async function clusterSkip(): Promise<string | undefined> {
+  let why: string | undefined;
+  if (!process.env.TEST_DATABASE_URL) why = 'cluster mode needs PostgreSQL: set TEST_DATABASE_URL';
+  else if (!(await natsReachable(NATS_TEST_URL))) why = `no NATS server at ${NATS_TEST_URL} (set NATS_TEST_URL)`;
+  if (why && process.env.REQUIRE_CLUSTER_TESTS === '1') throw new Error(`REQUIRE_CLUSTER_TESTS=1 but ${why}`);
+  return why;
+}
+
+export interface ClusterNode {
+  id: string;
+  proc: Spawned;
+  http: string;
+  mqttUrl: string;
+  tcpPort: number;
+  /** Stops it: SIGTERM (graceful) or SIGKILL (a crash); resolves once the process has exited. */
+  stop(signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>;
+}
+
+export interface TestCluster {
+  name: string;
+  databaseUrl: string;
+  nodes: ClusterNode[];
+  /** Starts one more node of the cluster (also after a kill, under a new or the same id). */
+  addNode(id?: string, extra?: Record<string, string>): Promise<ClusterNode>;
+  /** Kills every node, drops the database and removes the data directories. */
+  close(): Promise<void>;
+}
+
+export async function startCluster(
+  count: number,
+  options: { extraEnv?: Record<string, string>; natsUrl?: string } = {},
+): Promise<TestCluster> {
+  const pg: PrivatePostgres | undefined = await createPrivatePostgres();
+  if (!pg) throw new Error('startCluster needs TEST_DATABASE_URL');
+  const name = `t${process.pid}${randomBytes(3).toString('hex')}`;
+  const dirs: string[] = [];
+  const procs: Spawned[] = [];
+  const nodes: ClusterNode[] = [];
+  let seq = 0;
+  const addNode = async (id = `n${++seq}`, extra: Record<string, string> = {}) => {
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), `iot-cluster-${id}-`));
+    dirs.push(dataDir);
+    const proc = spawnTs(
+      'src/main.ts',
+      [],
+      serverEnv(dataDir, pg.url, {
+        NATS_URL: options.natsUrl ?? NATS_TEST_URL,
+        CLUSTER_NAME: name,
+        NODE_ID: id,
+        JWT_SECRET: CLUSTER_JWT_SECRET,
+        PLATFORM_TOKEN: CLUSTER_PLATFORM_TOKEN,
+        MQTT_RATE_LIMIT: '100000',
+        ...options.extraEnv,
+        ...extra,
+      }),
+    );
+    procs.push(proc);
+    const [, http] = await proc.waitFor(/Server listening at (http:\/\/127\.0\.0\.1:\d+)/, 90_000);
+    const [, mqttUrl] = await proc.waitFor(/MQTT listening at (mqtt:\/\/127\.0\.0\.1:\d+)/, 30_000);
+    const [, tcp] = await proc.waitFor(/TCP listening at tcp:\/\/127\.0\.0\.1:(\d+)/, 30_000);
+    const node: ClusterNode = {
+      id,
+      proc,
+      http: http!,
+      mqttUrl: mqttUrl!,
+      tcpPort: Number(tcp),
+      async stop(signal = 'SIGTERM') {
+        if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill(signal);
+        await proc.exit();
+      },
+    };
+    nodes.push(node);
+    return node;
+  };
+  try {
+    // One at a time: the first applies the migrations, the others find them applied.
+    for (let i = 0; i < count; i++) await addNode();
+  } catch (err) {
+    for (const p of procs) p.child.kill('SIGKILL');
+    await pg.drop().catch(() => {});
+    throw err;
+  }
+  return {
+    name,
+    databaseUrl: pg.url,
+    nodes,
+    addNode,
+    async close() {
+      for (const p of procs) p.child.kill('SIGKILL');
+      await Promise.all(procs.map((p) => p.exit()));
+      for (const d of dirs) rmSync(d, { recursive: true, force: true });
+      await pg.drop().catch(() => {});
+    },
+  };
+}
+
+/** The project API of a cluster: a project made through the platform API of `node`, and calls on any node. */
+export async function clusterProject(http: string) {
+  const created = await apiCall(http, 'POST', '/platform/v1/projects', CLUSTER_PLATFORM_TOKEN, { name: 'cluster' });
+  const login = (await fetch(`${http}/api/v1/access_token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(created.app),
+  }).then((r) => r.json())) as { info: { access_token: string } };
+  const token = login.info.access_token;
+  return {
+    project: created as { id: string; project_key: string; app: Record<string, string> },
+    token,
+    /** A device and its MQTT credentials (user name = access token, password = project key). */
+    async device(name: string, via = http, extra: Record<string, unknown> = {}) {
+      const d = (await apiCall(via, 'POST', '/api/v1/device', token, { name, ...extra })) as { id: string };
+      const cert = (await apiCall(via, 'GET', `/api/v1/device/${d.id}/certificate`, token)) as { access_token: string };
+      return { id: d.id, accessToken: cert.access_token, projectKey: created.project_key as string };
+    },
+    call: (via: string, method: string, url: string, body?: unknown) => apiRaw(via, method, url, token, body),
+  };
+}
+
+/** A call answering the whole envelope (`result`, `errcode`, `info`…) and the HTTP status. */
+export async function apiRaw(base: string, method: string, url: string, token: string, body?: unknown) {
+  const res = await fetch(base + url, {
+    method,
+    headers: {
+      authorization: `Bearer ${token}`,
+      ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+    },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  const json = (await res.json()) as { result: boolean; errcode?: number; message?: string; info?: any }; // eslint-disable-line @typescript-eslint/no-explicit-any -- API JSON
+  return { status: res.status, ...json };
+}
+
+/** A call that must succeed; answers `info`. */
+export async function apiCall(base: string, method: string, url: string, token: string, body?: unknown) {
+  const json = await apiRaw(base, method, url, token, body);
+  if (!json.result) throw new Error(`${method} ${url} failed: ${JSON.stringify(json)}`);
+  return json.info; // eslint-disable-line @typescript-eslint/no-unsafe-return -- API JSON
+}
