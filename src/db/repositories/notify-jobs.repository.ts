@@ -3,11 +3,13 @@ import type { Db } from '../client.ts';
 import { notifyJobs } from '../schema/index.ts';
 
 export type NotifyJobRow = typeof notifyJobs.$inferSelect;
+/** A job as it is made: nobody has claimed it yet. */
+export type NewNotifyJob = Omit<NotifyJobRow, 'claimedBy' | 'claimUntil'>;
 
 /** Webhook deliveries not yet done (src/domain/alarms/notifier.ts), each scoped by its project. */
 export function createNotifyJobsRepository(db: Db) {
   return {
-    async insertJobs(rows: NotifyJobRow[]) {
+    async insertJobs(rows: NewNotifyJob[]) {
       if (rows.length) await db.insert(notifyJobs).values(rows);
     },
 

@@ -141,6 +141,12 @@ export const notifyJobs = pgTable(
     /** The attempt to make next, 1 = the first. */
     attempt: integer('attempt').notNull(),
     dueTime: ms('due_time').notNull(),
+    /**
+     * Cluster mode (docs/cluster.md §4): the node running the job and until when its claim holds; a job whose
+     * claim has lapsed (its node died) is taken by another node. Null: nobody runs it now.
+     */
+    claimedBy: text('claimed_by'),
+    claimUntil: ms('claim_until'),
     createTime: created(),
   },
   (t) => [index('notify_jobs_project_idx').on(t.projectId, t.id), index('notify_jobs_target_idx').on(t.targetId)],

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import {
+  bigint,
   boolean,
   index,
   jsonb,
@@ -57,6 +58,13 @@ export const devices = pgTable(
     tags: tags(),
     disabled: boolean('disabled').notNull().default(false),
     online: boolean('online').notNull().default(false),
+    /**
+     * Cluster mode (docs/cluster.md §3): the node that holds the device's session, or held it last, and the
+     * order of that session among the device's sessions cluster-wide (a later login has a greater epoch).
+     * A node writes "offline" only over its own session, and "online" only over an older one. Null on one node.
+     */
+    sessionNode: text('session_node'),
+    sessionEpoch: bigint('session_epoch', { mode: 'number' }),
     /** Ever connected or reported (http-api.md §3 devices_stat). */
     active: boolean('active').notNull().default(false),
     /** Latest time of each kind of message (device-protocol.md §11). */

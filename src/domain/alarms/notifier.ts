@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AlarmsRepository, NotificationTargetRow } from '../../db/repositories/alarms.repository.ts';
-import type { NotifyJobRow, NotifyJobsRepository } from '../../db/repositories/notify-jobs.repository.ts';
+import type { NewNotifyJob, NotifyJobRow, NotifyJobsRepository } from '../../db/repositories/notify-jobs.repository.ts';
 import type { NotifyAttempt } from '../../db/schema/index.ts';
 import { newId } from '../../lib/ids.ts';
 import { createNetGuard, parseNetworks, type NetGuard, type Resolver } from '../../lib/net-guard.ts';
@@ -66,7 +66,7 @@ export interface NotifierDeps {
   guard?: NetGuard;
 }
 
-type Job = Omit<NotifyJobRow, 'dueTime' | 'createTime'>;
+type Job = Omit<NotifyJobRow, 'dueTime' | 'createTime' | 'claimedBy' | 'claimUntil'>;
 
 /** One project's share of the notifier. */
 interface ProjectQueue {
@@ -319,7 +319,7 @@ export function createNotifier({
   }
 
   /** Takes up a job read back from `notify_jobs` (counted already). */
-  function resume(row: NotifyJobRow) {
+  function resume(row: NewNotifyJob) {
     const job: Job = {
       id: row.id,
       projectId: row.projectId,
@@ -351,7 +351,7 @@ export function createNotifier({
           const body = JSON.stringify(webhookPayload(projectId, entry));
           const now = clock();
           const p = projectOf(projectId);
-          const rows: NotifyJobRow[] = [];
+          const rows: NewNotifyJob[] = [];
           for (const target of list) {
             if (entry.log.alarmLevel < target.minLevel) continue;
             const full =
