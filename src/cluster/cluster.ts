@@ -79,7 +79,7 @@ export interface Cluster {
    */
   lease(name: string, onChange?: (held: boolean) => void): Lease;
   /** Subscribes; the handler's errors are logged, never thrown into NATS's loop. */
-  subscribe(subject: string, handler: (msg: Msg) => void | Promise<void>, options?: { queue?: string }): () => void;
+  subscribe(subject: string, handler: (msg: Msg) => unknown, options?: { queue?: string }): () => void;
   /** A request to one subscriber, answered as JSON; ClusterUnavailable when nobody answers in time. */
   request<T>(subject: string, body: unknown, timeoutMs?: number): Promise<T>;
   /** Publishes JSON, fire and forget (false when NATS is not connected: nothing was sent). */
@@ -115,6 +115,8 @@ export async function connectCluster(options: ClusterOptions): Promise<Cluster> 
       `cannot reach NATS at ${servers.join(', ')} (${(err as Error).message}): check NATS_URL, or unset it to run one node`,
     );
   }
+  // A node is alive while its heartbeat key changes: the revision seen, and when (this node's clock: no skew).
+  const seen = new Map<string, { revision: number; at: number }>();
   let status: ClusterStatus = 'connected';
   const reconnectListeners = new Set<() => void>();
   const lostListeners = new Set<(nodeId: string) => void>();
@@ -125,6 +127,10 @@ export async function connectCluster(options: ClusterOptions): Promise<Cluster> 
         status = 'reconnecting';
       } else if (s.type === 'reconnect') {
         status = 'connected';
+        // What this node could not see while cut off is no sign of the others' death: each gets a full lease
+        // from now to show its heartbeat again (else a node would be judged lost the moment NATS returns).
+        const now = Date.now();
+        for (const last of seen.values()) last.at = now;
         logger.info({ nats: s.type }, 'NATS connection back');
         for (const l of reconnectListeners) {
           try {
@@ -153,8 +159,6 @@ export async function connectCluster(options: ClusterOptions): Promise<Cluster> 
   // Heartbeat: every node puts its key into a bucket whose entries expire after a lease; the keys present
   // are the live nodes. Others learn of a loss when a key has not been renewed for a lease.
   const nodes = await bucket('nodes', { ttlMs: leaseMs });
-  // A node is alive while its heartbeat key changes: the revision seen, and when (this node's clock: no skew).
-  const seen = new Map<string, { revision: number; at: number }>();
   const beat = async () => {
     try {
       await nodes.put(nodeId, encodeJson({ node: nodeId, ts: Date.now() }));
@@ -281,7 +285,8 @@ export async function connectCluster(options: ClusterOptions): Promise<Cluster> 
           }
           try {
             const r = handler(msg);
-            if (r) r.catch((e: unknown) => logger.error({ err: e, subject: subj }, 'cluster message handler failed'));
+            if (r instanceof Promise)
+              r.catch((e: unknown) => logger.error({ err: e, subject: subj }, 'cluster message handler failed'));
           } catch (e) {
             logger.error({ err: e, subject: subj }, 'cluster message handler failed');
           }
