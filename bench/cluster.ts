@@ -1,0 +1,420 @@
+/**
+ * bench/cluster — cluster mode on this machine (docs/cluster.md): server processes (src/main.ts) on one
+ * PostgreSQL and the NATS server, under a CLUSTER_NAME of the run's own. Three measurements, each next to
+ * its baseline in the same run:
+ *
+ * 1. Ingest: QoS 1 attribute reports at a fixed rate into one node alone (no NATS), then into one node of a
+ *    two-node cluster, then alone again: the server's CPU per report and the publish → PUBACK latency.
+ *    The ratio is single / cluster CPU per report (the capacity of a node in cluster mode, goal ≥ 0.9).
+ * 2. Round trips: devices on node B answer commands at once; synchronous commands
+ *    (`command/sync/send`) and attribute pushes are sent at --rate per second through node A (cross-node)
+ *    and, interleaved, through node B (same node): p50/p99 of each (goal: cross-node p99 ≤ 20 ms).
+ * 3. Failover: --devices devices on node B stream QoS 1 reports and know both nodes (mqtt.js `servers`);
+ *    node B is SIGKILLed: the time until every device is connected to node A again and until the database
+ *    says each is online there, and every acknowledged report in history exactly once (must be 0 lost).
+ *
+ *   DATABASE_URL=postgres://… npm run bench:cluster -- [--devices 2000] [--rate 100] [--duration 10]
+ *       [--ingest-devices 200] [--ingest-rate 2000] [--report-rate 400]
+ *   NATS_URL (default nats://127.0.0.1:4222) names the NATS server.
+ */
+import { randomBytes, randomInt } from 'node:crypto';
+import os from 'node:os';
+import path from 'node:path';
+import mqtt, { type MqttClient } from 'mqtt';
+import { sql } from 'drizzle-orm';
+import { pino } from 'pino';
+import { openDatabase } from '../src/db/open.ts';
+import { createServices } from '../src/composition/services.ts';
+import { randomToken } from '../src/lib/ids.ts';
+import { connectFleet, closeFleet, percentile, reportLoad, type Credentials } from './lib/mqtt-load.ts';
+import { cpuMsOf } from './lib/mqtt-proc.ts';
+import { seedMqttDevices } from './lib/mqtt-seed.ts';
+import { loggedProblems, startOurs } from './lib/mqtt-servers.ts';
+import { benchRun } from './lib/run.ts';
+import { benchArgs, intArg as benchInt } from './lib/args.ts';
+
+const NAME = 'cluster';
+const args = benchArgs(NAME, {
+  devices: { type: 'string', default: '2000' },
+  rate: { type: 'string', default: '100' },
+  duration: { type: 'string', default: '10' },
+  'ingest-devices': { type: 'string', default: '200' },
+  'ingest-rate': { type: 'string', default: '2000' },
+  'report-rate': { type: 'string', default: '400' },
+});
+const intArg = (name: string, raw: string | undefined, min: number, max: number) => benchInt(NAME, name, raw, min, max);
+const FAILOVER_DEVICES = intArg('devices', args.devices, 10, 20_000);
+const RATE = intArg('rate', args.rate, 1, 2_000);
+const DURATION = intArg('duration', args.duration, 2, 600);
+const INGEST_DEVICES = intArg('ingest-devices', args['ingest-devices'], 1, 10_000);
+const INGEST_RATE = intArg('ingest-rate', args['ingest-rate'], 1, 50_000);
+const REPORT_RATE = intArg('report-rate', args['report-rate'], 1, 20_000);
+const RT_DEVICES = 50;
+
+const databaseUrl = process.env.DATABASE_URL?.trim();
+if (!databaseUrl) {
+  console.error('bench/cluster: cluster mode needs PostgreSQL: set DATABASE_URL=postgres://…');
+  process.exit(2);
+}
+const natsUrl = process.env.NATS_URL?.trim() || 'nats://127.0.0.1:4222';
+const frame = benchRun(NAME, 30);
+const tmp = frame.tmp;
+const problems: string[] = [];
+const clusterName = `bench${randomBytes(4).toString('hex')}`;
+const jwtSecret = randomToken(48);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const fmt = (v: number, d = 2) => (Number.isFinite(v) ? v.toFixed(d) : '–');
+
+/** One server process: alone (no NATS) or a node of the run's cluster. */
+async function startNode(name: string, cluster: boolean, extra: Record<string, string> = {}) {
+  const started = await startOurs({
+    dataDir: path.join(tmp, `data-${name}`),
+    databaseUrl,
+    logFile: path.join(tmp, `${name}.log`),
+    env: {
+      LOG_LEVEL: 'warn',
+      JWT_SECRET: jwtSecret,
+      MQTT_RATE_LIMIT: '100000',
+      ...(cluster ? { NATS_URL: natsUrl, CLUSTER_NAME: clusterName, NODE_ID: name } : {}),
+      ...extra,
+    },
+  });
+  return { name, ...started };
+}
+type Node = Awaited<ReturnType<typeof startNode>>;
+
+/** Server CPU per report and latency of `rate` reports/s for DURATION s into `node` (after a 2 s warm-up). */
+async function ingestInto(node: Node, credentials: Credentials[]) {
+  const fleet = await connectFleet({ port: node.port, credentials, concurrency: 100, timeoutMs: 30_000 });
+  if (fleet.clients.length !== credentials.length)
+    problems.push(`ingest into ${node.name}: ${fleet.clients.length}/${credentials.length} connected`);
+  let seq = 0;
+  const payload = () => JSON.stringify({ temperature: 20 + (seq++ % 100) / 10 });
+  await reportLoad({ clients: fleet.clients, rate: INGEST_RATE, warmupS: 1, durationS: 1, payload, graceMs: 10_000 });
+  const cpu0 = cpuMsOf(node.child.pid);
+  const run = await reportLoad({
+    clients: fleet.clients,
+    rate: INGEST_RATE,
+    warmupS: 0,
+    durationS: DURATION,
+    payload,
+    graceMs: 15_000,
+  });
+  const cpu = cpuMsOf(node.child.pid) - cpu0;
+  await closeFleet(fleet.clients);
+  if (run.acked !== run.sent) problems.push(`ingest into ${node.name}: ${run.acked}/${run.sent} acknowledged`);
+  return {
+    cpuPerReport: cpu / Math.max(1, run.acked),
+    p50: percentile(run.latencies, 50),
+    p99: percentile(run.latencies, 99),
+    rate: run.rate,
+  };
+}
+
+/** A device that answers every command at once (`command/reply/<id>`, device-protocol.md §10). */
+async function answeringDevice(port: number, c: Credentials, i: number): Promise<MqttClient> {
+  const client = await mqtt.connectAsync({
+    host: '127.0.0.1',
+    port,
+    username: c.username,
+    password: c.password,
+    clientId: `rt-${i}`,
+    clean: true,
+    reconnectPeriod: 0,
+  });
+  client.on('error', () => {});
+  client.on('message', (topic, payload) => {
+    const m = /^command\/send\/(\d+)$/.exec(topic);
+    if (!m) return;
+    const cmd = JSON.parse(payload.toString()) as { method: string };
+    client.publish(`command/reply/${m[1]}`, JSON.stringify({ method: cmd.method, params: { ok: true } }), { qos: 1 });
+  });
+  await client.subscribeAsync(['command/send/+', 'attributes/push'], { qos: 1 });
+  return client;
+}
+
+/** Interleaved calls through node A (cross-node) and node B (same node) at RATE/s each: latencies, ms. */
+async function roundTrips(
+  a: Node,
+  b: Node,
+  devices: Credentials[],
+  call: (base: string, d: Credentials) => Promise<boolean>,
+) {
+  const lat = { cross: [] as number[], same: [] as number[] };
+  let failed = 0;
+  const total = RATE * DURATION;
+  const started = performance.now();
+  const inflight: Promise<void>[] = [];
+  for (let k = 0; k < total; k++) {
+    const due = started + (k * 1000) / RATE;
+    const wait = due - performance.now();
+    if (wait > 0) await sleep(wait);
+    for (const [which, node] of [
+      ['cross', a],
+      ['same', b],
+    ] as const) {
+      const d = devices[(2 * k + (which === 'same' ? 1 : 0)) % devices.length]!;
+      const t0 = performance.now();
+      inflight.push(
+        call(node.base, d).then(
+          (ok) => {
+            if (ok) lat[which].push(performance.now() - t0);
+            else failed++;
+          },
+          () => void failed++,
+        ),
+      );
+    }
+  }
+  await Promise.all(inflight);
+  const stats = (v: number[]) => {
+    const s = Float64Array.from(v).sort();
+    return { n: s.length, p50: percentile(s, 50), p99: percentile(s, 99) };
+  };
+  return { cross: stats(lat.cross), same: stats(lat.same), failed };
+}
+
+const deviceCall = (base: string, d: Credentials, pathPart: string, body: unknown) =>
+  fetch(`${base}/app/device/v1/${d.username}/${pathPart}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'project-key': d.password },
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(30_000),
+  }).then(async (r) => {
+    const json = (await r.json()) as { result?: boolean; info?: { state?: string } };
+    return (
+      r.status === 200 && json.result === true && (pathPart !== 'command/sync/send' || json.info?.state === 'replied')
+    );
+  });
+
+let database: Awaited<ReturnType<typeof openDatabase>> | undefined;
+let projectId: string | undefined;
+const nodes: Node[] = [];
+const stopAll = async () => {
+  for (const n of nodes.splice(0)) if (n.child.alive()) await n.child.stop(10_000);
+};
+const lines: string[] = [];
+try {
+  console.log(
+    `bench/cluster: cluster=${clusterName} nats=${natsUrl} failover-devices=${FAILOVER_DEVICES} rate=${RATE}/s duration=${DURATION}s ` +
+      `ingest=${INGEST_DEVICES} devices × ${INGEST_RATE}/s node=${process.version} cpus=${os.cpus().length}`,
+  );
+  database = await openDatabase(
+    { DATA_DIR: path.join(tmp, 'seed'), DATABASE_URL: databaseUrl },
+    pino({ level: 'warn' }),
+  );
+  const db = database.db;
+  const services = createServices({ db });
+  const project = await services.projects.create({
+    name: `bench-cluster ${new Date().toISOString()} ${randomInt(1e9)}`,
+  });
+  projectId = project.id;
+  const seeded = await seedMqttDevices(db, project.id, INGEST_DEVICES + RT_DEVICES + FAILOVER_DEVICES);
+  const creds = seeded.tokens.map((t) => ({ username: t, password: project.project_key }));
+  const ingestCreds = creds.slice(0, INGEST_DEVICES);
+  const rtCreds = creds.slice(INGEST_DEVICES, INGEST_DEVICES + RT_DEVICES);
+  const failCreds = creds.slice(INGEST_DEVICES + RT_DEVICES);
+  console.log(`seeded ${creds.length} devices in ${(seeded.ms / 1000).toFixed(1)} s`);
+
+  // 1. Ingest: alone, in a cluster of two, alone again (the mean of the two baselines).
+  const single: Array<Awaited<ReturnType<typeof ingestInto>>> = [];
+  const measureSingle = async (label: string) => {
+    const node = await startNode(label, false);
+    nodes.push(node);
+    single.push(await ingestInto(node, ingestCreds));
+    await stopAll();
+  };
+  await measureSingle('single-1');
+  const a = await startNode('a', true);
+  nodes.push(a);
+  const b = await startNode('b', true);
+  nodes.push(b);
+  const inCluster = await ingestInto(a, ingestCreds);
+  console.log(`[ingest] cluster node a: ${fmt(inCluster.cpuPerReport, 3)} ms CPU per report`);
+
+  // 2. Round trips, devices on node B.
+  const rtClients = await Promise.all(rtCreds.map((c, i) => answeringDevice(b.port, c, i)));
+  await sleep(1_500); // the session directory and presence settle
+  const commands = await roundTrips(a, b, rtCreds, (base, d) =>
+    deviceCall(base, d, 'command/sync/send', { method: 'ping', params: {}, wait: 10, timeout: 10 }),
+  );
+  const pushes = await roundTrips(a, b, rtCreds, (base, d) => deviceCall(base, d, 'attributes', { target: 1 }));
+  await closeFleet(rtClients);
+  if (commands.failed || pushes.failed)
+    problems.push(`round trips: ${commands.failed} commands and ${pushes.failed} pushes failed`);
+
+  // 3. Failover: devices on B that know A too; reports numbered; SIGKILL B.
+  let acked = 0;
+  const ackedSeqs: number[] = [];
+  let nextSeq = 0;
+  const failClients: MqttClient[] = [];
+  for (let i = 0; i < failCreds.length; i += 100) {
+    const part = failCreds.slice(i, i + 100);
+    failClients.push(
+      ...(await Promise.all(
+        part.map((c, j) =>
+          mqtt.connectAsync({
+            servers: [
+              { host: '127.0.0.1', port: b.port },
+              { host: '127.0.0.1', port: a.port },
+            ],
+            username: c.username,
+            password: c.password,
+            clientId: `fo-${i + j}`,
+            clean: true,
+            keepalive: 30,
+            reconnectPeriod: 200 + randomInt(800),
+            connectTimeout: 10_000,
+          }),
+        ),
+      )),
+    );
+  }
+  for (const c of failClients) c.on('error', () => {});
+  let streaming = true;
+  const stream = (async () => {
+    const started = performance.now();
+    let k = 0;
+    while (streaming) {
+      const due = started + (k * 1000) / REPORT_RATE;
+      const wait = due - performance.now();
+      if (wait > 0) await sleep(wait);
+      const client = failClients[k % failClients.length]!;
+      k++;
+      const seq = nextSeq++;
+      // Published even while reconnecting: mqtt.js keeps QoS 1 messages in its store and sends them once connected.
+      client.publish('attributes', JSON.stringify({ seq }), { qos: 1 }, (err) => {
+        if (err) return;
+        acked++;
+        ackedSeqs.push(seq);
+      });
+    }
+  })();
+  await sleep(3_000);
+  const reconnected = new Set<number>();
+  failClients.forEach((c, i) => c.on('connect', () => reconnected.add(i)));
+  const killedAt = performance.now();
+  process.kill(b.child.pid, 'SIGKILL'); // a crash: no graceful stop
+  let allConnectedMs = Number.NaN;
+  let allOnlineMs = Number.NaN;
+  const deadline = killedAt + 60_000;
+  const failIds = failCreds.map((c) => c.username);
+  while (performance.now() < deadline && Number.isNaN(allOnlineMs)) {
+    if (Number.isNaN(allConnectedMs) && reconnected.size === failClients.length)
+      allConnectedMs = performance.now() - killedAt;
+    if (!Number.isNaN(allConnectedMs)) {
+      const [row] = (await db.execute(sql`
+        select count(*)::int as n from devices
+        where project_id = ${project.id} and online and session_node = 'a' and access_token in ${failIds}`)) as unknown as Array<{
+        n: number;
+      }>;
+      if (row && row.n === failClients.length) allOnlineMs = performance.now() - killedAt;
+    }
+    await sleep(100);
+  }
+  await sleep(2_000);
+  streaming = false;
+  await stream;
+  // Wait for the last acknowledgements, then for the server's write-behind to reach the database.
+  await sleep(3_000);
+  await closeFleet(failClients);
+  await sleep(2_000);
+  const rows = (await db.execute(sql`
+    select (num)::bigint as seq, count(*)::int as n from attribute_history
+    where project_id = ${project.id} and identifier = 'seq' group by num`)) as unknown as Array<{
+    seq: string;
+    n: number;
+  }>;
+  const stored = new Map(rows.map((r) => [Number(r.seq), r.n]));
+  let lost = 0;
+  let duplicated = 0;
+  for (const s of ackedSeqs) {
+    const n = stored.get(s) ?? 0;
+    if (n === 0) lost++;
+    else if (n > 1) duplicated++;
+  }
+  if (lost) problems.push(`failover: ${lost} acknowledged reports are not in history`);
+  if (duplicated) problems.push(`failover: ${duplicated} acknowledged reports are in history more than once`);
+  if (Number.isNaN(allConnectedMs))
+    problems.push(`failover: ${reconnected.size}/${failClients.length} reconnected within 60 s`);
+  if (Number.isNaN(allOnlineMs)) problems.push('failover: not every device online on node a within 60 s');
+  await stopAll();
+
+  // 1 again: the second baseline.
+  await measureSingle('single-2');
+  const base = {
+    cpuPerReport: (single[0]!.cpuPerReport + single[1]!.cpuPerReport) / 2,
+    p50: (single[0]!.p50 + single[1]!.p50) / 2,
+    p99: (single[0]!.p99 + single[1]!.p99) / 2,
+  };
+
+  const row = (label: string, ...cells: string[]) =>
+    lines.push(label.padEnd(46) + cells.map((c) => c.padStart(12)).join(''));
+  row('', 'cluster', 'single', 'ratio');
+  row(
+    `ingest: server CPU per report (ms) @${INGEST_RATE}/s`,
+    fmt(inCluster.cpuPerReport, 3),
+    fmt(base.cpuPerReport, 3),
+  );
+  row('ingest: capacity (single CPU / cluster CPU)', '', '', fmt(base.cpuPerReport / inCluster.cpuPerReport));
+  row('ingest: report latency p50 (ms)', fmt(inCluster.p50), fmt(base.p50));
+  row('ingest: report latency p99 (ms)', fmt(inCluster.p99), fmt(base.p99));
+  lines.push('  (goal: capacity ≥ 0.9)');
+  row('', 'cross-node', 'same node', 'ratio');
+  row(
+    `sync command round trip p50 (ms) @${RATE}/s`,
+    fmt(commands.cross.p50),
+    fmt(commands.same.p50),
+    fmt(commands.cross.p50 / commands.same.p50),
+  );
+  row(
+    `sync command round trip p99 (ms) @${RATE}/s`,
+    fmt(commands.cross.p99),
+    fmt(commands.same.p99),
+    fmt(commands.cross.p99 / commands.same.p99),
+  );
+  row(
+    `attribute push p50 (ms) @${RATE}/s`,
+    fmt(pushes.cross.p50),
+    fmt(pushes.same.p50),
+    fmt(pushes.cross.p50 / pushes.same.p50),
+  );
+  row(
+    `attribute push p99 (ms) @${RATE}/s`,
+    fmt(pushes.cross.p99),
+    fmt(pushes.same.p99),
+    fmt(pushes.cross.p99 / pushes.same.p99),
+  );
+  lines.push(`  (goal: cross-node p99 ≤ 20 ms at ${RATE} commands/s)`);
+  row('', 'measured');
+  row(`failover: ${failClients.length} devices reconnected (s)`, fmt(allConnectedMs / 1000, 1));
+  row('failover: all online on the other node (s)', fmt(allOnlineMs / 1000, 1));
+  row('failover: reports acknowledged', String(acked));
+  row('failover: acknowledged reports lost', String(lost));
+  row('failover: acknowledged reports duplicated', String(duplicated));
+  lines.push('  (goal: all online elsewhere ≤ 20 s; lost must be 0)');
+  console.log('\n' + lines.join('\n'));
+  for (const f of ['a', 'single-1', 'single-2']) {
+    const logged = loggedProblems(path.join(tmp, `${f}.log`));
+    if (logged.error) problems.push(`${f} logged ${logged.error} errors: ${logged.samples.join(' | ')}`);
+  }
+} catch (err) {
+  problems.push(`run aborted: ${(err as Error).stack ?? String(err)}`);
+} finally {
+  await stopAll();
+  if (database && projectId) {
+    try {
+      await createServices({ db: database.db }).projects.delete(projectId);
+    } catch (err) {
+      problems.push(`cleanup: ${(err as Error).message}`);
+    }
+  }
+  await database?.close();
+}
+if (problems.length) {
+  frame.keepLogs();
+  console.error(`\nFAILED checks:\n${problems.map((p) => `- ${p}`).join('\n')}\nlogs kept in ${tmp}`);
+  process.exit(1);
+}
+console.log('all checks passed');
+process.exit(0);
