@@ -28,11 +28,16 @@ export function serviceSteps(services: Services, { logger, historyPolicies }: Li
     { name: 'alarms', stop: () => services.alarms.stop() },
     {
       name: 'presence',
+      // In cluster mode only this node's own sessions are reset, and the reaper starts (docs/cluster.md §3).
       start: async () => {
         await services.presence.resetOnline();
         services.presence.start();
+        services.clusterPresence?.start();
       },
-      stop: () => services.presence.stop(),
+      stop: async () => {
+        await services.clusterPresence?.stop();
+        await services.presence.stop();
+      },
     },
     { name: 'commands', start: () => services.commands.start(), stop: () => services.commands.stop() },
     {

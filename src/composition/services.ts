@@ -32,6 +32,10 @@ import { createProjectsService } from '../domain/projects/projects.service.ts';
 import { createViewKeyService } from '../domain/projects/view-key.service.ts';
 import { createAlarmsService } from '../domain/alarms/alarms.service.ts';
 import type { Cluster } from '../cluster/cluster.ts';
+import { createClusterPresence } from '../cluster/presence.ts';
+import { createClusterBus } from '../cluster/bus.ts';
+import { createClusterSessions, linkCommandReplies } from '../cluster/sessions.ts';
+import { ServiceUnavailable } from '../errors.ts';
 import { createRepositories, type Repositories } from './repositories.ts';
 import { DEFAULT_SETTINGS, type ServiceSettings } from './settings.ts';
 
@@ -64,10 +68,27 @@ export function createServices({
   const settings = { ...DEFAULT_SETTINGS, ...given };
   const log = (component: string) => logger.child({ component });
   const bus = createEventBus();
-  const sessions = createSessionRegistry();
-  // A reset token or a deleted device ends its live connection at once (device-protocol.md §1).
-  bus.on('device.credentials_revoked', ({ deviceId }) => sessions.kick(deviceId, 'credentials revoked'));
-  bus.on('project.deleted', ({ projectId }) => sessions.kickProject(projectId, 'project deleted'));
+  // Cluster mode: sessions of every node are reachable here, and the newest login wins across nodes
+  // (docs/cluster.md); the cluster's failures reach callers as the domain's 503.
+  const sessionDirectory = cluster
+    ? createClusterSessions({
+        cluster,
+        local: () => sessions,
+        // Presence orders a device's connects and disconnects by it (presence.service.ts).
+        onEpoch: (deviceId, epoch) => presence.sessionEpoch(deviceId, epoch),
+        unavailable: (err) => new ServiceUnavailable(err.message),
+        logger: log('sessions'),
+      })
+    : undefined;
+  const sessions = createSessionRegistry({ directory: sessionDirectory });
+  // A reset token or a deleted device ends its live connection at once, on whichever node (device-protocol.md §1).
+  // Only the origin's copy kicks (the kick itself reaches every node); copies from other nodes would kick again.
+  bus.on('device.credentials_revoked', ({ deviceId }) => sessions.kick(deviceId, 'credentials revoked'), {
+    localOnly: true,
+  });
+  bus.on('project.deleted', ({ projectId }) => sessions.kickProject(projectId, 'project deleted'), {
+    localOnly: true,
+  });
   const machineSecrets = createMachineSecrets(serverSecret);
   const auth = createAuthService({
     credentials: repos.credentials,
@@ -84,18 +105,37 @@ export function createServices({
     bus,
     logger: log('presence'),
     clock,
-    onOnlineWritten: (projectIds) => projectIds.forEach((p) => devices.countsChanged(p)),
+    onOnlineWritten: (projectIds) => {
+      projectIds.forEach((p) => devices.countsChanged(p));
+      clusterPresence?.countsChanged(projectIds);
+    },
+    // Cluster mode: online state written under the session rules of docs/cluster.md §3.
+    node: cluster?.nodeId,
   });
   const devices = createDevicesService({ devices: devicesRepo, projects: projectsRepo, bus, clock, presence });
-  // A changed stream definition or TCP setting reaches the data-stream checks at once.
+  // Cluster mode: a lost node's devices go offline, a node back from an outage re-asserts its sessions (docs/cluster.md §3).
+  const clusterPresence = cluster
+    ? createClusterPresence({
+        cluster,
+        repo: repos.presence,
+        presence,
+        bus,
+        countsChanged: (projectId) => devices.countsChanged(projectId),
+        logger: log('presence'),
+        clock,
+      })
+    : undefined;
+  // A changed type, stream definition or attribute model reaches the caches of every node at once
+  // (device_type.changed; docs/cluster.md §4).
   const deviceTypes = createDeviceTypesService({
     types: repos.deviceTypes,
     clock,
-    onDataSettingsChanged: (projectId, typeId) => dataStreams.forgetType(projectId, typeId),
+    onTypeChanged: (projectId, typeId) => bus.emit('device_type.changed', { projectId, typeId }),
   });
   const projectSettings = createProjectSettingsService({
     repo: repos.projectSettings,
     clock,
+    bus,
     defaults: {
       deviceRateLimit: settings.deviceRateLimit,
       deviceRateLimitMax: settings.deviceRateLimitMax,
@@ -107,6 +147,7 @@ export function createServices({
   const historyRepo = repos.history;
   const attributeValuesRepo = repos.attributeValues;
   const currentCache = createCurrentCache({ history: historyRepo, clock, logger: log('current-cache') });
+  bus.on('device.attributes_removed', ({ deviceId, identifiers }) => currentCache.forget(deviceId, identifiers));
   const ingest = createIngest({
     // Partitions, history rows and the current values that cannot wait; fresh ones go to the cache.
     write: (rows, batchId) => currentCache.write(rows, batchId),
@@ -126,7 +167,8 @@ export function createServices({
     values: {
       list: listCurrentValues,
       remove: async (projectId, deviceId, keys) => {
-        currentCache.forget(deviceId, keys);
+        // Values not yet written are dropped on every node (the device may be connected to another).
+        bus.emit('device.attributes_removed', { projectId, deviceId, ...(keys ? { identifiers: keys } : {}) });
         await attributeValuesRepo.remove(projectId, deviceId, keys);
       },
     },
@@ -169,6 +211,10 @@ export function createServices({
     bus,
     clock,
   });
+  bus.on('device_type.changed', ({ projectId, typeId }) => dataStreams.forgetType(projectId, typeId));
+  // Cluster mode: broadcast events reach every node's bus, live events the nodes watching their project
+  // (docs/cluster.md §4).
+  const clusterBus = cluster && createClusterBus({ cluster, bus, logger: log('cluster-bus') });
   // Application subscriptions and API event streams: one fan-out of the bus (device-protocol.md §9, http-api.md §4.14).
   const liveRepo = repos.liveEvents;
   const liveEvents = createLiveEvents({
@@ -176,25 +222,34 @@ export function createServices({
     deviceInfo: liveRepo.deviceInfo,
     boundDeviceIds: liveRepo.boundDeviceIds,
     logger: log('live-events'),
+    ...(clusterBus ? { interest: clusterBus.interest } : {}),
+  });
+  clusterBus?.setLive(liveEvents);
+  const commandReplies = cluster ? linkCommandReplies(cluster, (commandId) => commands.wake(commandId)) : undefined;
+  const commands = createCommandsService({
+    repo: repos.commands,
+    devices: devicesRepo,
+    sessions,
+    bus,
+    presence,
+    clock,
+    logger: log('commands'),
+    // A reply stored here wakes a synchronous caller waiting on another node (docs/cluster.md).
+    ...(commandReplies ? { onReplied: commandReplies.announce } : {}),
   });
   return {
     cluster,
+    clusterBus,
+    sessionDirectory,
     bus,
     liveEvents,
     liveEventsRepo: liveRepo,
     sessions,
     rateLimiter,
     presence,
+    clusterPresence,
     deviceAuth: createDeviceAuthService({ repo: repos.deviceAuth, bus, clock }),
-    commands: createCommandsService({
-      repo: repos.commands,
-      devices: devicesRepo,
-      sessions,
-      bus,
-      presence,
-      clock,
-      logger: log('commands'),
-    }),
+    commands,
     currentValues,
     ingest,
     currentCache,

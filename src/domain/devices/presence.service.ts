@@ -7,7 +7,8 @@ import type { DeviceIdentity } from './device-identity.ts';
 export type ActivityKind = 'attributes' | 'event' | 'command_reply' | 'data' | 'connect' | 'disconnect';
 
 export interface PresenceServiceDeps {
-  repo: PresenceRepository;
+  /** `reassert` is needed in cluster mode only. */
+  repo: Pick<PresenceRepository, 'apply' | 'resetOnline'> & Partial<Pick<PresenceRepository, 'reassert'>>;
   bus: EventBus;
   logger: Pick<Logger, 'error'>;
   clock?: () => number;
@@ -15,7 +16,23 @@ export interface PresenceServiceDeps {
   flushMs?: number;
   /** Told, after they are written, which projects had devices go online or offline (counts cached elsewhere). */
   onOnlineWritten?: (projectIds: string[]) => void;
+  /**
+   * Cluster mode (docs/cluster.md §3): this node's id. Online state is then written under the session
+   * rules (online over an older session only, offline over this node's own session only), and the node
+   * keeps its live sessions' epochs. Unset = one node: writes as always.
+   */
+  node?: string | undefined;
 }
+
+/** A session live on this node (cluster mode): what a re-assertion writes and a disconnect is conditioned on. */
+interface LiveSession {
+  projectId: string;
+  transport: string;
+  epoch?: number;
+}
+
+/** How long an epoch told before its session attached waits for it (docs/cluster.md §3). */
+const EARLY_EPOCH_MS = 10_000;
 
 /**
  * Online state and last activity of devices (device-protocol.md §11), kept in memory and flushed in
@@ -28,6 +45,7 @@ export function createPresenceService({
   clock = Date.now,
   flushMs = 1_000,
   onOnlineWritten,
+  node,
 }: PresenceServiceDeps) {
   let pending = new Map<string, PresenceRow>();
   let timer: NodeJS.Timeout | undefined;
@@ -47,6 +65,10 @@ export function createPresenceService({
   let queued: Promise<void> | undefined;
   /** After a failed write, reads do not write again before this time (the timer keeps retrying). */
   let settleAfter = 0;
+  // Cluster mode only (one node keeps no per-session state here): the sessions live on this node, and
+  // epochs told before their session attached.
+  const live = node === undefined ? undefined : new Map<string, LiveSession>();
+  const early = node === undefined ? undefined : new Map<string, { epoch: number; at: number }>();
 
   function rowOf(deviceId: string): PresenceRow {
     let row = pending.get(deviceId);
@@ -83,7 +105,8 @@ export function createPresenceService({
         ),
       };
       try {
-        await repo.apply(batch);
+        if (early?.size) for (const [id, e] of early) if (clock() - e.at > EARLY_EPOCH_MS) early.delete(id);
+        await (node === undefined ? repo.apply(batch) : repo.apply(batch, node));
         running = undefined;
         writing = undefined;
         settleAfter = 0;
@@ -101,7 +124,10 @@ export function createPresenceService({
           if (!newer) pending.set(row.deviceId, row);
           else {
             newer.activeTs = { ...row.activeTs, ...newer.activeTs };
-            if (newer.online === undefined) newer.online = row.online;
+            if (newer.online === undefined) {
+              newer.online = row.online;
+              if (row.epoch !== undefined) newer.epoch = row.epoch;
+            }
           }
         }
         throw err;
@@ -117,6 +143,14 @@ export function createPresenceService({
       const ts = clock();
       const row = rowOf(device.deviceId);
       row.online = true;
+      if (live) {
+        const told = early!.get(device.deviceId);
+        early!.delete(device.deviceId);
+        const epoch = told && ts - told.at <= EARLY_EPOCH_MS ? told.epoch : undefined;
+        live.set(device.deviceId, { projectId: device.projectId, transport, ...(epoch ? { epoch } : {}) });
+        if (epoch) row.epoch = epoch;
+        else delete row.epoch;
+      }
       onlineVersion++;
       onlineProjects.add(device.projectId);
       note(device.deviceId, 'connect', ts);
@@ -127,10 +161,85 @@ export function createPresenceService({
       const ts = clock();
       const row = rowOf(device.deviceId);
       row.online = false;
+      if (live) {
+        const epoch = live.get(device.deviceId)?.epoch;
+        live.delete(device.deviceId);
+        if (epoch) row.epoch = epoch;
+        else delete row.epoch;
+      }
       onlineVersion++;
       onlineProjects.add(device.projectId);
       note(device.deviceId, 'disconnect', ts);
       bus.emit('device.offline', { projectId: device.projectId, deviceId: device.deviceId, transport, ts, reason });
+    },
+
+    /**
+     * Cluster mode: the epoch of the device's session on this node (its login's place in the cluster-wide
+     * order, docs/cluster.md §3), told shortly after the attach. Online state is written with it: "online"
+     * only over an older session, "offline" only over this one. An epoch told before its session attached
+     * waits for it a few seconds. Ignored on one node.
+     */
+    sessionEpoch(deviceId: string, epoch: number) {
+      if (typeof deviceId !== 'string' || !deviceId) throw new TypeError('sessionEpoch: deviceId must be a device id');
+      if (!Number.isSafeInteger(epoch) || epoch <= 0)
+        throw new RangeError(`sessionEpoch: epoch must be a positive integer, got ${String(epoch)}`);
+      if (!live) return;
+      const session = live.get(deviceId);
+      const pendingRow = pending.get(deviceId);
+      if (session) {
+        // Epochs only grow: a late one of an earlier session of this node changes nothing.
+        if (session.epoch !== undefined && session.epoch >= epoch) return;
+        session.epoch = epoch;
+        // The online write carries it (a second write when "online" was written without it).
+        const row = rowOf(deviceId);
+        row.online = true;
+        row.epoch = epoch;
+        onlineVersion++;
+        onlineProjects.add(session.projectId);
+        return;
+      }
+      // The session ended before its epoch came: its "offline" is conditioned on it.
+      if (pendingRow?.online === false && pendingRow.epoch === undefined) pendingRow.epoch = epoch;
+      // Or the session has not attached yet.
+      early!.set(deviceId, { epoch, at: clock() });
+    },
+
+    /**
+     * Cluster mode: writes "online" again for every session live on this node (after this node was cut
+     * off from the cluster, it may have been reaped meanwhile: docs/cluster.md §3); the devices that this
+     * turned online again are announced (`device.online`) and recounted. Runs after the flush under way.
+     */
+    async reassert(): Promise<number> {
+      if (!live || node === undefined) return 0;
+      const reassertRows = repo.reassert;
+      if (!reassertRows) throw new Error('presence: cluster mode needs a repository with reassert');
+      const run = flushing.then(async () => {
+        const sessions = [...live].map(([deviceId, s]) => ({ deviceId, epoch: s.epoch }));
+        if (!sessions.length) return 0;
+        const back = await reassertRows(sessions, node);
+        const ts = clock();
+        for (const d of back) {
+          const s = live.get(d.deviceId);
+          bus.emit('device.online', {
+            projectId: d.projectId,
+            deviceId: d.deviceId,
+            transport: s?.transport ?? 'cluster',
+            ts,
+          });
+        }
+        if (back.length) onOnlineWritten?.([...new Set(back.map((d) => d.projectId))]);
+        return back.length;
+      });
+      flushing = run.then(
+        () => {},
+        () => {},
+      );
+      return run;
+    },
+
+    /** Sessions live on this node (cluster mode; 0 on one node, which does not keep them). */
+    get liveCount() {
+      return live?.size ?? 0;
     },
 
     /** A message of `kind` arrived from the device at `ts`. */
@@ -165,8 +274,11 @@ export function createPresenceService({
       return { ...a, ...b };
     },
 
-    /** At start: no session survives a restart of a single node. */
-    resetOnline: () => repo.resetOnline(),
+    /**
+     * At start: no session survives a restart of a single node. In cluster mode only this node's own
+     * sessions are reset (a restart under the same NODE_ID), never another node's (docs/cluster.md §3).
+     */
+    resetOnline: () => (node === undefined ? repo.resetOnline() : repo.resetOnline(node)),
 
     get pendingCount() {
       return pending.size;
