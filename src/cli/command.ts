@@ -95,6 +95,8 @@ export function targetConfig(
     HTTP_PORT: config.HTTP_PORT,
     HOST: config.HOST,
     init: values.init === true,
+    NATS_URL: env.NATS_URL?.trim() || undefined,
+    CLUSTER_NAME: env.CLUSTER_NAME?.trim() || undefined,
   };
 }
 

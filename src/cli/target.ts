@@ -5,6 +5,7 @@ import { controlSocketPath } from '../control/socket-path.ts';
 import { DataDirLocked } from '../db/data-dir-lock.ts';
 import { openDatabase } from '../db/open.ts';
 import { createServices } from '../composition/services.ts';
+import { connectBusPublisher } from '../cluster/bus.ts';
 import { CliError } from './errors.ts';
 import { checkEmbedded, describePostgres, type TargetSettings } from './where.ts';
 
@@ -56,10 +57,30 @@ export async function openTarget(config: TargetSettings, out: TargetOutput): Pro
       : `Database: embedded in ${dir} (no server holds it; opened by this command).`,
   );
   const services = createServices({ db: database.db });
+  // Cluster mode: the running nodes hear of what this command changes (a deleted project's sessions close,
+  // its cached logins and tokens are forgotten at once; docs/cluster.md §4).
+  let nodes: { close(): Promise<void> } | undefined;
+  if (database.driver === 'postgres' && config.NATS_URL) {
+    const name = config.CLUSTER_NAME ?? 'iot';
+    if (!/^[A-Za-z0-9_-]{1,40}$/.test(name)) {
+      await database.close();
+      throw new CliError('CLUSTER_NAME must be 1-40 letters, digits, "_" or "-"');
+    }
+    try {
+      nodes = await connectBusPublisher({ servers: config.NATS_URL, name, bus: services.bus });
+    } catch (err) {
+      await database.close();
+      throw new CliError(`${(err as Error).message}, or unset it`);
+    }
+    out.note(`Cluster: ${name}, told through NATS at ${config.NATS_URL}.`);
+  }
   return {
     via: database.driver === 'postgres' ? 'postgres' : 'embedded',
     projects: services.projects,
-    close: database.close,
+    async close() {
+      await nodes?.close();
+      await database.close();
+    },
   };
 }
 

@@ -8,6 +8,9 @@ import { CliError } from './errors.ts';
 export type TargetSettings = Pick<Config, 'DATA_DIR' | 'DATABASE_URL' | 'HTTP_PORT' | 'HOST'> & {
   /** --init: a DATA_DIR without a database may get a new, empty one. */
   init: boolean;
+  /** Cluster mode (docs/cluster.md §4): with DATABASE_URL, changes are told to the running nodes over NATS. */
+  NATS_URL?: string | undefined;
+  CLUSTER_NAME?: string | undefined;
 };
 
 /** PGlite keeps its cluster in DATA_DIR/pg (src/db/client.ts); PG_VERSION is written when it is initialised. */

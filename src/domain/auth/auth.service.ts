@@ -14,8 +14,11 @@ export interface AuthServiceDeps {
   /** How long "this principal still exists" is believed without asking the database. */
   cacheTtlMs?: number;
   clock?: () => number;
-  /** Told when a principal's tokens are revoked (`principal.revoked`): live event streams end. */
-  bus?: Pick<EventBus, 'emit'>;
+  /**
+   * Told when a principal's tokens are revoked (`principal.revoked`): live event streams end. Heard back
+   * from every node (docs/cluster.md §4): a revocation or a deleted project elsewhere empties the cache here.
+   */
+  bus?: Pick<EventBus, 'emit' | 'on'>;
 }
 
 function safeEqual(a: string, b: string): boolean {
@@ -48,6 +51,15 @@ export function createAuthService({
   /** principal → [credentials time, believed until]. */
   const alive = new Map<string, [number, number]>();
   let dummyHash: Promise<string> | undefined;
+  const dropPrincipal = (kind: PrincipalKind, subjectId: string) => {
+    for (const key of alive.keys()) if (key.startsWith(`${kind}:`) && key.endsWith(`:${subjectId}`)) alive.delete(key);
+  };
+  const dropProject = (projectId: string) => {
+    for (const key of alive.keys()) if (key.includes(`:${projectId}:`)) alive.delete(key);
+  };
+  // Registered before the event streams' re-check of their tokens (they are built later): it finds the cache emptied.
+  bus?.on('principal.revoked', ({ kind, subjectId }) => dropPrincipal(kind, subjectId));
+  bus?.on('project.deleted', ({ projectId }) => dropProject(projectId));
   const burn = async (secret: string) => {
     dummyHash ??= hashSecret('dummy-password-for-timing');
     await checkPassword(await dummyHash, secret);
@@ -115,15 +127,16 @@ export function createAuthService({
       return issuedAt >= entry[0];
     },
 
-    /** Tokens of a deleted principal, or issued before a credential change, stop working at once on this node. */
+    /**
+     * Tokens of a deleted principal, or issued before a credential change, stop working at once on this
+     * node, and on the others as soon as they hear `principal.revoked`.
+     */
     forget(kind: PrincipalKind, subjectId: string) {
-      for (const key of alive.keys())
-        if (key.startsWith(`${kind}:`) && key.endsWith(`:${subjectId}`)) alive.delete(key);
+      dropPrincipal(kind, subjectId);
       bus?.emit('principal.revoked', { kind, subjectId });
     },
-    forgetProject(projectId: string) {
-      for (const key of alive.keys()) if (key.includes(`:${projectId}:`)) alive.delete(key);
-    },
+    /** A deleted project's tokens (other nodes forget them on `project.deleted`). */
+    forgetProject: dropProject,
   };
 }
 export type AuthService = ReturnType<typeof createAuthService>;

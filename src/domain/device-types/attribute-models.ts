@@ -48,7 +48,7 @@ export interface AttributeModelInput {
 export type AttributeModelPatch = Partial<Omit<AttributeModelInput, 'identifier'>>;
 
 /** A device type's attribute models (http-api.md §4). */
-export function createAttributeModels({ types, clock, mustGetType }: TypePartsContext) {
+export function createAttributeModels({ types, clock, onTypeChanged, mustGetType }: TypePartsContext) {
   async function mustGetAttribute(projectId: string, typeId: string, identifier: string) {
     await mustGetType(projectId, typeId);
     const row = await types.attribute(projectId, typeId, identifier);
@@ -88,6 +88,7 @@ export function createAttributeModels({ types, clock, mustGetType }: TypePartsCo
       } catch (err) {
         duplicate(err, 'attribute_model_ident', `The device type already has an attribute model "${input.identifier}"`);
       }
+      onTypeChanged(scope.projectId, typeId);
       return { id, identifier: input.identifier };
     },
 
@@ -109,6 +110,7 @@ export function createAttributeModels({ types, clock, mustGetType }: TypePartsCo
         ...(options !== undefined ? { options } : {}),
         updateTime: clock(),
       });
+      onTypeChanged(scope.projectId, typeId);
       const updated = await types.attribute(scope.projectId, typeId, identifier);
       if (!updated) throw new NotFound('Attribute model');
       return attributeView(updated);
@@ -117,6 +119,7 @@ export function createAttributeModels({ types, clock, mustGetType }: TypePartsCo
     async deleteAttribute(scope: Scope, typeId: string, identifier: string) {
       const row = await mustGetAttribute(scope.projectId, typeId, identifier);
       await types.deleteAttribute(scope.projectId, row.id);
+      onTypeChanged(scope.projectId, typeId);
     },
   };
 }

@@ -41,19 +41,18 @@ export interface DeviceTypeInput {
 export interface DeviceTypesDeps {
   types: DeviceTypesRepository;
   clock?: () => number;
-  /** Called after a type's data streams or raw TCP settings changed (the data-stream checks cache them). */
-  onDataSettingsChanged?: (projectId: string, typeId: string) => void;
+  /**
+   * Called after a type, its data streams or its attribute models changed: stream checks, attribute models
+   * and device logins cache them (the composition makes it `device_type.changed`, heard on every node).
+   */
+  onTypeChanged?: (projectId: string, typeId: string) => void;
 }
 
 /**
  * Device types (http-api.md §3, §4) with their parts: attribute models (attribute-models.ts), data
  * stream definitions (stream-definitions.ts) and extend-info definitions (extend-info-definitions.ts).
  */
-export function createDeviceTypesService({
-  types,
-  clock = Date.now,
-  onDataSettingsChanged = () => {},
-}: DeviceTypesDeps) {
+export function createDeviceTypesService({ types, clock = Date.now, onTypeChanged = () => {} }: DeviceTypesDeps) {
   async function mustGetType(projectId: string, id: string) {
     const row = await types.byId(projectId, id);
     if (!row) throw new NotFound('Device type');
@@ -84,7 +83,7 @@ export function createDeviceTypesService({
     throw new StateConflict(`Device type is used by ${count} device${count === 1 ? '' : 's'}`);
   }
 
-  const parts: TypePartsContext = { types, clock, onDataSettingsChanged, mustGetType };
+  const parts: TypePartsContext = { types, clock, onTypeChanged, mustGetType };
 
   return {
     async list(scope: Scope) {
@@ -130,7 +129,7 @@ export function createDeviceTypesService({
         updateTime: clock(),
       });
       if (!updated) throw new NotFound('Device type');
-      onDataSettingsChanged(scope.projectId, id);
+      onTypeChanged(scope.projectId, id);
       return read(scope, id);
     },
 
@@ -143,7 +142,7 @@ export function createDeviceTypesService({
           if (n > 0) await inUse(scope.projectId, id, n);
           await r.delete(scope.projectId, id);
         });
-        onDataSettingsChanged(scope.projectId, id);
+        onTypeChanged(scope.projectId, id);
       } catch (err) {
         if (err instanceof MissingReference) await inUse(scope.projectId, id, 0);
         throw err;

@@ -27,7 +27,7 @@ function checkMapping(format: string, mapToAttributes: boolean) {
 }
 
 /** A device type's custom data stream definitions (device-protocol.md §7). */
-export function createStreamDefinitions({ types, clock, onDataSettingsChanged, mustGetType }: TypePartsContext) {
+export function createStreamDefinitions({ types, clock, onTypeChanged, mustGetType }: TypePartsContext) {
   /** At most one stream per type reads a raw TCP link (device-protocol.md §6). */
   async function checkSingleTcpBinding(
     r: DeviceTypesInTransaction,
@@ -75,7 +75,7 @@ export function createStreamDefinitions({ types, clock, onDataSettingsChanged, m
       } catch (err) {
         duplicate(err, 'data_stream_ident', `The device type already has a data stream "${input.identifier}"`);
       }
-      onDataSettingsChanged(scope.projectId, typeId);
+      onTypeChanged(scope.projectId, typeId);
       return { id, identifier: input.identifier };
     },
 
@@ -97,7 +97,7 @@ export function createStreamDefinitions({ types, clock, onDataSettingsChanged, m
         if (!updated) throw new NotFound('Data stream');
         return streamView(updated);
       });
-      onDataSettingsChanged(scope.projectId, typeId);
+      onTypeChanged(scope.projectId, typeId);
       return view;
     },
 
@@ -106,7 +106,7 @@ export function createStreamDefinitions({ types, clock, onDataSettingsChanged, m
       const row = await types.stream(scope.projectId, typeId, identifier);
       if (!row) throw new NotFound('Data stream');
       await types.deleteStream(scope.projectId, row.id);
-      onDataSettingsChanged(scope.projectId, typeId);
+      onTypeChanged(scope.projectId, typeId);
     },
   };
 }

@@ -6,8 +6,11 @@ import { Conflict } from '../../errors.ts';
 export interface TypePartsContext {
   types: DeviceTypesRepository;
   clock: () => number;
-  /** Called after a type's data streams or raw TCP settings changed (the data-stream checks cache them). */
-  onDataSettingsChanged: (projectId: string, typeId: string) => void;
+  /**
+   * Called after a type, its data streams or its attribute models changed: stream checks, attribute models
+   * and device logins cache them (the composition makes it `device_type.changed`, heard on every node).
+   */
+  onTypeChanged: (projectId: string, typeId: string) => void;
   /** The type, or NotFound('Device type'). */
   mustGetType(projectId: string, id: string): Promise<DeviceTypeRow>;
 }

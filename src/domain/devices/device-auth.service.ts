@@ -42,6 +42,11 @@ export function createDeviceAuthService({
   /** Devices of each project with cached logins, and the generation at which a project was deleted. */
   const devicesOf = new Map<string, Set<string>>();
   const projectRevokedAt = new Map<string, number>();
+  /**
+   * Devices and projects whose cached logins went stale without a revocation (a rename, a device type's
+   * `conn_type`): their entries are dropped and looked up again, but logins in flight are not refused.
+   */
+  const staleAt = new Map<string, number>();
   const keyOf = (projectKey: string, token: string) => `${projectKey}\u0001${token}`;
 
   function revoke(deviceId: string) {
@@ -51,6 +56,25 @@ export function createDeviceAuthService({
     revokedAt.set(deviceId, ++generation);
   }
   bus.on('device.credentials_revoked', ({ deviceId }) => revoke(deviceId));
+  const drop = (deviceId: string) => {
+    for (const key of keysOf.get(deviceId) ?? []) cache.delete(key);
+    keysOf.delete(deviceId);
+  };
+  const markStale = (id: string) => {
+    if (staleAt.size >= maxEntries) staleAt.clear();
+    staleAt.set(id, ++generation);
+  };
+  // A renamed device, or a changed device type of its project, is read again at the next login (on every
+  // node: these events are heard from the others too, docs/cluster.md §4).
+  bus.on('device.updated', ({ deviceId }) => {
+    drop(deviceId);
+    markStale(deviceId);
+  });
+  bus.on('device_type.changed', ({ projectId }) => {
+    for (const deviceId of devicesOf.get(projectId) ?? []) drop(deviceId);
+    devicesOf.delete(projectId);
+    markStale(projectId);
+  });
   // A deleted project's logins are never answered from the cache again, those in flight included.
   bus.on('project.deleted', ({ projectId }) => {
     for (const deviceId of devicesOf.get(projectId) ?? []) revoke(deviceId);
@@ -104,7 +128,14 @@ export function createDeviceAuthService({
       identity.then(
         (id) => {
           if (!id || cache.get(key) !== entry) return;
-          if (Math.max(revokedAt.get(id.deviceId) ?? 0, projectRevokedAt.get(id.projectId) ?? 0) > entry.generation)
+          if (
+            Math.max(
+              revokedAt.get(id.deviceId) ?? 0,
+              projectRevokedAt.get(id.projectId) ?? 0,
+              staleAt.get(id.deviceId) ?? 0,
+              staleAt.get(id.projectId) ?? 0,
+            ) > entry.generation
+          )
             cache.delete(key);
           else {
             entry.until = clock() + ttlMs;

@@ -70,24 +70,67 @@ export interface DomainEvents {
   'principal.revoked': { kind: 'app' | 'admin' | 'customer'; subjectId: string };
   /** Devices were bound to (`bound`) or unbound from a customer: what the customer may see changed. */
   'customer.devices_changed': { projectId: string; customerId: string; deviceIds: string[]; bound: boolean };
+  /**
+   * An alarm rule was created, changed or deleted on node `origin` (docs/cluster.md §4): the other nodes'
+   * evaluators read the project's rules again and rebuild their state of it; the database work (ending
+   * the alarms it no longer covers) was done on the origin.
+   */
+  'alarm_rule.changed': { projectId: string; ruleId: string; origin: string };
+  /** An operator cleared an active alarm on node `origin`: the node evaluating its device forgets it. */
+  'alarm.cleared': { projectId: string; deviceId: string; ruleId: string; logId: string; origin: string };
+  /** A notification target was created or changed (`removed`: deleted or disabled) on node `origin`. */
+  'notification_target.changed': { projectId: string; targetId: string; removed: boolean; origin: string };
+  /** The project's operating limits changed (rate limit, retention, password length): cached copies are read again. */
+  'project.settings_changed': { projectId: string };
+  /**
+   * A device type changed: its fields (`conn_type`, raw TCP settings), data streams or attribute models.
+   * Cached stream profiles, attribute models and device logins of the project are read again.
+   */
+  'device_type.changed': { projectId: string; typeId: string };
+  /** Current values of a device were removed (`identifiers`, or all when unset): values not yet written are dropped. */
+  'device.attributes_removed': { projectId: string; deviceId: string; identifiers?: string[] };
 }
 
 export type DomainEventName = keyof DomainEvents;
 
-export interface EventBus {
-  emit<K extends DomainEventName>(name: K, payload: DomainEvents[K]): void;
-  on<K extends DomainEventName>(name: K, listener: (payload: DomainEvents[K]) => void): () => void;
+export interface EmitOptions {
+  /**
+   * The event happened on another node of the cluster and is repeated here (docs/cluster.md §4): caches
+   * forget what it names, but durable work (deleting rows, evaluating alarms) was done by its origin.
+   */
+  remote?: boolean;
 }
+
+export interface ListenOptions {
+  /** Hear only the events of this node, not those repeated from other nodes (durable work, re-publishing). */
+  localOnly?: boolean;
+}
+
+export interface EventBus {
+  emit<K extends DomainEventName>(name: K, payload: DomainEvents[K], options?: EmitOptions): void;
+  on<K extends DomainEventName>(
+    name: K,
+    listener: (payload: DomainEvents[K], meta: { remote: boolean }) => void,
+    options?: ListenOptions,
+  ): () => void;
+}
+
+const LOCAL = { remote: false } as const;
+const REMOTE = { remote: true } as const;
 
 export function createEventBus(): EventBus {
   const emitter = new EventEmitter();
   emitter.setMaxListeners(100);
   return {
-    emit(name, payload) {
-      emitter.emit(name, payload);
+    emit(name, payload, options) {
+      emitter.emit(name, payload, options?.remote ? REMOTE : LOCAL);
     },
-    on(name, listener) {
-      const l = listener as (p: unknown) => void;
+    on(name, listener, options) {
+      const l = options?.localOnly
+        ? (p: unknown, meta: { remote: boolean }) => {
+            if (!meta.remote) (listener as (p: unknown, m: { remote: boolean }) => void)(p, meta);
+          }
+        : (listener as (p: unknown, m: { remote: boolean }) => void);
       emitter.on(name, l);
       return () => emitter.off(name, l);
     },

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { TtlCache } from '../../lib/ttl-cache.ts';
 import type { Scope } from '../auth/principal.ts';
-import type { DomainEvents, EventBus } from './event-bus.ts';
+import type { DomainEventName, DomainEvents, EventBus } from './event-bus.ts';
 
 /**
  * Live events: the messages of application subscriptions (device-protocol.md §9), built once per domain
@@ -28,6 +28,18 @@ export interface LiveMessage {
 }
 export type LiveListener = (message: LiveMessage) => void;
 
+/** The domain events that make live messages (device-protocol.md §9). */
+export const LIVE_EVENT_NAMES = [
+  'device.attributes',
+  'device.event',
+  'device.command_reply',
+  'device.online',
+  'device.offline',
+  'device.data',
+  'device.alarm',
+] as const satisfies readonly DomainEventName[];
+export type LiveEventName = (typeof LIVE_EVENT_NAMES)[number];
+
 export interface LiveEventsDeps {
   bus: Pick<EventBus, 'on'>;
   /** A device's name and view token; cached here for a short while. */
@@ -35,6 +47,11 @@ export interface LiveEventsDeps {
   /** Every device bound to a customer (for the watches of customer scopes). */
   boundDeviceIds(projectId: string, customerId: string): Promise<string[]>;
   logger: Pick<Logger, 'warn'>;
+  /**
+   * Told when the project gets its first listener on this node (`true`) and loses its last (`false`):
+   * in cluster mode the node then asks the others for the project's live events (docs/cluster.md §4).
+   */
+  interest?: (projectId: string, listening: boolean) => void;
 }
 
 export interface WatchOptions {
@@ -53,7 +70,7 @@ export interface Watch {
 type Device = { id: string; name: string };
 type Built = { kind: LiveKind; topic: string; body: (device: Device) => unknown };
 
-export function createLiveEvents({ bus, deviceInfo, boundDeviceIds, logger }: LiveEventsDeps) {
+export function createLiveEvents({ bus, deviceInfo, boundDeviceIds, logger, interest }: LiveEventsDeps) {
   const listeners = new Map<string, Set<LiveListener>>();
   const devices = new TtlCache<{ name: string; viewToken: string } | undefined>(30_000);
   /** Customer watches by customer id: the devices each may see, kept current by binding changes. */
@@ -97,26 +114,26 @@ export function createLiveEvents({ bus, deviceInfo, boundDeviceIds, logger }: Li
       );
   };
 
-  const offBus = [
+  const handlers: { [K in LiveEventName]: (e: DomainEvents[K]) => void } = {
     // Each handler asks first whether anybody listens to the project: for a project nobody listens to,
     // an event costs that one map look-up, and nothing (message, closure, topic) is built.
-    bus.on('device.attributes', (e) => {
+    'device.attributes': (e) => {
       if (listeners.has(e.projectId))
         publish(e.projectId, e.deviceId, {
           kind: 'attributes',
           topic: 'attributes',
           body: (device) => ({ device, attributes: e.attributes, attr_type: e.attrType, ts: e.ts }),
         });
-    }),
-    bus.on('device.event', (e) => {
+    },
+    'device.event': (e) => {
       if (listeners.has(e.projectId))
         publish(e.projectId, e.deviceId, {
           kind: 'event',
           topic: 'event',
           body: (device) => ({ device, method: e.method, params: e.params, ts: e.ts }),
         });
-    }),
-    bus.on('device.command_reply', (e) => {
+    },
+    'device.command_reply': (e) => {
       if (!listeners.has(e.projectId)) return;
       publish(e.projectId, e.deviceId, {
         kind: 'command_reply',
@@ -130,24 +147,24 @@ export function createLiveEvents({ bus, deviceInfo, boundDeviceIds, logger }: Li
           ts: e.ts,
         }),
       });
-    }),
-    bus.on('device.online', (e) => {
+    },
+    'device.online': (e) => {
       if (listeners.has(e.projectId))
         publish(e.projectId, e.deviceId, {
           kind: 'online',
           topic: 'online',
           body: (device) => ({ device, online: true, ts: e.ts }),
         });
-    }),
-    bus.on('device.offline', (e) => {
+    },
+    'device.offline': (e) => {
       if (listeners.has(e.projectId))
         publish(e.projectId, e.deviceId, {
           kind: 'online',
           topic: 'online',
           body: (device) => ({ device, online: false, ts: e.ts }),
         });
-    }),
-    bus.on('device.data', (e) => {
+    },
+    'device.data': (e) => {
       if (!listeners.has(e.projectId)) return;
       publish(e.projectId, e.deviceId, {
         kind: 'data',
@@ -161,8 +178,8 @@ export function createLiveEvents({ bus, deviceInfo, boundDeviceIds, logger }: Li
           ts: e.ts,
         }),
       });
-    }),
-    bus.on('device.alarm', (e) => {
+    },
+    'device.alarm': (e) => {
       if (!listeners.has(e.projectId)) return;
       publish(e.projectId, e.deviceId, {
         kind: 'alarm',
@@ -176,7 +193,13 @@ export function createLiveEvents({ bus, deviceInfo, boundDeviceIds, logger }: Li
           ts: e.alarm.ts,
         }),
       });
-    }),
+    },
+  };
+  const offBus = [
+    // Remote copies come through deliverRemote, never through the bus.
+    ...LIVE_EVENT_NAMES.map((name) =>
+      bus.on(name, handlers[name] as (e: DomainEvents[LiveEventName]) => void, { localOnly: true }),
+    ),
     // A renamed or deleted device is looked up again.
     bus.on('device.updated', (e) => devices.invalidate(e.projectId)),
     bus.on('device.deleted', (e) => devices.invalidate(e.projectId)),
@@ -197,14 +220,20 @@ export function createLiveEvents({ bus, deviceInfo, boundDeviceIds, logger }: Li
 
   function subscribe(projectId: string, listener: LiveListener): () => void {
     let set = listeners.get(projectId);
-    if (!set) listeners.set(projectId, (set = new Set()));
+    if (!set) {
+      listeners.set(projectId, (set = new Set()));
+      interest?.(projectId, true);
+    }
     set.add(listener);
     let done = false;
     return () => {
       if (done) return;
       done = true;
       set.delete(listener);
-      if (!set.size && listeners.get(projectId) === set) listeners.delete(projectId);
+      if (!set.size && listeners.get(projectId) === set) {
+        listeners.delete(projectId);
+        interest?.(projectId, false);
+      }
     };
   }
 
@@ -257,6 +286,19 @@ export function createLiveEvents({ bus, deviceInfo, boundDeviceIds, logger }: Li
         },
       };
     },
+
+    /**
+     * A live event of a device on another node (docs/cluster.md §4), handed to this node's listeners as if
+     * it had happened here. It does not go through the bus: alarms and other listeners there already heard
+     * it on its node.
+     */
+    deliverRemote<K extends LiveEventName>(name: K, event: DomainEvents[K]) {
+      const handler = handlers[name] as ((e: DomainEvents[K]) => void) | undefined;
+      handler?.(event);
+    },
+
+    /** Projects with a listener on this node. */
+    watchedProjects: (): string[] => [...listeners.keys()],
 
     /** Listeners of one project, or of all projects (for tests and metrics). */
     listenerCount(projectId?: string): number {

@@ -6,6 +6,7 @@ import { BadRequest, NotFound } from '../../errors.ts';
 import { DAY_MS } from '../../lib/time.ts';
 import { TtlCache } from '../../lib/ttl-cache.ts';
 import type { Scope } from '../auth/principal.ts';
+import type { EventBus } from '../events/event-bus.ts';
 
 /** Server-wide values a project's settings fall back to (config: MQTT_RATE_LIMIT, HISTORY_RETENTION_DAYS). */
 export interface SettingsDefaults {
@@ -37,6 +38,11 @@ export interface ProjectSettingsDeps {
   clock?: () => number;
   /** How long a node may use a project's settings before reading them again. */
   cacheMs?: number;
+  /**
+   * `project.settings_changed` is emitted on a change and heard back from every node (docs/cluster.md §4):
+   * every node's cache reads the project's settings again.
+   */
+  bus?: Pick<EventBus, 'emit' | 'on'>;
 }
 
 /**
@@ -49,8 +55,10 @@ export function createProjectSettingsService({
   defaults,
   clock = Date.now,
   cacheMs = 10_000,
+  bus,
 }: ProjectSettingsDeps) {
   const cache = new TtlCache<ProjectSettings>(cacheMs, clock);
+  bus?.on('project.settings_changed', ({ projectId }) => cache.invalidate(projectId));
 
   const view = (row: ProjectSettingsRow): ProjectSettings => ({
     device_rate_limit: row.deviceRateLimit,
@@ -101,6 +109,7 @@ export function createProjectSettingsService({
       const row = await repo.update(scope.projectId, set);
       if (!row) throw new NotFound('Project');
       cache.invalidate(scope.projectId);
+      bus?.emit('project.settings_changed', { projectId: scope.projectId });
       return view(row);
     },
 

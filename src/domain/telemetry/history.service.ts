@@ -74,14 +74,21 @@ export function createHistoryService({
   logger,
   clock = Date.now,
 }: HistoryServiceDeps) {
-  // A deleted device's history goes with it.
-  bus.on('device.deleted', ({ deviceId }) => {
-    forgetDevice(deviceId);
-    history
-      .removeDevice(deviceId)
-      .catch((err: unknown) => logger?.warn({ err, deviceId }, 'history of a deleted device not removed'));
-  });
+  // A deleted device's values not yet written are forgotten on every node; its history is removed once,
+  // by the node where it was deleted (docs/cluster.md §4).
+  bus.on('device.deleted', ({ deviceId }) => forgetDevice(deviceId));
+  bus.on(
+    'device.deleted',
+    ({ deviceId }) => {
+      history
+        .removeDevice(deviceId)
+        .catch((err: unknown) => logger?.warn({ err, deviceId }, 'history of a deleted device not removed'));
+    },
+    { localOnly: true },
+  );
   const modelCache = new TtlCache<AttributeModelRow[]>(5_000, clock);
+  // Attribute models changed on any node: read them again.
+  bus.on('device_type.changed', ({ projectId }) => modelCache.invalidate(projectId));
   const modelsOf = (projectId: string, typeId: string) =>
     modelCache.get(projectId, typeId, () => attributeModels(projectId, typeId));
 
@@ -105,8 +112,6 @@ export function createHistoryService({
 
   return {
     modelLookup,
-    /** Forgets cached models of a project (after a model change on this node). */
-    invalidateModels: (projectId: string) => modelCache.invalidate(projectId),
 
     /** `GET /api/v1/device/:id/attributes`: current values with their models; `model.name` falls back to the identifier. */
     async attributes(scope: Scope, deviceId: string) {
