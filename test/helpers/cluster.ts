@@ -171,3 +171,54 @@ export async function apiCall(base: string, method: string, url: string, token: 
   if (!json.result) throw new Error(`${method} ${url} failed: ${JSON.stringify(json)}`);
   return json.info; // eslint-disable-line @typescript-eslint/no-unsafe-return -- API JSON
 }
+
+export interface NatsProxy {
+  /** nats://127.0.0.1:<port>: give it to the nodes as NATS_URL. */
+  url: string;
+  /** A NATS outage as the nodes see it: every connection through the proxy ends and new ones are refused. */
+  cut(): void;
+  /** NATS is back: connections pass again. */
+  restore(): void;
+  close(): Promise<void>;
+}
+
+/** A TCP proxy in front of the NATS server of NATS_TEST_URL, to cut the nodes off NATS and let them back. */
+export async function natsProxy(target = NATS_TEST_URL): Promise<NatsProxy> {
+  const t = new URL(target.split(',')[0]!.trim());
+  const sockets = new Set<net.Socket>();
+  let open = true;
+  const server = net.createServer((client) => {
+    if (!open) return void client.destroy();
+    const upstream = net.connect(Number(t.port || 4222), t.hostname);
+    sockets.add(client);
+    sockets.add(upstream);
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('error', end).on('close', end);
+    upstream.on('error', end).on('close', end);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    cut() {
+      open = false;
+      for (const s of sockets) s.destroy();
+      sockets.clear();
+    },
+    restore() {
+      open = true;
+    },
+    async close() {
+      open = false;
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
