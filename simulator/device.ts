@@ -1,5 +1,6 @@
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import type { IClientOptions, MqttClient } from 'mqtt';
 import { TOPICS } from '../mqtt-broker/protocol/topics.ts';
+import { backoffMs, connectMqtt, currentServer, hostList, reconnectKeepingStores } from './hosts.ts';
 import type { Stats } from './stats.ts';
 
 export type Values = Record<string, unknown>;
@@ -11,6 +12,7 @@ export interface DeviceIdentity {
 }
 
 export interface DeviceConfig {
+  /** The broker url, or several separated by commas: tried in turn, round-robin (hosts.ts). */
   url: string;
   projectKey: string;
   qos: 0 | 1;
@@ -19,8 +21,8 @@ export interface DeviceConfig {
   intervalMs: number;
 }
 
-const BACKOFF_BASE_MS = 500;
-const BACKOFF_MAX_MS = 30_000;
+/** How long a stop waits for QoS 1 reports still unacknowledged before it closes the connection anyway. */
+export const DRAIN_MS = 5_000;
 /** device-protocol.md §2: refused credentials; retrying will not help. */
 const AUTH_REFUSED = new Set([4, 5, 0x86, 0x87]);
 /** The SDKs' default request id is 1000; each get of one connection takes the next. */
@@ -125,6 +127,8 @@ export class SimDevice {
   private reportTimer: NodeJS.Timeout | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private attempt = 0;
+  /** The server of the last accepted connection: another one on the next connection is a failover. */
+  private server: string | undefined;
   private stopped = false;
   private nextGetId = FIRST_GET_ID;
   /** Send times of reports awaiting their `attributes/response`, answered in order on one connection. */
@@ -157,7 +161,7 @@ export class SimDevice {
       reconnectPeriod: 0,
       resubscribe: false,
     };
-    const client = mqtt.connect(this.config.url, options);
+    const client = connectMqtt(hostList(this.config.url), options);
     this.client = client;
     client.on('connect', () => this.onConnect());
     client.on('message', (topic, payload) => this.onMessage(topic, payload));
@@ -171,6 +175,9 @@ export class SimDevice {
     this.session = true;
     this.stats.connectedDevice(this.identity.index);
     const client = this.client!;
+    const server = currentServer(client);
+    if (this.server !== undefined && server !== this.server) this.stats.failovers++;
+    this.server = server;
     client.subscribe(SUBSCRIPTIONS, { qos: this.config.qos }, (err) => {
       if (err) return this.stats.error(`subscribe: ${err.message}`);
       this.publish(TOPICS.attributesGet(this.nextGetId++), {});
@@ -192,12 +199,15 @@ export class SimDevice {
     if (!this.connected) return;
     this.stats.sent++;
     this.pending.push(performance.now());
-    this.publish(TOPICS.attributes, values);
+    this.publish(TOPICS.attributes, values, () => this.stats.puback++);
   }
 
-  private publish(topic: string, body: unknown) {
+  /** `acknowledged` runs when a QoS 1 publish got its PUBACK, on this connection or after a failover. */
+  private publish(topic: string, body: unknown, acknowledged?: () => void) {
     this.client?.publish(topic, JSON.stringify(body), { qos: this.config.qos }, (err) => {
-      if (err && !this.stopped) this.stats.error(`publish ${topic}: ${err.message}`);
+      if (err) {
+        if (!this.stopped) this.stats.error(`publish ${topic}: ${err.message}`);
+      } else if (this.config.qos === 1) acknowledged?.();
     });
   }
 
@@ -264,11 +274,12 @@ export class SimDevice {
       this.stats.disconnects++;
     }
     if (this.stopped || this.failed || this.reconnectTimer) return;
-    const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** this.attempt) * (0.5 + Math.random() / 2);
+    const delay = backoffMs(this.attempt, hostList(this.config.url).length);
     this.attempt++;
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
-      if (!this.stopped) this.client?.reconnect();
+      // The next server of the list, with the QoS 1 reports not yet acknowledged kept for it (hosts.ts).
+      if (!this.stopped && this.client) reconnectKeepingStores(this.client);
     }, delay);
   }
 
@@ -278,7 +289,19 @@ export class SimDevice {
     this.reconnectTimer = undefined;
     const client = this.client;
     if (!client) return;
-    if (client.connected) await client.endAsync().catch(() => undefined);
-    else client.end(true);
+    if (!client.connected) return void client.end(true);
+    await endDrained(client);
   }
+}
+
+const inFlight = (client: MqttClient) => Object.keys(client.outgoing).length;
+
+/**
+ * Ends a connected client: first waits (up to DRAIN_MS) for the PUBACKs of QoS 1 messages in flight, so a stop
+ * does not cut off reports the server is storing; a server that never answers them does not hold the run.
+ */
+export async function endDrained(client: MqttClient) {
+  const deadline = Date.now() + DRAIN_MS;
+  while (client.connected && inFlight(client) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  await client.endAsync(!client.connected || inFlight(client) > 0).catch(() => undefined);
 }

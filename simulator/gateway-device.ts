@@ -1,6 +1,7 @@
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import type { IClientOptions, MqttClient } from 'mqtt';
 import { GATEWAY_TOPICS } from '../mqtt-broker/protocol/topics.ts';
-import { Sensors, type DeviceConfig, type DeviceIdentity, type Values } from './device.ts';
+import { endDrained, Sensors, type DeviceConfig, type DeviceIdentity, type Values } from './device.ts';
+import { backoffMs, connectMqtt, currentServer, hostList, reconnectKeepingStores } from './hosts.ts';
 import type { Stats } from './stats.ts';
 
 export interface GatewayConfig extends DeviceConfig {
@@ -8,8 +9,6 @@ export interface GatewayConfig extends DeviceConfig {
   subDevices: number;
 }
 
-const BACKOFF_BASE_MS = 500;
-const BACKOFF_MAX_MS = 30_000;
 /** device-protocol.md §2: refused credentials; retrying will not help. */
 const AUTH_REFUSED = new Set([4, 5, 0x86, 0x87]);
 const SUBSCRIPTIONS = [
@@ -42,6 +41,8 @@ export class SimGateway {
   private reportTimer: NodeJS.Timeout | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private attempt = 0;
+  /** The server of the last accepted connection: another one on the next connection is a failover. */
+  private server: string | undefined;
   private stopped = false;
   /** Send times and sizes of reports awaiting their `gateway/attributes/response`, in order. */
   private pending: Array<{ at: number; reports: number }> = [];
@@ -72,7 +73,7 @@ export class SimGateway {
       reconnectPeriod: 0,
       resubscribe: false,
     };
-    const client = mqtt.connect(this.config.url, options);
+    const client = connectMqtt(hostList(this.config.url), options);
     this.client = client;
     client.on('connect', () => this.onConnect());
     client.on('message', (topic, payload) => this.onMessage(topic, payload));
@@ -85,6 +86,9 @@ export class SimGateway {
     this.pending = [];
     this.session = true;
     this.stats.connectedDevice(this.identity.index);
+    const server = currentServer(this.client!);
+    if (this.server !== undefined && server !== this.server) this.stats.failovers++;
+    this.server = server;
     this.client!.subscribe(SUBSCRIPTIONS, { qos: this.config.qos }, (err) => {
       if (err) return this.stats.error(`gateway ${this.identity.index}: subscribe: ${err.message}`);
       for (const device of this.subs.keys()) {
@@ -113,12 +117,15 @@ export class SimGateway {
     const reports = Object.keys(byAddress).length;
     this.stats.sent += reports;
     this.pending.push({ at: performance.now(), reports });
-    this.publish(GATEWAY_TOPICS.attributes, byAddress);
+    this.publish(GATEWAY_TOPICS.attributes, byAddress, () => (this.stats.puback += reports));
   }
 
-  private publish(topic: string, body: unknown) {
+  /** `acknowledged` runs when a QoS 1 publish got its PUBACK, on this connection or after a failover. */
+  private publish(topic: string, body: unknown, acknowledged?: () => void) {
     this.client?.publish(topic, JSON.stringify(body), { qos: this.config.qos }, (err) => {
-      if (err && !this.stopped) this.stats.error(`publish ${topic}: ${err.message}`);
+      if (err) {
+        if (!this.stopped) this.stats.error(`publish ${topic}: ${err.message}`);
+      } else if (this.config.qos === 1) acknowledged?.();
     });
   }
 
@@ -199,11 +206,12 @@ export class SimGateway {
       this.stats.disconnects++;
     }
     if (this.stopped || this.failed || this.reconnectTimer) return;
-    const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** this.attempt) * (0.5 + Math.random() / 2);
+    const delay = backoffMs(this.attempt, hostList(this.config.url).length);
     this.attempt++;
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
-      if (!this.stopped) this.client?.reconnect();
+      // The next server of the list, with the QoS 1 reports not yet acknowledged kept for it (hosts.ts).
+      if (!this.stopped && this.client) reconnectKeepingStores(this.client);
     }, delay);
   }
 
@@ -213,7 +221,7 @@ export class SimGateway {
     this.reconnectTimer = undefined;
     const client = this.client;
     if (!client) return;
-    if (client.connected) await client.endAsync().catch(() => undefined);
+    if (client.connected) await endDrained(client);
     else client.end(true);
   }
 }

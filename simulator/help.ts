@@ -21,7 +21,11 @@ Devices (one of):
                           characters of the type key: one set per type)
 
 Connection:
-  --host <url>            MQTT url (default mqtt://127.0.0.1:1883)             env SIM_HOST
+  --host <url>[,<url>…]   MQTT url (default mqtt://127.0.0.1:1883)             env SIM_HOST
+                          or several, comma-separated (a cluster's nodes): a
+                          device connects to the first that answers and on a lost
+                          connection moves on to the next, round-robin; QoS 1
+                          reports not yet acknowledged are sent again there
   --http <url>            HTTP url of the API (default http://127.0.0.1:8080)  env SIM_HTTP
   --protocol mqtt|ws|tcp  MQTT over TCP, MQTT over WebSocket at               env SIM_PROTOCOL
                           ws://<http host:port>/mqtt, or raw TCP devices (DTUs)

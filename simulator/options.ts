@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
+import { hostList, hostListProblem } from './hosts.ts';
 
 /** Thrown for anything wrong with the flags: the CLI prints it and exits with 2. */
 export class UsageError extends Error {}
@@ -79,11 +80,30 @@ const url = (schemes: string[]) =>
       `a ${schemes.map((s) => s.replace(':', '://')).join(' or ')} url`,
     );
 
+/** `--host`: one url, or several separated by commas (a cluster's nodes, tried in turn: hosts.ts). */
+const hosts = (schemes: string[]) =>
+  z
+    .string()
+    .max(16_384)
+    .superRefine((s, ctx) => {
+      const urls = hostList(s);
+      const one = url(schemes);
+      const bad = urls.find((u) => !one.safeParse(u).success);
+      if (bad !== undefined)
+        return void ctx.addIssue({
+          code: 'custom',
+          message: `a ${schemes.map((x) => x.replace(':', '://')).join(' or ')} url, or several separated by commas (not ${bad.slice(0, 100)})`,
+        });
+      const problem = hostListProblem(urls);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    })
+    .transform((s) => hostList(s).join(','));
+
 const num = (schema: z.ZodNumber) => z.coerce.number().pipe(schema);
 
 const Schema = z
   .object({
-    host: url(['mqtt:', 'mqtts:', 'tcp:', 'ws:', 'wss:']).optional(),
+    host: hosts(['mqtt:', 'mqtts:', 'tcp:', 'ws:', 'wss:']).optional(),
     http: url(['http:', 'https:']).default('http://127.0.0.1:8080'),
     'project-key': z.string({ error: 'is required' }).min(1, 'is required').max(256),
     'type-key': z.string().min(1).max(128).optional(),

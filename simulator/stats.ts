@@ -22,7 +22,12 @@ export interface Summary {
   connects: number;
   disconnects: number;
   sent: number;
+  /** Reports acknowledged by the broker (QoS 1 PUBACK, sent only once the report is stored), wherever it went. */
+  puback: number;
+  /** Answered `attributes/response` result 1. */
   acked: number;
+  /** Connections accepted by another server of a `--host` list than the device's connection before. */
+  failovers: number;
   errors: number;
   commands: number;
   pushes: number;
@@ -58,7 +63,9 @@ export class Stats {
   connects = 0;
   disconnects = 0;
   sent = 0;
+  puback = 0;
   acked = 0;
+  failovers = 0;
   errors = 0;
   commands = 0;
   pushes = 0;
@@ -129,7 +136,8 @@ export class Stats {
       return `[${elapsed}s] provisioning ${this.provisioned}/${this.devices}  errors ${this.errors}${this.provisionWaits ? `  waited ${this.provisionWaits} times for the server's limit` : ''}`;
     }
     return (
-      `[${elapsed}s] connected ${this.connected}/${this.devices}  sent ${this.sent}  acked ${this.acked}  errors ${this.errors}  ` +
+      `[${elapsed}s] connected ${this.connected}/${this.devices}  sent ${this.sent}${this.puback ? `  puback ${this.puback}` : ''}  acked ${this.acked}  errors ${this.errors}  ` +
+      `${this.failovers ? `failovers ${this.failovers}  ` : ''}` +
       `cmds ${this.commands}  pushes ${this.pushes}  rate ${rate.toFixed(1)}/s`
     );
   }
@@ -157,7 +165,9 @@ export class Stats {
       connects: this.connects,
       disconnects: this.disconnects,
       sent: this.sent,
+      puback: this.puback,
       acked: this.acked,
+      failovers: this.failovers,
       errors: this.errors,
       commands: this.commands,
       pushes: this.pushes,
@@ -182,8 +192,8 @@ export class Stats {
           ? [`  SHORT: ${summary.short} of ${summary.devices - summary.not_started} devices never connected`]
           : []),
         ...(summary.not_started > 0 ? [`  not started (stopped first): ${summary.not_started}`] : []),
-        `  provisioned ${summary.provisioned}${summary.not_provisioned ? ` (${summary.not_provisioned} not)` : ''}${summary.provision_waits ? ` (waited ${summary.provision_waits} times for the server's limit)` : ''}  connected ${summary.connected_devices} (at end ${summary.connected_at_end})  connects ${summary.connects}  disconnects ${summary.disconnects}`,
-        `  reports sent ${summary.sent}  acked ${summary.acked}  errors ${summary.errors}  rate ${summary.rate}/s`,
+        `  provisioned ${summary.provisioned}${summary.not_provisioned ? ` (${summary.not_provisioned} not)` : ''}${summary.provision_waits ? ` (waited ${summary.provision_waits} times for the server's limit)` : ''}  connected ${summary.connected_devices} (at end ${summary.connected_at_end})  connects ${summary.connects}  disconnects ${summary.disconnects}${summary.failovers ? `  failovers ${summary.failovers}` : ''}`,
+        `  reports sent ${summary.sent}${summary.puback ? `  acknowledged (PUBACK) ${summary.puback}` : ''}  acked ${summary.acked}  errors ${summary.errors}  rate ${summary.rate}/s`,
         `  commands replied ${summary.commands}  pushes applied ${summary.pushes}  attribute gets ${summary.gets}`,
         `  ack latency p50 ${ms(summary.latency_p50_ms)}  p99 ${ms(summary.latency_p99_ms)}`,
         ...(summary.last_error ? [`  last error: ${summary.last_error}`] : []),

@@ -1,11 +1,12 @@
 import net from 'node:net';
 import { Sensors, type DeviceIdentity, type Values } from './device.ts';
+import { backoffMs, hostList, hostPort } from './hosts.ts';
 import type { Stats } from './stats.ts';
 
 export type TcpFormat = 'hex' | 'text' | 'json';
 
 export interface TcpDeviceConfig {
-  /** `tcp://host:port` of the raw TCP listener. */
+  /** `tcp://host:port` of the raw TCP listener, or several separated by commas: tried in turn, round-robin. */
   url: string;
   projectKey: string;
   format: TcpFormat;
@@ -16,8 +17,6 @@ export interface TcpDeviceConfig {
   heartbeatMs?: number;
 }
 
-const BACKOFF_BASE_MS = 500;
-const BACKOFF_MAX_MS = 30_000;
 /** The server closes a refused login without a word: links that keep dying this young mean a bad credential. */
 const SHORT_LINK_MS = 3_000;
 const SHORT_LINKS_TO_GIVE_UP = 3;
@@ -58,6 +57,9 @@ export class SimTcpDevice {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private attempt = 0;
+  /** Round-robin position in a `--host` list, and the server of the last accepted link (another one is a failover). */
+  private next = 0;
+  private server: string | undefined;
   private shortLinks = 0;
   private openedAt = 0;
   private stopped = false;
@@ -75,11 +77,17 @@ export class SimTcpDevice {
   }
 
   start() {
-    const url = new URL(this.config.url);
+    const urls = hostList(this.config.url);
+    const url = new URL(urls[this.next++ % urls.length]!);
+    const server = hostPort(url.href);
     const socket = net.connect(Number(url.port || 28801), url.hostname);
     this.socket = socket;
     socket.setNoDelay(true);
-    socket.on('connect', () => this.onConnect());
+    socket.on('connect', () => {
+      if (this.server !== undefined && server !== this.server) this.stats.failovers++;
+      this.server = server;
+      this.onConnect();
+    });
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err) => {
       if (!this.stopped) this.stats.error(`device ${this.identity.index}: ${err.message}`);
@@ -145,7 +153,7 @@ export class SimTcpDevice {
       }
     }
     if (this.stopped || this.failed || this.reconnectTimer) return;
-    const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** this.attempt) * (0.5 + Math.random() / 2);
+    const delay = backoffMs(this.attempt, hostList(this.config.url).length);
     this.attempt++;
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
