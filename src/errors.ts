@@ -57,3 +57,9 @@ export class TooManyRequests extends AppError {
     super(429, message);
   }
 }
+/** A part the call needs is unreachable for now (cluster mode: the other nodes, docs/cluster.md); retry later. */
+export class ServiceUnavailable extends AppError {
+  constructor(message: string) {
+    super(503, message);
+  }
+}

@@ -62,9 +62,10 @@ class Connection implements DeviceConnection, DeviceSession {
     return this;
   }
 
-  close(reason: string): void {
-    // The registry forgets a kicked session before closing it; a replaced one is replaced first.
-    this.kicked = this.services.sessions.get(this.deviceId) === undefined;
+  close(reason: string, how?: 'kicked' | 'replaced'): void {
+    // The registry says why; a caller that does not: it forgets a kicked session before closing it, a
+    // replaced one is replaced first (on this node, or by a newer login on another: docs/cluster.md).
+    this.kicked = how ? how === 'kicked' : this.services.sessions.get(this.deviceId) === undefined;
     this.log?.info({ deviceId: this.deviceId, reason }, 'closing device connection');
     this.onClose(reason, this.kicked);
   }

@@ -32,13 +32,21 @@ export interface CommandsServiceDeps {
   repo: CommandsRepository;
   /** Resolves a device within the caller's scope (customers see only their devices). */
   devices: Pick<DevicesRepository, 'get'>;
-  sessions: Pick<SessionRegistry, 'get'>;
+  /** `locate` for sending (wherever the device is), `get` for the edge's delivery on connect (this node). */
+  sessions: Pick<SessionRegistry, 'get' | 'locate'>;
   bus: Pick<EventBus, 'emit'>;
   presence: Pick<PresenceService, 'touch'>;
   clock?: () => number;
   logger: Pick<Logger, 'error' | 'warn'>;
   /** How often timed-out and expired commands are swept. */
   sweepMs?: number;
+  /** Cluster mode: whether this node runs the sweep now (it holds the lease; docs/cluster.md §4). */
+  sweepRuns?: () => boolean;
+  /**
+   * A reply was stored (its id): told to the other nodes, where a synchronous caller may wait for it
+   * (cluster mode, docs/cluster.md); they call `wake`.
+   */
+  onReplied?: (commandId: string) => void;
 }
 
 /**
@@ -56,11 +64,20 @@ export function createCommandsService({
   clock = Date.now,
   logger,
   sweepMs = 1_000,
+  onReplied,
+  sweepRuns,
 }: CommandsServiceDeps) {
   const waiters = createSyncWaiters();
   const store = createCommandStore({ repo });
   const delivery = createCommandDelivery({ repo, sessions, clock, logger });
-  const sweeper = createCommandSweeper({ repo, clock, logger, sweepMs, onFinal: waiters.wake });
+  const sweeper = createCommandSweeper({
+    repo,
+    clock,
+    logger,
+    sweepMs,
+    onFinal: waiters.wake,
+    ...(sweepRuns ? { runs: sweepRuns } : {}),
+  });
 
   const mustHaveDevice = (scope: Scope, deviceId: string) => deviceInScope(devices, scope, deviceId);
 
@@ -70,7 +87,7 @@ export function createCommandsService({
     // Stored first: the log holds every command, whatever happens next. Checking the session only
     // after the insert means a device connecting meanwhile finds the row in deliverQueued().
     const row = await store.insert(scope.projectId, deviceId, cmd, clock());
-    const session = sessions.get(deviceId);
+    const session = await sessions.locate(deviceId);
     if (session) return delivery.deliverNow(scope.projectId, row, session, cmd.ttl !== undefined);
     if (cmd.ttl !== undefined) return commandView(row);
     await repo.fail(scope.projectId, row.id, 'device offline', clock());
@@ -159,8 +176,12 @@ export function createCommandsService({
         ts: now,
       });
       waiters.wake(row.id);
+      onReplied?.(row.id);
       return true;
     },
+
+    /** Another node stored a reply to the command: a synchronous caller waiting here reads it now. */
+    wake: (commandId: string) => waiters.wake(commandId),
 
     /** The device's command log, newest first. */
     async list(scope: Scope, deviceId: string, page: number, pageRecords: number) {

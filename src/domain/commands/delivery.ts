@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { CommandRow, CommandsRepository } from '../../db/repositories/commands.repository.ts';
-import { StateConflict } from '../../errors.ts';
+import { AppError, StateConflict } from '../../errors.ts';
 import type { DeviceSession, SessionRegistry } from '../delivery/sessions.ts';
 import type { DeviceIdentity } from '../devices/device-identity.ts';
 import { COMMAND_LIMITS } from './command-input.ts';
@@ -66,6 +66,8 @@ export function createCommandDelivery({ repo, sessions, clock, logger }: Command
         return commandView((await repo.get(projectId, row.id)) ?? row);
       }
       await repo.fail(projectId, row.id, `send failed: ${message}`, clock());
+      // The domain's own errors (the cluster unreachable: 503) are answered as they are.
+      if (err instanceof AppError) throw err;
       throw new StateConflict(`Sending to the device failed: ${message}`);
     }
   }

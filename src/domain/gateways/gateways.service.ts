@@ -31,7 +31,8 @@ export const MAX_GATEWAY_REPORT_DEVICES = 100;
 export interface GatewaysServiceDeps {
   repo: GatewaysRepository;
   devices: Pick<DevicesRepository, 'get'>;
-  sessions: Pick<SessionRegistry, 'isOnline'>;
+  /** Whether a sub-device is online: its session on any node (docs/cluster.md). */
+  sessions: Pick<SessionRegistry, 'locate'>;
   /** Told of every attach and detach, so live gateway connections drop what they cached. */
   bus: Pick<EventBus, 'emit'>;
   /** The sub-devices' reports of a gateway (`reportSubDevices`): checked, rate-limited and ingested as a direct device's. */
@@ -141,13 +142,14 @@ export function createGatewaysService({
         rows.length > 0 && rows.length < pageRecords
           ? offset + rows.length
           : await repo.total(scope.projectId, gateway.id);
+      const online = await Promise.all(rows.map(async (r) => (await sessions.locate(r.id)) !== undefined));
       return {
-        items: rows.map((r) => ({
+        items: rows.map((r, i) => ({
           id: r.id,
           name: r.name,
           type: r.typeId ?? '',
           address: r.address,
-          online: sessions.isOnline(r.id),
+          online: online[i] === true,
         })),
         total,
         page_total: Math.ceil(total / pageRecords),

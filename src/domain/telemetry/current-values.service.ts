@@ -29,7 +29,7 @@ export interface CurrentValuesDeps {
   /** The oldest time a report may carry for a project (its history retention), in ms. */
   retention?: (projectId: string) => Promise<number>;
   devices: Pick<DevicesRepository, 'get'>;
-  sessions: Pick<SessionRegistry, 'get'>;
+  sessions: Pick<SessionRegistry, 'locate'>;
   presence: Pick<PresenceService, 'touch'>;
   bus: Pick<EventBus, 'emit'>;
   clock?: () => number;
@@ -282,7 +282,7 @@ export function createCurrentValuesService({
       const values = parseAttributes(attributes);
       const device = await mustExist(scope, deviceId);
       await checkModels(models, { projectId: scope.projectId, typeId: device.typeId }, values);
-      const session = sessions.get(deviceId);
+      const session = await sessions.locate(deviceId);
       if (!session || session.projectId !== scope.projectId) throw new StateConflict('Device is offline');
       // Stamped when sent: a device that applies the push and reports the value back reports it
       // later, and its report must stay the newer current value.

@@ -48,7 +48,7 @@ export type UpstreamResult = { recorded: true; id: string; ts: number } | { reco
 export interface DataStreamsDeps {
   repo: DataMessagesRepository;
   devices: Pick<DevicesRepository, 'get'>;
-  sessions: Pick<SessionRegistry, 'get'>;
+  sessions: Pick<SessionRegistry, 'locate'>;
   presence: Pick<PresenceService, 'touch'>;
   currentValues: Pick<CurrentValuesService, 'report'>;
   bus: Pick<EventBus, 'emit'>;
@@ -301,7 +301,7 @@ export function createDataStreamsService({
               ]);
             }
           }
-          const session = sessions.get(deviceId);
+          const session = await sessions.locate(deviceId);
           if (!session || session.projectId !== scope.projectId) throw new StateConflict('Device is offline');
           if (session.transport !== pushMode) throw new StateConflict(`Device is not connected over ${pushMode}`);
           await sendOrFail(session, pushMode === 'mqtt' ? `data/${identifier}/set` : '', bytes);

@@ -84,7 +84,7 @@ export function registerEnvelope(app: FastifyInstance, bodyLimit: number) {
     const mapped = err instanceof AppError ? err : appErrorOfDatabase(err);
     if (mapped) err = mapped;
     if (err instanceof AppError) {
-      const status = err.errcode === 401 || err.errcode === 429 ? err.errcode : 200;
+      const status = err.errcode === 401 || err.errcode === 429 || err.errcode === 503 ? err.errcode : 200;
       if ('retryAfterSeconds' in err) reply.header('Retry-After', String(err.retryAfterSeconds));
       return sendJson(reply, status, failure(err.errcode, err.message, err.errors));
     }
