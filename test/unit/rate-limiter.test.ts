@@ -72,3 +72,33 @@ describe('database errors worth waiting for', () => {
     expect(isTransientDbError(Object.assign(new Error(message), { code }))).toBe(false);
   });
 });
+
+describe('a device bucket moving between nodes (docs/cluster.md §7)', () => {
+  it('carries what is left: a device that spent its burst on one node has no fresh burst on the next', () => {
+    let now = 1_000_000;
+    const a = createRateLimiter({ projectRate: 0, clock: () => now });
+    const b = createRateLimiter({ projectRate: 0, clock: () => now });
+    for (let i = 0; i < 20; i++) expect(a.admit('p', 'd', 10).ok).toBe(true); // the burst: twice the rate
+    expect(a.admit('p', 'd', 10).ok).toBe(false);
+    const state = a.export('d');
+    expect(state).toEqual({ tokens: 0, at: now });
+    now += 100; // 0.1 s on the way: one token at 10/s
+    b.adopt('d', state!, 10);
+    expect(b.admit('p', 'd', 10).ok).toBe(true);
+    expect(b.admit('p', 'd', 10).ok).toBe(false);
+  });
+
+  it('never gives more than the new node holds, and ignores a state from the future or a broken one', () => {
+    let now = 1_000_000;
+    const b = createRateLimiter({ projectRate: 0, clock: () => now });
+    for (let i = 0; i < 20; i++) b.admit('p', 'd', 10);
+    b.adopt('d', { tokens: 20, at: now }, 10);
+    expect(b.admit('p', 'd', 10).ok).toBe(false);
+    const c = createRateLimiter({ projectRate: 0, clock: () => now });
+    c.adopt('d', { tokens: 0, at: now + 60_000 }, 10); // a skewed clock: no refill, no negative time
+    expect(c.admit('p', 'd', 10).ok).toBe(false);
+    c.adopt('x', { tokens: Number.NaN, at: now }, 10);
+    expect(c.admit('p', 'x', 10).ok).toBe(true);
+    expect(c.export('unknown')).toBeUndefined();
+  });
+});

@@ -58,7 +58,21 @@ export type Admission =
 /** The common answer, shared: no allocation per message. */
 const NOW: Admission = Object.freeze({ ok: true, delayMs: 0 });
 
+/** A device's bucket as it moves between nodes of a cluster (docs/cluster.md §7): what is left of it, and when. */
+export interface BucketState {
+  tokens: number;
+  /** Epoch ms the tokens were counted at. */
+  at: number;
+}
+
 export interface RateLimiter {
+  /** The device's bucket now (undefined: none, i.e. full), to hand to the node its next session is on. */
+  export(deviceId: string): BucketState | undefined;
+  /**
+   * Takes over a bucket another node kept for the device: never more tokens than this node's own bucket
+   * holds, so moving between nodes cannot refill a device faster than its rate.
+   */
+  adopt(deviceId: string, state: BucketState, deviceRate: number): void;
   admit(projectId: string, deviceId: string, deviceRate: number, cost?: number): Admission;
   reserve(projectId: string, deviceId: string, deviceRate: number, cost?: number): Admission;
   /** Forgets idle buckets (full again and unused for the abuse window); also done by itself once a minute. */
@@ -128,6 +142,21 @@ export function createRateLimiter(options: Partial<RateLimiterOptions> = {}): Ra
   }
 
   return {
+    export(deviceId) {
+      const b = devices.get(deviceId);
+      if (!b) return undefined;
+      const now = clock();
+      return { tokens: Math.min(b.rate * 2, b.tokens + ((now - b.last) / 1000) * b.rate), at: now };
+    },
+    adopt(deviceId, state, deviceRate) {
+      if (!Number.isFinite(state.tokens) || !Number.isFinite(state.at) || !(deviceRate > 0)) return;
+      const now = clock();
+      const b = bucket(devices, deviceId, deviceRate, now);
+      // Refilled for the time it travelled (at most to now), then the lower of the two counts.
+      const elapsed = Math.max(0, Math.min(now, now - state.at));
+      const carried = Math.min(deviceRate * 2, state.tokens + (elapsed / 1000) * deviceRate);
+      b.tokens = Math.min(b.tokens, carried);
+    },
     admit: (projectId, deviceId, deviceRate, cost = 1) => ask(projectId, deviceId, deviceRate, cost, 0),
     reserve: (projectId, deviceId, deviceRate, cost = 1) => ask(projectId, deviceId, deviceRate, cost, o.maxDelayMs),
     sweep,
