@@ -111,6 +111,7 @@ export function createServices({
     },
     // Cluster mode: online state written under the session rules of docs/cluster.md §3.
     node: cluster?.nodeId,
+    holds: (deviceId) => sessions.isOnline(deviceId),
   });
   const devices = createDevicesService({ devices: devicesRepo, projects: projectsRepo, bus, clock, presence });
   // Cluster mode: a lost node's devices go offline, a node back from an outage re-asserts its sessions (docs/cluster.md §3).

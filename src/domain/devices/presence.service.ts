@@ -22,6 +22,11 @@ export interface PresenceServiceDeps {
    * keeps its live sessions' epochs. Unset = one node: writes as always.
    */
   node?: string | undefined;
+  /**
+   * Cluster mode: whether this node still holds a session of the device. A session replaced by a newer
+   * login on another node ends without a disconnect (no offline moment), so a re-assertion asks this first.
+   */
+  holds?: (deviceId: string) => boolean;
 }
 
 /** A session live on this node (cluster mode): what a re-assertion writes and a disconnect is conditioned on. */
@@ -46,6 +51,7 @@ export function createPresenceService({
   flushMs = 1_000,
   onOnlineWritten,
   node,
+  holds,
 }: PresenceServiceDeps) {
   let pending = new Map<string, PresenceRow>();
   let timer: NodeJS.Timeout | undefined;
@@ -214,6 +220,8 @@ export function createPresenceService({
       const reassertRows = repo.reassert;
       if (!reassertRows) throw new Error('presence: cluster mode needs a repository with reassert');
       const run = flushing.then(async () => {
+        // Sessions replaced from another node ended here without a disconnect: forgotten now.
+        if (holds) for (const id of [...live.keys()]) if (!holds(id)) live.delete(id);
         const sessions = [...live].map(([deviceId, s]) => ({ deviceId, epoch: s.epoch }));
         if (!sessions.length) return 0;
         const back = await reassertRows(sessions, node);

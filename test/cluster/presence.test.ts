@@ -1,0 +1,121 @@
+import type { MqttClient } from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectDevice } from '../helpers/mqtt.ts';
+import { apiCall, clusterProject, clusterSkip, startCluster, type TestCluster } from '../helpers/cluster.ts';
+
+/**
+ * Online state across the nodes of a cluster (docs/cluster.md §3): a device connected to one node is online
+ * in every node's API within about a second (device and devices_stat); a node killed has its devices
+ * offline within 15 s (its heartbeat's lease, then the reaper); they are online again where they reconnect;
+ * a node starting leaves the others' devices online; a device that logs in on another node stays online
+ * when its older session's disconnect is written.
+ */
+const skip = await clusterSkip();
+let cluster: TestCluster | undefined;
+const clients: MqttClient[] = [];
+beforeAll(async () => {
+  if (!skip) cluster = await startCluster(2);
+}, 180_000);
+afterAll(async () => {
+  for (const c of clients) c.end(true);
+  await cluster?.close();
+});
+
+type Project = Awaited<ReturnType<typeof clusterProject>>;
+type Device = Awaited<ReturnType<Project['device']>>;
+
+async function online(p: Project, via: string, id: string): Promise<boolean> {
+  return ((await apiCall(via, 'GET', `/api/v1/device/${id}`, p.token)) as { online: boolean }).online;
+}
+async function onlineTotal(p: Project, via: string): Promise<number> {
+  return ((await apiCall(via, 'GET', '/api/v1/devices_stat', p.token)) as { online_device_total: number })
+    .online_device_total;
+}
+/** Polls until `check` holds; answers the milliseconds it took. */
+async function within(ms: number, check: () => Promise<boolean>): Promise<number> {
+  const start = Date.now();
+  for (;;) {
+    if (await check()) return Date.now() - start;
+    if (Date.now() - start > ms) throw new Error(`not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+async function connect(url: string, d: Device): Promise<MqttClient> {
+  const c = await connectDevice(url, { token: d.accessToken, projectKey: d.projectKey }, {}, clients);
+  c.on('error', () => {});
+  return c;
+}
+
+describe.skipIf(skip)('presence across the nodes of a cluster', () => {
+  let p: Project;
+  let onB: Device;
+  let onA: Device;
+  let moving: Device;
+
+  beforeAll(async () => {
+    p = await clusterProject(cluster!.nodes[0]!.http);
+    [onB, onA, moving] = await Promise.all([p.device('on-b'), p.device('on-a'), p.device('moving')]);
+  });
+
+  it('shows a device connected to B online in A’s API within about a second (device and devices_stat)', async () => {
+    const [a, b] = cluster!.nodes;
+    expect(await onlineTotal(p, a!.http)).toBe(0); // counted (and cached) before the connect
+    await connect(b!.mqttUrl, onB);
+    const took = await within(
+      5_000,
+      async () => (await online(p, a!.http, onB.id)) && (await onlineTotal(p, a!.http)) === 1,
+    );
+    // B writes its connects once a second; A's cached counts are dropped when B says it wrote them.
+    expect(took).toBeLessThan(2_500);
+  });
+
+  it('leaves the devices of the running nodes online when a third node starts', async () => {
+    const [a, b] = cluster!.nodes;
+    await connect(a!.mqttUrl, onA);
+    await within(5_000, () => online(p, b!.http, onA.id));
+    const c = await cluster!.addNode();
+    // The new node's start (its reset of its own sessions) is done once it listens; its reaper sweep one beat later.
+    await new Promise((r) => setTimeout(r, 3_000));
+    for (const node of [a!, b!, c]) {
+      expect(await online(p, node.http, onA.id)).toBe(true);
+      expect(await online(p, node.http, onB.id)).toBe(true);
+    }
+    expect(await onlineTotal(p, c.http)).toBe(2);
+  }, 120_000);
+
+  it('keeps a device online that logged in on A and then on B, after A’s session ends', async () => {
+    const [a, b, c] = cluster!.nodes;
+    const first = await connect(a!.mqttUrl, moving);
+    await within(5_000, () => online(p, c!.http, moving.id));
+    const closed = new Promise<void>((r) => first.once('close', () => r()));
+    await connect(b!.mqttUrl, moving);
+    // The newer login closes the older session on A (docs/cluster.md: the newest wins across nodes).
+    await closed;
+    // A's disconnect (if any) is written within a second: the device stays online, held by B.
+    for (let i = 0; i < 6; i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      for (const node of [a!, b!, c!]) expect(await online(p, node.http, moving.id)).toBe(true);
+    }
+  }, 60_000);
+
+  it('shows the devices of a node killed with SIGKILL offline within 15 s, and online again where they reconnect', async () => {
+    const [a, b, c] = cluster!.nodes;
+    const killedAt = Date.now();
+    await b!.stop('SIGKILL');
+    await within(16_000, async () => !(await online(p, a!.http, onB.id)) && !(await online(p, a!.http, moving.id)));
+    expect(Date.now() - killedAt).toBeLessThanOrEqual(15_000);
+    // Every node shows it, and the counts (the reaper recounts at once, the others are told).
+    for (const node of [a!, c!]) {
+      expect(await online(p, node.http, onB.id)).toBe(false);
+      expect(await online(p, node.http, onA.id)).toBe(true);
+    }
+    await within(3_000, async () => (await onlineTotal(p, a!.http)) === 1 && (await onlineTotal(p, c!.http)) === 1);
+    const read = (await apiCall(a!.http, 'GET', `/api/v1/device/${onB.id}`, p.token)) as {
+      active: Record<string, number>;
+    };
+    expect(read.active.disconnect).toBeGreaterThanOrEqual(killedAt);
+    // The device reconnects to A.
+    await connect(a!.mqttUrl, onB);
+    await within(3_000, async () => (await online(p, c!.http, onB.id)) && (await onlineTotal(p, c!.http)) === 2);
+  }, 60_000);
+});

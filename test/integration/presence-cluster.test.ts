@@ -1,0 +1,202 @@
+import { sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { rowsOf } from '../../src/db/client.ts';
+import { createPresenceRepository, type PresenceRow } from '../../src/db/repositories/presence.repository.ts';
+import { createPresenceService } from '../../src/domain/devices/presence.service.ts';
+import { createEventBus } from '../../src/domain/events/event-bus.ts';
+import { createProject, createTestApp, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import { addDevice, directIdentity } from '../helpers/factories.ts';
+
+/**
+ * Online state in cluster mode (docs/cluster.md §3), against the real statements (PGlite, or PostgreSQL
+ * with TEST_DATABASE_URL): "online" only over an older session, "offline" only over the writer's own
+ * session, a restart resets only its own node's devices, a lost node's devices are reaped once.
+ */
+let ctx: TestContext;
+let p: ProjectFixture;
+let repo: ReturnType<typeof createPresenceRepository>;
+beforeAll(async () => {
+  ctx = await createTestApp();
+  p = await createProject(ctx, 'presence cluster');
+  repo = createPresenceRepository(ctx.database.db);
+});
+afterAll(() => ctx?.close());
+
+interface State {
+  online: boolean;
+  node: string | null;
+  epoch: number | null;
+  active_ts: Record<string, number>;
+}
+async function state(id: string): Promise<State> {
+  const rows = rowsOf<{ online: boolean; node: string | null; epoch: string | number | null; active_ts: unknown }>(
+    await ctx.database.db.execute(
+      sql`select online, session_node as node, session_epoch as epoch, active_ts from devices where id = ${id}`,
+    ),
+  );
+  const r = rows[0]!;
+  const ts = typeof r.active_ts === 'string' ? JSON.parse(r.active_ts) : r.active_ts;
+  return { online: r.online, node: r.node, epoch: r.epoch === null ? null : Number(r.epoch), active_ts: ts };
+}
+const row = (deviceId: string, online: boolean | undefined, epoch?: number, activeTs: Record<string, number> = {}) =>
+  ({ deviceId, ...(online === undefined ? {} : { online }), ...(epoch ? { epoch } : {}), activeTs }) as PresenceRow;
+const device = async (name: string) => (await addDevice(p.api, { name })).id;
+
+describe('the cluster flush of online state', () => {
+  it('writes online over an older session only, and a late offline of the older one changes nothing', async () => {
+    const id = await device('moved');
+    await repo.apply([row(id, true, 10, { connect: 1 })], 'A');
+    expect(await state(id)).toMatchObject({ online: true, node: 'A', epoch: 10 });
+    // The device logs in on B (a newer epoch): B holds it.
+    await repo.apply([row(id, true, 11, { connect: 2 })], 'B');
+    expect(await state(id)).toMatchObject({ online: true, node: 'B', epoch: 11 });
+    // A's disconnect of its older session arrives late: the device stays online on B (its time is kept).
+    await repo.apply([row(id, false, 10, { disconnect: 3 })], 'A');
+    expect(await state(id)).toMatchObject({ online: true, node: 'B', epoch: 11, active_ts: { disconnect: 3 } });
+    // Without its epoch either.
+    await repo.apply([row(id, false)], 'A');
+    expect(await state(id)).toMatchObject({ online: true, node: 'B', epoch: 11 });
+    // A's older session writing "online" late (its epoch came late) does not take the device back.
+    await repo.apply([row(id, true, 10)], 'A');
+    expect(await state(id)).toMatchObject({ online: true, node: 'B', epoch: 11 });
+    // B's own disconnect takes it offline.
+    await repo.apply([row(id, false, 11)], 'B');
+    expect(await state(id)).toMatchObject({ online: false, node: 'B', epoch: 11 });
+  });
+
+  it('takes it offline when the older session ends first, then online again with the newer login', async () => {
+    const id = await device('in order');
+    await repo.apply([row(id, true, 20)], 'A');
+    await repo.apply([row(id, false, 20)], 'A');
+    expect(await state(id)).toMatchObject({ online: false, node: 'A', epoch: 20 });
+    await repo.apply([row(id, true, 21)], 'B');
+    expect(await state(id)).toMatchObject({ online: true, node: 'B', epoch: 21 });
+  });
+
+  it('writes online without an epoch only where no other node holds the device online', async () => {
+    const id = await device('no epoch yet');
+    await repo.apply([row(id, true)], 'A');
+    expect(await state(id)).toMatchObject({ online: true, node: 'A', epoch: null });
+    // B's session without its epoch: A holds it online, B waits for its epoch.
+    await repo.apply([row(id, true)], 'B');
+    expect(await state(id)).toMatchObject({ online: true, node: 'A' });
+    await repo.apply([row(id, true, 31)], 'B');
+    expect(await state(id)).toMatchObject({ online: true, node: 'B', epoch: 31 });
+    // A's session ends without an epoch ever known: not its device any more.
+    await repo.apply([row(id, false)], 'A');
+    expect(await state(id)).toMatchObject({ online: true, node: 'B' });
+    // An offline written with the epoch of a session that was never written online (older ones of B's own) holds.
+    await repo.apply([row(id, false, 31)], 'B');
+    await repo.apply([row(id, true)], 'C');
+    expect(await state(id)).toMatchObject({ online: true, node: 'C', epoch: 31 });
+  });
+
+  it('is one statement for a batch of many devices, merging activity whoever holds the session', async () => {
+    const ids = await Promise.all(['b1', 'b2', 'b3'].map(device));
+    await repo.apply([row(ids[0]!, true, 40)], 'B');
+    const execute = vi.spyOn(ctx.database.db, 'execute');
+    try {
+      await repo.apply(
+        [row(ids[0]!, undefined, undefined, { attributes: 5 }), row(ids[1]!, true, 41), row(ids[2]!, false, 42)],
+        'A',
+      );
+      expect(execute).toHaveBeenCalledTimes(1);
+    } finally {
+      execute.mockRestore();
+    }
+    expect(await state(ids[0]!)).toMatchObject({ online: true, node: 'B', active_ts: { attributes: 5 } });
+    expect(await state(ids[1]!)).toMatchObject({ online: true, node: 'A', epoch: 41 });
+    expect(await state(ids[2]!)).toMatchObject({ online: false, node: null });
+  });
+
+  it('resets at start only the restarted node’s devices and those no node claims', async () => {
+    const [a, b, legacy] = await Promise.all(['reset-a', 'reset-b', 'reset-legacy'].map(device));
+    await repo.apply([row(a!, true, 50)], 'A');
+    await repo.apply([row(b!, true, 51)], 'B');
+    await repo.apply([row(legacy!, true)]); // one node's write: no session node
+    await repo.resetOnline('C'); // a new node starting
+    expect((await state(a!)).online).toBe(true);
+    expect((await state(b!)).online).toBe(true);
+    expect((await state(legacy!)).online).toBe(false);
+    await repo.resetOnline('A'); // A restarted under the same NODE_ID
+    expect((await state(a!)).online).toBe(false);
+    expect((await state(b!)).online).toBe(true);
+  });
+
+  it('reaps a lost node’s devices once, and sweeps those of nodes not alive', async () => {
+    const [a, b, c] = await Promise.all(['reap-a', 'reap-b', 'reap-c'].map(device));
+    await repo.apply([row(a!, true, 60)], 'A');
+    await repo.apply([row(b!, true, 61)], 'B');
+    await repo.apply([row(c!, true, 62)], 'Gone');
+    const ts = Date.now();
+    const mine = (changes: { deviceId: string }[]) => changes.filter((d) => [a, b, c].includes(d.deviceId));
+    const reaped = mine(await repo.reapNode('B', 'A', ts));
+    expect(reaped).toEqual([{ deviceId: b, projectId: p.project.id }]);
+    expect(await state(b!)).toMatchObject({ online: false, node: 'A', epoch: 61 });
+    expect((await state(b!)).active_ts.disconnect).toBe(ts);
+    expect(mine(await repo.reapNode('B', 'A', ts))).toEqual([]);
+    expect((await state(a!)).online).toBe(true);
+    const swept = mine(await repo.reapAllBut(['A', 'B'], 'A', ts));
+    expect(swept).toEqual([{ deviceId: c, projectId: p.project.id }]);
+    expect((await state(a!)).online).toBe(true);
+    // The reaped session comes back (its node was only cut off): it re-asserts it with its own epoch.
+    const back = await repo.reassert([{ deviceId: b!, epoch: 61 }, { deviceId: a! }], 'B');
+    expect(back).toEqual([{ deviceId: b, projectId: p.project.id }]);
+    expect(await state(b!)).toMatchObject({ online: true, node: 'B', epoch: 61 });
+    expect(await state(a!)).toMatchObject({ online: true, node: 'A' });
+    // Not over a newer login.
+    await repo.apply([row(b!, true, 70)], 'C');
+    expect(await repo.reassert([{ deviceId: b!, epoch: 61 }], 'B')).toEqual([]);
+    expect(await state(b!)).toMatchObject({ online: true, node: 'C', epoch: 70 });
+  });
+});
+
+describe('two nodes’ presence over one database', () => {
+  const node = (name: string) =>
+    createPresenceService({
+      repo: createPresenceRepository(ctx.database.db),
+      bus: createEventBus(),
+      logger: { error: () => {} },
+      node: name,
+    });
+
+  it('keeps a device online after a late disconnect on the node it left', async () => {
+    const d = await addDevice(p.api, { name: 'login twice' });
+    const identity = directIdentity(p.project.id, d);
+    const a = node('A');
+    const b = node('B');
+    a.connected(identity, 'mqtt');
+    a.sessionEpoch(d.id, 100);
+    await a.flush();
+    // The same device logs in on B; its epoch comes after B's first write.
+    b.connected(identity, 'mqtt');
+    await b.flush();
+    b.sessionEpoch(d.id, 101);
+    await b.flush();
+    // A's session is closed by the newer login and its disconnect is written late.
+    a.disconnected(identity, 'mqtt', 'kicked');
+    await a.flush();
+    expect(await state(d.id)).toMatchObject({ online: true, node: 'B', epoch: 101 });
+    b.disconnected(identity, 'mqtt', 'disconnect');
+    await b.flush();
+    expect(await state(d.id)).toMatchObject({ online: false, node: 'B' });
+  });
+
+  it('keeps it online when the older node writes its online after the newer login', async () => {
+    const d = await addDevice(p.api, { name: 'slow epoch' });
+    const identity = directIdentity(p.project.id, d);
+    const a = node('A');
+    const b = node('B');
+    a.connected(identity, 'mqtt');
+    b.connected(identity, 'mqtt');
+    b.sessionEpoch(d.id, 201);
+    await b.flush();
+    // A flushes its older session late, first without its epoch, then with it.
+    await a.flush();
+    a.sessionEpoch(d.id, 200);
+    await a.flush();
+    a.disconnected(identity, 'mqtt', 'kicked');
+    await a.flush();
+    expect(await state(d.id)).toMatchObject({ online: true, node: 'B', epoch: 201 });
+  });
+});
