@@ -64,6 +64,13 @@ export interface NotifierDeps {
   logger: Pick<Logger, 'warn' | 'error'>;
   settings?: Partial<NotifierSettings>;
   guard?: NetGuard;
+  /**
+   * Job claims (docs/cluster.md §4): the name this node writes into `notify_jobs.claimed_by` and how long
+   * a claim holds without renewal. A job runs on the node that claims it; claims are renewed while the job
+   * is queued, running or waiting for a retry, so a dead node's jobs lapse and another node takes them
+   * over. One node alone claims too (harmless). Default: node `local`, 60 s.
+   */
+  claims?: { node: string; claimMs: number };
 }
 
 type Job = Omit<NotifyJobRow, 'dueTime' | 'createTime' | 'claimedBy' | 'claimUntil'>;
@@ -120,8 +127,14 @@ export function createNotifier({
   logger,
   settings: given = {},
   guard = notifierGuard(given),
+  claims = { node: 'local', claimMs: 60_000 },
 }: NotifierDeps) {
   const settings = { ...DEFAULT_NOTIFIER_SETTINGS, ...given };
+  const { node, claimMs } = claims;
+  /** Jobs this node holds (queued, running or waiting for a retry), by id: their claims are renewed. */
+  const held = new Map<string, Job>();
+  let claimTimer: NodeJS.Timeout | undefined;
+  let claiming: Promise<void> | undefined;
   const targets = new TtlCache<NotificationTargetRow[]>(60_000, clock);
   const projects = new Map<string, ProjectQueue>();
   /** Projects with queued jobs, in turn order. */
@@ -186,6 +199,7 @@ export function createNotifier({
 
   /** A job is done (delivered, given up, skipped or purged): it no longer counts. */
   function release(job: Job) {
+    held.delete(job.id);
     pending--;
     const p = projects.get(job.projectId);
     if (!p) return;
@@ -228,6 +242,16 @@ export function createNotifier({
   }
 
   async function deliver(job: Job) {
+    // The job runs here only while its claim is this node's (docs/cluster.md §4): another node took it
+    // over (this node's renewals failed) or it went with its target. When the database does not answer,
+    // the delivery goes ahead as before claims.
+    const claimed = await jobs
+      .claimJob(job.projectId, job.id, node, clock() + claimMs, clock())
+      .catch((err: unknown) => {
+        logger.warn({ err }, 'notification job claim not confirmed');
+        return true as const;
+      });
+    if (!claimed) return release(job);
     const target = (await targetsOf(job.projectId).catch(() => undefined))?.find((t) => t.id === job.targetId);
     // Deleted or disabled since it was queued: the job goes with it.
     if (!target) return finish(job);
@@ -318,7 +342,7 @@ export function createNotifier({
     waiting.set(job.id, { job, cancel });
   }
 
-  /** Takes up a job read back from `notify_jobs` (counted already). */
+  /** Takes up a job read back from `notify_jobs` or just stored (counted already). */
   function resume(row: NewNotifyJob) {
     const job: Job = {
       id: row.id,
@@ -328,8 +352,56 @@ export function createNotifier({
       body: row.body,
       attempt: row.attempt,
     };
+    held.set(job.id, job);
     if (row.dueTime <= clock()) enqueue(job);
     else wait(job, row.dueTime);
+  }
+
+  /** Forgets a job's queued or waiting delivery, in memory only (its target went, or another node holds it now). */
+  function drop(match: (j: Job) => boolean) {
+    for (const [projectId, p] of projects) {
+      const gone = p.queue.filter(match);
+      if (!gone.length) continue;
+      p.queue = p.queue.filter((j) => !match(j));
+      if (!p.queue.length && p.ringed) {
+        p.ringed = false;
+        ring.splice(ring.indexOf(projectId), 1);
+      }
+      for (const j of gone) release(j);
+    }
+    for (const [id, w] of waiting) {
+      if (!match(w.job)) continue;
+      w.cancel();
+      waiting.delete(id);
+      release(w.job);
+    }
+  }
+
+  /** Takes the jobs nobody holds (a dead node's, whose claims lapsed); with `own`, this node's of a former run. */
+  async function takeOver(own: boolean) {
+    const rows = await jobs.claimLapsed(node, clock() + claimMs, clock(), { own });
+    let taken = 0;
+    for (const row of rows) {
+      if (stopped || held.has(row.id)) continue;
+      pending++;
+      projectOf(row.projectId).pending++;
+      resume(row);
+      taken++;
+    }
+    if (taken) pump();
+  }
+
+  /** Renews this node's claims; jobs another node took meanwhile are dropped here. Then takes over lapsed ones. */
+  async function renew() {
+    const ids = [...held.keys()];
+    const kept = new Set(await jobs.renewClaims(node, ids, clock() + claimMs));
+    const lost = new Set(ids.filter((id) => !kept.has(id) && held.has(id)));
+    if (lost.size) {
+      logger.warn({ jobs: lost.size }, 'notification jobs claimed by another node; dropped here');
+      drop((j) => lost.has(j.id));
+      settle();
+    }
+    await takeOver(false);
   }
 
   function track<T>(work: Promise<T>): Promise<T> {
@@ -381,6 +453,9 @@ export function createNotifier({
               attempt: 1,
               dueTime: now,
               createTime: now,
+              // Made here, run here: claimed from the start.
+              claimedBy: node,
+              claimUntil: now + claimMs,
             });
           }
           await persist('stored', () => jobs.insertJobs(rows));
@@ -391,15 +466,25 @@ export function createNotifier({
       ).catch((err: unknown) => logger.error({ err, projectId }, 'notification targets not read'));
     },
 
-    /** Reloads the deliveries left in `notify_jobs` by the last run: due ones are queued, the others wait. */
+    /**
+     * Claims the deliveries left in `notify_jobs` by the last run of this node and those nobody holds (due
+     * ones are queued, the others wait), then renews its claims and takes over lapsed ones every third of a
+     * claim time (docs/cluster.md §4).
+     */
     async recover() {
-      const rows = await track(Promise.resolve(jobs.allJobs()));
-      for (const row of rows) {
-        pending++;
-        projectOf(row.projectId).pending++;
-        resume(row);
-      }
-      pump();
+      await track(takeOver(true));
+      if (claimTimer || stopped) return;
+      claimTimer = setInterval(
+        () => {
+          claiming ??= renew()
+            .catch((err: unknown) => logger.warn({ err }, 'notification job claims not renewed; retrying'))
+            .finally(() => {
+              claiming = undefined;
+            });
+        },
+        Math.max(100, Math.floor(claimMs / 3)),
+      );
+      claimTimer.unref();
     },
 
     /** A target was created or changed. */
@@ -407,27 +492,15 @@ export function createNotifier({
       targets.invalidate(projectId);
     },
 
-    /** A target was deleted or disabled: its queued and waiting deliveries are dropped, in memory and stored. */
-    async targetRemoved(projectId: string, targetId: string) {
+    /**
+     * A target was deleted or disabled: its queued and waiting deliveries are dropped, in memory, and
+     * (`stored`, on the node where the change was made) in `notify_jobs`.
+     */
+    async targetRemoved(projectId: string, targetId: string, { stored = true }: { stored?: boolean } = {}) {
       targets.invalidate(projectId);
       breakers.delete(targetId);
-      const p = projects.get(projectId);
-      if (p) {
-        const gone = p.queue.filter((j) => j.targetId === targetId);
-        p.queue = p.queue.filter((j) => j.targetId !== targetId);
-        if (!p.queue.length && p.ringed) {
-          p.ringed = false;
-          ring.splice(ring.indexOf(projectId), 1);
-        }
-        for (const j of gone) release(j);
-      }
-      for (const [id, w] of waiting) {
-        if (w.job.projectId !== projectId || w.job.targetId !== targetId) continue;
-        w.cancel();
-        waiting.delete(id);
-        release(w.job);
-      }
-      await track(jobs.deleteTargetJobs(projectId, targetId));
+      drop((j) => j.projectId === projectId && j.targetId === targetId);
+      if (stored) await track(jobs.deleteTargetJobs(projectId, targetId));
       settle();
     },
 
@@ -454,6 +527,9 @@ export function createNotifier({
      */
     async stop() {
       stopped = true;
+      if (claimTimer) clearInterval(claimTimer);
+      claimTimer = undefined;
+      await claiming;
       for (const w of waiting.values()) w.cancel();
       waiting.clear();
       for (const p of projects.values()) {
@@ -467,6 +543,10 @@ export function createNotifier({
       });
       projects.clear();
       pending = 0;
+      // What this node held goes back at once: another node (or the next start) takes it up.
+      const left = [...held.keys()];
+      held.clear();
+      await persist('released', () => jobs.releaseClaims(node, left));
     },
   };
 }

@@ -1,0 +1,138 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createAlarmsRepository } from '../../src/db/repositories/alarms.repository.ts';
+import { createNotifyJobsRepository, type NewNotifyJob } from '../../src/db/repositories/notify-jobs.repository.ts';
+import { newId } from '../../src/lib/ids.ts';
+import { createProject, createTestApp, expectOk, type TestContext } from '../helpers/app.ts';
+import { addDevice, addDeviceType } from '../helpers/factories.ts';
+
+/**
+ * Webhook job claims (docs/cluster.md §4): a job runs on the node that claims it; a claim lapses when its
+ * node stops renewing it, and another node takes the job over. PGlite, or PostgreSQL with TEST_DATABASE_URL.
+ */
+let ctx: TestContext;
+let jobs: ReturnType<typeof createNotifyJobsRepository>;
+const now = Date.now();
+
+beforeAll(async () => {
+  ctx = await createTestApp({}, { settings: { alarmNotify: { allowNetworks: '127.0.0.0/8' } } });
+  jobs = createNotifyJobsRepository(ctx.database.db);
+});
+afterAll(async () => {
+  await ctx?.close();
+});
+
+/** A project with one alarm entry and one target, and `n` jobs delivering the entry to the target. */
+async function withJobs(n: number, claim?: { by: string; until: number }) {
+  const p = await createProject(ctx);
+  const type = await addDeviceType(p.api, { name: 'Sensor' });
+  const d = await addDevice(p.api, { name: 'pump', type: type.id });
+  const rule = expectOk(
+    await p.api.post('/api/v1/alarm_rule', {
+      name: 'hot',
+      device_type_id: type.id,
+      level: 1,
+      condition: { kind: 'attribute', identifier: 'temp', op: '>', value: 30 },
+    }),
+  );
+  const target = expectOk(
+    await p.api.post('/api/v1/notification_target', { name: 'ops', url: 'http://127.0.0.1:9/x' }),
+  );
+  const log = await createAlarmsRepository(ctx.database.db).trigger({
+    id: newId(now),
+    projectId: p.project.id,
+    deviceId: d.id,
+    ruleId: rule.id,
+    alarmLevel: 1,
+    alarmInfo: {},
+    createTime: now,
+  });
+  const rows: NewNotifyJob[] = Array.from({ length: n }, (_, i) => ({
+    id: newId(now + i),
+    projectId: p.project.id,
+    targetId: target.id,
+    logId: log!.id,
+    body: '{}',
+    attempt: 1,
+    dueTime: now,
+    createTime: now,
+    ...(claim ? { claimedBy: claim.by, claimUntil: claim.until } : {}),
+  }));
+  await jobs.insertJobs(rows);
+  return { projectId: p.project.id, ids: rows.map((r) => r.id) };
+}
+
+const holders = async (projectId: string) =>
+  (await jobs.projectJobs(projectId)).map((j) => [j.claimedBy, j.claimUntil]);
+
+describe('notify job claims', () => {
+  it('a job nobody holds is claimed by one node; a second claim is refused until the first lapses', async () => {
+    const { projectId, ids } = await withJobs(1);
+    const [id] = ids as [string];
+    expect(await jobs.claimJob(projectId, id, 'node-a', now + 10_000, now)).toMatchObject({
+      id,
+      claimedBy: 'node-a',
+      claimUntil: now + 10_000,
+    });
+    expect(await jobs.claimJob(projectId, id, 'node-b', now + 10_000, now + 1_000)).toBeUndefined();
+    // Its holder renews it.
+    expect(await jobs.claimJob(projectId, id, 'node-a', now + 10_000, now + 1_000)).toMatchObject({
+      claimedBy: 'node-a',
+    });
+    expect(await holders(projectId)).toEqual([['node-a', now + 10_000]]);
+    // Node A stops renewing: once its claim has lapsed, node B takes the job.
+    expect(await jobs.claimJob(projectId, id, 'node-b', now + 20_001, now + 10_001)).toMatchObject({
+      claimedBy: 'node-b',
+    });
+    expect(await holders(projectId)).toEqual([['node-b', now + 20_001]]);
+    // Another project's scope does not reach it.
+    expect(await jobs.claimJob('another-project', id, 'node-c', now + 50_000, now + 40_000)).toBeUndefined();
+  });
+
+  it('renewal keeps a claim; a job taken by another node is no longer renewed by its former holder', async () => {
+    const { projectId, ids } = await withJobs(2, { by: 'node-a', until: now + 10_000 });
+    expect((await jobs.renewClaims('node-a', ids, now + 15_000)).sort()).toEqual([...ids].sort());
+    // Renewed: still held at now + 12 s, when the old claim would have lapsed.
+    expect(
+      (await jobs.claimLapsed('node-b', now + 22_000, now + 12_000)).filter((j) => j.projectId === projectId),
+    ).toEqual([]);
+    // Lapsed at now + 16 s: node B takes both over, oldest first.
+    const taken = await jobs.claimLapsed('node-b', now + 26_000, now + 16_000);
+    expect(taken.filter((j) => j.projectId === projectId).map((j) => j.id)).toEqual(ids);
+    expect(await jobs.renewClaims('node-a', ids, now + 30_000)).toEqual([]);
+    expect(await holders(projectId)).toEqual([
+      ['node-b', now + 26_000],
+      ['node-b', now + 26_000],
+    ]);
+  });
+
+  it("at start a node takes its own former claims back (own), not another live node's", async () => {
+    const a = await withJobs(1, { by: 'node-a', until: now + 60_000 });
+    const b = await withJobs(1, { by: 'node-b', until: now + 60_000 });
+    const taken = await jobs.claimLapsed('node-a', now + 70_000, now, { own: true });
+    const mine = taken.map((j) => j.id);
+    expect(mine).toContain(a.ids[0]);
+    expect(mine).not.toContain(b.ids[0]);
+    expect(await holders(b.projectId)).toEqual([['node-b', now + 60_000]]);
+  });
+
+  it('released claims are taken at once by another node', async () => {
+    const { projectId, ids } = await withJobs(1, { by: 'node-a', until: now + 60_000 });
+    await jobs.releaseClaims('node-b', ids); // not node B's: nothing happens
+    expect(await holders(projectId)).toEqual([['node-a', now + 60_000]]);
+    await jobs.releaseClaims('node-a', ids);
+    expect(await holders(projectId)).toEqual([[null, null]]);
+    const taken = await jobs.claimLapsed('node-b', now + 10_000, now);
+    expect(taken.map((j) => j.id)).toContain(ids[0]);
+    expect(await jobs.claimedBy('node-b')).toBeGreaterThanOrEqual(1);
+  });
+
+  it('two nodes taking over at once share the jobs out: each job is claimed once', async () => {
+    const { projectId, ids } = await withJobs(20);
+    const [x, y] = await Promise.all([
+      jobs.claimLapsed('node-x', now + 10_000, now),
+      jobs.claimLapsed('node-y', now + 10_000, now),
+    ]);
+    const claimed = [...x, ...y].filter((j) => j.projectId === projectId).map((j) => j.id);
+    expect(claimed.sort()).toEqual([...ids].sort());
+  });
+});
