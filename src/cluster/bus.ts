@@ -23,6 +23,10 @@ export const BROADCAST_EVENTS: DomainEventName[] = [
   'device_type.changed',
   'principal.revoked',
   'customer.devices_changed',
+  // Alarm caches of every node (src/domain/alarms): rules, cleared alarms, notification targets.
+  'alarm_rule.changed',
+  'alarm.cleared',
+  'notification_target.changed',
 ];
 
 /** A message of the bridge: its origin node, the event's name and the event. */

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { JOB_LEASES } from '../cluster/jobs.ts';
 import type { Services } from './services.ts';
 
 /** One part of the server that starts and stops with it. */
@@ -45,13 +46,21 @@ export function serviceSteps(services: Services, { logger, historyPolicies }: Li
       start: async () => {
         if (!historyPolicies) return;
         historyLog.info({ history: await services.historyStore.detect() }, 'attribute history store');
-        const policies = await services.historyStore.applyTimescalePolicies(historyPolicies);
-        if (policies.mode === 'timescale' && !policies.policies) {
-          historyLog.warn(
-            { license: policies.license },
-            "TimescaleDB without the community license: no compression; history retention is the server's own job",
-          );
-        }
+        const apply = async () => {
+          const policies = await services.historyStore.applyTimescalePolicies(historyPolicies);
+          if (policies.mode === 'timescale' && !policies.policies) {
+            historyLog.warn(
+              { license: policies.license },
+              "TimescaleDB without the community license: no compression; history retention is the server's own job",
+            );
+          }
+        };
+        // Cluster mode: the policies are removed and added again, so one node at a time does it: the holder
+        // of the lease, when it takes it (docs/cluster.md §4).
+        if (!services.clusterJobs) return apply();
+        services.clusterJobs.onTaken(JOB_LEASES.historyPolicies, () => {
+          apply().catch((err: unknown) => historyLog.warn({ err }, 'TimescaleDB policies not applied'));
+        });
       },
     },
     { name: 'retention', start: () => services.retention.start(), stop: () => services.retention.stop() },

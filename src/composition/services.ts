@@ -34,6 +34,7 @@ import { createAlarmsService } from '../domain/alarms/alarms.service.ts';
 import type { Cluster } from '../cluster/cluster.ts';
 import { createClusterPresence } from '../cluster/presence.ts';
 import { createClusterBus } from '../cluster/bus.ts';
+import { createClusterJobs, JOB_LEASES } from '../cluster/jobs.ts';
 import { createClusterSessions, linkCommandReplies } from '../cluster/sessions.ts';
 import { ServiceUnavailable } from '../errors.ts';
 import { createRepositories, type Repositories } from './repositories.ts';
@@ -147,7 +148,22 @@ export function createServices({
   const rateLimiter = createRateLimiter({ projectRate: settings.projectMessageRate, clock });
   const historyRepo = repos.history;
   const attributeValuesRepo = repos.attributeValues;
-  const currentCache = createCurrentCache({ history: historyRepo, clock, logger: log('current-cache') });
+  // Cluster mode: jobs run once cluster-wide under leases, alarm timers on the device's node (docs/cluster.md §4).
+  const clusterJobs = cluster ? createClusterJobs({ cluster, logger: log('cluster-jobs') }) : undefined;
+  const currentCache = createCurrentCache({
+    history: historyRepo,
+    clock,
+    logger: log('current-cache'),
+    ...(cluster && clusterJobs
+      ? {
+          cluster: {
+            node: cluster.nodeId,
+            keeper: clusterJobs.runs(JOB_LEASES.currentCheckpoint),
+            alive: () => cluster.aliveNodes(),
+          },
+        }
+      : {}),
+  });
   bus.on('device.attributes_removed', ({ deviceId, identifiers }) => currentCache.forget(deviceId, identifiers));
   const ingest = createIngest({
     // Partitions, history rows and the current values that cannot wait; fresh ones go to the cache.
@@ -202,7 +218,27 @@ export function createServices({
     onStateChanged: (projectId) => devices.countsChanged(projectId),
     isOnline: (deviceId) => sessions.get(deviceId) !== undefined,
     ...(settings.alarmNotify ? { notifier: settings.alarmNotify } : {}),
+    ...(clusterJobs
+      ? {
+          cluster: { node: clusterJobs.nodeId, claimMs: clusterJobs.leaseMs, ownership: clusterJobs.alarmOwnership() },
+        }
+      : {}),
   });
+  if (clusterJobs) {
+    const warnOf = (what: string) => (err: unknown) => log('cluster-jobs').error({ err }, what);
+    clusterJobs.onTaken(
+      JOB_LEASES.alarmOrphans,
+      () => void alarms.adopt().catch(warnOf('orphan alarm timers not armed')),
+    );
+    clusterJobs.onTaken(JOB_LEASES.currentCheckpoint, () => {
+      currentCache.keeperTaken().catch(warnOf('current values of lost nodes not recovered'));
+    });
+    clusterJobs.onNodeLost((node) => {
+      // The lost node's devices: offline ones are orphans now, online ones move to the reaper's node.
+      void alarms.adopt().catch(warnOf('alarm timers of a lost node not armed'));
+      currentCache.nodeLost(node).catch(warnOf('current values of a lost node not recovered'));
+    });
+  }
   const dataStreams = createDataStreamsService({
     repo: repos.dataMessages,
     devices: devicesRepo,
@@ -237,6 +273,7 @@ export function createServices({
     logger: log('commands'),
     // A reply stored here wakes a synchronous caller waiting on another node (docs/cluster.md).
     ...(commandReplies ? { onReplied: commandReplies.announce } : {}),
+    ...(clusterJobs ? { sweepRuns: clusterJobs.runs(JOB_LEASES.commandSweeper) } : {}),
   });
   return {
     cluster,
@@ -249,6 +286,7 @@ export function createServices({
     rateLimiter,
     presence,
     clusterPresence,
+    clusterJobs,
     deviceAuth: createDeviceAuthService({ repo: repos.deviceAuth, bus, clock }),
     commands,
     currentValues,
@@ -263,6 +301,7 @@ export function createServices({
       defaultDays: settings.historyRetentionDays,
       clock,
       logger: log('retention'),
+      ...(clusterJobs ? { runs: clusterJobs.runs(JOB_LEASES.retention) } : {}),
     }),
     projectSettings,
     settings,

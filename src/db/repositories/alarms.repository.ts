@@ -32,6 +32,8 @@ export interface WatchedDevice {
   name: string;
   online: boolean;
   activeTs: Record<string, number>;
+  /** The node holding or last holding its session (cluster mode, docs/cluster.md §4); null: none yet. */
+  sessionNode: string | null;
 }
 
 export interface AlarmLogFilter {
@@ -182,9 +184,37 @@ export function createAlarmsRepository(db: Db) {
       }
       if (narrow.length) parts.push(sql`(${sql.join(narrow, sql` or `)})`);
       return db
-        .select({ id: devices.id, name: devices.name, online: devices.online, activeTs: devices.activeTs })
+        .select({
+          id: devices.id,
+          name: devices.name,
+          online: devices.online,
+          activeTs: devices.activeTs,
+          sessionNode: devices.sessionNode,
+        })
         .from(devices)
         .where(and(...parts));
+    },
+
+    /**
+     * Where a device's session is (cluster mode: the node holding or last holding it), whether it is
+     * online, and its last stored report time (`active_ts.attributes`): what a connection or silence
+     * timer checks before it fires. Undefined when the device is gone.
+     */
+    async deviceSession(
+      deviceId: string,
+    ): Promise<{ sessionNode: string | null; online: boolean; lastReport: number | undefined } | undefined> {
+      const [row] = await db
+        .select({ sessionNode: devices.sessionNode, online: devices.online, activeTs: devices.activeTs })
+        .from(devices)
+        .where(eq(devices.id, deviceId))
+        .limit(1);
+      if (!row) return undefined;
+      const last = row.activeTs?.attributes;
+      return {
+        sessionNode: row.sessionNode,
+        online: row.online,
+        lastReport: typeof last === 'number' ? last : undefined,
+      };
     },
 
     // ---- lifecycle

@@ -47,6 +47,16 @@ interface RuleState {
   timerAt?: number;
 }
 
+/**
+ * Cluster mode (docs/cluster.md §4): which node runs a device's connection and silence timers. A device's
+ * timers live on the node named by its `session_node` (the node that holds or last held its session);
+ * devices without one, or whose node is dead, on the node holding the orphans' lease.
+ */
+export interface AlarmOwnership {
+  /** Whether this node runs the timers of a device whose session is (or was last) on `sessionNode`. */
+  owns(sessionNode: string | null): boolean;
+}
+
 interface CompiledRules {
   /** Enabled rules by device type (empty: the project has none). */
   byType: Map<string, AlarmRuleRow[]>;
@@ -74,6 +84,11 @@ export interface AlarmEngineDeps {
   recoveryConcurrency?: number;
   /** Live connection state, fresher than the database's (which is written once a second). */
   isOnline?: (deviceId: string) => boolean;
+  /**
+   * Cluster mode: only the owner's timers fire, and each checks before it fires that the device is still
+   * this node's (a device that connected to another node meanwhile cancels it). Unset: one node, all devices.
+   */
+  ownership?: AlarmOwnership;
 }
 
 /** Waits for every promise, then rejects with the first failure if there was one (nothing is left running). */
@@ -107,6 +122,7 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
     rulesTtlMs = 60_000,
     recoveryConcurrency = 8,
     isOnline = () => false,
+    ownership,
   } = deps;
   // One entry per project (namespace = project id).
   const rulesCache = new TtlCache<CompiledRules>(rulesTtlMs, clock, 100_000);
@@ -197,8 +213,26 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
     };
   }
 
+  /**
+   * Cluster mode: a connection or silence timer fires only while the device is this node's (its stored
+   * `session_node`); otherwise the state is forgotten here, its owner judges it. Returns the stored session
+   * when the timer may fire.
+   */
+  async function fenced(rule: AlarmRuleRow, deviceId: string, s: RuleState) {
+    const stored = await repo.deviceSession(deviceId);
+    if (stored && ownership!.owns(stored.sessionNode)) return stored;
+    cancelTimer(s);
+    if (!s.active) states.get(deviceId)?.delete(rule.id);
+    return undefined;
+  }
+
   async function trigger(rule: AlarmRuleRow, device: DeviceMeta, s: RuleState) {
     if (s.active || s.latched || !s.holds) return;
+    if (ownership && rule.condition.kind !== 'attribute') {
+      const stored = await fenced(rule, device.id, s);
+      // Connected again meanwhile (the event went to the node that took the session).
+      if (!stored || (rule.condition.kind === 'offline' && (stored.online || isOnline(device.id)))) return;
+    }
     const now = clock();
     if (rule.suppressSeconds > 0 && s.lastTrigger !== undefined && now < s.lastTrigger + rule.suppressSeconds * 1000) {
       // Repeats within the window are held back; if the condition still holds when it ends, it triggers then.
@@ -338,9 +372,23 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
 
   async function silenceCheck(rule: AlarmRuleRow, device: DeviceMeta, s: RuleState) {
     if (rule.condition.kind !== 'silence') return;
-    const due = (s.lastReport ?? clock()) + rule.condition.seconds * 1000;
+    const periodMs = rule.condition.seconds * 1000;
+    if (ownership) {
+      // Cluster mode: reports over HTTP may reach another node; the device's stored last report
+      // (devices.active_ts, docs/cluster.md §4) counts as one seen here.
+      const stored = await fenced(rule, device.id, s);
+      if (!stored) return;
+      if (stored.lastReport !== undefined && stored.lastReport > (s.lastReport ?? -Infinity)) {
+        s.lastReport = stored.lastReport;
+        if (s.holds || s.active) await judge(rule, device, s, false, {});
+      }
+    }
+    const due = (s.lastReport ?? clock()) + periodMs;
     if (clock() < due) return armSilence(rule, device, s);
     await judge(rule, device, s, true, { last_report_time: s.lastReport });
+    // Cluster mode: while the alarm holds, the stored last report is checked again every period.
+    if (ownership && !s.timer && (s.active || s.holds))
+      setTimer(s, clock() + periodMs, () => silenceCheck(rule, device, s), device.id);
   }
 
   // ---- events
@@ -377,7 +425,15 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
     const device = await metaOf(projectId, deviceId);
     if (!device?.typeId) return;
     for (const rule of compiled.byType.get(device.typeId) ?? []) {
-      if (rule.condition.kind !== 'offline' || !covers(rule, device)) continue;
+      if (!covers(rule, device)) continue;
+      if (rule.condition.kind === 'silence' && ownership && !online) {
+        // Cluster mode: a lost node's device taken over here (docs/cluster.md §4) brings its silence
+        // timer along; one already running stays.
+        const s = stateOf(deviceId, rule.id);
+        if (!s.timer && !s.holds && !s.active) armSilence(rule, device, s);
+        continue;
+      }
+      if (rule.condition.kind !== 'offline') continue;
       const s = stateOf(deviceId, rule.id);
       await judge(rule, device, s, !online, { offline_since: s.holds ? s.since : clock() });
     }
@@ -451,6 +507,8 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
     if (!rule.enabled || c.kind === 'attribute') return;
     const queued: Promise<void>[] = [];
     for (const d of await repo.watchedDevices(rule)) {
+      // Cluster mode: another node runs this device's timers.
+      if (ownership && !ownership.owns(d.sessionNode)) continue;
       // The query already applied the rule's narrowing: no groups needed here.
       const device: DeviceMeta = {
         id: d.id,
@@ -483,6 +541,34 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
       );
     }
     await Promise.all(queued);
+  }
+
+  /**
+   * A rule changed: the project's rules are read again and this node forgets its state of the rule (an
+   * active alarm is kept while the rule stays enabled; windows restart under the new condition).
+   */
+  async function resetRule(projectId: string, ruleId: string, rule: AlarmRuleRow | undefined) {
+    rulesCache.invalidate(projectId);
+    const reset: Promise<void>[] = [];
+    for (const [deviceId, byRule] of states) {
+      if (!byRule.has(ruleId)) continue;
+      reset.push(
+        enqueue(deviceId, async () => {
+          const s = byRule.get(ruleId);
+          if (!s) return;
+          cancelTimer(s);
+          byRule.delete(ruleId);
+          if (rule?.enabled && s.active)
+            byRule.set(ruleId, {
+              ...stateOf(deviceId, ruleId),
+              active: s.active,
+              holds: true,
+              lastTrigger: s.lastTrigger,
+            });
+        }),
+      );
+    }
+    await settleAll(reset);
   }
 
   return {
@@ -545,29 +631,8 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
      * judges them by the new condition. Rejects when an alarm could not be ended (after trying all).
      */
     async ruleChanged(projectId: string, ruleId: string, rule: AlarmRuleRow | undefined) {
-      rulesCache.invalidate(projectId);
+      await resetRule(projectId, ruleId, rule);
       const limit = pLimit(Math.max(1, recoveryConcurrency));
-      const reset: Promise<void>[] = [];
-      for (const [deviceId, byRule] of states) {
-        if (!byRule.has(ruleId)) continue;
-        reset.push(
-          enqueue(deviceId, async () => {
-            const s = byRule.get(ruleId);
-            if (!s) return;
-            cancelTimer(s);
-            byRule.delete(ruleId);
-            // Keep the active alarm; forget the rest (windows restart under the new condition).
-            if (rule?.enabled && s.active)
-              byRule.set(ruleId, {
-                ...stateOf(deviceId, ruleId),
-                active: s.active,
-                holds: true,
-                lastTrigger: s.lastTrigger,
-              });
-          }),
-        );
-      }
-      await settleAll(reset);
       const ending: Promise<void>[] = [];
       const reason: EndReason | undefined = !rule ? 'rule_deleted' : !rule.enabled ? 'rule_disabled' : undefined;
       for (const { log, device } of await repo.activeTriggers(projectId, ruleId)) {
@@ -595,6 +660,37 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
       }
       await settleAll(ending);
       if (rule?.enabled) await watch(rule, clock());
+    },
+
+    /**
+     * Cluster mode: a rule was changed on another node, which ended the alarms to end: here the project's
+     * rules are read again, this node's state of the rule is rebuilt and its devices' timers armed.
+     */
+    async ruleChangedElsewhere(projectId: string, ruleId: string) {
+      const rule = await repo.getRule(projectId, ruleId);
+      await resetRule(projectId, ruleId, rule);
+      if (rule?.enabled) await watch(rule, clock());
+    },
+
+    /** Cluster mode: an operator cleared an alarm on another node; this node's state of it ends without an entry. */
+    clearedElsewhere(deviceId: string, ruleId: string, logId: string): Promise<void> {
+      return background(deviceId, async () => {
+        const s = states.get(deviceId)?.get(ruleId);
+        if (!s?.active || (s.active.id && s.active.id !== logId)) return;
+        s.active = undefined;
+        s.latched = s.holds;
+        cancelTimer(s);
+      });
+    },
+
+    /**
+     * Cluster mode: this node took over devices (the orphans' lease, docs/cluster.md §4): the timers of
+     * connection and silence rules are armed for those it now owns and does not watch yet.
+     */
+    async adopt() {
+      const startedAt = clock();
+      const limit = pLimit(Math.max(1, recoveryConcurrency));
+      await Promise.all((await repo.enabledTimedRules()).map((rule) => limit(() => watch(rule, startedAt))));
     },
 
     /** An operator clears an active alarm: the recovery entry says who and why; no new alarm until the condition stops holding. */

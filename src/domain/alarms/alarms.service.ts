@@ -5,7 +5,7 @@ import { NotFound, StateConflict } from '../../errors.ts';
 import { newId, randomToken } from '../../lib/ids.ts';
 import type { Principal, Scope } from '../auth/principal.ts';
 import type { EventBus } from '../events/event-bus.ts';
-import { createAlarmEngine, type AlarmEntry } from './alarm-engine.ts';
+import { createAlarmEngine, type AlarmEntry, type AlarmOwnership } from './alarm-engine.ts';
 import type { NotifyJobsRepository } from '../../db/repositories/notify-jobs.repository.ts';
 import { createNotifier, type NotifierSettings } from './notifier.ts';
 import { createScheduler } from './scheduler.ts';
@@ -51,6 +51,12 @@ export interface AlarmsDeps {
   rulesTtlMs?: number;
   /** Rules whose timers are rebuilt at once at start-up (see the alarm engine). */
   recoveryConcurrency?: number;
+  /**
+   * Cluster mode (docs/cluster.md §4): this node's id (the origin of the rule, clear and target events the
+   * other nodes apply to their caches, and its webhook job claims), how long a job claim holds, and which
+   * devices' connection and silence timers run here. Unset: one node.
+   */
+  cluster?: { node: string; claimMs: number; ownership: AlarmOwnership };
 }
 
 /**
@@ -70,7 +76,9 @@ export function createAlarmsService({
   deviceMetaTtlMs,
   rulesTtlMs,
   recoveryConcurrency,
+  cluster,
 }: AlarmsDeps) {
+  const origin = cluster?.node ?? 'local';
   const scheduler = createScheduler({ clock, onError: (err) => logger.error({ err }, 'alarm timer failed') });
   const notifier = createNotifier({
     repo,
@@ -79,6 +87,7 @@ export function createAlarmsService({
     clock,
     logger,
     ...(notifierSettings ? { settings: notifierSettings } : {}),
+    ...(cluster ? { claims: { node: cluster.node, claimMs: cluster.claimMs } } : {}),
   });
   const onEntry = (projectId: string, entry: AlarmEntry) => {
     onStateChanged(projectId);
@@ -101,8 +110,35 @@ export function createAlarmsService({
     ...(deviceMetaTtlMs !== undefined ? { deviceMetaTtlMs } : {}),
     ...(rulesTtlMs !== undefined ? { rulesTtlMs } : {}),
     ...(recoveryConcurrency !== undefined ? { recoveryConcurrency } : {}),
+    ...(cluster ? { ownership: cluster.ownership } : {}),
   });
   engine.attach();
+  // Changes made on another node reach this node's caches (docs/cluster.md §4); its own are applied already.
+  const offRemote = [
+    bus.on('alarm_rule.changed', ({ projectId, ruleId, origin: from }) => {
+      if (from === origin) return;
+      engine
+        .ruleChangedElsewhere(projectId, ruleId)
+        .catch((err: unknown) => logger.error({ err, ruleId }, 'alarm rule change from another node not applied'));
+    }),
+    bus.on('alarm.cleared', ({ deviceId, ruleId, logId, origin: from }) => {
+      if (from !== origin) void engine.clearedElsewhere(deviceId, ruleId, logId);
+    }),
+    bus.on('notification_target.changed', ({ projectId, targetId, removed, origin: from }) => {
+      if (from === origin) return;
+      if (!removed) return notifier.targetsChanged(projectId);
+      notifier
+        .targetRemoved(projectId, targetId, { stored: false })
+        .catch((err: unknown) => logger.error({ err, targetId }, 'notification target removal not applied'));
+    }),
+  ];
+  let started = false;
+  const ruleChanged = async (projectId: string, ruleId: string, rule: AlarmRuleRow | undefined) => {
+    await engine.ruleChanged(projectId, ruleId, rule);
+    bus.emit('alarm_rule.changed', { projectId, ruleId, origin });
+  };
+  const targetChanged = (projectId: string, targetId: string, removed: boolean) =>
+    bus.emit('notification_target.changed', { projectId, targetId, removed, origin });
 
   async function mustRule(scope: Scope, id: string) {
     const r = await repo.getRule(scope.projectId, id);
@@ -200,7 +236,7 @@ export function createAlarmsService({
           updateTime: now,
         };
         await repo.insertRule(row);
-        await engine.ruleChanged(scope.projectId, row.id, row);
+        await ruleChanged(scope.projectId, row.id, row);
         return ruleView(row);
       },
 
@@ -222,7 +258,7 @@ export function createAlarmsService({
           updateTime: clock(),
         });
         const row = await mustRule(scope, id);
-        await engine.ruleChanged(scope.projectId, id, row);
+        await ruleChanged(scope.projectId, id, row);
         return ruleView(row);
       },
 
@@ -230,7 +266,7 @@ export function createAlarmsService({
       async delete(scope: Scope, id: string) {
         await mustRule(scope, id);
         await repo.deleteRule(scope.projectId, id);
-        await engine.ruleChanged(scope.projectId, id, undefined);
+        await ruleChanged(scope.projectId, id, undefined);
       },
     },
 
@@ -267,6 +303,13 @@ export function createAlarmsService({
         if (log.endTime !== null) throw new StateConflict('The alarm is no longer active');
         const entry = await engine.clear(log, deviceName, byOf(principal), note);
         if (!entry) throw new StateConflict('The alarm is no longer active');
+        bus.emit('alarm.cleared', {
+          projectId: scope.projectId,
+          deviceId: log.deviceId,
+          ruleId: log.ruleId,
+          logId: log.id,
+          origin,
+        });
         return logView(entry, deviceName);
       },
     },
@@ -303,6 +346,7 @@ export function createAlarmsService({
         };
         await repo.insertTarget(row);
         notifier.targetsChanged(scope.projectId);
+        targetChanged(scope.projectId, row.id, false);
         return { ...targetView(row), secret };
       },
 
@@ -320,6 +364,7 @@ export function createAlarmsService({
         // A disabled target's queued and waiting deliveries are dropped.
         if (patch.enabled === false) await notifier.targetRemoved(scope.projectId, id);
         else notifier.targetsChanged(scope.projectId);
+        targetChanged(scope.projectId, id, patch.enabled === false);
         return this.get(scope, id);
       },
 
@@ -327,11 +372,22 @@ export function createAlarmsService({
         await this.get(scope, id);
         await repo.deleteTarget(scope.projectId, id);
         await notifier.targetRemoved(scope.projectId, id);
+        targetChanged(scope.projectId, id, true);
       },
+    },
+
+    /**
+     * Cluster mode: this node took over devices (the orphans' lease, or a node was lost): the timers of those
+     * it owns now are armed. Before `start()` nothing is done (start arms them).
+     */
+    async adopt() {
+      if (started) await engine.adopt();
     },
 
     /** Rebuilds active alarms and timers from the database, then runs the timers on the real clock. */
     async start() {
+      // Set first: devices taken over while the recovery runs are adopted (adopting twice is harmless).
+      started = true;
       await engine.recover();
       await notifier.recover();
       scheduler.start();
@@ -340,6 +396,7 @@ export function createAlarmsService({
     /** Stops the timers and waits for evaluations and running deliveries. */
     async stop() {
       scheduler.stop();
+      for (const off of offRemote.splice(0)) off();
       engine.detach();
       await engine.idle();
       await notifier.stop();

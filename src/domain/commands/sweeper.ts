@@ -12,6 +12,8 @@ export interface CommandSweeperDeps {
   sweepMs: number;
   /** Told the id of every command the sweep moved to a final state. */
   onFinal(id: string): void;
+  /** Cluster mode: whether this node sweeps now (it holds the lease; docs/cluster.md §4). Default: always. */
+  runs?: () => boolean;
 }
 
 /**
@@ -19,7 +21,7 @@ export interface CommandSweeperDeps {
  * `expired`, and fails commands whose send() was cut short (device-protocol.md §10). One sweep at
  * a time: a sweep asked for while one runs shares it.
  */
-export function createCommandSweeper({ repo, clock, logger, sweepMs, onFinal }: CommandSweeperDeps) {
+export function createCommandSweeper({ repo, clock, logger, sweepMs, onFinal, runs = () => true }: CommandSweeperDeps) {
   let timer: NodeJS.Timeout | undefined;
   let sweeping: Promise<void> | undefined;
 
@@ -41,6 +43,7 @@ export function createCommandSweeper({ repo, clock, logger, sweepMs, onFinal }: 
 
     start() {
       timer ??= setInterval(() => {
+        if (!runs()) return;
         sweep().catch((err: unknown) => logger.error({ err }, 'command sweep failed; will retry'));
       }, sweepMs);
       timer.unref();

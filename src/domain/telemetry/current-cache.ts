@@ -15,6 +15,14 @@ export interface CurrentCacheOptions {
    */
   freshMs?: number;
   logger?: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
+  /**
+   * Cluster mode (docs/cluster.md §4): each node flushes only its own values, so each records its own
+   * checkpoint (`current_values@<node>`). The cluster-wide one, from which a starting node recovers, is
+   * moved by one node (`keeper`: it holds the lease) to the oldest checkpoint of the live nodes, so it
+   * never passes another node's unflushed values; a lost node's values are rebuilt from its checkpoint
+   * before the cluster-wide one passes it. Unset: one node, one checkpoint.
+   */
+  cluster?: { node: string; keeper: () => boolean; alive: () => Iterable<string> };
 }
 
 /**
@@ -34,7 +42,12 @@ export function createCurrentCache({
   flushMs = 1_000,
   freshMs = 30_000,
   logger,
+  cluster,
 }: CurrentCacheOptions) {
+  /** The checkpoint this node's flushes record. */
+  const own = cluster ? `${CHECKPOINT}@${cluster.node}` : CHECKPOINT;
+  /** Lost nodes whose values are being rebuilt: the cluster-wide checkpoint waits for them. */
+  const rebuilding = new Set<string>();
   /** deviceId → identifier → newest committed value not yet written. */
   let pending = new Map<string, Map<string, TelemetryRow>>();
   let timer: NodeJS.Timeout | undefined;
@@ -60,7 +73,7 @@ export function createCurrentCache({
     try {
       await history.flushCurrent(
         [...batch.values()].flatMap((m) => [...m.values()]),
-        CHECKPOINT,
+        own,
         startedAt,
       );
     } catch (err) {
@@ -93,6 +106,21 @@ export function createCurrentCache({
     });
     return flushing;
   };
+
+  /** Cluster mode, on the keeper: the cluster-wide checkpoint moves to the oldest of the live and lost nodes'. */
+  async function advanceShared(): Promise<void> {
+    if (!cluster?.keeper()) return;
+    let oldest = Infinity;
+    for (const n of new Set([...cluster.alive(), ...rebuilding])) {
+      const ts = await history.checkpoint(`${CHECKPOINT}@${n}`);
+      // A live node without a checkpoint is starting: it records one before it takes devices.
+      if (ts !== undefined) oldest = Math.min(oldest, ts);
+    }
+    if (Number.isFinite(oldest)) await history.advanceCheckpoint(CHECKPOINT, oldest);
+  }
+
+  const keep = () =>
+    advanceShared().catch((err: unknown) => logger?.warn({ err }, 'cluster current-values checkpoint not moved'));
 
   return {
     freshMs,
@@ -145,22 +173,58 @@ export function createCurrentCache({
       for (const i of identifiers) waiting?.delete(i);
     },
 
-    /** Rebuilds current values lost by a crash from history; run before accepting devices. */
+    /**
+     * Rebuilds current values lost by a crash from history; run before accepting devices. In cluster
+     * mode from the cluster-wide checkpoint (no later than any node's unflushed values).
+     */
     async recover(): Promise<number> {
       const startedAt = clock();
       const checkpoint = await history.checkpoint(CHECKPOINT);
       const n = checkpoint !== undefined ? await history.rebuildCurrentSince(checkpoint - freshMs) : 0;
       if (n) logger?.info({ values: n }, 'current values recovered from history');
       // Everything before this start is now current: a crash before the first flush recovers from here.
-      await history.advanceCheckpoint(CHECKPOINT, startedAt);
+      await history.advanceCheckpoint(own, startedAt);
+      await advanceShared();
+      return n;
+    },
+
+    /**
+     * Cluster mode: a node was lost (docs/cluster.md §4). The keeper rebuilds its unflushed values from
+     * history since its checkpoint; the cluster-wide checkpoint does not pass it until then.
+     */
+    async nodeLost(node: string): Promise<number> {
+      if (!cluster?.keeper()) return 0;
+      rebuilding.add(node);
+      try {
+        const ts = await history.checkpoint(`${CHECKPOINT}@${node}`);
+        const n = ts !== undefined ? await history.rebuildCurrentSince(ts - freshMs) : 0;
+        if (n) logger?.info({ values: n, lostNode: node }, 'current values of a lost node recovered from history');
+        return n;
+      } finally {
+        rebuilding.delete(node);
+      }
+    },
+
+    /**
+     * Cluster mode: this node became the keeper. Nodes lost while nobody kept the checkpoint (the keeper
+     * itself, say) left their values after the cluster-wide checkpoint: they are rebuilt from there.
+     */
+    async keeperTaken(): Promise<number> {
+      const checkpoint = await history.checkpoint(CHECKPOINT);
+      const n = checkpoint !== undefined ? await history.rebuildCurrentSince(checkpoint - freshMs) : 0;
+      if (n) logger?.info({ values: n }, 'current values of lost nodes recovered from history');
+      await keep();
       return n;
     },
 
     flush,
     start() {
       timer = setInterval(() => {
-        if (!pending.size) return;
-        flush().catch((err: unknown) => logger?.warn({ err }, 'current values not written; retrying'));
+        // Cluster mode: the checkpoint of a node with nothing to write moves too (the keeper's minimum).
+        if (!pending.size && !cluster) return;
+        flush()
+          .then(keep)
+          .catch((err: unknown) => logger?.warn({ err }, 'current values not written; retrying'));
       }, flushMs);
       timer.unref();
     },

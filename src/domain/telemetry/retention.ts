@@ -14,6 +14,8 @@ export interface RetentionDeps {
   defaultDays: number;
   clock?: () => number;
   logger?: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
+  /** Cluster mode: whether this node runs the passes now (it holds the lease; docs/cluster.md §4). Default: always. */
+  runs?: () => boolean;
 }
 
 /**
@@ -22,7 +24,15 @@ export interface RetentionDeps {
  * dropped (partitions, or TimescaleDB chunks); projects keeping less lose their older rows by
  * DELETE. Custom data-stream messages follow the same per-project retention.
  */
-export function createRetention({ history, messages, settings, defaultDays, clock = Date.now, logger }: RetentionDeps) {
+export function createRetention({
+  history,
+  messages,
+  settings,
+  defaultDays,
+  clock = Date.now,
+  logger,
+  runs = () => true,
+}: RetentionDeps) {
   let first: NodeJS.Timeout | undefined;
   let timer: NodeJS.Timeout | undefined;
   let prune: NodeJS.Timeout | undefined;
@@ -59,6 +69,7 @@ export function createRetention({ history, messages, settings, defaultDays, cloc
   }
 
   const tick = () => {
+    if (!runs()) return running;
     running ??= runOnce()
       .then((r) => {
         if (r.dropped || r.projects) logger?.info(r, 'history retention applied');
@@ -81,6 +92,7 @@ export function createRetention({ history, messages, settings, defaultDays, cloc
       // answers again): an hour's worth is kept, pruned every few minutes on their own timer, so a failing
       // retention pass cannot let them pile up.
       prune = setInterval(() => {
+        if (!runs()) return;
         history
           .pruneCommits(clock() - HOUR_MS)
           .catch((err: unknown) => logger?.warn({ err }, 'ingest commit records not pruned'));
