@@ -6,9 +6,11 @@ import {
   CLUSTER_PLATFORM_TOKEN,
   clusterProject,
   clusterSkip,
+  NATS_TEST_URL,
   startCluster,
   type TestCluster,
 } from '../helpers/cluster.ts';
+import { runCli } from '../helpers/cli.ts';
 import { openSse, type SseStream } from '../helpers/sse.ts';
 import { until } from '../helpers/wait.ts';
 
@@ -171,5 +173,35 @@ describe.skipIf(skip)('caches of a cluster', () => {
       'cafe',
     ]);
     expect(s.events.some((e) => e.event === 'data' && e.data.hex === '0102')).toBe(false);
+  });
+
+  it('hear a project deleted from the command line (DATABASE_URL and NATS_URL set)', async () => {
+    const [a, b] = cluster!.nodes;
+    const p = await clusterProject(a!.http);
+    const d = await p.device('cli-doomed');
+    for (const node of [a!, b!]) {
+      expect((await apiRaw(node.http, 'GET', `/api/v1/device/${d.id}`, p.token)).status).toBe(200);
+      expect(await accepted(node.mqttUrl, d.accessToken, d.projectKey)).toBe(true);
+    }
+    const env = { DATABASE_URL: cluster!.databaseUrl, CLUSTER_NAME: cluster!.name };
+    // NATS unreachable: a clear refusal, and nothing deleted the nodes would not hear of.
+    const refused = await runCli(['project', 'delete', p.project.id, '--yes'], {
+      ...env,
+      NATS_URL: 'nats://127.0.0.1:1',
+    });
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('cannot reach NATS at nats://127.0.0.1:1');
+    expect((await apiRaw(a!.http, 'GET', `/api/v1/device/${d.id}`, p.token)).status).toBe(200);
+
+    const run = await runCli(['project', 'delete', p.project.id, '--yes'], { ...env, NATS_URL: NATS_TEST_URL });
+    expect(run.code, run.stderr).toBe(0);
+    for (const node of [a!, b!])
+      await until(
+        async () =>
+          (await apiRaw(node.http, 'GET', `/api/v1/device/${d.id}`, p.token)).status === 401 &&
+          !(await accepted(node.mqttUrl, d.accessToken, d.projectKey)),
+        `token and device refused on ${node.id}`,
+        SECOND,
+      );
   });
 });
