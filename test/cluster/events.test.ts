@@ -133,7 +133,7 @@ describe.skipIf(skip)('live events of a cluster', () => {
     const p = await clusterProject(b!.http);
     const lonely = await p.device('lonely');
     const seen: string[] = [];
-    const sub = nc!.subscribe(`${cluster!.name}.live.>`, { callback: (_err, msg) => seen.push(msg.subject) });
+    const sub = nc!.subscribe(`${cluster!.name}.live.>`, { callback: (_err, msg) => void seen.push(msg.subject) });
     try {
       const dev = await mqttClient(b!.mqttUrl, lonely.accessToken, lonely.projectKey);
       await dev.publishAsync('attributes', JSON.stringify({ temp: 1 }), { qos: 1 });

@@ -123,7 +123,7 @@ describe.skipIf(!up)('cluster event bridge', () => {
 
   it('sends a live event only while another live node watches its project', async () => {
     const sent: string[] = [];
-    const sub = raw!.subscribe(`${name}.live.>`, { callback: (_err, msg) => sent.push(msg.subject) });
+    const sub = raw!.subscribe(`${name}.live.>`, { callback: (_err, msg) => void sent.push(msg.subject) });
     const report = (projectId: string) =>
       a.bus.emit('device.attributes', { projectId, deviceId: 'd1', attributes: { t: 1 }, attrType: 'report', ts: 1 });
 
