@@ -102,7 +102,7 @@ describe('docker-compose.cluster.yml', () => {
       const store = arg(command, '-sd');
       expect(store, n).toBeTruthy();
       expect(
-        services[n]!.volumes?.some((v) => v.endsWith(`:${store}`) && v.split(':')[0] in compose.volumes),
+        services[n]!.volumes?.some((v) => v.endsWith(`:${store}`) && (v.split(':')[0] ?? '') in compose.volumes),
         n,
       ).toBe(true);
       expect(arg(command, '--server_name'), n).toBe(n);
