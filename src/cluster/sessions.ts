@@ -141,6 +141,19 @@ export function createClusterSessions({
     }
   }
 
+  /** Removes the device's entry if it names this node while no session of the device is here. */
+  async function forgetStale(deviceId: string) {
+    try {
+      const b = await bucket();
+      const entry = await b.get(deviceId);
+      if (!entry || entry.operation !== 'PUT' || local().get(deviceId)) return;
+      if (decodeJson<Partial<Entry>>(entry.value).node === me)
+        await b.delete(deviceId, { previousSeq: entry.revision });
+    } catch {
+      // A newer login wrote meanwhile, or NATS is away: nothing to clean now.
+    }
+  }
+
   /** Records the session: its put gives its epoch; then it claims the device (or yields to a newer claim). */
   async function record(session: DeviceSession, state: Recorded, put: (kv: KV) => Promise<number>) {
     let epoch: number;
@@ -212,7 +225,11 @@ export function createClusterSessions({
         return respond(msg, { ok: false, error: 'invalid send request' });
       }
       const session = local().get(body.deviceId);
-      if (!session) return respond(msg, { ok: false, error: 'the device disconnected' });
+      if (!session) {
+        // The directory still names this node (its delete was lost): the entry goes, so others stop asking.
+        void track(forgetStale(body.deviceId));
+        return respond(msg, { ok: false, error: 'the device disconnected' });
+      }
       try {
         await session.send(body.topic, Buffer.from(body.payload, 'base64'));
         respond(msg, { ok: true });

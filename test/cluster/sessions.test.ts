@@ -113,6 +113,16 @@ describe.skipIf(skip)('cluster session directory', () => {
     await expect(there!.send('x', Buffer.from('1'))).rejects.toThrow('the device disconnected');
   });
 
+  it('forgets an entry naming a node that no longer holds the device, once that node is asked', async () => {
+    const id = device();
+    const kv = await a.cluster.bucket('sessions');
+    await kv.put(id, encodeJson({ node: 'b', projectId: 'p1', transport: 'mqtt' }));
+    const stale = await a.sessions.locate(id);
+    await expect(stale!.send('t', Buffer.from('x'))).rejects.toThrow('the device disconnected');
+    await b.directory.settled();
+    expect(await a.sessions.locate(id)).toBeUndefined();
+  });
+
   it("passes on the holder's send failure", async () => {
     const id = device();
     b.sessions.attach(fakeSession(id, 'p1', 'socket closed').session);
