@@ -50,6 +50,9 @@ export function createClusterPresence({
   let sweepTimer: NodeJS.Timeout | undefined;
   // Reaps run one after the other: the same node lost twice is taken offline (and announced) once.
   let reaping: Promise<unknown> = Promise.resolve();
+  // Nodes lost while this node did not hold the lease (the holder may have been the one lost): reaped at once
+  // if it takes the lease (forgotten after a lease: the holder then was alive to do it).
+  const lostMeanwhile = new Map<string, number>();
 
   function announce(what: string, changed: PresenceChange[]) {
     if (!changed.length) return;
@@ -84,7 +87,12 @@ export function createClusterPresence({
       if (lease) return;
       off.push(
         cluster.onNodeLost((lost) => {
-          if (lost === cluster.nodeId || !lease?.held) return;
+          if (lost === cluster.nodeId) return;
+          if (!lease?.held) {
+            for (const [n, at] of lostMeanwhile) if (clock() - at > cluster.leaseMs * 2) lostMeanwhile.delete(n);
+            lostMeanwhile.set(lost, clock());
+            return;
+          }
           void reap(`node ${lost}`, () => repo.reapNode(lost, cluster.nodeId, clock()));
         }),
         cluster.onReconnect(() => {
@@ -103,6 +111,11 @@ export function createClusterPresence({
         if (sweepTimer) clearTimeout(sweepTimer);
         sweepTimer = undefined;
         if (!held) return;
+        for (const [lost, at] of lostMeanwhile) {
+          lostMeanwhile.delete(lost);
+          if (clock() - at <= cluster.leaseMs * 2)
+            void reap(`node ${lost}`, () => repo.reapNode(lost, cluster.nodeId, clock()));
+        }
         // At take-over: the nodes that died while nobody held the lease. One beat later, so the membership
         // this node knows is fresh (a node that just started is alive before its devices connect).
         sweepTimer = setTimeout(
