@@ -193,29 +193,51 @@ export function createClusterBus({ cluster, bus, logger, live: givenLive, events
     }),
   );
 
-  const ready = (async () => {
-    const bucket = await cluster.bucket('watch');
+  /** Follows the bucket; started again (after a second) whenever the watch ends or cannot start. */
+  let stopWatch = () => {};
+  let firstWatch: (() => void) | undefined;
+  const ready = new Promise<void>((resolve) => (firstWatch = resolve));
+  const follow = async (): Promise<void> => {
     if (closed) return;
+    const bucket = await cluster.bucket('watch');
     kv = bucket;
     const iter = await bucket.watch({ key: '>' });
-    off.push(() => iter.stop());
-    void (async () => {
-      for await (const entry of iter) {
-        const dot = entry.key.indexOf('.');
-        if (dot <= 0) continue;
-        const projectId = entry.key.slice(0, dot);
-        const nodeId = entry.key.slice(dot + 1);
-        if (nodeId === self) {
-          // A key of this node's earlier life (same NODE_ID) that nobody here listens to any more.
-          if (!entry.isUpdate && entry.operation === 'PUT' && !subscriptions.has(projectId))
-            void write((b) => b.delete(entry.key));
-          continue;
-        }
-        watching(projectId, nodeId, entry.operation === 'PUT');
-      }
-    })().catch((err: unknown) => logger.error({ err }, 'live-event interest watch ended'));
+    stopWatch = () => iter.stop();
+    // The entries come again from the start: other nodes' interest is rebuilt from them.
+    for (const [projectId, set] of watchers) for (const n of set) if (n !== self) watching(projectId, n, false);
     announce();
-  })().catch((err: unknown) => logger.error({ err }, 'live-event interest not available'));
+    firstWatch?.();
+    for await (const entry of iter) {
+      const dot = entry.key.indexOf('.');
+      if (dot <= 0) continue;
+      const projectId = entry.key.slice(0, dot);
+      const nodeId = entry.key.slice(dot + 1);
+      if (nodeId === self) {
+        // A key of this node's earlier life (same NODE_ID) that nobody here listens to any more.
+        if (!entry.isUpdate && entry.operation === 'PUT' && !subscriptions.has(projectId))
+          void write((b) => b.delete(entry.key));
+        continue;
+      }
+      watching(projectId, nodeId, entry.operation === 'PUT');
+    }
+  };
+  const keepFollowing = () => {
+    follow()
+      .catch((err: unknown) => {
+        if (!closed) logger.warn({ err }, 'live-event interest watch failed');
+      })
+      .finally(() => {
+        if (closed) return;
+        retry = setTimeout(keepFollowing, 1_000);
+        retry.unref();
+      });
+  };
+  let retry: NodeJS.Timeout | undefined;
+  keepFollowing();
+  off.push(() => {
+    clearTimeout(retry);
+    stopWatch();
+  });
 
   return {
     /** live-events.ts's `interest`: the project got its first listener here, or lost its last. */

@@ -6,7 +6,7 @@ import { BROADCAST_EVENTS, connectBusPublisher, createClusterBus, type LiveSink 
 import { connectCluster, type Cluster } from '../../src/cluster/cluster.ts';
 import { createEventBus, type DomainEvents, type EventBus } from '../../src/domain/events/event-bus.ts';
 import type { LiveEventName } from '../../src/domain/events/live-events.ts';
-import { NATS_TEST_URL } from '../helpers/cluster.ts';
+import { NATS_TEST_URL, natsProxy } from '../helpers/cluster.ts';
 import { until } from '../helpers/wait.ts';
 
 /**
@@ -45,8 +45,8 @@ interface Node {
 const nodes: Node[] = [];
 let raw: NatsConnection | undefined;
 
-async function node(id: string): Promise<Node> {
-  const cluster = await connectCluster({ servers: NATS_TEST_URL, name, nodeId: id, logger: silent, leaseMs: 2_000 });
+async function node(id: string, servers = NATS_TEST_URL): Promise<Node> {
+  const cluster = await connectCluster({ servers, name, nodeId: id, logger: silent, leaseMs: 2_000 });
   const bus = createEventBus();
   const remote: Node['remote'] = [];
   const watched = new Set<string>();
@@ -175,6 +175,8 @@ describe.skipIf(!up)('cluster event bridge', () => {
 
   it('drops live messages of another project than their subject names', async () => {
     interest(b, P, true);
+    // B subscribed before announcing: once A sees the announcement, the subscription is in place.
+    await until(() => a.bridge.othersWatch(P), 'A sees B watch P', { timeout: 1_000 });
     const before = b.remote.length;
     raw!.publish(
       `${name}.live.${P}`,
@@ -206,5 +208,36 @@ describe.skipIf(!up)('cluster event bridge', () => {
     await expect(connectBusPublisher({ servers: 'nats://127.0.0.1:1', name, bus: cliBus })).rejects.toThrow(
       /cannot reach NATS at nats:\/\/127\.0\.0\.1:1/,
     );
+  });
+
+  it('follows interest again after a NATS outage, and announces its own again', async () => {
+    const proxy = await natsProxy();
+    const c = await node('c', proxy.url);
+    nodes.pop();
+    try {
+      await until(() => a.cluster.isAlive('c') && c.cluster.isAlive('a'), 'C alive', { timeout: 5_000 });
+      interest(c, P, true);
+      await until(() => a.bridge.othersWatch(P), 'A sees C watch P', { timeout: 1_000 });
+      proxy.cut();
+      await until(() => c.cluster.status === 'reconnecting', 'C cut off', { timeout: 5_000 });
+      // While C is away, its key goes (as when another node found it lost) and A starts watching Q.
+      const kv = await a.cluster.bucket('watch');
+      await kv.delete(`${P}.c`);
+      interest(a, Q, true);
+      proxy.restore();
+      await until(() => c.cluster.status === 'connected', 'C back', { timeout: 10_000 });
+      await until(() => c.bridge.othersWatch(Q) && a.bridge.othersWatch(P), 'interest known both ways again', {
+        timeout: 5_000,
+      });
+      const before = c.remote.length;
+      a.bus.emit('device.online', { projectId: P, deviceId: 'd9', transport: 'mqtt', ts: 9 });
+      await until(() => c.remote.length > before, 'C gets P again', { timeout: 1_000 });
+      interest(a, Q, false);
+      interest(c, P, false);
+    } finally {
+      await c.bridge.close();
+      await c.cluster.close();
+      await proxy.close();
+    }
   });
 });
