@@ -8,7 +8,8 @@ import { commandView, type CommandView } from './command-view.ts';
 
 export interface CommandDeliveryDeps {
   repo: Pick<CommandsRepository, 'claim' | 'claimQueued' | 'expireQueuedOf' | 'fail' | 'get' | 'requeue'>;
-  sessions: Pick<SessionRegistry, 'get'>;
+  /** `get`: this node's session; `locate`: the device's session wherever it is (cluster mode). */
+  sessions: Pick<SessionRegistry, 'get' | 'locate'>;
   clock: () => number;
   logger: Pick<Logger, 'warn'>;
 }
@@ -33,12 +34,22 @@ export function createCommandDelivery({ repo, sessions, clock, logger }: Command
    * A publish failed because its session was being replaced: the newer session's own delivery on
    * connect may already have run and found nothing, so the re-queued commands go to it now.
    */
-  function redeliverIfReplaced(deviceId: string, projectId: string, failed: DeviceSession) {
+  function redeliverIfReplaced(deviceId: string, projectId: string, failed: DeviceSession, wasLocal: boolean) {
     const current = sessions.get(deviceId);
-    if (!current || current === failed) return;
-    void deliverQueued({ deviceId, projectId }).catch((err: unknown) => {
-      logger.warn({ deviceId, err }, 'redelivery to the newer session failed');
-    });
+    const failedRedelivery = (err: unknown) => logger.warn({ deviceId, err }, 'redelivery to the newer session failed');
+    if (current) {
+      if (current !== failed) void deliverQueued({ deviceId, projectId }).catch(failedRedelivery);
+      return;
+    }
+    // Replaced by a newer login on another node (docs/cluster.md): the same race, its delivery on connect
+    // ran there. Only for a session of this node: a failed send through another node is not retried here.
+    if (!wasLocal) return;
+    void sessions
+      .locate(deviceId)
+      .then((elsewhere) =>
+        elsewhere && elsewhere !== failed ? deliverQueuedTo({ deviceId, projectId }, elsewhere, () => true) : 0,
+      )
+      .catch(failedRedelivery);
   }
 
   /** Publishes a stored command to a live session: claimed as sent first, so no other path sends it too. */
@@ -48,6 +59,7 @@ export function createCommandDelivery({ repo, sessions, clock, logger }: Command
     session: DeviceSession,
     canQueue: boolean,
   ): Promise<CommandView> {
+    const wasLocal = sessions.get(row.deviceId) === session;
     const claimed = await repo.claim(projectId, row.id, clock());
     // Delivered meanwhile by deliverQueued() on a reconnect.
     if (!claimed) return commandView((await repo.get(projectId, row.id)) ?? row);
@@ -62,7 +74,7 @@ export function createCommandDelivery({ repo, sessions, clock, logger }: Command
           'command publish failed; kept queued for the next connect',
         );
         await repo.requeue(projectId, [row.id], clock());
-        redeliverIfReplaced(row.deviceId, projectId, session);
+        redeliverIfReplaced(row.deviceId, projectId, session, wasLocal);
         return commandView((await repo.get(projectId, row.id)) ?? row);
       }
       await repo.fail(projectId, row.id, `send failed: ${message}`, clock());
@@ -79,6 +91,16 @@ export function createCommandDelivery({ repo, sessions, clock, logger }: Command
   async function deliverQueued(identity: Pick<DeviceIdentity, 'deviceId' | 'projectId'>): Promise<number> {
     const session = sessions.get(identity.deviceId);
     if (!session) return 0;
+    return deliverQueuedTo(identity, session, () => sessions.get(identity.deviceId) === session);
+  }
+
+  /** Sends the queued commands through `session`, page by page while `current()` says it still holds the device. */
+  async function deliverQueuedTo(
+    identity: Pick<DeviceIdentity, 'deviceId' | 'projectId'>,
+    session: DeviceSession,
+    current: () => boolean,
+  ): Promise<number> {
+    const wasLocal = sessions.get(identity.deviceId) === session;
     await repo.expireQueuedOf(identity.projectId, identity.deviceId, clock());
     let sent = 0;
     for (;;) {
@@ -95,11 +117,11 @@ export function createCommandDelivery({ repo, sessions, clock, logger }: Command
             rows.slice(i).map((r) => r.id),
             clock(),
           );
-          redeliverIfReplaced(identity.deviceId, identity.projectId, session);
+          redeliverIfReplaced(identity.deviceId, identity.projectId, session, wasLocal);
           return sent;
         }
       }
-      if (rows.length < COMMAND_LIMITS.deliveryPage || sessions.get(identity.deviceId) !== session) return sent;
+      if (rows.length < COMMAND_LIMITS.deliveryPage || !current()) return sent;
     }
   }
 
