@@ -1,0 +1,188 @@
+import { sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  createAlarmsRepository,
+  type AlarmRuleRow,
+  type AlarmsRepository,
+} from '../../src/db/repositories/alarms.repository.ts';
+import type { AlarmCondition } from '../../src/db/schema/index.ts';
+import { createAlarmEngine } from '../../src/domain/alarms/alarm-engine.ts';
+import { createScheduler } from '../../src/domain/alarms/scheduler.ts';
+import { createEventBus } from '../../src/domain/events/event-bus.ts';
+import { newId } from '../../src/lib/ids.ts';
+import { createProject, createTestApp, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import { addDevice, addDeviceType } from '../helpers/factories.ts';
+
+/**
+ * Cluster mode's ownership of alarm timers (docs/cluster.md §4), one evaluator against the database: a
+ * device's offline and silence timers run on the node named by its session_node (orphans: no node, or a
+ * dead one, on the holder of the orphans' lease), and each timer checks before it fires that the device
+ * is still this node's.
+ */
+let now = Date.now();
+const clock = () => now;
+let ctx: TestContext;
+let repo: AlarmsRepository;
+const quiet = { error: () => {}, warn: () => {}, info: () => {} };
+
+beforeAll(async () => {
+  ctx = await createTestApp({}, { clock });
+  repo = createAlarmsRepository(ctx.database.db);
+});
+afterAll(async () => {
+  await ctx?.close();
+});
+
+/** This node is `a`; `b` is alive, `dead` is not; `orphans` says whether `a` holds the orphans' lease. */
+function node(orphans = false) {
+  const alive = new Set(['a', 'b']);
+  const ownership = {
+    orphans,
+    owns: (n: string | null) => n === 'a' || ((n === null || !alive.has(n)) && ownership.orphans),
+  };
+  const bus = createEventBus();
+  const scheduler = createScheduler({ clock });
+  const entries: Array<{ deviceId: string; status: number; kind: unknown }> = [];
+  const engine = createAlarmEngine({
+    repo,
+    bus,
+    scheduler,
+    clock,
+    logger: quiet,
+    ownership,
+    onEntry: (_p, { log }) =>
+      entries.push({ deviceId: log.deviceId, status: log.alarmStatus, kind: log.alarmInfo.kind }),
+  });
+  engine.attach();
+  return { ownership, bus, scheduler, entries, engine };
+}
+
+async function setup(condition: AlarmCondition, devices: Array<{ name: string; session: string | null }>) {
+  const p: ProjectFixture = await createProject(ctx);
+  const type = await addDeviceType(p.api, { name: 'Pump' });
+  const ids: string[] = [];
+  for (const d of devices) {
+    const made = await addDevice(p.api, { name: d.name, type: type.id });
+    // Devices that have been connected: offline now, their session last held by `session`.
+    await ctx.database.db.execute(
+      sql`update devices set active = true, online = false, session_node = ${d.session},
+          active_ts = ${JSON.stringify({ connect: now - 60_000, disconnect: now - 1_000, attributes: now - 1_000 })}::jsonb
+          where id = ${made.id}`,
+    );
+    ids.push(made.id);
+  }
+  const rule: AlarmRuleRow = {
+    id: newId(now),
+    projectId: p.project.id,
+    deviceTypeId: type.id,
+    name: condition.kind,
+    enabled: true,
+    level: 1,
+    condition,
+    deviceIds: ids,
+    groupIds: [],
+    message: '',
+    suppressSeconds: 0,
+    createTime: now,
+    updateTime: now,
+  };
+  await repo.insertRule(rule);
+  return { p, rule, ids };
+}
+
+const setSession = (id: string, n: string | null, online = false) =>
+  ctx.database.db.execute(sql`update devices set session_node = ${n}, online = ${online} where id = ${id}`);
+
+describe('alarm timers in cluster mode', () => {
+  it("arms only this node's devices; orphans (no node, a dead node) once it holds the orphans' lease", async () => {
+    const { p, rule, ids } = await setup({ kind: 'offline', for_seconds: 5 }, [
+      { name: 'mine', session: 'a' },
+      { name: 'on-b', session: 'b' },
+      { name: 'never', session: null },
+      { name: 'on-dead', session: 'dead' },
+    ]);
+    const [mine, onB, never, onDead] = ids as [string, string, string, string];
+    const n = node(false);
+    await n.engine.ruleChanged(p.project.id, rule.id, rule);
+    // One timer: the others' devices are not even watched here.
+    expect(n.scheduler.size).toBe(1);
+    now += 5_000;
+    await n.scheduler.runDue();
+    expect(n.entries.map((e) => e.deviceId)).toEqual([mine]);
+    // The orphans' lease taken: the devices of no node and of a dead node are this node's now.
+    n.ownership.orphans = true;
+    await n.engine.adopt();
+    now += 5_000;
+    await n.scheduler.runDue();
+    // (adopt() arms every rule of the database: other tests' devices are left out here.)
+    const ours = n.entries.filter((e) => ids.includes(e.deviceId));
+    expect(ours.map((e) => e.deviceId).sort()).toEqual([mine, never, onDead].sort());
+    expect(n.entries.some((e) => e.deviceId === onB)).toBe(false);
+  });
+
+  it('a timer whose device connected to another node meanwhile does not fire (fenced), and is dropped', async () => {
+    const { p, rule, ids } = await setup({ kind: 'offline', for_seconds: 5 }, [
+      { name: 'moves', session: 'a' },
+      { name: 'stays', session: 'a' },
+    ]);
+    const [moves, stays] = ids as [string, string];
+    const n = node();
+    await n.engine.ruleChanged(p.project.id, rule.id, rule);
+    expect(n.scheduler.size).toBe(2);
+    // It logs in on node b before its offline time is up (the event went to b, not here).
+    await setSession(moves, 'b', true);
+    now += 5_000;
+    await n.scheduler.runDue();
+    await n.engine.idle();
+    expect(n.entries.map((e) => e.deviceId)).toEqual([stays]);
+    expect(n.scheduler.size).toBe(0);
+  });
+
+  it('the node that takes a device over (its session node rewritten to it) raises its offline alarm', async () => {
+    const { p, ids } = await setup({ kind: 'offline', for_seconds: 2 }, [{ name: 'taken', session: 'dead' }]);
+    const [taken] = ids as [string];
+    const n = node(false);
+    // The reaper of this node wrote the device offline under its own id, then announced it here.
+    await setSession(taken, 'a');
+    n.bus.emit('device.offline', {
+      projectId: p.project.id,
+      deviceId: taken,
+      transport: 'cluster',
+      ts: now,
+      reason: 'node lost',
+    });
+    await n.engine.idle();
+    now += 2_000;
+    await n.scheduler.runDue();
+    await n.engine.idle();
+    expect(n.entries).toEqual([{ deviceId: taken, status: 1, kind: 'offline' }]);
+  });
+
+  it('a silence timer counts a report stored by another node (HTTP) and fires only after the real silence', async () => {
+    const { p, rule, ids } = await setup({ kind: 'silence', seconds: 10 }, [{ name: 'quiet', session: 'a' }]);
+    const [quietId] = ids as [string];
+    const n = node();
+    await n.engine.ruleChanged(p.project.id, rule.id, rule);
+    // A report over HTTP on node b: stored in active_ts, never seen by this node's evaluator.
+    now += 8_000;
+    await ctx.database.db.execute(
+      sql`update devices set active_ts = active_ts || ${JSON.stringify({ attributes: now })}::jsonb where id = ${quietId}`,
+    );
+    now += 3_000; // 10 s after the last report seen here, 3 s after the stored one
+    await n.scheduler.runDue();
+    await n.engine.idle();
+    expect(n.entries).toEqual([]);
+    now += 7_000; // 10 s after the stored report
+    await n.scheduler.runDue();
+    await n.engine.idle();
+    expect(n.entries).toEqual([{ deviceId: quietId, status: 1, kind: 'silence' }]);
+    // Reports keep arriving on node b: the alarm recovers at the next check.
+    await ctx.database.db.execute(
+      sql`update devices set active_ts = active_ts || ${JSON.stringify({ attributes: now + 1_000 })}::jsonb where id = ${quietId}`,
+    );
+    now += 10_000;
+    await n.scheduler.runDue();
+    await n.engine.idle();
+    expect(n.entries.map((e) => e.status)).toEqual([1, 0]);
+  });
+});
