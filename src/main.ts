@@ -105,7 +105,15 @@ async function start(config: Config) {
   // flush what the listeners delivered; the store closes last.
   const steps = serviceSteps(services, { logger, historyPolicies: settings.historyPolicies });
   // The cluster stops after everything that uses it, just before the database.
-  if (cluster) steps.unshift({ name: 'cluster', stop: () => cluster.close() });
+  if (cluster)
+    steps.unshift({
+      name: 'cluster',
+      // This node's live-event interest goes first, so the others stop sending at once (docs/cluster.md §4).
+      stop: async () => {
+        await services.clusterBus?.close();
+        await cluster.close();
+      },
+    });
   await startSteps(steps);
   const readiness = createReadiness({
     ping: database.ping,

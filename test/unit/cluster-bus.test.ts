@@ -240,4 +240,19 @@ describe.skipIf(!up)('cluster event bridge', () => {
       await proxy.close();
     }
   });
+
+  it('takes back its interest when it closes (a node stopping)', async () => {
+    const d = await node('d');
+    nodes.pop();
+    try {
+      await until(() => a.cluster.isAlive('d'), 'D alive', { timeout: 5_000 });
+      interest(d, P, true);
+      await until(() => a.bridge.othersWatch(P), 'A sees D watch P', { timeout: 1_000 });
+      await d.bridge.close();
+      // D is still alive (its heartbeat runs): only its withdrawn key stops A from sending.
+      await until(() => !a.bridge.othersWatch(P), 'A sees D leave P', { timeout: 1_000 });
+    } finally {
+      await d.cluster.close();
+    }
+  });
 });
