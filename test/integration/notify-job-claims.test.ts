@@ -1,6 +1,10 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAlarmsRepository } from '../../src/db/repositories/alarms.repository.ts';
 import { createNotifyJobsRepository, type NewNotifyJob } from '../../src/db/repositories/notify-jobs.repository.ts';
+import { createNotifier } from '../../src/domain/alarms/notifier.ts';
+import { createScheduler } from '../../src/domain/alarms/scheduler.ts';
 import { newId } from '../../src/lib/ids.ts';
 import { createProject, createTestApp, expectOk, type TestContext } from '../helpers/app.ts';
 import { addDevice, addDeviceType } from '../helpers/factories.ts';
@@ -13,16 +17,31 @@ let ctx: TestContext;
 let jobs: ReturnType<typeof createNotifyJobsRepository>;
 const now = Date.now();
 
+/** A local webhook receiver counting POSTs. */
+let posts = 0;
+let server: http.Server;
+let hookUrl: string;
+
 beforeAll(async () => {
   ctx = await createTestApp({}, { settings: { alarmNotify: { allowNetworks: '127.0.0.0/8' } } });
   jobs = createNotifyJobsRepository(ctx.database.db);
+  server = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      posts++;
+      res.writeHead(200).end('ok');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  hookUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
 });
 afterAll(async () => {
   await ctx?.close();
+  await new Promise((resolve) => server.close(resolve));
 });
 
 /** A project with one alarm entry and one target, and `n` jobs delivering the entry to the target. */
-async function withJobs(n: number, claim?: { by: string; until: number }) {
+async function withJobs(n: number, claim?: { by: string; until: number }, url = 'http://127.0.0.1:9/x') {
   const p = await createProject(ctx);
   const type = await addDeviceType(p.api, { name: 'Sensor' });
   const d = await addDevice(p.api, { name: 'pump', type: type.id });
@@ -34,9 +53,7 @@ async function withJobs(n: number, claim?: { by: string; until: number }) {
       condition: { kind: 'attribute', identifier: 'temp', op: '>', value: 30 },
     }),
   );
-  const target = expectOk(
-    await p.api.post('/api/v1/notification_target', { name: 'ops', url: 'http://127.0.0.1:9/x' }),
-  );
+  const target = expectOk(await p.api.post('/api/v1/notification_target', { name: 'ops', url }));
   const log = await createAlarmsRepository(ctx.database.db).trigger({
     id: newId(now),
     projectId: p.project.id,
@@ -134,5 +151,61 @@ describe('notify job claims', () => {
     ]);
     const claimed = [...x, ...y].filter((j) => j.projectId === projectId).map((j) => j.id);
     expect(claimed.sort()).toEqual([...ids].sort());
+  });
+});
+
+describe('notifiers of two nodes', () => {
+  /** A notifier of node `node` on a clock of its own; claims last `claimMs` (renewed every third). */
+  function notifierOf(node: string, clock: () => number, claimMs = 300) {
+    return createNotifier({
+      repo: createAlarmsRepository(ctx.database.db),
+      jobs,
+      scheduler: createScheduler({ clock }),
+      clock,
+      logger: { warn: () => {}, error: () => {} },
+      settings: { allowNetworks: '127.0.0.0/8' },
+      claims: { node, claimMs },
+    });
+  }
+  const until = async (check: () => Promise<boolean> | boolean, ms = 5_000) => {
+    const start = Date.now();
+    while (!(await check())) {
+      if (Date.now() - start > ms) throw new Error(`not within ${ms} ms`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+
+  it("take over a dead node's jobs once its claims lapse, and leave a live node's alone", async () => {
+    let t = Date.now();
+    const { projectId } = await withJobs(2, { by: 'node-a', until: t + 1_000 }, hookUrl);
+    posts = 0;
+    const b = notifierOf('node-b', () => t);
+    try {
+      await b.recover();
+      await new Promise((r) => setTimeout(r, 400)); // a few renewal rounds: node A's claims still hold
+      expect(posts).toBe(0);
+      expect(await jobs.projectJobs(projectId)).toHaveLength(2);
+      t += 2_000; // node A stopped renewing: its claims have lapsed
+      await until(() => posts === 2);
+      await until(async () => (await jobs.projectJobs(projectId)).length === 0);
+    } finally {
+      await b.stop();
+    }
+  });
+
+  it('two nodes taking up the same lapsed jobs deliver each once', async () => {
+    const t = Date.now();
+    const { projectId } = await withJobs(6, undefined, hookUrl);
+    posts = 0;
+    const b = notifierOf('node-b', () => t);
+    const c = notifierOf('node-c', () => t);
+    try {
+      await Promise.all([b.recover(), c.recover()]);
+      await until(async () => (await jobs.projectJobs(projectId)).length === 0);
+      await Promise.all([b.idle(), c.idle()]);
+      expect(posts).toBe(6);
+    } finally {
+      await Promise.all([b.stop(), c.stop()]);
+    }
   });
 });
