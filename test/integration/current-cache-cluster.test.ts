@@ -1,0 +1,110 @@
+import { sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rowsOf } from '../../src/db/client.ts';
+import type { TelemetryRow } from '../../src/db/repositories/history.repository.ts';
+import { createCurrentCache } from '../../src/domain/telemetry/current-cache.ts';
+import { createProject, createTestApp, type TestContext } from '../helpers/app.ts';
+import { addDevice } from '../helpers/factories.ts';
+import { openPrivateTestDatabase } from '../helpers/db.ts';
+
+/**
+ * The current-values checkpoint in cluster mode (docs/cluster.md §4): each node records its own; the
+ * cluster-wide one, kept by one node, never passes a live node's unflushed values, and a lost node's
+ * values are rebuilt from history before it passes them.
+ */
+let ctx: TestContext;
+beforeAll(async () => {
+  ctx = await createTestApp({}, { database: await openPrivateTestDatabase() });
+});
+afterAll(() => ctx?.close());
+
+const checkpoint = async (name: string) => {
+  const [row] = rowsOf<{ ts: string }>(
+    await ctx.database.db.execute(sql`select ts from telemetry_checkpoints where name = ${name}`),
+  );
+  return row ? Number(row.ts) : undefined;
+};
+const stored = async (deviceId: string) =>
+  rowsOf<{ value: unknown }>(
+    await ctx.database.db.execute(sql`select value from attribute_values where device_id = ${deviceId}`),
+  ).map((r) => r.value);
+const until = async (check: () => Promise<boolean>, ms = 5_000) => {
+  const start = Date.now();
+  while (!(await check())) {
+    if (Date.now() - start > ms) throw new Error(`not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+};
+
+describe('current-values checkpoints of a cluster', () => {
+  it("keep the shared checkpoint at the oldest live node's, and rebuild a lost node's values before passing it", async () => {
+    const p = await createProject(ctx);
+    const d = await addDevice(p.api, { name: 'reporting-on-b' });
+    let t = Date.now();
+    const clock = () => t;
+    const alive = new Set(['a', 'b']);
+    const cacheOf = (node: string, keeper: boolean) =>
+      createCurrentCache({
+        history: ctx.services.historyStore,
+        clock,
+        flushMs: 50,
+        cluster: { node, keeper: () => keeper, alive: () => alive },
+      });
+    const a = cacheOf('a', true);
+    const b = cacheOf('b', false);
+    await a.recover();
+    await b.recover();
+    const started = t;
+    expect(await checkpoint('current_values@a')).toBe(started);
+    expect(await checkpoint('current_values@b')).toBe(started);
+    expect(await checkpoint('current_values')).toBeGreaterThanOrEqual(started);
+
+    // Node B takes a fresh report: in history, its current value waiting in B's memory.
+    const row: TelemetryRow = {
+      projectId: p.project.id,
+      deviceId: d.id,
+      identifier: 'temp',
+      ts: t,
+      value: 21.5,
+      dataType: 'number',
+      attrType: 'report',
+      history: true,
+    };
+    await b.write([row], 'batch-on-b');
+    expect(b.size).toBe(1);
+    expect(await stored(d.id)).toEqual([]);
+
+    // A flushes and keeps the shared checkpoint: it stays at B's, behind B's waiting value.
+    t += 60_000;
+    a.start();
+    try {
+      await until(async () => (await checkpoint('current_values@a')) === t);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(await checkpoint('current_values')).toBe(started);
+
+      // B dies with its value unwritten: A rebuilds it from history, then the shared checkpoint moves on.
+      alive.delete('b');
+      expect(await a.nodeLost('b')).toBe(1);
+      expect(await stored(d.id)).toEqual([21.5]);
+      await until(async () => (await checkpoint('current_values')) === t);
+    } finally {
+      await a.stop();
+    }
+  });
+
+  it('a node that is not the keeper leaves the shared checkpoint and lost nodes alone', async () => {
+    let t = Date.now();
+    const c = createCurrentCache({
+      history: ctx.services.historyStore,
+      clock: () => t,
+      cluster: { node: 'c', keeper: () => false, alive: () => ['c'] },
+    });
+    const before = await checkpoint('current_values');
+    await c.recover();
+    t += 1_000;
+    await c.flush();
+    expect(await checkpoint('current_values@c')).toBe(t);
+    expect(await checkpoint('current_values')).toBe(before);
+    expect(await c.nodeLost('a')).toBe(0);
+  });
+});
