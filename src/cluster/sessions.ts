@@ -30,6 +30,14 @@ export interface ClusterSessionsOptions {
   logger: Pick<Logger, 'warn' | 'error' | 'info'>;
   /** How long a claim of another node is remembered (a late put of ours compares with it). */
   claimMemoryMs?: number;
+  /**
+   * A device's message bucket follows it (docs/cluster.md §7): the node whose session a newer login replaced
+   * sends what is left of it to the claiming node, which adopts it for its session of the device.
+   */
+  buckets?: {
+    export(deviceId: string): unknown;
+    adopt(session: DeviceSession, state: unknown): void;
+  };
 }
 
 /** The value of a directory entry. */
@@ -82,12 +90,14 @@ export function createClusterSessions({
   unavailable,
   logger,
   claimMemoryMs = 60_000,
+  buckets,
 }: ClusterSessionsOptions): ClusterSessions {
   const me = cluster.nodeId;
   const subjects = {
     claim: cluster.subject('sessions', 'claim'),
     kick: cluster.subject('sessions', 'kick'),
     send: (node: string) => cluster.subject('node', node, 'send'),
+    bucket: (node: string) => cluster.subject('node', node, 'bucket'),
   };
   let kv: Promise<KV> | undefined;
   const bucket = () => {
@@ -123,6 +133,8 @@ export function createClusterSessions({
     const epoch = session && recorded.get(session)?.epoch;
     if (session && epoch !== undefined && epoch < claim.epoch) {
       local().supersede(session, `replaced by a newer connection of the same device on node ${claim.node}`);
+      const state = buckets?.export(claim.deviceId);
+      if (state !== undefined) cluster.publish(subjects.bucket(claim.node), { deviceId: claim.deviceId, state });
     }
   }
 
@@ -237,6 +249,17 @@ export function createClusterSessions({
         respond(msg, { ok: false, error: (err as Error)?.message || String(err) });
       }
     }),
+    // The bucket of a device whose older session another node closed for this node's newer one.
+    ...(buckets
+      ? [
+          cluster.subscribe(subjects.bucket(me), (msg) => {
+            const body = decodeJson<{ deviceId?: unknown; state?: unknown }>(msg.data);
+            if (typeof body.deviceId !== 'string') return;
+            const session = local().get(body.deviceId);
+            if (session) buckets.adopt(session, body.state);
+          }),
+        ]
+      : []),
     cluster.subscribe(subjects.claim, (msg) => {
       const claim = decodeJson<Partial<Claim>>(msg.data);
       if (typeof claim.deviceId !== 'string' || typeof claim.node !== 'string' || typeof claim.epoch !== 'number')

@@ -2,7 +2,7 @@ import { pino, type Logger } from 'pino';
 import { Duplicate } from '../db/errors.ts';
 import type { Db } from '../db/client.ts';
 import type { AttributeValuesRepository } from '../db/repositories/attribute-values.repository.ts';
-import { createRateLimiter } from '../domain/delivery/rate-limiter.ts';
+import { createRateLimiter, type BucketState } from '../domain/delivery/rate-limiter.ts';
 import { createSessionRegistry } from '../domain/delivery/sessions.ts';
 import { createDeviceAuthService } from '../domain/devices/device-auth.service.ts';
 import { createPresenceService } from '../domain/devices/presence.service.ts';
@@ -79,6 +79,19 @@ export function createServices({
         onEpoch: (deviceId, epoch) => presence.sessionEpoch(deviceId, epoch),
         unavailable: (err) => new ServiceUnavailable(err.message),
         logger: log('sessions'),
+        // A device's message bucket follows it to the node of its newer login (docs/cluster.md §7).
+        buckets: {
+          export: (deviceId) => rateLimiter.export(deviceId),
+          adopt: (session, state) => {
+            const s = state as Partial<BucketState> | undefined;
+            if (typeof s?.tokens !== 'number' || typeof s.at !== 'number') return;
+            const bucket = { tokens: s.tokens, at: s.at };
+            void projectSettings.deviceRateLimit(session.projectId).then(
+              (rate) => rateLimiter.adopt(session.deviceId, bucket, rate),
+              () => {},
+            );
+          },
+        },
       })
     : undefined;
   const sessions = createSessionRegistry({ directory: sessionDirectory });
