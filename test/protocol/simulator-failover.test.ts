@@ -1,7 +1,9 @@
 import net, { type AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { sql } from 'drizzle-orm';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createTcpListener, type TcpListener } from '../../mqtt-broker/tcp/listener.ts';
 import { rowsOf } from '../../src/db/client.ts';
 import { run } from '../../simulator/commands/run.ts';
 import { parseOptions } from '../../simulator/options.ts';
@@ -21,6 +23,8 @@ let ctx: TestContext;
 let p: ProjectFixture;
 let first: TestBroker;
 let second: TestBroker;
+let tcp: TcpListener;
+let tcpUrl: string;
 let httpUrl: string;
 let stopApp: (() => Promise<void>) | undefined;
 
@@ -61,10 +65,19 @@ async function relayTo(port: number) {
 beforeAll(async () => {
   ({ ctx, tb: first, close: stopApp } = await startAppWithBroker({ broker: { rateLimit: 100 } }));
   second = await startTestBroker(ctx, { rateLimit: 100 });
+  tcp = createTcpListener({
+    services: ctx.services,
+    logger: pino({ level: 'silent' }),
+    frameGapMs: 20,
+    rateLimit: 100,
+    authFailureDelayMs: 0,
+  });
+  tcpUrl = `tcp://127.0.0.1:${(await tcp.listen(0, '127.0.0.1')).port}`;
   p = await createProject(ctx);
   httpUrl = await listenTestApp(ctx);
 });
 afterAll(async () => {
+  await tcp?.close();
   await second?.close();
   await stopApp?.();
 });
@@ -73,6 +86,15 @@ async function storedReports(deviceIds: string[]): Promise<number> {
   const rows = rowsOf<{ n: number }>(
     await ctx.database.db.execute(
       sql`select count(*)::int as n from attribute_history where identifier = 'temperature' and device_id in ${deviceIds}`,
+    ),
+  );
+  return rows[0]?.n ?? 0;
+}
+
+async function reportingDevices(deviceIds: string[]): Promise<number> {
+  const rows = rowsOf<{ n: number }>(
+    await ctx.database.db.execute(
+      sql`select count(distinct device_id)::int as n from attribute_history where device_id in ${deviceIds}`,
     ),
   );
   return rows[0]?.n ?? 0;
@@ -145,6 +167,55 @@ describe('simulator with several hosts', () => {
     expect(await storedReports(ids)).toBeGreaterThanOrEqual(summary.puback);
   });
 
+  it('connects to the first host of the list that answers, over MQTT and raw TCP', async () => {
+    const closed = await closedPort();
+    for (const [protocol, host, connType] of [
+      ['mqtt', `mqtt://127.0.0.1:${closed},${second.url}`, 'mqtt'],
+      ['tcp', `tcp://127.0.0.1:${closed},${tcpUrl}`, 'tcp'],
+    ] as const) {
+      const type = expectOk(
+        await p.api.post('/api/v1/device_type', {
+          name: `first answering ${protocol}`,
+          ...(connType === 'tcp' ? { conn_protocol: 'tcp' } : {}),
+          allow_auto_create: true,
+        }),
+      );
+      const prefix = `first-${protocol}`;
+      const parsed = parseOptions(
+        [
+          ...['--protocol', protocol, '--host', host, '--http', httpUrl, '--project-key', p.project.project_key],
+          ...['--type-key', type.type_key, '--devices', '2', '--rate', '5', '--duration', '100'],
+          ...['--prefix', prefix, '--quiet'],
+        ],
+        {},
+      );
+      if (parsed.help) throw new Error('unexpected help');
+      const stop = new AbortController();
+      const running = run(parsed.options, sink(), { signal: stop.signal });
+      await waitForValue(
+        async () => {
+          const items = expectOk(await p.api.get('/api/v1/devices?page_records=100')).items as Array<{
+            id: string;
+            device_key: string;
+          }>;
+          const mine = items.filter((d) => d.device_key.startsWith(`${prefix}-`));
+          if (mine.length !== 2 || !mine.every((d) => ctx.services.sessions.isOnline(d.id))) return undefined;
+          // Over MQTT the server has the session before the device has its CONNACK: a report stored means the
+          // device saw its connection accepted (it reports only then). A raw TCP device counts at connect.
+          return protocol === 'tcp' || (await reportingDevices(mine.map((d) => d.id))) === 2 ? true : undefined;
+        },
+        { timeout: 30_000 },
+      );
+      stop.abort();
+      const { summary, exitCode } = await running;
+      expect(exitCode, protocol).toBe(0);
+      expect(summary.connected_devices, protocol).toBe(2);
+      // The refused first host was an error, not a failover: no connection had been accepted before.
+      expect(summary.errors, protocol).toBeGreaterThanOrEqual(2);
+      expect(summary.failovers, protocol).toBe(0);
+    }
+  });
+
   it('refuses a list mixing schemes or naming no url, naming the flag', () => {
     const base = ['--project-key', 'pk', '--tokens', 't1'];
     expect(() => parseOptions(['--host', 'mqtt://a:1883,ws://b:8080/mqtt', ...base], {})).toThrow(
@@ -156,3 +227,13 @@ describe('simulator with several hosts', () => {
     expect(ok.help === false && ok.options.host).toBe('mqtt://a:1883,mqtt://b:1884');
   });
 });
+
+/** A local port nobody listens on (bound, then closed): connecting to it is refused at once. */
+async function closedPort(): Promise<number> {
+  const server = net.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  await new Promise((r) => server.close(r));
+  return port;
+}
