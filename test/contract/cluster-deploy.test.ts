@@ -134,6 +134,14 @@ describe('deploy/haproxy.cfg', () => {
     return m ? Number(m[1]) * { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }[m[2] ?? 'ms']! : 0;
   };
 
+  it("fits its connections into the container's open-file limit (two sockets each)", () => {
+    const maxconn = Number((sections.get('global') ?? []).find((l) => l.startsWith('maxconn '))?.split(' ')[1]);
+    const nofile = (services.haproxy as { ulimits?: { nofile?: { soft?: number; hard?: number } } }).ulimits?.nofile;
+    expect(maxconn).toBeGreaterThan(0);
+    expect(nofile?.soft).toBeGreaterThan(2 * maxconn);
+    expect(nofile?.hard).toBeGreaterThanOrEqual(nofile?.soft ?? Infinity);
+  });
+
   it('balances in TCP mode with long idle timeouts', () => {
     expect(defaults).toContain('mode tcp');
     // Idle devices: at least the raw TCP idle timeout of the nodes (300 s) and a long MQTT keep-alive.
