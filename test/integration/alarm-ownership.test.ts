@@ -11,7 +11,7 @@ import { createScheduler } from '../../src/domain/alarms/scheduler.ts';
 import { createEventBus } from '../../src/domain/events/event-bus.ts';
 import { newId } from '../../src/lib/ids.ts';
 import { createProject, createTestApp, type ProjectFixture, type TestContext } from '../helpers/app.ts';
-import { addDevice, addDeviceType } from '../helpers/factories.ts';
+import { addDevice, addDeviceType, directIdentity } from '../helpers/factories.ts';
 
 /**
  * Cluster mode's ownership of alarm timers (docs/cluster.md §4), one evaluator against the database: a
@@ -184,5 +184,77 @@ describe('alarm timers in cluster mode', () => {
     await n.scheduler.runDue();
     await n.engine.idle();
     expect(n.entries.map((e) => e.status)).toEqual([1, 0]);
+  });
+});
+
+describe('changes made on another node', () => {
+  it("reach this node's evaluator through the bus: a rule read again, a cleared alarm forgotten; its own echoes are ignored", async () => {
+    const p = await createProject(ctx);
+    const type = await addDeviceType(p.api, { name: 'Boiler' });
+    const d = await addDevice(p.api, { name: 'boiler', type: type.id });
+    const identity = directIdentity(p.project.id, { ...d, type: type.id });
+    const { alarms, bus, currentValues } = ctx.services;
+    const report = async (temp: number) => {
+      await currentValues.report(identity, { temp });
+      await alarms.idle();
+    };
+    const active = async () => (await repo.activeTriggers(p.project.id, rule.id, d.id)).map((r) => r.log);
+    await report(50); // the project's rules (none) are read and cached here
+    // Another node stores a rule: this node's cache does not know it yet.
+    const rule: AlarmRuleRow = {
+      id: newId(now),
+      projectId: p.project.id,
+      deviceTypeId: type.id,
+      name: 'hot',
+      enabled: true,
+      level: 1,
+      condition: { kind: 'attribute', identifier: 'temp', op: '>', value: 30 },
+      deviceIds: [],
+      groupIds: [],
+      message: '',
+      suppressSeconds: 0,
+      createTime: now,
+      updateTime: now,
+    };
+    await repo.insertRule(rule);
+    await report(51);
+    expect(await active()).toEqual([]);
+    // This node's own announcement comes back from the bus: nothing to do (it applied it already).
+    bus.emit('alarm_rule.changed', { projectId: p.project.id, ruleId: rule.id, origin: 'local' });
+    await report(52);
+    expect(await active()).toEqual([]);
+    bus.emit('alarm_rule.changed', { projectId: p.project.id, ruleId: rule.id, origin: 'node-b' }, { remote: true });
+    await new Promise((r) => setTimeout(r, 100));
+    await report(53);
+    const [log] = await active();
+    expect(log).toMatchObject({ deviceId: d.id, ruleId: rule.id, alarmStatus: 1 });
+    expect(alarms.engine.activeCount()).toBe(1);
+    // An operator clears it on node B (which writes the end): this node forgets its active alarm.
+    await repo.end(
+      log!.id,
+      {
+        id: newId(now),
+        projectId: p.project.id,
+        deviceId: d.id,
+        ruleId: rule.id,
+        alarmLevel: 1,
+        alarmInfo: {},
+        createTime: now,
+      },
+      { by: 'app:x', note: 'seen' },
+    );
+    bus.emit(
+      'alarm.cleared',
+      { projectId: p.project.id, deviceId: d.id, ruleId: rule.id, logId: log!.id, origin: 'node-b' },
+      { remote: true },
+    );
+    await alarms.idle();
+    expect(alarms.engine.activeCount()).toBe(0);
+    // Still hot: no new alarm until it stops holding (as after a clear on this node).
+    await report(54);
+    expect(await active()).toEqual([]);
+    await report(20);
+    await report(60);
+    expect(await active()).toHaveLength(1);
   });
 });
