@@ -182,6 +182,10 @@ export const configSchema = z
         .regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 letters, digits, "_" or "-" (it is a NATS subject token)')
         .optional(),
     ),
+    /** How long a node lives without a heartbeat and a lease without renewal (docs/cluster.md §3). */
+    CLUSTER_LEASE_MS: z.coerce.number().int().min(2_000).max(15_000).default(8_000),
+    /** Copies NATS keeps of each cluster bucket: 3 on a three-server NATS cluster (docs/cluster.md §6). */
+    NATS_KV_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
     TRUST_PROXY: z
       .enum(['true', 'false', '1', '0'])
       .default('false')

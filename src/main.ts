@@ -82,6 +82,8 @@ async function start(config: Config) {
         servers: config.NATS_URL,
         name: config.CLUSTER_NAME,
         nodeId,
+        leaseMs: config.CLUSTER_LEASE_MS,
+        replicas: config.NATS_KV_REPLICAS,
         logger: logger.child({ component: 'cluster' }),
       });
     } catch (err) {

@@ -24,9 +24,11 @@ export interface ClusterOptions {
   leaseMs?: number;
   /** How long a request to another node may take before it counts as failed. */
   requestTimeoutMs?: number;
+  /** Copies NATS keeps of each bucket (NATS_KV_REPLICAS): 1 on one NATS server, 3 on a cluster of three. */
+  replicas?: number;
 }
 
-export const CLUSTER_DEFAULTS = { leaseMs: 10_000, requestTimeoutMs: 5_000 } as const;
+export const CLUSTER_DEFAULTS = { leaseMs: 8_000, requestTimeoutMs: 5_000 } as const;
 
 /** The cluster is not reachable (NATS down, or the other node did not answer): an operation across nodes failed. */
 export class ClusterUnavailable extends Error {
@@ -149,7 +151,11 @@ export async function connectCluster(options: ClusterOptions): Promise<Cluster> 
   const bucket = (b: string, o: { ttlMs?: number } = {}) => {
     let kv = buckets.get(b);
     if (!kv) {
-      kv = kvm.create(`${name}_${b}`, { history: 1, ...(o.ttlMs ? { ttl: o.ttlMs } : {}) });
+      kv = kvm.create(`${name}_${b}`, {
+        history: 1,
+        replicas: options.replicas ?? 1,
+        ...(o.ttlMs ? { ttl: o.ttlMs } : {}),
+      });
       kv.catch(() => buckets.delete(b));
       buckets.set(b, kv);
     }
