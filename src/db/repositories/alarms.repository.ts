@@ -196,15 +196,15 @@ export function createAlarmsRepository(db: Db) {
     },
 
     /**
-     * Where a device's session is (cluster mode: the node holding or last holding it), whether it is
-     * online, and its last stored report time (`active_ts.attributes`): what a connection or silence
-     * timer checks before it fires. Undefined when the device is gone.
+     * Where a device's session is (cluster mode: the node holding or last holding it) and its last
+     * stored report time (`active_ts.attributes`): what a connection or silence timer checks before it
+     * fires. Undefined when the device is gone.
      */
     async deviceSession(
       deviceId: string,
-    ): Promise<{ sessionNode: string | null; online: boolean; lastReport: number | undefined } | undefined> {
+    ): Promise<{ sessionNode: string | null; lastReport: number | undefined } | undefined> {
       const [row] = await db
-        .select({ sessionNode: devices.sessionNode, online: devices.online, activeTs: devices.activeTs })
+        .select({ sessionNode: devices.sessionNode, activeTs: devices.activeTs })
         .from(devices)
         .where(eq(devices.id, deviceId))
         .limit(1);
@@ -212,7 +212,6 @@ export function createAlarmsRepository(db: Db) {
       const last = row.activeTs?.attributes;
       return {
         sessionNode: row.sessionNode,
-        online: row.online,
         lastReport: typeof last === 'number' ? last : undefined,
       };
     },

@@ -230,8 +230,9 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
     if (s.active || s.latched || !s.holds) return;
     if (ownership && rule.condition.kind !== 'attribute') {
       const stored = await fenced(rule, device.id, s);
-      // Connected again meanwhile (the event went to the node that took the session).
-      if (!stored || (rule.condition.kind === 'offline' && (stored.online || isOnline(device.id)))) return;
+      // Not this node's any more (it logged in on another node), or connected here again (its online
+      // event is queued behind this). The stored online flag is not read: it is written a second late.
+      if (!stored || (rule.condition.kind === 'offline' && isOnline(device.id))) return;
     }
     const now = clock();
     if (rule.suppressSeconds > 0 && s.lastTrigger !== undefined && now < s.lastTrigger + rule.suppressSeconds * 1000) {
