@@ -37,11 +37,11 @@ export function received(c: MqttClient): string[] {
   return seen;
 }
 
-/** The next message on `topic` (its payload as text). */
-export function nextOn(c: MqttClient, topic: string): Promise<string> {
+/** The next message on `topic` (its payload as text), or the next one `match` accepts. */
+export function nextOn(c: MqttClient, topic: string, match?: (payload: string) => boolean): Promise<string> {
   return new Promise((resolve) => {
     const onMessage = (t: string, payload: Buffer) => {
-      if (t !== topic) return;
+      if (t !== topic || (match && !match(payload.toString()))) return;
       c.off('message', onMessage);
       resolve(payload.toString());
     };
