@@ -17,6 +17,10 @@ const clients: MqttClient[] = [];
 
 /** A local webhook receiver: every POST, by the alarm entry id it carries. */
 const posts: Array<{ alarmId: string; status: number; deviceId: string }> = [];
+/** Devices whose next POST is answered 500 (the delivery is retried after ALARM_WEBHOOK_BACKOFF_MS). */
+const failNext = new Set<string>();
+/** Every POST, with the HTTP status it was answered with. */
+const answered: Array<{ alarmId: string; code: number; at: number }> = [];
 let server: http.Server | undefined;
 let hookUrl = '';
 
@@ -29,13 +33,19 @@ beforeAll(async () => {
       const body = JSON.parse(Buffer.concat(chunks).toString()) as {
         alarm: { id: string; alarm_status: number; device_id: string };
       };
-      posts.push({ alarmId: body.alarm.id, status: body.alarm.alarm_status, deviceId: body.alarm.device_id });
-      res.writeHead(200).end('ok');
+      const code = failNext.delete(body.alarm.device_id) ? 500 : 200;
+      answered.push({ alarmId: body.alarm.id, code, at: Date.now() });
+      if (code === 200)
+        posts.push({ alarmId: body.alarm.id, status: body.alarm.alarm_status, deviceId: body.alarm.device_id });
+      res.writeHead(code).end('ok');
     });
   });
   await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
   hookUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
-  cluster = await startCluster(2, { extraEnv: { ALARM_WEBHOOK_ALLOW_NETWORKS: '127.0.0.1/32' } });
+  cluster = await startCluster(2, {
+    // A failed delivery is retried 15 s later: long enough to kill the node waiting for it.
+    extraEnv: { ALARM_WEBHOOK_ALLOW_NETWORKS: '127.0.0.1/32', ALARM_WEBHOOK_BACKOFF_MS: '15000' },
+  });
 }, 180_000);
 afterAll(async () => {
   for (const c of clients) c.end(true);
@@ -141,4 +151,25 @@ describe.skipIf(skip)('alarms across the nodes of a cluster', () => {
       [after[0]!.id, 0],
     ]);
   }, 60_000);
+
+  it('delivers a webhook retry of a killed node from a surviving node, once its claim has lapsed', async () => {
+    const a = cluster!.nodes[0]!;
+    const c = await cluster!.addNode();
+    const { p, typeId } = await project(a.http, true);
+    const d = await p.device('on-c', a.http, { type: typeId });
+    const client = await connect(c.mqttUrl, d);
+    await within(5_000, () => online(p, a.http, d.id));
+    failNext.add(d.id);
+    client.end(true);
+    // C raises the alarm and its first delivery fails: C holds the job, waiting 15 s for the retry.
+    await within(10_000, async () => answered.some((x) => x.code === 500 && !failNext.has(d.id)));
+    const [log] = await logsOf(p, a.http, d.id);
+    const failedAt = answered.find((x) => x.alarmId === log!.id)!.at;
+    await c.stop('SIGKILL');
+    // A takes the job over once C's claim lapses (a lease) and delivers it when the retry is due.
+    await within(30_000, async () => posts.some((x) => x.alarmId === log!.id));
+    expect(Date.now() - failedAt).toBeGreaterThanOrEqual(14_000);
+    await sleep(2_000);
+    expect(answered.filter((x) => x.alarmId === log!.id).map((x) => x.code)).toEqual([500, 200]);
+  }, 120_000);
 });
