@@ -68,8 +68,11 @@ export interface Cluster {
   /** A key-value bucket of this cluster (created on first use; `<CLUSTER_NAME>_<name>`). */
   bucket(name: string, options?: { ttlMs?: number }): Promise<KV>;
   readonly status: ClusterStatus;
-  /** Called whenever NATS connects again after an outage (what was missed may be re-published). */
-  onReconnect(listener: () => void): () => void;
+  /**
+   * Called whenever NATS connects again after an outage (what was missed may be re-published), with when
+   * this node lost it (epoch ms): what changed since then was not heard.
+   */
+  onReconnect(listener: (outage: { since: number }) => void): () => void;
   /** The nodes whose heartbeat is fresh, this one included. */
   aliveNodes(): ReadonlySet<string>;
   isAlive(nodeId: string): boolean;
@@ -120,12 +123,17 @@ export async function connectCluster(options: ClusterOptions): Promise<Cluster> 
   // A node is alive while its heartbeat key changes: the revision seen, and when (this node's clock: no skew).
   const seen = new Map<string, { revision: number; at: number }>();
   let status: ClusterStatus = 'connected';
-  const reconnectListeners = new Set<() => void>();
+  const reconnectListeners = new Set<(outage: { since: number }) => void>();
+  /** When NATS was lost (the outage a reconnect ends). */
+  let lostAt = Date.now();
   const lostListeners = new Set<(nodeId: string) => void>();
   void (async () => {
     for await (const s of nc.status()) {
       if (s.type === 'disconnect' || s.type === 'reconnecting') {
-        if (status !== 'reconnecting') logger.warn({ nats: s.type }, 'NATS connection lost; reconnecting');
+        if (status !== 'reconnecting') {
+          logger.warn({ nats: s.type }, 'NATS connection lost; reconnecting');
+          lostAt = Date.now();
+        }
         status = 'reconnecting';
       } else if (s.type === 'reconnect') {
         status = 'connected';
@@ -136,7 +144,7 @@ export async function connectCluster(options: ClusterOptions): Promise<Cluster> 
         logger.info({ nats: s.type }, 'NATS connection back');
         for (const l of reconnectListeners) {
           try {
-            l();
+            l({ since: lostAt });
           } catch (err) {
             logger.error({ err }, 'reconnect listener failed');
           }

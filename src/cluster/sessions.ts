@@ -38,6 +38,11 @@ export interface ClusterSessionsOptions {
     export(deviceId: string): unknown;
     adopt(session: DeviceSession, state: unknown): void;
   };
+  /**
+   * Of a project's devices held here, those gone, disabled or changed since `since` (docs/cluster.md §5): after
+   * a NATS outage their sessions close, since the kicks sent meanwhile did not reach this node.
+   */
+  changedSince?: (projectId: string, deviceIds: string[], since: number) => Promise<string[]>;
 }
 
 /** The value of a directory entry. */
@@ -91,6 +96,7 @@ export function createClusterSessions({
   logger,
   claimMemoryMs = 60_000,
   buckets,
+  changedSince,
 }: ClusterSessionsOptions): ClusterSessions {
   const me = cluster.nodeId;
   const subjects = {
@@ -286,7 +292,25 @@ export function createClusterSessions({
 
   // NATS back after an outage: this node's sessions are recorded again (the bucket may have lost them, or
   // another node took a device meanwhile: then that newer login wins here too).
-  const offReconnect = cluster.onReconnect(() => {
+  /** Closes the sessions of devices revoked, disabled or changed while this node was cut off from NATS. */
+  async function recheck(since: number) {
+    if (!changedSince) return;
+    const byProject = new Map<string, string[]>();
+    for (const s of local().local()) {
+      const ids = byProject.get(s.projectId) ?? [];
+      ids.push(s.deviceId);
+      byProject.set(s.projectId, ids);
+    }
+    for (const [projectId, ids] of byProject) {
+      for (let i = 0; i < ids.length; i += 1_000) {
+        const changed = await changedSince(projectId, ids.slice(i, i + 1_000), since - 1_000);
+        for (const id of changed) local().kickLocal(id, 'changed while the cluster was unreachable');
+      }
+    }
+  }
+
+  const offReconnect = cluster.onReconnect(({ since }) => {
+    recheck(since).catch((err: unknown) => logger.warn({ err }, 'sessions not checked after the NATS outage'));
     for (const session of [...local().local()]) {
       const state = recorded.get(session) ?? {};
       recorded.set(session, state);

@@ -79,6 +79,8 @@ export function createServices({
         onEpoch: (deviceId, epoch) => presence.sessionEpoch(deviceId, epoch),
         unavailable: (err) => new ServiceUnavailable(err.message),
         logger: log('sessions'),
+        // After a NATS outage: sessions of devices revoked or changed meanwhile close (docs/cluster.md §5).
+        changedSince: (projectId, ids, since) => repos.devices.changedSince(projectId, ids, since),
         // A device's message bucket follows it to the node of its newer login (docs/cluster.md §7).
         buckets: {
           export: (deviceId) => rateLimiter.export(deviceId),

@@ -74,6 +74,18 @@ describe.skipIf(skip)('a NATS outage', () => {
     const onB = await p.device('on-b');
     const devA = await connectDevice(a.mqttUrl, { token: onA.accessToken, projectKey: onA.projectKey }, {}, clients);
     const devB = await connectDevice(b.mqttUrl, { token: onB.accessToken, projectKey: onB.projectKey }, {}, clients);
+    // A device on A whose token is reset through B while they cannot talk: the kick cannot reach A then.
+    const revoked = await p.device('revoked-meanwhile');
+    const devRevoked = await connectDevice(
+      a.mqttUrl,
+      { token: revoked.accessToken, projectKey: revoked.projectKey },
+      {},
+      clients,
+    );
+    let revokedClosed = false;
+    devRevoked.on('close', () => (revokedClosed = true));
+    let devAClosed = false;
+    devA.on('close', () => (devAClosed = true));
     await devA.subscribeAsync('attributes/push', { qos: 1 });
     await devB.subscribeAsync('attributes/push', { qos: 1 });
     // Before the outage a push through A reaches the device on B.
@@ -86,6 +98,9 @@ describe.skipIf(skip)('a NATS outage', () => {
       },
     );
 
+    // Devices changed within a second before the outage count as changed during it (clock skew between nodes):
+    // these were made just now, so the outage starts a little later.
+    await new Promise((r) => setTimeout(r, 1_500));
     proxy!.cut();
     await until(
       async () => {
@@ -124,8 +139,19 @@ describe.skipIf(skip)('a NATS outage', () => {
     expect(cross.status).toBeGreaterThanOrEqual(400);
     expect(cross.message).toMatch(/cluster|NATS|unavailable|unreachable/i);
 
+    // A token reset through B, whose kick cannot reach A now.
+    expect((await p.call(b.http, 'POST', `/api/v1/device/${revoked.id}/certificate/reset`)).result).toBe(true);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(revokedClosed).toBe(false);
+
     // NATS is back: cross-node delivery works again by itself; both nodes still run.
     proxy!.restore();
+    // A closes the session whose credentials changed while it was cut off, and only that one.
+    await until(() => revokedClosed, 'the revoked device to be disconnected once NATS is back', {
+      timeout: 15_000,
+      interval: 100,
+    });
+    expect(devAClosed).toBe(false);
     const again = nextOn(devB, 'attributes/push');
     await until(
       async () => (await p.call(a.http, 'POST', `/api/v1/control/device/${onB.id}/attributes`, { x: 3 })).result,

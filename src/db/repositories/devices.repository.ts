@@ -175,6 +175,28 @@ export function createDevicesRepository(db: Db) {
       return rows.length > 0;
     },
 
+    /**
+     * Of the project's devices `ids`, those that are gone, disabled or changed (token reset, info) at or after
+     * `since`: a node back from a NATS outage closes their sessions, since the kicks of that time missed it
+     * (docs/cluster.md §5).
+     */
+    async changedSince(projectId: string, ids: string[], since: number): Promise<string[]> {
+      if (!ids.length) return [];
+      const kept = await db
+        .select({ id: devices.id })
+        .from(devices)
+        .where(
+          and(
+            eq(devices.projectId, projectId),
+            inArray(devices.id, ids),
+            eq(devices.disabled, false),
+            sql`${devices.updateTime} < ${since}`,
+          ),
+        );
+      const unchanged = new Set(kept.map((r) => r.id));
+      return ids.filter((id) => !unchanged.has(id));
+    },
+
     /** Merges tags in one statement; refuses (returns false) when the result would exceed `maxTags`. */
     async mergeTags(
       projectId: string,
