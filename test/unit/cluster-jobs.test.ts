@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { Lease } from '../../src/cluster/cluster.ts';
 import { createClusterJobs, JOB_LEASES } from '../../src/cluster/jobs.ts';
+import { serviceSteps, startSteps } from '../../src/composition/lifecycle.ts';
+import type { Services } from '../../src/composition/services.ts';
 import { createCommandSweeper } from '../../src/domain/commands/sweeper.ts';
 import { createRetention } from '../../src/domain/telemetry/retention.ts';
 import type { HistoryRepository } from '../../src/db/repositories/history.repository.ts';
@@ -136,5 +138,36 @@ describe('cluster jobs', () => {
     await sleep(50);
     await retention.stop();
     expect(passes).toBe(1);
+  });
+
+  it('TimescaleDB policies are applied by the holder of history-policies, when it takes the lease', async () => {
+    const f = fakeCluster();
+    const clusterJobs = createClusterJobs({ cluster: f.cluster, logger: { error: () => {} } });
+    let applied = 0;
+    const noop = async () => {};
+    const services = {
+      clusterJobs,
+      alarms: { start: noop, stop: noop },
+      presence: { resetOnline: noop, start: () => {}, stop: noop },
+      commands: { start: () => {}, stop: noop },
+      retention: { start: () => {}, stop: noop },
+      currentCache: { recover: noop, start: () => {}, stop: noop },
+      ingest: { stop: noop },
+      dataStreams: { stop: noop },
+      historyStore: {
+        detect: async () => 'timescale',
+        applyTimescalePolicies: async () => {
+          applied++;
+          return { mode: 'timescale', policies: true };
+        },
+      },
+    } as unknown as Services;
+    const logger = { info: () => {}, warn: () => {}, child: () => logger };
+    const policies = { chunkHours: 24, compressAfterDays: 7, retentionDays: 365 };
+    await startSteps(serviceSteps(services, { logger, historyPolicies: policies }));
+    expect(applied).toBe(0); // another node holds the lease
+    f.give(JOB_LEASES.historyPolicies, true);
+    await sleep(10);
+    expect(applied).toBe(1);
   });
 });
