@@ -5,12 +5,13 @@ import {
   type AlarmRuleRow,
   type AlarmsRepository,
 } from '../../src/db/repositories/alarms.repository.ts';
+import { createNotifyJobsRepository } from '../../src/db/repositories/notify-jobs.repository.ts';
 import type { AlarmCondition } from '../../src/db/schema/index.ts';
 import { createAlarmEngine } from '../../src/domain/alarms/alarm-engine.ts';
 import { createScheduler } from '../../src/domain/alarms/scheduler.ts';
 import { createEventBus } from '../../src/domain/events/event-bus.ts';
 import { newId } from '../../src/lib/ids.ts';
-import { createProject, createTestApp, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 import { addDevice, addDeviceType, directIdentity } from '../helpers/factories.ts';
 
 /**
@@ -24,9 +25,14 @@ const clock = () => now;
 let ctx: TestContext;
 let repo: AlarmsRepository;
 const quiet = { error: () => {}, warn: () => {}, info: () => {} };
+const repoJobs = (projectId: string) => createNotifyJobsRepository(ctx.database.db).projectJobs(projectId);
 
 beforeAll(async () => {
-  ctx = await createTestApp({}, { clock });
+  // Webhooks to a closed local port: their deliveries fail and wait for a retry.
+  ctx = await createTestApp(
+    {},
+    { clock, settings: { alarmNotify: { allowNetworks: '127.0.0.0/8', backoffMs: 60_000 } } },
+  );
   repo = createAlarmsRepository(ctx.database.db);
 });
 afterAll(async () => {
@@ -256,5 +262,46 @@ describe('changes made on another node', () => {
     await report(20);
     await report(60);
     expect(await active()).toHaveLength(1);
+  });
+
+  it("a target removed on another node drops this node's waiting deliveries; their rows are the origin's to delete", async () => {
+    const p = await createProject(ctx);
+    const type = await addDeviceType(p.api, { name: 'Tank' });
+    const d = await addDevice(p.api, { name: 'tank', type: type.id });
+    const identity = directIdentity(p.project.id, { ...d, type: type.id });
+    const { alarms, bus, currentValues } = ctx.services;
+    expectOk(
+      await p.api.post('/api/v1/alarm_rule', {
+        name: 'full',
+        device_type_id: type.id,
+        level: 1,
+        condition: { kind: 'attribute', identifier: 'level', op: '>', value: 90 },
+      }),
+    );
+    const target = expectOk(
+      await p.api.post('/api/v1/notification_target', { name: 'ops', url: 'http://127.0.0.1:9/hook' }),
+    );
+    await currentValues.report(identity, { level: 95 });
+    await alarms.idle();
+    expect(alarms.notifier.projectPending(p.project.id)).toBe(1); // failed once, waiting for its retry
+    const rows = () => repoJobs(p.project.id);
+    expect(await rows()).toHaveLength(1);
+    // Its own echo changes nothing.
+    bus.emit('notification_target.changed', {
+      projectId: p.project.id,
+      targetId: target.id,
+      removed: true,
+      origin: 'local',
+    });
+    await alarms.idle();
+    expect(alarms.notifier.projectPending(p.project.id)).toBe(1);
+    bus.emit(
+      'notification_target.changed',
+      { projectId: p.project.id, targetId: target.id, removed: true, origin: 'node-b' },
+      { remote: true },
+    );
+    await alarms.idle();
+    expect(alarms.notifier.projectPending(p.project.id)).toBe(0);
+    expect(await rows()).toHaveLength(1);
   });
 });
