@@ -164,6 +164,29 @@ describe('alarm timers in cluster mode', () => {
     expect(n.entries).toEqual([{ deviceId: taken, status: 1, kind: 'offline' }]);
   });
 
+  it('an offline alarm raised by the node the device was on recovers when the device logs in here', async () => {
+    const { p, rule, ids } = await setup({ kind: 'offline', for_seconds: 5 }, [{ name: 'returns', session: 'b' }]);
+    const [returning] = ids as [string];
+    const n = node();
+    await n.engine.ruleChanged(p.project.id, rule.id, rule);
+    // Node b raised it (this node's evaluator never saw it).
+    const raised = await repo.trigger({
+      id: newId(now),
+      projectId: p.project.id,
+      deviceId: returning,
+      ruleId: rule.id,
+      alarmLevel: 1,
+      alarmInfo: { kind: 'offline' },
+      createTime: now,
+    });
+    await setSession(returning, 'a', true);
+    n.bus.emit('device.online', { projectId: p.project.id, deviceId: returning, transport: 'mqtt', ts: now });
+    await n.engine.idle();
+    expect(n.entries).toEqual([{ deviceId: returning, status: 0, kind: undefined }]);
+    expect(await repo.activeTriggers(p.project.id, rule.id, returning)).toEqual([]);
+    expect((await repo.getLog({ projectId: p.project.id }, raised!.id))?.log.endTime).toBe(now);
+  });
+
   it('a silence timer counts a report stored by another node (HTTP) and fires only after the real silence', async () => {
     const { p, rule, ids } = await setup({ kind: 'silence', seconds: 10 }, [{ name: 'quiet', session: 'a' }]);
     const [quietId] = ids as [string];

@@ -242,6 +242,14 @@ export function createAlarmsRepository(db: Db) {
         .orderBy(alarmLogs.id);
     },
 
+    /** A device's active alarms (cluster mode: raised on the node the device was on before). */
+    activeOfDevice(deviceId: string): Promise<AlarmLogRow[]> {
+      return db
+        .select()
+        .from(alarmLogs)
+        .where(and(eq(alarmLogs.deviceId, deviceId), eq(alarmLogs.alarmStatus, 1), isNull(alarmLogs.endTime)));
+    },
+
     /** Every active alarm (at start). */
     activeAlarms(): Promise<AlarmLogRow[]> {
       return db

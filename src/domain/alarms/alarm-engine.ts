@@ -131,6 +131,8 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
   const queue = new KeyedQueue<string>();
   const unsubscribe: Array<() => void> = [];
   const newId = createLogIds();
+  /** Cluster mode: devices whose active alarms were read from the database (`hydrate`). */
+  const hydrated = new Set<string>();
 
   // ---- caches
   async function loadRules(projectId: string): Promise<CompiledRules> {
@@ -392,12 +394,31 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
       setTimer(s, clock() + periodMs, () => silenceCheck(rule, device, s), device.id);
   }
 
+  /**
+   * Cluster mode: the device's active alarms as the database has them (raised on another node, where the
+   * device was before), adopted into this node's state so they recover here. Once per device, and again
+   * whenever it logs in on this node.
+   */
+  async function hydrate(deviceId: string) {
+    if (hydrated.size >= 100_000) hydrated.clear();
+    hydrated.add(deviceId);
+    for (const a of await repo.activeOfDevice(deviceId)) {
+      const s = stateOf(deviceId, a.ruleId);
+      if (s.active) continue;
+      s.active = { id: a.id, level: a.alarmLevel, since: a.createTime };
+      s.holds = true;
+      s.since = a.createTime;
+      s.lastTrigger = a.createTime;
+    }
+  }
+
   // ---- events
   async function onAttributes(projectId: string, deviceId: string, attributes: Record<string, unknown>, ts: number) {
     const compiled = await rulesOf(projectId);
     if (!compiled.byType.size) return;
     const device = await metaOf(projectId, deviceId);
     if (!device?.typeId) return;
+    if (ownership && !hydrated.has(deviceId)) await hydrate(deviceId);
     for (const rule of compiled.byType.get(device.typeId) ?? []) {
       if (!covers(rule, device)) continue;
       const c = rule.condition;
@@ -425,6 +446,8 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
     if (!compiled.byType.size) return;
     const device = await metaOf(projectId, deviceId);
     if (!device?.typeId) return;
+    // Cluster mode: a device that logs in here may have alarms raised by the node it was on.
+    if (ownership && (online || !hydrated.has(deviceId))) await hydrate(deviceId);
     for (const rule of compiled.byType.get(device.typeId) ?? []) {
       if (!covers(rule, device)) continue;
       if (rule.condition.kind === 'silence' && ownership && !online) {
