@@ -56,3 +56,41 @@ describe('config', () => {
     expect(() => loadConfig({ HISTORY_CHUNK_HOURS: '0' })).toThrow(/HISTORY_CHUNK_HOURS/);
   });
 });
+
+describe('cluster mode settings (docs/cluster.md §1)', () => {
+  const pg = 'postgres://u@db:5432/iot';
+  const secret = 'x'.repeat(32);
+  it('takes NATS_URL with PostgreSQL and a shared JWT_SECRET, and defaults the rest', () => {
+    const c = loadConfig({ NATS_URL: 'nats://n1:4222, nats://n2:4222', DATABASE_URL: pg, JWT_SECRET: secret });
+    expect(c).toMatchObject({ CLUSTER_NAME: 'iot', CLUSTER_LEASE_MS: 8_000, NATS_KV_REPLICAS: 1 });
+    expect(c.NODE_ID).toBeUndefined();
+    expect(loadConfig({}).NATS_URL).toBeUndefined();
+  });
+
+  it('refuses cluster mode on the embedded database, naming both variables', () => {
+    expect(() => loadConfig({ NATS_URL: 'nats://n1:4222', JWT_SECRET: secret })).toThrow(
+      /NATS_URL: cluster mode needs PostgreSQL: set DATABASE_URL/,
+    );
+  });
+
+  it('refuses cluster mode without a shared JWT_SECRET', () => {
+    expect(() => loadConfig({ NATS_URL: 'nats://n1:4222', DATABASE_URL: pg })).toThrow(
+      /JWT_SECRET: is required with NATS_URL/,
+    );
+  });
+
+  it.each([
+    ['NATS_URL', 'http://n1:4222'],
+    ['NATS_URL', 'nats://a b:4222'],
+    ['CLUSTER_NAME', 'a.b'],
+    ['CLUSTER_NAME', 'x>'],
+    ['NODE_ID', 'node 1'],
+    ['NODE_ID', 'n*'],
+    ['CLUSTER_LEASE_MS', '60000'],
+    ['NATS_KV_REPLICAS', '0'],
+  ])('refuses %s=%s (it names subjects and buckets, or is out of range)', (name, value) => {
+    expect(() =>
+      loadConfig({ NATS_URL: 'nats://n1:4222', DATABASE_URL: pg, JWT_SECRET: secret, [name]: value }),
+    ).toThrow(new RegExp(`${name}:`));
+  });
+});
