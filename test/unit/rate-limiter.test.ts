@@ -89,7 +89,7 @@ describe('a device bucket moving between nodes (docs/cluster.md §7)', () => {
   });
 
   it('never gives more than the new node holds, and ignores a state from the future or a broken one', () => {
-    let now = 1_000_000;
+    const now = 1_000_000;
     const b = createRateLimiter({ projectRate: 0, clock: () => now });
     for (let i = 0; i < 20; i++) b.admit('p', 'd', 10);
     b.adopt('d', { tokens: 20, at: now }, 10);
