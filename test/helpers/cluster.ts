@@ -169,7 +169,7 @@ export async function apiRaw(base: string, method: string, url: string, token: s
 export async function apiCall(base: string, method: string, url: string, token: string, body?: unknown) {
   const json = await apiRaw(base, method, url, token, body);
   if (!json.result) throw new Error(`${method} ${url} failed: ${JSON.stringify(json)}`);
-  return json.info;  
+  return json.info;
 }
 
 export interface NatsProxy {
