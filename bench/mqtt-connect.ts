@@ -187,10 +187,4 @@ try {
   await database?.close();
 }
 
-if (problems.length) {
-  frame.keepLogs();
-  console.error(`\nFAILED checks:\n${problems.map((p) => `- ${p}`).join('\n')}\nlogs kept in ${tmp}`);
-  process.exit(1);
-}
-console.log('all checks passed');
-process.exit(0);
+frame.finish(problems);

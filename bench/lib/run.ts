@@ -7,7 +7,10 @@ import path from 'node:path';
  * exiting kills the children), stopped by SIGINT/SIGTERM, with a temporary directory removed at exit
  * unless `keepLogs()` was called (a failed run keeps its logs).
  */
-export function benchRun(name: string, timeoutMinutes: number): { tmp: string; keepLogs(): void } {
+export function benchRun(
+  name: string,
+  timeoutMinutes: number,
+): { tmp: string; keepLogs(): void; finish(problems: string[]): never } {
   const watchdog = setTimeout(() => {
     console.error(`bench/${name}: gave up after ${timeoutMinutes} minutes`);
     process.exit(1);
@@ -24,5 +27,18 @@ export function benchRun(name: string, timeoutMinutes: number): { tmp: string; k
   process.on('exit', () => {
     if (!keep) rmSync(tmp, { recursive: true, force: true });
   });
-  return { tmp, keepLogs: () => void (keep = true) };
+  return {
+    tmp,
+    keepLogs: () => void (keep = true),
+    /** Ends the run: its failed checks (the logs then kept) and exit code 1, or "all checks passed" and 0. */
+    finish(problems) {
+      if (problems.length) {
+        keep = true;
+        console.error(`\nFAILED checks:\n${problems.map((p) => `- ${p}`).join('\n')}\nlogs kept in ${tmp}`);
+        process.exit(1);
+      }
+      console.log('all checks passed');
+      process.exit(0);
+    },
+  };
 }

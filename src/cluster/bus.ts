@@ -3,7 +3,7 @@ import type { KV } from '@nats-io/kv';
 import type { DomainEventName, DomainEvents, EventBus } from '../domain/events/event-bus.ts';
 import { LIVE_EVENT_NAMES, type LiveEventName } from '../domain/events/live-events.ts';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { ClusterUnavailable, defaultNodeId, encodeJson, type Cluster } from './cluster.ts';
+import { ClusterUnavailable, defaultNodeId, encodeJson, natsServers, type Cluster } from './cluster.ts';
 
 /**
  * The domain events every node hears (docs/cluster.md §4): each names something that caches of every node
@@ -274,10 +274,7 @@ export async function connectBusPublisher(options: {
   events?: readonly DomainEventName[];
 }): Promise<{ close(): Promise<void> }> {
   const { name, bus, events = BROADCAST_EVENTS } = options;
-  const servers = options.servers
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
+  const servers = natsServers(options.servers);
   let nc: NatsConnection;
   try {
     nc = await connect({ servers, name: `${name}:cli`, maxReconnectAttempts: 0, timeout: 5_000 });

@@ -92,16 +92,21 @@ export interface Cluster {
   close(): Promise<void>;
 }
 
+/** The servers of NATS_URL: comma-separated, blanks ignored. */
+export function natsServers(list: string): string[] {
+  return list
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
 /** Connects to NATS (failing at once with a clear message when it cannot) and starts the heartbeat. */
 export async function connectCluster(options: ClusterOptions): Promise<Cluster> {
   const { name, logger } = options;
   const nodeId = options.nodeId ?? defaultNodeId();
   const leaseMs = options.leaseMs ?? CLUSTER_DEFAULTS.leaseMs;
   const requestTimeoutMs = options.requestTimeoutMs ?? CLUSTER_DEFAULTS.requestTimeoutMs;
-  const servers = options.servers
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
+  const servers = natsServers(options.servers);
   let nc: NatsConnection;
   try {
     nc = await connect({
