@@ -1,7 +1,6 @@
 import net from 'node:net';
-import type { MqttClient } from 'mqtt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apiCall, clusterProject, clusterSkip, startCluster, type TestCluster } from '../helpers/cluster.ts';
+import { describe, expect, it } from 'vitest';
+import { apiCall, clusterProject, clusterSuite } from '../helpers/cluster.ts';
 import { connectDevice, nextOn } from '../helpers/mqtt.ts';
 import { until } from '../helpers/wait.ts';
 
@@ -10,25 +9,17 @@ import { until } from '../helpers/wait.ts';
  * that logs in again on node B loses its connection to A, over MQTT and raw TCP, and stays online and
  * reachable from every node.
  */
-const skip = await clusterSkip();
-let cluster: TestCluster | undefined;
 let p: Awaited<ReturnType<typeof clusterProject>>;
-const clients: MqttClient[] = [];
-const sockets: net.Socket[] = [];
-
-beforeAll(async () => {
-  if (skip) return;
-  cluster = await startCluster(2);
-  p = await clusterProject(cluster.nodes[0]!.http);
-}, 240_000);
-afterAll(async () => {
-  for (const c of clients) c.end(true);
-  for (const s of sockets) s.destroy();
-  await cluster?.close();
+const suite = await clusterSuite(2, {
+  timeout: 240_000,
+  setup: async (cluster) => {
+    p = await clusterProject(cluster.nodes[0]!.http);
+  },
 });
+const { skip, clients, sockets } = suite;
 
-const nodeA = () => cluster!.nodes[0]!;
-const nodeB = () => cluster!.nodes[1]!;
+const nodeA = () => suite.cluster.nodes[0]!;
+const nodeB = () => suite.cluster.nodes[1]!;
 type Dev = Awaited<ReturnType<typeof p.device>>;
 
 /** Pushes through `via` until it is delivered (the directory knows the login). */

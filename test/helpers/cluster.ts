@@ -3,6 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import type { MqttClient } from 'mqtt';
+import { afterAll, beforeAll } from 'vitest';
 import { createPrivatePostgres, type PrivatePostgres } from './db.ts';
 import { serverEnv, spawnTs, type Spawned } from './process.ts';
 
@@ -221,4 +223,72 @@ export async function natsProxy(target = NATS_TEST_URL): Promise<NatsProxy> {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** What a cluster test file holds open: a cluster, and what its tests register to be closed with it. */
+export interface ClusterSuite {
+  /** Why the cluster tests cannot run here (`clusterSkip`), or undefined when they can. */
+  skip: string | undefined;
+  /** The running cluster: started in beforeAll, so read it inside hooks and tests only. */
+  readonly cluster: TestCluster;
+  /** The proxy the nodes reach NATS through, with `natsProxy: true`. */
+  readonly proxy: NatsProxy;
+  /** MQTT clients, ended in afterAll. */
+  clients: MqttClient[];
+  /** Raw TCP sockets, destroyed in afterAll. */
+  sockets: net.Socket[];
+  /** Event streams (or anything with `close()`), closed in afterAll. */
+  streams: { close(): unknown }[];
+  /** Runs `fn` in afterAll, once the cluster is closed. */
+  afterClose(fn: () => unknown): void;
+}
+
+/**
+ * The beforeAll/afterAll of a cluster test file: unless skipped, starts a cluster of `count` nodes (behind a
+ * NATS proxy with `natsProxy: true`) and runs `setup` on it; afterAll ends the clients, sockets and streams
+ * the tests registered, closes the cluster, then runs what `afterClose` was given.
+ */
+export async function clusterSuite(
+  count: number,
+  options: {
+    extraEnv?: Record<string, string>;
+    natsProxy?: boolean;
+    setup?: (cluster: TestCluster) => Promise<void>;
+    timeout?: number;
+  } = {},
+): Promise<ClusterSuite> {
+  const skip = await clusterSkip();
+  let cluster: TestCluster | undefined;
+  let proxy: NatsProxy | undefined;
+  const later: Array<() => unknown> = [];
+  const suite: ClusterSuite = {
+    skip,
+    get cluster() {
+      if (!cluster) throw new Error('the cluster is not started (skipped, or read outside a hook or test)');
+      return cluster;
+    },
+    get proxy() {
+      if (!proxy) throw new Error('the cluster has no NATS proxy (clusterSuite option natsProxy)');
+      return proxy;
+    },
+    clients: [],
+    sockets: [],
+    streams: [],
+    afterClose: (fn) => void later.push(fn),
+  };
+  beforeAll(async () => {
+    if (skip) return;
+    if (options.natsProxy) proxy = await natsProxy();
+    cluster = await startCluster(count, { extraEnv: options.extraEnv, natsUrl: proxy?.url });
+    await options.setup?.(cluster);
+  }, options.timeout ?? 180_000);
+  afterAll(async () => {
+    for (const c of suite.clients) c.end(true);
+    for (const s of suite.sockets) s.destroy();
+    for (const s of suite.streams) await s.close();
+    await cluster?.close();
+    await proxy?.close();
+    for (const fn of later) await fn();
+  });
+  return suite;
 }
