@@ -1,15 +1,7 @@
-import mqtt, { type MqttClient } from 'mqtt';
 import { connect as natsConnect, type NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  apiCall,
-  clusterProject,
-  clusterSkip,
-  NATS_TEST_URL,
-  startCluster,
-  type TestCluster,
-} from '../helpers/cluster.ts';
-import { openSse, type SseStream } from '../helpers/sse.ts';
+import { describe, expect, it } from 'vitest';
+import { apiCall, clusterProject, clusterSuite, NATS_TEST_URL } from '../helpers/cluster.ts';
+import { openSse } from '../helpers/sse.ts';
 import { until } from '../helpers/wait.ts';
 
 /**
@@ -17,32 +9,19 @@ import { until } from '../helpers/wait.ts';
  * subscriber and an event stream on one node see what devices connected to another node report, of their
  * own project only; a project nobody watches costs no NATS message.
  */
-const skip = await clusterSkip();
-let cluster: TestCluster | undefined;
 let nc: NatsConnection | undefined;
-const clients: MqttClient[] = [];
-const streams: SseStream[] = [];
-beforeAll(async () => {
-  if (skip) return;
-  cluster = await startCluster(2);
-  nc = await natsConnect({ servers: NATS_TEST_URL });
-}, 180_000);
-afterAll(async () => {
-  for (const c of clients) c.end(true);
-  for (const s of streams) s.close();
-  await nc?.close();
-  await cluster?.close();
+const suite = await clusterSuite(2, {
+  setup: async () => {
+    nc = await natsConnect({ servers: NATS_TEST_URL });
+  },
 });
-
-async function mqttClient(url: string, username: string, password: string) {
-  const c = await mqtt.connectAsync(url, { username, password, reconnectPeriod: 0 });
-  clients.push(c);
-  return c;
-}
+suite.afterClose(() => nc?.close());
+const { skip, streams } = suite;
+const mqttClient = suite.mqtt;
 
 describe.skipIf(skip)('live events of a cluster', () => {
   it('reach application subscribers and event streams on another node, of their project only', async () => {
-    const [a, b] = cluster!.nodes;
+    const [a, b] = suite.cluster.nodes;
     const mine = await clusterProject(a!.http);
     const theirs = await clusterProject(a!.http);
     const pump = await mine.device('pump');
@@ -109,7 +88,7 @@ describe.skipIf(skip)('live events of a cluster', () => {
   });
 
   it('reach node A when the device connects to node B: online', async () => {
-    const [a, b] = cluster!.nodes;
+    const [a, b] = suite.cluster.nodes;
     const p = await clusterProject(b!.http);
     const fan = await p.device('fan');
     const s = await openSse(`${a!.http}/api/v1/events`, p.token);
@@ -129,11 +108,11 @@ describe.skipIf(skip)('live events of a cluster', () => {
   });
 
   it('send nothing through NATS for a project nobody watches', async () => {
-    const [, b] = cluster!.nodes;
+    const [, b] = suite.cluster.nodes;
     const p = await clusterProject(b!.http);
     const lonely = await p.device('lonely');
     const seen: string[] = [];
-    const sub = nc!.subscribe(`${cluster!.name}.live.>`, { callback: (_err, msg) => void seen.push(msg.subject) });
+    const sub = nc!.subscribe(`${suite.cluster.name}.live.>`, { callback: (_err, msg) => void seen.push(msg.subject) });
     try {
       const dev = await mqttClient(b!.mqttUrl, lonely.accessToken, lonely.projectKey);
       await dev.publishAsync('attributes', JSON.stringify({ temp: 1 }), { qos: 1 });

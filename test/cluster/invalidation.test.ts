@@ -1,44 +1,28 @@
-import mqtt, { type MqttClient } from 'mqtt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   apiCall,
   apiRaw,
   CLUSTER_PLATFORM_TOKEN,
   clusterProject,
-  clusterSkip,
+  clusterSuite,
   NATS_TEST_URL,
-  startCluster,
-  type TestCluster,
 } from '../helpers/cluster.ts';
 import { runCli } from '../helpers/cli.ts';
-import { openSse, type SseStream } from '../helpers/sse.ts';
+import { openSse } from '../helpers/sse.ts';
 import { until } from '../helpers/wait.ts';
 
 /**
  * Caches of every node forget within a second what a change made through another node outdated
  * (docs/cluster.md §4): each case warms node B's cache, changes the thing through node A, and watches B.
  */
-const skip = await clusterSkip();
-let cluster: TestCluster | undefined;
-const clients: MqttClient[] = [];
-const streams: SseStream[] = [];
-beforeAll(async () => {
-  if (!skip) cluster = await startCluster(2);
-}, 180_000);
-afterAll(async () => {
-  for (const c of clients) c.end(true);
-  for (const s of streams) s.close();
-  await cluster?.close();
-});
+const suite = await clusterSuite(2);
+const { skip, streams } = suite;
 
 /** Within one second: the budget of every case. */
 const SECOND = { timeout: 1_000, interval: 50 };
 
-async function mqttConnect(url: string, username: string, password: string) {
-  const c = await mqtt.connectAsync(url, { username, password, reconnectPeriod: 0, connectTimeout: 2_000 });
-  clients.push(c);
-  return c;
-}
+const mqttConnect = (url: string, username: string, password: string) =>
+  suite.mqtt(url, username, password, { connectTimeout: 2_000 });
 /** Whether a device login with these credentials is accepted by the node. */
 async function accepted(url: string, username: string, password: string): Promise<boolean> {
   try {
@@ -52,7 +36,7 @@ async function accepted(url: string, username: string, password: string): Promis
 
 describe.skipIf(skip)('caches of a cluster', () => {
   it('forget a reset access token on every node', async () => {
-    const [a, b] = cluster!.nodes;
+    const [a, b] = suite.cluster.nodes;
     const p = await clusterProject(a!.http);
     const d = await p.device('reset-me');
     expect(await accepted(b!.mqttUrl, d.accessToken, d.projectKey)).toBe(true);
@@ -65,7 +49,7 @@ describe.skipIf(skip)('caches of a cluster', () => {
   });
 
   it('forget a deleted device on every node', async () => {
-    const [a, b] = cluster!.nodes;
+    const [a, b] = suite.cluster.nodes;
     const p = await clusterProject(a!.http);
     const d = await p.device('delete-me');
     expect(await accepted(b!.mqttUrl, d.accessToken, d.projectKey)).toBe(true);
@@ -78,7 +62,7 @@ describe.skipIf(skip)('caches of a cluster', () => {
   });
 
   it('forget a deleted project on every node: its tokens and device logins', async () => {
-    const [a, b] = cluster!.nodes;
+    const [a, b] = suite.cluster.nodes;
     const p = await clusterProject(a!.http);
     const d = await p.device('in-doomed-project');
     expect((await apiRaw(b!.http, 'GET', `/api/v1/device/${d.id}`, p.token)).status).toBe(200);
@@ -94,7 +78,7 @@ describe.skipIf(skip)('caches of a cluster', () => {
   });
 
   it('forget an app secret reset on every node', async () => {
-    const [a, b] = cluster!.nodes;
+    const [a, b] = suite.cluster.nodes;
     const p = await clusterProject(a!.http);
     expect((await apiRaw(b!.http, 'GET', '/api/v1/project/settings', p.token)).status).toBe(200);
     await apiCall(a!.http, 'POST', `/api/v1/app/${p.project.app.app_id}/secret_reset`, p.token);
@@ -106,7 +90,7 @@ describe.skipIf(skip)('caches of a cluster', () => {
   });
 
   it('read a project’s changed rate limit again on every node', async () => {
-    const [a, b] = cluster!.nodes;
+    const [a, b] = suite.cluster.nodes;
     const p = await clusterProject(a!.http);
     const before = await apiCall(b!.http, 'GET', '/api/v1/project/settings', p.token);
     expect(before.device_rate_limit).toBeNull();
@@ -119,7 +103,7 @@ describe.skipIf(skip)('caches of a cluster', () => {
   });
 
   it('close application subscribers of a rotated view secret on every node', async () => {
-    const [a, b] = cluster!.nodes;
+    const [a, b] = suite.cluster.nodes;
     const p = await clusterProject(a!.http);
     const view = await apiCall(a!.http, 'POST', '/api/v1/view_key', p.token, {});
     const viewer = await mqttConnect(b!.mqttUrl, view.view_key, view.view_secret);
@@ -131,7 +115,7 @@ describe.skipIf(skip)('caches of a cluster', () => {
   });
 
   it('read a device type’s new data stream on every node', async () => {
-    const [a, b] = cluster!.nodes;
+    const [a, b] = suite.cluster.nodes;
     const p = await clusterProject(a!.http);
     const type = await apiCall(a!.http, 'POST', '/api/v1/device_type', p.token, { name: 'meter' });
     // A type with streams accepts only those (device-protocol.md §7).
@@ -176,14 +160,14 @@ describe.skipIf(skip)('caches of a cluster', () => {
   });
 
   it('hear a project deleted from the command line (DATABASE_URL and NATS_URL set)', async () => {
-    const [a, b] = cluster!.nodes;
+    const [a, b] = suite.cluster.nodes;
     const p = await clusterProject(a!.http);
     const d = await p.device('cli-doomed');
     for (const node of [a!, b!]) {
       expect((await apiRaw(node.http, 'GET', `/api/v1/device/${d.id}`, p.token)).status).toBe(200);
       expect(await accepted(node.mqttUrl, d.accessToken, d.projectKey)).toBe(true);
     }
-    const env = { DATABASE_URL: cluster!.databaseUrl, CLUSTER_NAME: cluster!.name };
+    const env = { DATABASE_URL: suite.cluster.databaseUrl, CLUSTER_NAME: suite.cluster.name };
     // NATS unreachable: a clear refusal, and nothing deleted the nodes would not hear of.
     const refused = await runCli(['project', 'delete', p.project.id, '--yes'], {
       ...env,

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import type { MqttClient } from 'mqtt';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll } from 'vitest';
 import { createPrivatePostgres, type PrivatePostgres } from './db.ts';
 import { serverEnv, spawnTs, type Spawned } from './process.ts';
@@ -235,6 +235,8 @@ export interface ClusterSuite {
   readonly proxy: NatsProxy;
   /** MQTT clients, ended in afterAll. */
   clients: MqttClient[];
+  /** An MQTT client logged in with these credentials (no reconnecting), ended in afterAll. */
+  mqtt(url: string, username: string, password: string, extra?: IClientOptions): Promise<MqttClient>;
   /** Raw TCP sockets, destroyed in afterAll. */
   sockets: net.Socket[];
   /** Event streams (or anything with `close()`), closed in afterAll. */
@@ -272,6 +274,11 @@ export async function clusterSuite(
       return proxy;
     },
     clients: [],
+    async mqtt(url, username, password, extra = {}) {
+      const c = await mqtt.connectAsync(url, { username, password, reconnectPeriod: 0, ...extra });
+      suite.clients.push(c);
+      return c;
+    },
     sockets: [],
     streams: [],
     afterClose: (fn) => void later.push(fn),
