@@ -328,3 +328,116 @@ describe('changes made on another node', () => {
     expect(await rows()).toHaveLength(1);
   });
 });
+
+describe('a device that comes back from another node', () => {
+  it('forgets an attribute alarm the other node ended: it fires again while the condition holds, and recovers', async () => {
+    const { p, rule, ids } = await setup({ kind: 'attribute', identifier: 'temp', op: '>', value: 30 }, [
+      { name: 'roams', session: 'a' },
+    ]);
+    const [roams] = ids as [string];
+    const n = node();
+    const projectId = p.project.id;
+    let ts = now;
+    const report = async (temp: number) => {
+      n.bus.emit('device.attributes', {
+        projectId,
+        deviceId: roams,
+        attributes: { temp },
+        attrType: 'report',
+        ts: ++ts,
+      });
+      await n.engine.idle();
+    };
+    const presence = async (online: boolean) => {
+      if (online) n.bus.emit('device.online', { projectId, deviceId: roams, transport: 'mqtt', ts: now });
+      else n.bus.emit('device.offline', { projectId, deviceId: roams, transport: 'mqtt', ts: now, reason: 'closed' });
+      await n.engine.idle();
+    };
+    const active = async () => (await repo.activeTriggers(projectId, rule.id, roams)).map((r) => r.log.id);
+    await presence(true);
+    await report(50);
+    const [first] = await active();
+    expect(first).toBeDefined();
+    // It moves to node b, which sees it cool down and ends the alarm there.
+    await setSession(roams, 'b', true);
+    await presence(false);
+    await repo.end(first!, {
+      id: newId(now),
+      projectId,
+      deviceId: roams,
+      ruleId: rule.id,
+      alarmLevel: 1,
+      alarmInfo: { reason: 'recovered' },
+      createTime: now,
+    });
+    // Back on this node, hot again: a new alarm, then its recovery.
+    await setSession(roams, 'a', true);
+    await presence(true);
+    await report(55);
+    const [second] = await active();
+    expect(second).toBeDefined();
+    expect(second).not.toBe(first);
+    await report(20);
+    expect(await active()).toEqual([]);
+    expect(n.entries.map((e) => [e.deviceId, e.status])).toEqual([
+      [roams, 1],
+      [roams, 1],
+      [roams, 0],
+    ]);
+    expect(n.engine.activeCount()).toBe(0);
+  });
+
+  it('takes up an alarm the other node raised again after ending the one this node remembers', async () => {
+    const { p, rule, ids } = await setup({ kind: 'attribute', identifier: 'temp', op: '>', value: 30 }, [
+      { name: 'bounces', session: 'a' },
+    ]);
+    const [bounces] = ids as [string];
+    const n = node();
+    const projectId = p.project.id;
+    let ts = now;
+    const report = async (temp: number) => {
+      n.bus.emit('device.attributes', {
+        projectId,
+        deviceId: bounces,
+        attributes: { temp },
+        attrType: 'report',
+        ts: ++ts,
+      });
+      await n.engine.idle();
+    };
+    const online = async () => {
+      n.bus.emit('device.online', { projectId, deviceId: bounces, transport: 'mqtt', ts: now });
+      await n.engine.idle();
+    };
+    const active = async () => (await repo.activeTriggers(projectId, rule.id, bounces)).map((r) => r.log.id);
+    await online();
+    await report(50);
+    const [first] = await active();
+    // On node b it cooled down (alarm ended) and heated up again (a new alarm, raised there).
+    await setSession(bounces, 'b', true);
+    await repo.end(first!, {
+      id: newId(now),
+      projectId,
+      deviceId: bounces,
+      ruleId: rule.id,
+      alarmLevel: 1,
+      alarmInfo: { reason: 'recovered' },
+      createTime: now,
+    });
+    const raised = await repo.trigger({
+      id: newId(now + 1),
+      projectId,
+      deviceId: bounces,
+      ruleId: rule.id,
+      alarmLevel: 1,
+      alarmInfo: { kind: 'attribute' },
+      createTime: now,
+    });
+    await setSession(bounces, 'a', true);
+    await online();
+    // It cools down here: node b's alarm is the one that ends.
+    await report(20);
+    expect(await active()).toEqual([]);
+    expect((await repo.getLog({ projectId }, raised!.id))?.log.endTime).toBe(now);
+  });
+});

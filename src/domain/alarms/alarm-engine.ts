@@ -402,9 +402,23 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
   async function hydrate(deviceId: string) {
     if (hydrated.size >= 100_000) hydrated.clear();
     hydrated.add(deviceId);
-    for (const a of await repo.activeOfDevice(deviceId)) {
+    const rows = await repo.activeOfDevice(deviceId);
+    const activeRules = new Set(rows.map((a) => a.ruleId));
+    // An alarm this node remembers as active that the database no longer has was ended on another node
+    // (the device was there meanwhile): this node's memory of it goes, so the condition is judged afresh.
+    for (const [ruleId, s] of states.get(deviceId) ?? []) {
+      if (!s.active || activeRules.has(ruleId)) continue;
+      cancelTimer(s);
+      s.active = undefined;
+      s.holds = false;
+      s.latched = false;
+      s.vars = {};
+    }
+    for (const a of rows) {
       const s = stateOf(deviceId, a.ruleId);
-      if (s.active) continue;
+      // Known here already (an id '' is one adopted without its id): kept; another alarm (ended and raised
+      // again elsewhere) replaces it.
+      if (s.active && (s.active.id === a.id || !s.active.id)) continue;
       s.active = { id: a.id, level: a.alarmLevel, since: a.createTime };
       s.holds = true;
       s.since = a.createTime;
