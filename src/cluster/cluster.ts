@@ -79,6 +79,11 @@ export interface Cluster {
   /** Called with the node id when a node's heartbeat ends (killed, or cut off from NATS). */
   onNodeLost(listener: (nodeId: string) => void): () => void;
   /**
+   * Tells a node its devices were taken offline as a lost node's: if it is alive after all (it stalled, or its
+   * heartbeat did not get through), it re-records and re-asserts what it holds, as after an outage.
+   */
+  tellReaped(nodeId: string): void;
+  /**
    * Holds the lease `name` whenever no other live node does: `held` turns true within about one lease time
    * after its holder died. Whoever holds it runs the job; the others wait (docs/cluster.md §3).
    */
@@ -132,6 +137,22 @@ export async function connectCluster(options: ClusterOptions): Promise<Cluster> 
   /** When NATS was lost (the outage a reconnect ends). */
   let lostAt = Date.now();
   const lostListeners = new Set<(nodeId: string) => void>();
+  /**
+   * After anything that may have made the others judge this node lost — a NATS outage, a stall of this process
+   * beyond a lease, a reaper's notice — the others get a full lease to beat again, and the reconnect listeners
+   * re-record and re-assert what this node holds (docs/cluster.md §3, §5).
+   */
+  function rejoined(since: number) {
+    const now = Date.now();
+    for (const last of seen.values()) last.at = now;
+    for (const l of reconnectListeners) {
+      try {
+        l({ since });
+      } catch (err) {
+        logger.error({ err }, 'reconnect listener failed');
+      }
+    }
+  }
   void (async () => {
     for await (const s of nc.status()) {
       if (s.type === 'disconnect' || s.type === 'reconnecting') {
@@ -144,16 +165,8 @@ export async function connectCluster(options: ClusterOptions): Promise<Cluster> 
         status = 'connected';
         // What this node could not see while cut off is no sign of the others' death: each gets a full lease
         // from now to show its heartbeat again (else a node would be judged lost the moment NATS returns).
-        const now = Date.now();
-        for (const last of seen.values()) last.at = now;
         logger.info({ nats: s.type }, 'NATS connection back');
-        for (const l of reconnectListeners) {
-          try {
-            l({ since: lostAt });
-          } catch (err) {
-            logger.error({ err }, 'reconnect listener failed');
-          }
-        }
+        rejoined(lostAt);
       }
     }
   })().catch((err: unknown) => logger.error({ err }, 'NATS status loop ended'));
@@ -178,9 +191,17 @@ export async function connectCluster(options: ClusterOptions): Promise<Cluster> 
   // Heartbeat: every node puts its key into a bucket whose entries expire after a lease; the keys present
   // are the live nodes. Others learn of a loss when a key has not been renewed for a lease.
   const nodes = await bucket('nodes', { ttlMs: leaseMs });
+  /** When this node's heartbeat last got through: a longer gap than a lease may have had it judged lost. */
+  let lastBeat = Date.now();
   const beat = async () => {
     try {
       await nodes.put(nodeId, encodeJson({ node: nodeId, ts: Date.now() }));
+      const previous = lastBeat;
+      lastBeat = Date.now();
+      if (lastBeat - previous >= leaseMs && status === 'connected') {
+        logger.warn({ silentMs: lastBeat - previous }, 'this node went without a heartbeat for a lease; re-asserting');
+        rejoined(previous);
+      }
     } catch (err) {
       if (status === 'connected') logger.warn({ err }, 'cluster heartbeat failed');
     }
@@ -213,12 +234,24 @@ export async function connectCluster(options: ClusterOptions): Promise<Cluster> 
   await beat();
   // Five beats a lease: a node killed is known lost within a lease and a beat (docs/cluster.md §3).
   const beatEvery = Math.max(100, Math.floor(leaseMs / 5));
-  let beating: Promise<void> = Promise.resolve();
+  // One beat at a time: while NATS is slow or away, beats are skipped rather than queued.
+  let beating: Promise<void> | undefined;
   const heartbeat = setInterval(() => {
-    beating = beating.then(beat).then(scan);
+    beating ??= beat()
+      .then(scan)
+      .finally(() => (beating = undefined));
   }, beatEvery);
   heartbeat.unref();
   await scan();
+
+  // The reaper's notice to a node judged lost that is alive after all.
+  const reapedSub = nc.subscribe(subject('node', nodeId, 'reaped'), {
+    callback: (err) => {
+      if (err) return;
+      logger.warn({}, 'the cluster took this node for lost; re-asserting what it holds');
+      rejoined(Date.now() - leaseMs - beatEvery);
+    },
+  });
 
   const leasesBucket = await bucket('leases', { ttlMs: leaseMs });
   const leases = new Set<{ stop(): Promise<void> }>();
@@ -242,6 +275,9 @@ export async function connectCluster(options: ClusterOptions): Promise<Cluster> 
       return new Set([nodeId, ...seen.keys()]);
     },
     isAlive: (n) => n === nodeId || seen.has(n),
+    tellReaped(n) {
+      if (status === 'connected' && !nc.isClosed()) nc.publish(subject('node', n, 'reaped'));
+    },
     onNodeLost(l) {
       lostListeners.add(l);
       return () => lostListeners.delete(l);
@@ -256,17 +292,36 @@ export async function connectCluster(options: ClusterOptions): Promise<Cluster> 
         logger.info({ lease: leaseName, held: h }, h ? 'lease taken' : 'lease lost');
         onChange?.(h);
       };
+      /** When the last renewal that got through was sent: the lease holds a lease from then, no longer. */
+      let renewedAt = 0;
+      let ticking = false;
       const tick = async () => {
-        if (stopped) return;
+        // One renewal at a time: a slow one overtaken by the next would fail against its own revision.
+        if (stopped || ticking) return;
+        ticking = true;
+        const sent = Date.now();
         try {
-          if (revision !== undefined)
-            revision = await leasesBucket.update(leaseName, encodeJson({ node: nodeId }), revision);
-          else revision = await leasesBucket.create(leaseName, encodeJson({ node: nodeId }));
+          const next =
+            revision !== undefined
+              ? await leasesBucket.update(leaseName, encodeJson({ node: nodeId }), revision)
+              : await leasesBucket.create(leaseName, encodeJson({ node: nodeId }));
+          if (stopped) return;
+          revision = next;
+          renewedAt = sent;
           set(true);
         } catch {
-          // Another node holds it (create/update refused), or NATS is away: the lease is not ours (any more).
-          revision = undefined;
-          set(false);
+          if (stopped) return;
+          // Refused (another node holds it), or no answer: it is ours only if the key still says so.
+          const entry = await leasesBucket.get(leaseName).catch(() => null);
+          const mine = entry?.operation === 'PUT' && decodeJson<{ node?: string }>(entry.value).node === nodeId;
+          if (mine && entry) {
+            revision = entry.revision;
+          } else {
+            revision = undefined;
+            set(false);
+          }
+        } finally {
+          ticking = false;
         }
       };
       const timer = setInterval(() => void tick(), beatEvery);
@@ -275,6 +330,9 @@ export async function connectCluster(options: ClusterOptions): Promise<Cluster> 
       const handle = {
         name: leaseName,
         get held() {
+          // A holder whose renewals stopped getting through (a stall, NATS away) stops acting before its
+          // lease can have passed to another node.
+          if (held && Date.now() - renewedAt >= leaseMs - beatEvery) set(false);
           return held;
         },
         async stop() {
@@ -333,7 +391,9 @@ export async function connectCluster(options: ClusterOptions): Promise<Cluster> 
     },
     async close() {
       clearInterval(heartbeat);
-      await beating;
+      reapedSub.unsubscribe();
+      // A beat in flight during an outage must not hold the shutdown for long.
+      await Promise.race([beating, new Promise((r) => setTimeout(r, 2_000).unref())]);
       await Promise.all([...leases].map((l) => l.stop()));
       // Leaving: our heartbeat key goes at once, so the others need not wait a lease to know.
       await nodes.delete(nodeId).catch(() => {});

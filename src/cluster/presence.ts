@@ -13,7 +13,16 @@ export const NODE_LOST_TRANSPORT = 'cluster';
 export interface ClusterPresenceDeps {
   cluster: Pick<
     Cluster,
-    'nodeId' | 'leaseMs' | 'lease' | 'onNodeLost' | 'aliveNodes' | 'onReconnect' | 'subscribe' | 'publish' | 'subject'
+    | 'nodeId'
+    | 'leaseMs'
+    | 'lease'
+    | 'onNodeLost'
+    | 'aliveNodes'
+    | 'onReconnect'
+    | 'subscribe'
+    | 'publish'
+    | 'subject'
+    | 'tellReaped'
   >;
   repo: Pick<PresenceRepository, 'reapNode' | 'reapAllBut'>;
   /** This node's presence: re-asserts its live sessions after NATS comes back. */
@@ -72,11 +81,13 @@ export function createClusterPresence({
     logger.warn({ what, devices: changed.length }, 'devices of a lost node taken offline');
   }
 
-  function reap(what: string, run: () => Promise<PresenceChange[]>) {
+  function reap(what: string, run: () => Promise<PresenceChange[]>, node?: string) {
     reaping = reaping
       .then(async () => {
         if (!lease?.held) return;
         announce(what, await run());
+        // A node judged lost that is alive after all (a stall) hears it, and writes its sessions online again.
+        if (node) cluster.tellReaped(node);
       })
       .catch((err: unknown) => logger.error({ err, what }, 'taking the devices of a lost node offline failed'));
     return reaping;
@@ -93,7 +104,7 @@ export function createClusterPresence({
             lostMeanwhile.set(lost, clock());
             return;
           }
-          void reap(`node ${lost}`, () => repo.reapNode(lost, cluster.nodeId, clock()));
+          void reap(`node ${lost}`, () => repo.reapNode(lost, cluster.nodeId, clock()), lost);
         }),
         cluster.onReconnect(() => {
           presence
@@ -114,7 +125,7 @@ export function createClusterPresence({
         for (const [lost, at] of lostMeanwhile) {
           lostMeanwhile.delete(lost);
           if (clock() - at <= cluster.leaseMs * 2)
-            void reap(`node ${lost}`, () => repo.reapNode(lost, cluster.nodeId, clock()));
+            void reap(`node ${lost}`, () => repo.reapNode(lost, cluster.nodeId, clock()), lost);
         }
         // At take-over: the nodes that died while nobody held the lease. One beat later, so the membership
         // this node knows is fresh (a node that just started is alive before its devices connect).
