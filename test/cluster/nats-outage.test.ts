@@ -2,17 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import type { MqttClient } from 'mqtt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  CLUSTER_JWT_SECRET,
-  clusterProject,
-  clusterSkip,
-  natsProxy,
-  startCluster,
-  type NatsProxy,
-  type TestCluster,
-} from '../helpers/cluster.ts';
+import { describe, expect, it } from 'vitest';
+import { CLUSTER_JWT_SECRET, clusterProject, clusterSuite, type TestCluster } from '../helpers/cluster.ts';
 import { connectDevice, nextOn } from '../helpers/mqtt.ts';
 import { serverEnv, spawnTs } from '../helpers/process.ts';
 import { until } from '../helpers/wait.ts';
@@ -23,20 +14,8 @@ import { until } from '../helpers/wait.ts';
  * works again by itself once NATS is back; no node crashes. The outage is a TCP proxy in front of NATS cut
  * and restored. A node that cannot reach NATS at start refuses to start, with one line naming NATS_URL.
  */
-const skip = await clusterSkip();
-let proxy: NatsProxy | undefined;
-let cluster: TestCluster | undefined;
-const clients: MqttClient[] = [];
-beforeAll(async () => {
-  if (skip) return;
-  proxy = await natsProxy();
-  cluster = await startCluster(2, { natsUrl: proxy.url });
-}, 180_000);
-afterAll(async () => {
-  for (const c of clients) c.end(true);
-  await cluster?.close();
-  await proxy?.close();
-});
+const suite = await clusterSuite(2, { natsProxy: true });
+const { skip, clients } = suite;
 
 async function closedPort(): Promise<number> {
   const s = net.createServer();
@@ -53,9 +32,9 @@ describe.skipIf(skip)('a NATS outage', () => {
       const p = spawnTs(
         'src/main.ts',
         [],
-        serverEnv(dataDir, cluster!.databaseUrl, {
+        serverEnv(dataDir, suite.cluster.databaseUrl, {
           NATS_URL: `nats://127.0.0.1:${await closedPort()}`,
-          CLUSTER_NAME: cluster!.name,
+          CLUSTER_NAME: suite.cluster.name,
           JWT_SECRET: CLUSTER_JWT_SECRET,
         }),
       );
@@ -68,7 +47,7 @@ describe.skipIf(skip)('a NATS outage', () => {
   });
 
   it('keeps each node serving its own devices, answers cross-node calls with a clear error, and recovers', async () => {
-    const [a, b] = cluster!.nodes as [TestCluster['nodes'][0], TestCluster['nodes'][0]];
+    const [a, b] = suite.cluster.nodes as [TestCluster['nodes'][0], TestCluster['nodes'][0]];
     const p = await clusterProject(a.http);
     const onA = await p.device('on-a');
     const onB = await p.device('on-b');
@@ -101,7 +80,7 @@ describe.skipIf(skip)('a NATS outage', () => {
     // Devices changed within a second before the outage count as changed during it (clock skew between nodes):
     // these were made just now, so the outage starts a little later.
     await new Promise((r) => setTimeout(r, 1_500));
-    proxy!.cut();
+    suite.proxy.cut();
     await until(
       async () => {
         const r = (await (await fetch(`${a.http}/readyz`)).json()) as { info?: { nats?: string } };
@@ -145,7 +124,7 @@ describe.skipIf(skip)('a NATS outage', () => {
     expect(revokedClosed).toBe(false);
 
     // NATS is back: cross-node delivery works again by itself; both nodes still run.
-    proxy!.restore();
+    suite.proxy.restore();
     // A closes the session whose credentials changed while it was cut off, and only that one.
     await until(() => revokedClosed, 'the revoked device to be disconnected once NATS is back', {
       timeout: 15_000,
@@ -159,8 +138,8 @@ describe.skipIf(skip)('a NATS outage', () => {
       { timeout: 20_000, interval: 250 },
     );
     expect(JSON.parse(await again)).toEqual({ x: 3 });
-    for (const node of cluster!.nodes) expect(node.proc.child.exitCode).toBeNull();
-    for (const node of cluster!.nodes) {
+    for (const node of suite.cluster.nodes) expect(node.proc.child.exitCode).toBeNull();
+    for (const node of suite.cluster.nodes) {
       const r = (await (await fetch(`${node.http}/readyz`)).json()) as { info?: { nats?: string } };
       expect(r.info?.nats).toBe('connected');
     }

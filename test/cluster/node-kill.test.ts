@@ -1,7 +1,7 @@
-import mqtt, { type MqttClient } from 'mqtt';
+import mqtt from 'mqtt';
 import postgres from 'postgres';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clusterProject, clusterSkip, startCluster, type TestCluster } from '../helpers/cluster.ts';
+import { describe, expect, it } from 'vitest';
+import { clusterProject, clusterSuite, type TestCluster } from '../helpers/cluster.ts';
 import { until } from '../helpers/wait.ts';
 
 /**
@@ -10,25 +10,17 @@ import { until } from '../helpers/wait.ts';
  * node B is SIGKILLed mid-stream; they reconnect to A, where the reports they had not seen acknowledged are sent
  * again; every acknowledged report is in history exactly once, and each device is online on A.
  */
-const skip = await clusterSkip();
-let cluster: TestCluster | undefined;
-const clients: MqttClient[] = [];
-beforeAll(async () => {
-  // Reports wait up to 200 ms to be written in batches: a wide window for a kill to catch acknowledged reports
-  // not yet written, if an acknowledgement ever came before the write.
-  if (!skip) cluster = await startCluster(2, { extraEnv: { INGEST_BATCH_DELAY_MS: '200' } });
-}, 180_000);
-afterAll(async () => {
-  for (const c of clients) c.end(true);
-  await cluster?.close();
-});
+// Reports wait up to 200 ms to be written in batches: a wide window for a kill to catch acknowledged reports
+// not yet written, if an acknowledgement ever came before the write.
+const suite = await clusterSuite(2, { extraEnv: { INGEST_BATCH_DELAY_MS: '200' } });
+const { skip, clients } = suite;
 
 const DEVICES = 20;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe.skipIf(skip)('a node killed while devices stream through it', () => {
   it('loses no acknowledged report and stores none twice; the devices end up online on the other node', async () => {
-    const [a, b] = cluster!.nodes as [TestCluster['nodes'][0], TestCluster['nodes'][0]];
+    const [a, b] = suite.cluster.nodes as [TestCluster['nodes'][0], TestCluster['nodes'][0]];
     const p = await clusterProject(a.http);
     const devices = await Promise.all(Array.from({ length: DEVICES }, (_, i) => p.device(`streamer-${i}`)));
     const portOf = (url: string) => Number(new URL(url).port);
@@ -76,7 +68,7 @@ describe.skipIf(skip)('a node killed while devices stream through it', () => {
     await stream;
     await until(() => done === sent, 'every report answered', { timeout: 20_000, interval: 100 });
 
-    const sql = postgres(cluster!.databaseUrl, { max: 1, onnotice: () => {} });
+    const sql = postgres(suite.cluster.databaseUrl, { max: 1, onnotice: () => {} });
     try {
       // The write-behind of reports reaches history within a few seconds.
       let stored = new Map<number, number>();

@@ -1,15 +1,7 @@
 import type { MqttClient } from 'mqtt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { connectDevice } from '../helpers/mqtt.ts';
-import {
-  apiCall,
-  clusterProject,
-  clusterSkip,
-  natsProxy,
-  startCluster,
-  type NatsProxy,
-  type TestCluster,
-} from '../helpers/cluster.ts';
+import { apiCall, clusterProject, clusterSuite, natsProxy } from '../helpers/cluster.ts';
 
 /**
  * Online state across the nodes of a cluster (docs/cluster.md §3): a device connected to one node is online
@@ -18,18 +10,8 @@ import {
  * a node starting leaves the others' devices online; a device that logs in on another node stays online
  * when its older session's disconnect is written.
  */
-const skip = await clusterSkip();
-let cluster: TestCluster | undefined;
-let proxy: NatsProxy | undefined;
-const clients: MqttClient[] = [];
-beforeAll(async () => {
-  if (!skip) cluster = await startCluster(2);
-}, 180_000);
-afterAll(async () => {
-  for (const c of clients) c.end(true);
-  await cluster?.close();
-  await proxy?.close();
-});
+const suite = await clusterSuite(2);
+const { skip, clients } = suite;
 
 type Project = Awaited<ReturnType<typeof clusterProject>>;
 type Device = Awaited<ReturnType<Project['device']>>;
@@ -63,12 +45,12 @@ describe.skipIf(skip)('presence across the nodes of a cluster', () => {
   let moving: Device;
 
   beforeAll(async () => {
-    p = await clusterProject(cluster!.nodes[0]!.http);
+    p = await clusterProject(suite.cluster.nodes[0]!.http);
     [onB, onA, moving] = await Promise.all([p.device('on-b'), p.device('on-a'), p.device('moving')]);
   });
 
   it('shows a device connected to B online in A’s API within about a second (device and devices_stat)', async () => {
-    const [a, b] = cluster!.nodes;
+    const [a, b] = suite.cluster.nodes;
     expect(await onlineTotal(p, a!.http)).toBe(0); // counted now: A's cache holds it for 2 s
     const first = await connect(b!.mqttUrl, onB);
     // B writes its connects once a second.
@@ -90,10 +72,10 @@ describe.skipIf(skip)('presence across the nodes of a cluster', () => {
   });
 
   it('leaves the devices of the running nodes online when a third node starts', async () => {
-    const [a, b] = cluster!.nodes;
+    const [a, b] = suite.cluster.nodes;
     await connect(a!.mqttUrl, onA);
     await within(5_000, () => online(p, b!.http, onA.id));
-    const c = await cluster!.addNode();
+    const c = await suite.cluster.addNode();
     // The new node's start (its reset of its own sessions) is done once it listens; its reaper sweep one beat later.
     await new Promise((r) => setTimeout(r, 3_000));
     for (const node of [a!, b!, c]) {
@@ -104,7 +86,7 @@ describe.skipIf(skip)('presence across the nodes of a cluster', () => {
   }, 120_000);
 
   it('keeps a device online that logged in on A and then on B, after A’s session ends', async () => {
-    const [a, b, c] = cluster!.nodes;
+    const [a, b, c] = suite.cluster.nodes;
     const first = await connect(a!.mqttUrl, moving);
     await within(5_000, () => online(p, c!.http, moving.id));
     await connect(b!.mqttUrl, moving);
@@ -120,7 +102,7 @@ describe.skipIf(skip)('presence across the nodes of a cluster', () => {
   }, 60_000);
 
   it('shows the devices of a node killed with SIGKILL offline within 15 s, and online again where they reconnect', async () => {
-    const [a, b, c] = cluster!.nodes;
+    const [a, b, c] = suite.cluster.nodes;
     const killedAt = Date.now();
     await b!.stop('SIGKILL');
     await within(16_000, async () => !(await online(p, a!.http, onB.id)) && !(await online(p, a!.http, moving.id)));
@@ -142,7 +124,7 @@ describe.skipIf(skip)('presence across the nodes of a cluster', () => {
 
   it('has another node take the reaper lease when the holder is killed, and take its devices offline within 15 s', async () => {
     // A (the first node) holds the lease `presence-reaper`; C takes it over once A's lease lapses.
-    const [a, , c] = cluster!.nodes;
+    const [a, , c] = suite.cluster.nodes;
     expect(await online(p, c!.http, onA.id)).toBe(true);
     const killedAt = Date.now();
     await a!.stop('SIGKILL');
@@ -153,9 +135,10 @@ describe.skipIf(skip)('presence across the nodes of a cluster', () => {
 
   it('writes online again the devices of a node cut off from NATS and reaped meanwhile, once it is back', async () => {
     // A node reaching NATS through a proxy that the test cuts and restores (docs/cluster.md §5).
-    const c = cluster!.nodes[2]!;
-    proxy = await natsProxy();
-    const d = await cluster!.addNode('cut', { NATS_URL: proxy.url });
+    const c = suite.cluster.nodes[2]!;
+    const proxy = await natsProxy();
+    suite.afterClose(() => proxy.close());
+    const d = await suite.cluster.addNode('cut', { NATS_URL: proxy.url });
     const dev = await p.device('on-the-cut-node', c.http);
     await connect(d.mqttUrl, dev);
     await within(5_000, () => online(p, c.http, dev.id));
