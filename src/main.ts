@@ -110,6 +110,7 @@ async function start(config: Config) {
   if (cluster)
     steps.unshift({
       name: 'cluster',
+      start: () => services.clusterStart?.(),
       // This node's live-event interest goes first, so the others stop sending at once (docs/cluster.md §4).
       stop: async () => {
         await services.clusterBus?.close();

@@ -84,6 +84,11 @@ export interface ClusterSessions extends SessionDirectory {
   epochOf(session: DeviceSession): number | undefined;
   /** Resolves once every directory write started so far is done (tests, shutdown). */
   settled(): Promise<void>;
+  /**
+   * The greatest epoch the directory has given (its bucket's last revision). Lower than epochs stored in the
+   * database when the bucket was made anew (NATS's store lost, a bucket re-created): those are then void.
+   */
+  lastEpoch(): Promise<number>;
   /** Stops listening to the other nodes. */
   stop(): void;
 }
@@ -374,6 +379,9 @@ export function createClusterSessions({
       cluster.publish(subjects.kick, { node: me, projectId, reason });
     },
     epochOf: (session) => recorded.get(session)?.epoch,
+    async lastEpoch() {
+      return (await (await bucket()).status()).streamInfo.state.last_seq;
+    },
     async settled() {
       while (pending.size) await Promise.allSettled([...pending]);
     },

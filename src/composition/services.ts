@@ -294,6 +294,18 @@ export function createServices({
     cluster,
     clusterBus,
     sessionDirectory,
+    /**
+     * Cluster mode, before presence starts: epochs from a session directory that is gone (its bucket made
+     * anew counts from 1 again) are forgotten, or every new session's online write would be refused as older.
+     */
+    clusterStart: sessionDirectory
+      ? async () => {
+          const last = await sessionDirectory.lastEpoch();
+          const forgotten = await repos.presence.forgetEpochsAbove(last);
+          if (forgotten)
+            log('sessions').warn({ devices: forgotten, last }, 'session epochs of a lost directory forgotten');
+        }
+      : undefined,
     bus,
     liveEvents,
     liveEventsRepo: liveRepo,

@@ -200,3 +200,20 @@ describe('two nodes’ presence over one database', () => {
     expect(await state(d.id)).toMatchObject({ online: true, node: 'B', epoch: 201 });
   });
 });
+
+describe('epochs of a session directory made anew', () => {
+  it('are forgotten above the directory’s last one, so new sessions may write online again', async () => {
+    const old = await device('epoch from a lost directory');
+    const kept = await device('epoch of the directory');
+    await repo.apply([row(old, true, 5_000, { connect: 1 })], 'A');
+    await repo.apply([row(kept, true, 40, { connect: 1 })], 'A');
+    // The directory now counts from 1 again: its last epoch is 50.
+    expect(await repo.forgetEpochsAbove(50)).toBeGreaterThanOrEqual(1);
+    expect(await state(old)).toMatchObject({ epoch: null });
+    expect(await state(kept)).toMatchObject({ epoch: 40 });
+    // A new session of the directory (epoch 51) is written online over the forgotten one.
+    await repo.apply([row(old, false, 4_999)], 'A');
+    await repo.apply([row(old, true, 51, { connect: 2 })], 'B');
+    expect(await state(old)).toMatchObject({ online: true, node: 'B', epoch: 51 });
+  });
+});

@@ -63,6 +63,18 @@ export function createPresenceRepository(db: Db) {
     },
 
     /**
+     * Cluster mode: session epochs above `last`, the directory's greatest, come from a directory that is gone
+     * (its bucket was made anew and counts from 1 again): they are forgotten, so new sessions' writes are not
+     * refused as older (docs/cluster.md §3).
+     */
+    async forgetEpochsAbove(last: number): Promise<number> {
+      const rows = await db.execute(
+        sql`update ${devices} set session_epoch = null where session_epoch > ${last} returning id`,
+      );
+      return rowsOf(rows).length;
+    },
+
+    /**
      * Cluster mode: the devices online through node `lost` (dead, or cut off) go offline, their last
      * disconnect at `ts`, held by `reaper` from now on (its late writes cannot touch them); answers them.
      */
