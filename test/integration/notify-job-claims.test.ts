@@ -41,7 +41,7 @@ afterAll(async () => {
 });
 
 /** A project with one alarm entry and one target, and `n` jobs delivering the entry to the target. */
-async function withJobs(n: number, claim?: { by: string; until: number }, url = 'http://127.0.0.1:9/x') {
+async function withJobs(n: number, claim?: { by: string; until: number }, url = 'http://127.0.0.1:9/x', dueTime = now) {
   const p = await createProject(ctx);
   const type = await addDeviceType(p.api, { name: 'Sensor' });
   const d = await addDevice(p.api, { name: 'pump', type: type.id });
@@ -70,12 +70,12 @@ async function withJobs(n: number, claim?: { by: string; until: number }, url = 
     logId: log!.id,
     body: '{}',
     attempt: 1,
-    dueTime: now,
+    dueTime,
     createTime: now,
     ...(claim ? { claimedBy: claim.by, claimUntil: claim.until } : {}),
   }));
   await jobs.insertJobs(rows);
-  return { projectId: p.project.id, ids: rows.map((r) => r.id) };
+  return { projectId: p.project.id, ids: rows.map((r) => r.id), log: log!, device: d };
 }
 
 const holders = async (projectId: string) =>
@@ -155,8 +155,11 @@ describe('notify job claims', () => {
 });
 
 describe('notifiers of two nodes', () => {
-  /** A notifier of node `node` on a clock of its own; claims last `claimMs` (renewed every third). */
-  function notifierOf(node: string, clock: () => number, claimMs = 300) {
+  /**
+   * A notifier of node `node` on a clock of its own; claims last `claimMs` (renewed every third), a
+   * take-over claims `batch` jobs at most.
+   */
+  function notifierOf(node: string, clock: () => number, claimMs = 300, batch?: number) {
     return createNotifier({
       repo: createAlarmsRepository(ctx.database.db),
       jobs,
@@ -164,7 +167,7 @@ describe('notifiers of two nodes', () => {
       clock,
       logger: { warn: () => {}, error: () => {} },
       settings: { allowNetworks: '127.0.0.0/8' },
-      claims: { node, claimMs },
+      claims: { node, claimMs, ...(batch ? { batch } : {}) },
     });
   }
   const until = async (check: () => Promise<boolean> | boolean, ms = 5_000) => {
@@ -193,6 +196,20 @@ describe('notifiers of two nodes', () => {
     }
   });
 
+  it('at start a node takes back all its former jobs at once, batch after batch', async () => {
+    const t = Date.now();
+    // Not due for an hour: they wait, nothing is delivered.
+    const { projectId } = await withJobs(12, { by: 'node-r', until: t + 60_000 }, hookUrl, t + 3_600_000);
+    const r = notifierOf('node-r', () => t, 60_000, 5);
+    try {
+      await r.recover();
+      expect(r.projectPending(projectId)).toBe(12);
+      expect((await holders(projectId)).every(([by]) => by === 'node-r')).toBe(true);
+    } finally {
+      await r.stop();
+    }
+  });
+
   it('two nodes taking up the same lapsed jobs deliver each once', async () => {
     const t = Date.now();
     const { projectId } = await withJobs(6, undefined, hookUrl);
@@ -206,6 +223,66 @@ describe('notifiers of two nodes', () => {
       expect(posts).toBe(6);
     } finally {
       await Promise.all([b.stop(), c.stop()]);
+    }
+  });
+});
+
+describe('one node (no cluster): no claims', () => {
+  const single = (clock: () => number) =>
+    createNotifier({
+      repo: createAlarmsRepository(ctx.database.db),
+      jobs,
+      scheduler: createScheduler({ clock }),
+      clock,
+      logger: { warn: () => {}, error: () => {} },
+      settings: { allowNetworks: '127.0.0.0/8' },
+    });
+  const until = async (check: () => Promise<boolean> | boolean, ms = 5_000) => {
+    const start = Date.now();
+    while (!(await check())) {
+      if (Date.now() - start > ms) throw new Error(`not within ${ms} ms`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+
+  it('a restart after a crash takes up every stored job at once, whoever claimed it, and writes no claim', async () => {
+    const t = Date.now();
+    // Left by a crashed run: claims that have not lapsed (this node's under the former default name, and
+    // a former cluster node's), and unclaimed ones; more than one take-over batch (1,000). Due in an hour.
+    const later = t + 3_600_000;
+    const a = await withJobs(1_001, { by: 'local', until: t + 60_000 }, hookUrl, later);
+    const b = await withJobs(3, { by: 'node-x', until: t + 60_000 }, hookUrl, later);
+    const c = await withJobs(2, undefined, hookUrl, later);
+    const before = await Promise.all([a, b, c].map((x) => holders(x.projectId)));
+    const n = single(() => t);
+    try {
+      await n.recover();
+      expect([a, b, c].map((x) => n.projectPending(x.projectId))).toEqual([1_001, 3, 2]);
+      expect(await Promise.all([a, b, c].map((x) => holders(x.projectId)))).toEqual(before);
+    } finally {
+      await n.stop();
+    }
+    // Stopping releases nothing either: the rows are as they were.
+    expect(await Promise.all([a, b, c].map((x) => holders(x.projectId)))).toEqual(before);
+  });
+
+  it('delivers a due job at once although a former cluster node still claims it; new jobs are stored unclaimed', async () => {
+    const t = Date.now();
+    const { projectId } = await withJobs(1, { by: 'node-x', until: t + 60_000 }, hookUrl, t);
+    posts = 0;
+    const n = single(() => t);
+    try {
+      await n.recover();
+      await until(() => posts === 1);
+      await until(async () => (await jobs.projectJobs(projectId)).length === 0);
+      // A new entry whose delivery fails (a closed port) and waits for its retry: its row names no node.
+      const other = await withJobs(0);
+      n.notify(other.projectId, { log: other.log, device: { id: other.device.id, name: other.device.name } });
+      await until(async () => (await jobs.projectJobs(other.projectId)).some((j) => j.attempt === 2));
+      expect(await holders(other.projectId)).toEqual([[null, null]]);
+      expect(n.projectPending(other.projectId)).toBe(1);
+    } finally {
+      await n.stop();
     }
   });
 });

@@ -1,4 +1,4 @@
-import { and, eq, inArray, isNull, lt, or, sql } from 'drizzle-orm';
+import { and, eq, gt, inArray, isNull, lt, or, sql } from 'drizzle-orm';
 import type { Db } from '../client.ts';
 import { notifyJobs } from '../schema/index.ts';
 
@@ -56,15 +56,19 @@ export function createNotifyJobsRepository(db: Db) {
 
     /**
      * Claims every job nobody holds or whose claim lapsed before `now` (and, with `own`, those `node`
-     * held before a restart), oldest first, at most `limit`: a dead node's deliveries are taken over.
+     * held before a restart), oldest first, at most `limit`, with ids after `after` when given (the next
+     * batch): a dead node's deliveries are taken over.
      */
     claimLapsed(
       node: string,
       until: number,
       now: number,
-      { own = false, limit = 1_000 }: { own?: boolean; limit?: number } = {},
+      { own = false, limit = 1_000, after }: { own?: boolean; limit?: number; after?: string } = {},
     ): Promise<NotifyJobRow[]> {
-      const which = own ? or(claimable(now), eq(notifyJobs.claimedBy, node)) : claimable(now);
+      const which = and(
+        own ? or(claimable(now), eq(notifyJobs.claimedBy, node)) : claimable(now),
+        after !== undefined ? gt(notifyJobs.id, after) : undefined,
+      );
       return (
         db
           .update(notifyJobs)

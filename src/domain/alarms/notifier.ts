@@ -65,12 +65,13 @@ export interface NotifierDeps {
   settings?: Partial<NotifierSettings>;
   guard?: NetGuard;
   /**
-   * Job claims (docs/cluster.md §4): the name this node writes into `notify_jobs.claimed_by` and how long
-   * a claim holds without renewal. A job runs on the node that claims it; claims are renewed while the job
-   * is queued, running or waiting for a retry, so a dead node's jobs lapse and another node takes them
-   * over. One node alone claims too (harmless). Default: node `local`, 60 s.
+   * Cluster mode, job claims (docs/cluster.md §4): the name this node writes into `notify_jobs.claimed_by`,
+   * how long a claim holds without renewal, and how many jobs one take-over claims at most (default 1,000).
+   * A job runs on the node that claims it; claims are renewed while the job is queued, running or waiting
+   * for a retry, so a dead node's jobs lapse and another node takes them over. Unset (one node): nothing is
+   * claimed; every stored job is this node's, all taken up at start.
    */
-  claims?: { node: string; claimMs: number };
+  claims?: { node: string; claimMs: number; batch?: number };
 }
 
 type Job = Omit<NotifyJobRow, 'dueTime' | 'createTime' | 'claimedBy' | 'claimUntil'>;
@@ -127,10 +128,10 @@ export function createNotifier({
   logger,
   settings: given = {},
   guard = notifierGuard(given),
-  claims = { node: 'local', claimMs: 60_000 },
+  claims,
 }: NotifierDeps) {
   const settings = { ...DEFAULT_NOTIFIER_SETTINGS, ...given };
-  const { node, claimMs } = claims;
+  const batch = Math.max(1, claims?.batch ?? 1_000);
   /** Jobs this node holds (queued, running or waiting for a retry), by id: their claims are renewed. */
   const held = new Map<string, Job>();
   let claimTimer: NodeJS.Timeout | undefined;
@@ -242,16 +243,18 @@ export function createNotifier({
   }
 
   async function deliver(job: Job) {
-    // The job runs here only while its claim is this node's (docs/cluster.md §4): another node took it
-    // over (this node's renewals failed) or it went with its target. When the database does not answer,
-    // the delivery goes ahead as before claims.
-    const claimed = await jobs
-      .claimJob(job.projectId, job.id, node, clock() + claimMs, clock())
-      .catch((err: unknown) => {
-        logger.warn({ err }, 'notification job claim not confirmed');
-        return true as const;
-      });
-    if (!claimed) return release(job);
+    if (claims) {
+      // Cluster mode: the job runs here only while its claim is this node's (docs/cluster.md §4): another
+      // node took it over (this node's renewals failed) or it went with its target. When the database does
+      // not answer, the delivery goes ahead as before claims.
+      const claimed = await jobs
+        .claimJob(job.projectId, job.id, claims.node, clock() + claims.claimMs, clock())
+        .catch((err: unknown) => {
+          logger.warn({ err }, 'notification job claim not confirmed');
+          return true as const;
+        });
+      if (!claimed) return release(job);
+    }
     const target = (await targetsOf(job.projectId).catch(() => undefined))?.find((t) => t.id === job.targetId);
     // Deleted or disabled since it was queued: the job goes with it.
     if (!target) return finish(job);
@@ -377,9 +380,8 @@ export function createNotifier({
     }
   }
 
-  /** Takes the jobs nobody holds (a dead node's, whose claims lapsed); with `own`, this node's of a former run. */
-  async function takeOver(own: boolean) {
-    const rows = await jobs.claimLapsed(node, clock() + claimMs, clock(), { own });
+  /** Takes up stored jobs (read back at start, or taken over): counted, then queued or waiting. */
+  function takeUp(rows: NewNotifyJob[]) {
     let taken = 0;
     for (const row of rows) {
       if (stopped || held.has(row.id)) continue;
@@ -391,17 +393,31 @@ export function createNotifier({
     if (taken) pump();
   }
 
+  /**
+   * Cluster mode: takes the jobs nobody holds (a dead node's, whose claims lapsed), `batch` at most; with
+   * `own` (at start), also this node's of a former run, batch after batch until all are taken.
+   */
+  async function takeOver(c: NonNullable<NotifierDeps['claims']>, own: boolean) {
+    let after: string | undefined;
+    for (;;) {
+      const rows = await jobs.claimLapsed(c.node, clock() + c.claimMs, clock(), { own, limit: batch, after });
+      takeUp(rows);
+      if (!own || stopped || rows.length < batch) return;
+      after = rows[rows.length - 1]!.id;
+    }
+  }
+
   /** Renews this node's claims; jobs another node took meanwhile are dropped here. Then takes over lapsed ones. */
-  async function renew() {
+  async function renew(c: NonNullable<NotifierDeps['claims']>) {
     const ids = [...held.keys()];
-    const kept = new Set(await jobs.renewClaims(node, ids, clock() + claimMs));
+    const kept = new Set(await jobs.renewClaims(c.node, ids, clock() + c.claimMs));
     const lost = new Set(ids.filter((id) => !kept.has(id) && held.has(id)));
     if (lost.size) {
       logger.warn({ jobs: lost.size }, 'notification jobs claimed by another node; dropped here');
       drop((j) => lost.has(j.id));
       settle();
     }
-    await takeOver(false);
+    await takeOver(c, false);
   }
 
   function track<T>(work: Promise<T>): Promise<T> {
@@ -453,9 +469,8 @@ export function createNotifier({
               attempt: 1,
               dueTime: now,
               createTime: now,
-              // Made here, run here: claimed from the start.
-              claimedBy: node,
-              claimUntil: now + claimMs,
+              // Cluster mode: made here, run here, claimed from the start.
+              ...(claims ? { claimedBy: claims.node, claimUntil: now + claims.claimMs } : {}),
             });
           }
           await persist('stored', () => jobs.insertJobs(rows));
@@ -467,22 +482,26 @@ export function createNotifier({
     },
 
     /**
-     * Claims the deliveries left in `notify_jobs` by the last run of this node and those nobody holds (due
-     * ones are queued, the others wait), then renews its claims and takes over lapsed ones every third of a
-     * claim time (docs/cluster.md §4).
+     * Takes up the deliveries left in `notify_jobs` (due ones are queued, the others wait). One node: all of
+     * them, at once. Cluster mode: it claims those of the last run of this node and those nobody holds, then
+     * renews its claims and takes over lapsed ones every third of a claim time (docs/cluster.md §4).
      */
     async recover() {
-      await track(takeOver(true));
+      if (!claims) {
+        takeUp(await track(jobs.allJobs()));
+        return;
+      }
+      await track(takeOver(claims, true));
       if (claimTimer || stopped) return;
       claimTimer = setInterval(
         () => {
-          claiming ??= renew()
+          claiming ??= renew(claims)
             .catch((err: unknown) => logger.warn({ err }, 'notification job claims not renewed; retrying'))
             .finally(() => {
               claiming = undefined;
             });
         },
-        Math.max(100, Math.floor(claimMs / 3)),
+        Math.max(100, Math.floor(claims.claimMs / 3)),
       );
       claimTimer.unref();
     },
@@ -543,10 +562,10 @@ export function createNotifier({
       });
       projects.clear();
       pending = 0;
-      // What this node held goes back at once: another node (or the next start) takes it up.
+      // Cluster mode: what this node held goes back at once: another node (or the next start) takes it up.
       const left = [...held.keys()];
       held.clear();
-      await persist('released', () => jobs.releaseClaims(node, left));
+      if (claims) await persist('released', () => jobs.releaseClaims(claims.node, left));
     },
   };
 }
