@@ -82,13 +82,21 @@ export function createLiveEvents({ bus, deviceInfo, boundDeviceIds, logger, inte
   const deliver = (projectId: string, deviceId: string, info: { name: string; viewToken: string }, built: Built) => {
     const set = listeners.get(projectId);
     if (!set) return;
+    let json: string;
+    try {
+      json = JSON.stringify(built.body({ id: deviceId, name: info.name }));
+    } catch (err) {
+      // An event without the fields its kind needs (a malformed copy from another node): dropped, never thrown.
+      logger.warn({ err, projectId, deviceId }, 'live event not built');
+      return;
+    }
     const message: LiveMessage = {
       projectId,
       deviceId,
       viewToken: info.viewToken,
       kind: built.kind,
       topic: built.topic,
-      json: JSON.stringify(built.body({ id: deviceId, name: info.name })),
+      json,
     };
     for (const listener of set) {
       try {
@@ -294,7 +302,11 @@ export function createLiveEvents({ bus, deviceInfo, boundDeviceIds, logger, inte
      */
     deliverRemote<K extends LiveEventName>(name: K, event: DomainEvents[K]) {
       const handler = handlers[name] as ((e: DomainEvents[K]) => void) | undefined;
-      handler?.(event);
+      try {
+        handler?.(event);
+      } catch (err) {
+        logger.warn({ err, projectId: event.projectId }, 'live event from another node not delivered');
+      }
     },
 
     /** Projects with a listener on this node. */
