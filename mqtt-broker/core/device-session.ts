@@ -75,6 +75,8 @@ class Connection implements DeviceConnection, DeviceSession {
     this.ended = true;
     const current = this.services.sessions.detach(this) || this.kicked;
     if (current) this.services.presence.disconnected(this.identity, this.presenceAs, this.kicked ? 'kicked' : reason);
+    // A newer login holds the device: it stays online; presence forgets this session.
+    else this.services.presence.replaced(this.deviceId);
   }
 }
 

@@ -25,7 +25,7 @@ export interface DevicePort {
   rateLimiter: Pick<RateLimiter, 'admit' | 'reserve'>;
   deviceAuth: Pick<DeviceAuthService, 'authenticate' | 'mark' | 'revokedSince'>;
   sessions: Pick<SessionRegistry, 'attach' | 'detach' | 'get'>;
-  presence: Pick<PresenceService, 'connected' | 'disconnected'>;
+  presence: Pick<PresenceService, 'connected' | 'disconnected' | 'replaced'>;
   currentValues: Pick<CurrentValuesService, 'report' | 'reportSeries' | 'get'>;
   deviceEvents: Pick<DeviceEventsService, 'report'>;
   commands: Pick<CommandsService, 'reply' | 'deliverQueued'>;

@@ -13,6 +13,7 @@ function setUp() {
     connected: (d: DeviceIdentity, transport: string) => void events.push(`online ${d.deviceId} ${transport}`),
     disconnected: (d: DeviceIdentity, transport: string, reason: string) =>
       void events.push(`offline ${d.deviceId} ${transport} ${reason}`),
+    replaced: (deviceId: string) => void events.push(`replaced ${deviceId}`),
   };
   const closed: Array<[string, boolean]> = [];
   const open = (presenceAs?: string) =>
@@ -45,7 +46,7 @@ describe('device session lifecycle', () => {
     expect(older.kicked).toBe(false);
     older.end();
     expect(sessions.get('d1')).toBe(newer.session);
-    expect(events).toEqual(['online d1 mqtt', 'online d1 mqtt']);
+    expect(events).toEqual(['online d1 mqtt', 'online d1 mqtt', 'replaced d1']);
   });
 
   it('a kicked session is closed as kicked, and its end reports it offline as kicked', () => {

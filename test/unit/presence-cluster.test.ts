@@ -1,6 +1,8 @@
 import { describe, expect, it, vi } from 'vitest';
 import type { PresenceChange, PresenceRow } from '../../src/db/repositories/presence.repository.ts';
+import { attachDevice } from '../../mqtt-broker/core/device-session.ts';
 import { createClusterPresence } from '../../src/cluster/presence.ts';
+import { createSessionRegistry } from '../../src/domain/delivery/sessions.ts';
 import { createPresenceService } from '../../src/domain/devices/presence.service.ts';
 import { createEventBus, type DomainEvents } from '../../src/domain/events/event-bus.ts';
 
@@ -122,6 +124,47 @@ describe('presence in cluster mode', () => {
     ]);
     expect(online).toEqual([{ projectId: 'p1', deviceId: 'd1', transport: 'mqtt', ts: 1_000 }]);
     expect(presence.liveCount).toBe(2);
+  });
+
+  it('forgets a session a newer login replaced as soon as it ends, and writes nothing for it', async () => {
+    const sessions = createSessionRegistry();
+    const { presence, written } = setup('A', (id) => sessions.isOnline(id));
+    const open = (deviceId: string) =>
+      attachDevice(
+        { sessions, presence },
+        {
+          identity: { ...device, deviceId },
+          transport: 'mqtt',
+          send: async () => {},
+          close: () => {},
+        },
+      );
+    const d1 = open('d1');
+    const d2 = open('d2');
+    await presence.flush();
+    const writes = written.length;
+    expect(presence.liveCount).toBe(2);
+    // A newer login of d1 on another node: this node's session is closed as replaced and ends without a
+    // disconnect (the device stays online).
+    expect(sessions.supersede(d1.session, 'replaced on node B')).toBe(true);
+    d1.end();
+    expect(presence.liveCount).toBe(1);
+    await presence.flush();
+    expect(written.length).toBe(writes); // nothing written for it: the device stays online
+    // A newer login of d2 on this node: the older session's end keeps the newer one live.
+    const d2Newer = open('d2');
+    d2.end();
+    expect(presence.liveCount).toBe(1);
+    d2Newer.end();
+    expect(presence.liveCount).toBe(0);
+  });
+
+  it('on one node a replaced session changes nothing (no sessions kept)', () => {
+    const { presence } = setup(undefined, () => false);
+    presence.connected(device, 'mqtt');
+    presence.replaced('d1');
+    expect(presence.liveCount).toBe(0);
+    expect(presence.pendingCount).toBe(1);
   });
 });
 

@@ -180,6 +180,18 @@ export function createPresenceService({
     },
 
     /**
+     * A session of the device ended on this node without a disconnect: a newer login replaced it (here, or
+     * on another node: docs/cluster.md §3). The device stays online, so nothing is written; in cluster mode
+     * the session is no longer live here unless this node holds a newer one of the device (`holds`).
+     */
+    replaced(deviceId: string) {
+      if (!live) return;
+      // Without `holds` the newer session may be this node's (its connect can come before this): kept
+      // until a re-assertion asks.
+      if (holds && !holds(deviceId)) live.delete(deviceId);
+    },
+
+    /**
      * Cluster mode: the epoch of the device's session on this node (its login's place in the cluster-wide
      * order, docs/cluster.md §3), told shortly after the attach. Online state is written with it: "online"
      * only over an older session, "offline" only over this one. An epoch told before its session attached
