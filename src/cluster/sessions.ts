@@ -107,6 +107,7 @@ export function createClusterSessions({
   const subjects = {
     claim: cluster.subject('sessions', 'claim'),
     kick: cluster.subject('sessions', 'kick'),
+    recheck: cluster.subject('sessions', 'recheck'),
     send: (node: string) => cluster.subject('node', node, 'send'),
     bucket: (node: string) => cluster.subject('node', node, 'bucket'),
   };
@@ -314,8 +315,19 @@ export function createClusterSessions({
     }
   }
 
-  const offReconnect = cluster.onReconnect(({ since }) => {
+  const rechecking = (since: number) =>
     recheck(since).catch((err: unknown) => logger.warn({ err }, 'sessions not checked after the NATS outage'));
+  // The others check theirs too: what changed through this node while it was cut off (a token reset on its API)
+  // sent kicks that never left it.
+  const offRecheck = cluster.subscribe(subjects.recheck, (msg) => {
+    const body = decodeJson<{ node?: unknown; since?: unknown }>(msg.data);
+    if (body.node === me || typeof body.since !== 'number' || !Number.isFinite(body.since)) return;
+    // Never further back than a day: an old `since` would only cost queries.
+    void rechecking(Math.max(body.since, Date.now() - 86_400_000));
+  });
+  const offReconnect = cluster.onReconnect(({ since }) => {
+    void rechecking(since);
+    cluster.publish(subjects.recheck, { node: me, since });
     for (const session of [...local().local()]) {
       const state = recorded.get(session) ?? {};
       recorded.set(session, state);
@@ -387,6 +399,7 @@ export function createClusterSessions({
     },
     stop() {
       offReconnect();
+      offRecheck();
       for (const u of unsubscribe) u();
     },
   };

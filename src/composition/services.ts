@@ -98,13 +98,16 @@ export function createServices({
     : undefined;
   const sessions = createSessionRegistry({ directory: sessionDirectory });
   // A reset token or a deleted device ends its live connection at once, on whichever node (device-protocol.md §1).
-  // Only the origin's copy kicks (the kick itself reaches every node); copies from other nodes would kick again.
-  bus.on('device.credentials_revoked', ({ deviceId }) => sessions.kick(deviceId, 'credentials revoked'), {
-    localOnly: true,
-  });
-  bus.on('project.deleted', ({ projectId }) => sessions.kickProject(projectId, 'project deleted'), {
-    localOnly: true,
-  });
+  // The origin's copy kicks everywhere; a copy from elsewhere (another node, or the CLI, which holds no sessions
+  // and sends no kick) closes this node's own sessions only: closing twice is harmless, missing one is not.
+  bus.on('device.credentials_revoked', ({ deviceId }, { remote }) =>
+    remote ? sessions.kickLocal(deviceId, 'credentials revoked') : sessions.kick(deviceId, 'credentials revoked'),
+  );
+  bus.on('project.deleted', ({ projectId }, { remote }) =>
+    remote
+      ? sessions.kickProjectLocal(projectId, 'project deleted')
+      : sessions.kickProject(projectId, 'project deleted'),
+  );
   const machineSecrets = createMachineSecrets(serverSecret);
   const auth = createAuthService({
     credentials: repos.credentials,
