@@ -1,15 +1,13 @@
 import net, { type AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { sql } from 'drizzle-orm';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createTcpListener, type TcpListener } from '../../mqtt-broker/tcp/listener.ts';
 import { rowsOf } from '../../src/db/client.ts';
 import { run } from '../../simulator/commands/run.ts';
 import { parseOptions } from '../../simulator/options.ts';
 import { createProject, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 import { listenTestApp, startAppWithBroker, startTestBroker, type TestBroker } from '../helpers/broker.ts';
-import { sink } from '../helpers/sim-output.ts';
+import { sink, simTarget } from '../helpers/sim-output.ts';
 import { waitForValue } from '../helpers/wait.ts';
 
 /**
@@ -23,7 +21,6 @@ let ctx: TestContext;
 let p: ProjectFixture;
 let first: TestBroker;
 let second: TestBroker;
-let tcp: TcpListener;
 let tcpUrl: string;
 let httpUrl: string;
 let stopApp: (() => Promise<void>) | undefined;
@@ -63,21 +60,19 @@ async function relayTo(port: number) {
 }
 
 beforeAll(async () => {
-  ({ ctx, tb: first, close: stopApp } = await startAppWithBroker({ broker: { rateLimit: 100 } }));
+  let tcpPort: number;
+  ({
+    ctx,
+    tb: first,
+    tcpPort,
+    close: stopApp,
+  } = await startAppWithBroker({ broker: { rateLimit: 100 }, tcp: { frameGapMs: 20, rateLimit: 100 } }));
   second = await startTestBroker(ctx, { rateLimit: 100 });
-  tcp = createTcpListener({
-    services: ctx.services,
-    logger: pino({ level: 'silent' }),
-    frameGapMs: 20,
-    rateLimit: 100,
-    authFailureDelayMs: 0,
-  });
-  tcpUrl = `tcp://127.0.0.1:${(await tcp.listen(0, '127.0.0.1')).port}`;
+  tcpUrl = `tcp://127.0.0.1:${tcpPort}`;
   p = await createProject(ctx);
   httpUrl = await listenTestApp(ctx);
 });
 afterAll(async () => {
-  await tcp?.close();
   await second?.close();
   await stopApp?.();
 });
@@ -106,14 +101,7 @@ describe('simulator with several hosts', () => {
     const type = expectOk(await p.api.post('/api/v1/device_type', { name: 'failover', allow_auto_create: true }));
     const parsed = parseOptions(
       [
-        '--host',
-        `${relay.url},${second.url}`,
-        '--http',
-        httpUrl,
-        '--project-key',
-        p.project.project_key,
-        '--type-key',
-        type.type_key,
+        ...simTarget(`${relay.url},${second.url}`, httpUrl, p.project.project_key, type.type_key),
         '--devices',
         '3',
         '--qos',
@@ -183,8 +171,9 @@ describe('simulator with several hosts', () => {
       const prefix = `first-${protocol}`;
       const parsed = parseOptions(
         [
-          ...['--protocol', protocol, '--host', host, '--http', httpUrl, '--project-key', p.project.project_key],
-          ...['--type-key', type.type_key, '--devices', '2', '--rate', '5', '--duration', '100'],
+          ...['--protocol', protocol],
+          ...simTarget(host, httpUrl, p.project.project_key, type.type_key),
+          ...['--devices', '2', '--rate', '5', '--duration', '100'],
           ...['--prefix', prefix, '--quiet'],
         ],
         {},

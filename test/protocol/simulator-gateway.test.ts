@@ -3,7 +3,7 @@ import { run } from '../../simulator/commands/run.ts';
 import { parseOptions, UsageError } from '../../simulator/options.ts';
 import { createProject, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 import { listenTestApp, startAppWithBroker, type TestBroker } from '../helpers/broker.ts';
-import { sink } from '../helpers/sim-output.ts';
+import { sink, simTarget } from '../helpers/sim-output.ts';
 import { waitForValue } from '../helpers/wait.ts';
 
 /** `npm run sim -- --gateway`: one gateway connection carrying K sub-devices (device-protocol.md §8). */
@@ -36,18 +36,7 @@ describe('simulator --gateway', () => {
       await p.api.post('/api/v1/device_type', { name: 'sim gateway', conn_type: '3', allow_auto_create: true }),
     );
     const subType = expectOk(await p.api.post('/api/v1/device_type', { name: 'sim sensor', conn_type: '2' }));
-    const args = [
-      '--host',
-      mqttUrl,
-      '--http',
-      httpUrl,
-      '--project-key',
-      p.project.project_key,
-      '--type-key',
-      gatewayType.type_key,
-      '--devices',
-      '2',
-    ];
+    const args = [...simTarget(mqttUrl, httpUrl, p.project.project_key, gatewayType.type_key), '--devices', '2'];
     const parsed = parseOptions(
       [
         ...args,

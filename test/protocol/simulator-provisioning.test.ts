@@ -16,7 +16,7 @@ import { Stats } from '../../simulator/stats.ts';
 import { listenTestApp, startAppWithBroker, type TestBroker } from '../helpers/broker.ts';
 import { client, createProject, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 import { addDeviceType } from '../helpers/factories.ts';
-import { sink } from '../helpers/sim-output.ts';
+import { sink, simTarget } from '../helpers/sim-output.ts';
 
 /**
  * The simulator as a fleet behind one NAT: it honours the server's 429 + Retry-After on certificate requests, exits
@@ -253,14 +253,7 @@ describe('provisioning behind one address', () => {
     const err = sink();
     const code = await main(
       [
-        '--host',
-        tb.url,
-        '--http',
-        httpUrl,
-        '--project-key',
-        p.project.project_key,
-        '--type-key',
-        type.type_key,
+        ...simTarget(tb.url, httpUrl, p.project.project_key, type.type_key),
         '--devices',
         '10',
         '--duration',
@@ -290,14 +283,7 @@ describe('fewer devices connected than asked', () => {
     const err = sink();
     const code = await main(
       [
-        '--host',
-        tb.url,
-        '--http',
-        httpUrl,
-        '--project-key',
-        project.project_key,
-        '--type-key',
-        type.type_key,
+        ...simTarget(tb.url, httpUrl, project.project_key, type.type_key),
         '--devices',
         '3',
         '--duration',
@@ -359,14 +345,7 @@ describe('fewer devices connected than asked', () => {
     const stop = new AbortController();
     const running = main(
       [
-        '--host',
-        tb.url,
-        '--http',
-        httpUrl,
-        '--project-key',
-        p.project.project_key,
-        '--type-key',
-        type.type_key,
+        ...simTarget(tb.url, httpUrl, p.project.project_key, type.type_key),
         '--prefix',
         'ramp',
         '--devices',

@@ -7,7 +7,7 @@ import { parseOptions } from '../../simulator/options.ts';
 import { frameOf } from '../../simulator/tcp-device.ts';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 import { listenTestApp } from '../helpers/broker.ts';
-import { sink } from '../helpers/sim-output.ts';
+import { sink, simTarget } from '../helpers/sim-output.ts';
 import { waitForValue } from '../helpers/wait.ts';
 
 /** The simulator's raw TCP devices (`--protocol tcp`) against a real listener and HTTP server. */
@@ -49,14 +49,7 @@ function startRun(format: string, typeKey: string, prefix: string, extra: string
       'tcp',
       '--tcp-format',
       format,
-      '--host',
-      tcpUrl,
-      '--http',
-      httpUrl,
-      '--project-key',
-      p.project.project_key,
-      '--type-key',
-      typeKey,
+      ...simTarget(tcpUrl, httpUrl, p.project.project_key, typeKey),
       '--devices',
       '2',
       '--rate',

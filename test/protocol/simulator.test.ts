@@ -6,7 +6,7 @@ import { run } from '../../simulator/commands/run.ts';
 import { parseOptions } from '../../simulator/options.ts';
 import { client, createProject, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 import { listenTestApp, startAppWithBroker, type TestBroker } from '../helpers/broker.ts';
-import { sink } from '../helpers/sim-output.ts';
+import { sink, simTarget } from '../helpers/sim-output.ts';
 import { waitForValue } from '../helpers/wait.ts';
 
 // Runs wait for what the simulator must do (up to 30 s each on a loaded machine), not for a fixed time.
@@ -33,14 +33,7 @@ describe('device simulator run', () => {
     const type = expectOk(await p.api.post('/api/v1/device_type', { name: 'sim type', allow_auto_create: true }));
     const parsed = parseOptions(
       [
-        '--host',
-        mqttUrl,
-        '--http',
-        httpUrl,
-        '--project-key',
-        p.project.project_key,
-        '--type-key',
-        type.type_key,
+        ...simTarget(mqttUrl, httpUrl, p.project.project_key, type.type_key),
         '--devices',
         '3',
         '--qos',
