@@ -162,9 +162,8 @@ export const configSchema = z
       z
         .string()
         .refine(
-          (v) =>
-            v.split(',').every((u) => /^(nats|tls|wss?):\/\/[^\s,]+$/.test(u.trim()) || /^[\w.-]+:\d+$/.test(u.trim())),
-          'must be nats://host:port, or several separated by commas',
+          (v) => v.split(',').every((u) => /^(nats|tls):\/\/[^\s,]+$/.test(u.trim()) || /^[\w.-]+:\d+$/.test(u.trim())),
+          'must be nats://host:port (tls://host:port for TLS; credentials as nats://user:password@host:port), or several separated by commas',
         )
         .optional(),
     ),
@@ -184,6 +183,8 @@ export const configSchema = z
     ),
     /** How long a node lives without a heartbeat and a lease without renewal (docs/cluster.md §3). */
     CLUSTER_LEASE_MS: z.coerce.number().int().min(2_000).max(15_000).default(8_000),
+    /** The CA of the NATS servers' certificates: TLS to NATS is then required (docs/cluster.md §6). */
+    NATS_TLS_CA_FILE: optionalString,
     /** Copies NATS keeps of each cluster bucket: 3 on a three-server NATS cluster (docs/cluster.md §6). */
     NATS_KV_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
     TRUST_PROXY: z

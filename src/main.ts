@@ -84,6 +84,7 @@ async function start(config: Config) {
         nodeId,
         leaseMs: config.CLUSTER_LEASE_MS,
         replicas: config.NATS_KV_REPLICAS,
+        caFile: config.NATS_TLS_CA_FILE,
         logger: logger.child({ component: 'cluster' }),
       });
     } catch (err) {

@@ -96,6 +96,7 @@ export function targetConfig(
     HOST: config.HOST,
     init: values.init === true,
     NATS_URL: env.NATS_URL?.trim() || undefined,
+    NATS_TLS_CA_FILE: env.NATS_TLS_CA_FILE?.trim() || undefined,
     CLUSTER_NAME: env.CLUSTER_NAME?.trim() || undefined,
   };
 }

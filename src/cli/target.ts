@@ -6,6 +6,7 @@ import { DataDirLocked } from '../db/data-dir-lock.ts';
 import { openDatabase } from '../db/open.ts';
 import { createServices } from '../composition/services.ts';
 import { connectBusPublisher } from '../cluster/bus.ts';
+import { natsTarget } from '../cluster/cluster.ts';
 import { CliError } from './errors.ts';
 import { checkEmbedded, describePostgres, type TargetSettings } from './where.ts';
 
@@ -67,12 +68,17 @@ export async function openTarget(config: TargetSettings, out: TargetOutput): Pro
       throw new CliError('CLUSTER_NAME must be 1-40 letters, digits, "_" or "-"');
     }
     try {
-      nodes = await connectBusPublisher({ servers: config.NATS_URL, name, bus: services.bus });
+      nodes = await connectBusPublisher({
+        servers: config.NATS_URL,
+        name,
+        caFile: config.NATS_TLS_CA_FILE,
+        bus: services.bus,
+      });
     } catch (err) {
       await database.close();
       throw new CliError(`${(err as Error).message}, or unset it`);
     }
-    out.note(`Cluster: ${name}, told through NATS at ${config.NATS_URL}.`);
+    out.note(`Cluster: ${name}, told through NATS at ${natsTarget(config.NATS_URL).shown}.`);
   }
   return {
     via: database.driver === 'postgres' ? 'postgres' : 'embedded',

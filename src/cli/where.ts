@@ -11,6 +11,7 @@ export type TargetSettings = Pick<Config, 'DATA_DIR' | 'DATABASE_URL' | 'HTTP_PO
   /** Cluster mode (docs/cluster.md §4): with DATABASE_URL, changes are told to the running nodes over NATS. */
   NATS_URL?: string | undefined;
   CLUSTER_NAME?: string | undefined;
+  NATS_TLS_CA_FILE?: string | undefined;
 };
 
 /** PGlite keeps its cluster in DATA_DIR/pg (src/db/client.ts); PG_VERSION is written when it is initialised. */

@@ -3,7 +3,7 @@ import type { KV } from '@nats-io/kv';
 import type { DomainEventName, DomainEvents, EventBus } from '../domain/events/event-bus.ts';
 import { LIVE_EVENT_NAMES, type LiveEventName } from '../domain/events/live-events.ts';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { ClusterUnavailable, defaultNodeId, encodeJson, natsServers, type Cluster } from './cluster.ts';
+import { ClusterUnavailable, defaultNodeId, encodeJson, natsTarget, type Cluster } from './cluster.ts';
 
 /**
  * The domain events every node hears (docs/cluster.md §4): each names something that caches of every node
@@ -270,17 +270,25 @@ export async function connectBusPublisher(options: {
   servers: string;
   /** CLUSTER_NAME of the nodes. */
   name: string;
+  /** NATS_TLS_CA_FILE. */
+  caFile?: string | undefined;
   bus: Pick<EventBus, 'on'>;
   events?: readonly DomainEventName[];
 }): Promise<{ close(): Promise<void> }> {
   const { name, bus, events = BROADCAST_EVENTS } = options;
-  const servers = natsServers(options.servers);
+  const target = natsTarget(options.servers, options.caFile);
   let nc: NatsConnection;
   try {
-    nc = await connect({ servers, name: `${name}:cli`, maxReconnectAttempts: 0, timeout: 5_000 });
+    nc = await connect({
+      servers: target.servers,
+      ...target.options,
+      name: `${name}:cli`,
+      maxReconnectAttempts: 0,
+      timeout: 5_000,
+    });
   } catch (err) {
     throw new ClusterUnavailable(
-      `cannot reach NATS at ${servers.join(', ')} (${(err as Error).message}): the running nodes would not hear of this change; check NATS_URL`,
+      `cannot reach NATS at ${target.shown} (${(err as Error).message}): the running nodes would not hear of this change; check NATS_URL`,
     );
   }
   const origin = `cli-${defaultNodeId()}`;

@@ -26,6 +26,8 @@ export interface ClusterOptions {
   requestTimeoutMs?: number;
   /** Copies NATS keeps of each bucket (NATS_KV_REPLICAS): 1 on one NATS server, 3 on a cluster of three. */
   replicas?: number;
+  /** NATS_TLS_CA_FILE: the CA of the NATS servers' certificates (TLS then required). */
+  caFile?: string | undefined;
 }
 
 export const CLUSTER_DEFAULTS = { leaseMs: 8_000, requestTimeoutMs: 5_000 } as const;
@@ -97,12 +99,49 @@ export interface Cluster {
   close(): Promise<void>;
 }
 
-/** The servers of NATS_URL: comma-separated, blanks ignored. */
-export function natsServers(list: string): string[] {
-  return list
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
+/**
+ * How to reach NATS from NATS_URL (docs/cluster.md §6): the servers, comma-separated; the credentials written
+ * in a URL (`nats://user:password@host:4222`, or `nats://token@host:4222`), which the client takes apart from
+ * the URLs; `tls://` URLs make TLS required (NATS_TLS_CA_FILE: the CA that signed the servers' certificates).
+ * `shown` is the list without credentials, for messages and logs.
+ */
+export function natsTarget(list: string, caFile?: string) {
+  const servers: string[] = [];
+  const shown: string[] = [];
+  let user: string | undefined;
+  let pass: string | undefined;
+  let token: string | undefined;
+  let tls = false;
+  for (const raw of list.split(',').map((x) => x.trim())) {
+    if (!raw) continue;
+    let url: URL;
+    try {
+      url = new URL(raw.includes('://') ? raw : `nats://${raw}`);
+    } catch {
+      servers.push(raw);
+      shown.push(raw.replace(/^[^@]*@/, ''));
+      continue;
+    }
+    if (url.protocol === 'tls:') tls = true;
+    if (url.username && url.password) {
+      user = decodeURIComponent(url.username);
+      pass = decodeURIComponent(url.password);
+    } else if (url.username) token = decodeURIComponent(url.username);
+    url.username = '';
+    url.password = '';
+    const bare = `${url.protocol}//${url.host}`;
+    servers.push(bare);
+    shown.push(bare);
+  }
+  return {
+    servers,
+    shown: shown.join(', '),
+    options: {
+      ...(user !== undefined ? { user, pass } : {}),
+      ...(token !== undefined ? { token } : {}),
+      ...(tls || caFile ? { tls: caFile ? { caFile } : {} } : {}),
+    },
+  };
 }
 
 /** Connects to NATS (failing at once with a clear message when it cannot) and starts the heartbeat. */
@@ -111,11 +150,13 @@ export async function connectCluster(options: ClusterOptions): Promise<Cluster> 
   const nodeId = options.nodeId ?? defaultNodeId();
   const leaseMs = options.leaseMs ?? CLUSTER_DEFAULTS.leaseMs;
   const requestTimeoutMs = options.requestTimeoutMs ?? CLUSTER_DEFAULTS.requestTimeoutMs;
-  const servers = natsServers(options.servers);
+  const target = natsTarget(options.servers, options.caFile);
+  const servers = target.servers;
   let nc: NatsConnection;
   try {
     nc = await connect({
       servers,
+      ...target.options,
       name: `${name}:${nodeId}`,
       // Reconnect for ever: an outage of NATS ends by itself (docs/cluster.md §5); meanwhile this node
       // serves what it holds.
@@ -127,7 +168,7 @@ export async function connectCluster(options: ClusterOptions): Promise<Cluster> 
     });
   } catch (err) {
     throw new ClusterUnavailable(
-      `cannot reach NATS at ${servers.join(', ')} (${(err as Error).message}): check NATS_URL, or unset it to run one node`,
+      `cannot reach NATS at ${target.shown} (${(err as Error).message}): check NATS_URL, or unset it to run one node`,
     );
   }
   // A node is alive while its heartbeat key changes: the revision seen, and when (this node's clock: no skew).
