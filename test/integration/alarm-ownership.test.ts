@@ -1,17 +1,13 @@
 import { sql } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createAlarmsRepository,
-  type AlarmRuleRow,
-  type AlarmsRepository,
-} from '../../src/db/repositories/alarms.repository.ts';
+import { describe, expect, it } from 'vitest';
 import { createNotifyJobsRepository } from '../../src/db/repositories/notify-jobs.repository.ts';
 import type { AlarmCondition } from '../../src/db/schema/index.ts';
 import { createAlarmEngine } from '../../src/domain/alarms/alarm-engine.ts';
 import { createScheduler } from '../../src/domain/alarms/scheduler.ts';
 import { createEventBus } from '../../src/domain/events/event-bus.ts';
 import { newId } from '../../src/lib/ids.ts';
-import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import { alarmRuleRow, alarmsTestApp } from '../helpers/alarms.ts';
+import { createProject, expectOk, type ProjectFixture } from '../helpers/app.ts';
 import { addDevice, addDeviceType, directIdentity } from '../helpers/factories.ts';
 
 /**
@@ -22,22 +18,10 @@ import { addDevice, addDeviceType, directIdentity } from '../helpers/factories.t
  */
 let now = Date.now();
 const clock = () => now;
-let ctx: TestContext;
-let repo: AlarmsRepository;
+// Webhooks to a closed local port: their deliveries fail and wait for a retry.
+const app = alarmsTestApp(clock, { alarmNotify: { allowNetworks: '127.0.0.0/8', backoffMs: 60_000 } });
 const quiet = { error: () => {}, warn: () => {}, info: () => {} };
-const repoJobs = (projectId: string) => createNotifyJobsRepository(ctx.database.db).projectJobs(projectId);
-
-beforeAll(async () => {
-  // Webhooks to a closed local port: their deliveries fail and wait for a retry.
-  ctx = await createTestApp(
-    {},
-    { clock, settings: { alarmNotify: { allowNetworks: '127.0.0.0/8', backoffMs: 60_000 } } },
-  );
-  repo = createAlarmsRepository(ctx.database.db);
-});
-afterAll(async () => {
-  await ctx?.close();
-});
+const repoJobs = (projectId: string) => createNotifyJobsRepository(app.ctx.database.db).projectJobs(projectId);
 
 /** This node is `a`; `b` is alive, `dead` is not; `orphans` says whether `a` holds the orphans' lease. */
 function node(orphans = false) {
@@ -50,7 +34,7 @@ function node(orphans = false) {
   const scheduler = createScheduler({ clock });
   const entries: Array<{ deviceId: string; status: number; kind: unknown }> = [];
   const engine = createAlarmEngine({
-    repo,
+    repo: app.repo,
     bus,
     scheduler,
     clock,
@@ -64,40 +48,32 @@ function node(orphans = false) {
 }
 
 async function setup(condition: AlarmCondition, devices: Array<{ name: string; session: string | null }>) {
-  const p: ProjectFixture = await createProject(ctx);
+  const p: ProjectFixture = await createProject(app.ctx);
   const type = await addDeviceType(p.api, { name: 'Pump' });
   const ids: string[] = [];
   for (const d of devices) {
     const made = await addDevice(p.api, { name: d.name, type: type.id });
     // Devices that have been connected: offline now, their session last held by `session`.
-    await ctx.database.db.execute(
+    await app.ctx.database.db.execute(
       sql`update devices set active = true, online = false, session_node = ${d.session},
           active_ts = ${JSON.stringify({ connect: now - 60_000, disconnect: now - 1_000, attributes: now - 1_000 })}::jsonb
           where id = ${made.id}`,
     );
     ids.push(made.id);
   }
-  const rule: AlarmRuleRow = {
-    id: newId(now),
+  const rule = alarmRuleRow(now, {
     projectId: p.project.id,
     deviceTypeId: type.id,
     name: condition.kind,
-    enabled: true,
-    level: 1,
     condition,
     deviceIds: ids,
-    groupIds: [],
-    message: '',
-    suppressSeconds: 0,
-    createTime: now,
-    updateTime: now,
-  };
-  await repo.insertRule(rule);
+  });
+  await app.repo.insertRule(rule);
   return { p, rule, ids };
 }
 
 const setSession = (id: string, n: string | null, online = false) =>
-  ctx.database.db.execute(sql`update devices set session_node = ${n}, online = ${online} where id = ${id}`);
+  app.ctx.database.db.execute(sql`update devices set session_node = ${n}, online = ${online} where id = ${id}`);
 
 describe('alarm timers in cluster mode', () => {
   it("arms only this node's devices; orphans (no node, a dead node) once it holds the orphans' lease", async () => {
@@ -170,7 +146,7 @@ describe('alarm timers in cluster mode', () => {
     const n = node();
     await n.engine.ruleChanged(p.project.id, rule.id, rule);
     // Node b raised it (this node's evaluator never saw it).
-    const raised = await repo.trigger({
+    const raised = await app.repo.trigger({
       id: newId(now),
       projectId: p.project.id,
       deviceId: returning,
@@ -183,8 +159,8 @@ describe('alarm timers in cluster mode', () => {
     n.bus.emit('device.online', { projectId: p.project.id, deviceId: returning, transport: 'mqtt', ts: now });
     await n.engine.idle();
     expect(n.entries).toEqual([{ deviceId: returning, status: 0, kind: undefined }]);
-    expect(await repo.activeTriggers(p.project.id, rule.id, returning)).toEqual([]);
-    expect((await repo.getLog({ projectId: p.project.id }, raised!.id))?.log.endTime).toBe(now);
+    expect(await app.repo.activeTriggers(p.project.id, rule.id, returning)).toEqual([]);
+    expect((await app.repo.getLog({ projectId: p.project.id }, raised!.id))?.log.endTime).toBe(now);
   });
 
   it('a silence timer counts a report stored by another node (HTTP) and fires only after the real silence', async () => {
@@ -194,7 +170,7 @@ describe('alarm timers in cluster mode', () => {
     await n.engine.ruleChanged(p.project.id, rule.id, rule);
     // A report over HTTP on node b: stored in active_ts, never seen by this node's evaluator.
     now += 8_000;
-    await ctx.database.db.execute(
+    await app.ctx.database.db.execute(
       sql`update devices set active_ts = active_ts || ${JSON.stringify({ attributes: now })}::jsonb where id = ${quietId}`,
     );
     now += 3_000; // 10 s after the last report seen here, 3 s after the stored one
@@ -206,7 +182,7 @@ describe('alarm timers in cluster mode', () => {
     await n.engine.idle();
     expect(n.entries).toEqual([{ deviceId: quietId, status: 1, kind: 'silence' }]);
     // Reports keep arriving on node b: the alarm recovers at the next check.
-    await ctx.database.db.execute(
+    await app.ctx.database.db.execute(
       sql`update devices set active_ts = active_ts || ${JSON.stringify({ attributes: now + 1_000 })}::jsonb where id = ${quietId}`,
     );
     now += 10_000;
@@ -218,34 +194,25 @@ describe('alarm timers in cluster mode', () => {
 
 describe('changes made on another node', () => {
   it("reach this node's evaluator through the bus: a rule read again, a cleared alarm forgotten; its own echoes are ignored", async () => {
-    const p = await createProject(ctx);
+    const p = await createProject(app.ctx);
     const type = await addDeviceType(p.api, { name: 'Boiler' });
     const d = await addDevice(p.api, { name: 'boiler', type: type.id });
     const identity = directIdentity(p.project.id, { ...d, type: type.id });
-    const { alarms, bus, currentValues } = ctx.services;
+    const { alarms, bus, currentValues } = app.ctx.services;
     const report = async (temp: number) => {
       await currentValues.report(identity, { temp });
       await alarms.idle();
     };
-    const active = async () => (await repo.activeTriggers(p.project.id, rule.id, d.id)).map((r) => r.log);
+    const active = async () => (await app.repo.activeTriggers(p.project.id, rule.id, d.id)).map((r) => r.log);
     await report(50); // the project's rules (none) are read and cached here
     // Another node stores a rule: this node's cache does not know it yet.
-    const rule: AlarmRuleRow = {
-      id: newId(now),
+    const rule = alarmRuleRow(now, {
       projectId: p.project.id,
       deviceTypeId: type.id,
       name: 'hot',
-      enabled: true,
-      level: 1,
       condition: { kind: 'attribute', identifier: 'temp', op: '>', value: 30 },
-      deviceIds: [],
-      groupIds: [],
-      message: '',
-      suppressSeconds: 0,
-      createTime: now,
-      updateTime: now,
-    };
-    await repo.insertRule(rule);
+    });
+    await app.repo.insertRule(rule);
     await report(51);
     expect(await active()).toEqual([]);
     // This node's own announcement comes back from the bus: nothing to do (it applied it already).
@@ -259,7 +226,7 @@ describe('changes made on another node', () => {
     expect(log).toMatchObject({ deviceId: d.id, ruleId: rule.id, alarmStatus: 1 });
     expect(alarms.engine.activeCount()).toBe(1);
     // An operator clears it on node B (which writes the end): this node forgets its active alarm.
-    await repo.end(
+    await app.repo.end(
       log!.id,
       {
         id: newId(now),
@@ -288,11 +255,11 @@ describe('changes made on another node', () => {
   });
 
   it("a target removed on another node drops this node's waiting deliveries; their rows are the origin's to delete", async () => {
-    const p = await createProject(ctx);
+    const p = await createProject(app.ctx);
     const type = await addDeviceType(p.api, { name: 'Tank' });
     const d = await addDevice(p.api, { name: 'tank', type: type.id });
     const identity = directIdentity(p.project.id, { ...d, type: type.id });
-    const { alarms, bus, currentValues } = ctx.services;
+    const { alarms, bus, currentValues } = app.ctx.services;
     expectOk(
       await p.api.post('/api/v1/alarm_rule', {
         name: 'full',
@@ -353,7 +320,7 @@ describe('a device that comes back from another node', () => {
       else n.bus.emit('device.offline', { projectId, deviceId: roams, transport: 'mqtt', ts: now, reason: 'closed' });
       await n.engine.idle();
     };
-    const active = async () => (await repo.activeTriggers(projectId, rule.id, roams)).map((r) => r.log.id);
+    const active = async () => (await app.repo.activeTriggers(projectId, rule.id, roams)).map((r) => r.log.id);
     await presence(true);
     await report(50);
     const [first] = await active();
@@ -361,7 +328,7 @@ describe('a device that comes back from another node', () => {
     // It moves to node b, which sees it cool down and ends the alarm there.
     await setSession(roams, 'b', true);
     await presence(false);
-    await repo.end(first!, {
+    await app.repo.end(first!, {
       id: newId(now),
       projectId,
       deviceId: roams,
@@ -409,13 +376,13 @@ describe('a device that comes back from another node', () => {
       n.bus.emit('device.online', { projectId, deviceId: bounces, transport: 'mqtt', ts: now });
       await n.engine.idle();
     };
-    const active = async () => (await repo.activeTriggers(projectId, rule.id, bounces)).map((r) => r.log.id);
+    const active = async () => (await app.repo.activeTriggers(projectId, rule.id, bounces)).map((r) => r.log.id);
     await online();
     await report(50);
     const [first] = await active();
     // On node b it cooled down (alarm ended) and heated up again (a new alarm, raised there).
     await setSession(bounces, 'b', true);
-    await repo.end(first!, {
+    await app.repo.end(first!, {
       id: newId(now),
       projectId,
       deviceId: bounces,
@@ -424,7 +391,7 @@ describe('a device that comes back from another node', () => {
       alarmInfo: { reason: 'recovered' },
       createTime: now,
     });
-    const raised = await repo.trigger({
+    const raised = await app.repo.trigger({
       id: newId(now + 1),
       projectId,
       deviceId: bounces,
@@ -438,6 +405,6 @@ describe('a device that comes back from another node', () => {
     // It cools down here: node b's alarm is the one that ends.
     await report(20);
     expect(await active()).toEqual([]);
-    expect((await repo.getLog({ projectId }, raised!.id))?.log.endTime).toBe(now);
+    expect((await app.repo.getLog({ projectId }, raised!.id))?.log.endTime).toBe(now);
   });
 });

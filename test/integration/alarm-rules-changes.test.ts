@@ -1,37 +1,17 @@
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import {
-  createAlarmsRepository,
-  type AlarmRuleRow,
-  type AlarmsRepository,
-} from '../../src/db/repositories/alarms.repository.ts';
+import { describe, expect, it, vi } from 'vitest';
+import type { AlarmRuleRow, AlarmsRepository } from '../../src/db/repositories/alarms.repository.ts';
 import type { AlarmCondition } from '../../src/db/schema/index.ts';
 import { createAlarmEngine } from '../../src/domain/alarms/alarm-engine.ts';
 import { createScheduler } from '../../src/domain/alarms/scheduler.ts';
 import type { DeviceIdentity } from '../../src/domain/devices/device-identity.ts';
 import { createEventBus } from '../../src/domain/events/event-bus.ts';
-import { newId } from '../../src/lib/ids.ts';
-import {
-  createProject,
-  createTestApp,
-  expectFailure,
-  expectOk,
-  type ProjectFixture,
-  type TestContext,
-} from '../helpers/app.ts';
+import { alarmRuleRow, alarmsTestApp } from '../helpers/alarms.ts';
+import { createProject, expectFailure, expectOk, type ProjectFixture } from '../helpers/app.ts';
 
 // What changes to a rule do to the alarms it raised, and how the evaluator answers for its failures.
 let now = Date.now();
 const clock = () => now;
-let ctx: TestContext;
-let repo: AlarmsRepository;
-
-beforeAll(async () => {
-  ctx = await createTestApp({}, { clock });
-  repo = createAlarmsRepository(ctx.database.db);
-});
-afterAll(async () => {
-  await ctx?.close();
-});
+const app = alarmsTestApp(clock);
 
 interface Setup extends ProjectFixture {
   /** Two device types: `a` and `b`. */
@@ -44,7 +24,7 @@ interface Setup extends ProjectFixture {
 }
 
 async function setup(): Promise<Setup> {
-  const p = await createProject(ctx, 'rule changes');
+  const p = await createProject(app.ctx, 'rule changes');
   const a = expectOk(await p.api.post('/api/v1/device_type', { name: 'Pump' })).id as string;
   const b = expectOk(await p.api.post('/api/v1/device_type', { name: 'Valve' })).id as string;
   return {
@@ -58,8 +38,8 @@ async function setup(): Promise<Setup> {
       };
     },
     async report(identity, attributes) {
-      await ctx.services.currentValues.report(identity, attributes);
-      await ctx.services.alarms.idle();
+      await app.ctx.services.currentValues.report(identity, attributes);
+      await app.ctx.services.alarms.idle();
     },
     logs: async () => expectOk(await p.api.get('/api/v1/alarm_logs?page_records=100')).items,
     deviceAlarm: async (id) => expectOk(await p.api.get(`/api/v1/device/${id}`)).alarm,
@@ -218,15 +198,17 @@ describe("a rule's active alarms", () => {
     await s.report(two.identity, { temp: 40 });
     await s.report(one.identity, { temp: 20 });
     await s.report(one.identity, { temp: 45 }); // a second trigger after the first ended
-    const active = await repo.activeTriggers(s.project.id, r.id);
+    const active = await app.repo.activeTriggers(s.project.id, r.id);
     expect(active.map((a) => [a.device.id, a.device.name, a.device.typeId, a.log.ruleId, a.log.endTime])).toEqual([
       [two.id, 'two', s.types.a, r.id, null],
       [one.id, 'one', s.types.a, r.id, null],
     ]);
-    expect((await repo.activeTriggers(s.project.id, r.id, one.id)).map((a) => a.log.id)).toEqual([active[1]!.log.id]);
-    expect(await repo.activeTriggers(s.project.id, other.id, one.id)).toHaveLength(1);
-    const stranger = await createProject(ctx, 'stranger');
-    expect(await repo.activeTriggers(stranger.project.id, r.id)).toEqual([]);
+    expect((await app.repo.activeTriggers(s.project.id, r.id, one.id)).map((a) => a.log.id)).toEqual([
+      active[1]!.log.id,
+    ]);
+    expect(await app.repo.activeTriggers(s.project.id, other.id, one.id)).toHaveLength(1);
+    const stranger = await createProject(app.ctx, 'stranger');
+    expect(await app.repo.activeTriggers(stranger.project.id, r.id)).toEqual([]);
   });
 });
 
@@ -236,21 +218,9 @@ describe('the rule cache', () => {
     const d = await s.newDevice('boiler');
     await s.report(d.identity, { temp: 40 }); // no rule yet: the project's (empty) rules are cached
     const t0 = now;
-    await repo.insertRule({
-      id: newId(now),
-      projectId: s.project.id,
-      deviceTypeId: s.types.a,
-      name: 'elsewhere',
-      enabled: true,
-      level: 1,
-      condition: hot,
-      deviceIds: [],
-      groupIds: [],
-      message: '',
-      suppressSeconds: 0,
-      createTime: now,
-      updateTime: now,
-    });
+    await app.repo.insertRule(
+      alarmRuleRow(now, { projectId: s.project.id, deviceTypeId: s.types.a, name: 'elsewhere', condition: hot }),
+    );
     await s.report(d.identity, { temp: 41 });
     expect(await s.logs()).toEqual([]);
     now = t0 + 60_000;
@@ -266,7 +236,7 @@ function engineOver(overrides: Partial<AlarmsRepository>, recoveryConcurrency?: 
   const logger = { error: vi.fn(), warn: vi.fn(), info: vi.fn() };
   const bus = createEventBus();
   const engine = createAlarmEngine({
-    repo: { ...repo, ...overrides },
+    repo: { ...app.repo, ...overrides },
     bus,
     scheduler: createScheduler({ clock }),
     clock,
@@ -285,14 +255,14 @@ describe('evaluation failures', () => {
       await s.api.post('/api/v1/alarm_rule', { name: 'hot', device_type_id: s.types.a, level: 1, condition: hot }),
     );
     await s.report(d.identity, { temp: 40 });
-    const row = (await repo.activeTriggers(s.project.id, r.id))[0]!.log;
+    const row = (await app.repo.activeTriggers(s.project.id, r.id))[0]!.log;
     let down = true;
     const { engine } = engineOver({
-      end: (...args) => (down ? Promise.reject(new Error('database down')) : repo.end(...args)),
+      end: (...args) => (down ? Promise.reject(new Error('database down')) : app.repo.end(...args)),
     });
     await expect(engine.clear(row, 'boiler', 'app:x', 'swapped')).rejects.toThrow('database down');
     await expect(engine.ruleChanged(s.project.id, r.id, undefined)).rejects.toThrow('database down');
-    expect((await repo.activeTriggers(s.project.id, r.id)).map((a) => a.log.id)).toEqual([row.id]);
+    expect((await app.repo.activeTriggers(s.project.id, r.id)).map((a) => a.log.id)).toEqual([row.id]);
     down = false;
     expect(await engine.clear(row, 'boiler', 'app:x', 'swapped')).toMatchObject({ alarmStatus: 0, triggerId: row.id });
     await engine.idle();
@@ -306,7 +276,7 @@ describe('evaluation failures', () => {
     );
     let down = true;
     const { engine, logger, bus } = engineOver({
-      trigger: (row) => (down ? Promise.reject(new Error('database down')) : repo.trigger(row)),
+      trigger: (row) => (down ? Promise.reject(new Error('database down')) : app.repo.trigger(row)),
     });
     engine.attach();
     try {
@@ -365,7 +335,7 @@ describe('start-up recovery', () => {
           if (rule.projectId === s.project.id) seen.push((rule as AlarmRuleRow).id);
           try {
             await new Promise((resolve) => setImmediate(resolve)); // every call that is allowed to start has started by now
-            return await repo.watchedDevices(rule);
+            return await app.repo.watchedDevices(rule);
           } finally {
             running--;
           }
