@@ -75,6 +75,45 @@ async function setup(condition: AlarmCondition, devices: Array<{ name: string; s
 const setSession = (id: string, n: string | null, online = false) =>
   app.ctx.database.db.execute(sql`update devices set session_node = ${n}, online = ${online} where id = ${id}`);
 
+/** A device of node `a` under a rule temp > 30, whose reports and presence this node's evaluator sees. */
+async function hotDevice(name: string) {
+  const { p, rule, ids } = await setup({ kind: 'attribute', identifier: 'temp', op: '>', value: 30 }, [
+    { name, session: 'a' },
+  ]);
+  const [deviceId] = ids as [string];
+  const n = node();
+  const projectId = p.project.id;
+  let ts = now;
+  return {
+    n,
+    projectId,
+    rule,
+    deviceId,
+    async report(temp: number) {
+      n.bus.emit('device.attributes', { projectId, deviceId, attributes: { temp }, attrType: 'report', ts: ++ts });
+      await n.engine.idle();
+    },
+    async presence(online: boolean) {
+      if (online) n.bus.emit('device.online', { projectId, deviceId, transport: 'mqtt', ts: now });
+      else n.bus.emit('device.offline', { projectId, deviceId, transport: 'mqtt', ts: now, reason: 'closed' });
+      await n.engine.idle();
+    },
+    /** The ids of its active alarms. */
+    active: async () => (await app.repo.activeTriggers(projectId, rule.id, deviceId)).map((r) => r.log.id),
+    /** Another node ends its alarm `logId` (it recovered there). */
+    endElsewhere: (logId: string) =>
+      app.repo.end(logId, {
+        id: newId(now),
+        projectId,
+        deviceId,
+        ruleId: rule.id,
+        alarmLevel: 1,
+        alarmInfo: { reason: 'recovered' },
+        createTime: now,
+      }),
+  };
+}
+
 describe('alarm timers in cluster mode', () => {
   it("arms only this node's devices; orphans (no node, a dead node) once it holds the orphans' lease", async () => {
     const { p, rule, ids } = await setup({ kind: 'offline', for_seconds: 5 }, [
@@ -298,29 +337,7 @@ describe('changes made on another node', () => {
 
 describe('a device that comes back from another node', () => {
   it('forgets an attribute alarm the other node ended: it fires again while the condition holds, and recovers', async () => {
-    const { p, rule, ids } = await setup({ kind: 'attribute', identifier: 'temp', op: '>', value: 30 }, [
-      { name: 'roams', session: 'a' },
-    ]);
-    const [roams] = ids as [string];
-    const n = node();
-    const projectId = p.project.id;
-    let ts = now;
-    const report = async (temp: number) => {
-      n.bus.emit('device.attributes', {
-        projectId,
-        deviceId: roams,
-        attributes: { temp },
-        attrType: 'report',
-        ts: ++ts,
-      });
-      await n.engine.idle();
-    };
-    const presence = async (online: boolean) => {
-      if (online) n.bus.emit('device.online', { projectId, deviceId: roams, transport: 'mqtt', ts: now });
-      else n.bus.emit('device.offline', { projectId, deviceId: roams, transport: 'mqtt', ts: now, reason: 'closed' });
-      await n.engine.idle();
-    };
-    const active = async () => (await app.repo.activeTriggers(projectId, rule.id, roams)).map((r) => r.log.id);
+    const { n, deviceId: roams, report, presence, active, endElsewhere } = await hotDevice('roams');
     await presence(true);
     await report(50);
     const [first] = await active();
@@ -328,15 +345,7 @@ describe('a device that comes back from another node', () => {
     // It moves to node b, which sees it cool down and ends the alarm there.
     await setSession(roams, 'b', true);
     await presence(false);
-    await app.repo.end(first!, {
-      id: newId(now),
-      projectId,
-      deviceId: roams,
-      ruleId: rule.id,
-      alarmLevel: 1,
-      alarmInfo: { reason: 'recovered' },
-      createTime: now,
-    });
+    await endElsewhere(first!);
     // Back on this node, hot again: a new alarm, then its recovery.
     await setSession(roams, 'a', true);
     await presence(true);
@@ -355,42 +364,14 @@ describe('a device that comes back from another node', () => {
   });
 
   it('takes up an alarm the other node raised again after ending the one this node remembers', async () => {
-    const { p, rule, ids } = await setup({ kind: 'attribute', identifier: 'temp', op: '>', value: 30 }, [
-      { name: 'bounces', session: 'a' },
-    ]);
-    const [bounces] = ids as [string];
-    const n = node();
-    const projectId = p.project.id;
-    let ts = now;
-    const report = async (temp: number) => {
-      n.bus.emit('device.attributes', {
-        projectId,
-        deviceId: bounces,
-        attributes: { temp },
-        attrType: 'report',
-        ts: ++ts,
-      });
-      await n.engine.idle();
-    };
-    const online = async () => {
-      n.bus.emit('device.online', { projectId, deviceId: bounces, transport: 'mqtt', ts: now });
-      await n.engine.idle();
-    };
-    const active = async () => (await app.repo.activeTriggers(projectId, rule.id, bounces)).map((r) => r.log.id);
+    const { projectId, rule, deviceId: bounces, report, presence, active, endElsewhere } = await hotDevice('bounces');
+    const online = () => presence(true);
     await online();
     await report(50);
     const [first] = await active();
     // On node b it cooled down (alarm ended) and heated up again (a new alarm, raised there).
     await setSession(bounces, 'b', true);
-    await app.repo.end(first!, {
-      id: newId(now),
-      projectId,
-      deviceId: bounces,
-      ruleId: rule.id,
-      alarmLevel: 1,
-      alarmInfo: { reason: 'recovered' },
-      createTime: now,
-    });
+    await endElsewhere(first!);
     const raised = await app.repo.trigger({
       id: newId(now + 1),
       projectId,
