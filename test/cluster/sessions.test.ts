@@ -67,14 +67,14 @@ const device = () => randomBytes(12).toString('hex');
 let a: Node;
 let b: Node;
 /** Node b's reconnect listeners, called by hand (a NATS outage is not staged here). */
-const reconnectB = new Set<() => void>();
+const reconnectB = new Set<(outage: { since: number }) => void>();
 
 beforeAll(async () => {
   if (skip) return;
   a = await node('a');
   b = await node('b', (c) =>
     Object.assign(Object.create(c) as Cluster, {
-      onReconnect: (l: () => void) => {
+      onReconnect: (l: (outage: { since: number }) => void) => {
         reconnectB.add(l);
         return () => reconnectB.delete(l);
       },
@@ -196,7 +196,7 @@ describe.skipIf(skip)('cluster session directory', () => {
     const kv = await a.cluster.bucket('sessions');
     await kv.delete(id);
     expect(await a.sessions.locate(id)).toBeUndefined();
-    for (const l of reconnectB) l();
+    for (const l of reconnectB) l({ since: Date.now() });
     await b.directory.settled();
     expect(await a.sessions.locate(id)).toMatchObject({ deviceId: id });
   });

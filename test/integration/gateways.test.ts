@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   client,
@@ -216,5 +217,27 @@ describe('OpenAPI', () => {
     expect(attachDoc.requestBody.content['application/json'].schema.required).toEqual(['device', 'address']);
     expect(doc.paths['/api/v1/device/{id}/sub_devices'].get).toBeDefined();
     expect(doc.paths['/api/v1/device/{id}/sub_devices_remove'].post).toBeDefined();
+  });
+});
+
+describe('the sub-device list when the cluster cannot be asked (docs/cluster.md §5)', () => {
+  it('answers with the online state presence last wrote instead of failing the whole list', async () => {
+    const gw = await device('gateway');
+    const sub = await device('sub');
+    const other = await device('sub');
+    expectOk(await attach(gw, { device: sub, address: '01' }));
+    expectOk(await attach(gw, { device: other, address: '02' }));
+    await ctx.database.db.execute(sql`update devices set online = true where id = ${sub}`);
+    const sessions = ctx.services.sessions;
+    const locate = sessions.locate;
+    sessions.locate = () => Promise.reject(new Error('the cluster is unreachable (NATS is down)'));
+    try {
+      expect((await list(gw)).items.map((i: { id: string; online: boolean }) => [i.id, i.online])).toEqual([
+        [sub, true],
+        [other, false],
+      ]);
+    } finally {
+      sessions.locate = locate;
+    }
   });
 });

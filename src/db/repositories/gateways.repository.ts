@@ -10,6 +10,8 @@ export interface SubDeviceRow {
   name: string;
   typeId: string | null;
   address: string;
+  /** Online as last written by presence (the live state is the session; this stands in when it cannot be asked). */
+  online: boolean;
 }
 
 /**
@@ -70,7 +72,13 @@ export function createGatewaysRepository(db: Db) {
     /** One page of the gateway's sub-devices, by address. */
     async page(projectId: string, gatewayId: string, limit: number, offset: number): Promise<SubDeviceRow[]> {
       const rows = await db
-        .select({ id: devices.id, name: devices.name, typeId: devices.typeId, address: devices.subAddress })
+        .select({
+          id: devices.id,
+          name: devices.name,
+          typeId: devices.typeId,
+          address: devices.subAddress,
+          online: devices.online,
+        })
         .from(devices)
         .where(and(eq(devices.projectId, projectId), eq(devices.gatewayId, gatewayId)))
         .orderBy(asc(devices.subAddress))

@@ -142,7 +142,16 @@ export function createGatewaysService({
         rows.length > 0 && rows.length < pageRecords
           ? offset + rows.length
           : await repo.total(scope.projectId, gateway.id);
-      const online = await Promise.all(rows.map(async (r) => (await sessions.locate(r.id)) !== undefined));
+      // Live: the session, on whichever node. When the cluster cannot be asked (NATS down), the list still
+      // answers, with the online state presence last wrote (docs/cluster.md §5).
+      const online = await Promise.all(
+        rows.map((r) =>
+          sessions.locate(r.id).then(
+            (s) => s !== undefined,
+            () => r.online,
+          ),
+        ),
+      );
       return {
         items: rows.map((r, i) => ({
           id: r.id,
