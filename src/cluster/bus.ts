@@ -251,9 +251,13 @@ export function createClusterBus({ cluster, bus, logger, live: givenLive, events
     /** Whether a live event of the project would be sent now (for tests). */
     othersWatch,
     async close() {
-      const mine = [...subscriptions.keys()];
-      for (const p of mine) interest(p, false);
-      await writes;
+      // Withdrawn only while NATS answers: during an outage the others drop a lost node's keys themselves, and a
+      // shutdown must not wait out one KV timeout per watched project.
+      if (cluster.status === 'connected') {
+        const mine = [...subscriptions.keys()];
+        for (const p of mine) interest(p, false);
+      }
+      await Promise.race([writes, new Promise((r) => setTimeout(r, 3_000).unref())]);
       closed = true;
       for (const o of off) o();
     },

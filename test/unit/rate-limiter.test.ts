@@ -89,7 +89,7 @@ describe('a device bucket moving between nodes (docs/cluster.md §7)', () => {
   });
 
   it('never gives more than the new node holds, and ignores a state from the future or a broken one', () => {
-    const now = 1_000_000;
+    let now = 1_000_000;
     const b = createRateLimiter({ projectRate: 0, clock: () => now });
     for (let i = 0; i < 20; i++) b.admit('p', 'd', 10);
     b.adopt('d', { tokens: 20, at: now }, 10);
@@ -97,6 +97,11 @@ describe('a device bucket moving between nodes (docs/cluster.md §7)', () => {
     const c = createRateLimiter({ projectRate: 0, clock: () => now });
     c.adopt('d', { tokens: 0, at: now + 60_000 }, 10); // a skewed clock: no refill, no negative time
     expect(c.admit('p', 'd', 10).ok).toBe(false);
+    // A hand-off claiming a huge debt is held to the debt a node allows (10 s at the rate): the device may
+    // send again once that is paid, not never.
+    c.adopt('y', { tokens: -1e300, at: now }, 10);
+    now += 10_000 + 100;
+    expect(c.admit('p', 'y', 10).ok).toBe(true);
     c.adopt('x', { tokens: Number.NaN, at: now }, 10);
     expect(c.admit('p', 'x', 10).ok).toBe(true);
     expect(c.export('unknown')).toBeUndefined();

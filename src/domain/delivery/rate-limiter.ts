@@ -154,7 +154,9 @@ export function createRateLimiter(options: Partial<RateLimiterOptions> = {}): Ra
       const b = bucket(devices, deviceId, deviceRate, now);
       // Refilled for the time it travelled (at most to now), then the lower of the two counts.
       const elapsed = Math.max(0, Math.min(now, now - state.at));
-      const carried = Math.min(deviceRate * 2, state.tokens + (elapsed / 1000) * deviceRate);
+      // Never below the debt a node allows itself (a hostile or broken hand-off cannot starve the device).
+      const floor = -deviceRate * (o.maxDelayMs / 1000);
+      const carried = Math.min(deviceRate * 2, Math.max(floor, state.tokens) + (elapsed / 1000) * deviceRate);
       b.tokens = Math.min(b.tokens, carried);
     },
     admit: (projectId, deviceId, deviceRate, cost = 1) => ask(projectId, deviceId, deviceRate, cost, 0),
