@@ -1,11 +1,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CLUSTER_JWT_SECRET, clusterProject, clusterSuite, type TestCluster } from '../helpers/cluster.ts';
 import { connectDevice, nextOn } from '../helpers/mqtt.ts';
-import { serverEnv, spawnTs } from '../helpers/process.ts';
+import { closedPort, serverEnv, spawnTs } from '../helpers/process.ts';
 import { until } from '../helpers/wait.ts';
 
 /**
@@ -16,14 +15,6 @@ import { until } from '../helpers/wait.ts';
  */
 const suite = await clusterSuite(2, { natsProxy: true });
 const { skip, clients } = suite;
-
-async function closedPort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
 
 describe.skipIf(skip)('a NATS outage', () => {
   it('refuses to start a node that cannot reach NATS, in one line naming NATS_URL', async () => {

@@ -7,6 +7,7 @@ import { run } from '../../simulator/commands/run.ts';
 import { parseOptions } from '../../simulator/options.ts';
 import { createProject, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 import { listenTestApp, startAppWithBroker, startTestBroker, type TestBroker } from '../helpers/broker.ts';
+import { closedPort } from '../helpers/process.ts';
 import { sink, simTarget } from '../helpers/sim-output.ts';
 import { waitForValue } from '../helpers/wait.ts';
 
@@ -216,13 +217,3 @@ describe('simulator with several hosts', () => {
     expect(ok.help === false && ok.options.host).toBe('mqtt://a:1883,mqtt://b:1884');
   });
 });
-
-/** A local port nobody listens on (bound, then closed): connecting to it is refused at once. */
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
