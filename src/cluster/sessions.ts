@@ -179,12 +179,19 @@ export function createClusterSessions({
   }
 
   /** Records the session: its put gives its epoch; then it claims the device (or yields to a newer claim). */
-  async function record(session: DeviceSession, state: Recorded, put: (kv: KV) => Promise<number>) {
+  async function record(session: DeviceSession, state: Recorded, put: (kv: KV) => Promise<number>, attempt = 1) {
     let epoch: number;
     try {
       epoch = await put(await bucket());
     } catch (err) {
-      logger.warn({ deviceId: session.deviceId, err }, 'session directory: recording a session failed');
+      logger.warn({ deviceId: session.deviceId, err, attempt }, 'session directory: recording a session failed');
+      // A put that timed out while NATS stays connected is tried again, while the session is still this
+      // node's current one (after an outage the reconnect records every session anyway). Without its record
+      // the device is unreachable from the other nodes and its older session elsewhere stays open.
+      if (attempt < 6 && cluster.status === 'connected' && !state.ended && local().get(session.deviceId) === session) {
+        await new Promise((r) => setTimeout(r, Math.min(8_000, 250 * 2 ** attempt)).unref());
+        if (!state.ended && local().get(session.deviceId) === session) return record(session, state, put, attempt + 1);
+      }
       return;
     }
     state.epoch = epoch;

@@ -101,3 +101,29 @@ describe.skipIf(skip)('kicks missed during a NATS outage', () => {
     expect(b.asked.at(-1)).toEqual({ ids: expect.arrayContaining([revoked, fine]), since: since - 1_000 });
   });
 });
+
+describe.skipIf(skip)('a session whose recording failed', () => {
+  it('is recorded again while NATS stays connected, so other nodes can reach it', async () => {
+    let failures = 1;
+    const c = await node('c', (cl) =>
+      Object.assign(Object.create(cl) as Cluster, {
+        bucket: async (b: string, o?: { ttlMs?: number }) => {
+          const kv = await cl.bucket(b, o);
+          return Object.assign(Object.create(kv) as typeof kv, {
+            put: (...args: Parameters<typeof kv.put>) =>
+              failures-- > 0 ? Promise.reject(new Error('timeout')) : kv.put(...args),
+          });
+        },
+      }),
+    );
+    const id = randomBytes(12).toString('hex');
+    const held = session(id);
+    c.sessions.attach(held.s);
+    await c.directory.settled();
+    expect(failures).toBeLessThan(0);
+    expect(c.directory.epochOf(held.s)).toBeGreaterThan(0);
+    await until(async () => (await b.sessions.locate(id)) !== undefined, 'node b to reach the session', {
+      timeout: 5_000,
+    });
+  });
+});
