@@ -272,9 +272,22 @@ export async function connectCluster(options: ClusterOptions): Promise<Cluster> 
       if (status === 'connected') logger.warn({ err }, 'cluster membership scan failed');
     }
   };
-  await beat();
   // Five beats a lease: a node killed is known lost within a lease and a beat (docs/cluster.md §3).
   const beatEvery = Math.max(100, Math.floor(leaseMs / 5));
+  // Two live nodes under one NODE_ID would reset and reap each other's devices: a key of this id that is
+  // still beating refuses the start (the key of this node's own earlier run stands still).
+  const before = await nodes.get(nodeId).catch(() => null);
+  if (before?.operation === 'PUT') {
+    await new Promise((r) => setTimeout(r, beatEvery * 1.5));
+    const after = await nodes.get(nodeId).catch(() => null);
+    if (after?.operation === 'PUT' && after.revision !== before.revision) {
+      await nc.close().catch(() => {});
+      throw new ClusterUnavailable(
+        `NODE_ID ${nodeId} is in use by a live node of cluster ${name}: give every node its own NODE_ID`,
+      );
+    }
+  }
+  await beat();
   // One beat at a time: while NATS is slow or away, beats are skipped rather than queued.
   let beating: Promise<void> | undefined;
   const heartbeat = setInterval(() => {

@@ -72,3 +72,14 @@ describe.skipIf(skip)('the cluster core', () => {
     await until(() => heard.length === 1, 'b to hear it was reaped', { timeout: 5_000 });
   });
 });
+
+describe.skipIf(skip)('NODE_ID', () => {
+  it('refuses a second live node under the same id, and lets a node restart under its own', async () => {
+    const first = await node('same');
+    await expect(node('same')).rejects.toThrow(/NODE_ID same is in use by a live node/);
+    await first.close();
+    // Its key is gone or stands still: the restart is let in.
+    const again = await node('same');
+    expect(again.status).toBe('connected');
+  });
+});
