@@ -247,6 +247,17 @@ export async function connectCluster(options: ClusterOptions): Promise<Cluster> 
       if (status === 'connected') logger.warn({ err }, 'cluster heartbeat failed');
     }
   };
+  /** Node `n` is gone: the others take over what it held (docs/cluster.md §3). */
+  const lose = (n: string) => {
+    if (!seen.delete(n)) return;
+    for (const l of lostListeners) {
+      try {
+        l(n);
+      } catch (err) {
+        logger.error({ err }, 'node-lost listener failed');
+      }
+    }
+  };
   const scan = async () => {
     try {
       const now = Date.now();
@@ -258,15 +269,8 @@ export async function connectCluster(options: ClusterOptions): Promise<Cluster> 
       }
       for (const [n, last] of seen) {
         if (n === nodeId || now - last.at < leaseMs) continue;
-        seen.delete(n);
         logger.warn({ lostNode: n }, 'a node of the cluster stopped beating');
-        for (const l of lostListeners) {
-          try {
-            l(n);
-          } catch (err) {
-            logger.error({ err }, 'node-lost listener failed');
-          }
-        }
+        lose(n);
       }
     } catch (err) {
       if (status === 'connected') logger.warn({ err }, 'cluster membership scan failed');
@@ -298,6 +302,21 @@ export async function connectCluster(options: ClusterOptions): Promise<Cluster> 
   heartbeat.unref();
   await scan();
 
+  // A node stopping cleanly says so: the others take over its timers and jobs at once, not a lease later.
+  const leftSub = nc.subscribe(subject('nodes', 'left'), {
+    callback: (err, msg) => {
+      if (err) return;
+      let left: unknown;
+      try {
+        left = decodeJson<{ node?: unknown }>(msg.data).node;
+      } catch {
+        return;
+      }
+      if (typeof left !== 'string' || left === nodeId) return;
+      logger.info({ lostNode: left }, 'a node of the cluster left');
+      lose(left);
+    },
+  });
   // The reaper's notice to a node judged lost that is alive after all.
   const reapedSub = nc.subscribe(subject('node', nodeId, 'reaped'), {
     callback: (err) => {
@@ -446,11 +465,13 @@ export async function connectCluster(options: ClusterOptions): Promise<Cluster> 
     async close() {
       clearInterval(heartbeat);
       reapedSub.unsubscribe();
+      leftSub.unsubscribe();
       // A beat in flight during an outage must not hold the shutdown for long.
       await Promise.race([beating, new Promise((r) => setTimeout(r, 2_000).unref())]);
       await Promise.all([...leases].map((l) => l.stop()));
-      // Leaving: our heartbeat key goes at once, so the others need not wait a lease to know.
+      // Leaving: our heartbeat key goes, and the others hear it at once instead of a lease later.
       await nodes.delete(nodeId).catch(() => {});
+      if (status === 'connected' && !nc.isClosed()) nc.publish(subject('nodes', 'left'), encodeJson({ node: nodeId }));
       await nc.drain().catch(() => {});
     },
   };

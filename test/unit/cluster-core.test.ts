@@ -83,3 +83,17 @@ describe.skipIf(skip)('NODE_ID', () => {
     expect(again.status).toBe('connected');
   });
 });
+
+describe.skipIf(skip)('a node stopping cleanly', () => {
+  it('is known gone by the others at once, not a lease later', async () => {
+    const a = await node('a5');
+    const b = await node('b5');
+    await until(() => a.isAlive('b5'), 'a to see b', { timeout: 5_000 });
+    const lost: string[] = [];
+    a.onNodeLost((n) => lost.push(n));
+    const stoppedAt = Date.now();
+    await b.close();
+    await until(() => lost.includes('b5'), 'a to hear b left', { timeout: LEASE });
+    expect(Date.now() - stoppedAt).toBeLessThan(LEASE / 2);
+  });
+});
