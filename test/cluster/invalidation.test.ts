@@ -177,8 +177,13 @@ describe.skipIf(skip)('caches of a cluster', () => {
     expect(refused.stderr).toContain('cannot reach NATS at nats://127.0.0.1:1');
     expect((await apiRaw(a!.http, 'GET', `/api/v1/device/${d.id}`, p.token)).status).toBe(200);
 
+    // A device connected to node B while the project is deleted from the command line.
+    const connected = await suite.mqtt(b!.mqttUrl, d.accessToken, d.projectKey);
+    let closed = false;
+    connected.on('close', () => (closed = true));
     const run = await runCli(['project', 'delete', p.project.id, '--yes'], { ...env, NATS_URL: NATS_TEST_URL });
     expect(run.code, run.stderr).toBe(0);
+    await until(() => closed, 'the connected device to be closed', SECOND);
     for (const node of [a!, b!])
       await until(
         async () =>
