@@ -238,7 +238,19 @@ export function createServices({
     ...(settings.alarmNotify ? { notifier: settings.alarmNotify } : {}),
     ...(clusterJobs
       ? {
-          cluster: { node: clusterJobs.nodeId, claimMs: clusterJobs.leaseMs, ownership: clusterJobs.alarmOwnership() },
+          cluster: {
+            node: clusterJobs.nodeId,
+            claimMs: clusterJobs.leaseMs,
+            ownership: {
+              ...clusterJobs.alarmOwnership(),
+              // Through the session directory (docs/cluster.md §2); unknown when NATS is away.
+              connectedAnywhere: (deviceId: string) =>
+                sessions.locate(deviceId).then(
+                  (session) => session !== undefined,
+                  () => false,
+                ),
+            },
+          },
         }
       : {}),
   });

@@ -26,9 +26,13 @@ const repoJobs = (projectId: string) => createNotifyJobsRepository(app.ctx.datab
 /** This node is `a`; `b` is alive, `dead` is not; `orphans` says whether `a` holds the orphans' lease. */
 function node(orphans = false) {
   const alive = new Set(['a', 'b']);
+  /** Devices the session directory finds connected on some node. */
+  const connected = new Set<string>();
   const ownership = {
     orphans,
+    connected,
     owns: (n: string | null) => n === 'a' || ((n === null || !alive.has(n)) && ownership.orphans),
+    connectedAnywhere: async (deviceId: string) => connected.has(deviceId),
   };
   const bus = createEventBus();
   const scheduler = createScheduler({ clock });
@@ -157,6 +161,22 @@ describe('alarm timers in cluster mode', () => {
     await n.engine.idle();
     expect(n.entries.map((e) => e.deviceId)).toEqual([stays]);
     expect(n.scheduler.size).toBe(0);
+  });
+
+  it('an offline timer whose device just logged in on another node (not yet written) does not fire', async () => {
+    const { p, rule, ids } = await setup({ kind: 'offline', for_seconds: 5 }, [
+      { name: 'back elsewhere', session: 'a' },
+      { name: 'still away', session: 'a' },
+    ]);
+    const [back, away] = ids as [string, string];
+    const n = node();
+    await n.engine.ruleChanged(p.project.id, rule.id, rule);
+    // Node b holds it now (the directory says so); its online write is still a second away.
+    n.ownership.connected.add(back);
+    now += 5_000;
+    await n.scheduler.runDue();
+    await n.engine.idle();
+    expect(n.entries.map((e) => e.deviceId)).toEqual([away]);
   });
 
   it('the node that takes a device over (its session node rewritten to it) raises its offline alarm', async () => {

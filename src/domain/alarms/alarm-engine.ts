@@ -55,6 +55,11 @@ interface RuleState {
 export interface AlarmOwnership {
   /** Whether this node runs the timers of a device whose session is (or was last) on `sessionNode`. */
   owns(sessionNode: string | null): boolean;
+  /**
+   * Whether the device is connected to any node now (the session directory), for an offline timer about to
+   * fire: its new node's online write may still be a second away. Unknown (the cluster unreachable): false.
+   */
+  connectedAnywhere?(deviceId: string): Promise<boolean>;
 }
 
 interface CompiledRules {
@@ -235,6 +240,12 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
       // Not this node's any more (it logged in on another node), or connected here again (its online
       // event is queued behind this). The stored online flag is not read: it is written a second late.
       if (!stored || (rule.condition.kind === 'offline' && isOnline(device.id))) return;
+      // Logged in on another node a moment ago: that node ends the wait (it holds the device now).
+      if (rule.condition.kind === 'offline' && (await ownership.connectedAnywhere?.(device.id))) {
+        cancelTimer(s);
+        if (!s.active) states.get(device.id)?.delete(rule.id);
+        return;
+      }
     }
     const now = clock();
     if (rule.suppressSeconds > 0 && s.lastTrigger !== undefined && now < s.lastTrigger + rule.suppressSeconds * 1000) {
