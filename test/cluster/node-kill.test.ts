@@ -8,7 +8,10 @@ import { until } from '../helpers/wait.ts';
  * No loss across a node kill (docs/cluster.md §3, README "An acknowledgement means stored"): devices stream
  * numbered QoS 1 reports through node B and know node A too (mqtt.js `servers`, as the simulator's `--host a,b`);
  * node B is SIGKILLed mid-stream; they reconnect to A, where the reports they had not seen acknowledged are sent
- * again; every acknowledged report is in history exactly once, and each device is online on A.
+ * again. Every acknowledged report is in history; those acknowledged before the kill and those sent after it
+ * exactly once. A report in flight at the kill may be stored twice: node B may have stored it without its
+ * acknowledgement getting out, and the device sends it again to A with nothing that tells A it is the same
+ * (MQTT QoS 1 is at least once; docs/cluster.md §8). Each device ends up online on A.
  */
 // Reports wait up to 200 ms to be written in batches: a wide window for a kill to catch acknowledged reports
 // not yet written, if an acknowledgement ever came before the write.
@@ -19,7 +22,7 @@ const DEVICES = 20;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe.skipIf(skip)('a node killed while devices stream through it', () => {
-  it('loses no acknowledged report and stores none twice; the devices end up online on the other node', async () => {
+  it('loses no acknowledged report, stores twice none but those in flight at the kill; devices end up on A', async () => {
     const [a, b] = suite.cluster.nodes as [TestCluster['nodes'][0], TestCluster['nodes'][0]];
     const p = await clusterProject(a.http);
     const devices = await Promise.all(Array.from({ length: DEVICES }, (_, i) => p.device(`streamer-${i}`)));
@@ -58,6 +61,8 @@ describe.skipIf(skip)('a node killed while devices stream through it', () => {
     })();
     await until(() => acked.length >= 50, 'reports acknowledged by node B', { timeout: 10_000, interval: 50 });
     const beforeKill = acked.length;
+    const sentAtKill = sent;
+    const ackedBeforeKill = new Set(acked);
     await b.stop('SIGKILL');
     // The devices reconnect to A and go on; reports acknowledged after the kill prove the failover.
     await until(() => acked.length >= beforeKill + 100, 'reports acknowledged by node A', {
@@ -84,8 +89,16 @@ describe.skipIf(skip)('a node killed while devices stream through it', () => {
         { timeout: 15_000, interval: 250 },
       ).catch(() => undefined);
       const lost = acked.filter((s) => !stored.has(s));
-      const twice = acked.filter((s) => (stored.get(s) ?? 0) > 1);
-      expect({ acked: acked.length, lost, twice }).toEqual({ acked: acked.length, lost: [], twice: [] });
+      // In flight at the kill: sent before it, not acknowledged before it.
+      const inFlight = (s: number) => s < sentAtKill && !ackedBeforeKill.has(s);
+      const twice = acked.filter((s) => !inFlight(s) && (stored.get(s) ?? 0) > 1);
+      const thrice = acked.filter((s) => (stored.get(s) ?? 0) > 2);
+      expect({ acked: acked.length, lost, twice, thrice }).toEqual({
+        acked: acked.length,
+        lost: [],
+        twice: [],
+        thrice: [],
+      });
 
       const online = await sql<{ n: number }[]>`
         select count(*)::int as n from devices where project_id = ${p.project.id} and online and session_node = ${a.id}`;
