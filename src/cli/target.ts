@@ -60,7 +60,7 @@ export async function openTarget(config: TargetSettings, out: TargetOutput): Pro
   const services = createServices({ db: database.db });
   // Cluster mode: the running nodes hear of what this command changes (a deleted project's sessions close,
   // its cached logins and tokens are forgotten at once; docs/cluster.md §4).
-  let nodes: { close(): Promise<void> } | undefined;
+  let nodes: { close(): Promise<void>; liveNodes: number } | undefined;
   if (database.driver === 'postgres' && config.NATS_URL) {
     const name = config.CLUSTER_NAME ?? 'iot';
     if (!/^[A-Za-z0-9_-]{1,40}$/.test(name)) {
@@ -79,6 +79,10 @@ export async function openTarget(config: TargetSettings, out: TargetOutput): Pro
       throw new CliError(`${(err as Error).message}, or unset it`);
     }
     out.note(`Cluster: ${name}, told through NATS at ${natsTarget(config.NATS_URL).shown}.`);
+    if (nodes.liveNodes === 0)
+      out.note(
+        `No running node of cluster ${name} answers on this NATS: check CLUSTER_NAME (nodes that start later read the database anyway).`,
+      );
   }
   return {
     via: database.driver === 'postgres' ? 'postgres' : 'embedded',

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { KV } from '@nats-io/kv';
+import { Kvm, type KV } from '@nats-io/kv';
 import type { DomainEventName, DomainEvents, EventBus } from '../domain/events/event-bus.ts';
 import { LIVE_EVENT_NAMES, type LiveEventName } from '../domain/events/live-events.ts';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
@@ -278,7 +278,7 @@ export async function connectBusPublisher(options: {
   caFile?: string | undefined;
   bus: Pick<EventBus, 'on'>;
   events?: readonly DomainEventName[];
-}): Promise<{ close(): Promise<void> }> {
+}): Promise<{ close(): Promise<void>; liveNodes: number }> {
   const { name, bus, events = BROADCAST_EVENTS } = options;
   const target = natsTarget(options.servers, options.caFile);
   let nc: NatsConnection;
@@ -295,6 +295,14 @@ export async function connectBusPublisher(options: {
       `cannot reach NATS at ${target.shown} (${(err as Error).message}): the running nodes would not hear of this change; check NATS_URL`,
     );
   }
+  // How many nodes of this CLUSTER_NAME beat now: none means a wrong name, or no node running.
+  let liveNodes = 0;
+  try {
+    const nodes = await new Kvm(nc).open(`${name}_nodes`);
+    for await (const _key of await nodes.keys()) liveNodes++;
+  } catch {
+    liveNodes = 0;
+  }
   const origin = `cli-${defaultNodeId()}`;
   const off = events.map((event) =>
     bus.on(
@@ -304,6 +312,7 @@ export async function connectBusPublisher(options: {
     ),
   );
   return {
+    liveNodes,
     async close() {
       for (const o of off) o();
       await nc.drain().catch(() => {});

@@ -181,8 +181,16 @@ describe.skipIf(skip)('caches of a cluster', () => {
     const connected = await suite.mqtt(b!.mqttUrl, d.accessToken, d.projectKey);
     let closed = false;
     connected.on('close', () => (closed = true));
+    // A CLUSTER_NAME no running node has is pointed out (what it changes would be heard by nobody).
+    const wrongName = await runCli(['project', 'list'], {
+      ...env,
+      CLUSTER_NAME: 'no_such_cluster',
+      NATS_URL: NATS_TEST_URL,
+    });
+    expect(wrongName.stderr).toContain('No running node of cluster no_such_cluster answers');
     const run = await runCli(['project', 'delete', p.project.id, '--yes'], { ...env, NATS_URL: NATS_TEST_URL });
     expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr).not.toContain('No running node');
     await until(() => closed, 'the connected device to be closed', SECOND);
     for (const node of [a!, b!])
       await until(
