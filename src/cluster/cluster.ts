@@ -317,12 +317,17 @@ export async function connectCluster(options: ClusterOptions): Promise<Cluster> 
       lose(left);
     },
   });
+  let lastReapedRejoin = 0;
   // The reaper's notice to a node judged lost that is alive after all.
   const reapedSub = nc.subscribe(subject('node', nodeId, 'reaped'), {
     callback: (err) => {
       if (err) return;
+      // At most once a lease: a notice repeated (or sent by anyone on NATS) costs no more than one re-assert.
+      const now = Date.now();
+      if (now - lastReapedRejoin < leaseMs) return;
+      lastReapedRejoin = now;
       logger.warn({}, 'the cluster took this node for lost; re-asserting what it holds');
-      rejoined(Date.now() - leaseMs - beatEvery);
+      rejoined(now - leaseMs - beatEvery);
     },
   });
 

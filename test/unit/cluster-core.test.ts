@@ -97,3 +97,16 @@ describe.skipIf(skip)('a node stopping cleanly', () => {
     expect(Date.now() - stoppedAt).toBeLessThan(LEASE / 2);
   });
 });
+
+describe.skipIf(skip)('the reaper’s notice repeated', () => {
+  it('costs at most one re-assert a lease', async () => {
+    const a = await node('a6');
+    const b = await node('b6');
+    const heard: number[] = [];
+    b.onReconnect(({ since }) => heard.push(since));
+    for (let i = 0; i < 20; i++) a.tellReaped('b6');
+    await until(() => heard.length >= 1, 'b to hear it', { timeout: 5_000 });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(heard).toHaveLength(1);
+  });
+});
