@@ -5,7 +5,7 @@ import { createClusterSessions, type ClusterSessions } from '../../src/cluster/s
 import { createRateLimiter, type BucketState, type RateLimiter } from '../../src/domain/delivery/rate-limiter.ts';
 import { createSessionRegistry, type DeviceSession, type SessionRegistry } from '../../src/domain/delivery/sessions.ts';
 import { ServiceUnavailable } from '../../src/errors.ts';
-import { clusterSkip, NATS_TEST_URL } from '../helpers/cluster.ts';
+import { clusterSkip, NATS_TEST_URL, stopNodes, untilNodesSee } from '../helpers/cluster.ts';
 import { until } from '../helpers/wait.ts';
 
 /**
@@ -55,14 +55,9 @@ beforeAll(async () => {
   if (skip) return;
   a = await node('a');
   b = await node('b');
-  await until(() => a.cluster.isAlive('b') && b.cluster.isAlive('a'), 'the nodes to see each other', {
-    timeout: 15_000,
-  });
+  await untilNodesSee([a.cluster, b.cluster]);
 }, 30_000);
-afterAll(async () => {
-  for (const n of nodes) n.directory.stop();
-  for (const n of nodes) await n.cluster.close();
-});
+afterAll(() => stopNodes(nodes));
 
 describe.skipIf(skip)('a device bucket across nodes', () => {
   it('is handed to the node of the newer login, which then refuses what the device already spent', async () => {

@@ -4,7 +4,7 @@ import { connectCluster, type Cluster } from '../../src/cluster/cluster.ts';
 import { createClusterSessions, type ClusterSessions } from '../../src/cluster/sessions.ts';
 import { createSessionRegistry, type DeviceSession, type SessionRegistry } from '../../src/domain/delivery/sessions.ts';
 import { ServiceUnavailable } from '../../src/errors.ts';
-import { clusterSkip, NATS_TEST_URL } from '../helpers/cluster.ts';
+import { clusterSkip, NATS_TEST_URL, stopNodes, untilNodesSee } from '../helpers/cluster.ts';
 import { until } from '../helpers/wait.ts';
 
 /**
@@ -72,14 +72,9 @@ beforeAll(async () => {
     }),
   );
   b = await node('b');
-  await until(() => a.cluster.isAlive('b') && b.cluster.isAlive('a'), 'the nodes to see each other', {
-    timeout: 15_000,
-  });
+  await untilNodesSee([a.cluster, b.cluster]);
 }, 30_000);
-afterAll(async () => {
-  for (const n of nodes) n.directory.stop();
-  for (const n of nodes) await n.cluster.close();
-});
+afterAll(() => stopNodes(nodes));
 
 describe.skipIf(skip)('kicks missed during a NATS outage', () => {
   it('are made up for on the other nodes too when a node comes back', async () => {

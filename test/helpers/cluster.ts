@@ -6,7 +6,9 @@ import path from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll } from 'vitest';
 import { createPrivatePostgres, type PrivatePostgres } from './db.ts';
+import type { Cluster } from '../../src/cluster/cluster.ts';
 import { serverEnv, spawnTs, type Spawned } from './process.ts';
+import { until } from './wait.ts';
 
 /**
  * Several server processes of one cluster (docs/cluster.md): one PostgreSQL database of their own (on the
@@ -298,4 +300,17 @@ export async function clusterSuite(
     for (const fn of later) await fn();
   });
   return suite;
+}
+
+/** Until every one of these cluster connections sees every other alive (their heartbeat scans). */
+export async function untilNodesSee(clusters: Array<Pick<Cluster, 'nodeId' | 'isAlive'>>): Promise<void> {
+  await until(() => clusters.every((c) => clusters.every((o) => c.isAlive(o.nodeId))), 'the nodes to see each other', {
+    timeout: 15_000,
+  });
+}
+
+/** Stops nodes of this process: their session directories, then their cluster connections. */
+export async function stopNodes(nodes: Array<{ cluster: Pick<Cluster, 'close'>; directory: { stop(): void } }>) {
+  for (const n of nodes) n.directory.stop();
+  for (const n of nodes) await n.cluster.close();
 }
