@@ -167,6 +167,18 @@ export class SimDevice {
     client.on('message', (topic, payload) => this.onMessage(topic, payload));
     client.on('error', (err) => this.onError(err as Error & { code?: number | string }));
     client.on('close', () => this.onClose());
+    // PUBACKs of reports counted from the packets, not the publish callbacks: mqtt.js fails the callback of a
+    // message in flight when the connection drops, then sends it again from its store to the next host,
+    // where its PUBACK arrives with no callback left to call.
+    const reports = new Set<number>();
+    client.on('packetsend', (packet) => {
+      if (packet.cmd === 'publish' && packet.topic === TOPICS.attributes && packet.messageId !== undefined)
+        reports.add(packet.messageId);
+    });
+    client.on('packetreceive', (packet) => {
+      if (packet.cmd === 'puback' && packet.messageId !== undefined && reports.delete(packet.messageId))
+        this.stats.puback++;
+    });
   }
 
   private onConnect() {
@@ -199,7 +211,7 @@ export class SimDevice {
     if (!this.connected) return;
     this.stats.sent++;
     this.pending.push(performance.now());
-    this.publish(TOPICS.attributes, values, () => this.stats.puback++);
+    this.publish(TOPICS.attributes, values);
   }
 
   /** `acknowledged` runs when a QoS 1 publish got its PUBACK, on this connection or after a failover. */

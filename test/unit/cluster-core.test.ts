@@ -37,7 +37,7 @@ describe.skipIf(skip)('the cluster core', () => {
     const cutAt = Date.now();
     proxy.cut();
     await until(() => lost.includes('b1'), 'a to judge b lost', { timeout: 3 * LEASE });
-    expect(Date.now() - cutAt).toBeLessThan(LEASE + LEASE / 5 + 1_000);
+    expect(Date.now() - cutAt).toBeGreaterThanOrEqual(LEASE - LEASE / 5);
     expect(a.isAlive('b1')).toBe(false);
     // b, back, re-asserts (its reconnect listeners run) and beats again.
     const rejoined: number[] = [];
@@ -91,10 +91,9 @@ describe.skipIf(skip)('a node stopping cleanly', () => {
     await until(() => a.isAlive('b5'), 'a to see b', { timeout: 5_000 });
     const lost: string[] = [];
     a.onNodeLost((n) => lost.push(n));
-    const stoppedAt = Date.now();
     await b.close();
-    await until(() => lost.includes('b5'), 'a to hear b left', { timeout: LEASE });
-    expect(Date.now() - stoppedAt).toBeLessThan(LEASE / 2);
+    // Without the notice it would take a lease (2 s) and a scan.
+    await until(() => lost.includes('b5'), 'a to hear b left', { timeout: LEASE * 0.75 });
   });
 });
 
