@@ -22,7 +22,8 @@ export const NATS_TEST_URL = process.env.NATS_TEST_URL || 'nats://127.0.0.1:4222
 export const CLUSTER_PLATFORM_TOKEN = 'cluster-platform-token-0123456789';
 export const CLUSTER_JWT_SECRET = 'cluster-jwt-secret-0123456789abcdefghij';
 
-async function natsReachable(url: string): Promise<boolean> {
+/** Whether a NATS server answers at (the first server of) `url` with its INFO line. */
+export async function natsReachable(url: string): Promise<boolean> {
   const u = new URL(url.split(',')[0]!.trim());
   return new Promise((resolve) => {
     const s = net.connect(Number(u.port || 4222), u.hostname);

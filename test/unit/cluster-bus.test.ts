@@ -1,4 +1,3 @@
-import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { connect as natsConnect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,27 +5,10 @@ import { BROADCAST_EVENTS, connectBusPublisher, createClusterBus, type LiveSink 
 import { connectCluster, type Cluster } from '../../src/cluster/cluster.ts';
 import { createEventBus, type DomainEvents, type EventBus } from '../../src/domain/events/event-bus.ts';
 import type { LiveEventName } from '../../src/domain/events/live-events.ts';
-import { NATS_TEST_URL, natsProxy } from '../helpers/cluster.ts';
+import { NATS_TEST_URL, natsProxy, natsReachable } from '../helpers/cluster.ts';
 import { until } from '../helpers/wait.ts';
 
-/**
- * The bridge between a node's event bus and the other nodes (src/cluster/bus.ts, docs/cluster.md §4), on a
- * real NATS server: two "nodes" in one process, each with its own bus and connection.
- */
-async function natsUp(): Promise<boolean> {
-  const u = new URL(NATS_TEST_URL.split(',')[0]!.trim());
-  return new Promise((resolve) => {
-    const s = net.connect(Number(u.port || 4222), u.hostname);
-    const done = (ok: boolean) => {
-      s.destroy();
-      resolve(ok);
-    };
-    s.setTimeout(2_000, () => done(false));
-    s.once('data', () => done(true));
-    s.once('error', () => done(false));
-  });
-}
-const up = await natsUp();
+const up = await natsReachable(NATS_TEST_URL);
 if (!up && process.env.REQUIRE_CLUSTER_TESTS === '1')
   throw new Error(`REQUIRE_CLUSTER_TESTS=1 but no NATS at ${NATS_TEST_URL}`);
 

@@ -5,6 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { connectCluster, natsTarget } from '../../src/cluster/cluster.ts';
+import { natsReachable } from '../helpers/cluster.ts';
+import { until } from '../helpers/wait.ts';
 
 /**
  * NATS_URL as the nodes and the CLI read it (docs/cluster.md §6): credentials in a URL become the client's
@@ -58,15 +60,7 @@ describe.skipIf(!hasServer)('a NATS server that wants a password', () => {
     );
     children.push(child);
     // Listening once it answers with its INFO line.
-    for (let i = 0; i < 100; i++) {
-      const up = await new Promise<boolean>((resolve) => {
-        const sock = net.connect(port, '127.0.0.1');
-        sock.once('data', () => (sock.destroy(), resolve(true)));
-        sock.once('error', () => resolve(false));
-      });
-      if (up) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await until(() => natsReachable(`nats://127.0.0.1:${port}`), 'the NATS server to listen', { timeout: 10_000 });
     const silent = { info() {}, warn() {}, error() {} };
     await expect(
       connectCluster({ servers: `nats://127.0.0.1:${port}`, name: 'auth', nodeId: 'x', logger: silent }),
