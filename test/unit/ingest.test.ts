@@ -57,6 +57,34 @@ describe('telemetry ingest pipeline', () => {
     expect(ingest.stats()).toMatchObject({ batches: 1, values: 4, pendingValues: 0 });
   });
 
+  it('starts the batch of a submission marked `now` at once instead of waiting for the batch delay', async () => {
+    const g = gate();
+    const ingest = createIngest({ write: g.write, batchSize: 100, batchDelayMs: 60_000 });
+    const waiting = ingest.submit([row('report')]);
+    await new Promise((r) => setTimeout(r, 20));
+    // A report waits for its batch to fill.
+    expect(g.batches).toHaveLength(0);
+    const urgent = ingest.submit([row('push')], { now: true });
+    // The urgent one starts the batch, taking what waited with it.
+    (await g.next()).resolve();
+    await Promise.all([waiting, urgent]);
+    expect(g.batches.map((b) => b.map((r) => r.identifier))).toEqual([['report', 'push']]);
+  });
+
+  it('lets a submission marked `now` join the next batch while one is being written', async () => {
+    const g = gate();
+    const ingest = createIngest({ write: g.write, batchSize: 100, batchDelayMs: 60_000 });
+    const first = ingest.submit([row('a')], { now: true });
+    const writing = await g.next();
+    const second = ingest.submit([row('b')], { now: true });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(g.batches).toHaveLength(1);
+    writing.resolve();
+    (await g.next()).resolve();
+    await Promise.all([first, second]);
+    expect(g.batches.map((b) => b.map((r) => r.identifier))).toEqual([['a'], ['b']]);
+  });
+
   it('bounds batches by size and writes the next batch while more arrive (one write at a time)', async () => {
     const g = gate();
     const ingest = createIngest({ write: g.write, batchSize: 3, batchDelayMs: 1000 });

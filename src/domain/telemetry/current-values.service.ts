@@ -185,6 +185,8 @@ export function createCurrentValuesService({
         attrType,
         history: attrType === 'report',
       })),
+      // Pushes and cloud attributes come from an HTTP caller who waits: not held for a batch to fill.
+      { now: attrType !== 'report' },
     );
     bus.emit('device.attributes', { projectId, deviceId, attributes, attrType, ts });
   }

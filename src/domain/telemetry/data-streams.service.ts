@@ -204,7 +204,10 @@ export function createDataStreamsService({
     ts: number,
   ) {
     const id = nextId(ts);
-    await writer.submit([{ id, projectId, deviceId, identifier, direction, transport, payload, ts }]);
+    // A downlink comes from an HTTP caller who waits: not held for a batch to fill.
+    await writer.submit([{ id, projectId, deviceId, identifier, direction, transport, payload, ts }], {
+      now: direction === 'down',
+    });
     counters[direction] += 1;
     bus.emit('device.data', { projectId, deviceId, identifier, direction, transport, payload, ts });
     return id;

@@ -188,15 +188,22 @@ export function createIngest<T = TelemetryRow>(options: IngestOptions<T>) {
     }
   }
 
-  /** Resolves when the rows are durable; waits first while the pipeline is full. One promise per submission. */
-  function submit(rows: T[]): Promise<void> {
+  /**
+   * Resolves when the rows are durable; waits first while the pipeline is full. One promise per submission.
+   * `now`: a person is waiting for this write (a push or a cloud attribute set over HTTP), so its batch
+   * starts at once instead of waiting `batchDelayMs` to fill; while a batch is being written it joins the
+   * next one, as every submission does (architecture.md §8).
+   */
+  function submit(rows: T[], opts?: { now?: boolean }): Promise<void> {
     if (!rows.length) return Promise.resolve();
     if (stopped) return Promise.reject(new Error('telemetry ingest is stopped'));
-    if (pendingValues >= maxPending) return new Promise<void>((r) => waitingForRoom.push(r)).then(() => submit(rows));
+    if (pendingValues >= maxPending)
+      return new Promise<void>((r) => waitingForRoom.push(r)).then(() => submit(rows, opts));
     pendingValues += rows.length;
     queuedValues += rows.length;
     const done = new Promise<void>((resolve, reject) => queue.push({ rows, resolve, reject }));
-    schedule();
+    if (opts?.now) start();
+    else schedule();
     return done;
   }
 
