@@ -70,7 +70,8 @@ export function directIdentity(
 export function attachSession(
   services: Services,
   device: { deviceId: string; projectId: string },
-  opts: { transport?: Transport; onSend?: (topic: string, payload: Buffer) => void } = {},
+  /** `onSend` sees each publish; a promise it returns is awaited, like a transport's slow write. */
+  opts: { transport?: Transport; onSend?: (topic: string, payload: Buffer) => void | Promise<unknown> } = {},
 ) {
   const sent: Array<{ topic: string; payload: Buffer }> = [];
   const session: DeviceSession = {
@@ -78,7 +79,7 @@ export function attachSession(
     projectId: device.projectId,
     transport: opts.transport ?? 'mqtt',
     send: async (topic, payload) => {
-      opts.onSend?.(topic, payload);
+      await opts.onSend?.(topic, payload);
       sent.push({ topic, payload });
     },
     close: () => {},

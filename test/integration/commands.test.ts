@@ -41,14 +41,17 @@ interface Published {
  * "Connects" a device the way the broker will: a session in the registry that records what is
  * published to it. `onSend` sees each publish (e.g. to answer it like a device would).
  */
-function connect(device: Device, opts: { services?: Services; onSend?: (m: Published) => void; fail?: string } = {}) {
+function connect(
+  device: Device,
+  opts: { services?: Services; onSend?: (m: Published) => void | Promise<unknown>; fail?: string } = {},
+) {
   const sent: Published[] = [];
   const session = attachSession(opts.services ?? ctx.services, device.identity, {
     onSend: (topic, payload) => {
       if (opts.fail) throw new Error(opts.fail);
       const m = { topic, body: JSON.parse(payload.toString('utf8')) as unknown };
       sent.push(m);
-      opts.onSend?.(m);
+      return opts.onSend?.(m);
     },
   });
   return { sent, disconnect: session.disconnect };
@@ -397,12 +400,13 @@ describe('synchronous send', () => {
     ctx.services.sessions.kick(d.id, 'test over');
   });
 
-  it('gets a reply that arrives before the sender starts waiting', async () => {
+  it('gets a reply that is stored before the publish returns', async () => {
     const d = await newDevice();
     connect(d, {
+      // The publish returns only once the reply is stored: the reply comes before send() does.
       onSend: (m) => {
         const body = m.body as { id: number };
-        void ctx.services.commands.reply(d.identity, body.id, { params: { fast: true } });
+        return ctx.services.commands.reply(d.identity, body.id, { params: { fast: true } });
       },
     });
     const info = expectOk(await appSide(d, 'command/sync/send', { method: 'quick', wait: 30 }));

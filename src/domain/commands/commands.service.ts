@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { CommandReply, CommandsRepository } from '../../db/repositories/commands.repository.ts';
 import type { DevicesRepository } from '../../db/repositories/devices.repository.ts';
 import { BadRequest, StateConflict } from '../../errors.ts';
+import { newId } from '../../lib/ids.ts';
 import { unstorableJson } from '../../lib/unstorable-text.ts';
 import type { Scope } from '../auth/principal.ts';
 import type { SessionRegistry } from '../delivery/sessions.ts';
@@ -81,12 +82,13 @@ export function createCommandsService({
 
   const mustHaveDevice = (scope: Scope, deviceId: string) => deviceInScope(devices, scope, deviceId);
 
-  async function send(scope: Scope, deviceId: string, input: SendCommandInput): Promise<CommandView> {
+  async function send(scope: Scope, deviceId: string, input: SendCommandInput, id?: string): Promise<CommandView> {
     const cmd = checkSendInput(input);
     await mustHaveDevice(scope, deviceId);
     // Stored first: the log holds every command, whatever happens next. Checking the session only
     // after the insert means a device connecting meanwhile finds the row in deliverQueued().
-    const row = await store.insert(scope.projectId, deviceId, cmd, clock());
+    const now = clock();
+    const row = await store.insert(scope.projectId, deviceId, cmd, now, id ?? newId(now));
     const session = await sessions.locate(deviceId);
     if (session) return delivery.deliverNow(scope.projectId, row, session, cmd.ttl !== undefined);
     if (cmd.ttl !== undefined) return commandView(row);
@@ -106,16 +108,25 @@ export function createCommandsService({
      * Waiting the whole reply timeout ends in `timeout`; a shorter wait returns the state reached.
      */
     async sendSync(scope: Scope, deviceId: string, input: SendCommandInput, waitMs: number): Promise<CommandView> {
-      const first = await send(scope, deviceId, input);
-      if (FINAL_STATES.has(first.state)) return first;
-      const wait = waiters.waitFor(first.id, waitMs);
-      // Registered before this read: a reply that came earlier shows here, a later one wakes us.
-      let row = await repo.get(scope.projectId, first.id);
-      if (!row || FINAL_STATES.has(row.state)) {
+      // The wait is registered under the command's id before the command exists, so a reply however
+      // quick wakes it: no read is needed between the send and the wait.
+      const id = newId(clock());
+      const wait = waiters.waitFor(id, waitMs);
+      let first: CommandView;
+      try {
+        first = await send(scope, deviceId, input, id);
+      } catch (err) {
         wait.cancel();
-        return row ? commandView(row) : first;
+        throw err;
       }
-      if ((await wait.done) === 'elapsed') {
+      if (FINAL_STATES.has(first.state)) {
+        wait.cancel();
+        return first;
+      }
+      const end = await wait.done;
+      // Woken by a reply on this node: the stored row came with it.
+      if (end.how === 'woken' && end.row) return commandView(end.row);
+      if (end.how === 'elapsed') {
         const now = clock();
         const current = await repo.get(scope.projectId, first.id);
         if (
@@ -126,7 +137,7 @@ export function createCommandsService({
           await repo.timeoutOne(scope.projectId, first.id, now);
         }
       }
-      row = await repo.get(scope.projectId, first.id);
+      const row = await repo.get(scope.projectId, first.id);
       return row ? commandView(row) : first;
     },
 
@@ -175,7 +186,7 @@ export function createCommandsService({
         params: reply.params,
         ts: now,
       });
-      waiters.wake(row.id);
+      waiters.wake(row.id, row);
       onReplied?.(row.id);
       return true;
     },

@@ -33,7 +33,7 @@ export function createCommandStore({
 }) {
   const allocating = new KeyedQueue<string>();
 
-  async function insertOnce(projectId: string, deviceId: string, cmd: CheckedCommand, now: number) {
+  async function insertOnce(projectId: string, deviceId: string, cmd: CheckedCommand, now: number, id: string) {
     // Inserts of one device run one at a time (the keyed queue): the count cannot race on this node.
     if (cmd.ttl !== undefined && (await repo.countQueued(projectId, deviceId)) >= COMMAND_LIMITS.queuedPerDevice) {
       throw new Conflict(`At most ${COMMAND_LIMITS.queuedPerDevice} commands may wait for one device`, [
@@ -49,7 +49,7 @@ export function createCommandStore({
       }
       try {
         return await repo.insert({
-          id: newId(now),
+          id,
           projectId,
           deviceId,
           seq,
@@ -74,9 +74,18 @@ export function createCommandStore({
   }
 
   return {
-    /** Stores the command as `queued` with its seq; refused when the device's queue is full. */
-    insert(projectId: string, deviceId: string, cmd: CheckedCommand, now: number): Promise<CommandRow> {
-      return allocating.run(deviceId, () => insertOnce(projectId, deviceId, cmd, now));
+    /**
+     * Stores the command as `queued` with its seq; refused when the device's queue is full. `id`: the
+     * command's id when the caller chose it beforehand (a synchronous send waits on it before sending).
+     */
+    insert(
+      projectId: string,
+      deviceId: string,
+      cmd: CheckedCommand,
+      now: number,
+      id: string = newId(now),
+    ): Promise<CommandRow> {
+      return allocating.run(deviceId, () => insertOnce(projectId, deviceId, cmd, now, id));
     },
   };
 }

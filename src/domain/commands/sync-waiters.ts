@@ -1,32 +1,40 @@
+import type { CommandRow } from '../../db/repositories/commands.repository.ts';
+
+/** How a wait ended: woken (with the command's row when the waker had it at hand) or elapsed. */
+export type WaitEnd = { how: 'woken'; row?: CommandRow | undefined } | { how: 'elapsed' };
+
 /** Synchronous callers waiting for a command to reach a final state, by command id (in this process). */
 export function createSyncWaiters() {
-  const waiters = new Map<string, Set<() => void>>();
+  const waiters = new Map<string, Set<(row?: CommandRow) => void>>();
 
-  /** Wakes every caller waiting for the command. */
-  function wake(id: string) {
+  /**
+   * Wakes every caller waiting for the command. `row`: the command as just stored (a reply on this node),
+   * so the caller need not read it again; without it (the sweeper, another node's reply) callers read it.
+   */
+  function wake(id: string, row?: CommandRow) {
     const set = waiters.get(id);
     if (!set) return;
     waiters.delete(id);
-    for (const w of set) w();
+    for (const w of set) w(row);
   }
 
   /** Waits until the command is woken or `ms` elapse; `cancel` ends the wait early. */
   function waitFor(id: string, ms: number) {
-    let finish!: (how: 'woken' | 'elapsed') => void;
-    const done = new Promise<'woken' | 'elapsed'>((resolve) => {
-      const set = waiters.get(id) ?? new Set<() => void>();
-      const onWake = () => finish('woken');
-      const t = setTimeout(() => finish('elapsed'), ms);
-      finish = (how) => {
+    let finish!: (end: WaitEnd) => void;
+    const done = new Promise<WaitEnd>((resolve) => {
+      const set = waiters.get(id) ?? new Set<(row?: CommandRow) => void>();
+      const onWake = (row?: CommandRow) => finish({ how: 'woken', row });
+      const t = setTimeout(() => finish({ how: 'elapsed' }), ms);
+      finish = (end) => {
         clearTimeout(t);
         set.delete(onWake);
         if (!set.size && waiters.get(id) === set) waiters.delete(id);
-        resolve(how);
+        resolve(end);
       };
       set.add(onWake);
       waiters.set(id, set);
     });
-    return { done, cancel: () => finish('woken') };
+    return { done, cancel: () => finish({ how: 'woken' }) };
   }
 
   /** Wakes every waiting caller (shutdown). */
