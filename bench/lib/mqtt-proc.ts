@@ -46,8 +46,8 @@ export interface Memory {
  * generation size): the benches run our server — and the bare baseline, for a fair comparison — with
  * them, so what they measure is what is deployed.
  */
-export function startFlags(): string[] {
-  const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { scripts?: { start?: string } };
+export function startFlags(dir = root): string[] {
+  const pkg = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { scripts?: { start?: string } };
   return (pkg.scripts?.start ?? '').split(/\s+/).filter((a) => /^--[a-z-]+=\S+$/.test(a));
 }
 
@@ -63,6 +63,8 @@ export function spawnEntry(
   env: Record<string, string | undefined>,
   logFile: string,
   nodeArgs: string[] = [],
+  /** The checkout whose entry runs, and its cwd (bench/connect-ab.ts runs another revision's). */
+  dir = root,
 ): Child {
   const startedAt = performance.now();
   const fd = openSync(logFile, 'w');
@@ -70,9 +72,9 @@ export function spawnEntry(
   try {
     child = spawn(
       process.execPath,
-      ['--expose-gc', ...startFlags(), ...nodeArgs, '--import', 'tsx', '--import', gcHook, path.join(root, entry)],
+      ['--expose-gc', ...startFlags(dir), ...nodeArgs, '--import', 'tsx', '--import', gcHook, path.join(dir, entry)],
       {
-        cwd: root,
+        cwd: dir,
         env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env } as NodeJS.ProcessEnv,
         stdio: ['ignore', fd, fd],
       },
