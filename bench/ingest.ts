@@ -4,10 +4,12 @@
  * allow, for a fixed duration; then the rows actually stored are counted. The same load runs against
  * a bare Aedes broker that stores nothing (a child process of its own), and the figures are printed
  * with the ratio ours/bare. Last, the series and aggregation calls are timed over a history of
- * `--series-rows` rows (10 million by default on PostgreSQL). See bench/README.md.
+ * `--series-rows` rows (10 million by default on PostgreSQL). Each round also runs our server with GET /metrics on
+ * (METRICS_TOKEN) and scraped every `--metrics-scrape` seconds, as Prometheus would: the CPU metrics cost per report
+ * (docs/metrics.md; the goal is at most 3% more). See bench/README.md.
  *
  *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/iot_bench npm run bench:ingest
- *   npm run bench:ingest -- [--devices 1000] [--duration 10] [--warmup 3] [--inflight 1] [--rounds 3] [--rules 5] [--series-rows N] [--cpu-prof DIR]
+ *   npm run bench:ingest -- [--devices 1000] [--duration 10] [--warmup 3] [--inflight 1] [--rounds 3] [--rules 5] [--series-rows N] [--metrics-scrape 5] [--cpu-prof DIR]
  */
 import { randomInt } from 'node:crypto';
 import os from 'node:os';
@@ -24,6 +26,7 @@ import { Sensors } from '../simulator/device.ts';
 import { closeFleet, connectFleet, percentile, type Credentials } from './lib/mqtt-load.ts';
 import { cpuByPid, cpuBetween, cpuMsOf, machineBusyMs, memoryOf, tail, type Child } from './lib/mqtt-proc.ts';
 import { seedMqttDevices } from './lib/mqtt-seed.ts';
+import { randomToken } from '../src/lib/ids.ts';
 import { startBare, startOurs } from './lib/mqtt-servers.ts';
 import { benchRun } from './lib/run.ts';
 import { benchArgs, intArg as benchInt } from './lib/args.ts';
@@ -37,6 +40,7 @@ const args = benchArgs('ingest', {
   'cpu-prof': { type: 'string' },
   rules: { type: 'string', default: '5' },
   rounds: { type: 'string', default: '3' },
+  'metrics-scrape': { type: 'string', default: '5' },
 });
 const intArg = (name: string, raw: string | undefined, min: number, max: number) =>
   benchInt('ingest', name, raw, min, max);
@@ -54,6 +58,10 @@ const SERIES_ROWS = intArg(
 const RULES = intArg('rules', args.rules, 0, 50);
 /** Bare and ours run in turn this many times; the figures are medians (the machine's noise is ±20% per run). */
 const ROUNDS = intArg('rounds', args.rounds, 1, 20);
+/** Seconds between scrapes of /metrics in the metrics-on runs; 0 leaves those runs out. */
+const METRICS_SCRAPE = intArg('metrics-scrape', args['metrics-scrape'], 0, 60);
+/** The goal for metrics: at most this much more broker CPU per report with them on (docs/metrics.md). */
+const METRICS_CPU_GOAL = 1.03;
 const ACK_GRACE_MS = 30_000;
 /** A directory for a V8 CPU profile of our server (`node --cpu-prof`), written when it stops. */
 const CPU_PROF = args['cpu-prof'] ? path.resolve(args['cpu-prof']) : undefined;
@@ -166,8 +174,11 @@ async function closedLoop(clients: MqttClient[], broker: Child, dbPids: () => Pr
   };
 }
 
-/** Our server, with the limits that would otherwise be what is measured raised far out of reach. */
-function startOurServer() {
+/**
+ * Our server, with the limits that would otherwise be what is measured raised far out of reach; with
+ * `metricsToken`, GET /metrics is on and answers that bearer token.
+ */
+function startOurServer(metricsToken?: string) {
   return startOurs({
     dataDir,
     databaseUrl,
@@ -184,9 +195,67 @@ function startOurServer() {
       ...Object.fromEntries(
         Object.entries(process.env).filter((e): e is [string, string] => /^(INGEST|HISTORY)_/.test(e[0])),
       ),
+      ...(metricsToken ? { METRICS_TOKEN: metricsToken } : {}),
     },
     cpuProf: CPU_PROF,
   });
+}
+
+/** GET /metrics with the bearer token `token` (none: no Authorization header). */
+async function fetchMetrics(base: string, token: string | undefined) {
+  const t0 = performance.now();
+  const res = await fetch(`${base}/metrics`, {
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+    signal: AbortSignal.timeout(10_000),
+  });
+  const body = await res.text();
+  return { status: res.status, body, ms: performance.now() - t0 };
+}
+
+interface ScrapeStats {
+  scrapes: number;
+  failed: number;
+  bytes: number;
+  ms: number[];
+  /** The last body scraped, for a look at the figures. */
+  last: string;
+}
+
+/**
+ * A scraper as Prometheus runs one: GET /metrics every `everyS` seconds from `start()` until `stop()`, one at a time
+ * (a scrape still running when the next is due is not doubled).
+ */
+function scraper(base: string, token: string, everyS: number) {
+  const stats: ScrapeStats = { scrapes: 0, failed: 0, bytes: 0, ms: [], last: '' };
+  let timer: NodeJS.Timeout | undefined;
+  let inFlight: Promise<void> | undefined;
+  const scrape = () => {
+    if (inFlight) return;
+    inFlight = fetchMetrics(base, token)
+      .then(
+        (r) => {
+          stats.scrapes++;
+          if (r.status !== 200) stats.failed++;
+          stats.bytes += r.body.length;
+          stats.ms.push(r.ms);
+          stats.last = r.body;
+        },
+        () => void stats.failed++,
+      )
+      .finally(() => (inFlight = undefined));
+  };
+  return {
+    stats,
+    start() {
+      scrape();
+      timer = setInterval(scrape, everyS * 1000);
+    },
+    async stop() {
+      clearInterval(timer);
+      await inFlight;
+      return stats;
+    },
+  };
 }
 
 async function run(
@@ -194,12 +263,17 @@ async function run(
   proc: { child: Child; port: number },
   credentials: Credentials[],
   dbPids: () => Promise<number[]>,
+  scrape?: ReturnType<typeof scraper>,
 ) {
+  // Prometheus scrapes whatever the server does: from before the devices connect until it stops.
+  scrape?.start();
   const fleet = await connectFleet({ port: proc.port, credentials, concurrency: 100, timeoutMs: 30_000 });
   if (fleet.clients.length < credentials.length)
     problems.push(`${label}: ${credentials.length - fleet.clients.length} devices did not connect`);
   const result = await closedLoop(fleet.clients, proc.child, dbPids);
   await closeFleet(fleet.clients);
+  const scraped = await scrape?.stop();
+  if (scraped?.failed) problems.push(`${label}: ${scraped.failed} of ${scraped.scrapes} scrapes of /metrics failed`);
   if (!proc.child.alive()) throw new Error(`${label} died:\n${tail(proc.child.logFile, 30)}`);
   const stopped = await proc.child.stop(60_000);
   if (stopped.killed) problems.push(`${label}: did not stop within 60 s of SIGTERM`);
@@ -207,9 +281,16 @@ async function run(
     problems.push(`${label}: ${result.failed} reports failed, ${result.unacked} never acknowledged`);
   console.log(
     `[${label}] ${result.timedAcked} reports acknowledged in ${DURATION} s (${Math.round(result.timedAcked / DURATION)}/s), ` +
-      `p50 ${percentile(result.latencies, 50).toFixed(1)} ms, p99 ${percentile(result.latencies, 99).toFixed(1)} ms; stopped in ${(stopped.ms / 1000).toFixed(1)} s`,
+      `p50 ${percentile(result.latencies, 50).toFixed(1)} ms, p99 ${percentile(result.latencies, 99).toFixed(1)} ms; stopped in ${(stopped.ms / 1000).toFixed(1)} s` +
+      (scraped ? `; ${scraped.scrapes} scrapes of /metrics` : ''),
   );
-  return result;
+  return { ...result, scraped };
+}
+
+/** The value of an unlabelled series (`name{node="…"} 123`) in a Prometheus text exposition, or NaN. */
+function sampleOf(text: string, name: string): number {
+  const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : Number.NaN;
 }
 
 /** Times `fn` `n` times after `warm` untimed calls: p50/p99 in ms. */
@@ -360,16 +441,69 @@ try {
       : [];
 
   // 2–3. The baseline (bare Aedes) and our server under the same load, in turn, `ROUNDS` times: each
-  // pair runs a few seconds apart, so its ratio cancels most of what else the machine is doing.
+  // pair runs a few seconds apart, so its ratio cancels most of what else the machine is doing. Our server
+  // runs twice per round, with metrics off and on (scraped), in alternating order (off, on; on, off; …) so
+  // neither always comes first.
   const bareRuns: LoadResult[] = [];
   const oursRuns: LoadResult[] = [];
+  /** Metrics-on runs, each with the metrics-off run of its round. */
+  const metricsPairs: Array<{ on: LoadResult & { scraped?: ScrapeStats | undefined }; off: LoadResult }> = [];
+  let metricsState: 'unknown' | 'on' | 'skipped' = METRICS_SCRAPE > 0 ? 'unknown' : 'skipped';
+  const metricsToken = randomToken(32);
+  /** Our server with metrics on, scraped; undefined when /metrics is not there (the first time: says why). */
+  const runWithMetrics = async (r: number): Promise<(LoadResult & { scraped?: ScrapeStats }) | undefined> => {
+    if (metricsState === 'skipped') return undefined;
+    const proc = await startOurServer(metricsToken);
+    children.push(proc.child);
+    if (metricsState === 'unknown') {
+      const probe = await fetchMetrics(proc.base, metricsToken);
+      const anonymous = await fetchMetrics(proc.base, undefined);
+      if (probe.status !== 200) {
+        console.log(
+          probe.status === 404
+            ? 'metrics: /metrics answered 404 (not built)'
+            : `metrics: /metrics answered ${probe.status} with the token (metrics-on runs left out)`,
+        );
+        if (probe.status !== 404) problems.push(`/metrics answered ${probe.status} to its bearer token`);
+        metricsState = 'skipped';
+        await proc.child.stop(60_000);
+        return undefined;
+      }
+      if (anonymous.status !== 401) problems.push(`/metrics answered ${anonymous.status} without a token (not 401)`);
+      metricsState = 'on';
+      console.log(
+        `metrics: /metrics answers (${probe.body.split('\n').filter((l) => l && !l.startsWith('#')).length} series, ` +
+          `${(probe.body.length / 1024).toFixed(1)} KiB); without a token ${anonymous.status}; scraped every ${METRICS_SCRAPE} s`,
+      );
+    }
+    return run(
+      `ours + metrics ${r}/${ROUNDS}`,
+      proc,
+      credentials,
+      dbPids,
+      scraper(proc.base, metricsToken, METRICS_SCRAPE),
+    );
+  };
+  const runWithout = async (r: number) => {
+    const proc = await startOurServer();
+    children.push(proc.child);
+    return run(`ours ${r}/${ROUNDS}`, proc, credentials, dbPids);
+  };
   for (let r = 1; r <= ROUNDS; r++) {
     const bareProc = await startBare('bare', tmp);
     children.push(bareProc.child);
     bareRuns.push(await run(`bare ${r}/${ROUNDS}`, bareProc, credentials, async () => []));
-    const oursProc = await startOurServer();
-    children.push(oursProc.child);
-    oursRuns.push(await run(`ours ${r}/${ROUNDS}`, oursProc, credentials, dbPids));
+    let on: (LoadResult & { scraped?: ScrapeStats }) | undefined;
+    let off: LoadResult;
+    if (r % 2 === 1) {
+      off = await runWithout(r);
+      on = await runWithMetrics(r);
+    } else {
+      on = await runWithMetrics(r);
+      off = await runWithout(r);
+    }
+    oursRuns.push(off);
+    if (on) metricsPairs.push({ on, off });
   }
   let withRules: LoadResult | undefined;
   if (RULES > 0) {
@@ -384,7 +518,9 @@ try {
   const count = async (q: ReturnType<typeof sql>) =>
     Number(rowsOf<{ n: string | number }>(await database.db.execute(q))[0]!.n);
   const stored = await count(sql`select count(*) as n from attribute_history where project_id = ${project.id}`);
-  const ackedAll = oursRuns.reduce((n, r) => n + r.totalAcked, 0) + (withRules?.totalAcked ?? 0);
+  const ackedAll =
+    [...oursRuns, ...metricsPairs.map((p) => p.on)].reduce((n, r) => n + r.totalAcked, 0) +
+    (withRules?.totalAcked ?? 0);
   const storedPerS: number[] = [];
   for (const r of oursRuns) {
     const inWindow = await count(sql`select count(*) as n from attribute_history where project_id = ${project.id}
@@ -493,6 +629,27 @@ try {
       `\nwith ${RULES} alarm rules per type (devices typed): ${fmt(rate(withRules))} reports/s, p50 ${percentile(withRules.latencies, 50).toFixed(1)} ms, ` +
         `p99 ${percentile(withRules.latencies, 99).toFixed(1)} ms: ${(100 * Math.abs(slower)).toFixed(1)}% ${slower >= 0 ? 'slower' : 'faster'} than the median without; ` +
         `broker CPU per report ${cpuWith.toFixed(3)} ms vs ${cpuWithout.toFixed(3)} ms (${(100 * (cpuWith / cpuWithout - 1)).toFixed(1)}%; the budget is 10% slower)`,
+    );
+  }
+  if (metricsPairs.length) {
+    // Broker CPU per report, metrics on against off in the same round (the steadier figure; the rate moves ±20%).
+    const cpu = (r: LoadResult) => r.brokerCpuMs / r.timedAcked;
+    const cpuOn = median(metricsPairs.map((p) => cpu(p.on)));
+    const cpuOff = median(metricsPairs.map((p) => cpu(p.off)));
+    const pairRatios = metricsPairs.map((p) => cpu(p.on) / cpu(p.off));
+    const ratio = median(pairRatios);
+    const scrapes = metricsPairs.flatMap((p) => (p.on.scraped ? [p.on.scraped] : []));
+    const scrapeMs = Float64Array.from(scrapes.flatMap((s) => s.ms)).sort();
+    const nScrapes = scrapes.reduce((n, s) => n + s.scrapes, 0);
+    const last = scrapes.at(-1)?.last ?? '';
+    console.log(
+      `\nmetrics on (GET /metrics every ${METRICS_SCRAPE} s, ${nScrapes} scrapes, ${(scrapes.reduce((n, s) => n + s.bytes, 0) / Math.max(1, nScrapes) / 1024).toFixed(1)} KiB each, ` +
+        `p50 ${percentile(scrapeMs, 50).toFixed(1)} ms) vs off, ${metricsPairs.length} round${metricsPairs.length > 1 ? 's' : ''}:\n` +
+        `  broker CPU per report: on ${cpuOn.toFixed(4)} ms / off ${cpuOff.toFixed(4)} ms; on/off ${ratio.toFixed(3)} ` +
+        `(median of the rounds' ratios ${pairRatios.map((x) => x.toFixed(3)).join(', ')}); goal ≤ ${METRICS_CPU_GOAL.toFixed(2)}: ` +
+        `${ratio <= METRICS_CPU_GOAL ? 'met' : 'NOT met'}\n` +
+        `  reports/s on ${fmt(median(metricsPairs.map((p) => rate(p.on))))} / off ${fmt(median(metricsPairs.map((p) => rate(p.off))))}; ` +
+        `the last scrape counted ${fmt(sampleOf(last, 'iot_ingest_values_total'))} values written, ${fmt(sampleOf(last, 'iot_ingest_batches_total'))} batches`,
     );
   }
   console.log(
