@@ -33,6 +33,8 @@ import { platformRoutes } from './http/routes/platform/platform.routes.ts';
 import { projectRoutes } from './http/routes/project/project.routes.ts';
 import { viewKeyRoutes } from './http/routes/project/view-key.routes.ts';
 import { registerConsole } from './http/console.ts';
+import { registerMetrics } from './http/metrics.ts';
+import type { Metrics } from './metrics/metrics.ts';
 import { createReadiness, healthSchema, type Readiness } from './http/readiness.ts';
 import type { Access } from './http/routes/route.ts';
 import type { Services } from './composition/services.ts';
@@ -42,7 +44,15 @@ export type AppConfig = Pick<
   'BODY_LIMIT' | 'LOGIN_RATE_LIMIT' | 'LOGIN_RATE_WINDOW_MS' | 'PLATFORM_TOKEN' | 'TRUST_PROXY'
 > &
   Partial<
-    Pick<Config, 'DATA_DIR' | 'PROVISION_RATE' | 'PROVISION_BURST' | 'PROVISION_CREATE_RATE' | 'PROVISION_CREATE_BURST'>
+    Pick<
+      Config,
+      | 'DATA_DIR'
+      | 'PROVISION_RATE'
+      | 'PROVISION_BURST'
+      | 'PROVISION_CREATE_RATE'
+      | 'PROVISION_CREATE_BURST'
+      | 'METRICS_TOKEN'
+    >
   > &
   Partial<
     Pick<
@@ -74,10 +84,19 @@ export interface AppDeps {
   logger: Logger | false;
   /** What `/readyz` checks; by default only the report pipeline (no database probe, no listeners). */
   readiness?: Readiness;
+  /** The server's metrics (src/metrics/), served at `/metrics` when METRICS_TOKEN is set (docs/metrics.md). */
+  metrics?: Metrics;
 }
 
 /** The HTTP application as a value: no listen() here (architecture.md §1); main.ts and tests own that. */
-export async function buildApp({ config, services, jwtSecret, logger, readiness }: AppDeps): Promise<FastifyInstance> {
+export async function buildApp({
+  config,
+  services,
+  jwtSecret,
+  logger,
+  readiness,
+  metrics,
+}: AppDeps): Promise<FastifyInstance> {
   const opts: FastifyServerOptions = {
     bodyLimit: config.BODY_LIMIT,
     // One hop: the client address is the entry the proxy added (the last of X-Forwarded-For), not the
@@ -97,6 +116,11 @@ export async function buildApp({ config, services, jwtSecret, logger, readiness 
   const app = Fastify(opts);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
+  // First, so every route and the not-found answer are timed (docs/metrics.md).
+  if (config.METRICS_TOKEN) {
+    if (!metrics) throw new Error('METRICS_TOKEN is set but the app was given no metrics');
+    registerMetrics(app, metrics, config.METRICS_TOKEN);
+  }
 
   // The route table of the project API, for the OpenAPI and isolation tests and for operators.
   const apiRoutes: ApiRoute[] = [];

@@ -48,6 +48,8 @@ export const configSchema = z
     ),
     JWT_SECRET: optionalString.pipe(z.string().min(32, 'must be at least 32 characters').optional()),
     PLATFORM_TOKEN: optionalString.pipe(z.string().min(16, 'must be at least 16 characters').optional()),
+    /** Set: GET /metrics answers Prometheus text to `Authorization: Bearer <METRICS_TOKEN>`; unset: 404 (docs/metrics.md). */
+    METRICS_TOKEN: optionalString.pipe(z.string().min(16, 'must be at least 16 characters').optional()),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     BODY_LIMIT: z.coerce
       .number()

@@ -15,6 +15,7 @@ import { createAdmission } from '../mqtt-broker/core/admission.ts';
 import { createTcpListener } from '../mqtt-broker/tcp/listener.ts';
 import { limitHttpConnections } from './http/connections.ts';
 import { createLogger } from './logger.ts';
+import { createMetrics } from './metrics/metrics.ts';
 import { createReadiness } from './http/readiness.ts';
 import { serviceSteps, startStep, startSteps, stopSteps } from './composition/lifecycle.ts';
 import { createRepositories } from './composition/repositories.ts';
@@ -74,6 +75,11 @@ async function start(config: Config) {
     throw err;
   }
   const settings = settingsFromConfig(config, database.driver);
+  // Prometheus metrics (docs/metrics.md), only with METRICS_TOKEN; `node` tells the nodes of a cluster apart.
+  const metrics = config.METRICS_TOKEN
+    ? createMetrics({ node: nodeId ?? config.NODE_ID ?? defaultNodeId() })
+    : undefined;
+  if (metrics && database.pool) metrics.watchDatabase(database.pool);
   // Cluster mode (docs/cluster.md): NATS is reached before anything starts; unreachable, the start stops here.
   let cluster: Cluster | undefined;
   if (config.NATS_URL && nodeId) {
@@ -102,7 +108,9 @@ async function start(config: Config) {
     serverSecret: jwt.secret,
     settings: settings.services,
     cluster,
+    metrics,
   });
+  metrics?.watchIngest(() => services.ingest.stats());
   // One ordered list of what starts and stops with the server (lifecycle.ts): the services first, then the
   // listeners and servers as they open. Stopped in reverse: nothing is accepted any more, then the services
   // flush what the listeners delivered; the store closes last.
@@ -133,6 +141,7 @@ async function start(config: Config) {
     jwtSecret: jwt.secret,
     logger: logger.child({ component: 'http' }),
     readiness,
+    ...(metrics ? { metrics } : {}),
   });
 
   const shutdown = async (signal: string) => {

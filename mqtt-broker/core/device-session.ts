@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { DeviceIdentity, DevicePort, DeviceSession, Transport } from './port.ts';
+import type { DeviceIdentity, DevicePort, DeviceSession, Transport, TransportMetrics } from './port.ts';
 
 /**
  * The life of one device connection in the session registry (architecture.md §4), the same for MQTT, raw
@@ -30,6 +30,11 @@ export interface DeviceConnectionOptions {
   close(reason: string, kicked: boolean): void;
   /** Given, `closing device connection` is logged (with the reason) before `close` (a connection of its own). */
   log?: Pick<Logger, 'info'>;
+  /**
+   * The transport's counters: the connection counts in `iot_connections` from attach to end (docs/metrics.md).
+   * A gateway's sub-devices pass none: their gateway's connection is the one counted.
+   */
+  metrics?: Pick<TransportMetrics, 'connectionOpened' | 'connectionClosed'>;
 }
 
 /**
@@ -52,6 +57,7 @@ class Connection implements DeviceConnection, DeviceSession {
     send: DeviceSession['send'],
     private readonly onClose: DeviceConnectionOptions['close'],
     private readonly log: DeviceConnectionOptions['log'],
+    private readonly metrics: DeviceConnectionOptions['metrics'],
   ) {
     this.deviceId = identity.deviceId;
     this.projectId = identity.projectId;
@@ -73,6 +79,7 @@ class Connection implements DeviceConnection, DeviceSession {
   end(reason = 'disconnect'): void {
     if (this.ended) return;
     this.ended = true;
+    this.metrics?.connectionClosed();
     const current = this.services.sessions.detach(this) || this.kicked;
     if (current) this.services.presence.disconnected(this.identity, this.presenceAs, this.kicked ? 'kicked' : reason);
     // A newer login holds the device: it stays online; presence forgets this session.
@@ -83,9 +90,10 @@ class Connection implements DeviceConnection, DeviceSession {
 /** Creates the session and attaches it: the device is online and reachable from now on. */
 export function attachDevice(
   services: Pick<DevicePort, 'sessions' | 'presence'>,
-  { identity, transport, presenceAs = transport, send, close, log }: DeviceConnectionOptions,
+  { identity, transport, presenceAs = transport, send, close, log, metrics }: DeviceConnectionOptions,
 ): DeviceConnection {
-  const connection = new Connection(services, identity, transport, presenceAs, send, close, log);
+  const connection = new Connection(services, identity, transport, presenceAs, send, close, log, metrics);
+  metrics?.connectionOpened();
   services.sessions.attach(connection);
   services.presence.connected(identity, presenceAs);
   return connection;

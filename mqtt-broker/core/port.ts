@@ -20,6 +20,7 @@ import type { ProjectSettingsService } from '../../src/domain/projects/project-s
 import type { ViewKeyService } from '../../src/domain/projects/view-key.service.ts';
 import type { CurrentValuesService } from '../../src/domain/telemetry/current-values.service.ts';
 import type { DataStreamsService } from '../../src/domain/telemetry/data-streams.service.ts';
+import type { MetricsPort } from '../../src/domain/metrics-port.ts';
 
 export interface DevicePort {
   rateLimiter: Pick<RateLimiter, 'admit' | 'reserve'>;
@@ -35,12 +36,16 @@ export interface DevicePort {
   liveEvents: Pick<LiveEvents, 'subscribe'>;
   gateways: Pick<GatewaysService, 'subDevice' | 'reportSubDevices'>;
   dataStreams: Pick<DataStreamsService, 'upstream' | 'tcpProfile'>;
+  /** What the transports count (docs/metrics.md); unset = nothing (NO_METRICS). */
+  metrics?: Pick<MetricsPort, 'transport' | 'viewerConnected' | 'viewerDisconnected'>;
 }
 
 export type { DeviceSession, Transport } from '../../src/domain/delivery/sessions.ts';
 export type { DeviceIdentity } from '../../src/domain/devices/device-identity.ts';
 export type { LiveMessage } from '../../src/domain/events/live-events.ts';
 export type { DropReason, TcpProfile } from '../../src/domain/telemetry/data-streams.service.ts';
+export type { TransportMetrics } from '../../src/domain/metrics-port.ts';
+export { NO_METRICS } from '../../src/domain/metrics-port.ts';
 export { AppError, BadRequest, Forbidden, NotFound, StateConflict } from '../../src/errors.ts';
 export { RateExceeded } from '../../src/domain/delivery/rate-limiter.ts';
 export { isTransientDbError } from '../../src/db/errors.ts';

@@ -11,6 +11,7 @@ import { attachDevice, HeldCommands, type DeviceConnection } from '../core/devic
 import {
   AppError,
   isTransientDbError,
+  NO_METRICS,
   RateExceeded,
   VIEW_KEY_LENGTH,
   type DeviceIdentity,
@@ -117,6 +118,11 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   const authFailureDelayMs = options.authFailureDelayMs ?? MQTT_DEFAULTS.authFailureDelayMs;
   const log = options.logger.child({ component: 'mqtt' });
   const states = new WeakMap<Client, ClientState>();
+  // What this transport counts (docs/metrics.md): made once, each call one increment.
+  const metrics = services.metrics ?? NO_METRICS;
+  const counts = metrics.transport('mqtt');
+  /** Viewers counted in iot_viewer_connections (a viewer may disconnect before it was ever registered). */
+  const countedViewers = new WeakSet<Client>();
 
   // maximumPacketSize is enforced by Aedes 2 for every protocol version: v5 clients get a 0x95
   // DISCONNECT, 3.1.1 clients are dropped, as soon as the fixed header declares the length.
@@ -142,6 +148,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     isDownstreamFilter(filter) || (state.identity.connType === '3' && isGatewayDownstreamFilter(filter));
 
   function publishTo(deviceId: string, topic: string, payload: Buffer): Promise<void> {
+    counts.sent();
     return new Promise((resolve, reject) => {
       aedes.publish(
         { cmd: 'publish', topic: deviceTopic(deviceId, topic), payload, qos: 1, retain: false, dup: false },
@@ -242,6 +249,9 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       done(err, ok);
     };
     const refuse = (returnCode: 4 | 5, message: string) => {
+      counts.login(
+        returnCode === 5 ? 'refused' : message === 'too many login attempts' ? 'rate_limited' : 'bad_credentials',
+      );
       const t = setTimeout(() => callback(authError(returnCode, message), false), authFailureDelayMs);
       t.unref();
     };
@@ -266,6 +276,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
             ? refuse(5, 'device disabled')
             : refuse(4, 'bad user name or password');
         const { identity, rate, mark } = login;
+        counts.login('ok');
         states.set(client, {
           identity,
           clientId: client.id,
@@ -279,6 +290,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       })
       .catch((err: unknown) => {
         log.error({ err }, 'device authentication failed');
+        counts.login('refused');
         callback(authError(3, 'server unavailable'), false);
       });
   };
@@ -318,10 +330,15 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     if (client && viewers.has(client)) {
       // Subscribers are read-only: a publish ends the connection and goes nowhere.
       viewers.published(client);
+      counts.dropped('unauthorized');
       return callback(new Error('not authorized'));
     }
     const state = client ? states.get(client) : undefined;
-    if (!client || !state) return callback(new Error('not authorized'));
+    if (!client || !state) {
+      counts.dropped('unauthorized');
+      return callback(new Error('not authorized'));
+    }
+    counts.received();
     const topic = packet.topic;
     // Whatever happens below, the message goes nowhere but the sink: never to another client.
     packet.topic = upstreamSink(state.identity.deviceId, topic);
@@ -329,6 +346,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     const up = parseUpstream(topic);
     if (!up) {
       log.debug({ deviceId: state.identity.deviceId, topic }, 'dropped a publish on an unknown topic');
+      counts.dropped('invalid');
       return callback(null);
     }
     const responseTopic = responseTopicOf(up);
@@ -341,6 +359,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         ? limiter.reserve(projectId, deviceId, state.rate)
         : limiter.admit(projectId, deviceId, state.rate);
     if (!admission.ok) {
+      counts.dropped('rate_limited');
       const flood = admission.flood || packet.qos > 0;
       if (packet.qos === 0)
         answer(
@@ -372,14 +391,19 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     };
     const failed = (err: unknown) => {
       // Refused by the rate limiter once read (a gateway's sub-device): never acknowledged for QoS 1.
+      if (err instanceof RateExceeded) counts.dropped('rate_limited');
       if (err instanceof RateExceeded && packet.qos > 0) {
         return done(client.version === 5 ? failure(429, err.message) : undefined, refusal(QUOTA_EXCEEDED, err.message));
       }
       // Refused for its content: the device is told on the response topic, and the message is done.
-      if (err instanceof AppError) return done(failure(err.errcode, err.message));
+      if (err instanceof AppError) {
+        if (!(err instanceof RateExceeded)) counts.dropped('invalid');
+        return done(failure(err.errcode, err.message));
+      }
       // A server fault: not stored, so not acknowledged (MQTT 5: PUBACK 0x80; 3.1.1: the connection
       // closes without PUBACK and the device sends the message again).
       log.error({ deviceId, topic, err }, 'device message not stored');
+      counts.dropped('other');
       done(failure(500, 'internal error'), refusal(UNSPECIFIED_ERROR, 'message not stored'));
     };
     const handle = () =>
@@ -389,17 +413,22 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     // A message held for its tokens whose connection closed meanwhile is not stored: it was never
     // acknowledged, and the device sends it again.
     if (admission.delayMs > 0)
-      setTimeout(
-        () => (client.closed ? callback(refusal(UNSPECIFIED_ERROR, 'connection closed')) : handle()),
-        admission.delayMs,
-      );
+      setTimeout(() => {
+        if (!client.closed) return handle();
+        counts.dropped('other');
+        callback(refusal(UNSPECIFIED_ERROR, 'connection closed'));
+      }, admission.delayMs);
     else handle();
   };
 
   // 'client' comes when the client is registered, before its CONNACK is written: the device is
   // online (and reachable) by the time it knows it is connected.
   aedes.on('client', (client) => {
-    if (viewers.connected(client)) return;
+    if (viewers.connected(client)) {
+      countedViewers.add(client);
+      metrics.viewerConnected();
+      return;
+    }
     const state = states.get(client);
     if (!state) return;
     const { identity } = state;
@@ -420,6 +449,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       },
       log,
       close: () => client.close(),
+      metrics: counts,
     });
     if (identity.connType === '3')
       state.context.gateway = state.gateway = gateways.open(identity, state.connection.session);
@@ -427,7 +457,10 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   });
 
   aedes.on('clientDisconnect', (client) => {
-    if (viewers.disconnected(client)) return;
+    if (viewers.disconnected(client)) {
+      if (countedViewers.delete(client)) metrics.viewerDisconnected();
+      return;
+    }
     const state = states.get(client);
     if (!state?.connection) return;
     const { connection, identity } = state;

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { createAdmission, track, type Admission, type Ticket } from '../core/admission.ts';
 import { TCP_DEFAULTS } from '../core/defaults.ts';
 import { attachDevice, type DeviceConnection } from '../core/device-session.ts';
-import type { DeviceIdentity, DevicePort, DropReason, TcpProfile } from '../core/port.ts';
+import { NO_METRICS, type DeviceIdentity, type DevicePort, type DropReason, type TcpProfile } from '../core/port.ts';
 import { createGapFramer, createJsonFramer, type Framer } from './framing.ts';
 import { createLogin } from './login.ts';
 
@@ -14,7 +14,7 @@ export interface TcpListenerOptions {
   /** The server's services, through the device edge's port (core/port.ts). */
   services: Pick<
     DevicePort,
-    'rateLimiter' | 'deviceAuth' | 'sessions' | 'presence' | 'dataStreams' | 'projectSettings'
+    'rateLimiter' | 'deviceAuth' | 'sessions' | 'presence' | 'dataStreams' | 'projectSettings' | 'metrics'
   >;
   logger: Pick<Logger, 'child'>;
   /**
@@ -119,6 +119,8 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
     ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)),
   } as typeof TCP_DEFAULTS;
   const log = options.logger.child({ component: 'tcp' });
+  /** This transport's counters (docs/metrics.md), made once. */
+  const counts = (services.metrics ?? NO_METRICS).transport('tcp');
   const links = new Set<Link>();
   const connections = options.admission ?? createAdmission();
   const servers: net.Server[] = [];
@@ -186,6 +188,7 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
       stats.heartbeats += 1;
       return;
     }
+    counts.received();
     const { projectId, deviceId } = link.identity;
     // Over the rate the link is not read until the tokens are there (the messages already framed wait
     // for them, in order); a device that would have to wait longer than the limiter holds is a flood.
@@ -197,6 +200,7 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
     );
     if (!admission.ok) {
       stats.floods += 1;
+      counts.dropped('rate_limited');
       log.warn({ deviceId, by: admission.by }, 'closing a TCP link that keeps exceeding its message rate');
       end(link, 'flood');
       return;
@@ -223,10 +227,14 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
       .then(
         (result) => {
           if (result.recorded) stats.recorded += 1;
-          else stats.dropped[result.reason] += 1;
+          else {
+            stats.dropped[result.reason] += 1;
+            counts.dropped(result.reason === 'too_large' ? 'too_large' : 'invalid');
+          }
         },
         (err: unknown) => {
           stats.errors += 1;
+          counts.dropped('other');
           log.error({ deviceId: link.identity?.deviceId, err }, 'TCP message not stored');
         },
       )
@@ -241,7 +249,9 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
 
   function noteFramer(link: Link, before: { oversized: number; cut: number }) {
     const f = link.framer!;
-    stats.oversized += f.oversized - before.oversized;
+    const oversized = f.oversized - before.oversized;
+    for (let i = 0; i < oversized; i++) counts.dropped('too_large');
+    stats.oversized += oversized;
     stats.cut += f.cut - before.cut;
   }
 
@@ -252,7 +262,10 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
     if (!framer || link.phase !== 'open') return;
     if (link.stallWait) {
       link.stallWait = false;
-      if (framer.discard()) stats.stalled += 1;
+      if (framer.discard()) {
+        stats.stalled += 1;
+        counts.dropped('invalid');
+      }
       return;
     }
     const before = { oversized: framer.oversized, cut: framer.cut };
@@ -309,10 +322,15 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
       send: async (_topic, payload) => {
         const socket = link.socket;
         if (link.phase !== 'open' || socket.destroyed || !socket.writable) throw new Error('session closed');
-        if (socket.writableLength + payload.length > o.maxWriteBuffer) throw new Error('the device is not reading');
+        if (socket.writableLength + payload.length > o.maxWriteBuffer) {
+          counts.dropped('backpressure');
+          throw new Error('the device is not reading');
+        }
         socket.write(payload);
+        counts.sent();
       },
       log,
+      metrics: counts,
       close: (reason) => end(link, reason, true),
     });
     log.info({ deviceId: identity.deviceId }, 'TCP device connected');
@@ -334,6 +352,7 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
     end,
     open,
     refused: () => (stats.loginFailures += 1),
+    metrics: counts,
   });
 
   function handleConnection(socket: net.Socket) {

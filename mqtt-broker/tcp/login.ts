@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Admission, Ticket } from '../core/admission.ts';
 import { deviceLogin } from '../core/device-login.ts';
-import type { DeviceIdentity, DevicePort, TcpProfile } from '../core/port.ts';
+import type { DeviceIdentity, DevicePort, TcpProfile, TransportMetrics } from '../core/port.ts';
 
 const NEWLINE = 0x0a;
 
@@ -37,6 +37,8 @@ export interface LoginDeps<L extends LoginLink> {
   open(link: L, identity: DeviceIdentity, profile: TcpProfile, rateLimit: number, rest: Buffer): void;
   /** Counts a refused login. */
   refused(): void;
+  /** Counts every login by its result (docs/metrics.md, `iot_logins_total`). */
+  metrics: Pick<TransportMetrics, 'login'>;
 }
 
 /**
@@ -54,9 +56,11 @@ export function createLogin<L extends LoginLink>({
   end,
   open,
   refused,
+  metrics,
 }: LoginDeps<L>) {
-  function refuse(link: L, reason: string) {
+  function refuse(link: L, reason: string, result: 'bad_credentials' | 'rate_limited' | 'refused' = 'bad_credentials') {
     refused();
+    metrics.login(result);
     log.debug({ reason }, 'TCP login refused');
     link.phase = 'auth';
     link.socket.pause();
@@ -73,21 +77,28 @@ export function createLogin<L extends LoginLink>({
     const amp = text.indexOf('&');
     if (amp < 1 || !/^[\x21-\x7e]+$/.test(text)) return refuse(link, 'malformed login');
     // Counted per client address before any query (admission.ts).
-    if (link.ticket && !admission.tryLogin(link.ticket.address)) return refuse(link, 'too many login attempts');
+    if (link.ticket && !admission.tryLogin(link.ticket.address))
+      return refuse(link, 'too many login attempts', 'rate_limited');
     // The same login as over MQTT (core/device-login.ts); a refusal is closed after the delay, nothing is sent.
     deviceLogin(services, text.slice(0, amp), text.slice(amp + 1), o.rateLimit)
       .then(
         async (result) => {
           if (link.phase !== 'auth') return;
-          if (!result.ok) return refuse(link, result.reason);
+          if (!result.ok)
+            return refuse(link, result.reason, result.reason === 'bad login' ? 'bad_credentials' : 'refused');
           const profile = await services.dataStreams.tcpProfile(result.identity);
           if (link.phase !== 'auth' || closing()) return end(link, 'closed during login');
           // Revoked (device disabled, deleted, its project deleted) while the login was checked.
-          if (result.revoked()) return end(link, 'credentials revoked during login');
+          if (result.revoked()) {
+            metrics.login('refused');
+            return end(link, 'credentials revoked during login');
+          }
+          metrics.login('ok');
           open(link, result.identity, profile, result.rate, rest);
         },
         (err: unknown) => {
           log.error({ err }, 'TCP device authentication failed');
+          metrics.login('refused');
           end(link, 'authentication unavailable');
         },
       )

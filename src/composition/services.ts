@@ -31,6 +31,7 @@ import { createGatewaysService } from '../domain/gateways/gateways.service.ts';
 import { createProjectsService } from '../domain/projects/projects.service.ts';
 import { createViewKeyService } from '../domain/projects/view-key.service.ts';
 import { createAlarmsService } from '../domain/alarms/alarms.service.ts';
+import { NO_METRICS, type MetricsPort } from '../domain/metrics-port.ts';
 import type { Cluster } from '../cluster/cluster.ts';
 import { createClusterPresence } from '../cluster/presence.ts';
 import { createClusterBus } from '../cluster/bus.ts';
@@ -54,6 +55,8 @@ export interface ServiceDeps {
   serverSecret?: string;
   /** Cluster mode (docs/cluster.md): this node's link to the others; unset = one node. */
   cluster?: Cluster | undefined;
+  /** The operator's metrics (src/metrics/, docs/metrics.md); unset = off, nothing counted. */
+  metrics?: MetricsPort | undefined;
 }
 
 /** Wires every domain service once, over the repositories; HTTP routes, the broker and the CLI share them. */
@@ -65,6 +68,7 @@ export function createServices({
   settings: given = {},
   serverSecret,
   cluster,
+  metrics = NO_METRICS,
 }: ServiceDeps) {
   const settings = { ...DEFAULT_SETTINGS, ...given };
   const log = (component: string) => logger.child({ component });
@@ -193,6 +197,7 @@ export function createServices({
     maxPending: settings.ingestMaxPending,
     concurrency: settings.ingestConcurrency,
     logger: log('ingest'),
+    metrics,
   });
   // Current values as stored, overlaid with the fresh ones the cache has not written yet (current-cache.ts).
   const listCurrentValues: AttributeValuesRepository['list'] = async (projectId, deviceId, keys) =>
@@ -235,6 +240,7 @@ export function createServices({
     logger: log('alarms'),
     onStateChanged: (projectId) => devices.countsChanged(projectId),
     isOnline: (deviceId) => sessions.get(deviceId) !== undefined,
+    metrics,
     ...(settings.alarmNotify ? { notifier: settings.alarmNotify } : {}),
     ...(clusterJobs
       ? {
@@ -301,11 +307,14 @@ export function createServices({
     presence,
     clock,
     logger: log('commands'),
+    metrics,
     // A reply stored here wakes a synchronous caller waiting on another node (docs/cluster.md).
     ...(commandReplies ? { onReplied: commandReplies.announce } : {}),
     ...(clusterJobs ? { sweepRuns: clusterJobs.runs(JOB_LEASES.commandSweeper) } : {}),
   });
   return {
+    /** What the transports count (the device edge's port) and the domain counts (docs/metrics.md). */
+    metrics,
     cluster,
     clusterBus,
     sessionDirectory,

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import type { Logger } from 'pino';
 import path from 'node:path';
@@ -24,6 +25,15 @@ export interface Database {
   /** Applies the SQL migrations of `drizzle/`. */
   migrate(): Promise<void>;
   close(): Promise<void>;
+  /** PostgreSQL: this process's connection pool, for the metrics (docs/metrics.md); absent on PGlite. */
+  pool?: DatabasePool;
+}
+
+export interface DatabasePool {
+  /** Connections the pool may open. */
+  max: number;
+  /** This pool's connections by state, from pg_stat_activity (its own `application_name`). */
+  connections(): Promise<{ active: number; idle: number }>;
 }
 
 const dialect = new PgDialect();
@@ -121,10 +131,14 @@ function guardTypeFetch(logger?: Pick<Logger, 'warn'>) {
 
 export async function openPostgres(url: string, opts: PostgresOptions = {}): Promise<Database> {
   guardTypeFetch(opts.logger);
+  const max = opts.max ?? 10;
+  // `iot-cloud` and a suffix of this pool's own: pg_stat_activity tells this pool's connections from those of
+  // other nodes and processes on the same database (docs/metrics.md §3).
+  const applicationName = `iot-cloud-${randomBytes(6).toString('hex')}`;
   const sql = postgres(url, {
-    max: opts.max ?? 10,
+    max,
     onnotice: () => {},
-    connection: { application_name: 'iot-cloud' },
+    connection: { application_name: applicationName },
   });
   // Fail fast with the driver's message when the server is not reachable.
   await sql`select 1`;
@@ -142,5 +156,19 @@ export async function openPostgres(url: string, opts: PostgresOptions = {}): Pro
       }
     },
     close: () => sql.end({ timeout: 5 }),
+    pool: {
+      max,
+      connections: async () => {
+        const rows = await sql<{ state: string | null; n: number }[]>`
+          select state, count(*)::int as n from pg_stat_activity where application_name = ${applicationName} group by state`;
+        // `idle` waits for work; every other state (active, idle in transaction, …) holds the connection.
+        let idle = 0;
+        let active = 0;
+        for (const r of rows)
+          if (r.state === 'idle') idle += r.n;
+          else active += r.n;
+        return { active, idle };
+      },
+    },
   };
 }

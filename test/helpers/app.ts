@@ -5,6 +5,7 @@ import type { CreatedProject } from '../../src/domain/projects/projects.service.
 import { serviceSteps, stopSteps } from '../../src/composition/lifecycle.ts';
 import { createRepositories } from '../../src/composition/repositories.ts';
 import { createServices, type Services } from '../../src/composition/services.ts';
+import { createMetrics, type Metrics } from '../../src/metrics/metrics.ts';
 import type { ServiceSettings } from '../../src/composition/settings.ts';
 import { openTestDatabase } from './db.ts';
 
@@ -15,6 +16,8 @@ export interface TestContext {
   app: FastifyInstance;
   services: Services;
   database: Database;
+  /** The server's metrics, when the configuration sets METRICS_TOKEN. */
+  metrics?: Metrics;
   close(): Promise<void>;
 }
 
@@ -24,13 +27,18 @@ export async function createTestApp(
   opts: { database?: Database; settings?: Partial<ServiceSettings>; clock?: () => number } = {},
 ): Promise<TestContext> {
   const database = opts.database ?? (await openTestDatabase());
+  // As main.ts: metrics only with METRICS_TOKEN (docs/metrics.md), a registry of this app's own.
+  const metrics = config.METRICS_TOKEN ? createMetrics({ node: 'test-node' }) : undefined;
+  if (metrics && database.pool) metrics.watchDatabase(database.pool);
   const services = createServices({
     db: database.db,
     repositories: createRepositories(database.db),
     serverSecret: TEST_JWT_SECRET,
     ...(opts.settings ? { settings: opts.settings } : {}),
     ...(opts.clock ? { clock: opts.clock } : {}),
+    metrics,
   });
+  metrics?.watchIngest(() => services.ingest.stats());
   const app = await buildApp({
     config: {
       BODY_LIMIT: 1024 * 1024,
@@ -43,12 +51,14 @@ export async function createTestApp(
     services,
     jwtSecret: TEST_JWT_SECRET,
     logger: false,
+    ...(metrics ? { metrics } : {}),
   });
   await app.ready();
   return {
     app,
     services,
     database,
+    ...(metrics ? { metrics } : {}),
     // The server's own stop order (src/composition/lifecycle.ts); the services are not started here:
     // tests start what they exercise.
     close: async () => {

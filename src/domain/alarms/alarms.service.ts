@@ -7,6 +7,7 @@ import type { Principal, Scope } from '../auth/principal.ts';
 import type { EventBus } from '../events/event-bus.ts';
 import { createAlarmEngine, type AlarmEntry, type AlarmOwnership } from './alarm-engine.ts';
 import type { NotifyJobsRepository } from '../../db/repositories/notify-jobs.repository.ts';
+import type { MetricsPort } from '../metrics-port.ts';
 import { createNotifier, type NotifierSettings } from './notifier.ts';
 import { createScheduler } from './scheduler.ts';
 import { ALARM_LIMITS, checkCondition, checkWebhookUrl, invalidRule, normalizeCondition } from './validation.ts';
@@ -57,6 +58,8 @@ export interface AlarmsDeps {
    * devices' connection and silence timers run here. Unset: one node.
    */
   cluster?: { node: string; claimMs: number; ownership: AlarmOwnership };
+  /** Counts alarms raised and ended and webhook deliveries (docs/metrics.md); unset = not counted. */
+  metrics?: Pick<MetricsPort, 'alarmRaised' | 'alarmCleared' | 'webhookDelivery'>;
 }
 
 /**
@@ -77,6 +80,7 @@ export function createAlarmsService({
   rulesTtlMs,
   recoveryConcurrency,
   cluster,
+  metrics,
 }: AlarmsDeps) {
   const origin = cluster?.node ?? 'local';
   const scheduler = createScheduler({ clock, onError: (err) => logger.error({ err }, 'alarm timer failed') });
@@ -88,10 +92,14 @@ export function createAlarmsService({
     logger,
     ...(notifierSettings ? { settings: notifierSettings } : {}),
     ...(cluster ? { claims: { node: cluster.node, claimMs: cluster.claimMs } } : {}),
+    ...(metrics ? { metrics } : {}),
   });
   const onEntry = (projectId: string, entry: AlarmEntry) => {
     onStateChanged(projectId);
     const { log } = entry;
+    // A trigger entry (alarm_status 1) raises an alarm; every other entry ends one.
+    if (log.alarmStatus === 1) metrics?.alarmRaised();
+    else metrics?.alarmCleared();
     bus.emit('device.alarm', {
       projectId,
       deviceId: log.deviceId,

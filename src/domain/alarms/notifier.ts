@@ -7,6 +7,7 @@ import { newId } from '../../lib/ids.ts';
 import { createNetGuard, parseNetworks, type NetGuard, type Resolver } from '../../lib/net-guard.ts';
 import { TtlCache } from '../../lib/ttl-cache.ts';
 import type { AlarmEntry } from './alarm-engine.ts';
+import type { MetricsPort, WebhookResult } from '../metrics-port.ts';
 import type { Scheduler } from './scheduler.ts';
 import { DeliveryError, postWebhook } from './webhook-client.ts';
 
@@ -72,6 +73,8 @@ export interface NotifierDeps {
    * claimed; every stored job is this node's, all taken up at start.
    */
   claims?: { node: string; claimMs: number; batch?: number };
+  /** Counts each delivery attempt by its result (docs/metrics.md); unset = not counted. */
+  metrics?: Pick<MetricsPort, 'webhookDelivery'>;
 }
 
 type Job = Omit<NotifyJobRow, 'dueTime' | 'createTime' | 'claimedBy' | 'claimUntil'>;
@@ -84,6 +87,14 @@ interface ProjectQueue {
   pending: number;
   /** In the round-robin ring. */
   ringed: boolean;
+}
+
+/** An attempt's result for `iot_webhook_deliveries_total`: a failure with a next attempt is a retry. */
+function resultOf(attempt: NotifyAttempt): WebhookResult {
+  if (attempt.status === 'delivered') return 'ok';
+  if (attempt.status === 'failed') return attempt.next_attempt_time !== undefined ? 'retried' : 'failed';
+  // Dropped (too many pending) or skipped (the target's circuit is open): never sent.
+  return 'dropped';
 }
 
 /** `sha256=<hex>` of HMAC-SHA256 over `<timestamp>.<raw body>` with the target's secret. */
@@ -129,6 +140,7 @@ export function createNotifier({
   settings: given = {},
   guard = notifierGuard(given),
   claims,
+  metrics,
 }: NotifierDeps) {
   const settings = { ...DEFAULT_NOTIFIER_SETTINGS, ...given };
   const batch = Math.max(1, claims?.batch ?? 1_000);
@@ -163,7 +175,9 @@ export function createNotifier({
     return p;
   }
 
+  /** Every attempt passes here, whatever became of it: one place counts them (docs/metrics.md). */
   async function record(logId: string, attempt: NotifyAttempt) {
+    metrics?.webhookDelivery(resultOf(attempt));
     try {
       await repo.appendNotify(logId, attempt);
     } catch (err) {

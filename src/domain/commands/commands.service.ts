@@ -12,6 +12,8 @@ import type { PresenceService } from '../devices/presence.service.ts';
 import type { EventBus } from '../events/event-bus.ts';
 import { checkSendInput, COMMAND_LIMITS, type SendCommandInput } from './command-input.ts';
 import { commandView, FINAL_STATES, type CommandView } from './command-view.ts';
+import type { MetricsPort } from '../metrics-port.ts';
+import { countedCommandsRepo } from './counted-repo.ts';
 import { createCommandDelivery } from './delivery.ts';
 import { createCommandStore } from './send.ts';
 import { createCommandSweeper } from './sweeper.ts';
@@ -48,6 +50,8 @@ export interface CommandsServiceDeps {
    * (cluster mode, docs/cluster.md); they call `wake`.
    */
   onReplied?: (commandId: string) => void;
+  /** Counts the commands reaching each state (docs/metrics.md); unset = not counted. */
+  metrics?: Pick<MetricsPort, 'commandState'>;
 }
 
 /**
@@ -57,7 +61,7 @@ export interface CommandsServiceDeps {
  * `command/reply/<id>`.
  */
 export function createCommandsService({
-  repo,
+  repo: storedRepo,
   devices,
   sessions,
   bus,
@@ -67,7 +71,9 @@ export function createCommandsService({
   sweepMs = 1_000,
   onReplied,
   sweepRuns,
+  metrics,
 }: CommandsServiceDeps) {
+  const repo = metrics ? countedCommandsRepo(storedRepo, metrics) : storedRepo;
   const waiters = createSyncWaiters();
   const store = createCommandStore({ repo });
   const delivery = createCommandDelivery({ repo, sessions, clock, logger });

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { TelemetryRow } from '../../db/repositories/history.repository.ts';
 import { isTransientDbError } from '../../db/errors.ts';
+import type { MetricsPort } from '../metrics-port.ts';
 
 /**
  * The telemetry ingest pipeline (architecture.md §8, §11): every attribute value — reported over MQTT, HTTP, TCP
@@ -40,6 +41,8 @@ export interface IngestOptions<T = TelemetryRow> {
    */
   isTransient?: (err: unknown) => boolean;
   logger?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
+  /** Told the time of each committed batch (docs/metrics.md); unset = not measured. */
+  metrics?: Pick<MetricsPort, 'ingestBatch'>;
   /** Retry back-off bounds in ms. */
   retryMinMs?: number;
   retryMaxMs?: number;
@@ -68,6 +71,7 @@ export function createIngest<T = TelemetryRow>(options: IngestOptions<T>) {
   const concurrency = Math.max(1, options.concurrency ?? 1);
   const isTransient = options.isTransient ?? isTransientDbError;
   const retryMinMs = options.retryMinMs ?? 50;
+  const metrics = options.metrics;
   const retryMaxMs = options.retryMaxMs ?? 5_000;
   const log = options.logger;
 
@@ -160,8 +164,10 @@ export function createIngest<T = TelemetryRow>(options: IngestOptions<T>) {
     while (queue.length) {
       const batch = take();
       const rows = batch.flatMap((p) => p.rows);
+      const began = metrics ? performance.now() : 0;
       const err = await writeDurably(rows);
       if (!err) {
+        metrics?.ingestBatch((performance.now() - began) / 1000);
         stats.batches += 1;
         stats.values += rows.length;
         release(batch);
@@ -176,10 +182,12 @@ export function createIngest<T = TelemetryRow>(options: IngestOptions<T>) {
       }
       log?.error({ err, submissions: batch.length }, 'telemetry batch refused; writing its submissions one by one');
       for (const p of batch) {
+        const began = metrics ? performance.now() : 0;
         const one = await writeDurably(p.rows);
         release([p]);
         if (one) p.reject(one);
         else {
+          metrics?.ingestBatch((performance.now() - began) / 1000);
           stats.batches += 1;
           stats.values += p.rows.length;
           p.resolve();

@@ -25,6 +25,8 @@ import { deviceOfRequest } from './token-auth.ts';
 export function deviceAccessRoutes(app: FastifyInstance, { services }: { services: Services }) {
   const { currentValues, deviceEvents, certificates, deviceAuth, rateLimiter, projectSettings } = services;
   const tags = ['Device access'];
+  // Device messages over HTTP (docs/metrics.md): counted once authenticated, like MQTT and TCP ones.
+  const counts = services.metrics.transport('http');
 
   /** The device's message rate, shared with its MQTT and TCP traffic: over it, 429 and nothing is stored. */
   async function admit(device: DeviceIdentity) {
@@ -34,6 +36,7 @@ export function deviceAccessRoutes(app: FastifyInstance, { services }: { service
       await projectSettings.deviceRateLimit(device.projectId),
     );
     if (!admission.ok) {
+      counts.dropped('rate_limited');
       throw new TooManyRequests(
         admission.by === 'device' ? 'Device message rate exceeded' : 'Project message rate exceeded',
         Math.max(1, Math.ceil(admission.retryMs / 1000)),
@@ -109,6 +112,7 @@ export function deviceAccessRoutes(app: FastifyInstance, { services }: { service
     response: ReportResult,
     handler: async ({ params, body, req }) => {
       const device = await deviceOfRequest(deviceAuth, req, params.access_token);
+      counts.received();
       await admit(device);
       return currentValues.report(device, body);
     },
@@ -139,6 +143,7 @@ export function deviceAccessRoutes(app: FastifyInstance, { services }: { service
     response: NoFields,
     handler: async ({ params, body, req }) => {
       const device = await deviceOfRequest(deviceAuth, req, params.access_token);
+      counts.received();
       await admit(device);
       await deviceEvents.report(device, body);
       return {};

@@ -1,0 +1,193 @@
+import type { MqttClient } from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { METRIC_NAMES } from '../../src/metrics/metrics.ts';
+import {
+  createProject,
+  createTestApp,
+  deviceWithToken,
+  expectOk,
+  type ProjectFixture,
+  type TestContext,
+} from '../helpers/app.ts';
+import { startAppWithBroker, type TestBroker } from '../helpers/broker.ts';
+import { connectDevice, nextOn } from '../helpers/mqtt.ts';
+import { until } from '../helpers/wait.ts';
+
+/** GET /metrics (docs/metrics.md): off without METRICS_TOKEN, behind it otherwise, and what it counts. */
+const TOKEN = 'metrics-token-0123456789abcdef';
+
+let ctx: TestContext;
+let tb: TestBroker;
+let p: ProjectFixture;
+let stop: (() => Promise<void>) | undefined;
+const clients: MqttClient[] = [];
+
+beforeAll(async () => {
+  ({ ctx, tb, close: stop } = await startAppWithBroker({ app: { METRICS_TOKEN: TOKEN } }));
+  p = await createProject(ctx);
+});
+afterAll(async () => {
+  for (const c of clients) c.end(true);
+  await stop?.();
+});
+
+async function scrape(): Promise<string> {
+  const res = await ctx.app.inject({ method: 'GET', url: '/metrics', headers: { authorization: `Bearer ${TOKEN}` } });
+  expect(res.statusCode).toBe(200);
+  return res.body;
+}
+
+/** The value of the one series of `name` whose labels include every one of `labels` (0 when none). */
+function value(text: string, name: string, labels: Record<string, string> = {}): number {
+  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  let found = 0;
+  for (const line of text.split('\n')) {
+    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const have = (m[2] ?? '').split(',');
+    if (wanted.every((w) => have.includes(w))) found += Number(m[3]);
+  }
+  return found;
+}
+
+describe('GET /metrics without METRICS_TOKEN', () => {
+  it('is an unknown route: 404 like any other', async () => {
+    const off = await createTestApp();
+    try {
+      const metrics = await off.app.inject({ method: 'GET', url: '/metrics' });
+      const unknown = await off.app.inject({ method: 'GET', url: '/no-such-route' });
+      expect(metrics.statusCode).toBe(404);
+      expect(metrics.json()).toEqual(unknown.json());
+      expect(off.metrics).toBeUndefined();
+    } finally {
+      await off.close();
+    }
+  });
+});
+
+describe('GET /metrics with METRICS_TOKEN', () => {
+  it('refuses a missing or wrong token with 401 in the API envelope', async () => {
+    for (const authorization of [undefined, 'Bearer wrong-token-0123456789abcd', `Bearer ${TOKEN}x`, TOKEN]) {
+      const res = await ctx.app.inject({
+        method: 'GET',
+        url: '/metrics',
+        headers: authorization ? { authorization } : {},
+      });
+      expect(res.statusCode).toBe(401);
+      expect(res.json()).toMatchObject({ result: false, errcode: 401 });
+      expect(res.body).not.toContain('iot_');
+    }
+  });
+
+  it('answers Prometheus text with every agreed name, each with HELP and TYPE, labelled by node', async () => {
+    const res = await ctx.app.inject({
+      method: 'GET',
+      url: '/metrics',
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^text\/plain/);
+    for (const name of METRIC_NAMES) {
+      expect(res.body).toContain(`# HELP ${name} `);
+      expect(res.body).toMatch(new RegExp(`^# TYPE ${name} (counter|gauge|histogram)$`, 'm'));
+    }
+    // prom-client's process and Node.js metrics, on this server's registry.
+    for (const name of ['nodejs_eventloop_lag_seconds', 'nodejs_heap_size_used_bytes', 'process_cpu_seconds_total'])
+      expect(res.body).toContain(`# TYPE ${name} `);
+    expect(value(res.body, 'iot_db_pool_max', { node: 'test-node' })).toBe(ctx.database.pool?.max ?? 0);
+  });
+
+  it('counts an MQTT device connecting and its report, and the values ingested', async () => {
+    const d = await deviceWithToken(p, { name: 'metered' });
+    const before = await scrape();
+    const c = await connectDevice(tb.url, { token: d.token, projectKey: p.project.project_key }, {}, clients);
+    const connected = await scrape();
+    expect(value(connected, 'iot_connections', { transport: 'mqtt' })).toBe(
+      value(before, 'iot_connections', { transport: 'mqtt' }) + 1,
+    );
+    expect(value(connected, 'iot_logins_total', { transport: 'mqtt', result: 'ok' })).toBe(
+      value(before, 'iot_logins_total', { transport: 'mqtt', result: 'ok' }) + 1,
+    );
+    await c.publishAsync('attributes', JSON.stringify({ temperature: 21.5, humidity: 40 }), { qos: 1 });
+    const reported = await scrape();
+    expect(value(reported, 'iot_messages_received_total', { transport: 'mqtt' })).toBe(
+      value(before, 'iot_messages_received_total', { transport: 'mqtt' }) + 1,
+    );
+    // A QoS 1 report is acknowledged once its batch committed: its values are counted by then.
+    expect(value(reported, 'iot_ingest_values_total')).toBe(value(before, 'iot_ingest_values_total') + 2);
+    expect(value(reported, 'iot_ingest_batch_seconds_count')).toBeGreaterThan(
+      value(before, 'iot_ingest_batch_seconds_count'),
+    );
+    c.end(true);
+    await until(
+      async () =>
+        value(await scrape(), 'iot_connections', { transport: 'mqtt' }) ===
+        value(before, 'iot_connections', { transport: 'mqtt' }),
+      'the connection to be uncounted',
+    );
+  });
+
+  it('counts a refused login by its result', async () => {
+    const before = await scrape();
+    await expect(
+      connectDevice(tb.url, { token: 'no-such-token-0123456789', projectKey: p.project.project_key }),
+    ).rejects.toThrow();
+    expect(value(await scrape(), 'iot_logins_total', { transport: 'mqtt', result: 'bad_credentials' })).toBe(
+      value(before, 'iot_logins_total', { transport: 'mqtt', result: 'bad_credentials' }) + 1,
+    );
+  });
+
+  it('counts commands reaching sent, replied and timeout', async () => {
+    const d = await deviceWithToken(p, { name: 'commanded' });
+    const c = await connectDevice(tb.url, { token: d.token, projectKey: p.project.project_key }, {}, clients);
+    await c.subscribeAsync(['command/send/+', 'command/reply/response/+'], { qos: 1 });
+    const before = await scrape();
+    const sent = nextOn(c, 'command/send/1');
+    expectOk(await p.api.post(`/api/v1/control/device/${d.id}/command`, { method: 'reboot', params: {} }));
+    await sent;
+    const answered = nextOn(c, 'command/reply/response/1');
+    await c.publishAsync('command/reply/1', JSON.stringify({ method: 'reboot', params: { ok: true }, id: 1 }), {
+      qos: 1,
+    });
+    await answered;
+    // A second command, never answered: the sweep moves it to timeout once its second has passed.
+    expectOk(await p.api.post(`/api/v1/control/device/${d.id}/command`, { method: 'x', params: {}, timeout: 1 }));
+    await new Promise((r) => setTimeout(r, 1_100));
+    await ctx.services.commands.sweep();
+    const after = await scrape();
+    const delta = (state: string) =>
+      value(after, 'iot_commands_total', { state }) - value(before, 'iot_commands_total', { state });
+    expect(delta('queued')).toBe(2);
+    expect(delta('sent')).toBe(2);
+    expect(delta('replied')).toBe(1);
+    expect(delta('timeout')).toBe(1);
+    expect(value(after, 'iot_messages_sent_total', { transport: 'mqtt' })).toBeGreaterThanOrEqual(
+      value(before, 'iot_messages_sent_total', { transport: 'mqtt' }) + 3,
+    );
+  });
+
+  it('times HTTP requests under their route template, never their URL, and no label holds an id', async () => {
+    const d = await deviceWithToken(p, { name: 'http device' });
+    const report = await ctx.app.inject({
+      method: 'POST',
+      url: `/device/v1/${d.token}/attributes`,
+      headers: { 'content-type': 'application/json', 'project-key': p.project.project_key },
+      payload: JSON.stringify({ pressure: 1013 }),
+    });
+    expect(report.statusCode).toBe(200);
+    await ctx.app.inject({ method: 'GET', url: `/no/such/route/${d.token}` });
+    const text = await scrape();
+    const route = '/device/v1/:access_token/attributes';
+    expect(
+      value(text, 'iot_http_request_duration_seconds_count', { method: 'POST', route, status_class: '2xx' }),
+    ).toBeGreaterThanOrEqual(1);
+    expect(value(text, 'iot_http_request_duration_seconds_count', { route: 'unmatched' })).toBeGreaterThanOrEqual(1);
+    expect(value(text, 'iot_messages_received_total', { transport: 'http' })).toBeGreaterThanOrEqual(1);
+    // Neither the device's token nor any device or project id appears anywhere.
+    expect(text).not.toContain(d.token);
+    expect(text).not.toContain(d.id);
+    expect(text).not.toContain(p.project.project_key);
+    expect(text).not.toContain(p.project.id);
+    for (const m of text.matchAll(/="([^"]*)"/g)) expect(m[1]).not.toMatch(/^[0-9a-f]{24,}$/);
+  });
+});
