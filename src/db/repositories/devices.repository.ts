@@ -1,4 +1,4 @@
-import { and, desc, eq, getTableColumns, inArray, sql, type SQL } from 'drizzle-orm';
+import { and, desc, eq, getTableColumns, inArray, sql, type Placeholder, type SQL } from 'drizzle-orm';
 import { rowsOf, type Db, type Tx } from '../client.ts';
 import { inScope as scoped, type Scope } from '../scope.ts';
 import { translating, type Translation } from '../errors.ts';
@@ -97,9 +97,14 @@ export function createDevicesRepository(db: Db) {
    * (postgres.js describes it first). One statement per scope shape (project, or customer).
    */
   const prepared = (customer: boolean) => {
-    const byId = and(eq(devices.id, sql.placeholder('id')), inScope(placeholderScope(customer)));
+    const scope = placeholderScope(customer);
+    const byId = and(eq(devices.id, sql.placeholder('id')), inScope(scope));
     const suffix = customer ? '_customer' : '';
     return {
+      /** A page of the unfiltered list (the console's and most clients' first call), as page() builds it. */
+      page: pageQuery(inScope(scope), sql.placeholder('limit'), sql.placeholder('offset')).prepare(
+        `devices_page${suffix}`,
+      ),
       get: db
         .select({ ...devicesColumns(), ...typeInfo })
         .from(devices)
@@ -119,6 +124,27 @@ export function createDevicesRepository(db: Db) {
   const statements = { project: prepared(false), customer: prepared(true) };
   const statementsOf = (scope: Scope) => (scope.customerId ? statements.customer : statements.project);
 
+  /**
+   * One page, newest first. The page's ids come from the index alone; only those rows are then read and
+   * joined, so deep pages do not fetch and join every row they skip.
+   */
+  function pageQuery(condition: SQL | undefined, limit: number | Placeholder, offset: number | Placeholder) {
+    const ids = db
+      .select({ pageId: devices.id })
+      .from(devices)
+      .where(condition)
+      .orderBy(desc(devices.id))
+      .limit(limit)
+      .offset(offset)
+      .as('page');
+    return db
+      .select({ ...devicesColumns(), ...typeInfo })
+      .from(ids)
+      .innerJoin(devices, eq(devices.id, ids.pageId))
+      .leftJoin(deviceTypes, eq(deviceTypes.id, devices.typeId))
+      .orderBy(desc(devices.id));
+  }
+
   function where(scope: Scope, f: DeviceFilter = {}): SQL {
     const parts: SQL[] = [inScope(scope)];
     if (f.typeId !== undefined) parts.push(eq(devices.typeId, f.typeId));
@@ -130,25 +156,11 @@ export function createDevicesRepository(db: Db) {
   }
 
   return {
-    /**
-     * One page, newest first. The page's ids come from the index alone; only those rows are then
-     * read and joined, so deep pages do not fetch and join every row they skip.
-     */
+    /** One page, newest first (pageQuery); the unfiltered list runs as a prepared statement. */
     async page(scope: Scope, filter: DeviceFilter, limit: number, offset: number): Promise<DeviceWithType[]> {
-      const ids = db
-        .select({ pageId: devices.id })
-        .from(devices)
-        .where(where(scope, filter))
-        .orderBy(desc(devices.id))
-        .limit(limit)
-        .offset(offset)
-        .as('page');
-      return db
-        .select({ ...devicesColumns(), ...typeInfo })
-        .from(ids)
-        .innerJoin(devices, eq(devices.id, ids.pageId))
-        .leftJoin(deviceTypes, eq(deviceTypes.id, devices.typeId))
-        .orderBy(desc(devices.id));
+      if (Object.values(filter).every((v) => v === undefined))
+        return statementsOf(scope).page.execute({ limit, offset, ...scopeParams(scope) });
+      return pageQuery(where(scope, filter), limit, offset);
     },
 
     async total(scope: Scope, filter: DeviceFilter): Promise<number> {
