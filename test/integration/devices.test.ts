@@ -116,6 +116,33 @@ describe('device list', () => {
     expect(expectOk(await f.api.get('/api/v1/devices?page=9')).items).toEqual([]);
   });
 
+  it('pages by key with after=<id>: every device once, newest first, a device created meanwhile not seen twice', async () => {
+    const w = await createProject(ctx, 'walk');
+    const made: string[] = [];
+    for (let i = 0; i < 9; i++) made.push((await newDevice(w, { name: `w${i}` })).id);
+    const seen: string[] = [];
+    let after: string | undefined;
+    for (let round = 0; round < 10; round++) {
+      const page = expectOk(await w.api.get(`/api/v1/devices?page_records=4${after ? `&after=${after}` : ''}`));
+      seen.push(...page.items.map((d: { id: string }) => d.id));
+      // A device created during the walk is newer than every page: not seen, and nothing seen twice.
+      if (round === 0) await newDevice(w, { name: 'created while walking' });
+      expect(page.total).toBe(round === 0 ? 9 : 10);
+      expect(page.page_total).toBe(round === 0 ? 3 : 3);
+      if (page.items.length < 4) break;
+      after = page.items.at(-1).id;
+    }
+    expect(seen).toEqual([...made].reverse());
+    // Filters combine with it.
+    const offline = expectOk(await w.api.get(`/api/v1/devices?online=0&after=${made[3]}`));
+    expect(offline.items.map((d: { id: string }) => d.id)).toEqual(made.slice(0, 3).reverse());
+    // Another project's id is only a bound: the list stays this project's.
+    const bound = expectOk(await f.api.get(`/api/v1/devices?page_records=500&after=${made[8]}`));
+    expect(bound.items.every((d: { id: string }) => ids.includes(d.id))).toBe(true);
+    expectFailure(await w.api.get(`/api/v1/devices?page=2&after=${made[3]}`), 400);
+    expectFailure(await w.api.get(`/api/v1/devices?after=${'x'.repeat(65)}`), 400);
+  });
+
   it('accepts page_records up to 500 and rejects more', async () => {
     expect(expectOk(await f.api.get('/api/v1/devices?page_records=500')).items).toHaveLength(25);
     const body = expectFailure(await f.api.get('/api/v1/devices?page_records=501'), 400);

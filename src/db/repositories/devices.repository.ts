@@ -1,4 +1,4 @@
-import { and, desc, eq, getTableColumns, inArray, sql, type Placeholder, type SQL } from 'drizzle-orm';
+import { and, desc, eq, getTableColumns, inArray, lt, sql, type Placeholder, type SQL } from 'drizzle-orm';
 import { rowsOf, type Db, type Tx } from '../client.ts';
 import { inScope as scoped, type Scope } from '../scope.ts';
 import { translating, type Translation } from '../errors.ts';
@@ -157,10 +157,18 @@ export function createDevicesRepository(db: Db) {
 
   return {
     /** One page, newest first (pageQuery); the unfiltered list runs as a prepared statement. */
-    async page(scope: Scope, filter: DeviceFilter, limit: number, offset: number): Promise<DeviceWithType[]> {
-      if (Object.values(filter).every((v) => v === undefined))
+    async page(
+      scope: Scope,
+      filter: DeviceFilter,
+      limit: number,
+      offset: number,
+      /** Keyset paging: only devices older than this id (the last one of the previous page). */
+      after?: string,
+    ): Promise<DeviceWithType[]> {
+      if (after === undefined && Object.values(filter).every((v) => v === undefined))
         return statementsOf(scope).page.execute({ limit, offset, ...scopeParams(scope) });
-      return pageQuery(where(scope, filter), limit, offset);
+      const condition = where(scope, filter);
+      return pageQuery(after === undefined ? condition : and(condition, lt(devices.id, after)), limit, offset);
     },
 
     async total(scope: Scope, filter: DeviceFilter): Promise<number> {

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { BadRequest } from '../../../errors.ts';
 import { scopeOf } from '../../../domain/auth/principal.ts';
 import type { Services } from '../../../composition/services.ts';
 import { IdParams } from '../common.schema.ts';
@@ -48,10 +49,14 @@ export function deviceRoutes(app: FastifyInstance, { services }: { services: Ser
     tags,
     summary: 'List devices, newest first',
     description:
-      '`type`, `group`/`groups` (comma-separated), `include_sub_groups=1` and `search` (name contains, any case, or device_key starts with; 1–64 characters) filter the list; `page_records` is 1–500.',
+      '`type`, `group`/`groups` (comma-separated), `include_sub_groups=1` and `search` (name contains, any case, or device_key starts with; 1–64 characters) filter the list; `page_records` is 1–500. `after=<device id>` pages by key: the devices older than that one (the last of the previous page); `page` must then be 1.',
     query: DeviceListQuery,
     response: DeviceList,
     handler: ({ principal, query }) => {
+      if (query.after !== undefined && query.page !== 1)
+        throw new BadRequest('Use either page or after, not both', [
+          { path: 'page', message: 'must be 1 (or absent) with after' },
+        ]);
       const groupIds = [...(query.group ? [query.group] : []), ...(query.groups ?? [])];
       return devices.list(
         scopeOf(principal),
@@ -64,6 +69,7 @@ export function deviceRoutes(app: FastifyInstance, { services }: { services: Ser
         },
         query.page,
         query.page_records,
+        query.after,
       );
     },
   });

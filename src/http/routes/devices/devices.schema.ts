@@ -56,6 +56,7 @@ export const DeviceListQuery = pagingQuery(500).extend({
     .transform((v) => (v === undefined ? undefined : v === '1' || v === 'true')),
   device_key: blankAsUnset(DeviceKey),
   search: DeviceSearch,
+  after: blankAsUnset(Id),
 });
 
 export const DeviceList = z.object({ items: z.array(Device), total: z.number(), page_total: z.number() });
