@@ -28,6 +28,14 @@ module.exports = {
       to: { path: '^src/cluster/|^@nats-io/' },
     },
     {
+      name: 'metrics-through-port',
+      severity: 'error',
+      comment:
+        'The domain and the device edge count through the MetricsPort of src/domain/metrics-port.ts; only the composition, main.ts and src/http/ see src/metrics/ and prom-client (docs/metrics.md).',
+      from: { path: '^src/(domain|db|cluster|lib)/|^mqtt-broker/' },
+      to: { path: '^src/metrics/|(^|/)prom-client/' },
+    },
+    {
       name: 'cluster-not-edges',
       severity: 'error',
       comment: 'The cluster adapters implement domain ports; they know neither HTTP nor the device transports.',

@@ -1,4 +1,6 @@
-import type { MqttClient } from 'mqtt';
+import http from 'node:http';
+import net, { type AddressInfo } from 'node:net';
+import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { METRIC_NAMES } from '../../src/metrics/metrics.ts';
 import {
@@ -19,20 +21,23 @@ const TOKEN = 'metrics-token-0123456789abcdef';
 let ctx: TestContext;
 let tb: TestBroker;
 let p: ProjectFixture;
+let tcpPort: number;
 let stop: (() => Promise<void>) | undefined;
 const clients: MqttClient[] = [];
+const sockets: net.Socket[] = [];
 
 beforeAll(async () => {
-  ({ ctx, tb, close: stop } = await startAppWithBroker({ app: { METRICS_TOKEN: TOKEN } }));
+  ({ ctx, tb, tcpPort, close: stop } = await startAppWithBroker({ app: { METRICS_TOKEN: TOKEN }, tcp: {} }));
   p = await createProject(ctx);
 });
 afterAll(async () => {
   for (const c of clients) c.end(true);
+  for (const s of sockets) s.destroy();
   await stop?.();
 });
 
-async function scrape(): Promise<string> {
-  const res = await ctx.app.inject({ method: 'GET', url: '/metrics', headers: { authorization: `Bearer ${TOKEN}` } });
+async function scrape(of: TestContext = ctx): Promise<string> {
+  const res = await of.app.inject({ method: 'GET', url: '/metrics', headers: { authorization: `Bearer ${TOKEN}` } });
   expect(res.statusCode).toBe(200);
   return res.body;
 }
@@ -95,6 +100,14 @@ describe('GET /metrics with METRICS_TOKEN', () => {
     for (const name of ['nodejs_eventloop_lag_seconds', 'nodejs_heap_size_used_bytes', 'process_cpu_seconds_total'])
       expect(res.body).toContain(`# TYPE ${name} `);
     expect(value(res.body, 'iot_db_pool_max', { node: 'test-node' })).toBe(ctx.database.pool?.max ?? 0);
+    // PostgreSQL: this pool's own connections (the scrape's query holds one); PGlite has none.
+    const connections =
+      value(res.body, 'iot_db_connections', { state: 'active' }) +
+      value(res.body, 'iot_db_connections', { state: 'idle' });
+    if (ctx.database.pool) {
+      expect(value(res.body, 'iot_db_connections', { state: 'active' })).toBeGreaterThanOrEqual(1);
+      expect(connections).toBeLessThanOrEqual(ctx.database.pool.max);
+    } else expect(connections).toBe(0);
   });
 
   it('counts an MQTT device connecting and its report, and the values ingested', async () => {
@@ -189,5 +202,123 @@ describe('GET /metrics with METRICS_TOKEN', () => {
     expect(text).not.toContain(p.project.project_key);
     expect(text).not.toContain(p.project.id);
     for (const m of text.matchAll(/="([^"]*)"/g)) expect(m[1]).not.toMatch(/^[0-9a-f]{24,}$/);
+  });
+});
+
+describe('device transports', () => {
+  it('counts a raw TCP device: its login, its connection while open, its messages', async () => {
+    const d = await deviceWithToken(p, { name: 'dtu' });
+    const before = await scrape();
+    const socket = net.connect(tcpPort, '127.0.0.1');
+    sockets.push(socket);
+    socket.on('error', () => {});
+    socket.write(`${p.project.project_key}&${d.token}\n`);
+    await until(async () => ctx.services.sessions.isOnline(d.id), 'the TCP device to log in');
+    const open = await scrape();
+    expect(value(open, 'iot_connections', { transport: 'tcp' })).toBe(
+      value(before, 'iot_connections', { transport: 'tcp' }) + 1,
+    );
+    expect(value(open, 'iot_logins_total', { transport: 'tcp', result: 'ok' })).toBe(
+      value(before, 'iot_logins_total', { transport: 'tcp', result: 'ok' }) + 1,
+    );
+    socket.write('hello\n');
+    const received = () => value(before, 'iot_messages_received_total', { transport: 'tcp' }) + 1;
+    await until(
+      async () => value(await scrape(), 'iot_messages_received_total', { transport: 'tcp' }) === received(),
+      'the TCP message to be counted',
+    );
+    socket.destroy();
+    await until(
+      async () =>
+        value(await scrape(), 'iot_connections', { transport: 'tcp' }) ===
+        value(before, 'iot_connections', { transport: 'tcp' }),
+      'the TCP connection to be uncounted',
+    );
+  });
+
+  it('counts application viewers while connected, and a viewer publishing as unauthorized', async () => {
+    const key = expectOk(await p.api.post('/api/v1/view_key', {}));
+    const before = await scrape();
+    const viewer = await mqtt.connectAsync(tb.url, {
+      username: key.view_key,
+      password: key.view_secret,
+      reconnectPeriod: 0,
+    });
+    clients.push(viewer);
+    expect(value(await scrape(), 'iot_viewer_connections')).toBe(value(before, 'iot_viewer_connections') + 1);
+    viewer.publish('anything', 'x');
+    await until(
+      async () =>
+        value(await scrape(), 'iot_messages_dropped_total', { transport: 'mqtt', reason: 'unauthorized' }) ===
+        value(before, 'iot_messages_dropped_total', { transport: 'mqtt', reason: 'unauthorized' }) + 1,
+      'the refused publish to be counted',
+    );
+    viewer.end(true);
+    await until(
+      async () => value(await scrape(), 'iot_viewer_connections') === value(before, 'iot_viewer_connections'),
+      'the viewer to be uncounted',
+    );
+  });
+});
+
+describe('alarms and webhook deliveries', () => {
+  let alarmsApp: TestContext;
+  let server: http.Server;
+  let answers: number[] = [];
+  let url: string;
+
+  beforeAll(async () => {
+    alarmsApp = await createTestApp(
+      { METRICS_TOKEN: TOKEN },
+      {
+        settings: {
+          alarmNotify: { timeoutMs: 1_000, maxAttempts: 3, backoffMs: 60_000, allowNetworks: '127.0.0.0/8' },
+        },
+      },
+    );
+    server = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.writeHead(answers.shift() ?? 200).end('ok'));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+  });
+  afterAll(async () => {
+    await alarmsApp?.services.alarms.stop();
+    await alarmsApp?.close();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it('counts an alarm raised and cleared, and its deliveries: one ok, one to be retried', async () => {
+    const q = await createProject(alarmsApp);
+    const type = expectOk(await q.api.post('/api/v1/device_type', { name: 'Sensor' }));
+    const d = expectOk(await q.api.post('/api/v1/device', { name: 'boiler', type: type.id }));
+    expectOk(
+      await q.api.post('/api/v1/alarm_rule', {
+        name: 'hot',
+        device_type_id: type.id,
+        level: 2,
+        condition: { kind: 'attribute', identifier: 'temp', op: '>', value: 30 },
+      }),
+    );
+    expectOk(await q.api.post('/api/v1/notification_target', { name: 'ops', url }));
+    const identity = (await alarmsApp.services.deviceAuth.authenticate(
+      q.project.project_key,
+      expectOk(await q.api.get(`/api/v1/device/${d.id}/certificate`)).access_token,
+    ))!;
+    const before = await scrape(alarmsApp);
+    answers = [200, 503];
+    await alarmsApp.services.currentValues.report(identity, { temp: 35 });
+    await alarmsApp.services.alarms.idle();
+    await alarmsApp.services.currentValues.report(identity, { temp: 20 });
+    await alarmsApp.services.alarms.idle();
+    const after = await scrape(alarmsApp);
+    const delta = (name: string, labels: Record<string, string> = {}) =>
+      value(after, name, labels) - value(before, name, labels);
+    expect(delta('iot_alarms_raised_total')).toBe(1);
+    expect(delta('iot_alarms_cleared_total')).toBe(1);
+    expect(delta('iot_webhook_deliveries_total', { result: 'ok' })).toBe(1);
+    expect(delta('iot_webhook_deliveries_total', { result: 'retried' })).toBe(1);
+    expect(delta('iot_webhook_deliveries_total', { result: 'failed' })).toBe(0);
   });
 });
