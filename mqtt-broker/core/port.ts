@@ -44,7 +44,7 @@ export type { DeviceSession, Transport } from '../../src/domain/delivery/session
 export type { DeviceIdentity } from '../../src/domain/devices/device-identity.ts';
 export type { LiveMessage } from '../../src/domain/events/live-events.ts';
 export type { DropReason, TcpProfile } from '../../src/domain/telemetry/data-streams.service.ts';
-export type { TransportMetrics } from '../../src/domain/metrics-port.ts';
+export type { LoginResult, TransportMetrics } from '../../src/domain/metrics-port.ts';
 export { NO_METRICS } from '../../src/domain/metrics-port.ts';
 export { AppError, BadRequest, Forbidden, NotFound, StateConflict } from '../../src/errors.ts';
 export { RateExceeded } from '../../src/domain/delivery/rate-limiter.ts';

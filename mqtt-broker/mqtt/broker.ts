@@ -16,6 +16,7 @@ import {
   VIEW_KEY_LENGTH,
   type DeviceIdentity,
   type DevicePort,
+  type LoginResult,
 } from '../core/port.ts';
 import { createGatewayHub, type GatewayLink } from './gateway.ts';
 import { failure, handleUpstream, type Answer, type UpstreamContext } from './handlers/index.ts';
@@ -248,15 +249,14 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       if (ok) ticket?.admit();
       done(err, ok);
     };
-    const refuse = (returnCode: 4 | 5, message: string) => {
-      counts.login(
-        returnCode === 5 ? 'refused' : message === 'too many login attempts' ? 'rate_limited' : 'bad_credentials',
-      );
+    /** `result`: how a device login ended (docs/metrics.md); a viewer's is not a device login. */
+    const refuse = (returnCode: 4 | 5, message: string, result?: LoginResult) => {
+      if (result) counts.login(result);
       const t = setTimeout(() => callback(authError(returnCode, message), false), authFailureDelayMs);
       t.unref();
     };
     // Counted per client address before any query or hash.
-    if (ticket && !connections.tryLogin(ticket.address)) return refuse(4, 'too many login attempts');
+    if (ticket && !connections.tryLogin(ticket.address)) return refuse(4, 'too many login attempts', 'rate_limited');
     const token = username ?? '';
     const projectKey = password?.toString('utf8') ?? '';
     if (token.length === VIEW_KEY_LENGTH) {
@@ -273,8 +273,8 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       .then((login) => {
         if (!login.ok)
           return login.reason === 'device disabled'
-            ? refuse(5, 'device disabled')
-            : refuse(4, 'bad user name or password');
+            ? refuse(5, 'device disabled', 'refused')
+            : refuse(4, 'bad user name or password', 'bad_credentials');
         const { identity, rate, mark } = login;
         counts.login('ok');
         states.set(client, {

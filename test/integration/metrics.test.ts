@@ -254,6 +254,15 @@ describe('device transports', () => {
       'the refused publish to be counted',
     );
     viewer.end(true);
+    // A viewer's refused login is not a device login.
+    await expect(
+      mqtt.connectAsync(tb.url, { username: key.view_key, password: 'wrong', reconnectPeriod: 0 }),
+    ).rejects.toThrow();
+    const after = await scrape();
+    for (const result of ['bad_credentials', 'refused'])
+      expect(value(after, 'iot_logins_total', { transport: 'mqtt', result })).toBe(
+        value(before, 'iot_logins_total', { transport: 'mqtt', result }),
+      );
     await until(
       async () => value(await scrape(), 'iot_viewer_connections') === value(before, 'iot_viewer_connections'),
       'the viewer to be uncounted',
