@@ -99,6 +99,10 @@ describe('GET /metrics with METRICS_TOKEN', () => {
     // prom-client's process and Node.js metrics, on this server's registry.
     for (const name of ['nodejs_eventloop_lag_seconds', 'nodejs_heap_size_used_bytes', 'process_cpu_seconds_total'])
       expect(res.body).toContain(`# TYPE ${name} `);
+    // Not part of the project API: absent from its OpenAPI document.
+    const openapi = await ctx.app.inject({ method: 'GET', url: '/docs/json' });
+    expect(openapi.statusCode).toBe(200);
+    expect(Object.keys(openapi.json().paths)).not.toContain('/metrics');
     expect(value(res.body, 'iot_db_pool_max', { node: 'test-node' })).toBe(ctx.database.pool?.max ?? 0);
     // PostgreSQL: this pool's own connections (the scrape's query holds one); PGlite has none.
     const connections =
