@@ -1,33 +1,80 @@
 import { sql, type SQLWrapper } from 'drizzle-orm';
+import { PgDialect } from 'drizzle-orm/pg-core';
 import type { Db } from '../../src/db/client.ts';
 
+/** What a prepared statement built through a traced builder offers its caller. */
+interface PreparedLike {
+  execute(values?: Record<string, unknown>): Promise<unknown>;
+}
+
+interface BuilderHooks {
+  /** The builder runs (`await builder` or `builder.execute()`): `real` runs it for real. */
+  run(builder: SQLWrapper, real: () => Promise<unknown>): Promise<unknown>;
+  /** The builder is prepared (`builder.prepare(name)`): `real` prepares it for real. */
+  prepare(builder: SQLWrapper, real: () => PreparedLike): PreparedLike;
+}
+
 /**
- * Runs `fn` against a stand-in database that records every SELECT the code builds instead of
- * running it (each answers no rows). The EXPLAINs below are then of exactly the SQL the
+ * A query builder (and every builder its chained calls answer) whose runs and preparations go through
+ * `hooks`; everything else is the builder's own.
+ */
+function traced(builder: object, hooks: BuilderHooks): object {
+  return new Proxy(builder, {
+    get(target, prop, receiver) {
+      const value: unknown = Reflect.get(target, prop, receiver);
+      if (typeof value !== 'function') return value;
+      const query = target as SQLWrapper;
+      if (prop === 'then' || prop === 'catch' || prop === 'finally') {
+        // The builder's own then() with no callbacks runs it once; catch/finally go through it too.
+        const run = () => hooks.run(query, () => (target as PromiseLike<unknown>).then() as Promise<unknown>);
+        return (...args: unknown[]) => (Promise.prototype[prop] as (...a: unknown[]) => unknown).apply(run(), args);
+      }
+      if (prop === 'execute')
+        return (...args: unknown[]) => hooks.run(query, () => value.apply(target, args) as Promise<unknown>);
+      if (prop === 'prepare')
+        return (...args: unknown[]) => hooks.prepare(query, () => value.apply(target, args) as PreparedLike);
+      return (...args: unknown[]) => {
+        const out: unknown = value.apply(target, args);
+        return out !== null && typeof out === 'object' && 'getSQL' in out ? traced(out, hooks) : out;
+      };
+    },
+  });
+}
+
+/**
+ * A captured statement: the builder's SQL, and for a prepared statement the placeholder values of the
+ * execution (`explain` binds them, as the prepared statement's `execute` does).
+ */
+export interface CapturedQuery extends SQLWrapper {
+  placeholders?: Record<string, unknown>;
+}
+
+/**
+ * Runs `fn` against a stand-in database that records every SELECT the code runs instead of running
+ * it (each answers no rows): an awaited or executed builder, and each `execute` of a statement
+ * prepared from one (with its placeholder values). The EXPLAINs below are then of exactly the SQL the
  * repositories send, not of a hand-written copy that could drift from it.
  */
-export async function captureSelects(db: Db, fn: (recording: Db) => Promise<unknown>): Promise<SQLWrapper[]> {
-  const captured: SQLWrapper[] = [];
-  const wrap = (builder: object): object =>
-    new Proxy(builder, {
-      get(target, prop, receiver) {
-        if (prop === 'then') {
-          captured.push(target as SQLWrapper);
-          return (resolve: (rows: unknown[]) => void) => resolve([]);
-        }
-        const value: unknown = Reflect.get(target, prop, receiver);
-        if (typeof value !== 'function') return value;
-        return (...args: unknown[]) => {
-          const out: unknown = value.apply(target, args);
-          return out !== null && typeof out === 'object' && 'getSQL' in out ? wrap(out) : out;
-        };
+export async function captureSelects(db: Db, fn: (recording: Db) => Promise<unknown>): Promise<CapturedQuery[]> {
+  const captured: CapturedQuery[] = [];
+  const hooks: BuilderHooks = {
+    run(builder) {
+      captured.push(builder);
+      return Promise.resolve([]);
+    },
+    // Never prepared for real: the stand-in records each execution instead of running it.
+    prepare: (builder) => ({
+      execute(values = {}) {
+        captured.push({ getSQL: () => builder.getSQL(), placeholders: { ...values } });
+        return Promise.resolve([]);
       },
-    });
+    }),
+  };
   const recording = new Proxy(db, {
     get(target, prop, receiver) {
       const value: unknown = Reflect.get(target, prop, receiver);
       if (prop !== 'select' || typeof value !== 'function') return value;
-      return (...args: unknown[]) => wrap(value.apply(target, args) as object);
+      return (...args: unknown[]) => traced(value.apply(target, args) as object, hooks);
     },
   });
   await fn(recording);
@@ -71,9 +118,22 @@ function rowsOf(result: unknown): Record<string, unknown>[] {
   return (result as { rows: Record<string, unknown>[] }).rows;
 }
 
-/** EXPLAIN (ANALYZE, BUFFERS) of one query, reduced to its plan tree and timings. */
-export async function explain(db: Db, query: SQLWrapper): Promise<PlanSummary> {
-  const rows = rowsOf(await db.execute(sql`explain (analyze, buffers, format json) ${query.getSQL()}`));
+const dialect = new PgDialect();
+
+/**
+ * EXPLAIN (ANALYZE, BUFFERS) of one query, reduced to its plan tree and timings. A captured prepared
+ * statement runs with the placeholder values of its execution, bound as its own `execute` binds them
+ * (drizzle's `fillPlaceholders`), so the plan is of real values.
+ */
+export async function explain(db: Db, query: CapturedQuery): Promise<PlanSummary> {
+  const statement = sql`explain (analyze, buffers, format json) ${query.getSQL()}`;
+  const result = query.placeholders
+    ? // What db.execute does, with the values: the same text, the same parameters.
+      await db._.session
+        .prepareQuery(dialect.sqlToQuery(statement), undefined, undefined, false)
+        .execute(query.placeholders)
+    : await db.execute(statement);
+  const rows = rowsOf(result);
   const cell = Object.values(rows[0] ?? {})[0];
   const parsed = (typeof cell === 'string' ? JSON.parse(cell) : cell) as ExplainJson[];
   const root = parsed[0];
@@ -106,22 +166,46 @@ export async function explain(db: Db, query: SQLWrapper): Promise<PlanSummary> {
   return { lines, nodeTypes, executionMs: root['Execution Time'], planningMs: root['Planning Time'], seqScans };
 }
 
-const STATEMENTS = new Set(['select', 'insert', 'update', 'delete', 'execute', 'transaction']);
-
 /**
- * The database with a counter of the statements built through it (one per select/insert/update/
- * delete/execute, one per transaction): a request's count shows whether a route does N+1 queries.
+ * The database with a counter of the statements run through it: one per awaited or executed
+ * select/insert/update/delete, one per `execute` of a statement prepared from one (a repository
+ * prepares it once and runs it per call), one per db.execute, one per transaction. A builder that
+ * is only built (a subquery) or prepared counts nothing. A request's count shows whether a route
+ * does N+1 queries.
  */
 export function countingDb(db: Db): { db: Db; count: () => number } {
   let n = 0;
+  const hooks: BuilderHooks = {
+    run(_builder, real) {
+      n++;
+      return real();
+    },
+    prepare(_builder, real) {
+      const prepared = real();
+      return new Proxy(prepared, {
+        get(target, prop, receiver) {
+          const value: unknown = Reflect.get(target, prop, receiver);
+          if (prop !== 'execute' || typeof value !== 'function') return value;
+          return (...args: unknown[]) => {
+            n++;
+            return value.apply(target, args) as unknown;
+          };
+        },
+      });
+    },
+  };
   const counted = new Proxy(db, {
     get(target, prop, receiver) {
       const value: unknown = Reflect.get(target, prop, receiver);
-      if (typeof prop !== 'string' || !STATEMENTS.has(prop) || typeof value !== 'function') return value;
-      return (...args: unknown[]) => {
-        n++;
-        return value.apply(target, args);
-      };
+      if (typeof value !== 'function') return value;
+      if (prop === 'select' || prop === 'insert' || prop === 'update' || prop === 'delete')
+        return (...args: unknown[]) => traced(value.apply(target, args) as object, hooks);
+      if (prop === 'execute' || prop === 'transaction')
+        return (...args: unknown[]) => {
+          n++;
+          return value.apply(target, args) as unknown;
+        };
+      return value;
     },
   });
   return { db: counted, count: () => n };
