@@ -105,6 +105,12 @@ export function createDevicesRepository(db: Db) {
       page: pageQuery(inScope(scope), sql.placeholder('limit'), sql.placeholder('offset')).prepare(
         `devices_page${suffix}`,
       ),
+      /** The same walked by key (`after`): a client paging through every device. */
+      pageAfter: pageQuery(
+        and(inScope(scope), lt(devices.id, sql.placeholder('after'))),
+        sql.placeholder('limit'),
+        0,
+      ).prepare(`devices_page_after${suffix}`),
       get: db
         .select({ ...devicesColumns(), ...typeInfo })
         .from(devices)
@@ -165,8 +171,10 @@ export function createDevicesRepository(db: Db) {
       /** Keyset paging: only devices older than this id (the last one of the previous page). */
       after?: string,
     ): Promise<DeviceWithType[]> {
-      if (after === undefined && Object.values(filter).every((v) => v === undefined))
-        return statementsOf(scope).page.execute({ limit, offset, ...scopeParams(scope) });
+      if (Object.values(filter).every((v) => v === undefined)) {
+        if (after === undefined) return statementsOf(scope).page.execute({ limit, offset, ...scopeParams(scope) });
+        if (offset === 0) return statementsOf(scope).pageAfter.execute({ limit, after, ...scopeParams(scope) });
+      }
       const condition = where(scope, filter);
       return pageQuery(after === undefined ? condition : and(condition, lt(devices.id, after)), limit, offset);
     },
