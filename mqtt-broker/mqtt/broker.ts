@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { createAdmission, track, type Admission, type Ticket } from '../core/admission.ts';
 import { MAX_HELD_COMMANDS, MQTT_DEFAULTS } from '../core/defaults.ts';
 import { deviceLogin } from '../core/device-login.ts';
+import { admitMessage } from '../core/message-rate.ts';
 import { attachDevice, HeldCommands, type DeviceConnection } from '../core/device-session.ts';
 import {
   AppError,
@@ -350,26 +351,22 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       return callback(null);
     }
     const responseTopic = responseTopicOf(up);
-    const { projectId, deviceId } = state.identity;
+    const { deviceId } = state.identity;
     // A QoS 1 message is acknowledged, so it is never dropped over the rate: it waits for its tokens
     // (the connection is not read meanwhile: Aedes reads on once this callback ran), or is refused
-    // visibly. A QoS 0 message over the rate is dropped with a 429 answer.
-    const admission =
-      packet.qos > 0
-        ? limiter.reserve(projectId, deviceId, state.rate)
-        : limiter.admit(projectId, deviceId, state.rate);
-    if (!admission.ok) {
+    // visibly. A QoS 0 message over the rate is dropped with a 429 answer (core/message-rate.ts).
+    const verdict = admitMessage(limiter, state.identity, state.rate, packet.qos > 0);
+    if (verdict.kind === 'refuse' || verdict.kind === 'flood') {
       counts.dropped('rate_limited');
-      const flood = admission.flood || packet.qos > 0;
       if (packet.qos === 0)
         answer(
           client,
           state,
           responseTopic,
-          failure(429, admission.by === 'device' ? 'rate limit' : 'project rate limit'),
+          failure(429, verdict.by === 'device' ? 'rate limit' : 'project rate limit'),
         );
-      if (!flood) return callback(null);
-      log.warn({ deviceId, by: admission.by }, 'refusing messages of a device that keeps exceeding its message rate');
+      if (verdict.kind === 'refuse') return callback(null);
+      log.warn({ deviceId, by: verdict.by }, 'refusing messages of a device that keeps exceeding its message rate');
       // Through Aedes' error path, never a PUBACK: MQTT 5 gets 0x97, a 3.1.1 connection is closed.
       if (packet.qos > 0) return callback(refusal(QUOTA_EXCEEDED, 'message rate exceeded'));
       client.close();
@@ -412,12 +409,12 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       );
     // A message held for its tokens whose connection closed meanwhile is not stored: it was never
     // acknowledged, and the device sends it again.
-    if (admission.delayMs > 0)
+    if (verdict.kind === 'wait')
       setTimeout(() => {
         if (!client.closed) return handle();
         counts.dropped('other');
         callback(refusal(UNSPECIFIED_ERROR, 'connection closed'));
-      }, admission.delayMs);
+      }, verdict.delayMs);
     else handle();
   };
 

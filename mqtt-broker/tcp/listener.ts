@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { createAdmission, track, type Admission, type Ticket } from '../core/admission.ts';
 import { TCP_DEFAULTS } from '../core/defaults.ts';
 import { attachDevice, type DeviceConnection } from '../core/device-session.ts';
+import { admitMessage } from '../core/message-rate.ts';
 import { NO_METRICS, type DeviceIdentity, type DevicePort, type DropReason, type TcpProfile } from '../core/port.ts';
 import { createGapFramer, createJsonFramer, type Framer } from './framing.ts';
 import { createLogin } from './login.ts';
@@ -189,28 +190,32 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
       return;
     }
     counts.received();
-    const { projectId, deviceId } = link.identity;
     // Over the rate the link is not read until the tokens are there (the messages already framed wait
-    // for them, in order); a device that would have to wait longer than the limiter holds is a flood.
-    const admission = services.rateLimiter.reserve(
-      projectId,
-      deviceId,
+    // for them, in order); a device that would have to wait longer than the limiter holds is a flood
+    // (core/message-rate.ts).
+    const verdict = admitMessage(
+      services.rateLimiter,
+      link.identity,
       link.rate,
+      true,
       1 + Math.floor((message.length - 1) / COST_UNIT),
     );
-    if (!admission.ok) {
+    if (verdict.kind === 'flood') {
       stats.floods += 1;
       counts.dropped('rate_limited');
-      log.warn({ deviceId, by: admission.by }, 'closing a TCP link that keeps exceeding its message rate');
+      log.warn(
+        { deviceId: link.identity.deviceId, by: verdict.by },
+        'closing a TCP link that keeps exceeding its message rate',
+      );
       end(link, 'flood');
       return;
     }
     const receivedAt = link.lastByte;
-    if (admission.delayMs > 0) {
+    if (verdict.kind === 'wait') {
       stats.rateLimited += 1;
-      hold(link, admission.delayMs);
+      hold(link, verdict.delayMs);
       // Stored after the wait even if the link closed meanwhile (the bytes arrived), unless the server stops.
-      setTimeout(() => closing || store(link, message, receivedAt), admission.delayMs);
+      setTimeout(() => closing || store(link, message, receivedAt), verdict.delayMs);
     } else store(link, message, receivedAt);
   }
 
