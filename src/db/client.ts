@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
-import type { Logger } from 'pino';
+import { pino, type Logger } from 'pino';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
@@ -11,6 +11,7 @@ import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
 import postgres from 'postgres';
+import { loggerOptions } from '../logger.ts';
 import * as schema from './schema/index.ts';
 
 export type Schema = typeof schema;
@@ -99,7 +100,7 @@ export async function openPglite(opts: PgliteOptions = {}): Promise<Database & {
 
 export interface PostgresOptions {
   max?: number;
-  /** Where the absorbed error below is logged (the server's logger); unset = standard error. */
+  /** Where the absorbed error below is logged (the server's logger); unset = a pino logger on standard error. */
   logger?: Pick<Logger, 'warn'>;
 }
 
@@ -114,19 +115,22 @@ export function isDroppedTypeFetch(reason: unknown): boolean {
   const query = (reason as { query?: unknown } | null)?.query;
   return typeof query === 'string' && query.includes('pg_catalog.pg_type') && query.includes("typcategory = 'A'");
 }
+let fallbackLogger: Logger | undefined;
+/**
+ * Logs the dropped type fetch as a warning with the error (its stack kept, its query and parameters not: the
+ * server's serializers of src/logger.ts) and returns; any other reason is thrown on. Without a logger (the test
+ * helpers open pools without one) a pino logger at 'warn' on standard error does it.
+ */
+export function absorbDroppedTypeFetch(reason: unknown, logger?: Pick<Logger, 'warn'>): void {
+  if (!isDroppedTypeFetch(reason)) throw reason;
+  const log = logger ?? (fallbackLogger ??= pino(loggerOptions('warn'), pino.destination(2)));
+  log.warn({ err: reason }, 'database connection lost while it was starting; it is re-established on the next query');
+}
 let typeFetchGuard = false;
 function guardTypeFetch(logger?: Pick<Logger, 'warn'>) {
   if (typeFetchGuard) return;
   typeFetchGuard = true;
-  process.on('unhandledRejection', (reason) => {
-    if (isDroppedTypeFetch(reason)) {
-      const message = 'database connection lost while it was starting; it is re-established on the next query';
-      if (logger) logger.warn({ err: reason }, message);
-      else console.warn(`${message}: ${(reason as Error).message}`);
-      return;
-    }
-    throw reason;
-  });
+  process.on('unhandledRejection', (reason) => absorbDroppedTypeFetch(reason, logger));
 }
 
 export async function openPostgres(url: string, opts: PostgresOptions = {}): Promise<Database> {
