@@ -2,6 +2,7 @@ import type { KV } from '@nats-io/kv';
 import type { Msg } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { DeviceSession, SessionDirectory, SessionRegistry, Transport } from '../domain/delivery/sessions.ts';
+import { DAY_MS } from '../lib/time.ts';
 import { ClusterUnavailable, decodeJson, encodeJson, type Cluster } from './cluster.ts';
 
 /**
@@ -330,7 +331,7 @@ export function createClusterSessions({
     const body = decodeJson<{ node?: unknown; since?: unknown }>(msg.data);
     if (body.node === me || typeof body.since !== 'number' || !Number.isFinite(body.since)) return;
     // Never further back than a day: an old `since` would only cost queries.
-    void rechecking(Math.max(body.since, Date.now() - 86_400_000));
+    void rechecking(Math.max(body.since, Date.now() - DAY_MS));
   });
   const offReconnect = cluster.onReconnect(({ since }) => {
     void rechecking(since);

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { AGGREGATES } from '../../../db/repositories/history.repository.ts';
 import { Id, pagingQuery } from '../common.schema.ts';
 import { ATTRIBUTE_IDENTIFIER } from '../../../domain/telemetry/current-values.service.ts';
+import { DAY_MS } from '../../../lib/time.ts';
 
 const Identifier = z.string().regex(ATTRIBUTE_IDENTIFIER, 'must match ^[A-Za-z_][A-Za-z0-9_]{0,63}$');
 /** A time in ms; a fractional part (clients sending `time.time() * 1000`) is floored. */
@@ -55,7 +56,7 @@ export const RemoveAttributesBody = z.object({
 
 /** `1m`, `15m`, `1h`, `1d` or milliseconds. */
 const INTERVAL = /^(\d{1,9})(ms|s|m|h|d)?$/;
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: DAY_MS };
 export const Interval = z
   .string()
   .regex(INTERVAL, 'an interval like 30s, 15m, 1h, 1d or milliseconds')
@@ -68,7 +69,7 @@ export const Interval = z
       .number()
       .int()
       .min(1000, 'at least one second')
-      .max(30 * 86_400_000),
+      .max(30 * DAY_MS),
   );
 
 export const AggregateQuery = z.object({
