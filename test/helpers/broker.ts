@@ -47,6 +47,28 @@ export async function listenTestApp(ctx: TestContext): Promise<string> {
 
 type TcpOptions = Partial<Omit<TcpListenerOptions, 'services'>>;
 
+/**
+ * The raw TCP listener over a test app's services on a port of its own (port 0): silent, no delay after a
+ * failed login, then `opts`. For a file that needs several listeners, or one beside an app it already has.
+ */
+export async function startTestTcpListener(
+  ctx: TestContext,
+  opts: TcpOptions = {},
+): Promise<{ tcp: TcpListener; port: number }> {
+  const tcp = createTcpListener({
+    services: ctx.services,
+    logger: pino({ level: 'silent' }),
+    authFailureDelayMs: 0,
+    ...opts,
+  });
+  try {
+    return { tcp, port: (await tcp.listen(0, '127.0.0.1')).port };
+  } catch (err) {
+    await tcp.close();
+    throw err;
+  }
+}
+
 export interface AppWithBroker<Tcp extends TcpListener | undefined = TcpListener | undefined> {
   ctx: TestContext;
   tb: TestBroker;
@@ -81,15 +103,7 @@ export async function startAppWithBroker<Tcp extends TcpOptions | undefined = un
   try {
     tb = await startTestBroker(ctx, opts.broker);
     let tcpPort = 0;
-    if (opts.tcp) {
-      tcp = createTcpListener({
-        services: ctx.services,
-        logger: pino({ level: 'silent' }),
-        authFailureDelayMs: 0,
-        ...opts.tcp,
-      });
-      tcpPort = (await tcp.listen(0, '127.0.0.1')).port;
-    }
+    if (opts.tcp) ({ tcp, port: tcpPort } = await startTestTcpListener(ctx, opts.tcp));
     return { ctx, tb, tcp: tcp as Tcp extends undefined ? undefined : TcpListener, tcpPort, close };
   } catch (err) {
     await close();

@@ -15,16 +15,21 @@ export function waitForValue<T>(
   );
 }
 
-/** Waits until `check` holds, asked every `interval` ms for at most `timeout` ms; `what` names it in the failure. */
+/**
+ * Waits until `check` holds, asked every `interval` ms for at most `timeout` ms; `what` names it in the failure.
+ * Answers the milliseconds it took.
+ */
 export async function until(
   check: () => boolean | Promise<boolean>,
   what: string,
   { timeout = 5_000, interval = 10 }: { timeout?: number; interval?: number } = {},
-): Promise<void> {
+): Promise<number> {
+  const start = Date.now();
   await vi.waitFor(
     async () => {
       if (!(await check())) throw new Error(`timed out waiting for ${what}`);
     },
     { timeout, interval },
   );
+  return Date.now() - start;
 }

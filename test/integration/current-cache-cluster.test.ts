@@ -6,6 +6,7 @@ import { createCurrentCache } from '../../src/domain/telemetry/current-cache.ts'
 import { createProject, createTestApp, type TestContext } from '../helpers/app.ts';
 import { addDevice } from '../helpers/factories.ts';
 import { openPrivateTestDatabase } from '../helpers/db.ts';
+import { until } from '../helpers/wait.ts';
 
 /**
  * The current-values checkpoint in cluster mode (docs/cluster.md §4): each node records its own; the
@@ -28,13 +29,8 @@ const stored = async (deviceId: string) =>
   rowsOf<{ value: unknown }>(
     await ctx.database.db.execute(sql`select value from attribute_values where device_id = ${deviceId}`),
   ).map((r) => r.value);
-const until = async (check: () => Promise<boolean>, ms = 5_000) => {
-  const start = Date.now();
-  while (!(await check())) {
-    if (Date.now() - start > ms) throw new Error(`not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-};
+/** Waits that ask the checkpoints table do so every 50 ms (each probe is a query), for at most 5 s. */
+const DB_POLL = { interval: 50 };
 
 describe('current-values checkpoints of a cluster', () => {
   it("keep the shared checkpoint at the oldest live node's, and rebuild a lost node's values before passing it", async () => {
@@ -78,7 +74,7 @@ describe('current-values checkpoints of a cluster', () => {
     t += 60_000;
     a.start();
     try {
-      await until(async () => (await checkpoint('current_values@a')) === t);
+      await until(async () => (await checkpoint('current_values@a')) === t, 'A’s own checkpoint at t', DB_POLL);
       await new Promise((r) => setTimeout(r, 200));
       expect(await checkpoint('current_values')).toBe(started);
 
@@ -86,7 +82,7 @@ describe('current-values checkpoints of a cluster', () => {
       alive.delete('b');
       expect(await a.nodeLost('b')).toBe(1);
       expect(await stored(d.id)).toEqual([21.5]);
-      await until(async () => (await checkpoint('current_values')) === t);
+      await until(async () => (await checkpoint('current_values')) === t, 'the shared checkpoint at t', DB_POLL);
     } finally {
       await a.stop();
     }

@@ -8,6 +8,7 @@ import { createScheduler } from '../../src/domain/alarms/scheduler.ts';
 import { newId } from '../../src/lib/ids.ts';
 import { createProject, createTestApp, expectOk, type TestContext } from '../helpers/app.ts';
 import { addDevice, addDeviceType } from '../helpers/factories.ts';
+import { until } from '../helpers/wait.ts';
 
 /**
  * Webhook job claims (docs/cluster.md §4): a job runs on the node that claims it; a claim lapses when its
@@ -16,6 +17,8 @@ import { addDevice, addDeviceType } from '../helpers/factories.ts';
 let ctx: TestContext;
 let jobs: ReturnType<typeof createNotifyJobsRepository>;
 const now = Date.now();
+/** Waits that ask the jobs table do so every 50 ms (each probe is a query), for at most 5 s. */
+const DB_POLL = { interval: 50 };
 
 /** A local webhook receiver counting POSTs. */
 let posts = 0;
@@ -170,13 +173,6 @@ describe('notifiers of two nodes', () => {
       claims: { node, claimMs, ...(batch ? { batch } : {}) },
     });
   }
-  const until = async (check: () => Promise<boolean> | boolean, ms = 5_000) => {
-    const start = Date.now();
-    while (!(await check())) {
-      if (Date.now() - start > ms) throw new Error(`not within ${ms} ms`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  };
 
   it("take over a dead node's jobs once its claims lapse, and leave a live node's alone", async () => {
     let t = Date.now();
@@ -189,8 +185,8 @@ describe('notifiers of two nodes', () => {
       expect(posts).toBe(0);
       expect(await jobs.projectJobs(projectId)).toHaveLength(2);
       t += 2_000; // node A stopped renewing: its claims have lapsed
-      await until(() => posts === 2);
-      await until(async () => (await jobs.projectJobs(projectId)).length === 0);
+      await until(() => posts === 2, 'both jobs delivered');
+      await until(async () => (await jobs.projectJobs(projectId)).length === 0, 'no jobs left', DB_POLL);
     } finally {
       await b.stop();
     }
@@ -218,7 +214,7 @@ describe('notifiers of two nodes', () => {
     const c = notifierOf('node-c', () => t);
     try {
       await Promise.all([b.recover(), c.recover()]);
-      await until(async () => (await jobs.projectJobs(projectId)).length === 0);
+      await until(async () => (await jobs.projectJobs(projectId)).length === 0, 'no jobs left', DB_POLL);
       await Promise.all([b.idle(), c.idle()]);
       expect(posts).toBe(6);
     } finally {
@@ -237,13 +233,6 @@ describe('one node (no cluster): no claims', () => {
       logger: { warn: () => {}, error: () => {} },
       settings: { allowNetworks: '127.0.0.0/8' },
     });
-  const until = async (check: () => Promise<boolean> | boolean, ms = 5_000) => {
-    const start = Date.now();
-    while (!(await check())) {
-      if (Date.now() - start > ms) throw new Error(`not within ${ms} ms`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  };
 
   it('a restart after a crash takes up every stored job at once, whoever claimed it, and writes no claim', async () => {
     const t = Date.now();
@@ -273,12 +262,16 @@ describe('one node (no cluster): no claims', () => {
     const n = single(() => t);
     try {
       await n.recover();
-      await until(() => posts === 1);
-      await until(async () => (await jobs.projectJobs(projectId)).length === 0);
+      await until(() => posts === 1, 'the job delivered');
+      await until(async () => (await jobs.projectJobs(projectId)).length === 0, 'no jobs left', DB_POLL);
       // A new entry whose delivery fails (a closed port) and waits for its retry: its row names no node.
       const other = await withJobs(0);
       n.notify(other.projectId, { log: other.log, device: { id: other.device.id, name: other.device.name } });
-      await until(async () => (await jobs.projectJobs(other.projectId)).some((j) => j.attempt === 2));
+      await until(
+        async () => (await jobs.projectJobs(other.projectId)).some((j) => j.attempt === 2),
+        'its retry stored (attempt 2)',
+        DB_POLL,
+      );
       expect(await holders(other.projectId)).toEqual([[null, null]]);
       expect(n.projectPending(other.projectId)).toBe(1);
     } finally {

@@ -2,13 +2,11 @@ import { randomBytes } from 'node:crypto';
 import net, { type AddressInfo } from 'node:net';
 import mqtt from 'mqtt';
 import mqttPacket from 'mqtt-packet';
-import { pino } from 'pino';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAdmission } from '../../mqtt-broker/core/admission.ts';
-import { createTcpListener } from '../../mqtt-broker/tcp/listener.ts';
 import { attachWebSocket } from '../../mqtt-broker/mqtt/websocket.ts';
-import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
+import { startTestBroker, startTestTcpListener, type TestBroker } from '../helpers/broker.ts';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 import { addDeviceWithToken } from '../helpers/factories.ts';
 
@@ -125,14 +123,11 @@ describe('silent sockets before CONNECT or login', () => {
   });
 
   it('1,000 silent sockets on the TCP port from one address do not lock out another project’s DTU', async () => {
-    const tcp = createTcpListener({
-      services: ctx.services,
-      logger: pino({ level: 'silent' }),
-      authFailureDelayMs: 0,
+    // A listener beside the file's app, which holds `victim` (startAppWithBroker would start another app).
+    const { tcp, port } = await startTestTcpListener(ctx, {
       loginTimeoutMs: 120_000,
       admission: createAdmission({ pendingPerAddress: 20 }),
     });
-    const { port } = await tcp.listen(0, '127.0.0.1');
     try {
       const device = await newDevice(victim);
       const flood = await silentFlood(port, 1_000);
@@ -229,13 +224,7 @@ describe('guessed credentials', () => {
     const device = await newDevice(victim);
     const admission = createAdmission({ loginRate: 0.01, loginBurst: 3 });
     const tb = await startTestBroker(ctx, { admission });
-    const tcp = createTcpListener({
-      services: ctx.services,
-      logger: pino({ level: 'silent' }),
-      authFailureDelayMs: 0,
-      admission,
-    });
-    const { port } = await tcp.listen(0, '127.0.0.1');
+    const { tcp, port } = await startTestTcpListener(ctx, { admission });
     try {
       expect(await Promise.all([guess(tb.port), guess(tb.port)])).toEqual([4, 4]);
       expect(await connack(tb.port, device.token, victim.project.project_key)).toBe(0);

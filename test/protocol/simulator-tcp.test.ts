@@ -1,12 +1,10 @@
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createTcpListener, type TcpListener } from '../../mqtt-broker/tcp/listener.ts';
 import { main } from '../../simulator/cli.ts';
 import { run } from '../../simulator/commands/run.ts';
 import { parseOptions } from '../../simulator/options.ts';
 import { frameOf } from '../../simulator/tcp-device.ts';
-import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
-import { listenTestApp } from '../helpers/broker.ts';
+import { createProject, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
+import { listenTestApp, startAppWithBroker } from '../helpers/broker.ts';
 import { sink, simTarget } from '../helpers/sim-output.ts';
 import { waitForValue } from '../helpers/wait.ts';
 
@@ -16,28 +14,19 @@ import { waitForValue } from '../helpers/wait.ts';
 vi.setConfig({ testTimeout: 120_000 });
 let ctx: TestContext;
 let p: ProjectFixture;
-let tcp: TcpListener;
+let tcpPort: number;
+let stop: (() => Promise<void>) | undefined;
 let tcpUrl: string;
 let httpUrl: string;
 
 beforeAll(async () => {
-  ctx = await createTestApp();
+  ({ ctx, tcpPort, close: stop } = await startAppWithBroker({ tcp: { frameGapMs: 20, rateLimit: 100 } }));
   p = await createProject(ctx);
-  tcp = createTcpListener({
-    services: ctx.services,
-    logger: pino({ level: 'silent' }),
-    frameGapMs: 20,
-    rateLimit: 100,
-    authFailureDelayMs: 0,
-  });
-  tcpUrl = `tcp://127.0.0.1:${(await tcp.listen(0, '127.0.0.1')).port}`;
+  tcpUrl = `tcp://127.0.0.1:${tcpPort}`;
   httpUrl = await listenTestApp(ctx);
 });
 
-afterAll(async () => {
-  await tcp?.close();
-  await ctx?.close();
-});
+afterAll(() => stop?.());
 
 const waitFor = <T>(probe: () => Promise<T | undefined>, timeout = 8_000) => waitForValue(probe, { timeout });
 

@@ -1,9 +1,8 @@
-import net, { type AddressInfo } from 'node:net';
+import net from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createAdmission } from '../../mqtt-broker/core/admission.ts';
-import { createTcpListener, type TcpListener, type TcpListenerOptions } from '../../mqtt-broker/tcp/listener.ts';
+import type { TcpListener, TcpListenerOptions } from '../../mqtt-broker/tcp/listener.ts';
 import type { DomainEvents } from '../../src/domain/events/event-bus.ts';
 import {
   createProject,
@@ -14,6 +13,7 @@ import {
   type TestContext,
 } from '../helpers/app.ts';
 import { addDeviceType, addDeviceWithToken, captureEvents } from '../helpers/factories.ts';
+import { startTestTcpListener } from '../helpers/broker.ts';
 import { until } from '../helpers/wait.ts';
 
 /**
@@ -34,18 +34,15 @@ let strict: TcpListener;
 let strictPort: number;
 const sockets: net.Socket[] = [];
 
+/** Several listeners over one app (each its own timeouts): startTestTcpListener rather than startAppWithBroker. */
 async function listener(extra: Partial<TcpListenerOptions>): Promise<[TcpListener, number]> {
-  const l = createTcpListener({
-    services: ctx.services,
-    logger: pino({ level: 'silent' }),
+  const { tcp, port } = await startTestTcpListener(ctx, {
     frameGapMs: GAP,
     maxMessageSize: MAX_MESSAGE,
     rateLimit: RATE,
-    authFailureDelayMs: 0,
     ...extra,
   });
-  const address: AddressInfo = await l.listen(0, '127.0.0.1');
-  return [l, address.port];
+  return [tcp, port];
 }
 
 beforeAll(async () => {
