@@ -26,8 +26,8 @@ COPY package.json package-lock.json ./
 COPY patches ./patches
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
-# The sources stay beside the compiled server: the CLI runs from them (`npm -s run cli`, through tsx),
-# and the console's build fingerprint reads console/src and console/build.ts.
+# The sources stay beside the compiled server: the console's build fingerprint reads console/src and
+# console/build.ts. The CLI is compiled too and runs with Node: `node dist/src/cli/cli.js <command>`.
 COPY . .
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/console/dist ./console/dist
