@@ -21,6 +21,7 @@ import {
 } from '../core/port.ts';
 import { createGatewayHub, type GatewayLink } from './gateway.ts';
 import { failure, handleUpstream, type Answer, type UpstreamContext } from './handlers/index.ts';
+import { createUnavailableRetry } from './retry-unavailable.ts';
 import { createViewerRegistry } from './viewers.ts';
 import {
   deviceTopic,
@@ -33,7 +34,6 @@ import {
   relativeTopic,
   responseTopicOf,
   upstreamSink,
-  type Upstream,
 } from '../protocol/topics.ts';
 
 export interface BrokerOptions {
@@ -115,10 +115,15 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   const maxSubscriptions = options.maxSubscriptions ?? MQTT_DEFAULTS.maxSubscriptions;
   const maxViewerSubscriptions = options.maxViewerSubscriptions ?? MQTT_DEFAULTS.maxViewerSubscriptions;
   const maxViewersPerProject = options.maxViewersPerProject ?? MQTT_DEFAULTS.maxViewersPerProject;
-  const retryUnavailableMs = options.retryUnavailableMs ?? MQTT_DEFAULTS.retryUnavailableMs;
   const limiter = services.rateLimiter;
   const authFailureDelayMs = options.authFailureDelayMs ?? MQTT_DEFAULTS.authFailureDelayMs;
   const log = options.logger.child({ component: 'mqtt' });
+  // A device message is tried again while the database is unavailable (retry-unavailable.ts).
+  const retryUnavailable = createUnavailableRetry({
+    retryUnavailableMs: options.retryUnavailableMs ?? MQTT_DEFAULTS.retryUnavailableMs,
+    clock,
+    log,
+  });
   const states = new WeakMap<Client, ClientState>();
   // What this transport counts (docs/metrics.md): made once, each call one increment.
   const metrics = services.metrics ?? NO_METRICS;
@@ -175,36 +180,6 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     publishTo(state.identity.deviceId, topic, Buffer.from(JSON.stringify(body))).catch((err: unknown) =>
       log.warn({ deviceId: state.identity.deviceId, topic, err }, 'answer not delivered'),
     );
-  }
-
-  /**
-   * Handles a device message, trying again while the database is unavailable (the ingest pipeline
-   * rides out outages by itself; the look-ups before it, and the other stores, are tried here) for as
-   * long as the connection lasts, up to retryUnavailableMs. What failed stored nothing (reports are all
-   * or nothing and their batches are never written twice; an event or a data message whose commit's
-   * answer was lost with its connection may be), so trying the message again is safe.
-   */
-  async function retryUnavailable(
-    client: Client,
-    state: ClientState,
-    up: Upstream,
-    payload: Buffer,
-    first: unknown,
-  ): Promise<Answer | undefined> {
-    const deadline = clock() + retryUnavailableMs;
-    for (let err = first, delay = 50; ; delay = Math.min(delay * 2, 2_000)) {
-      if (!isTransientDbError(err) || client.closed || clock() + delay > deadline) throw err;
-      log.warn(
-        { deviceId: state.identity.deviceId, err, retryInMs: delay },
-        'device message not stored: database unavailable, retrying',
-      );
-      await new Promise((r) => setTimeout(r, delay));
-      try {
-        return await handleUpstream(state.context, up, payload);
-      } catch (e) {
-        err = e;
-      }
-    }
   }
 
   /**
@@ -405,7 +380,14 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     };
     const handle = () =>
       handleUpstream(state.context, up, payload).then(done, (err: unknown) =>
-        isTransientDbError(err) ? retryUnavailable(client, state, up, payload, err).then(done, failed) : failed(err),
+        isTransientDbError(err)
+          ? retryUnavailable(
+              deviceId,
+              () => client.closed,
+              () => handleUpstream(state.context, up, payload),
+              err,
+            ).then(done, failed)
+          : failed(err),
       );
     // A message held for its tokens whose connection closed meanwhile is not stored: it was never
     // acknowledged, and the device sends it again.
