@@ -425,6 +425,26 @@ describe('synchronous send', () => {
     live.disconnect();
   });
 
+  it('answers timeout after the whole reply timeout even when the send itself was slow', async () => {
+    const d = await newDevice();
+    const live = connect(d);
+    // Finding the session takes a while (another node's directory, a busy database) before the command
+    // is marked sent: the wait counts from the send, so it still reaches the reply deadline.
+    const sessions = ctx.services.sessions;
+    const locate = sessions.locate.bind(sessions);
+    sessions.locate = async (id) => {
+      await new Promise((r) => setTimeout(r, 400));
+      return locate(id);
+    };
+    try {
+      const info = expectOk(await appSide(d, 'command/sync/send', { method: 'slow', timeout: 1 }));
+      expect(info).toMatchObject({ state: 'timeout', reply: null });
+    } finally {
+      sessions.locate = locate;
+      live.disconnect();
+    }
+  });
+
   it('is woken by the sweeper when the command times out', async () => {
     const d = await newDevice();
     let published!: () => void;

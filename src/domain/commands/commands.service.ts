@@ -2,7 +2,6 @@ import type { Logger } from 'pino';
 import type { CommandReply, CommandsRepository } from '../../db/repositories/commands.repository.ts';
 import type { DevicesRepository } from '../../db/repositories/devices.repository.ts';
 import { BadRequest, StateConflict } from '../../errors.ts';
-import { newId } from '../../lib/ids.ts';
 import { unstorableJson } from '../../lib/unstorable-text.ts';
 import type { Scope } from '../auth/principal.ts';
 import type { SessionRegistry } from '../delivery/sessions.ts';
@@ -88,13 +87,17 @@ export function createCommandsService({
 
   const mustHaveDevice = (scope: Scope, deviceId: string) => deviceInScope(devices, scope, deviceId);
 
-  async function send(scope: Scope, deviceId: string, input: SendCommandInput, id?: string): Promise<CommandView> {
+  async function send(
+    scope: Scope,
+    deviceId: string,
+    input: SendCommandInput,
+    onId?: (id: string) => void,
+  ): Promise<CommandView> {
     const cmd = checkSendInput(input);
     await mustHaveDevice(scope, deviceId);
     // Stored first: the log holds every command, whatever happens next. Checking the session only
     // after the insert means a device connecting meanwhile finds the row in deliverQueued().
-    const now = clock();
-    const row = await store.insert(scope.projectId, deviceId, cmd, now, id ?? newId(now));
+    const row = await store.insert(scope.projectId, deviceId, cmd, clock(), onId);
     const session = await sessions.locate(deviceId);
     if (session) return delivery.deliverNow(scope.projectId, row, session, cmd.ttl !== undefined);
     if (cmd.ttl !== undefined) return commandView(row);
@@ -115,21 +118,21 @@ export function createCommandsService({
      */
     async sendSync(scope: Scope, deviceId: string, input: SendCommandInput, waitMs: number): Promise<CommandView> {
       // The wait is registered under the command's id before the command exists, so a reply however
-      // quick wakes it: no read is needed between the send and the wait.
-      const id = newId(clock());
-      const wait = waiters.waitFor(id, waitMs);
+      // quick wakes it: no read is needed between the send and the wait. Its clock starts once the
+      // command is sent, so waiting the whole reply timeout reaches the command's deadline.
+      let wait: ReturnType<typeof waiters.register> | undefined;
       let first: CommandView;
       try {
-        first = await send(scope, deviceId, input, id);
+        first = await send(scope, deviceId, input, (id) => (wait = waiters.register(id)));
       } catch (err) {
-        wait.cancel();
+        wait?.cancel();
         throw err;
       }
-      if (FINAL_STATES.has(first.state)) {
-        wait.cancel();
+      if (!wait || FINAL_STATES.has(first.state)) {
+        wait?.cancel();
         return first;
       }
-      const end = await wait.done;
+      const end = await wait.arm(waitMs);
       // Woken by a reply on this node: the stored row came with it.
       if (end.how === 'woken' && end.row) return commandView(end.row);
       if (end.how === 'elapsed') {

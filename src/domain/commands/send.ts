@@ -75,17 +75,23 @@ export function createCommandStore({
 
   return {
     /**
-     * Stores the command as `queued` with its seq; refused when the device's queue is full. `id`: the
-     * command's id when the caller chose it beforehand (a synchronous send waits on it before sending).
+     * Stores the command as `queued` with its seq; refused when the device's queue is full. `onId` learns
+     * the command's id before the row exists (a synchronous send starts waiting on it). The id is drawn
+     * inside the device's queue, so ids keep the order in which the device's commands are stored, which
+     * the next seq is read by.
      */
     insert(
       projectId: string,
       deviceId: string,
       cmd: CheckedCommand,
       now: number,
-      id: string = newId(now),
+      onId?: (id: string) => void,
     ): Promise<CommandRow> {
-      return allocating.run(deviceId, () => insertOnce(projectId, deviceId, cmd, now, id));
+      return allocating.run(deviceId, () => {
+        const id = newId(now);
+        onId?.(id);
+        return insertOnce(projectId, deviceId, cmd, now, id);
+      });
     },
   };
 }

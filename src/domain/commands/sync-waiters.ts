@@ -18,15 +18,20 @@ export function createSyncWaiters() {
     for (const w of set) w(row);
   }
 
-  /** Waits until the command is woken or `ms` elapse; `cancel` ends the wait early. */
-  function waitFor(id: string, ms: number) {
+  /**
+   * Registers a wait for the command, woken from now on; `arm(ms)` starts its clock and answers how it
+   * ended (at once when it was woken before); `cancel` ends it early.
+   */
+  function register(id: string) {
+    let timer: NodeJS.Timeout | undefined;
+    let ended = false;
     let finish!: (end: WaitEnd) => void;
     const done = new Promise<WaitEnd>((resolve) => {
       const set = waiters.get(id) ?? new Set<(row?: CommandRow) => void>();
       const onWake = (row?: CommandRow) => finish({ how: 'woken', row });
-      const t = setTimeout(() => finish({ how: 'elapsed' }), ms);
       finish = (end) => {
-        clearTimeout(t);
+        ended = true;
+        clearTimeout(timer);
         set.delete(onWake);
         if (!set.size && waiters.get(id) === set) waiters.delete(id);
         resolve(end);
@@ -34,7 +39,13 @@ export function createSyncWaiters() {
       set.add(onWake);
       waiters.set(id, set);
     });
-    return { done, cancel: () => finish({ how: 'woken' }) };
+    return {
+      arm(ms: number): Promise<WaitEnd> {
+        if (!ended && timer === undefined) timer = setTimeout(() => finish({ how: 'elapsed' }), ms);
+        return done;
+      },
+      cancel: () => finish({ how: 'woken' }),
+    };
   }
 
   /** Wakes every waiting caller (shutdown). */
@@ -42,6 +53,6 @@ export function createSyncWaiters() {
     for (const id of [...waiters.keys()]) wake(id);
   }
 
-  return { wake, waitFor, wakeAll };
+  return { wake, register, wakeAll };
 }
 export type SyncWaiters = ReturnType<typeof createSyncWaiters>;
