@@ -7,32 +7,19 @@ import type { Logger } from 'pino';
 import { createAdmission, track, type Admission, type Ticket } from '../core/admission.ts';
 import { MAX_HELD_COMMANDS, MQTT_DEFAULTS } from '../core/defaults.ts';
 import { deviceLogin } from '../core/device-login.ts';
-import { admitMessage } from '../core/message-rate.ts';
 import { attachDevice, HeldCommands, type DeviceConnection } from '../core/device-session.ts';
-import {
-  AppError,
-  isTransientDbError,
-  NO_METRICS,
-  RateExceeded,
-  VIEW_KEY_LENGTH,
-  type DeviceIdentity,
-  type DevicePort,
-  type LoginResult,
-} from '../core/port.ts';
+import { NO_METRICS, VIEW_KEY_LENGTH, type DevicePort, type LoginResult } from '../core/port.ts';
 import { createGatewayHub, type GatewayLink } from './gateway.ts';
-import { failure, handleUpstream, type Answer, type UpstreamContext } from './handlers/index.ts';
-import { createUnavailableRetry } from './retry-unavailable.ts';
+import { createPublishing, type PublishingDevice } from './publish.ts';
 import { createViewerRegistry } from './viewers.ts';
 import {
   deviceTopic,
-  filterMatches,
   GATEWAY_TOPICS,
   isCommandFilter,
   isDownstreamFilter,
   isGatewayDownstreamFilter,
   parseUpstream,
   relativeTopic,
-  responseTopicOf,
   upstreamSink,
 } from '../protocol/topics.ts';
 
@@ -71,13 +58,8 @@ export interface Broker {
   close(): Promise<void>;
 }
 
-interface ClientState {
-  identity: DeviceIdentity;
+interface ClientState extends PublishingDevice {
   clientId: string;
-  /** Messages per second this device may send (services.rateLimiter keeps its bucket). */
-  rate: number;
-  /** The filters granted on this connection, rewritten into the device's namespace (at most maxSubscriptions). */
-  filters: Set<string>;
   /**
    * deviceAuth.mark() when the login began: credentials revoked since then end the connection before it is
    * attached (a number, not the login's `revoked` closure: this state lives as long as the connection).
@@ -89,15 +71,7 @@ interface ClientState {
   commands: HeldCommands<{ topic: string; payload: Buffer }>;
   /** Set for a gateway device (conn_type "3"): its sub-devices' traffic (device-protocol.md §8, gateway.ts). */
   gateway?: GatewayLink;
-  /** What the upstream handlers (handlers/) get. */
-  context: UpstreamContext;
 }
-
-/** MQTT 5 reason codes of a refused PUBLISH (3.1.1 has none: its connection is closed instead). */
-const UNSPECIFIED_ERROR = 0x80;
-const QUOTA_EXCEEDED = 0x97;
-/** An error for Aedes' publish callback: MQTT 5 answers a QoS 1 message with its reason code, 3.1.1 closes the connection. */
-const refusal = (reasonCode: number, message: string) => Object.assign(new Error(message), { reasonCode });
 
 function authError(returnCode: 3 | 4 | 5, message: string): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
@@ -115,15 +89,8 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   const maxSubscriptions = options.maxSubscriptions ?? MQTT_DEFAULTS.maxSubscriptions;
   const maxViewerSubscriptions = options.maxViewerSubscriptions ?? MQTT_DEFAULTS.maxViewerSubscriptions;
   const maxViewersPerProject = options.maxViewersPerProject ?? MQTT_DEFAULTS.maxViewersPerProject;
-  const limiter = services.rateLimiter;
   const authFailureDelayMs = options.authFailureDelayMs ?? MQTT_DEFAULTS.authFailureDelayMs;
   const log = options.logger.child({ component: 'mqtt' });
-  // A device message is tried again while the database is unavailable (retry-unavailable.ts).
-  const retryUnavailable = createUnavailableRetry({
-    retryUnavailableMs: options.retryUnavailableMs ?? MQTT_DEFAULTS.retryUnavailableMs,
-    clock,
-    log,
-  });
   const states = new WeakMap<Client, ClientState>();
   // What this transport counts (docs/metrics.md): made once, each call one increment.
   const metrics = services.metrics ?? NO_METRICS;
@@ -164,23 +131,15 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     });
   }
 
-  /**
-   * Publishes the answer to a device message on its response topic, when the device subscribes to it
-   * (most devices that only report never do: publishing to nobody would cost a trip through the
-   * broker's routing for every report).
-   */
-  function answer(client: Client, state: ClientState, topic: string | undefined, body: Answer) {
-    if (!topic) return;
-    const internal = deviceTopic(state.identity.deviceId, topic);
-    // The connection's own filters (sessions are always clean: there are no others), at most
-    // maxSubscriptions of them: the cost of an answer is bounded whatever the device subscribed to.
-    let subscribed = state.filters.has(internal);
-    if (!subscribed) for (const filter of state.filters) if ((subscribed = filterMatches(filter, internal))) break;
-    if (!subscribed) return;
-    publishTo(state.identity.deviceId, topic, Buffer.from(JSON.stringify(body))).catch((err: unknown) =>
-      log.warn({ deviceId: state.identity.deviceId, topic, err }, 'answer not delivered'),
-    );
-  }
+  // What becomes of a device's message once authorized: rate, handler, answer, acknowledgement (publish.ts).
+  const publishing = createPublishing({
+    limiter: services.rateLimiter,
+    log,
+    counts,
+    retryUnavailableMs: options.retryUnavailableMs ?? MQTT_DEFAULTS.retryUnavailableMs,
+    clock,
+    publishTo,
+  });
 
   /**
    * UNSUBSCRIBE has no authorization hook, and the device's filters were stored rewritten, so its
@@ -325,79 +284,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       counts.dropped('invalid');
       return callback(null);
     }
-    const responseTopic = responseTopicOf(up);
-    const { deviceId } = state.identity;
-    // A QoS 1 message is acknowledged, so it is never dropped over the rate: it waits for its tokens
-    // (the connection is not read meanwhile: Aedes reads on once this callback ran), or is refused
-    // visibly. A QoS 0 message over the rate is dropped with a 429 answer (core/message-rate.ts).
-    const verdict = admitMessage(limiter, state.identity, state.rate, packet.qos > 0);
-    if (verdict.kind === 'refuse' || verdict.kind === 'flood') {
-      counts.dropped('rate_limited');
-      if (packet.qos === 0)
-        answer(
-          client,
-          state,
-          responseTopic,
-          failure(429, verdict.by === 'device' ? 'rate limit' : 'project rate limit'),
-        );
-      if (verdict.kind === 'refuse') return callback(null);
-      log.warn({ deviceId, by: verdict.by }, 'refusing messages of a device that keeps exceeding its message rate');
-      // Through Aedes' error path, never a PUBACK: MQTT 5 gets 0x97, a 3.1.1 connection is closed.
-      if (packet.qos > 0) return callback(refusal(QUOTA_EXCEEDED, 'message rate exceeded'));
-      client.close();
-      return callback(null);
-    }
-    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-    // The service finishes before the callback, so a QoS 1 PUBACK means the message is stored; a
-    // message that could not be stored is never acknowledged. The busiest path of the server: few
-    // closures; nothing thrown while answering escapes.
-    const done = (body: Answer | undefined, err?: Error) => {
-      if (body) {
-        try {
-          answer(client, state, responseTopic, body);
-        } catch (e) {
-          log.error({ deviceId, topic, err: e }, 'answer not published');
-        }
-      }
-      callback(err ?? null);
-    };
-    const failed = (err: unknown) => {
-      // Refused by the rate limiter once read (a gateway's sub-device): never acknowledged for QoS 1.
-      if (err instanceof RateExceeded) counts.dropped('rate_limited');
-      if (err instanceof RateExceeded && packet.qos > 0) {
-        return done(client.version === 5 ? failure(429, err.message) : undefined, refusal(QUOTA_EXCEEDED, err.message));
-      }
-      // Refused for its content: the device is told on the response topic, and the message is done.
-      if (err instanceof AppError) {
-        if (!(err instanceof RateExceeded)) counts.dropped('invalid');
-        return done(failure(err.errcode, err.message));
-      }
-      // A server fault: not stored, so not acknowledged (MQTT 5: PUBACK 0x80; 3.1.1: the connection
-      // closes without PUBACK and the device sends the message again).
-      log.error({ deviceId, topic, err }, 'device message not stored');
-      counts.dropped('other');
-      done(failure(500, 'internal error'), refusal(UNSPECIFIED_ERROR, 'message not stored'));
-    };
-    const handle = () =>
-      handleUpstream(state.context, up, payload).then(done, (err: unknown) =>
-        isTransientDbError(err)
-          ? retryUnavailable(
-              deviceId,
-              () => client.closed,
-              () => handleUpstream(state.context, up, payload),
-              err,
-            ).then(done, failed)
-          : failed(err),
-      );
-    // A message held for its tokens whose connection closed meanwhile is not stored: it was never
-    // acknowledged, and the device sends it again.
-    if (verdict.kind === 'wait')
-      setTimeout(() => {
-        if (!client.closed) return handle();
-        counts.dropped('other');
-        callback(refusal(UNSPECIFIED_ERROR, 'connection closed'));
-      }, verdict.delayMs);
-    else handle();
+    publishing.publish(client, state, topic, up, packet, callback);
   };
 
   // 'client' comes when the client is registered, before its CONNACK is written: the device is

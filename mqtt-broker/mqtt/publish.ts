@@ -1,0 +1,155 @@
+import type { Client, PublishPacket } from 'aedes';
+import type { Logger } from 'pino';
+import { admitMessage } from '../core/message-rate.ts';
+import {
+  AppError,
+  isTransientDbError,
+  RateExceeded,
+  type DeviceIdentity,
+  type DevicePort,
+  type TransportMetrics,
+} from '../core/port.ts';
+import { deviceTopic, filterMatches, responseTopicOf, type Upstream } from '../protocol/topics.ts';
+import { failure, handleUpstream, type Answer, type UpstreamContext } from './handlers/index.ts';
+import { createUnavailableRetry } from './retry-unavailable.ts';
+
+/** MQTT 5 reason codes of a refused PUBLISH (3.1.1 has none: its connection is closed instead). */
+const UNSPECIFIED_ERROR = 0x80;
+const QUOTA_EXCEEDED = 0x97;
+/** An error for Aedes' publish callback: MQTT 5 answers a QoS 1 message with its reason code, 3.1.1 closes the connection. */
+const refusal = (reasonCode: number, message: string) => Object.assign(new Error(message), { reasonCode });
+
+/** What a device's connection holds that its messages need (the broker's state of the connection). */
+export interface PublishingDevice {
+  identity: DeviceIdentity;
+  /** Messages per second this device may send (services.rateLimiter keeps its bucket). */
+  rate: number;
+  /** The filters granted on this connection, rewritten into the device's namespace (at most maxSubscriptions). */
+  filters: Set<string>;
+  /** What the upstream handlers (handlers/) get. */
+  context: UpstreamContext;
+}
+
+export interface PublishOptions {
+  limiter: DevicePort['rateLimiter'];
+  log: Pick<Logger, 'warn' | 'error'>;
+  counts: Pick<TransportMetrics, 'dropped'>;
+  /** How long a message is tried again while the database is unavailable (retry-unavailable.ts). */
+  retryUnavailableMs: number;
+  clock: () => number;
+  /** Publishes `payload` to the device on its relative `topic` (QoS 1). */
+  publishTo(deviceId: string, topic: string, payload: Buffer): Promise<void>;
+}
+
+/**
+ * What becomes of a device's upstream message once the broker has authorized it (architecture.md §8): the
+ * rate decision (core/message-rate.ts) and how an MQTT device is told of it, the handler of its kind
+ * (handlers/), and its answer and acknowledgement. Aedes' hooks stay in broker.ts.
+ */
+export function createPublishing(options: PublishOptions) {
+  const { limiter, log, counts, publishTo } = options;
+  const retryUnavailable = createUnavailableRetry(options);
+  /**
+   * Publishes the answer to a device message on its response topic, when the device subscribes to it
+   * (most devices that only report never do: publishing to nobody would cost a trip through the
+   * broker's routing for every report).
+   */
+  function answer(device: PublishingDevice, topic: string | undefined, body: Answer) {
+    if (!topic) return;
+    const { deviceId } = device.identity;
+    const internal = deviceTopic(deviceId, topic);
+    // The connection's own filters (sessions are always clean: there are no others), at most
+    // maxSubscriptions of them: the cost of an answer is bounded whatever the device subscribed to.
+    let subscribed = device.filters.has(internal);
+    if (!subscribed) for (const filter of device.filters) if ((subscribed = filterMatches(filter, internal))) break;
+    if (!subscribed) return;
+    publishTo(deviceId, topic, Buffer.from(JSON.stringify(body))).catch((err: unknown) =>
+      log.warn({ deviceId, topic, err }, 'answer not delivered'),
+    );
+  }
+
+  /**
+   * Handles the message `packet` of `device` on `topic` (parsed: `up`) and then calls Aedes' `callback`:
+   * without an error once the message is done with (a QoS 1 PUBACK), with one when it must not be
+   * acknowledged.
+   */
+  function publish(
+    client: Client,
+    device: PublishingDevice,
+    topic: string,
+    up: Upstream,
+    packet: PublishPacket,
+    callback: (error?: Error | null) => void,
+  ) {
+    const responseTopic = responseTopicOf(up);
+    const { deviceId } = device.identity;
+    // A QoS 1 message is acknowledged, so it is never dropped over the rate: it waits for its tokens
+    // (the connection is not read meanwhile: Aedes reads on once this callback ran), or is refused
+    // visibly. A QoS 0 message over the rate is dropped with a 429 answer (core/message-rate.ts).
+    const verdict = admitMessage(limiter, device.identity, device.rate, packet.qos > 0);
+    if (verdict.kind === 'refuse' || verdict.kind === 'flood') {
+      counts.dropped('rate_limited');
+      if (packet.qos === 0)
+        answer(device, responseTopic, failure(429, verdict.by === 'device' ? 'rate limit' : 'project rate limit'));
+      if (verdict.kind === 'refuse') return callback(null);
+      log.warn({ deviceId, by: verdict.by }, 'refusing messages of a device that keeps exceeding its message rate');
+      // Through Aedes' error path, never a PUBACK: MQTT 5 gets 0x97, a 3.1.1 connection is closed.
+      if (packet.qos > 0) return callback(refusal(QUOTA_EXCEEDED, 'message rate exceeded'));
+      client.close();
+      return callback(null);
+    }
+    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    // The service finishes before the callback, so a QoS 1 PUBACK means the message is stored; a
+    // message that could not be stored is never acknowledged. The busiest path of the server: few
+    // closures; nothing thrown while answering escapes.
+    const done = (body: Answer | undefined, err?: Error) => {
+      if (body) {
+        try {
+          answer(device, responseTopic, body);
+        } catch (e) {
+          log.error({ deviceId, topic, err: e }, 'answer not published');
+        }
+      }
+      callback(err ?? null);
+    };
+    const failed = (err: unknown) => {
+      // Refused by the rate limiter once read (a gateway's sub-device): never acknowledged for QoS 1.
+      if (err instanceof RateExceeded) counts.dropped('rate_limited');
+      if (err instanceof RateExceeded && packet.qos > 0) {
+        return done(client.version === 5 ? failure(429, err.message) : undefined, refusal(QUOTA_EXCEEDED, err.message));
+      }
+      // Refused for its content: the device is told on the response topic, and the message is done.
+      if (err instanceof AppError) {
+        if (!(err instanceof RateExceeded)) counts.dropped('invalid');
+        return done(failure(err.errcode, err.message));
+      }
+      // A server fault: not stored, so not acknowledged (MQTT 5: PUBACK 0x80; 3.1.1: the connection
+      // closes without PUBACK and the device sends the message again).
+      log.error({ deviceId, topic, err }, 'device message not stored');
+      counts.dropped('other');
+      done(failure(500, 'internal error'), refusal(UNSPECIFIED_ERROR, 'message not stored'));
+    };
+    const handle = () =>
+      handleUpstream(device.context, up, payload).then(done, (err: unknown) =>
+        isTransientDbError(err)
+          ? retryUnavailable(
+              deviceId,
+              () => client.closed,
+              () => handleUpstream(device.context, up, payload),
+              err,
+            ).then(done, failed)
+          : failed(err),
+      );
+    // A message held for its tokens whose connection closed meanwhile is not stored: it was never
+    // acknowledged, and the device sends it again.
+    if (verdict.kind === 'wait')
+      setTimeout(() => {
+        if (!client.closed) return handle();
+        counts.dropped('other');
+        callback(refusal(UNSPECIFIED_ERROR, 'connection closed'));
+      }, verdict.delayMs);
+    else handle();
+  }
+
+  return { publish };
+}
