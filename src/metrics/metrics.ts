@@ -8,6 +8,22 @@ import type {
   TransportMetrics,
   WebhookResult,
 } from '../domain/metrics-port.ts';
+
+/** How long a scrape waits for this process's PostgreSQL connection count. */
+const DB_COUNT_DEADLINE_MS = 500;
+
+/** Methods the API answers; any other one a client sends is counted as `other` (a bounded label). */
+const HTTP_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+
+/** The promise's value, or a rejection once `ms` have passed (the timer does not hold the process). */
+function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    timer.unref();
+  });
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
+}
 import type { IngestStats } from '../domain/telemetry/ingest.ts';
 
 /**
@@ -285,9 +301,17 @@ export function createMetrics({ node }: { node: string }): Metrics {
     labelNames: ['state'],
     registers: [registry],
     async collect() {
-      const counts = pool ? await pool.connections() : { active: 0, idle: 0 };
-      this.set({ state: 'active' }, counts.active);
-      this.set({ state: 'idle' }, counts.idle);
+      if (!pool) {
+        this.set({ state: 'active' }, 0);
+        this.set({ state: 'idle' }, 0);
+        return;
+      }
+      // The database may be what is failing when someone looks: a scrape must still answer (with the
+      // ingest's retries and back-pressure), so the count gets a short deadline and reads "unknown" (NaN)
+      // when it cannot be had.
+      const counts = await withDeadline(pool.connections(), DB_COUNT_DEADLINE_MS).catch(() => undefined);
+      this.set({ state: 'active' }, counts?.active ?? Number.NaN);
+      this.set({ state: 'idle' }, counts?.idle ?? Number.NaN);
     },
   });
 
@@ -331,7 +355,14 @@ export function createMetrics({ node }: { node: string }): Metrics {
       pool = source;
     },
     httpRequest: (method, route, statusCode, seconds) => {
-      http.observe({ method, route, status_class: `${Math.floor(statusCode / 100)}xx` }, seconds);
+      http.observe(
+        {
+          method: HTTP_METHODS.has(method) ? method : 'other',
+          route,
+          status_class: `${Math.floor(statusCode / 100)}xx`,
+        },
+        seconds,
+      );
     },
     transport: (t) => transports.get(t)!,
     viewerConnected: () => {
