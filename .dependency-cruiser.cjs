@@ -40,7 +40,7 @@ module.exports = {
       severity: 'error',
       comment: 'The cluster adapters implement domain ports; they know neither HTTP nor the device transports.',
       from: { path: '^src/cluster/' },
-      to: { path: '^src/(http|composition|control|cli)/|^mqtt-broker/(?!protocol/)' },
+      to: { path: '^src/(http|composition|control|cli|tls)/|^src/(app|main)\\.ts$|^mqtt-broker/(?!protocol/)' },
     },
     {
       name: 'domain-not-edges',
