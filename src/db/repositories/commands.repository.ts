@@ -103,12 +103,15 @@ export function createCommandsRepository(db: Db) {
     },
 
     /** sent → queued again: the publish did not happen and the command still has time to live. */
-    async requeue(projectId: string, ids: string[], now: number): Promise<void> {
-      if (!ids.length) return;
-      await db
+    /** Answers how many went back (a command replied to or timed out meanwhile stays as it is). */
+    async requeue(projectId: string, ids: string[], now: number): Promise<number> {
+      if (!ids.length) return 0;
+      const rows = await db
         .update(commands)
         .set({ state: 'queued', sentTime: null, updateTime: now })
-        .where(and(eq(commands.projectId, projectId), inArray(commands.id, ids), eq(commands.state, 'sent')));
+        .where(and(eq(commands.projectId, projectId), inArray(commands.id, ids), eq(commands.state, 'sent')))
+        .returning({ id: commands.id });
+      return rows.length;
     },
 
     /**

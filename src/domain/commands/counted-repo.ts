@@ -31,9 +31,10 @@ export function countedCommandsRepo(repo: CommandsRepository, metrics: Pick<Metr
       return row;
     },
     async requeue(projectId, ids, now) {
-      await repo.requeue(projectId, ids, now);
+      const n = await repo.requeue(projectId, ids, now);
       // Sent back to the queue (the send failed while the command may wait): it reaches `queued` again.
-      if (ids.length) metrics.commandState('queued', ids.length);
+      if (n) metrics.commandState('queued', n);
+      return n;
     },
     async expireQueuedOf(...args) {
       const n = await repo.expireQueuedOf(...args);
