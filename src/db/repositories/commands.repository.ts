@@ -44,6 +44,25 @@ export function createCommandsRepository(db: Db) {
       .from(commands)
       .where(and(ofDevice(p.projectId, p.deviceId), inArray(commands.state, ['queued', 'sent'])))
       .prepare('commands_open_seqs'),
+    get: db
+      .select()
+      .from(commands)
+      .where(and(eq(commands.id, p.id), eq(commands.projectId, p.projectId)))
+      .limit(1)
+      .prepare('commands_get'),
+    markReplied: db
+      .update(commands)
+      .set({
+        state: 'replied',
+        reply: sql`jsonb_build_object('method', coalesce(${sql.placeholder('method')}::text, ${commands.method}), 'params', ${sql.placeholder('params')}::jsonb)`,
+        replyTime: sql`${p.now}`,
+        updateTime: sql`${p.now}`,
+      })
+      .where(
+        and(ofDevice(p.projectId, p.deviceId), eq(commands.seq, sql.placeholder('seq')), eq(commands.state, 'sent')),
+      )
+      .returning()
+      .prepare('commands_mark_replied'),
     claim: db
       .update(commands)
       .set({ state: 'sent', sentTime: sql`${p.now}`, updateTime: sql`${p.now}` })
@@ -69,11 +88,7 @@ export function createCommandsRepository(db: Db) {
     },
 
     async get(projectId: string, id: string): Promise<CommandRow | undefined> {
-      const [row] = await db
-        .select()
-        .from(commands)
-        .where(and(eq(commands.id, id), eq(commands.projectId, projectId)))
-        .limit(1);
+      const [row] = await prepared.get.execute({ id, projectId });
       return row;
     },
 
@@ -166,12 +181,14 @@ export function createCommandsRepository(db: Db) {
       params: unknown,
       now: number,
     ): Promise<CommandRow | undefined> {
-      const reply = sql`jsonb_build_object('method', coalesce(${method ?? null}::text, ${commands.method}), 'params', ${JSON.stringify(params)}::jsonb)`;
-      const [row] = await db
-        .update(commands)
-        .set({ state: 'replied', reply, replyTime: now, updateTime: now })
-        .where(and(ofDevice(projectId, deviceId), eq(commands.seq, seq), eq(commands.state, 'sent')))
-        .returning();
+      const [row] = await prepared.markReplied.execute({
+        projectId,
+        deviceId,
+        seq,
+        method: method ?? null,
+        params: JSON.stringify(params),
+        now,
+      });
       return row;
     },
 
