@@ -14,12 +14,16 @@ const COMMANDS = [projectCreate, projectList, projectDelete, migrate];
 /** The words after `npm [-s] run [-s] cli [-s] --` of every CLI line of the README (code and inline code). */
 function cliLines(): string[][] {
   const lines: string[][] = [];
-  for (const m of README.matchAll(/npm (?:-s )?run (?:-s )?cli (?:-s )?-- ([^`\n#]*)/g)) {
+  // `npm run cli -- …` from a checkout, `node dist/src/cli/cli.js …` inside the image.
+  for (const m of README.matchAll(
+    /(?:npm (?:-s )?run (?:-s )?cli (?:-s )?--|node dist\/src\/cli\/cli\.js) ([^`\n#]*)/g,
+  )) {
     const words = (m[1] ?? '')
       .trim()
       .split(/\s+/)
       .filter((w) => w !== '…' && w !== '');
-    if (words.length > 0) lines.push(words);
+    // `<command>` in prose names no command.
+    if (words.length > 0 && !words[0]!.startsWith('<')) lines.push(words);
   }
   return lines;
 }
