@@ -122,11 +122,15 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     isDownstreamFilter(filter) || (state.identity.connType === '3' && isGatewayDownstreamFilter(filter));
 
   function publishTo(deviceId: string, topic: string, payload: Buffer): Promise<void> {
-    counts.sent();
     return new Promise((resolve, reject) => {
       aedes.publish(
         { cmd: 'publish', topic: deviceTopic(deviceId, topic), payload, qos: 1, retain: false, dup: false },
-        (err) => (err ? reject(err) : resolve()),
+        (err) => {
+          if (err) return reject(err);
+          // Counted once it went out, not when asked.
+          counts.sent();
+          resolve();
+        },
       );
     });
   }
@@ -211,7 +215,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
             ? refuse(5, 'device disabled', 'refused')
             : refuse(4, 'bad user name or password', 'bad_credentials');
         const { identity, rate, mark } = login;
-        counts.login('ok');
+        // Counted `ok` when the session is up (the 'client' event below), after the last revocation check.
         states.set(client, {
           identity,
           clientId: client.id,
@@ -303,8 +307,10 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
         { deviceId: identity.deviceId },
         'closing a device connection whose credentials were revoked while it logged in',
       );
+      counts.login('refused');
       return client.close();
     }
+    counts.login('ok');
     state.connection = attachDevice(services, {
       identity,
       transport: 'mqtt',
