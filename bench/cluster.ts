@@ -145,6 +145,10 @@ async function roundTrips(
   devices: Credentials[],
   call: (base: string, d: Credentials) => Promise<boolean>,
 ) {
+  // Untimed warm-up through both nodes: the first calls of a path pay for compiling its code, preparing
+  // its statements on each pooled connection and opening its NATS subscriptions, which is not the steady
+  // round trip the goal is about.
+  await Promise.all(devices.flatMap((d) => [call(a.base, d), call(b.base, d)].map((p) => p.catch(() => false))));
   const lat = { cross: [] as number[], same: [] as number[] };
   let failed = 0;
   // DURATION seconds through each node.
@@ -393,7 +397,10 @@ try {
     fmt(pushes.same.p99),
     fmt(pushes.cross.p99 / pushes.same.p99),
   );
-  lines.push(`  (goal: cross-node p99 ≤ 20 ms at ${RATE} commands/s)`);
+  const worst = Math.max(commands.cross.p99, pushes.cross.p99);
+  lines.push(
+    `  (goal: cross-node p99 ≤ 20 ms at ${RATE} commands/s: ${worst <= 20 ? 'met' : 'NOT met'}, worst ${fmt(worst)} ms)`,
+  );
   row('', 'measured');
   row(`failover: ${failClients.length} devices reconnected (s)`, fmt(allConnectedMs / 1000, 1));
   row('failover: all online on the other node (s)', fmt(allOnlineMs / 1000, 1));
