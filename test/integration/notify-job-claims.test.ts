@@ -157,22 +157,26 @@ describe('notify job claims', () => {
   });
 });
 
+/** A notifier on a clock of its own; with `claims`, as a cluster node (no claims: one node alone). */
+function notifier(clock: () => number, claims?: { node: string; claimMs: number; batch?: number }) {
+  return createNotifier({
+    repo: createAlarmsRepository(ctx.database.db),
+    jobs,
+    scheduler: createScheduler({ clock }),
+    clock,
+    logger: { warn: () => {}, error: () => {} },
+    settings: { allowNetworks: '127.0.0.0/8' },
+    ...(claims ? { claims } : {}),
+  });
+}
+
 describe('notifiers of two nodes', () => {
   /**
    * A notifier of node `node` on a clock of its own; claims last `claimMs` (renewed every third), a
    * take-over claims `batch` jobs at most.
    */
-  function notifierOf(node: string, clock: () => number, claimMs = 300, batch?: number) {
-    return createNotifier({
-      repo: createAlarmsRepository(ctx.database.db),
-      jobs,
-      scheduler: createScheduler({ clock }),
-      clock,
-      logger: { warn: () => {}, error: () => {} },
-      settings: { allowNetworks: '127.0.0.0/8' },
-      claims: { node, claimMs, ...(batch ? { batch } : {}) },
-    });
-  }
+  const notifierOf = (node: string, clock: () => number, claimMs = 300, batch?: number) =>
+    notifier(clock, { node, claimMs, ...(batch ? { batch } : {}) });
 
   it("take over a dead node's jobs once its claims lapse, and leave a live node's alone", async () => {
     let t = Date.now();
@@ -224,15 +228,7 @@ describe('notifiers of two nodes', () => {
 });
 
 describe('one node (no cluster): no claims', () => {
-  const single = (clock: () => number) =>
-    createNotifier({
-      repo: createAlarmsRepository(ctx.database.db),
-      jobs,
-      scheduler: createScheduler({ clock }),
-      clock,
-      logger: { warn: () => {}, error: () => {} },
-      settings: { allowNetworks: '127.0.0.0/8' },
-    });
+  const single = (clock: () => number) => notifier(clock);
 
   it('a restart after a crash takes up every stored job at once, whoever claimed it, and writes no claim', async () => {
     const t = Date.now();
