@@ -1,17 +1,22 @@
 /**
- * bench/ingest — attribute reports from 1,000 simulated devices into the real server (src/main.ts, a
- * child process), each device reporting 3 attributes with QoS 1 as fast as its acknowledgements
- * allow, for a fixed duration; then the rows actually stored are counted. The same load runs against
- * a bare Aedes broker that stores nothing (a child process of its own), and the figures are printed
- * with the ratio ours/bare. Last, the series and aggregation calls are timed over a history of
- * `--series-rows` rows (10 million by default on PostgreSQL). Each round also runs our server with GET /metrics on
- * (METRICS_TOKEN) and scraped every `--metrics-scrape` seconds, as Prometheus would: the CPU metrics cost per report
+ * bench/ingest — attribute reports from simulated devices into the real server (src/main.ts, a child process),
+ * each device reporting 3 attributes with QoS 1 as fast as its acknowledgements allow, for a fixed duration;
+ * then the rows actually stored are counted. Each load shape (`--shapes`, devices × reports in flight per
+ * device; by default 1,000 × 1 and 200 × 4) runs against our server, a bare Aedes broker that stores nothing,
+ * and — on PostgreSQL — the "do-it-yourself" reference (bench/lib/mqtt-diy-broker.ts: bare Aedes whose PUBACK
+ * waits for a group-commit INSERT of the same values), in rotating order each round; the figures are printed
+ * with the ratios ours/bare and ours/DIY against their goals (GOAL MISSED and exit 1 on a miss). Last, the
+ * series and aggregation calls are timed over a history of `--series-rows` rows (10 million by default on
+ * PostgreSQL). Each round also runs our server with GET /metrics on (METRICS_TOKEN) and scraped every
+ * `--metrics-scrape` seconds, as Prometheus would, under the first shape: the CPU metrics cost per report
  * (docs/metrics.md; the goal is at most 3% more). See bench/README.md.
  *
  *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/iot_bench npm run bench:ingest
- *   npm run bench:ingest -- [--devices 1000] [--duration 10] [--warmup 3] [--inflight 1] [--rounds 3] [--rules 5] [--series-rows N] [--metrics-scrape 5] [--cpu-prof DIR]
+ *   npm run bench:ingest -- [--shapes 1000x1,200x4] [--duration 10] [--warmup 3] [--rounds 3] [--rules 5] [--series-rows N] [--metrics-scrape 5] [--cpu-prof DIR]
+ *   npm run bench:ingest -- --devices 50 --inflight 2 …   # one shape, 50x2 (instead of --shapes)
  */
 import { randomInt } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'drizzle-orm';
@@ -30,12 +35,14 @@ import { randomToken } from '../src/lib/ids.ts';
 import { startBare, startOurs } from './lib/mqtt-servers.ts';
 import { benchRun } from './lib/run.ts';
 import { benchArgs, intArg as benchInt } from './lib/args.ts';
+import { countDiyRows, createDiyTable, diyCounts, dropDiyTable, startDiy } from './lib/ingest-diy.ts';
 
 const args = benchArgs('ingest', {
-  devices: { type: 'string', default: '1000' },
+  shapes: { type: 'string' },
+  devices: { type: 'string' },
   duration: { type: 'string', default: '10' },
   warmup: { type: 'string', default: '3' },
-  inflight: { type: 'string', default: '1' },
+  inflight: { type: 'string' },
   'series-rows': { type: 'string' },
   'cpu-prof': { type: 'string' },
   rules: { type: 'string', default: '5' },
@@ -45,10 +52,40 @@ const args = benchArgs('ingest', {
 const intArg = (name: string, raw: string | undefined, min: number, max: number) =>
   benchInt('ingest', name, raw, min, max);
 const databaseUrl = process.env.DATABASE_URL?.trim() || undefined;
-const N = intArg('devices', args.devices, 1, 20_000);
+/** A load shape: `devices` devices, each keeping `inflight` reports outstanding. */
+interface Shape {
+  devices: number;
+  inflight: number;
+  name: string;
+}
+/** The goals of the issue on ingest efficiency (bench/README.md): ours/bare by shape, ours/DIY for every shape. */
+const BARE_GOALS: Record<string, number> = { '1000x1': 0.6, '200x4': 0.5 };
+const DIY_GOAL = 1.0;
+function shapesArg(): Shape[] {
+  const fail = (msg: string): never => {
+    console.error(`bench/ingest: ${msg}`);
+    return process.exit(2);
+  };
+  if (args.shapes !== undefined && (args.devices !== undefined || args.inflight !== undefined))
+    fail('--shapes replaces --devices and --inflight: give one or the other');
+  const raw =
+    args.shapes ?? ((args.devices ?? args.inflight) ? `${args.devices ?? 1000}x${args.inflight ?? 1}` : '1000x1,200x4');
+  const shapes = raw.split(',').map((part) => {
+    const m = /^\s*(\d+)\s*x\s*(\d+)\s*$/.exec(part);
+    if (!m) return fail(`--shapes: "${part}" is not <devices>x<inflight> (e.g. 1000x1,200x4)`);
+    const devices = intArg('devices', m[1], 1, 20_000);
+    const inflight = intArg('inflight', m[2], 1, 100);
+    return { devices, inflight, name: `${devices}x${inflight}` };
+  });
+  const names = shapes.map((s) => s.name);
+  if (new Set(names).size !== names.length) fail(`--shapes: a shape is given twice (${raw})`);
+  return shapes;
+}
+const SHAPES = shapesArg();
+/** Devices seeded: the largest shape's; a smaller shape reports through the first of them. */
+const N = Math.max(...SHAPES.map((s) => s.devices));
 const DURATION = intArg('duration', args.duration, 1, 600);
 const WARMUP = intArg('warmup', args.warmup, 0, 60);
-const INFLIGHT = intArg('inflight', args.inflight, 1, 100);
 const SERIES_ROWS = intArg(
   'series-rows',
   args['series-rows'] ?? (databaseUrl ? '10000000' : '1000000'),
@@ -95,10 +132,15 @@ interface LoadResult {
 }
 
 /**
- * Closed loop: every client keeps `INFLIGHT` QoS 1 reports outstanding and publishes the next one
+ * Closed loop: every client keeps `inflight` QoS 1 reports outstanding and publishes the next one
  * when one is acknowledged, for the warm-up and the timed window; then waits for what is in flight.
  */
-async function closedLoop(clients: MqttClient[], broker: Child, dbPids: () => Promise<number[]>): Promise<LoadResult> {
+async function closedLoop(
+  clients: MqttClient[],
+  inflight: number,
+  broker: Child,
+  dbPids: () => Promise<number[]>,
+): Promise<LoadResult> {
   const sensors = clients.map(() => new Sensors());
   const latencies: number[] = [];
   let timed = false;
@@ -133,7 +175,7 @@ async function closedLoop(clients: MqttClient[], broker: Child, dbPids: () => Pr
       },
     );
   };
-  for (let k = 0; k < INFLIGHT; k++) for (let i = 0; i < clients.length; i++) publish(i);
+  for (let k = 0; k < inflight; k++) for (let i = 0; i < clients.length; i++) publish(i);
   await sleep(WARMUP * 1000);
   const pids0 = await dbPids();
   const db0 = cpuByPid(pids0);
@@ -262,6 +304,7 @@ async function run(
   label: string,
   proc: { child: Child; port: number },
   credentials: Credentials[],
+  inflight: number,
   dbPids: () => Promise<number[]>,
   scrape?: ReturnType<typeof scraper>,
 ) {
@@ -270,7 +313,7 @@ async function run(
   const fleet = await connectFleet({ port: proc.port, credentials, concurrency: 100, timeoutMs: 30_000 });
   if (fleet.clients.length < credentials.length)
     problems.push(`${label}: ${credentials.length - fleet.clients.length} devices did not connect`);
-  const result = await closedLoop(fleet.clients, proc.child, dbPids);
+  const result = await closedLoop(fleet.clients, inflight, proc.child, dbPids);
   await closeFleet(fleet.clients);
   const scraped = await scrape?.stop();
   if (scraped?.failed) problems.push(`${label}: ${scraped.failed} of ${scraped.scrapes} scrapes of /metrics failed`);
@@ -408,14 +451,35 @@ async function addRules(projectId: string, n: number) {
   await database.close();
 }
 
+/** A shape's runs, one per round each: ours (metrics off), bare Aedes, the DIY reference and its batch counts. */
+interface ShapeRuns {
+  shape: Shape;
+  ours: LoadResult[];
+  bare: LoadResult[];
+  diy: LoadResult[];
+  diyBatches: Array<NonNullable<ReturnType<typeof diyCounts>>>;
+}
+
+const median = (xs: number[]) => {
+  const v = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  const m = v.length >> 1;
+  return !v.length ? Number.NaN : v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
+};
+const fmt = (v: number, d = 0) =>
+  Number.isFinite(v) ? v.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : '–';
+
 let projectId: string | undefined;
 const children: Child[] = [];
 let pg: postgres.Sql | undefined;
+/** Goals missed, one line each: printed after every figure, and the run exits 1 (as bench/http-api.ts). */
+const missed: string[] = [];
 try {
   console.log(
-    `bench/ingest: driver=${databaseUrl ? 'postgres' : 'pglite'} devices=${N} inflight=${INFLIGHT} duration=${DURATION}s warmup=${WARMUP}s ` +
-      `series-rows=${SERIES_ROWS} node=${process.version} cpus=${os.cpus().length}`,
+    `bench/ingest: driver=${databaseUrl ? 'postgres' : 'pglite'} shapes=${SHAPES.map((s) => s.name).join(',')} ` +
+      `duration=${DURATION}s warmup=${WARMUP}s series-rows=${SERIES_ROWS} node=${process.version} cpus=${os.cpus().length}`,
   );
+  if (!databaseUrl)
+    console.log('DIY reference: skipped (it writes to PostgreSQL: set DATABASE_URL); ours/DIY is not judged');
 
   // 1. A project and N devices written straight into the database before the server starts.
   let database = await openDb();
@@ -431,6 +495,7 @@ try {
   await database.close();
   const credentials = seeded.tokens.map((token) => ({ username: token, password: project.project_key }));
   pg = databaseUrl ? postgres(databaseUrl, { max: 1, onnotice: () => {} }) : undefined;
+  if (pg) await createDiyTable(pg);
   const dbPids = async () =>
     pg
       ? (
@@ -440,18 +505,22 @@ try {
         ).map((r) => r.pid)
       : [];
 
-  // 2–3. The baseline (bare Aedes) and our server under the same load, in turn, `ROUNDS` times: each
-  // pair runs a few seconds apart, so its ratio cancels most of what else the machine is doing. Our server
-  // runs twice per round, with metrics off and on (scraped), in alternating order (off, on; on, off; …) so
-  // neither always comes first.
-  const bareRuns: LoadResult[] = [];
-  const oursRuns: LoadResult[] = [];
-  /** Metrics-on runs, each with the metrics-off run of its round. */
+  // 2–3. Per round and shape: our server, bare Aedes and the DIY reference under the same load, one after the
+  // other, the order rotating (ours, bare, DIY; bare, DIY, ours; DIY, ours, bare; …) so that none always runs
+  // first or last and each round's ratios cancel most of what else the machine is doing. Under the first shape
+  // our server runs twice, with metrics off and on (scraped), in alternating order (off, on; on, off; …).
+  const perShape: ShapeRuns[] = SHAPES.map((shape) => ({ shape, bare: [], ours: [], diy: [], diyBatches: [] }));
+  /** Metrics-on runs (first shape), each with the metrics-off run of its round. */
   const metricsPairs: Array<{ on: LoadResult & { scraped?: ScrapeStats | undefined }; off: LoadResult }> = [];
   let metricsState: 'unknown' | 'on' | 'skipped' = METRICS_SCRAPE > 0 ? 'unknown' : 'skipped';
   const metricsToken = randomToken(32);
+  const fleetOf = (shape: Shape) => credentials.slice(0, shape.devices);
+  const label = (what: string, shape: Shape, r: number) => `${what} ${shape.name} ${r}/${ROUNDS}`;
   /** Our server with metrics on, scraped; undefined when /metrics is not there (the first time: says why). */
-  const runWithMetrics = async (r: number): Promise<(LoadResult & { scraped?: ScrapeStats }) | undefined> => {
+  const runWithMetrics = async (
+    r: number,
+    shape: Shape,
+  ): Promise<(LoadResult & { scraped?: ScrapeStats }) | undefined> => {
     if (metricsState === 'skipped') return undefined;
     const proc = await startOurServer(metricsToken);
     children.push(proc.child);
@@ -477,163 +546,220 @@ try {
       );
     }
     return run(
-      `ours + metrics ${r}/${ROUNDS}`,
+      label('ours + metrics', shape, r),
       proc,
-      credentials,
+      fleetOf(shape),
+      shape.inflight,
       dbPids,
       scraper(proc.base, metricsToken, METRICS_SCRAPE),
     );
   };
-  const runWithout = async (r: number) => {
+  const runWithout = async (r: number, shape: Shape) => {
     const proc = await startOurServer();
     children.push(proc.child);
-    return run(`ours ${r}/${ROUNDS}`, proc, credentials, dbPids);
+    return run(label('ours', shape, r), proc, fleetOf(shape), shape.inflight, dbPids);
   };
-  for (let r = 1; r <= ROUNDS; r++) {
-    const bareProc = await startBare('bare', tmp);
-    children.push(bareProc.child);
-    bareRuns.push(await run(`bare ${r}/${ROUNDS}`, bareProc, credentials, async () => []));
+  const runOurs = async (r: number, k: number, runs: ShapeRuns) => {
+    if (k > 0) return void runs.ours.push(await runWithout(r, runs.shape));
     let on: (LoadResult & { scraped?: ScrapeStats }) | undefined;
     let off: LoadResult;
     if (r % 2 === 1) {
-      off = await runWithout(r);
-      on = await runWithMetrics(r);
+      off = await runWithout(r, runs.shape);
+      on = await runWithMetrics(r, runs.shape);
     } else {
-      on = await runWithMetrics(r);
-      off = await runWithout(r);
+      on = await runWithMetrics(r, runs.shape);
+      off = await runWithout(r, runs.shape);
     }
-    oursRuns.push(off);
+    runs.ours.push(off);
     if (on) metricsPairs.push({ on, off });
+  };
+  const runBare = async (r: number, runs: ShapeRuns) => {
+    const proc = await startBare('bare', tmp);
+    children.push(proc.child);
+    runs.bare.push(
+      await run(label('bare', runs.shape, r), proc, fleetOf(runs.shape), runs.shape.inflight, async () => []),
+    );
+  };
+  const runDiy = async (r: number, runs: ShapeRuns, url: string) => {
+    const proc = await startDiy('diy', tmp, url);
+    children.push(proc.child);
+    runs.diy.push(await run(label('DIY', runs.shape, r), proc, fleetOf(runs.shape), runs.shape.inflight, dbPids));
+    const batches = diyCounts(readFileSync(proc.child.logFile, 'utf8'));
+    if (!batches) problems.push(`${label('DIY', runs.shape, r)}: printed no batch counts when it stopped`);
+    else runs.diyBatches.push(batches);
+  };
+  for (let r = 1; r <= ROUNDS; r++) {
+    for (const [k, runs] of perShape.entries()) {
+      const kinds = databaseUrl ? (['ours', 'bare', 'diy'] as const) : (['ours', 'bare'] as const);
+      const shift = (r - 1 + k) % kinds.length;
+      for (const kind of [...kinds.slice(shift), ...kinds.slice(0, shift)]) {
+        if (kind === 'ours') await runOurs(r, k, runs);
+        else if (kind === 'bare') await runBare(r, runs);
+        else await runDiy(r, runs, databaseUrl!);
+      }
+    }
   }
   let withRules: LoadResult | undefined;
+  const first = SHAPES[0]!;
   if (RULES > 0) {
     await addRules(project.id, RULES);
     const again = await startOurServer();
     children.push(again.child);
-    withRules = await run(`ours + ${RULES} alarm rules`, again, credentials, dbPids);
+    withRules = await run(`ours + ${RULES} alarm rules ${first.name}`, again, fleetOf(first), first.inflight, dbPids);
   }
 
-  // 4. What was stored: every acknowledged report, 3 values each, exactly once.
+  // 4. What was stored: every acknowledged report, 3 values each, exactly once (ours, and the DIY reference's).
   database = await openDb();
   const count = async (q: ReturnType<typeof sql>) =>
     Number(rowsOf<{ n: string | number }>(await database.db.execute(q))[0]!.n);
   const stored = await count(sql`select count(*) as n from attribute_history where project_id = ${project.id}`);
+  const sumAcked = (runs: LoadResult[]) => runs.reduce((n, r) => n + r.totalAcked, 0);
   const ackedAll =
-    [...oursRuns, ...metricsPairs.map((p) => p.on)].reduce((n, r) => n + r.totalAcked, 0) +
-    (withRules?.totalAcked ?? 0);
-  const storedPerS: number[] = [];
-  for (const r of oursRuns) {
+    sumAcked(perShape.flatMap((s) => s.ours)) + sumAcked(metricsPairs.map((p) => p.on)) + (withRules?.totalAcked ?? 0);
+  const windowMs = (r: LoadResult) => r.windowEnd - r.windowStart;
+  /** Values stored per second with their time in each run's timed window. */
+  const storedPerS = new Map<LoadResult, number>();
+  for (const r of perShape.flatMap((s) => s.ours)) {
     const inWindow = await count(sql`select count(*) as n from attribute_history where project_id = ${project.id}
       and ts >= timestamptz 'epoch' + ${r.windowStart}::int8 * interval '1 millisecond' and ts < timestamptz 'epoch' + ${r.windowEnd}::int8 * interval '1 millisecond'`);
-    storedPerS.push(inWindow / ((r.windowEnd - r.windowStart) / 1000));
+    storedPerS.set(r, inWindow / (windowMs(r) / 1000));
   }
+  if (pg)
+    for (const r of perShape.flatMap((s) => s.diy))
+      storedPerS.set(r, (await countDiyRows(pg, r.windowStart, r.windowEnd)) / (windowMs(r) / 1000));
   const current = await count(sql`select count(*) as n from attribute_values where project_id = ${project.id}`);
   const ratioStored = stored / (3 * ackedAll);
   if (stored !== 3 * ackedAll)
     problems.push(`stored ${stored} values for ${ackedAll} acknowledged reports (expected ${3 * ackedAll})`);
   if (current !== 3 * N) problems.push(`${current} current values, expected ${3 * N}`);
+  const diyAcked = sumAcked(perShape.flatMap((s) => s.diy));
+  const diyStored = pg ? await countDiyRows(pg) : 0;
+  if (pg && diyStored !== 3 * diyAcked)
+    problems.push(`DIY: stored ${diyStored} values for ${diyAcked} acknowledged reports (expected ${3 * diyAcked})`);
 
-  const windowMs = (r: LoadResult) => r.windowEnd - r.windowStart;
   const rate = (r: LoadResult) => r.timedAcked / (windowMs(r) / 1000);
   /** % of one core over the timed window. */
   const pct = (r: LoadResult, ms: number) => (100 * ms) / windowMs(r);
-  const median = (xs: number[]) => {
-    const v = xs.filter(Number.isFinite).sort((a, b) => a - b);
-    const m = v.length >> 1;
-    return !v.length ? Number.NaN : v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
-  };
   const med = (runs: LoadResult[], f: (r: LoadResult) => number) => median(runs.map(f));
-  const fmt = (v: number, d = 0) =>
-    Number.isFinite(v) ? v.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : '–';
-  const ratios = oursRuns.map((o, i) => rate(o) / rate(bareRuns[i]!));
-  console.log(
-    `\nrounds (reports/s ours / bare = ratio): ${oursRuns.map((o, i) => `${fmt(rate(o))} / ${fmt(rate(bareRuns[i]!))} = ${ratios[i]!.toFixed(2)}`).join('; ')}`,
-  );
-  const p = (q: number) => (r: LoadResult) => percentile(r.latencies, q);
   const cores = os.cpus().length;
-  const rows: Array<[string, string, string, string]> = [
-    ['reports/s acknowledged', fmt(med(oursRuns, rate)), fmt(med(bareRuns, rate)), median(ratios).toFixed(2)],
-    ['values/s stored (timed window)', fmt(median(storedPerS)), '0', ''],
-    ['stored / acknowledged (values)', ratioStored.toFixed(4), '', ''],
-    [
-      'ack latency p50 (ms)',
-      fmt(med(oursRuns, p(50)), 1),
-      fmt(med(bareRuns, p(50)), 1),
-      (med(oursRuns, p(50)) / med(bareRuns, p(50))).toFixed(2),
-    ],
-    [
-      'ack latency p99 (ms)',
-      fmt(med(oursRuns, p(99)), 1),
-      fmt(med(bareRuns, p(99)), 1),
-      (med(oursRuns, p(99)) / med(bareRuns, p(99))).toFixed(2),
-    ],
-    [
-      'broker CPU (% of one core)',
-      fmt(med(oursRuns, (r) => pct(r, r.brokerCpuMs))),
-      fmt(med(bareRuns, (r) => pct(r, r.brokerCpuMs))),
-      '',
-    ],
-    ['database CPU (% of one core)', fmt(med(oursRuns, (r) => pct(r, r.dbCpuMs))), '', ''],
-    [
-      'load generator CPU (% of one core)',
-      fmt(med(oursRuns, (r) => pct(r, r.loadCpuMs))),
-      fmt(med(bareRuns, (r) => pct(r, r.loadCpuMs))),
-      '',
-    ],
-    [
-      `machine CPU busy (% of ${cores} cores)`,
-      fmt(med(oursRuns, (r) => pct(r, r.machineMs) / cores)),
-      fmt(med(bareRuns, (r) => pct(r, r.machineMs) / cores)),
-      '',
-    ],
-    [
-      'broker CPU per report (ms)',
-      fmt(
-        med(oursRuns, (r) => r.brokerCpuMs / r.timedAcked),
-        3,
-      ),
-      fmt(
-        med(bareRuns, (r) => r.brokerCpuMs / r.timedAcked),
-        3,
-      ),
-      '',
-    ],
-    [
-      'database CPU per report (ms)',
-      fmt(
-        med(oursRuns, (r) => r.dbCpuMs / r.timedAcked),
-        3,
-      ),
-      '',
-      '',
-    ],
-    [
-      'RSS peak / end (MiB)',
-      `${fmt(med(oursRuns, (r) => r.rssPeak) / MiB)} / ${fmt(med(oursRuns, (r) => r.rssEnd) / MiB)}`,
-      `${fmt(med(bareRuns, (r) => r.rssPeak) / MiB)} / ${fmt(med(bareRuns, (r) => r.rssEnd) / MiB)}`,
-      '',
-    ],
+  const p = (q: number) => (r: LoadResult) => percentile(r.latencies, q);
+  const cpu = (r: LoadResult) => r.brokerCpuMs / r.timedAcked;
+  /** The rows of a shape's table: label, the figure of a run, its decimals, and how ratios are taken. */
+  const metrics: Array<{ label: string; f: (r: LoadResult) => number; d?: number; ratios?: boolean }> = [
+    { label: 'values/s stored (timed window)', f: (r) => storedPerS.get(r) ?? 0 },
+    { label: 'ack latency p50 (ms)', f: p(50), d: 1, ratios: true },
+    { label: 'ack latency p99 (ms)', f: p(99), d: 1, ratios: true },
+    { label: 'broker CPU (% of one core)', f: (r) => pct(r, r.brokerCpuMs) },
+    { label: 'database CPU (% of one core)', f: (r) => pct(r, r.dbCpuMs) },
+    { label: 'load generator CPU (% of one core)', f: (r) => pct(r, r.loadCpuMs) },
+    { label: `machine CPU busy (% of ${cores} cores)`, f: (r) => pct(r, r.machineMs) / cores },
+    { label: 'broker CPU per report (ms)', f: cpu, d: 3, ratios: true },
+    { label: 'database CPU per report (ms)', f: (r) => r.dbCpuMs / r.timedAcked, d: 3, ratios: true },
   ];
-  console.log('');
-  console.log(
-    `${`median of ${ROUNDS} round${ROUNDS > 1 ? 's' : ''}`.padEnd(36)}${'ours'.padStart(14)}${'bare Aedes'.padStart(14)}${'ours/bare'.padStart(11)}`,
-  );
-  for (const [l, a, b, r] of rows) console.log(`${l.padEnd(36)}${a.padStart(14)}${b.padStart(14)}${r.padStart(11)}`);
+  const ratioOf = (a: number, b: number) => (Number.isFinite(a / b) ? (a / b).toFixed(2) : '');
+  const summary: string[][] = [];
+  for (const { shape, ours, bare, diy, diyBatches } of perShape) {
+    const byRound = (others: LoadResult[]) => ours.map((o, i) => (others[i] ? rate(o) / rate(others[i]) : Number.NaN));
+    const vsBare = byRound(bare);
+    const vsDiy = byRound(diy);
+    console.log(
+      `\n${shape.name} rounds (reports/s ours / bare${diy.length ? ' / DIY' : ''}): ` +
+        ours
+          .map((o, i) =>
+            [o, bare[i], diy[i]]
+              .filter((x): x is LoadResult => x !== undefined)
+              .map((x) => fmt(rate(x)))
+              .join(' / '),
+          )
+          .join('; '),
+    );
+    const rows: string[][] = [
+      [
+        'reports/s acknowledged',
+        fmt(med(ours, rate)),
+        fmt(med(bare, rate)),
+        diy.length ? fmt(med(diy, rate)) : 'skipped',
+        median(vsBare).toFixed(2),
+        diy.length ? median(vsDiy).toFixed(2) : '',
+      ],
+      ...metrics.map((m) => {
+        const [o, b, d] = [med(ours, m.f), med(bare, m.f), med(diy, m.f)];
+        return [
+          m.label,
+          fmt(o, m.d),
+          fmt(b, m.d),
+          fmt(d, m.d),
+          m.ratios ? ratioOf(o, b) : '',
+          m.ratios ? ratioOf(o, d) : '',
+        ];
+      }),
+      [
+        'RSS peak / end (MiB)',
+        ...[ours, bare, diy].map((runs) =>
+          runs.length ? `${fmt(med(runs, (r) => r.rssPeak) / MiB)} / ${fmt(med(runs, (r) => r.rssEnd) / MiB)}` : '',
+        ),
+        '',
+        '',
+      ],
+      [
+        'reports per INSERT (mean / max)',
+        '',
+        '',
+        diyBatches.length
+          ? `${fmt(median(diyBatches.map((b) => b.reports / b.batches)))} / ${fmt(Math.max(...diyBatches.map((b) => b.maxReports)))}`
+          : '',
+        '',
+        '',
+      ],
+    ];
+    console.log('');
+    const widths = [36, 14, 14, 14, 11, 10];
+    const line = (cells: string[]) => cells.map((c, i) => (i ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('');
+    console.log(
+      line([
+        `${shape.name}, median of ${ROUNDS} round${ROUNDS > 1 ? 's' : ''}`,
+        'ours',
+        'bare Aedes',
+        'DIY',
+        'ours/bare',
+        'ours/DIY',
+      ]),
+    );
+    for (const row of rows) console.log(line(row));
+
+    // The goals, judged on the figures as printed (ratios to 2 decimals).
+    const judge = (what: string, ratios: number[], goal: number | undefined) => {
+      const value = median(ratios).toFixed(2);
+      if (goal === undefined) return `${value} (no goal)`;
+      const ok = Number(value) >= goal;
+      if (!ok)
+        missed.push(`${shape.name}: ${what} ${value} < ${goal} (rounds ${ratios.map((x) => x.toFixed(2)).join(', ')})`);
+      return `${value} ≥ ${goal} ${ok ? 'ok' : 'MISS'}`;
+    };
+    summary.push([
+      shape.name,
+      fmt(med(ours, rate)),
+      fmt(med(bare, rate)),
+      diy.length ? fmt(med(diy, rate)) : 'skipped',
+      judge('ours/bare', vsBare, BARE_GOALS[shape.name]),
+      diy.length ? judge('ours/DIY', vsDiy, DIY_GOAL) : 'skipped (PGlite)',
+    ]);
+  }
   if (withRules) {
     // Against the median of the rounds without rules (one run moves ±20%: CPU per report is the steadier figure).
-    const rateWithout = med(oursRuns, rate);
-    const cpuWithout = med(oursRuns, (r) => r.brokerCpuMs / r.timedAcked);
-    const cpuWith = withRules.brokerCpuMs / withRules.timedAcked;
+    const withoutRuns = perShape[0]!.ours;
+    const rateWithout = med(withoutRuns, rate);
+    const cpuWithout = med(withoutRuns, cpu);
+    const cpuWith = cpu(withRules);
     const slower = 1 - rate(withRules) / rateWithout;
     console.log(
-      `\nwith ${RULES} alarm rules per type (devices typed): ${fmt(rate(withRules))} reports/s, p50 ${percentile(withRules.latencies, 50).toFixed(1)} ms, ` +
+      `\nwith ${RULES} alarm rules per type (devices typed, ${first.name}): ${fmt(rate(withRules))} reports/s, p50 ${percentile(withRules.latencies, 50).toFixed(1)} ms, ` +
         `p99 ${percentile(withRules.latencies, 99).toFixed(1)} ms: ${(100 * Math.abs(slower)).toFixed(1)}% ${slower >= 0 ? 'slower' : 'faster'} than the median without; ` +
         `broker CPU per report ${cpuWith.toFixed(3)} ms vs ${cpuWithout.toFixed(3)} ms (${(100 * (cpuWith / cpuWithout - 1)).toFixed(1)}%; the budget is 10% slower)`,
     );
   }
   if (metricsPairs.length) {
     // Broker CPU per report, metrics on against off in the same round (the steadier figure; the rate moves ±20%).
-    const cpu = (r: LoadResult) => r.brokerCpuMs / r.timedAcked;
     const cpuOn = median(metricsPairs.map((p) => cpu(p.on)));
     const cpuOff = median(metricsPairs.map((p) => cpu(p.off)));
     const pairRatios = metricsPairs.map((p) => cpu(p.on) / cpu(p.off));
@@ -643,7 +769,7 @@ try {
     const nScrapes = scrapes.reduce((n, s) => n + s.scrapes, 0);
     const last = scrapes.at(-1)?.last ?? '';
     console.log(
-      `\nmetrics on (GET /metrics every ${METRICS_SCRAPE} s, ${nScrapes} scrapes, ${(scrapes.reduce((n, s) => n + s.bytes, 0) / Math.max(1, nScrapes) / 1024).toFixed(1)} KiB each, ` +
+      `\nmetrics on (${first.name}, GET /metrics every ${METRICS_SCRAPE} s, ${nScrapes} scrapes, ${(scrapes.reduce((n, s) => n + s.bytes, 0) / Math.max(1, nScrapes) / 1024).toFixed(1)} KiB each, ` +
         `p50 ${percentile(scrapeMs, 50).toFixed(1)} ms) vs off, ${metricsPairs.length} round${metricsPairs.length > 1 ? 's' : ''}:\n` +
         `  broker CPU per report: on ${cpuOn.toFixed(4)} ms / off ${cpuOff.toFixed(4)} ms; on/off ${ratio.toFixed(3)} ` +
         `(median of the rounds' ratios ${pairRatios.map((x) => x.toFixed(3)).join(', ')}); goal ≤ ${METRICS_CPU_GOAL.toFixed(2)}: ` +
@@ -653,8 +779,22 @@ try {
     );
   }
   console.log(
-    `all reports: ${ackedAll} acknowledged (warm-up and drain included, every run of ours), ${stored} values stored, ${current} current values`,
+    `\nall reports: ours ${ackedAll} acknowledged (warm-up and drain included, every run), ${stored} values stored ` +
+      `(stored / acknowledged ${ratioStored.toFixed(4)}), ${current} current values` +
+      (pg
+        ? `; DIY ${diyAcked} acknowledged, ${diyStored} values stored (${(diyStored / (3 * diyAcked)).toFixed(4)})`
+        : ''),
   );
+  console.log(
+    `\ngoals (reports/s: median of the rounds; ratios: median of the rounds' ratios; ours/bare ≥ ${Object.entries(
+      BARE_GOALS,
+    )
+      .map(([s, g]) => `${g} at ${s}`)
+      .join(', ')}; ours/DIY ≥ ${DIY_GOAL} at every shape)`,
+  );
+  const goalWidths = [10, 10, 10, 10, 22, 22];
+  for (const row of [['shape', 'ours', 'bare', 'DIY', 'ours/bare', 'ours/DIY'], ...summary])
+    console.log(row.map((c, i) => (i ? c.padStart(goalWidths[i]!) : c.padEnd(goalWidths[i]!))).join(''));
 
   // 5. Series speed over a large history.
   if (SERIES_ROWS > 0) {
@@ -674,6 +814,7 @@ try {
   problems.push(`run aborted: ${(err as Error).stack ?? String(err)}`);
 } finally {
   for (const child of children) if (child.alive()) await child.stop(10_000);
+  if (pg) await dropDiyTable(pg).catch((err: Error) => problems.push(`cleanup: ${err.message}`));
   await pg?.end({ timeout: 5 }).catch(() => {});
   if (databaseUrl && projectId) {
     try {
@@ -690,4 +831,13 @@ try {
   }
 }
 
+// Every figure is printed: now the goals missed, a line each, and a failed run (exit 1).
+if (missed.length) {
+  console.error(`\nGOALS MISSED (${missed.length}):`);
+  for (const line of missed) console.error(`  GOAL MISSED: ${line}`);
+  if (!problems.length) {
+    console.log('all checks passed, but not the goals');
+    process.exit(1);
+  }
+} else if (!problems.length) console.log('\ngoals met');
 frame.finish(problems);
