@@ -20,7 +20,7 @@ import { createServices } from '../src/composition/services.ts';
 import { dbProbe, type DbProbe } from './lib/mqtt-db-probe.ts';
 import { measure, warmUpLoadGenerator, type ConnectLoad, type Measured } from './lib/mqtt-measure.ts';
 import { ephemeralPorts, openFilesLimit, type Child } from './lib/mqtt-proc.ts';
-import { check, printTable } from './lib/mqtt-report.ts';
+import { check, judgeGoals, printGoals, printTable } from './lib/mqtt-report.ts';
 import { seedMqttDevices } from './lib/mqtt-seed.ts';
 import { startBare, startOurs } from './lib/mqtt-servers.ts';
 import { accessToken } from './lib/server-api.ts';
@@ -78,6 +78,8 @@ const tmp = frame.tmp;
 const dataDir = path.join(tmp, 'data');
 const databaseUrl = process.env.DATABASE_URL?.trim() || undefined;
 const problems: string[] = [];
+/** The goals missed (bench/README.md): printed once every figure is, and the run fails. */
+let goalsMissed: string[] = [];
 const load: ConnectLoad = {
   devices: N,
   rate: RATE,
@@ -167,6 +169,7 @@ try {
   await measureBare(2);
 
   printTable(ours, bares, N);
+  goalsMissed = printGoals(judgeGoals(ours, bares, load), load);
 } catch (err) {
   problems.push(`run aborted: ${(err as Error).stack ?? String(err)}`);
 } finally {
@@ -187,4 +190,13 @@ try {
   await database?.close();
 }
 
+// Every figure is printed: now the goals, a line per miss, and a failed run (after the checks' verdict).
+if (goalsMissed.length) {
+  console.error(`\nGOALS MISSED (${goalsMissed.length}):`);
+  for (const line of goalsMissed) console.error(`  GOAL MISSED: ${line}`);
+  if (!problems.length) {
+    console.log('all checks passed, but not every goal was met');
+    process.exit(1);
+  }
+}
 frame.finish(problems);

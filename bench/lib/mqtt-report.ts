@@ -49,6 +49,128 @@ const fmt = (v: number | undefined, digits = 0) =>
   v === undefined || Number.isNaN(v)
     ? '–'
     : v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+
+/**
+ * What the device edge must reach against bare Aedes in the same run (bench/README.md, bench/mqtt-connect
+ * "Goals"): a reconnect storm at 0.8 of bare's connect rate or better, at most 1.2× bare's RSS per
+ * connection, and reports answered with a p99 of 10 ms at most while the ingest keeps up with the rate
+ * (acknowledged reports per second at least 0.95 of `--rate`, the load generator's own bar).
+ */
+export const GOALS = {
+  connectRatio: 0.8,
+  rssRatio: 1.2,
+  reportP99Ms: 10,
+  throughputShare: 0.95,
+  /** The load the goals are set for; another load is judged all the same, and says so. */
+  devices: 10_000,
+  rate: 1_000,
+} as const;
+
+/** One goal as judged: its figure for ours and the bare mean, the bound, and the verdict. */
+export interface GoalVerdict {
+  name: string;
+  ours: number;
+  bare: number;
+  /** ours/bare, for the goals relative to bare Aedes. */
+  ratio?: number;
+  bound: string;
+  ok: boolean;
+  /** What `GOAL MISSED:` says. */
+  miss: string;
+}
+
+/**
+ * Ingest throughput of a run: the reports of its timed window over the window plus the slowest PUBACK
+ * (every timed report was sent within the window and answered by then), so a server that falls behind
+ * and catches up in the grace period shows it as lost throughput.
+ */
+export function ingestThroughput(m: Measured, load: ConnectLoad): number {
+  const answered = m.run.latencies.length;
+  if (!answered) return 0;
+  return answered / (load.durationS + percentile(m.run.latencies, 100) / 1000);
+}
+
+const mean = (values: number[]) => values.reduce((x, y) => x + y, 0) / values.length;
+
+/**
+ * The goals judged on the figures as printed (ratios to 2 decimals, milliseconds to 2): a missing figure
+ * (nothing connected, no report answered) is a miss, never a pass.
+ */
+export function judgeGoals(ours: Measured, bares: Measured[], load: ConnectLoad): GoalVerdict[] {
+  const rate = (m: Measured) => (m.connectMs > 0 ? m.connected / (m.connectMs / 1000) : Number.NaN);
+  const rss = (m: Measured) => (m.connected ? (m.connectedMem.rss - m.idle.rss) / m.connected / 1024 : Number.NaN);
+  const round = (v: number, digits: number) => Number(v.toFixed(digits));
+  const relative = (
+    name: string,
+    figure: (m: Measured) => number,
+    bound: number,
+    atLeast: boolean,
+    unit: string,
+  ): GoalVerdict => {
+    const a = figure(ours);
+    const b = mean(bares.map(figure));
+    const ratio = round(a / b, 2);
+    const ok = Number.isFinite(ratio) && (atLeast ? ratio >= bound : ratio <= bound);
+    const sign = atLeast ? '≥' : '≤';
+    return {
+      name,
+      ours: a,
+      bare: b,
+      ratio,
+      bound: `${sign} ${bound} × bare`,
+      ok,
+      miss: `${name.replace(/ \(.*\)$/, '')}: ours/bare ${fmt(ratio, 2)} (${fmt(a, 1)} vs ${fmt(b, 1)} ${unit}), goal ${sign} ${bound}`,
+    };
+  };
+  const p99 = round(percentile(ours.run.latencies, 99), 2);
+  const throughput = ingestThroughput(ours, load);
+  const minThroughput = GOALS.throughputShare * load.rate;
+  return [
+    relative('connect rate (connections/s)', rate, GOALS.connectRatio, true, 'connections/s'),
+    relative('RSS per connection (KiB)', rss, GOALS.rssRatio, false, 'KiB'),
+    {
+      name: `report latency p99 at ${load.rate}/s (ms)`,
+      ours: p99,
+      bare: round(mean(bares.map((m) => percentile(m.run.latencies, 99))), 2),
+      bound: `≤ ${GOALS.reportP99Ms} ms`,
+      ok: Number.isFinite(p99) && p99 <= GOALS.reportP99Ms,
+      miss: `report latency p99 at ${load.rate}/s: ${fmt(p99, 2)} ms, goal ≤ ${GOALS.reportP99Ms} ms`,
+    },
+    {
+      name: 'ingest throughput (reports/s answered)',
+      ours: throughput,
+      bare: mean(bares.map((m) => ingestThroughput(m, load))),
+      bound: `≥ ${fmt(minThroughput)}/s`,
+      ok: round(throughput, 0) >= minThroughput,
+      miss: `ingest throughput: ${fmt(throughput)} reports/s answered, goal ≥ ${fmt(minThroughput)} (${GOALS.throughputShare} of --rate ${load.rate})`,
+    },
+  ];
+}
+
+/** Prints each goal next to its figure with ok/MISS; answers the `GOAL MISSED:` lines (none: all met). */
+export function printGoals(verdicts: GoalVerdict[], load: ConnectLoad): string[] {
+  const w = [40, 11, 11, 11, 16, 6];
+  const line = (cells: string[]) =>
+    console.log(cells.map((c, i) => (i === 0 ? c.padEnd(w[0]!) : c.padStart(w[i]!))).join('  '));
+  console.log('');
+  line(['goal (bench/README.md)', 'ours', 'bare mean', 'ours/bare', 'goal', '']);
+  line(w.map((n) => '-'.repeat(n)));
+  for (const v of verdicts)
+    line([
+      v.name,
+      fmt(v.ours, 2),
+      fmt(v.bare, 2),
+      v.ratio === undefined ? '' : fmt(v.ratio, 2),
+      v.bound,
+      v.ok ? 'ok' : 'MISS',
+    ]);
+  if (load.devices !== GOALS.devices || load.rate !== GOALS.rate)
+    console.log(
+      `note: the goals are set for --devices ${GOALS.devices} --rate ${GOALS.rate}; this run (--devices ${load.devices} --rate ${load.rate}) is judged against them all the same`,
+    );
+  return verdicts.filter((v) => !v.ok).map((v) => v.miss);
+}
+
 const ratio = (a: number, b: number) => (b > 0 && Number.isFinite(a / b) ? (a / b).toFixed(2) : '–');
 
 /** The table of figures, ours next to each bare run, with ours/bare for the headline figures. */
