@@ -1,4 +1,5 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { ResendStore } from './resend-store.ts';
 
 /**
  * `--host` may name several servers, `mqtt://a:1883,mqtt://b:1883` (the nodes of a cluster, docs/cluster.md §6):
@@ -39,7 +40,9 @@ export function hostPort(url: string): string {
  * `reconnect` moves round-robin through the list while the client, and with it the outgoing store of QoS 1
  * publishes not yet acknowledged, stays the same.
  */
-export function connectMqtt(urls: string[], options: IClientOptions): MqttClient {
+export function connectMqtt(urls: string[], given: IClientOptions): MqttClient {
+  // Resent reports carry DUP, so the server stores each exactly once across a lost connection (resend-store.ts).
+  const options: IClientOptions = { outgoingStore: new ResendStore(), ...given };
   if (urls.length === 1) return mqtt.connect(urls[0]!, options);
   const servers = urls.map((u) => {
     const url = new URL(u);
@@ -62,7 +65,7 @@ export function currentServer(client: MqttClient): string {
  * Opens a new stream (to the next server of the list) with the same stores. mqtt.js's `reconnect()` without
  * stores starts empty ones, which would drop every QoS 1 report sent but not acknowledged; with the old outgoing
  * store they are sent again once the new connection is accepted (device-protocol.md §4: acknowledged only once
- * stored, so a report may arrive twice but none acknowledged is lost).
+ * stored, and a resend carries DUP so the server does not store it twice: §3.3).
  */
 export function reconnectKeepingStores(client: MqttClient) {
   client.reconnect({ incomingStore: client.incomingStore, outgoingStore: client.outgoingStore });

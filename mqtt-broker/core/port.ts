@@ -27,7 +27,7 @@ export interface DevicePort {
   deviceAuth: Pick<DeviceAuthService, 'authenticate' | 'mark' | 'revokedSince'>;
   sessions: Pick<SessionRegistry, 'attach' | 'detach' | 'get'>;
   presence: Pick<PresenceService, 'connected' | 'disconnected' | 'replaced'>;
-  currentValues: Pick<CurrentValuesService, 'report' | 'reportSeries' | 'get'>;
+  currentValues: Pick<CurrentValuesService, 'report' | 'reportSeries' | 'get' | 'reportStored'>;
   deviceEvents: Pick<DeviceEventsService, 'report'>;
   commands: Pick<CommandsService, 'reply' | 'deliverQueued'>;
   projectSettings: Pick<ProjectSettingsService, 'deviceRateLimit'>;

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Client, PublishPacket } from 'aedes';
 import type { Logger } from 'pino';
 import { admitMessage } from '../core/message-rate.ts';
@@ -10,7 +11,7 @@ import {
   type TransportMetrics,
 } from '../core/port.ts';
 import { deviceTopic, filterMatches, responseTopicOf, type Upstream } from '../protocol/topics.ts';
-import { failure, handleUpstream, type Answer, type UpstreamContext } from './handlers/index.ts';
+import { failure, handleUpstream, RECEIPTED, type Answer, type UpstreamContext } from './handlers/index.ts';
 import { createUnavailableRetry } from './retry-unavailable.ts';
 
 /** MQTT 5 reason codes of a refused PUBLISH (3.1.1 has none: its connection is closed instead). */
@@ -28,6 +29,20 @@ export interface PublishingDevice {
   filters: Set<string>;
   /** What the upstream handlers (handlers/) get. */
   context: UpstreamContext;
+}
+
+/**
+ * The receipt of a QoS 1 message (device-protocol.md §3.3): the device, its packet id and the message itself,
+ * hashed to a signed 64-bit integer (decimal). A resend carries the same packet id, topic and payload; a new message
+ * reusing a packet id differs in its content or comes without DUP.
+ */
+export function receiptOf(deviceId: string, packetId: number, topic: string, payload: Buffer): string {
+  return createHash('sha256')
+    .update(`${deviceId}\u0000${packetId}\u0000${topic}\u0000`)
+    .update(payload)
+    .digest()
+    .readBigInt64BE(0)
+    .toString();
 }
 
 export interface PublishOptions {
@@ -129,17 +144,37 @@ export function createPublishing(options: PublishOptions) {
       counts.dropped('other');
       done(failure(500, 'internal error'), refusal(UNSPECIFIED_ERROR, 'message not stored'));
     };
-    const handle = () =>
-      handleUpstream(device.context, up, payload).then(done, (err: unknown) =>
+    // A QoS 1 report is stored with its receipt, so a resend of it after a lost acknowledgement (a connection or
+    // a node lost) can be told from a new report (device-protocol.md §3.3).
+    const receipt =
+      packet.qos === 1 && RECEIPTED.has(up.kind) ? receiptOf(deviceId, packet.messageId!, topic, payload) : undefined;
+    const store = () =>
+      handleUpstream(device.context, up, payload, receipt).then(done, (err: unknown) =>
         isTransientDbError(err)
           ? retryUnavailable(
               deviceId,
               () => client.closed,
-              () => handleUpstream(device.context, up, payload),
+              () => handleUpstream(device.context, up, payload, receipt),
               err,
             ).then(done, failed)
           : failed(err),
       );
+    // Only a resend (DUP) is looked up: a first attempt is never one stored before. A look-up that fails stores the
+    // message (at least once, never lost).
+    const handle = () =>
+      receipt === undefined || !packet.dup
+        ? store()
+        : device.context.services.currentValues.reportStored(receipt).then(
+            (stored) => {
+              if (!stored) return store();
+              counts.dropped('duplicate');
+              done({ result: 1 });
+            },
+            (err: unknown) => {
+              log.warn({ deviceId, err }, 'resent report not looked up; storing it');
+              return store();
+            },
+          );
     // A message held for its tokens whose connection closed meanwhile is not stored: it was never
     // acknowledged, and the device sends it again.
     if (verdict.kind === 'wait')

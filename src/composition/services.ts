@@ -14,7 +14,7 @@ import { createDeviceEventsService } from '../domain/devices/device-events.servi
 import { createCurrentValuesService } from '../domain/telemetry/current-values.service.ts';
 import { createDataStreamsService } from '../domain/telemetry/data-streams.service.ts';
 import { createHistoryService } from '../domain/telemetry/history.service.ts';
-import { createIngest } from '../domain/telemetry/ingest.ts';
+import { createIngest, RECEIPT_WINDOW_MS } from '../domain/telemetry/ingest.ts';
 import { createCurrentCache } from '../domain/telemetry/current-cache.ts';
 import { createRetention } from '../domain/telemetry/retention.ts';
 import { createProjectSettingsService } from '../domain/projects/project-settings.service.ts';
@@ -189,8 +189,9 @@ export function createServices({
   bus.on('device.attributes_removed', ({ deviceId, identifiers }) => currentCache.forget(deviceId, identifiers));
   const ingest = createIngest({
     // Partitions, history rows and the current values that cannot wait; fresh ones go to the cache.
-    write: (rows, batchId) => currentCache.write(rows, batchId),
+    write: (rows, batchId, marks) => currentCache.write(rows, batchId, marks),
     committed: (batchId) => historyRepo.committed(batchId),
+    releaseReceipts: (batchIds) => historyRepo.releaseReceipts(batchIds),
     isCommitConflict: (err) => err instanceof Duplicate && err.what === 'ingest_commit',
     batchSize: settings.ingestBatchSize,
     batchDelayMs: settings.ingestBatchDelayMs,
@@ -229,6 +230,7 @@ export function createServices({
     models: history.modelLookup,
     retention: (projectId) => projectSettings.oldestKept(projectId),
     clock,
+    receiptHeld: (receipt) => historyRepo.receiptHeld(receipt, clock() - RECEIPT_WINDOW_MS),
   });
   // Custom data streams (device-protocol.md §7); JSON streams mapped to attributes report through currentValues.
   // Alarm rules evaluated on reports and connection changes (README "Alarms"); a changed alarm state recounts the stats.

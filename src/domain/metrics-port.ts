@@ -9,7 +9,8 @@ import type { CommandState } from '../db/schema/index.ts';
 export type MetricTransport = 'mqtt' | 'tcp' | 'http';
 
 /** Why a device message was refused or dropped. */
-export type DropReason = 'rate_limited' | 'invalid' | 'unauthorized' | 'too_large' | 'backpressure' | 'other';
+export type DropReason =
+  'rate_limited' | 'invalid' | 'unauthorized' | 'too_large' | 'backpressure' | 'duplicate' | 'other';
 
 /** How a device login ended. */
 export type LoginResult = 'ok' | 'bad_credentials' | 'rate_limited' | 'refused';

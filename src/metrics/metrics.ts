@@ -61,6 +61,7 @@ const DROP_REASONS: readonly DropReason[] = [
   'unauthorized',
   'too_large',
   'backpressure',
+  'duplicate',
   'other',
 ];
 const LOGIN_RESULTS: readonly LoginResult[] = ['ok', 'bad_credentials', 'rate_limited', 'refused'];

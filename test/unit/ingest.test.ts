@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { TelemetryRow } from '../../src/db/repositories/history.repository.ts';
 import { isTransientDbError } from '../../src/db/errors.ts';
 import { createIngest } from '../../src/domain/telemetry/ingest.ts';
@@ -202,5 +202,86 @@ describe('telemetry ingest pipeline', () => {
     ).toBe(true);
     expect(isTransientDbError(Object.assign(new Error('duplicate key'), { code: '23505' }))).toBe(false);
     expect(isTransientDbError(new Error('invalid input syntax for type json'))).toBe(false);
+  });
+});
+
+describe('receipts of QoS 1 reports (device-protocol.md §3.3)', () => {
+  type Marks = { receipts: readonly string[]; release: readonly string[] };
+  function recorder(refuse = new Set<string>()) {
+    const writes: Array<{ batchId: string; marks: Marks; rows: TelemetryRow[] }> = [];
+    const released: string[][] = [];
+    return {
+      writes,
+      released,
+      write: async (rows: TelemetryRow[], batchId: string, marks: Marks) => {
+        writes.push({ batchId, marks, rows });
+        if (rows.some((r) => refuse.has(r.identifier))) throw new Error('refused for its content');
+      },
+      releaseReceipts: async (ids: readonly string[]) => void released.push([...ids]),
+    };
+  }
+  /** Submits and lets the fake clock run the batch delay. */
+  async function submitted<T>(p: Promise<T>): Promise<T> {
+    await vi.advanceTimersByTimeAsync(2);
+    return p;
+  }
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('writes a batch with its receipts, and has the first batch after the hold forget them', async () => {
+    const r = recorder();
+    const ingest = createIngest({ ...r, batchDelayMs: 1, receiptHoldMs: 1_000, isTransient: () => false });
+    await submitted(
+      Promise.all([
+        ingest.submit([row('a')], { receipt: '11' }),
+        ingest.submit([row('b')]),
+        ingest.submit([row('c')], { receipt: '-12' }),
+      ]),
+    );
+    expect(r.writes.map((w) => w.marks)).toEqual([{ receipts: ['11', '-12'], release: [] }]);
+    // Within the hold a batch leaves them.
+    await vi.advanceTimersByTimeAsync(900);
+    await submitted(ingest.submit([row('d')]));
+    expect(r.writes[1]!.marks).toEqual({ receipts: [], release: [] });
+    await vi.advanceTimersByTimeAsync(200);
+    await submitted(ingest.submit([row('e')], { receipt: '13' }));
+    expect(r.writes[2]!.marks).toEqual({ receipts: ['13'], release: [r.writes[0]!.batchId] });
+    expect(r.released).toEqual([]);
+    await ingest.stop();
+  });
+
+  it('forgets them by a statement of their own when no batch comes', async () => {
+    const r = recorder();
+    const ingest = createIngest({ ...r, batchDelayMs: 1, receiptHoldMs: 1_000, isTransient: () => false });
+    await submitted(ingest.submit([row('a')], { receipt: '1' }));
+    await vi.advanceTimersByTimeAsync(1_400);
+    expect(r.released).toEqual([]);
+    await vi.advanceTimersByTimeAsync(200);
+    expect(r.released).toEqual([[r.writes[0]!.batchId]]);
+    await ingest.stop();
+  });
+
+  it('keeps what a refused batch was to release for the next one, and splits receipts with the submissions', async () => {
+    const r = recorder(new Set(['bad']));
+    const ingest = createIngest({ ...r, batchDelayMs: 1, receiptHoldMs: 1_000, isTransient: () => false });
+    await submitted(ingest.submit([row('a')], { receipt: '1' }));
+    await vi.advanceTimersByTimeAsync(1_100);
+    const bad = settle(ingest.submit([row('bad')], { receipt: '2' }));
+    const good = settle(ingest.submit([row('ok')], { receipt: '3' }));
+    expect(await submitted(Promise.all([bad, good]))).toEqual([expect.any(Error), 'done']);
+    const first = r.writes[0]!.batchId;
+    // The whole batch (refused, releasing the first), then one by one: the bad one alone, then the good one,
+    // which releases the first batch's receipts after all.
+    expect(r.writes.slice(1).map((w) => w.marks)).toEqual([
+      { receipts: ['2', '3'], release: [first] },
+      { receipts: ['2'], release: [first] },
+      { receipts: ['3'], release: [first] },
+    ]);
+    expect(r.released).toEqual([]);
+    await ingest.stop();
   });
 });

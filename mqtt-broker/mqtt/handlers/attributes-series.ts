@@ -6,8 +6,9 @@ export const attributesSeries: UpstreamHandler<'attributes_series'> = async (
   { services, identity, clock },
   _up,
   payload,
+  receipt,
 ) => {
   // Checked whole before anything is stored, then stored as one submission: all or nothing.
-  await services.currentValues.reportSeries(identity, decode(payload, clock()));
+  await services.currentValues.reportSeries(identity, decode(payload, clock()), receipt);
   return { result: 1, ts: clock() };
 };

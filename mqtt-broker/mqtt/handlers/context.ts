@@ -21,9 +21,13 @@ export interface UpstreamContext {
   gateway?: GatewayHandler;
 }
 
-/** Handles one upstream message of kind K; the answer goes on its response topic (none: no answer). */
+/**
+ * Handles one upstream message of kind K; the answer goes on its response topic (none: no answer). `receipt`: the
+ * key of a QoS 1 message that stores reports, recorded with them (device-protocol.md §3.3).
+ */
 export type UpstreamHandler<K extends Upstream['kind']> = (
   ctx: UpstreamContext,
   up: Extract<Upstream, { kind: K }>,
   payload: Buffer,
+  receipt?: string,
 ) => Promise<Answer | undefined>;

@@ -22,6 +22,14 @@ const handlers: { [K in Upstream['kind']]: UpstreamHandler<K> } = {
 };
 
 /** Handles a device's upstream message; its answer goes on the message's response topic. */
-export function handleUpstream(ctx: UpstreamContext, up: Upstream, payload: Buffer): Promise<Answer | undefined> {
-  return (handlers[up.kind] as UpstreamHandler<Upstream['kind']>)(ctx, up, payload);
+export function handleUpstream(
+  ctx: UpstreamContext,
+  up: Upstream,
+  payload: Buffer,
+  receipt?: string,
+): Promise<Answer | undefined> {
+  return (handlers[up.kind] as UpstreamHandler<Upstream['kind']>)(ctx, up, payload, receipt);
 }
+
+/** The upstream kinds whose QoS 1 messages carry a receipt (they store reports: device-protocol.md §3.3). */
+export const RECEIPTED: ReadonlySet<Upstream['kind']> = new Set(['attributes', 'attributes_series']);

@@ -13,6 +13,16 @@ import type { AttrDataType, AttrType } from './attribute-values.repository.ts';
  */
 export type HistoryMode = 'timescale' | 'partitioned';
 
+/**
+ * What a batch records beside its rows (device-protocol.md §3.3): the receipt keys of its QoS 1 reports
+ * (decimal 64-bit integers), and the earlier batches whose receipts can go (their acknowledgements are out).
+ */
+export interface BatchMarks {
+  receipts: readonly string[];
+  release: readonly string[];
+}
+const NO_MARKS: BatchMarks = { receipts: [], release: [] };
+
 /** One value at one time: a row of the history, and the current value it may become. */
 export interface TelemetryRow {
   projectId: string;
@@ -90,6 +100,25 @@ const aggregateSql: Record<Aggregate, SQL> = {
  * per report, not once per value; the value's JSON type picks its column. One parameter, one
  * statement text whatever the batch size.
  */
+/**
+ * The CTEs that record a batch's receipts and forget released ones (device-protocol.md §3.3): the lists go as
+ * comma-separated text, so the statement's text is the same whatever their lengths.
+ */
+function receiptsCtes(batchId: string, now: number, marks: BatchMarks): SQL {
+  const keys = marks.receipts.join(',');
+  return sql`released as (
+      delete from report_receipts where batch_id = any(string_to_array(${marks.release.join(',')}, ','))
+    ),
+    receipts as (
+      insert into report_receipts (batch_id, create_time, keys)
+      select ${batchId}, ${now}::int8, string_to_array(${keys}, ',')::int8[] where ${keys} <> ''
+    )`;
+}
+
+/** The same as a statement of its own. */
+const receiptsQuery = (batchId: string, now: number, marks: BatchMarks): SQL =>
+  sql`with ${receiptsCtes(batchId, now, marks)} select 1`;
+
 function insertQuery(rows: TelemetryRow[]): SQL | undefined {
   const reports: Array<{ p: string; d: string; t: number; v: Record<string, unknown> }> = [];
   let last: (typeof reports)[number] | undefined;
@@ -183,8 +212,9 @@ export function createHistoryRepository(db: Db) {
      * Inserts history rows (reports) in one statement, in the caller's transaction, recording the
      * batch as committed with them (`committed`).
      */
-    async insert(tx: Tx, rows: TelemetryRow[], batchId: string, now: number): Promise<void> {
+    async insert(tx: Tx, rows: TelemetryRow[], batchId: string, now: number, marks = NO_MARKS): Promise<void> {
       await tx.execute(sql`insert into ingest_commits (id, create_time) values (${batchId}, ${now})`);
+      if (marks.receipts.length || marks.release.length) await tx.execute(receiptsQuery(batchId, now, marks));
       const query = insertQuery(rows);
       if (query) await tx.execute(query);
     },
@@ -194,13 +224,46 @@ export function createHistoryRepository(db: Db) {
      * path of the ingest, one round trip per batch on PostgreSQL (a prepared statement, no BEGIN/COMMIT).
      * The batch's commit record is written by the same statement.
      */
-    async insertAlone(rows: TelemetryRow[], batchId: string, now: number): Promise<void> {
+    async insertAlone(rows: TelemetryRow[], batchId: string, now: number, marks = NO_MARKS): Promise<void> {
       const query = insertQuery(rows);
-      if (query)
-        await runPrepared(
-          db,
-          sql`with commit as (insert into ingest_commits (id, create_time) values (${batchId}, ${now}::int8)) ${query}`,
+      if (!query) {
+        if (marks.receipts.length || marks.release.length) await db.execute(receiptsQuery(batchId, now, marks));
+        return;
+      }
+      // One text whatever the marks (empty lists change nothing): one prepared statement.
+      await runPrepared(
+        db,
+        sql`with commit as (insert into ingest_commits (id, create_time) values (${batchId}, ${now}::int8)),
+          ${receiptsCtes(batchId, now, marks)}
+          ${query}`,
+      );
+    },
+
+    /**
+     * Whether a report with the receipt `key` was stored by a batch of the last `windowMs` whose
+     * acknowledgements may not have reached their devices (device-protocol.md §3.3).
+     */
+    async receiptHeld(key: string, since: number): Promise<boolean> {
+      return (
+        rowsOf(
+          await db.execute(
+            sql`select 1 from report_receipts where create_time >= ${since}::int8 and ${key}::int8 = any(keys) limit 1`,
+          ),
+        ).length > 0
+      );
+    },
+
+    /** Forgets the receipts of the batches `batchIds` (their acknowledgements are out). */
+    async releaseReceipts(batchIds: readonly string[]): Promise<void> {
+      if (batchIds.length)
+        await db.execute(
+          sql`delete from report_receipts where batch_id = any(string_to_array(${batchIds.join(',')}, ','))`,
         );
+    },
+
+    /** Forgets receipts older than `before` (ms): past the look-up window they are never matched. */
+    async pruneReceipts(before: number): Promise<void> {
+      await db.execute(sql`delete from report_receipts where create_time < ${before}::int8`);
     },
 
     /** Whether the batch `batchId` committed (its answer may have been lost with its connection). */
@@ -254,13 +317,19 @@ export function createHistoryRepository(db: Db) {
      * another node) raises PartitionMissing after the known partitions are forgotten, so the ingest's
      * retry creates it again.
      */
-    async writeBatch(rows: TelemetryRow[], currentNow: TelemetryRow[], batchId: string, now: number): Promise<void> {
+    async writeBatch(
+      rows: TelemetryRow[],
+      currentNow: TelemetryRow[],
+      batchId: string,
+      now: number,
+      marks = NO_MARKS,
+    ): Promise<void> {
       try {
         if (!currentNow.length) {
-          await this.insertAlone(rows, batchId, now);
+          await this.insertAlone(rows, batchId, now, marks);
         } else {
           await db.transaction(async (tx) => {
-            await this.insert(tx, rows, batchId, now);
+            await this.insert(tx, rows, batchId, now, marks);
             await this.upsertCurrent(tx, currentNow);
           });
         }

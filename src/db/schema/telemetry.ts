@@ -1,4 +1,4 @@
-import { index, pgTable, text } from 'drizzle-orm/pg-core';
+import { bigint, index, pgTable, text } from 'drizzle-orm/pg-core';
 import { bytea, ms } from './columns.ts';
 import { devices } from './devices.ts';
 import { projectRef } from './projects.ts';
@@ -47,4 +47,17 @@ export const telemetryCheckpoints = pgTable('telemetry_checkpoints', {
 export const ingestCommits = pgTable('ingest_commits', {
   id: text('id').primaryKey(),
   createTime: ms('create_time').notNull(),
+});
+
+/**
+ * The receipts of the QoS 1 reports of an ingest batch (device-protocol.md §3.3), written in the batch's own
+ * statement: one 64-bit key per report (device, packet id, topic and payload hashed). A batch's row is deleted
+ * once its acknowledgements have been out a while; what is left belongs to batches whose acknowledgements may
+ * not have reached their devices (the node died). A resend (DUP set) whose key is here was stored already: it
+ * is acknowledged without storing it again. Rows older than the look-up window are pruned.
+ */
+export const reportReceipts = pgTable('report_receipts', {
+  batchId: text('batch_id').primaryKey(),
+  createTime: ms('create_time').notNull(),
+  keys: bigint('keys', { mode: 'bigint' }).array().notNull(),
 });

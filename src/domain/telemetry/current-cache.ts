@@ -1,5 +1,5 @@
 import type { AttributeValueRow } from '../../db/repositories/attribute-values.repository.ts';
-import type { HistoryRepository, TelemetryRow } from '../../db/repositories/history.repository.ts';
+import type { BatchMarks, HistoryRepository, TelemetryRow } from '../../db/repositories/history.repository.ts';
 
 const CHECKPOINT = 'current_values';
 
@@ -132,12 +132,12 @@ export function createCurrentCache({
      * transaction; fresh reports' current values join the cache once committed and are written once
      * per `flushMs`.
      */
-    async write(rows: TelemetryRow[], batchId: string): Promise<void> {
+    async write(rows: TelemetryRow[], batchId: string, marks?: BatchMarks): Promise<void> {
       await history.ensurePartitions(rows.filter((r) => r.history).map((r) => history.dayOf(r.ts)));
       const w = begin();
       try {
         const fresh = rows.filter(w.fresh);
-        await history.writeBatch(rows, fresh.length ? rows.filter((r) => !w.fresh(r)) : rows, batchId, clock());
+        await history.writeBatch(rows, fresh.length ? rows.filter((r) => !w.fresh(r)) : rows, batchId, clock(), marks);
         w.committed(fresh);
       } finally {
         w.end();

@@ -33,6 +33,11 @@ export interface CurrentValuesDeps {
   presence: Pick<PresenceService, 'touch'>;
   bus: Pick<EventBus, 'emit'>;
   clock?: () => number;
+  /**
+   * Whether a report with this receipt was stored by a batch whose acknowledgements may not have reached
+   * their devices (device-protocol.md §3.3); unset = never.
+   */
+  receiptHeld?: (receipt: string) => Promise<boolean>;
 }
 
 function dataTypeOf(value: unknown): AttrDataType | undefined {
@@ -164,6 +169,7 @@ export function createCurrentValuesService({
   models,
   retention,
   clock = Date.now,
+  receiptHeld,
 }: CurrentValuesDeps) {
   /** `attributes`: the values as an object, when the caller has it already (the checked input). */
   async function store(
@@ -173,6 +179,7 @@ export function createCurrentValuesService({
     attrType: AttrType,
     ts: number,
     attributes = objectOf(values),
+    receipt?: string,
   ) {
     await ingest.submit(
       values.map((v) => ({
@@ -186,7 +193,7 @@ export function createCurrentValuesService({
         history: attrType === 'report',
       })),
       // Pushes and cloud attributes come from an HTTP caller who waits: not held for a batch to fill.
-      { now: attrType !== 'report' },
+      { now: attrType !== 'report', receipt },
     );
     bus.emit('device.attributes', { projectId, deviceId, attributes, attrType, ts });
   }
@@ -228,12 +235,28 @@ export function createCurrentValuesService({
   }
 
   return {
-    /** A report from the device; stored (history and current values) when the promise resolves: MQTT QoS 1 acks after it. */
-    async report(identity: DeviceIdentity, attributes: unknown, ts = clock()): Promise<{ ts: number }> {
+    /**
+     * A report from the device; stored (history and current values) when the promise resolves: MQTT QoS 1 acks
+     * after it. `receipt`: the key of a QoS 1 message, recorded with its batch (device-protocol.md §3.3).
+     */
+    async report(
+      identity: DeviceIdentity,
+      attributes: unknown,
+      ts = clock(),
+      receipt?: string,
+    ): Promise<{ ts: number }> {
       const checked = checkReport(identity, attributes, ts);
       const values = Array.isArray(checked) ? checked : await checked;
       // parseAttributes accepted the object whole: each of its entries is one of `values`.
-      await store(identity.projectId, identity.deviceId, values, 'report', ts, attributes as Record<string, unknown>);
+      await store(
+        identity.projectId,
+        identity.deviceId,
+        values,
+        'report',
+        ts,
+        attributes as Record<string, unknown>,
+        receipt,
+      );
       presence.touch(identity.deviceId, 'attributes', ts);
       return { ts };
     },
@@ -242,7 +265,11 @@ export function createCurrentValuesService({
      * Back-dated reports (`attributes/series`): every entry is checked before any is stored, then all
      * are stored at their own timestamps in one submission (one batch, all or nothing).
      */
-    async reportSeries(identity: DeviceIdentity, entries: Array<{ ts: number; attributes: unknown }>): Promise<void> {
+    async reportSeries(
+      identity: DeviceIdentity,
+      entries: Array<{ ts: number; attributes: unknown }>,
+      receipt?: string,
+    ): Promise<void> {
       const checked: Array<{ ts: number; values: AttributeValueInput[] }> = [];
       for (const [i, e] of entries.entries()) {
         try {
@@ -266,11 +293,21 @@ export function createCurrentValuesService({
             history: true,
           })),
         ),
+        { receipt },
       );
       for (const { ts, values } of checked) {
         bus.emit('device.attributes', { projectId, deviceId, attributes: objectOf(values), attrType: 'report', ts });
         presence.touch(deviceId, 'attributes', ts);
       }
+    },
+
+    /**
+     * Whether a resent report (MQTT DUP) was stored already: its receipt is among those of batches whose
+     * acknowledgements may not have reached their devices (device-protocol.md §3.3). Then it is acknowledged
+     * without being stored again.
+     */
+    reportStored(receipt: string): Promise<boolean> {
+      return receiptHeld ? receiptHeld(receipt) : Promise.resolve(false);
     },
 
     /** Current values (reported, pushed and cloud), all or only `keys`: `attributes/get` and HTTP reads. */

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { TelemetryRow } from '../../db/repositories/history.repository.ts';
+import type { BatchMarks, TelemetryRow } from '../../db/repositories/history.repository.ts';
 import { isTransientDbError } from '../../db/errors.ts';
 import type { MetricsPort } from '../metrics-port.ts';
 
@@ -14,12 +14,27 @@ import type { MetricsPort } from '../metrics-port.ts';
  * database is retried with back-off until it answers again; nothing waiting is dropped. A batch that
  * the database refuses for its content is split, so only the offending submission fails.
  */
+/**
+ * How long the receipts of a batch whose acknowledgements may not have reached their devices are matched
+ * against resends (device-protocol.md §3.3): a device that lost its node reconnects and resends within this.
+ */
+export const RECEIPT_WINDOW_MS = 10 * 60_000;
+
 export interface IngestOptions<T = TelemetryRow> {
   /**
    * Writes one batch durably (one transaction). `batchId` names the write (the same for its retries):
    * a writer that records it with the batch lets `committed` tell a lost answer from a lost write.
+   * `marks`: the receipts of its QoS 1 reports and the earlier batches whose receipts can go, recorded in the
+   * same transaction (device-protocol.md §3.3).
    */
-  write(rows: T[], batchId: string): Promise<void>;
+  write(rows: T[], batchId: string, marks: BatchMarks): Promise<void>;
+  /** Forgets the receipts of batches whose acknowledgements are out, when no batch came to do it. */
+  releaseReceipts?(batchIds: readonly string[]): Promise<void>;
+  /**
+   * How long a batch's receipts are kept after it committed, in ms: its acknowledgements go out at once, and
+   * this is the margin for them to reach their devices. Default 1,000.
+   */
+  receiptHoldMs?: number;
   /**
    * Whether the write named `batchId` committed: asked after a connection was lost mid-write, before
    * writing again, so a batch whose commit's answer was lost is not written twice.
@@ -50,6 +65,8 @@ export interface IngestOptions<T = TelemetryRow> {
 
 interface Pending<T> {
   rows: T[];
+  /** The receipt of the QoS 1 report these rows are (device-protocol.md §3.3). */
+  receipt: string | undefined;
   resolve(): void;
   reject(err: unknown): void;
 }
@@ -87,6 +104,12 @@ export function createIngest<T = TelemetryRow>(options: IngestOptions<T>) {
   const drainedWaiters: Array<() => void> = [];
   const stats = { batches: 0, values: 0, retries: 0 };
   let stopped = false;
+  const receiptHoldMs = options.receiptHoldMs ?? 1_000;
+  /** Committed batches with receipts, oldest first, and when their receipts may go. */
+  const held: Array<{ batchId: string; releaseAt: number }> = [];
+  /** Batches whose receipts may go, waiting for the next write (or the release timer) to forget them. */
+  let releasable: string[] = [];
+  let releaseTimer: NodeJS.Timeout | undefined;
 
   function schedule() {
     if (workers >= concurrency || !queue.length) return;
@@ -131,19 +154,71 @@ export function createIngest<T = TelemetryRow>(options: IngestOptions<T>) {
     while (waitingForRoom.length && pendingValues < maxPending) waitingForRoom.shift()!();
   }
 
+  const receiptsOf = (batch: Pending<T>[]): string[] => {
+    const keys: string[] = [];
+    for (const p of batch) if (p.receipt !== undefined) keys.push(p.receipt);
+    return keys;
+  };
+
   const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref?.());
 
+  /** The batches whose receipts may go now, taken for a write. */
+  function takeReleasable(): string[] {
+    const now = Date.now();
+    while (held.length && held[0]!.releaseAt <= now) releasable.push(held.shift()!.batchId);
+    const taken = releasable;
+    releasable = [];
+    return taken;
+  }
+
+  /** Keeps a committed batch's receipts for `receiptHoldMs`, then lets the next write (or the timer) forget them. */
+  function hold(batchId: string) {
+    held.push({ batchId, releaseAt: Date.now() + receiptHoldMs });
+    armRelease();
+  }
+
+  function armRelease() {
+    if (releaseTimer || stopped || (!held.length && !releasable.length) || !options.releaseReceipts) return;
+    const due = held.length ? Math.max(0, held[0]!.releaseAt - Date.now()) : 0;
+    // A margin past the hold, so a busy pipeline's next write forgets them first (no statement of its own).
+    releaseTimer = setTimeout(releaseIdle, due + receiptHoldMs / 2);
+    releaseTimer.unref?.();
+  }
+
+  function releaseIdle() {
+    releaseTimer = undefined;
+    const ids = takeReleasable();
+    if (!ids.length) return armRelease();
+    options.releaseReceipts!(ids).then(
+      () => armRelease(),
+      (err: unknown) => {
+        // Kept receipts only cost rows until they age out of the look-up window; the next write takes them.
+        releasable.push(...ids);
+        log?.warn({ err, batches: ids.length }, 'report receipts not released; the next batch releases them');
+      },
+    );
+  }
+
   /** Writes until the database answers; returns the error when it refuses the data. */
-  async function writeDurably(rows: T[]): Promise<unknown> {
-    let delay = retryMinMs;
+  async function writeDurably(rows: T[], receipts: string[]): Promise<unknown> {
     const batchId = randomUUID();
+    const marks: BatchMarks = { receipts, release: takeReleasable() };
+    const err = await writeOnce(rows, batchId, marks);
+    // Refused: the batches it was to release wait for the next write.
+    if (err) releasable.push(...marks.release);
+    else if (receipts.length) hold(batchId);
+    return err;
+  }
+
+  async function writeOnce(rows: T[], batchId: string, marks: BatchMarks): Promise<unknown> {
+    let delay = retryMinMs;
     for (let attempt = 0; ; attempt++) {
       try {
         // A retry first asks whether the lost attempt committed (its answer may be what was lost); while
         // that cannot be known (the database is still away) this throws and the loop waits again: never a
         // blind second write.
         if (attempt > 0 && options.committed && (await options.committed(batchId))) return undefined;
-        await options.write(rows, batchId);
+        await options.write(rows, batchId, marks);
         return undefined;
       } catch (err) {
         // The batch's own commit record exists: an earlier attempt committed after all.
@@ -165,7 +240,7 @@ export function createIngest<T = TelemetryRow>(options: IngestOptions<T>) {
       const batch = take();
       const rows = batch.flatMap((p) => p.rows);
       const began = metrics ? performance.now() : 0;
-      const err = await writeDurably(rows);
+      const err = await writeDurably(rows, receiptsOf(batch));
       if (!err) {
         metrics?.ingestBatch((performance.now() - began) / 1000);
         stats.batches += 1;
@@ -183,7 +258,7 @@ export function createIngest<T = TelemetryRow>(options: IngestOptions<T>) {
       log?.error({ err, submissions: batch.length }, 'telemetry batch refused; writing its submissions one by one');
       for (const p of batch) {
         const began = metrics ? performance.now() : 0;
-        const one = await writeDurably(p.rows);
+        const one = await writeDurably(p.rows, receiptsOf([p]));
         release([p]);
         if (one) p.reject(one);
         else {
@@ -202,14 +277,15 @@ export function createIngest<T = TelemetryRow>(options: IngestOptions<T>) {
    * starts at once instead of waiting `batchDelayMs` to fill; while a batch is being written it joins the
    * next one, as every submission does (architecture.md §8).
    */
-  function submit(rows: T[], opts?: { now?: boolean }): Promise<void> {
+  function submit(rows: T[], opts?: { now?: boolean; receipt?: string }): Promise<void> {
     if (!rows.length) return Promise.resolve();
     if (stopped) return Promise.reject(new Error('telemetry ingest is stopped'));
     if (pendingValues >= maxPending)
       return new Promise<void>((r) => waitingForRoom.push(r)).then(() => submit(rows, opts));
     pendingValues += rows.length;
     queuedValues += rows.length;
-    const done = new Promise<void>((resolve, reject) => queue.push({ rows, resolve, reject }));
+    const receipt = opts?.receipt;
+    const done = new Promise<void>((resolve, reject) => queue.push({ rows, receipt, resolve, reject }));
     if (opts?.now) start();
     else schedule();
     return done;
@@ -230,6 +306,8 @@ export function createIngest<T = TelemetryRow>(options: IngestOptions<T>) {
     async stop(): Promise<void> {
       stopped = true;
       await this.flush();
+      if (releaseTimer) clearTimeout(releaseTimer);
+      releaseTimer = undefined;
     },
 
     stats(): IngestStats {

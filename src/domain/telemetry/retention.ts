@@ -2,6 +2,7 @@ import type { DataMessagesRepository } from '../../db/repositories/data-messages
 import type { HistoryRepository } from '../../db/repositories/history.repository.ts';
 import { DAY_MS } from '../../lib/time.ts';
 import type { ProjectSettingsService } from '../projects/project-settings.service.ts';
+import { RECEIPT_WINDOW_MS } from './ingest.ts';
 
 const HOUR_MS = 3_600_000;
 const PRUNE_EVERY_MS = 5 * 60_000;
@@ -96,6 +97,10 @@ export function createRetention({
         history
           .pruneCommits(clock() - HOUR_MS)
           .catch((err: unknown) => logger?.warn({ err }, 'ingest commit records not pruned'));
+        // Receipts past their look-up window are never matched again (device-protocol.md §3.3).
+        history
+          .pruneReceipts(clock() - RECEIPT_WINDOW_MS)
+          .catch((err: unknown) => logger?.warn({ err }, 'report receipts not pruned'));
       }, PRUNE_EVERY_MS);
       prune.unref();
       first = setTimeout(() => {
