@@ -21,9 +21,20 @@ describe('caches forget on events from other nodes', () => {
     let queries = 0;
     let name = 'old';
     const repo: DeviceAuthRepository = {
-      byCredentials: async () => {
+      byTokens: async () => {
         queries++;
-        return { deviceId: 'd1', projectId: 'p1', name, typeId: 't1', connType: '1', disabled: false };
+        return [
+          {
+            deviceId: 'd1',
+            projectId: 'p1',
+            name,
+            typeId: 't1',
+            connType: '1',
+            disabled: false,
+            accessToken: 'tok',
+            projectKey: 'pk',
+          },
+        ];
       },
     };
     const bus = createEventBus();

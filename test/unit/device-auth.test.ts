@@ -4,19 +4,43 @@ import { createDeviceAuthService } from '../../src/domain/devices/device-auth.se
 import { createEventBus } from '../../src/domain/events/event-bus.ts';
 
 const row = { deviceId: 'd1', projectId: 'p1', name: 'd', typeId: null, connType: '1', disabled: false };
+/** The device's row as the repository finds it by a token of its ('tok' or 'slow'), with its project's key. */
+const found = (token: string) =>
+  token === 'tok' || token === 'slow' ? [{ ...row, accessToken: token, projectKey: 'pk' }] : [];
 
 function setup() {
   let queries = 0;
+  const batches: string[][] = [];
   let release: (() => void) | undefined;
+  let started!: () => void;
+  /** Resolves once the held query (the first with 'slow') has gone out. */
+  const inFlight = new Promise<void>((r) => (started = r));
+  let failNext = false;
   const repo: DeviceAuthRepository = {
-    byCredentials: async (pk, token) => {
+    byTokens: async (tokens) => {
       queries++;
-      if (token === 'slow' && queries === 1) await new Promise<void>((r) => (release = r));
-      return pk === 'pk' && (token === 'tok' || token === 'slow') ? row : undefined;
+      batches.push([...tokens]);
+      if (failNext) {
+        failNext = false;
+        throw new Error('database unavailable');
+      }
+      if (tokens.includes('slow') && queries === 1) {
+        started();
+        await new Promise<void>((r) => (release = r));
+      }
+      return tokens.flatMap(found);
     },
   };
   const bus = createEventBus();
-  return { bus, auth: createDeviceAuthService({ repo, bus }), queries: () => queries, release: () => release?.() };
+  return {
+    bus,
+    auth: createDeviceAuthService({ repo, bus, maxBatch: 500 }),
+    queries: () => queries,
+    batches,
+    inFlight,
+    release: () => release?.(),
+    failNext: () => void (failNext = true),
+  };
 }
 
 describe('device authentication cache', () => {
@@ -41,13 +65,70 @@ describe('device authentication cache', () => {
     await auth.authenticate('pk', 'tok');
     expect(queries()).toBe(2);
 
+    // Revoked while its query is in flight: answered (the login's own revocation check refuses it), not cached.
     const s = setup();
     const inFlight = s.auth.authenticate('pk', 'slow');
+    await s.inFlight;
     s.bus.emit('device.credentials_revoked', { projectId: 'p1', deviceId: 'd1' });
     s.release();
     await inFlight;
     await s.auth.authenticate('pk', 'slow');
     expect(s.queries()).toBe(2);
+
+    // Revoked while it waits for its batch (the query has not gone out yet): not cached either.
+    const t = setup();
+    const waiting = t.auth.authenticate('pk', 'tok');
+    expect(t.queries()).toBe(0);
+    t.bus.emit('device.credentials_revoked', { projectId: 'p1', deviceId: 'd1' });
+    await waiting;
+    await t.auth.authenticate('pk', 'tok');
+    expect(t.queries()).toBe(2);
+  });
+});
+
+describe('device authentication, revoked on another node', () => {
+  it('a token reset, device deletion or disabling, or a project deletion heard from the cluster drops the cached login', async () => {
+    const remote = { remote: true } as const;
+    const { auth, bus, queries } = setup();
+    await auth.authenticate('pk', 'tok');
+    bus.emit('device.credentials_revoked', { projectId: 'p1', deviceId: 'd1' }, remote);
+    await auth.authenticate('pk', 'tok');
+    expect(queries()).toBe(2);
+    bus.emit('project.deleted', { projectId: 'p1' }, remote);
+    const mark = auth.mark();
+    await auth.authenticate('pk', 'tok');
+    expect(queries()).toBe(3);
+    bus.emit('device.credentials_revoked', { projectId: 'p1', deviceId: 'd1' }, remote);
+    expect(auth.revokedSince({ deviceId: 'd1', projectId: 'p1' }, mark)).toBe(true);
+  });
+});
+
+describe('device authentication in a reconnect storm', () => {
+  it('looks up every credential asked for in one turn with one statement per batch, each answered as its own', async () => {
+    const { auth, batches } = setup();
+    const tokens = Array.from({ length: 999 }, (_, i) => (i === 7 ? 'tok' : `unknown${i}`));
+    const answers = await Promise.all([
+      ...tokens.map((token) => auth.authenticate('pk', token)),
+      // The right token with another project's key is a bad login, though its row was found.
+      auth.authenticate('other-pk', 'slow'),
+    ]);
+    expect(batches.map((b) => b.length)).toEqual([500, 500]);
+    expect(answers.filter(Boolean)).toHaveLength(1);
+    expect(answers[7]?.deviceId).toBe('d1');
+    expect(answers[999]).toBeUndefined();
+    // The next turn is the next batch.
+    await auth.authenticate('pk', 'unknown-next');
+    expect(batches.map((b) => b.length)).toEqual([500, 500, 1]);
+  });
+
+  it('a failed batch fails each of its logins and caches none of them', async () => {
+    const { auth, queries, failNext } = setup();
+    failNext();
+    const failed = await Promise.allSettled([auth.authenticate('pk', 'tok'), auth.authenticate('pk', 'slow')]);
+    expect(failed.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    expect(queries()).toBe(1);
+    expect((await auth.authenticate('pk', 'tok'))?.deviceId).toBe('d1');
+    expect(queries()).toBe(2);
   });
 });
 
@@ -71,9 +152,10 @@ describe('device authentication input', () => {
 // A project's deletion drops its cached logins, those in flight included.
 describe('device authentication after a project is deleted', () => {
   it('does not answer from the cache, and does not cache a look-up that was in flight', async () => {
-    const { auth, bus, queries, release } = setup();
+    const { auth, bus, queries, release, inFlight: held } = setup();
     // The first query is held until release(): in flight while the project is deleted.
     const inFlight = auth.authenticate('pk', 'slow');
+    await held;
     bus.emit('project.deleted', { projectId: 'p1' });
     release();
     await inFlight;

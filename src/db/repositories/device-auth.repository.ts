@@ -1,5 +1,5 @@
-import { and, eq } from 'drizzle-orm';
-import type { Db } from '../client.ts';
+import { sql } from 'drizzle-orm';
+import { rowsOf, runPrepared, type Db } from '../client.ts';
 import { devices, deviceTypes, projects } from '../schema/index.ts';
 
 /**
@@ -15,18 +15,44 @@ export const identityColumns = () => ({
   disabled: devices.disabled,
 });
 
+/** A device found by its access token, with the key of its project (the other half of its credentials). */
+export interface CredentialRow {
+  deviceId: string;
+  projectId: string;
+  name: string;
+  typeId: string | null;
+  connType: string | null;
+  disabled: boolean;
+  accessToken: string;
+  projectKey: string;
+}
+
+/**
+ * Tokens are joined with this separator into the statement's one parameter: it is not a character of any
+ * credential the service looks up (printable ASCII without the space, device-auth.service.ts).
+ */
+export const TOKEN_SEPARATOR = ' ';
+
 export function createDeviceAuthRepository(db: Db) {
   return {
-    /** The device holding this access token in the project of this key (one indexed look-up). */
-    async byCredentials(projectKey: string, accessToken: string) {
-      const [row] = await db
-        .select(identityColumns())
-        .from(devices)
-        .innerJoin(projects, and(eq(projects.id, devices.projectId), eq(projects.projectKey, projectKey)))
-        .leftJoin(deviceTypes, eq(deviceTypes.id, devices.typeId))
-        .where(eq(devices.accessToken, accessToken))
-        .limit(1);
-      return row;
+    /**
+     * The devices holding these access tokens (unique across projects), each with its project's key: one
+     * statement for a whole batch of logins (a reconnect storm), the same text for any number of tokens, so
+     * it stays prepared on every connection (runPrepared). Tokens must not contain TOKEN_SEPARATOR.
+     */
+    async byTokens(tokens: readonly string[]): Promise<CredentialRow[]> {
+      if (!tokens.length) return [];
+      const result = await runPrepared(
+        db,
+        sql`select ${devices.id} as "deviceId", ${devices.projectId} as "projectId", ${devices.name} as "name",
+              ${devices.typeId} as "typeId", ${deviceTypes.connType} as "connType", ${devices.disabled} as "disabled",
+              ${devices.accessToken} as "accessToken", ${projects.projectKey} as "projectKey"
+            from ${devices}
+            join ${projects} on ${projects.id} = ${devices.projectId}
+            left join ${deviceTypes} on ${deviceTypes.id} = ${devices.typeId}
+            where ${devices.accessToken} = any(string_to_array(${tokens.join(TOKEN_SEPARATOR)}::text, ${TOKEN_SEPARATOR}::text))`,
+      );
+      return rowsOf<CredentialRow>(result);
     },
   };
 }

@@ -1,4 +1,4 @@
-import type { DeviceAuthRepository } from '../../db/repositories/device-auth.repository.ts';
+import type { CredentialRow, DeviceAuthRepository } from '../../db/repositories/device-auth.repository.ts';
 import type { EventBus } from '../events/event-bus.ts';
 import type { DeviceIdentity } from './device-identity.ts';
 
@@ -11,16 +11,36 @@ export interface DeviceAuthDeps {
   /** How long an unknown credential is remembered, so a storm of bad logins costs no queries. */
   negativeTtlMs?: number;
   maxEntries?: number;
+  /** Most tokens one statement looks up (a larger batch is split). */
+  maxBatch?: number;
 }
 
 const MAX_CREDENTIAL_LENGTH = 256;
 /** Issued credentials are printable ASCII: anything else (a NUL, control or non-ASCII text) cannot match and never reaches the database. */
 const CREDENTIAL = /^[\x21-\x7e]+$/;
 
+/** A look-up waiting for its batch: the key it was asked with, answered with the identity or undefined. */
+interface Waiting {
+  projectKey: string;
+  resolve(identity: DeviceIdentity | undefined): void;
+  reject(err: unknown): void;
+}
+
+const identityOf = (row: CredentialRow): DeviceIdentity => ({
+  deviceId: row.deviceId,
+  projectId: row.projectId,
+  name: row.name,
+  typeId: row.typeId,
+  connType: row.connType ?? '1',
+  disabled: row.disabled,
+});
+
 /**
  * Authenticates devices by access token + project key (device-protocol.md §1–2) for MQTT, TCP and
- * HTTP alike. Look-ups are cached so a reconnect storm of thousands of devices costs one query
- * per device, and concurrent look-ups of the same credential share one query.
+ * HTTP alike. Look-ups are cached, and concurrent look-ups of the same credential share one query.
+ * Those not cached are batched: every look-up asked for in one turn of the event loop goes out in one
+ * statement (architecture.md §9), so a reconnect storm of thousands of devices costs one statement per
+ * turn, not a query per device. Revocations drop cached logins at once (see the events below).
  */
 export function createDeviceAuthService({
   repo,
@@ -29,6 +49,7 @@ export function createDeviceAuthService({
   ttlMs = 60_000,
   negativeTtlMs = 5_000,
   maxEntries = 200_000,
+  maxBatch = 500,
 }: DeviceAuthDeps) {
   const cache = new Map<string, { identity: Promise<DeviceIdentity | undefined>; until: number; generation: number }>();
   /**
@@ -83,6 +104,43 @@ export function createDeviceAuthService({
     projectRevokedAt.set(projectId, ++generation);
   });
 
+  /** Tokens to look up in the next batch, each with the look-ups waiting for it. */
+  let batch: Map<string, Waiting[]> | undefined;
+
+  function sendBatch(tokens: string[], waiting: Map<string, Waiting[]>) {
+    repo.byTokens(tokens).then(
+      (rows) => {
+        const found = new Map(rows.map((row) => [row.accessToken, row]));
+        for (const token of tokens) {
+          const row = found.get(token);
+          for (const w of waiting.get(token)!)
+            w.resolve(row && row.projectKey === w.projectKey ? identityOf(row) : undefined);
+        }
+      },
+      (err: unknown) => {
+        for (const token of tokens) for (const w of waiting.get(token)!) w.reject(err);
+      },
+    );
+  }
+
+  /** Looks a token up with the others asked for in this turn of the event loop. */
+  function lookUp(projectKey: string, token: string): Promise<DeviceIdentity | undefined> {
+    if (!batch) {
+      const waiting = (batch = new Map());
+      setImmediate(() => {
+        batch = undefined;
+        const tokens = [...waiting.keys()];
+        for (let i = 0; i < tokens.length; i += maxBatch) sendBatch(tokens.slice(i, i + maxBatch), waiting);
+      });
+    }
+    const waiting = batch;
+    return new Promise((resolve, reject) => {
+      const list = waiting.get(token);
+      if (list) list.push({ projectKey, resolve, reject });
+      else waiting.set(token, [{ projectKey, resolve, reject }]);
+    });
+  }
+
   function remember(key: string, identity: DeviceIdentity) {
     let keys = keysOf.get(identity.deviceId);
     if (!keys) keysOf.set(identity.deviceId, (keys = new Set()));
@@ -120,9 +178,7 @@ export function createDeviceAuthService({
         keysOf.clear();
         devicesOf.clear();
       }
-      const identity = repo
-        .byCredentials(projectKey, accessToken)
-        .then((row) => (row ? { ...row, connType: row.connType ?? '1' } : undefined));
+      const identity = lookUp(projectKey, accessToken);
       const entry = { identity, until: now + negativeTtlMs, generation: ++generation };
       cache.set(key, entry);
       identity.then(
