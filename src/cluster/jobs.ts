@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Cluster, Lease } from './cluster.ts';
+import { retryWhile } from './retry.ts';
 
 /**
  * The jobs that run once in a cluster (docs/cluster.md §4): each is a lease, run by whichever node holds it
@@ -21,12 +22,13 @@ export type JobLease = (typeof JOB_LEASES)[keyof typeof JOB_LEASES];
 
 export interface ClusterJobsDeps {
   cluster: Pick<Cluster, 'nodeId' | 'leaseMs' | 'lease' | 'isAlive' | 'onNodeLost'>;
-  logger: Pick<Logger, 'error'>;
+  logger: Pick<Logger, 'warn' | 'error'>;
 }
 
 /** The leases of the cluster's one-at-a-time jobs, and the alarm engine's ownership of devices. */
 export function createClusterJobs({ cluster, logger }: ClusterJobsDeps) {
   const leases = new Map<JobLease, { lease: Lease; taken: Set<() => void> }>();
+  const stopping = new AbortController();
 
   const run = (name: string, fn: () => void) => {
     try {
@@ -85,8 +87,17 @@ export function createClusterJobs({ cluster, logger }: ClusterJobsDeps) {
       };
     },
 
+    /**
+     * Runs `task` until it succeeds, trying again with back-off while `still()` holds, until this node stops
+     * (retry.ts): the recoveries from a lost node.
+     */
+    retrying(what: string, task: () => Promise<unknown>, still: () => boolean): Promise<boolean> {
+      return retryWhile({ what, task, still, signal: stopping.signal, logger });
+    },
+
     /** Gives up every lease (stopping; closing the cluster connection does it too). */
     async release(): Promise<void> {
+      stopping.abort();
       await Promise.all([...leases.values()].map((e) => e.lease.release()));
       leases.clear();
     },

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { PresenceChange, PresenceRepository } from '../db/repositories/presence.repository.ts';
 import type { EventBus } from '../domain/events/event-bus.ts';
 import { decodeJson, type Cluster } from './cluster.ts';
+import { retryWhile } from './retry.ts';
 
 /** The lease whose holder takes the devices of lost nodes offline (docs/cluster.md §3). */
 export const PRESENCE_REAPER_LEASE = 'presence-reaper';
@@ -18,6 +19,7 @@ export interface ClusterPresenceDeps {
     | 'lease'
     | 'onNodeLost'
     | 'aliveNodes'
+    | 'isAlive'
     | 'onReconnect'
     | 'subscribe'
     | 'publish'
@@ -62,6 +64,7 @@ export function createClusterPresence({
   // Nodes lost while this node did not hold the lease (the holder may have been the one lost): reaped at once
   // if it takes the lease (forgotten after a lease: the holder then was alive to do it).
   const lostMeanwhile = new Map<string, number>();
+  const stopping = new AbortController();
 
   function announce(what: string, changed: PresenceChange[]) {
     if (!changed.length) return;
@@ -85,7 +88,17 @@ export function createClusterPresence({
     reaping = reaping
       .then(async () => {
         if (!lease?.held) return;
-        announce(what, await run());
+        // Tried again while the database is away, as long as this node reaps and the node is still lost.
+        let changed: PresenceChange[] = [];
+        const done = await retryWhile({
+          what: `taking the devices of ${what} offline`,
+          task: async () => void (changed = await run()),
+          still: () => (lease?.held ?? false) && (node === undefined || !cluster.isAlive(node)),
+          signal: stopping.signal,
+          logger,
+        });
+        if (!done) return;
+        announce(what, changed);
         // A node judged lost that is alive after all (a stall) hears it, and writes its sessions online again.
         if (node) cluster.tellReaped(node);
       })
@@ -153,6 +166,7 @@ export function createClusterPresence({
     },
 
     async stop() {
+      stopping.abort();
       if (sweepTimer) clearTimeout(sweepTimer);
       sweepTimer = undefined;
       for (const f of off.splice(0)) f();

@@ -230,7 +230,7 @@ export function createServices({
     models: history.modelLookup,
     retention: (projectId) => projectSettings.oldestKept(projectId),
     clock,
-    receiptHeld: (receipt) => historyRepo.receiptHeld(receipt, clock() - RECEIPT_WINDOW_MS),
+    takeReceipt: (receipt) => historyRepo.takeReceipt(receipt, clock() - RECEIPT_WINDOW_MS),
   });
   // Custom data streams (device-protocol.md §7); JSON streams mapped to attributes report through currentValues.
   // Alarm rules evaluated on reports and connection changes (README "Alarms"); a changed alarm state recounts the stats.
@@ -271,10 +271,19 @@ export function createServices({
     clusterJobs.onTaken(JOB_LEASES.currentCheckpoint, () => {
       currentCache.keeperTaken().catch(warnOf('current values of lost nodes not recovered'));
     });
+    const keeper = clusterJobs.runs(JOB_LEASES.currentCheckpoint);
     clusterJobs.onNodeLost((node) => {
+      // Tried again while the database is away (cluster/retry.ts), as long as the node is still lost.
+      const lost = () => !cluster!.isAlive(node);
       // The lost node's devices: offline ones are orphans now, online ones move to the reaper's node.
-      void alarms.adopt().catch(warnOf('alarm timers of a lost node not armed'));
-      currentCache.nodeLost(node).catch(warnOf('current values of a lost node not recovered'));
+      void clusterJobs.retrying('arming the alarm timers of a lost node', () => alarms.adopt(), lost);
+      void clusterJobs
+        .retrying(
+          'recovering the current values of a lost node',
+          () => currentCache.nodeLost(node),
+          () => lost() && keeper(),
+        )
+        .then(() => currentCache.settled(node));
     });
   }
   const dataStreams = createDataStreamsService({

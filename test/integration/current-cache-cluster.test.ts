@@ -88,6 +88,64 @@ describe('current-values checkpoints of a cluster', () => {
     }
   });
 
+  it("holds the shared checkpoint back while a lost node's rebuild fails, until it succeeds", async () => {
+    const p = await createProject(ctx);
+    const d = await addDevice(p.api, { name: 'reporting-on-e' });
+    let t = Date.now();
+    const alive = new Set(['k', 'e']);
+    let failRebuild = false;
+    // The database away during the first rebuild of the lost node's values.
+    const history = Object.create(ctx.services.historyStore) as typeof ctx.services.historyStore;
+    history.rebuildCurrentSince = async (since: number) => {
+      if (failRebuild) throw new Error('connection refused');
+      return ctx.services.historyStore.rebuildCurrentSince(since);
+    };
+    const cacheOf = (node: string, keeper: boolean) =>
+      createCurrentCache({
+        history,
+        clock: () => t,
+        flushMs: 50,
+        cluster: { node, keeper: () => keeper, alive: () => alive },
+      });
+    const k = cacheOf('k', true);
+    const e = cacheOf('e', false);
+    await k.recover();
+    await e.recover();
+    await e.write(
+      [
+        {
+          projectId: p.project.id,
+          deviceId: d.id,
+          identifier: 'temp',
+          ts: t,
+          value: 7,
+          dataType: 'number',
+          attrType: 'report',
+          history: true,
+        },
+      ],
+      'batch-on-e',
+    );
+    t += 60_000;
+    k.start();
+    try {
+      alive.delete('e');
+      failRebuild = true;
+      await expect(k.nodeLost('e')).rejects.toThrow('connection refused');
+      await until(async () => (await checkpoint('current_values@k')) === t, 'K’s own checkpoint at t', DB_POLL);
+      await new Promise((r) => setTimeout(r, 200));
+      // (Never back: another test of this file may have moved it past `started`; not to K's t.)
+      expect(await checkpoint('current_values')).toBeLessThan(t);
+      // Tried again (services.ts retries it), now with the database back: rebuilt, then the checkpoint moves.
+      failRebuild = false;
+      expect(await k.nodeLost('e')).toBe(1);
+      expect(await stored(d.id)).toEqual([7]);
+      await until(async () => (await checkpoint('current_values')) === t, 'the shared checkpoint at t', DB_POLL);
+    } finally {
+      await k.stop();
+    }
+  });
+
   it('a node that is not the keeper leaves the shared checkpoint and lost nodes alone', async () => {
     let t = Date.now();
     const c = createCurrentCache({

@@ -51,7 +51,7 @@ function fakeCluster() {
 describe('cluster jobs', () => {
   it('run on the lease holder: runs() follows the lease, onTaken fires on taking it (or at once when held)', () => {
     const f = fakeCluster();
-    const jobs = createClusterJobs({ cluster: f.cluster, logger: { error: () => {} } });
+    const jobs = createClusterJobs({ cluster: f.cluster, logger: { error: () => {}, warn: () => {} } });
     const runs = jobs.runs(JOB_LEASES.retention);
     expect(runs()).toBe(false);
     const taken: string[] = [];
@@ -69,7 +69,7 @@ describe('cluster jobs', () => {
 
   it("give a device's alarm timers to its session node; orphans to the holder of alarm-orphans", () => {
     const f = fakeCluster();
-    const jobs = createClusterJobs({ cluster: f.cluster, logger: { error: () => {} } });
+    const jobs = createClusterJobs({ cluster: f.cluster, logger: { error: () => {}, warn: () => {} } });
     const { owns } = jobs.alarmOwnership();
     expect([owns('a'), owns('b'), owns(null), owns('dead')]).toEqual([true, false, false, false]);
     f.give(JOB_LEASES.alarmOrphans, true);
@@ -142,7 +142,7 @@ describe('cluster jobs', () => {
 
   it('TimescaleDB policies are applied by the holder of history-policies, when it takes the lease', async () => {
     const f = fakeCluster();
-    const clusterJobs = createClusterJobs({ cluster: f.cluster, logger: { error: () => {} } });
+    const clusterJobs = createClusterJobs({ cluster: f.cluster, logger: { error: () => {}, warn: () => {} } });
     let applied = 0;
     const noop = async () => {};
     const services = {

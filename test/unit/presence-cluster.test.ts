@@ -195,6 +195,8 @@ function fakeCluster(nodeId = 'A') {
     onNodeLost: (l: (n: string) => void) => (lost.add(l), () => lost.delete(l)),
     onReconnect: (l: () => void) => (reconnect.add(l), () => reconnect.delete(l)),
     aliveNodes: () => alive,
+    isAlive: (n: string) => alive.has(n),
+    tellReaped: () => {},
     subscribe: () => () => {},
     publish: (_s: string, body: unknown) => (published.push(body), true),
   };
@@ -276,6 +278,31 @@ describe('the presence reaper', () => {
     await new Promise((res) => setTimeout(res, 10));
     expect(r.done.reaps).toBe(3);
   });
+
+  it('tries a reap that failed (the database away) again until it succeeds, and stops once the node is back', async () => {
+    let failures = 2;
+    const r = reaper(() => {
+      if (failures-- > 0) throw new Error('connection refused');
+      return [{ deviceId: 'late', projectId: 'p2' }];
+    });
+    r.fake.take();
+    r.fake.lose('B');
+    // 0.5 s, then about 1 s of back-off.
+    await vi.waitFor(() => expect(r.offline.map((e) => e.deviceId)).toContain('late'), { timeout: 5_000 });
+    expect(r.done.reaps).toBe(3);
+
+    failures = Infinity;
+    r.fake.lose('C');
+    await vi.waitFor(() => expect(r.done.reaps).toBe(4));
+    // C is back (a stall, not a death): the retries end.
+    r.fake.alive.add('C');
+    await new Promise((res) => setTimeout(res, 1_500));
+    expect(r.done.reaps).toBeLessThanOrEqual(5);
+    const settled = r.done.reaps;
+    await new Promise((res) => setTimeout(res, 1_500));
+    expect(r.done.reaps).toBe(settled);
+    await r.cp.stop();
+  }, 15_000);
 
   it('re-asserts this node’s sessions when NATS comes back', async () => {
     const r = reaper(() => []);

@@ -194,15 +194,21 @@ export function createCurrentCache({
      */
     async nodeLost(node: string): Promise<number> {
       if (!cluster?.keeper()) return 0;
+      // Held back until the rebuild succeeds (a failed one is tried again: services.ts), or `settled`.
       rebuilding.add(node);
-      try {
-        const ts = await history.checkpoint(`${CHECKPOINT}@${node}`);
-        const n = ts !== undefined ? await history.rebuildCurrentSince(ts - freshMs) : 0;
-        if (n) logger?.info({ values: n, lostNode: node }, 'current values of a lost node recovered from history');
-        return n;
-      } finally {
-        rebuilding.delete(node);
-      }
+      const ts = await history.checkpoint(`${CHECKPOINT}@${node}`);
+      const n = ts !== undefined ? await history.rebuildCurrentSince(ts - freshMs) : 0;
+      if (n) logger?.info({ values: n, lostNode: node }, 'current values of a lost node recovered from history');
+      rebuilding.delete(node);
+      return n;
+    },
+
+    /**
+     * The rebuild of a lost node's values is no longer this node's to do (it gave up the keeper lease, or the
+     * node is back): the cluster-wide checkpoint no longer waits for it here.
+     */
+    settled(node: string): void {
+      rebuilding.delete(node);
     },
 
     /**
