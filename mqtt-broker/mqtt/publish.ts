@@ -164,7 +164,7 @@ export function createPublishing(options: PublishOptions) {
     const handle = () =>
       receipt === undefined || !packet.dup
         ? store()
-        : device.context.services.currentValues.reportStored(receipt).then(
+        : device.context.services.currentValues.reportStored(device.identity, receipt).then(
             (stored) => {
               if (!stored) return store();
               counts.dropped('duplicate');

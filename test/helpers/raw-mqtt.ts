@@ -72,6 +72,7 @@ export async function rawMqttDevice(
   return {
     send,
     publish(topic, payload, opts) {
+      if (socket.destroyed) return Promise.reject(new Error('connection closed'));
       const acked = new Promise<void>((resolve, reject) => acks.set(opts.messageId, { resolve, reject }));
       send(topic, payload, opts);
       return acked;

@@ -66,12 +66,18 @@ describe('a resent QoS 1 report', () => {
     const second = await connect();
     await second.publish('attributes', payload, { messageId: 7, dup: true });
     expect(await stored(p, d.id)).toEqual([1]);
+    // The receipt is used up: it matches one resend, not a later report that happens to be its twin.
+    expect(await receiptKept(receiptOf(d.id, 7, 'attributes', Buffer.from(payload)))).toBe(false);
+    // (The newest login wins: this connection replaces the second.)
+    const third = await connect();
+    await third.publish('attributes', payload, { messageId: 7, dup: true });
+    expect(await stored(p, d.id)).toEqual([1, 1]);
 
     // The same packet id for a new report (no DUP, or another payload) is stored.
-    await second.publish('attributes', payload, { messageId: 7 });
-    await second.publish('attributes', JSON.stringify({ n: 2 }), { messageId: 7, dup: true });
-    expect(await stored(p, d.id)).toEqual([1, 1, 2]);
-    second.destroy();
+    await third.publish('attributes', payload, { messageId: 7 });
+    await third.publish('attributes', JSON.stringify({ n: 2 }), { messageId: 7, dup: true });
+    expect(await stored(p, d.id)).toEqual([1, 1, 1, 2]);
+    third.destroy();
   });
 
   it('is not matched with an identical message of another device (another project)', async () => {

@@ -254,6 +254,15 @@ describe('receipts of QoS 1 reports (device-protocol.md §3.3)', () => {
     await ingest.stop();
   });
 
+  it('forgets every one it holds when it stops (every acknowledgement went out)', async () => {
+    const r = recorder();
+    const ingest = createIngest({ ...r, batchDelayMs: 1, receiptHoldMs: 1_000, isTransient: () => false });
+    await submitted(ingest.submit([row('a')], { receipt: '1' }));
+    await submitted(ingest.submit([row('b')], { receipt: '2' }));
+    await ingest.stop();
+    expect(r.released).toEqual([[r.writes[0]!.batchId, r.writes[1]!.batchId]]);
+  });
+
   it('forgets them by a statement of their own when no batch comes', async () => {
     const r = recorder();
     const ingest = createIngest({ ...r, batchDelayMs: 1, receiptHoldMs: 1_000, isTransient: () => false });

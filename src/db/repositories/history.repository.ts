@@ -240,15 +240,17 @@ export function createHistoryRepository(db: Db) {
     },
 
     /**
-     * Whether a report with the receipt `key` was stored by a batch of the last `windowMs` whose
-     * acknowledgements may not have reached their devices (device-protocol.md §3.3).
+     * Whether a report with the receipt `key` was stored since `since` by a batch whose acknowledgements may not
+     * have reached their devices (device-protocol.md §3.3); a receipt found is used up (removed), so it matches one
+     * resend at most. One statement: two look-ups of the same key at once find it once.
      */
-    async receiptHeld(key: string, since: number): Promise<boolean> {
+    async takeReceipt(key: string, since: number): Promise<boolean> {
       return (
         rowsOf(
-          await db.execute(
-            sql`select 1 from report_receipts where create_time >= ${since}::int8 and ${key}::int8 = any(keys) limit 1`,
-          ),
+          await db.execute(sql`
+            update report_receipts set keys = array_remove(keys, ${key}::int8)
+            where create_time >= ${since}::int8 and ${key}::int8 = any(keys)
+            returning batch_id`),
         ).length > 0
       );
     },

@@ -35,9 +35,9 @@ export interface CurrentValuesDeps {
   clock?: () => number;
   /**
    * Whether a report with this receipt was stored by a batch whose acknowledgements may not have reached
-   * their devices (device-protocol.md §3.3); unset = never.
+   * their devices, using the receipt up (device-protocol.md §3.3); unset = never.
    */
-  receiptHeld?: (receipt: string) => Promise<boolean>;
+  takeReceipt?: (receipt: string) => Promise<boolean>;
 }
 
 function dataTypeOf(value: unknown): AttrDataType | undefined {
@@ -169,7 +169,7 @@ export function createCurrentValuesService({
   models,
   retention,
   clock = Date.now,
-  receiptHeld,
+  takeReceipt,
 }: CurrentValuesDeps) {
   /** `attributes`: the values as an object, when the caller has it already (the checked input). */
   async function store(
@@ -304,10 +304,13 @@ export function createCurrentValuesService({
     /**
      * Whether a resent report (MQTT DUP) was stored already: its receipt is among those of batches whose
      * acknowledgements may not have reached their devices (device-protocol.md §3.3). Then it is acknowledged
-     * without being stored again.
+     * without being stored again; the device's activity is its time (the node that stored it may have died before
+     * writing that).
      */
-    reportStored(receipt: string): Promise<boolean> {
-      return receiptHeld ? receiptHeld(receipt) : Promise.resolve(false);
+    async reportStored(identity: DeviceIdentity, receipt: string): Promise<boolean> {
+      if (!takeReceipt || !(await takeReceipt(receipt))) return false;
+      presence.touch(identity.deviceId, 'attributes', clock());
+      return true;
     },
 
     /** Current values (reported, pushed and cloud), all or only `keys`: `attributes/get` and HTTP reads. */

@@ -18,7 +18,9 @@ import type { MetricsPort } from '../metrics-port.ts';
  * How long the receipts of a batch whose acknowledgements may not have reached their devices are matched
  * against resends (device-protocol.md §3.3): a device that lost its node reconnects and resends within this.
  */
-export const RECEIPT_WINDOW_MS = 10 * 60_000;
+export const RECEIPT_WINDOW_MS = 2 * 60_000;
+/** How soon receipts that could not be released are tried again. */
+const RELEASE_RETRY_MS = 5_000;
 
 export interface IngestOptions<T = TelemetryRow> {
   /**
@@ -192,9 +194,12 @@ export function createIngest<T = TelemetryRow>(options: IngestOptions<T>) {
     options.releaseReceipts!(ids).then(
       () => armRelease(),
       (err: unknown) => {
-        // Kept receipts only cost rows until they age out of the look-up window; the next write takes them.
+        // Tried again by the next write or in a few seconds: receipts kept longer widen the time a resend is
+        // matched (device-protocol.md §3.3).
         releasable.push(...ids);
-        log?.warn({ err, batches: ids.length }, 'report receipts not released; the next batch releases them');
+        log?.warn({ err, batches: ids.length }, 'report receipts not released; trying again');
+        releaseTimer = setTimeout(releaseIdle, RELEASE_RETRY_MS);
+        releaseTimer.unref?.();
       },
     );
   }
@@ -308,6 +313,13 @@ export function createIngest<T = TelemetryRow>(options: IngestOptions<T>) {
       await this.flush();
       if (releaseTimer) clearTimeout(releaseTimer);
       releaseTimer = undefined;
+      // A graceful stop: every acknowledgement went out, so no receipt is left to match a later report.
+      const ids = [...releasable, ...held.splice(0).map((h) => h.batchId)];
+      releasable = [];
+      if (ids.length && options.releaseReceipts)
+        await options
+          .releaseReceipts(ids)
+          .catch((err: unknown) => log?.warn({ err, batches: ids.length }, 'report receipts not released at stop'));
     },
 
     stats(): IngestStats {
