@@ -121,6 +121,27 @@ describe('device authentication in a reconnect storm', () => {
     expect(batches.map((b) => b.length)).toEqual([500, 500, 1]);
   });
 
+  it('asks one batch at a time: the look-ups of several turns while one is out go out together when it returns', async () => {
+    const { auth, batches, inFlight, release } = setup();
+    const first = auth.authenticate('pk', 'slow');
+    await inFlight;
+    const later: Promise<unknown>[] = [];
+    for (let turn = 0; turn < 5; turn++) {
+      later.push(auth.authenticate('pk', `unknown${turn}`));
+      await new Promise((r) => setImmediate(r));
+    }
+    later.push(auth.authenticate('pk', 'tok'));
+    expect(batches).toEqual([['slow']]);
+    release();
+    expect((await first)?.deviceId).toBe('d1');
+    const answers = await Promise.all(later);
+    expect(batches).toEqual([['slow'], ['unknown0', 'unknown1', 'unknown2', 'unknown3', 'unknown4', 'tok']]);
+    expect(answers.map((a) => (a as { deviceId?: string } | undefined)?.deviceId)).toEqual([
+      ...Array(5).fill(undefined),
+      'd1',
+    ]);
+  });
+
   it('a failed batch fails each of its logins and caches none of them', async () => {
     const { auth, queries, failNext } = setup();
     failNext();

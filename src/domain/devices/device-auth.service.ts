@@ -11,7 +11,7 @@ export interface DeviceAuthDeps {
   /** How long an unknown credential is remembered, so a storm of bad logins costs no queries. */
   negativeTtlMs?: number;
   maxEntries?: number;
-  /** Most tokens one statement looks up (a larger batch is split). */
+  /** Most tokens one statement looks up (the rest go out in the next). */
   maxBatch?: number;
 }
 
@@ -38,9 +38,9 @@ const identityOf = (row: CredentialRow): DeviceIdentity => ({
 /**
  * Authenticates devices by access token + project key (device-protocol.md §1–2) for MQTT, TCP and
  * HTTP alike. Look-ups are cached, and concurrent look-ups of the same credential share one query.
- * Those not cached are batched: every look-up asked for in one turn of the event loop goes out in one
- * statement (architecture.md §9), so a reconnect storm of thousands of devices costs one statement per
- * turn, not a query per device. Revocations drop cached logins at once (see the events below).
+ * Those not cached are batched: the look-ups asked for in one turn of the event loop, or while the previous
+ * batch is out, go out in one statement (architecture.md §9), so a reconnect storm of thousands of devices
+ * costs a statement per batch, not a query per device. Revocations drop cached logins at once (see the events below).
  */
 export function createDeviceAuthService({
   repo,
@@ -104,36 +104,53 @@ export function createDeviceAuthService({
     projectRevokedAt.set(projectId, ++generation);
   });
 
-  /** Tokens to look up in the next batch, each with the look-ups waiting for it. */
-  let batch: Map<string, Waiting[]> | undefined;
+  /**
+   * Tokens to look up in the next batch, each with the look-ups waiting for it. One batch is in flight at a
+   * time: the look-ups asked for meanwhile go out together when it returns, so the busier the storm, the
+   * larger the batches (a lone login still goes out at the next turn of the event loop).
+   */
+  let waiting = new Map<string, Waiting[]>();
+  let scheduled = false;
+  let inFlight = false;
 
-  function sendBatch(tokens: string[], waiting: Map<string, Waiting[]>) {
-    repo.byTokens(tokens).then(
-      (rows) => {
-        const found = new Map(rows.map((row) => [row.accessToken, row]));
-        for (const token of tokens) {
-          const row = found.get(token);
-          for (const w of waiting.get(token)!)
-            w.resolve(row && row.projectKey === w.projectKey ? identityOf(row) : undefined);
-        }
-      },
-      (err: unknown) => {
-        for (const token of tokens) for (const w of waiting.get(token)!) w.reject(err);
-      },
-    );
+  function sendBatch() {
+    scheduled = false;
+    if (inFlight || !waiting.size) return;
+    const batch = waiting;
+    let tokens = [...batch.keys()];
+    waiting = new Map();
+    if (tokens.length > maxBatch) {
+      for (const token of tokens.slice(maxBatch)) waiting.set(token, batch.get(token)!);
+      tokens = tokens.slice(0, maxBatch);
+    }
+    inFlight = true;
+    repo
+      .byTokens(tokens)
+      .then(
+        (rows) => {
+          const found = new Map(rows.map((row) => [row.accessToken, row]));
+          for (const token of tokens) {
+            const row = found.get(token);
+            for (const w of batch.get(token)!)
+              w.resolve(row && row.projectKey === w.projectKey ? identityOf(row) : undefined);
+          }
+        },
+        (err: unknown) => {
+          for (const token of tokens) for (const w of batch.get(token)!) w.reject(err);
+        },
+      )
+      .finally(() => {
+        inFlight = false;
+        sendBatch();
+      });
   }
 
-  /** Looks a token up with the others asked for in this turn of the event loop. */
+  /** Looks a token up with the others asked for in this turn of the event loop (or while a batch is out). */
   function lookUp(projectKey: string, token: string): Promise<DeviceIdentity | undefined> {
-    if (!batch) {
-      const waiting = (batch = new Map());
-      setImmediate(() => {
-        batch = undefined;
-        const tokens = [...waiting.keys()];
-        for (let i = 0; i < tokens.length; i += maxBatch) sendBatch(tokens.slice(i, i + maxBatch), waiting);
-      });
+    if (!scheduled && !inFlight) {
+      scheduled = true;
+      setImmediate(sendBatch);
     }
-    const waiting = batch;
     return new Promise((resolve, reject) => {
       const list = waiting.get(token);
       if (list) list.push({ projectKey, resolve, reject });
