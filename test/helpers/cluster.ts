@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -314,4 +315,74 @@ export async function untilNodesSee(clusters: Array<Pick<Cluster, 'nodeId' | 'is
 export async function stopNodes(nodes: Array<{ cluster: Pick<Cluster, 'close'>; directory: { stop(): void } }>) {
   for (const n of nodes) n.directory.stop();
   for (const n of nodes) await n.cluster.close();
+}
+
+/** One alarm entry a webhook target received: the entry id, its status (1 raised, 0 ended) and its device. */
+export interface WebhookPost {
+  alarmId: string;
+  status: number;
+  deviceId: string;
+}
+
+/**
+ * A local webhook receiver for alarm notification targets (give the nodes
+ * `ALARM_WEBHOOK_ALLOW_NETWORKS=127.0.0.1/32`): `posts` holds every POST in arrival order; `close` ends it.
+ */
+export async function webhookReceiver(): Promise<{ url: string; posts: WebhookPost[]; close(): Promise<void> }> {
+  const posts: WebhookPost[] = [];
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = JSON.parse(Buffer.concat(chunks).toString()) as {
+        alarm: { id: string; alarm_status: number; device_id: string };
+      };
+      posts.push({ alarmId: body.alarm.id, status: body.alarm.alarm_status, deviceId: body.alarm.device_id });
+      res.writeHead(200).end('ok');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/hook`,
+    posts,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+export type ClusterProjectApi = Awaited<ReturnType<typeof clusterProject>>;
+
+/**
+ * `clusterSuite` with a project made through the first node before `setup` runs: `project()` answers it
+ * (inside hooks and tests only), `nodes()` the cluster's nodes.
+ */
+export async function clusterProjectSuite(count: number, options: Parameters<typeof clusterSuite>[1] = {}) {
+  let made: ClusterProjectApi | undefined;
+  const suite = await clusterSuite(count, {
+    ...options,
+    setup: async (cluster) => {
+      made = await clusterProject(cluster.nodes[0]!.http);
+      await options.setup?.(cluster);
+    },
+  });
+  return {
+    suite,
+    project(): ClusterProjectApi {
+      if (!made) throw new Error('the project is made in beforeAll: read it inside hooks and tests');
+      return made;
+    },
+    nodes: () => suite.cluster.nodes,
+  };
+}
+
+/**
+ * A gateway device and one sub-device attached to it at address `s1` (device-protocol.md §8), with their
+ * device types, made through `via`.
+ */
+export async function gatewayWithSub(p: ClusterProjectApi, via: string) {
+  const gwType = await apiCall(via, 'POST', '/api/v1/device_type', p.token, { name: 'gw', conn_type: '3' });
+  const subType = await apiCall(via, 'POST', '/api/v1/device_type', p.token, { name: 'sub', conn_type: '2' });
+  const gw = await p.device('gateway', via, { type: gwType.id });
+  const sub = await p.device('sub', via, { type: subType.id });
+  await apiCall(via, 'POST', `/api/v1/device/${gw.id}/sub_devices`, p.token, { device: sub.id, address: 's1' });
+  return { gw, sub };
 }
