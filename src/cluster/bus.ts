@@ -26,6 +26,7 @@ export const BROADCAST_EVENTS: DomainEventName[] = [
   // Alarm caches of every node (src/domain/alarms): rules, cleared alarms, notification targets.
   'alarm_rule.changed',
   'alarm.cleared',
+  'alarm.changed',
   'notification_target.changed',
 ];
 

@@ -276,14 +276,19 @@ export function createServices({
       // Tried again while the database is away (cluster/retry.ts), as long as the node is still lost.
       const lost = () => !cluster!.isAlive(node);
       // The lost node's devices: offline ones are orphans now, online ones move to the reaper's node.
-      void clusterJobs.retrying('arming the alarm timers of a lost node', () => alarms.adopt(), lost);
+      const adopt = () => clusterJobs.retrying('arming the alarm timers of a lost node', () => alarms.adopt(), lost);
+      void adopt();
+      // Again once its unwritten values and activity are recovered from history (the keeper's rebuild, here or
+      // on another node within a lease): a device whose only report it stored is watched too.
       void clusterJobs
         .retrying(
           'recovering the current values of a lost node',
           () => currentCache.nodeLost(node),
           () => lost() && keeper(),
         )
-        .then(() => currentCache.settled(node));
+        .then(() => currentCache.settled(node))
+        .then(() => new Promise((r) => setTimeout(r, clusterJobs.leaseMs).unref()))
+        .then(adopt);
     });
   }
   const dataStreams = createDataStreamsService({

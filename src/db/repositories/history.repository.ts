@@ -401,6 +401,15 @@ export function createHistoryRepository(db: Db) {
               set value = excluded.value, attr_type = excluded.attr_type, data_type = excluded.data_type, ts = excluded.ts
               where attribute_values.ts < excluded.ts
             returning 1
+          ), reported as (
+            select device_id, max(${msOf(sql`ts`)}) as ms from latest group by device_id
+          ), activated as (
+            -- The activity the lost node had not written yet (its presence is written behind): a device whose
+            -- acknowledged report is in history counts as active, so its silence timers are armed (docs/cluster.md §4).
+            update devices d set active = true,
+              active_ts = d.active_ts || jsonb_build_object('attributes', r.ms)
+            from reported r
+            where d.id = r.device_id and (not d.active or coalesce((d.active_ts->>'attributes')::int8, 0) < r.ms)
           ) select count(*) as n from upserted`),
       );
       return Number(rows[0]?.n ?? 0);

@@ -722,6 +722,15 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
     },
 
     /** Cluster mode: an operator cleared an alarm on another node; this node's state of it ends without an entry. */
+    /**
+     * Cluster mode: another node raised or ended an alarm of the device (it reported there too): its active
+     * alarms are read again, in the device's queue, before this node judges its next report.
+     */
+    changedElsewhere(deviceId: string): Promise<void> {
+      if (!ownership || !hydrated.has(deviceId)) return Promise.resolve();
+      return background(deviceId, () => hydrate(deviceId));
+    },
+
     clearedElsewhere(deviceId: string, ruleId: string, logId: string): Promise<void> {
       return background(deviceId, async () => {
         const s = states.get(deviceId)?.get(ruleId);

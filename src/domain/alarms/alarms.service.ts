@@ -106,6 +106,7 @@ export function createAlarmsService({
       alarm: { id: log.id, status: log.alarmStatus, level: log.alarmLevel, info: log.alarmInfo, ts: log.createTime },
     });
     notifier.notify(projectId, entry);
+    if (cluster) bus.emit('alarm.changed', { projectId, deviceId: log.deviceId, origin });
   };
   const engine = createAlarmEngine({
     repo,
@@ -131,6 +132,9 @@ export function createAlarmsService({
     }),
     bus.on('alarm.cleared', ({ deviceId, ruleId, logId, origin: from }) => {
       if (from !== origin) void engine.clearedElsewhere(deviceId, ruleId, logId);
+    }),
+    bus.on('alarm.changed', ({ deviceId, origin: from }) => {
+      if (from !== origin) void engine.changedElsewhere(deviceId);
     }),
     bus.on('notification_target.changed', ({ projectId, targetId, removed, origin: from }) => {
       if (from === origin) return;

@@ -78,6 +78,11 @@ export interface DomainEvents {
   'alarm_rule.changed': { projectId: string; ruleId: string; origin: string };
   /** An operator cleared an active alarm on node `origin`: the node evaluating its device forgets it. */
   'alarm.cleared': { projectId: string; deviceId: string; ruleId: string; logId: string; origin: string };
+  /**
+   * Cluster mode: a node raised or ended an alarm of the device (docs/cluster.md §4): the others read the device's
+   * active alarms again, since the device may report through several nodes (MQTT on one, HTTP through another).
+   */
+  'alarm.changed': { projectId: string; deviceId: string; origin: string };
   /** A notification target was created or changed (`removed`: deleted or disabled) on node `origin`. */
   'notification_target.changed': { projectId: string; targetId: string; removed: boolean; origin: string };
   /** The project's operating limits changed (rate limit, retention, password length): cached copies are read again. */

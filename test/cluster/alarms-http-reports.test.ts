@@ -5,9 +5,10 @@ import { nextOn } from '../helpers/mqtt.ts';
 import { until } from '../helpers/wait.ts';
 
 /**
- * An attribute rule, for a device connected over MQTT to node A that also reports over HTTP (device-protocol.md
- * §5.1) through node B (the load balancer sends HTTP anywhere): each crossing of the threshold must be one
- * alarm (docs/cluster.md §4), whichever node each report reached.
+ * An attribute rule, for a device connected over MQTT to node A that also reports over HTTP
+ * (device-protocol.md §5.1) through node B (the load balancer sends HTTP anywhere): each crossing of the
+ * threshold must be one alarm (docs/cluster.md §4), whichever node each report reached. A node that raises or
+ * ends an alarm tells the others (`alarm.changed`), which read the device's active alarms again.
  */
 let p: Awaited<ReturnType<typeof clusterProject>>;
 const suite = await clusterSuite(2, {
