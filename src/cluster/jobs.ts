@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Cluster, Lease } from './cluster.ts';
 import { retryWhile } from './retry.ts';
@@ -93,6 +94,19 @@ export function createClusterJobs({ cluster, logger }: ClusterJobsDeps) {
      */
     retrying(what: string, task: () => Promise<unknown>, still: () => boolean): Promise<boolean> {
       return retryWhile({ what, task, still, signal: stopping.signal, logger });
+    },
+
+    /** Resolves after a lease's time: true, or false at once when this node stops meanwhile. */
+    afterLease(): Promise<boolean> {
+      return sleep(cluster.leaseMs, undefined, { signal: stopping.signal, ref: false }).then(
+        () => true,
+        () => false,
+      );
+    },
+
+    /** Ends the retries of `retrying` (stopping): none is tried again, none waits any longer. */
+    stopRetries(): void {
+      stopping.abort();
     },
 
     /** Gives up every lease (stopping; closing the cluster connection does it too). */

@@ -16,6 +16,8 @@ export async function retryWhile(opts: {
   logger: Pick<Logger, 'warn' | 'error'>;
 }): Promise<boolean> {
   const { what, task, still, signal, logger } = opts;
+  // (p-retry makes its first attempt even when the signal is aborted already.)
+  if (signal.aborted) return false;
   try {
     await pRetry(task, {
       forever: true,
@@ -24,7 +26,7 @@ export async function retryWhile(opts: {
       randomize: true,
       signal,
       shouldRetry: () => still() && !signal.aborted,
-      onFailedAttempt: (err) => logger.warn({ err, what, attempt: err.attemptNumber }, `${what} failed; trying again`),
+      onFailedAttempt: (err) => logger.warn({ err, what, attempt: err.attemptNumber }, `${what} failed`),
     });
     return true;
   } catch (err) {

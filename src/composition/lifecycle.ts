@@ -76,6 +76,8 @@ export function serviceSteps(services: Services, { logger, historyPolicies }: Li
     { name: 'data streams', stop: () => services.dataStreams.stop() },
     // Active alarms and the timers of connection and silence rules, rebuilt before devices connect.
     { name: 'alarm timers', start: () => services.alarms.start() },
+    // First to stop: the recoveries from lost nodes still being tried (cluster/retry.ts) end.
+    { name: 'cluster retries', stop: async () => services.clusterJobs?.stopRetries() },
   ];
 }
 

@@ -230,7 +230,7 @@ export function createServices({
     models: history.modelLookup,
     retention: (projectId) => projectSettings.oldestKept(projectId),
     clock,
-    takeReceipt: (receipt) => historyRepo.takeReceipt(receipt, clock() - RECEIPT_WINDOW_MS),
+    takeReceipt: (receipt) => historyRepo.takeReceipt(receipt, clock() - RECEIPT_WINDOW_MS, clock()),
   });
   // Custom data streams (device-protocol.md §7); JSON streams mapped to attributes report through currentValues.
   // Alarm rules evaluated on reports and connection changes (README "Alarms"); a changed alarm state recounts the stats.
@@ -264,14 +264,19 @@ export function createServices({
   });
   if (clusterJobs) {
     const warnOf = (what: string) => (err: unknown) => log('cluster-jobs').error({ err }, what);
+    const keeper = clusterJobs.runs(JOB_LEASES.currentCheckpoint);
     clusterJobs.onTaken(
       JOB_LEASES.alarmOrphans,
       () => void alarms.adopt().catch(warnOf('orphan alarm timers not armed')),
     );
     clusterJobs.onTaken(JOB_LEASES.currentCheckpoint, () => {
-      currentCache.keeperTaken().catch(warnOf('current values of lost nodes not recovered'));
+      // Tried again while the database is away, as long as this node keeps the checkpoint (cluster/retry.ts).
+      void clusterJobs.retrying(
+        'recovering the current values of lost nodes',
+        () => currentCache.keeperTaken(),
+        keeper,
+      );
     });
-    const keeper = clusterJobs.runs(JOB_LEASES.currentCheckpoint);
     clusterJobs.onNodeLost((node) => {
       // Tried again while the database is away (cluster/retry.ts), as long as the node is still lost.
       const lost = () => !cluster!.isAlive(node);
@@ -287,8 +292,8 @@ export function createServices({
           () => lost() && keeper(),
         )
         .then(() => currentCache.settled(node))
-        .then(() => new Promise((r) => setTimeout(r, clusterJobs.leaseMs).unref()))
-        .then(adopt);
+        .then(() => clusterJobs.afterLease())
+        .then((waited) => waited && adopt());
     });
   }
   const dataStreams = createDataStreamsService({

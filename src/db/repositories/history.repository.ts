@@ -241,16 +241,21 @@ export function createHistoryRepository(db: Db) {
 
     /**
      * Whether a report with the receipt `key` was stored since `since` by a batch whose acknowledgements may not
-     * have reached their devices (device-protocol.md §3.3); a receipt found is used up (removed), so it matches one
-     * resend at most. One statement: two look-ups of the same key at once find it once.
+     * have reached their devices (device-protocol.md §3.3); a receipt found is used up (a take recorded), so it
+     * matches one resend at most. One statement: two look-ups of the same key at once find it once.
      */
-    async takeReceipt(key: string, since: number): Promise<boolean> {
+    async takeReceipt(key: string, since: number, now: number): Promise<boolean> {
+      // Taken when no take of it is newer than the window (a stale take is replaced).
       return (
         rowsOf(
           await db.execute(sql`
-            update report_receipts set keys = array_remove(keys, ${key}::int8)
-            where create_time >= ${since}::int8 and ${key}::int8 = any(keys)
-            returning batch_id`),
+            with found as (
+              select 1 from report_receipts where create_time >= ${since}::int8 and ${key}::int8 = any(keys) limit 1
+            )
+            insert into report_receipt_takes (key, create_time) select ${key}::int8, ${now}::int8 from found
+            on conflict (key) do update set create_time = excluded.create_time
+              where report_receipt_takes.create_time < ${since}::int8
+            returning key`),
         ).length > 0
       );
     },
@@ -266,6 +271,7 @@ export function createHistoryRepository(db: Db) {
     /** Forgets receipts older than `before` (ms): past the look-up window they are never matched. */
     async pruneReceipts(before: number): Promise<void> {
       await db.execute(sql`delete from report_receipts where create_time < ${before}::int8`);
+      await db.execute(sql`delete from report_receipt_takes where create_time < ${before}::int8`);
     },
 
     /** Whether the batch `batchId` committed (its answer may have been lost with its connection). */
@@ -404,12 +410,14 @@ export function createHistoryRepository(db: Db) {
           ), reported as (
             select device_id, max(${msOf(sql`ts`)}) as ms from latest group by device_id
           ), activated as (
-            -- The activity the lost node had not written yet (its presence is written behind): a device whose
-            -- acknowledged report is in history counts as active, so its silence timers are armed (docs/cluster.md §4).
+            -- The activity a lost node had not written yet (its presence is written behind): a device whose only
+            -- acknowledged reports are in history counts as active, so its silence timers are armed
+            -- (docs/cluster.md §4). Only devices never written active: few rows, whatever the fleet. A back-dated
+            -- series time in the future counts as now.
             update devices d set active = true,
-              active_ts = d.active_ts || jsonb_build_object('attributes', r.ms)
+              active_ts = d.active_ts || jsonb_build_object('attributes', least(r.ms, ${msOf(sql`now()`)}))
             from reported r
-            where d.id = r.device_id and (not d.active or coalesce((d.active_ts->>'attributes')::int8, 0) < r.ms)
+            where d.id = r.device_id and not d.active
           ) select count(*) as n from upserted`),
       );
       return Number(rows[0]?.n ?? 0);

@@ -61,3 +61,12 @@ export const reportReceipts = pgTable('report_receipts', {
   createTime: ms('create_time').notNull(),
   keys: bigint('keys', { mode: 'bigint' }).array().notNull(),
 });
+
+/**
+ * The receipts used up by a resend they matched (device-protocol.md §3.3): one row per key, so a receipt matches
+ * one resend and a storm of resends after a node's death locks only their own keys. Pruned with the receipts.
+ */
+export const reportReceiptTakes = pgTable('report_receipt_takes', {
+  key: bigint('key', { mode: 'bigint' }).primaryKey(),
+  createTime: ms('create_time').notNull(),
+});

@@ -419,7 +419,8 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
     // (the device was there meanwhile): this node's memory of it goes, so the condition is judged afresh.
     for (const [ruleId, s] of states.get(deviceId) ?? []) {
       if (!s.active || activeRules.has(ruleId)) continue;
-      cancelTimer(s);
+      // Its timers stay: a silence rule's check re-arms itself from the stored last report, and a trigger
+      // whose condition no longer holds does nothing.
       s.active = undefined;
       s.holds = false;
       s.latched = false;
@@ -721,7 +722,6 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
       if (rule?.enabled) await watch(rule, clock());
     },
 
-    /** Cluster mode: an operator cleared an alarm on another node; this node's state of it ends without an entry. */
     /**
      * Cluster mode: another node raised or ended an alarm of the device (it reported there too): its active
      * alarms are read again, in the device's queue, before this node judges its next report.
@@ -731,6 +731,7 @@ export function createAlarmEngine(deps: AlarmEngineDeps) {
       return background(deviceId, () => hydrate(deviceId));
     },
 
+    /** Cluster mode: an operator cleared an alarm on another node; this node's state of it ends without an entry. */
     clearedElsewhere(deviceId: string, ruleId: string, logId: string): Promise<void> {
       return background(deviceId, async () => {
         const s = states.get(deviceId)?.get(ruleId);

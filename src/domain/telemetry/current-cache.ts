@@ -107,9 +107,13 @@ export function createCurrentCache({
     return flushing;
   };
 
+  /** Cluster mode: this node took the keeper lease and has not yet rebuilt the values of nodes lost before. */
+  let recovering = false;
+
   /** Cluster mode, on the keeper: the cluster-wide checkpoint moves to the oldest of the live and lost nodes'. */
   async function advanceShared(): Promise<void> {
-    if (!cluster?.keeper()) return;
+    // Not past the values of nodes lost while nobody kept it, until keeperTaken rebuilt them.
+    if (!cluster?.keeper() || recovering) return;
     let oldest = Infinity;
     for (const n of new Set([...cluster.alive(), ...rebuilding])) {
       const ts = await history.checkpoint(`${CHECKPOINT}@${n}`);
@@ -216,9 +220,11 @@ export function createCurrentCache({
      * itself, say) left their values after the cluster-wide checkpoint: they are rebuilt from there.
      */
     async keeperTaken(): Promise<number> {
+      recovering = true;
       const checkpoint = await history.checkpoint(CHECKPOINT);
       const n = checkpoint !== undefined ? await history.rebuildCurrentSince(checkpoint - freshMs) : 0;
       if (n) logger?.info({ values: n }, 'current values of lost nodes recovered from history');
+      recovering = false;
       await keep();
       return n;
     },

@@ -197,7 +197,9 @@ export function createIngest<T = TelemetryRow>(options: IngestOptions<T>) {
         // Tried again by the next write or in a few seconds: receipts kept longer widen the time a resend is
         // matched (device-protocol.md §3.3).
         releasable.push(...ids);
+        if (stopped) return;
         log?.warn({ err, batches: ids.length }, 'report receipts not released; trying again');
+        if (releaseTimer) clearTimeout(releaseTimer);
         releaseTimer = setTimeout(releaseIdle, RELEASE_RETRY_MS);
         releaseTimer.unref?.();
       },
@@ -313,9 +315,9 @@ export function createIngest<T = TelemetryRow>(options: IngestOptions<T>) {
       await this.flush();
       if (releaseTimer) clearTimeout(releaseTimer);
       releaseTimer = undefined;
-      // A graceful stop: every acknowledgement went out, so no receipt is left to match a later report.
-      const ids = [...releasable, ...held.splice(0).map((h) => h.batchId)];
-      releasable = [];
+      // Those past their hold go; the others stay: the connections closed right after their batches' writes,
+      // and acknowledgements still buffered were lost with them (the devices send those reports again).
+      const ids = takeReleasable();
       if (ids.length && options.releaseReceipts)
         await options
           .releaseReceipts(ids)
