@@ -26,16 +26,21 @@ export function makeT(lang: Lang): Ctx['t'] {
 
 /**
  * Live events of the given kinds (and devices) while the component is shown; returns whether the stream is
- * open. `onEvent` may change between renders: the latest one is called.
+ * open. `onEvent` may change between renders: the latest one is called. `onOpen` is called each time the stream
+ * opens (again): what happened between the page's load (or a dropped stream) and then came as no event, so a page
+ * that shows a list reads it again.
  */
 export function useLive(
   kinds: readonly string[],
   devices: readonly string[] | undefined,
   onEvent: (e: LiveEvent) => void,
+  onOpen?: () => void,
 ): boolean {
   const { session, logout } = useApp();
   const handler = useRef(onEvent);
   handler.current = onEvent;
+  const opened = useRef(onOpen);
+  opened.current = onOpen;
   const [open, setOpen] = useState(false);
   const key = `${kinds.join(',')}|${devices?.join(',') ?? ''}`;
   useEffect(() => {
@@ -45,7 +50,10 @@ export function useLive(
       kinds,
       ...(devices ? { devices } : {}),
       onEvent: (e) => handler.current(e),
-      onState: setOpen,
+      onState: (open) => {
+        setOpen(open);
+        if (open) opened.current?.();
+      },
       onUnauthorized: logout,
     });
   }, [session.token, key]);

@@ -114,7 +114,7 @@ export function AlarmsPage() {
     active.reload();
     history.reload();
   };
-  const live = useLive(['alarm'], undefined, refresh);
+  const live = useLive(['alarm'], undefined, refresh, refresh);
   useInterval(refresh, live ? 60_000 : 5_000);
   return (
     <section aria-labelledby="alarms-h">
