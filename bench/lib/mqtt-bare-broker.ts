@@ -8,10 +8,10 @@
  *
  * Listens on 127.0.0.1 (port from BARE_MQTT_PORT, default 0 = any free port) and stops on SIGTERM.
  */
-import net from 'node:net';
 import { Aedes } from 'aedes';
 // A leaf (it imports nothing): the baseline process loads none of the server's code.
 import { MQTT_DEFAULTS } from '../../mqtt-broker/core/defaults.ts';
+import { serveAedes } from './aedes-serve.ts';
 
 const port = Number(process.env.BARE_MQTT_PORT ?? 0);
 // The server's packet size; the connect timeout stays the bench's 30 s (the server's is
@@ -21,21 +21,4 @@ const aedes = await Aedes.createBroker({
   drainTimeout: 30_000,
   connectTimeout: 30_000,
 });
-const server = net.createServer((socket) => {
-  socket.on('error', () => {});
-  aedes.handle(socket);
-});
-server.on('error', (err) => {
-  console.error(`bare broker: ${err.message}`);
-  process.exit(1);
-});
-server.listen(port, '127.0.0.1', () => {
-  console.log(JSON.stringify({ port: (server.address() as net.AddressInfo).port }));
-});
-
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    server.close();
-    aedes.close(() => process.exit(0));
-  });
-}
+serveAedes(aedes, port, 'bare broker');

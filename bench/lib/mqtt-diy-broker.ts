@@ -13,11 +13,11 @@
  * device_id, identifier, ts, num, bool, str: a report `{"temperature":21.5,"switch":true}` of client `c` is
  * two rows; the device is the MQTT client id.
  */
-import net from 'node:net';
 import { Aedes } from 'aedes';
 import postgres from 'postgres';
 // A leaf (it imports nothing): the reference loads none of the server's code.
 import { MQTT_DEFAULTS } from '../../mqtt-broker/core/defaults.ts';
+import { serveAedes } from './aedes-serve.ts';
 
 const port = Number(process.env.BARE_MQTT_PORT ?? 0);
 const table = process.env.DIY_TABLE ?? '';
@@ -102,24 +102,7 @@ aedes.authorizePublish = (client, packet, callback) => {
   queue.push({ device: client.id, ts: Date.now(), values: values as Record<string, unknown>, done: callback });
   if (!writing) void write();
 };
-const server = net.createServer((socket) => {
-  socket.on('error', () => {});
-  aedes.handle(socket);
+serveAedes(aedes, port, 'diy broker', async () => {
+  console.log(JSON.stringify({ diy: counts }));
+  await sql.end({ timeout: 5 });
 });
-server.on('error', (err) => {
-  console.error(`diy broker: ${err.message}`);
-  process.exit(1);
-});
-server.listen(port, '127.0.0.1', () => {
-  console.log(JSON.stringify({ port: (server.address() as net.AddressInfo).port }));
-});
-
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    server.close();
-    aedes.close(() => {
-      console.log(JSON.stringify({ diy: counts }));
-      void sql.end({ timeout: 5 }).finally(() => process.exit(0));
-    });
-  });
-}
