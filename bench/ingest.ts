@@ -33,7 +33,7 @@ import { cpuByPid, cpuBetween, cpuMsOf, machineBusyMs, memoryOf, tail, type Chil
 import { seedMqttDevices } from './lib/mqtt-seed.ts';
 import { randomToken } from '../src/lib/ids.ts';
 import { startBare, startOurs } from './lib/mqtt-servers.ts';
-import { benchRun } from './lib/run.ts';
+import { benchRun, reportMissedGoals } from './lib/run.ts';
 import { benchArgs, intArg as benchInt } from './lib/args.ts';
 import { countDiyRows, createDiyTable, diyCounts, dropDiyTable, startDiy } from './lib/ingest-diy.ts';
 
@@ -843,12 +843,6 @@ try {
 }
 
 // Every figure is printed: now the goals missed, a line each, and a failed run (exit 1).
-if (missed.length) {
-  console.error(`\nGOALS MISSED (${missed.length}):`);
-  for (const line of missed) console.error(`  GOAL MISSED: ${line}`);
-  if (!problems.length) {
-    console.log('all checks passed, but not the goals');
-    process.exit(1);
-  }
-} else if (!problems.length) console.log(judged ? `\ngoals met (${judged})` : '\nno goal judged');
+reportMissedGoals(missed, problems, 'all checks passed, but not the goals');
+if (!missed.length && !problems.length) console.log(judged ? `\ngoals met (${judged})` : '\nno goal judged');
 frame.finish(problems);

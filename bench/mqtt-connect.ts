@@ -24,7 +24,7 @@ import { check, judgeGoals, printGoals, printTable } from './lib/mqtt-report.ts'
 import { seedMqttDevices } from './lib/mqtt-seed.ts';
 import { startBare, startOurs } from './lib/mqtt-servers.ts';
 import { accessToken } from './lib/server-api.ts';
-import { benchRun } from './lib/run.ts';
+import { benchRun, reportMissedGoals } from './lib/run.ts';
 import { benchArgs, intArg as benchInt } from './lib/args.ts';
 
 const args = benchArgs('mqtt-connect', {
@@ -191,12 +191,5 @@ try {
 }
 
 // Every figure is printed: now the goals, a line per miss, and a failed run (after the checks' verdict).
-if (goalsMissed.length) {
-  console.error(`\nGOALS MISSED (${goalsMissed.length}):`);
-  for (const line of goalsMissed) console.error(`  GOAL MISSED: ${line}`);
-  if (!problems.length) {
-    console.log('all checks passed, but not every goal was met');
-    process.exit(1);
-  }
-}
+reportMissedGoals(goalsMissed, problems, 'all checks passed, but not every goal was met');
 frame.finish(problems);

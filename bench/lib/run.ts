@@ -42,3 +42,17 @@ export function benchRun(
     },
   };
 }
+
+/**
+ * Prints the goals a run missed, a line each, after every figure (bench/README.md "Goals"); when its checks passed
+ * (no `problems`, whose verdict `finish` gives) a missed goal still fails the run: `passedLine`, then exit 1.
+ */
+export function reportMissedGoals(missed: readonly string[], problems: readonly string[], passedLine: string): void {
+  if (!missed.length) return;
+  console.error(`\nGOALS MISSED (${missed.length}):`);
+  for (const line of missed) console.error(`  GOAL MISSED: ${line}`);
+  if (!problems.length) {
+    console.log(passedLine);
+    process.exit(1);
+  }
+}
