@@ -17,9 +17,25 @@ export async function startBare(name: string, logDir: string): Promise<{ child: 
 }
 
 /**
+ * Settings for our server from the bench's own environment: `BENCH_SERVER_ENV="INGEST_BATCH_DELAY_MS=0 …"`
+ * (space-separated NAME=value pairs), to compare a setting in runs of the same bench. The server's environment
+ * is otherwise built here, not inherited.
+ */
+export function benchServerEnv(text = process.env.BENCH_SERVER_ENV ?? ''): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const pair of text.split(/\s+/).filter(Boolean)) {
+    const m = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(pair);
+    if (!m) throw new Error(`BENCH_SERVER_ENV: "${pair}" is not NAME=value`);
+    env[m[1]!] = m[2]!;
+  }
+  return env;
+}
+
+/**
  * Our server (src/main.ts) in a child process, listening on 127.0.0.1 with free HTTP and MQTT ports
  * (main.ts logs the HTTP address but not the MQTT one: both ports are chosen here), no TCP gateway, a
- * fresh JWT secret and the benches' admission settings; `env` adds to or overrides that.
+ * fresh JWT secret and the benches' admission settings; `env` adds to or overrides that, and
+ * `BENCH_SERVER_ENV` (benchServerEnv) overrides both.
  */
 export async function startOurs(opts: {
   dataDir: string;
@@ -43,6 +59,7 @@ export async function startOurs(opts: {
       JWT_SECRET: randomToken(48),
       ...opts.env,
       ...BENCH_ADMISSION,
+      ...benchServerEnv(),
     },
     opts.logFile,
     opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProf}`] : [],
