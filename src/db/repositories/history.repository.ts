@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type SQL } from 'drizzle-orm';
 import { DAY_MS } from '../../lib/time.ts';
-import { rowsOf, runPrepared, type Db, type Tx } from '../client.ts';
+import { fixedStatement, rowsOf, type Db, type Tx } from '../client.ts';
 import { PartitionMissing, translated } from '../errors.ts';
 import { telemetryCheckpoints } from '../schema/index.ts';
 import { timescaleLicense } from '../timescale.ts';
@@ -104,27 +104,46 @@ const aggregateSql: Record<Aggregate, SQL> = {
 /** A receipt (16 hex digits, publish.ts receiptOf) as the int8 the database keeps. */
 const keyOf = (hex: SQL) => sql`('x' || ${hex})::bit(64)::int8`;
 
+/** The parameters of a batch's receipts: the batch, its time, the released batches and its keys, comma-separated. */
+interface ReceiptParams {
+  batchId: SQL;
+  now: SQL;
+  release: SQL;
+  keys: SQL;
+}
+const receiptParams = (batchId: string, now: number, marks: BatchMarks): ReceiptParams => ({
+  batchId: sql`${batchId}`,
+  now: sql`${now}`,
+  release: sql`${marks.release.join(',')}`,
+  keys: sql`${marks.receipts.join(',')}`,
+});
+
 /**
  * The CTEs that record a batch's receipts and forget released ones (device-protocol.md §3.3): the lists go as
  * comma-separated text, so the statement's text is the same whatever their lengths.
  */
-function receiptsCtes(batchId: string, now: number, marks: BatchMarks): SQL {
-  const keys = marks.receipts.join(',');
+function receiptsCtes(p: ReceiptParams): SQL {
   return sql`released as (
-      delete from report_receipts where batch_id = any(string_to_array(${marks.release.join(',')}, ','))
+      delete from report_receipts where batch_id = any(string_to_array(${p.release}, ','))
     ),
     receipts as (
       insert into report_receipts (batch_id, create_time, keys)
-      select ${batchId}, ${now}::int8, array(select ${keyOf(sql`k`)} from unnest(string_to_array(${keys}, ',')) k)
-      where ${keys} <> ''
+      select ${p.batchId}, ${p.now}::int8, array(select ${keyOf(sql`k`)} from unnest(string_to_array(${p.keys}, ',')) k)
+      where ${p.keys} <> ''
     )`;
 }
 
 /** The same as a statement of its own. */
 const receiptsQuery = (batchId: string, now: number, marks: BatchMarks): SQL =>
-  sql`with ${receiptsCtes(batchId, now, marks)} select 1`;
+  sql`with ${receiptsCtes(receiptParams(batchId, now, marks))} select 1`;
 
-function insertQuery(rows: TelemetryRow[]): SQL | undefined {
+/**
+ * The history rows (reports) of `rows` as one JSON text, none when there are none. Rows of one report
+ * (same device and time, adjacent) travel as one object of values, so ids and times are sent once
+ * per report, not once per value; the value's JSON type picks its column. One parameter, one
+ * statement text whatever the batch size.
+ */
+function reportsJson(rows: TelemetryRow[]): string | undefined {
   const reports: Array<{ p: string; d: string; t: number; v: Record<string, unknown> }> = [];
   let last: (typeof reports)[number] | undefined;
   for (const r of rows) {
@@ -141,7 +160,11 @@ function insertQuery(rows: TelemetryRow[]): SQL | undefined {
     }
     last.v[r.identifier] = r.value;
   }
-  if (!reports.length) return undefined;
+  return reports.length ? JSON.stringify(reports) : undefined;
+}
+
+/** The INSERT of the reports of `reportsJson`. */
+function insertSql(reports: SQL): SQL {
   return sql`
     insert into attribute_history (project_id, device_id, identifier, ts, num, bool, str, json)
     select r.p, r.d, e.key, timestamptz 'epoch' + r.t * interval '1 millisecond',
@@ -149,9 +172,21 @@ function insertQuery(rows: TelemetryRow[]): SQL | undefined {
       case when jsonb_typeof(e.value) = 'boolean' then e.value::bool end,
       case when jsonb_typeof(e.value) = 'string' then e.value #>> '{}' end,
       case when jsonb_typeof(e.value) in ('object', 'array') then e.value end
-    from jsonb_to_recordset(${JSON.stringify(reports)}::jsonb) as r(p text, d text, t int8, v jsonb)
+    from jsonb_to_recordset(${reports}::jsonb) as r(p text, d text, t int8, v jsonb)
     cross join lateral jsonb_each(r.v) as e`;
 }
+
+/**
+ * A batch of reports with its commit record and receipts as one statement (the hot path of the ingest): built
+ * once, prepared on PostgreSQL.
+ */
+const batchStatement = fixedStatement(
+  ['batchId', 'now', 'release', 'keys', 'reports'],
+  (p) =>
+    sql`with commit as (insert into ingest_commits (id, create_time) values (${p.batchId}, ${p.now}::int8)),
+    ${receiptsCtes(p)}
+    ${insertSql(p.reports)}`,
+);
 
 /** What the start applied: policies only with the community edition of TimescaleDB. */
 export type TimescalePolicies = { mode: 'partitioned' } | { mode: 'timescale'; license: string; policies: boolean };
@@ -220,8 +255,8 @@ export function createHistoryRepository(db: Db) {
     async insert(tx: Tx, rows: TelemetryRow[], batchId: string, now: number, marks = NO_MARKS): Promise<void> {
       await tx.execute(sql`insert into ingest_commits (id, create_time) values (${batchId}, ${now})`);
       if (marks.receipts.length || marks.release.length) await tx.execute(receiptsQuery(batchId, now, marks));
-      const query = insertQuery(rows);
-      if (query) await tx.execute(query);
+      const reports = reportsJson(rows);
+      if (reports) await tx.execute(insertSql(sql`${reports}`));
     },
 
     /**
@@ -230,18 +265,19 @@ export function createHistoryRepository(db: Db) {
      * The batch's commit record is written by the same statement.
      */
     async insertAlone(rows: TelemetryRow[], batchId: string, now: number, marks = NO_MARKS): Promise<void> {
-      const query = insertQuery(rows);
-      if (!query) {
+      const reports = reportsJson(rows);
+      if (!reports) {
         if (marks.receipts.length || marks.release.length) await db.execute(receiptsQuery(batchId, now, marks));
         return;
       }
       // One text whatever the marks (empty lists change nothing): one prepared statement.
-      await runPrepared(
-        db,
-        sql`with commit as (insert into ingest_commits (id, create_time) values (${batchId}, ${now}::int8)),
-          ${receiptsCtes(batchId, now, marks)}
-          ${query}`,
-      );
+      await batchStatement.run(db, {
+        batchId,
+        now,
+        release: marks.release.join(','),
+        keys: marks.receipts.join(','),
+        reports,
+      });
     },
 
     /**

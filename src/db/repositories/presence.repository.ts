@@ -1,5 +1,5 @@
 import { sql, type SQL } from 'drizzle-orm';
-import { rowsOf, type Db } from '../client.ts';
+import { rowsOf, runPrepared, type Db } from '../client.ts';
 import { devices } from '../schema/index.ts';
 
 export interface PresenceRow {
@@ -24,6 +24,16 @@ export interface PresenceChange {
 const PRESENCE_CHUNK = 5_000;
 
 /**
+ * The changes of a chunk as rows of one JSON parameter (one statement text whatever the chunk's size, so it
+ * stays prepared; a VALUES list of 3–4 parameters a row cost more to build than to run, and was planned anew
+ * every time).
+ */
+const changesOf = (rows: PresenceRow[]): SQL =>
+  sql`jsonb_to_recordset(${JSON.stringify(
+    rows.map((r) => ({ id: r.deviceId, online: r.online ?? null, epoch: r.epoch ?? null, ts: r.activeTs })),
+  )}::jsonb)`;
+
+/**
  * Whether a node may write "online" for a session of epoch `v.epoch` (docs/cluster.md §3): over an older
  * session or none; without its epoch yet, only where no other node's session is online.
  */
@@ -42,7 +52,7 @@ export function createPresenceRepository(db: Db) {
      * `node` (cluster mode), online state is written under the session rules of docs/cluster.md §3.
      */
     async apply(all: PresenceRow[], node?: string): Promise<void> {
-      // 3 (4) parameters a row: chunks keep each statement far below PostgreSQL's 65,535 parameters.
+      // Chunks bound each statement's size and the time its row locks are held.
       for (let i = 0; i < all.length; i += PRESENCE_CHUNK) {
         const chunk = all.slice(i, i + PRESENCE_CHUNK);
         await (node === undefined ? applyChunk(chunk) : applyClusterChunk(chunk, node));
@@ -129,20 +139,16 @@ export function createPresenceRepository(db: Db) {
   }
 
   async function applyChunk(rows: PresenceRow[]): Promise<void> {
-    const values = sql.join(
-      rows.map(
-        (r) =>
-          sql`(${r.deviceId}, ${r.online === undefined ? null : r.online}::boolean, ${JSON.stringify(r.activeTs)}::jsonb)`,
-      ),
-      sql`, `,
-    );
-    await db.execute(sql`
+    await runPrepared(
+      db,
+      sql`
       update ${devices} d set
         online = coalesce(v.online, d.online),
         active = d.active or v.ts <> '{}'::jsonb,
         active_ts = d.active_ts || v.ts
-      from (values ${values}) as v(id, online, ts)
-      where d.id = v.id`);
+      from ${changesOf(rows)} as v(id text, online boolean, epoch bigint, ts jsonb)
+      where d.id = v.id`,
+    );
   }
 
   /**
@@ -151,15 +157,10 @@ export function createPresenceRepository(db: Db) {
    * device offline that another node holds now. Activity times are merged whoever holds the session.
    */
   async function applyClusterChunk(rows: PresenceRow[], node: string): Promise<void> {
-    const values = sql.join(
-      rows.map(
-        (r) =>
-          sql`(${r.deviceId}, ${r.online === undefined ? null : r.online}::boolean, ${r.epoch ?? null}::bigint, ${JSON.stringify(r.activeTs)}::jsonb)`,
-      ),
-      sql`, `,
-    );
     const on = mayGoOnline(node);
-    await db.execute(sql`
+    await runPrepared(
+      db,
+      sql`
       update ${devices} d set
         online = case
           when v.online is null then d.online
@@ -170,8 +171,9 @@ export function createPresenceRepository(db: Db) {
         session_epoch = case when v.online and ${on} then coalesce(v.epoch, d.session_epoch) else d.session_epoch end,
         active = d.active or v.ts <> '{}'::jsonb,
         active_ts = d.active_ts || v.ts
-      from (values ${values}) as v(id, online, epoch, ts)
-      where d.id = v.id`);
+      from ${changesOf(rows)} as v(id text, online boolean, epoch bigint, ts jsonb)
+      where d.id = v.id`,
+    );
   }
 }
 export type PresenceRepository = ReturnType<typeof createPresenceRepository>;
