@@ -57,6 +57,33 @@ describe('telemetry ingest pipeline', () => {
     expect(ingest.stats()).toMatchObject({ batches: 1, values: 4, pendingValues: 0 });
   });
 
+  it('with no batch delay (the default), starts a batch once the turn is over, with no timer, and gathers what arrives meanwhile', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'setImmediate', 'clearTimeout', 'clearImmediate'] });
+    try {
+      const g = gate();
+      const ingest = createIngest({ write: g.write, batchSize: 100 });
+      // Submitted in one turn (one socket read's messages): one batch, started without any timer running.
+      const turn = [ingest.submit([row('a')]), ingest.submit([row('b')])];
+      expect(g.batches).toHaveLength(0);
+      expect(vi.getTimerCount()).toBe(1);
+      // No time passes: an immediate, not a timeout.
+      await vi.advanceTimersByTimeAsync(0);
+      expect(g.batches.map((b) => b.map((r) => r.identifier))).toEqual([['a', 'b']]);
+      // Arriving while it is written: the next batch, started by the write's end, not by a timer.
+      const later = [ingest.submit([row('c')]), ingest.submit([row('d')])];
+      await vi.advanceTimersByTimeAsync(0);
+      expect(g.batches).toHaveLength(1);
+      g.pending.shift()!.resolve();
+      await Promise.all(turn);
+      await vi.waitFor(() => expect(g.batches).toHaveLength(2));
+      expect(g.batches[1]!.map((r) => r.identifier)).toEqual(['c', 'd']);
+      g.pending.shift()!.resolve();
+      await Promise.all(later);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('starts the batch of a submission marked `now` at once instead of waiting for the batch delay', async () => {
     const g = gate();
     const ingest = createIngest({ write: g.write, batchSize: 100, batchDelayMs: 60_000 });

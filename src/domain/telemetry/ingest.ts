@@ -85,7 +85,7 @@ export interface IngestStats {
 /** The pipeline for telemetry rows by default; any row type with its own `write` (custom-data messages). */
 export function createIngest<T = TelemetryRow>(options: IngestOptions<T>) {
   const batchSize = options.batchSize ?? 5_000;
-  const batchDelayMs = options.batchDelayMs ?? 5;
+  const batchDelayMs = options.batchDelayMs ?? 0;
   const maxPending = Math.max(options.maxPending ?? 100_000, batchSize);
   const concurrency = Math.max(1, options.concurrency ?? 1);
   const isTransient = options.isTransient ?? isTransientDbError;
@@ -100,6 +100,8 @@ export function createIngest<T = TelemetryRow>(options: IngestOptions<T>) {
   /** Values queued and not yet taken into a batch: what starts a writer. */
   let queuedValues = 0;
   let timer: NodeJS.Timeout | undefined;
+  /** A batch to start once this turn's arrivals are in (`batchDelayMs` 0). */
+  let soon: NodeJS.Immediate | undefined;
   /** Writers running; each takes batches until the queue is empty. */
   let workers = 0;
   const waitingForRoom: Array<() => void> = [];
@@ -117,6 +119,13 @@ export function createIngest<T = TelemetryRow>(options: IngestOptions<T>) {
     if (workers >= concurrency || !queue.length) return;
     if (queuedValues >= batchSize) {
       start();
+    } else if (batchDelayMs === 0) {
+      // Group commit without a wait: the batch starts once the messages read in this turn of the event loop
+      // are queued, and whatever arrives while it is written joins the next one (architecture.md §8).
+      soon ??= setImmediate(() => {
+        soon = undefined;
+        start();
+      });
     } else {
       timer ??= setTimeout(() => {
         timer = undefined;
@@ -130,6 +139,10 @@ export function createIngest<T = TelemetryRow>(options: IngestOptions<T>) {
     if (timer) {
       clearTimeout(timer);
       timer = undefined;
+    }
+    if (soon) {
+      clearImmediate(soon);
+      soon = undefined;
     }
     workers += 1;
     void flushLoop().finally(() => {
