@@ -125,7 +125,7 @@ export const configSchema = z
       .max(24 * 365)
       .default(24),
     INGEST_BATCH_SIZE: z.coerce.number().int().min(1).max(100_000).default(5_000),
-    INGEST_BATCH_DELAY_MS: z.coerce.number().int().min(0).max(10_000).default(0),
+    INGEST_BATCH_DELAY_MS: z.coerce.number().int().min(0).max(10_000).default(5),
     INGEST_MAX_PENDING: z.coerce.number().int().min(1).max(10_000_000).default(100_000),
     INGEST_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(1),
     ALARM_WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(WEBHOOK.timeoutMs),

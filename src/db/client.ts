@@ -58,8 +58,10 @@ export async function runPrepared(db: Db, query: SQL): Promise<unknown> {
  * than the statement's round trip when a batch is small (a CPU profile at 1,000 reports/s put drizzle's query
  * building at ~5% of the server's time). `build` gets a placeholder for each named parameter; `run` sends the
  * text with the values in their places: on PostgreSQL a prepared statement (as `runPrepared`), on PGlite
- * through its client (what drizzle's PGlite session does). Not for statements whose rows need drizzle's type
- * mapping: its rows come back as the driver gives them.
+ * through its client (what drizzle's PGlite session does). Its limits, where drizzle's own path differs:
+ * values are strings, numbers, booleans or null only (no column encoders run, and an array would go as one
+ * array parameter, not a list), so `run` refuses anything else; it runs on the database itself, never inside a
+ * transaction (a transaction has no client of its own); rows come back as the driver gives them.
  */
 export function fixedStatement<K extends string>(names: readonly K[], build: (p: Record<K, SQL>) => SQL) {
   const marks = names.map((name) => ({ name }));
@@ -73,7 +75,12 @@ export function fixedStatement<K extends string>(names: readonly K[], build: (p:
   return {
     text,
     async run(db: Db, values: Record<K, unknown>): Promise<unknown> {
-      const params = order.map((name) => values[name]);
+      const params = order.map((name) => {
+        const value = values[name];
+        if (value !== null && typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean')
+          throw new TypeError(`fixedStatement: the value of ${name} is not a string, number, boolean or null`);
+        return value;
+      });
       const client = (db as { $client?: unknown }).$client as
         postgres.Sql | { query(text: string, params: unknown[]): Promise<unknown> } | undefined;
       if (typeof client === 'function' && typeof client.unsafe === 'function')

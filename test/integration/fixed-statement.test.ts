@@ -38,6 +38,11 @@ describe('fixedStatement', () => {
     }
   });
 
+  it('refuses a value it would not send as drizzle does (an object, an array, a date)', async () => {
+    for (const bad of [{ x: 1 }, [1, 2], new Date(), undefined])
+      await expect(statement.run(database.db, { a: 1, b: 2, label: bad as never })).rejects.toThrow(/label is not/);
+  });
+
   it('refuses a statement with a value that is not a placeholder (it would be fixed into every run)', () => {
     expect(() => fixedStatement(['a'], (p) => sql`select ${p.a}::int8 + ${1}::int8`)).toThrow(/not a placeholder/);
   });

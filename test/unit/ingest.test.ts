@@ -57,11 +57,11 @@ describe('telemetry ingest pipeline', () => {
     expect(ingest.stats()).toMatchObject({ batches: 1, values: 4, pendingValues: 0 });
   });
 
-  it('with no batch delay (the default), starts a batch once the turn is over, with no timer, and gathers what arrives meanwhile', async () => {
+  it('with no batch delay, starts a batch once the turn is over, with no timer, and gathers what arrives meanwhile', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'setImmediate', 'clearTimeout', 'clearImmediate'] });
     try {
       const g = gate();
-      const ingest = createIngest({ write: g.write, batchSize: 100 });
+      const ingest = createIngest({ write: g.write, batchSize: 100, batchDelayMs: 0 });
       // Submitted in one turn (one socket read's messages): one batch, started without any timer running.
       const turn = [ingest.submit([row('a')]), ingest.submit([row('b')])];
       expect(g.batches).toHaveLength(0);
@@ -82,6 +82,24 @@ describe('telemetry ingest pipeline', () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+
+  it('with no batch delay and two writers, starts the second only for a full batch, not for every turn', async () => {
+    const g = gate();
+    const ingest = createIngest({ write: g.write, batchSize: 3, batchDelayMs: 0, concurrency: 2 });
+    const first = ingest.submit([row('a')]);
+    await g.next().then((w) => g.pending.unshift(w));
+    // Next turns, while the first write runs: they wait for it rather than make a second small batch.
+    const second = ingest.submit([row('b')]);
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    expect(g.batches).toHaveLength(1);
+    // A full batch waiting: the second writer takes it at once.
+    const full = ingest.submit([row('c'), row('d')]);
+    await expect.poll(() => g.batches.length).toBe(2);
+    expect(g.batches[1]!.map((r) => r.identifier)).toEqual(['b', 'c', 'd']);
+    for (const w of g.pending.splice(0)) w.resolve();
+    await Promise.all([first, second, full]);
   });
 
   it('starts the batch of a submission marked `now` at once instead of waiting for the batch delay', async () => {

@@ -85,7 +85,7 @@ export interface IngestStats {
 /** The pipeline for telemetry rows by default; any row type with its own `write` (custom-data messages). */
 export function createIngest<T = TelemetryRow>(options: IngestOptions<T>) {
   const batchSize = options.batchSize ?? 5_000;
-  const batchDelayMs = options.batchDelayMs ?? 0;
+  const batchDelayMs = options.batchDelayMs ?? 5;
   const maxPending = Math.max(options.maxPending ?? 100_000, batchSize);
   const concurrency = Math.max(1, options.concurrency ?? 1);
   const isTransient = options.isTransient ?? isTransientDbError;
@@ -121,7 +121,10 @@ export function createIngest<T = TelemetryRow>(options: IngestOptions<T>) {
       start();
     } else if (batchDelayMs === 0) {
       // Group commit without a wait: the batch starts once the messages read in this turn of the event loop
-      // are queued, and whatever arrives while it is written joins the next one (architecture.md §8).
+      // are queued, and whatever arrives while it is written joins the next one (architecture.md §8). While a
+      // writer runs, it takes them when its batch is done: another writer starts only for a full batch (above),
+      // so `concurrency` adds writes in flight under load, not many small batches at a light one.
+      if (workers > 0) return;
       soon ??= setImmediate(() => {
         soon = undefined;
         start();
