@@ -219,6 +219,24 @@ describe.each(backends)('history store on $name', ({ mode, open }) => {
     expect(await ctx.services.currentValues.get(projectId, deviceId, ['cur'])).toEqual({ cur: 2 });
   });
 
+  it('writes every current value of a flush larger than one statement holds', async () => {
+    const t = Date.now();
+    // 600 values: three statements of the flush (history.repository.ts CURRENT_CHUNK).
+    const rows = Array.from({ length: 600 }, (_, i) => ({
+      ...row(t, `many${String(i).padStart(3, '0')}`, i),
+      history: false,
+    }));
+    await db.transaction((tx) => store.upsertCurrent(tx, rows));
+    const stored = await ctx.services.currentValues.get(
+      projectId,
+      deviceId,
+      rows.map((r) => r.identifier),
+    );
+    expect(Object.keys(stored)).toHaveLength(600);
+    expect(stored.many000).toBe(0);
+    expect(stored.many599).toBe(599);
+  });
+
   it('names a batch written twice (its commit record taken) Duplicate ingest_commit, alone or with current values', async () => {
     const t0 = dayStart(4) + 9 * HOUR;
     const rows = [row(t0, 'twice', 1)];

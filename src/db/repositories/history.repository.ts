@@ -53,6 +53,8 @@ export interface Bucket {
 }
 
 const PARTITION_PREFIX = 'attribute_history_d';
+/** Current values per statement of a flush (upsertCurrent). */
+const CURRENT_CHUNK = 250;
 /** Partition names carry their UTC day: attribute_history_d20261123. */
 const partitionName = (day: number) =>
   PARTITION_PREFIX + new Date(day * DAY_MS).toISOString().slice(0, 10).replaceAll('-', '');
@@ -326,8 +328,9 @@ export function createHistoryRepository(db: Db) {
     },
 
     /**
-     * Makes the newest value per (device, identifier) of `rows` the current value, in one statement.
-     * A value older than the stored one does not replace it; values of deleted devices are skipped.
+     * Makes the newest value per (device, identifier) of `rows` the current value, in statements of at most
+     * `CURRENT_CHUNK` values. A value older than the stored one does not replace it; values of deleted devices
+     * are skipped.
      */
     async upsertCurrent(tx: Tx, rows: Iterable<TelemetryRow>): Promise<void> {
       const latest = new Map<string, TelemetryRow>();
@@ -348,10 +351,14 @@ export function createHistoryRepository(db: Db) {
       if (!current.length) return;
       // Sorted so concurrent writers lock rows in one order (no deadlocks between them).
       current.sort((a, b) => (a.d < b.d ? -1 : a.d > b.d ? 1 : a.i < b.i ? -1 : a.i > b.i ? 1 : 0));
-      await tx.execute(sql`
+      // Each chunk's JSON is built while the previous statement runs: the once-a-second flush of a node's values
+      // never holds the event loop for long (one statement of 2,000 values held it 13-16 ms, and every report
+      // arriving meanwhile waited: the p99 of bench:mqtt-connect at 1,000 reports/s).
+      for (let i = 0; i < current.length; i += CURRENT_CHUNK)
+        await tx.execute(sql`
         insert into attribute_values (device_id, identifier, project_id, value, attr_type, data_type, ts)
         select d, i, p, v, a, y, t
-        from jsonb_to_recordset(${JSON.stringify(current)}::jsonb) as r(p text, d text, i text, v jsonb, a text, y text, t int8)
+        from jsonb_to_recordset(${JSON.stringify(current.slice(i, i + CURRENT_CHUNK))}::jsonb) as r(p text, d text, i text, v jsonb, a text, y text, t int8)
         where exists (select 1 from devices where devices.id = r.d)
         on conflict (device_id, identifier) do update
           set value = excluded.value, attr_type = excluded.attr_type, data_type = excluded.data_type, ts = excluded.ts
