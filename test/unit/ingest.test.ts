@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, onTestFinished, vi } from 'vitest';
 import type { TelemetryRow } from '../../src/db/repositories/history.repository.ts';
 import { isTransientDbError } from '../../src/db/errors.ts';
 import { createIngest } from '../../src/domain/telemetry/ingest.ts';
@@ -85,6 +85,9 @@ describe('telemetry ingest pipeline', () => {
   });
 
   it('with no batch delay and two writers, starts the second only for a full batch, not for every turn', async () => {
+    // The writer's patience (a timeout) does not run out here: only immediates run.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    onTestFinished(() => void vi.useRealTimers());
     const g = gate();
     const ingest = createIngest({ write: g.write, batchSize: 3, batchDelayMs: 0, concurrency: 2 });
     const first = ingest.submit([row('a')]);
@@ -100,6 +103,19 @@ describe('telemetry ingest pipeline', () => {
     expect(g.batches[1]!.map((r) => r.identifier)).toEqual(['b', 'c', 'd']);
     for (const w of g.pending.splice(0)) w.resolve();
     await Promise.all([first, second, full]);
+  });
+
+  it('with no batch delay and two writers, starts the second after a few ms when the first write takes long', async () => {
+    const g = gate();
+    const ingest = createIngest({ write: g.write, batchSize: 100, batchDelayMs: 0, concurrency: 2 });
+    const first = ingest.submit([row('a')]);
+    await expect.poll(() => g.batches.length).toBe(1);
+    const second = ingest.submit([row('b')]);
+    // The first write hangs (a lock wait, a retry): the second writer does not wait for it.
+    await expect.poll(() => g.batches.length, { timeout: 1_000 }).toBe(2);
+    expect(g.batches[1]!.map((r) => r.identifier)).toEqual(['b']);
+    for (const w of g.pending.splice(0)) w.resolve();
+    await Promise.all([first, second]);
   });
 
   it('starts the batch of a submission marked `now` at once instead of waiting for the batch delay', async () => {

@@ -22,8 +22,9 @@ export interface PresenceChange {
 }
 
 /**
- * Devices per statement of a flush: each chunk's JSON is built while the previous statement runs, so a flush of a
- * busy second (one row per device that reported) holds the event loop ~1 ms at a time, not for the whole batch.
+ * Devices per statement of a flush (and of a re-assertion): one chunk at a time, the event loop free while each
+ * statement runs, so a flush of a busy second (one row per device that reported) holds the loop ~1 ms at a time,
+ * not for the whole batch.
  */
 const PRESENCE_CHUNK = 250;
 

@@ -19,6 +19,8 @@ import type { MetricsPort } from '../metrics-port.ts';
  * against resends (device-protocol.md §3.3): a device that lost its node reconnects and resends within this.
  */
 export const RECEIPT_WINDOW_MS = 2 * 60_000;
+/** With no batch delay and a writer busy, how long what arrives waits for it before another writer may start. */
+const WRITER_PATIENCE_MS = 5;
 /** How soon receipts that could not be released are tried again. */
 const RELEASE_RETRY_MS = 5_000;
 
@@ -123,8 +125,16 @@ export function createIngest<T = TelemetryRow>(options: IngestOptions<T>) {
       // Group commit without a wait: the batch starts once the messages read in this turn of the event loop
       // are queued, and whatever arrives while it is written joins the next one (architecture.md §8). While a
       // writer runs, it takes them when its batch is done: another writer starts only for a full batch (above),
-      // so `concurrency` adds writes in flight under load, not many small batches at a light one.
-      if (workers > 0) return;
+      // so `concurrency` adds writes in flight under load, not many small batches at a light one. A write that
+      // takes long (a lock wait, a retry, a refused batch written one by one) lets another writer start after
+      // WRITER_PATIENCE_MS instead of holding them back for its whole time.
+      if (workers > 0) {
+        timer ??= setTimeout(() => {
+          timer = undefined;
+          start();
+        }, WRITER_PATIENCE_MS);
+        return;
+      }
       soon ??= setImmediate(() => {
         soon = undefined;
         start();
