@@ -135,6 +135,12 @@ export class SimDevice {
   private pending: number[] = [];
   /** Whether an accepted connection is open: only its close counts as a disconnect. */
   private session = false;
+  /**
+   * Packet ids of QoS 1 reports sent and not yet acknowledged, whichever host they went to: what a stop waits for.
+   * mqtt.js forgets the callback of a message in flight when its connection drops (its `outgoing` is then empty)
+   * and sends the message again from its store on the next host.
+   */
+  private readonly unacknowledged = new Set<number>();
   /** True after a refused CONNECT: the token is wrong, so the device gives up. */
   failed = false;
 
@@ -170,7 +176,7 @@ export class SimDevice {
     // PUBACKs of reports counted from the packets, not the publish callbacks: mqtt.js fails the callback of a
     // message in flight when the connection drops, then sends it again from its store to the next host,
     // where its PUBACK arrives with no callback left to call.
-    const reports = new Set<number>();
+    const reports = this.unacknowledged;
     client.on('packetsend', (packet) => {
       if (packet.cmd === 'publish' && packet.topic === TOPICS.attributes && packet.messageId !== undefined)
         reports.add(packet.messageId);
@@ -208,7 +214,8 @@ export class SimDevice {
   }
 
   report(values: Values) {
-    if (!this.connected) return;
+    // Not once stopping: a report counted as sent while the connection drains and ends would never be acknowledged.
+    if (!this.connected || this.stopped) return;
     this.stats.sent++;
     this.pending.push(performance.now());
     this.publish(TOPICS.attributes, values);
@@ -297,23 +304,26 @@ export class SimDevice {
 
   async stop() {
     this.stopped = true;
+    if (this.reportTimer) clearInterval(this.reportTimer);
+    this.reportTimer = undefined;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
     const client = this.client;
     if (!client) return;
     if (!client.connected) return void client.end(true);
-    await endDrained(client);
+    await endDrained(client, () => Math.max(inFlight(client), this.unacknowledged.size));
   }
 }
 
 const inFlight = (client: MqttClient) => Object.keys(client.outgoing).length;
 
 /**
- * Ends a connected client: first waits (up to DRAIN_MS) for the PUBACKs of QoS 1 messages in flight, so a stop
- * does not cut off reports the server is storing; a server that never answers them does not hold the run.
+ * Ends a connected client: first waits (up to DRAIN_MS) for the PUBACKs of QoS 1 messages in flight (`waiting`: by
+ * default those mqtt.js still holds a callback for), so a stop does not cut off reports the server is storing; a
+ * server that never answers them does not hold the run.
  */
-export async function endDrained(client: MqttClient) {
+export async function endDrained(client: MqttClient, waiting: () => number = () => inFlight(client)) {
   const deadline = Date.now() + DRAIN_MS;
-  while (client.connected && inFlight(client) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  await client.endAsync(!client.connected || inFlight(client) > 0).catch(() => undefined);
+  while (client.connected && waiting() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  await client.endAsync(!client.connected || waiting() > 0).catch(() => undefined);
 }

@@ -113,7 +113,8 @@ export class SimGateway {
 
   /** One `gateway/attributes` message: `{"<addr>":{…},…}`. */
   report(byAddress: Record<string, Values>) {
-    if (!this.connected) return;
+    // Not once stopping: reports counted as sent while the connection drains and ends would never be acknowledged.
+    if (!this.connected || this.stopped) return;
     const reports = Object.keys(byAddress).length;
     this.stats.sent += reports;
     this.pending.push({ at: performance.now(), reports });
@@ -217,6 +218,8 @@ export class SimGateway {
 
   async stop() {
     this.stopped = true;
+    if (this.reportTimer) clearInterval(this.reportTimer);
+    this.reportTimer = undefined;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
     const client = this.client;
