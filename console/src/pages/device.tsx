@@ -83,7 +83,12 @@ export function DevicePage({ id }: { id: string }) {
       device.reload();
     }
   };
-  const live = useLive(['attributes', 'online', 'command_reply', 'data', 'alarm'], [id], onEvent);
+  // Read again whenever the stream opens: what changed between the page's first reads and the stream's opening
+  // came as no event (a value reported right after the page loaded would otherwise wait for the next one).
+  const live = useLive(['attributes', 'online', 'command_reply', 'data', 'alarm'], [id], onEvent, () => {
+    attrs.reload();
+    device.reload();
+  });
   useInterval(
     () => {
       setNow(Date.now());
