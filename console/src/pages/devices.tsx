@@ -39,31 +39,25 @@ export function DevicesPage() {
   useEffect(() => setPatch({}), [list.data]);
   useEffect(() => setPage(1), [type, group, online, search]);
   const ids = useMemo(() => list.data?.items.map((d) => d.id) ?? [], [list.data]);
-  const live = useLive(
-    ['online', 'attributes', 'alarm'],
-    ids.length ? ids : [],
-    (e) => {
-      const id = e.payload.device?.id;
-      if (!id) return;
-      const ts = typeof e.payload.ts === 'number' ? e.payload.ts : Date.now();
-      if (e.kind === 'online') {
-        setPatch((p) => ({
-          ...p,
-          [id]: {
-            ...p[id],
-            online: e.payload.online === true,
-            active: { ...(p[id]?.active ?? {}), [e.payload.online ? 'connect' : 'disconnect']: ts },
-          },
-        }));
-      } else if (e.kind === 'attributes') {
-        setPatch((p) => ({ ...p, [id]: { ...p[id], active: { ...(p[id]?.active ?? {}), attributes: ts } } }));
-      } else if (e.kind === 'alarm') {
-        list.reload();
-      }
-      // Read again when the stream opens: a device that came online before it did sent no event here.
-    },
-    list.reload,
-  );
+  const live = useLive(['online', 'attributes', 'alarm'], ids.length ? ids : [], (e) => {
+    const id = e.payload.device?.id;
+    if (!id) return;
+    const ts = typeof e.payload.ts === 'number' ? e.payload.ts : Date.now();
+    if (e.kind === 'online') {
+      setPatch((p) => ({
+        ...p,
+        [id]: {
+          ...p[id],
+          online: e.payload.online === true,
+          active: { ...(p[id]?.active ?? {}), [e.payload.online ? 'connect' : 'disconnect']: ts },
+        },
+      }));
+    } else if (e.kind === 'attributes') {
+      setPatch((p) => ({ ...p, [id]: { ...p[id], active: { ...(p[id]?.active ?? {}), attributes: ts } } }));
+    } else if (e.kind === 'alarm') {
+      list.reload();
+    }
+  });
   useInterval(
     () => {
       setNow(Date.now());

@@ -55,19 +55,13 @@ export function OverviewPage() {
     alarms.reload();
   };
   // Events come in bursts (a thousand devices reconnecting): refresh at most every 300 ms.
-  const live = useLive(
-    ['online', 'alarm'],
-    undefined,
-    () => {
-      if (pending.current) return;
-      pending.current = setTimeout(() => {
-        pending.current = undefined;
-        refresh();
-      }, 300);
-    },
-    // Read again when the stream opens: what changed before it did came as no event.
-    refresh,
-  );
+  const live = useLive(['online', 'alarm'], undefined, () => {
+    if (pending.current) return;
+    pending.current = setTimeout(() => {
+      pending.current = undefined;
+      refresh();
+    }, 300);
+  });
   useInterval(refresh, live ? 60_000 : 5_000);
   return (
     <section aria-labelledby="overview-h">
