@@ -168,6 +168,9 @@ describe.skipIf(skip !== undefined)(
 
       await page.getByRole('link', { name: 'Devices', exact: true }).click();
       await deviceRow(page, 'Boiler room').getByRole('img', { name: 'offline', exact: true }).waitFor();
+      // What changes before the page's live stream is open comes as no event (the list then waits for its poll):
+      // the device connects once the page says it is live, as a person would see it.
+      await page.getByRole('status').filter({ hasText: /^● / }).waitFor();
       const sim = await simulateDevice(server, p, boiler);
       sims.push(sim);
       // The dot turns online by itself: the console follows the live events.
