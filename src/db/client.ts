@@ -47,10 +47,16 @@ const dialect = new PgDialect();
  * the data (each distinct text stays prepared on every connection). PGlite runs it through drizzle.
  */
 export async function runPrepared(db: Db, query: SQL): Promise<unknown> {
-  const client = (db as { $client?: unknown }).$client as postgres.Sql | undefined;
-  if (typeof client !== 'function' || typeof client.unsafe !== 'function') return db.execute(query);
+  const client = postgresClient(db);
+  if (!client) return db.execute(query);
   const { sql: text, params } = dialect.sqlToQuery(query);
   return client.unsafe(text, params as postgres.ParameterOrJSON<never>[], { prepare: true });
+}
+
+/** The postgres.js client behind `db`, or undefined on PGlite. */
+function postgresClient(db: Db): postgres.Sql | undefined {
+  const client = (db as { $client?: unknown }).$client as postgres.Sql | undefined;
+  return typeof client === 'function' && typeof client.unsafe === 'function' ? client : undefined;
 }
 
 /**
@@ -81,11 +87,10 @@ export function fixedStatement<K extends string>(names: readonly K[], build: (p:
           throw new TypeError(`fixedStatement: the value of ${name} is not a string, number, boolean or null`);
         return value;
       });
-      const client = (db as { $client?: unknown }).$client as
-        postgres.Sql | { query(text: string, params: unknown[]): Promise<unknown> } | undefined;
-      if (typeof client === 'function' && typeof client.unsafe === 'function')
-        return client.unsafe(text, params as postgres.ParameterOrJSON<never>[], { prepare: true });
-      if (client && 'query' in client && typeof client.query === 'function') return client.query(text, params);
+      const pg = postgresClient(db);
+      if (pg) return pg.unsafe(text, params as postgres.ParameterOrJSON<never>[], { prepare: true });
+      const client = (db as { $client?: { query?(text: string, params: unknown[]): Promise<unknown> } }).$client;
+      if (typeof client?.query === 'function') return client.query(text, params);
       throw new Error('fixedStatement: no PostgreSQL or PGlite client');
     },
   };
