@@ -58,7 +58,7 @@ describe('storage settings', () => {
     const options = Object.fromEntries(rows.map((r) => [r.relname, String(r.reloptions)]));
     expect(options).toEqual({
       attribute_values: expect.stringContaining('fillfactor=70'),
-      devices: expect.stringContaining('fillfactor=70'),
+      devices: expect.stringContaining('fillfactor=50'),
     });
   });
 });

@@ -365,7 +365,7 @@ export function createDevicesRepository(db: Db) {
       return rows.length > 0;
     },
 
-    /** Both stat calls from one pass over the (project, online, active, alarm_level) index. */
+    /** Both stat calls from one pass over the project's rows (devices_project_id_idx; cached by the service). */
     async stats(scope: Scope) {
       const [row] = await db
         .select({

@@ -91,8 +91,10 @@ export const devices = pgTable(
       .on(t.projectId, t.deviceKey)
       .where(sql`device_key is not null`),
     uniqueIndex('devices_project_code_uq').on(t.projectId, t.deviceCode),
-    // Covers devices_stat / devices_alarm_stat as an index-only scan.
-    index('devices_project_state_idx').on(t.projectId, t.online, t.active, t.alarmLevel),
+    // No index holds `online` or `active`: the presence flush rewrites them at every connect, disconnect and
+    // first report, and an indexed column changed makes that a new entry in every index of the table instead
+    // of an update in place (HOT, docs/scaling.md §4). devices_stat counts the project's rows through
+    // devices_project_id_idx, and is cached (devices.service.ts).
   ],
 );
 
