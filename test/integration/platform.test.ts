@@ -1,15 +1,19 @@
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
+import { rowsOf } from '../../src/db/client.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { admins, apiApps, devices } from '../../src/db/schema/index.ts';
 import {
   client,
+  createProject,
   createTestApp,
   expectFailure,
   expectOk,
   TEST_PLATFORM_TOKEN,
   type Client,
+  type ProjectFixture,
   type TestContext,
 } from '../helpers/app.ts';
+import { addDeviceWithToken } from '../helpers/factories.ts';
 
 let ctx: TestContext;
 let platform: Client;
@@ -73,6 +77,37 @@ describe('platform API', () => {
     expect(await db.select().from(devices).where(eq(devices.projectId, created.id))).toEqual([]);
     expect(await db.select().from(apiApps).where(eq(apiApps.projectId, created.id))).toEqual([]);
     expect(await db.select().from(admins).where(eq(admins.projectId, created.id))).toEqual([]);
+  });
+
+  it('deletes the project’s history with it, and no other project’s', async () => {
+    const keep = await createProject(ctx, 'history kept');
+    const drop = await createProject(ctx, 'history dropped');
+    const report = async (p: ProjectFixture) => {
+      const d = await addDeviceWithToken(p, { name: 'reporter' });
+      const res = await ctx.app.inject({
+        method: 'POST',
+        url: `/device/v1/${d.token}/attributes`,
+        headers: { 'project-key': p.project.project_key, 'content-type': 'application/json' },
+        payload: JSON.stringify({ temperature: 21.5 }),
+      });
+      expect(res.json()).toMatchObject({ result: 1 });
+    };
+    const historyOf = async (projectId: string) =>
+      Number(
+        rowsOf<{ n: string | number }>(
+          await ctx.database.db.execute(
+            sql`select count(*) as n from attribute_history where project_id = ${projectId}`,
+          ),
+        )[0]!.n,
+      );
+    await report(keep);
+    await report(drop);
+    // `result: 1` means stored (docs/device-protocol.md §5): both are in history now.
+    expect(await historyOf(keep.project.id)).toBe(1);
+    expect(await historyOf(drop.project.id)).toBe(1);
+    expectOk(await platform.delete(`/platform/v1/projects/${drop.project.id}`));
+    expect(await historyOf(drop.project.id)).toBe(0);
+    expect(await historyOf(keep.project.id)).toBe(1);
   });
 
   it('answers 404 when deleting a project that does not exist', async () => {

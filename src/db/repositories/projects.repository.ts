@@ -55,9 +55,19 @@ export function createProjectsRepository(db: Db) {
       return rows.length > 0;
     },
     /** Every table references the project with ON DELETE CASCADE: this removes all of its data. */
+    /**
+     * Deletes a project and all of its data, in one transaction: the tables that reference it cascade; its
+     * history has no foreign key (it would cost every insert a look-up, history.repository.ts) and is deleted
+     * here. No index of the history leads with the project, so this reads every partition: the price of a
+     * rare operation, not of every report.
+     */
     async delete(id: string): Promise<boolean> {
-      const rows = await db.delete(projects).where(eq(projects.id, id)).returning({ id: projects.id });
-      return rows.length > 0;
+      return db.transaction(async (tx) => {
+        const rows = await tx.delete(projects).where(eq(projects.id, id)).returning({ id: projects.id });
+        if (!rows.length) return false;
+        await tx.execute(sql`delete from attribute_history where project_id = ${id}`);
+        return true;
+      });
     },
   };
 }
