@@ -28,6 +28,7 @@ import { devices } from '../src/db/schema/index.ts';
 import { rowsOf } from '../src/db/client.ts';
 import { createServices } from '../src/composition/services.ts';
 import { Sensors } from '../simulator/device.ts';
+import { forgetBenchProject } from './lib/forget-project.ts';
 import { closeFleet, connectFleet, percentile, type Credentials } from './lib/mqtt-load.ts';
 import { cpuByPid, cpuBetween, cpuMsOf, machineBusyMs, memoryOf, tail, type Child } from './lib/mqtt-proc.ts';
 import { seedMqttDevices } from './lib/mqtt-seed.ts';
@@ -830,11 +831,7 @@ try {
   if (databaseUrl && projectId) {
     try {
       const database = await openDb();
-      await createServices({ db: database.db }).projects.delete(projectId);
-      await database.db.execute(sql`delete from attribute_history where project_id = ${projectId}`);
-      // The deleted rows would stay as dead tuples (and index entries) on a server running without
-      // autovacuum, as this machine's does, and slow every later run's inserts.
-      await database.db.execute(sql`vacuum attribute_history, attribute_values, devices`);
+      await forgetBenchProject(database.db, projectId);
       await database.close();
     } catch (err) {
       problems.push(`cleanup: ${(err as Error).message}`);

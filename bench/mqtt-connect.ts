@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'drizzle-orm';
 import { pino } from 'pino';
-import { attributeValues, devices } from '../src/db/schema/index.ts';
+import { devices } from '../src/db/schema/index.ts';
 import { openDatabase } from '../src/db/open.ts';
 import { createServices } from '../src/composition/services.ts';
 import { dbProbe, type DbProbe } from './lib/mqtt-db-probe.ts';
@@ -24,6 +24,7 @@ import { check, judgeGoals, printGoals, printTable } from './lib/mqtt-report.ts'
 import { seedMqttDevices } from './lib/mqtt-seed.ts';
 import { startBare, startOurs } from './lib/mqtt-servers.ts';
 import { accessToken } from './lib/server-api.ts';
+import { forgetBenchProject } from './lib/forget-project.ts';
 import { benchRun, reportMissedGoals } from './lib/run.ts';
 import { benchArgs, intArg as benchInt } from './lib/args.ts';
 
@@ -180,8 +181,7 @@ try {
     try {
       const started = performance.now();
       database ??= await openDatabase({ DATA_DIR: dataDir, DATABASE_URL: databaseUrl }, pino({ level: 'warn' }));
-      await createServices({ db: database.db }).projects.delete(projectId);
-      for (const table of [devices, attributeValues]) await database.db.execute(sql`vacuum (analyze) ${table}`);
+      await forgetBenchProject(database.db, projectId);
       console.log(`deleted the bench project and vacuumed in ${((performance.now() - started) / 1000).toFixed(1)} s`);
     } catch (err) {
       problems.push(`cleanup: ${(err as Error).message}`);
