@@ -212,6 +212,33 @@ describe.each(backends)('history store on $name', ({ mode, open }) => {
     });
   }
 
+  if (mode === 'timescale') {
+    it('deletes a deleted project’s history from compressed chunks, and only its own', async () => {
+      const doomed = await createProject(ctx, 'compressed history to delete');
+      const other = expectOk(await doomed.api.post('/api/v1/device', { name: 'd' })).id;
+      await store.applyTimescalePolicies({ chunkHours: 12, compressAfterDays: 3, retentionDays: 0 });
+      const t = dayStart(20) + 2 * HOUR;
+      await write(Array.from({ length: 40 }, (_, i) => row(t + i * 1000, 'kept compressed', i)));
+      await write([{ ...row(t, 'gone', 1), projectId: doomed.project.id, deviceId: other }]);
+      const [job] = rowsOf<{ job_id: number }>(
+        await db.execute(
+          sql`select job_id from timescaledb_information.jobs where hypertable_name = 'attribute_history' and proc_name = 'policy_compression'`,
+        ),
+      );
+      await db.execute(sql.raw(`call run_job(${job!.job_id})`));
+      const [chunk] = rowsOf<{ compressed: boolean }>(
+        await db.execute(
+          sql`select bool_and(is_compressed) as compressed from timescaledb_information.chunks
+              where hypertable_name = 'attribute_history' and range_start <= to_timestamp(${t / 1000}) and range_end > to_timestamp(${t / 1000})`,
+        ),
+      );
+      expect(chunk?.compressed).toBe(true);
+      await ctx.services.projects.delete(doomed.project.id);
+      expect(await store.series(doomed.project.id, other, 'gone', t - HOUR, t + HOUR, 10, 0)).toEqual([]);
+      expect(await store.series(projectId, deviceId, 'kept compressed', t - HOUR, t + HOUR, 100, 0)).toHaveLength(40);
+    });
+  }
+
   it('deletes a deleted project’s history, and only its own', async () => {
     const doomed = await createProject(ctx, 'history to delete');
     const other = expectOk(await doomed.api.post('/api/v1/device', { name: 'd' })).id;
