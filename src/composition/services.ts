@@ -382,7 +382,7 @@ export function createServices({
     certificates: createCertificateService({ repo: repos.certificates, devices, clock, bus }),
     dataStreams,
     auth,
-    projects: createProjectsService({ projects: projectsRepo, auth, bus, machineSecrets, clock }),
+    projects: createProjectsService({ projects: projectsRepo, history: historyRepo, auth, bus, machineSecrets, clock }),
     devices,
     extendInfos: createExtendInfosService({ devices: devicesRepo, infos: repos.deviceInfos, clock }),
     deviceTypes,

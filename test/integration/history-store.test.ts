@@ -239,25 +239,6 @@ describe.each(backends)('history store on $name', ({ mode, open }) => {
     });
   }
 
-  it('deletes a deleted project’s history, and only its own', async () => {
-    const doomed = await createProject(ctx, 'history to delete');
-    const other = expectOk(await doomed.api.post('/api/v1/device', { name: 'd' })).id;
-    const now = Date.now();
-    await write([row(now - 1_000, 'kept', 1)]);
-    await write([{ ...row(now - 1_000, 'gone', 2), projectId: doomed.project.id, deviceId: other }]);
-    const count = async (pid: string) =>
-      Number(
-        rowsOf<{ n: string | number }>(
-          await db.execute(sql`select count(*) as n from attribute_history where project_id = ${pid}`),
-        )[0]!.n,
-      );
-    expect(await count(doomed.project.id)).toBe(1);
-    const before = await count(projectId);
-    await ctx.services.projects.delete(doomed.project.id);
-    expect(await count(doomed.project.id)).toBe(0);
-    expect(await count(projectId)).toBe(before);
-  });
-
   it('keeps the newest current value whatever order the batch holds', async () => {
     const t = Date.now();
     await write([row(t, 'cur', 2), { ...row(t - 5000, 'cur', 1) }]);

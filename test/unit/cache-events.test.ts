@@ -109,7 +109,9 @@ describe('caches forget on events from other nodes', () => {
     const forgotten: string[] = [];
     const bus = createEventBus();
     const history = createHistoryService({
-      history: { removeDevice: async (id: string) => void removed.push(id) } as unknown as HistoryRepository,
+      history: {
+        removeDevices: async (ids: readonly string[]) => void removed.push(...ids),
+      } as unknown as HistoryRepository,
       values: { list: async () => [], remove: async () => {} },
       devices: { get: async () => undefined },
       attributeModels: async () => {

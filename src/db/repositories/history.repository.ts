@@ -53,6 +53,8 @@ export interface Bucket {
 }
 
 const PARTITION_PREFIX = 'attribute_history_d';
+/** Devices whose history one statement of removeDevices deletes. */
+const HISTORY_DELETE_DEVICES = 500;
 /** Current values per statement of a flush (upsertCurrent). */
 const CURRENT_CHUNK = 250;
 /** Partition names carry their UTC day: attribute_history_d20261123. */
@@ -563,9 +565,21 @@ export function createHistoryRepository(db: Db) {
           )})`);
     },
 
-    /** Removes all history of deleted devices (no foreign key: it would cost every insert a lookup). */
-    async removeDevice(deviceId: string): Promise<void> {
-      await db.execute(sql`delete from attribute_history where device_id = ${deviceId}`);
+    /**
+     * Removes all history of deleted devices (no foreign key: it would cost every insert a lookup), up to
+     * HISTORY_DELETE_DEVICES devices a statement, each statement on its own. By device: the series index leads
+     * with the device, so no partition is read whole; and TimescaleDB compresses in batches segmented by device
+     * and identifier, so versions before 2.21 (no whole-batch delete) decompress only these devices' batches,
+     * within their limit of decompressed rows per statement (the 2.23 of the tests deletes whole batches).
+     */
+    async removeDevices(deviceIds: readonly string[]): Promise<void> {
+      for (let i = 0; i < deviceIds.length; i += HISTORY_DELETE_DEVICES) {
+        const list = sql.join(
+          deviceIds.slice(i, i + HISTORY_DELETE_DEVICES).map((d) => sql`${d}`),
+          sql`, `,
+        );
+        await db.execute(sql`delete from attribute_history where device_id in (${list})`);
+      }
     },
 
     /** Deletes one project's history older than `before` (a project keeping less than the server). */

@@ -3,9 +3,6 @@ import type { Db, Tx } from '../client.ts';
 import { admins, apiApps, devices, projects } from '../schema/index.ts';
 
 export type ProjectRow = typeof projects.$inferSelect;
-
-/** Devices whose history one statement of a project's deletion removes. */
-const HISTORY_DELETE_DEVICES = 500;
 export type NewProject = typeof projects.$inferInsert;
 
 export function createProjectsRepository(db: Db) {
@@ -57,28 +54,15 @@ export function createProjectsRepository(db: Db) {
       const rows = await db.update(projects).set(patch).where(eq(projects.id, id)).returning({ id: projects.id });
       return rows.length > 0;
     },
+    /** The ids of the project's devices. */
+    async deviceIds(id: string): Promise<string[]> {
+      return (await db.select({ id: devices.id }).from(devices).where(eq(devices.projectId, id))).map((r) => r.id);
+    },
     /**
-     * Deletes a project and all of its data. Every table but the history references the project (or its
-     * devices) with ON DELETE CASCADE. The history has no foreign key (it would cost every insert a look-up,
-     * history.repository.ts): it is deleted first, device by device, each statement on its own.
-     * - By device, not by project: the series index leads with the device, so no partition is read whole; and
-     *   TimescaleDB compresses in batches segmented by device and identifier, so a filter on the device lets
-     *   versions before 2.21 (no whole-batch delete) decompress only the project's own batches, within their
-     *   limit of decompressed rows per statement (the 2.23 of the tests deletes whole batches either way).
-     * - Before the project and outside its transaction: the project's delete locks its devices' rows, and a
-     *   long history delete would hold them (and every ingest batch waiting on one) for its whole length.
-     * Best effort as for a deleted device: a report accepted in the moment of the delete may still be written
-     * after it.
+     * Every table but the history references the project (or its devices) with ON DELETE CASCADE: this removes
+     * all of its data but its history (projects.service.ts removes that first).
      */
     async delete(id: string): Promise<boolean> {
-      const ids = (await db.select({ id: devices.id }).from(devices).where(eq(devices.projectId, id))).map((r) => r.id);
-      for (let i = 0; i < ids.length; i += HISTORY_DELETE_DEVICES) {
-        const list = sql.join(
-          ids.slice(i, i + HISTORY_DELETE_DEVICES).map((d) => sql`${d}`),
-          sql`, `,
-        );
-        await db.execute(sql`delete from attribute_history where device_id in (${list}) and project_id = ${id}`);
-      }
       const rows = await db.delete(projects).where(eq(projects.id, id)).returning({ id: projects.id });
       return rows.length > 0;
     },

@@ -1,3 +1,4 @@
+import type { HistoryRepository } from '../../db/repositories/history.repository.ts';
 import type { ProjectsRepository } from '../../db/repositories/projects.repository.ts';
 import { NotFound } from '../../errors.ts';
 import { newId, randomToken } from '../../lib/ids.ts';
@@ -23,6 +24,8 @@ export interface CreatedProject {
 
 export interface ProjectsServiceDeps {
   projects: ProjectsRepository;
+  /** A project's history has no foreign key: it is removed with the project (history.repository.ts). */
+  history: Pick<HistoryRepository, 'removeDevices'>;
   auth: Pick<AuthService, 'forgetProject'>;
   /** Told of a deleted project, so its live connections and cached logins end at once. */
   bus?: Pick<EventBus, 'emit'>;
@@ -33,6 +36,7 @@ export interface ProjectsServiceDeps {
 
 export function createProjectsService({
   projects,
+  history,
   auth,
   bus,
   machineSecrets = createMachineSecrets(undefined),
@@ -104,7 +108,14 @@ export function createProjectsService({
       return this.get(projectId);
     },
 
+    /**
+     * Deletes a project and all of its data. Its history goes first, by device, each statement on its own and
+     * outside the project's delete: that locks the project's device rows, and a long history delete inside it
+     * would hold them, and every ingest batch waiting on one. Best effort, as for a deleted device: a report
+     * accepted in the moment of the delete may still be written after it.
+     */
     async delete(projectId: string) {
+      await history.removeDevices(await projects.deviceIds(projectId));
       if (!(await projects.delete(projectId))) throw new NotFound('Project');
       auth.forgetProject(projectId);
       bus?.emit('project.deleted', { projectId });

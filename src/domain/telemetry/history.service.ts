@@ -81,7 +81,7 @@ export function createHistoryService({
     'device.deleted',
     ({ deviceId }) => {
       history
-        .removeDevice(deviceId)
+        .removeDevices([deviceId])
         .catch((err: unknown) => logger?.warn({ err, deviceId }, 'history of a deleted device not removed'));
     },
     { localOnly: true },
