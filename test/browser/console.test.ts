@@ -78,6 +78,34 @@ async function logIn(
 }
 const logInAdmin = (page: Page) => logIn(page, 'Administrator', p.project.admin.account, p.project.admin.password);
 
+/**
+ * Holds the answers to the page's GETs matching `url` after the first `pass` of them: each reaches the server at
+ * once, but its answer reaches the page only after `release()` (an answer overtaken by a live event).
+ */
+async function holdAnswers(page: Page, url: RegExp, pass: number) {
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  let seen = 0;
+  let held = 0;
+  await page.route(url, async (route) => {
+    if (route.request().method() !== 'GET' || ++seen <= pass) return route.continue();
+    const response = await route.fetch();
+    held++;
+    await released;
+    await route.fulfill({ response });
+  });
+  return {
+    /** Answers fetched from the server and held. */
+    held: () => held,
+    /** Lets the held answers through and waits until the page has them. */
+    async release() {
+      release();
+      await page.unrouteAll({ behavior: 'wait' });
+      await page.evaluate(() => new Promise((r) => setTimeout(r, 300)));
+    },
+  };
+}
+
 /** Marks the document: `sameDocument` is true later only if the page was never reloaded or left. */
 const markDocument = (page: Page) =>
   page.evaluate(() => {
@@ -168,8 +196,8 @@ describe.skipIf(skip !== undefined)(
 
       await page.getByRole('link', { name: 'Devices', exact: true }).click();
       await deviceRow(page, 'Boiler room').getByRole('img', { name: 'offline', exact: true }).waitFor();
-      // What changes before the page's live stream is open comes as no event (the list then waits for its poll):
-      // the device connects once the page says it is live, as a person would see it.
+      // The device connects once the page says it is live, so that the dot turns by the event (a change before the
+      // stream opens comes as no event: the list's read as it opens shows that).
       await page.getByRole('status').filter({ hasText: /^● / }).waitFor();
       const sim = await simulateDevice(server, p, boiler);
       sims.push(sim);
@@ -188,6 +216,45 @@ describe.skipIf(skip !== undefined)(
       await page.getByRole('link', { name: 'Overview', exact: true }).click();
       await textMatches(page.getByRole('group', { name: 'Online', exact: true }), /(?:^|\D)2\s*$/);
       expect(await sameDocument(page)).toBe(true);
+    }, 60_000);
+
+    it('keeps what a live event told when a read sent before it answers after it', async () => {
+      const q = await createProject(server.ctx, 'Late answers');
+      const cellar = expectOk(await q.api.post('/api/v1/device', { name: 'Cellar' }));
+      expectOk(await q.api.post('/api/v1/device', { name: 'Garage' }));
+      const page = await newPage('late-answers');
+      await logIn(page, 'Administrator', q.project.admin.account, q.project.admin.password, q.project.app.app_id);
+
+      // The list's read as its stream opens is answered only after the device has connected: its answer says
+      // offline, the event said online, and the event is newer.
+      const listReads = await holdAnswers(page, /\/api\/v1\/devices\?/, 1);
+      await page.getByRole('link', { name: 'Devices', exact: true }).click();
+      await deviceRow(page, 'Cellar').getByRole('img', { name: 'offline', exact: true }).waitFor();
+      await page.getByRole('status').filter({ hasText: /^● / }).waitFor();
+      await expect.poll(listReads.held, { timeout: WAIT, interval: 50 }).toBeGreaterThanOrEqual(1);
+      // Text typed into the search box meanwhile stays there while live events redraw the list.
+      await page.getByLabel('Search', { exact: true }).fill('cell');
+      const sim = await simulateDevice(server, q, cellar);
+      sims.push(sim);
+      await deviceRow(page, 'Cellar').getByRole('img', { name: 'online', exact: true }).waitFor();
+      await listReads.release();
+      expect(await deviceRow(page, 'Cellar').getByRole('img', { name: 'online', exact: true }).count()).toBe(1);
+      await page.getByLabel('Search', { exact: true }).press('Enter');
+      const links = page.getByRole('table', { name: /^Devices/ }).getByRole('link');
+      await expect.poll(async () => (await links.allTextContents()).join(','), { timeout: WAIT }).toBe('Cellar');
+
+      // The same for a current value on the device's page: the held answer holds level 1.
+      await sim.report({ level: 1 });
+      const valueReads = await holdAnswers(page, /\/api\/v1\/device\/[^/?]+\/attributes$/, 1);
+      await deviceRow(page, 'Cellar').getByRole('link', { name: 'Cellar', exact: true }).click();
+      await page.getByRole('heading', { level: 1, name: 'Cellar' }).waitFor();
+      // (The first read may be dropped for the one sent as the stream opens: the page waits for the newer.)
+      await page.getByRole('status').filter({ hasText: /^● / }).waitFor();
+      await expect.poll(valueReads.held, { timeout: WAIT, interval: 50 }).toBeGreaterThanOrEqual(1);
+      await sim.report({ level: 2 });
+      await textMatches(valueCell(page, 'level'), /^\s*2\s*$/);
+      await valueReads.release();
+      expect(await valueCell(page, 'level').textContent()).toMatch(/^\s*2\s*$/);
     }, 60_000);
 
     it('charts an attribute’s history: the chart draws the reported points', async () => {

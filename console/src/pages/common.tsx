@@ -1,23 +1,33 @@
 /** Small shared pieces of the pages. */
 import type { ComponentChildren } from 'preact';
-import { useCallback, useEffect, useState } from 'preact/hooks';
+import { useCallback, useEffect, useMemo, useState } from 'preact/hooks';
 import { api } from '../api.ts';
 import { useApp } from '../ctx.ts';
 import type { Key } from '../i18n.ts';
 
-/** GET a path with the session's token; `reload` fetches again (keeping the old data meanwhile). */
-export function useGet<T>(path: string | null): { data: T | undefined; error: string; reload: () => void } {
+/**
+ * GET a path with the session's token; `reload` fetches again (keeping the old data meanwhile). `sentAt` is
+ * when (`performance.now()`) the request whose answer `data` is was sent: what a live event told before then,
+ * the answer already holds (see `useLivePatches`).
+ */
+export function useGet<T>(path: string | null): {
+  data: T | undefined;
+  error: string;
+  reload: () => void;
+  sentAt: number;
+} {
   const { session } = useApp();
-  const [data, setData] = useState<T | undefined>(undefined);
+  const [got, setGot] = useState<{ data: T; sentAt: number } | undefined>(undefined);
   const [error, setError] = useState('');
   const [n, setN] = useState(0);
   useEffect(() => {
     if (path === null) return undefined;
     let live = true;
+    const sentAt = performance.now();
     api<T>(session.token, 'GET', path).then(
-      (d) => {
+      (data) => {
         if (live) {
-          setData(d);
+          setGot({ data, sentAt });
           setError('');
         }
       },
@@ -28,7 +38,35 @@ export function useGet<T>(path: string | null): { data: T | undefined; error: st
     };
   }, [path, session.token, n]);
   const reload = useCallback(() => setN((x) => x + 1), []);
-  return { data, error, reload };
+  return { data: got?.data, error, reload, sentAt: got?.sentAt ?? -Infinity };
+}
+
+/**
+ * What live events said since a read was sent, by key, laid over that read's answer. A read answered later
+ * than an event may have been sent before it (a reload as the stream opens, say) and must not wipe it; an
+ * event that came before the read was sent is in the answer, and is dropped once the answer is there.
+ * Events come in order, so the last one under a key is never older than an answer sent before it came.
+ */
+export function useLivePatches<V>(sentAt: number): [Readonly<Record<string, V>>, (key: string, value: V) => void] {
+  const [map, setMap] = useState<Record<string, { value: V; at: number }>>({});
+  useEffect(
+    () =>
+      setMap((m) => {
+        const kept = Object.entries(m).filter(([, e]) => e.at >= sentAt);
+        return kept.length === Object.keys(m).length ? m : Object.fromEntries(kept);
+      }),
+    [sentAt],
+  );
+  const set = useCallback(
+    (key: string, value: V) => setMap((m) => ({ ...m, [key]: { value, at: performance.now() } })),
+    [],
+  );
+  const fresh = useMemo(() => {
+    const out: Record<string, V> = {};
+    for (const [k, e] of Object.entries(map)) if (e.at >= sentAt) out[k] = e.value;
+    return out;
+  }, [map, sentAt]);
+  return [fresh, set];
 }
 
 /** A table's column headings, one `<th scope="col">` a key, in order. */

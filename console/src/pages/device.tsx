@@ -35,7 +35,16 @@ import {
 } from '../range.ts';
 import type { LiveEvent } from '../sse.ts';
 import { flattenGroups } from './devices.tsx';
-import { ColumnHeads, ErrorText, KeyValues, LevelText, LiveBadge, OnlineDot, useGet } from './common.tsx';
+import {
+  ColumnHeads,
+  ErrorText,
+  KeyValues,
+  LevelText,
+  LiveBadge,
+  OnlineDot,
+  useGet,
+  useLivePatches,
+} from './common.tsx';
 
 const FINAL_STATES = new Set(['replied', 'timeout', 'expired', 'failed']);
 const SOURCE_KEY: Record<string, Key> = { report: 'reported', push: 'pushed', cloud: 'cloud' };
@@ -50,30 +59,25 @@ export function DevicePage({ id }: { id: string }) {
   const models = useGet<{ items: (AttributeModel & { identifier: string })[] }>(
     typeId ? `/api/v1/device_type/${encodeURIComponent(typeId)}/attributes` : null,
   );
-  const [liveValues, setLiveValues] = useState<Record<string, { value: unknown; attr_type: string; ts: number }>>({});
-  const [online, setOnline] = useState<boolean | undefined>(undefined);
+  const [liveValues, setLiveValue] = useLivePatches<{ value: unknown; attr_type: string; ts: number }>(attrs.sentAt);
+  const [livePresence, setLivePresence] = useLivePatches<boolean>(device.sentAt);
   const [lastTs, setLastTs] = useState<number | undefined>(undefined);
   const [now, setNow] = useState(Date.now());
   const [commandsTick, setCommandsTick] = useState(0);
   const [dataTick, setDataTick] = useState(0);
   const [livePoint, setLivePoint] = useState<{ identifier: string; ts: number; value: unknown } | undefined>(undefined);
-  useEffect(() => setLiveValues({}), [attrs.data]);
 
   const onEvent = (e: LiveEvent) => {
     const ts = typeof e.payload.ts === 'number' ? e.payload.ts : Date.now();
     if (e.kind === 'attributes') {
       const map = (e.payload.attributes ?? {}) as Record<string, unknown>;
       const attrType = typeof e.payload.attr_type === 'string' ? e.payload.attr_type : 'report';
-      setLiveValues((v) => {
-        const next = { ...v };
-        for (const [k, value] of Object.entries(map)) next[k] = { value, attr_type: attrType, ts };
-        return next;
-      });
+      for (const [k, value] of Object.entries(map)) setLiveValue(k, { value, attr_type: attrType, ts });
       if (attrType === 'report')
         for (const [k, value] of Object.entries(map)) setLivePoint({ identifier: k, ts, value });
       setLastTs(ts);
     } else if (e.kind === 'online') {
-      setOnline(e.payload.online === true);
+      setLivePresence('online', e.payload.online === true);
       setLastTs(ts);
     } else if (e.kind === 'command_reply') {
       setCommandsTick((n) => n + 1);
@@ -110,7 +114,9 @@ export function DevicePage({ id }: { id: string }) {
   const rows = useMemo(() => {
     const byId = new Map<string, { identifier: string; value: unknown; attr_type: string; ts: number }>();
     for (const a of attrs.data ?? []) byId.set(a.identifier, a);
-    for (const [k, v] of Object.entries(liveValues)) byId.set(k, { identifier: k, ...v });
+    // A live value told after the read was sent, unless the read holds a newer one (a report may be back-dated).
+    for (const [k, v] of Object.entries(liveValues))
+      if (v.ts >= (byId.get(k)?.ts ?? -Infinity)) byId.set(k, { identifier: k, ...v });
     return [...byId.values()].sort((a, b) => a.identifier.localeCompare(b.identifier));
   }, [attrs.data, liveValues]);
 
@@ -125,7 +131,7 @@ export function DevicePage({ id }: { id: string }) {
   }
   const d = device.data;
   if (!d) return <p aria-busy="true">{t('loading')}</p>;
-  const isOnline = online ?? d.online;
+  const isOnline = livePresence.online ?? d.online;
   const last = Math.max(lastActive(d.active) ?? 0, lastTs ?? 0) || undefined;
   const nameOf = (identifier: string) => modelOf[identifier]?.name || identifier;
   return (

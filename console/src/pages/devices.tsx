@@ -3,7 +3,7 @@ import { useEffect, useMemo, useState } from 'preact/hooks';
 import type { Device, DeviceType, Group, Page } from '../api.ts';
 import { useApp, useInterval, useLive } from '../ctx.ts';
 import { formatAgo, formatTime, lastActive } from '../format.ts';
-import { ColumnHeads, ErrorText, LevelText, LiveBadge, OnlineDot, Pager, useGet } from './common.tsx';
+import { ColumnHeads, ErrorText, LevelText, LiveBadge, OnlineDot, Pager, useGet, useLivePatches } from './common.tsx';
 
 const PAGE_RECORDS = 20;
 
@@ -11,8 +11,22 @@ export function flattenGroups(groups: readonly Group[], depth = 0): { id: string
   return groups.flatMap((g) => [{ id: g.id, name: g.name, depth }, ...flattenGroups(g.children ?? [], depth + 1)]);
 }
 
+/** A listed device with what live events told since the list was read (keys as in `DevicesPage`). */
+function patched(d: Device, patch: Readonly<Record<string, boolean | number>>): Device {
+  const online = patch[`${d.id} online`];
+  const active = { ...d.active };
+  for (const k of ['connect', 'disconnect', 'attributes'] as const) {
+    const ts = patch[`${d.id} ${k}`];
+    if (typeof ts === 'number') active[k] = ts;
+  }
+  return { ...d, online: typeof online === 'boolean' ? online : d.online, active };
+}
+
 export function DevicesPage() {
   const { t, lang } = useApp();
+  // What is typed (kept in state, so that a live update re-rendering the form keeps it) and what is searched
+  // for: the typed text once it is committed (Enter, or leaving the box).
+  const [draft, setDraft] = useState('');
   const [search, setSearch] = useState('');
   const [type, setType] = useState('');
   // #/devices?group=<id> (the group tree links here) starts filtered by that group.
@@ -35,29 +49,29 @@ export function DevicesPage() {
   const list = useGet<Page<Device>>(query);
   const types = useGet<{ items: DeviceType[] }>('/api/v1/device_types');
   const groups = useGet<{ items: Group[] }>('/api/v1/device_groups_tree');
-  const [patch, setPatch] = useState<Record<string, Partial<Device>>>({});
-  useEffect(() => setPatch({}), [list.data]);
+  // By `<device id> <field>`: `online`, or an `active` time (`connect`, `disconnect`, `attributes`).
+  const [patch, setPatch] = useLivePatches<boolean | number>(list.sentAt);
   useEffect(() => setPage(1), [type, group, online, search]);
   const ids = useMemo(() => list.data?.items.map((d) => d.id) ?? [], [list.data]);
-  const live = useLive(['online', 'attributes', 'alarm'], ids.length ? ids : [], (e) => {
-    const id = e.payload.device?.id;
-    if (!id) return;
-    const ts = typeof e.payload.ts === 'number' ? e.payload.ts : Date.now();
-    if (e.kind === 'online') {
-      setPatch((p) => ({
-        ...p,
-        [id]: {
-          ...p[id],
-          online: e.payload.online === true,
-          active: { ...(p[id]?.active ?? {}), [e.payload.online ? 'connect' : 'disconnect']: ts },
-        },
-      }));
-    } else if (e.kind === 'attributes') {
-      setPatch((p) => ({ ...p, [id]: { ...p[id], active: { ...(p[id]?.active ?? {}), attributes: ts } } }));
-    } else if (e.kind === 'alarm') {
-      list.reload();
-    }
-  });
+  // Read again when the stream opens: what changed between the list's read and then came as no event.
+  const live = useLive(
+    ['online', 'attributes', 'alarm'],
+    ids.length ? ids : [],
+    (e) => {
+      const id = e.payload.device?.id;
+      if (!id) return;
+      const ts = typeof e.payload.ts === 'number' ? e.payload.ts : Date.now();
+      if (e.kind === 'online') {
+        setPatch(`${id} online`, e.payload.online === true);
+        setPatch(`${id} ${e.payload.online ? 'connect' : 'disconnect'}`, ts);
+      } else if (e.kind === 'attributes') {
+        setPatch(`${id} attributes`, ts);
+      } else if (e.kind === 'alarm') {
+        list.reload();
+      }
+    },
+    list.reload,
+  );
   useInterval(
     () => {
       setNow(Date.now());
@@ -78,7 +92,8 @@ export function DevicesPage() {
             type="search"
             maxLength={64}
             placeholder={t('searchHint')}
-            value={search}
+            value={draft}
+            onInput={(e) => setDraft(e.currentTarget.value)}
             onChange={(e) => setSearch(e.currentTarget.value)}
           />
         </label>
@@ -118,7 +133,7 @@ export function DevicesPage() {
         <ColumnHeads keys={['status', 'name', 'deviceKey', 'type', 'lastActive', 'alarmLevel']} />
         <tbody>
           {data?.items.map((d0) => {
-            const d = { ...d0, ...patch[d0.id], active: { ...d0.active, ...patch[d0.id]?.active } };
+            const d = patched(d0, patch);
             const last = lastActive(d.active);
             return (
               <tr key={d.id}>
