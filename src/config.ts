@@ -128,6 +128,7 @@ export const configSchema = z
     INGEST_BATCH_DELAY_MS: z.coerce.number().int().min(0).max(10_000).default(5),
     INGEST_MAX_PENDING: z.coerce.number().int().min(1).max(10_000_000).default(100_000),
     INGEST_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(1),
+    LOGIN_BATCH_DELAY_MS: z.coerce.number().int().min(0).max(1_000).default(5),
     ALARM_WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(WEBHOOK.timeoutMs),
     ALARM_WEBHOOK_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(WEBHOOK.maxAttempts),
     ALARM_WEBHOOK_BACKOFF_MS: z.coerce.number().int().min(10).max(3_600_000).default(WEBHOOK.backoffMs),

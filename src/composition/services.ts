@@ -359,7 +359,12 @@ export function createServices({
     presence,
     clusterPresence,
     clusterJobs,
-    deviceAuth: createDeviceAuthService({ repo: repos.deviceAuth, bus, clock }),
+    deviceAuth: createDeviceAuthService({
+      repo: repos.deviceAuth,
+      bus,
+      clock,
+      gatherMs: settings.loginBatchDelayMs,
+    }),
     commands,
     currentValues,
     ingest,

@@ -17,6 +17,8 @@ export interface ServiceSettings {
   ingestMaxPending: number;
   /** Batches written at once: 1 on the embedded database (one connection), more on PostgreSQL. */
   ingestConcurrency: number;
+  /** In a login storm, how long a batch of credential look-ups waits to fill (device-auth.service.ts). */
+  loginBatchDelayMs: number;
   /** Alarm webhooks: timeout, attempts, back-off, queue bound (src/domain/alarms/notifier.ts). */
   alarmNotify?: Partial<NotifierSettings>;
 }
@@ -40,6 +42,7 @@ export function settingsFromConfig(config: Config, driver: 'postgres' | 'pglite'
       ingestMaxPending: config.INGEST_MAX_PENDING,
       // PGlite is one connection: parallel batches would only queue behind each other.
       ingestConcurrency: driver === 'postgres' ? config.INGEST_CONCURRENCY : 1,
+      loginBatchDelayMs: config.LOGIN_BATCH_DELAY_MS,
       alarmNotify: {
         timeoutMs: config.ALARM_WEBHOOK_TIMEOUT_MS,
         maxAttempts: config.ALARM_WEBHOOK_ATTEMPTS,

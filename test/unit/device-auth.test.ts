@@ -8,7 +8,7 @@ const row = { deviceId: 'd1', projectId: 'p1', name: 'd', typeId: null, connType
 const found = (token: string) =>
   token === 'tok' || token === 'slow' ? [{ ...row, accessToken: token, projectKey: 'pk' }] : [];
 
-function setup() {
+function setup({ maxBatch = 500, gatherMs = 0 } = {}) {
   let queries = 0;
   const batches: string[][] = [];
   let release: (() => void) | undefined;
@@ -34,7 +34,7 @@ function setup() {
   const bus = createEventBus();
   return {
     bus,
-    auth: createDeviceAuthService({ repo, bus, maxBatch: 500 }),
+    auth: createDeviceAuthService({ repo, bus, maxBatch, gatherMs }),
     queries: () => queries,
     batches,
     inFlight,
@@ -140,6 +140,42 @@ describe('device authentication in a reconnect storm', () => {
       ...Array(5).fill(undefined),
       'd1',
     ]);
+  });
+
+  it('in a storm, the next batch waits to fill (going at once when full); a lone login does not wait', async () => {
+    // A gathering time no test waits for: batches below go out only because they are full, or not delayed.
+    const { auth, batches, inFlight, release } = setup({ maxBatch: 3, gatherMs: 60_000 });
+    const storm = [auth.authenticate('pk', 'slow'), auth.authenticate('pk', 'unknown0')];
+    await inFlight;
+    release();
+    await Promise.all(storm);
+    // That batch held two logins: the next gathers over several turns of the event loop.
+    const later: Promise<unknown>[] = [];
+    for (let turn = 1; turn <= 2; turn++) {
+      later.push(auth.authenticate('pk', `unknown${turn}`));
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(batches).toEqual([['slow', 'unknown0']]);
+    later.push(auth.authenticate('pk', 'tok'));
+    const answers = await Promise.all(later);
+    expect(batches).toEqual([
+      ['slow', 'unknown0'],
+      ['unknown1', 'unknown2', 'tok'],
+    ]);
+    expect(answers.map((a) => (a as { deviceId?: string } | undefined)?.deviceId)).toEqual([
+      undefined,
+      undefined,
+      'd1',
+    ]);
+    // That one was full, not lone: what comes next still gathers, and a full batch still goes at once.
+    await Promise.all(['unknown3', 'unknown4', 'unknown5'].map((t) => auth.authenticate('pk', t)));
+    expect(batches).toHaveLength(3);
+
+    // A quiet server: a login alone goes out at the next turn, and so does the one after it.
+    const quiet = setup({ maxBatch: 3, gatherMs: 60_000 });
+    expect(await quiet.auth.authenticate('pk', 'unknown0')).toBeUndefined();
+    expect((await quiet.auth.authenticate('pk', 'tok'))?.deviceId).toBe('d1');
+    expect(quiet.batches).toEqual([['unknown0'], ['tok']]);
   });
 
   it('a failed batch fails each of its logins and caches none of them', async () => {

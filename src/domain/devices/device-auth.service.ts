@@ -13,6 +13,11 @@ export interface DeviceAuthDeps {
   maxEntries?: number;
   /** Most tokens one statement looks up (the rest go out in the next). */
   maxBatch?: number;
+  /**
+   * In a storm (the batch that just came back held more than one login), how long the next batch waits for more
+   * look-ups before it goes out; it goes at once when `maxBatch` are waiting. A lone login is not delayed.
+   */
+  gatherMs?: number;
 }
 
 const MAX_CREDENTIAL_LENGTH = 256;
@@ -50,6 +55,7 @@ export function createDeviceAuthService({
   negativeTtlMs = 5_000,
   maxEntries = 200_000,
   maxBatch = 500,
+  gatherMs = 0,
 }: DeviceAuthDeps) {
   const cache = new Map<string, { identity: Promise<DeviceIdentity | undefined>; until: number; generation: number }>();
   /**
@@ -107,14 +113,19 @@ export function createDeviceAuthService({
   /**
    * Tokens to look up in the next batch, each with the look-ups waiting for it. One batch is in flight at a
    * time: the look-ups asked for meanwhile go out together when it returns, so the busier the storm, the
-   * larger the batches (a lone login still goes out at the next turn of the event loop).
+   * larger the batches (a lone login still goes out at the next turn of the event loop). In a storm the next
+   * batch also waits up to `gatherMs` to fill: against a fast database, batches would otherwise hold a few logins
+   * each, and each statement costs this process and the database about as much as several logins' rows.
    */
   let waiting = new Map<string, Waiting[]>();
   let scheduled = false;
+  let gathering: ReturnType<typeof setTimeout> | undefined;
   let inFlight = false;
 
   function sendBatch() {
     scheduled = false;
+    if (gathering) clearTimeout(gathering);
+    gathering = undefined;
     if (inFlight || !waiting.size) return;
     const batch = waiting;
     let tokens = [...batch.keys()];
@@ -141,7 +152,10 @@ export function createDeviceAuthService({
       )
       .finally(() => {
         inFlight = false;
-        sendBatch();
+        if (gatherMs > 0 && tokens.length > 1 && waiting.size < maxBatch) {
+          scheduled = true;
+          gathering = setTimeout(sendBatch, gatherMs);
+        } else sendBatch();
       });
   }
 
@@ -155,6 +169,8 @@ export function createDeviceAuthService({
       const list = waiting.get(token);
       if (list) list.push({ projectKey, resolve, reject });
       else waiting.set(token, [{ projectKey, resolve, reject }]);
+      // A full batch need not wait for the rest of its gathering time.
+      if (gathering && waiting.size >= maxBatch) sendBatch();
     });
   }
 
