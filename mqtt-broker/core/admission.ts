@@ -49,6 +49,11 @@ export interface Ticket {
   admit(): void;
   /** The connection closed (any reason; calling it twice is harmless). */
   closed(): void;
+  /**
+   * Calls `expire` in `ms` unless the connection has logged in or closed by then. The timer is cleared at the
+   * login: a connection holds no timer of this for the rest of its life.
+   */
+  expireAfter(ms: number, expire: () => void): void;
 }
 
 export interface AdmissionStats {
@@ -110,6 +115,7 @@ export { addressKey };
 class Entry implements Ticket {
   pending = true;
   open = true;
+  deadline: ReturnType<typeof setTimeout> | undefined = undefined;
 
   constructor(
     private readonly owner: { unpend(e: Entry): void; release(e: Entry): void },
@@ -122,11 +128,25 @@ class Entry implements Ticket {
   }
 
   admit(): void {
+    this.stopDeadline();
     this.owner.unpend(this);
   }
 
   closed(): void {
+    this.stopDeadline();
     this.owner.release(this);
+  }
+
+  expireAfter(ms: number, expire: () => void): void {
+    this.stopDeadline();
+    this.deadline = setTimeout(() => this.admitted || expire(), ms);
+    this.deadline.unref();
+  }
+
+  private stopDeadline(): void {
+    if (this.deadline === undefined) return;
+    clearTimeout(this.deadline);
+    this.deadline = undefined;
   }
 }
 
@@ -275,13 +295,8 @@ export function track(admission: Admission, stream: TrackedStream, options: Trac
     stream.destroy();
     return undefined;
   }
-  let deadline: ReturnType<typeof setTimeout> | undefined;
-  if (deadlineMs !== undefined) {
-    deadline = setTimeout(() => ticket.admitted || (expire ? expire() : stream.destroy()), deadlineMs);
-    deadline.unref();
-  }
+  if (deadlineMs !== undefined) ticket.expireAfter(deadlineMs, expire ?? (() => stream.destroy()));
   stream.once('close', () => {
-    if (deadline) clearTimeout(deadline);
     ticket.closed();
     onClose?.(stream);
   });

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { createAdmission } from '../../mqtt-broker/core/admission.ts';
 
 /**
@@ -31,5 +31,29 @@ describe('admission tickets', () => {
     b.closed();
     expect(admission.stats()).toMatchObject({ open: 0, pending: 0 });
     expect(b.admitted).toBe(false);
+  });
+
+  it('hold their login deadline only until the login: no timer stays with a connection that logged in', () => {
+    vi.useFakeTimers();
+    try {
+      const admission = createAdmission({ maxConnections: 10 });
+      const expired: string[] = [];
+      const a = admission.open('10.0.0.1', () => {})!;
+      const b = admission.open('10.0.0.2', () => {})!;
+      const c = admission.open('10.0.0.3', () => {})!;
+      a.expireAfter(1_000, () => expired.push('a'));
+      b.expireAfter(1_000, () => expired.push('b'));
+      c.expireAfter(1_000, () => expired.push('c'));
+      expect(vi.getTimerCount()).toBe(3);
+      a.admit();
+      c.closed();
+      expect(vi.getTimerCount()).toBe(1);
+      vi.advanceTimersByTime(1_000);
+      // Only the one still pending at its deadline expires.
+      expect(expired).toEqual(['b']);
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

@@ -65,6 +65,15 @@ describe('device authentication cache', () => {
     await auth.authenticate('pk', 'tok');
     expect(queries()).toBe(2);
 
+    // Every cached login of the device goes, however many it has ('tok' and 'slow' are both d1's).
+    const many = setup();
+    for (const token of ['tok', 'slow', 'tok', 'slow'])
+      expect((await many.auth.authenticate('pk', token))?.deviceId).toBe('d1');
+    expect(many.queries()).toBe(2);
+    many.bus.emit('device.credentials_revoked', { projectId: 'p1', deviceId: 'd1' });
+    for (const token of ['tok', 'slow']) await many.auth.authenticate('pk', token);
+    expect(many.queries()).toBe(4);
+
     // Revoked while its query is in flight: answered (the login's own revocation check refuses it), not cached.
     const s = setup();
     const inFlight = s.auth.authenticate('pk', 'slow');

@@ -64,8 +64,15 @@ export function createDeviceAuthService({
    */
   let generation = 0;
   const revokedAt = new Map<string, number>();
-  /** Cache keys of each known device, so a revocation drops its entries without scanning the cache. */
-  const keysOf = new Map<string, Set<string>>();
+  /**
+   * Cache keys of each known device, so a revocation drops its entries without scanning the cache: the key
+   * itself while a device has one (nearly always), a set once it has more (a Set a device cost ~0.1 KiB of heap).
+   */
+  const keysOf = new Map<string, string | Set<string>>();
+  const keysOfDevice = (deviceId: string): Iterable<string> => {
+    const keys = keysOf.get(deviceId);
+    return keys === undefined ? [] : typeof keys === 'string' ? [keys] : keys;
+  };
   /** Devices of each project with cached logins, and the generation at which a project was deleted. */
   const devicesOf = new Map<string, Set<string>>();
   const projectRevokedAt = new Map<string, number>();
@@ -77,14 +84,14 @@ export function createDeviceAuthService({
   const keyOf = (projectKey: string, token: string) => `${projectKey}\u0001${token}`;
 
   function revoke(deviceId: string) {
-    for (const key of keysOf.get(deviceId) ?? []) cache.delete(key);
+    for (const key of keysOfDevice(deviceId)) cache.delete(key);
     keysOf.delete(deviceId);
     if (revokedAt.size >= maxEntries) revokedAt.clear();
     revokedAt.set(deviceId, ++generation);
   }
   bus.on('device.credentials_revoked', ({ deviceId }) => revoke(deviceId));
   const drop = (deviceId: string) => {
-    for (const key of keysOf.get(deviceId) ?? []) cache.delete(key);
+    for (const key of keysOfDevice(deviceId)) cache.delete(key);
     keysOf.delete(deviceId);
   };
   const markStale = (id: string) => {
@@ -175,9 +182,10 @@ export function createDeviceAuthService({
   }
 
   function remember(key: string, identity: DeviceIdentity) {
-    let keys = keysOf.get(identity.deviceId);
-    if (!keys) keysOf.set(identity.deviceId, (keys = new Set()));
-    keys.add(key);
+    const keys = keysOf.get(identity.deviceId);
+    if (keys === undefined || keys === key) keysOf.set(identity.deviceId, key);
+    else if (typeof keys === 'string') keysOf.set(identity.deviceId, new Set([keys, key]));
+    else keys.add(key);
     let devices = devicesOf.get(identity.projectId);
     if (!devices) devicesOf.set(identity.projectId, (devices = new Set()));
     devices.add(identity.deviceId);
