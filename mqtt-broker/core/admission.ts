@@ -50,10 +50,10 @@ export interface Ticket {
   /** The connection closed (any reason; calling it twice is harmless). */
   closed(): void;
   /**
-   * Calls `expire` in `ms` unless the connection has logged in or closed by then. The timer is cleared at the
-   * login: a connection holds no timer of this for the rest of its life.
+   * Calls `expire` (or destroys the stream given) in `ms` unless the connection has logged in or closed by then.
+   * The timer is cleared at the login: a connection holds no timer of this for the rest of its life.
    */
-  expireAfter(ms: number, expire: () => void): void;
+  expireAfter(ms: number, expire: (() => void) | { destroy(): void }): void;
 }
 
 export interface AdmissionStats {
@@ -137,9 +137,13 @@ class Entry implements Ticket {
     this.owner.release(this);
   }
 
-  expireAfter(ms: number, expire: () => void): void {
+  expireAfter(ms: number, expire: (() => void) | { destroy(): void }): void {
     this.stopDeadline();
-    this.deadline = setTimeout(() => this.admitted || expire(), ms);
+    this.deadline = setTimeout(() => {
+      if (this.admitted) return;
+      if (typeof expire === 'function') expire();
+      else expire.destroy();
+    }, ms);
     this.deadline.unref();
   }
 
@@ -295,7 +299,8 @@ export function track(admission: Admission, stream: TrackedStream, options: Trac
     stream.destroy();
     return undefined;
   }
-  if (deadlineMs !== undefined) ticket.expireAfter(deadlineMs, expire ?? (() => stream.destroy()));
+  // The stream itself when there is no `expire`: no default closure per connection.
+  if (deadlineMs !== undefined) ticket.expireAfter(deadlineMs, expire ?? stream);
   stream.once('close', () => {
     ticket.closed();
     onClose?.(stream);

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { DeviceAuthRepository } from '../../src/db/repositories/device-auth.repository.ts';
 import { createDeviceAuthService } from '../../src/domain/devices/device-auth.service.ts';
 import { createEventBus } from '../../src/domain/events/event-bus.ts';
@@ -185,6 +185,30 @@ describe('device authentication in a reconnect storm', () => {
     expect(await quiet.auth.authenticate('pk', 'unknown0')).toBeUndefined();
     expect((await quiet.auth.authenticate('pk', 'tok'))?.deviceId).toBe('d1');
     expect(quiet.batches).toEqual([['unknown0'], ['tok']]);
+  });
+
+  it('in a storm, a batch that does not fill goes out when its gathering time is up', async () => {
+    const { auth, batches, inFlight, release } = setup({ maxBatch: 500, gatherMs: 5 });
+    const storm = [auth.authenticate('pk', 'slow'), auth.authenticate('pk', 'unknown0')];
+    await inFlight;
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      release();
+      await Promise.all(storm);
+      const later = [auth.authenticate('pk', 'unknown1'), auth.authenticate('pk', 'tok')];
+      await new Promise((r) => setImmediate(r));
+      expect(batches).toHaveLength(1);
+      vi.advanceTimersByTime(4);
+      expect(batches).toHaveLength(1);
+      vi.advanceTimersByTime(1);
+      expect(batches).toEqual([
+        ['slow', 'unknown0'],
+        ['unknown1', 'tok'],
+      ]);
+      expect((await later[1])?.deviceId).toBe('d1');
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('a failed batch fails each of its logins and caches none of them', async () => {

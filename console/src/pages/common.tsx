@@ -47,7 +47,9 @@ export function useGet<T>(path: string | null): {
  * event that came before the read was sent is in the answer, and is dropped once the answer is there.
  * Events come in order, so the last one under a key is never older than an answer sent before it came.
  */
-export function useLivePatches<V>(sentAt: number): [Readonly<Record<string, V>>, (key: string, value: V) => void] {
+export function useLivePatches<V>(
+  sentAt: number,
+): [Readonly<Record<string, V>>, (entries: Readonly<Record<string, V>>) => void] {
   const [map, setMap] = useState<Record<string, { value: V; at: number }>>({});
   useEffect(
     () =>
@@ -57,10 +59,15 @@ export function useLivePatches<V>(sentAt: number): [Readonly<Record<string, V>>,
       }),
     [sentAt],
   );
-  const set = useCallback(
-    (key: string, value: V) => setMap((m) => ({ ...m, [key]: { value, at: performance.now() } })),
-    [],
-  );
+  // What one event told, stamped when it came (not when the state update runs).
+  const set = useCallback((entries: Readonly<Record<string, V>>) => {
+    const at = performance.now();
+    setMap((m) => {
+      const next = { ...m };
+      for (const [key, value] of Object.entries(entries)) next[key] = { value, at };
+      return next;
+    });
+  }, []);
   const fresh = useMemo(() => {
     const out: Record<string, V> = {};
     for (const [k, e] of Object.entries(map)) if (e.at >= sentAt) out[k] = e.value;

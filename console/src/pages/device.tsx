@@ -72,12 +72,14 @@ export function DevicePage({ id }: { id: string }) {
     if (e.kind === 'attributes') {
       const map = (e.payload.attributes ?? {}) as Record<string, unknown>;
       const attrType = typeof e.payload.attr_type === 'string' ? e.payload.attr_type : 'report';
-      for (const [k, value] of Object.entries(map)) setLiveValue(k, { value, attr_type: attrType, ts });
+      const values: Record<string, { value: unknown; attr_type: string; ts: number }> = {};
+      for (const [k, value] of Object.entries(map)) values[k] = { value, attr_type: attrType, ts };
+      setLiveValue(values);
       if (attrType === 'report')
         for (const [k, value] of Object.entries(map)) setLivePoint({ identifier: k, ts, value });
       setLastTs(ts);
     } else if (e.kind === 'online') {
-      setLivePresence('online', e.payload.online === true);
+      setLivePresence({ online: e.payload.online === true });
       setLastTs(ts);
     } else if (e.kind === 'command_reply') {
       setCommandsTick((n) => n + 1);

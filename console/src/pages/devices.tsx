@@ -1,11 +1,13 @@
 /** Devices: server-side paged and filtered list (docs/http-api.md §3.4) with live online dots and activity. */
-import { useEffect, useMemo, useState } from 'preact/hooks';
+import { useCallback, useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import type { Device, DeviceType, Group, Page } from '../api.ts';
 import { useApp, useInterval, useLive } from '../ctx.ts';
 import { formatAgo, formatTime, lastActive } from '../format.ts';
 import { ColumnHeads, ErrorText, LevelText, LiveBadge, OnlineDot, Pager, useGet, useLivePatches } from './common.tsx';
 
 const PAGE_RECORDS = 20;
+/** Reads made because the live stream (re)opened: at most one this often (see `DevicesPage`). */
+const OPEN_READ_MS = 5_000;
 
 export function flattenGroups(groups: readonly Group[], depth = 0): { id: string; name: string; depth: number }[] {
   return groups.flatMap((g) => [{ id: g.id, name: g.name, depth }, ...flattenGroups(g.children ?? [], depth + 1)]);
@@ -53,7 +55,27 @@ export function DevicesPage() {
   const [patch, setPatch] = useLivePatches<boolean | number>(list.sentAt);
   useEffect(() => setPage(1), [type, group, online, search]);
   const ids = useMemo(() => list.data?.items.map((d) => d.id) ?? [], [list.data]);
-  // Read again when the stream opens: what changed between the list's read and then came as no event.
+  // Read again when the stream opens: what changed between the list's read and then came as no event. A read can
+  // change the page's devices, and so open a new stream, which reads again: while the list churns (devices being
+  // created, the online filter during a storm) that would loop, so these reads come at most every OPEN_READ_MS,
+  // one held back going when that time is up.
+  const openRead = useRef<{ last: number; timer: ReturnType<typeof setTimeout> | undefined }>({
+    last: -Infinity,
+    timer: undefined,
+  });
+  useEffect(() => () => clearTimeout(openRead.current.timer), []);
+  const readOnOpen = useCallback(() => {
+    const o = openRead.current;
+    if (o.timer !== undefined) return;
+    const go = () => {
+      o.timer = undefined;
+      o.last = performance.now();
+      list.reload();
+    };
+    const wait = o.last + OPEN_READ_MS - performance.now();
+    if (wait <= 0) go();
+    else o.timer = setTimeout(go, wait);
+  }, [list.reload]);
   const live = useLive(
     ['online', 'attributes', 'alarm'],
     ids.length ? ids : [],
@@ -62,15 +84,17 @@ export function DevicesPage() {
       if (!id) return;
       const ts = typeof e.payload.ts === 'number' ? e.payload.ts : Date.now();
       if (e.kind === 'online') {
-        setPatch(`${id} online`, e.payload.online === true);
-        setPatch(`${id} ${e.payload.online ? 'connect' : 'disconnect'}`, ts);
+        setPatch({
+          [`${id} online`]: e.payload.online === true,
+          [`${id} ${e.payload.online ? 'connect' : 'disconnect'}`]: ts,
+        });
       } else if (e.kind === 'attributes') {
-        setPatch(`${id} attributes`, ts);
+        setPatch({ [`${id} attributes`]: ts });
       } else if (e.kind === 'alarm') {
         list.reload();
       }
     },
-    list.reload,
+    readOnOpen,
   );
   useInterval(
     () => {

@@ -15,7 +15,8 @@ export interface DeviceAuthDeps {
   maxBatch?: number;
   /**
    * In a storm (the batch that just came back held more than one login), how long the next batch waits for more
-   * look-ups before it goes out; it goes at once when `maxBatch` are waiting. A lone login is not delayed.
+   * look-ups before it goes out; it goes at once when `maxBatch` are waiting. A login on a quiet server is not
+   * delayed; one that comes within this time of a batch of several may wait up to it.
    */
   gatherMs?: number;
 }
@@ -66,7 +67,7 @@ export function createDeviceAuthService({
   const revokedAt = new Map<string, number>();
   /**
    * Cache keys of each known device, so a revocation drops its entries without scanning the cache: the key
-   * itself while a device has one (nearly always), a set once it has more (a Set a device cost ~0.1 KiB of heap).
+   * itself while a device has one (nearly always), a set once it has more (a Set per device cost ~0.1 KiB of heap).
    */
   const keysOf = new Map<string, string | Set<string>>();
   const keysOfDevice = (deviceId: string): Iterable<string> => {
@@ -120,9 +121,10 @@ export function createDeviceAuthService({
   /**
    * Tokens to look up in the next batch, each with the look-ups waiting for it. One batch is in flight at a
    * time: the look-ups asked for meanwhile go out together when it returns, so the busier the storm, the
-   * larger the batches (a lone login still goes out at the next turn of the event loop). In a storm the next
-   * batch also waits up to `gatherMs` to fill: against a fast database, batches would otherwise hold a few logins
-   * each, and each statement costs this process and the database about as much as several logins' rows.
+   * larger the batches (a login on a quiet server goes out at the next turn of the event loop). In a storm the
+   * next batch also waits up to `gatherMs` to fill (docs/architecture.md §9): against a fast database, batches
+   * would otherwise hold a few logins each, and each statement costs this process and the database about as
+   * much as several logins' rows.
    */
   let waiting = new Map<string, Waiting[]>();
   let scheduled = false;
@@ -162,6 +164,7 @@ export function createDeviceAuthService({
         if (gatherMs > 0 && tokens.length > 1 && waiting.size < maxBatch) {
           scheduled = true;
           gathering = setTimeout(sendBatch, gatherMs);
+          gathering.unref();
         } else sendBatch();
       });
   }
