@@ -1,6 +1,6 @@
 /** What every page gets: the session, the language and its translate function, and live events. */
 import { createContext } from 'preact';
-import { useContext, useEffect, useRef, useState } from 'preact/hooks';
+import { useContext, useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { setUnauthorizedHandler, type Session } from './api.ts';
 import { translate, type Key, type Lang } from './i18n.ts';
 import { openStream, type LiveEvent } from './sse.ts';
@@ -69,6 +69,41 @@ export function useInterval(fn: () => void, ms: number | null): void {
     const id = setInterval(() => ref.current(), ms);
     return () => clearInterval(id);
   }, [ms]);
+}
+
+/**
+ * `fn` called at most once every `ms`: a call within `ms` of the last run is held back and runs (once, however
+ * many came) when that time is up. `cancel` drops a held-back run. For bursts of live events.
+ */
+export function throttle(fn: () => void, ms: number): { call(): void; cancel(): void } {
+  let last = -Infinity;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const run = () => {
+    timer = undefined;
+    last = performance.now();
+    fn();
+  };
+  return {
+    call() {
+      if (timer !== undefined) return;
+      const wait = last + ms - performance.now();
+      if (wait <= 0) run();
+      else timer = setTimeout(run, wait);
+    },
+    cancel() {
+      clearTimeout(timer);
+      timer = undefined;
+    },
+  };
+}
+
+/** `throttle` for a component: calls its latest `fn`, and nothing runs after the component is gone. */
+export function useThrottled(fn: () => void, ms: number): () => void {
+  const ref = useRef(fn);
+  ref.current = fn;
+  const t = useMemo(() => throttle(() => ref.current(), ms), [ms]);
+  useEffect(() => () => t.cancel(), [t]);
+  return t.call;
 }
 
 /** Registers the 401 handler once. */

@@ -1,7 +1,7 @@
 /** Devices: server-side paged and filtered list (docs/http-api.md §3.4) with live online dots and activity. */
-import { useCallback, useEffect, useMemo, useRef, useState } from 'preact/hooks';
+import { useEffect, useMemo, useState } from 'preact/hooks';
 import type { Device, DeviceType, Group, Page } from '../api.ts';
-import { useApp, useInterval, useLive } from '../ctx.ts';
+import { useApp, useInterval, useLive, useThrottled } from '../ctx.ts';
 import { formatAgo, formatTime, lastActive } from '../format.ts';
 import { ColumnHeads, ErrorText, LevelText, LiveBadge, OnlineDot, Pager, useGet, useLivePatches } from './common.tsx';
 
@@ -57,25 +57,8 @@ export function DevicesPage() {
   const ids = useMemo(() => list.data?.items.map((d) => d.id) ?? [], [list.data]);
   // Read again when the stream opens: what changed between the list's read and then came as no event. A read can
   // change the page's devices, and so open a new stream, which reads again: while the list churns (devices being
-  // created, the online filter during a storm) that would loop, so these reads come at most every OPEN_READ_MS,
-  // one held back going when that time is up.
-  const openRead = useRef<{ last: number; timer: ReturnType<typeof setTimeout> | undefined }>({
-    last: -Infinity,
-    timer: undefined,
-  });
-  useEffect(() => () => clearTimeout(openRead.current.timer), []);
-  const readOnOpen = useCallback(() => {
-    const o = openRead.current;
-    if (o.timer !== undefined) return;
-    const go = () => {
-      o.timer = undefined;
-      o.last = performance.now();
-      list.reload();
-    };
-    const wait = o.last + OPEN_READ_MS - performance.now();
-    if (wait <= 0) go();
-    else o.timer = setTimeout(go, wait);
-  }, [list.reload]);
+  // created, the online filter during a storm) that would loop, so these reads come at most every OPEN_READ_MS.
+  const readOnOpen = useThrottled(list.reload, OPEN_READ_MS);
   const live = useLive(
     ['online', 'attributes', 'alarm'],
     ids.length ? ids : [],

@@ -1,6 +1,5 @@
 /** Overview: the device and alarm statistics as tiles, refreshed when devices go on- or offline or alarms change. */
-import { useRef } from 'preact/hooks';
-import { useApp, useInterval, useLive } from '../ctx.ts';
+import { useApp, useInterval, useLive, useThrottled } from '../ctx.ts';
 import type { Key } from '../i18n.ts';
 import { ErrorText, LiveBadge, useGet } from './common.tsx';
 
@@ -49,19 +48,14 @@ export function OverviewPage() {
   const { t } = useApp();
   const devices = useGet<DevicesStat>('/api/v1/devices_stat');
   const alarms = useGet<AlarmStat>('/api/v1/devices_alarm_stat');
-  const pending = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
   const refresh = () => {
     devices.reload();
     alarms.reload();
   };
-  // Events come in bursts (a thousand devices reconnecting): refresh at most every 300 ms.
-  const live = useLive(['online', 'alarm'], undefined, () => {
-    if (pending.current) return;
-    pending.current = setTimeout(() => {
-      pending.current = undefined;
-      refresh();
-    }, 300);
-  });
+  // Events come in bursts (a thousand devices reconnecting): refresh at most every 300 ms. Also when the stream
+  // opens: what changed between the first read and then came as no event.
+  const refreshSoon = useThrottled(refresh, 300);
+  const live = useLive(['online', 'alarm'], undefined, refreshSoon, refreshSoon);
   useInterval(refresh, live ? 60_000 : 5_000);
   return (
     <section aria-labelledby="overview-h">
