@@ -101,8 +101,12 @@ const METRICS_SCRAPE = intArg('metrics-scrape', args['metrics-scrape'], 0, 60);
 /** The goal for metrics: at most this much more broker CPU per report with them on (docs/metrics.md). */
 const METRICS_CPU_GOAL = 1.03;
 const ACK_GRACE_MS = 30_000;
-/** A directory for a V8 CPU profile of our server (`node --cpu-prof`), written when it stops. */
+/**
+ * A directory for V8 CPU profiles (`node --cpu-prof`), written when each server stops: ours in it, bare Aedes
+ * and the DIY reference in its `bare/` and `diy/`, to compare where each spends its time.
+ */
 const CPU_PROF = args['cpu-prof'] ? path.resolve(args['cpu-prof']) : undefined;
+const cpuProfOf = (kind: 'bare' | 'diy') => (CPU_PROF ? path.join(CPU_PROF, kind) : undefined);
 const MiB = 1024 * 1024;
 
 const frame = benchRun('ingest', 60);
@@ -577,14 +581,14 @@ try {
     if (on) metricsPairs.push({ on, off });
   };
   const runBare = async (r: number, runs: ShapeRuns) => {
-    const proc = await startBare('bare', tmp);
+    const proc = await startBare('bare', tmp, cpuProfOf('bare'));
     children.push(proc.child);
     runs.bare.push(
       await run(label('bare', runs.shape, r), proc, fleetOf(runs.shape), runs.shape.inflight, async () => []),
     );
   };
   const runDiy = async (r: number, runs: ShapeRuns, url: string) => {
-    const proc = await startDiy('diy', tmp, url);
+    const proc = await startDiy('diy', tmp, url, cpuProfOf('diy'));
     children.push(proc.child);
     runs.diy.push(await run(label('DIY', runs.shape, r), proc, fleetOf(runs.shape), runs.shape.inflight, dbPids));
     const batches = diyCounts(readFileSync(proc.child.logFile, 'utf8'));

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import type postgres from 'postgres';
 import { freePort, spawnEntry, waitForPort, type Child } from './mqtt-proc.ts';
+import { cpuProfFlags } from './mqtt-servers.ts';
 
 /**
  * The table of the do-it-yourself reference (mqtt-diy-broker.ts): the columns of our attribute history
@@ -37,6 +38,8 @@ export async function startDiy(
   name: string,
   logDir: string,
   databaseUrl: string,
+  /** A directory for its CPU profile. */
+  cpuProf?: string,
 ): Promise<{ child: Child; port: number }> {
   const port = await freePort();
   const child = spawnEntry(
@@ -44,6 +47,7 @@ export async function startDiy(
     'bench/lib/mqtt-diy-broker.ts',
     { BARE_MQTT_PORT: String(port), DATABASE_URL: databaseUrl, DIY_TABLE },
     path.join(logDir, `${name.replace(/\W+/g, '-')}.log`),
+    cpuProfFlags(cpuProf),
   );
   await waitForPort(port, child, 60_000);
   return { child, port };

@@ -3,14 +3,25 @@ import path from 'node:path';
 import { randomToken } from '../../src/lib/ids.ts';
 import { BENCH_ADMISSION, freePort, spawnEntry, tail, waitForPort, type Child } from './mqtt-proc.ts';
 
-/** A bare Aedes broker (mqtt-bare-broker.ts) in a child process on a free port, its log in `logDir`. */
-export async function startBare(name: string, logDir: string): Promise<{ child: Child; port: number }> {
+/** Node flags for a V8 CPU profile written into `dir` when the process stops; none without a directory. */
+export const cpuProfFlags = (dir: string | undefined): string[] => (dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : []);
+
+/**
+ * A bare Aedes broker (mqtt-bare-broker.ts) in a child process on a free port, its log in `logDir`; `cpuProf`: a
+ * directory for its CPU profile.
+ */
+export async function startBare(
+  name: string,
+  logDir: string,
+  cpuProf?: string,
+): Promise<{ child: Child; port: number }> {
   const port = await freePort();
   const child = spawnEntry(
     name,
     'bench/lib/mqtt-bare-broker.ts',
     { BARE_MQTT_PORT: String(port) },
     path.join(logDir, `${name.replace(/\W+/g, '-')}.log`),
+    cpuProfFlags(cpuProf),
   );
   await waitForPort(port, child, 60_000);
   return { child, port };
@@ -62,7 +73,7 @@ export async function startOurs(opts: {
       ...benchServerEnv(),
     },
     opts.logFile,
-    opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProf}`] : [],
+    cpuProfFlags(opts.cpuProf),
   );
   await waitForPort(httpPort, child, 120_000);
   await waitForPort(mqttPort, child, 60_000);
