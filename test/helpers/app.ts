@@ -6,7 +6,7 @@ import { serviceSteps, stopSteps } from '../../src/composition/lifecycle.ts';
 import { createRepositories } from '../../src/composition/repositories.ts';
 import { createServices, type Services } from '../../src/composition/services.ts';
 import { createMetrics, type Metrics } from '../../src/metrics/metrics.ts';
-import type { ServiceSettings } from '../../src/composition/settings.ts';
+import { ingestBatchDelayMsOf, type ServiceSettings } from '../../src/composition/settings.ts';
 import { openTestDatabase } from './db.ts';
 
 export const TEST_PLATFORM_TOKEN = 'test-platform-token-0123456789';
@@ -34,7 +34,8 @@ export async function createTestApp(
     db: database.db,
     repositories: createRepositories(database.db),
     serverSecret: TEST_JWT_SECRET,
-    ...(opts.settings ? { settings: opts.settings } : {}),
+    // As main.ts: the batch wait of this database unless the test sets one.
+    settings: { ingestBatchDelayMs: ingestBatchDelayMsOf(database.driver), ...opts.settings },
     ...(opts.clock ? { clock: opts.clock } : {}),
     metrics,
   });

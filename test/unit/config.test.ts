@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.ts';
+import { settingsFromConfig } from '../../src/composition/settings.ts';
 
 describe('config', () => {
   it('applies the documented defaults', () => {
@@ -15,6 +16,17 @@ describe('config', () => {
     expect(c.DATABASE_URL).toBeUndefined();
     expect(c.PLATFORM_TOKEN).toBeUndefined();
     expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it('waits for an ingest batch to fill only on the embedded database, unless the setting says otherwise', () => {
+    const delay = (env: Record<string, string>, driver: 'postgres' | 'pglite') =>
+      settingsFromConfig(loadConfig(env), driver).services.ingestBatchDelayMs;
+    expect(loadConfig({}).INGEST_BATCH_DELAY_MS).toBeUndefined();
+    expect([delay({}, 'postgres'), delay({}, 'pglite')]).toEqual([0, 5]);
+    expect([
+      delay({ INGEST_BATCH_DELAY_MS: '7' }, 'postgres'),
+      delay({ INGEST_BATCH_DELAY_MS: '0' }, 'pglite'),
+    ]).toEqual([7, 0]);
   });
 
   it('treats empty variables as unset', () => {
@@ -40,7 +52,6 @@ describe('config', () => {
       HISTORY_COMPRESS_AFTER_DAYS: 7,
       HISTORY_CHUNK_HOURS: 24,
       INGEST_BATCH_SIZE: 5000,
-      INGEST_BATCH_DELAY_MS: 5,
       INGEST_MAX_PENDING: 100_000,
       INGEST_CONCURRENCY: 1,
       ALARM_WEBHOOK_TIMEOUT_MS: 5000,
