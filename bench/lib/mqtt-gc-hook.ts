@@ -1,11 +1,14 @@
 /**
  * Preloaded into the brokers of bench/mqtt-connect (`node --expose-gc --import <this file> …`): on
  * SIGUSR2 it runs a full garbage collection and then writes one line
- * `{"bench_memory":{rss,heapUsed,heapTotal,external,arrayBuffers}}` to stderr. The bench reads the
+ * `{"bench_memory":{rss,heapUsed,heapTotal,external,arrayBuffers,youngGeneration}}` to stderr (the last: the
+ * bytes V8 holds for its young generation, which grows with allocation up to `--max-semi-space-size` and stays
+ * after a GC, so it can move RSS by tens of MiB between two samples). The bench reads the
  * RSS from /proc right after, so "RSS per connection" compares live memory, not whichever garbage
  * each broker happened to hold when it was sampled. Changes nothing else in the process.
  */
 import { writeSync } from 'node:fs';
+import { getHeapSpaceStatistics } from 'node:v8';
 
 const gc = (globalThis as { gc?: () => void }).gc;
 
@@ -23,6 +26,9 @@ process.on('SIGUSR2', () => {
       heapTotal: m.heapTotal,
       external: m.external,
       arrayBuffers: m.arrayBuffers,
+      youngGeneration: getHeapSpaceStatistics()
+        .filter((s) => s.space_name === 'new_space' || s.space_name === 'new_large_object_space')
+        .reduce((sum, s) => sum + s.space_size, 0),
     },
   };
   writeSync(2, `${JSON.stringify(line)}\n`);

@@ -97,12 +97,15 @@ export async function measure(
 
   await sleep(2000);
   ensureAlive(child, 'subscribe');
+  const mib = (bytes: number) => (bytes / MiB).toFixed(1);
   const connectedMem = await child.memory();
   const cpuBefore = cpuMsOf(child.pid);
   const mid = c.mid;
   console.log(
     `[${label}] subscribed in ${(c.subscribeMs / 1000).toFixed(2)} s; after a full GC: RSS ${(idle.rss / MiB).toFixed(1)} → ${mid ? (mid.memory.rss / MiB).toFixed(1) : '–'} → ` +
-      `${(connectedMem.rss / MiB).toFixed(1)} MiB, JS heap ${(idle.heapUsed / MiB).toFixed(1)} → ${mid ? (mid.memory.heapUsed / MiB).toFixed(1) : '–'} → ${(connectedMem.heapUsed / MiB).toFixed(1)} MiB`,
+      `${(connectedMem.rss / MiB).toFixed(1)} MiB, JS heap ${(idle.heapUsed / MiB).toFixed(1)} → ${mid ? (mid.memory.heapUsed / MiB).toFixed(1) : '–'} → ${(connectedMem.heapUsed / MiB).toFixed(1)} MiB ` +
+      `(V8 committed ${mib(idle.heapTotal)} → ${mid ? mib(mid.memory.heapTotal) : '–'} → ${mib(connectedMem.heapTotal)} MiB, ` +
+      `of it the young generation ${mib(idle.youngGeneration)} → ${mid ? mib(mid.memory.youngGeneration) : '–'} → ${mib(connectedMem.youngGeneration)})`,
   );
 
   const r = await reportPhase(child, c.clients, cpuBefore, load, db);

@@ -39,6 +39,9 @@ export interface Memory {
   heapUsed: number;
   /** Memory of C++ objects and buffers bound to JS objects (socket buffers, Buffers). */
   external: number;
+  /** The V8 heap's committed bytes (heapTotal), and of them the young generation's (mqtt-gc-hook.ts). */
+  heapTotal: number;
+  youngGeneration: number;
 }
 
 /**
@@ -105,10 +108,19 @@ export function spawnEntry(
           .filter((l) => l.startsWith('{"bench_memory":'));
         if (lines.length >= wanted) {
           const m = (
-            JSON.parse(lines[wanted - 1]!) as { bench_memory: { gc: boolean; heapUsed: number; external: number } }
+            JSON.parse(lines[wanted - 1]!) as {
+              bench_memory: {
+                gc: boolean;
+                heapUsed: number;
+                external: number;
+                heapTotal: number;
+                youngGeneration: number;
+              };
+            }
           ).bench_memory;
           if (!m.gc) throw new Error(`${name}: the process has no gc() (--expose-gc missing)`);
-          return { ...memoryOf(pid), heapUsed: m.heapUsed, external: m.external };
+          const { heapUsed, external, heapTotal, youngGeneration } = m;
+          return { ...memoryOf(pid), heapUsed, external, heapTotal, youngGeneration };
         }
         if (child.exitCode !== null || child.signalCode !== null)
           throw new Error(`${name} exited while its memory was being read`);
