@@ -2,8 +2,7 @@
  * Preloaded into the brokers of bench/mqtt-connect (`node --expose-gc --import <this file> …`): on
  * SIGUSR2 it runs a full garbage collection and then writes one line
  * `{"bench_memory":{rss,heapUsed,heapTotal,external,arrayBuffers,youngGeneration}}` to stderr (the last: the
- * bytes V8 holds for its young generation, which grows with allocation up to `--max-semi-space-size` and stays
- * after a GC, so it can move RSS by tens of MiB between two samples). The bench reads the
+ * bytes V8 has committed for its young generation; mqtt-report.ts rssWithoutYoung says why). The bench reads the
  * RSS from /proc right after, so "RSS per connection" compares live memory, not whichever garbage
  * each broker happened to hold when it was sampled. Changes nothing else in the process.
  */

@@ -2,11 +2,9 @@ import { configDefaults, type Config } from '../config.ts';
 import type { NotifierSettings } from '../domain/alarms/notifier.ts';
 
 /**
- * How long a report waits for its ingest batch to fill when `INGEST_BATCH_DELAY_MS` is unset (architecture.md §8):
- * none on PostgreSQL, where a commit costs the server little and what arrives while one is written makes the next
- * (at 1,000 reports/s the acknowledgement's p99 fell from 9–12 to 7–8 ms, full-load throughput did not fall);
- * 5 ms on the embedded database, which commits on the server's own thread (without a wait, 38% more CPU per
- * report at 500/s for a p99 no better). bench/README "The batch wait per database".
+ * How long a report waits for its ingest batch to fill when `INGEST_BATCH_DELAY_MS` is unset: none on PostgreSQL,
+ * where what arrives while a batch is written makes the next; 5 ms on the embedded database, which commits on the
+ * server's own thread. Why, with the figures: architecture.md §8.
  */
 export const ingestBatchDelayMsOf = (driver: 'postgres' | 'pglite'): number => (driver === 'postgres' ? 0 : 5);
 
@@ -107,6 +105,7 @@ export type ServerSettings = ReturnType<typeof settingsFromConfig>;
 
 /**
  * The services' settings when none are given (tests, the CLI): the configuration's defaults, on the
- * embedded database's terms (one ingest batch at a time).
+ * embedded database's terms (one ingest batch at a time, a 5 ms batch wait; createTestApp gives a test on
+ * PostgreSQL that database's wait).
  */
 export const DEFAULT_SETTINGS: ServiceSettings = settingsFromConfig(configDefaults(), 'pglite').services;
