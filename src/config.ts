@@ -125,8 +125,11 @@ export const configSchema = z
       .max(24 * 365)
       .default(24),
     INGEST_BATCH_SIZE: z.coerce.number().int().min(1).max(100_000).default(5_000),
-    /** Unset: per database (composition/settings.ts ingestBatchDelayMsOf: 0 on PostgreSQL, 5 embedded). */
-    INGEST_BATCH_DELAY_MS: z.coerce.number().int().min(0).max(10_000).optional(),
+    /** Unset or blank: per database (composition/settings.ts ingestBatchDelayMsOf: 0 on PostgreSQL, 5 embedded). */
+    INGEST_BATCH_DELAY_MS: z.preprocess(
+      (v) => (typeof v === 'string' && v.trim() === '' ? undefined : v),
+      z.coerce.number().int().min(0).max(10_000).optional(),
+    ),
     INGEST_MAX_PENDING: z.coerce.number().int().min(1).max(10_000_000).default(100_000),
     INGEST_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(1),
     LOGIN_BATCH_DELAY_MS: z.coerce.number().int().min(0).max(1_000).default(5),

@@ -22,7 +22,9 @@ describe('config', () => {
     const delay = (env: Record<string, string>, driver: 'postgres' | 'pglite') =>
       settingsFromConfig(loadConfig(env), driver).services.ingestBatchDelayMs;
     expect(loadConfig({}).INGEST_BATCH_DELAY_MS).toBeUndefined();
-    expect([delay({}, 'postgres'), delay({}, 'pglite')]).toEqual([0, 5]);
+    expect([delay({}, 'postgres'), delay({}, 'pglite'), delay({ INGEST_BATCH_DELAY_MS: ' ' }, 'pglite')]).toEqual([
+      0, 5, 5,
+    ]);
     expect([
       delay({ INGEST_BATCH_DELAY_MS: '7' }, 'postgres'),
       delay({ INGEST_BATCH_DELAY_MS: '0' }, 'pglite'),
