@@ -1,7 +1,6 @@
 import path from 'node:path';
 import type postgres from 'postgres';
-import { freePort, spawnEntry, waitForPort, type Child } from './mqtt-proc.ts';
-import { cpuProfFlags } from './mqtt-servers.ts';
+import { cpuProfFlags, freePort, spawnEntry, waitForPort, type Child } from './mqtt-proc.ts';
 
 /**
  * The table of the do-it-yourself reference (mqtt-diy-broker.ts): the columns of our attribute history

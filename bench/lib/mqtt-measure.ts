@@ -97,15 +97,15 @@ export async function measure(
 
   await sleep(2000);
   ensureAlive(child, 'subscribe');
-  const mib = (bytes: number) => (bytes / MiB).toFixed(1);
   const connectedMem = await child.memory();
   const cpuBefore = cpuMsOf(child.pid);
   const mid = c.mid;
+  /** A memory figure at idle → half → all connected, in MiB. */
+  const steps = (key: 'rss' | 'heapUsed' | 'heapTotal' | 'youngGeneration') =>
+    [idle, mid?.memory, connectedMem].map((m) => (m ? (m[key] / MiB).toFixed(1) : '–')).join(' → ');
   console.log(
-    `[${label}] subscribed in ${(c.subscribeMs / 1000).toFixed(2)} s; after a full GC: RSS ${(idle.rss / MiB).toFixed(1)} → ${mid ? (mid.memory.rss / MiB).toFixed(1) : '–'} → ` +
-      `${(connectedMem.rss / MiB).toFixed(1)} MiB, JS heap ${(idle.heapUsed / MiB).toFixed(1)} → ${mid ? (mid.memory.heapUsed / MiB).toFixed(1) : '–'} → ${(connectedMem.heapUsed / MiB).toFixed(1)} MiB ` +
-      `(V8 committed ${mib(idle.heapTotal)} → ${mid ? mib(mid.memory.heapTotal) : '–'} → ${mib(connectedMem.heapTotal)} MiB, ` +
-      `of it the young generation ${mib(idle.youngGeneration)} → ${mid ? mib(mid.memory.youngGeneration) : '–'} → ${mib(connectedMem.youngGeneration)})`,
+    `[${label}] subscribed in ${(c.subscribeMs / 1000).toFixed(2)} s; after a full GC: RSS ${steps('rss')} MiB, ` +
+      `JS heap ${steps('heapUsed')} MiB (V8 committed ${steps('heapTotal')} MiB, of it the young generation ${steps('youngGeneration')})`,
   );
 
   const r = await reportPhase(child, c.clients, cpuBefore, load, db);

@@ -54,6 +54,9 @@ export function startFlags(dir = root): string[] {
   return (pkg.scripts?.start ?? '').split(/\s+/).filter((a) => /^--[a-z-]+=\S+$/.test(a));
 }
 
+/** Node flags (`spawnEntry`'s `nodeArgs`) for a V8 CPU profile written into `dir` when the process stops. */
+export const cpuProfFlags = (dir: string | undefined): string[] => (dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : []);
+
 /**
  * Runs a TypeScript entry of the project as `node <npm start's flags> --import tsx <entry>` (as
  * test/helpers/process.ts does), its stdout and stderr written to `logFile` rather than piped: a pipe

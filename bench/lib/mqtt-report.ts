@@ -124,7 +124,9 @@ export function judgeGoals(ours: Measured, bares: Measured[], load: ConnectLoad)
     const a = figure(ours);
     const b = mean(bares.map(figure));
     const ratio = round(a / b, 2);
-    const ok = Number.isFinite(ratio) && (atLeast ? ratio >= bound : ratio <= bound);
+    // A figure that is not positive (memory that shrank, a young generation not yet resident) says nothing:
+    // a miss, never a pass.
+    const ok = a > 0 && b > 0 && Number.isFinite(ratio) && (atLeast ? ratio >= bound : ratio <= bound);
     const sign = atLeast ? '≥' : '≤';
     return {
       name,

@@ -1,10 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { randomToken } from '../../src/lib/ids.ts';
-import { BENCH_ADMISSION, freePort, spawnEntry, tail, waitForPort, type Child } from './mqtt-proc.ts';
-
-/** Node flags for a V8 CPU profile written into `dir` when the process stops; none without a directory. */
-export const cpuProfFlags = (dir: string | undefined): string[] => (dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : []);
+import { BENCH_ADMISSION, cpuProfFlags, freePort, spawnEntry, tail, waitForPort, type Child } from './mqtt-proc.ts';
 
 /**
  * A bare Aedes broker (mqtt-bare-broker.ts) in a child process on a free port, its log in `logDir`; `cpuProf`: a
