@@ -45,6 +45,11 @@ export interface BrokerOptions {
   admission?: Admission;
   /** CONNECT must arrive, and the login complete, within this time of the connection. */
   connectTimeoutMs?: number;
+  /**
+   * Bytes written to a connection and not yet taken by its peer, past which the peer is taken as not reading
+   * and its connection is closed (docs/device-protocol.md §2); by default four packets of `maxPacketSize`.
+   */
+  maxPendingOutputBytes?: number;
   clock?: () => number;
 }
 
@@ -107,11 +112,22 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   /** Open connections, so close() can end the ones that have not logged in (Aedes ends the others). */
   const streams = new Set<Duplex>();
   const forget = (stream: TrackedStream) => streams.delete(stream as Duplex);
+  /** See BrokerOptions.maxPendingOutputBytes. */
+  const maxPendingOutput = options.maxPendingOutputBytes ?? 4 * maxPacketSize;
   const aedes = await Aedes.createBroker({
     maximumPacketSize: maxPacketSize,
     drainTimeout: 30_000,
     connectTimeout: connectTimeoutMs,
-  });
+    // No limit on the messages Aedes routes at once. Its default (100) makes one queue for every connection: a
+    // delivery waits until its connection drains, so a hundred deliveries to peers that stopped reading held
+    // every other tenant's messages (answers, commands, application feeds) for up to the drain timeout, and the
+    // queue then emptied itself recursively, deep enough to overflow the stack. Each connection's own reading
+    // still waits for its messages, and what it may leave unread is bounded (`maxPendingOutput`).
+    concurrency: 0,
+    // Read by the patched lib/write.js (patches/aedes+2.0.0-beta.1.patch): a connection that leaves more than
+    // this unread is closed with ERR_PEER_NOT_READING (docs/device-protocol.md §2).
+    maxPendingOutput,
+  } as Parameters<typeof Aedes.createBroker>[0]);
 
   // Application subscriptions (device-protocol.md §9): read-only clients of a project's view key.
   const viewers = createViewerRegistry({ aedes, services, log, maxViewerSubscriptions, maxViewersPerProject });
@@ -383,6 +399,13 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   });
 
   aedes.on('clientError', (client, err) => {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_PEER_NOT_READING') {
+      counts.dropped('backpressure');
+      return log.warn(
+        { deviceId: states.get(client)?.identity.deviceId, viewer: viewers.has(client) || undefined, err },
+        'closed a connection that does not read what is sent to it',
+      );
+    }
     log.debug({ deviceId: states.get(client)?.identity.deviceId, err }, 'client error');
   });
   aedes.on('connectionError', (_client, err) => {

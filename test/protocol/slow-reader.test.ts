@@ -1,0 +1,147 @@
+import net from 'node:net';
+import { once } from 'node:events';
+import mqttPacket from 'mqtt-packet';
+import type { MqttClient } from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectDevice, nextOn } from '../helpers/mqtt.ts';
+import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
+import { createProject, createTestApp, deviceWithToken, type TestContext } from '../helpers/app.ts';
+
+/**
+ * A device that stops reading its connection is its own problem (docs/device-protocol.md §2, "A device that
+ * does not read"): what the broker has for it waits in that connection's buffer, never in a queue every device
+ * shares, and a connection whose unsent output passes its bound is closed.
+ */
+let ctx: TestContext;
+let tb: TestBroker;
+const clients: MqttClient[] = [];
+const sockets: net.Socket[] = [];
+
+beforeAll(async () => {
+  ctx = await createTestApp({}, { settings: { deviceRateLimit: 5_000, deviceRateLimitMax: 5_000 } });
+  tb = await startTestBroker(ctx, { maxPendingOutputBytes: 4 * 1024 * 1024 });
+});
+afterAll(async () => {
+  for (const s of sockets) s.destroy();
+  for (const c of clients) c.end(true);
+  await tb?.close();
+  await ctx?.close();
+});
+
+/** Attributes of ~40 KB, so each answer to `attributes/get` is that big. */
+const BIG = Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`a${i}`, 'x'.repeat(2_000)]));
+const ANSWER_BYTES = 40_000;
+const REQUESTS = 600;
+
+/**
+ * A device on a raw socket that subscribes to the answers of `attributes/get`, then stops reading and asks for
+ * its (big) attributes `requests` times: each answer is written towards a connection that takes nothing.
+ */
+async function stalledReader(token: string, projectKey: string, requests: number) {
+  const socket = net.connect(tb.port, '127.0.0.1');
+  sockets.push(socket);
+  socket.on('error', () => {});
+  await once(socket, 'connect');
+  const parser = mqttPacket.parser({ protocolVersion: 4 });
+  const seen = new Set<string>();
+  parser.on('packet', (p: { cmd: string }) => seen.add(p.cmd));
+  const onData = (b: Buffer) => parser.parse(b);
+  socket.on('data', onData);
+  const closed = once(socket, 'close');
+  socket.write(
+    mqttPacket.generate({
+      cmd: 'connect',
+      protocolId: 'MQTT',
+      protocolVersion: 4,
+      clean: true,
+      clientId: 'slow-reader',
+      keepalive: 600,
+      username: token,
+      password: Buffer.from(projectKey),
+    }),
+  );
+  socket.write(
+    mqttPacket.generate({
+      cmd: 'subscribe',
+      messageId: 1,
+      subscriptions: [{ topic: 'attributes/get/response/+', qos: 0 }],
+    }),
+  );
+  while (!seen.has('suback')) await new Promise((r) => setTimeout(r, 10));
+  let received = 0;
+  // From here on nothing is read: the kernel's buffers fill, then the server's.
+  socket.off('data', onData);
+  socket.pause();
+  for (let i = 0; i < requests; i++)
+    socket.write(
+      mqttPacket.generate({
+        cmd: 'publish',
+        topic: `attributes/get/${i}`,
+        payload: Buffer.from('{}'),
+        qos: 0,
+        retain: false,
+        dup: false,
+      }),
+    );
+  return {
+    closed,
+    /** Reads again, counting the bytes. */
+    resume() {
+      socket.on('data', (b: Buffer) => (received += b.length));
+      socket.resume();
+    },
+    bytes: () => received,
+  };
+}
+
+describe('a device that does not read', () => {
+  it("stalls no other project's reports, and is closed once its unsent output passes the bound", async () => {
+    const slowProject = await createProject(ctx, 'slow');
+    const calmProject = await createProject(ctx, 'calm');
+    const slow = await deviceWithToken(slowProject);
+    const calm = await deviceWithToken(calmProject);
+
+    const setup = await connectDevice(tb.url, { token: slow.token, projectKey: slowProject.project.project_key });
+    await setup.publishAsync('attributes', JSON.stringify(BIG), { qos: 1 });
+    await setup.endAsync();
+
+    const good = await connectDevice(
+      tb.url,
+      { token: calm.token, projectKey: calmProject.project.project_key },
+      {},
+      clients,
+    );
+    // 600 answers of ~40 KB (~24 MB) are more than a loopback connection's buffers take, so at least a hundred
+    // of them wait to be written: as many as Aedes' shared queue lets be in flight by default.
+    const reader = await stalledReader(slow.token, slowProject.project.project_key, REQUESTS);
+
+    // Let the answers pile up: a hundred stuck ones filled the queue Aedes shares between all connections.
+    await new Promise((r) => setTimeout(r, 1_000));
+
+    // Meanwhile the other project's device reports and gets its answer, every time (a PUBACK alone would not
+    // show it: Aedes writes it before the message goes through that shared queue, and the answer after).
+    await good.subscribeAsync('attributes/response');
+    for (let i = 0; i < 10; i++) {
+      const answered = nextOn(good, 'attributes/response');
+      await good.publishAsync('attributes', JSON.stringify({ n: i }), { qos: 1 });
+      await Promise.race([
+        answered,
+        new Promise((_, reject) =>
+          setTimeout(() => reject(new Error(`report ${i} of the calm device not answered within 5 s`)), 5_000),
+        ),
+      ]);
+    }
+
+    // The reader's unsent output passed the bound, so the broker closed its connection (long before Aedes' drain
+    // timeout). A paused socket learns of that once it reads again: what had reached it, then the end; had the
+    // connection been left open, it would now take all the answers and stay open.
+    reader.resume();
+    await Promise.race([
+      reader.closed,
+      new Promise((_, reject) => setTimeout(() => reject(new Error('the stalled reader was not closed')), 10_000)),
+    ]);
+    expect(reader.bytes()).toBeLessThan(REQUESTS * ANSWER_BYTES);
+    // And the broker still serves: the calm device reports once more.
+    await good.publishAsync('attributes', JSON.stringify({ n: 'after' }), { qos: 1 });
+  }, 60_000);
+});
