@@ -15,6 +15,20 @@ export interface RawMqttDevice {
   destroy(): void;
 }
 
+/** An MQTT 3.1.1 CONNECT of a device (clean session), as bytes. */
+export function connectPacket(clientId: string, username: string, password: string, keepalive = 60): Buffer {
+  return mqttPacket.generate({
+    cmd: 'connect',
+    protocolId: 'MQTT',
+    protocolVersion: 4,
+    clean: true,
+    clientId,
+    keepalive,
+    username,
+    password: Buffer.from(password),
+  });
+}
+
 export async function rawMqttDevice(
   port: number,
   username: string,
@@ -40,18 +54,7 @@ export async function rawMqttDevice(
     acks.clear();
   });
   const accepted = new Promise<number>((r) => (connack = r));
-  socket.write(
-    mqttPacket.generate({
-      cmd: 'connect',
-      protocolId: 'MQTT',
-      protocolVersion: 4,
-      clean: true,
-      clientId,
-      keepalive: 60,
-      username,
-      password: Buffer.from(password),
-    }),
-  );
+  socket.write(connectPacket(clientId, username, password));
   const rc = await accepted;
   if (rc !== 0) {
     socket.destroy();

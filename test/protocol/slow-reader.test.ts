@@ -4,6 +4,7 @@ import mqttPacket from 'mqtt-packet';
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectDevice, nextOn } from '../helpers/mqtt.ts';
+import { connectPacket } from '../helpers/raw-mqtt.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import { createProject, createTestApp, deviceWithToken, type TestContext } from '../helpers/app.ts';
 
@@ -48,18 +49,8 @@ async function stalledReader(token: string, projectKey: string, requests: number
   const onData = (b: Buffer) => parser.parse(b);
   socket.on('data', onData);
   const closed = once(socket, 'close');
-  socket.write(
-    mqttPacket.generate({
-      cmd: 'connect',
-      protocolId: 'MQTT',
-      protocolVersion: 4,
-      clean: true,
-      clientId: 'slow-reader',
-      keepalive: 600,
-      username: token,
-      password: Buffer.from(projectKey),
-    }),
-  );
+  socket.write(connectPacket('slow-reader', token, projectKey, 600));
+
   socket.write(
     mqttPacket.generate({
       cmd: 'subscribe',
