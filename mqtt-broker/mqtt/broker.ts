@@ -398,8 +398,13 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       .catch((err: unknown) => log.error({ deviceId: identity.deviceId, err }, 'queued command delivery failed'));
   });
 
+  /** Connections closed for leaving too much unread (maxPendingOutput), counted and logged once each. */
+  const notReadingClosed = new WeakSet<Client>();
   aedes.on('clientError', (client, err) => {
     if ((err as NodeJS.ErrnoException).code === 'ERR_PEER_NOT_READING') {
+      // Aedes reports the error again through each write waiting on the connection: counted once.
+      if (notReadingClosed.has(client)) return;
+      notReadingClosed.add(client);
       counts.dropped('backpressure');
       return log.warn(
         { deviceId: states.get(client)?.identity.deviceId, viewer: viewers.has(client) || undefined, err },

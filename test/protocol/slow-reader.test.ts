@@ -19,7 +19,10 @@ const clients: MqttClient[] = [];
 const sockets: net.Socket[] = [];
 
 beforeAll(async () => {
-  ctx = await createTestApp({}, { settings: { deviceRateLimit: 5_000, deviceRateLimitMax: 5_000 } });
+  ctx = await createTestApp(
+    { METRICS_TOKEN: 'm'.repeat(32) },
+    { settings: { deviceRateLimit: 5_000, deviceRateLimitMax: 5_000 } },
+  );
   tb = await startTestBroker(ctx, { maxPendingOutputBytes: 4 * 1024 * 1024 });
 });
 afterAll(async () => {
@@ -85,6 +88,12 @@ async function stalledReader(token: string, projectKey: string, requests: number
   };
 }
 
+/** iot_messages_dropped_total{transport="mqtt",reason="backpressure"} now. */
+async function droppedForBackpressure(): Promise<number> {
+  const { values } = await ctx.metrics!.registry.getSingleMetric('iot_messages_dropped_total')!.get();
+  return values.find((v) => v.labels.transport === 'mqtt' && v.labels.reason === 'backpressure')?.value ?? 0;
+}
+
 describe('a device that does not read', () => {
   it("stalls no other project's reports, and is closed once its unsent output passes the bound", async () => {
     const slowProject = await createProject(ctx, 'slow');
@@ -132,6 +141,8 @@ describe('a device that does not read', () => {
       new Promise((_, reject) => setTimeout(() => reject(new Error('the stalled reader was not closed')), 10_000)),
     ]);
     expect(reader.bytes()).toBeLessThan(REQUESTS * ANSWER_BYTES);
+    // Counted once for the connection, however many writes were waiting on it.
+    expect(await droppedForBackpressure()).toBe(1);
     // And the broker still serves: the calm device reports once more.
     await good.publishAsync('attributes', JSON.stringify({ n: 'after' }), { qos: 1 });
   }, 60_000);
