@@ -1,10 +1,12 @@
-import net from 'node:net';
+import net, { type AddressInfo } from 'node:net';
+import WebSocket from 'ws';
 import { once } from 'node:events';
 import mqttPacket from 'mqtt-packet';
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectDevice, nextOn } from '../helpers/mqtt.ts';
 import { connectPacket } from '../helpers/raw-mqtt.ts';
+import { attachWebSocket } from '../../mqtt-broker/mqtt/websocket.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import { createProject, createTestApp, deviceWithToken, type TestContext } from '../helpers/app.ts';
 
@@ -16,7 +18,10 @@ import { createProject, createTestApp, deviceWithToken, type TestContext } from 
 let ctx: TestContext;
 let tb: TestBroker;
 const clients: MqttClient[] = [];
-const sockets: net.Socket[] = [];
+/** Ends the raw links the tests opened. */
+const links: Array<() => void> = [];
+let httpPort = 0;
+let closeWebSocket: (() => Promise<void>) | undefined;
 
 beforeAll(async () => {
   ctx = await createTestApp(
@@ -24,9 +29,13 @@ beforeAll(async () => {
     { settings: { deviceRateLimit: 5_000, deviceRateLimitMax: 5_000 } },
   );
   tb = await startTestBroker(ctx, { maxPendingOutputBytes: 4 * 1024 * 1024 });
+  await ctx.app.listen({ port: 0, host: '127.0.0.1' });
+  httpPort = (ctx.app.server.address() as AddressInfo).port;
+  closeWebSocket = attachWebSocket(ctx.app.server, tb.broker);
 });
 afterAll(async () => {
-  for (const s of sockets) s.destroy();
+  for (const end of links) end();
+  await closeWebSocket?.();
   for (const c of clients) c.end(true);
   await tb?.close();
   await ctx?.close();
@@ -37,24 +46,58 @@ const BIG = Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`a${i}`, 'x
 const ANSWER_BYTES = 40_000;
 const REQUESTS = 600;
 
-/**
- * A device on a raw socket that subscribes to the answers of `attributes/get`, then stops reading and asks for
- * its (big) attributes `requests` times: each answer is written towards a connection that takes nothing.
- */
-async function stalledReader(token: string, projectKey: string, requests: number) {
+/** One MQTT connection as bytes, over TCP or WebSocket, whose reading can be stopped. */
+interface Link {
+  write(b: Buffer): void;
+  onData(listener: (b: Buffer) => void): void;
+  offData(listener: (b: Buffer) => void): void;
+  pause(): void;
+  resume(): void;
+  closed: Promise<unknown>;
+}
+
+async function tcpLink(): Promise<Link> {
   const socket = net.connect(tb.port, '127.0.0.1');
-  sockets.push(socket);
+  links.push(() => socket.destroy());
   socket.on('error', () => {});
   await once(socket, 'connect');
+  return {
+    write: (b) => void socket.write(b),
+    onData: (l) => void socket.on('data', l),
+    offData: (l) => void socket.off('data', l),
+    pause: () => void socket.pause(),
+    resume: () => void socket.resume(),
+    closed: once(socket, 'close'),
+  };
+}
+
+async function webSocketLink(): Promise<Link> {
+  const ws = new WebSocket(`ws://127.0.0.1:${httpPort}/mqtt`, 'mqtt');
+  links.push(() => ws.terminate());
+  ws.on('error', () => {});
+  await once(ws, 'open');
+  return {
+    write: (b) => ws.send(b),
+    onData: (l) => void ws.on('message', l),
+    offData: (l) => void ws.off('message', l),
+    pause: () => ws.pause(),
+    resume: () => ws.resume(),
+    closed: once(ws, 'close'),
+  };
+}
+
+/**
+ * A device that subscribes to the answers of `attributes/get`, then stops reading and asks for its (big)
+ * attributes `requests` times: each answer is written towards a connection that takes nothing.
+ */
+async function stalledReader(link: Link, token: string, projectKey: string, requests: number) {
   const parser = mqttPacket.parser({ protocolVersion: 4 });
   const seen = new Set<string>();
   parser.on('packet', (p: { cmd: string }) => seen.add(p.cmd));
   const onData = (b: Buffer) => parser.parse(b);
-  socket.on('data', onData);
-  const closed = once(socket, 'close');
-  socket.write(connectPacket('slow-reader', token, projectKey, 600));
-
-  socket.write(
+  link.onData(onData);
+  link.write(connectPacket('slow-reader', token, projectKey, 600));
+  link.write(
     mqttPacket.generate({
       cmd: 'subscribe',
       messageId: 1,
@@ -64,10 +107,10 @@ async function stalledReader(token: string, projectKey: string, requests: number
   while (!seen.has('suback')) await new Promise((r) => setTimeout(r, 10));
   let received = 0;
   // From here on nothing is read: the kernel's buffers fill, then the server's.
-  socket.off('data', onData);
-  socket.pause();
+  link.offData(onData);
+  link.pause();
   for (let i = 0; i < requests; i++)
-    socket.write(
+    link.write(
       mqttPacket.generate({
         cmd: 'publish',
         topic: `attributes/get/${i}`,
@@ -78,14 +121,31 @@ async function stalledReader(token: string, projectKey: string, requests: number
       }),
     );
   return {
-    closed,
-    /** Reads again, counting the bytes. */
-    resume() {
-      socket.on('data', (b: Buffer) => (received += b.length));
-      socket.resume();
+    /**
+     * Reads again, counting the bytes, until the connection ends. A paused connection learns that the broker
+     * closed it once it reads again: what had reached it, then the end; had the connection been left open, it
+     * would now take every answer and stay open.
+     */
+    async readToEnd(): Promise<number> {
+      link.onData((b: Buffer) => (received += b.length));
+      link.resume();
+      await Promise.race([
+        link.closed,
+        new Promise((_, reject) => setTimeout(() => reject(new Error('the stalled reader was not closed')), 10_000)),
+      ]);
+      return received;
     },
-    bytes: () => received,
   };
+}
+
+/** A device of a project of its own whose attributes are BIG. */
+async function deviceWithBigAttributes(name: string) {
+  const project = await createProject(ctx, name);
+  const device = await deviceWithToken(project);
+  const setup = await connectDevice(tb.url, { token: device.token, projectKey: project.project.project_key });
+  await setup.publishAsync('attributes', JSON.stringify(BIG), { qos: 1 });
+  await setup.endAsync();
+  return { token: device.token, projectKey: project.project.project_key };
 }
 
 /** iot_messages_dropped_total{transport="mqtt",reason="backpressure"} now. */
@@ -96,14 +156,9 @@ async function droppedForBackpressure(): Promise<number> {
 
 describe('a device that does not read', () => {
   it("stalls no other project's reports, and is closed once its unsent output passes the bound", async () => {
-    const slowProject = await createProject(ctx, 'slow');
+    const slow = await deviceWithBigAttributes('slow');
     const calmProject = await createProject(ctx, 'calm');
-    const slow = await deviceWithToken(slowProject);
     const calm = await deviceWithToken(calmProject);
-
-    const setup = await connectDevice(tb.url, { token: slow.token, projectKey: slowProject.project.project_key });
-    await setup.publishAsync('attributes', JSON.stringify(BIG), { qos: 1 });
-    await setup.endAsync();
 
     const good = await connectDevice(
       tb.url,
@@ -113,7 +168,7 @@ describe('a device that does not read', () => {
     );
     // 600 answers of ~40 KB (~24 MB) are more than a loopback connection's buffers take, so at least a hundred
     // of them wait to be written: as many as Aedes' shared queue lets be in flight by default.
-    const reader = await stalledReader(slow.token, slowProject.project.project_key, REQUESTS);
+    const reader = await stalledReader(await tcpLink(), slow.token, slow.projectKey, REQUESTS);
 
     // Let the answers pile up: a hundred stuck ones filled the queue Aedes shares between all connections.
     await new Promise((r) => setTimeout(r, 1_000));
@@ -133,17 +188,19 @@ describe('a device that does not read', () => {
     }
 
     // The reader's unsent output passed the bound, so the broker closed its connection (long before Aedes' drain
-    // timeout). A paused socket learns of that once it reads again: what had reached it, then the end; had the
-    // connection been left open, it would now take all the answers and stay open.
-    reader.resume();
-    await Promise.race([
-      reader.closed,
-      new Promise((_, reject) => setTimeout(() => reject(new Error('the stalled reader was not closed')), 10_000)),
-    ]);
-    expect(reader.bytes()).toBeLessThan(REQUESTS * ANSWER_BYTES);
+    // timeout).
+    expect(await reader.readToEnd()).toBeLessThan(REQUESTS * ANSWER_BYTES);
     // Counted once for the connection, however many writes were waiting on it.
     expect(await droppedForBackpressure()).toBe(1);
     // And the broker still serves: the calm device reports once more.
     await good.publishAsync('attributes', JSON.stringify({ n: 'after' }), { qos: 1 });
+  }, 60_000);
+
+  it('is closed the same way over WebSocket', async () => {
+    const slow = await deviceWithBigAttributes('slow over WebSocket');
+    const before = await droppedForBackpressure();
+    const reader = await stalledReader(await webSocketLink(), slow.token, slow.projectKey, REQUESTS);
+    expect(await reader.readToEnd()).toBeLessThan(REQUESTS * ANSWER_BYTES);
+    expect((await droppedForBackpressure()) - before).toBe(1);
   }, 60_000);
 });
