@@ -46,8 +46,9 @@ export interface BrokerOptions {
   /** CONNECT must arrive, and the login complete, within this time of the connection. */
   connectTimeoutMs?: number;
   /**
-   * Bytes written to a connection and not yet taken by its peer, past which the peer is taken as not reading
-   * and its connection is closed (docs/device-protocol.md §2); by default four packets of `maxPacketSize`.
+   * Bytes written to a connection that the server still holds (beyond what the network buffers took), past which
+   * the peer is taken as not reading and its connection is closed (docs/device-protocol.md §2); by default four
+   * packets of `maxPacketSize`. Checked when a write finds the stream above its high-water mark (16 KiB).
    */
   maxPendingOutputBytes?: number;
   clock?: () => number;
@@ -122,7 +123,9 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     // delivery waits until its connection drains, so a hundred deliveries to peers that stopped reading held
     // every other tenant's messages (answers, commands, application feeds) for up to the drain timeout, and the
     // queue then emptied itself recursively, deep enough to overflow the stack. Each connection's own reading
-    // still waits for its messages, and what it may leave unread is bounded (`maxPendingOutput`).
+    // still waits for its messages, and what it may leave unread is bounded (`maxPendingOutput`). (Aedes also
+    // passes twice this to each connection's setMaxListeners: 0 is no limit, and with a drain timeout Aedes holds
+    // one drain listener per connection.)
     concurrency: 0,
     // Read by the patched lib/write.js (patches/aedes+2.0.0-beta.1.patch): a connection that leaves more than
     // this unread is closed with ERR_PEER_NOT_READING (docs/device-protocol.md §2).
@@ -398,11 +401,12 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
       .catch((err: unknown) => log.error({ deviceId: identity.deviceId, err }, 'queued command delivery failed'));
   });
 
-  /** Connections closed for leaving too much unread (maxPendingOutput), counted and logged once each. */
+  /** Connections closed for not reading what is sent to them, counted and logged once each. */
   const notReadingClosed = new WeakSet<Client>();
   aedes.on('clientError', (client, err) => {
-    if ((err as NodeJS.ErrnoException).code === 'ERR_PEER_NOT_READING') {
-      // Aedes reports the error again through each write waiting on the connection: counted once.
+    // Closed for not reading: over maxPendingOutput (the patched write), or not drained within Aedes'
+    // drainTimeout. The write that failed reports the error again through its own callback: counted once.
+    if ((err as NodeJS.ErrnoException).code === 'ERR_PEER_NOT_READING' || err.message === 'drain timeout') {
       if (notReadingClosed.has(client)) return;
       notReadingClosed.add(client);
       counts.dropped('backpressure');

@@ -104,7 +104,10 @@ async function stalledReader(link: Link, token: string, projectKey: string, requ
       subscriptions: [{ topic: 'attributes/get/response/+', qos: 0 }],
     }),
   );
-  while (!seen.has('suback')) await new Promise((r) => setTimeout(r, 10));
+  for (let waited = 0; !seen.has('suback'); waited += 10) {
+    if (waited > 10_000) throw new Error('no SUBACK within 10 s');
+    await new Promise((r) => setTimeout(r, 10));
+  }
   let received = 0;
   // From here on nothing is read: the kernel's buffers fill, then the server's.
   link.offData(onData);
