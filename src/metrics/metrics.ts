@@ -52,6 +52,14 @@ export const METRIC_NAMES: readonly string[] = [
   'iot_db_connections',
 ];
 
+/** prom-client default metrics whose every scrape walks all the process's handles (see createMetrics). */
+export const O_N_DEFAULT_METRICS: readonly string[] = [
+  'nodejs_active_handles',
+  'nodejs_active_handles_total',
+  'nodejs_active_resources',
+  'nodejs_active_resources_total',
+];
+
 const TRANSPORTS: readonly MetricTransport[] = ['mqtt', 'tcp', 'http'];
 /** Device sessions exist over these only (HTTP devices hold none). */
 const SESSION_TRANSPORTS: readonly MetricTransport[] = ['mqtt', 'tcp'];
@@ -134,6 +142,10 @@ export function createMetrics({ node }: { node: string }): Metrics {
   const registry = new Registry();
   registry.setDefaultLabels({ node });
   collectDefaultMetrics({ register: registry });
+  // Left out: each scrape of these lists every handle of the process (every device socket) into an array, and
+  // one counts them by kind: 1.5–2 ms of a scrape's ~5 ms of CPU with 2,000 sockets, growing with them
+  // (docs/metrics.md §3). iot_connections and iot_viewer_connections count the sockets that matter.
+  for (const name of O_N_DEFAULT_METRICS) registry.removeSingleMetric(name);
 
   let ingestStats: (() => IngestStats) | undefined;
   let pool: PoolSource | undefined;
