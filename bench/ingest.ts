@@ -8,11 +8,12 @@
  * with the ratios ours/bare and ours/DIY against their goals (GOAL MISSED and exit 1 on a miss). Last, the
  * series and aggregation calls are timed over a history of `--series-rows` rows (10 million by default on
  * PostgreSQL). Each round also runs our server with GET /metrics on (METRICS_TOKEN) and scraped every
- * `--metrics-scrape` seconds, as Prometheus would, under the first shape: the CPU metrics cost per report
- * (docs/metrics.md; the goal is at most 3% more). See bench/README.md.
+ * `--metrics-scrape` seconds, as Prometheus would, beside one without, both paced at `--metrics-rate` reports a
+ * second with half of the first shape's devices each: the CPU metrics cost per report (docs/metrics.md; the goal
+ * is at most 3% more). See bench/README.md.
  *
  *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/iot_bench npm run bench:ingest
- *   npm run bench:ingest -- [--shapes 1000x1,200x4] [--duration 10] [--warmup 3] [--rounds 3] [--rules 5] [--series-rows N] [--metrics-scrape 5] [--cpu-prof DIR]
+ *   npm run bench:ingest -- [--shapes 1000x1,200x4] [--duration 10] [--warmup 3] [--rounds 3] [--rules 5] [--series-rows N] [--metrics-scrape 5] [--metrics-rate 2000] [--cpu-prof DIR]
  *   npm run bench:ingest -- --devices 50 --inflight 2 …   # one shape, 50x2 (instead of --shapes)
  */
 import { randomInt } from 'node:crypto';
@@ -49,6 +50,7 @@ const args = benchArgs('ingest', {
   rules: { type: 'string', default: '5' },
   rounds: { type: 'string', default: '3' },
   'metrics-scrape': { type: 'string', default: '5' },
+  'metrics-rate': { type: 'string', default: '2000' },
 });
 const intArg = (name: string, raw: string | undefined, min: number, max: number) =>
   benchInt('ingest', name, raw, min, max);
@@ -98,6 +100,14 @@ const RULES = intArg('rules', args.rules, 0, 50);
 const ROUNDS = intArg('rounds', args.rounds, 1, 20);
 /** Seconds between scrapes of /metrics in the metrics-on runs; 0 leaves those runs out. */
 const METRICS_SCRAPE = intArg('metrics-scrape', args['metrics-scrape'], 0, 60);
+/**
+ * Reports per second offered to the metrics on/off pair, paced (open loop), far below what the broker takes at
+ * saturation: its CPU per report then measures the work per report, not how the batches and the load generator
+ * share a saturated machine (bench/README "Metrics on and off, at a fixed rate"). 0, and always on the embedded
+ * database (two servers cannot open one data directory): the pair runs closed-loop under the first shape instead,
+ * one after the other, as the shape's own runs do.
+ */
+const METRICS_RATE = databaseUrl ? intArg('metrics-rate', args['metrics-rate'], 0, 100_000) : 0;
 /** The goal for metrics: at most this much more broker CPU per report with them on (docs/metrics.md). */
 const METRICS_CPU_GOAL = 1.03;
 const ACK_GRACE_MS = 30_000;
@@ -136,13 +146,17 @@ interface LoadResult {
   rssEnd: number;
 }
 
+/** How the load is driven: closed loop with `inflight` reports outstanding per client, or paced at `rate` a second. */
+type Drive = { inflight: number } | { rate: number };
+
 /**
- * Closed loop: every client keeps `inflight` QoS 1 reports outstanding and publishes the next one
- * when one is acknowledged, for the warm-up and the timed window; then waits for what is in flight.
+ * The load for the warm-up and the timed window, then a wait for what is in flight. Closed loop: every client
+ * keeps `inflight` QoS 1 reports outstanding and publishes the next one when one is acknowledged. Paced: QoS 1
+ * reports go out at `rate` a second, in turn from each client, whatever is outstanding.
  */
-async function closedLoop(
+async function loadLoop(
   clients: MqttClient[],
-  inflight: number,
+  drive: Drive,
   broker: Child,
   dbPids: () => Promise<number[]>,
 ): Promise<LoadResult> {
@@ -155,6 +169,7 @@ async function closedLoop(
   let failed = 0;
   let issued = 0;
   let done = 0;
+  const closed = 'inflight' in drive;
   const publish = (i: number) => {
     const c = clients[i]!;
     if (!running || !c.connected) return;
@@ -176,11 +191,30 @@ async function closedLoop(
             latencies.push(performance.now() - t0);
           }
         }
-        publish(i);
+        if (closed) publish(i);
       },
     );
   };
-  for (let k = 0; k < inflight; k++) for (let i = 0; i < clients.length; i++) publish(i);
+  let pacer: NodeJS.Timeout | undefined;
+  if ('inflight' in drive) {
+    for (let k = 0; k < drive.inflight; k++) for (let i = 0; i < clients.length; i++) publish(i);
+  } else {
+    // Whatever the timer's drift, as many reports as `rate` says by now.
+    const started = performance.now();
+    let next = 0;
+    pacer = setInterval(() => {
+      const due = Math.floor(((performance.now() - started) / 1000) * drive.rate);
+      // A client that lost its connection publishes nothing: a turn through all of them without a report ends
+      // the tick (the run's checks then report the lost devices), so the timer never spins.
+      let idle = 0;
+      while (issued < due && running && idle < clients.length) {
+        const before = issued;
+        publish(next);
+        next = (next + 1) % clients.length;
+        idle = issued === before ? idle + 1 : 0;
+      }
+    }, 5);
+  }
   await sleep(WARMUP * 1000);
   const pids0 = await dbPids();
   const db0 = cpuByPid(pids0);
@@ -202,6 +236,7 @@ async function closedLoop(
   const machineMs = machineBusyMs() - machine0;
   const dbCpuMs = pids0.length ? cpuBetween(db0, cpuByPid(pids0)) : Number.NaN;
   running = false;
+  clearInterval(pacer);
   const deadline = performance.now() + ACK_GRACE_MS;
   while (done < issued && performance.now() < deadline) await sleep(20);
   return {
@@ -229,7 +264,8 @@ function startOurServer(metricsToken?: string) {
   return startOurs({
     dataDir,
     databaseUrl,
-    logFile: path.join(tmp, 'ours.log'),
+    // Paced, the two servers of the metrics pair run at once: a log each.
+    logFile: path.join(tmp, metricsToken ? 'ours-metrics.log' : 'ours.log'),
     env: {
       LOG_LEVEL: 'warn',
       // Devices report as fast as they are acknowledged: the per-device limit must not be what is measured.
@@ -309,7 +345,7 @@ async function run(
   label: string,
   proc: { child: Child; port: number },
   credentials: Credentials[],
-  inflight: number,
+  drive: Drive,
   dbPids: () => Promise<number[]>,
   scrape?: ReturnType<typeof scraper>,
 ) {
@@ -318,7 +354,7 @@ async function run(
   const fleet = await connectFleet({ port: proc.port, credentials, concurrency: 100, timeoutMs: 30_000 });
   if (fleet.clients.length < credentials.length)
     problems.push(`${label}: ${credentials.length - fleet.clients.length} devices did not connect`);
-  const result = await closedLoop(fleet.clients, inflight, proc.child, dbPids);
+  const result = await loadLoop(fleet.clients, drive, proc.child, dbPids);
   await closeFleet(fleet.clients);
   const scraped = await scrape?.stop();
   if (scraped?.failed) problems.push(`${label}: ${scraped.failed} of ${scraped.scrapes} scrapes of /metrics failed`);
@@ -519,14 +555,21 @@ try {
   const perShape: ShapeRuns[] = SHAPES.map((shape) => ({ shape, bare: [], ours: [], diy: [], diyBatches: [] }));
   /** Metrics-on runs (first shape), each with the metrics-off run of its round. */
   const metricsPairs: Array<{ on: LoadResult & { scraped?: ScrapeStats | undefined }; off: LoadResult }> = [];
+  /** A metrics-on run outside any pair (paced: the one that probed /metrics first); its reports count as stored. */
+  const unpaired: LoadResult[] = [];
   let metricsState: 'unknown' | 'on' | 'skipped' = METRICS_SCRAPE > 0 ? 'unknown' : 'skipped';
   const metricsToken = randomToken(32);
   const fleetOf = (shape: Shape) => credentials.slice(0, shape.devices);
   const label = (what: string, shape: Shape, r: number) => `${what} ${shape.name} ${r}/${ROUNDS}`;
+  /** The metrics pair's load: paced at METRICS_RATE, or the shape's own closed loop. */
+  const metricsDrive = (shape: Shape): Drive =>
+    METRICS_RATE > 0 ? { rate: METRICS_RATE } : { inflight: shape.inflight };
+  const pacedLabel = METRICS_RATE > 0 ? ` at ${METRICS_RATE}/s` : '';
   /** Our server with metrics on, scraped; undefined when /metrics is not there (the first time: says why). */
   const runWithMetrics = async (
     r: number,
     shape: Shape,
+    fleet = fleetOf(shape),
   ): Promise<(LoadResult & { scraped?: ScrapeStats }) | undefined> => {
     if (metricsState === 'skipped') return undefined;
     const proc = await startOurServer(metricsToken);
@@ -553,29 +596,63 @@ try {
       );
     }
     return run(
-      label('ours + metrics', shape, r),
+      label(`ours + metrics${pacedLabel}`, shape, r),
       proc,
-      fleetOf(shape),
-      shape.inflight,
+      fleet,
+      metricsDrive(shape),
       dbPids,
       scraper(proc.base, metricsToken, METRICS_SCRAPE),
     );
   };
-  const runWithout = async (r: number, shape: Shape) => {
+  const runWithout = async (
+    r: number,
+    shape: Shape,
+    drive: Drive = { inflight: shape.inflight },
+    fleet = fleetOf(shape),
+  ) => {
     const proc = await startOurServer();
     children.push(proc.child);
-    return run(label('ours', shape, r), proc, fleetOf(shape), shape.inflight, dbPids);
+    return run(label('inflight' in drive ? 'ours' : `ours${pacedLabel}`, shape, r), proc, fleet, drive, dbPids);
+  };
+  /**
+   * Paced, the two servers of the pair run at the same time, each with half of the shape's devices (the halves
+   * swapping by round): whatever else the machine does then weighs on both alike (bench/README "Metrics on and
+   * off, at a fixed rate").
+   */
+  const pacedPair = async (r: number, shape: Shape) => {
+    const all = fleetOf(shape);
+    const halves = [all.slice(0, all.length >> 1), all.slice(all.length >> 1)];
+    const [onFleet, offFleet] = r % 2 === 1 ? halves : [halves[1]!, halves[0]!];
+    // The first probe of /metrics decides whether there is a pair at all.
+    if (metricsState === 'unknown') return runWithMetrics(r, shape, onFleet).then((on) => ({ on, off: undefined }));
+    const [on, off] = await Promise.all([
+      runWithMetrics(r, shape, onFleet),
+      runWithout(r, shape, metricsDrive(shape), offFleet),
+    ]);
+    return { on, off };
   };
   const runOurs = async (r: number, k: number, runs: ShapeRuns) => {
-    if (k > 0) return void runs.ours.push(await runWithout(r, runs.shape));
+    // Paced, the metrics-off run of the pair is not the shape's own run: that one runs as well.
+    if (k > 0 || METRICS_RATE > 0 || metricsState === 'skipped') runs.ours.push(await runWithout(r, runs.shape));
+    if (k > 0 || metricsState === 'skipped') return;
+    if (METRICS_RATE > 0) {
+      let pair = await pacedPair(r, runs.shape);
+      // The first round's probe ran alone: the pair runs now.
+      if (!pair.off && pair.on) {
+        unpaired.push(pair.on);
+        pair = await pacedPair(r, runs.shape);
+      }
+      if (pair.on && pair.off) metricsPairs.push({ on: pair.on, off: pair.off });
+      return;
+    }
     let on: (LoadResult & { scraped?: ScrapeStats }) | undefined;
     let off: LoadResult;
     if (r % 2 === 1) {
-      off = await runWithout(r, runs.shape);
+      off = await runWithout(r, runs.shape, metricsDrive(runs.shape));
       on = await runWithMetrics(r, runs.shape);
     } else {
       on = await runWithMetrics(r, runs.shape);
-      off = await runWithout(r, runs.shape);
+      off = await runWithout(r, runs.shape, metricsDrive(runs.shape));
     }
     runs.ours.push(off);
     if (on) metricsPairs.push({ on, off });
@@ -584,13 +661,21 @@ try {
     const proc = await startBare('bare', tmp, cpuProfOf('bare'));
     children.push(proc.child);
     runs.bare.push(
-      await run(label('bare', runs.shape, r), proc, fleetOf(runs.shape), runs.shape.inflight, async () => []),
+      await run(
+        label('bare', runs.shape, r),
+        proc,
+        fleetOf(runs.shape),
+        { inflight: runs.shape.inflight },
+        async () => [],
+      ),
     );
   };
   const runDiy = async (r: number, runs: ShapeRuns, url: string) => {
     const proc = await startDiy('diy', tmp, url, cpuProfOf('diy'));
     children.push(proc.child);
-    runs.diy.push(await run(label('DIY', runs.shape, r), proc, fleetOf(runs.shape), runs.shape.inflight, dbPids));
+    runs.diy.push(
+      await run(label('DIY', runs.shape, r), proc, fleetOf(runs.shape), { inflight: runs.shape.inflight }, dbPids),
+    );
     const batches = diyCounts(readFileSync(proc.child.logFile, 'utf8'));
     if (!batches) problems.push(`${label('DIY', runs.shape, r)}: printed no batch counts when it stopped`);
     else runs.diyBatches.push(batches);
@@ -612,7 +697,13 @@ try {
     await addRules(project.id, RULES);
     const again = await startOurServer();
     children.push(again.child);
-    withRules = await run(`ours + ${RULES} alarm rules ${first.name}`, again, fleetOf(first), first.inflight, dbPids);
+    withRules = await run(
+      `ours + ${RULES} alarm rules ${first.name}`,
+      again,
+      fleetOf(first),
+      { inflight: first.inflight },
+      dbPids,
+    );
   }
 
   // 4. What was stored: every acknowledged report, 3 values each, exactly once (ours, and the DIY reference's).
@@ -622,7 +713,12 @@ try {
   const stored = await count(sql`select count(*) as n from attribute_history where project_id = ${project.id}`);
   const sumAcked = (runs: LoadResult[]) => runs.reduce((n, r) => n + r.totalAcked, 0);
   const ackedAll =
-    sumAcked(perShape.flatMap((s) => s.ours)) + sumAcked(metricsPairs.map((p) => p.on)) + (withRules?.totalAcked ?? 0);
+    sumAcked(perShape.flatMap((s) => s.ours)) +
+    sumAcked(metricsPairs.map((p) => p.on)) +
+    // Paced, the pair's metrics-off run is a run of its own (closed loop, it is the shape's run, counted above).
+    (METRICS_RATE > 0 ? sumAcked(metricsPairs.map((p) => p.off)) : 0) +
+    sumAcked(unpaired) +
+    (withRules?.totalAcked ?? 0);
   const windowMs = (r: LoadResult) => r.windowEnd - r.windowStart;
   /** Values stored per second with their time in each run's timed window. */
   const storedPerS = new Map<LoadResult, number>();
@@ -785,7 +881,7 @@ try {
     const nScrapes = scrapes.reduce((n, s) => n + s.scrapes, 0);
     const last = scrapes.at(-1)?.last ?? '';
     console.log(
-      `\nmetrics on (${first.name}, GET /metrics every ${METRICS_SCRAPE} s, ${nScrapes} scrapes, ${(scrapes.reduce((n, s) => n + s.bytes, 0) / Math.max(1, nScrapes) / 1024).toFixed(1)} KiB each, ` +
+      `\nmetrics on (${first.name}${METRICS_RATE > 0 ? `, paced at ${fmt(METRICS_RATE)} reports/s` : ', closed loop'}, GET /metrics every ${METRICS_SCRAPE} s, ${nScrapes} scrapes, ${(scrapes.reduce((n, s) => n + s.bytes, 0) / Math.max(1, nScrapes) / 1024).toFixed(1)} KiB each, ` +
         `p50 ${percentile(scrapeMs, 50).toFixed(1)} ms) vs off, ${metricsPairs.length} round${metricsPairs.length > 1 ? 's' : ''}:\n` +
         `  broker CPU per report: on ${cpuOn.toFixed(4)} ms / off ${cpuOff.toFixed(4)} ms; on/off ${ratio.toFixed(3)} ` +
         `(median of the rounds' ratios ${pairRatios.map((x) => x.toFixed(3)).join(', ')}); goal ≤ ${METRICS_CPU_GOAL.toFixed(2)}: ` +
