@@ -22,6 +22,8 @@ export const MQTT_DEFAULTS = {
   authFailureDelayMs: 500,
   /** CONNECT and login within this time of the connection, or it is closed (admission.ts). */
   connectTimeoutMs: 10_000,
+  /** A connection whose unsent output has not drained for this long is closed (device-protocol.md §2). */
+  drainTimeoutMs: 30_000,
 } as const;
 
 /**

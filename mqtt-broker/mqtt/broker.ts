@@ -51,6 +51,8 @@ export interface BrokerOptions {
    * packets of `maxPacketSize`. Checked when a write finds the stream above its high-water mark (16 KiB).
    */
   maxPendingOutputBytes?: number;
+  /** How long a connection's buffer may stay above its high-water mark before it is closed (Aedes' drainTimeout). */
+  drainTimeoutMs?: number;
   clock?: () => number;
 }
 
@@ -117,7 +119,7 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
   const maxPendingOutput = options.maxPendingOutputBytes ?? 4 * maxPacketSize;
   const aedes = await Aedes.createBroker({
     maximumPacketSize: maxPacketSize,
-    drainTimeout: 30_000,
+    drainTimeout: options.drainTimeoutMs ?? MQTT_DEFAULTS.drainTimeoutMs,
     connectTimeout: connectTimeoutMs,
     // No limit on the messages Aedes routes at once. Its default (100) makes one queue for every connection: a
     // delivery waits until its connection drains, so a hundred deliveries to peers that stopped reading held

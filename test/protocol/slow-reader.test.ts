@@ -6,6 +6,7 @@ import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectDevice, nextOn } from '../helpers/mqtt.ts';
 import { connectPacket } from '../helpers/raw-mqtt.ts';
+import { until } from '../helpers/wait.ts';
 import { attachWebSocket } from '../../mqtt-broker/mqtt/websocket.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import { createProject, createTestApp, deviceWithToken, type TestContext } from '../helpers/app.ts';
@@ -56,8 +57,8 @@ interface Link {
   closed: Promise<unknown>;
 }
 
-async function tcpLink(): Promise<Link> {
-  const socket = net.connect(tb.port, '127.0.0.1');
+async function tcpLink(port = tb.port): Promise<Link> {
+  const socket = net.connect(port, '127.0.0.1');
   links.push(() => socket.destroy());
   socket.on('error', () => {});
   await once(socket, 'connect');
@@ -151,6 +152,17 @@ async function deviceWithBigAttributes(name: string) {
   return { token: device.token, projectKey: project.project.project_key };
 }
 
+/**
+ * Waits until the broker has closed a connection for not reading (the counter passed `before`): only then does the
+ * reader read again, or the answers still on their way would drain into it and nothing would need closing.
+ */
+async function closedForNotReading(before: number) {
+  await until(async () => (await droppedForBackpressure()) > before, 'the broker to close the stalled reader', {
+    timeout: 15_000,
+    interval: 50,
+  });
+}
+
 /** iot_messages_dropped_total{transport="mqtt",reason="backpressure"} now. */
 async function droppedForBackpressure(): Promise<number> {
   const { values } = await ctx.metrics!.registry.getSingleMetric('iot_messages_dropped_total')!.get();
@@ -171,6 +183,7 @@ describe('a device that does not read', () => {
     );
     // 600 answers of ~40 KB (~24 MB) are more than a loopback connection's buffers take, so at least a hundred
     // of them wait to be written: as many as Aedes' shared queue lets be in flight by default.
+    const before = await droppedForBackpressure();
     const reader = await stalledReader(await tcpLink(), slow.token, slow.projectKey, REQUESTS);
 
     // Let the answers pile up: a hundred stuck ones filled the queue Aedes shares between all connections.
@@ -192,17 +205,34 @@ describe('a device that does not read', () => {
 
     // The reader's unsent output passed the bound, so the broker closed its connection (long before Aedes' drain
     // timeout).
+    await closedForNotReading(before);
     expect(await reader.readToEnd()).toBeLessThan(REQUESTS * ANSWER_BYTES);
     // Counted once for the connection, however many writes were waiting on it.
-    expect(await droppedForBackpressure()).toBe(1);
+    expect((await droppedForBackpressure()) - before).toBe(1);
     // And the broker still serves: the calm device reports once more.
     await good.publishAsync('attributes', JSON.stringify({ n: 'after' }), { qos: 1 });
+  }, 60_000);
+
+  it('is closed once its buffer has not drained for the drain timeout, under the bound too', async () => {
+    const patient = await startTestBroker(ctx, { maxPendingOutputBytes: 1024 ** 3, drainTimeoutMs: 1_000 });
+    try {
+      const slow = await deviceWithBigAttributes('slow under the bound');
+      const before = await droppedForBackpressure();
+      const reader = await stalledReader(await tcpLink(patient.port), slow.token, slow.projectKey, REQUESTS);
+      // Left to itself: the bound (1 GiB) is never reached, the drain timeout (1 s) is.
+      await closedForNotReading(before);
+      expect(await reader.readToEnd()).toBeLessThan(REQUESTS * ANSWER_BYTES);
+      expect((await droppedForBackpressure()) - before).toBe(1);
+    } finally {
+      await patient.close();
+    }
   }, 60_000);
 
   it('is closed the same way over WebSocket', async () => {
     const slow = await deviceWithBigAttributes('slow over WebSocket');
     const before = await droppedForBackpressure();
     const reader = await stalledReader(await webSocketLink(), slow.token, slow.projectKey, REQUESTS);
+    await closedForNotReading(before);
     expect(await reader.readToEnd()).toBeLessThan(REQUESTS * ANSWER_BYTES);
     expect((await droppedForBackpressure()) - before).toBe(1);
   }, 60_000);
