@@ -53,7 +53,7 @@ export const METRIC_NAMES: readonly string[] = [
 ];
 
 /** prom-client default metrics whose every scrape walks all the process's handles (see createMetrics). */
-export const O_N_DEFAULT_METRICS: readonly string[] = [
+const O_N_DEFAULT_METRICS: readonly string[] = [
   'nodejs_active_handles',
   'nodejs_active_handles_total',
   'nodejs_active_resources',
