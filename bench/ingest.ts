@@ -8,9 +8,9 @@
  * with the ratios ours/bare and ours/DIY against their goals (GOAL MISSED and exit 1 on a miss). Last, the
  * series and aggregation calls are timed over a history of `--series-rows` rows (10 million by default on
  * PostgreSQL). Each round also runs our server with GET /metrics on (METRICS_TOKEN) and scraped every
- * `--metrics-scrape` seconds, as Prometheus would, beside one without, both paced at `--metrics-rate` reports a
- * second with half of the first shape's devices each: the CPU metrics cost per report (docs/metrics.md; the goal
- * is at most 3% more). See bench/README.md.
+ * `--metrics-scrape` seconds, as Prometheus would, beside one without (sent the same requests, answering 404),
+ * both paced at `--metrics-rate` reports a second with half of the first shape's devices each: the CPU metrics
+ * cost per report (docs/metrics.md; the goal is at most 3% more). See bench/README.md.
  *
  *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/iot_bench npm run bench:ingest
  *   npm run bench:ingest -- [--shapes 1000x1,200x4] [--duration 10] [--warmup 3] [--rounds 3] [--rules 5] [--series-rows N] [--metrics-scrape 5] [--metrics-rate 2000] [--cpu-prof DIR]
@@ -306,9 +306,10 @@ interface ScrapeStats {
 
 /**
  * A scraper as Prometheus runs one: GET /metrics every `everyS` seconds from `start()` until `stop()`, one at a time
- * (a scrape still running when the next is due is not doubled).
+ * (a scrape still running when the next is due is not doubled). `expect`: the answer that counts as a success (the
+ * metrics-off server of the pair gets the same requests and answers 404).
  */
-function scraper(base: string, token: string, everyS: number) {
+function scraper(base: string, token: string, everyS: number, expect = 200) {
   const stats: ScrapeStats = { scrapes: 0, failed: 0, bytes: 0, ms: [], last: '' };
   let timer: NodeJS.Timeout | undefined;
   let inFlight: Promise<void> | undefined;
@@ -318,7 +319,7 @@ function scraper(base: string, token: string, everyS: number) {
       .then(
         (r) => {
           stats.scrapes++;
-          if (r.status !== 200) stats.failed++;
+          if (r.status !== expect) stats.failed++;
           stats.bytes += r.body.length;
           stats.ms.push(r.ms);
           stats.last = r.body;
@@ -604,31 +605,48 @@ try {
       scraper(proc.base, metricsToken, METRICS_SCRAPE),
     );
   };
+  /**
+   * Our server without metrics. As the metrics-off half of the pair (`scraped`), it is sent the same GET /metrics
+   * as the other and answers 404: the pair then differs by the metrics only, not by whether the server has an HTTP
+   * connection at all (bench/README "What the metrics cost, part by part").
+   */
   const runWithout = async (
     r: number,
     shape: Shape,
     drive: Drive = { inflight: shape.inflight },
     fleet = fleetOf(shape),
+    scraped = false,
   ) => {
     const proc = await startOurServer();
     children.push(proc.child);
-    return run(label('inflight' in drive ? 'ours' : `ours${pacedLabel}`, shape, r), proc, fleet, drive, dbPids);
+    return run(
+      label('inflight' in drive ? 'ours' : `ours${pacedLabel}`, shape, r),
+      proc,
+      fleet,
+      drive,
+      dbPids,
+      scraped && METRICS_SCRAPE > 0 ? scraper(proc.base, metricsToken, METRICS_SCRAPE, 404) : undefined,
+    );
   };
   /**
-   * Paced, the two servers of the pair run at the same time, each with half of the shape's devices (the halves
-   * swapping by round): whatever else the machine does then weighs on both alike (bench/README "Metrics on and
-   * off, at a fixed rate").
+   * Paced, the two servers of the pair run at the same time, each with half of the shape's devices: whatever else
+   * the machine does then weighs on both alike (bench/README "Metrics on and off, at a fixed rate"). Which server
+   * starts first (its pacer then also fires first at every tick) alternates by round and the halves swap every two
+   * rounds, so that neither the order nor a half of the fleet favours one side.
    */
   const pacedPair = async (r: number, shape: Shape) => {
     const all = fleetOf(shape);
     const halves = [all.slice(0, all.length >> 1), all.slice(all.length >> 1)];
-    const [onFleet, offFleet] = r % 2 === 1 ? halves : [halves[1]!, halves[0]!];
+    const [onFleet, offFleet] = Math.floor((r - 1) / 2) % 2 === 0 ? halves : [halves[1]!, halves[0]!];
     // The first probe of /metrics decides whether there is a pair at all.
     if (metricsState === 'unknown') return runWithMetrics(r, shape, onFleet).then((on) => ({ on, off: undefined }));
-    const [on, off] = await Promise.all([
-      runWithMetrics(r, shape, onFleet),
-      runWithout(r, shape, metricsDrive(shape), offFleet),
-    ]);
+    const startOn = () => runWithMetrics(r, shape, onFleet);
+    const startOff = () => runWithout(r, shape, metricsDrive(shape), offFleet, true);
+    if (r % 2 === 1) {
+      const [on, off] = await Promise.all([startOn(), startOff()]);
+      return { on, off };
+    }
+    const [off, on] = await Promise.all([startOff(), startOn()]);
     return { on, off };
   };
   const runOurs = async (r: number, k: number, runs: ShapeRuns) => {
@@ -648,11 +666,11 @@ try {
     let on: (LoadResult & { scraped?: ScrapeStats }) | undefined;
     let off: LoadResult;
     if (r % 2 === 1) {
-      off = await runWithout(r, runs.shape, metricsDrive(runs.shape));
+      off = await runWithout(r, runs.shape, metricsDrive(runs.shape), undefined, true);
       on = await runWithMetrics(r, runs.shape);
     } else {
       on = await runWithMetrics(r, runs.shape);
-      off = await runWithout(r, runs.shape, metricsDrive(runs.shape));
+      off = await runWithout(r, runs.shape, metricsDrive(runs.shape), undefined, true);
     }
     runs.ours.push(off);
     if (on) metricsPairs.push({ on, off });
