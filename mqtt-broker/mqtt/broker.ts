@@ -3,12 +3,14 @@ import type { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
+import mqemitter from 'mqemitter';
 import type { Logger } from 'pino';
 import { createAdmission, track, type Admission, type Ticket, type TrackedStream } from '../core/admission.ts';
 import { MAX_HELD_COMMANDS, MQTT_DEFAULTS } from '../core/defaults.ts';
 import { deviceLogin } from '../core/device-login.ts';
 import { attachDevice, HeldCommands, type DeviceConnection } from '../core/device-session.ts';
 import { NO_METRICS, VIEW_KEY_LENGTH, type DevicePort, type LoginResult } from '../core/port.ts';
+import { DeviceTopicRouter } from './device-router.ts';
 import { createGatewayHub, type GatewayLink } from './gateway.ts';
 import { createPublishing, type PublishingDevice } from './publish.ts';
 import { createViewerRegistry } from './viewers.ts';
@@ -129,6 +131,9 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     // passes twice this to each connection's setMaxListeners: 0 is no limit, and with a drain timeout Aedes holds
     // one drain listener per connection.)
     concurrency: 0,
+    // Each device's subscriptions in a map by device, not in the shared topic tree (device-router.ts). The
+    // same `concurrency` and `matchEmptyLevels` as Aedes gives the tree it would make itself.
+    mq: new DeviceTopicRouter(mqemitter({ concurrency: 0, matchEmptyLevels: true })),
     // Read by the patched lib/write.js (patches/aedes+2.0.0-beta.1.patch): a connection that leaves more than
     // this unread is closed with ERR_PEER_NOT_READING (docs/device-protocol.md §2).
     maxPendingOutput,

@@ -6,10 +6,12 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { devices } from '../../src/db/schema/index.ts';
 import type { Broker } from '../../mqtt-broker/mqtt/broker.ts';
+import { DeviceTopicRouter } from '../../mqtt-broker/mqtt/device-router.ts';
 import { attachWebSocket } from '../../mqtt-broker/mqtt/websocket.ts';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 import { startTestBroker, type TestBroker } from '../helpers/broker.ts';
 import { addDeviceWithToken } from '../helpers/factories.ts';
+import { until } from '../helpers/wait.ts';
 
 const MAX_PACKET = 16 * 1024;
 const RATE = 20;
@@ -362,6 +364,20 @@ describe('unsubscribe', () => {
     expectOk(await p.api.post(`/api/v1/control/device/${d.id}/data/m/set`, { type: 'text', msg: 'm' }));
     await marker;
     expect(seen).toEqual(['data/m/set']);
+  });
+
+  it("holds a device's subscriptions by device, outside Aedes' topic tree, and forgets them when it leaves", async () => {
+    const router = broker.aedes.mq as unknown as DeviceTopicRouter;
+    expect(router).toBeInstanceOf(DeviceTopicRouter);
+    const before = router.devices;
+    const d = await newDevice();
+    const c = await connect(d.token);
+    await c.subscribeAsync(['attributes/push', 'command/send/+']);
+    expect(router.devices).toBe(before + 1);
+    await c.unsubscribeAsync('attributes/push');
+    expect(router.devices).toBe(before + 1);
+    await c.endAsync();
+    await until(() => router.devices === before, 'the subscriptions of the closed connection removed');
   });
 });
 

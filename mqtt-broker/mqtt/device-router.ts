@@ -1,0 +1,117 @@
+import type { MQEmitter, Message } from 'mqemitter';
+import { filterMatches } from '../protocol/topics.ts';
+
+type Listener = (message: Message, done: () => void) => void;
+
+/** One device's subscription: its filter relative to `$d/<deviceId>/`, and Aedes' delivery function. */
+interface DeviceListener {
+  filter: string;
+  notify: Listener;
+}
+
+const DEVICE_PREFIX = '$d/';
+
+/** `$d/<deviceId>/<rest>` split, or undefined for any other topic (or an id that is a wildcard). */
+function splitDeviceTopic(topic: string): { id: string; rest: string } | undefined {
+  if (!topic.startsWith(DEVICE_PREFIX)) return undefined;
+  const slash = topic.indexOf('/', DEVICE_PREFIX.length);
+  if (slash < 0) return undefined;
+  const id = topic.slice(DEVICE_PREFIX.length, slash);
+  if (!id || id === '+' || id === '#') return undefined;
+  return { id, rest: topic.slice(slash + 1) };
+}
+
+/**
+ * Aedes' message router (its `mq`), with the subscriptions of each device (`$d/<deviceId>/…`, deviceTopic in
+ * protocol/topics.ts) held in a map by device instead of mqemitter's topic tree; every other topic goes to
+ * `inner`. In the tree, a subscription under a device's own prefix adds a branch per topic level: ~950 bytes of
+ * heap each, against ~140 for a topic all devices share (bench/README "Memory per connection without the young
+ * generation"). Here it is one small object in the device's list, and a message to a device is matched against
+ * that device's few filters only. Written here because the shape is ours: mqemitter takes no matcher of its own.
+ *
+ * The interface and timing follow mqemitter, which Aedes expects: `on` adds at once and calls back on the next
+ * turn; `removeListener` removes on the next turn (Aedes resubscribes with remove-then-add); `emit` calls every
+ * matching listener and calls back once all have called back.
+ */
+export class DeviceTopicRouter implements MQEmitter {
+  readonly #inner: MQEmitter;
+  readonly #devices = new Map<string, DeviceListener[]>();
+  #closed = false;
+
+  constructor(inner: MQEmitter) {
+    this.#inner = inner;
+  }
+
+  get current(): number {
+    return this.#inner.current;
+  }
+
+  get concurrent(): number {
+    return this.#inner.concurrent;
+  }
+
+  /** Devices with at least one subscription held here (for tests and diagnostics). */
+  get devices(): number {
+    return this.#devices.size;
+  }
+
+  on(topic: string, notify: Listener, done?: () => void): this {
+    const at = splitDeviceTopic(topic);
+    if (!at) {
+      this.#inner.on(topic, notify, done);
+      return this;
+    }
+    const entry = { filter: at.rest, notify };
+    const list = this.#devices.get(at.id);
+    if (list) list.push(entry);
+    else this.#devices.set(at.id, [entry]);
+    if (done) setImmediate(done);
+    return this;
+  }
+
+  removeListener(topic: string, notify: Listener, done?: () => void): void {
+    const at = splitDeviceTopic(topic);
+    if (!at) {
+      this.#inner.removeListener(topic, notify, done);
+      return;
+    }
+    setImmediate(() => {
+      const list = this.#devices.get(at.id);
+      if (list) {
+        // The last one added first, as mqemitter's tree does.
+        for (let i = list.length - 1; i >= 0; i--) {
+          if (list[i]!.notify === notify && list[i]!.filter === at.rest) {
+            list.splice(i, 1);
+            break;
+          }
+        }
+        if (list.length === 0) this.#devices.delete(at.id);
+      }
+      done?.();
+    });
+  }
+
+  emit(message: Message, callback?: (error?: Error) => void): void {
+    const cb = callback ?? noop;
+    if (this.#closed) return cb(new Error('mqemitter is closed'));
+    const at = splitDeviceTopic(message.topic);
+    const list = at && this.#devices.get(at.id);
+    // Nothing of the device's here: whatever else may match (nothing, for our own topics) is the tree's.
+    if (!list) return this.#inner.emit(message, callback);
+    const matches: Listener[] = [];
+    for (const l of list) if (filterMatches(l.filter, at.rest)) matches.push(l.notify);
+    let left = matches.length;
+    if (left === 0) return cb();
+    const release = () => {
+      if (--left === 0) cb();
+    };
+    for (const notify of matches) notify.call(this.#inner, message, release);
+  }
+
+  close(callback: () => void): void {
+    this.#closed = true;
+    this.#inner.close(callback);
+  }
+}
+
+function noop() {}

@@ -1,0 +1,109 @@
+import mqemitter, { type Message } from 'mqemitter';
+import { describe, expect, it } from 'vitest';
+import { DeviceTopicRouter } from '../../mqtt-broker/mqtt/device-router.ts';
+
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+const emit = (router: DeviceTopicRouter, topic: string) =>
+  new Promise<Error | undefined>((resolve) => router.emit({ topic, payload: Buffer.alloc(0) }, resolve));
+
+/** A listener that records the topics it is given and releases each message at once. */
+function recorder() {
+  const seen: string[] = [];
+  const notify = (message: Message, done: () => void) => {
+    seen.push(message.topic);
+    done();
+  };
+  return { seen, notify };
+}
+
+describe('DeviceTopicRouter (mqtt-broker/mqtt/device-router.ts)', () => {
+  it('delivers a device topic to that device’s matching filters only', async () => {
+    const router = new DeviceTopicRouter(mqemitter({ matchEmptyLevels: true }));
+    const a = recorder();
+    const aCommands = recorder();
+    const b = recorder();
+    router.on('$d/devA/attributes/response', a.notify);
+    router.on('$d/devA/command/send/+', aCommands.notify);
+    router.on('$d/devB/attributes/response', b.notify);
+    await emit(router, '$d/devA/attributes/response');
+    await emit(router, '$d/devA/command/send/42');
+    await emit(router, '$d/devA/command/send/4/2');
+    await emit(router, '$d/devB/command/send/42');
+    expect(a.seen).toEqual(['$d/devA/attributes/response']);
+    expect(aCommands.seen).toEqual(['$d/devA/command/send/42']);
+    expect(b.seen).toEqual([]);
+    expect(router.devices).toBe(2);
+  });
+
+  it('matches # as the rest of the topic, its parent level included, and + an empty level', async () => {
+    const router = new DeviceTopicRouter(mqemitter({ matchEmptyLevels: true }));
+    const all = recorder();
+    const empty = recorder();
+    router.on('$d/d1/attributes/#', all.notify);
+    router.on('$d/d1/a/+/c', empty.notify);
+    await emit(router, '$d/d1/attributes');
+    await emit(router, '$d/d1/attributes/push/x');
+    await emit(router, '$d/d1/a//c');
+    await emit(router, '$d/d1/attributesX');
+    expect(all.seen).toEqual(['$d/d1/attributes', '$d/d1/attributes/push/x']);
+    expect(empty.seen).toEqual(['$d/d1/a//c']);
+  });
+
+  it('leaves every other topic to the tree, wildcards over devices included', async () => {
+    const router = new DeviceTopicRouter(mqemitter({ matchEmptyLevels: true }));
+    const sys = recorder();
+    const anyDevice = recorder();
+    router.on('$SYS/+/heartbeat', sys.notify);
+    router.on('$d/+/attributes/response', anyDevice.notify);
+    await emit(router, '$SYS/broker1/heartbeat');
+    await emit(router, '$d/devC/attributes/response');
+    expect(sys.seen).toEqual(['$SYS/broker1/heartbeat']);
+    expect(anyDevice.seen).toEqual(['$d/devC/attributes/response']);
+    expect(router.devices).toBe(0);
+  });
+
+  it('calls back once every matching listener has released the message', async () => {
+    const router = new DeviceTopicRouter(mqemitter({ matchEmptyLevels: true }));
+    const releases: Array<() => void> = [];
+    const slow = (_m: Message, done: () => void) => void releases.push(done);
+    router.on('$d/d1/x', slow);
+    router.on('$d/d1/+', slow);
+    let called = false;
+    router.emit({ topic: '$d/d1/x' }, () => (called = true));
+    expect(releases).toHaveLength(2);
+    releases[0]!();
+    await turn();
+    expect(called).toBe(false);
+    releases[1]!();
+    expect(called).toBe(true);
+    // No listener matches: called back at once.
+    expect(await emit(router, '$d/d1/y/z')).toBeUndefined();
+  });
+
+  it('removes a listener on the next turn, the last one added first, and forgets a device without any', async () => {
+    const router = new DeviceTopicRouter(mqemitter({ matchEmptyLevels: true }));
+    const r = recorder();
+    router.on('$d/d1/x', r.notify);
+    router.on('$d/d1/x', r.notify);
+    let removed = false;
+    router.removeListener('$d/d1/x', r.notify, () => (removed = true));
+    // As mqemitter: still there until the next turn (Aedes removes, then adds again, to resubscribe).
+    await emit(router, '$d/d1/x');
+    expect(r.seen).toHaveLength(2);
+    await turn();
+    expect(removed).toBe(true);
+    await emit(router, '$d/d1/x');
+    expect(r.seen).toHaveLength(3);
+    await new Promise<void>((resolve) => router.removeListener('$d/d1/x', r.notify, resolve));
+    expect(router.devices).toBe(0);
+    await emit(router, '$d/d1/x');
+    expect(r.seen).toHaveLength(3);
+  });
+
+  it('refuses to emit once closed', async () => {
+    const router = new DeviceTopicRouter(mqemitter({ matchEmptyLevels: true }));
+    await new Promise<void>((resolve) => router.close(resolve));
+    expect((await emit(router, '$d/d1/x'))?.message).toMatch(/closed/);
+    expect((await emit(router, 'other/topic'))?.message).toMatch(/closed/);
+  });
+});
