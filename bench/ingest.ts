@@ -631,8 +631,8 @@ try {
   /**
    * Paced, the two servers of the pair run at the same time, each with half of the shape's devices: whatever else
    * the machine does then weighs on both alike (bench/README "Metrics on and off, at a fixed rate"). Which server
-   * starts first (its pacer then also fires first at every tick) alternates by round and the halves swap every two
-   * rounds, so that neither the order nor a half of the fleet favours one side.
+   * is started first alternates by round and the halves swap every two rounds, so that neither the order nor a
+   * half of the fleet favours one side (fully balanced when the rounds are a multiple of 4).
    */
   const pacedPair = async (r: number, shape: Shape) => {
     const all = fleetOf(shape);

@@ -11,7 +11,28 @@ interface DeviceListener {
 
 const DEVICE_PREFIX = '$d/';
 
-/** `$d/<deviceId>/<rest>` split, or undefined for any other topic (or an id that is a wildcard). */
+/** Where a filter's level sorts among the matches of one message, as in mqemitter's tree: `#`, a word, `+`. */
+const levelRank = (level: string | undefined) => (level === '#' ? 0 : level === '+' ? 2 : 1);
+
+/**
+ * The order mqemitter's tree calls the filters matching one topic in: level by level, `#` first, then the word
+ * itself, then `+`; filters alike in the order they were added (the sort is stable). It matters: when a device's
+ * filters overlap, Aedes delivers one copy, through the first listener (so at that subscription's QoS).
+ */
+function treeOrder(a: DeviceListener, b: DeviceListener): number {
+  if (a.filter === b.filter) return 0;
+  const x = a.filter.split('/');
+  const y = b.filter.split('/');
+  for (let i = 0; i < Math.max(x.length, y.length); i++) {
+    if (x[i] !== y[i]) return levelRank(x[i]) - levelRank(y[i]);
+  }
+  return 0;
+}
+
+/**
+ * `$d/<deviceId>/<rest>` split, or undefined for any other topic, an id that is a wildcard, or `$d/<deviceId>` with
+ * no level after the id (deviceTopic always adds one; such a topic would go to the tree).
+ */
 function splitDeviceTopic(topic: string): { id: string; rest: string } | undefined {
   if (!topic.startsWith(DEVICE_PREFIX)) return undefined;
   const slash = topic.indexOf('/', DEVICE_PREFIX.length);
@@ -31,11 +52,16 @@ function splitDeviceTopic(topic: string): { id: string; rest: string } | undefin
  *
  * The interface and timing follow mqemitter, which Aedes expects: `on` adds at once and calls back on the next
  * turn; `removeListener` removes on the next turn (Aedes resubscribes with remove-then-add); `emit` calls every
- * matching listener and calls back once all have called back.
+ * matching listener, in the tree's order (treeOrder), and calls back once all have called back.
  */
 export class DeviceTopicRouter implements MQEmitter {
   readonly #inner: MQEmitter;
   readonly #devices = new Map<string, DeviceListener[]>();
+  /**
+   * Listeners of the tree that may match a device's topics (`$d/+/…`, `$d/#`): none that our server makes, but
+   * while there are any, a device's messages go to the tree as well.
+   */
+  #treeDeviceListeners = 0;
   #closed = false;
 
   constructor(inner: MQEmitter) {
@@ -55,9 +81,15 @@ export class DeviceTopicRouter implements MQEmitter {
     return this.#devices.size;
   }
 
+  /** The subscriptions held here for one device. */
+  subscriptionsOf(deviceId: string): number {
+    return this.#devices.get(deviceId)?.length ?? 0;
+  }
+
   on(topic: string, notify: Listener, done?: () => void): this {
     const at = splitDeviceTopic(topic);
     if (!at) {
+      if (topic.startsWith(DEVICE_PREFIX)) this.#treeDeviceListeners++;
       this.#inner.on(topic, notify, done);
       return this;
     }
@@ -72,7 +104,11 @@ export class DeviceTopicRouter implements MQEmitter {
   removeListener(topic: string, notify: Listener, done?: () => void): void {
     const at = splitDeviceTopic(topic);
     if (!at) {
-      this.#inner.removeListener(topic, notify, done);
+      if (!topic.startsWith(DEVICE_PREFIX)) return this.#inner.removeListener(topic, notify, done);
+      this.#inner.removeListener(topic, notify, () => {
+        this.#treeDeviceListeners--;
+        done?.();
+      });
       return;
     }
     setImmediate(() => {
@@ -98,14 +134,17 @@ export class DeviceTopicRouter implements MQEmitter {
     const list = at && this.#devices.get(at.id);
     // Nothing of the device's here: whatever else may match (nothing, for our own topics) is the tree's.
     if (!list) return this.#inner.emit(message, callback);
-    const matches: Listener[] = [];
-    for (const l of list) if (filterMatches(l.filter, at.rest)) matches.push(l.notify);
-    let left = matches.length;
+    const matches: DeviceListener[] = [];
+    for (const l of list) if (filterMatches(l.filter, at.rest)) matches.push(l);
+    if (matches.length > 1) matches.sort(treeOrder);
+    const alsoTree = this.#treeDeviceListeners > 0;
+    let left = matches.length + (alsoTree ? 1 : 0);
     if (left === 0) return cb();
     const release = () => {
       if (--left === 0) cb();
     };
-    for (const notify of matches) notify.call(this.#inner, message, release);
+    for (const l of matches) l.notify.call(this.#inner, message, release);
+    if (alsoTree) this.#inner.emit(message, release);
   }
 
   close(callback: () => void): void {

@@ -367,15 +367,16 @@ describe('unsubscribe', () => {
   });
 
   it("holds a device's subscriptions by device, outside Aedes' topic tree, and forgets them when it leaves", async () => {
-    const router = broker.aedes.mq as unknown as DeviceTopicRouter;
+    const router = (broker.aedes as unknown as { mq: unknown }).mq as DeviceTopicRouter;
     expect(router).toBeInstanceOf(DeviceTopicRouter);
     const before = router.devices;
     const d = await newDevice();
     const c = await connect(d.token);
     await c.subscribeAsync(['attributes/push', 'command/send/+']);
     expect(router.devices).toBe(before + 1);
+    expect(router.subscriptionsOf(d.id)).toBe(2);
     await c.unsubscribeAsync('attributes/push');
-    expect(router.devices).toBe(before + 1);
+    expect(router.subscriptionsOf(d.id)).toBe(1);
     await c.endAsync();
     await until(() => router.devices === before, 'the subscriptions of the closed connection removed');
   });

@@ -53,13 +53,62 @@ describe('DeviceTopicRouter (mqtt-broker/mqtt/device-router.ts)', () => {
     const router = new DeviceTopicRouter(mqemitter({ matchEmptyLevels: true }));
     const sys = recorder();
     const anyDevice = recorder();
+    const own = recorder();
     router.on('$SYS/+/heartbeat', sys.notify);
     router.on('$d/+/attributes/response', anyDevice.notify);
+    router.on('$d/devD/attributes/response', own.notify);
     await emit(router, '$SYS/broker1/heartbeat');
     await emit(router, '$d/devC/attributes/response');
+    // A device with subscriptions of its own: the tree's listener over all devices hears it too.
+    await emit(router, '$d/devD/attributes/response');
     expect(sys.seen).toEqual(['$SYS/broker1/heartbeat']);
-    expect(anyDevice.seen).toEqual(['$d/devC/attributes/response']);
-    expect(router.devices).toBe(0);
+    expect(anyDevice.seen).toEqual(['$d/devC/attributes/response', '$d/devD/attributes/response']);
+    expect(own.seen).toEqual(['$d/devD/attributes/response']);
+    expect(router.devices).toBe(1);
+    // Gone from the tree: a device's messages no longer go there.
+    await new Promise<void>((resolve) => router.removeListener('$d/+/attributes/response', anyDevice.notify, resolve));
+    await emit(router, '$d/devD/attributes/response');
+    expect(anyDevice.seen).toHaveLength(2);
+    expect(own.seen).toHaveLength(2);
+  });
+
+  it('calls overlapping filters in the order of mqemitter’s tree (Aedes delivers through the first)', async () => {
+    // Added in an order unlike the tree's: `#` first at each level, then the word, then `+`.
+    const filters = ['+/b/c', 'a/+/c', 'a/b/+', 'a/b/c', 'a/#', '#', 'a/b/#', '+/+/+', 'a/b/c', '+/#'];
+    const topics = ['a/b/c', 'a/b', 'x/b/c', 'a'];
+    const tree = mqemitter({ matchEmptyLevels: true });
+    const router = new DeviceTopicRouter(mqemitter({ matchEmptyLevels: true }));
+    const orderOf = async (
+      on: (topic: string, fn: (m: Message, done: () => void) => void) => void,
+      send: (topic: string) => Promise<unknown>,
+      topic: string,
+    ) => {
+      const calls: number[] = [];
+      const fns = filters.map((_, k) => (_m: Message, done: () => void) => {
+        calls.push(k);
+        done();
+      });
+      filters.forEach((f, k) => on(`$d/d9/${f}`, fns[k]!));
+      await send(`$d/d9/${topic}`);
+      filters.forEach((f, k) => router.removeListener(`$d/d9/${f}`, fns[k]!));
+      filters.forEach((f, k) => tree.removeListener(`$d/d9/${f}`, fns[k]!));
+      await turn();
+      return calls;
+    };
+    for (const topic of topics) {
+      const expected = await orderOf(
+        (t, fn) => tree.on(t, fn),
+        (t) => new Promise((resolve) => tree.emit({ topic: t }, resolve)),
+        topic,
+      );
+      const got = await orderOf(
+        (t, fn) => router.on(t, fn),
+        (t) => emit(router, t),
+        topic,
+      );
+      expect(got, topic).toEqual(expected);
+      expect(got.length, topic).toBeGreaterThan(0);
+    }
   });
 
   it('calls back once every matching listener has released the message', async () => {
@@ -78,6 +127,19 @@ describe('DeviceTopicRouter (mqtt-broker/mqtt/device-router.ts)', () => {
     expect(called).toBe(true);
     // No listener matches: called back at once.
     expect(await emit(router, '$d/d1/y/z')).toBeUndefined();
+  });
+
+  it('removes the listener it is given, not another one on the same filter', async () => {
+    const router = new DeviceTopicRouter(mqemitter({ matchEmptyLevels: true }));
+    const first = recorder();
+    const second = recorder();
+    router.on('$d/d1/x', first.notify);
+    router.on('$d/d1/x', second.notify);
+    await new Promise<void>((resolve) => router.removeListener('$d/d1/x', first.notify, resolve));
+    await emit(router, '$d/d1/x');
+    expect(first.seen).toEqual([]);
+    expect(second.seen).toEqual(['$d/d1/x']);
+    expect(router.subscriptionsOf('d1')).toBe(1);
   });
 
   it('removes a listener on the next turn, the last one added first, and forgets a device without any', async () => {
