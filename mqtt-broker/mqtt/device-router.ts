@@ -1,5 +1,5 @@
 import type { MQEmitter, Message } from 'mqemitter';
-import { filterMatches } from '../protocol/topics.ts';
+import { filterMatches, splitDeviceTopic } from '../protocol/topics.ts';
 
 type Listener = (message: Message, done: () => void) => void;
 
@@ -33,6 +33,7 @@ function literalUpTo(filter: string): number {
   return wildcard < 0 ? -1 : Math.max(0, wildcard - 1);
 }
 
+/** Topics under it that splitDeviceTopic does not take (`$d/+/…`, `$d/#`) are the tree's. */
 const DEVICE_PREFIX = '$d/';
 
 /** Where a filter's level sorts among the matches of one message, as in mqemitter's tree: `#`, a word, `+`. */
@@ -51,19 +52,6 @@ function treeOrder(a: DeviceListener, b: DeviceListener): number {
     if (x[i] !== y[i]) return levelRank(x[i]) - levelRank(y[i]);
   }
   return 0;
-}
-
-/**
- * `$d/<deviceId>/<rest>` split, or undefined for any other topic, an id that is a wildcard, or `$d/<deviceId>` with
- * no level after the id (deviceTopic always adds one; such a topic would go to the tree).
- */
-function splitDeviceTopic(topic: string): { id: string; rest: string } | undefined {
-  if (!topic.startsWith(DEVICE_PREFIX)) return undefined;
-  const slash = topic.indexOf('/', DEVICE_PREFIX.length);
-  if (slash < 0) return undefined;
-  const id = topic.slice(DEVICE_PREFIX.length, slash);
-  if (!id || id === '+' || id === '#') return undefined;
-  return { id, rest: topic.slice(slash + 1) };
 }
 
 /**
@@ -130,7 +118,7 @@ export class DeviceTopicRouter implements MQEmitter {
     if (!at) {
       if (!topic.startsWith(DEVICE_PREFIX)) return this.#inner.removeListener(topic, notify, done);
       this.#inner.removeListener(topic, notify, () => {
-        this.#treeDeviceListeners--;
+        this.#treeDeviceListeners = Math.max(0, this.#treeDeviceListeners - 1);
         done?.();
       });
       return;

@@ -122,6 +122,19 @@ export const isCommandFilter = (filter: string) => filter.startsWith('command/se
 /** Broker-internal topic of a device's downstream traffic: only that device's subscriptions match it. */
 export const deviceTopic = (deviceId: string, topic: string) => `$d/${deviceId}/${topic}`;
 
+/**
+ * A deviceTopic (or a filter made the same way) taken apart: undefined for any other topic, an id that is a
+ * wildcard, or `$d/<deviceId>` with no level after the id.
+ */
+export function splitDeviceTopic(topic: string): { id: string; rest: string } | undefined {
+  if (!topic.startsWith('$d/')) return undefined;
+  const slash = topic.indexOf('/', 3);
+  if (slash < 0) return undefined;
+  const id = topic.slice(3, slash);
+  if (!id || id === '+' || id === '#') return undefined;
+  return { id, rest: topic.slice(slash + 1) };
+}
+
 /** Broker-internal topic an accepted upstream publish is routed to: no client can subscribe to it. */
 export const upstreamSink = (deviceId: string, topic: string) => `$up/${deviceId}/${topic}`;
 

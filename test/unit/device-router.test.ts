@@ -2,6 +2,8 @@ import mqemitter, { type Message } from 'mqemitter';
 import { describe, expect, it } from 'vitest';
 import { DeviceTopicRouter } from '../../mqtt-broker/mqtt/device-router.ts';
 
+/** A router over a tree made as Aedes makes its own. */
+const newRouter = () => new DeviceTopicRouter(mqemitter({ matchEmptyLevels: true }));
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 const emit = (router: DeviceTopicRouter, topic: string) =>
   new Promise<Error | undefined>((resolve) => router.emit({ topic, payload: Buffer.alloc(0) }, resolve));
@@ -18,7 +20,7 @@ function recorder() {
 
 describe('DeviceTopicRouter (mqtt-broker/mqtt/device-router.ts)', () => {
   it('delivers a device topic to that device’s matching filters only', async () => {
-    const router = new DeviceTopicRouter(mqemitter({ matchEmptyLevels: true }));
+    const router = newRouter();
     const a = recorder();
     const aCommands = recorder();
     const b = recorder();
@@ -36,7 +38,7 @@ describe('DeviceTopicRouter (mqtt-broker/mqtt/device-router.ts)', () => {
   });
 
   it('matches # as the rest of the topic, its parent level included, and + an empty level', async () => {
-    const router = new DeviceTopicRouter(mqemitter({ matchEmptyLevels: true }));
+    const router = newRouter();
     const all = recorder();
     const empty = recorder();
     router.on('$d/d1/attributes/#', all.notify);
@@ -50,7 +52,7 @@ describe('DeviceTopicRouter (mqtt-broker/mqtt/device-router.ts)', () => {
   });
 
   it('leaves every other topic to the tree, wildcards over devices included', async () => {
-    const router = new DeviceTopicRouter(mqemitter({ matchEmptyLevels: true }));
+    const router = newRouter();
     const sys = recorder();
     const anyDevice = recorder();
     const own = recorder();
@@ -77,7 +79,7 @@ describe('DeviceTopicRouter (mqtt-broker/mqtt/device-router.ts)', () => {
     const filters = ['+/b/c', 'a/+/c', 'a/b/+', 'a/b/c', 'a/#', '#', 'a/b/#', '+/+/+', 'a/b/c', '+/#'];
     const topics = ['a/b/c', 'a/b', 'x/b/c', 'a'];
     const tree = mqemitter({ matchEmptyLevels: true });
-    const router = new DeviceTopicRouter(mqemitter({ matchEmptyLevels: true }));
+    const router = newRouter();
     const orderOf = async (
       on: (topic: string, fn: (m: Message, done: () => void) => void) => void,
       send: (topic: string) => Promise<unknown>,
@@ -112,7 +114,7 @@ describe('DeviceTopicRouter (mqtt-broker/mqtt/device-router.ts)', () => {
   });
 
   it('calls back once every matching listener has released the message', async () => {
-    const router = new DeviceTopicRouter(mqemitter({ matchEmptyLevels: true }));
+    const router = newRouter();
     const releases: Array<() => void> = [];
     const slow = (_m: Message, done: () => void) => void releases.push(done);
     router.on('$d/d1/x', slow);
@@ -130,7 +132,7 @@ describe('DeviceTopicRouter (mqtt-broker/mqtt/device-router.ts)', () => {
   });
 
   it('removes the listener it is given, not another one on the same filter', async () => {
-    const router = new DeviceTopicRouter(mqemitter({ matchEmptyLevels: true }));
+    const router = newRouter();
     const first = recorder();
     const second = recorder();
     router.on('$d/d1/x', first.notify);
@@ -143,7 +145,7 @@ describe('DeviceTopicRouter (mqtt-broker/mqtt/device-router.ts)', () => {
   });
 
   it('removes a listener on the next turn, the last one added first, and forgets a device without any', async () => {
-    const router = new DeviceTopicRouter(mqemitter({ matchEmptyLevels: true }));
+    const router = newRouter();
     const r = recorder();
     router.on('$d/d1/x', r.notify);
     router.on('$d/d1/x', r.notify);
@@ -163,7 +165,7 @@ describe('DeviceTopicRouter (mqtt-broker/mqtt/device-router.ts)', () => {
   });
 
   it('refuses to emit once closed', async () => {
-    const router = new DeviceTopicRouter(mqemitter({ matchEmptyLevels: true }));
+    const router = newRouter();
     await new Promise<void>((resolve) => router.close(resolve));
     expect((await emit(router, '$d/d1/x'))?.message).toMatch(/closed/);
     expect((await emit(router, 'other/topic'))?.message).toMatch(/closed/);
