@@ -1,36 +1,12 @@
 import type { MQEmitter, Message } from 'mqemitter';
-import { filterMatches, splitDeviceTopic } from '../protocol/topics.ts';
+import { deviceIdEnd, filterMatches, splitDeviceTopic } from '../protocol/topics.ts';
 
 type Listener = (message: Message, done: () => void) => void;
 
 /** One device's subscription: its filter relative to `$d/<deviceId>/`, and Aedes' delivery function. */
 interface DeviceListener {
   filter: string;
-  /**
-   * -1: the filter has no wildcard (it matches its own topic only). Otherwise how many of its first characters
-   * every topic it matches starts with: those before its first wildcard, less the `/` before it (`a/#` matches `a`).
-   */
-  literalUpTo: number;
   notify: Listener;
-}
-
-/**
- * Whether `l`'s filter matches `rest`: a filter without wildcards by equality, one with them by its literal start
- * first (most messages to a device are for another of its filters: no array is made for them), then level by
- * level (filterMatches).
- */
-function listenerMatches(l: DeviceListener, rest: string): boolean {
-  if (l.literalUpTo < 0) return l.filter === rest;
-  for (let i = 0; i < l.literalUpTo; i++) if (l.filter.charCodeAt(i) !== rest.charCodeAt(i)) return false;
-  return filterMatches(l.filter, rest);
-}
-
-/** DeviceListener.literalUpTo of a filter. */
-function literalUpTo(filter: string): number {
-  const plus = filter.indexOf('+');
-  const hash = filter.indexOf('#');
-  const wildcard = plus < 0 ? hash : hash < 0 ? plus : Math.min(plus, hash);
-  return wildcard < 0 ? -1 : Math.max(0, wildcard - 1);
 }
 
 /** Topics under it that splitDeviceTopic does not take (`$d/+/…`, `$d/#`) are the tree's. */
@@ -105,7 +81,7 @@ export class DeviceTopicRouter implements MQEmitter {
       this.#inner.on(topic, notify, done);
       return this;
     }
-    const entry: DeviceListener = { filter: at.rest, literalUpTo: literalUpTo(at.rest), notify };
+    const entry: DeviceListener = { filter: at.rest, notify };
     const list = this.#devices.get(at.id);
     if (list) list.push(entry);
     else this.#devices.set(at.id, [entry]);
@@ -142,12 +118,13 @@ export class DeviceTopicRouter implements MQEmitter {
   emit(message: Message, callback?: (error?: Error) => void): void {
     const cb = callback ?? noop;
     if (this.#closed) return cb(new Error('mqemitter is closed'));
-    const at = splitDeviceTopic(message.topic);
-    const list = at && this.#devices.get(at.id);
+    const topic = message.topic;
+    const end = deviceIdEnd(topic);
+    const list = end < 0 ? undefined : this.#devices.get(topic.slice(3, end));
     // Nothing of the device's here: whatever else may match (nothing, for our own topics) is the tree's.
     if (!list) return this.#inner.emit(message, callback);
     const matches: DeviceListener[] = [];
-    for (const l of list) if (listenerMatches(l, at.rest)) matches.push(l);
+    for (const l of list) if (filterMatches(l.filter, topic, end + 1)) matches.push(l);
     if (matches.length > 1) matches.sort(treeOrder);
     const alsoTree = this.#treeDeviceListeners > 0;
     let left = matches.length + (alsoTree ? 1 : 0);

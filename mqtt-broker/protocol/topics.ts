@@ -104,16 +104,37 @@ export function isDownstreamFilter(filter: string): boolean {
   return false;
 }
 
-/** Whether an MQTT topic filter (`+` one level, `#` the rest) matches a topic. */
-export function filterMatches(filter: string, topic: string): boolean {
-  if (filter === topic) return true;
-  const f = filter.split('/');
-  const t = topic.split('/');
-  for (let i = 0; i < f.length; i++) {
-    if (f[i] === '#') return true;
-    if (i >= t.length || (f[i] !== '+' && f[i] !== t[i])) return false;
+const PLUS = 0x2b;
+const HASH = 0x23;
+
+/**
+ * Whether an MQTT topic filter (`+` one level, empty included; `#` the rest, the level above included: `a/#`
+ * matches `a`) matches a topic, or the part of it from `from` on. It walks both strings level by level and makes
+ * nothing: it runs for every message routed to a device (mqtt/device-router.ts), mostly to say no.
+ */
+export function filterMatches(filter: string, topic: string, from = 0): boolean {
+  if (topic.length - from === filter.length && topic.endsWith(filter)) return true;
+  const fl = filter.length;
+  const tl = topic.length;
+  let f = 0;
+  let t = from; // -1 once the topic has no level left
+  for (;;) {
+    let fe = filter.indexOf('/', f);
+    if (fe < 0) fe = fl;
+    const width = fe - f;
+    const one = width === 1 ? filter.charCodeAt(f) : 0;
+    if (one === HASH) return true;
+    if (t < 0) return false;
+    let te = topic.indexOf('/', t);
+    if (te < 0) te = tl;
+    if (one !== PLUS) {
+      if (te - t !== width) return false;
+      for (let i = 0; i < width; i++) if (filter.charCodeAt(f + i) !== topic.charCodeAt(t + i)) return false;
+    }
+    if (fe === fl) return te === tl;
+    f = fe + 1;
+    t = te === tl ? -1 : te + 1;
   }
-  return f.length === t.length;
 }
 
 /** Whether a (permitted) subscription filter receives commands: queued ones are delivered after it. */
@@ -123,16 +144,22 @@ export const isCommandFilter = (filter: string) => filter.startsWith('command/se
 export const deviceTopic = (deviceId: string, topic: string) => `$d/${deviceId}/${topic}`;
 
 /**
- * A deviceTopic (or a filter made the same way) taken apart: undefined for any other topic, an id that is a
- * wildcard, or `$d/<deviceId>` with no level after the id.
+ * Where the device id of a deviceTopic (or a filter made the same way) ends: the index of the `/` after it, so
+ * the id is `topic.slice(3, end)` and the device's own topic starts at `end + 1`. -1 for any other topic, an id
+ * that is a wildcard, or `$d/<deviceId>` with no level after the id.
  */
+export function deviceIdEnd(topic: string): number {
+  if (!topic.startsWith('$d/')) return -1;
+  const end = topic.indexOf('/', 3);
+  if (end <= 3) return -1;
+  if (end === 4 && (topic[3] === '+' || topic[3] === '#')) return -1;
+  return end;
+}
+
+/** A deviceTopic taken apart (deviceIdEnd): undefined for any other topic. */
 export function splitDeviceTopic(topic: string): { id: string; rest: string } | undefined {
-  if (!topic.startsWith('$d/')) return undefined;
-  const slash = topic.indexOf('/', 3);
-  if (slash < 0) return undefined;
-  const id = topic.slice(3, slash);
-  if (!id || id === '+' || id === '#') return undefined;
-  return { id, rest: topic.slice(slash + 1) };
+  const end = deviceIdEnd(topic);
+  return end < 0 ? undefined : { id: topic.slice(3, end), rest: topic.slice(end + 1) };
 }
 
 /** Broker-internal topic an accepted upstream publish is routed to: no client can subscribe to it. */

@@ -18,7 +18,59 @@ describe('filterMatches (MQTT topic filters)', () => {
     ['$d/x/event/response/+', '$d/x/event/response/6', true],
     ['$d/x/event/response/+', '$d/y/event/response/6', false],
     ['$d/x/attributes/response', '$d/x/attributes/response', true],
+    // Empty levels are levels: `+` matches one, `#` the rest.
+    ['a/+', 'a/', true],
+    ['a/+', 'a', false],
+    ['+', '', true],
+    ['a/+/b', 'a//b', true],
+    ['a//b', 'a/b', false],
+    ['a/', 'a', false],
+    // A level matches as a whole, not as a prefix.
+    ['ab/c', 'a/c', false],
+    ['a/c', 'ab/c', false],
+    ['a/bc', 'a/b', false],
+    ['a/b', 'a/bc', false],
+    ['a/#', 'ab', false],
+    ['a/#', 'ab/c', false],
   ])('%s matches %s: %s', (filter, topic, expected) => {
     expect(filterMatches(filter, topic)).toBe(expected);
+    // The same from an offset into a longer topic, as the device router asks.
+    expect(filterMatches(filter, `$d/dev/${topic}`, 7)).toBe(expected);
+  });
+
+  /** The definition, level by level over split strings: what filterMatches does without making arrays. */
+  function reference(filter: string, topic: string): boolean {
+    const f = filter.split('/');
+    const t = topic.split('/');
+    for (let i = 0; i < f.length; i++) {
+      if (f[i] === '#') return true;
+      if (i >= t.length || (f[i] !== '+' && f[i] !== t[i])) return false;
+    }
+    return f.length === t.length;
+  }
+
+  it('agrees with the level-by-level definition on every short filter and topic', () => {
+    // Every string of up to 5 characters over a, b, / (topics) and a, b, /, +, # (filters).
+    const strings = (alphabet: string[]) => {
+      const all = [''];
+      for (let n = 0, from = 0; n < 5; n++) {
+        const to = all.length;
+        for (let i = from; i < to; i++) for (const c of alphabet) all.push(all[i] + c);
+        from = to;
+      }
+      return all;
+    };
+    const topics = strings(['a', 'b', '/']);
+    const filters = strings(['a', 'b', '/', '+', '#']).filter((f) =>
+      f.split('/').every((l) => l.length < 2 || !/[+#]/.test(l)),
+    );
+    let compared = 0;
+    for (const filter of filters) {
+      for (const topic of topics) {
+        if (filterMatches(filter, topic) !== reference(filter, topic)) expect.fail(`${filter} against ${topic}`);
+        compared++;
+      }
+    }
+    expect(compared).toBeGreaterThan(200_000);
   });
 });
