@@ -19,15 +19,23 @@ export interface DeviceConnection {
   end(reason?: string): void;
 }
 
+/**
+ * The transport's side of a session. An object rather than two functions, so a transport can keep it in the state
+ * it already holds for each connection (methods on a prototype, no closures made for each connection).
+ */
+export interface DeviceLink {
+  /** Publishes to the device (DeviceSession.send). */
+  send(topic: string, payload: Buffer): Promise<void>;
+  /** The registry closed the session: the transport closes its connection (and calls `end` once it has). */
+  close(reason: string, kicked: boolean): void;
+}
+
 export interface DeviceConnectionOptions {
   identity: DeviceIdentity;
   transport: Transport;
   /** The `transport` of its presence events, when not the session's (a sub-device: `gateway`). */
   presenceAs?: string;
-  /** Publishes to the device (DeviceSession.send). */
-  send: DeviceSession['send'];
-  /** The registry closed the session: the transport closes its connection (and calls `end` once it has). */
-  close(reason: string, kicked: boolean): void;
+  link: DeviceLink;
   /** Given, `closing device connection` is logged (with the reason) before `close` (a connection of its own). */
   log?: Pick<Logger, 'info'>;
   /**
@@ -45,7 +53,6 @@ export interface DeviceConnectionOptions {
 class Connection implements DeviceConnection, DeviceSession {
   readonly deviceId: string;
   readonly projectId: string;
-  readonly send: DeviceSession['send'];
   kicked = false;
   private ended = false;
 
@@ -54,18 +61,20 @@ class Connection implements DeviceConnection, DeviceSession {
     private readonly identity: DeviceIdentity,
     readonly transport: Transport,
     private readonly presenceAs: string,
-    send: DeviceSession['send'],
-    private readonly onClose: DeviceConnectionOptions['close'],
+    private readonly link: DeviceLink,
     private readonly log: DeviceConnectionOptions['log'],
     private readonly metrics: DeviceConnectionOptions['metrics'],
   ) {
     this.deviceId = identity.deviceId;
     this.projectId = identity.projectId;
-    this.send = send;
   }
 
   get session(): DeviceSession {
     return this;
+  }
+
+  send(topic: string, payload: Buffer): Promise<void> {
+    return this.link.send(topic, payload);
   }
 
   close(reason: string, how?: 'kicked' | 'replaced'): void {
@@ -73,7 +82,7 @@ class Connection implements DeviceConnection, DeviceSession {
     // replaced one is replaced first (on this node, or by a newer login on another: docs/cluster.md).
     this.kicked = how ? how === 'kicked' : this.services.sessions.get(this.deviceId) === undefined;
     this.log?.info({ deviceId: this.deviceId, reason }, 'closing device connection');
-    this.onClose(reason, this.kicked);
+    this.link.close(reason, this.kicked);
   }
 
   end(reason = 'disconnect'): void {
@@ -90,9 +99,9 @@ class Connection implements DeviceConnection, DeviceSession {
 /** Creates the session and attaches it: the device is online and reachable from now on. */
 export function attachDevice(
   services: Pick<DevicePort, 'sessions' | 'presence'>,
-  { identity, transport, presenceAs = transport, send, close, log, metrics }: DeviceConnectionOptions,
+  { identity, transport, presenceAs = transport, link, log, metrics }: DeviceConnectionOptions,
 ): DeviceConnection {
-  const connection = new Connection(services, identity, transport, presenceAs, send, close, log, metrics);
+  const connection = new Connection(services, identity, transport, presenceAs, link, log, metrics);
   metrics?.connectionOpened();
   services.sessions.attach(connection);
   services.presence.connected(identity, presenceAs);

@@ -164,13 +164,15 @@ export function createGatewayHub({ services, log }: GatewayHubDeps) {
         identity,
         transport: 'mqtt',
         presenceAs: PRESENCE_TRANSPORT,
-        send: (topic, payload) => sendToSub(entry, topic, payload),
-        // The registry replaced the session (another connection of the device) or kicked it (token reset,
-        // deleted): there is no connection of its own to close, so a kicked one is offline at once.
-        close: (reason, kicked) => {
-          if (online.get(address) === entry) online.delete(address);
-          if (kicked) entry.connection.end();
-          log.info(logOf({ deviceId: identity.deviceId, reason }), 'sub-device session closed');
+        link: {
+          send: (topic, payload) => sendToSub(entry, topic, payload),
+          // The registry replaced the session (another connection of the device) or kicked it (token reset,
+          // deleted): there is no connection of its own to close, so a kicked one is offline at once.
+          close: (reason, kicked) => {
+            if (online.get(address) === entry) online.delete(address);
+            if (kicked) entry.connection.end();
+            log.info(logOf({ deviceId: identity.deviceId, reason }), 'sub-device session closed');
+          },
         },
       });
       log.info(logOf({ deviceId: identity.deviceId, address }), 'sub-device connected');

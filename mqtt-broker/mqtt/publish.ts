@@ -10,7 +10,7 @@ import {
   type DevicePort,
   type TransportMetrics,
 } from '../core/port.ts';
-import { deviceTopic, filterMatches, responseTopicOf, type Upstream } from '../protocol/topics.ts';
+import { filterMatches, responseTopicOf, type Upstream } from '../protocol/topics.ts';
 import { failure, handleUpstream, RECEIPTED, type Answer, type UpstreamContext } from './handlers/index.ts';
 import { createUnavailableRetry } from './retry-unavailable.ts';
 
@@ -25,8 +25,11 @@ export interface PublishingDevice {
   identity: DeviceIdentity;
   /** Messages per second this device may send (services.rateLimiter keeps its bucket). */
   rate: number;
-  /** The filters granted on this connection, rewritten into the device's namespace (at most maxSubscriptions). */
-  filters: Set<string>;
+  /**
+   * The filters granted on this connection, as the device sent them (at most maxSubscriptions): an array replaced
+   * at each change, not a Set (a Set costs ~140 bytes for each connection, most of which have one or two filters).
+   */
+  filters: readonly string[];
   /** What the upstream handlers (handlers/) get. */
   context: UpstreamContext;
 }
@@ -223,11 +226,10 @@ export function createPublishing(options: PublishOptions) {
   function answer(device: PublishingDevice, topic: string | undefined, body: Answer) {
     if (!topic) return;
     const { deviceId } = device.identity;
-    const internal = deviceTopic(deviceId, topic);
     // The connection's own filters (sessions are always clean: there are no others), at most
     // maxSubscriptions of them: the cost of an answer is bounded whatever the device subscribed to.
-    let subscribed = device.filters.has(internal);
-    if (!subscribed) for (const filter of device.filters) if ((subscribed = filterMatches(filter, internal))) break;
+    let subscribed = false;
+    for (const filter of device.filters) if ((subscribed = filterMatches(filter, topic))) break;
     if (!subscribed) return;
     publishTo(deviceId, topic, Buffer.from(JSON.stringify(body))).catch((err: unknown) =>
       log.warn({ deviceId, topic, err }, 'answer not delivered'),

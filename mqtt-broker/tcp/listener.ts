@@ -322,21 +322,23 @@ export function createTcpListener(options: TcpListenerOptions): TcpListener {
     link.connection = attachDevice(services, {
       identity,
       transport: 'tcp',
-      // Sent = handed to the socket. Not waiting for the kernel: a device that stops reading would
-      // hold the caller forever; its unread bytes are bounded by maxWriteBuffer instead.
-      send: async (_topic, payload) => {
-        const socket = link.socket;
-        if (link.phase !== 'open' || socket.destroyed || !socket.writable) throw new Error('session closed');
-        if (socket.writableLength + payload.length > o.maxWriteBuffer) {
-          counts.dropped('backpressure');
-          throw new Error('the device is not reading');
-        }
-        socket.write(payload);
-        counts.sent();
+      link: {
+        // Sent = handed to the socket. Not waiting for the kernel: a device that stops reading would
+        // hold the caller forever; its unread bytes are bounded by maxWriteBuffer instead.
+        send: async (_topic, payload) => {
+          const socket = link.socket;
+          if (link.phase !== 'open' || socket.destroyed || !socket.writable) throw new Error('session closed');
+          if (socket.writableLength + payload.length > o.maxWriteBuffer) {
+            counts.dropped('backpressure');
+            throw new Error('the device is not reading');
+          }
+          socket.write(payload);
+          counts.sent();
+        },
+        close: (reason) => end(link, reason, true),
       },
       log,
       metrics: counts,
-      close: (reason) => end(link, reason, true),
     });
     log.info({ deviceId: identity.deviceId }, 'TCP device connected');
     setTimer(link, o.idleTimeoutMs, () => {

@@ -21,8 +21,7 @@ function setUp() {
       identity,
       transport: 'mqtt',
       presenceAs,
-      send: async () => {},
-      close: (reason, kicked) => void closed.push([reason, kicked]),
+      link: { send: async () => {}, close: (reason, kicked) => void closed.push([reason, kicked]) },
     });
   return { sessions, events, closed, open };
 }

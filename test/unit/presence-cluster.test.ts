@@ -135,8 +135,7 @@ describe('presence in cluster mode', () => {
         {
           identity: { ...device, deviceId },
           transport: 'mqtt',
-          send: async () => {},
-          close: () => {},
+          link: { send: async () => {}, close: () => {} },
         },
       );
     const d1 = open('d1');

@@ -58,7 +58,19 @@ export function createDeviceAuthService({
   maxBatch = 500,
   gatherMs = 0,
 }: DeviceAuthDeps) {
-  const cache = new Map<string, { identity: Promise<DeviceIdentity | undefined>; until: number; generation: number }>();
+  /**
+   * `identity` while the look-up is out; once it found the device, `found` instead (a settled promise kept for
+   * each cached device cost ~50 bytes of heap; a hit makes a new one).
+   */
+  const cache = new Map<
+    string,
+    {
+      identity: Promise<DeviceIdentity | undefined> | undefined;
+      found: DeviceIdentity | undefined;
+      until: number;
+      generation: number;
+    }
+  >();
   /**
    * A look-up in flight while its device is revoked must not be cached: entries and revocations
    * are numbered, and an entry older than its device's last revocation is dropped when it resolves.
@@ -216,14 +228,19 @@ export function createDeviceAuthService({
       const key = keyOf(projectKey, accessToken);
       const now = clock();
       const hit = cache.get(key);
-      if (hit && hit.until > now) return hit.identity;
+      if (hit && hit.until > now) return hit.identity ?? Promise.resolve(hit.found);
       if (cache.size >= maxEntries) {
         cache.clear();
         keysOf.clear();
         devicesOf.clear();
       }
       const identity = lookUp(projectKey, accessToken);
-      const entry = { identity, until: now + negativeTtlMs, generation: ++generation };
+      const entry = {
+        identity: identity as typeof identity | undefined,
+        found: undefined as DeviceIdentity | undefined,
+        until: now + negativeTtlMs,
+        generation: ++generation,
+      };
       cache.set(key, entry);
       identity.then(
         (id) => {
@@ -239,6 +256,8 @@ export function createDeviceAuthService({
             cache.delete(key);
           else {
             entry.until = clock() + ttlMs;
+            entry.found = id;
+            entry.identity = undefined;
             remember(key, id);
           }
         },
