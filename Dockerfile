@@ -4,7 +4,8 @@
 
 FROM node:20-slim AS build
 WORKDIR /app
-# patches/ is applied by the postinstall script (patch-package): the postgres.js fix must be in the image.
+# patches/ is applied by the postinstall script (patch-package): the postgres.js fix and the Aedes changes
+# (refusal reason codes, the slow-reader limit, UNSUBSCRIBE rewriting) must be in the image.
 COPY package.json package-lock.json ./
 COPY patches ./patches
 RUN npm ci --no-audit --no-fund

@@ -239,8 +239,12 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
     if (!Array.isArray(filters)) return filters;
     const state = states.get(client);
     if (state) {
-      state.filters = state.filters.filter((f) => !filters.includes(f));
-      return filters.map((f) => (mayFilter(state, f) ? deviceTopic(state.identity.deviceId, f) : f));
+      if (state.filters.length > 0) {
+        const gone = new Set(filters);
+        state.filters = state.filters.filter((f) => !gone.has(f));
+      }
+      // Every filter, granted or not: a device cannot name a stored key (`$d/<id>/…`) itself.
+      return filters.map((f) => deviceTopic(state.identity.deviceId, f));
     }
     // A viewer's filters were stored rewritten into its project's namespace too.
     return viewers.has(client) ? viewers.unsubscribe(client, filters) : filters;

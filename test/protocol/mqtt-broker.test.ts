@@ -380,6 +380,16 @@ describe('unsubscribe', () => {
     await c.endAsync();
     await until(() => router.devices === before, 'the subscriptions of the closed connection removed');
   });
+
+  it("cannot remove a subscription by naming the broker's own key for it", async () => {
+    const router = (broker.aedes as unknown as { mq: unknown }).mq as DeviceTopicRouter;
+    const d = await newDevice();
+    const c = await connect(d.token);
+    await c.subscribeAsync('attributes/response');
+    await c.unsubscribeAsync(`$d/${d.id}/attributes/response`);
+    expect(router.subscriptionsOf(d.id)).toBe(1);
+    expect(await request(c, 'attributes', { v: 1 }, 'attributes/response')).toMatchObject({ result: 1 });
+  });
 });
 
 describe('sessions and presence (device-protocol.md §2, §11)', () => {

@@ -67,7 +67,10 @@ describe('filterMatches (MQTT topic filters)', () => {
     let compared = 0;
     for (const filter of filters) {
       for (const topic of topics) {
-        if (filterMatches(filter, topic) !== reference(filter, topic)) expect.fail(`${filter} against ${topic}`);
+        const expected = reference(filter, topic);
+        if (filterMatches(filter, topic) !== expected) expect.fail(`${filter} against ${topic}`);
+        // From an offset, as the device router matches the part after `$d/<deviceId>/`.
+        if (filterMatches(filter, `a/+/${topic}`, 4) !== expected) expect.fail(`${filter} against a/+/${topic} from 4`);
         compared++;
       }
     }
