@@ -135,7 +135,7 @@ class ClientState implements PublishingDevice, UpstreamContext, DeviceLink {
   }
 }
 
-/** Errors of a stream are Aedes's to handle (or come after admission destroyed it): this only keeps one from being thrown. */
+/** A stream's errors are Aedes' to handle (or come after admission destroyed it): this only keeps one from being thrown. */
 function ignore() {}
 
 function authError(returnCode: 3 | 4 | 5, message: string): AuthenticateError {
