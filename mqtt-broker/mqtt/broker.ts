@@ -236,7 +236,6 @@ export async function createBroker(options: BrokerOptions): Promise<Broker> {
    * parser did it before, at ~0.15 KiB of heap a connection.
    */
   function rewriteUnsubscribe(client: Client, filters: string[]): string[] {
-    if (!Array.isArray(filters)) return filters;
     const state = states.get(client);
     if (state) {
       if (state.filters.length > 0) {

@@ -1,5 +1,5 @@
 import type { MQEmitter, Message } from 'mqemitter';
-import { deviceIdEnd, filterMatches, splitDeviceTopic } from '../protocol/topics.ts';
+import { DEVICE_PREFIX, deviceIdEnd, filterMatches, splitDeviceTopic } from '../protocol/topics.ts';
 
 type Listener = (message: Message, done: () => void) => void;
 
@@ -8,9 +8,6 @@ interface DeviceListener {
   filter: string;
   notify: Listener;
 }
-
-/** Topics under it that splitDeviceTopic does not take (`$d/+/…`, `$d/#`) are the tree's. */
-const DEVICE_PREFIX = '$d/';
 
 /** Where a filter's level sorts among the matches of one message, as in mqemitter's tree: `#`, a word, `+`. */
 const levelRank = (level: string | undefined) => (level === '#' ? 0 : level === '+' ? 2 : 1);
@@ -120,7 +117,7 @@ export class DeviceTopicRouter implements MQEmitter {
     if (this.#closed) return cb(new Error('mqemitter is closed'));
     const topic = message.topic;
     const end = deviceIdEnd(topic);
-    const list = end < 0 ? undefined : this.#devices.get(topic.slice(3, end));
+    const list = end < 0 ? undefined : this.#devices.get(topic.slice(DEVICE_PREFIX.length, end));
     // Nothing of the device's here: whatever else may match (nothing, for our own topics) is the tree's.
     if (!list) return this.#inner.emit(message, callback);
     const matches: DeviceListener[] = [];

@@ -140,8 +140,11 @@ export function filterMatches(filter: string, topic: string, from = 0): boolean 
 /** Whether a (permitted) subscription filter receives commands: queued ones are delivered after it. */
 export const isCommandFilter = (filter: string) => filter.startsWith('command/send/');
 
+/** What every deviceTopic starts with. */
+export const DEVICE_PREFIX = '$d/';
+
 /** Broker-internal topic of a device's downstream traffic: only that device's subscriptions match it. */
-export const deviceTopic = (deviceId: string, topic: string) => `$d/${deviceId}/${topic}`;
+export const deviceTopic = (deviceId: string, topic: string) => `${DEVICE_PREFIX}${deviceId}/${topic}`;
 
 /**
  * Where the device id of a deviceTopic (or a filter made the same way) ends: the index of the `/` after it, so
@@ -149,17 +152,18 @@ export const deviceTopic = (deviceId: string, topic: string) => `$d/${deviceId}/
  * that is a wildcard, or `$d/<deviceId>` with no level after the id.
  */
 export function deviceIdEnd(topic: string): number {
-  if (!topic.startsWith('$d/')) return -1;
-  const end = topic.indexOf('/', 3);
-  if (end <= 3) return -1;
-  if (end === 4 && (topic[3] === '+' || topic[3] === '#')) return -1;
+  const start = DEVICE_PREFIX.length;
+  if (!topic.startsWith(DEVICE_PREFIX)) return -1;
+  const end = topic.indexOf('/', start);
+  if (end <= start) return -1;
+  if (end === start + 1 && (topic[start] === '+' || topic[start] === '#')) return -1;
   return end;
 }
 
 /** A deviceTopic taken apart (deviceIdEnd): undefined for any other topic. */
 export function splitDeviceTopic(topic: string): { id: string; rest: string } | undefined {
   const end = deviceIdEnd(topic);
-  return end < 0 ? undefined : { id: topic.slice(3, end), rest: topic.slice(end + 1) };
+  return end < 0 ? undefined : { id: topic.slice(DEVICE_PREFIX.length, end), rest: topic.slice(end + 1) };
 }
 
 /** Broker-internal topic an accepted upstream publish is routed to: no client can subscribe to it. */
@@ -167,8 +171,13 @@ export const upstreamSink = (deviceId: string, topic: string) => `$up/${deviceId
 
 /** The relative topic of `$d/<deviceId>/<topic>` for that device, or undefined for anything else. */
 export function relativeTopic(deviceId: string, internal: string): string | undefined {
-  const prefix = `$d/${deviceId}/`;
-  return internal.startsWith(prefix) ? internal.slice(prefix.length) : undefined;
+  // Checked in place, without building the prefix: this runs for every message forwarded to a device.
+  const end = DEVICE_PREFIX.length + deviceId.length;
+  return internal.startsWith(DEVICE_PREFIX) &&
+    internal.startsWith(deviceId, DEVICE_PREFIX.length) &&
+    internal[end] === '/'
+    ? internal.slice(end + 1)
+    : undefined;
 }
 
 /**

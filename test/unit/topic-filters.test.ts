@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { filterMatches } from '../../mqtt-broker/protocol/topics.ts';
+import { deviceTopic, filterMatches, relativeTopic } from '../../mqtt-broker/protocol/topics.ts';
 
 describe('filterMatches (MQTT topic filters)', () => {
   it.each([
@@ -75,5 +75,19 @@ describe('filterMatches (MQTT topic filters)', () => {
       }
     }
     expect(compared).toBeGreaterThan(200_000);
+  });
+});
+
+describe('relativeTopic (a device topic back to the device)', () => {
+  it.each([
+    ['dev1', deviceTopic('dev1', 'attributes/response'), 'attributes/response'],
+    ['dev1', '$d/dev1/', ''],
+    ['dev1', '$d/dev12/attributes/response', undefined],
+    ['dev12', '$d/dev1/attributes/response', undefined],
+    ['dev1', '$d/dev1', undefined],
+    ['dev1', 'attributes/response', undefined],
+    ['dev1', '$v/dev1/attributes/response', undefined],
+  ])('%s, %s: %s', (deviceId, internal, expected) => {
+    expect(relativeTopic(deviceId, internal)).toBe(expected);
   });
 });
