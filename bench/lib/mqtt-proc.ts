@@ -25,8 +25,8 @@ export interface Child {
   /** How it ended, once it has: `code 0`, `signal SIGKILL`… */
   describeExit(): string;
   /**
-   * Memory after a full garbage collection (see mqtt-gc-hook.ts): RSS and its peak from /proc, the
-   * V8 heap and the memory outside it from the process itself.
+   * Memory after a full garbage collection and once the RSS has settled (see mqtt-gc-hook.ts): RSS and its
+   * peak from /proc, the V8 heap and the memory outside it from the process itself.
    */
   memory(): Promise<Memory>;
   /** SIGTERM, then SIGKILL after `graceMs`; answers how long the stop took and whether it had to kill. */
@@ -118,10 +118,13 @@ export function spawnEntry(
                 external: number;
                 heapTotal: number;
                 youngGeneration: number;
+                settled: boolean;
+                settleMs: number;
               };
             }
           ).bench_memory;
           if (!m.gc) throw new Error(`${name}: the process has no gc() (--expose-gc missing)`);
+          if (!m.settled) console.warn(`note: ${name}'s RSS was still moving ${m.settleMs} ms after the full GC`);
           const { heapUsed, external, heapTotal, youngGeneration } = m;
           return { ...memoryOf(pid), heapUsed, external, heapTotal, youngGeneration };
         }
