@@ -1,9 +1,9 @@
 /**
  * Preloaded into the brokers of bench/mqtt-connect (`node --expose-gc --import <this file> …`): on
  * SIGUSR2 it runs a full garbage collection, waits until the RSS has settled, and then writes one line
- * `{"bench_memory":{rss,heapUsed,heapTotal,external,arrayBuffers,youngGeneration,settleMs,settled}}` to stderr
- * (youngGeneration: the bytes V8 has committed for its young generation; mqtt-report.ts rssWithoutYoung says
- * why). The bench reads the RSS from /proc right after, so "RSS per connection" compares live memory, not
+ * `{"bench_memory":{rss,heapUsed,heapTotal,external,arrayBuffers,youngGeneration,youngCommitted,settleMs,settled}}` to stderr
+ * (youngGeneration: the young generation's resident bytes, V8's `physical_space_size`; youngCommitted: its
+ * committed bytes; mqtt-report.ts rssWithoutYoung says why). The bench reads the RSS from /proc right after, so "RSS per connection" compares live memory, not
  * whichever garbage each broker happened to hold when it was sampled. Changes nothing else in the process.
  *
  * Why it waits: V8 hands the pages a full GC emptied to a background thread, which unmaps them tens of
@@ -42,6 +42,9 @@ process.on('SIGUSR2', async () => {
   }
   const { settleMs, settled } = await rssSettled();
   const m = process.memoryUsage();
+  const young = getHeapSpaceStatistics().filter(
+    (s) => s.space_name === 'new_space' || s.space_name === 'new_large_object_space',
+  );
   const line = {
     bench_memory: {
       gc: gc !== undefined,
@@ -50,9 +53,8 @@ process.on('SIGUSR2', async () => {
       heapTotal: m.heapTotal,
       external: m.external,
       arrayBuffers: m.arrayBuffers,
-      youngGeneration: getHeapSpaceStatistics()
-        .filter((s) => s.space_name === 'new_space' || s.space_name === 'new_large_object_space')
-        .reduce((sum, s) => sum + s.space_size, 0),
+      youngGeneration: young.reduce((sum, s) => sum + s.physical_space_size, 0),
+      youngCommitted: young.reduce((sum, s) => sum + s.space_size, 0),
       settleMs,
       settled,
     },

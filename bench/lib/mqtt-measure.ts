@@ -101,11 +101,12 @@ export async function measure(
   const cpuBefore = cpuMsOf(child.pid);
   const mid = c.mid;
   /** A memory figure at idle → half → all connected, in MiB. */
-  const steps = (key: 'rss' | 'heapUsed' | 'heapTotal' | 'youngGeneration') =>
+  const steps = (key: 'rss' | 'heapUsed' | 'heapTotal' | 'youngCommitted' | 'youngGeneration') =>
     [idle, mid?.memory, connectedMem].map((m) => (m ? (m[key] / MiB).toFixed(1) : '–')).join(' → ');
   console.log(
     `[${label}] subscribed in ${(c.subscribeMs / 1000).toFixed(2)} s; after a full GC: RSS ${steps('rss')} MiB, ` +
-      `JS heap ${steps('heapUsed')} MiB (V8 committed ${steps('heapTotal')} MiB, of it the young generation ${steps('youngGeneration')})`,
+      `JS heap ${steps('heapUsed')} MiB (V8 committed ${steps('heapTotal')} MiB, of it the young generation ${steps('youngCommitted')}, ` +
+      `of that resident ${steps('youngGeneration')})`,
   );
 
   const r = await reportPhase(child, c.clients, cpuBefore, load, db);

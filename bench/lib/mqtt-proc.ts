@@ -39,9 +39,11 @@ export interface Memory {
   heapUsed: number;
   /** Memory of C++ objects and buffers bound to JS objects (socket buffers, Buffers). */
   external: number;
-  /** The V8 heap's committed bytes (heapTotal), and of them the young generation's (mqtt-gc-hook.ts). */
+  /** The V8 heap's committed bytes (heapTotal). */
   heapTotal: number;
+  /** The young generation's resident bytes (V8's physical size of its spaces), and its committed bytes (mqtt-gc-hook.ts). */
   youngGeneration: number;
+  youngCommitted: number;
 }
 
 /**
@@ -118,6 +120,7 @@ export function spawnEntry(
                 external: number;
                 heapTotal: number;
                 youngGeneration: number;
+                youngCommitted: number;
                 settled: boolean;
                 settleMs: number;
               };
@@ -125,8 +128,8 @@ export function spawnEntry(
           ).bench_memory;
           if (!m.gc) throw new Error(`${name}: the process has no gc() (--expose-gc missing)`);
           if (!m.settled) console.warn(`note: ${name}'s RSS was still moving ${m.settleMs} ms after the full GC`);
-          const { heapUsed, external, heapTotal, youngGeneration } = m;
-          return { ...memoryOf(pid), heapUsed, external, heapTotal, youngGeneration };
+          const { heapUsed, external, heapTotal, youngGeneration, youngCommitted } = m;
+          return { ...memoryOf(pid), heapUsed, external, heapTotal, youngGeneration, youngCommitted };
         }
         if (child.exitCode !== null || child.signalCode !== null)
           throw new Error(`${name} exited while its memory was being read`);

@@ -95,10 +95,12 @@ const mean = (values: number[]) => values.reduce((x, y) => x + y, 0) / values.le
 
 /**
  * RSS without V8's young generation. That space grows with allocation up to `--max-semi-space-size` (64 MiB for
- * both halves with `npm start`'s 32) and keeps its size after a full GC: whichever broker was still below that
- * size when idle counts tens of MiB of it as memory of its connections, a cost bounded by a flag and not set by
- * the connections. Its committed size stands for its resident pages (bench/README "Memory per connection
- * without the young generation").
+ * both halves with `npm start`'s 32), and its pages become resident as allocation first touches them; both stay
+ * after a full GC: whichever broker's young generation was still small, or not yet touched, when idle would count
+ * tens of MiB of it as memory of its connections, a cost bounded by a flag and not set by the connections. What is
+ * subtracted is its resident size (V8's physical size of the space), not its committed size: ours has 64 MiB
+ * committed at idle of which only about half is resident (bench/README "Memory per connection: settled, and the
+ * young generation's resident part").
  */
 const rssWithoutYoung = (m: Memory) => m.rss - m.youngGeneration;
 

@@ -4,13 +4,14 @@ import type { Memory } from '../../bench/lib/mqtt-proc.ts';
 import { judgeGoals } from '../../bench/lib/mqtt-report.ts';
 
 const MiB = 1024 * 1024;
-const mem = (rss: number, youngGeneration: number): Memory => ({
+const mem = (rss: number, youngGeneration: number, youngCommitted = youngGeneration): Memory => ({
   rss: rss * MiB,
   peak: rss * MiB,
   heapUsed: 0,
   external: 0,
   heapTotal: 0,
   youngGeneration: youngGeneration * MiB,
+  youngCommitted: youngCommitted * MiB,
 });
 /** A run of 10,000 connections whose memory went from `idle` to `connected` (the rest is what the goals read). */
 const run = (idle: Memory, connected: Memory) =>
@@ -33,6 +34,13 @@ describe('bench:mqtt-connect memory goal', () => {
     expect(verdict.ratio).toBe(1.5);
     expect(verdict.ok).toBe(false);
     expect(verdict.miss).toMatch(/ours\/bare 1\.50/);
+  });
+
+  it("subtracts the young generation's resident part, not its committed size", () => {
+    // Ours: 64 MiB committed at idle, of it 32 resident; all 64 resident once connected. Bare as above.
+    const verdict = rssGoal(run(mem(200, 32, 64), mem(382, 64)), run(mem(80, 8), mem(236, 64)));
+    // (382 − 64) − (200 − 32) = 150 against 100 MiB; the committed size would have charged ours 182.
+    expect(verdict.ratio).toBe(1.5);
   });
 
   it('meets the goal when only the young generation differs', () => {
