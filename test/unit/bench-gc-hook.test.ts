@@ -11,7 +11,15 @@ const hook = path.join(root, 'bench/lib/mqtt-gc-hook.ts');
 function hooked(exposeGc: boolean) {
   const child = spawn(
     process.execPath,
-    [...(exposeGc ? ['--expose-gc'] : []), '--import', 'tsx', '--import', hook, '-e', "console.log('ready'); setInterval(() => {}, 1000)"],
+    [
+      ...(exposeGc ? ['--expose-gc'] : []),
+      '--import',
+      'tsx',
+      '--import',
+      hook,
+      '-e',
+      "console.log('ready'); setInterval(() => {}, 1000)",
+    ],
     { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   // The preloaded hook is installed before the entry runs, so SIGUSR2 is safe once it says "ready".

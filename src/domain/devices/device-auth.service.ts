@@ -1,5 +1,6 @@
 import type { CredentialRow, DeviceAuthRepository } from '../../db/repositories/device-auth.repository.ts';
 import type { EventBus } from '../events/event-bus.ts';
+import { Interner } from '../../lib/intern.ts';
 import type { DeviceIdentity } from './device-identity.ts';
 
 export interface DeviceAuthDeps {
@@ -32,9 +33,15 @@ interface Waiting {
   reject(err: unknown): void;
 }
 
+/**
+ * One copy of each project's id for the identities of its devices (src/lib/intern.ts): each row of a login brings
+ * its own, and a connected device keeps its identity. Bounded: beyond it, ids are kept as read.
+ */
+const projectIds = new Interner(10_000, 64);
+
 const identityOf = (row: CredentialRow): DeviceIdentity => ({
   deviceId: row.deviceId,
-  projectId: row.projectId,
+  projectId: projectIds.intern(row.projectId),
   name: row.name,
   typeId: row.typeId,
   connType: row.connType ?? '1',
@@ -94,7 +101,9 @@ export function createDeviceAuthService({
    * `conn_type`): their entries are dropped and looked up again, but logins in flight are not refused.
    */
   const staleAt = new Map<string, number>();
-  const keyOf = (projectKey: string, token: string) => `${projectKey}\u0001${token}`;
+  // join makes one flat string; a template literal makes two concatenation nodes that keep their parts (a copy of the
+  // project key per device): ~30 bytes more for every cached login.
+  const keyOf = (projectKey: string, token: string) => [projectKey, token].join('\u0001');
 
   function revoke(deviceId: string) {
     for (const key of keysOfDevice(deviceId)) cache.delete(key);
