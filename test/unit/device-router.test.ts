@@ -164,6 +164,27 @@ describe('DeviceTopicRouter (mqtt-broker/mqtt/device-router.ts)', () => {
     expect(r.seen).toHaveLength(3);
   });
 
+  it("keeps a device's only listener when asked to remove another, and grows and shrinks its list", async () => {
+    const router = newRouter();
+    const a = recorder();
+    const b = recorder();
+    router.on('$d/d1/x', a.notify);
+    await new Promise<void>((resolve) => router.removeListener('$d/d1/y', a.notify, resolve));
+    await new Promise<void>((resolve) => router.removeListener('$d/d1/x', b.notify, resolve));
+    expect(await emit(router, '$d/d1/y')).toBeUndefined();
+    await emit(router, '$d/d1/x');
+    expect(a.seen).toEqual(['$d/d1/x']);
+    router.on('$d/d1/+', b.notify);
+    expect(router.subscriptionsOf('d1')).toBe(2);
+    await new Promise<void>((resolve) => router.removeListener('$d/d1/x', a.notify, resolve));
+    expect(router.subscriptionsOf('d1')).toBe(1);
+    router.on('$d/d1/z', a.notify);
+    await emit(router, '$d/d1/x');
+    await emit(router, '$d/d1/z');
+    expect(a.seen).toEqual(['$d/d1/x', '$d/d1/z']);
+    expect(b.seen).toEqual(['$d/d1/x', '$d/d1/z']);
+  });
+
   it('refuses to emit once closed', async () => {
     const router = newRouter();
     await new Promise<void>((resolve) => router.close(resolve));
