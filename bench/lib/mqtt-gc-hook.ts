@@ -1,10 +1,11 @@
 /**
- * Preloaded into the brokers of bench/mqtt-connect (`node --expose-gc --import <this file> …`): on
- * SIGUSR2 it runs a full garbage collection, waits until the RSS has settled, and then writes one line
- * `{"bench_memory":{rss,heapUsed,heapTotal,external,arrayBuffers,youngGeneration,youngCommitted,settleMs,settled}}` to stderr
- * (youngGeneration: the young generation's resident bytes, V8's `physical_space_size`; youngCommitted: its
- * committed bytes; mqtt-report.ts rssWithoutYoung says why). The bench reads the RSS from /proc right after, so "RSS per connection" compares live memory, not
- * whichever garbage each broker happened to hold when it was sampled. Changes nothing else in the process.
+ * Preloaded into the brokers of bench/mqtt-connect (`node --expose-gc --import <this file> …`): on SIGUSR2 it
+ * runs a full garbage collection, waits until the RSS has settled (rss-settle.ts), and then writes one line to
+ * stderr: `{"bench_memory":{rss,heapUsed,heapTotal,external,arrayBuffers,youngGeneration,youngCommitted,…}}`
+ * (youngGeneration: the young generation's resident bytes, V8's own count of the pages it touched,
+ * `physical_space_size`; youngCommitted: its committed bytes; mqtt-report.ts rssWithoutYoung says why). The
+ * bench reads the RSS from /proc right after, so "RSS per connection" compares live memory, not whichever
+ * garbage each broker happened to hold when it was sampled. Changes nothing else in the process.
  *
  * Why it waits: V8 hands the pages a full GC emptied to a background thread, which unmaps them tens of
  * milliseconds later. Read at once, the RSS still held them or not, by chance: after a connect storm the same
@@ -13,29 +14,22 @@
  */
 import { writeSync } from 'node:fs';
 import { getHeapSpaceStatistics } from 'node:v8';
+import { rssSettled } from './rss-settle.ts';
 
 const gc = (globalThis as { gc?: () => void }).gc;
 
-/** How often the RSS is read while it settles, how little it may move between reads, and how long to wait at most. */
-const SETTLE_STEP_MS = 100;
-const SETTLE_DELTA = 1024 * 1024;
-const SETTLE_MAX_MS = 3000;
+/** A sample is being taken: a second SIGUSR2 meanwhile is ignored (the bench asks for one at a time). */
+let sampling = false;
 
-/** Resolves once two reads SETTLE_STEP_MS apart differ by less than SETTLE_DELTA (or SETTLE_MAX_MS passed). */
-async function rssSettled(): Promise<{ settleMs: number; settled: boolean }> {
-  const started = performance.now();
-  let previous = process.memoryUsage.rss();
-  for (;;) {
-    await new Promise((resolve) => setTimeout(resolve, SETTLE_STEP_MS));
-    const now = process.memoryUsage.rss();
-    const settleMs = Math.round(performance.now() - started);
-    if (Math.abs(now - previous) < SETTLE_DELTA) return { settleMs, settled: true };
-    if (settleMs >= SETTLE_MAX_MS) return { settleMs, settled: false };
-    previous = now;
-  }
-}
+process.on('SIGUSR2', () => {
+  if (sampling) return;
+  sampling = true;
+  sample()
+    .catch((err: unknown) => writeSync(2, `${JSON.stringify({ bench_memory_error: String(err) })}\n`))
+    .finally(() => (sampling = false));
+});
 
-process.on('SIGUSR2', async () => {
+async function sample(): Promise<void> {
   if (gc) {
     gc();
     gc();
@@ -60,4 +54,4 @@ process.on('SIGUSR2', async () => {
     },
   };
   writeSync(2, `${JSON.stringify(line)}\n`);
-});
+}

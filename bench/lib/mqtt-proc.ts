@@ -108,9 +108,10 @@ export function spawnEntry(
       child.kill('SIGUSR2');
       const deadline = performance.now() + 30_000;
       for (;;) {
-        const lines = readFileSync(logFile, 'utf8')
-          .split('\n')
-          .filter((l) => l.startsWith('{"bench_memory":'));
+        const all = readFileSync(logFile, 'utf8').split('\n');
+        const failed = all.find((l) => l.startsWith('{"bench_memory_error":'));
+        if (failed) throw new Error(`${name} could not sample its memory: ${failed}`);
+        const lines = all.filter((l) => l.startsWith('{"bench_memory":'));
         if (lines.length >= wanted) {
           const m = (
             JSON.parse(lines[wanted - 1]!) as {

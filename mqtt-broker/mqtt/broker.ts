@@ -10,7 +10,7 @@ import { deviceLogin } from '../core/device-login.ts';
 import { attachDevice, HeldCommands, type DeviceConnection, type DeviceLink } from '../core/device-session.ts';
 import { NO_METRICS, VIEW_KEY_LENGTH, type DeviceIdentity, type DevicePort, type LoginResult } from '../core/port.ts';
 import type { UpstreamContext } from './handlers/index.ts';
-import { DeviceTopicRouter } from './device-router.ts';
+import { DeviceTopicRouter, sharedFilters } from './device-router.ts';
 import { createGatewayHub, type GatewayLink } from './gateway.ts';
 import { createPublishing, type PublishingDevice } from './publish.ts';
 import { createViewerRegistry } from './viewers.ts';
@@ -22,7 +22,6 @@ import {
   isGatewayDownstreamFilter,
   parseUpstream,
   relativeTopic,
-  sharedFilters,
   upstreamSink,
 } from '../protocol/topics.ts';
 

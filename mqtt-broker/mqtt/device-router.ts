@@ -1,7 +1,14 @@
 import type { MQEmitter, Message } from 'mqemitter';
-import { DEVICE_PREFIX, deviceIdEnd, filterMatches, sharedFilters, splitDeviceTopic } from '../protocol/topics.ts';
+import { Interner } from '../../src/lib/intern.ts';
+import { DEVICE_PREFIX, deviceIdEnd, filterMatches, splitDeviceTopic } from '../protocol/topics.ts';
 
 type Listener = (message: Message, done: () => void) => void;
+
+/**
+ * The one copy of a relative filter that connections keep (the broker's state of each connection, this router's
+ * entries): most devices subscribe to the same few filters (src/lib/intern.ts). Bounded by count and length.
+ */
+export const sharedFilters = new Interner(256, 128);
 
 /** One device's subscription: its filter relative to `$d/<deviceId>/`, and Aedes' delivery function. */
 interface DeviceListener {

@@ -1,4 +1,3 @@
-import { Interner } from '../../src/lib/intern.ts';
 import { STREAM_IDENTIFIER } from './data-streams.ts';
 
 /**
@@ -162,12 +161,6 @@ export function deviceIdEnd(topic: string): number {
 }
 
 /** A deviceTopic taken apart (deviceIdEnd): undefined for any other topic. */
-/**
- * The one copy of a relative filter that connections keep (the broker's state of each connection, the device
- * router's entries): most devices subscribe to the same few filters (src/lib/intern.ts). Bounded by count and length.
- */
-export const sharedFilters = new Interner(256, 128);
-
 export function splitDeviceTopic(topic: string): { id: string; rest: string } | undefined {
   const end = deviceIdEnd(topic);
   return end < 0 ? undefined : { id: topic.slice(DEVICE_PREFIX.length, end), rest: topic.slice(end + 1) };

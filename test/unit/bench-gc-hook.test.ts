@@ -46,8 +46,8 @@ describe('bench memory hook (bench/lib/mqtt-gc-hook.ts)', () => {
       const m = await line();
       expect(m.gc).toBe(true);
       expect(m.settled).toBe(true);
-      // It read the RSS at least twice, one step apart, before it answered.
-      expect(m.settleMs).toBeGreaterThanOrEqual(100);
+      // It read the RSS at least twice, one step (100 ms; timers may fire a little early) apart, before it answered.
+      expect(m.settleMs).toBeGreaterThanOrEqual(90);
       for (const key of ['rss', 'heapUsed', 'heapTotal', 'youngGeneration', 'youngCommitted'])
         expect(m[key], key).toBeGreaterThan(0);
       // The young generation's resident part, within its committed size, within the heap's.
