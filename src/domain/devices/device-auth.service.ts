@@ -35,7 +35,7 @@ interface Waiting {
 
 /**
  * One copy of each project's id for the identities of its devices (src/lib/intern.ts): each row of a login brings
- * its own, and a connected device keeps its identity. Bounded: beyond it, ids are kept as read.
+ * its own, and a connected device keeps its identity. Bounded (10,000 projects; a full table starts over).
  */
 const projectIds = new Interner(10_000, 64);
 
