@@ -50,4 +50,4 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
 # Node itself, not `npm start`: a signal sent to npm does not reach the server, so `docker stop` would
 # end it without its graceful stop (drain, flush of waiting reports). The compiled server, with npm
 # start's Node flags (package.json; test/unit/deploy-config.test.ts keeps them equal).
-CMD ["node", "--max-semi-space-size=32", "dist/src/main.js"]
+CMD ["node", "--max-semi-space-size=32", "--no-allocation-site-pretenuring", "dist/src/main.js"]

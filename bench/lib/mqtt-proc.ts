@@ -47,13 +47,13 @@ export interface Memory {
 }
 
 /**
- * The Node/V8 flags `npm start` gives the server (package.json `scripts.start`, e.g. the young
- * generation size): the benches run our server — and the bare baseline, for a fair comparison — with
- * them, so what they measure is what is deployed.
+ * The Node/V8 flags `npm start` gives the server (package.json `scripts.start`: `--name=value` and `--no-name`,
+ * e.g. the young generation's size, no pretenuring): the benches run our server — and the bare baseline, for a
+ * fair comparison — with them, so what they measure is what is deployed.
  */
 export function startFlags(dir = root): string[] {
   const pkg = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { scripts?: { start?: string } };
-  return (pkg.scripts?.start ?? '').split(/\s+/).filter((a) => /^--[a-z-]+=\S+$/.test(a));
+  return (pkg.scripts?.start ?? '').split(/\s+/).filter((a) => /^--([a-z-]+=\S+|no-[a-z-]+)$/.test(a));
 }
 
 /** Node flags (`spawnEntry`'s `nodeArgs`) for a V8 CPU profile written into `dir` when the process stops. */
