@@ -4,6 +4,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { tcpSocketsOf } from '../../test/helpers/proc-sockets.ts';
+import { startFlags } from './start-flags.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const gcHook = pathToFileURL(path.join(import.meta.dirname, 'mqtt-gc-hook.ts')).href;
@@ -44,16 +45,6 @@ export interface Memory {
   /** The young generation's resident bytes (V8's physical size of its spaces), and its committed bytes (mqtt-gc-hook.ts). */
   youngGeneration: number;
   youngCommitted: number;
-}
-
-/**
- * The Node/V8 flags `npm start` gives the server (package.json `scripts.start`: `--name=value` and `--no-name`,
- * e.g. the young generation's size, no pretenuring): the benches run our server — and the bare baseline, for a
- * fair comparison — with them, so what they measure is what is deployed.
- */
-export function startFlags(dir = root): string[] {
-  const pkg = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { scripts?: { start?: string } };
-  return (pkg.scripts?.start ?? '').split(/\s+/).filter((a) => /^--([a-z-]+=\S+|no-[a-z-]+)$/.test(a));
 }
 
 /** Node flags (`spawnEntry`'s `nodeArgs`) for a V8 CPU profile written into `dir` when the process stops. */

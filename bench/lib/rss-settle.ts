@@ -11,7 +11,7 @@ export interface SettleOptions {
   now: () => number;
 }
 
-export const SETTLE_DEFAULTS: SettleOptions = {
+const SETTLE_DEFAULTS: SettleOptions = {
   stepMs: 100,
   delta: 1024 * 1024,
   maxMs: 3000,

@@ -1,9 +1,10 @@
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { startFlags } from '../../bench/lib/start-flags.ts';
 import { serverEnv, type Spawned } from '../helpers/process.ts';
 import { until } from '../helpers/wait.ts';
 
@@ -23,16 +24,6 @@ afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-/** npm start's Node flags without its TypeScript loader (package.json). */
-function nodeFlags(): string[] {
-  const start = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } })
-    .scripts.start;
-  const argv = start.split(' ').slice(1);
-  const loader = argv.indexOf('--import');
-  if (loader >= 0) argv.splice(loader, 2);
-  return argv.filter((a) => a.startsWith('--'));
-}
-
 describe('the compiled server (npm run build)', () => {
   it('starts from dist on the embedded database, answers /readyz, creates a project by the CLI, stops on SIGTERM', async () => {
     await exec('npm', ['run', '-s', 'build', '--', '--outDir', OUT], { cwd: ROOT, maxBuffer: 16 * 1024 * 1024 });
@@ -42,7 +33,7 @@ describe('the compiled server (npm run build)', () => {
     const dataDir = mkdtempSync(path.join(os.tmpdir(), 'iot-compiled-'));
     dirs.push(dataDir);
     const env = { PATH: process.env.PATH, HOME: process.env.HOME, ...serverEnv(dataDir, undefined) };
-    const child = spawn(process.execPath, [...nodeFlags(), main], {
+    const child = spawn(process.execPath, [...startFlags(), main], {
       cwd: ROOT,
       env,
       stdio: ['ignore', 'pipe', 'pipe'],

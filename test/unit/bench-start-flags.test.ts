@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { startFlags } from '../../bench/lib/mqtt-proc.ts';
+import { startFlags } from '../../bench/lib/start-flags.ts';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -17,13 +17,17 @@ function flagsOf(start: string): string[] {
   return startFlags(dir);
 }
 
-describe("the benches run servers with npm start's Node flags (bench/lib/mqtt-proc.ts startFlags)", () => {
-  it('takes --name=value and --no-name flags, not the loader or the entry', () => {
+describe("the benches run servers with npm start's Node flags (bench/lib/start-flags.ts)", () => {
+  it('takes the flags, not the loader or the entry', () => {
     expect(flagsOf('node --max-semi-space-size=32 --no-allocation-site-pretenuring --import tsx src/main.ts')).toEqual([
       '--max-semi-space-size=32',
       '--no-allocation-site-pretenuring',
     ]);
     expect(flagsOf('node src/main.ts')).toEqual([]);
+    // Loaders, in either spelling, are the starter's own; any other flag is taken, booleans too.
+    expect(
+      flagsOf('node --import=tsx --optimize-for-size -r dotenv/config --max_semi_space_size=8 src/main.ts'),
+    ).toEqual(['--optimize-for-size', '--max_semi_space_size=8']);
   });
 
   it("passes on this repository's own flags", () => {
