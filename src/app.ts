@@ -4,11 +4,12 @@ import Fastify, {
   type FastifyRequest,
   type FastifyServerOptions,
 } from 'fastify';
-import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import { validatorCompiler } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
 import { registerAuth } from './http/plugins/auth.ts';
 import { registerCors } from './http/plugins/cors.ts';
+import { serializerCompiler } from './http/serializer.ts';
 import { failure, registerEnvelope } from './http/plugins/envelope.ts';
 import { registerOpenApi } from './http/plugins/openapi.ts';
 import { registerRateLimit } from './http/plugins/rate-limit.ts';
@@ -52,6 +53,7 @@ export type AppConfig = Pick<
       | 'PROVISION_CREATE_RATE'
       | 'PROVISION_CREATE_BURST'
       | 'METRICS_TOKEN'
+      | 'RESPONSE_CHECK'
     >
   > &
   Partial<
@@ -69,6 +71,8 @@ export interface ApiRoute {
   method: string;
   url: string;
   access: Access;
+  /** The schemas of its answers by status (src/http/serializer.ts compiles them). */
+  response?: Record<string, unknown>;
 }
 
 declare module 'fastify' {
@@ -115,7 +119,7 @@ export async function buildApp({
   };
   const app = Fastify(opts);
   app.setValidatorCompiler(validatorCompiler);
-  app.setSerializerCompiler(serializerCompiler);
+  app.setSerializerCompiler(serializerCompiler({ check: config.RESPONSE_CHECK ?? false }));
   // First, so every route and the not-found answer are timed (docs/metrics.md).
   if (config.METRICS_TOKEN) {
     if (!metrics) throw new Error('METRICS_TOKEN is set but the app was given no metrics');
@@ -127,8 +131,10 @@ export async function buildApp({
   app.decorate('apiRoutes', apiRoutes);
   app.addHook('onRoute', (r) => {
     const access = r.config?.access;
+    const response = r.schema?.response as Record<string, unknown> | undefined;
     if (access)
-      for (const method of [r.method].flat()) if (method !== 'HEAD') apiRoutes.push({ method, url: r.url, access });
+      for (const method of [r.method].flat())
+        if (method !== 'HEAD') apiRoutes.push({ method, url: r.url, access, ...(response ? { response } : {}) });
   });
 
   registerEnvelope(app, config.BODY_LIMIT);

@@ -194,6 +194,14 @@ export const configSchema = z
     NATS_TLS_CA_FILE: optionalString,
     /** Copies NATS keeps of each cluster bucket: 3 on a three-server NATS cluster (docs/cluster.md §6). */
     NATS_KV_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
+    /**
+     * Every HTTP answer is also encoded by zod against its schema and must come out the same as the compiled
+     * serializer's, or the request fails (src/http/serializer.ts): for tests and debugging, ~5× the cost.
+     */
+    RESPONSE_CHECK: z
+      .enum(['true', 'false', '1', '0'])
+      .default('false')
+      .transform((v) => v === 'true' || v === '1'),
     TRUST_PROXY: z
       .enum(['true', 'false', '1', '0'])
       .default('false')

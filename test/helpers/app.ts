@@ -47,6 +47,8 @@ export async function createTestApp(
       LOGIN_RATE_WINDOW_MS: 60_000,
       PLATFORM_TOKEN: TEST_PLATFORM_TOKEN,
       TRUST_PROXY: false,
+      // Every answer checked against zod's encoding of its schema (src/http/serializer.ts).
+      RESPONSE_CHECK: true,
       ...config,
     },
     services,
