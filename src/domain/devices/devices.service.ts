@@ -1,5 +1,5 @@
 import { deviceInScope } from './device-in-scope.ts';
-import type { DeviceFilter, DevicesRepository, DeviceWithType } from '../../db/repositories/devices.repository.ts';
+import type { DeviceFilter, DeviceListRow, DevicesRepository } from '../../db/repositories/devices.repository.ts';
 import type { ProjectsRepository } from '../../db/repositories/projects.repository.ts';
 import { Duplicate } from '../../db/errors.ts';
 import { BadRequest, Conflict, NotFound, StateConflict } from '../../errors.ts';
@@ -38,7 +38,7 @@ export interface CreateDeviceInput {
 const UNTYPED = { id: '', name: '', conn_type: '1', conn_protocol: 'mqtt' };
 
 /** The device object of http-api.md §3. */
-export function deviceView(d: DeviceWithType) {
+export function deviceView(d: DeviceListRow) {
   return {
     id: d.id,
     name: d.name,
@@ -84,7 +84,7 @@ export function createDevicesService({
 
   const mustGet = (scope: Scope, id: string) => deviceInScope(devices, scope, id);
   /** The device object with message times not yet written laid over the stored ones (`active` is read-your-writes too). */
-  const view = (row: DeviceWithType) => {
+  const view = (row: DeviceListRow) => {
     const v = deviceView(row);
     const pendingActivity = presence?.activity(row.id);
     return pendingActivity ? { ...v, active: { ...v.active, ...pendingActivity } } : v;
