@@ -15,13 +15,14 @@ function textProblem(s: string): string | undefined {
   return undefined;
 }
 
+const at = (path: string, problem: string) => (path ? `${path}: ${problem}` : problem);
+
 /**
  * The first problem of a parsed JSON value, prefixed with where it is (`a.b.0: …`), or undefined
  * when the value can be stored. Iterative: any depth is safe.
  */
 export function unstorableJson(value: unknown, maxDepth = MAX_JSON_DEPTH): string | undefined {
   const stack: Array<[unknown, number, string]> = [[value, 0, '']];
-  const at = (path: string, problem: string) => (path ? `${path}: ${problem}` : problem);
   while (stack.length) {
     const [v, depth, path] = stack.pop()!;
     if (typeof v === 'string') {

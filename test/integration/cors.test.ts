@@ -90,5 +90,10 @@ describe('cross-origin requests', () => {
       headers: { origin, 'access-control-request-method': 'POST' },
     });
     expect(pre.headers['access-control-allow-origin']).toBeUndefined();
+    expect(pre.statusCode).toBeGreaterThanOrEqual(400);
+    // Failures of the platform API too: a page reads nothing of it.
+    const denied = await ctx.app.inject({ method: 'GET', url: '/platform/v1/projects', headers: { origin } });
+    expect(denied.statusCode).toBe(401);
+    expect(denied.headers['access-control-allow-origin']).toBeUndefined();
   });
 });

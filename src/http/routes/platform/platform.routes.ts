@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { Unauthorized } from '../../../errors.ts';
 import type { Services } from '../../../composition/services.ts';
 import { IdParams } from '../common.schema.ts';
+import { corsOff } from '../../plugins/cors.ts';
 import { Empty, endpoint } from '../route.ts';
 import { CreatedProject, CreateProjectBody, ProjectSummary } from './platform.schema.ts';
 
@@ -24,6 +25,8 @@ export function platformRoutes(
 ) {
   const tags = ['Platform (operator)'];
   if (token !== null) {
+    // No web page may call it (src/http/plugins/cors.ts).
+    corsOff(app, '/platform/');
     // In the OpenAPI document: a bearer token, the operator's PLATFORM_TOKEN (http-api.md §7).
     app.addHook('onRoute', (route) => {
       route.schema = {
