@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { customers } from '../../src/db/schema/index.ts';
 import { newId } from '../../src/lib/ids.ts';
 import { hashSecret } from '../../src/lib/passwords.ts';
@@ -168,6 +168,26 @@ describe('bearer tokens', () => {
       exp: nowSeconds() + 60,
     });
     expectOk(await withAuthorization(`Bearer ${fresh}`));
+  });
+
+  it('answers 401 to a token that expired after it was accepted (verified tokens are cached, never past exp)', async () => {
+    const exp = nowSeconds() + 30;
+    const token = signRaw({
+      pid: p.project.id,
+      kind: 'app',
+      sub: p.project.app.app_id,
+      ts: Date.now() - 1000,
+      iat: nowSeconds() - 1,
+      exp,
+    });
+    expectOk(await withAuthorization(`Bearer ${token}`));
+    expectOk(await withAuthorization(`Bearer ${token}`));
+    vi.useFakeTimers({ toFake: ['Date'], now: exp * 1000 + 1000 });
+    try {
+      expect401(await withAuthorization(`Bearer ${token}`), /expired/);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('answers 401 to a token signed with another secret', async () => {
