@@ -203,9 +203,14 @@ export function memoryOf(pid: number): { rss: number; peak: number } {
 
 let clockTicks: number | undefined;
 /** CPU time (user + system) a process has used so far, in ms, from /proc/<pid>/stat. */
-export function cpuMsOf(pid: number): number {
+export const cpuMsOf = (pid: number): number => statCpuMs(`/proc/${pid}/stat`);
+
+/** The same for one thread of a process (its main thread's id is the process's own). */
+export const threadCpuMs = (pid: number, tid: number): number => statCpuMs(`/proc/${pid}/task/${tid}/stat`);
+
+function statCpuMs(file: string): number {
   clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const stat = readFileSync(file, 'utf8');
   // The command name (field 2) may hold spaces: fields are counted after its closing parenthesis.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicks;

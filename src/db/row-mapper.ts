@@ -12,7 +12,7 @@ import { Column, is, SQL } from 'drizzle-orm';
  * `fields` and map rows with `customResultMapper` when one is set (what drizzle's relational queries use).
  * A select whose fields are not all flat (a nested object, a joined table as its own key, where drizzle
  * also turns an all-null joined row into null) keeps drizzle's own mapping; so does a prepared query of
- * another shape (a future drizzle), and `test/unit/row-mapper.test.ts` says when that happens.
+ * another shape (a future drizzle), and `test/integration/row-mapper.test.ts` says when that happens.
  */
 interface Field {
   path: string[];

@@ -13,7 +13,15 @@ import { z } from 'zod';
  * services' types guarantee the shape at compile time, and with `RESPONSE_CHECK` on (the tests run with it)
  * every answer is also encoded by zod and must be byte for byte the same, or the request fails.
  *
- * A schema that JSON Schema cannot express (a transform, a custom check) keeps the zod serializer.
+ * A schema that JSON Schema cannot express (a transform, a custom type) keeps the zod serializer; a refinement
+ * (`.refine`) is not checked on answers (the services' types are the guarantee).
+ *
+ * One adjustment keeps zod's leniency where fast-json-stringify would otherwise fail an answer zod wrote:
+ * objects do not forbid other keys (`additionalProperties: false` made a union branch, picked by validating the
+ * object, fail on a stray key and the answer 500; the compiled code writes only the named properties anyway).
+ * `required` stays as zod declares it: fast-json-stringify writes required properties first, so making one
+ * optional would reorder the answer's keys. A required property that is undefined (a `z.unknown()` field
+ * included) fails the answer, where zod left it out.
  */
 type Serialize = (data: unknown) => string;
 interface RouteSchema {
@@ -27,11 +35,25 @@ const zodSerializer = createSerializerCompiler({});
 
 /** The JSON Schema of a zod response schema, or undefined when JSON Schema cannot express it. */
 export function jsonSchemaOf(schema: z.ZodType): object | undefined {
+  let json: object;
   try {
-    return z.toJSONSchema(schema, { target: 'draft-7', io: 'output', unrepresentable: 'throw' });
+    json = z.toJSONSchema(schema, { target: 'draft-7', io: 'output', unrepresentable: 'throw' });
   } catch {
     return undefined;
   }
+  return lenient(json) as object;
+}
+
+/** The adjustment above, through the whole schema (its definitions included). */
+function lenient(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(lenient);
+  if (node === null || typeof node !== 'object') return node;
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(node)) {
+    if (key === 'additionalProperties' && value === false) continue;
+    out[key] = lenient(value);
+  }
+  return out;
 }
 
 /** The compiled serializer of one route's schema: fast-json-stringify when it can, zod otherwise. */
@@ -41,8 +63,12 @@ export function compileSerializer(route: RouteSchema): { serialize: Serialize; c
     return { serialize: fastJsonStringify(route.schema as object) as Serialize, compiled: true };
   }
   const json = jsonSchemaOf(route.schema);
-  if (!json) return { serialize: zodSerializer(route as never) as Serialize, compiled: false };
-  return { serialize: fastJsonStringify(json) as Serialize, compiled: true };
+  try {
+    if (json) return { serialize: fastJsonStringify(json) as Serialize, compiled: true };
+  } catch {
+    // A schema fast-json-stringify does not take: zod's serializer, as for one JSON Schema cannot express.
+  }
+  return { serialize: zodSerializer(route as never) as Serialize, compiled: false };
 }
 
 /** The same, checked against zod's answer (RESPONSE_CHECK): a difference fails the request. */
@@ -51,10 +77,14 @@ function checked(route: RouteSchema, fast: Serialize): Serialize {
   return (data) => {
     const out = fast(data);
     const expected = reference(data);
-    if (out !== expected)
+    if (out !== expected) {
+      // Where, not what: an answer may hold secrets (a login's token, a new project's keys) and errors are logged.
+      let at = 0;
+      while (at < out.length && out[at] === expected[at]) at++;
       throw new Error(
-        `response of ${route.method} ${route.url}: the compiled serializer wrote ${out.slice(0, 300)}, zod ${expected.slice(0, 300)}`,
+        `response of ${route.method} ${route.url}: the compiled serializer and zod differ from character ${at} (lengths ${out.length} and ${expected.length})`,
       );
+    }
     return out;
   };
 }

@@ -45,6 +45,31 @@ describe('compiled response serializer (src/http/serializer.ts)', () => {
     expect(JSON.parse(out)).toEqual(JSON.parse(zodJson(list, page([leaky]))));
   });
 
+  it('drops a stray key of a union branch or a nullable object, as zod does, instead of failing', () => {
+    const { serialize } = compileSerializer(route(list));
+    const odd = [
+      device(1, { alarm: { level: 2, since: 5, rule: null, extra: 'x' } }),
+      device(2, { alarm: { foo: 1 } }),
+      device(3, { alarm: { level: 1, since: 5, rule: 'r', stale: undefined } }),
+    ];
+    expect(serialize(page(odd))).toBe(zodJson(list, page(odd)));
+    const detail = z.object({ gateway: z.object({ id: z.string(), address: z.string() }).nullable() });
+    const d = compileSerializer(route(detail));
+    for (const gateway of [null, { id: 'g', address: '1', secret: 's' }])
+      expect(d.serialize({ gateway })).toBe(zodJson(detail, { gateway }));
+  });
+
+  it('writes a field that takes any value as zod does, in its place', () => {
+    const attr = z.object({ identifier: z.string(), value: z.unknown(), ts: z.number() });
+    const { serialize } = compileSerializer(route(attr));
+    for (const data of [
+      { identifier: 'a', value: null, ts: 1 },
+      { identifier: 'a', value: { nested: [1, 'two', null] }, ts: 1 },
+      { identifier: 'a', value: 'text "quoted"', ts: 1 },
+    ])
+      expect(serialize(data)).toBe(zodJson(attr, data));
+  });
+
   it('keeps zod for a schema JSON Schema cannot express, with the same answers', () => {
     const odd = z.object({ n: z.number(), s: z.string().transform((v) => v.length) });
     const { serialize, compiled } = compileSerializer(route(odd));

@@ -41,8 +41,16 @@ describe('compiled row mapper (src/db/row-mapper.ts)', () => {
     const ours = withCompiledRows(build().prepare('row_mapper_compiled'));
     expect(rowsCompiled(theirs)).toBe(false);
     expect(rowsCompiled(ours)).toBe(true);
+    // drizzle must really call the compiled mapper (a later drizzle might stop reading customResultMapper).
+    const installed = (ours as unknown as { customResultMapper: (rows: unknown[][]) => unknown }).customResultMapper;
+    let calls = 0;
+    (ours as unknown as { customResultMapper: typeof installed }).customResultMapper = (rows) => {
+      calls += 1;
+      return installed(rows);
+    };
     const args = { projectId: p.project.id };
     const [a, b] = [await theirs.execute(args), await ours.execute(args)];
+    expect(calls).toBe(1);
     expect(a).toHaveLength(3);
     expect(b).toEqual(a);
     // The kinds the test means to cover are there.

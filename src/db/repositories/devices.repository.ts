@@ -133,12 +133,14 @@ export function createDevicesRepository(db: Db) {
     const byId = and(eq(devices.id, sql.placeholder('id')), inScope(scope));
     const suffix = customer ? '_customer' : '';
     const afterId = and(inScope(scope), lt(devices.id, sql.placeholder('after')));
-    /** Statements of one page size, written into their text (`literalLimit`), built on first use. */
-    const bySize = (build: (limit: SQL) => PreparedPage) => {
+    /** Statements of one page size of LITERAL_LIMITS, the size written into their text, built on first use. */
+    const bySize = (build: (limit: SQL, size: number) => PreparedPage) => {
       const made = new Map<number, PreparedPage>();
       return (limit: number) => {
+        // Only the constants of LITERAL_LIMITS ever become SQL text.
+        if (!LITERAL_LIMITS.has(limit)) throw new Error(`devices: page size ${limit} has no statement of its own`);
         let statement = made.get(limit);
-        if (!statement) made.set(limit, (statement = build(sql.raw(String(limit)))));
+        if (!statement) made.set(limit, (statement = build(sql.raw(String(limit)), limit)));
         return statement;
       };
     };
@@ -148,13 +150,15 @@ export function createDevicesRepository(db: Db) {
       page: withCompiledRows(
         pageQuery(inScope(scope), sql.placeholder('limit'), sql.placeholder('offset')).prepare(`devices_page${suffix}`),
       ),
-      /** The first page at a common size: the size in the text, no offset (`literalLimit`). */
-      firstPage: bySize((limit) =>
-        withCompiledRows(pageQuery(inScope(scope), limit).prepare(`devices_first${suffix}`)),
+      /** The first page at a common size: the size in the text, no offset (LITERAL_LIMITS). */
+      firstPage: bySize((limit, size) =>
+        withCompiledRows(pageQuery(inScope(scope), limit).prepare(`devices_first_${size}${suffix}`)),
       ),
       /** The same walked by key (`after`): a client paging through every device. */
       pageAfter: withCompiledRows(pageQuery(afterId, sql.placeholder('limit')).prepare(`devices_page_after${suffix}`)),
-      pageAfterOf: bySize((limit) => withCompiledRows(pageQuery(afterId, limit).prepare(`devices_after${suffix}`))),
+      pageAfterOf: bySize((limit, size) =>
+        withCompiledRows(pageQuery(afterId, limit).prepare(`devices_after_${size}${suffix}`)),
+      ),
       get: withCompiledRows(
         db
           .select({ ...devicesColumns(), ...typeInfo })

@@ -30,21 +30,20 @@ const API: FastifyCorsOptions = {
  */
 export async function registerCors(app: FastifyInstance) {
   await app.register(cors, { hook: 'onRequest', ...API });
-}
-
-/**
- * Turns CORS off for every route of `scope` (the platform API), and refuses a preflight to any of its paths
- * without CORS headers (the scope's token check answers it 401 first; 404 otherwise), so a browser never sends
- * a page's request there.
- */
-export function corsOff(scope: FastifyInstance, prefix: string) {
-  scope.addHook('onRoute', (route) => {
-    route.config = { ...route.config, cors: false };
-  });
-  scope.route({
-    method: 'OPTIONS',
-    url: `${prefix}*`,
+  // Every other path under /platform/ (a 404, all of them when the platform API is off, a preflight to any):
+  // not found, without CORS headers, so a page learns nothing of it and a browser sends nothing after a preflight.
+  app.route({
+    method: ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'],
+    url: '/platform/*',
+    config: { cors: false },
     schema: { hide: true },
     handler: (_req, reply) => reply.callNotFound(),
+  });
+}
+
+/** Turns CORS off for every route of `scope` (the platform API): its answers carry no CORS headers. */
+export function corsOff(scope: FastifyInstance) {
+  scope.addHook('onRoute', (route) => {
+    route.config = { ...route.config, cors: false };
   });
 }

@@ -26,7 +26,7 @@ export function platformRoutes(
   const tags = ['Platform (operator)'];
   if (token !== null) {
     // No web page may call it (src/http/plugins/cors.ts).
-    corsOff(app, '/platform/');
+    corsOff(app);
     // In the OpenAPI document: a bearer token, the operator's PLATFORM_TOKEN (http-api.md §7).
     app.addHook('onRoute', (route) => {
       route.schema = {
