@@ -59,8 +59,12 @@ function lenient(node: unknown): unknown {
 /** The compiled serializer of one route's schema: fast-json-stringify when it can, zod otherwise. */
 export function compileSerializer(route: RouteSchema): { serialize: Serialize; compiled: boolean } {
   if (!(route.schema instanceof z.ZodType)) {
-    // A plain JSON Schema: what Fastify would do with it.
-    return { serialize: fastJsonStringify(route.schema as object) as Serialize, compiled: true };
+    // A plain JSON Schema: what Fastify would do with it; one fast-json-stringify refuses, JSON.stringify.
+    try {
+      return { serialize: fastJsonStringify(route.schema as object) as Serialize, compiled: true };
+    } catch {
+      return { serialize: (data) => JSON.stringify(data), compiled: false };
+    }
   }
   const json = jsonSchemaOf(route.schema);
   try {

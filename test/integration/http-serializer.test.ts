@@ -75,6 +75,10 @@ describe('compiled response serializer (src/http/serializer.ts)', () => {
     const { serialize, compiled } = compileSerializer(route(odd));
     expect(compiled).toBe(false);
     expect(() => serialize({ n: 1, s: 2 })).toThrow();
+    // A plain JSON Schema fast-json-stringify refuses (an unresolvable reference): JSON.stringify, not a failure.
+    const refused = compileSerializer(route({ $ref: '#/definitions/nowhere' }));
+    expect(refused.compiled).toBe(false);
+    expect(refused.serialize({ a: 1 })).toBe('{"a":1}');
     const plain = compileSerializer(route(z.object({ n: z.number() })));
     expect(plain.compiled).toBe(true);
     expect(plain.serialize({ n: 1, x: 2 })).toBe('{"n":1}');
