@@ -50,7 +50,7 @@ export type DeviceWithType = DeviceRow & {
 
 /**
  * What a page of the list holds of each device: what its view shows (devices.service `deviceView`), not the
- * credentials and bookkeeping the list never answers. A third fewer columns to send, parse and map per row.
+ * credentials and bookkeeping the list never answers: 14 columns a row to send, parse and map instead of 26.
  */
 const listColumns = {
   id: devices.id,
