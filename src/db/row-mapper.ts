@@ -72,7 +72,3 @@ export function withCompiledRows<T>(prepared: T): T {
   if (mapper) p.customResultMapper = mapper;
   return prepared;
 }
-
-/** Whether `prepared` maps its rows with a compiled mapper (for the tests). */
-export const rowsCompiled = (prepared: unknown): boolean =>
-  typeof (prepared as MappablePrepared).customResultMapper === 'function';

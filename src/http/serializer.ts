@@ -28,13 +28,12 @@ interface RouteSchema {
   schema: unknown;
   method: string;
   url: string;
-  httpStatus?: string;
 }
 
 const zodSerializer = createSerializerCompiler({});
 
 /** The JSON Schema of a zod response schema, or undefined when JSON Schema cannot express it. */
-export function jsonSchemaOf(schema: z.ZodType): object | undefined {
+function jsonSchemaOf(schema: z.ZodType): object | undefined {
   let json: object;
   try {
     json = z.toJSONSchema(schema, { target: 'draft-7', io: 'output', unrepresentable: 'throw' });

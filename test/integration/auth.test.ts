@@ -148,38 +148,26 @@ describe('bearer tokens', () => {
     expectOk(await withAuthorization(`bearer ${p.appToken}`));
   });
 
+  /** The project's app token, issued an hour ago, expiring at `exp` (seconds). */
+  const appTokenExpiring = (exp: number) =>
+    signRaw({
+      pid: p.project.id,
+      kind: 'app',
+      sub: p.project.app.app_id,
+      ts: Date.now() - 3_600_000,
+      iat: nowSeconds() - 3600,
+      exp,
+    });
+
   it('answers 401 to an expired token', async () => {
-    const expired = signRaw({
-      pid: p.project.id,
-      kind: 'app',
-      sub: p.project.app.app_id,
-      ts: Date.now() - 3_600_000,
-      iat: nowSeconds() - 3600,
-      exp: nowSeconds() - 10,
-    });
-    expect401(await withAuthorization(`Bearer ${expired}`), /expired/);
+    expect401(await withAuthorization(`Bearer ${appTokenExpiring(nowSeconds() - 10)}`), /expired/);
     // The same claims with a future expiry work: only the expiry differs.
-    const fresh = signRaw({
-      pid: p.project.id,
-      kind: 'app',
-      sub: p.project.app.app_id,
-      ts: Date.now() - 3_600_000,
-      iat: nowSeconds() - 3600,
-      exp: nowSeconds() + 60,
-    });
-    expectOk(await withAuthorization(`Bearer ${fresh}`));
+    expectOk(await withAuthorization(`Bearer ${appTokenExpiring(nowSeconds() + 60)}`));
   });
 
   it('answers 401 to a token that expired after it was accepted (verified tokens are cached, never past exp)', async () => {
     const exp = nowSeconds() + 30;
-    const token = signRaw({
-      pid: p.project.id,
-      kind: 'app',
-      sub: p.project.app.app_id,
-      ts: Date.now() - 1000,
-      iat: nowSeconds() - 1,
-      exp,
-    });
+    const token = appTokenExpiring(exp);
     expectOk(await withAuthorization(`Bearer ${token}`));
     expectOk(await withAuthorization(`Bearer ${token}`));
     vi.useFakeTimers({ toFake: ['Date'], now: exp * 1000 + 1000 });

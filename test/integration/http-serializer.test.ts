@@ -6,7 +6,7 @@ import { compileSerializer, serializerCompiler } from '../../src/http/serializer
 import { createTestApp, type TestContext } from '../helpers/app.ts';
 
 const list = envelope(DeviceList);
-const route = (schema: unknown) => ({ schema, method: 'GET', url: '/api/v1/devices', httpStatus: '200' });
+const route = (schema: unknown) => ({ schema, method: 'GET', url: '/api/v1/devices' });
 const zodJson = (schema: z.ZodType, data: unknown) => JSON.stringify(z.encode(schema, data as never));
 
 const device = (i: number, extra: Record<string, unknown> = {}) => ({
@@ -128,10 +128,7 @@ describe('every route of the project API', () => {
     expect(routes.length).toBeGreaterThan(100);
     const kept = routes
       .flatMap((r) => Object.entries(r.response ?? {}).map(([status, schema]) => ({ r, status, schema })))
-      .filter(
-        ({ r, status, schema }) =>
-          !compileSerializer({ schema, method: r.method, url: r.url, httpStatus: status }).compiled,
-      )
+      .filter(({ r, schema }) => !compileSerializer({ schema, method: r.method, url: r.url }).compiled)
       .map(({ r, status }) => `${r.method} ${r.url} ${status}`);
     expect(kept).toEqual([]);
     expect(routes.filter((r) => !r.response).map((r) => `${r.method} ${r.url}`)).toEqual([]);

@@ -1,6 +1,10 @@
 import { eq, getTableColumns, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compileRowMapper, rowsCompiled, withCompiledRows } from '../../src/db/row-mapper.ts';
+import { compileRowMapper, withCompiledRows } from '../../src/db/row-mapper.ts';
+
+/** Whether drizzle will map this prepared select's rows with a compiled mapper. */
+const rowsCompiled = (prepared: unknown) =>
+  typeof (prepared as { customResultMapper?: unknown }).customResultMapper === 'function';
 import { deviceGroupMembers, devices, deviceTypes } from '../../src/db/schema/index.ts';
 import { createProject, createTestApp, expectOk, type ProjectFixture, type TestContext } from '../helpers/app.ts';
 
